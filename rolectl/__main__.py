@@ -1,0 +1,3 @@
+from rolectl.cli import main
+
+main()

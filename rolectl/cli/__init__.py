@@ -1,0 +1,9 @@
+"""The command-line layer: parses, calls the library, renders. No SQL and no cache logic here."""
+
+from __future__ import annotations
+
+
+def main() -> None:
+    from .app import app
+
+    app(prog_name="rolectl")

@@ -1,0 +1,82 @@
+"""The ``rolectl`` command: global options and the registry of command modules.
+
+Each command module attaches its commands to :data:`app`; this file only wires them up.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .. import __version__
+from .context import state
+from .errors import RolectlGroup
+
+app = typer.Typer(
+    cls=RolectlGroup,
+    name="rolectl",
+    help="Admin and diagnostics tool for the event-driven role cache of chat bots.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rolectl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    db: Optional[Path] = typer.Option(
+        None,
+        "--db",
+        envvar="ROLECTL_DB",
+        help="Database file. Default: $ROLECTL_DB, else ./rolectl.db.",
+        show_envvar=True,
+    ),
+    timeout: Optional[float] = typer.Option(
+        None,
+        "--timeout",
+        envvar="ROLECTL_TIMEOUT",
+        min=0,
+        help="Seconds to wait for a database locked by another process (default 5).",
+    ),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Log events on stderr (-vv: debug)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Admin and diagnostics tool for the event-driven role cache of chat bots.
+
+    Example: rolectl --db bot.db add-admin 789 --username new_admin
+    """
+    st = state(ctx)
+    st.db, st.timeout, st.verbose, st.debug = db, timeout, verbose, debug
+    if verbose:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger = logging.getLogger("rolectl")
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+
+
+def _register() -> None:
+    # Importing a command module attaches its commands; keep heavy imports inside commands.
+    # The order here is the order of `rolectl --help`.
+    from . import roles  # noqa: F401
+    from . import mailbox  # noqa: F401
+    from . import events  # noqa: F401
+    from . import diagnostics  # noqa: F401
+    from . import simulate  # noqa: F401
+    from . import batch  # noqa: F401
+    from . import doctor  # noqa: F401
+
+
+_register()

@@ -1,0 +1,48 @@
+"""What every command needs from the global options: which database, how long to wait, who acts."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..repository import Repository
+
+
+@dataclass
+class State:
+    db: Path | None = None
+    timeout: float | None = None
+    verbose: int = 0
+    debug: bool = False
+
+    def open(self) -> "Repository":
+        """Open the existing database (never creates one: only ``init`` does)."""
+        from ..repository import Repository
+
+        return Repository.open(self.db, timeout=self.timeout)
+
+    def db_path(self) -> Path:
+        from ..store import resolve_path
+
+        return resolve_path(self.db)
+
+
+def state(ctx: typer.Context) -> State:
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+    return root.obj
+
+
+def default_actor() -> str:
+    """Who a change is recorded as when ``--actor`` is not given: the OS user."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER") or f"uid:{os.getuid()}"

@@ -1,0 +1,54 @@
+"""The one place where failures become exit codes and one-line messages.
+
+Library code raises :class:`~rolectl.errors.RolectlError` subclasses (each knows its exit code)
+or lets ``sqlite3`` errors through; the CLI group below catches both for every command,
+prints ``rolectl: error: <problem>: <fix>`` on stderr and exits with the documented code.
+``--debug`` adds the traceback; a user's mistake never shows one otherwise.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import traceback
+from typing import Any, NoReturn
+
+import click
+from typer.core import TyperGroup
+
+from ..errors import RolectlError
+
+
+def _fail(ctx: click.Context, message: str, code: int) -> NoReturn:
+    click.echo(f"rolectl: error: {message}", err=True)
+    debug = getattr(ctx.find_root().obj, "debug", False)
+    if debug:
+        traceback.print_exc(file=sys.stderr)
+    raise click.exceptions.Exit(code)
+
+
+class RolectlGroup(TyperGroup):
+    """Typer's group with rolectl's error mapping around every command invocation."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RolectlError as exc:
+            _fail(ctx, str(exc), exc.exit_code)
+        except sqlite3.Error as exc:
+            from ..store import translate
+
+            state = ctx.find_root().obj
+            path = state.db_path() if state is not None else "the database"
+            error = translate(exc, path)
+            _fail(ctx, str(error), error.exit_code)
+        except BrokenPipeError:
+            # `rolectl events | head` closed the pipe: not an error worth a message.
+            sys.stderr.close()
+            raise click.exceptions.Exit(0)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+            _fail(ctx, f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", 1)

@@ -1,0 +1,103 @@
+"""Mailbox commands: mailbox create / list / show, and transfer (the seed's 18:00 hand-over)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from ..render import check_format, render_record, render_rows
+from ..repository.models import MAILBOX_FIELDS
+from ..validate import parse_id
+from .app import app
+from .common import actor as actor_of, change_format, report
+from .context import state
+from .options import ActorOption, FormatOption
+from .roles import JsonOption
+
+mailbox_app = typer.Typer(help="Create, list and show mailboxes.", no_args_is_help=True)
+app.add_typer(mailbox_app, name="mailbox")
+
+
+def complete_mailbox_ids(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion: the mailbox ids in the database (nothing if it cannot be opened)."""
+    try:
+        with state(ctx).open() as repo:
+            return [str(m.mailbox_id) for m in repo.mailboxes.list() if str(m.mailbox_id).startswith(incomplete)]
+    except Exception:  # noqa: BLE001 - completion must never print an error into the shell
+        return []
+
+
+@mailbox_app.command("create")
+def create(
+    ctx: typer.Context,
+    mailbox_id: str = typer.Argument(..., metavar="MAILBOX_ID"),
+    owner: str = typer.Option(..., "--owner", help="User id of the owner; they become an admin."),
+    title: Optional[str] = typer.Option(None, "--title", help="A title for people."),
+    actor: Optional[str] = ActorOption,
+    fmt: Optional[str] = JsonOption,
+) -> None:
+    """Create a mailbox; its owner becomes an admin.
+
+    Example: rolectl mailbox create 1 --owner 123
+    """
+    mid, uid, who, out = parse_id(mailbox_id, "mailbox id"), parse_id(owner), actor_of(actor), change_format(fmt)
+    with state(ctx).open() as repo:
+        report([repo.mailboxes.create(mid, uid, title=title, actor=who)], out)
+
+
+@mailbox_app.command("list")
+def list_(
+    ctx: typer.Context,
+    owner: Optional[str] = typer.Option(None, "--owner", help="Only mailboxes of this user."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many rows."),
+    fmt: Optional[str] = FormatOption,
+) -> None:
+    """List mailboxes.
+
+    Example: rolectl mailbox list --format csv
+    """
+    check_format(fmt)
+    uid = parse_id(owner) if owner is not None else None
+    with state(ctx).open() as repo:
+        rows = [m.to_dict() for m in repo.mailboxes.list(owner_id=uid, limit=limit)]
+    render_rows(rows, MAILBOX_FIELDS, fmt, title="mailboxes")
+
+
+@mailbox_app.command("show")
+def show(
+    ctx: typer.Context,
+    mailbox_id: str = typer.Argument(..., metavar="MAILBOX_ID", autocompletion=complete_mailbox_ids),
+    fmt: Optional[str] = FormatOption,
+) -> None:
+    """Show one mailbox and its owner.
+
+    Example: rolectl mailbox show 1 --format json
+    """
+    check_format(fmt)
+    mid = parse_id(mailbox_id, "mailbox id")
+    with state(ctx).open() as repo:
+        box = repo.mailboxes.require(mid)
+        owner = repo.users.get(box.owner_id)
+    record = box.to_dict()
+    record["owner_username"] = owner.username if owner else None
+    record["owner_role"] = owner.role if owner else None
+    render_record(record, fmt, title=f"mailbox {mid}")
+
+
+@app.command()
+def transfer(
+    ctx: typer.Context,
+    mailbox_id: str = typer.Argument(..., metavar="MAILBOX_ID", autocompletion=complete_mailbox_ids),
+    to: str = typer.Option(..., "--to", help="User id of the new owner (must be a known user)."),
+    keep_admin: bool = typer.Option(False, "--keep-admin", help="Leave the previous owner an admin."),
+    actor: Optional[str] = ActorOption,
+    fmt: Optional[str] = JsonOption,
+) -> None:
+    """Hand a mailbox to another user: they become admin, the old owner goes back to user.
+
+    Example: rolectl transfer 1 --to 2000
+    """
+    mid, target, who, out = parse_id(mailbox_id, "mailbox id"), parse_id(to), actor_of(actor), change_format(fmt)
+    with state(ctx).open() as repo:
+        report([repo.mailboxes.transfer(mid, target, actor=who, keep_admin=keep_admin)], out)

@@ -1,0 +1,135 @@
+"""Commands that read and change roles: init, add-admin, remove-admin, role, users, admins."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from ..events import ROLE_ADMIN
+from ..render import check_format, render_rows
+from ..repository.models import USER_FIELDS
+from ..validate import parse_id, parse_role, parse_username
+from .app import app
+from .common import actor as actor_of, change_format, ids, report
+from .context import state
+from .options import ActorOption, FormatOption
+
+JsonOption = typer.Option(None, "--format", "-f", help="text (default), json or jsonl.", metavar="FORMAT")
+
+
+@app.command()
+def init(ctx: typer.Context) -> None:
+    """Create the database, or migrate it to this rolectl's schema. Safe to re-run.
+
+    Example: rolectl --db bot.db init
+    """
+    from ..store import SCHEMA_VERSION, init as init_store
+
+    st = state(ctx)
+    store, applied = init_store(st.db, timeout=st.timeout)
+    store.close()
+    if applied:
+        typer.echo(f"initialised {store.path} (schema version {SCHEMA_VERSION}, WAL)")
+    else:
+        typer.echo(f"{store.path} is up to date (schema version {SCHEMA_VERSION})")
+
+
+@app.command("add-admin")
+def add_admin(
+    ctx: typer.Context,
+    user_ids: List[str] = typer.Argument(..., metavar="ID...", help="One or more user ids."),
+    username: Optional[str] = typer.Option(None, "--username", "-u", help="Username to store (one id only)."),
+    actor: Optional[str] = ActorOption,
+    fmt: Optional[str] = JsonOption,
+) -> None:
+    """Make users admins (creating unknown users). Re-running is a no-op that says so.
+
+    Example: rolectl add-admin 789 --username new_admin
+    """
+    uids, name, who, out = ids(user_ids), parse_username(username), actor_of(actor), change_format(fmt)
+    if name is not None and len(uids) > 1:
+        from ..errors import InvalidInputError
+
+        raise InvalidInputError("--username needs exactly one id", hint="add users one at a time to name them")
+    with state(ctx).open() as repo:
+        report(repo.users.add_admins(uids, name, actor=who), out)
+
+
+@app.command("remove-admin")
+def remove_admin(
+    ctx: typer.Context,
+    user_ids: List[str] = typer.Argument(..., metavar="ID...", help="One or more user ids."),
+    force: bool = typer.Option(False, "--force", help="Demote even an owner of a mailbox."),
+    actor: Optional[str] = ActorOption,
+    fmt: Optional[str] = JsonOption,
+) -> None:
+    """Make admins plain users again. An owner of a mailbox is refused unless --force.
+
+    Example: rolectl remove-admin 789
+    """
+    uids, who, out = ids(user_ids), actor_of(actor), change_format(fmt)
+    with state(ctx).open() as repo:
+        report(repo.users.remove_admins(uids, actor=who, force=force), out)
+
+
+@app.command()
+def role(
+    ctx: typer.Context,
+    user_id: str = typer.Argument(..., metavar="ID", help="User id."),
+    is_: Optional[str] = typer.Option(
+        None, "--is", help="Print nothing; exit 0 if the user has this role, 1 if not (for shell `if`)."
+    ),
+) -> None:
+    """Print a user's role as the database has it (unknown users are `user`).
+
+    Example: if rolectl role 789 --is admin; then echo admin; fi
+    """
+    uid = parse_id(user_id)
+    wanted = parse_role(is_) if is_ is not None else None
+    with state(ctx).open() as repo:
+        current = repo.users.get_role(uid)
+    if wanted is None:
+        typer.echo(current)
+    elif current != wanted:
+        raise typer.Exit(1)
+
+
+def _list_users(ctx: typer.Context, role_name: Optional[str], limit: Optional[int], fmt: Optional[str], title: str) -> None:
+    check_format(fmt)
+    wanted = parse_role(role_name) if role_name is not None else None
+    with state(ctx).open() as repo:
+        rows = [u.to_dict() for u in repo.users.list(role=wanted, limit=limit)]
+    render_rows(rows, USER_FIELDS, fmt, title=title)
+
+
+users_app = typer.Typer(help="List users, or import them (`users import`).", no_args_is_help=False)
+app.add_typer(users_app, name="users")
+
+
+@users_app.callback(invoke_without_command=True)
+def users(
+    ctx: typer.Context,
+    role_name: Optional[str] = typer.Option(None, "--role", help="Only users with this role (user/admin)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many rows."),
+    fmt: Optional[str] = FormatOption,
+) -> None:
+    """List known users.
+
+    Example: rolectl users --role admin --format json
+    """
+    if ctx.invoked_subcommand is None:
+        _list_users(ctx, role_name, limit, fmt, "users")
+
+
+@app.command()
+def admins(
+    ctx: typer.Context,
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many rows."),
+    fmt: Optional[str] = FormatOption,
+) -> None:
+    """List admins.
+
+    Example: rolectl admins --format json
+    """
+    _list_users(ctx, ROLE_ADMIN, limit, fmt, "admins")

@@ -1,0 +1,64 @@
+"""rolectl's own exceptions.
+
+Every failure a user can cause is one of these. Each class carries the process exit code
+that the CLI maps it to (in exactly one place, ``rolectl.cli.app``), so shell scripts can
+branch on a stable number and the library never has to know about ``sys.exit``.
+"""
+
+from __future__ import annotations
+
+
+class RolectlError(Exception):
+    """Base class: a failure with a one-line message that names the problem and the fix."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}: {self.hint}" if self.hint else self.message
+
+
+class InvalidInputError(RolectlError):
+    """Bad arguments: malformed ids, usernames, formats (exit 2, like a usage error)."""
+
+    exit_code = 2
+
+
+class NotFoundError(RolectlError):
+    """A user, mailbox, cache instance or database file that does not exist (exit 3)."""
+
+    exit_code = 3
+
+
+class ConflictError(RolectlError):
+    """The request is understood but refused by a rule, e.g. removing a mailbox owner (exit 4)."""
+
+    exit_code = 4
+
+
+class DatabaseError(RolectlError):
+    """The database is unavailable: locked, corrupt, read-only, not SQLite, or too new (exit 5)."""
+
+    exit_code = 5
+
+
+class CacheFaultError(RolectlError):
+    """Raised inside the cache machinery; the cache turns it into a fallback, never into an answer."""
+
+    exit_code = 1
+
+
+#: The documented exit-code table (README "Exit codes"); kept here so docs and tests share it.
+EXIT_CODES: dict[int, str] = {
+    0: "success (for `role --is`: the user has that role)",
+    1: "`role --is`: the user does not have that role; otherwise an unexpected internal error",
+    2: "usage error: bad option, bad id, bad username, bad input file",
+    3: "not found: user, mailbox, cache instance or database file",
+    4: "refused: the change conflicts with a rule (owner still has a mailbox, transfer to self, ...)",
+    5: "database unavailable: locked too long, corrupt, not SQLite, read-only, or newer schema",
+    130: "interrupted (Ctrl-C)",
+}

@@ -1,0 +1,116 @@
+"""The event vocabulary shared by the log, the repository layer and every cache.
+
+An :class:`Event` is one row of the append-only ``events`` table. Role changes are written
+by a trigger inside the database (so raw SQL cannot bypass the log); everything else is
+written by the repository layer in the same transaction as the change it describes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Mapping
+
+ROLE_USER = "user"
+ROLE_ADMIN = "admin"
+ROLES: tuple[str, ...] = (ROLE_USER, ROLE_ADMIN)
+
+# Role-change kinds: exactly one per change of a user's effective role, written by trigger.
+ADMIN_ADDED = "admin_added"
+ADMIN_REMOVED = "admin_removed"
+# Domain events written by the repository next to the role changes they explain.
+ADMIN_TRANSFERRED = "admin_transferred"
+MAILBOX_CREATED = "mailbox_created"
+# Break-glass cache operations, recorded in the audit log and applied by every follower.
+CACHE_EVICT = "cache_evict"
+CACHE_FLUSH = "cache_flush"
+
+ROLE_KINDS: frozenset[str] = frozenset({ADMIN_ADDED, ADMIN_REMOVED})
+KINDS: tuple[str, ...] = (
+    ADMIN_ADDED,
+    ADMIN_REMOVED,
+    ADMIN_TRANSFERRED,
+    MAILBOX_CREATED,
+    CACHE_EVICT,
+    CACHE_FLUSH,
+)
+
+#: Column order of the ``events`` table and of every machine-readable event listing.
+EVENT_FIELDS: tuple[str, ...] = (
+    "seq",
+    "ts",
+    "kind",
+    "user_id",
+    "old_role",
+    "new_role",
+    "mailbox_id",
+    "from_user",
+    "to_user",
+    "actor",
+    "note",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of the audit log. ``seq`` is strictly increasing and never reused."""
+
+    seq: int
+    ts: str
+    kind: str
+    user_id: int | None = None
+    old_role: str | None = None
+    new_role: str | None = None
+    mailbox_id: int | None = None
+    from_user: int | None = None
+    to_user: int | None = None
+    actor: str | None = None
+    note: str | None = None
+
+    @property
+    def is_role_change(self) -> bool:
+        return self.kind in ROLE_KINDS
+
+    @classmethod
+    def from_row(cls, row: Iterable[Any]) -> "Event":
+        """Build from a row in :data:`EVENT_FIELDS` order (a plain sqlite3 tuple)."""
+        return cls(*row)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> "Event":
+        return cls(**{name: data.get(name) for name in EVENT_FIELDS})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """The seed's log wording, used by the tracker and ``rolectl events --follow``."""
+        who = f" (@{self.note})" if self.note and self.is_role_change else ""
+        if self.kind == ADMIN_ADDED:
+            return f"Admin added event: {self.user_id}{who}"
+        if self.kind == ADMIN_REMOVED:
+            return f"Admin removed event: {self.user_id}{who}"
+        if self.kind == ADMIN_TRANSFERRED:
+            return f"Admin transfer event: {self.from_user} -> {self.to_user} (mailbox: {self.mailbox_id})"
+        if self.kind == MAILBOX_CREATED:
+            return f"Mailbox created event: {self.mailbox_id} (owner: {self.user_id})"
+        if self.kind == CACHE_EVICT:
+            return f"Cache evict event: {self.user_id}"
+        if self.kind == CACHE_FLUSH:
+            return "Cache flush event"
+        return f"{self.kind} event"
+
+
+def replay(events: Iterable[Event]) -> dict[int, str]:
+    """Fold role-change events into ``{user_id: role}`` for every user whose role is not ``user``.
+
+    This is what a cache that followed the log from the start would believe; comparing it with
+    the ``users`` table is how tests and ``rolectl doctor`` prove nothing bypassed the log.
+    """
+    roles: dict[int, str] = {}
+    for event in events:
+        if event.kind in ROLE_KINDS and event.user_id is not None:
+            if event.new_role == ROLE_USER:
+                roles.pop(event.user_id, None)
+            else:
+                roles[event.user_id] = event.new_role  # type: ignore[assignment]
+    return roles

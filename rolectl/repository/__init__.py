@@ -1,0 +1,55 @@
+"""The repository layer: the only code that writes domain SQL.
+
+Each write is one transaction that also writes its events (role changes by trigger, the rest
+by :class:`~rolectl.repository._tx.ChangeTx`), and in-process listeners hear of them after
+COMMIT. The public surface is deliberately narrow — records in, records and
+:class:`~rolectl.repository.models.Change` out — so that another backend (PostgreSQL for
+bots that outgrow one machine) can be added beside this one without touching callers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .. import tracker
+from ..bus import EventBus
+from ..store import Store, init
+from .eventlog import EventLog
+from .mailboxes import MailboxesRepo
+from .models import Change, Mailbox, User
+from .users import UsersRepo
+
+__all__ = ["Repository", "UsersRepo", "MailboxesRepo", "EventLog", "Change", "User", "Mailbox"]
+
+
+class Repository:
+    """One database's repositories sharing one store and one event bus."""
+
+    def __init__(self, store: Store, *, track: bool = True) -> None:
+        self.store = store
+        self.bus = EventBus()
+        if track:
+            self.bus.subscribe(tracker.on_event)
+        self.users = UsersRepo(store, self.bus)
+        self.mailboxes = MailboxesRepo(store, self.bus)
+        self.events = EventLog(store, self.bus)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> "Repository":
+        """Open an existing database (``--db`` > ``$ROLECTL_DB`` > ``./rolectl.db``)."""
+        return cls(Store(path, timeout=timeout))
+
+    @classmethod
+    def init(cls, path: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> "Repository":
+        """Create or migrate a database and open it."""
+        store, _ = init(path, timeout=timeout)
+        return cls(store)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Repository":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

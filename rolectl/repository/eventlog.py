@@ -1,0 +1,87 @@
+"""EventLog: reading the append-only audit log, and appending the break-glass cache events."""
+
+from __future__ import annotations
+
+from ..bus import EventBus
+from ..events import CACHE_EVICT, CACHE_FLUSH, KINDS, Event, replay
+from ..errors import InvalidInputError
+from ..store import Store
+from ..validate import parse_id, parse_text
+from ._tx import HEAD_SQL, SELECT_EVENTS, change
+from .models import Change
+
+
+class EventLog:
+    def __init__(self, store: Store, bus: EventBus) -> None:
+        self.store = store
+        self.bus = bus
+
+    def head(self) -> int:
+        """The newest sequence number ever issued (0 for an empty log)."""
+        rows = self.store.query(HEAD_SQL)
+        return int(rows[0][0]) if rows else 0
+
+    def since(self, seq: int, limit: int | None = None) -> list[Event]:
+        """Events after ``seq`` in order: what a follower applies to catch up."""
+        sql = f"{SELECT_EVENTS} WHERE seq > ? ORDER BY seq"
+        params: list[int] = [seq]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [Event.from_row(r) for r in self.store.query(sql, params)]
+
+    def first_seq(self) -> int | None:
+        rows = self.store.query("SELECT min(seq) FROM events")
+        return rows[0][0]
+
+    def query(
+        self,
+        *,
+        since: int | None = None,
+        user_id: int | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[Event]:
+        """Filtered audit trail. With ``limit`` and ``newest_first`` it is the log's tail."""
+        where, params = [], []  # type: ignore[var-annotated]
+        if since is not None:
+            where.append("seq > ?")
+            params.append(since)
+        if user_id is not None:
+            where.append("(user_id = ? OR from_user = ? OR to_user = ?)")
+            params += [user_id] * 3
+        if kind is not None:
+            if kind not in KINDS:
+                raise InvalidInputError(f"unknown event kind {kind!r}", hint="use one of: " + ", ".join(KINDS))
+            where.append("kind = ?")
+            params.append(kind)
+        sql = SELECT_EVENTS + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        events = [Event.from_row(r) for r in self.store.query(sql, params)]
+        return events[::-1] if newest_first else events
+
+    def replay(self) -> dict[int, str]:
+        """Every non-``user`` role as the log alone tells it."""
+        return replay(Event.from_row(r) for r in self.store.query(f"{SELECT_EVENTS} ORDER BY seq"))
+
+    def table_roles(self) -> dict[int, str]:
+        """Every non-``user`` role as the users table tells it; equal to :meth:`replay` unless
+        something bypassed the log."""
+        return {uid: role for uid, role in self.store.query("SELECT user_id, role FROM users WHERE role <> 'user'")}
+
+    def evict(self, user_id: int, *, actor: str, note: str | None = None) -> Change:
+        """Ask every following cache to drop one entry; recorded like any other change."""
+        uid = parse_id(user_id)
+        with change(self.store, self.bus, actor) as tx:
+            tx.emit(CACHE_EVICT, user_id=uid, actor=actor, note=parse_text(note, "note", 500))
+        return Change(True, f"cache entry {uid} evicted in every following cache", tx.events)
+
+    def flush(self, *, actor: str, note: str | None = None) -> Change:
+        """Ask every following cache to drop everything (break-glass)."""
+        with change(self.store, self.bus, actor) as tx:
+            tx.emit(CACHE_FLUSH, actor=actor, note=parse_text(note, "note", 500))
+        return Change(True, "every following cache flushed", tx.events)

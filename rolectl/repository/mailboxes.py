@@ -1,0 +1,102 @@
+"""MailboxesRepo: mailboxes and the hand-over of their admin rights (seed, 18:00)."""
+
+from __future__ import annotations
+
+from ..bus import EventBus
+from ..errors import ConflictError, NotFoundError
+from ..events import ADMIN_TRANSFERRED, MAILBOX_CREATED, ROLE_ADMIN, ROLE_USER
+from ..store import Store
+from ..validate import parse_id, parse_text, parse_username
+from ._tx import change
+from .models import MAILBOX_FIELDS, Change, Mailbox
+from .users import NOW
+
+_SELECT = f"SELECT {', '.join(MAILBOX_FIELDS)} FROM mailboxes"
+
+
+class MailboxesRepo:
+    def __init__(self, store: Store, bus: EventBus) -> None:
+        self.store = store
+        self.bus = bus
+
+    def get(self, mailbox_id: int) -> Mailbox | None:
+        rows = self.store.query(f"{_SELECT} WHERE mailbox_id = ?", (parse_id(mailbox_id, "mailbox id"),))
+        return Mailbox(*rows[0]) if rows else None
+
+    def require(self, mailbox_id: int) -> Mailbox:
+        box = self.get(mailbox_id)
+        if box is None:
+            raise NotFoundError(f"mailbox {mailbox_id} does not exist", hint="list them with `rolectl mailbox list`")
+        return box
+
+    def list(self, owner_id: int | None = None, limit: int | None = None) -> list[Mailbox]:
+        sql, params = _SELECT, []
+        if owner_id is not None:
+            sql += " WHERE owner_id = ?"
+            params.append(parse_id(owner_id))
+        sql += " ORDER BY mailbox_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [Mailbox(*row) for row in self.store.query(sql, params)]
+
+    def create(
+        self,
+        mailbox_id: int,
+        owner_id: int,
+        *,
+        title: str | None = None,
+        owner_username: str | None = None,
+        actor: str,
+    ) -> Change:
+        """Create a mailbox; its owner becomes an admin (and a known user if they were not)."""
+        mid, uid = parse_id(mailbox_id, "mailbox id"), parse_id(owner_id)
+        name, text = parse_username(owner_username), parse_text(title, "title", 200)
+        with change(self.store, self.bus, actor) as tx:
+            conn = tx.conn
+            if conn.execute("SELECT 1 FROM mailboxes WHERE mailbox_id = ?", (mid,)).fetchone():
+                raise ConflictError(f"mailbox {mid} already exists", hint="pick another id or `rolectl transfer` it")
+            conn.execute(
+                "INSERT INTO users (user_id, username, role) VALUES (?, ?, 'user') "
+                "ON CONFLICT (user_id) DO UPDATE SET username = COALESCE(excluded.username, users.username)",
+                (uid, name),
+            )
+            conn.execute("INSERT INTO mailboxes (mailbox_id, owner_id, title) VALUES (?, ?, ?)", (mid, uid, text))
+            conn.execute(
+                f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ? AND role <> ?",
+                (ROLE_ADMIN, uid, ROLE_ADMIN),
+            )
+            tx.emit(MAILBOX_CREATED, mailbox_id=mid, user_id=uid, actor=actor)
+        return Change(True, f"mailbox {mid} created, owned by {uid}", tx.events)
+
+    def transfer(self, mailbox_id: int, to_user: int, *, actor: str, keep_admin: bool = False) -> Change:
+        """Hand a mailbox to another user, atomically: the new owner becomes an admin; the old
+        owner goes back to ``user`` unless they still own another mailbox or ``keep_admin``."""
+        mid, target = parse_id(mailbox_id, "mailbox id"), parse_id(to_user)
+        with change(self.store, self.bus, actor) as tx:
+            conn = tx.conn
+            row = conn.execute("SELECT owner_id FROM mailboxes WHERE mailbox_id = ?", (mid,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"mailbox {mid} does not exist", hint="list them with `rolectl mailbox list`")
+            source = int(row[0])
+            if source == target:
+                raise ConflictError(f"user {target} already owns mailbox {mid}", hint="transfer it to someone else")
+            if conn.execute("SELECT 1 FROM users WHERE user_id = ?", (target,)).fetchone() is None:
+                raise NotFoundError(
+                    f"user {target} is unknown", hint=f"add them first, e.g. `rolectl add-admin {target}`"
+                )
+            conn.execute(
+                f"UPDATE mailboxes SET owner_id = ?, updated_at = {NOW} WHERE mailbox_id = ?", (target, mid)
+            )
+            conn.execute(
+                f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ? AND role <> ?",
+                (ROLE_ADMIN, target, ROLE_ADMIN),
+            )
+            still_owner = conn.execute("SELECT 1 FROM mailboxes WHERE owner_id = ? LIMIT 1", (source,)).fetchone()
+            if not keep_admin and still_owner is None:
+                conn.execute(
+                    f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ? AND role <> ?",
+                    (ROLE_USER, source, ROLE_USER),
+                )
+            tx.emit(ADMIN_TRANSFERRED, mailbox_id=mid, from_user=source, to_user=target, actor=actor)
+        return Change(True, f"mailbox {mid} transferred from {source} to {target}", tx.events)

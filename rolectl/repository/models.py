@@ -1,0 +1,55 @@
+"""Plain records returned by the repository layer (no database handles inside)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..events import Event
+
+USER_FIELDS: tuple[str, ...] = ("user_id", "username", "role", "created_at", "updated_at")
+MAILBOX_FIELDS: tuple[str, ...] = ("mailbox_id", "owner_id", "title", "created_at", "updated_at")
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    user_id: int
+    username: str | None
+    role: str
+    created_at: str
+    updated_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    mailbox_id: int
+    owner_id: int
+    title: str | None
+    created_at: str
+    updated_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """The outcome of one write: whether anything changed, and the events it committed.
+
+    ``message`` is a human sentence for the CLI ("789 is now an admin" / "789 is already an
+    admin"); scripts should look at ``changed`` and ``events`` instead.
+    """
+
+    changed: bool
+    message: str
+    events: tuple[Event, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "changed": self.changed,
+            "message": self.message,
+            "events": [e.to_dict() for e in self.events],
+        }

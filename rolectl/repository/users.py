@@ -1,0 +1,141 @@
+"""UsersRepo: the only writer of users and their roles (the seed's name)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Iterable
+
+from ..bus import EventBus
+from ..errors import ConflictError, NotFoundError
+from ..events import ROLE_ADMIN, ROLE_USER, Event
+from ..store import Store
+from ..validate import parse_id, parse_role, parse_username
+from ._tx import change
+from .models import USER_FIELDS, Change, User
+
+_SELECT = f"SELECT {', '.join(USER_FIELDS)} FROM users"
+NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+# Insert-or-update in one statement: the username is kept when none is given.
+_UPSERT = f"""
+INSERT INTO users (user_id, username, role) VALUES (?, ?, ?)
+ON CONFLICT (user_id) DO UPDATE SET
+    username = COALESCE(excluded.username, users.username),
+    role = CASE WHEN ? THEN excluded.role ELSE users.role END,
+    updated_at = {NOW}
+"""
+
+
+class UsersRepo:
+    def __init__(self, store: Store, bus: EventBus) -> None:
+        self.store = store
+        self.bus = bus
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get(self, user_id: int) -> User | None:
+        rows = self.store.query(f"{_SELECT} WHERE user_id = ?", (parse_id(user_id),))
+        return User(*rows[0]) if rows else None
+
+    def get_role(self, user_id: int) -> str:
+        """The role the bot must act on; an unknown user is a plain ``user`` (as in the seed)."""
+        rows = self.store.query("SELECT role FROM users WHERE user_id = ?", (parse_id(user_id),))
+        return rows[0][0] if rows else ROLE_USER
+
+    def get_role_versioned(self, user_id: int) -> tuple[str, int]:
+        """The role and the log head read in one snapshot: what a cache miss needs to install
+        an answer that no already-applied event can be newer than."""
+        uid = parse_id(user_id)
+        with self.store.snapshot() as conn:
+            row = conn.execute("SELECT role FROM users WHERE user_id = ?", (uid,)).fetchone()
+            head = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        return (row[0] if row else ROLE_USER), (int(head[0]) if head else 0)
+
+    def list(self, role: str | None = None, limit: int | None = None) -> list[User]:
+        sql, params = _SELECT, []
+        if role is not None:
+            sql += " WHERE role = ?"
+            params.append(parse_role(role))
+        sql += " ORDER BY user_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [User(*row) for row in self.store.query(sql, params)]
+
+    def count(self, role: str | None = None) -> int:
+        if role is None:
+            return int(self.store.query("SELECT count(*) FROM users")[0][0])
+        return int(self.store.query("SELECT count(*) FROM users WHERE role = ?", (parse_role(role),))[0][0])
+
+    def mailboxes_of(self, user_id: int) -> list[int]:
+        rows = self.store.query(
+            "SELECT mailbox_id FROM mailboxes WHERE owner_id = ? ORDER BY mailbox_id", (user_id,)
+        )
+        return [r[0] for r in rows]
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def upsert(
+        self, user_id: int, username: str | None = None, *, role: str | None = None, actor: str
+    ) -> Change:
+        """Create or update a user; with ``role`` also set the role (the seed's ``upsert``)."""
+        uid, name = parse_id(user_id), parse_username(username)
+        new_role = parse_role(role) if role is not None else None
+        with change(self.store, self.bus, actor) as tx:
+            before = tx.conn.execute("SELECT role FROM users WHERE user_id = ?", (uid,)).fetchone()
+            tx.conn.execute(_UPSERT, (uid, name, new_role or ROLE_USER, new_role is not None))
+        verb = "created" if before is None else "updated"
+        return Change(before is None or bool(tx.events) or name is not None, f"user {uid} {verb}", tx.events)
+
+    def add_admin(self, user_id: int, username: str | None = None, *, actor: str) -> Change:
+        """Make a user an admin, creating them if needed. Re-running it is a no-op that says
+        so, so scripts can repeat it safely."""
+        return self.add_admins([user_id], username, actor=actor)[0]
+
+    def add_admins(self, user_ids: Iterable[int], username: str | None = None, *, actor: str) -> list[Change]:
+        """Several ids, all or nothing in one transaction."""
+        uids, name = [parse_id(u) for u in user_ids], parse_username(username)
+        with change(self.store, self.bus, actor) as tx:
+            for uid in uids:
+                tx.conn.execute(_UPSERT, (uid, name, ROLE_ADMIN, True))
+        return [
+            _outcome(uid, tx.events, f"{uid} is now an admin", f"{uid} is already an admin; nothing changed")
+            for uid in uids
+        ]
+
+    def remove_admin(self, user_id: int, *, actor: str, force: bool = False) -> Change:
+        """Demote an admin. An owner of a mailbox keeps a duty nobody else has, so removing one
+        is refused unless forced."""
+        return self.remove_admins([user_id], actor=actor, force=force)[0]
+
+    def remove_admins(self, user_ids: Iterable[int], *, actor: str, force: bool = False) -> list[Change]:
+        """Several ids, all or nothing: one refused id leaves every other one unchanged."""
+        uids = [parse_id(u) for u in user_ids]
+        with change(self.store, self.bus, actor) as tx:
+            for uid in uids:
+                self._demote(tx.conn, uid, force)
+        return [
+            _outcome(uid, tx.events, f"{uid} is no longer an admin", f"{uid} is not an admin; nothing changed")
+            for uid in uids
+        ]
+
+    @staticmethod
+    def _demote(conn: sqlite3.Connection, uid: int, force: bool) -> None:
+        row = conn.execute("SELECT role FROM users WHERE user_id = ?", (uid,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"user {uid} is unknown", hint="check the id with `rolectl users`")
+        if row[0] != ROLE_ADMIN:
+            return
+        owned = [r[0] for r in conn.execute(
+            "SELECT mailbox_id FROM mailboxes WHERE owner_id = ? ORDER BY mailbox_id", (uid,)
+        )]
+        if owned and not force:
+            raise ConflictError(
+                f"{uid} still owns mailbox {', '.join(map(str, owned))}",
+                hint=f"transfer it first (`rolectl transfer {owned[0]} --to ID`) or pass --force",
+            )
+        conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_USER, uid))
+
+
+def _outcome(uid: int, events: tuple[Event, ...], done: str, noop: str) -> Change:
+    mine = tuple(e for e in events if e.user_id == uid)
+    return Change(bool(mine), done if mine else noop, mine)

@@ -1,0 +1,121 @@
+"""Versioned schema and forward migrations.
+
+The schema version lives in ``PRAGMA user_version`` so that it can be read without touching
+any table. Each migration is a list of statements applied in one transaction; ``init`` runs
+the missing ones, so it is idempotent. The database itself enforces the rules that must hold
+whoever writes to it: the closed set of roles, the append-only log, and a role-change event
+for every change of a user's role, even one made by raw SQL.
+"""
+
+from __future__ import annotations
+
+# Role-change triggers compare a user's new role with the role the LOG last recorded for them
+# (not with OLD.role). That makes them exactly-once whatever the writer does: a plain UPDATE,
+# an upsert, INSERT OR REPLACE (whose implicit delete fires triggers only when recursive
+# triggers are on), a DELETE, or an UPDATE of the primary key. Caches believe the log, so the
+# logged old_role is also what caches held.
+#
+# The actor comes from ``change_context``, a one-row table the repository fills and empties
+# inside its own transaction; a raw SQL writer leaves it empty and is logged as 'sql'.
+# Non-temp triggers may only refer to tables of their own schema, hence a real table.
+_ROLE_KINDS_SQL = "('admin_added', 'admin_removed')"
+
+
+def _logged_role(uid: str) -> str:
+    return (
+        f"COALESCE((SELECT new_role FROM events WHERE user_id = {uid} AND kind IN {_ROLE_KINDS_SQL} "
+        "ORDER BY seq DESC LIMIT 1), 'user')"
+    )
+
+
+def _role_trigger(name: str, when: str, uid: str, new: str, username: str, condition: str = "") -> str:
+    guard = f"{condition} AND " if condition else ""
+    return f"""
+    CREATE TRIGGER IF NOT EXISTS {name} {when}
+    WHEN {guard}{new} IS NOT {_logged_role(uid)}
+    BEGIN
+        INSERT INTO events (kind, user_id, old_role, new_role, actor, note)
+        VALUES (
+            CASE {new} WHEN 'admin' THEN 'admin_added' ELSE 'admin_removed' END,
+            {uid}, {_logged_role(uid)}, {new},
+            COALESCE((SELECT actor FROM change_context WHERE id = 1), 'sql'),
+            {username}
+        );
+    END
+    """
+
+
+_V1: list[str] = [
+    """
+    CREATE TABLE IF NOT EXISTS users (
+        user_id    INTEGER PRIMARY KEY CHECK (user_id > 0),
+        username   TEXT CHECK (username IS NULL OR length(username) BETWEEN 1 AND 64),
+        role       TEXT NOT NULL DEFAULT 'user' CHECK (role IN ('user', 'admin')),
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS users_role ON users (role)",
+    """
+    CREATE TABLE IF NOT EXISTS mailboxes (
+        mailbox_id INTEGER PRIMARY KEY CHECK (mailbox_id > 0),
+        owner_id   INTEGER NOT NULL REFERENCES users (user_id),
+        title      TEXT CHECK (title IS NULL OR length(title) BETWEEN 1 AND 200),
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS mailboxes_owner ON mailboxes (owner_id)",
+    """
+    CREATE TABLE IF NOT EXISTS events (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts         TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        kind       TEXT NOT NULL CHECK (kind IN ('admin_added', 'admin_removed',
+                       'admin_transferred', 'mailbox_created', 'cache_evict', 'cache_flush')),
+        user_id    INTEGER,
+        old_role   TEXT CHECK (old_role IS NULL OR old_role IN ('user', 'admin')),
+        new_role   TEXT CHECK (new_role IS NULL OR new_role IN ('user', 'admin')),
+        mailbox_id INTEGER,
+        from_user  INTEGER,
+        to_user    INTEGER,
+        actor      TEXT,
+        note       TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS events_user ON events (user_id, seq)",
+    """
+    CREATE TABLE IF NOT EXISTS change_context (
+        id    INTEGER PRIMARY KEY CHECK (id = 1),
+        actor TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )
+    """,
+    # A random id for this log: a follower that finds another one knows the file was replaced.
+    "INSERT OR IGNORE INTO meta (key, value) VALUES ('log_id', lower(hex(randomblob(16))))",
+    """
+    CREATE TRIGGER IF NOT EXISTS events_append_only_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'events is an append-only log: UPDATE is not allowed'); END
+    """,
+    """
+    CREATE TRIGGER IF NOT EXISTS events_append_only_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'events is an append-only log: DELETE is not allowed'); END
+    """,
+    _role_trigger("users_role_insert", "AFTER INSERT ON users", "NEW.user_id", "NEW.role", "NEW.username"),
+    _role_trigger("users_role_update", "AFTER UPDATE ON users", "NEW.user_id", "NEW.role", "NEW.username"),
+    # A user whose id changes leaves their old id behind as an unknown user, i.e. 'user'.
+    _role_trigger(
+        "users_id_update", "AFTER UPDATE OF user_id ON users", "OLD.user_id", "'user'", "OLD.username",
+        condition="OLD.user_id <> NEW.user_id",
+    ),
+    # Deleting an admin makes them an unknown user again, i.e. 'user'.
+    _role_trigger("users_role_delete", "AFTER DELETE ON users", "OLD.user_id", "'user'", "OLD.username"),
+]
+
+#: Migration N brings a database from version N-1 to N.
+MIGRATIONS: dict[int, list[str]] = {1: _V1}
+SCHEMA_VERSION: int = max(MIGRATIONS)

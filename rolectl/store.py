@@ -1,0 +1,273 @@
+"""The SQLite store: where the database file is, how it is opened, and how failures read.
+
+Everything that depends on SQLite's behaviour rather than on the domain lives here: path
+resolution (``--db`` > ``ROLECTL_DB`` > ``./rolectl.db``), WAL and the pragmas every
+connection needs, schema-version checks, ``BEGIN IMMEDIATE`` transactions, and the
+translation of ``sqlite3`` errors into rolectl's own exceptions. The repository layer asks
+this module for connections and transactions and never opens files itself.
+
+``sqlite_utils`` costs ~110 ms to import, so the plain ``sqlite3`` connection serves the hot
+paths (``rolectl role``, every write) and :attr:`Store.db` wraps it for sqlite-utils only
+when a command actually needs it (listings, imports).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import threading
+import urllib.parse
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from .errors import DatabaseError, InvalidInputError, NotFoundError, RolectlError
+from .schema import MIGRATIONS, SCHEMA_VERSION
+
+if TYPE_CHECKING:  # pragma: no cover
+    import sqlite_utils
+
+DEFAULT_DB = "rolectl.db"
+ENV_DB = "ROLECTL_DB"
+ENV_TIMEOUT = "ROLECTL_TIMEOUT"
+DEFAULT_TIMEOUT = 5.0
+
+
+def resolve_path(value: str | os.PathLike[str] | None = None) -> Path:
+    """``--db`` wins, then ``$ROLECTL_DB``, then ``rolectl.db`` in the working directory."""
+    chosen = value if value not in (None, "") else os.environ.get(ENV_DB) or DEFAULT_DB
+    return Path(os.fspath(chosen)).expanduser()
+
+
+def resolve_timeout(value: float | None = None) -> float:
+    """Seconds to wait for a lock held by another process before giving up (exit 5)."""
+    if value is not None:
+        return value
+    raw = os.environ.get(ENV_TIMEOUT)
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        timeout = float(raw)
+    except ValueError:
+        raise InvalidInputError(
+            f"{ENV_TIMEOUT}={raw!r} is not a number", hint="set it to seconds, e.g. 5"
+        ) from None
+    if timeout < 0:
+        raise InvalidInputError(f"{ENV_TIMEOUT}={raw!r} is negative", hint="use 0 or more seconds")
+    return timeout
+
+
+def translate(exc: sqlite3.Error, path: Path | str) -> RolectlError:
+    """Turn an ``sqlite3`` error into one line that says what is wrong with the file and the fix."""
+    text = str(exc)
+    low = text.lower()
+    if "locked" in low or "busy" in low:
+        return DatabaseError(
+            f"database {path} is locked by another process",
+            hint=f"retry, or wait longer with --timeout / {ENV_TIMEOUT}",
+        )
+    if "readonly" in low or "read-only" in low:
+        return DatabaseError(
+            f"database {path} is read-only", hint="make the file and its directory writable"
+        )
+    if "not a database" in low or "malformed" in low or "corrupt" in low:
+        return DatabaseError(
+            f"{path} is not a usable SQLite database ({text})",
+            hint="point --db at a rolectl database or restore it from a backup",
+        )
+    if "unable to open" in low or "disk i/o" in low:
+        return DatabaseError(f"cannot open database {path} ({text})", hint="check the path and permissions")
+    if isinstance(exc, sqlite3.IntegrityError):
+        return InvalidInputError(f"the database refused the change ({text})", hint="check the values")
+    return DatabaseError(f"database error on {path}: {text}", hint="run `rolectl doctor`")
+
+
+def _is_read_only_file(path: Path) -> bool:
+    # root may write anything, so os.access() says yes; a file with no write bit at all is
+    # still meant to be read-only, and opening it mode=ro keeps the read commands working.
+    try:
+        return stat.S_IMODE(path.stat().st_mode) & 0o222 == 0
+    except OSError:
+        return False
+
+
+class Store:
+    """One open rolectl database. Thread-safe: transactions are serialised by a lock."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        timeout: float | None = None,
+        create: bool = False,
+    ) -> None:
+        self.path = resolve_path(path)
+        self.timeout = resolve_timeout(timeout)
+        self._lock = threading.RLock()
+        self._db: sqlite_utils.Database | None = None
+        self.conn = self._connect(create)
+        try:
+            self._check_version(create)
+        except BaseException:
+            self.conn.close()
+            raise
+
+    # -- opening --------------------------------------------------------------------------
+
+    def _connect(self, create: bool) -> sqlite3.Connection:
+        path = self.path
+        if path.is_dir():
+            raise InvalidInputError(f"--db {path} is a directory", hint="pass the path of a database file")
+        if not path.exists():
+            if not create:
+                raise NotFoundError(
+                    f"database {path} does not exist", hint=f"create it with `rolectl --db {path} init`"
+                )
+            if not path.parent.is_dir():
+                raise NotFoundError(f"directory {path.parent} does not exist", hint="create it first")
+        mode = "ro" if path.exists() and _is_read_only_file(path) else ("rwc" if create else "rw")
+        uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode={mode}"
+        try:
+            conn = sqlite3.connect(
+                uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise translate(exc, path) from exc
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            # FULL makes each commit durable across power loss, not only process crashes:
+            # a role change that a cache was told about must not vanish on reboot.
+            conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise translate(exc, path) from exc
+        return conn
+
+    def _check_version(self, create: bool) -> None:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise DatabaseError(
+                f"database {self.path} has schema version {version}, newer than this rolectl "
+                f"supports ({SCHEMA_VERSION})",
+                hint="upgrade rolectl; the database was left untouched",
+            )
+        if version < SCHEMA_VERSION and not create:
+            if version == 0:
+                raise DatabaseError(
+                    f"{self.path} is not a rolectl database",
+                    hint=f"initialise it with `rolectl --db {self.path} init`",
+                )
+            raise DatabaseError(
+                f"database {self.path} has schema version {version}, older than {SCHEMA_VERSION}",
+                hint=f"migrate it with `rolectl --db {self.path} init`",
+            )
+
+    @property
+    def schema_version(self) -> int:
+        try:
+            return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
+
+    def migrate(self) -> list[int]:
+        """Apply the missing migrations (``rolectl init``); returns the versions applied."""
+        applied: list[int] = []
+        try:
+            mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
+        if str(mode).lower() != "wal":
+            raise DatabaseError(f"could not switch {self.path} to WAL (got {mode})", hint="check the filesystem")
+        with self.transaction() as conn:
+            current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            for version in sorted(v for v in MIGRATIONS if v > current):
+                for statement in MIGRATIONS[version]:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {version}")
+                applied.append(version)
+        return applied
+
+    # -- using ----------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken with ``BEGIN IMMEDIATE``.
+
+        Taking the write lock up front means a concurrent writer waits in the busy handler
+        instead of failing half-way with SQLITE_BUSY on lock upgrade.
+        """
+        with self._lock:
+            conn = self.conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path) from exc
+            try:
+                yield conn
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise translate(exc, self.path) from exc
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise translate(exc, self.path) from exc
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every query inside sees one consistent state of the file."""
+        with self._lock:
+            conn = self.conn
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self.conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path) from exc
+
+    @property
+    def db(self) -> "sqlite_utils.Database":
+        """The same connection wrapped by sqlite-utils, imported only when first asked for."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
+
+    @property
+    def log_id(self) -> str:
+        rows = self.query("SELECT value FROM meta WHERE key = 'log_id'")
+        return str(rows[0][0]) if rows else ""
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def init(path: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> tuple[Store, list[int]]:
+    """Create or migrate a database; the only way a database file comes into being."""
+    store = Store(path, timeout=timeout, create=True)
+    try:
+        applied = store.migrate()
+    except BaseException:
+        store.close()
+        raise
+    return store, applied

@@ -1,0 +1,17 @@
+"""The seed's tracker: one log line per committed event, through :mod:`logging`.
+
+``rolectl -v`` routes the ``rolectl.tracker`` logger to stderr, so an operator sees
+``Admin added event: 789 (@new_admin)`` exactly as the reference scenario prints it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .events import Event
+
+log = logging.getLogger("rolectl.tracker")
+
+
+def on_event(event: Event) -> None:
+    log.info(event.describe())

@@ -8,6 +8,7 @@ prints ``rolectl: error: <problem>: <fix>`` on stderr and exits with the documen
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import sys
 import traceback
@@ -27,12 +28,49 @@ def _fail(ctx: click.Context, message: str, code: int) -> NoReturn:
     raise click.exceptions.Exit(code)
 
 
+_NEGATIVE = re.compile(r"-\d+")
+
+
+def usage_line(exc: click.UsageError) -> str:
+    """click's usage error as one line that names the fix (click would print a usage block).
+
+    A negative number such as ``-5`` reaches click as an unknown option; it is reported as the
+    bad id it is, with the ``--`` escape for scripts that want the value itself checked.
+    """
+    ctx = exc.ctx
+    where = f"`{ctx.command_path} --help`" if ctx is not None else "`rolectl --help`"
+    option = getattr(exc, "option_name", "")
+    if isinstance(exc, click.NoSuchOption) and _NEGATIVE.fullmatch(option or ""):
+        return (
+            f"invalid value {option}: ids and numbers must be positive "
+            f"(a value starting with '-' is read as an option; put `--` before it to pass it as a value)"
+        )
+    message = " ".join(exc.format_message().split())
+    return f"{message.rstrip('.')}: see {where}"
+
+
 class RolectlGroup(TyperGroup):
     """Typer's group with rolectl's error mapping around every command invocation."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        # Errors in the global options (`rolectl --bogus`) happen here, before invoke().
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            click.echo(f"rolectl: error: {usage_line(exc)}", err=True)
+            raise click.exceptions.Exit(exc.exit_code) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            # A command's own arguments are parsed inside invoke(): same one-line treatment.
+            _fail(ctx, usage_line(exc), exc.exit_code)
         except RolectlError as exc:
             _fail(ctx, str(exc), exc.exit_code)
         except sqlite3.Error as exc:

@@ -1,0 +1,129 @@
+"""Write path: one role change through the repository layer vs the same change in raw sqlite3.
+
+    python benchmarks/bench_write.py [--ops N] [--rounds R]
+
+The repository call (`repo.users.add_admin` / `remove_admin`, alternating so that every call
+changes a role) does more than the raw baseline: it records the actor in ``change_context``,
+reads the log head, lets the trigger write the event, and reads the new events back to publish
+them after COMMIT. The baseline is what a bot without rolectl does: ``BEGIN IMMEDIATE; UPDATE
+users ...; INSERT INTO events ...; COMMIT`` on a file with the same tables (no triggers) and the
+same pragmas. Both run in this process on real files in one directory, interleaved round by
+round; the ratio of medians is reported for ``synchronous=FULL`` (rolectl's default, the
+target) and ``synchronous=NORMAL`` (for information). Exit status 1 if the FULL target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rolectl.repository import Repository  # noqa: E402
+
+TARGET = 1.3
+USERS = 1000
+
+RAW_SCHEMA = [
+    "CREATE TABLE users (user_id INTEGER PRIMARY KEY, username TEXT, role TEXT NOT NULL DEFAULT 'user', "
+    "created_at TEXT, updated_at TEXT)",
+    "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL DEFAULT "
+    "(strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), kind TEXT NOT NULL, user_id INTEGER, old_role TEXT, "
+    "new_role TEXT, actor TEXT)",
+    "CREATE INDEX events_user ON events (user_id, seq)",
+]
+
+
+def open_raw(path: Path, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'users'").fetchone():
+        for sql in RAW_SCHEMA:
+            conn.execute(sql)
+        conn.executemany("INSERT INTO users (user_id) VALUES (?)", [(i,) for i in range(1, USERS + 1)])
+    return conn
+
+
+def raw_round(conn: sqlite3.Connection, ops: int, start: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(start, start + ops):
+        uid = i // 2 % USERS + 1
+        old, new = ("user", "admin") if i % 2 == 0 else ("admin", "user")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE users SET role = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
+                     "WHERE user_id = ?", (new, uid))
+        conn.execute("INSERT INTO events (kind, user_id, old_role, new_role, actor) VALUES (?, ?, ?, ?, ?)",
+                     ("admin_added" if new == "admin" else "admin_removed", uid, old, new, "bench"))
+        conn.execute("COMMIT")
+    return (time.perf_counter() - t0) / ops
+
+
+def repo_round(repo: Repository, ops: int, start: int) -> float:
+    users = repo.users
+    t0 = time.perf_counter()
+    for i in range(start, start + ops):
+        uid = i // 2 % USERS + 1
+        if i % 2 == 0:
+            users.add_admin(uid, actor="bench")
+        else:
+            users.remove_admin(uid, actor="bench")
+    return (time.perf_counter() - t0) / ops
+
+
+def measure(workdir: Path, synchronous: str, ops: int, rounds: int) -> tuple[float, float]:
+    raw = open_raw(workdir / f"raw-{synchronous}.db", synchronous)
+    repo = Repository.init(workdir / f"repo-{synchronous}.db")
+    repo.store.conn.execute(f"PRAGMA synchronous = {synchronous}")
+    with repo.store.transaction() as conn:
+        conn.executemany("INSERT INTO users (user_id) VALUES (?)", [(i,) for i in range(1, USERS + 1)])
+    # warm-up: page cache, statement cache, first WAL growth
+    raw_round(raw, 200, 0)
+    repo_round(repo, 200, 0)
+    raw_times, repo_times = [], []
+    start = 200
+    for _ in range(rounds):
+        raw_times.append(raw_round(raw, ops, start))
+        repo_times.append(repo_round(repo, ops, start))
+        start += ops
+    assert repo.events.replay() == repo.events.table_roles()
+    raw.close()
+    repo.close()
+    return statistics.median(raw_times), statistics.median(repo_times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ops", type=int, default=400, help="changes per round and variant")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--dir", type=Path, default=None, help="where to put the files (default: a temp dir)")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="rolectl-bench-write-", dir=args.dir))
+    ok = True
+    try:
+        print(f"write path, {args.rounds} rounds x {args.ops} changes, files in {workdir}")
+        print(f"{'synchronous':<12} {'raw sqlite3':>12} {'repository':>12} {'ratio':>7}  target")
+        for sync in ("FULL", "NORMAL"):
+            raw, repo = measure(workdir, sync, args.ops, args.rounds)
+            ratio = repo / raw
+            if sync == "FULL":
+                verdict = f"<= {TARGET}x " + ("ok" if ratio <= TARGET else "MISSED")
+                ok = ok and ratio <= TARGET
+            else:
+                verdict = "info"
+            print(f"{sync:<12} {raw * 1e6:>9.1f} us {repo * 1e6:>9.1f} us {ratio:>6.2f}x  {verdict}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

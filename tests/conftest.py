@@ -1,0 +1,76 @@
+"""Shared fixtures: a real database file on disk, the repository on it, and the installed CLI.
+
+Subprocess tests call the ``rolectl`` script installed next to the interpreter running the
+tests (the virtual environment's own ``bin/rolectl``), never whatever is first on PATH.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from rolectl.repository import Repository
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """An initialised, empty rolectl database (WAL) in a fresh directory."""
+    path = tmp_path / "bot.db"
+    Repository.init(path).close()
+    return path
+
+
+@pytest.fixture
+def repo(db_path: Path) -> Iterator[Repository]:
+    repository = Repository.open(db_path)
+    yield repository
+    repository.close()
+
+
+@pytest.fixture
+def rolectl_bin() -> Path:
+    path = BIN / "rolectl"
+    assert path.exists(), f"rolectl is not installed next to {sys.executable}"
+    return path
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess: no ROLECTL_* leaking in from the caller."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROLECTL_")}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def run_rolectl(rolectl_bin: Path, db_path: Path):
+    """Run the installed ``rolectl --db <db_path> ARGS...``; returns the CompletedProcess."""
+
+    def run(*args: str, db: Path | None = db_path, input: str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        argv = [str(rolectl_bin)] + (["--db", str(db)] if db is not None else []) + list(args)
+        return subprocess.run(argv, input=input, capture_output=True, text=True, env=env or clean_env(),
+                              timeout=timeout)
+
+    return run
+
+
+@pytest.fixture
+def cli(db_path: Path):
+    """Invoke the typer app in-process: ``cli("add-admin", "5")`` -> click Result."""
+    from rolectl.cli.app import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str, db: Path | None = db_path, input: str | None = None, env: dict[str, str] | None = None):
+        argv = (["--db", str(db)] if db is not None else []) + list(args)
+        return runner.invoke(app, argv, input=input, env=env, catch_exceptions=False)
+
+    return invoke

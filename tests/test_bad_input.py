@@ -1,0 +1,314 @@
+"""Bad input: a one-line error naming the problem and the fix, a documented exit code, and the
+database byte-for-byte unchanged.
+
+"Unchanged" is checked twice: the SHA-256 of the main file after a WAL checkpoint, and the
+logical ``iterdump()``. Real subprocess runs cover a representative subset (what a shell script
+sees); CliRunner and hypothesis cover the bulk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import clean_env
+from rolectl.errors import EXIT_CODES
+from rolectl.repository import Repository
+from rolectl.schema import SCHEMA_VERSION
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+DOCUMENTED = {0, 1, 2, 3, 4, 5}
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def fingerprint(path: Path) -> tuple[str, list[str]]:
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        dump = list(conn.iterdump())
+    finally:
+        conn.close()
+    return hashlib.sha256(path.read_bytes()).hexdigest(), dump
+
+
+def assert_one_line_error(stderr: str, code: int, expected_code: int | None = None) -> None:
+    if expected_code is not None:
+        assert code == expected_code, stderr
+    assert code in DOCUMENTED - {0}
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("rolectl: error: ")
+    assert "Traceback" not in stderr
+    assert ": " in lines[0][len("rolectl: error: "):]  # "<problem>: <fix>"
+
+
+@pytest.fixture
+def seeded(db_path: Path) -> Path:
+    with Repository.open(db_path) as repo:
+        repo.mailboxes.create(1, 123, owner_username="owner", actor="setup")
+        repo.users.upsert(2000, "heir", actor="setup")
+        repo.users.add_admin(789, "new_admin", actor="setup")
+    return db_path
+
+
+# -- the exit code table ---------------------------------------------------------------------------
+
+
+def test_exit_code_table_matches_readme():
+    text = README.read_text()
+    section = text.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    documented = {int(m) for m in re.findall(r"^\| (\d+) \|", section, re.M)}
+    assert documented == set(EXIT_CODES)
+
+
+# -- real processes: what a shell script sees --------------------------------------------------------
+
+SUBPROCESS_CASES = [
+    (["role", "abc"], 2, "not a whole number"),
+    (["role", "0"], 2, "must be positive"),
+    (["role", "-5"], 2, "must be positive"),
+    (["role", "--", "-5"], 2, "must be positive"),
+    (["add-admin", "-5"], 2, "must be positive"),
+    (["role", "9223372036854775808"], 2, "2^63-1"),
+    (["add-admin", "5", "--username", ""], 2, "username is empty"),
+    (["add-admin", "5", "--username", "x" * 10_000], 2, "10000 characters"),
+    (["add-admin", "5", "--username", "line\nbreak"], 2, "control character"),
+    (["remove-admin", "31337"], 3, "unknown"),
+    (["mailbox", "show", "9"], 3, "does not exist"),
+    (["transfer", "9", "--to", "2000"], 3, "does not exist"),
+    (["transfer", "1", "--to", "123"], 4, "already owns"),
+    (["transfer", "1", "--to", "31337"], 3, "unknown"),
+    (["remove-admin", "123"], 4, "still owns mailbox 1"),
+    (["add-admin", "5", "--bogus"], 2, "No such option"),
+    (["users", "--limit", "0"], 2, "--limit"),
+    (["admins", "--format", "yaml"], 2, "unknown format"),
+    (["nonsense"], 2, "No such command"),
+]
+
+
+@pytest.mark.parametrize("args, code, text", SUBPROCESS_CASES, ids=[" ".join(c[0])[:40] for c in SUBPROCESS_CASES])
+def test_bad_input_in_a_real_process(seeded, run_rolectl, args, code, text):
+    before = fingerprint(seeded)
+    result = run_rolectl(*args)
+    assert_one_line_error(result.stderr, result.returncode, code)
+    assert text in result.stderr
+    assert result.stdout == ""
+    assert fingerprint(seeded) == before
+
+
+def test_negative_id_error_names_the_fix(run_rolectl):
+    result = run_rolectl("add-admin", "-5")
+    assert "positive" in result.stderr and "--" in result.stderr
+
+
+def test_debug_shows_the_traceback(seeded, run_rolectl):
+    result = run_rolectl("--debug", "remove-admin", "123")
+    assert result.returncode == 4 and "Traceback" in result.stderr and "ConflictError" in result.stderr
+
+
+# -- --db problems --------------------------------------------------------------------------------
+
+
+def test_db_is_a_directory(tmp_path, run_rolectl):
+    result = run_rolectl("role", "5", db=tmp_path)
+    assert_one_line_error(result.stderr, result.returncode, 2)
+    assert "directory" in result.stderr
+
+
+def test_db_missing_is_not_created(tmp_path, run_rolectl):
+    (tmp_path / "d").mkdir()
+    db = tmp_path / "d" / "nope.db"
+    for args in (["add-admin", "5"], ["role", "5"]):
+        result = run_rolectl(*args, db=db)
+        assert_one_line_error(result.stderr, result.returncode, 3)
+        assert "init" in result.stderr
+    assert list(db.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [b"hello, this is plain text\n" * 50, b"\0" * 4096,
+                                     b"SQLite format 3\0" + b"\xff" * 4000])
+def test_db_is_not_sqlite(tmp_path, run_rolectl, content):
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(content)
+    for args in (["role", "5"], ["add-admin", "5"], ["init"]):
+        result = run_rolectl(*args, db=junk)
+        assert_one_line_error(result.stderr, result.returncode)
+        assert result.returncode in (5,), result.stderr
+        assert junk.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bot.db", "junk.db"]
+
+
+def test_db_with_a_newer_schema_is_refused_and_untouched(seeded, run_rolectl):
+    conn = sqlite3.connect(seeded)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    fingerprint(seeded)  # checkpointed: everything is in the main file now
+    raw = seeded.read_bytes()
+    for args in (["role", "789"], ["add-admin", "5"], ["init"], ["events"]):
+        result = run_rolectl(*args)
+        assert_one_line_error(result.stderr, result.returncode, 5)
+        assert "newer" in result.stderr and "upgrade rolectl" in result.stderr
+        assert seeded.read_bytes() == raw
+
+
+def test_read_only_db_reads_work_writes_exit_5(seeded, run_rolectl):
+    before = fingerprint(seeded)
+    os.chmod(seeded, 0o444)
+    try:
+        assert run_rolectl("role", "789").stdout == "admin\n"
+        assert "new_admin" in run_rolectl("admins").stdout
+        assert run_rolectl("events", "--format", "json").returncode == 0
+        for args in (["add-admin", "5"], ["remove-admin", "789"], ["transfer", "1", "--to", "2000"],
+                     ["mailbox", "create", "2", "--owner", "5"]):
+            result = run_rolectl(*args)
+            assert_one_line_error(result.stderr, result.returncode, 5)
+            assert "read-only" in result.stderr
+    finally:
+        os.chmod(seeded, 0o644)
+    assert fingerprint(seeded) == before
+
+
+HOLD_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("INSERT INTO users (user_id, role) VALUES (4242, 'admin')")  # uncommitted
+print("locked", flush=True)
+sys.stdin.read()
+conn.execute("ROLLBACK")
+"""
+
+
+def test_db_locked_by_another_process(seeded, run_rolectl):
+    before = fingerprint(seeded)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(seeded)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        env = clean_env(ROLECTL_TIMEOUT="0.3")
+        for args in (["add-admin", "5"], ["transfer", "1", "--to", "2000"]):
+            result = run_rolectl(*args, env=env)
+            assert_one_line_error(result.stderr, result.returncode, 5)
+            assert "locked" in result.stderr and "timeout" in result.stderr
+        # WAL: readers are not blocked, and do not see the uncommitted write
+        assert run_rolectl("role", "4242", env=env).stdout == "user\n"
+        assert run_rolectl("--timeout", "0.2", "add-admin", "6").returncode == 5
+    finally:
+        holder.communicate("")
+    assert fingerprint(seeded) == before
+
+
+# -- usernames: stored exactly or refused, never executed -----------------------------------------------
+
+STORED = [
+    "O'Brien", 'say "hi"', "a; DROP TABLE users; --", "-- comment", "Robert'); DELETE FROM events;--",
+    "管理员", "émoji 🚀👩\u200d💻", "[bold]rich[/bold]", "%s %d {0}", "\\x00", "x" * 64, "🚀" * 64,
+]
+REFUSED = ["", "   ", "nul\0byte", "new\nline", "cr\rhere", "tab\there", "x" * 65, "x" * 10_000,
+           "\u2028sep", "bidi\u202eoverride"]
+
+
+@pytest.mark.parametrize("name", STORED)
+def test_username_is_stored_exactly(cli, db_path, name):
+    result = cli("add-admin", "77", "--username", name)
+    assert result.exit_code == 0, result.stderr
+    with Repository.open(db_path) as repo:
+        assert repo.users.get(77).username == name
+        assert repo.events.since(0)[-1].note == name
+        assert {"users", "events", "mailboxes"} <= {r[0] for r in repo.store.query(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+@pytest.mark.parametrize("name", REFUSED, ids=range(len(REFUSED)))
+def test_username_is_refused(cli, seeded, name):
+    before = fingerprint(seeded)
+    result = cli("add-admin", "77", "--username", name)
+    assert_one_line_error(result.stderr, result.exit_code, 2)
+    assert "username" in result.stderr
+    assert fingerprint(seeded) == before
+
+
+def test_username_with_quotes_through_a_real_process(seeded, run_rolectl):
+    name = "x'); DROP TABLE users; --"
+    assert run_rolectl("add-admin", "78", "--username", name).returncode == 0
+    assert run_rolectl("users", "--format", "json").stdout.count("DROP TABLE") == 1
+    with Repository.open(seeded) as repo:
+        assert repo.users.get(78).username == name and repo.users.count() == 4
+
+
+@FAST
+@given(name=st.text(min_size=0, max_size=80))
+def test_any_username_round_trips_or_is_refused(cli, seeded, name):
+    before = fingerprint(seeded)
+    result = cli("add-admin", "55", "--username", name)
+    if result.exit_code == 0:
+        with Repository.open(seeded) as repo:
+            assert repo.users.get(55).username == (name[1:] if name.startswith("@") else name)
+    else:
+        assert_one_line_error(result.stderr, result.exit_code, 2)
+        assert fingerprint(seeded) == before
+
+
+# -- ids -------------------------------------------------------------------------------------------------
+
+
+def id_text() -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.text(max_size=25),
+        st.integers(min_value=-(2**70), max_value=0).map(str),
+        st.integers(min_value=2**63, max_value=2**80).map(str),
+        st.sampled_from(["1.5", "1e3", "0x10", " 7 ", "+7", "٣", "7\0", "--", "-0", "00", "１２"]),
+    )
+
+
+COMMANDS = [
+    lambda x: ["role", "--", x],
+    lambda x: ["add-admin", "--", x],
+    lambda x: ["remove-admin", "--", x],
+    lambda x: ["transfer", "1", "--to", x],
+    lambda x: ["transfer", "--to", "2000", "--", x],
+    lambda x: ["mailbox", "show", "--", x],
+    lambda x: ["events", "--user", x],
+]
+
+
+@FAST
+@given(value=id_text(), which=st.integers(0, len(COMMANDS) - 1))
+def test_any_id_is_accepted_or_refused_in_one_line(cli, seeded, value, which):
+    before = fingerprint(seeded)
+    args = COMMANDS[which](value)
+    result = cli(*args)
+    if result.exit_code == 0:
+        return
+    if args[0] == "role" and result.exit_code == 1:
+        pytest.fail("exit 1 without --is")
+    assert_one_line_error(result.stderr, result.exit_code)
+    assert fingerprint(seeded) == before
+
+
+@pytest.mark.parametrize("value, text", [
+    ("abc", "not a whole number"), ("0", "must be positive"), ("-5", "must be positive"),
+    ("9223372036854775808", "2^63-1"), ("1.5", "not a whole number"), ("", "not a whole number"),
+])
+def test_each_kind_of_bad_id_everywhere(cli, seeded, value, text):
+    before = fingerprint(seeded)
+    for build in COMMANDS:
+        result = cli(*build(value))
+        assert_one_line_error(result.stderr, result.exit_code, 2)
+        assert text in result.stderr
+    assert fingerprint(seeded) == before
+
+
+def test_largest_id_is_fine(cli):
+    biggest = str(2**63 - 1)
+    assert cli("add-admin", biggest).exit_code == 0
+    assert cli("role", biggest).stdout == "admin\n"

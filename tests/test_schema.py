@@ -1,0 +1,197 @@
+"""Rules the database itself enforces, whoever writes to it: proven with the real sqlite3 shell.
+
+A role change made by raw SQL (`sqlite3 bot.db "UPDATE users SET role='admin' ..."`) must still
+produce exactly one role-change event, whatever statement form the writer uses.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rolectl.events import ADMIN_ADDED, ADMIN_REMOVED, KINDS
+from rolectl.repository import Repository
+
+SQLITE3 = shutil.which("sqlite3") or "/usr/bin/sqlite3"
+pytestmark = pytest.mark.skipif(not Path(SQLITE3).exists(), reason="the sqlite3 shell is not installed")
+
+
+def shell(db: Path, sql: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run SQL through the real sqlite3 binary, as an operator would."""
+    result = subprocess.run([SQLITE3, str(db), sql], capture_output=True, text=True, timeout=30)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def role_events(db: Path) -> list[tuple]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(
+            "SELECT kind, user_id, old_role, new_role, actor FROM events "
+            "WHERE kind IN ('admin_added', 'admin_removed') ORDER BY seq"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+def assert_log_matches_table(db: Path) -> None:
+    with Repository.open(db) as repo:
+        assert repo.events.replay() == repo.events.table_roles()
+
+
+@pytest.fixture
+def seeded(db_path: Path) -> Path:
+    """User 5 is a plain user, user 7 an admin (both through the repository)."""
+    with Repository.open(db_path) as repo:
+        repo.users.upsert(5, "five", actor="setup")
+        repo.users.add_admin(7, "seven", actor="setup")
+    return db_path
+
+
+def new_role_events(db: Path, before: int) -> list[tuple]:
+    return role_events(db)[before:]
+
+
+def test_plain_update_logs_exactly_once(seeded):
+    before = len(role_events(seeded))
+    shell(seeded, "UPDATE users SET role='admin' WHERE user_id=5")
+    assert new_role_events(seeded, before) == [(ADMIN_ADDED, 5, "user", "admin", "sql")]
+    shell(seeded, "UPDATE users SET role='admin' WHERE user_id=5")  # no change: no event
+    shell(seeded, "UPDATE users SET username='renamed' WHERE user_id=5")
+    assert len(role_events(seeded)) == before + 1
+    assert_log_matches_table(seeded)
+
+
+def test_insert_of_an_admin_logs_once(seeded):
+    before = len(role_events(seeded))
+    shell(seeded, "INSERT INTO users (user_id, role) VALUES (11, 'admin')")
+    shell(seeded, "INSERT INTO users (user_id, role) VALUES (12, 'user')")  # a plain user is no change
+    assert new_role_events(seeded, before) == [(ADMIN_ADDED, 11, "user", "admin", "sql")]
+    assert_log_matches_table(seeded)
+
+
+@pytest.mark.parametrize("recursive", ["ON", "OFF"])
+def test_insert_or_replace_logs_once(seeded, recursive):
+    before = len(role_events(seeded))
+    shell(seeded, f"PRAGMA recursive_triggers={recursive}; "
+                  "INSERT OR REPLACE INTO users (user_id, username, role) VALUES (7, 'seven', 'user')")
+    assert new_role_events(seeded, before) == [(ADMIN_REMOVED, 7, "admin", "user", "sql")]
+    shell(seeded, f"PRAGMA recursive_triggers={recursive}; "
+                  "INSERT OR REPLACE INTO users (user_id, username, role) VALUES (5, 'five', 'admin')")
+    assert new_role_events(seeded, before)[1:] == [(ADMIN_ADDED, 5, "user", "admin", "sql")]
+    # Replacing an admin row by an admin row: with recursive triggers off no delete trigger
+    # fires and nothing is logged; with them on SQLite really deletes the row (logged as a
+    # removal) and inserts a new one (logged as an addition). Either way the log ends where
+    # the table is, which is what every cache converges to.
+    shell(seeded, f"PRAGMA recursive_triggers={recursive}; "
+                  "REPLACE INTO users (user_id, username, role) VALUES (5, 'five!', 'admin')")
+    extra = new_role_events(seeded, before)[2:]
+    if recursive == "OFF":
+        assert extra == []
+    else:
+        assert extra == [(ADMIN_REMOVED, 5, "admin", "user", "sql"), (ADMIN_ADDED, 5, "user", "admin", "sql")]
+    assert_log_matches_table(seeded)
+
+
+@pytest.mark.parametrize("recursive", ["ON", "OFF"])
+def test_upsert_logs_once(seeded, recursive):
+    before = len(role_events(seeded))
+    upsert = ("PRAGMA recursive_triggers={r}; INSERT INTO users (user_id, role) VALUES ({uid}, '{role}') "
+              "ON CONFLICT (user_id) DO UPDATE SET role = excluded.role")
+    shell(seeded, upsert.format(r=recursive, uid=5, role="admin"))
+    shell(seeded, upsert.format(r=recursive, uid=5, role="admin"))
+    shell(seeded, upsert.format(r=recursive, uid=7, role="user"))
+    shell(seeded, upsert.format(r=recursive, uid=13, role="admin"))
+    assert new_role_events(seeded, before) == [
+        (ADMIN_ADDED, 5, "user", "admin", "sql"),
+        (ADMIN_REMOVED, 7, "admin", "user", "sql"),
+        (ADMIN_ADDED, 13, "user", "admin", "sql"),
+    ]
+    assert_log_matches_table(seeded)
+
+
+@pytest.mark.parametrize("recursive", ["ON", "OFF"])
+def test_delete_of_an_admin_logs_once(seeded, recursive):
+    before = len(role_events(seeded))
+    shell(seeded, f"PRAGMA recursive_triggers={recursive}; DELETE FROM users WHERE user_id IN (5, 7)")
+    assert new_role_events(seeded, before) == [(ADMIN_REMOVED, 7, "admin", "user", "sql")]
+    assert_log_matches_table(seeded)
+
+
+@pytest.mark.parametrize("recursive", ["ON", "OFF"])
+def test_primary_key_update_logs_both_ids(seeded, recursive):
+    before = len(role_events(seeded))
+    shell(seeded, f"PRAGMA recursive_triggers={recursive}; UPDATE users SET user_id=70 WHERE user_id=7")
+    assert sorted(new_role_events(seeded, before)) == sorted([
+        (ADMIN_ADDED, 70, "user", "admin", "sql"),
+        (ADMIN_REMOVED, 7, "admin", "user", "sql"),
+    ])
+    # moving a plain user logs nothing
+    shell(seeded, f"PRAGMA recursive_triggers={recursive}; UPDATE users SET user_id=50 WHERE user_id=5")
+    assert len(role_events(seeded)) == before + 2
+    assert_log_matches_table(seeded)
+
+
+def test_multi_row_update_logs_one_event_per_changed_user(seeded):
+    shell(seeded, "INSERT INTO users (user_id) VALUES (20), (21), (22)")
+    before = len(role_events(seeded))
+    shell(seeded, "UPDATE users SET role='admin'")
+    added = new_role_events(seeded, before)
+    assert sorted(e[1] for e in added) == [5, 20, 21, 22]  # 7 was admin already
+    assert_log_matches_table(seeded)
+
+
+def test_change_through_repository_carries_its_actor(db_path):
+    with Repository.open(db_path) as repo:
+        repo.users.add_admin(9, actor="alice")
+        assert repo.store.query("SELECT count(*) FROM change_context") == [(0,)]  # emptied again
+    assert role_events(db_path) == [(ADMIN_ADDED, 9, "user", "admin", "alice")]
+
+
+def test_events_are_append_only(seeded):
+    for sql in ("UPDATE events SET actor='x'", "DELETE FROM events", "UPDATE events SET seq=seq+100"):
+        result = shell(seeded, sql, check=False)
+        assert result.returncode != 0
+        assert "append-only" in result.stderr
+    with Repository.open(seeded) as repo:
+        assert len(repo.events.since(0)) == 1
+
+
+def test_roles_are_a_closed_set(seeded):
+    before = role_events(seeded)
+    for sql in ("UPDATE users SET role='moderator' WHERE user_id=5",
+                "INSERT INTO users (user_id, role) VALUES (30, 'Admin')",
+                "UPDATE users SET role=NULL WHERE user_id=5",
+                "INSERT INTO events (kind) VALUES ('admin_promoted')",
+                "INSERT INTO events (kind, new_role) VALUES ('admin_added', 'root')"):
+        result = shell(seeded, sql, check=False)
+        assert result.returncode != 0, sql
+        assert "constraint failed" in result.stderr
+    assert role_events(seeded) == before
+    assert_log_matches_table(seeded)
+
+
+def test_ids_must_be_positive(db_path):
+    for sql in ("INSERT INTO users (user_id) VALUES (0)", "INSERT INTO users (user_id) VALUES (-5)"):
+        assert shell(db_path, sql, check=False).returncode != 0
+
+
+def test_event_kinds_in_schema_match_library(db_path):
+    conn = sqlite3.connect(db_path)
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0]
+    conn.close()
+    for kind in KINDS:
+        assert f"'{kind}'" in sql
+
+
+def test_log_id_is_random_per_database(tmp_path):
+    ids = set()
+    for name in ("a.db", "b.db"):
+        with Repository.init(tmp_path / name) as repo:
+            ids.add(repo.store.log_id)
+    assert len(ids) == 2 and all(len(i) == 32 for i in ids)

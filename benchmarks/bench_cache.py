@@ -1,0 +1,216 @@
+"""Benchmark RoleCache against its targets; prints a table, exits 1 if a target is missed.
+
+    python benchmarks/bench_cache.py [--quick]
+
+Targets (ratios measured inside one run, so a noisy machine affects both sides alike):
+
+* hit:    ``get_role`` hit, stats on      <= 1.5x a ``functools.lru_cache(maxsize=None)`` hit
+* miss:   ``get_role`` miss via SQLiteFetch <= 1.3x a raw ``SELECT role FROM users WHERE user_id=?``
+          on a reused sqlite3 connection
+* memory: RSS per entry at 1,000,000 entries <= 1.3x a plain ``{int: str}`` dict
+
+Timings are the best of several rounds of ``time.perf_counter`` loops (the variants are
+interleaved round by round); memory is the RSS delta in a fresh subprocess per variant.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rolectl.cache import RoleCache, SQLiteFetch  # noqa: E402
+
+HIT_TARGET, MISS_TARGET, MEM_TARGET = 1.5, 1.3, 1.3
+QUICK = "--quick" in sys.argv
+
+
+def best_ns(variants: dict[str, Callable[[], int]], rounds: int) -> dict[str, float]:
+    """Best per-operation time of each variant; each callable returns how many ops it ran."""
+    best = {name: float("inf") for name in variants}
+    for _ in range(rounds):
+        for name, run in variants.items():
+            start = time.perf_counter()
+            ops = run()
+            best[name] = min(best[name], (time.perf_counter() - start) / ops * 1e9)
+    return best
+
+
+def loop(fn: Callable[[int], object], keys: list[int]) -> Callable[[], int]:
+    def run() -> int:
+        for key in keys:
+            fn(key)
+        return len(keys)
+    return run
+
+
+def bench_hits() -> dict[str, float]:
+    users = 1000
+    admins = set(range(0, users, 100))  # 1% admins, as in a real bot
+    role_of = {uid: "admin" if uid in admins else "user" for uid in range(users)}
+    keys = list(range(users)) * (50 if QUICK else 200)
+
+    @functools.lru_cache(maxsize=None)
+    def lru(uid: int) -> str:
+        return role_of[uid]
+
+    @functools.lru_cache(maxsize=4096)
+    def lru_bounded(uid: int) -> str:
+        return role_of[uid]
+
+    cache = RoleCache(role_of.__getitem__)
+    bounded = RoleCache(role_of.__getitem__, maxsize=4096)
+    for uid in range(users):
+        lru(uid), lru_bounded(uid), cache.get_role(uid), bounded.get_role(uid)
+
+    def attr_form() -> int:  # how a bot usually writes it: cache.get_role(uid)
+        for key in keys:
+            cache.get_role(key)
+        return len(keys)
+
+    admin_keys = sorted(admins) * (len(keys) // len(admins))
+    return best_ns({
+        "lru_cache hit": loop(lru, keys),
+        "RoleCache.get_role hit": loop(cache.get_role, keys),
+        "RoleCache hit, cache.get_role(uid) form": attr_form,
+        "RoleCache hit, admins only": loop(cache.get_role, admin_keys),
+        "lru_cache(maxsize=4096) hit": loop(lru_bounded, keys),
+        "RoleCache(maxsize=4096) hit": loop(bounded.get_role, keys),
+    }, rounds=5 if QUICK else 15)
+
+
+def bench_misses(tmp: Path) -> dict[str, float]:
+    path = tmp / "bench.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript("""
+        CREATE TABLE users (user_id INTEGER PRIMARY KEY, username TEXT,
+            role TEXT NOT NULL CHECK (role IN ('user','admin')), created_at, updated_at);
+        CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts, kind, user_id, old_role,
+            new_role, mailbox_id, from_user, to_user, actor, note);
+    """)
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO users (user_id, role) VALUES (?, ?)",
+                     ((uid, "admin" if uid % 100 == 0 else "user") for uid in range(1, 100_001)))
+    conn.executemany("INSERT INTO events (kind, user_id, new_role) VALUES ('admin_added', ?, 'admin')",
+                     ((uid,) for uid in range(1, 1001)))
+    conn.execute("COMMIT")
+    keys = list(range(1, 100_001, 5 if QUICK else 2))
+    raw = sqlite3.connect(path, isolation_level=None)
+    fetch = SQLiteFetch(path)
+
+    def raw_select() -> int:
+        execute = raw.execute
+        for key in keys:
+            execute("SELECT role FROM users WHERE user_id = ?", (key,)).fetchone()
+        return len(keys)
+
+    def cache_miss() -> int:
+        cache = RoleCache(fetch)  # fresh: every lookup is a cold miss
+        get_role = cache.get_role
+        for key in keys:
+            get_role(key)
+        assert cache.stats().misses == len(keys)
+        return len(keys)
+
+    def versioned_fetch() -> int:
+        for key in keys:
+            fetch(key)
+        return len(keys)
+
+    result = best_ns({"raw sqlite3 SELECT": raw_select, "RoleCache miss (SQLiteFetch)": cache_miss,
+                      "SQLiteFetch alone (role + head)": versioned_fetch}, rounds=3 if QUICK else 7)
+    raw.close(), fetch.close(), conn.close()
+    return result
+
+
+MEMORY_CHILD = r"""
+import gc, os, sys
+sys.path.insert(0, sys.argv[1])
+kind, n = sys.argv[2], int(sys.argv[3])
+from rolectl.cache import RoleCache
+import cachetools
+page = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    gc.collect()
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page
+fetch = lambda uid: "user"
+before = rss()
+if kind == "dict":
+    d = {}
+    for uid in range(10**9, 10**9 + n):
+        d[uid] = "user"
+elif kind == "RoleCache":
+    d = RoleCache(fetch)
+    for uid in range(10**9, 10**9 + n):
+        d.get_role(uid)
+    assert len(d) == n
+else:
+    d = cachetools.LRUCache(maxsize=2 * n)
+    for uid in range(10**9, 10**9 + n):
+        d[uid] = "user"
+print((rss() - before) / n)
+"""
+
+
+def bench_memory(n: int) -> dict[str, float]:
+    out = {}
+    for kind in ("dict", "RoleCache", "cachetools.LRUCache"):
+        proc = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(ROOT), kind, str(n)],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            if kind.startswith("cachetools"):
+                continue  # optional comparison
+            raise SystemExit(proc.stderr)
+        out[kind] = float(proc.stdout)
+    return out
+
+
+def table(rows: Iterable[tuple[str, str, str, str]]) -> str:
+    rows = list(rows)
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def main() -> int:
+    n = 200_000 if QUICK else 1_000_000
+    hits = bench_hits()
+    with tempfile.TemporaryDirectory() as tmp:
+        misses = bench_misses(Path(tmp))
+    memory = bench_memory(n)
+
+    checks = [
+        ("hit", hits["RoleCache.get_role hit"] / hits["lru_cache hit"], HIT_TARGET),
+        ("miss", misses["RoleCache miss (SQLiteFetch)"] / misses["raw sqlite3 SELECT"], MISS_TARGET),
+        ("memory", memory["RoleCache"] / memory["dict"], MEM_TARGET),
+    ]
+    rows = [("measurement", "value", "ratio", "target")]
+    for name, value in hits.items():
+        rows.append((name, f"{value:.1f} ns", f"{value / hits['lru_cache hit']:.2f}x lru_cache", ""))
+    for name, value in misses.items():
+        rows.append((name, f"{value / 1000:.2f} us", f"{value / misses['raw sqlite3 SELECT']:.2f}x raw", ""))
+    for name, value in memory.items():
+        rows.append((f"{name} @ {n:,} entries", f"{value:.1f} B/entry", f"{value / memory['dict']:.2f}x dict", ""))
+    rows.append(("", "", "", ""))
+    failed = False
+    for name, ratio, target in checks:
+        ok = ratio <= target
+        failed |= not ok
+        rows.append((f"TARGET {name}", "ok" if ok else "MISSED", f"{ratio:.2f}x", f"<= {target}x"))
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores{' (quick)' if QUICK else ''}")
+    print(table(rows))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

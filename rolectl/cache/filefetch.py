@@ -1,0 +1,83 @@
+"""A miss read that follows the database *file*, for caches kept in step by a follower.
+
+:class:`~rolectl.cache.SQLiteFetch` keeps each thread's connection for the life of the
+process. If an operator replaces the database file (restores a backup, ``mv new.db bot.db``),
+those connections keep reading the old, unlinked file while the follower has already reset the
+cache for the new one -- and a miss would install a role from the wrong database. This fetch
+checks the file's identity (device, inode) before and after each read, reconnecting when it
+changed, so every read it returns came from the file the path names *now*. Two ``stat()``
+calls cost about 2 µs on a miss that costs ~20 µs anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import urllib.parse
+from pathlib import Path
+
+from ..errors import DatabaseError
+from ..events import ROLE_USER
+from .fetch import SQL_VERSIONED
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+class FollowingFetch:
+    """``fetch(user_id) -> (role, log_head_seq)`` from whatever file ``path`` names now."""
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0, retries: int = 3) -> None:
+        self.path = Path(path).absolute()
+        self.timeout = timeout
+        self.retries = retries
+        self._local = threading.local()
+        self.reconnects = 0
+
+    def _connection(self, identity: tuple[int, int]) -> sqlite3.Connection:
+        held = getattr(self._local, "held", None)
+        if held is not None and held[0] == identity:
+            return held[1]
+        if held is not None:
+            held[1].close()
+            self.reconnects += 1
+        uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        self._local.held = (identity, conn)
+        return conn
+
+    def __call__(self, user_id: int) -> tuple[str, int]:
+        for _ in range(self.retries):
+            before = _identity(self.path)
+            if before is None:
+                raise DatabaseError(f"cannot read the role of user {user_id}: database {self.path} does not exist",
+                                    hint="was it moved or deleted?")
+            try:
+                row = self._connection(before).execute(SQL_VERSIONED, (user_id,)).fetchone()
+            except sqlite3.Error as exc:
+                self._drop()
+                raise DatabaseError(f"cannot read the role of user {user_id}: {exc}",
+                                    hint="check that the database exists and is a rolectl database") from exc
+            if _identity(self.path) == before:  # the file was not replaced during the read
+                return (row[0] or ROLE_USER, int(row[1]))
+        raise DatabaseError(f"cannot read the role of user {user_id}: {self.path} keeps being replaced",
+                            hint="retry once the file has settled")
+
+    def _drop(self) -> None:
+        held = getattr(self._local, "held", None)
+        self._local.held = None
+        if held is not None:
+            try:
+                held[1].close()
+            except sqlite3.Error:
+                pass
+
+    def close(self) -> None:
+        """Close this thread's connection (other threads' close when they exit)."""
+        self._drop()

@@ -1,0 +1,343 @@
+"""The diagnostics socket of one cache instance: a tiny JSON request/response server.
+
+One Unix domain socket per process embedding a :class:`~rolectl.cache.RoleCache`, served by
+one daemon thread. A request is one JSON object on one line; the reply is one JSON object on
+one line; then the connection closes. Operations:
+
+``{"op": "stats"}``
+    the cache's counters, the follower's, and the rates over the last :data:`WINDOW` seconds
+``{"op": "entries", "role": R|null, "user_id": N|null, "limit": N|null}``
+    the entries in memory now, ``[user_id, role, since]`` each, plus ``matched`` (how many
+    entries pass the filter) and ``size``
+``{"op": "whois", "user_id": N}``
+    whether this cache holds the user, with which role and since when
+
+Only the instance's own user, root and the owner of the database file may connect (checked
+with ``SO_PEERCRED``), on top of the 0700 directory and the 0600 socket.
+
+The same thread takes a snapshot of the counters every second into a small ring, which is
+what makes "hit rate over the last 10 s" possible (varnishstat's *Change* next to *Avg*).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .follower import Follower
+    from .role_cache import RoleCache
+
+log = logging.getLogger("rolectl.registry")
+
+#: Seconds covered by the "last interval" rates.
+WINDOW = 10.0
+SAMPLE_EVERY = 1.0
+HEARTBEAT_EVERY = 5.0
+MAX_REQUEST = 64 * 1024
+_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+_SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes on Linux; keep a margin
+
+
+# -- addressing ------------------------------------------------------------------------------
+
+
+class _ShortPath:
+    """A socket path that fits ``sun_path``: long paths go through ``/proc/self/fd/N/``
+    (an open descriptor of the directory), which Linux resolves like the real path."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd = -1
+        text = os.fspath(path)
+        if len(os.fsencode(text)) >= _SUN_PATH_MAX and os.path.isdir("/proc/self/fd"):
+            self._fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            text = f"/proc/self/fd/{self._fd}/{path.name}"
+        self.text = text
+
+    def __enter__(self) -> str:
+        return self.text
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+
+
+def call(path: Path, request: dict[str, Any], timeout: float = 2.0) -> dict[str, Any]:
+    """Send one request to the socket at ``path`` and return the reply (raises ``OSError``
+    if nobody answers, ``ValueError`` on a garbled reply)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        with _ShortPath(path) as address:
+            sock.connect(address)
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        chunks = []
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        sock.close()
+    reply = json.loads(b"".join(chunks))
+    if not isinstance(reply, dict):
+        raise ValueError("reply is not a JSON object")
+    return reply
+
+
+# -- rates -----------------------------------------------------------------------------------
+
+
+class RateRing:
+    """Counter snapshots, one per second, for rates over the last :data:`WINDOW` seconds."""
+
+    def __init__(self, window: float = WINDOW, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self.clock = clock
+        self._ring: deque[tuple[float, int, int, int]] = deque(maxlen=int(window / SAMPLE_EVERY) + 2)
+
+    def sample(self, hits: int, lookups: int, events: int) -> None:
+        self._ring.append((self.clock(), hits, lookups, events))
+
+    def rates(self, hits: int, lookups: int, events: int) -> dict[str, Any]:
+        """Rates between the oldest snapshot still inside the window and ``now``'s counters."""
+        now = self.clock()
+        base = None
+        for snap in self._ring:
+            if now - snap[0] <= self.window + SAMPLE_EVERY / 2:
+                base = snap
+                break
+        if base is None or now - base[0] <= 0:
+            return {"window_seconds": 0.0, "hit_rate": None, "lookups_per_second": None, "events_per_second": None}
+        span = now - base[0]
+        d_hits, d_lookups, d_events = hits - base[1], lookups - base[2], events - base[3]
+        return {
+            "window_seconds": round(span, 3),
+            "hit_rate": d_hits / d_lookups if d_lookups else None,
+            "lookups_per_second": d_lookups / span,
+            "events_per_second": d_events / span,
+        }
+
+
+# -- the server ------------------------------------------------------------------------------
+
+
+def _peer_uid(conn: socket.socket) -> int | None:
+    try:
+        raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux: rely on file modes
+        return None
+    return _UCRED.unpack(raw)[1]
+
+
+class InstanceServer:
+    """Answers diagnostics requests about ``cache`` (and ``follower``) on ``socket_path``."""
+
+    def __init__(
+        self,
+        cache: "RoleCache",
+        socket_path: Path,
+        *,
+        follower: "Follower | None" = None,
+        describe: Callable[[], dict[str, Any]] = dict,
+        allowed_uids: frozenset[int] = frozenset(),
+        heartbeat: Callable[[], None] | None = None,
+    ) -> None:
+        self.cache = cache
+        self.follower = follower
+        self.socket_path = socket_path
+        self.describe = describe
+        self.allowed_uids = allowed_uids | {os.geteuid(), 0}
+        self.heartbeat = heartbeat
+        self.ring = RateRing()
+        self.requests = 0
+        self.refused = 0
+        self._sock: socket.socket | None = None
+        self._stop = threading.Event()
+        self._pipe_r, self._pipe_w = -1, -1
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # the socket file is created 0600
+        try:
+            with _ShortPath(self.socket_path) as address:
+                try:
+                    os.unlink(address)
+                except FileNotFoundError:
+                    pass
+                sock.bind(address)
+        finally:
+            os.umask(old)
+        os.chmod(self.socket_path, 0o600)
+        sock.listen(16)
+        sock.setblocking(False)
+        self._sock = sock
+        self._pipe_r, self._pipe_w = os.pipe()
+        self._sample()
+        self._thread = threading.Thread(target=self._run, name=f"rolectl-diagnostics-{self.cache.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        thread, self._thread = self._thread, None
+        self._stop.set()
+        if self._pipe_w >= 0:
+            os.write(self._pipe_w, b"x")
+        if thread is not None:
+            thread.join(timeout)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        for fd in (self._pipe_r, self._pipe_w):
+            if fd >= 0:
+                os.close(fd)
+        self._pipe_r = self._pipe_w = -1
+        try:
+            self.socket_path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def _sample(self) -> None:
+        s = self.cache.stats()
+        self.ring.sample(s.hits, s.lookups, s.events_applied)
+
+    def _run(self) -> None:
+        assert self._sock is not None
+        next_sample = time.monotonic() + SAMPLE_EVERY
+        next_beat = time.monotonic() + HEARTBEAT_EVERY
+        while not self._stop.is_set():
+            timeout = max(0.0, min(next_sample, next_beat) - time.monotonic())
+            try:
+                ready, _, _ = select.select([self._sock, self._pipe_r], [], [], timeout)
+            except (OSError, ValueError):
+                break
+            if self._stop.is_set():
+                break
+            now = time.monotonic()
+            try:
+                if now >= next_sample:
+                    self._sample()
+                    next_sample = now + SAMPLE_EVERY
+                if now >= next_beat and self.heartbeat is not None:
+                    self.heartbeat()
+                    next_beat = now + HEARTBEAT_EVERY
+                if self._sock in ready:
+                    self._accept()
+            except Exception:  # noqa: BLE001 - diagnostics must never take the bot down
+                log.exception("diagnostics server of cache %s: request failed", self.cache.name)
+
+    def _accept(self) -> None:
+        assert self._sock is not None
+        try:
+            conn, _ = self._sock.accept()
+        except BlockingIOError:
+            return
+        with conn:
+            conn.setblocking(True)
+            conn.settimeout(2.0)
+            uid = _peer_uid(conn)
+            if uid is not None and uid not in self.allowed_uids:
+                self.refused += 1
+                self._send(conn, {"ok": False, "error": "permission denied"})
+                return
+            try:
+                request = self._receive(conn)
+                reply = self.handle(request)
+            except (ValueError, KeyError, TypeError) as exc:
+                reply = {"ok": False, "error": f"bad request: {exc}"}
+            except OSError:
+                return
+            self.requests += 1
+            self._send(conn, reply)
+
+    @staticmethod
+    def _receive(conn: socket.socket) -> dict[str, Any]:
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+            if len(data) > MAX_REQUEST:
+                raise ValueError("request too large")
+        request = json.loads(data or b"{}")
+        if not isinstance(request, dict):
+            raise ValueError("request is not a JSON object")
+        return request
+
+    @staticmethod
+    def _send(conn: socket.socket, reply: dict[str, Any]) -> None:
+        try:
+            conn.sendall(json.dumps(reply, separators=(",", ":"), default=str).encode() + b"\n")
+        except OSError:
+            pass  # the client went away: nothing to tell it
+
+    # -- operations ---------------------------------------------------------------------
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "stats":
+            return self._stats()
+        if op == "entries":
+            return self._entries(request.get("role"), _opt_int(request.get("user_id")), _opt_int(request.get("limit")))
+        if op == "whois":
+            return self._whois(int(request["user_id"]))
+        if op == "ping":
+            return {"ok": True, "instance": self.describe()}
+        raise ValueError(f"unknown op {op!r}")
+
+    def _stats(self) -> dict[str, Any]:
+        s = self.cache.stats()
+        return {
+            "ok": True,
+            "instance": self.describe(),
+            "cache": s.to_dict(),
+            "follower": self.follower.stats() if self.follower is not None else None,
+            "rates": self.ring.rates(s.hits, s.lookups, s.events_applied),
+            "server": {"requests": self.requests, "refused": self.refused},
+            "now": time.time(),
+        }
+
+    def _entries(self, role: str | None, user_id: int | None, limit: int | None) -> dict[str, Any]:
+        cache = self.cache
+        last_seq = cache.last_seq
+        rows = [[e.user_id, e.role, e.since_wall] for e in cache.entries(role=role, user_id=user_id, limit=limit)]
+        size = len(cache)
+        if user_id is not None:
+            matched = len(rows)
+        elif role is None:
+            matched = size
+        elif role == "user":  # roles are a closed set: users are what the others are not
+            matched = size - sum(1 for _ in cache.entries(role="admin"))
+        else:
+            matched = sum(1 for _ in cache.entries(role=role))
+        return {"ok": True, "entries": rows, "matched": matched, "size": size, "last_seq": last_seq,
+                "now": time.time()}
+
+    def _whois(self, user_id: int) -> dict[str, Any]:
+        found = list(self.cache.entries(user_id=user_id))
+        entry = found[0] if found else None
+        return {
+            "ok": True,
+            "held": entry is not None,
+            "role": entry.role if entry else None,
+            "since": entry.since_wall if entry else None,
+            "last_seq": self.cache.last_seq,
+        }
+
+
+def _opt_int(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {value!r}")
+    return value

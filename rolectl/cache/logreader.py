@@ -1,0 +1,173 @@
+"""Reading the event log from outside, and noticing when it can no longer be trusted.
+
+A :class:`LogReader` owns one read-only connection to the database file and answers two
+questions for whoever follows the log (the cache follower, ``rolectl events --follow``):
+
+* :meth:`LogReader.changed` -- has anything been committed, or the file replaced, since the
+  last read? One ``stat()`` and ``PRAGMA data_version``: a few microseconds, cheap enough for
+  a settle loop and a safety-net poll.
+* :meth:`LogReader.read` -- the events after a sequence number, in order, read in one
+  snapshot together with the checks that prove nothing is missing: the log's ``meta.log_id``
+  (a replaced database has another one), the head (it never goes backwards), the event the
+  caller applied last (still there, unchanged) and contiguity (``seq`` has no holes unless
+  someone deleted or forged rows). If any check fails the batch carries a ``reset`` reason
+  and the head to resume from instead of events.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DatabaseError
+from ..events import EVENT_FIELDS, Event
+
+_SELECT = f"SELECT {', '.join(EVENT_FIELDS)} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+# The highest seq ever issued: sqlite_sequence survives deleted tail rows, max(seq) survives a
+# forged sqlite_sequence; the larger of the two is where new events will continue.
+_HEAD = (
+    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
+    "coalesce((SELECT max(seq) FROM events), 0))"
+)
+_ANCHOR = "SELECT ts, kind FROM events WHERE seq = ?"
+_FIRST = "SELECT min(seq) FROM events"
+
+Anchor = tuple[int, str, str]  # (seq, ts, kind) of the last event a follower applied
+
+
+@dataclass
+class Batch:
+    """What one :meth:`LogReader.read` found. With ``reset`` set, ``events`` is empty and the
+    caller must drop what it derived from the log and resume after ``head``."""
+
+    events: list[Event] = field(default_factory=list)
+    head: int = 0
+    log_id: str = ""
+    reset: str | None = None
+    more: bool = False  # the batch was cut at ``limit``: read again
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+class LogReader:
+    """A read-only view of one database's event log that survives the file being replaced."""
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
+        self.path = Path(path).absolute()
+        self.timeout = timeout
+        self._conn: sqlite3.Connection | None = None
+        self._identity: tuple[int, int] | None = None
+        self._data_version: int | None = None
+        self.log_id: str | None = None  # the log this reader's caller is in step with
+        self.reopens = 0
+
+    # -- connection ----------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        identity = _identity(self.path)
+        if identity is None:
+            raise DatabaseError(f"database {self.path} does not exist", hint="was it moved or deleted?")
+        if self._conn is not None:
+            self._conn.close()
+            self.reopens += 1
+        uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        except sqlite3.Error as exc:
+            self._conn = None
+            raise DatabaseError(f"cannot open database {self.path}: {exc}") from exc
+        self._conn, self._identity, self._data_version = conn, identity, None
+        return conn
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None or _identity(self.path) != self._identity:
+            return self._open()
+        return self._conn
+
+    def changed(self) -> bool:
+        """``True`` if a commit or a file replacement may have happened since the last read."""
+        if self._conn is None or _identity(self.path) != self._identity:
+            return True
+        try:
+            return self._conn.execute("PRAGMA data_version").fetchone()[0] != self._data_version
+        except sqlite3.Error:
+            return True
+
+    # -- reading -------------------------------------------------------------------------
+
+    def head(self) -> int:
+        conn = self._connection()
+        try:
+            return int(conn.execute(_HEAD).fetchone()[0])
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"cannot read the event log of {self.path}: {exc}") from exc
+
+    def read(self, after: int, anchor: Anchor | None = None, *, limit: int = 5000) -> Batch:
+        """Events with ``seq > after`` (at most ``limit``), or a reset if the log cannot
+        continue from ``after``. ``anchor`` is the last event the caller applied, if known."""
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN")
+            try:
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                return self._read(conn, after, anchor, limit, version)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._data_version = None
+            raise DatabaseError(f"cannot read the event log of {self.path}: {exc}",
+                                hint="is it a rolectl database?") from exc
+
+    def _read(self, conn: sqlite3.Connection, after: int, anchor: Anchor | None, limit: int,
+              version: int) -> Batch:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'log_id'").fetchone()
+        log_id = str(row[0]) if row else ""
+        head = int(conn.execute(_HEAD).fetchone()[0])
+        batch = Batch(head=head, log_id=log_id)
+        if self.log_id is not None and log_id != self.log_id:
+            batch.reset = f"the database file was replaced (log id {self.log_id[:8]} -> {log_id[:8]})"
+        elif head < after:
+            batch.reset = f"the log head went backwards (#{after} applied, head is #{head})"
+        elif after > 0:
+            found = conn.execute(_ANCHOR, (after,)).fetchone()
+            if found is None:
+                batch.reset = f"event #{after}, the last one applied, is no longer in the log"
+            elif anchor is not None and anchor[0] == after and tuple(found) != anchor[1:]:
+                batch.reset = f"event #{after}, the last one applied, was rewritten"
+        elif after == 0:
+            first = conn.execute(_FIRST).fetchone()[0]
+            if first is not None and first > 1:
+                batch.reset = f"the log starts at #{first}: events #1-#{first - 1} are gone"
+        if batch.reset is None:
+            rows = conn.execute(_SELECT, (after, limit)).fetchall()
+            expected = after + 1
+            for r in rows:
+                if r[0] != expected:
+                    batch.reset = f"event #{expected} is missing from the log (next is #{r[0]})"
+                    break
+                expected += 1
+            else:
+                batch.events = [Event.from_row(r) for r in rows]
+                batch.more = len(rows) == limit
+        if batch.reset is not None:
+            batch.events = []
+        self.log_id = log_id
+        self._data_version = version if not batch.more else None
+        return batch
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,163 @@
+"""``rolectl stats``, ``cache show|evict|flush``, ``whois`` and ``events --follow`` against
+live bot processes (examples/bot.py), through the installed CLI and in-process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from botproc import Bot
+from conftest import clean_env
+from rolectl.repository import Repository
+
+
+@pytest.fixture
+def bot(db_path: Path) -> Iterator[Bot]:
+    with Repository.open(db_path) as repo:
+        repo.users.add_admin(789, "new_admin", actor="setup")
+    b = Bot(db_path, "alpha")
+    yield b
+    b.stop()
+
+
+def _json(result) -> object:  # type: ignore[no-untyped-def]
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_stats_shows_what_the_bot_really_counted(bot: Bot, run_rolectl) -> None:
+    bot.get_many([789, 123, 123, 123, 456])
+    [row] = _json(run_rolectl("stats", "--format", "json"))
+    real = bot.ask("stats")["cache"]
+    assert row["instance"] == "alpha" and row["pid"] == bot.pid and row["state"] == "live"
+    assert (row["hits"], row["misses"], row["size"]) == (real["hits"], real["misses"], real["size"]) == (2, 3, 3)
+    assert row["hit_rate"] == pytest.approx(0.4) and row["lag"] == 0 and row["faults"] == 0
+    assert row["follower"] == "inotify" and row["resets"] == 0
+    tsv = run_rolectl("stats").stdout.splitlines()  # not a terminal: TSV with a header
+    assert tsv[0].startswith("instance\tpid\thost\tstate") and tsv[1].startswith("alpha\t")
+
+
+def test_stats_lists_a_killed_bot_as_dead_and_nothing_as_empty(db_path: Path, run_rolectl, cli) -> None:
+    assert _json(run_rolectl("stats", "--format", "json")) == []
+    assert cli("stats", "--format", "csv").stdout.strip() == ",".join(
+        ("instance", "pid", "host", "state", "uptime", "hits", "misses", "hit_rate", "hit_rate_10s", "size",
+         "events_applied", "lag", "faults", "resets", "last_seen", "id", "last_seq", "lookups_per_s_10s",
+         "events_per_s_10s", "coalesced", "misses_cold", "misses_dropped", "misses_evicted",
+         "stale_installs_prevented", "in_flight", "follower", "follower_errors", "last_reset_reason",
+         "started_at", "error"))
+    b = Bot(db_path, "doomed")
+    b.kill()
+    [row] = _json(run_rolectl("stats", "--format", "json"))
+    assert row["state"] == "dead" and row["hits"] is None and row["last_seen"] is not None
+    assert _json(run_rolectl("stats", "--prune", "--format", "json")) == []
+
+
+def test_stats_watch_refreshes_until_ctrl_c(bot: Bot, rolectl_bin: Path, db_path: Path) -> None:
+    proc = subprocess.Popen([str(rolectl_bin), "--db", str(db_path), "stats", "--watch", "--interval", "0.2",
+                             "--format", "jsonl"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=clean_env())
+    first = json.loads(proc.stdout.readline())
+    bot.get_many([1, 1, 1])
+    deadline = time.monotonic() + 5
+    while True:
+        row = json.loads(proc.stdout.readline())
+        if row["hits"] == 2 or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(5) == 0
+    assert first["instance"] == "alpha" and row["hits"] == 2
+
+
+def test_cache_show_lists_the_bots_memory(bot: Bot, run_rolectl) -> None:
+    bot.get_many([789, 1, 2, 3])
+    rows = _json(run_rolectl("cache", "show", "--format", "json"))
+    dump = bot.ask("dump")["entries"]
+    assert {str(r["user_id"]): r["role"] for r in rows} == dump
+    assert rows[0] == {"user_id": 789, "role": "admin", "since": rows[0]["since"]}  # admins first
+    assert [r["user_id"] for r in _json(run_rolectl("cache", "show", "--role", "admin", "-f", "json"))] == [789]
+    assert len(_json(run_rolectl("cache", "show", "--limit", "2", "-f", "json"))) == 2
+    assert _json(run_rolectl("cache", "show", "--user", "2", "-f", "json"))[0]["role"] == "user"
+    assert _json(run_rolectl("cache", "show", "--user", "999", "-f", "json")) == []
+    assert _json(run_rolectl("cache", "show", "--instance", "alpha", "-f", "json"))
+
+
+def test_cache_show_instance_selection_errors(db_path: Path, run_rolectl) -> None:
+    none = run_rolectl("cache", "show")
+    assert none.returncode == 3 and "no live cache instance" in none.stderr
+    a, b = Bot(db_path, "alpha"), Bot(db_path, "beta")
+    try:
+        several = run_rolectl("cache", "show")
+        assert several.returncode == 2 and "--instance" in several.stderr and "beta" in several.stderr
+        unknown = run_rolectl("cache", "show", "--instance", "gamma")
+        assert unknown.returncode == 3 and "no cache instance 'gamma'" in unknown.stderr
+        assert run_rolectl("cache", "show", "--instance", str(b.pid), "-f", "json").returncode == 0
+        bad = run_rolectl("cache", "show", "--role", "root")
+        assert bad.returncode == 2 and "unknown role" in bad.stderr
+    finally:
+        a.stop(), b.stop()
+
+
+def test_evict_and_flush_reach_the_live_bot_and_the_audit_log(bot: Bot, run_rolectl, db_path: Path) -> None:
+    bot.get_many([789, 1, 2])
+    out = run_rolectl("cache", "evict", "1", "--note", "check")
+    assert out.returncode == 0, out.stderr
+    assert "applied by 1 of 1 live instances" in out.stdout
+    assert set(bot.ask("dump")["entries"]) == {"789", "2"}
+    flushed = _json(run_rolectl("cache", "flush", "--format", "json"))
+    assert flushed["events"][0]["kind"] == "cache_flush" and flushed["instances"][0]["applied"] is True
+    assert bot.ask("dump")["entries"] == {}
+    kinds = [e["kind"] for e in _json(run_rolectl("events", "--format", "json"))]
+    assert kinds[-2:] == ["cache_evict", "cache_flush"]
+    assert run_rolectl("cache", "evict", "abc").returncode == 2
+
+
+def test_whois_compares_the_database_with_each_live_cache(bot: Bot, run_rolectl) -> None:
+    bot.get_many([789])
+    who = _json(run_rolectl("whois", "789", "--format", "json"))
+    assert who["role"] == "admin" and who["username"] == "new_admin" and who["last_change_seq"] == 1
+    [inst] = who["instances"]
+    assert inst["instance"] == "alpha" and inst["held"] is True and inst["role"] == "admin"
+    assert inst["agrees"] is True and inst["since"] > 0
+    assert _json(run_rolectl("whois", "5", "--format", "json"))["instances"][0]["held"] is False
+    text = run_rolectl("whois", "789", "--format", "plain").stdout
+    assert "admin" in text and "alpha" in text
+
+
+def test_whois_without_instances_says_so(run_rolectl) -> None:
+    out = run_rolectl("whois", "789", "--format", "github")
+    assert out.returncode == 0 and "no live cache instance" in out.stderr
+    assert run_rolectl("whois", "-5").returncode == 2
+
+
+def test_events_follow_tails_every_writer_until_ctrl_c(db_path: Path, rolectl_bin: Path) -> None:
+    with Repository.open(db_path) as repo:
+        repo.users.add_admin(1, actor="setup")
+    argv = [str(rolectl_bin), "--db", str(db_path), "events", "--follow"]
+    text = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
+    jsonl = subprocess.Popen(argv + ["--user", "789", "--format", "jsonl"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=clean_env())
+    assert text.stdout.readline().endswith("#1 Admin added event: 1\n")  # the backlog
+    time.sleep(0.5)  # both are following now
+    with Repository.open(db_path) as repo:
+        repo.users.add_admin(5, actor="t")
+        repo.users.add_admin(789, "new_admin", actor="t")
+    assert text.stdout.readline().endswith("#2 Admin added event: 5\n")
+    assert text.stdout.readline().endswith("#3 Admin added event: 789 (@new_admin)\n")
+    line = json.loads(jsonl.stdout.readline())
+    assert (line["seq"], line["user_id"], line["kind"]) == (3, 789, "admin_added")
+    for proc in (text, jsonl):
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(5) == 0
+        assert "Traceback" not in proc.stderr.read()
+
+
+def test_events_follow_refuses_formats_that_cannot_stream(run_rolectl) -> None:
+    out = run_rolectl("events", "--follow", "--format", "json")
+    assert out.returncode == 2 and "jsonl" in out.stderr
+    assert run_rolectl("events", "--follow", "--kind", "nope").returncode == 2

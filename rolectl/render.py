@@ -13,20 +13,22 @@ import csv
 import io
 import json
 import sys
-from typing import Any, Iterable, Mapping, Sequence, TextIO
+from contextlib import contextmanager
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from .errors import InvalidInputError
 
 OWN_FORMATS: tuple[str, ...] = ("table", "json", "jsonl", "csv", "tsv")
-#: ``tabulate.tabulate_formats`` of tabulate 0.9/0.10, kept literal so that completion and
-#: validation do not import tabulate (tests check the two lists agree).
+#: ``tabulate.tabulate_formats`` of tabulate 0.10, kept literal so that completion and
+#: validation do not import tabulate (tests check the two lists agree). tabulate's own "tsv"
+#: is listed for completeness, but ``--format tsv`` always means rolectl's TSV below.
 TABULATE_FORMATS: tuple[str, ...] = (
     "asciidoc", "colon_grid", "double_grid", "double_outline", "fancy_grid", "fancy_outline",
     "github", "grid", "heavy_grid", "heavy_outline", "html", "jira", "latex", "latex_booktabs",
     "latex_longtable", "latex_raw", "mediawiki", "mixed_grid", "mixed_outline", "moinmoin",
     "orgtbl", "outline", "pipe", "plain", "presto", "pretty", "psql", "rounded_grid",
-    "rounded_outline", "rst", "simple", "simple_grid", "simple_outline", "textile", "unsafehtml",
-    "youtrack",
+    "rounded_outline", "rst", "simple", "simple_grid", "simple_outline", "textile", "tsv",
+    "unsafehtml", "youtrack",
 )
 FORMATS: tuple[str, ...] = OWN_FORMATS + tuple(f for f in TABULATE_FORMATS if f not in OWN_FORMATS)
 
@@ -125,3 +127,43 @@ def _rich_table(data: list[dict[str, Any]], columns: Sequence[str], title: str |
         table.add_row(*(Text("" if item[c] is None else str(item[c])) for c in columns))
     console(out).print(table)
 
+
+def progress(total: int, description: str, *, enabled: bool | None = None) -> "ContextManager[Callable[[int], None]]":
+    """A progress bar on stderr for long jobs: ``with progress(n, "replaying") as done: done(k)``.
+
+    Shown only when stderr is a terminal (``enabled=None``), so pipes, files and CI logs get
+    no control characters; otherwise the callable does nothing. Transient: the bar is erased
+    when the job ends, leaving the output clean.
+    """
+    return _progress(total, description, _isatty(sys.stderr) if enabled is None else enabled)
+
+
+@contextmanager
+def _progress(total: int, description: str, enabled: bool) -> Iterator[Callable[[int], None]]:
+    if not enabled or total <= 0:
+        yield lambda done: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+def render_title(title: str, fmt: str | None = None, *, out: TextIO | None = None) -> None:
+    """A heading between several tables in one output: bold on a terminal table, a plain
+    line for tabulate formats, a ``# title`` comment line for csv/tsv (``json``/``jsonl``:
+    nothing, the structure carries the names)."""
+    out = out or sys.stdout
+    fmt = check_format(fmt) or default_format(out)
+    if fmt in ("json", "jsonl"):
+        return
+    if fmt == "table":
+        from rich.text import Text
+
+        console(out).print(Text(title, style="bold"))
+    elif fmt in ("csv", "tsv"):
+        out.write(f"# {title}\n")
+    else:
+        out.write(f"{title}\n")

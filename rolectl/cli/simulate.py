@@ -1,1 +1,260 @@
-"""Placeholder: filled by its feature."""
+"""``rolectl simulate`` (the reference scenario's day, measured) and ``rolectl demo``.
+
+Parsing and rendering only: the day is generated, replayed and measured by
+:mod:`rolectl.simulate`. Counts are parsed here (not by click) so that a bad knob is one
+line, ``rolectl: error: --users -5 is negative: use 1 or more``, exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+
+from ..errors import InvalidInputError
+from ..render import check_format, default_format
+from .app import app
+from .context import state
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..simulate.engine import DayResult
+
+MACHINE = ("json", "jsonl", "csv", "tsv")
+# Defaults (the reference scenario's day), repeated here as text for --help only.
+HELP_FORMAT = ("table (default on a terminal), json (the whole day as one document), jsonl, csv, tsv "
+               "(default otherwise) or a tabulate format (github, plain, psql, ...).")
+
+
+def _number(value: Optional[str], name: str, default: int) -> int:
+    """A whole number from the command line; ``1_000_000`` is accepted."""
+    if value is None:
+        return default
+    text = value.strip().replace("_", "")
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidInputError(f"{name} {value!r} is not a whole number", hint=f"e.g. {name} {default}") from None
+
+
+def _real(value: Optional[str], name: str, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        return float(value.strip().replace("_", ""))
+    except ValueError:
+        raise InvalidInputError(f"{name} {value!r} is not a number", hint=f"e.g. {name} {default:g}") from None
+
+
+def _db_option(ctx: typer.Context, own: Optional[Path]) -> Optional[Path]:
+    """The database to use: the command's own ``--db``, else a global ``--db`` typed on the
+    command line. ``$ROLECTL_DB`` is deliberately ignored: a simulated day writes a thousand
+    users, and must never land in the bot's database because of the environment."""
+    if own is not None:
+        return own
+    import click
+
+    root = ctx.find_root()
+    if root.get_parameter_source("db") == click.core.ParameterSource.COMMANDLINE:
+        return state(ctx).db
+    return None
+
+
+def _sections(value: Optional[str], fmt: str, compare: bool) -> list[str]:
+    from ..simulate.report import SECTIONS
+
+    if value is None:
+        if fmt in ("csv", "tsv", "jsonl"):
+            return ["policies"]
+        return [s for s in SECTIONS if s != "changes" and (s != "seed" or compare)]
+    chosen = []
+    for raw in value.split(","):
+        name = raw.strip().lower()
+        if name == "all":
+            chosen += list(SECTIONS)
+        elif name in SECTIONS:
+            chosen.append(name)
+        elif name:
+            raise InvalidInputError(f"unknown section {raw.strip()!r}",
+                                    hint="use one or more of: all, " + ", ".join(SECTIONS))
+    if not chosen:
+        raise InvalidInputError("no section given", hint="use one or more of: all, " + ", ".join(SECTIONS))
+    return chosen
+
+
+@app.command()
+def simulate(
+    ctx: typer.Context,
+    users: Optional[str] = typer.Option(None, "--users", metavar="N", help="Active users (default 1000)."),
+    new_users: Optional[str] = typer.Option(
+        None, "--new-users", metavar="N", help="New users arriving at 14:00 (default 50)."),
+    requests: Optional[str] = typer.Option(
+        None, "--requests", metavar="N", help="Requests in the day (default 10000)."),
+    role_changes: Optional[str] = typer.Option(
+        None, "--role-changes", metavar="N",
+        help="Log events the day's admin changes write (default 5: the seed's 10:00, 16:00 and 18:00 changes)."),
+    seed: Optional[str] = typer.Option(
+        None, "--seed", metavar="N", help="Random seed; the same seed gives the same numbers (default 0)."),
+    distribution: str = typer.Option(
+        "seed", "--distribution", "-d", metavar="NAME",
+        help="Who asks: seed (the scenario's timeline), uniform or zipf."),
+    skew: Optional[str] = typer.Option(
+        None, "--skew", metavar="S", help="Zipf exponent for --distribution zipf (default 1.1)."),
+    policy: str = typer.Option(
+        "event,ttl,none", "--policy", "-p", metavar="LIST",
+        help="Policies to replay the same trace under: event, ttl, none (comma-separated)."),
+    ttl: Optional[str] = typer.Option(
+        None, "--ttl", metavar="SECONDS", help="Entry lifetime of the ttl policy (default 300)."),
+    sweep_interval: Optional[str] = typer.Option(
+        None, "--sweep-interval", metavar="SECONDS",
+        help="Expiry sweep period of the ttl policy (default 60; 0: none)."),
+    db: Optional[Path] = typer.Option(
+        None, "--db", help="Keep the day in this new (or empty) database file. Default: a temporary one."),
+    compare_seed: bool = typer.Option(
+        False, "--compare-seed", help="Set the scenario's claimed figures next to the measured ones."),
+    live: bool = typer.Option(False, "--live", help="Run in compressed real time as a registered cache instance."),
+    live_seconds: Optional[str] = typer.Option(
+        None, "--live-seconds", metavar="SECONDS", help="Real seconds the day takes with --live (default 60)."),
+    section: Optional[str] = typer.Option(
+        None, "--section", metavar="LIST",
+        help="Tables to print: policies, timeline, changes, summary, seed, all. Default: all but changes "
+             "(csv/tsv/jsonl: policies)."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", metavar="FORMAT", help=HELP_FORMAT),
+) -> None:
+    """Simulate the reference scenario's day and measure it: event-driven cache vs TTL vs no cache.
+
+    Every request of one seeded trace is replayed under each policy against a real SQLite
+    database, with the day's role changes made through the repository layer.
+
+    Example: rolectl simulate --compare-seed
+    """
+    from ..simulate.config import SimConfig
+
+    check_format(fmt)
+    out_fmt = fmt or default_format()
+    config = SimConfig(
+        users=_number(users, "--users", 1000),
+        new_users=_number(new_users, "--new-users", 50),
+        requests=_number(requests, "--requests", 10_000),
+        role_changes=_number(role_changes, "--role-changes", 5),
+        seed=_number(seed, "--seed", 0),
+        distribution=distribution.strip().lower(),
+        skew=_real(skew, "--skew", 1.1),
+        policies=policy,  # type: ignore[arg-type]  # parsed and checked by SimConfig
+        ttl=_real(ttl, "--ttl", 300.0),
+        sweep_interval=_real(sweep_interval, "--sweep-interval", 60.0),
+    )
+    chosen = _sections(section, out_fmt, compare_seed)
+    compare = compare_seed or "seed" in chosen
+    seconds = _real(live_seconds, "--live-seconds", 60.0)
+    if live_seconds is not None and not live:
+        raise InvalidInputError("--live-seconds needs --live", hint="add --live, or leave --live-seconds out")
+    if not seconds > 0 or seconds > 86_400:
+        raise InvalidInputError(f"--live-seconds {live_seconds} is not valid",
+                                hint="use a number of seconds from 1 to 86400")
+    path = _db_option(ctx, db)
+    result = _run(config, path, live, seconds)
+    _print(result, out_fmt, chosen, compare)
+
+
+def _run(config: Any, path: Optional[Path], live: bool, seconds: float) -> "DayResult":
+    from ..render import progress
+    from ..simulate.engine import run_day
+
+    options = None
+    if live:
+        from ..simulate.live import LiveOptions
+
+        options = LiveOptions(seconds=seconds, on_ready=_announce, on_external=_external)
+    big = config.requests >= 200_000 or live
+    with progress(config.requests, "replaying the day", enabled=None if big else False) as done:
+        return run_day(config, db=path, progress=done, live=options)
+
+
+def _announce(path: Path) -> None:
+    err = sys.stderr
+    err.write(f"live: the simulated day runs on {path} as cache instance 'simulate'. In another terminal:\n")
+    for command in ("stats --watch", "cache show", "whois 789", "add-admin 42"):
+        err.write(f"  rolectl --db {path} {command}\n")
+    err.flush()
+
+
+def _external(event: Any, now: float) -> None:
+    from ..simulate.trace import clock
+
+    sys.stderr.write(f"live: {clock(now)} seen {event.describe()} (#{event.seq}, by {event.actor})\n")
+    sys.stderr.flush()
+
+
+def _print(result: "DayResult", fmt: str, sections: list[str], compare: bool) -> None:
+    import json
+
+    from ..render import render_record, render_rows, render_title
+    from ..simulate.report import tables, to_json
+    from ..simulate.seed import compare as compare_seed
+
+    seed_rows = compare_seed(result, result.trace) if compare else None  # type: ignore[arg-type]
+    if fmt == "json":
+        sys.stdout.write(json.dumps(to_json(result, seed_rows), indent=2, ensure_ascii=False) + "\n")
+        return
+    human = fmt not in MACHINE
+    chosen = tables(result, sections, human, seed_rows)
+    if fmt == "jsonl":
+        for table in chosen:
+            for row in table.rows:
+                item = {"section": table.name, **row} if len(chosen) > 1 else row
+                sys.stdout.write(json.dumps(item, ensure_ascii=False) + "\n")
+        return
+    if human:
+        render_title(_headline(result), fmt)
+    for table in chosen:
+        if human:
+            sys.stdout.write("\n")
+        # A rich table carries its own title; other formats get a heading line when there is
+        # more than one table (csv/tsv: a `# title` comment line).
+        if fmt != "table" and (human or len(chosen) > 1):
+            render_title(table.title, fmt)
+        if table.record is not None and human:
+            render_record(table.record, fmt, title=table.title)
+        else:
+            render_rows(table.rows, table.columns, fmt, title=table.title)
+
+
+def _headline(result: "DayResult") -> str:
+    cfg = result.config
+    where = result.database or "a temporary database"
+    mode = ", live" if result.live else ""
+    return (f"Simulated day{mode}: {result.active_users} active + {result.new_users} new users, "
+            f"{result.requests} requests ({cfg.distribution} distribution, --seed {cfg.seed}), "
+            f"{result.day_events} events from role changes, on {where}")
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    db: Optional[Path] = typer.Option(
+        None, "--db", help="Keep the demo's database in this new file. Default: a temporary one."),
+) -> None:
+    """A guided tour on a fresh database: the cache, an admin change, a transfer, stats, a day.
+
+    Needs nothing configured and never waits for input.
+
+    Example: rolectl demo
+    """
+    from ..render import render_record, render_rows, render_title
+    from ..simulate.engine import open_day_database
+    from ..simulate.tour import tour
+
+    with open_day_database(_db_option(ctx, db)) as (repo, path, temporary):
+        for n, step in enumerate(tour(repo, path, temporary=temporary)):
+            if n:
+                sys.stdout.write("\n")
+            render_title(step.title, "table")
+            for line in step.lines:
+                typer.echo(line)
+            if step.record is not None:
+                render_record(step.record, "table")
+            if step.rows is not None:
+                render_rows(step.rows, step.columns, "table")
+            sys.stdout.flush()

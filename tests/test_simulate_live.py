@@ -1,0 +1,74 @@
+"""``rolectl simulate --live``: a registered instance other processes see and change, for real."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import clean_env
+
+
+def rolectl(rolectl_bin: Path, db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(rolectl_bin), "--db", str(db), *args], capture_output=True, text=True,
+                          env=clean_env(), timeout=30, stdin=subprocess.DEVNULL)
+
+
+def wait_for_instance(rolectl_bin: Path, db: Path, deadline: float) -> list[dict]:
+    while time.monotonic() < deadline:
+        if db.exists():
+            result = rolectl(rolectl_bin, db, "stats", "--format", "json")
+            if result.returncode == 0:
+                instances = [i for i in json.loads(result.stdout) if i.get("state") == "live"]
+                if instances:
+                    return instances
+        time.sleep(0.1)
+    raise AssertionError("the live simulation never registered")
+
+
+def test_live_day_is_visible_and_follows_another_process(rolectl_bin: Path, tmp_path: Path) -> None:
+    db = tmp_path / "live.db"
+    sim = subprocess.Popen(
+        [str(rolectl_bin), "simulate", "--live", "--live-seconds", "5", "--requests", "3000", "--db", str(db),
+         "--format", "json"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
+    )
+    try:
+        instances = wait_for_instance(rolectl_bin, db, time.monotonic() + 20)
+        assert instances[0]["instance"] == "simulate" and instances[0]["follower"] == "inotify"
+        # Another process (a person in another terminal) promotes user 4242, who never writes to
+        # the bot: only the event, through the follower, can put them in the cache.
+        added = rolectl(rolectl_bin, db, "add-admin", "4242", "--actor", "tester")
+        assert added.returncode == 0, added.stderr
+        deadline = time.monotonic() + 3
+        holder: dict = {}
+        while time.monotonic() < deadline:
+            whois = json.loads(rolectl(rolectl_bin, db, "whois", "4242", "--format", "json").stdout)
+            holder = next((i for i in whois["instances"] if i["instance"] == "simulate"), {})
+            if holder.get("role") == "admin":
+                break
+            time.sleep(0.05)
+        assert holder.get("held") is True and holder.get("role") == "admin" and holder.get("agrees") is True
+        shown = rolectl(rolectl_bin, db, "cache", "show", "--role", "admin", "--format", "json")
+        assert shown.returncode == 0 and 4242 in [e["user_id"] for e in json.loads(shown.stdout)]
+        out, err = sim.communicate(timeout=30)
+    finally:
+        if sim.poll() is None:
+            sim.kill()
+            sim.communicate()
+    assert sim.returncode == 0, err
+    assert "live: the simulated day runs on" in err
+    assert "seen Admin added event: 4242" in err and "by tester" in err
+    doc = json.loads(out)
+    assert doc["live"] is True
+    external = [(e["kind"], e["user_id"], e["actor"]) for e in doc["external_changes"]]
+    assert external == [("admin_added", 4242, "tester")]
+    event = next(p for p in doc["policies"] if p["policy"] == "event")
+    assert event["events_applied"] == 5 + 1  # the day's five and the one typed elsewhere
+    assert event["hits"] + event["misses"] == 3000
+    period = next(p for p in doc["timeline"] if any("4242" in c for c in p["changes"]))
+    assert "another process" in " ".join(period["changes"])
+    # Gone from the registry once the day is over.
+    assert [i for i in json.loads(rolectl(rolectl_bin, db, "stats", "--format", "json").stdout)
+            if i.get("state") == "live"] == []

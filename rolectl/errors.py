@@ -60,5 +60,6 @@ EXIT_CODES: dict[int, str] = {
     3: "not found: user, mailbox, cache instance or database file",
     4: "refused: the change conflicts with a rule (owner still has a mailbox, transfer to self, ...)",
     5: "database unavailable: locked too long, corrupt, not SQLite, read-only, or newer schema",
+    6: "`doctor`: at least one error-level finding",
     130: "interrupted (Ctrl-C)",
 }

@@ -18,7 +18,6 @@ from .errors import RolectlGroup
 app = typer.Typer(
     cls=RolectlGroup,
     name="rolectl",
-    help="Admin and diagnostics tool for the event-driven role cache of chat bots.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,

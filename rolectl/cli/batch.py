@@ -1,1 +1,180 @@
-"""Placeholder: filled by its feature."""
+"""``rolectl apply`` and ``rolectl users import``: many changes from a file, all or nothing."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from ..errors import InvalidInputError
+from .app import app
+from .common import actor as actor_of, change_format
+from .context import state
+from .options import ActorOption, FormatOption
+from .roles import JsonOption, users_app
+
+
+def _complete_apply_format(incomplete: str) -> list[str]:
+    return [f for f in ("auto", "csv", "jsonl") if f.startswith(incomplete)]
+
+
+def _complete_import_format(incomplete: str) -> list[str]:
+    return [f for f in ("auto", "csv", "json", "jsonl") if f.startswith(incomplete)]
+
+
+def read_input(source: str) -> str:
+    """The whole input as text, from a file or ``-`` (stdin); every failure is a usage error."""
+    if source == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise InvalidInputError("no input: stdin is a terminal", hint="pass a FILE, or pipe the changes in")
+        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+        name = "stdin"
+    else:
+        try:
+            with open(source, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            raise InvalidInputError(f"{source}: no such file", hint="check the path, or use - for stdin") from None
+        except IsADirectoryError:
+            raise InvalidInputError(f"{source} is a directory", hint="pass a file") from None
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read {source}: {exc.strerror}", hint="check the permissions") from None
+        name = source
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"{name} is not UTF-8 (byte {exc.start})", hint="convert it, e.g. `iconv -t UTF-8`"
+        ) from None
+
+
+@app.command()
+def apply(
+    ctx: typer.Context,
+    file: str = typer.Argument("-", metavar="[FILE|-]", help="Changes as CSV or JSON lines; - or nothing: stdin."),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Print the plan and change nothing."),
+    input_format: str = typer.Option(
+        "auto", "--input-format", help="auto (JSON lines if the first line starts with {), csv or jsonl.",
+        autocompletion=_complete_apply_format,
+    ),
+    actor: Optional[str] = ActorOption,
+    fmt: Optional[str] = FormatOption,
+) -> None:
+    """Apply role changes from a file or stdin in ONE transaction: all or nothing.
+
+    CSV lines: add-admin,ID[,USERNAME] / remove-admin,ID[,force] / transfer,MAILBOX,TO[,keep-admin]
+    JSON lines: {"op": "add-admin", "user_id": 789, "username": "new_admin"}
+
+    Every line is validated first. The first line that is malformed (exit 2), names something unknown (3) or is refused (4) is reported by its number, and nothing is applied.
+
+    Example: printf 'add-admin,789,new_admin\\ntransfer,1,2000\\n' | rolectl apply --dry-run -
+    """
+    from ..render import check_format, render_rows
+    from ..repository.batch import RESULT_FIELDS, apply_changes, parse_changes
+
+    check_format(fmt)
+    who = actor_of(actor)
+    ops = parse_changes(read_input(file).splitlines(), input_format)
+    label = "stdin" if file == "-" else file
+    if not ops:
+        typer.echo(f"nothing to apply: {label} has no changes", err=True)
+        return
+    with state(ctx).open() as repo:
+        result = apply_changes(repo, ops, actor=who, dry_run=dry_run)
+    summary = result.summary()
+    if dry_run or fmt is not None:
+        rows = [r.to_row(dry_run=dry_run) for r in result.results]
+        render_rows(rows, RESULT_FIELDS, fmt, title="plan (dry run: nothing applied)" if dry_run else "applied")
+    if dry_run:
+        typer.echo(
+            f"dry run: {summary['lines']} lines, {summary['changed']} would change something, "
+            f"{summary['events']} events; nothing was applied",
+            err=True,
+        )
+        return
+    span = ""
+    if summary["first_seq"] is not None:
+        span = f" (events #{summary['first_seq']}-#{summary['last_seq']})"
+    line = (
+        f"applied {summary['lines']} lines from {label} in one transaction: "
+        f"{summary['changed']} changed, {summary['unchanged']} unchanged{span}"
+    )
+    typer.echo(line, err=fmt is not None)
+
+
+@users_app.command("import")
+def import_users(
+    ctx: typer.Context,
+    file: str = typer.Argument(..., metavar="FILE|-", help="CSV (header id,username,role), JSON array or JSON lines."),
+    input_format: str = typer.Option(
+        "auto", "--input-format", help="auto, csv, json or jsonl.", autocompletion=_complete_import_format
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Validate and count, change nothing."),
+    progress: Optional[bool] = typer.Option(
+        None, "--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal)."
+    ),
+    actor: Optional[str] = ActorOption,
+    fmt: Optional[str] = JsonOption,
+) -> None:
+    """Create or update a bot's existing users from a file, all or nothing.
+
+    An empty username or role keeps what the database has (new users are `user`). Each role that changes is logged once. Ends with a summary: created, updated, unchanged, role changes.
+
+    Example: rolectl users import users.csv
+    """
+    from ..repository.batch import import_users as run_import, parse_import
+
+    out, who = change_format(fmt), actor_of(actor)
+    show = progress if progress is not None else sys.stderr.isatty()
+    text = read_input(file)
+    bar = _Bar() if show else None
+    try:
+        data = parse_import(text, input_format, progress=bar)
+        del text
+        with state(ctx).open() as repo:
+            summary = run_import(repo, data, actor=who, dry_run=dry_run, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    _report_import(summary.to_dict(), out)
+
+
+def _report_import(info: dict[str, object], out: str) -> None:
+    if out != "text":
+        import json
+
+        typer.echo(json.dumps(info, indent=2 if out == "json" else None))
+        return
+    span = f"; events #{info['first_seq']}-#{info['last_seq']}" if info["first_seq"] is not None else ""
+    head = "dry run, nothing imported:" if info["dry_run"] else "imported"
+    typer.echo(
+        f"{head} {info['total']} users: {info['created']} created, {info['updated']} updated, "
+        f"{info['unchanged']} unchanged; {info['role_changes']} role changes "
+        f"({info['admins_added']} admins added, {info['admins_removed']} removed{span})"
+    )
+
+
+class _Bar:
+    """A rich progress bar on stderr, one task per phase; rich is imported only when shown."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from ..render import console
+
+        self._progress = Progress(
+            TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console(stderr=True), transient=True,
+        )
+        self._tasks: dict[str, object] = {}
+        self._progress.start()
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        task = self._tasks.get(phase)
+        if task is None:
+            task = self._tasks[phase] = self._progress.add_task(phase, total=total)
+        self._progress.update(task, completed=done, total=total)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._progress.stop()

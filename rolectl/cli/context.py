@@ -36,7 +36,11 @@ class State:
 def state(ctx: typer.Context) -> State:
     root = ctx.find_root()
     if not isinstance(root.obj, State):
-        root.obj = State()
+        # Shell completion parses the global options but never runs the callback that copies
+        # them here, so take --db/--timeout from the parsed parameters (completing
+        # `rolectl --db bot.db transfer <TAB>` must read bot.db).
+        params = root.params or {}
+        root.obj = State(db=params.get("db"), timeout=params.get("timeout"))
     return root.obj
 
 

@@ -15,7 +15,9 @@ from .context import state
 from .options import ActorOption, FormatOption
 from .roles import JsonOption
 
-mailbox_app = typer.Typer(help="Create, list and show mailboxes.", no_args_is_help=True)
+mailbox_app = typer.Typer(
+    help="Create, list and show mailboxes.\n\nExample: rolectl mailbox create 1 --owner 123", no_args_is_help=True
+)
 app.add_typer(mailbox_app, name="mailbox")
 
 

@@ -11,11 +11,18 @@ from ..render import check_format, render_rows
 from ..repository.models import USER_FIELDS
 from ..validate import parse_id, parse_role, parse_username
 from .app import app
-from .common import actor as actor_of, change_format, ids, report
+from .common import CHANGE_FORMATS, actor as actor_of, change_format, ids, report
 from .context import state
 from .options import ActorOption, FormatOption
 
-JsonOption = typer.Option(None, "--format", "-f", help="text (default), json or jsonl.", metavar="FORMAT")
+def _complete_change_format(incomplete: str) -> list[str]:
+    return [f for f in CHANGE_FORMATS if f.startswith(incomplete)]
+
+
+JsonOption = typer.Option(
+    None, "--format", "-f", help="text (default), json or jsonl.", metavar="FORMAT",
+    autocompletion=_complete_change_format,
+)
 
 
 @app.command()
@@ -103,7 +110,7 @@ def _list_users(ctx: typer.Context, role_name: Optional[str], limit: Optional[in
     render_rows(rows, USER_FIELDS, fmt, title=title)
 
 
-users_app = typer.Typer(help="List users, or import them (`users import`).", no_args_is_help=False)
+users_app = typer.Typer(no_args_is_help=False)
 app.add_typer(users_app, name="users")
 
 
@@ -114,7 +121,7 @@ def users(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many rows."),
     fmt: Optional[str] = FormatOption,
 ) -> None:
-    """List known users.
+    """List known users, or import them with `users import`.
 
     Example: rolectl users --role admin --format json
     """

@@ -1,0 +1,302 @@
+"""`rolectl apply`: role changes from a file or stdin, validated first, applied all or nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from rolectl.errors import ConflictError, InvalidInputError, RolectlError
+from rolectl.repository import Repository
+from rolectl.repository.batch import Op, apply_changes, parse_changes
+
+SEED = """\
+# the reference scenario's role changes
+add-admin,789,new_admin
+add-admin,2000
+transfer,1,2000
+remove-admin,789
+"""
+
+
+def state_of(db: Path) -> tuple[list, int]:
+    with Repository.open(db) as repo:
+        return [u.to_dict() for u in repo.users.list()], repo.events.head()
+
+
+@pytest.fixture
+def seeded(db_path: Path) -> Path:
+    with Repository.open(db_path) as repo:
+        repo.mailboxes.create(1, 123, actor="setup")
+    return db_path
+
+
+# -- parsing --------------------------------------------------------------------------------------
+
+
+def test_csv_and_json_lines_parse_to_the_same_operations():
+    csv_ops = parse_changes(["op,a,b", "add-admin,789,new_admin", "", "# note", "remove-admin, 789 ,force",
+                             "transfer,1,2000,keep-admin", "add_admin,5"])
+    json_ops = parse_changes([
+        '{"op":"add-admin","user_id":789,"username":"new_admin"}', "",
+        '{"op":"remove-admin","id":"789","force":true}',
+        '{"op":"transfer","mailbox_id":1,"to":2000,"keep_admin":true}',
+        '{"op":"add_admin","user_id":5}',
+    ])
+    strip = lambda ops: [(o.op, o.user_id, o.username, o.force, o.mailbox_id, o.to_user, o.keep_admin) for o in ops]
+    assert strip(csv_ops) == strip(json_ops)
+    assert [o.line for o in csv_ops] == [2, 5, 6, 7]
+    assert csv_ops[0] == Op(2, "add-admin", user_id=789, username="new_admin")
+
+
+@pytest.mark.parametrize("lines, line, words", [
+    (["add-admin,1", "promote,2"], 2, "unknown operation"),
+    (["add-admin,1", "add-admin,abc"], 2, "invalid user id"),
+    (["add-admin,1", "add-admin,-4"], 2, "must be positive"),
+    (["remove-admin,1,2,3"], 1, "expected 1 or 2 fields"),
+    (["remove-admin,1,maybe"], 1, "unexpected field"),
+    (["transfer,1"], 1, "expected 2 or 3 fields"),
+    (["add-admin,1,bad\x01name"], 1, "control character"),
+    (['{"op":"add-admin","user_id":1}', '{"op":"add-admin","uid":2}'], 2, "unexpected key 'uid'"),
+    (['{"op":"add-admin"}'], 1, 'needs "user_id"'),
+    (['{"op":"transfer","mailbox_id":1}'], 1, "'to_user'"),
+    (['{"op":"remove-admin","user_id":1,"force":"yes"}'], 1, "true or false"),
+    (['{"op":"add-admin","user_id":true}'], 1, "invalid user id"),
+    (['{"op":"add-admin","user_id":1', ], 1, "not valid JSON"),
+    (['{"op": 1}'], 1, "unknown operation"),
+    (['"a'], 1, "unknown operation"),
+])
+def test_malformed_lines_are_named_by_number(lines, line, words):
+    with pytest.raises(InvalidInputError) as info:
+        parse_changes(lines)
+    assert str(info.value).startswith(f"line {line}: ")
+    assert words in str(info.value)
+    assert info.value.exit_code == 2
+
+
+# -- applying -------------------------------------------------------------------------------------
+
+
+def test_seed_scenario_from_a_file(seeded, tmp_path, cli):
+    changes = tmp_path / "changes.csv"
+    changes.write_text(SEED)
+    result = cli("apply", str(changes), "--actor", "ops")
+    assert result.exit_code == 0, result.stderr
+    assert "applied 4 lines" in result.stdout and "4 changed" in result.stdout
+    with Repository.open(seeded) as repo:
+        assert repo.users.get_role(789) == "user" and repo.users.get_role(2000) == "admin"
+        assert repo.users.get_role(123) == "user" and repo.mailboxes.get(1).owner_id == 2000
+        new = repo.events.since(2)
+        assert [(e.kind, e.user_id, e.actor) for e in new] == [
+            ("admin_added", 789, "ops"), ("admin_added", 2000, "ops"), ("admin_removed", 123, "ops"),
+            ("admin_transferred", None, "ops"), ("admin_removed", 789, "ops"),
+        ]
+        assert new[0].note == "new_admin"
+        assert (new[3].mailbox_id, new[3].from_user, new[3].to_user) == (1, 123, 2000)
+        assert repo.events.replay() == repo.events.table_roles()
+
+
+def test_per_line_results_as_json(seeded, tmp_path, cli):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"op":"add-admin","user_id":789}\n{"op":"add-admin","user_id":789}\n')
+    result = cli("apply", str(path), "--format", "json")
+    rows = json.loads(result.stdout)
+    assert [(r["line"], r["changed"], r["events"]) for r in rows] == [(1, True, "admin_added"), (2, False, "")]
+    assert rows[0]["seq"] == "3" and "already an admin" in rows[1]["message"]
+    assert "applied 2 lines" in result.stderr
+
+
+@pytest.mark.parametrize("bad_line, code, words", [
+    ("remove-admin,123", 4, "line 4: 123 still owns mailbox 1"),
+    ("remove-admin,55", 3, "line 4: user 55 is unknown"),
+    ("transfer,9,2000", 3, "line 4: mailbox 9 does not exist"),
+    ("transfer,1,123", 4, "line 4: user 123 already owns mailbox 1"),
+    ("transfer,1,777", 3, "line 4: user 777 is unknown"),
+    ("add-admin,x", 2, "line 4: invalid user id"),
+])
+def test_one_bad_line_applies_nothing(seeded, tmp_path, run_rolectl, bad_line, code, words):
+    before = state_of(seeded)
+    path = tmp_path / "c.csv"
+    path.write_text("add-admin,789\nadd-admin,2000\n\n" + bad_line + "\nadd-admin,4\n")
+    result = run_rolectl("apply", str(path))
+    assert result.returncode == code, result.stderr
+    assert result.stderr.startswith("rolectl: error: " + words) and len(result.stderr.splitlines()) == 1
+    assert "Traceback" not in result.stderr
+    assert state_of(seeded) == before
+
+
+def test_a_malformed_last_line_stops_everything_before_the_database_is_opened(tmp_path, cli):
+    # Validation comes first: the database does not even need to exist for exit 2.
+    path = tmp_path / "c.csv"
+    path.write_text("add-admin,1\n" * 100 + "add-admin,zz\n")
+    result = cli("apply", str(path), db=tmp_path / "missing.db")
+    assert result.exit_code == 2 and "line 101" in result.stderr
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(seeded, tmp_path, cli):
+    before = state_of(seeded)
+    path = tmp_path / "c.csv"
+    path.write_text(SEED)
+    result = cli("apply", "--dry-run", str(path), "--format", "jsonl")
+    assert result.exit_code == 0, result.stderr
+    plan = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [p["line"] for p in plan] == [2, 3, 4, 5]
+    assert plan[2]["message"] == "mailbox 1 would go from 123 to 2000"
+    assert plan[2]["events"] == "admin_removed admin_transferred" and plan[2]["seq"] == ""
+    assert "nothing was applied" in result.stderr
+    assert state_of(seeded) == before
+    # a refusal is found by the dry run too
+    path.write_text("remove-admin,123\n")
+    assert cli("apply", "-n", str(path)).exit_code == 4
+    assert state_of(seeded) == before
+
+
+def test_default_plan_is_tsv_when_piped(seeded, tmp_path, run_rolectl):
+    result = run_rolectl("apply", "--dry-run", "-", input=SEED)
+    lines = result.stdout.splitlines()
+    assert lines[0].split("\t")[:2] == ["line", "op"] and len(lines) == 5
+
+
+def test_stdin_input(seeded, run_rolectl):
+    result = run_rolectl("apply", input='{"op":"add-admin","user_id":42,"username":"x"}\n')
+    assert result.returncode == 0 and "applied 1 lines from stdin" in result.stdout
+    assert run_rolectl("role", "42").stdout.strip() == "admin"
+    empty = run_rolectl("apply", "-", input="# nothing\n\n")
+    assert empty.returncode == 0 and "nothing to apply" in empty.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["/nonexistent/file.csv"], "no such file"),
+    (["."], "is a directory"),
+    (["--input-format", "xml", "-"], "unknown input format"),
+    (["--format", "yaml", "-"], "unknown format"),
+])
+def test_bad_invocations(seeded, run_rolectl, args, words):
+    before = state_of(seeded)
+    result = run_rolectl("apply", *args, input="add-admin,1\n")
+    assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
+    assert state_of(seeded) == before
+
+
+def test_not_utf8_is_a_usage_error(seeded, tmp_path, cli):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("add-admin,1,Jos\xe9\n".encode("latin-1"))
+    result = cli("apply", str(path))
+    assert result.exit_code == 2 and "not UTF-8" in result.stderr
+
+
+def test_listeners_hear_the_events_only_after_commit(seeded):
+    with Repository.open(seeded) as repo:
+        heard = []
+        repo.bus.subscribe(heard.append)
+        with pytest.raises(ConflictError):
+            apply_changes(repo, parse_changes(["add-admin,5", "remove-admin,123"]), actor="t")
+        assert heard == []
+        apply_changes(repo, parse_changes(["add-admin,5", "add-admin,6"]), actor="t", dry_run=True)
+        assert heard == [] and repo.users.get(5) is None
+        result = apply_changes(repo, parse_changes(["add-admin,5", "add-admin,6"]), actor="t")
+        assert [e.user_id for e in heard] == [5, 6] and heard == list(result.events)
+
+
+# -- equivalence with the single commands (property) ----------------------------------------------
+
+USERS = st.integers(1, 6)
+OPS = st.one_of(
+    st.tuples(st.just("add-admin"), USERS),
+    st.tuples(st.just("remove-admin"), USERS, st.booleans()),
+    st.tuples(st.just("transfer"), st.integers(1, 3), USERS),
+)
+
+
+def _one_by_one(repo: Repository, op: tuple) -> None:
+    if op[0] == "add-admin":
+        repo.users.add_admin(op[1], actor="t")
+    elif op[0] == "remove-admin":
+        repo.users.remove_admin(op[1], actor="t", force=op[2])
+    else:
+        repo.mailboxes.transfer(op[1], op[2], actor="t")
+
+
+def _line(op: tuple) -> str:
+    if op[0] == "remove-admin":
+        return f"remove-admin,{op[1]}" + (",force" if op[2] else "")
+    return ",".join(map(str, op))
+
+
+def _snapshot(repo: Repository) -> tuple:
+    events = [(e.kind, e.user_id, e.old_role, e.new_role, e.mailbox_id, e.from_user, e.to_user)
+              for e in repo.events.since(0)]
+    return [(u.user_id, u.role) for u in repo.users.list()], [(m.mailbox_id, m.owner_id) for m in repo.mailboxes.list()], events
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(OPS, min_size=1, max_size=12))
+def test_a_batch_equals_its_commands_run_one_by_one_or_changes_nothing(tmp_path_factory, ops):
+    base = tmp_path_factory.mktemp("eq")
+    batch_db, single_db = base / "batch.db", base / "single.db"
+    for path in (batch_db, single_db):
+        with Repository.init(path) as repo:
+            for uid in (1, 2, 3):
+                repo.mailboxes.create(uid, uid, actor="t")
+            repo.users.upsert(4, actor="t")
+    with Repository.open(single_db) as single:
+        failure: RolectlError | None = None
+        for index, op in enumerate(ops, 1):
+            try:
+                _one_by_one(single, op)
+            except RolectlError as exc:
+                failure = exc
+                failed_line = index
+                break
+        expected = _snapshot(single)
+    with Repository.open(batch_db) as repo:
+        before = _snapshot(repo)
+        parsed = parse_changes([_line(op) for op in ops])
+        if failure is None:
+            result = apply_changes(repo, parsed, actor="t")
+            assert _snapshot(repo) == expected
+            assert sum(len(r.events) for r in result.results) == len(result.events)
+        else:
+            with pytest.raises(type(failure)) as info:
+                apply_changes(repo, parsed, actor="t")
+            assert str(info.value).startswith(f"line {failed_line}: ")
+            assert _snapshot(repo) == before
+        assert repo.events.replay() == repo.events.table_roles()
+
+
+# -- atomicity across processes -------------------------------------------------------------------
+
+READER = textwrap.dedent("""
+    import sqlite3, sys, time
+    conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+    seen = set()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        n = conn.execute("SELECT count(*) FROM users WHERE role = 'admin'").fetchone()[0]
+        seen.add(n)
+        if n == int(sys.argv[2]):
+            break
+    print(sorted(seen))
+""")
+
+
+def test_other_processes_see_all_of_a_batch_or_none_of_it(db_path, tmp_path, rolectl_bin):
+    count = 3000
+    changes = tmp_path / "many.csv"
+    changes.write_text("".join(f"add-admin,{uid}\n" for uid in range(1, count + 1)))
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(db_path), str(count)],
+                              stdout=subprocess.PIPE, text=True)
+    writer = subprocess.run([str(rolectl_bin), "--db", str(db_path), "apply", str(changes)],
+                            capture_output=True, text=True, timeout=60)
+    out, _ = reader.communicate(timeout=60)
+    assert writer.returncode == 0, writer.stderr
+    seen = json.loads(out)
+    assert set(seen) <= {0, count}, f"a reader saw a partial batch: {seen[:10]}"
+    assert seen[-1] == count
+    with Repository.open(db_path) as repo:
+        assert len(repo.events.since(0)) == count

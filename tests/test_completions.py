@@ -1,0 +1,196 @@
+"""Shell completion in real shells: bash always, fish and zsh where they are installed.
+
+The scripts in completions/ call back into the installed ``rolectl`` (``_ROLECTL_COMPLETE``),
+so these tests put the virtual environment's ``bin`` first on PATH and read mailbox ids from
+a real database. zsh has no non-interactive completion entry point, so it is driven as an
+interactive shell inside tmux, exactly as a person would press <TAB>.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, clean_env
+from rolectl.repository import Repository
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPLETIONS = ROOT / "completions"
+
+
+@pytest.fixture
+def mail_db(db_path: Path) -> Path:
+    with Repository.open(db_path) as repo:
+        repo.mailboxes.create(1, 123, actor="t")
+        repo.mailboxes.create(17, 124, actor="t")
+        repo.mailboxes.create(205, 125, actor="t")
+    return db_path
+
+
+def shell_env(**extra: str) -> dict[str, str]:
+    env = clean_env(**extra)
+    env["PATH"] = f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}"
+    return env
+
+
+def test_generated_scripts_are_up_to_date():
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_completions.py"), "--check"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_generator_writes_what_check_compares(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_completions.py"), "--out", str(tmp_path)],
+                   check=True, capture_output=True, cwd=ROOT)
+    for name in ("rolectl.bash", "_rolectl", "rolectl.fish"):
+        assert (tmp_path / name).read_text() == (COMPLETIONS / name).read_text()
+    assert (tmp_path / "_rolectl").read_text().startswith("#compdef rolectl\n")
+
+
+# -- bash -----------------------------------------------------------------------------------------
+
+
+def bash_complete(words: list[str], env: dict[str, str]) -> list[str]:
+    """Source the script in a real bash, set COMP_WORDS/COMP_CWORD as readline would, call
+    the completion function ``complete -p`` names, and print COMPREPLY."""
+    quoted = " ".join("'" + w.replace("'", "'\\''") + "'" for w in words)
+    script = (
+        f"source '{COMPLETIONS / 'rolectl.bash'}'\n"
+        "func=$(complete -p rolectl | sed -E 's/.*-F ([^ ]+) .*/\\1/')\n"
+        f"COMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}\n"
+        'COMP_LINE="${COMP_WORDS[*]}"; COMP_POINT=${#COMP_LINE}\n'
+        '"$func" rolectl "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"\n'
+        'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    result = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], capture_output=True, text=True,
+                            env=env, timeout=30)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    return [line for line in result.stdout.splitlines() if line]
+
+
+def test_bash_completes_commands(mail_db):
+    env = shell_env(ROLECTL_DB=str(mail_db))
+    assert bash_complete(["rolectl", "add-"], env) == ["add-admin"]
+    assert set(bash_complete(["rolectl", "mailbox", ""], env)) >= {"create", "list", "show"}
+    assert "import" in bash_complete(["rolectl", "users", "i"], env)
+    assert "--dry-run" in bash_complete(["rolectl", "apply", "--d"], env)
+
+
+def test_bash_offers_mailbox_ids_from_the_database(mail_db):
+    assert bash_complete(["rolectl", "transfer", ""], shell_env(ROLECTL_DB=str(mail_db))) == ["1", "17", "205"]
+    assert bash_complete(["rolectl", "transfer", "1"], shell_env(ROLECTL_DB=str(mail_db))) == ["1", "17"]
+    # --db typed on the command line is honoured, not only $ROLECTL_DB
+    assert bash_complete(["rolectl", "--db", str(mail_db), "transfer", "2"], shell_env()) == ["205"]
+
+
+def test_bash_offers_formats(mail_db):
+    env = shell_env(ROLECTL_DB=str(mail_db))
+    assert bash_complete(["rolectl", "users", "--format", "js"], env) == ["json", "jsonl"]
+    assert {"table", "csv", "tsv", "github", "psql"} <= set(bash_complete(["rolectl", "events", "--format", ""], env))
+    assert bash_complete(["rolectl", "apply", "--input-format", ""], env) == ["auto", "csv", "jsonl"]
+
+
+def test_completion_stays_silent_without_a_database(tmp_path):
+    assert bash_complete(["rolectl", "transfer", ""], shell_env(ROLECTL_DB=str(tmp_path / "none.db"))) == []
+
+
+# -- fish -----------------------------------------------------------------------------------------
+
+needs_fish = pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
+
+
+def fish_complete(line: str, env: dict[str, str]) -> list[str]:
+    result = subprocess.run(
+        ["fish", "--no-config", "-c", f"source '{COMPLETIONS / 'rolectl.fish'}'; complete -C '{line}'"],
+        capture_output=True, text=True, env=env, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return [entry.split("\t")[0] for entry in result.stdout.splitlines()]
+
+
+@needs_fish
+def test_fish(mail_db):
+    env = shell_env(ROLECTL_DB=str(mail_db))
+    assert fish_complete("rolectl add-", env) == ["add-admin"]
+    assert fish_complete("rolectl transfer ", env) == ["1", "17", "205"]
+    assert fish_complete("rolectl admins --format jso", env) == ["json", "jsonl"]
+
+
+# -- zsh (interactive, in tmux) -------------------------------------------------------------------
+
+needs_zsh = pytest.mark.skipif(shutil.which("zsh") is None or shutil.which("tmux") is None,
+                               reason="zsh or tmux is not installed")
+
+
+class Tmux:
+    """One private tmux server running one interactive shell."""
+
+    def __init__(self, tmp: Path, command: str, env: dict[str, str]) -> None:
+        self.socket = str(tmp / f"tmux-{uuid.uuid4().hex[:8]}")
+        self.env = env
+        self.run("new-session", "-d", "-x", "150", "-y", "40", command)
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-S", self.socket, *args], capture_output=True, text=True, env=self.env,
+                              timeout=20, check=True).stdout
+
+    def wait_for(self, predicate, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.run("capture-pane", "-p")
+            if predicate(screen):
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"timed out; the screen shows:\n{screen}")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True, env=self.env)
+
+
+@pytest.fixture
+def zsh(tmp_path, mail_db):
+    """An interactive zsh whose completion system loads completions/_rolectl from $fpath."""
+    zdot = tmp_path / "zdot"
+    zdot.mkdir()
+    (zdot / ".zshrc").write_text(
+        "PS1='READY> '\n"
+        f"fpath=('{COMPLETIONS}' $fpath)\n"
+        "autoload -Uz compinit && compinit -u -D\n"
+    )
+    env = shell_env(ROLECTL_DB=str(mail_db), ZDOTDIR=str(zdot), TERM="xterm")
+    sessions: list[Tmux] = []
+
+    def start() -> Tmux:
+        session = Tmux(tmp_path, "zsh -i", env)
+        sessions.append(session)
+        session.wait_for(lambda s: "READY>" in s)
+        return session
+
+    yield start
+    for session in sessions:
+        session.close()
+
+
+@needs_zsh
+def test_zsh_completes_a_command(zsh):
+    shell = zsh()
+    shell.run("send-keys", "rolectl add-", "Tab")
+    shell.wait_for(lambda s: "rolectl add-admin" in s)
+
+
+@needs_zsh
+def test_zsh_lists_mailbox_ids_and_formats(zsh):
+    shell = zsh()
+    shell.run("send-keys", "rolectl transfer ", "Tab")
+    screen = shell.wait_for(lambda s: "205" in s)
+    assert "17" in screen.split("rolectl transfer", 1)[1]
+    shell = zsh()
+    shell.run("send-keys", "rolectl events --format json", "Tab")
+    shell.wait_for(lambda s: "jsonl" in s.split("--format", 1)[1])

@@ -1,0 +1,224 @@
+"""`rolectl users import`: a bot's existing users, validated first, written all or nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from conftest import clean_env
+from rolectl.errors import InvalidInputError
+from rolectl.repository import Repository
+from rolectl.repository.batch import import_users, parse_import
+
+
+def users_of(db: Path) -> dict[int, tuple]:
+    with Repository.open(db) as repo:
+        return {u.user_id: (u.username, u.role, u.updated_at) for u in repo.users.list()}
+
+
+def head_of(db: Path) -> int:
+    with Repository.open(db) as repo:
+        return repo.events.head()
+
+
+@pytest.fixture
+def existing(db_path: Path) -> Path:
+    with Repository.open(db_path) as repo:
+        repo.users.upsert(1, "alice", actor="setup")
+        repo.users.add_admin(2, "bob", actor="setup")
+        repo.mailboxes.create(1, 3, owner_username="carol", actor="setup")
+    return db_path
+
+
+# -- formats --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "id,username,role\n10,ann,admin\n11,,\n12,cy,user\n",
+    "role,user_id,username\nadmin,10,ann\n,11,\nuser,12,cy\n",
+    "10,ann,admin\n11\n12,cy,user\n",
+    '[{"id": 10, "username": "ann", "role": "admin"}, {"user_id": "11"}, {"id": 12, "username": "cy", "role": "user"}]',
+    '{"id": 10, "username": "ann", "role": "admin"}\n\n{"id": 11, "username": null, "role": null}\n'
+    '{"id": 12, "username": "cy", "role": "user"}\n',
+])
+def test_every_format_reads_the_same_rows(text):
+    rows = [r[1:] for r in parse_import("\ufeff" + text).rows]
+    assert rows == [(10, "ann", "admin"), (11, None, None), (12, "cy", "user")]
+
+
+@pytest.mark.parametrize("text, words", [
+    ("id,username,role\n1,a,user\n2,b,owner\n", "line 3: unknown role 'owner'"),
+    ("id,username,role\n1,a,user\nx,b,user\n", "line 3: invalid user id 'x'"),
+    ("id,username,role\n1,a,user\n0,b,user\n", "line 3: invalid user id 0"),
+    ("id,username,role\n1,a,user\n2,@,user\n", "line 3: username is empty"),
+    ("id,username,role\n1,a,user\n2,b,user,extra\n", "line 3: 4 fields"),
+    ("id,username,role\n5,a,user\n6,b,\n5,c,admin\n", "line 4: user 5 already appears at line 2"),
+    ("id,name,role\n5,a,user\n", "line 1: unknown column 'name'"),
+    ("username,role\na,user\n", "line 1: the header needs one id column"),
+    ('[{"id": 1}, {"id": 2, "role": 7}]', "item 2: role 7 is not text"),
+    ('[{"id": 1}, {"id": 2, "colour": "red"}]', "item 2: unknown key 'colour'"),
+    ('[{"id": 1}, {"id": 1}]', "item 2: user 1 already appears at item 1"),
+    ('{"id": 1}\n{"id": 2, "user_id": 3}\n', 'line 2: needs exactly one of "id" or "user_id"'),
+    ('{"id": 1}\n{"id": 2\n', "line 2: not valid JSON"),
+    ("[1, 2", "not valid JSON"),
+    ('[1]', "item 1: expected a JSON object"),
+])
+def test_bad_rows_are_named(text, words):
+    with pytest.raises(InvalidInputError) as info:
+        parse_import(text)
+    assert words in str(info.value) and info.value.exit_code == 2
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+
+def test_summary_and_one_event_per_role_change(existing, tmp_path, run_rolectl):
+    before = users_of(existing)
+    head = head_of(existing)
+    path = tmp_path / "users.csv"
+    path.write_text(
+        "id,username,role\n"
+        "1,alice,\n"        # unchanged
+        "2,bobby,admin\n"   # username changed
+        "4,dan,admin\n"     # created as admin: one event
+        "5,eve,\n"          # created as user: no event
+        "1000,,user\n"      # created as user
+    )
+    result = run_rolectl("users", "import", str(path), "--actor", "migration", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert {k: summary[k] for k in ("total", "created", "updated", "unchanged", "role_changes")} == \
+        {"total": 5, "created": 3, "updated": 1, "unchanged": 1, "role_changes": 1}
+    after = users_of(existing)
+    assert after[1] == before[1]  # untouched, updated_at included
+    assert after[2][:2] == ("bobby", "admin") and after[4][:2] == ("dan", "admin") and after[1000][:2] == (None, "user")
+    with Repository.open(existing) as repo:
+        new = repo.events.since(head)
+        assert [(e.kind, e.user_id, e.actor, e.note) for e in new] == [("admin_added", 4, "migration", "dan")]
+        assert repo.events.replay() == repo.events.table_roles()
+    text = run_rolectl("users", "import", str(path))
+    assert text.returncode == 0
+    assert text.stdout.strip() == ("imported 5 users: 0 created, 0 updated, 5 unchanged; 0 role changes "
+                                   "(0 admins added, 0 removed)")
+
+
+def test_demotions_and_empty_fields_keep_what_is_there(existing, tmp_path, cli):
+    path = tmp_path / "u.jsonl"
+    path.write_text('{"id": 2, "role": "user"}\n{"id": 3, "username": "caroline"}\n')
+    result = cli("users", "import", str(path))
+    assert result.exit_code == 0, result.stderr
+    assert "1 role changes (0 admins added, 1 removed" in result.stdout
+    after = users_of(existing)
+    assert after[2][:2] == ("bob", "user") and after[3][:2] == ("caroline", "admin")
+
+
+def test_demoting_a_mailbox_owner_is_refused_and_nothing_is_imported(existing, tmp_path, run_rolectl):
+    before, head = users_of(existing), head_of(existing)
+    path = tmp_path / "u.csv"
+    path.write_text("id,username,role\n50,new,admin\n3,,user\n")
+    result = run_rolectl("users", "import", str(path))
+    assert result.returncode == 4
+    assert "line 3: user 3 owns mailbox 1" in result.stderr and "rolectl transfer 1" in result.stderr
+    assert users_of(existing) == before and head_of(existing) == head
+
+
+@pytest.mark.parametrize("content, code", [
+    ("id,username,role\n" + "".join(f"{i},u{i},admin\n" for i in range(1, 500)) + "oops,x,user\n", 2),
+    ("id,username,role\n" + "".join(f"{i},u{i},admin\n" for i in range(1, 500)) + "7,dup,user\n", 2),
+])
+def test_one_bad_row_imports_nothing(existing, tmp_path, run_rolectl, content, code):
+    before, head = users_of(existing), head_of(existing)
+    path = tmp_path / "u.csv"
+    path.write_text(content)
+    result = run_rolectl("users", "import", str(path))
+    assert result.returncode == code and "line 501" in result.stderr and "Traceback" not in result.stderr
+    assert users_of(existing) == before and head_of(existing) == head
+
+
+def test_dry_run_counts_and_changes_nothing(existing, tmp_path, cli):
+    before, head = users_of(existing), head_of(existing)
+    path = tmp_path / "u.csv"
+    path.write_text("id,role\n2,user\n60,admin\n61,\n")
+    result = cli("users", "import", "--dry-run", str(path), "--format", "json")
+    summary = json.loads(result.stdout)
+    assert summary["dry_run"] and (summary["created"], summary["updated"], summary["role_changes"]) == (2, 1, 2)
+    assert summary["first_seq"] is None
+    assert users_of(existing) == before and head_of(existing) == head
+
+
+def test_stdin_and_missing_file(existing, run_rolectl):
+    ok = run_rolectl("users", "import", "-", input="id,username\n77,zed\n")
+    assert ok.returncode == 0 and "1 created" in ok.stdout
+    missing = run_rolectl("users", "import", "/no/such.csv")
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(existing, tmp_path, run_rolectl):
+    path = tmp_path / "u.csv"
+    path.write_text("id\n" + "".join(f"{i}\n" for i in range(100, 5000)))
+    result = run_rolectl("users", "import", str(path))
+    assert result.returncode == 0 and result.stderr == ""
+
+
+def test_progress_bar_on_a_terminal(existing, tmp_path, rolectl_bin):
+    path = tmp_path / "u.csv"
+    path.write_text("id,username,role\n" + "".join(f"{i},u{i},user\n" for i in range(100, 60_000)))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(rolectl_bin), "--db", str(existing), "users", "import", str(path)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
+                            env=clean_env(TERM="xterm", COLUMNS="100"))
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 30)
+        if not ready:
+            break
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    out, _ = proc.communicate(timeout=30)
+    terminal = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0
+    assert "write" in terminal and "59900/59900" in terminal
+    assert "59900 created" in out.decode()
+
+
+# -- property: the import's outcome is a plain merge ----------------------------------------------
+
+ROW = st.tuples(st.integers(1, 12), st.one_of(st.none(), st.sampled_from(["a", "b", "ü"])),
+                st.one_of(st.none(), st.sampled_from(["user", "admin"])))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(start=st.lists(ROW, max_size=8, unique_by=lambda r: r[0]), rows=st.lists(ROW, max_size=10, unique_by=lambda r: r[0]))
+def test_import_is_a_merge_with_one_event_per_role_change(tmp_path_factory, start, rows):
+    db = tmp_path_factory.mktemp("imp") / "bot.db"
+    with Repository.init(db) as repo:
+        for uid, name, role in start:
+            repo.users.upsert(uid, name, role=role or "user", actor="t")
+        before = {u.user_id: (u.username, u.role) for u in repo.users.list()}
+        head = repo.events.head()
+        summary = import_users(repo, parse_import(json.dumps([{"id": u, "username": n, "role": r} for u, n, r in rows])),
+                               actor="t", chunk=3)
+        expected = dict(before)
+        for uid, name, role in rows:
+            old = before.get(uid, (None, "user"))
+            expected[uid] = (name if name is not None else old[0], role if role is not None else old[1])
+        assert {u.user_id: (u.username, u.role) for u in repo.users.list()} == expected
+        role_changes = sum(1 for uid in expected if expected[uid][1] != before.get(uid, (None, "user"))[1])
+        assert summary.role_changes == role_changes == len(repo.events.since(head))
+        assert summary.created == len(set(expected) - set(before))
+        assert summary.created + summary.updated + summary.unchanged == len(rows)
+        assert repo.events.replay() == repo.events.table_roles()

@@ -1,8 +1,17 @@
 """The one way a domain change is written: a transaction that also captures its events.
 
-Role-change events are inserted by the database's own triggers; this wrapper tells the trigger
-who the actor is (``change_context``), collects every event the transaction produced, and
-publishes them on the bus only after COMMIT.
+Two ways produce a role-change event, and both land in the same transaction as the change:
+
+* Row-at-a-time repository code logs the event itself (:meth:`ChangeTx.log_role`) just
+  before it writes the role. The schema's triggers compare every new role with the role the
+  log last recorded, so they see the change is already logged and stay silent.
+* Set-based code (``users import``) lets the triggers log each change. It first calls
+  :meth:`ChangeTx.attribute_trigger_events`, which puts the actor into ``change_context``
+  (emptied again before COMMIT), so those events carry the actor and not ``sql``.
+
+Logging first is what keeps a single change as cheap as a bare UPDATE plus INSERT: no
+``change_context`` row is written and deleted on every change. Whatever the path, the events
+the transaction produced are read back at the end and published on the bus after COMMIT.
 """
 
 from __future__ import annotations
@@ -12,30 +21,48 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from ..bus import EventBus
-from ..events import EVENT_FIELDS, Event
+from ..events import ADMIN_ADDED, ADMIN_REMOVED, EVENT_FIELDS, ROLE_ADMIN, Event
 from ..store import Store
 
 SELECT_EVENTS = f"SELECT {', '.join(EVENT_FIELDS)} FROM events"
 HEAD_SQL = "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
+_LOG_ROLE = "INSERT INTO events (kind, user_id, old_role, new_role, actor, note) VALUES (?, ?, ?, ?, ?, ?)"
 
 
 class ChangeTx:
     """Handle given to repository code inside a change; ``events`` is filled at the end."""
 
-    __slots__ = ("conn", "head", "events")
+    __slots__ = ("conn", "head", "actor", "events", "_context")
 
-    def __init__(self, conn: sqlite3.Connection, head: int) -> None:
+    def __init__(self, conn: sqlite3.Connection, head: int, actor: str) -> None:
         self.conn = conn
         self.head = head
+        self.actor = actor
         self.events: tuple[Event, ...] = ()
+        self._context = False
+
+    def log_role(self, uid: int, old: str, new: str, username: str | None) -> None:
+        """Log a role change the caller is about to write (``old != new``); see the module doc."""
+        kind = ADMIN_ADDED if new == ROLE_ADMIN else ADMIN_REMOVED
+        self.conn.execute(_LOG_ROLE, (kind, uid, old, new, self.actor, username))
+
+    def attribute_trigger_events(self) -> None:
+        """Let the triggers log this transaction's role changes under ``actor``."""
+        if not self._context:
+            self.conn.execute("INSERT OR REPLACE INTO change_context (id, actor) VALUES (1, ?)", (self.actor,))
+            self._context = True
 
     def emit(self, kind: str, **fields: object) -> None:
-        """Append a non-role event (role changes are logged by trigger, never by hand)."""
+        """Append a non-role event (``admin_transferred``, ``mailbox_created``, cache events)."""
         names = ["kind", *fields]
         self.conn.execute(
             f"INSERT INTO events ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
             (kind, *fields.values()),
         )
+
+    def new_events(self) -> tuple[Event, ...]:
+        rows = self.conn.execute(f"{SELECT_EVENTS} WHERE seq > ? ORDER BY seq", (self.head,)).fetchall()
+        return tuple(Event.from_row(r) for r in rows)
 
 
 def head(conn: sqlite3.Connection) -> int:
@@ -46,11 +73,10 @@ def head(conn: sqlite3.Connection) -> int:
 @contextmanager
 def change(store: Store, bus: EventBus, actor: str) -> Iterator[ChangeTx]:
     with store.transaction() as conn:
-        tx = ChangeTx(conn, head(conn))
-        conn.execute("INSERT OR REPLACE INTO change_context (id, actor) VALUES (1, ?)", (actor,))
+        tx = ChangeTx(conn, head(conn), actor)
         yield tx
-        conn.execute("DELETE FROM change_context")
-        rows = conn.execute(f"{SELECT_EVENTS} WHERE seq > ? ORDER BY seq", (tx.head,)).fetchall()
-        tx.events = tuple(Event.from_row(r) for r in rows)
+        if tx._context:
+            conn.execute("DELETE FROM change_context")
+        tx.events = tx.new_events()
     if tx.events:
         bus.publish(tx.events)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from ..bus import EventBus
 from ..events import CACHE_EVICT, CACHE_FLUSH, KINDS, Event, replay
 from ..errors import InvalidInputError
@@ -72,6 +74,16 @@ class EventLog:
         """Every non-``user`` role as the users table tells it; equal to :meth:`replay` unless
         something bypassed the log."""
         return {uid: role for uid, role in self.store.query("SELECT user_id, role FROM users WHERE role <> 'user'")}
+
+    def resync(self, user_ids: Iterable[int], *, actor: str) -> Change:
+        """Log the table's current role of users whose last logged role differs from it: the
+        repair for drift left by writes that bypassed the triggers. The table is not changed;
+        rewriting each role in place lets the triggers log exactly the difference."""
+        uids = [parse_id(u) for u in user_ids]
+        with change(self.store, self.bus, actor) as tx:
+            tx.attribute_trigger_events()
+            tx.conn.executemany("UPDATE users SET role = role WHERE user_id = ?", [(u,) for u in uids])
+        return Change(bool(tx.events), f"logged the current role of {len(tx.events)} users", tx.events)
 
     def evict(self, user_id: int, *, actor: str, note: str | None = None) -> Change:
         """Ask every following cache to drop one entry; recorded like any other change."""

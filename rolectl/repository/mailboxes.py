@@ -7,9 +7,9 @@ from ..errors import ConflictError, NotFoundError
 from ..events import ADMIN_TRANSFERRED, MAILBOX_CREATED, ROLE_ADMIN, ROLE_USER
 from ..store import Store
 from ..validate import parse_id, parse_text, parse_username
-from ._tx import change
+from ._tx import ChangeTx, change
 from .models import MAILBOX_FIELDS, Change, Mailbox
-from .users import NOW
+from .users import NOW, write_user
 
 _SELECT = f"SELECT {', '.join(MAILBOX_FIELDS)} FROM mailboxes"
 
@@ -56,16 +56,8 @@ class MailboxesRepo:
             conn = tx.conn
             if conn.execute("SELECT 1 FROM mailboxes WHERE mailbox_id = ?", (mid,)).fetchone():
                 raise ConflictError(f"mailbox {mid} already exists", hint="pick another id or `rolectl transfer` it")
-            conn.execute(
-                "INSERT INTO users (user_id, username, role) VALUES (?, ?, 'user') "
-                "ON CONFLICT (user_id) DO UPDATE SET username = COALESCE(excluded.username, users.username)",
-                (uid, name),
-            )
+            write_user(tx, uid, name, ROLE_ADMIN)
             conn.execute("INSERT INTO mailboxes (mailbox_id, owner_id, title) VALUES (?, ?, ?)", (mid, uid, text))
-            conn.execute(
-                f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ? AND role <> ?",
-                (ROLE_ADMIN, uid, ROLE_ADMIN),
-            )
             tx.emit(MAILBOX_CREATED, mailbox_id=mid, user_id=uid, actor=actor)
         return Change(True, f"mailbox {mid} created, owned by {uid}", tx.events)
 
@@ -74,29 +66,37 @@ class MailboxesRepo:
         owner goes back to ``user`` unless they still own another mailbox or ``keep_admin``."""
         mid, target = parse_id(mailbox_id, "mailbox id"), parse_id(to_user)
         with change(self.store, self.bus, actor) as tx:
-            conn = tx.conn
-            row = conn.execute("SELECT owner_id FROM mailboxes WHERE mailbox_id = ?", (mid,)).fetchone()
-            if row is None:
-                raise NotFoundError(f"mailbox {mid} does not exist", hint="list them with `rolectl mailbox list`")
-            source = int(row[0])
-            if source == target:
-                raise ConflictError(f"user {target} already owns mailbox {mid}", hint="transfer it to someone else")
-            if conn.execute("SELECT 1 FROM users WHERE user_id = ?", (target,)).fetchone() is None:
-                raise NotFoundError(
-                    f"user {target} is unknown", hint=f"add them first, e.g. `rolectl add-admin {target}`"
-                )
-            conn.execute(
-                f"UPDATE mailboxes SET owner_id = ?, updated_at = {NOW} WHERE mailbox_id = ?", (target, mid)
-            )
-            conn.execute(
-                f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ? AND role <> ?",
-                (ROLE_ADMIN, target, ROLE_ADMIN),
-            )
-            still_owner = conn.execute("SELECT 1 FROM mailboxes WHERE owner_id = ? LIMIT 1", (source,)).fetchone()
-            if not keep_admin and still_owner is None:
-                conn.execute(
-                    f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ? AND role <> ?",
-                    (ROLE_USER, source, ROLE_USER),
-                )
-            tx.emit(ADMIN_TRANSFERRED, mailbox_id=mid, from_user=source, to_user=target, actor=actor)
+            source = transfer_in(tx, mid, target, actor=actor, keep_admin=keep_admin)
         return Change(True, f"mailbox {mid} transferred from {source} to {target}", tx.events)
+
+
+def transfer_in(tx: ChangeTx, mid: int, target: int, *, actor: str, keep_admin: bool = False) -> int:
+    """The hand-over inside an open change (``transfer`` and batch apply); returns the
+    previous owner. Raises before writing anything when the mailbox or user is unknown."""
+    conn = tx.conn
+    # Few statements on purpose: batch apply runs this thousands of times in one transaction.
+    row = conn.execute(
+        "SELECT m.owner_id, t.role, t.username, s.role, s.username FROM mailboxes AS m "
+        "LEFT JOIN users AS t ON t.user_id = ? LEFT JOIN users AS s ON s.user_id = m.owner_id "
+        "WHERE m.mailbox_id = ?",
+        (target, mid),
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"mailbox {mid} does not exist", hint="list them with `rolectl mailbox list`")
+    source, target_role, target_name, source_role, source_name = int(row[0]), row[1], row[2], row[3], row[4]
+    if source == target:
+        raise ConflictError(f"user {target} already owns mailbox {mid}", hint="transfer it to someone else")
+    if target_role is None:
+        raise NotFoundError(f"user {target} is unknown", hint=f"add them first, e.g. `rolectl add-admin {target}`")
+    conn.execute(f"UPDATE mailboxes SET owner_id = ?, updated_at = {NOW} WHERE mailbox_id = ?", (target, mid))
+    if target_role != ROLE_ADMIN:
+        tx.log_role(target, target_role, ROLE_ADMIN, target_name)
+        conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_ADMIN, target))
+    # The previous owner goes back to user unless they still own another mailbox.
+    if not keep_admin and source_role == ROLE_ADMIN and conn.execute(
+        "SELECT 1 FROM mailboxes WHERE owner_id = ? LIMIT 1", (source,)
+    ).fetchone() is None:
+        tx.log_role(source, ROLE_ADMIN, ROLE_USER, source_name)
+        conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_USER, source))
+    tx.emit(ADMIN_TRANSFERRED, mailbox_id=mid, from_user=source, to_user=target, actor=actor)
+    return source

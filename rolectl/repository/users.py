@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Iterable
 
 from ..bus import EventBus
@@ -10,7 +9,7 @@ from ..errors import ConflictError, NotFoundError
 from ..events import ROLE_ADMIN, ROLE_USER, Event
 from ..store import Store
 from ..validate import parse_id, parse_role, parse_username
-from ._tx import change
+from ._tx import ChangeTx, change
 from .models import USER_FIELDS, Change, User
 
 _SELECT = f"SELECT {', '.join(USER_FIELDS)} FROM users"
@@ -23,6 +22,12 @@ ON CONFLICT (user_id) DO UPDATE SET
     role = CASE WHEN ? THEN excluded.role ELSE users.role END,
     updated_at = {NOW}
 """
+
+
+_ROLE_AND_MAILBOXES = (
+    "SELECT role, username, (SELECT group_concat(mailbox_id) FROM mailboxes WHERE owner_id = ?) "
+    "FROM users WHERE user_id = ?"
+)
 
 
 class UsersRepo:
@@ -81,8 +86,7 @@ class UsersRepo:
         uid, name = parse_id(user_id), parse_username(username)
         new_role = parse_role(role) if role is not None else None
         with change(self.store, self.bus, actor) as tx:
-            before = tx.conn.execute("SELECT role FROM users WHERE user_id = ?", (uid,)).fetchone()
-            tx.conn.execute(_UPSERT, (uid, name, new_role or ROLE_USER, new_role is not None))
+            before = write_user(tx, uid, name, new_role)
         verb = "created" if before is None else "updated"
         return Change(before is None or bool(tx.events) or name is not None, f"user {uid} {verb}", tx.events)
 
@@ -96,7 +100,7 @@ class UsersRepo:
         uids, name = [parse_id(u) for u in user_ids], parse_username(username)
         with change(self.store, self.bus, actor) as tx:
             for uid in uids:
-                tx.conn.execute(_UPSERT, (uid, name, ROLE_ADMIN, True))
+                promote(tx, uid, name)
         return [
             _outcome(uid, tx.events, f"{uid} is now an admin", f"{uid} is already an admin; nothing changed")
             for uid in uids
@@ -112,28 +116,51 @@ class UsersRepo:
         uids = [parse_id(u) for u in user_ids]
         with change(self.store, self.bus, actor) as tx:
             for uid in uids:
-                self._demote(tx.conn, uid, force)
+                demote(tx, uid, force)
         return [
             _outcome(uid, tx.events, f"{uid} is no longer an admin", f"{uid} is not an admin; nothing changed")
             for uid in uids
         ]
 
-    @staticmethod
-    def _demote(conn: sqlite3.Connection, uid: int, force: bool) -> None:
-        row = conn.execute("SELECT role FROM users WHERE user_id = ?", (uid,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"user {uid} is unknown", hint="check the id with `rolectl users`")
-        if row[0] != ROLE_ADMIN:
-            return
-        owned = [r[0] for r in conn.execute(
-            "SELECT mailbox_id FROM mailboxes WHERE owner_id = ? ORDER BY mailbox_id", (uid,)
-        )]
-        if owned and not force:
-            raise ConflictError(
-                f"{uid} still owns mailbox {', '.join(map(str, owned))}",
-                hint=f"transfer it first (`rolectl transfer {owned[0]} --to ID`) or pass --force",
-            )
-        conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_USER, uid))
+
+# -- building blocks that run inside a caller's transaction (used by batch apply) -----------
+
+
+def write_user(tx: ChangeTx, uid: int, username: str | None, role: str | None) -> tuple[str, str | None] | None:
+    """Create or update one user inside an open change, logging a role change first (so the
+    trigger stays silent). Returns the row's (role, username) before, or None if it was new."""
+    conn = tx.conn
+    before = conn.execute("SELECT role, username FROM users WHERE user_id = ?", (uid,)).fetchone()
+    old = before[0] if before else ROLE_USER
+    if role is not None and role != old:
+        tx.log_role(uid, old, role, username if username is not None else (before[1] if before else None))
+    conn.execute(_UPSERT, (uid, username, role or ROLE_USER, role is not None))
+    return before
+
+
+def promote(tx: ChangeTx, uid: int, username: str | None) -> None:
+    """Make ``uid`` an admin (creating them) inside an open change."""
+    write_user(tx, uid, username, ROLE_ADMIN)
+
+
+def demote(tx: ChangeTx, uid: int, force: bool) -> None:
+    """Make ``uid`` a plain user inside an open change; refuses an owner of a mailbox unless
+    ``force``, and an unknown user (nothing to demote is a mistake worth reporting)."""
+    # One statement for the role and the mailboxes owned: batches run this thousands of times.
+    row = tx.conn.execute(_ROLE_AND_MAILBOXES, (uid, uid)).fetchone()
+    if row is None:
+        raise NotFoundError(f"user {uid} is unknown", hint="check the id with `rolectl users`")
+    role, username, boxes = row
+    if role != ROLE_ADMIN:
+        return
+    owned = sorted(int(m) for m in boxes.split(",")) if boxes else []
+    if owned and not force:
+        raise ConflictError(
+            f"{uid} still owns mailbox {', '.join(map(str, owned))}",
+            hint=f"transfer it first (`rolectl transfer {owned[0]} --to ID`) or pass --force",
+        )
+    tx.log_role(uid, role, ROLE_USER, username)
+    tx.conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_USER, uid))
 
 
 def _outcome(uid: int, events: tuple[Event, ...], done: str, noop: str) -> Change:

@@ -3,9 +3,9 @@
     python benchmarks/bench_write.py [--ops N] [--rounds R]
 
 The repository call (`repo.users.add_admin` / `remove_admin`, alternating so that every call
-changes a role) does more than the raw baseline: it records the actor in ``change_context``,
-reads the log head, lets the trigger write the event, and reads the new events back to publish
-them after COMMIT. The baseline is what a bot without rolectl does: ``BEGIN IMMEDIATE; UPDATE
+changes a role) does more than the raw baseline: it validates, reads the current role, logs the
+event (``RETURNING`` it for the in-process listeners), writes the role — the trigger checks the
+log and stays silent — and publishes the event after COMMIT. The baseline is what a bot without rolectl does: ``BEGIN IMMEDIATE; UPDATE
 users ...; INSERT INTO events ...; COMMIT`` on a file with the same tables (no triggers) and the
 same pragmas. Both run in this process on real files in one directory, interleaved round by
 round; the ratio of medians is reported for ``synchronous=FULL`` (rolectl's default, the

@@ -10,7 +10,8 @@ Two ways produce a role-change event, and both land in the same transaction as t
   (emptied again before COMMIT), so those events carry the actor and not ``sql``.
 
 Logging first is what keeps a single change as cheap as a bare UPDATE plus INSERT: no
-``change_context`` row is written and deleted on every change. Whatever the path, the events
+``change_context`` row is written and deleted, and nothing is read back (``RETURNING``
+gives the events; SQLite >= 3.35). Whatever the path, the events
 the transaction produced are read back at the end and published on the bus after COMMIT.
 """
 
@@ -26,43 +27,57 @@ from ..store import Store
 
 SELECT_EVENTS = f"SELECT {', '.join(EVENT_FIELDS)} FROM events"
 HEAD_SQL = "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
-_LOG_ROLE = "INSERT INTO events (kind, user_id, old_role, new_role, actor, note) VALUES (?, ?, ?, ?, ?, ?)"
+_RETURNING = f" RETURNING {', '.join(EVENT_FIELDS)}"
+_LOG_ROLE = (
+    "INSERT INTO events (kind, user_id, old_role, new_role, actor, note) VALUES (?, ?, ?, ?, ?, ?)" + _RETURNING
+)
 
 
 class ChangeTx:
-    """Handle given to repository code inside a change; ``events`` is filled at the end."""
+    """Handle given to repository code inside a change; ``events`` is filled at the end.
 
-    __slots__ = ("conn", "head", "actor", "events", "_context")
+    Events the repository writes itself come back through ``RETURNING`` (no read-back);
+    only after :meth:`attribute_trigger_events` are the triggers' events read back, from the
+    log head recorded at that moment.
+    """
 
-    def __init__(self, conn: sqlite3.Connection, head: int, actor: str) -> None:
+    __slots__ = ("conn", "actor", "head", "events", "_written")
+
+    def __init__(self, conn: sqlite3.Connection, actor: str) -> None:
         self.conn = conn
-        self.head = head
         self.actor = actor
+        self.head: int | None = None  # set once triggers may log: events after it are read back
         self.events: tuple[Event, ...] = ()
-        self._context = False
+        self._written: list[Event] = []
 
     def log_role(self, uid: int, old: str, new: str, username: str | None) -> None:
         """Log a role change the caller is about to write (``old != new``); see the module doc."""
         kind = ADMIN_ADDED if new == ROLE_ADMIN else ADMIN_REMOVED
-        self.conn.execute(_LOG_ROLE, (kind, uid, old, new, self.actor, username))
+        row = self.conn.execute(_LOG_ROLE, (kind, uid, old, new, self.actor, username)).fetchone()
+        self._written.append(Event.from_row(row))
 
     def attribute_trigger_events(self) -> None:
         """Let the triggers log this transaction's role changes under ``actor``."""
-        if not self._context:
+        if self.head is None:
+            self.head = head(self.conn)
             self.conn.execute("INSERT OR REPLACE INTO change_context (id, actor) VALUES (1, ?)", (self.actor,))
-            self._context = True
 
     def emit(self, kind: str, **fields: object) -> None:
         """Append a non-role event (``admin_transferred``, ``mailbox_created``, cache events)."""
         names = ["kind", *fields]
-        self.conn.execute(
-            f"INSERT INTO events ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+        row = self.conn.execute(
+            f"INSERT INTO events ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})" + _RETURNING,
             (kind, *fields.values()),
-        )
+        ).fetchone()
+        self._written.append(Event.from_row(row))
 
     def new_events(self) -> tuple[Event, ...]:
+        """Every event this transaction has written so far, in sequence order."""
+        if self.head is None:
+            return tuple(self._written)
         rows = self.conn.execute(f"{SELECT_EVENTS} WHERE seq > ? ORDER BY seq", (self.head,)).fetchall()
-        return tuple(Event.from_row(r) for r in rows)
+        before = [e for e in self._written if e.seq <= self.head]
+        return (*before, *(Event.from_row(r) for r in rows))
 
 
 def head(conn: sqlite3.Connection) -> int:
@@ -73,9 +88,9 @@ def head(conn: sqlite3.Connection) -> int:
 @contextmanager
 def change(store: Store, bus: EventBus, actor: str) -> Iterator[ChangeTx]:
     with store.transaction() as conn:
-        tx = ChangeTx(conn, head(conn), actor)
+        tx = ChangeTx(conn, actor)
         yield tx
-        if tx._context:
+        if tx.head is not None:
             conn.execute("DELETE FROM change_context")
         tx.events = tx.new_events()
     if tx.events:

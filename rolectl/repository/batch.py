@@ -25,7 +25,7 @@ from ..errors import ConflictError, InvalidInputError, RolectlError
 from ..events import ADMIN_ADDED, ADMIN_REMOVED, ADMIN_TRANSFERRED, ROLES, Event
 from ..store import translate
 from ..validate import INT64_MAX, USERNAME_MAX, parse_id, parse_role, parse_username
-from ._tx import SELECT_EVENTS, change
+from ._tx import change
 from .mailboxes import transfer_in
 from .users import NOW, demote, promote
 
@@ -340,7 +340,6 @@ def apply_changes(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run:
     sources: list[int | None] = []
     try:
         with change(repo.store, repo.bus, actor) as tx:
-            conn = tx.conn
             for op in ops:
                 source: int | None = None
                 try:
@@ -358,8 +357,7 @@ def apply_changes(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run:
                     raise _at(f"line {op.line}", translate(exc, repo.store.path)) from None
                 sources.append(source)
             if dry_run:
-                rows = conn.execute(f"{SELECT_EVENTS} WHERE seq > ? ORDER BY seq", (tx.head,)).fetchall()
-                raise _RollBack(tuple(Event.from_row(r) for r in rows))
+                raise _RollBack(tx.new_events())
         events = tx.events
     except _RollBack as rolled_back:
         events = rolled_back.events

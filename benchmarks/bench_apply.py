@@ -24,7 +24,6 @@ four variants do not end with the same users and the same number of events.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -34,12 +33,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchlib import BIN, fresh  # noqa: E402
 from rolectl.repository import Repository  # noqa: E402
 from rolectl.repository.batch import apply_changes, parse_changes  # noqa: E402
 from rolectl.repository.users import _UPSERT, NOW  # noqa: E402
 
 TARGET = 2.0
-BIN = Path(sys.executable).parent / "rolectl"
 
 
 def workload(n: int) -> tuple[list[str], int]:
@@ -61,14 +60,6 @@ def prepare(path: Path, mailboxes: int) -> None:
             conn.executemany("INSERT INTO mailboxes (mailbox_id, owner_id) VALUES (?, ?)",
                              [(m, m) for m in range(1, mailboxes + 1)])
         repo.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-
-def fresh(base: Path, work: Path, name: str) -> Path:
-    target = work / name
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{target}{suffix}").unlink(missing_ok=True)
-    shutil.copy(base, target)
-    return target
 
 
 def run_cli(db: Path, changes: Path) -> float:

@@ -21,7 +21,6 @@ Exit status 1 if the whole process is slower than the target.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -31,11 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchlib import BIN, fresh  # noqa: E402
 from rolectl.repository import Repository  # noqa: E402
 from rolectl.repository.batch import import_users, parse_import  # noqa: E402
 
 TARGET = 100_000  # users per second, whole process
-BIN = Path(sys.executable).parent / "rolectl"
 
 
 def prepare(path: Path, existing: int) -> None:
@@ -57,14 +56,6 @@ def rows_text(users: int, existing: int) -> str:
             name, role = f"new{i}", "admin" if i % 20 == 0 else "user"
         out.append(f"{i},{name},{role}")
     return "\n".join(out) + "\n"
-
-
-def fresh(base: Path, work: Path, name: str) -> Path:
-    target = work / name
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{target}{suffix}").unlink(missing_ok=True)
-    shutil.copy(base, target)
-    return target
 
 
 def run_cli(db: Path, path: Path) -> tuple[float, str]:

@@ -20,14 +20,7 @@ from pathlib import Path
 from ..errors import DatabaseError
 from ..events import ROLE_USER
 from .fetch import SQL_VERSIONED
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_dev, st.st_ino)
+from .logreader import file_identity
 
 
 class FollowingFetch:
@@ -54,7 +47,7 @@ class FollowingFetch:
 
     def __call__(self, user_id: int) -> tuple[str, int]:
         for _ in range(self.retries):
-            before = _identity(self.path)
+            before = file_identity(self.path)
             if before is None:
                 raise DatabaseError(f"cannot read the role of user {user_id}: database {self.path} does not exist",
                                     hint="was it moved or deleted?")
@@ -64,7 +57,7 @@ class FollowingFetch:
                 self._drop()
                 raise DatabaseError(f"cannot read the role of user {user_id}: {exc}",
                                     hint="check that the database exists and is a rolectl database") from exc
-            if _identity(self.path) == before:  # the file was not replaced during the read
+            if file_identity(self.path) == before:  # the file was not replaced during the read
                 return (row[0] or ROLE_USER, int(row[1]))
         raise DatabaseError(f"cannot read the role of user {user_id}: {self.path} keeps being replaced",
                             hint="retry once the file has settled")

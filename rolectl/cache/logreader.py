@@ -50,7 +50,8 @@ class Batch:
     more: bool = False  # the batch was cut at ``limit``: read again
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file ``path`` names now: changes when the file is replaced."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -73,7 +74,7 @@ class LogReader:
     # -- connection ----------------------------------------------------------------------
 
     def _open(self) -> sqlite3.Connection:
-        identity = _identity(self.path)
+        identity = file_identity(self.path)
         if identity is None:
             raise DatabaseError(f"database {self.path} does not exist", hint="was it moved or deleted?")
         if self._conn is not None:
@@ -91,13 +92,13 @@ class LogReader:
         return conn
 
     def _connection(self) -> sqlite3.Connection:
-        if self._conn is None or _identity(self.path) != self._identity:
+        if self._conn is None or file_identity(self.path) != self._identity:
             return self._open()
         return self._conn
 
     def changed(self) -> bool:
         """``True`` if a commit or a file replacement may have happened since the last read."""
-        if self._conn is None or _identity(self.path) != self._identity:
+        if self._conn is None or file_identity(self.path) != self._identity:
             return True
         try:
             return self._conn.execute("PRAGMA data_version").fetchone()[0] != self._data_version

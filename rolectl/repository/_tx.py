@@ -5,7 +5,9 @@ Two ways produce a role-change event, and both land in the same transaction as t
 * Row-at-a-time repository code logs the event itself (:meth:`ChangeTx.log_role`) just
   before it writes the role. The schema's triggers compare every new role with the role the
   log last recorded, so they see the change is already logged and stay silent.
-* Set-based code (``users import``) lets the triggers log each change. It first calls
+* Set-based and batch code (``users import``, ``apply``) lets the triggers log each change
+  (one ``change_context`` write per transaction is cheaper than a logged insert per row). It
+  first calls
   :meth:`ChangeTx.attribute_trigger_events`, which puts the actor into ``change_context``
   (emptied again before COMMIT), so those events carry the actor and not ``sql``.
 
@@ -50,8 +52,16 @@ class ChangeTx:
         self.events: tuple[Event, ...] = ()
         self._written: list[Event] = []
 
+    @property
+    def triggers_log(self) -> bool:
+        """True once :meth:`attribute_trigger_events` was called: the triggers log role changes."""
+        return self.head is not None
+
     def log_role(self, uid: int, old: str, new: str, username: str | None) -> None:
-        """Log a role change the caller is about to write (``old != new``); see the module doc."""
+        """Log a role change the caller is about to write (``old != new``); see the module doc.
+        A no-op when the triggers log this transaction's changes."""
+        if self.head is not None:
+            return
         kind = ADMIN_ADDED if new == ROLE_ADMIN else ADMIN_REMOVED
         row = self.conn.execute(_LOG_ROLE, (kind, uid, old, new, self.actor, username)).fetchone()
         self._written.append(Event.from_row(row))
@@ -65,10 +75,11 @@ class ChangeTx:
     def emit(self, kind: str, **fields: object) -> None:
         """Append a non-role event (``admin_transferred``, ``mailbox_created``, cache events)."""
         names = ["kind", *fields]
-        row = self.conn.execute(
-            f"INSERT INTO events ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})" + _RETURNING,
-            (kind, *fields.values()),
-        ).fetchone()
+        sql = f"INSERT INTO events ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        if self.head is not None:  # read back at the end with the triggers' events
+            self.conn.execute(sql, (kind, *fields.values()))
+            return
+        row = self.conn.execute(sql + _RETURNING, (kind, *fields.values())).fetchone()
         self._written.append(Event.from_row(row))
 
     def new_events(self) -> tuple[Event, ...]:

@@ -340,6 +340,7 @@ def apply_changes(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run:
     sources: list[int | None] = []
     try:
         with change(repo.store, repo.bus, actor) as tx:
+            tx.attribute_trigger_events()  # a batch: the triggers log each role change
             for op in ops:
                 source: int | None = None
                 try:

@@ -76,14 +76,15 @@ def transfer_in(tx: ChangeTx, mid: int, target: int, *, actor: str, keep_admin: 
     conn = tx.conn
     # Few statements on purpose: batch apply runs this thousands of times in one transaction.
     row = conn.execute(
-        "SELECT m.owner_id, t.role, t.username, s.role, s.username FROM mailboxes AS m "
+        "SELECT m.owner_id, t.role, t.username, s.role, s.username, "
+        "(SELECT count(*) FROM mailboxes WHERE owner_id = m.owner_id) FROM mailboxes AS m "
         "LEFT JOIN users AS t ON t.user_id = ? LEFT JOIN users AS s ON s.user_id = m.owner_id "
         "WHERE m.mailbox_id = ?",
         (target, mid),
     ).fetchone()
     if row is None:
         raise NotFoundError(f"mailbox {mid} does not exist", hint="list them with `rolectl mailbox list`")
-    source, target_role, target_name, source_role, source_name = int(row[0]), row[1], row[2], row[3], row[4]
+    source, target_role, target_name, source_role, source_name, owned = row
     if source == target:
         raise ConflictError(f"user {target} already owns mailbox {mid}", hint="transfer it to someone else")
     if target_role is None:
@@ -93,9 +94,7 @@ def transfer_in(tx: ChangeTx, mid: int, target: int, *, actor: str, keep_admin: 
         tx.log_role(target, target_role, ROLE_ADMIN, target_name)
         conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_ADMIN, target))
     # The previous owner goes back to user unless they still own another mailbox.
-    if not keep_admin and source_role == ROLE_ADMIN and conn.execute(
-        "SELECT 1 FROM mailboxes WHERE owner_id = ? LIMIT 1", (source,)
-    ).fetchone() is None:
+    if not keep_admin and source_role == ROLE_ADMIN and owned == 1:
         tx.log_role(source, ROLE_ADMIN, ROLE_USER, source_name)
         conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_USER, source))
     tx.emit(ADMIN_TRANSFERRED, mailbox_id=mid, from_user=source, to_user=target, actor=actor)

@@ -140,7 +140,10 @@ def write_user(tx: ChangeTx, uid: int, username: str | None, role: str | None) -
 
 def promote(tx: ChangeTx, uid: int, username: str | None) -> None:
     """Make ``uid`` an admin (creating them) inside an open change."""
-    write_user(tx, uid, username, ROLE_ADMIN)
+    if tx.triggers_log:  # batches: one statement, the trigger logs it
+        tx.conn.execute(_UPSERT, (uid, username, ROLE_ADMIN, True))
+    else:
+        write_user(tx, uid, username, ROLE_ADMIN)
 
 
 def demote(tx: ChangeTx, uid: int, force: bool) -> None:

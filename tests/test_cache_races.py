@@ -133,6 +133,27 @@ def test_changes_without_a_newer_version_block_the_install(change: str) -> None:
     assert cache.stats().stale_installs_prevented == 1
 
 
+@pytest.mark.parametrize("change", ["apply", "update_role", "invalidate", "clear"])
+def test_stale_user_read_is_not_installed(change: str) -> None:
+    """The common miss (a read that returns 'user') has its own fast install path; it must
+    honour a change that arrived while the read was in flight just like the general path."""
+    read = ParkedRead(lambda uid: ("user", 4))
+    cache = RoleCache(read)
+    thread, _ = in_thread(lambda: cache.get_role(7))
+    assert read.started.wait(WAIT)
+    if change == "apply":
+        cache.apply(ev(5, 7, "admin"))
+    elif change == "update_role":
+        cache.update_role(7, "admin")
+    elif change == "invalidate":
+        cache.invalidate(7)
+    else:
+        cache.clear()
+    finish(read, thread)
+    assert cache.peek(7) == ("admin" if change in ("apply", "update_role") else None)
+    assert cache.stats().stale_installs_prevented == 1
+
+
 def test_read_newer_than_the_event_is_installed() -> None:
     """The follower lags: the read already saw seq 6 (7 demoted), then event 5 (promotion,
     older) arrives during the read. The read wins; the old event must not regress it."""

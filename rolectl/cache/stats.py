@@ -10,7 +10,8 @@ fields may be added, existing ones are never renamed or re-typed.
 ================================  ==========================================================
 ``name``                          the cache's name (``RoleCache(name=...)``)
 ``hits``                          lookups answered from memory
-``misses``                        lookups that read the database themselves (one fetch each)
+``misses``                        lookups that read the database themselves (one fetch each),
+                                  counted when the read returns or fails
                                   = ``misses_cold + misses_dropped + misses_evicted``
 ``misses_cold``                   ... for a user the cache had never held (or forgot, see below)
 ``misses_dropped``                ... after ``invalidate``/``clear``/an evict or flush event
@@ -41,8 +42,9 @@ fields may be added, existing ones are never renamed or re-typed.
 ================================  ==========================================================
 
 Miss causes come from a bounded side table (:data:`GONE_TRACKED` ids); an id that fell out of
-it is counted as cold. ``misses_by_role`` counts completed reads, so it can lag ``misses`` by
-``in_flight + load_errors``.
+it is counted as cold. A miss is counted when its read returns (a read still running shows in
+``in_flight`` only), so ``misses = sum(misses_by_role) + load_errors``: ``misses_by_role``
+counts the reads that returned a role, ``load_errors`` those that failed.
 """
 
 from __future__ import annotations

@@ -14,4 +14,5 @@ log = logging.getLogger("rolectl.tracker")
 
 
 def on_event(event: Event) -> None:
-    log.info(event.describe())
+    if log.isEnabledFor(logging.INFO):  # every write passes here: format only when shown
+        log.info(event.describe())

@@ -117,6 +117,16 @@ _V1: list[str] = [
     _role_trigger("users_role_delete", "AFTER DELETE ON users", "OLD.user_id", "'user'", "OLD.username"),
 ]
 
+#: A user's role and the log head in one statement, hence one snapshot: what a cache miss
+#: needs to install an answer no applied event is newer than. ``events.seq`` is AUTOINCREMENT,
+#: so the head is the table's row in ``sqlite_sequence``: the highest seq ever committed, which
+#: never goes backwards (``max(seq)`` could). An unknown user reads as ``user``, an empty log
+#: as 0. Shared by the repository and the cache's miss read, so both mean the same thing.
+ROLE_AND_HEAD_SQL = (
+    "SELECT coalesce((SELECT role FROM users WHERE user_id = ?), 'user'), "
+    "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
+)
+
 #: Migration N brings a database from version N-1 to N.
 MIGRATIONS: dict[int, list[str]] = {1: _V1}
 SCHEMA_VERSION: int = max(MIGRATIONS)

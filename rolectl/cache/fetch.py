@@ -24,17 +24,12 @@ import threading
 from typing import Callable, Union
 
 from rolectl.errors import DatabaseError
+from rolectl.schema import ROLE_AND_HEAD_SQL
 
 ConnectionFactory = Callable[[], sqlite3.Connection]
 
-#: Role and log head in one snapshot. ``events.seq`` is AUTOINCREMENT, so the head is the
-#: table's row in ``sqlite_sequence``: the highest seq ever committed, which never goes
-#: backwards even if the newest events were deleted (``max(seq)`` could). An unknown user
-#: reads as NULL (-> ``user``), an empty log as 0.
-SQL_VERSIONED = (
-    "SELECT coalesce((SELECT role FROM users WHERE user_id = ?), 'user'), "
-    "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
-)
+#: Role and log head in one snapshot (see :data:`rolectl.schema.ROLE_AND_HEAD_SQL`).
+SQL_VERSIONED = ROLE_AND_HEAD_SQL
 SQL_ROLE = "SELECT coalesce((SELECT role FROM users WHERE user_id = ?), 'user')"
 #: The same snapshot read as a join: ~40% fewer VDBE ops than two scalar subqueries (~3% of a
 #: miss). It yields no row while the log is empty (``sqlite_sequence`` has no row for

@@ -7,6 +7,7 @@ from typing import Iterable
 from ..bus import EventBus
 from ..errors import ConflictError, NotFoundError
 from ..events import ROLE_ADMIN, ROLE_USER, Event
+from ..schema import ROLE_AND_HEAD_SQL
 from ..store import Store
 from ..validate import parse_id, parse_role, parse_username
 from ._tx import ChangeTx, change
@@ -49,11 +50,8 @@ class UsersRepo:
     def get_role_versioned(self, user_id: int) -> tuple[str, int]:
         """The role and the log head read in one snapshot: what a cache miss needs to install
         an answer that no already-applied event can be newer than."""
-        uid = parse_id(user_id)
-        with self.store.snapshot() as conn:
-            row = conn.execute("SELECT role FROM users WHERE user_id = ?", (uid,)).fetchone()
-            head = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        return (row[0] if row else ROLE_USER), (int(head[0]) if head else 0)
+        role, head = self.store.query(ROLE_AND_HEAD_SQL, (parse_id(user_id),))[0]
+        return role, int(head)
 
     def list(self, role: str | None = None, limit: int | None = None) -> list[User]:
         sql, params = _SELECT, []
@@ -70,12 +68,6 @@ class UsersRepo:
         if role is None:
             return int(self.store.query("SELECT count(*) FROM users")[0][0])
         return int(self.store.query("SELECT count(*) FROM users WHERE role = ?", (parse_role(role),))[0][0])
-
-    def mailboxes_of(self, user_id: int) -> list[int]:
-        rows = self.store.query(
-            "SELECT mailbox_id FROM mailboxes WHERE owner_id = ? ORDER BY mailbox_id", (user_id,)
-        )
-        return [r[0] for r in rows]
 
     # -- writes ---------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from .errors import DatabaseError, InvalidInputError, NotFoundError, RolectlError
 from .schema import MIGRATIONS, SCHEMA_VERSION
+from .validate import parse_seconds
 
 if TYPE_CHECKING:  # pragma: no cover
     import sqlite_utils
@@ -41,21 +42,17 @@ def resolve_path(value: str | os.PathLike[str] | None = None) -> Path:
 
 
 def resolve_timeout(value: float | None = None) -> float:
-    """Seconds to wait for a lock held by another process before giving up (exit 5)."""
+    """Seconds to wait for a lock held by another process before giving up (exit 5).
+
+    ``nan``, ``inf``, negative values and waits longer than SQLite's busy timeout can hold
+    (a C ``int`` of milliseconds, ~24.8 days; more used to wrap into "no wait at all") are
+    refused as bad input."""
     if value is not None:
-        return value
+        return parse_seconds(value, "timeout")
     raw = os.environ.get(ENV_TIMEOUT)
     if not raw:
         return DEFAULT_TIMEOUT
-    try:
-        timeout = float(raw)
-    except ValueError:
-        raise InvalidInputError(
-            f"{ENV_TIMEOUT}={raw!r} is not a number", hint="set it to seconds, e.g. 5"
-        ) from None
-    if timeout < 0:
-        raise InvalidInputError(f"{ENV_TIMEOUT}={raw!r} is negative", hint="use 0 or more seconds")
-    return timeout
+    return parse_seconds(raw, ENV_TIMEOUT)
 
 
 def translate(exc: sqlite3.Error, path: Path | str) -> RolectlError:
@@ -81,6 +78,23 @@ def translate(exc: sqlite3.Error, path: Path | str) -> RolectlError:
     if isinstance(exc, sqlite3.IntegrityError):
         return InvalidInputError(f"the database refused the change ({text})", hint="check the values")
     return DatabaseError(f"database error on {path}: {text}", hint="run `rolectl doctor`")
+
+
+def _special_kind(path: Path) -> str | None:
+    """What ``path`` is when it exists but is not a regular file (a device, FIFO, socket)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
 
 
 def _is_read_only_file(path: Path) -> bool:
@@ -119,6 +133,10 @@ class Store:
         path = self.path
         if path.is_dir():
             raise InvalidInputError(f"--db {path} is a directory", hint="pass the path of a database file")
+        kind = _special_kind(path)
+        if kind is not None:
+            # SQLite would open /dev/null or a FIFO and create -wal/-journal files next to it.
+            raise InvalidInputError(f"--db {path} is {kind}, not a file", hint="pass the path of a database file")
         if not path.exists():
             if not create:
                 raise NotFoundError(

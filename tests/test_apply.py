@@ -69,7 +69,7 @@ def test_csv_and_json_lines_parse_to_the_same_operations():
     (['{"op":"add-admin","user_id":true}'], 1, "invalid user id"),
     (['{"op":"add-admin","user_id":1', ], 1, "not valid JSON"),
     (['{"op": 1}'], 1, "unknown operation"),
-    (['"a'], 1, "unknown operation"),
+    (['"a'], 1, "quoted field is never closed"),
 ])
 def test_malformed_lines_are_named_by_number(lines, line, words):
     with pytest.raises(InvalidInputError) as info:
@@ -300,3 +300,16 @@ def test_other_processes_see_all_of_a_batch_or_none_of_it(db_path, tmp_path, rol
     assert seen[-1] == count
     with Repository.open(db_path) as repo:
         assert len(repo.events.since(0)) == count
+
+
+# -- line numbers count "\n" only, as editors and `wc -l` do ---------------------------------------
+
+SEPARATORS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\r"
+
+
+def test_line_numbers_count_newlines_only(seeded, tmp_path, run_rolectl):
+    path = tmp_path / "changes.csv"
+    path.write_bytes(f"# a comment with {SEPARATORS} inside\r\nadd-admin,5\r\nbogus,6\r\n".encode())
+    assert path.read_bytes().count(b"\n") == 3  # what `wc -l` says
+    result = run_rolectl("apply", str(path))
+    assert result.returncode == 2 and "line 3: unknown operation 'bogus'" in result.stderr, result.stderr

@@ -14,6 +14,7 @@ import typer
 from .. import __version__
 from .context import state
 from .errors import RolectlGroup
+from .options import Seconds
 
 app = typer.Typer(
     cls=RolectlGroup,
@@ -45,7 +46,7 @@ def main(
         None,
         "--timeout",
         envvar="ROLECTL_TIMEOUT",
-        min=0,
+        click_type=Seconds("--timeout"),
         help="Seconds to wait for a database locked by another process (default 5).",
     ),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Log events on stderr (-vv: debug)."),

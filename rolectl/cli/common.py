@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
 CHANGE_FORMATS = ("text", "json", "jsonl")
 
 
-def ids(values: Iterable[str], what: str = "user id") -> list[int]:
+def ids(values: Iterable[object], what: str = "user id") -> list[int]:
     """Parse every id before anything is opened, so one bad id changes nothing."""
     return [parse_id(v, what) for v in values]
 

@@ -19,7 +19,7 @@ from .app import app
 from .common import actor as actor_of
 from .common import change_format
 from .context import state
-from .options import ActorOption, FormatOption
+from .options import USER_ID, ActorOption, FormatOption, Seconds, SeqNumber
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..cache.registry import Instance
@@ -32,7 +32,9 @@ STATS_EXTRA = ("id", "last_seq", "lookups_per_s_10s", "events_per_s_10s", "coale
                "follower_errors", "last_reset_reason", "started_at", "error")
 ENTRY_COLUMNS = ("user_id", "role", "since")
 InstanceOption = typer.Option(None, "--instance", "-i", help="Instance name or id (see `rolectl stats`).")
-WaitOption = typer.Option(2.0, "--wait", min=0, help="Seconds to wait for live instances to apply it (0: don't).")
+WaitOption = typer.Option(
+    2.0, "--wait", help="Seconds to wait for live instances to apply it (0: don't).", click_type=Seconds("--wait")
+)
 
 
 def _machine(fmt: Optional[str]) -> bool:
@@ -111,7 +113,9 @@ def stats_row(inst: "Instance", head: int, now: float, machine: bool) -> dict[st
 def stats(
     ctx: typer.Context,
     watch: bool = typer.Option(False, "--watch", "-w", help="Refresh in place until Ctrl-C (exit 0)."),
-    interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between refreshes with --watch."),
+    interval: float = typer.Option(
+        1.0, "--interval", help="Seconds between refreshes with --watch.", click_type=Seconds("--interval", 0.1)
+    ),
     prune: bool = typer.Option(False, "--prune", help="Forget the registrations of dead instances."),
     fmt: Optional[str] = FormatOption,
 ) -> None:
@@ -188,8 +192,10 @@ def cache_show(
     ctx: typer.Context,
     instance: Optional[str] = InstanceOption,
     role: Optional[str] = typer.Option(None, "--role", help="Only entries with this role (user/admin)."),
-    user: Optional[str] = typer.Option(None, "--user", help="Only this user id."),
-    limit: int = typer.Option(1000, "--limit", min=0, help="At most this many entries (0: all). Default 1000."),
+    user: Optional[int] = typer.Option(None, "--user", help="Only this user id.", click_type=USER_ID),
+    limit: int = typer.Option(
+        1000, "--limit", help="At most this many entries (0: all). Default 1000.", click_type=SeqNumber("--limit")
+    ),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """The entries one live instance holds in memory right now (admins first).
@@ -244,7 +250,7 @@ def _break_glass(ctx: typer.Context, do: Any, wait: float, fmt: Optional[str]) -
 @cache_app.command("evict")
 def cache_evict(
     ctx: typer.Context,
-    user_id: str = typer.Argument(..., metavar="ID", help="User id to drop from every cache."),
+    user_id: int = typer.Argument(..., metavar="ID", help="User id to drop from every cache.", click_type=USER_ID),
     actor: Optional[str] = ActorOption,
     note: Optional[str] = typer.Option(None, "--note", help="Why, recorded in the audit log."),
     wait: float = WaitOption,
@@ -284,7 +290,7 @@ def cache_flush(
 @app.command()
 def whois(
     ctx: typer.Context,
-    user_id: str = typer.Argument(..., metavar="ID", help="User id."),
+    user_id: int = typer.Argument(..., metavar="ID", help="User id.", click_type=USER_ID),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """A user's role in the database, and whether each live cache holds them, with which role

@@ -13,7 +13,7 @@ from ..render import check_format, render_rows
 from ..validate import parse_id
 from .app import app
 from .context import state
-from .options import FormatOption
+from .options import USER_ID, FormatOption, SeqNumber
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..events import Event
@@ -27,10 +27,14 @@ FOLLOW_BACKLOG = 10
 @app.command()
 def events(
     ctx: typer.Context,
-    since: Optional[int] = typer.Option(None, "--since", min=0, help="Only events after this sequence number."),
-    user: Optional[str] = typer.Option(None, "--user", help="Only events about this user id."),
+    since: Optional[int] = typer.Option(
+        None, "--since", help="Only events after this sequence number.", click_type=SeqNumber("--since")
+    ),
+    user: Optional[int] = typer.Option(None, "--user", help="Only events about this user id.", click_type=USER_ID),
     kind: Optional[str] = typer.Option(None, "--kind", help="Only this kind (admin_added, admin_removed, ...)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the newest N matching events."),
+    limit: Optional[int] = typer.Option(
+        None, "--limit", help="Only the newest N matching events.", click_type=SeqNumber("--limit", minimum=1)
+    ),
     follow: bool = typer.Option(
         False, "--follow", "-F",
         help="Keep printing events as they are committed, until Ctrl-C (exit 0). Formats: text "
@@ -54,7 +58,7 @@ def events(
     render_rows([e.to_dict() for e in rows], EVENT_FIELDS, fmt, title="events")
 
 
-def _follow(ctx: typer.Context, since: Optional[int], user: Optional[str], kind: Optional[str],
+def _follow(ctx: typer.Context, since: Optional[int], user: Optional[int], kind: Optional[str],
             limit: Optional[int], fmt: Optional[str]) -> None:
     out_fmt = fmt or "text"
     if out_fmt not in FOLLOW_FORMATS:

@@ -12,8 +12,8 @@ from ..validate import parse_id
 from .app import app
 from .common import actor as actor_of, change_format, report
 from .context import state
-from .options import ActorOption, FormatOption
-from .roles import JsonOption
+from .options import MAILBOX_ID, USER_ID, ActorOption, FormatOption
+from .roles import LIMIT, JsonOption
 
 mailbox_app = typer.Typer(
     help="Create, list and show mailboxes.\n\nExample: rolectl mailbox create 1 --owner 123", no_args_is_help=True
@@ -33,8 +33,8 @@ def complete_mailbox_ids(ctx: typer.Context, incomplete: str) -> list[str]:
 @mailbox_app.command("create")
 def create(
     ctx: typer.Context,
-    mailbox_id: str = typer.Argument(..., metavar="MAILBOX_ID"),
-    owner: str = typer.Option(..., "--owner", help="User id of the owner; they become an admin."),
+    mailbox_id: int = typer.Argument(..., metavar="MAILBOX_ID", click_type=MAILBOX_ID),
+    owner: int = typer.Option(..., "--owner", help="User id of the owner; they become an admin.", click_type=USER_ID),
     title: Optional[str] = typer.Option(None, "--title", help="A title for people."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,
@@ -51,8 +51,8 @@ def create(
 @mailbox_app.command("list")
 def list_(
     ctx: typer.Context,
-    owner: Optional[str] = typer.Option(None, "--owner", help="Only mailboxes of this user."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many rows."),
+    owner: Optional[int] = typer.Option(None, "--owner", help="Only mailboxes of this user.", click_type=USER_ID),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most this many rows.", click_type=LIMIT),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """List mailboxes.
@@ -69,7 +69,8 @@ def list_(
 @mailbox_app.command("show")
 def show(
     ctx: typer.Context,
-    mailbox_id: str = typer.Argument(..., metavar="MAILBOX_ID", autocompletion=complete_mailbox_ids),
+    mailbox_id: int = typer.Argument(..., metavar="MAILBOX_ID", autocompletion=complete_mailbox_ids,
+                                     click_type=MAILBOX_ID),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """Show one mailbox and its owner.
@@ -90,8 +91,9 @@ def show(
 @app.command()
 def transfer(
     ctx: typer.Context,
-    mailbox_id: str = typer.Argument(..., metavar="MAILBOX_ID", autocompletion=complete_mailbox_ids),
-    to: str = typer.Option(..., "--to", help="User id of the new owner (must be a known user)."),
+    mailbox_id: int = typer.Argument(..., metavar="MAILBOX_ID", autocompletion=complete_mailbox_ids,
+                                     click_type=MAILBOX_ID),
+    to: int = typer.Option(..., "--to", help="User id of the new owner (must be a known user).", click_type=USER_ID),
     keep_admin: bool = typer.Option(False, "--keep-admin", help="Leave the previous owner an admin."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,

@@ -13,7 +13,7 @@ from ..validate import parse_id, parse_role, parse_username
 from .app import app
 from .common import CHANGE_FORMATS, actor as actor_of, change_format, ids, report
 from .context import state
-from .options import ActorOption, FormatOption
+from .options import USER_ID, ActorOption, FormatOption, SeqNumber
 
 def _complete_change_format(incomplete: str) -> list[str]:
     return [f for f in CHANGE_FORMATS if f.startswith(incomplete)]
@@ -31,7 +31,8 @@ def init(ctx: typer.Context) -> None:
 
     Example: rolectl --db bot.db init
     """
-    from ..store import SCHEMA_VERSION, init as init_store
+    from ..schema import SCHEMA_VERSION
+    from ..store import init as init_store
 
     st = state(ctx)
     store, applied = init_store(st.db, timeout=st.timeout)
@@ -45,7 +46,7 @@ def init(ctx: typer.Context) -> None:
 @app.command("add-admin")
 def add_admin(
     ctx: typer.Context,
-    user_ids: List[str] = typer.Argument(..., metavar="ID...", help="One or more user ids."),
+    user_ids: List[int] = typer.Argument(..., metavar="ID...", help="One or more user ids.", click_type=USER_ID),
     username: Optional[str] = typer.Option(None, "--username", "-u", help="Username to store (one id only)."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,
@@ -66,7 +67,7 @@ def add_admin(
 @app.command("remove-admin")
 def remove_admin(
     ctx: typer.Context,
-    user_ids: List[str] = typer.Argument(..., metavar="ID...", help="One or more user ids."),
+    user_ids: List[int] = typer.Argument(..., metavar="ID...", help="One or more user ids.", click_type=USER_ID),
     force: bool = typer.Option(False, "--force", help="Demote even an owner of a mailbox."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,
@@ -83,7 +84,7 @@ def remove_admin(
 @app.command()
 def role(
     ctx: typer.Context,
-    user_id: str = typer.Argument(..., metavar="ID", help="User id."),
+    user_id: int = typer.Argument(..., metavar="ID", help="User id.", click_type=USER_ID),
     is_: Optional[str] = typer.Option(
         None, "--is", help="Print nothing; exit 0 if the user has this role, 1 if not (for shell `if`)."
     ),
@@ -110,6 +111,7 @@ def _list_users(ctx: typer.Context, role_name: Optional[str], limit: Optional[in
     render_rows(rows, USER_FIELDS, fmt, title=title)
 
 
+LIMIT = SeqNumber("--limit", minimum=1)
 users_app = typer.Typer(no_args_is_help=False)
 app.add_typer(users_app, name="users")
 
@@ -118,7 +120,7 @@ app.add_typer(users_app, name="users")
 def users(
     ctx: typer.Context,
     role_name: Optional[str] = typer.Option(None, "--role", help="Only users with this role (user/admin)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many rows."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most this many rows.", click_type=LIMIT),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """List known users, or import them with `users import`.
@@ -132,7 +134,7 @@ def users(
 @app.command()
 def admins(
     ctx: typer.Context,
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many rows."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most this many rows.", click_type=LIMIT),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """List admins.

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 from ..errors import ConflictError, InvalidInputError, RolectlError
 from ..events import ADMIN_ADDED, ADMIN_REMOVED, ADMIN_TRANSFERRED, ROLES, Event
 from ..store import translate
-from ..validate import INT64_MAX, USERNAME_MAX, parse_id, parse_role, parse_username
+from ..validate import INT64_MAX, USERNAME_MAX, has_visible, parse_id, parse_role, parse_username
 from ._tx import change
 from .mailboxes import transfer_in
 from .users import NOW, demote, promote
@@ -171,6 +171,44 @@ def _at(where: str, exc: RolectlError) -> RolectlError:
     return type(exc)(f"{where}: {exc.message}", hint=exc.hint)
 
 
+# -- reading text ---------------------------------------------------------------------------
+
+#: Longest JSON integer literal worth converting: ids have at most 19 digits, and Python refuses
+#: to convert more than 4,300 (a "ValueError" that would read like a bug in the file).
+_JSON_INT_MAX_DIGITS = 25
+
+
+def lines_of(text: str) -> list[str]:
+    """The lines of ``text`` as editors and ``wc -l`` count them: split on ``\n`` only (a
+    trailing ``\r`` of CRLF files dropped), not on the other separators ``str.splitlines``
+    knows (``\v``, ``\f``, ``\x1c``-``\x1e``, ``\x85``, U+2028/U+2029), so every error names
+    the line a user finds in their editor."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _json_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > _JSON_INT_MAX_DIGITS:
+        raise InvalidInputError(
+            f"number {literal[:20]}... ({len(literal)} digits) is larger than 2^63-1", hint="ids must fit in 64 bits"
+        )
+    return int(literal)
+
+
+def load_json(text: str) -> Any:
+    """``json.loads`` that reports every failure as bad input: syntax errors stay ``ValueError``
+    for the caller to place; numbers too long to be ids and nesting too deep for the parser's
+    recursion (``[[[[...`` 100,000 deep) become :class:`InvalidInputError`."""
+    try:
+        return json.loads(text, parse_int=_json_int)
+    except RecursionError:
+        raise InvalidInputError(
+            "JSON nested too deeply", hint="give flat objects, e.g. {\"id\": 789, \"role\": \"admin\"}"
+        ) from None
+
+
 # -- apply: parsing -------------------------------------------------------------------------
 
 
@@ -206,10 +244,11 @@ def _flag(value: str, expected: str, where: str, shape: str) -> bool:
 def _parse_csv_line(number: int, text: str) -> Op | None:
     where = f"line {number}"
     try:
-        raw = text.split(",") if '"' not in text else next(csv.reader([text], skipinitialspace=True))
+        raw = text.split(",") if '"' not in text else next(csv.reader([text], skipinitialspace=True, strict=True))
         fields = [f.strip() for f in raw]
     except csv.Error as exc:
-        raise InvalidInputError(f"{where}: not valid CSV ({exc})", hint="write e.g. add-admin,789,new_admin") from None
+        problem = "a quoted field is never closed" if "unexpected end of data" in str(exc) else f"not valid CSV ({exc})"
+        raise InvalidInputError(f"{where}: {problem}", hint="close every quote, e.g. add-admin,789,\"new admin\"") from None
     if fields and fields[0].lower() == "op":
         return None  # a header line
     name = _op_name(fields[0], where)
@@ -241,11 +280,13 @@ def _parse_csv_line(number: int, text: str) -> Op | None:
 def _parse_json_line(number: int, text: str) -> Op:
     where = f"line {number}"
     try:
-        data = json.loads(text)
+        data = load_json(text)
     except ValueError as exc:
         raise InvalidInputError(
             f"{where}: not valid JSON ({exc})", hint='write one object per line, e.g. {"op":"remove-admin","user_id":789}'
         ) from None
+    except RolectlError as exc:
+        raise _at(where, exc) from None
     if not isinstance(data, dict):
         raise InvalidInputError(f"{where}: expected a JSON object", hint='e.g. {"op":"transfer","mailbox_id":1,"to_user":2000}')
     if "op" not in data:
@@ -405,7 +446,7 @@ _IMPORT_HINT = "columns: id (or user_id), username, role"
 def _fast_id(value: object) -> int:
     # The common case without the general parser; anything unusual gets its exact message there.
     if type(value) is int and 0 < value <= INT64_MAX:  # noqa: E721 - bool must not pass
-        return value  # type: ignore[return-value]
+        return value
     if type(value) is str and value.isdigit() and value.isascii() and len(value) < 19 and value[0] != "0":
         return int(value)
     return parse_id(value)
@@ -417,8 +458,8 @@ def _fast_name(value: object) -> str | None:
     if not isinstance(value, str):
         raise InvalidInputError(f"username {value!r} is not text", hint="quote it as a string")
     # isprintable() is False for every character category parse_username refuses, so a
-    # printable name that is not blank and short enough is valid as it stands.
-    if value[0] != "@" and len(value) <= USERNAME_MAX and value.isprintable() and not value.isspace():
+    # printable name that shows something and is short enough is valid as it stands.
+    if value[0] != "@" and len(value) <= USERNAME_MAX and value.isprintable() and has_visible(value):
         return value
     return parse_username(value)
 
@@ -427,7 +468,7 @@ def _fast_role(value: object) -> str | None:
     if value is None or value == "":
         return None
     if value in ROLES:
-        return value  # type: ignore[return-value]
+        return value
     if not isinstance(value, str):
         raise InvalidInputError(f"role {value!r} is not text", hint="use user or admin")
     return parse_role(value)
@@ -448,14 +489,35 @@ class ImportInput:
         return len(self.rows)
 
 
+def _csv_rows(reader: Any) -> Iterable[list[str]]:
+    """The reader's rows; a CSV syntax error (an unterminated quote, a field over the csv
+    module's size limit) becomes bad input at the line where the reader stopped."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise InvalidInputError(
+                    f"line {start}: a quoted field starts here and is never closed",
+                    hint='close the quote ("like, this"), or double a quote inside a field ("")',
+                ) from None
+            raise InvalidInputError(
+                f"line {reader.line_num}: not valid CSV ({exc})", hint="check the quotes on that line"
+            ) from None
+        yield fields
+
+
 def _import_csv(lines: list[str], progress: Progress | None) -> list[ImportRow]:
-    reader = csv.reader(lines)
+    reader = csv.reader([line + "\n" for line in lines], strict=True)
     rows: list[ImportRow] = []
     positions: tuple[int, int | None, int | None] = (0, 1, 2)
     width = 3
     total = len(lines)
     first = True
-    for fields in reader:
+    for fields in _csv_rows(reader):
         number = reader.line_num
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             continue
@@ -528,11 +590,11 @@ def parse_import(text: str, fmt: str = "auto", *, progress: Progress | None = No
         start = text.lstrip()[:1]
         fmt = "json" if start == "[" else "jsonl" if start == "{" else "csv"
     if fmt == "csv":
-        rows = _import_csv(text.splitlines(), progress)
+        rows = _import_csv(lines_of(text), progress)
         label = "line"
     elif fmt == "json":
         try:
-            data = json.loads(text)
+            data = load_json(text)
         except ValueError as exc:
             raise InvalidInputError(f"not valid JSON ({exc})", hint="give a JSON array of objects, or JSON lines") from None
         if not isinstance(data, list):
@@ -541,11 +603,13 @@ def parse_import(text: str, fmt: str = "auto", *, progress: Progress | None = No
         label = "item"
     else:
         parsed: list[tuple[int, Any]] = []
-        for number, line in _significant(text.splitlines()):
+        for number, line in _significant(lines_of(text)):
             try:
-                parsed.append((number, json.loads(line)))
+                parsed.append((number, load_json(line)))
             except ValueError as exc:
                 raise InvalidInputError(f"line {number}: not valid JSON ({exc})", hint="one object per line") from None
+            except RolectlError as exc:
+                raise _at(f"line {number}", exc) from None
         rows = _import_objects(parsed, "line")
         label = "line"
     seen: dict[int, int] = {}

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from ..errors import ConflictError, InvalidInputError, RolectlError
-from ..events import ADMIN_ADDED, ADMIN_REMOVED, ADMIN_TRANSFERRED, ROLES, Event
+from ..events import ADMIN_ADDED, ADMIN_REMOVED, ROLES, Event
 from ..store import translate
 from ..validate import INT64_MAX, USERNAME_MAX, has_visible, parse_id, parse_role, parse_username
+from . import plan
 from ._tx import change
-from .mailboxes import transfer_in
-from .users import NOW, demote, promote
+from .users import NOW
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import Repository
@@ -156,14 +156,6 @@ class ImportSummary:
 
 
 Progress = Callable[[str, int, int], None]
-
-
-class _RollBack(Exception):
-    """Raised inside a dry run's transaction so that it rolls back; carries what it saw."""
-
-    def __init__(self, events: tuple[Event, ...]) -> None:
-        super().__init__("dry run")
-        self.events = events
 
 
 def _at(where: str, exc: RolectlError) -> RolectlError:
@@ -372,68 +364,20 @@ def _message(op: Op, changed: bool, source: int | None, dry_run: bool) -> str:
 def apply_changes(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run: bool = False) -> BatchResult:
     """Apply ``ops`` in order in one transaction, all or nothing.
 
-    Each line runs the same code as its command, so it sees the effect of the lines before it
-    (``add-admin 2000`` then ``transfer 1 2000`` works). The first line that is refused rolls
-    everything back and raises the command's error (exit 3 not found / 4 refused) prefixed
-    with its line number. ``dry_run`` does all of it and then rolls back: the plan is exact,
-    including refusals, and nothing is written or published.
+    Each line follows the same rules as its command and sees the effect of the lines before
+    it (``add-admin 2000`` then ``transfer 1 2000`` works). The first line that is refused
+    raises the command's error (exit 3 not found / 4 refused) prefixed with its line number,
+    and nothing is written. ``dry_run`` computes the exact plan, refusals included, and takes
+    no write lock at all. The lines are planned before the write lock is taken and written
+    set-based under it (:mod:`.plan`), so other writers wait seconds, not the whole file.
     """
-    sources: list[int | None] = []
-    try:
-        with change(repo.store, repo.bus, actor) as tx:
-            tx.attribute_trigger_events()  # a batch: the triggers log each role change
-            for op in ops:
-                source: int | None = None
-                try:
-                    if op.op == ADD_ADMIN:
-                        promote(tx, op.user_id, op.username)  # type: ignore[arg-type]
-                    elif op.op == REMOVE_ADMIN:
-                        demote(tx, op.user_id, op.force)  # type: ignore[arg-type]
-                    else:
-                        source = transfer_in(
-                            tx, op.mailbox_id, op.to_user, actor=actor, keep_admin=op.keep_admin  # type: ignore[arg-type]
-                        )
-                except RolectlError as exc:
-                    raise _at(f"line {op.line}", exc) from None
-                except sqlite3.Error as exc:
-                    raise _at(f"line {op.line}", translate(exc, repo.store.path)) from None
-                sources.append(source)
-            if dry_run:
-                raise _RollBack(tx.new_events())
-        events = tx.events
-    except _RollBack as rolled_back:
-        events = rolled_back.events
-    results: list[OpResult] = []
-    for op, mine, source in zip(ops, _attribute(ops, events), sources):
-        changed = op.op == TRANSFER or bool(mine)
-        results.append(OpResult(op, changed, _message(op, changed, source, dry_run), mine))
-    return BatchResult(tuple(results), events, dry_run)
-
-
-def _attribute(ops: Sequence[Op], events: tuple[Event, ...]) -> list[tuple[Event, ...]]:
-    """Split the transaction's events into each line's own, walking both in order.
-
-    Cheaper than reading the log head after every line, and unambiguous: an ``add-admin``
-    owns at most the next event if it is ``admin_added`` for its user (``remove-admin``
-    likewise), and a ``transfer`` owns everything up to and including its
-    ``admin_transferred``. A line that changed nothing cannot take the next line's event:
-    after ``add-admin 5`` changed nothing, 5 is an admin, so no next line can log 5 being
-    made one.
-    """
-    owned: list[tuple[Event, ...]] = []
-    i, n = 0, len(events)
-    for op in ops:
-        start = i
-        if op.op == TRANSFER:
-            while i < n and not (events[i].kind == ADMIN_TRANSFERRED and events[i].mailbox_id == op.mailbox_id):
-                i += 1
-            i = min(i + 1, n)
-        else:
-            kind = ADMIN_ADDED if op.op == ADD_ADMIN else ADMIN_REMOVED
-            if i < n and events[i].kind == kind and events[i].user_id == op.user_id:
-                i += 1
-        owned.append(events[start:i])
-    return owned
+    outcome = plan.run(repo, ops, actor=actor, dry_run=dry_run)
+    results = [
+        OpResult(op, op.op == TRANSFER or bool(mine), _message(op, op.op == TRANSFER or bool(mine), source, dry_run),
+                 mine)
+        for op, mine, source in zip(ops, outcome.mine, outcome.plan.sources)
+    ]
+    return BatchResult(tuple(results), outcome.events, dry_run)
 
 
 # -- import: parsing ------------------------------------------------------------------------
@@ -631,7 +575,9 @@ _IMPORT_CHANGED = """
 """
 _IMPORT_COUNTS = f"""
 SELECT count(*) FILTER (WHERE u.user_id IS NULL),
-       count(*) FILTER (WHERE u.user_id IS NOT NULL AND {_IMPORT_CHANGED})
+       count(*) FILTER (WHERE u.user_id IS NOT NULL AND {_IMPORT_CHANGED}),
+       count(*) FILTER (WHERE i.role = 'admin' AND COALESCE(u.role, 'user') <> 'admin'),
+       count(*) FILTER (WHERE i.role = 'user' AND u.role = 'admin')
 FROM temp.rolectl_import AS i LEFT JOIN users AS u ON u.user_id = i.user_id
 """
 # Demoting the owner of a mailbox is refused here exactly as `remove-admin` refuses it.
@@ -654,6 +600,19 @@ WHERE i.rowid BETWEEN ? AND ? AND NOT EXISTS (SELECT 1 FROM users AS x WHERE x.u
 """
 
 
+def _import_check(conn: sqlite3.Connection, label: str) -> tuple[int, int, int, int]:
+    """Refuse a demoted mailbox owner; (created, updated, admins added, admins removed)."""
+    refused = conn.execute(_IMPORT_OWNER_DEMOTED).fetchone()
+    if refused is not None:
+        line, uid, mid = refused
+        raise ConflictError(
+            f"{label} {line}: user {uid} owns mailbox {mid} and cannot become a plain user",
+            hint=f"transfer the mailbox first (`rolectl transfer {mid} --to ID`) or leave the role empty",
+        )
+    created, updated, added, removed = conn.execute(_IMPORT_COUNTS).fetchone()
+    return int(created), int(updated), int(added), int(removed)
+
+
 def import_users(
     repo: "Repository",
     data: ImportInput,
@@ -667,50 +626,51 @@ def import_users(
 
     Existing users keep whatever a row leaves empty; a row that changes nothing is not
     written at all (``updated_at`` stays), and each role that changes is logged once by the
-    triggers with ``actor``. ``dry_run`` computes the same summary and rolls back.
+    triggers with ``actor``. ``dry_run`` computes the same summary and writes nothing.
+
+    The write lock is held only for the set-based writes: the rows are staged into a
+    temporary table (which is this connection's own, not the database file) and checked
+    against a read snapshot first. Under the lock the check is repeated only if another
+    connection committed in between (``PRAGMA data_version``), so other writers wait
+    seconds, not the whole import.
     """
     rows, total = data.rows, len(data.rows)
-    try:
-        with change(repo.store, repo.bus, actor) as tx:
-            conn = tx.conn
-            tx.attribute_trigger_events()  # set-based: the triggers log each role change
+    store = repo.store
+    conn = store.conn
+    with store.snapshot():
+        try:
             conn.execute("DROP TABLE IF EXISTS temp.rolectl_import")
             conn.execute(
                 "CREATE TEMP TABLE rolectl_import (line INTEGER, user_id INTEGER NOT NULL, username TEXT, role TEXT)"
             )
-            conn.executemany("INSERT INTO temp.rolectl_import (line, user_id, username, role) VALUES (?, ?, ?, ?)", rows)
-            refused = conn.execute(_IMPORT_OWNER_DEMOTED).fetchone()
-            if refused is not None:
-                line, uid, mid = refused
-                raise ConflictError(
-                    f"{data.label} {line}: user {uid} owns mailbox {mid} and cannot become a plain user",
-                    hint=f"transfer the mailbox first (`rolectl transfer {mid} --to ID`) or leave the role empty",
-                )
-            created, updated = conn.execute(_IMPORT_COUNTS).fetchone()
+            conn.executemany(
+                "INSERT INTO temp.rolectl_import (line, user_id, username, role) VALUES (?, ?, ?, ?)", rows
+            )
+            if progress is not None:
+                progress("stage", total, total)
+            version = plan.data_version(conn)
+            counts = _import_check(conn, data.label)
+        except sqlite3.Error as exc:
+            raise translate(exc, store.path) from exc
+    try:
+        if dry_run:
+            created, updated, added, removed = counts
+            return ImportSummary(total, created, updated, total - created - updated, added, removed, (), True)
+        with change(store, repo.bus, actor) as tx:
+            tx.attribute_trigger_events()  # set-based: the triggers log each role change
+            if plan.data_version(conn) != version:  # someone committed since the snapshot: check again
+                counts = _import_check(conn, data.label)
             for start in range(1, total + 1, chunk):
                 stop = min(start + chunk - 1, total)
                 conn.execute(_IMPORT_UPDATE, (start, stop))
                 conn.execute(_IMPORT_INSERT, (start, stop))
                 if progress is not None:
                     progress("write", stop, total)
-            conn.execute("DROP TABLE temp.rolectl_import")
-            if dry_run:
-                kinds = conn.execute(
-                    f"SELECT kind, count(*) FROM events WHERE seq > ? AND kind IN ('{ADMIN_ADDED}', '{ADMIN_REMOVED}') "
-                    "GROUP BY kind",
-                    (tx.head,),
-                ).fetchall()
-                raise _DryImport(dict(kinds), created, updated)
-        events = tx.events
-        added = sum(1 for e in events if e.kind == ADMIN_ADDED)
-        removed = sum(1 for e in events if e.kind == ADMIN_REMOVED)
-    except _DryImport as dry:
-        events, added, removed = (), dry.kinds.get(ADMIN_ADDED, 0), dry.kinds.get(ADMIN_REMOVED, 0)
-        created, updated = dry.created, dry.updated
+    finally:
+        with store.snapshot():
+            conn.execute("DROP TABLE IF EXISTS temp.rolectl_import")
+    created, updated = counts[0], counts[1]
+    events = tx.events
+    added = sum(1 for e in events if e.kind == ADMIN_ADDED)
+    removed = sum(1 for e in events if e.kind == ADMIN_REMOVED)
     return ImportSummary(total, created, updated, total - created - updated, added, removed, events, dry_run)
-
-
-class _DryImport(Exception):
-    def __init__(self, kinds: dict[str, int], created: int, updated: int) -> None:
-        super().__init__("dry run")
-        self.kinds, self.created, self.updated = kinds, created, updated

@@ -55,19 +55,66 @@ def resolve_timeout(value: float | None = None) -> float:
     return parse_seconds(raw, ENV_TIMEOUT)
 
 
+def _no_write_bits(path: Path) -> bool:
+    # Mode bits, not os.access(): root passes every access() check, yet a file without any
+    # write bit is what a read-only open leaves behind and what blocks other users.
+    try:
+        return stat.S_IMODE(path.stat().st_mode) & 0o222 == 0 or not os.access(path, os.W_OK)
+    except OSError:
+        return False
+
+
+def _disk_full(path: Path) -> bool:
+    """True when the filesystem holding ``path`` has (next to) no space left for its user."""
+    try:
+        info = os.statvfs(path.parent if str(path.parent) else Path("."))
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < 64 * 1024
+
+
+def _read_only_cause(path: Path) -> RolectlError:
+    """Which file makes a write fail with SQLITE_READONLY, and how to fix that one."""
+    directory = path.parent if str(path.parent) else Path(".")
+    if _no_write_bits(path):
+        return DatabaseError(f"database {path} is read-only", hint=f"make it writable, e.g. `chmod u+w {path}`")
+    for suffix in ("-shm", "-wal"):
+        side = Path(f"{path}{suffix}")
+        if side.exists() and _no_write_bits(side):
+            return DatabaseError(
+                f"database {path} cannot be written: {side} is read-only (left by a read-only open)",
+                hint=f"delete {side} while no process has the database open (SQLite recreates it), "
+                "or let its owner make it writable",
+            )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return DatabaseError(
+            f"database {path} cannot be written: its directory {directory} is not writable",
+            hint="make the directory writable (SQLite keeps the -wal and -shm files next to the database)",
+        )
+    return DatabaseError(f"database {path} is read-only", hint="make the file and its directory writable")
+
+
 def translate(exc: sqlite3.Error, path: Path | str) -> RolectlError:
     """Turn an ``sqlite3`` error into one line that says what is wrong with the file and the fix."""
     text = str(exc)
     low = text.lower()
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    where = Path(path)
+    if name.startswith("SQLITE_FULL") or "disk is full" in low or (
+        (name.startswith("SQLITE_IOERR") or "disk i/o" in low or "unable to open" in low) and _disk_full(where)
+    ):
+        directory = where.absolute().parent
+        return DatabaseError(
+            f"database {path}: the disk is full ({name or text})",
+            hint=f"free space on the filesystem holding {directory} (see `df -h {directory}`), then retry",
+        )
     if "locked" in low or "busy" in low:
         return DatabaseError(
             f"database {path} is locked by another process",
             hint=f"retry, or wait longer with --timeout / {ENV_TIMEOUT}",
         )
     if "readonly" in low or "read-only" in low:
-        return DatabaseError(
-            f"database {path} is read-only", hint="make the file and its directory writable"
-        )
+        return _read_only_cause(where)
     if "not a database" in low or "malformed" in low or "corrupt" in low:
         return DatabaseError(
             f"{path} is not a usable SQLite database ({text})",

@@ -53,17 +53,25 @@ PlannedEvent = tuple[str, "int | None", "str | None", "str | None", "int | None"
 
 @dataclass
 class State:
-    """What the batch can see: users ``{id: [role, username]}`` and mailbox owners."""
+    """What the batch can see: users ``{id: [role, username]}`` as the table has them, the
+    role the log last recorded for each (what caches hold; ``user`` if never logged), and
+    mailbox owners."""
 
     users: dict[int, list[Any]]
+    logged: dict[int, str]
     owner_of: dict[int, int]
     owned: dict[int, set[int]]
 
     def frozen(self) -> tuple[Any, ...]:
         return (
             sorted((uid, tuple(row)) for uid, row in self.users.items()),
+            sorted(self.logged.items()),
             sorted(self.owner_of.items()),
         )
+
+    def copy(self) -> "State":
+        return State({u: list(r) for u, r in self.users.items()}, dict(self.logged), dict(self.owner_of),
+                     {u: set(m) for u, m in self.owned.items()})
 
 
 @dataclass
@@ -104,25 +112,40 @@ def read_state(conn: sqlite3.Connection, ops: Sequence["Op"]) -> State:
     ):
         owner_of[mid] = owner
         owned.setdefault(owner, set()).add(mid)
-    return State(users, owner_of, owned)
+    logged = dict(conn.execute(
+        "SELECT j.value, COALESCE((SELECT e.new_role FROM events AS e WHERE e.user_id = j.value "
+        f"AND e.kind IN ('{ADMIN_ADDED}', '{ADMIN_REMOVED}') ORDER BY e.seq DESC LIMIT 1), '{ROLE_USER}') "
+        "FROM json_each(?) AS j",
+        (_ids(people),),
+    ).fetchall())
+    return State(users, logged, owner_of, owned)
 
 
 def make_plan(ops: Sequence["Op"], state: State) -> Plan:
     """Run ``ops`` in order on ``state`` (which it changes) with the single commands' rules.
 
-    Mirrors :func:`.users.promote`, :func:`.users.demote` and :func:`.mailboxes.transfer_in`;
-    ``tests/test_apply.py`` checks that a batch and its commands run one by one end alike.
+    Mirrors :func:`.users.promote`, :func:`.users.demote` and :func:`.mailboxes.transfer_in`
+    run in a batch: a role written to the table is logged when it differs from the role the
+    log last recorded (what the triggers do, and what caches need), and a demotion of a user
+    the table already has as ``user`` but the log as admin is logged too. ``tests/test_apply.py``
+    checks that a batch and its commands run one by one end alike.
     """
     plan = Plan()
-    users, owner_of, owned = state.users, state.owner_of, state.owned
+    users, logged, owner_of, owned = state.users, state.logged, state.owner_of, state.owned
     events = plan.events
     before = {uid: list(row) for uid, row in users.items()}
 
+    def log(uid: int, role: str, note: str | None) -> None:
+        old = logged.get(uid, ROLE_USER)
+        events.append((ADMIN_ADDED if role == ROLE_ADMIN else ADMIN_REMOVED, uid, old, role, None, None, None, note))
+        logged[uid] = role
+
     def set_role(uid: int, role: str) -> None:
+        """The table's role written; the trigger's rule decides whether that is an event."""
         row = users[uid]
-        events.append((ADMIN_ADDED if role == ROLE_ADMIN else ADMIN_REMOVED, uid, row[0], role, None, None, None,
-                       row[1]))
         row[0] = role
+        if role != logged.get(uid, ROLE_USER):
+            log(uid, role, row[1])
 
     for op in ops:
         start = len(events)
@@ -136,15 +159,17 @@ def make_plan(ops: Sequence["Op"], state: State) -> Plan:
                     users[uid] = row = [ROLE_USER, op.username]
                 elif op.username is not None:
                     row[1] = op.username
-                if row[0] != ROLE_ADMIN:
-                    set_role(uid, ROLE_ADMIN)
+                set_role(uid, ROLE_ADMIN)
             elif op.op == REMOVE_ADMIN:
                 uid = op.user_id
                 assert uid is not None
                 row = users.get(uid)
-                if row is None:
+                if row is None and logged.get(uid) != ROLE_ADMIN:
                     raise NotFoundError(f"user {uid} is unknown", hint="check the id with `rolectl users`")
-                if row[0] == ROLE_ADMIN:
+                if row is None or row[0] != ROLE_ADMIN:
+                    if logged.get(uid) == ROLE_ADMIN:  # caches still serve an admin the table lost
+                        log(uid, ROLE_USER, row[1] if row is not None else None)
+                else:
                     mine = sorted(owned.get(uid, ()))
                     if mine and not op.force:
                         raise ConflictError(
@@ -267,8 +292,7 @@ def run(repo: "Repository", ops: Sequence["Op"], *, actor: str, dry_run: bool = 
                 with store.snapshot():
                     state = read_state(conn, ops)
                     version = data_version(conn)
-                plan = make_plan(ops, State({u: list(r) for u, r in state.users.items()}, dict(state.owner_of),
-                                            {u: set(m) for u, m in state.owned.items()}))
+                plan = make_plan(ops, state.copy())
                 if dry_run:
                     return _dry(plan, actor)
                 with store.snapshot():

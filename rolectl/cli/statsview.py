@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..cache.registry import Instance
 
 SPARK = "▁▂▃▄▅▆▇█"
-HISTORY = 8
+HISTORY = 6
 STATE_STYLE = {"live": "green", "stale": "yellow", "unresponsive": "bold red", "bad-reply": "red", "dead": "dim",
                "remote": "dim"}
 
@@ -36,6 +36,8 @@ class Column:
     numeric: bool = False
     #: lower is dropped first when the terminal is too narrow
     priority: int = 5
+    #: longer text is cut with an ellipsis (names); numbers are never cut
+    max_width: int | None = None
 
 
 def follower_label(inst: "Instance") -> str:
@@ -64,15 +66,20 @@ def _rate(value: float | None) -> str:
 
 
 def fit(columns: Sequence[Column], rows: Sequence[dict[str, Any]], width: int) -> list[Column]:
-    """The columns that fit ``width`` (cells + one space between), dropping the lowest
+    """The columns that fit ``width`` (cells + two spaces between), dropping the lowest
     priority first; at least the first column stays."""
     def need(cols: Sequence[Column]) -> int:
-        return sum(max([len(c.header)] + [len(_plain(r.get(c.key))) for r in rows]) for c in cols) + len(cols) - 1
+        return sum(_width(c, rows) for c in cols) + 2 * (len(cols) - 1)
 
     kept = list(columns)
     while len(kept) > 1 and need(kept) > width:
         kept.remove(min(kept[1:], key=lambda c: (c.priority, -kept.index(c))))
     return kept
+
+
+def _width(column: Column, rows: Sequence[dict[str, Any]]) -> int:
+    widest = max([len(column.header)] + [len(_plain(r.get(column.key))) for r in rows])
+    return min(widest, column.max_width) if column.max_width else widest
 
 
 def _plain(value: Any) -> str:
@@ -89,11 +96,13 @@ def table(columns: Sequence[Column], rows: Sequence[dict[str, Any]], width: int,
     from rich.text import Text
 
     kept = fit(columns, rows, width)
-    grid = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False, title=title,
-                 title_justify="left", header_style="bold", collapse_padding=True)
+    # SIMPLE_HEAD draws a space between columns; with one space of left padding (none at the
+    # edge) that is the two-space gap fit() counts
+    grid = Table(box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), pad_edge=False, show_edge=False, title=title,
+                 title_justify="left", header_style="bold")
     for c in kept:
         grid.add_column(c.header, justify="right" if c.numeric else "left", no_wrap=True,
-                        overflow="ellipsis" if not c.numeric else "fold")
+                        overflow="ellipsis", max_width=c.max_width, min_width=_width(c, rows) if c.numeric else None)
     for r in rows:
         grid.add_row(*(v if isinstance(v := r.get(c.key), Text) else Text(_plain(v)) for c in kept))
     return grid
@@ -102,15 +111,15 @@ def table(columns: Sequence[Column], rows: Sequence[dict[str, Any]], width: int,
 # -- the live view ---------------------------------------------------------------------------
 
 WATCH_COLUMNS = (
-    Column("instance", "instance", priority=9),
+    Column("instance", "instance", priority=9, max_width=16),
     Column("pid", "pid", True, 2),
     Column("state", "state", priority=9),
-    Column("lookups_s", "lookups/s", True, 8),
+    Column("lookups_s", "lkup/s", True, 8),
     Column("hit", "hit%", True, 8),
     Column("trend", "trend", priority=4),
     Column("lag", "lag", True, 7),
-    Column("faults", "faults", True, 6),
-    Column("resets", "resets", True, 5),
+    Column("faults", "flt", True, 6),
+    Column("resets", "rst", True, 5),
     Column("follower", "follower", priority=6),
 )
 
@@ -170,7 +179,7 @@ class WatchModel:
                 falling = hit is not None and before is not None and hit < before - 0.01
                 row.update({
                     "lookups_s": _rate(lps),
-                    "hit": Text(_pct(hit) + ("↓" if falling else " "),
+                    "hit": Text(_pct(hit) + ("↓" if falling else ""),
                                 style="red" if falling and hit is not None and hit < before - 0.05  # type: ignore[operator]
                                 else "yellow" if falling else ""),
                     "trend": sparkline(list(track.history)),
@@ -227,7 +236,7 @@ def watch(poll: Callable[[], tuple[list["Instance"], int]], db: str, interval: f
 # -- the one-shot table ----------------------------------------------------------------------
 
 STATS_TABLE_COLUMNS = (
-    Column("instance", "instance", priority=9),
+    Column("instance", "instance", priority=9, max_width=16),
     Column("pid", "pid", True, 3),
     Column("state", "state", priority=9),
     Column("uptime", "uptime", True, 2),

@@ -163,3 +163,25 @@ def test_events_follow_refuses_formats_that_cannot_stream(run_rolectl) -> None:
     out = run_rolectl("events", "--follow", "--format", "json")
     assert out.returncode == 2 and "jsonl" in out.stderr
     assert run_rolectl("events", "--follow", "--kind", "nope").returncode == 2
+
+
+def test_whois_in_a_pipe_without_bots_keeps_the_database_side(db_path: Path, run_rolectl) -> None:
+    with Repository.open(db_path) as repo:
+        repo.users.add_admin(789, "new_admin", actor="setup")
+    assert run_rolectl("cache", "evict", "789").returncode == 0  # a cache event, not a role change
+    lines = run_rolectl("whois", "789").stdout.splitlines()  # a pipe: TSV
+    header, row = lines[0].split("\t"), lines[1].split("\t")
+    record = dict(zip(header, row))
+    assert len(lines) == 2 and record["db_role"] == "admin" and record["username"] == "new_admin"
+    assert record["last_change_seq"] == "1" and record["last_change_at"].endswith("Z") and record["instance"] == ""
+    who = _json(run_rolectl("whois", "789", "--format", "json"))
+    assert who["last_change_seq"] == 1 and who["last_change"].startswith("Admin added")
+    assert who["last_change_at"].endswith("Z") and who["instances"] == [] and who["known"] is True
+
+
+def test_whois_booleans_are_true_false_in_text_formats(bot: Bot, run_rolectl) -> None:
+    bot.get_many([789])
+    rows = run_rolectl("whois", "789", "--format", "csv").stdout.splitlines()
+    record = dict(zip(rows[0].split(","), rows[1].split(",")))
+    assert record["held"] == "true" and record["agrees"] == "true" and record["state"] == "live"
+    assert "True" not in run_rolectl("whois", "789", "--format", "plain").stdout

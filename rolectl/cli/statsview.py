@@ -43,10 +43,10 @@ class Column:
 def follower_label(inst: "Instance") -> str:
     """How changes reach the cache: the follower's wake-up mode, ``bus`` (own writes only) or
     ``none`` (nothing: stale forever)."""
+    if not inst.live:  # what it registered with may no longer be true
+        return ""
     if inst.follower_mode:
         return inst.follower_mode
-    if not inst.live and inst.follower_mode is None and inst.bus is None:
-        return ""
     return "bus" if inst.bus else "none"
 
 

@@ -248,7 +248,7 @@ def cache_show(
 
     instances, _, _ = _discover(ctx)
     target = choose(instances, instance)
-    reply = target.ask("entries", role=wanted_role, user_id=uid, limit=limit or None)
+    reply = target.ask("entries", 30.0, role=wanted_role, user_id=uid, limit=limit or None)
     machine = _machine(fmt)
     if machine:
         rows = [{"user_id": u, "role": r, "since": _iso(t), "since_epoch": t} for u, r, t in reply["entries"]]

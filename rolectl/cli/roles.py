@@ -31,7 +31,8 @@ def init(ctx: typer.Context) -> None:
 
     Example: rolectl --db bot.db init
     """
-    from ..store import SCHEMA_VERSION, init as init_store
+    from ..schema import SCHEMA_VERSION
+    from ..store import init as init_store
 
     st = state(ctx)
     store, applied = init_store(st.db, timeout=st.timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Iterable
 
 from ..bus import EventBus
@@ -32,6 +33,7 @@ _ROLE_AND_MAILBOXES = (
 
 
 class UsersRepo:
+    # ``list`` below is a method: annotations in this class spell the type ``builtins.list``.
     def __init__(self, store: Store, bus: EventBus) -> None:
         self.store = store
         self.bus = bus
@@ -53,8 +55,9 @@ class UsersRepo:
         role, head = self.store.query(ROLE_AND_HEAD_SQL, (parse_id(user_id),))[0]
         return role, int(head)
 
-    def list(self, role: str | None = None, limit: int | None = None) -> list[User]:
-        sql, params = _SELECT, []
+    def list(self, role: str | None = None, limit: int | None = None) -> builtins.list[User]:
+        sql = _SELECT
+        params: builtins.list[str | int] = []
         if role is not None:
             sql += " WHERE role = ?"
             params.append(parse_role(role))
@@ -87,7 +90,7 @@ class UsersRepo:
         so, so scripts can repeat it safely."""
         return self.add_admins([user_id], username, actor=actor)[0]
 
-    def add_admins(self, user_ids: Iterable[int], username: str | None = None, *, actor: str) -> list[Change]:
+    def add_admins(self, user_ids: Iterable[int], username: str | None = None, *, actor: str) -> builtins.list[Change]:
         """Several ids, all or nothing in one transaction."""
         uids, name = [parse_id(u) for u in user_ids], parse_username(username)
         with change(self.store, self.bus, actor) as tx:
@@ -103,7 +106,7 @@ class UsersRepo:
         is refused unless forced."""
         return self.remove_admins([user_id], actor=actor, force=force)[0]
 
-    def remove_admins(self, user_ids: Iterable[int], *, actor: str, force: bool = False) -> list[Change]:
+    def remove_admins(self, user_ids: Iterable[int], *, actor: str, force: bool = False) -> builtins.list[Change]:
         """Several ids, all or nothing: one refused id leaves every other one unchanged."""
         uids = [parse_id(u) for u in user_ids]
         with change(self.store, self.bus, actor) as tx:
@@ -122,7 +125,8 @@ def write_user(tx: ChangeTx, uid: int, username: str | None, role: str | None) -
     """Create or update one user inside an open change, logging a role change first (so the
     trigger stays silent). Returns the row's (role, username) before, or None if it was new."""
     conn = tx.conn
-    before = conn.execute("SELECT role, username FROM users WHERE user_id = ?", (uid,)).fetchone()
+    before: tuple[str, str | None] | None = conn.execute(
+        "SELECT role, username FROM users WHERE user_id = ?", (uid,)).fetchone()
     old = before[0] if before else ROLE_USER
     if role is not None and role != old:
         tx.log_role(uid, old, role, username if username is not None else (before[1] if before else None))

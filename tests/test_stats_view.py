@@ -171,3 +171,14 @@ def test_interval_rates_come_from_two_snapshots() -> None:
     now[0] = 103.0
     third = model.update([inst(230 + 50, 70 + 50)], 9, "/x/bot.db", 1.0)
     assert third.rows[0]["hit"].plain == "50.0%↓" and third.rows[0]["hit"].style == "red"  # a falling hit rate
+
+
+def test_a_stale_follower_is_shown_as_stale() -> None:
+    from rolectl.cache.registry import Instance
+
+    cache = {"hits": 1, "misses": 1, "coalesced": 0, "last_seq": 5, "faults": 0}
+    inst = Instance(name="a", pid=1, id="1", host="h", started_at=None, state="live", last_seen=None,
+                    follower_mode="inotify", stats={"cache": cache, "follower": {"mode": "inotify", "stale": True}})
+    assert inst.shown_state == "stale" and inst.live  # still answering, but not from a current log
+    frame = WatchModel().update([inst], 5, "bot.db", 1.0)
+    assert frame.rows[0]["state"].plain == "stale" and "1 stale" in frame.header[0]

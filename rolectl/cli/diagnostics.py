@@ -179,7 +179,8 @@ def stats(
     def rows() -> list[dict[str, Any]]:
         instances, head = poll()
         now = time.time()
-        return [stats_row(i, head, now, machine) for i in sorted(instances, key=lambda i: (i.name, i.id))]
+        made = [stats_row(i, head, now, machine) for i in sorted(instances, key=lambda i: (i.name, i.id))]
+        return [r | {"bus": _bool(r["bus"], fmt)} for r in made]
 
     def once() -> None:
         if fmt == OPENMETRICS:

@@ -154,9 +154,11 @@ def register(cache: "RoleCache", db_path: str | os.PathLike[str], *, follower: "
 class PeerError(NotFoundError):
     """An instance could not be asked (exit 3): ``state`` says how it failed."""
 
-    def __init__(self, message: str, *, state: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, state: str, reason: str = "", hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.state = state
+        #: the cause alone (``no complete answer within 1 s``), for listings that name the peer already
+        self.reason = reason or message
 
 
 _CHECKERS: dict[str, Callable[[Any], dict[str, Any]]] = {
@@ -215,18 +217,20 @@ class Instance:
                              max_bytes=max_bytes, trusted_uids=self.directory.trusted)
         except ipc.PeerTimeout as exc:
             raise PeerError(f"cache instance {self.label} is unresponsive ({exc})", state=UNRESPONSIVE,
-                            hint="it may be stopped or stuck; check the process") from exc
+                            reason=str(exc), hint="it may be stopped or stuck; check the process") from exc
         except OSError as exc:
             raise PeerError(f"cache instance {self.label} did not answer ({_why(exc)})", state=DEAD,
-                            hint="it may have stopped; see `rolectl stats`") from exc
+                            reason=_why(exc), hint="it may have stopped; see `rolectl stats`") from exc
         except ValueError as exc:  # UntrustedPeer, oversized, not JSON
-            raise PeerError(f"cache instance {self.label} gave a bad reply ({exc})", state=BAD_REPLY) from exc
+            raise PeerError(f"cache instance {self.label} gave a bad reply ({exc})", state=BAD_REPLY,
+                            reason=str(exc)) from exc
         if isinstance(reply, dict) and reply.get("ok") is False:
             raise ConflictError(f"cache instance {self.label} refused: {str(reply.get('error'))[:200]}")
         try:
             return _CHECKERS.get(op, replies.any_object)(reply)
         except replies.BadReply as exc:
-            raise PeerError(f"cache instance {self.label} gave a bad reply ({exc})", state=BAD_REPLY) from exc
+            raise PeerError(f"cache instance {self.label} gave a bad reply ({exc})", state=BAD_REPLY,
+                            reason=str(exc)) from exc
 
 
 def _why(exc: OSError) -> str:
@@ -270,7 +274,7 @@ def _probe(inst: Instance, timeout: float) -> None:
     try:
         inst.stats = inst.ask("stats", timeout)
     except PeerError as exc:
-        inst.state, inst.error = exc.state, exc.message
+        inst.state, inst.error = exc.state, exc.reason
     except ConflictError as exc:
         inst.state, inst.error = BAD_REPLY, exc.message
     else:

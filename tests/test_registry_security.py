@@ -102,6 +102,8 @@ for n, target in enumerate(["../../elsewhere/precious", {str(precious)!r}]):
 """)
     pruned = rolectl(db, "stats", "--prune")
     assert pruned.returncode == 4 and f"belongs to uid {peer_uid}" in pruned.stderr
+    evict = rolectl(db, "cache", "evict", "5")
+    assert evict.returncode == 4 and "event #1 is recorded, but no cache was asked" in evict.stderr
     doctor = rolectl(db, "doctor", "--fix")
     assert "neither you nor the database's owner" in doctor.stdout + doctor.stderr
     assert precious.read_text() == "root only\n"

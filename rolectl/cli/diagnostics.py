@@ -281,13 +281,17 @@ def _confirmation_line(confirmations: list[dict[str, Any]]) -> str:
 def _break_glass(ctx: typer.Context, do: Any, wait: float, fmt: Optional[str]) -> None:
     out = change_format(fmt)
     from ..cache.registry import RUNNING, discover, wait_applied
-    from ..errors import NotAppliedError
+    from ..errors import ConflictError, NotAppliedError
 
     with state(ctx).open() as repo:
         change = do(repo)
         path = repo.store.path
     seq = max(e.seq for e in change.events)
-    running = [i for i in discover(path) if i.state in RUNNING] if wait > 0 else []
+    try:
+        running = [i for i in discover(path) if i.state in RUNNING] if wait > 0 else []
+    except ConflictError as exc:  # an untrusted runtime directory: the event is in the log all the same
+        typer.echo(f"{change.message} (event #{seq})")
+        raise ConflictError(f"event #{seq} is recorded, but no cache was asked: {exc.message}", hint=exc.hint) from exc
     confirmations = wait_applied(running, seq, wait) if running else []
     line = _confirmation_line(confirmations) if confirmations else \
         "no running cache instance is registered; caches that start later read the log" if wait > 0 else ""

@@ -153,10 +153,10 @@ _V2: list[str] = [
     ),
 ]
 
-#: The role the log last recorded for a user (``?``): what every cache following the log
+#: The role the log last recorded for user ``?1``: what every cache following the log
 #: believes. The repository compares a requested role with it, not only with the table's,
 #: so that a change made while the two disagree is logged under its real actor.
-LOGGED_ROLE_SQL = _logged_role("?")
+LOGGED_ROLE_SQL = _logged_role("?1")
 
 #: A user's role and the log head in one statement, hence one snapshot: what a cache miss
 #: needs to install an answer no applied event is newer than. ``events.seq`` is AUTOINCREMENT,

@@ -89,8 +89,8 @@ class EventLog:
             tx.attribute_trigger_events()
             tx.conn.executemany("UPDATE users SET role = role WHERE user_id = ?", [(u,) for u in uids])
             for uid in uids:
-                row = tx.conn.execute(f"SELECT EXISTS (SELECT 1 FROM users WHERE user_id = ?), {LOGGED_ROLE_SQL}",
-                                      (uid, uid)).fetchone()
+                row = tx.conn.execute(f"SELECT EXISTS (SELECT 1 FROM users WHERE user_id = ?1), {LOGGED_ROLE_SQL}",
+                                      (uid,)).fetchone()
                 if not row[0] and row[1] != ROLE_USER:
                     tx.emit(ADMIN_REMOVED, user_id=uid, old_role=row[1], new_role=ROLE_USER, actor=actor)
         return Change(bool(tx.events), f"logged the current role of {len(tx.events)} users", tx.events)

@@ -144,3 +144,19 @@ def test_running_bots_serve_the_restored_roles(with_backup, run_rolectl):
     finally:
         for bot in bots:
             bot.stop()
+
+
+def test_restore_waits_for_the_write_lock_and_gives_up_at_the_timeout(with_backup):
+    db, saved = with_backup
+    before = content(db)
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a change
+    try:
+        with pytest.raises(DatabaseError, match="locked"):
+            restore(db, saved, timeout=0.2)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert content(db) == before
+    restore(db, saved, timeout=0.2)
+    assert content(db) != before

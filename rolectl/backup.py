@@ -30,6 +30,7 @@ from typing import Any
 
 from .errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
 from .schema import SCHEMA_VERSION
+from .schemacheck import recreate_objects
 from .store import Store, resolve_path, resolve_timeout, translate
 
 _SUMMARY = (
@@ -157,6 +158,7 @@ def _prepare(source: Path, workdir: Path) -> Path:
         if problems != ["ok"]:
             raise DatabaseError(f"backup {source} is damaged: {problems[0]}", hint="restore another backup")
         store.migrate()
+        recreate_objects(store)  # a backup of a tampered database comes back with rolectl's triggers
         with store.transaction() as conn:
             conn.execute("DELETE FROM change_context")
             conn.execute(_RENEW_ID)

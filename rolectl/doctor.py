@@ -71,15 +71,12 @@ class Report:
 # -- the schema this rolectl expects ----------------------------------------------------------
 
 
-def rerun_migrations(store: Store) -> None:
-    """Re-run every migration up to the current version. Each statement is idempotent
-    (``IF NOT EXISTS``, ``INSERT OR IGNORE``), so this only recreates what is missing."""
-    version = store.schema_version
-    with store.transaction() as conn:
-        for v in sorted(MIGRATIONS):
-            if v <= version:
-                for statement in MIGRATIONS[v]:
-                    conn.execute(statement)
+def rerun_migrations(store: Store) -> list[str]:
+    """Recreate missing schema objects and rolectl's altered triggers; returns the altered
+    ones (see :func:`rolectl.schemacheck.recreate_objects`)."""
+    from .schemacheck import recreate_objects
+
+    return recreate_objects(store)
 
 
 # -- checks -----------------------------------------------------------------------------------
@@ -326,12 +323,6 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
             store.query("PRAGMA wal_checkpoint(TRUNCATE)")
             done.append(f"journal_mode {mode}, WAL checkpointed")
         if "objects" in wanted:
-            from .schemacheck import altered_triggers, introspect
-
-            altered = altered_triggers(introspect(store.conn), store.schema_version)
-            with store.transaction() as conn:
-                for name in altered:
-                    conn.execute(f'DROP TRIGGER IF EXISTS "{name}"')
             rerun_migrations(store)
             done.append("re-ran the migrations: missing or altered tables, indexes and triggers recreated")
         if "context" in wanted:

@@ -74,6 +74,23 @@ def altered_triggers(actual: Schema, version: int = SCHEMA_VERSION) -> list[str]
     return [name for name, (_, sql) in expected.items() if name in actual.triggers and actual.triggers[name][1] != sql]
 
 
+def recreate_objects(store: Store) -> list[str]:
+    """Drop rolectl's altered triggers and re-run the migrations up to the file's version, in
+    one transaction (no moment without a trigger for a concurrent writer to slip through).
+    Every migration statement is idempotent, so only what is missing is created. Returns the
+    names of the triggers that were altered."""
+    version = store.schema_version
+    altered = altered_triggers(introspect(store.conn), version)
+    with store.transaction() as conn:
+        for name in altered:
+            conn.execute(f'DROP TRIGGER IF EXISTS "{name}"')
+        for v in sorted(MIGRATIONS):
+            if v <= version:
+                for statement in MIGRATIONS[v]:
+                    conn.execute(statement)
+    return altered
+
+
 def check_objects(store: Store) -> list[Finding]:
     version = store.schema_version
     expected, actual = reference(version), introspect(store.conn)

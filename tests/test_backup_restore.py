@@ -103,11 +103,16 @@ def test_restore_migrates_an_older_backup(with_backup, tmp_path):
     conn = sqlite3.connect(old)
     conn.execute("DROP TRIGGER events_seq_assigned")
     conn.execute("PRAGMA user_version = 1")
+    conn.execute("DROP TRIGGER users_role_update")  # and tampered with
+    conn.execute("CREATE TRIGGER users_role_update AFTER UPDATE ON users BEGIN SELECT 1; END")
     conn.close()
     restore(db, old)
     with Repository.open(db) as repo:  # opens: the schema is current again
         assert repo.store.schema_version == 2
         assert repo.users.get_role(789) == "admin"
+    from rolectl import doctor
+
+    assert doctor.diagnose(db).exit_code == 0  # triggers as rolectl makes them
 
 
 def test_running_bots_serve_the_restored_roles(with_backup, run_rolectl):

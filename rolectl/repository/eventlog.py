@@ -35,8 +35,8 @@ class EventLog:
 
     def first_seq(self) -> int | None:
         rows = self.store.query("SELECT min(seq) FROM events")
-        first = rows[0][0]
-        return int(first) if first is not None else None
+        first: int | None = rows[0][0]
+        return first
 
     def query(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Iterable
 
 from ..bus import EventBus
@@ -32,12 +33,11 @@ _ROLE_AND_MAILBOXES = (
     f"SELECT u.role, u.username, (SELECT group_concat(mailbox_id) FROM mailboxes WHERE owner_id = ?1), "
     f"{LOGGED_ROLE_SQL} FROM (SELECT 1) LEFT JOIN users AS u ON u.user_id = ?1"
 )
-_Changes = list[Change]  # UsersRepo.list shadows the builtin inside the class
-_Params = list[str | int]
 _DRIFT = "the users table said {table} but the log and caches said {logged}"
 
 
 class UsersRepo:
+    # ``list`` below is a method: annotations in this class spell the type ``builtins.list``.
     def __init__(self, store: Store, bus: EventBus) -> None:
         self.store = store
         self.bus = bus
@@ -59,8 +59,9 @@ class UsersRepo:
         role, head = self.store.query(ROLE_AND_HEAD_SQL, (parse_id(user_id),))[0]
         return role, int(head)
 
-    def list(self, role: str | None = None, limit: int | None = None) -> list[User]:
-        sql, params = _SELECT, []  # type: tuple[str, _Params]
+    def list(self, role: str | None = None, limit: int | None = None) -> builtins.list[User]:
+        sql = _SELECT
+        params: builtins.list[str | int] = []
         if role is not None:
             sql += " WHERE role = ?"
             params.append(parse_role(role))
@@ -93,7 +94,7 @@ class UsersRepo:
         so, so scripts can repeat it safely."""
         return self.add_admins([user_id], username, actor=actor)[0]
 
-    def add_admins(self, user_ids: Iterable[int], username: str | None = None, *, actor: str) -> "_Changes":
+    def add_admins(self, user_ids: Iterable[int], username: str | None = None, *, actor: str) -> builtins.list[Change]:
         """Several ids, all or nothing in one transaction."""
         uids, name = [parse_id(u) for u in user_ids], parse_username(username)
         with change(self.store, self.bus, actor) as tx:
@@ -109,7 +110,7 @@ class UsersRepo:
         is refused unless forced."""
         return self.remove_admins([user_id], actor=actor, force=force)[0]
 
-    def remove_admins(self, user_ids: Iterable[int], *, actor: str, force: bool = False) -> "_Changes":
+    def remove_admins(self, user_ids: Iterable[int], *, actor: str, force: bool = False) -> builtins.list[Change]:
         """Several ids, all or nothing: one refused id leaves every other one unchanged."""
         uids = [parse_id(u) for u in user_ids]
         with change(self.store, self.bus, actor) as tx:
@@ -134,7 +135,7 @@ def write_user(tx: ChangeTx, uid: int, username: str | None, role: str | None) -
     ``tx.drift`` says what the table had said."""
     conn = tx.conn
     table, name, logged = conn.execute(_BEFORE, (uid,)).fetchone()
-    before = (table, name) if table is not None else None
+    before: tuple[str, str | None] | None = (table, name) if table is not None else None
     if role is not None and role != logged:
         tx.log_role(uid, logged, role, username if username is not None else name)
     if role is not None and (table or ROLE_USER) != logged:

@@ -90,3 +90,14 @@ def test_the_command_says_what_happened(drifted, run_rolectl):
     with Repository.open(drifted) as repo:
         last = repo.events.query(limit=1, newest_first=True)[0]
         assert (last.kind, last.user_id, last.actor) == ("admin_added", 8, "alice")
+
+
+def test_apply_logs_what_caches_need_under_its_actor(drifted, run_rolectl):
+    result = run_rolectl("apply", "--actor", "alice", input="add-admin,8\nremove-admin,9\nremove-admin,3\n")
+    assert result.returncode == 0, result.stderr
+    with Repository.open(drifted) as repo:
+        tail = repo.events.query(limit=3, newest_first=True)
+        assert summary(tail) == [("admin_added", 8, "user", "admin", "alice"),
+                                 ("admin_removed", 9, "admin", "user", "alice"),
+                                 ("admin_removed", 3, "admin", "user", "alice")]
+        assert repo.events.replay() == repo.events.table_roles() == {8: "admin"}

@@ -81,6 +81,18 @@ def _refuse_existing(dest: Path) -> None:
             raise ConflictError(f"{path} already exists", hint="choose a new file name, or remove it first")
 
 
+def _publish(tmp: Path, target: Path) -> None:
+    """Give the finished copy its name, never replacing a file that appeared meanwhile."""
+    try:
+        os.link(tmp, target)  # atomic, and fails if the name exists
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: check, then rename
+        if os.path.lexists(target):
+            raise FileExistsError(str(target)) from None
+        os.rename(tmp, target)
+
+
 def backup(db: str | os.PathLike[str] | None, dest: str | os.PathLike[str], *,
            timeout: float | None = None) -> Summary:
     """Write a consistent copy of the live database to ``dest``, a new file (mode 600).
@@ -106,7 +118,7 @@ def backup(db: str | os.PathLike[str] | None, dest: str | os.PathLike[str], *,
             finally:
                 conn.close()
             os.chmod(tmp, 0o600)
-            os.link(tmp, target)  # fails if the name appeared meanwhile: never overwrites
+            _publish(tmp, target)
         except sqlite3.Error as exc:
             raise translate(exc, store.path) from exc
         except FileExistsError:

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import InvalidInputError
 from ..render import FORMATS
-from ..validate import parse_count, parse_id, parse_seconds
+from ..validate import TIMEOUT_MAX, parse_count, parse_id, parse_seconds
 
 
 def _complete_format(incomplete: str) -> list[str]:
@@ -85,11 +85,11 @@ class Seconds(_Checked):
 
     name = "SECONDS"
 
-    def __init__(self, what: str = "seconds", minimum: float = 0.0) -> None:
-        self.what, self.minimum = what, minimum
+    def __init__(self, what: str = "seconds", minimum: float = 0.0, maximum: float = TIMEOUT_MAX) -> None:
+        self.what, self.minimum, self.maximum = what, minimum, maximum
 
     def check(self, value: str) -> float:
-        seconds = parse_seconds(value, self.what)
+        seconds = parse_seconds(value, self.what, maximum=self.maximum)
         if seconds < self.minimum:
             raise InvalidInputError(f"{self.what} {value!r} is too short", hint=f"use at least {self.minimum:g}")
         return seconds

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+import builtins
+from typing import Iterable, Iterator
 
 from ..bus import EventBus
 from ..errors import ConflictError, NotFoundError
@@ -54,7 +55,11 @@ class UsersRepo:
         return role, int(head)
 
     def list(self, role: str | None = None, limit: int | None = None) -> list[User]:
-        sql, params = _SELECT, []
+        return list(self.stream(role=role, limit=limit))
+
+    def stream(self, role: str | None = None, limit: int | None = None) -> Iterator[User]:
+        """Users in id order, streamed from the database (see :meth:`Store.iter_query`)."""
+        sql, params = _SELECT, builtins.list[object]()
         if role is not None:
             sql += " WHERE role = ?"
             params.append(parse_role(role))
@@ -62,7 +67,7 @@ class UsersRepo:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [User(*row) for row in self.store.query(sql, params)]
+        return (User(*row) for row in self.store.iter_query(sql, params))
 
     def count(self, role: str | None = None) -> int:
         if role is None:
@@ -87,7 +92,7 @@ class UsersRepo:
         so, so scripts can repeat it safely."""
         return self.add_admins([user_id], username, actor=actor)[0]
 
-    def add_admins(self, user_ids: Iterable[int], username: str | None = None, *, actor: str) -> list[Change]:
+    def add_admins(self, user_ids: Iterable[int], username: str | None = None, *, actor: str) -> builtins.list[Change]:
         """Several ids, all or nothing in one transaction."""
         uids, name = [parse_id(u) for u in user_ids], parse_username(username)
         with change(self.store, self.bus, actor) as tx:
@@ -103,7 +108,7 @@ class UsersRepo:
         is refused unless forced."""
         return self.remove_admins([user_id], actor=actor, force=force)[0]
 
-    def remove_admins(self, user_ids: Iterable[int], *, actor: str, force: bool = False) -> list[Change]:
+    def remove_admins(self, user_ids: Iterable[int], *, actor: str, force: bool = False) -> builtins.list[Change]:
         """Several ids, all or nothing: one refused id leaves every other one unchanged."""
         uids = [parse_id(u) for u in user_ids]
         with change(self.store, self.bus, actor) as tx:
@@ -127,7 +132,7 @@ def write_user(tx: ChangeTx, uid: int, username: str | None, role: str | None) -
     if role is not None and role != old:
         tx.log_role(uid, old, role, username if username is not None else (before[1] if before else None))
     conn.execute(_UPSERT, (uid, username, role or ROLE_USER, role is not None))
-    return before
+    return None if before is None else (str(before[0]), before[1])
 
 
 def promote(tx: ChangeTx, uid: int, username: str | None) -> None:

@@ -115,10 +115,10 @@ def test_events_formats(day):
 
 
 @pytest.mark.parametrize("args, text", [
-    (["events", "--kind", "admin_promoted"], "unknown event kind"),
+    (["events", "--kind", "admin_promoted"], "'admin_promoted' is not one of"),
     (["events", "--user", "abc"], "not a whole number"),
     (["events", "--since", "-1"], "-1"),
-    (["events", "--limit", "0"], "--limit"),
+    (["events", "--limit", "-1"], "--limit"),
     (["events", "--format", "yaml"], "unknown format"),
 ])
 def test_events_bad_options(cli, args, text):

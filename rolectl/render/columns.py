@@ -15,7 +15,7 @@ from .times import ISO_UTC, human_time
 
 #: Kinds of column. ``int``/``num``: right-aligned, never cut. ``bool``: ``true``/``false``,
 #: left-aligned. ``time``: shortened for people. ``atom`` (ids, names, states, kinds): never
-#: cut. ``text``: cut with an ellipsis down to ``min_width`` when space is short.
+#: cut. ``text``: wraps at spaces, and is narrowed down to ``min_width`` when space is short.
 KINDS = ("auto", "int", "num", "bool", "time", "atom", "text")
 
 

@@ -1,7 +1,8 @@
 """Tables for people that fit the terminal, streamed chunk by chunk.
 
-Cells never wrap: numbers, ids, times and other atoms are never cut either, so a narrow
-terminal first cuts long free text with an ellipsis, then drops the least important
+Numbers, ids, times and other atoms are never wrapped nor cut; free text wraps at spaces
+within its column. A narrow terminal first narrows free text (down to its
+:attr:`~rolectl.render.columns.Col.min_width`), then drops the least important
 columns (highest :attr:`Col.priority`, rightmost first), and when even the priority-0
 columns do not fit, prints each row as a vertical record (``field  value`` lines).
 Rows arrive in chunks; every chunk is measured and the widths only grow, so a listing of a
@@ -37,7 +38,7 @@ def fit(cols: Sequence[Col], natural: Mapping[str, int], width: int) -> tuple[li
         del kept[worst]
     widths = {c.name: need(c) for c in kept}
     spare = width - sum(widths.values()) - GAP * (len(kept) - 1)
-    for col in kept:  # long text gets what is left, leftmost first
+    for col in kept:  # long text gets what is left, leftmost first (it wraps in what it gets)
         if spare <= 0:
             break
         more = min(spare, max(0, natural[col.name] - widths[col.name]))
@@ -107,9 +108,10 @@ class TableWriter:
         )
         for col in kept:
             w = widths[col.name]
+            wrap = col.kind == "text"
             table.add_column(
                 Text(col.title), justify="right" if col.kind in ("int", "num") else "left",
-                no_wrap=True, overflow="ellipsis", width=w, min_width=w, max_width=w,
+                no_wrap=not wrap, overflow="fold" if wrap else "ellipsis", width=w, min_width=w, max_width=w,
             )
         for row in cells:
             table.add_row(*(Text(row[c.name]) for c in kept))
@@ -126,7 +128,7 @@ class TableWriter:
             for col in self.columns:
                 line = Text(f"{col.title:<{label}}  ", style="bold")
                 line.append(row[col.name])
-                self.console.print(line, no_wrap=True, overflow="ellipsis")
+                self.console.print(line, overflow="fold")
 
 
 def write_table(

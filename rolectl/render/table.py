@@ -119,16 +119,19 @@ class TableWriter:
             self.console.print(table)
 
     def _vertical(self, cells: list[dict[str, str]]) -> None:
+        """``field  value`` lines per row, empty fields left out; long values wrap."""
         from rich.text import Text
 
-        label = max((len(c.title) for c in self.columns), default=0)
+        label = max((len(c.name) for c in self.columns), default=0)
+        width = self.console.width
         for offset, row in enumerate(cells, start=self.count + 1):
-            self.console.print(Text(f"── {offset} " + "─" * max(0, self.console.width - len(str(offset)) - 4),
-                                    style="dim"), no_wrap=True, overflow="ellipsis")
+            rule = f"── {offset} "
+            self.console.print(Text(rule + "─" * max(0, width - len(rule)), style="dim"), no_wrap=True,
+                               overflow="crop")
             for col in self.columns:
-                line = Text(f"{col.title:<{label}}  ", style="bold")
-                line.append(row[col.name])
-                self.console.print(line, overflow="fold")
+                if row[col.name]:
+                    self.console.print(Text.assemble((f"{col.name:<{label}}  ", "bold"), row[col.name]),
+                                       overflow="fold")
 
 
 def write_table(

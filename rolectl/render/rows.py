@@ -23,6 +23,8 @@ from .safe import json_safe, safe
 
 Row = Mapping[str, Any]
 TABULATE_CHUNK = 1000
+#: The first tabulate chunk is small, so that the first rows show at once.
+TABULATE_FIRST_CHUNK = 100
 _TSV_SPECIAL = re.compile(r"[\\\t\n\r]")
 _TSV_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
@@ -31,7 +33,10 @@ def tsv_cell(value: Any) -> str:
     """A TSV cell: never quoted; backslash, tab, newline and CR (only raw SQL can store them,
     rolectl refuses them) are written ``\\\\``, ``\\t``, ``\\n``, ``\\r``, so every line is one
     row and ``cut -f`` is always right."""
-    text = plain_text(value)
+    kind = value.__class__
+    if kind is int:  # the common cases first: listings write millions of cells
+        return str(value)
+    text = value if kind is str else plain_text(value)
     if _TSV_SPECIAL.search(text) is None:
         return text
     return _TSV_SPECIAL.sub(lambda m: _TSV_ESCAPES[m.group()], text)
@@ -91,10 +96,12 @@ def render_rows(
     return count
 
 
-def _chunks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+def _chunks(rows: Iterable[Row], size: int, first: int) -> Iterator[list[Row]]:
     iterator = iter(rows)
-    while chunk := list(islice(iterator, size)):
+    chunk = list(islice(iterator, first))
+    while chunk:
         yield chunk
+        chunk = list(islice(iterator, size))
 
 
 def _tabulate(rows: Iterable[Row], columns: list[Col], fmt: str, out: TextIO) -> int:
@@ -102,7 +109,7 @@ def _tabulate(rows: Iterable[Row], columns: list[Col], fmt: str, out: TextIO) ->
 
     headers = [c.name for c in columns]
     count, first = 0, True
-    for chunk in _chunks(rows, TABULATE_CHUNK):
+    for chunk in _chunks(rows, TABULATE_CHUNK, min(TABULATE_FIRST_CHUNK, TABULATE_CHUNK)):
         body = [[human_text(row.get(c.name)) for c in columns] for row in chunk]
         out.write(("" if first else "\n") + tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True) + "\n")
         count += len(chunk)

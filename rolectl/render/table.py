@@ -136,16 +136,18 @@ class TableWriter:
 
 def write_table(
     rows: Iterable[Mapping[str, Any]], columns: Sequence[Col], console: Any, *, title: str | None = None,
-    chunk: int = 500,
+    chunk: int = 500, first_chunk: int = 50,
 ) -> int:
-    """Stream ``rows`` as a fitted table; returns how many rows were written."""
+    """Stream ``rows`` as a fitted table; returns how many rows were written. The first
+    chunk is small so that the first rows show at once."""
     writer = TableWriter(columns, console, title)
     batch: list[Mapping[str, Any]] = []
+    size = first_chunk
     for row in rows:
         batch.append(row)
-        if len(batch) >= chunk:
+        if len(batch) >= size:
             writer.write(batch)
-            batch = []
+            batch, size = [], chunk
     if batch:
         writer.write(batch)
     writer.finish()

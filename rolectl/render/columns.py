@@ -81,7 +81,7 @@ def plain_text(value: Any) -> str:
     """A cell for line formats read by programs (CSV, TSV): empty for null, ``true``/``false``
     for booleans, space-separated items for a list."""
     if value.__class__ is str:
-        return value  # type: ignore[no-any-return]
+        return str(value)
     if value is None:
         return ""
     if value is True:

@@ -137,6 +137,8 @@ def _follow(ctx: typer.Context, since: Optional[int], user: Optional[str], kinds
         if since is not None:
             backlog = repo.events.query(since=since, user_id=uid, kind=kinds, limit=limit or None,
                                         newest_first=bool(limit))
+        elif limit == 0:  # --limit 0: the whole log first
+            backlog = repo.events.query(user_id=uid, kind=kinds)
         else:
             backlog = repo.events.query(user_id=uid, kind=kinds, limit=limit or FOLLOW_BACKLOG, newest_first=True)
         # The head is read first: an event committed meanwhile is either in the backlog (and

@@ -140,3 +140,12 @@ def test_raw_sql_change_shows_up_with_actor_sql(cli, db_path):
     events = events_json(cli, "--user", "4")
     assert [(e["kind"], e["actor"]) for e in events][-1] == ("admin_added", "sql")
     assert cli("role", "4").stdout == "admin\n"
+
+
+def test_kind_completion_offers_kinds_and_continues_a_comma_list(db_path):
+    from test_completions import bash_complete, shell_env
+
+    env = shell_env(ROLECTL_DB=str(db_path))
+    assert bash_complete(["rolectl", "events", "--kind", "admin_t"], env) == ["admin_transferred"]
+    assert bash_complete(["rolectl", "events", "--kind", "admin_added,cache_"], env) == [
+        "admin_added,cache_evict", "admin_added,cache_flush"]

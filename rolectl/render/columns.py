@@ -7,6 +7,7 @@ is right for most tables; :class:`Col` says it explicitly.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -17,6 +18,7 @@ from .times import ISO_UTC, human_time
 #: left-aligned. ``time``: shortened for people. ``atom`` (ids, names, states, kinds): never
 #: cut. ``text``: wraps at spaces, and is narrowed down to ``min_width`` when space is short.
 KINDS = ("auto", "int", "num", "bool", "time", "atom", "text")
+_NUMBER_TEXT = re.compile(r"^-?[0-9][0-9,]*(?:\.[0-9]+)?\s?%?$")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ def infer_kind(values: Iterable[Any]) -> str:
         return "num"
     if all(isinstance(v, str) and ISO_UTC.match(v) for v in seen):
         return "time"
+    if all(isinstance(v, str) and _NUMBER_TEXT.match(v) for v in seen):
+        return "num"  # "95.0%", "1,024": numbers for people, aligned as numbers
     if all(len(s) <= 24 and not any(c.isspace() for c in s) for s in map(str, seen)):
         return "atom"
     return "text"

@@ -77,8 +77,8 @@ class Event:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "Event":
-        values: list[Any] = [data.get(name) for name in EVENT_FIELDS]
-        return cls(*values)
+        values: dict[str, Any] = {name: data.get(name) for name in EVENT_FIELDS}
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         # Not dataclasses.asdict, which deep-copies: listings call this a million times.

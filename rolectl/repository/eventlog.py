@@ -34,7 +34,8 @@ class EventLog:
 
     def first_seq(self) -> int | None:
         rows = self.store.query("SELECT min(seq) FROM events")
-        return None if rows[0][0] is None else int(rows[0][0])
+        first: int | None = rows[0][0]
+        return first
 
     def query(
         self,
@@ -72,7 +73,7 @@ class EventLog:
 
     def count(self, *, since: int | None = None, user_id: int | None = None,
               kind: str | Sequence[str] | None = None) -> int:
-        """How many events :meth:`iter` would give without a limit."""
+        """How many events :meth:`stream` would give without a limit."""
         where, params = self._where(since, user_id, kind)
         return int(self.store.query("SELECT count(*) FROM events" + where, params)[0][0])
 

@@ -33,6 +33,7 @@ _ROLE_AND_MAILBOXES = (
 
 
 class UsersRepo:
+    # ``list`` below is a method: annotations in this class spell the type ``builtins.list``.
     def __init__(self, store: Store, bus: EventBus) -> None:
         self.store = store
         self.bus = bus
@@ -54,12 +55,13 @@ class UsersRepo:
         role, head = self.store.query(ROLE_AND_HEAD_SQL, (parse_id(user_id),))[0]
         return role, int(head)
 
-    def list(self, role: str | None = None, limit: int | None = None) -> list[User]:
-        return list(self.stream(role=role, limit=limit))
+    def list(self, role: str | None = None, limit: int | None = None) -> builtins.list[User]:
+        return builtins.list(self.stream(role=role, limit=limit))
 
     def stream(self, role: str | None = None, limit: int | None = None) -> Iterator[User]:
         """Users in id order, streamed from the database (see :meth:`Store.iter_query`)."""
-        sql, params = _SELECT, builtins.list[object]()
+        sql = _SELECT
+        params: builtins.list[str | int] = []
         if role is not None:
             sql += " WHERE role = ?"
             params.append(parse_role(role))
@@ -127,12 +129,13 @@ def write_user(tx: ChangeTx, uid: int, username: str | None, role: str | None) -
     """Create or update one user inside an open change, logging a role change first (so the
     trigger stays silent). Returns the row's (role, username) before, or None if it was new."""
     conn = tx.conn
-    before = conn.execute("SELECT role, username FROM users WHERE user_id = ?", (uid,)).fetchone()
+    before: tuple[str, str | None] | None = conn.execute(
+        "SELECT role, username FROM users WHERE user_id = ?", (uid,)).fetchone()
     old = before[0] if before else ROLE_USER
     if role is not None and role != old:
         tx.log_role(uid, old, role, username if username is not None else (before[1] if before else None))
     conn.execute(_UPSERT, (uid, username, role or ROLE_USER, role is not None))
-    return None if before is None else (str(before[0]), before[1])
+    return before
 
 
 def promote(tx: ChangeTx, uid: int, username: str | None) -> None:

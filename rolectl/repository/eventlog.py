@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..bus import EventBus
-from ..events import CACHE_EVICT, CACHE_FLUSH, KINDS, Event, replay
+from ..events import CACHE_EVICT, CACHE_FLUSH, KINDS, Event, Role, replay
 from ..errors import InvalidInputError
 from ..store import Store
 from ..validate import parse_id, parse_text
@@ -68,11 +68,11 @@ class EventLog:
         events = [Event.from_row(r) for r in self.store.query(sql, params)]
         return events[::-1] if newest_first else events
 
-    def replay(self) -> dict[int, str]:
+    def replay(self) -> dict[int, Role]:
         """Every non-``user`` role as the log alone tells it."""
         return replay(Event.from_row(r) for r in self.store.query(f"{SELECT_EVENTS} ORDER BY seq"))
 
-    def table_roles(self) -> dict[int, str]:
+    def table_roles(self) -> dict[int, Role]:
         """Every non-``user`` role as the users table tells it; equal to :meth:`replay` unless
         something bypassed the log."""
         return {uid: role for uid, role in self.store.query("SELECT user_id, role FROM users WHERE role <> 'user'")}

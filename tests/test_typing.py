@@ -51,11 +51,14 @@ def test_mypy_sees_precise_public_types(tmp_path: Path) -> None:
         "assert_type(SQLiteFetch('bot.db', versioned=False)(1), str)\n"
         "async def lookup() -> Role:\n"
         "    return await cache.aget_role(1)\n"
-        "cache.update_role(1, 'moderator')\n"  # the one error expected
+        "cache.update_role(1, 'moderator')\n"  # expected error 1: not a role
+        "assert cache.get_role(1) != 'admn'\n"  # expected error 2: a typo'd role never matches
     )
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), str(probe)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     errors = [line for line in proc.stdout.splitlines() if ": error:" in line]
-    assert len(errors) == 1 and "probe.py:15:" in errors[0] and "update_role" in errors[0], proc.stdout
+    assert len(errors) == 2, proc.stdout
+    assert "probe.py:15:" in errors[0] and "update_role" in errors[0]
+    assert "probe.py:16:" in errors[1] and "Non-overlapping equality" in errors[1]

@@ -1,9 +1,11 @@
 """The in-memory, event-driven role cache.
 
 A bot asks for a user's role on every message, so the hit path is the whole point: it is one
-set-membership test and one counter increment, with no lock (a set lookup is atomic under the
-GIL). A miss takes the lock once (to install its read); events and invalidation take one
-short lock each.
+type test, one set-membership test and one counter increment, with no lock (a set lookup is
+atomic under the GIL). The type test is what keeps ``True`` or ``1.0`` (equal to ``1``) from
+being answered as user 1; out-of-range ints are never stored, so they are refused on the
+miss path. A miss takes the lock once (to install its read); events and invalidation take
+one short lock each.
 
 Storage (memory target: within 1.3x of a plain ``{int: str}`` dict per entry):
 
@@ -59,7 +61,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import islice
 from enum import Enum
-from typing import Any, Callable, Final, Iterable, Iterator, Literal, Union
+from typing import Any, Callable, Final, Iterable, Iterator, Union
 
 from rolectl.errors import DatabaseError, InvalidInputError
 from rolectl.events import CACHE_EVICT, CACHE_FLUSH, ROLE_KINDS, ROLE_USER, ROLES, Event, Role

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import ConflictError, NotFoundError, RolectlError
-from ..events import ADMIN_ADDED, ADMIN_REMOVED, ADMIN_TRANSFERRED, EVENT_FIELDS, ROLE_ADMIN, ROLE_USER, Event
+from ..events import ADMIN_ADDED, ADMIN_REMOVED, ADMIN_TRANSFERRED, EVENT_FIELDS, ROLE_ADMIN, ROLE_USER, Event, Role
 from ..store import translate
 from ._tx import head
 from .users import NOW
@@ -47,7 +47,7 @@ ADD_ADMIN, REMOVE_ADMIN = "add-admin", "remove-admin"
 ATTEMPTS = 3
 
 # (kind, user_id, old_role, new_role, mailbox_id, from_user, to_user, note)
-PlannedEvent = tuple[str, "int | None", "str | None", "str | None", "int | None", "int | None", "int | None",
+PlannedEvent = tuple[str, "int | None", "Role | None", "Role | None", "int | None", "int | None", "int | None",
                      "str | None"]
 
 
@@ -58,7 +58,7 @@ class State:
     mailbox owners."""
 
     users: dict[int, list[Any]]
-    logged: dict[int, str]
+    logged: dict[int, Role]
     owner_of: dict[int, int]
     owned: dict[int, set[int]]
 
@@ -112,7 +112,7 @@ def read_state(conn: sqlite3.Connection, ops: Sequence["Op"]) -> State:
     ):
         owner_of[mid] = owner
         owned.setdefault(owner, set()).add(mid)
-    logged = dict(conn.execute(
+    logged: dict[int, Role] = dict(conn.execute(
         "SELECT j.value, COALESCE((SELECT e.new_role FROM events AS e WHERE e.user_id = j.value "
         f"AND e.kind IN ('{ADMIN_ADDED}', '{ADMIN_REMOVED}') ORDER BY e.seq DESC LIMIT 1), '{ROLE_USER}') "
         "FROM json_each(?) AS j",
@@ -135,12 +135,12 @@ def make_plan(ops: Sequence["Op"], state: State) -> Plan:
     events = plan.events
     before = {uid: list(row) for uid, row in users.items()}
 
-    def log(uid: int, role: str, note: str | None) -> None:
+    def log(uid: int, role: Role, note: str | None) -> None:
         old = logged.get(uid, ROLE_USER)
         events.append((ADMIN_ADDED if role == ROLE_ADMIN else ADMIN_REMOVED, uid, old, role, None, None, None, note))
         logged[uid] = role
 
-    def set_role(uid: int, role: str) -> None:
+    def set_role(uid: int, role: Role) -> None:
         """The table's role written; the trigger's rule decides whether that is an event."""
         row = users[uid]
         row[0] = role

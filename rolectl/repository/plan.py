@@ -39,6 +39,7 @@ from ._tx import head
 from .users import NOW
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..store import Store
     from . import Repository
     from .batch import Op
 
@@ -262,13 +263,10 @@ def _stage(conn: sqlite3.Connection, plan: Plan) -> None:
     conn.executemany("INSERT INTO temp.rolectl_apply_mailboxes VALUES (?, ?)", list(plan.moved.items()))
 
 
-def _unstage(conn: sqlite3.Connection) -> None:
-    conn.execute("BEGIN")
-    try:
+def _unstage(store: "Store") -> None:
+    with store.snapshot() as conn:  # temp tables only; under the store's lock like every use
         for statement in _STAGE[:3]:
             conn.execute(statement)
-    finally:
-        conn.execute("COMMIT")
 
 
 class _Moved(Exception):
@@ -314,10 +312,9 @@ def run(repo: "Repository", ops: Sequence["Op"], *, actor: str, dry_run: bool = 
         raise translate(exc, store.path) from exc
     finally:
         if not dry_run:
-            _unstage(conn)
-    rows = conn.execute(
-        f"SELECT {', '.join(EVENT_FIELDS)} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq", (first, last)
-    ).fetchall()
+            _unstage(store)
+    rows = store.query(f"SELECT {', '.join(EVENT_FIELDS)} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq",
+                       (first, last))
     events = tuple(Event.from_row(r) for r in rows)
     if events:
         repo.bus.publish(events)

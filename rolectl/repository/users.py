@@ -15,13 +15,17 @@ from .models import USER_FIELDS, Change, User
 
 _SELECT = f"SELECT {', '.join(USER_FIELDS)} FROM users"
 NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-# Insert-or-update in one statement: the username is kept when none is given.
+# Insert-or-update in one statement: the username is kept when none is given, and a row that
+# would not change is not written at all (its updated_at stays), so the statement's rowcount
+# says whether anything changed. ?4: whether to set the role.
 _UPSERT = f"""
-INSERT INTO users (user_id, username, role) VALUES (?, ?, ?)
+INSERT INTO users (user_id, username, role) VALUES (?1, ?2, ?3)
 ON CONFLICT (user_id) DO UPDATE SET
     username = COALESCE(excluded.username, users.username),
-    role = CASE WHEN ? THEN excluded.role ELSE users.role END,
+    role = CASE WHEN ?4 THEN excluded.role ELSE users.role END,
     updated_at = {NOW}
+WHERE users.username IS NOT COALESCE(excluded.username, users.username)
+   OR (?4 AND users.role IS NOT excluded.role)
 """
 
 
@@ -79,24 +83,26 @@ class UsersRepo:
         new_role = parse_role(role) if role is not None else None
         with change(self.store, self.bus, actor) as tx:
             before = write_user(tx, uid, name, new_role)
-        verb = "created" if before is None else "updated"
-        return Change(before is None or bool(tx.events) or name is not None, f"user {uid} {verb}", tx.events)
+        if before is None:
+            return Change(True, f"user {uid} created", tx.events)
+        changed = bool(tx.events) or renamed(before, name)
+        return Change(changed, f"user {uid} updated" if changed else f"user {uid} unchanged", tx.events)
 
     def add_admin(self, user_id: int, username: str | None = None, *, actor: str) -> Change:
         """Make a user an admin, creating them if needed. Re-running it is a no-op that says
-        so, so scripts can repeat it safely."""
+        so (and writes nothing), so scripts can repeat it safely.
+
+        A ``username`` different from the stored one is stored, also for a user who is
+        already an admin: the change then says it renamed them (``changed`` is true, no
+        event is logged, since the role did not change)."""
         return self.add_admins([user_id], username, actor=actor)[0]
 
     def add_admins(self, user_ids: Iterable[int], username: str | None = None, *, actor: str) -> list[Change]:
         """Several ids, all or nothing in one transaction."""
         uids, name = [parse_id(u) for u in user_ids], parse_username(username)
         with change(self.store, self.bus, actor) as tx:
-            for uid in uids:
-                promote(tx, uid, name)
-        return [
-            _outcome(uid, tx.events, f"{uid} is now an admin", f"{uid} is already an admin; nothing changed")
-            for uid in uids
-        ]
+            befores = [write_user(tx, uid, name, ROLE_ADMIN) for uid in uids]
+        return [_promoted(uid, name, before, tx.events) for uid, before in zip(uids, befores)]
 
     def remove_admin(self, user_id: int, *, actor: str, force: bool = False) -> Change:
         """Demote an admin. An owner of a mailbox keeps a duty nobody else has, so removing one
@@ -130,12 +136,18 @@ def write_user(tx: ChangeTx, uid: int, username: str | None, role: str | None) -
     return before
 
 
-def promote(tx: ChangeTx, uid: int, username: str | None) -> None:
-    """Make ``uid`` an admin (creating them) inside an open change."""
-    if tx.triggers_log:  # batches: one statement, the trigger logs it
-        tx.conn.execute(_UPSERT, (uid, username, ROLE_ADMIN, True))
-    else:
-        write_user(tx, uid, username, ROLE_ADMIN)
+def renamed(before: tuple[str, str | None] | None, username: str | None) -> bool:
+    """Whether storing ``username`` changes an existing user's stored name."""
+    return before is not None and username is not None and before[1] != username
+
+
+def promote(tx: ChangeTx, uid: int, username: str | None) -> bool:
+    """Make ``uid`` an admin (creating them, or storing a new ``username``) inside an open
+    change. Returns whether the row changed at all; a row that is already so is not written."""
+    if tx.triggers_log:  # batches: one statement, the trigger logs a role change
+        return tx.conn.execute(_UPSERT, (uid, username, ROLE_ADMIN, True)).rowcount > 0
+    before = write_user(tx, uid, username, ROLE_ADMIN)
+    return before is None or before[0] != ROLE_ADMIN or renamed(before, username)
 
 
 def demote(tx: ChangeTx, uid: int, force: bool) -> None:
@@ -156,6 +168,25 @@ def demote(tx: ChangeTx, uid: int, force: bool) -> None:
         )
     tx.log_role(uid, role, ROLE_USER, username)
     tx.conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_USER, uid))
+
+
+def rename_note(before: tuple[str, str | None] | None, username: str | None) -> str:
+    """``; username changed from @old to @new`` (or ``set to @new``), or nothing."""
+    if not renamed(before, username):
+        return ""
+    assert before is not None
+    return f"; username changed from @{before[1]} to @{username}" if before[1] else f"; username set to @{username}"
+
+
+def _promoted(uid: int, username: str | None, before: tuple[str, str | None] | None,
+              events: tuple[Event, ...]) -> Change:
+    mine = tuple(e for e in events if e.user_id == uid)
+    note = rename_note(before, username)
+    if mine:
+        return Change(True, f"{uid} is now an admin{note}", mine)
+    if note:
+        return Change(True, f"{uid} is already an admin{note}", mine)
+    return Change(False, f"{uid} is already an admin; nothing changed", mine)
 
 
 def _outcome(uid: int, events: tuple[Event, ...], done: str, noop: str) -> Change:

@@ -163,7 +163,7 @@ def test_default_plan_is_tsv_when_piped(seeded, tmp_path, run_rolectl):
 
 def test_stdin_input(seeded, run_rolectl):
     result = run_rolectl("apply", input='{"op":"add-admin","user_id":42,"username":"x"}\n')
-    assert result.returncode == 0 and "applied 1 lines from stdin" in result.stdout
+    assert result.returncode == 0 and "applied 1 line from stdin" in result.stdout
     assert run_rolectl("role", "42").stdout.strip() == "admin"
     empty = run_rolectl("apply", "-", input="# nothing\n\n")
     assert empty.returncode == 0 and "nothing to apply" in empty.stderr

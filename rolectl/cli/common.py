@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 
 import typer
 
+from .. import grammar
 from ..render import check_format
 from ..validate import parse_actor, parse_id
 from .context import default_actor
@@ -41,8 +42,8 @@ def report(changes: list["Change"], fmt: str) -> None:
     """A sentence per change for people; one JSON object per change for scripts."""
     if fmt == "text":
         for change in changes:
-            seqs = ", ".join(f"#{e.seq}" for e in change.events)
-            typer.echo(change.message + (f" (events {seqs})" if seqs else ""))
+            seqs = [e.seq for e in change.events]
+            typer.echo(change.message + (f" ({grammar.seqs(seqs)})" if seqs else ""))
         return
     import json
 

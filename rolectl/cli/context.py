@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import typer
+import click
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..repository import Repository
@@ -40,7 +40,7 @@ class State:
         return resolve_path(self.db)
 
 
-def state(ctx: typer.Context) -> State:
+def state(ctx: click.Context) -> State:
     root = ctx.find_root()
     if not isinstance(root.obj, State):
         # Shell completion parses the global options but never runs the callback that copies

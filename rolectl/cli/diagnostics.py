@@ -19,7 +19,8 @@ from .app import app
 from .common import actor as actor_of
 from .common import change_format
 from .context import state
-from .options import ActorOption, FormatOption
+from . import complete
+from .options import ActorOption, ChangeFormatOption, FormatOption, role_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..cache.registry import Instance
@@ -31,8 +32,9 @@ STATS_EXTRA = ("id", "last_seq", "lookups_per_s_10s", "events_per_s_10s", "coale
                "misses_dropped", "misses_evicted", "stale_installs_prevented", "in_flight", "follower",
                "follower_errors", "last_reset_reason", "started_at", "error")
 ENTRY_COLUMNS = ("user_id", "role", "since")
-InstanceOption = typer.Option(None, "--instance", "-i", help="Instance name or id (see `rolectl stats`).")
-WaitOption = typer.Option(2.0, "--wait", min=0, help="Seconds to wait for live instances to apply it (0: don't).")
+InstanceOption = typer.Option(None, "--instance", "-i", metavar="NAME", autocompletion=complete.instances,
+                              help="Instance name or id (see `rolectl stats`).")
+WaitOption = typer.Option(2.0, "--wait", min=0, metavar="SECONDS", help="Seconds to wait for live instances to apply it (0: don't).")
 
 
 def _machine(fmt: Optional[str]) -> bool:
@@ -187,9 +189,9 @@ app.add_typer(cache_app, name="cache")
 def cache_show(
     ctx: typer.Context,
     instance: Optional[str] = InstanceOption,
-    role: Optional[str] = typer.Option(None, "--role", help="Only entries with this role (user/admin)."),
-    user: Optional[str] = typer.Option(None, "--user", help="Only this user id."),
-    limit: int = typer.Option(1000, "--limit", min=0, help="At most this many entries (0: all). Default 1000."),
+    role: Optional[str] = role_option("Only entries with this role: user or admin."),
+    user: Optional[str] = typer.Option(None, "--user", metavar="USER_ID", help="Only this user id."),
+    limit: int = typer.Option(1000, "--limit", min=0, metavar="N", help="At most this many entries (0: all). Default 1000."),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """The entries one live instance holds in memory right now (admins first).
@@ -244,11 +246,12 @@ def _break_glass(ctx: typer.Context, do: Any, wait: float, fmt: Optional[str]) -
 @cache_app.command("evict")
 def cache_evict(
     ctx: typer.Context,
-    user_id: str = typer.Argument(..., metavar="ID", help="User id to drop from every cache."),
+    user_id: str = typer.Argument(..., metavar="USER_ID", help="User id to drop from every cache.",
+                                  autocompletion=complete.known_users),
     actor: Optional[str] = ActorOption,
     note: Optional[str] = typer.Option(None, "--note", help="Why, recorded in the audit log."),
     wait: float = WaitOption,
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="text (default), json or jsonl."),
+    fmt: Optional[str] = ChangeFormatOption,
 ) -> None:
     """Make every following cache drop one user (the next lookup reads the database).
 
@@ -267,7 +270,7 @@ def cache_flush(
     actor: Optional[str] = ActorOption,
     note: Optional[str] = typer.Option(None, "--note", help="Why, recorded in the audit log."),
     wait: float = WaitOption,
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="text (default), json or jsonl."),
+    fmt: Optional[str] = ChangeFormatOption,
 ) -> None:
     """Make every following cache drop everything (break-glass); recorded as cache_flush.
 
@@ -284,7 +287,7 @@ def cache_flush(
 @app.command()
 def whois(
     ctx: typer.Context,
-    user_id: str = typer.Argument(..., metavar="ID", help="User id."),
+    user_id: str = typer.Argument(..., metavar="USER_ID", help="User id.", autocompletion=complete.known_users),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """A user's role in the database, and whether each live cache holds them, with which role

@@ -13,7 +13,8 @@ from ..render import check_format, render_rows
 from ..validate import parse_id
 from .app import app
 from .context import state
-from .options import FormatOption
+from . import complete
+from .options import format_option, kind_type
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..events import Event
@@ -22,21 +23,25 @@ if TYPE_CHECKING:  # pragma: no cover
 FOLLOW_FORMATS = ("text", "jsonl", "tsv", "csv")
 #: Without --since/--limit, --follow first shows this many recent events, like ``tail -f``.
 FOLLOW_BACKLOG = 10
+EventsFormatOption = format_option(extra=("text",))
 
 
 @app.command()
 def events(
     ctx: typer.Context,
-    since: Optional[int] = typer.Option(None, "--since", min=0, help="Only events after this sequence number."),
-    user: Optional[str] = typer.Option(None, "--user", help="Only events about this user id."),
-    kind: Optional[str] = typer.Option(None, "--kind", help="Only this kind (admin_added, admin_removed, ...)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the newest N matching events."),
+    since: Optional[int] = typer.Option(None, "--since", min=0, metavar="SEQ",
+                                        help="Only events after this sequence number."),
+    user: Optional[str] = typer.Option(None, "--user", metavar="USER_ID", help="Only events about this user id.",
+                                       autocompletion=complete.known_users),
+    kind: Optional[str] = typer.Option(None, "--kind", metavar="KIND", click_type=kind_type(),
+                                       help="Only this kind (admin_added, admin_removed, ...)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, metavar="N", help="Only the newest N matching events."),
     follow: bool = typer.Option(
         False, "--follow", "-F",
         help="Keep printing events as they are committed, until Ctrl-C (exit 0). Formats: text "
         "(default), jsonl, tsv, csv. Without --since/--limit the 10 newest come first.",
     ),
-    fmt: Optional[str] = FormatOption,
+    fmt: Optional[str] = EventsFormatOption,
 ) -> None:
     """Show the append-only audit log, oldest first; --follow tails it live.
 

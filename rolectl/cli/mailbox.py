@@ -13,7 +13,8 @@ from .app import app
 from .common import actor as actor_of, change_format, report
 from .context import state
 from .options import ActorOption, FormatOption
-from .roles import JsonOption
+from . import complete
+from .roles import JsonOption, LimitOption
 
 mailbox_app = typer.Typer(
     help="Create, list and show mailboxes.\n\nExample: rolectl mailbox create 1 --owner 123", no_args_is_help=True
@@ -34,8 +35,9 @@ def complete_mailbox_ids(ctx: typer.Context, incomplete: str) -> list[str]:
 def create(
     ctx: typer.Context,
     mailbox_id: str = typer.Argument(..., metavar="MAILBOX_ID"),
-    owner: str = typer.Option(..., "--owner", help="User id of the owner; they become an admin."),
-    title: Optional[str] = typer.Option(None, "--title", help="A title for people."),
+    owner: str = typer.Option(..., "--owner", metavar="USER_ID", help="User id of the owner; they become an admin.",
+                              autocompletion=complete.known_users),
+    title: Optional[str] = typer.Option(None, "--title", metavar="TEXT", help="A title for people."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,
 ) -> None:
@@ -51,8 +53,9 @@ def create(
 @mailbox_app.command("list")
 def list_(
     ctx: typer.Context,
-    owner: Optional[str] = typer.Option(None, "--owner", help="Only mailboxes of this user."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many rows."),
+    owner: Optional[str] = typer.Option(None, "--owner", metavar="USER_ID", help="Only mailboxes of this user.",
+                                        autocompletion=complete.known_users),
+    limit: Optional[int] = LimitOption,
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """List mailboxes.
@@ -91,7 +94,8 @@ def show(
 def transfer(
     ctx: typer.Context,
     mailbox_id: str = typer.Argument(..., metavar="MAILBOX_ID", autocompletion=complete_mailbox_ids),
-    to: str = typer.Option(..., "--to", help="User id of the new owner (must be a known user)."),
+    to: str = typer.Option(..., "--to", metavar="USER_ID", autocompletion=complete.known_users,
+                           help="User id of the new owner; a user never seen before is created as an admin."),
     keep_admin: bool = typer.Option(False, "--keep-admin", help="Leave the previous owner an admin."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,

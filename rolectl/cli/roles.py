@@ -6,23 +6,18 @@ from typing import List, Optional
 
 import typer
 
-from ..events import ROLE_ADMIN
+from ..events import ROLE_ADMIN, ROLES
 from ..render import check_format, render_rows
 from ..repository.models import USER_FIELDS
 from ..validate import parse_id, parse_role, parse_username
 from .app import app
-from .common import CHANGE_FORMATS, actor as actor_of, change_format, ids, report
+from . import complete
+from .common import actor as actor_of, change_format, ids, report
 from .context import state
-from .options import ActorOption, FormatOption
+from .options import ActorOption, ChangeFormatOption, FormatOption, OneOf, role_option
 
-def _complete_change_format(incomplete: str) -> list[str]:
-    return [f for f in CHANGE_FORMATS if f.startswith(incomplete)]
-
-
-JsonOption = typer.Option(
-    None, "--format", "-f", help="text (default), json or jsonl.", metavar="FORMAT",
-    autocompletion=_complete_change_format,
-)
+JsonOption = ChangeFormatOption
+LimitOption = typer.Option(None, "--limit", min=1, metavar="N", help="At most this many rows.")
 
 
 @app.command()
@@ -31,7 +26,8 @@ def init(ctx: typer.Context) -> None:
 
     Example: rolectl --db bot.db init
     """
-    from ..store import SCHEMA_VERSION, init as init_store
+    from ..schema import SCHEMA_VERSION
+    from ..store import init as init_store
 
     st = state(ctx)
     store, applied = init_store(st.db, timeout=st.timeout)
@@ -45,8 +41,10 @@ def init(ctx: typer.Context) -> None:
 @app.command("add-admin")
 def add_admin(
     ctx: typer.Context,
-    user_ids: List[str] = typer.Argument(..., metavar="ID...", help="One or more user ids."),
-    username: Optional[str] = typer.Option(None, "--username", "-u", help="Username to store (one id only)."),
+    user_ids: List[str] = typer.Argument(..., metavar="USER_ID...", help="One or more user ids."),
+    username: Optional[str] = typer.Option(
+        None, "--username", "-u", metavar="NAME",
+        help="Username to store (one id only); a different one renames an existing user."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,
 ) -> None:
@@ -66,7 +64,8 @@ def add_admin(
 @app.command("remove-admin")
 def remove_admin(
     ctx: typer.Context,
-    user_ids: List[str] = typer.Argument(..., metavar="ID...", help="One or more user ids."),
+    user_ids: List[str] = typer.Argument(..., metavar="USER_ID...", help="One or more user ids.",
+                                         autocompletion=complete.admins),
     force: bool = typer.Option(False, "--force", help="Demote even an owner of a mailbox."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,
@@ -83,9 +82,10 @@ def remove_admin(
 @app.command()
 def role(
     ctx: typer.Context,
-    user_id: str = typer.Argument(..., metavar="ID", help="User id."),
+    user_id: str = typer.Argument(..., metavar="USER_ID", help="User id.", autocompletion=complete.known_users),
     is_: Optional[str] = typer.Option(
-        None, "--is", help="Print nothing; exit 0 if the user has this role, 1 if not (for shell `if`)."
+        None, "--is", metavar="ROLE", click_type=OneOf(ROLES, "role"),
+        help="user or admin: print nothing; exit 0 if the user has this role, 1 if not (for shell `if`).",
     ),
 ) -> None:
     """Print a user's role as the database has it (unknown users are `user`).
@@ -117,8 +117,8 @@ app.add_typer(users_app, name="users")
 @users_app.callback(invoke_without_command=True)
 def users(
     ctx: typer.Context,
-    role_name: Optional[str] = typer.Option(None, "--role", help="Only users with this role (user/admin)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many rows."),
+    role_name: Optional[str] = role_option("Only users with this role: user or admin."),
+    limit: Optional[int] = LimitOption,
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """List known users, or import them with `users import`.
@@ -132,7 +132,7 @@ def users(
 @app.command()
 def admins(
     ctx: typer.Context,
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many rows."),
+    limit: Optional[int] = LimitOption,
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """List admins.

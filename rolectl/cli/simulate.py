@@ -14,14 +14,17 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from ..errors import InvalidInputError
+from ..grammar import count
 from ..render import check_format, default_format
 from .app import app
 from .context import state
+from .options import OneOf, format_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..simulate.engine import DayResult
 
 MACHINE = ("json", "jsonl", "csv", "tsv")
+DISTRIBUTIONS = ("seed", "uniform", "zipf")
 # Defaults (the reference scenario's day), repeated here as text for --help only.
 HELP_FORMAT = ("table (default on a terminal), json (the whole day as one document), jsonl, csv, tsv "
                "(default otherwise) or a tabulate format (github, plain, psql, ...).")
@@ -97,7 +100,7 @@ def simulate(
     seed: Optional[str] = typer.Option(
         None, "--seed", metavar="N", help="Random seed; the same seed gives the same numbers (default 0)."),
     distribution: str = typer.Option(
-        "seed", "--distribution", "-d", metavar="NAME",
+        "seed", "--distribution", "-d", metavar="NAME", click_type=OneOf(DISTRIBUTIONS, "distribution"),
         help="Who asks: seed (the scenario's timeline), uniform or zipf."),
     skew: Optional[str] = typer.Option(
         None, "--skew", metavar="S", help="Zipf exponent for --distribution zipf (default 1.1)."),
@@ -120,7 +123,7 @@ def simulate(
         None, "--section", metavar="LIST",
         help="Tables to print: policies, timeline, changes, summary, seed, all. Default: all but changes "
              "(csv/tsv/jsonl: policies)."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", metavar="FORMAT", help=HELP_FORMAT),
+    fmt: Optional[str] = format_option(help=HELP_FORMAT),
 ) -> None:
     """Simulate the reference scenario's day and measure it: event-driven cache vs TTL vs no cache.
 
@@ -225,9 +228,9 @@ def _headline(result: "DayResult") -> str:
     cfg = result.config
     where = result.database or "a temporary database"
     mode = ", live" if result.live else ""
-    return (f"Simulated day{mode}: {result.active_users} active + {result.new_users} new users, "
-            f"{result.requests} requests ({cfg.distribution} distribution, --seed {cfg.seed}), "
-            f"{result.day_events} events from role changes, on {where}")
+    return (f"Simulated day{mode}: {result.active_users} active + {count(result.new_users, 'new user')}, "
+            f"{count(result.requests, 'request')} ({cfg.distribution} distribution, --seed {cfg.seed}), "
+            f"{count(result.day_events, 'event')} from role changes, on {where}")
 
 
 @app.command()

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+import builtins
+from typing import Any, Iterable
 
 from ..bus import EventBus
 from ..errors import ConflictError, NotFoundError
 from ..events import ROLE_ADMIN, ROLE_USER, Event
 from ..schema import ROLE_AND_HEAD_SQL
 from ..store import Store
-from ..validate import parse_id, parse_role, parse_username
+from ..validate import INT64_MAX, parse_id, parse_role, parse_username
 from ._tx import ChangeTx, change
 from .models import USER_FIELDS, Change, User
 
@@ -57,8 +58,8 @@ class UsersRepo:
         role, head = self.store.query(ROLE_AND_HEAD_SQL, (parse_id(user_id),))[0]
         return role, int(head)
 
-    def list(self, role: str | None = None, limit: int | None = None) -> list[User]:
-        sql, params = _SELECT, []
+    def list(self, role: str | None = None, limit: int | None = None) -> builtins.list[User]:
+        sql, params = _SELECT, builtins.list[Any]()
         if role is not None:
             sql += " WHERE role = ?"
             params.append(parse_role(role))
@@ -67,6 +68,34 @@ class UsersRepo:
             sql += " LIMIT ?"
             params.append(limit)
         return [User(*row) for row in self.store.query(sql, params)]
+
+    def complete_ids(self, prefix: str = "", *, role: str | None = None, limit: int = 100
+                     ) -> builtins.list[tuple[int, str | None]]:
+        """Up to ``limit`` (id, username) of known users whose id starts with ``prefix``, in
+        id order: what shell completion offers. The prefix becomes id ranges (``12`` ->
+        12, 120-129, 1200-1299, ...), so the primary key answers without a table scan."""
+        text = prefix.strip()
+        if text and not (text.isascii() and text.isdigit() and text[0] != "0" and len(text) <= 19):
+            return []
+        clauses: builtins.list[str] = []
+        params: builtins.list[Any] = []
+        if text:
+            ranges: builtins.list[str] = []
+            low, high = int(text), int(text) + 1
+            while low <= INT64_MAX:
+                ranges.append("user_id BETWEEN ? AND ?")
+                params += [low, min(high - 1, INT64_MAX)]
+                low, high = low * 10, high * 10
+            if not ranges:
+                return []
+            clauses.append("(" + " OR ".join(ranges) + ")")
+        if role is not None:
+            clauses.append("role = ?")
+            params.append(parse_role(role))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.store.query(f"SELECT user_id, username FROM users{where} ORDER BY user_id LIMIT ?",
+                                [*params, int(limit)])
+        return [(int(uid), name) for uid, name in rows]
 
     def count(self, role: str | None = None) -> int:
         if role is None:
@@ -97,7 +126,8 @@ class UsersRepo:
         event is logged, since the role did not change)."""
         return self.add_admins([user_id], username, actor=actor)[0]
 
-    def add_admins(self, user_ids: Iterable[int], username: str | None = None, *, actor: str) -> list[Change]:
+    def add_admins(self, user_ids: Iterable[int], username: str | None = None, *, actor: str
+                   ) -> builtins.list[Change]:
         """Several ids, all or nothing in one transaction."""
         uids, name = [parse_id(u) for u in user_ids], parse_username(username)
         with change(self.store, self.bus, actor) as tx:
@@ -109,7 +139,8 @@ class UsersRepo:
         is refused unless forced."""
         return self.remove_admins([user_id], actor=actor, force=force)[0]
 
-    def remove_admins(self, user_ids: Iterable[int], *, actor: str, force: bool = False) -> list[Change]:
+    def remove_admins(self, user_ids: Iterable[int], *, actor: str, force: bool = False
+                      ) -> builtins.list[Change]:
         """Several ids, all or nothing: one refused id leaves every other one unchanged."""
         uids = [parse_id(u) for u in user_ids]
         with change(self.store, self.bus, actor) as tx:
@@ -128,7 +159,8 @@ def write_user(tx: ChangeTx, uid: int, username: str | None, role: str | None) -
     """Create or update one user inside an open change, logging a role change first (so the
     trigger stays silent). Returns the row's (role, username) before, or None if it was new."""
     conn = tx.conn
-    before = conn.execute("SELECT role, username FROM users WHERE user_id = ?", (uid,)).fetchone()
+    before: tuple[str, str | None] | None = conn.execute(
+        "SELECT role, username FROM users WHERE user_id = ?", (uid,)).fetchone()
     old = before[0] if before else ROLE_USER
     if role is not None and role != old:
         tx.log_role(uid, old, role, username if username is not None else (before[1] if before else None))

@@ -54,10 +54,12 @@ def apply(
 ) -> None:
     """Apply role changes from a file or stdin in ONE transaction: all or nothing.
 
-    CSV lines: add-admin,ID[,USERNAME] / remove-admin,ID[,force] / transfer,MAILBOX,TO[,keep-admin]
+    \b
+    CSV lines: add-admin,USER_ID[,USERNAME] / remove-admin,USER_ID[,force] / transfer,MAILBOX_ID,TO_USER[,keep-admin]
     JSON lines: {"op": "add-admin", "user_id": 789, "username": "new_admin"}
 
-    Every line is validated first. The first line that is malformed (exit 2), names something unknown (3) or is refused (4) is reported by its number, and nothing is applied.
+    Every line is validated first. The first line that is malformed (exit 2), names something
+    unknown (3) or is refused (4) is reported by its number, and nothing is applied.
 
     Example: printf 'add-admin,789,new_admin\\ntransfer,1,2000\\n' | rolectl apply --dry-run -
     """
@@ -108,7 +110,8 @@ def import_users(
 ) -> None:
     """Create or update a bot's existing users from a file, all or nothing.
 
-    An empty username or role keeps what the database has (new users are `user`). Each role that changes is logged once. Ends with a summary: created, updated, unchanged, role changes.
+    An empty username or role keeps what the database has (new users are `user`). Each role
+    that changes is logged once. Ends with a summary: created, updated, unchanged, role changes.
 
     Example: rolectl users import users.csv
     """

@@ -46,4 +46,4 @@ def instances(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
     for inst in live:
         key = inst.name if names.count(inst.name) == 1 else inst.id
         offered.setdefault(key, f"pid {inst.pid}" + (f" ({inst.name})" if key != inst.name else ""))
-    return [(k, v) for k, v in offered.items() if k.startswith(incomplete)]
+    return sorted((k, v) for k, v in offered.items() if k.startswith(incomplete))

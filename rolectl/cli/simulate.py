@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..simulate.engine import DayResult
 
 MACHINE = ("json", "jsonl", "csv", "tsv")
+#: The rich chart of the day, a section of the terminal output only (not a table).
+CHART = "chart"
 DISTRIBUTIONS = ("seed", "uniform", "zipf")
 # Defaults (the reference scenario's day), repeated here as text for --help only.
 HELP_FORMAT = ("table (default on a terminal), json (the whole day as one document), jsonl, csv, tsv "
@@ -67,22 +69,26 @@ def _db_option(ctx: typer.Context, own: Optional[Path]) -> Optional[Path]:
 def _sections(value: Optional[str], fmt: str, compare: bool) -> list[str]:
     from ..simulate.report import SECTIONS
 
+    names = (*SECTIONS, CHART)
     if value is None:
         if fmt in ("csv", "tsv", "jsonl"):
             return ["policies"]
-        return [s for s in SECTIONS if s != "changes" and (s != "seed" or compare)]
+        return [s for s in names if s != "changes" and (s != "seed" or compare) and (s != CHART or fmt == "table")]
     chosen = []
     for raw in value.split(","):
         name = raw.strip().lower()
         if name == "all":
-            chosen += list(SECTIONS)
-        elif name in SECTIONS:
+            chosen += [s for s in names if s != CHART or fmt == "table"]
+        elif name in names:
             chosen.append(name)
         elif name:
             raise InvalidInputError(f"unknown section {raw.strip()!r}",
-                                    hint="use one or more of: all, " + ", ".join(SECTIONS))
+                                    hint="use one or more of: all, " + ", ".join(names))
     if not chosen:
-        raise InvalidInputError("no section given", hint="use one or more of: all, " + ", ".join(SECTIONS))
+        raise InvalidInputError("no section given", hint="use one or more of: all, " + ", ".join(names))
+    if CHART in chosen and fmt != "table":
+        raise InvalidInputError(f"the chart is drawn on a terminal only, not in --format {fmt}",
+                                hint="use --format table, or --plot FILE.png for a picture")
     return chosen
 
 
@@ -121,8 +127,11 @@ def simulate(
         None, "--live-seconds", metavar="SECONDS", help="Real seconds the day takes with --live (default 60)."),
     section: Optional[str] = typer.Option(
         None, "--section", metavar="LIST",
-        help="Tables to print: policies, timeline, changes, summary, seed, all. Default: all but changes "
-             "(csv/tsv/jsonl: policies)."),
+        help="What to print: policies, chart, timeline, changes, summary, seed, all. Default: all but "
+             "changes (the chart on a terminal only; csv/tsv/jsonl: policies)."),
+    plot: Optional[Path] = typer.Option(
+        None, "--plot", metavar="FILE", help="Also draw the chart into FILE (.png or .svg); needs the plot extra: "
+        "pip install 'rolectl[plot]'."),
     fmt: Optional[str] = format_option(help=HELP_FORMAT),
 ) -> None:
     """Simulate the reference scenario's day and measure it: event-driven cache vs TTL vs no cache.
@@ -156,9 +165,19 @@ def simulate(
     if not seconds > 0 or seconds > 86_400:
         raise InvalidInputError(f"--live-seconds {live_seconds} is not valid",
                                 hint="use a number of seconds from 1 to 86400")
+    if plot is not None:
+        from ..simulate.plot import check_path
+
+        check_path(plot)  # a bad name or a missing matplotlib is reported before the day runs
     path = _db_option(ctx, db)
     result = _run(config, path, live, seconds)
     _print(result, out_fmt, chosen, compare)
+    if plot is not None:
+        from ..simulate.chart import chart_data
+        from ..simulate.plot import plot as draw
+
+        draw(chart_data(result), plot, subtitle=_headline(result))
+        print(f"chart of the day written to {plot}", file=sys.stderr)
 
 
 def _run(config: Any, path: Optional[Path], live: bool, seconds: float) -> "DayResult":
@@ -211,6 +230,8 @@ def _print(result: "DayResult", fmt: str, sections: list[str], compare: bool) ->
         return
     if human:
         render_title(_headline(result), fmt)
+    if CHART in sections and not any(t.name == "policies" for t in chosen):
+        _chart(result)
     for table in chosen:
         if human:
             sys.stdout.write("\n")
@@ -222,6 +243,17 @@ def _print(result: "DayResult", fmt: str, sections: list[str], compare: bool) ->
             render_record(table.record, fmt, title=table.title)
         else:
             render_rows(table.rows, table.columns, fmt, title=table.title)
+        if table.name == "policies" and CHART in sections:
+            _chart(result)
+
+
+def _chart(result: "DayResult") -> None:
+    from ..render import console
+    from ..simulate.chart import DayChart, chart_data
+
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    console().print(DayChart(chart_data(result)))
 
 
 def _headline(result: "DayResult") -> str:

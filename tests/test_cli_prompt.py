@@ -60,7 +60,8 @@ def test_debug_after_the_command_shows_the_traceback(run_rolectl, db_path):
 
 
 def test_a_command_with_its_own_db_keeps_it():
-    simulate = typer.main.get_command(app).commands["simulate"]
+    root = typer.main.get_command(app)
+    simulate = root.get_command(click.Context(root), "simulate")
     dbs = [p for p in simulate.params if "--db" in getattr(p, "opts", ())]
     assert len(dbs) == 1 and dbs[0].expose_value  # simulate's own --db, not the global copy
 

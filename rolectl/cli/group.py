@@ -1,8 +1,9 @@
 """The root command group: rolectl's error mapping, plus how the command tree reads.
 
-Once per run, when typer has built the click tree, every command gets: its help text with
+When typer has built the click tree, every command gets: its help text with
 the docstring's line breaks removed (the terminal wraps it), the global options also after
 the command (:mod:`.globals`), at most one typo suggestion, and a panel in ``rolectl --help``.
+A command is prepared when it is first looked up, so a run pays only for its own command.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def unwrap(text: str | None) -> str | None:
 
 
 def _prepare(command: click.Command) -> None:
+    if getattr(command, "_rolectl_prepared", False):
+        return
+    setattr(command, "_rolectl_prepared", True)
     command.help = unwrap(command.help)
     for param in command.params:
         if isinstance(param, click.Option) and param.help:
@@ -70,9 +74,16 @@ class Group(RolectlGroup):
         self.help = unwrap(self.help)
         self.suggest_commands = _TYPER_SUGGESTS
         for name, command in self.commands.items():
-            _prepare(command)
             if name in _PANEL_OF:
                 setattr(command, "rich_help_panel", _PANEL_OF[name])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        # Prepared when first looked up: a run builds the options of its own command only
+        # (`rolectl role` start-up is a benchmarked target).
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _prepare(command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         started = time.perf_counter()

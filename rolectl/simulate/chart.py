@@ -88,7 +88,8 @@ class DayChart:
         for i, period in enumerate(data.periods):
             for j, name in enumerate(data.policies):
                 rate, stale = data.rates[name][i], data.stale[name][i]
-                line = Text(period.ljust(self.LABEL) if j == 0 else " " * self.LABEL, style="bold")
+                line = Text()
+                line.append(period.ljust(self.LABEL) if j == 0 else " " * self.LABEL, style="bold")
                 line.append(" " + name.ljust(self.NAME) + " ")
                 line.append(bar(rate or 0.0, width), style=COLOURS.get(name, "cyan"))
                 line.append(("   -" if rate is None else f"{100 * rate:5.1f} %").rjust(self.RATE))

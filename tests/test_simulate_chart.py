@@ -159,3 +159,8 @@ def test_plot_without_matplotlib_says_how_to_install_it(cli, tmp_path, monkeypat
     assert result.stderr.strip() == ("rolectl: error: --plot needs matplotlib, an optional extra: install the extra "
                                      "with `pip install 'rolectl[plot]'` (or `pip install matplotlib`)")
     assert not (tmp_path / "day.png").exists()
+
+
+def test_help_names_the_extra(cli):
+    result = cli("simulate", "--help", db=None, env={"COLUMNS": "200"})
+    assert "pip install 'rolectl[plot]'" in result.stdout

@@ -131,7 +131,7 @@ def simulate(
              "changes (the chart on a terminal only; csv/tsv/jsonl: policies)."),
     plot: Optional[Path] = typer.Option(
         None, "--plot", metavar="FILE", help="Also draw the chart into FILE (.png or .svg); needs the plot extra: "
-        "pip install 'rolectl[plot]'."),
+        "pip install 'rolectl\\[plot]'."),
     fmt: Optional[str] = format_option(help=HELP_FORMAT),
 ) -> None:
     """Simulate the reference scenario's day and measure it: event-driven cache vs TTL vs no cache.

@@ -101,7 +101,8 @@ class LogReader:
         if self._conn is None or file_identity(self.path) != self._identity:
             return True
         try:
-            return self._conn.execute("PRAGMA data_version").fetchone()[0] != self._data_version
+            version: int = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            return version != self._data_version
         except sqlite3.Error:
             return True
 

@@ -34,7 +34,8 @@ class EventLog:
 
     def first_seq(self) -> int | None:
         rows = self.store.query("SELECT min(seq) FROM events")
-        return rows[0][0]
+        first: int | None = rows[0][0]
+        return first
 
     def query(
         self,
@@ -46,7 +47,8 @@ class EventLog:
         newest_first: bool = False,
     ) -> list[Event]:
         """Filtered audit trail. With ``limit`` and ``newest_first`` it is the log's tail."""
-        where, params = [], []  # type: ignore[var-annotated]
+        where: list[str] = []
+        params: list[int | str] = []
         if since is not None:
             where.append("seq > ?")
             params.append(since)

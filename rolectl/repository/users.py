@@ -37,6 +37,7 @@ _ROLE_AND_MAILBOXES = (
 
 
 class UsersRepo:
+    # ``list`` below is a method: annotations in this class spell the type ``builtins.list``.
     def __init__(self, store: Store, bus: EventBus) -> None:
         self.store = store
         self.bus = bus
@@ -59,7 +60,8 @@ class UsersRepo:
         return role, int(head)
 
     def list(self, role: str | None = None, limit: int | None = None) -> builtins.list[User]:
-        sql, params = _SELECT, builtins.list[Any]()
+        sql = _SELECT
+        params: builtins.list[str | int] = []
         if role is not None:
             sql += " WHERE role = ?"
             params.append(parse_role(role))
@@ -126,8 +128,7 @@ class UsersRepo:
         event is logged, since the role did not change)."""
         return self.add_admins([user_id], username, actor=actor)[0]
 
-    def add_admins(self, user_ids: Iterable[int], username: str | None = None, *, actor: str
-                   ) -> builtins.list[Change]:
+    def add_admins(self, user_ids: Iterable[int], username: str | None = None, *, actor: str) -> builtins.list[Change]:
         """Several ids, all or nothing in one transaction."""
         uids, name = [parse_id(u) for u in user_ids], parse_username(username)
         with change(self.store, self.bus, actor) as tx:
@@ -139,8 +140,7 @@ class UsersRepo:
         is refused unless forced."""
         return self.remove_admins([user_id], actor=actor, force=force)[0]
 
-    def remove_admins(self, user_ids: Iterable[int], *, actor: str, force: bool = False
-                      ) -> builtins.list[Change]:
+    def remove_admins(self, user_ids: Iterable[int], *, actor: str, force: bool = False) -> builtins.list[Change]:
         """Several ids, all or nothing: one refused id leaves every other one unchanged."""
         uids = [parse_id(u) for u in user_ids]
         with change(self.store, self.bus, actor) as tx:

@@ -2,8 +2,8 @@
 command and after it.
 
 ``rolectl --db bot.db admins`` and ``rolectl admins --db bot.db`` mean the same: the root
-callback takes the options typed before the command, and every command also carries hidden
-copies that write into the same :class:`~rolectl.cli.context.State` when typed after it
+callback takes the options typed before the command, and every command also carries copies
+(a panel of their own in its --help) that write into the same :class:`~rolectl.cli.context.State` when typed after it
 (later wins). The copies never read environment variables (the root does that once), and a
 command with an option of its own by that name (``simulate --db``) keeps its own.
 """
@@ -43,14 +43,16 @@ def configure_logging(verbose: int) -> None:
     debug = verbose > 1
     fmt = "%(asctime)s.%(msecs)03d %(name)s %(levelname)s: %(message)s" if debug else "%(message)s"
     _handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
-    logger.setLevel(logging.DEBUG if debug else logging.INFO)
-    if debug:
+    if debug and logger.level != logging.DEBUG:
         import platform
         import sqlite3
 
         from .. import __version__
 
+        logger.setLevel(logging.DEBUG)
         log.debug("rolectl %s, Python %s, SQLite %s", __version__, platform.python_version(), sqlite3.sqlite_version)
+    elif not debug:
+        logger.setLevel(logging.INFO)
 
 
 def _given(ctx: click.Context, param: click.Parameter) -> bool:

@@ -98,7 +98,7 @@ def _copies() -> list[click.Option]:
 
 
 def add_to(command: click.Command) -> None:
-    """Give ``command`` (not a group: its subcommands get them) the global options it lacks."""
+    """Give ``command`` the global options it lacks (a group too: ``rolectl users --db x``)."""
     taken = {opt for p in command.params for opt in getattr(p, "opts", ())}
     for option in _copies():
         if not taken.intersection(option.opts):

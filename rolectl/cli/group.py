@@ -55,15 +55,14 @@ def _prepare(command: click.Command) -> None:
     for param in command.params:
         if isinstance(param, click.Option) and param.help:
             param.help = unwrap(param.help)
+    from .globals import add_to
+
+    add_to(command)  # a group too: `rolectl users --role admin --db bot.db` lists
     if isinstance(command, click.Group):
         if isinstance(command, TyperGroup):
             command.suggest_commands = _TYPER_SUGGESTS
         for sub in command.commands.values():
             _prepare(sub)
-    else:
-        from .globals import add_to
-
-        add_to(command)
 
 
 class Group(RolectlGroup):

@@ -209,11 +209,13 @@ def test_choices_are_case_insensitive(cli):
     assert cli("role", "5", "--is", "User").exit_code == 1
 
 
-def test_simulate_distributions_match_the_library():
-    from rolectl.cli.simulate import DISTRIBUTIONS
-    from rolectl.simulate.config import DISTRIBUTIONS as LIBRARY
+def test_simulate_sets_match_the_library():
+    from rolectl.cli import simulate as cli_simulate
+    from rolectl.simulate.config import DISTRIBUTIONS, POLICIES
+    from rolectl.simulate.report import SECTIONS
 
-    assert DISTRIBUTIONS == LIBRARY
+    assert cli_simulate.DISTRIBUTIONS == DISTRIBUTIONS and cli_simulate.POLICIES == POLICIES
+    assert set(cli_simulate.SECTION_NAMES) == {*SECTIONS, cli_simulate.CHART, "all"}
 
 
 # -- grammar ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ and the command its validation, with rolectl's one-line error (exit 2) for a wro
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import click
 import typer
@@ -70,6 +70,18 @@ ChangeFormatOption: Any = typer.Option(
 ActorOption: Optional[str] = typer.Option(
     None, "--actor", metavar="NAME", help="Who is making the change, recorded in the audit log. Default: the OS user."
 )
+
+
+def comma_list(choices: Sequence[str]) -> Callable[[str], list[str]]:
+    """Shell completion for a comma-separated list (``--policy event,ttl``): completes the
+    last item, leaving out the ones already given."""
+
+    def complete(incomplete: str) -> list[str]:
+        head, comma, last = incomplete.rpartition(",")
+        given = set(head.split(",")) if comma else set()
+        return [head + comma + c for c in choices if c.startswith(last) and c not in given]
+
+    return complete
 
 
 def role_option(help: str) -> Any:

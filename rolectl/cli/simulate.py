@@ -18,7 +18,7 @@ from ..grammar import count
 from ..render import check_format, default_format
 from .app import app
 from .context import state
-from .options import OneOf, format_option
+from .options import OneOf, comma_list, format_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..simulate.engine import DayResult
@@ -27,6 +27,9 @@ MACHINE = ("json", "jsonl", "csv", "tsv")
 #: The rich chart of the day, a section of the terminal output only (not a table).
 CHART = "chart"
 DISTRIBUTIONS = ("seed", "uniform", "zipf")
+POLICIES = ("event", "ttl", "none")
+#: For completion only (kept literal: importing rolectl.simulate at start-up would be slow).
+SECTION_NAMES = ("policies", "chart", "timeline", "changes", "summary", "seed", "all")
 # Defaults (the reference scenario's day), repeated here as text for --help only.
 HELP_FORMAT = ("table (default on a terminal), json (the whole day as one document), jsonl, csv, tsv "
                "(default otherwise) or a tabulate format (github, plain, psql, ...).")
@@ -111,7 +114,7 @@ def simulate(
     skew: Optional[str] = typer.Option(
         None, "--skew", metavar="S", help="Zipf exponent for --distribution zipf (default 1.1)."),
     policy: str = typer.Option(
-        "event,ttl,none", "--policy", "-p", metavar="LIST",
+        "event,ttl,none", "--policy", "-p", metavar="LIST", autocompletion=comma_list(POLICIES),
         help="Policies to replay the same trace under: event, ttl, none (comma-separated)."),
     ttl: Optional[str] = typer.Option(
         None, "--ttl", metavar="SECONDS", help="Entry lifetime of the ttl policy (default 300)."),
@@ -126,7 +129,7 @@ def simulate(
     live_seconds: Optional[str] = typer.Option(
         None, "--live-seconds", metavar="SECONDS", help="Real seconds the day takes with --live (default 60)."),
     section: Optional[str] = typer.Option(
-        None, "--section", metavar="LIST",
+        None, "--section", metavar="LIST", autocompletion=comma_list(SECTION_NAMES),
         help="What to print: policies, chart, timeline, changes, summary, seed, all. Default: all but "
              "changes (the chart on a terminal only; csv/tsv/jsonl: policies)."),
     plot: Optional[Path] = typer.Option(

@@ -187,7 +187,15 @@ def promote(tx: ChangeTx, uid: int, username: str | None) -> bool:
     """Make ``uid`` an admin (creating them, or storing a new ``username``) inside an open
     change. Returns whether the row changed at all; a row that is already so is not written."""
     if tx.triggers_log:  # batches: one statement, the trigger logs a role change
-        return tx.conn.execute(_UPSERT, (uid, username, ROLE_ADMIN, True)).rowcount > 0
+        conn = tx.conn
+        if conn.execute(_UPSERT, (uid, username, ROLE_ADMIN, True)).rowcount > 0:
+            return True
+        # The row already says admin. If the log says otherwise (the table was written with the
+        # triggers off), rewrite the row so that the trigger logs what caches need.
+        if conn.execute(f"SELECT {LOGGED_ROLE_SQL}", (uid,)).fetchone()[0] != ROLE_ADMIN:
+            conn.execute(f"UPDATE users SET updated_at = {NOW} WHERE user_id = ?", (uid,))
+            return True
+        return False
     before = write_user(tx, uid, username, ROLE_ADMIN)
     return before is None or before[0] != ROLE_ADMIN or renamed(before, username)
 

@@ -13,7 +13,7 @@ import click
 import typer
 
 from ..errors import InvalidInputError
-from ..events import KINDS, ROLES
+from ..events import ROLES
 from ..render import FORMATS
 
 CHANGE_FORMATS: tuple[str, ...] = ("text", "json", "jsonl")
@@ -86,10 +86,6 @@ def comma_list(choices: Sequence[str]) -> Callable[[str], list[str]]:
 
 def role_option(help: str) -> Any:
     return typer.Option(None, "--role", metavar="ROLE", click_type=OneOf(ROLES, "role"), help=help)
-
-
-def kind_type() -> OneOf:
-    return OneOf(KINDS, "event kind")
 
 
 def input_format_option(choices: Sequence[str], help: str) -> Any:

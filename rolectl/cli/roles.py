@@ -7,17 +7,21 @@ from typing import List, Optional
 import typer
 
 from ..events import ROLE_ADMIN, ROLES
-from ..render import check_format, render_rows
-from ..repository.models import USER_FIELDS
+from ..render import Col, check_format, render_listing
 from ..validate import parse_id, parse_role, parse_username
-from .app import app
 from . import complete
-from .common import actor as actor_of, change_format, ids, report
+from .app import app
+from .common import LimitOption, actor as actor_of, change_format, ids, report
 from .context import state
 from .options import ActorOption, ChangeFormatOption, FormatOption, OneOf, role_option
 
+#: users / admins: ids, names and roles first; times go first when the terminal is narrow.
+USER_COLUMNS = (
+    Col("user_id", "int", 0), Col("username", "text", 0, min_width=10), Col("role", "atom", 0),
+    Col("created_at", "time", 2), Col("updated_at", "time", 1),
+)
+
 JsonOption = ChangeFormatOption
-LimitOption = typer.Option(None, "--limit", min=1, metavar="N", help="At most this many rows.")
 
 
 @app.command()
@@ -62,7 +66,7 @@ def add_admin(
 
         raise InvalidInputError("--username needs exactly one id", hint="add users one at a time to name them")
     with state(ctx).open() as repo:
-        report(repo.users.add_admins(uids, name, actor=who), out)
+        report(repo.users.add_admins(uids, name, actor=who), out, "user_id", uids)
 
 
 @app.command("remove-admin")
@@ -80,7 +84,7 @@ def remove_admin(
     """
     uids, who, out = ids(user_ids), actor_of(actor), change_format(fmt)
     with state(ctx).open() as repo:
-        report(repo.users.remove_admins(uids, actor=who, force=force), out)
+        report(repo.users.remove_admins(uids, actor=who, force=force), out, "user_id", uids)
 
 
 @app.command()
@@ -110,8 +114,10 @@ def _list_users(ctx: typer.Context, role_name: Optional[str], limit: Optional[in
     check_format(fmt)
     wanted = parse_role(role_name) if role_name is not None else None
     with state(ctx).open() as repo:
-        rows = [u.to_dict() for u in repo.users.list(role=wanted, limit=limit)]
-    render_rows(rows, USER_FIELDS, fmt, title=title)
+        render_listing(
+            lambda n: (u.to_dict() for u in repo.users.stream(role=wanted, limit=n)), USER_COLUMNS, fmt,
+            limit=limit, total=lambda: repo.users.count(wanted), noun=title, title=title,
+        )
 
 
 users_app = typer.Typer(no_args_is_help=False)

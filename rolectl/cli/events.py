@@ -15,7 +15,7 @@ from ..validate import parse_id
 from .app import app
 from .context import state
 from . import complete
-from .options import format_option
+from .options import OneOf, format_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..events import Event
@@ -36,7 +36,7 @@ EVENT_COLUMNS = (
 )
 
 
-class KindList(click.Choice):  # type: ignore[type-arg]
+class KindList(OneOf):
     """``--kind`` values: one kind, or several separated by commas; completes each part."""
 
     name = "kind"
@@ -74,7 +74,7 @@ def events(
     user: Optional[str] = typer.Option(None, "--user", metavar="USER_ID", help="Only events about this user id.",
                                        autocompletion=complete.known_users),
     kind: Optional[List[str]] = typer.Option(
-        None, "--kind", click_type=KindList(KINDS), metavar="KIND[,KIND...]",
+        None, "--kind", click_type=KindList(KINDS, "event kind"), metavar="KIND[,KIND...]",
         help="Only these kinds: repeat it or give a comma list (admin_added,admin_removed).",
     ),
     limit: Optional[int] = typer.Option(

@@ -309,12 +309,12 @@ def test_other_processes_see_all_of_a_batch_or_none_of_it(db_path, tmp_path, rol
 def test_transfer_to_a_new_user_creates_them_in_the_same_transaction(seeded, tmp_path, cli):
     path = tmp_path / "c.csv"
     path.write_text("transfer,1,777\n")
-    plan = json.loads(cli("apply", str(path), "--dry-run", "--format", "json").stdout)
+    plan = json.loads(cli("apply", str(path), "--dry-run", "--format", "json").stdout)["changes"]
     assert plan[0]["message"] == "mailbox 1 would go from 123 to 777 (a new user, would be created)"
     assert cli("role", "777").stdout == "user\n"  # the dry run wrote nothing
-    rows = json.loads(cli("apply", str(path), "--format", "json").stdout)
+    rows = json.loads(cli("apply", str(path), "--format", "json").stdout)["changes"]
     assert rows[0]["message"] == "mailbox 1 transferred from 123 to 777 (user 777 created)"
-    assert rows[0]["events"] == "admin_added admin_removed admin_transferred"
+    assert [e["kind"] for e in rows[0]["events"]] == ["admin_added", "admin_removed", "admin_transferred"]
     with Repository.open(seeded) as repo:
         assert repo.users.get(777).role == "admin" and repo.mailboxes.get(1).owner_id == 777
         assert repo.events.replay() == repo.events.table_roles()
@@ -323,7 +323,7 @@ def test_transfer_to_a_new_user_creates_them_in_the_same_transaction(seeded, tmp
 def test_add_admin_line_that_renames_says_so(seeded, tmp_path, cli):
     path = tmp_path / "c.csv"
     path.write_text("add-admin,789,old\nadd-admin,789,new\nadd-admin,789,new\n")
-    rows = json.loads(cli("apply", str(path), "--format", "json").stdout)
+    rows = json.loads(cli("apply", str(path), "--format", "json").stdout)["changes"]
     assert [(r["changed"], r["message"]) for r in rows] == [
         (True, "789 is now an admin"),
         (True, "789 is already an admin; username set to @new"),

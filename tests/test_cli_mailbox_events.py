@@ -114,7 +114,7 @@ def test_events_formats(day):
 
 
 @pytest.mark.parametrize("args, text", [
-    (["events", "--kind", "admin_promoted"], "'admin_promoted' is not one of"),
+    (["events", "--kind", "admin_promoted"], "unknown event kind 'admin_promoted'"),
     (["events", "--user", "abc"], "not a whole number"),
     (["events", "--since", "-1"], "-1"),
     (["events", "--limit", "-1"], "--limit"),

@@ -120,7 +120,6 @@ def test_per_line_results_as_json(seeded, tmp_path, cli):
     ("remove-admin,55", 3, "line 4: user 55 is unknown"),
     ("transfer,9,2000", 3, "line 4: mailbox 9 does not exist"),
     ("transfer,1,123", 4, "line 4: user 123 already owns mailbox 1"),
-    ("transfer,1,777", 3, "line 4: user 777 is unknown"),
     ("add-admin,x", 2, "line 4: invalid user id"),
 ])
 def test_one_bad_line_applies_nothing(seeded, tmp_path, run_rolectl, bad_line, code, words):
@@ -169,7 +168,7 @@ def test_default_plan_is_tsv_when_piped(seeded, tmp_path, run_rolectl):
 
 def test_stdin_input(seeded, run_rolectl):
     result = run_rolectl("apply", input='{"op":"add-admin","user_id":42,"username":"x"}\n')
-    assert result.returncode == 0 and "applied 1 lines from stdin" in result.stdout
+    assert result.returncode == 0 and "applied 1 line from stdin" in result.stdout
     assert run_rolectl("role", "42").stdout.strip() == "admin"
     empty = run_rolectl("apply", "-", input="# nothing\n\n")
     assert empty.returncode == 0 and "nothing to apply" in empty.stderr
@@ -210,33 +209,35 @@ def test_listeners_hear_the_events_only_after_commit(seeded):
 
 # -- equivalence with the single commands (property) ----------------------------------------------
 
-USERS = st.integers(1, 6)
+USERS = st.integers(1, 6)  # 5 and 6 are never seen before a line names them
 OPS = st.one_of(
-    st.tuples(st.just("add-admin"), USERS),
+    st.tuples(st.just("add-admin"), USERS, st.sampled_from([None, "a", "b"])),
     st.tuples(st.just("remove-admin"), USERS, st.booleans()),
     st.tuples(st.just("transfer"), st.integers(1, 3), USERS),
 )
 
 
-def _one_by_one(repo: Repository, op: tuple) -> None:
+def _one_by_one(repo: Repository, op: tuple) -> bool:
+    """Run one change as its command would; whether it changed anything."""
     if op[0] == "add-admin":
-        repo.users.add_admin(op[1], actor="t")
-    elif op[0] == "remove-admin":
-        repo.users.remove_admin(op[1], actor="t", force=op[2])
-    else:
-        repo.mailboxes.transfer(op[1], op[2], actor="t")
+        return repo.users.add_admin(op[1], op[2], actor="t").changed
+    if op[0] == "remove-admin":
+        return repo.users.remove_admin(op[1], actor="t", force=op[2]).changed
+    return repo.mailboxes.transfer(op[1], op[2], actor="t").changed
 
 
 def _line(op: tuple) -> str:
     if op[0] == "remove-admin":
         return f"remove-admin,{op[1]}" + (",force" if op[2] else "")
+    if op[0] == "add-admin":
+        return f"add-admin,{op[1]}" + (f",{op[2]}" if op[2] else "")
     return ",".join(map(str, op))
 
 
 def _snapshot(repo: Repository) -> tuple:
-    events = [(e.kind, e.user_id, e.old_role, e.new_role, e.mailbox_id, e.from_user, e.to_user)
+    events = [(e.kind, e.user_id, e.old_role, e.new_role, e.mailbox_id, e.from_user, e.to_user, e.note)
               for e in repo.events.since(0)]
-    return [(u.user_id, u.role) for u in repo.users.list()], [(m.mailbox_id, m.owner_id) for m in repo.mailboxes.list()], events
+    return [(u.user_id, u.role, u.username) for u in repo.users.list()], [(m.mailbox_id, m.owner_id) for m in repo.mailboxes.list()], events
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -251,9 +252,10 @@ def test_a_batch_equals_its_commands_run_one_by_one_or_changes_nothing(tmp_path_
             repo.users.upsert(4, actor="t")
     with Repository.open(single_db) as single:
         failure: RolectlError | None = None
+        changed: list[bool] = []
         for index, op in enumerate(ops, 1):
             try:
-                _one_by_one(single, op)
+                changed.append(_one_by_one(single, op))
             except RolectlError as exc:
                 failure = exc
                 failed_line = index
@@ -265,11 +267,12 @@ def test_a_batch_equals_its_commands_run_one_by_one_or_changes_nothing(tmp_path_
         if failure is None:
             result = apply_changes(repo, parsed, actor="t")
             assert _snapshot(repo) == expected
+            assert [r.changed for r in result.results] == changed  # renames and no-ops alike
             assert sum(len(r.events) for r in result.results) == len(result.events)
         else:
             with pytest.raises(type(failure)) as info:
                 apply_changes(repo, parsed, actor="t")
-            assert str(info.value).startswith(f"line {failed_line}: ")
+            assert str(info.value) == f"line {failed_line}: {failure}"  # the command's own message
             assert _snapshot(repo) == before
         assert repo.events.replay() == repo.events.table_roles()
 
@@ -490,3 +493,28 @@ def test_the_write_lock_is_free_while_an_import_is_staged_and_checked(seeded, mo
     with Repository.open(seeded) as repo:
         summary = import_users(repo, parse_import("id,role\n5,admin\n6,user\n"), actor="t")
         assert seen == [True] and summary.created == 2 and repo.users.get(777777) is not None
+
+
+def test_transfer_to_a_new_user_creates_them_in_the_same_transaction(seeded, tmp_path, cli):
+    path = tmp_path / "c.csv"
+    path.write_text("transfer,1,777\n")
+    plan = json.loads(cli("apply", str(path), "--dry-run", "--format", "json").stdout)["changes"]
+    assert plan[0]["message"] == "mailbox 1 would go from 123 to 777 (a new user, would be created)"
+    assert cli("role", "777").stdout == "user\n"  # the dry run wrote nothing
+    rows = json.loads(cli("apply", str(path), "--format", "json").stdout)["changes"]
+    assert rows[0]["message"] == "mailbox 1 transferred from 123 to 777 (user 777 created)"
+    assert [e["kind"] for e in rows[0]["events"]] == ["admin_added", "admin_removed", "admin_transferred"]
+    with Repository.open(seeded) as repo:
+        assert repo.users.get(777).role == "admin" and repo.mailboxes.get(1).owner_id == 777
+        assert repo.events.replay() == repo.events.table_roles()
+
+
+def test_add_admin_line_that_renames_says_so(seeded, tmp_path, cli):
+    path = tmp_path / "c.csv"
+    path.write_text("add-admin,789,old\nadd-admin,789,new\nadd-admin,789,new\n")
+    rows = json.loads(cli("apply", str(path), "--format", "json").stdout)["changes"]
+    assert [(r["changed"], r["message"]) for r in rows] == [
+        (True, "789 is now an admin"),
+        (True, "789 is already an admin; username set to @new"),
+        (False, "789 is already an admin; nothing to do"),
+    ]

@@ -46,6 +46,6 @@ def report(changes: Sequence["Change"], fmt: str, key: str, targets: Sequence[in
 
 
 LimitOption: Optional[int] = typer.Option(
-    None, "--limit", click_type=SeqNumber("--limit"),
+    None, "--limit", click_type=SeqNumber("--limit"), metavar="N",
     help="At most this many rows; 0: all. Default: all, but one screen on a terminal.",
 )

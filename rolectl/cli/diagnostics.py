@@ -19,7 +19,9 @@ from .app import app
 from .common import actor as actor_of
 from .common import change_format
 from .context import state
-from .options import USER_ID, ActorOption, FormatOption, Seconds, SeqNumber
+from . import complete
+from .options import (USER_ID, ActorOption, ChangeFormatOption, FormatOption, Seconds, SeqNumber, format_option,
+                      role_option)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..cache.registry import Instance
@@ -32,10 +34,10 @@ STATS_EXTRA = ("id", "last_seq", "lookups_per_s_10s", "events_per_s_10s", "coale
                "misses_dropped", "misses_evicted", "stale_installs_prevented", "in_flight", "bus",
                "follower_errors", "last_reset_reason", "started_at", "started_epoch", "last_seen_epoch", "error")
 ENTRY_COLUMNS = ("user_id", "role", "since")
-InstanceOption = typer.Option(None, "--instance", "-i", help="Instance name or id (see `rolectl stats`).")
-WaitOption = typer.Option(
-    2.0, "--wait", help="Seconds to wait for running instances to apply it (0: don't).", click_type=Seconds("--wait")
-)
+InstanceOption = typer.Option(None, "--instance", "-i", metavar="NAME", autocompletion=complete.instances,
+                              help="Instance name or id (see `rolectl stats`).")
+WaitOption = typer.Option(2.0, "--wait", click_type=Seconds("--wait"), metavar="SECONDS",
+                          help="Seconds to wait for running instances to apply it (0: don't).")
 
 
 def _machine(fmt: Optional[str]) -> bool:
@@ -149,9 +151,9 @@ def stats(
     interval: float = typer.Option(1.0, "--interval", help="Seconds between refreshes with --watch.",
                                    click_type=Seconds("--interval", 0.1, 3600)),
     prune: bool = typer.Option(False, "--prune", help="Forget registrations whose process is gone (this host only)."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", metavar="FORMAT",
-                                      help="table, json, jsonl, csv, tsv, a tabulate format, or openmetrics "
-                                      "(Prometheus text format for node_exporter's textfile collector)."),
+    fmt: Optional[str] = format_option(
+        extra=(OPENMETRICS,), help="table, json, jsonl, csv, tsv, a tabulate format, or openmetrics "
+        "(Prometheus text format for node_exporter's textfile collector)."),
 ) -> None:
     """One row per cache instance registered for this database: state, hits, misses, hit rate
     (since start and over the last 10 s), size, lag behind the log, faults, resets, and how
@@ -230,11 +232,11 @@ app.add_typer(cache_app, name="cache")
 def cache_show(
     ctx: typer.Context,
     instance: Optional[str] = InstanceOption,
-    role: Optional[str] = typer.Option(None, "--role", help="Only entries with this role (user/admin)."),
-    user: Optional[int] = typer.Option(None, "--user", help="Only this user id.", click_type=USER_ID),
-    limit: int = typer.Option(
-        1000, "--limit", help="At most this many entries (0: all). Default 1000.", click_type=SeqNumber("--limit")
-    ),
+    role: Optional[str] = role_option("Only entries with this role: user or admin."),
+    user: Optional[int] = typer.Option(None, "--user", metavar="USER_ID", help="Only this user id.",
+                                       click_type=USER_ID),
+    limit: int = typer.Option(1000, "--limit", click_type=SeqNumber("--limit"), metavar="N",
+                              help="At most this many entries (0: all). Default 1000."),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """The entries one live instance holds in memory right now (admins first).
@@ -316,11 +318,12 @@ def _break_glass(ctx: typer.Context, do: Any, wait: float, fmt: Optional[str]) -
 @cache_app.command("evict")
 def cache_evict(
     ctx: typer.Context,
-    user_id: int = typer.Argument(..., metavar="ID", help="User id to drop from every cache.", click_type=USER_ID),
+    user_id: int = typer.Argument(..., metavar="USER_ID", help="User id to drop from every cache.",
+                                  click_type=USER_ID, autocompletion=complete.known_users),
     actor: Optional[str] = ActorOption,
     note: Optional[str] = typer.Option(None, "--note", help="Why, recorded in the audit log."),
     wait: float = WaitOption,
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="text (default), json or jsonl."),
+    fmt: Optional[str] = ChangeFormatOption,
 ) -> None:
     """Make every following cache drop one user (the next lookup reads the database).
 
@@ -341,7 +344,7 @@ def cache_flush(
     actor: Optional[str] = ActorOption,
     note: Optional[str] = typer.Option(None, "--note", help="Why, recorded in the audit log."),
     wait: float = WaitOption,
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="text (default), json or jsonl."),
+    fmt: Optional[str] = ChangeFormatOption,
 ) -> None:
     """Make every following cache drop everything (break-glass); recorded as cache_flush.
 
@@ -360,7 +363,8 @@ def cache_flush(
 @app.command()
 def whois(
     ctx: typer.Context,
-    user_id: int = typer.Argument(..., metavar="ID", help="User id.", click_type=USER_ID),
+    user_id: int = typer.Argument(..., metavar="USER_ID", help="User id.", click_type=USER_ID,
+                                  autocompletion=complete.known_users),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """A user's role in the database and its last role change (admin_added / admin_removed),

@@ -11,6 +11,7 @@ from ..validate import parse_id
 from .app import app
 from .common import LimitOption, actor as actor_of, change_format, report
 from .context import state
+from . import complete
 from .options import MAILBOX_ID, USER_ID, ActorOption, FormatOption
 from .roles import JsonOption
 
@@ -38,8 +39,9 @@ def complete_mailbox_ids(ctx: typer.Context, incomplete: str) -> list[str]:
 def create(
     ctx: typer.Context,
     mailbox_id: int = typer.Argument(..., metavar="MAILBOX_ID", click_type=MAILBOX_ID),
-    owner: int = typer.Option(..., "--owner", help="User id of the owner; they become an admin.", click_type=USER_ID),
-    title: Optional[str] = typer.Option(None, "--title", help="A title for people."),
+    owner: int = typer.Option(..., "--owner", metavar="USER_ID", help="User id of the owner; they become an admin.",
+                              click_type=USER_ID, autocompletion=complete.known_users),
+    title: Optional[str] = typer.Option(None, "--title", metavar="TEXT", help="A title for people."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,
 ) -> None:
@@ -55,7 +57,8 @@ def create(
 @mailbox_app.command("list")
 def list_(
     ctx: typer.Context,
-    owner: Optional[int] = typer.Option(None, "--owner", help="Only mailboxes of this user.", click_type=USER_ID),
+    owner: Optional[int] = typer.Option(None, "--owner", metavar="USER_ID", help="Only mailboxes of this user.",
+                                        click_type=USER_ID, autocompletion=complete.known_users),
     limit: Optional[int] = LimitOption,
     fmt: Optional[str] = FormatOption,
 ) -> None:
@@ -99,7 +102,8 @@ def transfer(
     ctx: typer.Context,
     mailbox_id: int = typer.Argument(..., metavar="MAILBOX_ID", autocompletion=complete_mailbox_ids,
                                      click_type=MAILBOX_ID),
-    to: int = typer.Option(..., "--to", help="User id of the new owner (must be a known user).", click_type=USER_ID),
+    to: int = typer.Option(..., "--to", metavar="USER_ID", click_type=USER_ID, autocompletion=complete.known_users,
+                           help="User id of the new owner; a user never seen before is created as an admin."),
     keep_admin: bool = typer.Option(False, "--keep-admin", help="Leave the previous owner an admin."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,

@@ -6,8 +6,8 @@ by its line number), then everything is written in ONE transaction through
 :func:`~rolectl.repository._tx.change`, so it is all or nothing, role-change events come from
 the triggers exactly as for single commands, and listeners hear of them only after COMMIT.
 
-``apply`` reuses the building blocks of :mod:`.users` and :mod:`.mailboxes` (``promote``,
-``demote``, ``transfer_in``), so a line of a file behaves exactly like the command it names.
+``apply`` decides each line with the rules the single commands use (:mod:`.rules`, through
+:mod:`.plan`), so a line of a file behaves exactly like the command it names.
 ``import_users`` is set-based instead: rows go to a temporary table with ``executemany`` and
 two statements per chunk update and insert them, which is what makes 100 000+ users a second
 possible while the triggers still log every role that changes.
@@ -348,17 +348,22 @@ def parse_changes(lines: Iterable[str], fmt: str = "auto") -> list[Op]:
 # -- apply: writing -------------------------------------------------------------------------
 
 
-def _message(op: Op, changed: bool, source: int | None, dry_run: bool) -> str:
+def _message(op: Op, changed: bool, source: int | None, dry_run: bool, *, renamed: bool = False,
+             created: bool = False) -> str:
     if op.op == ADD_ADMIN:
         if not changed:
             return f"{op.user_id} is already an admin; nothing to do"
+        if renamed:
+            verb = "would be set" if dry_run else "set"
+            return f"{op.user_id} is already an admin; username {verb} to @{op.username}"
         return f"{op.user_id} would become an admin" if dry_run else f"{op.user_id} is now an admin"
     if op.op == REMOVE_ADMIN:
         if not changed:
             return f"{op.user_id} is not an admin; nothing to do"
         return f"{op.user_id} would no longer be an admin" if dry_run else f"{op.user_id} is no longer an admin"
     verb = "would go" if dry_run else "transferred"
-    return f"mailbox {op.mailbox_id} {verb} from {source} to {op.to_user}"
+    new = (" (a new user, would be created)" if dry_run else f" (user {op.to_user} created)") if created else ""
+    return f"mailbox {op.mailbox_id} {verb} from {source} to {op.to_user}{new}"
 
 
 def apply_changes(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run: bool = False) -> BatchResult:
@@ -372,11 +377,15 @@ def apply_changes(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run:
     set-based under it (:mod:`.plan`), so other writers wait seconds, not the whole file.
     """
     outcome = plan.run(repo, ops, actor=actor, dry_run=dry_run)
-    results = [
-        OpResult(op, op.op == TRANSFER or bool(mine), _message(op, op.op == TRANSFER or bool(mine), source, dry_run),
-                 mine)
-        for op, mine, source in zip(ops, outcome.mine, outcome.plan.sources)
-    ]
+    results: list[OpResult] = []
+    for op, mine, source, step in zip(ops, outcome.mine, outcome.plan.sources, outcome.plan.steps):
+        assert step is not None
+        # A line changed something when its row was written or a role logged; a transfer always does.
+        changed = op.op == TRANSFER or step.written or step.log is not None
+        renamed = op.op == ADD_ADMIN and step.renamed and step.log is None
+        created = op.op == TRANSFER and step.before is None
+        results.append(OpResult(op, changed, _message(op, changed, source, dry_run, renamed=renamed, created=created),
+                                mine))
     return BatchResult(tuple(results), outcome.events, dry_run)
 
 

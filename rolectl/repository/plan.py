@@ -6,8 +6,8 @@ own role changes -- gave up with "database is locked" after its 5 s busy wait. H
 
 1. **Read** (a read snapshot, no write lock): the rows the batch can touch -- the users it
    names, the mailboxes it names, their owners, and every mailbox those users own.
-2. **Plan** (pure Python): run the lines in order against that state with the same rules as
-   the single commands (:mod:`.users`, :mod:`.mailboxes`): unknown users and mailboxes,
+2. **Plan** (pure Python): run the lines in order against that state with the rules the
+   single commands use (:mod:`.rules`): unknown users and mailboxes,
    refused demotions and transfers are reported by line number, and each line's events are
    decided (a role-change event when the role changes, ``admin_transferred`` per transfer).
    A dry run stops here and has taken no write lock at all.
@@ -32,9 +32,10 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..errors import ConflictError, NotFoundError, RolectlError
+from ..errors import RolectlError
 from ..events import ADMIN_ADDED, ADMIN_REMOVED, ADMIN_TRANSFERRED, EVENT_FIELDS, ROLE_ADMIN, ROLE_USER, Event, Role
 from ..store import translate
+from . import rules
 from ._tx import head
 from .users import NOW
 
@@ -83,6 +84,8 @@ class Plan:
     new_users: dict[int, list[Any]] = field(default_factory=dict)  # id -> [role, username]
     changed_users: dict[int, list[Any]] = field(default_factory=dict)
     moved: dict[int, int] = field(default_factory=dict)  # mailbox -> new owner
+    #: each line's decision about its user (a transfer: about the new owner)
+    steps: list["rules.Step | None"] = field(default_factory=list)
 
 
 def _ids(values: set[int]) -> str:
@@ -125,85 +128,63 @@ def read_state(conn: sqlite3.Connection, ops: Sequence["Op"]) -> State:
 def make_plan(ops: Sequence["Op"], state: State) -> Plan:
     """Run ``ops`` in order on ``state`` (which it changes) with the single commands' rules.
 
-    Mirrors :func:`.users.promote`, :func:`.users.demote` and :func:`.mailboxes.transfer_in`
-    run in a batch: a role written to the table is logged when it differs from the role the
-    log last recorded (what the triggers do, and what caches need), and a demotion of a user
-    the table already has as ``user`` but the log as admin is logged too. ``tests/test_apply.py``
-    checks that a batch and its commands run one by one end alike.
+    Each line asks :mod:`.rules` what to do, exactly as :func:`.users.write_user`,
+    :func:`.users.demote` and :func:`.mailboxes.transfer_in` do for a single command, and
+    applies the answer to ``state``: the row to write and the role change to log.
+    ``tests/test_apply.py`` checks that a batch and its commands run one by one end alike.
     """
     plan = Plan()
     users, logged, owner_of, owned = state.users, state.logged, state.owner_of, state.owned
     events = plan.events
     before = {uid: list(row) for uid, row in users.items()}
 
-    def log(uid: int, role: Role, note: str | None) -> None:
-        old = logged.get(uid, ROLE_USER)
-        events.append((ADMIN_ADDED if role == ROLE_ADMIN else ADMIN_REMOVED, uid, old, role, None, None, None, note))
-        logged[uid] = role
+    def row_of(uid: int) -> rules.Row | None:
+        row = users.get(uid)
+        return (row[0], row[1]) if row is not None else None
 
-    def set_role(uid: int, role: Role) -> None:
-        """The table's role written; the trigger's rule decides whether that is an event."""
-        row = users[uid]
-        row[0] = role
-        if role != logged.get(uid, ROLE_USER):
-            log(uid, role, row[1])
+    def apply(uid: int, step: rules.Step) -> None:
+        if step.log is not None:
+            kind = ADMIN_ADDED if step.log == ROLE_ADMIN else ADMIN_REMOVED
+            events.append((kind, uid, logged.get(uid, ROLE_USER), step.log, None, None, None, step.note))
+            logged[uid] = step.log
+        if step.written and step.after is not None:
+            users[uid] = list(step.after)
 
     for op in ops:
         start = len(events)
         source: int | None = None
+        step: rules.Step | None = None
         try:
             if op.op == ADD_ADMIN:
+                assert op.user_id is not None
                 uid = op.user_id
-                assert uid is not None
-                row = users.get(uid)
-                if row is None:
-                    users[uid] = row = [ROLE_USER, op.username]
-                elif op.username is not None:
-                    row[1] = op.username
-                set_role(uid, ROLE_ADMIN)
+                step = rules.write(row_of(uid), logged.get(uid, ROLE_USER), ROLE_ADMIN, op.username)
+                apply(uid, step)
             elif op.op == REMOVE_ADMIN:
+                assert op.user_id is not None
                 uid = op.user_id
-                assert uid is not None
-                row = users.get(uid)
-                if row is None and logged.get(uid) != ROLE_ADMIN:
-                    raise NotFoundError(f"user {uid} is unknown", hint="check the id with `rolectl users`")
-                if row is None or row[0] != ROLE_ADMIN:
-                    if logged.get(uid) == ROLE_ADMIN:  # caches still serve an admin the table lost
-                        log(uid, ROLE_USER, row[1] if row is not None else None)
-                else:
-                    mine = sorted(owned.get(uid, ()))
-                    if mine and not op.force:
-                        raise ConflictError(
-                            f"{uid} still owns mailbox {', '.join(map(str, mine))}",
-                            hint=f"transfer it first (`rolectl transfer {mine[0]} --to ID`) or pass --force",
-                        )
-                    set_role(uid, ROLE_USER)
+                step = rules.demote(uid, row_of(uid), logged.get(uid, ROLE_USER), sorted(owned.get(uid, ())), op.force)
+                apply(uid, step)
             else:
                 mid, target = op.mailbox_id, op.to_user
                 assert mid is not None and target is not None
-                source = owner_of.get(mid)
-                if source is None:
-                    raise NotFoundError(f"mailbox {mid} does not exist", hint="list them with `rolectl mailbox list`")
-                if source == target:
-                    raise ConflictError(f"user {target} already owns mailbox {mid}", hint="transfer it to someone else")
-                if target not in users:
-                    raise NotFoundError(
-                        f"user {target} is unknown", hint=f"add them first, e.g. `rolectl add-admin {target}`"
-                    )
+                source = rules.check_transfer(mid, owner_of.get(mid), target)
                 count = len(owned.get(source, ()))
+                step = rules.new_owner(row_of(target), logged.get(target, ROLE_USER))
+                apply(target, step)
                 owner_of[mid] = target
                 owned[source].discard(mid)
                 owned.setdefault(target, set()).add(mid)
                 plan.moved[mid] = target
-                if users[target][0] != ROLE_ADMIN:
-                    set_role(target, ROLE_ADMIN)
-                if not op.keep_admin and users.get(source, [None])[0] == ROLE_ADMIN and count == 1:
-                    set_role(source, ROLE_USER)
+                back = rules.old_owner(row_of(source), logged.get(source, ROLE_USER), count, op.keep_admin)
+                if back is not None:
+                    apply(source, back)
                 events.append((ADMIN_TRANSFERRED, None, None, None, mid, source, target, None))
         except RolectlError as exc:
             raise type(exc)(f"line {op.line}: {exc.message}", hint=exc.hint) from None
         plan.spans.append((start, len(events)))
         plan.sources.append(source)
+        plan.steps.append(step)
     for uid, row in users.items():
         old = before.get(uid)
         if old is None:

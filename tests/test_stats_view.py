@@ -16,7 +16,9 @@ from typing import Iterator
 import pytest
 
 from botproc import Bot
-from rolectl.cli.statsview import Column, WatchModel, fit, sparkline
+from rolectl.cli.statsview import WATCH_GAP, WatchModel, sparkline
+from rolectl.render import Col
+from rolectl.render.table import fit
 from rolectl.repository import Repository
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is needed for a real terminal")
@@ -141,11 +143,17 @@ def test_one_shot_stats_never_splits_a_number_at_80_columns(bots: tuple[Bot, Bot
 
 def test_sparkline_and_column_fitting() -> None:
     assert sparkline([0.0, 0.5, 1.0, None]) == "▁▅█ "
-    cols = [Column("a", "aaaa", priority=9), Column("b", "b", True, 1), Column("c", "cccc", priority=5)]
-    rows = [{"a": "x" * 10, "b": 123456, "c": "y"}]
-    assert [c.key for c in fit(cols, rows, 80)] == ["a", "b", "c"]
-    assert [c.key for c in fit(cols, rows, 18)] == ["a", "c"]  # the lowest priority goes first
-    assert [c.key for c in fit(cols, rows, 5)] == ["a"]
+    cols = [Col("a", "atom", 0, "aaaa"), Col("b", "int", 8), Col("c", "atom", 4, "cccc")]
+    natural = {"a": 10, "b": 6, "c": 4}  # the widest cell or header of each
+
+    def shown(width: int) -> list[str] | None:
+        layout = fit(cols, natural, width, WATCH_GAP)
+        return None if layout is None else [c.name for c in layout[0]]
+
+    assert shown(80) == ["a", "b", "c"]
+    assert shown(18) == ["a", "c"]  # the least important goes first
+    assert shown(10) == ["a"]
+    assert shown(5) is None  # not even the one that always stays: rows become vertical records
 
 
 def test_interval_rates_come_from_two_snapshots() -> None:

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from botproc import Bot
+from botproc import Bot, stop_all
 from rolectl.cli.statsview import WATCH_GAP, WatchModel, sparkline
 from rolectl.render import Col
 from rolectl.render.table import fit
@@ -68,10 +68,7 @@ def bots(db_path: Path) -> Iterator[tuple[Bot, Bot]]:
     try:
         yield alpha, zulu
     finally:
-        for bot in (alpha, zulu):
-            if bot.proc.poll() is None:
-                bot.proc.send_signal(signal.SIGCONT)
-            bot.stop()
+        stop_all(alpha, zulu)
 
 
 def _rolectl(db: Path, *args: str) -> str:

@@ -214,13 +214,15 @@ def cache_show(
 
 def _confirmation_line(confirmations: list[dict[str, Any]]) -> str:
     """``applied by 1 of 2 live instances; beta (pid 123) unresponsive`` (names made safe)."""
+    from ..cache.registry import label
+
     applied = [c for c in confirmations if c["applied"]]
     line = f"applied by {len(applied)} of {len(confirmations)} live instance{'s' if len(confirmations) != 1 else ''}"
     missing = []
     for c in confirmations:
         if c["applied"]:
             continue
-        who = f"{c['instance']} (pid {c['pid']})" if c["pid"] is not None else f"{c['instance']} (id {c['id']})"
+        who = label(c["instance"], c["pid"], c["id"])
         missing.append(f"{who} {c['state']}" if c["state"] != "live" else f"{who} lagging ({c['detail']})")
     return safe(line + ("; " + ", ".join(missing) if missing else ""))
 

@@ -187,3 +187,28 @@ def test_a_stale_follower_is_shown_as_stale() -> None:
     assert inst.shown_state == "stale" and inst.live  # still answering, but not from a current log
     frame = WatchModel().update([inst], 5, "bot.db", 1.0)
     assert frame.rows[0]["state"].plain == "stale" and "1 stale" in frame.header[0]
+
+
+def test_the_live_view_escapes_names_and_keeps_one_line_per_instance() -> None:
+    import io
+
+    from rich.console import Console
+
+    from rolectl.cache.registry import Instance
+    from rolectl.cli.statsview import render_frame
+
+    cache = {"hits": 1, "misses": 1, "coalesced": 0, "last_seq": 5, "faults": 0}
+    named = [Instance(name=name, pid=1234 + n, id=str(1234 + n), host="h", started_at=None, state="live",
+                      last_seen=None, follower_mode="inotify", stats={"cache": cache, "follower": {"mode": "inotify"}})
+             for n, name in enumerate(["evil\x1b]0;owned\x07", "a-very-long-instance-name-" * 3])]
+    frame = WatchModel().update(named, 5, "bot\x1b[2J.db", 1.0)
+    out = io.StringIO()
+    Console(file=out, width=80, color_system="standard", force_terminal=True).print(render_frame(frame, 80))
+    text = out.getvalue()
+    assert "\x1b]" not in text and "\x07" not in text and "\x1b[2J" not in text
+    assert "evil\\x1b]0;owned\\x07" in ESC.sub("", text) and "bot\\x1b[2J.db" in ESC.sub("", text)
+    lines = ESC.sub("", text).splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    [long_row] = [line for line in lines if line.startswith("a-very-long")]
+    assert "…" in long_row and "live" in long_row  # cut, not wrapped onto a second line
+    assert "\x1b[32m" in text  # live is green

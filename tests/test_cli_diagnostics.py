@@ -198,7 +198,7 @@ def test_evict_and_flush_json_is_the_change_shape_of_add_admin(db_path: Path, ru
     line = run_rolectl("cache", "flush", "--wait", "0", "--format", "jsonl").stdout.splitlines()
     assert len(line) == 1 and json.loads(line[0])["instances"] == []  # jsonl: the item carries them
     text = run_rolectl("cache", "flush", "--wait", "0").stdout
-    assert text == "every following cache flushed (events #4)\n"
+    assert text == "every following cache flushed (event #4)\n"
 
 
 def test_names_from_peers_are_escaped_for_people_and_times_are_iso_for_programs() -> None:

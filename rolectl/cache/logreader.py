@@ -9,7 +9,7 @@ questions for whoever follows the log (the cache follower, ``rolectl events --fo
 * :meth:`LogReader.read` -- the events after a sequence number, in order, read in one
   snapshot together with the checks that prove nothing is missing: the log's ``meta.log_id``
   (a replaced database has another one), the head (it never goes backwards), the event the
-  caller applied last (still there, unchanged) and contiguity (``seq`` has no holes unless
+  caller stands on (still there, unchanged in every field) and contiguity (``seq`` has no holes unless
   someone deleted or forged rows). If any check fails the batch carries a ``reset`` reason
   and the head to resume from instead of events.
 """
@@ -21,6 +21,7 @@ import sqlite3
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Optional
 
 from ..errors import DatabaseError
 from ..events import EVENT_FIELDS, Event
@@ -32,10 +33,13 @@ _HEAD = (
     "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
     "coalesce((SELECT max(seq) FROM events), 0))"
 )
-_ANCHOR = "SELECT ts, kind FROM events WHERE seq = ?"
+_ANCHOR = f"SELECT {', '.join(EVENT_FIELDS)} FROM events WHERE seq = ?"
 _FIRST = "SELECT min(seq) FROM events"
 
-Anchor = tuple[int, str, str]  # (seq, ts, kind) of the last event a follower applied
+#: Where a follower stands: ``(seq, row)`` with the whole row of event ``seq`` as it was read
+#: (``None`` if no event had that number: the log's tail was deleted). A restored backup or a
+#: forged row shows up as a different row at the same ``seq``.
+Anchor = tuple[int, Optional[tuple[Any, ...]]]
 
 
 @dataclass
@@ -48,6 +52,9 @@ class Batch:
     log_id: str = ""
     reset: str | None = None
     more: bool = False  # the batch was cut at ``limit``: read again
+    #: Where the caller stands once it has applied this batch (or reset to ``head``), read in
+    #: the same snapshot: pass it to the next :meth:`LogReader.read`.
+    anchor: Anchor | None = None
 
 
 def file_identity(path: Path) -> tuple[int, int] | None:
@@ -101,7 +108,7 @@ class LogReader:
         if self._conn is None or file_identity(self.path) != self._identity:
             return True
         try:
-            return self._conn.execute("PRAGMA data_version").fetchone()[0] != self._data_version
+            return bool(self._conn.execute("PRAGMA data_version").fetchone()[0] != self._data_version)
         except sqlite3.Error:
             return True
 
@@ -116,7 +123,9 @@ class LogReader:
 
     def read(self, after: int, anchor: Anchor | None = None, *, limit: int = 5000) -> Batch:
         """Events with ``seq > after`` (at most ``limit``), or a reset if the log cannot
-        continue from ``after``. ``anchor`` is the last event the caller applied, if known."""
+        continue from ``after``. ``anchor`` is where the caller stands, from the previous
+        batch's :attr:`Batch.anchor`; without one (a fresh start) it is only checked that
+        event ``after`` exists, and the returned batch carries one."""
         conn = self._connection()
         try:
             conn.execute("BEGIN")
@@ -137,16 +146,21 @@ class LogReader:
         log_id = str(row[0]) if row else ""
         head = int(conn.execute(_HEAD).fetchone()[0])
         batch = Batch(head=head, log_id=log_id)
+        found: tuple[Any, ...] | None = None
         if self.log_id is not None and log_id != self.log_id:
             batch.reset = f"the database file was replaced (log id {self.log_id[:8]} -> {log_id[:8]})"
         elif head < after:
             batch.reset = f"the log head went backwards (#{after} applied, head is #{head})"
         elif after > 0:
             found = conn.execute(_ANCHOR, (after,)).fetchone()
-            if found is None:
+            if anchor is not None and anchor[0] == after:
+                if found != anchor[1]:
+                    batch.reset = (f"event #{after}, where the cache stands, was rewritten or replaced "
+                                   "(a restored backup?)" if found is not None and anchor[1] is not None
+                                   else f"event #{after}, where the cache stands, "
+                                   + ("is no longer in the log" if found is None else "appeared afterwards"))
+            elif found is None:
                 batch.reset = f"event #{after}, the last one applied, is no longer in the log"
-            elif anchor is not None and anchor[0] == after and tuple(found) != anchor[1:]:
-                batch.reset = f"event #{after}, the last one applied, was rewritten"
         elif after == 0:
             first = conn.execute(_FIRST).fetchone()[0]
             if first is not None and first > 1:
@@ -162,11 +176,33 @@ class LogReader:
             else:
                 batch.events = [Event.from_row(r) for r in rows]
                 batch.more = len(rows) == limit
+                batch.anchor = (rows[-1][0], tuple(rows[-1])) if rows else (after, found) if after else None
         if batch.reset is not None:
             batch.events = []
+            batch.anchor = (head, conn.execute(_ANCHOR, (head,)).fetchone()) if head else None
         self.log_id = log_id
         self._data_version = version if not batch.more else None
         return batch
+
+    def at_head(self) -> tuple[int, Anchor | None]:
+        """The head and the anchor for standing on it, in one snapshot: where a fresh cache
+        starts following (it has nothing to replay), holding an anchor from the first moment."""
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN")
+            try:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'log_id'").fetchone()
+                head = int(conn.execute(_HEAD).fetchone()[0])
+                anchor = (head, conn.execute(_ANCHOR, (head,)).fetchone()) if head else None
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._data_version = None
+            raise DatabaseError(f"cannot read the event log of {self.path}: {exc}",
+                                hint="is it a rolectl database?") from exc
+        self.log_id = str(row[0]) if row else ""
+        return head, anchor
 
     def close(self) -> None:
         if self._conn is not None:

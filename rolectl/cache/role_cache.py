@@ -165,7 +165,7 @@ class RoleCache:
         "_waiters", "_last_seq", "_ahead", "_ahead_top", "_ahead_max", "_gone", "_others_since", "_started_mono", "_started_wall", "_user_hits", "_other_hits",
         "_user_misses", "_other_misses", "_misses_dropped", "_misses_evicted", "_coalesced",
         "_events_applied", "_events_ignored", "_events_superseded", "_evictions",
-        "_invalidations", "_clears", "_stale_prevented", "_faults", "_load_errors",
+        "_invalidations", "_clears", "_stale_prevented", "_faults", "_load_errors", "_suspended",
     )
 
     def __new__(cls, fetch: Fetch | None = None, *, maxsize: int | None = None, **_: Any) -> "RoleCache":
@@ -218,6 +218,7 @@ class RoleCache:
         self._coalesced = self._events_applied = self._events_ignored = self._events_superseded = 0
         self._evictions = self._invalidations = self._clears = 0
         self._stale_prevented = self._faults = self._load_errors = 0
+        self._suspended = False  # see suspend(): the follower cannot vouch for memory
 
     def __repr__(self) -> str:
         return f"<RoleCache {self.name!r} size={len(self)} last_seq={self._last_seq}>"
@@ -246,6 +247,8 @@ class RoleCache:
             fetch = self._fetch
         if fetch is None or user_id.__class__ is not int:
             fetch = self._fetch_for(user_id, fetch)
+        if self._suspended:
+            return _parse(fetch(user_id))[0]
         # Register the read WITHOUT the lock: ``dict.setdefault`` on an exact dict is one
         # atomic step under the GIL, so exactly one caller per user gets its own token back
         # (the owner); everyone else takes the locked path and waits for it. A change that
@@ -288,7 +291,7 @@ class RoleCache:
                 if self._gone:
                     self._count_cause_locked(user_id)
                 if (floor == _NO_FLOOR and role is ROLE_USER and version is not None
-                        and version >= self._ahead_max and self._order is None):
+                        and version >= self._ahead_max and self._order is None and not self._suspended):
                     # The common miss, inlined (a call is ~1.5% of the miss budget): a
                     # user-role read that nothing touched while it was in flight, at least as
                     # new as every other install. _install_locked does the same, and the rest.
@@ -342,6 +345,8 @@ class RoleCache:
             self._touch(user_id)
             return role
         fetch = self._fetch_for(user_id, fetch)
+        if self._suspended:
+            return _parse(await asyncio.to_thread(fetch, user_id))[0]
         loop = asyncio.get_running_loop()
         token = [_NO_FLOOR]
         try:
@@ -487,6 +492,8 @@ class RoleCache:
             self._user_misses += 1
         else:
             self._other_misses[role] += 1
+        if self._suspended:  # a read that raced suspend(): answer it, keep it out of memory
+            return role
         if version is None:
             ok = floor == _NO_FLOOR
         elif floor == _NO_FLOOR:
@@ -609,16 +616,19 @@ class RoleCache:
         log.info("cache %s cleared (%d entries): %s", self.name, size, reason or "no reason given")
         return size
 
-    def reset(self, last_seq: int = 0, *, reason: str | None = None) -> int:
+    def reset(self, last_seq: int = 0, *, reason: str | None = None, counted: bool = True) -> int:
         """Start over at ``last_seq``: clear, forget versions, resume the log from there.
 
         For the follower when it cannot vouch for the cache: a gap, a new ``log_id``, a head
         that went backwards. ``last_seq`` may move backwards here (and only here).
+        ``counted=False``: positioning a fresh cache at the log's head, not a clear.
         """
         if not isinstance(last_seq, int) or isinstance(last_seq, bool) or last_seq < 0:
             raise InvalidInputError(f"last_seq must be a non-negative integer, not {last_seq!r}")
         with self._lock:
             size = self._clear_locked(_INF)
+            if not counted:
+                self._clears -= 1
             self._ahead.clear()
             self._ahead_top = set()
             self._ahead_max = 0
@@ -626,6 +636,26 @@ class RoleCache:
         log.info("cache %s reset to seq %d (%d entries dropped): %s", self.name, last_seq, size,
                  reason or "no reason given")
         return size
+
+    def suspend(self, reason: str | None = None) -> int:
+        """Stop answering from memory: drop every entry and, until :meth:`resume`, answer
+        every lookup with a database read that is not cached (an error if the database
+        cannot be read). For the follower when it has not been able to read the log for
+        longer than its staleness bound. Returns how many entries were dropped."""
+        with self._lock:
+            self._suspended = True
+            size = self._clear_locked(_INF)
+        log.warning("cache %s suspended (%d entries dropped): %s", self.name, size, reason or "no reason given")
+        return size
+
+    def resume(self) -> None:
+        """Answer from memory again (the follower reads the log again)."""
+        with self._lock:
+            self._suspended = False
+
+    @property
+    def suspended(self) -> bool:
+        return self._suspended
 
     @property
     def last_seq(self) -> int:
@@ -637,6 +667,9 @@ class RoleCache:
     def _set_locked(self, user_id: int, role: str) -> None:
         # Add before removing from the other structure: a lock-free reader then sees the
         # old role or the new one, never neither (which would only cost a locked recheck).
+        if self._suspended:  # nothing enters memory while it cannot be vouched for
+            self._remove_locked(user_id, _DROPPED)
+            return
         if role is ROLE_USER:
             self._users.add(user_id)
             if self._others and self._others.pop(user_id, None) is not None:

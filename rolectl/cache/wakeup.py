@@ -5,7 +5,9 @@ is (rolectl, a bot, the ``sqlite3`` shell), and a checkpoint or a replaced file 
 the database's directory. Linux inotify reports exactly those writes, so an idle follower
 sleeps in ``select()`` and costs nothing; this module wraps inotify with ``ctypes`` (no
 dependency) and watches the *directory*, because the files themselves come and go
-(``-wal`` is deleted on the last close, the database may be renamed over).
+(``-wal`` is deleted on the last close, the database may be renamed over). It watches the
+directory that *really* holds the file: SQLite resolves a symlinked database path and keeps
+``-wal`` next to the target, so a watch on the link's directory would never fire.
 
 inotify says "something was written", not "a commit is visible": the last frame is written
 before the WAL is synced and the wal-index published, so a check right after the event can
@@ -72,7 +74,7 @@ class Waker:
     """
 
     def __init__(self, db_path: str | os.PathLike[str], *, use_inotify: bool = True) -> None:
-        path = Path(db_path).absolute()
+        path = Path(os.path.realpath(Path(db_path).absolute()))
         self.path = path
         name = os.fsencode(path.name)
         self._names = frozenset({name, name + b"-wal", name + b"-journal"})
@@ -98,6 +100,14 @@ class Waker:
                 else:
                     self._fd = fd
         self.mode = "inotify" if self._fd >= 0 else "timer"
+
+    def fileno(self) -> int:
+        """The inotify descriptor (for an event loop's ``add_reader``), or -1 in timer mode."""
+        return self._fd
+
+    def drain(self) -> bool:
+        """Consume pending notifications without waiting; ``True`` if one was relevant."""
+        return self._drain_inotify() if self._fd >= 0 else False
 
     def wait(self, timeout: float | None) -> bool:
         """Sleep until a relevant write, :meth:`wake`, or ``timeout`` seconds."""

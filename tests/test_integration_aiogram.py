@@ -11,20 +11,19 @@ from typing import Any
 
 import pytest
 
-aiogram = pytest.importorskip("aiogram")  # a test extra: installed in CI, so never skipped there
+# The framework is in the test extra: if it is missing, that is an install error, never a skip.
+from aiogram import Dispatcher
+from aiogram.filters import Command
+from aiogram.types import Message
 
-from aiogram import Dispatcher  # noqa: E402
-from aiogram.filters import Command  # noqa: E402
-from aiogram.types import Message  # noqa: E402
+import rolectl.aio
+from rolectl.aio import AsyncRoles
+from rolectl.cache.registry import runtime_dir
+from rolectl.errors import InvalidInputError, RolectlError
+from rolectl.integrations.aiogram import HasRole, RoleMiddleware, setup
 
-import rolectl.aio  # noqa: E402
-from rolectl.aio import AsyncRoles  # noqa: E402
-from rolectl.cache.registry import runtime_dir  # noqa: E402
-from rolectl.errors import InvalidInputError, RolectlError  # noqa: E402
-from rolectl.integrations.aiogram import HasRole, RoleMiddleware, setup  # noqa: E402
-
-from conftest import clean_env  # noqa: E402
-from tgfakes import aiogram_bot, aiogram_update  # noqa: E402
+from conftest import clean_env
+from tgfakes import aiogram_bot, aiogram_update
 
 
 def moderation_dispatcher(roles: AsyncRoles) -> Dispatcher:

@@ -12,19 +12,18 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("telegram")  # a test extra: installed in CI, so never skipped there
+# The framework is in the test extra: if it is missing, that is an install error, never a skip.
+from telegram import Update
+from telegram.ext import Application, CommandHandler, ContextTypes
 
-from telegram import Update  # noqa: E402
-from telegram.ext import Application, CommandHandler, ContextTypes  # noqa: E402
+import rolectl.aio
+from rolectl.aio import AsyncRoles
+from rolectl.cache.registry import runtime_dir
+from rolectl.errors import InvalidInputError
+from rolectl.integrations.telegram import install, require_role, role_of
 
-import rolectl.aio  # noqa: E402
-from rolectl.aio import AsyncRoles  # noqa: E402
-from rolectl.cache.registry import runtime_dir  # noqa: E402
-from rolectl.errors import InvalidInputError  # noqa: E402
-from rolectl.integrations.telegram import install, require_role, role_of  # noqa: E402
-
-from conftest import clean_env  # noqa: E402
-from tgfakes import ptb_application, ptb_request, ptb_update  # noqa: E402
+from conftest import clean_env
+from tgfakes import ptb_application, ptb_request, ptb_update
 
 
 async def reply(update: Update, text: str) -> None:

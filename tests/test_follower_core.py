@@ -172,6 +172,8 @@ import sys
 from rolectl.repository import Repository
 with Repository.open(sys.argv[1]) as repo:
     repo.users.add_admin(77, actor="slow")
+    print("committed", flush=True)
+    sys.stdin.read()  # stay open: closing the connection would write again and wake the follower
 """
 
 
@@ -189,8 +191,12 @@ def test_a_commit_whose_fsync_is_slow_is_applied_without_waiting_for_the_safety_
     sees the writer still holding the WAL write lock and keeps looking until it is visible."""
     with Follower(cache, db_path, safety_interval=60) as follower:
         assert cache.get_role(77) == "user"
-        subprocess.run([STRACE, "-f", "-qq", "-o", os.devnull, "-e", "trace=fsync,fdatasync",
-                        "-e", "inject=fsync,fdatasync:delay_enter=300000", sys.executable, "-c", WRITER,
-                        str(db_path)], check=True, timeout=60)
-        assert _until(lambda: cache.peek(77) == "admin")
-        assert follower.stats()["writer_probes"] > 0
+        writer = subprocess.Popen([STRACE, "-f", "-qq", "-o", os.devnull, "-e", "trace=fsync,fdatasync",
+                                   "-e", "inject=fsync,fdatasync:delay_enter=300000", sys.executable, "-c",
+                                   WRITER, str(db_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert writer.stdout is not None and writer.stdout.readline().strip() == "committed"
+            assert _until(lambda: cache.peek(77) == "admin")
+            assert follower.stats()["writer_probes"] > 0
+        finally:
+            writer.communicate("", timeout=60)

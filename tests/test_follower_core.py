@@ -158,7 +158,7 @@ def test_a_symlinked_path_is_woken_by_inotify_not_by_the_safety_poll(db_path: Pa
     link = links / "bot.db"
     link.symlink_to(db_path)
     cache = RoleCache(FollowingFetch(link), name="test")
-    with Follower(cache, link, safety_interval=60) as follower:
+    with Follower(cache, link, safety_interval=60, max_staleness=None) as follower:
         assert follower.mode == "inotify"
         assert cache.get_role(42) == "user"
         with Repository.open(db_path) as repo:
@@ -189,7 +189,7 @@ def test_a_commit_whose_fsync_is_slow_is_applied_without_waiting_for_the_safety_
                                                                                      cache: RoleCache) -> None:
     """The writer's fdatasync takes 300 ms: longer than the 50 ms settle window. The follower
     sees the writer still holding the WAL write lock and keeps looking until it is visible."""
-    with Follower(cache, db_path, safety_interval=60) as follower:
+    with Follower(cache, db_path, safety_interval=60, max_staleness=None) as follower:
         assert cache.get_role(77) == "user"
         writer = subprocess.Popen([STRACE, "-f", "-qq", "-o", os.devnull, "-e", "trace=fsync,fdatasync",
                                    "-e", "inject=fsync,fdatasync:delay_enter=300000", sys.executable, "-c",

@@ -144,16 +144,18 @@ class AsyncFollower:
             return
         if waker.drain():
             self._core.wakeups += 1
-            self._tick()
+            self._tick(False)
 
-    def _tick(self) -> None:
+    def _tick(self, safety: bool = True) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._loop is None:
+        waker = self._waker
+        if self._loop is None or waker is None:
             return
         core = self._core
-        core.check(blocking=False)  # a thread catching up holds the lock: it reads this too
+        verify = safety or self._reader_fd < 0 or waker.take_replaced()
+        core.check(blocking=False, verify_identity=verify, force=safety and self._reader_fd >= 0)  # a thread holding the lock reads this too
         if core.max_staleness is not None:
             core.enforce_staleness(time.monotonic())
         self._schedule()
@@ -163,7 +165,7 @@ class AsyncFollower:
         if loop is None or waker is None:
             return
         delay = self._core.next_check(time.monotonic(), waker.last_write, self._idle)
-        self._timer = loop.call_later(delay, self._tick)
+        self._timer = loop.call_later(delay, self._tick, delay >= self._idle)
 
     # -- catching up ---------------------------------------------------------------------
 

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import InvalidInputError, RolectlError
 from .logreader import Anchor, Batch, LogReader
-from .walprobe import WriterProbe
 
 if TYPE_CHECKING:  # pragma: no cover
     from .role_cache import RoleCache
@@ -108,7 +107,8 @@ class FollowCore:
         self.settle = settle
         self.max_staleness = resolve_max_staleness(max_staleness)
         self.reader = LogReader(self.path, timeout=timeout)
-        self.probe = WriterProbe(self.real_path)
+        self.use_writer_lock = True  # see next_check(); off only to measure the alternative
+        self.writer_probes = 0
         self.lock = threading.Lock()
         self.anchor: Anchor | None = None
         self.started = False  # the first catch-up decides where to start
@@ -130,16 +130,16 @@ class FollowCore:
         with self.lock:
             return self._catch_up_locked()
 
-    def _catch_up_locked(self) -> int:
+    def _catch_up_locked(self, verify_identity: bool = True) -> int:
         try:
-            applied = self._read_locked()
+            applied = self._read_locked(verify_identity)
         except RolectlError as exc:
             self._failed(exc)
             raise
         self._succeeded()
         return applied
 
-    def _read_locked(self) -> int:
+    def _read_locked(self, verify_identity: bool = True) -> int:
         cache = self.cache
         if not self.started:
             self._start_position()
@@ -147,7 +147,7 @@ class FollowCore:
         while True:
             after = cache.last_seq
             anchor = self.anchor if self.anchor is not None and self.anchor[0] == after else None
-            batch = self.reader.read(after, anchor, limit=self.batch)
+            batch = self.reader.read(after, anchor, limit=self.batch, verify_identity=verify_identity)
             self.head = batch.head
             if batch.reset is not None:
                 self._reset(batch)
@@ -162,19 +162,23 @@ class FollowCore:
         self.last_catch_up_at = time.time()
         return applied
 
-    def check(self, *, blocking: bool = True) -> bool | None:
+    def check(self, *, blocking: bool = True, verify_identity: bool = True, force: bool = False) -> bool | None:
         """One look: catch up if anything may have changed. ``True`` if something was read,
         ``False`` if nothing changed, ``None`` if it failed (counted and logged) or, with
-        ``blocking=False``, if another catch-up holds the lock."""
+        ``blocking=False``, if another catch-up holds the lock. ``verify_identity=False``:
+        the driver watches the directory and saw no sign of the file being replaced, so
+        the ``stat()`` is skipped (it would cost a GIL round-trip). ``force``: read (and
+        check the anchor) even if nothing seems to have changed -- the safety poll does, so
+        a file overwritten in place is noticed too."""
         if not self.lock.acquire(blocking):
             return None
         try:
             self.checks += 1
             try:
-                if not self.reader.changed():
+                if not force and not self.reader.changed(verify_identity=verify_identity):
                     self._succeeded()
                     return False
-                self._catch_up_locked()
+                self._catch_up_locked(verify_identity=verify_identity)
                 return True
             except RolectlError:
                 return None  # _failed() has counted it
@@ -260,9 +264,9 @@ class FollowCore:
         since_write = now - last_write
         if since_write < self.settle:
             delay = min(max(since_write / 2, SETTLE_FIRST), SETTLE_MAX)
-            if delay > WRITER_RECHECK and self.probe.active():
+            if delay > WRITER_RECHECK and self._writer_active():
                 delay = WRITER_RECHECK
-        elif since_write < 10.0 and self.probe.active():
+        elif since_write < 10.0 and self._writer_active():
             delay = WRITER_RECHECK  # a slow commit (fsync) still under way: it will show
         elif self.failing_since is not None:
             delay = min(idle, max(RETRY_FIRST, (now - self.failing_since) / 2))
@@ -270,6 +274,12 @@ class FollowCore:
             delay = idle
         due = self.stale_in(now)
         return delay if due is None else min(delay, due + 0.001)
+
+    def _writer_active(self) -> bool:
+        if not self.use_writer_lock:
+            return False
+        self.writer_probes += 1
+        return self.reader.shm.writer_active()
 
     # -- introspection -------------------------------------------------------------------
 
@@ -295,13 +305,12 @@ class FollowCore:
             "max_staleness": self.max_staleness,
             "seconds_since_success": round(time.monotonic() - self.last_success, 3),
             "suspensions": self.suspensions,
-            "writer_probes": self.probe.probes,
+            "writer_probes": self.writer_probes,
         }
 
     def close(self) -> None:
         with self.lock:
             self.reader.close()
-            self.probe.close()
 
 
 def first_catch_up(core: FollowCore, strict: bool, what: Callable[[], str]) -> None:

@@ -169,12 +169,17 @@ class Follower:
         assert waker is not None
         idle = self.safety_interval if waker.mode == "inotify" else self.poll_interval
         monotonic = time.monotonic
+        inotify = waker.mode == "inotify"
         while not stop.is_set():
-            if waker.wait(core.next_check(monotonic(), waker.last_write, idle)):
+            delay = core.next_check(monotonic(), waker.last_write, idle)
+            if waker.wait(delay):
                 core.wakeups += 1
             if stop.is_set():
                 break
-            core.check()
+            # stat() the file only on the safety poll, in poll mode, or when the directory
+            # says the file itself was created, moved or deleted (each call costs a GIL trip)
+            safety = delay >= self.safety_interval
+            core.check(verify_identity=not inotify or safety or waker.take_replaced(), force=safety)
             if core.max_staleness is not None:
                 core.enforce_staleness(monotonic())
 

@@ -27,7 +27,7 @@ import os
 import random
 import signal
 import sys
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -118,20 +118,20 @@ class OfflineSession(BaseSession):
         pass
 
 
-def synthetic_updates(count: int, seed: int) -> list[Update]:
+def synthetic_updates(count: int, seed: int) -> Iterator[Update]:
+    """Updates made one at a time (``--offline 1000000`` starts at once)."""
     rng = random.Random(seed)
     users = [*HEAVY, 2000, *(u for u in range(1, 1001) if u not in HEAVY)]
     weights = [HEAVY.get(u, 1) for u in users]
     texts = ["hi", "hello", "/whoami", "/ban 42", "what's up", "/start"]
-    updates = []
-    for n, uid in enumerate(rng.choices(users, weights, k=count), start=1):
+    for n in range(1, count + 1):
+        uid = rng.choices(users, weights)[0]
         text = rng.choices(texts, [40, 30, 10, 10, 9, 1])[0]
         entities = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}] if text[0] == "/" else []
-        updates.append(Update.model_validate({"update_id": n, "message": {
+        yield Update.model_validate({"update_id": n, "message": {
             "message_id": n, "date": 1796169600 + n, "chat": {"id": uid, "type": "private"},
             "from": {"id": uid, "is_bot": False, "first_name": f"user{uid}", "username": f"user{uid}"},
-            "text": text, "entities": entities}}))
-    return updates
+            "text": text, "entities": entities}})
 
 
 async def serve_offline(dp: Dispatcher, count: int, rate: float, seed: int, verbose: bool) -> None:

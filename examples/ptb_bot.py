@@ -31,7 +31,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -132,13 +132,14 @@ class OfflineRequest(BaseRequest):
         return 200, json.dumps({"ok": True, "result": result}).encode()
 
 
-def synthetic_updates(bot: Bot, count: int, seed: int) -> list[Update]:
+def synthetic_updates(bot: Bot, count: int, seed: int) -> Iterator[Update]:
+    """Updates made one at a time (``--offline 1000000`` starts at once)."""
     rng = random.Random(seed)
     users = [*HEAVY, 2000, *(u for u in range(1, 1001) if u not in HEAVY)]
     weights = [HEAVY.get(u, 1) for u in users]
     texts = ["hi", "hello", "/whoami", "/ban 42", "what's up", "/start"]
-    updates = []
-    for n, uid in enumerate(rng.choices(users, weights, k=count), start=1):
+    for n in range(1, count + 1):
+        uid = rng.choices(users, weights)[0]
         text = rng.choices(texts, [40, 30, 10, 10, 9, 1])[0]
         entities = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}] if text[0] == "/" else []
         update = Update.de_json({"update_id": n, "message": {
@@ -146,8 +147,7 @@ def synthetic_updates(bot: Bot, count: int, seed: int) -> list[Update]:
             "from": {"id": uid, "is_bot": False, "first_name": f"user{uid}", "username": f"user{uid}"},
             "text": text, "entities": entities}}, bot)
         if update is not None:
-            updates.append(update)
-    return updates
+            yield update
 
 
 async def serve_offline(roles: AsyncRoles, count: int, rate: float, seed: int, verbose: bool) -> None:

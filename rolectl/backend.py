@@ -83,6 +83,9 @@ def _options(max_staleness: float | None, strict: bool) -> dict[str, Any]:
 def open_backend(db: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> SQLiteBackend:
     """The backend for ``db`` (what ``--db`` takes). Raises :class:`InvalidInputError` for a
     database URL this rolectl cannot serve."""
+    if db is not None and not isinstance(db, (str, os.PathLike)):
+        raise InvalidInputError(f"db must be a path or a database URL, not {db!r}",
+                                hint="pass what --db takes, e.g. connect(\"bot.db\")")
     text = os.fspath(db) if db is not None else ""
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme in _FUTURE_SCHEMES:

@@ -105,6 +105,7 @@ def test_db_is_what_dash_dash_db_takes(db_path: Path, monkeypatch: pytest.Monkey
 @pytest.mark.parametrize("bad, error", [
     ({"db": "postgresql://localhost/bot"}, InvalidInputError),
     ({"db": "ftp://x/y"}, InvalidInputError),
+    ({"db": 5}, InvalidInputError),
     ({"name": ""}, InvalidInputError),
     ({"actor": 5}, InvalidInputError),
     ({"max_staleness": -1}, InvalidInputError),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ def stats(db: Path) -> list[dict[str, object]]:
     return list(json.loads(out.stdout))
 
 
-def wait_live(db: Path, name: str, proc: subprocess.Popen[str], timeout: float = 120) -> dict[str, object]:
+def wait_live(db: Path, name: str, proc: subprocess.Popen[str], timeout: float = 600) -> dict[str, object]:
     """Poll ``rolectl stats`` until ``name`` is live with a lookup made (aiogram imports slowly)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -93,32 +92,26 @@ def test_bot_py_traffic_mode_stops_after_requests(db_path: Path) -> None:
 
 
 @pytest.mark.parametrize("example, name", [("aiogram_bot.py", "aiogram-bot"), ("ptb_bot.py", "ptb-bot")])
-def test_framework_bot_offline_is_visible_in_stats(db_path: Path, example: str, name: str) -> None:
+def test_framework_bot_offline(db_path: Path, example: str, name: str) -> None:
+    """``--offline N``: N synthetic updates through the framework's dispatch, visible in
+    ``rolectl stats`` while it runs, the right answers for an admin and a user, and no
+    registration left after it ends."""
     subprocess.run([str(BIN / "rolectl"), "--db", str(db_path), "add-admin", "789"], check=True,
                    capture_output=True, env=clean_env())
     proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / example), "--db", str(db_path),
-                             "--offline", "1000000", "--rate", "200"],
+                             "--offline", "2000", "--rate", "100", "-v"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
     try:
         row = wait_live(db_path, name, proc)
-        assert row["follower"] == "inotify" or row["follower"] == "poll"
+        assert row["follower"] in ("inotify", "poll")
+        stdout, stderr = proc.communicate(timeout=600)
     finally:
-        proc.send_signal(signal.SIGTERM)  # a clean stop: shutdown hooks close the handle
-        stdout, stderr = proc.communicate(timeout=60)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 0, stderr
-    assert "served" in stdout
-    assert stats(db_path) == []  # unregistered
-
-
-@pytest.mark.parametrize("example", ["aiogram_bot.py", "ptb_bot.py"])
-def test_framework_bot_offline_serves_and_answers(db_path: Path, example: str) -> None:
-    subprocess.run([str(BIN / "rolectl"), "--db", str(db_path), "add-admin", "789"], check=True,
-                   capture_output=True, env=clean_env())
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / example), "--db", str(db_path),
-                          "--offline", "2000", "--rate", "100000", "-v"],
-                         capture_output=True, text=True, env=clean_env(), timeout=300)
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
+    lines = stdout.splitlines()
     assert "offline: served 2000 updates" in lines[-1]
     assert {"-> 789: You are admin.", "-> 789: Banned 42."} <= set(lines)  # seed 0 sends both
     assert {"-> 123: Admins only.", "-> 123: You are user."} <= set(lines)
+    assert stats(db_path) == []  # the shutdown hook closed the handle: unregistered

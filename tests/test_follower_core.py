@@ -235,3 +235,20 @@ def test_the_native_read_and_the_sqlite3_module_read_agree(db_path: Path, repo: 
     monkeypatch.setattr(nativeread, "_LIB", None)
     assert not nativeread.available()
     assert _events_of(db_path) == native and len(native) == 8
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the wal-index view is Linux only")
+def test_changes_are_seen_in_the_wal_index_header_without_sql(db_path: Path, repo: Repository) -> None:
+    from rolectl.cache.logreader import LogReader
+
+    reader = LogReader(db_path)
+    try:
+        reader.read(0)
+        assert reader._wal_header is not None  # the first read already has the header to compare
+        assert not reader.changed(verify_identity=False)
+        repo.users.add_admin(1, actor="t")
+        assert reader.changed(verify_identity=False)
+        assert [e.seq for e in reader.read(0).events] == [1]
+        assert not reader.changed(verify_identity=False)
+    finally:
+        reader.close()

@@ -121,6 +121,12 @@ class _Waiters:
         return self.role  # type: ignore[return-value]
 
 
+class _SuspendedLoads(dict):  # type: ignore[type-arg]
+    """``RoleCache._loads`` while the cache is suspended (see :meth:`RoleCache.suspend`)."""
+
+    __slots__ = ()
+
+
 def _resolve(future: "asyncio.Future[str]", role: str | None, error: BaseException | None) -> None:
     if future.done():  # the waiting task was cancelled
         return
@@ -247,8 +253,6 @@ class RoleCache:
             fetch = self._fetch
         if fetch is None or user_id.__class__ is not int:
             fetch = self._fetch_for(user_id, fetch)
-        if self._suspended:
-            return _parse(fetch(user_id))[0]
         # Register the read WITHOUT the lock: ``dict.setdefault`` on an exact dict is one
         # atomic step under the GIL, so exactly one caller per user gets its own token back
         # (the owner); everyone else takes the locked path and waits for it. A change that
@@ -291,7 +295,7 @@ class RoleCache:
                 if self._gone:
                     self._count_cause_locked(user_id)
                 if (floor == _NO_FLOOR and role is ROLE_USER and version is not None
-                        and version >= self._ahead_max and self._order is None and not self._suspended):
+                        and version >= self._ahead_max and self._order is None):
                     # The common miss, inlined (a call is ~1.5% of the miss budget): a
                     # user-role read that nothing touched while it was in flight, at least as
                     # new as every other install. _install_locked does the same, and the rest.
@@ -645,6 +649,9 @@ class RoleCache:
         with self._lock:
             self._suspended = True
             size = self._clear_locked(_INF)
+            # Not a plain dict: every miss takes the locked path, whose install refuses while
+            # suspended -- so the common miss path carries no test of its own.
+            self._loads = _SuspendedLoads(self._loads)
         log.warning("cache %s suspended (%d entries dropped): %s", self.name, size, reason or "no reason given")
         return size
 
@@ -652,6 +659,7 @@ class RoleCache:
         """Answer from memory again (the follower reads the log again)."""
         with self._lock:
             self._suspended = False
+            self._loads = dict(self._loads)
 
     @property
     def suspended(self) -> bool:

@@ -126,7 +126,7 @@ def handle(words: list[str], cache: RoleCache, follower: Follower, repo: Reposit
         raise ValueError(f"unknown command {command!r} (get, set, seq, sync, dump, stats, quit)")
 
 
-def reply(obj: dict, text: str, as_json: bool) -> None:
+def reply(obj: dict[str, object], text: str, as_json: bool) -> None:
     print(json.dumps(obj) if as_json else text, flush=True)
 
 

@@ -162,7 +162,8 @@ class LogReader:
             if header is not None:
                 return header != self._wal_header
         try:
-            return bool(self._conn.execute("PRAGMA data_version").fetchone()[0] != self._data_version)
+            version: int = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            return version != self._data_version
         except sqlite3.Error:
             return True
 

@@ -54,7 +54,7 @@ import logging
 import math
 import threading
 import time
-from types import FunctionType
+from types import FunctionType, MethodType
 from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import islice
@@ -72,7 +72,7 @@ Fetch = Callable[[int], FetchResult]
 
 # The canonical (interned) role objects: values stored are always these exact objects.
 _CANON: dict[str, str] = {role: role for role in ROLES}
-_NO_FLOOR = -1  # a load token's floor while no change for its user has arrived
+_NO_FLOOR: float = -1  # a load token's floor while no change for its user has arrived (an int: cheaper ==)
 _INF = math.inf  # floor for changes without a seq: no read in flight may be installed
 _LOADING: str = cast(str, object())  # "someone else is reading this user"
 # Marker in ``_gone``: why an id left the cache.
@@ -193,8 +193,10 @@ class RoleCache:
             raise InvalidInputError(f"maxsize must be a positive integer or None, not {maxsize!r}")
         self.name = name if name is not None else "default"
         self.maxsize = maxsize
-        if isinstance(getattr(type(fetch), "__call__", None), FunctionType):
-            fetch = fetch.__call__  # type: ignore[union-attr]  # a bound method calls faster than the object
+        if fetch is not None:
+            call = getattr(type(fetch), "__call__", None)
+            if isinstance(call, FunctionType):
+                fetch = MethodType(call, fetch)  # fetch.__call__: a bound method calls faster than the object
         self._fetch = fetch
         self._clock = clock
         self._lock = threading.Lock()
@@ -265,12 +267,13 @@ class RoleCache:
             return self._fallback(exc, user_id, fetch)
         if not owner:
             return self._contended(user_id, fetch, token)
+        version: int | None  # (an annotation only: no run-time cost)
         try:
             result = fetch(user_id)
             # _parse's common case inlined: a ('user', int) row. A fresh 'user' string from
             # the database compares equal to ROLE_USER, which then replaces it.
-            if result.__class__ is tuple and len(result) == 2:  # type: ignore[arg-type]
-                role, version = result  # type: ignore[misc]
+            if result.__class__ is tuple and len(result) == 2:
+                role, version = result
                 if role == ROLE_USER and version.__class__ is int:
                     role = ROLE_USER
                 else:

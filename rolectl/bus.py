@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 
 from .events import Event
 
-Listener = Callable[[Event], None]
+Listener = Callable[[Event], object]  # the return value is ignored
 log = logging.getLogger("rolectl.bus")
 
 

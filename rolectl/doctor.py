@@ -7,7 +7,11 @@ prints; the CLI renders them. The checks, cheapest first:
 ``integrity``   ``PRAGMA integrity_check`` and ``foreign_key_check``
 ``journal``     WAL mode (other processes read while one writes), WAL file size
 ``pragmas``     what every rolectl connection sets (synchronous, foreign keys, busy timeout)
-``objects``     every table, index and trigger of the schema present and unaltered
+``objects``     every table (and its columns), index and trigger of the schema present and
+                unaltered, and no foreign trigger on rolectl's tables (sqlite-utils introspection)
+``sequence``    the log numbered #1..head without holes, head = ``max(seq)`` = ``sqlite_sequence``,
+                and far from 2^63-1: what a writer with triggers switched off leaves behind
+``permissions`` the database's directory and files not writable by other users
 ``context``     no actor left behind in ``change_context`` by a writer that crashed mid-change
 ``log``         the log replayed against the ``users`` table: drift means something wrote
                 roles while the triggers were missing, and caches now disagree with the table
@@ -27,42 +31,25 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import RolectlError
 from .events import ROLE_USER
+from .findings import ERROR, INFO, OK, SEVERITIES, WARNING, Finding, examples as _examples
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .store import Store, translate
 
 if TYPE_CHECKING:  # pragma: no cover
     from .repository import Repository
 
-OK, INFO, WARNING, ERROR = "ok", "info", "warning", "error"
-SEVERITIES: tuple[str, ...] = (OK, INFO, WARNING, ERROR)
 FIELDS: tuple[str, ...] = ("check", "severity", "message", "fix", "fixable")
 
 #: ``rolectl doctor`` exit codes: nothing wrong / only warnings / at least one error.
 EXIT_OK, EXIT_WARNINGS, EXIT_ERRORS = 0, 1, 6
 #: A WAL file larger than this means checkpoints are not keeping up (a reader held open?).
 WAL_WARN_BYTES = 64 * 1024 * 1024
-#: How many example ids a finding names before "and N more".
-EXAMPLES = 5
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    check: str
-    severity: str
-    message: str
-    fix: str = ""
-    #: ``rolectl doctor --fix`` repairs it.
-    fixable: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
 class Report:
@@ -81,42 +68,15 @@ class Report:
         return EXIT_ERRORS if worst == ERROR else EXIT_WARNINGS if worst == WARNING else EXIT_OK
 
 
-def _examples(items: list[Any]) -> str:
-    shown = ", ".join(str(i) for i in items[:EXAMPLES])
-    return shown + (f" and {len(items) - EXAMPLES} more" if len(items) > EXAMPLES else "")
-
-
 # -- the schema this rolectl expects ----------------------------------------------------------
 
-_OBJECT_RE = re.compile(r"^\s*CREATE\s+(TABLE|INDEX|TRIGGER)\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.I)
 
+def rerun_migrations(store: Store) -> list[str]:
+    """Recreate missing schema objects and rolectl's altered triggers; returns the altered
+    ones (see :func:`rolectl.schemacheck.recreate_objects`)."""
+    from .schemacheck import recreate_objects
 
-def _normalise(sql: str) -> str:
-    return " ".join(re.sub(r"IF\s+NOT\s+EXISTS\s+", "", sql, count=1, flags=re.I).split())
-
-
-def expected_objects(version: int = SCHEMA_VERSION) -> dict[str, tuple[str, str]]:
-    """``{name: (type, normalised sql)}`` of every table, index and trigger up to ``version``."""
-    objects: dict[str, tuple[str, str]] = {}
-    for v in sorted(MIGRATIONS):
-        if v > version:
-            break
-        for statement in MIGRATIONS[v]:
-            match = _OBJECT_RE.match(statement)
-            if match:
-                objects[match.group(2)] = (match.group(1).lower(), _normalise(statement))
-    return objects
-
-
-def rerun_migrations(store: Store) -> None:
-    """Re-run every migration up to the current version. Each statement is idempotent
-    (``IF NOT EXISTS``, ``INSERT OR IGNORE``), so this only recreates what is missing."""
-    version = store.schema_version
-    with store.transaction() as conn:
-        for v in sorted(MIGRATIONS):
-            if v <= version:
-                for statement in MIGRATIONS[v]:
-                    conn.execute(statement)
+    return recreate_objects(store)
 
 
 # -- checks -----------------------------------------------------------------------------------
@@ -128,7 +88,9 @@ def check_schema(store: Store) -> list[Finding]:
         return [Finding("schema", OK, f"schema version {version}")]
     if version == 0:
         tables = {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        ours = {name for name, (kind, _) in expected_objects().items() if kind == "table"} | {"sqlite_sequence"}
+        from .schemacheck import reference
+
+        ours = set(reference().tables) | {"sqlite_sequence"}
         if tables - ours:
             return [Finding("schema", ERROR, f"{store.path} is not a rolectl database (version 0, other tables: "
                             f"{_examples(sorted(tables - ours))})", "point --db at a rolectl database")]
@@ -185,26 +147,23 @@ def check_pragmas(store: Store) -> list[Finding]:
 
 
 def check_objects(store: Store) -> list[Finding]:
-    actual = {name: (kind, _normalise(sql or "")) for kind, name, sql in
-              store.query("SELECT type, name, sql FROM sqlite_master WHERE type IN ('table', 'index', 'trigger')")}
-    missing, altered = [], []
-    for name, (kind, sql) in expected_objects(store.schema_version).items():
-        if name not in actual:
-            missing.append(f"{kind} {name}")
-        elif kind == "trigger" and actual[name][1] != sql:
-            altered.append(f"trigger {name}")
-    found: list[Finding] = []
-    if missing:
-        why = " (role changes are not being logged!)" if any(m.startswith("trigger users_") for m in missing) else ""
-        found.append(Finding("objects", ERROR, f"missing: {_examples(missing)}{why}",
-                             f"rolectl --db {store.path} doctor --fix (re-runs the migrations)", fixable=True))
-    if altered:
-        found.append(Finding("objects", ERROR, f"altered: {_examples(altered)}",
-                             f"rolectl --db {store.path} doctor --fix (recreates them)", fixable=True))
-    if not store.log_id:
-        found.append(Finding("objects", WARNING, "the log has no log_id (followers cannot detect a replaced file)",
-                             f"rolectl --db {store.path} doctor --fix", fixable=True))
-    return found or [Finding("objects", OK, "every table, index and trigger present")]
+    from .schemacheck import check_objects as compare
+
+    return compare(store)
+
+
+def check_sequence(store: Store) -> list[Finding]:
+    from .logcheck import check_sequence as contiguous
+
+    return contiguous(store)
+
+
+def check_permissions(path: Path) -> list[Finding]:
+    from .fileperms import FIX, RISK, writable_by_others
+
+    found = [Finding("permissions", WARNING if everyone else INFO, f"{sentence}: {RISK}", FIX)
+             for everyone, sentence in writable_by_others(path)]
+    return found or [Finding("permissions", OK, "no other user can write the database or its directory")]
 
 
 def check_context(store: Store) -> list[Finding]:
@@ -332,7 +291,8 @@ def diagnose(path: str | os.PathLike[str] | None = None, *, timeout: float | Non
         findings = check_schema(store)
         if findings[0].severity != OK:
             return Report(findings)
-        for check in (check_integrity, check_journal, check_pragmas, check_objects, check_context):
+        findings += check_permissions(store.path)
+        for check in (check_integrity, check_journal, check_pragmas, check_objects, check_sequence, check_context):
             findings += check(store)
         repo = Repository(store, track=False)
         findings += check_log(repo) + check_owners(repo)
@@ -363,12 +323,6 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
             store.query("PRAGMA wal_checkpoint(TRUNCATE)")
             done.append(f"journal_mode {mode}, WAL checkpointed")
         if "objects" in wanted:
-            altered = [name for name, (kind, sql) in expected_objects(store.schema_version).items()
-                       if kind == "trigger" and any(_normalise(s or "") != sql for (s,) in
-                                                    store.query("SELECT sql FROM sqlite_master WHERE name = ?", (name,)))]
-            with store.transaction() as conn:
-                for name in altered:
-                    conn.execute(f'DROP TRIGGER IF EXISTS "{name}"')
             rerun_migrations(store)
             done.append("re-ran the migrations: missing or altered tables, indexes and triggers recreated")
         if "context" in wanted:
@@ -397,6 +351,6 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
 
 
 __all__ = [
-    "Finding", "Report", "diagnose", "repair", "expected_objects", "rerun_migrations", "log_drift",
+    "Finding", "Report", "diagnose", "repair", "rerun_migrations", "log_drift", "OK", "INFO", "WARNING", "ERROR",
     "EXIT_OK", "EXIT_WARNINGS", "EXIT_ERRORS", "RolectlError",
 ]

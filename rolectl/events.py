@@ -77,7 +77,8 @@ class Event:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "Event":
-        return cls(**{name: data.get(name) for name in EVENT_FIELDS})
+        values: dict[str, Any] = {name: data.get(name) for name in EVENT_FIELDS}
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -117,6 +117,47 @@ _V1: list[str] = [
     _role_trigger("users_role_delete", "AFTER DELETE ON users", "OLD.user_id", "'user'", "OLD.username"),
 ]
 
+# Version 2: the log's sequence numbers are the database's to give, and a primary-key change
+# made through the rowid alias (``UPDATE users SET _rowid_ = 50``) is logged like one made
+# through ``user_id``.
+#
+# * ``INSERT OR REPLACE INTO events`` with an existing seq would delete the old row without
+#   firing the delete trigger (recursive triggers are off by default) and write a new one in
+#   its place. A BEFORE INSERT trigger refuses every explicitly given seq except the next one
+#   (head + 1, so that copying a log into an empty table in order still works); an
+#   automatically assigned seq reads as -1 in a BEFORE trigger, and -1 given explicitly is
+#   caught after the insert, where NEW.seq is the real value. This also stops a forged seq of
+#   2^63-1, after which AUTOINCREMENT could issue no more numbers and every write would fail.
+# * ``AFTER UPDATE OF user_id`` fires only when the SET clause names ``user_id``; SQLite
+#   does not count ``_rowid_``/``rowid``/``oid`` as that column, so the trigger now fires on
+#   every UPDATE and compares the ids itself.
+_EVENTS_HEAD_SQL = (
+    "max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
+    "coalesce((SELECT max(seq) FROM events), 0))"
+)
+_V2: list[str] = [
+    f"""
+    CREATE TRIGGER IF NOT EXISTS events_seq_assigned BEFORE INSERT ON events
+    WHEN NEW.seq <> -1 AND NEW.seq IS NOT {_EVENTS_HEAD_SQL} + 1
+    BEGIN SELECT RAISE(ABORT, 'events is an append-only log: seq is assigned by the database'); END
+    """,
+    """
+    CREATE TRIGGER IF NOT EXISTS events_seq_positive AFTER INSERT ON events
+    WHEN NEW.seq < 1
+    BEGIN SELECT RAISE(ABORT, 'events is an append-only log: seq is assigned by the database'); END
+    """,
+    "DROP TRIGGER IF EXISTS users_id_update",
+    _role_trigger(
+        "users_id_update", "AFTER UPDATE ON users", "OLD.user_id", "'user'", "OLD.username",
+        condition="OLD.user_id <> NEW.user_id",
+    ),
+]
+
+#: The role the log last recorded for user ``?1``: what every cache following the log
+#: believes. The repository compares a requested role with it, not only with the table's,
+#: so that a change made while the two disagree is logged under its real actor.
+LOGGED_ROLE_SQL = _logged_role("?1")
+
 #: A user's role and the log head in one statement, hence one snapshot: what a cache miss
 #: needs to install an answer no applied event is newer than. ``events.seq`` is AUTOINCREMENT,
 #: so the head is the table's row in ``sqlite_sequence``: the highest seq ever committed, which
@@ -128,5 +169,5 @@ ROLE_AND_HEAD_SQL = (
 )
 
 #: Migration N brings a database from version N-1 to N.
-MIGRATIONS: dict[int, list[str]] = {1: _V1}
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
 SCHEMA_VERSION: int = max(MIGRATIONS)

@@ -47,8 +47,8 @@ def scenario(db_path: Path) -> Path:
 def test_a_healthy_database(scenario, run_rolectl):
     code, by_check = findings(run_rolectl)
     assert code == 0
-    assert set(by_check) == {"schema", "integrity", "journal", "pragmas", "objects", "context", "log", "owners",
-                             "instances"}
+    assert set(by_check) == {"schema", "integrity", "journal", "pragmas", "objects", "sequence", "context", "log",
+                             "owners", "instances", "permissions"}
     sev = severities(by_check)
     assert all(s in ("ok", "info") for s in sev.values()), sev
     assert "synchronous=FULL" in by_check["pragmas"][0]["message"]

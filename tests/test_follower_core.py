@@ -200,3 +200,55 @@ def test_a_commit_whose_fsync_is_slow_is_applied_without_waiting_for_the_safety_
             assert follower.stats()["writer_probes"] > 0
         finally:
             writer.communicate("", timeout=60)
+
+
+def _events_of(db_path: Path) -> list[tuple[int, str]]:
+    from rolectl.cache.logreader import LogReader
+
+    reader = LogReader(db_path)
+    try:
+        batch = reader.read(0)
+        assert batch.reset is None
+        return [(e.seq, e.kind) for e in batch.events]
+    finally:
+        reader.close()
+
+
+def test_an_event_json_cannot_carry_is_read_through_the_fallback(db_path: Path, repo: Repository) -> None:
+    repo.users.add_admin(1, actor="t")
+    _raw(db_path, "INSERT INTO events (ts, kind, note) VALUES ('2026-01-01', 'mailbox_created', x'00ff');")
+    repo.users.add_admin(2, actor="t")
+    assert [seq for seq, _ in _events_of(db_path)] == [1, 2, 3]
+
+
+def test_the_native_read_and_the_sqlite3_module_read_agree(db_path: Path, repo: Repository,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from rolectl.cache import nativeread
+
+    for uid in range(1, 8):
+        repo.users.add_admin(uid, actor="t")
+    repo.users.remove_admin(3, actor="t")
+    if sys.platform.startswith("linux"):
+        assert nativeread.available()  # the same libsqlite3 the sqlite3 module is linked against
+    native = _events_of(db_path)
+    monkeypatch.setattr(nativeread, "_LOADED", True)
+    monkeypatch.setattr(nativeread, "_LIB", None)
+    assert not nativeread.available()
+    assert _events_of(db_path) == native and len(native) == 8
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the wal-index view is Linux only")
+def test_changes_are_seen_in_the_wal_index_header_without_sql(db_path: Path, repo: Repository) -> None:
+    from rolectl.cache.logreader import LogReader
+
+    reader = LogReader(db_path)
+    try:
+        reader.read(0)
+        assert reader._wal_header is not None  # the first read already has the header to compare
+        assert not reader.changed(verify_identity=False)
+        repo.users.add_admin(1, actor="t")
+        assert reader.changed(verify_identity=False)
+        assert [e.seq for e in reader.read(0).events] == [1]
+        assert not reader.changed(verify_identity=False)
+    finally:
+        reader.close()

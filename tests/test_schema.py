@@ -137,6 +137,20 @@ def test_primary_key_update_logs_both_ids(seeded, recursive):
     assert_log_matches_table(seeded)
 
 
+@pytest.mark.parametrize("alias", ["_rowid_", "rowid", "oid"])
+@pytest.mark.parametrize("recursive", ["ON", "OFF"])
+def test_primary_key_update_through_the_rowid_alias_logs_both_ids(seeded, alias, recursive):
+    before = len(role_events(seeded))
+    shell(seeded, f"PRAGMA recursive_triggers={recursive}; UPDATE users SET {alias} = 50 WHERE user_id = 7")
+    assert sorted(new_role_events(seeded, before)) == sorted([
+        (ADMIN_ADDED, 50, "user", "admin", "sql"),
+        (ADMIN_REMOVED, 7, "admin", "user", "sql"),
+    ])
+    shell(seeded, f"PRAGMA recursive_triggers={recursive}; UPDATE users SET {alias} = 51 WHERE user_id = 5")
+    assert len(role_events(seeded)) == before + 2  # a plain user moved: nothing to log
+    assert_log_matches_table(seeded)
+
+
 def test_multi_row_update_logs_one_event_per_changed_user(seeded):
     shell(seeded, "INSERT INTO users (user_id) VALUES (20), (21), (22)")
     before = len(role_events(seeded))
@@ -160,6 +174,74 @@ def test_events_are_append_only(seeded):
         assert "append-only" in result.stderr
     with Repository.open(seeded) as repo:
         assert len(repo.events.since(0)) == 1
+
+
+def all_events(db: Path) -> list[tuple]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT * FROM events ORDER BY seq").fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("recursive", ["ON", "OFF"])
+def test_an_event_cannot_be_rewritten_by_replace(seeded, recursive):
+    shell(seeded, "UPDATE users SET role='admin' WHERE user_id=5")  # a second event
+    before = all_events(seeded)
+    for seq in (1, len(before)):  # an older event and the newest one
+        for verb in ("INSERT OR REPLACE", "REPLACE"):
+            result = shell(seeded, f"PRAGMA recursive_triggers={recursive}; {verb} INTO events "
+                                   f"(seq, kind, user_id, old_role, new_role, actor) "
+                                   f"VALUES ({seq}, 'admin_removed', 7, 'admin', 'user', 'forger')", check=False)
+            assert result.returncode != 0 and "seq is assigned by the database" in result.stderr
+    assert all_events(seeded) == before
+
+
+def test_seq_is_assigned_by_the_database(seeded):
+    before = all_events(seeded)
+    head = len(before)
+    for seq in (2**63 - 1, head + 2, -1, 0, head):
+        result = shell(seeded, f"INSERT INTO events (seq, kind) VALUES ({seq}, 'cache_flush')", check=False)
+        assert result.returncode != 0 and "seq is assigned by the database" in result.stderr, seq
+    assert all_events(seeded) == before
+    conn = sqlite3.connect(seeded)
+    assert conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()[0] == head
+    conn.close()
+    # the next number may be given (copying a log in order), and automatic numbering goes on
+    shell(seeded, f"INSERT INTO events (seq, kind) VALUES ({head + 1}, 'cache_flush')")
+    shell(seeded, "INSERT INTO events (kind) VALUES ('cache_flush')")
+    assert [e[0] for e in all_events(seeded)] == list(range(1, head + 3))
+    with Repository.open(seeded) as repo:  # and the repository still writes
+        repo.users.add_admin(8, actor="t")
+        assert repo.events.head() == head + 3
+
+
+def _v1_database(path: Path) -> None:
+    """A database as rolectl with schema version 1 left it, holding an admin."""
+    from rolectl.schema import MIGRATIONS
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    for statement in MIGRATIONS[1]:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO users (user_id, role) VALUES (3, 'admin')")
+    conn.close()
+
+
+def test_init_migrates_a_version_1_database(tmp_path, rolectl_bin):
+    db = tmp_path / "old.db"
+    _v1_database(db)
+    # the old trigger misses a primary-key change made through the rowid alias
+    with pytest.raises(Exception, match="older"):
+        Repository.open(db)
+    result = subprocess.run([str(rolectl_bin), "--db", str(db), "init"], capture_output=True, text=True)
+    assert result.returncode == 0 and "schema version 2" in result.stdout, result.stderr
+    shell(db, "UPDATE users SET _rowid_ = 50 WHERE user_id = 3")
+    assert sorted(role_events(db)[1:]) == sorted([
+        (ADMIN_ADDED, 50, "user", "admin", "sql"), (ADMIN_REMOVED, 3, "admin", "user", "sql")])
+    assert shell(db, "INSERT OR REPLACE INTO events (seq, kind) VALUES (1, 'cache_flush')", check=False).returncode
+    assert_log_matches_table(db)
 
 
 def test_roles_are_a_closed_set(seeded):

@@ -39,7 +39,7 @@ def test_default_path_is_rolectl_db_in_working_directory(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     store, applied = init()
     store.close()
-    assert applied == [SCHEMA_VERSION]
+    assert applied == sorted(MIGRATIONS)
     assert (tmp_path / "rolectl.db").is_file()
 
 
@@ -112,7 +112,7 @@ def test_init_is_idempotent(db_path):
 
 
 def test_schema_version_is_the_newest_migration():
-    assert SCHEMA_VERSION == max(MIGRATIONS) == 1
+    assert SCHEMA_VERSION == max(MIGRATIONS) == 2
     assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
 
 
@@ -144,18 +144,18 @@ def test_plain_sqlite_file_is_not_a_rolectl_database(tmp_path):
 
 
 def test_older_schema_asks_for_migration(db_path):
-    # A hypothetical future migration 2: version 1 must then be reported as "older".
-    _set_version(db_path, 1)
+    # A hypothetical future migration 3: version 2 must then be reported as "older".
+    _set_version(db_path, 2)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(store_mod, "SCHEMA_VERSION", 2)
-        mp.setitem(MIGRATIONS, 2, ["CREATE TABLE IF NOT EXISTS extra (x)"])
+        mp.setattr(store_mod, "SCHEMA_VERSION", 3)
+        mp.setitem(MIGRATIONS, 3, ["CREATE TABLE IF NOT EXISTS extra (x)"])
         with pytest.raises(DatabaseError) as info:
             Store(db_path)
         assert "older" in str(info.value)
         store, applied = init(db_path)
         with store:
-            assert applied == [2]
-            assert store.schema_version == 2
+            assert applied == [3]
+            assert store.schema_version == 3
 
 
 def test_directory_and_non_sqlite_file(tmp_path):

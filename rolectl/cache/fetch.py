@@ -21,12 +21,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from typing import Callable, Union
+from typing import Callable, Literal, Union, overload
 
 from rolectl.errors import DatabaseError
 from rolectl.schema import ROLE_AND_HEAD_SQL
 
 ConnectionFactory = Callable[[], sqlite3.Connection]
+#: A path, or a zero-argument factory returning a new connection (called once per thread).
+Database = Union[str, "os.PathLike[str]", ConnectionFactory]
 
 #: Role and log head in one snapshot (see :data:`rolectl.schema.ROLE_AND_HEAD_SQL`).
 SQL_VERSIONED = ROLE_AND_HEAD_SQL
@@ -48,15 +50,22 @@ class SQLiteFetch:
     the thread's connection is dropped so the next call starts afresh.
     """
 
-    def __new__(cls, database: Union[str, "os.PathLike[str]", ConnectionFactory], *, versioned: bool = True,
-                timeout: float = 5.0) -> "SQLiteFetch":
-        # The unversioned form is a subclass, so the versioned call carries no mode test.
-        if cls is SQLiteFetch and not versioned:
-            cls = _RoleOnlyFetch
-        return object.__new__(cls)
+    @overload
+    def __new__(cls, database: Database, *, versioned: Literal[True] = ..., timeout: float = ...) -> SQLiteFetch: ...
+    @overload
+    def __new__(cls, database: Database, *, versioned: Literal[False], timeout: float = ...) -> _RoleOnlyFetch: ...
+    @overload
+    def __new__(cls, database: Database, *, versioned: bool = ..., timeout: float = ...) -> SQLiteFetch: ...
 
-    def __init__(self, database: Union[str, "os.PathLike[str]", ConnectionFactory], *, versioned: bool = True,
-                 timeout: float = 5.0) -> None:
+    def __new__(cls, database: Database, *, versioned: bool = True, timeout: float = 5.0) -> SQLiteFetch:
+        # The unversioned form is a subclass, so the versioned call carries no mode test.
+        # Set up here rather than in __init__: type checkers then see which class a call
+        # returns (``versioned=False`` gives a fetch that returns the bare role).
+        self = object.__new__(_RoleOnlyFetch if cls is SQLiteFetch and not versioned else cls)
+        self._setup(database, versioned, timeout)
+        return self
+
+    def _setup(self, database: Database, versioned: bool, timeout: float) -> None:
         if callable(database):
             self._factory: ConnectionFactory = database
         else:
@@ -129,7 +138,7 @@ class SQLiteFetch:
 class _RoleOnlyFetch(SQLiteFetch):
     """``SQLiteFetch(..., versioned=False)``: the bare role, for callers that want no version."""
 
-    def __call__(self, user_id: int) -> str:  # type: ignore[override]
+    def __call__(self, user_id: int) -> str:
         try:
             execute = self._local.execute
         except AttributeError:

@@ -36,7 +36,8 @@ class FollowingFetch:
     def _connection(self, identity: tuple[int, int]) -> sqlite3.Connection:
         held = getattr(self._local, "held", None)
         if held is not None and held[0] == identity:
-            return held[1]
+            conn: sqlite3.Connection = held[1]
+            return conn
         if held is not None:
             held[1].close()
             self.reconnects += 1

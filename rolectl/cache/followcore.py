@@ -242,13 +242,17 @@ class FollowCore:
         """Suspend the cache if no check succeeded within the bound; ``True`` if it did now."""
         if self.max_staleness is None or self.stale or now - self.last_success < self.max_staleness:
             return False
-        with self.lock:
+        if not self.lock.acquire(blocking=False):
+            return False  # a catch-up is under way: it succeeds, or the next look enforces
+        try:
             if self.stale or now - self.last_success < self.max_staleness:
                 return False
             self.stale = True
             self.suspensions += 1
             dropped = self.cache.suspend(f"no successful read of {self.path.name} for "
                                          f"{now - self.last_success:.1f} s")
+        finally:
+            self.lock.release()
         log.warning("follower for %s: no successful read for %.1f s (max_staleness %.1f s): cache %s "
                     "dropped %d entries and reads the database on every lookup until it is back (%s)",
                     self.path, now - self.last_success, self.max_staleness, self.cache.name, dropped,

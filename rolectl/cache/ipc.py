@@ -136,7 +136,8 @@ def _peer_uid(conn: socket.socket) -> int | None:
         raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
     except (OSError, AttributeError):  # pragma: no cover - not Linux: rely on file modes
         return None
-    return _UCRED.unpack(raw)[1]
+    uid: int = _UCRED.unpack(raw)[1]
+    return uid
 
 
 class InstanceServer:
@@ -214,10 +215,11 @@ class InstanceServer:
         assert self._sock is not None
         next_sample = time.monotonic() + SAMPLE_EVERY
         next_beat = time.monotonic() + HEARTBEAT_EVERY
+        watched: list[socket.socket | int] = [self._sock, self._pipe_r]
         while not self._stop.is_set():
             timeout = max(0.0, min(next_sample, next_beat) - time.monotonic())
             try:
-                ready, _, _ = select.select([self._sock, self._pipe_r], [], [], timeout)
+                ready, _, _ = select.select(watched, [], [], timeout)
             except (OSError, ValueError):
                 break
             if self._stop.is_set():

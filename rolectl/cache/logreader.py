@@ -129,6 +129,7 @@ class LogReader:
             conn = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None,
                                    check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # maps -shm (WAL)
         except sqlite3.Error as exc:
             raise DatabaseError(f"cannot open database {self.path}: {exc}") from exc
         self._conn, self._identity = conn, identity
@@ -161,7 +162,8 @@ class LogReader:
             if header is not None:
                 return header != self._wal_header
         try:
-            return bool(self._conn.execute("PRAGMA data_version").fetchone()[0] != self._data_version)
+            version: int = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            return version != self._data_version
         except sqlite3.Error:
             return True
 
@@ -194,7 +196,7 @@ class LogReader:
     def _mark(self) -> tuple[bytes | None, int | None]:
         """What ``changed()`` will compare against, taken *before* the snapshot: anything
         committed later changes it."""
-        if self._wal_header is None and self._data_version is None:
+        if not self.shm.is_open:
             self.shm.open()  # (re)opened along with the connection
         header = self.shm.header()
         if header is not None:

@@ -54,7 +54,7 @@ import logging
 import math
 import threading
 import time
-from types import FunctionType
+from types import FunctionType, MethodType
 from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import islice
@@ -72,7 +72,7 @@ Fetch = Callable[[int], FetchResult]
 
 # The canonical (interned) role objects: values stored are always these exact objects.
 _CANON: dict[str, str] = {role: role for role in ROLES}
-_NO_FLOOR = -1  # a load token's floor while no change for its user has arrived
+_NO_FLOOR: float = -1  # a load token's floor while no change for its user has arrived (an int: cheaper ==)
 _INF = math.inf  # floor for changes without a seq: no read in flight may be installed
 _LOADING: str = cast(str, object())  # "someone else is reading this user"
 # Marker in ``_gone``: why an id left the cache.
@@ -119,6 +119,12 @@ class _Waiters:
         if self.error is not None:
             raise self.error
         return self.role  # type: ignore[return-value]
+
+
+class _SuspendedLoads(dict):  # type: ignore[type-arg]
+    """``RoleCache._loads`` while the cache is suspended (see :meth:`RoleCache.suspend`)."""
+
+    __slots__ = ()
 
 
 def _resolve(future: "asyncio.Future[str]", role: str | None, error: BaseException | None) -> None:
@@ -187,8 +193,10 @@ class RoleCache:
             raise InvalidInputError(f"maxsize must be a positive integer or None, not {maxsize!r}")
         self.name = name if name is not None else "default"
         self.maxsize = maxsize
-        if isinstance(getattr(type(fetch), "__call__", None), FunctionType):
-            fetch = fetch.__call__  # type: ignore[union-attr]  # a bound method calls faster than the object
+        if fetch is not None:
+            call = getattr(type(fetch), "__call__", None)
+            if isinstance(call, FunctionType):
+                fetch = MethodType(call, fetch)  # fetch.__call__: a bound method calls faster than the object
         self._fetch = fetch
         self._clock = clock
         self._lock = threading.Lock()
@@ -247,8 +255,6 @@ class RoleCache:
             fetch = self._fetch
         if fetch is None or user_id.__class__ is not int:
             fetch = self._fetch_for(user_id, fetch)
-        if self._suspended:
-            return _parse(fetch(user_id))[0]
         # Register the read WITHOUT the lock: ``dict.setdefault`` on an exact dict is one
         # atomic step under the GIL, so exactly one caller per user gets its own token back
         # (the owner); everyone else takes the locked path and waits for it. A change that
@@ -261,12 +267,13 @@ class RoleCache:
             return self._fallback(exc, user_id, fetch)
         if not owner:
             return self._contended(user_id, fetch, token)
+        version: int | None  # (an annotation only: no run-time cost)
         try:
             result = fetch(user_id)
             # _parse's common case inlined: a ('user', int) row. A fresh 'user' string from
             # the database compares equal to ROLE_USER, which then replaces it.
-            if result.__class__ is tuple and len(result) == 2:  # type: ignore[arg-type]
-                role, version = result  # type: ignore[misc]
+            if result.__class__ is tuple and len(result) == 2:
+                role, version = result
                 if role == ROLE_USER and version.__class__ is int:
                     role = ROLE_USER
                 else:
@@ -291,7 +298,7 @@ class RoleCache:
                 if self._gone:
                     self._count_cause_locked(user_id)
                 if (floor == _NO_FLOOR and role is ROLE_USER and version is not None
-                        and version >= self._ahead_max and self._order is None and not self._suspended):
+                        and version >= self._ahead_max and self._order is None):
                     # The common miss, inlined (a call is ~1.5% of the miss budget): a
                     # user-role read that nothing touched while it was in flight, at least as
                     # new as every other install. _install_locked does the same, and the rest.
@@ -645,6 +652,9 @@ class RoleCache:
         with self._lock:
             self._suspended = True
             size = self._clear_locked(_INF)
+            # Not a plain dict: every miss takes the locked path, whose install refuses while
+            # suspended -- so the common miss path carries no test of its own.
+            self._loads = _SuspendedLoads(self._loads)
         log.warning("cache %s suspended (%d entries dropped): %s", self.name, size, reason or "no reason given")
         return size
 
@@ -652,6 +662,7 @@ class RoleCache:
         """Answer from memory again (the follower reads the log again)."""
         with self._lock:
             self._suspended = False
+            self._loads = dict(self._loads)
 
     @property
     def suspended(self) -> bool:

@@ -49,6 +49,10 @@ class ShmView:
         self.lock_supported = sys.platform.startswith("linux") and struct.calcsize("P") == 8
         self.probes = 0
 
+    @property
+    def is_open(self) -> bool:
+        return self._fd >= 0
+
     def open(self) -> None:
         """(Re)open the file, e.g. after the follower's connection was (re)opened."""
         self.close()

@@ -76,6 +76,7 @@ def _register() -> None:
     from . import simulate  # noqa: F401
     from . import batch  # noqa: F401
     from . import doctor  # noqa: F401
+    from . import backup  # noqa: F401
 
 
 _register()

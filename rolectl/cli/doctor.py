@@ -20,7 +20,7 @@ def doctor(
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = FormatOption,
 ) -> None:
-    """Check integrity, schema, pragmas, triggers, the log against the users table, mailbox owners and cache instances.
+    """Check schema, file permissions, integrity, pragmas, triggers, the log's numbering, the log against the users table, mailbox owners and cache instances.
 
     Each finding has a severity (ok, info, warning, error) and the fix. Exit 0: nothing wrong; 1: warnings only; 6: at least one error.
 

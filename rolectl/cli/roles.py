@@ -31,7 +31,9 @@ def init(ctx: typer.Context) -> None:
 
     Example: rolectl --db bot.db init
     """
-    from ..store import SCHEMA_VERSION, init as init_store
+    from ..fileperms import FIX, RISK, writable_by_others
+    from ..schema import SCHEMA_VERSION
+    from ..store import init as init_store
 
     st = state(ctx)
     store, applied = init_store(st.db, timeout=st.timeout)
@@ -40,6 +42,9 @@ def init(ctx: typer.Context) -> None:
         typer.echo(f"initialised {store.path} (schema version {SCHEMA_VERSION}, WAL)")
     else:
         typer.echo(f"{store.path} is up to date (schema version {SCHEMA_VERSION})")
+    for everyone, sentence in writable_by_others(store.path):
+        if everyone:
+            typer.echo(f"rolectl: warning: {sentence}: {RISK}; {FIX}", err=True)
 
 
 @app.command("add-admin")

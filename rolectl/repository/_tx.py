@@ -43,13 +43,15 @@ class ChangeTx:
     log head recorded at that moment.
     """
 
-    __slots__ = ("conn", "actor", "head", "events", "_written")
+    __slots__ = ("conn", "actor", "head", "events", "drift", "_written")
 
     def __init__(self, conn: sqlite3.Connection, actor: str) -> None:
         self.conn = conn
         self.actor = actor
         self.head: int | None = None  # set once triggers may log: events after it are read back
         self.events: tuple[Event, ...] = ()
+        #: Users on whom the table and the log disagreed before this change, and what that meant.
+        self.drift: dict[int, str] = {}
         self._written: list[Event] = []
 
     @property

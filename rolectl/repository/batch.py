@@ -405,7 +405,7 @@ _IMPORT_HINT = "columns: id (or user_id), username, role"
 def _fast_id(value: object) -> int:
     # The common case without the general parser; anything unusual gets its exact message there.
     if type(value) is int and 0 < value <= INT64_MAX:  # noqa: E721 - bool must not pass
-        return value  # type: ignore[return-value]
+        return value
     if type(value) is str and value.isdigit() and value.isascii() and len(value) < 19 and value[0] != "0":
         return int(value)
     return parse_id(value)
@@ -427,7 +427,7 @@ def _fast_role(value: object) -> str | None:
     if value is None or value == "":
         return None
     if value in ROLES:
-        return value  # type: ignore[return-value]
+        return value
     if not isinstance(value, str):
         raise InvalidInputError(f"role {value!r} is not text", hint="use user or admin")
     return parse_role(value)

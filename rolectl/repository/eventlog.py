@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..bus import EventBus
-from ..events import CACHE_EVICT, CACHE_FLUSH, KINDS, Event, replay
+from ..events import ADMIN_REMOVED, CACHE_EVICT, CACHE_FLUSH, KINDS, ROLE_USER, Event, replay
 from ..errors import InvalidInputError
+from ..schema import LOGGED_ROLE_SQL
 from ..store import Store
 from ..validate import parse_id, parse_text
 from ._tx import HEAD_SQL, SELECT_EVENTS, change
@@ -34,7 +35,8 @@ class EventLog:
 
     def first_seq(self) -> int | None:
         rows = self.store.query("SELECT min(seq) FROM events")
-        return rows[0][0]
+        first: int | None = rows[0][0]
+        return first
 
     def query(
         self,
@@ -46,7 +48,8 @@ class EventLog:
         newest_first: bool = False,
     ) -> list[Event]:
         """Filtered audit trail. With ``limit`` and ``newest_first`` it is the log's tail."""
-        where, params = [], []  # type: ignore[var-annotated]
+        where: list[str] = []
+        params: list[int | str] = []
         if since is not None:
             where.append("seq > ?")
             params.append(since)
@@ -77,12 +80,19 @@ class EventLog:
 
     def resync(self, user_ids: Iterable[int], *, actor: str) -> Change:
         """Log the table's current role of users whose last logged role differs from it: the
-        repair for drift left by writes that bypassed the triggers. The table is not changed;
-        rewriting each role in place lets the triggers log exactly the difference."""
+        repair for drift left by writes that bypassed the triggers. The table is not changed.
+        Rewriting each present user's role in place lets the triggers log exactly the
+        difference; a user the table no longer has (deleted, or moved to another id through
+        the rowid alias, unlogged) is a plain ``user`` now, so their removal is logged here."""
         uids = [parse_id(u) for u in user_ids]
         with change(self.store, self.bus, actor) as tx:
             tx.attribute_trigger_events()
             tx.conn.executemany("UPDATE users SET role = role WHERE user_id = ?", [(u,) for u in uids])
+            for uid in uids:
+                row = tx.conn.execute(f"SELECT EXISTS (SELECT 1 FROM users WHERE user_id = ?1), {LOGGED_ROLE_SQL}",
+                                      (uid,)).fetchone()
+                if not row[0] and row[1] != ROLE_USER:
+                    tx.emit(ADMIN_REMOVED, user_id=uid, old_role=row[1], new_role=ROLE_USER, actor=actor)
         return Change(bool(tx.events), f"logged the current role of {len(tx.events)} users", tx.events)
 
     def evict(self, user_id: int, *, actor: str, note: str | None = None) -> Change:

@@ -84,6 +84,7 @@ def transfer_in(tx: ChangeTx, mid: int, target: int, *, actor: str, keep_admin: 
     ).fetchone()
     if row is None:
         raise NotFoundError(f"mailbox {mid} does not exist", hint="list them with `rolectl mailbox list`")
+    source: int
     source, target_role, target_name, source_role, source_name, owned = row
     if source == target:
         raise ConflictError(f"user {target} already owns mailbox {mid}", hint="transfer it to someone else")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Iterable
 
 from ..bus import EventBus
 from ..errors import ConflictError, NotFoundError
-from ..events import ROLE_ADMIN, ROLE_USER, Event
-from ..schema import ROLE_AND_HEAD_SQL
+from ..events import ADMIN_REMOVED, ROLE_ADMIN, ROLE_USER
+from ..schema import LOGGED_ROLE_SQL, ROLE_AND_HEAD_SQL
 from ..store import Store
 from ..validate import parse_id, parse_role, parse_username
 from ._tx import ChangeTx, change
@@ -25,13 +26,18 @@ ON CONFLICT (user_id) DO UPDATE SET
 """
 
 
+# The table's row (NULLs for an unknown user) and the role the log last recorded, in one
+# statement: a change compares its target with both (see :func:`write_user`).
+_BEFORE = f"SELECT u.role, u.username, {LOGGED_ROLE_SQL} FROM (SELECT 1) LEFT JOIN users AS u ON u.user_id = ?1"
 _ROLE_AND_MAILBOXES = (
-    "SELECT role, username, (SELECT group_concat(mailbox_id) FROM mailboxes WHERE owner_id = ?) "
-    "FROM users WHERE user_id = ?"
+    f"SELECT u.role, u.username, (SELECT group_concat(mailbox_id) FROM mailboxes WHERE owner_id = ?1), "
+    f"{LOGGED_ROLE_SQL} FROM (SELECT 1) LEFT JOIN users AS u ON u.user_id = ?1"
 )
+_DRIFT = "the users table said {table} but the log and caches said {logged}"
 
 
 class UsersRepo:
+    # ``list`` below is a method: annotations in this class spell the type ``builtins.list``.
     def __init__(self, store: Store, bus: EventBus) -> None:
         self.store = store
         self.bus = bus
@@ -53,8 +59,9 @@ class UsersRepo:
         role, head = self.store.query(ROLE_AND_HEAD_SQL, (parse_id(user_id),))[0]
         return role, int(head)
 
-    def list(self, role: str | None = None, limit: int | None = None) -> list[User]:
-        sql, params = _SELECT, []
+    def list(self, role: str | None = None, limit: int | None = None) -> builtins.list[User]:
+        sql = _SELECT
+        params: builtins.list[str | int] = []
         if role is not None:
             sql += " WHERE role = ?"
             params.append(parse_role(role))
@@ -87,14 +94,14 @@ class UsersRepo:
         so, so scripts can repeat it safely."""
         return self.add_admins([user_id], username, actor=actor)[0]
 
-    def add_admins(self, user_ids: Iterable[int], username: str | None = None, *, actor: str) -> list[Change]:
+    def add_admins(self, user_ids: Iterable[int], username: str | None = None, *, actor: str) -> builtins.list[Change]:
         """Several ids, all or nothing in one transaction."""
         uids, name = [parse_id(u) for u in user_ids], parse_username(username)
         with change(self.store, self.bus, actor) as tx:
             for uid in uids:
                 promote(tx, uid, name)
         return [
-            _outcome(uid, tx.events, f"{uid} is now an admin", f"{uid} is already an admin; nothing changed")
+            _outcome(uid, tx, f"{uid} is now an admin", f"{uid} is already an admin; nothing changed")
             for uid in uids
         ]
 
@@ -103,14 +110,14 @@ class UsersRepo:
         is refused unless forced."""
         return self.remove_admins([user_id], actor=actor, force=force)[0]
 
-    def remove_admins(self, user_ids: Iterable[int], *, actor: str, force: bool = False) -> list[Change]:
+    def remove_admins(self, user_ids: Iterable[int], *, actor: str, force: bool = False) -> builtins.list[Change]:
         """Several ids, all or nothing: one refused id leaves every other one unchanged."""
         uids = [parse_id(u) for u in user_ids]
         with change(self.store, self.bus, actor) as tx:
             for uid in uids:
                 demote(tx, uid, force)
         return [
-            _outcome(uid, tx.events, f"{uid} is no longer an admin", f"{uid} is not an admin; nothing changed")
+            _outcome(uid, tx, f"{uid} is no longer an admin", f"{uid} is not an admin; nothing changed")
             for uid in uids
         ]
 
@@ -120,12 +127,19 @@ class UsersRepo:
 
 def write_user(tx: ChangeTx, uid: int, username: str | None, role: str | None) -> tuple[str, str | None] | None:
     """Create or update one user inside an open change, logging a role change first (so the
-    trigger stays silent). Returns the row's (role, username) before, or None if it was new."""
+    trigger stays silent). Returns the row's (role, username) before, or None if it was new.
+
+    The new role is compared with the role the *log* last recorded, which is what caches
+    hold: when the table and the log disagree (something wrote the table with the triggers
+    off), the event this change logs is the one caches need, under this change's actor, and
+    ``tx.drift`` says what the table had said."""
     conn = tx.conn
-    before = conn.execute("SELECT role, username FROM users WHERE user_id = ?", (uid,)).fetchone()
-    old = before[0] if before else ROLE_USER
-    if role is not None and role != old:
-        tx.log_role(uid, old, role, username if username is not None else (before[1] if before else None))
+    table, name, logged = conn.execute(_BEFORE, (uid,)).fetchone()
+    before: tuple[str, str | None] | None = (table, name) if table is not None else None
+    if role is not None and role != logged:
+        tx.log_role(uid, logged, role, username if username is not None else name)
+    if role is not None and (table or ROLE_USER) != logged:
+        tx.drift[uid] = _DRIFT.format(table=table or "nothing", logged=logged)
     conn.execute(_UPSERT, (uid, username, role or ROLE_USER, role is not None))
     return before
 
@@ -141,12 +155,16 @@ def promote(tx: ChangeTx, uid: int, username: str | None) -> None:
 def demote(tx: ChangeTx, uid: int, force: bool) -> None:
     """Make ``uid`` a plain user inside an open change; refuses an owner of a mailbox unless
     ``force``, and an unknown user (nothing to demote is a mistake worth reporting)."""
-    # One statement for the role and the mailboxes owned: batches run this thousands of times.
-    row = tx.conn.execute(_ROLE_AND_MAILBOXES, (uid, uid)).fetchone()
-    if row is None:
+    # One statement for the role, the mailboxes owned and the logged role: batches run this
+    # thousands of times.
+    role, username, boxes, logged = tx.conn.execute(_ROLE_AND_MAILBOXES, (uid,)).fetchone()
+    if role is None and logged != ROLE_ADMIN:
         raise NotFoundError(f"user {uid} is unknown", hint="check the id with `rolectl users`")
-    role, username, boxes = row
+    if role != logged:
+        tx.drift[uid] = _DRIFT.format(table=role or "nothing", logged=logged)
     if role != ROLE_ADMIN:
+        if logged == ROLE_ADMIN:  # caches still serve an admin the table no longer has: tell them
+            tx.emit(ADMIN_REMOVED, user_id=uid, old_role=ROLE_ADMIN, new_role=ROLE_USER, actor=tx.actor, note=username)
         return
     owned = sorted(int(m) for m in boxes.split(",")) if boxes else []
     if owned and not force:
@@ -154,10 +172,18 @@ def demote(tx: ChangeTx, uid: int, force: bool) -> None:
             f"{uid} still owns mailbox {', '.join(map(str, owned))}",
             hint=f"transfer it first (`rolectl transfer {owned[0]} --to ID`) or pass --force",
         )
-    tx.log_role(uid, role, ROLE_USER, username)
+    if logged == ROLE_ADMIN:
+        tx.log_role(uid, ROLE_ADMIN, ROLE_USER, username)
     tx.conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_USER, uid))
 
 
-def _outcome(uid: int, events: tuple[Event, ...], done: str, noop: str) -> Change:
-    mine = tuple(e for e in events if e.user_id == uid)
-    return Change(bool(mine), done if mine else noop, mine)
+def _outcome(uid: int, tx: ChangeTx, done: str, noop: str) -> Change:
+    """The sentence for one id: what caches were told, and what the table had said if the
+    two disagreed before the change (the table is brought in line either way)."""
+    mine = tuple(e for e in tx.events if e.user_id == uid)
+    drift = tx.drift.get(uid)
+    if drift is None:
+        return Change(bool(mine), done if mine else noop, mine)
+    if mine:
+        return Change(True, f"{done} ({drift}; caches are told now)", mine)
+    return Change(True, f"{noop.split(';')[0]} for every cache; {drift}, and now agrees", mine)

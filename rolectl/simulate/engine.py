@@ -22,16 +22,19 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import ConflictError
-from ..events import ROLE_KINDS, ROLE_USER
+from ..events import ROLE_KINDS, ROLE_USER, Event
 from .config import SimConfig
 from .policies import EventPolicy, NoCachePolicy, Policy, TTLPolicy, sample_every
 from .trace import (
     ADD_ADMIN, DAY, MAILBOX_CREATE, MAILBOX_ID, PERIOD, PERIODS, REGISTER, REMOVE_ADMIN, TRANSFER,
     Action, Trace, build_trace, clock, period_label, period_of,
 )
+
+if TYPE_CHECKING:
+    from ..repository import Repository
 
 ACTOR = "simulate"
 #: Simulated seconds between cut points (progress updates, the stats of the periods).
@@ -166,7 +169,7 @@ def open_day_database(path: str | os.PathLike[str] | None) -> Iterator[tuple[Any
 class Day:
     """One replay in progress: the database, the mirror of it, and the policies."""
 
-    def __init__(self, trace: Trace, repo: Any, path: Path) -> None:
+    def __init__(self, trace: Trace, repo: Repository, path: Path) -> None:
         self.trace = trace
         self.config = trace.config
         self.repo = repo
@@ -186,9 +189,9 @@ class Day:
         if action.op == REGISTER:
             # The repository's bulk import: one transaction for all of them (one fsync, not
             # one per user); plain users, so no event is written.
-            from ..repository.batch import ImportInput, import_users
+            from ..repository.batch import ImportInput, ImportRow, import_users
 
-            rows = [(n, uid, None, None) for n, uid in enumerate(action.user_ids, 1)]
+            rows: list[ImportRow] = [(n, uid, None, None) for n, uid in enumerate(action.user_ids, 1)]
             summary = import_users(self.repo, ImportInput(rows), actor=ACTOR)
             events += summary.events
         elif action.op == MAILBOX_CREATE:
@@ -198,6 +201,8 @@ class Day:
         elif action.op == REMOVE_ADMIN:
             events += users.remove_admin(action.user_ids[0], actor=ACTOR).events
         elif action.op == TRANSFER:
+            if action.to_user is None:  # pragma: no cover - the trace always names the new owner
+                raise ValueError(f"{action.label}: a transfer needs to_user")
             events += boxes.transfer(action.mailbox_id or MAILBOX_ID, action.to_user, actor=ACTOR).events
         else:  # pragma: no cover - the trace only schedules the operations above
             raise ValueError(f"unknown operation {action.op!r}")
@@ -210,13 +215,13 @@ class Day:
         return ActionResult(action.at, clock(action.at), action.op, action.label, list(action.user_ids),
                             [e.seq for e in events], [e.kind for e in events])
 
-    def sync_truth(self, now: float) -> list[Any]:
+    def sync_truth(self, now: float) -> list[Event]:
         """Fold the log's new role changes into the mirror; returns the new events. Events
         another process wrote (``--live``: someone typed ``rolectl add-admin``) are kept
         for the timeline."""
         fresh = self.repo.events.since(self.seen_seq)
         for event in fresh:
-            if event.kind in ROLE_KINDS and event.user_id is not None:
+            if event.kind in ROLE_KINDS and event.user_id is not None and event.new_role is not None:
                 self.truth[event.user_id] = event.new_role
                 self.changed_at[event.user_id] = now
             if event.actor != ACTOR:

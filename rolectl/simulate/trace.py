@@ -187,7 +187,7 @@ def schedule(config: SimConfig, active: Sequence[int], new: Sequence[int],
             if budget:
                 day.append(Action(down, REMOVE_ADMIN, (uid,), f"admin {uid} removed", 1))
                 budget -= 1
-    day.sort(key=lambda a: a.at)  # stable: same-time actions keep their order
+    day.sort(key=lambda a: a.at or 0.0)  # all timed here; stable: same-time actions keep their order
 
     setup: list[Action] = []
     needed = list(active)

@@ -1,0 +1,53 @@
+"""``rolectl backup`` and ``rolectl restore``: copies of a live database, and back, safely."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .app import app
+from .context import state
+
+
+@app.command()
+def backup(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., metavar="FILE", help="The backup to write: a new file."),
+) -> None:
+    """Write a consistent copy of the database to a new FILE, while bots keep running.
+
+    Uses SQLite's backup API (never copy a live database with cp: its newest commits may
+    still be in the -wal file). The copy is one self-contained file, mode 600.
+
+    Example: rolectl --db bot.db backup /var/backups/bot-2026-12-01.db
+    """
+    from ..backup import backup as run
+
+    st = state(ctx)
+    summary = run(st.db, file, timeout=st.timeout)
+    typer.echo(f"backed up to {summary.path}: log head #{summary.head}, {summary.users} users, "
+               f"{summary.admins} admins")
+
+
+@app.command()
+def restore(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., metavar="FILE", help="A file written by `rolectl backup`."),
+) -> None:
+    """Replace the database's content by the backup FILE, in one transaction, while bots run.
+
+    The backup is checked first (a rolectl database, not newer than this rolectl, not
+    damaged; exit 2 or 5 and nothing changed otherwise) and migrated forward. The restored
+    log gets a new identity, so every running follower resets its cache and serves the
+    restored roles. Never cp or mv a backup over a live database instead.
+
+    Example: rolectl --db bot.db restore /var/backups/bot-2026-12-01.db
+    """
+    from ..backup import restore as run
+
+    st = state(ctx)
+    summary = run(st.db, file, timeout=st.timeout)
+    typer.echo(f"restored {summary.path} from {file}: log head #{summary.head}, {summary.users} users, "
+               f"{summary.admins} admins; new log id {summary.log_id[:8]} (was {summary.replaced_log_id[:8] or '-'}): "
+               "following caches reset")

@@ -1,0 +1,128 @@
+"""Is the schema in the file the one this rolectl's migrations build?
+
+The reference is built by running the migrations on an in-memory database; both it and the
+file are read through sqlite-utils' introspection (tables and their columns, indexes,
+triggers), so the comparison needs no hand-written parser of SQL. Triggers are compared by
+their text: a trigger that is present but altered (``SELECT 1`` instead of logging) is as
+bad as a missing one, and a trigger nobody expects on rolectl's tables (``RAISE(IGNORE)``
+before an event insert would silently drop it) is reported too. Only ``rolectl doctor``,
+``init`` and ``restore`` use this module; it imports sqlite-utils when first called.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from .findings import ERROR, OK, WARNING, Finding, examples
+from .schema import MIGRATIONS, SCHEMA_VERSION
+from .store import Store
+
+Column = tuple[str, str, int, Any, int]  # name, type, notnull, default, part of the primary key
+
+
+def normalise(sql: str) -> str:
+    """Whitespace-insensitive text of a CREATE statement, without ``IF NOT EXISTS``."""
+    return " ".join(re.sub(r"IF\s+NOT\s+EXISTS\s+", "", sql, count=1, flags=re.I).split())
+
+
+@dataclass(frozen=True)
+class Schema:
+    columns: dict[str, tuple[Column, ...]]  # table -> columns
+    tables: dict[str, str]  # table -> normalised CREATE TABLE
+    indexes: dict[str, str]  # index -> table
+    triggers: dict[str, tuple[str, str]]  # trigger -> (table, normalised CREATE TRIGGER)
+
+
+def introspect(conn: sqlite3.Connection) -> Schema:
+    """The tables, columns, indexes and triggers of ``conn``'s main database."""
+    import sqlite_utils
+
+    # No plugins, and leave the connection's recursive_triggers setting alone.
+    db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
+    names = [t for t in db.table_names() if not t.startswith("sqlite_")]
+    columns, tables, indexes = {}, {}, {}
+    for name in names:
+        table = db.table(name)
+        columns[name] = tuple((c.name, c.type.upper(), c.notnull, c.default_value, c.is_pk) for c in table.columns)
+        tables[name] = normalise(table.schema)
+        indexes.update({i.name: name for i in table.indexes if not i.name.startswith("sqlite_")})
+    triggers = {t.name: (t.table, normalise(t.sql)) for t in db.triggers}
+    return Schema(columns, tables, indexes, triggers)
+
+
+@lru_cache(maxsize=4)
+def reference(version: int = SCHEMA_VERSION) -> Schema:
+    """The schema migrations 1..``version`` build on an empty database."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for v in sorted(MIGRATIONS):
+            if v <= version:
+                for statement in MIGRATIONS[v]:
+                    conn.execute(statement)
+        return introspect(conn)
+    finally:
+        conn.close()
+
+
+def altered_triggers(actual: Schema, version: int = SCHEMA_VERSION) -> list[str]:
+    """rolectl's triggers whose text differs from what the migrations create."""
+    expected = reference(version).triggers
+    return [name for name, (_, sql) in expected.items() if name in actual.triggers and actual.triggers[name][1] != sql]
+
+
+def recreate_objects(store: Store) -> list[str]:
+    """Drop rolectl's altered triggers and re-run the migrations up to the file's version, in
+    one transaction (no moment without a trigger for a concurrent writer to slip through).
+    Every migration statement is idempotent, so only what is missing is created. Returns the
+    names of the triggers that were altered."""
+    version = store.schema_version
+    altered = altered_triggers(introspect(store.conn), version)
+    with store.transaction() as conn:
+        for name in altered:
+            conn.execute(f'DROP TRIGGER IF EXISTS "{name}"')
+        for v in sorted(MIGRATIONS):
+            if v <= version:
+                for statement in MIGRATIONS[v]:
+                    conn.execute(statement)
+    return altered
+
+
+def check_objects(store: Store) -> list[Finding]:
+    version = store.schema_version
+    expected, actual = reference(version), introspect(store.conn)
+    missing = [f"table {t}" for t in expected.tables if t not in actual.tables]
+    missing += [f"index {i}" for i in expected.indexes if i not in actual.indexes]
+    missing += [f"trigger {t}" for t in expected.triggers if t not in actual.triggers]
+    altered = [f"trigger {t}" for t in altered_triggers(actual, version)]
+    unknown = [f"trigger {t} on {table}" for t, (table, _) in actual.triggers.items()
+               if t not in expected.triggers and table in expected.tables]
+    columns = [f"{t} ({', '.join(c[0] for c in actual.columns[t])})" for t in expected.tables
+               if t in actual.columns and actual.columns[t] != expected.columns[t]]
+    redefined = [t for t in expected.tables if t in actual.tables and actual.tables[t] != expected.tables[t]
+                 and not any(c.startswith(f"{t} (") for c in columns)]
+    found: list[Finding] = []
+    fix = f"rolectl --db {store.path} doctor --fix"
+    if missing:
+        why = " (role changes are not being logged!)" if any(m.startswith("trigger users_") for m in missing) else ""
+        found.append(Finding("objects", ERROR, f"missing: {examples(missing)}{why}", f"{fix} (re-runs the migrations)",
+                             fixable=True))
+    if altered:
+        found.append(Finding("objects", ERROR, f"altered: {examples(altered)}", f"{fix} (recreates them)", fixable=True))
+    if unknown:
+        found.append(Finding("objects", ERROR, f"not part of rolectl's schema: {examples(unknown)}; it can change or "
+                             "drop what the log records", "DROP TRIGGER it in the sqlite3 shell if nobody you trust "
+                             "created it"))
+    if columns:
+        found.append(Finding("objects", ERROR, f"tables with other columns than rolectl's: {examples(columns)}",
+                             "restore a backup (`rolectl restore FILE`)"))
+    if redefined:
+        found.append(Finding("objects", WARNING, f"tables defined differently (constraints?): {examples(redefined)}",
+                             "compare `sqlite3 DB .schema` with a fresh `rolectl init`"))
+    if not store.log_id:
+        found.append(Finding("objects", WARNING, "the log has no log_id (followers cannot detect a replaced file)",
+                             fix, fixable=True))
+    return found or [Finding("objects", OK, "every table, index and trigger present and as rolectl made it")]

@@ -60,12 +60,19 @@ def test_writes_run_off_the_loop_and_are_applied_before_they_return(db_path: Pat
         async with rolectl.aio.connect(db_path, name="w", register=False) as roles:
             loop_thread = threading.get_ident()
             writers: list[int] = []
-            roles.repo.bus.subscribe(lambda _e: writers.append(threading.get_ident()))
+            in_writer: list[str | None] = []  # the cache as the writing thread sees it after commit
+
+            def after_commit(event: rolectl.Event) -> None:
+                writers.append(threading.get_ident())
+                in_writer.append(roles.cache.peek(789))
+
+            roles.repo.bus.subscribe(after_commit)  # runs after the handle's own subscription
             assert await roles.get_role(789) == "user"
             change = await roles.add_admin(789, "new_admin")
             assert change.changed and change.events[0].actor == "w"
             assert roles.cache.peek(789) == "admin"  # applied before add_admin returned
             assert writers and loop_thread not in writers  # the commit ran in a worker thread
+            assert in_writer == ["admin"]  # caught up in that thread, not later by the loop
             await roles.remove_admin(789)
             assert roles.cache.peek(789) == "user"
             await roles.upsert_user(2000, "boss")

@@ -7,8 +7,6 @@ imported only when first used, so ``import rolectl`` (and ``rolectl role`` start
 nothing.
 """
 
-from __future__ import annotations
-
 # typing costs ~3 ms to import; type checkers treat this name as True.
 TYPE_CHECKING = False
 

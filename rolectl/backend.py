@@ -63,10 +63,10 @@ class SQLiteBackend:
 
         return AsyncFollower(cache, self.path, timeout=self.timeout, **_options(max_staleness, strict))
 
-    def register(self, cache: "RoleCache", *, follower: Any, name: str) -> "Registration":
+    def register(self, cache: "RoleCache", *, follower: Any, name: str, bus: bool) -> "Registration":
         from .cache.registry import register
 
-        return register(cache, self.path, follower=follower, name=name)
+        return register(cache, self.path, follower=follower, name=name, bus=bus)
 
 
 def _options(max_staleness: float | None, strict: bool) -> dict[str, Any]:

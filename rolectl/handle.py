@@ -102,7 +102,9 @@ class _Handle:
         if not self._register:
             return
         try:
-            registration = self.backend.register(self.cache, follower=follower, name=self.name)
+            # bus=True: the bot's own writes always reach the cache (through the follower, or
+            # directly without one), which `rolectl stats` and `doctor` report.
+            registration = self.backend.register(self.cache, follower=follower, name=self.name, bus=True)
         except (RolectlError, OSError) as exc:  # a bot without diagnostics still serves
             log.warning("cache %s is not visible to `rolectl stats`: %s", self.name, exc)
             return

@@ -167,3 +167,10 @@ def test_stats_sees_the_handle_from_the_cli(db_path: Path, run_rolectl) -> None:
         [row] = json.loads(out.stdout)
         assert row["instance"] == "alpha" and row["state"] == "live" and row["hits"] == 1 and row["misses"] == 1
         assert row["follower"] in ("inotify", "poll")
+
+
+def test_without_a_follower_stats_says_only_own_writes_reach_it(db_path: Path, run_rolectl) -> None:  # type: ignore[no-untyped-def]
+    with rolectl.connect(db_path, name="lonely", follow=False):
+        out = run_rolectl("stats", "--format", "json")
+        [row] = json.loads(out.stdout)
+        assert row["instance"] == "lonely" and row["follower"] == "bus"

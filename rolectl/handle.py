@@ -156,8 +156,8 @@ class Roles(_Handle):
         try:
             if follow:
                 follower = self.backend.follower(self.cache, max_staleness=max_staleness, strict=strict)
+                self._undo.append(follower.close)  # also if start() fails half-way
                 self.follower = follower.start()  # the cache is in step when this returns
-                self._undo.append(follower.close)
             self._attach_own_writes(self.follower)
             self._register_now(self.follower)
         except BaseException:

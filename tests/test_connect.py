@@ -174,3 +174,17 @@ def test_without_a_follower_stats_says_only_own_writes_reach_it(db_path: Path, r
         out = run_rolectl("stats", "--format", "json")
         [row] = json.loads(out.stdout)
         assert row["instance"] == "lonely" and row["follower"] == "bus"
+
+
+def test_a_follower_that_cannot_start_fails_the_call_unless_not_strict(db_path: Path) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(db_path)
+    conn.execute("ALTER TABLE events RENAME TO events_gone")  # the log cannot be read
+    conn.close()
+    with pytest.raises(DatabaseError):
+        rolectl.connect(db_path, name="strict")
+    assert rolectl_threads() == [] and list(runtime_dir(db_path).glob("*.json")) == []
+    with rolectl.connect(db_path, name="lenient", strict=False, register=False) as roles:
+        assert roles.follower is not None and roles.follower.running  # retries in its thread
+    assert rolectl_threads() == []

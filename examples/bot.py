@@ -164,8 +164,8 @@ def handle(words: list[str], roles: Roles, as_json: bool) -> None:
             role = roles.get_role(uid)
             reply({"user_id": uid, "role": role, "last_seq": before}, role, as_json)
     elif command == "set":
-        uid, role = int(rest[0]), rest[1]
-        if role == "admin":
+        uid, wanted = int(rest[0]), rest[1]
+        if wanted == "admin":
             change = roles.add_admin(uid)
         else:
             change = roles.remove_admin(uid, force=True)

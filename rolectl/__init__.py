@@ -27,6 +27,7 @@ _LAZY: dict[str, str] = {
     "User": "rolectl.repository.models",
     "Mailbox": "rolectl.repository.models",
     "Event": "rolectl.events",
+    "Role": "rolectl.events",
     "RolectlError": "rolectl.errors",
     "InvalidInputError": "rolectl.errors",
     "NotFoundError": "rolectl.errors",
@@ -55,6 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover - what static checkers see; nothing is imp
     from .errors import NotFoundError as NotFoundError
     from .errors import RolectlError as RolectlError
     from .events import Event as Event
+    from .events import Role as Role
     from .handle import Roles as Roles
     from .handle import connect as connect
     from .repository import Repository as Repository

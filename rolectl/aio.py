@@ -28,6 +28,7 @@ from .handle import _Handle
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cache.aio_follower import AsyncFollower
+    from .events import Role
     from .repository import Change
 
 __all__ = ["AsyncRoles", "connect"]
@@ -80,7 +81,7 @@ class AsyncRoles(_Handle):
 
     # -- lookups ---------------------------------------------------------------------------
 
-    async def get_role(self, user_id: int) -> str:
+    async def get_role(self, user_id: int) -> "Role":
         """The user's role: a hit answers in the loop, a miss reads in a worker thread (and
         shares one read with concurrent misses). Raises
         :class:`~rolectl.errors.DatabaseError` when it cannot be read (never a guess)."""
@@ -112,7 +113,7 @@ class AsyncRoles(_Handle):
         return await asyncio.to_thread(self.repo.mailboxes.transfer, mailbox_id, to_user,
                                        actor=actor or self.actor, keep_admin=keep_admin)
 
-    async def upsert_user(self, user_id: int, username: str | None = None, *, role: str | None = None,
+    async def upsert_user(self, user_id: int, username: str | None = None, *, role: "Role | None" = None,
                           actor: str | None = None) -> "Change":
         self._check_open()
         return await asyncio.to_thread(self.repo.users.upsert, user_id, username, role=role,

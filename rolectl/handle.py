@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .cache.follower import Follower
     from .cache.registry import Registration
     from .cache.role_cache import RoleCache
-    from .events import Event
+    from .events import Event, Role
     from .repository import Change, Repository
 
 log = logging.getLogger("rolectl.connect")
@@ -167,7 +167,7 @@ class Roles(_Handle):
 
     # -- lookups ---------------------------------------------------------------------------
 
-    def get_role(self, user_id: int) -> str:
+    def get_role(self, user_id: int) -> "Role":
         """The user's role: from memory on a hit, one database read on a miss. Raises
         :class:`~rolectl.errors.DatabaseError` when it cannot be read (never a guess)."""
         return self.cache.get_role(user_id)
@@ -195,7 +195,7 @@ class Roles(_Handle):
         self._check_open()
         return self.repo.mailboxes.transfer(mailbox_id, to_user, actor=actor or self.actor, keep_admin=keep_admin)
 
-    def upsert_user(self, user_id: int, username: str | None = None, *, role: str | None = None,
+    def upsert_user(self, user_id: int, username: str | None = None, *, role: "Role | None" = None,
                     actor: str | None = None) -> "Change":
         self._check_open()
         return self.repo.users.upsert(user_id, username, role=role, actor=actor or self.actor)

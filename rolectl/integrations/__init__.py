@@ -16,7 +16,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidInputError
-from ..events import ROLE_USER, ROLES
+from ..events import ROLE_USER, ROLES, Role
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..aio import AsyncRoles
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("rolectl.integrations")
 
 
-async def lookup(roles: "AsyncRoles", user_id: int | None) -> str:
+async def lookup(roles: "AsyncRoles", user_id: int | None) -> Role:
     """The role of ``user_id`` for an incoming update; ``user`` when there is no sender or
     the role cannot be read (logged as a warning, never raised)."""
     if user_id is None:

@@ -29,6 +29,7 @@ from telegram.ext import Application, CallbackContext, TypeHandler
 
 from ..aio import AsyncRoles
 from ..errors import RolectlError
+from ..events import Role
 from . import check_roles, lookup
 
 __all__ = ["install", "require_role", "role_of"]
@@ -75,13 +76,13 @@ def install(application: "Application[Any, Any, Any, Any, Any, Any]", roles: Asy
     return handler
 
 
-def role_of(context: "CallbackContext[Any, Any, Any, Any]") -> str:
+def role_of(context: "CallbackContext[Any, Any, Any, Any]") -> Role:
     """The sender's role for the update ``context`` belongs to (set by :func:`install`)."""
     role = getattr(context, _ATTR, None)
     if role is None:
         raise RolectlError("no role was looked up for this update",
                            hint="call rolectl.integrations.telegram.install(application, roles) first")
-    return str(role)
+    return role  # type: ignore[no-any-return]  # set by install() to a Role
 
 
 def require_role(

@@ -45,8 +45,11 @@ log = logging.getLogger("rolectl.follower")
 SETTLE = 0.05
 #: First and longest gap between re-checks inside the settle window (it doubles in between).
 SETTLE_FIRST, SETTLE_MAX = 0.0002, 0.01
-#: Gap between re-checks while a writer holds the WAL write lock past the settle window.
+#: Longest gap between re-checks while a writer holds the WAL write lock (a commit is on
+#: its way). The thread follower pays a GIL round-trip per re-check, the in-loop one does not
+#: and uses :data:`WRITER_RECHECK_LOOP`.
 WRITER_RECHECK = 0.002
+WRITER_RECHECK_LOOP = 0.0005
 #: After a failed check, retry this soon (doubling up to the safety interval).
 RETRY_FIRST = 0.01
 
@@ -98,8 +101,10 @@ class FollowCore:
 
     def __init__(self, cache: "RoleCache", path: str | os.PathLike[str], *, batch: int = 5000,
                  timeout: float = 5.0, settle: float = SETTLE,
-                 max_staleness: float | None | _Default = DEFAULT) -> None:
+                 max_staleness: float | None | _Default = DEFAULT,
+                 writer_recheck: float = WRITER_RECHECK) -> None:
         self.cache = cache
+        self.writer_recheck = writer_recheck
         self.path = Path(path).absolute()
         #: The file that really holds the database (and, next to it, its -wal and -shm).
         self.real_path = Path(os.path.realpath(self.path))
@@ -268,10 +273,10 @@ class FollowCore:
         since_write = now - last_write
         if since_write < self.settle:
             delay = min(max(since_write / 2, SETTLE_FIRST), SETTLE_MAX)
-            if delay > WRITER_RECHECK and self._writer_active():
-                delay = WRITER_RECHECK
+            if delay > self.writer_recheck and self._writer_active():
+                delay = self.writer_recheck
         elif since_write < 10.0 and self._writer_active():
-            delay = WRITER_RECHECK  # a slow commit (fsync) still under way: it will show
+            delay = self.writer_recheck  # a slow commit (fsync) still under way: it will show
         elif self.failing_since is not None:
             delay = min(idle, max(RETRY_FIRST, (now - self.failing_since) / 2))
         else:

@@ -114,6 +114,7 @@ class FollowCore:
         self.reader = LogReader(self.path, timeout=timeout)
         self.use_writer_lock = True  # see next_check(); off only to measure the alternative
         self.writer_probes = 0
+        self._writer_was_active = False
         self.lock = threading.Lock()
         self.anchor: Anchor | None = None
         self.started = False  # the first catch-up decides where to start
@@ -271,16 +272,22 @@ class FollowCore:
         files: re-check quickly while a commit may still become visible, else ``idle``; never
         past the staleness bound; retry a failed check soon."""
         since_write = now - last_write
+        delay: float | None = None
         if since_write < self.settle:
             delay = min(max(since_write / 2, SETTLE_FIRST), SETTLE_MAX)
-            if delay > self.writer_recheck and self._writer_active():
+        if since_write < 10.0 and (delay is None or delay > self.writer_recheck):
+            active = self._writer_active()
+            if active:  # a commit (its fsync) is still under way: it will show
                 delay = self.writer_recheck
-        elif since_write < 10.0 and self._writer_active():
-            delay = self.writer_recheck  # a slow commit (fsync) still under way: it will show
-        elif self.failing_since is not None:
-            delay = min(idle, max(RETRY_FIRST, (now - self.failing_since) / 2))
-        else:
-            delay = idle
+            elif self._writer_was_active:
+                # it ended between the last look and this probe: one more look sees it
+                delay = SETTLE_FIRST
+            self._writer_was_active = active
+        if delay is None:
+            if self.failing_since is not None:
+                delay = min(idle, max(RETRY_FIRST, (now - self.failing_since) / 2))
+            else:
+                delay = idle
         due = self.stale_in(now)
         return delay if due is None else min(delay, due + 0.001)
 

@@ -6,23 +6,22 @@ from typing import List, Optional
 
 import typer
 
-from ..events import ROLE_ADMIN
-from ..render import check_format, render_rows
-from ..repository.models import USER_FIELDS
+from ..events import ROLE_ADMIN, ROLES
+from ..render import Col, check_format, render_listing
 from ..validate import parse_id, parse_role, parse_username
+from . import complete
 from .app import app
-from .common import CHANGE_FORMATS, actor as actor_of, change_format, ids, report
+from .common import LimitOption, actor as actor_of, change_format, ids, report
 from .context import state
-from .options import ActorOption, FormatOption
+from .options import ActorOption, ChangeFormatOption, FormatOption, OneOf, role_option
 
-def _complete_change_format(incomplete: str) -> list[str]:
-    return [f for f in CHANGE_FORMATS if f.startswith(incomplete)]
-
-
-JsonOption = typer.Option(
-    None, "--format", "-f", help="text (default), json or jsonl.", metavar="FORMAT",
-    autocompletion=_complete_change_format,
+#: users / admins: ids, names and roles first; times go first when the terminal is narrow.
+USER_COLUMNS = (
+    Col("user_id", "int", 0), Col("username", "text", 0, min_width=10), Col("role", "atom", 0),
+    Col("created_at", "time", 2), Col("updated_at", "time", 1),
 )
+
+JsonOption = ChangeFormatOption
 
 
 @app.command()
@@ -50,8 +49,10 @@ def init(ctx: typer.Context) -> None:
 @app.command("add-admin")
 def add_admin(
     ctx: typer.Context,
-    user_ids: List[str] = typer.Argument(..., metavar="ID...", help="One or more user ids."),
-    username: Optional[str] = typer.Option(None, "--username", "-u", help="Username to store (one id only)."),
+    user_ids: List[str] = typer.Argument(..., metavar="USER_ID...", help="One or more user ids."),
+    username: Optional[str] = typer.Option(
+        None, "--username", "-u", metavar="NAME",
+        help="Username to store (one id only); a different one renames an existing user."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,
 ) -> None:
@@ -65,13 +66,14 @@ def add_admin(
 
         raise InvalidInputError("--username needs exactly one id", hint="add users one at a time to name them")
     with state(ctx).open() as repo:
-        report(repo.users.add_admins(uids, name, actor=who), out)
+        report(repo.users.add_admins(uids, name, actor=who), out, "user_id", uids)
 
 
 @app.command("remove-admin")
 def remove_admin(
     ctx: typer.Context,
-    user_ids: List[str] = typer.Argument(..., metavar="ID...", help="One or more user ids."),
+    user_ids: List[str] = typer.Argument(..., metavar="USER_ID...", help="One or more user ids.",
+                                         autocompletion=complete.admins),
     force: bool = typer.Option(False, "--force", help="Demote even an owner of a mailbox."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,
@@ -82,15 +84,16 @@ def remove_admin(
     """
     uids, who, out = ids(user_ids), actor_of(actor), change_format(fmt)
     with state(ctx).open() as repo:
-        report(repo.users.remove_admins(uids, actor=who, force=force), out)
+        report(repo.users.remove_admins(uids, actor=who, force=force), out, "user_id", uids)
 
 
 @app.command()
 def role(
     ctx: typer.Context,
-    user_id: str = typer.Argument(..., metavar="ID", help="User id."),
+    user_id: str = typer.Argument(..., metavar="USER_ID", help="User id.", autocompletion=complete.known_users),
     is_: Optional[str] = typer.Option(
-        None, "--is", help="Print nothing; exit 0 if the user has this role, 1 if not (for shell `if`)."
+        None, "--is", metavar="ROLE", click_type=OneOf(ROLES, "role"),
+        help="user or admin: print nothing; exit 0 if the user has this role, 1 if not (for shell `if`).",
     ),
 ) -> None:
     """Print a user's role as the database has it (unknown users are `user`).
@@ -111,8 +114,10 @@ def _list_users(ctx: typer.Context, role_name: Optional[str], limit: Optional[in
     check_format(fmt)
     wanted = parse_role(role_name) if role_name is not None else None
     with state(ctx).open() as repo:
-        rows = [u.to_dict() for u in repo.users.list(role=wanted, limit=limit)]
-    render_rows(rows, USER_FIELDS, fmt, title=title)
+        render_listing(
+            lambda n: (u.to_dict() for u in repo.users.stream(role=wanted, limit=n)), USER_COLUMNS, fmt,
+            limit=limit, total=lambda: repo.users.count(wanted), noun=title, title=title,
+        )
 
 
 users_app = typer.Typer(no_args_is_help=False)
@@ -122,8 +127,8 @@ app.add_typer(users_app, name="users")
 @users_app.callback(invoke_without_command=True)
 def users(
     ctx: typer.Context,
-    role_name: Optional[str] = typer.Option(None, "--role", help="Only users with this role (user/admin)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many rows."),
+    role_name: Optional[str] = role_option("Only users with this role: user or admin."),
+    limit: Optional[int] = LimitOption,
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """List known users, or import them with `users import`.
@@ -137,7 +142,7 @@ def users(
 @app.command()
 def admins(
     ctx: typer.Context,
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many rows."),
+    limit: Optional[int] = LimitOption,
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """List admins.

@@ -354,6 +354,8 @@ class RoleCache:
             self._other_hits[role] += 1
             self._touch(user_id)
             return role
+        if self._suspended:
+            return _parse(await asyncio.to_thread(fetch, user_id))[0]
         loop = asyncio.get_running_loop()
         token = [_NO_FLOOR]
         try:

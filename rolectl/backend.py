@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInputError
-from .store import resolve_path, resolve_timeout
+from .store import ENV_TIMEOUT, resolve_path, resolve_timeout
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cache.aio_follower import AsyncFollower
@@ -39,11 +39,14 @@ class SQLiteBackend:
 
     path: Path
     timeout: float
+    #: No timeout was chosen: the bot's own writes wait the longer default for the write lock
+    #: (:data:`~rolectl.store.DEFAULT_WRITE_TIMEOUT`), so a big batch does not make them fail.
+    defaulted: bool = False
 
     def repository(self) -> "Repository":
         from .repository import Repository
 
-        return Repository.open(self.path, timeout=self.timeout)
+        return Repository.open(self.path, timeout=None if self.defaulted else self.timeout)
 
     def fetch(self) -> "FollowingFetch":
         """The miss read that checks the file's identity (the right one next to a follower)."""
@@ -95,4 +98,5 @@ def open_backend(db: str | os.PathLike[str] | None = None, *, timeout: float | N
         raise InvalidInputError(f"unknown database URL scheme {scheme!r}", hint="pass the path of a database file")
     if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0):
         raise InvalidInputError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
-    return SQLiteBackend(resolve_path(db), resolve_timeout(timeout))
+    return SQLiteBackend(resolve_path(db), resolve_timeout(timeout),
+                         defaulted=timeout is None and not os.environ.get(ENV_TIMEOUT))

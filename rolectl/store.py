@@ -33,6 +33,12 @@ DEFAULT_DB = "rolectl.db"
 ENV_DB = "ROLECTL_DB"
 ENV_TIMEOUT = "ROLECTL_TIMEOUT"
 DEFAULT_TIMEOUT = 5.0
+#: How long a write waits for the write lock when no timeout was chosen (``--timeout``,
+#: ``$ROLECTL_TIMEOUT``, ``timeout=``): longer than a million-line ``apply`` or ``users import``
+#: holds it (about 6 s on a 2-core machine, benchmarks/bench_lockhold.py), so a single change
+#: made meanwhile waits its turn instead of failing with "database is locked". Reads keep
+#: :data:`DEFAULT_TIMEOUT`: in WAL mode they do not wait for writers.
+DEFAULT_WRITE_TIMEOUT = 30.0
 
 
 def resolve_path(value: str | os.PathLike[str] | None = None) -> Path:
@@ -53,6 +59,14 @@ def resolve_timeout(value: float | None = None) -> float:
     if not raw:
         return DEFAULT_TIMEOUT
     return parse_seconds(raw, ENV_TIMEOUT)
+
+
+def resolve_write_timeout(value: float | None = None) -> float:
+    """Seconds a write waits for the write lock: the chosen timeout, else
+    :data:`DEFAULT_WRITE_TIMEOUT`."""
+    if value is None and not os.environ.get(ENV_TIMEOUT):
+        return max(DEFAULT_TIMEOUT, DEFAULT_WRITE_TIMEOUT)
+    return resolve_timeout(value)
 
 
 def _no_write_bits(path: Path) -> bool:
@@ -165,6 +179,7 @@ class Store:
     ) -> None:
         self.path = resolve_path(path)
         self.timeout = resolve_timeout(timeout)
+        self.write_timeout = resolve_write_timeout(timeout)
         self._lock = threading.RLock()
         self._db: sqlite_utils.Database | None = None
         self.conn = self._connect(create)
@@ -265,8 +280,15 @@ class Store:
         """
         with self._lock:
             conn = self.conn
+            longer = self.write_timeout != self.timeout
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                if longer:  # only the wait for the write lock is longer; reads keep theirs
+                    conn.execute(f"PRAGMA busy_timeout = {int(self.write_timeout * 1000)}")
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                finally:
+                    if longer:
+                        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             except sqlite3.Error as exc:
                 raise translate(exc, self.path) from exc
             try:

@@ -354,7 +354,7 @@ def test_a_single_change_during_a_big_batch_waits_its_turn(db_path, tmp_path, ro
     from conftest import clean_env
 
     args = build(db_path, tmp_path)
-    env = clean_env()  # the default 5 s busy wait, as a person or a script would have it
+    env = clean_env()  # the default waits, as a person or a script would have them
     batch = subprocess.Popen([str(rolectl_bin), "--db", str(db_path), *args], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=env)
     singles = []

@@ -30,8 +30,8 @@ class State:
 
         repo = Repository.open(self.db, timeout=self.timeout)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("database %s (busy timeout %s s)", repo.store.path,
-                      "5" if self.timeout is None else f"{self.timeout:g}")
+            log.debug("database %s (busy timeout %g s, %g s for the write lock)", repo.store.path,
+                      repo.store.timeout, repo.store.write_timeout)
         return repo
 
     def db_path(self) -> Path:

@@ -1,0 +1,89 @@
+"""The write lock is waited for longer than reads wait, unless a timeout was chosen.
+
+A million-line ``apply`` holds the write lock for a few seconds; a single change started
+meanwhile must wait its turn rather than fail with "database is locked". The waits are scaled
+down here (the defaults are patched) so the tests stay fast.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from rolectl import store as store_mod
+from rolectl.backend import open_backend
+from rolectl.errors import DatabaseError
+from rolectl.store import Store, resolve_write_timeout
+
+HOLD_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_write_wait_defaults_longer_than_the_read_wait(monkeypatch):
+    monkeypatch.delenv("ROLECTL_TIMEOUT", raising=False)
+    assert resolve_write_timeout() == store_mod.DEFAULT_WRITE_TIMEOUT > store_mod.DEFAULT_TIMEOUT
+    assert resolve_write_timeout(2.0) == 2.0  # a chosen timeout is the timeout for everything
+    monkeypatch.setenv("ROLECTL_TIMEOUT", "0.25")
+    assert resolve_write_timeout() == 0.25
+
+
+def _hold(db_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db_path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_write_outwaits_a_hold_longer_than_the_read_wait(monkeypatch, db_path):
+    monkeypatch.delenv("ROLECTL_TIMEOUT", raising=False)
+    monkeypatch.setattr(store_mod, "DEFAULT_TIMEOUT", 0.1)
+    monkeypatch.setattr(store_mod, "DEFAULT_WRITE_TIMEOUT", 30.0)
+    holder = _hold(db_path)
+    release = threading.Timer(0.8, holder.communicate, args=("",))  # held 8x the read wait
+    with Store(db_path) as st:
+        release.start()
+        try:
+            started = time.monotonic()
+            with st.transaction() as conn:
+                conn.execute("INSERT INTO users (user_id) VALUES (1)")
+            assert time.monotonic() - started >= 0.5  # it did wait for the holder
+        finally:
+            release.join()
+        # Only the wait for the write lock is longer: the connection's own wait is unchanged.
+        assert st.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 100
+        assert st.query("SELECT user_id FROM users") == [(1,)]
+
+
+def test_a_chosen_timeout_also_bounds_the_write_wait(monkeypatch, db_path):
+    monkeypatch.delenv("ROLECTL_TIMEOUT", raising=False)
+    monkeypatch.setattr(store_mod, "DEFAULT_WRITE_TIMEOUT", 30.0)
+    holder = _hold(db_path)
+    try:
+        with Store(db_path, timeout=0.2) as st:
+            started = time.monotonic()
+            with pytest.raises(DatabaseError, match="locked"):
+                with st.transaction():
+                    pass
+            assert time.monotonic() - started < 5
+    finally:
+        holder.communicate("")
+
+
+def test_a_bots_writes_get_the_longer_default(monkeypatch, db_path):
+    monkeypatch.delenv("ROLECTL_TIMEOUT", raising=False)
+    with open_backend(db_path).repository() as repo:
+        assert repo.store.write_timeout == store_mod.DEFAULT_WRITE_TIMEOUT
+    with open_backend(db_path, timeout=1.5).repository() as repo:
+        assert repo.store.write_timeout == 1.5
+    monkeypatch.setenv("ROLECTL_TIMEOUT", "0.5")
+    with open_backend(db_path).repository() as repo:
+        assert repo.store.write_timeout == 0.5

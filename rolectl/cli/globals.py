@@ -23,7 +23,8 @@ from .options import Seconds
 #: Where the copies show in a command's --help.
 PANEL = "Global options (also accepted before the command)"
 DB_HELP = "Database file. Default: $ROLECTL_DB, else ./rolectl.db."
-TIMEOUT_HELP = "Seconds to wait for a database locked by another process (default 5)."
+TIMEOUT_HELP = ("Seconds to wait for a database locked by another process "
+                "(default 5; 30 for a change waiting for the write lock).")
 VERBOSE_HELP = "-v: log each committed event on stderr; -vv: also debug lines (database opened, timings)."
 DEBUG_HELP = "Show tracebacks of errors."
 

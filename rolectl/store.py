@@ -108,6 +108,11 @@ def _read_only_cause(path: Path) -> RolectlError:
     return DatabaseError(f"database {path} is read-only", hint="make the file and its directory writable")
 
 
+def _busy(exc: sqlite3.Error) -> bool:
+    """The busy wait ran out (another connection holds the lock)."""
+    return str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_BUSY")
+
+
 def translate(exc: sqlite3.Error, path: Path | str) -> RolectlError:
     """Turn an ``sqlite3`` error into one line that says what is wrong with the file and the fix."""
     text = str(exc)
@@ -280,15 +285,13 @@ class Store:
         """
         with self._lock:
             conn = self.conn
-            longer = self.write_timeout != self.timeout
             try:
-                if longer:  # only the wait for the write lock is longer; reads keep theirs
-                    conn.execute(f"PRAGMA busy_timeout = {int(self.write_timeout * 1000)}")
                 try:
                     conn.execute("BEGIN IMMEDIATE")
-                finally:
-                    if longer:
-                        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+                except sqlite3.OperationalError as exc:
+                    if self.write_timeout <= self.timeout or not _busy(exc):
+                        raise
+                    self._begin_waiting_longer()
             except sqlite3.Error as exc:
                 raise translate(exc, self.path) from exc
             try:
@@ -305,6 +308,17 @@ class Store:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise translate(exc, self.path) from exc
+
+    def _begin_waiting_longer(self) -> None:
+        """Wait the rest of :attr:`write_timeout` for the write lock. Only after the ordinary
+        wait ran out, so the common, uncontended write pays nothing for it; reads keep their
+        own wait."""
+        conn = self.conn
+        conn.execute(f"PRAGMA busy_timeout = {int((self.write_timeout - self.timeout) * 1000)}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:

@@ -26,13 +26,15 @@ A miss registers a *load* before it calls ``fetch``: a fresh token ``[floor]`` s
 caller per user gets its own token back (the owner; the others wait for its read). Any change
 for that user that arrives while the load is in flight (changes hold the lock) raises the
 token's *floor* to the change's ``seq`` (or to infinity for changes without a ``seq``:
-``update_role``, ``invalidate``, ``clear``). A change applied before the registration needs
+``update_role``, ``invalidate``, ``clear``); a change of role also leaves its role in the
+token (``[floor, role]``). A change applied before the registration needs
 no floor: the read starts after it, so its snapshot contains it. When the read returns, the
 owner takes the lock, removes its token and installs the read only if its token was still
 registered and nothing arrived (floor unset) or the read's own version
 (the log head seen in the same snapshot) is ``>= floor`` -- i.e. the read already contains
 the change. Otherwise the stale answer is discarded and the caller gets the newer entry the
-change left behind. This is the memcache "lease" / Redis client-side-caching fix for the
+change left behind -- or, if that entry is gone already (evicted by a bounded cache, cleared,
+flushed), the role the change left in the token: never the read it knows to be stale. This is the memcache "lease" / Redis client-side-caching fix for the
 "stale set" race. Conversely, an install whose version is *ahead* of ``last_seq`` (the
 follower lags the database) is remembered (``_ahead_top``/``_ahead``) so that the older
 events still on their way cannot regress it.
@@ -81,6 +83,8 @@ Fetch = Callable[[int], FetchResult]
 _CANON: dict[object, Role] = {role: role for role in ROLES}
 _NO_FLOOR: float = -1  # a load token's floor while no change for its user has arrived (an int: cheaper ==)
 _INF = math.inf  # floor for changes without a seq: no read in flight may be installed
+#: A load token: ``[floor]``, or ``[floor, role]`` once a change of role for its user arrived.
+_Token = list[Any]
 
 
 class _Pending(Enum):
@@ -195,7 +199,7 @@ class RoleCache:
         self._users: set[int] = set()
         self._others: dict[int, Role] = {}
         self._order: OrderedDict[int, None] | None = OrderedDict() if maxsize is not None else None
-        self._loads: dict[int, list[float]] = {}  # user -> token [floor] of the read in flight
+        self._loads: dict[int, _Token] = {}  # user -> token of the read in flight
         self._waiters: dict[int, Waiters[Role]] = {}
         self._last_seq = 0
         # Versions of installs newer than _last_seq: users installed at the newest such version
@@ -314,7 +318,7 @@ class RoleCache:
                             self._new_ahead_max_locked(user_id, version)
                     answer = ROLE_USER
                 else:
-                    answer = self._install_locked(user_id, role, version, floor)
+                    answer = self._install_locked(user_id, role, version, floor, token)
             except Exception as exc:
                 answer = self._install_failed_locked(exc, user_id, role)
         finally:
@@ -323,7 +327,7 @@ class RoleCache:
             waiters.wake(answer, None)
         return answer
 
-    def _contended(self, user_id: int, fetch: Fetch, token: list[float]) -> Role:
+    def _contended(self, user_id: int, fetch: Fetch, token: _Token) -> Role:
         """The locked path: another read of this user is in flight (or ``_loads`` is not a
         plain dict, whose ``setdefault`` would not be atomic)."""
         try:
@@ -399,7 +403,7 @@ class RoleCache:
             _check_fetch(fetch)
         return fetch
 
-    def _begin_locked(self, user_id: int, token: list[float]) -> Role | _Pending | None:
+    def _begin_locked(self, user_id: int, token: _Token) -> Role | _Pending | None:
         """Under the lock: the role if it is cached by now, ``_LOADING`` if another read is in
         flight, else ``None`` after registering ``token`` as this caller's read."""
         role = ROLE_USER if user_id in self._users else self._others.get(user_id)
@@ -432,7 +436,7 @@ class RoleCache:
         self._fault(exc, user_id, "lookup")
         return _parse(fetch(user_id))[0]
 
-    def _load(self, user_id: int, fetch: Fetch, token: list[float]) -> Role:
+    def _load(self, user_id: int, fetch: Fetch, token: _Token) -> Role:
         """Owner side of a read (``token`` registered): fetch, install unless a newer change
         arrived, wake waiters. :meth:`_slow` inlines the same steps."""
         try:
@@ -449,14 +453,14 @@ class RoleCache:
             try:
                 if self._gone:
                     self._count_cause_locked(user_id)
-                answer = self._install_locked(user_id, role, version, floor)
+                answer = self._install_locked(user_id, role, version, floor, token)
             except Exception as exc:
                 answer = self._install_failed_locked(exc, user_id, role)
         if waiters is not None:
             waiters.wake(answer, None)
         return answer
 
-    def _lost_locked(self, user_id: int, registered: list[float] | None) -> tuple[float, Waiters[Role] | None]:
+    def _lost_locked(self, user_id: int, registered: _Token | None) -> tuple[float, Waiters[Role] | None]:
         """A finished read whose token is no longer registered (a fault dropped every
         registration): it must not install. If another read has registered since, that read
         keeps its place and its waiters; otherwise the waiters are this read's to wake."""
@@ -465,7 +469,7 @@ class RoleCache:
             return _INF, None
         return _INF, self._waiters.pop(user_id, None)
 
-    def _unregister_locked(self, user_id: int, token: list[float]) -> None:
+    def _unregister_locked(self, user_id: int, token: _Token) -> None:
         loads = self._loads
         if loads.get(user_id) is token:
             del loads[user_id]
@@ -479,7 +483,7 @@ class RoleCache:
             else:
                 self._misses_dropped += 1
 
-    def _load_failed(self, user_id: int, token: list[float], exc: BaseException) -> None:
+    def _load_failed(self, user_id: int, token: _Token, exc: BaseException) -> None:
         with self._lock:
             self._load_errors += 1
             if self._gone:
@@ -496,7 +500,8 @@ class RoleCache:
         self._fault_locked(exc, user_id, "install")
         return role
 
-    def _install_locked(self, user_id: int, role: Role, version: int | None, floor: float) -> Role:
+    def _install_locked(self, user_id: int, role: Role, version: int | None, floor: float,
+                        token: _Token) -> Role:
         """Install a read (already unregistered) unless a change newer than the read arrived
         while it was in flight (``floor``); return the answer for the reader (the newer
         entry, if the read lost)."""
@@ -517,7 +522,12 @@ class RoleCache:
         if not ok:
             self._stale_prevented += 1
             current = ROLE_USER if user_id in self._users else self._others.get(user_id)
-            return current if current is not None else role
+            if current is not None:
+                return current
+            # The newer entry is gone already (evicted, cleared): answer with the role the
+            # newest change left in the token. Only if no change of role arrived (invalidate,
+            # clear, an evict event) is the read's own role still the current one.
+            return token[1] if len(token) > 1 else role
         if role is ROLE_USER and self._order is None:  # _set_locked's common case, inlined
             self._users.add(user_id)
             if self._others and self._others.pop(user_id, None) is not None:
@@ -562,7 +572,7 @@ class RoleCache:
             raise InvalidInputError(f"unknown role {role!r}", hint=f"expected one of {', '.join(ROLES)}")
         try:
             with self._lock:
-                self._raise_floor_locked(user_id, _INF)
+                self._raise_floor_locked(user_id, _INF, canon)
                 self._set_locked(user_id, canon)
         except Exception as exc:
             self._fault(exc, user_id, "update_role")
@@ -593,7 +603,7 @@ class RoleCache:
                 user_id, role = event.user_id, _CANON.get(event.new_role)
                 if user_id is None or role is None:
                     raise ValueError(f"malformed role event {event!r}")
-                self._raise_floor_locked(user_id, seq)
+                self._raise_floor_locked(user_id, seq, role)
                 if seq <= self._ahead_max and self._ahead_of_locked(user_id) >= seq:
                     self._events_superseded += 1  # a newer read is installed already
                 else:
@@ -734,10 +744,16 @@ class RoleCache:
         self._clears += 1
         return size
 
-    def _raise_floor_locked(self, user_id: int, floor: float) -> None:
+    def _raise_floor_locked(self, user_id: int, floor: float, role: Role | None = None) -> None:
+        """A change for ``user_id``: make its read in flight (if any) uninstallable unless the
+        read is at least as new as ``floor``; a change of ``role`` also leaves the role in the
+        token, the answer for that read should it lose and the entry be gone by then."""
         token = self._loads.get(user_id)
-        if token is not None and floor > token[0]:
-            token[0] = floor
+        if token is not None:
+            if floor > token[0]:
+                token[0] = floor
+            if role is not None:
+                token[1:] = (role,)  # events arrive in order: the newest change wins
 
     def _touch(self, user_id: int) -> None:
         """Mark a hit as recent (LRU only); lock-free, so it may only reorder, never add."""

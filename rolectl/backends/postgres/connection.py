@@ -26,6 +26,9 @@ KEEPALIVES: dict[str, Any] = {
     "keepalives_idle": 10,
     "keepalives_interval": 5,
     "keepalives_count": 3,
+    # Unacknowledged data (a query sent on a dead link) fails after this many ms instead of
+    # waiting for the kernel's retransmission limit (~15 minutes).
+    "tcp_user_timeout": 10000,
 }
 
 
@@ -68,6 +71,9 @@ def translate(exc: BaseException, conninfo: str) -> DatabaseError:
     if "timeout" in low or "timed out" in low:
         return DatabaseError(f"PostgreSQL {where} did not answer in time",
                              hint="check that the server is up and reachable, or raise --timeout")
+    if "terminating connection" in low or "closed the connection" in low or "connection is lost" in low:
+        return DatabaseError(f"lost the connection to PostgreSQL {where}: {reason}",
+                             hint="check that the server is up; rolectl reconnects")
     if "connection" in low and ("refused" in low or "no such file" in low or "could not" in low
                                 or "failed" in low or "closed" in low or "terminat" in low):
         return DatabaseError(f"cannot connect to PostgreSQL {where}: {reason}",

@@ -1,0 +1,265 @@
+"""Keeping a :class:`~rolectl.cache.RoleCache` in step with a PostgreSQL event log, across hosts.
+
+One dedicated autocommit connection per follower (one per process for a bot):
+
+1. **LISTEN first, then catch up by seq.** A notification sent while nobody listened is gone,
+   so the connection listens before the first read; whatever committed before is read by seq.
+2. **NOTIFY only wakes.** The thread sleeps in ``select()`` on the connection's socket (and a
+   pipe that stops it): no CPU while idle, about 0.1 ms from commit to wake-up on loopback.
+   It then reads ``seq > cache.last_seq``; a lost or merged notification costs latency, never
+   an event.
+3. **A safety poll** every ``safety_interval`` seconds reads anyway: a connection that died
+   silently (a NAT or load balancer dropping it) is noticed, and TCP keepalives plus
+   ``tcp_user_timeout`` bound how long a read on a dead link can block.
+4. **Reconnect with backoff** from 0.1 s doubling to 5 s; every reconnect LISTENs, then
+   catches up and checks identity (:mod:`.logreader`): a recreated database, a restore or a
+   stale replica resets the cache; a gap (a rollback, a crash) does not.
+
+Notifications that arrive while a catch-up query runs are consumed by that query; a notify
+handler counts them and the loop reads once more, so none is lost between snapshot and wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from ...errors import RolectlError
+from .logreader import Anchor, Batch, PgLogReader
+
+if TYPE_CHECKING:  # pragma: no cover
+    import psycopg
+
+    from ...bus import EventBus
+    from ...cache.role_cache import RoleCache
+
+log = logging.getLogger("rolectl.follower")
+
+#: Reconnect backoff: first wait and the longest wait, in seconds.
+BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
+
+
+class PgFollower:
+    """Applies a PostgreSQL database's event log to ``cache`` from a daemon thread.
+
+    ``PgFollower(cache, "postgresql://...").start()`` catches up at once, then follows;
+    :meth:`catch_up` does one synchronous round.
+    """
+
+    def __init__(self, cache: "RoleCache", conninfo: str, *, safety_interval: float = 2.0,
+                 batch: int = 5000, timeout: float = 5.0,
+                 factory: Callable[[], "psycopg.Connection[Any]"] | None = None) -> None:
+        self.cache = cache
+        self.conninfo = conninfo
+        self.safety_interval = safety_interval
+        self.batch = batch
+        self.reader = PgLogReader(conninfo, timeout=timeout, listen=True, factory=factory)
+        self._lock = threading.Lock()  # one catch-up, and one reader of the socket, at a time
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._pipe_r, self._pipe_w = -1, -1
+        self._anchor: Anchor | None = None
+        self._started = False
+        self._notified = 0  # notifications seen by psycopg while a query ran
+        self._handled_conn: object | None = None
+        self.backoff = BACKOFF_FIRST
+        self.wakeups = self.notifications = self.checks = self.catch_ups = 0
+        self.events_read = self.resets = self.errors = self.head = 0
+        self.last_reset_reason: str | None = None
+        self.last_error: str | None = None
+        self.last_catch_up_at: float | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> "PgFollower":
+        """Connect, LISTEN and catch up (the cache is in step when this returns, unless the
+        database is unreachable: then the thread keeps retrying), then follow."""
+        if self._thread is not None:
+            return self
+        try:
+            self.catch_up()
+        except RolectlError as exc:
+            self._error(exc)
+        self._pipe_r, self._pipe_w = os.pipe()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"rolectl-pg-follower-{self.cache.name}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stop.set()
+        os.write(self._pipe_w, b"x")
+        thread.join(timeout)
+        os.close(self._pipe_r)
+        os.close(self._pipe_w)
+        self._pipe_r = self._pipe_w = -1
+
+    def close(self) -> None:
+        self.stop()
+        with self._lock:
+            self.reader.close()
+
+    def __enter__(self) -> "PgFollower":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def attach(self, bus: "EventBus") -> Callable[[], None]:
+        """Catch up on every commit this process publishes, before the writing call returns."""
+        return bus.subscribe(lambda _event: self.catch_up())
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self._wait(self.safety_interval):
+                    self.wakeups += 1
+                if self._stop.is_set():
+                    break
+                self.checks += 1
+                self.catch_up()
+                self.backoff = BACKOFF_FIRST
+            except RolectlError as exc:
+                self._error(exc)
+                self._sleep_backoff()
+            except Exception as exc:  # noqa: BLE001 - the thread must survive anything
+                log.exception("follower for %s: unexpected error", self.reader.where)
+                self._error(exc)
+                with self._lock:
+                    self.reader.close()
+                self._sleep_backoff()
+
+    def _sleep_backoff(self) -> None:
+        """Wait before reconnecting: 0.1 s, doubling up to 5 s; a stop ends the wait."""
+        wait, self.backoff = self.backoff, min(self.backoff * 2, BACKOFF_MAX)
+        self._stop.wait(wait)
+
+    def _wait(self, timeout: float) -> bool:
+        """Sleep until a notification, the stop pipe or ``timeout``; True if notified."""
+        with self._lock:
+            conn = self.reader.connection()  # reconnects (and LISTENs) if it was lost
+            if self._pending(conn):
+                return True
+            fd = conn.pgconn.socket
+        ready, _, _ = select.select([fd, self._pipe_r], [], [], timeout)
+        if self._pipe_r in ready:
+            os.read(self._pipe_r, 64)
+        if fd not in ready:
+            return False
+        with self._lock:
+            if self.reader.conn is not conn:
+                return True  # a catch-up in between replaced the connection: read anyway
+            try:
+                conn.pgconn.consume_input()  # a closed connection raises here
+            except Exception as exc:  # noqa: BLE001 - psycopg.OperationalError
+                self.reader.close()
+                raise self.reader.failed(exc) from exc
+            return self._pending(conn)
+
+    def _pending(self, conn: "psycopg.Connection[Any]") -> bool:
+        """Drain parsed notifications; True if any arrived since the last catch-up."""
+        if self._handled_conn is not conn:  # a new connection: count what psycopg sees
+            conn.add_notify_handler(self._on_notify)
+            self._handled_conn = conn
+        got = self._notified > 0
+        self._notified = 0
+        while conn.pgconn.notifies() is not None:
+            got = True
+        if got:
+            self.notifications += 1
+        return got
+
+    def _on_notify(self, _notify: object) -> None:
+        self._notified += 1
+
+    def _error(self, exc: BaseException) -> None:
+        self.errors += 1
+        text = str(exc)
+        if text != self.last_error:  # once per distinct problem, not once per retry
+            log.warning("follower for %s: %s (retrying)", self.reader.where, text)
+        self.last_error = text
+
+    # -- catching up ---------------------------------------------------------------------
+
+    def catch_up(self) -> int:
+        """Apply everything committed so far; the number of events applied. Raises
+        :class:`~rolectl.errors.DatabaseError` if the log cannot be read."""
+        with self._lock:
+            cache = self.cache
+            if not self._started:
+                self._start_position()
+            applied = 0
+            while True:
+                after = cache.last_seq
+                anchor = self._anchor if self._anchor is not None and self._anchor[0] == after else None
+                batch = self.reader.read(after, anchor, limit=self.batch)
+                self.head = batch.head
+                if batch.reset is not None:
+                    self._reset(batch)
+                    break
+                if batch.events:
+                    applied += cache.apply_many(batch.events)
+                    self.events_read += len(batch.events)
+                self._anchor = batch.anchor
+                if not batch.more:
+                    break
+            self.catch_ups += 1
+            self.last_catch_up_at = time.time()
+            self.last_error = None
+            return applied
+
+    def _start_position(self) -> None:
+        """A cache that never applied anything starts at the head: every miss reads the
+        current state, so there is no history to replay."""
+        cache = self.cache
+        if cache.last_seq == 0 and len(cache) == 0:
+            head, anchor = self.reader.at_head()
+            if head:
+                cache.reset(head, reason=f"following the PostgreSQL log from its head #{head}")
+            self._anchor = anchor
+        self._started = True
+
+    def _reset(self, batch: Batch) -> None:
+        reason = batch.reset or "unknown"
+        dropped = self.cache.reset(batch.head, reason=reason)
+        self.resets += 1
+        self.last_reset_reason = reason
+        self._anchor = batch.anchor
+        log.warning("follower for %s: %s; cache %s cleared (%d entries) and resumed at #%d",
+                    self.reader.where, reason, self.cache.name, dropped, batch.head)
+
+    # -- introspection -------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        last = self.cache.last_seq
+        return {
+            "mode": "listen" if self.running else "stopped",
+            "running": self.running,
+            "wakeups": self.wakeups,
+            "notifications": self.notifications,
+            "checks": self.checks,
+            "catch_ups": self.catch_ups,
+            "events_read": self.events_read,
+            "resets": self.resets,
+            "last_reset_reason": self.last_reset_reason,
+            "errors": self.errors,
+            "last_error": self.last_error,
+            "head_seen": self.head,
+            "lag_seen": max(0, self.head - last),
+            "last_catch_up_at": self.last_catch_up_at,
+            "reconnects": self.reader.reopens,
+        }

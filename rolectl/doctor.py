@@ -227,7 +227,8 @@ def check_instances(path: Path, head: int) -> list[Finding]:
     for inst in instances:
         if inst.state == registry.DEAD:
             found.append(Finding("instances", WARNING, f"{inst.label}: dead registration ({inst.error})",
-                                 "rolectl doctor --fix (removes its files)", fixable=True))
+                                 "rolectl doctor --fix (removes its files)" if inst.gone else
+                                 f"its process {inst.pid} still exists; stop it or restart it", fixable=inst.gone))
             continue
         if inst.state != registry.LIVE:
             found.append(Finding("instances", WARNING, f"{inst.label}: {inst.state} ({inst.error})",
@@ -240,14 +241,15 @@ def check_instances(path: Path, head: int) -> list[Finding]:
             # A live follower catches up within milliseconds: ask once more before blaming it.
             time.sleep(LAG_GRACE)
             try:
-                last = int((inst.call({"op": "stats"}).get("cache") or {}).get("last_seq") or 0)
+                last = int(inst.ask("stats")["cache"]["last_seq"])
             except RolectlError:
                 pass
         lag = max(0, head - last)
         if follower is None:
-            found.append(Finding("instances", WARNING, f"{inst.label}: live, no follower: changes made by other "
-                                 f"processes never reach it (at #{last}, head #{head})",
-                                 "attach a Follower when registering the cache"))
+            heard = "only its own writes (bus) reach it" if inst.bus else "no follower and no bus: no change reaches it"
+            found.append(Finding("instances", WARNING, f"{inst.label}: live, {heard}; changes made by other "
+                                 f"processes never do (at #{last}, head #{head})",
+                                 "use rolectl.connect(), or attach a Follower when registering the cache"))
         elif not follower.get("running", True):
             found.append(Finding("instances", WARNING, f"{inst.label}: live but its follower is stopped "
                                  f"({follower.get('last_error') or 'no error recorded'})", "restart the bot"))
@@ -262,7 +264,7 @@ def check_instances(path: Path, head: int) -> list[Finding]:
 def prune_dead(path: Path) -> list[str]:
     from .cache import registry
 
-    dead = [i for i in registry.discover(path) if i.state == registry.DEAD]
+    dead = [i for i in registry.discover(path) if i.state == registry.DEAD and i.gone]
     removed = registry.prune(dead)
     return [f"removed {removed} dead registrations: {_examples([i.label for i in dead])}"] if removed else []
 

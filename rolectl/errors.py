@@ -46,6 +46,13 @@ class DatabaseError(RolectlError):
     exit_code = 5
 
 
+class NotAppliedError(RolectlError):
+    """``cache evict|flush``: recorded in the log, but not every running instance confirmed
+    it within ``--wait`` (exit 7); the message names the ones that did not, and why."""
+
+    exit_code = 7
+
+
 class CacheFaultError(RolectlError):
     """Raised inside the cache machinery; the cache turns it into a fallback, never into an answer."""
 
@@ -61,5 +68,6 @@ EXIT_CODES: dict[int, str] = {
     4: "refused: the change conflicts with a rule (owner still has a mailbox, transfer to self, ...)",
     5: "database unavailable: locked too long, corrupt, not SQLite, read-only, or newer schema",
     6: "`doctor`: at least one error-level finding",
+    7: "`cache evict|flush`: recorded, but not every running instance confirmed it (unresponsive, bad reply, lagging)",
     130: "interrupted (Ctrl-C)",
 }

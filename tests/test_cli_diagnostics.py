@@ -47,10 +47,10 @@ def test_stats_lists_a_killed_bot_as_dead_and_nothing_as_empty(db_path: Path, ru
     assert _json(run_rolectl("stats", "--format", "json")) == []
     assert cli("stats", "--format", "csv").stdout.strip() == ",".join(
         ("instance", "pid", "host", "state", "uptime", "hits", "misses", "hit_rate", "hit_rate_10s", "size",
-         "events_applied", "lag", "faults", "resets", "last_seen", "id", "last_seq", "lookups_per_s_10s",
+         "events_applied", "lag", "faults", "resets", "follower", "last_seen", "id", "last_seq", "lookups_per_s_10s",
          "events_per_s_10s", "coalesced", "misses_cold", "misses_dropped", "misses_evicted",
-         "stale_installs_prevented", "in_flight", "follower", "follower_errors", "last_reset_reason",
-         "started_at", "error"))
+         "stale_installs_prevented", "in_flight", "bus", "follower_errors", "last_reset_reason",
+         "started_at", "started_epoch", "last_seen_epoch", "error"))
     b = Bot(db_path, "doomed")
     b.kill()
     [row] = _json(run_rolectl("stats", "--format", "json"))
@@ -79,7 +79,9 @@ def test_cache_show_lists_the_bots_memory(bot: Bot, run_rolectl) -> None:
     rows = _json(run_rolectl("cache", "show", "--format", "json"))
     dump = bot.ask("dump")["entries"]
     assert {str(r["user_id"]): r["role"] for r in rows} == dump
-    assert rows[0] == {"user_id": 789, "role": "admin", "since": rows[0]["since"]}  # admins first
+    assert rows[0] == {"user_id": 789, "role": "admin", "since": rows[0]["since"],  # admins first
+                       "since_epoch": rows[0]["since_epoch"]}
+    assert rows[0]["since"].endswith("Z") and rows[0]["since_epoch"] > 0  # ISO 8601 UTC, epoch beside it
     assert [r["user_id"] for r in _json(run_rolectl("cache", "show", "--role", "admin", "-f", "json"))] == [789]
     assert len(_json(run_rolectl("cache", "show", "--limit", "2", "-f", "json"))) == 2
     assert _json(run_rolectl("cache", "show", "--user", "2", "-f", "json"))[0]["role"] == "user"
@@ -107,7 +109,7 @@ def test_evict_and_flush_reach_the_live_bot_and_the_audit_log(bot: Bot, run_role
     bot.get_many([789, 1, 2])
     out = run_rolectl("cache", "evict", "1", "--note", "check")
     assert out.returncode == 0, out.stderr
-    assert "applied by 1 of 1 live instances" in out.stdout
+    assert "applied by 1 of 1 live instance\n" in out.stdout
     assert set(bot.ask("dump")["entries"]) == {"789", "2"}
     flushed = _json(run_rolectl("cache", "flush", "--format", "json"))
     assert flushed["events"][0]["kind"] == "cache_flush" and flushed["instances"][0]["applied"] is True
@@ -123,7 +125,7 @@ def test_whois_compares_the_database_with_each_live_cache(bot: Bot, run_rolectl)
     assert who["role"] == "admin" and who["username"] == "new_admin" and who["last_change_seq"] == 1
     [inst] = who["instances"]
     assert inst["instance"] == "alpha" and inst["held"] is True and inst["role"] == "admin"
-    assert inst["agrees"] is True and inst["since"] > 0
+    assert inst["agrees"] is True and inst["since"].endswith("Z") and inst["since_epoch"] > 0
     assert _json(run_rolectl("whois", "5", "--format", "json"))["instances"][0]["held"] is False
     text = run_rolectl("whois", "789", "--format", "plain").stdout
     assert "admin" in text and "alpha" in text
@@ -131,7 +133,7 @@ def test_whois_compares_the_database_with_each_live_cache(bot: Bot, run_rolectl)
 
 def test_whois_without_instances_says_so(run_rolectl) -> None:
     out = run_rolectl("whois", "789", "--format", "github")
-    assert out.returncode == 0 and "no live cache instance" in out.stderr
+    assert out.returncode == 0 and "no running cache instance" in out.stderr
     assert run_rolectl("whois", "-5").returncode == 2
 
 
@@ -161,3 +163,25 @@ def test_events_follow_refuses_formats_that_cannot_stream(run_rolectl) -> None:
     out = run_rolectl("events", "--follow", "--format", "json")
     assert out.returncode == 2 and "jsonl" in out.stderr
     assert run_rolectl("events", "--follow", "--kind", "nope").returncode == 2
+
+
+def test_whois_in_a_pipe_without_bots_keeps_the_database_side(db_path: Path, run_rolectl) -> None:
+    with Repository.open(db_path) as repo:
+        repo.users.add_admin(789, "new_admin", actor="setup")
+    assert run_rolectl("cache", "evict", "789").returncode == 0  # a cache event, not a role change
+    lines = run_rolectl("whois", "789").stdout.splitlines()  # a pipe: TSV
+    header, row = lines[0].split("\t"), lines[1].split("\t")
+    record = dict(zip(header, row))
+    assert len(lines) == 2 and record["db_role"] == "admin" and record["username"] == "new_admin"
+    assert record["last_change_seq"] == "1" and record["last_change_at"].endswith("Z") and record["instance"] == ""
+    who = _json(run_rolectl("whois", "789", "--format", "json"))
+    assert who["last_change_seq"] == 1 and who["last_change"].startswith("Admin added")
+    assert who["last_change_at"].endswith("Z") and who["instances"] == [] and who["known"] is True
+
+
+def test_whois_booleans_are_true_false_in_text_formats(bot: Bot, run_rolectl) -> None:
+    bot.get_many([789])
+    rows = run_rolectl("whois", "789", "--format", "csv").stdout.splitlines()
+    record = dict(zip(rows[0].split(","), rows[1].split(",")))
+    assert record["held"] == "true" and record["agrees"] == "true" and record["state"] == "live"
+    assert "True" not in run_rolectl("whois", "789", "--format", "plain").stdout

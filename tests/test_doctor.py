@@ -217,3 +217,17 @@ def test_live_lagging_and_dead_instances(scenario, run_rolectl):
             if proc.poll() is None:
                 proc.stdin.close()
                 proc.wait(10)
+
+
+def test_a_cache_with_no_follower_and_no_bus_is_flagged(scenario, run_rolectl):
+    from rolectl.cache import RoleCache
+    from rolectl.cache.registry import register
+
+    deaf = RoleCache(lambda uid: "user", name="deaf")
+    own = RoleCache(lambda uid: "user", name="own-writes")
+    with register(deaf, scenario), register(own, scenario, bus=True):
+        by_name = {f["message"].split(" ")[0]: f for f in findings(run_rolectl)[1]["instances"]}
+        rows = {r["instance"]: r for r in json.loads(run_rolectl("stats", "--format", "json").stdout)}
+    assert "no follower and no bus" in by_name["deaf"]["message"] and by_name["deaf"]["severity"] == "warning"
+    assert "only its own writes (bus)" in by_name["own-writes"]["message"]
+    assert rows["deaf"]["follower"] == "none" and rows["own-writes"]["follower"] == "bus"

@@ -43,14 +43,14 @@ def test_discover_sees_a_live_instance_with_its_real_counters(db_path: Path) -> 
         assert inst.live and inst.name == "alpha" and inst.pid == os.getpid()
         c = inst.stats["cache"]
         assert (c["hits"], c["misses"], c["size"]) == (1, 2, 2)
-        reply = inst.call({"op": "entries", "role": "admin", "user_id": None, "limit": 10})
-        assert [e[:2] for e in reply["entries"]] == [[789, "admin"]] and reply["matched"] == 1
-        assert inst.call({"op": "entries", "role": "user", "user_id": None, "limit": None})["matched"] == 1
-        who = inst.call({"op": "whois", "user_id": 789})
+        reply = inst.ask("entries", role="admin", user_id=None, limit=10)
+        assert [e[:2] for e in reply["entries"]] == [(789, "admin")] and reply["matched"] == 1
+        assert inst.ask("entries", role="user", user_id=None, limit=None)["matched"] == 1
+        who = inst.ask("whois", user_id=789)
         assert who["held"] and who["role"] == "admin" and who["since"] is not None
-        assert not inst.call({"op": "whois", "user_id": 5})["held"]
+        assert not inst.ask("whois", user_id=5)["held"]
         with pytest.raises(ConflictError):
-            inst.call({"op": "nonsense"})
+            inst.ask("nonsense")
 
 
 def test_a_crashed_instance_is_dead_never_live(db_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_a_crashed_instance_is_dead_never_live(db_path: Path) -> None:
     proc.kill()
     proc.wait()
     [inst] = discover(db_path)
-    assert inst.state == "dead" and inst.error == "process is gone" and inst.last_seen is not None
+    assert inst.state == "dead" and inst.error == "process is gone" and inst.gone and inst.last_seen is not None
     with pytest.raises(NotFoundError):
         choose([inst], None)
     assert prune([inst]) == 1 and discover(db_path) == []
@@ -78,7 +78,8 @@ def test_a_stale_socket_of_a_live_pid_is_dead(db_path: Path) -> None:
     (directory / "1.json").write_text(json.dumps({"name": "init", "pid": 1, "host": os.uname().nodename,
                                                   "socket": "1.sock"}))
     [inst] = discover(db_path)  # pid 1 exists, but nothing listens on 1.sock
-    assert inst.state == "dead" and inst.error == "socket refused"
+    assert inst.state == "dead" and "socket refused" in (inst.error or "")
+    assert prune([inst]) == 0 and (directory / "1.json").exists()  # its pid is alive: never pruned
 
 
 def test_a_runtime_dir_readable_by_others_is_refused(db_path: Path) -> None:

@@ -13,7 +13,10 @@ one line; then the connection closes. Operations:
     whether this cache holds the user, with which role and since when
 
 Only the instance's own user, root and the owner of the database file may connect (checked
-with ``SO_PEERCRED``), on top of the 0700 directory and the 0600 socket.
+with ``SO_PEERCRED``), on top of the 0700 directory and the 0600 socket. The client checks
+the server the same way before believing it, gives each peer one deadline for the whole
+exchange and reads at most :data:`MAX_REPLY` bytes; :mod:`rolectl.cache.replies` then checks
+the reply's shape.
 
 The same thread takes a snapshot of the counters every second into a small ring, which is
 what makes "hit rate over the last 10 s" possible (varnishstat's *Change* next to *Avg*).
@@ -26,15 +29,16 @@ import logging
 import os
 import select
 import socket
+import stat
 import struct
 import threading
 import time
 from collections import deque
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
     from .follower import Follower
+    from .rundir import RuntimeDir
     from .role_cache import RoleCache
 
 log = logging.getLogger("rolectl.registry")
@@ -45,53 +49,73 @@ SAMPLE_EVERY = 1.0
 HEARTBEAT_EVERY = 5.0
 MAX_REQUEST = 64 * 1024
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
-_SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes on Linux; keep a margin
 
 
-# -- addressing ------------------------------------------------------------------------------
+# -- the client ------------------------------------------------------------------------------
+
+#: Largest reply read from a peer by default; an ``entries`` listing may ask for more.
+MAX_REPLY = 4 * 1024 * 1024
 
 
-class _ShortPath:
-    """A socket path that fits ``sun_path``: long paths go through ``/proc/self/fd/N/``
-    (an open descriptor of the directory), which Linux resolves like the real path."""
-
-    def __init__(self, path: Path) -> None:
-        self._fd = -1
-        text = os.fspath(path)
-        if len(os.fsencode(text)) >= _SUN_PATH_MAX and os.path.isdir("/proc/self/fd"):
-            self._fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            text = f"/proc/self/fd/{self._fd}/{path.name}"
-        self.text = text
-
-    def __enter__(self) -> str:
-        return self.text
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
+class PeerTimeout(OSError):
+    """The peer accepted but did not finish its answer before the deadline (stopped, stuck)."""
 
 
-def call(path: Path, request: dict[str, Any], timeout: float = 2.0) -> dict[str, Any]:
-    """Send one request to the socket at ``path`` and return the reply (raises ``OSError``
-    if nobody answers, ``ValueError`` on a garbled reply)."""
+class UntrustedPeer(ValueError):
+    """The process behind the socket is not a user rolectl trusts."""
+
+
+def call(address: str, request: dict[str, Any], timeout: float = 2.0, *, max_bytes: int = MAX_REPLY,
+         trusted_uids: frozenset[int] | None = None) -> Any:
+    """Send one request to the socket at ``address`` and return the parsed JSON reply.
+
+    ``timeout`` is one deadline for the whole exchange (connect, send, every byte of the
+    reply), not per ``recv``: a peer that trickles bytes cannot hold rolectl. At most
+    ``max_bytes`` are read. With ``trusted_uids``, the peer's uid (``SO_PEERCRED``) must be
+    one of them (or root) before a byte is sent. Raises ``OSError`` (nobody listening),
+    :class:`PeerTimeout`, :class:`UntrustedPeer` or ``ValueError`` (oversized or not JSON).
+    """
+    deadline = time.monotonic() + timeout
+
+    def remaining() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise PeerTimeout(f"no complete answer within {timeout:g} s")
+        return left
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.settimeout(timeout)
-        with _ShortPath(path) as address:
+        sock.settimeout(remaining())
+        try:
             sock.connect(address)
-        sock.sendall(json.dumps(request).encode() + b"\n")
-        chunks = []
-        while True:
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                break
-            chunks.append(chunk)
+        except socket.timeout as exc:
+            raise PeerTimeout(f"no connection within {timeout:g} s") from exc
+        if trusted_uids is not None:
+            uid = _peer_uid(sock)
+            if uid is not None and uid not in trusted_uids and uid != 0:
+                raise UntrustedPeer(f"the socket is served by uid {uid}, neither you nor the database's owner")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            sock.settimeout(remaining())
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            while True:
+                sock.settimeout(remaining())
+                chunk = sock.recv(min(1 << 20, max_bytes + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ValueError(f"reply larger than {max_bytes} bytes")
+        except socket.timeout as exc:
+            raise PeerTimeout(f"no complete answer within {timeout:g} s") from exc
     finally:
         sock.close()
-    reply = json.loads(b"".join(chunks))
-    if not isinstance(reply, dict):
-        raise ValueError("reply is not a JSON object")
-    return reply
+    try:
+        return json.loads(b"".join(chunks))
+    except RecursionError as exc:
+        raise ValueError("reply nested too deeply") from exc
 
 
 # -- rates -----------------------------------------------------------------------------------
@@ -141,12 +165,14 @@ def _peer_uid(conn: socket.socket) -> int | None:
 
 
 class InstanceServer:
-    """Answers diagnostics requests about ``cache`` (and ``follower``) on ``socket_path``."""
+    """Answers diagnostics requests about ``cache`` (and ``follower``) on the socket ``name``
+    inside the checked runtime ``directory`` (bound through its descriptor)."""
 
     def __init__(
         self,
         cache: "RoleCache",
-        socket_path: Path,
+        directory: "RuntimeDir",
+        name: str,
         *,
         follower: "Follower | None" = None,
         describe: Callable[[], dict[str, Any]] = dict,
@@ -155,38 +181,60 @@ class InstanceServer:
     ) -> None:
         self.cache = cache
         self.follower = follower
-        self.socket_path = socket_path
+        self.directory = directory
+        self.name = name
+        self.socket_path = directory.path / name
         self.describe = describe
         self.allowed_uids = allowed_uids | {os.geteuid(), 0}
         self.heartbeat = heartbeat
         self.ring = RateRing()
         self.requests = 0
         self.refused = 0
+        self.rebinds = 0
+        #: (st_dev, st_ino) of the socket file this server bound: the heartbeat compares it.
+        self.bound: tuple[int, int] | None = None
         self._sock: socket.socket | None = None
         self._stop = threading.Event()
         self._pipe_r, self._pipe_w = -1, -1
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
+    def _bind(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)  # the socket file is created 0600
         try:
-            with _ShortPath(self.socket_path) as address:
-                try:
-                    os.unlink(address)
-                except FileNotFoundError:
-                    pass
-                sock.bind(address)
-        finally:
-            os.umask(old)
-        os.chmod(self.socket_path, 0o600)
-        sock.listen(16)
-        sock.setblocking(False)
-        self._sock = sock
+            self.directory.unlink(self.name)
+            old = os.umask(0o177)  # the socket file is created 0600
+            try:
+                sock.bind(self.directory.address(self.name))
+            finally:
+                os.umask(old)
+            st = self.directory.lstat(self.name)
+            self.bound = (st.st_dev, st.st_ino) if st is not None else None
+            sock.listen(16)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def start(self) -> None:
+        self._sock = self._bind()
         self._pipe_r, self._pipe_w = os.pipe()
         self._sample()
         self._thread = threading.Thread(target=self._run, name=f"rolectl-diagnostics-{self.cache.name}", daemon=True)
         self._thread.start()
+
+    def socket_intact(self) -> bool:
+        """Whether the socket file in the directory is still the one this server bound."""
+        st = self.directory.lstat(self.name)
+        return st is not None and stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == self.bound
+
+    def rebind(self) -> None:
+        """Bind the socket again (it was removed, e.g. pruned from another host): called from
+        the server thread by the heartbeat, so the swap needs no lock."""
+        old, self._sock = self._sock, self._bind()
+        self.rebinds += 1
+        if old is not None:
+            old.close()
 
     def stop(self, timeout: float = 5.0) -> None:
         thread, self._thread = self._thread, None
@@ -202,10 +250,8 @@ class InstanceServer:
             if fd >= 0:
                 os.close(fd)
         self._pipe_r = self._pipe_w = -1
-        try:
-            self.socket_path.unlink()
-        except FileNotFoundError:
-            pass
+        if self.socket_intact():  # never remove a socket someone else bound meanwhile
+            self.directory.unlink(self.name)
 
     def _sample(self) -> None:
         s = self.cache.stats()
@@ -215,11 +261,13 @@ class InstanceServer:
         assert self._sock is not None
         next_sample = time.monotonic() + SAMPLE_EVERY
         next_beat = time.monotonic() + HEARTBEAT_EVERY
-        watched: list[socket.socket | int] = [self._sock, self._pipe_r]
         while not self._stop.is_set():
             timeout = max(0.0, min(next_sample, next_beat) - time.monotonic())
+            listening = self._sock
+            if listening is None:
+                break
             try:
-                ready, _, _ = select.select(watched, [], [], timeout)
+                ready, _, _ = select.select([listening.fileno(), self._pipe_r], [], [], timeout)
             except (OSError, ValueError):
                 break
             if self._stop.is_set():
@@ -232,7 +280,7 @@ class InstanceServer:
                 if now >= next_beat and self.heartbeat is not None:
                     self.heartbeat()
                     next_beat = now + HEARTBEAT_EVERY
-                if self._sock in ready:
+                if listening.fileno() in ready and listening is self._sock:
                     self._accept()
             except Exception:  # noqa: BLE001 - diagnostics must never take the bot down
                 log.exception("diagnostics server of cache %s: request failed", self.cache.name)
@@ -264,7 +312,9 @@ class InstanceServer:
     @staticmethod
     def _receive(conn: socket.socket) -> dict[str, Any]:
         data = b""
+        deadline = time.monotonic() + 2.0  # one deadline for the whole request
         while not data.endswith(b"\n"):
+            conn.settimeout(max(0.001, deadline - time.monotonic()))
             chunk = conn.recv(4096)
             if not chunk:
                 break
@@ -305,7 +355,7 @@ class InstanceServer:
             "cache": s.to_dict(),
             "follower": self.follower.stats() if self.follower is not None else None,
             "rates": self.ring.rates(s.hits, s.lookups, s.events_applied),
-            "server": {"requests": self.requests, "refused": self.refused},
+            "server": {"requests": self.requests, "refused": self.refused, "rebinds": self.rebinds},
             "now": time.time(),
         }
 

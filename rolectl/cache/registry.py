@@ -1,70 +1,52 @@
 """Where running cache instances announce themselves, and how rolectl finds them.
 
 Every process embedding a :class:`~rolectl.cache.RoleCache` for a database registers in that
-database's runtime directory, ``<db>.rolectl/`` next to the file (mode 0700, owned by the
-registering user): one ``<pid>.json`` (name, pid, host, start time, ...) and one
-``<pid>.sock`` (mode 0600) answered by :class:`~rolectl.cache.ipc.InstanceServer`. rolectl
-lists the directory and asks each socket; an instance whose socket does not answer, or whose
-pid is gone, is reported **dead**, never live. The ``.json`` file's mtime is refreshed every
-few seconds, so a dead instance's "last seen" is known to within that.
+database's runtime directory, ``<db>.rolectl/`` next to the file (mode 0700): one
+``<id>.json`` (name, pid, host, start time, ...) and one ``<id>.sock`` (mode 0600) answered by
+:class:`~rolectl.cache.ipc.InstanceServer`. rolectl lists the directory and asks each socket.
+What it reports is what it saw: ``live`` (answered), ``unresponsive`` (the process exists but
+gave no complete answer in time, e.g. stopped with SIGSTOP), ``bad-reply`` (its registration or
+answer is malformed, or its socket is served by an untrusted user), ``dead`` (the process is
+gone, or nothing listens), ``remote`` (registered from another host: not probed, never pruned).
 
-A directory that is not private (group/other bits set, owned by another user, a symlink) is
-refused: another user could otherwise plant a socket and impersonate a cache.
+The directory is trusted only when the caller or the database's owner owns it and nobody
+else can enter it; every file operation goes through its descriptor with plain ``<id>.*``
+names (see :mod:`rolectl.cache.rundir`), so a registration can never point rolectl elsewhere.
+The ``.json`` file's mtime is refreshed every few seconds; the same heartbeat binds the socket
+again if someone removed it.
 """
 
 from __future__ import annotations
 
 import atexit
-import itertools
 import errno
+import itertools
 import json
 import os
 import socket
-import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .. import __version__
 from ..errors import ConflictError, InvalidInputError, NotFoundError
-from . import ipc
+from . import ipc, replies
+from .rundir import SUFFIX, RuntimeDir, runtime_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from .follower import Follower
     from .role_cache import RoleCache
 
-SUFFIX = ".rolectl"
-LIVE, DEAD, UNRESPONSIVE = "live", "dead", "unresponsive"
+__all__ = ["SUFFIX", "runtime_dir", "Registration", "register", "Instance", "PeerError", "discover", "prune",
+           "choose", "wait_applied", "LIVE", "DEAD", "UNRESPONSIVE", "BAD_REPLY", "REMOTE", "STALE"]
+
+LIVE, DEAD, UNRESPONSIVE, BAD_REPLY, REMOTE = "live", "dead", "unresponsive", "bad-reply", "remote"
+#: Shown instead of ``live`` when the instance's follower reports ``"stale": true``.
+STALE = "stale"
+#: Processes that exist on this host: they count when a cache change waits for confirmations.
+RUNNING = (LIVE, UNRESPONSIVE, BAD_REPLY)
 _counter = itertools.count()  # several caches in one process get <pid>, <pid>-1, <pid>-2, ...
-
-
-def runtime_dir(db_path: str | os.PathLike[str]) -> Path:
-    """``/srv/bot.db`` -> ``/srv/bot.db.rolectl``."""
-    path = Path(db_path).expanduser().absolute()
-    return path.with_name(path.name + SUFFIX)
-
-
-def _check_private(directory: Path) -> None:
-    st = os.lstat(directory)
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise ConflictError(f"{directory} is not a directory", hint="remove it; rolectl recreates it")
-    if st.st_uid != os.geteuid() and os.geteuid() != 0:
-        raise ConflictError(f"{directory} belongs to uid {st.st_uid}, not to you",
-                            hint="run as the user that runs the bots")
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        raise ConflictError(f"{directory} is readable by other users (mode {stat.S_IMODE(st.st_mode):o})",
-                            hint=f"chmod 700 {directory}")
-
-
-def ensure_runtime_dir(db_path: str | os.PathLike[str]) -> Path:
-    directory = runtime_dir(db_path)
-    try:
-        os.mkdir(directory, 0o700)
-    except FileExistsError:
-        pass
-    _check_private(directory)
-    return directory
 
 
 # -- registering (the bot's side) ------------------------------------------------------------
@@ -73,22 +55,26 @@ def ensure_runtime_dir(db_path: str | os.PathLike[str]) -> Path:
 class Registration:
     """Makes one cache (and its follower) visible to ``rolectl stats`` / ``cache show`` /
     ``whois``. ``start()`` / ``close()``, or use it as a context manager; closing (or normal
-    interpreter exit) removes the files."""
+    interpreter exit) removes the files. ``bus=True`` says the cache also hears the bot's own
+    writes through the repository's event bus (shown by ``stats`` and ``doctor``)."""
 
     def __init__(self, cache: "RoleCache", db_path: str | os.PathLike[str], *,
-                 follower: "Follower | None" = None, name: str | None = None) -> None:
+                 follower: "Follower | None" = None, name: str | None = None, bus: bool = False) -> None:
         self.cache = cache
         self.follower = follower
+        self.bus = bus
         self.db_path = Path(db_path).expanduser().absolute()
         self.name = name or cache.name
         self.pid = os.getpid()
         self.host = socket.gethostname()
         self.started_at = time.time()
-        self.directory = runtime_dir(self.db_path)
+        self.directory_path = runtime_dir(self.db_path)
         n = next(_counter)
         self.id = str(self.pid) if n == 0 else f"{self.pid}-{n}"
-        self.info_path = self.directory / f"{self.id}.json"
-        self.socket_path = self.directory / f"{self.id}.sock"
+        self.info_name, self.socket_name = f"{self.id}.json", f"{self.id}.sock"
+        self.info_path = self.directory_path / self.info_name
+        self.socket_path = self.directory_path / self.socket_name
+        self._dir: RuntimeDir | None = None
         self._server: ipc.InstanceServer | None = None
 
     def describe(self) -> dict[str, Any]:
@@ -99,48 +85,54 @@ class Registration:
             "host": self.host,
             "started_at": self.started_at,
             "db": str(self.db_path),
-            "socket": self.socket_path.name,
             "rolectl": __version__,
             "follower": self.follower.mode if self.follower is not None else None,
+            "bus": self.bus,
         }
 
     def start(self) -> "Registration":
         if self._server is not None:
             return self
-        ensure_runtime_dir(self.db_path)
+        directory = RuntimeDir(self.db_path, create=True)
         try:
-            owner = {os.stat(self.db_path).st_uid}
-        except OSError:
-            owner = set()
-        server = ipc.InstanceServer(self.cache, self.socket_path, follower=self.follower, describe=self.describe,
-                                    allowed_uids=frozenset(owner), heartbeat=self._heartbeat)
-        server.start()
-        self._server = server
-        tmp = self.info_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self.describe(), fh)
-        os.replace(tmp, self.info_path)
+            server = ipc.InstanceServer(self.cache, directory, self.socket_name, follower=self.follower,
+                                        describe=self.describe, allowed_uids=directory.trusted,
+                                        heartbeat=self._heartbeat)
+            server.start()
+            try:
+                self._write_info(directory)
+            except BaseException:
+                server.stop()
+                raise
+        except BaseException:
+            directory.close()
+            raise
+        self._dir, self._server = directory, server
         atexit.register(self.close)
         return self
 
+    def _write_info(self, directory: RuntimeDir) -> None:
+        directory.write_atomic(self.info_name, json.dumps(self.describe()).encode())
+
     def _heartbeat(self) -> None:
-        try:
-            os.utime(self.info_path)
-        except FileNotFoundError:  # someone pruned us while alive: announce again
-            fd = os.open(self.info_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.describe(), fh)
+        """Runs on the server thread: refresh the mtime, and announce again / bind again
+        whatever was removed while we are alive (a prune from another host, a cleanup)."""
+        directory, server = self._dir, self._server
+        if directory is None or server is None:
+            return
+        if not directory.touch(self.info_name):
+            self._write_info(directory)
+        if not server.socket_intact():
+            server.rebind()
 
     def close(self) -> None:
         server, self._server = self._server, None
-        if server is None:
+        directory, self._dir = self._dir, None
+        if server is None or directory is None:
             return
         server.stop()
-        try:
-            self.info_path.unlink()
-        except FileNotFoundError:
-            pass
+        directory.unlink(self.info_name)
+        directory.close()
         atexit.unregister(self.close)
 
     def __enter__(self) -> "Registration":
@@ -151,12 +143,27 @@ class Registration:
 
 
 def register(cache: "RoleCache", db_path: str | os.PathLike[str], *, follower: "Follower | None" = None,
-             name: str | None = None) -> Registration:
+             name: str | None = None, bus: bool = False) -> Registration:
     """Register ``cache`` for ``db_path`` and start answering diagnostics requests."""
-    return Registration(cache, db_path, follower=follower, name=name).start()
+    return Registration(cache, db_path, follower=follower, name=name, bus=bus).start()
 
 
 # -- finding (rolectl's side) ----------------------------------------------------------------
+
+
+class PeerError(NotFoundError):
+    """An instance could not be asked (exit 3): ``state`` says how it failed."""
+
+    def __init__(self, message: str, *, state: str, reason: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.state = state
+        #: the cause alone (``no complete answer within 1 s``), for listings that name the peer already
+        self.reason = reason or message
+
+
+_CHECKERS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "stats": replies.stats, "whois": replies.whois, "entries": replies.entries,
+}
 
 
 @dataclass
@@ -164,35 +171,70 @@ class Instance:
     """One registered instance as rolectl sees it now."""
 
     name: str
-    pid: int
+    pid: int | None
     id: str
     host: str
     started_at: float | None
-    state: str  # live / dead / unresponsive
+    state: str  # live / dead / unresponsive / bad-reply / remote
     last_seen: float | None
-    socket_path: Path
-    info_path: Path
+    directory: RuntimeDir | None = field(default=None, repr=False, compare=False)
     error: str | None = None
-    stats: dict[str, Any] = field(default_factory=dict)  # the "stats" reply when live
+    #: the checked ``stats`` reply when live: ``cache``, ``follower``, ``rates``, ``bus``
+    stats: dict[str, Any] = field(default_factory=dict)
+    follower_mode: str | None = None
+    bus: bool | None = None
+    #: the pid was checked and no such process exists on this host
+    gone: bool = False
 
     @property
     def live(self) -> bool:
         return self.state == LIVE
 
     @property
+    def shown_state(self) -> str:
+        """``state``, with ``stale`` for a live instance whose follower says so."""
+        if self.live and (self.stats.get("follower") or {}).get("stale"):
+            return STALE
+        return self.state
+
+    @property
     def label(self) -> str:
+        if self.pid is None:
+            return f"{self.name} (id {self.id})"
         return f"{self.name} (pid {self.pid})" if self.id == str(self.pid) else f"{self.name} (id {self.id})"
 
-    def call(self, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
-        """Ask this instance; a failure is a :class:`NotFoundError` (it went away)."""
+    @property
+    def socket_name(self) -> str:
+        return f"{self.id}.sock"
+
+    def ask(self, op: str, timeout: float = 2.0, **params: Any) -> dict[str, Any]:
+        """Ask this instance and return its checked reply; failures are :class:`PeerError`."""
+        if self.directory is None:
+            raise PeerError(f"cache instance {self.label} cannot be asked from here", state=self.state)
+        max_bytes = ipc.MAX_REPLY * 64 if op == "entries" else ipc.MAX_REPLY
         try:
-            reply = ipc.call(self.socket_path, request, timeout)
-        except (OSError, ValueError) as exc:
-            raise NotFoundError(f"cache instance {self.label} did not answer ({exc})",
-                                hint="it may have stopped; see `rolectl stats`") from exc
-        if not reply.get("ok"):
-            raise ConflictError(f"cache instance {self.label} refused: {reply.get('error')}")
-        return reply
+            reply = ipc.call(self.directory.address(self.socket_name), {"op": op, **params}, timeout,
+                             max_bytes=max_bytes, trusted_uids=self.directory.trusted)
+        except ipc.PeerTimeout as exc:
+            raise PeerError(f"cache instance {self.label} is unresponsive ({exc})", state=UNRESPONSIVE,
+                            reason=str(exc), hint="it may be stopped or stuck; check the process") from exc
+        except OSError as exc:
+            raise PeerError(f"cache instance {self.label} did not answer ({_why(exc)})", state=DEAD,
+                            reason=_why(exc), hint="it may have stopped; see `rolectl stats`") from exc
+        except ValueError as exc:  # UntrustedPeer, oversized, not JSON
+            raise PeerError(f"cache instance {self.label} gave a bad reply ({exc})", state=BAD_REPLY,
+                            reason=str(exc)) from exc
+        if isinstance(reply, dict) and reply.get("ok") is False:
+            raise ConflictError(f"cache instance {self.label} refused: {str(reply.get('error'))[:200]}")
+        try:
+            return _CHECKERS.get(op, replies.any_object)(reply)
+        except replies.BadReply as exc:
+            raise PeerError(f"cache instance {self.label} gave a bad reply ({exc})", state=BAD_REPLY,
+                            reason=str(exc)) from exc
+
+
+def _why(exc: OSError) -> str:
+    return "socket refused" if exc.errno in (errno.ECONNREFUSED, errno.ENOENT) else exc.strerror or str(exc)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -205,72 +247,92 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _read_instance(directory: RuntimeDir, ident: str, host: str) -> Instance:
+    inst = Instance(name=ident, pid=None, id=ident, host="", started_at=None, state=BAD_REPLY, last_seen=None,
+                    directory=directory)
+    try:
+        raw, st = directory.read(f"{ident}.json")
+        inst.last_seen = st.st_mtime
+        info = replies.registration(json.loads(raw))
+    except FileNotFoundError:
+        inst.state, inst.error = DEAD, "registration removed meanwhile"
+        return inst
+    except (OSError, ValueError, RecursionError) as exc:  # BadReply is a ValueError
+        inst.error = f"invalid registration: {exc}"
+        return inst
+    inst.name, inst.pid, inst.host = info["name"], info["pid"], info["host"]
+    inst.started_at, inst.follower_mode, inst.bus = info["started_at"], info["follower"], info["bus"]
+    inst.state = DEAD
+    if inst.host and inst.host != host:
+        inst.state, inst.error = REMOTE, f"registered on host {inst.host}; not probed from {host}"
+    elif not _pid_alive(info["pid"]):
+        inst.error, inst.gone = "process is gone", True
+    return inst
+
+
+def _probe(inst: Instance, timeout: float) -> None:
+    try:
+        inst.stats = inst.ask("stats", timeout)
+    except PeerError as exc:
+        inst.state, inst.error = exc.state, exc.reason
+    except ConflictError as exc:
+        inst.state, inst.error = BAD_REPLY, exc.message
+    else:
+        inst.state, inst.last_seen = LIVE, time.time()
+        follower = inst.stats.get("follower")
+        inst.follower_mode = follower.get("mode") if follower else None
+        if inst.stats.get("bus") is not None:
+            inst.bus = inst.stats["bus"]
+
+
 def discover(db_path: str | os.PathLike[str], *, timeout: float = 1.0) -> list[Instance]:
-    """Every instance registered for ``db_path``, each probed with a ``stats`` request.
+    """Every instance registered for ``db_path``, each probed with a ``stats`` request (in
+    parallel, ``timeout`` seconds each at most, whatever the peer does).
 
     Returns an empty list if nothing was ever registered. Raises :class:`ConflictError` if
-    the runtime directory is not private.
+    the runtime directory is not one rolectl may trust.
     """
-    directory = runtime_dir(db_path)
-    if not directory.exists():
+    try:
+        directory = RuntimeDir(db_path)
+    except FileNotFoundError:
         return []
-    _check_private(directory)
     host = socket.gethostname()
-    found: list[Instance] = []
-    for info_path in sorted(directory.glob("*.json")):
-        try:
-            info = json.loads(info_path.read_text())
-            mtime = info_path.stat().st_mtime
-            pid = int(info["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # half-written or removed meanwhile
-        inst = Instance(
-            name=str(info.get("name", "?")), pid=pid, id=str(info.get("id", pid)), host=str(info.get("host", "")),
-            started_at=info.get("started_at"), state=DEAD, last_seen=mtime,
-            socket_path=directory / str(info.get("socket", f"{pid}.sock")), info_path=info_path,
-        )
-        if inst.host and inst.host != host:
-            inst.error = f"registered on host {inst.host}"
-        elif not _pid_alive(pid):
-            inst.error = "process is gone"
-        else:
-            try:
-                reply = ipc.call(inst.socket_path, {"op": "stats"}, timeout)
-            except socket.timeout:
-                inst.state, inst.error = UNRESPONSIVE, f"no answer within {timeout:g} s"
-            except OSError as exc:
-                inst.error = "socket refused" if exc.errno in (errno.ECONNREFUSED, errno.ENOENT) else str(exc)
-            except ValueError as exc:
-                inst.state, inst.error = UNRESPONSIVE, f"garbled answer ({exc})"
-            else:
-                if reply.get("ok"):
-                    inst.state, inst.stats, inst.last_seen = LIVE, reply, time.time()
-                else:
-                    inst.state, inst.error = UNRESPONSIVE, str(reply.get("error"))
-        found.append(inst)
+    found = [_read_instance(directory, ident, host) for ident in directory.ids()]
+    probe = [i for i in found if i.state == DEAD and not i.gone and i.pid is not None]
+    if len(probe) == 1:
+        _probe(probe[0], timeout)
+    elif probe:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(16, len(probe))) as pool:
+            list(pool.map(lambda i: _probe(i, timeout), probe))
     return found
 
 
 def prune(instances: Iterable[Instance]) -> int:
-    """Remove the files of dead instances; returns how many were removed."""
+    """Remove the files of instances registered on this host whose process is gone; returns
+    how many. Nothing else is ever removed: not a live pid with a dead socket (the pid may
+    be the bot's, which binds again), not another host's, not a malformed registration."""
     removed = 0
     for inst in instances:
-        if inst.state != DEAD:
+        if not (inst.state == DEAD and inst.gone) or inst.directory is None:
             continue
-        for path in (inst.info_path, inst.socket_path):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
+        inst.directory.unlink(f"{inst.id}.json")
+        inst.directory.unlink(inst.socket_name)
         removed += 1
     return removed
 
 
+def not_live_summary(instances: Iterable[Instance]) -> str:
+    """``beta (pid 123) unresponsive, gamma (pid 9) bad-reply`` for the running but silent ones."""
+    return ", ".join(f"{i.label} {i.state}" for i in instances if i.state in RUNNING and not i.live)
+
+
 def choose(instances: list[Instance], wanted: str | None) -> Instance:
-    """The live instance ``--instance`` names (a name or a pid), or the only live one.
+    """The live instance ``--instance`` names (a name or an id), or the only live one.
 
     Unknown name: :class:`NotFoundError` (exit 3). Several live and none named: a usage
-    error listing them (exit 2). None live: :class:`NotFoundError`.
+    error listing them (exit 2). None live: :class:`NotFoundError` naming the silent ones.
     """
     live = [i for i in instances if i.live]
     if wanted is not None:
@@ -280,8 +342,10 @@ def choose(instances: list[Instance], wanted: str | None) -> Instance:
             raise NotFoundError(f"no cache instance {wanted!r}", hint=f"known instances: {known}")
         live_matches = [i for i in matches if i.live]
         if not live_matches:
-            raise NotFoundError(f"cache instance {wanted!r} is {matches[0].state}",
-                                hint="start it again, or pick a live one from `rolectl stats`")
+            first = matches[0]
+            raise NotFoundError(f"cache instance {first.label} is {first.state}" +
+                                (f" ({first.error})" if first.error else ""),
+                                hint="check that process, or pick a live one from `rolectl stats`")
         if len(live_matches) > 1:
             raise InvalidInputError(
                 f"{len(live_matches)} live instances are named {wanted!r}",
@@ -289,7 +353,9 @@ def choose(instances: list[Instance], wanted: str | None) -> Instance:
             )
         return live_matches[0]
     if not live:
-        raise NotFoundError("no live cache instance is registered for this database",
+        silent = not_live_summary(instances)
+        raise NotFoundError("no live cache instance is registered for this database" +
+                            (f"; {silent}" if silent else ""),
                             hint="start a bot that embeds RoleCache, or see `rolectl stats`")
     if len(live) > 1:
         raise InvalidInputError(
@@ -300,26 +366,31 @@ def choose(instances: list[Instance], wanted: str | None) -> Instance:
 
 
 def wait_applied(instances: Iterable[Instance], seq: int, timeout: float) -> list[dict[str, Any]]:
-    """Wait up to ``timeout`` seconds until every live instance has applied event ``seq``;
-    one ``{instance, pid, applied, last_seq, detail}`` per live instance."""
-    pending = {i.id: i for i in instances if i.live}
+    """Wait up to ``timeout`` seconds until every running instance (live, unresponsive or
+    answering badly) has applied event ``seq``; one ``{instance, id, pid, state, applied,
+    last_seq, detail}`` per instance. A silent one is asked again until the deadline: a
+    stopped bot that resumes in time still confirms."""
+    pending = {i.id: i for i in instances if i.state in RUNNING}
     result: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout
     while True:
-        for pid, inst in list(pending.items()):
+        for ident, inst in list(pending.items()):
+            left = deadline - time.monotonic()
             try:
-                last = int(inst.call({"op": "stats"}, timeout=1.0)["cache"]["last_seq"])
-            except (NotFoundError, ConflictError) as exc:
-                result[pid] = {"instance": inst.name, "id": pid, "applied": False, "last_seq": None,
-                               "detail": str(exc)}
-                del pending[pid]
+                last = int(inst.ask("stats", timeout=max(0.05, min(1.0, left)))["cache"]["last_seq"])
+            except (PeerError, ConflictError) as exc:
+                state = exc.state if isinstance(exc, PeerError) else BAD_REPLY
+                result[ident] = {"instance": inst.name, "id": ident, "pid": inst.pid, "state": state,
+                                 "applied": False, "last_seq": None, "detail": exc.message}
+                if state == DEAD:
+                    del pending[ident]
                 continue
             done = last >= seq
-            result[pid] = {"instance": inst.name, "id": pid, "applied": done, "last_seq": last,
-                           "detail": "applied" if done else f"at #{last}, waiting for #{seq}"}
+            result[ident] = {"instance": inst.name, "id": ident, "pid": inst.pid, "state": LIVE, "applied": done,
+                             "last_seq": last, "detail": "applied" if done else f"at #{last}, waiting for #{seq}"}
             if done:
-                del pending[pid]
+                del pending[ident]
         if not pending or time.monotonic() >= deadline:
             break
         time.sleep(0.005)
-    return [result[pid] for pid in sorted(result)]
+    return [result[i] for i in sorted(result)]

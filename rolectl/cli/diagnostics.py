@@ -25,28 +25,30 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..cache.registry import Instance
 
 MACHINE = ("json", "jsonl", "csv", "tsv")
+OPENMETRICS = "openmetrics"
 STATS_COLUMNS = ("instance", "pid", "host", "state", "uptime", "hits", "misses", "hit_rate", "hit_rate_10s",
-                 "size", "events_applied", "lag", "faults", "resets", "last_seen")
+                 "size", "events_applied", "lag", "faults", "resets", "follower", "last_seen")
 STATS_EXTRA = ("id", "last_seq", "lookups_per_s_10s", "events_per_s_10s", "coalesced", "misses_cold",
-               "misses_dropped", "misses_evicted", "stale_installs_prevented", "in_flight", "follower",
-               "follower_errors", "last_reset_reason", "started_at", "error")
+               "misses_dropped", "misses_evicted", "stale_installs_prevented", "in_flight", "bus",
+               "follower_errors", "last_reset_reason", "started_at", "started_epoch", "last_seen_epoch", "error")
 ENTRY_COLUMNS = ("user_id", "role", "since")
 InstanceOption = typer.Option(None, "--instance", "-i", help="Instance name or id (see `rolectl stats`).")
-WaitOption = typer.Option(2.0, "--wait", min=0, help="Seconds to wait for live instances to apply it (0: don't).")
+WaitOption = typer.Option(2.0, "--wait", min=0, help="Seconds to wait for running instances to apply it (0: don't).")
 
 
 def _machine(fmt: Optional[str]) -> bool:
     return (fmt or default_format()) in MACHINE
 
 
-def _discover(ctx: typer.Context) -> tuple[list["Instance"], int]:
-    """Every registered instance, and the log head read right after probing them."""
+def _discover(ctx: typer.Context) -> tuple[list["Instance"], int, str]:
+    """Every registered instance, the log head read right after probing them, the db path."""
     from ..cache.registry import discover
 
     with state(ctx).open() as repo:  # a missing database is exit 3 before anything else
         instances = discover(repo.store.path)
         head = repo.events.head()
-    return instances, head
+        path = str(repo.store.path)
+    return instances, head, path
 
 
 # -- formatting ----------------------------------------------------------------------------
@@ -75,22 +77,53 @@ def _pct(rate: Optional[float]) -> str:
     return "" if rate is None else f"{100 * rate:.1f}%"
 
 
-def _when(ts: Optional[float]) -> str:
+def _iso(ts: Optional[float]) -> Optional[str]:
+    """ISO 8601 UTC with milliseconds (machine formats); ``None`` stays ``None``."""
     if ts is None:
-        return ""
+        return None
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
 
+def _when(ts: Optional[float]) -> str:
+    """For people: the time of day if today, else the date and time (UTC)."""
+    if ts is None:
+        return ""
+    if time.gmtime(ts)[:3] == time.gmtime()[:3]:
+        return time.strftime("%H:%M:%S", time.gmtime(ts))
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts))
+
+
+def _when_iso(ts: str) -> str:
+    """An ISO 8601 UTC time from the log, shortened for people like :func:`_when`."""
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    return ts[11:19] if ts.startswith(today) else ts[:16].replace("T", " ")
+
+
+def _bool(value: Any, fmt: Optional[str]) -> Any:
+    """JSON keeps booleans; text formats spell them ``true`` / ``false``."""
+    if value is None or (fmt or default_format()) in ("json", "jsonl"):
+        return value
+    return "true" if value else "false"
+
+
 def stats_row(inst: "Instance", head: int, now: float, machine: bool) -> dict[str, Any]:
-    row: dict[str, Any] = {"instance": inst.name, "id": inst.id, "pid": inst.pid, "host": inst.host, "state": inst.state,
-                           "started_at": inst.started_at, "error": inst.error}
-    row["last_seen"] = inst.last_seen if machine else _ago(inst.last_seen, now)
+    from .statsview import follower_label
+
+    row: dict[str, Any] = {"instance": inst.name, "id": inst.id, "pid": inst.pid, "host": inst.host,
+                           "state": inst.shown_state, "error": inst.error, "follower": follower_label(inst) or None,
+                           "bus": inst.bus}
+    if machine:
+        row.update({"started_at": _iso(inst.started_at), "started_epoch": inst.started_at,
+                    "last_seen": _iso(inst.last_seen), "last_seen_epoch": inst.last_seen})
+    else:
+        row["last_seen"] = _ago(inst.last_seen, now)
     if inst.live:
         c, f, r = inst.stats["cache"], inst.stats.get("follower") or {}, inst.stats.get("rates") or {}
+        lookups = c["hits"] + c["misses"] + c["coalesced"]
         row.update({
             "uptime": round(c["uptime_seconds"], 3) if machine else _span(c["uptime_seconds"]),
             "hits": c["hits"], "misses": c["misses"],
-            "hit_rate": round(c["hit_rate"], 6) if machine else _pct(c["hit_rate"] if c["hits"] + c["misses"] else None),
+            "hit_rate": round(c["hit_rate"], 6) if machine else _pct(c["hit_rate"] if lookups else None),
             "hit_rate_10s": (None if r.get("hit_rate") is None else round(r["hit_rate"], 6)) if machine
             else _pct(r.get("hit_rate")),
             "size": c["size"], "events_applied": c["events_applied"], "last_seq": c["last_seq"],
@@ -98,8 +131,8 @@ def stats_row(inst: "Instance", head: int, now: float, machine: bool) -> dict[st
             "lookups_per_s_10s": r.get("lookups_per_second"), "events_per_s_10s": r.get("events_per_second"),
             "coalesced": c["coalesced"], "misses_cold": c["misses_cold"], "misses_dropped": c["misses_dropped"],
             "misses_evicted": c["misses_evicted"], "stale_installs_prevented": c["stale_installs_prevented"],
-            "in_flight": c["in_flight"], "follower": f.get("mode") or "none",
-            "follower_errors": f.get("errors"), "last_reset_reason": f.get("last_reset_reason"),
+            "in_flight": c["in_flight"], "follower_errors": f.get("errors"),
+            "last_reset_reason": f.get("last_reset_reason"),
         })
     return row
 
@@ -110,67 +143,75 @@ def stats_row(inst: "Instance", head: int, now: float, machine: bool) -> dict[st
 @app.command()
 def stats(
     ctx: typer.Context,
-    watch: bool = typer.Option(False, "--watch", "-w", help="Refresh in place until Ctrl-C (exit 0)."),
-    interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between refreshes with --watch."),
-    prune: bool = typer.Option(False, "--prune", help="Forget the registrations of dead instances."),
-    fmt: Optional[str] = FormatOption,
+    watch: bool = typer.Option(False, "--watch", "-w", help="Live view, refreshed in place until Ctrl-C (exit 0)."),
+    interval: float = typer.Option(1.0, "--interval", min=0.1, max=3600,
+                                   help="Seconds between refreshes with --watch."),
+    prune: bool = typer.Option(False, "--prune", help="Forget registrations whose process is gone (this host only)."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", metavar="FORMAT",
+                                      help="table, json, jsonl, csv, tsv, a tabulate format, or openmetrics "
+                                      "(Prometheus text format for node_exporter's textfile collector)."),
 ) -> None:
-    """One row per cache instance registered for this database: hits, misses, hit rate (since
-    start and over the last 10 s), size, events applied, lag behind the log, faults.
+    """One row per cache instance registered for this database: state, hits, misses, hit rate
+    (since start and over the last 10 s), size, lag behind the log, faults, resets, and how
+    changes reach it (follower mode; `bus`: its own writes only; `none`: nothing).
 
-    Dead instances are listed as dead. No instance: an empty listing.
+    States: live, stale (its follower could not read the log lately), unresponsive (the
+    process exists but did not answer in time, e.g. stopped), bad-reply, dead, remote
+    (registered from another host). `--watch` on a terminal is a live view with rates over
+    each interval.
 
     Example: rolectl stats --watch
     """
-    check_format(fmt)
+    if fmt != OPENMETRICS:
+        check_format(fmt)
     machine = _machine(fmt)
     columns = STATS_COLUMNS + (STATS_EXTRA if machine else ())
 
-    def rows() -> list[dict[str, Any]]:
-        instances, head = _discover(ctx)
+    def poll() -> tuple[list["Instance"], int]:
+        instances, head, _ = _discover(ctx)
         if prune:
-            from ..cache.registry import prune as prune_dead
+            from ..cache.registry import prune as prune_gone
 
-            prune_dead(instances)
-            instances = [i for i in instances if i.state != "dead"]
+            prune_gone(instances)
+            instances = [i for i in instances if not i.gone]
+        return instances, head
+
+    def rows() -> list[dict[str, Any]]:
+        instances, head = poll()
         now = time.time()
-        return [stats_row(i, head, now, machine) for i in instances]
+        made = [stats_row(i, head, now, machine) for i in sorted(instances, key=lambda i: (i.name, i.id))]
+        return [r | {"bus": _bool(r["bus"], fmt)} for r in made]
+
+    def once() -> None:
+        if fmt == OPENMETRICS:
+            from ..metrics import openmetrics_text
+
+            instances, head = poll()
+            typer.echo(openmetrics_text(instances, head), nl=False)
+        elif (fmt or default_format()) == "table":
+            from .statsview import print_stats_table
+
+            print_stats_table(rows(), "cache instances")
+        else:
+            render_rows(rows(), columns, fmt, title="cache instances")
 
     if not watch:
-        render_rows(rows(), columns, fmt, title="cache instances")
+        once()
         return
     try:
         if (fmt or default_format()) == "table":
-            _watch_live(rows, columns, interval)
-        else:
-            while True:  # scripts: a fresh block (or line per instance) every interval
-                render_rows(rows(), columns, fmt, title="cache instances")
-                import sys
+            from .statsview import watch as live_view
 
+            live_view(poll, str(state(ctx).db_path()), interval)
+        else:
+            import sys
+
+            while True:  # scripts: a fresh block (or line per instance) every interval
+                once()
                 sys.stdout.flush()
                 time.sleep(interval)
     except KeyboardInterrupt:
         return  # Ctrl-C is how a watch ends: exit 0
-
-
-def _watch_live(rows: Any, columns: tuple[str, ...], interval: float) -> None:
-    import io
-
-    from rich.live import Live
-    from rich.text import Text
-
-    from ..render import console
-
-    def frame() -> Text:
-        buffer = io.StringIO()
-        render_rows(rows(), columns, "rounded_outline", out=buffer)
-        stamp = time.strftime("%H:%M:%S")
-        return Text(f"cache instances at {stamp} (every {interval:g} s, Ctrl-C to stop)\n" + buffer.getvalue())
-
-    with Live(frame(), console=console(), auto_refresh=False, transient=False) as live:
-        while True:
-            time.sleep(interval)
-            live.update(frame(), refresh=True)
 
 
 # -- cache show / evict / flush ----------------------------------------------------------------
@@ -195,50 +236,77 @@ def cache_show(
     """The entries one live instance holds in memory right now (admins first).
 
     With one live instance it is used; with several, name one with --instance (else exit 2).
-    Unknown instance: exit 3. `since` is when the entry was installed or last changed (empty
-    for user entries older than the 4096 most recent installs).
+    Unknown instance: exit 3; an instance that is registered but does not answer is named
+    `unresponsive` (exit 3). `since` is when an admin entry got its role; the cache does not
+    keep it for user entries (they show it empty, null in JSON).
 
     Example: rolectl cache show --role admin --format json
     """
     check_format(fmt)
     wanted_role = parse_role(role) if role is not None else None
     uid = parse_id(user) if user is not None else None
-    from ..cache.registry import choose
+    from ..cache.registry import choose, not_live_summary
 
-    instances, _ = _discover(ctx)
+    instances, _, _ = _discover(ctx)
     target = choose(instances, instance)
-    reply = target.call({"op": "entries", "role": wanted_role, "user_id": uid, "limit": limit or None})
+    reply = target.ask("entries", 30.0, role=wanted_role, user_id=uid, limit=limit or None)
     machine = _machine(fmt)
-    rows = [{"user_id": u, "role": r, "since": s if machine else _when(s)} for u, r, s in reply["entries"]]
+    if machine:
+        rows = [{"user_id": u, "role": r, "since": _iso(t), "since_epoch": t} for u, r, t in reply["entries"]]
+    else:
+        rows = [{"user_id": u, "role": r, "since": _when(t)} for u, r, t in reply["entries"]]
     title = f"{target.label}: {len(rows)} of {reply['matched']} entries (cache size {reply['size']}, " \
             f"seq {reply['last_seq']})"
-    render_rows(rows, ENTRY_COLUMNS, fmt, title=title)
+    render_rows(rows, ENTRY_COLUMNS + (("since_epoch",) if machine else ()), fmt, title=title)
     if len(rows) < reply["matched"] and not machine:
         typer.echo(f"showing {len(rows)} of {reply['matched']} matching entries; use --limit 0 for all", err=True)
+    silent = not_live_summary(instances)
+    if silent:
+        typer.echo(f"not shown: {silent}", err=True)
+
+
+def _confirmation_line(confirmations: list[dict[str, Any]]) -> str:
+    """``applied by 1 of 2 live instances; beta (pid 123) unresponsive``."""
+    applied = [c for c in confirmations if c["applied"]]
+    line = f"applied by {len(applied)} of {len(confirmations)} live instance{'s' if len(confirmations) != 1 else ''}"
+    missing = []
+    for c in confirmations:
+        if c["applied"]:
+            continue
+        who = f"{c['instance']} (pid {c['pid']})" if c["pid"] is not None else f"{c['instance']} (id {c['id']})"
+        missing.append(f"{who} {c['state']}" if c["state"] != "live" else f"{who} lagging ({c['detail']})")
+    return line + ("; " + ", ".join(missing) if missing else "")
 
 
 def _break_glass(ctx: typer.Context, do: Any, wait: float, fmt: Optional[str]) -> None:
     out = change_format(fmt)
-    from ..cache.registry import discover, wait_applied
+    from ..cache.registry import RUNNING, discover, wait_applied
+    from ..errors import ConflictError, NotAppliedError
 
     with state(ctx).open() as repo:
         change = do(repo)
         path = repo.store.path
     seq = max(e.seq for e in change.events)
-    confirmations = wait_applied(discover(path), seq, wait) if wait > 0 else []
-    applied = [c for c in confirmations if c["applied"]]
+    try:
+        running = [i for i in discover(path) if i.state in RUNNING] if wait > 0 else []
+    except ConflictError as exc:  # an untrusted runtime directory: the event is in the log all the same
+        typer.echo(f"{change.message} (event #{seq})")
+        raise ConflictError(f"event #{seq} is recorded, but no cache was asked: {exc.message}", hint=exc.hint) from exc
+    confirmations = wait_applied(running, seq, wait) if running else []
+    line = _confirmation_line(confirmations) if confirmations else \
+        "no running cache instance is registered; caches that start later read the log" if wait > 0 else ""
     if out == "text":
         typer.echo(f"{change.message} (event #{seq})")
-        if wait > 0:
-            typer.echo(f"applied by {len(applied)} of {len(confirmations)} live instances")
-            for c in confirmations:
-                if not c["applied"]:
-                    typer.echo(f"not yet applied by {c['instance']} ({c['id']}): {c['detail']}", err=True)
-        return
-    import json
+        if line:
+            typer.echo(line)
+    else:
+        import json
 
-    item = change.to_dict() | {"instances": confirmations}
-    typer.echo(json.dumps(item, indent=2 if out == "json" else None, ensure_ascii=False))
+        item = change.to_dict() | {"instances": confirmations}
+        typer.echo(json.dumps(item, indent=2 if out == "json" else None, ensure_ascii=False))
+    if any(not c["applied"] for c in confirmations):
+        raise NotAppliedError(f"event #{seq} is recorded, but {line}",
+                              hint="a stopped instance applies it when it resumes; check it with `rolectl stats`")
 
 
 @cache_app.command("evict")
@@ -252,7 +320,9 @@ def cache_evict(
 ) -> None:
     """Make every following cache drop one user (the next lookup reads the database).
 
-    Recorded in the audit log as a cache_evict event; reports which live instances applied it.
+    Recorded in the audit log as a cache_evict event; then reports which running instances
+    applied it ("applied by 1 of 2 live instances; beta (pid 123) unresponsive"). Exit 7 when
+    not all of them confirmed it within --wait (the event stays recorded).
 
     Example: rolectl cache evict 789 --note "suspicious role"
     """
@@ -271,6 +341,8 @@ def cache_flush(
 ) -> None:
     """Make every following cache drop everything (break-glass); recorded as cache_flush.
 
+    Reports which running instances applied it; exit 7 when not all of them did within --wait.
+
     Example: rolectl cache flush --note "restored users table from backup"
     """
     who = actor_of(actor)
@@ -287,58 +359,77 @@ def whois(
     user_id: str = typer.Argument(..., metavar="ID", help="User id."),
     fmt: Optional[str] = FormatOption,
 ) -> None:
-    """A user's role in the database, and whether each live cache holds them, with which role
-    and since when (`agrees` says whether that role is the database's).
+    """A user's role in the database and its last role change (admin_added / admin_removed),
+    and whether each running cache holds them, with which role and since when (`agrees`: is
+    that the database's role). Caches keep `since` for admin entries only. An instance that
+    does not answer is listed as unresponsive (or bad-reply).
 
     Example: rolectl whois 789
     """
     check_format(fmt)
     uid = parse_id(user_id)
-    from ..cache.registry import discover
+    from ..cache.registry import LIVE, RUNNING, PeerError, discover
+    from ..errors import ConflictError, RolectlError
+    from ..events import ROLE_KINDS
 
+    problem = None
     with state(ctx).open() as repo:
         user = repo.users.get(uid)
         role = repo.users.get_role(uid)
-        last = repo.events.query(user_id=uid, limit=1, newest_first=True)
-        instances = discover(repo.store.path)
+        changes = [e for kind in sorted(ROLE_KINDS)
+                   for e in repo.events.query(user_id=uid, kind=kind, limit=1, newest_first=True)]
+        try:
+            instances = discover(repo.store.path)
+        except ConflictError as exc:  # an untrusted runtime directory: keep the database side
+            instances, problem = [], str(exc)
         head = repo.events.head()
     machine = _machine(fmt)
     holders = []
-    for inst in instances:
-        if not inst.live:
+    for inst in sorted(instances, key=lambda i: (i.name, i.id)):
+        if inst.state not in RUNNING:
+            continue
+        base = {"instance": inst.name, "id": inst.id, "pid": inst.pid, "state": inst.shown_state, "held": None,
+                "role": None, "since": None, "agrees": None, "lag": None, "error": inst.error}
+        if inst.state != LIVE:
+            holders.append(base)
             continue
         try:
-            reply = inst.call({"op": "whois", "user_id": uid})
-        except Exception as exc:  # noqa: BLE001 - it died between the probe and now
-            holders.append({"instance": inst.name, "id": inst.id, "held": None, "role": None, "since": None,
-                            "agrees": None, "lag": None, "error": str(exc)})
+            reply = inst.ask("whois", user_id=uid)
+        except (PeerError, RolectlError) as exc:  # it stopped between the probe and now
+            holders.append(base | {"state": getattr(exc, "state", "bad-reply"), "error": exc.message})
             continue
-        holders.append({
-            "instance": inst.name, "id": inst.id, "held": reply["held"], "role": reply["role"],
-            "since": reply["since"] if machine else _when(reply["since"]),
-            "agrees": None if not reply["held"] else reply["role"] == role,
-            "lag": max(0, head - reply["last_seq"]), "error": None,
-        })
-    event = last[0] if last else None
+        holders.append(base | {
+            "held": reply["held"], "role": reply["role"], "since": _iso(reply["since"]) if machine
+            else _when(reply["since"]), "agrees": None if not reply["held"] else reply["role"] == role,
+            "lag": max(0, head - reply["last_seq"]),
+        } | ({"since_epoch": reply["since"]} if machine else {}))
+    event = max(changes, key=lambda e: e.seq) if changes else None
     record = {
         "user_id": uid, "username": user.username if user else None, "known": user is not None, "role": role,
         "last_change_seq": event.seq if event else None, "last_change": event.describe() if event else None,
-        "last_change_at": event.ts if event else None, "live_instances": len(holders),
+        "last_change_at": (event.ts if machine else _when_iso(event.ts)) if event else None,
+        "live_instances": sum(1 for h in holders if h["state"] in (LIVE, "stale")),
     }
     chosen = fmt or default_format()
+    if problem:
+        typer.echo(f"rolectl: warning: caches not asked: {problem}", err=True)
     if chosen in ("json", "jsonl"):
         import json
 
         item = record | {"instances": holders}
         typer.echo(json.dumps(item, indent=2 if chosen == "json" else None, ensure_ascii=False, default=str))
         return
-    columns = ("instance", "id", "held", "role", "since", "agrees", "lag")
-    if chosen in ("csv", "tsv"):  # one flat table for scripts: a row per live instance
-        rows = [{"user_id": uid, "db_role": role} | h for h in holders]
-        render_rows(rows, ("user_id", "db_role") + columns, fmt)
+    columns = ("instance", "id", "state", "held", "role", "since", "agrees", "lag")
+    shown = [h | {"held": _bool(h["held"], fmt), "agrees": _bool(h["agrees"], fmt)} for h in holders]
+    if chosen in ("csv", "tsv"):  # one flat table for scripts: a row per instance, or one without
+        flat = ("user_id", "username", "db_role", "last_change_seq", "last_change_at")
+        db_side = {"user_id": uid, "username": record["username"], "db_role": role,
+                   "last_change_seq": record["last_change_seq"], "last_change_at": record["last_change_at"]}
+        render_rows([db_side | h for h in shown] or [db_side], flat + columns + ("since_epoch",), fmt)
         return
-    render_record(record, fmt, title=f"user {uid}")
-    if holders:
-        render_rows(holders, columns, fmt, title="live caches")
+    render_record({k: _bool(v, fmt) if isinstance(v, bool) else v for k, v in record.items()}, fmt,
+                  title=f"user {uid}")
+    if shown:
+        render_rows(shown, columns, fmt, title="caches")
     else:
-        typer.echo("no live cache instance is registered for this database", err=True)
+        typer.echo("no running cache instance is registered for this database", err=True)

@@ -1,0 +1,147 @@
+"""Checking what a peer says before anything is shown: registrations and socket replies.
+
+A registration file or a socket reply comes from another process, possibly a broken or a
+hostile one. Each checker returns a clean dict holding only known fields of known types
+(integers are never booleans, floats are finite), or raises :class:`BadReply` naming the
+first problem. Callers list such a peer as ``bad-reply`` and carry on with the others.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+ROLES = ("user", "admin")
+MAX_NAME = 200
+MAX_PID = 2 ** 31 - 1
+
+#: Counters of a ``stats`` reply's ``cache`` object that rolectl reads.
+CACHE_COUNTERS = ("hits", "misses", "coalesced", "misses_cold", "misses_dropped", "misses_evicted", "size",
+                  "events_applied", "last_seq", "faults", "stale_installs_prevented", "in_flight", "load_errors",
+                  "evictions", "invalidations", "clears")
+CACHE_FLOATS = ("hit_rate", "uptime_seconds")
+FOLLOWER_COUNTERS = ("resets", "errors", "wakeups", "catch_ups", "events_read", "reopens", "head_seen", "lag_seen")
+
+
+class BadReply(ValueError):
+    """A peer's registration or reply is not what rolectl expects."""
+
+
+def _int(obj: dict[str, Any], key: str, *, required: bool = True, low: int = 0, high: int = 2 ** 63 - 1,
+         where: str = "") -> int | None:
+    value = obj.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadReply(f"{where}{key} is {_show(value)}, not an integer in {low}..{high}")
+    return value
+
+
+def _float(obj: dict[str, Any], key: str, *, required: bool = True, where: str = "") -> float | None:
+    value = obj.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BadReply(f"{where}{key} is {_show(value)}, not a finite number")
+    return float(value)
+
+
+def _str(obj: dict[str, Any], key: str, *, required: bool = True, where: str = "", limit: int = MAX_NAME) -> str | None:
+    value = obj.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise BadReply(f"{where}{key} is {_show(value)}, not a string of at most {limit} characters")
+    return value
+
+
+def _dict(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadReply(f"{what} is {_show(value)}, not an object")
+    return value
+
+
+def _show(value: Any) -> str:
+    text = "missing" if value is None else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def registration(info: Any) -> dict[str, Any]:
+    """A ``<id>.json`` registration: name, pid, host, started_at (and optional extras)."""
+    info = _dict(info, "the registration")
+    return {
+        "name": _str(info, "name"),
+        "pid": _int(info, "pid", low=1, high=MAX_PID),
+        "host": _str(info, "host", required=False) or "",
+        "started_at": _float(info, "started_at", required=False),
+        "follower": _str(info, "follower", required=False),
+        "bus": info.get("bus") if isinstance(info.get("bus"), bool) else None,
+    }
+
+
+def stats(reply: Any) -> dict[str, Any]:
+    """A ``stats`` reply, reduced to the fields rolectl reads."""
+    reply = _dict(reply, "the reply")
+    cache = _dict(reply.get("cache"), "cache")
+    clean_cache: dict[str, Any] = {k: _int(cache, k, required=k in ("hits", "misses", "size", "last_seq"),
+                                           where="cache.") or 0 for k in CACHE_COUNTERS}
+    for k in CACHE_FLOATS:
+        clean_cache[k] = _float(cache, k, required=False, where="cache.") or 0.0
+    clean_cache["started_at"] = _float(cache, "started_at", required=False, where="cache.")
+    follower: dict[str, Any] | None = None
+    if reply.get("follower") is not None:
+        raw = _dict(reply["follower"], "follower")
+        follower = {k: _int(raw, k, required=False, where="follower.") or 0 for k in FOLLOWER_COUNTERS}
+        follower["mode"] = _str(raw, "mode", required=False, where="follower.")
+        follower["last_reset_reason"] = _str(raw, "last_reset_reason", required=False, where="follower.",
+                                             limit=1000)
+        follower["last_error"] = _str(raw, "last_error", required=False, where="follower.", limit=1000)
+        for flag in ("running", "stale"):
+            value = raw.get(flag)
+            if value is not None and not isinstance(value, bool):
+                raise BadReply(f"follower.{flag} is {_show(value)}, not true/false")
+            follower[flag] = value
+    rates: dict[str, Any] = {}
+    if reply.get("rates") is not None:
+        raw = _dict(reply["rates"], "rates")
+        rates = {k: _float(raw, k, required=False, where="rates.")
+                 for k in ("window_seconds", "hit_rate", "lookups_per_second", "events_per_second")}
+    instance = reply.get("instance")
+    bus = instance.get("bus") if isinstance(instance, dict) else None
+    return {"cache": clean_cache, "follower": follower, "rates": rates,
+            "bus": bus if isinstance(bus, bool) else None}
+
+
+def whois(reply: Any) -> dict[str, Any]:
+    reply = _dict(reply, "the reply")
+    held = reply.get("held")
+    if not isinstance(held, bool):
+        raise BadReply(f"held is {_show(held)}, not true/false")
+    role = reply.get("role")
+    if held and role not in ROLES or not held and role is not None:
+        raise BadReply(f"role is {_show(role)}")
+    return {"held": held, "role": role, "since": _float(reply, "since", required=False),
+            "last_seq": _int(reply, "last_seq")}
+
+
+def entries(reply: Any) -> dict[str, Any]:
+    reply = _dict(reply, "the reply")
+    rows = reply.get("entries")
+    if not isinstance(rows, list):
+        raise BadReply(f"entries is {_show(rows)}, not a list")
+    clean = []
+    for row in rows:
+        if not (isinstance(row, list) and len(row) == 3):
+            raise BadReply(f"entry {_show(row)} is not [user_id, role, since]")
+        item = dict(zip(("user_id", "role", "since"), row))
+        _int(item, "user_id", low=1)
+        if item["role"] not in ROLES:
+            raise BadReply(f"entry role {_show(item['role'])}")
+        clean.append((item["user_id"], item["role"], _float(item, "since", required=False)))
+    return {"entries": clean, "matched": _int(reply, "matched"), "size": _int(reply, "size"),
+            "last_seq": _int(reply, "last_seq")}
+
+
+def any_object(reply: Any) -> dict[str, Any]:
+    """Replies to other operations (``ping``): only required to be an object."""
+    return _dict(reply, "the reply")

@@ -1,0 +1,149 @@
+"""Cache and follower counters for Prometheus: one metric table, two ways out.
+
+* ``rolectl stats --format openmetrics`` writes every registered instance's counters in the
+  Prometheus text format, for node_exporter's textfile collector
+  (``rolectl stats -f openmetrics > /var/lib/node_exporter/rolectl.prom.$$ && mv ...``).
+  Labels are bounded: ``instance`` (the instance's name; ``name#id`` only when two share
+  one) and ``host``. Nothing per user, per pid or per state.
+* :class:`RoleCacheCollector` exposes one bot's own cache (and follower) through
+  ``prometheus_client``, the optional extra ``pip install 'rolectl[metrics]'``::
+
+      from prometheus_client import REGISTRY, start_http_server
+      from rolectl.metrics import RoleCacheCollector
+      REGISTRY.register(RoleCacheCollector(roles.cache, follower=roles.follower))
+      start_http_server(9108)
+
+  Its label is ``cache`` (the cache's name): Prometheus adds ``instance`` itself.
+
+This module imports ``prometheus_client`` only inside the collector, so the text output
+costs the CLI nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .cache.follower import Follower
+    from .cache.registry import Instance
+    from .cache.role_cache import RoleCache
+
+#: (name without prefix, type, help, source, key): ``source`` is the ``cache`` or ``follower``
+#: section of the stats; counters get the ``_total`` suffix in the output.
+METRICS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("cache_hits", "counter", "Lookups answered from memory.", "cache", "hits"),
+    ("cache_misses", "counter", "Lookups that read the database.", "cache", "misses"),
+    ("cache_coalesced", "counter", "Lookups that waited for another caller's read of the same user.",
+     "cache", "coalesced"),
+    ("cache_events_applied", "counter", "Log events applied to the cache.", "cache", "events_applied"),
+    ("cache_faults", "counter", "Internal faults turned into database reads.", "cache", "faults"),
+    ("cache_load_errors", "counter", "Database reads that failed.", "cache", "load_errors"),
+    ("cache_evictions", "counter", "Entries evicted for size.", "cache", "evictions"),
+    ("cache_invalidations", "counter", "Entries dropped by events.", "cache", "invalidations"),
+    ("cache_clears", "counter", "Whole-cache clears.", "cache", "clears"),
+    ("cache_stale_installs_prevented", "counter", "Reads not installed because a newer event arrived.",
+     "cache", "stale_installs_prevented"),
+    ("cache_size", "gauge", "Entries held in memory.", "cache", "size"),
+    ("cache_last_seq", "gauge", "Sequence number of the last log event applied.", "cache", "last_seq"),
+    ("cache_in_flight", "gauge", "Database reads in progress.", "cache", "in_flight"),
+    ("cache_uptime_seconds", "gauge", "Seconds since the cache started.", "cache", "uptime_seconds"),
+    ("follower_resets", "counter", "Follower resets (gaps, re-initialised database, restores).",
+     "follower", "resets"),
+    ("follower_errors", "counter", "Follower catch-ups that failed.", "follower", "errors"),
+    ("follower_catch_ups", "counter", "Follower catch-ups that read the log.", "follower", "catch_ups"),
+    ("follower_events_read", "counter", "Log events read by the follower.", "follower", "events_read"),
+    ("follower_wakeups", "counter", "Follower wake-ups.", "follower", "wakeups"),
+)
+PREFIX = "rolectl_"
+
+
+def _family(name: str, kind: str) -> str:
+    return PREFIX + name + ("_total" if kind == "counter" else "")
+
+
+def _value(section: Mapping[str, Any] | None, key: str) -> float | None:
+    if not section:
+        return None
+    value = section.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value == int(value) and abs(value) < 2 ** 53 else repr(value)
+
+
+def openmetrics_text(instances: Iterable["Instance"], head: int) -> str:
+    """Every instance's counters in the Prometheus text format (version 0.0.4)."""
+    ordered = sorted(instances, key=lambda i: (i.name, i.id))
+    names = [i.name for i in ordered]
+    labelled = []
+    for inst in ordered:
+        name = inst.name if names.count(inst.name) == 1 else f"{inst.name}#{inst.id}"
+        labelled.append((f'instance="{_label(name)}",host="{_label(inst.host)}"', inst))
+    lines = [
+        "# HELP rolectl_log_head Sequence number of the newest event in the log.",
+        "# TYPE rolectl_log_head gauge",
+        f"rolectl_log_head {head}",
+        "# HELP rolectl_instance_up 1 if the instance answered, else 0 (dead, unresponsive, bad reply).",
+        "# TYPE rolectl_instance_up gauge",
+    ]
+    lines += [f"rolectl_instance_up{{{labels}}} {1 if inst.live else 0}" for labels, inst in labelled]
+    lines += ["# HELP rolectl_cache_lag_events Events in the log the cache has not applied yet.",
+              "# TYPE rolectl_cache_lag_events gauge"]
+    lines += [f"rolectl_cache_lag_events{{{labels}}} {max(0, head - int(inst.stats['cache']['last_seq']))}"
+              for labels, inst in labelled if inst.live]
+    for name, kind, text, source, key in METRICS:
+        family = _family(name, kind)
+        samples = []
+        for labels, inst in labelled:
+            value = _value(inst.stats.get(source), key) if inst.live else None
+            if value is not None:
+                samples.append(f"{family}{{{labels}}} {_number(value)}")
+        if samples:
+            lines += [f"# HELP {family} {text}", f"# TYPE {family} {kind}"] + samples
+    return "\n".join(lines) + "\n"
+
+
+class RoleCacheCollector:
+    """A ``prometheus_client`` collector for one cache (and its follower) in this process."""
+
+    def __init__(self, cache: "RoleCache", *, follower: "Follower | None" = None, name: str | None = None) -> None:
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError as exc:
+            from .errors import RolectlError
+
+            raise RolectlError("prometheus_client is not installed",
+                               hint="pip install 'rolectl[metrics]'") from exc
+        self.cache = cache
+        self.follower = follower
+        self.name = name or cache.name
+
+    def describe(self) -> list[Any]:
+        return []  # families are built at collect time; nothing to pre-register
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        sections: dict[str, Mapping[str, Any] | None] = {
+            "cache": self.cache.stats().to_dict(),
+            "follower": self.follower.stats() if self.follower is not None else None,
+        }
+        for name, kind, text, source, key in METRICS:
+            value = _value(sections[source], key)
+            if value is None:
+                continue
+            family: Any = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(
+                PREFIX + name, text, labels=["cache"])
+            family.add_metric([self.name], value)
+            yield family
+
+
+__all__ = ["METRICS", "RoleCacheCollector", "openmetrics_text"]

@@ -55,8 +55,10 @@ def unavailable_reason() -> str | None:
 class PgServer:
     """One running cluster; ``url(dbname)`` / ``conninfo(dbname)`` reach a database in it."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, tcp_port: int | None = None) -> None:
         self.bindir = bindir
+        #: Also listen on 127.0.0.1:tcp_port (benchmarks measure over loopback); tests use the socket.
+        self.tcp_port = tcp_port
         self.as_root = os.geteuid() == 0
         self.base = Path(tempfile.mkdtemp(prefix="rolectl-pg-"))
         self.data = self.base / "data"
@@ -93,7 +95,9 @@ class PgServer:
         if not self.data.exists():
             self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                       "--no-sync", "--locale=C")
-        options = (f"-c listen_addresses='' -c unix_socket_directories='{self.socket_dir}' -c port={PORT} "
+        listen = "127.0.0.1" if self.tcp_port else ""
+        port = self.tcp_port or PORT
+        options = (f"-c listen_addresses='{listen}' -c unix_socket_directories='{self.socket_dir}' -c port={port} "
                    "-c fsync=off -c max_connections=200")
         self._run("pg_ctl", "start", "-D", str(self.data), "-w", "-t", "60", "-l", str(self.log), "-o", options)
         self.pid = self._postmaster_pid()
@@ -137,12 +141,17 @@ class PgServer:
     # -- databases -----------------------------------------------------------------------
 
     def conninfo(self, dbname: str = "postgres") -> str:
-        return f"host={self.socket_dir} port={PORT} user=postgres dbname={dbname}"
+        return f"host={self.socket_dir} port={self.tcp_port or PORT} user=postgres dbname={dbname}"
 
     def url(self, dbname: str = "postgres") -> str:
         """A ``postgresql://`` URL for ``dbname`` over the socket (host as a query parameter)."""
         host = urllib.parse.quote(str(self.socket_dir), safe="")
-        return f"postgresql://postgres@/{dbname}?host={host}&port={PORT}"
+        return f"postgresql://postgres@/{dbname}?host={host}&port={self.tcp_port or PORT}"
+
+    def tcp_url(self, dbname: str = "postgres") -> str:
+        """The same database over TCP on loopback (only with ``tcp_port``)."""
+        assert self.tcp_port, "started without a TCP port"
+        return f"postgresql://postgres@127.0.0.1:{self.tcp_port}/{dbname}"
 
     def admin_sql(self, *statements: str) -> None:
         """Run statements on the maintenance database in autocommit (CREATE/DROP DATABASE)."""

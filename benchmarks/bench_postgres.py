@@ -1,0 +1,229 @@
+"""PostgreSQL backend: miss cost, commit -> cache latency across processes, idle CPU.
+
+    python benchmarks/bench_postgres.py [--quick]
+
+Starts a throwaway server from this machine's binaries (tests/pgserver.py; as root through
+``runuser -u postgres``), listening on a unix socket and on 127.0.0.1, and measures, in one run:
+
+* a cache miss through ``PostgresFetch`` (role + log head in one snapshot) against a raw
+  prepared point ``SELECT role`` on a kept connection -- target <= 1.3x;
+* commit -> cache in another process over loopback TCP (a ``PgFollower`` in a child process
+  records when each event is applied), next to a raw LISTEN/NOTIFY round trip between the same
+  two processes -- targets p50 <= 1 ms, p99 <= 5 ms;
+* CPU of an idle following process over 10 s -- target <= 0.1 % of a core.
+
+Exits 1 if a target is missed, 0 otherwise; skips (exit 0 with a line) without server binaries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+CHILD_FOLLOWER = r"""
+import json, sys, time
+from rolectl.cache import RoleCache
+from rolectl.backends.postgres.follower import PgFollower
+
+class Timed(RoleCache):
+    def apply_many(self, events):
+        events = list(events)
+        now = time.monotonic()
+        n = super().apply_many(events)
+        for e in events:
+            print(json.dumps([e.seq, now]), flush=True)
+        return n
+
+f = PgFollower(Timed(name="bench"), sys.argv[1], safety_interval=2.0).start()
+print(json.dumps(["ready", f.cache.last_seq]), flush=True)
+sys.stdin.readline()
+f.close()
+"""
+
+CHILD_LISTENER = r"""
+import json, select, sys, time
+import psycopg
+conn = psycopg.connect(sys.argv[1], autocommit=True)
+conn.execute("LISTEN bench")
+print(json.dumps(["ready", 0]), flush=True)
+fd = conn.pgconn.socket
+while True:
+    r, _, _ = select.select([fd, sys.stdin], [], [])
+    if sys.stdin in r:
+        break
+    conn.pgconn.consume_input()
+    while (n := conn.pgconn.notifies()) is not None:
+        print(json.dumps([int(n.extra), time.monotonic()]), flush=True)
+"""
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def spawn(code: str, url: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", code, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, cwd=HERE.parent)
+    assert proc.stdout is not None
+    line = json.loads(proc.stdout.readline())
+    assert line[0] == "ready", line
+    return proc
+
+
+def collect(proc: subprocess.Popen[str], wanted: set[int]) -> dict[int, float]:
+    got: dict[int, float] = {}
+    assert proc.stdout is not None
+    while not wanted <= got.keys():
+        line = proc.stdout.readline()  # blocking: the child prints every event it applies
+        if not line:
+            raise SystemExit(f"the child exited before reporting {sorted(wanted - got.keys())[:5]}")
+        key, when = json.loads(line)
+        got[int(key)] = float(when)
+    return got
+
+
+def bench_miss(url: str, n: int) -> tuple[float, float]:
+    import psycopg
+
+    from rolectl.backends.postgres.fetch import PostgresFetch
+    from rolectl.cache import RoleCache
+
+    fetch = PostgresFetch(url)
+    raw = psycopg.connect(url, autocommit=True)
+    cur = raw.cursor()
+    ids = list(range(1, n + 1))
+    best_raw = best_miss = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for uid in ids:
+            cur.execute("SELECT role FROM users WHERE user_id = %s", (uid,), prepare=True)
+            cur.fetchone()
+        best_raw = min(best_raw, (time.perf_counter() - t0) / n)
+        cache = RoleCache(fetch)
+        t0 = time.perf_counter()
+        for uid in ids:
+            cache.get_role(uid)
+        best_miss = min(best_miss, (time.perf_counter() - t0) / n)
+        assert cache.stats().misses == n
+    fetch.close()
+    raw.close()
+    return best_raw, best_miss
+
+
+def bench_latency(url: str, n: int) -> tuple[list[float], list[float]]:
+    import psycopg
+
+    writer = psycopg.connect(url, autocommit=True)
+    listener = spawn(CHILD_LISTENER, url)
+    sent: dict[int, float] = {}
+    for i in range(n):
+        writer.execute(f"NOTIFY bench, '{i}'")
+        sent[i] = time.monotonic()
+        time.sleep(0.003)
+    got = collect(listener, set(sent))
+    listener.communicate("stop\n", timeout=30)
+    raw = [(got[i] - sent[i]) * 1000 for i in sent]
+
+    follower = spawn(CHILD_FOLLOWER, url)
+    committed: dict[int, float] = {}
+    for i in range(n):
+        uid = 1 + i % 100
+        writer.execute("UPDATE users SET role = CASE role WHEN 'admin' THEN 'user' ELSE 'admin' END "
+                       "WHERE user_id = %s", (uid,))  # autocommit: the trigger logs it, NOTIFY wakes
+        committed_at = time.monotonic()
+        seq = writer.execute("SELECT max(seq) FROM events").fetchone()[0]
+        committed[int(seq)] = committed_at
+        time.sleep(0.003)
+    applied = collect(follower, set(committed))
+    follower.communicate("stop\n", timeout=30)
+    writer.close()
+    return raw, [(applied[s] - committed[s]) * 1000 for s in committed]
+
+
+def bench_idle(url: str, seconds: float) -> float:
+    proc = spawn(CHILD_FOLLOWER, url)
+    stat = Path(f"/proc/{proc.pid}/stat")
+
+    def cpu() -> float:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    time.sleep(1.0)  # let start-up settle
+    c0, t0 = cpu(), time.monotonic()
+    time.sleep(seconds)
+    used = (cpu() - c0) / (time.monotonic() - t0)
+    proc.communicate("stop\n", timeout=30)
+    return used * 100
+
+
+def main() -> int:
+    quick = "--quick" in sys.argv
+    from pgserver import PgServer, find_bindir, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        print(f"skipped: {reason}")
+        return 0
+    bindir = find_bindir()
+    assert bindir is not None
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = PgServer(bindir, tcp_port=port)
+    try:
+        server.start()
+        name = server.create_database("bench")
+        url, tcp = server.url(name), server.tcp_url(name)
+        import psycopg
+
+        from rolectl.backends.postgres import schema
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            schema.migrate(conn)
+            conn.execute("INSERT INTO users (user_id, role) SELECT g, CASE WHEN g % 100 = 0 THEN 'admin' "
+                         "ELSE 'user' END FROM generate_series(1, 100000) AS g")
+            conn.execute("VACUUM ANALYZE users")
+        n = 2000 if quick else 10000
+        raw, miss = bench_miss(url, n)
+        raw_rt, follow = bench_latency(tcp, 200 if quick else 1000)
+        idle = bench_idle(tcp, 5.0 if quick else 10.0)
+    except BaseException:
+        print(server.log.read_text()[-3000:], file=sys.stderr)
+        raise
+    finally:
+        server.stop()
+    ok = True
+
+    def row(what: str, value: str, ratio: str, target: str, passed: bool | None = None) -> None:
+        nonlocal ok
+        mark = "" if passed is None else (" ok" if passed else " MISSED")
+        ok = ok and passed is not False
+        print(f"| {what:<52} | {value:>10} | {ratio:<16} | {target}{mark} |")
+
+    print("| measurement | value | ratio | target |\n|---|---|---|---|")
+    row("raw prepared `SELECT role` (unix socket)", f"{raw * 1e6:.1f} us", "1.00x", "")
+    row("`RoleCache` miss via `PostgresFetch` (role + head)", f"{miss * 1e6:.1f} us", f"{miss / raw:.2f}x raw",
+        "<= 1.3x", miss / raw <= 1.3)
+    for label, values in (("raw LISTEN/NOTIFY round trip (loopback TCP)", raw_rt),
+                          ("commit -> cache in another process (loopback TCP)", follow)):
+        p50, p99 = statistics.median(values), pct(values, 99)
+        target = "p50 <= 1 ms, p99 <= 5 ms" if "cache" in label else ""
+        row(label, f"{p50:.3f} ms", f"p99 {p99:.3f} ms", target,
+            (p50 <= 1 and p99 <= 5) if target else None)
+    row("idle following process, CPU", f"{idle:.3f} %", "of one core", "<= 0.1 %", idle <= 0.1)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

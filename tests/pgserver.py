@@ -26,6 +26,8 @@ from pathlib import Path
 BIN_GLOB = "/usr/lib/postgresql/*/bin"
 OS_USER = "postgres"
 PORT = 5432  # only names the socket file; there is no TCP listener
+#: A login role created with PASSWORD (see :meth:`PgServer.start`); every other role is trusted.
+PASSWORD_USER, PASSWORD = "rolectl_pw", "right-password"
 
 
 def find_bindir() -> Path | None:
@@ -95,12 +97,17 @@ class PgServer:
         if not self.data.exists():
             self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                       "--no-sync", "--locale=C")
+            # One role must log in with a password, so a wrong one can be tested; all else is trusted.
+            hba = self.data / "pg_hba.conf"
+            hba.write_text(f"local all {PASSWORD_USER} scram-sha-256\nhost all {PASSWORD_USER} 127.0.0.1/32 "
+                           "scram-sha-256\n" + hba.read_text())
         listen = "127.0.0.1" if self.tcp_port else ""
         port = self.tcp_port or PORT
         options = (f"-c listen_addresses='{listen}' -c unix_socket_directories='{self.socket_dir}' -c port={port} "
                    "-c fsync=off -c max_connections=200")
         self._run("pg_ctl", "start", "-D", str(self.data), "-w", "-t", "60", "-l", str(self.log), "-o", options)
         self.pid = self._postmaster_pid()
+        self.admin_sql(f"CREATE ROLE {PASSWORD_USER} LOGIN SUPERUSER PASSWORD '{PASSWORD}'")
         return self
 
     def _postmaster_pid(self) -> int | None:

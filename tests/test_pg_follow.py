@@ -284,3 +284,59 @@ def test_a_dropped_and_recreated_database_resets_the_cache(pg_server: Any, pg_db
     assert "replaced" in (follower.last_reset_reason or "")
     assert cache.peek(1) is None and cache.last_seq == 1
     assert cache.get_role(1) == "user" and cache.get_role(7) == "admin"
+
+
+def test_a_server_restart_is_survived(pg_server: Any, db: Any, pg_url: str, follower: PgFollower) -> None:
+    """``pg_ctl restart -m fast`` cuts every connection; the follower reconnects by itself,
+    catches up by seq (a restart may also leave a gap) and does not reset."""
+    cache = follower.cache
+    db.execute("INSERT INTO users (user_id, role) VALUES (1, 'admin')")
+    follower.start()
+    assert cache.get_role(1) == "admin"
+    db.close()
+    pg_server.restart("fast")
+    with psycopg.connect(pg_url, autocommit=True) as again:
+        again.execute("UPDATE users SET role = 'user' WHERE user_id = 1")
+        again.execute("INSERT INTO users (user_id, role) VALUES (2, 'admin')")
+        final = head(again)
+    wait_until(lambda: cache.last_seq == final, "the follower to recover")
+    assert cache.peek(1) in (None, "user") and cache.get_role(2) == "admin"
+    assert follower.resets == 0 and follower.errors >= 1
+
+
+FOLLOWING_PROCESS = r"""
+import sys, time
+from rolectl.cache import RoleCache
+from rolectl.backends.postgres.fetch import PostgresFetch
+from rolectl.backends.postgres.follower import PgFollower
+
+cache = RoleCache(PostgresFetch(sys.argv[1]))
+follower = PgFollower(cache, sys.argv[1]).start()
+print(cache.get_role(5), flush=True)
+for line in sys.stdin:  # each line: wait until the cache has applied seq N, then answer
+    target = int(line)
+    while cache.last_seq < target:
+        time.sleep(0.002)
+    print(cache.peek(5) or cache.get_role(5), flush=True)
+follower.close()
+"""
+
+
+def test_a_commit_reaches_a_cache_in_another_process(db: Any, pg_url: str) -> None:
+    import subprocess
+    import sys
+
+    db.execute("INSERT INTO users (user_id) VALUES (5)")
+    proc = subprocess.Popen([sys.executable, "-c", FOLLOWING_PROCESS, pg_url], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "user"
+        for role in ("admin", "user", "admin"):
+            db.execute("UPDATE users SET role = %s WHERE user_id = 5", (role,))
+            proc.stdin.write(f"{head(db)}\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().strip() == role
+    finally:
+        proc.stdin.close()
+        assert proc.wait(30) == 0

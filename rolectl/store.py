@@ -238,6 +238,27 @@ class Store:
             except sqlite3.Error as exc:
                 raise translate(exc, self.path) from exc
 
+    def iter_query(self, sql: str, params: Any = ()) -> Iterator[tuple[Any, ...]]:
+        """Rows one by one as SQLite produces them: listings of millions of rows start at
+        once and hold a few hundred rows in memory. The statement is one read snapshot; it
+        ends when the iterator is exhausted or closed."""
+        with self._lock:
+            try:
+                cursor = self.conn.execute(sql, params)
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path) from exc
+            try:
+                while True:
+                    try:
+                        rows = cursor.fetchmany(256)
+                    except sqlite3.Error as exc:
+                        raise translate(exc, self.path) from exc
+                    if not rows:
+                        return
+                    yield from rows
+            finally:
+                cursor.close()
+
     @property
     def db(self) -> "sqlite_utils.Database":
         """The same connection wrapped by sqlite-utils, imported only when first asked for."""

@@ -105,9 +105,13 @@ def test_per_line_results_as_json(seeded, tmp_path, cli):
     path = tmp_path / "c.jsonl"
     path.write_text('{"op":"add-admin","user_id":789}\n{"op":"add-admin","user_id":789}\n')
     result = cli("apply", str(path), "--format", "json")
-    rows = json.loads(result.stdout)
-    assert [(r["line"], r["changed"], r["events"]) for r in rows] == [(1, True, "admin_added"), (2, False, "")]
-    assert rows[0]["seq"] == "3" and "already an admin" in rows[1]["message"]
+    data = json.loads(result.stdout)
+    assert data["changed"] is True and data["dry_run"] is False and data["summary"]["first_seq"] == 3
+    rows = data["changes"]
+    assert [(r["line"], r["changed"], [e["kind"] for e in r["events"]]) for r in rows] == [
+        (1, True, ["admin_added"]), (2, False, [])]
+    assert rows[0]["events"][0]["seq"] == 3 and "already an admin" in rows[1]["message"]
+    assert rows[0]["mailbox_id"] is None and [e["seq"] for e in data["events"]] == [3]
     assert "applied 2 lines" in result.stderr
 
 
@@ -147,7 +151,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(seeded, tmp_path, cli):
     plan = [json.loads(line) for line in result.stdout.splitlines()]
     assert [p["line"] for p in plan] == [2, 3, 4, 5]
     assert plan[2]["message"] == "mailbox 1 would go from 123 to 2000"
-    assert plan[2]["events"] == "admin_removed admin_transferred" and plan[2]["seq"] == ""
+    assert [e["kind"] for e in plan[2]["events"]] == ["admin_removed", "admin_transferred"]
+    assert {e["seq"] for e in plan[2]["events"]} == {None}  # rolled back: no sequence numbers
     assert "nothing was applied" in result.stderr
     assert state_of(seeded) == before
     # a refusal is found by the dry run too

@@ -89,7 +89,7 @@ SUBPROCESS_CASES = [
     (["transfer", "1", "--to", "31337"], 3, "unknown"),
     (["remove-admin", "123"], 4, "still owns mailbox 1"),
     (["add-admin", "5", "--bogus"], 2, "No such option"),
-    (["users", "--limit", "0"], 2, "--limit"),
+    (["users", "--limit", "-1"], 2, "--limit"),
     (["admins", "--format", "yaml"], 2, "unknown format"),
     (["nonsense"], 2, "No such command"),
 ]

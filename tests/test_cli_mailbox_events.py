@@ -115,10 +115,10 @@ def test_events_formats(day):
 
 
 @pytest.mark.parametrize("args, text", [
-    (["events", "--kind", "admin_promoted"], "unknown event kind"),
+    (["events", "--kind", "admin_promoted"], "'admin_promoted' is not one of"),
     (["events", "--user", "abc"], "not a whole number"),
     (["events", "--since", "-1"], "-1"),
-    (["events", "--limit", "0"], "--limit"),
+    (["events", "--limit", "-1"], "--limit"),
     (["events", "--format", "yaml"], "unknown format"),
 ])
 def test_events_bad_options(cli, args, text):
@@ -140,3 +140,12 @@ def test_raw_sql_change_shows_up_with_actor_sql(cli, db_path):
     events = events_json(cli, "--user", "4")
     assert [(e["kind"], e["actor"]) for e in events][-1] == ("admin_added", "sql")
     assert cli("role", "4").stdout == "admin\n"
+
+
+def test_kind_completion_offers_kinds_and_continues_a_comma_list(db_path):
+    from test_completions import bash_complete, shell_env
+
+    env = shell_env(ROLECTL_DB=str(db_path))
+    assert bash_complete(["rolectl", "events", "--kind", "admin_t"], env) == ["admin_transferred"]
+    assert bash_complete(["rolectl", "events", "--kind", "admin_added,cache_"], env) == [
+        "admin_added,cache_evict", "admin_added,cache_flush"]

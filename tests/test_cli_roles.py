@@ -128,10 +128,12 @@ def test_remove_owner_refused_then_forced(cli, db_path):
 def test_change_as_json(cli):
     result = cli("add-admin", "789", "-u", "new_admin", "--format", "json")
     data = json.loads(result.stdout)
-    assert set(data) == {"changed", "message", "events"} and data["changed"] is True
+    assert list(data) == ["changed", "changes", "events"] and data["changed"] is True
     assert data["events"][0]["kind"] == "admin_added" and data["events"][0]["note"] == "new_admin"
+    assert data["changes"] == [{"user_id": 789, "changed": True, "message": "789 is now an admin",
+                                "events": data["events"]}]
     lines = cli("add-admin", "1", "2", "--format", "jsonl").stdout.splitlines()
-    assert [json.loads(line)["changed"] for line in lines] == [True, True]
+    assert [(json.loads(line)["user_id"], json.loads(line)["changed"]) for line in lines] == [(1, True), (2, True)]
     bad = cli("add-admin", "3", "--format", "csv")
     assert bad.exit_code == 2 and "does not apply" in bad.stderr
 
@@ -221,10 +223,10 @@ def test_terminal_gets_a_table_and_no_color_is_honoured(run_rolectl, rolectl_bin
     env = {k: v for k, v in clean_env(TERM="xterm-256color", COLUMNS="120").items() if k != "NO_COLOR"}
     env.pop("FORCE_COLOR", None)
     styled = _run_in_tty(argv, env)
-    assert "new_admin" in styled and "\t" not in styled and "┃" in styled  # a rich table, not TSV
+    assert "new_admin" in styled and "\t" not in styled and "───" in styled  # a rich table, not TSV
     assert "\x1b[1m" in styled  # bold header: rich saw a terminal
     plain = _run_in_tty(argv, {**env, "NO_COLOR": "1"})
-    assert "new_admin" in plain and "┃" in plain
+    assert "new_admin" in plain and "───" in plain
     assert not COLOR_SGR.search(plain)
     piped = run_rolectl("admins", env={**env, "NO_COLOR": "1"})
     assert "\x1b" not in piped.stdout and piped.stdout.startswith("user_id\tusername")

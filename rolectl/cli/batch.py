@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import typer
 
@@ -13,6 +13,9 @@ from .common import actor as actor_of, change_format
 from .context import state
 from .options import ActorOption, FormatOption
 from .roles import JsonOption, users_app
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..repository.batch import OpResult
 
 
 def _complete_apply_format(incomplete: str) -> list[str]:
@@ -70,8 +73,8 @@ def apply(
 
     Example: printf 'add-admin,789,new_admin\\ntransfer,1,2000\\n' | rolectl apply --dry-run -
     """
-    from ..render import check_format, render_rows
-    from ..repository.batch import RESULT_FIELDS, apply_changes, parse_changes
+    from ..render import check_format
+    from ..repository.batch import apply_changes, parse_changes
 
     check_format(fmt)
     who = actor_of(actor)
@@ -84,8 +87,7 @@ def apply(
         result = apply_changes(repo, ops, actor=who, dry_run=dry_run)
     summary = result.summary()
     if dry_run or fmt is not None:
-        rows = [r.to_row(dry_run=dry_run) for r in result.results]
-        render_rows(rows, RESULT_FIELDS, fmt, title="plan (dry run: nothing applied)" if dry_run else "applied")
+        _print_results(result.results, summary, fmt, dry_run)
     if dry_run:
         typer.echo(
             f"dry run: {summary['lines']} lines, {summary['changed']} would change something, "
@@ -140,11 +142,39 @@ def import_users(
     _report_import(summary.to_dict(), out)
 
 
+#: apply's per-line result, in flat formats; JSON has the same fields with ``events`` as
+#: event objects (see README "Output formats").
+APPLY_COLUMNS = ("line", "op", "user_id", "mailbox_id", "to_user", "changed", "events", "seq", "message")
+
+
+def _print_results(results: Sequence["OpResult"], summary: dict[str, Any], fmt: Optional[str], dry_run: bool) -> None:
+    """One row per line of the input; ``json`` is the changing commands' one object, with
+    ``dry_run`` and ``summary`` beside ``changes``; ``jsonl`` one ``changes`` item a line. A
+    dry run's events were rolled back: their ``seq`` and ``ts`` are null."""
+    from ..render import render_changes, render_rows
+
+    def item(r: "OpResult") -> dict[str, Any]:
+        events = [e.to_dict() | ({"seq": None, "ts": None} if dry_run else {}) for e in r.events]
+        return {"line": r.op.line, "op": r.op.op, "user_id": r.op.user_id, "mailbox_id": r.op.mailbox_id,
+                "to_user": r.op.to_user, "changed": r.changed, "message": r.message, "events": events}
+
+    if fmt in ("json", "jsonl"):
+        render_changes([item(r) for r in results], fmt, dry_run=dry_run, summary=summary)
+        return
+    rows = (
+        {"line": r.op.line, "op": r.op.op, "user_id": r.op.user_id, "mailbox_id": r.op.mailbox_id,
+         "to_user": r.op.to_user, "changed": r.changed, "events": [e.kind for e in r.events],
+         "seq": [] if dry_run else [e.seq for e in r.events], "message": r.message}
+        for r in results
+    )
+    render_rows(rows, APPLY_COLUMNS, fmt, title="plan (dry run: nothing applied)" if dry_run else "applied")
+
+
 def _report_import(info: dict[str, object], out: str) -> None:
     if out != "text":
-        import json
+        from ..render import dumps
 
-        typer.echo(json.dumps(info, indent=2 if out == "json" else None))
+        typer.echo(dumps(info, indent=2 if out == "json" else None))
         return
     span = f"; events #{info['first_seq']}-#{info['last_seq']}" if info["first_seq"] is not None else ""
     head = "dry run, nothing imported:" if info["dry_run"] else "imported"

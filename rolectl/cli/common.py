@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 import typer
 
@@ -37,18 +36,15 @@ def change_format(fmt: Optional[str]) -> str:
     raise InvalidInputError(f"format {fmt!r} does not apply to a change", hint="use text, json or jsonl")
 
 
-def report(changes: list["Change"], fmt: str) -> None:
-    """A sentence per change for people; one JSON object per change for scripts."""
-    if fmt == "text":
-        for change in changes:
-            seqs = ", ".join(f"#{e.seq}" for e in change.events)
-            typer.echo(change.message + (f" (events {seqs})" if seqs else ""))
-        return
-    import json
+def report(changes: Sequence["Change"], fmt: str, key: str, targets: Sequence[int]) -> None:
+    """A sentence per change for people; for scripts always the same JSON shape (see
+    :mod:`rolectl.render.changes`): ``key`` names the id each change is about."""
+    from ..render import change_item, render_changes
 
-    items = [c.to_dict() for c in changes]
-    if fmt == "json":
-        sys.stdout.write(json.dumps(items if len(items) != 1 else items[0], indent=2, ensure_ascii=False) + "\n")
-    else:
-        for item in items:
-            sys.stdout.write(json.dumps(item, ensure_ascii=False) + "\n")
+    render_changes([change_item(c, **{key: t}) for c, t in zip(changes, targets)], fmt)
+
+
+LimitOption: Optional[int] = typer.Option(
+    None, "--limit", min=0,
+    help="At most this many rows; 0: all. Default: all, but one screen on a terminal.",
+)

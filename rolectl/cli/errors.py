@@ -21,7 +21,9 @@ from ..errors import RolectlError
 
 
 def _fail(ctx: click.Context, message: str, code: int) -> NoReturn:
-    click.echo(f"rolectl: error: {message}", err=True)
+    from ..render.safe import safe  # a message may quote input or data: never raw to a terminal
+
+    click.echo(f"rolectl: error: {safe(message)}", err=True)
     debug = getattr(ctx.find_root().obj, "debug", False)
     if debug:
         traceback.print_exc(file=sys.stderr)
@@ -60,7 +62,9 @@ class RolectlGroup(TyperGroup):
         except click.exceptions.NoArgsIsHelpError:
             raise
         except click.UsageError as exc:
-            click.echo(f"rolectl: error: {usage_line(exc)}", err=True)
+            from ..render.safe import safe
+
+            click.echo(f"rolectl: error: {safe(usage_line(exc))}", err=True)
             raise click.exceptions.Exit(exc.exit_code) from None
 
     def invoke(self, ctx: click.Context) -> Any:

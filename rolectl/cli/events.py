@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Sequence
 
+import click
 import typer
 
 from ..errors import InvalidInputError
-from ..events import EVENT_FIELDS, KINDS
-from ..render import check_format, render_rows
+from ..events import KINDS
+from ..render import Col, check_format, render_listing
 from ..validate import parse_id
 from .app import app
 from .context import state
@@ -23,14 +24,59 @@ FOLLOW_FORMATS = ("text", "jsonl", "tsv", "csv")
 #: Without --since/--limit, --follow first shows this many recent events, like ``tail -f``.
 FOLLOW_BACKLOG = 10
 
+#: The events table for people: what happened, to whom and by whom survive a narrow
+#: terminal; the roles (implied by the kind) and the note go first.
+EVENT_COLUMNS = (
+    Col("seq", "int", 0), Col("ts", "time", 0), Col("kind", "atom", 0), Col("user_id", "int", 0, "user"),
+    Col("old_role", "atom", 6, "old"), Col("new_role", "atom", 5, "new"), Col("mailbox_id", "int", 3, "mailbox"),
+    Col("from_user", "int", 1, "from"), Col("to_user", "int", 1, "to"), Col("actor", "text", 2, min_width=6),
+    Col("note", "text", 4, min_width=6),
+)
+
+
+class KindList(click.Choice):  # type: ignore[type-arg]
+    """``--kind`` values: one kind, or several separated by commas; completes each part."""
+
+    name = "kind"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        parts = [p.strip() for p in str(value).split(",") if p.strip()]
+        if not parts:
+            self.fail("no event kind given", param, ctx)
+        choose = super().convert  # (zero-argument super() does not work inside a comprehension)
+        return [choose(p, param, ctx) for p in parts]
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        head, comma, last = incomplete.rpartition(",")
+        return [CompletionItem(head + comma + str(c)) for c in self.choices if str(c).startswith(last)]
+
+
+def _kinds(values: Optional[Sequence[Any]]) -> list[str] | None:
+    if not values:
+        return None
+    flat: list[str] = []
+    for value in values:
+        flat += value if isinstance(value, list) else [value]
+    return list(dict.fromkeys(flat))
+
 
 @app.command()
 def events(
     ctx: typer.Context,
     since: Optional[int] = typer.Option(None, "--since", min=0, help="Only events after this sequence number."),
     user: Optional[str] = typer.Option(None, "--user", help="Only events about this user id."),
-    kind: Optional[str] = typer.Option(None, "--kind", help="Only this kind (admin_added, admin_removed, ...)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the newest N matching events."),
+    kind: Optional[List[str]] = typer.Option(
+        None, "--kind", click_type=KindList(KINDS), metavar="KIND[,KIND...]",
+        help="Only these kinds: repeat it or give a comma list (admin_added,admin_removed).",
+    ),
+    limit: Optional[int] = typer.Option(
+        None, "--limit", min=0,
+        help="Only the newest N matching events; 0: all. Default: all, but one screen on a terminal.",
+    ),
     follow: bool = typer.Option(
         False, "--follow", "-F",
         help="Keep printing events as they are committed, until Ctrl-C (exit 0). Formats: text "
@@ -40,36 +86,61 @@ def events(
 ) -> None:
     """Show the append-only audit log, oldest first; --follow tails it live.
 
+    --format text prints each event in the log's own wording, with who made it.
+
     Example: rolectl events --kind admin_transferred --format json
 
     Example: rolectl events --follow --user 789
     """
+    kinds = _kinds(kind)
     if follow:
-        _follow(ctx, since, user, kind, limit, fmt)
+        _follow(ctx, since, user, kinds, limit, fmt)
         return
-    check_format(fmt)
+    check_format(fmt, extra=("text",))
     uid = parse_id(user) if user is not None else None
     with state(ctx).open() as repo:
-        rows = repo.events.query(since=since, user_id=uid, kind=kind, limit=limit, newest_first=limit is not None)
-    render_rows([e.to_dict() for e in rows], EVENT_FIELDS, fmt, title="events")
+        def fetch(n: Optional[int]) -> Any:
+            return repo.events.stream(since=since, user_id=uid, kind=kinds, limit=n, newest_first=n is not None)
+
+        if fmt == "text":
+            render_listing(
+                fetch, (), None, limit=limit, writer=_text_lines, newest=True, noun="events",
+                total=lambda: repo.events.count(since=since, user_id=uid, kind=kinds),
+            )
+            return
+        render_listing(
+            lambda n: (e.to_dict() for e in fetch(n)), EVENT_COLUMNS, fmt, limit=limit,
+            total=lambda: repo.events.count(since=since, user_id=uid, kind=kinds), noun="events", title="events",
+            newest=True,
+        )
 
 
-def _follow(ctx: typer.Context, since: Optional[int], user: Optional[str], kind: Optional[str],
+def _text_lines(events: Iterable["Event"]) -> int:
+    from ..render import event_line
+
+    out, count = sys.stdout, 0
+    for count, event in enumerate(events, start=1):
+        out.write(f"{event.ts} {event_line(event)}\n")
+    return count
+
+
+def _follow(ctx: typer.Context, since: Optional[int], user: Optional[str], kinds: Optional[list[str]],
             limit: Optional[int], fmt: Optional[str]) -> None:
     out_fmt = fmt or "text"
     if out_fmt not in FOLLOW_FORMATS:
-        check_format(out_fmt)
+        check_format(out_fmt, extra=("text",))
         raise InvalidInputError(f"--follow cannot stream --format {out_fmt}", hint="use text, jsonl, tsv or csv")
     uid = parse_id(user) if user is not None else None
-    if kind is not None and kind not in KINDS:
-        raise InvalidInputError(f"unknown event kind {kind!r}", hint="use one of: " + ", ".join(KINDS))
     st = state(ctx)
     with st.open() as repo:  # fails with the usual exit codes if the database is missing
         head = repo.events.head()
         if since is not None:
-            backlog = repo.events.query(since=since, user_id=uid, kind=kind, limit=limit, newest_first=bool(limit))
+            backlog = repo.events.query(since=since, user_id=uid, kind=kinds, limit=limit or None,
+                                        newest_first=bool(limit))
+        elif limit == 0:  # --limit 0: the whole log first
+            backlog = repo.events.query(user_id=uid, kind=kinds)
         else:
-            backlog = repo.events.query(user_id=uid, kind=kind, limit=limit or FOLLOW_BACKLOG, newest_first=True)
+            backlog = repo.events.query(user_id=uid, kind=kinds, limit=limit or FOLLOW_BACKLOG, newest_first=True)
         # The head is read first: an event committed meanwhile is either in the backlog (and
         # skipped by the tail) or after it (and printed by the tail) -- never twice or lost.
         after = max([head, since or 0] + [e.seq for e in backlog[-1:]])
@@ -79,41 +150,54 @@ def _follow(ctx: typer.Context, since: Optional[int], user: Optional[str], kind:
     write = _writer(out_fmt)
     for event in backlog:
         write(event)
+    wanted = set(kinds) if kinds else None
     try:
         for item in follow(path, after):
             if isinstance(item, (Restart, Trouble)):
                 text = item.reason + f"; following from #{item.head}" if isinstance(item, Restart) else item.message
-                print(f"rolectl: warning: {text}", file=sys.stderr, flush=True)
+                from ..render import safe
+
+                print(f"rolectl: warning: {safe(text)}", file=sys.stderr, flush=True)
                 continue
             if uid is not None and uid not in (item.user_id, item.from_user, item.to_user):
                 continue
-            if kind is not None and item.kind != kind:
+            if wanted is not None and item.kind not in wanted:
                 continue
             write(item)
     except KeyboardInterrupt:
         return  # Ctrl-C is how a follow ends: exit 0
 
 
-def _writer(fmt: str):  # type: ignore[no-untyped-def]
-    """A function printing one event in ``fmt`` and flushing (a pipe reader sees it at once)."""
-    import json
+def _writer(fmt: str) -> Callable[["Event"], None]:
+    """A function printing one event in ``fmt`` and flushing (a pipe reader sees it at once).
+
+    ``text`` is for people: the log's wording, made safe for the terminal. The others are
+    the exact machine formats of every listing."""
+    from ..events import EVENT_FIELDS
+    from ..render import dumps, event_line, plain_text, tsv_cell
 
     out = sys.stdout
     if fmt == "text":
         def write(event: "Event") -> None:
-            out.write(f"{event.ts} #{event.seq} {event.describe()}\n")
+            out.write(f"{event.ts} {event_line(event)}\n")
             out.flush()
     elif fmt == "jsonl":
         def write(event: "Event") -> None:
-            out.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+            out.write(dumps(event.to_dict()) + "\n")
+            out.flush()
+    elif fmt == "tsv":
+        out.write("\t".join(EVENT_FIELDS) + "\n")
+
+        def write(event: "Event") -> None:
+            out.write("\t".join(tsv_cell(getattr(event, f)) for f in EVENT_FIELDS) + "\n")
             out.flush()
     else:
         import csv
 
-        writer = csv.writer(out, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+        writer = csv.writer(out, lineterminator="\n")
         writer.writerow(EVENT_FIELDS)
 
         def write(event: "Event") -> None:
-            writer.writerow(["" if v is None else v for v in (getattr(event, f) for f in EVENT_FIELDS)])
+            writer.writerow([plain_text(getattr(event, f)) for f in EVENT_FIELDS])
             out.flush()
     return write

@@ -6,14 +6,18 @@ from typing import Optional
 
 import typer
 
-from ..render import check_format, render_record, render_rows
-from ..repository.models import MAILBOX_FIELDS
+from ..render import Col, check_format, render_listing, render_record
 from ..validate import parse_id
 from .app import app
-from .common import actor as actor_of, change_format, report
+from .common import LimitOption, actor as actor_of, change_format, report
 from .context import state
 from .options import ActorOption, FormatOption
 from .roles import JsonOption
+
+MAILBOX_COLUMNS = (
+    Col("mailbox_id", "int", 0), Col("owner_id", "int", 0), Col("title", "text", 0, min_width=10),
+    Col("created_at", "time", 2), Col("updated_at", "time", 1),
+)
 
 mailbox_app = typer.Typer(
     help="Create, list and show mailboxes.\n\nExample: rolectl mailbox create 1 --owner 123", no_args_is_help=True
@@ -45,14 +49,14 @@ def create(
     """
     mid, uid, who, out = parse_id(mailbox_id, "mailbox id"), parse_id(owner), actor_of(actor), change_format(fmt)
     with state(ctx).open() as repo:
-        report([repo.mailboxes.create(mid, uid, title=title, actor=who)], out)
+        report([repo.mailboxes.create(mid, uid, title=title, actor=who)], out, "mailbox_id", [mid])
 
 
 @mailbox_app.command("list")
 def list_(
     ctx: typer.Context,
     owner: Optional[str] = typer.Option(None, "--owner", help="Only mailboxes of this user."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many rows."),
+    limit: Optional[int] = LimitOption,
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """List mailboxes.
@@ -62,8 +66,10 @@ def list_(
     check_format(fmt)
     uid = parse_id(owner) if owner is not None else None
     with state(ctx).open() as repo:
-        rows = [m.to_dict() for m in repo.mailboxes.list(owner_id=uid, limit=limit)]
-    render_rows(rows, MAILBOX_FIELDS, fmt, title="mailboxes")
+        render_listing(
+            lambda n: (m.to_dict() for m in repo.mailboxes.stream(owner_id=uid, limit=n)), MAILBOX_COLUMNS, fmt,
+            limit=limit, total=lambda: repo.mailboxes.count(uid), noun="mailboxes", title="mailboxes",
+        )
 
 
 @mailbox_app.command("show")
@@ -102,4 +108,4 @@ def transfer(
     """
     mid, target, who, out = parse_id(mailbox_id, "mailbox id"), parse_id(to), actor_of(actor), change_format(fmt)
     with state(ctx).open() as repo:
-        report([repo.mailboxes.transfer(mid, target, actor=who, keep_admin=keep_admin)], out)
+        report([repo.mailboxes.transfer(mid, target, actor=who, keep_admin=keep_admin)], out, "mailbox_id", [mid])

@@ -7,13 +7,19 @@ from typing import List, Optional
 import typer
 
 from ..events import ROLE_ADMIN
-from ..render import check_format, render_rows
-from ..repository.models import USER_FIELDS
+from ..render import Col, check_format, render_listing
 from ..validate import parse_id, parse_role, parse_username
 from .app import app
-from .common import CHANGE_FORMATS, actor as actor_of, change_format, ids, report
+from .common import CHANGE_FORMATS, LimitOption, actor as actor_of, change_format, ids, report
 from .context import state
 from .options import ActorOption, FormatOption
+
+#: users / admins: ids, names and roles first; times go first when the terminal is narrow.
+USER_COLUMNS = (
+    Col("user_id", "int", 0), Col("username", "text", 0, min_width=10), Col("role", "atom", 0),
+    Col("created_at", "time", 2), Col("updated_at", "time", 1),
+)
+
 
 def _complete_change_format(incomplete: str) -> list[str]:
     return [f for f in CHANGE_FORMATS if f.startswith(incomplete)]
@@ -65,7 +71,7 @@ def add_admin(
 
         raise InvalidInputError("--username needs exactly one id", hint="add users one at a time to name them")
     with state(ctx).open() as repo:
-        report(repo.users.add_admins(uids, name, actor=who), out)
+        report(repo.users.add_admins(uids, name, actor=who), out, "user_id", uids)
 
 
 @app.command("remove-admin")
@@ -82,7 +88,7 @@ def remove_admin(
     """
     uids, who, out = ids(user_ids), actor_of(actor), change_format(fmt)
     with state(ctx).open() as repo:
-        report(repo.users.remove_admins(uids, actor=who, force=force), out)
+        report(repo.users.remove_admins(uids, actor=who, force=force), out, "user_id", uids)
 
 
 @app.command()
@@ -111,8 +117,10 @@ def _list_users(ctx: typer.Context, role_name: Optional[str], limit: Optional[in
     check_format(fmt)
     wanted = parse_role(role_name) if role_name is not None else None
     with state(ctx).open() as repo:
-        rows = [u.to_dict() for u in repo.users.list(role=wanted, limit=limit)]
-    render_rows(rows, USER_FIELDS, fmt, title=title)
+        render_listing(
+            lambda n: (u.to_dict() for u in repo.users.stream(role=wanted, limit=n)), USER_COLUMNS, fmt,
+            limit=limit, total=lambda: repo.users.count(wanted), noun=title, title=title,
+        )
 
 
 users_app = typer.Typer(no_args_is_help=False)
@@ -123,7 +131,7 @@ app.add_typer(users_app, name="users")
 def users(
     ctx: typer.Context,
     role_name: Optional[str] = typer.Option(None, "--role", help="Only users with this role (user/admin)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many rows."),
+    limit: Optional[int] = LimitOption,
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """List known users, or import them with `users import`.
@@ -137,7 +145,7 @@ def users(
 @app.command()
 def admins(
     ctx: typer.Context,
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many rows."),
+    limit: Optional[int] = LimitOption,
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """List admins.

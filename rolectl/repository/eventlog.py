@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Iterator, Sequence
 
 from ..bus import EventBus
 from ..events import ADMIN_REMOVED, CACHE_EVICT, CACHE_FLUSH, KINDS, ROLE_USER, Event, replay
@@ -43,13 +43,45 @@ class EventLog:
         *,
         since: int | None = None,
         user_id: int | None = None,
-        kind: str | None = None,
+        kind: str | Sequence[str] | None = None,
         limit: int | None = None,
         newest_first: bool = False,
     ) -> list[Event]:
         """Filtered audit trail. With ``limit`` and ``newest_first`` it is the log's tail."""
+        return list(self.stream(since=since, user_id=user_id, kind=kind, limit=limit, newest_first=newest_first))
+
+    def stream(
+        self,
+        *,
+        since: int | None = None,
+        user_id: int | None = None,
+        kind: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> Iterator[Event]:
+        """:meth:`query`, oldest first, streamed from the database. ``kind``: one kind or
+        several. ``newest_first`` picks the newest ``limit`` events (still yielded oldest
+        first), so it holds ``limit`` events at once."""
+        where, params = self._where(since, user_id, kind)
+        sql = SELECT_EVENTS + where + (" ORDER BY seq DESC" if newest_first else " ORDER BY seq")
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = self.store.iter_query(sql, params)
+        if newest_first:
+            return iter([Event.from_row(r) for r in rows][::-1])
+        return (Event.from_row(r) for r in rows)
+
+    def count(self, *, since: int | None = None, user_id: int | None = None,
+              kind: str | Sequence[str] | None = None) -> int:
+        """How many events :meth:`stream` would give without a limit."""
+        where, params = self._where(since, user_id, kind)
+        return int(self.store.query("SELECT count(*) FROM events" + where, params)[0][0])
+
+    @staticmethod
+    def _where(since: int | None, user_id: int | None, kind: str | Sequence[str] | None) -> tuple[str, list[object]]:
         where: list[str] = []
-        params: list[int | str] = []
+        params: list[object] = []
         if since is not None:
             where.append("seq > ?")
             params.append(since)
@@ -57,17 +89,13 @@ class EventLog:
             where.append("(user_id = ? OR from_user = ? OR to_user = ?)")
             params += [user_id] * 3
         if kind is not None:
-            if kind not in KINDS:
-                raise InvalidInputError(f"unknown event kind {kind!r}", hint="use one of: " + ", ".join(KINDS))
-            where.append("kind = ?")
-            params.append(kind)
-        sql = SELECT_EVENTS + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        events = [Event.from_row(r) for r in self.store.query(sql, params)]
-        return events[::-1] if newest_first else events
+            kinds = [kind] if isinstance(kind, str) else list(dict.fromkeys(kind))
+            for name in kinds:
+                if name not in KINDS:
+                    raise InvalidInputError(f"unknown event kind {name!r}", hint="use one of: " + ", ".join(KINDS))
+            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            params += kinds
+        return (" WHERE " + " AND ".join(where) if where else ""), params
 
     def replay(self) -> dict[int, str]:
         """Every non-``user`` role as the log alone tells it."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterator
+
 from ..bus import EventBus
 from ..errors import ConflictError, NotFoundError
 from ..events import ADMIN_TRANSFERRED, MAILBOX_CREATED, ROLE_ADMIN, ROLE_USER
@@ -30,7 +32,11 @@ class MailboxesRepo:
         return box
 
     def list(self, owner_id: int | None = None, limit: int | None = None) -> list[Mailbox]:
-        sql, params = _SELECT, []
+        return list(self.stream(owner_id=owner_id, limit=limit))
+
+    def stream(self, owner_id: int | None = None, limit: int | None = None) -> Iterator[Mailbox]:
+        """Mailboxes in id order, streamed from the database."""
+        sql, params = _SELECT, list[object]()
         if owner_id is not None:
             sql += " WHERE owner_id = ?"
             params.append(parse_id(owner_id))
@@ -38,7 +44,12 @@ class MailboxesRepo:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [Mailbox(*row) for row in self.store.query(sql, params)]
+        return (Mailbox(*row) for row in self.store.iter_query(sql, params))
+
+    def count(self, owner_id: int | None = None) -> int:
+        if owner_id is None:
+            return int(self.store.query("SELECT count(*) FROM mailboxes")[0][0])
+        return int(self.store.query("SELECT count(*) FROM mailboxes WHERE owner_id = ?", (parse_id(owner_id),))[0][0])
 
     def create(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import Event
@@ -20,7 +20,9 @@ class User:
     updated_at: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict: listings call this a million times, and asdict deep-copies.
+        return {"user_id": self.user_id, "username": self.username, "role": self.role,
+                "created_at": self.created_at, "updated_at": self.updated_at}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +34,8 @@ class Mailbox:
     updated_at: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"mailbox_id": self.mailbox_id, "owner_id": self.owner_id, "title": self.title,
+                "created_at": self.created_at, "updated_at": self.updated_at}
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from ..bus import EventBus
 from ..errors import ConflictError, NotFoundError
@@ -60,6 +60,10 @@ class UsersRepo:
         return role, int(head)
 
     def list(self, role: str | None = None, limit: int | None = None) -> builtins.list[User]:
+        return builtins.list(self.stream(role=role, limit=limit))
+
+    def stream(self, role: str | None = None, limit: int | None = None) -> Iterator[User]:
+        """Users in id order, streamed from the database (see :meth:`Store.iter_query`)."""
         sql = _SELECT
         params: builtins.list[str | int] = []
         if role is not None:
@@ -69,7 +73,7 @@ class UsersRepo:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [User(*row) for row in self.store.query(sql, params)]
+        return (User(*row) for row in self.store.iter_query(sql, params))
 
     def count(self, role: str | None = None) -> int:
         if role is None:

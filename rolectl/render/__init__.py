@@ -1,0 +1,44 @@
+"""Every way rolectl writes output: rich tables, JSON, JSON lines, CSV, TSV, tabulate formats.
+
+Nothing else in the project formats output. The default depends on where stdout goes: a
+table fitted to the terminal for a person, TSV with a header line for a pipe or a file, so
+``cut -f``, ``awk -F'\\t'`` and spreadsheets work without options. Rows stream (first line
+at once, flat memory). Everything printed for people passes :func:`safe`; machine formats
+(json, jsonl, csv, tsv) are exact. rich and tabulate are imported only when used, which
+keeps ``rolectl role`` fast.
+
+The API, for command modules:
+
+* ``render_rows(rows, columns, fmt, title=, out=) -> int`` -- a listing; ``columns`` are
+  names or :class:`Col` (kind, priority, header, min_width).
+* ``render_record(record, fmt, title=, out=)`` -- one object; ``render_title(title, fmt)``.
+* ``safe(value) -> str`` -- any text for people; ``dumps(value, indent=None)`` -- JSON.
+* ``iso_utc(epoch)``, ``time_fields(name, epoch)``, ``human_time(value)`` -- times.
+* ``render_listing(fetch, columns, fmt, limit=, total=, noun=, title=, newest=)`` -- a
+  listing that stops after one screen on a terminal and says how many rows it left out
+  (built from ``listing_limit``, ``Capped``, ``note_rest``).
+* ``render_changes(items, fmt)``, ``change_item(change, **ids)``, ``change_document(items)``,
+  ``event_line(event)`` -- what a changing command did; an event in the log's wording.
+* ``check_format``, ``default_format``, ``is_machine``, ``console``, ``progress``.
+"""
+
+from __future__ import annotations
+
+from .changes import change_document, change_item, event_line, render_changes
+from .columns import Col, human_text, plain_text
+from .formats import (
+    FORMATS, MACHINE_FORMATS, OWN_FORMATS, TABULATE_FORMATS, check_format, default_format, is_machine, isatty,
+)
+from .listing import Capped, listing_limit, note_rest, render_listing, screen_rows
+from .progress import progress
+from .rows import Row, console, dumps, render_record, render_rows, render_title, tsv_cell
+from .safe import json_safe, safe
+from .times import human_time, iso_utc, time_fields, to_epoch
+
+__all__ = [
+    "Capped", "Col", "FORMATS", "MACHINE_FORMATS", "OWN_FORMATS", "Row", "TABULATE_FORMATS", "change_document",
+    "change_item", "check_format", "console", "default_format", "dumps", "event_line", "human_text", "human_time",
+    "is_machine", "isatty", "iso_utc", "json_safe", "listing_limit", "note_rest", "plain_text", "progress",
+    "render_changes", "render_listing", "render_record", "render_rows", "render_title", "safe", "screen_rows", "time_fields",
+    "to_epoch", "tsv_cell",
+]

@@ -104,8 +104,8 @@ def handle(words: list[str], cache: RoleCache, follower: Follower, repo: Reposit
             role = cache.get_role(uid)
             reply({"user_id": uid, "role": role, "last_seq": before}, role, as_json)
     elif command == "set":
-        uid, role = int(rest[0]), rest[1]
-        if role == "admin":
+        uid, wanted = int(rest[0]), rest[1]
+        if wanted == "admin":
             change = repo.users.add_admin(uid, actor="bot")
         else:
             change = repo.users.remove_admin(uid, actor="bot", force=True)

@@ -8,11 +8,14 @@ written by the repository layer in the same transaction as the change it describ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Final, Iterable, Literal, Mapping
 
-ROLE_USER = "user"
-ROLE_ADMIN = "admin"
-ROLES: tuple[str, ...] = (ROLE_USER, ROLE_ADMIN)
+#: A user's role, as the cache, the repository and the log report it. Functions that take a
+#: role from people (the CLI, import files) accept any ``str`` and validate it.
+Role = Literal["user", "admin"]
+ROLE_USER: Final = "user"
+ROLE_ADMIN: Final = "admin"
+ROLES: tuple[Role, ...] = (ROLE_USER, ROLE_ADMIN)
 
 # Role-change kinds: exactly one per change of a user's effective role, written by trigger.
 ADMIN_ADDED = "admin_added"
@@ -58,8 +61,8 @@ class Event:
     ts: str
     kind: str
     user_id: int | None = None
-    old_role: str | None = None
-    new_role: str | None = None
+    old_role: Role | None = None
+    new_role: Role | None = None
     mailbox_id: int | None = None
     from_user: int | None = None
     to_user: int | None = None
@@ -102,17 +105,17 @@ class Event:
         return f"{self.kind} event"
 
 
-def replay(events: Iterable[Event]) -> dict[int, str]:
+def replay(events: Iterable[Event]) -> dict[int, Role]:
     """Fold role-change events into ``{user_id: role}`` for every user whose role is not ``user``.
 
     This is what a cache that followed the log from the start would believe; comparing it with
     the ``users`` table is how tests and ``rolectl doctor`` prove nothing bypassed the log.
     """
-    roles: dict[int, str] = {}
+    roles: dict[int, Role] = {}
     for event in events:
         if event.kind in ROLE_KINDS and event.user_id is not None:
-            if event.new_role == ROLE_USER:
+            if event.new_role is None or event.new_role == ROLE_USER:
                 roles.pop(event.user_id, None)
             else:
-                roles[event.user_id] = event.new_role  # type: ignore[assignment]
+                roles[event.user_id] = event.new_role
     return roles

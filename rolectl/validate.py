@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 
 from .errors import InvalidInputError
-from .events import ROLES
+from .events import ROLES, Role
 
 INT64_MAX = 2**63 - 1
 USERNAME_MAX = 64
@@ -63,11 +63,12 @@ def parse_username(value: str | None) -> str | None:
     return parse_text(value, "username", USERNAME_MAX)
 
 
-def parse_role(value: str) -> str:
+def parse_role(value: str) -> Role:
     role = value.strip().lower()
-    if role not in ROLES:
-        raise InvalidInputError(f"unknown role {value!r}", hint="use one of: " + ", ".join(ROLES))
-    return role
+    for known in ROLES:
+        if role == known:
+            return known
+    raise InvalidInputError(f"unknown role {value!r}", hint="use one of: " + ", ".join(ROLES))
 
 
 def parse_actor(value: str) -> str:

@@ -408,6 +408,7 @@ def test_sqlite_fetch_per_thread_connections_and_factory(sqlite_db: Path) -> Non
 
 
 def test_sqlite_fetch_errors_become_database_errors(tmp_path: Path) -> None:
+    (tmp_path / "empty.db").touch()  # exists, but is no rolectl database
     fetch = SQLiteFetch(tmp_path / "empty.db")
     with pytest.raises(DatabaseError):
         fetch(1)

@@ -263,7 +263,7 @@ def test_threads_hammering_converge_to_the_database() -> None:
 
     def write(rng: random.Random) -> None:
         for _ in range(400):
-            uid, role = rng.randrange(20), rng.choice(["user", "admin"])
+            uid, role = rng.randrange(1, 21), rng.choice(["user", "admin"])
             with lock:
                 roles[uid] = role
                 log.append(ev(len(log) + 1, uid, role))
@@ -282,9 +282,9 @@ def test_threads_hammering_converge_to_the_database() -> None:
 
     def read(rng: random.Random) -> None:
         for _ in range(2000):
-            cache.get_role(rng.randrange(20))
+            cache.get_role(rng.randrange(1, 21))
             if rng.random() < 0.05:
-                cache.invalidate(rng.randrange(20))
+                cache.invalidate(rng.randrange(1, 21))
 
     follower = threading.Thread(target=follow)
     follower.start()
@@ -296,6 +296,6 @@ def test_threads_hammering_converge_to_the_database() -> None:
     stop.set()
     follower.join(60)
     assert cache.last_seq == len(log)
-    truth = {uid: roles.get(uid, "user") for uid in range(20)}
+    truth = {uid: roles.get(uid, "user") for uid in range(1, 21)}
     assert {e.user_id: e.role for e in cache.entries()} == {uid: truth[uid] for uid in truth if uid in cache}
     assert replay(log) == {uid: r for uid, r in truth.items() if r != "user"}

@@ -30,3 +30,35 @@ def test_py_typed_marker_is_shipped() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "py.typed" in config["tool"]["setuptools"]["package-data"]["rolectl"]
 
+
+
+def test_mypy_sees_precise_public_types(tmp_path: Path) -> None:
+    """What a bot author's type checker infers from the public API: roles are the Literal,
+    and a typo'd role comparison target is caught."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from typing import Literal, assert_type\n"
+        "from rolectl.cache import RoleCache, SQLiteFetch\n"
+        "from rolectl.events import Role\n"
+        "from rolectl.repository import Repository, User\n"
+        "cache = RoleCache(SQLiteFetch('bot.db'))\n"
+        "assert_type(cache.get_role(1), Literal['user', 'admin'])\n"
+        "assert_type(cache.peek(1), Literal['user', 'admin'] | None)\n"
+        "repo = Repository.open('bot.db')\n"
+        "assert_type(repo.users.list(), list[User])\n"
+        "assert_type(repo.users.get_role(1), Role)\n"
+        "assert_type(repo.users.list()[0].role, Role)\n"
+        "assert_type(SQLiteFetch('bot.db', versioned=False)(1), str)\n"
+        "async def lookup() -> Role:\n"
+        "    return await cache.aget_role(1)\n"
+        "cache.update_role(1, 'moderator')\n"  # expected error 1: not a role
+        "assert cache.get_role(1) != 'admn'\n"  # expected error 2: a typo'd role never matches
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), str(probe)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    errors = [line for line in proc.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 2, proc.stdout
+    assert "probe.py:15:" in errors[0] and "update_role" in errors[0]
+    assert "probe.py:16:" in errors[1] and "Non-overlapping equality" in errors[1]

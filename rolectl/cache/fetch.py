@@ -21,9 +21,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import urllib.parse
+from pathlib import Path
 from typing import Callable, Literal, Union, overload
 
-from rolectl.errors import DatabaseError
+from rolectl.errors import DatabaseError, InvalidInputError, NotFoundError
 from rolectl.schema import ROLE_AND_HEAD_SQL
 
 ConnectionFactory = Callable[[], sqlite3.Connection]
@@ -42,12 +44,35 @@ SQL_VERSIONED_JOIN = (
 )
 
 
+def existing_database(path: Union[str, "os.PathLike[str]"]) -> Path:
+    """The absolute path of an existing database file, or a clear error.
+
+    A cache reads; it must never *create* a database. ``sqlite3.connect("bot.db")`` on a
+    mistyped path would make an empty file and every lookup would then fail later with
+    "no such table" -- or worse, another process would find that empty file."""
+    resolved = Path(path).absolute()
+    if resolved.is_dir():
+        raise InvalidInputError(f"database {resolved} is a directory", hint="pass the path of a database file")
+    if not resolved.exists():
+        raise NotFoundError(f"database {resolved} does not exist",
+                            hint=f"create it with `rolectl --db {resolved} init`, or fix the path")
+    return resolved
+
+
+def read_only_uri(path: Path) -> str:
+    """A ``mode=ro`` URI: opening it fails instead of creating a missing file."""
+    return f"file:{urllib.parse.quote(str(path))}?mode=ro"
+
+
 class SQLiteFetch:
     """``fetch(user_id) -> (role, log_head_seq)`` (or just ``role`` with ``versioned=False``).
 
     ``database`` is a path, or a zero-argument factory returning a new ``sqlite3.Connection``
-    (called once per thread). sqlite3 errors become :class:`rolectl.errors.DatabaseError`, and
-    the thread's connection is dropped so the next call starts afresh.
+    (called once per thread). A path must name an existing database (else
+    :class:`~rolectl.errors.NotFoundError` here); it is opened read-only, so a file deleted
+    later is a DatabaseError on the call, never a new empty file. sqlite3 errors become
+    :class:`rolectl.errors.DatabaseError`, and the thread's connection is dropped so the next
+    call starts afresh.
     """
 
     @overload
@@ -69,9 +94,9 @@ class SQLiteFetch:
         if callable(database):
             self._factory: ConnectionFactory = database
         else:
-            path = os.fspath(database)
+            uri = read_only_uri(existing_database(database))
             # Read-only use: autocommit, so no transaction is ever left open between calls.
-            self._factory = lambda: sqlite3.connect(path, timeout=timeout, isolation_level=None,
+            self._factory = lambda: sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None,
                                                     check_same_thread=False)
         self.versioned = versioned
         self._local = threading.local()

@@ -14,20 +14,21 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import urllib.parse
-from pathlib import Path
 
 from ..errors import DatabaseError
 from ..events import ROLE_USER
-from .fetch import SQL_VERSIONED
+from .fetch import SQL_VERSIONED, existing_database, read_only_uri
 from .logreader import file_identity
 
 
 class FollowingFetch:
-    """``fetch(user_id) -> (role, log_head_seq)`` from whatever file ``path`` names now."""
+    """``fetch(user_id) -> (role, log_head_seq)`` from whatever file ``path`` names now.
+
+    ``path`` must name an existing database (else :class:`~rolectl.errors.NotFoundError`
+    here); it is only ever opened read-only, so it is never created."""
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0, retries: int = 3) -> None:
-        self.path = Path(path).absolute()
+        self.path = existing_database(path)
         self.timeout = timeout
         self.retries = retries
         self._local = threading.local()
@@ -41,8 +42,7 @@ class FollowingFetch:
         if held is not None:
             held[1].close()
             self.reconnects += 1
-        uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False)
         self._local.held = (identity, conn)
         return conn
 

@@ -1,9 +1,11 @@
 """The in-memory, event-driven role cache.
 
 A bot asks for a user's role on every message, so the hit path is the whole point: it is one
-set-membership test and one counter increment, with no lock (a set lookup is atomic under the
-GIL). A miss takes the lock once (to install its read); events and invalidation take one
-short lock each.
+type test, one set-membership test and one counter increment, with no lock (a set lookup is
+atomic under the GIL). The type test is what keeps ``True`` or ``1.0`` (equal to ``1``) from
+being answered as user 1; out-of-range ints are never stored, so they are refused on the
+miss path. A miss takes the lock once (to install its read); events and invalidation take
+one short lock each.
 
 Storage (memory target: within 1.3x of a plain ``{int: str}`` dict per entry):
 
@@ -58,23 +60,34 @@ from types import FunctionType, MethodType
 from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator, Union, cast
+from enum import Enum
+from typing import Any, Callable, Final, Iterable, Iterator, Union
 
 from rolectl.errors import DatabaseError, InvalidInputError
-from rolectl.events import CACHE_EVICT, CACHE_FLUSH, ROLE_KINDS, ROLE_USER, ROLES, Event
+from rolectl.events import CACHE_EVICT, CACHE_FLUSH, ROLE_KINDS, ROLE_USER, ROLES, Event, Role
 from rolectl.cache.stats import GONE_TRACKED, CacheStats
+from rolectl.cache.waiters import Waiters
+from rolectl.validate import INT64_MAX
 
 log = logging.getLogger("rolectl.cache")
 
-#: ``fetch(user_id)`` returns the role, or ``(role, log_head_seq)`` read in one snapshot.
+#: ``fetch(user_id)`` returns the role, or ``(role, log_head_seq)`` read in one snapshot. The
+#: role is the database's text: the cache checks it (an unknown role is a DatabaseError).
 FetchResult = Union[str, tuple[str, int], None]
 Fetch = Callable[[int], FetchResult]
 
-# The canonical (interned) role objects: values stored are always these exact objects.
-_CANON: dict[str, str] = {role: role for role in ROLES}
+# The canonical (interned) role objects: values stored are always these exact objects. Keyed
+# by ``object``: looking anything up in it is how a role is validated.
+_CANON: dict[object, Role] = {role: role for role in ROLES}
 _NO_FLOOR: float = -1  # a load token's floor while no change for its user has arrived (an int: cheaper ==)
 _INF = math.inf  # floor for changes without a seq: no read in flight may be installed
-_LOADING: str = cast(str, object())  # "someone else is reading this user"
+
+
+class _Pending(Enum):
+    LOADING = "someone else is reading this user"
+
+
+_LOADING: Final = _Pending.LOADING
 # Marker in ``_gone``: why an id left the cache.
 _DROPPED, _EVICTED = False, True
 
@@ -86,51 +99,12 @@ class CacheEntry:
     for the (many) user-role entries they are ``None`` -- see the module docstring."""
 
     user_id: int
-    role: str
+    role: Role
     since: float | None
     since_wall: float | None
 
 
-class _Waiters:
-    """Callers waiting for another caller's read of the same user (single flight).
-
-    Created only when someone actually waits, so an ordinary miss allocates nothing but its
-    one-element token and a dict slot in ``_loads``."""
-
-    __slots__ = ("event", "futures", "role", "error")
-
-    def __init__(self) -> None:
-        self.event: threading.Event | None = None
-        self.futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[str]]] = []
-        self.role: str | None = None
-        self.error: BaseException | None = None
-
-    def wake(self, role: str | None, error: BaseException | None) -> None:
-        self.role, self.error = role, error
-        if self.event is not None:
-            self.event.set()
-        for loop, future in self.futures:
-            try:
-                loop.call_soon_threadsafe(_resolve, future, role, error)
-            except RuntimeError:  # that loop is closed: nobody is waiting any more
-                pass
-
-    def result(self) -> str:
-        if self.error is not None:
-            raise self.error
-        return self.role  # type: ignore[return-value]
-
-
-def _resolve(future: "asyncio.Future[str]", role: str | None, error: BaseException | None) -> None:
-    if future.done():  # the waiting task was cancelled
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(role)  # type: ignore[arg-type]
-
-
-def _parse(result: FetchResult) -> tuple[str, int | None]:
+def _parse(result: FetchResult) -> tuple[Role, int | None]:
     """Normalise a fetch result to (canonical role, version or None). Unknown roles are a
     database problem, not something to cache."""
     version: int | None = None
@@ -146,9 +120,26 @@ def _parse(result: FetchResult) -> tuple[str, int | None]:
     return role, version
 
 
-def _check_user_id(user_id: Any) -> None:
-    if not isinstance(user_id, int) or isinstance(user_id, bool):
-        raise InvalidInputError(f"user id must be an integer, not {user_id!r}")
+def _check_user_id(user_id: object) -> None:
+    """Refuse anything but an ``int`` from 1 to 2^63-1 (what the users table holds).
+
+    ``True``, ``1.0`` or ``Decimal(1)`` compare and hash equal to ``1``: let in, they would
+    be answered with user 1's cached role. So the type must be ``int`` exactly."""
+    if type(user_id) is not int:
+        raise InvalidInputError(f"invalid user id {user_id!r}: not an int",
+                                hint=f"pass an int from 1 to 2^63-1 (got {type(user_id).__name__})")
+    if not 0 < user_id <= INT64_MAX:
+        raise InvalidInputError(f"invalid user id {str(user_id)[:40]}: out of range",
+                                hint="user ids are from 1 to 2^63-1")
+
+
+def _check_fetch(fetch: object) -> None:
+    if not callable(fetch):
+        raise InvalidInputError(
+            f"fetch must be a function of a user id, not {fetch!r}",
+            hint="for a database, use rolectl.connect(db) (a cache kept in step with it), "
+                 "or RoleCache(FollowingFetch(db)) with a Follower",
+        )
 
 
 class RoleCache:
@@ -188,6 +179,7 @@ class RoleCache:
         self.name = name if name is not None else "default"
         self.maxsize = maxsize
         if fetch is not None:
+            _check_fetch(fetch)  # RoleCache("bot.db") fails here, not at the first miss
             call = getattr(type(fetch), "__call__", None)
             if isinstance(call, FunctionType):
                 fetch = MethodType(call, fetch)  # fetch.__call__: a bound method calls faster than the object
@@ -195,10 +187,10 @@ class RoleCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._users: set[int] = set()
-        self._others: dict[int, str] = {}
+        self._others: dict[int, Role] = {}
         self._order: OrderedDict[int, None] | None = OrderedDict() if maxsize is not None else None
         self._loads: dict[int, list[float]] = {}  # user -> token [floor] of the read in flight
-        self._waiters: dict[int, _Waiters] = {}
+        self._waiters: dict[int, Waiters[Role]] = {}
         self._last_seq = 0
         # Versions of installs newer than _last_seq: users installed at the newest such version
         # (_ahead_max) sit in the set _ahead_top (a lagging cache installs nearly every miss
@@ -211,11 +203,11 @@ class RoleCache:
         self._started_mono = clock()
         self._started_wall = time.time()
         self._user_hits = 0
-        self._other_hits: dict[str, int] = dict.fromkeys(ROLES, 0)
+        self._other_hits: dict[Role, int] = dict.fromkeys(ROLES, 0)
         # Completed reads per role the database returned (user-role reads in a plain int, as
         # for hits); cold misses are derived: every miss that was not dropped or evicted.
         self._user_misses = 0
-        self._other_misses: dict[str, int] = dict.fromkeys(ROLES, 0)
+        self._other_misses: dict[Role, int] = dict.fromkeys(ROLES, 0)
         self._misses_dropped = self._misses_evicted = 0
         self._coalesced = self._events_applied = self._events_ignored = self._events_superseded = 0
         self._evictions = self._invalidations = self._clears = 0
@@ -226,28 +218,35 @@ class RoleCache:
 
     # -- lookups -------------------------------------------------------------------------
 
-    def get_role(self, user_id: int, fetch: Fetch | None = None) -> str:
+    def get_role(self, user_id: int, fetch: Fetch | None = None) -> Role:
         """The user's role: from memory on a hit, else read once via ``fetch`` and cached.
 
         ``fetch`` overrides the constructor's for this call (the seed's calling convention).
         Raises what ``fetch`` raises on a database error; never answers from a guess.
+        ``user_id`` must be an ``int`` from 1 to 2^63-1, else :class:`InvalidInputError`.
         """
-        if user_id in self._users:  # the hot path: one set lookup, one increment
+        # The hot path: one type test, one set lookup, one increment. Only ints are stored,
+        # but True and 1.0 equal 1: the type test keeps them from being answered as user 1
+        # (and, first, keeps unhashable ids from raising a bare TypeError).
+        if user_id.__class__ is int and user_id in self._users:
             self._user_hits += 1
             return ROLE_USER
         return self._slow(user_id, fetch)
 
-    def _slow(self, user_id: int, fetch: Fetch | None) -> str:
+    def _slow(self, user_id: int, fetch: Fetch | None) -> Role:
         """The miss path (a separate function: its locals would slow the hit path's frame)."""
+        if user_id.__class__ is not int:
+            _check_user_id(user_id)  # raises
         role = self._others.get(user_id)  # admins: lock-free too
         if role is not None:
             self._other_hits[role] += 1
             self._touch(user_id)
             return role
-        if fetch is None:
-            fetch = self._fetch
-        if fetch is None or user_id.__class__ is not int:
+        # Out-of-range ints are never stored, so they are refused only here, on a miss.
+        if fetch is not None or not 0 < user_id <= INT64_MAX or self._fetch is None:
             fetch = self._fetch_for(user_id, fetch)
+        else:
+            fetch = self._fetch
         # Register the read WITHOUT the lock: ``dict.setdefault`` on an exact dict is one
         # atomic step under the GIL, so exactly one caller per user gets its own token back
         # (the owner); everyone else takes the locked path and waits for it. A change that
@@ -260,14 +259,15 @@ class RoleCache:
             return self._fallback(exc, user_id, fetch)
         if not owner:
             return self._contended(user_id, fetch, token)
-        version: int | None  # (an annotation only: no run-time cost)
+        version: int | None  # (annotations only: no run-time cost)
+        answer: Role
         try:
             result = fetch(user_id)
             # _parse's common case inlined: a ('user', int) row. A fresh 'user' string from
             # the database compares equal to ROLE_USER, which then replaces it.
             if result.__class__ is tuple and len(result) == 2:
-                role, version = result
-                if role == ROLE_USER and version.__class__ is int:
+                raw, version = result
+                if raw == ROLE_USER and version.__class__ is int:
                     role = ROLE_USER
                 else:
                     role, version = _parse(result)
@@ -316,71 +316,81 @@ class RoleCache:
             waiters.wake(answer, None)
         return answer
 
-    def _contended(self, user_id: int, fetch: Fetch, token: list[float]) -> str:
+    def _contended(self, user_id: int, fetch: Fetch, token: list[float]) -> Role:
         """The locked path: another read of this user is in flight (or ``_loads`` is not a
         plain dict, whose ``setdefault`` would not be atomic)."""
         try:
             with self._lock:
                 role = self._begin_locked(user_id, token)
-                waiters = self._join_locked(user_id, None) if role is _LOADING else None
+                if role is _LOADING:
+                    waiters = self._join_locked(user_id)
+                    done = waiters.thread_waiter()
         except Exception as exc:
             return self._fallback(exc, user_id, fetch)
         if role is None:
             return self._load(user_id, fetch, token)
-        if waiters is None:
+        if role is not _LOADING:
             return role  # it arrived while we took the lock
-        waiters.event.wait()  # type: ignore[union-attr]
+        done.wait()
         return waiters.result()
 
-    async def aget_role(self, user_id: int, fetch: Fetch | None = None) -> str:
+    async def aget_role(self, user_id: int, fetch: Fetch | None = None) -> Role:
         """:meth:`get_role` for asyncio: the blocking read runs in a worker thread and shares
         single flight with synchronous callers; waiting never blocks the event loop."""
-        if user_id in self._users:
+        if user_id.__class__ is int and user_id in self._users:
             self._user_hits += 1
             self._touch(user_id)
             return ROLE_USER
+        fetch = self._fetch_for(user_id, fetch)  # validates user_id (before any lookup)
         role = self._others.get(user_id)
         if role is not None:
             self._other_hits[role] += 1
             self._touch(user_id)
             return role
-        fetch = self._fetch_for(user_id, fetch)
         loop = asyncio.get_running_loop()
         token = [_NO_FLOOR]
         try:
             with self._lock:
-                role = self._begin_locked(user_id, token)
-                waiters = self._join_locked(user_id, loop) if role is _LOADING else None
+                pending = self._begin_locked(user_id, token)
+                if pending is _LOADING:
+                    future = self._join_locked(user_id).future(loop)
         except Exception as exc:
             self._fault(exc, user_id, "async lookup")
             return _parse(await asyncio.to_thread(fetch, user_id))[0]
-        if role is None:
+        if pending is None:
             return await asyncio.to_thread(self._load, user_id, fetch, token)
-        if waiters is None:
-            return role
-        return await waiters.futures[-1][1]
+        if pending is not _LOADING:
+            return pending
+        return await future
 
-    def peek(self, user_id: int) -> str | None:
-        """The cached role or ``None``; never reads the database, touches no counters."""
+    def peek(self, user_id: int) -> Role | None:
+        """The cached role or ``None``; never reads the database, touches no counters.
+        Raises :class:`InvalidInputError` for what :meth:`get_role` would refuse."""
+        _check_user_id(user_id)
         if user_id in self._users:
             return ROLE_USER
         return self._others.get(user_id)
 
     def __contains__(self, user_id: object) -> bool:
-        return user_id in self._users or user_id in self._others
+        # Only ints are keys: ``True in cache`` must not report user 1.
+        return user_id.__class__ is int and (user_id in self._users or user_id in self._others)
 
     def __len__(self) -> int:
         return len(self._users) + len(self._others)
 
     def _fetch_for(self, user_id: int, fetch: Fetch | None) -> Fetch:
-        if user_id.__class__ is not int:  # bool and str ids must not become keys
-            _check_user_id(user_id)
-        fetch = fetch if fetch is not None else self._fetch
+        """Validate a lookup that may miss: the id, and the fetch that would read it."""
+        _check_user_id(user_id)
         if fetch is None:
-            raise InvalidInputError("this RoleCache has no fetch function", hint="pass fetch= to RoleCache() or get_role()")
+            fetch = self._fetch
+            if fetch is None:
+                raise InvalidInputError("this RoleCache has no fetch function",
+                                        hint="pass fetch= to RoleCache() or get_role(), or use rolectl.connect(db)")
+        else:
+            _check_fetch(fetch)
         return fetch
 
-    def _begin_locked(self, user_id: int, token: list[float]) -> str | None:
+    def _begin_locked(self, user_id: int, token: list[float]) -> Role | _Pending | None:
         """Under the lock: the role if it is cached by now, ``_LOADING`` if another read is in
         flight, else ``None`` after registering ``token`` as this caller's read."""
         role = ROLE_USER if user_id in self._users else self._others.get(user_id)
@@ -403,22 +413,17 @@ class RoleCache:
             return _LOADING
         return None
 
-    def _join_locked(self, user_id: int, loop: asyncio.AbstractEventLoop | None) -> _Waiters:
+    def _join_locked(self, user_id: int) -> Waiters[Role]:
         waiters = self._waiters.get(user_id)
         if waiters is None:
-            waiters = self._waiters[user_id] = _Waiters()
-        if loop is None:
-            if waiters.event is None:
-                waiters.event = threading.Event()
-        else:
-            waiters.futures.append((loop, loop.create_future()))
+            waiters = self._waiters[user_id] = Waiters()
         return waiters
 
-    def _fallback(self, exc: Exception, user_id: int, fetch: Fetch) -> str:
+    def _fallback(self, exc: Exception, user_id: int, fetch: Fetch) -> Role:
         self._fault(exc, user_id, "lookup")
         return _parse(fetch(user_id))[0]
 
-    def _load(self, user_id: int, fetch: Fetch, token: list[float]) -> str:
+    def _load(self, user_id: int, fetch: Fetch, token: list[float]) -> Role:
         """Owner side of a read (``token`` registered): fetch, install unless a newer change
         arrived, wake waiters. :meth:`_slow` inlines the same steps."""
         try:
@@ -442,7 +447,7 @@ class RoleCache:
             waiters.wake(answer, None)
         return answer
 
-    def _lost_locked(self, user_id: int, registered: list[float] | None) -> tuple[float, _Waiters | None]:
+    def _lost_locked(self, user_id: int, registered: list[float] | None) -> tuple[float, Waiters[Role] | None]:
         """A finished read whose token is no longer registered (a fault dropped every
         registration): it must not install. If another read has registered since, that read
         keeps its place and its waiters; otherwise the waiters are this read's to wake."""
@@ -475,14 +480,14 @@ class RoleCache:
         if waiters is not None:
             waiters.wake(None, exc)
 
-    def _install_failed_locked(self, exc: Exception, user_id: int, role: str) -> str:
+    def _install_failed_locked(self, exc: Exception, user_id: int, role: Role) -> Role:
         """A fault while installing (the read is already unregistered and its waiters are
         collected): drop what it may have touched; the lookup still answers with the role
         the database returned."""
         self._fault_locked(exc, user_id, "install")
         return role
 
-    def _install_locked(self, user_id: int, role: str, version: int | None, floor: float) -> str:
+    def _install_locked(self, user_id: int, role: Role, version: int | None, floor: float) -> Role:
         """Install a read (already unregistered) unless a change newer than the read arrived
         while it was in flight (``floor``); return the answer for the reader (the newer
         entry, if the read lost)."""
@@ -533,7 +538,7 @@ class RoleCache:
 
     # -- changes -------------------------------------------------------------------------
 
-    def update_role(self, user_id: int, role: str) -> None:
+    def update_role(self, user_id: int, role: Role) -> None:
         """Set a role the caller just committed (the seed's in-process path).
 
         There is no ``seq``, so a read in flight for this user is never installed after it;
@@ -574,7 +579,7 @@ class RoleCache:
         try:
             kind = event.kind
             if kind in ROLE_KINDS:
-                user_id, role = event.user_id, _CANON.get(event.new_role)  # type: ignore[arg-type]
+                user_id, role = event.user_id, _CANON.get(event.new_role)
                 if user_id is None or role is None:
                     raise ValueError(f"malformed role event {event!r}")
                 self._raise_floor_locked(user_id, seq)
@@ -598,6 +603,7 @@ class RoleCache:
 
     def invalidate(self, user_id: int) -> bool:
         """Forget one user (the next lookup reads the database); ``True`` if it was cached."""
+        _check_user_id(user_id)
         with self._lock:
             self._raise_floor_locked(user_id, _INF)
             removed = self._remove_locked(user_id, _DROPPED)
@@ -637,7 +643,7 @@ class RoleCache:
 
     # -- storage primitives (call with the lock held) -------------------------------------
 
-    def _set_locked(self, user_id: int, role: str) -> None:
+    def _set_locked(self, user_id: int, role: Role) -> None:
         # Add before removing from the other structure: a lock-free reader then sees the
         # old role or the new one, never neither (which would only cost a locked recheck).
         if role is ROLE_USER:
@@ -731,10 +737,10 @@ class RoleCache:
     def stats(self) -> CacheStats:
         """A consistent snapshot of the counters (cheap: copies a few dozen ints)."""
         with self._lock:
-            hits_by_role = dict(self._other_hits)
+            hits_by_role: dict[str, int] = {r: n for r, n in self._other_hits.items()}
             hits_by_role[ROLE_USER] += self._user_hits
             hits = sum(hits_by_role.values())
-            misses_by_role = dict(self._other_misses)
+            misses_by_role: dict[str, int] = {r: n for r, n in self._other_misses.items()}
             misses_by_role[ROLE_USER] += self._user_misses
             misses = sum(misses_by_role.values()) + self._load_errors
             dropped, evicted = self._misses_dropped, self._misses_evicted
@@ -776,10 +782,12 @@ class RoleCache:
         """
         if role is not None and role not in _CANON:
             raise InvalidInputError(f"unknown role {role!r}", hint=f"expected one of {', '.join(ROLES)}")
+        if user_id is not None:
+            _check_user_id(user_id)
         with self._lock:
             if user_id is not None:
                 found = ROLE_USER if user_id in self._users else self._others.get(user_id)
-                ids_roles: list[tuple[int, str]] = [] if found is None or role not in (None, found) \
+                ids_roles: list[tuple[int, Role]] = [] if found is None or role not in (None, found) \
                     else [(user_id, found)]
             else:
                 others = [(uid, r) for uid, r in self._others.items() if role in (None, r)]
@@ -799,9 +807,12 @@ class _LRURoleCache(RoleCache):
     """``RoleCache(maxsize=N)``: the same cache, with recency kept in an ``OrderedDict``."""
 
     __slots__ = ()
+    # Always set in this subclass (annotations only: the slots are the base class's).
+    _order: OrderedDict[int, None]
+    maxsize: int
 
-    def get_role(self, user_id: int, fetch: Fetch | None = None) -> str:
-        if user_id in self._users:
+    def get_role(self, user_id: int, fetch: Fetch | None = None) -> Role:
+        if user_id.__class__ is int and user_id in self._users:
             self._touch(user_id)
             self._user_hits += 1
             return ROLE_USER
@@ -809,16 +820,16 @@ class _LRURoleCache(RoleCache):
 
     def _touch(self, user_id: int) -> None:
         try:
-            self._order.move_to_end(user_id)  # type: ignore[union-attr]
+            self._order.move_to_end(user_id)
         except KeyError:  # removed meanwhile by a locked writer: nothing to reorder
             pass
 
     def _track_locked(self, user_id: int) -> None:
         order = self._order
-        order[user_id] = None  # type: ignore[index]
-        order.move_to_end(user_id)  # type: ignore[union-attr]
-        while len(order) > self.maxsize:  # type: ignore[arg-type, operator]
-            victim, _ = order.popitem(last=False)  # type: ignore[union-attr]
+        order[user_id] = None
+        order.move_to_end(user_id)
+        while len(order) > self.maxsize:
+            victim, _ = order.popitem(last=False)
             if victim in self._users:
                 self._users.discard(victim)
             elif self._others.pop(victim, None) is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterable, Iterator, Sequence
 
 from ..bus import EventBus
-from ..events import ADMIN_REMOVED, CACHE_EVICT, CACHE_FLUSH, KINDS, ROLE_USER, Event, replay
+from ..events import ADMIN_REMOVED, CACHE_EVICT, CACHE_FLUSH, KINDS, ROLE_USER, Event, Role, replay
 from ..errors import InvalidInputError
 from ..schema import LOGGED_ROLE_SQL
 from ..store import Store
@@ -97,11 +97,11 @@ class EventLog:
             params += kinds
         return (" WHERE " + " AND ".join(where) if where else ""), params
 
-    def replay(self) -> dict[int, str]:
+    def replay(self) -> dict[int, Role]:
         """Every non-``user`` role as the log alone tells it."""
         return replay(Event.from_row(r) for r in self.store.query(f"{SELECT_EVENTS} ORDER BY seq"))
 
-    def table_roles(self) -> dict[int, str]:
+    def table_roles(self) -> dict[int, Role]:
         """Every non-``user`` role as the users table tells it; equal to :meth:`replay` unless
         something bypassed the log."""
         return {uid: role for uid, role in self.store.query("SELECT user_id, role FROM users WHERE role <> 'user'")}

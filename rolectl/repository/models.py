@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..events import Event
+from ..events import Event, Role
 
 USER_FIELDS: tuple[str, ...] = ("user_id", "username", "role", "created_at", "updated_at")
 MAILBOX_FIELDS: tuple[str, ...] = ("mailbox_id", "owner_id", "title", "created_at", "updated_at")
@@ -15,7 +15,7 @@ MAILBOX_FIELDS: tuple[str, ...] = ("mailbox_id", "owner_id", "title", "created_a
 class User:
     user_id: int
     username: str | None
-    role: str
+    role: Role
     created_at: str
     updated_at: str
 

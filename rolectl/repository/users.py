@@ -7,7 +7,7 @@ from typing import Iterable, Iterator
 
 from ..bus import EventBus
 from ..errors import ConflictError, NotFoundError
-from ..events import ADMIN_REMOVED, ROLE_ADMIN, ROLE_USER
+from ..events import ADMIN_REMOVED, ROLE_ADMIN, ROLE_USER, Role
 from ..schema import LOGGED_ROLE_SQL, ROLE_AND_HEAD_SQL
 from ..store import Store
 from ..validate import parse_id, parse_role, parse_username
@@ -48,12 +48,13 @@ class UsersRepo:
         rows = self.store.query(f"{_SELECT} WHERE user_id = ?", (parse_id(user_id),))
         return User(*rows[0]) if rows else None
 
-    def get_role(self, user_id: int) -> str:
+    def get_role(self, user_id: int) -> Role:
         """The role the bot must act on; an unknown user is a plain ``user`` (as in the seed)."""
         rows = self.store.query("SELECT role FROM users WHERE user_id = ?", (parse_id(user_id),))
-        return rows[0][0] if rows else ROLE_USER
+        role: Role = rows[0][0] if rows else ROLE_USER  # the table's CHECK allows no other value
+        return role
 
-    def get_role_versioned(self, user_id: int) -> tuple[str, int]:
+    def get_role_versioned(self, user_id: int) -> tuple[Role, int]:
         """The role and the log head read in one snapshot: what a cache miss needs to install
         an answer that no already-applied event can be newer than."""
         role, head = self.store.query(ROLE_AND_HEAD_SQL, (parse_id(user_id),))[0]

@@ -165,6 +165,34 @@ def bench_idle(url: str, seconds: float) -> float:
     return used * 100
 
 
+def bench_copy(server: object, n: int) -> tuple[float, int]:
+    """Copy a SQLite database of ``n`` users (1 % admins) and ``n`` events into PostgreSQL."""
+    import sqlite3
+    import tempfile
+
+    from rolectl.backends.copy import sqlite_to_postgres
+    from rolectl.repository import Repository
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bot.db"
+        Repository.init(path).close()
+        conn = sqlite3.connect(path)
+        admins = max(1, n // 100)
+        conn.executemany("INSERT INTO events (seq, kind, user_id, old_role, new_role, actor) "
+                         "VALUES (?, 'admin_added', ?, 'user', 'admin', 'bench')",
+                         ((i, i) for i in range(1, admins + 1)))
+        conn.executemany("INSERT INTO events (seq, kind, user_id, actor) VALUES (?, 'cache_evict', ?, 'bench')",
+                         ((i, i) for i in range(admins + 1, n + 1)))
+        conn.executemany("INSERT INTO users (user_id, role) VALUES (?, ?)",
+                         ((i, "admin" if i <= admins else "user") for i in range(1, n + 1)))
+        conn.commit()
+        conn.close()
+        name = server.create_database("copy")  # type: ignore[attr-defined]
+        report = sqlite_to_postgres(path, server.url(name))  # type: ignore[attr-defined]
+        assert report.reconciled == 0 and report.events == n and report.users == n
+        return report.rows_per_second, report.users + report.events
+
+
 def main() -> int:
     quick = "--quick" in sys.argv
     from pgserver import PgServer, find_bindir, unavailable_reason
@@ -198,6 +226,7 @@ def main() -> int:
         raw, miss = bench_miss(url, n)
         raw_rt, follow = bench_latency(tcp, 200 if quick else 1000)
         idle = bench_idle(tcp, 5.0 if quick else 10.0)
+        copy_rate, copied = bench_copy(server, 100_000 if quick else 1_000_000)
     except BaseException:
         print(server.log.read_text()[-3000:], file=sys.stderr)
         raise
@@ -222,6 +251,7 @@ def main() -> int:
         row(label, f"{p50:.3f} ms", f"p99 {p99:.3f} ms", target,
             (p50 <= 1 and p99 <= 5) if target else None)
     row("idle following process, CPU", f"{idle:.3f} %", "of one core", "<= 0.1 %", idle <= 0.1)
+    row(f"copy SQLite -> PostgreSQL, {copied:,} rows (users + events)", f"{copy_rate:,.0f}", "rows/s", "reported")
     return 0 if ok else 1
 
 

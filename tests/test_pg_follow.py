@@ -340,3 +340,28 @@ def test_a_commit_reaches_a_cache_in_another_process(db: Any, pg_url: str) -> No
     finally:
         proc.stdin.close()
         assert proc.wait(30) == 0
+
+
+def test_restoring_an_older_dump_resets_the_cache(pg_server: Any, pg_db: str, db: Any,
+                                                   follower: PgFollower) -> None:
+    """A dump restored over the database keeps its log id, but its head is behind what the
+    cache applied: that is identity, not a gap, and the cache starts over."""
+    import subprocess
+
+    cache = follower.cache
+    db.execute("INSERT INTO users (user_id, role) VALUES (1, 'admin'), (2, 'admin')")
+    dump = pg_server.base / "old.dump"
+    pg_dump = [str(pg_server.bindir / "pg_dump"), "-Fc", "-f", str(dump), pg_server.conninfo(pg_db)]
+    subprocess.run(pg_dump, check=True, capture_output=True)
+    db.execute("UPDATE users SET role = 'user' WHERE user_id = 1")
+    db.execute("INSERT INTO users (user_id, role) VALUES (3, 'admin')")
+    follower.start()
+    assert cache.get_role(1) == "user" and cache.last_seq == 4
+    db.close()
+    pg_server.drop_database(pg_db)
+    pg_server.create_database(pg_db)
+    subprocess.run([str(pg_server.bindir / "pg_restore"), "-d", pg_server.conninfo(pg_db), str(dump)],
+                   check=True, capture_output=True)
+    wait_until(lambda: follower.resets >= 1, "the follower to notice the restore")
+    assert "went backwards" in (follower.last_reset_reason or "")
+    assert cache.last_seq == 2 and cache.get_role(1) == "admin"

@@ -18,7 +18,7 @@ from rolectl.backends.postgres import schema  # noqa: E402
 @pytest.fixture
 def conn(pg_url: str) -> Iterator[Any]:
     with psycopg.connect(pg_url, autocommit=True) as c:
-        assert schema.migrate(c) == [1]
+        assert schema.migrate(c) == [1, 2]
         yield c
 
 
@@ -195,3 +195,16 @@ def test_one_notification_per_transaction_never_after_rollback(conn: Any, pg_url
         conn.execute("INSERT INTO users (user_id, role) VALUES (1000, 'admin')")
         got = list(listener.notifies(timeout=0.5))
     assert [(n.channel, n.payload) for n in got] == [(schema.CHANNEL, "")] * 2
+
+
+def test_version_1_migrates_to_the_current_version(pg_url: str) -> None:
+    """A database made by the first PostgreSQL schema gets the later migrations from init."""
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        with c.transaction():
+            for statement in schema.MIGRATIONS[1]:
+                c.execute(statement)
+            c.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
+        c.execute("INSERT INTO users (user_id, role) VALUES (5, 'admin')")
+        assert schema.migrate(c) == list(range(2, schema.SCHEMA_VERSION + 1))
+        assert schema.check_version(c) == schema.SCHEMA_VERSION
+        assert [e.user_id for e in events(c)] == [5]

@@ -29,6 +29,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from ...errors import RolectlError
+from .instances import REQUESTS, InstanceAgent
 from .logreader import Anchor, Batch, PgLogReader
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,19 +53,25 @@ class PgFollower:
 
     def __init__(self, cache: "RoleCache", conninfo: str, *, safety_interval: float = 2.0,
                  batch: int = 5000, timeout: float = 5.0,
-                 factory: Callable[[], "psycopg.Connection[Any]"] | None = None) -> None:
+                 factory: Callable[[], "psycopg.Connection[Any]"] | None = None,
+                 register: bool = False, name: str | None = None) -> None:
         self.cache = cache
         self.conninfo = conninfo
         self.safety_interval = safety_interval
         self.batch = batch
-        self.reader = PgLogReader(conninfo, timeout=timeout, listen=True, factory=factory)
+        #: With ``register=True`` this process is visible to ``rolectl stats`` on every host
+        #: (a heartbeat row) and answers diagnostics requests, on this same connection.
+        self.agent: InstanceAgent | None = (
+            InstanceAgent(cache, name=name, stats=self.stats) if register else None)
+        self.reader = PgLogReader(conninfo, timeout=timeout, listen=True, factory=factory,
+                                  on_open=self.agent.listen if self.agent is not None else None)
         self._lock = threading.Lock()  # one catch-up, and one reader of the socket, at a time
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._pipe_r, self._pipe_w = -1, -1
         self._anchor: Anchor | None = None
         self._started = False
-        self._notified = 0  # notifications seen by psycopg while a query ran
+        self._notified: set[str] = set()  # channels notified while a query ran (psycopg's handler)
         self._handled_conn: object | None = None
         self.backoff = BACKOFF_FIRST
         self.wakeups = self.notifications = self.checks = self.catch_ups = 0
@@ -105,6 +112,11 @@ class PgFollower:
     def close(self) -> None:
         self.stop()
         with self._lock:
+            if self.agent is not None and self.reader.conn is not None:
+                try:
+                    self.agent.leave(self.reader.conn)  # a clean exit is not a dead instance
+                except Exception:  # noqa: BLE001 - best effort on the way out
+                    pass
             self.reader.close()
 
     def __enter__(self) -> "PgFollower":
@@ -126,12 +138,19 @@ class PgFollower:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                if self._wait(self.safety_interval):
+                timeout = self.safety_interval
+                if self.agent is not None:
+                    timeout = min(timeout, self.agent.due(time.monotonic()))
+                channels = self._wait(timeout)
+                if channels:
                     self.wakeups += 1
                 if self._stop.is_set():
                     break
                 self.checks += 1
-                self.catch_up()
+                if self.agent is not None:
+                    self._agent_round(REQUESTS in channels)
+                if not channels or channels - {REQUESTS}:
+                    self.catch_up()
                 self.backoff = BACKOFF_FIRST
             except RolectlError as exc:
                 self._error(exc)
@@ -143,48 +162,61 @@ class PgFollower:
                     self.reader.close()
                 self._sleep_backoff()
 
+    def _agent_round(self, requested: bool) -> None:
+        """Answer diagnostics requests and keep the heartbeat fresh, on this connection."""
+        agent = self.agent
+        assert agent is not None
+        with self._lock:
+            conn = self.reader.connection()
+            try:
+                if requested:
+                    agent.serve(conn)
+                if agent.due(time.monotonic()) == 0:
+                    agent.beat(conn)
+            except self.reader.driver_error as exc:
+                raise self.reader.failed(exc) from exc
+
     def _sleep_backoff(self) -> None:
         """Wait before reconnecting: 0.1 s, doubling up to 5 s; a stop ends the wait."""
         wait, self.backoff = self.backoff, min(self.backoff * 2, BACKOFF_MAX)
         self._stop.wait(wait)
 
-    def _wait(self, timeout: float) -> bool:
-        """Sleep until a notification, the stop pipe or ``timeout``; True if notified."""
+    def _wait(self, timeout: float) -> set[str]:
+        """Sleep until a notification, the stop pipe or ``timeout``; the channels notified."""
         with self._lock:
             conn = self.reader.connection()  # reconnects (and LISTENs) if it was lost
-            if self._pending(conn):
-                return True
+            pending = self._pending(conn)
+            if pending:
+                return pending
             fd = conn.pgconn.socket
         ready, _, _ = select.select([fd, self._pipe_r], [], [], timeout)
         if self._pipe_r in ready:
             os.read(self._pipe_r, 64)
         if fd not in ready:
-            return False
+            return set()
         with self._lock:
             if self.reader.conn is not conn:
-                return True  # a catch-up in between replaced the connection: read anyway
+                return {"reconnected"}  # a catch-up in between replaced the connection: read anyway
             try:
                 conn.pgconn.consume_input()  # a closed connection raises here
             except Exception as exc:  # noqa: BLE001 - psycopg.OperationalError
-                self.reader.close()
                 raise self.reader.failed(exc) from exc
             return self._pending(conn)
 
-    def _pending(self, conn: "psycopg.Connection[Any]") -> bool:
-        """Drain parsed notifications; True if any arrived since the last catch-up."""
+    def _pending(self, conn: "psycopg.Connection[Any]") -> set[str]:
+        """Drain parsed notifications: the channels notified since the last look."""
         if self._handled_conn is not conn:  # a new connection: count what psycopg sees
             conn.add_notify_handler(self._on_notify)
             self._handled_conn = conn
-        got = self._notified > 0
-        self._notified = 0
-        while conn.pgconn.notifies() is not None:
-            got = True
-        if got:
+        channels, self._notified = self._notified, set()
+        while (notify := conn.pgconn.notifies()) is not None:
+            channels.add(notify.relname.decode())
+        if channels:
             self.notifications += 1
-        return got
+        return channels
 
-    def _on_notify(self, _notify: object) -> None:
-        self._notified += 1
+    def _on_notify(self, notify: Any) -> None:
+        self._notified.add(notify.channel)
 
     def _error(self, exc: BaseException) -> None:
         self.errors += 1

@@ -75,14 +75,19 @@ class PgLogReader:
     """
 
     def __init__(self, conninfo: str, *, timeout: float = 5.0, listen: bool = False,
-                 factory: ConnectionFactory | None = None) -> None:
+                 factory: ConnectionFactory | None = None,
+                 on_open: Callable[["psycopg.Connection[Any]"], None] | None = None) -> None:
         self.conninfo = conninfo
+        #: Called with every new connection after LISTEN (the instance agent registers there).
+        self.on_open = on_open
         self.timeout = timeout
         self.listen = listen
         self._factory = factory
         #: How logs name the database: user@host:port/dbname, never a password.
         self.where = describe(conninfo) if factory is None else "the PostgreSQL database"
         self._error = driver().Error
+        #: The driver's base exception (callers that run their own statements catch it).
+        self.driver_error: type[Exception] = self._error
         self.conn: psycopg.Connection[Any] | None = None
         self.log_id: str | None = None  # the log this reader's caller is in step with
         self.reopens = 0
@@ -105,6 +110,8 @@ class PgLogReader:
         try:
             if self.listen:
                 conn.execute(f"LISTEN {CHANNEL}")
+            if self.on_open is not None:
+                self.on_open(conn)
         except self._error as exc:
             conn.close()
             raise translate(exc, self.conninfo) from exc

@@ -193,8 +193,43 @@ _V1: list[str] = [
     FOR EACH STATEMENT EXECUTE FUNCTION rolectl_events_notify()""",
 ]
 
+# Version 2: the instance registry for diagnostics across hosts (see :mod:`.instances`): a
+# heartbeat row per following process and request rows it answers. Row level security lets
+# only roles that may write the log see or drive it.
+_WRITERS_ONLY = "has_table_privilege('events', 'INSERT')"
+_INSTANCE_TABLES = ("rolectl_instances", "rolectl_requests")
+_V2: list[str] = [
+    """
+    CREATE TABLE rolectl_instances (
+        instance_id  text PRIMARY KEY,
+        host         text NOT NULL,
+        pid          integer NOT NULL,
+        name         text NOT NULL,
+        started_at   timestamptz NOT NULL DEFAULT now(),
+        heartbeat_at timestamptz NOT NULL DEFAULT now(),
+        stats        jsonb NOT NULL DEFAULT '{}'
+    )
+    """,
+    """
+    CREATE TABLE rolectl_requests (
+        request_id  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        instance_id text NOT NULL,
+        command     text NOT NULL,
+        args        jsonb NOT NULL DEFAULT '{}',
+        asked_at    timestamptz NOT NULL DEFAULT now(),
+        answered_at timestamptz,
+        answer      jsonb
+    )
+    """,
+    "CREATE INDEX rolectl_requests_open ON rolectl_requests (instance_id) WHERE answered_at IS NULL",
+    *(f"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY" for t in _INSTANCE_TABLES),
+    *(f"CREATE POLICY writers_only ON {t} USING ({_WRITERS_ONLY}) WITH CHECK ({_WRITERS_ONLY})"
+      for t in _INSTANCE_TABLES),
+    *(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {t} TO PUBLIC" for t in _INSTANCE_TABLES),
+]
+
 #: Migration N brings a database from version N-1 to N.
-MIGRATIONS: dict[int, list[str]] = {1: _V1}
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
 SCHEMA_VERSION: int = max(MIGRATIONS)
 
 #: A user's role and the log head in one statement, hence one snapshot (see

@@ -120,7 +120,6 @@ def test_per_line_results_as_json(seeded, tmp_path, cli):
     ("remove-admin,55", 3, "line 4: user 55 is unknown"),
     ("transfer,9,2000", 3, "line 4: mailbox 9 does not exist"),
     ("transfer,1,123", 4, "line 4: user 123 already owns mailbox 1"),
-    ("transfer,1,777", 3, "line 4: user 777 is unknown"),
     ("add-admin,x", 2, "line 4: invalid user id"),
 ])
 def test_one_bad_line_applies_nothing(seeded, tmp_path, run_rolectl, bad_line, code, words):
@@ -169,7 +168,7 @@ def test_default_plan_is_tsv_when_piped(seeded, tmp_path, run_rolectl):
 
 def test_stdin_input(seeded, run_rolectl):
     result = run_rolectl("apply", input='{"op":"add-admin","user_id":42,"username":"x"}\n')
-    assert result.returncode == 0 and "applied 1 lines from stdin" in result.stdout
+    assert result.returncode == 0 and "applied 1 line from stdin" in result.stdout
     assert run_rolectl("role", "42").stdout.strip() == "admin"
     empty = run_rolectl("apply", "-", input="# nothing\n\n")
     assert empty.returncode == 0 and "nothing to apply" in empty.stderr
@@ -305,3 +304,28 @@ def test_other_processes_see_all_of_a_batch_or_none_of_it(db_path, tmp_path, rol
     assert seen[-1] == count
     with Repository.open(db_path) as repo:
         assert len(repo.events.since(0)) == count
+
+
+def test_transfer_to_a_new_user_creates_them_in_the_same_transaction(seeded, tmp_path, cli):
+    path = tmp_path / "c.csv"
+    path.write_text("transfer,1,777\n")
+    plan = json.loads(cli("apply", str(path), "--dry-run", "--format", "json").stdout)["changes"]
+    assert plan[0]["message"] == "mailbox 1 would go from 123 to 777 (a new user, would be created)"
+    assert cli("role", "777").stdout == "user\n"  # the dry run wrote nothing
+    rows = json.loads(cli("apply", str(path), "--format", "json").stdout)["changes"]
+    assert rows[0]["message"] == "mailbox 1 transferred from 123 to 777 (user 777 created)"
+    assert [e["kind"] for e in rows[0]["events"]] == ["admin_added", "admin_removed", "admin_transferred"]
+    with Repository.open(seeded) as repo:
+        assert repo.users.get(777).role == "admin" and repo.mailboxes.get(1).owner_id == 777
+        assert repo.events.replay() == repo.events.table_roles()
+
+
+def test_add_admin_line_that_renames_says_so(seeded, tmp_path, cli):
+    path = tmp_path / "c.csv"
+    path.write_text("add-admin,789,old\nadd-admin,789,new\nadd-admin,789,new\n")
+    rows = json.loads(cli("apply", str(path), "--format", "json").stdout)["changes"]
+    assert [(r["changed"], r["message"]) for r in rows] == [
+        (True, "789 is now an admin"),
+        (True, "789 is already an admin; username set to @new"),
+        (False, "789 is already an admin; nothing to do"),
+    ]

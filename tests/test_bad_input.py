@@ -86,7 +86,6 @@ SUBPROCESS_CASES = [
     (["mailbox", "show", "9"], 3, "does not exist"),
     (["transfer", "9", "--to", "2000"], 3, "does not exist"),
     (["transfer", "1", "--to", "123"], 4, "already owns"),
-    (["transfer", "1", "--to", "31337"], 3, "unknown"),
     (["remove-admin", "123"], 4, "still owns mailbox 1"),
     (["add-admin", "5", "--bogus"], 2, "No such option"),
     (["users", "--limit", "-1"], 2, "--limit"),

@@ -71,7 +71,6 @@ def test_transfer_json_and_keep_admin(cli):
 @pytest.mark.parametrize("args, code, text", [
     (["transfer", "1", "--to", "123"], 4, "already owns"),
     (["transfer", "9", "--to", "2000"], 3, "mailbox 9 does not exist"),
-    (["transfer", "1", "--to", "31337"], 3, "user 31337 is unknown"),
 ])
 def test_failed_transfer_is_one_line_and_changes_nothing(cli, args, code, text):
     cli("mailbox", "create", "1", "--owner", "123")
@@ -115,7 +114,7 @@ def test_events_formats(day):
 
 
 @pytest.mark.parametrize("args, text", [
-    (["events", "--kind", "admin_promoted"], "'admin_promoted' is not one of"),
+    (["events", "--kind", "admin_promoted"], "unknown event kind 'admin_promoted'"),
     (["events", "--user", "abc"], "not a whole number"),
     (["events", "--since", "-1"], "-1"),
     (["events", "--limit", "-1"], "--limit"),

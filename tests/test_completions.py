@@ -194,3 +194,52 @@ def test_zsh_lists_mailbox_ids_and_formats(zsh):
     shell = zsh()
     shell.run("send-keys", "rolectl events --format json", "Tab")
     shell.wait_for(lambda s: "jsonl" in s.split("--format", 1)[1])
+
+
+# -- fixed sets and live data ---------------------------------------------------------------------
+
+
+def test_bash_offers_the_fixed_sets(mail_db):
+    env = shell_env(ROLECTL_DB=str(mail_db))
+    assert bash_complete(["rolectl", "role", "5", "--is", ""], env) == ["user", "admin"]
+    assert bash_complete(["rolectl", "users", "--role", "a"], env) == ["admin"]
+    assert bash_complete(["rolectl", "events", "--kind", "admin_"], env) == [
+        "admin_added", "admin_removed", "admin_transferred"]
+    assert bash_complete(["rolectl", "simulate", "--distribution", ""], env) == ["seed", "uniform", "zipf"]
+    assert bash_complete(["rolectl", "simulate", "--policy", "event,"], env) == ["event,ttl", "event,none"]
+    assert bash_complete(["rolectl", "simulate", "--section", "policies,ch"], env) == ["policies,chart", "policies,changes"]
+    assert bash_complete(["rolectl", "add-admin", "5", "--format", ""], env) == ["text", "json", "jsonl"]
+    assert "text" in bash_complete(["rolectl", "events", "--format", "t"], env)
+
+
+def test_bash_offers_admins_to_remove_and_known_users_to_transfer_to(mail_db):
+    with Repository.open(mail_db) as repo:
+        repo.users.upsert(12, "twelve", actor="t")
+        repo.users.add_admins(range(3000, 3250), actor="t")
+    env = shell_env(ROLECTL_DB=str(mail_db))
+    assert bash_complete(["rolectl", "remove-admin", "12"], env) == ["123", "124", "125"]  # 12 is no admin
+    assert bash_complete(["rolectl", "transfer", "1", "--to", "12"], env) == ["12", "123", "124", "125"]
+    bounded = bash_complete(["rolectl", "transfer", "1", "--to", ""], env)
+    assert len(bounded) == 100 and bounded[:4] == ["12", "123", "124", "125"]
+    assert bash_complete(["rolectl", "whois", "3249"], env) == ["3249"]
+    # --db after the command is honoured while completing, too
+    assert bash_complete(["rolectl", "remove-admin", "--db", str(mail_db), "12"], shell_env()) == ["123", "124", "125"]
+
+
+def test_bash_offers_live_instance_names(mail_db):
+    from rolectl.cache import RoleCache
+    from rolectl.cache.registry import register
+
+    env = shell_env(ROLECTL_DB=str(mail_db))
+    assert bash_complete(["rolectl", "cache", "show", "--instance", ""], env) == []
+    with register(RoleCache(lambda uid: "user", name="alpha"), mail_db), \
+            register(RoleCache(lambda uid: "user", name="beta"), mail_db):
+        assert bash_complete(["rolectl", "cache", "show", "--instance", ""], env) == ["alpha", "beta"]
+        assert bash_complete(["rolectl", "cache", "show", "-i", "b"], env) == ["beta"]
+    assert bash_complete(["rolectl", "cache", "show", "--instance", ""], env) == []
+
+
+def test_completion_of_ids_is_silent_on_a_missing_database(tmp_path):
+    env = shell_env(ROLECTL_DB=str(tmp_path / "none.db"))
+    assert bash_complete(["rolectl", "remove-admin", ""], env) == []
+    assert bash_complete(["rolectl", "cache", "show", "--instance", ""], env) == []

@@ -114,7 +114,7 @@ def test_demotions_and_empty_fields_keep_what_is_there(existing, tmp_path, cli):
     path.write_text('{"id": 2, "role": "user"}\n{"id": 3, "username": "caroline"}\n')
     result = cli("users", "import", str(path))
     assert result.exit_code == 0, result.stderr
-    assert "1 role changes (0 admins added, 1 removed" in result.stdout
+    assert "1 role change (0 admins added, 1 removed" in result.stdout
     after = users_of(existing)
     assert after[2][:2] == ("bob", "user") and after[3][:2] == ("caroline", "admin")
 

@@ -93,4 +93,4 @@ def test_events_text_and_kinds(run_rolectl):
         data = json.loads(run_rolectl("events", *args, "--format", "json").stdout)
         assert [e["kind"] for e in data] == ["admin_added", "mailbox_created"]
     bad = run_rolectl("events", "--kind", "admin_added,nope")
-    assert bad.returncode == 2 and "'nope' is not one of" in bad.stderr
+    assert bad.returncode == 2 and "unknown event kind 'nope'" in bad.stderr

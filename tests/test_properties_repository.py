@@ -89,10 +89,12 @@ class RepositoryMachine(RuleBasedStateMachine):
 
     @rule(mid=BOXES, uid=USERS, keep=st.booleans())
     def transfer(self, mid: int, uid: int, keep: bool) -> None:
-        refused = mid not in self.owners or self.owners[mid] == uid or uid not in self.known
+        # A new owner never seen before is created as an admin (the scenario's 18:00 upsert).
+        refused = mid not in self.owners or self.owners[mid] == uid
         if self.attempt(lambda: self.repo.mailboxes.transfer(mid, uid, actor="prop", keep_admin=keep), refused):
             source = self.owners[mid]
             self.owners[mid] = uid
+            self.known.add(uid)
             self.admins.add(uid)
             if not keep and source not in self.owners.values():
                 self.admins.discard(source)

@@ -97,6 +97,54 @@ def test_adding_an_existing_admin_is_a_no_op_that_says_so(repo, heard):
     assert change.events == () and heard == [] and repo.events.head() == head
 
 
+def set_updated_at(repo, uid: int, stamp: str = "2000-01-01T00:00:00.000Z") -> None:
+    """An old updated_at, so that a write within the same millisecond still shows."""
+    with repo.store.transaction() as conn:
+        conn.execute("UPDATE users SET updated_at = ? WHERE user_id = ?", (stamp, uid))
+
+
+def test_add_admin_with_a_new_username_renames_and_says_so(repo, heard):
+    repo.users.add_admin(789, "old_name", actor="t")
+    heard.clear()
+    set_updated_at(repo, 789)
+    change = repo.users.add_admin(789, "new_name", actor="t")
+    assert change.changed and change.message == "789 is already an admin; username changed from @old_name to @new_name"
+    assert change.events == () and heard == []  # the role did not change: nothing for caches
+    user = repo.users.get(789)
+    assert user.username == "new_name" and user.updated_at > "2000-01-01T00:00:00.000Z"
+
+
+def test_promotion_with_a_rename_says_both(repo):
+    repo.users.upsert(5, "five", actor="t")
+    change = repo.users.add_admin(5, "v", actor="t")
+    assert change.message == "5 is now an admin; username changed from @five to @v"
+    repo.users.upsert(6, actor="t")
+    assert repo.users.add_admin(6, "six", actor="t").message == "6 is now an admin; username set to @six"
+
+
+@pytest.mark.parametrize("again", [None, "same"], ids=["no-username", "same-username"])
+def test_a_true_no_op_writes_nothing(repo, again):
+    repo.users.add_admin(789, "same", actor="t")
+    set_updated_at(repo, 789)
+    before = repo.users.get(789)
+    change = repo.users.add_admin(789, again, actor="t")
+    assert not change.changed and change.message == "789 is already an admin; nothing changed"
+    assert repo.users.get(789) == before  # updated_at untouched
+    assert not repo.users.upsert(789, again, actor="t").changed
+    assert repo.users.get(789) == before
+
+
+def test_transfer_to_a_user_never_seen_creates_them_as_admin(seed, heard):
+    """The scenario at 18:00: ``UsersRepo.upsert(2000, role="admin")`` in the hand-over."""
+    assert seed.users.get(4242) is None
+    change = seed.mailboxes.transfer(1, 4242, actor="t")
+    assert change.message == "mailbox 1 transferred from 123 to 4242 (user 4242 created)"
+    assert kinds(change.events) == [ADMIN_ADDED, ADMIN_REMOVED, ADMIN_TRANSFERRED]
+    assert [e.seq for e in heard] == [e.seq for e in change.events]  # one transaction, published together
+    assert seed.users.get(4242).role == "admin" and seed.mailboxes.get(1).owner_id == 4242
+    assert seed.events.replay() == seed.events.table_roles()
+
+
 def test_remove_admin(repo, heard):
     repo.users.add_admin(789, "new_admin", actor="t")
     change = repo.users.remove_admin(789, actor="t")
@@ -159,7 +207,7 @@ def test_rolled_back_change_fires_nothing(seed, heard):
     with pytest.raises(ConflictError):
         seed.mailboxes.transfer(1, 123, actor="t")
     with pytest.raises(NotFoundError):
-        seed.mailboxes.transfer(1, 99999, actor="t")
+        seed.mailboxes.transfer(99, 2000, actor="t")
     with pytest.raises(ConflictError):
         seed.mailboxes.create(1, 2000, actor="t")
     assert heard == [] and snapshot(seed) == before
@@ -238,8 +286,8 @@ def test_transfer_to_an_admin_adds_no_role_event(seed):
 
 @pytest.mark.parametrize(
     "mailbox, target, error",
-    [(1, 123, ConflictError), (9, 2000, NotFoundError), (1, 5555, NotFoundError)],
-    ids=["current-owner", "missing-mailbox", "missing-target"],
+    [(1, 123, ConflictError), (9, 2000, NotFoundError), (9, 5555, NotFoundError)],
+    ids=["current-owner", "missing-mailbox", "missing-mailbox-and-target"],
 )
 def test_failed_transfer_changes_nothing(seed, heard, mailbox, target, error):
     before = snapshot(seed)

@@ -5,7 +5,6 @@ Each command module attaches its commands to :data:`app`; this file only wires t
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Optional
 
@@ -13,10 +12,11 @@ import typer
 
 from .. import __version__
 from .context import state
-from .errors import RolectlGroup
+from .globals import DB_HELP, DEBUG_HELP, TIMEOUT_HELP, VERBOSE_HELP, configure_logging
+from .group import Group
 
 app = typer.Typer(
-    cls=RolectlGroup,
+    cls=Group,
     name="rolectl",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -38,32 +38,32 @@ def main(
         None,
         "--db",
         envvar="ROLECTL_DB",
-        help="Database file. Default: $ROLECTL_DB, else ./rolectl.db.",
+        help=DB_HELP,
         show_envvar=True,
+        metavar="PATH",
     ),
     timeout: Optional[float] = typer.Option(
         None,
         "--timeout",
         envvar="ROLECTL_TIMEOUT",
         min=0,
-        help="Seconds to wait for a database locked by another process (default 5).",
+        help=TIMEOUT_HELP,
+        metavar="SECONDS",
     ),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Log events on stderr (-vv: debug)."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, show_default=False, metavar="",
+                                 help=VERBOSE_HELP),
+    debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
     """Admin and diagnostics tool for the event-driven role cache of chat bots.
+
+    Global options go before or after the command: `rolectl admins --db bot.db` works too.
 
     Example: rolectl --db bot.db add-admin 789 --username new_admin
     """
     st = state(ctx)
     st.db, st.timeout, st.verbose, st.debug = db, timeout, verbose, debug
-    if verbose:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger = logging.getLogger("rolectl")
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    configure_logging(verbose)
 
 
 def _register() -> None:

@@ -8,22 +8,15 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import typer
 
 from ..errors import InvalidInputError
+from ..grammar import count, seq_span
 from .app import app
 from .common import actor as actor_of, change_format
 from .context import state
-from .options import ActorOption, FormatOption
+from .options import ActorOption, FormatOption, input_format_option
 from .roles import JsonOption, users_app
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..repository.batch import OpResult
-
-
-def _complete_apply_format(incomplete: str) -> list[str]:
-    return [f for f in ("auto", "csv", "jsonl") if f.startswith(incomplete)]
-
-
-def _complete_import_format(incomplete: str) -> list[str]:
-    return [f for f in ("auto", "csv", "json", "jsonl") if f.startswith(incomplete)]
 
 
 def read_input(source: str) -> str:
@@ -57,19 +50,19 @@ def apply(
     ctx: typer.Context,
     file: str = typer.Argument("-", metavar="[FILE|-]", help="Changes as CSV or JSON lines; - or nothing: stdin."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Print the plan and change nothing."),
-    input_format: str = typer.Option(
-        "auto", "--input-format", help="auto (JSON lines if the first line starts with {), csv or jsonl.",
-        autocompletion=_complete_apply_format,
-    ),
+    input_format: str = input_format_option(
+        ("auto", "csv", "jsonl"), "auto (JSON lines if the first line starts with {), csv or jsonl."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """Apply role changes from a file or stdin in ONE transaction: all or nothing.
 
-    CSV lines: add-admin,ID[,USERNAME] / remove-admin,ID[,force] / transfer,MAILBOX,TO[,keep-admin]
+    \b
+    CSV lines: add-admin,USER_ID[,USERNAME] / remove-admin,USER_ID[,force] / transfer,MAILBOX_ID,TO_USER[,keep-admin]
     JSON lines: {"op": "add-admin", "user_id": 789, "username": "new_admin"}
 
-    Every line is validated first. The first line that is malformed (exit 2), names something unknown (3) or is refused (4) is reported by its number, and nothing is applied.
+    Every line is validated first. The first line that is malformed (exit 2), names something
+    unknown (3) or is refused (4) is reported by its number, and nothing is applied.
 
     Example: printf 'add-admin,789,new_admin\\ntransfer,1,2000\\n' | rolectl apply --dry-run -
     """
@@ -90,16 +83,16 @@ def apply(
         _print_results(result.results, summary, fmt, dry_run)
     if dry_run:
         typer.echo(
-            f"dry run: {summary['lines']} lines, {summary['changed']} would change something, "
-            f"{summary['events']} events; nothing was applied",
+            f"dry run: {count(summary['lines'], 'line')}, {summary['changed']} would change something, "
+            f"{count(summary['events'], 'event')}; nothing was applied",
             err=True,
         )
         return
     span = ""
     if summary["first_seq"] is not None:
-        span = f" (events #{summary['first_seq']}-#{summary['last_seq']})"
+        span = f" ({seq_span(summary['first_seq'], summary['last_seq'])})"
     line = (
-        f"applied {summary['lines']} lines from {label} in one transaction: "
+        f"applied {count(summary['lines'], 'line')} from {label} in one transaction: "
         f"{summary['changed']} changed, {summary['unchanged']} unchanged{span}"
     )
     typer.echo(line, err=fmt is not None)
@@ -109,9 +102,7 @@ def apply(
 def import_users(
     ctx: typer.Context,
     file: str = typer.Argument(..., metavar="FILE|-", help="CSV (header id,username,role), JSON array or JSON lines."),
-    input_format: str = typer.Option(
-        "auto", "--input-format", help="auto, csv, json or jsonl.", autocompletion=_complete_import_format
-    ),
+    input_format: str = input_format_option(("auto", "csv", "json", "jsonl"), "auto, csv, json or jsonl."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Validate and count, change nothing."),
     progress: Optional[bool] = typer.Option(
         None, "--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal)."
@@ -121,7 +112,8 @@ def import_users(
 ) -> None:
     """Create or update a bot's existing users from a file, all or nothing.
 
-    An empty username or role keeps what the database has (new users are `user`). Each role that changes is logged once. Ends with a summary: created, updated, unchanged, role changes.
+    An empty username or role keeps what the database has (new users are `user`). Each role
+    that changes is logged once. Ends with a summary: created, updated, unchanged, role changes.
 
     Example: rolectl users import users.csv
     """
@@ -176,12 +168,14 @@ def _report_import(info: dict[str, object], out: str) -> None:
 
         typer.echo(dumps(info, indent=2 if out == "json" else None))
         return
-    span = f"; events #{info['first_seq']}-#{info['last_seq']}" if info["first_seq"] is not None else ""
+    n = {k: v for k, v in info.items() if isinstance(v, int) and not isinstance(v, bool)}
+    first, last = info["first_seq"], info["last_seq"]
+    span = f"; {seq_span(int(first), int(last))}" if isinstance(first, int) and isinstance(last, int) else ""
     head = "dry run, nothing imported:" if info["dry_run"] else "imported"
     typer.echo(
-        f"{head} {info['total']} users: {info['created']} created, {info['updated']} updated, "
-        f"{info['unchanged']} unchanged; {info['role_changes']} role changes "
-        f"({info['admins_added']} admins added, {info['admins_removed']} removed{span})"
+        f"{head} {count(n['total'], 'user')}: {n['created']} created, {n['updated']} updated, "
+        f"{n['unchanged']} unchanged; {count(n['role_changes'], 'role change')} "
+        f"({count(n['admins_added'], 'admin')} added, {n['admins_removed']} removed{span})"
     )
 
 

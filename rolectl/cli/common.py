@@ -45,6 +45,6 @@ def report(changes: Sequence["Change"], fmt: str, key: str, targets: Sequence[in
 
 
 LimitOption: Optional[int] = typer.Option(
-    None, "--limit", min=0,
+    None, "--limit", min=0, metavar="N",
     help="At most this many rows; 0: all. Default: all, but one screen on a terminal.",
 )

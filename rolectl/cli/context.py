@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import typer
+import click
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..repository import Repository
+
+log = logging.getLogger("rolectl.cli")
 
 
 @dataclass
@@ -25,7 +28,11 @@ class State:
         """Open the existing database (never creates one: only ``init`` does)."""
         from ..repository import Repository
 
-        return Repository.open(self.db, timeout=self.timeout)
+        repo = Repository.open(self.db, timeout=self.timeout)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("database %s (busy timeout %s s)", repo.store.path,
+                      "5" if self.timeout is None else f"{self.timeout:g}")
+        return repo
 
     def db_path(self) -> Path:
         from ..store import resolve_path
@@ -33,7 +40,7 @@ class State:
         return resolve_path(self.db)
 
 
-def state(ctx: typer.Context) -> State:
+def state(ctx: click.Context) -> State:
     root = ctx.find_root()
     if not isinstance(root.obj, State):
         # Shell completion parses the global options but never runs the callback that copies

@@ -19,7 +19,8 @@ from .app import app
 from .common import actor as actor_of
 from .common import change_format
 from .context import state
-from .options import ActorOption, FormatOption
+from . import complete
+from .options import ActorOption, ChangeFormatOption, FormatOption, format_option, role_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..cache.registry import Instance
@@ -32,8 +33,10 @@ STATS_EXTRA = ("id", "last_seq", "lookups_per_s_10s", "events_per_s_10s", "coale
                "misses_dropped", "misses_evicted", "stale_installs_prevented", "in_flight", "bus",
                "follower_errors", "last_reset_reason", "started_at", "started_epoch", "last_seen_epoch", "error")
 ENTRY_COLUMNS = ("user_id", "role", "since")
-InstanceOption = typer.Option(None, "--instance", "-i", help="Instance name or id (see `rolectl stats`).")
-WaitOption = typer.Option(2.0, "--wait", min=0, help="Seconds to wait for running instances to apply it (0: don't).")
+InstanceOption = typer.Option(None, "--instance", "-i", metavar="NAME", autocompletion=complete.instances,
+                              help="Instance name or id (see `rolectl stats`).")
+WaitOption = typer.Option(2.0, "--wait", min=0, metavar="SECONDS",
+                          help="Seconds to wait for running instances to apply it (0: don't).")
 
 
 def _machine(fmt: Optional[str]) -> bool:
@@ -147,9 +150,9 @@ def stats(
     interval: float = typer.Option(1.0, "--interval", min=0.1, max=3600,
                                    help="Seconds between refreshes with --watch."),
     prune: bool = typer.Option(False, "--prune", help="Forget registrations whose process is gone (this host only)."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", metavar="FORMAT",
-                                      help="table, json, jsonl, csv, tsv, a tabulate format, or openmetrics "
-                                      "(Prometheus text format for node_exporter's textfile collector)."),
+    fmt: Optional[str] = format_option(
+        extra=(OPENMETRICS,), help="table, json, jsonl, csv, tsv, a tabulate format, or openmetrics "
+        "(Prometheus text format for node_exporter's textfile collector)."),
 ) -> None:
     """One row per cache instance registered for this database: state, hits, misses, hit rate
     (since start and over the last 10 s), size, lag behind the log, faults, resets, and how
@@ -228,9 +231,9 @@ app.add_typer(cache_app, name="cache")
 def cache_show(
     ctx: typer.Context,
     instance: Optional[str] = InstanceOption,
-    role: Optional[str] = typer.Option(None, "--role", help="Only entries with this role (user/admin)."),
-    user: Optional[str] = typer.Option(None, "--user", help="Only this user id."),
-    limit: int = typer.Option(1000, "--limit", min=0, help="At most this many entries (0: all). Default 1000."),
+    role: Optional[str] = role_option("Only entries with this role: user or admin."),
+    user: Optional[str] = typer.Option(None, "--user", metavar="USER_ID", help="Only this user id."),
+    limit: int = typer.Option(1000, "--limit", min=0, metavar="N", help="At most this many entries (0: all). Default 1000."),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """The entries one live instance holds in memory right now (admins first).
@@ -312,11 +315,12 @@ def _break_glass(ctx: typer.Context, do: Any, wait: float, fmt: Optional[str]) -
 @cache_app.command("evict")
 def cache_evict(
     ctx: typer.Context,
-    user_id: str = typer.Argument(..., metavar="ID", help="User id to drop from every cache."),
+    user_id: str = typer.Argument(..., metavar="USER_ID", help="User id to drop from every cache.",
+                                  autocompletion=complete.known_users),
     actor: Optional[str] = ActorOption,
     note: Optional[str] = typer.Option(None, "--note", help="Why, recorded in the audit log."),
     wait: float = WaitOption,
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="text (default), json or jsonl."),
+    fmt: Optional[str] = ChangeFormatOption,
 ) -> None:
     """Make every following cache drop one user (the next lookup reads the database).
 
@@ -337,7 +341,7 @@ def cache_flush(
     actor: Optional[str] = ActorOption,
     note: Optional[str] = typer.Option(None, "--note", help="Why, recorded in the audit log."),
     wait: float = WaitOption,
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="text (default), json or jsonl."),
+    fmt: Optional[str] = ChangeFormatOption,
 ) -> None:
     """Make every following cache drop everything (break-glass); recorded as cache_flush.
 
@@ -356,7 +360,7 @@ def cache_flush(
 @app.command()
 def whois(
     ctx: typer.Context,
-    user_id: str = typer.Argument(..., metavar="ID", help="User id."),
+    user_id: str = typer.Argument(..., metavar="USER_ID", help="User id.", autocompletion=complete.known_users),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """A user's role in the database and its last role change (admin_added / admin_removed),

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from ..grammar import count
 from .app import app
 from .common import actor as actor_of
 from .context import state
@@ -20,9 +21,11 @@ def doctor(
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = FormatOption,
 ) -> None:
-    """Check schema, file permissions, integrity, pragmas, triggers, the log's numbering, the log against the users table, mailbox owners and cache instances.
+    """Check schema, file permissions, integrity, pragmas, triggers, the log's numbering, the log
+    against the users table, mailbox owners and cache instances.
 
-    Each finding has a severity (ok, info, warning, error) and the fix. Exit 0: nothing wrong; 1: warnings only; 6: at least one error.
+    Each finding has a severity (ok, info, warning, error) and the fix. Exit 0: nothing wrong;
+    1: warnings only; 6: at least one error.
 
     Example: rolectl doctor --fix
     """
@@ -40,7 +43,7 @@ def doctor(
     shown = [f for f in report.findings if not quiet or f.severity in (WARNING, ERROR)]
     render_rows([f.to_dict() for f in shown], FIELDS, fmt, title="rolectl doctor")
     counts = {s: sum(1 for f in report.findings if f.severity == s) for s in (ERROR, WARNING)}
-    verdict = "healthy" if report.worst not in (ERROR, WARNING) else f"{counts[ERROR]} errors, {counts[WARNING]} warnings"
+    verdict = "healthy" if report.worst not in (ERROR, WARNING) else f"{count(counts[ERROR], 'error')}, {count(counts[WARNING], 'warning')}"
     if not quiet or report.worst in (ERROR, WARNING):
         typer.echo(f"doctor: {verdict}", err=True)
     raise typer.Exit(report.exit_code)

@@ -14,7 +14,8 @@ from ..render import Col, check_format, render_listing
 from ..validate import parse_id
 from .app import app
 from .context import state
-from .options import FormatOption
+from . import complete
+from .options import OneOf, format_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..events import Event
@@ -23,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 FOLLOW_FORMATS = ("text", "jsonl", "tsv", "csv")
 #: Without --since/--limit, --follow first shows this many recent events, like ``tail -f``.
 FOLLOW_BACKLOG = 10
+EventsFormatOption = format_option(extra=("text",))
 
 #: The events table for people: what happened, to whom and by whom survive a narrow
 #: terminal; the roles (implied by the kind) and the note go first.
@@ -34,7 +36,7 @@ EVENT_COLUMNS = (
 )
 
 
-class KindList(click.Choice):  # type: ignore[type-arg]
+class KindList(OneOf):
     """``--kind`` values: one kind, or several separated by commas; completes each part."""
 
     name = "kind"
@@ -67,14 +69,16 @@ def _kinds(values: Optional[Sequence[Any]]) -> list[str] | None:
 @app.command()
 def events(
     ctx: typer.Context,
-    since: Optional[int] = typer.Option(None, "--since", min=0, help="Only events after this sequence number."),
-    user: Optional[str] = typer.Option(None, "--user", help="Only events about this user id."),
+    since: Optional[int] = typer.Option(None, "--since", min=0, metavar="SEQ",
+                                        help="Only events after this sequence number."),
+    user: Optional[str] = typer.Option(None, "--user", metavar="USER_ID", help="Only events about this user id.",
+                                       autocompletion=complete.known_users),
     kind: Optional[List[str]] = typer.Option(
-        None, "--kind", click_type=KindList(KINDS), metavar="KIND[,KIND...]",
+        None, "--kind", click_type=KindList(KINDS, "event kind"), metavar="KIND[,KIND...]",
         help="Only these kinds: repeat it or give a comma list (admin_added,admin_removed).",
     ),
     limit: Optional[int] = typer.Option(
-        None, "--limit", min=0,
+        None, "--limit", min=0, metavar="N",
         help="Only the newest N matching events; 0: all. Default: all, but one screen on a terminal.",
     ),
     follow: bool = typer.Option(
@@ -82,7 +86,7 @@ def events(
         help="Keep printing events as they are committed, until Ctrl-C (exit 0). Formats: text "
         "(default), jsonl, tsv, csv. Without --since/--limit the 10 newest come first.",
     ),
-    fmt: Optional[str] = FormatOption,
+    fmt: Optional[str] = EventsFormatOption,
 ) -> None:
     """Show the append-only audit log, oldest first; --follow tails it live.
 

@@ -12,6 +12,7 @@ from .app import app
 from .common import LimitOption, actor as actor_of, change_format, report
 from .context import state
 from .options import ActorOption, FormatOption
+from . import complete
 from .roles import JsonOption
 
 MAILBOX_COLUMNS = (
@@ -38,8 +39,9 @@ def complete_mailbox_ids(ctx: typer.Context, incomplete: str) -> list[str]:
 def create(
     ctx: typer.Context,
     mailbox_id: str = typer.Argument(..., metavar="MAILBOX_ID"),
-    owner: str = typer.Option(..., "--owner", help="User id of the owner; they become an admin."),
-    title: Optional[str] = typer.Option(None, "--title", help="A title for people."),
+    owner: str = typer.Option(..., "--owner", metavar="USER_ID", help="User id of the owner; they become an admin.",
+                              autocompletion=complete.known_users),
+    title: Optional[str] = typer.Option(None, "--title", metavar="TEXT", help="A title for people."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,
 ) -> None:
@@ -55,7 +57,8 @@ def create(
 @mailbox_app.command("list")
 def list_(
     ctx: typer.Context,
-    owner: Optional[str] = typer.Option(None, "--owner", help="Only mailboxes of this user."),
+    owner: Optional[str] = typer.Option(None, "--owner", metavar="USER_ID", help="Only mailboxes of this user.",
+                                        autocompletion=complete.known_users),
     limit: Optional[int] = LimitOption,
     fmt: Optional[str] = FormatOption,
 ) -> None:
@@ -97,7 +100,8 @@ def show(
 def transfer(
     ctx: typer.Context,
     mailbox_id: str = typer.Argument(..., metavar="MAILBOX_ID", autocompletion=complete_mailbox_ids),
-    to: str = typer.Option(..., "--to", help="User id of the new owner (must be a known user)."),
+    to: str = typer.Option(..., "--to", metavar="USER_ID", autocompletion=complete.known_users,
+                           help="User id of the new owner; a user never seen before is created as an admin."),
     keep_admin: bool = typer.Option(False, "--keep-admin", help="Leave the previous owner an admin."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,

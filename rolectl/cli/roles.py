@@ -6,13 +6,14 @@ from typing import List, Optional
 
 import typer
 
-from ..events import ROLE_ADMIN
+from ..events import ROLE_ADMIN, ROLES
 from ..render import Col, check_format, render_listing
 from ..validate import parse_id, parse_role, parse_username
+from . import complete
 from .app import app
-from .common import CHANGE_FORMATS, LimitOption, actor as actor_of, change_format, ids, report
+from .common import LimitOption, actor as actor_of, change_format, ids, report
 from .context import state
-from .options import ActorOption, FormatOption
+from .options import ActorOption, ChangeFormatOption, FormatOption, OneOf, role_option
 
 #: users / admins: ids, names and roles first; times go first when the terminal is narrow.
 USER_COLUMNS = (
@@ -20,15 +21,7 @@ USER_COLUMNS = (
     Col("created_at", "time", 2), Col("updated_at", "time", 1),
 )
 
-
-def _complete_change_format(incomplete: str) -> list[str]:
-    return [f for f in CHANGE_FORMATS if f.startswith(incomplete)]
-
-
-JsonOption = typer.Option(
-    None, "--format", "-f", help="text (default), json or jsonl.", metavar="FORMAT",
-    autocompletion=_complete_change_format,
-)
+JsonOption = ChangeFormatOption
 
 
 @app.command()
@@ -56,8 +49,10 @@ def init(ctx: typer.Context) -> None:
 @app.command("add-admin")
 def add_admin(
     ctx: typer.Context,
-    user_ids: List[str] = typer.Argument(..., metavar="ID...", help="One or more user ids."),
-    username: Optional[str] = typer.Option(None, "--username", "-u", help="Username to store (one id only)."),
+    user_ids: List[str] = typer.Argument(..., metavar="USER_ID...", help="One or more user ids."),
+    username: Optional[str] = typer.Option(
+        None, "--username", "-u", metavar="NAME",
+        help="Username to store (one id only); a different one renames an existing user."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,
 ) -> None:
@@ -77,7 +72,8 @@ def add_admin(
 @app.command("remove-admin")
 def remove_admin(
     ctx: typer.Context,
-    user_ids: List[str] = typer.Argument(..., metavar="ID...", help="One or more user ids."),
+    user_ids: List[str] = typer.Argument(..., metavar="USER_ID...", help="One or more user ids.",
+                                         autocompletion=complete.admins),
     force: bool = typer.Option(False, "--force", help="Demote even an owner of a mailbox."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,
@@ -94,9 +90,10 @@ def remove_admin(
 @app.command()
 def role(
     ctx: typer.Context,
-    user_id: str = typer.Argument(..., metavar="ID", help="User id."),
+    user_id: str = typer.Argument(..., metavar="USER_ID", help="User id.", autocompletion=complete.known_users),
     is_: Optional[str] = typer.Option(
-        None, "--is", help="Print nothing; exit 0 if the user has this role, 1 if not (for shell `if`)."
+        None, "--is", metavar="ROLE", click_type=OneOf(ROLES, "role"),
+        help="user or admin: print nothing; exit 0 if the user has this role, 1 if not (for shell `if`).",
     ),
 ) -> None:
     """Print a user's role as the database has it (unknown users are `user`).
@@ -130,7 +127,7 @@ app.add_typer(users_app, name="users")
 @users_app.callback(invoke_without_command=True)
 def users(
     ctx: typer.Context,
-    role_name: Optional[str] = typer.Option(None, "--role", help="Only users with this role (user/admin)."),
+    role_name: Optional[str] = role_option("Only users with this role: user or admin."),
     limit: Optional[int] = LimitOption,
     fmt: Optional[str] = FormatOption,
 ) -> None:

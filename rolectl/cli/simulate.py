@@ -14,14 +14,22 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from ..errors import InvalidInputError
+from ..grammar import count
 from ..render import check_format, default_format
 from .app import app
 from .context import state
+from .options import OneOf, comma_list, format_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..simulate.engine import DayResult
 
 MACHINE = ("json", "jsonl", "csv", "tsv")
+#: The rich chart of the day, a section of the terminal output only (not a table).
+CHART = "chart"
+DISTRIBUTIONS = ("seed", "uniform", "zipf")
+POLICIES = ("event", "ttl", "none")
+#: For completion only (kept literal: importing rolectl.simulate at start-up would be slow).
+SECTION_NAMES = ("policies", "chart", "timeline", "changes", "summary", "seed", "all")
 # Defaults (the reference scenario's day), repeated here as text for --help only.
 HELP_FORMAT = ("table (default on a terminal), json (the whole day as one document), jsonl, csv, tsv "
                "(default otherwise) or a tabulate format (github, plain, psql, ...).")
@@ -64,22 +72,26 @@ def _db_option(ctx: typer.Context, own: Optional[Path]) -> Optional[Path]:
 def _sections(value: Optional[str], fmt: str, compare: bool) -> list[str]:
     from ..simulate.report import SECTIONS
 
+    names = (*SECTIONS, CHART)
     if value is None:
         if fmt in ("csv", "tsv", "jsonl"):
             return ["policies"]
-        return [s for s in SECTIONS if s != "changes" and (s != "seed" or compare)]
+        return [s for s in names if s != "changes" and (s != "seed" or compare) and (s != CHART or fmt == "table")]
     chosen = []
     for raw in value.split(","):
         name = raw.strip().lower()
         if name == "all":
-            chosen += list(SECTIONS)
-        elif name in SECTIONS:
+            chosen += [s for s in names if s != CHART or fmt == "table"]
+        elif name in names:
             chosen.append(name)
         elif name:
             raise InvalidInputError(f"unknown section {raw.strip()!r}",
-                                    hint="use one or more of: all, " + ", ".join(SECTIONS))
+                                    hint="use one or more of: all, " + ", ".join(names))
     if not chosen:
-        raise InvalidInputError("no section given", hint="use one or more of: all, " + ", ".join(SECTIONS))
+        raise InvalidInputError("no section given", hint="use one or more of: all, " + ", ".join(names))
+    if CHART in chosen and fmt != "table":
+        raise InvalidInputError(f"the chart is drawn on a terminal only, not in --format {fmt}",
+                                hint="use --format table, or --plot FILE.png for a picture")
     return chosen
 
 
@@ -97,12 +109,12 @@ def simulate(
     seed: Optional[str] = typer.Option(
         None, "--seed", metavar="N", help="Random seed; the same seed gives the same numbers (default 0)."),
     distribution: str = typer.Option(
-        "seed", "--distribution", "-d", metavar="NAME",
+        "seed", "--distribution", "-d", metavar="NAME", click_type=OneOf(DISTRIBUTIONS, "distribution"),
         help="Who asks: seed (the scenario's timeline), uniform or zipf."),
     skew: Optional[str] = typer.Option(
         None, "--skew", metavar="S", help="Zipf exponent for --distribution zipf (default 1.1)."),
     policy: str = typer.Option(
-        "event,ttl,none", "--policy", "-p", metavar="LIST",
+        "event,ttl,none", "--policy", "-p", metavar="LIST", autocompletion=comma_list(POLICIES),
         help="Policies to replay the same trace under: event, ttl, none (comma-separated)."),
     ttl: Optional[str] = typer.Option(
         None, "--ttl", metavar="SECONDS", help="Entry lifetime of the ttl policy (default 300)."),
@@ -117,10 +129,13 @@ def simulate(
     live_seconds: Optional[str] = typer.Option(
         None, "--live-seconds", metavar="SECONDS", help="Real seconds the day takes with --live (default 60)."),
     section: Optional[str] = typer.Option(
-        None, "--section", metavar="LIST",
-        help="Tables to print: policies, timeline, changes, summary, seed, all. Default: all but changes "
-             "(csv/tsv/jsonl: policies)."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", metavar="FORMAT", help=HELP_FORMAT),
+        None, "--section", metavar="LIST", autocompletion=comma_list(SECTION_NAMES),
+        help="What to print: policies, chart, timeline, changes, summary, seed, all. Default: all but "
+             "changes (the chart on a terminal only; csv/tsv/jsonl: policies)."),
+    plot: Optional[Path] = typer.Option(
+        None, "--plot", metavar="FILE", help="Also draw the chart into FILE (.png or .svg); needs the plot extra: "
+        "pip install 'rolectl\\[plot]'."),
+    fmt: Optional[str] = format_option(help=HELP_FORMAT),
 ) -> None:
     """Simulate the reference scenario's day and measure it: event-driven cache vs TTL vs no cache.
 
@@ -153,9 +168,19 @@ def simulate(
     if not seconds > 0 or seconds > 86_400:
         raise InvalidInputError(f"--live-seconds {live_seconds} is not valid",
                                 hint="use a number of seconds from 1 to 86400")
+    if plot is not None:
+        from ..simulate.plot import check_path
+
+        check_path(plot)  # a bad name or a missing matplotlib is reported before the day runs
     path = _db_option(ctx, db)
     result = _run(config, path, live, seconds)
     _print(result, out_fmt, chosen, compare)
+    if plot is not None:
+        from ..simulate.chart import chart_data
+        from ..simulate.plot import plot as draw
+
+        draw(chart_data(result), plot, subtitle=_headline(result))
+        print(f"chart of the day written to {plot}", file=sys.stderr)
 
 
 def _run(config: Any, path: Optional[Path], live: bool, seconds: float) -> "DayResult":
@@ -208,6 +233,8 @@ def _print(result: "DayResult", fmt: str, sections: list[str], compare: bool) ->
         return
     if human:
         render_title(_headline(result), fmt)
+    if CHART in sections and not any(t.name == "policies" for t in chosen):
+        _chart(result)
     for table in chosen:
         if human:
             sys.stdout.write("\n")
@@ -219,15 +246,26 @@ def _print(result: "DayResult", fmt: str, sections: list[str], compare: bool) ->
             render_record(table.record, fmt, title=table.title)
         else:
             render_rows(table.rows, table.columns, fmt, title=table.title)
+        if table.name == "policies" and CHART in sections:
+            _chart(result)
+
+
+def _chart(result: "DayResult") -> None:
+    from ..render import console
+    from ..simulate.chart import DayChart, chart_data
+
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    console().print(DayChart(chart_data(result)))
 
 
 def _headline(result: "DayResult") -> str:
     cfg = result.config
     where = result.database or "a temporary database"
     mode = ", live" if result.live else ""
-    return (f"Simulated day{mode}: {result.active_users} active + {result.new_users} new users, "
-            f"{result.requests} requests ({cfg.distribution} distribution, --seed {cfg.seed}), "
-            f"{result.day_events} events from role changes, on {where}")
+    return (f"Simulated day{mode}: {result.active_users} active + {count(result.new_users, 'new user')}, "
+            f"{count(result.requests, 'request')} ({cfg.distribution} distribution, --seed {cfg.seed}), "
+            f"{count(result.day_events, 'event')} from role changes, on {where}")
 
 
 @app.command()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Mapping, Sequence, TextIO
 
+from .. import grammar
 from .rows import dumps
 from .safe import safe
 
@@ -47,8 +48,8 @@ def render_changes(items: Sequence[Mapping[str, Any]], fmt: str, *, out: TextIO 
             out.write(dumps(item) + "\n")
     else:
         for item in items:
-            seqs = ", ".join(f"#{e['seq']}" for e in item.get("events", ()) if e.get("seq") is not None)
-            out.write(safe(item["message"]) + (f" (events {seqs})" if seqs else "") + "\n")
+            seqs = [e["seq"] for e in item.get("events", ()) if e.get("seq") is not None]
+            out.write(safe(item["message"]) + (f" ({grammar.seqs(seqs)})" if seqs else "") + "\n")
 
 
 def event_line(event: Any) -> str:

@@ -315,17 +315,22 @@ def parse_changes(lines: Iterable[str], fmt: str = "auto") -> list[Op]:
 # -- apply: writing -------------------------------------------------------------------------
 
 
-def _message(op: Op, changed: bool, source: int | None, dry_run: bool) -> str:
+def _message(op: Op, changed: bool, source: int | None, dry_run: bool, *, renamed: bool = False,
+             created: bool = False) -> str:
     if op.op == ADD_ADMIN:
         if not changed:
             return f"{op.user_id} is already an admin; nothing to do"
+        if renamed:
+            verb = "would be set" if dry_run else "set"
+            return f"{op.user_id} is already an admin; username {verb} to @{op.username}"
         return f"{op.user_id} would become an admin" if dry_run else f"{op.user_id} is now an admin"
     if op.op == REMOVE_ADMIN:
         if not changed:
             return f"{op.user_id} is not an admin; nothing to do"
         return f"{op.user_id} would no longer be an admin" if dry_run else f"{op.user_id} is no longer an admin"
     verb = "would go" if dry_run else "transferred"
-    return f"mailbox {op.mailbox_id} {verb} from {source} to {op.to_user}"
+    new = (" (a new user, would be created)" if dry_run else f" (user {op.to_user} created)") if created else ""
+    return f"mailbox {op.mailbox_id} {verb} from {source} to {op.to_user}{new}"
 
 
 def apply_changes(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run: bool = False) -> BatchResult:
@@ -338,18 +343,20 @@ def apply_changes(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run:
     including refusals, and nothing is written or published.
     """
     sources: list[int | None] = []
+    touched: list[bool] = []  # add-admin: the row changed (promoted, created or renamed); transfer: user created
     try:
         with change(repo.store, repo.bus, actor) as tx:
             tx.attribute_trigger_events()  # a batch: the triggers log each role change
             for op in ops:
                 source: int | None = None
+                touch = False
                 try:
                     if op.op == ADD_ADMIN:
-                        promote(tx, op.user_id, op.username)  # type: ignore[arg-type]
+                        touch = promote(tx, op.user_id, op.username)  # type: ignore[arg-type]
                     elif op.op == REMOVE_ADMIN:
                         demote(tx, op.user_id, op.force)  # type: ignore[arg-type]
                     else:
-                        source = transfer_in(
+                        source, touch = transfer_in(
                             tx, op.mailbox_id, op.to_user, actor=actor, keep_admin=op.keep_admin  # type: ignore[arg-type]
                         )
                 except RolectlError as exc:
@@ -357,15 +364,18 @@ def apply_changes(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run:
                 except sqlite3.Error as exc:
                     raise _at(f"line {op.line}", translate(exc, repo.store.path)) from None
                 sources.append(source)
+                touched.append(touch)
             if dry_run:
                 raise _RollBack(tx.new_events())
         events = tx.events
     except _RollBack as rolled_back:
         events = rolled_back.events
     results: list[OpResult] = []
-    for op, mine, source in zip(ops, _attribute(ops, events), sources):
-        changed = op.op == TRANSFER or bool(mine)
-        results.append(OpResult(op, changed, _message(op, changed, source, dry_run), mine))
+    for op, mine, source, touch in zip(ops, _attribute(ops, events), sources, touched):
+        changed = op.op == TRANSFER or bool(mine) or touch
+        renamed, created = op.op == ADD_ADMIN and touch and not mine, op.op == TRANSFER and touch
+        results.append(OpResult(op, changed, _message(op, changed, source, dry_run, renamed=renamed, created=created),
+                                mine))
     return BatchResult(tuple(results), events, dry_run)
 
 

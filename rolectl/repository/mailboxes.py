@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from ..bus import EventBus
 from ..errors import ConflictError, NotFoundError
@@ -73,17 +73,26 @@ class MailboxesRepo:
         return Change(True, f"mailbox {mid} created, owned by {uid}", tx.events)
 
     def transfer(self, mailbox_id: int, to_user: int, *, actor: str, keep_admin: bool = False) -> Change:
-        """Hand a mailbox to another user, atomically: the new owner becomes an admin; the old
-        owner goes back to ``user`` unless they still own another mailbox or ``keep_admin``."""
+        """Hand a mailbox to another user, atomically: the new owner becomes an admin (a user
+        never seen before is created as one, as the scenario's ``upsert(2000, role="admin")``);
+        the old owner goes back to ``user`` unless they still own another mailbox or
+        ``keep_admin``."""
         mid, target = parse_id(mailbox_id, "mailbox id"), parse_id(to_user)
         with change(self.store, self.bus, actor) as tx:
-            source = transfer_in(tx, mid, target, actor=actor, keep_admin=keep_admin)
-        return Change(True, f"mailbox {mid} transferred from {source} to {target}", tx.events)
+            done = transfer_in(tx, mid, target, actor=actor, keep_admin=keep_admin)
+        return Change(True, f"mailbox {mid} transferred from {done.source} to {target}"
+                      + (f" (user {target} created)" if done.created else ""), tx.events)
 
 
-def transfer_in(tx: ChangeTx, mid: int, target: int, *, actor: str, keep_admin: bool = False) -> int:
-    """The hand-over inside an open change (``transfer`` and batch apply); returns the
-    previous owner. Raises before writing anything when the mailbox or user is unknown."""
+class Handover(NamedTuple):
+    source: int  # the previous owner
+    created: bool  # the new owner was never seen before and was created
+
+
+def transfer_in(tx: ChangeTx, mid: int, target: int, *, actor: str, keep_admin: bool = False) -> Handover:
+    """The hand-over inside an open change (``transfer`` and batch apply). A new owner never
+    seen before is created as an admin in the same transaction. Raises before writing
+    anything when the mailbox is unknown or already the target's."""
     conn = tx.conn
     # Few statements on purpose: batch apply runs this thousands of times in one transaction.
     row = conn.execute(
@@ -99,15 +108,17 @@ def transfer_in(tx: ChangeTx, mid: int, target: int, *, actor: str, keep_admin: 
     source, target_role, target_name, source_role, source_name, owned = row
     if source == target:
         raise ConflictError(f"user {target} already owns mailbox {mid}", hint="transfer it to someone else")
+    # The new owner first: the mailbox may only point at an existing user.
     if target_role is None:
-        raise NotFoundError(f"user {target} is unknown", hint=f"add them first, e.g. `rolectl add-admin {target}`")
-    conn.execute(f"UPDATE mailboxes SET owner_id = ?, updated_at = {NOW} WHERE mailbox_id = ?", (target, mid))
-    if target_role != ROLE_ADMIN:
+        tx.log_role(target, ROLE_USER, ROLE_ADMIN, None)
+        conn.execute("INSERT INTO users (user_id, role) VALUES (?, ?)", (target, ROLE_ADMIN))
+    elif target_role != ROLE_ADMIN:
         tx.log_role(target, target_role, ROLE_ADMIN, target_name)
         conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_ADMIN, target))
+    conn.execute(f"UPDATE mailboxes SET owner_id = ?, updated_at = {NOW} WHERE mailbox_id = ?", (target, mid))
     # The previous owner goes back to user unless they still own another mailbox.
     if not keep_admin and source_role == ROLE_ADMIN and owned == 1:
         tx.log_role(source, ROLE_ADMIN, ROLE_USER, source_name)
         conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_USER, source))
     tx.emit(ADMIN_TRANSFERRED, mailbox_id=mid, from_user=source, to_user=target, actor=actor)
-    return source
+    return Handover(source, target_role is None)

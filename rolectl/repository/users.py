@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import builtins
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from ..bus import EventBus
 from ..errors import ConflictError, NotFoundError
 from ..events import ADMIN_REMOVED, ROLE_ADMIN, ROLE_USER, Role
 from ..schema import LOGGED_ROLE_SQL, ROLE_AND_HEAD_SQL
 from ..store import Store
-from ..validate import parse_id, parse_role, parse_username
+from ..validate import INT64_MAX, parse_id, parse_role, parse_username
 from ._tx import ChangeTx, change
 from .models import USER_FIELDS, Change, User
 
 _SELECT = f"SELECT {', '.join(USER_FIELDS)} FROM users"
 NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-# Insert-or-update in one statement: the username is kept when none is given.
+# Insert-or-update in one statement: the username is kept when none is given, and a row that
+# would not change is not written at all (its updated_at stays), so the statement's rowcount
+# says whether anything changed. ?4: whether to set the role.
 _UPSERT = f"""
-INSERT INTO users (user_id, username, role) VALUES (?, ?, ?)
+INSERT INTO users (user_id, username, role) VALUES (?1, ?2, ?3)
 ON CONFLICT (user_id) DO UPDATE SET
     username = COALESCE(excluded.username, users.username),
-    role = CASE WHEN ? THEN excluded.role ELSE users.role END,
+    role = CASE WHEN ?4 THEN excluded.role ELSE users.role END,
     updated_at = {NOW}
+WHERE users.username IS NOT COALESCE(excluded.username, users.username)
+   OR (?4 AND users.role IS NOT excluded.role)
 """
 
 
@@ -76,6 +80,34 @@ class UsersRepo:
             params.append(limit)
         return (User(*row) for row in self.store.iter_query(sql, params))
 
+    def complete_ids(self, prefix: str = "", *, role: str | None = None, limit: int = 100
+                     ) -> builtins.list[tuple[int, str | None]]:
+        """Up to ``limit`` (id, username) of known users whose id starts with ``prefix``, in
+        id order: what shell completion offers. The prefix becomes id ranges (``12`` ->
+        12, 120-129, 1200-1299, ...), so the primary key answers without a table scan."""
+        text = prefix.strip()
+        if text and not (text.isascii() and text.isdigit() and text[0] != "0" and len(text) <= 19):
+            return []
+        clauses: builtins.list[str] = []
+        params: builtins.list[Any] = []
+        if text:
+            ranges: builtins.list[str] = []
+            low, high = int(text), int(text) + 1
+            while low <= INT64_MAX:
+                ranges.append("user_id BETWEEN ? AND ?")
+                params += [low, min(high - 1, INT64_MAX)]
+                low, high = low * 10, high * 10
+            if not ranges:
+                return []
+            clauses.append("(" + " OR ".join(ranges) + ")")
+        if role is not None:
+            clauses.append("role = ?")
+            params.append(parse_role(role))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.store.query(f"SELECT user_id, username FROM users{where} ORDER BY user_id LIMIT ?",
+                                [*params, int(limit)])
+        return [(int(uid), name) for uid, name in rows]
+
     def count(self, role: str | None = None) -> int:
         if role is None:
             return int(self.store.query("SELECT count(*) FROM users")[0][0])
@@ -91,24 +123,26 @@ class UsersRepo:
         new_role = parse_role(role) if role is not None else None
         with change(self.store, self.bus, actor) as tx:
             before = write_user(tx, uid, name, new_role)
-        verb = "created" if before is None else "updated"
-        return Change(before is None or bool(tx.events) or name is not None, f"user {uid} {verb}", tx.events)
+        if before is None:
+            return Change(True, f"user {uid} created", tx.events)
+        changed = bool(tx.events) or renamed(before, name)
+        return Change(changed, f"user {uid} updated" if changed else f"user {uid} unchanged", tx.events)
 
     def add_admin(self, user_id: int, username: str | None = None, *, actor: str) -> Change:
         """Make a user an admin, creating them if needed. Re-running it is a no-op that says
-        so, so scripts can repeat it safely."""
+        so (and writes nothing), so scripts can repeat it safely.
+
+        A ``username`` different from the stored one is stored, also for a user who is
+        already an admin: the change then says it renamed them (``changed`` is true, no
+        event is logged, since the role did not change)."""
         return self.add_admins([user_id], username, actor=actor)[0]
 
     def add_admins(self, user_ids: Iterable[int], username: str | None = None, *, actor: str) -> builtins.list[Change]:
         """Several ids, all or nothing in one transaction."""
         uids, name = [parse_id(u) for u in user_ids], parse_username(username)
         with change(self.store, self.bus, actor) as tx:
-            for uid in uids:
-                promote(tx, uid, name)
-        return [
-            _outcome(uid, tx, f"{uid} is now an admin", f"{uid} is already an admin; nothing changed")
-            for uid in uids
-        ]
+            befores = [write_user(tx, uid, name, ROLE_ADMIN) for uid in uids]
+        return [_promoted(uid, name, before, tx) for uid, before in zip(uids, befores)]
 
     def remove_admin(self, user_id: int, *, actor: str, force: bool = False) -> Change:
         """Demote an admin. An owner of a mailbox keeps a duty nobody else has, so removing one
@@ -149,12 +183,26 @@ def write_user(tx: ChangeTx, uid: int, username: str | None, role: str | None) -
     return before
 
 
-def promote(tx: ChangeTx, uid: int, username: str | None) -> None:
-    """Make ``uid`` an admin (creating them) inside an open change."""
-    if tx.triggers_log:  # batches: one statement, the trigger logs it
-        tx.conn.execute(_UPSERT, (uid, username, ROLE_ADMIN, True))
-    else:
-        write_user(tx, uid, username, ROLE_ADMIN)
+def renamed(before: tuple[str, str | None] | None, username: str | None) -> bool:
+    """Whether storing ``username`` changes an existing user's stored name."""
+    return before is not None and username is not None and before[1] != username
+
+
+def promote(tx: ChangeTx, uid: int, username: str | None) -> bool:
+    """Make ``uid`` an admin (creating them, or storing a new ``username``) inside an open
+    change. Returns whether the row changed at all; a row that is already so is not written."""
+    if tx.triggers_log:  # batches: one statement, the trigger logs a role change
+        conn = tx.conn
+        if conn.execute(_UPSERT, (uid, username, ROLE_ADMIN, True)).rowcount > 0:
+            return True
+        # The row already says admin. If the log says otherwise (the table was written with the
+        # triggers off), rewrite the row so that the trigger logs what caches need.
+        if conn.execute(f"SELECT {LOGGED_ROLE_SQL}", (uid,)).fetchone()[0] != ROLE_ADMIN:
+            conn.execute(f"UPDATE users SET updated_at = {NOW} WHERE user_id = ?", (uid,))
+            return True
+        return False
+    before = write_user(tx, uid, username, ROLE_ADMIN)
+    return before is None or before[0] != ROLE_ADMIN or renamed(before, username)
 
 
 def demote(tx: ChangeTx, uid: int, force: bool) -> None:
@@ -180,6 +228,30 @@ def demote(tx: ChangeTx, uid: int, force: bool) -> None:
     if logged == ROLE_ADMIN:
         tx.log_role(uid, ROLE_ADMIN, ROLE_USER, username)
     tx.conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_USER, uid))
+
+
+def rename_note(before: tuple[str, str | None] | None, username: str | None) -> str:
+    """``; username changed from @old to @new`` (or ``set to @new``), or nothing."""
+    if not renamed(before, username):
+        return ""
+    assert before is not None
+    return f"; username changed from @{before[1]} to @{username}" if before[1] else f"; username set to @{username}"
+
+
+def _promoted(uid: int, username: str | None, before: tuple[str, str | None] | None, tx: ChangeTx) -> Change:
+    """add-admin's sentence for one id: promoted and/or renamed, or nothing changed (then the
+    row was not written at all), and what the table had said if it disagreed with the log."""
+    mine = tuple(e for e in tx.events if e.user_id == uid)
+    note, drift = rename_note(before, username), tx.drift.get(uid)
+    if drift is not None:
+        if mine:
+            return Change(True, f"{uid} is now an admin{note} ({drift}; caches are told now)", mine)
+        return Change(True, f"{uid} is already an admin for every cache{note}; {drift}, and now agrees", mine)
+    if mine:
+        return Change(True, f"{uid} is now an admin{note}", mine)
+    if note:
+        return Change(True, f"{uid} is already an admin{note}", mine)
+    return Change(False, f"{uid} is already an admin; nothing changed", mine)
 
 
 def _outcome(uid: int, tx: ChangeTx, done: str, noop: str) -> Change:

@@ -84,7 +84,6 @@ def tour(repo: "Repository", path: Path, *, temporary: bool, day: SimConfig | No
         ], [after_add, after_remove], ("request", "user_id", "role", "answered_from"))
 
         created = repo.mailboxes.create(1, 123, title="support", actor=ACTOR)
-        repo.users.upsert(2000, actor=ACTOR)
         moved = repo.mailboxes.transfer(1, 2000, actor=ACTOR)
         lines = [
             f"mailbox create 1 --owner 123: {created.message} (its owner becomes an admin).",

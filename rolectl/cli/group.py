@@ -1,0 +1,98 @@
+"""The root command group: rolectl's error mapping, plus how the command tree reads.
+
+When typer has built the click tree, every command gets: its help text with
+the docstring's line breaks removed (the terminal wraps it), the global options also after
+the command (:mod:`.globals`), at most one typo suggestion, and a panel in ``rolectl --help``.
+A command is prepared when it is first looked up, so a run pays only for its own command.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from typing import Any
+
+import click
+from typer.core import TyperGroup
+
+from .errors import RolectlGroup
+
+#: `rolectl --help` groups the commands in these panels, in this order.
+PANELS: dict[str, tuple[str, ...]] = {
+    "Changing roles": ("init", "add-admin", "remove-admin", "transfer", "mailbox"),
+    "Reading": ("role", "users", "admins", "events"),
+    "Cache diagnostics": ("stats", "whois", "cache"),
+    "Scripting": ("apply", "doctor", "backup", "restore"),
+    "Simulation": ("simulate", "demo"),
+}
+_ORDER = [name for names in PANELS.values() for name in names]
+_PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
+# click >= 8.4 suggests a close command name itself; typer would add the same suggestion again.
+log = logging.getLogger("rolectl.cli")
+_TYPER_SUGGESTS = not hasattr(click.exceptions, "NoSuchCommand")
+
+
+def unwrap(text: str | None) -> str | None:
+    """Help text without the docstring's own line breaks: each paragraph is one line, which
+    the terminal wraps at its width. A paragraph starting with ``\\b`` keeps its lines."""
+    if not text:
+        return text
+    paragraphs = []
+    for paragraph in inspect.cleandoc(text).split("\n\n"):
+        if paragraph.startswith("\b"):
+            paragraphs.append(paragraph[1:].strip("\n"))
+        else:
+            paragraphs.append(" ".join(line.strip() for line in paragraph.splitlines()))
+    return "\n\n".join(paragraphs)
+
+
+def _prepare(command: click.Command) -> None:
+    if getattr(command, "_rolectl_prepared", False):
+        return
+    setattr(command, "_rolectl_prepared", True)
+    command.help = unwrap(command.help)
+    for param in command.params:
+        if isinstance(param, click.Option) and param.help:
+            param.help = unwrap(param.help)
+    from .globals import add_to
+
+    add_to(command)  # a group too: `rolectl users --role admin --db bot.db` lists
+    if isinstance(command, click.Group):
+        if isinstance(command, TyperGroup):
+            command.suggest_commands = _TYPER_SUGGESTS
+        for sub in command.commands.values():
+            _prepare(sub)
+
+
+class Group(RolectlGroup):
+    """``rolectl`` itself: commands in panels, global options accepted after the command."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = unwrap(self.help)
+        self.suggest_commands = _TYPER_SUGGESTS
+        for name, command in self.commands.items():
+            if name in _PANEL_OF:
+                setattr(command, "rich_help_panel", _PANEL_OF[name])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        # Prepared when first looked up: a run builds the options of its own command only
+        # (`rolectl role` start-up is a benchmarked target).
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _prepare(command)
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        started = time.perf_counter()
+        try:
+            return super().invoke(ctx)
+        finally:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s finished in %.1f ms", ctx.invoked_subcommand or "rolectl",
+                          1000 * (time.perf_counter() - started))
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: _ORDER.index(n) if n in _ORDER else len(_ORDER))

@@ -73,6 +73,7 @@ class PgFollower:
         self._started = False
         self._notified: set[str] = set()  # channels notified while a query ran (psycopg's handler)
         self._handled_conn: object | None = None
+        self._waiting_on: object | None = None
         self.backoff = BACKOFF_FIRST
         self.wakeups = self.notifications = self.checks = self.catch_ups = 0
         self.events_read = self.resets = self.errors = self.head = 0
@@ -90,7 +91,7 @@ class PgFollower:
         try:
             self.catch_up()
         except RolectlError as exc:
-            self._error(exc)
+            self.note_error(exc)
         self._pipe_r, self._pipe_w = os.pipe()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=f"rolectl-pg-follower-{self.cache.name}",
@@ -138,29 +139,45 @@ class PgFollower:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                timeout = self.safety_interval
-                if self.agent is not None:
-                    timeout = min(timeout, self.agent.due(time.monotonic()))
-                channels = self._wait(timeout)
-                if channels:
-                    self.wakeups += 1
+                channels = self._wait(self.next_timeout())
                 if self._stop.is_set():
                     break
-                self.checks += 1
-                if self.agent is not None:
-                    self._agent_round(REQUESTS in channels)
-                if not channels or channels - {REQUESTS}:
-                    self.catch_up()
-                self.backoff = BACKOFF_FIRST
+                self.round(channels)
             except RolectlError as exc:
-                self._error(exc)
-                self._sleep_backoff()
+                self.note_error(exc)
+                self._stop.wait(self.next_backoff())
             except Exception as exc:  # noqa: BLE001 - the thread must survive anything
                 log.exception("follower for %s: unexpected error", self.reader.where)
-                self._error(exc)
+                self.note_error(exc)
                 with self._lock:
                     self.reader.close()
-                self._sleep_backoff()
+                self._stop.wait(self.next_backoff())
+
+    # -- one round, whoever drives it (this thread, or an event loop: see .aio_follower) ----
+
+    def next_timeout(self) -> float:
+        """Seconds until the next look without a wake-up: the safety poll or a heartbeat."""
+        timeout = self.safety_interval
+        if self.agent is not None:
+            timeout = min(timeout, self.agent.due(time.monotonic()))
+        return timeout
+
+    def round(self, channels: set[str]) -> None:
+        """Act on a wake-up (the channels notified; empty for a timeout): answer requests,
+        beat, and catch up unless only a request woke us. Raises on a lost connection."""
+        if channels:
+            self.wakeups += 1
+        self.checks += 1
+        if self.agent is not None:
+            self._agent_round(REQUESTS in channels)
+        if not channels or channels - {REQUESTS}:
+            self.catch_up()
+        self.backoff = BACKOFF_FIRST
+
+    def next_backoff(self) -> float:
+        """How long to wait before reconnecting: 0.1 s, doubling up to 5 s, reset by success."""
+        wait, self.backoff = self.backoff, min(self.backoff * 2, BACKOFF_MAX)
+        return wait
 
     def _agent_round(self, requested: bool) -> None:
         """Answer diagnostics requests and keep the heartbeat fresh, on this connection."""
@@ -176,26 +193,29 @@ class PgFollower:
             except self.reader.driver_error as exc:
                 raise self.reader.failed(exc) from exc
 
-    def _sleep_backoff(self) -> None:
-        """Wait before reconnecting: 0.1 s, doubling up to 5 s; a stop ends the wait."""
-        wait, self.backoff = self.backoff, min(self.backoff * 2, BACKOFF_MAX)
-        self._stop.wait(wait)
-
     def _wait(self, timeout: float) -> set[str]:
         """Sleep until a notification, the stop pipe or ``timeout``; the channels notified."""
-        with self._lock:
-            conn = self.reader.connection()  # reconnects (and LISTENs) if it was lost
-            pending = self._pending(conn)
-            if pending:
-                return pending
-            fd = conn.pgconn.socket
+        pending, fd = self.socket()
+        if pending:
+            return pending
         ready, _, _ = select.select([fd, self._pipe_r], [], [], timeout)
         if self._pipe_r in ready:
             os.read(self._pipe_r, 64)
-        if fd not in ready:
-            return set()
+        return self.readable() if fd in ready else set()
+
+    def socket(self) -> tuple[set[str], int]:
+        """Notifications already received, and the socket to wait on (connecting if needed)."""
         with self._lock:
-            if self.reader.conn is not conn:
+            conn = self.reader.connection()  # reconnects (and LISTENs) if it was lost
+            self._waiting_on = conn
+            return self._pending(conn), conn.pgconn.socket
+
+    def readable(self) -> set[str]:
+        """The socket is readable: read what arrived (never blocks); the channels notified.
+        Raises :class:`~rolectl.errors.DatabaseError` if the connection was closed."""
+        with self._lock:
+            conn = self.reader.conn
+            if conn is None or conn is not self._waiting_on:
                 return {"reconnected"}  # a catch-up in between replaced the connection: read anyway
             try:
                 conn.pgconn.consume_input()  # a closed connection raises here
@@ -218,7 +238,8 @@ class PgFollower:
     def _on_notify(self, notify: Any) -> None:
         self._notified.add(notify.channel)
 
-    def _error(self, exc: BaseException) -> None:
+    def note_error(self, exc: BaseException) -> None:
+        """Count a failure and log it once per distinct problem."""
         self.errors += 1
         text = str(exc)
         if text != self.last_error:  # once per distinct problem, not once per retry

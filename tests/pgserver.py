@@ -57,10 +57,14 @@ def unavailable_reason() -> str | None:
 class PgServer:
     """One running cluster; ``url(dbname)`` / ``conninfo(dbname)`` reach a database in it."""
 
-    def __init__(self, bindir: Path, *, tcp_port: int | None = None) -> None:
+    def __init__(self, bindir: Path, *, tcp_port: int | None = None, tcp_host: str = "127.0.0.1",
+                 trust_net: str | None = None) -> None:
         self.bindir = bindir
-        #: Also listen on 127.0.0.1:tcp_port (benchmarks measure over loopback); tests use the socket.
+        #: Also listen on tcp_host:tcp_port (benchmarks measure over loopback, the two-host test
+        #: over a veth pair); other tests use the socket. ``trust_net`` (a CIDR) may connect.
         self.tcp_port = tcp_port
+        self.tcp_host = tcp_host
+        self.trust_net = trust_net
         self.as_root = os.geteuid() == 0
         self.base = Path(tempfile.mkdtemp(prefix="rolectl-pg-"))
         self.data = self.base / "data"
@@ -100,8 +104,9 @@ class PgServer:
             # One role must log in with a password, so a wrong one can be tested; all else is trusted.
             hba = self.data / "pg_hba.conf"
             hba.write_text(f"local all {PASSWORD_USER} scram-sha-256\nhost all {PASSWORD_USER} 127.0.0.1/32 "
-                           "scram-sha-256\n" + hba.read_text())
-        listen = "127.0.0.1" if self.tcp_port else ""
+                           "scram-sha-256\n" + hba.read_text()
+                           + (f"host all all {self.trust_net} trust\n" if self.trust_net else ""))
+        listen = self.tcp_host if self.tcp_port else ""
         port = self.tcp_port or PORT
         options = (f"-c listen_addresses='{listen}' -c unix_socket_directories='{self.socket_dir}' -c port={port} "
                    "-c fsync=off -c max_connections=200")
@@ -158,7 +163,7 @@ class PgServer:
     def tcp_url(self, dbname: str = "postgres") -> str:
         """The same database over TCP on loopback (only with ``tcp_port``)."""
         assert self.tcp_port, "started without a TCP port"
-        return f"postgresql://postgres@127.0.0.1:{self.tcp_port}/{dbname}"
+        return f"postgresql://postgres@{self.tcp_host}:{self.tcp_port}/{dbname}"
 
     def admin_sql(self, *statements: str) -> None:
         """Run statements on the maintenance database in autocommit (CREATE/DROP DATABASE)."""

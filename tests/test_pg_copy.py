@@ -74,3 +74,33 @@ def test_a_drifted_source_is_reconciled_in_the_target_log(repo: Repository, db_p
     assert report.reconciled == 1
     last = pg_rows(pg_url, "SELECT kind, user_id, actor FROM events ORDER BY seq DESC LIMIT 1")
     assert last == [("admin_removed", 5, "copy")]
+
+
+def test_the_reverse_copy_renumbers_the_log_and_doctor_passes(pg_url: str, tmp_path: Path) -> None:
+    from rolectl.backends.copy import postgres_to_sqlite
+    from rolectl.backends.postgres.store import init as pg_init
+    from rolectl.doctor import diagnose
+
+    pg_init(pg_url)[0].close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO users (user_id, username, role) VALUES (1, 'ann', 'admin'), (2, NULL, 'user')")
+        with conn.transaction(force_rollback=True):  # a gap: seq 2 is never committed
+            conn.execute("INSERT INTO users (user_id, role) VALUES (3, 'admin')")
+        conn.execute("INSERT INTO mailboxes (mailbox_id, owner_id, title) VALUES (10, 1, 'help')")
+        conn.execute("UPDATE users SET role = 'admin' WHERE user_id = 2")
+        source = [Event.from_row(r) for r in conn.execute(
+            f"SELECT {', '.join(EVENT_FIELDS)} FROM events ORDER BY seq").fetchall()]
+    assert [e.seq for e in source] == [1, 3]
+    target = tmp_path / "back.db"
+    report = postgres_to_sqlite(pg_url, target)
+    assert (report.users, report.mailboxes, report.events, report.reconciled) == (2, 1, 2, 0)
+    with Repository.open(target) as back:
+        copied = back.events.since(0)
+        assert [e.seq for e in copied] == [1, 2]
+        assert [(e.ts, e.kind, e.user_id, e.actor) for e in copied] == [(e.ts, e.kind, e.user_id, e.actor)
+                                                                         for e in source]
+        assert back.users.get_role(2) == "admin" and back.mailboxes.get(10) is not None
+    report_doctor = diagnose(target)
+    assert report_doctor.worst in ("ok", "info"), [f for f in report_doctor.findings if f.severity != "ok"]
+    with pytest.raises(ConflictError):
+        postgres_to_sqlite(pg_url, target)

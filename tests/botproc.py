@@ -76,3 +76,13 @@ class Bot:
                 stream.close()  # type: ignore[union-attr]
             except (BrokenPipeError, OSError):
                 pass
+
+
+def stop_all(*bots: Bot) -> None:
+    """Stop every bot still running, resuming first one a test stopped with SIGSTOP, so that
+    no bot outlives its test."""
+    for bot in bots:
+        if bot.proc.poll() is None:
+            bot.proc.send_signal(signal.SIGCONT)
+        if not bot.proc.stdout.closed:  # type: ignore[union-attr]
+            bot.stop()

@@ -185,3 +185,31 @@ def test_whois_booleans_are_true_false_in_text_formats(bot: Bot, run_rolectl) ->
     record = dict(zip(rows[0].split(","), rows[1].split(",")))
     assert record["held"] == "true" and record["agrees"] == "true" and record["state"] == "live"
     assert "True" not in run_rolectl("whois", "789", "--format", "plain").stdout
+
+
+def test_evict_and_flush_json_is_the_change_shape_of_add_admin(db_path: Path, run_rolectl) -> None:
+    with Repository.open(db_path) as repo:
+        repo.users.add_admin(789, actor="setup")
+    doc = _json(run_rolectl("cache", "evict", "789", "--wait", "0", "--format", "json"))
+    assert list(doc) == ["changed", "instances", "changes", "events"] and doc["instances"] == []
+    [item] = doc["changes"]
+    assert list(item) == ["changed", "message", "events"] and item["events"] == doc["events"]
+    assert doc["events"][0]["kind"] == "cache_evict" and doc["events"][0]["ts"].endswith("Z")
+    line = run_rolectl("cache", "flush", "--wait", "0", "--format", "jsonl").stdout.splitlines()
+    assert len(line) == 1 and json.loads(line[0])["instances"] == []  # jsonl: the item carries them
+    text = run_rolectl("cache", "flush", "--wait", "0").stdout
+    assert text == "every following cache flushed (event #4)\n"
+
+
+def test_names_from_peers_are_escaped_for_people_and_times_are_iso_for_programs() -> None:
+    from rolectl.cache.registry import Instance
+    from rolectl.cli.diagnostics import _confirmation_line, stats_row
+
+    line = _confirmation_line([{"instance": "be\x1b]0;pwned\x07ta", "pid": 7, "id": "7", "state": "unresponsive",
+                                "applied": False, "detail": ""}])
+    assert "\x1b" not in line and "\x07" not in line and "be\\x1b]0;pwned\\x07ta (pid 7) unresponsive" in line
+    inst = Instance(name="a", pid=1, id="1", host="h", started_at=1.5, state="dead", last_seen=1_800_000_000.25)
+    row = stats_row(inst, 0, 1_800_000_065.0, machine=True)
+    assert row["last_seen"] == "2027-01-15T08:00:00.250Z" and row["last_seen_epoch"] == 1_800_000_000.25
+    assert row["started_at"] == "1970-01-01T00:00:01.500Z" and row["started_epoch"] == 1.5
+    assert stats_row(inst, 0, 1_800_000_065.0, machine=False)["last_seen"] == "1m04s ago"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import clean_env
+from ptyio import drain
 from rolectl.repository import Repository
 from rolectl.repository.models import USER_FIELDS
 
@@ -203,18 +204,9 @@ def _run_in_tty(argv: list[str], env: dict[str, str]) -> str:
     master, slave = pty.openpty()
     proc = subprocess.Popen(argv, stdout=slave, stderr=slave, env=env, close_fds=True)
     os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
+    output = drain(master)
     proc.wait(timeout=30)
-    os.close(master)
-    return b"".join(chunks).decode()
+    return output.decode()
 
 
 def test_terminal_gets_a_table_and_no_color_is_honoured(run_rolectl, rolectl_bin, db_path):

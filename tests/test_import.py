@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pty
-import select
 import subprocess
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import clean_env
+from ptyio import drain
 from rolectl.errors import InvalidInputError
 from rolectl.repository import Repository
 from rolectl.repository.batch import import_users, parse_import
@@ -175,21 +175,8 @@ def test_progress_bar_on_a_terminal(existing, tmp_path, rolectl_bin):
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
                             env=clean_env(TERM="xterm", COLUMNS="100"))
     os.close(slave)
-    chunks = []
-    while True:
-        ready, _, _ = select.select([master], [], [], 30)
-        if not ready:
-            break
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
+    terminal = drain(master).decode(errors="replace")
     out, _ = proc.communicate(timeout=30)
-    terminal = b"".join(chunks).decode(errors="replace")
     assert proc.returncode == 0
     assert "write" in terminal and "59900/59900" in terminal
     assert "59900 created" in out.decode()

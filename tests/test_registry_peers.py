@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from botproc import Bot
+from botproc import Bot, stop_all
 from rolectl.cache import RoleCache, ipc
 from rolectl.cache import registry
 from rolectl.cache.registry import discover, prune, register, runtime_dir
@@ -130,11 +130,7 @@ def two_bots(db_path: Path) -> Iterator[tuple[Bot, Bot]]:
     try:
         yield alpha, beta
     finally:
-        for bot in (alpha, beta):
-            if bot.proc.poll() is None:
-                bot.proc.send_signal(signal.SIGCONT)
-            if not bot.proc.stdout.closed:  # type: ignore[union-attr]
-                bot.stop()
+        stop_all(alpha, beta)
 
 
 def test_a_stopped_bot_is_unresponsive_everywhere_and_evict_says_so(two_bots: tuple[Bot, Bot], run_rolectl) -> None:

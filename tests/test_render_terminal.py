@@ -22,6 +22,7 @@ from rich.cells import cell_len
 from rolectl.repository import Repository
 
 from conftest import clean_env
+from ptyio import drain
 
 HUGE = 9223372036854775807  # the largest id: 19 digits that must never break
 SGR = re.compile(r"\x1b\[[0-9;]*m")
@@ -35,18 +36,9 @@ def run_in_pty(argv: list[str], columns: int, lines: int = 50) -> str:
            if k not in ("COLUMNS", "LINES", "FORCE_COLOR")}
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
     os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
+    output = drain(master)
     assert proc.wait(timeout=60) == 0
-    os.close(master)
-    return b"".join(chunks).decode()
+    return output.decode()
 
 
 def screen_lines(text: str) -> list[str]:

@@ -15,8 +15,10 @@ from typing import Iterator
 
 import pytest
 
-from botproc import Bot
-from rolectl.cli.statsview import Column, WatchModel, fit, sparkline
+from botproc import Bot, stop_all
+from rolectl.cli.statsview import WATCH_GAP, WatchModel, sparkline
+from rolectl.render import Col
+from rolectl.render.table import fit
 from rolectl.repository import Repository
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is needed for a real terminal")
@@ -66,10 +68,7 @@ def bots(db_path: Path) -> Iterator[tuple[Bot, Bot]]:
     try:
         yield alpha, zulu
     finally:
-        for bot in (alpha, zulu):
-            if bot.proc.poll() is None:
-                bot.proc.send_signal(signal.SIGCONT)
-            bot.stop()
+        stop_all(alpha, zulu)
 
 
 def _rolectl(db: Path, *args: str) -> str:
@@ -141,11 +140,17 @@ def test_one_shot_stats_never_splits_a_number_at_80_columns(bots: tuple[Bot, Bot
 
 def test_sparkline_and_column_fitting() -> None:
     assert sparkline([0.0, 0.5, 1.0, None]) == "▁▅█ "
-    cols = [Column("a", "aaaa", priority=9), Column("b", "b", True, 1), Column("c", "cccc", priority=5)]
-    rows = [{"a": "x" * 10, "b": 123456, "c": "y"}]
-    assert [c.key for c in fit(cols, rows, 80)] == ["a", "b", "c"]
-    assert [c.key for c in fit(cols, rows, 18)] == ["a", "c"]  # the lowest priority goes first
-    assert [c.key for c in fit(cols, rows, 5)] == ["a"]
+    cols = [Col("a", "atom", 0, "aaaa"), Col("b", "int", 8), Col("c", "atom", 4, "cccc")]
+    natural = {"a": 10, "b": 6, "c": 4}  # the widest cell or header of each
+
+    def shown(width: int) -> list[str] | None:
+        layout = fit(cols, natural, width, WATCH_GAP)
+        return None if layout is None else [c.name for c in layout[0]]
+
+    assert shown(80) == ["a", "b", "c"]
+    assert shown(18) == ["a", "c"]  # the least important goes first
+    assert shown(10) == ["a"]
+    assert shown(5) is None  # not even the one that always stays: rows become vertical records
 
 
 def test_interval_rates_come_from_two_snapshots() -> None:
@@ -182,3 +187,28 @@ def test_a_stale_follower_is_shown_as_stale() -> None:
     assert inst.shown_state == "stale" and inst.live  # still answering, but not from a current log
     frame = WatchModel().update([inst], 5, "bot.db", 1.0)
     assert frame.rows[0]["state"].plain == "stale" and "1 stale" in frame.header[0]
+
+
+def test_the_live_view_escapes_names_and_keeps_one_line_per_instance() -> None:
+    import io
+
+    from rich.console import Console
+
+    from rolectl.cache.registry import Instance
+    from rolectl.cli.statsview import render_frame
+
+    cache = {"hits": 1, "misses": 1, "coalesced": 0, "last_seq": 5, "faults": 0}
+    named = [Instance(name=name, pid=1234 + n, id=str(1234 + n), host="h", started_at=None, state="live",
+                      last_seen=None, follower_mode="inotify", stats={"cache": cache, "follower": {"mode": "inotify"}})
+             for n, name in enumerate(["evil\x1b]0;owned\x07", "a-very-long-instance-name-" * 3])]
+    frame = WatchModel().update(named, 5, "bot\x1b[2J.db", 1.0)
+    out = io.StringIO()
+    Console(file=out, width=80, color_system="standard", force_terminal=True).print(render_frame(frame, 80))
+    text = out.getvalue()
+    assert "\x1b]" not in text and "\x07" not in text and "\x1b[2J" not in text
+    assert "evil\\x1b]0;owned\\x07" in ESC.sub("", text) and "bot\\x1b[2J.db" in ESC.sub("", text)
+    lines = ESC.sub("", text).splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    [long_row] = [line for line in lines if line.startswith("a-very-long")]
+    assert "…" in long_row and "live" in long_row  # cut, not wrapped onto a second line
+    assert "\x1b[32m" in text  # live is green

@@ -166,6 +166,14 @@ _CHECKERS: dict[str, Callable[[Any], dict[str, Any]]] = {
 }
 
 
+def label(name: str, pid: int | None, ident: str) -> str:
+    """How messages name an instance: ``beta (pid 123)``, or ``beta (id 123-1)`` for a second
+    cache in one process or one whose pid is unknown."""
+    if pid is not None and ident == str(pid):
+        return f"{name} (pid {pid})"
+    return f"{name} (id {ident})"
+
+
 @dataclass
 class Instance:
     """One registered instance as rolectl sees it now."""
@@ -199,9 +207,7 @@ class Instance:
 
     @property
     def label(self) -> str:
-        if self.pid is None:
-            return f"{self.name} (id {self.id})"
-        return f"{self.name} (pid {self.pid})" if self.id == str(self.pid) else f"{self.name} (id {self.id})"
+        return label(self.name, self.pid, self.id)
 
     @property
     def socket_name(self) -> str:

@@ -2,8 +2,10 @@
 
 The instances are found through :mod:`rolectl.cache.registry` (the database's runtime
 directory) and asked over their diagnostics sockets; this module only turns the replies into
-rows. Machine formats (json, jsonl, csv, tsv) get raw numbers (seconds, Unix times, rates as
-fractions); tables get them humanised.
+rows, and :mod:`rolectl.render` writes them. Machine formats (json, jsonl, csv, tsv) get raw
+numbers (seconds, rates as fractions), times as ISO 8601 UTC with the Unix time beside in a
+``*_epoch`` field, booleans as JSON booleans or ``true``/``false``; tables get them humanised,
+and every name an instance or the database chose is shown through :func:`~rolectl.render.safe`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from ..render import check_format, default_format, render_record, render_rows
+from ..render import (
+    check_format, default_format, human_ago, human_percent, human_span, human_time, is_machine, iso_utc, render_record,
+    render_rows, safe, time_fields,
+)
 from ..validate import parse_id, parse_role
 from .app import app
 from .common import actor as actor_of
@@ -25,7 +30,6 @@ from .options import ActorOption, ChangeFormatOption, FormatOption, format_optio
 if TYPE_CHECKING:  # pragma: no cover
     from ..cache.registry import Instance
 
-MACHINE = ("json", "jsonl", "csv", "tsv")
 OPENMETRICS = "openmetrics"
 STATS_COLUMNS = ("instance", "pid", "host", "state", "uptime", "hits", "misses", "hit_rate", "hit_rate_10s",
                  "size", "events_applied", "lag", "faults", "resets", "follower", "last_seen")
@@ -39,10 +43,6 @@ WaitOption = typer.Option(2.0, "--wait", min=0, metavar="SECONDS",
                           help="Seconds to wait for running instances to apply it (0: don't).")
 
 
-def _machine(fmt: Optional[str]) -> bool:
-    return (fmt or default_format()) in MACHINE
-
-
 def _discover(ctx: typer.Context) -> tuple[list["Instance"], int, str]:
     """Every registered instance, the log head read right after probing them, the db path."""
     from ..cache.registry import discover
@@ -54,59 +54,7 @@ def _discover(ctx: typer.Context) -> tuple[list["Instance"], int, str]:
     return instances, head, path
 
 
-# -- formatting ----------------------------------------------------------------------------
-
-
-def _ago(when: Optional[float], now: float) -> str:
-    if when is None:
-        return ""
-    return "now" if now - when < 1.5 else f"{_span(now - when)} ago"
-
-
-def _span(seconds: Optional[float]) -> str:
-    if seconds is None:
-        return ""
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
-def _pct(rate: Optional[float]) -> str:
-    return "" if rate is None else f"{100 * rate:.1f}%"
-
-
-def _iso(ts: Optional[float]) -> Optional[str]:
-    """ISO 8601 UTC with milliseconds (machine formats); ``None`` stays ``None``."""
-    if ts is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
-
-
-def _when(ts: Optional[float]) -> str:
-    """For people: the time of day if today, else the date and time (UTC)."""
-    if ts is None:
-        return ""
-    if time.gmtime(ts)[:3] == time.gmtime()[:3]:
-        return time.strftime("%H:%M:%S", time.gmtime(ts))
-    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts))
-
-
-def _when_iso(ts: str) -> str:
-    """An ISO 8601 UTC time from the log, shortened for people like :func:`_when`."""
-    today = time.strftime("%Y-%m-%d", time.gmtime())
-    return ts[11:19] if ts.startswith(today) else ts[:16].replace("T", " ")
-
-
-def _bool(value: Any, fmt: Optional[str]) -> Any:
-    """JSON keeps booleans; text formats spell them ``true`` / ``false``."""
-    if value is None or (fmt or default_format()) in ("json", "jsonl"):
-        return value
-    return "true" if value else "false"
+# -- rows --------------------------------------------------------------------------------------
 
 
 def stats_row(inst: "Instance", head: int, now: float, machine: bool) -> dict[str, Any]:
@@ -116,19 +64,19 @@ def stats_row(inst: "Instance", head: int, now: float, machine: bool) -> dict[st
                            "state": inst.shown_state, "error": inst.error, "follower": follower_label(inst) or None,
                            "bus": inst.bus}
     if machine:
-        row.update({"started_at": _iso(inst.started_at), "started_epoch": inst.started_at,
-                    "last_seen": _iso(inst.last_seen), "last_seen_epoch": inst.last_seen})
+        row.update({"started_at": iso_utc(inst.started_at), "started_epoch": inst.started_at,
+                    **time_fields("last_seen", inst.last_seen)})
     else:
-        row["last_seen"] = _ago(inst.last_seen, now)
+        row["last_seen"] = human_ago(inst.last_seen, now)
     if inst.live:
         c, f, r = inst.stats["cache"], inst.stats.get("follower") or {}, inst.stats.get("rates") or {}
         lookups = c["hits"] + c["misses"] + c["coalesced"]
         row.update({
-            "uptime": round(c["uptime_seconds"], 3) if machine else _span(c["uptime_seconds"]),
+            "uptime": round(c["uptime_seconds"], 3) if machine else human_span(c["uptime_seconds"]),
             "hits": c["hits"], "misses": c["misses"],
-            "hit_rate": round(c["hit_rate"], 6) if machine else _pct(c["hit_rate"] if lookups else None),
+            "hit_rate": round(c["hit_rate"], 6) if machine else human_percent(c["hit_rate"] if lookups else None),
             "hit_rate_10s": (None if r.get("hit_rate") is None else round(r["hit_rate"], 6)) if machine
-            else _pct(r.get("hit_rate")),
+            else human_percent(r.get("hit_rate")),
             "size": c["size"], "events_applied": c["events_applied"], "last_seq": c["last_seq"],
             "lag": max(0, head - c["last_seq"]), "faults": c["faults"], "resets": f.get("resets", 0),
             "lookups_per_s_10s": r.get("lookups_per_second"), "events_per_s_10s": r.get("events_per_second"),
@@ -167,7 +115,7 @@ def stats(
     """
     if fmt != OPENMETRICS:
         check_format(fmt)
-    machine = _machine(fmt)
+    machine = is_machine(fmt)
     columns = STATS_COLUMNS + (STATS_EXTRA if machine else ())
 
     def poll() -> tuple[list["Instance"], int]:
@@ -182,8 +130,7 @@ def stats(
     def rows() -> list[dict[str, Any]]:
         instances, head = poll()
         now = time.time()
-        made = [stats_row(i, head, now, machine) for i in sorted(instances, key=lambda i: (i.name, i.id))]
-        return [r | {"bus": _bool(r["bus"], fmt)} for r in made]
+        return [stats_row(i, head, now, machine) for i in sorted(instances, key=lambda i: (i.name, i.id))]
 
     def once() -> None:
         if fmt == OPENMETRICS:
@@ -253,11 +200,11 @@ def cache_show(
     instances, _, _ = _discover(ctx)
     target = choose(instances, instance)
     reply = target.ask("entries", 30.0, role=wanted_role, user_id=uid, limit=limit or None)
-    machine = _machine(fmt)
+    machine = is_machine(fmt)
     if machine:
-        rows = [{"user_id": u, "role": r, "since": _iso(t), "since_epoch": t} for u, r, t in reply["entries"]]
+        rows = [{"user_id": u, "role": r, **time_fields("since", t)} for u, r, t in reply["entries"]]
     else:
-        rows = [{"user_id": u, "role": r, "since": _when(t)} for u, r, t in reply["entries"]]
+        rows = [{"user_id": u, "role": r, "since": human_time(t)} for u, r, t in reply["entries"]]
     title = f"{target.label}: {len(rows)} of {reply['matched']} entries (cache size {reply['size']}, " \
             f"seq {reply['last_seq']})"
     render_rows(rows, ENTRY_COLUMNS + (("since_epoch",) if machine else ()), fmt, title=title)
@@ -265,48 +212,54 @@ def cache_show(
         typer.echo(f"showing {len(rows)} of {reply['matched']} matching entries; use --limit 0 for all", err=True)
     silent = not_live_summary(instances)
     if silent:
-        typer.echo(f"not shown: {silent}", err=True)
+        typer.echo(f"not shown: {safe(silent)}", err=True)
 
 
 def _confirmation_line(confirmations: list[dict[str, Any]]) -> str:
-    """``applied by 1 of 2 live instances; beta (pid 123) unresponsive``."""
+    """``applied by 1 of 2 live instances; beta (pid 123) unresponsive`` (names made safe)."""
+    from ..cache.registry import label
+
     applied = [c for c in confirmations if c["applied"]]
     line = f"applied by {len(applied)} of {len(confirmations)} live instance{'s' if len(confirmations) != 1 else ''}"
     missing = []
     for c in confirmations:
         if c["applied"]:
             continue
-        who = f"{c['instance']} (pid {c['pid']})" if c["pid"] is not None else f"{c['instance']} (id {c['id']})"
+        who = label(c["instance"], c["pid"], c["id"])
         missing.append(f"{who} {c['state']}" if c["state"] != "live" else f"{who} lagging ({c['detail']})")
-    return line + ("; " + ", ".join(missing) if missing else "")
+    return safe(line + ("; " + ", ".join(missing) if missing else ""))
 
 
 def _break_glass(ctx: typer.Context, do: Any, wait: float, fmt: Optional[str]) -> None:
+    """Record the event, then report it in the one change shape (see
+    :mod:`rolectl.render.changes`) with ``instances``: what each running cache confirmed."""
     out = change_format(fmt)
     from ..cache.registry import RUNNING, discover, wait_applied
     from ..errors import ConflictError, NotAppliedError
+    from ..render import change_item, render_changes
 
     with state(ctx).open() as repo:
         change = do(repo)
         path = repo.store.path
     seq = max(e.seq for e in change.events)
+    item = change_item(change)
+
+    def report(confirmations: list[dict[str, Any]], line: str) -> None:
+        # jsonl has no document around its one item: the confirmations go into the item
+        render_changes([item | {"instances": confirmations} if out == "jsonl" else item], out,
+                       instances=confirmations)
+        if line and out == "text":
+            typer.echo(line)
+
     try:
         running = [i for i in discover(path) if i.state in RUNNING] if wait > 0 else []
     except ConflictError as exc:  # an untrusted runtime directory: the event is in the log all the same
-        typer.echo(f"{change.message} (event #{seq})")
+        report([], "")
         raise ConflictError(f"event #{seq} is recorded, but no cache was asked: {exc.message}", hint=exc.hint) from exc
     confirmations = wait_applied(running, seq, wait) if running else []
     line = _confirmation_line(confirmations) if confirmations else \
         "no running cache instance is registered; caches that start later read the log" if wait > 0 else ""
-    if out == "text":
-        typer.echo(f"{change.message} (event #{seq})")
-        if line:
-            typer.echo(line)
-    else:
-        import json
-
-        item = change.to_dict() | {"instances": confirmations}
-        typer.echo(json.dumps(item, indent=2 if out == "json" else None, ensure_ascii=False))
+    report(confirmations, line)
     if any(not c["applied"] for c in confirmations):
         raise NotAppliedError(f"event #{seq} is recorded, but {line}",
                               hint="a stopped instance applies it when it resumes; check it with `rolectl stats`")
@@ -387,13 +340,14 @@ def whois(
         except ConflictError as exc:  # an untrusted runtime directory: keep the database side
             instances, problem = [], str(exc)
         head = repo.events.head()
-    machine = _machine(fmt)
+    machine = is_machine(fmt)
     holders = []
     for inst in sorted(instances, key=lambda i: (i.name, i.id)):
         if inst.state not in RUNNING:
             continue
         base = {"instance": inst.name, "id": inst.id, "pid": inst.pid, "state": inst.shown_state, "held": None,
-                "role": None, "since": None, "agrees": None, "lag": None, "error": inst.error}
+                "role": None, **(time_fields("since", None) if machine else {"since": None}), "agrees": None,
+                "lag": None, "error": inst.error}
         if inst.state != LIVE:
             holders.append(base)
             continue
@@ -403,37 +357,32 @@ def whois(
             holders.append(base | {"state": getattr(exc, "state", "bad-reply"), "error": exc.message})
             continue
         holders.append(base | {
-            "held": reply["held"], "role": reply["role"], "since": _iso(reply["since"]) if machine
-            else _when(reply["since"]), "agrees": None if not reply["held"] else reply["role"] == role,
-            "lag": max(0, head - reply["last_seq"]),
-        } | ({"since_epoch": reply["since"]} if machine else {}))
+            "held": reply["held"], "role": reply["role"],
+            **(time_fields("since", reply["since"]) if machine else {"since": human_time(reply["since"])}),
+            "agrees": None if not reply["held"] else reply["role"] == role, "lag": max(0, head - reply["last_seq"]),
+        })
     event = max(changes, key=lambda e: e.seq) if changes else None
     record = {
         "user_id": uid, "username": user.username if user else None, "known": user is not None, "role": role,
         "last_change_seq": event.seq if event else None, "last_change": event.describe() if event else None,
-        "last_change_at": (event.ts if machine else _when_iso(event.ts)) if event else None,
+        "last_change_at": (event.ts if machine else human_time(event.ts)) if event else None,
         "live_instances": sum(1 for h in holders if h["state"] in (LIVE, "stale")),
     }
     chosen = fmt or default_format()
     if problem:
-        typer.echo(f"rolectl: warning: caches not asked: {problem}", err=True)
-    if chosen in ("json", "jsonl"):
-        import json
-
-        item = record | {"instances": holders}
-        typer.echo(json.dumps(item, indent=2 if chosen == "json" else None, ensure_ascii=False, default=str))
+        typer.echo(f"rolectl: warning: caches not asked: {safe(problem)}", err=True)
+    if chosen in ("json", "jsonl"):  # one object: the database side and every instance
+        render_record(record | {"instances": holders}, chosen)
         return
     columns = ("instance", "id", "state", "held", "role", "since", "agrees", "lag")
-    shown = [h | {"held": _bool(h["held"], fmt), "agrees": _bool(h["agrees"], fmt)} for h in holders]
     if chosen in ("csv", "tsv"):  # one flat table for scripts: a row per instance, or one without
         flat = ("user_id", "username", "db_role", "last_change_seq", "last_change_at")
         db_side = {"user_id": uid, "username": record["username"], "db_role": role,
                    "last_change_seq": record["last_change_seq"], "last_change_at": record["last_change_at"]}
-        render_rows([db_side | h for h in shown] or [db_side], flat + columns + ("since_epoch",), fmt)
+        render_rows([db_side | h for h in holders] or [db_side], flat + columns + ("since_epoch",), fmt)
         return
-    render_record({k: _bool(v, fmt) if isinstance(v, bool) else v for k, v in record.items()}, fmt,
-                  title=f"user {uid}")
-    if shown:
-        render_rows(shown, columns, fmt, title="caches")
+    render_record(record, fmt, title=f"user {uid}")
+    if holders:  # booleans: render writes them true/false
+        render_rows(holders, columns, fmt, title="caches")
     else:
         typer.echo("no running cache instance is registered for this database", err=True)

@@ -6,8 +6,10 @@ events/s) and one row per instance with rates over the last refresh interval, co
 from two successive snapshots of its counters, plus a short hit-rate sparkline. Colour marks
 the state, a lag and a falling hit rate; rich drops it under ``NO_COLOR`` or without a terminal.
 
-Columns have a priority: when the terminal is too narrow, the least important go first, and
-numbers are never wrapped (``no_wrap``). Rows are sorted by (name, id), a stable key.
+Both are :mod:`rolectl.render.table` tables: columns have a priority (when the terminal is
+too narrow the least important go first), numbers are never wrapped nor cut, and every name
+is escaped. The live view is denser (two cells between columns) and keeps each instance on
+one line. Rows are sorted by (name, id), a stable key.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from ..render import Col, human_percent, human_rate, safe
+
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import RenderableType
 
@@ -27,17 +31,6 @@ SPARK = "▁▂▃▄▅▆▇█"
 HISTORY = 6
 STATE_STYLE = {"live": "green", "stale": "yellow", "unresponsive": "bold red", "bad-reply": "red", "dead": "dim",
                "remote": "dim"}
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    header: str
-    numeric: bool = False
-    #: lower is dropped first when the terminal is too narrow
-    priority: int = 5
-    #: longer text is cut with an ellipsis (names); numbers are never cut
-    max_width: int | None = None
 
 
 def follower_label(inst: "Instance") -> str:
@@ -55,72 +48,21 @@ def sparkline(rates: Sequence[float | None]) -> str:
                    for r in rates)
 
 
-def _pct(rate: float | None) -> str:
-    return "" if rate is None else f"{100 * rate:.1f}%"
-
-
-def _rate(value: float | None) -> str:
-    if value is None:
-        return ""
-    return f"{value:.1f}" if value < 100 else f"{value:,.0f}"
-
-
-def fit(columns: Sequence[Column], rows: Sequence[dict[str, Any]], width: int) -> list[Column]:
-    """The columns that fit ``width`` (cells + two spaces between), dropping the lowest
-    priority first; at least the first column stays."""
-    def need(cols: Sequence[Column]) -> int:
-        return sum(_width(c, rows) for c in cols) + 2 * (len(cols) - 1)
-
-    kept = list(columns)
-    while len(kept) > 1 and need(kept) > width:
-        kept.remove(min(kept[1:], key=lambda c: (c.priority, -kept.index(c))))
-    return kept
-
-
-def _width(column: Column, rows: Sequence[dict[str, Any]]) -> int:
-    widest = max([len(column.header)] + [len(_plain(r.get(column.key))) for r in rows])
-    return min(widest, column.max_width) if column.max_width else widest
-
-
-def _plain(value: Any) -> str:
-    from rich.text import Text
-
-    return value.plain if isinstance(value, Text) else "" if value is None else str(value)
-
-
-def table(columns: Sequence[Column], rows: Sequence[dict[str, Any]], width: int,
-          title: str | None = None) -> "RenderableType":
-    """A borderless rich table of ``rows`` in the columns that fit ``width``."""
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    kept = fit(columns, rows, width)
-    # SIMPLE_HEAD draws a space between columns; with one space of left padding (none at the
-    # edge) that is the two-space gap fit() counts
-    grid = Table(box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), pad_edge=False, show_edge=False, title=title,
-                 title_justify="left", header_style="bold")
-    for c in kept:
-        grid.add_column(c.header, justify="right" if c.numeric else "left", no_wrap=True,
-                        overflow="ellipsis", max_width=c.max_width, min_width=_width(c, rows) if c.numeric else None)
-    for r in rows:
-        grid.add_row(*(v if isinstance(v := r.get(c.key), Text) else Text(_plain(v)) for c in kept))
-    return grid
-
-
 # -- the live view ---------------------------------------------------------------------------
 
-WATCH_COLUMNS = (
-    Column("instance", "instance", priority=9, max_width=16),
-    Column("pid", "pid", True, 2),
-    Column("state", "state", priority=9),
-    Column("lookups_s", "lkup/s", True, 8),
-    Column("hit", "hit%", True, 8),
-    Column("trend", "trend", priority=4),
-    Column("lag", "lag", True, 7),
-    Column("faults", "flt", True, 6),
-    Column("resets", "rst", True, 5),
-    Column("follower", "follower", priority=6),
+#: Two cells between columns: a live view is dense, like ``top``.
+WATCH_GAP = 2
+WATCH_COLUMNS = (  # priority: 0 always shown, the highest dropped first on a narrow terminal
+    Col("instance", "label", 0, min_width=16),
+    Col("pid", "int", 7),
+    Col("state", "atom", 0),
+    Col("lookups_s", "num", 1, "lkup/s"),
+    Col("hit", "num", 1, "hit%"),
+    Col("trend", "atom", 5),
+    Col("lag", "int", 2),
+    Col("faults", "int", 3, "flt"),
+    Col("resets", "int", 4, "rst"),
+    Col("follower", "atom", 3),
 )
 
 
@@ -178,8 +120,8 @@ class WatchModel:
                 lag = max(0, head - c["last_seq"])
                 falling = hit is not None and before is not None and hit < before - 0.01
                 row.update({
-                    "lookups_s": _rate(lps),
-                    "hit": Text(_pct(hit) + ("↓" if falling else ""),
+                    "lookups_s": human_rate(lps),
+                    "hit": Text(human_percent(hit) + ("↓" if falling else ""),
                                 style="red" if falling and hit is not None and hit < before - 0.05  # type: ignore[operator]
                                 else "yellow" if falling else ""),
                     "trend": sparkline(list(track.history)),
@@ -197,8 +139,8 @@ class WatchModel:
         summary = "  ".join(f"{counts.get(s, 0)} {s}" for s in ("live", "dead", "unresponsive"))
         extra = "  ".join(f"{n} {s}" for s, n in sorted(counts.items()) if s not in ("live", "dead", "unresponsive"))
         header = [
-            f"{os.path.basename(db)}  head #{head}  {summary}" + (f"  {extra}" if extra else ""),
-            f"{_rate(total_lps)} lookups/s  {_rate(events) or '-'} events/s  "
+            f"{safe(os.path.basename(db))}  head #{head}  {summary}" + (f"  {extra}" if extra else ""),
+            f"{human_rate(total_lps)} lookups/s  {human_rate(events) or '-'} events/s  "
             f"every {interval:g} s  {time.strftime('%H:%M:%S')}  Ctrl-C to stop",
         ]
         return Frame(header, rows)
@@ -208,9 +150,12 @@ def render_frame(frame: Frame, width: int) -> "RenderableType":
     from rich.console import Group
     from rich.text import Text
 
+    from ..render.table import fitted_table
+
     lines = [Text(line, no_wrap=True, overflow="ellipsis") for line in frame.header]
     lines[0].stylize("bold")
-    body = table(WATCH_COLUMNS, frame.rows, width) if frame.rows else Text("no cache instance registered")
+    body = fitted_table(WATCH_COLUMNS, frame.rows, width, gap=WATCH_GAP) if frame.rows \
+        else Text("no cache instance registered")
     return Group(*lines, Text(""), body)
 
 
@@ -235,30 +180,29 @@ def watch(poll: Callable[[], tuple[list["Instance"], int]], db: str, interval: f
 
 # -- the one-shot table ----------------------------------------------------------------------
 
-STATS_TABLE_COLUMNS = (
-    Column("instance", "instance", priority=9, max_width=16),
-    Column("pid", "pid", True, 3),
-    Column("state", "state", priority=9),
-    Column("uptime", "uptime", True, 2),
-    Column("hits", "hits", True, 6),
-    Column("misses", "misses", True, 6),
-    Column("hit_rate", "hit%", True, 8),
-    Column("hit_rate_10s", "10s", True, 7),
-    Column("size", "size", True, 5),
-    Column("lag", "lag", True, 8),
-    Column("faults", "faults", True, 6),
-    Column("resets", "resets", True, 4),
-    Column("follower", "follower", priority=6),
-    Column("last_seen", "seen", priority=1),
+STATS_TABLE_COLUMNS = (  # priority: 0 always shown, the highest dropped first on a narrow terminal
+    Col("instance", "label", 0, min_width=16),
+    Col("pid", "int", 6),
+    Col("state", "atom", 0),
+    Col("uptime", "num", 7),
+    Col("hits", "int", 3),
+    Col("misses", "int", 3),
+    Col("hit_rate", "num", 1, "hit%"),
+    Col("hit_rate_10s", "num", 2, "10s"),
+    Col("size", "int", 4),
+    Col("lag", "int", 1),
+    Col("faults", "int", 3),
+    Col("resets", "int", 5),
+    Col("follower", "atom", 3),
+    Col("last_seen", "atom", 8, "seen"),
 )
 
 
 def print_stats_table(rows: list[dict[str, Any]], title: str) -> None:
-    """``rolectl stats`` at a terminal: every row, the columns that fit, no split numbers."""
+    """``rolectl stats`` at a terminal: every row, the columns that fit, the state in colour."""
     from rich.text import Text
 
-    from ..render import console
+    from ..render import render_rows
 
-    out = console()
     shown = [dict(r, state=Text(str(r["state"]), style=STATE_STYLE.get(str(r["state"]), ""))) for r in rows]
-    out.print(table(STATS_TABLE_COLUMNS, shown, out.width, title=title))
+    render_rows(shown, STATS_TABLE_COLUMNS, "table", title=title)

@@ -13,7 +13,8 @@ The API, for command modules:
   names or :class:`Col` (kind, priority, header, min_width).
 * ``render_record(record, fmt, title=, out=)`` -- one object; ``render_title(title, fmt)``.
 * ``safe(value) -> str`` -- any text for people; ``dumps(value, indent=None)`` -- JSON.
-* ``iso_utc(epoch)``, ``time_fields(name, epoch)``, ``human_time(value)`` -- times.
+* ``iso_utc(epoch)``, ``time_fields(name, epoch)``, ``human_time(value)``, ``human_span(seconds)``,
+  ``human_ago(epoch)`` -- times; ``human_percent(fraction)``, ``human_rate(per_second)`` -- numbers.
 * ``render_listing(fetch, columns, fmt, limit=, total=, noun=, title=, newest=)`` -- a
   listing that stops after one screen on a terminal and says how many rows it left out
   (built from ``listing_limit``, ``Capped``, ``note_rest``).
@@ -30,15 +31,16 @@ from .formats import (
     FORMATS, MACHINE_FORMATS, OWN_FORMATS, TABULATE_FORMATS, check_format, default_format, is_machine, isatty,
 )
 from .listing import Capped, listing_limit, note_rest, render_listing, screen_rows
+from .numbers import human_percent, human_rate
 from .progress import progress
 from .rows import Row, console, dumps, render_record, render_rows, render_title, tsv_cell
 from .safe import json_safe, safe
-from .times import human_time, iso_utc, time_fields, to_epoch
+from .times import human_ago, human_span, human_time, iso_utc, time_fields, to_epoch
 
 __all__ = [
     "Capped", "Col", "FORMATS", "MACHINE_FORMATS", "OWN_FORMATS", "Row", "TABULATE_FORMATS", "change_document",
-    "change_item", "check_format", "console", "default_format", "dumps", "event_line", "human_text", "human_time",
-    "is_machine", "isatty", "iso_utc", "json_safe", "listing_limit", "note_rest", "plain_text", "progress",
-    "render_changes", "render_listing", "render_record", "render_rows", "render_title", "safe", "screen_rows", "time_fields",
-    "to_epoch", "tsv_cell",
+    "change_item", "check_format", "console", "default_format", "dumps", "event_line", "human_ago", "human_percent",
+    "human_rate", "human_span", "human_text", "human_time", "is_machine", "isatty", "iso_utc", "json_safe",
+    "listing_limit", "note_rest", "plain_text", "progress", "render_changes", "render_listing", "render_record",
+    "render_rows", "render_title", "safe", "screen_rows", "time_fields", "to_epoch", "tsv_cell",
 ]

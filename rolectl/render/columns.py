@@ -17,7 +17,10 @@ from .times import ISO_UTC, human_time
 #: Kinds of column. ``int``/``num``: right-aligned, never cut. ``bool``: ``true``/``false``,
 #: left-aligned. ``time``: shortened for people. ``atom`` (ids, names, states, kinds): never
 #: cut. ``text``: wraps at spaces, and is narrowed down to ``min_width`` when space is short.
-KINDS = ("auto", "int", "num", "bool", "time", "atom", "text")
+#: ``label``: narrowed like ``text`` but cut with an ellipsis, so that a row stays one line.
+KINDS = ("auto", "int", "num", "bool", "time", "atom", "text", "label")
+#: The kinds a narrow terminal may narrow down to their ``min_width``.
+NARROWED = ("text", "label")
 _NUMBER_TEXT = re.compile(r"^-?[0-9][0-9,]*(?:\.[0-9]+)?\s?%?$")
 
 

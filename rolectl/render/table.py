@@ -7,37 +7,61 @@ columns (highest :attr:`Col.priority`, rightmost first), and when even the prior
 columns do not fit, prints each row as a vertical record (``field  value`` lines).
 Rows arrive in chunks; every chunk is measured and the widths only grow, so a listing of a
 million rows keeps one chunk in memory and its columns stay aligned.
+
+A cell may be a rich ``Text``: its colours are kept and its text is escaped like any other
+(the state of a cache instance, a falling hit rate). :func:`fitted_table` makes the same
+table as one renderable for a view that is redrawn in place (``stats --watch``), whose rows
+stay one line each (``label`` columns are cut, not wrapped) and whose gap may be narrower.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from .columns import Col, human_text, resolve
+from .columns import NARROWED, Col, human_text, resolve
+from .safe import safe
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import RenderableType
+    from rich.table import Table
+    from rich.text import Text
 
 #: Columns are separated by three cells (rich's SIMPLE_HEAD box without edges).
 GAP = 3
+#: A cell for people: its escaped text and its rich style ("" for none).
+Cell = tuple[str, Any]
+Layout = tuple[list[Col], dict[str, int]]
 
 
-def fit(cols: Sequence[Col], natural: Mapping[str, int], width: int) -> tuple[list[Col], dict[str, int]] | None:
-    """The columns to show and their widths within ``width`` cells, or ``None`` when even
-    the priority-0 columns do not fit (then rows are shown as vertical records)."""
+def cell(value: Any, kind: str = "auto") -> Cell:
+    """What a person sees of ``value``: :func:`human_text`, or a rich ``Text``'s own text
+    (escaped all the same) with its style."""
+    plain = getattr(value, "plain", None)
+    if isinstance(plain, str):
+        return safe(plain), getattr(value, "style", "")
+    return human_text(value, kind), ""
+
+
+def fit(cols: Sequence[Col], natural: Mapping[str, int], width: int, gap: int = GAP) -> Layout | None:
+    """The columns to show and their widths within ``width`` cells (``gap`` cells between
+    two columns), or ``None`` when even the priority-0 columns do not fit (then rows are
+    shown as vertical records)."""
 
     def need(col: Col) -> int:
         head = len(col.title)
-        if col.kind == "text":
+        if col.kind in NARROWED:
             return max(head, min(natural[col.name], col.min_width))
         return max(head, natural[col.name])
 
     kept = list(cols)
-    while sum(need(c) for c in kept) + GAP * (len(kept) - 1) > width:
+    while sum(need(c) for c in kept) + gap * (len(kept) - 1) > width:
         droppable = [c for c in kept if (c.priority or 0) > 0]
         if not droppable:
             return None
         worst = max(range(len(kept)), key=lambda i: ((kept[i].priority or 0) > 0, kept[i].priority or 0, i))
         del kept[worst]
     widths = {c.name: need(c) for c in kept}
-    spare = width - sum(widths.values()) - GAP * (len(kept) - 1)
+    spare = width - sum(widths.values()) - gap * (len(kept) - 1)
     for col in kept:  # long text gets what is left, leftmost first (it wraps in what it gets)
         if spare <= 0:
             break
@@ -61,16 +85,10 @@ class TableWriter:
         self.hidden: list[str] = []
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        from rich.cells import cell_len
-
         if not self.started:
             self.columns = resolve(self.columns, rows)
-        cells = [{c.name: human_text(r.get(c.name), c.kind) for c in self.columns} for r in rows]
-        for row in cells:
-            for name, text in row.items():
-                size = cell_len(text)
-                if size > self.natural[name]:
-                    self.natural[name] = size
+        cells = [{c.name: cell(r.get(c.name), c.kind) for c in self.columns} for r in rows]
+        measure(cells, self.natural)
         layout = fit(self.columns, self.natural, self.console.width)
         if not self.started:
             self._start(layout)
@@ -97,41 +115,82 @@ class TableWriter:
             note = f"not shown at {self.console.width} columns: {', '.join(self.hidden)} (see --format json)"
             self.console.print(Text(note, style="dim"), overflow="ellipsis", no_wrap=True)
 
-    def _table(self, cells: list[dict[str, str]], kept: list[Col], widths: dict[str, int]) -> None:
-        from rich import box
-        from rich.table import Table
-        from rich.text import Text
-
-        table = Table(
-            box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold",
-            show_header=self.count == 0,
-        )
-        for col in kept:
-            w = widths[col.name]
-            wrap = col.kind == "text"
-            table.add_column(
-                Text(col.title), justify="right" if col.kind in ("int", "num") else "left",
-                no_wrap=not wrap, overflow="fold" if wrap else "ellipsis", width=w, min_width=w, max_width=w,
-            )
-        for row in cells:
-            table.add_row(*(Text(row[c.name]) for c in kept))
+    def _table(self, cells: list[dict[str, Cell]], kept: list[Col], widths: dict[str, int]) -> None:
         if self.count == 0 or cells:
-            self.console.print(table)
+            self.console.print(build_table(kept, widths, cells, show_header=self.count == 0))
 
-    def _vertical(self, cells: list[dict[str, str]]) -> None:
-        """``field  value`` lines per row, empty fields left out; long values wrap."""
-        from rich.text import Text
+    def _vertical(self, cells: list[dict[str, Cell]]) -> None:
+        for line in vertical_lines(self.columns, cells, self.console.width, first=self.count + 1):
+            self.console.print(line)
 
-        label = max((len(c.name) for c in self.columns), default=0)
-        width = self.console.width
-        for offset, row in enumerate(cells, start=self.count + 1):
-            rule = f"── {offset} "
-            self.console.print(Text(rule + "─" * max(0, width - len(rule)), style="dim"), no_wrap=True,
-                               overflow="crop")
-            for col in self.columns:
-                if row[col.name]:
-                    self.console.print(Text.assemble((f"{col.name:<{label}}  ", "bold"), row[col.name]),
-                                       overflow="fold")
+
+def measure(cells: Iterable[Mapping[str, Cell]], natural: dict[str, int]) -> None:
+    """Grow ``natural`` (column name to width in cells) to what ``cells`` need."""
+    from rich.cells import cell_len
+
+    for row in cells:
+        for name, (text, _) in row.items():
+            size = cell_len(text)
+            if size > natural[name]:
+                natural[name] = size
+
+
+def build_table(kept: Sequence[Col], widths: Mapping[str, int], cells: Iterable[Mapping[str, Cell]], *,
+                show_header: bool = True, gap: int = GAP, title: str | None = None) -> "Table":
+    """One rich table in the layout :func:`fit` chose. Numbers are right-aligned and never
+    cut; ``text`` wraps within its width, ``label`` is cut with an ellipsis."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    # SIMPLE_HEAD draws one space between columns; the padding makes up the rest of the gap
+    padding = (0, 1) if gap == GAP else (0, 0, 0, gap - 1)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold", padding=padding,
+                  show_header=show_header, title=safe(title) if title else None, title_justify="left")
+    for col in kept:
+        w = widths[col.name]
+        wrap = col.kind == "text"
+        table.add_column(
+            Text(col.title), justify="right" if col.kind in ("int", "num") else "left",
+            no_wrap=not wrap, overflow="fold" if wrap else "ellipsis", width=w, min_width=w, max_width=w,
+        )
+    for row in cells:
+        table.add_row(*(Text(row[c.name][0], style=row[c.name][1]) for c in kept))
+    return table
+
+
+def vertical_lines(columns: Sequence[Col], cells: Iterable[Mapping[str, Cell]], width: int,
+                   first: int = 1) -> list["Text"]:
+    """``field  value`` lines per row under a numbered rule, empty fields left out: what a
+    terminal too narrow for even the priority-0 columns shows. Rules are cropped, values fold."""
+    from rich.text import Text
+
+    label = max((len(c.name) for c in columns), default=0)
+    lines = []
+    for offset, row in enumerate(cells, start=first):
+        rule = f"── {offset} "
+        lines.append(Text(rule + "─" * max(0, width - len(rule)), style="dim", no_wrap=True, overflow="crop"))
+        for col in columns:
+            text, style = row[col.name]
+            if text:
+                lines.append(Text.assemble((f"{col.name:<{label}}  ", "bold"), (text, style), overflow="fold"))
+    return lines
+
+
+def fitted_table(columns: Sequence[Col], rows: Sequence[Mapping[str, Any]], width: int, *, gap: int = GAP,
+                 title: str | None = None) -> "RenderableType":
+    """All of ``rows`` as one renderable that fits ``width``: the table :class:`TableWriter`
+    would print, built at once (for a view redrawn in place)."""
+    from rich.console import Group
+
+    cols = resolve(list(columns), rows)
+    cells = [{c.name: cell(r.get(c.name), c.kind) for c in cols} for r in rows]
+    natural = {c.name: len(c.title) for c in cols}
+    measure(cells, natural)
+    layout = fit(cols, natural, width, gap)
+    if layout is None:
+        return Group(*vertical_lines(cols, cells, width))
+    return build_table(*layout, cells, gap=gap, title=title)
 
 
 def write_table(

@@ -3,7 +3,8 @@
 Every machine format carries times as ISO 8601 UTC strings with milliseconds and a ``Z``
 (``2026-11-24T21:13:39.123Z``), the form the database itself stores; a command that has a Unix
 time may add it beside, named ``<field>_epoch``. Tables for people show the local time of
-day for today (``21:13:39``) and a date with minutes otherwise (``2026-11-24 21:13``).
+day for today (``21:13:39``) and a date with minutes otherwise (``2026-11-24 21:13``);
+durations as ``4m05s`` and past moments as ``4m05s ago`` (machine formats: seconds).
 """
 
 from __future__ import annotations
@@ -62,3 +63,26 @@ def human_time(value: object, now: float | None = None) -> str:
     if when[:3] == today[:3]:
         return time.strftime("%H:%M:%S", when)
     return time.strftime("%Y-%m-%d %H:%M", when)
+
+
+def human_span(seconds: float | None) -> str:
+    """A duration for people, two units at most: ``42s``, ``4m05s``, ``3h07m``, ``2d04h``."""
+    if seconds is None:
+        return ""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def human_ago(epoch: float | None, now: float | None = None) -> str:
+    """How long ago ``epoch`` was, for people: ``now`` within a second and a half, else
+    ``4m05s ago``; empty for ``None``."""
+    if epoch is None:
+        return ""
+    age = (time.time() if now is None else now) - epoch
+    return "now" if age < 1.5 else f"{human_span(age)} ago"

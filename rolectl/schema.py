@@ -157,6 +157,8 @@ _V2: list[str] = [
 #: believes. The repository compares a requested role with it, not only with the table's,
 #: so that a change made while the two disagree is logged under its real actor.
 LOGGED_ROLE_SQL = _logged_role("?1")
+#: The same for any user id expression (a column of a join).
+logged_role = _logged_role
 
 #: A user's role and the log head in one statement, hence one snapshot: what a cache miss
 #: needs to install an answer no applied event is newer than. ``events.seq`` is AUTOINCREMENT,

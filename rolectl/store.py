@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from .errors import DatabaseError, InvalidInputError, NotFoundError, RolectlError
 from .schema import MIGRATIONS, SCHEMA_VERSION
+from .validate import parse_seconds
 
 if TYPE_CHECKING:  # pragma: no cover
     import sqlite_utils
@@ -41,36 +42,79 @@ def resolve_path(value: str | os.PathLike[str] | None = None) -> Path:
 
 
 def resolve_timeout(value: float | None = None) -> float:
-    """Seconds to wait for a lock held by another process before giving up (exit 5)."""
+    """Seconds to wait for a lock held by another process before giving up (exit 5).
+
+    ``nan``, ``inf``, negative values and waits longer than SQLite's busy timeout can hold
+    (a C ``int`` of milliseconds, ~24.8 days; more used to wrap into "no wait at all") are
+    refused as bad input."""
     if value is not None:
-        return value
+        return parse_seconds(value, "timeout")
     raw = os.environ.get(ENV_TIMEOUT)
     if not raw:
         return DEFAULT_TIMEOUT
+    return parse_seconds(raw, ENV_TIMEOUT)
+
+
+def _no_write_bits(path: Path) -> bool:
+    # Mode bits, not os.access(): root passes every access() check, yet a file without any
+    # write bit is what a read-only open leaves behind and what blocks other users.
     try:
-        timeout = float(raw)
-    except ValueError:
-        raise InvalidInputError(
-            f"{ENV_TIMEOUT}={raw!r} is not a number", hint="set it to seconds, e.g. 5"
-        ) from None
-    if timeout < 0:
-        raise InvalidInputError(f"{ENV_TIMEOUT}={raw!r} is negative", hint="use 0 or more seconds")
-    return timeout
+        return stat.S_IMODE(path.stat().st_mode) & 0o222 == 0 or not os.access(path, os.W_OK)
+    except OSError:
+        return False
+
+
+def _disk_full(path: Path) -> bool:
+    """True when the filesystem holding ``path`` has (next to) no space left for its user."""
+    try:
+        info = os.statvfs(path.parent if str(path.parent) else Path("."))
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < 64 * 1024
+
+
+def _read_only_cause(path: Path) -> RolectlError:
+    """Which file makes a write fail with SQLITE_READONLY, and how to fix that one."""
+    directory = path.parent if str(path.parent) else Path(".")
+    if _no_write_bits(path):
+        return DatabaseError(f"database {path} is read-only", hint=f"make it writable, e.g. `chmod u+w {path}`")
+    for suffix in ("-shm", "-wal"):
+        side = Path(f"{path}{suffix}")
+        if side.exists() and _no_write_bits(side):
+            return DatabaseError(
+                f"database {path} cannot be written: {side} is read-only (left by a read-only open)",
+                hint=f"delete {side} while no process has the database open (SQLite recreates it), "
+                "or let its owner make it writable",
+            )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return DatabaseError(
+            f"database {path} cannot be written: its directory {directory} is not writable",
+            hint="make the directory writable (SQLite keeps the -wal and -shm files next to the database)",
+        )
+    return DatabaseError(f"database {path} is read-only", hint="make the file and its directory writable")
 
 
 def translate(exc: sqlite3.Error, path: Path | str) -> RolectlError:
     """Turn an ``sqlite3`` error into one line that says what is wrong with the file and the fix."""
     text = str(exc)
     low = text.lower()
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    where = Path(path)
+    if name.startswith("SQLITE_FULL") or "disk is full" in low or (
+        (name.startswith("SQLITE_IOERR") or "disk i/o" in low or "unable to open" in low) and _disk_full(where)
+    ):
+        directory = where.absolute().parent
+        return DatabaseError(
+            f"database {path}: the disk is full ({name or text})",
+            hint=f"free space on the filesystem holding {directory} (see `df -h {directory}`), then retry",
+        )
     if "locked" in low or "busy" in low:
         return DatabaseError(
             f"database {path} is locked by another process",
             hint=f"retry, or wait longer with --timeout / {ENV_TIMEOUT}",
         )
     if "readonly" in low or "read-only" in low:
-        return DatabaseError(
-            f"database {path} is read-only", hint="make the file and its directory writable"
-        )
+        return _read_only_cause(where)
     if "not a database" in low or "malformed" in low or "corrupt" in low:
         return DatabaseError(
             f"{path} is not a usable SQLite database ({text})",
@@ -81,6 +125,23 @@ def translate(exc: sqlite3.Error, path: Path | str) -> RolectlError:
     if isinstance(exc, sqlite3.IntegrityError):
         return InvalidInputError(f"the database refused the change ({text})", hint="check the values")
     return DatabaseError(f"database error on {path}: {text}", hint="run `rolectl doctor`")
+
+
+def _special_kind(path: Path) -> str | None:
+    """What ``path`` is when it exists but is not a regular file (a device, FIFO, socket)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
 
 
 def _is_read_only_file(path: Path) -> bool:
@@ -119,6 +180,10 @@ class Store:
         path = self.path
         if path.is_dir():
             raise InvalidInputError(f"--db {path} is a directory", hint="pass the path of a database file")
+        kind = _special_kind(path)
+        if kind is not None:
+            # SQLite would open /dev/null or a FIFO and create -wal/-journal files next to it.
+            raise InvalidInputError(f"--db {path} is {kind}, not a file", hint="pass the path of a database file")
         if not path.exists():
             if not create:
                 raise NotFoundError(

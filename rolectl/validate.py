@@ -6,6 +6,8 @@ The database repeats the essential checks (CHECK constraints) for writers that s
 
 from __future__ import annotations
 
+import math
+import re
 import unicodedata
 
 from .errors import InvalidInputError
@@ -13,34 +15,115 @@ from .events import ROLES, Role
 
 INT64_MAX = 2**63 - 1
 USERNAME_MAX = 64
+ACTOR_MAX = 128
+#: SQLite's busy timeout is a C ``int`` of milliseconds: longer waits would overflow into
+#: "do not wait at all", so longer ones are refused (about 24.8 days).
+TIMEOUT_MAX = (2**31 - 1) // 1000
+
+_NUMBER = re.compile(r"([+-]?)0*([0-9]+)", re.ASCII)
+
+# Characters that render as nothing: white space, the Unicode default-ignorable code points
+# (zero-width space/joiners, bidi marks, variation selectors, tag characters, Hangul fillers)
+# and the blank braille pattern. A name made only of these looks empty in every listing.
+_INVISIBLE = (
+    r"\s\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    r"\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
+    r"\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
+)
+_VISIBLE = re.compile(f"[^{_INVISIBLE}]")
 
 
 def parse_id(value: object, what: str = "user id") -> int:
-    """A positive 64-bit integer id, from an int or its decimal text."""
+    """A positive 64-bit integer id, from an int or its decimal text.
+
+    The text is checked by shape and length before ``int()`` sees it: ``+-5`` is not a number,
+    and 5,000 digits are "too large", not a Python conversion limit.
+    """
     if isinstance(value, bool):
         raise InvalidInputError(f"invalid {what} {value!r}", hint="use a whole number from 1 to 2^63-1")
     if isinstance(value, int):
         number = value
     else:
         text = str(value).strip()
-        if not text or not (text.isascii() and text.lstrip("+-").isdigit()):
+        match = _NUMBER.fullmatch(text)
+        if match is None:
             raise InvalidInputError(
                 f"invalid {what} {str(value)[:40]!r}: not a whole number", hint="use digits only, e.g. 789"
             )
-        number = int(text)
+        sign, digits = match.groups()
+        if len(digits) > 19:  # more digits than 2^63-1 has: no need to build the number
+            if sign == "-":
+                raise InvalidInputError(f"invalid {what} {text[:40]}: must be positive", hint="ids start at 1")
+            raise InvalidInputError(
+                f"invalid {what} {text[:40]}{'...' if len(text) > 40 else ''} ({len(digits)} digits): "
+                "larger than 2^63-1",
+                hint="ids must fit in 64 bits",
+            )
+        number = -int(digits) if sign == "-" else int(digits)
     if number <= 0:
         raise InvalidInputError(f"invalid {what} {number}: must be positive", hint="ids start at 1")
     if number > INT64_MAX:
         raise InvalidInputError(
-            f"invalid {what} {str(number)[:40]}: larger than 2^63-1", hint="ids must fit in 64 bits"
+            f"invalid {what} {_shown(number)}: larger than 2^63-1", hint="ids must fit in 64 bits"
         )
     return number
+
+
+def _shown(number: int) -> str:
+    # str() of an int over 4,300 digits raises; such a number is shown by its size.
+    return str(number)[:40] if number.bit_length() < 1000 else f"of {number.bit_length()} bits"
+
+
+def parse_count(value: object, what: str, *, minimum: int = 0) -> int:
+    """A whole number that SQLite can bind (``--since``, ``--limit``): ``minimum`` to 2^63-1."""
+    if isinstance(value, bool):
+        raise InvalidInputError(f"invalid {what} {value!r}", hint="use a whole number")
+    if isinstance(value, int):
+        number, shown = value, _shown(value)
+    else:
+        text = str(value).strip()
+        match = _NUMBER.fullmatch(text)
+        if match is None:
+            raise InvalidInputError(f"invalid {what} {text[:40]!r}: not a whole number", hint="use digits only")
+        sign, digits = match.groups()
+        shown = text[:40] + ("..." if len(text) > 40 else "")
+        if len(digits) > 19:
+            number = -INT64_MAX - 1 if sign == "-" else INT64_MAX + 1
+        else:
+            number = -int(digits) if sign == "-" else int(digits)
+    if number < minimum:
+        raise InvalidInputError(f"invalid {what} {shown}: below {minimum}", hint=f"use {minimum} or more")
+    if number > INT64_MAX:
+        raise InvalidInputError(f"invalid {what} {shown}: larger than 2^63-1", hint="use a number that fits in 64 bits")
+    return number
+
+
+def parse_seconds(value: object, what: str = "--timeout", *, maximum: float = TIMEOUT_MAX) -> float:
+    """A finite number of seconds from 0 to ``maximum``; ``nan``, ``inf`` and overflows are refused."""
+    if isinstance(value, bool):
+        raise InvalidInputError(f"{what} {value!r} is not a number of seconds", hint="e.g. 5")
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInputError(
+            f"{what} {str(value)[:40]!r} is not a number of seconds", hint="set it to seconds, e.g. 5"
+        ) from None
+    if not math.isfinite(seconds):
+        raise InvalidInputError(f"{what} {str(value)[:40]!r} is not a finite number", hint="use seconds, e.g. 5")
+    if seconds < 0:
+        raise InvalidInputError(f"{what} {str(value)[:40]!r} is negative", hint="use 0 or more seconds")
+    if seconds > maximum:
+        raise InvalidInputError(
+            f"{what} {str(value)[:40]!r} is too long", hint=f"use at most {maximum:.0f} seconds ({maximum / 86400:.1f} days)"
+        )
+    return seconds
 
 
 def parse_text(value: str | None, what: str, max_len: int) -> str | None:
     """Free text stored as given (quotes, ``;``, ``--``, any printable unicode: every query is
     parameterised). Control characters such as NUL or newlines are refused because they break
-    every line-oriented output format; empty text is refused because it means nothing."""
+    every line-oriented output format; empty text is refused because it means nothing, and so is
+    text made only of invisible characters (zero-width joiners, fillers), which looks empty."""
     if value is None:
         return None
     if not value.strip():
@@ -53,7 +136,16 @@ def parse_text(value: str | None, what: str, max_len: int) -> str | None:
                 f"{what} contains the control character U+{ord(char):04X}",
                 hint="remove newlines, tabs and other control characters",
             )
+    if _VISIBLE.search(value) is None:
+        raise InvalidInputError(
+            f"{what} has no visible character", hint="use at least one letter, digit or symbol"
+        )
     return value
+
+
+def has_visible(value: str) -> bool:
+    """True when ``value`` shows at least one character (see :func:`parse_text`)."""
+    return _VISIBLE.search(value) is not None
 
 
 def parse_username(value: str | None) -> str | None:
@@ -72,7 +164,8 @@ def parse_role(value: str) -> Role:
 
 
 def parse_actor(value: str) -> str:
-    actor = value.strip()
-    if not actor or len(actor) > 128 or any(unicodedata.category(c) == "Cc" for c in actor):
-        raise InvalidInputError(f"invalid actor {value[:40]!r}", hint="use a short printable name")
+    """Who made a change, as recorded in the audit log: the same rules as a username (no
+    control or bidi characters, something visible), up to 128 characters."""
+    actor = parse_text(value.strip(), "actor", ACTOR_MAX)
+    assert actor is not None
     return actor

@@ -69,7 +69,7 @@ def test_csv_and_json_lines_parse_to_the_same_operations():
     (['{"op":"add-admin","user_id":true}'], 1, "invalid user id"),
     (['{"op":"add-admin","user_id":1', ], 1, "not valid JSON"),
     (['{"op": 1}'], 1, "unknown operation"),
-    (['"a'], 1, "unknown operation"),
+    (['"a'], 1, "quoted field is never closed"),
 ])
 def test_malformed_lines_are_named_by_number(lines, line, words):
     with pytest.raises(InvalidInputError) as info:
@@ -209,33 +209,35 @@ def test_listeners_hear_the_events_only_after_commit(seeded):
 
 # -- equivalence with the single commands (property) ----------------------------------------------
 
-USERS = st.integers(1, 6)
+USERS = st.integers(1, 6)  # 5 and 6 are never seen before a line names them
 OPS = st.one_of(
-    st.tuples(st.just("add-admin"), USERS),
+    st.tuples(st.just("add-admin"), USERS, st.sampled_from([None, "a", "b"])),
     st.tuples(st.just("remove-admin"), USERS, st.booleans()),
     st.tuples(st.just("transfer"), st.integers(1, 3), USERS),
 )
 
 
-def _one_by_one(repo: Repository, op: tuple) -> None:
+def _one_by_one(repo: Repository, op: tuple) -> bool:
+    """Run one change as its command would; whether it changed anything."""
     if op[0] == "add-admin":
-        repo.users.add_admin(op[1], actor="t")
-    elif op[0] == "remove-admin":
-        repo.users.remove_admin(op[1], actor="t", force=op[2])
-    else:
-        repo.mailboxes.transfer(op[1], op[2], actor="t")
+        return repo.users.add_admin(op[1], op[2], actor="t").changed
+    if op[0] == "remove-admin":
+        return repo.users.remove_admin(op[1], actor="t", force=op[2]).changed
+    return repo.mailboxes.transfer(op[1], op[2], actor="t").changed
 
 
 def _line(op: tuple) -> str:
     if op[0] == "remove-admin":
         return f"remove-admin,{op[1]}" + (",force" if op[2] else "")
+    if op[0] == "add-admin":
+        return f"add-admin,{op[1]}" + (f",{op[2]}" if op[2] else "")
     return ",".join(map(str, op))
 
 
 def _snapshot(repo: Repository) -> tuple:
-    events = [(e.kind, e.user_id, e.old_role, e.new_role, e.mailbox_id, e.from_user, e.to_user)
+    events = [(e.kind, e.user_id, e.old_role, e.new_role, e.mailbox_id, e.from_user, e.to_user, e.note)
               for e in repo.events.since(0)]
-    return [(u.user_id, u.role) for u in repo.users.list()], [(m.mailbox_id, m.owner_id) for m in repo.mailboxes.list()], events
+    return [(u.user_id, u.role, u.username) for u in repo.users.list()], [(m.mailbox_id, m.owner_id) for m in repo.mailboxes.list()], events
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -250,9 +252,10 @@ def test_a_batch_equals_its_commands_run_one_by_one_or_changes_nothing(tmp_path_
             repo.users.upsert(4, actor="t")
     with Repository.open(single_db) as single:
         failure: RolectlError | None = None
+        changed: list[bool] = []
         for index, op in enumerate(ops, 1):
             try:
-                _one_by_one(single, op)
+                changed.append(_one_by_one(single, op))
             except RolectlError as exc:
                 failure = exc
                 failed_line = index
@@ -264,11 +267,12 @@ def test_a_batch_equals_its_commands_run_one_by_one_or_changes_nothing(tmp_path_
         if failure is None:
             result = apply_changes(repo, parsed, actor="t")
             assert _snapshot(repo) == expected
+            assert [r.changed for r in result.results] == changed  # renames and no-ops alike
             assert sum(len(r.events) for r in result.results) == len(result.events)
         else:
             with pytest.raises(type(failure)) as info:
                 apply_changes(repo, parsed, actor="t")
-            assert str(info.value).startswith(f"line {failed_line}: ")
+            assert str(info.value) == f"line {failed_line}: {failure}"  # the command's own message
             assert _snapshot(repo) == before
         assert repo.events.replay() == repo.events.table_roles()
 
@@ -304,6 +308,191 @@ def test_other_processes_see_all_of_a_batch_or_none_of_it(db_path, tmp_path, rol
     assert seen[-1] == count
     with Repository.open(db_path) as repo:
         assert len(repo.events.since(0)) == count
+
+
+# -- line numbers count "\n" only, as editors and `wc -l` do ---------------------------------------
+
+SEPARATORS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\r"
+
+
+def test_line_numbers_count_newlines_only(seeded, tmp_path, run_rolectl):
+    path = tmp_path / "changes.csv"
+    path.write_bytes(f"# a comment with {SEPARATORS} inside\r\nadd-admin,5\r\nbogus,6\r\n".encode())
+    assert path.read_bytes().count(b"\n") == 3  # what `wc -l` says
+    result = run_rolectl("apply", str(path))
+    assert result.returncode == 2 and "line 3: unknown operation 'bogus'" in result.stderr, result.stderr
+
+
+# -- other writers are not locked out by a big batch ----------------------------------------------
+
+BIG = 100_000  # lines; run line by line inside the lock, a batch held it for all of its run
+
+
+def _big_apply(db: Path, tmp_path: Path) -> list[str]:
+    adds = BIG * 2 // 5
+    transfers = BIG - 2 * adds
+    with Repository.open(db) as repo, repo.store.transaction() as conn:
+        conn.executemany("INSERT INTO users (user_id, role) VALUES (?, 'admin')", [(m,) for m in range(1, transfers + 1)])
+        conn.executemany("INSERT INTO users (user_id) VALUES (?)", [(5_000_000 + m,) for m in range(1, transfers + 1)])
+        conn.executemany("INSERT INTO mailboxes (mailbox_id, owner_id) VALUES (?, ?)",
+                         [(m, m) for m in range(1, transfers + 1)])
+    lines = [f"add-admin,{10_000_000 + i}" for i in range(adds)]
+    lines += [f"transfer,{m},{5_000_000 + m}" for m in range(1, transfers + 1)]
+    lines += [f"remove-admin,{10_000_000 + i}" for i in range(adds)]
+    (tmp_path / "big.csv").write_text("\n".join(lines) + "\n")
+    return ["apply", str(tmp_path / "big.csv")]
+
+
+def _big_import(db: Path, tmp_path: Path) -> list[str]:
+    (tmp_path / "big.csv").write_text("id,username,role\n" + "".join(
+        f"{10_000_000 + i},u{i},{'admin' if i % 20 == 0 else 'user'}\n" for i in range(BIG * 2)))
+    return ["users", "import", str(tmp_path / "big.csv")]
+
+
+@pytest.mark.parametrize("build", [_big_apply, _big_import], ids=["apply", "users import"])
+def test_a_single_change_during_a_big_batch_waits_its_turn(db_path, tmp_path, rolectl_bin, build):
+    from conftest import clean_env
+
+    args = build(db_path, tmp_path)
+    env = clean_env()  # the default 5 s busy wait, as a person or a script would have it
+    batch = subprocess.Popen([str(rolectl_bin), "--db", str(db_path), *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
+    singles = []
+    uid = first = 90_000_000
+    while batch.poll() is None:
+        uid += 1
+        # One writer at a time, each started while the batch still runs: each must get its turn.
+        singles.append(subprocess.run([str(rolectl_bin), "--db", str(db_path), "add-admin", str(uid)],
+                                      capture_output=True, text=True, env=env, timeout=120))
+    out, err = batch.communicate()
+    assert batch.returncode == 0, err
+    assert len(singles) >= 2, "the batch ended before the single changes could overlap it"
+    failed = [s.stderr for s in singles if s.returncode != 0]
+    assert failed == [], failed
+    with Repository.open(db_path) as repo:
+        assert {u.user_id for u in repo.users.list(role="admin")} >= set(range(first + 1, uid + 1))
+        assert repo.events.replay() == repo.events.table_roles()
+
+
+# -- the plan is made on a snapshot: a concurrent change to the batch's rows makes it plan again ----
+
+
+def _plan_with_interference(monkeypatch, db: Path, interfere) -> list[int]:
+    """Patch the planner so that ``interfere(conn)`` commits through another connection right
+    after each plan; returns a list that collects, per plan made, the number of that plan."""
+    import sqlite3
+
+    from rolectl.repository import plan
+
+    made: list[int] = []
+    real = plan.make_plan
+
+    def planned(ops, state):
+        result = real(ops, state)
+        made.append(len(made) + 1)
+        other = sqlite3.connect(db, isolation_level=None)
+        interfere(other, len(made))
+        other.close()
+        return result
+
+    monkeypatch.setattr(plan, "make_plan", planned)
+    return made
+
+
+def test_a_change_to_the_batchs_rows_before_the_write_is_planned_again(seeded, monkeypatch):
+    def move_mailbox(other, attempt):
+        if attempt == 1:  # mailbox 1 changes hands between the snapshot and the write lock
+            other.execute("INSERT INTO users (user_id, role) VALUES (7, 'admin')")
+            other.execute("UPDATE mailboxes SET owner_id = 7 WHERE mailbox_id = 1")
+
+    made = _plan_with_interference(monkeypatch, seeded, move_mailbox)
+    with Repository.open(seeded) as repo:
+        result = apply_changes(repo, parse_changes(["add-admin,5", "transfer,1,5"]), actor="t")
+        assert made == [1, 2]
+        moved = [e for e in result.events if e.kind == "admin_transferred"]
+        assert [(e.from_user, e.to_user) for e in moved] == [(7, 5)]
+        assert repo.users.get(7).role == "user" and repo.users.get(123).role == "admin"
+        assert repo.events.replay() == repo.events.table_roles()
+
+
+def test_a_change_elsewhere_does_not_make_it_plan_again(seeded, monkeypatch):
+    made = _plan_with_interference(
+        monkeypatch, seeded, lambda other, attempt: other.execute("INSERT INTO users (user_id) VALUES (4242)"))
+    with Repository.open(seeded) as repo:
+        apply_changes(repo, parse_changes(["add-admin,5", "transfer,1,5"]), actor="t")
+        assert made == [1] and repo.users.get(4242) is not None and repo.users.get(5).role == "admin"
+
+
+def test_a_batch_under_constant_interference_plans_under_the_lock(seeded, monkeypatch):
+    import sqlite3
+
+    locked_out = []
+
+    def rename_owner(other, attempt):
+        other.execute("PRAGMA busy_timeout = 0")
+        try:
+            other.execute(f"UPDATE users SET username = 'n{attempt}' WHERE user_id = 123")
+        except sqlite3.OperationalError as exc:  # the last plan is made under the write lock
+            locked_out.append((attempt, "locked" in str(exc)))
+
+    made = _plan_with_interference(monkeypatch, seeded, rename_owner)
+    with Repository.open(seeded) as repo:
+        result = apply_changes(repo, parse_changes(["add-admin,2000", "transfer,1,2000"]), actor="t")
+        assert made == [1, 2, 3] and locked_out == [(3, True)]
+        assert repo.users.get(123).username == "n2" and repo.mailboxes.get(1).owner_id == 2000
+        assert [e.note for e in result.events if e.user_id == 123] == ["n2"]
+
+
+def _writer_gets_in(db: Path) -> bool:
+    """Can another connection commit right now, without waiting at all?"""
+    import sqlite3
+
+    other = sqlite3.connect(db, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO users (user_id) VALUES (777777)")
+        other.execute("COMMIT")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        other.close()
+
+
+def test_the_write_lock_is_free_while_a_batch_is_planned(seeded, monkeypatch):
+    """Deterministic, whatever the machine's speed: reading and planning take no write lock."""
+    from rolectl.repository import plan
+
+    seen = []
+    real = plan.make_plan
+
+    def planned(ops, state):
+        if not seen:
+            seen.append(_writer_gets_in(seeded))
+        return real(ops, state)
+
+    monkeypatch.setattr(plan, "make_plan", planned)
+    with Repository.open(seeded) as repo:
+        apply_changes(repo, parse_changes(["add-admin,5", "transfer,1,5"]), actor="t")
+        assert seen == [True] and repo.users.get(777777) is not None and repo.mailboxes.get(1).owner_id == 5
+
+
+def test_the_write_lock_is_free_while_an_import_is_staged_and_checked(seeded, monkeypatch):
+    from rolectl.repository import batch
+    from rolectl.repository.batch import import_users, parse_import
+
+    seen = []
+    real = batch._import_check
+
+    def checked(conn, label):
+        if not seen:
+            seen.append(_writer_gets_in(seeded))
+        return real(conn, label)
+
+    monkeypatch.setattr(batch, "_import_check", checked)
+    with Repository.open(seeded) as repo:
+        summary = import_users(repo, parse_import("id,role\n5,admin\n6,user\n"), actor="t")
+        assert seen == [True] and summary.created == 2 and repo.users.get(777777) is not None
 
 
 def test_transfer_to_a_new_user_creates_them_in_the_same_transaction(seeded, tmp_path, cli):

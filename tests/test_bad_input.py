@@ -311,3 +311,191 @@ def test_largest_id_is_fine(cli):
     biggest = str(2**63 - 1)
     assert cli("add-admin", biggest).exit_code == 0
     assert cli("role", biggest).stdout == "admin\n"
+
+
+# -- inputs that used to reach Python's own errors (exit 1 "internal error") ------------------------
+
+HUGE = "1" * 5000  # over Python's 4,300-digit int() limit
+INT64_OVER = str(2**63)
+
+PARSER_CASES = [
+    (["role", "--", "+-5"], "not a whole number"),
+    (["role", "++5"], "not a whole number"),
+    (["role", HUGE], "larger than 2^63-1"),
+    (["add-admin", "5", HUGE], "larger than 2^63-1"),
+    (["events", "--user", "+-5"], "not a whole number"),
+    (["events", "--user", HUGE], "larger than 2^63-1"),
+    (["transfer", "1", "--to", "++2000"], "not a whole number"),
+    (["mailbox", "create", HUGE, "--owner", "5"], "larger than 2^63-1"),
+    (["events", "--since", INT64_OVER], "larger than 2^63-1"),
+    (["events", "--limit", INT64_OVER], "larger than 2^63-1"),
+    (["events", "--since", HUGE], "larger than 2^63-1"),
+    (["users", "--limit", INT64_OVER], "larger than 2^63-1"),
+    (["admins", "--limit", HUGE], "larger than 2^63-1"),
+    (["mailbox", "list", "--limit", INT64_OVER], "larger than 2^63-1"),
+    (["--timeout", "nan", "add-admin", "5"], "not a finite number"),
+    (["--timeout", "inf", "add-admin", "5"], "not a finite number"),
+    (["--timeout", "-inf", "role", "5"], "not a finite number"),
+    (["--timeout", "3e6", "add-admin", "5"], "too long"),
+    (["--timeout", "1e400", "add-admin", "5"], "not a finite number"),
+    (["add-admin", "5", "--actor", "a\u202eb"], "control character U+202E"),
+    (["add-admin", "5", "--actor", "\u200d\u200d"], "no visible character"),
+    (["add-admin", "5", "--username", "\u200d\u200d\u200d"], "no visible character"),
+    (["add-admin", "5", "--username", "\u3164"], "no visible character"),
+    (["mailbox", "create", "2", "--owner", "5", "--title", "\u200d"], "no visible character"),
+]
+
+
+@pytest.mark.parametrize("args, text", PARSER_CASES, ids=[" ".join(c[0])[:30] for c in PARSER_CASES])
+def test_parser_limits_in_a_real_process(seeded, run_rolectl, args, text):
+    before = fingerprint(seeded)
+    result = run_rolectl(*args)
+    assert_one_line_error(result.stderr, result.returncode, 2)
+    assert text in result.stderr and "internal error" not in result.stderr
+    assert result.stdout == ""
+    assert fingerprint(seeded) == before
+
+
+@pytest.mark.parametrize("value, text", [("nan", "not a finite number"), ("inf", "not a finite number"),
+                                         ("3e6", "too long"), ("soon", "not a number"), ("-1", "negative")])
+def test_timeout_from_the_environment(seeded, run_rolectl, value, text):
+    before = fingerprint(seeded)
+    result = run_rolectl("add-admin", "5", env=clean_env(ROLECTL_TIMEOUT=value))
+    assert_one_line_error(result.stderr, result.returncode, 2)
+    assert text in result.stderr and "ROLECTL_TIMEOUT" in result.stderr
+    assert fingerprint(seeded) == before
+
+
+def test_the_longest_timeout_sqlite_can_hold_is_accepted(seeded, run_rolectl):
+    from rolectl.store import Store
+    from rolectl.validate import TIMEOUT_MAX
+
+    assert run_rolectl("--timeout", str(TIMEOUT_MAX), "role", "789").stdout == "admin\n"
+    with Store(seeded, timeout=TIMEOUT_MAX) as store:  # the pragma holds it: no wrap to "no wait"
+        assert store.query("PRAGMA busy_timeout")[0][0] == TIMEOUT_MAX * 1000
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, 3e6])
+def test_the_library_refuses_the_same_timeouts(seeded, value):
+    from rolectl.errors import InvalidInputError
+    from rolectl.store import Store
+
+    with pytest.raises(InvalidInputError):
+        Store(seeded, timeout=value)
+
+
+BATCH_FILES = [
+    ("apply", "deep.jsonl", '{"op":"add-admin","user_id":' + "[" * 100_000 + "]" * 100_000 + "}\n",
+     "nested too deeply"),
+    ("users import", "deep.json", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ("users import", "deep.jsonl", '{"id": 5, "username": ' + "[" * 100_000 + "\n", "nested too deeply"),
+    ("apply", "huge.jsonl", '{"op":"add-admin","user_id":' + HUGE + "}\n", "larger than 2^63-1"),
+    ("users import", "huge.json", '[{"id": ' + HUGE + "}]", "larger than 2^63-1"),
+    ("apply", "huge.csv", f"add-admin,5\nadd-admin,{HUGE}\n", "line 2: invalid user id"),
+    ("apply", "sign.csv", "add-admin,5\nremove-admin,+-5\n", "line 2: invalid user id '+-5'"),
+    ("users import", "sign.csv", "id,username\n5,a\n++6,b\n", "line 3: invalid user id '++6'"),
+    ("users import", "huge.csv", f"id\n{HUGE}\n", "line 2: invalid user id"),
+    ("users import", "quote.csv", 'id,username\n5,"ann\n6,bob\n', "line 2: a quoted field starts here"),
+    ("apply", "quote.csv", 'add-admin,5\nadd-admin,6,"bob\n', "line 2: a quoted field is never closed"),
+    ("users import", "field.csv", 'id,username\n5,"' + "x" * 200_000 + '"\n', "line 2: not valid CSV"),
+    ("users import", "ghost.csv", "id,username\n5,\u200d\u200d\n", "line 2: username has no visible character"),
+    ("users import", "filler.jsonl", '{"id": 5, "username": "\u3164"}\n', "line 1: username has no visible"),
+]
+
+
+@pytest.mark.parametrize("command, name, content, text", BATCH_FILES, ids=[f[0] + " " + f[1] for f in BATCH_FILES])
+def test_bad_batch_files_in_a_real_process(seeded, tmp_path, run_rolectl, command, name, content, text):
+    path = tmp_path / name
+    path.write_text(content)
+    before = fingerprint(seeded)
+    result = run_rolectl(*command.split(), str(path))
+    assert_one_line_error(result.stderr, result.returncode, 2)
+    assert text in result.stderr and "internal error" not in result.stderr
+    assert fingerprint(seeded) == before
+
+
+def test_db_that_is_a_device_is_refused_and_untouched(tmp_path, run_rolectl):
+    before = sorted(os.listdir("/dev"))
+    for args in (["init"], ["role", "5"], ["add-admin", "5"]):
+        result = run_rolectl(*args, db=Path("/dev/null"))
+        assert_one_line_error(result.stderr, result.returncode, 2)
+        assert "/dev/null is a device" in result.stderr
+    assert sorted(os.listdir("/dev")) == before
+
+
+def test_db_that_is_a_fifo_is_refused(tmp_path, run_rolectl):
+    fifo = tmp_path / "pipe.db"
+    os.mkfifo(fifo)
+    result = run_rolectl("init", db=fifo, timeout=20)
+    assert_one_line_error(result.stderr, result.returncode, 2)
+    assert "named pipe" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bot.db", "pipe.db"]
+
+
+# -- the parsers themselves (hypothesis) ------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(st.text(max_size=30), st.from_regex(r"[ +-]{0,3}[0-9]{0,30}[ ]?", fullmatch=True)))
+def test_parse_id_accepts_exactly_the_positive_64_bit_decimals(text):
+    from rolectl.errors import InvalidInputError
+    from rolectl.validate import parse_id
+
+    stripped = text.strip()
+    body = stripped[1:] if stripped[:1] in "+-" else stripped
+    expected = None
+    if body and body.isascii() and body.isdigit():
+        value = int(stripped)
+        expected = value if 0 < value < 2**63 else None
+    try:
+        assert parse_id(text) == expected
+    except InvalidInputError as exc:
+        assert expected is None and exc.exit_code == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.one_of(st.integers(min_value=-(2**80), max_value=2**80),
+                       st.integers(min_value=-(2**80), max_value=2**80).map(str), st.text(max_size=25)))
+def test_parse_count_never_lets_sqlite_overflow(value):
+    from rolectl.errors import InvalidInputError
+    from rolectl.validate import parse_count
+
+    try:
+        number = parse_count(value, "--since")
+    except InvalidInputError:
+        return
+    assert 0 <= number < 2**63
+    sqlite3.connect(":memory:").execute("SELECT ?", (number,))  # binds without OverflowError
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+                       st.sampled_from(["nan", "inf", "-inf", "1e400", "3e6", "2147483", "2147484", "0", "1_0"])))
+def test_parse_seconds_gives_a_busy_timeout_that_fits_sqlite(value):
+    from rolectl.errors import InvalidInputError
+    from rolectl.validate import parse_seconds
+
+    try:
+        seconds = parse_seconds(value)
+    except InvalidInputError:
+        return
+    millis = int(seconds * 1000)
+    assert 0 <= millis <= 2**31 - 1
+    conn = sqlite3.connect(":memory:")
+    conn.execute(f"PRAGMA busy_timeout = {millis}")
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == millis
+
+
+@FAST
+@given(value=st.one_of(st.text(max_size=25), st.integers(min_value=-(2**70), max_value=2**70).map(str),
+                       st.sampled_from(["nan", "inf", "1e999", "+-5", "++5", HUGE])),
+       option=st.sampled_from([["events", "--since"], ["events", "--limit"], ["users", "--limit"],
+                               ["--timeout"], ["mailbox", "list", "--owner"], ["events", "--user"]]))
+def test_any_option_value_is_accepted_or_refused_in_one_line(cli, seeded, value, option):
+    before = fingerprint(seeded)
+    args = [*option, value] + (["role", "789"] if option == ["--timeout"] else [])
+    result = cli(*args)
+    if result.exit_code != 0:
+        assert_one_line_error(result.stderr, result.exit_code, 2)
+        assert "internal error" not in result.stderr
+    assert fingerprint(seeded) == before

@@ -209,3 +209,17 @@ def test_import_is_a_merge_with_one_event_per_role_change(tmp_path_factory, star
         assert summary.created == len(set(expected) - set(before))
         assert summary.created + summary.updated + summary.unchanged == len(rows)
         assert repo.events.replay() == repo.events.table_roles()
+
+
+# -- line numbers count "\n" only, as editors and `wc -l` do ---------------------------------------
+
+
+@pytest.mark.parametrize("text, words", [
+    ("id,username\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\n5,a\n6,b,c,d\n", "line 4: 4 fields"),
+    ("id,username\r\n5,a\r\n6,b,c,d\r\n", "line 3: 4 fields"),
+    ('{"id": 5}\n\x0c\u2028\n{"id": "x"}\n', "line 3: invalid user id 'x'"),
+])
+def test_line_numbers_count_newlines_only(text, words):
+    with pytest.raises(InvalidInputError) as info:
+        parse_import(text)
+    assert words in str(info.value)

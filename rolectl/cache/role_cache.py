@@ -104,6 +104,12 @@ class CacheEntry:
     since_wall: float | None
 
 
+class _SuspendedLoads(dict):  # type: ignore[type-arg]
+    """``RoleCache._loads`` while the cache is suspended (see :meth:`RoleCache.suspend`)."""
+
+    __slots__ = ()
+
+
 def _parse(result: FetchResult) -> tuple[Role, int | None]:
     """Normalise a fetch result to (canonical role, version or None). Unknown roles are a
     database problem, not something to cache."""
@@ -156,7 +162,7 @@ class RoleCache:
         "_waiters", "_last_seq", "_ahead", "_ahead_top", "_ahead_max", "_gone", "_others_since", "_started_mono", "_started_wall", "_user_hits", "_other_hits",
         "_user_misses", "_other_misses", "_misses_dropped", "_misses_evicted", "_coalesced",
         "_events_applied", "_events_ignored", "_events_superseded", "_evictions",
-        "_invalidations", "_clears", "_stale_prevented", "_faults", "_load_errors",
+        "_invalidations", "_clears", "_stale_prevented", "_faults", "_load_errors", "_suspended",
     )
 
     def __new__(cls, fetch: Fetch | None = None, *, maxsize: int | None = None, **_: Any) -> "RoleCache":
@@ -212,6 +218,7 @@ class RoleCache:
         self._coalesced = self._events_applied = self._events_ignored = self._events_superseded = 0
         self._evictions = self._invalidations = self._clears = 0
         self._stale_prevented = self._faults = self._load_errors = 0
+        self._suspended = False  # see suspend(): the follower cannot vouch for memory
 
     def __repr__(self) -> str:
         return f"<RoleCache {self.name!r} size={len(self)} last_seq={self._last_seq}>"
@@ -347,6 +354,8 @@ class RoleCache:
             self._other_hits[role] += 1
             self._touch(user_id)
             return role
+        if self._suspended:
+            return _parse(await asyncio.to_thread(fetch, user_id))[0]
         loop = asyncio.get_running_loop()
         token = [_NO_FLOOR]
         try:
@@ -495,6 +504,8 @@ class RoleCache:
             self._user_misses += 1
         else:
             self._other_misses[role] += 1
+        if self._suspended:  # a read that raced suspend(): answer it, keep it out of memory
+            return role
         if version is None:
             ok = floor == _NO_FLOOR
         elif floor == _NO_FLOOR:
@@ -618,16 +629,19 @@ class RoleCache:
         log.info("cache %s cleared (%d entries): %s", self.name, size, reason or "no reason given")
         return size
 
-    def reset(self, last_seq: int = 0, *, reason: str | None = None) -> int:
+    def reset(self, last_seq: int = 0, *, reason: str | None = None, counted: bool = True) -> int:
         """Start over at ``last_seq``: clear, forget versions, resume the log from there.
 
         For the follower when it cannot vouch for the cache: a gap, a new ``log_id``, a head
         that went backwards. ``last_seq`` may move backwards here (and only here).
+        ``counted=False``: positioning a fresh cache at the log's head, not a clear.
         """
         if not isinstance(last_seq, int) or isinstance(last_seq, bool) or last_seq < 0:
             raise InvalidInputError(f"last_seq must be a non-negative integer, not {last_seq!r}")
         with self._lock:
             size = self._clear_locked(_INF)
+            if not counted:
+                self._clears -= 1
             self._ahead.clear()
             self._ahead_top = set()
             self._ahead_max = 0
@@ -635,6 +649,30 @@ class RoleCache:
         log.info("cache %s reset to seq %d (%d entries dropped): %s", self.name, last_seq, size,
                  reason or "no reason given")
         return size
+
+    def suspend(self, reason: str | None = None) -> int:
+        """Stop answering from memory: drop every entry and, until :meth:`resume`, answer
+        every lookup with a database read that is not cached (an error if the database
+        cannot be read). For the follower when it has not been able to read the log for
+        longer than its staleness bound. Returns how many entries were dropped."""
+        with self._lock:
+            self._suspended = True
+            size = self._clear_locked(_INF)
+            # Not a plain dict: every miss takes the locked path, whose install refuses while
+            # suspended -- so the common miss path carries no test of its own.
+            self._loads = _SuspendedLoads(self._loads)
+        log.warning("cache %s suspended (%d entries dropped): %s", self.name, size, reason or "no reason given")
+        return size
+
+    def resume(self) -> None:
+        """Answer from memory again (the follower reads the log again)."""
+        with self._lock:
+            self._suspended = False
+            self._loads = dict(self._loads)
+
+    @property
+    def suspended(self) -> bool:
+        return self._suspended
 
     @property
     def last_seq(self) -> int:
@@ -646,6 +684,9 @@ class RoleCache:
     def _set_locked(self, user_id: int, role: Role) -> None:
         # Add before removing from the other structure: a lock-free reader then sees the
         # old role or the new one, never neither (which would only cost a locked recheck).
+        if self._suspended:  # nothing enters memory while it cannot be vouched for
+            self._remove_locked(user_id, _DROPPED)
+            return
         if role is ROLE_USER:
             self._users.add(user_id)
             if self._others and self._others.pop(user_id, None) is not None:

@@ -16,7 +16,7 @@ from typing import Iterator, Union
 
 from ..errors import DatabaseError
 from ..events import Event
-from .follower import SETTLE, SETTLE_FIRST, SETTLE_MAX
+from .followcore import SETTLE, SETTLE_FIRST, SETTLE_MAX
 from .logreader import Anchor, LogReader
 from .wakeup import Waker
 
@@ -56,14 +56,14 @@ def follow(path: str | os.PathLike[str], after: int, *, stop: threading.Event | 
                     while True:
                         batch = reader.read(after, anchor if anchor and anchor[0] == after else None)
                         if batch.reset is not None:
-                            after, anchor = batch.head, None
+                            after, anchor = batch.head, batch.anchor
                             yield Restart(batch.reset, batch.head)
                             break
                         for event in batch.events:
                             yield event
                         if batch.events:
-                            last = batch.events[-1]
-                            after, anchor = last.seq, (last.seq, last.ts, last.kind)
+                            after = batch.events[-1].seq
+                        anchor = batch.anchor
                         if not batch.more:
                             break
                 last_trouble = None

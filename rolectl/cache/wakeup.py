@@ -5,7 +5,9 @@ is (rolectl, a bot, the ``sqlite3`` shell), and a checkpoint or a replaced file 
 the database's directory. Linux inotify reports exactly those writes, so an idle follower
 sleeps in ``select()`` and costs nothing; this module wraps inotify with ``ctypes`` (no
 dependency) and watches the *directory*, because the files themselves come and go
-(``-wal`` is deleted on the last close, the database may be renamed over).
+(``-wal`` is deleted on the last close, the database may be renamed over). It watches the
+directory that *really* holds the file: SQLite resolves a symlinked database path and keeps
+``-wal`` next to the target, so a watch on the link's directory would never fire.
 
 inotify says "something was written", not "a commit is visible": the last frame is written
 before the WAL is synced and the wal-index published, so a check right after the event can
@@ -28,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from . import nogil
+
 log = logging.getLogger("rolectl.follower")
 
 IN_MODIFY = 0x00000002
@@ -48,6 +52,8 @@ WATCH_MASK = (
     IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE
     | IN_DELETE_SELF | IN_MOVE_SELF
 )
+#: What happens to the database's own name when the file is replaced (not merely written).
+_REPLACING = IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE
 _HEADER = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then name)
 
 
@@ -72,12 +78,17 @@ class Waker:
     """
 
     def __init__(self, db_path: str | os.PathLike[str], *, use_inotify: bool = True) -> None:
-        path = Path(db_path).absolute()
+        path = Path(os.path.realpath(Path(db_path).absolute()))
         self.path = path
         name = os.fsencode(path.name)
+        self._name = name
         self._names = frozenset({name, name + b"-wal", name + b"-journal"})
         self._fd = -1
+        self._buf = nogil.Buffer(65536)
         self.last_write = 0.0  # time.monotonic() of the latest relevant write seen
+        #: The database file itself was created, moved, deleted (or events were lost) since
+        #: :meth:`take_replaced` last looked: its identity must be checked.
+        self.replaced = False
         self.events = 0  # relevant inotify events seen (a commit makes several)
         self.overflows = 0
         self._pipe_r, self._pipe_w = os.pipe()
@@ -99,6 +110,14 @@ class Waker:
                     self._fd = fd
         self.mode = "inotify" if self._fd >= 0 else "timer"
 
+    def fileno(self) -> int:
+        """The inotify descriptor (for an event loop's ``add_reader``), or -1 in timer mode."""
+        return self._fd
+
+    def drain(self) -> bool:
+        """Consume pending notifications without waiting; ``True`` if one was relevant."""
+        return self._drain_inotify() if self._fd >= 0 else False
+
     def wait(self, timeout: float | None) -> bool:
         """Sleep until a relevant write, :meth:`wake`, or ``timeout`` seconds."""
         fds = [self._pipe_r] + ([self._fd] if self._fd >= 0 else [])
@@ -114,21 +133,24 @@ class Waker:
             woke = self._drain_inotify() or woke
         return woke
 
+    def take_replaced(self) -> bool:
+        """Whether the database file may have been replaced since the last call."""
+        replaced, self.replaced = self.replaced, False
+        return replaced
+
     def _drain_pipe(self) -> None:
         try:
-            while os.read(self._pipe_r, 512):
+            while nogil.read(self._pipe_r, self._buf):
                 pass
-        except (BlockingIOError, OSError):
+        except OSError:
             pass
 
     def _drain_inotify(self) -> bool:
         """Read every queued event; ``True`` if any concerned the database's files."""
         relevant = False
         while True:
-            try:
-                data = os.read(self._fd, 65536)
-            except BlockingIOError:
-                break
+            try:  # without giving up the GIL: see rolectl.cache.nogil
+                data = nogil.read(self._fd, self._buf)
             except OSError as exc:  # pragma: no cover - the fd went bad: fall back to timer
                 log.warning("inotify read failed (%s); polling instead", exc)
                 self._close_inotify()
@@ -142,11 +164,13 @@ class Waker:
                 offset += _HEADER.size + length
                 if mask & IN_Q_OVERFLOW:
                     self.overflows += 1
-                    relevant = True  # events were lost: assume the worst
+                    relevant = self.replaced = True  # events were lost: assume the worst
                 elif mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED):
-                    relevant = True  # the directory itself went away: let the reader find out
+                    relevant = self.replaced = True  # the directory itself went away
                 elif name in self._names:
                     relevant = True
+                    if name == self._name and mask & _REPLACING:
+                        self.replaced = True
         if relevant:
             self.events += 1
             self.last_write = time.monotonic()

@@ -14,6 +14,7 @@ from .. import __version__
 from .context import state
 from .globals import DB_HELP, DEBUG_HELP, TIMEOUT_HELP, VERBOSE_HELP, configure_logging
 from .group import Group
+from .options import Seconds
 
 app = typer.Typer(
     cls=Group,
@@ -46,7 +47,7 @@ def main(
         None,
         "--timeout",
         envvar="ROLECTL_TIMEOUT",
-        min=0,
+        click_type=Seconds("--timeout"),
         help=TIMEOUT_HELP,
         metavar="SECONDS",
     ),

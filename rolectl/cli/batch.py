@@ -67,11 +67,11 @@ def apply(
     Example: printf 'add-admin,789,new_admin\\ntransfer,1,2000\\n' | rolectl apply --dry-run -
     """
     from ..render import check_format
-    from ..repository.batch import apply_changes, parse_changes
+    from ..repository.batch import apply_changes, lines_of, parse_changes
 
     check_format(fmt)
     who = actor_of(actor)
-    ops = parse_changes(read_input(file).splitlines(), input_format)
+    ops = parse_changes(lines_of(read_input(file)), input_format)
     label = "stdin" if file == "-" else file
     if not ops:
         typer.echo(f"nothing to apply: {label} has no changes", err=True)

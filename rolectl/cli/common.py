@@ -9,6 +9,7 @@ import typer
 from ..render import check_format
 from ..validate import parse_actor, parse_id
 from .context import default_actor
+from .options import SeqNumber
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..repository import Change
@@ -16,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
 CHANGE_FORMATS = ("text", "json", "jsonl")
 
 
-def ids(values: Iterable[str], what: str = "user id") -> list[int]:
+def ids(values: Iterable[object], what: str = "user id") -> list[int]:
     """Parse every id before anything is opened, so one bad id changes nothing."""
     return [parse_id(v, what) for v in values]
 
@@ -45,6 +46,6 @@ def report(changes: Sequence["Change"], fmt: str, key: str, targets: Sequence[in
 
 
 LimitOption: Optional[int] = typer.Option(
-    None, "--limit", min=0, metavar="N",
+    None, "--limit", click_type=SeqNumber("--limit"), metavar="N",
     help="At most this many rows; 0: all. Default: all, but one screen on a terminal.",
 )

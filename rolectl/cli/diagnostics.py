@@ -25,7 +25,8 @@ from .common import actor as actor_of
 from .common import change_format
 from .context import state
 from . import complete
-from .options import ActorOption, ChangeFormatOption, FormatOption, format_option, role_option
+from .options import (USER_ID, ActorOption, ChangeFormatOption, FormatOption, Seconds, SeqNumber, format_option,
+                      role_option)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..cache.registry import Instance
@@ -39,7 +40,7 @@ STATS_EXTRA = ("id", "last_seq", "lookups_per_s_10s", "events_per_s_10s", "coale
 ENTRY_COLUMNS = ("user_id", "role", "since")
 InstanceOption = typer.Option(None, "--instance", "-i", metavar="NAME", autocompletion=complete.instances,
                               help="Instance name or id (see `rolectl stats`).")
-WaitOption = typer.Option(2.0, "--wait", min=0, metavar="SECONDS",
+WaitOption = typer.Option(2.0, "--wait", click_type=Seconds("--wait"), metavar="SECONDS",
                           help="Seconds to wait for running instances to apply it (0: don't).")
 
 
@@ -95,8 +96,8 @@ def stats_row(inst: "Instance", head: int, now: float, machine: bool) -> dict[st
 def stats(
     ctx: typer.Context,
     watch: bool = typer.Option(False, "--watch", "-w", help="Live view, refreshed in place until Ctrl-C (exit 0)."),
-    interval: float = typer.Option(1.0, "--interval", min=0.1, max=3600,
-                                   help="Seconds between refreshes with --watch."),
+    interval: float = typer.Option(1.0, "--interval", help="Seconds between refreshes with --watch.",
+                                   click_type=Seconds("--interval", 0.1, 3600)),
     prune: bool = typer.Option(False, "--prune", help="Forget registrations whose process is gone (this host only)."),
     fmt: Optional[str] = format_option(
         extra=(OPENMETRICS,), help="table, json, jsonl, csv, tsv, a tabulate format, or openmetrics "
@@ -179,8 +180,10 @@ def cache_show(
     ctx: typer.Context,
     instance: Optional[str] = InstanceOption,
     role: Optional[str] = role_option("Only entries with this role: user or admin."),
-    user: Optional[str] = typer.Option(None, "--user", metavar="USER_ID", help="Only this user id."),
-    limit: int = typer.Option(1000, "--limit", min=0, metavar="N", help="At most this many entries (0: all). Default 1000."),
+    user: Optional[int] = typer.Option(None, "--user", metavar="USER_ID", help="Only this user id.",
+                                       click_type=USER_ID),
+    limit: int = typer.Option(1000, "--limit", click_type=SeqNumber("--limit"), metavar="N",
+                              help="At most this many entries (0: all). Default 1000."),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """The entries one live instance holds in memory right now (admins first).
@@ -268,8 +271,8 @@ def _break_glass(ctx: typer.Context, do: Any, wait: float, fmt: Optional[str]) -
 @cache_app.command("evict")
 def cache_evict(
     ctx: typer.Context,
-    user_id: str = typer.Argument(..., metavar="USER_ID", help="User id to drop from every cache.",
-                                  autocompletion=complete.known_users),
+    user_id: int = typer.Argument(..., metavar="USER_ID", help="User id to drop from every cache.",
+                                  click_type=USER_ID, autocompletion=complete.known_users),
     actor: Optional[str] = ActorOption,
     note: Optional[str] = typer.Option(None, "--note", help="Why, recorded in the audit log."),
     wait: float = WaitOption,
@@ -313,7 +316,8 @@ def cache_flush(
 @app.command()
 def whois(
     ctx: typer.Context,
-    user_id: str = typer.Argument(..., metavar="USER_ID", help="User id.", autocompletion=complete.known_users),
+    user_id: int = typer.Argument(..., metavar="USER_ID", help="User id.", click_type=USER_ID,
+                                  autocompletion=complete.known_users),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """A user's role in the database and its last role change (admin_added / admin_removed),

@@ -15,7 +15,7 @@ from ..validate import parse_id
 from .app import app
 from .context import state
 from . import complete
-from .options import OneOf, format_option
+from .options import USER_ID, OneOf, SeqNumber, format_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..events import Event
@@ -69,16 +69,16 @@ def _kinds(values: Optional[Sequence[Any]]) -> list[str] | None:
 @app.command()
 def events(
     ctx: typer.Context,
-    since: Optional[int] = typer.Option(None, "--since", min=0, metavar="SEQ",
+    since: Optional[int] = typer.Option(None, "--since", click_type=SeqNumber("--since"), metavar="SEQ",
                                         help="Only events after this sequence number."),
-    user: Optional[str] = typer.Option(None, "--user", metavar="USER_ID", help="Only events about this user id.",
-                                       autocompletion=complete.known_users),
+    user: Optional[int] = typer.Option(None, "--user", metavar="USER_ID", help="Only events about this user id.",
+                                       click_type=USER_ID, autocompletion=complete.known_users),
     kind: Optional[List[str]] = typer.Option(
         None, "--kind", click_type=KindList(KINDS, "event kind"), metavar="KIND[,KIND...]",
         help="Only these kinds: repeat it or give a comma list (admin_added,admin_removed).",
     ),
     limit: Optional[int] = typer.Option(
-        None, "--limit", min=0, metavar="N",
+        None, "--limit", click_type=SeqNumber("--limit"), metavar="N",
         help="Only the newest N matching events; 0: all. Default: all, but one screen on a terminal.",
     ),
     follow: bool = typer.Option(
@@ -128,7 +128,7 @@ def _text_lines(events: Iterable["Event"]) -> int:
     return count
 
 
-def _follow(ctx: typer.Context, since: Optional[int], user: Optional[str], kinds: Optional[list[str]],
+def _follow(ctx: typer.Context, since: Optional[int], user: Optional[int], kinds: Optional[list[str]],
             limit: Optional[int], fmt: Optional[str]) -> None:
     out_fmt = fmt or "text"
     if out_fmt not in FOLLOW_FORMATS:

@@ -18,6 +18,7 @@ import click
 from typer.core import TyperOption
 
 from .context import state
+from .options import Seconds
 
 #: Where the copies show in a command's --help.
 PANEL = "Global options (also accepted before the command)"
@@ -88,7 +89,7 @@ def _copies() -> list[click.Option]:
     return [
         TyperOption(param_decls=["--db", "global_db"], type=click.Path(path_type=Path), metavar="PATH",
                     callback=_set_db, help=DB_HELP, **common),
-        TyperOption(param_decls=["--timeout", "global_timeout"], type=click.FloatRange(min=0), metavar="SECONDS",
+        TyperOption(param_decls=["--timeout", "global_timeout"], type=Seconds("--timeout"), metavar="SECONDS",
                     callback=_set_timeout, help=TIMEOUT_HELP, **common),
         TyperOption(param_decls=["--verbose", "-v", "global_verbose"], count=True, default=0, metavar="",
                     callback=_set_verbose, help=VERBOSE_HELP, **common),

@@ -11,8 +11,8 @@ from ..validate import parse_id
 from .app import app
 from .common import LimitOption, actor as actor_of, change_format, report
 from .context import state
-from .options import ActorOption, FormatOption
 from . import complete
+from .options import MAILBOX_ID, USER_ID, ActorOption, FormatOption
 from .roles import JsonOption
 
 MAILBOX_COLUMNS = (
@@ -38,9 +38,9 @@ def complete_mailbox_ids(ctx: typer.Context, incomplete: str) -> list[str]:
 @mailbox_app.command("create")
 def create(
     ctx: typer.Context,
-    mailbox_id: str = typer.Argument(..., metavar="MAILBOX_ID"),
-    owner: str = typer.Option(..., "--owner", metavar="USER_ID", help="User id of the owner; they become an admin.",
-                              autocompletion=complete.known_users),
+    mailbox_id: int = typer.Argument(..., metavar="MAILBOX_ID", click_type=MAILBOX_ID),
+    owner: int = typer.Option(..., "--owner", metavar="USER_ID", help="User id of the owner; they become an admin.",
+                              click_type=USER_ID, autocompletion=complete.known_users),
     title: Optional[str] = typer.Option(None, "--title", metavar="TEXT", help="A title for people."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,
@@ -57,8 +57,8 @@ def create(
 @mailbox_app.command("list")
 def list_(
     ctx: typer.Context,
-    owner: Optional[str] = typer.Option(None, "--owner", metavar="USER_ID", help="Only mailboxes of this user.",
-                                        autocompletion=complete.known_users),
+    owner: Optional[int] = typer.Option(None, "--owner", metavar="USER_ID", help="Only mailboxes of this user.",
+                                        click_type=USER_ID, autocompletion=complete.known_users),
     limit: Optional[int] = LimitOption,
     fmt: Optional[str] = FormatOption,
 ) -> None:
@@ -78,7 +78,8 @@ def list_(
 @mailbox_app.command("show")
 def show(
     ctx: typer.Context,
-    mailbox_id: str = typer.Argument(..., metavar="MAILBOX_ID", autocompletion=complete_mailbox_ids),
+    mailbox_id: int = typer.Argument(..., metavar="MAILBOX_ID", autocompletion=complete_mailbox_ids,
+                                     click_type=MAILBOX_ID),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """Show one mailbox and its owner.
@@ -99,8 +100,9 @@ def show(
 @app.command()
 def transfer(
     ctx: typer.Context,
-    mailbox_id: str = typer.Argument(..., metavar="MAILBOX_ID", autocompletion=complete_mailbox_ids),
-    to: str = typer.Option(..., "--to", metavar="USER_ID", autocompletion=complete.known_users,
+    mailbox_id: int = typer.Argument(..., metavar="MAILBOX_ID", autocompletion=complete_mailbox_ids,
+                                     click_type=MAILBOX_ID),
+    to: int = typer.Option(..., "--to", metavar="USER_ID", click_type=USER_ID, autocompletion=complete.known_users,
                            help="User id of the new owner; a user never seen before is created as an admin."),
     keep_admin: bool = typer.Option(False, "--keep-admin", help="Leave the previous owner an admin."),
     actor: Optional[str] = ActorOption,

@@ -13,7 +13,7 @@ from . import complete
 from .app import app
 from .common import LimitOption, actor as actor_of, change_format, ids, report
 from .context import state
-from .options import ActorOption, ChangeFormatOption, FormatOption, OneOf, role_option
+from .options import USER_ID, ActorOption, ChangeFormatOption, FormatOption, OneOf, role_option
 
 #: users / admins: ids, names and roles first; times go first when the terminal is narrow.
 USER_COLUMNS = (
@@ -49,7 +49,7 @@ def init(ctx: typer.Context) -> None:
 @app.command("add-admin")
 def add_admin(
     ctx: typer.Context,
-    user_ids: List[str] = typer.Argument(..., metavar="USER_ID...", help="One or more user ids."),
+    user_ids: List[int] = typer.Argument(..., metavar="USER_ID...", help="One or more user ids.", click_type=USER_ID),
     username: Optional[str] = typer.Option(
         None, "--username", "-u", metavar="NAME",
         help="Username to store (one id only); a different one renames an existing user."),
@@ -72,8 +72,8 @@ def add_admin(
 @app.command("remove-admin")
 def remove_admin(
     ctx: typer.Context,
-    user_ids: List[str] = typer.Argument(..., metavar="USER_ID...", help="One or more user ids.",
-                                         autocompletion=complete.admins),
+    user_ids: List[int] = typer.Argument(..., metavar="USER_ID...", help="One or more user ids.",
+                                         click_type=USER_ID, autocompletion=complete.admins),
     force: bool = typer.Option(False, "--force", help="Demote even an owner of a mailbox."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,
@@ -90,7 +90,8 @@ def remove_admin(
 @app.command()
 def role(
     ctx: typer.Context,
-    user_id: str = typer.Argument(..., metavar="USER_ID", help="User id.", autocompletion=complete.known_users),
+    user_id: int = typer.Argument(..., metavar="USER_ID", help="User id.", click_type=USER_ID,
+                                  autocompletion=complete.known_users),
     is_: Optional[str] = typer.Option(
         None, "--is", metavar="ROLE", click_type=OneOf(ROLES, "role"),
         help="user or admin: print nothing; exit 0 if the user has this role, 1 if not (for shell `if`).",

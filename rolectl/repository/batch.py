@@ -6,8 +6,8 @@ by its line number), then everything is written in ONE transaction through
 :func:`~rolectl.repository._tx.change`, so it is all or nothing, role-change events come from
 the triggers exactly as for single commands, and listeners hear of them only after COMMIT.
 
-``apply`` reuses the building blocks of :mod:`.users` and :mod:`.mailboxes` (``promote``,
-``demote``, ``transfer_in``), so a line of a file behaves exactly like the command it names.
+``apply`` decides each line with the rules the single commands use (:mod:`.rules`, through
+:mod:`.plan`), so a line of a file behaves exactly like the command it names.
 ``import_users`` is set-based instead: rows go to a temporary table with ``executemany`` and
 two statements per chunk update and insert them, which is what makes 100 000+ users a second
 possible while the triggers still log every role that changes.
@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from ..errors import ConflictError, InvalidInputError, RolectlError
-from ..events import ADMIN_ADDED, ADMIN_REMOVED, ADMIN_TRANSFERRED, ROLES, Event
+from ..events import ADMIN_ADDED, ADMIN_REMOVED, ROLES, Event
 from ..store import translate
-from ..validate import INT64_MAX, USERNAME_MAX, parse_id, parse_role, parse_username
+from ..validate import INT64_MAX, USERNAME_MAX, has_visible, parse_id, parse_role, parse_username
+from . import plan
 from ._tx import change
-from .mailboxes import transfer_in
-from .users import NOW, demote, promote
+from .users import NOW
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import Repository
@@ -158,17 +158,47 @@ class ImportSummary:
 Progress = Callable[[str, int, int], None]
 
 
-class _RollBack(Exception):
-    """Raised inside a dry run's transaction so that it rolls back; carries what it saw."""
-
-    def __init__(self, events: tuple[Event, ...]) -> None:
-        super().__init__("dry run")
-        self.events = events
-
-
 def _at(where: str, exc: RolectlError) -> RolectlError:
     """The same error (same class, same exit code) with the place in the input in front."""
     return type(exc)(f"{where}: {exc.message}", hint=exc.hint)
+
+
+# -- reading text ---------------------------------------------------------------------------
+
+#: Longest JSON integer literal worth converting: ids have at most 19 digits, and Python refuses
+#: to convert more than 4,300 (a "ValueError" that would read like a bug in the file).
+_JSON_INT_MAX_DIGITS = 25
+
+
+def lines_of(text: str) -> list[str]:
+    """The lines of ``text`` as editors and ``wc -l`` count them: split on ``\n`` only (a
+    trailing ``\r`` of CRLF files dropped), not on the other separators ``str.splitlines``
+    knows (``\v``, ``\f``, ``\x1c``-``\x1e``, ``\x85``, U+2028/U+2029), so every error names
+    the line a user finds in their editor."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _json_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > _JSON_INT_MAX_DIGITS:
+        raise InvalidInputError(
+            f"number {literal[:20]}... ({len(literal)} digits) is larger than 2^63-1", hint="ids must fit in 64 bits"
+        )
+    return int(literal)
+
+
+def load_json(text: str) -> Any:
+    """``json.loads`` that reports every failure as bad input: syntax errors stay ``ValueError``
+    for the caller to place; numbers too long to be ids and nesting too deep for the parser's
+    recursion (``[[[[...`` 100,000 deep) become :class:`InvalidInputError`."""
+    try:
+        return json.loads(text, parse_int=_json_int)
+    except RecursionError:
+        raise InvalidInputError(
+            "JSON nested too deeply", hint="give flat objects, e.g. {\"id\": 789, \"role\": \"admin\"}"
+        ) from None
 
 
 # -- apply: parsing -------------------------------------------------------------------------
@@ -206,10 +236,11 @@ def _flag(value: str, expected: str, where: str, shape: str) -> bool:
 def _parse_csv_line(number: int, text: str) -> Op | None:
     where = f"line {number}"
     try:
-        raw = text.split(",") if '"' not in text else next(csv.reader([text], skipinitialspace=True))
+        raw = text.split(",") if '"' not in text else next(csv.reader([text], skipinitialspace=True, strict=True))
         fields = [f.strip() for f in raw]
     except csv.Error as exc:
-        raise InvalidInputError(f"{where}: not valid CSV ({exc})", hint="write e.g. add-admin,789,new_admin") from None
+        problem = "a quoted field is never closed" if "unexpected end of data" in str(exc) else f"not valid CSV ({exc})"
+        raise InvalidInputError(f"{where}: {problem}", hint="close every quote, e.g. add-admin,789,\"new admin\"") from None
     if fields and fields[0].lower() == "op":
         return None  # a header line
     name = _op_name(fields[0], where)
@@ -241,11 +272,13 @@ def _parse_csv_line(number: int, text: str) -> Op | None:
 def _parse_json_line(number: int, text: str) -> Op:
     where = f"line {number}"
     try:
-        data = json.loads(text)
+        data = load_json(text)
     except ValueError as exc:
         raise InvalidInputError(
             f"{where}: not valid JSON ({exc})", hint='write one object per line, e.g. {"op":"remove-admin","user_id":789}'
         ) from None
+    except RolectlError as exc:
+        raise _at(where, exc) from None
     if not isinstance(data, dict):
         raise InvalidInputError(f"{where}: expected a JSON object", hint='e.g. {"op":"transfer","mailbox_id":1,"to_user":2000}')
     if "op" not in data:
@@ -336,73 +369,24 @@ def _message(op: Op, changed: bool, source: int | None, dry_run: bool, *, rename
 def apply_changes(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run: bool = False) -> BatchResult:
     """Apply ``ops`` in order in one transaction, all or nothing.
 
-    Each line runs the same code as its command, so it sees the effect of the lines before it
-    (``add-admin 2000`` then ``transfer 1 2000`` works). The first line that is refused rolls
-    everything back and raises the command's error (exit 3 not found / 4 refused) prefixed
-    with its line number. ``dry_run`` does all of it and then rolls back: the plan is exact,
-    including refusals, and nothing is written or published.
+    Each line follows the same rules as its command and sees the effect of the lines before
+    it (``add-admin 2000`` then ``transfer 1 2000`` works). The first line that is refused
+    raises the command's error (exit 3 not found / 4 refused) prefixed with its line number,
+    and nothing is written. ``dry_run`` computes the exact plan, refusals included, and takes
+    no write lock at all. The lines are planned before the write lock is taken and written
+    set-based under it (:mod:`.plan`), so other writers wait seconds, not the whole file.
     """
-    sources: list[int | None] = []
-    touched: list[bool] = []  # add-admin: the row changed (promoted, created or renamed); transfer: user created
-    try:
-        with change(repo.store, repo.bus, actor) as tx:
-            tx.attribute_trigger_events()  # a batch: the triggers log each role change
-            for op in ops:
-                source: int | None = None
-                touch = False
-                try:
-                    if op.op == ADD_ADMIN:
-                        touch = promote(tx, op.user_id, op.username)  # type: ignore[arg-type]
-                    elif op.op == REMOVE_ADMIN:
-                        demote(tx, op.user_id, op.force)  # type: ignore[arg-type]
-                    else:
-                        source, touch = transfer_in(
-                            tx, op.mailbox_id, op.to_user, actor=actor, keep_admin=op.keep_admin  # type: ignore[arg-type]
-                        )
-                except RolectlError as exc:
-                    raise _at(f"line {op.line}", exc) from None
-                except sqlite3.Error as exc:
-                    raise _at(f"line {op.line}", translate(exc, repo.store.path)) from None
-                sources.append(source)
-                touched.append(touch)
-            if dry_run:
-                raise _RollBack(tx.new_events())
-        events = tx.events
-    except _RollBack as rolled_back:
-        events = rolled_back.events
+    outcome = plan.run(repo, ops, actor=actor, dry_run=dry_run)
     results: list[OpResult] = []
-    for op, mine, source, touch in zip(ops, _attribute(ops, events), sources, touched):
-        changed = op.op == TRANSFER or bool(mine) or touch
-        renamed, created = op.op == ADD_ADMIN and touch and not mine, op.op == TRANSFER and touch
+    for op, mine, source, step in zip(ops, outcome.mine, outcome.plan.sources, outcome.plan.steps):
+        assert step is not None
+        # A line changed something when its row was written or a role logged; a transfer always does.
+        changed = op.op == TRANSFER or step.written or step.log is not None
+        renamed = op.op == ADD_ADMIN and step.renamed and step.log is None
+        created = op.op == TRANSFER and step.before is None
         results.append(OpResult(op, changed, _message(op, changed, source, dry_run, renamed=renamed, created=created),
                                 mine))
-    return BatchResult(tuple(results), events, dry_run)
-
-
-def _attribute(ops: Sequence[Op], events: tuple[Event, ...]) -> list[tuple[Event, ...]]:
-    """Split the transaction's events into each line's own, walking both in order.
-
-    Cheaper than reading the log head after every line, and unambiguous: an ``add-admin``
-    owns at most the next event if it is ``admin_added`` for its user (``remove-admin``
-    likewise), and a ``transfer`` owns everything up to and including its
-    ``admin_transferred``. A line that changed nothing cannot take the next line's event:
-    after ``add-admin 5`` changed nothing, 5 is an admin, so no next line can log 5 being
-    made one.
-    """
-    owned: list[tuple[Event, ...]] = []
-    i, n = 0, len(events)
-    for op in ops:
-        start = i
-        if op.op == TRANSFER:
-            while i < n and not (events[i].kind == ADMIN_TRANSFERRED and events[i].mailbox_id == op.mailbox_id):
-                i += 1
-            i = min(i + 1, n)
-        else:
-            kind = ADMIN_ADDED if op.op == ADD_ADMIN else ADMIN_REMOVED
-            if i < n and events[i].kind == kind and events[i].user_id == op.user_id:
-                i += 1
-        owned.append(events[start:i])
-    return owned
+    return BatchResult(tuple(results), outcome.events, dry_run)
 
 
 # -- import: parsing ------------------------------------------------------------------------
@@ -427,8 +411,8 @@ def _fast_name(value: object) -> str | None:
     if not isinstance(value, str):
         raise InvalidInputError(f"username {value!r} is not text", hint="quote it as a string")
     # isprintable() is False for every character category parse_username refuses, so a
-    # printable name that is not blank and short enough is valid as it stands.
-    if value[0] != "@" and len(value) <= USERNAME_MAX and value.isprintable() and not value.isspace():
+    # printable name that shows something and is short enough is valid as it stands.
+    if value[0] != "@" and len(value) <= USERNAME_MAX and value.isprintable() and has_visible(value):
         return value
     return parse_username(value)
 
@@ -458,14 +442,35 @@ class ImportInput:
         return len(self.rows)
 
 
+def _csv_rows(reader: Any) -> Iterable[list[str]]:
+    """The reader's rows; a CSV syntax error (an unterminated quote, a field over the csv
+    module's size limit) becomes bad input at the line where the reader stopped."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise InvalidInputError(
+                    f"line {start}: a quoted field starts here and is never closed",
+                    hint='close the quote ("like, this"), or double a quote inside a field ("")',
+                ) from None
+            raise InvalidInputError(
+                f"line {reader.line_num}: not valid CSV ({exc})", hint="check the quotes on that line"
+            ) from None
+        yield fields
+
+
 def _import_csv(lines: list[str], progress: Progress | None) -> list[ImportRow]:
-    reader = csv.reader(lines)
+    reader = csv.reader([line + "\n" for line in lines], strict=True)
     rows: list[ImportRow] = []
     positions: tuple[int, int | None, int | None] = (0, 1, 2)
     width = 3
     total = len(lines)
     first = True
-    for fields in reader:
+    for fields in _csv_rows(reader):
         number = reader.line_num
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             continue
@@ -538,11 +543,11 @@ def parse_import(text: str, fmt: str = "auto", *, progress: Progress | None = No
         start = text.lstrip()[:1]
         fmt = "json" if start == "[" else "jsonl" if start == "{" else "csv"
     if fmt == "csv":
-        rows = _import_csv(text.splitlines(), progress)
+        rows = _import_csv(lines_of(text), progress)
         label = "line"
     elif fmt == "json":
         try:
-            data = json.loads(text)
+            data = load_json(text)
         except ValueError as exc:
             raise InvalidInputError(f"not valid JSON ({exc})", hint="give a JSON array of objects, or JSON lines") from None
         if not isinstance(data, list):
@@ -551,11 +556,13 @@ def parse_import(text: str, fmt: str = "auto", *, progress: Progress | None = No
         label = "item"
     else:
         parsed: list[tuple[int, Any]] = []
-        for number, line in _significant(text.splitlines()):
+        for number, line in _significant(lines_of(text)):
             try:
-                parsed.append((number, json.loads(line)))
+                parsed.append((number, load_json(line)))
             except ValueError as exc:
                 raise InvalidInputError(f"line {number}: not valid JSON ({exc})", hint="one object per line") from None
+            except RolectlError as exc:
+                raise _at(f"line {number}", exc) from None
         rows = _import_objects(parsed, "line")
         label = "line"
     seen: dict[int, int] = {}
@@ -577,7 +584,9 @@ _IMPORT_CHANGED = """
 """
 _IMPORT_COUNTS = f"""
 SELECT count(*) FILTER (WHERE u.user_id IS NULL),
-       count(*) FILTER (WHERE u.user_id IS NOT NULL AND {_IMPORT_CHANGED})
+       count(*) FILTER (WHERE u.user_id IS NOT NULL AND {_IMPORT_CHANGED}),
+       count(*) FILTER (WHERE i.role = 'admin' AND COALESCE(u.role, 'user') <> 'admin'),
+       count(*) FILTER (WHERE i.role = 'user' AND u.role = 'admin')
 FROM temp.rolectl_import AS i LEFT JOIN users AS u ON u.user_id = i.user_id
 """
 # Demoting the owner of a mailbox is refused here exactly as `remove-admin` refuses it.
@@ -600,6 +609,19 @@ WHERE i.rowid BETWEEN ? AND ? AND NOT EXISTS (SELECT 1 FROM users AS x WHERE x.u
 """
 
 
+def _import_check(conn: sqlite3.Connection, label: str) -> tuple[int, int, int, int]:
+    """Refuse a demoted mailbox owner; (created, updated, admins added, admins removed)."""
+    refused = conn.execute(_IMPORT_OWNER_DEMOTED).fetchone()
+    if refused is not None:
+        line, uid, mid = refused
+        raise ConflictError(
+            f"{label} {line}: user {uid} owns mailbox {mid} and cannot become a plain user",
+            hint=f"transfer the mailbox first (`rolectl transfer {mid} --to ID`) or leave the role empty",
+        )
+    created, updated, added, removed = conn.execute(_IMPORT_COUNTS).fetchone()
+    return int(created), int(updated), int(added), int(removed)
+
+
 def import_users(
     repo: "Repository",
     data: ImportInput,
@@ -613,50 +635,51 @@ def import_users(
 
     Existing users keep whatever a row leaves empty; a row that changes nothing is not
     written at all (``updated_at`` stays), and each role that changes is logged once by the
-    triggers with ``actor``. ``dry_run`` computes the same summary and rolls back.
+    triggers with ``actor``. ``dry_run`` computes the same summary and writes nothing.
+
+    The write lock is held only for the set-based writes: the rows are staged into a
+    temporary table (which is this connection's own, not the database file) and checked
+    against a read snapshot first. Under the lock the check is repeated only if another
+    connection committed in between (``PRAGMA data_version``), so other writers wait
+    seconds, not the whole import.
     """
     rows, total = data.rows, len(data.rows)
-    try:
-        with change(repo.store, repo.bus, actor) as tx:
-            conn = tx.conn
-            tx.attribute_trigger_events()  # set-based: the triggers log each role change
+    store = repo.store
+    conn = store.conn
+    with store.snapshot():
+        try:
             conn.execute("DROP TABLE IF EXISTS temp.rolectl_import")
             conn.execute(
                 "CREATE TEMP TABLE rolectl_import (line INTEGER, user_id INTEGER NOT NULL, username TEXT, role TEXT)"
             )
-            conn.executemany("INSERT INTO temp.rolectl_import (line, user_id, username, role) VALUES (?, ?, ?, ?)", rows)
-            refused = conn.execute(_IMPORT_OWNER_DEMOTED).fetchone()
-            if refused is not None:
-                line, uid, mid = refused
-                raise ConflictError(
-                    f"{data.label} {line}: user {uid} owns mailbox {mid} and cannot become a plain user",
-                    hint=f"transfer the mailbox first (`rolectl transfer {mid} --to ID`) or leave the role empty",
-                )
-            created, updated = conn.execute(_IMPORT_COUNTS).fetchone()
+            conn.executemany(
+                "INSERT INTO temp.rolectl_import (line, user_id, username, role) VALUES (?, ?, ?, ?)", rows
+            )
+            if progress is not None:
+                progress("stage", total, total)
+            version = plan.data_version(conn)
+            counts = _import_check(conn, data.label)
+        except sqlite3.Error as exc:
+            raise translate(exc, store.path) from exc
+    try:
+        if dry_run:
+            created, updated, added, removed = counts
+            return ImportSummary(total, created, updated, total - created - updated, added, removed, (), True)
+        with change(store, repo.bus, actor) as tx:
+            tx.attribute_trigger_events()  # set-based: the triggers log each role change
+            if plan.data_version(conn) != version:  # someone committed since the snapshot: check again
+                counts = _import_check(conn, data.label)
             for start in range(1, total + 1, chunk):
                 stop = min(start + chunk - 1, total)
                 conn.execute(_IMPORT_UPDATE, (start, stop))
                 conn.execute(_IMPORT_INSERT, (start, stop))
                 if progress is not None:
                     progress("write", stop, total)
-            conn.execute("DROP TABLE temp.rolectl_import")
-            if dry_run:
-                kinds = conn.execute(
-                    f"SELECT kind, count(*) FROM events WHERE seq > ? AND kind IN ('{ADMIN_ADDED}', '{ADMIN_REMOVED}') "
-                    "GROUP BY kind",
-                    (tx.head,),
-                ).fetchall()
-                raise _DryImport(dict(kinds), created, updated)
-        events = tx.events
-        added = sum(1 for e in events if e.kind == ADMIN_ADDED)
-        removed = sum(1 for e in events if e.kind == ADMIN_REMOVED)
-    except _DryImport as dry:
-        events, added, removed = (), dry.kinds.get(ADMIN_ADDED, 0), dry.kinds.get(ADMIN_REMOVED, 0)
-        created, updated = dry.created, dry.updated
+    finally:
+        with store.snapshot():
+            conn.execute("DROP TABLE IF EXISTS temp.rolectl_import")
+    created, updated = counts[0], counts[1]
+    events = tx.events
+    added = sum(1 for e in events if e.kind == ADMIN_ADDED)
+    removed = sum(1 for e in events if e.kind == ADMIN_REMOVED)
     return ImportSummary(total, created, updated, total - created - updated, added, removed, events, dry_run)
-
-
-class _DryImport(Exception):
-    def __init__(self, kinds: dict[str, int], created: int, updated: int) -> None:
-        super().__init__("dry run")
-        self.kinds, self.created, self.updated = kinds, created, updated

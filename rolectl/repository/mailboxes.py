@@ -6,9 +6,11 @@ from typing import Iterator, NamedTuple
 
 from ..bus import EventBus
 from ..errors import ConflictError, NotFoundError
+from ..schema import logged_role
 from ..events import ADMIN_TRANSFERRED, MAILBOX_CREATED, ROLE_ADMIN, ROLE_USER
 from ..store import Store
 from ..validate import parse_id, parse_text, parse_username
+from . import rules
 from ._tx import ChangeTx, change
 from .models import MAILBOX_FIELDS, Change, Mailbox
 from .users import NOW, write_user
@@ -89,36 +91,39 @@ class Handover(NamedTuple):
     created: bool  # the new owner was never seen before and was created
 
 
+_HANDOVER = (
+    "SELECT m.owner_id, t.role, t.username, s.role, s.username, "
+    "(SELECT count(*) FROM mailboxes WHERE owner_id = m.owner_id), "
+    f"{logged_role('?1')}, {logged_role('m.owner_id')} FROM mailboxes AS m "
+    "LEFT JOIN users AS t ON t.user_id = ?1 LEFT JOIN users AS s ON s.user_id = m.owner_id "
+    "WHERE m.mailbox_id = ?2"
+)
+
+
 def transfer_in(tx: ChangeTx, mid: int, target: int, *, actor: str, keep_admin: bool = False) -> Handover:
-    """The hand-over inside an open change (``transfer`` and batch apply). A new owner never
-    seen before is created as an admin in the same transaction. Raises before writing
-    anything when the mailbox is unknown or already the target's."""
+    """The hand-over inside an open change, as :mod:`.rules` decides (``new_owner``,
+    ``old_owner``): a new owner never seen before is created as an admin in the same
+    transaction. Raises before writing anything when the mailbox is unknown or already the
+    target's."""
     conn = tx.conn
-    # Few statements on purpose: batch apply runs this thousands of times in one transaction.
-    row = conn.execute(
-        "SELECT m.owner_id, t.role, t.username, s.role, s.username, "
-        "(SELECT count(*) FROM mailboxes WHERE owner_id = m.owner_id) FROM mailboxes AS m "
-        "LEFT JOIN users AS t ON t.user_id = ? LEFT JOIN users AS s ON s.user_id = m.owner_id "
-        "WHERE m.mailbox_id = ?",
-        (target, mid),
-    ).fetchone()
-    if row is None:
-        raise NotFoundError(f"mailbox {mid} does not exist", hint="list them with `rolectl mailbox list`")
-    source: int
-    source, target_role, target_name, source_role, source_name, owned = row
-    if source == target:
-        raise ConflictError(f"user {target} already owns mailbox {mid}", hint="transfer it to someone else")
+    row = conn.execute(_HANDOVER, (target, mid)).fetchone()
+    source = rules.check_transfer(mid, row[0] if row is not None else None, target)
+    _, target_role, target_name, source_role, source_name, owned, target_logged, source_logged = row
     # The new owner first: the mailbox may only point at an existing user.
-    if target_role is None:
-        tx.log_role(target, ROLE_USER, ROLE_ADMIN, None)
+    to = rules.new_owner((target_role, target_name) if target_role is not None else None, target_logged)
+    if to.log is not None:
+        tx.log_role(target, target_logged, to.log, to.note)
+    if to.before is None:
         conn.execute("INSERT INTO users (user_id, role) VALUES (?, ?)", (target, ROLE_ADMIN))
-    elif target_role != ROLE_ADMIN:
-        tx.log_role(target, target_role, ROLE_ADMIN, target_name)
+    elif to.written:
         conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_ADMIN, target))
     conn.execute(f"UPDATE mailboxes SET owner_id = ?, updated_at = {NOW} WHERE mailbox_id = ?", (target, mid))
-    # The previous owner goes back to user unless they still own another mailbox.
-    if not keep_admin and source_role == ROLE_ADMIN and owned == 1:
-        tx.log_role(source, ROLE_ADMIN, ROLE_USER, source_name)
-        conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_USER, source))
+    back = rules.old_owner((source_role, source_name) if source_role is not None else None, source_logged, owned,
+                           keep_admin)
+    if back is not None:
+        if back.log is not None:
+            tx.log_role(source, source_logged, back.log, back.note)
+        if back.written:
+            conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_USER, source))
     tx.emit(ADMIN_TRANSFERRED, mailbox_id=mid, from_user=source, to_user=target, actor=actor)
-    return Handover(source, target_role is None)
+    return Handover(source, to.before is None)

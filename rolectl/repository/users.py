@@ -6,11 +6,11 @@ import builtins
 from typing import Any, Iterable, Iterator
 
 from ..bus import EventBus
-from ..errors import ConflictError, NotFoundError
-from ..events import ADMIN_REMOVED, ROLE_ADMIN, ROLE_USER, Role
+from ..events import ROLE_ADMIN, ROLE_USER, Event, Role
 from ..schema import LOGGED_ROLE_SQL, ROLE_AND_HEAD_SQL
 from ..store import Store
 from ..validate import INT64_MAX, parse_id, parse_role, parse_username
+from . import rules
 from ._tx import ChangeTx, change
 from .models import USER_FIELDS, Change, User
 
@@ -37,7 +37,6 @@ _ROLE_AND_MAILBOXES = (
     f"SELECT u.role, u.username, (SELECT group_concat(mailbox_id) FROM mailboxes WHERE owner_id = ?1), "
     f"{LOGGED_ROLE_SQL} FROM (SELECT 1) LEFT JOIN users AS u ON u.user_id = ?1"
 )
-_DRIFT = "the users table said {table} but the log and caches said {logged}"
 
 
 class UsersRepo:
@@ -122,10 +121,10 @@ class UsersRepo:
         uid, name = parse_id(user_id), parse_username(username)
         new_role = parse_role(role) if role is not None else None
         with change(self.store, self.bus, actor) as tx:
-            before = write_user(tx, uid, name, new_role)
-        if before is None:
+            step = write_user(tx, uid, name, new_role)
+        if step.before is None:
             return Change(True, f"user {uid} created", tx.events)
-        changed = bool(tx.events) or renamed(before, name)
+        changed = bool(tx.events) or step.renamed
         return Change(changed, f"user {uid} updated" if changed else f"user {uid} unchanged", tx.events)
 
     def add_admin(self, user_id: int, username: str | None = None, *, actor: str) -> Change:
@@ -141,8 +140,8 @@ class UsersRepo:
         """Several ids, all or nothing in one transaction."""
         uids, name = [parse_id(u) for u in user_ids], parse_username(username)
         with change(self.store, self.bus, actor) as tx:
-            befores = [write_user(tx, uid, name, ROLE_ADMIN) for uid in uids]
-        return [_promoted(uid, name, before, tx) for uid, before in zip(uids, befores)]
+            steps = [write_user(tx, uid, name, ROLE_ADMIN) for uid in uids]
+        return [_promoted(uid, step, tuple(e for e in tx.events if e.user_id == uid)) for uid, step in zip(uids, steps)]
 
     def remove_admin(self, user_id: int, *, actor: str, force: bool = False) -> Change:
         """Demote an admin. An owner of a mailbox keeps a duty nobody else has, so removing one
@@ -164,23 +163,23 @@ class UsersRepo:
 # -- building blocks that run inside a caller's transaction (used by batch apply) -----------
 
 
-def write_user(tx: ChangeTx, uid: int, username: str | None, role: str | None) -> tuple[str, str | None] | None:
-    """Create or update one user inside an open change, logging a role change first (so the
-    trigger stays silent). Returns the row's (role, username) before, or None if it was new.
-
-    The new role is compared with the role the *log* last recorded, which is what caches
-    hold: when the table and the log disagree (something wrote the table with the triggers
-    off), the event this change logs is the one caches need, under this change's actor, and
-    ``tx.drift`` says what the table had said."""
+def write_user(tx: ChangeTx, uid: int, username: str | None, role: Role | None) -> rules.Step:
+    """Create or update one user inside an open change, as :func:`.rules.write` decides,
+    logging a role change first (so the trigger stays silent). ``tx.drift`` says what the
+    table had said if it disagreed with the log."""
     conn = tx.conn
     table, name, logged = conn.execute(_BEFORE, (uid,)).fetchone()
-    before: tuple[str, str | None] | None = (table, name) if table is not None else None
-    if role is not None and role != logged:
-        tx.log_role(uid, logged, role, username if username is not None else name)
-    if role is not None and (table or ROLE_USER) != logged:
-        tx.drift[uid] = _DRIFT.format(table=table or "nothing", logged=logged)
+    step = rules.write((table, name) if table is not None else None, logged, role, username)
+    _log(tx, uid, logged, step)
     conn.execute(_UPSERT, (uid, username, role or ROLE_USER, role is not None))
-    return before
+    return step
+
+
+def _log(tx: ChangeTx, uid: int, logged: Role, step: rules.Step) -> None:
+    if step.log is not None:
+        tx.log_role(uid, logged, step.log, step.note)
+    if step.drift is not None:
+        tx.drift[uid] = step.drift
 
 
 def renamed(before: tuple[str, str | None] | None, username: str | None) -> bool:
@@ -188,46 +187,15 @@ def renamed(before: tuple[str, str | None] | None, username: str | None) -> bool
     return before is not None and username is not None and before[1] != username
 
 
-def promote(tx: ChangeTx, uid: int, username: str | None) -> bool:
-    """Make ``uid`` an admin (creating them, or storing a new ``username``) inside an open
-    change. Returns whether the row changed at all; a row that is already so is not written."""
-    if tx.triggers_log:  # batches: one statement, the trigger logs a role change
-        conn = tx.conn
-        if conn.execute(_UPSERT, (uid, username, ROLE_ADMIN, True)).rowcount > 0:
-            return True
-        # The row already says admin. If the log says otherwise (the table was written with the
-        # triggers off), rewrite the row so that the trigger logs what caches need.
-        if conn.execute(f"SELECT {LOGGED_ROLE_SQL}", (uid,)).fetchone()[0] != ROLE_ADMIN:
-            conn.execute(f"UPDATE users SET updated_at = {NOW} WHERE user_id = ?", (uid,))
-            return True
-        return False
-    before = write_user(tx, uid, username, ROLE_ADMIN)
-    return before is None or before[0] != ROLE_ADMIN or renamed(before, username)
-
-
 def demote(tx: ChangeTx, uid: int, force: bool) -> None:
-    """Make ``uid`` a plain user inside an open change; refuses an owner of a mailbox unless
-    ``force``, and an unknown user (nothing to demote is a mistake worth reporting)."""
-    # One statement for the role, the mailboxes owned and the logged role: batches run this
-    # thousands of times.
+    """Make ``uid`` a plain user inside an open change, as :func:`.rules.demote` decides."""
+    # One statement for the role, the mailboxes owned and the logged role.
     role, username, boxes, logged = tx.conn.execute(_ROLE_AND_MAILBOXES, (uid,)).fetchone()
-    if role is None and logged != ROLE_ADMIN:
-        raise NotFoundError(f"user {uid} is unknown", hint="check the id with `rolectl users`")
-    if role != logged:
-        tx.drift[uid] = _DRIFT.format(table=role or "nothing", logged=logged)
-    if role != ROLE_ADMIN:
-        if logged == ROLE_ADMIN:  # caches still serve an admin the table no longer has: tell them
-            tx.emit(ADMIN_REMOVED, user_id=uid, old_role=ROLE_ADMIN, new_role=ROLE_USER, actor=tx.actor, note=username)
-        return
-    owned = sorted(int(m) for m in boxes.split(",")) if boxes else []
-    if owned and not force:
-        raise ConflictError(
-            f"{uid} still owns mailbox {', '.join(map(str, owned))}",
-            hint=f"transfer it first (`rolectl transfer {owned[0]} --to ID`) or pass --force",
-        )
-    if logged == ROLE_ADMIN:
-        tx.log_role(uid, ROLE_ADMIN, ROLE_USER, username)
-    tx.conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_USER, uid))
+    owned = [int(m) for m in boxes.split(",")] if boxes else []
+    step = rules.demote(uid, (role, username) if role is not None else None, logged, owned, force)
+    _log(tx, uid, logged, step)
+    if step.written:
+        tx.conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_USER, uid))
 
 
 def rename_note(before: tuple[str, str | None] | None, username: str | None) -> str:
@@ -238,18 +206,19 @@ def rename_note(before: tuple[str, str | None] | None, username: str | None) -> 
     return f"; username changed from @{before[1]} to @{username}" if before[1] else f"; username set to @{username}"
 
 
-def _promoted(uid: int, username: str | None, before: tuple[str, str | None] | None, tx: ChangeTx) -> Change:
+def _promoted(uid: int, step: rules.Step, mine: tuple[Event, ...]) -> Change:
     """add-admin's sentence for one id: promoted and/or renamed, or nothing changed (then the
     row was not written at all), and what the table had said if it disagreed with the log."""
-    mine = tuple(e for e in tx.events if e.user_id == uid)
-    note, drift = rename_note(before, username), tx.drift.get(uid)
+    assert step.after is not None
+    note = rename_note(step.before, step.after[1] if step.renamed else None)
+    promoted, drift = step.log is not None, step.drift
     if drift is not None:
-        if mine:
+        if promoted:
             return Change(True, f"{uid} is now an admin{note} ({drift}; caches are told now)", mine)
         return Change(True, f"{uid} is already an admin for every cache{note}; {drift}, and now agrees", mine)
-    if mine:
+    if promoted:
         return Change(True, f"{uid} is now an admin{note}", mine)
-    if note:
+    if step.written:
         return Change(True, f"{uid} is already an admin{note}", mine)
     return Change(False, f"{uid} is already an admin; nothing changed", mine)
 

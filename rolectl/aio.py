@@ -1,0 +1,173 @@
+"""``rolectl.aio.connect``: the one-call handle for asyncio bots (aiogram, python-telegram-bot).
+
+The same pieces as :func:`rolectl.connect`, with the in-loop follower
+(:class:`~rolectl.cache.aio_follower.AsyncFollower`): wake-ups come from the event loop, so a
+busy loop does not starve a follower thread of the interpreter lock. Lookups are awaited
+(``await roles.get_role(uid)``: a hit never leaves the loop, a miss reads in a worker thread)
+and writes run in a worker thread, so neither blocks the loop. The follower's ``catch_up`` is
+thread-safe, so the bot's own commit is applied from that worker before the write returns.
+
+::
+
+    async with rolectl.aio.connect("bot.db", name="modbot") as roles:
+        if await roles.is_admin(user_id): ...
+
+    roles = rolectl.aio.connect("bot.db")   # or open later (the adapters open it on startup)
+    await roles.open(); ...; await roles.aclose()
+
+Only the standard library's asyncio is used here; no bot framework is imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING, Any, Generator
+
+from .handle import _Handle
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .cache.aio_follower import AsyncFollower
+    from .events import Role
+    from .repository import Change
+
+__all__ = ["AsyncRoles", "connect"]
+
+
+class AsyncRoles(_Handle):
+    """The asyncio handle. Constructing it opens the database (a missing one fails at the
+    call); :meth:`open` (or ``async with`` / ``await``) starts the follower and registers."""
+
+    def __init__(
+        self,
+        db: str | os.PathLike[str] | None = None,
+        *,
+        name: str | None = None,
+        follow: bool = True,
+        register: bool = True,
+        max_staleness: float | None = None,
+        strict: bool = True,
+        timeout: float | None = None,
+        maxsize: int | None = None,
+        actor: str | None = None,
+    ) -> None:
+        super().__init__(db, name=name, follow=follow, register=register, max_staleness=max_staleness,
+                         strict=strict, timeout=timeout, maxsize=maxsize, actor=actor)
+        self.follower: AsyncFollower | None = None
+        self._opening: asyncio.Lock | None = None
+
+    async def open(self) -> "AsyncRoles":
+        """Start following (the cache is in step when this returns) and register; a second
+        call does nothing."""
+        self._check_open()
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._opened:
+                return self
+            try:
+                if self.follow:
+                    follower = self.backend.async_follower(self.cache, max_staleness=self._max_staleness,
+                                                           strict=self._strict)
+                    self.follower = follower  # stopped by aclose()/close(), on the loop
+                    await follower.start()
+                self._attach_own_writes(self.follower)
+                self._register_now(self.follower)
+            except BaseException:
+                await self.aclose()
+                raise
+            self._opened = True
+        return self
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    async def get_role(self, user_id: int) -> "Role":
+        """The user's role: a hit answers in the loop, a miss reads in a worker thread (and
+        shares one read with concurrent misses). Raises
+        :class:`~rolectl.errors.DatabaseError` when it cannot be read (never a guess)."""
+        return await self.cache.aget_role(user_id)
+
+    async def is_admin(self, user_id: int) -> bool:
+        return await self.cache.aget_role(user_id) == "admin"
+
+    async def sync(self) -> int:
+        """Catch up with the log now (normally the follower does it); returns events applied."""
+        self._check_open()
+        follower = self.follower
+        return await asyncio.to_thread(follower.catch_up) if follower is not None else 0
+
+    # -- changes: in a worker thread, applied to this cache before they return -------------
+
+    async def add_admin(self, user_id: int, username: str | None = None, *, actor: str | None = None) -> "Change":
+        self._check_open()
+        return await asyncio.to_thread(self.repo.users.add_admin, user_id, username, actor=actor or self.actor)
+
+    async def remove_admin(self, user_id: int, *, actor: str | None = None, force: bool = False) -> "Change":
+        self._check_open()
+        return await asyncio.to_thread(self.repo.users.remove_admin, user_id, actor=actor or self.actor,
+                                       force=force)
+
+    async def transfer(self, mailbox_id: int, to_user: int, *, actor: str | None = None,
+                       keep_admin: bool = False) -> "Change":
+        self._check_open()
+        return await asyncio.to_thread(self.repo.mailboxes.transfer, mailbox_id, to_user,
+                                       actor=actor or self.actor, keep_admin=keep_admin)
+
+    async def upsert_user(self, user_id: int, username: str | None = None, *, role: "Role | None" = None,
+                          actor: str | None = None) -> "Change":
+        self._check_open()
+        return await asyncio.to_thread(self.repo.users.upsert, user_id, username, role=role,
+                                       actor=actor or self.actor)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Unregister, stop the follower, close the database; calling it again does nothing.
+        The blocking steps (joining the diagnostics thread) run off the loop."""
+        undo = self._take_undo()
+        if not undo:
+            return
+        registration, follower = self.registration, self.follower
+        if registration is not None:  # first: its thread reads the follower's counters
+            await asyncio.to_thread(registration.close)
+        if follower is not None:  # the in-loop follower must be stopped on its loop
+            await follower.aclose()
+        await asyncio.to_thread(self._run_undo, undo)  # the rest (closing twice is harmless)
+
+    def close(self) -> None:
+        """The synchronous form of :meth:`aclose` (for ``atexit`` and non-async code)."""
+        undo = self._take_undo()
+        if not undo:
+            return
+        if self.registration is not None:
+            self.registration.close()
+        if self.follower is not None:
+            self.follower.close()
+        self._run_undo(undo)
+
+    async def __aenter__(self) -> "AsyncRoles":
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __await__(self) -> Generator[Any, None, "AsyncRoles"]:
+        return self.open().__await__()
+
+
+def connect(
+    db: str | os.PathLike[str] | None = None,
+    *,
+    name: str | None = None,
+    follow: bool = True,
+    register: bool = True,
+    max_staleness: float | None = None,
+    strict: bool = True,
+    timeout: float | None = None,
+    maxsize: int | None = None,
+    actor: str | None = None,
+) -> AsyncRoles:
+    """:func:`rolectl.connect` for asyncio: ``async with rolectl.aio.connect("bot.db") as roles``
+    or ``roles = await rolectl.aio.connect("bot.db")``. Same options."""
+    return AsyncRoles(db, name=name, follow=follow, register=register, max_staleness=max_staleness, strict=strict,
+                      timeout=timeout, maxsize=maxsize, actor=actor)

@@ -1,0 +1,195 @@
+"""Following the event log from inside an asyncio bot's own event loop, with no thread.
+
+A thread follower in a bot whose loop is saturated keeps waiting for the interpreter lock
+(each of its C calls gives the GIL up and must win it back from the busy loop), so a change
+can take seconds to land. :class:`AsyncFollower` has no thread to starve: the inotify
+descriptor is registered with ``loop.add_reader``, and the settle re-checks, the WAL-writer
+re-checks, the safety poll and the staleness bound are ``loop.call_later`` timers. A normal
+change costs the loop one ``stat()``, one ``PRAGMA data_version`` and one short read
+(tens of microseconds); reads in the loop never wait for a lock for more than
+:data:`LOOP_BUSY_TIMEOUT` (a busy database is retried on a timer instead).
+
+What it applies, how it vouches for the cache (anchor, resets) and the staleness bound are
+shared with the thread follower (:class:`~rolectl.cache.followcore.FollowCore`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from .followcore import DEFAULT, SETTLE, FollowCore, first_catch_up
+from .wakeup import Waker
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..bus import EventBus
+    from .role_cache import RoleCache
+
+#: Longest a read inside the event loop may wait for a database lock (seconds).
+LOOP_BUSY_TIMEOUT = 0.01
+
+
+class AsyncFollower:
+    """Applies the database's event log to ``cache`` from the running event loop.
+
+    ``await AsyncFollower(cache, "bot.db").start()`` catches up once (in a worker thread),
+    then follows on the loop that awaited it; ``await aclose()`` (or ``async with``) stops.
+    :meth:`catch_up` is synchronous and thread-safe: the bot's own writes run in a worker
+    thread and the bus callback (:meth:`attach`) catches up there, before the write returns.
+    Options as for :class:`~rolectl.cache.follower.Follower`.
+    """
+
+    def __init__(
+        self,
+        cache: "RoleCache",
+        path: str | os.PathLike[str],
+        *,
+        safety_interval: float = 1.0,
+        poll_interval: float = 0.02,
+        use_inotify: bool = True,
+        batch: int = 5000,
+        timeout: float = 5.0,
+        settle: float = SETTLE,
+        max_staleness: Any = DEFAULT,
+        strict: bool = True,
+    ) -> None:
+        self._core = FollowCore(cache, path, batch=batch, timeout=min(timeout, LOOP_BUSY_TIMEOUT),
+                                settle=settle, max_staleness=max_staleness)
+        self.cache = cache
+        self.path = self._core.path
+        self.safety_interval = safety_interval
+        self.poll_interval = poll_interval
+        self.strict = strict
+        self._use_inotify = use_inotify
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waker: Waker | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._reader_fd = -1
+        self._idle = safety_interval
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> "AsyncFollower":
+        """Catch up (the cache is in step when this returns), then follow on this loop."""
+        if self._loop is not None:
+            return self
+        loop = asyncio.get_running_loop()
+        waker = Waker(self._core.real_path, use_inotify=self._use_inotify)
+        try:
+            await asyncio.to_thread(first_catch_up, self._core, self.strict,
+                                    lambda: f"follower for {self.path}")
+        except BaseException:
+            waker.close()
+            raise
+        self._loop, self._waker = loop, waker
+        if waker.mode == "inotify":
+            self._reader_fd = waker.fileno()
+            loop.add_reader(self._reader_fd, self._on_readable)
+            self._idle = self.safety_interval
+        else:
+            self._idle = self.poll_interval
+        self._schedule()
+        return self
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop following and close the reader; harmless to call twice. Call it on the
+        loop's thread (or after the loop has stopped)."""
+        loop, self._loop = self._loop, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if loop is not None and self._reader_fd >= 0 and not loop.is_closed():
+            loop.remove_reader(self._reader_fd)
+        self._reader_fd = -1
+        if self._waker is not None:
+            self._waker.close()
+            self._waker = None
+        self._core.close()
+
+    async def __aenter__(self) -> "AsyncFollower":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def running(self) -> bool:
+        return self._loop is not None and not self._loop.is_closed()
+
+    @property
+    def mode(self) -> str:
+        """``inotify`` (woken by writes through the loop) or ``poll``; ``stopped`` when not running."""
+        if self._waker is None or self._loop is None:
+            return "stopped"
+        return "inotify" if self._reader_fd >= 0 else "poll"
+
+    def attach(self, bus: "EventBus") -> Callable[[], None]:
+        """Catch up on every commit published on ``bus`` (this process's own writes), in the
+        writing thread, before the write call returns. Returns the unsubscribe function."""
+        def on_commit(_event: object) -> None:
+            self.catch_up()
+
+        return bus.subscribe(on_commit)
+
+    # -- the loop's callbacks ------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        waker = self._waker
+        if waker is None:
+            return
+        if waker.drain():
+            self._core.wakeups += 1
+            self._tick(False)
+
+    def _tick(self, safety: bool = True) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waker = self._waker
+        if self._loop is None or waker is None:
+            return
+        core = self._core
+        verify = safety or self._reader_fd < 0 or waker.take_replaced()
+        core.check(blocking=False, verify_identity=verify, force=safety and self._reader_fd >= 0)  # a thread holding the lock reads this too
+        if core.max_staleness is not None:
+            core.enforce_staleness(time.monotonic())
+        self._schedule()
+
+    def _schedule(self) -> None:
+        loop, waker = self._loop, self._waker
+        if loop is None or waker is None:
+            return
+        delay = self._core.next_check(time.monotonic(), waker.last_write, self._idle)
+        self._timer = loop.call_later(delay, self._tick, delay >= self._idle)
+
+    # -- catching up ---------------------------------------------------------------------
+
+    def catch_up(self) -> int:
+        """Apply everything committed so far (any thread); returns how many events were
+        applied. Raises :class:`~rolectl.errors.DatabaseError` if the log cannot be read."""
+        return self._core.catch_up()
+
+    # -- introspection -------------------------------------------------------------------
+
+    @property
+    def stale(self) -> bool:
+        return self._core.stale
+
+    @property
+    def resets(self) -> int:
+        return self._core.resets
+
+    @property
+    def last_reset_reason(self) -> str | None:
+        return self._core.last_reset_reason
+
+    def stats(self) -> dict[str, Any]:
+        """The same keys as :meth:`Follower.stats`, with ``driver`` ``asyncio``."""
+        stats = self._core.stats(self.mode, self.running)
+        stats["driver"] = "asyncio"
+        return stats

@@ -1,0 +1,329 @@
+"""What every follower does, whatever wakes it: read the log, apply it, vouch for the cache.
+
+:class:`FollowCore` is the one place that knows how to keep a
+:class:`~rolectl.cache.RoleCache` in step with the event log; the two drivers only decide
+*when* to call it -- :class:`~rolectl.cache.follower.Follower` from a daemon thread blocked in
+``select()``, :class:`~rolectl.cache.aio_follower.AsyncFollower` from the bot's own event loop.
+
+* **Position and anchor.** The cache's ``last_seq`` is where the log resumes; the core also
+  holds the *whole row* of the event at that position (the anchor), from the first catch-up
+  on and again right after every reset. A restored backup, a replaced file or a rewritten
+  row puts a different row (or none) at that ``seq``, the head backwards, or another
+  ``meta.log_id`` in place, and the cache is reset (emptied, resumed at the head).
+* **Starting.** A cache that never applied anything starts at the head instead of replaying
+  history; that positioning is not counted as a clear.
+* **When to look again** (:meth:`FollowCore.next_check`): after a write to the database's
+  files, re-check at growing intervals for a short settle window, and beyond it for as long
+  as a writer holds the WAL write lock (:mod:`rolectl.cache.walprobe`), so a commit whose
+  ``fsync`` takes 80 ms is applied when it becomes visible, not at the next safety poll.
+* **Staleness bound.** If no check succeeded for ``max_staleness`` seconds (the database is
+  gone, unreadable, not a database), the cache is *suspended*: emptied, and every lookup
+  reads the database (and fails if it cannot) instead of answering from memory. The first
+  successful check resumes it. The driver's own timer enforces this, so the cache's hit path
+  carries no clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import InvalidInputError, RolectlError
+from .logreader import Anchor, Batch, LogReader
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .role_cache import RoleCache
+
+log = logging.getLogger("rolectl.follower")
+
+#: Seconds after the last write during which the follower re-checks for the commit anyway.
+SETTLE = 0.05
+#: First and longest gap between re-checks inside the settle window (it doubles in between).
+SETTLE_FIRST, SETTLE_MAX = 0.0002, 0.01
+#: Gap between re-checks while a writer holds the WAL write lock past the settle window.
+WRITER_RECHECK = 0.002
+#: After a failed check, retry this soon (doubling up to the safety interval).
+RETRY_FIRST = 0.01
+
+ENV_MAX_STALENESS = "ROLECTL_MAX_STALENESS"
+#: Seconds without a successful check after which a cache stops answering from memory.
+DEFAULT_MAX_STALENESS = 5.0
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+#: ``max_staleness=DEFAULT``: ``$ROLECTL_MAX_STALENESS`` if set, else :data:`DEFAULT_MAX_STALENESS`.
+DEFAULT: Any = _Default()
+
+
+def resolve_max_staleness(value: float | None | _Default = DEFAULT) -> float | None:
+    """The staleness bound in seconds, or ``None`` for no bound (``None``, ``0``, or the
+    environment variable set to ``0``/``off``: the cache then trusts itself however long the
+    follower is blind -- only for tests and read-only replicas that accept it)."""
+    source = "max_staleness"
+    if isinstance(value, _Default):
+        raw = os.environ.get(ENV_MAX_STALENESS, "").strip()
+        if not raw:
+            return DEFAULT_MAX_STALENESS
+        source = ENV_MAX_STALENESS
+        if raw.lower() in ("off", "none"):
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InvalidInputError(f"{ENV_MAX_STALENESS}={raw!r} is not a number",
+                                    hint="set it to seconds, e.g. 5, or 0 for no bound") from None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise InvalidInputError(f"{source} must be a finite number of seconds >= 0, not {value!r}",
+                                hint="e.g. 5; 0 or None for no bound")
+    return float(value) if value > 0 else None
+
+
+class FollowCore:
+    """The reading, anchoring, resetting and staleness logic shared by both followers.
+
+    Thread-safe: :meth:`catch_up` and :meth:`check` serialise on one lock (the driver, the
+    bus callback of the bot's own writes and direct callers may race).
+    """
+
+    def __init__(self, cache: "RoleCache", path: str | os.PathLike[str], *, batch: int = 5000,
+                 timeout: float = 5.0, settle: float = SETTLE,
+                 max_staleness: float | None | _Default = DEFAULT) -> None:
+        self.cache = cache
+        self.path = Path(path).absolute()
+        #: The file that really holds the database (and, next to it, its -wal and -shm).
+        self.real_path = Path(os.path.realpath(self.path))
+        self.batch = batch
+        self.settle = settle
+        self.max_staleness = resolve_max_staleness(max_staleness)
+        self.reader = LogReader(self.path, timeout=timeout)
+        self.use_writer_lock = True  # see next_check(); off only to measure the alternative
+        self.writer_probes = 0
+        self.lock = threading.Lock()
+        self.anchor: Anchor | None = None
+        self.started = False  # the first catch-up decides where to start
+        self.stale = False
+        self.last_success = time.monotonic()  # of a check or catch-up that read the database
+        self.failing_since: float | None = None
+        self.wakeups = self.checks = self.catch_ups = self.events_read = 0
+        self.resets = self.errors = self.head = self.suspensions = 0
+        self.last_reset_reason: str | None = None
+        self.last_reset_at: float | None = None
+        self.last_error: str | None = None
+        self.last_catch_up_at: float | None = None
+
+    # -- reading -------------------------------------------------------------------------
+
+    def catch_up(self) -> int:
+        """Apply everything committed so far; the number of events applied. Raises
+        :class:`~rolectl.errors.DatabaseError` if the log cannot be read."""
+        with self.lock:
+            return self._catch_up_locked()
+
+    def _catch_up_locked(self, verify_identity: bool = True) -> int:
+        try:
+            applied = self._read_locked(verify_identity)
+        except RolectlError as exc:
+            self._failed(exc)
+            raise
+        self._succeeded()
+        return applied
+
+    def _read_locked(self, verify_identity: bool = True) -> int:
+        cache = self.cache
+        if not self.started:
+            self._start_position()
+        applied = 0
+        while True:
+            after = cache.last_seq
+            anchor = self.anchor if self.anchor is not None and self.anchor[0] == after else None
+            batch = self.reader.read(after, anchor, limit=self.batch, verify_identity=verify_identity)
+            self.head = batch.head
+            if batch.reset is not None:
+                self._reset(batch)
+                break
+            if batch.events:
+                applied += cache.apply_many(batch.events)
+                self.events_read += len(batch.events)
+            self.anchor = batch.anchor
+            if not batch.more:
+                break
+        self.catch_ups += 1
+        self.last_catch_up_at = time.time()
+        return applied
+
+    def check(self, *, blocking: bool = True, verify_identity: bool = True, force: bool = False) -> bool | None:
+        """One look: catch up if anything may have changed. ``True`` if something was read,
+        ``False`` if nothing changed, ``None`` if it failed (counted and logged) or, with
+        ``blocking=False``, if another catch-up holds the lock. ``verify_identity=False``:
+        the driver watches the directory and saw no sign of the file being replaced, so
+        the ``stat()`` is skipped (it would cost a GIL round-trip). ``force``: read (and
+        check the anchor) even if nothing seems to have changed -- the safety poll does, so
+        a file overwritten in place is noticed too."""
+        if not self.lock.acquire(blocking):
+            return None
+        try:
+            self.checks += 1
+            try:
+                if not force and not self.reader.changed(verify_identity=verify_identity):
+                    self._succeeded()
+                    return False
+                self._catch_up_locked(verify_identity=verify_identity)
+                return True
+            except RolectlError:
+                return None  # _failed() has counted it
+            except Exception as exc:  # noqa: BLE001 - a follower must survive anything
+                log.exception("follower for %s: unexpected error", self.path)
+                self._failed(exc)
+                return None
+        finally:
+            self.lock.release()
+
+    def _start_position(self) -> None:
+        """A cache that never applied anything has nothing to catch up on: it starts at the
+        head (holding the anchor there) instead of replaying history; every miss reads the
+        current state. Not a clear: the cache was empty."""
+        cache = self.cache
+        if cache.last_seq == 0 and len(cache) == 0:
+            head, anchor = self.reader.at_head()
+            if head:
+                cache.reset(head, reason=f"following {self.path.name} from its head #{head}", counted=False)
+            self.anchor = anchor
+        self.started = True
+
+    def _reset(self, batch: Batch) -> None:
+        reason = batch.reset or "unknown"
+        dropped = self.cache.reset(batch.head, reason=reason)
+        self.resets += 1
+        self.last_reset_reason = reason
+        self.last_reset_at = time.time()
+        self.anchor = batch.anchor
+        log.warning("follower for %s: %s; cache %s cleared (%d entries) and resumed at #%d",
+                    self.path, reason, self.cache.name, dropped, batch.head)
+
+    # -- health and the staleness bound --------------------------------------------------
+
+    def _succeeded(self) -> None:
+        self.last_success = time.monotonic()
+        self.failing_since = None
+        self.last_error = None
+        if self.stale:
+            self.stale = False
+            self.cache.resume()
+            log.warning("follower for %s: the database is readable again; cache %s answers from memory again",
+                        self.path, self.cache.name)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.errors += 1
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+        text = str(exc)
+        if text != self.last_error:  # once per distinct problem, not once per poll
+            log.warning("follower for %s: %s (retrying)", self.path, text)
+        self.last_error = text
+
+    def stale_in(self, now: float) -> float | None:
+        """Seconds until the staleness bound is reached (``None``: no bound, or stale already)."""
+        if self.max_staleness is None or self.stale:
+            return None
+        return max(0.0, self.last_success + self.max_staleness - now)
+
+    def enforce_staleness(self, now: float) -> bool:
+        """Suspend the cache if no check succeeded within the bound; ``True`` if it did now."""
+        if self.max_staleness is None or self.stale or now - self.last_success < self.max_staleness:
+            return False
+        if not self.lock.acquire(blocking=False):
+            return False  # a catch-up is under way: it succeeds, or the next look enforces
+        try:
+            if self.stale or now - self.last_success < self.max_staleness:
+                return False
+            self.stale = True
+            self.suspensions += 1
+            dropped = self.cache.suspend(f"no successful read of {self.path.name} for "
+                                         f"{now - self.last_success:.1f} s")
+        finally:
+            self.lock.release()
+        log.warning("follower for %s: no successful read for %.1f s (max_staleness %.1f s): cache %s "
+                    "dropped %d entries and reads the database on every lookup until it is back (%s)",
+                    self.path, now - self.last_success, self.max_staleness, self.cache.name, dropped,
+                    self.last_error or "no error recorded")
+        return True
+
+    # -- timing --------------------------------------------------------------------------
+
+    def next_check(self, now: float, last_write: float, idle: float) -> float:
+        """Seconds until the next look, given the time of the last write to the database's
+        files: re-check quickly while a commit may still become visible, else ``idle``; never
+        past the staleness bound; retry a failed check soon."""
+        since_write = now - last_write
+        if since_write < self.settle:
+            delay = min(max(since_write / 2, SETTLE_FIRST), SETTLE_MAX)
+            if delay > WRITER_RECHECK and self._writer_active():
+                delay = WRITER_RECHECK
+        elif since_write < 10.0 and self._writer_active():
+            delay = WRITER_RECHECK  # a slow commit (fsync) still under way: it will show
+        elif self.failing_since is not None:
+            delay = min(idle, max(RETRY_FIRST, (now - self.failing_since) / 2))
+        else:
+            delay = idle
+        due = self.stale_in(now)
+        return delay if due is None else min(delay, due + 0.001)
+
+    def _writer_active(self) -> bool:
+        if not self.use_writer_lock:
+            return False
+        self.writer_probes += 1
+        return self.reader.shm.writer_active()
+
+    # -- introspection -------------------------------------------------------------------
+
+    def stats(self, mode: str, running: bool) -> dict[str, Any]:
+        last = self.cache.last_seq
+        return {
+            "mode": mode,
+            "running": running,
+            "wakeups": self.wakeups,
+            "checks": self.checks,
+            "catch_ups": self.catch_ups,
+            "events_read": self.events_read,
+            "resets": self.resets,
+            "last_reset_reason": self.last_reset_reason,
+            "last_reset_at": self.last_reset_at,
+            "errors": self.errors,
+            "last_error": self.last_error,
+            "head_seen": self.head,
+            "lag_seen": max(0, self.head - last),
+            "last_catch_up_at": self.last_catch_up_at,
+            "reopens": self.reader.reopens,
+            "stale": self.stale,
+            "max_staleness": self.max_staleness,
+            "seconds_since_success": round(time.monotonic() - self.last_success, 3),
+            "suspensions": self.suspensions,
+            "writer_probes": self.writer_probes,
+        }
+
+    def close(self) -> None:
+        with self.lock:
+            self.reader.close()
+
+
+def first_catch_up(core: FollowCore, strict: bool, what: Callable[[], str]) -> None:
+    """The synchronous first catch-up of ``start()``: raises if it fails and ``strict``,
+    else logs and lets the driver retry (a bot that chose to start without its database)."""
+    try:
+        core.catch_up()
+    except RolectlError as exc:
+        if strict:
+            raise type(exc)(f"{what()}: first catch-up failed: {exc.message}",
+                            hint=exc.hint or "check the database path") from exc
+        log.warning("%s: first catch-up failed: %s (strict=False: following anyway, retrying)", what(), exc)

@@ -1,0 +1,145 @@
+"""One read-only SQLite statement, stepped without giving up the GIL.
+
+The ``sqlite3`` module releases the interpreter lock around every ``sqlite3_step``. For the
+follower's catch-up -- one statement, one row, a few tens of microseconds of work -- that
+release buys nothing, and in a bot whose main thread keeps the interpreter busy each one
+costs the follower thread up to a switch interval (5 ms) to win the lock back: the GIL
+convoy that made changes reach a busy threaded bot tens of milliseconds late.
+
+:class:`NativeStatement` calls the *same* SQLite library the ``sqlite3`` module is linked
+against (found in this process's memory map, never a second copy: two copies of SQLite in
+one process break each other's POSIX locks) through ``ctypes.PyDLL``, which keeps the GIL
+during the call. Its connection is read-only with no busy timeout, so it never sleeps while
+holding the GIL: anything but a row (busy, an error) returns ``None`` and the caller reads
+through the ``sqlite3`` module instead. Where the library cannot be found (a statically
+linked ``_sqlite3``, not Linux) :func:`available` is false and nothing here is used.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from typing import Any
+
+SQLITE_OK, SQLITE_ROW = 0, 100
+SQLITE_OPEN_READONLY, SQLITE_OPEN_URI = 0x00000001, 0x00000040
+SQLITE_INTEGER, SQLITE_FLOAT, SQLITE_TEXT, SQLITE_NULL = 1, 2, 3, 5
+
+_LIB: Any = None
+_LOADED = False
+
+
+def _library_path() -> str | None:
+    """The libsqlite3 the ``sqlite3`` module uses, as mapped into this process."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import _sqlite3  # noqa: F401  - make sure it (and the library it links) is loaded
+
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                path = line.rsplit(None, 1)[-1]
+                if "/libsqlite3" in path and os.path.exists(path):
+                    return path
+    except OSError:
+        return None
+    return None
+
+
+def _load() -> Any:
+    global _LIB, _LOADED
+    if _LOADED:
+        return _LIB
+    _LOADED = True
+    path = _library_path()
+    if path is None or os.environ.get("ROLECTL_NATIVE_READ", "1") == "0":
+        return None
+    try:
+        lib = ctypes.PyDLL(path)
+        vp, cp, i, i64 = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int64
+        for name, args, res in (
+            ("sqlite3_open_v2", [cp, ctypes.POINTER(vp), i, cp], i),
+            ("sqlite3_close_v2", [vp], i),
+            ("sqlite3_prepare_v2", [vp, cp, i, ctypes.POINTER(vp), vp], i),
+            ("sqlite3_finalize", [vp], i),
+            ("sqlite3_reset", [vp], i),
+            ("sqlite3_bind_int64", [vp, i, i64], i),
+            ("sqlite3_step", [vp], i),
+            ("sqlite3_column_count", [vp], i),
+            ("sqlite3_column_type", [vp, i], i),
+            ("sqlite3_column_int64", [vp, i], i64),
+            ("sqlite3_column_double", [vp, i], ctypes.c_double),
+            ("sqlite3_column_text", [vp, i], vp),
+            ("sqlite3_column_bytes", [vp, i], i),
+            ("sqlite3_busy_timeout", [vp, i], i),
+        ):
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = args, res
+        _LIB = lib
+    except (OSError, AttributeError):
+        _LIB = None
+    return _LIB
+
+
+def available() -> bool:
+    return _load() is not None
+
+
+class NativeStatement:
+    """A read-only connection to ``uri`` with one prepared statement (GIL held throughout)."""
+
+    def __init__(self, uri: str, sql: str) -> None:
+        lib = _load()
+        if lib is None:
+            raise OSError("the SQLite library is not reachable through ctypes")
+        self._lib = lib
+        self._db = ctypes.c_void_p()
+        self._stmt = ctypes.c_void_p()
+        rc = lib.sqlite3_open_v2(uri.encode(), ctypes.byref(self._db), SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, None)
+        if rc != SQLITE_OK:
+            self.close()
+            raise OSError(f"sqlite3_open_v2 failed ({rc})")
+        lib.sqlite3_busy_timeout(self._db, 0)  # never sleep holding the GIL
+        rc = lib.sqlite3_prepare_v2(self._db, sql.encode(), -1, ctypes.byref(self._stmt), None)
+        if rc != SQLITE_OK:
+            self.close()
+            raise OSError(f"sqlite3_prepare_v2 failed ({rc})")
+        self._columns = lib.sqlite3_column_count(self._stmt)
+
+    def row(self, *params: int) -> tuple[Any, ...] | None:
+        """The statement's first row for ``params`` (integers), or ``None`` if it did not
+        produce one (busy, an error, no row): the caller then asks the ``sqlite3`` module."""
+        lib, stmt = self._lib, self._stmt
+        if not stmt:
+            return None
+        try:
+            for index, value in enumerate(params, 1):
+                if lib.sqlite3_bind_int64(stmt, index, value) != SQLITE_OK:
+                    return None
+            if lib.sqlite3_step(stmt) != SQLITE_ROW:
+                return None
+            out: list[Any] = []
+            for col in range(self._columns):
+                kind = lib.sqlite3_column_type(stmt, col)
+                if kind == SQLITE_INTEGER:
+                    out.append(lib.sqlite3_column_int64(stmt, col))
+                elif kind == SQLITE_NULL:
+                    out.append(None)
+                elif kind == SQLITE_FLOAT:
+                    out.append(lib.sqlite3_column_double(stmt, col))
+                else:
+                    ptr = lib.sqlite3_column_text(stmt, col)
+                    size = lib.sqlite3_column_bytes(stmt, col)
+                    out.append(ctypes.string_at(ptr, size).decode("utf-8", "replace") if ptr else "")
+            return tuple(out)
+        finally:
+            lib.sqlite3_reset(stmt)  # ends the read transaction: no snapshot is held
+
+    def close(self) -> None:
+        if self._stmt:
+            self._lib.sqlite3_finalize(self._stmt)
+            self._stmt = ctypes.c_void_p()
+        if self._db:
+            self._lib.sqlite3_close_v2(self._db)
+            self._db = ctypes.c_void_p()

@@ -1,0 +1,243 @@
+"""``rolectl.connect``: everything a bot needs, in one call and one object.
+
+Embedding the cache by hand takes a fetch, a follower, a bus subscription and a registration,
+and each one forgotten fails silently: ``SQLiteFetch`` instead of ``FollowingFetch`` reads an
+unlinked file after a restore, a forgotten ``attach`` makes the bot's own writes late, a
+forgotten follower makes the cache stale forever. :func:`connect` builds them together, in
+the right order, and :meth:`Roles.close` takes them down in the reverse order, so a clean
+shutdown leaves no registration files and no threads.
+
+The domain rules stay in :mod:`rolectl.repository`: the write methods here only delegate,
+with the handle's ``actor`` as the default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import TYPE_CHECKING, Any, Callable
+
+from .backend import SQLiteBackend, open_backend
+from .errors import InvalidInputError, RolectlError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .cache.filefetch import FollowingFetch
+    from .cache.follower import Follower
+    from .cache.registry import Registration
+    from .cache.role_cache import RoleCache
+    from .events import Event, Role
+    from .repository import Change, Repository
+
+log = logging.getLogger("rolectl.connect")
+
+DEFAULT_NAME = "bot"
+
+
+class _Handle:
+    """What the sync and the asyncio handle share: the repository, the cache, the options."""
+
+    def __init__(
+        self,
+        db: str | os.PathLike[str] | None,
+        *,
+        name: str | None,
+        follow: bool,
+        register: bool,
+        max_staleness: float | None,
+        strict: bool,
+        timeout: float | None,
+        maxsize: int | None,
+        actor: str | None,
+    ) -> None:
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise InvalidInputError(f"name must be a non-empty string, not {name!r}")
+        if actor is not None and (not isinstance(actor, str) or not actor.strip()):
+            raise InvalidInputError(f"actor must be a non-empty string, not {actor!r}")
+        if max_staleness is not None and (
+            not isinstance(max_staleness, (int, float)) or isinstance(max_staleness, bool) or max_staleness <= 0
+        ):
+            raise InvalidInputError(f"max_staleness must be a number of seconds > 0, not {max_staleness!r}")
+        from .cache.role_cache import RoleCache
+
+        self.name = name or DEFAULT_NAME
+        self.actor = actor or self.name
+        self.backend: SQLiteBackend = open_backend(db, timeout=timeout)
+        self.follow = follow
+        self._register = register
+        self._max_staleness = max_staleness
+        self._strict = strict
+        self._lock = threading.Lock()
+        self._closed = False
+        self._opened = False
+        self._undo: list[Callable[[], None]] = []  # run in reverse order by close()
+        self.repo: Repository = self.backend.repository()  # fails here on a missing database
+        self._undo.append(self.repo.close)
+        self._fetch: FollowingFetch = self.backend.fetch()
+        self._undo.append(self._fetch.close)
+        self.cache: RoleCache = RoleCache(self._fetch, maxsize=maxsize, name=self.name)
+        self.registration: Registration | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RolectlError(f"the rolectl handle {self.name!r} is closed", hint="connect again")
+
+    def _attach_own_writes(self, follower: Any) -> None:
+        """The bot's own commits are applied before the write call returns."""
+        if follower is not None:
+            self._undo.append(follower.attach(self.repo.bus))
+        else:  # no follower: at least this process's writes reach the cache
+            cache = self.cache
+
+            def apply(event: "Event") -> None:
+                cache.apply(event)
+
+            self._undo.append(self.repo.bus.subscribe(apply))
+
+    def _register_now(self, follower: Any) -> None:
+        if not self._register:
+            return
+        try:
+            # bus=True: the bot's own writes always reach the cache (through the follower, or
+            # directly without one), which `rolectl stats` and `doctor` report.
+            registration = self.backend.register(self.cache, follower=follower, name=self.name, bus=True)
+        except (RolectlError, OSError) as exc:  # a bot without diagnostics still serves
+            log.warning("cache %s is not visible to `rolectl stats`: %s", self.name, exc)
+            return
+        self.registration = registration
+        self._undo.append(registration.close)
+
+    def _take_undo(self) -> list[Callable[[], None]]:
+        with self._lock:
+            if self._closed:
+                return []
+            self._closed = True
+            undo, self._undo = self._undo, []
+        return undo[::-1]
+
+    @staticmethod
+    def _run_undo(undo: list[Callable[[], None]]) -> None:
+        for step in undo:
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - one failed step must not leak the others
+                log.exception("closing the rolectl handle: %r failed", step)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("open" if self._opened else "not started")
+        return f"<{type(self).__name__} {self.name!r} {self.backend.path} {state}>"
+
+
+class Roles(_Handle):
+    """A bot's connection to rolectl: ``get_role`` from the cache, changes through the
+    repository, a follower keeping the cache in step with every other writer, and a
+    registration for ``rolectl stats``. Made by :func:`rolectl.connect`."""
+
+    def __init__(
+        self,
+        db: str | os.PathLike[str] | None = None,
+        *,
+        name: str | None = None,
+        follow: bool = True,
+        register: bool = True,
+        max_staleness: float | None = None,
+        strict: bool = True,
+        timeout: float | None = None,
+        maxsize: int | None = None,
+        actor: str | None = None,
+    ) -> None:
+        super().__init__(db, name=name, follow=follow, register=register, max_staleness=max_staleness,
+                         strict=strict, timeout=timeout, maxsize=maxsize, actor=actor)
+        self.follower: Follower | None = None
+        try:
+            if follow:
+                follower = self.backend.follower(self.cache, max_staleness=max_staleness, strict=strict)
+                self._undo.append(follower.close)  # also if start() fails half-way
+                self.follower = follower.start()  # the cache is in step when this returns
+            self._attach_own_writes(self.follower)
+            self._register_now(self.follower)
+        except BaseException:
+            self.close()
+            raise
+        self._opened = True
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def get_role(self, user_id: int) -> "Role":
+        """The user's role: from memory on a hit, one database read on a miss. Raises
+        :class:`~rolectl.errors.DatabaseError` when it cannot be read (never a guess)."""
+        return self.cache.get_role(user_id)
+
+    def is_admin(self, user_id: int) -> bool:
+        return self.cache.get_role(user_id) == "admin"
+
+    def sync(self) -> int:
+        """Catch up with the log now (normally the follower does it); returns events applied."""
+        self._check_open()
+        return self.follower.catch_up() if self.follower is not None else 0
+
+    # -- changes (the repository's rules; applied to this cache before they return) --------
+
+    def add_admin(self, user_id: int, username: str | None = None, *, actor: str | None = None) -> "Change":
+        self._check_open()
+        return self.repo.users.add_admin(user_id, username, actor=actor or self.actor)
+
+    def remove_admin(self, user_id: int, *, actor: str | None = None, force: bool = False) -> "Change":
+        self._check_open()
+        return self.repo.users.remove_admin(user_id, actor=actor or self.actor, force=force)
+
+    def transfer(self, mailbox_id: int, to_user: int, *, actor: str | None = None,
+                 keep_admin: bool = False) -> "Change":
+        self._check_open()
+        return self.repo.mailboxes.transfer(mailbox_id, to_user, actor=actor or self.actor, keep_admin=keep_admin)
+
+    def upsert_user(self, user_id: int, username: str | None = None, *, role: "Role | None" = None,
+                    actor: str | None = None) -> "Change":
+        self._check_open()
+        return self.repo.users.upsert(user_id, username, role=role, actor=actor or self.actor)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Unregister, stop the follower, close the database; calling it again does nothing."""
+        self._run_undo(self._take_undo())
+
+    def __enter__(self) -> "Roles":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(
+    db: str | os.PathLike[str] | None = None,
+    *,
+    name: str | None = None,
+    follow: bool = True,
+    register: bool = True,
+    max_staleness: float | None = None,
+    strict: bool = True,
+    timeout: float | None = None,
+    maxsize: int | None = None,
+    actor: str | None = None,
+) -> Roles:
+    """Open ``db`` for a bot: ``with rolectl.connect("bot.db", name="modbot") as roles: ...``.
+
+    - ``db``: what ``--db`` takes (a path; ``None``: ``$ROLECTL_DB``, else ``./rolectl.db``).
+      The database must exist (``rolectl init`` creates it).
+    - ``name``: shown by ``rolectl stats`` (default ``bot``); also the default ``actor``
+      recorded in the log for this handle's changes.
+    - ``follow``: keep the cache in step with every writer (a follower thread). Off, only
+      this process's own changes reach the cache -- ``rolectl stats`` flags such a cache.
+    - ``register``: make the cache visible to ``rolectl stats``, ``cache show``, ``whois``.
+    - ``max_staleness``, ``strict``: passed to the follower (``None``: its default, which
+      ``$ROLECTL_MAX_STALENESS`` sets); ``strict`` makes a failing first catch-up raise here.
+    - ``timeout``: seconds to wait for a locked database (default ``$ROLECTL_TIMEOUT`` or 5).
+    - ``maxsize``: bound the cache (LRU); unbounded by default.
+    """
+    return Roles(db, name=name, follow=follow, register=register, max_staleness=max_staleness, strict=strict,
+                 timeout=timeout, maxsize=maxsize, actor=actor)

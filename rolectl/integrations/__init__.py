@@ -1,0 +1,46 @@
+"""Framework adapters: one line wires a bot framework to a :class:`rolectl.aio.AsyncRoles`.
+
+- :mod:`rolectl.integrations.aiogram` (``pip install 'rolectl[aiogram]'``, aiogram 3);
+- :mod:`rolectl.integrations.telegram` (``pip install 'rolectl[telegram]'``,
+  python-telegram-bot 21+).
+
+Each adapter module imports its framework; this package and the rest of rolectl never do.
+What they share lives here: the lookup that **fails closed** -- when the role cannot be read
+(the database is gone, locked, corrupt) the update is handled as from a plain ``user`` and a
+warning is logged, so an outage never grants ``admin`` and never crashes an update.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ..errors import InvalidInputError
+from ..events import ROLE_USER, ROLES, Role
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..aio import AsyncRoles
+
+log = logging.getLogger("rolectl.integrations")
+
+
+async def lookup(roles: "AsyncRoles", user_id: int | None) -> Role:
+    """The role of ``user_id`` for an incoming update; ``user`` when there is no sender or
+    the role cannot be read (logged as a warning, never raised)."""
+    if user_id is None:
+        return ROLE_USER
+    try:
+        return await roles.get_role(user_id)
+    except Exception as exc:  # noqa: BLE001 - fail closed: whatever went wrong, not an admin
+        log.warning("role of user %s could not be read, treating as %r: %s", user_id, ROLE_USER, exc)
+        return ROLE_USER
+
+
+def check_roles(wanted: tuple[str, ...]) -> frozenset[str]:
+    """Validate the roles a filter or decorator allows, at decoration time."""
+    if not wanted:
+        raise InvalidInputError("name at least one role", hint=f"one of {', '.join(ROLES)}")
+    unknown = [r for r in wanted if r not in ROLES]
+    if unknown:
+        raise InvalidInputError(f"unknown role {unknown[0]!r}", hint=f"use one of {', '.join(ROLES)}")
+    return frozenset(wanted)

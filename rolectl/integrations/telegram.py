@@ -1,0 +1,106 @@
+"""rolectl for python-telegram-bot (21+): ``install`` looks the sender's role up before any
+other handler runs, and ``require_role`` guards a callback.
+
+::
+
+    from rolectl.aio import connect
+    from rolectl.integrations.telegram import install, require_role, role_of
+
+    application = ApplicationBuilder().token(TOKEN).build()
+    install(application, connect("bot.db", name="modbot"))   # opened in post_init, closed in post_shutdown
+
+    @require_role("admin")
+    async def ban(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None: ...
+
+    application.add_handler(CommandHandler("ban", ban))
+
+The lookup runs in a handler of group -1 (before the default group 0) and stores the role on
+the update's ``context`` (read it with :func:`role_of`). It fails closed: a database error
+means ``user`` and a logged warning, never ``admin`` and never a failed update.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Awaitable, Callable, Coroutine, TypeVar
+
+from telegram import Update
+from telegram.ext import Application, CallbackContext, TypeHandler
+
+from ..aio import AsyncRoles
+from ..errors import RolectlError
+from ..events import Role
+from . import check_roles, lookup
+
+__all__ = ["install", "require_role", "role_of"]
+
+#: Where :func:`install` keeps the handle (``application.bot_data``) and the role (``context``).
+ROLES_KEY = "roles"
+_ATTR = "role"
+
+C = TypeVar("C", bound="CallbackContext[Any, Any, Any, Any]")
+R = TypeVar("R")
+Callback = Callable[[Update, C], Coroutine[Any, Any, R]]
+
+
+def install(application: "Application[Any, Any, Any, Any, Any, Any]", roles: AsyncRoles, *,
+            group: int = -1) -> TypeHandler[Update, Any, None]:
+    """Look up every update's sender in handler group ``group`` (-1: before the others),
+    open ``roles`` in ``post_init`` and close it in ``post_shutdown`` (after any hooks
+    already set). Returns the handler."""
+
+    async def store_role(update: Update, context: "CallbackContext[Any, Any, Any, Any]") -> None:
+        user = update.effective_user
+        setattr(context, _ATTR, await lookup(roles, user.id if user is not None else None))
+
+    handler: TypeHandler[Update, Any, None] = TypeHandler(Update, store_role)
+    application.add_handler(handler, group=group)
+    if isinstance(application.bot_data, dict):
+        application.bot_data[ROLES_KEY] = roles
+    previous_init, previous_shutdown = application.post_init, application.post_shutdown
+
+    async def post_init(app: "Application[Any, Any, Any, Any, Any, Any]") -> None:
+        await roles.open()
+        if previous_init is not None:
+            await previous_init(app)
+
+    async def post_shutdown(app: "Application[Any, Any, Any, Any, Any, Any]") -> None:
+        try:
+            if previous_shutdown is not None:
+                await previous_shutdown(app)
+        finally:
+            await roles.aclose()
+
+    application.post_init = post_init
+    application.post_shutdown = post_shutdown
+    return handler
+
+
+def role_of(context: "CallbackContext[Any, Any, Any, Any]") -> Role:
+    """The sender's role for the update ``context`` belongs to (set by :func:`install`)."""
+    role = getattr(context, _ATTR, None)
+    if role is None:
+        raise RolectlError("no role was looked up for this update",
+                           hint="call rolectl.integrations.telegram.install(application, roles) first")
+    return role  # type: ignore[no-any-return]  # set by install() to a Role
+
+
+def require_role(
+    *roles: str, on_denied: Callable[[Update, Any], Awaitable[Any]] | None = None
+) -> Callable[[Callback[C, R]], Callback[C, R | None]]:
+    """Run the callback only for senders with one of ``roles``; otherwise call
+    ``on_denied(update, context)`` if given, else do nothing."""
+    allowed = check_roles(roles)
+
+    def decorate(callback: Callback[C, R]) -> Callback[C, R | None]:
+        @functools.wraps(callback)
+        async def guarded(update: Update, context: C) -> R | None:
+            if role_of(context) in allowed:
+                return await callback(update, context)
+            if on_denied is not None:
+                await on_denied(update, context)
+            return None
+
+        return guarded
+
+    return decorate

@@ -1,0 +1,119 @@
+"""``rolectl.aio.connect``: the asyncio handle with the in-loop follower; writes run off the
+loop and are in the cache when they return; a clean shutdown leaves no files or threads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+import rolectl
+import rolectl.aio
+from rolectl.cache.aio_follower import AsyncFollower
+from rolectl.cache.registry import discover, runtime_dir
+from rolectl.errors import ConflictError, NotFoundError, RolectlError
+
+from conftest import clean_env
+
+
+def rolectl_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("rolectl")]
+
+
+def test_async_with_owns_everything_and_leaves_nothing(db_path: Path) -> None:
+    async def main() -> None:
+        async with rolectl.aio.connect(db_path, name="aiobot") as roles:
+            assert isinstance(roles.follower, AsyncFollower) and roles.follower.running
+            assert roles.follower.mode in ("inotify", "poll")
+            [inst] = await asyncio.to_thread(discover, db_path)
+            assert inst.live and inst.name == "aiobot"
+            assert await roles.get_role(123) == "user"
+            assert await roles.is_admin(123) is False
+            assert rolectl_threads() == ["rolectl-diagnostics-aiobot"]  # the follower has no thread
+        assert roles.closed
+        await roles.aclose()  # twice is harmless
+        roles.close()
+        assert list(runtime_dir(db_path).glob("*")) == []
+        assert rolectl_threads() == []
+
+    asyncio.run(main())
+
+
+def test_await_form_and_lazy_open(db_path: Path) -> None:
+    async def main() -> None:
+        roles = rolectl.aio.connect(db_path, register=False)
+        assert roles.follower is None  # not started until opened
+        assert await roles is roles
+        assert roles.follower is not None and roles.follower.running
+        assert await roles.open() is roles  # opening again does nothing
+        await roles.aclose()
+        with pytest.raises(RolectlError, match="closed"):
+            await roles.open()
+
+    asyncio.run(main())
+
+
+def test_writes_run_off_the_loop_and_are_applied_before_they_return(db_path: Path) -> None:
+    async def main() -> None:
+        async with rolectl.aio.connect(db_path, name="w", register=False) as roles:
+            loop_thread = threading.get_ident()
+            writers: list[int] = []
+            in_writer: list[str | None] = []  # the cache as the writing thread sees it after commit
+
+            def after_commit(event: rolectl.Event) -> None:
+                writers.append(threading.get_ident())
+                in_writer.append(roles.cache.peek(789))
+
+            roles.repo.bus.subscribe(after_commit)  # runs after the handle's own subscription
+            assert await roles.get_role(789) == "user"
+            change = await roles.add_admin(789, "new_admin")
+            assert change.changed and change.events[0].actor == "w"
+            assert roles.cache.peek(789) == "admin"  # applied before add_admin returned
+            assert writers and loop_thread not in writers  # the commit ran in a worker thread
+            assert in_writer == ["admin"]  # caught up in that thread, not later by the loop
+            await roles.remove_admin(789)
+            assert roles.cache.peek(789) == "user"
+            await roles.upsert_user(2000, "boss")
+            await asyncio.to_thread(roles.repo.mailboxes.create, 1, 123, actor="ops")
+            await roles.transfer(1, 2000)
+            assert roles.cache.peek(2000) == "admin" and await roles.get_role(123) == "user"
+            with pytest.raises(ConflictError):  # the repository's rules, unchanged
+                await roles.remove_admin(2000)
+            assert await roles.sync() == 0
+
+    asyncio.run(main())
+
+
+def test_a_busy_loop_still_sees_other_processes_changes(db_path: Path, rolectl_bin: Path) -> None:
+    async def main() -> None:
+        async with rolectl.aio.connect(db_path, register=False) as roles:
+            assert await roles.get_role(789) == "user"
+            proc = await asyncio.create_subprocess_exec(str(rolectl_bin), "--db", str(db_path), "add-admin", "789",
+                                                        env=clean_env(), stdout=asyncio.subprocess.DEVNULL)
+            assert await proc.wait() == 0
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while await roles.get_role(789) != "admin":  # a saturated loop: lookups back to back
+                assert loop.time() < deadline, "the change never arrived"
+                await asyncio.sleep(0)
+
+    asyncio.run(main())
+
+
+def test_missing_database_fails_at_the_call(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError):
+        rolectl.aio.connect(tmp_path / "missing.db")
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_sync_close_after_the_loop_is_gone(db_path: Path) -> None:
+    roles = asyncio.run(rolectl.aio.connect(db_path, register=False).open())
+    roles.close()
+    assert roles.closed and rolectl_threads() == []
+
+
+def test_top_level_async_names() -> None:
+    assert rolectl.AsyncRoles is rolectl.aio.AsyncRoles
+    assert rolectl.aio.connect is not rolectl.connect

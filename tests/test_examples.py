@@ -1,0 +1,117 @@
+"""The examples run as documented: README's bot recipe exactly as written (in a real shell, the
+bot started with ``&``), and the aiogram and python-telegram-bot bots with ``--offline N``,
+visible to ``rolectl stats`` while they run and gone from it after a clean stop."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, clean_env
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def stats(db: Path) -> list[dict[str, object]]:
+    out = subprocess.run([str(BIN / "rolectl"), "--db", str(db), "stats", "--format", "json"],
+                         capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert out.returncode == 0, out.stderr
+    return list(json.loads(out.stdout))
+
+
+def wait_live(db: Path, name: str, proc: subprocess.Popen[str], timeout: float = 600) -> dict[str, object]:
+    """Poll ``rolectl stats`` until ``name`` is live with a lookup made (aiogram imports slowly)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        rows = [r for r in stats(db) if r["instance"] == name and r["state"] == "live"]
+        if rows and int(rows[0]["hits"] or 0) + int(rows[0]["misses"] or 0) > 0:  # type: ignore[call-overload]
+            return rows[0]
+        time.sleep(0.2)
+    raise AssertionError(f"{name} never showed up live in `rolectl stats`")
+
+
+def recipe_line() -> str:
+    match = re.search(r"^(python examples/bot\.py --db bot\.db --name alpha &)", README, re.M)
+    assert match, "README's bot recipe is gone"
+    return match.group(1)
+
+
+def test_readme_bot_recipe_works_as_written(tmp_path: Path) -> None:
+    """The line from README, run by a shell in a directory holding ``examples/``: the bot makes
+    its own lookups (it does not read the terminal), `rolectl stats` shows it live, and a
+    SIGTERM (``kill %1``) unregisters it."""
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    env = clean_env(PATH=f"{BIN}:{clean_env()['PATH']}")
+    script = "\n".join([
+        "set -e",
+        "rolectl --db bot.db init > /dev/null",
+        "rolectl --db bot.db add-admin 789 > /dev/null",
+        recipe_line(),
+        "for i in $(seq 600); do",  # until alpha has made a lookup (a correctness wait)
+        "  rolectl --db bot.db stats --format json | grep -q '\"hits\": [1-9]' && break; sleep 0.2",
+        "done",
+        "rolectl --db bot.db stats --format json > stats.json",
+        "rolectl --db bot.db cache show --role admin --format json > admins.json",
+        "kill %1",
+        "wait",
+        "rolectl --db bot.db stats --format json > after.json",
+    ])
+    out = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    [row] = json.loads((tmp_path / "stats.json").read_text())
+    assert row["instance"] == "alpha" and row["state"] == "live" and row["follower"] in ("inotify", "poll")
+    assert row["hits"] > 0 and row["misses"] > 0
+    admins = json.loads((tmp_path / "admins.json").read_text())
+    assert [a["user_id"] for a in admins] in ([], [789])  # 789 is admin once alpha has asked
+    assert json.loads((tmp_path / "after.json").read_text()) == []  # a clean stop unregisters
+    assert "lookups/s" in out.stdout and "lookups," in out.stdout  # its start and summary lines
+
+
+def test_bot_py_picks_command_mode_for_a_pipe(db_path: Path) -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "bot.py"), "--db", str(db_path), "--no-register"],
+                         input="get 5\nquit\n", capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[1:] == ["user"]
+
+
+def test_bot_py_traffic_mode_stops_after_requests(db_path: Path) -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "bot.py"), "--db", str(db_path), "--traffic",
+                          "--requests", "300", "--rate", "100000", "--no-register"],
+                         capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "300 lookups" in out.stdout
+
+
+@pytest.mark.parametrize("example, name", [("aiogram_bot.py", "aiogram-bot"), ("ptb_bot.py", "ptb-bot")])
+def test_framework_bot_offline(db_path: Path, example: str, name: str) -> None:
+    """``--offline N``: N synthetic updates through the framework's dispatch, visible in
+    ``rolectl stats`` while it runs, the right answers for an admin and a user, and no
+    registration left after it ends."""
+    subprocess.run([str(BIN / "rolectl"), "--db", str(db_path), "add-admin", "789"], check=True,
+                   capture_output=True, env=clean_env())
+    proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / example), "--db", str(db_path),
+                             "--offline", "2000", "--rate", "100", "-v"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
+    try:
+        row = wait_live(db_path, name, proc)
+        assert row["follower"] in ("inotify", "poll")
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    lines = stdout.splitlines()
+    assert "offline: served 2000 updates" in lines[-1]
+    assert {"-> 789: You are admin.", "-> 789: Banned 42."} <= set(lines)  # seed 0 sends both
+    assert {"-> 123: Admins only.", "-> 123: You are user."} <= set(lines)
+    assert stats(db_path) == []  # the shutdown hook closed the handle: unregistered

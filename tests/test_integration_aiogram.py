@@ -1,0 +1,152 @@
+"""rolectl.integrations.aiogram driven through aiogram's own dispatch (``Dispatcher.feed_update``)
+with real ``Update`` objects and a bot whose session records requests instead of sending them.
+Role changes are made by the installed ``rolectl`` in another process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The framework is in the test extra: if it is missing, that is an install error, never a skip.
+from aiogram import Dispatcher
+from aiogram.filters import Command
+from aiogram.types import Message
+
+import rolectl.aio
+from rolectl.aio import AsyncRoles
+from rolectl.cache.registry import runtime_dir
+from rolectl.errors import InvalidInputError, RolectlError
+from rolectl.integrations.aiogram import HasRole, RoleMiddleware, setup
+
+from conftest import clean_env
+from tgfakes import aiogram_bot, aiogram_update
+
+
+def moderation_dispatcher(roles: AsyncRoles) -> Dispatcher:
+    dp = Dispatcher()
+    setup(dp, roles)
+
+    @dp.message(Command("start"))
+    async def start(message: Message, roles: AsyncRoles) -> None:
+        assert message.from_user is not None
+        await roles.upsert_user(message.from_user.id, message.from_user.username)
+        await message.answer("hello")
+
+    @dp.message(Command("ban"), HasRole("admin"))
+    async def ban(message: Message) -> None:
+        await message.answer("banned")
+
+    @dp.message(Command("ban"))
+    async def refuse(message: Message, role: str) -> None:
+        await message.answer(f"admins only (you are {role})")
+
+    return dp
+
+
+async def until(predicate: Any, timeout: float = 10.0) -> None:
+    """Wait (yielding to the loop, where the follower runs) until ``predicate()`` holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "the change never reached the bot's cache"
+        await asyncio.sleep(0.002)
+
+
+async def cli(rolectl_bin: Path, db: Path, *args: str) -> None:
+    proc = await asyncio.create_subprocess_exec(str(rolectl_bin), "--db", str(db), *args, env=clean_env(),
+                                                stdout=asyncio.subprocess.DEVNULL)
+    assert await proc.wait() == 0
+
+
+def test_scenario_roles_follow_changes_made_by_another_process(db_path: Path, rolectl_bin: Path) -> None:
+    async def scenario() -> None:
+        roles = rolectl.aio.connect(db_path, name="aiogram-bot")
+        dp, bot = moderation_dispatcher(roles), aiogram_bot()
+
+        async def say(uid: int, text: str) -> str:
+            await dp.feed_update(bot, aiogram_update(uid, text))
+            chat, reply = bot.session.sent[-1]
+            assert chat == uid
+            return str(reply)
+
+        await dp.emit_startup(bot=bot)  # opens the handle: follower started, registered
+        assert roles.follower is not None and roles.follower.running
+        assert list(runtime_dir(db_path).glob("*.json"))
+
+        assert await say(789, "/ban 1") == "admins only (you are user)"
+        await cli(rolectl_bin, db_path, "add-admin", "789")
+        await until(lambda: roles.cache.peek(789) == "admin")
+        assert await say(789, "/ban 1") == "banned"
+        await cli(rolectl_bin, db_path, "remove-admin", "789")
+        await until(lambda: roles.cache.peek(789) == "user")
+        assert await say(789, "/ban 1") == "admins only (you are user)"
+
+        assert await say(2000, "/start") == "hello"  # the bot's own write, from a handler
+        assert roles.cache.peek(2000) == "user"  # applied before upsert_user returned
+        assert await say(123, "/ban 1") == "admins only (you are user)"
+        await cli(rolectl_bin, db_path, "mailbox", "create", "1", "--owner", "123")
+        await until(lambda: roles.cache.peek(123) == "admin")
+        assert await say(123, "/ban 1") == "banned"
+        assert await say(2000, "/ban 1") == "admins only (you are user)"
+        await cli(rolectl_bin, db_path, "transfer", "1", "--to", "2000")
+        await until(lambda: roles.cache.peek(2000) == "admin" and roles.cache.peek(123) == "user")
+        assert await say(2000, "/ban 1") == "banned"
+        assert await say(123, "/ban 1") == "admins only (you are user)"
+
+        await dp.emit_shutdown(bot=bot)  # closes the handle
+        assert roles.closed
+        assert list(runtime_dir(db_path).glob("*")) == []
+
+    asyncio.run(scenario())
+
+
+def test_lookup_fails_closed(db_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        async with rolectl.aio.connect(db_path, name="failing", register=False) as roles:
+            await roles.add_admin(4242)
+            roles.cache.invalidate(4242)  # the next lookup must read the database
+            dp = Dispatcher()
+            dp.update.outer_middleware(RoleMiddleware(roles))
+
+            @dp.message(Command("ban"), HasRole("admin"))
+            async def ban(message: Message) -> None:
+                await message.answer("banned")
+
+            @dp.message(Command("ban"))
+            async def refuse(message: Message, role: str) -> None:
+                await message.answer(f"refused {role}")
+
+            bot = aiogram_bot()
+            for suffix in ("", "-wal", "-shm"):  # the database disappears under the bot
+                Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+            with caplog.at_level(logging.WARNING, logger="rolectl.integrations"):
+                await dp.feed_update(bot, aiogram_update(4242, "/ban 1"))
+            assert bot.session.sent == [(4242, "refused user")]  # never admin, no crash
+            assert any("4242" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+
+    asyncio.run(scenario())
+
+
+def test_has_role_without_the_middleware_says_how_to_fix(db_path: Path) -> None:
+    async def scenario() -> None:
+        dp = Dispatcher()
+
+        @dp.message(Command("ban"), HasRole("admin"))
+        async def ban(message: Message) -> None:
+            await message.answer("banned")
+
+        with pytest.raises(RolectlError, match="setup"):
+            await dp.feed_update(aiogram_bot(), aiogram_update(1, "/ban"))
+
+    asyncio.run(scenario())
+
+
+def test_unknown_role_is_refused_at_definition() -> None:
+    with pytest.raises(InvalidInputError, match="root"):
+        HasRole("root")
+    with pytest.raises(InvalidInputError):
+        HasRole()

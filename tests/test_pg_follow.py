@@ -365,3 +365,30 @@ def test_restoring_an_older_dump_resets_the_cache(pg_server: Any, pg_db: str, db
     wait_until(lambda: follower.resets >= 1, "the follower to notice the restore")
     assert "went backwards" in (follower.last_reset_reason or "")
     assert cache.last_seq == 2 and cache.get_role(1) == "admin"
+
+
+def test_past_the_staleness_bound_the_cache_fails_closed_then_recovers(pg_server: Any, pg_db: str, db: Any,
+                                                                        pg_url: str) -> None:
+    """While the follower cannot read the log (here: the database refuses connections and its
+    connection was cut) the cache answers from memory only up to ``max_staleness``; past it,
+    it is suspended -- emptied, every lookup reads the database (and fails while it cannot).
+    Once the follower reads again, the cache answers from memory again, caught up."""
+    db.execute("INSERT INTO users (user_id, role) VALUES (1, 'admin')")
+    cache = RoleCache(PostgresFetch(pg_url), name="bounded")
+    follower = PgFollower(cache, pg_url, safety_interval=0.2, max_staleness=1.0).start()
+    try:
+        assert cache.get_role(1) == "admin" and not cache.suspended
+        pg_server.admin_sql(f'ALTER DATABASE "{pg_db}" ALLOW_CONNECTIONS false')
+        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                   "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        wait_until(lambda: follower.stale, "the staleness bound")
+        assert cache.suspended and cache.peek(1) is None
+        with pytest.raises(DatabaseError):
+            cache.get_role(1)  # fails closed: no answer from memory, no stale admin
+        db.execute("UPDATE users SET role = 'user' WHERE user_id = 1")  # while it was blind
+        pg_server.admin_sql(f'ALTER DATABASE "{pg_db}" ALLOW_CONNECTIONS true')
+        wait_until(lambda: not follower.stale, "the follower to read again")
+        wait_until(lambda: cache.last_seq == head(db), "the catch-up")
+        assert not cache.suspended and cache.get_role(1) == "user" and follower.resets == 0
+    finally:
+        follower.close()

@@ -1,6 +1,7 @@
 """Two hosts on one machine: a follower in its own network namespace reaches the server over a
 veth pair. Its link is cut for 10 s while changes are committed, then restored: it must catch
-up by itself, with nothing skipped and no reset. Skipped where network namespaces can't be made
+up by itself, with nothing skipped and no reset; while cut, past ``max_staleness``, its cache
+fails closed (suspended). Skipped where network namespaces can't be made
 (not root, no ``ip``)."""
 
 from __future__ import annotations
@@ -43,9 +44,14 @@ class Printing(RoleCache):
         print(json.dumps({"applied": [e.seq for e in events if e.seq > last]}), flush=True)
         return n
 
-follower = PgFollower(Printing(name="far"), sys.argv[1], safety_interval=1.0, timeout=2.0).start()
+follower = PgFollower(Printing(name="far"), sys.argv[1], safety_interval=1.0, timeout=2.0,
+                      max_staleness=3.0).start()
 print(json.dumps({"ready": follower.cache.last_seq}), flush=True)
-sys.stdin.readline()
+for line in sys.stdin:
+    if line.strip() == "status":
+        print(json.dumps({"stale": follower.stale, "suspended": follower.cache.suspended}), flush=True)
+    else:
+        break
 print(json.dumps({"resets": follower.resets, "errors": follower.errors}), flush=True)
 follower.close()
 """
@@ -128,6 +134,19 @@ def test_a_follower_on_another_host_catches_up_after_its_link_is_cut(server: PgS
                       "WHERE user_id = %s", (uid,))
         return int(local.execute("SELECT max(seq) FROM events").fetchone()[0])
 
+    def status() -> dict[str, Any]:
+        assert proc.stdin is not None
+        count = len(lines)
+        proc.stdin.write("status\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for data in lines[count:]:
+                if "stale" in data:
+                    return data
+            time.sleep(0.01)
+        raise AssertionError("the far follower did not answer")
+
     def wait_applied(seq: int, limit: float) -> None:
         deadline = time.monotonic() + limit
         while (not applied or applied[-1] < seq) and time.monotonic() < deadline:
@@ -141,6 +160,8 @@ def test_a_follower_on_another_host_catches_up_after_its_link_is_cut(server: PgS
         during = [toggle(1 + i % 5) for i in range(20)]
         time.sleep(max(0.0, 10 - (time.monotonic() - cut_at)))
         reached_while_cut = applied[-1] if applied else start
+        # 10 s blind with max_staleness=3: the far cache fails closed (suspended, reads only).
+        assert status() == {"stale": True, "suspended": True}
         _ip("link", "set", far_host, "up")
         after = toggle(2)
         wait_applied(after, 60)
@@ -148,6 +169,10 @@ def test_a_follower_on_another_host_catches_up_after_its_link_is_cut(server: PgS
         committed = [r[0] for r in local.execute("SELECT seq FROM events WHERE seq > %s ORDER BY seq",
                                                  (start,)).fetchall()]
         assert applied == committed  # in order, nothing skipped
+        deadline = time.monotonic() + 30
+        while status() != {"stale": False, "suspended": False} and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert status() == {"stale": False, "suspended": False}
     finally:
         if proc.poll() is None:
             proc.stdin.write("stop\n")

@@ -98,7 +98,7 @@ class FollowCore:
 
     def __init__(self, cache: "RoleCache", path: str | os.PathLike[str], *, batch: int = 5000,
                  timeout: float = 5.0, settle: float = SETTLE,
-                 max_staleness: float | None | _Default = DEFAULT) -> None:
+                 max_staleness: float | None | _Default = DEFAULT, reader: Any = None) -> None:
         self.cache = cache
         self.path = Path(path).absolute()
         #: The file that really holds the database (and, next to it, its -wal and -shm).
@@ -106,7 +106,8 @@ class FollowCore:
         self.batch = batch
         self.settle = settle
         self.max_staleness = resolve_max_staleness(max_staleness)
-        self.reader = LogReader(self.path, timeout=timeout)
+        # Another backend's reader (same read/at_head/changed/close contract) may be given.
+        self.reader = reader if reader is not None else LogReader(self.path, timeout=timeout)
         self.use_writer_lock = True  # see next_check(); off only to measure the alternative
         self.writer_probes = 0
         self.lock = threading.Lock()

@@ -71,7 +71,8 @@ def translate(exc: BaseException, conninfo: str) -> DatabaseError:
     if "timeout" in low or "timed out" in low:
         return DatabaseError(f"PostgreSQL {where} did not answer in time",
                              hint="check that the server is up and reachable, or raise --timeout")
-    if "terminating connection" in low or "closed the connection" in low or "connection is lost" in low:
+    if any(words in low for words in ("terminating connection", "closed the connection", "connection is lost",
+                                      "could not receive data", "could not send data", "consuming input failed")):
         return DatabaseError(f"lost the connection to PostgreSQL {where}: {reason}",
                              hint="check that the server is up; rolectl reconnects")
     if "connection" in low and ("refused" in low or "no such file" in low or "could not" in low

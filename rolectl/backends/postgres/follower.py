@@ -26,11 +26,13 @@ import os
 import select
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from ...cache.followcore import DEFAULT, FollowCore, first_catch_up
 from ...errors import RolectlError
 from .instances import REQUESTS, InstanceAgent
-from .logreader import Anchor, Batch, PgLogReader
+from .logreader import PgLogReader
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
@@ -42,6 +44,9 @@ log = logging.getLogger("rolectl.follower")
 
 #: Reconnect backoff: first wait and the longest wait, in seconds.
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
+#: Longest a read on a dead link may block the follower (``tcp_user_timeout``): the staleness
+#: bound is enforced between reads, so it is at most this late.
+READ_BLOCK_LIMIT = 2.0
 
 
 class PgFollower:
@@ -54,44 +59,60 @@ class PgFollower:
     def __init__(self, cache: "RoleCache", conninfo: str, *, safety_interval: float = 2.0,
                  batch: int = 5000, timeout: float = 5.0,
                  factory: Callable[[], "psycopg.Connection[Any]"] | None = None,
-                 register: bool = False, name: str | None = None) -> None:
+                 register: bool = False, name: str | None = None,
+                 max_staleness: Any = DEFAULT, strict: bool = False) -> None:
         self.cache = cache
         self.conninfo = conninfo
         self.safety_interval = safety_interval
-        self.batch = batch
+        self.strict = strict
         #: With ``register=True`` this process is visible to ``rolectl stats`` on every host
         #: (a heartbeat row) and answers diagnostics requests, on this same connection.
         self.agent: InstanceAgent | None = (
             InstanceAgent(cache, name=name, stats=self.stats) if register else None)
         self.reader = PgLogReader(conninfo, timeout=timeout, listen=True, factory=factory,
-                                  on_open=self.agent.listen if self.agent is not None else None)
+                                  on_open=self.agent.listen if self.agent is not None else None,
+                                  params={"tcp_user_timeout": int(READ_BLOCK_LIMIT * 1000)})
+        #: Reading, applying, anchoring, resets and the staleness bound: shared with every
+        #: follower (rolectl.cache.followcore); this class only decides when to look.
+        self.core = FollowCore(cache, self.reader.where, batch=batch, max_staleness=max_staleness,
+                               reader=self.reader)
+        self.core.path = Path(self.reader.where)  # how its messages name the database (no cwd)
         self._lock = threading.Lock()  # one catch-up, and one reader of the socket, at a time
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._pipe_r, self._pipe_w = -1, -1
-        self._anchor: Anchor | None = None
-        self._started = False
         self._notified: set[str] = set()  # channels notified while a query ran (psycopg's handler)
         self._handled_conn: object | None = None
         self._waiting_on: object | None = None
         self.backoff = BACKOFF_FIRST
-        self.wakeups = self.notifications = self.checks = self.catch_ups = 0
-        self.events_read = self.resets = self.errors = self.head = 0
-        self.last_reset_reason: str | None = None
-        self.last_error: str | None = None
-        self.last_catch_up_at: float | None = None
+        self.wakeups = self.notifications = self.checks = 0
+
+    @property
+    def resets(self) -> int:
+        return self.core.resets
+
+    @property
+    def errors(self) -> int:
+        return self.core.errors
+
+    @property
+    def last_reset_reason(self) -> str | None:
+        return self.core.last_reset_reason
+
+    @property
+    def stale(self) -> bool:
+        return self.core.stale
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> "PgFollower":
-        """Connect, LISTEN and catch up (the cache is in step when this returns, unless the
-        database is unreachable: then the thread keeps retrying), then follow."""
+        """Connect, LISTEN and catch up (the cache is in step when this returns), then follow.
+        If the database is unreachable: raise with ``strict=True``; otherwise the thread keeps
+        retrying and the staleness bound applies."""
         if self._thread is not None:
             return self
-        try:
-            self.catch_up()
-        except RolectlError as exc:
-            self.note_error(exc)
+        with self._lock:
+            first_catch_up(self.core, self.strict, lambda: f"follower for {self.reader.where}")
         self._pipe_r, self._pipe_w = os.pipe()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=f"rolectl-pg-follower-{self.cache.name}",
@@ -145,22 +166,35 @@ class PgFollower:
                 self.round(channels)
             except RolectlError as exc:
                 self.note_error(exc)
-                self._stop.wait(self.next_backoff())
+                self._backoff_wait()
             except Exception as exc:  # noqa: BLE001 - the thread must survive anything
                 log.exception("follower for %s: unexpected error", self.reader.where)
                 self.note_error(exc)
                 with self._lock:
                     self.reader.close()
-                self._stop.wait(self.next_backoff())
+                self._backoff_wait()
+            self.core.enforce_staleness(time.monotonic())
+
+    def _backoff_wait(self) -> None:
+        """Wait before reconnecting, but wake for the staleness bound if it comes first."""
+        wait = self.next_backoff()
+        due = self.core.stale_in(time.monotonic())
+        if due is not None and due < wait:
+            self._stop.wait(due + 0.001)
+            self.core.enforce_staleness(time.monotonic())
+            wait -= due
+        self._stop.wait(wait)
 
     # -- one round, whoever drives it (this thread, or an event loop: see .aio_follower) ----
 
     def next_timeout(self) -> float:
         """Seconds until the next look without a wake-up: the safety poll or a heartbeat."""
+        now = time.monotonic()
         timeout = self.safety_interval
         if self.agent is not None:
-            timeout = min(timeout, self.agent.due(time.monotonic()))
-        return timeout
+            timeout = min(timeout, self.agent.due(now))
+        due = self.core.stale_in(now)
+        return timeout if due is None else min(timeout, due + 0.001)
 
     def round(self, channels: set[str]) -> None:
         """Act on a wake-up (the channels notified; empty for a timeout): answer requests,
@@ -239,12 +273,9 @@ class PgFollower:
         self._notified.add(notify.channel)
 
     def note_error(self, exc: BaseException) -> None:
-        """Count a failure and log it once per distinct problem."""
-        self.errors += 1
-        text = str(exc)
-        if text != self.last_error:  # once per distinct problem, not once per retry
-            log.warning("follower for %s: %s (retrying)", self.reader.where, text)
-        self.last_error = text
+        """Count a failure outside a catch-up (the socket, a heartbeat) and log it once per
+        distinct problem; the staleness bound counts from the last success."""
+        self.core._failed(exc)
 
     # -- catching up ---------------------------------------------------------------------
 
@@ -252,67 +283,12 @@ class PgFollower:
         """Apply everything committed so far; the number of events applied. Raises
         :class:`~rolectl.errors.DatabaseError` if the log cannot be read."""
         with self._lock:
-            cache = self.cache
-            if not self._started:
-                self._start_position()
-            applied = 0
-            while True:
-                after = cache.last_seq
-                anchor = self._anchor if self._anchor is not None and self._anchor[0] == after else None
-                batch = self.reader.read(after, anchor, limit=self.batch)
-                self.head = batch.head
-                if batch.reset is not None:
-                    self._reset(batch)
-                    break
-                if batch.events:
-                    applied += cache.apply_many(batch.events)
-                    self.events_read += len(batch.events)
-                self._anchor = batch.anchor
-                if not batch.more:
-                    break
-            self.catch_ups += 1
-            self.last_catch_up_at = time.time()
-            self.last_error = None
-            return applied
-
-    def _start_position(self) -> None:
-        """A cache that never applied anything starts at the head: every miss reads the
-        current state, so there is no history to replay."""
-        cache = self.cache
-        if cache.last_seq == 0 and len(cache) == 0:
-            head, anchor = self.reader.at_head()
-            if head:
-                cache.reset(head, reason=f"following the PostgreSQL log from its head #{head}")
-            self._anchor = anchor
-        self._started = True
-
-    def _reset(self, batch: Batch) -> None:
-        reason = batch.reset or "unknown"
-        dropped = self.cache.reset(batch.head, reason=reason)
-        self.resets += 1
-        self.last_reset_reason = reason
-        self._anchor = batch.anchor
-        log.warning("follower for %s: %s; cache %s cleared (%d entries) and resumed at #%d",
-                    self.reader.where, reason, self.cache.name, dropped, batch.head)
+            return self.core.catch_up()
 
     # -- introspection -------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        last = self.cache.last_seq
-        return {
-            "mode": "listen" if self.running else "stopped",
-            "running": self.running,
-            "wakeups": self.wakeups,
-            "notifications": self.notifications,
-            "checks": self.checks,
-            "catch_ups": self.catch_ups,
-            "events_read": self.events_read,
-            "resets": self.resets,
-            "last_reset_reason": self.last_reset_reason,
-            "errors": self.errors,
-            "last_error": self.last_error,
-            "head_seen": self.head,
-            "lag_seen": max(0, self.head - last),
-            "last_catch_up_at": self.last_catch_up_at,
-            "reconnects": self.reader.reopens,
-        }
+        data = self.core.stats("listen" if self.running else "stopped", self.running)
+        data.update(wakeups=self.wakeups, notifications=self.notifications, checks=self.checks,
+                    reconnects=self.reader.reopens)
+        return data

@@ -76,8 +76,11 @@ class PgLogReader:
 
     def __init__(self, conninfo: str, *, timeout: float = 5.0, listen: bool = False,
                  factory: ConnectionFactory | None = None,
-                 on_open: Callable[["psycopg.Connection[Any]"], None] | None = None) -> None:
+                 on_open: Callable[["psycopg.Connection[Any]"], None] | None = None,
+                 params: dict[str, Any] | None = None) -> None:
         self.conninfo = conninfo
+        #: Extra libpq parameters for this reader's connections (a follower shortens timeouts).
+        self.params = dict(params or {})
         #: Called with every new connection after LISTEN (the instance agent registers there).
         self.on_open = on_open
         self.timeout = timeout
@@ -106,7 +109,8 @@ class PgLogReader:
         if self._factory is not None:
             conn = self._factory()
         else:
-            conn = connect(self.conninfo, timeout=self.timeout, application_name="rolectl-follower")
+            conn = connect(self.conninfo, timeout=self.timeout, application_name="rolectl-follower",
+                           **self.params)
         try:
             if self.listen:
                 conn.execute(f"LISTEN {CHANNEL}")

@@ -85,3 +85,26 @@ def test_follows_on_the_loop_and_survives_killed_connections(db: Any, pg_url: st
 
     asyncio.run(main())
     assert db.execute("SELECT count(*) FROM rolectl_instances").fetchone()[0] == 0
+
+
+def test_the_asyncio_driver_enforces_the_staleness_bound(db: Any, pg_url: str, pg_server: Any,
+                                                         pg_db: str) -> None:
+    db.execute("INSERT INTO users (user_id, role) VALUES (1, 'admin')")
+
+    async def main() -> None:
+        cache = RoleCache(PostgresFetch(pg_url), name="aio-bounded")
+        async with AsyncPgFollower(cache, pg_url, safety_interval=0.2, max_staleness=1.0) as follower:
+            assert cache.get_role(1) == "admin"
+            pg_server.admin_sql(f'ALTER DATABASE "{pg_db}" ALLOW_CONNECTIONS false')
+            db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            await until(lambda: cache.suspended, "the staleness bound")
+            assert cache.peek(1) is None
+            db.execute("UPDATE users SET role = 'user' WHERE user_id = 1")
+            pg_server.admin_sql(f'ALTER DATABASE "{pg_db}" ALLOW_CONNECTIONS true')
+            await until(lambda: not cache.suspended, "the follower to read again")
+            final = int(db.execute("SELECT max(seq) FROM events").fetchone()[0])
+            await until(lambda: cache.last_seq == final, "the catch-up")
+            assert cache.get_role(1) == "user" and follower.core.resets == 0
+
+    asyncio.run(main())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from ...errors import RolectlError
@@ -85,6 +86,9 @@ class AsyncPgFollower:
         if fd is not None:
             loop.add_reader(fd, self._on_readable)
             self._fd = fd
+        if delay is not None:  # backing off: wake for the staleness bound if it comes first
+            due = self.core.core.stale_in(time.monotonic())
+            delay = delay if due is None else min(delay, due + 0.001)
         self._timer = loop.call_later(self.core.next_timeout() if delay is None else delay,
                                       self._run_round, set())
 
@@ -102,6 +106,7 @@ class AsyncPgFollower:
         except RolectlError as exc:
             self.core.note_error(exc)
             self._unwatch()
+            self._enforce_staleness()
             self._watch(delay=self.core.next_backoff())
             return
         if channels:
@@ -127,7 +132,13 @@ class AsyncPgFollower:
             delay = self.core.next_backoff()
         finally:
             self._task = None
+        self._enforce_staleness()
         self._watch(delay)
+
+    def _enforce_staleness(self) -> None:
+        """Past ``max_staleness`` without a successful read, the cache stops answering from
+        memory (the shared core decides; this driver's timers make sure it is asked)."""
+        self.core.core.enforce_staleness(time.monotonic())
 
     # -- stopping ------------------------------------------------------------------------
 

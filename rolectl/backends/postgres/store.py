@@ -89,9 +89,10 @@ class PgStore:
             conn = self.conn
             try:
                 with conn.transaction():
-                    conn.execute(schema.LOCK_SQL)
-                    if actor is not None:
-                        conn.execute("SELECT set_config('rolectl.actor', %s, true)", (actor,))
+                    if actor is None:
+                        conn.execute(schema.LOCK_SQL)
+                    else:  # one round trip for both
+                        conn.execute(f"{schema.LOCK_SQL}, set_config('rolectl.actor', %s, true)", (actor,))
                     yield conn
             except self._pg.Error as exc:
                 raise self.translate(exc) from exc

@@ -273,8 +273,10 @@ class PgFollower:
         self._notified.add(notify.channel)
 
     def note_error(self, exc: BaseException) -> None:
-        """Count a failure outside a catch-up (the socket, a heartbeat) and log it once per
-        distinct problem; the staleness bound counts from the last success."""
+        """Count a failure and log it once per distinct problem; the staleness bound counts
+        from the last success. A failed catch-up was counted by the core already."""
+        if self.core.failing_since is not None and str(exc) == self.core.last_error:
+            return
         self.core._failed(exc)
 
     # -- catching up ---------------------------------------------------------------------

@@ -127,11 +127,11 @@ def test_start_on_a_missing_database_raises_and_creates_nothing(tmp_path: Path) 
     missing = tmp_path / "missing.db"
 
     async def main() -> None:
-        follower = AsyncFollower(RoleCache(FollowingFetch(missing)), missing)
+        follower = AsyncFollower(RoleCache(lambda uid: "user"), missing)
         with pytest.raises(DatabaseError, match="first catch-up failed"):
             await follower.start()
         assert not follower.running
-        lenient = await AsyncFollower(RoleCache(FollowingFetch(missing)), missing, strict=False).start()
+        lenient = await AsyncFollower(RoleCache(lambda uid: "user"), missing, strict=False).start()
         assert lenient.running and lenient.stats()["errors"] == 1
         await lenient.aclose()
 

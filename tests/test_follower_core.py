@@ -71,7 +71,7 @@ def test_a_fresh_follower_holds_an_anchor_and_reports_no_clear(db_path: Path, re
 
 def test_start_on_a_missing_database_raises_and_creates_nothing(tmp_path: Path) -> None:
     missing = tmp_path / "missing.db"
-    cache = RoleCache(FollowingFetch(missing), name="test")
+    cache = RoleCache(lambda uid: "user", name="test")  # FollowingFetch refuses a missing file itself
     follower = Follower(cache, missing)
     with pytest.raises(DatabaseError, match="first catch-up failed"):
         follower.start()
@@ -90,7 +90,7 @@ def test_start_on_a_foreign_file_raises_a_rolectl_error(tmp_path: Path) -> None:
 
 def test_strict_false_starts_anyway_and_follows_once_the_file_appears(tmp_path: Path) -> None:
     path = tmp_path / "later.db"
-    cache = RoleCache(FollowingFetch(path), name="test")
+    cache = RoleCache(lambda uid: FollowingFetch(path)(uid), name="test")  # the file comes later
     with Follower(cache, path, strict=False, max_staleness=None) as follower:
         assert follower.running and follower.errors >= 1
         assert not path.exists()

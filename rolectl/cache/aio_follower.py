@@ -20,7 +20,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from .followcore import DEFAULT, SETTLE, FollowCore, first_catch_up
+from .followcore import DEFAULT, SETTLE, WRITER_RECHECK_LOOP, FollowCore, first_catch_up
 from .wakeup import Waker
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,7 +56,7 @@ class AsyncFollower:
         strict: bool = True,
     ) -> None:
         self._core = FollowCore(cache, path, batch=batch, timeout=min(timeout, LOOP_BUSY_TIMEOUT),
-                                settle=settle, max_staleness=max_staleness)
+                                settle=settle, max_staleness=max_staleness, writer_recheck=WRITER_RECHECK_LOOP)
         self.cache = cache
         self.path = self._core.path
         self.safety_interval = safety_interval

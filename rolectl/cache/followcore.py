@@ -45,8 +45,11 @@ log = logging.getLogger("rolectl.follower")
 SETTLE = 0.05
 #: First and longest gap between re-checks inside the settle window (it doubles in between).
 SETTLE_FIRST, SETTLE_MAX = 0.0002, 0.01
-#: Gap between re-checks while a writer holds the WAL write lock past the settle window.
+#: Longest gap between re-checks while a writer holds the WAL write lock (a commit is on
+#: its way). The thread follower pays a GIL round-trip per re-check, the in-loop one does not
+#: and uses :data:`WRITER_RECHECK_LOOP`.
 WRITER_RECHECK = 0.002
+WRITER_RECHECK_LOOP = 0.0005
 #: After a failed check, retry this soon (doubling up to the safety interval).
 RETRY_FIRST = 0.01
 
@@ -98,8 +101,10 @@ class FollowCore:
 
     def __init__(self, cache: "RoleCache", path: str | os.PathLike[str], *, batch: int = 5000,
                  timeout: float = 5.0, settle: float = SETTLE,
-                 max_staleness: float | None | _Default = DEFAULT, reader: Any = None) -> None:
+                 max_staleness: float | None | _Default = DEFAULT,
+                 writer_recheck: float = WRITER_RECHECK, reader: Any = None) -> None:
         self.cache = cache
+        self.writer_recheck = writer_recheck
         self.path = Path(path).absolute()
         #: The file that really holds the database (and, next to it, its -wal and -shm).
         self.real_path = Path(os.path.realpath(self.path))
@@ -110,6 +115,7 @@ class FollowCore:
         self.reader = reader if reader is not None else LogReader(self.path, timeout=timeout)
         self.use_writer_lock = True  # see next_check(); off only to measure the alternative
         self.writer_probes = 0
+        self._writer_was_active = False
         self.lock = threading.Lock()
         self.anchor: Anchor | None = None
         self.started = False  # the first catch-up decides where to start
@@ -267,16 +273,22 @@ class FollowCore:
         files: re-check quickly while a commit may still become visible, else ``idle``; never
         past the staleness bound; retry a failed check soon."""
         since_write = now - last_write
+        delay: float | None = None
         if since_write < self.settle:
             delay = min(max(since_write / 2, SETTLE_FIRST), SETTLE_MAX)
-            if delay > WRITER_RECHECK and self._writer_active():
-                delay = WRITER_RECHECK
-        elif since_write < 10.0 and self._writer_active():
-            delay = WRITER_RECHECK  # a slow commit (fsync) still under way: it will show
-        elif self.failing_since is not None:
-            delay = min(idle, max(RETRY_FIRST, (now - self.failing_since) / 2))
-        else:
-            delay = idle
+        if since_write < 10.0 and (delay is None or delay > self.writer_recheck):
+            active = self._writer_active()
+            if active:  # a commit (its fsync) is still under way: it will show
+                delay = self.writer_recheck
+            elif self._writer_was_active:
+                # it ended between the last look and this probe: one more look sees it
+                delay = SETTLE_FIRST
+            self._writer_was_active = active
+        if delay is None:
+            if self.failing_since is not None:
+                delay = min(idle, max(RETRY_FIRST, (now - self.failing_since) / 2))
+            else:
+                delay = idle
         due = self.stale_in(now)
         return delay if due is None else min(delay, due + 0.001)
 

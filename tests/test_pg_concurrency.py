@@ -110,3 +110,43 @@ def test_eight_writer_processes_and_a_follower(pg_url: str, writer_lock: bool) -
     assert len(committed) > 200 and deadlocks == 0
     assert skipped == [] and applied == committed
     assert replay(cache.applied) == table  # the follower's view is the table
+
+
+HOLDER = r"""
+import sys, time
+import psycopg
+conn = psycopg.connect(sys.argv[1])
+conn.execute("INSERT INTO users (user_id, role) VALUES (77, 'admin')")  # takes a seq and the writer lock
+print("holding", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_a_writer_killed_holding_the_lock_leaves_a_gap_not_a_hang(pg_url: str) -> None:
+    """SIGKILL of a client in the middle of a write transaction: the server rolls it back and
+    frees the writer lock, the next writer proceeds, the follower reads past the gap (no
+    reset), and the killed write is nowhere."""
+    import signal
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        schema.migrate(conn)
+        conn.execute("INSERT INTO users (user_id, role) VALUES (1, 'admin')")
+        cache = RecordingCache()
+        follower = PgFollower(cache, pg_url, safety_interval=0.5).start()
+        try:
+            holder = subprocess.Popen([sys.executable, "-c", HOLDER, pg_url], stdout=subprocess.PIPE, text=True)
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+            os.kill(holder.pid, signal.SIGKILL)
+            holder.wait(30)
+            conn.execute("UPDATE users SET role = 'user' WHERE user_id = 1")  # waits until the lock is free
+            final = int(conn.execute("SELECT max(seq) FROM events").fetchone()[0])
+            deadline = time.monotonic() + 30
+            while cache.last_seq < final and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            follower.close()
+        committed = [r[0] for r in conn.execute("SELECT seq FROM events ORDER BY seq").fetchall()]
+        assert conn.execute("SELECT count(*) FROM users WHERE user_id = 77").fetchone()[0] == 0
+    assert committed == [1, 3]  # seq 2 died with the killed writer
+    assert [e.seq for e in cache.applied] == [3] and follower.resets == 0

@@ -35,14 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import RolectlError
-from .events import ROLE_USER
+from ..errors import RolectlError
+from ..events import ROLE_USER
 from .findings import ERROR, INFO, OK, SEVERITIES, WARNING, Finding, examples as _examples
-from .schema import MIGRATIONS, SCHEMA_VERSION
-from .store import Store, translate
+from ..schema import MIGRATIONS, SCHEMA_VERSION
+from ..store import Store, translate
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .repository import Repository
+    from ..repository import Repository
 
 FIELDS: tuple[str, ...] = ("check", "severity", "message", "fix", "fixable")
 
@@ -215,7 +215,7 @@ def check_instances(path: Path, head: int) -> list[Finding]:
     """Live instances and how far behind ``head`` they are; dead and unresponsive ones."""
     import time
 
-    from .cache import registry
+    from ..cache import registry
 
     try:
         instances = registry.discover(path)
@@ -262,7 +262,7 @@ def check_instances(path: Path, head: int) -> list[Finding]:
 
 
 def prune_dead(path: Path) -> list[str]:
-    from .cache import registry
+    from ..cache import registry
 
     dead = [i for i in registry.discover(path) if i.state == registry.DEAD and i.gone]
     removed = registry.prune(dead)
@@ -276,7 +276,7 @@ def _open(path: str | os.PathLike[str] | None, timeout: float | None) -> Store:
     # Store() refuses an out-of-date schema, but the doctor must be able to look at one:
     # ``create=True`` skips that refusal (a newer schema is still refused) and creates
     # nothing, because the file is known to exist.
-    from .store import resolve_path
+    from ..store import resolve_path
 
     where = resolve_path(path)
     if not where.exists():
@@ -286,7 +286,7 @@ def _open(path: str | os.PathLike[str] | None, timeout: float | None) -> Store:
 
 def diagnose(path: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> Report:
     """Run every check; a schema the checks cannot read stops after the schema finding."""
-    from .repository import Repository
+    from ..repository import Repository
 
     store = _open(path, timeout)
     try:
@@ -310,7 +310,7 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
            actor: str = "rolectl doctor") -> Report:
     """Fix what is safe to fix, in dependency order (schema before triggers before the log),
     then diagnose again; the report's ``fixed`` says what was done."""
-    from .repository import Repository
+    from ..repository import Repository
 
     before = diagnose(path, timeout=timeout)
     wanted = {f.check for f in before.findings if f.fixable}

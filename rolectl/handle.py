@@ -18,7 +18,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
-from .backend import SQLiteBackend, open_backend
+from .backends.sqlite import SQLiteBackend, open_backend
 from .errors import InvalidInputError, RolectlError
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidInputError
-from .store import resolve_path, resolve_timeout
+from ..errors import InvalidInputError
+from ..store import resolve_path, resolve_timeout
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cache.aio_follower import AsyncFollower
-    from .cache.filefetch import FollowingFetch
-    from .cache.follower import Follower
-    from .cache.registry import Registration
-    from .cache.role_cache import RoleCache
-    from .repository import Repository
+    from ..cache.aio_follower import AsyncFollower
+    from ..cache.filefetch import FollowingFetch
+    from ..cache.follower import Follower
+    from ..cache.registry import Registration
+    from ..cache.role_cache import RoleCache
+    from ..repository import Repository
 
 #: URL schemes a later backend will serve; refused with a clear message until then.
 _FUTURE_SCHEMES = ("postgres", "postgresql")
@@ -41,30 +41,30 @@ class SQLiteBackend:
     timeout: float
 
     def repository(self) -> "Repository":
-        from .repository import Repository
+        from ..repository import Repository
 
         return Repository.open(self.path, timeout=self.timeout)
 
     def fetch(self) -> "FollowingFetch":
         """The miss read that checks the file's identity (the right one next to a follower)."""
-        from .cache.filefetch import FollowingFetch
+        from ..cache.filefetch import FollowingFetch
 
         return FollowingFetch(self.path, timeout=self.timeout)
 
     def follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> "Follower":
         """A thread follower (not started); ``None`` options keep the follower's defaults."""
-        from .cache.follower import Follower
+        from ..cache.follower import Follower
 
         return Follower(cache, self.path, timeout=self.timeout, **_options(max_staleness, strict))
 
     def async_follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> "AsyncFollower":
         """An in-loop follower for asyncio bots (not started)."""
-        from .cache.aio_follower import AsyncFollower
+        from ..cache.aio_follower import AsyncFollower
 
         return AsyncFollower(cache, self.path, timeout=self.timeout, **_options(max_staleness, strict))
 
     def register(self, cache: "RoleCache", *, follower: Any, name: str, bus: bool) -> "Registration":
-        from .cache.registry import register
+        from ..cache.registry import register
 
         return register(cache, self.path, follower=follower, name=name, bus=bus)
 

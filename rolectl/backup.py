@@ -30,7 +30,7 @@ from typing import Any
 
 from .errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
 from .schema import SCHEMA_VERSION
-from .schemacheck import recreate_objects
+from .doctor.schemacheck import recreate_objects
 from .store import Store, resolve_path, resolve_timeout, translate
 
 _SUMMARY = (

@@ -18,10 +18,11 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
-from .backend import SQLiteBackend, open_backend
+from .backends import open_backend
 from .errors import InvalidInputError, RolectlError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .backends.sqlite import SQLiteBackend
     from .cache.filefetch import FollowingFetch
     from .cache.follower import Follower
     from .cache.registry import Registration

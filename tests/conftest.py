@@ -74,3 +74,57 @@ def cli(db_path: Path):
         return runner.invoke(app, argv, input=input, env=env, catch_exceptions=False)
 
     return invoke
+
+
+# -- PostgreSQL: a throwaway server per test session, one database per test ------------------
+
+
+def _pg_unavailable() -> str | None:
+    from pgserver import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is None:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            reason = "psycopg is not installed (pip install -e '.[test]')"
+    return reason
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server of this machine's binaries, on a unix socket in a temp dir.
+
+    Skips where there is none -- except in CI (``CI=true``), where PostgreSQL tests must run:
+    there a missing server fails the test."""
+    reason = _pg_unavailable()
+    if reason is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL tests must run in CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    from pgserver import PgServer, find_bindir
+
+    bindir = find_bindir()
+    assert bindir is not None
+    server = PgServer(bindir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_db(pg_server) -> Iterator[str]:
+    """A fresh, empty database (its name) in the session's server; dropped afterwards."""
+    name = pg_server.create_database()
+    try:
+        yield name
+    finally:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture
+def pg_url(pg_server, pg_db: str) -> str:
+    """``postgresql://`` URL of a fresh, empty database."""
+    return pg_server.url(pg_db)

@@ -154,6 +154,37 @@ def test_stale_user_read_is_not_installed(change: str) -> None:
     assert cache.stats().stale_installs_prevented == 1
 
 
+@pytest.mark.parametrize("then", ["lru_eviction", "flush_event", "update_role_then_clear"])
+def test_lost_read_never_answers_stale_when_the_newer_entry_is_gone(then: str) -> None:
+    """A read that lost to a change answers with the change's role even when the entry that
+    change left behind has been evicted (bounded cache), flushed or cleared by the time the
+    read returns: falling back to the read's own (stale) role broke linearizability."""
+    roles = {4: "admin"}
+    head = [1]
+
+    def fetch(user_id: int) -> object:
+        snapshot = (roles.get(user_id, "user"), head[0])  # the database answers as of now ...
+        roles[4] = "user"  # ... then user 4 loses admin and the change arrives mid-read
+        head[0] += 1
+        if then == "update_role_then_clear":
+            cache.update_role(4, "user")
+            cache.clear()
+            return snapshot
+        cache.apply(ev(2, 4, "user"))
+        if then == "lru_eviction":  # another user's event evicts user 4 from a maxsize=1 cache
+            cache.apply(ev(3, 1, "user"))
+        else:
+            cache.apply(ev(3, 0, kind=CACHE_FLUSH))
+        return snapshot
+
+    cache = RoleCache(fetch, maxsize=1 if then == "lru_eviction" else None)
+    cache.apply(ev(1, 4, "admin"))
+    cache.clear()  # user 4 is not cached: the next lookup reads
+    assert cache.get_role(4) == "user"
+    assert cache.stats().stale_installs_prevented == 1
+    assert cache.peek(4) != "admin"
+
+
 def test_read_newer_than_the_event_is_installed() -> None:
     """The follower lags: the read already saw seq 6 (7 demoted), then event 5 (promotion,
     older) arrives during the read. The read wins; the old event must not regress it."""

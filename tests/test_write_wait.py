@@ -15,7 +15,7 @@ import time
 import pytest
 
 from rolectl import store as store_mod
-from rolectl.backend import open_backend
+from rolectl.backends import open_backend
 from rolectl.errors import DatabaseError
 from rolectl.store import Store, resolve_write_timeout
 

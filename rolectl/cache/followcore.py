@@ -102,7 +102,7 @@ class FollowCore:
     def __init__(self, cache: "RoleCache", path: str | os.PathLike[str], *, batch: int = 5000,
                  timeout: float = 5.0, settle: float = SETTLE,
                  max_staleness: float | None | _Default = DEFAULT,
-                 writer_recheck: float = WRITER_RECHECK) -> None:
+                 writer_recheck: float = WRITER_RECHECK, reader: Any = None) -> None:
         self.cache = cache
         self.writer_recheck = writer_recheck
         self.path = Path(path).absolute()
@@ -111,7 +111,8 @@ class FollowCore:
         self.batch = batch
         self.settle = settle
         self.max_staleness = resolve_max_staleness(max_staleness)
-        self.reader = LogReader(self.path, timeout=timeout)
+        # Another backend's reader (same read/at_head/changed/close contract) may be given.
+        self.reader = reader if reader is not None else LogReader(self.path, timeout=timeout)
         self.use_writer_lock = True  # see next_check(); off only to measure the alternative
         self.writer_probes = 0
         self._writer_was_active = False

@@ -30,7 +30,7 @@ def init(ctx: typer.Context) -> None:
 
     Example: rolectl --db bot.db init
     """
-    from ..fileperms import FIX, RISK, writable_by_others
+    from ..doctor.fileperms import FIX, RISK, writable_by_others
     from ..schema import SCHEMA_VERSION
     from ..store import init as init_store
 

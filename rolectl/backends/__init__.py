@@ -1,0 +1,74 @@
+"""Where a rolectl database lives: what a ``db`` / ``--db`` value names, and the pieces that
+depend on the database engine.
+
+This package is the one place that reads that value (a path, else ``$ROLECTL_DB``, else
+``./rolectl.db``, or a PostgreSQL URL) and decides which backend serves it:
+:func:`is_postgres` tells the two apart, :func:`open_backend` turns the value into the
+backend ``rolectl.connect(db)`` and ``rolectl.aio.connect(db)`` build on, so a bot's code
+does not change with the backend.
+
+Each backend has its store (connections, transactions, error wording), its schema with the
+triggers that make the guarantees, its log reader, its wake-up and its miss fetch; the domain
+rules (repository, events, validation) are written once above them.
+
+* ``rolectl.backends.postgres`` -- PostgreSQL, for bots on more than one host. It imports
+  psycopg, which is an optional extra (``pip install 'rolectl[postgres]'``), so nothing
+  imports it unless a PostgreSQL URL is used.
+* ``rolectl.backends.sqlite`` -- one WAL file, for bots on one host (its store, schema and
+  followers are still in ``rolectl.store``, ``rolectl.schema`` and ``rolectl.cache`` for now).
+* ``rolectl.backends.copy`` -- moving a database between the two.
+
+Importing this package imports neither driver nor any backend module; :func:`open_backend`
+imports the one it returns. ``rolectl.connect`` does not serve PostgreSQL URLs yet.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING
+
+from ..errors import InvalidInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sqlite import SQLiteBackend
+
+#: URL schemes that select PostgreSQL; anything else is a SQLite path.
+POSTGRES_SCHEMES: tuple[str, ...] = ("postgresql://", "postgres://")
+# A libpq key/value connection string: "host=... dbname=..." (at least one known key=).
+_KEYWORDS = re.compile(r"^\s*(host|hostaddr|port|dbname|user|service)\s*=", re.IGNORECASE)
+
+
+def is_postgres(value: str | os.PathLike[str] | None) -> bool:
+    """True if ``value`` (a ``--db`` / ``$ROLECTL_DB`` value) names a PostgreSQL database:
+    a ``postgresql://`` or ``postgres://`` URL, or a libpq ``key=value`` string."""
+    if value is None or not isinstance(value, str):
+        return False
+    low = value.lstrip().lower()
+    return low.startswith(POSTGRES_SCHEMES) or bool(_KEYWORDS.match(value))
+
+
+#: The same schemes without ``://``, as :func:`open_backend` compares them.
+_POSTGRES_URL_SCHEMES = tuple(s.split("://", 1)[0] for s in POSTGRES_SCHEMES)
+
+
+def open_backend(db: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> "SQLiteBackend":
+    """The backend for ``db`` (what ``--db`` takes). Raises :class:`InvalidInputError` for a
+    database URL ``rolectl.connect`` cannot serve (PostgreSQL URLs, for now)."""
+    if db is not None and not isinstance(db, (str, os.PathLike)):
+        raise InvalidInputError(f"db must be a path or a database URL, not {db!r}",
+                                hint="pass what --db takes, e.g. connect(\"bot.db\")")
+    text = os.fspath(db) if db is not None else ""
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme in _POSTGRES_URL_SCHEMES:
+        raise InvalidInputError(f"{scheme}:// databases are not supported by this rolectl",
+                                hint="use a SQLite database file path")
+    if scheme:
+        raise InvalidInputError(f"unknown database URL scheme {scheme!r}", hint="pass the path of a database file")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0):
+        raise InvalidInputError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
+    from ..store import ENV_TIMEOUT, resolve_path, resolve_timeout
+    from .sqlite import SQLiteBackend
+
+    return SQLiteBackend(resolve_path(db), resolve_timeout(timeout),
+                         defaulted=timeout is None and not os.environ.get(ENV_TIMEOUT))

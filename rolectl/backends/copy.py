@@ -1,0 +1,141 @@
+"""Moving a bot between SQLite and PostgreSQL: users, mailboxes and the whole event log.
+
+The copy runs in ONE PostgreSQL transaction holding the writer lock, so nobody sees half a
+copy and no writer slips in between. The log is copied first (``COPY`` writes the given
+``seq`` values into the ``GENERATED ALWAYS`` column), then the sequence is moved to the head,
+then the users: the role triggers compare every user's role with the role the copied log
+recorded, find them equal and log nothing -- unless the SQLite table had drifted from its
+log, in which case the target logs the difference (under actor ``copy``) and the report says
+how many such events it added. A target that already holds users, mailboxes or events is
+refused (exit 4): the log is append-only, so a copy never merges into another one.
+
+The target keeps its own ``log_id``: caches pointed at the new URL start over from its head
+(an identity change), exactly as after a restore.
+
+The reverse direction (:func:`postgres_to_sqlite`) renumbers the log: PostgreSQL's log may
+have gaps (rollbacks, crashes), while a SQLite log is contiguous by construction -- its
+followers and ``doctor`` treat a hole as damage. Events keep their order, timestamps and
+content; seq N of the copy is the N-th event of the source.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from ..errors import ConflictError
+from ..events import EVENT_FIELDS
+from ..store import Store, init as sqlite_init
+from .postgres.store import init as pg_init
+
+_USERS = ("user_id", "username", "role", "created_at", "updated_at")
+_MAILBOXES = ("mailbox_id", "owner_id", "title", "created_at", "updated_at")
+
+
+@dataclass(frozen=True)
+class CopyReport:
+    users: int
+    mailboxes: int
+    events: int
+    head: int
+    #: Events the target logged because the source's users table disagreed with its log.
+    reconciled: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return (self.users + self.mailboxes + self.events) / self.seconds if self.seconds > 0 else 0.0
+
+
+def sqlite_to_postgres(source: str | os.PathLike[str], target: str, *, timeout: float | None = None,
+                       chunk: int = 10000) -> CopyReport:
+    """Copy the SQLite database ``source`` into the PostgreSQL database ``target`` (its schema
+    is created if missing). Raises :class:`ConflictError` if the target is not empty."""
+    started = time.perf_counter()
+    src = Store(source, timeout=timeout)
+    dst, _ = pg_init(target, timeout=timeout)
+    try:
+        # A read transaction on the source: every table from one snapshot.
+        with src.snapshot() as sconn, dst.transaction(actor="copy") as dconn:
+            counts = dconn.execute("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM mailboxes), "
+                                   "(SELECT count(*) FROM events)").fetchone()
+            if counts is not None and any(counts):
+                raise ConflictError(
+                    f"database {dst.path} is not empty ({counts[0]} users, {counts[1]} mailboxes, "
+                    f"{counts[2]} events)", hint="copy into an empty database (createdb a new one)")
+            events = _copy(sconn, dconn, "events", EVENT_FIELDS, "seq", chunk)
+            head = int(dconn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])  # type: ignore[index]
+            if head:
+                dconn.execute("SELECT setval(pg_get_serial_sequence('events', 'seq'), %s)", (head,))
+            users = _copy(sconn, dconn, "users", _USERS, "user_id", chunk)
+            mailboxes = _copy(sconn, dconn, "mailboxes", _MAILBOXES, "mailbox_id", chunk)
+            after = int(dconn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])  # type: ignore[index]
+            reconciled = int(dconn.execute("SELECT count(*) FROM events WHERE seq > %s",
+                                           (head,)).fetchone()[0])  # type: ignore[index]
+    finally:
+        src.close()
+        dst.close()
+    return CopyReport(users, mailboxes, events, after, reconciled, time.perf_counter() - started)
+
+
+def _copy(sconn: sqlite3.Connection, dconn: object, table: str, columns: tuple[str, ...], order: str,
+          chunk: int) -> int:
+    names = ", ".join(columns)
+    source = sconn.execute(f"SELECT {names} FROM {table} ORDER BY {order}")
+    copied = 0
+    with dconn.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+        while rows := source.fetchmany(chunk):
+            for row in rows:
+                copy.write_row(row)
+            copied += len(rows)
+    return copied
+
+
+def postgres_to_sqlite(source: str, target: str | os.PathLike[str], *, timeout: float | None = None,
+                       chunk: int = 10000) -> CopyReport:
+    """Copy the PostgreSQL database ``source`` into the SQLite file ``target`` (created if
+    missing), renumbering the log contiguously. Raises :class:`ConflictError` if the target
+    is not empty."""
+    from .postgres.store import PgStore
+
+    started = time.perf_counter()
+    src = PgStore(source, timeout=timeout)
+    dst, _ = sqlite_init(target, timeout=timeout)
+    try:
+        with src.snapshot() as sconn, dst.transaction() as dconn:
+            counts = dconn.execute("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM mailboxes), "
+                                   "(SELECT count(*) FROM events)").fetchone()
+            if any(counts):
+                raise ConflictError(
+                    f"database {dst.path} is not empty ({counts[0]} users, {counts[1]} mailboxes, "
+                    f"{counts[2]} events)", hint="copy into a new file")
+            events = 0
+            names = ", ".join(EVENT_FIELDS)
+            with sconn.cursor(name="rolectl_copy_events") as cur:  # server-side: streams 1M rows
+                cur.execute(f"SELECT {names} FROM events ORDER BY seq")
+                while rows := cur.fetchmany(chunk):
+                    dconn.executemany(f"INSERT INTO events ({names}) VALUES ({', '.join('?' * len(EVENT_FIELDS))})",
+                                      [(events + i + 1, *row[1:]) for i, row in enumerate(rows)])
+                    events += len(rows)
+            users = _copy_into_sqlite(sconn, dconn, "users", _USERS, "user_id", chunk)
+            mailboxes = _copy_into_sqlite(sconn, dconn, "mailboxes", _MAILBOXES, "mailbox_id", chunk)
+            head = int(dconn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+            reconciled = head - events
+    finally:
+        src.close()
+        dst.close()
+    return CopyReport(users, mailboxes, events, head, reconciled, time.perf_counter() - started)
+
+
+def _copy_into_sqlite(sconn: object, dconn: sqlite3.Connection, table: str, columns: tuple[str, ...], order: str,
+                      chunk: int) -> int:
+    names = ", ".join(columns)
+    copied = 0
+    with sconn.cursor(name=f"rolectl_copy_{table}") as cur:  # type: ignore[attr-defined]
+        cur.execute(f"SELECT {names} FROM {table} ORDER BY {order}")
+        while rows := cur.fetchmany(chunk):
+            dconn.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", rows)
+            copied += len(rows)
+    return copied

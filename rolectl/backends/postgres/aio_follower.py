@@ -1,0 +1,157 @@
+"""Following a PostgreSQL log from an asyncio bot's own event loop, with no follower thread.
+
+The LISTENing connection's socket is registered with ``loop.add_reader``: a notification wakes
+the loop, which reads it without blocking (``consume_input``). The safety poll and heartbeats are
+``loop.call_later`` timers. The catch-up itself is a network round trip (to another host,
+possibly), so it runs in a worker thread (``asyncio.to_thread``) and never stalls the loop;
+while it runs, the socket is not watched (the catch-up reads whatever arrives). Reconnects back
+off from 0.1 s to 5 s on the loop's clock.
+
+Reading, applying, resetting, heartbeats and requests are :class:`~.follower.PgFollower`'s, shared
+with the thread driver: this class only decides *when*.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from ...errors import RolectlError
+from .follower import PgFollower
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...bus import EventBus
+    from ...cache.role_cache import RoleCache
+
+log = logging.getLogger("rolectl.follower")
+
+
+class AsyncPgFollower:
+    """``await AsyncPgFollower(cache, url).start()`` catches up, then follows on the running
+    loop; ``await aclose()`` (or ``async with``) stops. Options as for :class:`PgFollower`."""
+
+    def __init__(self, cache: "RoleCache", conninfo: str, **options: Any) -> None:
+        self.core = PgFollower(cache, conninfo, **options)
+        self.cache = cache
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fd: int | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def start(self) -> "AsyncPgFollower":
+        self._loop = asyncio.get_running_loop()
+        try:
+            await asyncio.to_thread(self.core.catch_up)
+        except RolectlError as exc:  # the loop keeps retrying; a bot must start even so
+            self.core.note_error(exc)
+        self._watch()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._loop is not None and not self._closed
+
+    def attach(self, bus: "EventBus") -> Callable[[], None]:
+        """The bot's own writes: catch up in the writing thread, before the write returns."""
+        return self.core.attach(bus)
+
+    def catch_up(self) -> int:
+        return self.core.catch_up()
+
+    def stats(self) -> dict[str, Any]:
+        data = self.core.stats()
+        data["mode"] = "listen-asyncio" if self.running else "stopped"
+        data["running"] = self.running
+        return data
+
+    # -- scheduling ----------------------------------------------------------------------
+
+    def _watch(self, delay: float | None = None) -> None:
+        """Watch the socket (connecting is left to the next round) and arm the timer."""
+        loop = self._loop
+        if loop is None or self._closed:
+            return
+        self._unwatch()
+        try:
+            pending, fd = self.core.socket() if delay is None else (set(), None)
+        except RolectlError as exc:
+            self.core.note_error(exc)
+            pending, fd, delay = set(), None, self.core.next_backoff()
+        if pending:
+            self._run_round(pending)
+            return
+        if fd is not None:
+            loop.add_reader(fd, self._on_readable)
+            self._fd = fd
+        if delay is not None:  # backing off: wake for the staleness bound if it comes first
+            due = self.core.core.stale_in(time.monotonic())
+            delay = delay if due is None else min(delay, due + 0.001)
+        self._timer = loop.call_later(self.core.next_timeout() if delay is None else delay,
+                                      self._run_round, set())
+
+    def _unwatch(self) -> None:
+        if self._fd is not None and self._loop is not None:
+            self._loop.remove_reader(self._fd)
+            self._fd = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_readable(self) -> None:
+        try:
+            channels = self.core.readable()
+        except RolectlError as exc:
+            self.core.note_error(exc)
+            self._unwatch()
+            self._enforce_staleness()
+            self._watch(delay=self.core.next_backoff())
+            return
+        if channels:
+            self._run_round(channels)
+
+    def _run_round(self, channels: set[str]) -> None:
+        if self._task is not None or self._closed:
+            return
+        self._unwatch()
+        assert self._loop is not None
+        self._task = self._loop.create_task(self._round(channels))
+
+    async def _round(self, channels: set[str]) -> None:
+        delay: float | None = None
+        try:
+            await asyncio.to_thread(self.core.round, channels)
+        except RolectlError as exc:
+            self.core.note_error(exc)
+            delay = self.core.next_backoff()
+        except Exception as exc:  # noqa: BLE001 - the follower must survive anything
+            log.exception("follower for %s: unexpected error", self.core.reader.where)
+            self.core.note_error(exc)
+            delay = self.core.next_backoff()
+        finally:
+            self._task = None
+        self._enforce_staleness()
+        self._watch(delay)
+
+    def _enforce_staleness(self) -> None:
+        """Past ``max_staleness`` without a successful read, the cache stops answering from
+        memory (the shared core decides; this driver's timers make sure it is asked)."""
+        self.core.core.enforce_staleness(time.monotonic())
+
+    # -- stopping ------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._unwatch()
+        task, self._task = self._task, None
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.to_thread(self.core.close)
+
+    async def __aenter__(self) -> "AsyncPgFollower":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

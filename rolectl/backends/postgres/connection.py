@@ -1,0 +1,101 @@
+"""Opening PostgreSQL connections and saying in one line why one could not be opened.
+
+psycopg is an optional extra; :func:`driver` imports it and, if it is missing, says which
+command installs it. Every connection rolectl opens has TCP keepalives on (a silently dead
+connection behind a NAT or load balancer is noticed), ``target_session_attrs=read-write``
+(a standby is never taken for the primary after a failover) and a connect timeout derived
+from ``--timeout``, so a server that is down never makes a command hang.
+"""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from ...errors import DatabaseError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import psycopg
+
+INSTALL_HINT = "install the PostgreSQL extra: pip install 'rolectl[postgres]'"
+
+#: libpq parameters every rolectl connection uses (see the module docstring).
+KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    # Unacknowledged data (a query sent on a dead link) fails after this many ms instead of
+    # waiting for the kernel's retransmission limit (~15 minutes).
+    "tcp_user_timeout": 10000,
+}
+
+
+def driver() -> ModuleType:
+    """The psycopg module, imported on first use; a one-line error if it is not installed."""
+    try:
+        import psycopg
+    except ImportError:
+        raise DatabaseError("PostgreSQL support is not installed", hint=INSTALL_HINT) from None
+    return psycopg
+
+
+def describe(conninfo: str) -> str:
+    """``user@host:port/dbname`` of a URL or key/value string, never its password."""
+    pg = driver()
+    try:
+        params = pg.conninfo.conninfo_to_dict(conninfo)
+    except pg.Error:
+        return "the PostgreSQL database"
+    user = f"{params['user']}@" if params.get("user") else ""
+    host = str(params.get("host") or "localhost")
+    port = f":{params['port']}" if params.get("port") else ""
+    return f"{user}{host}{port}/{params.get('dbname', '')}"
+
+
+def translate(exc: BaseException, conninfo: str) -> DatabaseError:
+    """A driver error as one line naming the database (no password) and a fix."""
+    lines = str(exc).strip().splitlines()
+    # libpq: 'connection failed: connection to server on socket "..." failed: <reason>'
+    reason = lines[0].rsplit("failed: ", 1)[-1] if lines else type(exc).__name__
+    text = " ".join(str(exc).split())
+    where = describe(conninfo)
+    low = text.lower()
+    if "password authentication failed" in low or "no password supplied" in low:
+        return DatabaseError(f"cannot log in to PostgreSQL {where}: password authentication failed",
+                             hint="check the user and password in the URL (or ~/.pgpass / PGPASSWORD)")
+    if "does not exist" in low and "database" in low:
+        return DatabaseError(f"PostgreSQL database {where} does not exist",
+                             hint="create it (createdb) and run `rolectl init`")
+    if "timeout" in low or "timed out" in low:
+        return DatabaseError(f"PostgreSQL {where} did not answer in time",
+                             hint="check that the server is up and reachable, or raise --timeout")
+    if any(words in low for words in ("terminating connection", "closed the connection", "connection is lost",
+                                      "could not receive data", "could not send data", "consuming input failed")):
+        return DatabaseError(f"lost the connection to PostgreSQL {where}: {reason}",
+                             hint="check that the server is up; rolectl reconnects")
+    if "connection" in low and ("refused" in low or "no such file" in low or "could not" in low
+                                or "failed" in low or "closed" in low or "terminat" in low):
+        return DatabaseError(f"cannot connect to PostgreSQL {where}: {reason}",
+                             hint="check that the server is up and the URL is right")
+    return DatabaseError(f"PostgreSQL error on {where}: {text}", hint="run `rolectl doctor`")
+
+
+def connect(conninfo: str, *, timeout: float = 5.0, autocommit: bool = True,
+            application_name: str = "rolectl", **params: Any) -> "psycopg.Connection[Any]":
+    """A new connection (autocommit unless told otherwise) with rolectl's libpq settings."""
+    pg = driver()
+    settings: dict[str, Any] = {
+        **KEEPALIVES,
+        "target_session_attrs": "read-write",
+        # libpq's minimum is 2 s; a timeout of 0 would mean "wait forever".
+        "connect_timeout": max(2, math.ceil(timeout)),
+        "application_name": application_name,
+        **params,
+    }
+    try:
+        conn: psycopg.Connection[Any] = pg.connect(conninfo, autocommit=autocommit, **settings)
+    except pg.Error as exc:
+        raise translate(exc, conninfo) from exc
+    return conn

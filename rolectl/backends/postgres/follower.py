@@ -1,0 +1,296 @@
+"""Keeping a :class:`~rolectl.cache.RoleCache` in step with a PostgreSQL event log, across hosts.
+
+One dedicated autocommit connection per follower (one per process for a bot):
+
+1. **LISTEN first, then catch up by seq.** A notification sent while nobody listened is gone,
+   so the connection listens before the first read; whatever committed before is read by seq.
+2. **NOTIFY only wakes.** The thread sleeps in ``select()`` on the connection's socket (and a
+   pipe that stops it): no CPU while idle, about 0.1 ms from commit to wake-up on loopback.
+   It then reads ``seq > cache.last_seq``; a lost or merged notification costs latency, never
+   an event.
+3. **A safety poll** every ``safety_interval`` seconds reads anyway: a connection that died
+   silently (a NAT or load balancer dropping it) is noticed, and TCP keepalives plus
+   ``tcp_user_timeout`` bound how long a read on a dead link can block.
+4. **Reconnect with backoff** from 0.1 s doubling to 5 s; every reconnect LISTENs, then
+   catches up and checks identity (:mod:`.logreader`): a recreated database, a restore or a
+   stale replica resets the cache; a gap (a rollback, a crash) does not.
+
+Notifications that arrive while a catch-up query runs are consumed by that query; a notify
+handler counts them and the loop reads once more, so none is lost between snapshot and wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from ...cache.followcore import DEFAULT, FollowCore, first_catch_up
+from ...errors import RolectlError
+from .instances import REQUESTS, InstanceAgent
+from .logreader import PgLogReader
+
+if TYPE_CHECKING:  # pragma: no cover
+    import psycopg
+
+    from ...bus import EventBus
+    from ...cache.role_cache import RoleCache
+
+log = logging.getLogger("rolectl.follower")
+
+#: Reconnect backoff: first wait and the longest wait, in seconds.
+BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
+#: Longest a read on a dead link may block the follower (``tcp_user_timeout``): the staleness
+#: bound is enforced between reads, so it is at most this late.
+READ_BLOCK_LIMIT = 2.0
+
+
+class PgFollower:
+    """Applies a PostgreSQL database's event log to ``cache`` from a daemon thread.
+
+    ``PgFollower(cache, "postgresql://...").start()`` catches up at once, then follows;
+    :meth:`catch_up` does one synchronous round.
+    """
+
+    def __init__(self, cache: "RoleCache", conninfo: str, *, safety_interval: float = 2.0,
+                 batch: int = 5000, timeout: float = 5.0,
+                 factory: Callable[[], "psycopg.Connection[Any]"] | None = None,
+                 register: bool = False, name: str | None = None,
+                 max_staleness: Any = DEFAULT, strict: bool = False) -> None:
+        self.cache = cache
+        self.conninfo = conninfo
+        self.safety_interval = safety_interval
+        self.strict = strict
+        #: With ``register=True`` this process is visible to ``rolectl stats`` on every host
+        #: (a heartbeat row) and answers diagnostics requests, on this same connection.
+        self.agent: InstanceAgent | None = (
+            InstanceAgent(cache, name=name, stats=self.stats) if register else None)
+        self.reader = PgLogReader(conninfo, timeout=timeout, listen=True, factory=factory,
+                                  on_open=self.agent.listen if self.agent is not None else None,
+                                  params={"tcp_user_timeout": int(READ_BLOCK_LIMIT * 1000)})
+        #: Reading, applying, anchoring, resets and the staleness bound: shared with every
+        #: follower (rolectl.cache.followcore); this class only decides when to look.
+        self.core = FollowCore(cache, self.reader.where, batch=batch, max_staleness=max_staleness,
+                               reader=self.reader)
+        self.core.path = Path(self.reader.where)  # how its messages name the database (no cwd)
+        self._lock = threading.Lock()  # one catch-up, and one reader of the socket, at a time
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._pipe_r, self._pipe_w = -1, -1
+        self._notified: set[str] = set()  # channels notified while a query ran (psycopg's handler)
+        self._handled_conn: object | None = None
+        self._waiting_on: object | None = None
+        self.backoff = BACKOFF_FIRST
+        self.wakeups = self.notifications = self.checks = 0
+
+    @property
+    def resets(self) -> int:
+        return self.core.resets
+
+    @property
+    def errors(self) -> int:
+        return self.core.errors
+
+    @property
+    def last_reset_reason(self) -> str | None:
+        return self.core.last_reset_reason
+
+    @property
+    def stale(self) -> bool:
+        return self.core.stale
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> "PgFollower":
+        """Connect, LISTEN and catch up (the cache is in step when this returns), then follow.
+        If the database is unreachable: raise with ``strict=True``; otherwise the thread keeps
+        retrying and the staleness bound applies."""
+        if self._thread is not None:
+            return self
+        with self._lock:
+            first_catch_up(self.core, self.strict, lambda: f"follower for {self.reader.where}")
+        self._pipe_r, self._pipe_w = os.pipe()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"rolectl-pg-follower-{self.cache.name}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stop.set()
+        os.write(self._pipe_w, b"x")
+        thread.join(timeout)
+        os.close(self._pipe_r)
+        os.close(self._pipe_w)
+        self._pipe_r = self._pipe_w = -1
+
+    def close(self) -> None:
+        self.stop()
+        with self._lock:
+            if self.agent is not None and self.reader.conn is not None:
+                try:
+                    self.agent.leave(self.reader.conn)  # a clean exit is not a dead instance
+                except Exception:  # noqa: BLE001 - best effort on the way out
+                    pass
+            self.reader.close()
+
+    def __enter__(self) -> "PgFollower":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def attach(self, bus: "EventBus") -> Callable[[], None]:
+        """Catch up on every commit this process publishes, before the writing call returns."""
+        return bus.subscribe(lambda _event: self.catch_up())
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                channels = self._wait(self.next_timeout())
+                if self._stop.is_set():
+                    break
+                self.round(channels)
+            except RolectlError as exc:
+                self.note_error(exc)
+                self._backoff_wait()
+            except Exception as exc:  # noqa: BLE001 - the thread must survive anything
+                log.exception("follower for %s: unexpected error", self.reader.where)
+                self.note_error(exc)
+                with self._lock:
+                    self.reader.close()
+                self._backoff_wait()
+            self.core.enforce_staleness(time.monotonic())
+
+    def _backoff_wait(self) -> None:
+        """Wait before reconnecting, but wake for the staleness bound if it comes first."""
+        wait = self.next_backoff()
+        due = self.core.stale_in(time.monotonic())
+        if due is not None and due < wait:
+            self._stop.wait(due + 0.001)
+            self.core.enforce_staleness(time.monotonic())
+            wait -= due
+        self._stop.wait(wait)
+
+    # -- one round, whoever drives it (this thread, or an event loop: see .aio_follower) ----
+
+    def next_timeout(self) -> float:
+        """Seconds until the next look without a wake-up: the safety poll or a heartbeat."""
+        now = time.monotonic()
+        timeout = self.safety_interval
+        if self.agent is not None:
+            timeout = min(timeout, self.agent.due(now))
+        due = self.core.stale_in(now)
+        return timeout if due is None else min(timeout, due + 0.001)
+
+    def round(self, channels: set[str]) -> None:
+        """Act on a wake-up (the channels notified; empty for a timeout): answer requests,
+        beat, and catch up unless only a request woke us. Raises on a lost connection."""
+        if channels:
+            self.wakeups += 1
+        self.checks += 1
+        if self.agent is not None:
+            self._agent_round(REQUESTS in channels)
+        if not channels or channels - {REQUESTS}:
+            self.catch_up()
+        self.backoff = BACKOFF_FIRST
+
+    def next_backoff(self) -> float:
+        """How long to wait before reconnecting: 0.1 s, doubling up to 5 s, reset by success."""
+        wait, self.backoff = self.backoff, min(self.backoff * 2, BACKOFF_MAX)
+        return wait
+
+    def _agent_round(self, requested: bool) -> None:
+        """Answer diagnostics requests and keep the heartbeat fresh, on this connection."""
+        agent = self.agent
+        assert agent is not None
+        with self._lock:
+            conn = self.reader.connection()
+            try:
+                if requested:
+                    agent.serve(conn)
+                if agent.due(time.monotonic()) == 0:
+                    agent.beat(conn)
+            except self.reader.driver_error as exc:
+                raise self.reader.failed(exc) from exc
+
+    def _wait(self, timeout: float) -> set[str]:
+        """Sleep until a notification, the stop pipe or ``timeout``; the channels notified."""
+        pending, fd = self.socket()
+        if pending:
+            return pending
+        ready, _, _ = select.select([fd, self._pipe_r], [], [], timeout)
+        if self._pipe_r in ready:
+            os.read(self._pipe_r, 64)
+        return self.readable() if fd in ready else set()
+
+    def socket(self) -> tuple[set[str], int]:
+        """Notifications already received, and the socket to wait on (connecting if needed)."""
+        with self._lock:
+            conn = self.reader.connection()  # reconnects (and LISTENs) if it was lost
+            self._waiting_on = conn
+            return self._pending(conn), conn.pgconn.socket
+
+    def readable(self) -> set[str]:
+        """The socket is readable: read what arrived (never blocks); the channels notified.
+        Raises :class:`~rolectl.errors.DatabaseError` if the connection was closed."""
+        with self._lock:
+            conn = self.reader.conn
+            if conn is None or conn is not self._waiting_on:
+                return {"reconnected"}  # a catch-up in between replaced the connection: read anyway
+            try:
+                conn.pgconn.consume_input()  # a closed connection raises here
+            except Exception as exc:  # noqa: BLE001 - psycopg.OperationalError
+                raise self.reader.failed(exc) from exc
+            return self._pending(conn)
+
+    def _pending(self, conn: "psycopg.Connection[Any]") -> set[str]:
+        """Drain parsed notifications: the channels notified since the last look."""
+        if self._handled_conn is not conn:  # a new connection: count what psycopg sees
+            conn.add_notify_handler(self._on_notify)
+            self._handled_conn = conn
+        channels, self._notified = self._notified, set()
+        while (notify := conn.pgconn.notifies()) is not None:
+            channels.add(notify.relname.decode())
+        if channels:
+            self.notifications += 1
+        return channels
+
+    def _on_notify(self, notify: Any) -> None:
+        self._notified.add(notify.channel)
+
+    def note_error(self, exc: BaseException) -> None:
+        """Count a failure and log it once per distinct problem; the staleness bound counts
+        from the last success. A failed catch-up was counted by the core already."""
+        if self.core.failing_since is not None and str(exc) == self.core.last_error:
+            return
+        self.core._failed(exc)
+
+    # -- catching up ---------------------------------------------------------------------
+
+    def catch_up(self) -> int:
+        """Apply everything committed so far; the number of events applied. Raises
+        :class:`~rolectl.errors.DatabaseError` if the log cannot be read."""
+        with self._lock:
+            return self.core.catch_up()
+
+    # -- introspection -------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        data = self.core.stats("listen" if self.running else "stopped", self.running)
+        data.update(wakeups=self.wakeups, notifications=self.notifications, checks=self.checks,
+                    reconnects=self.reader.reopens)
+        return data

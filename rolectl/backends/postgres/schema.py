@@ -1,0 +1,315 @@
+"""The PostgreSQL schema: the SQLite schema's tables and guarantees, made by PostgreSQL itself.
+
+Same tables and columns as :mod:`rolectl.schema` (``users``, ``mailboxes``, the append-only
+``events`` log, ``meta``), so an :class:`~rolectl.events.Event` row reads the same on both
+backends (``ts``, ``created_at`` and ``updated_at`` are the same UTC ISO-8601 text). What
+differs is how the guarantees are made:
+
+* **Seq order is commit order.** A sequence hands out numbers at INSERT, not at COMMIT: two
+  overlapping writers can commit seq 11 before seq 10, and a follower reading ``seq > 10``
+  would skip 10 forever. So every writer takes ONE transaction-scoped advisory lock
+  (:data:`WRITER_LOCK_KEY`) before any row lock: the library's write transactions as their
+  first statement, and raw SQL through ``BEFORE ... FOR EACH STATEMENT`` triggers on every
+  table it could change (a statement-level BEFORE trigger runs before the statement takes
+  a seq or locks a row). Writers are serialized; commits, and therefore seqs, come in order.
+  The lock is released at COMMIT or ROLLBACK, never before (a session lock would be).
+* **The sequence is** ``CACHE 1``: with a larger cache, each session holds its own range and
+  commit order came out [1, 2, 3, 23, 4]. ``seq`` is ``GENERATED ALWAYS``: a writer cannot
+  pick one (only ``OVERRIDING SYSTEM VALUE``, which ``copy`` uses, can).
+* **Gaps are normal**: a rolled-back transaction leaves one, a crash-restart may skip dozens.
+  Followers therefore check identity (log id, the last applied event's row, a head that never
+  goes backwards), not contiguity.
+* **Append-only**: UPDATE, DELETE and TRUNCATE of ``events`` are refused by statement-level
+  triggers (SQLSTATE 23001, restrict_violation).
+* **Nothing bypasses the log**: a row trigger on ``users`` compares every new role with the
+  role the log last recorded for that user -- exactly as on SQLite -- so raw SQL (UPDATE,
+  INSERT ... ON CONFLICT, DELETE, multi-row statements, primary-key updates) is logged once,
+  under actor ``sql``; TRUNCATE of ``users`` logs ``admin_removed`` for every logged admin.
+  The library logs its own changes first (the trigger then sees nothing new) or names its
+  actor in the transaction-local setting ``rolectl.actor``.
+* **Wake-up**: a statement-level trigger on ``events`` sends ``NOTIFY`` on
+  :data:`CHANNEL` with a constant payload; PostgreSQL merges identical notifications of one
+  transaction, so followers get one per transaction, at commit, never after a rollback.
+  The notification is only a wake-up: followers read the log by seq.
+
+The schema version is the ``schema_version`` row of ``meta``; :func:`migrate` applies the
+missing migrations in one transaction and refuses, without touching anything, a database
+whose schema is newer than this rolectl.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import DatabaseError
+from ...events import KINDS
+
+#: The one advisory lock every writer takes (``pg_advisory_xact_lock``). Advisory locks are
+#: per database, so one constant serves every rolectl database of a cluster. ASCII "rolectl".
+WRITER_LOCK_KEY = 0x726F6C6563746C
+#: The channel that wakes followers; the payload is constant (see the module docstring).
+CHANNEL = "rolectl_events"
+
+LOCK_SQL = f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})"
+_NOW = "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+_ROLE_KINDS = "('admin_added', 'admin_removed')"
+_ACTOR = "coalesce(nullif(current_setting('rolectl.actor', true), ''), 'sql')"
+_KINDS = ", ".join(f"'{k}'" for k in KINDS)
+
+# Functions run with the search_path of ``init``: a raw SQL writer with another search_path
+# still reaches rolectl's tables.
+_FN = "LANGUAGE plpgsql SET search_path FROM CURRENT"
+
+_V1: list[str] = [
+    f"CREATE FUNCTION rolectl_now() RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT {_NOW} $$",
+    """
+    CREATE TABLE users (
+        user_id    bigint PRIMARY KEY CHECK (user_id > 0),
+        username   text CHECK (username IS NULL OR length(username) BETWEEN 1 AND 64),
+        role       text NOT NULL DEFAULT 'user' CHECK (role IN ('user', 'admin')),
+        created_at text NOT NULL DEFAULT rolectl_now(),
+        updated_at text NOT NULL DEFAULT rolectl_now()
+    )
+    """,
+    """
+    CREATE TABLE mailboxes (
+        mailbox_id bigint PRIMARY KEY CHECK (mailbox_id > 0),
+        owner_id   bigint NOT NULL REFERENCES users (user_id),
+        title      text CHECK (title IS NULL OR length(title) BETWEEN 1 AND 200),
+        created_at text NOT NULL DEFAULT rolectl_now(),
+        updated_at text NOT NULL DEFAULT rolectl_now()
+    )
+    """,
+    "CREATE INDEX mailboxes_owner ON mailboxes (owner_id)",
+    f"""
+    CREATE TABLE events (
+        seq        bigint GENERATED ALWAYS AS IDENTITY (CACHE 1 NO CYCLE) PRIMARY KEY,
+        ts         text NOT NULL DEFAULT rolectl_now(),
+        kind       text NOT NULL CHECK (kind IN ({_KINDS})),
+        user_id    bigint,
+        old_role   text CHECK (old_role IS NULL OR old_role IN ('user', 'admin')),
+        new_role   text CHECK (new_role IS NULL OR new_role IN ('user', 'admin')),
+        mailbox_id bigint,
+        from_user  bigint,
+        to_user    bigint,
+        actor      text,
+        note       text
+    )
+    """,
+    "CREATE INDEX events_user ON events (user_id, seq)",
+    """
+    CREATE TABLE meta (
+        key   text PRIMARY KEY,
+        value text NOT NULL
+    )
+    """,
+    # A random id for this log: a follower that finds another one knows the database was
+    # replaced (dropped and recreated, restored, failed over to another cluster).
+    "INSERT INTO meta (key, value) VALUES ('log_id', replace(gen_random_uuid()::text, '-', ''))",
+    # -- the writer lock ----------------------------------------------------------------
+    f"""
+    CREATE FUNCTION rolectl_writer_lock() RETURNS trigger {_FN} AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock({WRITER_LOCK_KEY});
+        RETURN NULL;
+    END $$
+    """,
+    *(
+        f"""CREATE TRIGGER {table}_writer_lock BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table}
+        FOR EACH STATEMENT EXECUTE FUNCTION rolectl_writer_lock()"""
+        for table in ("users", "mailboxes", "events")
+    ),
+    # -- the append-only log ------------------------------------------------------------
+    f"""
+    CREATE FUNCTION rolectl_events_append_only() RETURNS trigger {_FN} AS $$
+    BEGIN
+        RAISE EXCEPTION 'events is an append-only log: % is not allowed', TG_OP
+            USING ERRCODE = 'restrict_violation';
+    END $$
+    """,
+    """CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION rolectl_events_append_only()""",
+    # -- role changes by anyone are logged ----------------------------------------------
+    f"""
+    CREATE FUNCTION rolectl_log_role(p_user bigint, p_role text, p_username text) RETURNS void {_FN} AS $$
+    DECLARE
+        logged text;
+    BEGIN
+        SELECT e.new_role INTO logged FROM events AS e
+            WHERE e.user_id = p_user AND e.kind IN {_ROLE_KINDS} ORDER BY e.seq DESC LIMIT 1;
+        logged := coalesce(logged, 'user');
+        IF p_role IS DISTINCT FROM logged THEN
+            INSERT INTO events (kind, user_id, old_role, new_role, actor, note)
+            VALUES (CASE p_role WHEN 'admin' THEN 'admin_added' ELSE 'admin_removed' END,
+                    p_user, logged, p_role, {_ACTOR}, p_username);
+        END IF;
+    END $$
+    """,
+    # A user whose id changes leaves the old id behind as an unknown user, i.e. 'user'; a
+    # deleted user is one too. The old id is logged first, as on SQLite.
+    f"""
+    CREATE FUNCTION rolectl_users_role_events() RETURNS trigger {_FN} AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            PERFORM rolectl_log_role(NEW.user_id, NEW.role, NEW.username);
+        ELSIF TG_OP = 'UPDATE' THEN
+            IF OLD.user_id <> NEW.user_id THEN
+                PERFORM rolectl_log_role(OLD.user_id, 'user', OLD.username);
+            END IF;
+            PERFORM rolectl_log_role(NEW.user_id, NEW.role, NEW.username);
+        ELSE
+            PERFORM rolectl_log_role(OLD.user_id, 'user', OLD.username);
+        END IF;
+        RETURN NULL;
+    END $$
+    """,
+    """CREATE TRIGGER users_role_events AFTER INSERT OR DELETE OR UPDATE OF user_id, role ON users
+    FOR EACH ROW EXECUTE FUNCTION rolectl_users_role_events()""",
+    # TRUNCATE fires no row triggers: log every logged admin as removed before the rows go.
+    f"""
+    CREATE FUNCTION rolectl_users_truncate_events() RETURNS trigger {_FN} AS $$
+    BEGIN
+        INSERT INTO events (kind, user_id, old_role, new_role, actor, note)
+        SELECT 'admin_removed', l.user_id, 'admin', 'user', {_ACTOR}, u.username
+        FROM (SELECT DISTINCT ON (user_id) user_id, new_role FROM events
+              WHERE kind IN {_ROLE_KINDS} AND user_id IS NOT NULL ORDER BY user_id, seq DESC) AS l
+        LEFT JOIN users AS u ON u.user_id = l.user_id
+        WHERE l.new_role = 'admin'
+        ORDER BY l.user_id;
+        RETURN NULL;
+    END $$
+    """,
+    """CREATE TRIGGER users_truncate_events BEFORE TRUNCATE ON users
+    FOR EACH STATEMENT EXECUTE FUNCTION rolectl_users_truncate_events()""",
+    # -- the wake-up --------------------------------------------------------------------
+    f"""
+    CREATE FUNCTION rolectl_events_notify() RETURNS trigger {_FN} AS $$
+    BEGIN
+        PERFORM pg_notify('{CHANNEL}', '');
+        RETURN NULL;
+    END $$
+    """,
+    """CREATE TRIGGER events_notify AFTER INSERT ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION rolectl_events_notify()""",
+]
+
+# Version 2: the instance registry for diagnostics across hosts (see :mod:`.instances`): a
+# heartbeat row per following process and request rows it answers. Row level security lets
+# only roles that may write the log see or drive it.
+_WRITERS_ONLY = "has_table_privilege('events', 'INSERT')"
+_INSTANCE_TABLES = ("rolectl_instances", "rolectl_requests")
+_V2: list[str] = [
+    """
+    CREATE TABLE rolectl_instances (
+        instance_id  text PRIMARY KEY,
+        host         text NOT NULL,
+        pid          integer NOT NULL,
+        name         text NOT NULL,
+        started_at   timestamptz NOT NULL DEFAULT now(),
+        heartbeat_at timestamptz NOT NULL DEFAULT now(),
+        stats        jsonb NOT NULL DEFAULT '{}'
+    )
+    """,
+    """
+    CREATE TABLE rolectl_requests (
+        request_id  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        instance_id text NOT NULL,
+        command     text NOT NULL,
+        args        jsonb NOT NULL DEFAULT '{}',
+        asked_at    timestamptz NOT NULL DEFAULT now(),
+        answered_at timestamptz,
+        answer      jsonb
+    )
+    """,
+    "CREATE INDEX rolectl_requests_open ON rolectl_requests (instance_id) WHERE answered_at IS NULL",
+    *(f"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY" for t in _INSTANCE_TABLES),
+    *(f"CREATE POLICY writers_only ON {t} USING ({_WRITERS_ONLY}) WITH CHECK ({_WRITERS_ONLY})"
+      for t in _INSTANCE_TABLES),
+    *(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {t} TO PUBLIC" for t in _INSTANCE_TABLES),
+]
+
+#: Migration N brings a database from version N-1 to N.
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
+SCHEMA_VERSION: int = max(MIGRATIONS)
+
+#: A user's role and the log head in one statement, hence one snapshot (see
+#: :data:`rolectl.schema.ROLE_AND_HEAD_SQL`). The head is the highest COMMITTED seq visible
+#: to the statement, not the sequence's ``last_value``: that one counts numbers taken by
+#: transactions still open (or rolled back), and a miss versioned with it could outrank the
+#: very event that is about to change the role. Writers commit in seq order (the writer
+#: lock), so every event committed after this snapshot has a higher seq.
+ROLE_AND_HEAD_SQL = (
+    "SELECT coalesce((SELECT role FROM users WHERE user_id = %s), 'user'), "
+    "coalesce((SELECT max(seq) FROM events), 0)"
+)
+
+
+def schema_version(conn: Any) -> int:
+    """The database's schema version; 0 for a database rolectl never initialised.
+
+    Raises :class:`DatabaseError` for a database that has rolectl's tables but no version
+    (something else made them)."""
+    row = conn.execute("SELECT to_regclass('meta') IS NOT NULL, to_regclass('events') IS NOT NULL").fetchone()
+    has_meta, has_events = bool(row[0]), bool(row[1])
+    if not has_meta:
+        if has_events:
+            raise DatabaseError("the database has an events table that rolectl did not make",
+                                hint="point --db at an empty database or a rolectl database")
+        return 0
+    found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    try:
+        return int(found[0]) if found else 0
+    except ValueError:
+        raise DatabaseError(f"meta.schema_version is {found[0]!r}, not a number",
+                            hint="restore the database from a backup") from None
+
+
+def migrate(conn: Any, *, where: str = "the database") -> list[int]:
+    """Create or migrate the schema in one transaction (``rolectl init``); the versions
+    applied. A newer schema is refused and left untouched. Concurrent runs serialize on the
+    writer lock, so two ``init`` at once apply each migration once."""
+    applied: list[int] = []
+    with conn.transaction():
+        conn.execute(LOCK_SQL)
+        current = schema_version(conn)
+        check_not_newer(current, where)
+        for version in sorted(v for v in MIGRATIONS if v > current):
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(version),),
+            )
+            applied.append(version)
+    return applied
+
+
+def check_not_newer(version: int, where: str) -> None:
+    if version > SCHEMA_VERSION:
+        raise DatabaseError(
+            f"{where} has schema version {version}, newer than this rolectl supports ({SCHEMA_VERSION})",
+            hint="upgrade rolectl; the database was left untouched",
+        )
+
+
+def check_version(conn: Any, *, where: str = "the database") -> int:
+    """Refuse a database that is not at this rolectl's schema version (every command but
+    ``init``), as on SQLite: newer -> upgrade rolectl, older or none -> run ``init``."""
+    version = schema_version(conn)
+    check_not_newer(version, where)
+    if version == 0:
+        raise DatabaseError(f"{where} is not a rolectl database", hint="initialise it with `rolectl init`")
+    if version < SCHEMA_VERSION:
+        raise DatabaseError(f"{where} has schema version {version}, older than {SCHEMA_VERSION}",
+                            hint="migrate it with `rolectl init`")
+    return version
+
+
+def sequence_cache(conn: Any) -> int | None:
+    """The ``CACHE`` of the events sequence (must be 1; ``doctor`` checks it), or None."""
+    row = conn.execute(
+        "SELECT s.seqcache FROM pg_sequence AS s "
+        "WHERE s.seqrelid = pg_get_serial_sequence('events', 'seq')::regclass"
+    ).fetchone()
+    return int(row[0]) if row else None

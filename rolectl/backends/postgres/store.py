@@ -1,0 +1,144 @@
+"""The PostgreSQL store: the twin of :class:`rolectl.store.Store` for a ``postgresql://`` URL.
+
+Everything that depends on PostgreSQL's behaviour rather than on the domain: connecting with
+rolectl's libpq settings (:mod:`.connection`), the schema-version checks, write transactions
+that take the writer lock as their FIRST statement (see :mod:`.schema`: that is what makes
+seq order commit order), the transaction-local actor the role triggers record, and the
+translation of driver errors into rolectl's one-line exceptions and exit codes.
+
+``--timeout`` bounds every wait: connecting (libpq ``connect_timeout``, at least 2 s), and
+waiting for the writer lock or a row lock (``lock_timeout``), so a command never hangs on a
+server that is down or a writer that holds the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
+
+from ...errors import DatabaseError, InvalidInputError, RolectlError
+from ...store import resolve_timeout
+from . import schema
+from .connection import connect, describe, driver, translate
+
+if TYPE_CHECKING:  # pragma: no cover
+    import psycopg
+
+
+class PgStore:
+    """One open rolectl database on PostgreSQL. Thread-safe: transactions are serialised by
+    a lock (one connection), as on SQLite."""
+
+    def __init__(self, conninfo: str, *, timeout: float | None = None, create: bool = False) -> None:
+        self.conninfo = conninfo
+        #: How messages name the database (never with its password).
+        self.path = describe(conninfo)
+        self.timeout = resolve_timeout(timeout)
+        self._lock = threading.RLock()
+        self._pg = driver()
+        lock_ms = max(1, int(self.timeout * 1000)) if self.timeout > 0 else 0
+        self.conn: psycopg.Connection[Any] = connect(
+            conninfo, timeout=self.timeout, options=f"-c lock_timeout={lock_ms}")
+        try:
+            if not create:
+                schema.check_version(self.conn, where=f"database {self.path}")
+        except BaseException:
+            self.conn.close()
+            raise
+
+    # -- errors --------------------------------------------------------------------------
+
+    def translate(self, exc: BaseException) -> RolectlError:
+        """A driver error as one line with the fix, and the exit code of its class."""
+        errors = self._pg.errors
+        if isinstance(exc, (errors.LockNotAvailable, errors.QueryCanceled)):
+            return DatabaseError(f"database {self.path} is locked by another writer",
+                                 hint="retry, or wait longer with --timeout / ROLECTL_TIMEOUT")
+        if isinstance(exc, self._pg.IntegrityError):
+            text = " ".join(str(exc).split())
+            return InvalidInputError(f"the database refused the change ({text})", hint="check the values")
+        return translate(exc, self.conninfo)
+
+    # -- schema --------------------------------------------------------------------------
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            try:
+                return schema.schema_version(self.conn)
+            except self._pg.Error as exc:
+                raise self.translate(exc) from exc
+
+    def migrate(self) -> list[int]:
+        """Create or migrate the schema (``rolectl init``); the versions applied."""
+        with self._lock:
+            try:
+                return schema.migrate(self.conn, where=f"database {self.path}")
+            except self._pg.Error as exc:
+                raise self.translate(exc) from exc
+
+    # -- using ---------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, actor: str | None = None) -> Iterator["psycopg.Connection[Any]"]:
+        """A write transaction whose first statement takes the writer lock (before any row
+        lock, so writers are serialized and commit in seq order). ``actor`` names who the
+        role triggers record for changes the caller lets them log."""
+        with self._lock:
+            conn = self.conn
+            try:
+                with conn.transaction():
+                    if actor is None:
+                        conn.execute(schema.LOCK_SQL)
+                    else:  # one round trip for both
+                        conn.execute(f"{schema.LOCK_SQL}, set_config('rolectl.actor', %s, true)", (actor,))
+                    yield conn
+            except self._pg.Error as exc:
+                raise self.translate(exc) from exc
+
+    @contextmanager
+    def snapshot(self) -> Iterator["psycopg.Connection[Any]"]:
+        """A read-only transaction: every query inside sees one consistent state."""
+        with self._lock:
+            conn = self.conn
+            try:
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                try:
+                    yield conn
+                finally:
+                    conn.execute("COMMIT")
+            except self._pg.Error as exc:
+                raise self.translate(exc) from exc
+
+    def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self.conn.execute(sql, params).fetchall()
+            except self._pg.Error as exc:
+                raise self.translate(exc) from exc
+
+    @property
+    def log_id(self) -> str:
+        rows = self.query("SELECT value FROM meta WHERE key = 'log_id'")
+        return str(rows[0][0]) if rows else ""
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "PgStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def init(conninfo: str, *, timeout: float | None = None) -> tuple[PgStore, list[int]]:
+    """Create or migrate the schema in an existing PostgreSQL database (``rolectl init``)."""
+    store = PgStore(conninfo, timeout=timeout, create=True)
+    try:
+        applied = store.migrate()
+    except BaseException:
+        store.close()
+        raise
+    return store, applied

@@ -1,0 +1,125 @@
+"""The in-memory, event-driven role cache.
+
+A bot asks for a user's role on every message, so the hit path is the whole point: it is one
+type test, one set-membership test and one counter increment, with no lock (a set lookup is
+atomic under the GIL). The type test is what keeps ``True`` or ``1.0`` (equal to ``1``) from
+being answered as user 1; out-of-range ints are never stored, so they are refused on the
+miss path. A miss takes the lock once (to install its read); events and invalidation take
+one short lock each.
+
+Storage (memory target: within 1.3x of a plain ``{int: str}`` dict per entry):
+
+* ``_users``  -- a ``set`` of the ids whose role is ``user`` (nearly everyone). A set entry
+  is smaller than a dict entry and ``in`` is cheaper than ``dict.get``; the value is implied.
+* ``_others`` -- ``{id: role}`` for every other role (``admin``): few entries, looked up only
+  when ``_users`` misses. Per-role hit counts fall out of which structure answered, so the
+  hot path never compares roles.
+* Per-entry metadata lives only in small side tables: install times of the admin entries
+  (user-role entries have none: stamping every miss cost ~5% of the miss budget), the read
+  version of entries newer than ``last_seq`` (only while the follower lags), and recently
+  removed ids (to tell miss causes apart).
+
+Consistency ("no stale install"): every role change is an event with a strictly increasing
+``seq``. The cache applies events in order, at most once (``seq <= last_seq`` is ignored).
+A miss registers a *load* before it calls ``fetch``: a fresh token ``[floor]`` stored with
+``dict.setdefault`` -- one atomic step under the GIL, so without the lock, and exactly one
+caller per user gets its own token back (the owner; the others wait for its read). Any change
+for that user that arrives while the load is in flight (changes hold the lock) raises the
+token's *floor* to the change's ``seq`` (or to infinity for changes without a ``seq``:
+``update_role``, ``invalidate``, ``clear``); a change of role also leaves its role in the
+token (``[floor, role]``). A change applied before the registration needs
+no floor: the read starts after it, so its snapshot contains it. When the read returns, the
+owner takes the lock, removes its token and installs the read only if its token was still
+registered and nothing arrived (floor unset) or the read's own version
+(the log head seen in the same snapshot) is ``>= floor`` -- i.e. the read already contains
+the change. Otherwise the stale answer is discarded and the caller gets the newer entry the
+change left behind -- or, if that entry is gone already (evicted by a bounded cache, cleared,
+flushed), the role the change left in the token: never the read it knows to be stale. This is the memcache "lease" / Redis client-side-caching fix for the
+"stale set" race. Conversely, an install whose version is *ahead* of ``last_seq`` (the
+follower lags the database) is remembered (``_ahead_top``/``_ahead``) so that the older
+events still on their way cannot regress it.
+
+Follower contract: ``last_seq`` is the position to resume from; ``apply``/``apply_many``
+ignore what was already applied. When the follower cannot vouch for the cache (a gap in the
+log, a replaced database file whose ``log_id`` changed, a ``seq`` going backwards) it calls
+``reset(head_seq, reason=...)``: the cache empties itself, forgets everything it knew about
+versions, makes in-flight reads uninstallable, and resumes from ``head_seq``.
+
+Faults: a bug or failure inside this bookkeeping never fails a lookup. It is logged on the
+``rolectl.cache`` logger, counted, the affected entry is dropped (everything, if that fails
+too) and the lookup is answered by calling ``fetch`` directly. A failing ``fetch`` (the
+database) is different: that error propagates -- the cache never guesses a role.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rolectl.cache.role_cache.aio import CacheAsync
+from rolectl.cache.role_cache.changes import CacheChanges
+from rolectl.cache.role_cache.defs import CacheEntry, Fetch, FetchResult, check_user_id
+from rolectl.cache.role_cache.introspect import CacheIntrospection
+from rolectl.cache.role_cache.lru import LRUBehaviour
+from rolectl.events import ROLE_USER, Role
+
+__all__ = ["CacheEntry", "Fetch", "FetchResult", "RoleCache"]
+
+
+class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
+    """Thread-safe, event-driven ``user_id -> role`` cache with single-flight misses.
+
+    ``fetch`` reads one user's role from the database (see :mod:`rolectl.cache.fetch` for the
+    default); it may also be passed per call, as in the seed's ``get_role(user_id, fetch)``.
+    ``maxsize`` bounds the cache with LRU eviction (unbounded by default: a bot's user table
+    fits in memory). ``clock`` is injectable for tests; it stamps install times and uptime.
+    """
+
+    __slots__ = ()  # every slot is CacheStore's
+
+    def __new__(cls, fetch: Fetch | None = None, *, maxsize: int | None = None, **_: Any) -> "RoleCache":
+        # A bounded cache is a subclass with an LRU-touching hit path, so the unbounded hot
+        # path carries no "am I bounded?" test.
+        if cls is RoleCache and maxsize is not None:
+            cls = _LRURoleCache
+        return object.__new__(cls)
+
+    def __repr__(self) -> str:
+        return f"<RoleCache {self.name!r} size={len(self)} last_seq={self._last_seq}>"
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def get_role(self, user_id: int, fetch: Fetch | None = None) -> Role:
+        """The user's role: from memory on a hit, else read once via ``fetch`` and cached.
+
+        ``fetch`` overrides the constructor's for this call (the seed's calling convention).
+        Raises what ``fetch`` raises on a database error; never answers from a guess.
+        ``user_id`` must be an ``int`` from 1 to 2^63-1, else :class:`InvalidInputError`.
+        """
+        # The hot path: one type test, one set lookup, one increment. Only ints are stored,
+        # but True and 1.0 equal 1: the type test keeps them from being answered as user 1
+        # (and, first, keeps unhashable ids from raising a bare TypeError).
+        if user_id.__class__ is int and user_id in self._users:
+            self._user_hits += 1
+            return ROLE_USER
+        return self._slow(user_id, fetch)
+
+    def peek(self, user_id: int) -> Role | None:
+        """The cached role or ``None``; never reads the database, touches no counters.
+        Raises :class:`InvalidInputError` for what :meth:`get_role` would refuse."""
+        check_user_id(user_id)
+        if user_id in self._users:
+            return ROLE_USER
+        return self._others.get(user_id)
+
+    def __contains__(self, user_id: object) -> bool:
+        # Only ints are keys: ``True in cache`` must not report user 1.
+        return user_id.__class__ is int and (user_id in self._users or user_id in self._others)
+
+    def __len__(self) -> int:
+        return len(self._users) + len(self._others)
+
+
+class _LRURoleCache(LRUBehaviour, RoleCache):
+    """``RoleCache(maxsize=N)``: the same cache, with recency kept in an ``OrderedDict``."""
+
+    __slots__ = ()

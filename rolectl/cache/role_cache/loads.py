@@ -1,0 +1,280 @@
+"""The miss path: single-flight reads and the load-token ("lease") bookkeeping that keeps a
+read which raced a change from being installed. See :mod:`rolectl.cache.role_cache`."""
+
+from __future__ import annotations
+
+from rolectl.cache.role_cache.defs import (
+    INF, LOADING, NO_FLOOR, Fetch, Pending, Token, check_fetch, check_user_id, parse_result,
+)
+from rolectl.cache.role_cache.store import CacheStore
+from rolectl.cache.waiters import Waiters
+from rolectl.errors import InvalidInputError
+from rolectl.events import ROLE_USER, Role
+from rolectl.validate import INT64_MAX
+
+
+class CacheLoads(CacheStore):
+    """Reads on a miss: register, fetch without the lock, install unless a change overtook it."""
+
+    __slots__ = ()
+
+    def _slow(self, user_id: int, fetch: Fetch | None) -> Role:
+        """The miss path (a separate function: its locals would slow the hit path's frame)."""
+        if user_id.__class__ is not int:
+            check_user_id(user_id)  # raises
+        role = self._others.get(user_id)  # admins: lock-free too
+        if role is not None:
+            self._other_hits[role] += 1
+            self._touch(user_id)
+            return role
+        # Out-of-range ints are never stored, so they are refused only here, on a miss.
+        if fetch is not None or not 0 < user_id <= INT64_MAX or self._fetch is None:
+            fetch = self._fetch_for(user_id, fetch)
+        else:
+            fetch = self._fetch
+        # Register the read WITHOUT the lock: ``dict.setdefault`` on an exact dict is one
+        # atomic step under the GIL, so exactly one caller per user gets its own token back
+        # (the owner); everyone else takes the locked path and waits for it. A change that
+        # arrives later finds the token and raises its floor (under the lock).
+        token = [NO_FLOOR]
+        loads = self._loads
+        try:
+            owner = loads.__class__ is dict and loads.setdefault(user_id, token) is token
+        except Exception as exc:
+            return self._fallback(exc, user_id, fetch)
+        if not owner:
+            return self._contended(user_id, fetch, token)
+        version: int | None  # (annotations only: no run-time cost)
+        answer: Role
+        try:
+            result = fetch(user_id)
+            # parse_result's common case inlined: a ('user', int) row. A fresh 'user' string from
+            # the database compares equal to ROLE_USER, which then replaces it.
+            if result.__class__ is tuple and len(result) == 2:
+                raw, version = result
+                if raw == ROLE_USER and version.__class__ is int:
+                    role = ROLE_USER
+                else:
+                    role, version = parse_result(result)
+            else:
+                role, version = parse_result(result)
+        except BaseException as exc:
+            self._load_failed(user_id, token, exc)
+            raise
+        # The one lock acquisition of a miss: unregister, install, collect waiters.
+        lock = self._lock
+        lock.acquire()
+        try:
+            # Unregistered first (plain dict pops), so that no fault can strand a waiter.
+            registered = self._loads.pop(user_id, None)
+            if registered is token:
+                floor = token[0]
+                waiters = self._waiters.pop(user_id, None) if self._waiters else None
+            else:
+                floor, waiters = self._lost_locked(user_id, registered)
+            try:
+                if self._gone:
+                    self._count_cause_locked(user_id)
+                if (floor == NO_FLOOR and role is ROLE_USER and version is not None
+                        and version >= self._ahead_max and self._order is None):
+                    # The common miss, inlined (a call is ~1.5% of the miss budget): a
+                    # user-role read that nothing touched while it was in flight, at least as
+                    # new as every other install. _install_locked does the same, and the rest.
+                    self._user_misses += 1
+                    self._users.add(user_id)
+                    if user_id in self._others:  # an event made him admin before we registered
+                        del self._others[user_id]
+                        self._others_since.pop(user_id, None)
+                    if version > self._last_seq:
+                        if version == self._ahead_max:
+                            self._ahead_top.add(user_id)
+                        else:
+                            self._new_ahead_max_locked(user_id, version)
+                    answer = ROLE_USER
+                else:
+                    answer = self._install_locked(user_id, role, version, floor, token)
+            except Exception as exc:
+                answer = self._install_failed_locked(exc, user_id, role)
+        finally:
+            lock.release()
+        if waiters is not None:
+            waiters.wake(answer, None)
+        return answer
+
+    def _contended(self, user_id: int, fetch: Fetch, token: Token) -> Role:
+        """The locked path: another read of this user is in flight (or ``_loads`` is not a
+        plain dict, whose ``setdefault`` would not be atomic)."""
+        try:
+            with self._lock:
+                role = self._begin_locked(user_id, token)
+                if role is LOADING:
+                    waiters = self._join_locked(user_id)
+                    done = waiters.thread_waiter()
+        except Exception as exc:
+            return self._fallback(exc, user_id, fetch)
+        if role is None:
+            return self._load(user_id, fetch, token)
+        if role is not LOADING:
+            return role  # it arrived while we took the lock
+        done.wait()
+        return waiters.result()
+
+    def _fetch_for(self, user_id: int, fetch: Fetch | None) -> Fetch:
+        """Validate a lookup that may miss: the id, and the fetch that would read it."""
+        check_user_id(user_id)
+        if fetch is None:
+            fetch = self._fetch
+            if fetch is None:
+                raise InvalidInputError("this RoleCache has no fetch function",
+                                        hint="pass fetch= to RoleCache() or get_role(), or use rolectl.connect(db)")
+        else:
+            check_fetch(fetch)
+        return fetch
+
+    def _begin_locked(self, user_id: int, token: Token) -> Role | Pending | None:
+        """Under the lock: the role if it is cached by now, ``LOADING`` if another read is in
+        flight, else ``None`` after registering ``token`` as this caller's read."""
+        role = ROLE_USER if user_id in self._users else self._others.get(user_id)
+        if role is not None:
+            if role is ROLE_USER:
+                self._user_hits += 1
+            else:
+                self._other_hits[role] += 1
+            self._touch(user_id)
+            return role
+        loads = self._loads
+        current = loads.get(user_id)
+        if current is None:
+            if loads.__class__ is dict:  # lock-free registrations may race this one
+                current = loads.setdefault(user_id, token)
+            else:
+                loads[user_id] = current = token
+        if current is not token:
+            self._coalesced += 1
+            return LOADING
+        return None
+
+    def _join_locked(self, user_id: int) -> Waiters[Role]:
+        waiters = self._waiters.get(user_id)
+        if waiters is None:
+            waiters = self._waiters[user_id] = Waiters()
+        return waiters
+
+    def _fallback(self, exc: Exception, user_id: int, fetch: Fetch) -> Role:
+        self._fault(exc, user_id, "lookup")
+        return parse_result(fetch(user_id))[0]
+
+    def _load(self, user_id: int, fetch: Fetch, token: Token) -> Role:
+        """Owner side of a read (``token`` registered): fetch, install unless a newer change
+        arrived, wake waiters. :meth:`_slow` inlines the same steps."""
+        try:
+            role, version = parse_result(fetch(user_id))
+        except BaseException as exc:
+            self._load_failed(user_id, token, exc)
+            raise
+        with self._lock:
+            registered = self._loads.pop(user_id, None)
+            if registered is token:
+                floor, waiters = token[0], self._waiters.pop(user_id, None)
+            else:
+                floor, waiters = self._lost_locked(user_id, registered)
+            try:
+                if self._gone:
+                    self._count_cause_locked(user_id)
+                answer = self._install_locked(user_id, role, version, floor, token)
+            except Exception as exc:
+                answer = self._install_failed_locked(exc, user_id, role)
+        if waiters is not None:
+            waiters.wake(answer, None)
+        return answer
+
+    def _lost_locked(self, user_id: int, registered: Token | None) -> tuple[float, Waiters[Role] | None]:
+        """A finished read whose token is no longer registered (a fault dropped every
+        registration): it must not install. If another read has registered since, that read
+        keeps its place and its waiters; otherwise the waiters are this read's to wake."""
+        if registered is not None:
+            self._loads.setdefault(user_id, registered)
+            return INF, None
+        return INF, self._waiters.pop(user_id, None)
+
+    def _unregister_locked(self, user_id: int, token: Token) -> None:
+        loads = self._loads
+        if loads.get(user_id) is token:
+            del loads[user_id]
+
+    def _count_cause_locked(self, user_id: int) -> None:
+        """A miss for an id that left the cache recently counts as dropped/evicted, not cold."""
+        cause = self._gone.pop(user_id, None)
+        if cause is not None:
+            if cause:
+                self._misses_evicted += 1
+            else:
+                self._misses_dropped += 1
+
+    def _load_failed(self, user_id: int, token: Token, exc: BaseException) -> None:
+        with self._lock:
+            self._load_errors += 1
+            if self._gone:
+                self._count_cause_locked(user_id)
+            self._unregister_locked(user_id, token)
+            waiters = self._waiters.pop(user_id, None)
+        if waiters is not None:
+            waiters.wake(None, exc)
+
+    def _install_failed_locked(self, exc: Exception, user_id: int, role: Role) -> Role:
+        """A fault while installing (the read is already unregistered and its waiters are
+        collected): drop what it may have touched; the lookup still answers with the role
+        the database returned."""
+        self._fault_locked(exc, user_id, "install")
+        return role
+
+    def _install_locked(self, user_id: int, role: Role, version: int | None, floor: float,
+                        token: Token) -> Role:
+        """Install a read (already unregistered) unless a change newer than the read arrived
+        while it was in flight (``floor``); return the answer for the reader (the newer
+        entry, if the read lost)."""
+        if role is ROLE_USER:
+            self._user_misses += 1
+        else:
+            self._other_misses[role] += 1
+        if self._suspended:  # a read that raced suspend(): answer it, keep it out of memory
+            return role
+        if version is None:
+            ok = floor == NO_FLOOR
+        elif floor == NO_FLOOR:
+            # Nothing touched this user while we read; only refuse a read older than one
+            # already installed (a database read never goes backwards, but a fetch might).
+            ok = version >= self._ahead_max or version >= self._ahead_of_locked(user_id)
+        else:
+            ok = version >= floor
+        if not ok:
+            self._stale_prevented += 1
+            current = ROLE_USER if user_id in self._users else self._others.get(user_id)
+            if current is not None:
+                return current
+            # The newer entry is gone already (evicted, cleared): answer with the role the
+            # newest change left in the token. Only if no change of role arrived (invalidate,
+            # clear, an evict event) is the read's own role still the current one.
+            return token[1] if len(token) > 1 else role
+        if role is ROLE_USER and self._order is None:  # _set_locked's common case, inlined
+            self._users.add(user_id)
+            if self._others and self._others.pop(user_id, None) is not None:
+                self._others_since.pop(user_id, None)
+        else:
+            self._set_locked(user_id, role)
+        if version is not None and version > self._last_seq:
+            if version == self._ahead_max:
+                self._ahead_top.add(user_id)
+            elif version > self._ahead_max:
+                self._new_ahead_max_locked(user_id, version)
+            else:  # this entry is older than its previous install: events in between apply
+                self._ahead_top.discard(user_id)
+                self._ahead[user_id] = version
+        return role
+
+    def _new_ahead_max_locked(self, user_id: int, version: int) -> None:
+        top = self._ahead_top
+        if top and self._ahead_max > self._last_seq:  # still ahead: keep them, at that version
+            self._ahead.update(dict.fromkeys(top, self._ahead_max))
+        self._ahead_top = {user_id}
+        self._ahead_max = version

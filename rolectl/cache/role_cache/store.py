@@ -1,0 +1,186 @@
+"""The cache's state and its storage primitives (called with the lock held), and faults.
+
+The lookup, load, change and introspection parts of :class:`~rolectl.cache.role_cache.RoleCache`
+are mixins over this one class, which owns every slot."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from itertools import islice
+from types import FunctionType, MethodType
+from typing import Callable
+
+from rolectl.cache.role_cache.defs import DROPPED, INF, Fetch, Token, check_fetch, log
+from rolectl.cache.stats import GONE_TRACKED
+from rolectl.cache.waiters import Waiters
+from rolectl.errors import InvalidInputError
+from rolectl.events import ROLE_USER, ROLES, Role
+
+
+class CacheStore:
+    """Every slot of the cache, the structures that hold entries, and fault handling."""
+
+    __slots__ = (
+        "name", "maxsize", "_fetch", "_clock", "_lock", "_users", "_others", "_order", "_loads",
+        "_waiters", "_last_seq", "_ahead", "_ahead_top", "_ahead_max", "_gone", "_others_since", "_started_mono", "_started_wall", "_user_hits", "_other_hits",
+        "_user_misses", "_other_misses", "_misses_dropped", "_misses_evicted", "_coalesced",
+        "_events_applied", "_events_ignored", "_events_superseded", "_evictions",
+        "_invalidations", "_clears", "_stale_prevented", "_faults", "_load_errors", "_suspended",
+    )
+
+    def __init__(
+        self,
+        fetch: Fetch | None = None,
+        *,
+        maxsize: int | None = None,
+        name: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if maxsize is not None and (not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1):
+            raise InvalidInputError(f"maxsize must be a positive integer or None, not {maxsize!r}")
+        self.name = name if name is not None else "default"
+        self.maxsize = maxsize
+        if fetch is not None:
+            check_fetch(fetch)  # RoleCache("bot.db") fails here, not at the first miss
+            call = getattr(type(fetch), "__call__", None)
+            if isinstance(call, FunctionType):
+                fetch = MethodType(call, fetch)  # fetch.__call__: a bound method calls faster than the object
+        self._fetch = fetch
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._users: set[int] = set()
+        self._others: dict[int, Role] = {}
+        self._order: OrderedDict[int, None] | None = OrderedDict() if maxsize is not None else None
+        self._loads: dict[int, Token] = {}  # user -> token of the read in flight
+        self._waiters: dict[int, Waiters[Role]] = {}
+        self._last_seq = 0
+        # Versions of installs newer than _last_seq: users installed at the newest such version
+        # (_ahead_max) sit in the set _ahead_top (a lagging cache installs nearly every miss
+        # at the same head; a set add is cheaper than a dict store), older ones in _ahead.
+        self._ahead: dict[int, int] = {}
+        self._ahead_top: set[int] = set()
+        self._ahead_max = 0
+        self._gone: OrderedDict[int, bool] = OrderedDict()
+        self._others_since: dict[int, float] = {}
+        self._started_mono = clock()
+        self._started_wall = time.time()
+        self._user_hits = 0
+        self._other_hits: dict[Role, int] = dict.fromkeys(ROLES, 0)
+        # Completed reads per role the database returned (user-role reads in a plain int, as
+        # for hits); cold misses are derived: every miss that was not dropped or evicted.
+        self._user_misses = 0
+        self._other_misses: dict[Role, int] = dict.fromkeys(ROLES, 0)
+        self._misses_dropped = self._misses_evicted = 0
+        self._coalesced = self._events_applied = self._events_ignored = self._events_superseded = 0
+        self._evictions = self._invalidations = self._clears = 0
+        self._stale_prevented = self._faults = self._load_errors = 0
+        self._suspended = False  # see suspend(): the follower cannot vouch for memory
+
+    # -- storage primitives (call with the lock held) -------------------------------------
+
+    def _set_locked(self, user_id: int, role: Role) -> None:
+        # Add before removing from the other structure: a lock-free reader then sees the
+        # old role or the new one, never neither (which would only cost a locked recheck).
+        if self._suspended:  # nothing enters memory while it cannot be vouched for
+            self._remove_locked(user_id, DROPPED)
+            return
+        if role is ROLE_USER:
+            self._users.add(user_id)
+            if self._others and self._others.pop(user_id, None) is not None:
+                self._others_since.pop(user_id, None)
+        else:
+            if self._others.get(user_id) is not role:
+                self._others_since[user_id] = self._clock()
+            self._others[user_id] = role
+            self._users.discard(user_id)
+        if self._order is not None:
+            self._track_locked(user_id)
+
+    def _remove_locked(self, user_id: int, cause: bool) -> bool:
+        if user_id in self._users:
+            self._users.discard(user_id)
+        elif self._others.pop(user_id, None) is not None:
+            self._others_since.pop(user_id, None)
+        else:
+            return False
+        if self._order is not None:
+            self._order.pop(user_id, None)
+        self._note_gone(user_id, cause)
+        return True
+
+    def _note_gone(self, user_id: int, cause: bool) -> None:
+        gone = self._gone
+        gone[user_id] = cause
+        if len(gone) > GONE_TRACKED:
+            gone.popitem(last=False)
+
+    def _clear_locked(self, floor: float) -> int:
+        size = len(self._users) + len(self._others)
+        for user_id in islice(self._others, GONE_TRACKED):
+            self._note_gone(user_id, DROPPED)
+        for user_id in islice(self._users, GONE_TRACKED):
+            self._note_gone(user_id, DROPPED)
+        # Fresh containers: O(1) for lock-free readers, and the old ones are freed at once.
+        self._users, self._others, self._others_since = set(), {}, {}
+        if self._order is not None:
+            self._order = OrderedDict()
+        # list() copies the tokens in one step: lock-free registrations cannot break it.
+        for token in list(self._loads.values()):
+            if floor > token[0]:
+                token[0] = floor
+        self._clears += 1
+        return size
+
+    def _raise_floor_locked(self, user_id: int, floor: float, role: Role | None = None) -> None:
+        """A change for ``user_id``: make its read in flight (if any) uninstallable unless the
+        read is at least as new as ``floor``; a change of ``role`` also leaves the role in the
+        token, the answer for that read should it lose and the entry be gone by then."""
+        token = self._loads.get(user_id)
+        if token is not None:
+            if floor > token[0]:
+                token[0] = floor
+            if role is not None:
+                token[1:] = (role,)  # events arrive in order: the newest change wins
+
+    def _ahead_of_locked(self, user_id: int) -> int:
+        """Version of the install of ``user_id`` if it is newer than ``last_seq``, else 0."""
+        if user_id in self._ahead_top:
+            return self._ahead_max
+        return self._ahead.get(user_id, 0)
+
+
+    def _touch(self, user_id: int) -> None:
+        """Mark a hit as recent (LRU only); lock-free, so it may only reorder, never add."""
+
+    def _track_locked(self, user_id: int) -> None:
+        """Record an install as most recent and evict past ``maxsize`` (LRU only)."""
+
+    # -- faults --------------------------------------------------------------------------
+
+    def _fault(self, exc: BaseException, user_id: int | None, where: str) -> None:
+        try:
+            with self._lock:
+                self._fault_locked(exc, user_id, where)
+        except Exception:  # the lock itself is unusable: nothing sane left to do but log
+            log.exception("cache %s: fault while handling a fault", self.name)
+
+    def _fault_locked(self, exc: BaseException, user_id: int | None, where: str) -> None:
+        """Count, log, and drop what the fault may have corrupted (everything, if unsure)."""
+        self._faults += 1
+        log.warning("cache %s: internal fault in %s (user %s); entry dropped, answering from the database",
+                    self.name, where, user_id, exc_info=exc)
+        try:
+            if user_id is None:
+                self._clear_locked(INF)
+            else:
+                self._raise_floor_locked(user_id, INF)
+                self._remove_locked(user_id, DROPPED)
+        except Exception:
+            log.exception("cache %s: could not drop the faulty entry; dropping everything", self.name)
+            self._users, self._others, self._others_since = set(), {}, {}
+            self._gone = OrderedDict()
+            if self._order is not None:
+                self._order = OrderedDict()
+            self._loads = {}  # every read in flight finds its token gone: none installs

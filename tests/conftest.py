@@ -10,12 +10,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 from typer.testing import CliRunner
 
 from rolectl.repository import Repository
+
+if TYPE_CHECKING:
+    from backendkit import Backend
 
 BIN = Path(sys.executable).parent
 
@@ -39,6 +42,15 @@ def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         db = request.getfixturevalue("pg_url")
     Repository.init(db).close()
     return db
+
+
+@pytest.fixture
+def backend(any_db: str) -> "Backend":
+    """``any_db`` with what a shared test needs to reach it: raw SQL on a connection of its
+    own, a following cache, the engine's integrity checks (tests/backendkit.py)."""
+    from backendkit import Backend
+
+    return Backend(any_db)
 
 
 @pytest.fixture

@@ -16,14 +16,12 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 
 import pytest
 
 from backendkit import Backend, RecordingCache, subprocess_env, wait_until
-from conftest import clean_env
 from rolectl.events import ADMIN_TRANSFERRED, MAILBOX_CREATED, ROLE_KINDS, replay
 from rolectl.repository import Repository
 
@@ -68,6 +66,28 @@ def wait_applied(cache: RecordingCache, head: int) -> None:
 
 # -- 8 concurrent rolectl processes --------------------------------------------------------------------
 
+# One worker process runs its commands one after another through the rolectl command line
+# (the installed CLI's own entry, in-process: a process start per command would cost ~0.3 s of
+# CPU each, 400 of them per backend). The eight workers start together at "go".
+CLI_WORKER = r"""
+import json, sys, traceback
+from typer.testing import CliRunner
+from rolectl.cli.app import app
+
+db, actor, plan = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+runner = CliRunner()
+print("ready", flush=True)
+assert sys.stdin.readline().strip() == "go"
+done = []
+for args in plan:
+    result = runner.invoke(app, ["--db", db, *args, "--actor", actor, "--format", "jsonl"], prog_name="rolectl")
+    error = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        error += "".join(traceback.format_exception(result.exception))
+    done.append([args, result.exit_code, result.stdout, error])
+print(json.dumps(done), flush=True)
+"""
+
 
 def worker_commands(w: int, rng: random.Random) -> list[list[str]]:
     """A mix in which every command must succeed whatever the other workers do.
@@ -93,8 +113,8 @@ def worker_commands(w: int, rng: random.Random) -> list[list[str]]:
     return commands
 
 
-def test_concurrent_processes_lose_nothing_and_log_once(backend: Backend, rolectl_bin):
-    """Eight workers, each a stream of ``rolectl`` processes, change overlapping users and
+def test_concurrent_processes_lose_nothing_and_log_once(backend: Backend) -> None:
+    """Eight worker processes, each running ``rolectl`` commands, change overlapping users and
     mailboxes at once, while a follower in this process reads the log."""
     with Repository.open(backend.db) as repo:
         for w in range(WORKERS):
@@ -106,29 +126,32 @@ def test_concurrent_processes_lose_nothing_and_log_once(backend: Backend, rolect
         head = repo.events.head()
     rng = random.Random(20261124)
     plans = {w: worker_commands(w, rng) for w in range(1, WORKERS + 1)}
-    env = clean_env(ROLECTL_TIMEOUT="60")
-    outcomes: dict[int, list[tuple[list[str], int, str, str]]] = {}
-
-    def run(w: int) -> None:
-        done = []
-        for args in plans[w]:
-            argv = [str(rolectl_bin), "--db", backend.db, *args, "--actor", f"w{w}", "--format", "jsonl"]
-            proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
-            done.append((args, proc.returncode, proc.stdout, proc.stderr))
-        outcomes[w] = done
-
+    env = subprocess_env(ROLECTL_TIMEOUT="60")
     cache = RecordingCache()
     follower = backend.follower(cache).start()  # an empty cache starts at the head
+    workers = {w: subprocess.Popen([sys.executable, "-c", CLI_WORKER, backend.db, f"w{w}", json.dumps(plan)],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+               for w, plan in plans.items()}
+    outcomes: dict[int, list[tuple[list[str], int, str, str]]] = {}
     try:
-        threads = [threading.Thread(target=run, args=(w,)) for w in plans]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        for proc in workers.values():
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        for proc in workers.values():  # all at once: every worker's commands overlap the others'
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        for w, proc in workers.items():
+            out, _ = proc.communicate(timeout=300)
+            assert proc.returncode == 0
+            outcomes[w] = [(a, c, o, e) for a, c, o, e in json.loads(out)]
         with Repository.open(backend.db) as repo:
             wait_applied(cache, repo.events.head())
     finally:
         follower.close()
+        for proc in workers.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
     failures = [(a, c, e) for w in outcomes for a, c, _, e in outcomes[w] if c != 0]
     assert failures == []
@@ -162,6 +185,9 @@ def test_concurrent_processes_lose_nothing_and_log_once(backend: Backend, rolect
                 assert repo.mailboxes.require(w).owner_id == int(transfers[-1][-1])
         assert len(repo.events.query(kind=ADMIN_TRANSFERRED, since=head)) == sum(
             a[0] == "transfer" for plan in plans.values() for a in plan)
+        # the workers really overlapped (run one after another, the actor would change 7 times)
+        actors = [e.actor for e in logged]
+        assert sum(a != b for a, b in zip(actors, actors[1:])) > 2 * WORKERS
     check_log_invariants(backend)
 
 

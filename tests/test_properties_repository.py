@@ -1,54 +1,63 @@
-"""Property-based: random sequences of repository operations keep the log's invariants.
+"""Property-based, on both backends: random sequences of repository operations and raw-SQL
+writers keep the log's invariants.
 
-A Python model of who is admin and who owns which mailbox runs beside a real database; after
-every step the log must replay to the table (and to the model), sequence numbers must strictly
-increase, every event must describe a real change, and a refused operation must change nothing.
+A Python model of who is admin and who owns which mailbox runs beside a real database (a
+SQLite file, then a PostgreSQL database); after every step the log must replay to the table
+(and to the model), sequence numbers must strictly increase, the log must only grow, every
+event must describe a real change, and a refused operation must change nothing. Raw SQL on a
+connection of its own (single and multi-row updates, upserts, deletes, primary-key updates,
+emptying the table, rolled-back changes) must be logged by the triggers exactly once per user
+whose role changed, under actor ``sql`` -- or be refused whole by a foreign key.
 """
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
-import tempfile
-from pathlib import Path
+from typing import Any, Callable
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
+from backendkit import Backend, RawSQL
 from rolectl.errors import ConflictError, InvalidInputError, NotFoundError
 from rolectl.events import ADMIN_TRANSFERRED, MAILBOX_CREATED, ROLE_KINDS, Event
 from rolectl.repository import Repository
 
 USERS = st.integers(min_value=1, max_value=8)
 BOXES = st.integers(min_value=1, max_value=3)
+ROLES = st.sampled_from(["user", "admin"])
 REFUSALS = (ConflictError, NotFoundError, InvalidInputError)
+#: Per backend: (examples, steps). PostgreSQL costs ~5x per step (a round trip per query).
+BUDGET = {"sqlite": (100, 40), "postgres": (25, 40)}
 
 
 class RepositoryMachine(RuleBasedStateMachine):
-    def __init__(self) -> None:
+    def __init__(self, backend: Backend) -> None:
         super().__init__()
-        self.dir = Path(tempfile.mkdtemp(prefix="rolectl-prop-"))
-        self.repo = Repository.init(self.dir / "bot.db")
+        self.backend = backend
+        backend.reset()  # every example starts from an empty, initialised database
+        self.repo = Repository.open(backend.db)
+        self.raw: RawSQL = backend.raw()
         self.heard: list[Event] = []
         self.repo.bus.subscribe(self.heard.append)
         self.known: set[int] = set()
         self.admins: set[int] = set()
         self.owners: dict[int, int] = {}
         self.last_seq = 0
+        self.log: list[Event] = []
 
     def teardown(self) -> None:
+        self.raw.close()
         self.repo.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- helpers -------------------------------------------------------------------------
 
-    def state(self) -> tuple:
+    def state(self) -> tuple[Any, ...]:
         q = self.repo.store.query
         return (q("SELECT * FROM users ORDER BY user_id"), q("SELECT * FROM mailboxes ORDER BY mailbox_id"),
                 q("SELECT * FROM events ORDER BY seq"), self.repo.events.head())
 
-    def attempt(self, operation, should_fail: bool) -> bool:
+    def attempt(self, operation: Callable[[], object], should_fail: bool) -> bool:
         """Run an operation; a refusal must leave every table, the head and the bus untouched."""
         before, heard = self.state(), len(self.heard)
         try:
@@ -60,7 +69,34 @@ class RepositoryMachine(RuleBasedStateMachine):
         assert not should_fail, "accepted an operation the model refuses"
         return True
 
-    # -- rules ---------------------------------------------------------------------------
+    def raw_sql(self, sql: str, params: dict[str, Any], model: Callable[[], None] = lambda: None, *,
+                refused: bool = False, rollback: bool = False) -> None:
+        """Another writer bypassing the repository. The triggers must log one event, by
+        ``sql``, for each user whose role changed (``model`` updates the model to what the
+        statement does) -- none for anything else; a statement a foreign key refuses (or a
+        rolled-back one) must leave everything as it was."""
+        before, admins = self.state(), set(self.admins)
+        try:
+            with self.raw.transaction(rollback=rollback):
+                self.raw.execute(sql, params)
+        except self.raw.IntegrityError:
+            assert refused, f"refused a statement the model allows: {sql} {params}"
+            assert self.state() == before
+            return
+        assert not refused, f"accepted a statement a foreign key must refuse: {sql} {params}"
+        if rollback:
+            assert self.state() == before
+            return
+        model()
+        new = self.repo.events.since(before[3])
+        changed = admins ^ self.admins
+        assert sorted(e.user_id for e in new) == sorted(changed), (sql, params, new)
+        assert all(e.kind in ROLE_KINDS and e.actor == "sql" for e in new), new
+
+    def set_roles(self, uids: set[int] | list[int], role: str) -> None:
+        (self.admins.update if role == "admin" else self.admins.difference_update)(uids)
+
+    # -- rules: the repository -------------------------------------------------------------
 
     @rule(uid=USERS)
     def add_admin(self, uid: int) -> None:
@@ -76,7 +112,7 @@ class RepositoryMachine(RuleBasedStateMachine):
             self.admins.discard(uid)
 
     @rule(uid=USERS, name=st.one_of(st.none(), st.sampled_from(["a", "b'c", "d;--"])))
-    def upsert(self, uid: int, name) -> None:
+    def upsert(self, uid: int, name: str | None) -> None:
         self.attempt(lambda: self.repo.users.upsert(uid, name, actor="prop"), False)
         self.known.add(uid)
 
@@ -99,21 +135,91 @@ class RepositoryMachine(RuleBasedStateMachine):
             if not keep and source not in self.owners.values():
                 self.admins.discard(source)
 
-    @rule(uid=USERS, role=st.sampled_from(["user", "admin"]))
-    def raw_sql(self, uid: int, role: str) -> None:
-        """Another writer bypassing the repository: the triggers must still log it."""
-        conn = sqlite3.connect(self.repo.store.path)
-        with conn:
-            conn.execute("UPDATE users SET role = ? WHERE user_id = ?", (role, uid))
-        conn.close()
-        if uid in self.known:
-            (self.admins.add if role == "admin" else self.admins.discard)(uid)
-
     @precondition(lambda self: self.known)
     @rule(data=st.data())
-    def bad_id(self, data) -> None:
+    def bad_id(self, data: st.DataObject) -> None:
         bad = data.draw(st.sampled_from([0, -1, 2**63, "x"]))
         self.attempt(lambda: self.repo.users.add_admins([1, bad], actor="prop"), True)
+
+    # -- rules: raw SQL on a connection of its own ----------------------------------------
+
+    @rule(uid=USERS, role=ROLES)
+    def raw_set_role(self, uid: int, role: str) -> None:
+        p = self.raw.p
+        self.raw_sql(f"UPDATE users SET role = {p('role')} WHERE user_id = {p('uid')}", {"role": role, "uid": uid},
+                     lambda: self.set_roles(self.known & {uid}, role))
+
+    @rule(lo=USERS, hi=USERS, role=ROLES)
+    def raw_set_roles(self, lo: int, hi: int, role: str) -> None:
+        """One statement, several rows: one event per user whose role changed."""
+        p = self.raw.p
+        self.raw_sql(f"UPDATE users SET role = {p('role')} WHERE user_id BETWEEN {p('lo')} AND {p('hi')}",
+                     {"role": role, "lo": lo, "hi": hi},
+                     lambda: self.set_roles(self.known & set(range(lo, hi + 1)), role))
+
+    @rule(uids=st.lists(USERS, min_size=1, max_size=4, unique=True), role=ROLES)
+    def raw_upsert(self, uids: list[int], role: str) -> None:
+        """A multi-row INSERT ... ON CONFLICT: new users and updated ones in one statement."""
+        p = self.raw.p
+        values = ", ".join(f"({p(f'u{i}')}, {p('role')})" for i in range(len(uids)))
+        params: dict[str, Any] = {f"u{i}": uid for i, uid in enumerate(uids)} | {"role": role}
+
+        def model() -> None:
+            self.known.update(uids)
+            self.set_roles(uids, role)
+
+        self.raw_sql(f"INSERT INTO users (user_id, role) VALUES {values} "
+                     "ON CONFLICT (user_id) DO UPDATE SET role = excluded.role", params, model)
+
+    @rule(lo=USERS, hi=USERS)
+    def raw_delete(self, lo: int, hi: int) -> None:
+        """A deleted user is a user again; deleting a mailbox owner is refused whole."""
+        p = self.raw.p
+        gone = self.known & set(range(lo, hi + 1))
+
+        def model() -> None:
+            self.known -= gone
+            self.admins -= gone
+
+        self.raw_sql(f"DELETE FROM users WHERE user_id BETWEEN {p('lo')} AND {p('hi')}", {"lo": lo, "hi": hi},
+                     model, refused=bool(gone & set(self.owners.values())))
+
+    @rule(uid=USERS, new=USERS)
+    def raw_rekey(self, uid: int, new: int) -> None:
+        """A primary-key update: the old id is a user now, the new id has the row's role.
+        Refused whole onto an existing id (unique) or for a mailbox owner (foreign key)."""
+        p = self.raw.p
+        moves = uid in self.known and new != uid
+
+        def model() -> None:
+            if moves:
+                self.known.remove(uid)
+                self.known.add(new)
+                if uid in self.admins:
+                    self.admins.remove(uid)
+                    self.admins.add(new)
+
+        self.raw_sql(f"UPDATE users SET user_id = {p('new')} WHERE user_id = {p('uid')}", {"new": new, "uid": uid},
+                     model, refused=moves and (new in self.known or uid in self.owners.values()))
+
+    @precondition(lambda self: not self.owners)
+    @rule()
+    def raw_empty_users(self) -> None:
+        """Everyone goes at once: TRUNCATE on PostgreSQL (its own statement trigger logs it),
+        DELETE of every row on SQLite (which has no TRUNCATE)."""
+        def model() -> None:
+            self.known.clear()
+            self.admins.clear()
+
+        self.raw_sql("TRUNCATE users, mailboxes" if self.backend.postgres else "DELETE FROM users", {}, model)
+
+    @rule(uid=USERS, role=ROLES)
+    def raw_rolled_back(self, uid: int, role: str) -> None:
+        """A change rolled back leaves nothing (on PostgreSQL a gap in seq, never an event)."""
+        p = self.raw.p
+        self.raw_sql(f"INSERT INTO users (user_id, role) VALUES ({p('uid')}, {p('role')}) "
+                     "ON CONFLICT (user_id) DO UPDATE SET role = excluded.role", {"uid": uid, "role": role},
+                     rollback=True)
 
     # -- invariants ---------------------------------------------------------------------------
 
@@ -122,10 +228,13 @@ class RepositoryMachine(RuleBasedStateMachine):
         table = self.repo.events.table_roles()
         assert self.repo.events.replay() == table
         assert set(table) == self.admins
+        assert {uid for (uid,) in self.repo.store.query("SELECT user_id FROM users")} == self.known
 
     @invariant()
-    def sequence_strictly_increases_and_every_event_is_a_change(self) -> None:
-        new = self.repo.events.since(self.last_seq)
+    def log_only_grows_its_seq_strictly_increases_and_every_event_is_a_change(self) -> None:
+        log = self.repo.events.since(0)
+        assert log[:len(self.log)] == self.log  # append-only: nothing seen before changed
+        new = log[len(self.log):]
         seqs = [e.seq for e in new]
         assert seqs == sorted(set(seqs)) and all(s > self.last_seq for s in seqs)
         for event in new:
@@ -133,11 +242,12 @@ class RepositoryMachine(RuleBasedStateMachine):
                 assert event.old_role != event.new_role
         if new:
             self.last_seq = seqs[-1]
+        self.log = log
 
     @invariant()
     def owners_are_admins_and_transfers_chain(self) -> None:
         owners: dict[int, int] = {}
-        for e in self.repo.events.since(0):
+        for e in self.log:
             if e.kind == MAILBOX_CREATED:
                 owners[e.mailbox_id] = e.user_id
             elif e.kind == ADMIN_TRANSFERRED:
@@ -146,5 +256,7 @@ class RepositoryMachine(RuleBasedStateMachine):
         assert owners == self.owners == {m.mailbox_id: m.owner_id for m in self.repo.mailboxes.list()}
 
 
-RepositoryMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=40, deadline=None)
-TestRepositoryProperties = RepositoryMachine.TestCase
+def test_repository_and_raw_sql_keep_the_log_invariants(backend: Backend) -> None:
+    examples, steps = BUDGET[backend.name]
+    run_state_machine_as_test(lambda: RepositoryMachine(backend),
+                              settings=settings(max_examples=examples, stateful_step_count=steps, deadline=None))

@@ -119,7 +119,7 @@ def follower(db: str, cache: RoleCache, **options: Any) -> Any:
         from rolectl.backends.postgres.follower import PgFollower
 
         return PgFollower(cache, db, **{"safety_interval": 0.5, **options})
-    from rolectl.cache.follower import Follower
+    from rolectl.backends.sqlite.follower import Follower
 
     return Follower(cache, db, **options)
 

@@ -10,7 +10,9 @@ directly:
   with the backend's parameter markers (``raw.p("uid")``) and named parameters;
 * ``backend.follower(cache)`` -- a following cache in this process; in another process the
   same :func:`follower` (import this module: :func:`subprocess_env` puts it on the path);
-* ``backend.integrity_problems()`` -- the engine's own health checks.
+* ``backend.integrity_problems()`` -- the engine's own health checks;
+* ``backend.shell(sql)`` -- the engine's own command-line client (``sqlite3``, ``psql``), a
+  process of its own, as an operator types raw SQL.
 
 Subprocesses import this module as ``backendkit`` (plain functions of ``db``), so a writer
 or a follower in another process opens its database the way the test process does.
@@ -19,7 +21,9 @@ or a follower in another process opens its database the way the test process doe
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import subprocess
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -189,6 +193,24 @@ class Backend:
 
     def integrity_problems(self) -> list[str]:
         return integrity_problems(self.db)
+
+    def shell_argv(self, statement: str) -> list[str] | None:
+        """The engine's command-line client running ``statement`` (stopping at the first
+        error), or ``None`` where it is not installed."""
+        if self.postgres:
+            from pgserver import find_bindir
+
+            bindir = find_bindir()
+            psql = bindir / "psql" if bindir is not None and (bindir / "psql").exists() else shutil.which("psql")
+            return None if psql is None else [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.db,
+                                              "-c", statement]
+        sqlite3_shell = shutil.which("sqlite3")
+        return None if sqlite3_shell is None else [sqlite3_shell, "-cmd", ".timeout 5000", self.db, statement]
+
+    def shell(self, statement: str) -> None:
+        argv = self.shell_argv(statement)
+        assert argv is not None, f"no command-line client for {self.name}"
+        subprocess.run(argv, check=True, capture_output=True, timeout=30)
 
     def reset(self) -> None:
         """Empty the database and initialise it again (a fresh database per example of a

@@ -1,7 +1,9 @@
 """Bots in separate processes stay in step with the database, whoever writes to it.
 
 Real processes only: two ``examples/bot.py`` bots answering lookups, writers that are
-``rolectl`` subprocesses, the ``sqlite3`` shell, and one bot's own writes.
+``rolectl`` subprocesses, the engine's own shell (``sqlite3``, ``psql``), and one bot's own
+writes. The first two tests run on both backends; the others replace a SQLite file under the
+bots (PostgreSQL's restores and recreated databases: tests/test_pg_follow.py).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from backendkit import Backend
 from botproc import Bot
 from conftest import clean_env
+from rolectl.events import ROLE_KINDS
 from rolectl.repository import Repository
 
 pytestmark = pytest.mark.slow
@@ -42,14 +46,13 @@ def _wait_in_step(bot: Bot, head: int) -> int:
         time.sleep(0.002)
 
 
-def _role_history(db: Path) -> dict[int, list[tuple[int, str]]]:
+def _role_history(db: str) -> dict[int, list[tuple[int, str]]]:
     """user -> [(seq, role after that event)], from the log alone."""
     history: dict[int, list[tuple[int, str]]] = {}
-    with sqlite3.connect(db) as conn:
-        for seq, uid, role in conn.execute(
-            "SELECT seq, user_id, new_role FROM events WHERE kind IN ('admin_added', 'admin_removed') ORDER BY seq"
-        ):
-            history.setdefault(uid, []).append((seq, role))
+    with Repository.open(db) as repo:
+        for e in repo.events.since(0):
+            if e.kind in ROLE_KINDS:
+                history.setdefault(e.user_id, []).append((e.seq, e.new_role))
     return history
 
 
@@ -65,12 +68,13 @@ def _roles_between(history: list[tuple[int, str]], low: int, high: int) -> set[s
     return roles
 
 
-@pytest.mark.skipif(SQLITE3 is None, reason="the sqlite3 shell is not installed")
-def test_two_bots_follow_concurrent_writers_without_ever_answering_stale(db_path: Path, rolectl_bin: Path) -> None:
-    with Repository.open(db_path) as repo:
+def test_two_bots_follow_concurrent_writers_without_ever_answering_stale(backend: Backend, rolectl_bin: Path) -> None:
+    if backend.shell_argv("SELECT 1") is None:
+        pytest.skip(f"the {backend.name} command-line client is not installed")
+    with Repository.open(backend.db) as repo:
         for uid in USERS:
             repo.users.upsert(uid, actor="setup")
-    bots = [Bot(db_path, "alpha"), Bot(db_path, "beta")]
+    bots = [Bot(backend.db, "alpha"), Bot(backend.db, "beta")]
     stop_readers, stop_writers = threading.Event(), threading.Event()
     answers: list[dict] = []
     failures: list[str] = []
@@ -85,7 +89,7 @@ def test_two_bots_follow_concurrent_writers_without_ever_answering_stale(db_path
         while not stop_writers.is_set():
             uid = rng.choice(USERS)
             args = ["add-admin", str(uid)] if rng.random() < 0.5 else ["remove-admin", str(uid), "--force"]
-            done = subprocess.run([str(rolectl_bin), "--db", str(db_path), *args, "--actor", "cli"],
+            done = subprocess.run([str(rolectl_bin), "--db", backend.db, *args, "--actor", "cli"],
                                   capture_output=True, text=True, env=clean_env(), timeout=30)
             if done.returncode != 0:
                 failures.append(done.stderr)
@@ -95,7 +99,7 @@ def test_two_bots_follow_concurrent_writers_without_ever_answering_stale(db_path
         while not stop_writers.is_set():
             uids, role = rng.sample(USERS, rng.randint(1, 3)), rng.choice(["user", "admin"])
             # one statement, several role changes: several events in one commit
-            _sql(db_path, f"UPDATE users SET role = '{role}' WHERE user_id IN ({', '.join(map(str, uids))})")
+            backend.shell(f"UPDATE users SET role = '{role}' WHERE user_id IN ({', '.join(map(str, uids))})")
             time.sleep(0.005)
 
     def write_bot(seed: int) -> None:  # alpha's own writes, through its repository
@@ -117,7 +121,7 @@ def test_two_bots_follow_concurrent_writers_without_ever_answering_stale(db_path
         for t in writers:
             t.join()
         # Writers are done: every bot must reach the head and hold exactly the database's roles.
-        with Repository.open(db_path) as repo:
+        with Repository.open(backend.db) as repo:
             head = repo.events.head()
             table = {u.user_id: u.role for u in repo.users.list()}
         for bot in bots:
@@ -137,9 +141,9 @@ def test_two_bots_follow_concurrent_writers_without_ever_answering_stale(db_path
             bot.stop()
     assert not failures, failures[:3]
 
-    history = _role_history(db_path)
-    with sqlite3.connect(db_path) as conn:
-        actors = {a for (a,) in conn.execute("SELECT DISTINCT actor FROM events")}
+    history = _role_history(backend.db)
+    with backend.raw() as raw:
+        actors = {a for (a,) in raw.execute("SELECT DISTINCT actor FROM events")}
     assert {"cli", "sql", "bot"} <= actors, actors  # every kind of writer really wrote
     assert len(answers) > 500
     stale = [a for a in answers if a["role"] not in _roles_between(history.get(a["user_id"], []), a["last_seq"], head)]
@@ -147,18 +151,18 @@ def test_two_bots_follow_concurrent_writers_without_ever_answering_stale(db_path
     assert {a["role"] for a in answers} == {"user", "admin"}
 
 
-def test_a_restarted_bot_catches_up(db_path: Path, run_rolectl) -> None:
-    bot = Bot(db_path, "alpha")
+def test_a_restarted_bot_catches_up(backend: Backend, run_rolectl) -> None:
+    bot = Bot(backend.db, "alpha")
     assert bot.ask("get 7")["role"] == "user"
     assert bot.stop() == 0
-    assert run_rolectl("add-admin", "7").returncode == 0
-    bot = Bot(db_path, "alpha")
+    assert run_rolectl("add-admin", "7", db=backend.db).returncode == 0
+    bot = Bot(backend.db, "alpha")
     try:
-        with Repository.open(db_path) as repo:
+        with Repository.open(backend.db) as repo:
             head = repo.events.head()
         assert bot.ask("seq")["last_seq"] == head
         assert bot.ask("get 7")["role"] == "admin"
-        assert run_rolectl("remove-admin", "7").returncode == 0
+        assert run_rolectl("remove-admin", "7", db=backend.db).returncode == 0
         assert _wait_in_step(bot, head + 1) == head + 1
         assert bot.ask("get 7")["role"] == "user"  # a hit, changed by the event
         assert bot.ask("stats")["cache"]["hits"] == 1

@@ -266,27 +266,49 @@ def test_eight_raw_sql_writer_processes_and_a_follower(backend: Backend) -> None
 
 # -- writers killed with SIGKILL ------------------------------------------------------------------------
 
-WRITER = r"""
-import random, sys
+# One process imports rolectl once and forks a writer per attempt: each writer is a process of
+# its own, opening its own connection after the fork, and is killed with SIGKILL (a fresh
+# interpreter per attempt would cost ~0.25 s of start-up, 50 times per backend). The parent
+# reports how each writer ended.
+FORKING_WRITERS = r"""
+import os, random, sys
+from rolectl.backends import is_postgres
 from rolectl.errors import ConflictError, NotFoundError
 from rolectl.repository import Repository
 
-repo = Repository(Repository.open(sys.argv[1]).store, track=False)
-rng = random.Random(int(sys.argv[2]))
-print("ready", flush=True)
-while True:
-    pick = rng.random()
-    try:
-        if pick < 0.5:
-            box = rng.randint(1, 3)
-            repo.mailboxes.transfer(box, rng.randint(10, 19), actor="writer", keep_admin=rng.random() < 0.2)
-        elif pick < 0.75:
-            repo.users.add_admins(rng.sample(range(10, 30), 2), actor="writer")
-        else:
-            # never forced: a forced demotion of an owner is legal and would void "owners are admins"
-            repo.users.remove_admin(rng.randint(10, 29), actor="writer")
-    except (ConflictError, NotFoundError):
-        pass  # transfer to the current owner, removing an owner: refused, nothing changed
+db = sys.argv[1]
+if is_postgres(db):
+    import psycopg  # imported once, before any fork; connections are opened by the writers
+
+
+def write(seed):
+    repo = Repository(Repository.open(db).store, track=False)
+    rng = random.Random(seed)
+    print("ready", os.getpid(), flush=True)
+    while True:
+        pick = rng.random()
+        try:
+            if pick < 0.5:
+                box = rng.randint(1, 3)
+                repo.mailboxes.transfer(box, rng.randint(10, 19), actor="writer", keep_admin=rng.random() < 0.2)
+            elif pick < 0.75:
+                repo.users.add_admins(rng.sample(range(10, 30), 2), actor="writer")
+            else:
+                # never forced: a forced demotion of an owner is legal and would void "owners are admins"
+                repo.users.remove_admin(rng.randint(10, 29), actor="writer")
+        except (ConflictError, NotFoundError):
+            pass  # transfer to the current owner, removing an owner: refused, nothing changed
+
+
+for line in sys.stdin:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            write(int(line))
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    print("ended", -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status), flush=True)
 """
 
 KILLS = 50
@@ -304,19 +326,20 @@ def test_writer_killed_at_random_moments(backend: Backend) -> None:
             repo.mailboxes.create(box, 9 + box, actor="setup")
         start_head = repo.events.head()
     rng = random.Random(7)
-    env = subprocess_env()
     cache = RecordingCache()
     follower = backend.follower(cache).start()
+    writers = subprocess.Popen([sys.executable, "-c", FORKING_WRITERS, backend.db], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True, env=subprocess_env())
+    assert writers.stdin is not None and writers.stdout is not None
     try:
         for attempt in range(KILLS):
-            proc = subprocess.Popen([sys.executable, "-c", WRITER, backend.db, str(attempt)],
-                                    stdout=subprocess.PIPE, env=env)
-            assert proc.stdout.readline().strip() == b"ready"
+            writers.stdin.write(f"{attempt}\n")
+            writers.stdin.flush()
+            ready, pid = writers.stdout.readline().split()
+            assert ready == "ready"
             time.sleep(rng.uniform(0.0, 0.12))
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            proc.stdout.close()
-            assert proc.returncode == -signal.SIGKILL
+            os.kill(int(pid), signal.SIGKILL)
+            assert writers.stdout.readline().split() == ["ended", str(-signal.SIGKILL)]
             check_log_invariants(backend)
         with Repository.open(backend.db) as repo:
             # the writers really wrote (and were killed in the middle of a busy loop)
@@ -327,6 +350,9 @@ def test_writer_killed_at_random_moments(backend: Backend) -> None:
             assert cache.applied == repo.events.since(start_head)
     finally:
         follower.close()
+        writers.stdin.close()
+        writers.wait(30)
+        writers.stdout.close()
     assert follower.resets == 0
     seqs = [e.seq for e in cache.applied]
     gaps = sum(b - a - 1 for a, b in zip(seqs, seqs[1:]))

@@ -78,6 +78,7 @@ def _register() -> None:
     from . import batch  # noqa: F401
     from . import doctor  # noqa: F401
     from . import backup  # noqa: F401
+    from . import copy  # noqa: F401
 
 
 _register()

@@ -163,5 +163,5 @@ def test_sqlite_only_commands_refuse_a_postgresql_url(rolectl_bin: Path, tmp_pat
                           cwd=tmp_path, timeout=60)
     assert proc.returncode == 2, proc.stderr
     line = one_error_line(proc)
-    assert "works on a SQLite database file only" in line and "secret" not in line
+    assert "on a SQLite database file only, not on a PostgreSQL database" in line and "secret" not in line
     assert list(tmp_path.iterdir()) == []  # nothing written, not even a file named like the URL

@@ -55,7 +55,7 @@ def _real(value: Optional[str], name: str, default: float) -> float:
         raise InvalidInputError(f"{name} {value!r} is not a number", hint=f"e.g. {name} {default:g}") from None
 
 
-def _db_option(ctx: typer.Context, own: Optional[Path]) -> Optional[Path]:
+def _db_option(ctx: typer.Context, own: "Path | str | None") -> Optional[Path]:
     """The database to use: the command's own ``--db``, else a global ``--db`` typed on the
     command line. ``$ROLECTL_DB`` is deliberately ignored: a simulated day writes a thousand
     users, and must never land in the bot's database because of the environment."""
@@ -129,7 +129,7 @@ def simulate(
     sweep_interval: Optional[str] = typer.Option(
         None, "--sweep-interval", metavar="SECONDS",
         help="Expiry sweep period of the ttl policy (default 60; 0: none)."),
-    db: Optional[Path] = typer.Option(
+    db: Optional[str] = typer.Option(  # DATABASE: a Path, or the text of a PostgreSQL URL (refused)
         None, "--db", click_type=DATABASE, metavar="PATH",
         help="Keep the day in this new (or empty) database file (SQLite only). Default: a temporary one."),
     compare_seed: bool = typer.Option(
@@ -280,7 +280,7 @@ def _headline(result: "DayResult") -> str:
 @app.command()
 def demo(
     ctx: typer.Context,
-    db: Optional[Path] = typer.Option(
+    db: Optional[str] = typer.Option(  # DATABASE: a Path, or the text of a PostgreSQL URL (refused)
         None, "--db", click_type=DATABASE, metavar="PATH",
         help="Keep the demo's database in this new file (SQLite only). Default: a temporary one."),
 ) -> None:

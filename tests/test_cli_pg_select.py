@@ -165,3 +165,26 @@ def test_sqlite_only_commands_refuse_a_postgresql_url(rolectl_bin: Path, tmp_pat
     line = one_error_line(proc)
     assert "on a SQLite database file only, not on a PostgreSQL database" in line and "secret" not in line
     assert list(tmp_path.iterdir()) == []  # nothing written, not even a file named like the URL
+
+
+def test_a_driver_error_escaping_a_command_is_one_line_and_exit_5() -> None:
+    """The CLI's last line of defence maps psycopg errors too (never 'internal error', exit 1)."""
+    psycopg = pytest.importorskip("psycopg")
+    import click
+    from click.testing import CliRunner
+
+    from rolectl.cli.errors import RolectlGroup
+
+    @click.group(cls=RolectlGroup)
+    def root() -> None:
+        pass
+
+    @root.command()
+    def boom() -> None:
+        raise psycopg.OperationalError('connection to server at "db.example" failed: Connection refused')
+
+    result = CliRunner().invoke(root, ["boom"])
+    assert result.exit_code == 5
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("rolectl: error: cannot connect to PostgreSQL ")
+    assert line.endswith(": Connection refused: check that the server is up and the URL is right")

@@ -35,9 +35,11 @@ def test_a_rolled_back_gap_cannot_be_filled_behind_the_head(url: str) -> None:
         conn.execute("INSERT INTO users (user_id, role) VALUES (2, 'admin')")
         conn.rollback()
     sql(url, "INSERT INTO users (user_id, role) VALUES (3, 'admin')")  # seq 3
-    for seq in (2, 3, 4, 1000):
+    for seq in (2, 4, 1000):  # the gap, the next seq, far ahead
         with pytest.raises(psycopg.errors.GeneratedAlways, match="chosen by the writer"):
             sql(url, FORGE, (seq,))
+    with pytest.raises(psycopg.errors.UniqueViolation):  # the head itself is taken
+        sql(url, FORGE, (3,))
     assert [r[0] for r in sql(url, "SELECT seq FROM events ORDER BY seq")] == [1, 3]
 
 
@@ -56,7 +58,7 @@ def test_a_writer_with_only_insert_privilege_is_refused(pg_server, url: str) -> 
     writer = url.replace("postgresql://postgres@", "postgresql://rolectl_writer_only@")
     sql(writer, "INSERT INTO users (user_id, role) VALUES (5, 'admin')")  # ordinary writes work
     with pytest.raises(psycopg.errors.GeneratedAlways):
-        sql(writer, FORGE, (1,))
+        sql(writer, FORGE, (2,))
     with psycopg.connect(writer) as conn:  # and it cannot switch the guard off
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(f"ALTER TABLE events DISABLE TRIGGER {schema.SEQ_GUARD}")

@@ -232,8 +232,11 @@ _V2: list[str] = [
 # but ``INSERT ... OVERRIDING SYSTEM VALUE`` and ``COPY`` need only the INSERT privilege. A
 # seq chosen below the head fills a gap behind followers that already read past it: they
 # would skip that event forever. This row trigger admits a seq only if it is the one the
-# sequence handed out last (what every ordinary insert gets: CACHE 1, and the writer lock
-# taken by the statement trigger before it) and above every committed event. ``copy``, which
+# sequence handed out last -- what every ordinary insert gets (CACHE 1, and the writer lock
+# taken by the statement trigger before the insert draws it). Since every committed seq came
+# from the sequence too, that one is above all of them: a value drawn and rolled back is
+# refused as soon as anyone has drawn another. (Comparing with max(seq) as well measured
+# ~5 % more per row and adds nothing.) ``copy``, which
 # must keep the source's seqs, disables the trigger inside its own transaction -- that needs
 # ownership of the table (who could drop the trigger anyway), and nobody else ever sees it off.
 # SECURITY DEFINER: reading the sequence needs a privilege that INSERT on events does not give.
@@ -243,8 +246,7 @@ _V3: list[str] = [
     CREATE FUNCTION rolectl_events_seq_guard() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
     BEGIN
-        IF NEW.seq IS DISTINCT FROM pg_sequence_last_value(pg_get_serial_sequence('events', 'seq')::regclass)
-           OR NEW.seq <= (SELECT coalesce(max(e.seq), 0) FROM events AS e) THEN
+        IF NEW.seq IS DISTINCT FROM pg_sequence_last_value(pg_get_serial_sequence('events', 'seq')::regclass) THEN
             RAISE EXCEPTION 'events.seq % was chosen by the writer, not handed out by the sequence', NEW.seq
                 USING ERRCODE = 'generated_always',
                       HINT = 'insert events without a seq (use rolectl copy to move a log with its seqs)';

@@ -145,3 +145,25 @@ def test_events_follow_prints_the_same_lines(rolectl_bin: Path, tmp_path: Path, 
     pg = follow_transcript(rolectl_bin, pg_url)
     assert len(lite) == 5 and [json.loads(line)["seq"] for line in lite] == [1, 2, 3, 4, 5], lite
     assert pg == lite
+
+
+def test_events_follow_on_postgresql_survives_a_server_restart(rolectl_bin: Path, pg_server, pg_url: str) -> None:  # type: ignore[no-untyped-def]
+    """``pg_ctl restart -m fast`` cuts the tail's connection: it says so on stderr, reconnects,
+    catches up by seq and prints what was committed meanwhile -- nothing skipped or repeated."""
+    assert run(rolectl_bin, pg_url, "init").returncode == 0
+    assert run(rolectl_bin, pg_url, "add-admin", "5").returncode == 0
+    tail = _follow(rolectl_bin, pg_url)
+    buffer = bytearray()
+    try:
+        lines = _lines(tail, 1, buffer)
+        pg_server.restart("fast")
+        assert run(rolectl_bin, pg_url, "add-admin", "6").returncode == 0
+        assert run(rolectl_bin, pg_url, "add-admin", "7").returncode == 0
+        lines += _lines(tail, 2, buffer)
+    finally:
+        tail.send_signal(signal.SIGINT)
+        _, err = tail.communicate(timeout=30)
+    assert tail.returncode == 0, err.decode()
+    assert [(json.loads(line)["seq"], json.loads(line)["user_id"]) for line in lines] == [(1, 5), (2, 6), (3, 7)]
+    warnings = err.decode().splitlines()
+    assert warnings and all(w.startswith("rolectl: warning: ") and "PostgreSQL" in w for w in warnings), warnings

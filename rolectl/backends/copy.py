@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..errors import ConflictError
 from ..events import EVENT_FIELDS
-from ..store import Store, init as sqlite_init
+from .sqlite.store import Store, init as sqlite_init
 from .postgres.store import init as pg_init
 
 #: How a refusal of a non-empty target names the way out.
@@ -167,7 +167,7 @@ def postgres_to_sqlite(source: str, target: str | os.PathLike[str], *, timeout: 
 
 
 def _has_content(target: str | os.PathLike[str], timeout: float | None) -> bool:
-    from ..store import resolve_path
+    from .sqlite.store import resolve_path
 
     path = resolve_path(target)
     if not path.exists() or path.stat().st_size == 0:

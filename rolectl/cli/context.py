@@ -41,7 +41,7 @@ class State:
         """The database this run uses: ``--db``, else ``$ROLECTL_DB``, else ``./rolectl.db``;
         a PostgreSQL conninfo as text, a SQLite file as a path."""
         from ..backends import is_postgres
-        from ..store import ENV_DB, resolve_path
+        from ..backends.sqlite.store import ENV_DB, resolve_path
 
         value = self.db if self.db not in (None, "") else os.environ.get(ENV_DB)
         if isinstance(value, str) and is_postgres(value):

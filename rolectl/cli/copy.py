@@ -56,7 +56,7 @@ def copy(
         raise InvalidInputError(f"--from and --to are both {both}: copy moves a database between SQLite "
                                 "and PostgreSQL", hint=fix)
     from ..backends import copy as run
-    from ..store import translate
+    from ..backends.sqlite.store import translate
 
     try:
         if isinstance(dst, str):

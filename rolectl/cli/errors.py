@@ -99,7 +99,7 @@ class RolectlGroup(TyperGroup):
         except RolectlError as exc:
             _fail(ctx, str(exc), exc.exit_code)
         except sqlite3.Error as exc:
-            from ..store import translate
+            from ..backends.sqlite.store import translate
 
             error = translate(exc, _sqlite_target(ctx))
             _fail(ctx, str(error), error.exit_code)

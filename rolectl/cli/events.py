@@ -149,7 +149,7 @@ def _follow(ctx: typer.Context, since: Optional[int], user: Optional[int], kinds
         # skipped by the tail) or after it (and printed by the tail) -- never twice or lost.
         after = max([head, since or 0] + [e.seq for e in backlog[-1:]])
         path = repo.store.path
-    from ..cache.tail import Restart, Trouble
+    from ..backends.sqlite.tail import Restart, Trouble
 
     write = _writer(out_fmt)
     for event in backlog:
@@ -158,11 +158,11 @@ def _follow(ctx: typer.Context, since: Optional[int], user: Optional[int], kinds
     conninfo = st.postgres
     if conninfo is not None:  # LISTEN + catch-up by seq on one connection
         from ..backends.postgres.tail import follow as follow_pg
-        from ..store import resolve_timeout
+        from ..backends.sqlite.store import resolve_timeout
 
         items = follow_pg(conninfo, after, timeout=resolve_timeout(st.timeout))
     else:  # inotify on the database's directory
-        from ..cache.tail import follow
+        from ..backends.sqlite.tail import follow
 
         items = follow(path, after)
     try:

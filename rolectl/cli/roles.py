@@ -39,8 +39,8 @@ def init(ctx: typer.Context) -> None:
         _init_postgres(conninfo, st.timeout)
         return
     from ..doctor.fileperms import FIX, RISK, writable_by_others
-    from ..schema import SCHEMA_VERSION
-    from ..store import init as init_store
+    from ..backends.sqlite.schema import SCHEMA_VERSION
+    from ..backends.sqlite.store import init as init_store
 
     store, applied = init_store(st.db, timeout=st.timeout)
     store.close()

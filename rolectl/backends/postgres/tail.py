@@ -1,5 +1,5 @@
 """``tail -f`` for a PostgreSQL event log (``rolectl events --follow``): the twin of
-:mod:`rolectl.cache.tail`, yielding the same items.
+:mod:`rolectl.backends.sqlite.tail`, yielding the same items.
 
 The follower's recipe on one autocommit connection: LISTEN first, then catch up by seq; sleep
 in ``select()`` on the socket until a notification (a wake-up only) or the safety poll; read
@@ -16,7 +16,7 @@ import select
 import threading
 from typing import Any, Iterator
 
-from ...cache.tail import Item, Restart, Trouble
+from ..sqlite.tail import Item, Restart, Trouble
 from ...errors import DatabaseError
 from .follower import BACKOFF_FIRST, BACKOFF_MAX
 from .logreader import Anchor, PgLogReader

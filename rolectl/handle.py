@@ -22,6 +22,10 @@ from .backends import open_backend
 from .errors import InvalidInputError, RolectlError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .backends.postgres.backend import PostgresBackend
+    from .backends.postgres.fetch import PostgresFetch
+    from .backends.postgres.follower import PgFollower
+    from .backends.postgres.registration import PgRegistration
     from .backends.sqlite import SQLiteBackend
     from .cache.filefetch import FollowingFetch
     from .cache.follower import Follower
@@ -63,7 +67,7 @@ class _Handle:
 
         self.name = name or DEFAULT_NAME
         self.actor = actor or self.name
-        self.backend: SQLiteBackend = open_backend(db, timeout=timeout)
+        self.backend: SQLiteBackend | PostgresBackend = open_backend(db, timeout=timeout)
         self.follow = follow
         self._register = register
         self._max_staleness = max_staleness
@@ -74,10 +78,10 @@ class _Handle:
         self._undo: list[Callable[[], None]] = []  # run in reverse order by close()
         self.repo: Repository = self.backend.repository()  # fails here on a missing database
         self._undo.append(self.repo.close)
-        self._fetch: FollowingFetch = self.backend.fetch()
+        self._fetch: FollowingFetch | PostgresFetch = self.backend.fetch()
         self._undo.append(self._fetch.close)
         self.cache: RoleCache = RoleCache(self._fetch, maxsize=maxsize, name=self.name)
-        self.registration: Registration | None = None
+        self.registration: Registration | PgRegistration | None = None
 
     @property
     def closed(self) -> bool:
@@ -153,7 +157,7 @@ class Roles(_Handle):
     ) -> None:
         super().__init__(db, name=name, follow=follow, register=register, max_staleness=max_staleness,
                          strict=strict, timeout=timeout, maxsize=maxsize, actor=actor)
-        self.follower: Follower | None = None
+        self.follower: Follower | PgFollower | None = None
         try:
             if follow:
                 follower = self.backend.follower(self.cache, max_staleness=max_staleness, strict=strict)

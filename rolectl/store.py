@@ -182,9 +182,13 @@ class Store:
         timeout: float | None = None,
         create: bool = False,
     ) -> None:
+        from .backends.sqlite.queries import QUERIES
+
         self.path = resolve_path(path)
         self.timeout = resolve_timeout(timeout)
         self.write_timeout = resolve_write_timeout(timeout)
+        #: The repository's statements as SQLite reads them.
+        self.queries = QUERIES
         self._lock = threading.RLock()
         self._db: sqlite_utils.Database | None = None
         self.conn = self._connect(create)

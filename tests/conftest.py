@@ -28,6 +28,19 @@ def db_path(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An initialised, empty rolectl database on each backend: a SQLite file's path, then a
+    PostgreSQL URL (a fresh database in the session's server). Tests that must behave the
+    same on both take this instead of ``db_path``."""
+    if request.param == "sqlite":
+        db = str(tmp_path / "bot.db")
+    else:
+        db = request.getfixturevalue("pg_url")
+    Repository.init(db).close()
+    return db
+
+
 @pytest.fixture
 def repo(db_path: Path) -> Iterator[Repository]:
     repository = Repository.open(db_path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
+from typing import Iterator
 
 import pytest
 
@@ -33,6 +33,14 @@ def snapshot(repo: Repository) -> tuple:
         repo.store.query("SELECT * FROM events ORDER BY seq"),
         repo.events.head(),
     )
+
+
+@pytest.fixture
+def repo(any_db: str) -> Iterator[Repository]:
+    """Every test here runs on both backends: the rules are the same code."""
+    repository = Repository.open(any_db)
+    yield repository
+    repository.close()
 
 
 @pytest.fixture
@@ -100,7 +108,9 @@ def test_adding_an_existing_admin_is_a_no_op_that_says_so(repo, heard):
 def set_updated_at(repo, uid: int, stamp: str = "2000-01-01T00:00:00.000Z") -> None:
     """An old updated_at, so that a write within the same millisecond still shows."""
     with repo.store.transaction() as conn:
-        conn.execute("UPDATE users SET updated_at = ? WHERE user_id = ?", (stamp, uid))
+        p = repo.store.queries.p
+        conn.execute(f"UPDATE users SET updated_at = {p('stamp')} WHERE user_id = {p('uid')}",
+                     {"stamp": stamp, "uid": uid})
 
 
 def test_add_admin_with_a_new_username_renames_and_says_so(repo, heard):
@@ -186,16 +196,14 @@ def test_several_ids_are_all_or_nothing(seed, heard):
 # -- listeners ----------------------------------------------------------------------------------
 
 
-def test_listeners_hear_only_after_commit(db_path, repo):
+def test_listeners_hear_only_after_commit(any_db, repo):
     seen_by_other_connection: list[str] = []
 
     def listener(event: Event) -> None:
         # A second connection sees only committed data: if we were called before COMMIT,
         # it would still read the old role.
-        conn = sqlite3.connect(db_path)
-        seen_by_other_connection.append(
-            conn.execute("SELECT role FROM users WHERE user_id = ?", (event.user_id,)).fetchone()[0])
-        conn.close()
+        with Repository.open(any_db) as other:
+            seen_by_other_connection.append(other.users.get_role(event.user_id))
 
     repo.bus.subscribe(listener)
     repo.users.add_admin(5, actor="t")
@@ -359,8 +367,8 @@ def test_tracker_logs_the_reference_lines(repo, caplog):
     assert "Admin transfer event: 123 -> 2000 (mailbox: 1)" in lines
 
 
-def test_repository_without_tracker_logs_nothing(db_path, caplog):
-    with Repository(Repository.open(db_path).store, track=False) as quiet:
+def test_repository_without_tracker_logs_nothing(any_db, caplog):
+    with Repository(Repository.open(any_db).store, track=False) as quiet:
         with caplog.at_level(logging.INFO, logger="rolectl.tracker"):
             quiet.users.add_admin(5, actor="t")
     assert not [r for r in caplog.records if r.name == "rolectl.tracker"]

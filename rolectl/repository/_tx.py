@@ -19,40 +19,45 @@ the transaction produced are read back at the end and published on the bus after
 
 from __future__ import annotations
 
-import sqlite3
 from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ..bus import EventBus
-from ..events import ADMIN_ADDED, ADMIN_REMOVED, EVENT_FIELDS, ROLE_ADMIN, Event
-from ..store import Store
+from ..events import ADMIN_ADDED, ADMIN_REMOVED, ROLE_ADMIN, Event
 
-SELECT_EVENTS = f"SELECT {', '.join(EVENT_FIELDS)} FROM events"
-HEAD_SQL = "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
-_RETURNING = f" RETURNING {', '.join(EVENT_FIELDS)}"
-_LOG_ROLE = (
-    "INSERT INTO events (kind, user_id, old_role, new_role, actor, note) VALUES (?, ?, ?, ?, ?, ?)" + _RETURNING
-)
+if TYPE_CHECKING:  # pragma: no cover
+    from ..backends.queries import Queries
+    from . import AnyStore
 
 
 class ChangeTx:
     """Handle given to repository code inside a change; ``events`` is filled at the end.
 
-    Events the repository writes itself come back through ``RETURNING`` (no read-back);
-    only after :meth:`attribute_trigger_events` are the triggers' events read back, from the
-    log head recorded at that moment.
+    ``conn`` is the backend's connection inside the write transaction and ``q`` its
+    statements (:mod:`rolectl.backends.queries`): repository code runs ``conn.execute(q.x,
+    {...})`` and never spells SQL itself. Events the repository writes itself come back
+    through ``RETURNING`` (no read-back); only after :meth:`attribute_trigger_events` are the
+    triggers' events read back, from the log head recorded at that moment.
     """
 
-    __slots__ = ("conn", "actor", "head", "events", "drift", "_written")
+    __slots__ = ("conn", "q", "actor", "head", "events", "drift", "_written")
 
-    def __init__(self, conn: sqlite3.Connection, actor: str) -> None:
+    def __init__(self, conn: Any, q: "Queries", actor: str) -> None:
         self.conn = conn
+        self.q = q
         self.actor = actor
         self.head: int | None = None  # set once triggers may log: events after it are read back
         self.events: tuple[Event, ...] = ()
         #: Users on whom the table and the log disagreed before this change, and what that meant.
         self.drift: dict[int, str] = {}
         self._written: list[Event] = []
+
+    def one(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        """The first row of a statement (None if it has none)."""
+        return self.conn.execute(sql, params or {}).fetchone()
+
+    def run(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        self.conn.execute(sql, params or {})
 
     @property
     def triggers_log(self) -> bool:
@@ -65,46 +70,47 @@ class ChangeTx:
         if self.head is not None:
             return
         kind = ADMIN_ADDED if new == ROLE_ADMIN else ADMIN_REMOVED
-        row = self.conn.execute(_LOG_ROLE, (kind, uid, old, new, self.actor, username)).fetchone()
+        row = self.one(self.q.log_role, {"kind": kind, "uid": uid, "old": old, "new": new, "actor": self.actor,
+                                         "note": username})
         self._written.append(Event.from_row(row))
 
     def attribute_trigger_events(self) -> None:
         """Let the triggers log this transaction's role changes under ``actor``."""
         if self.head is None:
-            self.head = head(self.conn)
-            self.conn.execute("INSERT OR REPLACE INTO change_context (id, actor) VALUES (1, ?)", (self.actor,))
+            self.head = head(self.conn, self.q)
+            self.run(self.q.attribute, {"actor": self.actor})
 
     def emit(self, kind: str, **fields: object) -> None:
         """Append a non-role event (``admin_transferred``, ``mailbox_created``, cache events)."""
-        names = ["kind", *fields]
-        sql = f"INSERT INTO events ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        names = ("kind", *fields)
+        params = {"kind": kind, **fields}
         if self.head is not None:  # read back at the end with the triggers' events
-            self.conn.execute(sql, (kind, *fields.values()))
+            self.run(self.q.insert_event(names, returning=False), params)
             return
-        row = self.conn.execute(sql + _RETURNING, (kind, *fields.values())).fetchone()
+        row = self.one(self.q.insert_event(names, returning=True), params)
         self._written.append(Event.from_row(row))
 
     def new_events(self) -> tuple[Event, ...]:
         """Every event this transaction has written so far, in sequence order."""
         if self.head is None:
             return tuple(self._written)
-        rows = self.conn.execute(f"{SELECT_EVENTS} WHERE seq > ? ORDER BY seq", (self.head,)).fetchall()
+        rows = self.conn.execute(self.q.events_after, {"after": self.head}).fetchall()
         before = [e for e in self._written if e.seq <= self.head]
         return (*before, *(Event.from_row(r) for r in rows))
 
 
-def head(conn: sqlite3.Connection) -> int:
-    row = conn.execute(HEAD_SQL).fetchone()
+def head(conn: Any, q: "Queries") -> int:
+    row = conn.execute(q.head).fetchone()
     return int(row[0]) if row else 0
 
 
 @contextmanager
-def change(store: Store, bus: EventBus, actor: str) -> Iterator[ChangeTx]:
+def change(store: "AnyStore", bus: EventBus, actor: str) -> Iterator[ChangeTx]:
     with store.transaction() as conn:
-        tx = ChangeTx(conn, actor)
+        tx = ChangeTx(conn, store.queries, actor)
         yield tx
-        if tx.head is not None:
-            conn.execute("DELETE FROM change_context")
+        if tx.head is not None and tx.q.unattribute:
+            conn.execute(tx.q.unattribute)
         tx.events = tx.new_events()
     if tx.events:
         bus.publish(tx.events)

@@ -21,13 +21,15 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from ..errors import ConflictError, InvalidInputError, RolectlError
+from ..errors import DatabaseError, ConflictError, InvalidInputError, RolectlError
 from ..events import ADMIN_ADDED, ADMIN_REMOVED, ROLES, Event
-from ..store import translate
+from ..store import Store, translate
 from ..validate import INT64_MAX, USERNAME_MAX, has_visible, parse_id, parse_role, parse_username
 from . import plan
 from ._tx import change
-from .users import NOW
+from ..backends.sqlite.queries import QUERIES as _SQLITE
+
+NOW = _SQLITE.now
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import Repository
@@ -645,6 +647,8 @@ def import_users(
     """
     rows, total = data.rows, len(data.rows)
     store = repo.store
+    if not isinstance(store, Store):
+        raise DatabaseError("this command does not run on PostgreSQL yet", hint="run it on a SQLite database")
     conn = store.conn
     with store.snapshot():
         try:

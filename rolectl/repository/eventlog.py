@@ -2,39 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from ..bus import EventBus
 from ..events import ADMIN_REMOVED, CACHE_EVICT, CACHE_FLUSH, KINDS, ROLE_USER, Event, Role, replay
 from ..errors import InvalidInputError
-from ..schema import LOGGED_ROLE_SQL
-from ..store import Store
 from ..validate import parse_id, parse_text
-from ._tx import HEAD_SQL, SELECT_EVENTS, change
+from ._tx import change
 from .models import Change
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import AnyStore
 
 
 class EventLog:
-    def __init__(self, store: Store, bus: EventBus) -> None:
+    def __init__(self, store: "AnyStore", bus: EventBus) -> None:
         self.store = store
         self.bus = bus
+        self.q = store.queries
 
     def head(self) -> int:
         """The newest sequence number ever issued (0 for an empty log)."""
-        rows = self.store.query(HEAD_SQL)
+        rows = self.store.query(self.q.head)
         return int(rows[0][0]) if rows else 0
 
     def since(self, seq: int, limit: int | None = None) -> list[Event]:
         """Events after ``seq`` in order: what a follower applies to catch up."""
-        sql = f"{SELECT_EVENTS} WHERE seq > ? ORDER BY seq"
-        params: list[int] = [seq]
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [Event.from_row(r) for r in self.store.query(sql, params)]
+        sql = self.q.events_after + (f" LIMIT {self.q.p('limit')}" if limit is not None else "")
+        return [Event.from_row(r) for r in self.store.query(sql, {"after": seq, "limit": limit})]
 
     def first_seq(self) -> int | None:
-        rows = self.store.query("SELECT min(seq) FROM events")
+        rows = self.store.query(self.q.first_seq)
         first: int | None = rows[0][0]
         return first
 
@@ -63,10 +61,10 @@ class EventLog:
         several. ``newest_first`` picks the newest ``limit`` events (still yielded oldest
         first), so it holds ``limit`` events at once."""
         where, params = self._where(since, user_id, kind)
-        sql = SELECT_EVENTS + where + (" ORDER BY seq DESC" if newest_first else " ORDER BY seq")
+        sql = self.q.select_events + where + (" ORDER BY seq DESC" if newest_first else " ORDER BY seq")
         if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
+            sql += f" LIMIT {self.q.p('limit')}"
+            params["limit"] = limit
         rows = self.store.iter_query(sql, params)
         if newest_first:
             return iter([Event.from_row(r) for r in rows][::-1])
@@ -78,33 +76,27 @@ class EventLog:
         where, params = self._where(since, user_id, kind)
         return int(self.store.query("SELECT count(*) FROM events" + where, params)[0][0])
 
-    @staticmethod
-    def _where(since: int | None, user_id: int | None, kind: str | Sequence[str] | None) -> tuple[str, list[object]]:
-        where: list[str] = []
-        params: list[object] = []
-        if since is not None:
-            where.append("seq > ?")
-            params.append(since)
-        if user_id is not None:
-            where.append("(user_id = ? OR from_user = ? OR to_user = ?)")
-            params += [user_id] * 3
+    def _where(self, since: int | None, user_id: int | None,
+               kind: str | Sequence[str] | None) -> tuple[str, dict[str, Any]]:
+        params: dict[str, Any] = {"since": since, "user": user_id}
+        kinds: list[str] = []
         if kind is not None:
             kinds = [kind] if isinstance(kind, str) else list(dict.fromkeys(kind))
             for name in kinds:
                 if name not in KINDS:
                     raise InvalidInputError(f"unknown event kind {name!r}", hint="use one of: " + ", ".join(KINDS))
-            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
-            params += kinds
-        return (" WHERE " + " AND ".join(where) if where else ""), params
+            params.update((f"kind{i}", name) for i, name in enumerate(kinds))
+        where = self.q.events_where(since=since is not None, user=user_id is not None, kinds=len(kinds))
+        return where, params
 
     def replay(self) -> dict[int, Role]:
         """Every non-``user`` role as the log alone tells it."""
-        return replay(Event.from_row(r) for r in self.store.query(f"{SELECT_EVENTS} ORDER BY seq"))
+        return replay(Event.from_row(r) for r in self.store.query(self.q.all_events))
 
     def table_roles(self) -> dict[int, Role]:
         """Every non-``user`` role as the users table tells it; equal to :meth:`replay` unless
         something bypassed the log."""
-        return {uid: role for uid, role in self.store.query("SELECT user_id, role FROM users WHERE role <> 'user'")}
+        return {uid: role for uid, role in self.store.query(self.q.table_roles)}
 
     def resync(self, user_ids: Iterable[int], *, actor: str) -> Change:
         """Log the table's current role of users whose last logged role differs from it: the
@@ -115,10 +107,10 @@ class EventLog:
         uids = [parse_id(u) for u in user_ids]
         with change(self.store, self.bus, actor) as tx:
             tx.attribute_trigger_events()
-            tx.conn.executemany("UPDATE users SET role = role WHERE user_id = ?", [(u,) for u in uids])
             for uid in uids:
-                row = tx.conn.execute(f"SELECT EXISTS (SELECT 1 FROM users WHERE user_id = ?1), {LOGGED_ROLE_SQL}",
-                                      (uid,)).fetchone()
+                tx.run(tx.q.touch_role, {"uid": uid})
+            for uid in uids:
+                row = tx.one(tx.q.user_exists_logged, {"uid": uid})
                 if not row[0] and row[1] != ROLE_USER:
                     tx.emit(ADMIN_REMOVED, user_id=uid, old_role=row[1], new_role=ROLE_USER, actor=actor)
         return Change(bool(tx.events), f"logged the current role of {len(tx.events)} users", tx.events)

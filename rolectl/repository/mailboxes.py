@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 from ..bus import EventBus
 from ..errors import ConflictError, NotFoundError
-from ..schema import logged_role
 from ..events import ADMIN_TRANSFERRED, MAILBOX_CREATED, ROLE_ADMIN, ROLE_USER
-from ..store import Store
 from ..validate import parse_id, parse_text, parse_username
 from . import rules
 from ._tx import ChangeTx, change
-from .models import MAILBOX_FIELDS, Change, Mailbox
-from .users import NOW, write_user
+from .models import Change, Mailbox
+from .users import write_user
 
-_SELECT = f"SELECT {', '.join(MAILBOX_FIELDS)} FROM mailboxes"
+if TYPE_CHECKING:  # pragma: no cover
+    from . import AnyStore
 
 
 class MailboxesRepo:
-    def __init__(self, store: Store, bus: EventBus) -> None:
+    def __init__(self, store: "AnyStore", bus: EventBus) -> None:
         self.store = store
         self.bus = bus
+        self.q = store.queries
 
     def get(self, mailbox_id: int) -> Mailbox | None:
-        rows = self.store.query(f"{_SELECT} WHERE mailbox_id = ?", (parse_id(mailbox_id, "mailbox id"),))
+        rows = self.store.query(self.q.mailbox, {"mid": parse_id(mailbox_id, "mailbox id")})
         return Mailbox(*rows[0]) if rows else None
 
     def require(self, mailbox_id: int) -> Mailbox:
@@ -38,20 +38,14 @@ class MailboxesRepo:
 
     def stream(self, owner_id: int | None = None, limit: int | None = None) -> Iterator[Mailbox]:
         """Mailboxes in id order, streamed from the database."""
-        sql, params = _SELECT, list[object]()
-        if owner_id is not None:
-            sql += " WHERE owner_id = ?"
-            params.append(parse_id(owner_id))
-        sql += " ORDER BY mailbox_id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
+        params: dict[str, Any] = {"owner": parse_id(owner_id) if owner_id is not None else None, "limit": limit}
+        sql = self.q.mailboxes_list(owner=owner_id is not None, limit=limit is not None)
         return (Mailbox(*row) for row in self.store.iter_query(sql, params))
 
     def count(self, owner_id: int | None = None) -> int:
         if owner_id is None:
-            return int(self.store.query("SELECT count(*) FROM mailboxes")[0][0])
-        return int(self.store.query("SELECT count(*) FROM mailboxes WHERE owner_id = ?", (parse_id(owner_id),))[0][0])
+            return int(self.store.query(self.q.count_mailboxes)[0][0])
+        return int(self.store.query(self.q.count_mailboxes_owner, {"owner": parse_id(owner_id)})[0][0])
 
     def create(
         self,
@@ -66,11 +60,10 @@ class MailboxesRepo:
         mid, uid = parse_id(mailbox_id, "mailbox id"), parse_id(owner_id)
         name, text = parse_username(owner_username), parse_text(title, "title", 200)
         with change(self.store, self.bus, actor) as tx:
-            conn = tx.conn
-            if conn.execute("SELECT 1 FROM mailboxes WHERE mailbox_id = ?", (mid,)).fetchone():
+            if tx.one(tx.q.mailbox_exists, {"mid": mid}):
                 raise ConflictError(f"mailbox {mid} already exists", hint="pick another id or `rolectl transfer` it")
             write_user(tx, uid, name, ROLE_ADMIN)
-            conn.execute("INSERT INTO mailboxes (mailbox_id, owner_id, title) VALUES (?, ?, ?)", (mid, uid, text))
+            tx.run(tx.q.insert_mailbox, {"mid": mid, "uid": uid, "title": text})
             tx.emit(MAILBOX_CREATED, mailbox_id=mid, user_id=uid, actor=actor)
         return Change(True, f"mailbox {mid} created, owned by {uid}", tx.events)
 
@@ -91,22 +84,13 @@ class Handover(NamedTuple):
     created: bool  # the new owner was never seen before and was created
 
 
-_HANDOVER = (
-    "SELECT m.owner_id, t.role, t.username, s.role, s.username, "
-    "(SELECT count(*) FROM mailboxes WHERE owner_id = m.owner_id), "
-    f"{logged_role('?1')}, {logged_role('m.owner_id')} FROM mailboxes AS m "
-    "LEFT JOIN users AS t ON t.user_id = ?1 LEFT JOIN users AS s ON s.user_id = m.owner_id "
-    "WHERE m.mailbox_id = ?2"
-)
-
-
 def transfer_in(tx: ChangeTx, mid: int, target: int, *, actor: str, keep_admin: bool = False) -> Handover:
     """The hand-over inside an open change, as :mod:`.rules` decides (``new_owner``,
     ``old_owner``): a new owner never seen before is created as an admin in the same
     transaction. Raises before writing anything when the mailbox is unknown or already the
     target's."""
-    conn = tx.conn
-    row = conn.execute(_HANDOVER, (target, mid)).fetchone()
+    q = tx.q
+    row = tx.one(q.handover, {"uid": target, "mid": mid})
     source = rules.check_transfer(mid, row[0] if row is not None else None, target)
     _, target_role, target_name, source_role, source_name, owned, target_logged, source_logged = row
     # The new owner first: the mailbox may only point at an existing user.
@@ -114,16 +98,16 @@ def transfer_in(tx: ChangeTx, mid: int, target: int, *, actor: str, keep_admin: 
     if to.log is not None:
         tx.log_role(target, target_logged, to.log, to.note)
     if to.before is None:
-        conn.execute("INSERT INTO users (user_id, role) VALUES (?, ?)", (target, ROLE_ADMIN))
+        tx.run(q.insert_user_role, {"uid": target, "role": ROLE_ADMIN})
     elif to.written:
-        conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_ADMIN, target))
-    conn.execute(f"UPDATE mailboxes SET owner_id = ?, updated_at = {NOW} WHERE mailbox_id = ?", (target, mid))
+        tx.run(q.set_role, {"uid": target, "role": ROLE_ADMIN})
+    tx.run(q.set_owner, {"uid": target, "mid": mid})
     back = rules.old_owner((source_role, source_name) if source_role is not None else None, source_logged, owned,
                            keep_admin)
     if back is not None:
         if back.log is not None:
             tx.log_role(source, source_logged, back.log, back.note)
         if back.written:
-            conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_USER, source))
+            tx.run(q.set_role, {"uid": source, "role": ROLE_USER})
     tx.emit(ADMIN_TRANSFERRED, mailbox_id=mid, from_user=source, to_user=target, actor=actor)
     return Handover(source, to.before is None)

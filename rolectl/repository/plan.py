@@ -32,12 +32,14 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..errors import RolectlError
+from ..errors import DatabaseError, RolectlError
 from ..events import ADMIN_ADDED, ADMIN_REMOVED, ADMIN_TRANSFERRED, EVENT_FIELDS, ROLE_ADMIN, ROLE_USER, Event, Role
-from ..store import translate
+from ..store import Store, translate
 from . import rules
+from ..backends.sqlite.queries import QUERIES as _SQLITE
 from ._tx import head
-from .users import NOW
+
+NOW = _SQLITE.now
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..store import Store
@@ -264,6 +266,8 @@ class Outcome:
 def run(repo: "Repository", ops: Sequence["Op"], *, actor: str, dry_run: bool = False) -> Outcome:
     """Plan ``ops`` on a snapshot and write them in one short transaction (see the module doc)."""
     store = repo.store
+    if not isinstance(store, Store):
+        raise DatabaseError("this command does not run on PostgreSQL yet", hint="run it on a SQLite database")
     conn = store.conn
     try:
         for attempt in range(1, ATTEMPTS + 1):
@@ -304,7 +308,7 @@ def run(repo: "Repository", ops: Sequence["Op"], *, actor: str, dry_run: bool = 
 
 def _write(conn: sqlite3.Connection, actor: str) -> tuple[int, int]:
     """The set-based writes; returns the log head before and after."""
-    first = head(conn)
+    first = head(conn, _SQLITE)
     # Events first: the triggers then find each written role already logged and stay silent.
     # The actor is still put in change_context, so any event a trigger does write (a table
     # that disagreed with its log before the batch) is attributed to it, not to 'sql'.
@@ -314,7 +318,7 @@ def _write(conn: sqlite3.Connection, actor: str) -> tuple[int, int]:
     conn.execute(_WRITE_USERS)
     conn.execute(_WRITE_MAILBOXES)
     conn.execute("DELETE FROM change_context")
-    return first, head(conn)
+    return first, head(conn, _SQLITE)
 
 
 def _dry(plan: Plan, actor: str) -> Outcome:

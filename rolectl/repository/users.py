@@ -3,64 +3,42 @@
 from __future__ import annotations
 
 import builtins
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from ..bus import EventBus
 from ..events import ROLE_ADMIN, ROLE_USER, Event, Role
-from ..schema import LOGGED_ROLE_SQL, ROLE_AND_HEAD_SQL
-from ..store import Store
 from ..validate import INT64_MAX, parse_id, parse_role, parse_username
 from . import rules
 from ._tx import ChangeTx, change
-from .models import USER_FIELDS, Change, User
+from .models import Change, User
 
-_SELECT = f"SELECT {', '.join(USER_FIELDS)} FROM users"
-NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-# Insert-or-update in one statement: the username is kept when none is given, and a row that
-# would not change is not written at all (its updated_at stays), so the statement's rowcount
-# says whether anything changed. ?4: whether to set the role.
-_UPSERT = f"""
-INSERT INTO users (user_id, username, role) VALUES (?1, ?2, ?3)
-ON CONFLICT (user_id) DO UPDATE SET
-    username = COALESCE(excluded.username, users.username),
-    role = CASE WHEN ?4 THEN excluded.role ELSE users.role END,
-    updated_at = {NOW}
-WHERE users.username IS NOT COALESCE(excluded.username, users.username)
-   OR (?4 AND users.role IS NOT excluded.role)
-"""
-
-
-# The table's row (NULLs for an unknown user) and the role the log last recorded, in one
-# statement: a change compares its target with both (see :func:`write_user`).
-_BEFORE = f"SELECT u.role, u.username, {LOGGED_ROLE_SQL} FROM (SELECT 1) LEFT JOIN users AS u ON u.user_id = ?1"
-_ROLE_AND_MAILBOXES = (
-    f"SELECT u.role, u.username, (SELECT group_concat(mailbox_id) FROM mailboxes WHERE owner_id = ?1), "
-    f"{LOGGED_ROLE_SQL} FROM (SELECT 1) LEFT JOIN users AS u ON u.user_id = ?1"
-)
+if TYPE_CHECKING:  # pragma: no cover
+    from . import AnyStore
 
 
 class UsersRepo:
     # ``list`` below is a method: annotations in this class spell the type ``builtins.list``.
-    def __init__(self, store: Store, bus: EventBus) -> None:
+    def __init__(self, store: "AnyStore", bus: EventBus) -> None:
         self.store = store
         self.bus = bus
+        self.q = store.queries
 
     # -- reads ----------------------------------------------------------------------------
 
     def get(self, user_id: int) -> User | None:
-        rows = self.store.query(f"{_SELECT} WHERE user_id = ?", (parse_id(user_id),))
+        rows = self.store.query(self.q.user, {"uid": parse_id(user_id)})
         return User(*rows[0]) if rows else None
 
     def get_role(self, user_id: int) -> Role:
         """The role the bot must act on; an unknown user is a plain ``user`` (as in the seed)."""
-        rows = self.store.query("SELECT role FROM users WHERE user_id = ?", (parse_id(user_id),))
+        rows = self.store.query(self.q.user_role, {"uid": parse_id(user_id)})
         role: Role = rows[0][0] if rows else ROLE_USER  # the table's CHECK allows no other value
         return role
 
     def get_role_versioned(self, user_id: int) -> tuple[Role, int]:
         """The role and the log head read in one snapshot: what a cache miss needs to install
         an answer that no already-applied event can be newer than."""
-        role, head = self.store.query(ROLE_AND_HEAD_SQL, (parse_id(user_id),))[0]
+        role, head = self.store.query(self.q.role_and_head, {"uid": parse_id(user_id)})[0]
         return role, int(head)
 
     def list(self, role: str | None = None, limit: int | None = None) -> builtins.list[User]:
@@ -68,15 +46,8 @@ class UsersRepo:
 
     def stream(self, role: str | None = None, limit: int | None = None) -> Iterator[User]:
         """Users in id order, streamed from the database (see :meth:`Store.iter_query`)."""
-        sql = _SELECT
-        params: builtins.list[str | int] = []
-        if role is not None:
-            sql += " WHERE role = ?"
-            params.append(parse_role(role))
-        sql += " ORDER BY user_id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
+        params: dict[str, Any] = {"role": parse_role(role) if role is not None else None, "limit": limit}
+        sql = self.q.users_list(role=role is not None, limit=limit is not None)
         return (User(*row) for row in self.store.iter_query(sql, params))
 
     def complete_ids(self, prefix: str = "", *, role: str | None = None, limit: int = 100
@@ -87,30 +58,24 @@ class UsersRepo:
         text = prefix.strip()
         if text and not (text.isascii() and text.isdigit() and text[0] != "0" and len(text) <= 19):
             return []
-        clauses: builtins.list[str] = []
-        params: builtins.list[Any] = []
+        params: dict[str, Any] = {"limit": int(limit)}
+        ranges = 0
         if text:
-            ranges: builtins.list[str] = []
             low, high = int(text), int(text) + 1
             while low <= INT64_MAX:
-                ranges.append("user_id BETWEEN ? AND ?")
-                params += [low, min(high - 1, INT64_MAX)]
-                low, high = low * 10, high * 10
+                params[f"lo{ranges}"], params[f"hi{ranges}"] = low, min(high - 1, INT64_MAX)
+                low, high, ranges = low * 10, high * 10, ranges + 1
             if not ranges:
                 return []
-            clauses.append("(" + " OR ".join(ranges) + ")")
         if role is not None:
-            clauses.append("role = ?")
-            params.append(parse_role(role))
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self.store.query(f"SELECT user_id, username FROM users{where} ORDER BY user_id LIMIT ?",
-                                [*params, int(limit)])
+            params["role"] = parse_role(role)
+        rows = self.store.query(self.q.user_ids_in_ranges(ranges, role=role is not None), params)
         return [(int(uid), name) for uid, name in rows]
 
     def count(self, role: str | None = None) -> int:
         if role is None:
-            return int(self.store.query("SELECT count(*) FROM users")[0][0])
-        return int(self.store.query("SELECT count(*) FROM users WHERE role = ?", (parse_role(role),))[0][0])
+            return int(self.store.query(self.q.count_users)[0][0])
+        return int(self.store.query(self.q.count_users_role, {"role": parse_role(role)})[0][0])
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -167,11 +132,11 @@ def write_user(tx: ChangeTx, uid: int, username: str | None, role: Role | None) 
     """Create or update one user inside an open change, as :func:`.rules.write` decides,
     logging a role change first (so the trigger stays silent). ``tx.drift`` says what the
     table had said if it disagreed with the log."""
-    conn = tx.conn
-    table, name, logged = conn.execute(_BEFORE, (uid,)).fetchone()
+    table, name, logged = tx.one(tx.q.user_before, {"uid": uid})
     step = rules.write((table, name) if table is not None else None, logged, role, username)
     _log(tx, uid, logged, step)
-    conn.execute(_UPSERT, (uid, username, role or ROLE_USER, role is not None))
+    tx.run(tx.q.upsert_user, {"uid": uid, "username": username, "role": role or ROLE_USER,
+                              "set_role": role is not None})
     return step
 
 
@@ -190,12 +155,12 @@ def renamed(before: tuple[str, str | None] | None, username: str | None) -> bool
 def demote(tx: ChangeTx, uid: int, force: bool) -> None:
     """Make ``uid`` a plain user inside an open change, as :func:`.rules.demote` decides."""
     # One statement for the role, the mailboxes owned and the logged role.
-    role, username, boxes, logged = tx.conn.execute(_ROLE_AND_MAILBOXES, (uid,)).fetchone()
+    role, username, boxes, logged = tx.one(tx.q.user_before_demote, {"uid": uid})
     owned = [int(m) for m in boxes.split(",")] if boxes else []
     step = rules.demote(uid, (role, username) if role is not None else None, logged, owned, force)
     _log(tx, uid, logged, step)
     if step.written:
-        tx.conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (ROLE_USER, uid))
+        tx.run(tx.q.set_role, {"uid": uid, "role": ROLE_USER})
 
 
 def rename_note(before: tuple[str, str | None] | None, username: str | None) -> str:

@@ -18,9 +18,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ...errors import DatabaseError, InvalidInputError, RolectlError
-from ...store import resolve_timeout
+from ...store import resolve_timeout, resolve_write_timeout
 from . import schema
 from .connection import connect, describe, driver, translate
+from .queries import QUERIES
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
@@ -35,9 +36,14 @@ class PgStore:
         #: How messages name the database (never with its password).
         self.path = describe(conninfo)
         self.timeout = resolve_timeout(timeout)
+        #: How long a change waits for the writer lock (the longer default when none is
+        #: chosen, as on SQLite: a big batch must not make a bot's own writes fail).
+        self.write_timeout = resolve_write_timeout(timeout)
+        #: The repository's statements as PostgreSQL reads them.
+        self.queries = QUERIES
         self._lock = threading.RLock()
         self._pg = driver()
-        lock_ms = max(1, int(self.timeout * 1000)) if self.timeout > 0 else 0
+        lock_ms = max(1, int(self.write_timeout * 1000)) if self.write_timeout > 0 else 0
         self.conn: psycopg.Connection[Any] = connect(
             conninfo, timeout=self.timeout, options=f"-c lock_timeout={lock_ms}")
         try:
@@ -115,6 +121,24 @@ class PgStore:
         with self._lock:
             try:
                 return self.conn.execute(sql, params).fetchall()
+            except self._pg.Error as exc:
+                raise self.translate(exc) from exc
+
+    def iter_query(self, sql: str, params: Any = ()) -> Iterator[tuple[Any, ...]]:
+        """Rows as the server sends them, through a server-side cursor in one read-only
+        snapshot: listings of millions of rows start at once and hold a few hundred rows."""
+        with self._lock:
+            conn = self.conn
+            try:
+                with conn.transaction():
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    with conn.cursor(name="rolectl_listing") as cursor:
+                        cursor.execute(sql, params)
+                        while True:
+                            rows = cursor.fetchmany(256)
+                            if not rows:
+                                return
+                            yield from rows
             except self._pg.Error as exc:
                 raise self.translate(exc) from exc
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..cache.aio_follower import AsyncFollower
-    from ..cache.filefetch import FollowingFetch
-    from ..cache.follower import Follower
-    from ..cache.registry import Registration
-    from ..cache.role_cache import RoleCache
-    from ..repository import Repository
+    from ...cache.aio_follower import AsyncFollower
+    from ...cache.filefetch import FollowingFetch
+    from ...cache.follower import Follower
+    from ...cache.registry import Registration
+    from ...cache.role_cache import RoleCache
+    from ...repository import Repository
 
 @dataclass(frozen=True)
 class SQLiteBackend:
@@ -32,30 +32,30 @@ class SQLiteBackend:
     defaulted: bool = False
 
     def repository(self) -> "Repository":
-        from ..repository import Repository
+        from ...repository import Repository
 
         return Repository.open(self.path, timeout=None if self.defaulted else self.timeout)
 
     def fetch(self) -> "FollowingFetch":
         """The miss read that checks the file's identity (the right one next to a follower)."""
-        from ..cache.filefetch import FollowingFetch
+        from ...cache.filefetch import FollowingFetch
 
         return FollowingFetch(self.path, timeout=self.timeout)
 
     def follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> "Follower":
         """A thread follower (not started); ``None`` options keep the follower's defaults."""
-        from ..cache.follower import Follower
+        from ...cache.follower import Follower
 
         return Follower(cache, self.path, timeout=self.timeout, **_options(max_staleness, strict))
 
     def async_follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> "AsyncFollower":
         """An in-loop follower for asyncio bots (not started)."""
-        from ..cache.aio_follower import AsyncFollower
+        from ...cache.aio_follower import AsyncFollower
 
         return AsyncFollower(cache, self.path, timeout=self.timeout, **_options(max_staleness, strict))
 
     def register(self, cache: "RoleCache", *, follower: Any, name: str, bus: bool) -> "Registration":
-        from ..cache.registry import register
+        from ...cache.registry import register
 
         return register(cache, self.path, follower=follower, name=name, bus=bus)
 

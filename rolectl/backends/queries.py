@@ -1,0 +1,181 @@
+"""Every statement the repository layer runs, built once per backend.
+
+The repository (``rolectl.repository``) holds the domain rules and no SQL: it asks its
+store's :class:`Queries` for a statement by name and passes the parameters by name, as a
+dict, which both drivers take (SQLite's ``:name``, psycopg's ``%(name)s``). This base class
+writes the statements both engines read alike; a backend's subclass
+(:mod:`rolectl.backends.sqlite.queries`, :mod:`rolectl.backends.postgres.queries`) gives its
+parameter marker and the few fragments that differ: the timestamp, the log head, how the
+actor reaches the triggers, how a list of ids is bound, and string aggregation.
+
+Statements are plain attributes computed once in ``__init__`` (the hot single-change path
+pays nothing per call); statements whose shape depends on the call (optional filters, a
+variable number of ranges or kinds) are methods, cached where the shapes are few.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Iterable
+
+from ..events import EVENT_FIELDS
+from ..repository.models import MAILBOX_FIELDS, USER_FIELDS
+
+_ROLE_KINDS = "('admin_added', 'admin_removed')"
+
+
+class Queries:
+    """The portable statements; subclasses set the marker and the differing fragments."""
+
+    #: How a named parameter is written: ``":{}"`` or ``"%({})s"``.
+    marker: str = ":{}"
+    #: The current UTC time as the ISO-8601 text every timestamp column holds.
+    now: str = ""
+    #: Null-safe inequality (``IS NOT`` on SQLite, ``IS DISTINCT FROM`` on PostgreSQL).
+    is_not: str = "IS DISTINCT FROM"
+    #: The log head: the highest seq a follower can have applied (one row, one column).
+    head: str = ""
+    #: Let the role triggers record the transaction's actor (parameter ``actor``) ...
+    attribute: str = ""
+    #: ... and stop doing so before COMMIT (empty: nothing to undo).
+    unattribute: str = ""
+
+    def p(self, name: str) -> str:
+        return self.marker.format(name)
+
+    def id_list(self, values: Iterable[int]) -> Any:
+        """A set of ids as the one parameter :meth:`in_ids` binds."""
+        raise NotImplementedError
+
+    def in_ids(self, name: str) -> str:
+        """A subquery (``SELECT value ...``) of the ids bound as parameter ``name``."""
+        raise NotImplementedError
+
+    def concat_ids(self, column: str) -> str:
+        """Aggregate: the column's values joined with commas (NULL when there are none)."""
+        raise NotImplementedError
+
+    def logged_role(self, uid: str) -> str:
+        """The role the log last recorded for user ``uid`` (an SQL expression): what every
+        cache following the log believes; ``user`` if never logged."""
+        return (f"COALESCE((SELECT new_role FROM events WHERE user_id = {uid} AND kind IN {_ROLE_KINDS} "
+                "ORDER BY seq DESC LIMIT 1), 'user')")
+
+    def __init__(self) -> None:
+        p, now = self.p, self.now
+        users, boxes, events = ", ".join(USER_FIELDS), ", ".join(MAILBOX_FIELDS), ", ".join(EVENT_FIELDS)
+        uid = p("uid")
+        self.select_events = f"SELECT {events} FROM events"
+        self.returning_events = f" RETURNING {events}"
+        # -- users --------------------------------------------------------------------------
+        self.user = f"SELECT {users} FROM users WHERE user_id = {uid}"
+        self.user_role = f"SELECT role FROM users WHERE user_id = {uid}"
+        # A miss's read: the role and the log head in one statement, hence one snapshot, so
+        # the answer is installed under a version no already-applied event is newer than.
+        self.role_and_head = f"SELECT coalesce(({self.user_role}), 'user'), ({self.head})"
+        self.count_users = "SELECT count(*) FROM users"
+        self.count_users_role = f"SELECT count(*) FROM users WHERE role = {p('role')}"
+        # Insert-or-update in one statement: the username is kept when none is given, and a
+        # row that would not change is not written at all (its updated_at stays), so the
+        # statement's rowcount says whether anything changed. set_role: whether to set it.
+        self.upsert_user = f"""
+INSERT INTO users (user_id, username, role) VALUES ({uid}, {p('username')}, {p('role')})
+ON CONFLICT (user_id) DO UPDATE SET
+    username = COALESCE(excluded.username, users.username),
+    role = CASE WHEN {p('set_role')} THEN excluded.role ELSE users.role END,
+    updated_at = {now}
+WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
+   OR ({p('set_role')} AND users.role {self.is_not} excluded.role)
+"""
+        # The table's row (NULLs for an unknown user) and the role the log last recorded, in
+        # one statement: a change compares its target with both.
+        self.user_before = (f"SELECT u.role, u.username, {self.logged_role(uid)} "
+                            f"FROM (SELECT 1) AS one LEFT JOIN users AS u ON u.user_id = {uid}")
+        self.user_before_demote = (
+            f"SELECT u.role, u.username, (SELECT {self.concat_ids('mailbox_id')} FROM mailboxes "
+            f"WHERE owner_id = {uid}), {self.logged_role(uid)} "
+            f"FROM (SELECT 1) AS one LEFT JOIN users AS u ON u.user_id = {uid}"
+        )
+        self.set_role = f"UPDATE users SET role = {p('role')}, updated_at = {now} WHERE user_id = {uid}"
+        self.insert_user_role = f"INSERT INTO users (user_id, role) VALUES ({uid}, {p('role')})"
+        # -- mailboxes ----------------------------------------------------------------------
+        mid = p("mid")
+        self.mailbox = f"SELECT {boxes} FROM mailboxes WHERE mailbox_id = {mid}"
+        self.mailbox_exists = f"SELECT 1 FROM mailboxes WHERE mailbox_id = {mid}"
+        self.count_mailboxes = "SELECT count(*) FROM mailboxes"
+        self.count_mailboxes_owner = f"SELECT count(*) FROM mailboxes WHERE owner_id = {p('owner')}"
+        self.insert_mailbox = (f"INSERT INTO mailboxes (mailbox_id, owner_id, title) "
+                               f"VALUES ({mid}, {uid}, {p('title')})")
+        self.set_owner = f"UPDATE mailboxes SET owner_id = {uid}, updated_at = {now} WHERE mailbox_id = {mid}"
+        # The hand-over reads the mailbox, both owners' rows, the old owner's mailbox count and
+        # both logged roles in one statement.
+        self.handover = (
+            "SELECT m.owner_id, t.role, t.username, s.role, s.username, "
+            "(SELECT count(*) FROM mailboxes WHERE owner_id = m.owner_id), "
+            f"{self.logged_role(uid)}, {self.logged_role('m.owner_id')} FROM mailboxes AS m "
+            f"LEFT JOIN users AS t ON t.user_id = {uid} LEFT JOIN users AS s ON s.user_id = m.owner_id "
+            f"WHERE m.mailbox_id = {mid}"
+        )
+        # -- the log ------------------------------------------------------------------------
+        self.log_role = (
+            "INSERT INTO events (kind, user_id, old_role, new_role, actor, note) VALUES "
+            f"({p('kind')}, {uid}, {p('old')}, {p('new')}, {p('actor')}, {p('note')})" + self.returning_events
+        )
+        self.events_after = f"{self.select_events} WHERE seq > {p('after')} ORDER BY seq"
+        self.events_between = f"{self.select_events} WHERE seq > {p('after')} AND seq <= {p('upto')} ORDER BY seq"
+        self.first_seq = "SELECT min(seq) FROM events"
+        self.all_events = f"{self.select_events} ORDER BY seq"
+        self.table_roles = "SELECT user_id, role FROM users WHERE role <> 'user'"
+        # Rewriting a role in place makes the triggers log exactly the difference from the log.
+        self.touch_role = f"UPDATE users SET role = role WHERE user_id = {uid}"
+        self.user_exists_logged = (f"SELECT EXISTS (SELECT 1 FROM users WHERE user_id = {uid}), "
+                                   f"{self.logged_role(uid)}")
+        self._insert_event = lru_cache(maxsize=32)(self._build_insert_event)
+
+    # -- statements whose shape depends on the call ---------------------------------------
+
+    def users_list(self, *, role: bool, limit: bool) -> str:
+        sql = f"SELECT {', '.join(USER_FIELDS)} FROM users"
+        if role:
+            sql += f" WHERE role = {self.p('role')}"
+        sql += " ORDER BY user_id"
+        return sql + (f" LIMIT {self.p('limit')}" if limit else "")
+
+    def user_ids_in_ranges(self, ranges: int, *, role: bool) -> str:
+        """Known (id, username) in ``ranges`` id ranges (``lo0``/``hi0``, ...), in id order."""
+        clauses = []
+        if ranges:
+            clauses.append("(" + " OR ".join(f"user_id BETWEEN {self.p(f'lo{i}')} AND {self.p(f'hi{i}')}"
+                                             for i in range(ranges)) + ")")
+        if role:
+            clauses.append(f"role = {self.p('role')}")
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        return f"SELECT user_id, username FROM users{where} ORDER BY user_id LIMIT {self.p('limit')}"
+
+    def mailboxes_list(self, *, owner: bool, limit: bool) -> str:
+        sql = f"SELECT {', '.join(MAILBOX_FIELDS)} FROM mailboxes"
+        if owner:
+            sql += f" WHERE owner_id = {self.p('owner')}"
+        sql += " ORDER BY mailbox_id"
+        return sql + (f" LIMIT {self.p('limit')}" if limit else "")
+
+    def events_where(self, *, since: bool, user: bool, kinds: int) -> str:
+        """`` WHERE ...`` for the audit log's filters (``since``, ``user``, ``kind0``...)."""
+        where: list[str] = []
+        if since:
+            where.append(f"seq > {self.p('since')}")
+        if user:
+            u = self.p("user")
+            where.append(f"(user_id = {u} OR from_user = {u} OR to_user = {u})")
+        if kinds:
+            where.append(f"kind IN ({', '.join(self.p(f'kind{i}') for i in range(kinds))})")
+        return " WHERE " + " AND ".join(where) if where else ""
+
+    def insert_event(self, names: tuple[str, ...], *, returning: bool) -> str:
+        """``INSERT INTO events`` of the named columns (parameters named like them)."""
+        return self._insert_event(names, returning)
+
+    def _build_insert_event(self, names: tuple[str, ...], returning: bool) -> str:
+        sql = (f"INSERT INTO events ({', '.join(names)}) "
+               f"VALUES ({', '.join(self.p(n) for n in names)})")
+        return sql + self.returning_events if returning else sql

@@ -42,11 +42,10 @@ class AsyncPgFollower:
         self._closed = False
 
     async def start(self) -> "AsyncPgFollower":
-        self._loop = asyncio.get_running_loop()
-        try:
-            await asyncio.to_thread(self.core.catch_up)
-        except RolectlError as exc:  # the loop keeps retrying; a bot must start even so
-            self.core.note_error(exc)
+        loop = asyncio.get_running_loop()
+        # strict=True: a log that cannot be read fails here; otherwise the loop keeps retrying
+        await asyncio.to_thread(self.core.first_catch_up)
+        self._loop = loop
         self._watch()
         return self
 

@@ -116,14 +116,19 @@ class PgFollower:
         retrying and the staleness bound applies."""
         if self._thread is not None:
             return self
-        with self._lock:
-            first_catch_up(self.core, self.strict, lambda: f"follower for {self.reader.where}")
+        self.first_catch_up()
         self._pipe_r, self._pipe_w = os.pipe()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=f"rolectl-pg-follower-{self.cache.name}",
                                         daemon=True)
         self._thread.start()
         return self
+
+    def first_catch_up(self) -> None:
+        """The first catch-up of ``start()``: raises if it fails with ``strict=True``, else
+        logs it and lets the driver retry."""
+        with self._lock:
+            first_catch_up(self.core, self.strict, lambda: f"follower for {self.reader.where}")
 
     def stop(self, timeout: float = 5.0) -> None:
         thread, self._thread = self._thread, None

@@ -90,18 +90,35 @@ class PgStore:
     def transaction(self, actor: str | None = None) -> Iterator["psycopg.Connection[Any]"]:
         """A write transaction whose first statement takes the writer lock (before any row
         lock, so writers are serialized and commit in seq order). ``actor`` names who the
-        role triggers record for changes the caller lets them log."""
+        role triggers record for changes the caller lets them log.
+
+        BEGIN and the lock go to the server as one message (a parameterless query may hold
+        several statements), so a single change costs one round trip less than psycopg's
+        own ``transaction()`` would: the write path is benchmarked against a raw
+        transaction."""
         with self._lock:
             conn = self.conn
             try:
-                with conn.transaction():
-                    if actor is None:
-                        conn.execute(schema.LOCK_SQL)
-                    else:  # one round trip for both
-                        conn.execute(f"{schema.LOCK_SQL}, set_config('rolectl.actor', %s, true)", (actor,))
+                conn.execute(f"BEGIN; {schema.LOCK_SQL}")
+                if actor is not None:
+                    conn.execute("SELECT set_config('rolectl.actor', %s, true)", (actor,))
+                try:
                     yield conn
+                except BaseException:
+                    self._rollback()
+                    raise
+                conn.execute("COMMIT")
             except self._pg.Error as exc:
+                self._rollback()
                 raise self.translate(exc) from exc
+
+    def _rollback(self) -> None:
+        """End a failed transaction; a dead connection has nothing to roll back."""
+        try:
+            if self.conn.info.transaction_status != self._pg.pq.TransactionStatus.IDLE:
+                self.conn.execute("ROLLBACK")
+        except self._pg.Error:
+            pass
 
     @contextmanager
     def snapshot(self) -> Iterator["psycopg.Connection[Any]"]:

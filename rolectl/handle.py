@@ -232,8 +232,11 @@ def connect(
 ) -> Roles:
     """Open ``db`` for a bot: ``with rolectl.connect("bot.db", name="modbot") as roles: ...``.
 
-    - ``db``: what ``--db`` takes (a path; ``None``: ``$ROLECTL_DB``, else ``./rolectl.db``).
-      The database must exist (``rolectl init`` creates it).
+    - ``db``: what ``--db`` takes: a SQLite file's path, or a PostgreSQL ``postgresql://`` /
+      ``postgres://`` URL or libpq ``key=value`` string (``None``: ``$ROLECTL_DB``, else
+      ``./rolectl.db``). The database must exist (``rolectl init`` creates it). The same
+      code runs on both; on PostgreSQL the cache registers in the database, so ``rolectl
+      stats`` sees it from every host.
     - ``name``: shown by ``rolectl stats`` (default ``bot``); also the default ``actor``
       recorded in the log for this handle's changes.
     - ``follow``: keep the cache in step with every writer (a follower thread). Off, only
@@ -241,7 +244,8 @@ def connect(
     - ``register``: make the cache visible to ``rolectl stats``, ``cache show``, ``whois``.
     - ``max_staleness``, ``strict``: passed to the follower (``None``: its default, which
       ``$ROLECTL_MAX_STALENESS`` sets); ``strict`` makes a failing first catch-up raise here.
-    - ``timeout``: seconds to wait for a locked database (default ``$ROLECTL_TIMEOUT`` or 5).
+    - ``timeout``: seconds to wait for a locked database, or for a PostgreSQL server to
+      answer (default ``$ROLECTL_TIMEOUT`` or 5).
     - ``maxsize``: bound the cache (LRU); unbounded by default.
     """
     return Roles(db, name=name, follow=follow, register=register, max_staleness=max_staleness, strict=strict,

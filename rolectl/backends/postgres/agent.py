@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 
 from ... import __version__
 from ...cache.answers import Answers
-from ...errors import RolectlError
 from .connection import connect, driver, translate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -238,7 +237,7 @@ class AgentThread:
                 if self.agent.due(time.monotonic()) == 0:
                     self.agent.beat(conn)
                 self.backoff = BACKOFF_FIRST
-            except (RolectlError, Exception) as exc:  # noqa: BLE001 - diagnostics never take the bot down
+            except Exception as exc:  # noqa: BLE001 - diagnostics never take the bot down
                 log.info("diagnostics of cache %s: %s", self.agent.name, exc)
                 if self.conn is not None:
                     self.conn.close()

@@ -108,6 +108,8 @@ class PgInstance(Instance):
     """A registered instance on PostgreSQL: asked through the database, from any host."""
 
     conninfo: str = field(default="", repr=False, compare=False)
+    #: Seconds since its last heartbeat, by the server's clock (no skew between hosts).
+    heartbeat_age: float = 0.0
 
     def ask(self, op: str, timeout: float = 2.0, **params: Any) -> dict[str, Any]:
         """Ask this instance and return its checked reply; failures are :class:`PeerError`
@@ -157,7 +159,7 @@ def discover(conninfo: str, *, timeout: float = 1.0, dead_after: float = DEAD_AF
             for iid, host, pid, name, started, age in conn.execute(_LIST).fetchall():
                 found.append(PgInstance(
                     name=str(name), pid=int(pid), id=str(iid), host=str(host), started_at=float(started),
-                    state=DEAD, last_seen=now - float(age), conninfo=conninfo,
+                    state=DEAD, last_seen=now - float(age), conninfo=conninfo, heartbeat_age=float(age),
                     error=None if float(age) < dead_after else f"no heartbeat for {human_age(float(age))}",
                     gone=float(age) >= dead_after))
             fresh = [i for i in found if not i.gone]
@@ -166,6 +168,11 @@ def discover(conninfo: str, *, timeout: float = 1.0, dead_after: float = DEAD_AF
     except pg.Error as exc:
         raise translate(exc, conninfo) from exc
     return found
+
+
+def list_instances(conninfo: str, *, ping_timeout: float = 1.0, dead_after: float = DEAD_AFTER) -> list[PgInstance]:
+    """:func:`discover` under its earlier name (``rolectl doctor`` calls it so)."""
+    return discover(conninfo, timeout=ping_timeout, dead_after=dead_after)
 
 
 def human_age(seconds: float) -> str:
@@ -230,4 +237,5 @@ def wait_applied(conninfo: str, instances: Iterable[Instance], seq: int, timeout
     return [result[i] for i in sorted(result)]
 
 
-__all__ = ["PgInstance", "ask_many", "ask_on", "discover", "prune", "wait_applied", "DEAD", "LIVE", "UNRESPONSIVE"]
+__all__ = ["PgInstance", "ask_many", "ask_on", "discover", "list_instances", "prune", "wait_applied", "DEAD", "LIVE",
+           "UNRESPONSIVE", "DEAD_AFTER"]

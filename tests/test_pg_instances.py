@@ -201,3 +201,23 @@ def test_a_bot_whose_role_may_not_write_the_log_is_not_registered_but_follows(
         assert "not visible to `rolectl stats`" in caplog.text and "may not write the event log" in caplog.text
     finally:
         _drop_role(db, "rolectl_reader")
+
+
+def test_a_stream_of_requests_does_not_hold_off_the_safety_poll(db: Any, pg_url: str) -> None:
+    """Requests wake the instance without a read of the log; the safety poll still comes on
+    time (counted from the last read), so a busy ``rolectl stats --watch`` never makes a
+    healthy cache fail closed."""
+    cache = RoleCache(PostgresFetch(pg_url), name="asked")
+    follower = PgFollower(cache, pg_url, register=True, safety_interval=0.2, max_staleness=1.0).start()
+    try:
+        assert follower.agent is not None
+        reads = follower.core.catch_ups
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            deadline = time.monotonic() + 2.5  # well past max_staleness, with no event in the log
+            while time.monotonic() < deadline:
+                (answer,) = instances.ask_on(conn, [(follower.agent.id, {"op": "ping"})], 5.0)
+                assert answer is not None and answer["ok"] is True
+        assert not follower.stale and follower.core.suspensions == 0
+        assert follower.core.catch_ups > reads  # the safety poll ran meanwhile
+    finally:
+        follower.close()

@@ -227,22 +227,30 @@ class PgFollower:
     # -- one round, whoever drives it (this thread, or an event loop: see .aio_follower) ----
 
     def next_timeout(self) -> float:
-        """Seconds until the next look without a wake-up: the safety poll or a heartbeat."""
+        """Seconds until the next look without a wake-up: the safety poll (counted from the
+        last successful read, so a stream of wake-ups that need no read, such as requests to
+        other instances, never postpones it), a heartbeat, or the staleness bound."""
         now = time.monotonic()
-        timeout = self.safety_interval
+        timeout = 0.0 if self.core.failing_since is not None else \
+            max(0.0, self.core.last_success + self.safety_interval - now)
         if self.agent is not None:
             timeout = min(timeout, self.agent.due(now))
         due = self.core.stale_in(now)
         return timeout if due is None else min(timeout, due + 0.001)
 
+    def poll_due(self, now: float) -> bool:
+        """Whether the safety poll is due (or the last read failed: read again)."""
+        return self.core.failing_since is not None or now >= self.core.last_success + self.safety_interval - 0.001
+
     def round(self, channels: set[str]) -> None:
-        """Act on a wake-up (the channels notified; empty for a timeout): answer requests,
-        beat, and catch up unless only a request woke us. Raises on a lost connection."""
+        """Act on a wake-up (the channels notified; empty for a timeout or a wake-up for
+        nothing of ours): answer requests, beat, and catch up if the log was notified, the
+        connection was replaced or the safety poll is due. Raises on a lost connection."""
         if channels:
             self.wakeups += 1
         self.checks += 1
         self._agent_round(REQUESTS in channels)
-        if not channels or channels - {REQUESTS}:
+        if channels - {REQUESTS} or self.poll_due(time.monotonic()):
             self.catch_up()
         self.backoff = BACKOFF_FIRST
 

@@ -151,8 +151,8 @@ class PgFollower:
 
     def add_agent(self, agent: InstanceAgent) -> None:
         """Heartbeats and answers of ``agent`` on this follower's connection and thread (or
-        loop), from now on and after every reconnect. Raises
-        :class:`~rolectl.errors.DatabaseError` if the open connection fails meanwhile."""
+        loop), from now on and after every reconnect (a connection that fails meanwhile is
+        reopened, and registers, by the next round)."""
         with self._lock:
             self.agent = agent
             self.reader.on_open = agent.listen
@@ -160,8 +160,8 @@ class PgFollower:
             if conn is not None and not conn.closed:
                 try:
                     agent.listen(conn)
-                except self.reader.driver_error as exc:
-                    raise self.reader.failed(exc) from exc
+                except self.reader.driver_error as exc:  # the next round reconnects, and registers
+                    log.info("follower for %s: %s", self.reader.where, self.reader.failed(exc))
         if self._pipe_w >= 0:  # the thread's wait may be longer than the first heartbeat
             try:
                 os.write(self._pipe_w, b"a")

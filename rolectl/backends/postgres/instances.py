@@ -150,10 +150,16 @@ def _probe(inst: PgInstance, reply: Any, timeout: float) -> None:
 
 def discover(conninfo: str, *, timeout: float = 1.0, dead_after: float = DEAD_AFTER) -> list[PgInstance]:
     """Every instance registered in the database, from every host; those with a fresh
-    heartbeat are asked for their stats, all at once (``timeout`` seconds in all)."""
+    heartbeat are asked for their stats, all at once (``timeout`` seconds in all). Raises
+    :class:`~rolectl.errors.ConflictError` for a database role that may not see them."""
     pg = driver()
     try:
         with _open(conninfo, timeout) as conn:
+            may = conn.execute("SELECT has_table_privilege('events', 'INSERT'), current_user").fetchone()
+            if may is not None and not may[0]:  # row level security would show it nothing
+                raise ConflictError(f"database role {may[1]} may not see cache instances: only roles that may "
+                                    "write the event log can",
+                                    hint="connect as a role with INSERT on events (the bots' role)")
             now = time.time()
             found = []
             for iid, host, pid, name, started, age in conn.execute(_LIST).fetchall():

@@ -23,6 +23,7 @@ from botproc import Bot, stop_all
 psycopg = pytest.importorskip("psycopg")
 
 from rolectl.backends.postgres import instances  # noqa: E402
+from rolectl.backends.postgres.agent import InstanceAgent  # noqa: E402
 from rolectl.backends.postgres.fetch import PostgresFetch  # noqa: E402
 from rolectl.backends.postgres.follower import PgFollower  # noqa: E402
 from rolectl.backends.postgres.instances import discover, prune, wait_applied  # noqa: E402
@@ -220,5 +221,28 @@ def test_a_stream_of_requests_does_not_hold_off_the_safety_poll(db: Any, pg_url:
                 assert answer is not None and answer["ok"] is True
         assert not follower.stale and follower.core.suspensions == 0
         assert follower.core.catch_ups > reads  # the safety poll ran meanwhile
+    finally:
+        follower.close()
+
+
+def test_a_live_twin_keeps_its_id_and_a_dead_row_is_taken_over(db: Any, pg_url: str) -> None:
+    """Two containers may share a host name and pid: the second one registers under another
+    id instead of answering for the first. A restarted one takes its dead row over."""
+    cache = RoleCache(PostgresFetch(pg_url), name="twin")
+    follower = PgFollower(cache, pg_url).start()
+    try:
+        twin, dead = InstanceAgent(cache), InstanceAgent(cache)
+        db.execute("INSERT INTO rolectl_instances (instance_id, host, pid, name, heartbeat_at) VALUES "
+                   "(%s, 'h', 1, 'other', now()), (%s, 'h', 1, 'gone', now() - interval '1 hour')",
+                   (twin.id, dead.id))
+        taken = twin.id
+        follower.add_agent(twin)
+        assert twin.id.startswith(taken + "-")
+        found = {i.id: i for i in discover(pg_url, timeout=0.3)}
+        assert found[taken].name == "other" and found[twin.id].state == LIVE
+        follower.remove_agent()
+        follower.add_agent(dead)
+        found = {i.id: i for i in discover(pg_url, timeout=0.3)}
+        assert found[dead.id].name == "twin" and found[dead.id].state == LIVE and found[dead.id].pid == os.getpid()
     finally:
         follower.close()

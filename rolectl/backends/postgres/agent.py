@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import secrets
 import select
 import socket
 import threading
@@ -56,12 +57,20 @@ BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 
 _counter = itertools.count()  # several caches in one process get host:pid, host:pid-1, ...
 
+# One statement: sweep what clients left, then insert or refresh the row. A row with this id
+# that another live process holds (same host name and pid: twin containers) is left alone
+# (no row is written: the agent takes another id); a dead one (a restarted container) is
+# taken over.
 _BEAT = f"""
 WITH swept AS (DELETE FROM rolectl_requests
                WHERE instance_id = %(id)s AND asked_at < now() - interval '{SWEEP_AFTER:g} seconds')
 INSERT INTO rolectl_instances (instance_id, host, pid, name, started_at, stats)
 VALUES (%(id)s, %(host)s, %(pid)s, %(name)s, to_timestamp(%(started)s), %(stats)s)
-ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = now(), stats = excluded.stats
+ON CONFLICT (instance_id) DO UPDATE
+SET heartbeat_at = now(), stats = excluded.stats, host = excluded.host, pid = excluded.pid,
+    name = excluded.name, started_at = excluded.started_at
+WHERE rolectl_instances.started_at = excluded.started_at
+   OR rolectl_instances.heartbeat_at < now() - interval '{DEAD_AFTER:g} seconds'
 """
 
 
@@ -131,7 +140,9 @@ class InstanceAgent:
         params = {"id": self.id, "host": self.host, "pid": self.pid, "name": self.name,
                   "started": self.started_at, "stats": json.dumps(self.answers.stats(), default=str)}
         try:
-            conn.execute(_BEAT, params)
+            if conn.execute(_BEAT, params).rowcount == 0:  # a live twin holds this id
+                self.id = params["id"] = f"{self.id}-{secrets.token_hex(3)}"
+                conn.execute(_BEAT, params)
         except driver().errors.InsufficientPrivilege as exc:
             self._disable(conn, exc)
             return

@@ -27,8 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .backends.postgres.follower import PgFollower
     from .backends.postgres.registration import PgRegistration
     from .backends.sqlite import SQLiteBackend
-    from .cache.filefetch import FollowingFetch
-    from .cache.follower import Follower
+    from .backends.sqlite.filefetch import FollowingFetch
+    from .backends.sqlite.follower import Follower
     from .cache.registry import Registration
     from .cache.role_cache import RoleCache
     from .events import Event, Role

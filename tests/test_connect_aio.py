@@ -14,7 +14,7 @@ import rolectl
 import rolectl.aio
 from rolectl.backends import is_postgres
 from rolectl.backends.diagnostics import discover as discover_any
-from rolectl.cache.aio_follower import AsyncFollower
+from rolectl.backends.sqlite.aio_follower import AsyncFollower
 from rolectl.cache.registry import Instance, runtime_dir
 from rolectl.errors import ConflictError, DatabaseError, NotFoundError, RolectlError
 from rolectl.repository import Repository

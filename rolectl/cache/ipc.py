@@ -33,7 +33,7 @@ from .answers import SAMPLE_EVERY, WINDOW, Answers, RateRing
 __all__ = ["call", "InstanceServer", "PeerTimeout", "UntrustedPeer", "RateRing", "WINDOW", "MAX_REPLY"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .follower import Follower
+    from ..backends.sqlite.follower import Follower
     from .rundir import RuntimeDir
     from .role_cache import RoleCache
 

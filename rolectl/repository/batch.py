@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from ..errors import DatabaseError, ConflictError, InvalidInputError, RolectlError
 from ..events import ADMIN_ADDED, ADMIN_REMOVED, ROLES, Event
-from ..store import Store, translate
+from ..backends.sqlite.store import Store, translate
 from ..validate import INT64_MAX, USERNAME_MAX, has_visible, parse_id, parse_role, parse_username
 from . import plan
 from ._tx import change

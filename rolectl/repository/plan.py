@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import DatabaseError, RolectlError
 from ..events import ADMIN_ADDED, ADMIN_REMOVED, ADMIN_TRANSFERRED, EVENT_FIELDS, ROLE_ADMIN, ROLE_USER, Event, Role
-from ..store import Store, translate
+from ..backends.sqlite.store import Store, translate
 from . import rules
 from ..backends.sqlite.queries import QUERIES as _SQLITE
 from ._tx import head
@@ -42,7 +42,7 @@ from ._tx import head
 NOW = _SQLITE.now
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..store import Store
+    from ..backends.sqlite.store import Store
     from . import Repository
     from .batch import Op
 

@@ -1,4 +1,4 @@
-"""The PostgreSQL store: the twin of :class:`rolectl.store.Store` for a ``postgresql://`` URL.
+"""The PostgreSQL store: the twin of :class:`rolectl.backends.sqlite.store.Store` for a ``postgresql://`` URL.
 
 Everything that depends on PostgreSQL's behaviour rather than on the domain: connecting with
 rolectl's libpq settings (:mod:`.connection`), the schema-version checks, write transactions
@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ...errors import DatabaseError, InvalidInputError, RolectlError
-from ...store import resolve_timeout, resolve_write_timeout
+from ..sqlite.store import resolve_timeout, resolve_write_timeout
 from . import schema
 from .connection import connect, describe, driver, translate
 from .queries import QUERIES

@@ -39,6 +39,9 @@ class Queries:
     attribute: str = ""
     #: ... and stop doing so before COMMIT (empty: nothing to undo).
     unattribute: str = ""
+    #: A role-change event and the write it announces may be one statement
+    #: (:meth:`with_logged_role`): a data-modifying ``WITH``, which PostgreSQL has.
+    log_with_write: bool = False
 
     def p(self, name: str) -> str:
         return self.marker.format(name)
@@ -131,6 +134,7 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
         self.user_exists_logged = (f"SELECT EXISTS (SELECT 1 FROM users WHERE user_id = {uid}), "
                                    f"{self.logged_role(uid)}")
         self._insert_event = lru_cache(maxsize=32)(self._build_insert_event)
+        self._with_logged = lru_cache(maxsize=32)(self._build_with_logged)
 
     # -- statements whose shape depends on the call ---------------------------------------
 
@@ -170,6 +174,14 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
         if kinds:
             where.append(f"kind IN ({', '.join(self.p(f'kind{i}') for i in range(kinds))})")
         return " WHERE " + " AND ".join(where) if where else ""
+
+    def with_logged_role(self, write: str) -> str:
+        """:attr:`log_role` and ``write`` as one statement returning the event. The role
+        trigger runs at the end of the statement, when it sees the event logged: silent."""
+        return self._with_logged(write)
+
+    def _build_with_logged(self, write: str) -> str:
+        return f"WITH logged AS ({self.log_role}), written AS ({write}) SELECT * FROM logged"
 
     def insert_event(self, names: tuple[str, ...], *, returning: bool) -> str:
         """``INSERT INTO events`` of the named columns (parameters named like them)."""

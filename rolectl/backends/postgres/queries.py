@@ -17,6 +17,7 @@ class PostgresQueries(Queries):
     # The role triggers read the transaction-local setting rolectl.actor.
     attribute = "SELECT set_config('rolectl.actor', %(actor)s, true)"
     unattribute = ""  # transaction-local: gone at COMMIT
+    log_with_write = True
 
     def id_list(self, values: Iterable[int]) -> list[int]:
         return sorted(values)  # psycopg binds a list as an array

@@ -92,13 +92,17 @@ def test_own_writes_are_in_the_cache_when_the_call_returns(any_db: str) -> None:
         assert roles.get_role(456) == "admin"
 
 
-def test_changes_from_another_process_reach_the_handle(db_path: Path, run_rolectl) -> None:  # type: ignore[no-untyped-def]
-    with rolectl.connect(db_path, register=False) as roles:
+def _rolectl(rolectl_bin: Path, db: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(rolectl_bin), "--db", db, *args], capture_output=True, text=True, env=clean_env())
+
+
+def test_changes_from_another_process_reach_the_handle(any_db: str, rolectl_bin: Path) -> None:
+    with rolectl.connect(any_db, register=False) as roles:
         assert roles.get_role(789) == "user"
-        assert run_rolectl("add-admin", "789").returncode == 0
+        assert _rolectl(rolectl_bin, any_db, "add-admin", "789").returncode == 0
         assert wait_for(lambda: roles.cache.peek(789) == "admin")
         assert roles.get_role(789) == "admin"
-        assert run_rolectl("remove-admin", "789").returncode == 0
+        assert _rolectl(rolectl_bin, any_db, "remove-admin", "789").returncode == 0
         assert wait_for(lambda: roles.cache.peek(789) == "user")
 
 
@@ -250,20 +254,25 @@ def test_top_level_names_are_lazy() -> None:
         rolectl.no_such_name  # noqa: B018
 
 
-def test_stats_sees_the_handle_from_the_cli(db_path: Path, run_rolectl) -> None:  # type: ignore[no-untyped-def]
-    with rolectl.connect(db_path, name="alpha") as roles:
+def _stats(rolectl_bin: Path, db: str) -> list[dict[str, object]]:
+    out = _rolectl(rolectl_bin, db, "stats", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    rows: list[dict[str, object]] = json.loads(out.stdout)
+    return rows
+
+
+def test_stats_sees_the_handle_from_the_cli(any_db: str, rolectl_bin: Path) -> None:
+    with rolectl.connect(any_db, name="alpha") as roles:
         roles.get_role(1)
         roles.get_role(1)
-        out = run_rolectl("stats", "--format", "json")
-        [row] = json.loads(out.stdout)
+        [row] = _stats(rolectl_bin, any_db)
         assert row["instance"] == "alpha" and row["state"] == "live" and row["hits"] == 1 and row["misses"] == 1
-        assert row["follower"] in ("inotify", "poll")
+        assert row["follower"] in MODES[is_postgres(any_db)]
 
 
-def test_without_a_follower_stats_says_only_own_writes_reach_it(db_path: Path, run_rolectl) -> None:  # type: ignore[no-untyped-def]
-    with rolectl.connect(db_path, name="lonely", follow=False):
-        out = run_rolectl("stats", "--format", "json")
-        [row] = json.loads(out.stdout)
+def test_without_a_follower_stats_says_only_own_writes_reach_it(any_db: str, rolectl_bin: Path) -> None:
+    with rolectl.connect(any_db, name="lonely", follow=False):
+        [row] = _stats(rolectl_bin, any_db)
         assert row["instance"] == "lonely" and row["follower"] == "bus"
 
 

@@ -382,7 +382,7 @@ def _plan_with_interference(monkeypatch, db: Path, interfere) -> list[int]:
     after each plan; returns a list that collects, per plan made, the number of that plan."""
     import sqlite3
 
-    from rolectl.repository import plan
+    from rolectl.repository.batch import plan
 
     made: list[int] = []
     real = plan.make_plan
@@ -461,7 +461,7 @@ def _writer_gets_in(db: Path) -> bool:
 
 def test_the_write_lock_is_free_while_a_batch_is_planned(seeded, monkeypatch):
     """Deterministic, whatever the machine's speed: reading and planning take no write lock."""
-    from rolectl.repository import plan
+    from rolectl.repository.batch import plan
 
     seen = []
     real = plan.make_plan
@@ -478,18 +478,17 @@ def test_the_write_lock_is_free_while_a_batch_is_planned(seeded, monkeypatch):
 
 
 def test_the_write_lock_is_free_while_an_import_is_staged_and_checked(seeded, monkeypatch):
-    from rolectl.repository import batch
-    from rolectl.repository.batch import import_users, parse_import
+    from rolectl.repository.batch import import_users, importwrite, parse_import
 
     seen = []
-    real = batch._import_check
+    real = importwrite.check
 
-    def checked(conn, label):
+    def checked(conn, q, label):
         if not seen:
             seen.append(_writer_gets_in(seeded))
-        return real(conn, label)
+        return real(conn, q, label)
 
-    monkeypatch.setattr(batch, "_import_check", checked)
+    monkeypatch.setattr(importwrite, "check", checked)
     with Repository.open(seeded) as repo:
         summary = import_users(repo, parse_import("id,role\n5,admin\n6,user\n"), actor="t")
         assert seen == [True] and summary.created == 2 and repo.users.get(777777) is not None

@@ -9,7 +9,10 @@ own role changes -- gave up after its busy wait. Here, on either backend:
    stops here and has taken no write lock at all.
 2. **Stage**: the events and the final rows go into this connection's own temporary tables
    (:class:`~rolectl.backends.queries.Scratch`; SQLite's temp database, PostgreSQL's
-   ``pg_temp`` filled by COPY): no lock that another writer waits for.
+   ``pg_temp`` filled by COPY): no lock that another writer waits for. On PostgreSQL that
+   commits a transaction of our own, which moves the version (a snapshot of running
+   transactions; SQLite's ``data_version`` ignores the connection's own commits), so the
+   rows are read and compared once more here, outside the lock, under a new version.
 3. **Write** (the write lock: ``BEGIN IMMEDIATE``, PostgreSQL's writer lock): if the version
    moved since the snapshot, the rows are read again and compared; if the batch's rows
    changed, the plan is made again (the last attempt plans under the lock). Then four
@@ -69,6 +72,14 @@ def run(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run: bool = Fa
                     return _dry(plan, actor)
                 with store.session() as conn:
                     _stage(conn, q, plan)
+                with store.snapshot() as conn:
+                    # Staging commits on this connection, which moves PostgreSQL's version: if
+                    # it moved, compare the rows here, outside the lock, and keep the new one.
+                    now = version_of(conn, q)
+                    if now != version:
+                        if planning.read_state(conn, q, ops).frozen() != state.frozen():
+                            continue
+                        version = now
             try:
                 with store.transaction() as conn:
                     if attempt == ATTEMPTS:  # contended: plan under the lock, nothing can move

@@ -38,6 +38,7 @@ from .._tx import head, version as version_of
 from . import plan as planning
 from .plan import Plan
 from .records import ADD_ADMIN, REMOVE_ADMIN, TRANSFER, BatchResult, Op, OpResult
+from .scratch import scratch_tables
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...backends.queries import Queries
@@ -61,7 +62,7 @@ class Outcome:
 def run(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run: bool = False) -> Outcome:
     """Plan ``ops`` on a snapshot and write them in one short transaction (see the module doc)."""
     store, q = repo.store, repo.store.queries
-    try:
+    with scratch_tables(store, APPLY_EVENTS, APPLY_USERS, APPLY_MAILBOXES):
         for attempt in range(1, ATTEMPTS + 1):
             if attempt < ATTEMPTS:
                 with store.snapshot() as conn:
@@ -94,10 +95,6 @@ def run(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run: bool = Fa
             except _Moved:
                 continue
             break
-    finally:
-        if not dry_run:
-            with store.session() as conn:
-                q.unstage(conn, APPLY_EVENTS, APPLY_USERS, APPLY_MAILBOXES)
     rows = store.query(q.events_between, {"after": first, "upto": last})
     events = tuple(Event.from_row(r) for r in rows)
     if events:

@@ -20,6 +20,7 @@ from ...events import ADMIN_ADDED, ADMIN_REMOVED
 from .._tx import change, version as version_of
 from .importfile import ImportInput
 from .records import ImportSummary, Progress
+from .scratch import scratch_tables
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...backends.queries import Queries
@@ -58,7 +59,7 @@ def import_users(
     """
     rows, total = data.rows, len(data.rows)
     store, q = repo.store, repo.store.queries
-    try:
+    with scratch_tables(store, IMPORT_ROWS):
         with store.session() as conn:
             q.stage(conn, IMPORT_ROWS, rows)
         if progress is not None:
@@ -79,9 +80,6 @@ def import_users(
                 tx.run(q.import_insert, {"lo": start, "hi": stop})
                 if progress is not None:
                     progress("write", stop, total)
-    finally:
-        with store.session() as conn:
-            q.unstage(conn, IMPORT_ROWS)
     created, updated = counts[0], counts[1]
     events = tx.events
     added = sum(1 for e in events if e.kind == ADMIN_ADDED)

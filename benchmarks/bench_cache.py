@@ -30,7 +30,8 @@ from typing import Callable, Iterable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rolectl.cache import RoleCache, SQLiteFetch  # noqa: E402
+from rolectl.cache import RoleCache  # noqa: E402
+from rolectl.backends.sqlite.fetch import SQLiteFetch
 
 HIT_TARGET, MISS_TARGET, MEM_TARGET = 1.5, 1.3, 1.3
 QUICK = "--quick" in sys.argv

@@ -19,9 +19,9 @@ Two kinds of bot stamp:
 Bots:
 
 * ``asyncio, saturated loop``: one task looks up with ``await asyncio.sleep(0)`` between
-  lookups (the loop never idles), :class:`~rolectl.cache.aio_follower.AsyncFollower`;
+  lookups (the loop never idles), :class:`~rolectl.backends.sqlite.aio_follower.AsyncFollower`;
 * ``threaded, CPU-busy main thread``: the main thread looks up in a tight loop (it holds
-  the GIL all the time), :class:`~rolectl.cache.follower.Follower` in its thread;
+  the GIL all the time), :class:`~rolectl.backends.sqlite.follower.Follower` in its thread;
 * ``threaded, light``: one lookup every 0.2 ms (``time.sleep``), thread follower;
 * ``asyncio, saturated loop, thread follower``: what asyncio bots used before the in-loop
   follower existed (no target: for comparison).
@@ -77,7 +77,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 
 def _cache(db: str) -> Any:
     from rolectl.cache import RoleCache
-    from rolectl.cache.filefetch import FollowingFetch
+    from rolectl.backends.sqlite.filefetch import FollowingFetch
 
     return RoleCache(FollowingFetch(db), name="bench")
 
@@ -110,7 +110,7 @@ def _on_stop(*_: object) -> None:
 
 def bot_main(db: str, kind: str) -> None:
     """Child: a bot of ``kind``; prints "ready", looks up until SIGUSR1, prints its stamps."""
-    from rolectl.cache.follower import Follower
+    from rolectl.backends.sqlite.follower import Follower
 
     signal.signal(signal.SIGUSR1, _on_stop)
     cache = _cache(db)
@@ -118,7 +118,7 @@ def bot_main(db: str, kind: str) -> None:
     stamps = _Stamps(cache)
     loop_times: list[tuple[float, float]] = []  # (CPU ms, wall ms) per catch-up in the loop
     if kind == "async-busy":
-        from rolectl.cache.aio_follower import AsyncFollower
+        from rolectl.backends.sqlite.aio_follower import AsyncFollower
 
         async def run() -> None:
             follower = await AsyncFollower(cache, db).start()
@@ -172,8 +172,8 @@ def bot_main(db: str, kind: str) -> None:
 def apply_main(db: str, options: dict[str, Any]) -> None:
     """Child: a follower without lookups, stamping each event when it is applied."""
     from rolectl.cache import RoleCache
-    from rolectl.cache.filefetch import FollowingFetch
-    from rolectl.cache.follower import Follower
+    from rolectl.backends.sqlite.filefetch import FollowingFetch
+    from rolectl.backends.sqlite.follower import Follower
 
     stamps: dict[int, int] = {}
 
@@ -203,8 +203,8 @@ def apply_main(db: str, options: dict[str, Any]) -> None:
 
 def idle_main(db: str, kind: str, start: bool) -> None:
     """Child: CPU time of an idle bot (with or without its follower) over IDLE_SECONDS."""
-    from rolectl.cache.aio_follower import AsyncFollower
-    from rolectl.cache.follower import Follower
+    from rolectl.backends.sqlite.aio_follower import AsyncFollower
+    from rolectl.backends.sqlite.follower import Follower
 
     cache = _cache(db)
 
@@ -235,7 +235,7 @@ def idle_main(db: str, kind: str, start: bool) -> None:
 def writer_main(db: str, changes: int, pause: bool) -> None:
     """Child: toggle user 789's role ``changes`` times; print (seq, commit time, role) rows."""
     from rolectl.repository import Repository
-    from rolectl.store import Store
+    from rolectl.backends.sqlite.store import Store
 
     rng = random.Random(7)
     out = []

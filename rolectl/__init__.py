@@ -19,9 +19,9 @@ _LAZY: dict[str, str] = {
     "AsyncRoles": "rolectl.aio",
     "RoleCache": "rolectl.cache.role_cache",
     "CacheStats": "rolectl.cache.stats",
-    "SQLiteFetch": "rolectl.cache.fetch",
-    "FollowingFetch": "rolectl.cache.filefetch",
-    "Follower": "rolectl.cache.follower",
+    "SQLiteFetch": "rolectl.backends.sqlite.fetch",
+    "FollowingFetch": "rolectl.backends.sqlite.filefetch",
+    "Follower": "rolectl.backends.sqlite.follower",
     "Repository": "rolectl.repository",
     "Change": "rolectl.repository.models",
     "User": "rolectl.repository.models",
@@ -44,9 +44,9 @@ if TYPE_CHECKING:  # pragma: no cover - what static checkers see; nothing is imp
 
     from . import aio as aio
     from .aio import AsyncRoles as AsyncRoles
-    from .cache.fetch import SQLiteFetch as SQLiteFetch
-    from .cache.filefetch import FollowingFetch as FollowingFetch
-    from .cache.follower import Follower as Follower
+    from .backends.sqlite.fetch import SQLiteFetch as SQLiteFetch
+    from .backends.sqlite.filefetch import FollowingFetch as FollowingFetch
+    from .backends.sqlite.follower import Follower as Follower
     from .cache.role_cache import RoleCache as RoleCache
     from .cache.stats import CacheStats as CacheStats
     from .errors import CacheFaultError as CacheFaultError

@@ -1,7 +1,7 @@
 """``rolectl.aio.connect``: the one-call handle for asyncio bots (aiogram, python-telegram-bot).
 
 The same pieces as :func:`rolectl.connect`, with the in-loop follower
-(:class:`~rolectl.cache.aio_follower.AsyncFollower`): wake-ups come from the event loop, so a
+(:class:`~rolectl.backends.sqlite.aio_follower.AsyncFollower`): wake-ups come from the event loop, so a
 busy loop does not starve a follower thread of the interpreter lock. Lookups are awaited
 (``await roles.get_role(uid)``: a hit never leaves the loop, a miss reads in a worker thread)
 and writes run in a worker thread, so neither blocks the loop. The follower's ``catch_up`` is
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Generator
 from .handle import _Handle
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cache.aio_follower import AsyncFollower
+    from .backends.sqlite.aio_follower import AsyncFollower
     from .events import Role
     from .repository import Change
 

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
-from .schema import SCHEMA_VERSION
+from .backends.sqlite.schema import SCHEMA_VERSION
 from .doctor.schemacheck import recreate_objects
-from .store import Store, resolve_path, resolve_timeout, translate
+from .backends.sqlite.store import Store, resolve_path, resolve_timeout, translate
 
 _SUMMARY = (
     "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "

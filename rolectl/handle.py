@@ -23,8 +23,8 @@ from .errors import InvalidInputError, RolectlError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .backends.sqlite import SQLiteBackend
-    from .cache.filefetch import FollowingFetch
-    from .cache.follower import Follower
+    from .backends.sqlite.filefetch import FollowingFetch
+    from .backends.sqlite.follower import Follower
     from .cache.registry import Registration
     from .cache.role_cache import RoleCache
     from .events import Event, Role

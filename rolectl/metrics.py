@@ -25,7 +25,7 @@ import math
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cache.follower import Follower
+    from .backends.sqlite.follower import Follower
     from .cache.registry import Instance
     from .cache.role_cache import RoleCache
 

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from conftest import clean_env
 from rolectl.errors import EXIT_CODES
 from rolectl.repository import Repository
-from rolectl.schema import SCHEMA_VERSION
+from rolectl.backends.sqlite.schema import SCHEMA_VERSION
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 DOCUMENTED = {0, 1, 2, 3, 4, 5}
@@ -367,7 +367,7 @@ def test_timeout_from_the_environment(seeded, run_rolectl, value, text):
 
 
 def test_the_longest_timeout_sqlite_can_hold_is_accepted(seeded, run_rolectl):
-    from rolectl.store import Store
+    from rolectl.backends.sqlite.store import Store
     from rolectl.validate import TIMEOUT_MAX
 
     assert run_rolectl("--timeout", str(TIMEOUT_MAX), "role", "789").stdout == "admin\n"
@@ -378,7 +378,7 @@ def test_the_longest_timeout_sqlite_can_hold_is_accepted(seeded, run_rolectl):
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, 3e6])
 def test_the_library_refuses_the_same_timeouts(seeded, value):
     from rolectl.errors import InvalidInputError
-    from rolectl.store import Store
+    from rolectl.backends.sqlite.store import Store
 
     with pytest.raises(InvalidInputError):
         Store(seeded, timeout=value)

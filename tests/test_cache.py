@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rolectl.cache import CacheStats, RoleCache, SQLiteFetch
+from rolectl.cache import CacheStats, RoleCache
+from rolectl.backends.sqlite.fetch import SQLiteFetch
 from rolectl.errors import DatabaseError, InvalidInputError
 from rolectl.events import (
     ADMIN_ADDED, ADMIN_REMOVED, ADMIN_TRANSFERRED, CACHE_EVICT, CACHE_FLUSH, MAILBOX_CREATED, Event,

@@ -14,8 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rolectl.cache import RoleCache, SQLiteFetch
-from rolectl.cache.filefetch import FollowingFetch
+from rolectl.cache import RoleCache
+from rolectl.backends.sqlite.fetch import SQLiteFetch
+from rolectl.backends.sqlite.filefetch import FollowingFetch
 from rolectl.errors import DatabaseError, InvalidInputError, NotFoundError, RolectlError
 from rolectl.repository import Repository
 

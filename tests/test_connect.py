@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import rolectl
-from rolectl.cache.filefetch import FollowingFetch
+from rolectl.backends.sqlite.filefetch import FollowingFetch
 from rolectl.cache.registry import discover, runtime_dir
 from rolectl.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, RolectlError
 

@@ -11,7 +11,7 @@ import pytest
 
 import rolectl
 import rolectl.aio
-from rolectl.cache.aio_follower import AsyncFollower
+from rolectl.backends.sqlite.aio_follower import AsyncFollower
 from rolectl.cache.registry import discover, runtime_dir
 from rolectl.errors import ConflictError, NotFoundError, RolectlError
 

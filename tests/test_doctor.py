@@ -173,8 +173,9 @@ def test_an_unfinished_initialisation_is_migrated_by_fix(db_path):
 
 BOT = textwrap.dedent("""
     import sys
-    from rolectl.cache import RoleCache, SQLiteFetch
-    from rolectl.cache.follower import Follower
+    from rolectl.cache import RoleCache
+    from rolectl.backends.sqlite.fetch import SQLiteFetch
+    from rolectl.backends.sqlite.follower import Follower
     from rolectl.cache.registry import register
     db, name, follow = sys.argv[1], sys.argv[2], sys.argv[3] == "follow"
     cache = RoleCache(SQLiteFetch(db), name=name)

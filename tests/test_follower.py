@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from rolectl.cache import RoleCache
-from rolectl.cache.filefetch import FollowingFetch
-from rolectl.cache.follower import Follower
-from rolectl.cache.logreader import LogReader
-from rolectl.cache.wakeup import Waker
+from rolectl.backends.sqlite.filefetch import FollowingFetch
+from rolectl.backends.sqlite.follower import Follower
+from rolectl.backends.sqlite.logreader import LogReader
+from rolectl.backends.sqlite.wakeup import Waker
 from rolectl.repository import Repository
 
 SQLITE3 = shutil.which("sqlite3")

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from rolectl.cache import RoleCache
-from rolectl.cache.aio_follower import AsyncFollower
-from rolectl.cache.filefetch import FollowingFetch
-from rolectl.cache.follower import Follower
+from rolectl.backends.sqlite.aio_follower import AsyncFollower
+from rolectl.backends.sqlite.filefetch import FollowingFetch
+from rolectl.backends.sqlite.follower import Follower
 from rolectl.errors import DatabaseError
 from rolectl.repository import Repository
 

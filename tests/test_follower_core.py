@@ -15,9 +15,9 @@ from typing import Callable
 import pytest
 
 from rolectl.cache import RoleCache
-from rolectl.cache.filefetch import FollowingFetch
+from rolectl.backends.sqlite.filefetch import FollowingFetch
 from rolectl.cache.followcore import resolve_max_staleness
-from rolectl.cache.follower import Follower
+from rolectl.backends.sqlite.follower import Follower
 from rolectl.errors import DatabaseError, InvalidInputError, RolectlError
 from rolectl.repository import Repository
 
@@ -203,7 +203,7 @@ def test_a_commit_whose_fsync_is_slow_is_applied_without_waiting_for_the_safety_
 
 
 def _events_of(db_path: Path) -> list[tuple[int, str]]:
-    from rolectl.cache.logreader import LogReader
+    from rolectl.backends.sqlite.logreader import LogReader
 
     reader = LogReader(db_path)
     try:
@@ -223,7 +223,7 @@ def test_an_event_json_cannot_carry_is_read_through_the_fallback(db_path: Path, 
 
 def test_the_native_read_and_the_sqlite3_module_read_agree(db_path: Path, repo: Repository,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from rolectl.cache import nativeread
+    from rolectl.backends.sqlite import nativeread
 
     for uid in range(1, 8):
         repo.users.add_admin(uid, actor="t")
@@ -239,7 +239,7 @@ def test_the_native_read_and_the_sqlite3_module_read_agree(db_path: Path, repo: 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the wal-index view is Linux only")
 def test_changes_are_seen_in_the_wal_index_header_without_sql(db_path: Path, repo: Repository) -> None:
-    from rolectl.cache.logreader import LogReader
+    from rolectl.backends.sqlite.logreader import LogReader
 
     reader = LogReader(db_path)
     try:

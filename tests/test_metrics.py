@@ -55,7 +55,7 @@ def test_openmetrics_with_nothing_registered_is_still_valid(run_rolectl) -> None
 def test_collector_exposes_a_bots_own_cache(db_path: Path) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from rolectl.cache.follower import Follower
+    from rolectl.backends.sqlite.follower import Follower
     from rolectl.metrics import RoleCacheCollector
 
     cache = RoleCache(lambda uid: "admin" if uid == 1 else "user", name="modbot")

@@ -218,7 +218,7 @@ def test_seq_is_assigned_by_the_database(seeded):
 
 def _v1_database(path: Path) -> None:
     """A database as rolectl with schema version 1 left it, holding an admin."""
-    from rolectl.schema import MIGRATIONS
+    from rolectl.backends.sqlite.schema import MIGRATIONS
 
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from rolectl import store as store_mod
+from rolectl.backends.sqlite import store as store_mod
 from rolectl.errors import DatabaseError, InvalidInputError, NotFoundError
-from rolectl.schema import MIGRATIONS, SCHEMA_VERSION
-from rolectl.store import Store, init, resolve_path, resolve_timeout, translate
+from rolectl.backends.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+from rolectl.backends.sqlite.store import Store, init, resolve_path, resolve_timeout, translate
 
 
 def file_hash(path: Path) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rolectl.repository import Repository
-from rolectl.store import translate
+from rolectl.backends.sqlite.store import translate
 
 from test_bad_input import assert_one_line_error
 

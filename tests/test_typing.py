@@ -38,7 +38,7 @@ def test_mypy_sees_precise_public_types(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text(
         "from typing import Literal, assert_type\n"
-        "from rolectl.cache import RoleCache, SQLiteFetch\n"
+        "from rolectl import RoleCache, SQLiteFetch\n"
         "from rolectl.events import Role\n"
         "from rolectl.repository import Repository, User\n"
         "cache = RoleCache(SQLiteFetch('bot.db'))\n"

@@ -15,7 +15,7 @@ rules (repository, events, validation) are written once above them.
   psycopg, which is an optional extra (``pip install 'rolectl[postgres]'``), so nothing
   imports it unless a PostgreSQL URL is used.
 * ``rolectl.backends.sqlite`` -- one WAL file, for bots on one host (its store, schema and
-  followers are still in ``rolectl.store``, ``rolectl.schema`` and ``rolectl.cache`` for now).
+  followers are still in ``rolectl.backends.sqlite.store``, ``rolectl.backends.sqlite.schema`` and ``rolectl.cache`` for now).
 * ``rolectl.backends.copy`` -- moving a database between the two.
 
 Importing this package imports neither driver nor any backend module; :func:`open_backend`
@@ -67,7 +67,7 @@ def open_backend(db: str | os.PathLike[str] | None = None, *, timeout: float | N
         raise InvalidInputError(f"unknown database URL scheme {scheme!r}", hint="pass the path of a database file")
     if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0):
         raise InvalidInputError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
-    from ..store import ENV_TIMEOUT, resolve_path, resolve_timeout
+    from .sqlite.store import ENV_TIMEOUT, resolve_path, resolve_timeout
     from .sqlite import SQLiteBackend
 
     return SQLiteBackend(resolve_path(db), resolve_timeout(timeout),

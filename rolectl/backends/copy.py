@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from ..errors import ConflictError
 from ..events import EVENT_FIELDS
-from ..store import Store, init as sqlite_init
+from .sqlite.store import Store, init as sqlite_init
 from .postgres.store import init as pg_init
 
 _USERS = ("user_id", "username", "role", "created_at", "updated_at")

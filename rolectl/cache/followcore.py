@@ -2,8 +2,8 @@
 
 :class:`FollowCore` is the one place that knows how to keep a
 :class:`~rolectl.cache.RoleCache` in step with the event log; the two drivers only decide
-*when* to call it -- :class:`~rolectl.cache.follower.Follower` from a daemon thread blocked in
-``select()``, :class:`~rolectl.cache.aio_follower.AsyncFollower` from the bot's own event loop.
+*when* to call it -- :class:`~rolectl.backends.sqlite.follower.Follower` from a daemon thread blocked in
+``select()``, :class:`~rolectl.backends.sqlite.aio_follower.AsyncFollower` from the bot's own event loop.
 
 * **Position and anchor.** The cache's ``last_seq`` is where the log resumes; the core also
   holds the *whole row* of the event at that position (the anchor), from the first catch-up
@@ -14,7 +14,7 @@
   history; that positioning is not counted as a clear.
 * **When to look again** (:meth:`FollowCore.next_check`): after a write to the database's
   files, re-check at growing intervals for a short settle window, and beyond it for as long
-  as a writer holds the WAL write lock (:mod:`rolectl.cache.walprobe`), so a commit whose
+  as a writer holds the WAL write lock (:mod:`rolectl.backends.sqlite.walprobe`), so a commit whose
   ``fsync`` takes 80 ms is applied when it becomes visible, not at the next safety poll.
 * **Staleness bound.** If no check succeeded for ``max_staleness`` seconds (the database is
   gone, unreadable, not a database), the cache is *suspended*: emptied, and every lookup
@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import InvalidInputError, RolectlError
-from .logreader import Anchor, Batch, LogReader
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..backends.sqlite.logreader import Anchor, Batch
     from .role_cache import RoleCache
 
 log = logging.getLogger("rolectl.follower")
@@ -112,7 +112,11 @@ class FollowCore:
         self.settle = settle
         self.max_staleness = resolve_max_staleness(max_staleness)
         # Another backend's reader (same read/at_head/changed/close contract) may be given.
-        self.reader = reader if reader is not None else LogReader(self.path, timeout=timeout)
+        if reader is None:
+            from ..backends.sqlite.logreader import LogReader
+
+            reader = LogReader(self.path, timeout=timeout)
+        self.reader = reader
         self.use_writer_lock = True  # see next_check(); off only to measure the alternative
         self.writer_probes = 0
         self._writer_was_active = False
@@ -296,7 +300,7 @@ class FollowCore:
         if not self.use_writer_lock:
             return False
         self.writer_probes += 1
-        return self.reader.shm.writer_active()
+        return bool(self.reader.shm.writer_active())
 
     # -- introspection -------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .follower import Follower
+    from ..backends.sqlite.follower import Follower
     from .rundir import RuntimeDir
     from .role_cache import RoleCache
 

@@ -35,7 +35,7 @@ from . import ipc, replies
 from .rundir import SUFFIX, RuntimeDir, runtime_dir
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .follower import Follower
+    from ..backends.sqlite.follower import Follower
     from .role_cache import RoleCache
 
 __all__ = ["SUFFIX", "runtime_dir", "Registration", "register", "Instance", "PeerError", "discover", "prune",

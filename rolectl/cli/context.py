@@ -35,7 +35,7 @@ class State:
         return repo
 
     def db_path(self) -> Path:
-        from ..store import resolve_path
+        from ..backends.sqlite.store import resolve_path
 
         return resolve_path(self.db)
 

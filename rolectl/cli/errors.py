@@ -78,7 +78,7 @@ class RolectlGroup(TyperGroup):
         except RolectlError as exc:
             _fail(ctx, str(exc), exc.exit_code)
         except sqlite3.Error as exc:
-            from ..store import translate
+            from ..backends.sqlite.store import translate
 
             state = ctx.find_root().obj
             path = state.db_path() if state is not None else "the database"

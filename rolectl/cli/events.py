@@ -149,7 +149,7 @@ def _follow(ctx: typer.Context, since: Optional[int], user: Optional[int], kinds
         # skipped by the tail) or after it (and printed by the tail) -- never twice or lost.
         after = max([head, since or 0] + [e.seq for e in backlog[-1:]])
         path = repo.store.path
-    from ..cache.tail import Restart, Trouble, follow
+    from ..backends.sqlite.tail import Restart, Trouble, follow
 
     write = _writer(out_fmt)
     for event in backlog:

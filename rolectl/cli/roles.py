@@ -31,8 +31,8 @@ def init(ctx: typer.Context) -> None:
     Example: rolectl --db bot.db init
     """
     from ..doctor.fileperms import FIX, RISK, writable_by_others
-    from ..schema import SCHEMA_VERSION
-    from ..store import init as init_store
+    from ..backends.sqlite.schema import SCHEMA_VERSION
+    from ..backends.sqlite.store import init as init_store
 
     st = state(ctx)
     store, applied = init_store(st.db, timeout=st.timeout)

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..events import ROLE_USER
-from ..schema import SCHEMA_VERSION
-from ..store import Store
+from ..backends.sqlite.schema import SCHEMA_VERSION
+from ..backends.sqlite.store import Store
 from .findings import ERROR, INFO, OK, WARNING, Finding, examples as _examples
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -11,7 +11,7 @@ finds: a hole in the sequence, a head that is not the newest event, a head so cl
 from __future__ import annotations
 
 from .findings import ERROR, OK, Finding, examples
-from ..store import Store
+from ..backends.sqlite.store import Store
 
 #: The largest seq SQLite can issue; AUTOINCREMENT fails with "database or disk is full" after it.
 SEQ_LIMIT = 2**63 - 1

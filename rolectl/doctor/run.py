@@ -6,7 +6,7 @@ import os
 import sqlite3
 from dataclasses import dataclass, field
 
-from ..store import Store, translate
+from ..backends.sqlite.store import Store, translate
 from .checks import (check_context, check_integrity, check_journal, check_log, check_objects, check_owners,
                      check_permissions, check_pragmas, check_schema, check_sequence, log_drift,
                      mailbox_owners_not_admin, rerun_migrations)
@@ -43,7 +43,7 @@ def _open(path: str | os.PathLike[str] | None, timeout: float | None) -> Store:
     # Store() refuses an out-of-date schema, but the doctor must be able to look at one:
     # ``create=True`` skips that refusal (a newer schema is still refused) and creates
     # nothing, because the file is known to exist.
-    from ..store import resolve_path
+    from ..backends.sqlite.store import resolve_path
 
     where = resolve_path(path)
     if not where.exists():

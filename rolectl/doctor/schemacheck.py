@@ -18,8 +18,8 @@ from functools import lru_cache
 from typing import Any
 
 from .findings import ERROR, OK, WARNING, Finding, examples
-from ..schema import MIGRATIONS, SCHEMA_VERSION
-from ..store import Store
+from ..backends.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+from ..backends.sqlite.store import Store
 
 Column = tuple[str, str, int, Any, int]  # name, type, notnull, default, part of the primary key
 

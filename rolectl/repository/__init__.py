@@ -4,7 +4,7 @@ Each write is one transaction that also writes its events (role changes by trigg
 by :class:`~rolectl.repository._tx.ChangeTx`), and in-process listeners hear of them after
 COMMIT. The public surface is deliberately narrow — records in, records and
 :class:`~rolectl.repository.models.Change` out — and the SQL lives with the backends: a
-store (:class:`rolectl.store.Store` for a SQLite file,
+store (:class:`rolectl.backends.sqlite.store.Store` for a SQLite file,
 :class:`rolectl.backends.postgres.store.PgStore` for a PostgreSQL URL) brings its
 connection, its transactions and its statements (``store.queries``,
 :mod:`rolectl.backends.queries`), so callers never see which backend serves them.
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Union
 from .. import tracker
 from ..backends import is_postgres
 from ..bus import EventBus
-from ..store import Store, init
+from ..backends.sqlite.store import Store, init
 from .eventlog import EventLog
 from .mailboxes import MailboxesRepo
 from .models import Change, Mailbox, User

@@ -354,7 +354,8 @@ def run_day(
     :class:`rolectl.simulate.live.LiveOptions` to run in compressed real time as a registered
     cache instance (see :mod:`rolectl.simulate.live`).
     """
-    from ..cache import RoleCache, SQLiteFetch
+    from ..cache import RoleCache
+    from ..backends.sqlite.fetch import SQLiteFetch
 
     trace = trace if trace is not None else build_trace(config)
     with open_day_database(db) as (repo, path, temporary):

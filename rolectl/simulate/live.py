@@ -54,7 +54,7 @@ def span(day: "Day") -> tuple[float, float]:
 
 def run_live(day: "Day", cache: "RoleCache", policies: list["Policy"], options: LiveOptions, *,
              progress: Progress | None = None) -> tuple[list["ActionResult"], list["PeriodResult"]]:
-    from ..cache.follower import Follower
+    from ..backends.sqlite.follower import Follower
     from ..cache.registry import Registration
 
     start, end = span(day)

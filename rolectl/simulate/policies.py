@@ -1,7 +1,7 @@
 """The three ways a bot can answer "what is this user's role?", replayed on one trace.
 
 * ``event`` -- rolectl's :class:`~rolectl.cache.RoleCache`: a miss reads SQLite once (the real
-  :class:`~rolectl.cache.SQLiteFetch`), every role change arrives as an event from the
+  :class:`~rolectl.backends.sqlite.fetch.SQLiteFetch`), every role change arrives as an event from the
   repository's bus (in ``--live`` mode: through the real :class:`Follower`).
 * ``ttl`` -- what people pick instead: ``cachetools.TTLCache`` on the simulated clock
   (``timer=`` the simulator's clock). It never hears of changes; an entry lives ``--ttl``

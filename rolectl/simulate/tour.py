@@ -53,7 +53,8 @@ def _events(change: Any) -> list[dict[str, Any]]:
 
 def tour(repo: "Repository", path: Path, *, temporary: bool, day: SimConfig | None = None) -> Iterator[Step]:
     """Run the tour on ``repo`` (a fresh database at ``path``), one :class:`Step` at a time."""
-    from ..cache import RoleCache, SQLiteFetch
+    from ..cache import RoleCache
+    from ..backends.sqlite.fetch import SQLiteFetch
     from .engine import run_day
     from .report import policies_table, summary_record
 

@@ -1,6 +1,6 @@
 """A cache miss on PostgreSQL: one user's role and the log head, in one snapshot.
 
-The twin of :class:`rolectl.cache.fetch.SQLiteFetch`, with the same ``(role, head)``
+The twin of :class:`rolectl.backends.sqlite.fetch.SQLiteFetch`, with the same ``(role, head)``
 contract: one statement (:data:`~rolectl.backends.postgres.schema.ROLE_AND_HEAD_SQL`) on an
 autocommit connection is one snapshot, so a miss racing an event never installs the old role
 under a version at or past that event. Each thread keeps its own connection and cursor, and

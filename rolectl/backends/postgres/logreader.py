@@ -1,6 +1,6 @@
 """Reading the PostgreSQL event log from outside, and noticing when it can no longer be trusted.
 
-The twin of :class:`rolectl.cache.logreader.LogReader`, with the same :class:`Batch` / reset
+The twin of :class:`rolectl.backends.sqlite.logreader.LogReader`, with the same :class:`Batch` / reset
 contract, but one rule differs: **gaps are normal** here. A rolled-back transaction leaves
 one, a crash-restart may skip dozens of seqs. So a hole in ``seq`` never resets a cache;
 what does is a change of *identity*, read in the same snapshot as the events:

@@ -1,6 +1,6 @@
 """The PostgreSQL schema: the SQLite schema's tables and guarantees, made by PostgreSQL itself.
 
-Same tables and columns as :mod:`rolectl.schema` (``users``, ``mailboxes``, the append-only
+Same tables and columns as :mod:`rolectl.backends.sqlite.schema` (``users``, ``mailboxes``, the append-only
 ``events`` log, ``meta``), so an :class:`~rolectl.events.Event` row reads the same on both
 backends (``ts``, ``created_at`` and ``updated_at`` are the same UTC ISO-8601 text). What
 differs is how the guarantees are made:
@@ -233,7 +233,7 @@ MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
 SCHEMA_VERSION: int = max(MIGRATIONS)
 
 #: A user's role and the log head in one statement, hence one snapshot (see
-#: :data:`rolectl.schema.ROLE_AND_HEAD_SQL`). The head is the highest COMMITTED seq visible
+#: :data:`rolectl.backends.sqlite.schema.ROLE_AND_HEAD_SQL`). The head is the highest COMMITTED seq visible
 #: to the statement, not the sequence's ``last_value``: that one counts numbers taken by
 #: transactions still open (or rolled back), and a miss versioned with it could outrank the
 #: very event that is about to change the role. Writers commit in seq order (the writer

@@ -1,4 +1,4 @@
-"""The PostgreSQL store: the twin of :class:`rolectl.store.Store` for a ``postgresql://`` URL.
+"""The PostgreSQL store: the twin of :class:`rolectl.backends.sqlite.store.Store` for a ``postgresql://`` URL.
 
 Everything that depends on PostgreSQL's behaviour rather than on the domain: connecting with
 rolectl's libpq settings (:mod:`.connection`), the schema-version checks, write transactions
@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ...errors import DatabaseError, InvalidInputError, RolectlError
-from ...store import resolve_timeout, resolve_write_timeout
+from ..sqlite.store import resolve_timeout, resolve_write_timeout
 from . import schema
 from .connection import connect, describe, driver, translate
 from .queries import QUERIES
@@ -90,18 +90,35 @@ class PgStore:
     def transaction(self, actor: str | None = None) -> Iterator["psycopg.Connection[Any]"]:
         """A write transaction whose first statement takes the writer lock (before any row
         lock, so writers are serialized and commit in seq order). ``actor`` names who the
-        role triggers record for changes the caller lets them log."""
+        role triggers record for changes the caller lets them log.
+
+        BEGIN and the lock go to the server as one message (a parameterless query may hold
+        several statements), so a single change costs one round trip less than psycopg's
+        own ``transaction()`` would: the write path is benchmarked against a raw
+        transaction."""
         with self._lock:
             conn = self.conn
             try:
-                with conn.transaction():
-                    if actor is None:
-                        conn.execute(schema.LOCK_SQL)
-                    else:  # one round trip for both
-                        conn.execute(f"{schema.LOCK_SQL}, set_config('rolectl.actor', %s, true)", (actor,))
+                conn.execute(f"BEGIN; {schema.LOCK_SQL}")
+                if actor is not None:
+                    conn.execute("SELECT set_config('rolectl.actor', %s, true)", (actor,))
+                try:
                     yield conn
+                except BaseException:
+                    self._rollback()
+                    raise
+                conn.execute("COMMIT")
             except self._pg.Error as exc:
+                self._rollback()
                 raise self.translate(exc) from exc
+
+    def _rollback(self) -> None:
+        """End a failed transaction; a dead connection has nothing to roll back."""
+        try:
+            if self.conn.info.transaction_status != self._pg.pq.TransactionStatus.IDLE:
+                self.conn.execute("ROLLBACK")
+        except self._pg.Error:
+            pass
 
     @contextmanager
     def snapshot(self) -> Iterator["psycopg.Connection[Any]"]:

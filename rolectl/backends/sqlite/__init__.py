@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ...cache.aio_follower import AsyncFollower
-    from ...cache.filefetch import FollowingFetch
-    from ...cache.follower import Follower
+    from .aio_follower import AsyncFollower
+    from .filefetch import FollowingFetch
+    from .follower import Follower
     from ...cache.registry import Registration
     from ...cache.role_cache import RoleCache
     from ...repository import Repository
@@ -28,7 +28,7 @@ class SQLiteBackend:
     path: Path
     timeout: float
     #: No timeout was chosen: the bot's own writes wait the longer default for the write lock
-    #: (:data:`~rolectl.store.DEFAULT_WRITE_TIMEOUT`), so a big batch does not make them fail.
+    #: (:data:`~rolectl.backends.sqlite.store.DEFAULT_WRITE_TIMEOUT`), so a big batch does not make them fail.
     defaulted: bool = False
 
     def repository(self) -> "Repository":
@@ -38,19 +38,19 @@ class SQLiteBackend:
 
     def fetch(self) -> "FollowingFetch":
         """The miss read that checks the file's identity (the right one next to a follower)."""
-        from ...cache.filefetch import FollowingFetch
+        from .filefetch import FollowingFetch
 
         return FollowingFetch(self.path, timeout=self.timeout)
 
     def follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> "Follower":
         """A thread follower (not started); ``None`` options keep the follower's defaults."""
-        from ...cache.follower import Follower
+        from .follower import Follower
 
         return Follower(cache, self.path, timeout=self.timeout, **_options(max_staleness, strict))
 
     def async_follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> "AsyncFollower":
         """An in-loop follower for asyncio bots (not started)."""
-        from ...cache.aio_follower import AsyncFollower
+        from .aio_follower import AsyncFollower
 
         return AsyncFollower(cache, self.path, timeout=self.timeout, **_options(max_staleness, strict))
 

@@ -68,7 +68,7 @@ __all__ = ["CacheEntry", "Fetch", "FetchResult", "RoleCache"]
 class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
     """Thread-safe, event-driven ``user_id -> role`` cache with single-flight misses.
 
-    ``fetch`` reads one user's role from the database (see :mod:`rolectl.cache.fetch` for the
+    ``fetch`` reads one user's role from the database (see :mod:`rolectl.backends.sqlite.fetch` for the
     default); it may also be passed per call, as in the seed's ``get_role(user_id, fetch)``.
     ``maxsize`` bounds the cache with LRU eviction (unbounded by default: a bot's user table
     fits in memory). ``clock`` is injectable for tests; it stamps install times and uptime.

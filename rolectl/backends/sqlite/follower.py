@@ -5,7 +5,7 @@ within about a millisecond of the commit, and without a TTL. How it learns of co
 README "Cache diagnostics" for the measurements behind the choice):
 
 1. **inotify** on the directory that really holds the database (symlinks resolved;
-   :class:`~rolectl.cache.wakeup.Waker`): every WAL commit writes ``<db>-wal``, so the
+   :class:`~rolectl.backends.sqlite.wakeup.Waker`): every WAL commit writes ``<db>-wal``, so the
    follower sleeps in ``select()`` and costs nothing idle;
 2. a **settle window** after each write: the commit becomes visible a little after its last
    ``write()`` (the WAL is synced, then published), so the follower re-checks
@@ -20,10 +20,10 @@ sleeps), and each look is a handful of C calls: in a bot whose main thread keeps
 interpreter busy, every extra release and re-acquisition of the GIL can cost a switch
 interval (5 ms). The reading, anchoring, resetting and the staleness bound live in
 :class:`~rolectl.cache.followcore.FollowCore`, shared with the asyncio follower
-(:class:`~rolectl.cache.aio_follower.AsyncFollower`).
+(:class:`~rolectl.backends.sqlite.aio_follower.AsyncFollower`).
 
 Whatever woke it, the follower reads ``seq > cache.last_seq`` on its own connection (a
-:class:`~rolectl.cache.logreader.LogReader`), so a lost or duplicated wake-up costs at most
+:class:`~rolectl.backends.sqlite.logreader.LogReader`), so a lost or duplicated wake-up costs at most
 latency, never an event. When the log cannot continue from where the cache stands (a gap, a
 head that went backwards, a replaced database file, another event at the cache's position:
 a restored backup) it **resets** the cache -- empties it and
@@ -44,12 +44,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .followcore import DEFAULT, SETTLE, SETTLE_FIRST, SETTLE_MAX, FollowCore, first_catch_up
+from ...cache.followcore import DEFAULT, SETTLE, SETTLE_FIRST, SETTLE_MAX, FollowCore, first_catch_up
 from .wakeup import Waker
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..bus import EventBus
-    from .role_cache import RoleCache
+    from ...bus import EventBus
+    from ...cache.role_cache import RoleCache
 
 __all__ = ["Follower", "SETTLE", "SETTLE_FIRST", "SETTLE_MAX"]
 

@@ -1,7 +1,7 @@
 """Looking at a WAL database's shared-memory file: has anything been committed, is a writer busy?
 
 Two questions a follower asks many times per commit, answered from ``<db>-shm`` without
-running SQL (and without giving up the GIL, see :mod:`rolectl.cache.nogil`):
+running SQL (and without giving up the GIL, see :mod:`rolectl.backends.sqlite.nogil`):
 
 * **Has the WAL changed?** The first 48 bytes of ``<db>-shm`` are the wal-index header:
   every commit changes its frame count and checksums, a WAL restart its salts. Reading it

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Callable, Literal, Union, overload
 
 from rolectl.errors import DatabaseError, InvalidInputError, NotFoundError
-from rolectl.schema import ROLE_AND_HEAD_SQL
+from rolectl.backends.sqlite.schema import ROLE_AND_HEAD_SQL
 
 ConnectionFactory = Callable[[], sqlite3.Connection]
 #: A path, or a zero-argument factory returning a new connection (called once per thread).
 Database = Union[str, "os.PathLike[str]", ConnectionFactory]
 
-#: Role and log head in one snapshot (see :data:`rolectl.schema.ROLE_AND_HEAD_SQL`).
+#: Role and log head in one snapshot (see :data:`rolectl.backends.sqlite.schema.ROLE_AND_HEAD_SQL`).
 SQL_VERSIONED = ROLE_AND_HEAD_SQL
 SQL_ROLE = "SELECT coalesce((SELECT role FROM users WHERE user_id = ?), 'user')"
 #: The same snapshot read as a join: ~40% fewer VDBE ops than two scalar subqueries (~3% of a

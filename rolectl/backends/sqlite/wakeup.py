@@ -13,7 +13,7 @@ inotify says "something was written", not "a commit is visible": the last frame 
 before the WAL is synced and the wal-index published, so a check right after the event can
 still see the old state. :class:`Waker` therefore reports the time of the last write it saw,
 and the follower keeps re-checking for a short settle window after it (see
-:mod:`rolectl.cache.follower`). Where inotify is missing (not Linux, or no watches left),
+:mod:`rolectl.backends.sqlite.follower`). Where inotify is missing (not Linux, or no watches left),
 :class:`Waker` degrades to a plain timer and the follower polls.
 """
 
@@ -149,7 +149,7 @@ class Waker:
         """Read every queued event; ``True`` if any concerned the database's files."""
         relevant = False
         while True:
-            try:  # without giving up the GIL: see rolectl.cache.nogil
+            try:  # without giving up the GIL: see rolectl.backends.sqlite.nogil
                 data = nogil.read(self._fd, self._buf)
             except OSError as exc:  # pragma: no cover - the fd went bad: fall back to timer
                 log.warning("inotify read failed (%s); polling instead", exc)

@@ -4,7 +4,7 @@ A :class:`LogReader` owns one read-only connection to the database file and answ
 questions for whoever follows the log (the cache followers, ``rolectl events --follow``):
 
 * :meth:`LogReader.changed` -- has anything been committed, or the file replaced, since the
-  last read? One ``pread`` of the wal-index header (:mod:`rolectl.cache.walprobe`), or
+  last read? One ``pread`` of the wal-index header (:mod:`rolectl.backends.sqlite.walprobe`), or
   ``PRAGMA data_version`` where there is none, plus a ``stat()`` when asked to verify the
   file's identity: cheap enough for a settle loop and a safety-net poll.
 * :meth:`LogReader.read` -- the events after a sequence number, in order, read in one
@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import DatabaseError
-from ..events import EVENT_FIELDS, Event
+from ...errors import DatabaseError
+from ...events import EVENT_FIELDS, Event
 from . import nativeread
 from .walprobe import ShmView
 

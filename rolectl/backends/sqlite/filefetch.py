@@ -1,6 +1,6 @@
 """A miss read that follows the database *file*, for caches kept in step by a follower.
 
-:class:`~rolectl.cache.SQLiteFetch` keeps each thread's connection for the life of the
+:class:`~rolectl.backends.sqlite.fetch.SQLiteFetch` keeps each thread's connection for the life of the
 process. If an operator replaces the database file (restores a backup, ``mv new.db bot.db``),
 those connections keep reading the old, unlinked file while the follower has already reset the
 cache for the new one -- and a miss would install a role from the wrong database. This fetch
@@ -15,8 +15,8 @@ import os
 import sqlite3
 import threading
 
-from ..errors import DatabaseError
-from ..events import ROLE_USER
+from ...errors import DatabaseError
+from ...events import ROLE_USER
 from .fetch import SQL_VERSIONED, existing_database, read_only_uri
 from .logreader import file_identity
 

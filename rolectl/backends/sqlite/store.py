@@ -22,9 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from .errors import DatabaseError, InvalidInputError, NotFoundError, RolectlError
+from ...errors import DatabaseError, InvalidInputError, NotFoundError, RolectlError
 from .schema import MIGRATIONS, SCHEMA_VERSION
-from .validate import parse_seconds
+from ...validate import parse_seconds
 
 if TYPE_CHECKING:  # pragma: no cover
     import sqlite_utils
@@ -182,7 +182,7 @@ class Store:
         timeout: float | None = None,
         create: bool = False,
     ) -> None:
-        from .backends.sqlite.queries import QUERIES
+        from .queries import QUERIES
 
         self.path = resolve_path(path)
         self.timeout = resolve_timeout(timeout)

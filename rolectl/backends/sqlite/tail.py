@@ -1,7 +1,7 @@
 """``tail -f`` for the event log: committed events as they arrive, from any writer.
 
 The same wake-up as the cache follower (inotify on the database's directory, a settle window,
-a slow safety-net poll), the same :class:`~rolectl.cache.logreader.LogReader` checks: if the
+a slow safety-net poll), the same :class:`~rolectl.backends.sqlite.logreader.LogReader` checks: if the
 log is replaced or rewritten under the tail, it says so (a :class:`Restart` item) and goes on
 from the new head instead of printing a history it cannot vouch for.
 """
@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Iterator, Union
 
-from ..errors import DatabaseError
-from ..events import Event
-from .followcore import SETTLE, SETTLE_FIRST, SETTLE_MAX
+from ...errors import DatabaseError
+from ...events import Event
+from ...cache.followcore import SETTLE, SETTLE_FIRST, SETTLE_MAX
 from .logreader import Anchor, LogReader
 from .wakeup import Waker
 

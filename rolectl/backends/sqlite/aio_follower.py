@@ -20,12 +20,12 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from .followcore import DEFAULT, SETTLE, WRITER_RECHECK_LOOP, FollowCore, first_catch_up
+from ...cache.followcore import DEFAULT, SETTLE, WRITER_RECHECK_LOOP, FollowCore, first_catch_up
 from .wakeup import Waker
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..bus import EventBus
-    from .role_cache import RoleCache
+    from ...bus import EventBus
+    from ...cache.role_cache import RoleCache
 
 #: Longest a read inside the event loop may wait for a database lock (seconds).
 LOOP_BUSY_TIMEOUT = 0.01
@@ -38,7 +38,7 @@ class AsyncFollower:
     then follows on the loop that awaited it; ``await aclose()`` (or ``async with``) stops.
     :meth:`catch_up` is synchronous and thread-safe: the bot's own writes run in a worker
     thread and the bus callback (:meth:`attach`) catches up there, before the write returns.
-    Options as for :class:`~rolectl.cache.follower.Follower`.
+    Options as for :class:`~rolectl.backends.sqlite.follower.Follower`.
     """
 
     def __init__(

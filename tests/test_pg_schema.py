@@ -18,7 +18,7 @@ from rolectl.backends.postgres import schema  # noqa: E402
 @pytest.fixture
 def conn(pg_url: str) -> Iterator[Any]:
     with psycopg.connect(pg_url, autocommit=True) as c:
-        assert schema.migrate(c) == [1, 2]
+        assert schema.migrate(c) == list(range(1, schema.SCHEMA_VERSION + 1))
         yield c
 
 

@@ -94,6 +94,11 @@ def test_add_admin_writes_role_and_event_together(repo, heard):
     event = change.events[0]
     assert (event.user_id, event.old_role, event.new_role, event.actor, event.note) == (
         789, "user", "admin", "alice", "new_admin")
+    # Logged exactly once: the role trigger saw the event the change wrote and stayed silent
+    # (on PostgreSQL the event and the row are written by one statement).
+    assert repo.events.query() == list(change.events)
+    removed = repo.users.remove_admin(789, actor="alice")
+    assert repo.events.query() == [*change.events, *removed.events] and len(removed.events) == 1
 
 
 def test_adding_an_existing_admin_is_a_no_op_that_says_so(repo, heard):

@@ -7,7 +7,8 @@ then the users: the role triggers compare every user's role with the role the co
 recorded, find them equal and log nothing -- unless the SQLite table had drifted from its
 log, in which case the target logs the difference (under actor ``copy``) and the report says
 how many such events it added. A target that already holds users, mailboxes or events is
-refused (exit 4): the log is append-only, so a copy never merges into another one.
+refused (exit 4): the log is append-only, so a copy never merges into another one. With
+``replace=True`` the target's content is replaced instead, under a new log id (as a restore).
 
 The target keeps its own ``log_id``: caches pointed at the new URL start over from its head
 (an identity change), exactly as after a restore.
@@ -20,15 +21,21 @@ content; seq N of the copy is the N-th event of the source.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import ConflictError
 from ..events import EVENT_FIELDS
 from .sqlite.store import Store, init as sqlite_init
 from .postgres.store import init as pg_init
+
+#: How a refusal of a non-empty target names the way out.
+NOT_EMPTY_HINT = "copy into an empty database, or pass --replace to replace its content"
 
 _USERS = ("user_id", "username", "role", "created_at", "updated_at")
 _MAILBOXES = ("mailbox_id", "owner_id", "title", "created_at", "updated_at")
@@ -43,6 +50,8 @@ class CopyReport:
     #: Events the target logged because the source's users table disagreed with its log.
     reconciled: int
     seconds: float
+    #: The target was not empty and its content was replaced (``replace=True``).
+    replaced: bool = False
 
     @property
     def rows_per_second(self) -> float:
@@ -50,22 +59,38 @@ class CopyReport:
 
 
 def sqlite_to_postgres(source: str | os.PathLike[str], target: str, *, timeout: float | None = None,
-                       chunk: int = 10000) -> CopyReport:
+                       chunk: int = 10000, replace: bool = False) -> CopyReport:
     """Copy the SQLite database ``source`` into the PostgreSQL database ``target`` (its schema
-    is created if missing). Raises :class:`ConflictError` if the target is not empty."""
+    is created if missing). Raises :class:`ConflictError` if the target is not empty, unless
+    ``replace``: then rolectl's schema in the target is dropped and made anew (a new log id),
+    in the same transaction as the copy."""
+    from .postgres import schema
+
     started = time.perf_counter()
     src = Store(source, timeout=timeout)
-    dst, _ = pg_init(target, timeout=timeout)
+    try:
+        dst, _ = pg_init(target, timeout=timeout)
+    except BaseException:
+        src.close()
+        raise
+    replaced = False
     try:
         # A read transaction on the source: every table from one snapshot.
         with src.snapshot() as sconn, dst.transaction(actor="copy") as dconn:
             counts = dconn.execute("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM mailboxes), "
                                    "(SELECT count(*) FROM events)").fetchone()
             if counts is not None and any(counts):
-                raise ConflictError(
-                    f"database {dst.path} is not empty ({counts[0]} users, {counts[1]} mailboxes, "
-                    f"{counts[2]} events)", hint="copy into an empty database (createdb a new one)")
+                if not replace:
+                    raise ConflictError(
+                        f"database {dst.path} is not empty ({counts[0]} users, {counts[1]} mailboxes, "
+                        f"{counts[2]} events)", hint=NOT_EMPTY_HINT)
+                schema.recreate(dconn, where=f"database {dst.path}")
+                replaced = True
+            # Only the owner of the events table may write chosen seqs (the seq guard, schema
+            # version 3); disabling it is transactional: nobody else ever sees it off.
+            dconn.execute(f"ALTER TABLE events DISABLE TRIGGER {schema.SEQ_GUARD}")
             events = _copy(sconn, dconn, "events", EVENT_FIELDS, "seq", chunk)
+            dconn.execute(f"ALTER TABLE events ENABLE TRIGGER {schema.SEQ_GUARD}")
             head = int(dconn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])  # type: ignore[index]
             if head:
                 dconn.execute("SELECT setval(pg_get_serial_sequence('events', 'seq'), %s)", (head,))
@@ -77,7 +102,7 @@ def sqlite_to_postgres(source: str | os.PathLike[str], target: str, *, timeout: 
     finally:
         src.close()
         dst.close()
-    return CopyReport(users, mailboxes, events, after, reconciled, time.perf_counter() - started)
+    return CopyReport(users, mailboxes, events, after, reconciled, time.perf_counter() - started, replaced)
 
 
 def _copy(sconn: sqlite3.Connection, dconn: object, table: str, columns: tuple[str, ...], order: str,
@@ -94,15 +119,27 @@ def _copy(sconn: sqlite3.Connection, dconn: object, table: str, columns: tuple[s
 
 
 def postgres_to_sqlite(source: str, target: str | os.PathLike[str], *, timeout: float | None = None,
-                       chunk: int = 10000) -> CopyReport:
+                       chunk: int = 10000, replace: bool = False) -> CopyReport:
     """Copy the PostgreSQL database ``source`` into the SQLite file ``target`` (created if
     missing), renumbering the log contiguously. Raises :class:`ConflictError` if the target
-    is not empty."""
+    is not empty, unless ``replace``: then the copy is made in a new file and restored over
+    the target (:func:`rolectl.backup.restore`: one transaction, a new log id)."""
     from .postgres.store import PgStore
 
     started = time.perf_counter()
+    if replace and _has_content(target, timeout):
+        from ..backup import restore
+
+        with tempfile.TemporaryDirectory(prefix="rolectl-copy-") as workdir:
+            report = postgres_to_sqlite(source, Path(workdir) / "copy.db", timeout=timeout, chunk=chunk)
+            restore(target, Path(workdir) / "copy.db", timeout=timeout)
+        return dataclasses.replace(report, replaced=True, seconds=time.perf_counter() - started)
     src = PgStore(source, timeout=timeout)
-    dst, _ = sqlite_init(target, timeout=timeout)
+    try:
+        dst, _ = sqlite_init(target, timeout=timeout)
+    except BaseException:
+        src.close()
+        raise
     try:
         with src.snapshot() as sconn, dst.transaction() as dconn:
             counts = dconn.execute("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM mailboxes), "
@@ -110,7 +147,7 @@ def postgres_to_sqlite(source: str, target: str | os.PathLike[str], *, timeout: 
             if any(counts):
                 raise ConflictError(
                     f"database {dst.path} is not empty ({counts[0]} users, {counts[1]} mailboxes, "
-                    f"{counts[2]} events)", hint="copy into a new file")
+                    f"{counts[2]} events)", hint=NOT_EMPTY_HINT)
             events = 0
             names = ", ".join(EVENT_FIELDS)
             with sconn.cursor(name="rolectl_copy_events") as cur:  # server-side: streams 1M rows
@@ -127,6 +164,20 @@ def postgres_to_sqlite(source: str, target: str | os.PathLike[str], *, timeout: 
         src.close()
         dst.close()
     return CopyReport(users, mailboxes, events, head, reconciled, time.perf_counter() - started)
+
+
+def _has_content(target: str | os.PathLike[str], timeout: float | None) -> bool:
+    from .sqlite.store import resolve_path
+
+    path = resolve_path(target)
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with Store(path, timeout=timeout, create=True) as store:
+        if store.schema_version == 0:
+            return bool(store.query("SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1"))
+        rows = store.query("SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM mailboxes) "
+                           "+ (SELECT count(*) FROM events)")
+        return bool(rows[0][0])
 
 
 def _copy_into_sqlite(sconn: object, dconn: sqlite3.Connection, table: str, columns: tuple[str, ...], order: str,

@@ -81,6 +81,9 @@ class Queries:
     version: str = ""
     #: The schema :class:`Scratch` tables live in (``temp.`` / ``pg_temp.``).
     temp: str = ""
+    #: A role-change event and the write it announces may be one statement
+    #: (:meth:`with_logged_role`): a data-modifying ``WITH``, which PostgreSQL has.
+    log_with_write: bool = False
 
     def p(self, name: str) -> str:
         return self.marker.format(name)
@@ -195,6 +198,7 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
         self.user_exists_logged = (f"SELECT EXISTS (SELECT 1 FROM users WHERE user_id = {uid}), "
                                    f"{self.logged_role(uid)}")
         self._insert_event = lru_cache(maxsize=32)(self._build_insert_event)
+        self._with_logged = lru_cache(maxsize=32)(self._build_with_logged)
         self._batch_statements()
 
     def _batch_statements(self) -> None:
@@ -291,6 +295,14 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
         if kinds:
             where.append(f"kind IN ({', '.join(self.p(f'kind{i}') for i in range(kinds))})")
         return " WHERE " + " AND ".join(where) if where else ""
+
+    def with_logged_role(self, write: str) -> str:
+        """:attr:`log_role` and ``write`` as one statement returning the event. The role
+        trigger runs at the end of the statement, when it sees the event logged: silent."""
+        return self._with_logged(write)
+
+    def _build_with_logged(self, write: str) -> str:
+        return f"WITH logged AS ({self.log_role}), written AS ({write}) SELECT * FROM logged"
 
     def insert_event(self, names: tuple[str, ...], *, returning: bool) -> str:
         """``INSERT INTO events`` of the named columns (parameters named like them)."""

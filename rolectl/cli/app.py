@@ -5,7 +5,6 @@ Each command module attaches its commands to :data:`app`; this file only wires t
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -14,7 +13,7 @@ from .. import __version__
 from .context import state
 from .globals import DB_HELP, DEBUG_HELP, TIMEOUT_HELP, VERBOSE_HELP, configure_logging
 from .group import Group
-from .options import Seconds
+from .options import DATABASE, Seconds
 
 app = typer.Typer(
     cls=Group,
@@ -35,13 +34,14 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     ctx: typer.Context,
-    db: Optional[Path] = typer.Option(
+    db: Optional[str] = typer.Option(
         None,
         "--db",
         envvar="ROLECTL_DB",
+        click_type=DATABASE,  # a Path for a SQLite file, the text of a PostgreSQL URL
         help=DB_HELP,
         show_envvar=True,
-        metavar="PATH",
+        metavar="PATH|URL",
     ),
     timeout: Optional[float] = typer.Option(
         None,
@@ -78,6 +78,7 @@ def _register() -> None:
     from . import batch  # noqa: F401
     from . import doctor  # noqa: F401
     from . import backup  # noqa: F401
+    from . import copy  # noqa: F401
 
 
 _register()

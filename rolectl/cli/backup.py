@@ -20,12 +20,14 @@ def backup(
     Uses SQLite's backup API (never copy a live database with cp: its newest commits may
     still be in the -wal file). The copy is one self-contained file, mode 600.
 
+    SQLite only: on PostgreSQL use pg_dump, or `rolectl copy` into a SQLite file.
+
     Example: rolectl --db bot.db backup /var/backups/bot-2026-12-01.db
     """
     from ..backup import backup as run
 
     st = state(ctx)
-    summary = run(st.db, file, timeout=st.timeout)
+    summary = run(st.db_path("`rolectl backup`"), file, timeout=st.timeout)
     typer.echo(f"backed up to {summary.path}: log head #{summary.head}, {summary.users} users, "
                f"{summary.admins} admins")
 
@@ -42,12 +44,14 @@ def restore(
     log gets a new identity, so every running follower resets its cache and serves the
     restored roles. Never cp or mv a backup over a live database instead.
 
+    SQLite only: on PostgreSQL use pg_restore.
+
     Example: rolectl --db bot.db restore /var/backups/bot-2026-12-01.db
     """
     from ..backup import restore as run
 
     st = state(ctx)
-    summary = run(st.db, file, timeout=st.timeout)
+    summary = run(st.db_path("`rolectl restore`"), file, timeout=st.timeout)
     typer.echo(f"restored {summary.path} from {file}: log head #{summary.head}, {summary.users} users, "
                f"{summary.admins} admins; new log id {summary.log_id[:8]} (was {summary.replaced_log_id[:8] or '-'}): "
                "following caches reset")

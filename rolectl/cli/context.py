@@ -19,7 +19,9 @@ log = logging.getLogger("rolectl.cli")
 
 @dataclass
 class State:
-    db: Path | None = None
+    #: ``--db`` / ``$ROLECTL_DB`` as typed: a :class:`Path` for a SQLite file, the text of a
+    #: PostgreSQL URL or ``key=value`` string (see :class:`~rolectl.cli.options.Database`).
+    db: Path | str | None = None
     timeout: float | None = None
     verbose: int = 0
     debug: bool = False
@@ -28,16 +30,42 @@ class State:
         """Open the existing database (never creates one: only ``init`` does)."""
         from ..repository import Repository
 
-        repo = Repository.open(self.db, timeout=self.timeout)
+        repo = Repository.open(self.target(), timeout=self.timeout)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("database %s (busy timeout %g s, %g s for the write lock)", repo.store.path,
-                      repo.store.timeout, repo.store.write_timeout)
+            store = repo.store
+            log.debug("database %s (busy timeout %g s, %g s for the write lock)", store.path,
+                      store.timeout, getattr(store, "write_timeout", store.timeout))
         return repo
 
-    def db_path(self) -> Path:
-        from ..backends.sqlite.store import resolve_path
+    def target(self) -> Path | str:
+        """The database this run uses: ``--db``, else ``$ROLECTL_DB``, else ``./rolectl.db``;
+        a PostgreSQL conninfo as text, a SQLite file as a path."""
+        from ..backends import is_postgres
+        from ..backends.sqlite.store import ENV_DB, resolve_path
 
-        return resolve_path(self.db)
+        value = self.db if self.db not in (None, "") else os.environ.get(ENV_DB)
+        if isinstance(value, str) and is_postgres(value):
+            return value.strip()
+        return resolve_path(value)
+
+    @property
+    def postgres(self) -> str | None:
+        """The PostgreSQL conninfo when this run uses PostgreSQL, else None (SQLite)."""
+        target = self.target()
+        return target if isinstance(target, str) else None
+
+    def db_path(self, what: str = "this command") -> Path:
+        """The SQLite file this run uses. A PostgreSQL database is refused as bad input (exit
+        2): ``what`` (``backup``, ``restore``, ``simulate --db``, ...) works on a file only,
+        and must say so rather than open a file named like the URL."""
+        target = self.target()
+        if isinstance(target, str):
+            from ..errors import InvalidInputError
+
+            raise InvalidInputError(f"{what} works on a SQLite database file only, not on a PostgreSQL database",
+                                    hint="pass --db with the path of a SQLite file "
+                                         "(`rolectl copy` moves a database between the two)")
+        return target
 
 
 def state(ctx: click.Context) -> State:

@@ -24,6 +24,9 @@ def doctor(
     """Check schema, file permissions, integrity, pragmas, triggers, the log's numbering, the log
     against the users table, mailbox owners and cache instances.
 
+    On PostgreSQL: schema, the events sequence (CACHE 1), triggers, the log against the users
+    table, mailbox owners and the instances of every host.
+
     Each finding has a severity (ok, info, warning, error) and the fix. Exit 0: nothing wrong;
     1: warnings only; 6: at least one error.
 
@@ -34,12 +37,13 @@ def doctor(
 
     check_format(fmt)
     st = state(ctx)
+    db = st.target()
     if fix:
-        report = repair(st.db, timeout=st.timeout, actor=actor_of(actor))
+        report = repair(db, timeout=st.timeout, actor=actor_of(actor))
         for sentence in report.fixed:
             typer.echo(f"fixed: {sentence}", err=True)
     else:
-        report = diagnose(st.db, timeout=st.timeout)
+        report = diagnose(db, timeout=st.timeout)
     shown = [f for f in report.findings if not quiet or f.severity in (WARNING, ERROR)]
     render_rows([f.to_dict() for f in shown], FIELDS, fmt, title="rolectl doctor")
     counts = {s: sum(1 for f in report.findings if f.severity == s) for s in (ERROR, WARNING)}

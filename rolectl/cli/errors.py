@@ -1,7 +1,7 @@
 """The one place where failures become exit codes and one-line messages.
 
 Library code raises :class:`~rolectl.errors.RolectlError` subclasses (each knows its exit code)
-or lets ``sqlite3`` errors through; the CLI group below catches both for every command,
+or lets ``sqlite3`` errors (or, on PostgreSQL, psycopg errors: exit 5) through; the CLI group below catches both for every command,
 prints ``rolectl: error: <problem>: <fix>`` on stderr and exits with the documented code.
 ``--debug`` adds the traceback; a user's mistake never shows one otherwise.
 """
@@ -12,6 +12,7 @@ import re
 import sqlite3
 import sys
 import traceback
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -51,6 +52,26 @@ def usage_line(exc: click.UsageError) -> str:
     return f"{message.rstrip('.')}: see {where}"
 
 
+def _sqlite_target(ctx: click.Context) -> Path | str:
+    state = ctx.find_root().obj
+    target = state.target() if state is not None else None
+    return target if isinstance(target, Path) else "the database"
+
+
+def _postgres_error(ctx: click.Context, exc: BaseException) -> RolectlError | None:
+    """A PostgreSQL driver error that escaped the store's own translation, as rolectl's
+    one-line error (exit 5). psycopg is looked up, never imported: an error of it can only
+    exist if a PostgreSQL URL already imported it."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None or not isinstance(exc, psycopg.Error):
+        return None
+    from ..backends.postgres.connection import translate
+
+    state = ctx.find_root().obj
+    conninfo = getattr(state, "postgres", None) or ""
+    return translate(exc, conninfo)
+
+
 class RolectlGroup(TyperGroup):
     """Typer's group with rolectl's error mapping around every command invocation."""
 
@@ -80,9 +101,7 @@ class RolectlGroup(TyperGroup):
         except sqlite3.Error as exc:
             from ..backends.sqlite.store import translate
 
-            state = ctx.find_root().obj
-            path = state.db_path() if state is not None else "the database"
-            error = translate(exc, path)
+            error = translate(exc, _sqlite_target(ctx))
             _fail(ctx, str(error), error.exit_code)
         except BrokenPipeError:
             # `rolectl events | head` closed the pipe: not an error worth a message.
@@ -93,4 +112,7 @@ class RolectlGroup(TyperGroup):
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+            pg_error = _postgres_error(ctx, exc)
+            if pg_error is not None:
+                _fail(ctx, str(pg_error), pg_error.exit_code)
             _fail(ctx, f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", 1)

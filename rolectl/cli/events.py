@@ -149,14 +149,24 @@ def _follow(ctx: typer.Context, since: Optional[int], user: Optional[int], kinds
         # skipped by the tail) or after it (and printed by the tail) -- never twice or lost.
         after = max([head, since or 0] + [e.seq for e in backlog[-1:]])
         path = repo.store.path
-    from ..backends.sqlite.tail import Restart, Trouble, follow
+    from ..backends.sqlite.tail import Restart, Trouble
 
     write = _writer(out_fmt)
     for event in backlog:
         write(event)
     wanted = set(kinds) if kinds else None
+    conninfo = st.postgres
+    if conninfo is not None:  # LISTEN + catch-up by seq on one connection
+        from ..backends.postgres.tail import follow as follow_pg
+        from ..backends.sqlite.store import resolve_timeout
+
+        items = follow_pg(conninfo, after, timeout=resolve_timeout(st.timeout))
+    else:  # inotify on the database's directory
+        from ..backends.sqlite.tail import follow
+
+        items = follow(path, after)
     try:
-        for item in follow(path, after):
+        for item in items:
             if isinstance(item, (Restart, Trouble)):
                 text = item.reason + f"; following from #{item.head}" if isinstance(item, Restart) else item.message
                 from ..render import safe

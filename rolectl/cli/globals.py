@@ -18,11 +18,12 @@ import click
 from typer.core import TyperOption
 
 from .context import state
-from .options import Seconds
+from .options import DATABASE, Seconds
 
 #: Where the copies show in a command's --help.
 PANEL = "Global options (also accepted before the command)"
-DB_HELP = "Database file. Default: $ROLECTL_DB, else ./rolectl.db."
+DB_HELP = ("Database: a SQLite file, or a PostgreSQL URL (postgresql://user@host/dbname). "
+           "Default: $ROLECTL_DB, else ./rolectl.db.")
 TIMEOUT_HELP = ("Seconds to wait for a database locked by another process "
                 "(default 5; 30 for a change waiting for the write lock).")
 VERBOSE_HELP = "-v: log each committed event on stderr; -vv: also debug lines (database opened, timings)."
@@ -61,7 +62,7 @@ def _given(ctx: click.Context, param: click.Parameter) -> bool:
     return ctx.get_parameter_source(param.name or "") == click.core.ParameterSource.COMMANDLINE
 
 
-def _set_db(ctx: click.Context, param: click.Parameter, value: Optional[Path]) -> None:
+def _set_db(ctx: click.Context, param: click.Parameter, value: Optional[Path | str]) -> None:
     if value is not None and _given(ctx, param):
         state(ctx).db = value
 
@@ -88,7 +89,7 @@ def _copies() -> list[click.Option]:
     """Fresh option objects for one command (click options must not be shared)."""
     common: dict[str, Any] = {"expose_value": False, "rich_help_panel": PANEL}
     return [
-        TyperOption(param_decls=["--db", "global_db"], type=click.Path(path_type=Path), metavar="PATH",
+        TyperOption(param_decls=["--db", "global_db"], type=DATABASE, metavar="PATH|URL",
                     callback=_set_db, help=DB_HELP, **common),
         TyperOption(param_decls=["--timeout", "global_timeout"], type=Seconds("--timeout"), metavar="SECONDS",
                     callback=_set_timeout, help=TIMEOUT_HELP, **common),

@@ -7,6 +7,8 @@ and the command its validation, with rolectl's one-line error (exit 2) for a wro
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import click
@@ -137,6 +139,28 @@ class Seconds(_Checked):
         return seconds
 
 
+class Database(_ParamType):
+    """``--db`` / ``$ROLECTL_DB``: a PostgreSQL URL (``postgresql://``, ``postgres://``) or libpq
+    ``key=value`` string, kept as text (a :class:`~pathlib.Path` would fold its ``//``), else
+    the path of a SQLite file, exactly as before. :func:`rolectl.backends.is_postgres` decides."""
+
+    name = "DB"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        if value is None or isinstance(value, Path):
+            return value
+        from ..backends import is_postgres
+
+        text = os.fspath(value)
+        return text.strip() if is_postgres(text) else Path(text)
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(incomplete, type="file")]  # the shell completes file names
+
+
+DATABASE = Database()
 USER_ID = UserId()
 MAILBOX_ID = UserId("mailbox id")
 

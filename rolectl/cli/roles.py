@@ -28,13 +28,20 @@ JsonOption = ChangeFormatOption
 def init(ctx: typer.Context) -> None:
     """Create the database, or migrate it to this rolectl's schema. Safe to re-run.
 
+    On PostgreSQL (--db postgresql://...) it creates or migrates the schema in an existing
+    database (createdb it first).
+
     Example: rolectl --db bot.db init
     """
+    st = state(ctx)
+    conninfo = st.postgres
+    if conninfo is not None:
+        _init_postgres(conninfo, st.timeout)
+        return
     from ..doctor.fileperms import FIX, RISK, writable_by_others
     from ..backends.sqlite.schema import SCHEMA_VERSION
     from ..backends.sqlite.store import init as init_store
 
-    st = state(ctx)
     store, applied = init_store(st.db, timeout=st.timeout)
     store.close()
     if applied:
@@ -44,6 +51,19 @@ def init(ctx: typer.Context) -> None:
     for everyone, sentence in writable_by_others(store.path):
         if everyone:
             typer.echo(f"rolectl: warning: {sentence}: {RISK}; {FIX}", err=True)
+
+
+def _init_postgres(conninfo: str, timeout: Optional[float]) -> None:
+    from ..backends.postgres.schema import SCHEMA_VERSION
+    from ..backends.postgres.store import init as init_pg
+
+    store, applied = init_pg(conninfo, timeout=timeout)
+    store.close()
+    if applied:
+        done = "initialised" if 1 in applied else "migrated"
+        typer.echo(f"{done} PostgreSQL database {store.path} (schema version {SCHEMA_VERSION})")
+    else:
+        typer.echo(f"PostgreSQL database {store.path} is up to date (schema version {SCHEMA_VERSION})")
 
 
 @app.command("add-admin")

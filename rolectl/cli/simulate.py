@@ -18,7 +18,7 @@ from ..grammar import count
 from ..render import check_format, default_format
 from .app import app
 from .context import state
-from .options import OneOf, comma_list, format_option
+from .options import DATABASE, OneOf, comma_list, format_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..simulate.engine import DayResult
@@ -55,18 +55,26 @@ def _real(value: Optional[str], name: str, default: float) -> float:
         raise InvalidInputError(f"{name} {value!r} is not a number", hint=f"e.g. {name} {default:g}") from None
 
 
-def _db_option(ctx: typer.Context, own: Optional[Path]) -> Optional[Path]:
+def _db_option(ctx: typer.Context, own: "Path | str | None") -> Optional[Path]:
     """The database to use: the command's own ``--db``, else a global ``--db`` typed on the
     command line. ``$ROLECTL_DB`` is deliberately ignored: a simulated day writes a thousand
     users, and must never land in the bot's database because of the environment."""
     if own is not None:
-        return own
+        return _file_only(own)
     import click
 
     root = ctx.find_root()
     if root.get_parameter_source("db") == click.core.ParameterSource.COMMANDLINE:
-        return state(ctx).db
+        return _file_only(state(ctx).db)
     return None
+
+
+def _file_only(db: "Path | str | None") -> Optional[Path]:
+    """A simulated day runs on a SQLite file only (it measures the file-based followers)."""
+    if isinstance(db, str):
+        raise InvalidInputError("`rolectl simulate` and `rolectl demo` work on a SQLite database file only, "
+                                "not on a PostgreSQL database", hint="pass the path of a new SQLite file, or omit --db")
+    return db
 
 
 def _sections(value: Optional[str], fmt: str, compare: bool) -> list[str]:
@@ -121,8 +129,9 @@ def simulate(
     sweep_interval: Optional[str] = typer.Option(
         None, "--sweep-interval", metavar="SECONDS",
         help="Expiry sweep period of the ttl policy (default 60; 0: none)."),
-    db: Optional[Path] = typer.Option(
-        None, "--db", help="Keep the day in this new (or empty) database file. Default: a temporary one."),
+    db: Optional[str] = typer.Option(  # DATABASE: a Path, or the text of a PostgreSQL URL (refused)
+        None, "--db", click_type=DATABASE, metavar="PATH",
+        help="Keep the day in this new (or empty) database file (SQLite only). Default: a temporary one."),
     compare_seed: bool = typer.Option(
         False, "--compare-seed", help="Set the scenario's claimed figures next to the measured ones."),
     live: bool = typer.Option(False, "--live", help="Run in compressed real time as a registered cache instance."),
@@ -271,8 +280,9 @@ def _headline(result: "DayResult") -> str:
 @app.command()
 def demo(
     ctx: typer.Context,
-    db: Optional[Path] = typer.Option(
-        None, "--db", help="Keep the demo's database in this new file. Default: a temporary one."),
+    db: Optional[str] = typer.Option(  # DATABASE: a Path, or the text of a PostgreSQL URL (refused)
+        None, "--db", click_type=DATABASE, metavar="PATH",
+        help="Keep the demo's database in this new file (SQLite only). Default: a temporary one."),
 ) -> None:
     """A guided tour on a fresh database: the cache, an admin change, a transfer, stats, a day.
 

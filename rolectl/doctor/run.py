@@ -53,7 +53,13 @@ def _open(path: str | os.PathLike[str] | None, timeout: float | None) -> Store:
 
 def diagnose(path: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> Report:
     """Run every check; a schema the checks cannot read stops after the schema finding."""
+    from ..backends import is_postgres
     from ..repository import Repository
+
+    if is_postgres(path):
+        from . import postgres
+
+        return postgres.diagnose(str(path), timeout=timeout)
 
     store = _open(path, timeout)
     try:
@@ -77,7 +83,13 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
            actor: str = "rolectl doctor") -> Report:
     """Fix what is safe to fix, in dependency order (schema before triggers before the log),
     then diagnose again; the report's ``fixed`` says what was done."""
+    from ..backends import is_postgres
     from ..repository import Repository
+
+    if is_postgres(path):
+        from . import postgres
+
+        return postgres.repair(str(path), timeout=timeout, actor=actor)
 
     before = diagnose(path, timeout=timeout)
     wanted = {f.check for f in before.findings if f.fixable}

@@ -13,7 +13,10 @@ Two ways produce a role-change event, and both land in the same transaction as t
 
 Logging first is what keeps a single change as cheap as a bare UPDATE plus INSERT: no
 ``change_context`` row is written and deleted, and nothing is read back (``RETURNING``
-gives the events; SQLite >= 3.35). Whatever the path, the events
+gives the events; SQLite >= 3.35). Where every statement is a round trip to a server
+(PostgreSQL), the event is held back and sent with the write it announces as one
+data-modifying ``WITH`` statement; the trigger runs at the end of that statement and finds
+the event already logged. Whatever the path, the events
 the transaction produced are read back at the end and published on the bus after COMMIT.
 """
 
@@ -40,10 +43,10 @@ class ChangeTx:
     triggers' events read back, from the log head recorded at that moment.
     """
 
-    __slots__ = ("conn", "q", "actor", "head", "events", "drift", "_written")
+    __slots__ = ("_conn", "q", "actor", "head", "events", "drift", "_written", "_pending")
 
     def __init__(self, conn: Any, q: "Queries", actor: str) -> None:
-        self.conn = conn
+        self._conn = conn
         self.q = q
         self.actor = actor
         self.head: int | None = None  # set once triggers may log: events after it are read back
@@ -51,13 +54,36 @@ class ChangeTx:
         #: Users on whom the table and the log disagreed before this change, and what that meant.
         self.drift: dict[int, str] = {}
         self._written: list[Event] = []
+        #: A role-change event not sent yet (see :meth:`log_role`): the parameters of q.log_role.
+        self._pending: dict[str, Any] | None = None
+
+    @property
+    def conn(self) -> Any:
+        """The connection, for statements of the caller's own; a held-back event goes first."""
+        self._flush()
+        return self._conn
 
     def one(self, sql: str, params: dict[str, Any] | None = None) -> Any:
         """The first row of a statement (None if it has none)."""
-        return self.conn.execute(sql, params or {}).fetchone()
+        self._flush()
+        return self._conn.execute(sql, params or {}).fetchone()
 
     def run(self, sql: str, params: dict[str, Any] | None = None) -> None:
-        self.conn.execute(sql, params or {})
+        """Run a write. One that changes the user a held-back event is about goes to the
+        server in the same statement as the event (see :meth:`log_role`)."""
+        pending = self._pending
+        if pending is not None and params is not None and params.get("uid") == pending["uid"]:
+            self._pending = None
+            row = self._conn.execute(self.q.with_logged_role(sql), {**pending, **params}).fetchone()
+            self._written.append(Event.from_row(row))
+            return
+        self._flush()
+        self._conn.execute(sql, params or {})
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            params, self._pending = self._pending, None
+            self._written.append(Event.from_row(self._conn.execute(self.q.log_role, params).fetchone()))
 
     @property
     def triggers_log(self) -> bool:
@@ -70,9 +96,15 @@ class ChangeTx:
         if self.head is not None:
             return
         kind = ADMIN_ADDED if new == ROLE_ADMIN else ADMIN_REMOVED
-        row = self.one(self.q.log_role, {"kind": kind, "uid": uid, "old": old, "new": new, "actor": self.actor,
-                                         "note": username})
-        self._written.append(Event.from_row(row))
+        params = {"kind": kind, "uid": uid, "old": old, "new": new, "actor": self.actor, "note": username}
+        self._flush()
+        if self.q.log_with_write:
+            # Held back until the write it announces (the next run() for this user), so both
+            # reach the server as one statement: one round trip less per change. Anything
+            # else that touches the connection first sends it on its own.
+            self._pending = params
+            return
+        self._written.append(Event.from_row(self._conn.execute(self.q.log_role, params).fetchone()))
 
     def attribute_trigger_events(self) -> None:
         """Let the triggers log this transaction's role changes under ``actor``."""
@@ -92,6 +124,7 @@ class ChangeTx:
 
     def new_events(self) -> tuple[Event, ...]:
         """Every event this transaction has written so far, in sequence order."""
+        self._flush()
         if self.head is None:
             return tuple(self._written)
         rows = self.conn.execute(self.q.events_after, {"after": self.head}).fetchall()

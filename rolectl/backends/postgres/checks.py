@@ -25,6 +25,7 @@ TRIGGERS: dict[str, str] = {
     "users_role_events": "users",
     "users_truncate_events": "users",
     "events_notify": "events",
+    schema.SEQ_GUARD: "events",
 }
 FIX_OBJECTS = "restore the schema's triggers (recreate the database from a backup, or `rolectl copy` it)"
 

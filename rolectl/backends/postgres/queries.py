@@ -22,6 +22,7 @@ class PostgresQueries(Queries):
     # since; inside a REPEATABLE READ transaction it is that transaction's own snapshot.
     version = "SELECT pg_current_snapshot()::text"
     temp = "pg_temp."
+    log_with_write = True
 
     def id_list(self, values: Iterable[int]) -> list[int]:
         return sorted(values)  # psycopg binds a list as an array

@@ -1,0 +1,116 @@
+"""``rolectl doctor`` on PostgreSQL: the same report, findings and exit codes as on SQLite.
+
+The PostgreSQL checks themselves (schema, sequence ``CACHE 1``, triggers, log against the
+users table) live with the backend in :mod:`rolectl.backends.postgres.checks`; this module
+adds the two that are not about the engine -- mailbox owners and cache instances (which
+register in the database on PostgreSQL) -- and runs them all. ``--fix`` repairs what is safe
+here: the schema (``init``'s migrations), mailbox owners who are not admins (made admins,
+logged) and dead instance registrations (deleted). File permissions, integrity and pragmas
+are SQLite matters and are not checked.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .findings import ERROR, INFO, OK, WARNING, Finding, examples
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..backends.postgres.store import PgStore
+    from .run import Report
+
+_OWNERS_NOT_ADMIN = ("SELECT m.mailbox_id, m.owner_id FROM mailboxes AS m LEFT JOIN users AS u "
+                     "ON u.user_id = m.owner_id WHERE coalesce(u.role, 'user') <> 'admin' ORDER BY m.mailbox_id")
+
+
+def check_owners(store: "PgStore") -> list[Finding]:
+    rows = store.query(_OWNERS_NOT_ADMIN)
+    if not rows:
+        return [Finding("owners", OK, "every mailbox owner is an admin")]
+    shown = [f"mailbox {mid} (owner {uid})" for mid, uid in rows]
+    return [Finding("owners", WARNING, f"{len(rows)} mailbox owners are not admins: {examples(shown)}",
+                    "rolectl doctor --fix (makes them admins), or transfer the mailboxes", fixable=True)]
+
+
+def check_instances(store: "PgStore") -> list[Finding]:
+    """Instances of every host, from their heartbeat rows (see :mod:`rolectl.backends.postgres.instances`)."""
+    from ..backends.postgres.instances import list_instances
+
+    instances = list_instances(store.conninfo)
+    if not instances:
+        return [Finding("instances", INFO, "no cache instances registered for this database")]
+    found: list[Finding] = []
+    for inst in instances:
+        label = f"{inst.name} ({inst.host}, pid {inst.pid})"
+        if inst.state == "dead":
+            found.append(Finding("instances", WARNING, f"{label}: dead registration (no heartbeat for "
+                                 f"{inst.heartbeat_age:.0f} s)", "rolectl doctor --fix (removes its row)",
+                                 fixable=True))
+        elif inst.state != "live":
+            found.append(Finding("instances", WARNING, f"{label}: {inst.state}",
+                                 f"check the process {inst.pid} on {inst.host}; it may be stuck"))
+    live = sum(1 for i in instances if i.state == "live")
+    if live:
+        found.append(Finding("instances", OK, f"{live} live cache instances"))
+    return found
+
+
+def _open(conninfo: str, timeout: float | None) -> "PgStore":
+    from ..backends.postgres.store import PgStore
+
+    # create=True: the doctor must be able to look at an out-of-date (or newer) schema.
+    return PgStore(conninfo, timeout=timeout, create=True)
+
+
+def diagnose(conninfo: str, *, timeout: float | None = None) -> "Report":
+    from ..backends.postgres.checks import check_log, check_objects, check_schema, check_sequence
+    from .run import Report
+
+    with _open(conninfo, timeout) as store:
+        findings = check_schema(store)
+        if findings[0].severity != OK:
+            findings[0] = Finding(findings[0].check, ERROR, findings[0].message, findings[0].fix,
+                                  fixable=store.schema_version < _schema_version())
+            return Report(findings)
+        for check in (check_objects, check_sequence, check_log, check_owners, check_instances):
+            findings += check(store)
+        return Report(findings)
+
+
+def _schema_version() -> int:
+    from ..backends.postgres.schema import SCHEMA_VERSION
+
+    return SCHEMA_VERSION
+
+
+def repair(conninfo: str, *, timeout: float | None = None, actor: str = "rolectl doctor") -> "Report":
+    """Fix what is safe (see the module docstring), then diagnose again."""
+    before = diagnose(conninfo, timeout=timeout)
+    wanted = {f.check for f in before.findings if f.fixable}
+    done: list[str] = []
+    with _open(conninfo, timeout) as store:
+        if "schema" in wanted:
+            applied = store.migrate()
+            done.append(f"applied migrations {', '.join(map(str, applied))}" if applied else "schema up to date")
+        if "owners" in wanted:
+            owners = sorted({int(uid) for _mid, uid in store.query(_OWNERS_NOT_ADMIN)})
+            if owners:
+                # The role triggers log each change under the transaction's actor.
+                with store.transaction(actor=actor) as conn:
+                    conn.execute("INSERT INTO users (user_id, role) SELECT unnest(%s::bigint[]), 'admin' "
+                                 "ON CONFLICT (user_id) DO UPDATE SET role = 'admin', updated_at = rolectl_now()",
+                                 (owners,))
+            done.append(f"made {len(owners)} mailbox owners admins: {examples(owners)}")
+        if "instances" in wanted:
+            gone = store.query("DELETE FROM rolectl_instances WHERE heartbeat_at < now() - make_interval(secs => %s) "
+                               "RETURNING name", (_dead_after(),))
+            done.append(f"removed {len(gone)} dead instance registrations")
+    after = diagnose(conninfo, timeout=timeout)
+    after.fixed = done
+    return after
+
+
+def _dead_after() -> float:
+    from ..backends.postgres.instances import DEAD_AFTER
+
+    return float(DEAD_AFTER)

@@ -9,6 +9,7 @@ and stdin, formats, exit codes of real processes -- on a SQLite file.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from conftest import clean_env
 from rolectl.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, RolectlError
 from rolectl.repository import Repository
 from rolectl.repository.batch import Op, apply_changes, parse_changes
@@ -418,8 +420,6 @@ def _big_import(db: Path, tmp_path: Path) -> list[str]:
 
 @pytest.mark.parametrize("build", [_big_apply, _big_import], ids=["apply", "users import"])
 def test_a_single_change_during_a_big_batch_waits_its_turn(db_path, tmp_path, rolectl_bin, build):
-    from conftest import clean_env
-
     args = build(db_path, tmp_path)
     env = clean_env()  # the default waits, as a person or a script would have them
     batch = subprocess.Popen([str(rolectl_bin), "--db", str(db_path), *args], stdout=subprocess.PIPE,
@@ -614,3 +614,36 @@ def test_add_admin_line_that_renames_says_so(any_db):
         ]
         assert repo.users.get(789).username == "new" and len(result.events) == 1
 
+
+
+# -- the command line on both backends: the same output and exit codes --------------------------
+
+TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+
+
+def cli_transcript(rolectl_bin: Path, db: str, script: list[tuple[str, ...]]) -> list[tuple]:
+    """Each command's exit code, stdout and stderr, times masked."""
+    out = []
+    for args in script:
+        proc = subprocess.run([str(rolectl_bin), "--db", db, *args], capture_output=True, text=True,
+                              env=clean_env(ROLECTL_ACTOR="ops"), timeout=120)
+        out.append((args, proc.returncode, TIMES.sub("<ts>", proc.stdout), TIMES.sub("<ts>", proc.stderr)))
+    return out
+
+
+def test_apply_prints_the_same_and_exits_alike_on_both_backends(rolectl_bin, tmp_path, pg_url):
+    files = {"seed.csv": SEED, "more.jsonl": '{"op":"add-admin","user_id":5}\n{"op":"transfer","mailbox_id":1,"to":6}\n',
+             "refused.csv": "add-admin,7\nremove-admin,6\n", "unknown.csv": "add-admin,7\nremove-admin,4242\n",
+             "bad.csv": "add-admin,7\nadd-admin,x\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    script = [("init",), ("mailbox", "create", "1", "--owner", "123")]
+    script += [("apply", str(tmp_path / name), *extra) for name, extra in [
+        ("seed.csv", ()), ("seed.csv", ("--format", "json")), ("more.jsonl", ("--dry-run", "--format", "jsonl")),
+        ("more.jsonl", ("--format", "csv")), ("refused.csv", ()), ("unknown.csv", ()), ("bad.csv", ())]]
+    script += [("events", "--format", "jsonl"), ("users", "--format", "json")]
+    lite = cli_transcript(rolectl_bin, str(tmp_path / "bot.db"), script)
+    pg = cli_transcript(rolectl_bin, pg_url, script)
+    for a, b in zip(lite[1:], pg[1:]):  # init names the engine
+        assert a == b, f"rolectl {' '.join(a[0])}"
+    assert [code for _, code, _, _ in lite[2:9]] == [0, 4, 0, 0, 4, 3, 2]

@@ -305,3 +305,26 @@ def test_line_numbers_count_newlines_only(text, words):
     with pytest.raises(InvalidInputError) as info:
         parse_import(text)
     assert words in str(info.value)
+
+
+# -- the command line on both backends: the same output and exit codes --------------------------
+
+
+def test_import_prints_the_same_and_exits_alike_on_both_backends(rolectl_bin, tmp_path, pg_url):
+    from test_apply import cli_transcript
+
+    files = {"users.csv": "id,username,role\n1,alice,\n2,bobby,admin\n4,dan,admin\n5,eve,\n",
+             "users.jsonl": '{"id": 2, "role": "user"}\n{"id": 6, "username": "fay", "role": "admin"}\n',
+             "owner.csv": "id,role\n50,admin\n3,user\n", "twice.csv": "id\n7\n8\n7\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    script = [("init",), ("mailbox", "create", "1", "--owner", "3"), ("add-admin", "2", "--username", "bob")]
+    script += [("users", "import", str(tmp_path / name), *extra) for name, extra in [
+        ("users.csv", ()), ("users.csv", ("--format", "json")), ("users.jsonl", ("--dry-run",)),
+        ("users.jsonl", ("--format", "json")), ("owner.csv", ()), ("twice.csv", ())]]
+    script += [("events", "--format", "jsonl"), ("users", "--format", "json")]
+    lite = cli_transcript(rolectl_bin, str(tmp_path / "bot.db"), script)
+    pg = cli_transcript(rolectl_bin, pg_url, script)
+    for a, b in zip(lite[1:], pg[1:]):  # init names the engine
+        assert a == b, f"rolectl {' '.join(a[0])}"
+    assert [code for _, code, _, _ in lite[3:9]] == [0, 0, 0, 0, 4, 2]

@@ -36,7 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchlib import BIN, fresh  # noqa: E402
 from rolectl.repository import Repository  # noqa: E402
 from rolectl.repository.batch import apply_changes, parse_changes  # noqa: E402
-from rolectl.repository.users import _UPSERT, NOW  # noqa: E402
+from rolectl.backends.sqlite.queries import QUERIES  # noqa: E402
+
+_UPSERT, NOW = QUERIES.upsert_user, QUERIES.now
 
 TARGET = 2.0
 
@@ -86,7 +88,7 @@ def run_raw(db: Path, lines: list[str]) -> float:
     removes = [int(line.split(",")[1]) for line in lines if line.startswith("remove-admin")]
     conn.execute("BEGIN IMMEDIATE")
     conn.execute("INSERT OR REPLACE INTO change_context (id, actor) VALUES (1, 'bench')")
-    conn.executemany(_UPSERT, [(uid, None, "admin", True) for uid in adds])
+    conn.executemany(_UPSERT, [{"uid": uid, "username": None, "role": "admin", "set_role": True} for uid in adds])
     # Each mailbox moves once from its only owner m to 50000+m, so grouping keeps the meaning.
     conn.executemany(f"UPDATE mailboxes SET owner_id = ?, updated_at = {NOW} WHERE mailbox_id = ?",
                      [(to, m) for m, to in moves])

@@ -55,7 +55,7 @@ HEAVY = {123: 30, 456: 25, 789: 20}
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A bot process embedding rolectl (rolectl.connect).")
-    parser.add_argument("--db", required=True, help="the rolectl database file")
+    parser.add_argument("--db", required=True, help="the rolectl database: a file, or a postgresql:// URL")
     parser.add_argument("--name", default="bot", help="instance name shown by `rolectl stats`")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--stdin", action="store_true", help="answer commands read from stdin")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Generator
 from .handle import _Handle
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .backends.postgres.aio_follower import AsyncPgFollower
     from .backends.sqlite.aio_follower import AsyncFollower
     from .events import Role
     from .repository import Change
@@ -53,7 +54,7 @@ class AsyncRoles(_Handle):
     ) -> None:
         super().__init__(db, name=name, follow=follow, register=register, max_staleness=max_staleness,
                          strict=strict, timeout=timeout, maxsize=maxsize, actor=actor)
-        self.follower: AsyncFollower | None = None
+        self.follower: AsyncFollower | AsyncPgFollower | None = None
         self._opening: asyncio.Lock | None = None
 
     async def open(self) -> "AsyncRoles":

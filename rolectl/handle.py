@@ -22,6 +22,10 @@ from .backends import open_backend
 from .errors import InvalidInputError, RolectlError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .backends.postgres.backend import PostgresBackend
+    from .backends.postgres.fetch import PostgresFetch
+    from .backends.postgres.follower import PgFollower
+    from .backends.postgres.registration import PgRegistration
     from .backends.sqlite import SQLiteBackend
     from .backends.sqlite.filefetch import FollowingFetch
     from .backends.sqlite.follower import Follower
@@ -63,7 +67,7 @@ class _Handle:
 
         self.name = name or DEFAULT_NAME
         self.actor = actor or self.name
-        self.backend: SQLiteBackend = open_backend(db, timeout=timeout)
+        self.backend: SQLiteBackend | PostgresBackend = open_backend(db, timeout=timeout)
         self.follow = follow
         self._register = register
         self._max_staleness = max_staleness
@@ -74,10 +78,10 @@ class _Handle:
         self._undo: list[Callable[[], None]] = []  # run in reverse order by close()
         self.repo: Repository = self.backend.repository()  # fails here on a missing database
         self._undo.append(self.repo.close)
-        self._fetch: FollowingFetch = self.backend.fetch()
+        self._fetch: FollowingFetch | PostgresFetch = self.backend.fetch()
         self._undo.append(self._fetch.close)
         self.cache: RoleCache = RoleCache(self._fetch, maxsize=maxsize, name=self.name)
-        self.registration: Registration | None = None
+        self.registration: Registration | PgRegistration | None = None
 
     @property
     def closed(self) -> bool:
@@ -153,7 +157,7 @@ class Roles(_Handle):
     ) -> None:
         super().__init__(db, name=name, follow=follow, register=register, max_staleness=max_staleness,
                          strict=strict, timeout=timeout, maxsize=maxsize, actor=actor)
-        self.follower: Follower | None = None
+        self.follower: Follower | PgFollower | None = None
         try:
             if follow:
                 follower = self.backend.follower(self.cache, max_staleness=max_staleness, strict=strict)
@@ -228,8 +232,11 @@ def connect(
 ) -> Roles:
     """Open ``db`` for a bot: ``with rolectl.connect("bot.db", name="modbot") as roles: ...``.
 
-    - ``db``: what ``--db`` takes (a path; ``None``: ``$ROLECTL_DB``, else ``./rolectl.db``).
-      The database must exist (``rolectl init`` creates it).
+    - ``db``: what ``--db`` takes: a SQLite file's path, or a PostgreSQL ``postgresql://`` /
+      ``postgres://`` URL or libpq ``key=value`` string (``None``: ``$ROLECTL_DB``, else
+      ``./rolectl.db``). The database must exist (``rolectl init`` creates it). The same
+      code runs on both; on PostgreSQL the cache registers in the database, so ``rolectl
+      stats`` sees it from every host.
     - ``name``: shown by ``rolectl stats`` (default ``bot``); also the default ``actor``
       recorded in the log for this handle's changes.
     - ``follow``: keep the cache in step with every writer (a follower thread). Off, only
@@ -237,7 +244,8 @@ def connect(
     - ``register``: make the cache visible to ``rolectl stats``, ``cache show``, ``whois``.
     - ``max_staleness``, ``strict``: passed to the follower (``None``: its default, which
       ``$ROLECTL_MAX_STALENESS`` sets); ``strict`` makes a failing first catch-up raise here.
-    - ``timeout``: seconds to wait for a locked database (default ``$ROLECTL_TIMEOUT`` or 5).
+    - ``timeout``: seconds to wait for a locked database, or for a PostgreSQL server to
+      answer (default ``$ROLECTL_TIMEOUT`` or 5).
     - ``maxsize``: bound the cache (LRU); unbounded by default.
     """
     return Roles(db, name=name, follow=follow, register=register, max_staleness=max_staleness, strict=strict,

@@ -18,7 +18,7 @@ BOT = ROOT / "examples" / "bot.py"
 class Bot:
     """``examples/bot.py --json`` on a database; one request at a time (thread-safe)."""
 
-    def __init__(self, db: Path, name: str = "bot", *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, db: Path | str, name: str = "bot", *extra: str, env: dict[str, str] | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROLECTL_")} | (env or {})
         self.proc = subprocess.Popen(
             [sys.executable, str(BOT), "--db", str(db), "--name", name, "--json", *extra],

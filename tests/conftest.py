@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -42,6 +42,30 @@ def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         db = request.getfixturevalue("pg_url")
     Repository.init(db).close()
     return db
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def new_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Callable[[], str]:
+    """Like ``any_db``, for tests that need many databases (hypothesis examples): each call
+    makes another initialised, empty one on the backend of this run."""
+    if request.param == "sqlite":
+        def make_file() -> str:
+            path = tmp_path_factory.mktemp("db") / "bot.db"
+            Repository.init(path).close()
+            return str(path)
+
+        return make_file
+    server = request.getfixturevalue("pg_server")
+    made: list[str] = []
+
+    def make_pg() -> str:
+        made.append(server.create_database())
+        url = server.url(made[-1])
+        Repository.init(url).close()
+        return url
+
+    request.addfinalizer(lambda: [server.drop_database(name) for name in made])
+    return make_pg
 
 
 @pytest.fixture

@@ -1,8 +1,15 @@
-"""`rolectl apply`: role changes from a file or stdin, validated first, applied all or nothing."""
+"""`rolectl apply`: role changes from a file or stdin, validated first, applied all or nothing.
+
+The behaviour (results, refusals by line number, all or nothing, events logged once with the
+actor, dry runs, a writer that commits between the snapshot and the write lock) is tested on
+both backends through the library (``any_db``); what the command line adds -- reading files
+and stdin, formats, exit codes of real processes -- on a SQLite file.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,7 +18,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from rolectl.errors import ConflictError, InvalidInputError, RolectlError
+from conftest import clean_env
+from rolectl.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, RolectlError
 from rolectl.repository import Repository
 from rolectl.repository.batch import Op, apply_changes, parse_changes
 
@@ -24,16 +32,29 @@ remove-admin,789
 """
 
 
-def state_of(db: Path) -> tuple[list, int]:
+def state_of(db: Path | str) -> tuple[list, list, int]:
     with Repository.open(db) as repo:
-        return [u.to_dict() for u in repo.users.list()], repo.events.head()
+        return ([u.to_dict() for u in repo.users.list()], [m.to_dict() for m in repo.mailboxes.list()],
+                repo.events.head())
+
+
+def _seed(db: Path | str) -> None:
+    with Repository.open(db) as repo:
+        repo.mailboxes.create(1, 123, actor="setup")
 
 
 @pytest.fixture
 def seeded(db_path: Path) -> Path:
-    with Repository.open(db_path) as repo:
-        repo.mailboxes.create(1, 123, actor="setup")
+    """A SQLite file for the command-line tests: mailbox 1 owned by 123."""
+    _seed(db_path)
     return db_path
+
+
+@pytest.fixture
+def seeded_any(any_db: str) -> str:
+    """The same database on each backend."""
+    _seed(any_db)
+    return any_db
 
 
 # -- parsing --------------------------------------------------------------------------------------
@@ -82,6 +103,30 @@ def test_malformed_lines_are_named_by_number(lines, line, words):
 # -- applying -------------------------------------------------------------------------------------
 
 
+def test_seed_scenario(seeded_any):
+    with Repository.open(seeded_any) as repo:
+        result = apply_changes(repo, parse_changes(SEED.splitlines()), actor="ops")
+        assert [(r.op.line, r.changed, r.message) for r in result.results] == [
+            (2, True, "789 is now an admin"), (3, True, "2000 is now an admin"),
+            (4, True, "mailbox 1 transferred from 123 to 2000"),
+            (5, True, "789 is no longer an admin"),
+        ]
+        assert result.summary() == {"lines": 4, "changed": 4, "unchanged": 0, "events": 5, "first_seq": 3,
+                                    "last_seq": 7, "dry_run": False}
+        assert repo.users.get_role(789) == "user" and repo.users.get_role(2000) == "admin"
+        assert repo.users.get_role(123) == "user" and repo.mailboxes.get(1).owner_id == 2000
+        new = repo.events.since(2)
+        assert new == list(result.events)  # each role change logged exactly once, with the actor
+        assert [(e.kind, e.user_id, e.actor) for e in new] == [
+            ("admin_added", 789, "ops"), ("admin_added", 2000, "ops"), ("admin_removed", 123, "ops"),
+            ("admin_transferred", None, "ops"), ("admin_removed", 789, "ops"),
+        ]
+        assert [[e.seq for e in r.events] for r in result.results] == [[3], [4], [5, 6], [7]]
+        assert new[0].note == "new_admin"
+        assert (new[3].mailbox_id, new[3].from_user, new[3].to_user) == (1, 123, 2000)
+        assert repo.events.replay() == repo.events.table_roles()
+
+
 def test_seed_scenario_from_a_file(seeded, tmp_path, cli):
     changes = tmp_path / "changes.csv"
     changes.write_text(SEED)
@@ -89,16 +134,7 @@ def test_seed_scenario_from_a_file(seeded, tmp_path, cli):
     assert result.exit_code == 0, result.stderr
     assert "applied 4 lines" in result.stdout and "4 changed" in result.stdout
     with Repository.open(seeded) as repo:
-        assert repo.users.get_role(789) == "user" and repo.users.get_role(2000) == "admin"
-        assert repo.users.get_role(123) == "user" and repo.mailboxes.get(1).owner_id == 2000
-        new = repo.events.since(2)
-        assert [(e.kind, e.user_id, e.actor) for e in new] == [
-            ("admin_added", 789, "ops"), ("admin_added", 2000, "ops"), ("admin_removed", 123, "ops"),
-            ("admin_transferred", None, "ops"), ("admin_removed", 789, "ops"),
-        ]
-        assert new[0].note == "new_admin"
-        assert (new[3].mailbox_id, new[3].from_user, new[3].to_user) == (1, 123, 2000)
-        assert repo.events.replay() == repo.events.table_roles()
+        assert [e.actor for e in repo.events.since(2)] == ["ops"] * 5
 
 
 def test_per_line_results_as_json(seeded, tmp_path, cli):
@@ -115,14 +151,30 @@ def test_per_line_results_as_json(seeded, tmp_path, cli):
     assert "applied 2 lines" in result.stderr
 
 
+@pytest.mark.parametrize("bad_line, error, words", [
+    ("remove-admin,123", ConflictError, "line 4: 123 still owns mailbox 1"),
+    ("remove-admin,55", NotFoundError, "line 4: user 55 is unknown"),
+    ("transfer,9,2000", NotFoundError, "line 4: mailbox 9 does not exist"),
+    ("transfer,1,123", ConflictError, "line 4: user 123 already owns mailbox 1"),
+])
+def test_one_refused_line_applies_nothing(seeded_any, bad_line, error, words):
+    before = state_of(seeded_any)
+    ops = parse_changes(["add-admin,789", "add-admin,2000", "", bad_line, "add-admin,4"])
+    with Repository.open(seeded_any) as repo:
+        heard = []
+        repo.bus.subscribe(heard.append)
+        with pytest.raises(error) as info:
+            apply_changes(repo, ops, actor="t")
+        assert str(info.value).startswith(words) and heard == []
+    assert state_of(seeded_any) == before
+
+
 @pytest.mark.parametrize("bad_line, code, words", [
     ("remove-admin,123", 4, "line 4: 123 still owns mailbox 1"),
     ("remove-admin,55", 3, "line 4: user 55 is unknown"),
-    ("transfer,9,2000", 3, "line 4: mailbox 9 does not exist"),
-    ("transfer,1,123", 4, "line 4: user 123 already owns mailbox 1"),
     ("add-admin,x", 2, "line 4: invalid user id"),
 ])
-def test_one_bad_line_applies_nothing(seeded, tmp_path, run_rolectl, bad_line, code, words):
+def test_one_bad_line_exits_with_its_code(seeded, tmp_path, run_rolectl, bad_line, code, words):
     before = state_of(seeded)
     path = tmp_path / "c.csv"
     path.write_text("add-admin,789\nadd-admin,2000\n\n" + bad_line + "\nadd-admin,4\n")
@@ -139,6 +191,24 @@ def test_a_malformed_last_line_stops_everything_before_the_database_is_opened(tm
     path.write_text("add-admin,1\n" * 100 + "add-admin,zz\n")
     result = cli("apply", str(path), db=tmp_path / "missing.db")
     assert result.exit_code == 2 and "line 101" in result.stderr
+
+
+def test_dry_run_plans_and_writes_nothing(seeded_any):
+    before = state_of(seeded_any)
+    with Repository.open(seeded_any) as repo:
+        heard = []
+        repo.bus.subscribe(heard.append)
+        result = apply_changes(repo, parse_changes(SEED.splitlines()), actor="ops", dry_run=True)
+        assert [r.message for r in result.results] == [
+            "789 would become an admin", "2000 would become an admin",
+            "mailbox 1 would go from 123 to 2000", "789 would no longer be an admin"]
+        assert [[e.kind for e in r.events] for r in result.results] == [
+            ["admin_added"], ["admin_added"], ["admin_removed", "admin_transferred"], ["admin_removed"]]
+        assert {e.seq for e in result.events} == {0} and {e.actor for e in result.events} == {"ops"}
+        assert result.summary()["first_seq"] is None and heard == []
+        with pytest.raises(ConflictError):  # a refusal is found by the dry run too
+            apply_changes(repo, parse_changes(["remove-admin,123"]), actor="t", dry_run=True)
+    assert state_of(seeded_any) == before
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(seeded, tmp_path, cli):
@@ -194,8 +264,8 @@ def test_not_utf8_is_a_usage_error(seeded, tmp_path, cli):
     assert result.exit_code == 2 and "not UTF-8" in result.stderr
 
 
-def test_listeners_hear_the_events_only_after_commit(seeded):
-    with Repository.open(seeded) as repo:
+def test_listeners_hear_the_events_only_after_commit(seeded_any):
+    with Repository.open(seeded_any) as repo:
         heard = []
         repo.bus.subscribe(heard.append)
         with pytest.raises(ConflictError):
@@ -240,13 +310,12 @@ def _snapshot(repo: Repository) -> tuple:
     return [(u.user_id, u.role, u.username) for u in repo.users.list()], [(m.mailbox_id, m.owner_id) for m in repo.mailboxes.list()], events
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(OPS, min_size=1, max_size=12))
-def test_a_batch_equals_its_commands_run_one_by_one_or_changes_nothing(tmp_path_factory, ops):
-    base = tmp_path_factory.mktemp("eq")
-    batch_db, single_db = base / "batch.db", base / "single.db"
+def test_a_batch_equals_its_commands_run_one_by_one_or_changes_nothing(new_db, ops):
+    batch_db, single_db = new_db(), new_db()
     for path in (batch_db, single_db):
-        with Repository.init(path) as repo:
+        with Repository.open(path) as repo:
             for uid in (1, 2, 3):
                 repo.mailboxes.create(uid, uid, actor="t")
             repo.users.upsert(4, actor="t")
@@ -351,8 +420,6 @@ def _big_import(db: Path, tmp_path: Path) -> list[str]:
 
 @pytest.mark.parametrize("build", [_big_apply, _big_import], ids=["apply", "users import"])
 def test_a_single_change_during_a_big_batch_waits_its_turn(db_path, tmp_path, rolectl_bin, build):
-    from conftest import clean_env
-
     args = build(db_path, tmp_path)
     env = clean_env()  # the default waits, as a person or a script would have them
     batch = subprocess.Popen([str(rolectl_bin), "--db", str(db_path), *args], stdout=subprocess.PIPE,
@@ -377,144 +444,206 @@ def test_a_single_change_during_a_big_batch_waits_its_turn(db_path, tmp_path, ro
 # -- the plan is made on a snapshot: a concurrent change to the batch's rows makes it plan again ----
 
 
-def _plan_with_interference(monkeypatch, db: Path, interfere) -> list[int]:
-    """Patch the planner so that ``interfere(conn)`` commits through another connection right
-    after each plan; returns a list that collects, per plan made, the number of that plan."""
-    import sqlite3
-
-    from rolectl.repository import plan
-
+def _interfere_after(monkeypatch, module, name: str, db: str, interfere) -> list[int]:
+    """Patch ``module.name`` so that after each call ``interfere(other, n)`` (``n``: which call)
+    commits through another repository on ``db`` (a connection of its own, short waits);
+    returns the list of call numbers made."""
     made: list[int] = []
-    real = plan.make_plan
+    real = getattr(module, name)
 
-    def planned(ops, state):
-        result = real(ops, state)
+    def patched(*args):
+        result = real(*args)
         made.append(len(made) + 1)
-        other = sqlite3.connect(db, isolation_level=None)
-        interfere(other, len(made))
-        other.close()
+        with Repository.open(db, timeout=0.2) as other:
+            interfere(other, len(made))
         return result
 
-    monkeypatch.setattr(plan, "make_plan", planned)
+    monkeypatch.setattr(module, name, patched)
     return made
 
 
-def test_a_change_to_the_batchs_rows_before_the_write_is_planned_again(seeded, monkeypatch):
+def _plan_with_interference(monkeypatch, db: str, interfere) -> list[int]:
+    """Another writer commits right after each plan, i.e. between the snapshot and the lock."""
+    from rolectl.repository.batch import plan
+
+    return _interfere_after(monkeypatch, plan, "make_plan", db, interfere)
+
+
+def test_a_change_to_the_batchs_rows_before_the_write_is_planned_again(seeded_any, monkeypatch):
     def move_mailbox(other, attempt):
         if attempt == 1:  # mailbox 1 changes hands between the snapshot and the write lock
-            other.execute("INSERT INTO users (user_id, role) VALUES (7, 'admin')")
-            other.execute("UPDATE mailboxes SET owner_id = 7 WHERE mailbox_id = 1")
+            other.mailboxes.transfer(1, 7, actor="other")
 
-    made = _plan_with_interference(monkeypatch, seeded, move_mailbox)
-    with Repository.open(seeded) as repo:
+    made = _plan_with_interference(monkeypatch, seeded_any, move_mailbox)
+    with Repository.open(seeded_any) as repo:
         result = apply_changes(repo, parse_changes(["add-admin,5", "transfer,1,5"]), actor="t")
         assert made == [1, 2]
         moved = [e for e in result.events if e.kind == "admin_transferred"]
         assert [(e.from_user, e.to_user) for e in moved] == [(7, 5)]
-        assert repo.users.get(7).role == "user" and repo.users.get(123).role == "admin"
+        assert [(e.kind, e.user_id) for e in result.events] == [
+            ("admin_added", 5), ("admin_removed", 7), ("admin_transferred", None)]
+        assert repo.users.get(7).role == "user" and repo.users.get(123).role == "user"
         assert repo.events.replay() == repo.events.table_roles()
 
 
-def test_a_change_elsewhere_does_not_make_it_plan_again(seeded, monkeypatch):
-    made = _plan_with_interference(
-        monkeypatch, seeded, lambda other, attempt: other.execute("INSERT INTO users (user_id) VALUES (4242)"))
-    with Repository.open(seeded) as repo:
+def test_a_change_between_the_last_check_and_the_lock_is_caught_under_the_lock(seeded_any, monkeypatch):
+    """The store's version is read in the snapshot, again after staging, and under the lock; a
+    writer that commits after the second read is caught by the third, which compares the rows."""
+    from rolectl.repository.batch import apply
+
+    def move_mailbox(other, call):
+        if call == 2:  # after the check that follows staging, before the write lock
+            other.mailboxes.transfer(1, 7, actor="other")
+
+    versions = _interfere_after(monkeypatch, apply, "version_of", seeded_any, move_mailbox)
+    with Repository.open(seeded_any) as repo:
+        result = apply_changes(repo, parse_changes(["add-admin,5", "transfer,1,5"]), actor="t")
+        assert [(e.from_user, e.to_user) for e in result.events if e.kind == "admin_transferred"] == [(7, 5)]
+        assert repo.users.get(7).role == "user" and repo.mailboxes.get(1).owner_id == 5
+        assert repo.events.replay() == repo.events.table_roles()
+        assert len(versions) >= 4  # the first attempt reached the lock and planned again
+
+
+def test_a_change_elsewhere_does_not_make_it_plan_again(seeded_any, monkeypatch):
+    made = _plan_with_interference(monkeypatch, seeded_any, lambda other, attempt: other.users.upsert(4242, actor="o"))
+    with Repository.open(seeded_any) as repo:
         apply_changes(repo, parse_changes(["add-admin,5", "transfer,1,5"]), actor="t")
         assert made == [1] and repo.users.get(4242) is not None and repo.users.get(5).role == "admin"
 
 
-def test_a_batch_under_constant_interference_plans_under_the_lock(seeded, monkeypatch):
-    import sqlite3
-
+def test_a_batch_under_constant_interference_plans_under_the_lock(seeded_any, monkeypatch):
     locked_out = []
 
     def rename_owner(other, attempt):
-        other.execute("PRAGMA busy_timeout = 0")
         try:
-            other.execute(f"UPDATE users SET username = 'n{attempt}' WHERE user_id = 123")
-        except sqlite3.OperationalError as exc:  # the last plan is made under the write lock
+            other.users.upsert(123, f"n{attempt}", actor="o")
+        except DatabaseError as exc:  # the last plan is made under the write lock
             locked_out.append((attempt, "locked" in str(exc)))
 
-    made = _plan_with_interference(monkeypatch, seeded, rename_owner)
-    with Repository.open(seeded) as repo:
+    made = _plan_with_interference(monkeypatch, seeded_any, rename_owner)
+    with Repository.open(seeded_any) as repo:
         result = apply_changes(repo, parse_changes(["add-admin,2000", "transfer,1,2000"]), actor="t")
         assert made == [1, 2, 3] and locked_out == [(3, True)]
         assert repo.users.get(123).username == "n2" and repo.mailboxes.get(1).owner_id == 2000
         assert [e.note for e in result.events if e.user_id == 123] == ["n2"]
 
 
-def _writer_gets_in(db: Path) -> bool:
-    """Can another connection commit right now, without waiting at all?"""
-    import sqlite3
-
-    other = sqlite3.connect(db, timeout=0, isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")
-        other.execute("INSERT INTO users (user_id) VALUES (777777)")
-        other.execute("COMMIT")
-        return True
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        other.close()
+def _writer_gets_in(db: str) -> bool:
+    """Can another connection commit right now, without waiting for the write lock?"""
+    with Repository.open(db, timeout=0.2) as other:
+        try:
+            other.users.upsert(777777, actor="o")
+            return True
+        except DatabaseError:
+            return False
 
 
-def test_the_write_lock_is_free_while_a_batch_is_planned(seeded, monkeypatch):
+def test_the_write_lock_is_free_while_a_batch_is_planned(seeded_any, monkeypatch):
     """Deterministic, whatever the machine's speed: reading and planning take no write lock."""
-    from rolectl.repository import plan
+    from rolectl.repository.batch import plan
 
     seen = []
     real = plan.make_plan
 
     def planned(ops, state):
         if not seen:
-            seen.append(_writer_gets_in(seeded))
+            seen.append(_writer_gets_in(seeded_any))
         return real(ops, state)
 
     monkeypatch.setattr(plan, "make_plan", planned)
-    with Repository.open(seeded) as repo:
+    with Repository.open(seeded_any) as repo:
         apply_changes(repo, parse_changes(["add-admin,5", "transfer,1,5"]), actor="t")
         assert seen == [True] and repo.users.get(777777) is not None and repo.mailboxes.get(1).owner_id == 5
 
 
-def test_the_write_lock_is_free_while_an_import_is_staged_and_checked(seeded, monkeypatch):
-    from rolectl.repository import batch
-    from rolectl.repository.batch import import_users, parse_import
+def test_the_write_lock_is_free_while_an_import_is_staged_and_checked(seeded_any, monkeypatch):
+    from rolectl.repository.batch import import_users, importwrite, parse_import
 
     seen = []
-    real = batch._import_check
+    real = importwrite.check
 
-    def checked(conn, label):
+    def checked(conn, q, label):
         if not seen:
-            seen.append(_writer_gets_in(seeded))
-        return real(conn, label)
+            seen.append(_writer_gets_in(seeded_any))
+        return real(conn, q, label)
 
-    monkeypatch.setattr(batch, "_import_check", checked)
-    with Repository.open(seeded) as repo:
+    monkeypatch.setattr(importwrite, "check", checked)
+    with Repository.open(seeded_any) as repo:
         summary = import_users(repo, parse_import("id,role\n5,admin\n6,user\n"), actor="t")
         assert seen == [True] and summary.created == 2 and repo.users.get(777777) is not None
 
 
-def test_transfer_to_a_new_user_creates_them_in_the_same_transaction(seeded, tmp_path, cli):
-    path = tmp_path / "c.csv"
-    path.write_text("transfer,1,777\n")
-    plan = json.loads(cli("apply", str(path), "--dry-run", "--format", "json").stdout)["changes"]
-    assert plan[0]["message"] == "mailbox 1 would go from 123 to 777 (a new user, would be created)"
-    assert cli("role", "777").stdout == "user\n"  # the dry run wrote nothing
-    rows = json.loads(cli("apply", str(path), "--format", "json").stdout)["changes"]
-    assert rows[0]["message"] == "mailbox 1 transferred from 123 to 777 (user 777 created)"
-    assert [e["kind"] for e in rows[0]["events"]] == ["admin_added", "admin_removed", "admin_transferred"]
-    with Repository.open(seeded) as repo:
+def test_the_write_lock_is_held_while_writing(seeded_any, monkeypatch):
+    """The other half: the set-based write happens under the lock (no writer slips in)."""
+    from rolectl.repository.batch import apply
+
+    seen = []
+    real = apply._write
+
+    def write(conn, q, actor):
+        seen.append(_writer_gets_in(seeded_any))
+        return real(conn, q, actor)
+
+    monkeypatch.setattr(apply, "_write", write)
+    with Repository.open(seeded_any) as repo:
+        apply_changes(repo, parse_changes(["add-admin,5"]), actor="t")
+    assert seen == [False]
+
+
+def test_transfer_to_a_new_user_creates_them_in_the_same_transaction(seeded_any):
+    ops = parse_changes(["transfer,1,777"])
+    with Repository.open(seeded_any) as repo:
+        plan = apply_changes(repo, ops, actor="t", dry_run=True)
+        assert plan.results[0].message == "mailbox 1 would go from 123 to 777 (a new user, would be created)"
+        assert repo.users.get(777) is None  # the dry run wrote nothing
+        result = apply_changes(repo, ops, actor="t")
+        assert result.results[0].message == "mailbox 1 transferred from 123 to 777 (user 777 created)"
+        assert [e.kind for e in result.results[0].events] == ["admin_added", "admin_removed", "admin_transferred"]
         assert repo.users.get(777).role == "admin" and repo.mailboxes.get(1).owner_id == 777
         assert repo.events.replay() == repo.events.table_roles()
 
 
-def test_add_admin_line_that_renames_says_so(seeded, tmp_path, cli):
-    path = tmp_path / "c.csv"
-    path.write_text("add-admin,789,old\nadd-admin,789,new\nadd-admin,789,new\n")
-    rows = json.loads(cli("apply", str(path), "--format", "json").stdout)["changes"]
-    assert [(r["changed"], r["message"]) for r in rows] == [
-        (True, "789 is now an admin"),
-        (True, "789 is already an admin; username set to @new"),
-        (False, "789 is already an admin; nothing to do"),
-    ]
+def test_add_admin_line_that_renames_says_so(any_db):
+    with Repository.open(any_db) as repo:
+        result = apply_changes(repo, parse_changes(["add-admin,789,old", "add-admin,789,new", "add-admin,789,new"]),
+                               actor="t")
+        assert [(r.changed, r.message) for r in result.results] == [
+            (True, "789 is now an admin"),
+            (True, "789 is already an admin; username set to @new"),
+            (False, "789 is already an admin; nothing to do"),
+        ]
+        assert repo.users.get(789).username == "new" and len(result.events) == 1
+
+
+
+# -- the command line on both backends: the same output and exit codes --------------------------
+
+TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+
+
+def cli_transcript(rolectl_bin: Path, db: str, script: list[tuple[str, ...]]) -> list[tuple]:
+    """Each command's exit code, stdout and stderr, times masked."""
+    out = []
+    for args in script:
+        proc = subprocess.run([str(rolectl_bin), "--db", db, *args], capture_output=True, text=True,
+                              env=clean_env(ROLECTL_ACTOR="ops"), timeout=120)
+        out.append((args, proc.returncode, TIMES.sub("<ts>", proc.stdout), TIMES.sub("<ts>", proc.stderr)))
+    return out
+
+
+def test_apply_prints_the_same_and_exits_alike_on_both_backends(rolectl_bin, tmp_path, pg_url):
+    files = {"seed.csv": SEED, "more.jsonl": '{"op":"add-admin","user_id":5}\n{"op":"transfer","mailbox_id":1,"to":6}\n',
+             "refused.csv": "add-admin,7\nremove-admin,6\n", "unknown.csv": "add-admin,7\nremove-admin,4242\n",
+             "bad.csv": "add-admin,7\nadd-admin,x\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    script = [("init",), ("mailbox", "create", "1", "--owner", "123")]
+    script += [("apply", str(tmp_path / name), *extra) for name, extra in [
+        ("seed.csv", ()), ("seed.csv", ("--format", "json")), ("more.jsonl", ("--dry-run", "--format", "jsonl")),
+        ("more.jsonl", ("--format", "csv")), ("refused.csv", ()), ("unknown.csv", ()), ("bad.csv", ())]]
+    script += [("events", "--format", "jsonl"), ("users", "--format", "json")]
+    lite = cli_transcript(rolectl_bin, str(tmp_path / "bot.db"), script)
+    pg = cli_transcript(rolectl_bin, pg_url, script)
+    for a, b in zip(lite[1:], pg[1:]):  # init names the engine
+        assert a == b, f"rolectl {' '.join(a[0])}"
+    assert [code for _, code, _, _ in lite[2:9]] == [0, 4, 0, 0, 4, 3, 2]

@@ -1,20 +1,52 @@
 """``rolectl stats``, ``cache show|evict|flush``, ``whois`` and ``events --follow`` against
-live bot processes (examples/bot.py), through the installed CLI and in-process."""
+live bot processes (examples/bot.py), through the installed CLI and in-process.
+
+Every test taking ``db_path`` runs twice: on a SQLite file (instances found in its runtime
+directory, asked over Unix sockets) and on a PostgreSQL database (instances found and asked
+through the database): the same commands, output formats and exit codes."""
 
 from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
 from botproc import Bot
 from conftest import clean_env
+from rolectl.backends import is_postgres
 from rolectl.repository import Repository
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_path(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """An initialised, empty database on each backend (this module's ``run_rolectl`` and
+    ``cli`` use it): a SQLite file's path, then a PostgreSQL URL."""
+    db: Any = tmp_path / "bot.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    Repository.init(db).close()
+    return db
+
+
+def instance_id(db: Any, bot: Bot) -> str:
+    """How ``rolectl stats`` names a bot's instance: its pid, or host:pid on PostgreSQL."""
+    return f"{socket.gethostname()}:{bot.pid}" if is_postgres(str(db)) else str(bot.pid)
+
+
+def follower_mode(db: Any) -> str:
+    return "listen" if is_postgres(str(db)) else "inotify"
+
+
+def age_heartbeats(db: Any) -> None:
+    """PostgreSQL: make every heartbeat old, as if the killed bots had died 10 s ago."""
+    import psycopg
+
+    with psycopg.connect(str(db), autocommit=True) as conn:
+        conn.execute("UPDATE rolectl_instances SET heartbeat_at = now() - interval '1 minute'")
 
 
 @pytest.fixture
@@ -31,14 +63,15 @@ def _json(result) -> object:  # type: ignore[no-untyped-def]
     return json.loads(result.stdout)
 
 
-def test_stats_shows_what_the_bot_really_counted(bot: Bot, run_rolectl) -> None:
+def test_stats_shows_what_the_bot_really_counted(bot: Bot, run_rolectl, db_path: Any) -> None:
     bot.get_many([789, 123, 123, 123, 456])
     [row] = _json(run_rolectl("stats", "--format", "json"))
     real = bot.ask("stats")["cache"]
     assert row["instance"] == "alpha" and row["pid"] == bot.pid and row["state"] == "live"
     assert (row["hits"], row["misses"], row["size"]) == (real["hits"], real["misses"], real["size"]) == (2, 3, 3)
     assert row["hit_rate"] == pytest.approx(0.4) and row["lag"] == 0 and row["faults"] == 0
-    assert row["follower"] == "inotify" and row["resets"] == 0
+    assert row["follower"] == follower_mode(db_path) and row["resets"] == 0
+    assert row["id"] == instance_id(db_path, bot)
     tsv = run_rolectl("stats").stdout.splitlines()  # not a terminal: TSV with a header
     assert tsv[0].startswith("instance\tpid\thost\tstate") and tsv[1].startswith("alpha\t")
 
@@ -53,6 +86,10 @@ def test_stats_lists_a_killed_bot_as_dead_and_nothing_as_empty(db_path: Path, ru
          "started_at", "started_epoch", "last_seen_epoch", "error"))
     b = Bot(db_path, "doomed")
     b.kill()
+    if is_postgres(str(db_path)):  # its row stays, with a heartbeat that stopped
+        [row] = _json(run_rolectl("stats", "--format", "json"))
+        assert row["state"] == "unresponsive" and "no answer within 1 s" in row["error"]
+        age_heartbeats(db_path)
     [row] = _json(run_rolectl("stats", "--format", "json"))
     assert row["state"] == "dead" and row["hits"] is None and row["last_seen"] is not None
     assert _json(run_rolectl("stats", "--prune", "--format", "json")) == []
@@ -98,7 +135,7 @@ def test_cache_show_instance_selection_errors(db_path: Path, run_rolectl) -> Non
         assert several.returncode == 2 and "--instance" in several.stderr and "beta" in several.stderr
         unknown = run_rolectl("cache", "show", "--instance", "gamma")
         assert unknown.returncode == 3 and "no cache instance 'gamma'" in unknown.stderr
-        assert run_rolectl("cache", "show", "--instance", str(b.pid), "-f", "json").returncode == 0
+        assert run_rolectl("cache", "show", "--instance", instance_id(db_path, b), "-f", "json").returncode == 0
         bad = run_rolectl("cache", "show", "--role", "root")
         assert bad.returncode == 2 and "unknown role" in bad.stderr
     finally:
@@ -213,3 +250,33 @@ def test_names_from_peers_are_escaped_for_people_and_times_are_iso_for_programs(
     assert row["last_seen"] == "2027-01-15T08:00:00.250Z" and row["last_seen_epoch"] == 1_800_000_000.25
     assert row["started_at"] == "1970-01-01T00:00:01.500Z" and row["started_epoch"] == 1.5
     assert stats_row(inst, 0, 1_800_000_065.0, machine=False)["last_seen"] == "1m04s ago"
+
+
+def test_on_postgresql_a_role_that_may_not_write_the_log_is_told_it_sees_no_caches(
+        pg_server: Any, pg_db: str, rolectl_bin: Path) -> None:
+    import psycopg
+
+    url = pg_server.url(pg_db)
+    Repository.init(url).close()
+    bot = Bot(url, "alpha")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE ROLE rolectl_viewer LOGIN")
+        conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO rolectl_viewer")
+    viewer = url.replace("postgres@", "rolectl_viewer@")
+    try:
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([str(rolectl_bin), "--db", viewer, *args], capture_output=True, text=True,
+                                  env=clean_env())
+
+        stats = run("stats")
+        assert stats.returncode == 4 and stats.stdout == ""
+        assert stats.stderr.startswith("rolectl: error: database role rolectl_viewer may not see cache instances")
+        assert len(stats.stderr.splitlines()) == 1
+        who = run("whois", "5", "--format", "json")
+        assert who.returncode == 0 and json.loads(who.stdout)["instances"] == []
+        assert "caches not asked" in who.stderr
+    finally:
+        bot.stop()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP OWNED BY rolectl_viewer")
+            conn.execute("DROP ROLE rolectl_viewer")

@@ -239,6 +239,19 @@ def test_bash_offers_live_instance_names(mail_db):
     assert bash_complete(["rolectl", "cache", "show", "--instance", ""], env) == []
 
 
+def test_bash_offers_live_instance_names_of_every_host_on_postgresql(pg_url):
+    import rolectl
+    from rolectl.repository import Repository
+
+    Repository.init(pg_url).close()
+    env = shell_env(ROLECTL_DB=pg_url)
+    assert bash_complete(["rolectl", "cache", "show", "--instance", ""], env) == []
+    with rolectl.connect(pg_url, name="alpha"), rolectl.connect(pg_url, name="beta", follow=False):
+        assert bash_complete(["rolectl", "cache", "show", "--instance", ""], env) == ["alpha", "beta"]
+        assert bash_complete(["rolectl", "cache", "show", "-i", "b"], env) == ["beta"]
+    assert bash_complete(["rolectl", "cache", "show", "--instance", ""], env) == []
+
+
 def test_completion_of_ids_is_silent_on_a_missing_database(tmp_path):
     env = shell_env(ROLECTL_DB=str(tmp_path / "none.db"))
     assert bash_complete(["rolectl", "remove-admin", ""], env) == []

@@ -1,5 +1,6 @@
 """``rolectl.aio.connect``: the asyncio handle with the in-loop follower; writes run off the
-loop and are in the cache when they return; a clean shutdown leaves no files or threads."""
+loop and are in the cache when they return; a clean shutdown leaves no files or threads.
+The tests taking ``any_db`` run the same bot code on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import pytest
 
 import rolectl
 import rolectl.aio
+from rolectl.backends import is_postgres
+from rolectl.backends.diagnostics import discover as discover_any
 from rolectl.backends.sqlite.aio_follower import AsyncFollower
-from rolectl.cache.registry import discover, runtime_dir
-from rolectl.errors import ConflictError, NotFoundError, RolectlError
+from rolectl.cache.registry import Instance, runtime_dir
+from rolectl.errors import ConflictError, DatabaseError, NotFoundError, RolectlError
+from rolectl.repository import Repository
 
 from conftest import clean_env
 
@@ -22,28 +26,43 @@ def rolectl_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("rolectl")]
 
 
-def test_async_with_owns_everything_and_leaves_nothing(db_path: Path) -> None:
+def registered(db: str | Path) -> list[Instance]:
+    """The instances ``rolectl stats`` would list for ``db``, on either backend."""
+    with Repository.open(db) as repo:
+        return discover_any(repo.store)
+
+
+def test_async_with_owns_everything_and_leaves_nothing(any_db: str) -> None:
+    postgres = is_postgres(any_db)
+
     async def main() -> None:
-        async with rolectl.aio.connect(db_path, name="aiobot") as roles:
-            assert isinstance(roles.follower, AsyncFollower) and roles.follower.running
-            assert roles.follower.mode in ("inotify", "poll")
-            [inst] = await asyncio.to_thread(discover, db_path)
+        async with rolectl.aio.connect(any_db, name="aiobot") as roles:
+            assert roles.follower is not None and roles.follower.running
+            if postgres:
+                assert roles.follower.mode == "listen-asyncio"
+            else:
+                assert isinstance(roles.follower, AsyncFollower) and roles.follower.mode in ("inotify", "poll")
+            [inst] = await asyncio.to_thread(registered, any_db)
             assert inst.live and inst.name == "aiobot"
+            assert inst.stats["follower"]["mode"] == roles.follower.mode
             assert await roles.get_role(123) == "user"
             assert await roles.is_admin(123) is False
-            assert rolectl_threads() == ["rolectl-diagnostics-aiobot"]  # the follower has no thread
+            # the follower has no thread; on PostgreSQL the diagnostics ride on its loop too
+            assert rolectl_threads() == ([] if postgres else ["rolectl-diagnostics-aiobot"])
         assert roles.closed
         await roles.aclose()  # twice is harmless
         roles.close()
-        assert list(runtime_dir(db_path).glob("*")) == []
+        assert await asyncio.to_thread(registered, any_db) == []
+        if not postgres:
+            assert list(runtime_dir(any_db).glob("*")) == []
         assert rolectl_threads() == []
 
     asyncio.run(main())
 
 
-def test_await_form_and_lazy_open(db_path: Path) -> None:
+def test_await_form_and_lazy_open(any_db: str) -> None:
     async def main() -> None:
-        roles = rolectl.aio.connect(db_path, register=False)
+        roles = rolectl.aio.connect(any_db, register=False)
         assert roles.follower is None  # not started until opened
         assert await roles is roles
         assert roles.follower is not None and roles.follower.running
@@ -55,9 +74,9 @@ def test_await_form_and_lazy_open(db_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_writes_run_off_the_loop_and_are_applied_before_they_return(db_path: Path) -> None:
+def test_writes_run_off_the_loop_and_are_applied_before_they_return(any_db: str) -> None:
     async def main() -> None:
-        async with rolectl.aio.connect(db_path, name="w", register=False) as roles:
+        async with rolectl.aio.connect(any_db, name="w", register=False) as roles:
             loop_thread = threading.get_ident()
             writers: list[int] = []
             in_writer: list[str | None] = []  # the cache as the writing thread sees it after commit
@@ -86,11 +105,12 @@ def test_writes_run_off_the_loop_and_are_applied_before_they_return(db_path: Pat
     asyncio.run(main())
 
 
-def test_a_busy_loop_still_sees_other_processes_changes(db_path: Path, rolectl_bin: Path) -> None:
+def test_a_busy_loop_still_sees_other_processes_changes(any_db: str, rolectl_bin: Path) -> None:
+    """The loop never yields to a follower thread (there is none): the change still lands."""
     async def main() -> None:
-        async with rolectl.aio.connect(db_path, register=False) as roles:
+        async with rolectl.aio.connect(any_db, register=False) as roles:
             assert await roles.get_role(789) == "user"
-            proc = await asyncio.create_subprocess_exec(str(rolectl_bin), "--db", str(db_path), "add-admin", "789",
+            proc = await asyncio.create_subprocess_exec(str(rolectl_bin), "--db", any_db, "add-admin", "789",
                                                         env=clean_env(), stdout=asyncio.subprocess.DEVNULL)
             assert await proc.wait() == 0
             loop = asyncio.get_running_loop()
@@ -102,14 +122,31 @@ def test_a_busy_loop_still_sees_other_processes_changes(db_path: Path, rolectl_b
     asyncio.run(main())
 
 
+def test_a_log_that_cannot_be_read_fails_at_open_unless_not_strict(any_db: str) -> None:
+    from test_connect import break_table
+
+    break_table(any_db, "events")
+
+    async def main() -> None:
+        roles = rolectl.aio.connect(any_db, name="strict")
+        with pytest.raises(DatabaseError, match="first catch-up failed"):
+            await roles.open()
+        assert roles.closed
+        async with rolectl.aio.connect(any_db, strict=False, register=False) as lenient:
+            assert lenient.follower is not None and lenient.follower.running  # retries on the loop
+
+    asyncio.run(main())
+    assert rolectl_threads() == []
+
+
 def test_missing_database_fails_at_the_call(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError):
         rolectl.aio.connect(tmp_path / "missing.db")
     assert not (tmp_path / "missing.db").exists()
 
 
-def test_sync_close_after_the_loop_is_gone(db_path: Path) -> None:
-    roles = asyncio.run(rolectl.aio.connect(db_path, register=False).open())
+def test_sync_close_after_the_loop_is_gone(any_db: str) -> None:
+    roles = asyncio.run(rolectl.aio.connect(any_db).open())
     roles.close()
     assert roles.closed and rolectl_threads() == []
 

@@ -1,4 +1,9 @@
-"""`rolectl users import`: a bot's existing users, validated first, written all or nothing."""
+"""`rolectl users import`: a bot's existing users, validated first, written all or nothing.
+
+What the import writes (the summary, one event per role change with the actor, refusals, dry
+runs, a writer that commits between the check and the write lock) is tested on both backends
+through the library (``any_db``); reading files, formats and the terminal on a SQLite file.
+"""
 
 from __future__ import annotations
 
@@ -13,28 +18,45 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import clean_env
 from ptyio import drain
-from rolectl.errors import InvalidInputError
+from rolectl.errors import ConflictError, InvalidInputError
 from rolectl.repository import Repository
 from rolectl.repository.batch import import_users, parse_import
 
 
-def users_of(db: Path) -> dict[int, tuple]:
+def users_of(db: Path | str) -> dict[int, tuple]:
     with Repository.open(db) as repo:
         return {u.user_id: (u.username, u.role, u.updated_at) for u in repo.users.list()}
 
 
-def head_of(db: Path) -> int:
+def head_of(db: Path | str) -> int:
     with Repository.open(db) as repo:
         return repo.events.head()
 
 
-@pytest.fixture
-def existing(db_path: Path) -> Path:
-    with Repository.open(db_path) as repo:
+def _populate(db: Path | str) -> None:
+    with Repository.open(db) as repo:
         repo.users.upsert(1, "alice", actor="setup")
         repo.users.add_admin(2, "bob", actor="setup")
         repo.mailboxes.create(1, 3, owner_username="carol", actor="setup")
+
+
+@pytest.fixture
+def existing(db_path: Path) -> Path:
+    """A SQLite file for the command-line tests: 1 alice, 2 bob (admin), 3 carol owns mailbox 1."""
+    _populate(db_path)
     return db_path
+
+
+@pytest.fixture
+def existing_any(any_db: str) -> str:
+    """The same database on each backend."""
+    _populate(any_db)
+    return any_db
+
+
+def run_import(db: str, text: str, **options) -> object:
+    with Repository.open(db) as repo:
+        return import_users(repo, parse_import(text), actor=options.pop("actor", "t"), **options)
 
 
 # -- formats --------------------------------------------------------------------------------------
@@ -79,11 +101,10 @@ def test_bad_rows_are_named(text, words):
 # -- writing --------------------------------------------------------------------------------------
 
 
-def test_summary_and_one_event_per_role_change(existing, tmp_path, run_rolectl):
-    before = users_of(existing)
-    head = head_of(existing)
-    path = tmp_path / "users.csv"
-    path.write_text(
+def test_summary_and_one_event_per_role_change(existing_any):
+    before = users_of(existing_any)
+    head = head_of(existing_any)
+    text = (
         "id,username,role\n"
         "1,alice,\n"        # unchanged
         "2,bobby,admin\n"   # username changed
@@ -91,42 +112,58 @@ def test_summary_and_one_event_per_role_change(existing, tmp_path, run_rolectl):
         "5,eve,\n"          # created as user: no event
         "1000,,user\n"      # created as user
     )
+    summary = run_import(existing_any, text, actor="migration").to_dict()
+    assert {k: summary[k] for k in ("total", "created", "updated", "unchanged", "role_changes", "admins_added")} == \
+        {"total": 5, "created": 3, "updated": 1, "unchanged": 1, "role_changes": 1, "admins_added": 1}
+    assert summary["first_seq"] == summary["last_seq"] == head + 1
+    after = users_of(existing_any)
+    assert after[1] == before[1]  # untouched, updated_at included
+    assert after[2][:2] == ("bobby", "admin") and after[4][:2] == ("dan", "admin") and after[1000][:2] == (None, "user")
+    with Repository.open(existing_any) as repo:
+        new = repo.events.since(head)
+        assert [(e.kind, e.user_id, e.actor, e.note) for e in new] == [("admin_added", 4, "migration", "dan")]
+        assert repo.events.replay() == repo.events.table_roles()
+    again = run_import(existing_any, text)
+    assert (again.created, again.updated, again.unchanged, again.role_changes) == (0, 0, 5, 0)
+    assert head_of(existing_any) == head + 1
+
+
+def test_summary_as_text_and_json(existing, tmp_path, run_rolectl):
+    path = tmp_path / "users.csv"
+    path.write_text("id,username,role\n1,alice,\n2,bobby,admin\n4,dan,admin\n5,eve,\n1000,,user\n")
     result = run_rolectl("users", "import", str(path), "--actor", "migration", "--format", "json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert {k: summary[k] for k in ("total", "created", "updated", "unchanged", "role_changes")} == \
         {"total": 5, "created": 3, "updated": 1, "unchanged": 1, "role_changes": 1}
-    after = users_of(existing)
-    assert after[1] == before[1]  # untouched, updated_at included
-    assert after[2][:2] == ("bobby", "admin") and after[4][:2] == ("dan", "admin") and after[1000][:2] == (None, "user")
-    with Repository.open(existing) as repo:
-        new = repo.events.since(head)
-        assert [(e.kind, e.user_id, e.actor, e.note) for e in new] == [("admin_added", 4, "migration", "dan")]
-        assert repo.events.replay() == repo.events.table_roles()
     text = run_rolectl("users", "import", str(path))
     assert text.returncode == 0
     assert text.stdout.strip() == ("imported 5 users: 0 created, 0 updated, 5 unchanged; 0 role changes "
                                    "(0 admins added, 0 removed)")
 
 
-def test_demotions_and_empty_fields_keep_what_is_there(existing, tmp_path, cli):
-    path = tmp_path / "u.jsonl"
-    path.write_text('{"id": 2, "role": "user"}\n{"id": 3, "username": "caroline"}\n')
-    result = cli("users", "import", str(path))
-    assert result.exit_code == 0, result.stderr
-    assert "1 role change (0 admins added, 1 removed" in result.stdout
-    after = users_of(existing)
+def test_demotions_and_empty_fields_keep_what_is_there(existing_any):
+    summary = run_import(existing_any, '{"id": 2, "role": "user"}\n{"id": 3, "username": "caroline"}\n')
+    assert (summary.role_changes, summary.admins_added, summary.admins_removed) == (1, 0, 1)
+    assert [(e.kind, e.user_id) for e in summary.events] == [("admin_removed", 2)]
+    after = users_of(existing_any)
     assert after[2][:2] == ("bob", "user") and after[3][:2] == ("caroline", "admin")
 
 
-def test_demoting_a_mailbox_owner_is_refused_and_nothing_is_imported(existing, tmp_path, run_rolectl):
-    before, head = users_of(existing), head_of(existing)
+def test_demoting_a_mailbox_owner_is_refused_and_nothing_is_imported(existing_any):
+    before, head = users_of(existing_any), head_of(existing_any)
+    with pytest.raises(ConflictError) as info:
+        run_import(existing_any, "id,username,role\n50,new,admin\n3,,user\n")
+    assert str(info.value).startswith("line 3: user 3 owns mailbox 1") and info.value.exit_code == 4
+    assert "rolectl transfer 1" in info.value.hint
+    assert users_of(existing_any) == before and head_of(existing_any) == head
+
+
+def test_demoting_a_mailbox_owner_exits_4(existing, tmp_path, run_rolectl):
     path = tmp_path / "u.csv"
     path.write_text("id,username,role\n50,new,admin\n3,,user\n")
     result = run_rolectl("users", "import", str(path))
-    assert result.returncode == 4
-    assert "line 3: user 3 owns mailbox 1" in result.stderr and "rolectl transfer 1" in result.stderr
-    assert users_of(existing) == before and head_of(existing) == head
+    assert result.returncode == 4 and result.stderr.startswith("rolectl: error: line 3: user 3 owns mailbox 1")
 
 
 @pytest.mark.parametrize("content, code", [
@@ -142,15 +179,61 @@ def test_one_bad_row_imports_nothing(existing, tmp_path, run_rolectl, content, c
     assert users_of(existing) == before and head_of(existing) == head
 
 
-def test_dry_run_counts_and_changes_nothing(existing, tmp_path, cli):
-    before, head = users_of(existing), head_of(existing)
+def test_dry_run_counts_and_changes_nothing(existing_any):
+    before, head = users_of(existing_any), head_of(existing_any)
+    summary = run_import(existing_any, "id,role\n2,user\n60,admin\n61,\n", dry_run=True).to_dict()
+    assert summary["dry_run"] and (summary["created"], summary["updated"], summary["role_changes"]) == (2, 1, 2)
+    assert summary["first_seq"] is None
+    assert users_of(existing_any) == before and head_of(existing_any) == head
+
+
+def test_dry_run_from_the_command_line(existing, tmp_path, cli):
     path = tmp_path / "u.csv"
     path.write_text("id,role\n2,user\n60,admin\n61,\n")
     result = cli("users", "import", "--dry-run", str(path), "--format", "json")
-    summary = json.loads(result.stdout)
-    assert summary["dry_run"] and (summary["created"], summary["updated"], summary["role_changes"]) == (2, 1, 2)
-    assert summary["first_seq"] is None
-    assert users_of(existing) == before and head_of(existing) == head
+    assert json.loads(result.stdout)["dry_run"] and users_of(existing)[2][1] == "admin"
+
+
+# -- another writer between the check and the write lock -----------------------------------------
+
+
+def _after_the_first_check(monkeypatch, db: str, interfere) -> None:
+    from rolectl.repository.batch import importwrite
+
+    real = importwrite.check
+    calls: list[int] = []
+
+    def check(conn, q, label):
+        result = real(conn, q, label)
+        calls.append(1)
+        if len(calls) == 1:
+            with Repository.open(db, timeout=0.2) as other:
+                interfere(other)
+        return result
+
+    monkeypatch.setattr(importwrite, "check", check)
+
+
+def test_a_writer_after_the_check_makes_it_check_again_under_the_lock(existing_any, monkeypatch):
+    _after_the_first_check(monkeypatch, existing_any, lambda other: other.users.add_admin(5, actor="other"))
+    head = head_of(existing_any)
+    summary = run_import(existing_any, "id,role\n5,admin\n6,user\n", actor="imp")
+    # counted against the table as written: 5 was made an admin by the other writer
+    assert (summary.created, summary.updated, summary.unchanged, summary.role_changes) == (1, 0, 1, 0)
+    with Repository.open(existing_any) as repo:
+        assert [(e.user_id, e.actor) for e in repo.events.since(head)] == [(5, "other")]
+        assert repo.events.replay() == repo.events.table_roles()
+
+
+def test_a_mailbox_given_after_the_check_refuses_the_demotion_under_the_lock(existing_any, monkeypatch):
+    with Repository.open(existing_any) as repo:
+        repo.users.add_admin(6, actor="setup")
+    _after_the_first_check(monkeypatch, existing_any, lambda other: other.mailboxes.create(9, 6, actor="other"))
+    with pytest.raises(ConflictError) as info:
+        run_import(existing_any, "id,username,role\n70,new,admin\n6,,user\n")
+    assert str(info.value).startswith("line 3: user 6 owns mailbox 9")
+    with Repository.open(existing_any) as repo:
+        assert repo.users.get(70) is None and repo.users.get(6).role == "admin"
 
 
 def test_stdin_and_missing_file(existing, run_rolectl):
@@ -190,9 +273,8 @@ ROW = st.tuples(st.integers(1, 12), st.one_of(st.none(), st.sampled_from(["a", "
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(start=st.lists(ROW, max_size=8, unique_by=lambda r: r[0]), rows=st.lists(ROW, max_size=10, unique_by=lambda r: r[0]))
-def test_import_is_a_merge_with_one_event_per_role_change(tmp_path_factory, start, rows):
-    db = tmp_path_factory.mktemp("imp") / "bot.db"
-    with Repository.init(db) as repo:
+def test_import_is_a_merge_with_one_event_per_role_change(new_db, start, rows):
+    with Repository.open(new_db()) as repo:
         for uid, name, role in start:
             repo.users.upsert(uid, name, role=role or "user", actor="t")
         before = {u.user_id: (u.username, u.role) for u in repo.users.list()}
@@ -223,3 +305,26 @@ def test_line_numbers_count_newlines_only(text, words):
     with pytest.raises(InvalidInputError) as info:
         parse_import(text)
     assert words in str(info.value)
+
+
+# -- the command line on both backends: the same output and exit codes --------------------------
+
+
+def test_import_prints_the_same_and_exits_alike_on_both_backends(rolectl_bin, tmp_path, pg_url):
+    from test_apply import cli_transcript
+
+    files = {"users.csv": "id,username,role\n1,alice,\n2,bobby,admin\n4,dan,admin\n5,eve,\n",
+             "users.jsonl": '{"id": 2, "role": "user"}\n{"id": 6, "username": "fay", "role": "admin"}\n',
+             "owner.csv": "id,role\n50,admin\n3,user\n", "twice.csv": "id\n7\n8\n7\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    script = [("init",), ("mailbox", "create", "1", "--owner", "3"), ("add-admin", "2", "--username", "bob")]
+    script += [("users", "import", str(tmp_path / name), *extra) for name, extra in [
+        ("users.csv", ()), ("users.csv", ("--format", "json")), ("users.jsonl", ("--dry-run",)),
+        ("users.jsonl", ("--format", "json")), ("owner.csv", ()), ("twice.csv", ())]]
+    script += [("events", "--format", "jsonl"), ("users", "--format", "json")]
+    lite = cli_transcript(rolectl_bin, str(tmp_path / "bot.db"), script)
+    pg = cli_transcript(rolectl_bin, pg_url, script)
+    for a, b in zip(lite[1:], pg[1:]):  # init names the engine
+        assert a == b, f"rolectl {' '.join(a[0])}"
+    assert [code for _, code, _, _ in lite[3:9]] == [0, 0, 0, 0, 4, 2]

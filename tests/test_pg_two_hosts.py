@@ -181,3 +181,50 @@ def test_a_follower_on_another_host_catches_up_after_its_link_is_cut(server: PgS
         reader.join(10)
         local.close()
     assert lines[-1]["resets"] == 0
+
+
+def test_stats_on_this_host_lists_and_asks_a_bot_on_the_other(server: PgServer, far_host: str) -> None:
+    """A bot (examples/bot.py) with its own network and host name registers through the
+    database: this host lists it with its host name and asks it through the database, no port
+    opened between them. Cut off, it is unresponsive; once its link is back, live again."""
+    from rolectl.backends.postgres.instances import discover
+    from rolectl.cache.registry import LIVE, UNRESPONSIVE
+    from rolectl.repository import Repository
+
+    name = server.create_database("far_stats")
+    url = server.url(name)
+    Repository.init(url).close()
+    with Repository.open(url) as repo:
+        repo.users.add_admin(7, actor="setup")
+    root = Path(__file__).resolve().parent.parent
+    script = (f"hostname far-{SUFFIX} && exec {sys.executable} {root / 'examples' / 'bot.py'} "
+              f"--db '{server.tcp_url(name)}' --name far --json")
+    proc = subprocess.Popen(["ip", "netns", "exec", NETNS, "unshare", "--uts", "sh", "-c", script],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert json.loads(proc.stdout.readline())["ready"]
+        proc.stdin.write("get 7\n")
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline())["role"] == "admin"
+        (inst,) = discover(url)
+        assert (inst.name, inst.host, inst.state) == ("far", f"far-{SUFFIX}", LIVE)
+        assert inst.id.startswith(f"far-{SUFFIX}:")
+        assert inst.ask("whois", user_id=7)["role"] == "admin"
+        _ip("link", "set", far_host, "down")
+        try:
+            (inst,) = discover(url, timeout=0.5)
+            assert inst.state == UNRESPONSIVE  # a fresh heartbeat, but no way to answer
+        finally:
+            _ip("link", "set", far_host, "up")
+        deadline = time.monotonic() + 60
+        while discover(url, timeout=0.5)[0].state != LIVE and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert discover(url)[0].state == LIVE  # reconnected, registered again by itself
+    finally:
+        if proc.poll() is None:
+            proc.stdin.write("quit\n")
+            proc.stdin.flush()
+        proc.wait(30)
+        proc.stdout.close()
+        proc.stdin.close()

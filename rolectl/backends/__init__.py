@@ -19,7 +19,7 @@ rules (repository, events, validation) are written once above them.
 * ``rolectl.backends.copy`` -- moving a database between the two.
 
 Importing this package imports neither driver nor any backend module; :func:`open_backend`
-imports the one it returns. ``rolectl.connect`` does not serve PostgreSQL URLs yet.
+imports the one it returns (psycopg only for a PostgreSQL database).
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ from typing import TYPE_CHECKING
 from ..errors import InvalidInputError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .postgres.backend import PostgresBackend
     from .sqlite import SQLiteBackend
+
+    Backend = SQLiteBackend | PostgresBackend
 
 #: URL schemes that select PostgreSQL; anything else is a SQLite path.
 POSTGRES_SCHEMES: tuple[str, ...] = ("postgresql://", "postgres://")
@@ -52,23 +55,33 @@ def is_postgres(value: str | os.PathLike[str] | None) -> bool:
 _POSTGRES_URL_SCHEMES = tuple(s.split("://", 1)[0] for s in POSTGRES_SCHEMES)
 
 
-def open_backend(db: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> "SQLiteBackend":
-    """The backend for ``db`` (what ``--db`` takes). Raises :class:`InvalidInputError` for a
-    database URL ``rolectl.connect`` cannot serve (PostgreSQL URLs, for now)."""
+def open_backend(db: str | os.PathLike[str] | None = None, *,
+                 timeout: float | None = None) -> "SQLiteBackend | PostgresBackend":
+    """The backend for ``db`` (what ``--db`` takes): PostgreSQL for what :func:`is_postgres`
+    accepts (``postgresql://``, ``postgres://``, a libpq ``key=value`` string), else a SQLite
+    file. Raises :class:`InvalidInputError` for another URL scheme, and
+    :class:`~rolectl.errors.DatabaseError` for PostgreSQL without its extra installed."""
     if db is not None and not isinstance(db, (str, os.PathLike)):
         raise InvalidInputError(f"db must be a path or a database URL, not {db!r}",
                                 hint="pass what --db takes, e.g. connect(\"bot.db\")")
-    text = os.fspath(db) if db is not None else ""
-    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
-    if scheme in _POSTGRES_URL_SCHEMES:
-        raise InvalidInputError(f"{scheme}:// databases are not supported by this rolectl",
-                                hint="use a SQLite database file path")
-    if scheme:
-        raise InvalidInputError(f"unknown database URL scheme {scheme!r}", hint="pass the path of a database file")
+    explicit = os.fspath(db) if db is not None else ""
+    text = explicit or os.environ.get("ROLECTL_DB", "")  # $ROLECTL_DB may name PostgreSQL too
+    scheme = explicit.split("://", 1)[0].lower() if "://" in explicit else ""
+    postgres = is_postgres(text)
+    if scheme and not postgres:
+        raise InvalidInputError(f"unknown database URL scheme {scheme!r}",
+                                hint="pass the path of a database file or a postgresql:// URL")
     if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0):
         raise InvalidInputError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
     from .sqlite.store import ENV_TIMEOUT, resolve_path, resolve_timeout
+
+    defaulted = timeout is None and not os.environ.get(ENV_TIMEOUT)
+    if postgres:
+        from .postgres.backend import PostgresBackend
+        from .postgres.connection import describe
+
+        conninfo = text.strip()
+        return PostgresBackend(conninfo, resolve_timeout(timeout), describe(conninfo), defaulted=defaulted)
     from .sqlite import SQLiteBackend
 
-    return SQLiteBackend(resolve_path(db), resolve_timeout(timeout),
-                         defaulted=timeout is None and not os.environ.get(ENV_TIMEOUT))
+    return SQLiteBackend(resolve_path(db), resolve_timeout(timeout), defaulted=defaulted)

@@ -6,7 +6,8 @@ dict, which both drivers take (SQLite's ``:name``, psycopg's ``%(name)s``). This
 writes the statements both engines read alike; a backend's subclass
 (:mod:`rolectl.backends.sqlite.queries`, :mod:`rolectl.backends.postgres.queries`) gives its
 parameter marker and the few fragments that differ: the timestamp, the log head, how the
-actor reaches the triggers, how a list of ids is bound, and string aggregation.
+actor reaches the triggers, how a list of ids is bound, string aggregation, and how a
+batch's rows are staged (:class:`Scratch`).
 
 Statements are plain attributes computed once in ``__init__`` (the hot single-change path
 pays nothing per call); statements whose shape depends on the call (optional filters, a
@@ -15,13 +16,47 @@ variable number of ranges or kinds) are methods, cached where the shapes are few
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from ..events import EVENT_FIELDS
 from ..repository.models import MAILBOX_FIELDS, USER_FIELDS
 
 _ROLE_KINDS = "('admin_added', 'admin_removed')"
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """A table of rows a batch (``apply``, ``users import``) stages on its own connection
+    before the write lock is taken, so that the write itself is a few set-based statements.
+
+    It lives in the connection's temporary schema (``temp.`` on SQLite, ``pg_temp.`` on
+    PostgreSQL): no other connection sees it, and filling it takes no database lock. ``key``
+    is its primary key: one of ``columns``, or ``n``, the row's position (1, 2, ...) that
+    staging adds, which orders the rows and cuts them into chunks.
+    """
+
+    name: str
+    columns: tuple[tuple[str, str], ...]  # (name, "int" | "text" | "bool") of each staged value, in order
+    key: str = "n"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+
+#: ``apply``: the planned events in line order, the users' final rows, the mailboxes' owners.
+APPLY_EVENTS = Scratch("rolectl_apply_events", (
+    ("kind", "text"), ("user_id", "int"), ("old_role", "text"), ("new_role", "text"),
+    ("mailbox_id", "int"), ("from_user", "int"), ("to_user", "int"), ("note", "text")))
+APPLY_USERS = Scratch("rolectl_apply_users", (
+    ("user_id", "int"), ("role", "text"), ("username", "text"), ("is_new", "bool")), key="user_id")
+APPLY_MAILBOXES = Scratch("rolectl_apply_mailboxes", (("mailbox_id", "int"), ("owner_id", "int")),
+                          key="mailbox_id")
+#: ``users import``: the validated rows in file order (``line`` is where each came from).
+IMPORT_ROWS = Scratch("rolectl_import", (
+    ("line", "int"), ("user_id", "int"), ("username", "text"), ("role", "text")))
 
 
 class Queries:
@@ -39,6 +74,13 @@ class Queries:
     attribute: str = ""
     #: ... and stop doing so before COMMIT (empty: nothing to undo).
     unattribute: str = ""
+    #: One value that changes whenever another connection may have committed since it was
+    #: last read on this connection: a plan made on a snapshot is still exact at write time
+    #: when it has not moved. It may move without a change (a re-read then says so); it
+    #: never stays put across one.
+    version: str = ""
+    #: The schema :class:`Scratch` tables live in (``temp.`` / ``pg_temp.``).
+    temp: str = ""
     #: A role-change event and the write it announces may be one statement
     #: (:meth:`with_logged_role`): a data-modifying ``WITH``, which PostgreSQL has.
     log_with_write: bool = False
@@ -51,12 +93,34 @@ class Queries:
         raise NotImplementedError
 
     def in_ids(self, name: str) -> str:
-        """A subquery (``SELECT value ...``) of the ids bound as parameter ``name``."""
+        """A subquery (``SELECT ... AS id``) of the ids bound as parameter ``name``."""
         raise NotImplementedError
 
     def concat_ids(self, column: str) -> str:
         """Aggregate: the column's values joined with commas (NULL when there are none)."""
         raise NotImplementedError
+
+    # -- staging a batch's rows (procedures: how each driver loads rows fastest) ------------
+
+    def stage(self, conn: Any, table: Scratch, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Replace ``table``'s rows with ``rows`` (values in ``table.columns`` order). Works
+        outside a transaction (then it is one of its own) and inside one (a savepoint)."""
+        raise NotImplementedError
+
+    def unstage(self, conn: Any, *tables: Scratch) -> None:
+        """Drop the tables (those that exist); as :meth:`stage`, in or outside a transaction."""
+        raise NotImplementedError
+
+    #: The column types of :class:`Scratch` tables.
+    types: dict[str, str] = {"int": "bigint", "text": "text", "bool": "boolean"}
+
+    def scratch(self, table: Scratch) -> str:
+        """``CREATE TEMP TABLE`` for ``table``, its key the primary key."""
+        columns = [f"{name} {self.types[kind]}" + (" PRIMARY KEY" if name == table.key else "")
+                   for name, kind in table.columns]
+        if table.key not in table.names:
+            columns.insert(0, f"{table.key} {self.types['int']} PRIMARY KEY")
+        return f"CREATE TEMP TABLE {table.name} ({', '.join(columns)})"
 
     def logged_role(self, uid: str) -> str:
         """The role the log last recorded for user ``uid`` (an SQL expression): what every
@@ -135,6 +199,63 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
                                    f"{self.logged_role(uid)}")
         self._insert_event = lru_cache(maxsize=32)(self._build_insert_event)
         self._with_logged = lru_cache(maxsize=32)(self._build_with_logged)
+        self._batch_statements()
+
+    def _batch_statements(self) -> None:
+        """``apply`` and ``users import``: read what a batch touches, then write it set-based
+        from the staged rows (:class:`Scratch`) in a few statements under the write lock."""
+        p, now, tmp = self.p, self.now, self.temp
+        # -- apply: what the batch can touch (ids bound as one list, see :meth:`in_ids`) ----
+        ids = self.in_ids("ids")
+        self.batch_owners = f"SELECT mailbox_id, owner_id FROM mailboxes WHERE mailbox_id IN ({ids})"
+        self.batch_users = f"SELECT user_id, role, username FROM users WHERE user_id IN ({ids})"
+        self.batch_owned = f"SELECT mailbox_id, owner_id FROM mailboxes WHERE owner_id IN ({ids})"
+        self.batch_logged = f"SELECT i.id, {self.logged_role('i.id')} FROM ({ids}) AS i"
+        # -- apply: the write. Events first, in line order, with one timestamp for the whole
+        # batch (computed once: the column default would format it per row); the triggers then
+        # find each written role already logged and stay silent.
+        ev, users = ", ".join(APPLY_EVENTS.names), f"{tmp}{APPLY_USERS.name} AS t"
+        self.apply_events = (
+            f"INSERT INTO events (ts, {ev}, actor) SELECT (SELECT {now}), "
+            f"{', '.join('t.' + c for c in APPLY_EVENTS.names)}, {p('actor')} "
+            f"FROM {tmp}{APPLY_EVENTS.name} AS t ORDER BY t.n"
+        )
+        self.apply_new_users = (f"INSERT INTO users (user_id, username, role) SELECT t.user_id, t.username, t.role "
+                                f"FROM {users} WHERE t.is_new ORDER BY t.user_id")
+        self.apply_users = (f"UPDATE users SET role = t.role, username = t.username, updated_at = {now} "
+                            f"FROM {users} WHERE NOT t.is_new AND users.user_id = t.user_id")
+        self.apply_mailboxes = (f"UPDATE mailboxes SET owner_id = t.owner_id, updated_at = {now} "
+                                f"FROM {tmp}{APPLY_MAILBOXES.name} AS t WHERE mailboxes.mailbox_id = t.mailbox_id")
+        # -- users import: the rows against the table (checked on a snapshot, and again under
+        # the lock only if another connection committed since), then written chunk by chunk.
+        rows = f"{tmp}{IMPORT_ROWS.name} AS i"
+        changed = (f"((i.username IS NOT NULL AND i.username {self.is_not} u.username) "
+                   "OR (i.role IS NOT NULL AND i.role <> u.role))")
+        self.import_counts = (
+            "SELECT count(*) FILTER (WHERE u.user_id IS NULL), "
+            f"count(*) FILTER (WHERE u.user_id IS NOT NULL AND {changed}), "
+            "count(*) FILTER (WHERE i.role = 'admin' AND COALESCE(u.role, 'user') <> 'admin'), "
+            "count(*) FILTER (WHERE i.role = 'user' AND u.role = 'admin') "
+            f"FROM {rows} LEFT JOIN users AS u ON u.user_id = i.user_id"
+        )
+        # Demoting the owner of a mailbox is refused exactly as `remove-admin` refuses it.
+        self.import_owner_demoted = (
+            f"SELECT i.line, i.user_id, m.mailbox_id FROM {rows} "
+            "JOIN users AS u ON u.user_id = i.user_id AND u.role = 'admin' "
+            "JOIN mailboxes AS m ON m.owner_id = i.user_id "
+            "WHERE i.role = 'user' ORDER BY i.n, m.mailbox_id LIMIT 1"
+        )
+        chunk = f"i.n BETWEEN {p('lo')} AND {p('hi')}"
+        self.import_update = (
+            "UPDATE users AS u SET username = COALESCE(i.username, u.username), "
+            f"role = COALESCE(i.role, u.role), updated_at = {now} "
+            f"FROM {rows} WHERE {chunk} AND u.user_id = i.user_id AND {changed}"
+        )
+        self.import_insert = (
+            "INSERT INTO users (user_id, username, role) "
+            f"SELECT i.user_id, i.username, COALESCE(i.role, 'user') FROM {rows} "
+            f"WHERE {chunk} AND NOT EXISTS (SELECT 1 FROM users AS x WHERE x.user_id = i.user_id)"
+        )
 
     # -- statements whose shape depends on the call ---------------------------------------
 

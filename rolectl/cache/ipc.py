@@ -2,15 +2,8 @@
 
 One Unix domain socket per process embedding a :class:`~rolectl.cache.RoleCache`, served by
 one daemon thread. A request is one JSON object on one line; the reply is one JSON object on
-one line; then the connection closes. Operations:
-
-``{"op": "stats"}``
-    the cache's counters, the follower's, and the rates over the last :data:`WINDOW` seconds
-``{"op": "entries", "role": R|null, "user_id": N|null, "limit": N|null}``
-    the entries in memory now, ``[user_id, role, since]`` each, plus ``matched`` (how many
-    entries pass the filter) and ``size``
-``{"op": "whois", "user_id": N}``
-    whether this cache holds the user, with which role and since when
+one line; then the connection closes. The operations (``stats``, ``entries``, ``whois``,
+``ping``) and their replies are those of :mod:`rolectl.cache.answers`, shared with PostgreSQL.
 
 Only the instance's own user, root and the owner of the database file may connect (checked
 with ``SO_PEERCRED``), on top of the 0700 directory and the 0600 socket. The client checks
@@ -33,8 +26,11 @@ import stat
 import struct
 import threading
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
+
+from .answers import SAMPLE_EVERY, WINDOW, Answers, RateRing
+
+__all__ = ["call", "InstanceServer", "PeerTimeout", "UntrustedPeer", "RateRing", "WINDOW", "MAX_REPLY"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.sqlite.follower import Follower
@@ -43,9 +39,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("rolectl.registry")
 
-#: Seconds covered by the "last interval" rates.
-WINDOW = 10.0
-SAMPLE_EVERY = 1.0
 HEARTBEAT_EVERY = 5.0
 MAX_REQUEST = 64 * 1024
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
@@ -118,40 +111,6 @@ def call(address: str, request: dict[str, Any], timeout: float = 2.0, *, max_byt
         raise ValueError("reply nested too deeply") from exc
 
 
-# -- rates -----------------------------------------------------------------------------------
-
-
-class RateRing:
-    """Counter snapshots, one per second, for rates over the last :data:`WINDOW` seconds."""
-
-    def __init__(self, window: float = WINDOW, clock: Callable[[], float] = time.monotonic) -> None:
-        self.window = window
-        self.clock = clock
-        self._ring: deque[tuple[float, int, int, int]] = deque(maxlen=int(window / SAMPLE_EVERY) + 2)
-
-    def sample(self, hits: int, lookups: int, events: int) -> None:
-        self._ring.append((self.clock(), hits, lookups, events))
-
-    def rates(self, hits: int, lookups: int, events: int) -> dict[str, Any]:
-        """Rates between the oldest snapshot still inside the window and ``now``'s counters."""
-        now = self.clock()
-        base = None
-        for snap in self._ring:
-            if now - snap[0] <= self.window + SAMPLE_EVERY / 2:
-                base = snap
-                break
-        if base is None or now - base[0] <= 0:
-            return {"window_seconds": 0.0, "hit_rate": None, "lookups_per_second": None, "events_per_second": None}
-        span = now - base[0]
-        d_hits, d_lookups, d_events = hits - base[1], lookups - base[2], events - base[3]
-        return {
-            "window_seconds": round(span, 3),
-            "hit_rate": d_hits / d_lookups if d_lookups else None,
-            "lookups_per_second": d_lookups / span,
-            "events_per_second": d_events / span,
-        }
-
-
 # -- the server ------------------------------------------------------------------------------
 
 
@@ -187,7 +146,9 @@ class InstanceServer:
         self.describe = describe
         self.allowed_uids = allowed_uids | {os.geteuid(), 0}
         self.heartbeat = heartbeat
-        self.ring = RateRing()
+        self.answers = Answers(cache, follower=follower, describe=describe, server=lambda: {
+            "requests": self.requests, "refused": self.refused, "rebinds": self.rebinds})
+        self.ring = self.answers.ring
         self.requests = 0
         self.refused = 0
         self.rebinds = 0
@@ -254,8 +215,7 @@ class InstanceServer:
             self.directory.unlink(self.name)
 
     def _sample(self) -> None:
-        s = self.cache.stats()
-        self.ring.sample(s.hits, s.lookups, s.events_applied)
+        self.answers.sample()
 
     def _run(self) -> None:
         assert self._sock is not None
@@ -336,60 +296,4 @@ class InstanceServer:
     # -- operations ---------------------------------------------------------------------
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
-        op = request.get("op")
-        if op == "stats":
-            return self._stats()
-        if op == "entries":
-            return self._entries(request.get("role"), _opt_int(request.get("user_id")), _opt_int(request.get("limit")))
-        if op == "whois":
-            return self._whois(int(request["user_id"]))
-        if op == "ping":
-            return {"ok": True, "instance": self.describe()}
-        raise ValueError(f"unknown op {op!r}")
-
-    def _stats(self) -> dict[str, Any]:
-        s = self.cache.stats()
-        return {
-            "ok": True,
-            "instance": self.describe(),
-            "cache": s.to_dict(),
-            "follower": self.follower.stats() if self.follower is not None else None,
-            "rates": self.ring.rates(s.hits, s.lookups, s.events_applied),
-            "server": {"requests": self.requests, "refused": self.refused, "rebinds": self.rebinds},
-            "now": time.time(),
-        }
-
-    def _entries(self, role: str | None, user_id: int | None, limit: int | None) -> dict[str, Any]:
-        cache = self.cache
-        last_seq = cache.last_seq
-        rows = [[e.user_id, e.role, e.since_wall] for e in cache.entries(role=role, user_id=user_id, limit=limit)]
-        size = len(cache)
-        if user_id is not None:
-            matched = len(rows)
-        elif role is None:
-            matched = size
-        elif role == "user":  # roles are a closed set: users are what the others are not
-            matched = size - sum(1 for _ in cache.entries(role="admin"))
-        else:
-            matched = sum(1 for _ in cache.entries(role=role))
-        return {"ok": True, "entries": rows, "matched": matched, "size": size, "last_seq": last_seq,
-                "now": time.time()}
-
-    def _whois(self, user_id: int) -> dict[str, Any]:
-        found = list(self.cache.entries(user_id=user_id))
-        entry = found[0] if found else None
-        return {
-            "ok": True,
-            "held": entry is not None,
-            "role": entry.role if entry else None,
-            "since": entry.since_wall if entry else None,
-            "last_seq": self.cache.last_seq,
-        }
-
-
-def _opt_int(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected an integer, got {value!r}")
-    return value
+        return self.answers.handle(request)

@@ -1,8 +1,8 @@
 """Live diagnostics of running caches: ``stats``, ``cache show|evict|flush``, ``whois``.
 
-The instances are found through :mod:`rolectl.cache.registry` (the database's runtime
-directory) and asked over their diagnostics sockets; this module only turns the replies into
-rows, and :mod:`rolectl.render` writes them. Machine formats (json, jsonl, csv, tsv) get raw
+The instances are found and asked through :mod:`rolectl.backends.diagnostics`: on SQLite the
+database's runtime directory and each instance's diagnostics socket, on PostgreSQL heartbeat
+and request rows in the database (every host); this module only turns the replies into rows, and :mod:`rolectl.render` writes them. Machine formats (json, jsonl, csv, tsv) get raw
 numbers (seconds, rates as fractions), times as ISO 8601 UTC with the Unix time beside in a
 ``*_epoch`` field, booleans as JSON booleans or ``true``/``false``; tables get them humanised,
 and every name an instance or the database chose is shown through :func:`~rolectl.render.safe`.
@@ -44,15 +44,15 @@ WaitOption = typer.Option(2.0, "--wait", click_type=Seconds("--wait"), metavar="
                           help="Seconds to wait for running instances to apply it (0: don't).")
 
 
-def _discover(ctx: typer.Context) -> tuple[list["Instance"], int, str]:
-    """Every registered instance, the log head read right after probing them, the db path."""
-    from ..cache.registry import discover
+def _discover(ctx: typer.Context) -> tuple[list["Instance"], int, Any]:
+    """Every registered instance, the log head read right after probing them, and the
+    (closed) store: its ``path`` names the database, and it tells the backend."""
+    from ..backends.diagnostics import discover
 
     with state(ctx).open() as repo:  # a missing database is exit 3 before anything else
-        instances = discover(repo.store.path)
+        instances = discover(repo.store)
         head = repo.events.head()
-        path = str(repo.store.path)
-    return instances, head, path
+    return instances, head, repo.store
 
 
 # -- rows --------------------------------------------------------------------------------------
@@ -98,7 +98,8 @@ def stats(
     watch: bool = typer.Option(False, "--watch", "-w", help="Live view, refreshed in place until Ctrl-C (exit 0)."),
     interval: float = typer.Option(1.0, "--interval", help="Seconds between refreshes with --watch.",
                                    click_type=Seconds("--interval", 0.1, 3600)),
-    prune: bool = typer.Option(False, "--prune", help="Forget registrations whose process is gone (this host only)."),
+    prune: bool = typer.Option(False, "--prune", help="Forget registrations whose process is gone (this host only; "
+                               "on PostgreSQL: instances without a heartbeat, of any host)."),
     fmt: Optional[str] = format_option(
         extra=(OPENMETRICS,), help="table, json, jsonl, csv, tsv, a tabulate format, or openmetrics "
         "(Prometheus text format for node_exporter's textfile collector)."),
@@ -109,8 +110,9 @@ def stats(
 
     States: live, stale (its follower could not read the log lately), unresponsive (the
     process exists but did not answer in time, e.g. stopped), bad-reply, dead, remote
-    (registered from another host). `--watch` on a terminal is a live view with rates over
-    each interval.
+    (registered from another host). On PostgreSQL every instance of every host is listed and
+    asked through the database (dead: no heartbeat for 10 s). `--watch` on a terminal is a
+    live view with rates over each interval.
 
     Example: rolectl stats --watch
     """
@@ -119,12 +121,15 @@ def stats(
     machine = is_machine(fmt)
     columns = STATS_COLUMNS + (STATS_EXTRA if machine else ())
 
-    def poll() -> tuple[list["Instance"], int]:
-        instances, head, _ = _discover(ctx)
-        if prune:
-            from ..cache.registry import prune as prune_gone
+    where: list[str] = []  # how the database is named, for the live view's header
 
-            prune_gone(instances)
+    def poll() -> tuple[list["Instance"], int]:
+        instances, head, store = _discover(ctx)
+        where[:] = [str(store.path)]
+        if prune:
+            from ..backends.diagnostics import prune as prune_gone
+
+            prune_gone(store, instances)
             instances = [i for i in instances if not i.gone]
         return instances, head
 
@@ -153,7 +158,7 @@ def stats(
         if (fmt or default_format()) == "table":
             from .statsview import watch as live_view
 
-            live_view(poll, str(state(ctx).db_path()), interval)
+            live_view(poll, lambda: where[0] if where else "", interval)
         else:
             import sys
 
@@ -237,13 +242,14 @@ def _break_glass(ctx: typer.Context, do: Any, wait: float, fmt: Optional[str]) -
     """Record the event, then report it in the one change shape (see
     :mod:`rolectl.render.changes`) with ``instances``: what each running cache confirmed."""
     out = change_format(fmt)
-    from ..cache.registry import RUNNING, discover, wait_applied
+    from ..backends.diagnostics import discover, wait_applied
+    from ..cache.registry import RUNNING
     from ..errors import ConflictError, NotAppliedError
     from ..render import change_item, render_changes
 
     with state(ctx).open() as repo:
         change = do(repo)
-        path = repo.store.path
+        store = repo.store  # closed below; only its path or conninfo is used
     seq = max(e.seq for e in change.events)
     item = change_item(change)
 
@@ -255,11 +261,11 @@ def _break_glass(ctx: typer.Context, do: Any, wait: float, fmt: Optional[str]) -
             typer.echo(line)
 
     try:
-        running = [i for i in discover(path) if i.state in RUNNING] if wait > 0 else []
+        running = [i for i in discover(store) if i.state in RUNNING] if wait > 0 else []
     except ConflictError as exc:  # an untrusted runtime directory: the event is in the log all the same
         report([], "")
         raise ConflictError(f"event #{seq} is recorded, but no cache was asked: {exc.message}", hint=exc.hint) from exc
-    confirmations = wait_applied(running, seq, wait) if running else []
+    confirmations = wait_applied(store, running, seq, wait) if running else []
     line = _confirmation_line(confirmations) if confirmations else \
         "no running cache instance is registered; caches that start later read the log" if wait > 0 else ""
     report(confirmations, line)
@@ -329,7 +335,8 @@ def whois(
     """
     check_format(fmt)
     uid = parse_id(user_id)
-    from ..cache.registry import LIVE, RUNNING, PeerError, discover
+    from ..backends.diagnostics import discover
+    from ..cache.registry import LIVE, RUNNING, PeerError
     from ..errors import ConflictError, RolectlError
     from ..events import ROLE_KINDS
 
@@ -340,7 +347,7 @@ def whois(
         changes = [e for kind in sorted(ROLE_KINDS)
                    for e in repo.events.query(user_id=uid, kind=kind, limit=1, newest_first=True)]
         try:
-            instances = discover(repo.store.path)
+            instances = discover(repo.store)
         except ConflictError as exc:  # an untrusted runtime directory: keep the database side
             instances, problem = [], str(exc)
         head = repo.events.head()

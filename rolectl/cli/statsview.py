@@ -159,8 +159,9 @@ def render_frame(frame: Frame, width: int) -> "RenderableType":
     return Group(*lines, Text(""), body)
 
 
-def watch(poll: Callable[[], tuple[list["Instance"], int]], db: str, interval: float) -> None:
-    """Refresh in place every ``interval`` seconds until Ctrl-C (the caller catches it)."""
+def watch(poll: Callable[[], tuple[list["Instance"], int]], db: Callable[[], str], interval: float) -> None:
+    """Refresh in place every ``interval`` seconds until Ctrl-C (the caller catches it).
+    ``db`` names the database for the header, as the last poll found it."""
     from rich.live import Live
 
     from ..render import console
@@ -170,7 +171,7 @@ def watch(poll: Callable[[], tuple[list["Instance"], int]], db: str, interval: f
 
     def frame() -> "RenderableType":
         instances, head = poll()
-        return render_frame(model.update(instances, head, db, interval), out.width)
+        return render_frame(model.update(instances, head, db(), interval), out.width)
 
     with Live(frame(), console=out, auto_refresh=False, transient=False) as live:
         while True:

@@ -35,8 +35,12 @@ def check_owners(store: "PgStore") -> list[Finding]:
 def check_instances(store: "PgStore") -> list[Finding]:
     """Instances of every host, from their heartbeat rows (see :mod:`rolectl.backends.postgres.instances`)."""
     from ..backends.postgres.instances import list_instances
+    from ..errors import RolectlError
 
-    instances = list_instances(store.conninfo)
+    try:
+        instances = list_instances(store.conninfo)
+    except RolectlError as exc:  # e.g. a role that may not see them (row level security)
+        return [Finding("instances", ERROR, str(exc.message), exc.hint or "")]
     if not instances:
         return [Finding("instances", INFO, "no cache instances registered for this database")]
     found: list[Finding] = []

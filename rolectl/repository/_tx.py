@@ -137,6 +137,12 @@ def head(conn: Any, q: "Queries") -> int:
     return int(row[0]) if row else 0
 
 
+def version(conn: Any, q: "Queries") -> Any:
+    """What :attr:`Queries.version <rolectl.backends.queries.Queries.version>` reads now:
+    equal twice on one connection only if no other connection committed in between."""
+    return conn.execute(q.version).fetchone()[0]
+
+
 @contextmanager
 def change(store: "AnyStore", bus: EventBus, actor: str) -> Iterator[ChangeTx]:
     with store.transaction() as conn:

@@ -1,7 +1,7 @@
 """The domain rules of a role change, decided once, without a database.
 
 A single command (:mod:`.users`, :mod:`.mailboxes`) reads one user's row and logged role with
-one statement and writes the result row-at-a-time; ``apply`` (:mod:`.plan`) reads the rows of
+one statement and writes the result row-at-a-time; ``apply`` (:mod:`.batch.plan`) reads the rows of
 a whole file first and writes the results set-based. Both hand what they read to the functions
 here and do what the returned :class:`Step` says, so the two paths cannot drift apart in what
 they refuse, write or log (``tests/test_apply.py`` checks they end alike).

@@ -42,17 +42,21 @@ class AsyncPgFollower:
         self._closed = False
 
     async def start(self) -> "AsyncPgFollower":
-        self._loop = asyncio.get_running_loop()
-        try:
-            await asyncio.to_thread(self.core.catch_up)
-        except RolectlError as exc:  # the loop keeps retrying; a bot must start even so
-            self.core.note_error(exc)
+        loop = asyncio.get_running_loop()
+        # strict=True: a log that cannot be read fails here; otherwise the loop keeps retrying
+        await asyncio.to_thread(self.core.first_catch_up)
+        self._loop = loop
         self._watch()
         return self
 
     @property
     def running(self) -> bool:
         return self._loop is not None and not self._closed
+
+    @property
+    def mode(self) -> str:
+        """``listen-asyncio`` (woken by NOTIFY through the loop) while following, else ``stopped``."""
+        return "listen-asyncio" if self.running else "stopped"
 
     def attach(self, bus: "EventBus") -> Callable[[], None]:
         """The bot's own writes: catch up in the writing thread, before the write returns."""
@@ -63,7 +67,7 @@ class AsyncPgFollower:
 
     def stats(self) -> dict[str, Any]:
         data = self.core.stats()
-        data["mode"] = "listen-asyncio" if self.running else "stopped"
+        data["mode"] = self.mode
         data["running"] = self.running
         return data
 
@@ -149,6 +153,16 @@ class AsyncPgFollower:
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
         await asyncio.to_thread(self.core.close)
+
+    def close(self) -> None:
+        """Stop without awaiting (``AsyncRoles.close()``, ``atexit``): on the loop's thread, or
+        after the loop has stopped. A round still running in a worker thread is waited for."""
+        self._closed = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            self._unwatch()
+        self._fd = self._timer = None
+        self.core.close()
 
     async def __aenter__(self) -> "AsyncPgFollower":
         return await self.start()

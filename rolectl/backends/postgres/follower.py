@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ...cache.followcore import DEFAULT, FollowCore, first_catch_up
 from ...errors import RolectlError
-from .instances import REQUESTS, InstanceAgent
+from .agent import REQUESTS, InstanceAgent
 from .logreader import PgLogReader
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,12 +65,10 @@ class PgFollower:
         self.conninfo = conninfo
         self.safety_interval = safety_interval
         self.strict = strict
-        #: With ``register=True`` this process is visible to ``rolectl stats`` on every host
-        #: (a heartbeat row) and answers diagnostics requests, on this same connection.
-        self.agent: InstanceAgent | None = (
-            InstanceAgent(cache, name=name, stats=self.stats) if register else None)
+        #: The diagnostics agent (see :meth:`add_agent`): with one, this process is visible to
+        #: ``rolectl stats`` on every host and answers diagnostics requests, on this connection.
+        self.agent: InstanceAgent | None = None
         self.reader = PgLogReader(conninfo, timeout=timeout, listen=True, factory=factory,
-                                  on_open=self.agent.listen if self.agent is not None else None,
                                   params={"tcp_user_timeout": int(READ_BLOCK_LIMIT * 1000)})
         #: Reading, applying, anchoring, resets and the staleness bound: shared with every
         #: follower (rolectl.cache.followcore); this class only decides when to look.
@@ -86,6 +84,13 @@ class PgFollower:
         self._waiting_on: object | None = None
         self.backoff = BACKOFF_FIRST
         self.wakeups = self.notifications = self.checks = 0
+        if register:  # ``register=True``: the same as add_agent() before start()
+            self.add_agent(InstanceAgent(cache, name=name, follower=self, where=self.reader.where))
+
+    @property
+    def mode(self) -> str:
+        """``listen`` (woken by NOTIFY, with a safety poll) while following, else ``stopped``."""
+        return "listen" if self.running else "stopped"
 
     @property
     def resets(self) -> int:
@@ -111,14 +116,19 @@ class PgFollower:
         retrying and the staleness bound applies."""
         if self._thread is not None:
             return self
-        with self._lock:
-            first_catch_up(self.core, self.strict, lambda: f"follower for {self.reader.where}")
+        self.first_catch_up()
         self._pipe_r, self._pipe_w = os.pipe()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=f"rolectl-pg-follower-{self.cache.name}",
                                         daemon=True)
         self._thread.start()
         return self
+
+    def first_catch_up(self) -> None:
+        """The first catch-up of ``start()``: raises if it fails with ``strict=True``, else
+        logs it and lets the driver retry."""
+        with self._lock:
+            first_catch_up(self.core, self.strict, lambda: f"follower for {self.reader.where}")
 
     def stop(self, timeout: float = 5.0) -> None:
         thread, self._thread = self._thread, None
@@ -133,13 +143,42 @@ class PgFollower:
 
     def close(self) -> None:
         self.stop()
+        self.remove_agent()  # a clean exit is not a dead instance
         with self._lock:
-            if self.agent is not None and self.reader.conn is not None:
-                try:
-                    self.agent.leave(self.reader.conn)  # a clean exit is not a dead instance
-                except Exception:  # noqa: BLE001 - best effort on the way out
-                    pass
             self.reader.close()
+
+    # -- diagnostics (see .agent) ----------------------------------------------------------
+
+    def add_agent(self, agent: InstanceAgent) -> None:
+        """Heartbeats and answers of ``agent`` on this follower's connection and thread (or
+        loop), from now on and after every reconnect (a connection that fails meanwhile is
+        reopened, and registers, by the next round)."""
+        with self._lock:
+            self.agent = agent
+            self.reader.on_open = agent.listen
+            conn = self.reader.conn
+            if conn is not None and not conn.closed:
+                try:
+                    agent.listen(conn)
+                except self.reader.driver_error as exc:  # the next round reconnects, and registers
+                    log.info("follower for %s: %s", self.reader.where, self.reader.failed(exc))
+        if self._pipe_w >= 0:  # the thread's wait may be longer than the first heartbeat
+            try:
+                os.write(self._pipe_w, b"a")
+            except OSError:
+                pass  # stopped meanwhile
+
+    def remove_agent(self) -> None:
+        """Leave: the row and its requests are removed (best effort), no more heartbeats."""
+        with self._lock:
+            agent, self.agent = self.agent, None
+            self.reader.on_open = None
+            conn = self.reader.conn
+            if agent is not None and conn is not None and not conn.closed:
+                try:
+                    agent.leave(conn)
+                except Exception:  # noqa: BLE001 - best effort on the way out: the row goes dead by itself
+                    self.reader.close()
 
     def __enter__(self) -> "PgFollower":
         return self.start()
@@ -188,23 +227,30 @@ class PgFollower:
     # -- one round, whoever drives it (this thread, or an event loop: see .aio_follower) ----
 
     def next_timeout(self) -> float:
-        """Seconds until the next look without a wake-up: the safety poll or a heartbeat."""
+        """Seconds until the next look without a wake-up: the safety poll (counted from the
+        last successful read, so a stream of wake-ups that need no read, such as requests to
+        other instances, never postpones it), a heartbeat, or the staleness bound."""
         now = time.monotonic()
-        timeout = self.safety_interval
+        timeout = 0.0 if self.core.failing_since is not None else \
+            max(0.0, self.core.last_success + self.safety_interval - now)
         if self.agent is not None:
             timeout = min(timeout, self.agent.due(now))
         due = self.core.stale_in(now)
         return timeout if due is None else min(timeout, due + 0.001)
 
+    def poll_due(self, now: float) -> bool:
+        """Whether the safety poll is due (or the last read failed: read again)."""
+        return self.core.failing_since is not None or now >= self.core.last_success + self.safety_interval - 0.001
+
     def round(self, channels: set[str]) -> None:
-        """Act on a wake-up (the channels notified; empty for a timeout): answer requests,
-        beat, and catch up unless only a request woke us. Raises on a lost connection."""
+        """Act on a wake-up (the channels notified; empty for a timeout or a wake-up for
+        nothing of ours): answer requests, beat, and catch up if the log was notified, the
+        connection was replaced or the safety poll is due. Raises on a lost connection."""
         if channels:
             self.wakeups += 1
         self.checks += 1
-        if self.agent is not None:
-            self._agent_round(REQUESTS in channels)
-        if not channels or channels - {REQUESTS}:
+        self._agent_round(REQUESTS in channels)
+        if channels - {REQUESTS} or self.poll_due(time.monotonic()):
             self.catch_up()
         self.backoff = BACKOFF_FIRST
 
@@ -215,9 +261,10 @@ class PgFollower:
 
     def _agent_round(self, requested: bool) -> None:
         """Answer diagnostics requests and keep the heartbeat fresh, on this connection."""
-        agent = self.agent
-        assert agent is not None
         with self._lock:
+            agent = self.agent  # read under the lock: remove_agent() may run in another thread
+            if agent is None:
+                return
             conn = self.reader.connection()
             try:
                 if requested:
@@ -264,13 +311,20 @@ class PgFollower:
             self._handled_conn = conn
         channels, self._notified = self._notified, set()
         while (notify := conn.pgconn.notifies()) is not None:
-            channels.add(notify.relname.decode())
+            self._note(notify.relname.decode(), notify.extra.decode())
+        channels, self._notified = channels | self._notified, set()
         if channels:
             self.notifications += 1
         return channels
 
     def _on_notify(self, notify: Any) -> None:
-        self._notified.add(notify.channel)
+        self._note(notify.channel, notify.payload)
+
+    def _note(self, channel: str, payload: str) -> None:
+        """Remember a wake-up; a request for another instance is none (every instance listens)."""
+        if channel == REQUESTS and (self.agent is None or not self.agent.wants(payload)):
+            return
+        self._notified.add(channel)
 
     def note_error(self, exc: BaseException) -> None:
         """Count a failure and log it once per distinct problem; the staleness bound counts

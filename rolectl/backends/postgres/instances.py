@@ -1,199 +1,247 @@
-"""Diagnostics across hosts: cache instances register in the database and answer through it.
+"""The client side of diagnostics across hosts: finding instances and asking them, through the database.
 
-A Unix socket next to a SQLite file cannot reach another host, and on PostgreSQL no extra
-port is opened either. Instead:
+The instance side is :mod:`.agent`. A client (``rolectl stats``, ``cache show``, ``whois``,
+``cache evict|flush --wait``) opens one connection, LISTENs on
+:data:`~.agent.ANSWERS`, inserts one request row per instance it asks and notifies each one,
+all in one transaction, then waits for the answers on that connection. So asking fifty
+instances costs one round of requests, not fifty in a row: a ``stats`` over many instances,
+some of them stopped, takes about one probe timeout, however many there are. Its request rows
+are removed when it is done (an instance sweeps those of a client that died).
 
-* every following process keeps a **heartbeat row** in ``rolectl_instances`` with its stats
-  snapshot, refreshed at least every :data:`HEARTBEAT` seconds on its follower's connection;
-* a client reaches an instance with a **request row** in ``rolectl_requests`` (``NOTIFY`` on
-  :data:`REQUESTS` with the instance id wakes it); the instance writes its answer into the
-  same row and ``NOTIFY`` on :data:`ANSWERS` wakes the client. A live instance answers within
-  a second;
-* :func:`list_instances` tells each instance's state: ``live`` (a fresh heartbeat),
-  ``dead`` (no heartbeat for :data:`DEAD_AFTER` seconds) or ``unresponsive`` (a fresh
-  heartbeat, but no answer to a ping within the timeout).
-
-Only database roles that may write the log see or drive any of this: both tables (schema
-version 2, :mod:`.schema`) have row level security whose policy is
-``has_table_privilege('events', 'INSERT')``.
+:func:`discover` returns the same :class:`~rolectl.cache.registry.Instance` objects as the
+socket registry on SQLite, with the same states (``live``, ``dead``: no heartbeat for
+:data:`~.agent.DEAD_AFTER` seconds, ``unresponsive``: a fresh heartbeat but no answer in
+time, ``bad-reply``), and their :meth:`~PgInstance.ask` goes through the database, so the
+CLI renders both backends with one code path. There is no ``remote`` state here: every
+instance of every host is reachable.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import select
-import socket
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from ...errors import DatabaseError, NotFoundError
+from ...cache import replies
+from ...cache.registry import BAD_REPLY, DEAD, LIVE, RUNNING, UNRESPONSIVE, Instance, PeerError
+from ...errors import ConflictError
+from .agent import ANSWERS, DEAD_AFTER, REQUESTS
 from .connection import connect, driver, translate
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
 
-    from ...cache.role_cache import RoleCache
+#: A request: the instance id, then the operation with its parameters (``{"op": "stats"}``).
+Request = tuple[str, dict[str, Any]]
 
-REQUESTS = "rolectl_requests"
-ANSWERS = "rolectl_answers"
-#: Seconds between heartbeats; an instance is dead after DEAD_AFTER without one.
-HEARTBEAT = 2.0
-DEAD_AFTER = 10.0
-#: What an instance answers (the same verbs as the local diagnostics socket).
-COMMANDS = ("ping", "stats", "whois", "show", "evict", "flush")
-
-def instance_id(name: str) -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{name}"
+_CHECKERS = {"stats": replies.stats, "whois": replies.whois, "entries": replies.entries}
+_LIST = ("SELECT instance_id, host, pid, name, extract(epoch FROM started_at)::float8, "
+         "extract(epoch FROM now() - heartbeat_at)::float8 FROM rolectl_instances")
 
 
-class InstanceAgent:
-    """The instance side, driven by a follower on its own connection: heartbeats and answers.
-
-    ``handle(command, args)`` may be replaced (tests); by default it answers from ``cache``
-    and ``stats``.
-    """
-
-    def __init__(self, cache: "RoleCache", *, name: str | None = None,
-                 stats: Callable[[], dict[str, Any]] | None = None) -> None:
-        self.cache = cache
-        self.id = instance_id(name or cache.name)
-        self.name = name or cache.name
-        self._stats = stats or (lambda: {})
-        self.last_beat = 0.0
-        self.answered = 0
-
-    def due(self, now: float) -> float:
-        """Seconds until the next heartbeat is due (0 if it is)."""
-        return max(0.0, self.last_beat + HEARTBEAT - now)
-
-    def listen(self, conn: "psycopg.Connection[Any]") -> None:
-        conn.execute(f"LISTEN {REQUESTS}")
-        self.beat(conn)
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"cache": self.cache.stats().to_dict(), "follower": self._stats()}
-
-    def beat(self, conn: "psycopg.Connection[Any]") -> None:
-        host, pid = socket.gethostname(), os.getpid()
-        conn.execute(
-            "INSERT INTO rolectl_instances (instance_id, host, pid, name, stats) VALUES (%s, %s, %s, %s, %s) "
-            "ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = now(), stats = excluded.stats",
-            (self.id, host, pid, self.name, json.dumps(self.snapshot(), default=str)))
-        self.last_beat = time.monotonic()
-
-    def serve(self, conn: "psycopg.Connection[Any]") -> int:
-        """Answer every open request for this instance; how many were answered."""
-        rows = conn.execute("SELECT request_id, command, args FROM rolectl_requests "
-                            "WHERE instance_id = %s AND answered_at IS NULL ORDER BY request_id",
-                            (self.id,)).fetchall()
-        for request_id, command, args in rows:
-            try:
-                answer = {"ok": True, "result": self.handle(str(command), dict(args or {}))}
-            except Exception as exc:  # noqa: BLE001 - the answer carries the failure
-                answer = {"ok": False, "error": str(exc)}
-            with conn.transaction():
-                conn.execute("UPDATE rolectl_requests SET answered_at = now(), answer = %s WHERE request_id = %s",
-                             (json.dumps(answer, default=str), request_id))
-                conn.execute("SELECT pg_notify(%s, %s)", (ANSWERS, str(request_id)))
-            self.answered += 1
-        return len(rows)
-
-    def handle(self, command: str, args: dict[str, Any]) -> Any:
-        cache = self.cache
-        if command == "ping":
-            return "pong"
-        if command == "stats":
-            return self.snapshot()
-        if command == "whois":
-            uid = int(args["user_id"])
-            return {"user_id": uid, "cached": cache.peek(uid)}
-        if command == "show":
-            limit = int(args.get("limit", 100))
-            return [[e.user_id, e.role] for e in cache.entries(limit=limit)]
-        if command == "evict":
-            return {"evicted": cache.invalidate(int(args["user_id"]))}
-        if command == "flush":
-            return {"flushed": cache.clear(reason="flush requested through the database")}
-        raise ValueError(f"unknown command {command!r}")
-
-    def leave(self, conn: "psycopg.Connection[Any]") -> None:
-        conn.execute("DELETE FROM rolectl_instances WHERE instance_id = %s", (self.id,))
+def _open(conninfo: str, timeout: float) -> "psycopg.Connection[Any]":
+    return connect(conninfo, timeout=max(timeout, 1.0), application_name="rolectl-diagnostics")
 
 
-@dataclass(frozen=True)
-class Instance:
-    instance_id: str
-    host: str
-    pid: int
-    name: str
-    state: str  # live, dead, unresponsive
-    heartbeat_age: float
-    stats: dict[str, Any]
-
-
-def ask(conninfo: str, instance: str, command: str, args: dict[str, Any] | None = None, *,
-        timeout: float = 1.0) -> Any:
-    """Send ``command`` to ``instance`` and wait up to ``timeout`` s for its answer.
-
-    Raises :class:`NotFoundError` for an unknown instance and :class:`DatabaseError` if no
-    answer came in time (the request row is then withdrawn)."""
-    pg = driver()
-    conn = connect(conninfo, timeout=max(timeout, 1.0), application_name="rolectl-ask")
+def ask_on(conn: "psycopg.Connection[Any]", requests: Sequence[Request], timeout: float) -> list[Any]:
+    """Send every request at once on ``conn`` and wait up to ``timeout`` s for the answers:
+    one per request, in order; ``None`` where none came in time. Driver errors pass through."""
+    if not requests:
+        return []
+    woken: list[object] = []  # answers notified while a statement ran (psycopg consumed them)
+    conn.add_notify_handler(woken.append)
+    conn.execute(f"LISTEN {ANSWERS}")
+    rows = [(iid, str(request.get("op")), json.dumps({k: v for k, v in request.items() if k != "op"}))
+            for iid, request in requests]
+    request_ids: list[int] = []
+    with conn.transaction():
+        with conn.cursor() as cur:  # one round trip (pipelined), one id per request, in order
+            cur.executemany("INSERT INTO rolectl_requests (instance_id, command, args) VALUES (%s, %s, %s) "
+                            "RETURNING request_id", rows, returning=True)
+            while True:
+                row = cur.fetchone()
+                assert row is not None
+                request_ids.append(int(row[0]))
+                if not cur.nextset():
+                    break
+        conn.execute("SELECT pg_notify(%s, i) FROM unnest(%s::text[]) AS i", (REQUESTS, sorted({r[0] for r in rows})))
+    answers: dict[int, Any] = {}
+    deadline = time.monotonic() + timeout
     try:
-        conn.execute(f"LISTEN {ANSWERS}")
-        known = conn.execute("SELECT 1 FROM rolectl_instances WHERE instance_id = %s", (instance,)).fetchone()
-        if known is None:
-            raise NotFoundError(f"no cache instance {instance!r}", hint="list them with `rolectl stats`")
-        with conn.transaction():
-            row = conn.execute("INSERT INTO rolectl_requests (instance_id, command, args) VALUES (%s, %s, %s) "
-                               "RETURNING request_id", (instance, command, json.dumps(args or {}))).fetchone()
-            conn.execute("SELECT pg_notify(%s, %s)", (REQUESTS, instance))
-        assert row is not None
-        request_id = int(row[0])
-        deadline = time.monotonic() + timeout
         while True:
-            found = conn.execute("SELECT answer FROM rolectl_requests WHERE request_id = %s AND answered_at IS NOT NULL",
-                                 (request_id,)).fetchone()
-            if found is not None:
-                answer = dict(found[0])
-                if not answer.get("ok"):
-                    raise DatabaseError(f"instance {instance} could not answer {command}: {answer.get('error')}")
-                return answer.get("result")
+            waiting = [r for r in request_ids if r not in answers]
+            for request_id, answer in conn.execute(
+                    "SELECT request_id, answer FROM rolectl_requests "
+                    "WHERE request_id = ANY(%s) AND answered_at IS NOT NULL", (waiting,)).fetchall():
+                answers[int(request_id)] = answer
             left = deadline - time.monotonic()
-            if left <= 0:
-                conn.execute("DELETE FROM rolectl_requests WHERE request_id = %s", (request_id,))
-                raise DatabaseError(f"instance {instance} did not answer within {timeout:g} s",
-                                    hint="it is unresponsive; see `rolectl stats`")
+            if len(answers) == len(request_ids) or left <= 0:
+                break
+            if woken:
+                woken.clear()
+                continue
             select.select([conn.pgconn.socket], [], [], left)
             conn.pgconn.consume_input()
             while conn.pgconn.notifies() is not None:
                 pass
-    except pg.Error as exc:
-        raise translate(exc, conninfo) from exc
     finally:
-        conn.close()
+        conn.execute("DELETE FROM rolectl_requests WHERE request_id = ANY(%s)", (request_ids,))
+        conn.execute(f"UNLISTEN {ANSWERS}")
+        conn.remove_notify_handler(woken.append)
+    return [answers.get(r) for r in request_ids]
 
 
-def list_instances(conninfo: str, *, ping_timeout: float = 1.0, dead_after: float = DEAD_AFTER) -> list[Instance]:
-    """Every registered instance of every host, with its state (pinging the fresh ones)."""
+def ask_many(conninfo: str, requests: Sequence[Request], *, timeout: float = 1.0) -> list[Any]:
+    """:func:`ask_on` on a connection of its own."""
     pg = driver()
     try:
-        with connect(conninfo, application_name="rolectl-stats") as conn:
-            rows = conn.execute("SELECT instance_id, host, pid, name, extract(epoch FROM now() - heartbeat_at), "
-                                "stats FROM rolectl_instances ORDER BY host, pid, name").fetchall()
+        with _open(conninfo, timeout) as conn:
+            return ask_on(conn, requests, timeout)
     except pg.Error as exc:
         raise translate(exc, conninfo) from exc
-    found: list[Instance] = []
-    for iid, host, pid, name, age, stats in rows:
-        age = float(age)
-        state = "dead"
-        if age < dead_after:
-            try:
-                ask(conninfo, iid, "ping", timeout=ping_timeout)
-                state = "live"
-            except DatabaseError:
-                state = "unresponsive"
-        found.append(Instance(iid, host, int(pid), name, state, age, dict(stats or {})))
+
+
+@dataclass
+class PgInstance(Instance):
+    """A registered instance on PostgreSQL: asked through the database, from any host."""
+
+    conninfo: str = field(default="", repr=False, compare=False)
+    #: Seconds since its last heartbeat, by the server's clock (no skew between hosts).
+    heartbeat_age: float = 0.0
+
+    def ask(self, op: str, timeout: float = 2.0, **params: Any) -> dict[str, Any]:
+        """Ask this instance and return its checked reply; failures are :class:`PeerError`
+        (``unresponsive``, ``dead``, ``bad-reply``) as on SQLite."""
+        (reply,) = ask_many(self.conninfo, [(self.id, {"op": op, **params})], timeout=timeout)
+        return check(self, op, reply, timeout)
+
+
+def check(inst: Instance, op: str, reply: Any, timeout: float) -> dict[str, Any]:
+    """An answer as :meth:`Instance.ask` returns it, or the :class:`PeerError` it means."""
+    if reply is None:
+        raise PeerError(f"cache instance {inst.label} is unresponsive (no answer within {timeout:g} s)",
+                        state=UNRESPONSIVE, reason=f"no answer within {timeout:g} s",
+                        hint="it may be stopped or stuck, or lost its connection; check the process")
+    if isinstance(reply, dict) and reply.get("ok") is False:
+        raise ConflictError(f"cache instance {inst.label} refused: {str(reply.get('error'))[:200]}")
+    try:
+        return _CHECKERS.get(op, replies.any_object)(reply)
+    except replies.BadReply as exc:
+        raise PeerError(f"cache instance {inst.label} gave a bad reply ({exc})", state=BAD_REPLY,
+                        reason=str(exc)) from exc
+
+
+def _probe(inst: PgInstance, reply: Any, timeout: float) -> None:
+    try:
+        inst.stats = check(inst, "stats", reply, timeout)
+    except PeerError as exc:
+        inst.state, inst.error = exc.state, exc.reason
+    except ConflictError as exc:
+        inst.state, inst.error = BAD_REPLY, exc.message
+    else:
+        inst.state, inst.last_seen = LIVE, time.time()
+        follower = inst.stats.get("follower")
+        inst.follower_mode = follower.get("mode") if follower else None
+        if inst.stats.get("bus") is not None:
+            inst.bus = inst.stats["bus"]
+
+
+def discover(conninfo: str, *, timeout: float = 1.0, dead_after: float = DEAD_AFTER) -> list[PgInstance]:
+    """Every instance registered in the database, from every host; those with a fresh
+    heartbeat are asked for their stats, all at once (``timeout`` seconds in all). Raises
+    :class:`~rolectl.errors.ConflictError` for a database role that may not see them."""
+    pg = driver()
+    try:
+        with _open(conninfo, timeout) as conn:
+            may = conn.execute("SELECT has_table_privilege('events', 'INSERT'), current_user").fetchone()
+            if may is not None and not may[0]:  # row level security would show it nothing
+                raise ConflictError(f"database role {may[1]} may not see cache instances: only roles that may "
+                                    "write the event log can",
+                                    hint="connect as a role with INSERT on events (the bots' role)")
+            now = time.time()
+            found = []
+            for iid, host, pid, name, started, age in conn.execute(_LIST).fetchall():
+                found.append(PgInstance(
+                    name=str(name), pid=int(pid), id=str(iid), host=str(host), started_at=float(started),
+                    state=DEAD, last_seen=now - float(age), conninfo=conninfo, heartbeat_age=float(age),
+                    error=None if float(age) < dead_after else f"no heartbeat for {human_age(float(age))}",
+                    gone=float(age) >= dead_after))
+            fresh = [i for i in found if not i.gone]
+            for inst, reply in zip(fresh, ask_on(conn, [(i.id, {"op": "stats"}) for i in fresh], timeout)):
+                _probe(inst, reply, timeout)
+    except pg.Error as exc:
+        raise translate(exc, conninfo) from exc
     return found
+
+
+def list_instances(conninfo: str, *, ping_timeout: float = 1.0, dead_after: float = DEAD_AFTER) -> list[PgInstance]:
+    """:func:`discover` under its earlier name (``rolectl doctor`` calls it so)."""
+    return discover(conninfo, timeout=ping_timeout, dead_after=dead_after)
+
+
+def human_age(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 \
+        else f"{seconds / 3600:.0f} h"
+
+
+def prune(conninfo: str, instances: Iterable[Instance], *, dead_after: float = DEAD_AFTER) -> int:
+    """Remove the rows of the given dead instances (of any host: a heartbeat that stopped is
+    the same fact everywhere) if they are still dead; returns how many."""
+    gone = [i.id for i in instances if i.state == DEAD and i.gone]
+    if not gone:
+        return 0
+    pg = driver()
+    try:
+        with _open(conninfo, 5.0) as conn:
+            with conn.transaction():
+                cur = conn.execute(
+                    "DELETE FROM rolectl_instances WHERE instance_id = ANY(%s) "
+                    "AND heartbeat_at < now() - make_interval(secs => %s)", (gone, dead_after))
+                conn.execute("DELETE FROM rolectl_requests WHERE instance_id = ANY(%s)", (gone,))
+            return cur.rowcount
+    except pg.Error as exc:
+        raise translate(exc, conninfo) from exc
+
+
+def wait_applied(conninfo: str, instances: Iterable[Instance], seq: int, timeout: float) -> list[dict[str, Any]]:
+    """:func:`rolectl.cache.registry.wait_applied` through the database: every running
+    instance is asked for its stats in each round, all at once, until each has applied
+    event ``seq`` or ``timeout`` has passed. Same result rows."""
+    pending = {i.id: i for i in instances if i.state in RUNNING}
+    result: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    pg = driver()
+    try:
+        with _open(conninfo, timeout) as conn:
+            while pending:
+                left = deadline - time.monotonic()
+                probe = max(0.05, min(1.0, left))
+                targets = list(pending.values())
+                replies_ = ask_on(conn, [(i.id, {"op": "stats"}) for i in targets], probe)
+                for inst, reply in zip(targets, replies_):
+                    try:
+                        last = int(check(inst, "stats", reply, probe)["cache"]["last_seq"])
+                    except (PeerError, ConflictError) as exc:
+                        state = exc.state if isinstance(exc, PeerError) else BAD_REPLY
+                        result[inst.id] = {"instance": inst.name, "id": inst.id, "pid": inst.pid, "state": state,
+                                           "applied": False, "last_seq": None, "detail": exc.message}
+                        continue
+                    done = last >= seq
+                    result[inst.id] = {"instance": inst.name, "id": inst.id, "pid": inst.pid, "state": LIVE,
+                                       "applied": done, "last_seq": last,
+                                       "detail": "applied" if done else f"at #{last}, waiting for #{seq}"}
+                    if done:
+                        del pending[inst.id]
+                if time.monotonic() >= deadline:
+                    break
+                if pending:
+                    time.sleep(0.005)
+    except pg.Error as exc:
+        raise translate(exc, conninfo) from exc
+    return [result[i] for i in sorted(result)]
+
+
+__all__ = ["PgInstance", "ask_many", "ask_on", "discover", "list_instances", "prune", "wait_applied", "DEAD", "LIVE",
+           "UNRESPONSIVE", "DEAD_AFTER"]

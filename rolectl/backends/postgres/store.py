@@ -134,6 +134,16 @@ class PgStore:
             except self._pg.Error as exc:
                 raise self.translate(exc) from exc
 
+    @contextmanager
+    def session(self) -> Iterator["psycopg.Connection[Any]"]:
+        """The connection, outside any transaction, for work on its own temporary tables (a
+        batch's staged rows): they are this session's alone, so that takes no writer lock."""
+        with self._lock:
+            try:
+                yield self.conn
+            except self._pg.Error as exc:
+                raise self.translate(exc) from exc
+
     def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:

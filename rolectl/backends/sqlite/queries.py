@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from typing import Any, Iterable, Sequence
 
-from ..queries import Queries
+from ..queries import Queries, Scratch
 
 
 class SQLiteQueries(Queries):
@@ -17,15 +17,48 @@ class SQLiteQueries(Queries):
     # Triggers may only read tables of their own schema: a one-row table, emptied before COMMIT.
     attribute = "INSERT OR REPLACE INTO change_context (id, actor) VALUES (1, :actor)"
     unattribute = "DELETE FROM change_context"
+    # Moves with every commit of another connection to the file (never with this one's own).
+    version = "PRAGMA data_version"
+    temp = "temp."
+    # An INTEGER PRIMARY KEY is the rowid: the position n numbers itself 1, 2, ... as inserted.
+    types = {"int": "INTEGER", "text": "TEXT", "bool": "INTEGER"}
 
     def id_list(self, values: Iterable[int]) -> str:
         return json.dumps(sorted(values))  # json_each binds a whole list as one parameter
 
     def in_ids(self, name: str) -> str:
-        return f"SELECT value FROM json_each({self.p(name)})"
+        return f"SELECT value AS id FROM json_each({self.p(name)})"
 
     def concat_ids(self, column: str) -> str:
         return f"group_concat({column})"
+
+    def stage(self, conn: Any, table: Scratch, rows: Sequence[tuple[Any, ...]]) -> None:
+        # The temp database is this connection's own: filling it takes no lock on the file.
+        marks = ", ".join("?" * len(table.columns))
+        with _savepoint(conn):
+            conn.execute(f"DROP TABLE IF EXISTS temp.{table.name}")
+            conn.execute(self.scratch(table))
+            conn.executemany(f"INSERT INTO temp.{table.name} ({', '.join(table.names)}) VALUES ({marks})", rows)
+
+    def unstage(self, conn: Any, *tables: Scratch) -> None:
+        with _savepoint(conn):
+            for table in tables:
+                conn.execute(f"DROP TABLE IF EXISTS temp.{table.name}")
+
+
+class _savepoint:
+    """A transaction of its own outside one, a nested one inside (``SAVEPOINT``)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("SAVEPOINT rolectl_stage")
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        if kind is not None:
+            self.conn.execute("ROLLBACK TO rolectl_stage")
+        self.conn.execute("RELEASE rolectl_stage")
 
 
 QUERIES = SQLiteQueries()

@@ -329,12 +329,25 @@ class Store:
         """A read transaction: every query inside sees one consistent state of the file."""
         with self._lock:
             conn = self.conn
-            conn.execute("BEGIN")
             try:
-                yield conn
-            finally:
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path) from exc
+
+    @contextmanager
+    def session(self) -> Iterator[sqlite3.Connection]:
+        """The connection, outside any transaction, for work on its own temporary tables (a
+        batch's staged rows): they are this connection's alone, so that takes no lock."""
+        with self._lock:
+            try:
+                yield self.conn
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path) from exc
 
     def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
         with self._lock:

@@ -1,0 +1,274 @@
+"""The instance side of diagnostics across hosts: a heartbeat row, and answers to request rows.
+
+A Unix socket next to a SQLite file cannot reach another host, and on PostgreSQL no extra
+port is opened either. Instead every registered cache instance keeps
+
+* a **heartbeat row** in ``rolectl_instances`` (its description and last stats snapshot),
+  refreshed every :data:`HEARTBEAT` seconds; a row older than :data:`DEAD_AFTER` is a dead
+  instance;
+* a ``LISTEN`` on :data:`REQUESTS`: a client inserts a request row and notifies with the
+  instance id as payload; the instance answers into the same row (the replies of
+  :class:`~rolectl.cache.answers.Answers`, the very ones the socket gives on SQLite) and
+  notifies :data:`ANSWERS`. The client side is :mod:`.instances`.
+
+The agent runs on the follower's own connection and thread or loop (:class:`InstanceAgent`,
+driven by :class:`~.follower.PgFollower`), or, for a handle without a follower, on a small
+thread of its own (:class:`AgentThread`).
+
+Only database roles that may write the log see or drive any of this (row level security on
+both tables, schema version 2). An instance whose own role may not is not registered: it
+says so once in the log and keeps following.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import os
+import secrets
+import select
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ... import __version__
+from ...cache.answers import Answers
+from .connection import connect, driver, translate
+
+if TYPE_CHECKING:  # pragma: no cover
+    import psycopg
+
+    from ...cache.role_cache import RoleCache
+
+log = logging.getLogger("rolectl.registry")
+
+REQUESTS = "rolectl_requests"
+ANSWERS = "rolectl_answers"
+#: Seconds between heartbeats; an instance is dead after DEAD_AFTER without one.
+HEARTBEAT = 2.0
+DEAD_AFTER = 10.0
+#: Request rows older than this (a client that gave up or died) are removed by their instance.
+SWEEP_AFTER = 60.0
+#: Reconnect backoff of :class:`AgentThread`, as for the follower.
+BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
+
+_counter = itertools.count()  # several caches in one process get host:pid, host:pid-1, ...
+
+# One statement: sweep what clients left, then insert or refresh the row. A row with this id
+# that another live process holds (same host name and pid: twin containers) is left alone
+# (no row is written: the agent takes another id); a dead one (a restarted container) is
+# taken over.
+_BEAT = f"""
+WITH swept AS (DELETE FROM rolectl_requests
+               WHERE instance_id = %(id)s AND asked_at < now() - interval '{SWEEP_AFTER:g} seconds')
+INSERT INTO rolectl_instances (instance_id, host, pid, name, started_at, stats)
+VALUES (%(id)s, %(host)s, %(pid)s, %(name)s, to_timestamp(%(started)s), %(stats)s)
+ON CONFLICT (instance_id) DO UPDATE
+SET heartbeat_at = now(), stats = excluded.stats, host = excluded.host, pid = excluded.pid,
+    name = excluded.name, started_at = excluded.started_at
+WHERE rolectl_instances.started_at = excluded.started_at
+   OR rolectl_instances.heartbeat_at < now() - interval '{DEAD_AFTER:g} seconds'
+"""
+
+
+def new_instance_id() -> str:
+    """``host:pid`` for a process's first registered cache, ``host:pid-N`` for the next ones."""
+    n = next(_counter)
+    base = f"{socket.gethostname()}:{os.getpid()}"
+    return base if n == 0 else f"{base}-{n}"
+
+
+class InstanceAgent:
+    """Heartbeats and answers for one cache, on a connection someone else drives.
+
+    ``follower`` (if any) is asked for its stats; ``bus`` says the cache also hears this
+    process's own writes (shown by ``rolectl stats``). Every method that takes a connection
+    runs statements on it and lets driver errors through (the driver reconnects)."""
+
+    def __init__(self, cache: "RoleCache", *, name: str | None = None, follower: Any = None,
+                 bus: bool = False, where: str = "") -> None:
+        self.cache = cache
+        self.id = new_instance_id()
+        self.name = name or cache.name
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.started_at = time.time()
+        self.follower = follower
+        self.bus = bus
+        self.where = where
+        self.answered = 0
+        self.last_beat = -math.inf
+        #: Why this instance is not registered (its database role may not write the log).
+        self.disabled: str | None = None
+        self.answers = Answers(cache, follower=follower, describe=self.describe,
+                               server=lambda: {"requests": self.answered, "refused": 0, "rebinds": 0})
+
+    def describe(self) -> dict[str, Any]:
+        """What the socket registration says on SQLite (name, pid, id, host, ...)."""
+        mode = getattr(self.follower, "mode", None) if self.follower is not None else None
+        return {"name": self.name, "pid": self.pid, "id": self.id, "host": self.host,
+                "started_at": self.started_at, "db": self.where, "rolectl": __version__,
+                "follower": mode, "bus": self.bus}
+
+    def due(self, now: float) -> float:
+        """Seconds until the next heartbeat is due (0 if it is; never, once disabled)."""
+        if self.disabled is not None:
+            return math.inf
+        return max(0.0, self.last_beat + HEARTBEAT - now)
+
+    def wants(self, payload: str) -> bool:
+        """Whether a notification on :data:`REQUESTS` with this payload is for this instance."""
+        return self.disabled is None and payload == self.id
+
+    # -- on the connection ---------------------------------------------------------------
+
+    def listen(self, conn: "psycopg.Connection[Any]") -> None:
+        """Start on a (new) connection: LISTEN, beat, and answer what was asked meanwhile."""
+        if self.disabled is not None:
+            return
+        conn.execute(f"LISTEN {REQUESTS}")
+        self.beat(conn)
+        self.serve(conn)
+
+    def beat(self, conn: "psycopg.Connection[Any]") -> None:
+        if self.disabled is not None:
+            return
+        self.answers.sample()
+        params = {"id": self.id, "host": self.host, "pid": self.pid, "name": self.name,
+                  "started": self.started_at, "stats": json.dumps(self.answers.stats(), default=str)}
+        try:
+            if conn.execute(_BEAT, params).rowcount == 0:  # a live twin holds this id
+                self.id = params["id"] = f"{self.id}-{secrets.token_hex(3)}"
+                conn.execute(_BEAT, params)
+        except driver().errors.InsufficientPrivilege as exc:
+            self._disable(conn, exc)
+            return
+        self.last_beat = time.monotonic()
+
+    def _disable(self, conn: "psycopg.Connection[Any]", exc: BaseException) -> None:
+        self.disabled = " ".join(str(exc).split())
+        log.warning("cache %s is not visible to `rolectl stats` on %s: its database role may not write the "
+                    "event log (%s)", self.name, self.where or "the database", self.disabled)
+        conn.execute(f"UNLISTEN {REQUESTS}")
+
+    def serve(self, conn: "psycopg.Connection[Any]") -> int:
+        """Answer every open request for this instance, in one transaction; how many."""
+        if self.disabled is not None:
+            return 0
+        rows = conn.execute("SELECT request_id, command, args FROM rolectl_requests "
+                            "WHERE instance_id = %s AND answered_at IS NULL ORDER BY request_id",
+                            (self.id,)).fetchall()
+        if not rows:
+            return 0
+        answers = []
+        for request_id, command, args in rows:
+            request = {**(args if isinstance(args, dict) else {}), "op": str(command)}
+            try:
+                answer = self.answers.handle(request)
+            except (ValueError, KeyError, TypeError) as exc:
+                answer = {"ok": False, "error": f"bad request: {exc}"}
+            answers.append((json.dumps(answer, separators=(",", ":"), default=str), request_id))
+        with conn.transaction():
+            with conn.cursor() as cur:
+                cur.executemany("UPDATE rolectl_requests SET answered_at = now(), answer = %s "
+                                "WHERE request_id = %s AND answered_at IS NULL", answers)
+            conn.execute("SELECT pg_notify(%s, '')", (ANSWERS,))  # one wake-up for every waiting client
+        self.answered += len(rows)
+        return len(rows)
+
+    def leave(self, conn: "psycopg.Connection[Any]") -> None:
+        """A clean exit is not a dead instance: remove the row (and what was asked of it)."""
+        if self.disabled is not None:
+            return
+        conn.execute(f"UNLISTEN {REQUESTS}")
+        conn.execute("DELETE FROM rolectl_requests WHERE instance_id = %s", (self.id,))
+        conn.execute("DELETE FROM rolectl_instances WHERE instance_id = %s", (self.id,))
+
+
+class AgentThread:
+    """Runs an :class:`InstanceAgent` on a connection and thread of its own: for a handle that
+    does not follow the log (``connect(url, follow=False)``), which has no connection to share.
+
+    :meth:`start` connects and registers (raising :class:`~rolectl.errors.DatabaseError` if it
+    cannot); afterwards a lost connection is reopened with backoff, as by the follower."""
+
+    def __init__(self, agent: InstanceAgent, conninfo: str, *, timeout: float = 5.0) -> None:
+        self.agent = agent
+        self.conninfo = conninfo
+        self.timeout = timeout
+        self.conn: psycopg.Connection[Any] | None = None
+        self._error = driver().Error
+        self._stop = threading.Event()
+        self._pipe_r, self._pipe_w = -1, -1
+        self._thread: threading.Thread | None = None
+        self._asked = False  # a request arrived while a statement ran (psycopg's handler saw it)
+        self.backoff = BACKOFF_FIRST
+
+    def _on_notify(self, notify: Any) -> None:
+        if notify.channel == REQUESTS and self.agent.wants(notify.payload):
+            self._asked = True
+
+    def _open(self) -> "psycopg.Connection[Any]":
+        conn = connect(self.conninfo, timeout=self.timeout, application_name="rolectl-instance")
+        conn.add_notify_handler(self._on_notify)
+        try:
+            self.agent.listen(conn)
+        except self._error as exc:
+            conn.close()
+            raise translate(exc, self.conninfo) from exc
+        self.conn = conn
+        return conn
+
+    def start(self) -> "AgentThread":
+        self._open()
+        self._pipe_r, self._pipe_w = os.pipe()
+        self._thread = threading.Thread(target=self._run, name=f"rolectl-instance-{self.agent.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn = self.conn if self.conn is not None and not self.conn.closed else self._open()
+                wait = 0.0 if self._asked else min(self.agent.due(time.monotonic()), 3600.0)
+                ready, _, _ = select.select([conn.pgconn.socket, self._pipe_r], [], [], wait)
+                if self._stop.is_set():
+                    break
+                if conn.pgconn.socket in ready:
+                    conn.pgconn.consume_input()
+                while (notify := conn.pgconn.notifies()) is not None:
+                    if self.agent.wants(notify.extra.decode()):
+                        self._asked = True
+                if self._asked:
+                    self._asked = False
+                    self.agent.serve(conn)
+                if self.agent.due(time.monotonic()) == 0:
+                    self.agent.beat(conn)
+                self.backoff = BACKOFF_FIRST
+            except Exception as exc:  # noqa: BLE001 - diagnostics never take the bot down
+                log.info("diagnostics of cache %s: %s", self.agent.name, exc)
+                if self.conn is not None:
+                    self.conn.close()
+                    self.conn = None
+                wait, self.backoff = self.backoff, min(self.backoff * 2, BACKOFF_MAX)
+                self._stop.wait(wait)
+
+    def close(self) -> None:
+        thread, self._thread = self._thread, None
+        self._stop.set()
+        if thread is not None:
+            os.write(self._pipe_w, b"x")
+            thread.join(5.0)
+            os.close(self._pipe_r)
+            os.close(self._pipe_w)
+            self._pipe_r = self._pipe_w = -1
+        conn, self.conn = self.conn, None
+        if conn is not None and not conn.closed:
+            try:
+                self.agent.leave(conn)
+            except self._error:
+                pass  # best effort on the way out: the row goes dead by itself
+            conn.close()

@@ -1,0 +1,166 @@
+"""Reading an ``apply`` file: CSV or JSON lines of role changes, each validated into an :class:`Op`.
+
+Every line is checked before the database is opened, so a malformed line changes nothing and
+is named by its number (exit 2).
+"""
+
+from __future__ import annotations
+
+import csv
+from typing import Any, Iterable
+
+from ...errors import InvalidInputError, RolectlError
+from ...validate import parse_id, parse_username
+from .records import ADD_ADMIN, INPUT_FORMATS, OPS, REMOVE_ADMIN, TRANSFER, Op, at
+from .text import load_json, significant
+
+# The JSON keys each operation accepts (aliases map to the canonical name).
+_JSON_KEYS: dict[str, dict[str, str]] = {
+    ADD_ADMIN: {"user_id": "user_id", "id": "user_id", "username": "username"},
+    REMOVE_ADMIN: {"user_id": "user_id", "id": "user_id", "force": "force"},
+    TRANSFER: {
+        "mailbox_id": "mailbox_id", "mailbox": "mailbox_id", "to_user": "to_user", "to": "to_user",
+        "keep_admin": "keep_admin",
+    },
+}
+_CSV_SHAPES = {
+    ADD_ADMIN: "add-admin,USER_ID[,USERNAME]",
+    REMOVE_ADMIN: "remove-admin,USER_ID[,force]",
+    TRANSFER: "transfer,MAILBOX_ID,TO_USER[,keep-admin]",
+}
+
+
+
+def detect_format(first_line: str) -> str:
+    return "jsonl" if first_line.lstrip().startswith("{") else "csv"
+
+
+def _op_name(value: object, where: str) -> str:
+    name = str(value).strip().lower().replace("_", "-")
+    if name not in OPS:
+        raise InvalidInputError(
+            f"{where}: unknown operation {str(value)[:40]!r}", hint="use add-admin, remove-admin or transfer"
+        )
+    return name
+
+
+def _flag(value: str, expected: str, where: str, shape: str) -> bool:
+    text = value.strip().lower().replace("_", "-")
+    if text in ("", "no", "false", "0"):
+        return False
+    if text in (expected, "yes", "true", "1"):
+        return True
+    raise InvalidInputError(f"{where}: unexpected field {value[:40]!r}", hint=f"write {shape}")
+
+
+def _parse_csv_line(number: int, text: str) -> Op | None:
+    where = f"line {number}"
+    try:
+        raw = text.split(",") if '"' not in text else next(csv.reader([text], skipinitialspace=True, strict=True))
+        fields = [f.strip() for f in raw]
+    except csv.Error as exc:
+        problem = "a quoted field is never closed" if "unexpected end of data" in str(exc) else f"not valid CSV ({exc})"
+        raise InvalidInputError(f"{where}: {problem}", hint="close every quote, e.g. add-admin,789,\"new admin\"") from None
+    if fields and fields[0].lower() == "op":
+        return None  # a header line
+    name = _op_name(fields[0], where)
+    shape = _CSV_SHAPES[name]
+    args = fields[1:]
+    try:
+        if name == ADD_ADMIN:
+            if not 1 <= len(args) <= 2:
+                raise InvalidInputError(f"expected 1 or 2 fields after {name}, got {len(args)}", hint=f"write {shape}")
+            username = args[1] if len(args) == 2 and args[1] else None
+            return Op(number, name, user_id=parse_id(args[0]), username=parse_username(username))
+        if name == REMOVE_ADMIN:
+            if not 1 <= len(args) <= 2:
+                raise InvalidInputError(f"expected 1 or 2 fields after {name}, got {len(args)}", hint=f"write {shape}")
+            force = _flag(args[1], "force", where, shape) if len(args) == 2 else False
+            return Op(number, name, user_id=parse_id(args[0]), force=force)
+        if not 2 <= len(args) <= 3:
+            raise InvalidInputError(f"expected 2 or 3 fields after {name}, got {len(args)}", hint=f"write {shape}")
+        keep = _flag(args[2], "keep-admin", where, shape) if len(args) == 3 else False
+        return Op(
+            number, name, mailbox_id=parse_id(args[0], "mailbox id"), to_user=parse_id(args[1]), keep_admin=keep
+        )
+    except RolectlError as exc:
+        if exc.message.startswith(where):
+            raise
+        raise at(where, exc) from None
+
+
+def _parse_json_line(number: int, text: str) -> Op:
+    where = f"line {number}"
+    try:
+        data = load_json(text)
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"{where}: not valid JSON ({exc})", hint='write one object per line, e.g. {"op":"remove-admin","user_id":789}'
+        ) from None
+    except RolectlError as exc:
+        raise at(where, exc) from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{where}: expected a JSON object", hint='e.g. {"op":"transfer","mailbox_id":1,"to_user":2000}')
+    if "op" not in data:
+        raise InvalidInputError(f"{where}: missing \"op\"", hint="add \"op\": add-admin, remove-admin or transfer")
+    name = _op_name(data["op"], where)
+    allowed = _JSON_KEYS[name]
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "op":
+            continue
+        if key not in allowed:
+            raise InvalidInputError(
+                f"{where}: unexpected key {key!r} for {name}", hint="allowed keys: " + ", ".join(sorted(allowed))
+            )
+        values[allowed[key]] = value
+    try:
+        for flag in ("force", "keep_admin"):
+            if flag in values and not isinstance(values[flag], bool):
+                raise InvalidInputError(f"{flag!r} must be true or false", hint=f'write "{flag}": true')
+        if name in (ADD_ADMIN, REMOVE_ADMIN):
+            if "user_id" not in values:
+                raise InvalidInputError(f"{name} needs \"user_id\"", hint=f'e.g. {{"op":"{name}","user_id":789}}')
+            username = values.get("username")
+            if username is not None and not isinstance(username, str):
+                raise InvalidInputError("\"username\" must be a string", hint='e.g. "username":"new_admin"')
+            return Op(
+                number, name, user_id=parse_id(values["user_id"]), username=parse_username(username or None),
+                force=values.get("force", False),
+            )
+        missing = [k for k in ("mailbox_id", "to_user") if k not in values]
+        if missing:
+            raise InvalidInputError(
+                f"transfer needs {' and '.join(repr(k) for k in missing)}",
+                hint='e.g. {"op":"transfer","mailbox_id":1,"to_user":2000}',
+            )
+        return Op(
+            number, name, mailbox_id=parse_id(values["mailbox_id"], "mailbox id"), to_user=parse_id(values["to_user"]),
+            keep_admin=values.get("keep_admin", False),
+        )
+    except RolectlError as exc:
+        raise at(where, exc) from None
+
+
+def parse_changes(lines: Iterable[str], fmt: str = "auto") -> list[Op]:
+    """Validate every line of an ``apply`` input before anything is opened.
+
+    CSV: ``add-admin,789,new_admin`` / ``remove-admin,789[,force]`` /
+    ``transfer,1,2000[,keep-admin]``; JSON lines: ``{"op": "add-admin", "user_id": 789,
+    "username": "new_admin"}``. Blank lines and ``#`` comments are skipped, as is a CSV header
+    line starting with ``op``. ``auto`` picks JSON lines when the first line starts with ``{``.
+    """
+    if fmt not in INPUT_FORMATS:
+        raise InvalidInputError(f"unknown input format {fmt!r}", hint="use auto, csv or jsonl")
+    ops: list[Op] = []
+    for number, text in significant(lines):
+        if fmt == "auto":
+            fmt = detect_format(text)
+        if fmt == "jsonl":
+            ops.append(_parse_json_line(number, text))
+        else:
+            op = _parse_csv_line(number, text)
+            if op is not None:
+                ops.append(op)
+    return ops
+

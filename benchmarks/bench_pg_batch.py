@@ -108,18 +108,16 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    from pgserver import PgServer, find_bindir, unavailable_reason
+    from benchlib import pg_server
 
-    reason = unavailable_reason()
-    if reason is not None:
-        print(f"skipped: {reason}")
+    server = pg_server()
+    if server is None:
         return 0
     lines, mailboxes = workload(args.lines)
     existing = args.users // 4
     text = rows_text(args.users, existing)
     apply_ops = lambda repo: apply_changes(repo, parse_changes(lines), actor="bench")  # noqa: E731
     import_rows = lambda repo: import_users(repo, parse_import(text), actor="bench")  # noqa: E731
-    server = PgServer(find_bindir())
     best: dict[tuple[str, str], tuple[float, float]] = {}
     same = True
     try:

@@ -54,15 +54,11 @@ def spawn(url: str, name: str) -> subprocess.Popen[str]:
 
 def main() -> int:
     quick = "--quick" in sys.argv
-    from pgserver import PgServer, find_bindir, unavailable_reason
+    from benchlib import pg_server
 
-    reason = unavailable_reason()
-    if reason:
-        print(f"skipped: {reason}")
+    server = pg_server()
+    if server is None:
         return 0
-    bindir = find_bindir()
-    assert bindir is not None
-    server = PgServer(bindir)
     bots: list[subprocess.Popen[str]] = []
     try:
         server.start()

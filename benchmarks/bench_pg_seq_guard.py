@@ -50,15 +50,11 @@ def bulk(url: str, rows: int) -> float:
 
 def main() -> int:
     quick = "--quick" in sys.argv
-    from pgserver import PgServer, find_bindir, unavailable_reason
+    from benchlib import pg_server
 
-    reason = unavailable_reason()
-    if reason:
-        print(f"skipped: {reason}")
+    server = pg_server()
+    if server is None:
         return 0
-    bindir = find_bindir()
-    assert bindir is not None
-    server = PgServer(bindir)
     rounds, n, rows = (3, 200, 10_000) if quick else (5, 500, 10_000)
     timings: dict[tuple[str, bool], list[float]] = {}
     try:

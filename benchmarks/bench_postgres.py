@@ -290,20 +290,11 @@ def bench_copy(server: object, n: int) -> tuple[float, int]:
 
 def main() -> int:
     quick = "--quick" in sys.argv
-    from pgserver import PgServer, find_bindir, unavailable_reason
+    from benchlib import pg_server
 
-    reason = unavailable_reason()
-    if reason:
-        print(f"skipped: {reason}")
+    server = pg_server(tcp=True)
+    if server is None:
         return 0
-    bindir = find_bindir()
-    assert bindir is not None
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = PgServer(bindir, tcp_port=port)
     try:
         server.start()
         name = server.create_database("bench")

@@ -276,9 +276,11 @@ def _read_instance(directory: RuntimeDir, ident: str, host: str) -> Instance:
     return inst
 
 
-def _probe(inst: Instance, timeout: float) -> None:
+def fill_from_stats(inst: Instance, ask: Callable[[], dict[str, Any]]) -> None:
+    """Ask an instance for its stats (``ask``) and set its state from the answer: live with
+    its stats, or what went wrong. Shared by both engines' discovery."""
     try:
-        inst.stats = inst.ask("stats", timeout)
+        inst.stats = ask()
     except PeerError as exc:
         inst.state, inst.error = exc.state, exc.reason
     except ConflictError as exc:
@@ -289,6 +291,10 @@ def _probe(inst: Instance, timeout: float) -> None:
         inst.follower_mode = follower.get("mode") if follower else None
         if inst.stats.get("bus") is not None:
             inst.bus = inst.stats["bus"]
+
+
+def _probe(inst: Instance, timeout: float) -> None:
+    fill_from_stats(inst, lambda: inst.ask("stats", timeout))
 
 
 def discover(db_path: str | os.PathLike[str], *, timeout: float = 1.0) -> list[Instance]:

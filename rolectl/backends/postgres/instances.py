@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ...cache import replies
-from ...cache.registry import BAD_REPLY, DEAD, LIVE, RUNNING, UNRESPONSIVE, Instance, PeerError
+from ...cache.registry import BAD_REPLY, DEAD, LIVE, RUNNING, UNRESPONSIVE, Instance, PeerError, fill_from_stats
 from ...errors import ConflictError
 from .agent import ANSWERS, DEAD_AFTER, REQUESTS
 from .connection import connect, driver, translate
@@ -134,18 +134,7 @@ def check(inst: Instance, op: str, reply: Any, timeout: float) -> dict[str, Any]
 
 
 def _probe(inst: PgInstance, reply: Any, timeout: float) -> None:
-    try:
-        inst.stats = check(inst, "stats", reply, timeout)
-    except PeerError as exc:
-        inst.state, inst.error = exc.state, exc.reason
-    except ConflictError as exc:
-        inst.state, inst.error = BAD_REPLY, exc.message
-    else:
-        inst.state, inst.last_seen = LIVE, time.time()
-        follower = inst.stats.get("follower")
-        inst.follower_mode = follower.get("mode") if follower else None
-        if inst.stats.get("bus") is not None:
-            inst.bus = inst.stats["bus"]
+    fill_from_stats(inst, lambda: check(inst, "stats", reply, timeout))
 
 
 def discover(conninfo: str, *, timeout: float = 1.0, dead_after: float = DEAD_AFTER) -> list[PgInstance]:

@@ -284,6 +284,16 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
         sql += " ORDER BY mailbox_id"
         return sql + (f" LIMIT {self.p('limit')}" if limit else "")
 
+    def events_list(self, *, since: bool, user: bool, kinds: int, limit: bool, newest_first: bool = False) -> str:
+        """The audit log filtered (parameters ``since``, ``user``, ``kind0``..., ``limit``), in
+        seq order (the newest first when asked: the tail of the log with ``limit``)."""
+        order = " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
+        return (self.select_events + self.events_where(since=since, user=user, kinds=kinds) + order
+                + (f" LIMIT {self.p('limit')}" if limit else ""))
+
+    def events_count(self, *, since: bool, user: bool, kinds: int) -> str:
+        return "SELECT count(*) FROM events" + self.events_where(since=since, user=user, kinds=kinds)
+
     def events_where(self, *, since: bool, user: bool, kinds: int) -> str:
         """`` WHERE ...`` for the audit log's filters (``since``, ``user``, ``kind0``...)."""
         where: list[str] = []

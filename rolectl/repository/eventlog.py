@@ -28,8 +28,8 @@ class EventLog:
 
     def since(self, seq: int, limit: int | None = None) -> list[Event]:
         """Events after ``seq`` in order: what a follower applies to catch up."""
-        sql = self.q.events_after + (f" LIMIT {self.q.p('limit')}" if limit is not None else "")
-        return [Event.from_row(r) for r in self.store.query(sql, {"after": seq, "limit": limit})]
+        sql = self.q.events_list(since=True, user=False, kinds=0, limit=limit is not None)
+        return [Event.from_row(r) for r in self.store.query(sql, {"since": seq, "limit": limit})]
 
     def first_seq(self) -> int | None:
         rows = self.store.query(self.q.first_seq)
@@ -60,11 +60,10 @@ class EventLog:
         """:meth:`query`, oldest first, streamed from the database. ``kind``: one kind or
         several. ``newest_first`` picks the newest ``limit`` events (still yielded oldest
         first), so it holds ``limit`` events at once."""
-        where, params = self._where(since, user_id, kind)
-        sql = self.q.select_events + where + (" ORDER BY seq DESC" if newest_first else " ORDER BY seq")
-        if limit is not None:
-            sql += f" LIMIT {self.q.p('limit')}"
-            params["limit"] = limit
+        kinds, params = self._filters(since, user_id, kind)
+        params["limit"] = limit
+        sql = self.q.events_list(since=since is not None, user=user_id is not None, kinds=kinds,
+                                 limit=limit is not None, newest_first=newest_first)
         rows = self.store.iter_query(sql, params)
         if newest_first:
             return iter([Event.from_row(r) for r in rows][::-1])
@@ -73,11 +72,14 @@ class EventLog:
     def count(self, *, since: int | None = None, user_id: int | None = None,
               kind: str | Sequence[str] | None = None) -> int:
         """How many events :meth:`stream` would give without a limit."""
-        where, params = self._where(since, user_id, kind)
-        return int(self.store.query("SELECT count(*) FROM events" + where, params)[0][0])
+        kinds, params = self._filters(since, user_id, kind)
+        sql = self.q.events_count(since=since is not None, user=user_id is not None, kinds=kinds)
+        return int(self.store.query(sql, params)[0][0])
 
-    def _where(self, since: int | None, user_id: int | None,
-               kind: str | Sequence[str] | None) -> tuple[str, dict[str, Any]]:
+    @staticmethod
+    def _filters(since: int | None, user_id: int | None,
+                 kind: str | Sequence[str] | None) -> tuple[int, dict[str, Any]]:
+        """The filters as parameters (``kind0``, ``kind1``... for the kinds), and how many kinds."""
         params: dict[str, Any] = {"since": since, "user": user_id}
         kinds: list[str] = []
         if kind is not None:
@@ -86,8 +88,7 @@ class EventLog:
                 if name not in KINDS:
                     raise InvalidInputError(f"unknown event kind {name!r}", hint="use one of: " + ", ".join(KINDS))
             params.update((f"kind{i}", name) for i, name in enumerate(kinds))
-        where = self.q.events_where(since=since is not None, user=user_id is not None, kinds=len(kinds))
-        return where, params
+        return len(kinds), params
 
     def replay(self) -> dict[int, Role]:
         """Every non-``user`` role as the log alone tells it."""

@@ -99,7 +99,7 @@ def test_framework_bot_offline(db_path: Path, example: str, name: str) -> None:
     subprocess.run([str(BIN / "rolectl"), "--db", str(db_path), "add-admin", "789"], check=True,
                    capture_output=True, env=clean_env())
     proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / example), "--db", str(db_path),
-                             "--offline", "2000", "--rate", "100", "-v"],
+                             "--offline", "2000", "--rate", "400", "-v"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
     try:
         row = wait_live(db_path, name, proc)

@@ -4,7 +4,7 @@
 
 While a batch runs, other writers (``rolectl add-admin``, a bot's own role changes) wait in
 SQLite's busy handler and fail with "database is locked" after that: 30 s by default for a
-write (``rolectl.backends.sqlite.store.DEFAULT_WRITE_TIMEOUT``), but as little as a chosen ``--timeout``. So
+write (``rolectl.backends.storebase.DEFAULT_WRITE_TIMEOUT``), but as little as a chosen ``--timeout``. So
 the write lock must be held for a short, set-based apply only; parsing, validating, reading
 the current state and planning happen before it is taken.
 
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchlib import BIN  # noqa: E402
 from rolectl.repository import Repository  # noqa: E402
-from rolectl.backends.sqlite.store import DEFAULT_WRITE_TIMEOUT  # noqa: E402
+from rolectl.backends.storebase import DEFAULT_WRITE_TIMEOUT  # noqa: E402
 
 TARGET_PER_MILLION = 5.0
 

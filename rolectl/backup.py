@@ -31,7 +31,8 @@ from typing import Any
 from .errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
 from .backends.sqlite.schema import SCHEMA_VERSION
 from .doctor.schemacheck import recreate_objects
-from .backends.sqlite.store import Store, resolve_path, resolve_timeout, translate
+from .backends.sqlite.store import Store, resolve_path, translate
+from .backends.storebase import resolve_timeout
 
 _SUMMARY = (
     "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "

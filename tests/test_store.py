@@ -15,7 +15,9 @@ import pytest
 from rolectl.backends.sqlite import store as store_mod
 from rolectl.errors import DatabaseError, InvalidInputError, NotFoundError
 from rolectl.backends.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
-from rolectl.backends.sqlite.store import Store, init, resolve_path, resolve_timeout, translate
+from rolectl.backends.sqlite.store import Store, init, resolve_path, translate
+from rolectl.backends import storebase
+from rolectl.backends.storebase import resolve_timeout
 
 
 def file_hash(path: Path) -> str:
@@ -45,7 +47,7 @@ def test_default_path_is_rolectl_db_in_working_directory(monkeypatch, tmp_path):
 
 def test_timeout_resolution(monkeypatch):
     monkeypatch.delenv("ROLECTL_TIMEOUT", raising=False)
-    assert resolve_timeout() == store_mod.DEFAULT_TIMEOUT
+    assert resolve_timeout() == storebase.DEFAULT_TIMEOUT
     monkeypatch.setenv("ROLECTL_TIMEOUT", "0.25")
     assert resolve_timeout() == 0.25
     assert resolve_timeout(2.0) == 2.0

@@ -14,10 +14,11 @@ import time
 
 import pytest
 
-from rolectl.backends.sqlite import store as store_mod
+from rolectl.backends import storebase as store_mod
 from rolectl.backends import open_backend
 from rolectl.errors import DatabaseError
-from rolectl.backends.sqlite.store import Store, resolve_write_timeout
+from rolectl.backends.sqlite.store import Store
+from rolectl.backends.storebase import resolve_write_timeout
 
 HOLD_LOCK = """
 import sqlite3, sys

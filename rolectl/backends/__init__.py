@@ -73,7 +73,8 @@ def open_backend(db: str | os.PathLike[str] | None = None, *,
                                 hint="pass the path of a database file or a postgresql:// URL")
     if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0):
         raise InvalidInputError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
-    from .sqlite.store import ENV_TIMEOUT, resolve_path, resolve_timeout
+    from .sqlite.store import resolve_path
+    from .storebase import ENV_TIMEOUT, resolve_timeout
 
     defaulted = timeout is None and not os.environ.get(ENV_TIMEOUT)
     if postgres:

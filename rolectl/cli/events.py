@@ -158,7 +158,7 @@ def _follow(ctx: typer.Context, since: Optional[int], user: Optional[int], kinds
     conninfo = st.postgres
     if conninfo is not None:  # LISTEN + catch-up by seq on one connection
         from ..backends.postgres.tail import follow as follow_pg
-        from ..backends.sqlite.store import resolve_timeout
+        from ..backends.storebase import resolve_timeout
 
         items = follow_pg(conninfo, after, timeout=resolve_timeout(st.timeout))
     else:  # inotify on the database's directory

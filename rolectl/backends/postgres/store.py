@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ...errors import DatabaseError, InvalidInputError, RolectlError
-from ..sqlite.store import resolve_timeout, resolve_write_timeout
+from ..storebase import StoreBase, resolve_timeout, resolve_write_timeout
 from . import schema
 from .connection import connect, describe, driver, translate
 from .queries import QUERIES
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import psycopg
 
 
-class PgStore:
+class PgStore(StoreBase):
     """One open rolectl database on PostgreSQL. Thread-safe: transactions are serialised by
     a lock (one connection), as on SQLite."""
 
@@ -169,19 +169,6 @@ class PgStore:
             except self._pg.Error as exc:
                 raise self.translate(exc) from exc
 
-    @property
-    def log_id(self) -> str:
-        rows = self.query("SELECT value FROM meta WHERE key = 'log_id'")
-        return str(rows[0][0]) if rows else ""
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def __enter__(self) -> "PgStore":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def init(conninfo: str, *, timeout: float | None = None) -> tuple[PgStore, list[int]]:

@@ -28,7 +28,7 @@ class SQLiteBackend:
     path: Path
     timeout: float
     #: No timeout was chosen: the bot's own writes wait the longer default for the write lock
-    #: (:data:`~rolectl.backends.sqlite.store.DEFAULT_WRITE_TIMEOUT`), so a big batch does not make them fail.
+    #: (:data:`~rolectl.backends.storebase.DEFAULT_WRITE_TIMEOUT`), so a big batch does not make them fail.
     defaulted: bool = False
 
     def repository(self) -> "Repository":

@@ -24,49 +24,19 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from ...errors import DatabaseError, InvalidInputError, NotFoundError, RolectlError
 from .schema import MIGRATIONS, SCHEMA_VERSION
-from ...validate import parse_seconds
+from ..storebase import ENV_TIMEOUT, StoreBase, resolve_timeout, resolve_write_timeout
 
 if TYPE_CHECKING:  # pragma: no cover
     import sqlite_utils
 
 DEFAULT_DB = "rolectl.db"
 ENV_DB = "ROLECTL_DB"
-ENV_TIMEOUT = "ROLECTL_TIMEOUT"
-DEFAULT_TIMEOUT = 5.0
-#: How long a write waits for the write lock when no timeout was chosen (``--timeout``,
-#: ``$ROLECTL_TIMEOUT``, ``timeout=``): longer than a million-line ``apply`` or ``users import``
-#: holds it (about 6 s on a 2-core machine, benchmarks/bench_lockhold.py), so a single change
-#: made meanwhile waits its turn instead of failing with "database is locked". Reads keep
-#: :data:`DEFAULT_TIMEOUT`: in WAL mode they do not wait for writers.
-DEFAULT_WRITE_TIMEOUT = 30.0
 
 
 def resolve_path(value: str | os.PathLike[str] | None = None) -> Path:
     """``--db`` wins, then ``$ROLECTL_DB``, then ``rolectl.db`` in the working directory."""
     chosen = value if value not in (None, "") else os.environ.get(ENV_DB) or DEFAULT_DB
     return Path(os.fspath(chosen)).expanduser()
-
-
-def resolve_timeout(value: float | None = None) -> float:
-    """Seconds to wait for a lock held by another process before giving up (exit 5).
-
-    ``nan``, ``inf``, negative values and waits longer than SQLite's busy timeout can hold
-    (a C ``int`` of milliseconds, ~24.8 days; more used to wrap into "no wait at all") are
-    refused as bad input."""
-    if value is not None:
-        return parse_seconds(value, "timeout")
-    raw = os.environ.get(ENV_TIMEOUT)
-    if not raw:
-        return DEFAULT_TIMEOUT
-    return parse_seconds(raw, ENV_TIMEOUT)
-
-
-def resolve_write_timeout(value: float | None = None) -> float:
-    """Seconds a write waits for the write lock: the chosen timeout, else
-    :data:`DEFAULT_WRITE_TIMEOUT`."""
-    if value is None and not os.environ.get(ENV_TIMEOUT):
-        return max(DEFAULT_TIMEOUT, DEFAULT_WRITE_TIMEOUT)
-    return resolve_timeout(value)
 
 
 def _no_write_bits(path: Path) -> bool:
@@ -172,7 +142,7 @@ def _is_read_only_file(path: Path) -> bool:
         return False
 
 
-class Store:
+class Store(StoreBase):
     """One open rolectl database. Thread-safe: transactions are serialised by a lock."""
 
     def __init__(
@@ -191,7 +161,7 @@ class Store:
         self.queries = QUERIES
         self._lock = threading.RLock()
         self._db: sqlite_utils.Database | None = None
-        self.conn = self._connect(create)
+        self.conn: sqlite3.Connection = self._connect(create)
         try:
             self._check_version(create)
         except BaseException:
@@ -386,19 +356,6 @@ class Store:
             self._db = sqlite_utils.Database(self.conn)
         return self._db
 
-    @property
-    def log_id(self) -> str:
-        rows = self.query("SELECT value FROM meta WHERE key = 'log_id'")
-        return str(rows[0][0]) if rows else ""
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def __enter__(self) -> "Store":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def init(path: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> tuple[Store, list[int]]:

@@ -18,6 +18,7 @@ from pgserver import PASSWORD, PASSWORD_USER  # noqa: E402
 
 from rolectl.backends import is_postgres  # noqa: E402
 from rolectl.backends.postgres import schema  # noqa: E402
+from rolectl.backends.postgres.schema import SCHEMA_VERSION  # noqa: E402
 from rolectl.backends.postgres.store import PgStore, init  # noqa: E402
 
 
@@ -68,7 +69,12 @@ def test_server_down_unknown_database_wrong_password_are_exit_5(pg_server: Any, 
 
 def test_right_password_connects(pg_server: Any, pg_db: str) -> None:
     url = pg_server.url(pg_db).replace("postgres@", f"{PASSWORD_USER}:{PASSWORD}@")
-    init(url)[0].close()
+    store, applied = init(url)
+    try:
+        assert applied  # the migrations ran as that user: the connection really worked
+        assert store.schema_version == SCHEMA_VERSION
+    finally:
+        store.close()
 
 
 def test_a_library_transaction_holds_the_writer_lock_from_its_first_statement(store: PgStore, pg_url: str) -> None:

@@ -79,8 +79,9 @@ class PostgresFetch:
         return (str(row[0]), int(row[1])) if self.versioned else str(row[0])
 
     def _failed(self, user_id: int, exc: BaseException) -> DatabaseError:
-        return DatabaseError(f"cannot read the role of user {user_id}: {translate(exc, self._where).message}",
-                             hint="check that the server is up and the database is a rolectl database")
+        error = translate(exc, self._where)
+        hint = error.hint if is_timeout(exc) else "check that the server is up and the database is a rolectl database"
+        return DatabaseError(f"cannot read the role of user {user_id}: {error.message}", hint=hint)
 
     def _connect(self) -> "psycopg.Cursor[Any]":
         conn = self._factory()

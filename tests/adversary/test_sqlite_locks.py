@@ -61,14 +61,21 @@ import json, os, signal, sqlite3, subprocess, sys, threading, time
 
 db = sys.argv[1]
 PROBE = """
-import sqlite3, sys
+import fcntl, os, sqlite3, struct, sys
+# The holder's read lock on the database file (SQLite's SHARED range): dropped, the next
+# process to close its last connection checkpoints and deletes -wal and -shm under it.
+flock = struct.Struct("hhqqi4x")
+fd = os.open(sys.argv[1], os.O_RDONLY)
+query = flock.pack(fcntl.F_WRLCK, os.SEEK_SET, 0x40000002, 510, 0)
+shared = flock.unpack(fcntl.fcntl(fd, fcntl.F_GETLK, query))[0] != fcntl.F_UNLCK
+os.close(fd)  # this process holds no lock yet
 conn = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)
 try:
     conn.execute("BEGIN IMMEDIATE")
     print("GOT THE WRITE LOCK")
     conn.execute("ROLLBACK")
 except sqlite3.OperationalError as exc:
-    print(exc)
+    print(exc if shared else f"{exc}, but the database file's read lock is gone")
 """
 
 
@@ -207,6 +214,10 @@ under_lock("cli whois", lambda: cli("whois", "1"))
 under_lock("cli doctor", lambda: cli("doctor"))
 under_lock("cli apply --dry-run", lambda: cli("apply", "--dry-run", "-", input="add-admin,9\\n"))
 under_lock("cli backup", lambda: cli("backup", os.path.join(os.path.dirname(db), "copy.db")))
+os.symlink(db, os.path.join(os.path.dirname(db), "changes.csv"))
+under_lock("cli apply <the database>", lambda: cli("apply", db))
+under_lock("cli users import <a link to it>", lambda: cli("users", "import", os.path.join(os.path.dirname(db), "changes.csv")))
+under_lock("cli apply <its -shm>", lambda: cli("apply", db + "-shm"))
 
 # Restore detection: a follower and a reader stand in the log, a restore replaces it (before
 # the lock is taken: it writes), then the replaced log is noticed while the lock is held.
@@ -233,13 +244,16 @@ def test_a_held_write_lock_survives_every_rolectl_operation(db_path: Path) -> No
     results = _run_child(_LOCK_HOLDER, str(db_path), cwd=db_path.parent)
     assert results["baseline"]["probe"] == "database is locked"  # the probe sees a held lock
     lost = {name: r["probe"] for name, r in results.items() if r["probe"] != "database is locked"}
-    assert not lost, f"another process got the write lock after: {lost}"
+    assert not lost, f"the held locks were released by: {lost}"
     outcomes = {name: r["outcome"] for name, r in results.items()}
     assert outcomes["rolectl.connect + close"] == "admin"
     assert outcomes["rolectl.aio.connect + aclose"] == "admin"
     assert outcomes["RoleCache + Follower start/stop"] == "admin"
     assert outcomes["restore detection"] is True
-    assert all(code == 0 for name, code in outcomes.items() if name.startswith("cli") or name == "events --follow"), outcomes
+    handed = {name: code for name, code in outcomes.items() if "<" in name}
+    assert handed and all(code == 2 for code in handed.values()), handed  # refused, as bad input
+    assert all(code == 0 for name, code in outcomes.items()
+               if (name.startswith("cli") or name == "events --follow") and name not in handed), outcomes
     assert _content(db_path)[2] == [("ok",)]
 
 

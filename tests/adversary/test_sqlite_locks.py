@@ -218,6 +218,7 @@ os.symlink(db, os.path.join(os.path.dirname(db), "changes.csv"))
 under_lock("cli apply <the database>", lambda: cli("apply", db))
 under_lock("cli users import <a link to it>", lambda: cli("users", "import", os.path.join(os.path.dirname(db), "changes.csv")))
 under_lock("cli apply <its -shm>", lambda: cli("apply", db + "-shm"))
+under_lock("cli restore <its -shm>", lambda: cli("restore", db + "-shm"))
 
 # Restore detection: a follower and a reader stand in the log, a restore replaces it (before
 # the lock is taken: it writes), then the replaced log is noticed while the lock is held.

@@ -91,3 +91,11 @@ class ShmView:
         if self._fd >= 0:
             keptfds.release(self._fd)
         self._fd = -1
+
+    def __del__(self) -> None:
+        # A view dropped without close(): give the descriptor back so it can be reclaimed once
+        # its file is gone (it is never closed here either).
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass

@@ -305,3 +305,26 @@ def test_kept_descriptors_are_shared_per_inode_and_closed_only_when_provably_loc
     assert not gone & {os.fstat(fd).st_ino for fd in keptfds._held}
     assert third in keptfds._held
     keptfds.release(third)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_forked_child_can_use_kept_descriptors_though_a_thread_held_their_lock(tmp_path: Path) -> None:
+    """The registry's lock is renewed in a forked child: held by another thread at the fork,
+    it would otherwise never be released there. The child gets the inherited descriptor."""
+    import signal
+
+    from rolectl.backends.sqlite import keptfds
+
+    shm = tmp_path / "bot.db-shm"
+    shm.write_bytes(b"\0" * 64)
+    fd = keptfds.acquire(shm)
+    assert fd is not None
+    with keptfds._lock:  # as a follower thread in the middle of acquire() would hold it
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            signal.alarm(30)  # a deadlock ends here, with a failure
+            ok = keptfds.acquire(shm) == fd
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    keptfds.release(fd)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -271,7 +271,8 @@ def test_the_database_itself_is_refused_as_input(seeded, tmp_path, cli):
         for command in (["apply"], ["users", "import"]):
             result = cli(*command, name)
             assert result.exit_code == 2, (command, name, result.output)
-            assert "is the database bot.db or one of its -wal/-shm files" in result.stderr
+            suffix = name.rpartition(".db")[2] if name != str(link) else ""
+            assert f"{name} is the database's own file bot.db{suffix}: pass a file of changes" in result.stderr
     bot.close()
     assert state_of(seeded) == before
 

@@ -24,25 +24,27 @@ __all__ = ["read_handed_file", "database_identities"]
 SIDE_FILES = ("", "-wal", "-shm", "-journal")
 
 
-def database_identities(database: str | os.PathLike[str]) -> set[tuple[int, int]]:
-    """(device, inode) of the database and of its side files that exist now, by the name given
-    and by the real path (SQLite keeps ``-wal`` beside the resolved file)."""
-    found: set[tuple[int, int]] = set()
+def database_identities(database: str | os.PathLike[str]) -> dict[tuple[int, int], str]:
+    """(device, inode) -> suffix (``""``, ``-wal``, ...) of the database and of its side files
+    that exist now, by the name given and by the real path (SQLite keeps ``-wal`` beside the
+    resolved file)."""
+    found: dict[tuple[int, int], str] = {}
     for base in {os.fspath(database), os.path.realpath(database)}:
         for suffix in SIDE_FILES:
             try:
                 st = os.stat(base + suffix)
             except OSError:
                 continue
-            found.add((st.st_dev, st.st_ino))
+            found[(st.st_dev, st.st_ino)] = suffix
     return found
 
 
 def _refuse(source: str, st: os.stat_result, database: Path | None) -> None:
     if stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), source)
-    if database is not None and (st.st_dev, st.st_ino) in database_identities(database):
-        raise InvalidInputError(f"{source} is the database {database.name} or one of its -wal/-shm files",
+    suffix = database_identities(database).get((st.st_dev, st.st_ino)) if database is not None else None
+    if database is not None and suffix is not None:
+        raise InvalidInputError(f"{source} is the database's own file {database.name}{suffix}",
                                 hint="pass a file of changes")
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
+from .backends.sqlite.handedfile import database_identities
 from .backends.sqlite.schema import SCHEMA_VERSION
 from .doctor.schemacheck import recreate_objects
 from .backends.sqlite.store import Store, resolve_path, translate
@@ -181,6 +182,14 @@ def _prepare(source: Path, workdir: Path) -> Path:
     return work
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 def restore(db: str | os.PathLike[str] | None, source: str | os.PathLike[str], *,
             timeout: float | None = None) -> Summary:
     """Replace the live database's content by the backup ``source``, atomically.
@@ -192,6 +201,8 @@ def restore(db: str | os.PathLike[str] | None, source: str | os.PathLike[str], *
     src = Path(os.fspath(source)).expanduser()
     if src.exists() and live_path.exists() and src.samefile(live_path):
         raise InvalidInputError(f"{src} is the live database", hint="restore from a backup file")
+    if _identity(src) in database_identities(live_path):  # opening and closing it would drop our locks
+        raise InvalidInputError(f"{src} is one of the live database's -wal/-shm files", hint="restore from a backup file")
     wait = resolve_timeout(timeout)
     with tempfile.TemporaryDirectory(prefix="rolectl-restore-") as workdir:
         work = _prepare(src, Path(workdir))

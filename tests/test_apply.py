@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -254,6 +255,25 @@ def test_bad_invocations(seeded, run_rolectl, args, words):
     before = state_of(seeded)
     result = run_rolectl("apply", *args, input="add-admin,1\n")
     assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
+    assert state_of(seeded) == before
+
+
+def test_the_database_itself_is_refused_as_input(seeded, tmp_path, cli):
+    """Reading the database (or its -wal/-shm) and closing it would release the locks this
+    process holds on it: refused before it is opened for reading, also through a symlink."""
+    before = state_of(seeded)
+    link = tmp_path / "changes.csv"
+    link.symlink_to(seeded)
+    bot = sqlite3.connect(seeded)  # a bot has it open: -wal and -shm exist
+    bot.execute("SELECT count(*) FROM users").fetchall()
+    for name in (str(seeded), f"{seeded}-wal", f"{seeded}-shm", str(link)):
+        assert Path(name).exists()
+        for command in (["apply"], ["users", "import"]):
+            result = cli(*command, name)
+            assert result.exit_code == 2, (command, name, result.output)
+            suffix = name.rpartition(".db")[2] if name != str(link) else ""
+            assert f"{name} is the database's own file bot.db{suffix}: pass a file of changes" in result.stderr
+    bot.close()
     assert state_of(seeded) == before
 
 

@@ -96,6 +96,19 @@ def test_restore_refuses_what_it_cannot_trust_and_changes_nothing(with_backup, t
     assert content(db) == before
 
 
+def test_restore_refuses_the_live_databases_own_side_files(with_backup):
+    db, _ = with_backup
+    bot = sqlite3.connect(db)  # a bot has it open: -wal and -shm exist
+    bot.execute("SELECT count(*) FROM users").fetchall()
+    before = content(db)
+    for side in (f"{db}-wal", f"{db}-shm"):
+        with pytest.raises(InvalidInputError, match="is one of the live database's -wal/-shm files") as info:
+            restore(db, side)
+        assert info.value.exit_code == 2
+    bot.close()
+    assert content(db) == before
+
+
 def test_restore_migrates_an_older_backup(with_backup, tmp_path):
     db, saved = with_backup
     old = tmp_path / "v1.db"

@@ -252,3 +252,79 @@ def test_changes_are_seen_in_the_wal_index_header_without_sql(db_path: Path, rep
         assert not reader.changed(verify_identity=False)
     finally:
         reader.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="libsqlite3 is found in /proc/self/maps")
+def test_a_second_copy_of_sqlite_is_never_used_for_native_reads(tmp_path: Path) -> None:
+    """Another copy of the library keeps its own table of POSIX locks: its closes would drop
+    the locks of the sqlite3 module's connections. Only the module's own copy is accepted."""
+    import ctypes
+
+    from rolectl.backends.sqlite import nativeread
+
+    lib = nativeread._load()
+    path = nativeread._library_path()
+    assert lib is not None and path is not None
+    assert nativeread._same_library(lib)
+    copy = tmp_path / "libsqlite3-copy.so"
+    shutil.copyfile(path, copy)  # another inode: the dynamic loader maps it a second time
+    assert not nativeread._same_library(ctypes.PyDLL(str(copy)))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/fd")
+def test_kept_descriptors_are_shared_per_inode_and_closed_only_when_provably_lock_free(tmp_path: Path) -> None:
+    from rolectl.backends.sqlite import keptfds
+
+    shm = tmp_path / "bot.db-shm"
+    shm.write_bytes(b"\0" * 64)
+    first = keptfds.acquire(shm)
+    assert first is not None and keptfds.acquire(shm) == first  # one descriptor per inode
+    keptfds.release(first)
+    keptfds.release(first)
+    os.fstat(first)  # given back, still open: closing it would drop this process's locks
+    assert keptfds.acquire(tmp_path / "missing") is None
+    link = tmp_path / "link-shm"
+    link.symlink_to(shm)
+    assert keptfds.acquire(link) is None  # never through a symlink
+
+    gone = {os.fstat(first).st_ino}
+    other = os.open(shm, os.O_RDONLY)  # as SQLite's own descriptor would be
+    shm.unlink()  # SQLite deletes -shm when the last connection anywhere closes
+    shm.write_bytes(b"\0" * 64)
+    second = keptfds.acquire(shm)  # another inode: reclaiming the first is considered
+    assert second is not None and second != first
+    os.fstat(first)  # still referred to by another descriptor (SQLite may lock through it): kept
+    os.close(other)
+    keptfds.release(second)
+    gone.add(os.fstat(second).st_ino)
+    shm.unlink()
+    shm.write_bytes(b"\0" * 64)
+    third = keptfds.acquire(shm)
+    assert third is not None
+    # Unlinked, unused, no other descriptor: closed (nothing can lock through them any more).
+    assert not gone & {os.fstat(fd).st_ino for fd in keptfds._held}
+    assert third in keptfds._held
+    keptfds.release(third)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_forked_child_can_use_kept_descriptors_though_a_thread_held_their_lock(tmp_path: Path) -> None:
+    """The registry's lock is renewed in a forked child: held by another thread at the fork,
+    it would otherwise never be released there. The child gets the inherited descriptor."""
+    import signal
+
+    from rolectl.backends.sqlite import keptfds
+
+    shm = tmp_path / "bot.db-shm"
+    shm.write_bytes(b"\0" * 64)
+    fd = keptfds.acquire(shm)
+    assert fd is not None
+    with keptfds._lock:  # as a follower thread in the middle of acquire() would hold it
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            signal.alarm(30)  # a deadlock ends here, with a failure
+            ok = keptfds.acquire(shm) == fd
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    keptfds.release(fd)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import typer
@@ -19,17 +20,21 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..repository.batch import OpResult
 
 
-def read_input(source: str) -> str:
-    """The whole input as text, from a file or ``-`` (stdin); every failure is a usage error."""
+def read_input(source: str, ctx: typer.Context | None = None) -> str:
+    """The whole input as text, from a file or ``-`` (stdin); every failure is a usage error.
+    With ``ctx``, a file that is the SQLite database itself (or its -wal/-shm) is refused:
+    reading and closing it would release this process's locks on the database."""
     if source == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise InvalidInputError("no input: stdin is a terminal", hint="pass a FILE, or pipe the changes in")
         data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
         name = "stdin"
     else:
+        from ..backends.sqlite.handedfile import read_handed_file
+
+        target = state(ctx).target() if ctx is not None else None
         try:
-            with open(source, "rb") as handle:
-                data = handle.read()
+            data = read_handed_file(source, target if isinstance(target, Path) else None)
         except FileNotFoundError:
             raise InvalidInputError(f"{source}: no such file", hint="check the path, or use - for stdin") from None
         except IsADirectoryError:
@@ -71,7 +76,7 @@ def apply(
 
     check_format(fmt)
     who = actor_of(actor)
-    ops = parse_changes(lines_of(read_input(file)), input_format)
+    ops = parse_changes(lines_of(read_input(file, ctx)), input_format)
     label = "stdin" if file == "-" else file
     if not ops:
         typer.echo(f"nothing to apply: {label} has no changes", err=True)
@@ -121,7 +126,7 @@ def import_users(
 
     out, who = change_format(fmt), actor_of(actor)
     show = progress if progress is not None else sys.stderr.isatty()
-    text = read_input(file)
+    text = read_input(file, ctx)
     bar = _Bar() if show else None
     try:
         data = parse_import(text, input_format, progress=bar)

@@ -123,6 +123,7 @@ class LogReader:
         identity = file_identity(self.path)
         if identity is None:
             raise DatabaseError(f"database {self.path} does not exist", hint="was it moved or deleted?")
+        self.shm.close()  # gives its descriptor back (never closes it: see walprobe)
         self.shm = ShmView(os.path.realpath(self.path))  # a symlink may point elsewhere now
         uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
         try:

@@ -7,8 +7,9 @@ costs the follower thread up to a switch interval (5 ms) to win the lock back: t
 convoy that made changes reach a busy threaded bot tens of milliseconds late.
 
 :class:`NativeStatement` calls the *same* SQLite library the ``sqlite3`` module is linked
-against (found in this process's memory map, never a second copy: two copies of SQLite in
-one process break each other's POSIX locks) through ``ctypes.PyDLL``, which keeps the GIL
+against (found in this process's memory map and checked to be the copy the module resolves
+its symbols to, never a second copy: two copies of SQLite in one process break each other's
+POSIX locks) through ``ctypes.PyDLL``, which keeps the GIL
 during the call. Its connection is read-only with no busy timeout, so it never sleeps while
 holding the GIL: anything but a row (busy, an error) returns ``None`` and the caller reads
 through the ``sqlite3`` module instead. Where the library cannot be found (a statically
@@ -47,6 +48,22 @@ def _library_path() -> str | None:
     return None
 
 
+def _same_library(lib: Any) -> bool:
+    """``True`` if ``lib`` is the very copy of SQLite the ``sqlite3`` module calls: the symbol
+    the module resolves is the one in ``lib``. Another copy (a statically linked ``_sqlite3``
+    next to some other libsqlite3 in the process) keeps its own table of locks per file, and
+    its closes would drop the locks the module's connections hold."""
+    import _sqlite3
+
+    try:
+        module = ctypes.PyDLL(_sqlite3.__file__)
+        theirs = ctypes.cast(module.sqlite3_libversion, ctypes.c_void_p).value
+        ours = ctypes.cast(lib.sqlite3_libversion, ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        return False
+    return theirs is not None and theirs == ours
+
+
 def _load() -> Any:
     global _LIB, _LOADED
     if _LOADED:
@@ -76,6 +93,8 @@ def _load() -> Any:
         ):
             fn = getattr(lib, name)
             fn.argtypes, fn.restype = args, res
+        if not _same_library(lib):
+            return None
         _LIB = lib
     except (OSError, AttributeError):
         _LIB = None

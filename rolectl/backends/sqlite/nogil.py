@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import fcntl
 import os
 import sys
@@ -60,7 +61,7 @@ def read(fd: int, buf: Buffer) -> bytes | None:
     n = _LIBC.read(fd, buf.raw, buf.size)
     if n < 0:
         err = ctypes.get_errno()
-        if err in (11, 4):  # EAGAIN / EINTR
+        if err in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
             return None
         raise OSError(err, os.strerror(err))
     return buf.raw.raw[:n]

@@ -17,7 +17,10 @@ running SQL (and without giving up the GIL, see :mod:`rolectl.backends.sqlite.no
   process, which plain ``F_GETLK`` would not see -- and takes no lock, so writers never wait.
 
 The descriptor is opened when the follower's own connection is (that connection keeps the
-file in place: SQLite truncates ``-shm`` only when nobody has it open). Linux only;
+file in place: SQLite truncates ``-shm`` only when nobody has it open), and it is never closed:
+closing any descriptor of ``-shm`` would drop every POSIX lock this process holds on it,
+SQLite's WAL write lock included. It comes from :mod:`rolectl.backends.sqlite.keptfds`, one per
+inode for the life of the process, and :meth:`ShmView.close` only gives it back. Linux only;
 elsewhere :meth:`ShmView.header` answers ``None`` (the caller asks SQLite instead) and
 :meth:`ShmView.writer_active` ``False`` (the caller relies on its settle window).
 """
@@ -29,12 +32,12 @@ import os
 import struct
 import sys
 
-from . import nogil
+from . import keptfds, nogil
 
 #: ``WALINDEX_LOCK_OFFSET + WAL_WRITE_LOCK`` in SQLite's unix VFS (os_unix.c, wal.c).
 WAL_WRITE_LOCK_BYTE = 120
 HEADER_SIZE = 48
-_F_OFD_GETLK = 36  # <fcntl.h> on Linux, all architectures
+_F_OFD_GETLK: int | None = getattr(fcntl, "F_OFD_GETLK", None)  # Linux >= 3.15, Python >= 3.9
 _FLOCK = struct.Struct("hhqqi4x")  # struct flock on 64-bit Linux: type, whence, start, len, pid
 _QUERY = _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, WAL_WRITE_LOCK_BYTE, 1, 0)
 
@@ -46,7 +49,8 @@ class ShmView:
         self.shm = os.fspath(db_path) + "-shm"
         self._fd = -1
         self._buf = nogil.Buffer(HEADER_SIZE)
-        self.lock_supported = sys.platform.startswith("linux") and struct.calcsize("P") == 8
+        self.lock_supported = (sys.platform.startswith("linux") and struct.calcsize("P") == 8
+                               and _F_OFD_GETLK is not None)
         self.probes = 0
 
     @property
@@ -56,10 +60,8 @@ class ShmView:
     def open(self) -> None:
         """(Re)open the file, e.g. after the follower's connection was (re)opened."""
         self.close()
-        try:
-            self._fd = os.open(self.shm, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError:
-            self._fd = -1  # not WAL, or not there yet: callers fall back
+        fd = keptfds.acquire(self.shm)
+        self._fd = -1 if fd is None else fd  # None: not WAL, or not there yet: callers fall back
 
     def header(self) -> bytes | None:
         """The wal-index header now, or ``None`` if it cannot be read (ask SQLite instead)."""
@@ -73,20 +75,27 @@ class ShmView:
 
     def writer_active(self) -> bool:
         """``True`` if a writer holds the WAL write lock now."""
-        if not self.lock_supported or self._fd < 0:
+        if not self.lock_supported or self._fd < 0 or _F_OFD_GETLK is None:
             return False
         self.probes += 1
         try:
-            answer = nogil.fcntl_struct(self._fd, _F_OFD_GETLK, _QUERY)
+            answer = nogil.fcntl_struct(self._fd, _F_OFD_GETLK, _QUERY)  # takes no lock
         except OSError:  # an old kernel without OFD locks
             self.lock_supported = False
             return False
         return bool(_FLOCK.unpack(answer)[0] != fcntl.F_UNLCK)
 
     def close(self) -> None:
+        """Stop using the descriptor. It stays open (see the module docstring): never
+        ``os.close`` a descriptor of ``-shm``."""
         if self._fd >= 0:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
+            keptfds.release(self._fd)
         self._fd = -1
+
+    def __del__(self) -> None:
+        # A view dropped without close(): give the descriptor back so it can be reclaimed once
+        # its file is gone (it is never closed here either).
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass

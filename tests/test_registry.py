@@ -72,13 +72,13 @@ def test_a_crashed_instance_is_dead_never_live(db_path: Path) -> None:
     assert prune([inst]) == 1 and discover(db_path) == []
 
 
-def test_a_stale_socket_of_a_live_pid_is_dead(db_path: Path) -> None:
+def test_a_refusing_socket_of_a_live_pid_is_unresponsive_never_dead(db_path: Path) -> None:
     directory = runtime_dir(db_path)
     directory.mkdir(mode=0o700)
     (directory / "1.json").write_text(json.dumps({"name": "init", "pid": 1, "host": os.uname().nodename,
                                                   "socket": "1.sock"}))
-    [inst] = discover(db_path)  # pid 1 exists, but nothing listens on 1.sock
-    assert inst.state == "dead" and "socket refused" in (inst.error or "")
+    [inst] = discover(db_path)  # pid 1 exists, but nothing listens on 1.sock: dead means gone
+    assert inst.state == "unresponsive" and "socket refused" in (inst.error or "") and not inst.gone
     assert prune([inst]) == 0 and (directory / "1.json").exists()  # its pid is alive: never pruned
 
 

@@ -7,7 +7,7 @@ up, says nothing about the process: a bot stopped with SIGSTOP, or busy, refuses
 way. So rolectl calls an instance dead only when
 
 * its pid no longer exists in this pid namespace (``kill(pid, 0)`` says ``ESRCH``; ``EPERM``
-  means it exists), or
+  means it exists), or is a zombie (exited, not yet reaped), or
 * that pid now belongs to another process (a different start time: the pid was reused), or
   the registration was made before the last boot (another boot id);
 
@@ -49,18 +49,25 @@ def _read(path: str) -> str | None:
         return None
 
 
-def start_ticks(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot, or ``None`` if it cannot be read
-    (no such process, or no ``/proc``). The command name in field 2 may hold spaces and
-    parentheses, so the fields are counted from the last ``)``."""
+def _stat(pid: int) -> tuple[str, int] | None:
+    """``pid``'s state letter and start time in clock ticks since boot, from
+    ``/proc/<pid>/stat``; ``None`` if it cannot be read (no such process, or no ``/proc``).
+    The command name in field 2 may hold spaces and parentheses, so the fields are counted
+    from the last ``)``."""
     text = _read(f"/proc/{pid}/stat")
     if text is None:
         return None
     fields = text.rpartition(")")[2].split()
     try:
-        return int(fields[19])  # field 22; fields[0] is field 3 (the state)
+        return fields[0], int(fields[19])  # fields[0] is field 3 (the state), [19] field 22
     except (IndexError, ValueError):
         return None
+
+
+def start_ticks(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot, or ``None`` if it cannot be read."""
+    found = _stat(pid)
+    return found[1] if found is not None else None
 
 
 @functools.lru_cache(maxsize=1)
@@ -123,9 +130,12 @@ def gone(pid: int, recorded: Identity) -> bool:
         return True
     if not _exists(pid):
         return True
-    if recorded.start_ticks is None:
-        return False  # an older registration: the pid exists, that is all we know
-    now = start_ticks(pid)
+    now = _stat(pid)
     if now is None:
         return not _exists(pid)  # it exited between the two looks, or /proc is hidden
-    return now != recorded.start_ticks
+    state, ticks = now
+    if state in ("Z", "X"):
+        return True  # exited, not yet reaped by its parent: nothing of it runs
+    if recorded.start_ticks is None:
+        return False  # an older registration: the pid exists, that is all we know
+    return ticks != recorded.start_ticks

@@ -163,6 +163,26 @@ def test_a_reused_pid_is_dead_but_the_registered_process_is_not(db_path: Path) -
             proc.wait()
 
 
+def test_a_killed_process_not_yet_reaped_is_dead(db_path: Path) -> None:
+    """A zombie still has its pid (``kill -0`` succeeds) and its start time, but nothing of it
+    runs: dead, and pruned."""
+    zombie = _sleeper()
+    try:
+        ticks = start_ticks(zombie.pid)
+        _register_as(db_path, zombie.pid, "zombie", ticks)
+        assert _states(db_path) == {"zombie": UNRESPONSIVE}
+        os.kill(zombie.pid, signal.SIGKILL)  # not waited for: a zombie until the finally below
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{zombie.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert _states(db_path) == {"zombie": DEAD}
+        assert rolectl(db_path, "stats", "--prune").returncode == 0 and _files(db_path) == []
+    finally:
+        zombie.kill()
+        zombie.wait()
+
+
 # -- PostgreSQL: heartbeat rows --------------------------------------------------------------------
 
 

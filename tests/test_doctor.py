@@ -14,6 +14,7 @@ import pytest
 
 from conftest import clean_env
 from rolectl import doctor
+from rolectl.backends.sqlite.schema import SCHEMA_VERSION
 from rolectl.repository import Repository
 
 
@@ -159,7 +160,7 @@ def test_uninitialised_and_foreign_databases(tmp_path, run_rolectl):
 
 
 def test_an_unfinished_initialisation_is_migrated_by_fix(db_path):
-    # Only one schema version exists so far: "older" is version 0 with rolectl's own tables.
+    # "Older" here is version 0 with rolectl's own tables: an initialisation that never finished.
     conn = raw(db_path)
     conn.execute("PRAGMA user_version = 0")
     conn.close()
@@ -167,6 +168,8 @@ def test_an_unfinished_initialisation_is_migrated_by_fix(db_path):
     assert report.exit_code == 6
     fixed = doctor.repair(db_path)
     assert fixed.exit_code == 0 and any("migrations" in s or "schema" in s for s in fixed.fixed)
+    assert raw(db_path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION  # really migrated
+    assert doctor.diagnose(db_path).exit_code == 0
 
 
 # -- cache instances: real processes ------------------------------------------------------------

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from rolectl.errors import NotFoundError
 from rolectl.events import Event
 from rolectl.repository import Repository
 
@@ -70,7 +71,7 @@ def test_remove_admin_of_an_admin_gone_from_the_table(drifted):
         change = repo.users.remove_admin(3, actor="alice")
         assert summary(change.events) == [("admin_removed", 3, "admin", "user", "alice")]
         assert "the users table said nothing but the log and caches said admin" in change.message
-        with pytest.raises(Exception, match="unknown"):  # now truly unknown
+        with pytest.raises(NotFoundError, match="unknown"):  # now truly unknown
             repo.users.remove_admin(3, actor="alice")
 
 

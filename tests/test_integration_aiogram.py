@@ -125,8 +125,13 @@ def test_lookup_fails_closed(db_path: Path, caplog: pytest.LogCaptureFixture) ->
                 Path(f"{db_path}{suffix}").unlink(missing_ok=True)
             with caplog.at_level(logging.WARNING, logger="rolectl.integrations"):
                 await dp.feed_update(bot, aiogram_update(4242, "/ban 1"))
-            assert bot.session.sent == [(4242, "refused user")]  # never admin, no crash
+                for i in range(200):  # an outage under traffic: one warning, not 201
+                    await dp.feed_update(bot, aiogram_update(5000 + i, "/ban 1"))
+            assert bot.session.sent[0] == (4242, "refused user")  # never admin, no crash
+            assert [text for _, text in bot.session.sent] == ["refused user"] * 201
             assert any("4242" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+            warnings = [r for r in caplog.records if r.name == "rolectl.integrations"]
+            assert len(warnings) == 1 and getattr(warnings[0], "rolectl_event") == "lookup_failed"
 
     asyncio.run(scenario())
 

@@ -149,8 +149,13 @@ def test_lookup_fails_closed(db_path: Path, caplog: pytest.LogCaptureFixture) ->
             Path(f"{db_path}{suffix}").unlink(missing_ok=True)
         with caplog.at_level(logging.WARNING, logger="rolectl.integrations"):
             await app.process_update(ptb_update(app, 4242, "/ban 1"))
-        assert request.sent[-1] == (4242, "admins only (you are user)")  # never admin, no crash
+            for i in range(200):  # an outage under traffic: one warning, not 201
+                await app.process_update(ptb_update(app, 5000 + i, "/ban 1"))
+        assert request.sent[-201] == (4242, "admins only (you are user)")  # never admin, no crash
+        assert {text for _, text in request.sent[-201:]} == {"admins only (you are user)"}
         assert any("4242" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+        warnings = [r for r in caplog.records if r.name == "rolectl.integrations"]
+        assert len(warnings) == 1 and getattr(warnings[0], "rolectl_event") == "lookup_failed"
         await app.post_shutdown(app)  # type: ignore[misc]
         await app.shutdown()
 

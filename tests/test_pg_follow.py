@@ -392,3 +392,30 @@ def test_past_the_staleness_bound_the_cache_fails_closed_then_recovers(pg_server
         assert not cache.suspended and cache.get_role(1) == "user" and follower.resets == 0
     finally:
         follower.close()
+
+
+def test_a_lock_that_holds_up_the_follower_suspends_the_cache_in_bounded_time(db: Any, pg_url: str) -> None:
+    """A session holds ACCESS EXCLUSIVE on meta and users (the owner, or any role with UPDATE
+    on them): the follower's reads time out instead of blocking its thread, so the staleness
+    bound suspends the cache, and every lookup then fails within the miss's own timeout --
+    never a cached admin."""
+    db.execute("INSERT INTO users (user_id, role) VALUES (1, 'admin')")
+    cache = RoleCache(PostgresFetch(pg_url, timeout=0.5), name="held")
+    follower = PgFollower(cache, pg_url, timeout=0.5, safety_interval=0.2, max_staleness=1.0).start()
+    holder = psycopg.connect(pg_url)
+    try:
+        assert cache.get_role(1) == "admin"
+        holder.execute("LOCK TABLE meta, users IN ACCESS EXCLUSIVE MODE")
+        locked = time.monotonic()
+        wait_until(lambda: follower.stale, "the cache to be suspended", limit=20.0)
+        assert time.monotonic() - locked < 1.0 + 0.5 + 3.0  # max_staleness + a read's bound + slack
+        started = time.monotonic()
+        with pytest.raises(DatabaseError, match="locked or busy"):
+            cache.get_role(1)
+        assert time.monotonic() - started < 0.5 + 3.0
+        holder.rollback()
+        wait_until(lambda: not follower.stale, "the cache to resume")
+        assert cache.get_role(1) == "admin"
+    finally:
+        holder.close()
+        follower.close()

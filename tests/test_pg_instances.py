@@ -246,3 +246,37 @@ def test_a_live_twin_keeps_its_id_and_a_dead_row_is_taken_over(db: Any, pg_url: 
         assert found[dead.id].name == "twin" and found[dead.id].state == LIVE and found[dead.id].pid == os.getpid()
     finally:
         follower.close()
+
+
+def test_requests_are_answered_on_their_own_connection_in_bounded_rounds(bot: PgFollower, db: Any) -> None:
+    """A flood of requests never reaches the follower's connection, and one round answers
+    at most MAX_PER_ROUND of them: the rest are told "busy" at once, none is left open."""
+    from rolectl.backends.postgres.agent import BUSY, MAX_PER_ROUND
+
+    assert bot.agent is not None
+    wakeups = bot.wakeups
+    with db.transaction():
+        db.execute("INSERT INTO rolectl_requests (instance_id, command, args) "
+                   "SELECT %s, 'ping', '{}'::jsonb FROM generate_series(1, 100)", (bot.agent.id,))
+        db.execute("SELECT pg_notify('rolectl_requests', %s)", (bot.agent.id,))
+    assert wait_for(lambda: db.execute("SELECT count(*) FROM rolectl_requests "
+                                       "WHERE answered_at IS NULL").fetchone() == (0,))
+    answers = [row[0] for row in db.execute("SELECT answer FROM rolectl_requests ORDER BY request_id")]
+    assert [a["ok"] for a in answers[:MAX_PER_ROUND]] == [True] * MAX_PER_ROUND
+    assert answers[MAX_PER_ROUND:] == [BUSY] * (100 - MAX_PER_ROUND)
+    assert bot.wakeups == wakeups  # the follower slept through it
+    db.execute("DELETE FROM rolectl_requests")
+    (inst,) = discover(bot.reader.conninfo)  # and honest questions are answered afterwards
+    assert inst.state == LIVE and inst.ask("ping")["ok"] is True
+
+
+def test_an_entries_answer_is_capped(bot: PgFollower, pg_url: str) -> None:
+    from rolectl.backends.postgres.agent import MAX_ENTRIES
+
+    cache = bot.cache
+    for uid in range(1000, 1000 + MAX_ENTRIES + 5):  # users that do not exist: "user"
+        cache.get_role(uid, lambda _uid: ("user", cache.last_seq))
+    (inst,) = discover(pg_url)
+    everything = inst.ask("entries", role=None, user_id=None, limit=None)
+    assert len(everything["entries"]) == MAX_ENTRIES and everything["matched"] == MAX_ENTRIES + 5
+    assert len(inst.ask("entries", role=None, user_id=None, limit=3)["entries"]) == 3

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from rolectl.errors import DatabaseError
 from rolectl.events import ADMIN_ADDED, ADMIN_REMOVED, KINDS
 from rolectl.repository import Repository
 
@@ -233,7 +234,7 @@ def test_init_migrates_a_version_1_database(tmp_path, rolectl_bin):
     db = tmp_path / "old.db"
     _v1_database(db)
     # the old trigger misses a primary-key change made through the rowid alias
-    with pytest.raises(Exception, match="older"):
+    with pytest.raises(DatabaseError, match="older"):
         Repository.open(db)
     result = subprocess.run([str(rolectl_bin), "--db", str(db), "init"], capture_output=True, text=True)
     assert result.returncode == 0 and "schema version 2" in result.stdout, result.stderr

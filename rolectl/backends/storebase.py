@@ -9,7 +9,10 @@ for the writer lock), and so are closing, ``with`` and the log's identity.
 from __future__ import annotations
 
 import os
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+; annotations are never evaluated at run time
+    from typing_extensions import Self
 
 from ..validate import parse_seconds
 

@@ -219,7 +219,9 @@ def cache_show(
             f"seq {reply['last_seq']})"
     render_rows(rows, ENTRY_COLUMNS + (("since_epoch",) if machine else ()), fmt, title=title)
     if len(rows) < reply["matched"] and not machine:
-        typer.echo(f"showing {len(rows)} of {reply['matched']} matching entries; use --limit 0 for all", err=True)
+        more = "use --limit 0 for all" if limit else \
+            "the instance sends at most that many per request; narrow it with --role or --user"
+        typer.echo(f"showing {len(rows)} of {reply['matched']} matching entries; {more}", err=True)
     silent = not_live_summary(instances)
     if silent:
         typer.echo(f"not shown: {safe(silent)}", err=True)

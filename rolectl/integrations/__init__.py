@@ -6,8 +6,10 @@
 
 Each adapter module imports its framework; this package and the rest of rolectl never do.
 What they share lives here: the lookup that **fails closed** -- when the role cannot be read
-(the database is gone, locked, corrupt) the update is handled as from a plain ``user`` and a
-warning is logged, so an outage never grants ``admin`` and never crashes an update.
+(the database is gone, locked, corrupt) the update is handled as from a plain ``user`` and the
+failure is logged (:mod:`rolectl.integrations.failurelog`: the first one, then a summary per
+minute, then a line when lookups work again), so an outage never grants ``admin``, never
+crashes an update and never floods the log.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InvalidInputError
 from ..events import ROLE_USER, ROLES, Role
+from .failurelog import FailureLog
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..aio import AsyncRoles
@@ -24,16 +27,24 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("rolectl.integrations")
 
 
-async def lookup(roles: "AsyncRoles", user_id: int | None) -> Role:
+def failure_log(roles: "AsyncRoles") -> FailureLog:
+    """The failure log an adapter keeps for ``roles`` (one per installed adapter)."""
+    return FailureLog(log, instance=roles.name)
+
+
+async def lookup(roles: "AsyncRoles", user_id: int | None, failures: FailureLog) -> Role:
     """The role of ``user_id`` for an incoming update; ``user`` when there is no sender or
-    the role cannot be read (logged as a warning, never raised)."""
+    the role cannot be read (counted in ``failures``, never raised)."""
     if user_id is None:
         return ROLE_USER
     try:
-        return await roles.get_role(user_id)
+        role = await roles.get_role(user_id)
     except Exception as exc:  # noqa: BLE001 - fail closed: whatever went wrong, not an admin
-        log.warning("role of user %s could not be read, treating as %r: %s", user_id, ROLE_USER, exc)
+        failures.failed(user_id, exc, ROLE_USER)
         return ROLE_USER
+    if failures.failing:
+        failures.succeeded()
+    return role
 
 
 def check_roles(wanted: tuple[str, ...]) -> frozenset[str]:

@@ -14,7 +14,7 @@ filter, and ``setup`` that wires both to the dispatcher's lifecycle.
 
 The middleware is an *outer* middleware on ``dp.update``, so every handler and filter of every
 router sees ``role`` (and ``roles``, the handle). The lookup fails closed: a database error
-means ``user`` and a logged warning, never ``admin`` and never a failed update.
+means ``user`` and a logged warning (rate-limited), never ``admin`` and never a failed update.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from aiogram.types import TelegramObject, User
 
 from ..aio import AsyncRoles
 from ..errors import RolectlError
-from . import check_roles, lookup
+from . import check_roles, failure_log, lookup
 
 __all__ = ["HasRole", "RoleMiddleware", "setup"]
 
@@ -39,6 +39,7 @@ class RoleMiddleware(BaseMiddleware):
 
     def __init__(self, roles: AsyncRoles) -> None:
         self.roles = roles
+        self.failures = failure_log(roles)
 
     async def __call__(
         self,
@@ -47,7 +48,7 @@ class RoleMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         user = data.get("event_from_user")  # set by aiogram's own user-context middleware
-        data["role"] = await lookup(self.roles, user.id if isinstance(user, User) else None)
+        data["role"] = await lookup(self.roles, user.id if isinstance(user, User) else None, self.failures)
         data["roles"] = self.roles
         return await handler(event, data)
 

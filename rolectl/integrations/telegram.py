@@ -16,7 +16,7 @@ other handler runs, and ``require_role`` guards a callback.
 
 The lookup runs in a handler of group -1 (before the default group 0) and stores the role on
 the update's ``context`` (read it with :func:`role_of`). It fails closed: a database error
-means ``user`` and a logged warning, never ``admin`` and never a failed update.
+means ``user`` and a logged warning (rate-limited), never ``admin`` and never a failed update.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from telegram.ext import Application, CallbackContext, TypeHandler
 from ..aio import AsyncRoles
 from ..errors import RolectlError
 from ..events import Role
-from . import check_roles, lookup
+from . import check_roles, failure_log, lookup
 
 __all__ = ["install", "require_role", "role_of"]
 
@@ -49,9 +49,11 @@ def install(application: "Application[Any, Any, Any, Any, Any, Any]", roles: Asy
     open ``roles`` in ``post_init`` and close it in ``post_shutdown`` (after any hooks
     already set). Returns the handler."""
 
+    failures = failure_log(roles)
+
     async def store_role(update: Update, context: "CallbackContext[Any, Any, Any, Any]") -> None:
         user = update.effective_user
-        setattr(context, _ATTR, await lookup(roles, user.id if user is not None else None))
+        setattr(context, _ATTR, await lookup(roles, user.id if user is not None else None, failures))
 
     handler: TypeHandler[Update, Any, None] = TypeHandler(Update, store_role)
     application.add_handler(handler, group=group)

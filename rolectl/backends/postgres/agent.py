@@ -11,9 +11,13 @@ port is opened either. Instead every registered cache instance keeps
   :class:`~rolectl.cache.answers.Answers`, the very ones the socket gives on SQLite) and
   notifies :data:`ANSWERS`. The client side is :mod:`.instances`.
 
-The agent runs on the follower's own connection and thread or loop (:class:`InstanceAgent`,
-driven by :class:`~.follower.PgFollower`), or, for a handle without a follower, on a small
-thread of its own (:class:`AgentThread`).
+The agent runs on a small thread and a connection of its own (:class:`AgentThread`), never
+on the follower's: any role that may write the log may also insert requests and NOTIFY, so a
+flood of them must not stand between a revocation and the cache, or hold off the staleness
+bound. Its work is bounded too: one round answers at most :data:`MAX_PER_ROUND` requests
+and :data:`ENTRIES_PER_ROUND` entries (an ``entries`` reply holds at most
+:data:`MAX_ENTRIES`), tells the rest "busy", and the next round comes no sooner than
+:data:`ROUND_GAP` seconds later.
 
 Only database roles that may write the log see or drive any of this (row level security on
 both tables, schema version 2). An instance whose own role may not is not registered: it
@@ -32,11 +36,12 @@ import select
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ... import __version__
 from ...cache.answers import Answers
 from ...cache.liveness import own_identity
+from ...errors import RolectlError
 from .connection import connect, driver, translate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,6 +60,17 @@ DEAD_AFTER = 10.0
 SWEEP_AFTER = 60.0
 #: Reconnect backoff of :class:`AgentThread`, as for the follower.
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
+#: Requests answered per round (``rolectl stats`` asks each instance once); the rest of what
+#: is open is answered :data:`BUSY` in the same round.
+MAX_PER_ROUND = 16
+#: Most entries one ``entries`` answer holds, and all answers of one round together.
+MAX_ENTRIES = 10_000
+ENTRIES_PER_ROUND = 20_000
+#: Shortest time between two rounds that answered requests: at most ~1/ROUND_GAP rounds a
+#: second, whatever is asked.
+ROUND_GAP = 0.05
+#: What a request gets past the caps of a round.
+BUSY = {"ok": False, "error": "busy: too many diagnostics requests at once; retry"}
 
 _counter = itertools.count()  # several caches in one process get host:pid, host:pid-1, ...
 
@@ -103,7 +119,7 @@ class InstanceAgent:
         self.follower = follower
         self.bus = bus
         self.where = where
-        self.answered = 0
+        self.answered = self.busy = 0
         self.last_beat = -math.inf
         #: Why this instance is not registered (its database role may not write the log).
         self.disabled: str | None = None
@@ -159,29 +175,51 @@ class InstanceAgent:
         conn.execute(f"UNLISTEN {REQUESTS}")
 
     def serve(self, conn: "psycopg.Connection[Any]") -> int:
-        """Answer every open request for this instance, in one transaction; how many."""
+        """Answer the open requests for this instance, in one transaction: the oldest
+        :data:`MAX_PER_ROUND` (within :data:`ENTRIES_PER_ROUND` entries), and :data:`BUSY` to
+        the rest. How many were answered, busy ones included."""
         if self.disabled is not None:
             return 0
         rows = conn.execute("SELECT request_id, command, args FROM rolectl_requests "
-                            "WHERE instance_id = %s AND answered_at IS NULL ORDER BY request_id",
-                            (self.id,)).fetchall()
+                            "WHERE instance_id = %s AND answered_at IS NULL ORDER BY request_id LIMIT %s",
+                            (self.id, MAX_PER_ROUND)).fetchall()
         if not rows:
             return 0
         answers = []
+        budget = ENTRIES_PER_ROUND
         for request_id, command, args in rows:
             request = {**(args if isinstance(args, dict) else {}), "op": str(command)}
-            try:
-                answer = self.answers.handle(request)
-            except (ValueError, KeyError, TypeError) as exc:
-                answer = {"ok": False, "error": f"bad request: {exc}"}
+            answer = self._answer(request, budget)
+            if request["op"] == "entries" and answer.get("ok"):
+                budget -= len(answer["entries"])
             answers.append((json.dumps(answer, separators=(",", ":"), default=str), request_id))
         with conn.transaction():
             with conn.cursor() as cur:
                 cur.executemany("UPDATE rolectl_requests SET answered_at = now(), answer = %s "
                                 "WHERE request_id = %s AND answered_at IS NULL", answers)
+            # Whatever else is open: busy, in one statement, however many there are.
+            busy = conn.execute("UPDATE rolectl_requests SET answered_at = now(), answer = %s "
+                                "WHERE instance_id = %s AND answered_at IS NULL AND request_id > %s",
+                                (json.dumps(BUSY), self.id, rows[-1][0])).rowcount
             conn.execute("SELECT pg_notify(%s, '')", (ANSWERS,))  # one wake-up for every waiting client
         self.answered += len(rows)
-        return len(rows)
+        self.busy += max(0, busy)
+        return len(rows) + max(0, busy)
+
+    def _answer(self, request: dict[str, Any], budget: int) -> dict[str, Any]:
+        """One request's answer; an ``entries`` listing within :data:`MAX_ENTRIES` and what
+        is left of the round's ``budget`` (:data:`BUSY` once that is spent)."""
+        try:
+            if request["op"] == "entries":
+                if budget <= 0:
+                    return BUSY
+                limit = request.get("limit")
+                cap = min(MAX_ENTRIES, budget)
+                if limit is None or (isinstance(limit, int) and not isinstance(limit, bool) and limit > cap):
+                    request = {**request, "limit": cap}
+            return self.answers.handle(request)
+        except (ValueError, KeyError, TypeError, RolectlError) as exc:
+            return {"ok": False, "error": f"bad request: {exc}"}
 
     def leave(self, conn: "psycopg.Connection[Any]") -> None:
         """A clean exit is not a dead instance: remove the row (and what was asked of it)."""
@@ -193,22 +231,28 @@ class InstanceAgent:
 
 
 class AgentThread:
-    """Runs an :class:`InstanceAgent` on a connection and thread of its own: for a handle that
-    does not follow the log (``connect(url, follow=False)``), which has no connection to share.
+    """Runs an :class:`InstanceAgent` on a connection and thread of its own: beside a
+    follower (whose thread and connection only follow the log), or for a handle that does
+    not follow it (``connect(url, follow=False)``).
 
     :meth:`start` connects and registers (raising :class:`~rolectl.errors.DatabaseError` if it
-    cannot); afterwards a lost connection is reopened with backoff, as by the follower."""
+    cannot, unless ``strict=False``: then the thread keeps trying); afterwards a lost
+    connection is reopened with backoff, as by the follower. ``factory`` replaces
+    :func:`~.connection.connect` (a follower built on a factory passes its own)."""
 
-    def __init__(self, agent: InstanceAgent, conninfo: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, agent: InstanceAgent, conninfo: str, *, timeout: float = 5.0,
+                 factory: Callable[[], "psycopg.Connection[Any]"] | None = None) -> None:
         self.agent = agent
         self.conninfo = conninfo
         self.timeout = timeout
+        self._factory = factory
         self.conn: psycopg.Connection[Any] | None = None
         self._error = driver().Error
         self._stop = threading.Event()
         self._pipe_r, self._pipe_w = -1, -1
         self._thread: threading.Thread | None = None
         self._asked = False  # a request arrived while a statement ran (psycopg's handler saw it)
+        self._next_round = 0.0  # monotonic time before which no request is answered (ROUND_GAP)
         self.backoff = BACKOFF_FIRST
 
     def _on_notify(self, notify: Any) -> None:
@@ -216,7 +260,10 @@ class AgentThread:
             self._asked = True
 
     def _open(self) -> "psycopg.Connection[Any]":
-        conn = connect(self.conninfo, timeout=self.timeout, application_name="rolectl-instance")
+        if self._factory is not None:
+            conn = self._factory()
+        else:
+            conn = connect(self.conninfo, timeout=self.timeout, application_name="rolectl-instance")
         conn.add_notify_handler(self._on_notify)
         try:
             self.agent.listen(conn)
@@ -226,19 +273,30 @@ class AgentThread:
         self.conn = conn
         return conn
 
-    def start(self) -> "AgentThread":
-        self._open()
+    def start(self, *, strict: bool = True) -> "AgentThread":
+        try:
+            self._open()
+        except RolectlError as exc:
+            if strict:
+                raise
+            log.info("diagnostics of cache %s: %s (retrying)", self.agent.name, exc)
         self._pipe_r, self._pipe_w = os.pipe()
-        self._thread = threading.Thread(target=self._run, name=f"rolectl-instance-{self.agent.name}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"rolectl-diagnostics-{self.agent.name}", daemon=True)
         self._thread.start()
         return self
+
+    def _wait(self, now: float) -> float:
+        """Seconds to sleep: until the next heartbeat, or until requests may be answered."""
+        if self._asked:
+            return max(0.0, self._next_round - now)
+        return min(self.agent.due(now), 3600.0)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 conn = self.conn if self.conn is not None and not self.conn.closed else self._open()
-                wait = 0.0 if self._asked else min(self.agent.due(time.monotonic()), 3600.0)
-                ready, _, _ = select.select([conn.pgconn.socket, self._pipe_r], [], [], wait)
+                ready, _, _ = select.select([conn.pgconn.socket, self._pipe_r], [], [],
+                                            self._wait(time.monotonic()))
                 if self._stop.is_set():
                     break
                 if conn.pgconn.socket in ready:
@@ -246,9 +304,11 @@ class AgentThread:
                 while (notify := conn.pgconn.notifies()) is not None:
                     if self.agent.wants(notify.extra.decode()):
                         self._asked = True
-                if self._asked:
+                now = time.monotonic()
+                if self._asked and now >= self._next_round:
                     self._asked = False
-                    self.agent.serve(conn)
+                    if self.agent.serve(conn):
+                        self._next_round = time.monotonic() + ROUND_GAP
                 if self.agent.due(time.monotonic()) == 0:
                     self.agent.beat(conn)
                 self.backoff = BACKOFF_FIRST
@@ -261,6 +321,7 @@ class AgentThread:
                 self._stop.wait(wait)
 
     def close(self) -> None:
+        """Stop the thread, then leave (best effort): a clean exit is not a dead instance."""
         thread, self._thread = self._thread, None
         self._stop.set()
         if thread is not None:

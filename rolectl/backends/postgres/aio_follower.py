@@ -7,8 +7,9 @@ possibly), so it runs in a worker thread (``asyncio.to_thread``) and never stall
 while it runs, the socket is not watched (the catch-up reads whatever arrives). Reconnects back
 off from 0.1 s to 5 s on the loop's clock.
 
-Reading, applying, resetting, heartbeats and requests are :class:`~.follower.PgFollower`'s, shared
-with the thread driver: this class only decides *when*.
+Reading, applying and resetting are :class:`~.follower.PgFollower`'s, shared with the thread
+driver: this class only decides *when*. Diagnostics (heartbeats, requests) run on a small
+thread and connection of their own (:class:`~.agent.AgentThread`), never on the loop.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class AsyncPgFollower:
         loop = asyncio.get_running_loop()
         # strict=True: a log that cannot be read fails here; otherwise the loop keeps retrying
         await asyncio.to_thread(self.core.first_catch_up)
+        await asyncio.to_thread(self.core.start_agent)  # diagnostics: a thread of their own
         self._loop = loop
         self._watch()
         return self

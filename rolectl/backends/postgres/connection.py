@@ -3,8 +3,11 @@
 psycopg is an optional extra; :func:`driver` imports it and, if it is missing, says which
 command installs it. Every connection rolectl opens has TCP keepalives on (a silently dead
 connection behind a NAT or load balancer is noticed), ``target_session_attrs=read-write``
-(a standby is never taken for the primary after a failover) and a connect timeout derived
-from ``--timeout``, so a server that is down never makes a command hang.
+(a standby is never taken for the primary after a failover), and three bounds derived from
+``--timeout`` (:func:`bounds`): ``connect_timeout``, so a server that is down never makes a
+command hang, and ``lock_timeout`` and ``statement_timeout``, so a lock held by another
+session (any role that may UPDATE a table may ``LOCK`` it) or a statement that runs away
+never does either. A statement cut by them is :func:`is_timeout`: "locked or busy", exit 5.
 """
 
 from __future__ import annotations
@@ -30,6 +33,23 @@ KEEPALIVES: dict[str, Any] = {
     # waiting for the kernel's retransmission limit (~15 minutes).
     "tcp_user_timeout": 10000,
 }
+
+
+def ms(seconds: float) -> int:
+    """A server setting in milliseconds; never 0, which PostgreSQL reads as "no limit"."""
+    return max(1, int(seconds * 1000))
+
+
+def bounds(lock: float, statement: float | None = None) -> str:
+    """libpq ``options`` that bound every statement of a session: waiting for a lock at most
+    ``lock`` seconds, running at most ``statement`` seconds (default: ``lock``)."""
+    return f"-c lock_timeout={ms(lock)} -c statement_timeout={ms(lock if statement is None else statement)}"
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """Whether a driver error is a statement cut by ``lock_timeout`` or ``statement_timeout``."""
+    errors = driver().errors
+    return isinstance(exc, (errors.LockNotAvailable, errors.QueryCanceled))
 
 
 def driver() -> ModuleType:
@@ -62,6 +82,9 @@ def translate(exc: BaseException, conninfo: str) -> DatabaseError:
     text = " ".join(str(exc).split())
     where = describe(conninfo)
     low = text.lower()
+    if is_timeout(exc):  # before the "timeout" wording below: the server answered, a lock held it up
+        return DatabaseError(f"PostgreSQL {where} is locked or busy: a statement did not finish within the timeout "
+                             f"({text})", hint="retry, or wait longer with --timeout / ROLECTL_TIMEOUT")
     if "password authentication failed" in low or "no password supplied" in low:
         return DatabaseError(f"cannot log in to PostgreSQL {where}: password authentication failed",
                              hint="check the user and password in the URL (or ~/.pgpass / PGPASSWORD)")
@@ -84,7 +107,9 @@ def translate(exc: BaseException, conninfo: str) -> DatabaseError:
 
 def connect(conninfo: str, *, timeout: float = 5.0, autocommit: bool = True,
             application_name: str = "rolectl", **params: Any) -> "psycopg.Connection[Any]":
-    """A new connection (autocommit unless told otherwise) with rolectl's libpq settings."""
+    """A new connection (autocommit unless told otherwise) with rolectl's libpq settings;
+    its statements wait for locks and run at most ``timeout`` seconds unless ``options``
+    says otherwise (see :func:`bounds`)."""
     pg = driver()
     settings: dict[str, Any] = {
         **KEEPALIVES,
@@ -94,6 +119,13 @@ def connect(conninfo: str, *, timeout: float = 5.0, autocommit: bool = True,
         "application_name": application_name,
         **params,
     }
+    # The URL's own options (a search_path, say) stay; rolectl's bounds come last and win.
+    ours = str(params.get("options") or bounds(timeout))
+    try:
+        theirs = pg.conninfo.conninfo_to_dict(conninfo).get("options")
+    except pg.Error:
+        theirs = None  # a malformed conninfo: connect() below says so
+    settings["options"] = f"{theirs} {ours}" if theirs else ours
     try:
         conn: psycopg.Connection[Any] = pg.connect(conninfo, autocommit=autocommit, **settings)
     except pg.Error as exc:

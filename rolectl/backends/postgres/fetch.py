@@ -5,6 +5,10 @@ contract: one statement (:data:`~rolectl.backends.postgres.schema.ROLE_AND_HEAD_
 autocommit connection is one snapshot, so a miss racing an event never installs the old role
 under a version at or past that event. Each thread keeps its own connection and cursor, and
 the statement is prepared on the server (parsed and planned once per connection).
+
+A miss waits for a lock and runs at most ``timeout`` seconds (the connection's
+``lock_timeout`` / ``statement_timeout``): a role that holds ``LOCK TABLE users`` makes the
+miss fail (the cache then fails closed) instead of stalling the bot.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Union
 
 from ...errors import DatabaseError
-from .connection import connect, driver, translate
+from .connection import connect, driver, is_timeout, translate
 from .schema import ROLE_AND_HEAD_SQL
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,7 +64,8 @@ class PostgresFetch:
             row = cursor.fetchone()
         except self._error as exc:
             self._drop()
-            if not (kept and isinstance(exc, self._operational)):
+            if not (kept and isinstance(exc, self._operational)) or is_timeout(exc):
+                # A lock held by another session is not a dead connection: one wait, not two.
                 raise self._failed(user_id, exc) from exc
             # The kept connection died (a restart, a failover, an idle cut): one retry on a
             # new connection, so the first miss after it is not an error.
@@ -74,8 +79,9 @@ class PostgresFetch:
         return (str(row[0]), int(row[1])) if self.versioned else str(row[0])
 
     def _failed(self, user_id: int, exc: BaseException) -> DatabaseError:
-        return DatabaseError(f"cannot read the role of user {user_id}: {translate(exc, self._where).message}",
-                             hint="check that the server is up and the database is a rolectl database")
+        error = translate(exc, self._where)
+        hint = error.hint if is_timeout(exc) else "check that the server is up and the database is a rolectl database"
+        return DatabaseError(f"cannot read the role of user {user_id}: {error.message}", hint=hint)
 
     def _connect(self) -> "psycopg.Cursor[Any]":
         conn = self._factory()

@@ -17,6 +17,13 @@ One dedicated autocommit connection per follower (one per process for a bot):
 
 Notifications that arrive while a catch-up query runs are consumed by that query; a notify
 handler counts them and the loop reads once more, so none is lost between snapshot and wait.
+
+Nothing else runs on this thread or connection. Diagnostics (the instance agent, which any
+role that may write the log can keep busy with requests) answer on a thread and connection
+of their own (:class:`~.agent.AgentThread`), so following and the staleness bound never wait
+on them. Every statement here waits and runs at most :data:`READ_BLOCK_LIMIT` seconds (or the
+timeout, if shorter): a lock held by another session delays the staleness bound by no more
+than a dead link does.
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ...cache.followcore import DEFAULT, FollowCore, first_catch_up
 from ...errors import RolectlError
-from .agent import REQUESTS, InstanceAgent
+from .agent import REQUESTS, AgentThread, InstanceAgent
+from .connection import bounds
 from .logreader import PgLogReader
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,8 +52,9 @@ log = logging.getLogger("rolectl.follower")
 
 #: Reconnect backoff: first wait and the longest wait, in seconds.
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
-#: Longest a read on a dead link may block the follower (``tcp_user_timeout``): the staleness
-#: bound is enforced between reads, so it is at most this late.
+#: Longest a read on a dead link (``tcp_user_timeout``) or a statement held up by a lock
+#: (``lock_timeout``, ``statement_timeout``) may block the follower: the staleness bound is
+#: enforced between reads, so it is at most this late.
 READ_BLOCK_LIMIT = 2.0
 
 
@@ -65,11 +74,15 @@ class PgFollower:
         self.conninfo = conninfo
         self.safety_interval = safety_interval
         self.strict = strict
+        self.timeout = timeout
+        self._factory = factory
         #: The diagnostics agent (see :meth:`add_agent`): with one, this process is visible to
-        #: ``rolectl stats`` on every host and answers diagnostics requests, on this connection.
+        #: ``rolectl stats`` on every host and answers diagnostics requests, on its own thread.
         self.agent: InstanceAgent | None = None
+        self._agent_thread: AgentThread | None = None
         self.reader = PgLogReader(conninfo, timeout=timeout, listen=True, factory=factory,
-                                  params={"tcp_user_timeout": int(READ_BLOCK_LIMIT * 1000)})
+                                  params={"tcp_user_timeout": int(READ_BLOCK_LIMIT * 1000),
+                                          "options": bounds(min(timeout, READ_BLOCK_LIMIT))})
         #: Reading, applying, anchoring, resets and the staleness bound: shared with every
         #: follower (rolectl.cache.followcore); this class only decides when to look.
         self.core = FollowCore(cache, self.reader.where, batch=batch, max_staleness=max_staleness,
@@ -84,8 +97,8 @@ class PgFollower:
         self._waiting_on: object | None = None
         self.backoff = BACKOFF_FIRST
         self.wakeups = self.notifications = self.checks = 0
-        if register:  # ``register=True``: the same as add_agent() before start()
-            self.add_agent(InstanceAgent(cache, name=name, follower=self, where=self.reader.where))
+        if register:  # ``register=True``: the same as add_agent() after start()
+            self.agent = InstanceAgent(cache, name=name, follower=self, where=self.reader.where)
 
     @property
     def mode(self) -> str:
@@ -117,6 +130,7 @@ class PgFollower:
         if self._thread is not None:
             return self
         self.first_catch_up()
+        self.start_agent()
         self._pipe_r, self._pipe_w = os.pipe()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=f"rolectl-pg-follower-{self.cache.name}",
@@ -150,35 +164,27 @@ class PgFollower:
     # -- diagnostics (see .agent) ----------------------------------------------------------
 
     def add_agent(self, agent: InstanceAgent) -> None:
-        """Heartbeats and answers of ``agent`` on this follower's connection and thread (or
-        loop), from now on and after every reconnect (a connection that fails meanwhile is
-        reopened, and registers, by the next round)."""
+        """Heartbeats and answers of ``agent``, from now on, on a thread and connection of
+        their own (:class:`~.agent.AgentThread`): it registers before this returns if it can,
+        else its thread keeps trying. Replaces an agent added before."""
+        thread = AgentThread(agent, self.conninfo, timeout=self.timeout, factory=self._factory)
+        thread.start(strict=False)
         with self._lock:
-            self.agent = agent
-            self.reader.on_open = agent.listen
-            conn = self.reader.conn
-            if conn is not None and not conn.closed:
-                try:
-                    agent.listen(conn)
-                except self.reader.driver_error as exc:  # the next round reconnects, and registers
-                    log.info("follower for %s: %s", self.reader.where, self.reader.failed(exc))
-        if self._pipe_w >= 0:  # the thread's wait may be longer than the first heartbeat
-            try:
-                os.write(self._pipe_w, b"a")
-            except OSError:
-                pass  # stopped meanwhile
+            old, self._agent_thread, self.agent = self._agent_thread, thread, agent
+        if old is not None:
+            old.close()
+
+    def start_agent(self) -> None:
+        """Start the agent of ``register=True`` (``start()`` does; so does the asyncio driver)."""
+        if self.agent is not None and self._agent_thread is None:
+            self.add_agent(self.agent)
 
     def remove_agent(self) -> None:
         """Leave: the row and its requests are removed (best effort), no more heartbeats."""
         with self._lock:
-            agent, self.agent = self.agent, None
-            self.reader.on_open = None
-            conn = self.reader.conn
-            if agent is not None and conn is not None and not conn.closed:
-                try:
-                    agent.leave(conn)
-                except Exception:  # noqa: BLE001 - best effort on the way out: the row goes dead by itself
-                    self.reader.close()
+            thread, self._agent_thread, self.agent = self._agent_thread, None, None
+        if thread is not None:
+            thread.close()
 
     def __enter__(self) -> "PgFollower":
         return self.start()
@@ -228,13 +234,11 @@ class PgFollower:
 
     def next_timeout(self) -> float:
         """Seconds until the next look without a wake-up: the safety poll (counted from the
-        last successful read, so a stream of wake-ups that need no read, such as requests to
-        other instances, never postpones it), a heartbeat, or the staleness bound."""
+        last successful read, so a stream of wake-ups that need no read never postpones it)
+        or the staleness bound."""
         now = time.monotonic()
         timeout = 0.0 if self.core.failing_since is not None else \
             max(0.0, self.core.last_success + self.safety_interval - now)
-        if self.agent is not None:
-            timeout = min(timeout, self.agent.due(now))
         due = self.core.stale_in(now)
         return timeout if due is None else min(timeout, due + 0.001)
 
@@ -244,12 +248,11 @@ class PgFollower:
 
     def round(self, channels: set[str]) -> None:
         """Act on a wake-up (the channels notified; empty for a timeout or a wake-up for
-        nothing of ours): answer requests, beat, and catch up if the log was notified, the
-        connection was replaced or the safety poll is due. Raises on a lost connection."""
+        nothing of ours): catch up if the log was notified, the connection was replaced or
+        the safety poll is due. Raises on a lost connection."""
         if channels:
             self.wakeups += 1
         self.checks += 1
-        self._agent_round(REQUESTS in channels)
         if channels - {REQUESTS} or self.poll_due(time.monotonic()):
             self.catch_up()
         self.backoff = BACKOFF_FIRST
@@ -258,21 +261,6 @@ class PgFollower:
         """How long to wait before reconnecting: 0.1 s, doubling up to 5 s, reset by success."""
         wait, self.backoff = self.backoff, min(self.backoff * 2, BACKOFF_MAX)
         return wait
-
-    def _agent_round(self, requested: bool) -> None:
-        """Answer diagnostics requests and keep the heartbeat fresh, on this connection."""
-        with self._lock:
-            agent = self.agent  # read under the lock: remove_agent() may run in another thread
-            if agent is None:
-                return
-            conn = self.reader.connection()
-            try:
-                if requested:
-                    agent.serve(conn)
-                if agent.due(time.monotonic()) == 0:
-                    agent.beat(conn)
-            except self.reader.driver_error as exc:
-                raise self.reader.failed(exc) from exc
 
     def _wait(self, timeout: float) -> set[str]:
         """Sleep until a notification, the stop pipe or ``timeout``; the channels notified."""
@@ -321,8 +309,9 @@ class PgFollower:
         self._note(notify.channel, notify.payload)
 
     def _note(self, channel: str, payload: str) -> None:
-        """Remember a wake-up; a request for another instance is none (every instance listens)."""
-        if channel == REQUESTS and (self.agent is None or not self.agent.wants(payload)):
+        """Remember a wake-up on the log's channel (diagnostics requests are the agent's, on
+        its own connection: one that reached this connection is none)."""
+        if channel == REQUESTS:
             return
         self._notified.add(channel)
 

@@ -1,9 +1,9 @@
 """Making a cache visible to ``rolectl stats`` on every host: the PostgreSQL twin of
 :class:`rolectl.cache.registry.Registration`.
 
-With a follower, the instance agent (:mod:`.agent`) rides on the follower's connection and
-thread or loop: no extra connection, no extra thread. Without one (``follow=False``) it gets a
-small thread and a connection of its own. Closing (or a normal interpreter exit) removes the
+The instance agent (:mod:`.agent`) answers on a small thread and a connection of its own,
+with or without a follower: never on the follower's, which a flood of requests would hold
+up. Closing (or a normal interpreter exit) removes the
 heartbeat row; a process that dies leaves it to go ``dead`` after
 :data:`~.agent.DEAD_AFTER` seconds without a heartbeat.
 """

@@ -6,9 +6,12 @@ that take the writer lock as their FIRST statement (see :mod:`.schema`: that is 
 seq order commit order), the transaction-local actor the role triggers record, and the
 translation of driver errors into rolectl's one-line exceptions and exit codes.
 
-``--timeout`` bounds every wait: connecting (libpq ``connect_timeout``, at least 2 s), and
-waiting for the writer lock or a row lock (``lock_timeout``), so a command never hangs on a
-server that is down or a writer that holds the lock.
+``--timeout`` bounds every wait: connecting (libpq ``connect_timeout``, at least 2 s), a
+read waiting for a lock (``lock_timeout``: a bot role may ``LOCK TABLE users``), and a change
+waiting for the writer lock or a row lock (``lock_timeout`` again, the write wait), so a
+command never hangs on a server that is down or a session that holds a lock. Every statement
+also runs at most :func:`statement_bound` seconds (``statement_timeout``): generous, because
+a batch's set-based statements legitimately take seconds, but never unbounded.
 """
 
 from __future__ import annotations
@@ -20,11 +23,21 @@ from typing import TYPE_CHECKING, Any, Iterator
 from ...errors import DatabaseError, InvalidInputError, RolectlError
 from ..storebase import StoreBase, resolve_timeout, resolve_write_timeout
 from . import schema
-from .connection import connect, describe, driver, translate
+from .connection import bounds, connect, describe, driver, is_timeout, ms, translate
 from .queries import QUERIES
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
+
+#: The shortest run a statement of the CLI or the repository is allowed (a million-row batch
+#: statement takes seconds; a lock wait is bounded separately, by the timeout).
+STATEMENT_FLOOR = 60.0
+
+
+def statement_bound(timeout: float, write_timeout: float) -> float:
+    """Seconds a store's statement may run: twice the longest wait, at least
+    :data:`STATEMENT_FLOOR`."""
+    return max(STATEMENT_FLOOR, 2 * max(timeout, write_timeout))
 
 
 class PgStore(StoreBase):
@@ -43,9 +56,13 @@ class PgStore(StoreBase):
         self.queries = QUERIES
         self._lock = threading.RLock()
         self._pg = driver()
-        lock_ms = max(1, int(self.write_timeout * 1000)) if self.write_timeout > 0 else 0
+        #: Sent with BEGIN: a change waits for the writer lock (and row locks) this long; a
+        #: read waits ``timeout`` (the session's lock_timeout). 0 is "do not wait" (1 ms), never
+        #: PostgreSQL's "no limit".
+        self._write_bound = f"SET LOCAL lock_timeout = {ms(self.write_timeout)}; "
         self.conn: psycopg.Connection[Any] = connect(
-            conninfo, timeout=self.timeout, options=f"-c lock_timeout={lock_ms}")
+            conninfo, timeout=self.timeout,
+            options=bounds(self.timeout, statement_bound(self.timeout, self.write_timeout)))
         try:
             if not create:
                 schema.check_version(self.conn, where=f"database {self.path}")
@@ -57,8 +74,7 @@ class PgStore(StoreBase):
 
     def translate(self, exc: BaseException) -> RolectlError:
         """A driver error as one line with the fix, and the exit code of its class."""
-        errors = self._pg.errors
-        if isinstance(exc, (errors.LockNotAvailable, errors.QueryCanceled)):
+        if is_timeout(exc):
             return DatabaseError(f"database {self.path} is locked by another writer",
                                  hint="retry, or wait longer with --timeout / ROLECTL_TIMEOUT")
         if isinstance(exc, self._pg.IntegrityError):
@@ -80,7 +96,13 @@ class PgStore(StoreBase):
         """Create or migrate the schema (``rolectl init``); the versions applied."""
         with self._lock:
             try:
-                return schema.migrate(self.conn, where=f"database {self.path}")
+                # A change: it waits for the writer lock as long as any change does.
+                self.conn.execute(f"SET lock_timeout = {ms(self.write_timeout)}")
+                try:
+                    return schema.migrate(self.conn, where=f"database {self.path}")
+                finally:
+                    if not self.conn.closed:
+                        self.conn.execute(f"SET lock_timeout = {ms(self.timeout)}")
             except self._pg.Error as exc:
                 raise self.translate(exc) from exc
 
@@ -99,7 +121,7 @@ class PgStore(StoreBase):
         with self._lock:
             conn = self.conn
             try:
-                conn.execute(f"BEGIN; {schema.LOCK_SQL}")
+                conn.execute(f"BEGIN; {self._write_bound}{schema.LOCK_SQL}")
                 if actor is not None:
                     conn.execute("SELECT set_config('rolectl.actor', %s, true)", (actor,))
                 try:

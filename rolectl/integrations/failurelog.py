@@ -1,0 +1,104 @@
+"""Failed role lookups, logged so that an outage is one warning, not thousands.
+
+While the database is down every update's lookup fails; a bot fed 1,000 updates a second
+would log 1,000 identical warnings a second and bury everything else. :class:`FailureLog`
+logs the first failure of an outage at once, then at most one summary per ``interval`` with
+the number of failures by cause, and one line when lookups work again (with the outage's
+totals). Every record carries structured fields (``extra``) for log processors:
+
+================== ==========================================================================
+field              meaning
+================== ==========================================================================
+``rolectl_event``  ``lookup_failed`` (first failure), ``lookup_failing`` (summary),
+                   ``lookup_recovered``
+``user_id``        the sender whose lookup failed (first failure only)
+``instance``       the handle's instance name
+``failures``       failures so far in this outage (summary, recovery)
+``causes``         ``{"DatabaseError": 812, ...}`` since the previous record
+================== ==========================================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from typing import Callable
+
+__all__ = ["FailureLog", "SUMMARY_INTERVAL"]
+
+#: Seconds between two summaries while lookups keep failing.
+SUMMARY_INTERVAL = 60.0
+
+
+class FailureLog:
+    """One outage's worth of failed lookups, for one handle. Thread-safe; costs one
+    attribute test per successful lookup when nothing has failed."""
+
+    def __init__(self, logger: logging.Logger, *, instance: str = "", interval: float = SUMMARY_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
+        self.instance = instance
+        self.interval = interval
+        self.clock = clock
+        self.failing = False  # read without the lock on the success path: a stale False only delays the recovery line
+        self._lock = threading.Lock()
+        self._since = 0.0  # when the outage began
+        self._last_record = 0.0  # when the last record of this outage was logged
+        self._total = 0
+        self._pending: Counter[str] = Counter()  # causes since the last record
+
+    def failed(self, user_id: int, exc: BaseException, treated_as: str) -> None:
+        """A lookup failed and was answered with ``treated_as``."""
+        cause = type(exc).__name__
+        now = self.clock()
+        with self._lock:
+            self._total += 1
+            if not self.failing:
+                self.failing, self._since, self._last_record = True, now, now
+                self._pending.clear()
+                self.logger.warning(
+                    "role lookups are failing; senders are treated as %r until they work again "
+                    "(further failures are summarised every %gs): user %s: %s",
+                    treated_as, self.interval, user_id, exc,
+                    extra={"rolectl_event": "lookup_failed", "user_id": user_id, "instance": self.instance,
+                           "failures": 1, "causes": {cause: 1}})
+                return
+            self._pending[cause] += 1
+            if now - self._last_record < self.interval:
+                return
+            self._summary(now, exc)
+
+    def _summary(self, now: float, exc: BaseException) -> None:
+        causes = dict(self._pending)
+        self._pending.clear()
+        self._last_record = now
+        self.logger.warning(
+            "role lookups still failing: %d more in the last %.0fs (%s), %d since the outage began %.0fs ago; "
+            "latest: %s",
+            sum(causes.values()), self.interval, _causes(causes), self._total, now - self._since, exc,
+            extra={"rolectl_event": "lookup_failing", "instance": self.instance, "failures": self._total,
+                   "causes": causes})
+
+    def succeeded(self) -> None:
+        """A lookup worked: ends an outage, if there was one, with a line saying so."""
+        if not self.failing:
+            return
+        now = self.clock()
+        with self._lock:
+            if not self.failing:
+                return
+            causes = dict(self._pending)
+            self.logger.warning(
+                "role lookups work again after %d failures over %.1fs%s",
+                self._total, now - self._since, f" ({_causes(causes)} since the last report)" if causes else "",
+                extra={"rolectl_event": "lookup_recovered", "instance": self.instance, "failures": self._total,
+                       "causes": causes})
+            self.failing = False
+            self._total = 0
+            self._pending.clear()
+
+
+def _causes(causes: dict[str, int]) -> str:
+    return ", ".join(f"{name} x{count}" for name, count in sorted(causes.items(), key=lambda kv: -kv[1]))

@@ -31,6 +31,22 @@ _INVISIBLE = (
     r"\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
 )
 _VISIBLE = re.compile(f"[^{_INVISIBLE}]")
+#: Lone surrogates: what Python makes of bytes that are not UTF-8 in an argument, a file name
+#: or the environment (U+DC80..U+DCFF, "surrogateescape"). They cannot be stored or printed.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_utf8(value: str, what: str) -> str:
+    """``value`` unchanged if it is text; a one-line refusal naming ``what`` (``--username``,
+    ``ROLECTL_DB``) and the first byte that is not UTF-8 otherwise. Nothing can be written
+    or shown with such a value, so it is refused before anything is opened."""
+    bad = _SURROGATE.search(value)
+    if bad is None:
+        return value
+    code = ord(bad.group())
+    byte = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+    raise InvalidInputError(f"{what} is not valid UTF-8 ({byte} at position {bad.start()})",
+                            hint="pass it as UTF-8 text (check the encoding of the terminal or script)")
 
 
 def parse_id(value: object, what: str = "user id") -> int:
@@ -126,6 +142,7 @@ def parse_text(value: str | None, what: str, max_len: int) -> str | None:
     text made only of invisible characters (zero-width joiners, fillers), which looks empty."""
     if value is None:
         return None
+    check_utf8(value, what)
     if not value.strip():
         raise InvalidInputError(f"{what} is empty", hint=f"pass a {what}, or leave the option out")
     if len(value) > max_len:

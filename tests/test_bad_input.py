@@ -499,3 +499,17 @@ def test_any_option_value_is_accepted_or_refused_in_one_line(cli, seeded, value,
         assert_one_line_error(result.stderr, result.exit_code, 2)
         assert "internal error" not in result.stderr
     assert fingerprint(seeded) == before
+
+
+def test_the_library_refuses_text_that_is_not_utf8(seeded: Path) -> None:
+    """A surrogate-escaped byte (what Python makes of ``\\xff`` in an argument or a file name)
+    is refused by the library's own validation too, naming the field, with nothing written."""
+    from rolectl.errors import InvalidInputError
+
+    before = fingerprint(seeded)
+    with Repository.open(seeded) as repo:
+        with pytest.raises(InvalidInputError, match=r"username is not valid UTF-8 \(byte 0xff at position 3\)"):
+            repo.users.add_admin(5, "bob\udcff", actor="ops")
+        with pytest.raises(InvalidInputError, match="note is not valid UTF-8"):
+            repo.events.evict(5, actor="ops", note="\udc80")
+    assert fingerprint(seeded) == before

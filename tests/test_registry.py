@@ -72,13 +72,13 @@ def test_a_crashed_instance_is_dead_never_live(db_path: Path) -> None:
     assert prune([inst]) == 1 and discover(db_path) == []
 
 
-def test_a_stale_socket_of_a_live_pid_is_dead(db_path: Path) -> None:
+def test_a_refusing_socket_of_a_live_pid_is_unresponsive_never_dead(db_path: Path) -> None:
     directory = runtime_dir(db_path)
     directory.mkdir(mode=0o700)
     (directory / "1.json").write_text(json.dumps({"name": "init", "pid": 1, "host": os.uname().nodename,
                                                   "socket": "1.sock"}))
-    [inst] = discover(db_path)  # pid 1 exists, but nothing listens on 1.sock
-    assert inst.state == "dead" and "socket refused" in (inst.error or "")
+    [inst] = discover(db_path)  # pid 1 exists, but nothing listens on 1.sock: dead means gone
+    assert inst.state == "unresponsive" and "socket refused" in (inst.error or "") and not inst.gone
     assert prune([inst]) == 0 and (directory / "1.json").exists()  # its pid is alive: never pruned
 
 
@@ -135,3 +135,33 @@ def test_rate_ring_reports_the_last_window_not_the_average() -> None:
     assert rates["hit_rate"] == pytest.approx(0.9)
     assert rates["lookups_per_second"] == pytest.approx(100)
     assert rates["window_seconds"] == pytest.approx(10)
+
+
+def test_liveness_is_judged_by_the_recorded_identity_and_never_guessed() -> None:
+    """gone() is True only when the registered process certainly no longer runs."""
+    from rolectl.cache.liveness import Identity, gone, own_identity, same_kernel, start_ticks
+
+    me = own_identity()
+    assert me.start_ticks == start_ticks(os.getpid()) and me.boot_id and me.pid_ns
+    assert not gone(os.getpid(), me) and same_kernel(me)
+    assert not gone(os.getpid(), Identity())  # an older registration: the pid exists, that is all
+    assert gone(os.getpid(), Identity(me.start_ticks + 1, me.boot_id, me.pid_ns))  # the pid was reused
+    assert gone(os.getpid(), Identity(me.start_ticks, "another-boot", me.pid_ns))  # before the last boot
+    other_ns = Identity(me.start_ticks + 1, me.boot_id, "pid:[1]")  # another container's pid
+    assert not gone(os.getpid(), other_ns) and not same_kernel(other_ns)
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    assert gone(finished.pid, Identity())
+
+
+def test_a_registration_without_an_identity_is_still_read(db_path: Path) -> None:
+    """Registrations written before the identity fields existed: judged by their pid alone."""
+    directory = runtime_dir(db_path)
+    directory.mkdir(mode=0o700)
+    (directory / f"{os.getpid()}.json").write_text(json.dumps(
+        {"name": "old", "pid": os.getpid(), "host": os.uname().nodename}))
+    (directory / "7.json").write_text(json.dumps(
+        {"name": "odd", "pid": 7, "host": os.uname().nodename, "start_ticks": "soon"}))
+    found = {i.name: i for i in discover(db_path, timeout=0.2)}
+    assert found["old"].state == "unresponsive" and not found["old"].gone  # no socket, but this pid exists
+    assert found["7"].state == "bad-reply" and "start_ticks" in (found["7"].error or "")  # named by its id

@@ -70,6 +70,23 @@ def test_tsv_round_trip():
                     ["333", ROWS[2]["username"], "user"]]
 
 
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_csv_and_tsv_cells_are_exact_in_a_file_and_escaped_on_a_terminal(fmt):
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    evil = [{"user_id": 7, "username": "a\x1b[2J\tb\\c", "role": "user"}]
+    exact, shown = io.StringIO(), Tty()
+    render.render_rows(evil, COLUMNS, fmt, out=exact)
+    render.render_rows(evil, COLUMNS, fmt, out=shown)
+    assert "\x1b" in exact.getvalue() and "\x1b" not in shown.getvalue()
+    if fmt == "tsv":  # the TSV escapes first, then the terminal's: still one row of three cells
+        assert shown.getvalue().splitlines()[1] == "7\ta\\x1b[2J\\tb\\\\c\tuser"
+    else:
+        assert list(csv.reader(io.StringIO(shown.getvalue())))[1] == ["7", "a\\x1b[2J\\tb\\c", "user"]
+
+
 @pytest.mark.parametrize("fmt", render.TABULATE_FORMATS)
 def test_every_tabulate_format_renders(fmt):
     text = rendered(fmt)

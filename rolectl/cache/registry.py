@@ -5,9 +5,11 @@ database's runtime directory, ``<db>.rolectl/`` next to the file (mode 0700): on
 ``<id>.json`` (name, pid, host, start time, ...) and one ``<id>.sock`` (mode 0600) answered by
 :class:`~rolectl.cache.ipc.InstanceServer`. rolectl lists the directory and asks each socket.
 What it reports is what it saw: ``live`` (answered), ``unresponsive`` (the process exists but
-gave no complete answer in time, e.g. stopped with SIGSTOP), ``bad-reply`` (its registration or
-answer is malformed, or its socket is served by an untrusted user), ``dead`` (the process is
-gone, or nothing listens), ``remote`` (registered from another host: not probed, never pruned).
+gave no complete answer in time, or its socket refused: stopped with SIGSTOP, busy, its listen
+queue full), ``bad-reply`` (its registration or answer is malformed, or its socket is served by
+an untrusted user), ``dead`` (the process is gone: its pid no longer exists, or now belongs to
+another process, see :mod:`rolectl.cache.liveness`), ``remote`` (registered from another host:
+not probed, never pruned). Only a dead instance's files are ever pruned.
 
 The directory is trusted only when the caller or the database's owner owns it and nobody
 else can enter it; every file operation goes through its descriptor with plain ``<id>.*``
@@ -32,6 +34,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from .. import __version__
 from ..errors import ConflictError, InvalidInputError, NotFoundError
 from . import ipc, replies
+from .liveness import Identity, own_identity
+from .liveness import gone as process_gone
 from .rundir import SUFFIX, RuntimeDir, runtime_dir
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,6 +72,7 @@ class Registration:
         self.pid = os.getpid()
         self.host = socket.gethostname()
         self.started_at = time.time()
+        self.identity = own_identity()
         self.directory_path = runtime_dir(self.db_path)
         n = next(_counter)
         self.id = str(self.pid) if n == 0 else f"{self.pid}-{n}"
@@ -88,6 +93,7 @@ class Registration:
             "rolectl": __version__,
             "follower": self.follower.mode if self.follower is not None else None,
             "bus": self.bus,
+            **self.identity.describe(),
         }
 
     def start(self) -> "Registration":
@@ -193,6 +199,8 @@ class Instance:
     bus: bool | None = None
     #: the pid was checked and no such process exists on this host
     gone: bool = False
+    #: who the pid was when it registered (start time, boot, pid namespace), where recorded
+    identity: Identity = field(default_factory=Identity, repr=False, compare=False)
 
     @property
     def live(self) -> bool:
@@ -225,8 +233,14 @@ class Instance:
             raise PeerError(f"cache instance {self.label} is unresponsive ({exc})", state=UNRESPONSIVE,
                             reason=str(exc), hint="it may be stopped or stuck; check the process") from exc
         except OSError as exc:
-            raise PeerError(f"cache instance {self.label} did not answer ({_why(exc)})", state=DEAD,
-                            reason=_why(exc), hint="it may have stopped; see `rolectl stats`") from exc
+            if self._process_gone():
+                raise PeerError(f"cache instance {self.label} is dead (process is gone)", state=DEAD,
+                                reason="process is gone", hint="see `rolectl stats --prune`") from exc
+            # A refusing socket of a process that exists: stopped with its listen queue full,
+            # busy, or its socket removed (its heartbeat binds it again). Never dead.
+            raise PeerError(f"cache instance {self.label} is unresponsive ({_why(exc)})", state=UNRESPONSIVE,
+                            reason=_why(exc), hint="its process exists but did not answer: it may be stopped, "
+                            "stuck or overloaded; check the process") from exc
         except ValueError as exc:  # UntrustedPeer, oversized, not JSON
             raise PeerError(f"cache instance {self.label} gave a bad reply ({exc})", state=BAD_REPLY,
                             reason=str(exc)) from exc
@@ -239,18 +253,20 @@ class Instance:
                             reason=str(exc)) from exc
 
 
+    def _process_gone(self) -> bool:
+        """Whether this instance's process is certainly gone (this host only; never guessed)."""
+        if self.gone:
+            return True
+        if self.pid is None or (self.host and self.host != socket.gethostname()):
+            return False
+        self.gone = process_gone(self.pid, self.identity)
+        return self.gone
+
+
 def _why(exc: OSError) -> str:
+    if exc.errno == errno.EAGAIN:
+        return "socket refused: its listen queue is full"
     return "socket refused" if exc.errno in (errno.ECONNREFUSED, errno.ENOENT) else exc.strerror or str(exc)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _read_instance(directory: RuntimeDir, ident: str, host: str) -> Instance:
@@ -268,11 +284,12 @@ def _read_instance(directory: RuntimeDir, ident: str, host: str) -> Instance:
         return inst
     inst.name, inst.pid, inst.host = info["name"], info["pid"], info["host"]
     inst.started_at, inst.follower_mode, inst.bus = info["started_at"], info["follower"], info["bus"]
-    inst.state = DEAD
+    inst.identity = Identity(info["start_ticks"], info["boot_id"], info["pid_ns"])
+    inst.state = UNRESPONSIVE  # until the probe says otherwise
     if inst.host and inst.host != host:
         inst.state, inst.error = REMOTE, f"registered on host {inst.host}; not probed from {host}"
-    elif not _pid_alive(info["pid"]):
-        inst.error, inst.gone = "process is gone", True
+    elif process_gone(info["pid"], inst.identity):
+        inst.state, inst.error, inst.gone = DEAD, "process is gone", True
     return inst
 
 
@@ -310,7 +327,7 @@ def discover(db_path: str | os.PathLike[str], *, timeout: float = 1.0) -> list[I
         return []
     host = socket.gethostname()
     found = [_read_instance(directory, ident, host) for ident in directory.ids()]
-    probe = [i for i in found if i.state == DEAD and not i.gone and i.pid is not None]
+    probe = [i for i in found if i.state == UNRESPONSIVE and i.pid is not None]
     if len(probe) == 1:
         _probe(probe[0], timeout)
     elif probe:
@@ -324,11 +341,17 @@ def discover(db_path: str | os.PathLike[str], *, timeout: float = 1.0) -> list[I
 def prune(instances: Iterable[Instance]) -> int:
     """Remove the files of instances registered on this host whose process is gone; returns
     how many. Nothing else is ever removed: not a live pid with a dead socket (the pid may
-    be the bot's, which binds again), not another host's, not a malformed registration."""
+    be the bot's, which binds again), not a stopped one, not another host's, not a malformed
+    registration. Each one's process is looked up once more right before its files go."""
     removed = 0
     for inst in instances:
-        if not (inst.state == DEAD and inst.gone) or inst.directory is None:
+        if not (inst.state == DEAD and inst.gone) or inst.directory is None or inst.pid is None:
             continue
+        if not process_gone(inst.pid, inst.identity):
+            continue
+        again = _read_instance(inst.directory, inst.id, socket.gethostname())
+        if (again.identity, again.started_at) != (inst.identity, inst.started_at):
+            continue  # registered anew meanwhile (the pid was reused): not the one seen dead
         inst.directory.unlink(f"{inst.id}.json")
         inst.directory.unlink(inst.socket_name)
         removed += 1

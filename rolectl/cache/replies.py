@@ -67,7 +67,8 @@ def _show(value: Any) -> str:
 
 
 def registration(info: Any) -> dict[str, Any]:
-    """A ``<id>.json`` registration: name, pid, host, started_at (and optional extras)."""
+    """A ``<id>.json`` registration: name, pid, host, started_at (and optional extras: the
+    follower, the bus, and the process identity)."""
     info = _dict(info, "the registration")
     return {
         "name": _str(info, "name"),
@@ -76,6 +77,17 @@ def registration(info: Any) -> dict[str, Any]:
         "started_at": _float(info, "started_at", required=False),
         "follower": _str(info, "follower", required=False),
         "bus": info.get("bus") if isinstance(info.get("bus"), bool) else None,
+        **identity(info),
+    }
+
+
+def identity(info: dict[str, Any]) -> dict[str, Any]:
+    """Who the registered pid was (see :mod:`rolectl.cache.liveness`); each field optional,
+    since registrations written before them lack them."""
+    return {
+        "start_ticks": _int(info, "start_ticks", required=False),
+        "boot_id": _str(info, "boot_id", required=False, limit=64),
+        "pid_ns": _str(info, "pid_ns", required=False, limit=64),
     }
 
 

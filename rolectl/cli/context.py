@@ -80,8 +80,16 @@ def state(ctx: click.Context) -> State:
 
 
 def default_actor() -> str:
-    """Who a change is recorded as when ``--actor`` is not given: the OS user."""
+    """Who a change is recorded as when ``--actor`` is not given: the OS user, or ``uid:N``
+    when its name (from the environment) is not UTF-8 text and could not be stored."""
     try:
-        return getpass.getuser()
+        name = getpass.getuser()
     except (KeyError, OSError):
-        return os.environ.get("USER") or f"uid:{os.getuid()}"
+        name = os.environ.get("USER") or ""
+    from ..errors import InvalidInputError
+    from ..validate import check_utf8
+
+    try:
+        return check_utf8(name, "the user name") if name else f"uid:{os.getuid()}"
+    except InvalidInputError:
+        return f"uid:{os.getuid()}"

@@ -99,7 +99,8 @@ def stats(
     interval: float = typer.Option(1.0, "--interval", help="Seconds between refreshes with --watch.",
                                    click_type=Seconds("--interval", 0.1, 3600)),
     prune: bool = typer.Option(False, "--prune", help="Forget registrations whose process is gone (this host only; "
-                               "on PostgreSQL: instances without a heartbeat, of any host)."),
+                               "on PostgreSQL also instances of other hosts without a heartbeat). A stopped or "
+                               "busy process is never pruned."),
     fmt: Optional[str] = format_option(
         extra=(OPENMETRICS,), help="table, json, jsonl, csv, tsv, a tabulate format, or openmetrics "
         "(Prometheus text format for node_exporter's textfile collector)."),
@@ -109,10 +110,11 @@ def stats(
     changes reach it (follower mode; `bus`: its own writes only; `none`: nothing).
 
     States: live, stale (its follower could not read the log lately), unresponsive (the
-    process exists but did not answer in time, e.g. stopped), bad-reply, dead, remote
-    (registered from another host). On PostgreSQL every instance of every host is listed and
-    asked through the database (dead: no heartbeat for 10 s). `--watch` on a terminal is a
-    live view with rates over each interval.
+    process exists but did not answer in time, e.g. stopped or overloaded), bad-reply, dead
+    (the process is gone), remote (registered from another host). On PostgreSQL every
+    instance of every host is listed and asked through the database (one of another host is
+    dead after 10 s without a heartbeat). `--watch` on a terminal is a live view with rates
+    over each interval.
 
     Example: rolectl stats --watch
     """
@@ -226,23 +228,31 @@ def cache_show(
 
 
 def _confirmation_line(confirmations: list[dict[str, Any]]) -> str:
-    """``applied by 1 of 2 live instances; beta (pid 123) unresponsive`` (names made safe)."""
-    from ..cache.registry import label
+    """``applied by 1 of 2 instances; 1 did not answer: beta (pid 123)`` (names made safe),
+    then any that answered badly, lag, or exited meanwhile."""
+    from ..cache.registry import UNRESPONSIVE, label
 
     applied = [c for c in confirmations if c["applied"]]
-    line = f"applied by {len(applied)} of {len(confirmations)} live instance{'s' if len(confirmations) != 1 else ''}"
-    missing = []
+    line = f"applied by {len(applied)} of {len(confirmations)} instance{'s' if len(confirmations) != 1 else ''}"
+    silent, other = [], []
     for c in confirmations:
         if c["applied"]:
             continue
         who = label(c["instance"], c["pid"], c["id"])
-        missing.append(f"{who} {c['state']}" if c["state"] != "live" else f"{who} lagging ({c['detail']})")
-    return safe(line + ("; " + ", ".join(missing) if missing else ""))
+        if c["state"] == UNRESPONSIVE:
+            silent.append(who)
+        else:
+            other.append(f"{who} {c['state']}" if c["state"] != "live" else f"{who} lagging ({c['detail']})")
+    if silent:
+        line += f"; {len(silent)} did not answer: " + ", ".join(silent)
+    return safe(line + ("; " + ", ".join(other) if other else ""))
 
 
-def _break_glass(ctx: typer.Context, do: Any, wait: float, fmt: Optional[str]) -> None:
+def _break_glass(ctx: typer.Context, do: Any, wait: float, fmt: Optional[str], unconfirmed: str) -> None:
     """Record the event, then report it in the one change shape (see
-    :mod:`rolectl.render.changes`) with ``instances``: what each running cache confirmed."""
+    :mod:`rolectl.render.changes`) with ``instances``: what each running cache confirmed.
+    When not every one did, the change's message is ``unconfirmed``: the event is recorded,
+    but it did not reach "every following cache" yet."""
     out = change_format(fmt)
     from ..backends.diagnostics import discover, wait_applied
     from ..cache.registry import RUNNING
@@ -270,8 +280,11 @@ def _break_glass(ctx: typer.Context, do: Any, wait: float, fmt: Optional[str]) -
     confirmations = wait_applied(store, running, seq, wait) if running else []
     line = _confirmation_line(confirmations) if confirmations else \
         "no running cache instance is registered; caches that start later read the log" if wait > 0 else ""
+    missing = any(not c["applied"] for c in confirmations)
+    if missing:
+        item["message"] = unconfirmed
     report(confirmations, line)
-    if any(not c["applied"] for c in confirmations):
+    if missing:
         raise NotAppliedError(f"event #{seq} is recorded, but {line}",
                               hint="a stopped instance applies it when it resumes; check it with `rolectl stats`")
 
@@ -289,14 +302,16 @@ def cache_evict(
     """Make every following cache drop one user (the next lookup reads the database).
 
     Recorded in the audit log as a cache_evict event; then reports which running instances
-    applied it ("applied by 1 of 2 live instances; beta (pid 123) unresponsive"). Exit 7 when
-    not all of them confirmed it within --wait (the event stays recorded).
+    applied it ("applied by 1 of 2 instances; 1 did not answer: beta (pid 123)"). Exit 7 when
+    not all of them confirmed it within --wait (the event stays recorded); a stopped or busy
+    instance counts as not confirmed, however long it has been silent.
 
     Example: rolectl cache evict 789 --note "suspicious role"
     """
     uid, who = parse_id(user_id), actor_of(actor)
     change_format(fmt)
-    _break_glass(ctx, lambda repo: repo.events.evict(uid, actor=who, note=note), wait, fmt)
+    _break_glass(ctx, lambda repo: repo.events.evict(uid, actor=who, note=note), wait, fmt,
+                 f"cache entry {uid} eviction recorded; not every running cache confirmed it")
 
 
 @cache_app.command("flush")
@@ -315,7 +330,8 @@ def cache_flush(
     """
     who = actor_of(actor)
     change_format(fmt)
-    _break_glass(ctx, lambda repo: repo.events.flush(actor=who, note=note), wait, fmt)
+    _break_glass(ctx, lambda repo: repo.events.flush(actor=who, note=note), wait, fmt,
+                 "cache flush recorded; not every running cache confirmed it")
 
 
 # -- whois -------------------------------------------------------------------------------------

@@ -188,7 +188,7 @@ def _writer(fmt: str) -> Callable[["Event"], None]:
     ``text`` is for people: the log's wording, made safe for the terminal. The others are
     the exact machine formats of every listing."""
     from ..events import EVENT_FIELDS
-    from ..render import dumps, event_line, plain_text, tsv_cell
+    from ..render import dumps, event_line, line_cell
 
     out = sys.stdout
     if fmt == "text":
@@ -201,17 +201,19 @@ def _writer(fmt: str) -> Callable[["Event"], None]:
             out.flush()
     elif fmt == "tsv":
         out.write("\t".join(EVENT_FIELDS) + "\n")
+        tsv = line_cell(fmt, out)  # exact in a pipe, escaped on a terminal
 
         def write(event: "Event") -> None:
-            out.write("\t".join(tsv_cell(getattr(event, f)) for f in EVENT_FIELDS) + "\n")
+            out.write("\t".join(tsv(getattr(event, f)) for f in EVENT_FIELDS) + "\n")
             out.flush()
     else:
         import csv
 
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(EVENT_FIELDS)
+        cell = line_cell(fmt, out)
 
         def write(event: "Event") -> None:
-            writer.writerow([plain_text(getattr(event, f)) for f in EVENT_FIELDS])
+            writer.writerow([cell(getattr(event, f)) for f in EVENT_FIELDS])
             out.flush()
     return write

@@ -52,9 +52,13 @@ def _prepare(command: click.Command) -> None:
         return
     setattr(command, "_rolectl_prepared", True)
     command.help = unwrap(command.help)
+    from .options import TEXT
+
     for param in command.params:
         if isinstance(param, click.Option) and param.help:
             param.help = unwrap(param.help)
+        if isinstance(param, click.Option) and isinstance(param.type, click.types.StringParamType):
+            param.type = TEXT  # text that is not UTF-8 is refused here, naming the option
     from .globals import add_to
 
     add_to(command)  # a group too: `rolectl users --role admin --db bot.db` lists

@@ -17,7 +17,7 @@ import typer
 from ..errors import InvalidInputError
 from ..events import ROLES
 from ..render import FORMATS
-from ..validate import TIMEOUT_MAX, parse_count, parse_id, parse_seconds
+from ..validate import TIMEOUT_MAX, check_utf8, parse_count, parse_id, parse_seconds
 
 CHANGE_FORMATS: tuple[str, ...] = ("text", "json", "jsonl")
 FORMAT_HINT = "use table, json, jsonl, csv, tsv or a tabulate format such as github, plain, psql"
@@ -139,6 +139,36 @@ class Seconds(_Checked):
         return seconds
 
 
+class Text(_ParamType):
+    """Free text of an option (``--username``, ``--actor``, ``--title``, ``--note``...): any
+    string that is valid UTF-8. Bytes that are not (``$'\\xff'`` from a shell) reach Python as
+    lone surrogates, which could be neither stored nor printed: refused here, naming the
+    option, before any database is opened. Every plain text option of every command gets this
+    type when the command is prepared (:func:`rolectl.cli.group._prepare`)."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        if isinstance(value, str):
+            try:
+                check_utf8(value, _source(param, ctx))
+            except InvalidInputError as exc:
+                self.fail(str(exc), param, ctx)
+        return value
+
+
+def _source(param: Optional[click.Parameter], ctx: Optional[click.Context]) -> str:
+    """How the user gave ``param``: its option name, or the environment variable it came from."""
+    if param is None:
+        return "the value"
+    if ctx is not None and param.name and ctx.get_parameter_source(param.name) == click.core.ParameterSource.ENVIRONMENT:
+        envvar = param.envvar if isinstance(param.envvar, str) else None
+        if envvar:
+            return envvar
+    opts = getattr(param, "opts", None) or [param.name or "the value"]
+    return str(max(opts, key=len))
+
+
 class Database(_ParamType):
     """``--db`` / ``$ROLECTL_DB``: a PostgreSQL URL (``postgresql://``, ``postgres://``) or libpq
     ``key=value`` string, kept as text (a :class:`~pathlib.Path` would fold its ``//``), else
@@ -152,6 +182,10 @@ class Database(_ParamType):
         from ..backends import is_postgres
 
         text = os.fspath(value)
+        try:
+            check_utf8(text, _source(param, ctx))
+        except InvalidInputError as exc:
+            self.fail(str(exc), param, ctx)
         return text.strip() if is_postgres(text) else Path(text)
 
     def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
@@ -161,6 +195,7 @@ class Database(_ParamType):
 
 
 DATABASE = Database()
+TEXT = Text()
 USER_ID = UserId()
 MAILBOX_ID = UserId("mailbox id")
 

@@ -47,9 +47,10 @@ def check_instances(store: "PgStore") -> list[Finding]:
     for inst in instances:
         label = f"{inst.name} ({inst.host}, pid {inst.pid})"
         if inst.state == "dead":
-            found.append(Finding("instances", WARNING, f"{label}: dead registration (no heartbeat for "
-                                 f"{inst.heartbeat_age:.0f} s)", "rolectl doctor --fix (removes its row)",
-                                 fixable=True))
+            why = f"no heartbeat for {inst.heartbeat_age:.0f} s" if inst.gone and inst.error != "process is gone" \
+                else inst.error
+            found.append(Finding("instances", WARNING, f"{label}: dead registration ({why})",
+                                 "rolectl doctor --fix (removes its row)", fixable=True))
         elif inst.state != "live":
             found.append(Finding("instances", WARNING, f"{label}: {inst.state}",
                                  f"check the process {inst.pid} on {inst.host}; it may be stuck"))
@@ -106,15 +107,19 @@ def repair(conninfo: str, *, timeout: float | None = None, actor: str = "rolectl
                                  (owners,))
             done.append(f"made {len(owners)} mailbox owners admins: {examples(owners)}")
         if "instances" in wanted:
-            gone = store.query("DELETE FROM rolectl_instances WHERE heartbeat_at < now() - make_interval(secs => %s) "
-                               "RETURNING name", (_dead_after(),))
-            done.append(f"removed {len(gone)} dead instance registrations")
+            done.append(f"removed {_prune_instances(conninfo)} dead instance registrations")
     after = diagnose(conninfo, timeout=timeout)
     after.fixed = done
     return after
 
 
-def _dead_after() -> float:
-    from ..backends.postgres.instances import DEAD_AFTER
+def _prune_instances(conninfo: str) -> int:
+    """The rows of instances that are gone, as ``stats --prune`` removes them: never those of
+    a process that still exists on this host (stopped, busy), however old their heartbeat."""
+    from ..backends.postgres.instances import discover, prune
+    from ..errors import ConflictError
 
-    return float(DEAD_AFTER)
+    try:
+        return prune(conninfo, discover(conninfo))
+    except ConflictError:  # a role that may not see them (row level security): nothing to remove
+        return 0

@@ -4,7 +4,8 @@ Nothing else in the project formats output. The default depends on where stdout 
 table fitted to the terminal for a person, TSV with a header line for a pipe or a file, so
 ``cut -f``, ``awk -F'\\t'`` and spreadsheets work without options. Rows stream (first line
 at once, flat memory). Everything printed for people passes :func:`safe`; machine formats
-(json, jsonl, csv, tsv) are exact. rich and tabulate are imported only when used, which
+(json, jsonl, csv, tsv) are exact in a pipe or a file; csv and tsv
+cells on a terminal go through :func:`safe` too. rich and tabulate are imported only when used, which
 keeps ``rolectl role`` fast.
 
 The API, for command modules:
@@ -33,7 +34,7 @@ from .formats import (
 from .listing import Capped, listing_limit, note_rest, render_listing, screen_rows
 from .numbers import human_percent, human_rate
 from .progress import progress
-from .rows import Row, console, dumps, render_record, render_rows, render_title, tsv_cell
+from .rows import Row, console, dumps, line_cell, render_record, render_rows, render_title, tsv_cell
 from .safe import json_safe, safe
 from .times import human_ago, human_span, human_time, iso_utc, time_fields, to_epoch
 
@@ -41,6 +42,6 @@ __all__ = [
     "Capped", "Col", "FORMATS", "MACHINE_FORMATS", "OWN_FORMATS", "Row", "TABULATE_FORMATS", "change_document",
     "change_item", "check_format", "console", "default_format", "dumps", "event_line", "human_ago", "human_percent",
     "human_rate", "human_span", "human_text", "human_time", "is_machine", "isatty", "iso_utc", "json_safe",
-    "listing_limit", "note_rest", "plain_text", "progress", "render_changes", "render_listing", "render_record",
+    "line_cell", "listing_limit", "note_rest", "plain_text", "progress", "render_changes", "render_listing", "render_record",
     "render_rows", "render_title", "safe", "screen_rows", "time_fields", "to_epoch", "tsv_cell",
 ]

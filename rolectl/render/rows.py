@@ -15,10 +15,10 @@ import json
 import re
 import sys
 from itertools import islice
-from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from .columns import Col, as_cols, human_text, names, plain_text, resolve
-from .formats import check_format, default_format
+from .formats import check_format, default_format, isatty
 from .safe import json_safe, safe
 
 Row = Mapping[str, Any]
@@ -40,6 +40,17 @@ def tsv_cell(value: Any) -> str:
     if _TSV_SPECIAL.search(text) is None:
         return text
     return _TSV_SPECIAL.sub(lambda m: _TSV_ESCAPES[m.group()], text)
+
+
+def line_cell(fmt: str, out: TextIO | None = None) -> Callable[[Any], str]:
+    """How a CSV (``fmt="csv"``) or TSV cell is written to ``out``. In a pipe or a file the
+    text stays exact: programs read it. On a terminal a person reads it, and a name the
+    database holds must not retitle or clear that terminal: control and format characters
+    are shown as the tables show them (:func:`safe`: ``\\x1b``, ``\\u202e``)."""
+    cell = tsv_cell if fmt == "tsv" else plain_text
+    if not isatty(out):
+        return cell
+    return lambda value: safe(cell(value))
 
 
 def dumps(value: Any, indent: int | None = None) -> str:
@@ -81,12 +92,14 @@ def render_rows(
     elif fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(keys)
+        cell = line_cell(fmt, out)
         for count, row in enumerate(rows, start=1):
-            writer.writerow([plain_text(row.get(k)) for k in keys])
+            writer.writerow([cell(row.get(k)) for k in keys])
     elif fmt == "tsv":
         out.write("\t".join(keys) + "\n")
+        cell = line_cell(fmt, out)
         for count, row in enumerate(rows, start=1):
-            out.write("\t".join([tsv_cell(row.get(k)) for k in keys]) + "\n")
+            out.write("\t".join([cell(row.get(k)) for k in keys]) + "\n")
     elif fmt == "table":
         from .table import write_table
 

@@ -5,7 +5,8 @@ chooses them. Printed raw, an ESC sequence retitles or recolours the terminal, a
 forges a second line of ``events --follow``, U+202E reverses what follows. :func:`safe` turns
 every such character into a visible escape (``\\x1b``, ``\\n``, ``\\u202e``) and is applied to
 every cell, title and message printed for people. Machine formats are left exact (JSON
-escapes them its own way, see :func:`json_safe`; CSV and TSV are for programs).
+escapes them its own way, see :func:`json_safe`; CSV and TSV are for programs, and are
+escaped with :func:`safe` only when they go to a terminal, see ``render.rows.line_cell``).
 """
 
 from __future__ import annotations

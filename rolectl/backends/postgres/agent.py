@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ... import __version__
 from ...cache.answers import Answers
+from ...cache.liveness import own_identity
 from ...errors import RolectlError
 from .connection import connect, driver, translate
 
@@ -112,6 +113,9 @@ class InstanceAgent:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.started_at = time.time()
+        #: start time, boot and pid namespace: lets a client on this host tell a stopped
+        #: process (never dead) from a gone one without waiting for the heartbeat to age
+        self.identity = own_identity()
         self.follower = follower
         self.bus = bus
         self.where = where
@@ -127,7 +131,7 @@ class InstanceAgent:
         mode = getattr(self.follower, "mode", None) if self.follower is not None else None
         return {"name": self.name, "pid": self.pid, "id": self.id, "host": self.host,
                 "started_at": self.started_at, "db": self.where, "rolectl": __version__,
-                "follower": mode, "bus": self.bus}
+                "follower": mode, "bus": self.bus, **self.identity.describe()}
 
     def due(self, now: float) -> float:
         """Seconds until the next heartbeat is due (0 if it is; never, once disabled)."""

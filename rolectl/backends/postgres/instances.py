@@ -9,9 +9,11 @@ some of them stopped, takes about one probe timeout, however many there are. Its
 are removed when it is done (an instance sweeps those of a client that died).
 
 :func:`discover` returns the same :class:`~rolectl.cache.registry.Instance` objects as the
-socket registry on SQLite, with the same states (``live``, ``dead``: no heartbeat for
-:data:`~.agent.DEAD_AFTER` seconds, ``unresponsive``: a fresh heartbeat but no answer in
-time, ``bad-reply``), and their :meth:`~PgInstance.ask` goes through the database, so the
+socket registry on SQLite, with the same states (``live``; ``dead``: the process is gone,
+which only a client on the instance's own kernel can see from its pid and start time (see
+:mod:`rolectl.cache.liveness`), and any other client sees as no heartbeat for
+:data:`~.agent.DEAD_AFTER` seconds; ``unresponsive``: no answer in time from a process that
+may exist, such as a stopped one on this host however old its heartbeat; ``bad-reply``), and their :meth:`~PgInstance.ask` goes through the database, so the
 CLI renders both backends with one code path. There is no ``remote`` state here: every
 instance of every host is reachable.
 """
@@ -25,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ...cache import replies
+from ...cache.liveness import Identity, same_kernel
+from ...cache.liveness import gone as process_gone
 from ...cache.registry import BAD_REPLY, DEAD, LIVE, RUNNING, UNRESPONSIVE, Instance, PeerError, fill_from_stats
 from ...errors import ConflictError
 from .agent import ANSWERS, DEAD_AFTER, REQUESTS
@@ -38,7 +42,7 @@ Request = tuple[str, dict[str, Any]]
 
 _CHECKERS = {"stats": replies.stats, "whois": replies.whois, "entries": replies.entries}
 _LIST = ("SELECT instance_id, host, pid, name, extract(epoch FROM started_at)::float8, "
-         "extract(epoch FROM now() - heartbeat_at)::float8 FROM rolectl_instances")
+         "extract(epoch FROM now() - heartbeat_at)::float8, stats -> 'instance' FROM rolectl_instances")
 
 
 def _open(conninfo: str, timeout: float) -> "psycopg.Connection[Any]":
@@ -151,18 +155,49 @@ def discover(conninfo: str, *, timeout: float = 1.0, dead_after: float = DEAD_AF
                                     hint="connect as a role with INSERT on events (the bots' role)")
             now = time.time()
             found = []
-            for iid, host, pid, name, started, age in conn.execute(_LIST).fetchall():
-                found.append(PgInstance(
-                    name=str(name), pid=int(pid), id=str(iid), host=str(host), started_at=float(started),
-                    state=DEAD, last_seen=now - float(age), conninfo=conninfo, heartbeat_age=float(age),
-                    error=None if float(age) < dead_after else f"no heartbeat for {human_age(float(age))}",
-                    gone=float(age) >= dead_after))
+            for iid, host, pid, name, started, age, described in conn.execute(_LIST).fetchall():
+                inst = PgInstance(name=str(name), pid=int(pid), id=str(iid), host=str(host), started_at=float(started),
+                                  state=DEAD, last_seen=now - float(age), conninfo=conninfo, heartbeat_age=float(age),
+                                  identity=_identity(described))
+                _judge(inst, dead_after)
+                found.append(inst)
             fresh = [i for i in found if not i.gone]
             for inst, reply in zip(fresh, ask_on(conn, [(i.id, {"op": "stats"}) for i in fresh], timeout)):
                 _probe(inst, reply, timeout)
     except pg.Error as exc:
         raise translate(exc, conninfo) from exc
     return found
+
+
+def _identity(described: Any) -> Identity:
+    """The process identity in a heartbeat row's description; none if absent or malformed
+    (then only the heartbeat speaks for the instance, as for rows written before it)."""
+    try:
+        found = replies.identity(described) if isinstance(described, dict) else {}
+    except replies.BadReply:
+        found = {}
+    return Identity(found.get("start_ticks"), found.get("boot_id"), found.get("pid_ns"))
+
+
+def _local(inst: Instance) -> bool:
+    """Whether the instance's pid can be looked up here (same boot, same pid namespace, its
+    start time recorded)."""
+    return inst.pid is not None and inst.identity.start_ticks is not None and same_kernel(inst.identity)
+
+
+def _judge(inst: PgInstance, dead_after: float) -> None:
+    """Dead (``gone``) or to be asked. On the instance's own kernel its pid decides, whatever
+    its heartbeat says: a stopped bot stops beating but is not gone. Elsewhere a heartbeat
+    older than ``dead_after`` is the only sign of a gone process there is."""
+    stale = inst.heartbeat_age >= dead_after
+    if _local(inst):
+        assert inst.pid is not None
+        if process_gone(inst.pid, inst.identity):
+            inst.gone, inst.error = True, "process is gone"
+        elif stale:
+            inst.error = f"no heartbeat for {human_age(inst.heartbeat_age)}, but its process exists on this host"
+    elif stale:
+        inst.gone, inst.error = True, f"no heartbeat for {human_age(inst.heartbeat_age)}"
 
 
 def list_instances(conninfo: str, *, ping_timeout: float = 1.0, dead_after: float = DEAD_AFTER) -> list[PgInstance]:
@@ -175,11 +210,20 @@ def human_age(seconds: float) -> str:
         else f"{seconds / 3600:.0f} h"
 
 
+_PRUNE_LOCAL = ("DELETE FROM rolectl_instances WHERE instance_id = %s AND stats -> 'instance' ->> 'start_ticks' = %s "
+                "AND stats -> 'instance' ->> 'boot_id' = %s")
+
+
 def prune(conninfo: str, instances: Iterable[Instance], *, dead_after: float = DEAD_AFTER) -> int:
-    """Remove the rows of the given dead instances (of any host: a heartbeat that stopped is
-    the same fact everywhere) if they are still dead; returns how many."""
-    gone = [i.id for i in instances if i.state == DEAD and i.gone]
-    if not gone:
+    """Remove the rows of the given dead instances if they are still dead; returns how many.
+    One whose process this host can look up goes if that process is gone (its pid is
+    checked once more; the row must still be that process's); any other goes only if its
+    heartbeat is still older than ``dead_after``. A stopped process of this host is never
+    dead, so never pruned, however old its heartbeat."""
+    dead = [i for i in instances if i.state == DEAD and i.gone]
+    local = [i for i in dead if _local(i) and i.pid is not None and process_gone(i.pid, i.identity)]
+    others = [i.id for i in dead if not _local(i)]
+    if not local and not others:
         return 0
     pg = driver()
     try:
@@ -187,9 +231,14 @@ def prune(conninfo: str, instances: Iterable[Instance], *, dead_after: float = D
             with conn.transaction():
                 cur = conn.execute(
                     "DELETE FROM rolectl_instances WHERE instance_id = ANY(%s) "
-                    "AND heartbeat_at < now() - make_interval(secs => %s)", (gone, dead_after))
-                conn.execute("DELETE FROM rolectl_requests WHERE instance_id = ANY(%s)", (gone,))
-            return cur.rowcount
+                    "AND heartbeat_at < now() - make_interval(secs => %s)", (others, dead_after))
+                removed = cur.rowcount
+                for inst in local:
+                    removed += conn.execute(_PRUNE_LOCAL, (inst.id, str(inst.identity.start_ticks),
+                                                           inst.identity.boot_id)).rowcount
+                conn.execute("DELETE FROM rolectl_requests WHERE instance_id = ANY(%s)",
+                             (others + [i.id for i in local],))
+            return removed
     except pg.Error as exc:
         raise translate(exc, conninfo) from exc
 

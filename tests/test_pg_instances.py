@@ -270,6 +270,19 @@ def test_requests_are_answered_on_their_own_connection_in_bounded_rounds(bot: Pg
     assert inst.state == LIVE and inst.ask("ping")["ok"] is True
 
 
+def test_a_busy_instance_is_unresponsive_not_refusing(bot: PgFollower) -> None:
+    """An instance overloaded with requests is running: asking it fails as unresponsive
+    (evict/flush exit 7 and wait for it, nothing prunes it), not as a refusal (exit 4)."""
+    from rolectl.backends.postgres.agent import BUSY
+
+    (inst,) = discover(bot.reader.conninfo)
+    with pytest.raises(PeerError) as busy:
+        instances.check(inst, "ping", dict(BUSY), 1.0)
+    assert busy.value.state == UNRESPONSIVE and "busy" in str(busy.value)
+    with pytest.raises(ConflictError):  # any other refusal stays a refusal
+        instances.check(inst, "ping", {"ok": False, "error": "no such op"}, 1.0)
+
+
 def test_an_entries_answer_is_capped(bot: PgFollower, pg_url: str) -> None:
     from rolectl.backends.postgres.agent import MAX_ENTRIES
 

@@ -70,7 +70,7 @@ ENTRIES_PER_ROUND = 20_000
 #: second, whatever is asked.
 ROUND_GAP = 0.05
 #: What a request gets past the caps of a round.
-BUSY = {"ok": False, "error": "busy: too many diagnostics requests at once; retry"}
+BUSY = {"ok": False, "busy": True, "error": "busy: too many diagnostics requests at once; retry"}
 
 _counter = itertools.count()  # several caches in one process get host:pid, host:pid-1, ...
 

@@ -128,6 +128,11 @@ def check(inst: Instance, op: str, reply: Any, timeout: float) -> dict[str, Any]
         raise PeerError(f"cache instance {inst.label} is unresponsive (no answer within {timeout:g} s)",
                         state=UNRESPONSIVE, reason=f"no answer within {timeout:g} s",
                         hint="it may be stopped or stuck, or lost its connection; check the process")
+    if isinstance(reply, dict) and reply.get("ok") is False and reply.get("busy") is True:
+        # An overloaded instance is running but cannot answer now: unresponsive, never dead.
+        raise PeerError(f"cache instance {inst.label} is unresponsive (busy: too many diagnostics requests)",
+                        state=UNRESPONSIVE, reason="busy: too many diagnostics requests",
+                        hint="retry; if it stays busy, someone may be flooding it with requests")
     if isinstance(reply, dict) and reply.get("ok") is False:
         raise ConflictError(f"cache instance {inst.label} refused: {str(reply.get('error'))[:200]}")
     try:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Literal, Union, overload
 
 from rolectl.errors import DatabaseError, InvalidInputError, NotFoundError
+from rolectl.backends.sqlite.guard import checked
 from rolectl.backends.sqlite.schema import ROLE_AND_HEAD_SQL
 
 ConnectionFactory = Callable[[], sqlite3.Connection]
@@ -64,6 +65,22 @@ def read_only_uri(path: Path) -> str:
     return f"file:{urllib.parse.quote(str(path))}?mode=ro"
 
 
+def read_connection(path: Path, timeout: float) -> ConnectionFactory:
+    """A factory of read-only connections to ``path``, each hardened and its schema checked
+    once (:func:`rolectl.backends.sqlite.guard.checked`): a file that is not exactly a
+    rolectl database is refused (exit 5) before any miss reads it, and a schema swapped
+    later is bounded by the deadline handler."""
+    uri = read_only_uri(path)
+
+    def connect() -> sqlite3.Connection:
+        # Read-only use: autocommit, so no transaction is ever left open between calls.
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+        checked(conn, path, timeout=timeout)
+        return conn
+
+    return connect
+
+
 class SQLiteFetch:
     """``fetch(user_id) -> (role, log_head_seq)`` (or just ``role`` with ``versioned=False``).
 
@@ -94,10 +111,7 @@ class SQLiteFetch:
         if callable(database):
             self._factory: ConnectionFactory = database
         else:
-            uri = read_only_uri(existing_database(database))
-            # Read-only use: autocommit, so no transaction is ever left open between calls.
-            self._factory = lambda: sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None,
-                                                    check_same_thread=False)
+            self._factory = read_connection(existing_database(database), timeout)
         self.versioned = versioned
         self._local = threading.local()
         self._lock = threading.Lock()

@@ -17,7 +17,7 @@ import threading
 
 from ...errors import DatabaseError
 from ...events import ROLE_USER
-from .fetch import SQL_VERSIONED, existing_database, read_only_uri
+from .fetch import SQL_VERSIONED, existing_database, read_connection
 from .logreader import file_identity
 
 
@@ -42,7 +42,14 @@ class FollowingFetch:
         if held is not None:
             held[1].close()
             self.reconnects += 1
-        conn = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        try:
+            conn = read_connection(self.path, self.timeout)()
+        except sqlite3.Error as exc:
+            self._local.held = None
+            raise DatabaseError(f"cannot open database {self.path}: {exc}") from exc
+        except BaseException:
+            self._local.held = None
+            raise
         self._local.held = (identity, conn)
         return conn
 

@@ -34,7 +34,7 @@ from typing import Any, Optional
 
 from ...errors import DatabaseError
 from ...events import EVENT_FIELDS, Event
-from . import nativeread
+from . import guard, nativeread
 from .walprobe import ShmView
 
 _FIELDS = ", ".join(EVENT_FIELDS)
@@ -109,6 +109,7 @@ class LogReader:
         self._native: nativeread.NativeStatement | None = None
         #: The database's shared-memory file (wal-index header, WAL write lock).
         self.shm = ShmView(os.path.realpath(self.path))
+        self._guard: guard.Guard | None = None
         self.log_id: str | None = None  # the log this reader's caller is in step with
         self.reopens = 0
 
@@ -130,13 +131,18 @@ class LogReader:
                                    check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # maps -shm (WAL)
+            # The exact schema, before any event is read (a view named events never ends).
+            # Checked once per connection (a replaced file gets a new one): the log's own
+            # checks (holes, rewritten anchors, the log id) judge what is written later, and
+            # the deadline and length limit bound a schema changed under a live connection.
+            self._guard = guard.checked(conn, self.path, timeout=self.timeout)
         except sqlite3.Error as exc:
             raise DatabaseError(f"cannot open database {self.path}: {exc}") from exc
         self._conn, self._identity = conn, identity
         self._data_version = self._wal_header = None
         if nativeread.available():
             try:
-                self._native = nativeread.NativeStatement(uri, _SNAPSHOT)
+                self._native = nativeread.NativeStatement(uri, _SNAPSHOT, deadline=self._guard.seconds)
             except OSError:
                 self._native = None  # e.g. not a rolectl database: the module path says why
         return conn

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..backends.sqlite.guard import DeadlineError
+from ..errors import DatabaseError
 from ..backends.sqlite.store import Store, translate
 from .checks import (check_context, check_integrity, check_journal, check_log, check_objects, check_owners,
                      check_permissions, check_pragmas, check_schema, check_sequence, log_drift,
@@ -56,12 +57,19 @@ def _open(path: str | os.PathLike[str] | None, timeout: float | None) -> Store:
 
 
 def _bounded(check: Callable[[Store], list[Finding]], store: Store, name: str) -> list[Finding]:
-    """Run one check; a statement the deadline stopped becomes an error finding."""
+    """Run one check; a statement the deadline stopped, or one the file's schema cannot
+    answer (a missing table or column), becomes an error finding: the doctor reports on a
+    damaged file instead of giving up on it."""
     try:
         return check(store)
     except DeadlineError:
         return [Finding(name, ERROR, f"stopped after {store.guard.seconds:g} s: reading the database runs "
                         f"code that does not finish ({store.schema_difference or 'a damaged file?'})",
+                        "restore a good backup (`rolectl restore FILE`)")]
+    except DatabaseError as exc:
+        if store.schema_difference is None:
+            raise
+        return [Finding(name, ERROR, f"could not be checked: {exc.message}",
                         "restore a good backup (`rolectl restore FILE`)")]
 
 

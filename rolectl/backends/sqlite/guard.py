@@ -35,24 +35,33 @@ from ...errors import DatabaseError
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = [
-    "DeadlineError", "FINGERPRINTS", "MAX_LENGTH", "PROGRESS_STEPS", "Guard", "SchemaRow", "check_schema", "checked", "deadline_error",
+    "DeadlineError", "FINGERPRINTS", "GuardedConnection", "INSPECT_STEPS", "MAX_LENGTH", "PROGRESS_STEPS", "Guard", "SchemaRow",
+    "check_schema", "checked", "deadline_error",
     "deadline_for", "expected_schema", "fingerprint", "harden", "read_schema", "refusal", "unknown_objects",
     "unreadable_tables",
 ]
 
 #: The largest string or blob a rolectl connection reads or writes. rolectl's own values are
-#: short (usernames 64, titles 200, actors 128 characters); the largest is a follower's
-#: catch-up, up to 5000 events as one JSON array. A view producing more is refused by SQLite
+#: short (usernames 64, titles 200, actors 128, notes 500 characters); the largest is a
+#: follower's catch-up, up to 5000 events as one JSON array. A view producing more is refused by SQLite
 #: ("string or blob too big") instead of filling memory.
-MAX_LENGTH = 32 * 1024 * 1024
+MAX_LENGTH = 16 * 1024 * 1024  # 5000 events with 500-character notes: ~14 MB of JSON
 #: The longest SQL statement rolectl sends (a batch's generated statements included).
 MAX_SQL_LENGTH = 4 * 1024 * 1024
-#: How many virtual-machine steps between two calls of the deadline handler: ~1-5 ms of work,
-#: hundreds of times what a cache miss or a single write takes.
-PROGRESS_STEPS = 100_000
+#: How many virtual-machine steps between two calls of the deadline handler. SQLite counts
+#: steps per prepared statement across runs, so a cache miss (~60 steps on a statement the
+#: connection keeps) calls it once in ~16 misses: a fraction of a microsecond per miss. One
+#: step can be a function call costing milliseconds (``hex()`` of a 16 MiB blob), so a file
+#: run knowingly despite a differing schema (``doctor``) gets :data:`INSPECT_STEPS`.
+PROGRESS_STEPS = 1000
+#: The handler's interval for a connection on a schema that is not rolectl's.
+INSPECT_STEPS = 10
 #: A pause between two handler calls longer than this means the statement ended or waited on
-#: its caller (a listing being printed): the deadline starts over.
-_IDLE = 0.25
+#: its caller: the deadline starts over. Only a fallback -- SQLite counts steps across every
+#: run of a kept statement, so a stream of short statements never pauses this long, and
+#: every reader rolectl runs calls :meth:`Guard.rearm` as it starts a statement.
+_IDLE = 1.0
+_NEVER = float("-inf")
 
 #: One row of ``sqlite_master``: type, name, table, whitespace-normalised SQL (``None`` for
 #: the indexes SQLite makes itself).
@@ -198,9 +207,9 @@ def deadline_for(timeout: float, *, verified: bool = False) -> float:
 class Guard:
     """The deadline handler and the schema check of one connection.
 
-    ``harden`` installs it; callers that step one statement in slices (a listing printed as
-    it is read) call :meth:`rearm` before each slice so that time spent by the caller does
-    not count."""
+    ``harden`` installs it. Callers call :meth:`rearm` as they start a statement (the clock
+    starts at the handler's next call), and before each slice of a statement they step in
+    slices (a listing printed as it is read), so time spent by the caller does not count."""
 
     __slots__ = ("conn", "path", "seconds", "_start", "_last", "_schema_version")
 
@@ -209,7 +218,7 @@ class Guard:
         self.path = path
         self.seconds = seconds
         self._start = 0.0
-        self._last = float("-inf")
+        self._last = _NEVER
         self._schema_version: int | None = None
 
     def __call__(self) -> int:
@@ -219,9 +228,15 @@ class Guard:
         self._last = now
         return 1 if now - self._start > self.seconds else 0
 
+    def inspecting(self, timeout: float) -> None:
+        """Switch to the short deadline and the fine interval: the schema is not rolectl's
+        and the caller (``doctor``) reads it anyway."""
+        self.seconds = deadline_for(timeout)
+        self.conn.set_progress_handler(self, INSPECT_STEPS)
+
     def rearm(self) -> None:
         """Start the deadline over (the next slice of work is timed on its own)."""
-        self._last = float("-inf")
+        self._last = _NEVER
 
     def check(self, *, create: bool = False) -> str | None:
         """:func:`check_schema` (with ``create``: a version-0 file may hold objects of other
@@ -296,6 +311,13 @@ def harden(conn: sqlite3.Connection, path: Path | str, *, timeout: float) -> Gua
 
 
 
+class GuardedConnection(sqlite3.Connection):
+    """A ``sqlite3.Connection`` that carries its :class:`Guard` (``factory=`` of
+    ``sqlite3.connect``), for readers that get their connections from a factory."""
+
+    guard: Guard
+
+
 def checked(conn: sqlite3.Connection, path: Path | str, *, timeout: float) -> Guard:
     """:func:`harden` a new read connection and refuse (exit 5) a file whose schema is not
     exactly rolectl's; closes ``conn`` on refusal. For the readers that open their own
@@ -306,4 +328,6 @@ def checked(conn: sqlite3.Connection, path: Path | str, *, timeout: float) -> Gu
     except BaseException:
         conn.close()
         raise
+    if isinstance(conn, GuardedConnection):
+        conn.guard = guard
     return guard

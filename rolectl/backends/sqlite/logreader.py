@@ -177,6 +177,8 @@ class LogReader:
 
     def head(self) -> int:
         conn = self._connection()
+        if self._guard is not None:
+            self._guard.rearm()
         try:
             return int(conn.execute(_HEAD).fetchone()[0])
         except sqlite3.Error as exc:
@@ -214,6 +216,8 @@ class LogReader:
             raise self._error(exc) from exc
 
     def _snapshot(self, conn: sqlite3.Connection, after: int, limit: int) -> _Snapshot:
+        if self._guard is not None:
+            self._guard.rearm()  # the deadline counts from this read on
         if self._one_statement:
             try:
                 found = self._native.row(after, limit + 1) if self._native is not None else None
@@ -225,9 +229,10 @@ class LogReader:
                 return _Snapshot("" if log_id is None else str(log_id), int(head), first,
                                  tuple(json.loads(head_json)) if head_json is not None else None, rows)
             except sqlite3.OperationalError as exc:
-                if "JSON" not in str(exc) and "no such function" not in str(exc):
+                if "JSON" not in str(exc) and "no such function" not in str(exc) and "too big" not in str(exc):
                     raise self._error(exc) from exc
-                # a value JSON cannot carry (a forged BLOB): read the same snapshot row by row
+                # a value JSON cannot carry (a forged BLOB), or a batch over the length limit:
+                # read the same snapshot row by row
             except (sqlite3.Error, ValueError, TypeError) as exc:
                 raise self._error(exc) from exc
         try:

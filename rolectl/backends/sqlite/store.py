@@ -248,7 +248,7 @@ class Store(StoreBase):
             self.guard.seconds = _guard.deadline_for(self.timeout, verified=True)
             self.schema_difference = None
         elif self._inspect:
-            self.guard.seconds = _guard.deadline_for(self.timeout)
+            self.guard.inspecting(self.timeout)
             self.schema_difference = difference
         else:
             raise _guard.refusal(self.path, difference)

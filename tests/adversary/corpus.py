@@ -8,7 +8,7 @@ large is stored: the big values come from ``zeroblob`` when a view or CHECK is e
 
     python -m tests.adversary.corpus DIR     # write every kind to DIR/<kind>.db
 
-Tests import :func:`build` (one kind at a path) and :data:`KINDS`.
+Tests import :func:`build` (one kind at a path), :func:`healthy` and :data:`KINDS`.
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def _put_back_triggers(conn: sqlite3.Connection) -> None:
 def endless_users_view(conn: sqlite3.Connection) -> None:
     _drop_triggers_on(conn, "users")
     conn.execute("DROP TABLE users")
-    conn.execute(f"CREATE VIEW users AS SELECT n AS user_id, 'x' AS username, 'admin' AS role, "
+    # Constant columns: a lookup by id cannot be answered from the recursion's counter.
+    conn.execute(f"CREATE VIEW users AS SELECT 789 AS user_id, 'x' AS username, 'admin' AS role, "
                  f"'' AS created_at, '' AS updated_at FROM ({_ENDLESS})")
 
 
@@ -89,7 +90,7 @@ def endless_events_view(conn: sqlite3.Connection) -> None:
     _drop_triggers_on(conn, "events")
     conn.execute("ALTER TABLE events RENAME TO events_kept")
     _drop_triggers_on(conn, "events_kept")
-    conn.execute(f"CREATE VIEW events AS SELECT n AS seq, '' AS ts, 'admin_added' AS kind, n AS user_id, "
+    conn.execute(f"CREATE VIEW events AS SELECT 1 AS seq, '' AS ts, 'admin_added' AS kind, 789 AS user_id, "
                  f"'user' AS old_role, 'admin' AS new_role, NULL AS mailbox_id, NULL AS from_user, "
                  f"NULL AS to_user, 'x' AS actor, NULL AS note FROM ({_ENDLESS})")
 
@@ -166,6 +167,12 @@ KINDS: dict[str, Kind] = {
     "not_a_database": Kind(lambda conn: None, "not a usable SQLite database"),
     "truncated": Kind(lambda conn: None, "not a usable SQLite database"),
 }
+
+
+def healthy(path: Path) -> Path:
+    """Write the healthy database every kind starts from (rolectl's exact schema) at ``path``."""
+    Path(path).write_bytes(_base())
+    return Path(path)
 
 
 def build(kind: str, path: Path) -> Path:

@@ -32,7 +32,7 @@ from typing import Iterator
 
 import pytest
 
-from adversary.corpus import KINDS, SEQ_MAX, build
+from adversary.corpus import KINDS, SEQ_MAX, build, healthy
 from conftest import BIN, clean_env
 
 #: Address-space bound of every process (rolectl's own needs are under 256 MiB; one row of
@@ -233,3 +233,42 @@ def test_postgres_doctor_reports_a_head_near_the_limit(pg_url: str) -> None:
     proc = run("--db", pg_url, "doctor", "--format", "json")
     assert proc.returncode == 6, proc.stdout
     assert "largest possible seq" in proc.stdout and str(SEQ_MAX) in proc.stdout
+
+
+SWAP = """
+import sqlite3, sys, time
+import rolectl
+from rolectl.backends.sqlite.logreader import LogReader
+from rolectl.errors import DatabaseError
+db = sys.argv[1]
+fetch, reader = rolectl.SQLiteFetch(db, timeout=0.5), LogReader(db, timeout=0.5)
+assert fetch(789)[0] == "admin" and reader.read(0).events
+raw = sqlite3.connect(db, isolation_level=None)
+for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+    raw.execute(f'DROP TRIGGER "{name}"')
+raw.execute("DROP TABLE users")
+raw.execute("ALTER TABLE events RENAME TO kept")
+endless = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT n FROM r WHERE n < 0"
+raw.execute(f"CREATE VIEW users AS SELECT 789 AS user_id, 'admin' AS role FROM ({endless})")
+raw.execute(f"CREATE VIEW events AS SELECT kept.* FROM kept, ({endless})")
+for call in (lambda: fetch(789), lambda: reader.read(0)):
+    started = time.monotonic()
+    try:
+        call()
+        print("answered")
+    except DatabaseError as exc:
+        print(f"{time.monotonic() - started:.1f}", exc)
+"""
+
+
+def test_a_schema_swapped_under_open_readers_is_stopped_by_the_deadline(tmp_path: Path) -> None:
+    """A miss read and a log reader checked the file when they connected; then someone turns
+    users and events into views that never end. Their next read is stopped by the statement
+    deadline (2 s for ``timeout=0.5``) instead of spinning, and fails closed."""
+    path = healthy(tmp_path / "bot.db")
+    proc = subprocess.run([sys.executable, "-c", SWAP, str(path)], capture_output=True, text=True,
+                          timeout=SECONDS, preexec_fn=_limit, env=clean_env())
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and all("interrupted" in line for line in lines), proc.stdout
+    assert all(float(line.split()[0]) < SECONDS / 2 for line in lines)

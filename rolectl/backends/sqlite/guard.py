@@ -17,10 +17,11 @@ that costs seconds, a trigger nobody expects. Nothing here reads a table; the ru
   difference. :class:`Guard` remembers ``PRAGMA schema_version`` so a long-lived connection
   re-checks only when the schema changed.
 
-The deadline is a backstop for what the check cannot see coming (a schema swapped between
-two statements, ``doctor`` looking at a damaged file): SQLite calls the handler every
-:data:`PROGRESS_STEPS` virtual-machine steps, which a rolectl statement on the hot path (a
-cache miss: under a hundred steps) never reaches, so it costs those nothing.
+The deadline is a backstop for what the check cannot see coming (a schema swapped under an
+open connection, ``doctor`` looking at a damaged file): SQLite calls the handler every
+:data:`PROGRESS_STEPS` virtual-machine steps of a statement, counted over all its runs, so a
+cache miss (~60 steps) pays for one call in ~16 misses, and each reader restarts the clock
+(:meth:`Guard.rearm`) as it starts a statement.
 """
 
 from __future__ import annotations
@@ -35,16 +36,15 @@ from ...errors import DatabaseError
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = [
-    "DeadlineError", "FINGERPRINTS", "GuardedConnection", "INSPECT_STEPS", "MAX_LENGTH", "PROGRESS_STEPS", "Guard", "SchemaRow",
-    "check_schema", "checked", "deadline_error",
-    "deadline_for", "expected_schema", "fingerprint", "harden", "read_schema", "refusal", "unknown_objects",
-    "unreadable_tables",
+    "FINGERPRINTS", "INSPECT_STEPS", "MAX_LENGTH", "PROGRESS_STEPS", "DeadlineError", "Guard", "GuardedConnection",
+    "SchemaRow", "check_schema", "checked", "deadline_error", "deadline_for", "expected_schema", "fingerprint",
+    "harden", "read_schema", "refusal", "unknown_objects", "unreadable_tables",
 ]
 
 #: The largest string or blob a rolectl connection reads or writes. rolectl's own values are
 #: short (usernames 64, titles 200, actors 128, notes 500 characters); the largest is a
-#: follower's catch-up, up to 5000 events as one JSON array. A view producing more is refused by SQLite
-#: ("string or blob too big") instead of filling memory.
+#: follower's catch-up, up to 5000 events as one JSON array. A view producing more is refused
+#: by SQLite ("string or blob too big") instead of filling memory.
 MAX_LENGTH = 16 * 1024 * 1024  # 5000 events with 500-character notes: ~14 MB of JSON
 #: The longest SQL statement rolectl sends (a batch's generated statements included).
 MAX_SQL_LENGTH = 4 * 1024 * 1024
@@ -73,9 +73,9 @@ _KIND_ORDER = {"table": 0, "index": 1, "view": 2, "trigger": 3}
 #: ``sha256`` of :func:`expected_schema` for every ``user_version`` the migrations produce
 #: (version 0 is a new, empty file). tests/test_schema.py keeps these equal to the migrations.
 FINGERPRINTS: dict[int, str] = {
-    0: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-    1: "ab190870d79b30c5f1ea6a65735dd1955d24c4f4a298ead0e1a1d76d675366fb",
-    2: "acfdd215e77f7563683fa4386ff16064b2efb4137efac146496064fb21b11075",
+    0: "4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945",
+    1: "7193fe2bdfc6222e86655f90d535146b92d9ed4f1ab894928472e60eb10e53ec",
+    2: "6b87bde6e269d5ddc146f6bca6961cfc0665300a721512c6a62ccb1b302429df",
 }
 
 
@@ -103,9 +103,9 @@ def read_schema(conn: sqlite3.Connection) -> list[SchemaRow]:
 
 
 def fingerprint(rows: list[SchemaRow]) -> str:
-    """A hash of sorted schema rows (see :data:`FINGERPRINTS`)."""
-    text = "\x1e".join("\x1f".join("\x00" if part is None else part for part in row) for row in rows)
-    return _sha256_hex(text.encode("utf-8", "surrogatepass"))
+    """A hash of sorted schema rows (see :data:`FINGERPRINTS`). The rows' ``repr`` quotes
+    every string, so no SQL text can pose as a row boundary."""
+    return _sha256_hex(repr(rows).encode("utf-8", "surrogatepass"))
 
 
 @lru_cache(maxsize=None)

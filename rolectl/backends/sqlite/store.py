@@ -365,6 +365,8 @@ class Store(StoreBase):
     def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             self.guard.rearm()
+            if not self._inspect:
+                self._check_schema()  # one PRAGMA unless the schema changed since the last check
             try:
                 return self.conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
@@ -376,6 +378,8 @@ class Store(StoreBase):
         ends when the iterator is exhausted or closed."""
         with self._lock:
             self.guard.rearm()
+            if not self._inspect:
+                self._check_schema()
             try:
                 cursor = self.conn.execute(sql, params)
             except sqlite3.Error as exc:

@@ -1,7 +1,10 @@
 """Moving a bot between SQLite and PostgreSQL: users, mailboxes and the whole event log.
 
 The copy runs in ONE PostgreSQL transaction holding the writer lock, so nobody sees half a
-copy and no writer slips in between. The log is copied first (``COPY`` writes the given
+copy and no writer slips in between. A SQLite source is judged first, before the target is
+opened: its schema must be exactly rolectl's (the store refuses any other) and its log sound
+(:func:`source_log_problem`), so a crafted file neither hangs while the target's locks are
+held nor plants a head near 2^63-1 there. The log is copied first (``COPY`` writes the given
 ``seq`` values into the ``GENERATED ALWAYS`` column), then the sequence is moved to the head,
 then the users: the role triggers compare every user's role with the role the copied log
 recorded, find them equal and log nothing -- unless the SQLite table had drifted from its

@@ -82,10 +82,10 @@ FINGERPRINTS: dict[int, str] = {
 def _sha256_hex(data: bytes) -> str:
     # hashlib loads OpenSSL (~5 ms of a ~60 ms `rolectl role`); the built-in module is enough.
     try:
-        from _sha2 import sha256  # type: ignore[import-not-found]  # Python 3.12+
+        from _sha256 import sha256  # type: ignore[import-not-found]  # Python 3.10, 3.11
     except ImportError:
         try:
-            from _sha256 import sha256  # type: ignore[import-not-found]
+            from _sha2 import sha256  # type: ignore[import-not-found]  # Python 3.12+
         except ImportError:  # pragma: no cover - a build without the built-in module
             from hashlib import sha256
     return str(sha256(data).hexdigest())

@@ -95,13 +95,14 @@ def bench_misses(tmp: Path) -> dict[str, float]:
     path = tmp / "bench.db"
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.executescript("""
-        CREATE TABLE users (user_id INTEGER PRIMARY KEY, username TEXT,
-            role TEXT NOT NULL CHECK (role IN ('user','admin')), created_at, updated_at);
-        CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts, kind, user_id, old_role,
-            new_role, mailbox_id, from_user, to_user, actor, note);
-    """)
+    # rolectl's own schema: SQLiteFetch refuses any other.
+    from rolectl.backends.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+
     conn.execute("BEGIN")
+    for version in sorted(MIGRATIONS):
+        for statement in MIGRATIONS[version]:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     conn.executemany("INSERT INTO users (user_id, role) VALUES (?, ?)",
                      ((uid, "admin" if uid % 100 == 0 else "user") for uid in range(1, 100_001)))
     conn.executemany("INSERT INTO events (kind, user_id, new_role) VALUES ('admin_added', ?, 'admin')",

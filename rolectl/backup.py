@@ -167,7 +167,9 @@ def _prepare(source: Path, workdir: Path) -> Path:
         raise DatabaseError(f"cannot read backup {source} ({exc})", hint="is it complete?") from None
     finally:
         src.close()
-    with Store(work, create=True) as store:
+    # inspect=True: the working copy may differ from rolectl's schema (an older or tampered
+    # backup); recreate_objects() below makes it rolectl's again.
+    with Store(work, create=True, inspect=True) as store:
         problems = [r[0] for r in store.query("PRAGMA integrity_check")]
         if problems != ["ok"]:
             raise DatabaseError(f"backup {source} is damaged: {problems[0]}", hint="restore another backup")

@@ -41,7 +41,8 @@ class ConflictError(RolectlError):
 
 
 class DatabaseError(RolectlError):
-    """The database is unavailable: locked, corrupt, read-only, not SQLite, or too new (exit 5)."""
+    """The database is unavailable: locked, corrupt, read-only, not SQLite, too new, or not exactly
+    rolectl's schema (exit 5)."""
 
     exit_code = 5
 
@@ -66,7 +67,8 @@ EXIT_CODES: dict[int, str] = {
     2: "usage error: bad option, bad id, bad username, bad input file",
     3: "not found: user, mailbox, cache instance or database file",
     4: "refused: the change conflicts with a rule (owner still has a mailbox, transfer to self, ...)",
-    5: "database unavailable: locked too long, corrupt, not SQLite, read-only, or newer schema",
+    5: "database unavailable: locked too long, corrupt, not SQLite, read-only, newer schema, a schema not exactly "
+       "rolectl's, a statement past its deadline, or (copy) a source log with holes or a forged head",
     6: "`doctor`: at least one error-level finding",
     7: "`cache evict|flush`: recorded, but not every running instance confirmed it (unresponsive, bad reply, lagging)",
     130: "interrupted (Ctrl-C)",

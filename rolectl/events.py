@@ -37,6 +37,13 @@ KINDS: tuple[str, ...] = (
     CACHE_FLUSH,
 )
 
+#: The largest seq either engine can issue (a signed 64-bit integer); after it every write fails.
+SEQ_LIMIT: Final = 2**63 - 1
+#: A log head beyond this is "near the limit": no real log gets there (a billion events a
+#: second for 146 years), so it was forged. ``copy`` refuses such a source and ``doctor``
+#: reports it as an error, on both engines.
+SEQ_HEAD_MAX: Final = 2**62
+
 #: Column order of the ``events`` table and of every machine-readable event listing.
 EVENT_FIELDS: tuple[str, ...] = (
     "seq",

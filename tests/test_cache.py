@@ -350,12 +350,14 @@ def test_aget_role() -> None:
 
 # -- the SQLite fetch --------------------------------------------------------------------------
 
-SCHEMA = """
-CREATE TABLE users (user_id INTEGER PRIMARY KEY, username TEXT,
-    role TEXT NOT NULL CHECK (role IN ('user','admin')), created_at, updated_at);
-CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts, kind, user_id, old_role, new_role,
-    mailbox_id, from_user, to_user, actor, note);
-"""
+def _migrate(conn: sqlite3.Connection) -> None:
+    """rolectl's exact schema (SQLiteFetch refuses any other), made by its own migrations."""
+    from rolectl.backends.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+
+    for version in sorted(MIGRATIONS):
+        for statement in MIGRATIONS[version]:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 @pytest.fixture
@@ -363,8 +365,13 @@ def sqlite_db(tmp_path: Path) -> Path:
     path = tmp_path / "bot.db"
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.executescript(SCHEMA)
+    _migrate(conn)
+    # Users written without their events (an empty log, head 0): the triggers are put back.
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'users'"
+                                ).fetchall():
+        conn.execute(f"DROP TRIGGER {name}")
     conn.execute("INSERT INTO users (user_id, role) VALUES (1, 'admin'), (2, 'user')")
+    _migrate(conn)
     conn.close()
     return path
 

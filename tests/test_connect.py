@@ -288,6 +288,12 @@ def test_a_follower_that_cannot_start_fails_the_call_unless_not_strict(any_db: s
             assert conn.execute("SELECT count(*) FROM rolectl_instances").fetchone() == (0,)
     else:
         assert list(runtime_dir(any_db).glob("*.json")) == []
+        # A SQLite file whose schema is not exactly rolectl's is refused before anything
+        # reads it, follower or not: strict=False does not make it usable.
+        with pytest.raises(DatabaseError, match="not as rolectl made it"):
+            rolectl.connect(any_db, name="lenient", strict=False, register=False)
+        assert rolectl_threads() == []
+        return
     with rolectl.connect(any_db, name="lenient", strict=False, register=False) as roles:
         assert roles.follower is not None and roles.follower.running  # retries in its thread
     assert rolectl_threads() == []

@@ -127,6 +127,14 @@ def test_a_log_that_cannot_be_read_fails_at_open_unless_not_strict(any_db: str) 
     from test_connect import break_table
 
     break_table(any_db, "events")
+    if not is_postgres(any_db):
+        # A SQLite file whose schema is not exactly rolectl's is refused before anything
+        # reads it, follower or not: strict=False does not make it usable.
+        for strict in (True, False):
+            with pytest.raises(DatabaseError, match="not as rolectl made it"):
+                rolectl.aio.connect(any_db, strict=strict, register=False)
+        assert rolectl_threads() == []
+        return
 
     async def main() -> None:
         roles = rolectl.aio.connect(any_db, name="strict")

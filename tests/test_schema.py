@@ -278,3 +278,54 @@ def test_log_id_is_random_per_database(tmp_path):
         with Repository.init(tmp_path / name) as repo:
             ids.add(repo.store.log_id)
     assert len(ids) == 2 and all(len(i) == 32 for i in ids)
+
+
+# -- the exact schema check (backends/sqlite/guard.py) ------------------------------------------
+
+
+def test_fingerprints_are_those_of_the_migrations():
+    from rolectl.backends.sqlite import guard
+    from rolectl.backends.sqlite.schema import SCHEMA_VERSION
+
+    assert set(guard.FINGERPRINTS) == set(range(SCHEMA_VERSION + 1))
+    for version, expected in guard.FINGERPRINTS.items():
+        assert guard.fingerprint(list(guard.expected_schema(version))) == expected, version
+
+
+def test_every_way_to_reach_a_version_passes_the_check(tmp_path):
+    """Created at the current version, or at version 1 and migrated later: both are rolectl's."""
+    from rolectl.backends.sqlite import guard
+    from rolectl.backends.sqlite.schema import MIGRATIONS
+
+    fresh = tmp_path / "fresh.db"
+    Repository.init(fresh).close()
+    old = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    for statement in MIGRATIONS[1]:
+        old.execute(statement)
+    old.execute("PRAGMA user_version = 1")
+    assert guard.check_schema(old) is None  # a version-1 file is rolectl's version 1
+    old.close()
+    Repository.init(tmp_path / "old.db").close()
+    for path in (fresh, tmp_path / "old.db"):
+        conn = sqlite3.connect(path)
+        assert guard.check_schema(conn) is None
+        conn.execute("CREATE INDEX extra ON users (role)")
+        assert guard.check_schema(conn) == "index extra on users is not part of rolectl's schema"
+        conn.close()
+
+
+def test_the_check_reads_no_table(tmp_path):
+    """A view in place of users that would never finish: the check answers at once."""
+    from rolectl.backends.sqlite import guard
+
+    path = tmp_path / "bot.db"
+    Repository.init(path).close()
+    conn = sqlite3.connect(path)
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'users'"):
+        conn.execute(f"DROP TRIGGER {name}")
+    conn.execute("DROP TABLE users")
+    conn.execute("CREATE VIEW users AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
+                 "SELECT n AS user_id FROM r WHERE n < 0")
+    conn.set_progress_handler(lambda: 1, 1000)  # any statement that ran a view would stop here
+    assert guard.check_schema(conn) == "users is a view, not a table"
+    conn.close()

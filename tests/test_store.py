@@ -294,3 +294,26 @@ def test_waiting_writer_succeeds_when_the_lock_is_released(db_path):
             conn.execute("INSERT INTO users (user_id) VALUES (9)")
         assert st.query("SELECT count(*) FROM users") == [(1,)]
     holder.wait(timeout=10)
+
+
+# -- the exact schema, checked again when it changes under an open store ------------------------
+
+
+def test_a_schema_changed_under_an_open_store_is_refused_before_the_next_write(db_path):
+    """Dropping the role trigger from another connection would let this store's next change
+    reach the users table with no event: the store notices the new schema and refuses."""
+    from rolectl.repository import Repository
+
+    with Repository.open(db_path) as repo:
+        repo.users.add_admin(1, actor="t")
+        conn = sqlite3.connect(db_path)
+        conn.execute("DROP TRIGGER users_role_insert")
+        conn.commit()
+        with pytest.raises(DatabaseError, match=r"not as rolectl made it \(trigger users_role_insert on users is "
+                                                r"missing\)") as info:
+            repo.users.add_admin(2, actor="t")
+        assert info.value.exit_code == 5
+        with pytest.raises(DatabaseError, match="not as rolectl made it"):
+            repo.users.get_role(1)
+    assert conn.execute("SELECT count(*) FROM users WHERE user_id = 2").fetchone() == (0,)
+    conn.close()

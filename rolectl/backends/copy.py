@@ -1,7 +1,10 @@
 """Moving a bot between SQLite and PostgreSQL: users, mailboxes and the whole event log.
 
 The copy runs in ONE PostgreSQL transaction holding the writer lock, so nobody sees half a
-copy and no writer slips in between. The log is copied first (``COPY`` writes the given
+copy and no writer slips in between. A SQLite source is judged first, before the target is
+opened: its schema must be exactly rolectl's (the store refuses any other) and its log sound
+(:func:`source_log_problem`), so a crafted file neither hangs while the target's locks are
+held nor plants a head near 2^63-1 there. The log is copied first (``COPY`` writes the given
 ``seq`` values into the ``GENERATED ALWAYS`` column), then the sequence is moved to the head,
 then the users: the role triggers compare every user's role with the role the copied log
 recorded, find them equal and log nothing -- unless the SQLite table had drifted from its
@@ -29,10 +32,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConflictError
-from ..events import EVENT_FIELDS
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConflictError, DatabaseError
+from ..events import EVENT_FIELDS, SEQ_HEAD_MAX
 from .sqlite.store import Store, init as sqlite_init
 from .postgres.store import init as pg_init
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .postgres.store import PgStore
 
 #: How a refusal of a non-empty target names the way out.
 NOT_EMPTY_HINT = "copy into an empty database, or pass --replace to replace its content"
@@ -64,54 +72,91 @@ def sqlite_to_postgres(source: str | os.PathLike[str], target: str, *, timeout: 
     is created if missing). Raises :class:`ConflictError` if the target is not empty, unless
     ``replace``: then rolectl's schema in the target is dropped and made anew (a new log id),
     in the same transaction as the copy."""
-    from .postgres import schema
-
     started = time.perf_counter()
-    src = Store(source, timeout=timeout)
+    src = Store(source, timeout=timeout)  # refuses a file whose schema is not exactly rolectl's
+    dst: PgStore | None = None
     try:
-        dst, _ = pg_init(target, timeout=timeout)
-    except BaseException:
-        src.close()
-        raise
-    replaced = False
-    try:
-        # A read transaction on the source: every table from one snapshot.
-        with src.snapshot() as sconn, dst.transaction(actor="copy") as dconn:
-            counts = dconn.execute("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM mailboxes), "
-                                   "(SELECT count(*) FROM events)").fetchone()
-            if counts is not None and any(counts):
-                if not replace:
-                    raise ConflictError(
-                        f"database {dst.path} is not empty ({counts[0]} users, {counts[1]} mailboxes, "
-                        f"{counts[2]} events)", hint=NOT_EMPTY_HINT)
-                schema.recreate(dconn, where=f"database {dst.path}")
-                replaced = True
-            # Only the owner of the events table may write chosen seqs (the seq guard, schema
-            # version 3); disabling it is transactional: nobody else ever sees it off.
-            dconn.execute(f"ALTER TABLE events DISABLE TRIGGER {schema.SEQ_GUARD}")
-            events = _copy(sconn, dconn, "events", EVENT_FIELDS, "seq", chunk)
-            dconn.execute(f"ALTER TABLE events ENABLE TRIGGER {schema.SEQ_GUARD}")
-            head = int(dconn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])  # type: ignore[index]
-            if head:
-                dconn.execute("SELECT setval(pg_get_serial_sequence('events', 'seq'), %s)", (head,))
-            users = _copy(sconn, dconn, "users", _USERS, "user_id", chunk)
-            mailboxes = _copy(sconn, dconn, "mailboxes", _MAILBOXES, "mailbox_id", chunk)
-            after = int(dconn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])  # type: ignore[index]
-            reconciled = int(dconn.execute("SELECT count(*) FROM events WHERE seq > %s",
-                                           (head,)).fetchone()[0])  # type: ignore[index]
+        # A read transaction on the source: every table from one snapshot. Its log is checked
+        # before the target is even opened: a forged head must not reach PostgreSQL, and a
+        # replaced target's locks are taken only for a copy known to be sound.
+        with src.snapshot() as sconn:
+            problem = source_log_problem(sconn)
+            if problem is not None:
+                raise DatabaseError(f"database {src.path} cannot be copied: {problem}; nothing was written",
+                                    hint=f"see `rolectl --db {src.path} doctor`, or copy a good backup")
+            dst, _ = pg_init(target, timeout=timeout)
+            with dst.transaction(actor="copy") as dconn:
+                report = _into_postgres(src, sconn, dst, dconn, chunk, replace)
     finally:
         src.close()
-        dst.close()
+        if dst is not None:
+            dst.close()
+    users, mailboxes, events, after, reconciled, replaced = report
     return CopyReport(users, mailboxes, events, after, reconciled, time.perf_counter() - started, replaced)
 
 
-def _copy(sconn: sqlite3.Connection, dconn: object, table: str, columns: tuple[str, ...], order: str,
+def source_log_problem(conn: sqlite3.Connection) -> str | None:
+    """What makes a SQLite log unfit to be copied, or ``None``: a hole in its numbering (from
+    the first event kept on), a head (``sqlite_sequence``) other than the newest event, or a
+    head beyond :data:`~rolectl.events.SEQ_HEAD_MAX` (near 2^63-1: the target could issue no
+    more seqs). Three aggregate reads over the rowid, run inside the caller's snapshot."""
+    count, lo, hi = conn.execute("SELECT count(*), min(seq), max(seq) FROM events").fetchone()
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    count, lo, hi, issued = int(count), int(lo or 0), int(hi or 0), int(row[0]) if row else 0
+    if count and lo < 1:
+        return f"the log holds events numbered {lo} or less"
+    if max(hi, issued) > SEQ_HEAD_MAX:
+        return f"its log head #{max(hi, issued)} is near the largest possible seq (2^63-1)"
+    if count and hi - lo + 1 != count:
+        return f"{hi - lo + 1 - count} events are missing between #{lo} and #{hi}"
+    if issued != hi:
+        return f"its log head is #{issued} but the newest event is #{hi}"
+    return None
+
+
+def _into_postgres(src: Store, sconn: sqlite3.Connection, dst: PgStore, dconn: Any, chunk: int,
+                   replace: bool) -> tuple[int, int, int, int, int, bool]:
+    """The copy itself, inside the source's snapshot and the target's write transaction:
+    ``(users, mailboxes, events, head after, reconciled, replaced)``."""
+    from .postgres import schema
+
+    replaced = False
+    counts = dconn.execute("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM mailboxes), "
+                           "(SELECT count(*) FROM events)").fetchone()
+    if counts is not None and any(counts):
+        if not replace:
+            raise ConflictError(
+                f"database {dst.path} is not empty ({counts[0]} users, {counts[1]} mailboxes, "
+                f"{counts[2]} events)", hint=NOT_EMPTY_HINT)
+        schema.recreate(dconn, where=f"database {dst.path}")
+        replaced = True
+    # Only the owner of the events table may write chosen seqs (the seq guard, schema
+    # version 3); disabling it is transactional: nobody else ever sees it off.
+    dconn.execute(f"ALTER TABLE events DISABLE TRIGGER {schema.SEQ_GUARD}")
+    events = _copy(src, sconn, dconn, "events", EVENT_FIELDS, "seq", chunk)
+    dconn.execute(f"ALTER TABLE events ENABLE TRIGGER {schema.SEQ_GUARD}")
+    head = int(dconn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+    if head:
+        dconn.execute("SELECT setval(pg_get_serial_sequence('events', 'seq'), %s)", (head,))
+    users = _copy(src, sconn, dconn, "users", _USERS, "user_id", chunk)
+    mailboxes = _copy(src, sconn, dconn, "mailboxes", _MAILBOXES, "mailbox_id", chunk)
+    after = int(dconn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+    reconciled = int(dconn.execute("SELECT count(*) FROM events WHERE seq > %s", (head,)).fetchone()[0])
+    return users, mailboxes, events, after, reconciled, replaced
+
+
+def _copy(src: Store, sconn: sqlite3.Connection, dconn: Any, table: str, columns: tuple[str, ...], order: str,
           chunk: int) -> int:
     names = ", ".join(columns)
+    src.guard.rearm()
     source = sconn.execute(f"SELECT {names} FROM {table} ORDER BY {order}")
     copied = 0
-    with dconn.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:  # type: ignore[attr-defined]
-        while rows := source.fetchmany(chunk):
+    with dconn.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+        while True:
+            src.guard.rearm()  # the target's writes between two slices do not count
+            rows = source.fetchmany(chunk)
+            if not rows:
+                break
             for row in rows:
                 copy.write_row(row)
             copied += len(rows)

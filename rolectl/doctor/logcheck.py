@@ -11,12 +11,12 @@ finds: a hole in the sequence, a head that is not the newest event, a head so cl
 from __future__ import annotations
 
 from .findings import ERROR, OK, Finding, examples
+from ..events import SEQ_HEAD_MAX, SEQ_LIMIT
 from ..backends.sqlite.store import Store
 
-#: The largest seq SQLite can issue; AUTOINCREMENT fails with "database or disk is full" after it.
-SEQ_LIMIT = 2**63 - 1
-#: A head beyond this is flagged: no real log gets there, and the few numbers left run out.
-SEQ_WARN = 2**62
+#: The largest seq SQLite can issue (AUTOINCREMENT fails with "database or disk is full"
+#: after it), and the head beyond which the log is flagged: one constant for both engines.
+SEQ_WARN = SEQ_HEAD_MAX
 
 _GAPS = (
     "SELECT seq + 1, (SELECT min(seq) FROM events b WHERE b.seq > a.seq) - 1 FROM events a "

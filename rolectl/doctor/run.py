@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import sqlite3
 from dataclasses import dataclass, field
+from typing import Callable
 
+from ..backends.sqlite.guard import DeadlineError
+from ..errors import DatabaseError
 from ..backends.sqlite.store import Store, translate
 from .checks import (check_context, check_integrity, check_journal, check_log, check_objects, check_owners,
                      check_permissions, check_pragmas, check_schema, check_sequence, log_drift,
@@ -48,7 +51,44 @@ def _open(path: str | os.PathLike[str] | None, timeout: float | None) -> Store:
     where = resolve_path(path)
     if not where.exists():
         return Store(where, timeout=timeout)  # raises the usual "does not exist" (exit 3)
-    return Store(where, timeout=timeout, create=True)
+    # inspect=True: a schema that is not exactly rolectl's is examined, not refused; every
+    # statement then runs under the short deadline, so a hostile file costs seconds at most.
+    return Store(where, timeout=timeout, create=True, inspect=True)
+
+
+def _bounded(check: Callable[[Store], list[Finding]], store: Store, name: str) -> list[Finding]:
+    """Run one check; a statement the deadline stopped, or one the file's schema cannot
+    answer (a missing table or column), becomes an error finding: the doctor reports on a
+    damaged file instead of giving up on it."""
+    try:
+        return check(store)
+    except DeadlineError:
+        return [Finding(name, ERROR, f"stopped after {store.guard.seconds:g} s: reading the database runs "
+                        f"code that does not finish ({store.schema_difference or 'a damaged file?'})",
+                        "restore a good backup (`rolectl restore FILE`)")]
+    except DatabaseError as exc:
+        if store.schema_difference is None:
+            raise
+        return [Finding(name, ERROR, f"could not be checked: {exc.message}",
+                        "restore a good backup (`rolectl restore FILE`)")]
+
+
+def _schema_findings(store: Store) -> tuple[list[Finding], bool]:
+    """What the exact schema comparison found that the other checks do not say, and whether
+    rows may be read at all (no view or other object in place of one of rolectl's tables)."""
+    from ..backends.sqlite.guard import unreadable_tables
+
+    difference = store.schema_difference
+    if difference is None:
+        return [], True
+    unreadable = unreadable_tables(store.conn)
+    found = [Finding("objects", ERROR, f"the schema is not as rolectl made it: {difference}",
+                     f"rolectl --db {store.path} doctor --fix if it says so below, else restore a good backup "
+                     "(`rolectl restore FILE`)")]
+    if unreadable:
+        found.append(Finding("objects", ERROR, f"not tables: {_examples(unreadable)}; no row was read (views "
+                             "run the file's own code)", "restore a good backup (`rolectl restore FILE`)"))
+    return found, not unreadable
 
 
 def diagnose(path: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> Report:
@@ -67,11 +107,20 @@ def diagnose(path: str | os.PathLike[str] | None = None, *, timeout: float | Non
         if findings[0].severity != OK:
             return Report(findings)
         findings += check_permissions(store.path)
-        for check in (check_integrity, check_journal, check_pragmas, check_objects, check_sequence, check_context):
-            findings += check(store)
+        extra, readable = _schema_findings(store)
+        for name, check in (("integrity", check_integrity), ("journal", check_journal), ("pragmas", check_pragmas),
+                            ("objects", check_objects), ("sequence", check_sequence), ("context", check_context)):
+            if readable or name in ("journal", "pragmas"):
+                findings += _bounded(check, store, name)
+        if extra and any(f.check == "objects" and f.severity == ERROR for f in findings):
+            extra = extra[1:]  # the objects check already named what differs
+        if extra:
+            findings = [f for f in findings if not (f.check == "objects" and f.severity == OK)] + extra
+        if not readable:
+            return Report(findings)
         repo = Repository(store, track=False)
-        findings += check_log(repo) + check_owners(repo)
-        findings += check_instances(store.path, repo.events.head())
+        findings += _bounded(lambda s: check_log(repo) + check_owners(repo), store, "log")
+        findings += _bounded(lambda s: check_instances(s.path, repo.events.head()), store, "instances")
         return Report(findings)
     except sqlite3.Error as exc:
         raise translate(exc, store.path) from exc

@@ -11,7 +11,7 @@ and are not reported.
 
 from __future__ import annotations
 
-from ...events import EVENT_FIELDS, Event, replay
+from ...events import EVENT_FIELDS, SEQ_HEAD_MAX, SEQ_LIMIT, Event, replay
 from ...doctor.findings import ERROR, OK, Finding, examples
 from . import schema
 from .store import PgStore
@@ -55,6 +55,11 @@ def check_sequence(store: PgStore) -> list[Finding]:
     if last is not None and int(last) < head:
         found.append(Finding("sequence", ERROR, f"the events sequence (#{last}) is behind the log head (#{head}): "
                              "new events would collide", "setval() it to the head"))
+    top = max(head, int(last) if last is not None else 0)
+    if top > SEQ_HEAD_MAX:
+        found.append(Finding("sequence", ERROR, f"the log head #{top} is within {SEQ_LIMIT - top} of the largest "
+                             "possible seq (2^63-1): later writes fail once it is reached",
+                             "restore a backup taken before the forged event (or `rolectl copy` a good one)"))
     return found or [Finding("sequence", OK, f"CACHE 1, head #{head}")]
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Literal, Union, overload
 
 from rolectl.errors import DatabaseError, InvalidInputError, NotFoundError
+from rolectl.backends.sqlite.guard import GuardedConnection, checked
 from rolectl.backends.sqlite.schema import ROLE_AND_HEAD_SQL
 
 ConnectionFactory = Callable[[], sqlite3.Connection]
@@ -64,6 +65,27 @@ def read_only_uri(path: Path) -> str:
     return f"file:{urllib.parse.quote(str(path))}?mode=ro"
 
 
+def read_connection(path: Path, timeout: float) -> Callable[[], GuardedConnection]:
+    """A factory of read-only connections to ``path``, each hardened and its schema checked
+    once (:func:`rolectl.backends.sqlite.guard.checked`): a file that is not exactly a
+    rolectl database is refused (exit 5) before any miss reads it, and a schema swapped
+    later is bounded by the deadline handler."""
+    uri = read_only_uri(path)
+
+    def connect() -> GuardedConnection:
+        # Read-only use: autocommit, so no transaction is ever left open between calls.
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False,
+                               factory=GuardedConnection)
+        checked(conn, path, timeout=timeout)
+        return conn
+
+    return connect
+
+
+def _nothing() -> None:
+    return None
+
+
 class SQLiteFetch:
     """``fetch(user_id) -> (role, log_head_seq)`` (or just ``role`` with ``versioned=False``).
 
@@ -94,20 +116,19 @@ class SQLiteFetch:
         if callable(database):
             self._factory: ConnectionFactory = database
         else:
-            uri = read_only_uri(existing_database(database))
-            # Read-only use: autocommit, so no transaction is ever left open between calls.
-            self._factory = lambda: sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None,
-                                                    check_same_thread=False)
+            self._factory = read_connection(existing_database(database), timeout)
         self.versioned = versioned
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: list[sqlite3.Connection] = []  # so close() can reach every thread's connection
 
     def __call__(self, user_id: int) -> Union[tuple[str, int], str]:
+        local = self._local
         try:
-            execute = self._local.execute  # this thread's cursor.execute
+            execute = local.execute  # this thread's cursor.execute
         except AttributeError:
             execute = self._connect()
+        local.rearm()  # this statement's deadline starts now (see guard.Guard)
         try:
             # At most one row, already (role, head); fetching it ends the statement.
             row = execute(SQL_VERSIONED_JOIN, (user_id,)).fetchone()
@@ -126,6 +147,8 @@ class SQLiteFetch:
             raise DatabaseError(f"cannot open the database: {exc}") from exc
         self._local.conn = conn
         self._local.execute = cursor.execute
+        guard = getattr(conn, "guard", None)  # a connection of a caller's factory has none
+        self._local.rearm = guard.rearm if guard is not None else _nothing
         with self._lock:
             self._all.append(conn)
         return cursor.execute
@@ -139,7 +162,7 @@ class SQLiteFetch:
                              hint="check that the database exists and is a rolectl database")
 
     def _drop(self, conn: sqlite3.Connection) -> None:
-        del self._local.conn, self._local.execute
+        del self._local.conn, self._local.execute, self._local.rearm
         with self._lock:
             if conn in self._all:
                 self._all.remove(conn)
@@ -164,10 +187,12 @@ class _RoleOnlyFetch(SQLiteFetch):
     """``SQLiteFetch(..., versioned=False)``: the bare role, for callers that want no version."""
 
     def __call__(self, user_id: int) -> str:
+        local = self._local
         try:
-            execute = self._local.execute
+            execute = local.execute
         except AttributeError:
             execute = self._connect()
+        local.rearm()
         try:
             return execute(SQL_ROLE, (user_id,)).fetchone()[0]  # type: ignore[no-any-return]
         except sqlite3.Error as exc:

@@ -17,7 +17,8 @@ import threading
 
 from ...errors import DatabaseError
 from ...events import ROLE_USER
-from .fetch import SQL_VERSIONED, existing_database, read_only_uri
+from .fetch import SQL_VERSIONED, existing_database, read_connection
+from .guard import GuardedConnection
 from .logreader import file_identity
 
 
@@ -34,15 +35,22 @@ class FollowingFetch:
         self._local = threading.local()
         self.reconnects = 0
 
-    def _connection(self, identity: tuple[int, int]) -> sqlite3.Connection:
+    def _connection(self, identity: tuple[int, int]) -> GuardedConnection:
         held = getattr(self._local, "held", None)
         if held is not None and held[0] == identity:
-            conn: sqlite3.Connection = held[1]
+            conn: GuardedConnection = held[1]
             return conn
         if held is not None:
             held[1].close()
             self.reconnects += 1
-        conn = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        try:
+            conn = read_connection(self.path, self.timeout)()
+        except sqlite3.Error as exc:
+            self._local.held = None
+            raise DatabaseError(f"cannot open database {self.path}: {exc}") from exc
+        except BaseException:
+            self._local.held = None
+            raise
         self._local.held = (identity, conn)
         return conn
 
@@ -53,7 +61,9 @@ class FollowingFetch:
                 raise DatabaseError(f"cannot read the role of user {user_id}: database {self.path} does not exist",
                                     hint="was it moved or deleted?")
             try:
-                row = self._connection(before).execute(SQL_VERSIONED, (user_id,)).fetchone()
+                conn = self._connection(before)
+                conn.guard.rearm()  # this statement's deadline starts now
+                row = conn.execute(SQL_VERSIONED, (user_id,)).fetchone()
             except sqlite3.Error as exc:
                 self._drop()
                 raise DatabaseError(f"cannot read the role of user {user_id}: {exc}",

@@ -34,7 +34,7 @@ from typing import Any, Optional
 
 from ...errors import DatabaseError
 from ...events import EVENT_FIELDS, Event
-from . import nativeread
+from . import guard, nativeread
 from .walprobe import ShmView
 
 _FIELDS = ", ".join(EVENT_FIELDS)
@@ -109,6 +109,7 @@ class LogReader:
         self._native: nativeread.NativeStatement | None = None
         #: The database's shared-memory file (wal-index header, WAL write lock).
         self.shm = ShmView(os.path.realpath(self.path))
+        self._guard: guard.Guard | None = None
         self.log_id: str | None = None  # the log this reader's caller is in step with
         self.reopens = 0
 
@@ -131,13 +132,18 @@ class LogReader:
                                    check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # maps -shm (WAL)
+            # The exact schema, before any event is read (a view named events never ends).
+            # Checked once per connection (a replaced file gets a new one): the log's own
+            # checks (holes, rewritten anchors, the log id) judge what is written later, and
+            # the deadline and length limit bound a schema changed under a live connection.
+            self._guard = guard.checked(conn, self.path, timeout=self.timeout)
         except sqlite3.Error as exc:
             raise DatabaseError(f"cannot open database {self.path}: {exc}") from exc
         self._conn, self._identity = conn, identity
         self._data_version = self._wal_header = None
         if nativeread.available():
             try:
-                self._native = nativeread.NativeStatement(uri, _SNAPSHOT)
+                self._native = nativeread.NativeStatement(uri, _SNAPSHOT, deadline=self._guard.seconds)
             except OSError:
                 self._native = None  # e.g. not a rolectl database: the module path says why
         return conn
@@ -172,6 +178,8 @@ class LogReader:
 
     def head(self) -> int:
         conn = self._connection()
+        if self._guard is not None:
+            self._guard.rearm()
         try:
             return int(conn.execute(_HEAD).fetchone()[0])
         except sqlite3.Error as exc:
@@ -209,6 +217,8 @@ class LogReader:
             raise self._error(exc) from exc
 
     def _snapshot(self, conn: sqlite3.Connection, after: int, limit: int) -> _Snapshot:
+        if self._guard is not None:
+            self._guard.rearm()  # the deadline counts from this read on
         if self._one_statement:
             try:
                 found = self._native.row(after, limit + 1) if self._native is not None else None
@@ -220,9 +230,10 @@ class LogReader:
                 return _Snapshot("" if log_id is None else str(log_id), int(head), first,
                                  tuple(json.loads(head_json)) if head_json is not None else None, rows)
             except sqlite3.OperationalError as exc:
-                if "JSON" not in str(exc) and "no such function" not in str(exc):
+                if "JSON" not in str(exc) and "no such function" not in str(exc) and "too big" not in str(exc):
                     raise self._error(exc) from exc
-                # a value JSON cannot carry (a forged BLOB): read the same snapshot row by row
+                # a value JSON cannot carry (a forged BLOB), or a batch over the length limit:
+                # read the same snapshot row by row
             except (sqlite3.Error, ValueError, TypeError) as exc:
                 raise self._error(exc) from exc
         try:

@@ -21,11 +21,16 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import time
 from typing import Any
 
 SQLITE_OK, SQLITE_ROW = 0, 100
 SQLITE_OPEN_READONLY, SQLITE_OPEN_URI = 0x00000001, 0x00000040
 SQLITE_INTEGER, SQLITE_FLOAT, SQLITE_TEXT, SQLITE_NULL = 1, 2, 3, 5
+
+#: ``int (*)(void *)``: SQLite's progress callback. Called with the GIL held (PyDLL).
+_PROGRESS = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+SQLITE_LIMIT_LENGTH = 0
 
 _LIB: Any = None
 _LOADED = False
@@ -90,6 +95,9 @@ def _load() -> Any:
             ("sqlite3_column_text", [vp, i], vp),
             ("sqlite3_column_bytes", [vp, i], i),
             ("sqlite3_busy_timeout", [vp, i], i),
+            ("sqlite3_limit", [vp, i, i], i),
+            ("sqlite3_exec", [vp, cp, vp, vp, vp], i),
+            ("sqlite3_progress_handler", [vp, i, _PROGRESS, vp], None),
         ):
             fn = getattr(lib, name)
             fn.argtypes, fn.restype = args, res
@@ -106,9 +114,13 @@ def available() -> bool:
 
 
 class NativeStatement:
-    """A read-only connection to ``uri`` with one prepared statement (GIL held throughout)."""
+    """A read-only connection to ``uri`` with one prepared statement (GIL held throughout).
 
-    def __init__(self, uri: str, sql: str) -> None:
+    The connection gets the settings of :func:`rolectl.backends.sqlite.guard.harden`
+    (``trusted_schema=OFF``, the length limit, a progress handler): a step running longer
+    than ``deadline`` seconds is interrupted, and :meth:`row` returns ``None``."""
+
+    def __init__(self, uri: str, sql: str, *, deadline: float = 2.0) -> None:
         lib = _load()
         if lib is None:
             raise OSError("the SQLite library is not reachable through ctypes")
@@ -120,11 +132,24 @@ class NativeStatement:
             self.close()
             raise OSError(f"sqlite3_open_v2 failed ({rc})")
         lib.sqlite3_busy_timeout(self._db, 0)  # never sleep holding the GIL
+        from .guard import MAX_LENGTH, PROGRESS_STEPS
+
+        lib.sqlite3_limit(self._db, SQLITE_LIMIT_LENGTH, MAX_LENGTH)
+        if lib.sqlite3_exec(self._db, b"PRAGMA trusted_schema = OFF", None, None, None) != SQLITE_OK:
+            self.close()
+            raise OSError("PRAGMA trusted_schema failed")
+        self._deadline = deadline
+        self._started = 0.0
+        self._handler = _PROGRESS(self._progress)  # kept referenced for the connection's life
+        lib.sqlite3_progress_handler(self._db, PROGRESS_STEPS, self._handler, None)
         rc = lib.sqlite3_prepare_v2(self._db, sql.encode(), -1, ctypes.byref(self._stmt), None)
         if rc != SQLITE_OK:
             self.close()
             raise OSError(f"sqlite3_prepare_v2 failed ({rc})")
         self._columns = lib.sqlite3_column_count(self._stmt)
+
+    def _progress(self, _arg: object) -> int:
+        return 1 if time.monotonic() - self._started > self._deadline else 0
 
     def row(self, *params: int) -> tuple[Any, ...] | None:
         """The statement's first row for ``params`` (integers), or ``None`` if it did not
@@ -136,6 +161,7 @@ class NativeStatement:
             for index, value in enumerate(params, 1):
                 if lib.sqlite3_bind_int64(stmt, index, value) != SQLITE_OK:
                     return None
+            self._started = time.monotonic()
             if lib.sqlite3_step(stmt) != SQLITE_ROW:
                 return None
             out: list[Any] = []

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ...errors import DatabaseError, InvalidInputError, NotFoundError, RolectlError
+from . import guard as _guard
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from ..storebase import ENV_TIMEOUT, StoreBase, resolve_timeout, resolve_write_timeout
 
@@ -97,6 +98,8 @@ def translate(exc: sqlite3.Error, path: Path | str) -> RolectlError:
             f"database {path}: the disk is full ({name or text})",
             hint=f"free space on the filesystem holding {directory} (see `df -h {directory}`), then retry",
         )
+    if "interrupted" in low:
+        return _guard.deadline_error(path)
     if "locked" in low or "busy" in low:
         return DatabaseError(
             f"database {path} is locked by another process",
@@ -143,7 +146,12 @@ def _is_read_only_file(path: Path) -> bool:
 
 
 class Store(StoreBase):
-    """One open rolectl database. Thread-safe: transactions are serialised by a lock."""
+    """One open rolectl database. Thread-safe: transactions are serialised by a lock.
+
+    The file's schema must be exactly rolectl's (:mod:`.guard`) before any table is read,
+    else it is refused (exit 5). ``inspect=True`` (``doctor``) opens it anyway and leaves the
+    first difference in :attr:`schema_difference`, with every statement under the short
+    deadline."""
 
     def __init__(
         self,
@@ -151,6 +159,7 @@ class Store(StoreBase):
         *,
         timeout: float | None = None,
         create: bool = False,
+        inspect: bool = False,
     ) -> None:
         from .queries import QUERIES
 
@@ -161,9 +170,14 @@ class Store(StoreBase):
         self.queries = QUERIES
         self._lock = threading.RLock()
         self._db: sqlite_utils.Database | None = None
+        self._create = create
+        self._inspect = inspect
+        #: The first difference between the file's schema and rolectl's (``inspect`` only).
+        self.schema_difference: str | None = None
         self.conn: sqlite3.Connection = self._connect(create)
         try:
             self._check_version(create)
+            self._check_schema()
         except BaseException:
             self.conn.close()
             raise
@@ -194,6 +208,7 @@ class Store(StoreBase):
         except sqlite3.Error as exc:
             raise translate(exc, path) from exc
         try:
+            self.guard = _guard.harden(conn, path, timeout=self.timeout)
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             # FULL makes each commit durable across power loss, not only process crashes:
@@ -222,6 +237,21 @@ class Store(StoreBase):
                 f"database {self.path} has schema version {version}, older than {SCHEMA_VERSION}",
                 hint=f"migrate it with `rolectl --db {self.path} init`",
             )
+
+    def _check_schema(self) -> None:
+        """Compare the schema with rolectl's before anything reads a table (see :mod:`.guard`)."""
+        try:
+            difference = self.guard.check(create=self._create)
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
+        if difference is None:
+            self.guard.seconds = _guard.deadline_for(self.timeout, verified=True)
+            self.schema_difference = None
+        elif self._inspect:
+            self.guard.inspecting(self.timeout)
+            self.schema_difference = difference
+        else:
+            raise _guard.refusal(self.path, difference)
 
     @property
     def schema_version(self) -> int:
@@ -266,8 +296,17 @@ class Store(StoreBase):
                     if self.write_timeout <= self.timeout or not _busy(exc):
                         raise
                     self._begin_waiting_longer()
+                self.guard.rearm()
+                if not self._inspect:
+                    self._check_schema()  # re-read only if the schema changed since the last check
             except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise translate(exc, self.path) from exc
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
             try:
                 yield conn
             except BaseException as exc:
@@ -301,7 +340,10 @@ class Store(StoreBase):
             conn = self.conn
             try:
                 conn.execute("BEGIN")
+                self.guard.rearm()
                 try:
+                    if not self._inspect:
+                        self._check_schema()
                     yield conn
                 finally:
                     if conn.in_transaction:
@@ -314,6 +356,7 @@ class Store(StoreBase):
         """The connection, outside any transaction, for work on its own temporary tables (a
         batch's staged rows): they are this connection's alone, so that takes no lock."""
         with self._lock:
+            self.guard.rearm()
             try:
                 yield self.conn
             except sqlite3.Error as exc:
@@ -321,6 +364,9 @@ class Store(StoreBase):
 
     def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
         with self._lock:
+            self.guard.rearm()
+            if not self._inspect:
+                self._check_schema()  # one PRAGMA unless the schema changed since the last check
             try:
                 return self.conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
@@ -331,12 +377,16 @@ class Store(StoreBase):
         once and hold a few hundred rows in memory. The statement is one read snapshot; it
         ends when the iterator is exhausted or closed."""
         with self._lock:
+            self.guard.rearm()
+            if not self._inspect:
+                self._check_schema()
             try:
                 cursor = self.conn.execute(sql, params)
             except sqlite3.Error as exc:
                 raise translate(exc, self.path) from exc
             try:
                 while True:
+                    self.guard.rearm()  # time spent by the caller between slices does not count
                     try:
                         rows = cursor.fetchmany(256)
                     except sqlite3.Error as exc:

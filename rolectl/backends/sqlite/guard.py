@@ -1,0 +1,333 @@
+"""Opening a SQLite file that someone else may have made: settings, the exact schema, a deadline.
+
+A database file is input. Its schema is code that SQLite runs on rolectl's behalf: a view
+named ``users`` that recurses forever, a view that returns 200 MB per row, a per-row CHECK
+that costs seconds, a trigger nobody expects. Nothing here reads a table; the rules are:
+
+* every connection rolectl opens on a SQLite file goes through :func:`harden` first:
+  ``trusted_schema=OFF`` (views and triggers may call only innocuous functions), defensive
+  mode where Python has it (3.12+), length limits sized for rolectl's data (a value over
+  :data:`MAX_LENGTH` is an error, not 200 MB of memory), and a progress handler that
+  interrupts a statement running longer than its deadline;
+* before any table or view is touched, :func:`check_schema` compares ``sqlite_master``
+  (type, name, table, SQL) with what rolectl's own migrations produce for the file's
+  ``user_version``, exactly. Reading ``sqlite_master`` runs none of the file's code. The
+  comparison hashes the rows and looks the hash up in :data:`FINGERPRINTS` (a test keeps it
+  equal to the migrations); only a mismatch builds the reference schema, to name the first
+  difference. :class:`Guard` remembers ``PRAGMA schema_version`` so a long-lived connection
+  re-checks only when the schema changed.
+
+The deadline is a backstop for what the check cannot see coming (a schema swapped under an
+open connection, ``doctor`` looking at a damaged file): SQLite calls the handler every
+:data:`PROGRESS_STEPS` virtual-machine steps of a statement, counted over all its runs, so a
+cache miss (~60 steps) pays for one call in ~16 misses, and each reader restarts the clock
+(:meth:`Guard.rearm`) as it starts a statement.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from ...errors import DatabaseError
+from .schema import MIGRATIONS, SCHEMA_VERSION
+
+__all__ = [
+    "FINGERPRINTS", "INSPECT_STEPS", "MAX_LENGTH", "PROGRESS_STEPS", "DeadlineError", "Guard", "GuardedConnection",
+    "SchemaRow", "check_schema", "checked", "deadline_error", "deadline_for", "expected_schema", "fingerprint",
+    "harden", "read_schema", "refusal", "unknown_objects", "unreadable_tables",
+]
+
+#: The largest string or blob a rolectl connection reads or writes. rolectl's own values are
+#: short (usernames 64, titles 200, actors 128, notes 500 characters); the largest is a
+#: follower's catch-up, up to 5000 events as one JSON array. A view producing more is refused
+#: by SQLite ("string or blob too big") instead of filling memory.
+MAX_LENGTH = 16 * 1024 * 1024  # 5000 events with 500-character notes: ~14 MB of JSON
+#: The longest SQL statement rolectl sends (a batch's generated statements included).
+MAX_SQL_LENGTH = 4 * 1024 * 1024
+#: How many virtual-machine steps between two calls of the deadline handler. SQLite counts
+#: steps per prepared statement across runs, so a cache miss (~60 steps on a statement the
+#: connection keeps) calls it once in ~16 misses: a fraction of a microsecond per miss. One
+#: step can be a function call costing milliseconds (``hex()`` of a 16 MiB blob), so a file
+#: run knowingly despite a differing schema (``doctor``) gets :data:`INSPECT_STEPS`.
+PROGRESS_STEPS = 1000
+#: The handler's interval for a connection on a schema that is not rolectl's.
+INSPECT_STEPS = 10
+#: A pause between two handler calls longer than this means the statement ended or waited on
+#: its caller: the deadline starts over. Only a fallback -- SQLite counts steps across every
+#: run of a kept statement, so a stream of short statements never pauses this long, and
+#: every reader rolectl runs calls :meth:`Guard.rearm` as it starts a statement.
+_IDLE = 1.0
+_NEVER = float("-inf")
+
+#: One row of ``sqlite_master``: type, name, table, whitespace-normalised SQL (``None`` for
+#: the indexes SQLite makes itself).
+SchemaRow = tuple[str, str, str, "str | None"]
+
+_READ = "SELECT type, name, tbl_name, sql FROM sqlite_master"
+_KIND_ORDER = {"table": 0, "index": 1, "view": 2, "trigger": 3}
+
+#: ``sha256`` of :func:`expected_schema` for every ``user_version`` the migrations produce
+#: (version 0 is a new, empty file). tests/test_schema.py keeps these equal to the migrations.
+FINGERPRINTS: dict[int, str] = {
+    0: "4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945",
+    1: "7193fe2bdfc6222e86655f90d535146b92d9ed4f1ab894928472e60eb10e53ec",
+    2: "6b87bde6e269d5ddc146f6bca6961cfc0665300a721512c6a62ccb1b302429df",
+}
+
+
+def _sha256_hex(data: bytes) -> str:
+    # hashlib loads OpenSSL (~5 ms of a ~60 ms `rolectl role`); the built-in module is enough.
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]  # Python 3.10, 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # type: ignore[import-not-found]  # Python 3.12+
+        except ImportError:  # pragma: no cover - a build without the built-in module
+            from hashlib import sha256
+    return str(sha256(data).hexdigest())
+
+
+def _normalise(sql: str | None) -> str | None:
+    return None if sql is None else " ".join(sql.split())
+
+
+def read_schema(conn: sqlite3.Connection) -> list[SchemaRow]:
+    """``sqlite_master`` of ``conn``'s main database, normalised and sorted. Runs no view,
+    trigger or CHECK of the file: safe on any file SQLite can open."""
+    rows = conn.execute(_READ).fetchall()
+    return sorted((str(t), str(n), str(tb), _normalise(s)) for t, n, tb, s in rows)
+
+
+def fingerprint(rows: list[SchemaRow]) -> str:
+    """A hash of sorted schema rows (see :data:`FINGERPRINTS`). The rows' ``repr`` quotes
+    every string, so no SQL text can pose as a row boundary."""
+    return _sha256_hex(repr(rows).encode("utf-8", "surrogatepass"))
+
+
+@lru_cache(maxsize=None)
+def expected_schema(version: int) -> tuple[SchemaRow, ...]:
+    """The schema migrations 1..``version`` build on an empty file, as :func:`read_schema`
+    returns it. Built in memory on first use (~5 ms): only a mismatch needs it."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for v in sorted(MIGRATIONS):
+            if v <= version:
+                for statement in MIGRATIONS[v]:
+                    conn.execute(statement)
+        return tuple(read_schema(conn))
+    finally:
+        conn.close()
+
+
+def _describe(row: SchemaRow) -> str:
+    kind, name, table, _ = row
+    return f"{kind} {name}" + (f" on {table}" if kind in ("index", "trigger") and table != name else "")
+
+
+def _first_difference(actual: list[SchemaRow], expected: tuple[SchemaRow, ...]) -> str:
+    by_name = {row[1]: row for row in actual}
+    wanted = {row[1]: row for row in expected}
+    order = sorted(expected, key=lambda r: (_KIND_ORDER.get(r[0], 9), r[1]))
+    for row in order:
+        found = by_name.get(row[1])
+        if found is None:
+            return f"{_describe(row)} is missing"
+        if found[0] != row[0]:
+            return f"{row[1]} is a {found[0]}, not a {row[0]}"
+        if found[2] != row[2]:
+            return f"{_describe(row)} belongs to {found[2]}"
+        if found[3] != row[3]:
+            return f"{_describe(row)} is defined differently"
+    extra = sorted((r for r in actual if r[1] not in wanted), key=lambda r: (_KIND_ORDER.get(r[0], 9), r[1]))
+    if extra:
+        return f"{_describe(extra[0])} is not part of rolectl's schema"
+    return "the schema differs from rolectl's"  # pragma: no cover - equal rows hash equally
+
+
+def check_schema(conn: sqlite3.Connection, version: int | None = None) -> str | None:
+    """The first difference between ``conn``'s schema and the one rolectl's migrations make
+    for its ``user_version`` (or ``version``), as a phrase (``"users is a view, not a
+    table"``), or ``None`` if they are exactly equal. Reads only ``PRAGMA user_version`` and
+    ``sqlite_master``; raises :class:`sqlite3.Error` if the file cannot be read at all."""
+    if version is None:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version not in FINGERPRINTS:
+        if version > SCHEMA_VERSION:
+            return f"schema version {version} is newer than this rolectl's ({SCHEMA_VERSION})"
+        return f"schema version {version} is not one rolectl makes"
+    actual = read_schema(conn)
+    if fingerprint(actual) == FINGERPRINTS[version]:
+        return None
+    return _first_difference(actual, expected_schema(version))
+
+
+def unknown_objects(conn: sqlite3.Connection) -> str | None:
+    """For a file at ``user_version`` 0 that is being initialised or examined: the first
+    object that bears one of rolectl's names (or sits on one of its tables) without being
+    exactly one of rolectl's objects -- a view named ``users`` --, or ``None``. Objects of
+    other names are not rolectl's business here (``doctor`` says the file is not rolectl's)."""
+    known = {row for v in FINGERPRINTS if v for row in expected_schema(v)}
+    names = {row[1] for row in known}
+    for row in read_schema(conn):
+        if (row[1] in names or row[2] in names) and row not in known:
+            return _first_difference([row], tuple(r for r in expected_schema(SCHEMA_VERSION) if r[1] == row[1]))
+    return None
+
+
+def unreadable_tables(conn: sqlite3.Connection) -> list[str]:
+    """rolectl's tables that are not plain tables in ``conn`` (a view, missing): reading them
+    would run the file's code, or fail. ``doctor`` reads no rows from a file that has any."""
+    kinds = {name: kind for kind, name, _, _ in read_schema(conn)}
+    ours = [row[1] for row in expected_schema(SCHEMA_VERSION) if row[0] == "table"]
+    return [name for name in ours if name in kinds and kinds[name] != "table"]
+
+
+def refusal(path: Path | str, difference: str) -> DatabaseError:
+    """The one-line refusal of a file whose schema is not rolectl's (exit 5)."""
+    return DatabaseError(
+        f"database {path} is not as rolectl made it ({difference}); nothing was read or changed",
+        hint=f"see `rolectl --db {path} doctor`, or restore a good backup (`rolectl restore FILE`)",
+    )
+
+
+def deadline_for(timeout: float, *, verified: bool = False) -> float:
+    """Seconds one statement may run: twice the lock wait, at least 2 s, on a file whose
+    schema is not (yet) known to be rolectl's, and on the connections whose statements are
+    all small (cache misses, the follower's reads). Once a store's schema passed the check
+    only the amount of data makes a statement long (a million-line ``apply``, an integrity
+    check of millions of rows): the deadline then only guards against the schema being
+    swapped later, and is ten times the lock wait, at least a minute."""
+    return max(60.0, 10.0 * timeout) if verified else max(2.0, 2.0 * timeout)
+
+
+class Guard:
+    """The deadline handler and the schema check of one connection.
+
+    ``harden`` installs it. Callers call :meth:`rearm` as they start a statement (the clock
+    starts at the handler's next call), and before each slice of a statement they step in
+    slices (a listing printed as it is read), so time spent by the caller does not count."""
+
+    __slots__ = ("conn", "path", "seconds", "_start", "_last", "_schema_version")
+
+    def __init__(self, conn: sqlite3.Connection, path: Path | str, seconds: float) -> None:
+        self.conn = conn
+        self.path = path
+        self.seconds = seconds
+        self._start = 0.0
+        self._last = _NEVER
+        self._schema_version: int | None = None
+
+    def __call__(self) -> int:
+        now = time.monotonic()
+        if now - self._last > _IDLE:
+            self._start = now
+        self._last = now
+        return 1 if now - self._start > self.seconds else 0
+
+    def inspecting(self, timeout: float) -> None:
+        """Switch to the short deadline and the fine interval: the schema is not rolectl's
+        and the caller (``doctor``) reads it anyway."""
+        self.seconds = deadline_for(timeout)
+        self.conn.set_progress_handler(self, INSPECT_STEPS)
+
+    def rearm(self) -> None:
+        """Start the deadline over (the next slice of work is timed on its own)."""
+        self._last = _NEVER
+
+    def check(self, *, create: bool = False) -> str | None:
+        """:func:`check_schema` (with ``create``: a version-0 file may hold objects of other
+        names), remembering ``PRAGMA schema_version`` of a passed check."""
+        version_now = int(self.conn.execute("PRAGMA schema_version").fetchone()[0])
+        if version_now == self._schema_version:
+            return None
+        user_version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        if user_version == 0 and create:
+            difference = unknown_objects(self.conn)
+        else:
+            difference = check_schema(self.conn, user_version)
+        if difference is None:
+            self._schema_version = version_now
+        return difference
+
+    def verify(self, *, create: bool = False) -> None:
+        """:meth:`check`, raising the refusal (:class:`DatabaseError`, exit 5)."""
+        difference = self.check(create=create)
+        if difference is not None:
+            raise refusal(self.path, difference)
+
+
+class DeadlineError(DatabaseError):
+    """A statement ran past its deadline and was stopped (exit 5, as any unusable database)."""
+
+
+def deadline_error(path: Path | str) -> DeadlineError:
+    """What a statement stopped by the deadline handler reads as (exit 5)."""
+    return DeadlineError(
+        f"database {path}: a statement ran past its deadline and was stopped (a hostile or damaged schema?)",
+        hint=f"see `rolectl --db {path} doctor`, or restore a good backup (`rolectl restore FILE`)",
+    )
+
+
+def _setconfig(conn: sqlite3.Connection) -> None:
+    setconfig: Callable[..., object] | None = getattr(conn, "setconfig", None)
+    flag = getattr(sqlite3, "SQLITE_DBCONFIG_DEFENSIVE", None)
+    if setconfig is not None and flag is not None:  # Python 3.12+
+        setconfig(flag, True)
+
+
+def _setlimits(conn: sqlite3.Connection) -> None:
+    setlimit: Callable[[int, int], int] | None = getattr(conn, "setlimit", None)
+    if setlimit is None:  # pragma: no cover - Python 3.10
+        return
+    for name, value in _LIMITS.items():
+        category = getattr(sqlite3, name, None)
+        if category is not None:
+            setlimit(category, value)
+
+
+#: Limits beyond rolectl's needs: what a hostile schema could use to make SQLite work or
+#: allocate without bound. Trigger depth: rolectl's triggers nest two deep.
+_LIMITS = {
+    "SQLITE_LIMIT_LENGTH": MAX_LENGTH,
+    "SQLITE_LIMIT_SQL_LENGTH": MAX_SQL_LENGTH,
+    "SQLITE_LIMIT_ATTACHED": 2,
+    "SQLITE_LIMIT_TRIGGER_DEPTH": 10,
+}
+
+
+def harden(conn: sqlite3.Connection, path: Path | str, *, timeout: float) -> Guard:
+    """Apply rolectl's safety settings to a new connection on ``path`` and return its
+    :class:`Guard` (the deadline handler is installed; the schema is not yet checked)."""
+    conn.execute("PRAGMA trusted_schema = OFF")
+    _setconfig(conn)
+    _setlimits(conn)
+    guard = Guard(conn, path, deadline_for(timeout))
+    conn.set_progress_handler(guard, PROGRESS_STEPS)
+    return guard
+
+
+
+class GuardedConnection(sqlite3.Connection):
+    """A ``sqlite3.Connection`` that carries its :class:`Guard` (``factory=`` of
+    ``sqlite3.connect``), for readers that get their connections from a factory."""
+
+    guard: Guard
+
+
+def checked(conn: sqlite3.Connection, path: Path | str, *, timeout: float) -> Guard:
+    """:func:`harden` a new read connection and refuse (exit 5) a file whose schema is not
+    exactly rolectl's; closes ``conn`` on refusal. For the readers that open their own
+    connections (the cache's miss read, the log reader)."""
+    try:
+        guard = harden(conn, path, timeout=timeout)
+        guard.verify()
+    except BaseException:
+        conn.close()
+        raise
+    if isinstance(conn, GuardedConnection):
+        conn.guard = guard
+    return guard

@@ -26,6 +26,7 @@ import pytest
 
 from conftest import BIN, clean_env
 from ptyio import drain
+from rolectl.backends.sqlite.schema import MIGRATIONS
 from rolectl.repository import Repository
 
 RUN_TIMEOUT = 60.0
@@ -54,6 +55,10 @@ def planted(db_path: Path) -> Path:
         conn.execute("UPDATE users SET username = ? WHERE user_id = 5", (EVIL,))
         conn.execute("DROP TRIGGER IF EXISTS events_append_only_update")  # the log is append-only
         conn.execute("UPDATE events SET note = ? WHERE kind = 'cache_evict'", (EVIL,))
+        # put the trigger back as the migrations wrote it: a file whose schema is not exactly
+        # rolectl's is refused before any row is read
+        conn.execute(next(sql for step in MIGRATIONS.values() for sql in step
+                          if "TRIGGER IF NOT EXISTS events_append_only_update" in sql))
     conn.close()
     return db_path
 

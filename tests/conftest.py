@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -177,3 +177,35 @@ def pg_db(pg_server) -> Iterator[str]:
 def pg_url(pg_server, pg_db: str) -> str:
     """``postgresql://`` URL of a fresh, empty database."""
     return pg_server.url(pg_db)
+
+
+# -- CI=true: a skip is a failure ----------------------------------------------------------------
+#
+# Tests skip where a machine lacks what they drive (a PostgreSQL server, jq, strace, a shell);
+# .ci/run installs all of it, so in CI a skip means a guarantee went untested. Collection-time
+# skips (``importorskip`` at module level) are caught as well as skips inside a test.
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def _as_failure(report: pytest.CollectReport | pytest.TestReport) -> None:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = f"skipped under CI=true, where every test must run: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and _in_ci() and not hasattr(report, "wasxfail"):
+        _as_failure(report)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and _in_ci():
+        _as_failure(report)

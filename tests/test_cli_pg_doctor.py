@@ -96,7 +96,7 @@ def test_an_old_schema_is_an_error_that_fix_migrates(rolectl_bin: Path, url: str
     proc = run(rolectl_bin, "--db", url, "doctor", "--format", "json")
     assert proc.returncode == 6 and findings(proc)["schema"][0]["fixable"] is True
     fixed = run(rolectl_bin, "--db", url, "doctor", "--fix")
-    assert fixed.returncode == 0 and "fixed: applied migrations 3" in fixed.stderr, fixed.stderr
+    assert fixed.returncode == 0 and "fixed: applied migrations 3, 4" in fixed.stderr, fixed.stderr
 
 
 def test_a_newer_schema_is_reported_not_touched(rolectl_bin: Path, url: str) -> None:

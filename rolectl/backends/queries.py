@@ -84,6 +84,9 @@ class Queries:
     #: A role-change event and the write it announces may be one statement
     #: (:meth:`with_logged_role`): a data-modifying ``WITH``, which PostgreSQL has.
     log_with_write: bool = False
+    #: The database role that wrote an event (a column, or NULL where the engine has none):
+    #: the last column of the ``events`` listing (:data:`~rolectl.events.EVENT_LISTING_FIELDS`).
+    db_user: str = "NULL"
 
     def p(self, name: str) -> str:
         return self.marker.format(name)
@@ -288,7 +291,8 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
         """The audit log filtered (parameters ``since``, ``user``, ``kind0``..., ``limit``), in
         seq order (the newest first when asked: the tail of the log with ``limit``)."""
         order = " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
-        return (self.select_events + self.events_where(since=since, user=user, kinds=kinds) + order
+        return (f"SELECT {', '.join(EVENT_FIELDS)}, {self.db_user} FROM events"
+                + self.events_where(since=since, user=user, kinds=kinds) + order
                 + (f" LIMIT {self.p('limit')}" if limit else ""))
 
     def events_count(self, *, since: bool, user: bool, kinds: int) -> str:

@@ -46,6 +46,8 @@ class PgStore(StoreBase):
         lock_ms = max(1, int(self.write_timeout * 1000)) if self.write_timeout > 0 else 0
         self.conn: psycopg.Connection[Any] = connect(
             conninfo, timeout=self.timeout, options=f"-c lock_timeout={lock_ms}")
+        #: The database role this store writes as (messages name it).
+        self.role: str = self.conn.info.user
         try:
             if not create:
                 schema.check_version(self.conn, where=f"database {self.path}")
@@ -61,6 +63,10 @@ class PgStore(StoreBase):
         if isinstance(exc, (errors.LockNotAvailable, errors.QueryCanceled)):
             return DatabaseError(f"database {self.path} is locked by another writer",
                                  hint="retry, or wait longer with --timeout / ROLECTL_TIMEOUT")
+        if isinstance(exc, errors.InsufficientPrivilege) and schema.LOCK_TABLE in str(exc):
+            return DatabaseError(f"database role {self.role} may not write to {self.path}",
+                                 hint=f"grant it a writer's privileges: `rolectl access bot {self.role}` "
+                                 f"(or GRANT UPDATE ON {schema.LOCK_TABLE} for its own grants)")
         if isinstance(exc, self._pg.IntegrityError):
             text = " ".join(str(exc).split())
             return InvalidInputError(f"the database refused the change ({text})", hint="check the values")

@@ -302,20 +302,25 @@ _V4: list[str] = [
     f"COMMENT ON TABLE {_S}.{LOCK_TABLE} IS "
     "'rolectl writer lock: writers take LOCK TABLE ... IN EXCLUSIVE MODE (needs UPDATE); never holds rows'",
     f"REVOKE ALL ON {_S}.{LOCK_TABLE} FROM PUBLIC",
-    # Roles that may already insert events (hand-made bot roles) keep writing through rolectl.
+    # PUBLIC could write the instance tables (row level security hid the rows), and so take
+    # any lock on them -- ACCESS EXCLUSIVE stalls every heartbeat, on the followers' own
+    # connections. Now only writers may, as the policies always said.
+    *(f"REVOKE ALL ON {_S}.{t} FROM PUBLIC" for t in _INSTANCE_TABLES),
+    # Roles that may already insert events (hand-made bot roles) keep writing through rolectl
+    # and keep their instance rows.
     f"""
     DO $$
     DECLARE
         grantee oid;
+        who text;
     BEGIN
         FOR grantee IN SELECT DISTINCT a.grantee FROM pg_catalog.pg_class AS c,
                            pg_catalog.aclexplode(c.relacl) AS a
                        WHERE c.oid = '{_S}.events'::regclass AND a.privilege_type = 'INSERT' LOOP
-            IF grantee = 0 THEN
-                EXECUTE 'GRANT UPDATE ON {_S}.{LOCK_TABLE} TO PUBLIC';
-            ELSE
-                EXECUTE pg_catalog.format('GRANT UPDATE ON {_S}.{LOCK_TABLE} TO %s', grantee::regrole);
-            END IF;
+            who := CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE grantee::regrole::text END;
+            EXECUTE 'GRANT UPDATE ON {_S}.{LOCK_TABLE} TO ' || who;
+            EXECUTE 'GRANT SELECT, INSERT, UPDATE, DELETE ON {_S}.{_INSTANCE_TABLES[0]}, '
+                    '{_S}.{_INSTANCE_TABLES[1]} TO ' || who;
         END LOOP;
     END $$
     """,

@@ -171,11 +171,11 @@ def test_a_temporary_events_table_does_not_swallow_a_role_change(db: dict[str, s
     out = attack(db["bot"], _TEMP_EVENTS, "UPDATE users SET role = 'user' WHERE user_id = 5",
                  "SELECT count(*) FROM pg_temp.events")
     assert "error" not in out[1]
+    assert served_role(victim, 5, db["owner"]) == "user"
     assert out[2] == {"rows": [["0"]]}  # the temporary table got nothing
     logged = owner_sql(db["owner"], "SELECT kind, user_id, db_user FROM events WHERE seq > %s", (before,))
     assert logged == [("admin_removed", 5, db["bot_name"])]
     assert log_matches_table(db["owner"])
-    assert served_role(victim, 5, db["owner"]) == "user"
 
 
 def test_a_temporary_sequence_cannot_vouch_for_a_forged_seq(db: dict[str, str], victim: Bot,
@@ -187,15 +187,16 @@ def test_a_temporary_sequence_cannot_vouch_for_a_forged_seq(db: dict[str, str], 
     before = head(db["owner"])
     out = attack(db["bot"], _TEMP_EVENTS,
                  f"SELECT setval(pg_get_serial_sequence('pg_temp.events', 'seq'), {BIG_SEQ})",
-                 "INSERT INTO public.events (seq, kind, actor) OVERRIDING SYSTEM VALUE "
-                 f"VALUES ({BIG_SEQ}, 'cache_flush', 'mallory')")
-    assert out[2].get("error") == "428C9", out  # generated_always: the guard refused it
-    assert head(db["owner"]) == before  # nothing was written
+                 "INSERT INTO public.events (seq, kind, mailbox_id, actor) OVERRIDING SYSTEM VALUE "
+                 f"VALUES ({BIG_SEQ}, 'mailbox_created', 999, 'mallory')")
+    forged = head(db["owner"])
     revoked = rolectl(rolectl_bin, db["owner"], "remove-admin", "5", "--actor", "ops")
     assert revoked.returncode == 0, revoked.stderr
+    assert served_role(victim, 5, db["owner"]) == "user"
+    assert out[2].get("error") == "428C9", out  # generated_always: the guard refused it
+    assert forged == before  # nothing was written
     assert head(db["owner"]) < 1000
     assert log_matches_table(db["owner"])
-    assert served_role(victim, 5, db["owner"]) == "user"
 
 
 def test_a_reader_with_a_temporary_events_table_cannot_register_or_drive_instances(

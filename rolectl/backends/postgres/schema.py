@@ -7,12 +7,17 @@ differs is how the guarantees are made:
 
 * **Seq order is commit order.** A sequence hands out numbers at INSERT, not at COMMIT: two
   overlapping writers can commit seq 11 before seq 10, and a follower reading ``seq > 10``
-  would skip 10 forever. So every writer takes ONE transaction-scoped advisory lock
-  (:data:`WRITER_LOCK_KEY`) before any row lock: the library's write transactions as their
-  first statement, and raw SQL through ``BEFORE ... FOR EACH STATEMENT`` triggers on every
-  table it could change (a statement-level BEFORE trigger runs before the statement takes
-  a seq or locks a row). Writers are serialized; commits, and therefore seqs, come in order.
-  The lock is released at COMMIT or ROLLBACK, never before (a session lock would be).
+  would skip 10 forever. So every writer takes ONE lock, :data:`LOCK_SQL` (an EXCLUSIVE lock
+  on the empty table ``rolectl_writer_lock``; an advisory lock until version 4), before any
+  row lock: the library's write transactions as their first statement, and raw SQL through
+  ``BEFORE ... FOR EACH STATEMENT`` triggers on every table it could change (a
+  statement-level BEFORE trigger runs before the statement takes a seq or locks a row).
+  Writers are serialized; commits, and therefore seqs, come in order. The lock is released
+  at COMMIT or ROLLBACK, never before. Taking it needs UPDATE on the table: a role that may
+  not write cannot hold the writers up.
+* **No borrowed names** (version 4): every function pins ``search_path`` with ``pg_temp``
+  last and names rolectl's objects with their schema, so no temporary table of a writer's
+  session stands in for the log.
 * **The sequence is** ``CACHE 1``: with a larger cache, each session holds its own range and
   commit order came out [1, 2, 3, 23, 4]. ``seq`` is ``GENERATED ALWAYS``: a writer cannot
   pick one (only ``OVERRIDING SYSTEM VALUE``, which ``copy`` uses, can).
@@ -44,8 +49,9 @@ from typing import Any
 from ...errors import DatabaseError
 from ...events import KINDS
 
-#: The one advisory lock every writer takes (``pg_advisory_xact_lock``). Advisory locks are
-#: per database, so one constant serves every rolectl database of a cluster. ASCII "rolectl".
+#: The advisory lock every writer took up to schema version 3 (``pg_advisory_xact_lock``).
+#: Advisory locks are per database, so one constant served every rolectl database of a
+#: cluster. ASCII "rolectl".
 WRITER_LOCK_KEY = 0x726F6C6563746C
 #: The channel that wakes followers; the payload is constant (see the module docstring).
 CHANNEL = "rolectl_events"

@@ -135,8 +135,10 @@ class Queries:
         p, now = self.p, self.now
         users, boxes, events = ", ".join(USER_FIELDS), ", ".join(MAILBOX_FIELDS), ", ".join(EVENT_FIELDS)
         uid = p("uid")
-        self.select_events = f"SELECT {events} FROM events"
-        self.returning_events = f" RETURNING {events}"
+        # Every event read or written comes back with its database user (NULL on SQLite), so an
+        # event returned by a change equals the same event read from the log.
+        self.select_events = f"SELECT {events}, {self.db_user} FROM events"
+        self.returning_events = f" RETURNING {events}, {self.db_user}"
         # -- users --------------------------------------------------------------------------
         self.user = f"SELECT {users} FROM users WHERE user_id = {uid}"
         self.user_role = f"SELECT role FROM users WHERE user_id = {uid}"
@@ -291,8 +293,7 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
         """The audit log filtered (parameters ``since``, ``user``, ``kind0``..., ``limit``), in
         seq order (the newest first when asked: the tail of the log with ``limit``)."""
         order = " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
-        return (f"SELECT {', '.join(EVENT_FIELDS)}, {self.db_user} FROM events"
-                + self.events_where(since=since, user=user, kinds=kinds) + order
+        return (self.select_events + self.events_where(since=since, user=user, kinds=kinds) + order
                 + (f" LIMIT {self.p('limit')}" if limit else ""))
 
     def events_count(self, *, since: bool, user: bool, kinds: int) -> str:

@@ -32,7 +32,7 @@ EVENT_COLUMNS = (
     Col("seq", "int", 0), Col("ts", "time", 0), Col("kind", "atom", 0), Col("user_id", "int", 0, "user"),
     Col("old_role", "atom", 6, "old"), Col("new_role", "atom", 5, "new"), Col("mailbox_id", "int", 3, "mailbox"),
     Col("from_user", "int", 1, "from"), Col("to_user", "int", 1, "to"), Col("actor", "text", 2, min_width=6),
-    Col("note", "text", 4, min_width=6), Col("db_user", "text", 5, "db user", min_width=6),
+    Col("note", "text", 4, min_width=6), Col("db_user", "atom", 5, "db user"),
 )
 
 
@@ -103,7 +103,8 @@ def events(
         return
     check_format(fmt, extra=("text",))
     uid = parse_id(user) if user is not None else None
-    with state(ctx).open() as repo:
+    st = state(ctx)
+    with st.open() as repo:
         def fetch(n: Optional[int]) -> Any:
             return repo.events.stream(since=since, user_id=uid, kind=kinds, limit=n, newest_first=n is not None)
 
@@ -113,8 +114,12 @@ def events(
                 total=lambda: repo.events.count(since=since, user_id=uid, kind=kinds),
             )
             return
+        from ..render.formats import is_machine
+
+        # SQLite has no database users: a table for people leaves the always-empty column out.
+        columns = EVENT_COLUMNS if st.postgres is not None or is_machine(fmt) else EVENT_COLUMNS[:-1]
         render_listing(
-            lambda n: (e.to_listing() for e in fetch(n)), EVENT_COLUMNS, fmt, limit=limit,
+            lambda n: (e.to_listing() for e in fetch(n)), columns, fmt, limit=limit,
             total=lambda: repo.events.count(since=since, user_id=uid, kind=kinds), noun="events", title="events",
             newest=True,
         )

@@ -59,7 +59,6 @@ def test_a_healthy_database_has_the_same_report_as_on_sqlite(rolectl_bin: Path, 
     ("ALTER TABLE users DISABLE TRIGGER users_role_events", "objects"),
     ("ALTER TABLE events DISABLE TRIGGER events_seq_guard", "objects"),
     ("DROP TRIGGER users_writer_lock ON users", "objects"),
-    ("DROP TRIGGER events_db_user ON events", "objects"),
     ("ALTER FUNCTION rolectl_log_role(bigint, text, text) RESET search_path", "objects"),
 ])
 def test_damage_is_an_error_and_exit_6(rolectl_bin: Path, url: str, damage: str, check: str) -> None:

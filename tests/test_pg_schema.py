@@ -216,7 +216,7 @@ def test_version_1_migrates_to_the_current_version(pg_url: str) -> None:
 def test_every_function_pins_its_search_path_with_pg_temp_last(conn: Any) -> None:
     rows = conn.execute("SELECT proname, proconfig FROM pg_proc WHERE proname LIKE 'rolectl\\_%' "
                         "AND pronamespace = 'public'::regnamespace").fetchall()
-    assert len(rows) == 9
+    assert len(rows) == 8
     assert all(config == ["search_path=pg_catalog, public, pg_temp"] for _name, config in rows), rows
     policies = conn.execute("SELECT qual, with_check FROM pg_policies WHERE policyname = 'writers_only'").fetchall()
     assert len(policies) == 2 and all("'events'::regclass)::oid" in q and q == w for q, w in policies)

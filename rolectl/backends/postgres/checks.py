@@ -26,7 +26,6 @@ TRIGGERS: dict[str, str] = {
     "users_truncate_events": "users",
     "events_notify": "events",
     schema.SEQ_GUARD: "events",
-    schema.DB_USER_TRIGGER: "events",
 }
 FIX_OBJECTS = "restore the schema's triggers (recreate the database from a backup, or `rolectl copy` it)"
 

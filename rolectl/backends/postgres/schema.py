@@ -252,8 +252,6 @@ _V2: list[str] = [
 # ownership of the table (who could drop the trigger anyway), and nobody else ever sees it off.
 # SECURITY DEFINER: reading the sequence needs a privilege that INSERT on events does not give.
 SEQ_GUARD = "events_seq_guard"
-#: The row trigger that stamps every event with its ``session_user`` (version 4).
-DB_USER_TRIGGER = "events_db_user"
 _V3: list[str] = [
     """
     CREATE FUNCTION rolectl_events_seq_guard() RETURNS trigger
@@ -286,8 +284,8 @@ _V3: list[str] = [
 #   triggers (SECURITY DEFINER: whoever may write the tables takes it); the library's write
 #   transactions take it themselves, so their roles need UPDATE on it -- granted here to every
 #   role that may already insert events, and by ``rolectl access``.
-# * ``events.db_user``: the ``session_user`` that wrote the event, set by a row trigger that
-#   overwrites whatever the writer supplied. ``actor`` stays what the writer claims (anyone
+# * ``events.db_user``: the ``session_user`` that wrote the event, set by the seq guard (the
+#   row trigger every insert already runs) over whatever the writer supplied. ``actor`` stays what the writer claims (anyone
 #   may ``SET rolectl.actor``); the role is who it was. Events written before have NULL.
 #
 # Statements name the schema as :data:`SCHEMA_TOKEN`; :func:`statements` fills it in.
@@ -396,9 +394,11 @@ _V4: list[str] = [
         RETURN NULL;
     END $$
     """,
+    f"ALTER TABLE {_S}.events ADD COLUMN IF NOT EXISTS db_user text",
     f"""
     CREATE OR REPLACE FUNCTION {_S}.rolectl_events_seq_guard() RETURNS trigger {_FN4} SECURITY DEFINER AS $$
     BEGIN
+        NEW.db_user := session_user;  -- who wrote it, whatever the writer supplied
         IF NEW.seq IS DISTINCT FROM pg_catalog.pg_sequence_last_value(
                 pg_catalog.pg_get_serial_sequence('{_S}.events', 'seq')::regclass) THEN
             RAISE EXCEPTION 'events.seq % was chosen by the writer, not handed out by the sequence', NEW.seq
@@ -408,17 +408,6 @@ _V4: list[str] = [
         RETURN NEW;
     END $$
     """,
-    f"ALTER TABLE {_S}.events ADD COLUMN IF NOT EXISTS db_user text",
-    f"""
-    CREATE OR REPLACE FUNCTION {_S}.rolectl_events_db_user() RETURNS trigger {_FN4} AS $$
-    BEGIN
-        NEW.db_user := session_user;
-        RETURN NEW;
-    END $$
-    """,
-    f"DROP TRIGGER IF EXISTS {DB_USER_TRIGGER} ON {_S}.events",
-    f"""CREATE TRIGGER {DB_USER_TRIGGER} BEFORE INSERT ON {_S}.events
-    FOR EACH ROW EXECUTE FUNCTION {_S}.rolectl_events_db_user()""",
     *(f"ALTER POLICY writers_only ON {_S}.{t} USING ({_WRITERS_ONLY4}) WITH CHECK ({_WRITERS_ONLY4})"
       for t in _INSTANCE_TABLES),
 ]

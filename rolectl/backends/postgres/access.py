@@ -18,9 +18,9 @@ The grants are derived from what the code runs:
   the log head). Neither bot nor operator owns anything: ``init`` (migrations) and ``copy``
   (which writes chosen seqs) stay with the schema's owner.
 
-Every kind gets ``CONNECT`` on the database and ``USAGE`` on rolectl's schema. Roles the
-schema's owner, a superuser or the connected role itself are refused: this command hands out
-privileges, it never takes them from whoever runs it.
+Every kind gets ``CONNECT`` on the database and ``USAGE`` on rolectl's schema. The owner of
+rolectl's tables, a superuser and the connected role itself are refused: this command hands
+out privileges, it never takes them from whoever runs it.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: The kinds, in the order the README's table shows them.
 KINDS: tuple[str, ...] = ("reader", "bot", "operator")
 
-_READ: dict[str, tuple[str, ...]] = {"users": ("SELECT",), "mailboxes": ("SELECT",), "events": ("SELECT",), "meta": ("SELECT",)}
+_READ: dict[str, tuple[str, ...]] = {table: ("SELECT",) for table in ("users", "mailboxes", "events", "meta")}
 _WRITE: dict[str, tuple[str, ...]] = {
     "users": ("SELECT", "INSERT", "UPDATE"),
     "mailboxes": ("SELECT", "INSERT", "UPDATE"),

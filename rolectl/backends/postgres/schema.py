@@ -284,9 +284,12 @@ _V3: list[str] = [
 #   triggers (SECURITY DEFINER: whoever may write the tables takes it); the library's write
 #   transactions take it themselves, so their roles need UPDATE on it -- granted here to every
 #   role that may already insert events, and by ``rolectl access``.
+# * PUBLIC loses its privileges on the instance tables (row level security hid the rows, but
+#   not the tables: any role could lock them and stall every heartbeat).
 # * ``events.db_user``: the ``session_user`` that wrote the event, set by the seq guard (the
-#   row trigger every insert already runs) over whatever the writer supplied. ``actor`` stays what the writer claims (anyone
-#   may ``SET rolectl.actor``); the role is who it was. Events written before have NULL.
+#   row trigger every insert already runs) over whatever the writer supplied. ``actor`` stays
+#   what the writer claims (anyone may ``SET rolectl.actor``); ``db_user`` is who it was.
+#   Events written before have NULL.
 #
 # Statements name the schema as :data:`SCHEMA_TOKEN`; :func:`statements` fills it in.
 SCHEMA_TOKEN = "@schema@"

@@ -160,3 +160,25 @@ def test_the_password_is_sent_as_the_verifier_the_server_would_store(rolectl_bin
     assert mine == scram_verifier("battery staple", salt=base64.b64decode(salt), iterations=int(iterations))
     logged_in = sql(url, "SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (role,))
     assert logged_in == [(True,)]
+
+
+def test_a_reader_role_follows_the_log_in_a_bot_process(rolectl_bin: Path, url: str, pg_db: str) -> None:
+    """A reader's caches serve roles and follow changes; it registers no instance."""
+    import time
+
+    from botproc import Bot
+
+    role = f"fr_{pg_db}"
+    assert run(rolectl_bin, url, "access", "reader", role).returncode == 0
+    sql(url, "INSERT INTO users (user_id, role) VALUES (5, 'admin')")
+    bot = Bot(url.replace("postgres@", f"{role}@"), "reader")
+    try:
+        assert bot.ask("get 5")["role"] == "admin"
+        assert run(rolectl_bin, url, "remove-admin", "5").returncode == 0
+        deadline = time.monotonic() + 30
+        while bot.ask("get 5")["role"] != "user":
+            assert time.monotonic() < deadline, "the reader's cache never saw the revocation"
+            time.sleep(0.02)
+        assert sql(url, "SELECT count(*) FROM rolectl_instances") == [(0,)]
+    finally:
+        assert bot.stop() == 0

@@ -7,6 +7,11 @@ their text: a trigger that is present but altered (``SELECT 1`` instead of loggi
 bad as a missing one, and a trigger nobody expects on rolectl's tables (``RAISE(IGNORE)``
 before an event insert would silently drop it) is reported too. Only ``rolectl doctor``,
 ``init`` and ``restore`` use this module; it imports sqlite-utils when first called.
+
+A file someone else made (a backup about to be restored) is compared before anything in
+it is read: :func:`stored_differences` lists every table, index and view in its
+``sqlite_schema`` that is not exactly what the migrations create, without sqlite-utils and
+without running any of the file's SQL.
 """
 
 from __future__ import annotations
@@ -66,6 +71,63 @@ def reference(version: int = SCHEMA_VERSION) -> Schema:
         return introspect(conn)
     finally:
         conn.close()
+
+
+#: Tables SQLite itself creates (``ANALYZE``): harmless, never read by rolectl.
+_STATS = frozenset({"sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4"})
+#: (type, name) -> (table, normalised SQL or "" for SQLite's automatic indexes)
+Stored = dict[tuple[str, str], tuple[str, str]]
+
+
+def stored_schema(conn: sqlite3.Connection) -> Stored:
+    """Every table, index and view in ``sqlite_schema`` as stored (triggers are compared by
+    :func:`introspect` where they matter; a restore never copies them)."""
+    found: Stored = {}
+    for kind, name, table, sql in conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema"):
+        if str(kind) != "trigger" and str(name) not in _STATS:
+            found[(str(kind), str(name))] = (str(table), normalise(str(sql)) if sql is not None else "")
+    return found
+
+
+@lru_cache(maxsize=4)
+def reference_stored(version: int = SCHEMA_VERSION) -> Stored:
+    """:func:`stored_schema` of what migrations 1..``version`` build."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for v in sorted(MIGRATIONS):
+            if v <= version:
+                for statement in MIGRATIONS[v]:
+                    conn.execute(statement)
+        return stored_schema(conn)
+    finally:
+        conn.close()
+
+
+def _from_change(actual: str, expected: str, width: int = 60) -> str:
+    """``actual`` from the first character where it leaves ``expected``, shortened."""
+    at = next((i for i, (a, b) in enumerate(zip(actual, expected)) if a != b), min(len(actual), len(expected)))
+    start = max(0, at - 10)
+    text = actual[start:start + width]
+    return ("..." if start else "") + text + ("..." if start + width < len(actual) else "")
+
+
+def stored_differences(conn: sqlite3.Connection, version: int = SCHEMA_VERSION) -> list[str]:
+    """Each table, index or view of ``conn`` that migrations 1..``version`` do not create
+    exactly so, missing ones first; empty when the stored schema is rolectl's."""
+    expected, actual = reference_stored(version), stored_schema(conn)
+    kinds = {name: kind for kind, name in actual}
+    found: list[str] = []
+    for (kind, name), (table, sql) in expected.items():
+        if (kind, name) not in actual:
+            other = kinds.get(name)
+            found.append(f"{kind} {name} is a {other} here" if other else f"{kind} {name} is missing")
+        elif actual[(kind, name)][0] != table:
+            found.append(f"{kind} {name} belongs to {actual[(kind, name)][0]}, not {table}")
+        elif actual[(kind, name)][1] != sql:
+            found.append(f"{kind} {name} is defined differently: {_from_change(actual[(kind, name)][1], sql)}")
+    found += [f"{kind} {name} is not rolectl's" for kind, name in actual
+              if (kind, name) not in expected and name not in {n for _, n in expected}]
+    return found
 
 
 def altered_triggers(actual: Schema, version: int = SCHEMA_VERSION) -> list[str]:

@@ -13,9 +13,10 @@ Both directions therefore use SQLite's backup API. :func:`backup` copies one con
 snapshot into a new single-file database. :func:`restore` vets the backup, builds a new
 database from rolectl's own migrations and the backup's validated rows (nothing of the
 backup's schema is carried over: it may come from anywhere), gives the restored log a **new
-identity** (``meta.log_id``), and copies it into the live database as one write transaction: other processes see the old state or the
-restored one, never a mix, and every follower sees another log id at its next read, so it
-resets its cache instead of trusting positions that meant something in the replaced log.
+identity** (``meta.log_id``), and copies it into the live database as one write
+transaction: other processes see the old state or the restored one, never a mix, and every
+follower sees another log id at its next read, so it resets its cache instead of trusting
+positions that meant something in the replaced log.
 """
 
 from __future__ import annotations

@@ -140,7 +140,7 @@ def _copy_table(backup: BackupFile, conn: sqlite3.Connection, table: str) -> int
             if row[0] > SEQ_LIMIT:
                 raise _Invalid(f"the log head #{row[0]} is too close to 2^63-1")
             expected_seq += 1
-        elif table == "mailboxes" and conn.execute("SELECT 1 FROM users WHERE user_id = ?", (row[1],)).fetchone() is None:
+        elif table == "mailboxes" and not conn.execute("SELECT 1 FROM users WHERE user_id = ?", (row[1],)).fetchone():
             raise _Invalid(f"mailbox {row[0]}: owner {row[1]} is not a user")
         elif table == "meta":
             if row[0] in _NOTES:

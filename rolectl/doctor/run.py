@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 import sqlite3
 from dataclasses import dataclass, field
+from typing import Callable, TypeVar, cast
 
+from ..backends.sqlite.deadline import Deadline, budget, harden
+from ..backends.sqlite.scratch import remove_stale
 from ..backends.sqlite.store import Store, translate
+from ..errors import DatabaseError, RolectlError
 from .checks import (check_context, check_integrity, check_journal, check_log, check_objects, check_owners,
                      check_permissions, check_pragmas, check_schema, check_sequence, log_drift,
-                     mailbox_owners_not_admin, rerun_migrations)
-from .findings import ERROR, OK, SEVERITIES, WARNING, Finding, examples as _examples
+                     mailbox_owners_not_admin)
+from .findings import ERROR, INFO, OK, SEVERITIES, WARNING, Finding, examples as _examples
 from .instances import check_instances, prune_dead
+from .schemafix import repair_objects
 
 FIELDS: tuple[str, ...] = ("check", "severity", "message", "fix", "fixable")
 
@@ -51,6 +56,40 @@ def _open(path: str | os.PathLike[str] | None, timeout: float | None) -> Store:
     return Store(where, timeout=timeout, create=True)
 
 
+def _guard(store: Store) -> Deadline:
+    """A file someone else may have shaped: schema code calls only innocuous functions, and
+    each check runs under its own deadline (``--timeout`` plus time to read the file)."""
+    harden(store.conn)
+    return Deadline(store.conn, budget(store.timeout, store.path))
+
+
+T = TypeVar("T")
+
+
+def _bounded(guard: Deadline, name: str, run: Callable[[], T]) -> T:
+    """``run()`` under a fresh deadline. Past it, an unfinished integrity check is a finding
+    (an expensive per-row CHECK is what makes it endless); any other check is an error."""
+    guard.start()
+    try:
+        return run()
+    except (sqlite3.Error, RolectlError) as exc:
+        if name == "integrity" and "too big" in str(exc):
+            return cast(T, [Finding("integrity", ERROR, "integrity_check stopped: a CHECK or index expression builds "
+                                    "values over 1 MiB (see the objects check)", "rolectl doctor --fix if objects "
+                                    "reports a redefined table")])
+        if not guard.expired:
+            raise
+        if name == "integrity":
+            finding = Finding("integrity", ERROR, f"integrity_check did not finish within {guard.seconds:.0f} s: an "
+                              "expensive CHECK or index expression (see the objects check), or a very large file",
+                              "rolectl doctor --fix if objects reports a redefined table; else raise --timeout")
+            return cast(T, [finding])
+        raise DatabaseError(f"doctor: the {name} check did not finish within {guard.seconds:.0f} s",
+                            hint="a view or constraint in the file makes it endless (compare `sqlite3 DB .schema` "
+                            "with a fresh `rolectl init`, or run `rolectl doctor --fix`), or raise --timeout") \
+            from None
+
+
 def diagnose(path: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> Report:
     """Run every check; a schema the checks cannot read stops after the schema finding."""
     from ..backends import is_postgres
@@ -62,20 +101,24 @@ def diagnose(path: str | os.PathLike[str] | None = None, *, timeout: float | Non
         return postgres.diagnose(str(path), timeout=timeout)
 
     store = _open(path, timeout)
+    remove_stale(store.path)  # what a killed restore left next to the database
+    guard = _guard(store)
     try:
         findings = check_schema(store)
         if findings[0].severity != OK:
             return Report(findings)
         findings += check_permissions(store.path)
         for check in (check_integrity, check_journal, check_pragmas, check_objects, check_sequence, check_context):
-            findings += check(store)
+            findings += _bounded(guard, check.__name__.removeprefix("check_"), lambda: check(store))
         repo = Repository(store, track=False)
-        findings += check_log(repo) + check_owners(repo)
-        findings += check_instances(store.path, repo.events.head())
+        findings += _bounded(guard, "log", lambda: check_log(repo))
+        findings += _bounded(guard, "owners", lambda: check_owners(repo))
+        findings += check_instances(store.path, _bounded(guard, "instances", repo.events.head))
         return Report(findings)
     except sqlite3.Error as exc:
         raise translate(exc, store.path) from exc
     finally:
+        guard.stop()
         store.close()
 
 
@@ -94,6 +137,7 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
     before = diagnose(path, timeout=timeout)
     wanted = {f.check for f in before.findings if f.fixable}
     done: list[str] = []
+    removed: list[str] = []
     store = _open(path, timeout)
     try:
         if "schema" in wanted:
@@ -104,7 +148,8 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
             store.query("PRAGMA wal_checkpoint(TRUNCATE)")
             done.append(f"journal_mode {mode}, WAL checkpointed")
         if "objects" in wanted:
-            rerun_migrations(store)
+            removed = repair_objects(store)
+            done += removed
             done.append("re-ran the migrations: missing or altered tables, indexes and triggers recreated")
         if "context" in wanted:
             with store.transaction() as conn:
@@ -128,4 +173,7 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
         done += prune_dead(store.path)
     after = diagnose(path, timeout=timeout)
     after.fixed = done
+    # What was removed or rebuilt is listed among the findings too (text and JSON alike).
+    at = next((i for i, f in enumerate(after.findings) if f.check == "objects"), len(after.findings))
+    after.findings[at:at] = [Finding("objects", INFO, f"fixed: {sentence}") for sentence in removed]
     return after

@@ -106,7 +106,8 @@ def reference_stored(version: int = SCHEMA_VERSION) -> Stored:
 def _from_change(actual: str, expected: str, width: int = 60) -> str:
     """``actual`` from the first character where it leaves ``expected``, shortened."""
     at = next((i for i, (a, b) in enumerate(zip(actual, expected)) if a != b), min(len(actual), len(expected)))
-    start = max(0, at - 10)
+    clause = max(actual.rfind(", ", 0, at) + 2, actual.rfind("(", 0, at) + 1)  # the column or clause it is in
+    start = clause if at - clause <= width // 2 else at - 10
     text = actual[start:start + width]
     return ("..." if start else "") + text + ("..." if start + width < len(actual) else "")
 
@@ -160,8 +161,10 @@ def check_objects(store: Store) -> list[Finding]:
     missing += [f"index {i}" for i in expected.indexes if i not in actual.indexes]
     missing += [f"trigger {t}" for t in expected.triggers if t not in actual.triggers]
     altered = [f"trigger {t}" for t in altered_triggers(actual, version)]
-    unknown = [f"trigger {t} on {table}" for t, (table, _) in actual.triggers.items()
-               if t not in expected.triggers and table in expected.tables]
+    from .schemafix import foreign_objects
+
+    unknown = [f"{kind} {name}" + ("" if kind == "view" else f" on {table}")
+               for kind, name, table in foreign_objects(store.conn, version)]
     columns = [f"{t} ({', '.join(c[0] for c in actual.columns[t])})" for t in expected.tables
                if t in actual.columns and actual.columns[t] != expected.columns[t]]
     redefined = [t for t in expected.tables if t in actual.tables and actual.tables[t] != expected.tables[t]
@@ -176,14 +179,14 @@ def check_objects(store: Store) -> list[Finding]:
         found.append(Finding("objects", ERROR, f"altered: {examples(altered)}", f"{fix} (recreates them)", fixable=True))
     if unknown:
         found.append(Finding("objects", ERROR, f"not part of rolectl's schema: {examples(unknown)}; it can change or "
-                             "drop what the log records", "DROP TRIGGER it in the sqlite3 shell if nobody you trust "
-                             "created it"))
+                             "drop what the log records", f"{fix} (drops them)", fixable=True))
     if columns:
         found.append(Finding("objects", ERROR, f"tables with other columns than rolectl's: {examples(columns)}",
                              "restore a backup (`rolectl restore FILE`)"))
     if redefined:
-        found.append(Finding("objects", WARNING, f"tables defined differently (constraints?): {examples(redefined)}",
-                             "compare `sqlite3 DB .schema` with a fresh `rolectl init`"))
+        found.append(Finding("objects", ERROR, f"tables defined differently (constraints?): {examples(redefined)}; "
+                             "a changed CHECK can refuse revocations or admit other roles",
+                             f"{fix} (rebuilds them from rolectl's schema, keeping their rows)", fixable=True))
     if not store.log_id:
         found.append(Finding("objects", WARNING, "the log has no log_id (followers cannot detect a replaced file)",
                              fix, fixable=True))

@@ -141,9 +141,9 @@ def test_a_trigger_that_swallows_revocations_does_not_come_back(setup, rolectl_b
                  "BEGIN SELECT RAISE(IGNORE); END")
     result = rolectl(rolectl_bin, db, "restore", str(saved), env=env)
     assert result.returncode == 0, result.stderr
+    revocation_works(rolectl_bin, db, env)
     assert "left out the backup's triggers that are not rolectl's: swallow on events" in result.stderr
     assert not [r for r in content(db) if r[:2] == ("schema", "trigger") and r[2] == "swallow"]
-    revocation_works(rolectl_bin, db, env)
     assert leftovers(db, tmpdir) == []
 
 
@@ -153,8 +153,8 @@ def test_a_backup_whose_schema_is_not_rolectls_is_refused(setup, rolectl_bin, ca
     on role refused every revocation, the view logged every change as made by 'alice'."""
     db, saved, env, tmpdir = setup
     if case == "patched CHECK":
-        patch_table(saved, "users", "CHECK (role IN ('user', 'admin'))", "CHECK (role = 'admin' OR user_id < 100)")
-        expected = "table users is defined differently: ...role = 'admin' OR user_id < 100)"
+        patch_table(saved, "users", "CHECK (role IN ('user', 'admin'))", "CHECK (role = 'admin' OR user_id < 700)")
+        expected = "table users is defined differently: ...role = 'admin' OR user_id < 700)"
     elif case == "view for change_context":
         shell(saved, "DROP TABLE change_context",
               "CREATE VIEW change_context AS SELECT 1 AS id, 'alice' AS actor",
@@ -173,6 +173,41 @@ def test_a_backup_whose_schema_is_not_rolectls_is_refused(setup, rolectl_bin, ca
     assert "does not have rolectl's schema" in result.stderr and expected in result.stderr, result.stderr
     assert content(db) == before
     assert leftovers(db, tmpdir) == []
+    revocation_works(rolectl_bin, db, env)
+
+
+#: Rows written with the checks off (ignore_check_constraints, triggers off, a forged
+#: sqlite_sequence): the schema is rolectl's, the data is not what rolectl ever writes.
+FORGED_ROWS = {
+    "a hole in the log": (["DELETE FROM events WHERE seq = 2"], "the log jumps from #1 to #3"),
+    "a forged head": (["UPDATE sqlite_sequence SET seq = 9223372036854775000 WHERE name = 'events'"],
+                      "the log head is #9223372036854775000 but the log holds events #1-#3"),
+    "an event near 2^63": (["INSERT INTO events (seq, kind, user_id, new_role) VALUES "
+                            "(9223372036854775000, 'admin_added', 1, 'admin')"], "the log jumps from #3 to"),
+    "an owner who is not a user": (["INSERT INTO mailboxes (mailbox_id, owner_id) VALUES (2, 4242)"],
+                                   "mailbox 2: owner 4242 is not a user"),
+    "a revocation logged as a grant": (["UPDATE events SET new_role = 'user' WHERE seq = 1"],
+                                       "event #1: admin_added with new_role 'user'"),
+    "a role outside the set": (["PRAGMA ignore_check_constraints = ON",
+                                "UPDATE users SET role = 'root' WHERE user_id = 555"], "user 555: role 'root' is not a role"),
+    "a binary username": (["PRAGMA ignore_check_constraints = ON",
+                           "UPDATE users SET username = zeroblob(10) WHERE user_id = 555"],
+                          "user 555: username is not text"),
+}
+
+
+@pytest.mark.parametrize("case", list(FORGED_ROWS))
+def test_rows_rolectl_never_writes_are_refused(setup, rolectl_bin, case):
+    """Before: all but the role outside the set were restored as they were (the integrity
+    check sees none of them); that one was refused as "damaged" by the CHECK."""
+    db, saved, env, tmpdir = setup
+    statements, expected = FORGED_ROWS[case]
+    shell(saved, ".dbconfig enable_trigger off", "PRAGMA foreign_keys = OFF", *statements)
+    before = content(db)
+    result = rolectl(rolectl_bin, db, "restore", str(saved), env=env)
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "holds rows rolectl never writes" in result.stderr and expected in result.stderr, result.stderr
+    assert content(db) == before and leftovers(db, tmpdir) == []
     revocation_works(rolectl_bin, db, env)
 
 

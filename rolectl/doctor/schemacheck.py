@@ -79,11 +79,12 @@ _STATS = frozenset({"sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat
 Stored = dict[tuple[str, str], tuple[str, str]]
 
 
-def stored_schema(conn: sqlite3.Connection) -> Stored:
-    """Every table, index and view in ``sqlite_schema`` as stored (triggers are compared by
-    :func:`introspect` where they matter; a restore never copies them)."""
+def stored_schema(conn: sqlite3.Connection, schema: str = "main") -> Stored:
+    """Every table, index and view in ``sqlite_schema`` of the attached database ``schema``
+    as stored (triggers are compared by :func:`introspect` where they matter; a restore
+    never copies them)."""
     found: Stored = {}
-    for kind, name, table, sql in conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema"):
+    for kind, name, table, sql in conn.execute(f"SELECT type, name, tbl_name, sql FROM {schema}.sqlite_schema"):
         if str(kind) != "trigger" and str(name) not in _STATS:
             found[(str(kind), str(name))] = (str(table), normalise(str(sql)) if sql is not None else "")
     return found
@@ -112,10 +113,11 @@ def _from_change(actual: str, expected: str, width: int = 60) -> str:
     return ("..." if start else "") + text + ("..." if start + width < len(actual) else "")
 
 
-def stored_differences(conn: sqlite3.Connection, version: int = SCHEMA_VERSION) -> list[str]:
-    """Each table, index or view of ``conn`` that migrations 1..``version`` do not create
-    exactly so, missing ones first; empty when the stored schema is rolectl's."""
-    expected, actual = reference_stored(version), stored_schema(conn)
+def stored_differences(conn: sqlite3.Connection, version: int = SCHEMA_VERSION, schema: str = "main") -> list[str]:
+    """Each table, index or view of ``conn``'s database ``schema`` that migrations
+    1..``version`` do not create exactly so, missing ones first; empty when the stored
+    schema is rolectl's."""
+    expected, actual = reference_stored(version), stored_schema(conn, schema)
     kinds = {name: kind for kind, name in actual}
     found: list[str] = []
     for (kind, name), (table, sql) in expected.items():

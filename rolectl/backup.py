@@ -153,13 +153,12 @@ def _page_size(path: Path) -> int:
     return 65536 if size == 1 else size
 
 
-def _build(live_path: Path, src: Path, work: Path, wait: float) -> list[str]:
-    """Vet the backup and build the restored database in ``work``; returns the backup's
-    triggers that were left out."""
+def _build(live_path: Path, src: Path, work: Path, wait: float) -> tuple[sqlite3.Connection, list[str]]:
+    """Vet the backup and build the restored database in ``work``; returns the connection to
+    it and the backup's triggers that were left out."""
     vetted = open_backup(src, wait)
     try:
-        build(work, vetted, _page_size(live_path))
-        return vetted.foreign_triggers
+        return build(work, vetted, _page_size(live_path)), vetted.foreign_triggers
     finally:
         vetted.close()
 
@@ -189,7 +188,8 @@ def restore(db: str | os.PathLike[str] | None, source: str | os.PathLike[str], *
         except OSError as exc:
             raise DatabaseError(f"cannot write the restored database next to {live_path} ({exc.strerror})",
                                 hint=f"make {directory} writable for this user") from None
-        left_out = _build(live_path, src, work, wait)
+        src_conn, left_out = _build(live_path, src, work, wait)
+        stack.callback(src_conn.close)
         with Store(live_path, timeout=wait, create=True) as live:
             version = live.schema_version
             tables = {r[0] for r in live.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -200,7 +200,6 @@ def restore(db: str | os.PathLike[str] | None, source: str | os.PathLike[str], *
             if mode != "wal":
                 raise DatabaseError(f"could not switch {live_path} to WAL (got {mode})", hint="check the filesystem")
             replaced = live.log_id if "meta" in tables else ""
-            src_conn = sqlite3.connect(work, isolation_level=None)
             try:
                 page = live.query("PRAGMA page_size")[0][0]
                 if src_conn.execute("PRAGMA page_size").fetchone()[0] != page:
@@ -210,6 +209,4 @@ def restore(db: str | os.PathLike[str] | None, source: str | os.PathLike[str], *
                 _copy(src_conn, live.conn, live.timeout, live.path)
             except sqlite3.Error as exc:
                 raise translate(exc, live.path) from exc
-            finally:
-                src_conn.close()
             return _summary(live.conn, live.path, replaced, tuple(left_out))

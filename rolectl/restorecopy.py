@@ -175,9 +175,32 @@ def _open(target: Path, backup: BackupFile, page_size: int) -> sqlite3.Connectio
     return conn
 
 
-def build(target: Path, backup: BackupFile, page_size: int) -> None:
+def _write(conn: sqlite3.Connection, backup: BackupFile, guard: Deadline) -> None:
+    conn.execute("BEGIN")
+    for statement in _statements(False):
+        conn.execute(statement)
+    conn.execute("DELETE FROM main.meta")
+    try:
+        _fill(conn, backup, guard)
+    except _Invalid as exc:
+        raise DatabaseError(f"backup {backup.path} holds rows rolectl never writes: {exc}", hint=INVALID_HINT) \
+            from None
+    for statement in _statements(True):
+        conn.execute(statement)
+    conn.execute("INSERT OR REPLACE INTO main.meta (key, value) VALUES ('log_id', lower(hex(randomblob(16))))")
+    conn.executemany("INSERT OR REPLACE INTO main.meta (key, value) VALUES (?, ?)", [
+        ("restored_from", str(backup.path.absolute())),
+        ("restored_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))])
+    conn.execute(f"PRAGMA main.user_version = {SCHEMA_VERSION}")
+    conn.execute("COMMIT")
+    conn.execute("DETACH DATABASE src")
+
+
+def build(target: Path, backup: BackupFile, page_size: int) -> sqlite3.Connection:
     """Write the restored database to ``target`` (an empty scratch file): schema from the
-    migrations, rows from ``backup``, a new log id and the restore noted in ``meta``."""
+    migrations, rows from ``backup``, a new log id and the restore noted in ``meta``.
+    Returns the open connection to it, the backup detached: the caller copies from this
+    connection and never opens the path again (the directory may not be only ours)."""
     try:
         conn = _open(target, backup, page_size)
     except sqlite3.Error as exc:
@@ -185,29 +208,16 @@ def build(target: Path, backup: BackupFile, page_size: int) -> None:
                             hint=INVALID_HINT) from None
     guard = Deadline(conn, backup.seconds)
     try:
-        conn.execute("BEGIN")
-        for statement in _statements(False):
-            conn.execute(statement)
-        conn.execute("DELETE FROM main.meta")
-        try:
-            _fill(conn, backup, guard)
-        except _Invalid as exc:
-            raise DatabaseError(f"backup {backup.path} holds rows rolectl never writes: {exc}", hint=INVALID_HINT) \
-                from None
-        for statement in _statements(True):
-            conn.execute(statement)
-        conn.execute("INSERT OR REPLACE INTO main.meta (key, value) VALUES ('log_id', lower(hex(randomblob(16))))")
-        conn.executemany("INSERT OR REPLACE INTO main.meta (key, value) VALUES (?, ?)", [
-            ("restored_from", str(backup.path.absolute())),
-            ("restored_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))])
-        conn.execute(f"PRAGMA main.user_version = {SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
+        _write(conn, backup, guard)
+    except BaseException as exc:
+        guard.stop()
+        conn.close()
+        if not isinstance(exc, sqlite3.Error):
+            raise
         if "full" in str(exc).lower():
             raise DatabaseError(f"restoring {backup.path}: the restored database outgrew twice the backup's size, "
                                 f"or the disk holding {target.parent} is full", hint=INVALID_HINT) from None
         raise DatabaseError(f"cannot build the restored database from {backup.path} ({exc})",
                             hint=INVALID_HINT) from None
-    finally:
-        guard.stop()
-        conn.close()
+    guard.stop()
+    return conn

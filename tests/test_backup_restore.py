@@ -202,3 +202,21 @@ def test_scratch_files_of_a_killed_restore_are_removed_by_the_next_run(with_back
         assert result.returncode == 0, result.stdout + result.stderr
     assert not dead.exists() and not Path(f"{dead}-journal").exists()
     assert alive.exists() and other.exists()
+
+
+def test_restore_into_a_database_with_another_page_size(with_backup, tmp_path):
+    """A WAL database cannot change its page size: the restored database is built with the
+    live one's."""
+    _, saved = with_backup
+    big_pages = tmp_path / "big-pages.db"
+    conn = sqlite3.connect(big_pages)
+    conn.execute("PRAGMA page_size = 8192")
+    conn.execute("VACUUM")
+    conn.close()
+    Repository.init(big_pages).close()
+    summary = restore(big_pages, saved)
+    assert summary.admins == 1
+    conn = sqlite3.connect(big_pages)
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == 8192
+    assert conn.execute("SELECT user_id FROM users WHERE role = 'admin'").fetchall() == [(789,)]
+    conn.close()

@@ -132,6 +132,7 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
     wanted = {f.check for f in before.findings if f.fixable}
     done: list[str] = []
     removed: list[str] = []
+    failed: list[str] = []
     store = _open(path, timeout)
     try:
         if "schema" in wanted:
@@ -142,7 +143,7 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
             store.query("PRAGMA wal_checkpoint(TRUNCATE)")
             done.append(f"journal_mode {mode}, WAL checkpointed")
         if "objects" in wanted:
-            removed = repair_objects(store)
+            removed, failed = repair_objects(store)
             done += removed
             done.append("re-ran the migrations: missing or altered tables, indexes and triggers recreated")
         if "context" in wanted:
@@ -169,5 +170,6 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
     after.fixed = done
     # What was removed or rebuilt is listed among the findings too (text and JSON alike).
     at = next((i for i, f in enumerate(after.findings) if f.check == "objects"), len(after.findings))
-    after.findings[at:at] = [Finding("objects", INFO, f"fixed: {sentence}") for sentence in removed]
+    after.findings[at:at] = [Finding("objects", INFO, f"fixed: {sentence}") for sentence in removed] + \
+        [Finding("objects", ERROR, sentence, "restore a backup (`rolectl restore FILE`)") for sentence in failed]
     return after

@@ -23,6 +23,8 @@ __all__ = ["foreign_objects", "redefined_tables", "repair_objects"]
 
 _CREATE_TABLE = re.compile(r"^\s*CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.I)
 _STAGING = "rolectl_rebuild_staging"
+#: How a table that could not be rebuilt is reported (not a repair: the finding stays).
+_NOT_REBUILT = "could not rebuild table "
 
 
 def _quote(name: str) -> str:
@@ -85,14 +87,15 @@ def _rebuild(conn: sqlite3.Connection, table: str, version: int) -> str:
     except sqlite3.Error as exc:
         conn.execute("ROLLBACK TO rebuild")
         conn.execute("RELEASE rebuild")
-        return f"could not rebuild table {table}: its rows break rolectl's rules ({exc}); restore a backup"
+        return f"{_NOT_REBUILT}{table}: its rows break rolectl's rules ({exc}); restore a backup"
     conn.execute("RELEASE rebuild")
     return f"rebuilt table {table} from rolectl's schema (its definition had been changed), keeping its {count} rows"
 
 
-def repair_objects(store: Store) -> list[str]:
+def repair_objects(store: Store) -> tuple[list[str], list[str]]:
     """Remove foreign views, indexes and triggers, rebuild redefined tables, recreate altered
-    indexes and triggers and what is missing; one sentence per object changed."""
+    indexes and triggers and what is missing. Returns one sentence per object changed, and
+    one per table that could not be rebuilt."""
     version = store.schema_version
     conn = store.conn
     foreign = foreign_objects(conn, version)
@@ -120,4 +123,4 @@ def repair_objects(store: Store) -> list[str]:
     finally:
         if rebuild:
             conn.execute("PRAGMA foreign_keys = ON")
-    return done
+    return [d for d in done if not d.startswith(_NOT_REBUILT)], [d for d in done if d.startswith(_NOT_REBUILT)]

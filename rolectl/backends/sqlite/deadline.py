@@ -47,8 +47,13 @@ def budget(timeout: float, path: str | os.PathLike[str]) -> float:
 
 def harden(conn: sqlite3.Connection) -> None:
     """Settings for a connection to a file rolectl did not write: schema code may call only
-    innocuous functions, and values, SQL text and expressions stay small."""
+    innocuous functions, defensive mode where Python offers it, and values, SQL text and
+    expressions stay small."""
     conn.execute("PRAGMA trusted_schema = OFF")
+    setconfig = getattr(conn, "setconfig", None)  # Python >= 3.12: no writes that corrupt the file
+    defensive = getattr(sqlite3, "SQLITE_DBCONFIG_DEFENSIVE", None)
+    if setconfig is not None and defensive is not None:
+        setconfig(defensive, True)
     setlimit = getattr(conn, "setlimit", None)  # Python >= 3.11
     if setlimit is None:
         return

@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..backends.sqlite.guard import DeadlineError
+from ..backends.sqlite.scratch import remove_stale
 from ..errors import DatabaseError
 from ..backends.sqlite.store import Store, translate
 from .checks import (check_context, check_integrity, check_journal, check_log, check_objects, check_owners,
                      check_permissions, check_pragmas, check_schema, check_sequence, log_drift,
-                     mailbox_owners_not_admin, rerun_migrations)
-from .findings import ERROR, OK, SEVERITIES, WARNING, Finding, examples as _examples
+                     mailbox_owners_not_admin)
+from .findings import ERROR, INFO, OK, SEVERITIES, WARNING, Finding, examples as _examples
 from .instances import check_instances, prune_dead
+from .schemafix import repair_objects
 
 FIELDS: tuple[str, ...] = ("check", "severity", "message", "fix", "fixable")
 
@@ -102,6 +104,7 @@ def diagnose(path: str | os.PathLike[str] | None = None, *, timeout: float | Non
         return postgres.diagnose(str(path), timeout=timeout)
 
     store = _open(path, timeout)
+    remove_stale(store.path)  # what a killed restore left next to the database
     try:
         findings = check_schema(store)
         if findings[0].severity != OK:
@@ -143,6 +146,8 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
     before = diagnose(path, timeout=timeout)
     wanted = {f.check for f in before.findings if f.fixable}
     done: list[str] = []
+    removed: list[str] = []
+    failed: list[str] = []
     store = _open(path, timeout)
     try:
         if "schema" in wanted:
@@ -153,7 +158,8 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
             store.query("PRAGMA wal_checkpoint(TRUNCATE)")
             done.append(f"journal_mode {mode}, WAL checkpointed")
         if "objects" in wanted:
-            rerun_migrations(store)
+            removed, failed = repair_objects(store)
+            done += removed
             done.append("re-ran the migrations: missing or altered tables, indexes and triggers recreated")
         if "context" in wanted:
             with store.transaction() as conn:
@@ -177,4 +183,8 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
         done += prune_dead(store.path)
     after = diagnose(path, timeout=timeout)
     after.fixed = done
+    # What was removed or rebuilt is listed among the findings too (text and JSON alike).
+    at = next((i for i, f in enumerate(after.findings) if f.check == "objects"), len(after.findings))
+    after.findings[at:at] = [Finding("objects", INFO, f"fixed: {sentence}") for sentence in removed] + \
+        [Finding("objects", ERROR, sentence, "restore a backup (`rolectl restore FILE`)") for sentence in failed]
     return after

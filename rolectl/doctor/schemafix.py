@@ -19,7 +19,15 @@ from ..backends.sqlite.schema import MIGRATIONS
 from ..backends.sqlite.store import Store
 from .schemacheck import altered_triggers, introspect, reference, reference_stored
 
-__all__ = ["foreign_objects", "redefined_tables", "repair_objects"]
+__all__ = ["REPLACEABLE", "foreign_objects", "redefined_tables", "repair_objects"]
+
+#: rolectl's tables that hold no row worth keeping: ``change_context`` is empty outside a
+#: change. A view in place of one hides nothing: once :func:`repair_objects` dropped it and
+#: the migrations made the table again, the doctor may check and fix the rows behind it in
+#: the same run. A view in place of ``users``, ``events``, ``mailboxes`` or ``meta`` is
+#: dropped too (it is code, not data), but the table comes back empty: what the view's owner
+#: destroyed is then reported (integrity, log), never made up by a fix.
+REPLACEABLE = frozenset({"change_context"})
 
 _CREATE_TABLE = re.compile(r"^\s*CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.I)
 _STAGING = "rolectl_rebuild_staging"

@@ -50,10 +50,12 @@ def planted(db_path: Path) -> Path:
         repo.users.add_admin(5, "plain", actor="setup")
         repo.events.evict(5, actor="setup", note="ok")
     conn = sqlite3.connect(db_path)
+    trigger = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events_append_only_update'").fetchone()[0]
     with conn:
         conn.execute("UPDATE users SET username = ? WHERE user_id = 5", (EVIL,))
-        conn.execute("DROP TRIGGER IF EXISTS events_append_only_update")  # the log is append-only
+        conn.execute("DROP TRIGGER events_append_only_update")  # the log is append-only
         conn.execute("UPDATE events SET note = ? WHERE kind = 'cache_evict'", (EVIL,))
+        conn.execute(trigger)  # back as it was: rolectl reads only files with its exact schema
     conn.close()
     return db_path
 

@@ -4,8 +4,10 @@ The file may come from anywhere, so nothing in it is trusted:
 
 * its size must be what its own header says (``page count x page size``) and it must not be
   mostly holes, so a sparse 1 GiB file is refused after reading 100 bytes;
-* it is opened read-only, with ``trusted_schema`` off, small length limits and a progress
-  handler deadline, so no statement over it runs long or materialises a huge value;
+* it is opened read-only and hardened as every file rolectl did not write
+  (:func:`rolectl.backends.sqlite.guard.harden`: ``trusted_schema`` off, values up to
+  :data:`~rolectl.backends.sqlite.guard.MAX_BACKUP_LENGTH`, a deadline per phase), so no
+  statement over it runs long or materialises a huge value;
 * its stored schema (tables, indexes, views) must be exactly what rolectl's migrations create
   (:func:`rolectl.doctor.schemacheck.stored_differences`): a patched CHECK, a view in place
   of a table or an extra column is refused, naming the first difference, before any table
@@ -23,7 +25,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends.sqlite.deadline import BYTES_PER_SECOND, Deadline, harden, is_interrupted
+from .backends.sqlite.guard import BYTES_PER_SECOND, MAX_BACKUP_LENGTH, PHASE_STEPS, Guard, harden, is_interrupted
 from .backends.sqlite.schema import SCHEMA_VERSION
 from .errors import DatabaseError, InvalidInputError, NotFoundError
 
@@ -50,19 +52,18 @@ class Header:
 class BackupFile:
     path: Path
     conn: sqlite3.Connection
-    deadline: Deadline
+    guard: Guard
     header: Header
     version: int
     #: Triggers in the file that rolectl's migrations do not create exactly so (left out).
     foreign_triggers: list[str]
-
-    @property
-    def seconds(self) -> float:
-        """The deadline of one pass over the file: its ``timeout`` plus time to read it."""
-        return self.deadline.seconds
+    #: The deadline of one pass over the file: ``--timeout`` plus the time to read it.
+    seconds: float
+    #: ``--timeout``: what the connection that builds the restored copy is hardened with.
+    timeout: float
 
     def close(self) -> None:
-        self.deadline.stop()
+        self.guard.stop()
         self.conn.close()
 
 
@@ -104,17 +105,17 @@ def read_header(source: Path) -> Header:
     return header
 
 
-def _connect(source: Path) -> sqlite3.Connection:
+def _connect(source: Path, timeout: float) -> tuple[sqlite3.Connection, Guard]:
     uri = f"file:{urllib.parse.quote(str(source.absolute()))}?mode=ro"
     conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     try:
-        harden(conn)
+        guard = harden(conn, source, timeout=timeout, max_length=MAX_BACKUP_LENGTH, steps=PHASE_STEPS)
         conn.execute("PRAGMA query_only = ON")
         conn.execute("PRAGMA cache_size = -8192")  # at most 8 MiB of pages in memory
     except sqlite3.Error:
         conn.close()
         raise
-    return conn
+    return conn, guard
 
 
 def open_backup(source: Path, timeout: float) -> BackupFile:
@@ -124,24 +125,25 @@ def open_backup(source: Path, timeout: float) -> BackupFile:
     header = read_header(source)
     seconds = timeout + header.size / BYTES_PER_SECOND
     try:
-        conn = _connect(source)
+        conn, guard = _connect(source, timeout)
     except sqlite3.Error as exc:
         raise DatabaseError(f"cannot open backup {source} ({exc})", hint="check the path and permissions") from None
-    deadline = Deadline(conn, seconds)
+    guard.seconds = seconds  # a statement outside a phase: no longer than a pass either
     try:
-        return _vet(source, conn, deadline, header)
+        return _vet(BackupFile(source, conn, guard, header, 0, [], seconds, timeout))
     except BaseException:
-        deadline.stop()
+        guard.stop()
         conn.close()
         raise
 
 
-def _vet(source: Path, conn: sqlite3.Connection, deadline: Deadline, header: Header) -> BackupFile:
+def _vet(backup: BackupFile) -> BackupFile:
     from .doctor.schemacheck import normalise, reference, stored_differences
 
+    source, conn, guard = backup.path, backup.conn, backup.guard
     hint = "the file is not a backup rolectl can use; restore another one (nothing was changed)"
     try:
-        with deadline.bounded(f"reading the schema of backup {source}", hint):
+        with guard.bounded(f"reading the schema of backup {source}", hint):
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             tables = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
             if version > SCHEMA_VERSION:
@@ -158,7 +160,7 @@ def _vet(source: Path, conn: sqlite3.Connection, deadline: Deadline, header: Hea
             foreign = [f"{name} on {table}" for name, table, sql in
                        conn.execute("SELECT name, tbl_name, sql FROM sqlite_schema WHERE type = 'trigger'")
                        if ours.get(str(name)) != normalise(str(sql))]
-        with deadline.bounded(f"checking backup {source}", hint):
+        with guard.bounded(f"checking backup {source}", hint):
             problems = [str(r[0]) for r in conn.execute("PRAGMA integrity_check(10)")]
     except sqlite3.DatabaseError as exc:
         if is_interrupted(exc):
@@ -168,4 +170,5 @@ def _vet(source: Path, conn: sqlite3.Connection, deadline: Deadline, header: Hea
         raise DatabaseError(f"cannot read backup {source} ({exc})", hint="restore another backup") from None
     if problems != ["ok"]:
         raise DatabaseError(f"backup {source} is damaged: {problems[0]}", hint="restore another backup")
-    return BackupFile(source, conn, deadline, header, version, foreign)
+    backup.version, backup.foreign_triggers = version, foreign
+    return backup

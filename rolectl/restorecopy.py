@@ -2,7 +2,8 @@
 
 No statement of the backup's schema is executed or copied: the new file gets its tables,
 indexes and triggers from :data:`rolectl.backends.sqlite.schema.MIGRATIONS`. The backup is
-attached read-only (``trusted_schema`` off, length limits, a progress-handler deadline), its
+attached read-only to a connection hardened as the backup's own (:mod:`.backends.sqlite.guard`:
+``trusted_schema`` off, values up to 1 MiB, one deadline per phase), its
 stored schema is compared again inside the copy's transaction (the file may have changed
 since it was vetted), and each table is first searched for a value rolectl never writes
 (type, range, the closed sets of roles and event kinds, a log numbered ``#1..head`` without
@@ -20,7 +21,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Iterator
 
-from .backends.sqlite.deadline import Deadline, harden
+from .backends.sqlite.guard import MAX_BACKUP_LENGTH, PHASE_STEPS, Guard, harden
 from .backends.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from .backupfile import BackupFile
 from .errors import DatabaseError
@@ -137,7 +138,7 @@ def _statements(with_triggers: bool) -> Iterator[str]:
                 yield statement
 
 
-def _fill(conn: sqlite3.Connection, backup: BackupFile, guard: Deadline) -> None:
+def _fill(conn: sqlite3.Connection, backup: BackupFile, guard: Guard) -> None:
     """Compare the attached schema again, then check and copy each table."""
     from .doctor.schemacheck import stored_differences
 
@@ -155,11 +156,14 @@ def _fill(conn: sqlite3.Connection, backup: BackupFile, guard: Deadline) -> None
             _copy(conn, table)
 
 
-def _open(target: Path, backup: BackupFile, page_size: int) -> sqlite3.Connection:
+def _open(target: Path, backup: BackupFile, page_size: int) -> tuple[sqlite3.Connection, Guard]:
     conn = sqlite3.connect(f"file:{urllib.parse.quote(str(target.absolute()))}?mode=rw", uri=True,
                            isolation_level=None)
     try:
-        harden(conn)
+        # The backup's rows are read through this connection: the backup's limits, and a
+        # statement outside a phase (a migration) no longer than one pass over the file.
+        guard = harden(conn, backup.path, timeout=backup.timeout, max_length=MAX_BACKUP_LENGTH, steps=PHASE_STEPS)
+        guard.seconds = backup.seconds
         conn.execute(f"PRAGMA page_size = {int(page_size)}")
         conn.execute("PRAGMA journal_mode = OFF")  # a scratch file: a crash leaves it for removal
         conn.execute("PRAGMA synchronous = OFF")
@@ -172,10 +176,10 @@ def _open(target: Path, backup: BackupFile, page_size: int) -> sqlite3.Connectio
     except BaseException:
         conn.close()
         raise
-    return conn
+    return conn, guard
 
 
-def _write(conn: sqlite3.Connection, backup: BackupFile, guard: Deadline) -> None:
+def _write(conn: sqlite3.Connection, backup: BackupFile, guard: Guard) -> None:
     conn.execute("BEGIN")
     for statement in _statements(False):
         conn.execute(statement)
@@ -202,11 +206,10 @@ def build(target: Path, backup: BackupFile, page_size: int) -> sqlite3.Connectio
     Returns the open connection to it, the backup detached: the caller copies from this
     connection and never opens the path again (the directory may not be only ours)."""
     try:
-        conn = _open(target, backup, page_size)
+        conn, guard = _open(target, backup, page_size)
     except sqlite3.Error as exc:
         raise DatabaseError(f"cannot build the restored database from {backup.path} ({exc})",
                             hint=INVALID_HINT) from None
-    guard = Deadline(conn, backup.seconds)
     try:
         _write(conn, backup, guard)
     except BaseException as exc:

@@ -27,8 +27,10 @@ caches converge on what the table says), owners are made admins through the repo
 events are logged), WAL is switched on, and dead registrations are removed. Corruption and a
 too-new schema are reported, never "fixed".
 
-Each check runs under a deadline (``--timeout`` plus time to read the file); one that cannot
-finish is an error finding. The package: :mod:`.run` (diagnose, repair), :mod:`.checks` (the checks of one open
+Every statement runs under the store's deadline (:mod:`rolectl.backends.sqlite.guard`; the
+short one on a file whose schema is not rolectl's); a check that cannot finish is an error
+finding. A view standing in for one of rolectl's tables is never read: the checks of rows
+wait until ``--fix`` has dropped it. The package: :mod:`.run` (diagnose, repair), :mod:`.checks` (the checks of one open
 database), :mod:`.instances` (live caches), :mod:`.schemacheck`, :mod:`.logcheck`,
 :mod:`.fileperms` (also used by ``init``) and :mod:`.findings` (the record every check returns).
 The CLI imports this package only when ``rolectl doctor`` runs.

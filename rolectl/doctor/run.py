@@ -128,8 +128,10 @@ def diagnose(path: str | os.PathLike[str] | None = None, *, timeout: float | Non
                             ("objects", check_objects), ("sequence", check_sequence), ("context", check_context)):
             if readable or name in ("journal", "pragmas", "objects"):
                 findings += _bounded(check, store, name)
-        if extra and any(f.check == "objects" and f.severity == ERROR for f in findings):
+        if readable and extra and any(f.check == "objects" and f.severity == ERROR for f in findings):
             extra = extra[1:]  # the objects check already named what differs
+        # With a view in the way, the first difference stays: it is the line every other
+        # command refuses the file with.
         if extra:
             findings = [f for f in findings if not (f.check == "objects" and f.severity == OK)] + extra
         if not readable:

@@ -10,38 +10,43 @@ quiet, so copying files is not a backup and moving files is not a restore:
   commits over the restored file at the next open: a revoked admin comes back.
 
 Both directions therefore use SQLite's backup API. :func:`backup` copies one consistent
-snapshot into a new single-file database. :func:`restore` checks the backup, brings its
-schema forward, gives the restored log a **new identity** (``meta.log_id``), and copies it
-into the live database as one write transaction: other processes see the old state or the
-restored one, never a mix, and every follower sees another log id at its next read, so it
-resets its cache instead of trusting positions that meant something in the replaced log.
+snapshot into a new single-file database. :func:`restore` vets the backup, builds a new
+database from rolectl's own migrations and the backup's validated rows (nothing of the
+backup's schema is carried over: it may come from anywhere), gives the restored log a **new
+identity** (``meta.log_id``), and copies it into the live database as one write
+transaction: other processes see the old state or the restored one, never a mix, and every
+follower sees another log id at its next read, so it resets its cache instead of trusting
+positions that meant something in the replaced log.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import tempfile
 import time
-import urllib.parse
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
 from .backends.sqlite.handedfile import database_identities
-from .backends.sqlite.schema import SCHEMA_VERSION
-from .doctor.schemacheck import recreate_objects
+from .backends.sqlite.scratch import remove_stale, scratch_file
 from .backends.sqlite.store import Store, resolve_path, translate
 from .backends.storebase import resolve_timeout
+from .backupfile import open_backup
+from .restorecopy import build
+
+__all__ = ["Summary", "backup", "restore"]
 
 _SUMMARY = (
     "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
     "(SELECT count(*) FROM users), (SELECT count(*) FROM users WHERE role = 'admin'), "
     "coalesce((SELECT value FROM meta WHERE key = 'log_id'), '')"
 )
-_RENEW_ID = "INSERT OR REPLACE INTO meta (key, value) VALUES ('log_id', lower(hex(randomblob(16))))"
-_NOTE = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
+_DEFAULT_PAGE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -55,14 +60,16 @@ class Summary:
     log_id: str
     #: restore only: the identity the live log had before (followers reset on the change).
     replaced_log_id: str = ""
+    #: restore only: the backup's triggers that are not rolectl's (never run, not restored).
+    left_out: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _summary(conn: sqlite3.Connection, path: Path, replaced: str = "") -> Summary:
+def _summary(conn: sqlite3.Connection, path: Path, replaced: str = "", left_out: tuple[str, ...] = ()) -> Summary:
     head, users, admins, log_id = conn.execute(_SUMMARY).fetchone()
-    return Summary(str(path), int(head), int(users), int(admins), str(log_id), replaced)
+    return Summary(str(path), int(head), int(users), int(admins), str(log_id), replaced, left_out)
 
 
 def _copy(source: sqlite3.Connection, target: sqlite3.Connection, timeout: float, path: Path) -> None:
@@ -130,58 +137,31 @@ def backup(db: str | os.PathLike[str] | None, dest: str | os.PathLike[str], *,
     return summary
 
 
-def _open_backup(source: Path) -> sqlite3.Connection:
-    """The backup file, read-only; refuses what is not a rolectl database this rolectl reads."""
-    if not source.is_file():
-        raise NotFoundError(f"backup {source} does not exist", hint="check the path")
-    uri = f"file:{urllib.parse.quote(str(source.absolute()))}?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+def _page_size(path: Path) -> int:
+    """The live database's page size (a WAL database cannot change it); SQLite's default for
+    a file that does not exist yet or cannot be read here (the live open reports why)."""
     try:
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise InvalidInputError(f"{source} is not a SQLite database ({exc})",
-                                hint="pass a file written by `rolectl backup`") from None
-    if version > SCHEMA_VERSION:
-        conn.close()
-        raise DatabaseError(f"backup {source} has schema version {version}, newer than this rolectl supports "
-                            f"({SCHEMA_VERSION})", hint="restore it with a newer rolectl; nothing was changed")
-    if version < 1 or not {"users", "events", "meta"} <= tables:
-        conn.close()
-        raise InvalidInputError(f"{source} is not a rolectl database", hint="pass a file written by `rolectl backup`")
-    return conn
-
-
-def _prepare(source: Path, workdir: Path) -> Path:
-    """A private working copy of the backup, checked, migrated and given a new log id."""
-    work = workdir / "restore.db"
-    src = _open_backup(source)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return _DEFAULT_PAGE_SIZE
     try:
-        dst = sqlite3.connect(work, isolation_level=None)
-        try:
-            _copy(src, dst, 0, source)
-        finally:
-            dst.close()
-    except sqlite3.DatabaseError as exc:
-        raise DatabaseError(f"cannot read backup {source} ({exc})", hint="is it complete?") from None
+        head = os.read(fd, 100) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
     finally:
-        src.close()
-    # inspect=True: the working copy may differ from rolectl's schema (an older or tampered
-    # backup); recreate_objects() below makes it rolectl's again.
-    with Store(work, create=True, inspect=True) as store:
-        problems = [r[0] for r in store.query("PRAGMA integrity_check")]
-        if problems != ["ok"]:
-            raise DatabaseError(f"backup {source} is damaged: {problems[0]}", hint="restore another backup")
-        store.migrate()
-        recreate_objects(store)  # a backup of a tampered database comes back with rolectl's triggers
-        with store.transaction() as conn:
-            conn.execute("DELETE FROM change_context")
-            conn.execute(_RENEW_ID)
-            conn.execute(_NOTE, ("restored_from", str(source.absolute())))
-            conn.execute(_NOTE, ("restored_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
-        store.query("PRAGMA journal_mode = DELETE")
-    return work
+        os.close(fd)
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+        return _DEFAULT_PAGE_SIZE
+    size = int.from_bytes(head[16:18], "big")
+    return 65536 if size == 1 else size
+
+
+def _build(live_path: Path, src: Path, work: Path, wait: float) -> tuple[sqlite3.Connection, list[str]]:
+    """Vet the backup and build the restored database in ``work``; returns the connection to
+    it and the backup's triggers that were left out."""
+    vetted = open_backup(src, wait)
+    try:
+        return build(work, vetted, _page_size(live_path)), vetted.foreign_triggers
+    finally:
+        vetted.close()
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -196,8 +176,11 @@ def restore(db: str | os.PathLike[str] | None, source: str | os.PathLike[str], *
             timeout: float | None = None) -> Summary:
     """Replace the live database's content by the backup ``source``, atomically.
 
-    Bots may keep running: each follower sees the new log id and resets its cache, so what
-    caches answer afterwards is the restored state. The live file keeps its name, inode and
+    The backup is vetted (:mod:`rolectl.backupfile`) and the restored database built next to
+    the live one from rolectl's migrations and the backup's validated rows
+    (:mod:`rolectl.restorecopy`); nothing of the backup's schema is carried over. Bots may
+    keep running: each follower sees the new log id and resets its cache, so what caches
+    answer afterwards is the restored state. The live file keeps its name, inode and
     permissions; nothing is written to it if any check fails."""
     live_path = resolve_path(db)
     src = Path(os.fspath(source)).expanduser()
@@ -206,8 +189,18 @@ def restore(db: str | os.PathLike[str] | None, source: str | os.PathLike[str], *
     if _identity(src) in database_identities(live_path):  # opening and closing it would drop our locks
         raise InvalidInputError(f"{src} is one of the live database's -wal/-shm files", hint="restore from a backup file")
     wait = resolve_timeout(timeout)
-    with tempfile.TemporaryDirectory(prefix="rolectl-restore-") as workdir:
-        work = _prepare(src, Path(workdir))
+    directory = live_path.parent if str(live_path.parent) else Path(".")
+    if not directory.is_dir():
+        raise NotFoundError(f"directory {directory} does not exist", hint="create it first")
+    remove_stale(live_path)
+    with ExitStack() as stack:
+        try:
+            work = stack.enter_context(scratch_file(live_path))
+        except OSError as exc:
+            raise DatabaseError(f"cannot write the restored database next to {live_path} ({exc.strerror})",
+                                hint=f"make {directory} writable for this user") from None
+        src_conn, left_out = _build(live_path, src, work, wait)
+        stack.callback(src_conn.close)
         with Store(live_path, timeout=wait, create=True) as live:
             version = live.schema_version
             tables = {r[0] for r in live.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -218,16 +211,13 @@ def restore(db: str | os.PathLike[str] | None, source: str | os.PathLike[str], *
             if mode != "wal":
                 raise DatabaseError(f"could not switch {live_path} to WAL (got {mode})", hint="check the filesystem")
             replaced = live.log_id if "meta" in tables else ""
-            src_conn = sqlite3.connect(work, isolation_level=None)
             try:
                 page = live.query("PRAGMA page_size")[0][0]
                 if src_conn.execute("PRAGMA page_size").fetchone()[0] != page:
-                    # A WAL database cannot change its page size: rebuild the copy with ours.
+                    # Changed since it was read: rebuild the copy (ours) with the live page size.
                     src_conn.execute(f"PRAGMA page_size = {int(page)}")
                     src_conn.execute("VACUUM")
                 _copy(src_conn, live.conn, live.timeout, live.path)
             except sqlite3.Error as exc:
                 raise translate(exc, live.path) from exc
-            finally:
-                src_conn.close()
-            return _summary(live.conn, live.path, replaced)
+            return _summary(live.conn, live.path, replaced, tuple(left_out))

@@ -58,6 +58,10 @@ EVENT_FIELDS: tuple[str, ...] = (
     "actor",
     "note",
 )
+#: The ``events`` listing's fields: the table's, then the database role that wrote the event
+#: (``db_user``: PostgreSQL's ``session_user``, set by the server; ``actor`` is what the writer
+#: claimed). SQLite has no database roles: there it is always None.
+EVENT_LISTING_FIELDS: tuple[str, ...] = (*EVENT_FIELDS, "db_user")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,8 @@ class Event:
     to_user: int | None = None
     actor: str | None = None
     note: str | None = None
+    #: Who wrote it, by the database (see :data:`EVENT_LISTING_FIELDS`); None where unknown.
+    db_user: str | None = None
 
     @property
     def is_role_change(self) -> bool:
@@ -82,7 +88,8 @@ class Event:
 
     @classmethod
     def from_row(cls, row: Iterable[Any]) -> "Event":
-        """Build from a row in :data:`EVENT_FIELDS` order (a plain sqlite3 tuple)."""
+        """Build from a row in :data:`EVENT_FIELDS` order (a plain sqlite3 tuple), or
+        :data:`EVENT_LISTING_FIELDS` order."""
         return cls(*row)
 
     @classmethod
@@ -93,6 +100,10 @@ class Event:
     def to_dict(self) -> dict[str, Any]:
         # Not dataclasses.asdict, which deep-copies: listings call this a million times.
         return {name: getattr(self, name) for name in EVENT_FIELDS}
+
+    def to_listing(self) -> dict[str, Any]:
+        """:meth:`to_dict` and the database role: a row of the ``events`` listing."""
+        return {name: getattr(self, name) for name in EVENT_LISTING_FIELDS}
 
     def describe(self) -> str:
         """The seed's log wording, used by the tracker and ``rolectl events --follow``."""

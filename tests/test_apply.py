@@ -647,7 +647,9 @@ def cli_transcript(rolectl_bin: Path, db: str, script: list[tuple[str, ...]]) ->
     for args in script:
         proc = subprocess.run([str(rolectl_bin), "--db", db, *args], capture_output=True, text=True,
                               env=clean_env(ROLECTL_ACTOR="ops"), timeout=120)
-        out.append((args, proc.returncode, TIMES.sub("<ts>", proc.stdout), TIMES.sub("<ts>", proc.stderr)))
+        # PostgreSQL names the database user that wrote each event; SQLite has none (null).
+        stdout = proc.stdout.replace('"db_user": "postgres"', '"db_user": null')
+        out.append((args, proc.returncode, TIMES.sub("<ts>", stdout), TIMES.sub("<ts>", proc.stderr)))
     return out
 
 

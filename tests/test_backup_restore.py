@@ -178,3 +178,58 @@ def test_restore_waits_for_the_write_lock_and_gives_up_at_the_timeout(with_backu
     assert content(db) == before
     restore(db, saved, timeout=0.2)
     assert content(db) != before
+
+
+def test_restore_builds_next_to_the_database_and_leaves_nothing(with_backup, tmp_path, run_rolectl):
+    """The restored database is built as <db>.restore-*.tmp beside the live one, never in
+    TMPDIR, and removed when done."""
+    db, saved = with_backup
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    from conftest import clean_env
+
+    result = run_rolectl("restore", str(saved), env=clean_env(TMPDIR=str(tmpdir)))
+    assert result.returncode == 0, result.stderr
+    assert list(tmpdir.iterdir()) == []
+    assert [p.name for p in db.parent.iterdir() if ".restore-" in p.name] == []
+
+
+@pytest.mark.parametrize("command", ["restore", "init", "doctor"])
+def test_scratch_files_of_a_killed_restore_are_removed_by_the_next_run(with_backup, run_rolectl, command):
+    """A scratch file nobody holds was left by a dead restore: the next restore, init or
+    doctor removes it (with its -journal). One that a running restore holds is kept."""
+    import fcntl
+
+    db, saved = with_backup
+    dead = db.parent / f"{db.name}.restore-dead1234.tmp"
+    dead.write_bytes(b"x" * 4096)
+    Path(f"{dead}-journal").write_bytes(b"j")
+    alive = db.parent / f"{db.name}.restore-alive123.tmp"
+    alive.write_bytes(b"y")
+    other = db.parent / "other.db.restore-dead9999.tmp"  # another database's: not ours to judge
+    other.write_bytes(b"z")
+    with open(alive, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        args = {"restore": ("restore", str(saved)), "init": ("init",), "doctor": ("doctor",)}[command]
+        result = run_rolectl(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert not dead.exists() and not Path(f"{dead}-journal").exists()
+    assert alive.exists() and other.exists()
+
+
+def test_restore_into_a_database_with_another_page_size(with_backup, tmp_path):
+    """A WAL database cannot change its page size: the restored database is built with the
+    live one's."""
+    _, saved = with_backup
+    big_pages = tmp_path / "big-pages.db"
+    conn = sqlite3.connect(big_pages)
+    conn.execute("PRAGMA page_size = 8192")
+    conn.execute("VACUUM")
+    conn.close()
+    Repository.init(big_pages).close()
+    summary = restore(big_pages, saved)
+    assert summary.admins == 1
+    conn = sqlite3.connect(big_pages)
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == 8192
+    assert conn.execute("SELECT user_id FROM users WHERE role = 'admin'").fetchall() == [(789,)]
+    conn.close()

@@ -59,6 +59,7 @@ def test_a_healthy_database_has_the_same_report_as_on_sqlite(rolectl_bin: Path, 
     ("ALTER TABLE users DISABLE TRIGGER users_role_events", "objects"),
     ("ALTER TABLE events DISABLE TRIGGER events_seq_guard", "objects"),
     ("DROP TRIGGER users_writer_lock ON users", "objects"),
+    ("ALTER FUNCTION rolectl_log_role(bigint, text, text) RESET search_path", "objects"),
 ])
 def test_damage_is_an_error_and_exit_6(rolectl_bin: Path, url: str, damage: str, check: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
@@ -96,7 +97,7 @@ def test_an_old_schema_is_an_error_that_fix_migrates(rolectl_bin: Path, url: str
     proc = run(rolectl_bin, "--db", url, "doctor", "--format", "json")
     assert proc.returncode == 6 and findings(proc)["schema"][0]["fixable"] is True
     fixed = run(rolectl_bin, "--db", url, "doctor", "--fix")
-    assert fixed.returncode == 0 and "fixed: applied migrations 3" in fixed.stderr, fixed.stderr
+    assert fixed.returncode == 0 and "fixed: applied migrations 3, 4" in fixed.stderr, fixed.stderr
 
 
 def test_a_newer_schema_is_reported_not_touched(rolectl_bin: Path, url: str) -> None:

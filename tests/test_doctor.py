@@ -105,6 +105,46 @@ def test_an_altered_trigger_is_recreated(scenario, run_rolectl):
         assert repo.events.replay() == repo.events.table_roles()
 
 
+def test_a_view_in_place_of_change_context_is_fixed_and_the_rows_behind_it_checked(scenario, run_rolectl):
+    """The view hides every row from the first diagnosis (no row is read through it); --fix
+    drops it, recreates the table, and then finds and fixes the drift it hid, in one run."""
+    conn = raw(scenario)
+    conn.execute("DROP TRIGGER users_role_update")
+    conn.execute("UPDATE users SET role = 'user' WHERE user_id = 789")
+    conn.execute("DROP TABLE change_context")
+    conn.execute("CREATE VIEW change_context AS SELECT 1 AS id, 'alice' AS actor")
+    conn.close()
+    code, by_check = findings(run_rolectl)
+    assert code == 6 and "log" not in by_check  # no row was read
+    assert any(f["fixable"] and "not tables: change_context" in f["message"] for f in by_check["objects"])
+    fixed = run_rolectl("doctor", "--fix", "-q")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "fixed: dropped view change_context" in fixed.stderr
+    assert "fixed: logged the table's role of 1 drifted users" in fixed.stderr
+    with Repository.open(scenario) as repo:
+        assert repo.events.replay() == repo.events.table_roles()
+
+
+def test_a_view_in_place_of_users_is_dropped_and_what_it_hid_reported(scenario, run_rolectl):
+    """The view is dropped and users made again, empty; the lost rows are then reported (the
+    log still knows 789), and no event is written to make the log agree with the empty table."""
+    conn = raw(scenario)
+    conn.execute("ALTER TABLE users RENAME TO users_old")
+    conn.execute("CREATE VIEW users AS SELECT * FROM users_old")
+    conn.close()
+    code, by_check = findings(run_rolectl)
+    assert code == 6 and "log" not in by_check
+    unreadable = [f for f in by_check["objects"] if "not tables: users" in f["message"]]
+    assert unreadable and unreadable[0]["fixable"] and "restore" in unreadable[0]["fix"]
+    events = raw(scenario).execute("SELECT count(*) FROM events").fetchone()[0]
+    fixed = run_rolectl("doctor", "--fix", "-q")
+    assert fixed.returncode == 6 and "fixed: dropped view users" in fixed.stderr
+    assert "drifted" not in fixed.stderr
+    assert raw(scenario).execute("SELECT count(*) FROM events").fetchone()[0] == events
+    code, by_check = findings(run_rolectl)
+    assert code == 6 and severities(by_check)["log"] == "error"
+
+
 def test_owner_who_is_not_an_admin_is_a_warning_fixed_through_the_repository(scenario, run_rolectl):
     assert run_rolectl("remove-admin", "123", "--force").returncode == 0
     code, by_check = findings(run_rolectl)

@@ -96,7 +96,8 @@ def test_fetch_errors_are_one_line_database_errors(pg_server: Any, pg_url: str) 
 
 def _waiting_on_writer_lock(conn: Any, pid: int) -> bool:
     return bool(conn.execute(
-        "SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'advisory' AND NOT granted", (pid,)
+        "SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'relation' "
+        "AND relation = 'rolectl_writer_lock'::regclass AND NOT granted", (pid,)
     ).fetchone()[0])
 
 

@@ -208,3 +208,68 @@ def test_version_1_migrates_to_the_current_version(pg_url: str) -> None:
         assert schema.migrate(c) == list(range(2, schema.SCHEMA_VERSION + 1))
         assert schema.check_version(c) == schema.SCHEMA_VERSION
         assert [e.user_id for e in events(c)] == [5]
+
+
+# -- schema version 4: names, the writer lock, who wrote it ---------------------------------------
+
+
+def test_every_function_pins_its_search_path_with_pg_temp_last(conn: Any) -> None:
+    rows = conn.execute("SELECT proname, proconfig FROM pg_proc WHERE proname LIKE 'rolectl\\_%' "
+                        "AND pronamespace = 'public'::regnamespace").fetchall()
+    assert len(rows) == 8
+    assert all(config == ["search_path=pg_catalog, public, pg_temp"] for _name, config in rows), rows
+    policies = conn.execute("SELECT qual, with_check FROM pg_policies WHERE policyname = 'writers_only'").fetchall()
+    assert len(policies) == 2 and all("'events'::regclass)::oid" in q and q == w for q, w in policies)
+
+
+def test_the_database_user_is_recorded_over_any_value_supplied(conn: Any) -> None:
+    conn.execute("INSERT INTO events (kind, user_id, actor, db_user) VALUES ('cache_evict', 5, 'alice', 'alice')")
+    conn.execute("SET rolectl.actor = 'alice'")
+    conn.execute("INSERT INTO users (user_id, role) VALUES (5, 'admin')")
+    assert conn.execute("SELECT actor, db_user FROM events ORDER BY seq").fetchall() == [
+        ("alice", "postgres"), ("alice", "postgres")]
+
+
+def test_raw_sql_waits_for_the_writer_lock_even_beside_a_temporary_table_of_its_name(conn: Any,
+                                                                                      pg_url: str) -> None:
+    with psycopg.connect(pg_url) as holder:  # an open transaction holding the writer lock
+        holder.execute(schema.LOCK_SQL)
+        with psycopg.connect(pg_url, autocommit=True) as raw:
+            raw.execute("CREATE TEMP TABLE rolectl_writer_lock ()")
+            raw.execute("SET lock_timeout = '200ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                raw.execute("INSERT INTO users (user_id, role) VALUES (1, 'admin')")
+    assert events(conn) == []
+
+
+def test_version_3_migrates_and_hand_made_writers_keep_writing(pg_server: Any, pg_url: str) -> None:
+    """Roles that could insert events before version 4 get the writer lock and the instance
+    tables; PUBLIC loses the instance tables."""
+    from rolectl.backends.postgres.store import PgStore
+
+    role = f"hand_{pg_url.rsplit('/', 1)[1].split('?')[0]}"
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        with c.transaction():
+            for version in (1, 2, 3):
+                for statement in schema.MIGRATIONS[version]:
+                    c.execute(statement)
+            c.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '3')")
+        c.execute(f"CREATE ROLE {role} LOGIN")
+        c.execute(f"GRANT SELECT, INSERT, UPDATE ON users, mailboxes, events, meta TO {role}")
+        assert schema.migrate(c) == [4]
+        writer_lock, instances = c.execute(
+            "SELECT has_table_privilege(%s, 'rolectl_writer_lock', 'UPDATE'), "
+            "has_table_privilege(%s, 'rolectl_instances', 'INSERT')", (role, role)).fetchone()
+        public = c.execute("SELECT count(*) FROM pg_class AS c, aclexplode(c.relacl) AS a "
+                           "WHERE c.relname IN ('rolectl_instances', 'rolectl_requests', 'rolectl_writer_lock') "
+                           "AND a.grantee = 0").fetchone()
+        assert (writer_lock, instances, public) == (True, True, (0,))
+    try:
+        with PgStore(pg_url.replace("postgres@", f"{role}@")) as store:
+            with store.transaction(actor="bot") as tx:
+                tx.execute("INSERT INTO users (user_id, role) VALUES (7, 'admin')")
+            assert store.query("SELECT actor, db_user FROM events") == [("bot", role)]
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as c:
+            c.execute(f"DROP OWNED BY {role}")
+            c.execute(f"DROP ROLE {role}")

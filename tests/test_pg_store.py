@@ -91,8 +91,8 @@ def test_a_library_transaction_holds_the_writer_lock_from_its_first_statement(st
         with store.transaction(actor="alice") as conn:
             thread = threading.Thread(target=raw_writer)
             thread.start()
-            while not watcher.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                      "AND NOT granted").fetchone()[0]:
+            while not watcher.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'relation' "
+                                      "AND relation = 'rolectl_writer_lock'::regclass AND NOT granted").fetchone()[0]:
                 assert not done.is_set(), "the raw writer did not wait for the writer lock"
                 time.sleep(0.005)
             conn.execute("INSERT INTO users (user_id, role) VALUES (1, 'admin')")

@@ -84,6 +84,9 @@ class Queries:
     #: A role-change event and the write it announces may be one statement
     #: (:meth:`with_logged_role`): a data-modifying ``WITH``, which PostgreSQL has.
     log_with_write: bool = False
+    #: The database role that wrote an event (a column, or NULL where the engine has none):
+    #: the last column of the ``events`` listing (:data:`~rolectl.events.EVENT_LISTING_FIELDS`).
+    db_user: str = "NULL"
 
     def p(self, name: str) -> str:
         return self.marker.format(name)
@@ -132,8 +135,10 @@ class Queries:
         p, now = self.p, self.now
         users, boxes, events = ", ".join(USER_FIELDS), ", ".join(MAILBOX_FIELDS), ", ".join(EVENT_FIELDS)
         uid = p("uid")
-        self.select_events = f"SELECT {events} FROM events"
-        self.returning_events = f" RETURNING {events}"
+        # Every event read or written comes back with its database user (NULL on SQLite), so an
+        # event returned by a change equals the same event read from the log.
+        self.select_events = f"SELECT {events}, {self.db_user} FROM events"
+        self.returning_events = f" RETURNING {events}, {self.db_user}"
         # -- users --------------------------------------------------------------------------
         self.user = f"SELECT {users} FROM users WHERE user_id = {uid}"
         self.user_role = f"SELECT role FROM users WHERE user_id = {uid}"

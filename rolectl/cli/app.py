@@ -79,6 +79,7 @@ def _register() -> None:
     from . import doctor  # noqa: F401
     from . import backup  # noqa: F401
     from . import copy  # noqa: F401
+    from . import access  # noqa: F401
 
 
 _register()

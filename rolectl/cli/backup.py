@@ -39,8 +39,10 @@ def restore(
 ) -> None:
     """Replace the database's content by the backup FILE, in one transaction, while bots run.
 
-    The backup is checked first (a rolectl database, not newer than this rolectl, not
-    damaged; exit 2 or 5 and nothing changed otherwise) and migrated forward. The restored
+    The backup is checked first (a rolectl database with rolectl's schema, not newer than
+    this rolectl, not damaged; exit 2 or 5 and nothing changed otherwise). The restored
+    database is built from rolectl's own schema and the backup's checked rows: none of the
+    backup's triggers or views comes back. The restored
     log gets a new identity, so every running follower resets its cache and serves the
     restored roles. Never cp or mv a backup over a live database instead.
 
@@ -55,3 +57,6 @@ def restore(
     typer.echo(f"restored {summary.path} from {file}: log head #{summary.head}, {summary.users} users, "
                f"{summary.admins} admins; new log id {summary.log_id[:8]} (was {summary.replaced_log_id[:8] or '-'}): "
                "following caches reset")
+    if summary.left_out:
+        typer.echo(f"restore: left out the backup's triggers that are not rolectl's: {', '.join(summary.left_out)}",
+                   err=True)

@@ -32,7 +32,7 @@ EVENT_COLUMNS = (
     Col("seq", "int", 0), Col("ts", "time", 0), Col("kind", "atom", 0), Col("user_id", "int", 0, "user"),
     Col("old_role", "atom", 6, "old"), Col("new_role", "atom", 5, "new"), Col("mailbox_id", "int", 3, "mailbox"),
     Col("from_user", "int", 1, "from"), Col("to_user", "int", 1, "to"), Col("actor", "text", 2, min_width=6),
-    Col("note", "text", 4, min_width=6),
+    Col("note", "text", 4, min_width=6), Col("db_user", "atom", 5, "db user"),
 )
 
 
@@ -90,7 +90,8 @@ def events(
 ) -> None:
     """Show the append-only audit log, oldest first; --follow tails it live.
 
-    --format text prints each event in the log's own wording, with who made it.
+    --format text prints each event in the log's own wording, with who made it: the actor
+    it claims and, on PostgreSQL, the database user that wrote it ("by alice (as bot_a)").
 
     Example: rolectl events --kind admin_transferred --format json
 
@@ -102,7 +103,8 @@ def events(
         return
     check_format(fmt, extra=("text",))
     uid = parse_id(user) if user is not None else None
-    with state(ctx).open() as repo:
+    st = state(ctx)
+    with st.open() as repo:
         def fetch(n: Optional[int]) -> Any:
             return repo.events.stream(since=since, user_id=uid, kind=kinds, limit=n, newest_first=n is not None)
 
@@ -112,8 +114,12 @@ def events(
                 total=lambda: repo.events.count(since=since, user_id=uid, kind=kinds),
             )
             return
+        from ..render.formats import is_machine
+
+        # SQLite has no database users: a table for people leaves the always-empty column out.
+        columns = EVENT_COLUMNS if st.postgres is not None or is_machine(fmt) else EVENT_COLUMNS[:-1]
         render_listing(
-            lambda n: (e.to_dict() for e in fetch(n)), EVENT_COLUMNS, fmt, limit=limit,
+            lambda n: (e.to_listing() for e in fetch(n)), columns, fmt, limit=limit,
             total=lambda: repo.events.count(since=since, user_id=uid, kind=kinds), noun="events", title="events",
             newest=True,
         )
@@ -187,7 +193,7 @@ def _writer(fmt: str) -> Callable[["Event"], None]:
 
     ``text`` is for people: the log's wording, made safe for the terminal. The others are
     the exact machine formats of every listing."""
-    from ..events import EVENT_FIELDS
+    from ..events import EVENT_LISTING_FIELDS as FIELDS
     from ..render import dumps, event_line, line_cell
 
     out = sys.stdout
@@ -197,23 +203,23 @@ def _writer(fmt: str) -> Callable[["Event"], None]:
             out.flush()
     elif fmt == "jsonl":
         def write(event: "Event") -> None:
-            out.write(dumps(event.to_dict()) + "\n")
+            out.write(dumps(event.to_listing()) + "\n")
             out.flush()
     elif fmt == "tsv":
-        out.write("\t".join(EVENT_FIELDS) + "\n")
+        out.write("\t".join(FIELDS) + "\n")
         tsv = line_cell(fmt, out)  # exact in a pipe, escaped on a terminal
 
         def write(event: "Event") -> None:
-            out.write("\t".join(tsv(getattr(event, f)) for f in EVENT_FIELDS) + "\n")
+            out.write("\t".join(tsv(getattr(event, f)) for f in FIELDS) + "\n")
             out.flush()
     else:
         import csv
 
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(EVENT_FIELDS)
+        writer.writerow(FIELDS)
         cell = line_cell(fmt, out)
 
         def write(event: "Event") -> None:
-            writer.writerow([cell(getattr(event, f)) for f in EVENT_FIELDS])
+            writer.writerow([cell(getattr(event, f)) for f in FIELDS])
             out.flush()
     return write

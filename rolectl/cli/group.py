@@ -23,7 +23,7 @@ PANELS: dict[str, tuple[str, ...]] = {
     "Changing roles": ("init", "add-admin", "remove-admin", "transfer", "mailbox"),
     "Reading": ("role", "users", "admins", "events"),
     "Cache diagnostics": ("stats", "whois", "cache"),
-    "Scripting": ("apply", "doctor", "backup", "restore", "copy"),
+    "Scripting": ("apply", "doctor", "backup", "restore", "copy", "access"),
     "Simulation": ("simulate", "demo"),
 }
 _ORDER = [name for names in PANELS.values() for name in names]

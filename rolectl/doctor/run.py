@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..backends.sqlite.guard import DeadlineError
+from ..backends.sqlite.scratch import remove_stale
 from ..errors import DatabaseError
 from ..backends.sqlite.store import Store, translate
 from .checks import (check_context, check_integrity, check_journal, check_log, check_objects, check_owners,
                      check_permissions, check_pragmas, check_schema, check_sequence, log_drift,
-                     mailbox_owners_not_admin, rerun_migrations)
-from .findings import ERROR, OK, SEVERITIES, WARNING, Finding, examples as _examples
+                     mailbox_owners_not_admin)
+from .findings import ERROR, INFO, OK, SEVERITIES, WARNING, Finding, examples as _examples
 from .instances import check_instances, prune_dead
+from .schemafix import REPLACEABLE, repair_objects
 
 FIELDS: tuple[str, ...] = ("check", "severity", "message", "fix", "fixable")
 
@@ -27,6 +29,9 @@ class Report:
     findings: list[Finding]
     #: One sentence per repair made by ``--fix`` (empty without it).
     fixed: list[str] = field(default_factory=list)
+    #: rolectl's tables a view (or other object) stood in for: no row was read, the checks of
+    #: rows (integrity, sequence, context, log, owners, instances) did not run.
+    hidden: list[str] = field(default_factory=list)
 
     @property
     def worst(self) -> str:
@@ -63,8 +68,8 @@ def _bounded(check: Callable[[Store], list[Finding]], store: Store, name: str) -
     try:
         return check(store)
     except DeadlineError:
-        return [Finding(name, ERROR, f"stopped after {store.guard.seconds:g} s: reading the database runs "
-                        f"code that does not finish ({store.schema_difference or 'a damaged file?'})",
+        return [Finding(name, ERROR, f"did not finish within {store.guard.seconds:g} s: reading the database "
+                        f"runs code that does not end ({store.schema_difference or 'a damaged file?'})",
                         "restore a good backup (`rolectl restore FILE`)")]
     except DatabaseError as exc:
         if store.schema_difference is None:
@@ -73,22 +78,29 @@ def _bounded(check: Callable[[Store], list[Finding]], store: Store, name: str) -
                         "restore a good backup (`rolectl restore FILE`)")]
 
 
-def _schema_findings(store: Store) -> tuple[list[Finding], bool]:
-    """What the exact schema comparison found that the other checks do not say, and whether
-    rows may be read at all (no view or other object in place of one of rolectl's tables)."""
+def _schema_findings(store: Store) -> tuple[list[Finding], list[str]]:
+    """What the exact schema comparison found that the other checks do not say, and
+    rolectl's tables that a view or other object stands in for: no row is read from a file
+    that has any (reading them would run the file's code). ``--fix`` drops such a view and
+    the migrations make the table again (:mod:`.schemafix`), so the finding is fixable."""
     from ..backends.sqlite.guard import unreadable_tables
+    from .schemafix import REPLACEABLE
 
     difference = store.schema_difference
     if difference is None:
-        return [], True
+        return [], []
     unreadable = unreadable_tables(store.conn)
     found = [Finding("objects", ERROR, f"the schema is not as rolectl made it: {difference}",
                      f"rolectl --db {store.path} doctor --fix if it says so below, else restore a good backup "
                      "(`rolectl restore FILE`)")]
     if unreadable:
-        found.append(Finding("objects", ERROR, f"not tables: {_examples(unreadable)}; no row was read (views "
-                             "run the file's own code)", "restore a good backup (`rolectl restore FILE`)"))
-    return found, not unreadable
+        lost = [name for name in unreadable if name not in REPLACEABLE]
+        then = (f"; {_examples(lost)} come back empty: restore a good backup (`rolectl restore FILE`) for their rows"
+                if lost else " (they hold no rows outside a change)")
+        found.append(Finding("objects", ERROR, f"not tables: {_examples(unreadable)}; no row was read (views run "
+                             "the file's own code)", f"rolectl --db {store.path} doctor --fix (drops them and "
+                             f"recreates the tables{then})", fixable=True))
+    return found, unreadable
 
 
 def diagnose(path: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> Report:
@@ -102,22 +114,28 @@ def diagnose(path: str | os.PathLike[str] | None = None, *, timeout: float | Non
         return postgres.diagnose(str(path), timeout=timeout)
 
     store = _open(path, timeout)
+    remove_stale(store.path)  # what a killed restore left next to the database
     try:
         findings = check_schema(store)
         if findings[0].severity != OK:
             return Report(findings)
         findings += check_permissions(store.path)
-        extra, readable = _schema_findings(store)
+        extra, hidden = _schema_findings(store)
+        readable = not hidden
+        # journal, pragmas and objects read no table's rows (objects reads the schema, and
+        # meta's log id only when meta is a table): they run even when a view hides the rows.
         for name, check in (("integrity", check_integrity), ("journal", check_journal), ("pragmas", check_pragmas),
                             ("objects", check_objects), ("sequence", check_sequence), ("context", check_context)):
-            if readable or name in ("journal", "pragmas"):
+            if readable or name in ("journal", "pragmas", "objects"):
                 findings += _bounded(check, store, name)
-        if extra and any(f.check == "objects" and f.severity == ERROR for f in findings):
+        if readable and extra and any(f.check == "objects" and f.severity == ERROR for f in findings):
             extra = extra[1:]  # the objects check already named what differs
+        # With a view in the way, the first difference stays: it is the line every other
+        # command refuses the file with.
         if extra:
             findings = [f for f in findings if not (f.check == "objects" and f.severity == OK)] + extra
         if not readable:
-            return Report(findings)
+            return Report(findings, hidden=hidden)
         repo = Repository(store, track=False)
         findings += _bounded(lambda s: check_log(repo) + check_owners(repo), store, "log")
         findings += _bounded(lambda s: check_instances(s.path, repo.events.head()), store, "instances")
@@ -131,9 +149,10 @@ def diagnose(path: str | os.PathLike[str] | None = None, *, timeout: float | Non
 def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None = None,
            actor: str = "rolectl doctor") -> Report:
     """Fix what is safe to fix, in dependency order (schema before triggers before the log),
-    then diagnose again; the report's ``fixed`` says what was done."""
+    then diagnose again; the report's ``fixed`` says what was done. A view in place of
+    ``change_context`` hid every row from the first diagnosis: once it is dropped, the checks
+    of rows run and their fixes are made too."""
     from ..backends import is_postgres
-    from ..repository import Repository
 
     if is_postgres(path):
         from . import postgres
@@ -142,7 +161,34 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
 
     before = diagnose(path, timeout=timeout)
     wanted = {f.check for f in before.findings if f.fixable}
+    done, removed, failed = _fix(path, timeout, wanted, actor)
+    if before.hidden and set(before.hidden) <= REPLACEABLE and "objects" in wanted:
+        # The views hid every row but stood in for tables that hold none: now that they are
+        # gone, the checks of rows run, and what they find that is safe to fix is fixed too.
+        # A view in place of users or events hid rows that are lost: the next diagnosis says
+        # so, and no fix writes events to make the log agree with an emptied table.
+        again = {f.check for f in diagnose(path, timeout=timeout).findings if f.fixable} - {"schema", "objects"}
+        if again:
+            done += _fix(path, timeout, again, actor)[0]
+    after = diagnose(path, timeout=timeout)
+    after.fixed = done
+    # What was removed or rebuilt is listed among the findings too (text and JSON alike).
+    at = next((i for i, f in enumerate(after.findings) if f.check == "objects"), len(after.findings))
+    after.findings[at:at] = [Finding("objects", INFO, f"fixed: {sentence}") for sentence in removed] + \
+        [Finding("objects", ERROR, sentence, "restore a backup (`rolectl restore FILE`)") for sentence in failed]
+    return after
+
+
+def _fix(path: str | os.PathLike[str] | None, timeout: float | None, wanted: set[str],
+         actor: str) -> tuple[list[str], list[str], list[str]]:
+    """Make the repairs of the checks in ``wanted`` on a store opened as the doctor opens it
+    (``inspect=True``: the schema may still differ). Returns one sentence per repair, the
+    objects removed or rebuilt, and the tables that could not be rebuilt."""
+    from ..repository import Repository
+
     done: list[str] = []
+    removed: list[str] = []
+    failed: list[str] = []
     store = _open(path, timeout)
     try:
         if "schema" in wanted:
@@ -153,7 +199,8 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
             store.query("PRAGMA wal_checkpoint(TRUNCATE)")
             done.append(f"journal_mode {mode}, WAL checkpointed")
         if "objects" in wanted:
-            rerun_migrations(store)
+            removed, failed = repair_objects(store)
+            done += removed
             done.append("re-ran the migrations: missing or altered tables, indexes and triggers recreated")
         if "context" in wanted:
             with store.transaction() as conn:
@@ -175,6 +222,4 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
         store.close()
     if "instances" in wanted:
         done += prune_dead(store.path)
-    after = diagnose(path, timeout=timeout)
-    after.fixed = done
-    return after
+    return done, removed, failed

@@ -7,6 +7,11 @@ their text: a trigger that is present but altered (``SELECT 1`` instead of loggi
 bad as a missing one, and a trigger nobody expects on rolectl's tables (``RAISE(IGNORE)``
 before an event insert would silently drop it) is reported too. Only ``rolectl doctor``,
 ``init`` and ``restore`` use this module; it imports sqlite-utils when first called.
+
+A file someone else made (a backup about to be restored) is compared before anything in
+it is read: :func:`stored_differences` lists every table, index and view in its
+``sqlite_schema`` that is not exactly what the migrations create, without sqlite-utils and
+without running any of the file's SQL.
 """
 
 from __future__ import annotations
@@ -68,6 +73,66 @@ def reference(version: int = SCHEMA_VERSION) -> Schema:
         conn.close()
 
 
+#: Tables SQLite itself creates (``ANALYZE``): harmless, never read by rolectl.
+_STATS = frozenset({"sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4"})
+#: (type, name) -> (table, normalised SQL or "" for SQLite's automatic indexes)
+Stored = dict[tuple[str, str], tuple[str, str]]
+
+
+def stored_schema(conn: sqlite3.Connection, schema: str = "main") -> Stored:
+    """Every table, index and view in ``sqlite_schema`` of the attached database ``schema``
+    as stored (triggers are compared by :func:`introspect` where they matter; a restore
+    never copies them)."""
+    found: Stored = {}
+    for kind, name, table, sql in conn.execute(f"SELECT type, name, tbl_name, sql FROM {schema}.sqlite_schema"):
+        if str(kind) != "trigger" and str(name) not in _STATS:
+            found[(str(kind), str(name))] = (str(table), normalise(str(sql)) if sql is not None else "")
+    return found
+
+
+@lru_cache(maxsize=4)
+def reference_stored(version: int = SCHEMA_VERSION) -> Stored:
+    """:func:`stored_schema` of what migrations 1..``version`` build."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for v in sorted(MIGRATIONS):
+            if v <= version:
+                for statement in MIGRATIONS[v]:
+                    conn.execute(statement)
+        return stored_schema(conn)
+    finally:
+        conn.close()
+
+
+def _from_change(actual: str, expected: str, width: int = 60) -> str:
+    """``actual`` from the first character where it leaves ``expected``, shortened."""
+    at = next((i for i, (a, b) in enumerate(zip(actual, expected)) if a != b), min(len(actual), len(expected)))
+    clause = max(actual.rfind(", ", 0, at) + 2, actual.rfind("(", 0, at) + 1)  # the column or clause it is in
+    start = clause if at - clause <= width // 2 else at - 10
+    text = actual[start:start + width]
+    return ("..." if start else "") + text + ("..." if start + width < len(actual) else "")
+
+
+def stored_differences(conn: sqlite3.Connection, version: int = SCHEMA_VERSION, schema: str = "main") -> list[str]:
+    """Each table, index or view of ``conn``'s database ``schema`` that migrations
+    1..``version`` do not create exactly so, missing ones first; empty when the stored
+    schema is rolectl's."""
+    expected, actual = reference_stored(version), stored_schema(conn, schema)
+    kinds = {name: kind for kind, name in actual}
+    found: list[str] = []
+    for (kind, name), (table, sql) in expected.items():
+        if (kind, name) not in actual:
+            other = kinds.get(name)
+            found.append(f"{kind} {name} is a {other} here" if other else f"{kind} {name} is missing")
+        elif actual[(kind, name)][0] != table:
+            found.append(f"{kind} {name} belongs to {actual[(kind, name)][0]}, not {table}")
+        elif actual[(kind, name)][1] != sql:
+            found.append(f"{kind} {name} is defined differently: {_from_change(actual[(kind, name)][1], sql)}")
+    found += [f"{kind} {name} is not rolectl's" for kind, name in actual
+              if (kind, name) not in expected and name not in {n for _, n in expected}]
+    return found
+
+
 def altered_triggers(actual: Schema, version: int = SCHEMA_VERSION) -> list[str]:
     """rolectl's triggers whose text differs from what the migrations create."""
     expected = reference(version).triggers
@@ -98,8 +163,10 @@ def check_objects(store: Store) -> list[Finding]:
     missing += [f"index {i}" for i in expected.indexes if i not in actual.indexes]
     missing += [f"trigger {t}" for t in expected.triggers if t not in actual.triggers]
     altered = [f"trigger {t}" for t in altered_triggers(actual, version)]
-    unknown = [f"trigger {t} on {table}" for t, (table, _) in actual.triggers.items()
-               if t not in expected.triggers and table in expected.tables]
+    from .schemafix import foreign_objects
+
+    unknown = [f"{kind} {name}" + ("" if kind == "view" else f" on {table}")
+               for kind, name, table in foreign_objects(store.conn, version)]
     columns = [f"{t} ({', '.join(c[0] for c in actual.columns[t])})" for t in expected.tables
                if t in actual.columns and actual.columns[t] != expected.columns[t]]
     redefined = [t for t in expected.tables if t in actual.tables and actual.tables[t] != expected.tables[t]
@@ -114,15 +181,15 @@ def check_objects(store: Store) -> list[Finding]:
         found.append(Finding("objects", ERROR, f"altered: {examples(altered)}", f"{fix} (recreates them)", fixable=True))
     if unknown:
         found.append(Finding("objects", ERROR, f"not part of rolectl's schema: {examples(unknown)}; it can change or "
-                             "drop what the log records", "DROP TRIGGER it in the sqlite3 shell if nobody you trust "
-                             "created it"))
+                             "drop what the log records", f"{fix} (drops them)", fixable=True))
     if columns:
         found.append(Finding("objects", ERROR, f"tables with other columns than rolectl's: {examples(columns)}",
                              "restore a backup (`rolectl restore FILE`)"))
     if redefined:
-        found.append(Finding("objects", WARNING, f"tables defined differently (constraints?): {examples(redefined)}",
-                             "compare `sqlite3 DB .schema` with a fresh `rolectl init`"))
-    if not store.log_id:
+        found.append(Finding("objects", ERROR, f"tables defined differently (constraints?): {examples(redefined)}; "
+                             "a changed CHECK can refuse revocations or admit other roles",
+                             f"{fix} (rebuilds them from rolectl's schema, keeping their rows)", fixable=True))
+    if "meta" in actual.tables and not store.log_id:  # a view in place of meta is not read
         found.append(Finding("objects", WARNING, "the log has no log_id (followers cannot detect a replaced file)",
                              fix, fixable=True))
     return found or [Finding("objects", OK, "every table, index and trigger present and as rolectl made it")]

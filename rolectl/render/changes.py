@@ -54,10 +54,14 @@ def render_changes(items: Sequence[Mapping[str, Any]], fmt: str, *, out: TextIO 
 
 def event_line(event: Any) -> str:
     """One event in the log's own wording, with who did it and their note, safe for a
-    terminal: ``#1023 Admin added event: 3000 (@carol) by alice — "on-call"``."""
+    terminal: ``#1023 Admin added event: 3000 (@carol) by alice (as bot_a) — "on-call"``; the
+    database user (PostgreSQL) is shown where it is not the actor itself."""
     text = f"#{event.seq} {event.describe()}"
     if event.actor:
         text += f" by {event.actor}"
+    db_user = getattr(event, "db_user", None)  # who wrote it, by the database (PostgreSQL)
+    if db_user and db_user != event.actor:
+        text += f" (as {db_user})" if event.actor else f" as {db_user}"
     if event.note and not (event.is_role_change):  # a role change's note is the username, shown as (@name)
         text += f' — "{event.note}"'
     return safe(text)

@@ -26,7 +26,6 @@ import pytest
 
 from conftest import BIN, clean_env
 from ptyio import drain
-from rolectl.backends.sqlite.schema import MIGRATIONS
 from rolectl.repository import Repository
 
 RUN_TIMEOUT = 60.0
@@ -51,14 +50,12 @@ def planted(db_path: Path) -> Path:
         repo.users.add_admin(5, "plain", actor="setup")
         repo.events.evict(5, actor="setup", note="ok")
     conn = sqlite3.connect(db_path)
+    trigger = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events_append_only_update'").fetchone()[0]
     with conn:
         conn.execute("UPDATE users SET username = ? WHERE user_id = 5", (EVIL,))
-        conn.execute("DROP TRIGGER IF EXISTS events_append_only_update")  # the log is append-only
+        conn.execute("DROP TRIGGER events_append_only_update")  # the log is append-only
         conn.execute("UPDATE events SET note = ? WHERE kind = 'cache_evict'", (EVIL,))
-        # put the trigger back as the migrations wrote it: a file whose schema is not exactly
-        # rolectl's is refused before any row is read
-        conn.execute(next(sql for step in MIGRATIONS.values() for sql in step
-                          if "TRIGGER IF NOT EXISTS events_append_only_update" in sql))
+        conn.execute(trigger)  # back as it was: rolectl reads only files with its exact schema
     conn.close()
     return db_path
 

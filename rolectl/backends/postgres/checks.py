@@ -77,7 +77,20 @@ def check_objects(store: PgStore) -> list[Finding]:
     if disabled:
         found.append(Finding("objects", ERROR, f"triggers disabled: {examples(disabled)}",
                              "ALTER TABLE ... ENABLE TRIGGER ..."))
+    unpinned = unpinned_functions(store)
+    if unpinned:
+        found.append(Finding("objects", ERROR, f"functions that resolve names through the caller's search_path "
+                             f"(a temporary table could stand in for rolectl's): {examples(unpinned)}", FIX_OBJECTS))
     return found or [Finding("objects", OK, f"all {len(TRIGGERS)} triggers present and enabled")]
+
+
+def unpinned_functions(store: PgStore) -> list[str]:
+    """rolectl's functions whose ``search_path`` is not pinned with ``pg_temp`` last (schema
+    version 4 pins them all)."""
+    rows = store.query(
+        "SELECT p.proname, coalesce((SELECT c FROM unnest(p.proconfig) AS c WHERE c LIKE 'search\\_path=%%'), '') "
+        "FROM pg_proc AS p WHERE p.proname LIKE 'rolectl\\_%%' AND p.pronamespace = current_schema()::regnamespace")
+    return sorted(str(name) for name, path in rows if not str(path).replace('"', "").endswith(", pg_temp"))
 
 
 def check_log(store: PgStore) -> list[Finding]:

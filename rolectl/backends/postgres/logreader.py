@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ...errors import DatabaseError
-from ...events import EVENT_FIELDS, Event
+from ...events import EVENT_LISTING_FIELDS, Event
 from .connection import connect, describe, driver, translate
 from .schema import CHANNEL
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
 
-_COLUMNS = ", ".join(EVENT_FIELDS)
+_COLUMNS = ", ".join(EVENT_LISTING_FIELDS)  # with db_user: ``events --follow`` shows who wrote it
 # Identity and the events from ``after`` on (the row AT ``after`` is the anchor check), in
 # one statement. An empty log still yields one row (log id and head, NULL event).
 _READ = f"""

@@ -23,6 +23,7 @@ class PostgresQueries(Queries):
     version = "SELECT pg_current_snapshot()::text"
     temp = "pg_temp."
     log_with_write = True
+    db_user = "db_user"  # session_user, stamped by the server (schema version 4)
 
     def id_list(self, values: Iterable[int]) -> list[int]:
         return sorted(values)  # psycopg binds a list as an array

@@ -7,12 +7,17 @@ differs is how the guarantees are made:
 
 * **Seq order is commit order.** A sequence hands out numbers at INSERT, not at COMMIT: two
   overlapping writers can commit seq 11 before seq 10, and a follower reading ``seq > 10``
-  would skip 10 forever. So every writer takes ONE transaction-scoped advisory lock
-  (:data:`WRITER_LOCK_KEY`) before any row lock: the library's write transactions as their
-  first statement, and raw SQL through ``BEFORE ... FOR EACH STATEMENT`` triggers on every
-  table it could change (a statement-level BEFORE trigger runs before the statement takes
-  a seq or locks a row). Writers are serialized; commits, and therefore seqs, come in order.
-  The lock is released at COMMIT or ROLLBACK, never before (a session lock would be).
+  would skip 10 forever. So every writer takes ONE lock, :data:`LOCK_SQL` (an EXCLUSIVE lock
+  on the empty table ``rolectl_writer_lock``; an advisory lock until version 4), before any
+  row lock: the library's write transactions as their first statement, and raw SQL through
+  ``BEFORE ... FOR EACH STATEMENT`` triggers on every table it could change (a
+  statement-level BEFORE trigger runs before the statement takes a seq or locks a row).
+  Writers are serialized; commits, and therefore seqs, come in order. The lock is released
+  at COMMIT or ROLLBACK, never before. Taking it needs UPDATE on the table: a role that may
+  not write cannot hold the writers up.
+* **No borrowed names** (version 4): every function pins ``search_path`` with ``pg_temp``
+  last and names rolectl's objects with their schema, so no temporary table of a writer's
+  session stands in for the log.
 * **The sequence is** ``CACHE 1``: with a larger cache, each session holds its own range and
   commit order came out [1, 2, 3, 23, 4]. ``seq`` is ``GENERATED ALWAYS``: a writer cannot
   pick one (only ``OVERRIDING SYSTEM VALUE``, which ``copy`` uses, can).
@@ -44,13 +49,19 @@ from typing import Any
 from ...errors import DatabaseError
 from ...events import KINDS
 
-#: The one advisory lock every writer takes (``pg_advisory_xact_lock``). Advisory locks are
-#: per database, so one constant serves every rolectl database of a cluster. ASCII "rolectl".
+#: The advisory lock every writer took up to schema version 3 (``pg_advisory_xact_lock``).
+#: Advisory locks are per database, so one constant served every rolectl database of a
+#: cluster. ASCII "rolectl".
 WRITER_LOCK_KEY = 0x726F6C6563746C
 #: The channel that wakes followers; the payload is constant (see the module docstring).
 CHANNEL = "rolectl_events"
 
-LOCK_SQL = f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})"
+#: What schema versions 1-3 took as the writer lock; ``init`` still takes it while it migrates
+#: such a database (the rolectl that made it takes it too), never afterwards.
+LEGACY_LOCK_SQL = f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})"
+#: The writer lock (schema version 4): an EXCLUSIVE lock on an empty table, which needs UPDATE
+#: on it. The name resolves in the writer's own session, whose temporary tables are its own.
+LOCK_SQL = "LOCK TABLE rolectl_writer_lock IN EXCLUSIVE MODE"
 _NOW = "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 _ROLE_KINDS = "('admin_added', 'admin_removed')"
 _ACTOR = "coalesce(nullif(current_setting('rolectl.actor', true), ''), 'sql')"
@@ -258,8 +269,154 @@ _V3: list[str] = [
     FOR EACH ROW EXECUTE FUNCTION rolectl_events_seq_guard()""",
 ]
 
+# Version 4: nothing resolves a name through a search path someone else controls, nobody
+# without write privilege can stop the writers, and every event names its database role.
+#
+# * Every function pins ``search_path = pg_catalog, <schema>, pg_temp`` (PostgreSQL's "Writing
+#   SECURITY DEFINER Functions Safely": ``pg_temp`` is searched FIRST unless it is listed, and
+#   any role may create temporary tables) and names rolectl's objects with their schema, so a
+#   temporary ``events`` table in a writer's session can no longer take the role trigger's
+#   events or feed the seq guard a sequence of its own. The policies of the instance tables
+#   name ``events`` by OID (a ``regclass`` constant, resolved once, here).
+# * The writer lock is ``LOCK TABLE rolectl_writer_lock IN EXCLUSIVE MODE``, which needs UPDATE,
+#   DELETE or TRUNCATE on that empty table: an advisory lock needs no privilege at all, so any
+#   role that could connect could stop every write. Raw SQL takes it through the statement
+#   triggers (SECURITY DEFINER: whoever may write the tables takes it); the library's write
+#   transactions take it themselves, so their roles need UPDATE on it -- granted here to every
+#   role that may already insert events, and by ``rolectl access``.
+# * PUBLIC loses its privileges on the instance tables (row level security hid the rows, but
+#   not the tables: any role could lock them and stall every heartbeat).
+# * ``events.db_user``: the ``session_user`` that wrote the event, set by the seq guard (the
+#   row trigger every insert already runs) over whatever the writer supplied. ``actor`` stays
+#   what the writer claims (anyone may ``SET rolectl.actor``); ``db_user`` is who it was.
+#   Events written before have NULL.
+#
+# Statements name the schema as :data:`SCHEMA_TOKEN`; :func:`statements` fills it in.
+SCHEMA_TOKEN = "@schema@"
+#: The table whose EXCLUSIVE lock is the writer lock (see version 4).
+LOCK_TABLE = "rolectl_writer_lock"
+_S = SCHEMA_TOKEN
+_PINNED = f"SET search_path = pg_catalog, {_S}, pg_temp"
+_FN4 = f"LANGUAGE plpgsql {_PINNED}"
+_ACTOR4 = "coalesce(nullif(pg_catalog.current_setting('rolectl.actor', true), ''), 'sql')"
+_WRITERS_ONLY4 = f"pg_catalog.has_table_privilege('{_S}.events'::regclass, 'INSERT')"
+_V4: list[str] = [
+    f"""
+    CREATE OR REPLACE FUNCTION {_S}.rolectl_now() RETURNS text LANGUAGE sql VOLATILE {_PINNED}
+    AS $$ SELECT {_NOW} $$
+    """,
+    f"CREATE TABLE IF NOT EXISTS {_S}.{LOCK_TABLE} ()",
+    f"COMMENT ON TABLE {_S}.{LOCK_TABLE} IS "
+    "'rolectl writer lock: writers take LOCK TABLE ... IN EXCLUSIVE MODE (needs UPDATE); never holds rows'",
+    f"REVOKE ALL ON {_S}.{LOCK_TABLE} FROM PUBLIC",
+    # PUBLIC could write the instance tables (row level security hid the rows), and so take
+    # any lock on them -- ACCESS EXCLUSIVE stalls every heartbeat, on the followers' own
+    # connections. Now only writers may, as the policies always said.
+    *(f"REVOKE ALL ON {_S}.{t} FROM PUBLIC" for t in _INSTANCE_TABLES),
+    # Roles that may already insert events (hand-made bot roles) keep writing through rolectl
+    # and keep their instance rows.
+    f"""
+    DO $$
+    DECLARE
+        grantee oid;
+        who text;
+    BEGIN
+        FOR grantee IN SELECT DISTINCT a.grantee FROM pg_catalog.pg_class AS c,
+                           pg_catalog.aclexplode(c.relacl) AS a
+                       WHERE c.oid = '{_S}.events'::regclass AND a.privilege_type = 'INSERT' LOOP
+            who := CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE grantee::regrole::text END;
+            EXECUTE 'GRANT UPDATE ON {_S}.{LOCK_TABLE} TO ' || who;
+            EXECUTE 'GRANT SELECT, INSERT, UPDATE, DELETE ON {_S}.{_INSTANCE_TABLES[0]}, '
+                    '{_S}.{_INSTANCE_TABLES[1]} TO ' || who;
+        END LOOP;
+    END $$
+    """,
+    f"""
+    CREATE OR REPLACE FUNCTION {_S}.rolectl_writer_lock() RETURNS trigger {_FN4} SECURITY DEFINER AS $$
+    BEGIN
+        LOCK TABLE {_S}.{LOCK_TABLE} IN EXCLUSIVE MODE;
+        RETURN NULL;
+    END $$
+    """,
+    f"""
+    CREATE OR REPLACE FUNCTION {_S}.rolectl_events_append_only() RETURNS trigger {_FN4} AS $$
+    BEGIN
+        RAISE EXCEPTION 'events is an append-only log: % is not allowed', TG_OP
+            USING ERRCODE = 'restrict_violation';
+    END $$
+    """,
+    f"""
+    CREATE OR REPLACE FUNCTION {_S}.rolectl_log_role(p_user bigint, p_role text, p_username text)
+    RETURNS void {_FN4} AS $$
+    DECLARE
+        logged text;
+    BEGIN
+        SELECT e.new_role INTO logged FROM {_S}.events AS e
+            WHERE e.user_id = p_user AND e.kind IN {_ROLE_KINDS} ORDER BY e.seq DESC LIMIT 1;
+        logged := coalesce(logged, 'user');
+        IF p_role IS DISTINCT FROM logged THEN
+            INSERT INTO {_S}.events (kind, user_id, old_role, new_role, actor, note)
+            VALUES (CASE p_role WHEN 'admin' THEN 'admin_added' ELSE 'admin_removed' END,
+                    p_user, logged, p_role, {_ACTOR4}, p_username);
+        END IF;
+    END $$
+    """,
+    f"""
+    CREATE OR REPLACE FUNCTION {_S}.rolectl_users_role_events() RETURNS trigger {_FN4} AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            PERFORM {_S}.rolectl_log_role(NEW.user_id, NEW.role, NEW.username);
+        ELSIF TG_OP = 'UPDATE' THEN
+            IF OLD.user_id <> NEW.user_id THEN
+                PERFORM {_S}.rolectl_log_role(OLD.user_id, 'user', OLD.username);
+            END IF;
+            PERFORM {_S}.rolectl_log_role(NEW.user_id, NEW.role, NEW.username);
+        ELSE
+            PERFORM {_S}.rolectl_log_role(OLD.user_id, 'user', OLD.username);
+        END IF;
+        RETURN NULL;
+    END $$
+    """,
+    f"""
+    CREATE OR REPLACE FUNCTION {_S}.rolectl_users_truncate_events() RETURNS trigger {_FN4} AS $$
+    BEGIN
+        INSERT INTO {_S}.events (kind, user_id, old_role, new_role, actor, note)
+        SELECT 'admin_removed', l.user_id, 'admin', 'user', {_ACTOR4}, u.username
+        FROM (SELECT DISTINCT ON (e.user_id) e.user_id, e.new_role FROM {_S}.events AS e
+              WHERE e.kind IN {_ROLE_KINDS} AND e.user_id IS NOT NULL ORDER BY e.user_id, e.seq DESC) AS l
+        LEFT JOIN {_S}.users AS u ON u.user_id = l.user_id
+        WHERE l.new_role = 'admin'
+        ORDER BY l.user_id;
+        RETURN NULL;
+    END $$
+    """,
+    f"""
+    CREATE OR REPLACE FUNCTION {_S}.rolectl_events_notify() RETURNS trigger {_FN4} AS $$
+    BEGIN
+        PERFORM pg_catalog.pg_notify('{CHANNEL}', '');
+        RETURN NULL;
+    END $$
+    """,
+    f"ALTER TABLE {_S}.events ADD COLUMN IF NOT EXISTS db_user text",
+    f"""
+    CREATE OR REPLACE FUNCTION {_S}.rolectl_events_seq_guard() RETURNS trigger {_FN4} SECURITY DEFINER AS $$
+    BEGIN
+        NEW.db_user := session_user;  -- who wrote it, whatever the writer supplied
+        IF NEW.seq IS DISTINCT FROM pg_catalog.pg_sequence_last_value(
+                pg_catalog.pg_get_serial_sequence('{_S}.events', 'seq')::regclass) THEN
+            RAISE EXCEPTION 'events.seq % was chosen by the writer, not handed out by the sequence', NEW.seq
+                USING ERRCODE = 'generated_always',
+                      HINT = 'insert events without a seq (use rolectl copy to move a log with its seqs)';
+        END IF;
+        RETURN NEW;
+    END $$
+    """,
+    *(f"ALTER POLICY writers_only ON {_S}.{t} USING ({_WRITERS_ONLY4}) WITH CHECK ({_WRITERS_ONLY4})"
+      for t in _INSTANCE_TABLES),
+]
+
 #: Migration N brings a database from version N-1 to N.
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3}
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 SCHEMA_VERSION: int = max(MIGRATIONS)
 
 #: A user's role and the log head in one statement, hence one snapshot (see
@@ -294,17 +451,44 @@ def schema_version(conn: Any) -> int:
                             hint="restore the database from a backup") from None
 
 
+def statements(version: int, schema: str) -> list[str]:
+    """Migration ``version``'s statements for the schema named ``schema`` (quoted as an
+    identifier, e.g. ``public``)."""
+    return [statement.replace(SCHEMA_TOKEN, schema) for statement in MIGRATIONS[version]]
+
+
+def current_schema(conn: Any, where: str = "the database") -> str:
+    """The schema rolectl's objects live in (the first of the search path that exists), quoted
+    as an identifier. Its name is written into literals too, so quotes are refused."""
+    row = conn.execute("SELECT current_schema(), quote_ident(current_schema())").fetchone()
+    if row is None or row[0] is None:
+        raise DatabaseError(f"{where} has no schema to create rolectl's tables in (none of the search_path exists)",
+                            hint="create the schema or fix the role's search_path")
+    if any(c in str(row[0]) for c in "'$\\"):
+        raise DatabaseError(f"{where}: rolectl cannot live in schema {row[0]!r} (quote, $ or backslash in its name)",
+                            hint="use a schema with a plain name")
+    return str(row[1])
+
+
+def take_lock(conn: Any) -> None:
+    """Serialize with every writer, on a database of any version (``init``, ``copy``): the
+    lock table once it exists; before, the advisory lock the older schema's writers take."""
+    row = conn.execute("SELECT to_regclass('rolectl_writer_lock') IS NOT NULL").fetchone()
+    conn.execute(LOCK_SQL if row is not None and row[0] else LEGACY_LOCK_SQL)
+
+
 def migrate(conn: Any, *, where: str = "the database") -> list[int]:
     """Create or migrate the schema in one transaction (``rolectl init``); the versions
     applied. A newer schema is refused and left untouched. Concurrent runs serialize on the
     writer lock, so two ``init`` at once apply each migration once."""
     applied: list[int] = []
     with conn.transaction():
-        conn.execute(LOCK_SQL)
+        take_lock(conn)
         current = schema_version(conn)
         check_not_newer(current, where)
+        target = current_schema(conn, where) if current < SCHEMA_VERSION else ""
         for version in sorted(v for v in MIGRATIONS if v > current):
-            for statement in MIGRATIONS[version]:
+            for statement in statements(version, target):
                 conn.execute(statement)
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
@@ -315,7 +499,8 @@ def migrate(conn: Any, *, where: str = "the database") -> list[int]:
     return applied
 
 
-#: Every table the migrations create (``copy --replace`` drops them all).
+#: Every table the migrations create but the writer lock's, which ``copy --replace`` drops
+#: (the lock table stays: the replacing transaction holds it, and writers wait on it).
 TABLES = ("events", "users", "mailboxes", "meta", "rolectl_instances", "rolectl_requests")
 
 

@@ -63,6 +63,8 @@ class PgStore(StoreBase):
         self.conn: psycopg.Connection[Any] = connect(
             conninfo, timeout=self.timeout,
             options=bounds(self.timeout, statement_bound(self.timeout, self.write_timeout)))
+        #: The database role this store writes as (messages name it).
+        self.role: str = self.conn.info.user
         try:
             if not create:
                 schema.check_version(self.conn, where=f"database {self.path}")
@@ -77,6 +79,10 @@ class PgStore(StoreBase):
         if is_timeout(exc):
             return DatabaseError(f"database {self.path} is locked by another writer",
                                  hint="retry, or wait longer with --timeout / ROLECTL_TIMEOUT")
+        if isinstance(exc, self._pg.errors.InsufficientPrivilege) and schema.LOCK_TABLE in str(exc):
+            return DatabaseError(f"database role {self.role} may not write to {self.path}",
+                                 hint=f"grant it a writer's privileges: `rolectl access bot {self.role}` "
+                                 f"(or GRANT UPDATE ON {schema.LOCK_TABLE} for its own grants)")
         if isinstance(exc, self._pg.IntegrityError):
             text = " ".join(str(exc).split())
             return InvalidInputError(f"the database refused the change ({text})", hint="check the values")

@@ -21,24 +21,29 @@ The deadline is a backstop for what the check cannot see coming (a schema swappe
 open connection, ``doctor`` looking at a damaged file): SQLite calls the handler every
 :data:`PROGRESS_STEPS` virtual-machine steps of a statement, counted over all its runs, so a
 cache miss (~60 steps) pays for one call in ~16 misses, and each reader restarts the clock
-(:meth:`Guard.rearm`) as it starts a statement.
+(:meth:`Guard.rearm`) as it starts a statement. A backup handed to ``restore`` is read in
+phases (its schema, its integrity check, each table checked and copied): each phase gets one
+deadline for all its statements (:meth:`Guard.bounded`), ``--timeout`` plus the time to read
+the file at :data:`BYTES_PER_SECOND`, and no value over :data:`MAX_BACKUP_LENGTH`.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from ...errors import DatabaseError
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = [
-    "FINGERPRINTS", "INSPECT_STEPS", "MAX_LENGTH", "PROGRESS_STEPS", "DeadlineError", "Guard", "GuardedConnection",
-    "SchemaRow", "check_schema", "checked", "deadline_error", "deadline_for", "expected_schema", "fingerprint",
-    "harden", "read_schema", "refusal", "unknown_objects", "unreadable_tables",
+    "BYTES_PER_SECOND", "FINGERPRINTS", "INSPECT_STEPS", "MAX_BACKUP_LENGTH", "MAX_LENGTH", "PHASE_STEPS",
+    "PROGRESS_STEPS", "DeadlineError", "Guard", "GuardedConnection", "SchemaRow", "check_schema", "checked",
+    "deadline_error", "deadline_for", "expected_schema", "fingerprint", "harden", "is_interrupted", "read_schema",
+    "refusal", "unknown_objects", "unreadable_tables",
 ]
 
 #: The largest string or blob a rolectl connection reads or writes. rolectl's own values are
@@ -46,6 +51,13 @@ __all__ = [
 #: follower's catch-up, up to 5000 events as one JSON array. A view producing more is refused
 #: by SQLite ("string or blob too big") instead of filling memory.
 MAX_LENGTH = 16 * 1024 * 1024  # 5000 events with 500-character notes: ~14 MB of JSON
+#: The largest value read from a backup handed to ``restore``: far above any rolectl column
+#: (a backup holds rows, not a follower's catch-up), and small enough that a hostile CHECK
+#: evaluated on it takes milliseconds per row, not seconds.
+MAX_BACKUP_LENGTH = 1 << 20
+#: Reading speed assumed when a file's size extends a phase's deadline: a slow disk, a busy
+#: machine.
+BYTES_PER_SECOND = 4 << 20
 #: The longest SQL statement rolectl sends (a batch's generated statements included).
 MAX_SQL_LENGTH = 4 * 1024 * 1024
 #: How many virtual-machine steps between two calls of the deadline handler. SQLite counts
@@ -56,6 +68,9 @@ MAX_SQL_LENGTH = 4 * 1024 * 1024
 PROGRESS_STEPS = 1000
 #: The handler's interval for a connection on a schema that is not rolectl's.
 INSPECT_STEPS = 10
+#: The handler's interval while a backup is read in phases: a step of a backup's statement
+#: costs at most ~20 ms (a function on a 1 MiB value), the call ~0.3 us.
+PHASE_STEPS = 100
 #: A pause between two handler calls longer than this means the statement ended or waited on
 #: its caller: the deadline starts over. Only a fallback -- SQLite counts steps across every
 #: run of a kept statement, so a stream of short statements never pauses this long, and
@@ -211,7 +226,7 @@ class Guard:
     starts at the handler's next call), and before each slice of a statement they step in
     slices (a listing printed as it is read), so time spent by the caller does not count."""
 
-    __slots__ = ("conn", "path", "seconds", "_start", "_last", "_schema_version")
+    __slots__ = ("conn", "path", "seconds", "_start", "_last", "_end", "_schema_version")
 
     def __init__(self, conn: sqlite3.Connection, path: Path | str, seconds: float) -> None:
         self.conn = conn
@@ -219,10 +234,14 @@ class Guard:
         self.seconds = seconds
         self._start = 0.0
         self._last = _NEVER
+        #: The end of the phase run by :meth:`bounded`, or ``None`` (a deadline per statement).
+        self._end: float | None = None
         self._schema_version: int | None = None
 
     def __call__(self) -> int:
         now = time.monotonic()
+        if self._end is not None:
+            return 1 if now > self._end else 0
         if now - self._last > _IDLE:
             self._start = now
         self._last = now
@@ -237,6 +256,32 @@ class Guard:
     def rearm(self) -> None:
         """Start the deadline over (the next slice of work is timed on its own)."""
         self._last = _NEVER
+
+    @property
+    def expired(self) -> bool:
+        """The phase run by :meth:`bounded` is past its end."""
+        return self._end is not None and time.monotonic() > self._end
+
+    @contextmanager
+    def bounded(self, what: str, hint: str, seconds: float | None = None) -> Iterator[None]:
+        """Run a phase of several statements under one deadline (``seconds``, else
+        :attr:`seconds`) that no pause restarts; past it, fail with one line: ``what`` did
+        not finish within N s (:class:`DeadlineError`, exit 5)."""
+        limit = self.seconds if seconds is None else seconds
+        self._end = time.monotonic() + limit
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if is_interrupted(exc):
+                raise DeadlineError(f"{what} did not finish within {limit:g} s", hint=hint) from None
+            raise
+        finally:
+            self._end = None
+            self.rearm()
+
+    def stop(self) -> None:
+        """Remove the handler: the connection leaves the file (a restored copy handed on)."""
+        self.conn.set_progress_handler(None, 0)
 
     def check(self, *, create: bool = False) -> str | None:
         """:func:`check_schema` (with ``create``: a version-0 file may hold objects of other
@@ -264,6 +309,11 @@ class DeadlineError(DatabaseError):
     """A statement ran past its deadline and was stopped (exit 5, as any unusable database)."""
 
 
+def is_interrupted(exc: BaseException) -> bool:
+    """``exc`` is a statement stopped by the deadline handler (SQLITE_INTERRUPT)."""
+    return isinstance(exc, sqlite3.OperationalError) and "interrupt" in str(exc).lower()
+
+
 def deadline_error(path: Path | str) -> DeadlineError:
     """What a statement stopped by the deadline handler reads as (exit 5)."""
     return DeadlineError(
@@ -279,11 +329,11 @@ def _setconfig(conn: sqlite3.Connection) -> None:
         setconfig(flag, True)
 
 
-def _setlimits(conn: sqlite3.Connection) -> None:
+def _setlimits(conn: sqlite3.Connection, max_length: int) -> None:
     setlimit: Callable[[int, int], int] | None = getattr(conn, "setlimit", None)
     if setlimit is None:  # pragma: no cover - Python 3.10
         return
-    for name, value in _LIMITS.items():
+    for name, value in {**_LIMITS, "SQLITE_LIMIT_LENGTH": max_length}.items():
         category = getattr(sqlite3, name, None)
         if category is not None:
             setlimit(category, value)
@@ -299,16 +349,17 @@ _LIMITS = {
 }
 
 
-def harden(conn: sqlite3.Connection, path: Path | str, *, timeout: float) -> Guard:
+def harden(conn: sqlite3.Connection, path: Path | str, *, timeout: float, max_length: int = MAX_LENGTH,
+           steps: int = PROGRESS_STEPS) -> Guard:
     """Apply rolectl's safety settings to a new connection on ``path`` and return its
-    :class:`Guard` (the deadline handler is installed; the schema is not yet checked)."""
+    :class:`Guard` (the deadline handler is installed; the schema is not yet checked). A
+    backup gets ``max_length=MAX_BACKUP_LENGTH`` and ``steps=PHASE_STEPS``."""
     conn.execute("PRAGMA trusted_schema = OFF")
     _setconfig(conn)
-    _setlimits(conn)
+    _setlimits(conn, max_length)
     guard = Guard(conn, path, deadline_for(timeout))
-    conn.set_progress_handler(guard, PROGRESS_STEPS)
+    conn.set_progress_handler(guard, steps)
     return guard
-
 
 
 class GuardedConnection(sqlite3.Connection):

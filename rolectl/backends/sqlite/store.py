@@ -409,8 +409,12 @@ class Store(StoreBase):
 
 
 def init(path: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> tuple[Store, list[int]]:
-    """Create or migrate a database; the only way a database file comes into being."""
+    """Create or migrate a database; the only way a database file comes into being. Removes
+    what a killed ``restore`` left next to it (:mod:`.scratch`)."""
+    from .scratch import remove_stale
+
     store = Store(path, timeout=timeout, create=True)
+    remove_stale(store.path)
     try:
         applied = store.migrate()
     except BaseException:

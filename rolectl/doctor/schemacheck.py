@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from .findings import ERROR, OK, WARNING, Finding, examples
-from ..backends.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+from ..backends.sqlite.schema import SCHEMA_VERSION, in_memory, statements
 from ..backends.sqlite.store import Store
 
 Column = tuple[str, str, int, Any, int]  # name, type, notnull, default, part of the primary key
@@ -62,12 +62,8 @@ def introspect(conn: sqlite3.Connection) -> Schema:
 @lru_cache(maxsize=4)
 def reference(version: int = SCHEMA_VERSION) -> Schema:
     """The schema migrations 1..``version`` build on an empty database."""
-    conn = sqlite3.connect(":memory:")
+    conn = in_memory(version)
     try:
-        for v in sorted(MIGRATIONS):
-            if v <= version:
-                for statement in MIGRATIONS[v]:
-                    conn.execute(statement)
         return introspect(conn)
     finally:
         conn.close()
@@ -93,12 +89,8 @@ def stored_schema(conn: sqlite3.Connection, schema: str = "main") -> Stored:
 @lru_cache(maxsize=4)
 def reference_stored(version: int = SCHEMA_VERSION) -> Stored:
     """:func:`stored_schema` of what migrations 1..``version`` build."""
-    conn = sqlite3.connect(":memory:")
+    conn = in_memory(version)
     try:
-        for v in sorted(MIGRATIONS):
-            if v <= version:
-                for statement in MIGRATIONS[v]:
-                    conn.execute(statement)
         return stored_schema(conn)
     finally:
         conn.close()
@@ -149,10 +141,8 @@ def recreate_objects(store: Store) -> list[str]:
     with store.transaction() as conn:
         for name in altered:
             conn.execute(f'DROP TRIGGER IF EXISTS "{name}"')
-        for v in sorted(MIGRATIONS):
-            if v <= version:
-                for statement in MIGRATIONS[v]:
-                    conn.execute(statement)
+        for statement in statements(version):
+            conn.execute(statement)
     return altered
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import sqlite3
 
-from ..backends.sqlite.schema import MIGRATIONS
+from ..backends.sqlite.schema import statements
 from ..backends.sqlite.store import Store
 from .schemacheck import altered_triggers, introspect, reference, reference_stored
 
@@ -68,11 +68,10 @@ def _altered_indexes(conn: sqlite3.Connection, version: int) -> list[str]:
 
 
 def _table_statement(table: str, version: int) -> str:
-    for v in sorted(MIGRATIONS):
-        for statement in MIGRATIONS[v] if v <= version else []:
-            match = _CREATE_TABLE.match(statement)
-            if match and match.group(1) == table:
-                return statement
+    for statement in statements(version):
+        match = _CREATE_TABLE.match(statement)
+        if match and match.group(1) == table:
+            return statement
     raise KeyError(table)
 
 
@@ -125,9 +124,8 @@ def repair_objects(store: Store) -> tuple[list[str], list[str]]:
                 done.append(_rebuild(tx, table, version))
             for name in altered_triggers(introspect(tx), version):
                 tx.execute(f"DROP TRIGGER IF EXISTS {_quote(name)}")
-            for v in sorted(MIGRATIONS):
-                for statement in MIGRATIONS[v] if v <= version else []:
-                    tx.execute(statement)
+            for statement in statements(version):
+                tx.execute(statement)
     finally:
         if rebuild:
             conn.execute("PRAGMA foreign_keys = ON")

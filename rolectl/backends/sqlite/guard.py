@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ...errors import DatabaseError
-from .schema import MIGRATIONS, SCHEMA_VERSION
+from .schema import SCHEMA_VERSION, in_memory
 
 __all__ = [
     "BYTES_PER_SECOND", "FINGERPRINTS", "INSPECT_STEPS", "MAX_BACKUP_LENGTH", "MAX_LENGTH", "PHASE_STEPS",
@@ -127,12 +127,8 @@ def fingerprint(rows: list[SchemaRow]) -> str:
 def expected_schema(version: int) -> tuple[SchemaRow, ...]:
     """The schema migrations 1..``version`` build on an empty file, as :func:`read_schema`
     returns it. Built in memory on first use (~5 ms): only a mismatch needs it."""
-    conn = sqlite3.connect(":memory:")
+    conn = in_memory(version)
     try:
-        for v in sorted(MIGRATIONS):
-            if v <= version:
-                for statement in MIGRATIONS[v]:
-                    conn.execute(statement)
         return tuple(read_schema(conn))
     finally:
         conn.close()

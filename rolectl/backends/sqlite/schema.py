@@ -9,6 +9,9 @@ for every change of a user's role, even one made by raw SQL.
 
 from __future__ import annotations
 
+import sqlite3
+from typing import Iterator
+
 # Role-change triggers compare a user's new role with the role the LOG last recorded for them
 # (not with OLD.role). That makes them exactly-once whatever the writer does: a plain UPDATE,
 # an upsert, INSERT OR REPLACE (whose implicit delete fires triggers only when recursive
@@ -173,3 +176,19 @@ ROLE_AND_HEAD_SQL = (
 #: Migration N brings a database from version N-1 to N.
 MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
 SCHEMA_VERSION: int = max(MIGRATIONS)
+
+
+def statements(upto: int = SCHEMA_VERSION) -> Iterator[str]:
+    """Every statement of migrations 1..``upto``, in order. Each is idempotent, so running them
+    all on a database recreates only what is missing."""
+    for version in sorted(MIGRATIONS):
+        if version <= upto:
+            yield from MIGRATIONS[version]
+
+
+def in_memory(version: int = SCHEMA_VERSION) -> sqlite3.Connection:
+    """An empty in-memory database at ``version``: the reference a file's schema is held to."""
+    conn = sqlite3.connect(":memory:")
+    for statement in statements(version):
+        conn.execute(statement)
+    return conn

@@ -1,6 +1,6 @@
 """Attacks on rolectl's time bounds: locks that stall reads, and diagnostics floods that stall following.
 
-The attacker is a database role with a bot's privileges (:func:`make_bot_role`) or, on
+The attacker is a database role made by ``rolectl access bot`` (:func:`make_bot_role`) or, on
 SQLite, a local process of the bot's user. The victims are real processes: the installed
 ``rolectl`` CLI, and a bot (:data:`BOT_SCRIPT`, ``rolectl.connect``) that follows the log.
 Every wait below is a generous deadline on a subprocess; the assertions are the bounds the
@@ -139,16 +139,13 @@ class BotProcess:
 # -- PostgreSQL: the attacker is a bot's database role ---------------------------------------
 
 
-def make_bot_role(admin: Any, name: str) -> None:
-    """A login role with what a bot role has: rows of users and mailboxes, appending to the
-    log, and the diagnostics tables (row level security lets log writers use them)."""
-    for sql in (f"CREATE ROLE {name} LOGIN",
-                f"GRANT SELECT, INSERT, UPDATE, DELETE ON users, mailboxes TO {name}",
-                f"GRANT SELECT, INSERT ON events TO {name}",
-                f"GRANT SELECT ON meta TO {name}",
-                f"GRANT SELECT, INSERT, UPDATE, DELETE ON rolectl_instances, rolectl_requests TO {name}",
-                f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {name}"):
-        admin.execute(sql)
+def make_bot_role(url: str, name: str) -> None:
+    """A login role with exactly a bot's privileges, as ``rolectl access bot NAME`` makes it."""
+    from rolectl.backends.postgres.access import grant_access
+    from rolectl.backends.postgres.store import PgStore
+
+    with PgStore(url) as store:
+        grant_access(store, "bot", name)
 
 
 @pytest.fixture
@@ -159,8 +156,8 @@ def pg(pg_server: Any, pg_db: str) -> Iterator[tuple[str, str, Any]]:
     with _init(url) as repo:
         repo.users.add_admin(1, actor="setup")
     role = f"bot_{pg_db}".lower()
+    make_bot_role(url, role)
     admin = psycopg.connect(url, autocommit=True)
-    make_bot_role(admin, role)
     try:
         yield url, url.replace("postgres@", f"{role}@"), admin
     finally:

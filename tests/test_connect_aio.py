@@ -204,3 +204,22 @@ def test_aclose_leaves_no_descriptor_on_the_database(db_path: Path) -> None:
 
     asyncio.run(main())
     assert sorted(open_fds_on(db)) == before
+
+
+def test_a_thread_that_ends_takes_its_miss_connection_with_it(db_path: Path) -> None:
+    """Tracking every thread's connection for close() must not keep those of threads that
+    are gone: a bot may start a thread per update."""
+    import gc
+
+    from rolectl.backends.sqlite.filefetch import FollowingFetch
+
+    db = db_path.resolve()
+    before = sorted(open_fds_on(db))
+    fetch = FollowingFetch(db)
+    for uid in range(1, 6):
+        thread = threading.Thread(target=fetch, args=(uid,))
+        thread.start()
+        thread.join(60)
+    gc.collect()
+    assert sorted(open_fds_on(db)) == before
+    fetch.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import weakref
 
 from ...errors import DatabaseError
 from ...events import ROLE_USER
@@ -36,9 +37,10 @@ class FollowingFetch:
         self.reconnects = 0
         # Every thread's connection, so close() reaches them all: an asyncio handle reads
         # misses on a pool of worker threads, and each would otherwise keep the database and
-        # its -wal open after the handle is closed.
+        # its -wal open after the handle is closed. Weakly: a thread that ends still takes
+        # its connection with it (a bot may start a thread per update).
         self._lock = threading.Lock()
-        self._all: list[GuardedConnection] = []
+        self._all: weakref.WeakSet[GuardedConnection] = weakref.WeakSet()
 
     def _connection(self, identity: tuple[int, int]) -> GuardedConnection:
         held = getattr(self._local, "held", None)
@@ -58,7 +60,7 @@ class FollowingFetch:
             self._local.held = None
             raise
         with self._lock:
-            self._all.append(conn)
+            self._all.add(conn)
         self._local.held = (identity, conn)
         return conn
 
@@ -90,8 +92,7 @@ class FollowingFetch:
     def _forget(self, conn: GuardedConnection) -> None:
         """Close one connection and stop tracking it."""
         with self._lock:
-            if conn in self._all:
-                self._all.remove(conn)
+            self._all.discard(conn)
         try:
             conn.close()
         except sqlite3.Error:
@@ -101,7 +102,7 @@ class FollowingFetch:
         """Close every thread's connection (none stays open on the file); a later call
         reconnects."""
         with self._lock:
-            conns, self._all = self._all, []
+            conns, self._all = list(self._all), weakref.WeakSet()
         for conn in conns:
             try:
                 conn.close()

@@ -78,8 +78,13 @@ def test_writes_after_a_server_restart(pg_server: Any, pg_db_url: str) -> None:
         roles.add_admin(2, "bob")  # the first write after the restart succeeds
         roles.remove_admin(1)
         assert store_of(roles).reconnects == 1
-        assert roles.get_role(2) == "admin"
-        assert role_in_db(pg_db_url, 1) == "user" and role_in_db(pg_db_url, 2) == "admin"
+        roles.repo.mailboxes.create(50, 2, actor="restartbot")
+        pg_server.restart()
+        roles.transfer(50, 3)  # transfers too
+        assert store_of(roles).reconnects == 2
+        assert role_in_db(pg_db_url, 3) == "admin" and role_in_db(pg_db_url, 2) == "user"
+        assert roles.get_role(3) == "admin" and roles.get_role(2) == "user"
+        assert role_in_db(pg_db_url, 1) == "user"
         assert admin_events(pg_db_url, 2) == 1
 
 

@@ -208,3 +208,36 @@ def test_a_lost_commit_answer_with_no_server_to_ask_is_unknown(pg_server: Any, p
         assert role_in_db(pg_db_url, 9) == "admin" and admin_events(pg_db_url, 9) == 1
         roles.add_admin(10)  # the handle writes again once the server is back
         assert role_in_db(pg_db_url, 10) == "admin"
+
+
+# -- a batch's staged rows live on one connection -------------------------------------------------
+
+
+def test_a_batch_whose_connection_dies_after_staging_is_not_applied(pg_server: Any, pg_db_url: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``apply`` stages its rows in temporary tables, then writes them in a transaction: a
+    connection replaced in between would have none of them. The store does not swap it
+    under the batch: the batch fails as not applied, and the next call reconnects."""
+    from rolectl.repository.batch import apply as batch_apply
+    from rolectl.repository.batch.applyfile import parse_changes
+
+    real_stage = batch_apply._stage
+    cut: list[int] = []
+
+    def stage_then_cut(conn: Any, q: Any, plan: Any) -> None:
+        real_stage(conn, q, plan)
+        if not cut:
+            cut.append(conn.info.backend_pid)
+            terminate(pg_server, cut[0])
+
+    monkeypatch.setattr(batch_apply, "_stage", stage_then_cut)
+    ops = parse_changes(["add-admin,11", "add-admin,12"])
+    with Repository.open(pg_db_url) as repo:
+        with pytest.raises(DatabaseError) as caught:
+            batch_apply.apply_changes(repo, ops, actor="batch")
+        assert cut
+        assert "does not exist" not in caught.value.message  # not a staged table gone missing
+        assert "lost the connection" in caught.value.message
+        assert role_in_db(pg_db_url, 11) is None and admin_events(pg_db_url, 11) == 0
+        batch_apply.apply_changes(repo, ops, actor="batch")  # the next call reconnects
+        assert role_in_db(pg_db_url, 11) == "admin" and admin_events(pg_db_url, 11) == 1

@@ -319,6 +319,21 @@ class PgStore(StoreBase):
                 raise self.translate(exc) from exc
 
     @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """No transparent reconnect until this ends (see :class:`StoreBase.pinned`): a call
+        that finds the connection broken meanwhile fails, and the next call after it
+        reconnects (as does this one, at its start). Other threads' calls are not held up;
+        they only do not reconnect meanwhile."""
+        with self._lock:
+            self._ready()  # a connection known to be gone is replaced before the work starts
+            self._pinned += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._pinned -= 1
+
+    @contextmanager
     def session(self) -> Iterator["psycopg.Connection[Any]"]:
         """The connection, outside any transaction, for work on its own temporary tables (a
         batch's staged rows): they are this session's alone, so that takes no writer lock."""

@@ -35,9 +35,9 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
-from ...errors import DatabaseError, InvalidInputError, OutcomeUnknownError, RolectlError
+from ...errors import DatabaseError, InvalidInputError, RolectlError
 from ..storebase import StoreBase, resolve_timeout, resolve_write_timeout
-from . import schema
+from . import schema, settle
 from .backoff import delays
 from .connection import bounds, connect, describe, driver, is_timeout, ms, translate
 from .queries import QUERIES
@@ -78,8 +78,9 @@ class PgStore(StoreBase):
         self._write_bound = f"SET LOCAL lock_timeout = {ms(self.write_timeout)}; "
         #: Connections replaced after one broke (see the module docstring).
         self.reconnects = 0
-        #: Depth of :meth:`session` calls: their temporary tables live on one connection, so
-        #: inside one a broken connection is an error, never a silent switch to a new one.
+        #: Depth of :meth:`pinned` and :meth:`session` calls: their temporary tables live on
+        #: one connection, so inside one a broken connection is an error, never a silent
+        #: switch to a new one.
         self._pinned = 0
         self._create = create
         self.conn: psycopg.Connection[Any] = self._open()
@@ -87,9 +88,18 @@ class PgStore(StoreBase):
         self.role: str = self.conn.info.user
 
     def _open(self) -> "psycopg.Connection[Any]":
-        """A new connection with this store's bounds, at rolectl's schema version."""
-        conn = connect(self.conninfo, timeout=self.timeout,
+        """A new connection at rolectl's schema version (a connection error or a wrong
+        version raises)."""
+        return self._checked(self._connect())
+
+    def _connect(self) -> "psycopg.Connection[Any]":
+        """A new connection with this store's bounds."""
+        return connect(self.conninfo, timeout=self.timeout,
                        options=bounds(self.timeout, statement_bound(self.timeout, self.write_timeout)))
+
+    def _checked(self, conn: "psycopg.Connection[Any]") -> "psycopg.Connection[Any]":
+        """``conn`` if the database is at rolectl's schema version (``init`` excepted); else
+        it is closed and the version check raises."""
         try:
             if not self._create:
                 schema.check_version(conn, where=f"database {self.path}")
@@ -121,23 +131,16 @@ class PgStore(StoreBase):
                 raise failure
             time.sleep(wait)
             try:
-                conn = connect(self.conninfo, timeout=self.timeout,
-                               options=bounds(self.timeout, statement_bound(self.timeout, self.write_timeout)))
+                conn = self._connect()
             except DatabaseError as exc:
                 failure = exc
                 continue
-            try:
-                if not self._create:
-                    schema.check_version(conn, where=f"database {self.path}")
-            except BaseException:
-                conn.close()
-                raise
-            self.conn = conn
+            self.conn = self._checked(conn)
             self.reconnects += 1
             return
 
     def _ready(self) -> None:
-        """Reconnect first if the connection is known to be gone (not inside a session)."""
+        """Reconnect first if the connection is known to be gone (not while pinned)."""
         if self._pinned == 0 and self.broken:
             try:
                 self.reconnect()
@@ -260,34 +263,16 @@ class PgStore(StoreBase):
 
     def _settle(self, xid: int, exc: BaseException) -> None:
         """The connection broke after COMMIT was sent: ask the server, on a new connection,
-        what became of transaction ``xid``. Returns if it committed; raises otherwise."""
-        lost = self.translate(exc)
-        unknown = OutcomeUnknownError(
-            f"lost the connection to PostgreSQL {self.path} while the change committed; it may or may "
-            f"not have been applied ({lost.message})",
-            hint="check `rolectl events` (or `rolectl user ID`) before retrying the change")
+        what became of transaction ``xid`` (:mod:`.settle`). Returns if it committed; raises
+        otherwise."""
         try:
             self.reconnect()
-            status = self._txid_status(xid, time.monotonic() + self.timeout)
+            status = settle.txid_status(self.conn, xid, time.monotonic() + self.timeout)
         except (self._pg.Error, DatabaseError):
-            raise unknown from exc
-        if status == "committed":
-            return
-        if status == "aborted":
-            raise DatabaseError(f"the change was not applied: the connection to PostgreSQL {self.path} was lost "
-                                "while it committed, and the server rolled it back", hint="retry it") from exc
-        raise unknown from exc
-
-    def _txid_status(self, xid: int, deadline: float) -> str | None:
-        """``txid_status(xid)`` once the transaction is no longer in progress (its session may
-        still be ending), or until ``deadline``: committed, aborted, in progress, or None
-        (an id this server does not know)."""
-        while True:
-            row = self.conn.execute("SELECT txid_status(%s)", (xid,)).fetchone()
-            status = None if row is None or row[0] is None else str(row[0])
-            if status != "in progress" or time.monotonic() > deadline:
-                return status
-            time.sleep(0.05)
+            status = None  # no server to ask within the timeout
+        error = settle.outcome(status, self.path, self.translate(exc).message)
+        if error is not None:
+            raise error from exc
 
     def _rollback(self) -> None:
         """End a failed transaction; a dead connection has nothing to roll back."""

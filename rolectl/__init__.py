@@ -34,6 +34,7 @@ _LAZY: dict[str, str] = {
     "ConflictError": "rolectl.errors",
     "DatabaseError": "rolectl.errors",
     "CacheFaultError": "rolectl.errors",
+    "OutcomeUnknownError": "rolectl.errors",
 }
 _SUBMODULES = ("aio",)
 

@@ -47,6 +47,14 @@ class DatabaseError(RolectlError):
     exit_code = 5
 
 
+class OutcomeUnknownError(DatabaseError):
+    """A change whose COMMIT was sent to PostgreSQL but whose answer was lost with the
+    connection, and whose fate could not be learned afterwards (exit 8): it may or may not
+    have been applied, so it is never retried silently; the log (``rolectl events``) tells."""
+
+    exit_code = 8
+
+
 class NotAppliedError(RolectlError):
     """``cache evict|flush``: recorded in the log, but not every running instance confirmed
     it within ``--wait`` (exit 7); the message names the ones that did not, and why."""
@@ -71,5 +79,7 @@ EXIT_CODES: dict[int, str] = {
        "rolectl's, a statement past its deadline, or (copy) a source log with holes or a forged head",
     6: "`doctor`: at least one error-level finding",
     7: "`cache evict|flush`: recorded, but not every running instance confirmed it (unresponsive, bad reply, lagging)",
+    8: "PostgreSQL: the connection was lost while a change committed and rolectl could not learn whether it was "
+       "applied; `rolectl events` tells",
     130: "interrupted (Ctrl-C)",
 }

@@ -106,14 +106,23 @@ class PgServer:
             hba.write_text(f"local all {PASSWORD_USER} scram-sha-256\nhost all {PASSWORD_USER} 127.0.0.1/32 "
                            "scram-sha-256\n" + hba.read_text()
                            + (f"host all all {self.trust_net} trust\n" if self.trust_net else ""))
+        self.resume()
+        self.admin_sql(f"CREATE ROLE {PASSWORD_USER} LOGIN SUPERUSER PASSWORD '{PASSWORD}'")
+        return self
+
+    def resume(self) -> None:
+        """Start the cluster (again, after :meth:`halt`), waiting until it accepts connections."""
         listen = self.tcp_host if self.tcp_port else ""
         port = self.tcp_port or PORT
         options = (f"-c listen_addresses='{listen}' -c unix_socket_directories='{self.socket_dir}' -c port={port} "
                    "-c fsync=off -c max_connections=200")
         self._run("pg_ctl", "start", "-D", str(self.data), "-w", "-t", "60", "-l", str(self.log), "-o", options)
         self.pid = self._postmaster_pid()
-        self.admin_sql(f"CREATE ROLE {PASSWORD_USER} LOGIN SUPERUSER PASSWORD '{PASSWORD}'")
-        return self
+
+    def halt(self) -> None:
+        """``pg_ctl stop -m fast``: every connection is cut and the server stays down, its
+        data kept, until :meth:`resume` (an outage)."""
+        self._run("pg_ctl", "stop", "-D", str(self.data), "-w", "-t", "60", "-m", "fast")
 
     def _postmaster_pid(self) -> int | None:
         try:

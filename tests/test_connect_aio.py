@@ -5,6 +5,7 @@ The tests taking ``any_db`` run the same bot code on SQLite and on PostgreSQL.""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from pathlib import Path
 
@@ -163,3 +164,62 @@ def test_sync_close_after_the_loop_is_gone(any_db: str) -> None:
 def test_top_level_async_names() -> None:
     assert rolectl.AsyncRoles is rolectl.aio.AsyncRoles
     assert rolectl.aio.connect is not rolectl.connect
+
+
+def open_fds_on(db: Path) -> list[str]:
+    """This process's descriptors on the database file or its ``-wal``/``-shm``."""
+    names = {str(db), f"{db}-wal", f"{db}-shm"}
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed while listing
+        if target in names:
+            found.append(target)
+    return found
+
+
+def test_aclose_leaves_no_descriptor_on_the_database(db_path: Path) -> None:
+    """Misses read on many worker threads, each with a connection of its own: closing the
+    handle closes all of them, not just the closing thread's."""
+    db = db_path.resolve()
+    before = sorted(open_fds_on(db))
+
+    async def main() -> None:
+        roles = await rolectl.aio.connect(db, name="fdbot")
+
+        def miss(uid: int) -> None:
+            assert roles.cache.get_role(uid) == "user"
+
+        threads = [threading.Thread(target=miss, args=(1000 + i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        # and misses on the loop's own worker threads
+        assert await asyncio.gather(*(roles.get_role(2000 + i) for i in range(8))) == ["user"] * 8
+        assert len(open_fds_on(db)) > len(before)
+        await roles.aclose()
+
+    asyncio.run(main())
+    assert sorted(open_fds_on(db)) == before
+
+
+def test_a_thread_that_ends_takes_its_miss_connection_with_it(db_path: Path) -> None:
+    """Tracking every thread's connection for close() must not keep those of threads that
+    are gone: a bot may start a thread per update."""
+    import gc
+
+    from rolectl.backends.sqlite.filefetch import FollowingFetch
+
+    db = db_path.resolve()
+    before = sorted(open_fds_on(db))
+    fetch = FollowingFetch(db)
+    for uid in range(1, 6):
+        thread = threading.Thread(target=fetch, args=(uid,))
+        thread.start()
+        thread.join(60)
+    gc.collect()
+    assert sorted(open_fds_on(db)) == before
+    fetch.close()

@@ -9,7 +9,8 @@ for the writer lock), and so are closing, ``with`` and the log's identity.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:  # typing.Self is Python 3.11+; annotations are never evaluated at run time
     from typing_extensions import Self
@@ -61,6 +62,13 @@ class StoreBase:
         """The log's random id (``meta.log_id``): another one means another database."""
         rows = self.query("SELECT value FROM meta WHERE key = 'log_id'")
         return str(rows[0][0]) if rows else ""
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Work that keeps state on the connection across calls (a batch's staged temporary
+        tables): a store that replaces a broken connection (PostgreSQL) must not do so in
+        the middle of it. SQLite's connection is never replaced: nothing to do."""
+        yield
 
     def close(self) -> None:
         self.conn.close()

@@ -42,6 +42,7 @@ from ... import __version__
 from ...cache.answers import Answers
 from ...cache.liveness import own_identity
 from ...errors import RolectlError
+from .backoff import BACKOFF_FIRST, grow
 from .connection import connect, driver, translate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,8 +59,6 @@ HEARTBEAT = 2.0
 DEAD_AFTER = 10.0
 #: Request rows older than this (a client that gave up or died) are removed by their instance.
 SWEEP_AFTER = 60.0
-#: Reconnect backoff of :class:`AgentThread`, as for the follower.
-BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 #: Requests answered per round (``rolectl stats`` asks each instance once); the rest of what
 #: is open is answered :data:`BUSY` in the same round.
 MAX_PER_ROUND = 16
@@ -317,7 +316,7 @@ class AgentThread:
                 if self.conn is not None:
                     self.conn.close()
                     self.conn = None
-                wait, self.backoff = self.backoff, min(self.backoff * 2, BACKOFF_MAX)
+                wait, self.backoff = self.backoff, grow(self.backoff)
                 self._stop.wait(wait)
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ One dedicated autocommit connection per follower (one per process for a bot):
 3. **A safety poll** every ``safety_interval`` seconds reads anyway: a connection that died
    silently (a NAT or load balancer dropping it) is noticed, and TCP keepalives plus
    ``tcp_user_timeout`` bound how long a read on a dead link can block.
-4. **Reconnect with backoff** from 0.1 s doubling to 5 s; every reconnect LISTENs, then
+4. **Reconnect with backoff** from 0.1 s doubling to 5 s (:mod:`.backoff`); every reconnect LISTENs, then
    catches up and checks identity (:mod:`.logreader`): a recreated database, a restore or a
    stale replica resets the cache; a gap (a rollback, a crash) does not.
 
@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ...cache.followcore import DEFAULT, FollowCore, first_catch_up
 from ...errors import RolectlError
 from .agent import REQUESTS, AgentThread, InstanceAgent
+from .backoff import BACKOFF_FIRST, grow
 from .connection import bounds
 from .logreader import PgLogReader
 
@@ -50,8 +51,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("rolectl.follower")
 
-#: Reconnect backoff: first wait and the longest wait, in seconds.
-BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
+__all__ = ["READ_BLOCK_LIMIT", "PgFollower"]
+
 #: Longest a read on a dead link (``tcp_user_timeout``) or a statement held up by a lock
 #: (``lock_timeout``, ``statement_timeout``) may block the follower: the staleness bound is
 #: enforced between reads, so it is at most this late.
@@ -259,7 +260,7 @@ class PgFollower:
 
     def next_backoff(self) -> float:
         """How long to wait before reconnecting: 0.1 s, doubling up to 5 s, reset by success."""
-        wait, self.backoff = self.backoff, min(self.backoff * 2, BACKOFF_MAX)
+        wait, self.backoff = self.backoff, grow(self.backoff)
         return wait
 
     def _wait(self, timeout: float) -> set[str]:

@@ -12,17 +12,33 @@ waiting for the writer lock or a row lock (``lock_timeout`` again, the write wai
 command never hangs on a server that is down or a session that holds a lock. Every statement
 also runs at most :func:`statement_bound` seconds (``statement_timeout``): generous, because
 a batch's set-based statements legitimately take seconds, but never unbounded.
+
+A connection that breaks (a server restart, ``pg_terminate_backend``, a network outage) is
+replaced on the next call: the first attempt at once, then the follower's backoff
+(:mod:`.backoff`), for at most ``--timeout``. What a broken connection means for a call:
+
+* a read (``query``, the start of a snapshot or a listing) is retried once on the new one;
+* a change that broke before its COMMIT was sent was not applied: its transaction start is
+  retried once (nothing was written yet), anything later says "not applied" (exit 5) and the
+  caller may retry it;
+* a change whose COMMIT was sent but whose answer was lost is settled from the server's own
+  record: the transaction id, read in the message that began the transaction, is looked up
+  with ``txid_status()`` after reconnecting. Committed: the call returns as if nothing
+  happened; aborted: "not applied" (exit 5); unknown (no server within the timeout):
+  :class:`~rolectl.errors.OutcomeUnknownError` (exit 8). A change is never retried silently.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ...errors import DatabaseError, InvalidInputError, RolectlError
 from ..storebase import StoreBase, resolve_timeout, resolve_write_timeout
-from . import schema
+from . import schema, settle
+from .backoff import delays
 from .connection import bounds, connect, describe, driver, is_timeout, ms, translate
 from .queries import QUERIES
 
@@ -60,17 +76,87 @@ class PgStore(StoreBase):
         #: read waits ``timeout`` (the session's lock_timeout). 0 is "do not wait" (1 ms), never
         #: PostgreSQL's "no limit".
         self._write_bound = f"SET LOCAL lock_timeout = {ms(self.write_timeout)}; "
-        self.conn: psycopg.Connection[Any] = connect(
-            conninfo, timeout=self.timeout,
-            options=bounds(self.timeout, statement_bound(self.timeout, self.write_timeout)))
+        #: Connections replaced after one broke (see the module docstring).
+        self.reconnects = 0
+        #: Depth of :meth:`pinned` and :meth:`session` calls: their temporary tables live on
+        #: one connection, so inside one a broken connection is an error, never a silent
+        #: switch to a new one.
+        self._pinned = 0
+        self._create = create
+        self.conn: psycopg.Connection[Any] = self._open()
         #: The database role this store writes as (messages name it).
         self.role: str = self.conn.info.user
+
+    def _open(self) -> "psycopg.Connection[Any]":
+        """A new connection at rolectl's schema version (a connection error or a wrong
+        version raises)."""
+        return self._checked(self._connect())
+
+    def _connect(self) -> "psycopg.Connection[Any]":
+        """A new connection with this store's bounds."""
+        return connect(self.conninfo, timeout=self.timeout,
+                       options=bounds(self.timeout, statement_bound(self.timeout, self.write_timeout)))
+
+    def _checked(self, conn: "psycopg.Connection[Any]") -> "psycopg.Connection[Any]":
+        """``conn`` if the database is at rolectl's schema version (``init`` excepted); else
+        it is closed and the version check raises."""
         try:
-            if not create:
-                schema.check_version(self.conn, where=f"database {self.path}")
+            if not self._create:
+                schema.check_version(conn, where=f"database {self.path}")
         except BaseException:
-            self.conn.close()
+            conn.close()
             raise
+        return conn
+
+    # -- a broken connection ------------------------------------------------------------
+
+    @property
+    def broken(self) -> bool:
+        """Whether the connection is gone (closed by the server, the network or a close())."""
+        return bool(self.conn.closed)
+
+    def reconnect(self) -> None:
+        """Replace the connection: the first attempt at once, then the backoff, for at most
+        ``timeout`` seconds in all (each attempt bounded by it too). Raises the last
+        connection error if the server did not come back in time; a database that is no
+        longer at rolectl's schema version fails at once."""
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is dropped anyway
+            pass
+        deadline = time.monotonic() + self.timeout
+        failure: DatabaseError | None = None
+        for wait in delays():
+            if failure is not None and time.monotonic() + wait > deadline:
+                raise failure
+            time.sleep(wait)
+            try:
+                conn = self._connect()
+            except DatabaseError as exc:
+                failure = exc
+                continue
+            self.conn = self._checked(conn)
+            self.reconnects += 1
+            return
+
+    def _ready(self) -> None:
+        """Reconnect first if the connection is known to be gone (not while pinned)."""
+        if self._pinned == 0 and self.broken:
+            try:
+                self.reconnect()
+            except self._pg.Error as exc:
+                raise self.translate(exc) from exc
+
+    def _retry(self, exc: BaseException) -> bool:
+        """After ``exc``: whether the connection broke and was replaced, so a call that sent
+        nothing that could have changed data may run again (once)."""
+        if self._pinned or not self.broken:
+            return False
+        try:
+            self.reconnect()
+        except (DatabaseError, self._pg.Error):
+            return False  # the caller reports ``exc``; the next call tries again
+        return True
 
     # -- errors --------------------------------------------------------------------------
 
@@ -120,14 +206,15 @@ class PgStore(StoreBase):
         lock, so writers are serialized and commit in seq order). ``actor`` names who the
         role triggers record for changes the caller lets them log.
 
-        BEGIN and the lock go to the server as one message (a parameterless query may hold
-        several statements), so a single change costs one round trip less than psycopg's
-        own ``transaction()`` would: the write path is benchmarked against a raw
-        transaction."""
+        BEGIN, the lock and the transaction id go to the server as one message (a
+        parameterless query may hold several statements), so a single change costs one round
+        trip less than psycopg's own ``transaction()`` would: the write path is benchmarked
+        against a raw transaction. The id is what settles a COMMIT whose answer was lost (see
+        the module docstring)."""
         with self._lock:
+            xid = self._begin()
             conn = self.conn
             try:
-                conn.execute(f"BEGIN; {self._write_bound}{schema.LOCK_SQL}")
                 if actor is not None:
                     conn.execute("SELECT set_config('rolectl.actor', %s, true)", (actor,))
                 try:
@@ -135,10 +222,57 @@ class PgStore(StoreBase):
                 except BaseException:
                     self._rollback()
                     raise
-                conn.execute("COMMIT")
             except self._pg.Error as exc:
                 self._rollback()
-                raise self.translate(exc) from exc
+                raise self._not_applied(exc) from exc
+            try:
+                conn.execute("COMMIT")
+            except self._pg.Error as exc:
+                if not self.broken:  # the server answered: it refused the COMMIT
+                    self._rollback()
+                    raise self.translate(exc) from exc
+                self._settle(xid, exc)
+
+    def _begin(self) -> int:
+        """Start a write transaction holding the writer lock; its transaction id. Nothing is
+        written yet, so a connection found broken here is replaced and the start retried once."""
+        self._ready()
+        for attempt in (1, 2):
+            conn = self.conn
+            try:
+                cursor = conn.execute(f"BEGIN; {self._write_bound}{schema.LOCK_SQL}; SELECT txid_current()")
+                while cursor.nextset():
+                    pass
+                row = cursor.fetchone()
+                return int(row[0]) if row is not None else 0
+            except self._pg.Error as exc:
+                self._rollback()
+                if attempt == 1 and self._retry(exc):
+                    continue
+                raise self._not_applied(exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _not_applied(self, exc: BaseException) -> RolectlError:
+        """A change that failed before its COMMIT was sent: the translated error, saying so
+        when the connection broke (the next call reconnects)."""
+        error = self.translate(exc)
+        if self.broken and isinstance(error, DatabaseError):
+            return DatabaseError(f"the change was not applied: {error.message}",
+                                 hint="retry it; rolectl reconnects on the next call")
+        return error
+
+    def _settle(self, xid: int, exc: BaseException) -> None:
+        """The connection broke after COMMIT was sent: ask the server, on a new connection,
+        what became of transaction ``xid`` (:mod:`.settle`). Returns if it committed; raises
+        otherwise."""
+        try:
+            self.reconnect()
+            status = settle.txid_status(self.conn, xid, time.monotonic() + self.timeout)
+        except (self._pg.Error, DatabaseError):
+            status = None  # no server to ask within the timeout
+        error = settle.outcome(status, self.path, self.translate(exc).message)
+        if error is not None:
+            raise error from exc
 
     def _rollback(self) -> None:
         """End a failed transaction; a dead connection has nothing to roll back."""
@@ -150,11 +284,18 @@ class PgStore(StoreBase):
 
     @contextmanager
     def snapshot(self) -> Iterator["psycopg.Connection[Any]"]:
-        """A read-only transaction: every query inside sees one consistent state."""
+        """A read-only transaction: every query inside sees one consistent state. Its start
+        is retried once on a new connection if the old one broke."""
         with self._lock:
-            conn = self.conn
+            self._ready()
             try:
-                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                try:
+                    self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                except self._pg.Error as exc:
+                    if not self._retry(exc):
+                        raise
+                    self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                conn = self.conn
                 try:
                     yield conn
                 finally:
@@ -163,19 +304,45 @@ class PgStore(StoreBase):
                 raise self.translate(exc) from exc
 
     @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """No transparent reconnect until this ends (see :class:`StoreBase.pinned`): a call
+        that finds the connection broken meanwhile fails, and the next call after it
+        reconnects (as does this one, at its start). Other threads' calls are not held up;
+        they only do not reconnect meanwhile."""
+        with self._lock:
+            self._ready()  # a connection known to be gone is replaced before the work starts
+            self._pinned += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._pinned -= 1
+
+    @contextmanager
     def session(self) -> Iterator["psycopg.Connection[Any]"]:
         """The connection, outside any transaction, for work on its own temporary tables (a
         batch's staged rows): they are this session's alone, so that takes no writer lock."""
         with self._lock:
+            self._ready()
+            self._pinned += 1
             try:
                 yield self.conn
             except self._pg.Error as exc:
                 raise self.translate(exc) from exc
+            finally:
+                self._pinned -= 1
 
     def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read (autocommit); retried once on a new connection if the old one broke."""
         with self._lock:
+            self._ready()
             try:
-                return self.conn.execute(sql, params).fetchall()
+                try:
+                    return self.conn.execute(sql, params).fetchall()
+                except self._pg.Error as exc:
+                    if not self._retry(exc):
+                        raise
+                    return self.conn.execute(sql, params).fetchall()
             except self._pg.Error as exc:
                 raise self.translate(exc) from exc
 
@@ -183,6 +350,7 @@ class PgStore(StoreBase):
         """Rows as the server sends them, through a server-side cursor in one read-only
         snapshot: listings of millions of rows start at once and hold a few hundred rows."""
         with self._lock:
+            self._ready()
             conn = self.conn
             try:
                 with conn.transaction():

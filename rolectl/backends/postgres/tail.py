@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 from ..sqlite.tail import Item, Restart, Trouble
 from ...errors import DatabaseError
-from .follower import BACKOFF_FIRST, BACKOFF_MAX
+from .backoff import BACKOFF_FIRST, grow
 from .logreader import Anchor, PgLogReader
 
 
@@ -74,6 +74,6 @@ def follow(conninfo: str, after: int, *, stop: threading.Event | None = None, sa
                     last_trouble = str(exc)
                     yield Trouble(last_trouble)
                 stop.wait(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                backoff = grow(backoff)
     finally:
         reader.close()

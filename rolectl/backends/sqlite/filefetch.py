@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import weakref
 
 from ...errors import DatabaseError
 from ...events import ROLE_USER
@@ -34,6 +35,12 @@ class FollowingFetch:
         self.retries = retries
         self._local = threading.local()
         self.reconnects = 0
+        # Every thread's connection, so close() reaches them all: an asyncio handle reads
+        # misses on a pool of worker threads, and each would otherwise keep the database and
+        # its -wal open after the handle is closed. Weakly: a thread that ends still takes
+        # its connection with it (a bot may start a thread per update).
+        self._lock = threading.Lock()
+        self._all: weakref.WeakSet[GuardedConnection] = weakref.WeakSet()
 
     def _connection(self, identity: tuple[int, int]) -> GuardedConnection:
         held = getattr(self._local, "held", None)
@@ -41,7 +48,8 @@ class FollowingFetch:
             conn: GuardedConnection = held[1]
             return conn
         if held is not None:
-            held[1].close()
+            self._local.held = None
+            self._forget(held[1])
             self.reconnects += 1
         try:
             conn = read_connection(self.path, self.timeout)()
@@ -51,6 +59,8 @@ class FollowingFetch:
         except BaseException:
             self._local.held = None
             raise
+        with self._lock:
+            self._all.add(conn)
         self._local.held = (identity, conn)
         return conn
 
@@ -77,11 +87,25 @@ class FollowingFetch:
         held = getattr(self._local, "held", None)
         self._local.held = None
         if held is not None:
-            try:
-                held[1].close()
-            except sqlite3.Error:
-                pass
+            self._forget(held[1])
+
+    def _forget(self, conn: GuardedConnection) -> None:
+        """Close one connection and stop tracking it."""
+        with self._lock:
+            self._all.discard(conn)
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
 
     def close(self) -> None:
-        """Close this thread's connection (other threads' close when they exit)."""
-        self._drop()
+        """Close every thread's connection (none stays open on the file); a later call
+        reconnects."""
+        with self._lock:
+            conns, self._all = list(self._all), weakref.WeakSet()
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()

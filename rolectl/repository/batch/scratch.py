@@ -17,11 +17,12 @@ def scratch_tables(store: "AnyStore", *tables: "Scratch") -> Iterator[None]:
     """Drop ``tables`` (those that exist) on the way out. When the batch failed, a failure to
     drop them (a connection that is gone) does not hide why: the tables are the connection's
     own and go with it."""
-    try:
-        yield
-    except BaseException:
-        with suppress(RolectlError), store.session() as conn:
+    with store.pinned():  # the tables live on this connection: it is never swapped under them
+        try:
+            yield
+        except BaseException:
+            with suppress(RolectlError), store.session() as conn:
+                store.queries.unstage(conn, *tables)
+            raise
+        with store.session() as conn:
             store.queries.unstage(conn, *tables)
-        raise
-    with store.session() as conn:
-        store.queries.unstage(conn, *tables)

@@ -349,3 +349,58 @@ def test_repr_and_close_in_the_child(any_db: str, kind: str) -> None:
             assert [i.pid for i in registered(any_db)] == [os.getpid()]
     finally:
         roles.close()
+
+
+def test_inherited_loop_callbacks_touch_nothing_in_the_child(any_db: str) -> None:
+    """A fork inside the running loop copies the in-loop follower's reader and timer
+    callbacks: should the child's copy of the loop ever run them, they must read nothing
+    through the parent's connection nor take the parent's wake-ups (and must not remove the
+    reader from the epoll instance the two processes share). The callbacks are called
+    directly in the child, with the follower's reads spied on."""
+    from rolectl.backends.postgres.follower import PgFollower
+    from rolectl.cache.followcore import FollowCore
+
+    async def main() -> None:
+        async with rolectl.aio.connect(any_db, name="parent") as roles:
+            await roles.add_admin(5)
+
+            def body(go: Callable[[], None]) -> Report:
+                go()
+                touched: list[str] = []
+
+                def spy(cls: Any, name: str) -> None:
+                    real = getattr(cls, name)
+
+                    def wrapper(*args: Any, **kwargs: Any) -> Any:
+                        touched.append(name)
+                        return real(*args, **kwargs)
+
+                    setattr(cls, name, wrapper)  # in the child only
+
+                for cls, name in ((FollowCore, "check"), (FollowCore, "catch_up"),
+                                  (PgFollower, "readable"), (PgFollower, "socket"), (PgFollower, "catch_up")):
+                    spy(cls, name)
+                follower: Any = roles.follower
+                follower._on_readable()
+                if hasattr(follower, "_tick"):
+                    follower._tick()
+                else:
+                    follower._watch()
+                    follower._run_round(set())
+                return {"touched": sorted(set(touched))}
+
+            child = Child(body)
+            await asyncio.to_thread(revoke_or_add, any_db, 6)  # something to read, and a wake-up
+            child.go()
+            assert await asyncio.to_thread(child.report) == {"touched": []}
+            deadline = time.monotonic() + 30
+            while await roles.get_role(6) != "admin" and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert await roles.get_role(6) == "admin"
+
+    asyncio.run(main())
+
+
+def revoke_or_add(db: str, user_id: int) -> None:
+    with Repository.open(db) as repo:
+        repo.users.add_admin(user_id, actor="other")

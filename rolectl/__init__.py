@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "NotFoundError": "rolectl.errors",
     "ConflictError": "rolectl.errors",
     "DatabaseError": "rolectl.errors",
+    "ForkedError": "rolectl.errors",
     "CacheFaultError": "rolectl.errors",
     "OutcomeUnknownError": "rolectl.errors",
 }
@@ -53,6 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover - what static checkers see; nothing is imp
     from .errors import CacheFaultError as CacheFaultError
     from .errors import ConflictError as ConflictError
     from .errors import DatabaseError as DatabaseError
+    from .errors import ForkedError as ForkedError
     from .errors import InvalidInputError as InvalidInputError
     from .errors import NotFoundError as NotFoundError
     from .errors import RolectlError as RolectlError

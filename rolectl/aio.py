@@ -86,10 +86,12 @@ class AsyncRoles(_Handle):
         """The user's role: a hit answers in the loop, a miss reads in a worker thread (and
         shares one read with concurrent misses). Raises
         :class:`~rolectl.errors.DatabaseError` when it cannot be read (never a guess)."""
+        if self._forked:  # refused here: a worker thread of the parent's loop may not exist
+            raise self._forked_error()
         return await self.cache.aget_role(user_id)
 
     async def is_admin(self, user_id: int) -> bool:
-        return await self.cache.aget_role(user_id) == "admin"
+        return await self.get_role(user_id) == "admin"
 
     async def sync(self) -> int:
         """Catch up with the log now (normally the follower does it); returns events applied."""

@@ -55,6 +55,12 @@ class OutcomeUnknownError(DatabaseError):
     exit_code = 8
 
 
+class ForkedError(DatabaseError):
+    """A handle used in a child process of the one that opened it (``fork`` after
+    ``rolectl.connect``): its connections and follower belong to the parent, so every call
+    is refused rather than answered from a cache that no longer follows the log (exit 5)."""
+
+
 class NotAppliedError(RolectlError):
     """``cache evict|flush``: recorded in the log, but not every running instance confirmed
     it within ``--wait`` (exit 7); the message names the ones that did not, and why."""

@@ -18,8 +18,9 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import forks
 from .backends import open_backend
-from .errors import InvalidInputError, RolectlError
+from .errors import ForkedError, InvalidInputError, RolectlError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .backends.postgres.backend import PostgresBackend
@@ -75,6 +76,8 @@ class _Handle:
         self._lock = threading.Lock()
         self._closed = False
         self._opened = False
+        self._pid = os.getpid()
+        self._forked = False  # set in a child process forked after this handle was opened
         self._undo: list[Callable[[], None]] = []  # run in reverse order by close()
         self.repo: Repository = self.backend.repository()  # fails here on a missing database
         self._undo.append(self.repo.close)
@@ -82,12 +85,39 @@ class _Handle:
         self._undo.append(self._fetch.close)
         self.cache: RoleCache = RoleCache(self._fetch, maxsize=maxsize, name=self.name)
         self.registration: Registration | PgRegistration | None = None
+        forks.track(self)
 
     @property
     def closed(self) -> bool:
         return self._closed
 
+    def _forked_error(self) -> ForkedError:
+        return ForkedError(
+            f"the rolectl handle {self.name!r} was opened in process {self._pid}, before a fork; "
+            f"this process ({os.getpid()}) cannot use it",
+            hint="connect after forking: call rolectl.connect in the worker, e.g. in gunicorn's post_fork hook")
+
+    def _refuse_lookup(self, user_id: int) -> Any:
+        raise self._forked_error()
+
+    def _after_fork_in_child(self) -> list[object]:
+        """Refuse every call from now on (see :mod:`rolectl.forks`); return what was
+        inherited, to be kept and never closed: the parent's connections, follower and
+        registration (its file or row names the parent's pid, which the parent removes)."""
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        self._forked = True
+        with self._lock:
+            undo, self._undo = self._undo, []
+        self.cache.refuse_after_fork(self._refuse_lookup)
+        follower = getattr(self, "follower", None)
+        forget = getattr(follower, "forget_after_fork", None)  # an in-loop follower's callbacks
+        if forget is not None:
+            forget()
+        return [undo, self.backend, self.repo, self._fetch, self.registration, follower]
+
     def _check_open(self) -> None:
+        if self._forked:
+            raise self._forked_error()
         if self._closed:
             raise RolectlError(f"the rolectl handle {self.name!r} is closed", hint="connect again")
 
@@ -133,7 +163,8 @@ class _Handle:
                 log.exception("closing the rolectl handle: %r failed", step)
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else ("open" if self._opened else "not started")
+        state = "closed" if self._closed else (
+            f"inherited from process {self._pid}" if self._forked else ("open" if self._opened else "not started"))
         return f"<{type(self).__name__} {self.name!r} {self.backend.path} {state}>"
 
 

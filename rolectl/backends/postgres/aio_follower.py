@@ -107,6 +107,8 @@ class AsyncPgFollower:
             self._timer = None
 
     def _on_readable(self) -> None:
+        if self._closed:  # a callback left on a loop inherited by a forked child
+            return
         try:
             channels = self.core.readable()
         except RolectlError as exc:
@@ -165,6 +167,14 @@ class AsyncPgFollower:
             self._unwatch()
         self._fd = self._timer = None
         self.core.close()
+
+    def forget_after_fork(self) -> None:
+        """In a child process forked after :meth:`start`: ignore every callback left on the
+        inherited loop, touching nothing. The socket and the loop's epoll are the parent's:
+        reading one would take the parent's notifications, removing a reader would remove
+        the parent's."""
+        self._closed = True
+        self._loop = self._fd = self._timer = self._task = None
 
     async def __aenter__(self) -> "AsyncPgFollower":
         return await self.start()

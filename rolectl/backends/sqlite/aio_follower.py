@@ -111,6 +111,15 @@ class AsyncFollower:
             self._waker = None
         self._core.close()
 
+    def forget_after_fork(self) -> None:
+        """In a child process forked after :meth:`start`: ignore every callback left on the
+        inherited loop, touching nothing (the descriptors and the loop's epoll are the
+        parent's: removing a reader here would remove the parent's)."""
+        self._loop = None
+        self._waker = None
+        self._timer = None
+        self._reader_fd = -1
+
     async def __aenter__(self) -> "AsyncFollower":
         return await self.start()
 

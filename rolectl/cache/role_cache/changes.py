@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+import threading
+from typing import TYPE_CHECKING, Iterable
 
 from rolectl.cache.role_cache.defs import CANON, DROPPED, INF, SuspendedLoads, check_user_id, log
 from rolectl.cache.role_cache.store import CacheStore
 from rolectl.errors import InvalidInputError
 from rolectl.events import CACHE_EVICT, CACHE_FLUSH, ROLE_KINDS, ROLES, Event, Role
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rolectl.cache.role_cache.defs import Fetch
 
 
 class CacheChanges(CacheStore):
@@ -129,6 +133,16 @@ class CacheChanges(CacheStore):
             self._loads = SuspendedLoads(self._loads)
         log.warning("cache %s suspended (%d entries dropped): %s", self.name, size, reason or "no reason given")
         return size
+
+    def refuse_after_fork(self, fetch: "Fetch") -> None:
+        """In a child process, for a cache copied by ``fork``: forget every entry (nothing
+        follows the log for them here), and send every lookup to ``fetch``, which raises.
+        The lock and the reads in flight are new: the threads that held them stayed in
+        the parent."""
+        self._lock = threading.Lock()
+        self._loads = {}
+        self._fetch = fetch
+        self.suspend("copied into a child process by fork: connect again in the child")
 
     def resume(self) -> None:
         """Answer from memory again (the follower reads the log again)."""

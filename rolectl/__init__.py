@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover - what static checkers see; nothing is imp
     from .errors import ForkedError as ForkedError
     from .errors import InvalidInputError as InvalidInputError
     from .errors import NotFoundError as NotFoundError
+    from .errors import OutcomeUnknownError as OutcomeUnknownError
     from .errors import RolectlError as RolectlError
     from .events import Event as Event
     from .events import Role as Role

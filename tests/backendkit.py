@@ -20,6 +20,7 @@ or a follower in another process opens its database the way the test process doe
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sqlite3
@@ -160,6 +161,18 @@ class RecordingCache(RoleCache):
         last = self.last_seq
         self.applied.extend(e for e in events if e.seq > last)
         return super().apply_many(events)
+
+
+def file_fingerprint(path: Path) -> tuple[str, list[str]]:
+    """A SQLite file's bytes (after a checkpoint) and its logical dump: a refused command must
+    move neither."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        dump = list(conn.iterdump())
+    finally:
+        conn.close()
+    return hashlib.sha256(path.read_bytes()).hexdigest(), dump
 
 
 def wait_until(predicate: Callable[[], bool], deadline: float = 30.0) -> bool:

@@ -179,6 +179,21 @@ def pg_url(pg_server, pg_db: str) -> str:
     return pg_server.url(pg_db)
 
 
+@pytest.fixture
+def two_bots(db_path: Path) -> Iterator[tuple[Any, Any]]:
+    """Two real bot processes, alpha and beta, following ``db_path``, where 789 is an admin;
+    stopped afterwards (tests/botproc.py)."""
+    from botproc import Bot, stop_all
+
+    with Repository.open(db_path) as repo:
+        repo.users.add_admin(789, actor="setup")
+    alpha, beta = Bot(db_path, "alpha"), Bot(db_path, "beta")
+    try:
+        yield alpha, beta
+    finally:
+        stop_all(alpha, beta)
+
+
 # -- CI=true: a skip is a failure ----------------------------------------------------------------
 #
 # Tests skip where a machine lacks what they drive (a PostgreSQL server, jq, strace, a shell);

@@ -8,7 +8,6 @@ sees); CliRunner and hypothesis cover the bulk.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sqlite3
@@ -20,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from backendkit import file_fingerprint
 from conftest import clean_env
 from rolectl.errors import EXIT_CODES
 from rolectl.repository import Repository
@@ -30,14 +30,7 @@ DOCUMENTED = {0, 1, 2, 3, 4, 5}
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-def fingerprint(path: Path) -> tuple[str, list[str]]:
-    conn = sqlite3.connect(path)
-    try:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        dump = list(conn.iterdump())
-    finally:
-        conn.close()
-    return hashlib.sha256(path.read_bytes()).hexdigest(), dump
+fingerprint = file_fingerprint
 
 
 def assert_one_line_error(stderr: str, code: int, expected_code: int | None = None) -> None:

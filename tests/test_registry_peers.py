@@ -14,12 +14,11 @@ from typing import Iterator
 
 import pytest
 
-from botproc import Bot, stop_all
+from botproc import Bot
 from rolectl.cache import RoleCache, ipc
 from rolectl.cache import registry
 from rolectl.cache.registry import discover, prune, register, runtime_dir
 from rolectl.cache.rundir import RuntimeDir
-from rolectl.repository import Repository
 
 FAKEPEER = Path(__file__).with_name("fakepeer.py")
 MODES = ("trickle", "huge", "garbage", "missing")
@@ -122,15 +121,6 @@ def test_a_heartbeat_binds_a_removed_socket_again(db_path: Path, monkeypatch) ->
 # -- a real bot stopped with SIGSTOP -------------------------------------------------------------
 
 
-@pytest.fixture
-def two_bots(db_path: Path) -> Iterator[tuple[Bot, Bot]]:
-    with Repository.open(db_path) as repo:
-        repo.users.add_admin(789, actor="setup")
-    alpha, beta = Bot(db_path, "alpha"), Bot(db_path, "beta")
-    try:
-        yield alpha, beta
-    finally:
-        stop_all(alpha, beta)
 
 
 def test_a_stopped_bot_is_unresponsive_everywhere_and_evict_says_so(two_bots: tuple[Bot, Bot], run_rolectl) -> None:

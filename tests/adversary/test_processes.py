@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -62,23 +62,14 @@ def _events(db: str | Path) -> list[dict[str, Any]]:
     return list(json.loads(result.stdout))
 
 
-@pytest.fixture
-def bots(db_path: Path) -> Iterator[tuple[Bot, Bot]]:
-    with Repository.open(db_path) as repo:
-        repo.users.add_admin(789, actor="setup")
-    alpha, beta = Bot(db_path, "alpha"), Bot(db_path, "beta")
-    try:
-        yield alpha, beta
-    finally:
-        stop_all(alpha, beta)
 
 
 # -- SQLite: the socket registry -------------------------------------------------------------------
 
 
 def test_a_stopped_bot_probed_past_its_backlog_stays_unresponsive_and_is_never_pruned(
-        db_path: Path, bots: tuple[Bot, Bot]) -> None:
-    alpha, beta = bots
+        db_path: Path, two_bots: tuple[Bot, Bot]) -> None:
+    alpha, beta = two_bots
     alpha.get_many([789])
     beta.get_many([789])
     files = _files(db_path)
@@ -118,8 +109,8 @@ def test_a_stopped_bot_probed_past_its_backlog_stays_unresponsive_and_is_never_p
     assert _states(db_path) == {"alpha": LIVE, "beta": LIVE}
 
 
-def test_a_killed_bot_is_dead_and_pruned_and_the_others_stay(db_path: Path, bots: tuple[Bot, Bot]) -> None:
-    alpha, beta = bots
+def test_a_killed_bot_is_dead_and_pruned_and_the_others_stay(db_path: Path, two_bots: tuple[Bot, Bot]) -> None:
+    alpha, beta = two_bots
     beta.kill()
     assert _states(db_path) == {"alpha": LIVE, "beta": DEAD}
     evict = rolectl(db_path, "cache", "evict", "1", "--wait", "10")

@@ -10,15 +10,14 @@ file created. Each run is a real process with raw bytes in its argv, bounded in 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import resource
-import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from backendkit import file_fingerprint
 from conftest import BIN, clean_env
 from rolectl.repository import Repository
 
@@ -35,15 +34,7 @@ def run(argv: list[str | bytes], env: dict[str | bytes, str | bytes] | None = No
                           timeout=RUN_TIMEOUT, preexec_fn=_bounded)
 
 
-def fingerprint(path: Path) -> tuple[str, list[str]]:
-    """The file's bytes after a checkpoint, and its logical dump: both must not move."""
-    conn = sqlite3.connect(path)
-    try:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        dump = list(conn.iterdump())
-    finally:
-        conn.close()
-    return hashlib.sha256(path.read_bytes()).hexdigest(), dump
+fingerprint = file_fingerprint
 
 
 def assert_refused(result: subprocess.CompletedProcess[bytes], names: str) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
-from .backends.sqlite.handedfile import database_identities
+from .backends.sqlite.handedfile import database_part
 from .backends.sqlite.scratch import remove_stale, scratch_file
 from .backends.sqlite.store import Store, resolve_path, translate
 from .backends.storebase import resolve_timeout
@@ -164,14 +164,6 @@ def _build(live_path: Path, src: Path, work: Path, wait: float) -> tuple[sqlite3
         vetted.close()
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
-
-
 def restore(db: str | os.PathLike[str] | None, source: str | os.PathLike[str], *,
             timeout: float | None = None) -> Summary:
     """Replace the live database's content by the backup ``source``, atomically.
@@ -186,7 +178,7 @@ def restore(db: str | os.PathLike[str] | None, source: str | os.PathLike[str], *
     src = Path(os.fspath(source)).expanduser()
     if src.exists() and live_path.exists() and src.samefile(live_path):
         raise InvalidInputError(f"{src} is the live database", hint="restore from a backup file")
-    if _identity(src) in database_identities(live_path):  # opening and closing it would drop our locks
+    if database_part(src, live_path) is not None:  # opening and closing it would drop our locks
         raise InvalidInputError(f"{src} is one of the live database's -wal/-shm files", hint="restore from a backup file")
     wait = resolve_timeout(timeout)
     directory = live_path.parent if str(live_path.parent) else Path(".")

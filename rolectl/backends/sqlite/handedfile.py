@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ...errors import InvalidInputError
 
-__all__ = ["read_handed_file", "database_identities"]
+__all__ = ["read_handed_file", "database_identities", "database_part"]
 
 #: The files SQLite keeps beside a database and locks or rewrites.
 SIDE_FILES = ("", "-wal", "-shm", "-journal")
@@ -37,6 +37,16 @@ def database_identities(database: str | os.PathLike[str]) -> dict[tuple[int, int
                 continue
             found[(st.st_dev, st.st_ino)] = suffix
     return found
+
+
+def database_part(path: str | os.PathLike[str], database: str | os.PathLike[str]) -> str | None:
+    """Which of ``database``'s files ``path`` is (its suffix: ``""``, ``-wal``, ``-shm``, ...),
+    by inode, so another name or a link counts too; ``None`` if none (or ``path`` is gone)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return database_identities(database).get((st.st_dev, st.st_ino))
 
 
 def _refuse(source: str, st: os.stat_result, database: Path | None) -> None:

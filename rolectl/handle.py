@@ -23,17 +23,16 @@ from .backends import open_backend
 from .errors import ForkedError, InvalidInputError, RolectlError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .backends.postgres.backend import PostgresBackend
+    from .backends.base import Backend
     from .backends.postgres.fetch import PostgresFetch
     from .backends.postgres.follower import PgFollower
     from .backends.postgres.registration import PgRegistration
-    from .backends.sqlite import SQLiteBackend
     from .backends.sqlite.filefetch import FollowingFetch
     from .backends.sqlite.follower import Follower
     from .cache.registry import Registration
     from .cache.role_cache import RoleCache
     from .events import Event, Role
-    from .repository import Change, Repository
+    from .repository import Change
 
 log = logging.getLogger("rolectl.connect")
 
@@ -68,7 +67,7 @@ class _Handle:
 
         self.name = name or DEFAULT_NAME
         self.actor = actor or self.name
-        self.backend: SQLiteBackend | PostgresBackend = open_backend(db, timeout=timeout)
+        self.backend: Backend = open_backend(db, timeout=timeout)
         self.follow = follow
         self._register = register
         self._max_staleness = max_staleness
@@ -79,7 +78,9 @@ class _Handle:
         self._pid = os.getpid()
         self._forked = False  # set in a child process forked after this handle was opened
         self._undo: list[Callable[[], None]] = []  # run in reverse order by close()
-        self.repo: Repository = self.backend.repository()  # fails here on a missing database
+        from .repository import Repository
+
+        self.repo: Repository = Repository(self.backend.store())  # fails here on a missing database
         self._undo.append(self.repo.close)
         self._fetch: FollowingFetch | PostgresFetch = self.backend.fetch()
         self._undo.append(self._fetch.close)

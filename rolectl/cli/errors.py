@@ -52,9 +52,17 @@ def usage_line(exc: click.UsageError) -> str:
     return f"{message.rstrip('.')}: see {where}"
 
 
+def _target(state: Any) -> Path | str | None:
+    """What ``--db`` names (a SQLite path, a PostgreSQL conninfo), or None when even that
+    cannot be read: an error message must not fail on a second error."""
+    try:
+        return state.target() if state is not None else None
+    except RolectlError:
+        return None
+
+
 def _sqlite_target(ctx: click.Context) -> Path | str:
-    state = ctx.find_root().obj
-    target = state.target() if state is not None else None
+    target = _target(ctx.find_root().obj)
     return target if isinstance(target, Path) else "the database"
 
 
@@ -68,8 +76,8 @@ def _postgres_error(ctx: click.Context, exc: BaseException) -> RolectlError | No
     from ..backends.postgres.connection import translate
 
     state = ctx.find_root().obj
-    conninfo = getattr(state, "postgres", None) or ""
-    return translate(exc, conninfo)
+    target = _target(state)
+    return translate(exc, target if isinstance(target, str) else "")
 
 
 class RolectlGroup(TyperGroup):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .findings import ERROR, INFO, OK, WARNING, Finding, examples
+from ..findings import ERROR, INFO, OK, WARNING, Finding, examples
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.postgres.store import PgStore

@@ -14,7 +14,7 @@ from ..backends.sqlite.store import Store, translate
 from .checks import (check_context, check_integrity, check_journal, check_log, check_objects, check_owners,
                      check_permissions, check_pragmas, check_schema, check_sequence, log_drift,
                      mailbox_owners_not_admin)
-from .findings import ERROR, INFO, OK, SEVERITIES, WARNING, Finding, examples as _examples
+from ..findings import ERROR, INFO, OK, SEVERITIES, WARNING, Finding, examples as _examples
 from .instances import check_instances, prune_dead
 from .schemafix import REPLACEABLE, repair_objects
 
@@ -105,15 +105,16 @@ def _schema_findings(store: Store) -> tuple[list[Finding], list[str]]:
 
 def diagnose(path: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> Report:
     """Run every check; a schema the checks cannot read stops after the schema finding."""
-    from ..backends import is_postgres
+    from ..backends import open_backend
     from ..repository import Repository
 
-    if is_postgres(path):
+    backend = open_backend(path, timeout=timeout)
+    if backend.kind == "postgres":  # its checks read the catalogue, not a file
         from . import postgres
 
-        return postgres.diagnose(str(path), timeout=timeout)
+        return postgres.diagnose(str(backend.target), timeout=timeout)
 
-    store = _open(path, timeout)
+    store = _open(backend.target, timeout)
     remove_stale(store.path)  # what a killed restore left next to the database
     try:
         findings = check_schema(store)
@@ -152,12 +153,14 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
     then diagnose again; the report's ``fixed`` says what was done. A view in place of
     ``change_context`` hid every row from the first diagnosis: once it is dropped, the checks
     of rows run and their fixes are made too."""
-    from ..backends import is_postgres
+    from ..backends import open_backend
 
-    if is_postgres(path):
+    backend = open_backend(path, timeout=timeout)
+    if backend.kind == "postgres":
         from . import postgres
 
-        return postgres.repair(str(path), timeout=timeout, actor=actor)
+        return postgres.repair(str(backend.target), timeout=timeout, actor=actor)
+    path = backend.target
 
     before = diagnose(path, timeout=timeout)
     wanted = {f.check for f in before.findings if f.fixable}

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .findings import ERROR, OK, WARNING, Finding, examples
+from ..findings import ERROR, OK, WARNING, Finding, examples
 from ..backends.sqlite.schema import SCHEMA_VERSION, in_memory, statements
 from ..backends.sqlite.store import Store
 

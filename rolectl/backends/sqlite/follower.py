@@ -41,7 +41,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ...cache.followcore import DEFAULT, SETTLE, SETTLE_FIRST, SETTLE_MAX, FollowCore, first_catch_up

@@ -65,13 +65,13 @@ class SQLiteBackend:
         """A thread follower (not started); ``None`` options keep the follower's defaults."""
         from .follower import Follower
 
-        return Follower(cache, self.path, timeout=self.timeout, **_options(max_staleness, strict))
+        return Follower(cache, self.path, timeout=self.timeout, strict=strict, **_options(max_staleness))
 
     def async_follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> "AsyncFollower":
         """An in-loop follower for asyncio bots (not started)."""
         from .aio_follower import AsyncFollower
 
-        return AsyncFollower(cache, self.path, timeout=self.timeout, **_options(max_staleness, strict))
+        return AsyncFollower(cache, self.path, timeout=self.timeout, strict=strict, **_options(max_staleness))
 
     def register(self, cache: "RoleCache", *, follower: Any, name: str, bus: bool) -> "Registration":
         from ...cache.registry import register
@@ -102,15 +102,10 @@ class SQLiteBackend:
         return follow(self.path, after)
 
 
-def _options(max_staleness: float | None, strict: bool) -> dict[str, Any]:
-    # Only what the caller chose: the followers own their defaults (and read
+def _options(max_staleness: float | None) -> dict[str, Any]:
+    # Only what the caller chose: the followers own their default (and read
     # ROLECTL_MAX_STALENESS themselves).
-    options: dict[str, Any] = {}
-    if max_staleness is not None:
-        options["max_staleness"] = max_staleness
-    if not strict:
-        options["strict"] = False
-    return options
+    return {} if max_staleness is None else {"max_staleness": max_staleness}
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -10,7 +10,7 @@ nothing.
 # typing costs ~3 ms to import; type checkers treat this name as True.
 TYPE_CHECKING = False
 
-__version__ = "0.1.0"
+from .version import __version__
 
 #: public name -> module that defines it (imported on first access)
 _LAZY: dict[str, str] = {

@@ -15,7 +15,7 @@ rules (repository, events, validation) are written once above them.
   psycopg, which is an optional extra (``pip install 'rolectl[postgres]'``), so nothing
   imports it unless a PostgreSQL URL is used.
 * ``rolectl.backends.sqlite`` -- one WAL file, for bots on one host.
-* ``rolectl.backends.copy`` -- moving a database between the two.
+* moving a database between the two is :mod:`rolectl.dbcopy`, a layer above: it uses both.
 
 Importing this package imports neither driver nor any backend module; :func:`open_backend`
 imports the one it returns (psycopg only for a PostgreSQL database).
@@ -32,6 +32,13 @@ from ..errors import InvalidInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .base import Backend
+    from .postgres.backend import PostgresBackend
+    from .sqlite import SQLiteBackend
+
+    # mypy --strict checks here that each engine implements the whole protocol: a method
+    # added to Backend and forgotten in one engine fails the type check, not a user.
+    _SQLITE: type[Backend] = SQLiteBackend
+    _POSTGRES: type[Backend] = PostgresBackend
 
 __all__ = ["POSTGRES_SCHEMES", "is_postgres", "locate", "open_backend"]
 

@@ -3,9 +3,8 @@
 :func:`rolectl.backends.open_backend` is the one place that reads a ``--db`` value and picks
 the engine; everything above (the library, the doctor, the CLI) holds a :class:`Backend` and
 calls its methods, or looks at :attr:`Backend.kind` where the output itself names the engine.
-``mypy --strict`` checks at the bottom of :mod:`rolectl.backends.sqlite` and
-:mod:`rolectl.backends.postgres.backend` that each engine satisfies this protocol, so a method
-added here and forgotten in one engine fails the type check, not a user.
+``mypy --strict`` checks in :mod:`rolectl.backends` that each engine satisfies this protocol,
+so a method added here and forgotten in one engine fails the type check, not a user.
 """
 
 from __future__ import annotations

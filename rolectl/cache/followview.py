@@ -29,7 +29,7 @@ option                 SQLite      SQLite       PostgreSQL   PostgreSQL
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..bus import EventBus
@@ -45,6 +45,16 @@ class FollowerView:
     core: "FollowCore"
 
     def catch_up(self) -> int:  # pragma: no cover - every driver defines it
+        """Apply everything committed so far; the number of events applied."""
+        raise NotImplementedError
+
+    @property
+    def mode(self) -> str:  # pragma: no cover - every driver defines it
+        """How it is woken (``inotify``, ``poll``, ``listen``, ...), ``stopped`` when not running."""
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, Any]:  # pragma: no cover - every driver defines it
+        """Counters for diagnostics (``rolectl stats``)."""
         raise NotImplementedError
 
     def attach(self, bus: "EventBus") -> Callable[[], None]:

@@ -57,7 +57,7 @@ def copy(
         fix = "use pg_dump | pg_restore" if postgres else "use `rolectl backup`"
         raise InvalidInputError(f"--from and --to are both {both}: copy moves a database between SQLite "
                                 "and PostgreSQL", hint=fix)
-    from ..backends import copy as run
+    from .. import dbcopy as run
     from ..backends.sqlite.store import translate
 
     try:

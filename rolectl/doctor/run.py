@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from dataclasses import dataclass, field
 from typing import Callable
 
 from ..backends.sqlite.guard import DeadlineError
@@ -14,34 +13,13 @@ from ..backends.sqlite.store import Store, translate
 from .checks import (check_context, check_integrity, check_journal, check_log, check_objects, check_owners,
                      check_permissions, check_pragmas, check_schema, check_sequence, log_drift,
                      mailbox_owners_not_admin)
-from ..findings import ERROR, INFO, OK, SEVERITIES, WARNING, Finding, examples as _examples
+from ..findings import ERROR, INFO, OK, Finding, examples as _examples
 from .instances import check_instances, prune_dead
 from .schemafix import REPLACEABLE, repair_objects
 
-FIELDS: tuple[str, ...] = ("check", "severity", "message", "fix", "fixable")
+from .report import EXIT_ERRORS, EXIT_OK, EXIT_WARNINGS, FIELDS, Report
 
-#: ``rolectl doctor`` exit codes: nothing wrong / only warnings / at least one error.
-EXIT_OK, EXIT_WARNINGS, EXIT_ERRORS = 0, 1, 6
-
-
-@dataclass
-class Report:
-    findings: list[Finding]
-    #: One sentence per repair made by ``--fix`` (empty without it).
-    fixed: list[str] = field(default_factory=list)
-    #: rolectl's tables a view (or other object) stood in for: no row was read, the checks of
-    #: rows (integrity, sequence, context, log, owners, instances) did not run.
-    hidden: list[str] = field(default_factory=list)
-
-    @property
-    def worst(self) -> str:
-        ranks = [SEVERITIES.index(f.severity) for f in self.findings]
-        return SEVERITIES[max(ranks)] if ranks else OK
-
-    @property
-    def exit_code(self) -> int:
-        worst = self.worst
-        return EXIT_ERRORS if worst == ERROR else EXIT_WARNINGS if worst == WARNING else EXIT_OK
+__all__ = ["EXIT_OK", "EXIT_WARNINGS", "EXIT_ERRORS", "FIELDS", "Report", "diagnose", "repair"]
 
 
 # -- running and fixing -----------------------------------------------------------------------

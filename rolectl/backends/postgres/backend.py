@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
 if TYPE_CHECKING:  # pragma: no cover
     from ...cache.registry import Instance
     from ...cache.role_cache import RoleCache
-    from ..base import Backend
     from ..sqlite.tail import Item
     from .aio_follower import AsyncPgFollower
     from .fetch import PostgresFetch
@@ -116,6 +115,3 @@ def _options(max_staleness: float | None) -> dict[str, Any]:
     # ROLECTL_MAX_STALENESS themselves).
     return {} if max_staleness is None else {"max_staleness": max_staleness}
 
-
-if TYPE_CHECKING:  # pragma: no cover
-    _: type[Backend] = PostgresBackend  # mypy --strict: the engine implements the whole protocol

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
 if TYPE_CHECKING:  # pragma: no cover
     from ...cache.registry import Instance, Registration
     from ...cache.role_cache import RoleCache
-    from ..base import Backend
     from .aio_follower import AsyncFollower
     from .filefetch import FollowingFetch
     from .follower import Follower
@@ -107,6 +106,3 @@ def _options(max_staleness: float | None) -> dict[str, Any]:
     # ROLECTL_MAX_STALENESS themselves).
     return {} if max_staleness is None else {"max_staleness": max_staleness}
 
-
-if TYPE_CHECKING:  # pragma: no cover
-    _: type[Backend] = SQLiteBackend  # mypy --strict: the engine implements the whole protocol

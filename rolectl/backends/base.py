@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Protocol, Un
 if TYPE_CHECKING:  # pragma: no cover
     from ..cache.registry import Instance
     from ..cache.role_cache import RoleCache
-    from ..events import Event
+    from ..cache.tail import Item
     from .postgres.store import PgStore
     from .sqlite.store import Store
-    from .sqlite.tail import Restart, Trouble
 
 __all__ = ["Backend", "Kind", "AnyStore"]
 
@@ -80,5 +79,5 @@ class Backend(Protocol):
     def wait_applied(self, instances: Iterable["Instance"], seq: int, timeout: float) -> list[dict[str, Any]]:
         """Wait until every running instance has applied event ``seq``."""
 
-    def tail(self, after: int) -> Iterator[Union["Event", "Restart", "Trouble"]]:
+    def tail(self, after: int) -> Iterator["Item"]:
         """``events --follow``: every event with ``seq > after`` as it is committed, forever."""

@@ -156,7 +156,7 @@ def _follow(ctx: typer.Context, since: Optional[int], user: Optional[int], kinds
         # The head is read first: an event committed meanwhile is either in the backlog (and
         # skipped by the tail) or after it (and printed by the tail) -- never twice or lost.
         after = max([head, since or 0] + [e.seq for e in backlog[-1:]])
-    from ..backends.sqlite.tail import Restart, Trouble
+    from ..cache.tail import Restart, Trouble
 
     write = _writer(out_fmt)
     for event in backlog:

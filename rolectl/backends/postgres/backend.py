@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
 if TYPE_CHECKING:  # pragma: no cover
     from ...cache.registry import Instance
     from ...cache.role_cache import RoleCache
-    from ..sqlite.tail import Item
+    from ...cache.tail import Item
     from .aio_follower import AsyncPgFollower
     from .fetch import PostgresFetch
     from .follower import PgFollower

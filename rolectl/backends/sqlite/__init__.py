@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .filefetch import FollowingFetch
     from .follower import Follower
     from .store import Store
-    from .tail import Item
+    from ...cache.tail import Item
 
 __all__ = ["SQLiteBackend"]
 

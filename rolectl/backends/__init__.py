@@ -60,8 +60,8 @@ def is_postgres(value: str | os.PathLike[str] | None) -> bool:
 def locate(db: str | os.PathLike[str] | None = None) -> Path | str:
     """What ``db`` names, before anything is opened: the conninfo of a PostgreSQL database
     (text: a :class:`~pathlib.Path` would fold a URL's ``//``), else the path of a SQLite
-    file (``db``, else ``$ROLECTL_DB``, else ``./rolectl.db``). :func:`open_backend` takes
-    either back."""
+    file: ``db`` as given, else ``$ROLECTL_DB``, else ``./rolectl.db``. :func:`open_backend`
+    takes either back."""
     from .sqlite.store import resolve_path
 
     if isinstance(db, os.PathLike):
@@ -69,8 +69,7 @@ def locate(db: str | os.PathLike[str] | None = None) -> Path | str:
     text = db or os.environ.get("ROLECTL_DB", "")
     if is_postgres(text):
         return text.strip()
-
-    return resolve_path(db)
+    return Path(db) if db else resolve_path(None)
 
 
 def open_backend(db: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> "Backend":

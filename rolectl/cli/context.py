@@ -52,6 +52,12 @@ class State:
 
         return open_backend(self.target(), timeout=self.timeout)
 
+    @property
+    def postgres(self) -> str | None:
+        """The PostgreSQL conninfo when this run uses PostgreSQL, else None (SQLite)."""
+        backend = self.backend()
+        return str(backend.target) if backend.kind == "postgres" else None
+
     def db_path(self, what: str = "this command") -> Path:
         """The SQLite file this run uses. A PostgreSQL database is refused as bad input (exit
         2): ``what`` (``backup``, ``restore``, ``simulate --db``, ...) works on a file only,

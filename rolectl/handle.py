@@ -26,11 +26,9 @@ from .errors import ForkedError, InvalidInputError, RolectlError
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Unpack
 
-    from .backends.base import Backend
-    from .backends.postgres.fetch import PostgresFetch
+    from .backends.base import Backend, MissFetch
     from .backends.postgres.follower import PgFollower
     from .backends.postgres.registration import PgRegistration
-    from .backends.sqlite.filefetch import FollowingFetch
     from .backends.sqlite.follower import Follower
     from .cache.registry import Registration
     from .cache.role_cache import RoleCache
@@ -75,7 +73,7 @@ class _Handle:
 
         self.repo: Repository = Repository(self.backend.store())  # fails here on a missing database
         self._undo.append(self.repo.close)
-        self._fetch: FollowingFetch | PostgresFetch = self.backend.fetch()
+        self._fetch: MissFetch = self.backend.fetch()
         self._undo.append(self._fetch.close)
         self.cache: RoleCache = RoleCache(self._fetch, maxsize=options.maxsize, name=self.name)
         self.registration: Registration | PgRegistration | None = None

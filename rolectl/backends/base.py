@@ -14,18 +14,29 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Protocol, Un
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..cache.registry import Instance
+    from ..cache.role_cache.defs import FetchResult
     from ..cache.role_cache import RoleCache
     from ..cache.tail import Item
     from .postgres.store import PgStore
     from .sqlite.store import Store
 
-__all__ = ["Backend", "Kind", "AnyStore"]
+__all__ = ["Backend", "Kind", "AnyStore", "MissFetch"]
 
 #: The engines rolectl runs on.
 Kind = Literal["sqlite", "postgres"]
 
 #: What the repository runs on: a SQLite file's store or a PostgreSQL database's.
 AnyStore = Union["Store", "PgStore"]
+
+
+class MissFetch(Protocol):
+    """A cache's miss read: one user's role and the log head, in one snapshot."""
+
+    def __call__(self, user_id: int) -> "FetchResult":
+        """The role of ``user_id`` and the version (log head) it was read at."""
+
+    def close(self) -> None:
+        """Close its connection (the handle does, last)."""
 
 
 class Backend(Protocol):
@@ -58,7 +69,7 @@ class Backend(Protocol):
     def init(self) -> tuple[AnyStore, list[int]]:
         """Create or migrate the database; the store and the migrations applied."""
 
-    def fetch(self) -> Any:
+    def fetch(self) -> MissFetch:
         """The cache's miss read (role and log head in one snapshot)."""
 
     def follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> Any:

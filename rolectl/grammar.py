@@ -2,6 +2,8 @@
 
 Every sentence rolectl prints about a number of things goes through here, so that none says
 "1 lines" or "events #7".
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

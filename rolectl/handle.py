@@ -37,6 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("rolectl.connect")
 
+__all__ = ["Roles", "connect"]
+
 DEFAULT_NAME = "bot"
 
 

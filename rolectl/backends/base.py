@@ -5,6 +5,8 @@ the engine; everything above (the library, the doctor, the CLI) holds a :class:`
 calls its methods, or looks at :attr:`Backend.kind` where the output itself names the engine.
 ``mypy --strict`` checks in :mod:`rolectl.backends` that each engine satisfies this protocol,
 so a method added here and forgotten in one engine fails the type check, not a user.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ option                 SQLite      SQLite       PostgreSQL   PostgreSQL
    already announces; a dead link is noticed by TCP keepalives and ``tcp_user_timeout``
    as well, so the longer interval costs no safety.
 .. [3] Only without inotify (not Linux): the file has no other wake-up.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The ``rolectl`` command: global options and the registry of command modules.
 
 Each command module attaches its commands to :data:`app`; this file only wires them up.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

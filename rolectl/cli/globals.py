@@ -6,6 +6,8 @@ callback takes the options typed before the command, and every command also carr
 (a panel of their own in its --help) that write into the same :class:`~rolectl.cli.context.State` when typed after it
 (later wins). The copies never read environment variables (the root does that once), and a
 command with an option of its own by that name (``simulate --db``) keeps its own.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

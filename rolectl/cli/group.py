@@ -4,6 +4,8 @@ When typer has built the click tree, every command gets: its help text with
 the docstring's line breaks removed (the terminal wraps it), the global options also after
 the command (:mod:`.globals`), at most one typo suggestion, and a panel in ``rolectl --help``.
 A command is prepared when it is first looked up, so a run pays only for its own command.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

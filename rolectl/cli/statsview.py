@@ -10,6 +10,8 @@ Both are :mod:`rolectl.render.table` tables: columns have a priority (when the t
 too narrow the least important go first), numbers are never wrapped nor cut, and every name
 is escaped. The live view is denser (two cells between columns) and keeps each instance on
 one line. Rows are sorted by (name, id), a stable key.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

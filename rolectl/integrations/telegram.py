@@ -32,7 +32,7 @@ from ..errors import RolectlError
 from ..events import Role
 from . import check_roles, failure_log, lookup
 
-__all__ = ["install", "require_role", "role_of"]
+__all__ = ["ROLES_KEY", "install", "require_role", "role_of"]
 
 #: Where :func:`install` keeps the handle (``application.bot_data``) and the role (``context``).
 ROLES_KEY = "roles"

@@ -22,6 +22,8 @@ The API, for command modules:
 * ``render_changes(items, fmt)``, ``change_item(change, **ids)``, ``change_document(items)``,
   ``event_line(event)`` -- what a changing command did; an event in the log's wording.
 * ``check_format``, ``default_format``, ``is_machine``, ``console``, ``progress``.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

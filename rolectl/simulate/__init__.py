@@ -5,6 +5,8 @@ day's role changes through the repository layer on a real SQLite file, replays t
 requests under each policy (:mod:`.policies`: rolectl's event-driven cache, a
 ``cachetools.TTLCache``, no cache) and returns a :class:`~.engine.DayResult`;
 :mod:`.report` turns it into rows, :mod:`.seed` sets it against the scenario's claims.
+
+Internal: not part of the public API.
 """
 
 from .config import DISTRIBUTIONS, POLICIES, SimConfig

@@ -20,6 +20,8 @@ from ...errors import DatabaseError
 from .connection import connect, driver, is_timeout, translate
 from .schema import ROLE_AND_HEAD_SQL
 
+__all__ = ["PostgresFetch"]
+
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
 

@@ -14,6 +14,8 @@ during the call. Its connection is read-only with no busy timeout, so it never s
 holding the GIL: anything but a row (busy, an error) returns ``None`` and the caller reads
 through the ``sqlite3`` module instead. Where the library cannot be found (a statically
 linked ``_sqlite3``, not Linux) :func:`available` is false and nothing here is used.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ interpreter busy it costs a lot: the follower thread must then wait up to a swit
 
 Everything here falls back to the ``os``/``fcntl`` functions where libc cannot be loaded
 (not Linux).
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

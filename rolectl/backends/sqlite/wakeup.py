@@ -15,6 +15,8 @@ still see the old state. :class:`Waker` therefore reports the time of the last w
 and the follower keeps re-checking for a short settle window after it (see
 :mod:`rolectl.backends.sqlite.follower`). Where inotify is missing (not Linux, or no watches left),
 :class:`Waker` degrades to a plain timer and the follower polls.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ SQLite's WAL write lock included. It comes from :mod:`rolectl.backends.sqlite.ke
 inode for the life of the process, and :meth:`ShmView.close` only gives it back. Linux only;
 elsewhere :meth:`ShmView.header` answers ``None`` (the caller asks SQLite instead) and
 :meth:`ShmView.writer_active` ``False`` (the caller relies on its settle window).
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

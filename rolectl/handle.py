@@ -26,11 +26,8 @@ from .errors import ForkedError, InvalidInputError, RolectlError
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Unpack
 
-    from .backends.base import Backend, MissFetch
-    from .backends.postgres.follower import PgFollower
-    from .backends.postgres.registration import PgRegistration
-    from .backends.sqlite.follower import Follower
-    from .cache.registry import Registration
+    from .backends.base import Backend, InstanceRegistration, MissFetch, ThreadFollower
+    from .cache.followview import FollowerView
     from .cache.role_cache import RoleCache
     from .events import Event, Role
     from .repository import Change
@@ -78,7 +75,7 @@ class _Handle:
         self._fetch: MissFetch = self.backend.fetch()
         self._undo.append(self._fetch.close)
         self.cache: RoleCache = RoleCache(self._fetch, maxsize=options.maxsize, name=self.name)
-        self.registration: Registration | PgRegistration | None = None
+        self.registration: InstanceRegistration | None = None
         forks.track(self)
 
     @property
@@ -115,7 +112,7 @@ class _Handle:
         if self._closed:
             raise RolectlError(f"the rolectl handle {self.name!r} is closed", hint="connect again")
 
-    def _attach_own_writes(self, follower: Any) -> None:
+    def _attach_own_writes(self, follower: "FollowerView | None") -> None:
         """The bot's own commits are applied before the write call returns."""
         if follower is not None:
             self._undo.append(follower.attach(self.repo.bus))
@@ -127,7 +124,7 @@ class _Handle:
 
             self._undo.append(self.repo.bus.subscribe(apply))
 
-    def _register_now(self, follower: Any) -> None:
+    def _register_now(self, follower: "FollowerView | None") -> None:
         if not self._register:
             return
         try:
@@ -169,7 +166,7 @@ class Roles(_Handle):
 
     def __init__(self, db: str | os.PathLike[str] | None = None, **options: Unpack[ConnectKeywords]) -> None:
         super().__init__(db, ConnectOptions(**options))
-        self.follower: Follower | PgFollower | None = None
+        self.follower: ThreadFollower | None = None
         try:
             if self.follow:
                 follower = self.backend.follower(self.cache, max_staleness=self._max_staleness, strict=self._strict)

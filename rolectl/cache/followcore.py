@@ -14,7 +14,7 @@
   history; that positioning is not counted as a clear.
 * **When to look again** (:meth:`FollowCore.next_check`): after a write to the database's
   files, re-check at growing intervals for a short settle window, and beyond it for as long
-  as a writer holds the WAL write lock (:mod:`rolectl.backends.sqlite.walprobe`), so a commit whose
+  as a writer holds the WAL write lock (:mod:`rolectl.backends.sqlite.native.walprobe`), so a commit whose
   ``fsync`` takes 80 ms is applied when it becomes visible, not at the next safety poll.
 * **Staleness bound.** If no check succeeded for ``max_staleness`` seconds (the database is
   gone, unreadable, not a database), the cache is *suspended*: emptied, and every lookup

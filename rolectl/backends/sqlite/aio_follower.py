@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from ...cache.followcore import DEFAULT, SETTLE, WRITER_RECHECK_LOOP, FollowCore, first_catch_up
-from .wakeup import Waker
+from .native.wakeup import Waker
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...bus import EventBus

@@ -18,7 +18,7 @@ from ...errors import DatabaseError
 from ...events import Event
 from ...cache.followcore import SETTLE, SETTLE_FIRST, SETTLE_MAX
 from .logreader import Anchor, LogReader
-from .wakeup import Waker
+from .native.wakeup import Waker
 
 
 @dataclass(frozen=True)

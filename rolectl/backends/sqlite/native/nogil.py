@@ -8,7 +8,7 @@ interpreter busy it costs a lot: the follower thread must then wait up to a swit
 ``ctypes.PyDLL`` the same libc functions run with the GIL held, so a look costs no switch.
 
 Everything here falls back to the ``os``/``fcntl`` functions where libc cannot be loaded
-(not Linux).
+(not Linux), or when the ``nogil`` piece is switched off (:mod:`.switch`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ import errno
 import fcntl
 import os
 import sys
+
+from .switch import enabled
+
+__all__ = ["AVAILABLE", "Buffer", "active", "fcntl_struct", "pread", "read"]
 
 
 def _load() -> ctypes.PyDLL | None:
@@ -41,6 +45,11 @@ _LIBC = _load()
 AVAILABLE = _LIBC is not None
 
 
+def active() -> bool:
+    """Whether calls go through libc now (loaded, and the switch on)."""
+    return _LIBC is not None and enabled("nogil")
+
+
 class Buffer:
     """A reusable buffer for :func:`read` and :func:`pread` (no allocation per call)."""
 
@@ -53,7 +62,7 @@ class Buffer:
 
 def read(fd: int, buf: Buffer) -> bytes | None:
     """Read what is there from a non-blocking descriptor; ``None`` if nothing (EAGAIN)."""
-    if _LIBC is None:
+    if _LIBC is None or not enabled("nogil"):
         try:
             return os.read(fd, buf.size)
         except BlockingIOError:
@@ -69,7 +78,7 @@ def read(fd: int, buf: Buffer) -> bytes | None:
 
 def pread(fd: int, buf: Buffer, size: int, offset: int) -> bytes:
     """``size`` bytes at ``offset`` (fewer at the end of the file)."""
-    if _LIBC is None:
+    if _LIBC is None or not enabled("nogil"):
         return os.pread(fd, size, offset)
     n = _LIBC.pread(fd, buf.raw, size, offset)
     if n < 0:
@@ -80,7 +89,7 @@ def pread(fd: int, buf: Buffer, size: int, offset: int) -> bytes:
 
 def fcntl_struct(fd: int, cmd: int, arg: bytes) -> bytes:
     """``fcntl(fd, cmd, &struct)`` returning the struct as the kernel left it."""
-    if _LIBC is None:
+    if _LIBC is None or not enabled("nogil"):
         return fcntl.fcntl(fd, cmd, arg)
     buf = ctypes.create_string_buffer(arg, len(arg))
     if _LIBC.fcntl(fd, cmd, buf) < 0:

@@ -1,5 +1,10 @@
 """``rolectl simulate`` (the reference scenario's day, measured) and ``rolectl demo``.
 
+The simulator is an add-on of the command line, not part of it: ``rolectl.cli.app`` looks this
+module up by name (:data:`rolectl.cli.app.ADDONS`) and calls :func:`register`; nothing in the
+core imports :mod:`rolectl.simulate`. (An entry point group would say the same, but reading
+entry points imports ``importlib.metadata``: tens of milliseconds on every start-up.)
+
 Parsing and rendering only: the day is generated, replayed and measured by
 :mod:`rolectl.simulate`. Counts are parsed here (not by click) so that a bad knob is one
 line, ``rolectl: error: --users -5 is negative: use 1 or more``, exit 2.
@@ -13,22 +18,26 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from ..cli.context import state
+from ..cli.options import DATABASE, OneOf, comma_list, format_option
 from ..errors import InvalidInputError
 from ..grammar import count
 from ..render import check_format, default_format
-from .app import app
-from .context import state
-from .options import DATABASE, OneOf, comma_list, format_option
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..simulate.engine import DayResult
+    from .engine import DayResult
+
+__all__ = ["PANEL", "demo", "register", "simulate"]
+
+#: The panel of ``rolectl --help`` these commands are listed in (after the core's).
+PANEL = "Simulation"
 
 MACHINE = ("json", "jsonl", "csv", "tsv")
 #: The rich chart of the day, a section of the terminal output only (not a table).
 CHART = "chart"
 DISTRIBUTIONS = ("seed", "uniform", "zipf")
 POLICIES = ("event", "ttl", "none")
-#: For completion only (kept literal: importing rolectl.simulate at start-up would be slow).
+#: For completion only (kept literal: importing the engine at start-up would be slow).
 SECTION_NAMES = ("policies", "chart", "timeline", "changes", "summary", "seed", "all")
 # Defaults (the reference scenario's day), repeated here as text for --help only.
 HELP_FORMAT = ("table (default on a terminal), json (the whole day as one document), jsonl, csv, tsv "
@@ -78,7 +87,7 @@ def _file_only(db: "Path | str | None") -> Optional[Path]:
 
 
 def _sections(value: Optional[str], fmt: str, compare: bool) -> list[str]:
-    from ..simulate.report import SECTIONS
+    from .report import SECTIONS
 
     names = (*SECTIONS, CHART)
     if value is None:
@@ -103,7 +112,6 @@ def _sections(value: Optional[str], fmt: str, compare: bool) -> list[str]:
     return chosen
 
 
-@app.command()
 def simulate(
     ctx: typer.Context,
     users: Optional[str] = typer.Option(None, "--users", metavar="N", help="Active users (default 1000)."),
@@ -153,7 +161,7 @@ def simulate(
 
     Example: rolectl simulate --compare-seed
     """
-    from ..simulate.config import SimConfig
+    from .config import SimConfig
 
     check_format(fmt)
     out_fmt = fmt or default_format()
@@ -178,15 +186,15 @@ def simulate(
         raise InvalidInputError(f"--live-seconds {live_seconds} is not valid",
                                 hint="use a number of seconds from 1 to 86400")
     if plot is not None:
-        from ..simulate.plot import check_path
+        from .plot import check_path
 
         check_path(plot)  # a bad name or a missing matplotlib is reported before the day runs
     path = _db_option(ctx, db)
     result = _run(config, path, live, seconds)
     _print(result, out_fmt, chosen, compare)
     if plot is not None:
-        from ..simulate.chart import chart_data
-        from ..simulate.plot import plot as draw
+        from .chart import chart_data
+        from .plot import plot as draw
 
         draw(chart_data(result), plot, subtitle=_headline(result))
         print(f"chart of the day written to {plot}", file=sys.stderr)
@@ -194,11 +202,11 @@ def simulate(
 
 def _run(config: Any, path: Optional[Path], live: bool, seconds: float) -> "DayResult":
     from ..render import progress
-    from ..simulate.engine import run_day
+    from .engine import run_day
 
     options = None
     if live:
-        from ..simulate.live import LiveOptions
+        from .live import LiveOptions
 
         options = LiveOptions(seconds=seconds, on_ready=_announce, on_external=_external)
     big = config.requests >= 200_000 or live
@@ -215,7 +223,7 @@ def _announce(path: Path) -> None:
 
 
 def _external(event: Any, now: float) -> None:
-    from ..simulate.trace import clock
+    from .trace import clock
 
     sys.stderr.write(f"live: {clock(now)} seen {event.describe()} (#{event.seq}, by {event.actor})\n")
     sys.stderr.flush()
@@ -225,8 +233,8 @@ def _print(result: "DayResult", fmt: str, sections: list[str], compare: bool) ->
     import json
 
     from ..render import render_record, render_rows, render_title
-    from ..simulate.report import tables, to_json
-    from ..simulate.seed import compare as compare_seed
+    from .report import tables, to_json
+    from .seed import compare as compare_seed
 
     seed_rows = compare_seed(result, result.trace) if compare else None  # type: ignore[arg-type]
     if fmt == "json":
@@ -261,7 +269,7 @@ def _print(result: "DayResult", fmt: str, sections: list[str], compare: bool) ->
 
 def _chart(result: "DayResult") -> None:
     from ..render import console
-    from ..simulate.chart import DayChart, chart_data
+    from .chart import DayChart, chart_data
 
     sys.stdout.write("\n")
     sys.stdout.flush()
@@ -277,7 +285,6 @@ def _headline(result: "DayResult") -> str:
             f"{count(result.day_events, 'event')} from role changes, on {where}")
 
 
-@app.command()
 def demo(
     ctx: typer.Context,
     db: Optional[str] = typer.Option(  # DATABASE: a Path, or the text of a PostgreSQL URL (refused)
@@ -291,8 +298,8 @@ def demo(
     Example: rolectl demo
     """
     from ..render import render_record, render_rows, render_title
-    from ..simulate.engine import open_day_database
-    from ..simulate.tour import tour
+    from .engine import open_day_database
+    from .tour import tour
 
     with open_day_database(_db_option(ctx, db)) as (repo, path, temporary):
         for n, step in enumerate(tour(repo, path, temporary=temporary)):
@@ -306,3 +313,9 @@ def demo(
             if step.rows is not None:
                 render_rows(step.rows, step.columns, "table")
             sys.stdout.flush()
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``simulate`` and ``demo`` to the ``rolectl`` command (called by rolectl.cli.app)."""
+    app.command(rich_help_panel=PANEL)(simulate)
+    app.command(rich_help_panel=PANEL)(demo)

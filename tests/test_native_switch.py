@@ -26,7 +26,7 @@ DEADLINE = 20.0
 _PROBE = r"""
 import json, sys
 from rolectl.backends.sqlite.logreader import LogReader
-from rolectl.backends.sqlite.native import nativeread, nogil, pieces
+from rolectl.backends.sqlite.native import nativeread, pieces
 from rolectl.backends.sqlite.native.wakeup import Waker
 
 db = sys.argv[1]
@@ -36,7 +36,6 @@ with Waker(db) as waker:
     mode = waker.mode
 print(json.dumps({
     "pieces": sorted(pieces()),
-    "nogil": nogil.active(),
     "nativeread": reader._native is not None and nativeread.available(),
     "walprobe": reader.shm.is_open and reader._wal_header is not None,
     "wakeup": mode == "inotify",
@@ -59,6 +58,7 @@ def test_the_switch_reads_all_none_or_a_list_of_pieces() -> None:
     assert native.switch.parse("0") == native.switch.parse(" OFF ") == set()
     assert native.switch.parse("wakeup, walprobe") == {"wakeup", "walprobe"}
     assert native.switch.parse("wakeup,bogus") == {"wakeup"}  # never fatal
+    assert native.switch.parse("nogil,walprobe") == {"walprobe"}  # a removed piece is ignored
 
 
 def test_configure_refuses_an_unknown_piece(native_switch: Any) -> None:
@@ -69,12 +69,12 @@ def test_configure_refuses_an_unknown_piece(native_switch: Any) -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the pieces are Linux only")
 def test_the_environment_turns_every_piece_off_or_on_in_a_fresh_process(db_path: Path) -> None:
     on = _probe(db_path)
-    assert on == {"pieces": sorted(native.PIECES), "nogil": True, "nativeread": True, "walprobe": True,
+    assert on == {"pieces": sorted(native.PIECES), "nativeread": True, "walprobe": True,
                   "wakeup": True}
     off = _probe(db_path, ROLECTL_NATIVE="0")
-    assert off == {"pieces": [], "nogil": False, "nativeread": False, "walprobe": False, "wakeup": False}
+    assert off == {"pieces": [], "nativeread": False, "walprobe": False, "wakeup": False}
     some = _probe(db_path, ROLECTL_NATIVE="wakeup")
-    assert some == {"pieces": ["wakeup"], "nogil": False, "nativeread": False, "walprobe": False,
+    assert some == {"pieces": ["wakeup"], "nativeread": False, "walprobe": False,
                     "wakeup": True}
     older = _probe(db_path, ROLECTL_NATIVE_READ="0")  # the earlier switch of nativeread alone
     assert older["nativeread"] is False and older["wakeup"] is True

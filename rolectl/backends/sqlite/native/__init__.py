@@ -4,7 +4,6 @@ A follower works with the standard library alone; each module here makes one of 
 cheaper or earlier on Linux, and each has a plain path it falls back to -- where the platform
 lacks what it needs, or when :mod:`.switch` turns it off (``ROLECTL_NATIVE=0``: all off).
 
-* :mod:`.nogil` -- non-blocking system calls without giving up the GIL;
 * :mod:`.nativeread` -- the catch-up statement stepped without giving up the GIL;
 * :mod:`.walprobe` -- "has anything been committed, is a writer busy?" from ``<db>-shm``;
 * :mod:`.wakeup` -- inotify on the database's directory instead of a polling timer.

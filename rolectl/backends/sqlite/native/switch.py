@@ -1,12 +1,13 @@
 """The one switch for the follower's native (Linux-, ``ctypes``- or ``-shm``-level) pieces.
 
+(A fourth piece, libc ``read``/``pread``/``fcntl`` through ``ctypes`` with the GIL held, was
+removed: benchmarks/bench_native.py measured no gain from it; its name is now ignored.)
+
 Each piece has a plain-stdlib path that gives the same answers, only slower or later:
 
 ========== ================================================ =====================================
 piece      what it does                                     with it off
 ========== ================================================ =====================================
-nogil      libc ``read``/``pread``/``fcntl`` with the GIL   ``os.read``, ``os.pread``,
-           held (no switch-interval wait per call)          ``fcntl.fcntl``
 nativeread the catch-up ``SELECT`` stepped with the GIL     the ``sqlite3`` module
            held, through the process's own libsqlite3
 walprobe   "changed?" from the ``-shm`` wal-index header;   ``PRAGMA data_version``; the settle
@@ -34,7 +35,7 @@ __all__ = ["ENV", "PIECES", "configure", "enabled", "parse", "pieces"]
 
 #: The environment variable read at import.
 ENV = "ROLECTL_NATIVE"
-PIECES: tuple[str, ...] = ("nogil", "nativeread", "walprobe", "wakeup")
+PIECES: tuple[str, ...] = ("nativeread", "walprobe", "wakeup")
 _ALL = frozenset(PIECES)
 _ON_WORDS = ("", "1", "on", "all", "yes", "true")
 _OFF_WORDS = ("0", "off", "none", "no", "false")

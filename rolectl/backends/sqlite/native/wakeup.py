@@ -31,7 +31,6 @@ import sys
 import time
 from pathlib import Path
 
-from . import nogil
 from .switch import enabled
 
 __all__ = ["WATCH_MASK", "Waker"]
@@ -73,6 +72,14 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
+def _read(fd: int) -> bytes | None:
+    """What a non-blocking descriptor has to read now; ``None`` if nothing."""
+    try:
+        return os.read(fd, 65536)
+    except BlockingIOError:
+        return None
+
+
 class Waker:
     """Wait for writes to one SQLite database (its file, ``-wal`` and ``-journal``).
 
@@ -88,7 +95,6 @@ class Waker:
         self._name = name
         self._names = frozenset({name, name + b"-wal", name + b"-journal"})
         self._fd = -1
-        self._buf = nogil.Buffer(65536)
         self.last_write = 0.0  # time.monotonic() of the latest relevant write seen
         #: The database file itself was created, moved, deleted (or events were lost) since
         #: :meth:`take_replaced` last looked: its identity must be checked.
@@ -144,7 +150,7 @@ class Waker:
 
     def _drain_pipe(self) -> None:
         try:
-            while nogil.read(self._pipe_r, self._buf):
+            while _read(self._pipe_r):
                 pass
         except OSError:
             pass
@@ -153,8 +159,8 @@ class Waker:
         """Read every queued event; ``True`` if any concerned the database's files."""
         relevant = False
         while True:
-            try:  # without giving up the GIL: see rolectl.backends.sqlite.native.nogil
-                data = nogil.read(self._fd, self._buf)
+            try:
+                data = _read(self._fd)
             except OSError as exc:  # pragma: no cover - the fd went bad: fall back to timer
                 log.warning("inotify read failed (%s); polling instead", exc)
                 self._close_inotify()

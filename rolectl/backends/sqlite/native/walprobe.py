@@ -1,7 +1,7 @@
 """Looking at a WAL database's shared-memory file: has anything been committed, is a writer busy?
 
 Two questions a follower asks many times per commit, answered from ``<db>-shm`` without
-running SQL (and without giving up the GIL, see :mod:`rolectl.backends.sqlite.native.nogil`):
+running SQL:
 
 * **Has the WAL changed?** The first 48 bytes of ``<db>-shm`` are the wal-index header:
   every commit changes its frame count and checksums, a WAL restart its salts. Reading it
@@ -34,7 +34,6 @@ import struct
 import sys
 
 from .. import keptfds
-from . import nogil
 from .switch import enabled
 
 __all__ = ["HEADER_SIZE", "ShmView", "WAL_WRITE_LOCK_BYTE"]
@@ -55,7 +54,6 @@ class ShmView:
     def __init__(self, db_path: str | os.PathLike[str]) -> None:
         self.shm = os.fspath(db_path) + "-shm"
         self._fd = -1
-        self._buf = nogil.Buffer(HEADER_SIZE)
         self.enabled = enabled("walprobe")
         self.lock_supported = (self.enabled and sys.platform.startswith("linux") and struct.calcsize("P") == 8
                                and _F_OFD_GETLK is not None)
@@ -78,7 +76,7 @@ class ShmView:
         if self._fd < 0:
             return None
         try:
-            data = nogil.pread(self._fd, self._buf, HEADER_SIZE, 0)
+            data = os.pread(self._fd, HEADER_SIZE, 0)
         except OSError:
             return None
         return data if len(data) == HEADER_SIZE else None
@@ -89,7 +87,7 @@ class ShmView:
             return False
         self.probes += 1
         try:
-            answer = nogil.fcntl_struct(self._fd, _F_OFD_GETLK, _QUERY)  # takes no lock
+            answer = fcntl.fcntl(self._fd, _F_OFD_GETLK, _QUERY)  # takes no lock
         except OSError:  # an old kernel without OFD locks
             self.lock_supported = False
             return False

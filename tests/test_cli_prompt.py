@@ -195,7 +195,7 @@ def test_metavariables_are_consistent():
     (["events", "--kind", "admin_add"], "unknown event kind 'admin_add': use one of: admin_added"),
     (["admins", "--format", "yaml"], "unknown format 'yaml'"),
     (["add-admin", "5", "--format", "github"], "format 'github' does not apply to a change"),
-    (["simulate", "--distribution", "pareto"], "unknown distribution 'pareto': use one of: seed, uniform, zipf"),
+    (["simulate", "--distribution", "pareto"], "unknown distribution 'pareto': use one of: reference, uniform, zipf"),
     (["apply", "--input-format", "xml"], "unknown input format 'xml'"),
 ])
 def test_a_value_outside_a_fixed_set_is_one_line_exit_2(cli, argv, words):

@@ -21,8 +21,29 @@ under each policy (:mod:`.policies`: rolectl's event-driven cache, a
 to the command line (an add-on: the core never imports this package).
 """
 
-from .config import DISTRIBUTIONS, POLICIES, SimConfig
-from .engine import DayResult, PolicyResult, run_day
-from .trace import Trace, build_trace
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import DISTRIBUTIONS, POLICIES, SimConfig
+    from .engine import DayResult, PolicyResult, run_day
+    from .trace import Trace, build_trace
 
 __all__ = ["DISTRIBUTIONS", "POLICIES", "DayResult", "PolicyResult", "SimConfig", "Trace", "build_trace", "run_day"]
+
+#: Where each public name lives. They are imported when first used (PEP 562), so that every
+#: ``rolectl`` start-up, which imports :mod:`.cli` to register the commands, does not pay for
+#: the engine.
+_HOME = {"DISTRIBUTIONS": "config", "POLICIES": "config", "SimConfig": "config", "DayResult": "engine",
+         "PolicyResult": "engine", "run_day": "engine", "Trace": "trace", "build_trace": "trace"}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value

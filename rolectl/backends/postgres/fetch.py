@@ -65,11 +65,16 @@ class PostgresFetch:
             slot.cursor.execute(self._sql, (user_id,), prepare=True)
             row = slot.cursor.fetchone()
         except self._error as exc:
+            if is_timeout(exc) and not slot.stalled:
+                # A lock held by another session is not a dead connection: one wait, not two,
+                # and the connection is kept (a new one per failed miss would fork a server
+                # process each time the table stays locked).
+                pool.release(slot)
+                raise self._failed(user_id, exc) from exc
             pool.discard(slot)
             if slot.stalled:
                 raise self._stalled(user_id) from exc
-            if slot.fresh or not isinstance(exc, self._operational) or is_timeout(exc):
-                # A lock held by another session is not a dead connection: one wait, not two.
+            if slot.fresh or not isinstance(exc, self._operational):
                 raise self._failed(user_id, exc) from exc
             # The kept connection died (a restart, a failover, an idle cut): one retry on a
             # new connection, so the first miss after it is not an error.

@@ -123,7 +123,8 @@ class MissConnections:
         return slot
 
     def release(self, slot: Slot) -> None:
-        """Return a connection after a statement that succeeded."""
+        """Return a connection after a statement that succeeded (or was cut by its own
+        lock or statement timeout: the connection itself is fine)."""
         slot.fresh = False
         with self._cond:
             self._busy.discard(slot)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Callable
 
 from rolectl.cache.role_cache.defs import LOADING, NO_FLOOR, Fetch, Token, parse_result
 from rolectl.cache.role_cache.loads import CacheLoads
-from rolectl.events import ROLE_USER, Role
+from rolectl.events import Role
 
 if TYPE_CHECKING:  # pragma: no cover
     from rolectl.cache.missexec import MissPool
@@ -23,16 +23,11 @@ class CacheAsync(CacheLoads):
         ``misses`` is the pool the read runs in (:mod:`rolectl.cache.missexec`: rolectl's
         own bounded threads, and a deadline past which the lookup fails closed); without one,
         the loop's default executor (``asyncio.to_thread``) and no deadline of its own."""
-        if user_id.__class__ is int and user_id in self._users:
-            self._user_hits += 1
-            self._touch(user_id)
-            return ROLE_USER
-        fetch = self._fetch_for(user_id, fetch)  # validates user_id (before any lookup)
-        role = self._others.get(user_id)
-        if role is not None:
-            self._other_hits[role] += 1
-            self._touch(user_id)
-            return role
+        if user_id.__class__ is int:
+            role = self._hit(user_id)
+            if role is not None:
+                return role
+        fetch = self._fetch_for(user_id, fetch)  # validates user_id (a miss reads with fetch)
         if self._suspended:
             if misses is None:
                 return parse_result(await asyncio.to_thread(fetch, user_id))[0]

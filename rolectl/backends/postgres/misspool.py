@@ -12,7 +12,8 @@ The server cuts a miss's statement at the timeout (``statement_timeout``, ``lock
 but a server that hangs (SIGSTOPped, swapped out) or a network path that swallows packets
 answers nothing at all, and the kernel still acknowledges what is sent, so neither TCP
 keepalives nor ``tcp_user_timeout`` end the wait. A watchdog thread (started with the first
-miss, stopped by :meth:`~MissConnections.close`) shuts down the socket of a connection busy
+miss; it ends as soon as no connection is busy, and at
+:meth:`~MissConnections.close`) shuts down the socket of a connection busy
 longer than the timeout plus :data:`~rolectl.cache.missexec.MARGIN`: the blocked read then
 fails at once, the thread is free for the next miss, and the connection is replaced.
 """
@@ -23,6 +24,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 from ...cache.missexec import MARGIN
@@ -35,7 +37,7 @@ __all__ = ["MISS_CONNECTIONS", "MissConnections", "Slot"]
 
 #: Connections a handle's misses use at most, whatever the core or thread count.
 MISS_CONNECTIONS = 2
-#: Seconds between the watchdog's looks at the busy connections.
+#: Longest sleep of the watchdog between two looks at the busy connections.
 WATCH_INTERVAL = 0.2
 
 
@@ -131,7 +133,7 @@ class MissConnections:
             keep = slot.generation == self._generation and not slot.stalled and not slot.conn.closed
             if keep:
                 self._idle.append(slot)
-            self._cond.notify()
+            self._cond.notify_all()  # a miss waiting for a connection, and the watchdog
         if not keep:
             slot.conn.close()
 
@@ -139,27 +141,39 @@ class MissConnections:
         """Close a connection a statement failed on (the next miss opens a new one)."""
         with self._cond:
             self._busy.discard(slot)  # first: the watchdog never touches a closed socket
-            self._cond.notify()
+            self._cond.notify_all()
         slot.conn.close()
 
     # -- the watchdog ----------------------------------------------------------------------
 
     def _start_watchdog_locked(self) -> None:
         self._stop = threading.Event()
-        thread = threading.Thread(target=self._watch, args=(self._stop,), name="rolectl-miss-watchdog",
-                                  daemon=True)
+        thread = threading.Thread(target=_watch, args=(weakref.ref(self), self._stop),
+                                  name="rolectl-miss-watchdog", daemon=True)
         self._watchdog = thread
         thread.start()
 
-    def _watch(self, stop: threading.Event) -> None:
-        while not stop.wait(WATCH_INTERVAL):
+    def _look(self) -> bool:
+        """The watchdog's work: sleep until the first busy connection is due, cut what is
+        stalled. False (and the watchdog ends) as soon as nothing is busy: an idle bot has no
+        watchdog, and the next miss starts one (returning a connection wakes it)."""
+        with self._cond:
+            if not self._busy or self._watchdog is not threading.current_thread():
+                if self._watchdog is threading.current_thread():
+                    self._watchdog = None
+                return False
             now = time.monotonic()
-            with self._cond:
-                for slot in self._busy:
-                    if not slot.stalled and now > slot.stall_at:
-                        slot.stalled = True
-                        self.stalls += 1
-                        _cut(slot.conn)
+            pending = [slot.stall_at for slot in self._busy if not slot.stalled]
+            due = min(pending) if pending else now + WATCH_INTERVAL
+            if due > now:
+                self._cond.wait(min(due - now, WATCH_INTERVAL))
+                now = time.monotonic()
+            for slot in self._busy:
+                if not slot.stalled and now > slot.stall_at:
+                    slot.stalled = True
+                    self.stalls += 1
+                    _cut(slot.conn)
+        return True
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -176,6 +190,16 @@ class MissConnections:
             slot.conn.close()
         if watchdog is not None and watchdog is not threading.current_thread():
             watchdog.join(5.0)
+
+
+def _watch(pool: "weakref.ReferenceType[MissConnections]", stop: threading.Event) -> None:
+    """The watchdog's thread. It holds the pool weakly: a pool nobody holds any more (a fetch
+    that was never closed) ends its watchdog instead of being kept alive by it."""
+    while not stop.is_set():
+        alive = pool()
+        if alive is None or not alive._look():
+            return
+        del alive
 
 
 def _cut(conn: "psycopg.Connection[Any]") -> None:

@@ -8,7 +8,7 @@
    ("locked"), against the same bot with a healthy database (the mean of the healthy phases
    just before and after; phases interleaved, several rounds, the median ratio). A new user
    (a miss) arrives every 100 ms throughout and must be answered ``user``. Target: >= 0.9x.
-2. Miss latency p50/p99 with the bounded pool: a sync handle missing from 8 threads, an
+2. Miss latency p50/p99 with the bounded pool: a sync handle missing from 1 and 8 threads, an
    asyncio handle missing from 50 tasks at once, on SQLite and PostgreSQL (cold misses).
 3. Cold misses per second, one after another, sync against asyncio (SQLite).
 
@@ -116,6 +116,13 @@ def latency_rows(db: str, label: str, users: int) -> list[str]:
     rows = []
     threads = 8
     with rolectl.connect(db, name="latency", register=False) as roles:
+        took_one = []
+        for uid in range(500_000, 500_000 + users // 2):  # one after another: the pool's own cost
+            started = time.perf_counter()
+            roles.get_role(uid)
+            took_one.append(time.perf_counter() - started)
+        rows.append(f"| {label} | sync, 1 thread | {pct(took_one, 0.5) * 1e3:.2f} | {pct(took_one, 0.99) * 1e3:.2f} "
+                    f"| {len(took_one) / sum(took_one):,.0f} |")
         ids = list(range(1_000, 1_000 + users))
         took: list[float] = []
         lock = threading.Lock()

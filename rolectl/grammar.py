@@ -1,48 +1,8 @@
-"""Counting words for messages: "1 line", "2 lines", "event #1048", "events #3-#5".
-
-Every sentence rolectl prints about a number of things goes through here, so that none says
-"1 lines" or "events #7".
-"""
+"""Kept for imports written before the counting words moved to :mod:`rolectl.render.words`,
+the one place rolectl words a number of things; nothing here has a definition of its own."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from .render.words import count, plural, seq_span, seqs
 
-#: Nouns whose plural is not noun + "s".
-_IRREGULAR = {"entry": "entries", "mailbox": "mailboxes", "was": "were", "is": "are"}
-
-
-def plural(count: int, noun: str, many: str | None = None) -> str:
-    """``noun`` for one, its plural otherwise (``many``, a known irregular one, or ``noun+s``)."""
-    if count == 1:
-        return noun
-    return many or _IRREGULAR.get(noun) or noun + "s"
-
-
-def count(n: int, noun: str, many: str | None = None) -> str:
-    """``count(1, "line")`` -> ``"1 line"``; ``count(2, "entry")`` -> ``"2 entries"``."""
-    return f"{n} {plural(n, noun, many)}"
-
-
-def seqs(numbers: Iterable[int]) -> str:
-    """Event sequence numbers for people: ``event #7``, ``events #7, #9``, ``events #3-#6``
-    (a run of three or more consecutive numbers is written as a range)."""
-    items = sorted(set(numbers))
-    if not items:
-        return "no events"
-    if len(items) == 1:
-        return f"event #{items[0]}"
-    if len(items) > 2 and items[-1] - items[0] == len(items) - 1:
-        return f"events #{items[0]}-#{items[-1]}"
-    return "events " + ", ".join(f"#{n}" for n in items)
-
-
-def seq_span(first: int | None, last: int | None) -> str:
-    """The events ``first..last`` of one transaction, as :func:`seqs` words them."""
-    if first is None or last is None:
-        return "no events"
-    if first == last:
-        return f"event #{first}"
-    if last == first + 1:
-        return f"events #{first}, #{last}"
-    return f"events #{first}-#{last}"
+__all__ = ["count", "plural", "seq_span", "seqs"]

@@ -186,6 +186,17 @@ def test_one_bad_line_exits_with_its_code(seeded, tmp_path, run_rolectl, bad_lin
     assert state_of(seeded) == before
 
 
+def test_an_owner_line_is_told_the_files_own_force_flag(seeded, tmp_path, run_rolectl):
+    """A batch line cannot take --force: the hint names what the file needs instead."""
+    path = tmp_path / "c.csv"
+    path.write_text("remove-admin,123\n")
+    result = run_rolectl("apply", str(path))
+    assert result.returncode == 4, result.stderr
+    assert "remove-admin,123,force" in result.stderr and "--force" not in result.stderr
+    single = run_rolectl("remove-admin", "123")  # the command itself still says --force
+    assert single.returncode == 4 and "pass --force" in single.stderr
+
+
 def test_a_malformed_last_line_stops_everything_before_the_database_is_opened(tmp_path, cli):
     # Validation comes first: the database does not even need to exist for exit 2.
     path = tmp_path / "c.csv"

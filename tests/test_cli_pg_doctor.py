@@ -85,7 +85,7 @@ def test_fix_makes_mailbox_owners_admins_through_the_log(rolectl_bin: Path, url:
     assert warned.returncode == 1 and "doctor: 0 errors, 1 warning" in warned.stderr
     fixed = run(rolectl_bin, "--db", url, "doctor", "--fix", "--actor", "ops")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
-    assert "fixed: made 1 mailbox owners admins: 6" in fixed.stderr
+    assert "fixed: made 1 mailbox owner an admin: 6" in fixed.stderr
     with psycopg.connect(url) as conn:
         last = conn.execute("SELECT kind, user_id, actor FROM events ORDER BY seq DESC LIMIT 1").fetchone()
     assert last == ("admin_added", 6, "ops")

@@ -14,7 +14,7 @@ the CLI renders both with one code path, the same formats and the same exit code
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..cache.registry import Instance
@@ -26,16 +26,17 @@ def _conninfo(store: Any) -> str | None:
     return conninfo if isinstance(conninfo, str) else None
 
 
-def discover(store: Any, *, timeout: float = 1.0) -> list["Instance"]:
-    """Every instance registered for the store's database, each probed (in parallel)."""
+def discover(store: Any, *, timeout: float = 1.0, only: Callable[["Instance"], bool] | None = None) -> list["Instance"]:
+    """Every instance registered for the store's database, each probed (in parallel); with
+    ``only``, just the ones it accepts (``cache show --instance NAME`` asks no other)."""
     conninfo = _conninfo(store)
     if conninfo is not None:
         from .postgres.instances import discover as pg_discover
 
-        return list(pg_discover(conninfo, timeout=timeout))
+        return list(pg_discover(conninfo, timeout=timeout, only=only))
     from ..cache.registry import discover as file_discover
 
-    return file_discover(store.path, timeout=timeout)
+    return file_discover(store.path, timeout=timeout, only=only)
 
 
 def prune(store: Any, instances: Iterable["Instance"]) -> int:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import typer
 
 from ..errors import InvalidInputError
-from ..grammar import count, seq_span
+from ..render.words import count, seq_span
 from .app import app
 from .common import actor as actor_of, change_format
 from .context import state

@@ -91,7 +91,7 @@ def _render(record: dict[str, Any], fmt: str) -> None:
 
         render_record(record, fmt)
         return
-    from ..grammar import count
+    from ..render.words import count
     from ..render import human_rate, safe
 
     rows = record["users"] + record["mailboxes"] + record["events"]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from ..errors import InvalidInputError
-from ..grammar import count
+from ..render.words import count
 from ..render import check_format, default_format
 from .app import app
 from .context import state
@@ -133,7 +133,7 @@ def simulate(
         None, "--db", click_type=DATABASE, metavar="PATH",
         help="Keep the day in this new (or empty) database file (SQLite only). Default: a temporary one."),
     compare_seed: bool = typer.Option(
-        False, "--compare-seed", help="Set the scenario's claimed figures next to the measured ones."),
+        False, "--compare-seed", help="Show the reference scenario's claimed figures next to the measured ones."),
     live: bool = typer.Option(False, "--live", help="Run in compressed real time as a registered cache instance."),
     live_seconds: Optional[str] = typer.Option(
         None, "--live-seconds", metavar="SECONDS", help="Real seconds the day takes with --live (default 60)."),

@@ -114,7 +114,9 @@ class EventLog:
                 row = tx.one(tx.q.user_exists_logged, {"uid": uid})
                 if not row[0] and row[1] != ROLE_USER:
                     tx.emit(ADMIN_REMOVED, user_id=uid, old_role=row[1], new_role=ROLE_USER, actor=actor)
-        return Change(bool(tx.events), f"logged the current role of {len(tx.events)} users", tx.events)
+        from ..render.words import count  # words for people: not imported with the library
+
+        return Change(bool(tx.events), f"logged the current role of {count(len(tx.events), 'user')}", tx.events)
 
     def evict(self, user_id: int, *, actor: str, note: str | None = None) -> Change:
         """Ask every following cache to drop one entry; recorded like any other change."""

@@ -133,6 +133,42 @@ def test_cache_show_instance_selection_errors(db_path: Path, run_rolectl) -> Non
         a.stop(), b.stop()
 
 
+def test_cache_show_on_a_terminal_shows_one_screen_and_says_what_is_left(bot: Bot, db_path: Any, run_rolectl,
+                                                                         rolectl_bin) -> None:
+    from test_render_terminal import run_in_pty, screen_lines
+
+    bot.get_many(list(range(1, 41)))  # 40 entries: more than a 20-line screen holds
+    lines = screen_lines(run_in_pty([str(rolectl_bin), "--db", str(db_path), "cache", "show"], 100, lines=20))
+    rows = [line for line in lines if line.split()[1:2] in (["user"], ["admin"])]
+    assert 0 < len(rows) <= 20 - 6, lines
+    assert f"{40 - len(rows)} more entries not shown; use --limit N or --limit 0 for all" in lines
+    piped = run_rolectl("cache", "show")  # a pipe: every entry, as before
+    assert piped.returncode == 0 and len(piped.stdout.splitlines()) == 1 + 40, piped.stdout
+    assert len(_json(run_rolectl("cache", "show", "-f", "json"))) == 40
+
+
+def test_cache_show_picks_among_same_named_instances_and_asks_no_other(db_path: Any, run_rolectl) -> None:
+    """Two bots named alpha: the name alone lists both (pid, host, the spec that picks each,
+    exit 2); ``alpha:PID`` picks one. A stopped bot of another name is never asked, so it is
+    not reported as unresponsive either."""
+    a1, a2, beta = Bot(db_path, "alpha"), Bot(db_path, "alpha"), Bot(db_path, "beta")
+    beta.proc.send_signal(signal.SIGSTOP)
+    try:
+        both = run_rolectl("cache", "show", "--instance", "alpha")
+        assert both.returncode == 2, both.stderr
+        assert "2 live cache instances match 'alpha'" in both.stderr and socket.gethostname() in both.stderr
+        for bot in (a1, a2):
+            assert f"alpha (pid {bot.pid}, host " in both.stderr and f"--instance alpha:{bot.pid}" in both.stderr
+        picked = run_rolectl("cache", "show", "--instance", f"alpha:{a2.pid}", "-f", "json")
+        assert picked.returncode == 0, picked.stderr
+        assert "beta" not in picked.stderr and "unresponsive" not in picked.stderr
+        host = run_rolectl("cache", "show", "--instance", f"alpha@{socket.gethostname()}:{a1.pid}", "-f", "json")
+        assert host.returncode == 0, host.stderr
+    finally:
+        beta.proc.send_signal(signal.SIGCONT)
+        a1.stop(), a2.stop(), beta.stop()
+
+
 def test_evict_and_flush_reach_the_live_bot_and_the_audit_log(bot: Bot, run_rolectl, db_path: Path) -> None:
     bot.get_many([789, 1, 2])
     out = run_rolectl("cache", "evict", "1", "--note", "check")

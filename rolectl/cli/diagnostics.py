@@ -219,6 +219,7 @@ def cache_show(
     wanted = instance
     instances, _, _ = _discover(ctx, None if wanted is None else lambda i: matches(wanted, i))
     target = choose(instances, wanted)
+    shown: Optional[int]
     screen = limit is None and (fmt or default_format()) == "table"
     if screen:  # a person at a terminal: one screen, and a line saying how to see the rest
         shown = listing_limit(None)[0] or PIPE_LIMIT

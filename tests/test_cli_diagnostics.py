@@ -133,6 +133,52 @@ def test_cache_show_instance_selection_errors(db_path: Path, run_rolectl) -> Non
         a.stop(), b.stop()
 
 
+def test_stats_watch_redraws_as_often_as_its_header_says(bot: Bot, db_path: Any, rolectl_bin) -> None:
+    """A stopped bot makes every poll wait a whole probe timeout (1 s); the view still starts a
+    frame every --interval (the poll is not added to it), and its header says the period it
+    keeps. Frames are timed as they reach a real pseudo-terminal."""
+    import fcntl
+    import os
+    import pty
+    import re
+    import select
+    import struct
+    import termios
+
+    stuck = Bot(db_path, "stuck")
+    stuck.proc.send_signal(signal.SIGSTOP)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+    env = {k: v for k, v in clean_env(TERM="xterm-256color", NO_COLOR="1").items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen([str(rolectl_bin), "--db", str(db_path), "stats", "--watch", "--interval", "1.5"],
+                            stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    seen, stamps, said = b"", [], []
+    try:
+        deadline = time.monotonic() + 90
+        while len(stamps) < 5 and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                continue
+            seen += os.read(master, 65536)
+            while b"Ctrl-C to stop" in seen:  # the header's last words: one per frame
+                frame, _, seen = seen.partition(b"Ctrl-C to stop")
+                stamps.append(time.monotonic())
+                said += re.findall(rb"every ([0-9.]+) s", frame)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        os.close(master)
+        stuck.proc.send_signal(signal.SIGCONT)
+        stuck.stop()
+    assert len(stamps) == 5, seen[-500:]
+    periods = [b - a for a, b in zip(stamps[1:], stamps[2:])]  # the first frame has no previous one
+    mean = sum(periods) / len(periods)
+    shown = float(said[-1])
+    assert mean < 1.5 + 0.7, periods  # before: 1.5 s of sleep plus each poll's 1 s wait
+    assert abs(mean - shown) < 0.5, (periods, said)
+
+
 def test_cache_show_on_a_terminal_shows_one_screen_and_says_what_is_left(bot: Bot, db_path: Any, run_rolectl,
                                                                          rolectl_bin) -> None:
     from test_render_terminal import run_in_pty, screen_lines

@@ -169,10 +169,12 @@ def stats(
         else:
             import sys
 
-            while True:  # scripts: a fresh block (or line per instance) every interval
+            due = time.monotonic()
+            while True:  # scripts: a fresh block (or line per instance) every interval, on a fixed schedule
                 once()
                 sys.stdout.flush()
-                time.sleep(interval)
+                due = max(due + interval, time.monotonic())
+                time.sleep(max(0.0, due - time.monotonic()))
     except KeyboardInterrupt:
         return  # Ctrl-C is how a watch ends: exit 0
 

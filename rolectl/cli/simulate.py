@@ -26,6 +26,9 @@ if TYPE_CHECKING:  # pragma: no cover
 MACHINE = ("json", "jsonl", "csv", "tsv")
 #: The rich chart of the day, a section of the terminal output only (not a table).
 CHART = "chart"
+#: Below this many columns the seed comparison (four columns, the last one prose) is written
+#: as stacked records: a heading per figure, its values and its reason beneath, wrapped at spaces.
+STACK_BELOW = 120
 DISTRIBUTIONS = ("seed", "uniform", "zipf")
 POLICIES = ("event", "ttl", "none")
 #: For completion only (kept literal: importing rolectl.simulate at start-up would be slow).
@@ -224,7 +227,7 @@ def _external(event: Any, now: float) -> None:
 def _print(result: "DayResult", fmt: str, sections: list[str], compare: bool) -> None:
     import json
 
-    from ..render import render_record, render_rows, render_title
+    from ..render import console, render_record, render_rows, render_stacked, render_title
     from ..simulate.report import tables, to_json
     from ..simulate.seed import compare as compare_seed
 
@@ -253,6 +256,8 @@ def _print(result: "DayResult", fmt: str, sections: list[str], compare: bool) ->
             render_title(table.title, fmt)
         if table.record is not None and human:
             render_record(table.record, fmt, title=table.title)
+        elif table.name == "seed" and fmt == "table" and console().width < STACK_BELOW:
+            render_stacked(table.rows, table.columns[0], table.columns[1:], title=table.title)
         else:
             render_rows(table.rows, table.columns, fmt, title=table.title)
         if table.name == "policies" and CHART in sections:
@@ -290,7 +295,7 @@ def demo(
 
     Example: rolectl demo
     """
-    from ..render import render_record, render_rows, render_title
+    from ..render import render_commands, render_paragraph, render_record, render_rows, render_title
     from ..simulate.engine import open_day_database
     from ..simulate.tour import tour
 
@@ -300,7 +305,9 @@ def demo(
                 sys.stdout.write("\n")
             render_title(step.title, "table")
             for line in step.lines:
-                typer.echo(line)
+                render_paragraph(line)  # wrapped at spaces on a terminal: no word is split
+            if step.commands:
+                render_commands(step.commands)
             if step.record is not None:
                 render_record(step.record, "table")
             if step.rows is not None:

@@ -76,7 +76,7 @@ def test_drift_between_table_and_log_is_an_error(rolectl_bin: Path, url: str) ->
         "UPDATE users SET role = 'admin' WHERE user_id = 6",
         "ALTER TABLE users ENABLE TRIGGER users_role_events")
     proc = run(rolectl_bin, "--db", url, "doctor", "--format", "json")
-    assert proc.returncode == 6 and "differ from the log: 6" in findings(proc)["log"][0]["message"]
+    assert proc.returncode == 6 and "1 user's role differs from the log: 6" in findings(proc)["log"][0]["message"]
 
 
 def test_fix_makes_mailbox_owners_admins_through_the_log(rolectl_bin: Path, url: str) -> None:

@@ -120,7 +120,7 @@ def test_a_view_in_place_of_change_context_is_fixed_and_the_rows_behind_it_check
     fixed = run_rolectl("doctor", "--fix", "-q")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert "fixed: dropped view change_context" in fixed.stderr
-    assert "fixed: logged the table's role of 1 drifted users" in fixed.stderr
+    assert "fixed: logged the table's role of 1 drifted user" in fixed.stderr
     with Repository.open(scenario) as repo:
         assert repo.events.replay() == repo.events.table_roles()
 

@@ -2,8 +2,8 @@
 command and after it.
 
 ``rolectl --db bot.db admins`` and ``rolectl admins --db bot.db`` mean the same: the root
-callback takes the options typed before the command, and every command also carries copies
-(a panel of their own in its --help) that write into the same :class:`~rolectl.cli.context.State` when typed after it
+callback takes the options typed before the command, and every command also carries hidden
+copies that write into the same :class:`~rolectl.cli.context.State` when typed after it
 (later wins). The copies never read environment variables (the root does that once), and a
 command with an option of its own by that name (``simulate --db``) keeps its own. They are
 listed once, in ``rolectl --help``; each command's page ends with a one-line pointer to it
@@ -23,7 +23,8 @@ from .context import state
 from .options import DATABASE, Seconds
 
 #: What a command's --help says instead of listing the copies again.
-POINTER = "Global options --db, --timeout, -v and --debug work here too, before or after the command: see `rolectl --help`."
+POINTER = ("Global options --db, --timeout, -v and --debug work here too, before or after the command: "
+           "see `rolectl --help`.")
 DB_HELP = ("Database: a SQLite file, or a PostgreSQL URL (postgresql://user@host/dbname). "
            "Default: $ROLECTL_DB, else ./rolectl.db.")
 TIMEOUT_HELP = ("Seconds to wait for a database locked by another process "

@@ -36,11 +36,11 @@ log = logging.getLogger("rolectl.cli")
 _TYPER_SUGGESTS = not hasattr(click.exceptions, "NoSuchCommand")
 
 
-#: An example line is at most this wide (indent included): the help page's own margin and
-#: the panel border still fit in 80 columns, so the terminal never wraps it.
+#: An example line is at most this wide, so that with the help page's margin it fits 80
+#: columns and the terminal never wraps it.
+EXAMPLE_WIDTH = 76
 #: Lines of an example start at the margin (typer dedents help text, so an indent would come
 #: and go with the other paragraphs); continuation lines are indented by this much.
-EXAMPLE_WIDTH = 76
 CONTINUATION = "    "
 _EXAMPLE = "Example:"
 

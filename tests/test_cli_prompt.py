@@ -13,7 +13,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from conftest import clean_env
-from rolectl.render import words as grammar
+from rolectl import grammar
 from rolectl.cli.app import app
 from rolectl.cli.globals import POINTER
 from rolectl.cli.group import PANELS, example_lines, unwrap
@@ -121,6 +121,18 @@ def test_a_typo_is_suggested_once(argv, wanted):
 def test_unwrap_joins_lines_but_keeps_marked_paragraphs():
     assert unwrap("One\n    two.\n\n    Three\n    four.") == "One two.\n\nThree four."
     assert unwrap("Lead.\n\n\bkeep\nlines") == "Lead.\n\nkeep\nlines"
+
+
+def test_a_long_example_is_broken_into_lines_a_shell_joins_again():
+    command = ('rolectl --db postgresql://owner@db/roles cache flush --note "restored the users table from '
+               'last night\'s backup" --wait 3 --password-file /run/secrets/bot_a')
+    lines = example_lines(command, width=60)
+    assert all(len(line) <= 60 for line in lines) and len(lines) > 1
+    assert all(line.endswith(" \\") for line in lines[:-1]) and not lines[-1].endswith("\\")
+    assert any("--password-file /run/secrets/bot_a" in line for line in lines)  # an option keeps its value
+    joined = " ".join(line.removesuffix(" \\").strip() for line in lines)
+    assert joined.split() == command.split() and '"restored the users' in joined  # quotes never broken
+    assert example_lines("rolectl admins") == ["rolectl admins"]
 
 
 def raw_help(path: tuple[str, ...]) -> str:

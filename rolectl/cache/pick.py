@@ -10,14 +10,28 @@ of them and the specs that pick each one, not with a bare failure.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Optional, Protocol, Sequence
 
 from ..errors import InvalidInputError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .registry import Instance
+__all__ = ["Registered", "ambiguous", "matches", "spec_of"]
 
-__all__ = ["ambiguous", "matches", "spec_of"]
+
+class Registered(Protocol):
+    """What a registration says about an instance (a :class:`~.registry.Instance` is one);
+    a protocol, so that the registry may use this module without a cycle."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def pid(self) -> Optional[int]: ...
+
+    @property
+    def host(self) -> str: ...
 
 
 def _parts(spec: str) -> tuple[str, Optional[str], Optional[str]]:
@@ -29,7 +43,7 @@ def _parts(spec: str) -> tuple[str, Optional[str], Optional[str]]:
     return (name, host, pid) if at and name else (rest, None, pid)
 
 
-def matches(spec: str, inst: "Instance") -> bool:
+def matches(spec: str, inst: Registered) -> bool:
     """Whether ``spec`` names ``inst``: its id or name exactly, or ``NAME[@HOST][:PID]``."""
     if spec in (inst.id, inst.name):
         return True
@@ -39,7 +53,7 @@ def matches(spec: str, inst: "Instance") -> bool:
     return (pid is None or str(inst.pid) == pid) and (host is None or inst.host == host)
 
 
-def spec_of(inst: "Instance", among: Sequence["Instance"]) -> str:
+def spec_of(inst: "Registered", among: Sequence["Registered"]) -> str:
     """The shortest spec that names ``inst`` alone among ``among``: ``NAME:PID`` when that is
     unique, else ``NAME@HOST:PID``, else its id."""
     for spec in (f"{inst.name}:{inst.pid}", f"{inst.name}@{inst.host}:{inst.pid}"):
@@ -48,7 +62,7 @@ def spec_of(inst: "Instance", among: Sequence["Instance"]) -> str:
     return inst.id
 
 
-def ambiguous(spec: str, found: Sequence["Instance"]) -> InvalidInputError:
+def ambiguous(spec: str, found: Sequence["Registered"]) -> InvalidInputError:
     """The usage error (exit 2) for a spec that names several live instances: each one's
     name, pid and host, and the spec that picks it."""
     shown = "; ".join(f"{i.name} (pid {i.pid}, host {i.host or '?'}): --instance {spec_of(i, found)}"

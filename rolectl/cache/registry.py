@@ -31,15 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from .. import __version__
+from ..version import __version__
 from ..errors import ConflictError, InvalidInputError, NotFoundError
+from ..grammar import count
 from . import ipc, replies
 from .liveness import Identity, own_identity
 from .liveness import gone as process_gone
 from .rundir import SUFFIX, RuntimeDir, runtime_dir
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..backends.sqlite.follower import Follower
+    from .followview import FollowerView
     from .role_cache import RoleCache
 
 __all__ = ["SUFFIX", "runtime_dir", "Registration", "register", "Instance", "PeerError", "discover", "prune",
@@ -63,7 +64,7 @@ class Registration:
     writes through the repository's event bus (shown by ``stats`` and ``doctor``)."""
 
     def __init__(self, cache: "RoleCache", db_path: str | os.PathLike[str], *,
-                 follower: "Follower | None" = None, name: str | None = None, bus: bool = False) -> None:
+                 follower: "FollowerView | None" = None, name: str | None = None, bus: bool = False) -> None:
         self.cache = cache
         self.follower = follower
         self.bus = bus
@@ -148,7 +149,7 @@ class Registration:
         self.close()
 
 
-def register(cache: "RoleCache", db_path: str | os.PathLike[str], *, follower: "Follower | None" = None,
+def register(cache: "RoleCache", db_path: str | os.PathLike[str], *, follower: "FollowerView | None" = None,
              name: str | None = None, bus: bool = False) -> Registration:
     """Register ``cache`` for ``db_path`` and start answering diagnostics requests."""
     return Registration(cache, db_path, follower=follower, name=name, bus=bus).start()
@@ -395,8 +396,6 @@ def choose(instances: list[Instance], wanted: str | None) -> Instance:
                             (f"; {silent}" if silent else ""),
                             hint="start a bot that embeds RoleCache, or see `rolectl stats`")
     if len(live) > 1:
-        from ..render.words import count  # words for people: not imported with the library
-
         raise InvalidInputError(
             f"{count(len(live), 'live cache instance')}",
             hint="pick one with --instance NAME or ID: " + ", ".join(f"{i.name} ({i.id})" for i in live),

@@ -8,7 +8,7 @@ import typer
 
 from .app import app
 from .context import state
-from ..render.words import count
+from ..grammar import count
 
 
 @app.command()

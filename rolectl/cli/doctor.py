@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ..render.words import count
+from ..grammar import count
 from .app import app
 from .common import actor as actor_of
 from .context import state

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from ..errors import InvalidInputError
-from ..render.words import count
+from ..grammar import count
 from ..render import check_format, default_format
 from .app import app
 from .context import state

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import RolectlError
-from .findings import ERROR, INFO, OK, WARNING, Finding, examples as _examples
-from ..render.words import count, plural
+from ..findings import ERROR, INFO, OK, WARNING, Finding, examples as _examples
+from ..grammar import count
 
 
 #: How long a live instance may stay behind the head the doctor read before it is reported.

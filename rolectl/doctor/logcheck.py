@@ -10,10 +10,10 @@ finds: a hole in the sequence, a head that is not the newest event, a head so cl
 
 from __future__ import annotations
 
-from .findings import ERROR, OK, Finding, examples
+from ..findings import ERROR, OK, Finding, examples
 from ..events import SEQ_HEAD_MAX, SEQ_LIMIT
 from ..backends.sqlite.store import Store
-from ..render import words
+from .. import grammar as words
 
 #: The largest seq SQLite can issue (AUTOINCREMENT fails with "database or disk is full"
 #: after it), and the head beyond which the log is flagged: one constant for both engines.

@@ -23,7 +23,7 @@ The API, for command modules:
   ``event_line(event)`` -- what a changing command did; an event in the log's wording.
 * ``render_paragraph(text)``, ``render_stacked(rows, heading, fields)`` -- prose wrapped at
   spaces, and prose-heavy rows as stacked records on a narrow terminal.
-* ``count(n, noun)``, ``plural(n, word)`` -- numbers of things in words ("1 user", "2 users are").
+* ``count(n, noun)``, ``plural(n, word)`` -- numbers of things in words (:mod:`rolectl.grammar`) ("1 user", "2 users are").
 * ``check_format``, ``default_format``, ``is_machine``, ``console``, ``progress``.
 """
 
@@ -40,7 +40,7 @@ from .progress import progress
 from .prose import render_commands, render_paragraph, render_stacked
 from .rows import Row, console, dumps, line_cell, render_record, render_rows, render_title, tsv_cell
 from .safe import json_safe, safe
-from .words import count, plural
+from ..grammar import count, plural
 from .times import human_ago, human_span, human_time, iso_utc, time_fields, to_epoch
 
 __all__ = [

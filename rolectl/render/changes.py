@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Mapping, Sequence, TextIO
 
-from . import words as grammar
+from .. import grammar
 from .rows import dumps
 from .safe import safe
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import ConflictError
 from ..events import ROLE_KINDS, ROLE_USER, Event
-from ..render.words import count
+from ..grammar import count
 from .config import SimConfig
 from .policies import EventPolicy, NoCachePolicy, Policy, TTLPolicy, sample_every
 from .trace import (

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .config import SimConfig
-from ..render.words import count
+from ..grammar import count
 
 HOUR = 3600.0
 DAY = 24 * HOUR

@@ -34,13 +34,15 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConflictError, DatabaseError
-from ..events import EVENT_FIELDS, SEQ_HEAD_MAX
-from .sqlite.store import Store, init as sqlite_init
-from .postgres.store import init as pg_init
+from .errors import ConflictError, DatabaseError
+from .events import EVENT_FIELDS, SEQ_HEAD_MAX
+from .backends.sqlite.store import Store, init as sqlite_init
+from .backends.postgres.store import init as pg_init
+
+__all__ = ["CopyReport", "sqlite_to_postgres", "postgres_to_sqlite", "source_log_problem"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .postgres.store import PgStore
+    from .backends.postgres.store import PgStore
 
 #: How a refusal of a non-empty target names the way out.
 NOT_EMPTY_HINT = "copy into an empty database, or pass --replace to replace its content"
@@ -108,7 +110,7 @@ def source_log_problem(conn: sqlite3.Connection) -> str | None:
     if max(hi, issued) > SEQ_HEAD_MAX:
         return f"its log head #{max(hi, issued)} is near the largest possible seq (2^63-1)"
     if count and hi - lo + 1 != count:
-        from ..render.words import count as words, plural
+        from .grammar import count as words, plural
 
         missing = hi - lo + 1 - count
         return f"{words(missing, 'event')} {plural(missing, 'is')} missing between #{lo} and #{hi}"
@@ -121,7 +123,7 @@ def _into_postgres(src: Store, sconn: sqlite3.Connection, dst: PgStore, dconn: A
                    replace: bool) -> tuple[int, int, int, int, int, bool]:
     """The copy itself, inside the source's snapshot and the target's write transaction:
     ``(users, mailboxes, events, head after, reconciled, replaced)``."""
-    from .postgres import schema
+    from .backends.postgres import schema
 
     replaced = False
     counts = dconn.execute("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM mailboxes), "
@@ -172,11 +174,11 @@ def postgres_to_sqlite(source: str, target: str | os.PathLike[str], *, timeout: 
     missing), renumbering the log contiguously. Raises :class:`ConflictError` if the target
     is not empty, unless ``replace``: then the copy is made in a new file and restored over
     the target (:func:`rolectl.backup.restore`: one transaction, a new log id)."""
-    from .postgres.store import PgStore
+    from .backends.postgres.store import PgStore
 
     started = time.perf_counter()
     if replace and _has_content(target, timeout):
-        from ..backup import restore
+        from .backup import restore
 
         with tempfile.TemporaryDirectory(prefix="rolectl-copy-") as workdir:
             report = postgres_to_sqlite(source, Path(workdir) / "copy.db", timeout=timeout, chunk=chunk)
@@ -215,7 +217,7 @@ def postgres_to_sqlite(source: str, target: str | os.PathLike[str], *, timeout: 
 
 
 def _has_content(target: str | os.PathLike[str], timeout: float | None) -> bool:
-    from .sqlite.store import resolve_path
+    from .backends.sqlite.store import resolve_path
 
     path = resolve_path(target)
     if not path.exists() or path.stat().st_size == 0:

@@ -1,5 +1,6 @@
-"""Counting words: one helper (rolectl.render.words) says "1 user" and "2 users", and the
-messages that used to say "1 users" or "1 mailbox owners are" now go through it."""
+"""Counting words: one helper (rolectl.grammar, re-exported by rolectl.render) says "1 user"
+and "2 users", and the messages that used to say "1 users" or "1 mailbox owners are" now go
+through it."""
 
 from __future__ import annotations
 

@@ -121,4 +121,4 @@ def test_option_help_says_each_default_once_in_plain_words():
     [limit] = [line for line in cache.splitlines() if "--limit" in line]
     assert "one screen on a terminal" in limit and cache.count("1000") == 1 and "[default: 1000]" not in cache
     sim = CliRunner().invoke(app, ["simulate", "--help"], env={"COLUMNS": "200"}).output
-    assert "Set the scenario" not in sim and "Show the reference scenario's claimed figures" in sim
+    assert "Set the " not in sim and "Show the reference day's claimed figures" in sim

@@ -66,16 +66,16 @@ def test_doctor_findings_wrap_at_spaces(owners_db: Path, rolectl_bin: Path, run_
     assert_words_whole(expected, shown, columns)
 
 
-def test_the_seed_comparison_is_stacked_at_80_columns_and_keeps_every_word(rolectl_bin: Path, run_rolectl) -> None:
-    doc = json.loads(run_rolectl("simulate", "--compare-seed", "--format", "json", db=None).stdout)
-    rows = doc["seed_comparison"]
+def test_the_reference_comparison_is_stacked_at_80_columns_and_keeps_every_word(rolectl_bin: Path, run_rolectl) -> None:
+    doc = json.loads(run_rolectl("simulate", "--compare-reference", "--format", "json", db=None).stdout)
+    rows = doc["reference_comparison"]
     expected = [w for r in rows for w in words(str(r["reason"])) + words(str(r["figure"]))]
-    code, shown = on_pty([str(rolectl_bin), "simulate", "--compare-seed"], 80)
+    code, shown = on_pty([str(rolectl_bin), "simulate", "--compare-reference"], 80)
     assert code == 0
     assert_words_whole(expected, shown, 80)
     assert len(shown) < 160  # was 287 lines, a reason squeezed to 8 columns
-    start = shown.index("The reference scenario's figures against the measured ones")
-    assert shown[start + 1] == rows[0]["figure"] and shown[start + 2].split()[0] == "seed"
+    start = [line.rstrip() for line in shown].index("The reference day's figures against the measured ones")
+    assert shown[start + 1].rstrip() == rows[0]["figure"] and shown[start + 2].split()[0] == "claimed"
     note = " ".join(line for line in shown if line.startswith("not shown at") or line.startswith("--format"))
     assert " ".join(note.split()).endswith("(see --format json)")  # the note wraps instead of cutting itself off
 

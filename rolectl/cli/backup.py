@@ -11,6 +11,7 @@ import typer
 
 from .app import app
 from .context import state
+from ..grammar import count
 
 
 @app.command()
@@ -31,8 +32,8 @@ def backup(
 
     st = state(ctx)
     summary = run(st.db_path("`rolectl backup`"), file, timeout=st.timeout)
-    typer.echo(f"backed up to {summary.path}: log head #{summary.head}, {summary.users} users, "
-               f"{summary.admins} admins")
+    typer.echo(f"backed up to {summary.path}: log head #{summary.head}, {count(summary.users, 'user')}, "
+               f"{count(summary.admins, 'admin')}")
 
 
 @app.command()
@@ -57,8 +58,8 @@ def restore(
 
     st = state(ctx)
     summary = run(st.db_path("`rolectl restore`"), file, timeout=st.timeout)
-    typer.echo(f"restored {summary.path} from {file}: log head #{summary.head}, {summary.users} users, "
-               f"{summary.admins} admins; new log id {summary.log_id[:8]} (was {summary.replaced_log_id[:8] or '-'}): "
+    typer.echo(f"restored {summary.path} from {file}: log head #{summary.head}, {count(summary.users, 'user')}, "
+               f"{count(summary.admins, 'admin')}; new log id {summary.log_id[:8]} (was {summary.replaced_log_id[:8] or '-'}): "
                "following caches reset")
     if summary.left_out:
         typer.echo(f"restore: left out the backup's triggers that are not rolectl's: {', '.join(summary.left_out)}",

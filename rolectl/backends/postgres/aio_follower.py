@@ -135,7 +135,8 @@ class AsyncPgFollower:
             self.core.note_error(exc)
             delay = self.core.next_backoff()
         except Exception as exc:  # noqa: BLE001 - the follower must survive anything
-            log.exception("follower for %s: unexpected error", self.core.reader.where)
+            log.exception("follower for %s: unexpected error", self.core.reader.where,
+                          extra=self.core.core._fields("follower.unexpected_error", error=repr(exc)))
             self.core.note_error(exc)
             delay = self.core.next_backoff()
         finally:

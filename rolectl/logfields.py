@@ -76,8 +76,9 @@ def safe_db(db: str | os.PathLike[str] | None) -> str | None:
     if db is None:
         return None
     text = os.fspath(db)
-    text = _URL_PASSWORD.sub(lambda m: m.group("head") + ":***@", text)
-    text = _QUERY_PASSWORD.sub(r"\1***", text)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(lambda m: m.group("head") + ":***@", text)
+        return _QUERY_PASSWORD.sub(r"\1***", text)
     return _KV_PASSWORD.sub("password=***", text)
 
 

@@ -18,7 +18,7 @@
 
       from prometheus_client import REGISTRY, start_http_server
       from rolectl.metrics import RoleCacheCollector
-      REGISTRY.register(RoleCacheCollector(roles.cache, follower=roles.follower))
+      REGISTRY.register(RoleCacheCollector.for_handle(roles))  # or (roles.cache, follower=...)
       start_http_server(9108)
 
   Its label is ``cache`` (the cache's name): Prometheus adds ``instance`` itself.

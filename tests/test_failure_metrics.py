@@ -115,3 +115,29 @@ def test_causes_of_real_errors() -> None:
     assert cause(DatabaseError("database /x.db does not exist"), suspended=True) == "suspended"
     assert cause(DatabaseError("not exactly rolectl's schema")) == "error"
     assert cause(RuntimeError("bug")) == "internal"
+
+
+def test_openmetrics_on_postgresql_carries_the_failures_of_a_bot(pg_server: Any, pg_url: str, rolectl_bin: Path) -> None:
+    """On PostgreSQL the counters travel through the database (heartbeat and request rows)."""
+    import subprocess
+
+    import psycopg
+
+    from conftest import clean_env
+
+    Repository.init(pg_url).close()
+    with rolectl.connect(pg_url, name="pgmetrics", timeout=1) as roles:
+        with psycopg.connect(pg_url) as locker:
+            locker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(DatabaseError):
+                roles.get_role(4242)
+            locker.rollback()
+        out = subprocess.run([str(rolectl_bin), "--db", pg_url, "stats", "--format", "openmetrics"],
+                             capture_output=True, text=True, env=clean_env(), timeout=60)
+        assert out.returncode == 0, out.stderr
+    families = list(om_parser.text_string_to_metric_families(out.stdout))
+    failed = {s.labels["cause"]: s.value for s in samples(families, "rolectl_lookup_failures")
+              if s.labels["instance"] == "pgmetrics"}
+    assert failed["timeout"] == 1.0 and sum(failed.values()) == 1.0
+    count = [s.value for s in samples(families, "rolectl_miss_duration_seconds") if s.name.endswith("_count")]
+    assert count == [1.0]

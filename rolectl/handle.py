@@ -175,8 +175,9 @@ class _Handle:
     def _lookup_failed(self, exc: BaseException) -> None:
         self.ops.lookup_failed(exc, suspended=self.cache.suspended)
 
-    def _written(self, call: Callable[..., "Change"], *args: Any, **kwargs: Any) -> "Change":
-        """Run one change, counting its outcome (:mod:`rolectl.opsmetrics`) and logging a failure."""
+    def _written(self, user_id: int | None, call: Callable[..., "Change"], *args: Any, **kwargs: Any) -> "Change":
+        """Run one change (about ``user_id``, if about a user), counting its outcome
+        (:mod:`rolectl.opsmetrics`) and logging a failure."""
         try:
             change = call(*args, **kwargs)
         except Exception as exc:
@@ -186,8 +187,7 @@ class _Handle:
             else:
                 log.warning("cache %s: a change failed (%s): %s", self.name, cause, exc,
                             extra=fields("write.failed", instance=self.name, db=self.backend.path,
-                                         user_id=args[0] if args and isinstance(args[0], int) else None,
-                                         cause=cause, error=str(exc)))
+                                         user_id=user_id, cause=cause, error=str(exc)))
             raise
         self.ops.write_succeeded()
         return change
@@ -265,22 +265,24 @@ class Roles(_Handle):
 
     def add_admin(self, user_id: int, username: str | None = None, *, actor: str | None = None) -> "Change":
         self._check_open()
-        return self._written(self.repo.users.add_admin, user_id, username, actor=actor or self.actor)
+        return self._written(user_id, self.repo.users.add_admin, user_id, username, actor=actor or self.actor)
 
     def remove_admin(self, user_id: int, *, actor: str | None = None, force: bool = False) -> "Change":
         self._check_open()
-        return self._written(self.repo.users.remove_admin, user_id, actor=actor or self.actor, force=force)
+        return self._written(user_id, self.repo.users.remove_admin, user_id, actor=actor or self.actor,
+                             force=force)
 
     def transfer(self, mailbox_id: int, to_user: int, *, actor: str | None = None,
                  keep_admin: bool = False) -> "Change":
         self._check_open()
-        return self._written(self.repo.mailboxes.transfer, mailbox_id, to_user, actor=actor or self.actor,
+        return self._written(to_user, self.repo.mailboxes.transfer, mailbox_id, to_user, actor=actor or self.actor,
                              keep_admin=keep_admin)
 
     def upsert_user(self, user_id: int, username: str | None = None, *, role: "Role | None" = None,
                     actor: str | None = None) -> "Change":
         self._check_open()
-        return self._written(self.repo.users.upsert, user_id, username, role=role, actor=actor or self.actor)
+        return self._written(user_id, self.repo.users.upsert, user_id, username, role=role,
+                             actor=actor or self.actor)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -117,7 +117,8 @@ def test_causes_of_real_errors() -> None:
     assert cause(RuntimeError("bug")) == "internal"
 
 
-def test_openmetrics_on_postgresql_carries_the_failures_of_a_bot(pg_server: Any, pg_url: str, rolectl_bin: Path) -> None:
+def test_openmetrics_on_postgresql_carries_the_failures_of_a_bot(pg_server: Any, pg_url: str,
+                                                                 rolectl_bin: Path) -> None:
     """On PostgreSQL the counters travel through the database (heartbeat and request rows)."""
     import subprocess
 

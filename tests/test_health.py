@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -134,7 +135,9 @@ def test_aiohttp_route_serves_health_of_an_asyncio_handle(db_path: Path) -> None
     asyncio.run(main())
 
 
-def test_pg_health_when_the_server_is_down_and_back(pg_server: Any, pg_url: str) -> None:
+def test_pg_health_when_the_server_is_down_and_back(pg_server: Any, pg_url: str,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="rolectl")
     Repository.init(pg_url).close()
     with rolectl.connect(pg_url, name="pghealth", max_staleness=1.0, timeout=2) as roles:
         roles.add_admin(1)
@@ -148,6 +151,10 @@ def test_pg_health_when_the_server_is_down_and_back(pg_server: Any, pg_url: str)
             assert health.live and not health.ready and not health.ok
             assert health.writes == "failing" and health.last_error
             assert roles.ops.write_failures["unavailable"] == 1
+            [failed] = [r for r in caplog.records if getattr(r, "event", None) == "write.failed"]
+            assert failed.name == "rolectl.connect" and failed.levelno == logging.WARNING
+            assert (failed.user_id, failed.cause) == (2, "unavailable")  # type: ignore[attr-defined]
+            assert failed.instance == "pghealth"  # type: ignore[attr-defined]
             assert health_response(roles)[0] == 503 and health_response(roles, "live")[0] == 200
         finally:
             pg_server.resume()

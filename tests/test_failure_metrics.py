@@ -142,3 +142,18 @@ def test_openmetrics_on_postgresql_carries_the_failures_of_a_bot(pg_server: Any,
     assert failed["timeout"] == 1.0 and sum(failed.values()) == 1.0
     count = [s.value for s in samples(families, "rolectl_miss_duration_seconds") if s.name.endswith("_count")]
     assert count == [1.0]
+
+
+def test_a_peers_ops_section_is_checked_before_it_becomes_labels() -> None:
+    from rolectl.cache.replies import BadReply, ops
+
+    good = {"lookup_failures": {"timeout": 1}, "write_failures": {},
+            "miss_seconds": {"buckets": [[0.1, 1], [1.0, 2]], "count": 3, "sum": 1.5}}
+    assert ops(good)["miss_seconds"]["buckets"] == [(0.1, 1), (1.0, 2)]
+    bad_label = dict(good, lookup_failures={'x"} 1\nrolectl_evil 1': 1})
+    bad_order = dict(good, miss_seconds={"buckets": [[1.0, 2], [0.1, 1]], "count": 3, "sum": 1.5})
+    bad_count = dict(good, miss_seconds={"buckets": [[0.1, 5]], "count": 3, "sum": 1.5})
+    bad_value = dict(good, write_failures={"timeout": -1})
+    for reply in (bad_label, bad_order, bad_count, bad_value, {"miss_seconds": None}):
+        with pytest.raises(BadReply):
+            ops(reply)

@@ -24,7 +24,15 @@ Meaning of the three booleans (what to wire to what):
           not for probes (one failed write must not restart or drain anything).
 
 Serve it with :func:`health_response` (any framework) or
-:func:`rolectl.integrations.health.aiohttp_route`.
+:func:`rolectl.integrations.health.aiohttp_route`, and point the probes at it::
+
+    livenessProbe:                       # restart a bot that cannot make progress
+      httpGet: {path: /healthz?check=live, port: 8080}
+      periodSeconds: 10
+      failureThreshold: 3
+    readinessProbe:                      # take it out of the service while it cannot vouch for roles
+      httpGet: {path: /healthz, port: 8080}
+      periodSeconds: 5
 """
 
 from __future__ import annotations

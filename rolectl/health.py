@@ -38,6 +38,7 @@ Serve it with :func:`health_response` (any framework) or
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -123,7 +124,7 @@ def check(roles: Any) -> Health:
     lag = stats.get("lag_seen")
     return Health(
         instance=roles.name,
-        db=safe_db(str(roles.backend.path)) or "",
+        db=_db(roles.backend.path),
         follower=state,
         lag_events=lag if isinstance(lag, int) and not isinstance(lag, bool) else None,
         staleness_seconds=staleness,
@@ -153,6 +154,14 @@ def _follower_state(roles: Any, follower: Any, stats: dict[str, Any], opened: bo
     if stats.get("last_error") or (_number(stats.get("failing_seconds")) or 0.0) > 0:
         return "failing"
     return "following"
+
+
+def _db(path: Any) -> str:
+    """A SQLite file's absolute path (as the follower's log records name it), or PostgreSQL's
+    ``user@host:port/dbname``."""
+    if isinstance(path, os.PathLike):
+        return str(os.path.abspath(os.fspath(path)))
+    return safe_db(str(path)) or ""
 
 
 def _number(value: Any) -> float | None:

@@ -23,6 +23,7 @@ from .backends import open_backend
 from .backends.appname import named
 from .errors import ForkedError, InvalidInputError, RolectlError
 from .logfields import fields
+from .writelog import WriteLog
 
 if TYPE_CHECKING:  # pragma: no cover
     from .backends.postgres.backend import PostgresBackend
@@ -89,6 +90,7 @@ class _Handle:
         self._undo.append(self._fetch.close)
         #: Failed lookups and writes by cause, miss latency (:mod:`rolectl.opsmetrics`).
         self.ops = opsmetrics.OpsMetrics()
+        self._write_log = WriteLog(log, instance=self.name, db=str(self.backend.path))
         self.cache: RoleCache = RoleCache(self.ops.timed(self._fetch), maxsize=maxsize, name=self.name)
         self._undo.append(opsmetrics.attach(self.cache, self.ops))
         self.registration: Registration | PgRegistration | None = None
@@ -183,14 +185,17 @@ class _Handle:
         except Exception as exc:
             cause = self.ops.write_failed(exc)
             if cause is None:  # refused (a conflict, bad input): the database answered
-                self.ops.write_succeeded()
+                self._answered()
             else:
-                log.warning("cache %s: a change failed (%s): %s", self.name, cause, exc,
-                            extra=fields("write.failed", instance=self.name, db=self.backend.path,
-                                         user_id=user_id, cause=cause, error=str(exc)))
+                self._write_log.failed(user_id, cause, exc)
             raise
-        self.ops.write_succeeded()
+        self._answered()
         return change
+
+    def _answered(self) -> None:
+        self.ops.write_succeeded()
+        if self._write_log.failing:
+            self._write_log.succeeded()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else (

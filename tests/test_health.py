@@ -147,10 +147,12 @@ def test_pg_health_when_the_server_is_down_and_back(pg_server: Any, pg_url: str,
             until(lambda: roles.health().follower == "suspended")
             with pytest.raises(DatabaseError):
                 roles.add_admin(2)
+            with pytest.raises(DatabaseError):
+                roles.upsert_user(3, "carol")  # logged once per outage, not once per write
             health = roles.health()
             assert health.live and not health.ready and not health.ok
             assert health.writes == "failing" and health.last_error
-            assert roles.ops.write_failures["unavailable"] == 1
+            assert roles.ops.write_failures["unavailable"] == 2
             [failed] = [r for r in caplog.records if getattr(r, "event", None) == "write.failed"]
             assert failed.name == "rolectl.connect" and failed.levelno == logging.WARNING
             assert (failed.user_id, failed.cause) == (2, "unavailable")  # type: ignore[attr-defined]
@@ -160,6 +162,8 @@ def test_pg_health_when_the_server_is_down_and_back(pg_server: Any, pg_url: str,
             pg_server.resume()
         until(lambda: roles.health().ready)
         roles.add_admin(2)
+        [recovered] = [r for r in caplog.records if getattr(r, "event", None) == "write.recovered"]
+        assert recovered.failures == 2 and recovered.levelno == logging.WARNING  # type: ignore[attr-defined]
         health = roles.health()
         assert health.writes == "ok" and health.ok and health.suspended_seconds > 0
         assert roles.get_role(2) == "admin"

@@ -33,7 +33,7 @@ import math
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .backends.sqlite.follower import Follower
+    from .cache.followview import FollowerView
     from .cache.registry import Instance
     from .cache.role_cache import RoleCache
     from .opsmetrics import OpsMetrics
@@ -160,7 +160,7 @@ def _ops_lines(live_ops: list[tuple[str, Mapping[str, Any]]]) -> list[str]:
 class RoleCacheCollector:
     """A ``prometheus_client`` collector for one cache (and its follower) in this process."""
 
-    def __init__(self, cache: "RoleCache", *, follower: "Follower | None" = None, name: str | None = None,
+    def __init__(self, cache: "RoleCache", *, follower: "FollowerView | None" = None, name: str | None = None,
                  ops: "OpsMetrics | None" = None) -> None:
         try:
             import prometheus_client  # noqa: F401

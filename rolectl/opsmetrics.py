@@ -31,12 +31,13 @@ import threading
 import time
 from bisect import bisect_left
 from types import FunctionType, MethodType
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from .errors import DatabaseError, ForkedError, OutcomeUnknownError, RolectlError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .cache.role_cache.defs import Fetch, FetchResult
+#: The cache's fetch (``rolectl.cache.role_cache.defs.Fetch``), kept abstract here: the cache
+#: imports this module, not the other way round.
+Fetch = Callable[[int], Any]
 
 __all__ = ["LOOKUP_CAUSES", "MISS_BUCKETS", "OpsMetrics", "WRITE_CAUSES", "attach", "cause", "of"]
 
@@ -112,7 +113,7 @@ class OpsMetrics:
 
     # -- recording -----------------------------------------------------------------------
 
-    def timed(self, fetch: "Fetch") -> "Fetch":
+    def timed(self, fetch: Fetch) -> Fetch:
         """``fetch`` with each call's duration put in the miss histogram; ``__wrapped__`` is
         ``fetch`` (an object's bound ``__call__``, which calls faster than the object)."""
         counts, bounds, clock = self._miss_counts, MISS_BUCKETS, time.perf_counter
@@ -120,7 +121,7 @@ class OpsMetrics:
         if isinstance(call, FunctionType):
             fetch = MethodType(call, fetch)
 
-        def timed_fetch(user_id: int) -> "FetchResult":
+        def timed_fetch(user_id: int) -> Any:
             start = clock()
             try:
                 return fetch(user_id)

@@ -53,7 +53,7 @@ RECENT = 10.0
 
 _TIMEOUT_WORDS = ("locked or busy", "did not answer in time", "timed out", "timeout", "database is locked",
                   "database is busy", "deadline")
-_TIMEOUT_CLASSES = ("LockNotAvailable", "QueryCanceled", "ConnectionTimeout")
+_TIMEOUT_CLASSES = ("LockNotAvailable", "QueryCanceled", "ConnectionTimeout", "MissTimeout")
 _UNAVAILABLE_WORDS = ("cannot connect", "lost the connection", "connection", "cannot open", "unable to open",
                       "does not exist", "no such file", "unreachable", "server closed", "refused")
 

@@ -115,6 +115,9 @@ def test_causes_of_real_errors() -> None:
     assert cause(DatabaseError("database /x.db does not exist"), suspended=True) == "suspended"
     assert cause(DatabaseError("not exactly rolectl's schema")) == "error"
     assert cause(RuntimeError("bug")) == "internal"
+    from rolectl.cache.missexec import MissTimeout
+
+    assert cause(MissTimeout("the database did not answer a lookup within 6 s")) == "timeout"
 
 
 def test_openmetrics_on_postgresql_carries_the_failures_of_a_bot(pg_server: Any, pg_url: str,

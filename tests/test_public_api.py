@@ -44,6 +44,9 @@ PUBLIC_MODULES = frozenset({
     "rolectl.integrations",
     "rolectl.integrations.aiogram",
     "rolectl.integrations.telegram",
+    "rolectl.integrations.health",
+    "rolectl.health",
+    "rolectl.logfields",
 })
 
 #: ``rolectl.__all__``, exactly: the names ``from rolectl import ...`` promises.

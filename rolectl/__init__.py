@@ -34,6 +34,7 @@ _LAZY: dict[str, str] = {
     "ConflictError": "rolectl.errors",
     "DatabaseError": "rolectl.errors",
     "ForkedError": "rolectl.errors",
+    "NotReadyError": "rolectl.errors",
     "CacheFaultError": "rolectl.errors",
     "OutcomeUnknownError": "rolectl.errors",
 }
@@ -57,6 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover - what static checkers see; nothing is imp
     from .errors import ForkedError as ForkedError
     from .errors import InvalidInputError as InvalidInputError
     from .errors import NotFoundError as NotFoundError
+    from .errors import NotReadyError as NotReadyError
     from .errors import OutcomeUnknownError as OutcomeUnknownError
     from .errors import RolectlError as RolectlError
     from .events import Event as Event

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from . import forks
 from .backends import open_backend
 from .errors import ForkedError, InvalidInputError, RolectlError
+from .latedb import open_or_wait
 
 if TYPE_CHECKING:  # pragma: no cover
     from .backends.postgres.backend import PostgresBackend
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .cache.registry import Registration
     from .cache.role_cache import RoleCache
     from .events import Event, Role
+    from .latedb import LateFetch, LateRepository
     from .repository import Change, Repository
 
 log = logging.getLogger("rolectl.connect")
@@ -79,9 +81,11 @@ class _Handle:
         self._pid = os.getpid()
         self._forked = False  # set in a child process forked after this handle was opened
         self._undo: list[Callable[[], None]] = []  # run in reverse order by close()
-        self.repo: Repository = self.backend.repository()  # fails here on a missing database
+        # A missing database fails here, unless strict=False: then stand-ins open it later
+        self.repo: Repository | LateRepository
+        self._fetch: FollowingFetch | PostgresFetch | LateFetch
+        self.repo, self._fetch = open_or_wait(self.backend, strict=strict)
         self._undo.append(self.repo.close)
-        self._fetch: FollowingFetch | PostgresFetch = self.backend.fetch()
         self._undo.append(self._fetch.close)
         self.cache: RoleCache = RoleCache(self._fetch, maxsize=maxsize, name=self.name)
         self.registration: Registration | PgRegistration | None = None
@@ -275,6 +279,12 @@ def connect(
     - ``register``: make the cache visible to ``rolectl stats``, ``cache show``, ``whois``.
     - ``max_staleness``, ``strict``: passed to the follower (``None``: its default, which
       ``$ROLECTL_MAX_STALENESS`` sets); ``strict`` makes a failing first catch-up raise here.
+      ``strict=False`` also lets a bot start before its database is there (a SQLite file not
+      created yet -- it is never created here --, a PostgreSQL server not up yet): lookups
+      raise a ``DatabaseError`` (the adapters answer ``user``) and changes raise
+      :class:`~rolectl.errors.NotReadyError` until it is, then the cache catches up and
+      follows. A file that is there but not a rolectl database is refused either way
+      (:mod:`rolectl.latedb`).
     - ``timeout``: seconds to wait for a locked database, or for a PostgreSQL server to
       answer (default ``$ROLECTL_TIMEOUT`` or 5).
     - ``maxsize``: bound the cache (LRU); unbounded by default.

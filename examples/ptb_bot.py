@@ -41,7 +41,7 @@ from telegram.request import BaseRequest, RequestData  # noqa: E402
 
 from rolectl import RolectlError  # noqa: E402
 from rolectl.aio import AsyncRoles, connect  # noqa: E402
-from rolectl.integrations.telegram import ROLES_KEY, install, require_role, role_of  # noqa: E402
+from rolectl.integrations.telegram import install, require_role, role_of, roles_of  # noqa: E402
 
 HEAVY = {123: 30, 456: 25, 789: 20}  # the reference scenario's most active users
 App = Application[Any, Any, Any, Any, Any, Any]
@@ -53,7 +53,7 @@ async def answer(update: Update, text: str) -> None:
 
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    roles: AsyncRoles = context.bot_data[ROLES_KEY]
+    roles = roles_of(context)
     if update.effective_user is not None:
         await roles.upsert_user(update.effective_user.id, update.effective_user.username)
     await answer(update, "Hello! /whoami tells your role.")
@@ -74,7 +74,7 @@ async def ban(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 @require_role("admin", on_denied=refuse)
 async def promote(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    roles: AsyncRoles = context.bot_data[ROLES_KEY]
+    roles = roles_of(context)
     sender = update.effective_user.id if update.effective_user is not None else 0
     try:
         change = await roles.add_admin(int((context.args or [""])[0]), actor=f"tg:{sender}")

@@ -28,6 +28,7 @@ _LAZY: dict[str, str] = {
     "Mailbox": "rolectl.repository.models",
     "Event": "rolectl.events",
     "Role": "rolectl.events",
+    "RoleName": "rolectl.events",
     "RolectlError": "rolectl.errors",
     "InvalidInputError": "rolectl.errors",
     "NotFoundError": "rolectl.errors",
@@ -63,6 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover - what static checkers see; nothing is imp
     from .errors import RolectlError as RolectlError
     from .events import Event as Event
     from .events import Role as Role
+    from .events import RoleName as RoleName
     from .handle import Roles as Roles
     from .handle import connect as connect
     from .repository import Repository as Repository

@@ -2,6 +2,7 @@
 
     BOT_TOKEN=123:ABC python examples/ptb_bot.py --db bot.db          # polls Telegram
     python examples/ptb_bot.py --db bot.db --offline 3000             # no network: 3000 updates
+    ROLECTL_DB=postgresql://bot@db/roles python examples/ptb_bot.py --wait-for-db   # in a service
 
 Needs ``pip install 'rolectl[telegram]'``. One line wires rolectl in: ``install(application,
 connect(...))`` looks each sender's role up in handler group -1 (before every other handler),
@@ -187,15 +188,19 @@ async def serve_offline(roles: AsyncRoles, count: int, rate: float, seed: int, v
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A moderation bot on python-telegram-bot with rolectl.")
-    parser.add_argument("--db", required=True, help="the rolectl database file")
+    parser.add_argument("--db", default=os.environ.get("ROLECTL_DB"), required=not os.environ.get("ROLECTL_DB"),
+                        help="the rolectl database: a file or a postgresql:// URL (default: $ROLECTL_DB)")
     parser.add_argument("--name", default="ptb-bot", help="instance name shown by `rolectl stats`")
     parser.add_argument("--offline", type=int, metavar="N", help="serve N synthetic updates without Telegram")
     parser.add_argument("--rate", type=float, default=50.0, help="offline: updates per second (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="offline: random seed")
+    parser.add_argument("--wait-for-db", action="store_true",
+                        help="start even if the database is not there yet (connect(strict=False)): everyone "
+                             "is a plain user until `rolectl init` made it or the server is up")
     parser.add_argument("-v", "--verbose", action="store_true", help="offline: print every reply")
     args = parser.parse_args(argv)
     try:
-        roles = connect(args.db, name=args.name)
+        roles = connect(args.db, name=args.name, strict=not args.wait_for_db)
     except RolectlError as exc:
         print(f"ptb_bot: {exc}", file=sys.stderr)
         return 3

@@ -276,3 +276,14 @@ def test_preloaded_gunicorn_workers_follow_role_changes(gunicorn: tuple[Path, Pa
     assert answered_by_every_worker(sock, 5, "You are admin.", 2) == workers
     log = (tmp_path / "gunicorn.log").read_text()
     assert "ForkedError" not in log and "Traceback" not in log, log
+
+
+def test_guide_shows_the_files_as_they_are() -> None:
+    """Every unit, Dockerfile and compose excerpt in the production guide is a verbatim part
+    of the file tested here, so the page cannot drift from what runs."""
+    page = (ROOT / "docs" / "guides" / "production.md").read_text()
+    shown = re.findall(r"^```(ini|dockerfile|yaml)\n(.*?)^```$", page, re.M | re.S)
+    assert {lang for lang, _ in shown} == {"ini", "dockerfile", "yaml"}
+    files = [p.read_text() for p in DEPLOY.iterdir() if p.is_file()]
+    for lang, text in shown:
+        assert any(text in content for content in files), f"not in examples/deploy/:\n{text}"

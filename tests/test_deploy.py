@@ -6,7 +6,9 @@
   checked instead. The metrics unit's command is run for real: it writes OpenMetrics text
   listing a running bot.
 - containers: there is no Docker engine here, so the Dockerfile's ``COPY`` sources are
-  checked against the build context compose.yaml names, and compose.yaml is parsed.
+  checked against the build context compose.yaml names, compose.yaml is parsed, and the
+  ``init`` and ``bot`` services' commands are run by a shell against the test PostgreSQL
+  server (the bot as the role ``init`` made for it).
 - gunicorn: two aiohttp workers started with ``--preload``; a role changed by ``rolectl`` in
   another process is answered by both workers over HTTP.
 """
@@ -287,3 +289,42 @@ def test_guide_shows_the_files_as_they_are() -> None:
     files = [p.read_text() for p in DEPLOY.iterdir() if p.is_file()]
     for lang, text in shown:
         assert any(text in content for content in files), f"not in examples/deploy/:\n{text}"
+
+
+def compose_script(service: dict[str, Any], secrets: Path) -> str:
+    """A service's ``sh -c`` script as the container would run it: compose's ``$$`` is a
+    literal ``$``, and the secrets are files in ``secrets``."""
+    command = service["command"]
+    assert command[:2] == ["sh", "-c"]
+    return str(command[2]).replace("$$", "$").replace("/run/secrets/", f"{secrets}/")
+
+
+def test_compose_commands_run_against_postgres(pg_server: Any, pg_db: str, tmp_path: Path) -> None:
+    """The ``init`` and ``bot`` services' commands, run by a shell here against the test
+    server instead of the ``db`` service: init creates the schema and the bot's role, and the
+    bot runs as that role (offline instead of polling Telegram), registered in the database."""
+    services = compose()["services"]
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "pg_owner_password").write_text("owner-secret\n")  # the test server trusts the socket
+    (secrets / "bot_password").write_text("bot-secret\n")
+
+    def database(url: str) -> str:  # postgresql://USER@db/roles -> the test database, as USER
+        user = url.removeprefix("postgresql://").split("@", 1)[0]
+        return pg_server.url(pg_db).replace("postgres@", f"{'postgres' if user == 'rolectl' else user}@", 1)
+
+    init = subprocess.run(["sh", "-c", compose_script(services["init"], secrets)], cwd=ROOT, timeout=120,
+                          env=clean_env(PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+                                        ROLECTL_DB=database(services["init"]["environment"]["ROLECTL_DB"])),
+                          capture_output=True, text=True)
+    assert init.returncode == 0, init.stdout + init.stderr
+    assert "as a bot" in init.stdout
+    bot_db = database(services["bot"]["environment"]["ROLECTL_DB"])
+    assert "modbot@" in bot_db
+    bot = subprocess.run(["sh", "-c", compose_script(services["bot"], secrets) + " --offline 20 --rate 200"],
+                         cwd=ROOT, timeout=120, capture_output=True, text=True,
+                         env=clean_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                                       ROLECTL_DB=bot_db, BOT_TOKEN="1:UNUSED"))
+    assert bot.returncode == 0, bot.stdout + bot.stderr
+    assert "served 20 updates" in bot.stdout
+    assert "not visible to `rolectl stats`" not in bot.stderr  # the bot role may register

@@ -15,8 +15,9 @@ other handler runs, and ``require_role`` guards a callback.
     application.add_handler(CommandHandler("ban", ban))
 
 The lookup runs in a handler of group -1 (before the default group 0) and stores the role on
-the update's ``context`` (read it with :func:`role_of`; the handle with :func:`roles_of`). It fails closed: a database error
-means ``user`` and a logged warning (rate-limited), never ``admin`` and never a failed update.
+the update's ``context`` (read it with :func:`role_of`; the handle with :func:`roles_of`). It
+fails closed: a database error means ``user`` and a logged warning (rate-limited), never
+``admin`` and never a failed update.
 """
 
 from __future__ import annotations

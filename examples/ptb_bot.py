@@ -40,7 +40,7 @@ from telegram import Bot, Update  # noqa: E402
 from telegram.ext import Application, ApplicationBuilder, CommandHandler, ContextTypes  # noqa: E402
 from telegram.request import BaseRequest, RequestData  # noqa: E402
 
-from rolectl import RolectlError  # noqa: E402
+from rolectl import DatabaseError, RolectlError  # noqa: E402
 from rolectl.aio import AsyncRoles, connect  # noqa: E402
 from rolectl.integrations.telegram import install, require_role, role_of, roles_of  # noqa: E402
 
@@ -56,7 +56,10 @@ async def answer(update: Update, text: str) -> None:
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     roles = roles_of(context)
     if update.effective_user is not None:
-        await roles.upsert_user(update.effective_user.id, update.effective_user.username)
+        try:
+            await roles.upsert_user(update.effective_user.id, update.effective_user.username)
+        except DatabaseError as exc:  # down, or not there yet (--wait-for-db): greet anyway
+            print(f"ptb_bot: could not record user {update.effective_user.id}: {exc}", file=sys.stderr)
     await answer(update, "Hello! /whoami tells your role.")
 
 

@@ -328,3 +328,44 @@ def test_compose_commands_run_against_postgres(pg_server: Any, pg_db: str, tmp_p
     assert bot.returncode == 0, bot.stdout + bot.stderr
     assert "served 20 updates" in bot.stdout
     assert "not visible to `rolectl stats`" not in bot.stderr  # the bot role may register
+
+
+@pytest.mark.parametrize("example", ["ptb_bot.py", "aiogram_bot.py"])
+def test_example_bot_started_before_its_database(example: str, tmp_path: Path, rolectl_bin: Path) -> None:
+    """``--wait-for-db``: the bot runs before ``rolectl init``; 123's ``/ban`` is refused
+    (fails closed) until the database exists and makes 123 an admin, then allowed."""
+    import selectors
+
+    db = tmp_path / "bot.db"
+    bot = subprocess.Popen([sys.executable, str(ROOT / "examples" / example), "--db", str(db), "--wait-for-db",
+                            "--offline", "1000000", "--rate", "200", "-v"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=clean_env())
+    assert bot.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(bot.stdout, selectors.EVENT_READ)
+
+    def until(line_wanted: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if selector.select(timeout=1):
+                line = bot.stdout.readline()  # type: ignore[union-attr]
+                assert line, f"{example} exited ({bot.poll()})"
+                if line.rstrip() == line_wanted:
+                    return
+        raise AssertionError(f"{example} never printed {line_wanted!r}")
+
+    try:
+        until("-> 123: Admins only.")  # started, serving, nobody is an admin
+        assert not db.exists()
+        for args in (("init",), ("add-admin", "123")):
+            subprocess.run([str(rolectl_bin), "--db", str(db), *args], check=True, capture_output=True,
+                           env=clean_env(), timeout=60)
+        until("-> 123: Banned 42.")
+    finally:
+        bot.send_signal(signal.SIGTERM)
+        try:
+            bot.wait(30)
+        except subprocess.TimeoutExpired:
+            bot.kill()
+            bot.wait()
+        selector.close()

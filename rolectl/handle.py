@@ -25,16 +25,14 @@ from .latedb import open_or_wait
 
 if TYPE_CHECKING:  # pragma: no cover
     from .backends.postgres.backend import PostgresBackend
-    from .backends.postgres.fetch import PostgresFetch
     from .backends.postgres.follower import PgFollower
     from .backends.postgres.registration import PgRegistration
     from .backends.sqlite import SQLiteBackend
-    from .backends.sqlite.filefetch import FollowingFetch
     from .backends.sqlite.follower import Follower
     from .cache.registry import Registration
     from .cache.role_cache import RoleCache
     from .events import Event, Role
-    from .latedb import LateFetch, LateRepository
+    from .latedb import LateRepository
     from .repository import Change, Repository
 
 log = logging.getLogger("rolectl.connect")
@@ -83,8 +81,8 @@ class _Handle:
         self._undo: list[Callable[[], None]] = []  # run in reverse order by close()
         # A missing database fails here, unless strict=False: then stand-ins open it later
         self.repo: Repository | LateRepository
-        self._fetch: FollowingFetch | PostgresFetch | LateFetch
-        self.repo, self._fetch = open_or_wait(self.backend, strict=strict)
+        self.repo, self._fetch = open_or_wait(self.backend.repository, self.backend.fetch,
+                                              where=str(self.backend.path), strict=strict)
         self._undo.append(self.repo.close)
         self._undo.append(self._fetch.close)
         self.cache: RoleCache = RoleCache(self._fetch, maxsize=maxsize, name=self.name)

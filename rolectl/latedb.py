@@ -21,26 +21,34 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Callable, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
 from .bus import EventBus
 from .errors import NotFoundError, NotReadyError, RolectlError
 from .events import Event
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .backends.postgres.backend import PostgresBackend
-    from .backends.postgres.fetch import PostgresFetch
-    from .backends.sqlite import SQLiteBackend
-    from .backends.sqlite.filefetch import FollowingFetch
     from .repository import EventLog, MailboxesRepo, Repository, UsersRepo
 
-    Backend = Union[SQLiteBackend, PostgresBackend]
-
-__all__ = ["LateFetch", "LateRepository", "is_absent", "open_or_wait"]
+__all__ = ["Fetch", "LateFetch", "LateRepository", "is_absent", "open_or_wait"]
 
 log = logging.getLogger("rolectl.connect")
 
 T = TypeVar("T")
+
+
+class Fetch(Protocol):
+    """A backend's miss read, as the handle uses it."""
+
+    def __call__(self, user_id: int) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+#: What opens the real pieces: the backend's, passed in by the handle (so this module does
+#: not depend on how a backend is built).
+OpenRepository = Callable[[], "Repository"]
+OpenFetch = Callable[[], Fetch]
 
 #: SQLSTATE classes of a server that is not there yet: 08 connection exception, 57 operator
 #: intervention (starting up, shutting down); 3D000: the database does not exist yet.
@@ -64,12 +72,12 @@ def is_absent(exc: RolectlError) -> bool:
     return state is None or state[:2] in _ABSENT_CLASSES or state == _NO_DATABASE
 
 
-def _attempt(backend: "Backend", open_: Callable[[], T]) -> T:
+def _attempt(where: str, open_: Callable[[], T]) -> T:
     try:
         return open_()
     except RolectlError as exc:
         if is_absent(exc):
-            raise NotReadyError(f"database {backend.path} is not available yet: {exc.message}",
+            raise NotReadyError(f"database {where} is not available yet: {exc.message}",
                                 hint="connect(strict=False) keeps trying; create it with `rolectl init` "
                                      "or start the server") from exc
         raise
@@ -81,8 +89,9 @@ class LateRepository:
     they can. ``bus`` exists from the start, so the handle subscribes to it once; the real
     repository's commits are forwarded to it."""
 
-    def __init__(self, backend: "Backend") -> None:
-        self._backend = backend
+    def __init__(self, open_repository: OpenRepository, where: str) -> None:
+        self._open = open_repository
+        self._where = where
         self.bus = EventBus()  # no tracker here: the real repository's bus has it, and forwards
         self._lock = threading.Lock()
         self._repo: Repository | None = None
@@ -100,9 +109,9 @@ class LateRepository:
             return repo
         with self._lock:  # one opening at a time: a second caller waits, then shares it
             if self._closed:
-                raise RolectlError(f"the repository of {self._backend.path} is closed", hint="connect again")
+                raise RolectlError(f"the repository of {self._where} is closed", hint="connect again")
             if self._repo is None:
-                repo = _attempt(self._backend, self._backend.repository)
+                repo = _attempt(self._where, self._open)
                 late = self.bus
 
                 def forward(event: Event) -> None:
@@ -110,7 +119,7 @@ class LateRepository:
 
                 repo.bus.subscribe(forward)
                 self._repo = repo
-                log.info("database %s is available: changes are accepted", self._backend.path)
+                log.info("database %s is available: changes are accepted", self._where)
             return self._repo
 
     @property
@@ -138,25 +147,23 @@ class LateFetch:
     one (cheap for a missing SQLite file: one ``stat``) and raises
     :class:`~rolectl.errors.NotReadyError` until it can; then every call goes to it."""
 
-    def __init__(self, backend: "Backend") -> None:
-        self._backend = backend
+    def __init__(self, open_fetch: OpenFetch, where: str) -> None:
+        self._open = open_fetch
+        self._where = where
         self._lock = threading.Lock()
-        self._fetch: FollowingFetch | PostgresFetch | None = None
+        self._fetch: Fetch | None = None
         self._closed = False
 
-    def __call__(self, user_id: int) -> Union[tuple[str, int], str]:
+    def __call__(self, user_id: int) -> Any:
         fetch = self._fetch
         if fetch is None:
             with self._lock:
                 if self._closed:
-                    raise RolectlError(f"the miss read of {self._backend.path} is closed", hint="connect again")
+                    raise RolectlError(f"the miss read of {self._where} is closed", hint="connect again")
                 if self._fetch is None:
-                    self._fetch = _attempt(self._backend, self._open)
+                    self._fetch = _attempt(self._where, self._open)
                 fetch = self._fetch
         return fetch(user_id)
-
-    def _open(self) -> "FollowingFetch | PostgresFetch":
-        return self._backend.fetch()
 
     def close(self) -> None:
         with self._lock:
@@ -166,21 +173,21 @@ class LateFetch:
             fetch.close()
 
 
-def open_or_wait(backend: "Backend", *, strict: bool
-                 ) -> "tuple[Repository | LateRepository, FollowingFetch | PostgresFetch | LateFetch]":
-    """The repository and the miss read of ``backend``'s database. An absent database
-    raises with ``strict=True``; with ``strict=False`` it gives the stand-ins above (and one
-    warning). A database that is there but refused always raises."""
+def open_or_wait(open_repository: OpenRepository, open_fetch: OpenFetch, *, where: str, strict: bool
+                 ) -> "tuple[Repository | LateRepository, Fetch]":
+    """The repository and the miss read of a database (``where`` names it in messages). An
+    absent database raises with ``strict=True``; with ``strict=False`` it gives the stand-ins
+    above (and one warning). A database that is there but refused always raises."""
     try:
-        repo = backend.repository()
+        repo = open_repository()
     except RolectlError as exc:
         if strict or not is_absent(exc):
             raise
         log.warning("database %s is not available yet (%s); strict=False: lookups fail closed and changes "
-                    "raise NotReadyError until it is", backend.path, exc)
-        return LateRepository(backend), LateFetch(backend)
+                    "raise NotReadyError until it is", where, exc)
+        return LateRepository(open_repository, where), LateFetch(open_fetch, where)
     try:
-        return repo, backend.fetch()
+        return repo, open_fetch()
     except BaseException:
         repo.close()
         raise

@@ -73,7 +73,9 @@ def check_sync_late(db: str, start: Callable[[], None]) -> None:
         with pytest.raises(NotReadyError):
             roles.add_admin(6)
         start()
-        wait_role(lambda: roles.get_role(5), "admin")
+        waited = wait_role(lambda: roles.get_role(5), "admin")
+        print(f"sync {db.split('://')[0] if '://' in db else 'sqlite'}: admin served {waited * 1000:.1f} ms "
+              "after the database was there")  # shown with pytest -s
         roles.add_admin(6)  # the bot's own writes work now, and reach its cache at once
         assert roles.get_role(6) == "admin"
         rolectl_cli(db, "remove-admin", "5")  # another process: followed
@@ -87,7 +89,9 @@ async def check_async_late(db: str, start: Callable[[], None]) -> None:
         with pytest.raises(NotReadyError):
             await roles.add_admin(6)
         await asyncio.to_thread(start)
-        await await_role(lambda: roles.get_role(5), "admin")
+        waited = await await_role(lambda: roles.get_role(5), "admin")
+        print(f"asyncio {db.split('://')[0] if '://' in db else 'sqlite'}: admin served {waited * 1000:.1f} ms "
+              "after the database was there")
         await roles.add_admin(6)
         assert await roles.get_role(6) == "admin"
         await asyncio.to_thread(rolectl_cli, db, "remove-admin", "5")

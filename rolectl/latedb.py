@@ -21,34 +21,28 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from .bus import EventBus
 from .errors import NotFoundError, NotReadyError, RolectlError
 from .events import Event
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .backends.base import MissFetch
+    from .cache.role_cache.defs import FetchResult
     from .repository import EventLog, MailboxesRepo, Repository, UsersRepo
 
-__all__ = ["Fetch", "LateFetch", "LateRepository", "is_absent", "open_or_wait"]
+__all__ = ["LateFetch", "LateRepository", "is_absent", "open_or_wait"]
 
 log = logging.getLogger("rolectl.connect")
 
 T = TypeVar("T")
 
 
-class Fetch(Protocol):
-    """A backend's miss read, as the handle uses it."""
-
-    def __call__(self, user_id: int) -> Any: ...
-
-    def close(self) -> None: ...
-
-
 #: What opens the real pieces: the backend's, passed in by the handle (so this module does
 #: not depend on how a backend is built).
 OpenRepository = Callable[[], "Repository"]
-OpenFetch = Callable[[], Fetch]
+OpenFetch = Callable[[], "MissFetch"]
 
 #: SQLSTATE classes of a server that is not there yet: 08 connection exception, 57 operator
 #: intervention (starting up, shutting down); 3D000: the database does not exist yet.
@@ -151,10 +145,10 @@ class LateFetch:
         self._open = open_fetch
         self._where = where
         self._lock = threading.Lock()
-        self._fetch: Fetch | None = None
+        self._fetch: MissFetch | None = None
         self._closed = False
 
-    def __call__(self, user_id: int) -> Any:
+    def __call__(self, user_id: int) -> "FetchResult":
         fetch = self._fetch
         if fetch is None:
             with self._lock:
@@ -174,7 +168,7 @@ class LateFetch:
 
 
 def open_or_wait(open_repository: OpenRepository, open_fetch: OpenFetch, *, where: str, strict: bool
-                 ) -> "tuple[Repository | LateRepository, Fetch]":
+                 ) -> "tuple[Repository | LateRepository, MissFetch]":
     """The repository and the miss read of a database (``where`` names it in messages). An
     absent database raises with ``strict=True``; with ``strict=False`` it gives the stand-ins
     above (and one warning). A database that is there but refused always raises."""

@@ -276,6 +276,13 @@ def test_preloaded_gunicorn_workers_follow_role_changes(gunicorn: tuple[Path, Pa
     subprocess.run([str(BIN / "rolectl"), "--db", str(db), "add-admin", "5"], check=True, capture_output=True,
                    env=clean_env(), timeout=60)
     assert answered_by_every_worker(sock, 5, "You are admin.", 2) == workers
+    conn = UnixHTTPConnection(sock)
+    try:  # the worker's health: its cache follows the log
+        conn.request("GET", "/healthz", headers={"Connection": "close"})
+        response = conn.getresponse()
+        assert response.status == 200 and json.loads(response.read())["ready"] is True
+    finally:
+        conn.close()
     log = (tmp_path / "gunicorn.log").read_text()
     assert "ForkedError" not in log and "Traceback" not in log, log
 

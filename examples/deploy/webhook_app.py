@@ -29,6 +29,7 @@ from aiohttp import web
 
 import rolectl.aio
 from rolectl.aio import AsyncRoles
+from rolectl.health import CHECKS, health_response
 from rolectl.integrations import failure_log, lookup
 from rolectl.integrations.failurelog import FailureLog
 
@@ -87,14 +88,13 @@ async def webhook(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    """200 while the follower runs and the cache is not suspended (readiness); 503 otherwise."""
-    roles = request.app[ROLES]
-    follower = roles.follower
-    stats: dict[str, Any] = follower.stats() if follower is not None else {}
-    ok = bool(stats.get("running")) and not stats.get("stale", True)
-    body = {"ok": ok, "instance": NAME, "pid": os.getpid(), "stale": stats.get("stale"),
-            "lag": stats.get("lag_seen"), "last_error": stats.get("last_error")}
-    return served_by(web.json_response(body, status=200 if ok else 503))
+    """``roles.health()`` of this worker: 200 while its cache can vouch for roles (readiness;
+    ``?check=live`` for liveness), 503 otherwise. Never touches the database."""
+    check = request.query.get("check", "ready")
+    if check not in CHECKS:
+        return served_by(web.Response(status=400))
+    status, headers, body = health_response(request.app[ROLES], check)
+    return served_by(web.Response(status=status, headers=headers, body=body))
 
 
 def create_app() -> web.Application:

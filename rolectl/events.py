@@ -8,7 +8,7 @@ written by the repository layer in the same transaction as the change it describ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final, Iterable, Literal, Mapping
+from typing import Any, Final, Iterable, Literal, Mapping, NewType
 
 __all__ = ["Role", "ROLE_USER", "ROLE_ADMIN", "ROLES", "ADMIN_ADDED", "ADMIN_REMOVED", "ADMIN_TRANSFERRED",
            "MAILBOX_CREATED", "CACHE_EVICT", "CACHE_FLUSH", "ROLE_KINDS", "KINDS", "SEQ_LIMIT", "SEQ_HEAD_MAX",
@@ -20,6 +20,11 @@ Role = Literal["user", "admin"]
 ROLE_USER: Final = "user"
 ROLE_ADMIN: Final = "admin"
 ROLES: tuple[Role, ...] = (ROLE_USER, ROLE_ADMIN)
+#: A role name the type checker cannot know, checked at run time instead: what the filters and
+#: decorators of :mod:`rolectl.integrations` take besides a :data:`Role` literal, so
+#: ``HasRole("admn")`` fails ``mypy --strict`` while a name read from a config file still
+#: passes, spelled ``HasRole(RoleName(name))``. A ``NewType``: no cost at run time.
+RoleName = NewType("RoleName", str)
 
 # Role-change kinds: exactly one per change of a user's effective role, written by trigger.
 ADMIN_ADDED = "admin_added"

@@ -8,7 +8,7 @@ branch on a stable number and the library never has to know about ``sys.exit``.
 from __future__ import annotations
 
 __all__ = ["RolectlError", "InvalidInputError", "NotFoundError", "ConflictError", "DatabaseError",
-           "OutcomeUnknownError", "ForkedError", "NotAppliedError", "CacheFaultError", "EXIT_CODES"]
+           "OutcomeUnknownError", "ForkedError", "NotReadyError", "NotAppliedError", "CacheFaultError", "EXIT_CODES"]
 
 
 class RolectlError(Exception):

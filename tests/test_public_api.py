@@ -54,9 +54,9 @@ TOP_LEVEL = [
     "__version__", "aio",
     "connect", "Roles", "AsyncRoles",
     "RoleCache", "CacheStats", "SQLiteFetch", "FollowingFetch", "Follower",
-    "Repository", "Change", "User", "Mailbox", "Event", "Role",
+    "Repository", "Change", "User", "Mailbox", "Event", "Role", "RoleName",
     "RolectlError", "InvalidInputError", "NotFoundError", "ConflictError", "DatabaseError", "ForkedError",
-    "CacheFaultError", "OutcomeUnknownError",
+    "NotReadyError", "CacheFaultError", "OutcomeUnknownError",
 ]
 
 

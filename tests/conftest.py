@@ -38,10 +38,9 @@ def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     same on both take this instead of ``db_path``."""
     if request.param == "sqlite":
         db = str(tmp_path / "bot.db")
-    else:
-        db = request.getfixturevalue("pg_url")
-    Repository.init(db).close()
-    return db
+        Repository.init(db).close()
+        return db
+    return str(request.getfixturevalue("pg_init_url"))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -59,10 +58,8 @@ def new_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     made: list[str] = []
 
     def make_pg() -> str:
-        made.append(server.create_database())
-        url = server.url(made[-1])
-        Repository.init(url).close()
-        return url
+        made.append(server.create_initialised_database())
+        return str(server.url(made[-1]))
 
     request.addfinalizer(lambda: [server.drop_database(name) for name in made])
     return make_pg
@@ -177,6 +174,17 @@ def pg_db(pg_server) -> Iterator[str]:
 def pg_url(pg_server, pg_db: str) -> str:
     """``postgresql://`` URL of a fresh, empty database."""
     return pg_server.url(pg_db)
+
+
+@pytest.fixture
+def pg_init_url(pg_server) -> Iterator[str]:
+    """``postgresql://`` URL of a fresh database as ``rolectl init`` leaves it (a copy of the
+    server's initialised template, with a log identity of its own); dropped afterwards."""
+    name = pg_server.create_initialised_database()
+    try:
+        yield pg_server.url(name)
+    finally:
+        pg_server.drop_database(name)
 
 
 @pytest.fixture

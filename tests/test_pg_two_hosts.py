@@ -20,6 +20,9 @@ import pytest
 
 psycopg = pytest.importorskip("psycopg")
 
+# One fixed address, port and network for the far host: both tests run on one worker.
+pytestmark = pytest.mark.xdist_group("two_hosts")
+
 from pgserver import PgServer, find_bindir, unavailable_reason  # noqa: E402
 
 from rolectl.backends.postgres import schema  # noqa: E402

@@ -202,6 +202,22 @@ def two_bots(db_path: Path) -> Iterator[tuple[Any, Any]]:
         stop_all(alpha, beta)
 
 
+# -- which of rolectl's modules a run imported (scripts/subset_covers.py) ----------------------------
+#
+# .ci/run runs a subset of the suite on each other Python the package claims; the subset must
+# import every module of the package. With TEST_MODULES_DIR set, each process of the run
+# (each xdist worker) writes the rolectl modules it imported there.
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    target = os.environ.get("TEST_MODULES_DIR")
+    if not target:
+        return
+    names = sorted(m for m in sys.modules if m == "rolectl" or m.startswith("rolectl."))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    Path(target).mkdir(parents=True, exist_ok=True)
+    (Path(target) / f"{worker}.txt").write_text("\n".join(names) + "\n")
+
+
 # -- CI=true: a skip is a failure ----------------------------------------------------------------
 #
 # Tests skip where a machine lacks what they drive (a PostgreSQL server, jq, strace, a shell);

@@ -7,16 +7,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Files that together import every module of rolectl (checked), quick ones where there is a choice.
+# Files and tests that together import every module of rolectl (checked), quick ones where there is a choice.
 SUBSET=(
     tests/test_cache.py tests/test_store.py tests/test_schema.py tests/test_follower.py
-    tests/test_pg_store.py tests/test_pg_tail.py tests/test_pg_checks.py tests/test_pg_access.py
-    tests/test_cli_roles.py tests/test_help.py tests/test_doctor.py tests/test_cli_pg_doctor.py
-    tests/test_cli_copy.py tests/test_backup_restore.py tests/test_simulate_engine.py
-    tests/test_simulate_chart.py tests/test_simulate_live.py tests/test_demo.py
-    tests/test_integration_aiogram.py tests/test_integration_telegram.py tests/test_metrics.py
-    tests/test_render.py tests/test_render_safe.py tests/test_import.py tests/test_connect_aio.py
-    tests/test_fork.py tests/test_stats_view.py tests/test_cli_diagnostics.py
+    tests/test_pg_store.py tests/test_pg_tail.py tests/test_pg_checks.py
+    tests/test_pg_access.py::test_bad_requests_are_one_line_and_change_nothing
+    tests/test_help.py tests/test_doctor.py::test_dangling_references_are_integrity_errors
+    tests/test_cli_pg_doctor.py::test_damage_is_an_error_and_exit_6
+    tests/test_cli_copy.py::test_sqlite_to_postgres_keeps_everything_and_doctor_passes
+    tests/test_backup_restore.py tests/test_simulate_engine.py tests/test_simulate_chart.py
+    tests/test_simulate_live.py tests/test_demo.py
+    tests/test_integration_aiogram.py::test_unknown_role_is_refused_at_definition
+    tests/test_integration_telegram.py tests/test_metrics.py tests/test_render.py tests/test_render_safe.py
+    tests/test_bad_input.py::test_bad_batch_files tests/test_connect_aio.py tests/test_fork.py
+    tests/test_stats_view.py
 )
 
 main_version=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')

@@ -30,7 +30,12 @@ from rolectl.backends.postgres import schema  # noqa: E402
 SUFFIX = f"{os.getpid() % 100000}"
 NETNS = f"rolectl_{SUFFIX}"
 HOST_IF, NS_IF = f"rlh{SUFFIX}", f"rlf{SUFFIX}"
-HOST_IP, NS_IP, NET = "10.213.7.1", "10.213.7.2", "10.213.7.0/30"
+# A /30 of 10.213.0.0/16 of this process's own: test runs side by side on one machine (other
+# checkouts, other workers) must not take each other's address.
+_NET_BASE = 4 * (os.getpid() % 16384)
+_OCTETS = f"10.213.{_NET_BASE // 256}"
+HOST_IP, NS_IP, NET = (f"{_OCTETS}.{_NET_BASE % 256 + 1}", f"{_OCTETS}.{_NET_BASE % 256 + 2}",
+                       f"{_OCTETS}.{_NET_BASE % 256}/30")
 PORT = 55432
 
 FOLLOWER = r"""

@@ -15,6 +15,7 @@ SUBSET=(
     tests/test_help.py tests/test_doctor.py::test_dangling_references_are_integrity_errors
     tests/test_cli_pg_doctor.py::test_damage_is_an_error_and_exit_6
     tests/test_cli_copy.py::test_sqlite_to_postgres_keeps_everything_and_doctor_passes
+    tests/test_pg_copy.py::test_copy_keeps_everything_and_doctor_passes
     tests/test_backup_restore.py tests/test_simulate_engine.py tests/test_simulate_chart.py
     tests/test_simulate_live.py tests/test_demo.py
     tests/test_integration_aiogram.py::test_unknown_role_is_refused_at_definition

@@ -21,7 +21,7 @@ SUBSET=(
     tests/test_integration_aiogram.py::test_unknown_role_is_refused_at_definition
     tests/test_integration_telegram.py tests/test_metrics.py tests/test_render.py tests/test_render_safe.py
     tests/test_bad_input.py::test_bad_batch_files tests/test_connect_aio.py tests/test_fork.py
-    tests/test_stats_view.py
+    tests/test_stats_view.py tests/test_sqlite_tail.py
 )
 
 main_version=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
@@ -49,10 +49,11 @@ pids=()
 for version in "${!found[@]}"; do
     (
         start=$SECONDS
+        status=0
         CI=true TEST_MODULES_DIR="$logs/modules-$version" ".venv-$version/bin/python" -m pytest -q -n 2 \
             -m "not slow" -p no:cacheprovider "${SUBSET[@]}" >"$logs/$version.log" 2>&1 \
-            && ".venv-$version/bin/python" scripts/subset_covers.py "$logs/modules-$version" >>"$logs/$version.log" 2>&1
-        status=$?
+            && ".venv-$version/bin/python" scripts/subset_covers.py "$logs/modules-$version" >>"$logs/$version.log" 2>&1 \
+            || status=$?
         echo "Python $version: $(grep -E '(passed|failed|error)' "$logs/$version.log" | tail -n 1)," \
              "$(tail -n 1 "$logs/$version.log") ($((SECONDS - start)) s)"
         exit $status

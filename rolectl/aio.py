@@ -3,7 +3,9 @@
 The same pieces as :func:`rolectl.connect`, with the in-loop follower
 (:class:`~rolectl.backends.sqlite.aio_follower.AsyncFollower`): wake-ups come from the event loop, so a
 busy loop does not starve a follower thread of the interpreter lock. Lookups are awaited
-(``await roles.get_role(uid)``: a hit never leaves the loop, a miss reads in a worker thread)
+(``await roles.get_role(uid)``: a hit never leaves the loop, a miss reads in one of the
+handle's own two miss threads, never the loop's default executor, which bot frameworks
+share -- see :mod:`rolectl.cache.missexec`)
 and writes run in a worker thread, so neither blocks the loop. The follower's ``catch_up`` is
 thread-safe, so the bot's own commit is applied from that worker before the write returns.
 
@@ -24,6 +26,7 @@ import asyncio
 import os
 from typing import TYPE_CHECKING, Any, Generator
 
+from .cache.missexec import DEFAULT_THREADS, MARGIN, MissPool
 from .connectoptions import ConnectKeywords, ConnectOptions
 from .handle import _Handle
 
@@ -33,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .backends.postgres.aio_follower import AsyncPgFollower
     from .backends.sqlite.aio_follower import AsyncFollower
     from .events import Role
+    from .health import Health
     from .repository import Change
 
 __all__ = ["AsyncRoles", "connect"]
@@ -46,6 +50,10 @@ class AsyncRoles(_Handle):
         super().__init__(db, ConnectOptions(**options))
         self.follower: AsyncFollower | AsyncPgFollower | None = None
         self._opening: asyncio.Lock | None = None
+        #: Misses run here, never in the loop's default executor (see rolectl.cache.missexec);
+        #: closed before the fetch whose connections its threads use.
+        self.misses = MissPool(threads=DEFAULT_THREADS, deadline=self.backend.timeout + MARGIN)
+        self._undo.append(self.misses.close)
 
     async def open(self) -> "AsyncRoles":
         """Start following (the cache is in step when this returns) and register; a second
@@ -73,15 +81,28 @@ class AsyncRoles(_Handle):
     # -- lookups ---------------------------------------------------------------------------
 
     async def get_role(self, user_id: int) -> "Role":
-        """The user's role: a hit answers in the loop, a miss reads in a worker thread (and
-        shares one read with concurrent misses). Raises
-        :class:`~rolectl.errors.DatabaseError` when it cannot be read (never a guess)."""
+        """The user's role: a hit answers in the loop, a miss reads in one of the handle's
+        own miss threads (and shares one read with concurrent misses). Raises
+        :class:`~rolectl.errors.DatabaseError` when it cannot be read (never a guess), also
+        when the database does not answer within the timeout plus a second
+        (:class:`~rolectl.cache.missexec.MissTimeout`): the adapters then answer ``user``."""
         if self._forked:  # refused here: a worker thread of the parent's loop may not exist
             raise self._forked_error()
-        return await self.cache.aget_role(user_id)
+        try:
+            return await self.cache.aget_role(user_id, misses=self.misses)
+        except Exception as exc:
+            self._lookup_failed(exc)
+            raise
 
     async def is_admin(self, user_id: int) -> bool:
         return await self.get_role(user_id) == "admin"
+
+    async def health(self) -> "Health":
+        """What a liveness/readiness probe needs, without touching the database
+        (:mod:`rolectl.health`); answers in the loop."""
+        from .health import check
+
+        return check(self)
 
     async def sync(self) -> int:
         """Catch up with the log now (normally the follower does it); returns events applied."""
@@ -93,24 +114,25 @@ class AsyncRoles(_Handle):
 
     async def add_admin(self, user_id: int, username: str | None = None, *, actor: str | None = None) -> "Change":
         self._check_open()
-        return await asyncio.to_thread(self.repo.users.add_admin, user_id, username, actor=actor or self.actor)
+        return await asyncio.to_thread(self._written, user_id, self.repo.users.add_admin, user_id, username,
+                                       actor=actor or self.actor)
 
     async def remove_admin(self, user_id: int, *, actor: str | None = None, force: bool = False) -> "Change":
         self._check_open()
-        return await asyncio.to_thread(self.repo.users.remove_admin, user_id, actor=actor or self.actor,
-                                       force=force)
+        return await asyncio.to_thread(self._written, user_id, self.repo.users.remove_admin, user_id,
+                                       actor=actor or self.actor, force=force)
 
     async def transfer(self, mailbox_id: int, to_user: int, *, actor: str | None = None,
                        keep_admin: bool = False) -> "Change":
         self._check_open()
-        return await asyncio.to_thread(self.repo.mailboxes.transfer, mailbox_id, to_user,
+        return await asyncio.to_thread(self._written, to_user, self.repo.mailboxes.transfer, mailbox_id, to_user,
                                        actor=actor or self.actor, keep_admin=keep_admin)
 
     async def upsert_user(self, user_id: int, username: str | None = None, *, role: "Role | None" = None,
                           actor: str | None = None) -> "Change":
         self._check_open()
-        return await asyncio.to_thread(self.repo.users.upsert, user_id, username, role=role,
-                                       actor=actor or self.actor)
+        return await asyncio.to_thread(self._written, user_id, self.repo.users.upsert, user_id, username,
+                                       role=role, actor=actor or self.actor)
 
     # -- lifecycle -------------------------------------------------------------------------
 

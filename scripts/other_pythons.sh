@@ -21,7 +21,7 @@ SUBSET=(
     tests/test_integration_aiogram.py::test_unknown_role_is_refused_at_definition
     tests/test_integration_telegram.py tests/test_metrics.py tests/test_render.py tests/test_render_safe.py
     tests/test_bad_input.py::test_bad_batch_files tests/test_connect_aio.py tests/test_fork.py
-    tests/test_stats_view.py tests/test_sqlite_tail.py
+    tests/test_stats_view.py tests/test_sqlite_tail.py tests/test_health.py tests/test_registry.py
 )
 
 main_version=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')

@@ -177,7 +177,8 @@ class Page:
             out = self._bash(f"exec {shlex.quote(sys.executable)} -c {shlex.quote(runner)}")
             assert out.returncode == 0, f"{block.where}: the {block.lang} block failed:\n{out.stdout}"
 
-    def _console(self, block: Block, code: str) -> None:
+    def _session(self, block: Block, code: str) -> list[tuple[Command, list[str], int]]:
+        """Run a console block: each command with the lines it printed and its exit status."""
         commands = session(code)
         script = ["exec 2>&1"]
         for n, command in enumerate(commands):
@@ -186,20 +187,59 @@ class Page:
         script.append(f"__rc=$?; printf '\\n{MARKER} {len(commands)} %s\\n' \"$__rc\"")
         out = self._bash("\n".join(script))
         chunks = re.split(rf"\n?{MARKER} (\d+) (\d+)\n", "\n" + out.stdout)
-        # chunks: [before, n0, rc_before0, out0, n1, rc0, out1, ..., nN, rcN-1, rest]
+        # chunks: [before, "0", status before, output 0, "1", status 0, output 1, ..., "N", status N-1, rest]
         outputs = chunks[3::3]
         statuses = [int(rc) for rc in chunks[5::3]]
         assert len(outputs) == len(commands) + 1 and len(statuses) == len(commands), \
             f"{block.where}: the session did not run to its end:\n{out.stdout}"
+        ran = []
         for n, command in enumerate(commands):
             actual = outputs[n].splitlines()
             while actual and not actual[-1].strip():
                 actual.pop()
+            ran.append((command, actual, statuses[n]))
+            if command.text.startswith("export ") and "\n" not in command.text:
+                self.exports.append(command.text)
+        return ran
+
+    def _console(self, block: Block, code: str) -> None:
+        ran = self._session(block, code)
+        for n, (command, actual, status) in enumerate(ran):
             assert matches(command.expected, actual), (
                 f"{block.where}: `$ {command.text}` printed\n" + textwrap.indent("\n".join(actual), "    ")
                 + "\nbut the page shows\n" + textwrap.indent("\n".join(command.expected), "    "))
-            shown = n + 1 < len(commands) and commands[n + 1].text.strip() == "echo $?"
-            assert statuses[n] == 0 or shown, \
-                f"{block.where}: `$ {command.text}` exited {statuses[n]} and the page does not show it"
-            if command.text.startswith("export ") and "\n" not in command.text:
-                self.exports.append(command.text)
+            shown = n + 1 < len(ran) and ran[n + 1][0].text.strip() == "echo $?"
+            assert status == 0 or shown, \
+                f"{block.where}: `$ {command.text}` exited {status} and the page does not show it"
+
+    def transcript(self, block: Block) -> str:
+        """What a block prints when run, in the page's own form (for writing a page)."""
+        if block.lang != "console":
+            self.run(block)
+            return "(ran)"
+        return "\n".join(f"$ {command.text}\n" + "".join(line + "\n" for line in actual)
+                         + ("" if status == 0 else f"[exit {status}]\n")
+                         for command, actual, status in self._session(block, self._code(block)))
+
+
+def main(argv: list[str]) -> int:
+    """``python tests/mdsnippets.py PAGE``: run a page's blocks in a temporary directory and
+    print what each console block prints, to write or update the page (PostgreSQL blocks are
+    left out: they need the test server)."""
+    import os
+    import tempfile
+
+    page = Path(argv[0]).resolve()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROLECTL_")}
+    env.update(PATH=f"{BIN}{os.pathsep}{env['PATH']}", COLUMNS="100", NO_COLOR="1", TERM="dumb")
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = Page(Path(tmp), env)
+        for block in blocks(page):
+            if block.not_run is None and not block.postgres:
+                print(f"--- {block.where} ({block.lang})")
+                print(runner.transcript(block))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -6,6 +6,7 @@ run here is marked ``<!-- not-run: REASON -->`` and listed by
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ def pg_database(request: pytest.FixtureRequest) -> Iterator[Any]:
             server = request.getfixturevalue("pg_server")
             made.append((server, server.create_database()))
         server, name = made[0]
-        return str(server.url(name))
+        # No `&` (a shell would split the command there) and no port: the socket's default.
+        return f"postgresql://postgres@/{name}?host={urllib.parse.quote(str(server.socket_dir), safe='')}"
 
     yield url
     for server, name in made:

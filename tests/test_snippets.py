@@ -61,7 +61,7 @@ def test_blocks_left_out_say_why(capsys: pytest.CaptureFixture[str]) -> None:
         for block in left_out:
             print(f"  {block.where} ({block.lang}): {block.not_run}")
     assert all(b.not_run and b.not_run != "no reason given" for b in left_out)
-    assert len(left_out) < ran / 3, "most snippets must run"
+    assert len(left_out) <= ran / 2, "most snippets must run"
 
 
 def test_the_conventions_hold() -> None:

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rolectl.cache import RoleCache  # noqa: E402
-from rolectl.backends.sqlite.fetch import SQLiteFetch
+from rolectl.backends.sqlite.fetch import SQLiteFetch  # noqa: E402
 
 HIT_TARGET, MISS_TARGET, MEM_TARGET = 1.5, 1.3, 1.3
 QUICK = "--quick" in sys.argv

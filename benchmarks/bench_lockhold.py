@@ -141,7 +141,7 @@ def main() -> int:
             rows.append(("users import", *measure(work / "import.db", ["users", "import", str(work / "users.csv")],
                                                   work)))
     print(f"{n:,} lines; target: write lock held <= {limit:.1f} s")
-    print(f"| command | whole command | longest write-lock hold | target |")
+    print("| command | whole command | longest write-lock hold | target |")
     print("|---|---:|---:|---|")
     for name, hold, whole in rows:
         ok = hold <= limit

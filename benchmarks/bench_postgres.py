@@ -265,7 +265,7 @@ def bench_copy(server: object, n: int) -> tuple[float, int]:
     import sqlite3
     import tempfile
 
-    from rolectl.backends.copy import sqlite_to_postgres
+    from rolectl.dbcopy import sqlite_to_postgres
     from rolectl.repository import Repository
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -125,10 +125,10 @@ def bot_main(db: str, kind: str) -> None:
             tick = follower._tick
 
             def timed_tick(*args: Any) -> None:  # loop time of each look that read something
-                reads = follower._core.catch_ups
+                reads = follower.core.catch_ups
                 c0, t0 = time.thread_time(), time.perf_counter()
                 tick(*args)
-                if follower._core.catch_ups != reads:
+                if follower.core.catch_ups != reads:
                     loop_times.append(((time.thread_time() - c0) * 1000, (time.perf_counter() - t0) * 1000))
 
             follower._tick = timed_tick  # type: ignore[method-assign]
@@ -193,7 +193,7 @@ def apply_main(db: str, options: dict[str, Any]) -> None:
     cache = StampingCache(FollowingFetch(db), name="bench")
     follower = Follower(cache, db, **options)
     if not probe:
-        follower._core.use_writer_lock = False  # the strategy without the writer-lock probe
+        follower.core.use_writer_lock = False  # the strategy without the writer-lock probe
     follower.start()
     print("ready", flush=True)
     sys.stdin.read()

@@ -7,10 +7,10 @@ imported only when first used, so ``import rolectl`` (and ``rolectl role`` start
 nothing.
 """
 
+from .version import __version__
+
 # typing costs ~3 ms to import; type checkers treat this name as True.
 TYPE_CHECKING = False
-
-__version__ = "0.1.0"
 
 #: public name -> module that defines it (imported on first access)
 _LAZY: dict[str, str] = {

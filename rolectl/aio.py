@@ -24,9 +24,12 @@ import asyncio
 import os
 from typing import TYPE_CHECKING, Any, Generator
 
+from .connectoptions import ConnectKeywords, ConnectOptions
 from .handle import _Handle
 
 if TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import Unpack
+
     from .backends.postgres.aio_follower import AsyncPgFollower
     from .backends.sqlite.aio_follower import AsyncFollower
     from .events import Role
@@ -39,21 +42,8 @@ class AsyncRoles(_Handle):
     """The asyncio handle. Constructing it opens the database (a missing one fails at the
     call); :meth:`open` (or ``async with`` / ``await``) starts the follower and registers."""
 
-    def __init__(
-        self,
-        db: str | os.PathLike[str] | None = None,
-        *,
-        name: str | None = None,
-        follow: bool = True,
-        register: bool = True,
-        max_staleness: float | None = None,
-        strict: bool = True,
-        timeout: float | None = None,
-        maxsize: int | None = None,
-        actor: str | None = None,
-    ) -> None:
-        super().__init__(db, name=name, follow=follow, register=register, max_staleness=max_staleness,
-                         strict=strict, timeout=timeout, maxsize=maxsize, actor=actor)
+    def __init__(self, db: str | os.PathLike[str] | None = None, **options: Unpack[ConnectKeywords]) -> None:
+        super().__init__(db, ConnectOptions(**options))
         self.follower: AsyncFollower | AsyncPgFollower | None = None
         self._opening: asyncio.Lock | None = None
 
@@ -158,19 +148,7 @@ class AsyncRoles(_Handle):
         return self.open().__await__()
 
 
-def connect(
-    db: str | os.PathLike[str] | None = None,
-    *,
-    name: str | None = None,
-    follow: bool = True,
-    register: bool = True,
-    max_staleness: float | None = None,
-    strict: bool = True,
-    timeout: float | None = None,
-    maxsize: int | None = None,
-    actor: str | None = None,
-) -> AsyncRoles:
+def connect(db: str | os.PathLike[str] | None = None, **options: Unpack[ConnectKeywords]) -> AsyncRoles:
     """:func:`rolectl.connect` for asyncio: ``async with rolectl.aio.connect("bot.db") as roles``
     or ``roles = await rolectl.aio.connect("bot.db")``. Same options."""
-    return AsyncRoles(db, name=name, follow=follow, register=register, max_staleness=max_staleness, strict=strict,
-                      timeout=timeout, maxsize=maxsize, actor=actor)
+    return AsyncRoles(db, **options)

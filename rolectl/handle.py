@@ -20,20 +20,20 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from . import forks
 from .backends import open_backend
+from .connectoptions import ConnectKeywords, ConnectOptions
 from .errors import ForkedError, InvalidInputError, RolectlError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .backends.postgres.backend import PostgresBackend
-    from .backends.postgres.fetch import PostgresFetch
+    from typing_extensions import Unpack
+
+    from .backends.base import Backend, MissFetch
     from .backends.postgres.follower import PgFollower
     from .backends.postgres.registration import PgRegistration
-    from .backends.sqlite import SQLiteBackend
-    from .backends.sqlite.filefetch import FollowingFetch
     from .backends.sqlite.follower import Follower
     from .cache.registry import Registration
     from .cache.role_cache import RoleCache
     from .events import Event, Role
-    from .repository import Change, Repository
+    from .repository import Change
 
 log = logging.getLogger("rolectl.connect")
 
@@ -43,19 +43,8 @@ DEFAULT_NAME = "bot"
 class _Handle:
     """What the sync and the asyncio handle share: the repository, the cache, the options."""
 
-    def __init__(
-        self,
-        db: str | os.PathLike[str] | None,
-        *,
-        name: str | None,
-        follow: bool,
-        register: bool,
-        max_staleness: float | None,
-        strict: bool,
-        timeout: float | None,
-        maxsize: int | None,
-        actor: str | None,
-    ) -> None:
+    def __init__(self, db: str | os.PathLike[str] | None, options: ConnectOptions) -> None:
+        name, actor, max_staleness = options.name, options.actor, options.max_staleness
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise InvalidInputError(f"name must be a non-empty string, not {name!r}")
         if actor is not None and (not isinstance(actor, str) or not actor.strip()):
@@ -68,22 +57,25 @@ class _Handle:
 
         self.name = name or DEFAULT_NAME
         self.actor = actor or self.name
-        self.backend: SQLiteBackend | PostgresBackend = open_backend(db, timeout=timeout)
-        self.follow = follow
-        self._register = register
+        self.options = options
+        self.backend: Backend = open_backend(db, timeout=options.timeout)
+        self.follow = options.follow
+        self._register = options.register
         self._max_staleness = max_staleness
-        self._strict = strict
+        self._strict = options.strict
         self._lock = threading.Lock()
         self._closed = False
         self._opened = False
         self._pid = os.getpid()
         self._forked = False  # set in a child process forked after this handle was opened
         self._undo: list[Callable[[], None]] = []  # run in reverse order by close()
-        self.repo: Repository = self.backend.repository()  # fails here on a missing database
+        from .repository import Repository
+
+        self.repo: Repository = Repository(self.backend.store())  # fails here on a missing database
         self._undo.append(self.repo.close)
-        self._fetch: FollowingFetch | PostgresFetch = self.backend.fetch()
+        self._fetch: MissFetch = self.backend.fetch()
         self._undo.append(self._fetch.close)
-        self.cache: RoleCache = RoleCache(self._fetch, maxsize=maxsize, name=self.name)
+        self.cache: RoleCache = RoleCache(self._fetch, maxsize=options.maxsize, name=self.name)
         self.registration: Registration | PgRegistration | None = None
         forks.track(self)
 
@@ -173,25 +165,12 @@ class Roles(_Handle):
     repository, a follower keeping the cache in step with every other writer, and a
     registration for ``rolectl stats``. Made by :func:`rolectl.connect`."""
 
-    def __init__(
-        self,
-        db: str | os.PathLike[str] | None = None,
-        *,
-        name: str | None = None,
-        follow: bool = True,
-        register: bool = True,
-        max_staleness: float | None = None,
-        strict: bool = True,
-        timeout: float | None = None,
-        maxsize: int | None = None,
-        actor: str | None = None,
-    ) -> None:
-        super().__init__(db, name=name, follow=follow, register=register, max_staleness=max_staleness,
-                         strict=strict, timeout=timeout, maxsize=maxsize, actor=actor)
+    def __init__(self, db: str | os.PathLike[str] | None = None, **options: Unpack[ConnectKeywords]) -> None:
+        super().__init__(db, ConnectOptions(**options))
         self.follower: Follower | PgFollower | None = None
         try:
-            if follow:
-                follower = self.backend.follower(self.cache, max_staleness=max_staleness, strict=strict)
+            if self.follow:
+                follower = self.backend.follower(self.cache, max_staleness=self._max_staleness, strict=self._strict)
                 self._undo.append(follower.close)  # also if start() fails half-way
                 self.follower = follower.start()  # the cache is in step when this returns
             self._attach_own_writes(self.follower)
@@ -249,18 +228,7 @@ class Roles(_Handle):
         self.close()
 
 
-def connect(
-    db: str | os.PathLike[str] | None = None,
-    *,
-    name: str | None = None,
-    follow: bool = True,
-    register: bool = True,
-    max_staleness: float | None = None,
-    strict: bool = True,
-    timeout: float | None = None,
-    maxsize: int | None = None,
-    actor: str | None = None,
-) -> Roles:
+def connect(db: str | os.PathLike[str] | None = None, **options: Unpack[ConnectKeywords]) -> Roles:
     """Open ``db`` for a bot: ``with rolectl.connect("bot.db", name="modbot") as roles: ...``.
 
     - ``db``: what ``--db`` takes: a SQLite file's path, or a PostgreSQL ``postgresql://`` /
@@ -268,16 +236,8 @@ def connect(
       ``./rolectl.db``). The database must exist (``rolectl init`` creates it). The same
       code runs on both; on PostgreSQL the cache registers in the database, so ``rolectl
       stats`` sees it from every host.
-    - ``name``: shown by ``rolectl stats`` (default ``bot``); also the default ``actor``
-      recorded in the log for this handle's changes.
-    - ``follow``: keep the cache in step with every writer (a follower thread). Off, only
-      this process's own changes reach the cache -- ``rolectl stats`` flags such a cache.
-    - ``register``: make the cache visible to ``rolectl stats``, ``cache show``, ``whois``.
-    - ``max_staleness``, ``strict``: passed to the follower (``None``: its default, which
-      ``$ROLECTL_MAX_STALENESS`` sets); ``strict`` makes a failing first catch-up raise here.
-    - ``timeout``: seconds to wait for a locked database, or for a PostgreSQL server to
-      answer (default ``$ROLECTL_TIMEOUT`` or 5).
-    - ``maxsize``: bound the cache (LRU); unbounded by default.
+    - ``name``, ``follow``, ``register``, ``max_staleness``, ``strict``, ``timeout``,
+      ``maxsize``, ``actor``: keywords only, described (with their defaults) by
+      :class:`~rolectl.connectoptions.ConnectOptions`. The follower here is a thread.
     """
-    return Roles(db, name=name, follow=follow, register=register, max_staleness=max_staleness, strict=strict,
-                 timeout=timeout, maxsize=maxsize, actor=actor)
+    return Roles(db, **options)

@@ -25,7 +25,7 @@ import math
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .backends.sqlite.follower import Follower
+    from .cache.followview import FollowerView
     from .cache.registry import Instance
     from .cache.role_cache import RoleCache
 
@@ -114,7 +114,7 @@ def openmetrics_text(instances: Iterable["Instance"], head: int) -> str:
 class RoleCacheCollector:
     """A ``prometheus_client`` collector for one cache (and its follower) in this process."""
 
-    def __init__(self, cache: "RoleCache", *, follower: "Follower | None" = None, name: str | None = None) -> None:
+    def __init__(self, cache: "RoleCache", *, follower: "FollowerView | None" = None, name: str | None = None) -> None:
         try:
             import prometheus_client  # noqa: F401
         except ImportError as exc:

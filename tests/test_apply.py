@@ -70,7 +70,9 @@ def test_csv_and_json_lines_parse_to_the_same_operations():
         '{"op":"transfer","mailbox_id":1,"to":2000,"keep_admin":true}',
         '{"op":"add_admin","user_id":5}',
     ])
-    strip = lambda ops: [(o.op, o.user_id, o.username, o.force, o.mailbox_id, o.to_user, o.keep_admin) for o in ops]
+    def strip(ops: list[Op]) -> list[tuple[object, ...]]:
+        return [(o.op, o.user_id, o.username, o.force, o.mailbox_id, o.to_user, o.keep_admin) for o in ops]
+
     assert strip(csv_ops) == strip(json_ops)
     assert [o.line for o in csv_ops] == [2, 5, 6, 7]
     assert csv_ops[0] == Op(2, "add-admin", user_id=789, username="new_admin")

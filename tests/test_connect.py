@@ -16,10 +16,9 @@ import pytest
 
 import rolectl
 from rolectl.backends import is_postgres
-from rolectl.backends.diagnostics import discover as discover_any
+from rolectl.backends import open_backend
 from rolectl.cache.registry import Instance, runtime_dir
 from rolectl.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, RolectlError
-from rolectl.repository import Repository
 
 from botproc import Bot, stop_all
 from conftest import clean_env
@@ -43,8 +42,7 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyp
 
 def registered(db: str | Path) -> list[Instance]:
     """The instances ``rolectl stats`` would list for ``db``, on either backend."""
-    with Repository.open(db) as repo:
-        return discover_any(repo.store)
+    return open_backend(db).discover()
 
 
 #: How the follower is woken, per backend, as ``rolectl stats`` shows it.

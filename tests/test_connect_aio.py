@@ -14,11 +14,10 @@ import pytest
 import rolectl
 import rolectl.aio
 from rolectl.backends import is_postgres
-from rolectl.backends.diagnostics import discover as discover_any
+from rolectl.backends import open_backend
 from rolectl.backends.sqlite.aio_follower import AsyncFollower
 from rolectl.cache.registry import Instance, runtime_dir
 from rolectl.errors import ConflictError, DatabaseError, NotFoundError, RolectlError
-from rolectl.repository import Repository
 
 from conftest import clean_env
 
@@ -29,8 +28,7 @@ def rolectl_threads() -> list[str]:
 
 def registered(db: str | Path) -> list[Instance]:
     """The instances ``rolectl stats`` would list for ``db``, on either backend."""
-    with Repository.open(db) as repo:
-        return discover_any(repo.store)
+    return open_backend(db).discover()
 
 
 def test_async_with_owns_everything_and_leaves_nothing(any_db: str) -> None:

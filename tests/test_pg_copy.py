@@ -14,7 +14,7 @@ from rolectl.repository import Repository
 
 psycopg = pytest.importorskip("psycopg")
 
-from rolectl.backends.copy import sqlite_to_postgres  # noqa: E402
+from rolectl.dbcopy import sqlite_to_postgres  # noqa: E402
 from rolectl.backends.postgres.checks import check_all  # noqa: E402
 from rolectl.backends.postgres.store import PgStore  # noqa: E402
 
@@ -77,7 +77,7 @@ def test_a_drifted_source_is_reconciled_in_the_target_log(repo: Repository, db_p
 
 
 def test_the_reverse_copy_renumbers_the_log_and_doctor_passes(pg_url: str, tmp_path: Path) -> None:
-    from rolectl.backends.copy import postgres_to_sqlite
+    from rolectl.dbcopy import postgres_to_sqlite
     from rolectl.backends.postgres.store import init as pg_init
     from rolectl.doctor import diagnose
 

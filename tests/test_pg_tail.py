@@ -13,7 +13,7 @@ psycopg = pytest.importorskip("psycopg")
 
 from rolectl.backends.postgres.store import init  # noqa: E402
 from rolectl.backends.postgres.tail import follow  # noqa: E402
-from rolectl.backends.sqlite.tail import Restart, Trouble  # noqa: E402
+from rolectl.cache.tail import Restart, Trouble  # noqa: E402
 from rolectl.events import Event  # noqa: E402
 
 

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import termios
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 

@@ -62,3 +62,24 @@ def test_mypy_sees_precise_public_types(tmp_path: Path) -> None:
     assert len(errors) == 2, proc.stdout
     assert "probe.py:15:" in errors[0] and "update_role" in errors[0]
     assert "probe.py:16:" in errors[1] and "Non-overlapping equality" in errors[1]
+
+
+def test_connect_keywords_are_checked_by_type_checkers(tmp_path: Path) -> None:
+    """The options are defined once (``ConnectKeywords``) and reach both ``connect`` functions
+    with their types: a wrong type or a misspelt keyword is a type error, a right one is not."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import rolectl\n"
+        "import rolectl.aio\n"
+        "rolectl.connect('bot.db', strict='yes')\n"  # expected error 1: not a bool
+        "rolectl.aio.connect('bot.db', maxsize='big')\n"  # expected error 2: not an int
+        "rolectl.connect('bot.db', stict=True)\n"  # expected error 3: no such keyword
+        "rolectl.connect('bot.db', name='modbot', timeout=1.5, max_staleness=None, actor='ops')\n"
+        "rolectl.aio.AsyncRoles('bot.db', follow=False, register=False)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), str(probe)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    lines = sorted({line.split(":")[1] for line in proc.stdout.splitlines() if ": error:" in line})
+    assert lines == ["3", "4", "5"], proc.stdout

@@ -17,6 +17,7 @@ import pytest
 from rolectl.backends import storebase as store_mod
 from rolectl.backends import open_backend
 from rolectl.errors import DatabaseError
+from rolectl.repository import Repository
 from rolectl.backends.sqlite.store import Store
 from rolectl.backends.storebase import resolve_write_timeout
 
@@ -81,10 +82,10 @@ def test_a_chosen_timeout_also_bounds_the_write_wait(monkeypatch, db_path):
 
 def test_a_bots_writes_get_the_longer_default(monkeypatch, db_path):
     monkeypatch.delenv("ROLECTL_TIMEOUT", raising=False)
-    with open_backend(db_path).repository() as repo:
+    with Repository(open_backend(db_path).store()) as repo:
         assert repo.store.write_timeout == store_mod.DEFAULT_WRITE_TIMEOUT
-    with open_backend(db_path, timeout=1.5).repository() as repo:
+    with Repository(open_backend(db_path, timeout=1.5).store()) as repo:
         assert repo.store.write_timeout == 1.5
     monkeypatch.setenv("ROLECTL_TIMEOUT", "0.5")
-    with open_backend(db_path).repository() as repo:
+    with Repository(open_backend(db_path).store()) as repo:
         assert repo.store.write_timeout == 0.5

@@ -1,22 +1,21 @@
 """Where a rolectl database lives: what a ``db`` / ``--db`` value names, and the pieces that
 depend on the database engine.
 
-This package is the one place that reads that value (a path, else ``$ROLECTL_DB``, else
-``./rolectl.db``, or a PostgreSQL URL) and decides which backend serves it:
-:func:`is_postgres` tells the two apart, :func:`open_backend` turns the value into the
-backend ``rolectl.connect(db)`` and ``rolectl.aio.connect(db)`` build on, so a bot's code
-does not change with the backend.
+:func:`open_backend` is the one place that reads that value (a path, else ``$ROLECTL_DB``,
+else ``./rolectl.db``, or a PostgreSQL URL) and decides which engine serves it; the library,
+the doctor and the CLI hold the :class:`~rolectl.backends.base.Backend` it returns and call its
+methods, so a bot's code does not change with the engine. :func:`is_postgres` is the test it
+applies, public for callers that only need the answer.
 
-Each backend has its store (connections, transactions, error wording), its schema with the
+Each engine has its store (connections, transactions, error wording), its schema with the
 triggers that make the guarantees, its log reader, its wake-up and its miss fetch; the domain
 rules (repository, events, validation) are written once above them.
 
 * ``rolectl.backends.postgres`` -- PostgreSQL, for bots on more than one host. It imports
   psycopg, which is an optional extra (``pip install 'rolectl[postgres]'``), so nothing
   imports it unless a PostgreSQL URL is used.
-* ``rolectl.backends.sqlite`` -- one WAL file, for bots on one host (its store, schema and
-  followers are still in ``rolectl.backends.sqlite.store``, ``rolectl.backends.sqlite.schema`` and ``rolectl.cache`` for now).
-* ``rolectl.backends.copy`` -- moving a database between the two.
+* ``rolectl.backends.sqlite`` -- one WAL file, for bots on one host.
+* moving a database between the two is :mod:`rolectl.dbcopy`, a layer above: it uses both.
 
 Importing this package imports neither driver nor any backend module; :func:`open_backend`
 imports the one it returns (psycopg only for a PostgreSQL database).
@@ -26,15 +25,22 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidInputError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .base import Backend
     from .postgres.backend import PostgresBackend
     from .sqlite import SQLiteBackend
 
-    Backend = SQLiteBackend | PostgresBackend
+    # mypy --strict checks here that each engine implements the whole protocol: a method
+    # added to Backend and forgotten in one engine fails the type check, not a user.
+    _SQLITE: type[Backend] = SQLiteBackend
+    _POSTGRES: type[Backend] = PostgresBackend
+
+__all__ = ["POSTGRES_SCHEMES", "is_postgres", "locate", "open_backend"]
 
 #: URL schemes that select PostgreSQL; anything else is a SQLite path.
 POSTGRES_SCHEMES: tuple[str, ...] = ("postgresql://", "postgres://")
@@ -51,12 +57,22 @@ def is_postgres(value: str | os.PathLike[str] | None) -> bool:
     return low.startswith(POSTGRES_SCHEMES) or bool(_KEYWORDS.match(value))
 
 
-#: The same schemes without ``://``, as :func:`open_backend` compares them.
-_POSTGRES_URL_SCHEMES = tuple(s.split("://", 1)[0] for s in POSTGRES_SCHEMES)
+def locate(db: str | os.PathLike[str] | None = None) -> Path | str:
+    """What ``db`` names, before anything is opened: the conninfo of a PostgreSQL database
+    (text: a :class:`~pathlib.Path` would fold a URL's ``//``), else the path of a SQLite
+    file: ``db`` as given, else ``$ROLECTL_DB``, else ``./rolectl.db``. :func:`open_backend`
+    takes either back."""
+    from .sqlite.store import resolve_path
+
+    if isinstance(db, os.PathLike):
+        return resolve_path(db)
+    text = db or os.environ.get("ROLECTL_DB", "")
+    if is_postgres(text):
+        return text.strip()
+    return Path(db) if db else resolve_path(None)
 
 
-def open_backend(db: str | os.PathLike[str] | None = None, *,
-                 timeout: float | None = None) -> "SQLiteBackend | PostgresBackend":
+def open_backend(db: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> "Backend":
     """The backend for ``db`` (what ``--db`` takes): PostgreSQL for what :func:`is_postgres`
     accepts (``postgresql://``, ``postgres://``, a libpq ``key=value`` string), else a SQLite
     file. Raises :class:`InvalidInputError` for another URL scheme, and

@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 from ..events import EVENT_FIELDS
-from ..repository.models import MAILBOX_FIELDS, USER_FIELDS
+from ..columns import MAILBOX_FIELDS, USER_FIELDS
 
 _ROLE_KINDS = "('admin_added', 'admin_removed')"
 

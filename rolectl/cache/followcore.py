@@ -2,8 +2,9 @@
 
 :class:`FollowCore` is the one place that knows how to keep a
 :class:`~rolectl.cache.RoleCache` in step with the event log; the two drivers only decide
-*when* to call it -- :class:`~rolectl.backends.sqlite.follower.Follower` from a daemon thread blocked in
-``select()``, :class:`~rolectl.backends.sqlite.aio_follower.AsyncFollower` from the bot's own event loop.
+*when* to call it (a SQLite file's thread or event-loop follower, a PostgreSQL database's).
+It reads the log through a :class:`~rolectl.cache.logreader.LogReader` its driver hands it,
+and never opens a database itself.
 
 * **Position and anchor.** The cache's ``last_seq`` is where the log resumes; the core also
   holds the *whole row* of the event at that position (the anchor), from the first catch-up
@@ -14,8 +15,9 @@
   history; that positioning is not counted as a clear.
 * **When to look again** (:meth:`FollowCore.next_check`): after a write to the database's
   files, re-check at growing intervals for a short settle window, and beyond it for as long
-  as a writer holds the WAL write lock (:mod:`rolectl.backends.sqlite.walprobe`), so a commit whose
-  ``fsync`` takes 80 ms is applied when it becomes visible, not at the next safety poll.
+  as the reader says a writer is committing (:meth:`~rolectl.cache.logreader.LogReader.writer_active`:
+  on SQLite the WAL write lock), so a commit whose ``fsync`` takes 80 ms is applied when it
+  becomes visible, not at the next safety poll.
 * **Staleness bound.** If no check succeeded for ``max_staleness`` seconds (the database is
   gone, unreadable, not a database), the cache is *suspended*: emptied, and every lookup
   reads the database (and fails if it cannot) instead of answering from memory. The first
@@ -30,14 +32,16 @@ import math
 import os
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import InvalidInputError, RolectlError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..backends.sqlite.logreader import Anchor, Batch
+    from .logreader import Anchor, Batch, LogReader
     from .role_cache import RoleCache
+
+__all__ = ["FollowCore", "first_catch_up", "resolve_max_staleness", "DEFAULT", "DEFAULT_MAX_STALENESS",
+           "ENV_MAX_STALENESS", "SETTLE", "SETTLE_FIRST", "SETTLE_MAX", "WRITER_RECHECK", "WRITER_RECHECK_LOOP"]
 
 log = logging.getLogger("rolectl.follower")
 
@@ -99,23 +103,17 @@ class FollowCore:
     bus callback of the bot's own writes and direct callers may race).
     """
 
-    def __init__(self, cache: "RoleCache", path: str | os.PathLike[str], *, batch: int = 5000,
-                 timeout: float = 5.0, settle: float = SETTLE,
+    def __init__(self, cache: "RoleCache", reader: "LogReader", *, where: str | os.PathLike[str],
+                 batch: int = 5000, settle: float = SETTLE,
                  max_staleness: float | None | _Default = DEFAULT,
-                 writer_recheck: float = WRITER_RECHECK, reader: Any = None) -> None:
+                 writer_recheck: float = WRITER_RECHECK) -> None:
         self.cache = cache
         self.writer_recheck = writer_recheck
-        self.path = Path(path).absolute()
-        #: The file that really holds the database (and, next to it, its -wal and -shm).
-        self.real_path = Path(os.path.realpath(self.path))
+        #: How log messages name the database (a file's absolute path, ``user@host:port/db``).
+        self.where = os.fspath(where)
         self.batch = batch
         self.settle = settle
         self.max_staleness = resolve_max_staleness(max_staleness)
-        # Another backend's reader (same read/at_head/changed/close contract) may be given.
-        if reader is None:
-            from ..backends.sqlite.logreader import LogReader
-
-            reader = LogReader(self.path, timeout=timeout)
         self.reader = reader
         self.use_writer_lock = True  # see next_check(); off only to measure the alternative
         self.writer_probes = 0
@@ -145,7 +143,7 @@ class FollowCore:
         try:
             applied = self._read_locked(verify_identity)
         except RolectlError as exc:
-            self._failed(exc)
+            self.failed(exc)
             raise
         self._succeeded()
         return applied
@@ -192,10 +190,10 @@ class FollowCore:
                 self._catch_up_locked(verify_identity=verify_identity)
                 return True
             except RolectlError:
-                return None  # _failed() has counted it
+                return None  # failed() has counted it
             except Exception as exc:  # noqa: BLE001 - a follower must survive anything
-                log.exception("follower for %s: unexpected error", self.path)
-                self._failed(exc)
+                log.exception("follower for %s: unexpected error", self.where)
+                self.failed(exc)
                 return None
         finally:
             self.lock.release()
@@ -208,7 +206,8 @@ class FollowCore:
         if cache.last_seq == 0 and len(cache) == 0:
             head, anchor = self.reader.at_head()
             if head:
-                cache.reset(head, reason=f"following {self.path.name} from its head #{head}", counted=False)
+                cache.reset(head, reason=f"following {os.path.basename(self.where)} from its head #{head}",
+                            counted=False)
             self.anchor = anchor
         self.started = True
 
@@ -220,7 +219,7 @@ class FollowCore:
         self.last_reset_at = time.time()
         self.anchor = batch.anchor
         log.warning("follower for %s: %s; cache %s cleared (%d entries) and resumed at #%d",
-                    self.path, reason, self.cache.name, dropped, batch.head)
+                    self.where, reason, self.cache.name, dropped, batch.head)
 
     # -- health and the staleness bound --------------------------------------------------
 
@@ -232,15 +231,18 @@ class FollowCore:
             self.stale = False
             self.cache.resume()
             log.warning("follower for %s: the database is readable again; cache %s answers from memory again",
-                        self.path, self.cache.name)
+                        self.where, self.cache.name)
 
-    def _failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException) -> None:
+        """Count a failed look and log it once per distinct problem; the staleness bound
+        keeps counting from the last success. A driver calls it for failures outside a
+        catch-up (a lost connection while waiting), :meth:`catch_up` for its own."""
         self.errors += 1
         if self.failing_since is None:
             self.failing_since = time.monotonic()
         text = str(exc)
         if text != self.last_error:  # once per distinct problem, not once per poll
-            log.warning("follower for %s: %s (retrying)", self.path, text)
+            log.warning("follower for %s: %s (retrying)", self.where, text)
         self.last_error = text
 
     def stale_in(self, now: float) -> float | None:
@@ -260,13 +262,13 @@ class FollowCore:
                 return False
             self.stale = True
             self.suspensions += 1
-            dropped = self.cache.suspend(f"no successful read of {self.path.name} for "
+            dropped = self.cache.suspend(f"no successful read of {os.path.basename(self.where)} for "
                                          f"{now - self.last_success:.1f} s")
         finally:
             self.lock.release()
         log.warning("follower for %s: no successful read for %.1f s (max_staleness %.1f s): cache %s "
                     "dropped %d entries and reads the database on every lookup until it is back (%s)",
-                    self.path, now - self.last_success, self.max_staleness, self.cache.name, dropped,
+                    self.where, now - self.last_success, self.max_staleness, self.cache.name, dropped,
                     self.last_error or "no error recorded")
         return True
 
@@ -300,7 +302,7 @@ class FollowCore:
         if not self.use_writer_lock:
             return False
         self.writer_probes += 1
-        return bool(self.reader.shm.writer_active())
+        return self.reader.writer_active()
 
     # -- introspection -------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from .answers import SAMPLE_EVERY, WINDOW, Answers, RateRing
 __all__ = ["call", "InstanceServer", "PeerTimeout", "UntrustedPeer", "RateRing", "WINDOW", "MAX_REPLY"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..backends.sqlite.follower import Follower
+    from .followview import FollowerView
     from .rundir import RuntimeDir
     from .role_cache import RoleCache
 
@@ -133,7 +133,7 @@ class InstanceServer:
         directory: "RuntimeDir",
         name: str,
         *,
-        follower: "Follower | None" = None,
+        follower: "FollowerView | None" = None,
         describe: Callable[[], dict[str, Any]] = dict,
         allowed_uids: frozenset[int] = frozenset(),
         heartbeat: Callable[[], None] | None = None,

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from .. import __version__
+from ..version import __version__
 from ..errors import ConflictError, InvalidInputError, NotFoundError
 from . import ipc, replies
 from .liveness import Identity, own_identity
@@ -39,7 +39,7 @@ from .liveness import gone as process_gone
 from .rundir import SUFFIX, RuntimeDir, runtime_dir
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..backends.sqlite.follower import Follower
+    from .followview import FollowerView
     from .role_cache import RoleCache
 
 __all__ = ["SUFFIX", "runtime_dir", "Registration", "register", "Instance", "PeerError", "discover", "prune",
@@ -63,7 +63,7 @@ class Registration:
     writes through the repository's event bus (shown by ``stats`` and ``doctor``)."""
 
     def __init__(self, cache: "RoleCache", db_path: str | os.PathLike[str], *,
-                 follower: "Follower | None" = None, name: str | None = None, bus: bool = False) -> None:
+                 follower: "FollowerView | None" = None, name: str | None = None, bus: bool = False) -> None:
         self.cache = cache
         self.follower = follower
         self.bus = bus
@@ -148,7 +148,7 @@ class Registration:
         self.close()
 
 
-def register(cache: "RoleCache", db_path: str | os.PathLike[str], *, follower: "Follower | None" = None,
+def register(cache: "RoleCache", db_path: str | os.PathLike[str], *, follower: "FollowerView | None" = None,
              name: str | None = None, bus: bool = False) -> Registration:
     """Register ``cache`` for ``db_path`` and start answering diagnostics requests."""
     return Registration(cache, db_path, follower=follower, name=name, bus=bus).start()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, cast
 
 import typer
 
@@ -10,6 +10,9 @@ from ..errors import InvalidInputError
 from .app import app
 from .context import state
 from .options import OneOf
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..backends.postgres.store import PgStore
 
 #: The kinds, as :data:`rolectl.backends.postgres.access.KINDS` (not imported: psycopg is optional).
 KINDS = ("reader", "bot", "operator")
@@ -39,18 +42,16 @@ def access(
 
     Example: rolectl --db postgresql://owner@db/roles access bot bot_a --password-file /run/secrets/bot_a
     """
-    st = state(ctx)
-    conninfo = st.postgres
-    if conninfo is None:
+    backend = state(ctx).backend()
+    if backend.kind != "postgres":
         raise InvalidInputError("`rolectl access` manages PostgreSQL roles: a SQLite database has none",
                                 hint="pass --db with a PostgreSQL URL (SQLite's access is the file's permissions)")
     from ..backends.postgres.access import check_name, grant_access, read_password
-    from ..backends.postgres.store import PgStore
 
     check_name(name)
     password = read_password(password_file) if password_file is not None else None
-    with PgStore(conninfo, timeout=st.timeout) as store:
-        report = grant_access(store, kind, name, login=login, password=password)
+    with backend.store() as store:
+        report = grant_access(cast("PgStore", store), kind, name, login=login, password=password)
     done = "created" if report.created else "updated"
     extras = [("may log in" if report.login else "may not log in")]
     if report.password_set:

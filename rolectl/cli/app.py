@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .. import __version__
+from ..version import __version__
 from .context import state
 from .globals import DB_HELP, DEBUG_HELP, TIMEOUT_HELP, VERBOSE_HELP, configure_logging
 from .group import Group

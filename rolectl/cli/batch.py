@@ -32,9 +32,10 @@ def read_input(source: str, ctx: typer.Context | None = None) -> str:
     else:
         from ..backends.sqlite.handedfile import read_handed_file
 
-        target = state(ctx).target() if ctx is not None else None
+        backend = state(ctx).backend() if ctx is not None else None
+        database = Path(backend.target) if backend is not None and backend.kind == "sqlite" else None
         try:
-            data = read_handed_file(source, target if isinstance(target, Path) else None)
+            data = read_handed_file(source, database)
         except FileNotFoundError:
             raise InvalidInputError(f"{source}: no such file", hint="check the path, or use - for stdin") from None
         except IsADirectoryError:

@@ -36,10 +36,11 @@ def admins(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
 def instances(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
     """Names (and ids, for names several share) of the live cache instances (``--instance``)."""
     try:
-        from ..backends.diagnostics import discover
+        from ..repository import Repository
 
-        with state(ctx).open() as repo:  # SQLite: the runtime directory; PostgreSQL: every host
-            live = [i for i in discover(repo.store, timeout=0.3) if i.live]
+        backend = state(ctx).backend()
+        with Repository(backend.store()):  # SQLite: the runtime directory; PostgreSQL: every host
+            live = [i for i in backend.discover(timeout=0.3) if i.live]
     except Exception:  # noqa: BLE001 - completion must stay silent
         return []
     names = [i.name for i in live]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..backends.base import Backend
     from ..repository import Repository
 
 log = logging.getLogger("rolectl.cli")
@@ -30,7 +31,7 @@ class State:
         """Open the existing database (never creates one: only ``init`` does)."""
         from ..repository import Repository
 
-        repo = Repository.open(self.target(), timeout=self.timeout)
+        repo = Repository(self.backend().store())
         if log.isEnabledFor(logging.DEBUG):
             store = repo.store
             log.debug("database %s (busy timeout %g s, %g s for the write lock)", store.path,
@@ -38,34 +39,37 @@ class State:
         return repo
 
     def target(self) -> Path | str:
-        """The database this run uses: ``--db``, else ``$ROLECTL_DB``, else ``./rolectl.db``;
-        a PostgreSQL conninfo as text, a SQLite file as a path."""
-        from ..backends import is_postgres
-        from ..backends.sqlite.store import ENV_DB, resolve_path
+        """The database this run uses: ``--db``, else ``$ROLECTL_DB``, else ``./rolectl.db``
+        (see :func:`rolectl.backends.locate`), opened by nothing yet."""
+        from ..backends import locate
 
-        value = self.db if self.db not in (None, "") else os.environ.get(ENV_DB)
-        if isinstance(value, str) and is_postgres(value):
-            return value.strip()
-        return resolve_path(value)
+        return locate(self.db)
+
+    def backend(self) -> "Backend":
+        """The engine serving :meth:`target`: commands call its methods, and look at its
+        ``kind`` only where the output names the engine."""
+        from ..backends import open_backend
+
+        return open_backend(self.target(), timeout=self.timeout)
 
     @property
     def postgres(self) -> str | None:
         """The PostgreSQL conninfo when this run uses PostgreSQL, else None (SQLite)."""
-        target = self.target()
-        return target if isinstance(target, str) else None
+        backend = self.backend()
+        return str(backend.target) if backend.kind == "postgres" else None
 
     def db_path(self, what: str = "this command") -> Path:
         """The SQLite file this run uses. A PostgreSQL database is refused as bad input (exit
         2): ``what`` (``backup``, ``restore``, ``simulate --db``, ...) works on a file only,
         and must say so rather than open a file named like the URL."""
-        target = self.target()
-        if isinstance(target, str):
+        backend = self.backend()
+        if backend.kind != "sqlite":
             from ..errors import InvalidInputError
 
             raise InvalidInputError(f"{what} works on a SQLite database file only, not on a PostgreSQL database",
                                     hint="pass --db with the path of a SQLite file "
                                          "(`rolectl copy` moves a database between the two)")
-        return target
+        return Path(backend.target)
 
 
 def state(ctx: click.Context) -> State:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -48,37 +47,33 @@ def copy(
     Example: rolectl copy --from postgresql://bot@db.example/roles --to back.db --format json
     """
     st = state(ctx)
-    src: Path | str = source if source is not None else st.target()
-    dst: Path | str = target
-    if isinstance(src, str) == isinstance(dst, str):
-        both = "PostgreSQL" if isinstance(src, str) else "SQLite"
-        fix = "use pg_dump | pg_restore" if isinstance(src, str) else "use `rolectl backup`"
+    from ..backends import open_backend
+
+    src = open_backend(source if source is not None else st.target(), timeout=st.timeout)
+    dst = open_backend(target, timeout=st.timeout)
+    if src.kind == dst.kind:
+        postgres = src.kind == "postgres"
+        both = "PostgreSQL" if postgres else "SQLite"
+        fix = "use pg_dump | pg_restore" if postgres else "use `rolectl backup`"
         raise InvalidInputError(f"--from and --to are both {both}: copy moves a database between SQLite "
                                 "and PostgreSQL", hint=fix)
-    from ..backends import copy as run
+    from .. import dbcopy as run
     from ..backends.sqlite.store import translate
 
     try:
-        if isinstance(dst, str):
-            report = run.sqlite_to_postgres(src, dst, timeout=st.timeout, replace=replace)
+        if dst.kind == "postgres":
+            report = run.sqlite_to_postgres(src.target, str(dst.target), timeout=st.timeout, replace=replace)
         else:
-            report = run.postgres_to_sqlite(str(src), dst, timeout=st.timeout, replace=replace)
+            report = run.postgres_to_sqlite(str(src.target), dst.target, timeout=st.timeout, replace=replace)
     except sqlite3.Error as exc:  # the SQLite side, whichever flag named it
-        raise translate(exc, src if isinstance(src, Path) else dst) from exc
-    _render(_record(report, src, dst), fmt or "text")
+        raise translate(exc, src.target if src.kind == "sqlite" else dst.target) from exc
+    _render(_record(report, str(src.path), str(dst.path)), fmt or "text")
 
 
-def _where(db: Path | str) -> str:
-    if isinstance(db, Path):
-        return str(db)
-    from ..backends.postgres.connection import describe
-
-    return describe(db)  # never the password
-
-
-def _record(report: Any, src: Path | str, dst: Path | str) -> dict[str, Any]:
+def _record(report: Any, src: str, dst: str) -> dict[str, Any]:
+    """``src`` and ``dst`` as messages name them: a SQLite file, or PostgreSQL without its password."""
     return {
-        "from": _where(src), "to": _where(dst), "users": report.users, "mailboxes": report.mailboxes,
+        "from": src, "to": dst, "users": report.users, "mailboxes": report.mailboxes,
         "events": report.events, "head": report.head, "reconciled": report.reconciled,
         "replaced": report.replaced, "seconds": round(report.seconds, 3),
         "rows_per_second": round(report.rows_per_second),

@@ -1,6 +1,6 @@
 """Live diagnostics of running caches: ``stats``, ``cache show|evict|flush``, ``whois``.
 
-The instances are found and asked through :mod:`rolectl.backends.diagnostics`: on SQLite the
+The instances are found and asked through the database's :class:`~rolectl.backends.base.Backend`: on SQLite the
 database's runtime directory and each instance's diagnostics socket, on PostgreSQL heartbeat
 and request rows in the database (every host); this module only turns the replies into rows, and :mod:`rolectl.render` writes them. Machine formats (json, jsonl, csv, tsv) get raw
 numbers (seconds, rates as fractions), times as ISO 8601 UTC with the Unix time beside in a
@@ -29,6 +29,7 @@ from .options import (USER_ID, ActorOption, ChangeFormatOption, FormatOption, Se
                       role_option)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..backends.base import Backend
     from ..cache.registry import Instance
 
 OPENMETRICS = "openmetrics"
@@ -44,15 +45,16 @@ WaitOption = typer.Option(2.0, "--wait", click_type=Seconds("--wait"), metavar="
                           help="Seconds to wait for running instances to apply it (0: don't).")
 
 
-def _discover(ctx: typer.Context) -> tuple[list["Instance"], int, Any]:
+def _discover(ctx: typer.Context) -> tuple[list["Instance"], int, "Backend"]:
     """Every registered instance, the log head read right after probing them, and the
-    (closed) store: its ``path`` names the database, and it tells the backend."""
-    from ..backends.diagnostics import discover
+    backend that found them (its ``path`` names the database)."""
+    from ..repository import Repository
 
-    with state(ctx).open() as repo:  # a missing database is exit 3 before anything else
-        instances = discover(repo.store)
+    backend = state(ctx).backend()
+    with Repository(backend.store()) as repo:  # a missing database is exit 3 before anything else
+        instances = backend.discover()
         head = repo.events.head()
-    return instances, head, repo.store
+    return instances, head, backend
 
 
 # -- rows --------------------------------------------------------------------------------------
@@ -126,12 +128,10 @@ def stats(
     where: list[str] = []  # how the database is named, for the live view's header
 
     def poll() -> tuple[list["Instance"], int]:
-        instances, head, store = _discover(ctx)
-        where[:] = [str(store.path)]
+        instances, head, backend = _discover(ctx)
+        where[:] = [str(backend.path)]
         if prune:
-            from ..backends.diagnostics import prune as prune_gone
-
-            prune_gone(store, instances)
+            backend.prune(instances)
             instances = [i for i in instances if not i.gone]
         return instances, head
 
@@ -254,14 +254,14 @@ def _break_glass(ctx: typer.Context, do: Any, wait: float, fmt: Optional[str], u
     When not every one did, the change's message is ``unconfirmed``: the event is recorded,
     but it did not reach "every following cache" yet."""
     out = change_format(fmt)
-    from ..backends.diagnostics import discover, wait_applied
     from ..cache.registry import RUNNING
     from ..errors import ConflictError, NotAppliedError
     from ..render import change_item, render_changes
+    from ..repository import Repository
 
-    with state(ctx).open() as repo:
+    backend = state(ctx).backend()
+    with Repository(backend.store()) as repo:
         change = do(repo)
-        store = repo.store  # closed below; only its path or conninfo is used
     seq = max(e.seq for e in change.events)
     item = change_item(change)
 
@@ -273,11 +273,11 @@ def _break_glass(ctx: typer.Context, do: Any, wait: float, fmt: Optional[str], u
             typer.echo(line)
 
     try:
-        running = [i for i in discover(store) if i.state in RUNNING] if wait > 0 else []
+        running = [i for i in backend.discover() if i.state in RUNNING] if wait > 0 else []
     except ConflictError as exc:  # an untrusted runtime directory: the event is in the log all the same
         report([], "")
         raise ConflictError(f"event #{seq} is recorded, but no cache was asked: {exc.message}", hint=exc.hint) from exc
-    confirmations = wait_applied(store, running, seq, wait) if running else []
+    confirmations = backend.wait_applied(running, seq, wait) if running else []
     line = _confirmation_line(confirmations) if confirmations else \
         "no running cache instance is registered; caches that start later read the log" if wait > 0 else ""
     missing = any(not c["applied"] for c in confirmations)
@@ -353,19 +353,20 @@ def whois(
     """
     check_format(fmt)
     uid = parse_id(user_id)
-    from ..backends.diagnostics import discover
     from ..cache.registry import LIVE, RUNNING, PeerError
     from ..errors import ConflictError, RolectlError
     from ..events import ROLE_KINDS
+    from ..repository import Repository
 
     problem = None
-    with state(ctx).open() as repo:
+    backend = state(ctx).backend()
+    with Repository(backend.store()) as repo:
         user = repo.users.get(uid)
         role = repo.users.get_role(uid)
         changes = [e for kind in sorted(ROLE_KINDS)
                    for e in repo.events.query(user_id=uid, kind=kind, limit=1, newest_first=True)]
         try:
-            instances = discover(repo.store)
+            instances = backend.discover()
         except ConflictError as exc:  # an untrusted runtime directory: keep the database side
             instances, problem = [], str(exc)
         head = repo.events.head()

@@ -13,12 +13,15 @@ import sqlite3
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from typer.core import TyperGroup
 
 from ..errors import RolectlError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..backends.base import Backend
 
 
 def _fail(ctx: click.Context, message: str, code: int) -> NoReturn:
@@ -52,10 +55,18 @@ def usage_line(exc: click.UsageError) -> str:
     return f"{message.rstrip('.')}: see {where}"
 
 
+def _backend(state: Any) -> "Backend | None":
+    """The backend of this run, or None when even that cannot be told: an error message
+    must not fail on a second error."""
+    try:
+        return state.backend() if state is not None else None
+    except RolectlError:
+        return None
+
+
 def _sqlite_target(ctx: click.Context) -> Path | str:
-    state = ctx.find_root().obj
-    target = state.target() if state is not None else None
-    return target if isinstance(target, Path) else "the database"
+    backend = _backend(ctx.find_root().obj)
+    return Path(backend.target) if backend is not None and backend.kind == "sqlite" else "the database"
 
 
 def _postgres_error(ctx: click.Context, exc: BaseException) -> RolectlError | None:
@@ -67,9 +78,8 @@ def _postgres_error(ctx: click.Context, exc: BaseException) -> RolectlError | No
         return None
     from ..backends.postgres.connection import translate
 
-    state = ctx.find_root().obj
-    conninfo = getattr(state, "postgres", None) or ""
-    return translate(exc, conninfo)
+    backend = _backend(ctx.find_root().obj)
+    return translate(exc, str(backend.target) if backend is not None and backend.kind == "postgres" else "")
 
 
 class RolectlGroup(TyperGroup):

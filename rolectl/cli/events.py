@@ -117,7 +117,7 @@ def events(
         from ..render.formats import is_machine
 
         # SQLite has no database users: a table for people leaves the always-empty column out.
-        columns = EVENT_COLUMNS if st.postgres is not None or is_machine(fmt) else EVENT_COLUMNS[:-1]
+        columns = EVENT_COLUMNS if st.backend().kind == "postgres" or is_machine(fmt) else EVENT_COLUMNS[:-1]
         render_listing(
             lambda n: (e.to_listing() for e in fetch(n)), columns, fmt, limit=limit,
             total=lambda: repo.events.count(since=since, user_id=uid, kind=kinds), noun="events", title="events",
@@ -141,8 +141,10 @@ def _follow(ctx: typer.Context, since: Optional[int], user: Optional[int], kinds
         check_format(out_fmt, extra=("text",))
         raise InvalidInputError(f"--follow cannot stream --format {out_fmt}", hint="use text, jsonl, tsv or csv")
     uid = parse_id(user) if user is not None else None
-    st = state(ctx)
-    with st.open() as repo:  # fails with the usual exit codes if the database is missing
+    from ..repository import Repository
+
+    backend = state(ctx).backend()
+    with Repository(backend.store()) as repo:  # fails with the usual exit codes if the database is missing
         head = repo.events.head()
         if since is not None:
             backlog = repo.events.query(since=since, user_id=uid, kind=kinds, limit=limit or None,
@@ -154,23 +156,13 @@ def _follow(ctx: typer.Context, since: Optional[int], user: Optional[int], kinds
         # The head is read first: an event committed meanwhile is either in the backlog (and
         # skipped by the tail) or after it (and printed by the tail) -- never twice or lost.
         after = max([head, since or 0] + [e.seq for e in backlog[-1:]])
-        path = repo.store.path
-    from ..backends.sqlite.tail import Restart, Trouble
+    from ..cache.tail import Restart, Trouble
 
     write = _writer(out_fmt)
     for event in backlog:
         write(event)
     wanted = set(kinds) if kinds else None
-    conninfo = st.postgres
-    if conninfo is not None:  # LISTEN + catch-up by seq on one connection
-        from ..backends.postgres.tail import follow as follow_pg
-        from ..backends.storebase import resolve_timeout
-
-        items = follow_pg(conninfo, after, timeout=resolve_timeout(st.timeout))
-    else:  # inotify on the database's directory
-        from ..backends.sqlite.tail import follow
-
-        items = follow(path, after)
+    items = backend.tail(after)  # PostgreSQL: LISTEN + catch-up by seq; SQLite: inotify on the directory
     try:
         for item in items:
             if isinstance(item, (Restart, Trouble)):

@@ -50,7 +50,7 @@ def configure_logging(verbose: int) -> None:
         import platform
         import sqlite3
 
-        from .. import __version__
+        from ..version import __version__
 
         logger.setLevel(logging.DEBUG)
         log.debug("rolectl %s, Python %s, SQLite %s", __version__, platform.python_version(), sqlite3.sqlite_version)

@@ -172,21 +172,21 @@ def _source(param: Optional[click.Parameter], ctx: Optional[click.Context]) -> s
 class Database(_ParamType):
     """``--db`` / ``$ROLECTL_DB``: a PostgreSQL URL (``postgresql://``, ``postgres://``) or libpq
     ``key=value`` string, kept as text (a :class:`~pathlib.Path` would fold its ``//``), else
-    the path of a SQLite file, exactly as before. :func:`rolectl.backends.is_postgres` decides."""
+    the path of a SQLite file, exactly as before. :func:`rolectl.backends.locate` decides."""
 
     name = "DB"
 
     def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
         if value is None or isinstance(value, Path):
             return value
-        from ..backends import is_postgres
+        from ..backends import locate
 
         text = os.fspath(value)
         try:
             check_utf8(text, _source(param, ctx))
         except InvalidInputError as exc:
             self.fail(str(exc), param, ctx)
-        return text.strip() if is_postgres(text) else Path(text)
+        return locate(text) if text else Path(text)
 
     def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
         from click.shell_completion import CompletionItem

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -33,37 +34,32 @@ def init(ctx: typer.Context) -> None:
 
     Example: rolectl --db bot.db init
     """
-    st = state(ctx)
-    conninfo = st.postgres
-    if conninfo is not None:
-        _init_postgres(conninfo, st.timeout)
+    backend = state(ctx).backend()
+    store, applied = backend.init()
+    store.close()
+    if backend.kind == "postgres":
+        _said_postgres(store.path, applied)
         return
     from ..doctor.fileperms import FIX, RISK, writable_by_others
     from ..backends.sqlite.schema import SCHEMA_VERSION
-    from ..backends.sqlite.store import init as init_store
 
-    store, applied = init_store(st.db, timeout=st.timeout)
-    store.close()
     if applied:
         typer.echo(f"initialised {store.path} (schema version {SCHEMA_VERSION}, WAL)")
     else:
         typer.echo(f"{store.path} is up to date (schema version {SCHEMA_VERSION})")
-    for everyone, sentence in writable_by_others(store.path):
+    for everyone, sentence in writable_by_others(Path(store.path)):
         if everyone:
             typer.echo(f"rolectl: warning: {sentence}: {RISK}; {FIX}", err=True)
 
 
-def _init_postgres(conninfo: str, timeout: Optional[float]) -> None:
+def _said_postgres(where: object, applied: list[int]) -> None:
     from ..backends.postgres.schema import SCHEMA_VERSION
-    from ..backends.postgres.store import init as init_pg
 
-    store, applied = init_pg(conninfo, timeout=timeout)
-    store.close()
     if applied:
         done = "initialised" if 1 in applied else "migrated"
-        typer.echo(f"{done} PostgreSQL database {store.path} (schema version {SCHEMA_VERSION})")
+        typer.echo(f"{done} PostgreSQL database {where} (schema version {SCHEMA_VERSION})")
     else:
-        typer.echo(f"PostgreSQL database {store.path} is up to date (schema version {SCHEMA_VERSION})")
+        typer.echo(f"PostgreSQL database {where} is up to date (schema version {SCHEMA_VERSION})")
 
 
 @app.command("add-admin")

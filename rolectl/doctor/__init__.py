@@ -42,7 +42,7 @@ from ..errors import RolectlError
 from .checks import (WAL_WARN_BYTES, check_context, check_integrity, check_journal, check_log, check_objects,
                      check_owners, check_permissions, check_pragmas, check_schema, check_sequence, log_drift,
                      mailbox_owners_not_admin, rerun_migrations)
-from .findings import ERROR, INFO, OK, SEVERITIES, WARNING, Finding
+from ..findings import ERROR, INFO, OK, SEVERITIES, WARNING, Finding
 from .instances import LAG_GRACE, check_instances, prune_dead
 from .run import EXIT_ERRORS, EXIT_OK, EXIT_WARNINGS, FIELDS, Report, diagnose, repair
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ..events import ROLE_USER
 from ..backends.sqlite.schema import SCHEMA_VERSION
 from ..backends.sqlite.store import Store
-from .findings import ERROR, INFO, OK, WARNING, Finding, examples as _examples
+from ..findings import ERROR, INFO, OK, WARNING, Finding, examples as _examples
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..repository import Repository

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import RolectlError
-from .findings import ERROR, INFO, OK, WARNING, Finding, examples as _examples
+from ..findings import ERROR, INFO, OK, WARNING, Finding, examples as _examples
 
 
 #: How long a live instance may stay behind the head the doctor read before it is reported.

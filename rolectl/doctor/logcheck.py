@@ -10,7 +10,7 @@ finds: a hole in the sequence, a head that is not the newest event, a head so cl
 
 from __future__ import annotations
 
-from .findings import ERROR, OK, Finding, examples
+from ..findings import ERROR, OK, Finding, examples
 from ..events import SEQ_HEAD_MAX, SEQ_LIMIT
 from ..backends.sqlite.store import Store
 

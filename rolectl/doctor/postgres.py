@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .findings import ERROR, INFO, OK, WARNING, Finding, examples
+from ..findings import ERROR, INFO, OK, WARNING, Finding, examples
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.postgres.store import PgStore
-    from .run import Report
+    from .report import Report
 
 _OWNERS_NOT_ADMIN = ("SELECT m.mailbox_id, m.owner_id FROM mailboxes AS m LEFT JOIN users AS u "
                      "ON u.user_id = m.owner_id WHERE coalesce(u.role, 'user') <> 'admin' ORDER BY m.mailbox_id")
@@ -69,7 +69,7 @@ def _open(conninfo: str, timeout: float | None) -> "PgStore":
 
 def diagnose(conninfo: str, *, timeout: float | None = None) -> "Report":
     from ..backends.postgres.checks import check_log, check_objects, check_schema, check_sequence
-    from .run import Report
+    from .report import Report
 
     with _open(conninfo, timeout) as store:
         findings = check_schema(store)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from dataclasses import dataclass, field
 from typing import Callable
 
 from ..backends.sqlite.guard import DeadlineError
@@ -14,34 +13,13 @@ from ..backends.sqlite.store import Store, translate
 from .checks import (check_context, check_integrity, check_journal, check_log, check_objects, check_owners,
                      check_permissions, check_pragmas, check_schema, check_sequence, log_drift,
                      mailbox_owners_not_admin)
-from .findings import ERROR, INFO, OK, SEVERITIES, WARNING, Finding, examples as _examples
+from ..findings import ERROR, INFO, OK, Finding, examples as _examples
 from .instances import check_instances, prune_dead
 from .schemafix import REPLACEABLE, repair_objects
 
-FIELDS: tuple[str, ...] = ("check", "severity", "message", "fix", "fixable")
+from .report import EXIT_ERRORS, EXIT_OK, EXIT_WARNINGS, FIELDS, Report
 
-#: ``rolectl doctor`` exit codes: nothing wrong / only warnings / at least one error.
-EXIT_OK, EXIT_WARNINGS, EXIT_ERRORS = 0, 1, 6
-
-
-@dataclass
-class Report:
-    findings: list[Finding]
-    #: One sentence per repair made by ``--fix`` (empty without it).
-    fixed: list[str] = field(default_factory=list)
-    #: rolectl's tables a view (or other object) stood in for: no row was read, the checks of
-    #: rows (integrity, sequence, context, log, owners, instances) did not run.
-    hidden: list[str] = field(default_factory=list)
-
-    @property
-    def worst(self) -> str:
-        ranks = [SEVERITIES.index(f.severity) for f in self.findings]
-        return SEVERITIES[max(ranks)] if ranks else OK
-
-    @property
-    def exit_code(self) -> int:
-        worst = self.worst
-        return EXIT_ERRORS if worst == ERROR else EXIT_WARNINGS if worst == WARNING else EXIT_OK
+__all__ = ["EXIT_OK", "EXIT_WARNINGS", "EXIT_ERRORS", "FIELDS", "Report", "diagnose", "repair"]
 
 
 # -- running and fixing -----------------------------------------------------------------------
@@ -105,15 +83,16 @@ def _schema_findings(store: Store) -> tuple[list[Finding], list[str]]:
 
 def diagnose(path: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> Report:
     """Run every check; a schema the checks cannot read stops after the schema finding."""
-    from ..backends import is_postgres
+    from ..backends import open_backend
     from ..repository import Repository
 
-    if is_postgres(path):
+    backend = open_backend(path, timeout=timeout)
+    if backend.kind == "postgres":  # its checks read the catalogue, not a file
         from . import postgres
 
-        return postgres.diagnose(str(path), timeout=timeout)
+        return postgres.diagnose(str(backend.target), timeout=timeout)
 
-    store = _open(path, timeout)
+    store = _open(backend.target, timeout)
     remove_stale(store.path)  # what a killed restore left next to the database
     try:
         findings = check_schema(store)
@@ -152,12 +131,14 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
     then diagnose again; the report's ``fixed`` says what was done. A view in place of
     ``change_context`` hid every row from the first diagnosis: once it is dropped, the checks
     of rows run and their fixes are made too."""
-    from ..backends import is_postgres
+    from ..backends import open_backend
 
-    if is_postgres(path):
+    backend = open_backend(path, timeout=timeout)
+    if backend.kind == "postgres":
         from . import postgres
 
-        return postgres.repair(str(path), timeout=timeout, actor=actor)
+        return postgres.repair(str(backend.target), timeout=timeout, actor=actor)
+    path = backend.target
 
     before = diagnose(path, timeout=timeout)
     wanted = {f.check for f in before.findings if f.fixable}

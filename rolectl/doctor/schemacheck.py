@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .findings import ERROR, OK, WARNING, Finding, examples
+from ..findings import ERROR, OK, WARNING, Finding, examples
 from ..backends.sqlite.schema import SCHEMA_VERSION, in_memory, statements
 from ..backends.sqlite.store import Store
 
@@ -153,8 +153,6 @@ def check_objects(store: Store) -> list[Finding]:
     missing += [f"index {i}" for i in expected.indexes if i not in actual.indexes]
     missing += [f"trigger {t}" for t in expected.triggers if t not in actual.triggers]
     altered = [f"trigger {t}" for t in altered_triggers(actual, version)]
-    from .schemafix import foreign_objects
-
     unknown = [f"{kind} {name}" + ("" if kind == "view" else f" on {table}")
                for kind, name, table in foreign_objects(store.conn, version)]
     columns = [f"{t} ({', '.join(c[0] for c in actual.columns[t])})" for t in expected.tables
@@ -183,3 +181,18 @@ def check_objects(store: Store) -> list[Finding]:
         found.append(Finding("objects", WARNING, "the log has no log_id (followers cannot detect a replaced file)",
                              fix, fixable=True))
     return found or [Finding("objects", OK, "every table, index and trigger present and as rolectl made it")]
+
+
+def foreign_objects(conn: sqlite3.Connection, version: int) -> list[tuple[str, str, str]]:
+    """``(type, name, table)`` of every view, and of every trigger or index on one of
+    rolectl's tables (or on a view) that the migrations do not create. Triggers first and
+    views last, the order in which they can be dropped."""
+    stored = reference_stored(version)
+    ours = {name for kind, name in stored if kind == "table"}
+    triggers = set(reference(version).triggers)
+    rows = [(str(k), str(n), str(t)) for k, n, t in conn.execute("SELECT type, name, tbl_name FROM sqlite_schema")]
+    views = {n for k, n, _ in rows if k == "view"}
+    found = [(k, n, t) for k, n, t in rows if k == "trigger" and n not in triggers and (t in ours or t in views)]
+    found += [(k, n, t) for k, n, t in rows if k == "index" and t in ours and (k, n) not in stored
+              and not n.startswith("sqlite_autoindex_")]
+    return found + [(k, n, t) for k, n, t in rows if k == "view"]

@@ -17,7 +17,7 @@ import sqlite3
 
 from ..backends.sqlite.schema import statements
 from ..backends.sqlite.store import Store
-from .schemacheck import altered_triggers, introspect, reference, reference_stored
+from .schemacheck import altered_triggers, foreign_objects, introspect, reference, reference_stored
 
 __all__ = ["REPLACEABLE", "foreign_objects", "redefined_tables", "repair_objects"]
 
@@ -37,21 +37,6 @@ _NOT_REBUILT = "could not rebuild table "
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def foreign_objects(conn: sqlite3.Connection, version: int) -> list[tuple[str, str, str]]:
-    """``(type, name, table)`` of every view, and of every trigger or index on one of
-    rolectl's tables (or on a view) that the migrations do not create. Triggers first and
-    views last, the order in which they can be dropped."""
-    stored = reference_stored(version)
-    ours = {name for kind, name in stored if kind == "table"}
-    triggers = set(reference(version).triggers)
-    rows = [(str(k), str(n), str(t)) for k, n, t in conn.execute("SELECT type, name, tbl_name FROM sqlite_schema")]
-    views = {n for k, n, _ in rows if k == "view"}
-    found = [(k, n, t) for k, n, t in rows if k == "trigger" and n not in triggers and (t in ours or t in views)]
-    found += [(k, n, t) for k, n, t in rows if k == "index" and t in ours and (k, n) not in stored
-              and not n.startswith("sqlite_autoindex_")]
-    return found + [(k, n, t) for k, n, t in rows if k == "view"]
 
 
 def redefined_tables(conn: sqlite3.Connection, version: int) -> list[str]:

@@ -17,7 +17,7 @@ import sys
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
 
-from .columns import Col, as_cols, human_text, names, plain_text, resolve
+from .columns import Col, as_cols, human_text, names, plain_text
 from .formats import check_format, default_format, isatty
 from .safe import json_safe, safe
 

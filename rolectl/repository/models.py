@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..columns import MAILBOX_FIELDS, USER_FIELDS
 from ..events import Event, Role
 
-USER_FIELDS: tuple[str, ...] = ("user_id", "username", "role", "created_at", "updated_at")
-MAILBOX_FIELDS: tuple[str, ...] = ("mailbox_id", "owner_id", "title", "created_at", "updated_at")
+__all__ = ["USER_FIELDS", "MAILBOX_FIELDS", "User", "Mailbox", "Change"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from ... import __version__
+from ...version import __version__
 from ...cache.answers import Answers
 from ...cache.liveness import own_identity
 from ...errors import RolectlError

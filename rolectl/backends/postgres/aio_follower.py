@@ -17,24 +17,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
+from ...cache.followview import FollowerView
 from ...errors import RolectlError
 from .follower import PgFollower
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ...bus import EventBus
     from ...cache.role_cache import RoleCache
+
+__all__ = ["AsyncPgFollower"]
 
 log = logging.getLogger("rolectl.follower")
 
 
-class AsyncPgFollower:
+class AsyncPgFollower(FollowerView):
     """``await AsyncPgFollower(cache, url).start()`` catches up, then follows on the running
     loop; ``await aclose()`` (or ``async with``) stops. Options as for :class:`PgFollower`."""
 
     def __init__(self, cache: "RoleCache", conninfo: str, **options: Any) -> None:
-        self.core = PgFollower(cache, conninfo, **options)
+        #: The thread driver, without its thread: this class calls its rounds from the loop.
+        self.driver = PgFollower(cache, conninfo, **options)
+        self.core = self.driver.core
         self.cache = cache
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd: int | None = None
@@ -45,8 +49,8 @@ class AsyncPgFollower:
     async def start(self) -> "AsyncPgFollower":
         loop = asyncio.get_running_loop()
         # strict=True: a log that cannot be read fails here; otherwise the loop keeps retrying
-        await asyncio.to_thread(self.core.first_catch_up)
-        await asyncio.to_thread(self.core.start_agent)  # diagnostics: a thread of their own
+        await asyncio.to_thread(self.driver.first_catch_up)
+        await asyncio.to_thread(self.driver.start_agent)  # diagnostics: a thread of their own
         self._loop = loop
         self._watch()
         return self
@@ -60,15 +64,11 @@ class AsyncPgFollower:
         """``listen-asyncio`` (woken by NOTIFY through the loop) while following, else ``stopped``."""
         return "listen-asyncio" if self.running else "stopped"
 
-    def attach(self, bus: "EventBus") -> Callable[[], None]:
-        """The bot's own writes: catch up in the writing thread, before the write returns."""
-        return self.core.attach(bus)
-
     def catch_up(self) -> int:
-        return self.core.catch_up()
+        return self.driver.catch_up()
 
     def stats(self) -> dict[str, Any]:
-        data = self.core.stats()
+        data = self.driver.stats()
         data["mode"] = self.mode
         data["running"] = self.running
         return data
@@ -82,10 +82,10 @@ class AsyncPgFollower:
             return
         self._unwatch()
         try:
-            pending, fd = self.core.socket() if delay is None else (set(), None)
+            pending, fd = self.driver.socket() if delay is None else (set(), None)
         except RolectlError as exc:
-            self.core.note_error(exc)
-            pending, fd, delay = set(), None, self.core.next_backoff()
+            self.driver.note_error(exc)
+            pending, fd, delay = set(), None, self.driver.next_backoff()
         if pending:
             self._run_round(pending)
             return
@@ -93,9 +93,9 @@ class AsyncPgFollower:
             loop.add_reader(fd, self._on_readable)
             self._fd = fd
         if delay is not None:  # backing off: wake for the staleness bound if it comes first
-            due = self.core.core.stale_in(time.monotonic())
+            due = self.core.stale_in(time.monotonic())
             delay = delay if due is None else min(delay, due + 0.001)
-        self._timer = loop.call_later(self.core.next_timeout() if delay is None else delay,
+        self._timer = loop.call_later(self.driver.next_timeout() if delay is None else delay,
                                       self._run_round, set())
 
     def _unwatch(self) -> None:
@@ -110,12 +110,12 @@ class AsyncPgFollower:
         if self._closed:  # a callback left on a loop inherited by a forked child
             return
         try:
-            channels = self.core.readable()
+            channels = self.driver.readable()
         except RolectlError as exc:
-            self.core.note_error(exc)
+            self.driver.note_error(exc)
             self._unwatch()
             self._enforce_staleness()
-            self._watch(delay=self.core.next_backoff())
+            self._watch(delay=self.driver.next_backoff())
             return
         if channels:
             self._run_round(channels)
@@ -130,14 +130,14 @@ class AsyncPgFollower:
     async def _round(self, channels: set[str]) -> None:
         delay: float | None = None
         try:
-            await asyncio.to_thread(self.core.round, channels)
+            await asyncio.to_thread(self.driver.round, channels)
         except RolectlError as exc:
-            self.core.note_error(exc)
-            delay = self.core.next_backoff()
+            self.driver.note_error(exc)
+            delay = self.driver.next_backoff()
         except Exception as exc:  # noqa: BLE001 - the follower must survive anything
-            log.exception("follower for %s: unexpected error", self.core.reader.where)
-            self.core.note_error(exc)
-            delay = self.core.next_backoff()
+            log.exception("follower for %s: unexpected error", self.driver.reader.where)
+            self.driver.note_error(exc)
+            delay = self.driver.next_backoff()
         finally:
             self._task = None
         self._enforce_staleness()
@@ -146,7 +146,7 @@ class AsyncPgFollower:
     def _enforce_staleness(self) -> None:
         """Past ``max_staleness`` without a successful read, the cache stops answering from
         memory (the shared core decides; this driver's timers make sure it is asked)."""
-        self.core.core.enforce_staleness(time.monotonic())
+        self.core.enforce_staleness(time.monotonic())
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -156,7 +156,7 @@ class AsyncPgFollower:
         task, self._task = self._task, None
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
-        await asyncio.to_thread(self.core.close)
+        await asyncio.to_thread(self.driver.close)
 
     def close(self) -> None:
         """Stop without awaiting (``AsyncRoles.close()``, ``atexit``): on the loop's thread, or
@@ -166,7 +166,7 @@ class AsyncPgFollower:
         if loop is not None and not loop.is_closed():
             self._unwatch()
         self._fd = self._timer = None
-        self.core.close()
+        self.driver.close()
 
     def forget_after_fork(self) -> None:
         """In a child process forked after :meth:`start`: ignore every callback left on the

@@ -1,30 +1,35 @@
 """The PostgreSQL backend of ``rolectl.connect``: the twin of :mod:`rolectl.backends.sqlite`.
 
 :func:`rolectl.backends.open_backend` chooses it for a ``postgresql://`` / ``postgres://``
-URL or a libpq ``key=value`` string. It hands out the same four things as the SQLite
-backend, so a bot's code does not change with the database:
+URL or a libpq ``key=value`` string. It hands out what every
+:class:`~rolectl.backends.base.Backend` does, so a bot's code does not change with the database:
 
-* the repository (the domain rules, written once, running their SQL on a
-  :class:`~.store.PgStore`);
+* the store the repository's domain rules run their SQL on (:class:`~.store.PgStore`);
 * the cache's miss read (:class:`~.fetch.PostgresFetch`: role and log head in one snapshot);
 * a follower: a thread (:class:`~.follower.PgFollower`) or the event loop
   (:class:`~.aio_follower.AsyncPgFollower`), on one LISTENing connection per process;
 * the registration (:class:`~.registration.PgRegistration`): a heartbeat row and answers
-  through the database, so ``rolectl stats`` sees the bot from any host.
+  through the database, so ``rolectl stats`` sees the bot from any host, and finding
+  those instances again (:mod:`.instances`);
+* the tail of ``events --follow`` (:mod:`.tail`: LISTEN and a catch-up by seq).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ...cache.registry import Instance
     from ...cache.role_cache import RoleCache
-    from ...repository import Repository
+    from ...cache.tail import Item
     from .aio_follower import AsyncPgFollower
     from .fetch import PostgresFetch
     from .follower import PgFollower
     from .registration import PgRegistration
+    from .store import PgStore
+
+__all__ = ["PostgresBackend"]
 
 
 @dataclass(frozen=True)
@@ -38,10 +43,23 @@ class PostgresBackend:
     #: No timeout was chosen (the repository then waits its default for the writer lock).
     defaulted: bool = False
 
-    def repository(self) -> "Repository":
-        from ...repository import Repository
+    @property
+    def kind(self) -> Literal["postgres"]:
+        return "postgres"
 
-        return Repository.open(self.conninfo, timeout=None if self.defaulted else self.timeout)
+    @property
+    def target(self) -> str:
+        return self.conninfo
+
+    def store(self) -> "PgStore":
+        from .store import PgStore
+
+        return PgStore(self.conninfo, timeout=None if self.defaulted else self.timeout)
+
+    def init(self) -> tuple["PgStore", list[int]]:
+        from .store import init
+
+        return init(self.conninfo, timeout=None if self.defaulted else self.timeout)
 
     def fetch(self) -> "PostgresFetch":
         from .fetch import PostgresFetch
@@ -68,8 +86,32 @@ class PostgresBackend:
         return PgRegistration(cache, self.conninfo, follower=follower, name=name, bus=bus,
                               timeout=self.timeout).start()
 
+    def discover(self, *, timeout: float = 1.0) -> list["Instance"]:
+        """The instances of every host, from their heartbeat rows, each asked through the database."""
+        from .instances import discover
+
+        return list(discover(self.conninfo, timeout=timeout))
+
+    def prune(self, instances: Iterable["Instance"]) -> int:
+        """Forget the registrations without a heartbeat (any host)."""
+        from .instances import prune
+
+        return prune(self.conninfo, instances)
+
+    def wait_applied(self, instances: Iterable["Instance"], seq: int, timeout: float) -> list[dict[str, Any]]:
+        from .instances import wait_applied
+
+        return wait_applied(self.conninfo, instances, seq, timeout)
+
+    def tail(self, after: int) -> Iterator["Item"]:
+        """LISTEN and a catch-up by seq on one connection (see :mod:`.tail`)."""
+        from .tail import follow
+
+        return follow(self.conninfo, after, timeout=self.timeout)
+
 
 def _options(max_staleness: float | None) -> dict[str, Any]:
     # Only what the caller chose: the followers own their defaults (and read
     # ROLECTL_MAX_STALENESS themselves).
     return {} if max_staleness is None else {"max_staleness": max_staleness}
+

@@ -1,4 +1,4 @@
-"""Health checks of a PostgreSQL rolectl database, as :class:`~rolectl.doctor.findings.Finding` records.
+"""Health checks of a PostgreSQL rolectl database, as :class:`~rolectl.findings.Finding` records.
 
 What ``rolectl doctor`` needs to know on PostgreSQL, where the guarantees are made by objects
 a superuser could alter: the schema version; the events sequence still ``CACHE 1`` (a larger
@@ -12,7 +12,7 @@ and are not reported.
 from __future__ import annotations
 
 from ...events import EVENT_FIELDS, SEQ_HEAD_MAX, SEQ_LIMIT, Event, replay
-from ...doctor.findings import ERROR, OK, Finding, examples
+from ...findings import ERROR, OK, Finding, examples
 from . import schema
 from .store import PgStore
 

@@ -33,10 +33,10 @@ import os
 import select
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ...cache.followcore import DEFAULT, FollowCore, first_catch_up
+from ...cache.followview import FollowerView
 from ...errors import RolectlError
 from .agent import REQUESTS, AgentThread, InstanceAgent
 from .backoff import BACKOFF_FIRST, grow
@@ -46,7 +46,6 @@ from .logreader import PgLogReader
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
 
-    from ...bus import EventBus
     from ...cache.role_cache import RoleCache
 
 log = logging.getLogger("rolectl.follower")
@@ -59,7 +58,7 @@ __all__ = ["READ_BLOCK_LIMIT", "PgFollower"]
 READ_BLOCK_LIMIT = 2.0
 
 
-class PgFollower:
+class PgFollower(FollowerView):
     """Applies a PostgreSQL database's event log to ``cache`` from a daemon thread.
 
     ``PgFollower(cache, "postgresql://...").start()`` catches up at once, then follows;
@@ -70,7 +69,7 @@ class PgFollower:
                  batch: int = 5000, timeout: float = 5.0,
                  factory: Callable[[], "psycopg.Connection[Any]"] | None = None,
                  register: bool = False, name: str | None = None,
-                 max_staleness: Any = DEFAULT, strict: bool = False) -> None:
+                 max_staleness: Any = DEFAULT, strict: bool = True) -> None:
         self.cache = cache
         self.conninfo = conninfo
         self.safety_interval = safety_interval
@@ -86,9 +85,8 @@ class PgFollower:
                                           "options": bounds(min(timeout, READ_BLOCK_LIMIT))})
         #: Reading, applying, anchoring, resets and the staleness bound: shared with every
         #: follower (rolectl.cache.followcore); this class only decides when to look.
-        self.core = FollowCore(cache, self.reader.where, batch=batch, max_staleness=max_staleness,
-                               reader=self.reader)
-        self.core.path = Path(self.reader.where)  # how its messages name the database (no cwd)
+        self.core = FollowCore(cache, self.reader, where=self.reader.where, batch=batch,
+                               max_staleness=max_staleness)
         self._lock = threading.Lock()  # one catch-up, and one reader of the socket, at a time
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -97,7 +95,7 @@ class PgFollower:
         self._handled_conn: object | None = None
         self._waiting_on: object | None = None
         self.backoff = BACKOFF_FIRST
-        self.wakeups = self.notifications = self.checks = 0
+        self.notifications = 0
         if register:  # ``register=True``: the same as add_agent() after start()
             self.agent = InstanceAgent(cache, name=name, follower=self, where=self.reader.where)
 
@@ -105,22 +103,6 @@ class PgFollower:
     def mode(self) -> str:
         """``listen`` (woken by NOTIFY, with a safety poll) while following, else ``stopped``."""
         return "listen" if self.running else "stopped"
-
-    @property
-    def resets(self) -> int:
-        return self.core.resets
-
-    @property
-    def errors(self) -> int:
-        return self.core.errors
-
-    @property
-    def last_reset_reason(self) -> str | None:
-        return self.core.last_reset_reason
-
-    @property
-    def stale(self) -> bool:
-        return self.core.stale
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -197,10 +179,6 @@ class PgFollower:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def attach(self, bus: "EventBus") -> Callable[[], None]:
-        """Catch up on every commit this process publishes, before the writing call returns."""
-        return bus.subscribe(lambda _event: self.catch_up())
-
     # -- the loop ------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -252,8 +230,8 @@ class PgFollower:
         nothing of ours): catch up if the log was notified, the connection was replaced or
         the safety poll is due. Raises on a lost connection."""
         if channels:
-            self.wakeups += 1
-        self.checks += 1
+            self.core.wakeups += 1
+        self.core.checks += 1
         if channels - {REQUESTS} or self.poll_due(time.monotonic()):
             self.catch_up()
         self.backoff = BACKOFF_FIRST
@@ -321,7 +299,7 @@ class PgFollower:
         from the last success. A failed catch-up was counted by the core already."""
         if self.core.failing_since is not None and str(exc) == self.core.last_error:
             return
-        self.core._failed(exc)
+        self.core.failed(exc)
 
     # -- catching up ---------------------------------------------------------------------
 
@@ -335,6 +313,5 @@ class PgFollower:
 
     def stats(self) -> dict[str, Any]:
         data = self.core.stats("listen" if self.running else "stopped", self.running)
-        data.update(wakeups=self.wakeups, notifications=self.notifications, checks=self.checks,
-                    reconnects=self.reader.reopens)
+        data.update(notifications=self.notifications, reconnects=self.reader.reopens)
         return data

@@ -19,9 +19,9 @@ trip. Seq order equals commit order because writers are serialized by the writer
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable
 
+from ...cache.logreader import Anchor, Batch
 from ...errors import DatabaseError
 from ...events import EVENT_LISTING_FIELDS, Event
 from .connection import connect, describe, driver, translate
@@ -46,24 +46,9 @@ FROM (SELECT (SELECT value FROM meta WHERE key = 'log_id') AS log_id,
 LEFT JOIN LATERAL (SELECT {_COLUMNS} FROM events WHERE seq = m.head) AS e ON true
 """
 
-#: Where a follower stands: the seq it applied last and that event's whole row (None when it
-#: stands at 0, before any event).
-Anchor = tuple[int, Optional[tuple[Any, ...]]]
+__all__ = ["Anchor", "Batch", "PgLogReader"]
+
 ConnectionFactory = Callable[[], "psycopg.Connection[Any]"]
-
-
-@dataclass
-class Batch:
-    """What one :meth:`PgLogReader.read` found. With ``reset`` set, ``events`` is empty and
-    the caller must drop what it derived from the log and resume after ``head``."""
-
-    events: list[Event] = field(default_factory=list)
-    head: int = 0
-    log_id: str = ""
-    reset: str | None = None
-    more: bool = False  # the batch was cut at ``limit``: read again
-    #: Where the caller stands once it has applied this batch (or reset to ``head``).
-    anchor: Anchor | None = None
 
 
 class PgLogReader:
@@ -151,6 +136,15 @@ class PgLogReader:
 
     def head(self) -> int:
         return self.at_head()[0]
+
+    def changed(self, *, verify_identity: bool = True) -> bool:
+        """Always ``True``: nothing cheaper than the read itself tells (NOTIFY wakes the
+        follower, and its safety poll reads anyway)."""
+        return True
+
+    def writer_active(self) -> bool:
+        """Always ``False``: a commit here is announced by NOTIFY, not probed for."""
+        return False
 
     def at_head(self) -> tuple[int, Anchor | None]:
         """The head and the anchor for standing on it, in one snapshot."""

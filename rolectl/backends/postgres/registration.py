@@ -40,7 +40,7 @@ class PgRegistration:
         if self._host is not None or self._thread is not None:
             return self
         follower = self.follower
-        host = follower.core if isinstance(follower, AsyncPgFollower) else follower
+        host = follower.driver if isinstance(follower, AsyncPgFollower) else follower
         if isinstance(host, PgFollower):
             host.add_agent(self.agent)
             self._host = host

@@ -16,10 +16,12 @@ import select
 import threading
 from typing import Any, Iterator
 
-from ..sqlite.tail import Item, Restart, Trouble
+from ...cache.tail import Item, Position, Trouble
 from ...errors import DatabaseError
 from .backoff import BACKOFF_FIRST, grow
-from .logreader import Anchor, PgLogReader
+from .logreader import PgLogReader
+
+__all__ = ["follow"]
 
 
 def follow(conninfo: str, after: int, *, stop: threading.Event | None = None, safety_interval: float = 2.0,
@@ -28,7 +30,7 @@ def follow(conninfo: str, after: int, *, stop: threading.Event | None = None, sa
     forever; a Ctrl-C in the caller ends it)."""
     stop = stop or threading.Event()
     reader = PgLogReader(conninfo, timeout=timeout, listen=True)
-    anchor: Anchor | None = None
+    position = Position(after)
     last_trouble: str | None = None
     notified = [False]
     handled: object | None = None
@@ -45,18 +47,7 @@ def follow(conninfo: str, after: int, *, stop: threading.Event | None = None, sa
                     conn.add_notify_handler(on_notify)
                     handled = conn
                 notified[0] = False
-                while True:
-                    batch = reader.read(after, anchor if anchor and anchor[0] == after else None)
-                    if batch.reset is not None:
-                        after, anchor = batch.head, batch.anchor
-                        yield Restart(batch.reset, batch.head)
-                        break
-                    yield from batch.events
-                    if batch.events:
-                        after = batch.events[-1].seq
-                    anchor = batch.anchor
-                    if not batch.more:
-                        break
+                yield from position.drain(reader)
                 last_trouble, backoff = None, BACKOFF_FIRST
                 if notified[0]:
                     continue  # a commit woke us while we read: read again before sleeping

@@ -1,25 +1,30 @@
 """The SQLite backend of ``rolectl.connect``: one WAL file, an append-only log, followers that tail it.
 
 :func:`rolectl.backends.open_backend` chooses it for a path. Like every backend it hands out
-the same four things: the repository, the cache's miss read, a follower (thread or in-loop)
-and the registration that makes the cache visible to ``rolectl stats``. Each piece is
-imported when first opened, so a bot pays only for what it uses.
+what every :class:`~rolectl.backends.base.Backend` hands out: the store the repository runs
+on, the cache's miss read, a follower (thread or in-loop), the registration that makes the
+cache visible to ``rolectl stats`` (and finding those registrations again), and the tail of
+``events --follow``. Each piece is imported when first opened, so a bot pays only for what
+it uses.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ...cache.registry import Instance, Registration
+    from ...cache.role_cache import RoleCache
     from .aio_follower import AsyncFollower
     from .filefetch import FollowingFetch
     from .follower import Follower
-    from ...cache.registry import Registration
-    from ...cache.role_cache import RoleCache
-    from ...repository import Repository
+    from .store import Store
+    from ...cache.tail import Item
+
+__all__ = ["SQLiteBackend"]
+
 
 @dataclass(frozen=True)
 class SQLiteBackend:
@@ -31,10 +36,23 @@ class SQLiteBackend:
     #: (:data:`~rolectl.backends.storebase.DEFAULT_WRITE_TIMEOUT`), so a big batch does not make them fail.
     defaulted: bool = False
 
-    def repository(self) -> "Repository":
-        from ...repository import Repository
+    @property
+    def kind(self) -> Literal["sqlite"]:
+        return "sqlite"
 
-        return Repository.open(self.path, timeout=None if self.defaulted else self.timeout)
+    @property
+    def target(self) -> Path:
+        return self.path
+
+    def store(self) -> "Store":
+        from .store import Store
+
+        return Store(self.path, timeout=None if self.defaulted else self.timeout)
+
+    def init(self) -> tuple["Store", list[int]]:
+        from .store import init
+
+        return init(self.path, timeout=None if self.defaulted else self.timeout)
 
     def fetch(self) -> "FollowingFetch":
         """The miss read that checks the file's identity (the right one next to a follower)."""
@@ -46,26 +64,45 @@ class SQLiteBackend:
         """A thread follower (not started); ``None`` options keep the follower's defaults."""
         from .follower import Follower
 
-        return Follower(cache, self.path, timeout=self.timeout, **_options(max_staleness, strict))
+        return Follower(cache, self.path, timeout=self.timeout, strict=strict, **_options(max_staleness))
 
     def async_follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> "AsyncFollower":
         """An in-loop follower for asyncio bots (not started)."""
         from .aio_follower import AsyncFollower
 
-        return AsyncFollower(cache, self.path, timeout=self.timeout, **_options(max_staleness, strict))
+        return AsyncFollower(cache, self.path, timeout=self.timeout, strict=strict, **_options(max_staleness))
 
     def register(self, cache: "RoleCache", *, follower: Any, name: str, bus: bool) -> "Registration":
         from ...cache.registry import register
 
         return register(cache, self.path, follower=follower, name=name, bus=bus)
 
+    def discover(self, *, timeout: float = 1.0) -> list["Instance"]:
+        """The instances of this host: the runtime directory next to the file, each socket asked."""
+        from ...cache.registry import discover
 
-def _options(max_staleness: float | None, strict: bool) -> dict[str, Any]:
-    # Only what the caller chose: the followers own their defaults (and read
+        return discover(self.path, timeout=timeout)
+
+    def prune(self, instances: Iterable["Instance"]) -> int:
+        """Forget the registrations of this host's processes that no longer exist."""
+        from ...cache.registry import prune
+
+        return prune(instances)
+
+    def wait_applied(self, instances: Iterable["Instance"], seq: int, timeout: float) -> list[dict[str, Any]]:
+        from ...cache.registry import wait_applied
+
+        return wait_applied(instances, seq, timeout)
+
+    def tail(self, after: int) -> Iterator["Item"]:
+        """inotify on the database's directory (see :mod:`.tail`)."""
+        from .tail import follow
+
+        return follow(self.path, after)
+
+
+def _options(max_staleness: float | None) -> dict[str, Any]:
+    # Only what the caller chose: the followers own their default (and read
     # ROLECTL_MAX_STALENESS themselves).
-    options: dict[str, Any] = {}
-    if max_staleness is not None:
-        options["max_staleness"] = max_staleness
-    if not strict:
-        options["strict"] = False
-    return options
+    return {} if max_staleness is None else {"max_staleness": max_staleness}
+

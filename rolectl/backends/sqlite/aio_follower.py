@@ -18,20 +18,24 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ...cache.followcore import DEFAULT, SETTLE, WRITER_RECHECK_LOOP, FollowCore, first_catch_up
+from ...cache.followview import FollowerView
+from .logreader import LogReader
 from .wakeup import Waker
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ...bus import EventBus
     from ...cache.role_cache import RoleCache
+
+__all__ = ["AsyncFollower", "LOOP_BUSY_TIMEOUT"]
 
 #: Longest a read inside the event loop may wait for a database lock (seconds).
 LOOP_BUSY_TIMEOUT = 0.01
 
 
-class AsyncFollower:
+class AsyncFollower(FollowerView):
     """Applies the database's event log to ``cache`` from the running event loop.
 
     ``await AsyncFollower(cache, "bot.db").start()`` catches up once (in a worker thread),
@@ -55,10 +59,13 @@ class AsyncFollower:
         max_staleness: Any = DEFAULT,
         strict: bool = True,
     ) -> None:
-        self._core = FollowCore(cache, path, batch=batch, timeout=min(timeout, LOOP_BUSY_TIMEOUT),
-                                settle=settle, max_staleness=max_staleness, writer_recheck=WRITER_RECHECK_LOOP)
+        self.path = Path(path).absolute()
+        #: The file that really holds the database (and, next to it, its -wal and -shm).
+        self.real_path = Path(os.path.realpath(self.path))
+        self.core = FollowCore(cache, LogReader(self.path, timeout=min(timeout, LOOP_BUSY_TIMEOUT)),
+                               where=self.path, batch=batch, settle=settle, max_staleness=max_staleness,
+                               writer_recheck=WRITER_RECHECK_LOOP)
         self.cache = cache
-        self.path = self._core.path
         self.safety_interval = safety_interval
         self.poll_interval = poll_interval
         self.strict = strict
@@ -76,9 +83,9 @@ class AsyncFollower:
         if self._loop is not None:
             return self
         loop = asyncio.get_running_loop()
-        waker = Waker(self._core.real_path, use_inotify=self._use_inotify)
+        waker = Waker(self.real_path, use_inotify=self._use_inotify)
         try:
-            await asyncio.to_thread(first_catch_up, self._core, self.strict,
+            await asyncio.to_thread(first_catch_up, self.core, self.strict,
                                     lambda: f"follower for {self.path}")
         except BaseException:
             waker.close()
@@ -109,7 +116,7 @@ class AsyncFollower:
         if self._waker is not None:
             self._waker.close()
             self._waker = None
-        self._core.close()
+        self.core.close()
 
     def forget_after_fork(self) -> None:
         """In a child process forked after :meth:`start`: ignore every callback left on the
@@ -137,14 +144,6 @@ class AsyncFollower:
             return "stopped"
         return "inotify" if self._reader_fd >= 0 else "poll"
 
-    def attach(self, bus: "EventBus") -> Callable[[], None]:
-        """Catch up on every commit published on ``bus`` (this process's own writes), in the
-        writing thread, before the write call returns. Returns the unsubscribe function."""
-        def on_commit(_event: object) -> None:
-            self.catch_up()
-
-        return bus.subscribe(on_commit)
-
     # -- the loop's callbacks ------------------------------------------------------------
 
     def _on_readable(self) -> None:
@@ -152,7 +151,7 @@ class AsyncFollower:
         if waker is None:
             return
         if waker.drain():
-            self._core.wakeups += 1
+            self.core.wakeups += 1
             self._tick(False)
 
     def _tick(self, safety: bool = True) -> None:
@@ -162,7 +161,7 @@ class AsyncFollower:
         waker = self._waker
         if self._loop is None or waker is None:
             return
-        core = self._core
+        core = self.core
         verify = safety or self._reader_fd < 0 or waker.take_replaced()
         core.check(blocking=False, verify_identity=verify, force=safety and self._reader_fd >= 0)  # a thread holding the lock reads this too
         if core.max_staleness is not None:
@@ -173,7 +172,7 @@ class AsyncFollower:
         loop, waker = self._loop, self._waker
         if loop is None or waker is None:
             return
-        delay = self._core.next_check(time.monotonic(), waker.last_write, self._idle)
+        delay = self.core.next_check(time.monotonic(), waker.last_write, self._idle)
         self._timer = loop.call_later(delay, self._tick, delay >= self._idle)
 
     # -- catching up ---------------------------------------------------------------------
@@ -181,24 +180,12 @@ class AsyncFollower:
     def catch_up(self) -> int:
         """Apply everything committed so far (any thread); returns how many events were
         applied. Raises :class:`~rolectl.errors.DatabaseError` if the log cannot be read."""
-        return self._core.catch_up()
+        return self.core.catch_up()
 
     # -- introspection -------------------------------------------------------------------
 
-    @property
-    def stale(self) -> bool:
-        return self._core.stale
-
-    @property
-    def resets(self) -> int:
-        return self._core.resets
-
-    @property
-    def last_reset_reason(self) -> str | None:
-        return self._core.last_reset_reason
-
     def stats(self) -> dict[str, Any]:
         """The same keys as :meth:`Follower.stats`, with ``driver`` ``asyncio``."""
-        stats = self._core.stats(self.mode, self.running)
+        stats = self.core.stats(self.mode, self.running)
         stats["driver"] = "asyncio"
         return stats

@@ -42,25 +42,20 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ...cache.followcore import DEFAULT, SETTLE, SETTLE_FIRST, SETTLE_MAX, FollowCore, first_catch_up
+from ...cache.followview import FollowerView
+from .logreader import LogReader
 from .wakeup import Waker
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ...bus import EventBus
     from ...cache.role_cache import RoleCache
 
 __all__ = ["Follower", "SETTLE", "SETTLE_FIRST", "SETTLE_MAX"]
 
-#: Counters and state read through the follower (they live in its core).
-_CORE_ATTRIBUTES = frozenset({
-    "wakeups", "checks", "catch_ups", "events_read", "resets", "errors", "head", "last_reset_reason",
-    "last_reset_at", "last_error", "last_catch_up_at", "stale", "max_staleness", "anchor",
-})
 
-
-class Follower:
+class Follower(FollowerView):
     """Applies the database's event log to ``cache`` from a daemon thread.
 
     ``Follower(cache, "bot.db").start()`` (or ``with Follower(...)``) catches up at once and
@@ -69,6 +64,7 @@ class Follower:
     ``strict=False``: then the thread keeps retrying and the staleness bound applies.
     ``max_staleness`` (seconds; default ``$ROLECTL_MAX_STALENESS`` or 5; ``None``/``0``: no
     bound): after that long without a successful read the cache stops answering from memory.
+    Its counters are the read-only properties of :class:`~rolectl.cache.followview.FollowerView`.
     """
 
     def __init__(
@@ -85,10 +81,12 @@ class Follower:
         max_staleness: Any = DEFAULT,
         strict: bool = True,
     ) -> None:
-        self._core = FollowCore(cache, path, batch=batch, timeout=timeout, settle=settle,
-                                max_staleness=max_staleness)
+        self.path = Path(path).absolute()
+        #: The file that really holds the database (and, next to it, its -wal and -shm).
+        self.real_path = Path(os.path.realpath(self.path))
+        self.core = FollowCore(cache, LogReader(self.path, timeout=timeout), where=self.path, batch=batch,
+                               settle=settle, max_staleness=max_staleness)
         self.cache = cache
-        self.path = self._core.path
         self.safety_interval = safety_interval
         self.poll_interval = poll_interval
         self.strict = strict
@@ -97,20 +95,15 @@ class Follower:
         self._stop = threading.Event()
         self._waker: Waker | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        if name in _CORE_ATTRIBUTES:
-            return getattr(self._core, name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> "Follower":
         """Catch up synchronously (the cache is in step when this returns), then follow."""
         if self._thread is not None:
             return self
-        waker = Waker(self._core.real_path, use_inotify=self._use_inotify)
+        waker = Waker(self.real_path, use_inotify=self._use_inotify)
         try:  # the watch exists before the first read: no commit falls in between
-            first_catch_up(self._core, self.strict, lambda: f"follower for {self.path}")
+            first_catch_up(self.core, self.strict, lambda: f"follower for {self.path}")
         except BaseException:
             waker.close()
             raise
@@ -135,7 +128,7 @@ class Follower:
     def close(self) -> None:
         """Stop the thread (joined) and close the reader; harmless to call twice."""
         self.stop()
-        self._core.close()
+        self.core.close()
 
     def __enter__(self) -> "Follower":
         return self.start()
@@ -154,18 +147,10 @@ class Follower:
             return "stopped"
         return "inotify" if self._waker.mode == "inotify" else "poll"
 
-    def attach(self, bus: "EventBus") -> Callable[[], None]:
-        """Catch up on every commit published on ``bus`` (this process's own writes), before
-        the writing call returns. Returns the unsubscribe function."""
-        def on_commit(_event: object) -> None:
-            self.catch_up()
-
-        return bus.subscribe(on_commit)
-
     # -- the loop ------------------------------------------------------------------------
 
     def _run(self) -> None:
-        waker, core, stop = self._waker, self._core, self._stop
+        waker, core, stop = self._waker, self.core, self._stop
         assert waker is not None
         idle = self.safety_interval if waker.mode == "inotify" else self.poll_interval
         monotonic = time.monotonic
@@ -191,7 +176,7 @@ class Follower:
         Raises :class:`~rolectl.errors.DatabaseError` if the log cannot be read (the thread
         logs it and retries).
         """
-        return self._core.catch_up()
+        return self.core.catch_up()
 
     # -- introspection -------------------------------------------------------------------
 
@@ -199,6 +184,6 @@ class Follower:
         """Counters for diagnostics (``rolectl stats``); ``lag`` is the head this follower
         last saw minus what the cache applied; ``stale`` is true while the cache is suspended
         by the staleness bound."""
-        stats = self._core.stats(self.mode, self.running)
+        stats = self.core.stats(self.mode, self.running)
         stats["driver"] = "thread"
         return stats

@@ -28,10 +28,11 @@ import json
 import os
 import sqlite3
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
+from ...cache.logreader import Anchor, Batch
 from ...errors import DatabaseError
 from ...events import EVENT_FIELDS, Event
 from . import guard, nativeread
@@ -56,25 +57,7 @@ _SNAPSHOT = (
     f"(SELECT json_group_array(json_array({_FIELDS})) FROM ({_SELECT})) FROM h"
 )
 
-#: Where a follower stands: ``(seq, row)`` with the whole row of event ``seq`` as it was read
-#: (``None`` if no event had that number: the log's tail was deleted). A restored backup or a
-#: forged row shows up as a different row at the same ``seq``.
-Anchor = tuple[int, Optional[tuple[Any, ...]]]
-
-
-@dataclass
-class Batch:
-    """What one :meth:`LogReader.read` found. With ``reset`` set, ``events`` is empty and the
-    caller must drop what it derived from the log and resume after ``head``."""
-
-    events: list[Event] = field(default_factory=list)
-    head: int = 0
-    log_id: str = ""
-    reset: str | None = None
-    more: bool = False  # the batch was cut at ``limit``: read again
-    #: Where the caller stands once it has applied this batch (or reset to ``head``), read in
-    #: the same snapshot: pass it to the next :meth:`LogReader.read`.
-    anchor: Anchor | None = None
+__all__ = ["Anchor", "Batch", "LogReader"]
 
 
 @dataclass
@@ -301,6 +284,10 @@ class LogReader:
         snap = self._snapshot(conn, 1 << 62, 1)
         self.log_id = snap.log_id
         return snap.head, ((snap.head, snap.head_row) if snap.head else None)
+
+    def writer_active(self) -> bool:
+        """A writer holds the WAL write lock (read in ``-shm``: its commit is on its way)."""
+        return bool(self.shm.writer_active())
 
     def close(self) -> None:
         self._close_native()

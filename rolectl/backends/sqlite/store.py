@@ -6,9 +6,8 @@ connection needs, schema-version checks, ``BEGIN IMMEDIATE`` transactions, and t
 translation of ``sqlite3`` errors into rolectl's own exceptions. The repository layer asks
 this module for connections and transactions and never opens files itself.
 
-``sqlite_utils`` costs ~110 ms to import, so the plain ``sqlite3`` connection serves the hot
-paths (``rolectl role``, every write) and :attr:`Store.db` wraps it for sqlite-utils only
-when a command actually needs it (listings, imports).
+Every path runs on the plain ``sqlite3`` connection (``sqlite_utils`` costs ~110 ms to
+import; only the doctor's schema introspection loads it).
 """
 
 from __future__ import annotations
@@ -20,15 +19,12 @@ import threading
 import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 from ...errors import DatabaseError, InvalidInputError, NotFoundError, RolectlError
 from . import guard as _guard
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from ..storebase import ENV_TIMEOUT, StoreBase, resolve_timeout, resolve_write_timeout
-
-if TYPE_CHECKING:  # pragma: no cover
-    import sqlite_utils
 
 DEFAULT_DB = "rolectl.db"
 ENV_DB = "ROLECTL_DB"
@@ -169,7 +165,6 @@ class Store(StoreBase):
         #: The repository's statements as SQLite reads them.
         self.queries = QUERIES
         self._lock = threading.RLock()
-        self._db: sqlite_utils.Database | None = None
         self._create = create
         self._inspect = inspect
         #: The first difference between the file's schema and rolectl's (``inspect`` only).
@@ -396,15 +391,6 @@ class Store(StoreBase):
                     yield from rows
             finally:
                 cursor.close()
-
-    @property
-    def db(self) -> "sqlite_utils.Database":
-        """The same connection wrapped by sqlite-utils, imported only when first asked for."""
-        if self._db is None:
-            import sqlite_utils
-
-            self._db = sqlite_utils.Database(self.conn)
-        return self._db
 
 
 

@@ -2,8 +2,9 @@
 
 The same wake-up as the cache follower (inotify on the database's directory, a settle window,
 a slow safety-net poll), the same :class:`~rolectl.backends.sqlite.logreader.LogReader` checks: if the
-log is replaced or rewritten under the tail, it says so (a :class:`Restart` item) and goes on
-from the new head instead of printing a history it cannot vouch for.
+log is replaced or rewritten under the tail, it says so (a :class:`~rolectl.cache.tail.Restart`
+item) and goes on from the new head instead of printing a history it cannot vouch for. The
+reading is :meth:`rolectl.cache.tail.Position.drain`, shared with PostgreSQL's tail.
 """
 
 from __future__ import annotations
@@ -11,32 +12,15 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
-from typing import Iterator, Union
+from typing import Iterator
 
-from ...errors import DatabaseError
-from ...events import Event
 from ...cache.followcore import SETTLE, SETTLE_FIRST, SETTLE_MAX
-from .logreader import Anchor, LogReader
+from ...cache.tail import Item, Position, Restart, Trouble
+from ...errors import DatabaseError
+from .logreader import LogReader
 from .wakeup import Waker
 
-
-@dataclass(frozen=True)
-class Restart:
-    """The log could not continue from where the tail stood; it goes on after ``head``."""
-
-    reason: str
-    head: int
-
-
-@dataclass(frozen=True)
-class Trouble:
-    """The log could not be read just now (the file is missing, ...); the tail retries."""
-
-    message: str
-
-
-Item = Union[Event, Restart, Trouble]
+__all__ = ["Item", "Restart", "Trouble", "follow"]
 
 
 def follow(path: str | os.PathLike[str], after: int, *, stop: threading.Event | None = None,
@@ -47,25 +31,13 @@ def follow(path: str | os.PathLike[str], after: int, *, stop: threading.Event | 
     reader = LogReader(path)
     waker = Waker(path)
     idle = safety_interval if waker.mode == "inotify" else 0.05
-    anchor: Anchor | None = None
+    position = Position(after)
     last_trouble: str | None = None
     try:
         while not stop.is_set():
             try:
                 if reader.changed():
-                    while True:
-                        batch = reader.read(after, anchor if anchor and anchor[0] == after else None)
-                        if batch.reset is not None:
-                            after, anchor = batch.head, batch.anchor
-                            yield Restart(batch.reset, batch.head)
-                            break
-                        for event in batch.events:
-                            yield event
-                        if batch.events:
-                            after = batch.events[-1].seq
-                        anchor = batch.anchor
-                        if not batch.more:
-                            break
+                    yield from position.drain(reader)
                 last_trouble = None
             except DatabaseError as exc:
                 if str(exc) != last_trouble:

@@ -6,7 +6,7 @@ import asyncio
 
 from rolectl.cache.role_cache.defs import LOADING, NO_FLOOR, Fetch, parse_result
 from rolectl.cache.role_cache.loads import CacheLoads
-from rolectl.events import ROLE_USER, Role
+from rolectl.events import Role
 
 
 class CacheAsync(CacheLoads):
@@ -15,16 +15,11 @@ class CacheAsync(CacheLoads):
     async def aget_role(self, user_id: int, fetch: Fetch | None = None) -> Role:
         """:meth:`get_role` for asyncio: the blocking read runs in a worker thread and shares
         single flight with synchronous callers; waiting never blocks the event loop."""
-        if user_id.__class__ is int and user_id in self._users:
-            self._user_hits += 1
-            self._touch(user_id)
-            return ROLE_USER
-        fetch = self._fetch_for(user_id, fetch)  # validates user_id (before any lookup)
-        role = self._others.get(user_id)
-        if role is not None:
-            self._other_hits[role] += 1
-            self._touch(user_id)
-            return role
+        if user_id.__class__ is int:
+            role = self._hit(user_id)
+            if role is not None:
+                return role
+        fetch = self._fetch_for(user_id, fetch)  # validates user_id (a miss reads with fetch)
         if self._suspended:
             return parse_result(await asyncio.to_thread(fetch, user_id))[0]
         loop = asyncio.get_running_loop()

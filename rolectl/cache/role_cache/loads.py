@@ -22,7 +22,7 @@ class CacheLoads(CacheStore):
         """The miss path (a separate function: its locals would slow the hit path's frame)."""
         if user_id.__class__ is not int:
             check_user_id(user_id)  # raises
-        role = self._others.get(user_id)  # admins: lock-free too
+        role = self._others.get(user_id)  # admins: lock-free too (the rest of _hit)
         if role is not None:
             self._other_hits[role] += 1
             self._touch(user_id)
@@ -44,62 +44,7 @@ class CacheLoads(CacheStore):
             return self._fallback(exc, user_id, fetch)
         if not owner:
             return self._contended(user_id, fetch, token)
-        version: int | None  # (annotations only: no run-time cost)
-        answer: Role
-        try:
-            result = fetch(user_id)
-            # parse_result's common case inlined: a ('user', int) row. A fresh 'user' string from
-            # the database compares equal to ROLE_USER, which then replaces it.
-            if result.__class__ is tuple and len(result) == 2:
-                raw, version = result
-                if raw == ROLE_USER and version.__class__ is int:
-                    role = ROLE_USER
-                else:
-                    role, version = parse_result(result)
-            else:
-                role, version = parse_result(result)
-        except BaseException as exc:
-            self._load_failed(user_id, token, exc)
-            raise
-        # The one lock acquisition of a miss: unregister, install, collect waiters.
-        lock = self._lock
-        lock.acquire()
-        try:
-            # Unregistered first (plain dict pops), so that no fault can strand a waiter.
-            registered = self._loads.pop(user_id, None)
-            if registered is token:
-                floor = token[0]
-                waiters = self._waiters.pop(user_id, None) if self._waiters else None
-            else:
-                floor, waiters = self._lost_locked(user_id, registered)
-            try:
-                if self._gone:
-                    self._count_cause_locked(user_id)
-                if (floor == NO_FLOOR and role is ROLE_USER and version is not None
-                        and version >= self._ahead_max and self._order is None):
-                    # The common miss, inlined (a call is ~1.5% of the miss budget): a
-                    # user-role read that nothing touched while it was in flight, at least as
-                    # new as every other install. _install_locked does the same, and the rest.
-                    self._user_misses += 1
-                    self._users.add(user_id)
-                    if user_id in self._others:  # an event made him admin before we registered
-                        del self._others[user_id]
-                        self._others_since.pop(user_id, None)
-                    if version > self._last_seq:
-                        if version == self._ahead_max:
-                            self._ahead_top.add(user_id)
-                        else:
-                            self._new_ahead_max_locked(user_id, version)
-                    answer = ROLE_USER
-                else:
-                    answer = self._install_locked(user_id, role, version, floor, token)
-            except Exception as exc:
-                answer = self._install_failed_locked(exc, user_id, role)
-        finally:
-            lock.release()
-        if waiters is not None:
-            waiters.wake(answer, None)
-        return answer
+        return self._load(user_id, fetch, token)
 
     def _contended(self, user_id: int, fetch: Fetch, token: Token) -> Role:
         """The locked path: another read of this user is in flight (or ``_loads`` is not a
@@ -134,13 +79,8 @@ class CacheLoads(CacheStore):
     def _begin_locked(self, user_id: int, token: Token) -> Role | Pending | None:
         """Under the lock: the role if it is cached by now, ``LOADING`` if another read is in
         flight, else ``None`` after registering ``token`` as this caller's read."""
-        role = ROLE_USER if user_id in self._users else self._others.get(user_id)
+        role = self._hit(user_id)
         if role is not None:
-            if role is ROLE_USER:
-                self._user_hits += 1
-            else:
-                self._other_hits[role] += 1
-            self._touch(user_id)
             return role
         loads = self._loads
         current = loads.get(user_id)
@@ -166,16 +106,31 @@ class CacheLoads(CacheStore):
 
     def _load(self, user_id: int, fetch: Fetch, token: Token) -> Role:
         """Owner side of a read (``token`` registered): fetch, install unless a newer change
-        arrived, wake waiters. :meth:`_slow` inlines the same steps."""
+        arrived, wake waiters. Every miss that reads ends here."""
+        role: Role  # (annotations only: no run-time cost)
+        version: int | None
         try:
-            role, version = parse_result(fetch(user_id))
+            result = fetch(user_id)
+            # parse_result's common case inlined: a ('user', int) row. A fresh 'user' string from
+            # the database compares equal to ROLE_USER, which then replaces it.
+            if result.__class__ is tuple and len(result) == 2:
+                raw, version = result
+                if raw == ROLE_USER and version.__class__ is int:
+                    role = ROLE_USER
+                else:
+                    role, version = parse_result(result)
+            else:
+                role, version = parse_result(result)
         except BaseException as exc:
             self._load_failed(user_id, token, exc)
             raise
+        # The one lock acquisition of a miss: unregister, install, collect waiters.
         with self._lock:
+            # Unregistered first (plain dict pops), so that no fault can strand a waiter.
             registered = self._loads.pop(user_id, None)
             if registered is token:
-                floor, waiters = token[0], self._waiters.pop(user_id, None)
+                floor = token[0]
+                waiters = self._waiters.pop(user_id, None) if self._waiters else None
             else:
                 floor, waiters = self._lost_locked(user_id, registered)
             try:

@@ -18,6 +18,7 @@ class LRUBehaviour(CacheLoads):
     maxsize: int
 
     def get_role(self, user_id: int, fetch: Fetch | None = None) -> Role:
+        # CacheStore._hit written out, as in RoleCache.get_role: a call costs a fifth of a hit.
         if user_id.__class__ is int and user_id in self._users:
             self._touch(user_id)
             self._user_hits += 1

@@ -1,13 +1,16 @@
 """What a health check reports: :class:`Finding` records with a severity and the fix.
 
-Shared by :mod:`rolectl.doctor` and the checks it runs from other modules, so that every
-check speaks the same vocabulary and none of them prints.
+Shared by :mod:`rolectl.doctor` and the checks it runs from other layers (the PostgreSQL
+catalogue checks live with that engine, below the doctor), so that every check speaks the
+same vocabulary and none of them prints.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
+
+__all__ = ["OK", "INFO", "WARNING", "ERROR", "SEVERITIES", "EXAMPLES", "Finding", "examples"]
 
 OK, INFO, WARNING, ERROR = "ok", "info", "warning", "error"
 SEVERITIES: tuple[str, ...] = (OK, INFO, WARNING, ERROR)

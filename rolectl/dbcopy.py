@@ -34,13 +34,15 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConflictError, DatabaseError
-from ..events import EVENT_FIELDS, SEQ_HEAD_MAX
-from .sqlite.store import Store, init as sqlite_init
-from .postgres.store import init as pg_init
+from .errors import ConflictError, DatabaseError
+from .events import EVENT_FIELDS, SEQ_HEAD_MAX
+from .backends.sqlite.store import Store, init as sqlite_init
+from .backends.postgres.store import init as pg_init
+
+__all__ = ["CopyReport", "sqlite_to_postgres", "postgres_to_sqlite", "source_log_problem"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .postgres.store import PgStore
+    from .backends.postgres.store import PgStore
 
 #: How a refusal of a non-empty target names the way out.
 NOT_EMPTY_HINT = "copy into an empty database, or pass --replace to replace its content"
@@ -118,7 +120,7 @@ def _into_postgres(src: Store, sconn: sqlite3.Connection, dst: PgStore, dconn: A
                    replace: bool) -> tuple[int, int, int, int, int, bool]:
     """The copy itself, inside the source's snapshot and the target's write transaction:
     ``(users, mailboxes, events, head after, reconciled, replaced)``."""
-    from .postgres import schema
+    from .backends.postgres import schema
 
     replaced = False
     counts = dconn.execute("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM mailboxes), "
@@ -169,11 +171,11 @@ def postgres_to_sqlite(source: str, target: str | os.PathLike[str], *, timeout: 
     missing), renumbering the log contiguously. Raises :class:`ConflictError` if the target
     is not empty, unless ``replace``: then the copy is made in a new file and restored over
     the target (:func:`rolectl.backup.restore`: one transaction, a new log id)."""
-    from .postgres.store import PgStore
+    from .backends.postgres.store import PgStore
 
     started = time.perf_counter()
     if replace and _has_content(target, timeout):
-        from ..backup import restore
+        from .backup import restore
 
         with tempfile.TemporaryDirectory(prefix="rolectl-copy-") as workdir:
             report = postgres_to_sqlite(source, Path(workdir) / "copy.db", timeout=timeout, chunk=chunk)
@@ -212,7 +214,7 @@ def postgres_to_sqlite(source: str, target: str | os.PathLike[str], *, timeout: 
 
 
 def _has_content(target: str | os.PathLike[str], timeout: float | None) -> bool:
-    from .sqlite.store import resolve_path
+    from .backends.sqlite.store import resolve_path
 
     path = resolve_path(target)
     if not path.exists() or path.stat().st_size == 0:

@@ -1,6 +1,6 @@
 """In-process delivery of committed events.
 
-A bot that changes a role through the repository updates its own cache at once (the seed's
+A bot that changes a role through the repository updates its own cache at once (the reference day's
 ``role_cache.update_role`` right after the UPDATE). The repository publishes here only after
 COMMIT, so a rolled-back change is never seen by anybody. A listener that raises is logged
 and skipped: one broken subscriber must not hide an event from the others.

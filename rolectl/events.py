@@ -106,7 +106,7 @@ class Event:
         return {name: getattr(self, name) for name in EVENT_LISTING_FIELDS}
 
     def describe(self) -> str:
-        """The seed's log wording, used by the tracker and ``rolectl events --follow``."""
+        """The reference day's log wording, used by the tracker and ``rolectl events --follow``."""
         who = f" (@{self.note})" if self.note and self.is_role_change else ""
         if self.kind == ADMIN_ADDED:
             return f"Admin added event: {self.user_id}{who}"

@@ -1,4 +1,4 @@
-"""The seed's tracker: one log line per committed event, through :mod:`logging`.
+"""The reference day's tracker: one log line per committed event, through :mod:`logging`.
 
 ``rolectl -v`` routes the ``rolectl.tracker`` logger to stderr, so an operator sees
 ``Admin added event: 789 (@new_admin)`` exactly as the reference scenario prints it.

@@ -224,3 +224,32 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, A
     report = outcome.get_result()
     if report.skipped and _in_ci():
         _as_failure(report)
+
+
+# -- the native pieces' switch (ROLECTL_NATIVE) -------------------------------------------------
+#
+# A test marked ``@pytest.mark.native("wakeup", ...)`` checks that piece itself (inotify is in
+# use, the -shm header is read, ...). With the piece switched off (``ROLECTL_NATIVE=0``, see
+# rolectl.backends.sqlite.native.switch) it has nothing to check: it is deselected, not skipped,
+# so a run with the switch off proves every other test passes on the plain stdlib paths.
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from rolectl.backends.sqlite.native import enabled
+
+    kept, off = [], []
+    for item in items:
+        marker = item.get_closest_marker("native")
+        (off if marker is not None and not all(enabled(p) for p in marker.args) else kept).append(item)
+    if off:
+        config.hook.pytest_deselected(items=off)
+        items[:] = kept
+
+
+@pytest.fixture
+def native_switch() -> Iterator[Callable[..., frozenset[str]]]:
+    """``rolectl.backends.sqlite.native.configure``, with the pieces restored afterwards."""
+    from rolectl.backends.sqlite import native
+
+    before = native.pieces()
+    yield native.configure
+    native.configure(before)

@@ -154,13 +154,16 @@ def test_help_paragraphs_are_wrapped_by_the_terminal_not_the_docstring(path):
 
 
 def test_root_help_groups_the_commands_in_panels():
+    from rolectl.simulate.cli import PANEL
+
+    panels = {**PANELS, PANEL: ("simulate", "demo")}  # the add-on's panel comes last
     out = invoke("--help").output
-    positions = [out.index(f"─ {panel} ") for panel in PANELS]
+    positions = [out.index(f"─ {panel} ") for panel in panels]
     assert positions == sorted(positions)
     root = typer.main.get_command(app)
-    grouped = {name for names in PANELS.values() for name in names}
+    grouped = {name for names in panels.values() for name in names}
     assert grouped == set(root.commands)  # every command has a panel, and no panel names a ghost
-    for panel, names in PANELS.items():
+    for panel, names in panels.items():
         start = out.index(f"─ {panel} ")
         end = out.index("╰", start)
         for name in names:
@@ -192,7 +195,7 @@ def test_metavariables_are_consistent():
     (["events", "--kind", "admin_add"], "unknown event kind 'admin_add': use one of: admin_added"),
     (["admins", "--format", "yaml"], "unknown format 'yaml'"),
     (["add-admin", "5", "--format", "github"], "format 'github' does not apply to a change"),
-    (["simulate", "--distribution", "pareto"], "unknown distribution 'pareto': use one of: seed, uniform, zipf"),
+    (["simulate", "--distribution", "pareto"], "unknown distribution 'pareto': use one of: reference, uniform, zipf"),
     (["apply", "--input-format", "xml"], "unknown input format 'xml'"),
 ])
 def test_a_value_outside_a_fixed_set_is_one_line_exit_2(cli, argv, words):
@@ -210,7 +213,7 @@ def test_choices_are_case_insensitive(cli):
 
 
 def test_simulate_sets_match_the_library():
-    from rolectl.cli import simulate as cli_simulate
+    from rolectl.simulate import cli as cli_simulate
     from rolectl.simulate.config import DISTRIBUTIONS, POLICIES
     from rolectl.simulate.report import SECTIONS
 

@@ -205,7 +205,7 @@ def test_bash_offers_the_fixed_sets(mail_db):
     assert bash_complete(["rolectl", "users", "--role", "a"], env) == ["admin"]
     assert bash_complete(["rolectl", "events", "--kind", "admin_"], env) == [
         "admin_added", "admin_removed", "admin_transferred"]
-    assert bash_complete(["rolectl", "simulate", "--distribution", ""], env) == ["seed", "uniform", "zipf"]
+    assert bash_complete(["rolectl", "simulate", "--distribution", ""], env) == ["reference", "uniform", "zipf"]
     assert bash_complete(["rolectl", "simulate", "--policy", "event,"], env) == ["event,ttl", "event,none"]
     assert bash_complete(["rolectl", "simulate", "--section", "policies,ch"], env) == ["policies,chart", "policies,changes"]
     assert bash_complete(["rolectl", "add-admin", "5", "--format", ""], env) == ["text", "json", "jsonl"]

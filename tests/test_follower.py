@@ -16,7 +16,7 @@ from rolectl.cache import RoleCache
 from rolectl.backends.sqlite.filefetch import FollowingFetch
 from rolectl.backends.sqlite.follower import Follower
 from rolectl.backends.sqlite.logreader import LogReader
-from rolectl.backends.sqlite.wakeup import Waker
+from rolectl.backends.sqlite.native.wakeup import Waker
 from rolectl.repository import Repository
 
 SQLITE3 = shutil.which("sqlite3")
@@ -60,6 +60,7 @@ def test_an_empty_cache_starts_at_the_head_instead_of_replaying_history(db_path:
         assert cache.get_role(3) == "admin"
 
 
+@pytest.mark.native("wakeup")
 @pytest.mark.skipif(SQLITE3 is None, reason="the sqlite3 shell is not installed")
 def test_the_thread_applies_raw_sql_from_another_process(db_path: Path, cache: RoleCache) -> None:
     with Follower(cache, db_path) as follower:
@@ -197,6 +198,7 @@ def test_log_reader_reports_a_log_that_starts_late(db_path: Path, repo: Reposito
     reader.close()
 
 
+@pytest.mark.native("wakeup")
 def test_waker_wakes_on_wal_writes_only(db_path: Path, repo: Repository, tmp_path: Path) -> None:
     with Waker(db_path) as waker:
         assert waker.mode == "inotify"

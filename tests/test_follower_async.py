@@ -50,6 +50,7 @@ def cache(db_path: Path) -> RoleCache:
     return RoleCache(FollowingFetch(db_path), name="test")
 
 
+@pytest.mark.native("wakeup")
 @pytest.mark.skipif(SQLITE3 is None, reason="the sqlite3 shell is not installed")
 def test_follows_raw_sql_from_another_process_in_a_saturated_loop_without_a_thread(db_path: Path,
                                                                                   cache: RoleCache) -> None:
@@ -105,6 +106,7 @@ def test_polling_mode_also_follows(db_path: Path, repo: Repository, cache: RoleC
     asyncio.run(main())
 
 
+@pytest.mark.native("wakeup")
 def test_a_symlinked_path_wakes_the_loop(db_path: Path, tmp_path: Path) -> None:
     link_dir = tmp_path / "links"
     link_dir.mkdir()

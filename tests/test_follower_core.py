@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
@@ -161,6 +161,7 @@ def test_max_staleness_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         resolve_max_staleness()
 
 
+@pytest.mark.native("wakeup")
 def test_a_symlinked_path_is_woken_by_inotify_not_by_the_safety_poll(db_path: Path, tmp_path: Path) -> None:
     links = tmp_path / "links"
     links.mkdir()
@@ -193,6 +194,7 @@ def _strace_works() -> bool:
     return probe.returncode == 0
 
 
+@pytest.mark.native("wakeup", "walprobe")
 @pytest.mark.skipif(not _strace_works(), reason="strace is missing or ptrace is not allowed")
 def test_a_commit_whose_fsync_is_slow_is_applied_without_waiting_for_the_safety_poll(db_path: Path,
                                                                                      cache: RoleCache) -> None:
@@ -230,9 +232,10 @@ def test_an_event_json_cannot_carry_is_read_through_the_fallback(db_path: Path, 
     assert [seq for seq, _ in _events_of(db_path)] == [1, 2, 3]
 
 
+@pytest.mark.native("nativeread")
 def test_the_native_read_and_the_sqlite3_module_read_agree(db_path: Path, repo: Repository,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from rolectl.backends.sqlite import nativeread
+                                                           native_switch: Any) -> None:
+    from rolectl.backends.sqlite.native import nativeread, pieces
 
     for uid in range(1, 8):
         repo.users.add_admin(uid, actor="t")
@@ -240,12 +243,12 @@ def test_the_native_read_and_the_sqlite3_module_read_agree(db_path: Path, repo: 
     if sys.platform.startswith("linux"):
         assert nativeread.available()  # the same libsqlite3 the sqlite3 module is linked against
     native = _events_of(db_path)
-    monkeypatch.setattr(nativeread, "_LOADED", True)
-    monkeypatch.setattr(nativeread, "_LIB", None)
+    native_switch(pieces() - {"nativeread"})
     assert not nativeread.available()
     assert _events_of(db_path) == native and len(native) == 8
 
 
+@pytest.mark.native("walprobe")
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the wal-index view is Linux only")
 def test_changes_are_seen_in_the_wal_index_header_without_sql(db_path: Path, repo: Repository) -> None:
     from rolectl.backends.sqlite.logreader import LogReader
@@ -269,7 +272,7 @@ def test_a_second_copy_of_sqlite_is_never_used_for_native_reads(tmp_path: Path) 
     the locks of the sqlite3 module's connections. Only the module's own copy is accepted."""
     import ctypes
 
-    from rolectl.backends.sqlite import nativeread
+    from rolectl.backends.sqlite.native import nativeread
 
     lib = nativeread._load()
     path = nativeread._library_path()

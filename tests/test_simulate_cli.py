@@ -38,8 +38,10 @@ def test_json_document_has_stable_fields(cli) -> None:
     assert set(doc["timeline"][5]) == {"index", "period", "requests", "first_seen", "events", "changes", "policies"}
     assert doc["summary"]["requests"] == 600 and doc["summary"]["policy"] == "event"
     assert [c["time"] for c in doc["changes"]] == ["10:00:00", "14:00:00", "16:00:00", "18:00:00"]
-    compared = json.loads(cli("simulate", *SMALL, "-f", "json", "--compare-seed", db=None).stdout)
-    assert {r["figure"] for r in compared["seed_comparison"]} >= {"misses", "hits", "hit rate", "TTL hit rate"}
+    compared = json.loads(cli("simulate", *SMALL, "-f", "json", "--compare-reference", db=None).stdout)
+    assert {r["figure"] for r in compared["reference_comparison"]} >= {"misses", "hits", "hit rate", "TTL hit rate"}
+    assert tuple(compared["reference_comparison"][0]) == ("figure", "claimed", "measured", "reason")
+    assert compared["config"]["distribution"] == "reference"
 
 
 def test_same_seed_same_output_other_seed_other_output(cli) -> None:
@@ -50,12 +52,12 @@ def test_same_seed_same_output_other_seed_other_output(cli) -> None:
     assert json.loads(first)["policies"] != json.loads(other)["policies"]
 
 
-def test_table_shows_every_section_and_the_seed_comparison(cli) -> None:
-    result = cli("simulate", "--compare-seed", "-f", "table", db=None, env={"COLUMNS": "220"})
+def test_table_shows_every_section_and_the_reference_comparison(cli) -> None:
+    result = cli("simulate", "--compare-reference", "-f", "table", db=None, env={"COLUMNS": "220"})
     assert result.exit_code == 0, result.stderr
     out = result.stdout
     for text in ("The same day under each policy", "Timeline, every 2 hours", "Day summary (Итоги дня)",
-                 "The reference scenario's figures", "10:00-12:00", "admin 789 added", "89.5 %",
+                 "The reference day's figures", "10:00-12:00", "admin 789 added", "89.5 %",
                  "500 is impossible"):
         assert text in out, text
 
@@ -141,3 +143,25 @@ def test_render_helpers_for_several_tables_and_progress(capsys: pytest.CaptureFi
     with progress(10, "replaying", enabled=True) as done:  # rich draws only on a real terminal
         done(10)
     assert capsys.readouterr().out == ""  # never on stdout
+
+
+def test_the_earlier_names_of_the_reference_day_still_work_with_a_warning(cli) -> None:
+    """``--compare-seed``, ``--distribution seed`` and ``--section seed`` (the reference day's
+    old name) give the same output as the new spellings, plus one warning line each."""
+    new = cli("simulate", *SMALL, "-f", "json", "--compare-reference", "--distribution", "reference", db=None)
+    old = cli("simulate", *SMALL, "-f", "json", "--compare-seed", "--distribution", "seed", db=None)
+    assert new.exit_code == old.exit_code == 0, old.stderr
+    assert old.stdout == new.stdout
+    assert "--compare-seed is deprecated: use --compare-reference" in old.stderr
+    assert "--distribution seed is deprecated: use --distribution reference" in old.stderr
+    assert "deprecated" not in new.stderr
+    section = cli("simulate", *SMALL, "--section", "seed", "-f", "jsonl", db=None)
+    assert section.exit_code == 0, section.stderr
+    assert "--section seed is deprecated: use --section reference" in section.stderr
+    assert {json.loads(line)["figure"] for line in section.stdout.splitlines()} >= {"hits", "misses"}
+
+
+def test_the_earlier_names_are_hidden(cli) -> None:
+    out = cli("simulate", "--help", db=None, env={"COLUMNS": "200"}).stdout
+    assert "--compare-reference" in out and "--compare-seed" not in out
+    assert "seed (the" not in out and "reference (the reference day's timeline)" in out

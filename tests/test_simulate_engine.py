@@ -14,7 +14,7 @@ from rolectl.errors import ConflictError
 from rolectl.repository import Repository
 from rolectl.simulate import SimConfig, run_day
 from rolectl.simulate.report import to_json
-from rolectl.simulate.seed import compare
+from rolectl.simulate.reference import compare
 from rolectl.simulate.trace import ADD_ADMIN, DAY, HOUR, REMOVE_ADMIN, Action, build_trace, custom_trace
 
 H = HOUR
@@ -164,7 +164,7 @@ def test_removing_an_admin_later_in_the_day() -> None:
     assert event is not None and (event.misses, event.stale_reads, event.events_applied) == (1, 0, 2)
 
 
-def test_compare_seed_reasons_are_computed() -> None:
+def test_compare_reference_reasons_are_computed() -> None:
     result = run_day(SimConfig())
     assert result.trace is not None
     rows = {r["figure"]: r for r in compare(result, result.trace)}
@@ -175,11 +175,11 @@ def test_compare_seed_reasons_are_computed() -> None:
     assert "loses 450" in rows["hits + misses"]["reason"]
     assert rows["role of 123 at 08:00"]["measured"] == "admin"
     assert "--ttl 300" in rows["TTL hit rate"]["reason"]
-    assert rows["day"]["reason"] == "same day as the seed's"
+    assert rows["day"]["reason"] == "same day as the reference day"
     small = run_day(SimConfig(users=10, new_users=0, requests=200))
     assert small.trace is not None
     small_rows = {r["figure"]: r for r in compare(small, small.trace)}
-    assert "--users 10 (seed 1000)" in small_rows["day"]["reason"]
+    assert "--users 10 (reference 1000)" in small_rows["day"]["reason"]
     assert "500 is possible" in small_rows["misses"]["reason"]
 
 

@@ -74,7 +74,7 @@ def test_role_changes_count_log_events(changes: int) -> None:
 
 
 def test_same_seed_same_trace_other_seed_other_trace() -> None:
-    for distribution in ("seed", "uniform", "zipf"):
+    for distribution in ("reference", "uniform", "zipf"):
         a = build_trace(SimConfig(seed=7, distribution=distribution, requests=2000, role_changes=9))
         b = build_trace(SimConfig(seed=7, distribution=distribution, requests=2000, role_changes=9))
         c = build_trace(SimConfig(seed=8, distribution=distribution, requests=2000, role_changes=9))
@@ -126,3 +126,9 @@ def test_bad_knobs_are_refused(knobs: dict, message: str) -> None:
 def test_policies_parse_in_order_without_repeats() -> None:
     assert parse_policies("ttl, event,ttl") == ("ttl", "event")
     assert SimConfig(policies="none").policies == ("none",)  # type: ignore[arg-type]
+
+
+def test_the_reference_distributions_earlier_name_is_still_accepted() -> None:
+    assert SimConfig(distribution="seed").distribution == "reference"
+    assert build_trace(SimConfig(distribution="seed", requests=300)).users == \
+        build_trace(SimConfig(distribution="reference", requests=300)).users

@@ -1,10 +1,13 @@
 """The ``rolectl`` command: global options and the registry of command modules.
 
 Each command module attaches its commands to :data:`app`; this file only wires them up.
+Add-ons outside the CLI package (the simulator) are named in :data:`ADDONS` and looked up
+by name, so the core imports none of them and runs without them.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Optional
 
 import typer
@@ -74,7 +77,6 @@ def _register() -> None:
     from . import mailbox  # noqa: F401
     from . import events  # noqa: F401
     from . import diagnostics  # noqa: F401
-    from . import simulate  # noqa: F401
     from . import batch  # noqa: F401
     from . import doctor  # noqa: F401
     from . import backup  # noqa: F401
@@ -82,4 +84,22 @@ def _register() -> None:
     from . import access  # noqa: F401
 
 
+#: Modules whose ``register(app)`` adds commands to ``rolectl`` (after the core's, in this
+#: order). A module that is not installed is left out. Not an entry point group: reading
+#: those imports ``importlib.metadata``, tens of milliseconds on every start-up.
+ADDONS: tuple[str, ...] = ("rolectl.simulate.cli",)
+
+
+def _register_addons() -> None:
+    for name in ADDONS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+                continue  # the add-on itself is absent; a dependency of it missing is an error
+            raise
+        module.register(app)
+
+
 _register()
+_register_addons()

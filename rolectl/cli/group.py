@@ -18,13 +18,13 @@ from typer.core import TyperGroup
 
 from .errors import RolectlGroup
 
-#: `rolectl --help` groups the commands in these panels, in this order.
+#: `rolectl --help` groups the commands in these panels, in this order. An add-on's commands
+#: (rolectl.cli.app.ADDONS) name their own panel and come after these.
 PANELS: dict[str, tuple[str, ...]] = {
     "Changing roles": ("init", "add-admin", "remove-admin", "transfer", "mailbox"),
     "Reading": ("role", "users", "admins", "events"),
     "Cache diagnostics": ("stats", "whois", "cache"),
     "Scripting": ("apply", "doctor", "backup", "restore", "copy", "access"),
-    "Simulation": ("simulate", "demo"),
 }
 _ORDER = [name for names in PANELS.values() for name in names]
 _PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}

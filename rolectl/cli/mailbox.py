@@ -1,4 +1,4 @@
-"""Mailbox commands: mailbox create / list / show, and transfer (the seed's 18:00 hand-over)."""
+"""Mailbox commands: mailbox create / list / show, and transfer (the reference day's 18:00 hand-over)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MailboxesRepo: mailboxes and the hand-over of their admin rights (seed, 18:00)."""
+"""MailboxesRepo: mailboxes and the hand-over of their admin rights (the reference day's 18:00)."""
 
 from __future__ import annotations
 

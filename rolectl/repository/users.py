@@ -1,4 +1,4 @@
-"""UsersRepo: the only writer of users and their roles (the seed's name)."""
+"""UsersRepo: the only writer of users and their roles (the reference day's name)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class UsersRepo:
         return User(*rows[0]) if rows else None
 
     def get_role(self, user_id: int) -> Role:
-        """The role the bot must act on; an unknown user is a plain ``user`` (as in the seed)."""
+        """The role the bot must act on; an unknown user is a plain ``user`` (as in the reference day)."""
         rows = self.store.query(self.q.user_role, {"uid": parse_id(user_id)})
         role: Role = rows[0][0] if rows else ROLE_USER  # the table's CHECK allows no other value
         return role
@@ -82,7 +82,7 @@ class UsersRepo:
     def upsert(
         self, user_id: int, username: str | None = None, *, role: str | None = None, actor: str
     ) -> Change:
-        """Create or update a user; with ``role`` also set the role (the seed's ``upsert``)."""
+        """Create or update a user; with ``role`` also set the role (the reference day's ``upsert``)."""
         uid, name = parse_id(user_id), parse_username(username)
         new_role = parse_role(role) if role is not None else None
         with change(self.store, self.bus, actor) as tx:

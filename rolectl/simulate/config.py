@@ -1,7 +1,7 @@
 """The knobs of a simulated day, checked before anything is generated or opened.
 
 A :class:`SimConfig` fully determines the request trace and the day's changes: the same
-config (``seed`` included) always gives the same numbers. Validation raises
+config (the random ``seed`` included) always gives the same numbers. Validation raises
 :class:`~rolectl.errors.InvalidInputError` (exit 2) with the knob's command-line name, so a
 bad knob reads the same from the library and from ``rolectl simulate``.
 """
@@ -14,7 +14,9 @@ from typing import Any, Iterable
 
 from ..errors import InvalidInputError
 
-DISTRIBUTIONS: tuple[str, ...] = ("seed", "uniform", "zipf")
+DISTRIBUTIONS: tuple[str, ...] = ("reference", "uniform", "zipf")
+#: Earlier names still accepted (deprecated): ``seed`` was the reference day's distribution.
+DISTRIBUTION_ALIASES: dict[str, str] = {"seed": "reference"}
 POLICIES: tuple[str, ...] = ("event", "ttl", "none")
 
 #: Upper bounds: past these a run takes minutes (the trace is generated in pure Python)
@@ -29,14 +31,15 @@ SQL_READ_LIMIT = 100_000
 
 @dataclass(frozen=True)
 class SimConfig:
-    """One simulated day. Defaults are the reference scenario's figures."""
+    """One simulated day. Defaults are the reference day's figures; ``seed`` is the seed of
+    the random generator only."""
 
     users: int = 1000
     new_users: int = 50
     requests: int = 10_000
     role_changes: int = 5
     seed: int = 0
-    distribution: str = "seed"
+    distribution: str = "reference"
     skew: float = 1.1
     policies: tuple[str, ...] = field(default=POLICIES)
     ttl: float = 300.0
@@ -51,6 +54,8 @@ class SimConfig:
         _count(self.sql_read_limit, "sql_read_limit", 1, None)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise InvalidInputError(f"--seed {self.seed!r} is not a whole number", hint="use e.g. --seed 42")
+        if self.distribution in DISTRIBUTION_ALIASES:  # frozen: set the canonical name once
+            object.__setattr__(self, "distribution", DISTRIBUTION_ALIASES[self.distribution])
         if self.distribution not in DISTRIBUTIONS:
             raise InvalidInputError(
                 f"unknown distribution {self.distribution!r}", hint="use one of: " + ", ".join(DISTRIBUTIONS)

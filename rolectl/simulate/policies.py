@@ -6,7 +6,7 @@
 * ``ttl`` -- what people pick instead: ``cachetools.TTLCache`` on the simulated clock
   (``timer=`` the simulator's clock). It never hears of changes; an entry lives ``--ttl``
   seconds. A sweeper calls ``expire()`` every ``--sweep-interval`` simulated seconds
-  (the seed's "every minute") -- the background work the event policy does not need.
+  (the reference day's "every minute") -- the background work the event policy does not need.
 * ``none`` -- no cache: every request is a database read.
 
 Each policy's :meth:`run` replays requests ``[lo, hi)`` of the trace and returns

@@ -16,7 +16,9 @@ from .trace import period_label
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import DayResult
 
-SECTIONS: tuple[str, ...] = ("policies", "timeline", "changes", "summary", "seed")
+SECTIONS: tuple[str, ...] = ("policies", "timeline", "changes", "summary", "reference")
+#: Earlier section names still accepted by ``--section`` (deprecated).
+SECTION_ALIASES: dict[str, str] = {"seed": "reference"}
 
 POLICY_FIELDS: tuple[str, ...] = (
     "policy", "requests", "hits", "misses", "hit_rate", "db_reads", "db_reads_sql", "stale_reads",
@@ -39,7 +41,7 @@ POLICY_LABELS: dict[str, str] = {
     "events_applied": "events applied",
 }
 CHANGE_FIELDS: tuple[str, ...] = ("time", "change", "events", "kinds")
-SEED_FIELDS: tuple[str, ...] = ("figure", "seed", "measured", "reason")
+REFERENCE_FIELDS: tuple[str, ...] = ("figure", "claimed", "measured", "reason")
 
 
 @dataclass
@@ -156,7 +158,7 @@ def changes_table(result: "DayResult", human: bool) -> Table:
 
 
 def summary_record(result: "DayResult") -> dict[str, Any]:
-    """The seed's "Итоги дня", computed for the primary policy (machine values)."""
+    """The reference day's "Итоги дня", computed for the primary policy (machine values)."""
     main = result.policy(primary(result))
     assert main is not None
     return {
@@ -187,11 +189,11 @@ def summary_table(result: "DayResult", human: bool) -> Table:
 # -- everything ---------------------------------------------------------------------------
 
 
-def seed_table(rows: list[dict[str, Any]]) -> Table:
-    return Table("seed", "The reference scenario's figures against the measured ones", rows, SEED_FIELDS)
+def reference_table(rows: list[dict[str, Any]]) -> Table:
+    return Table("reference", "The reference day's figures against the measured ones", rows, REFERENCE_FIELDS)
 
 
-def to_json(result: "DayResult", seed_rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def to_json(result: "DayResult", reference_rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The whole day as one JSON document (field names documented in the README)."""
     doc: dict[str, Any] = {
         "config": result.config.to_dict(),
@@ -213,22 +215,24 @@ def to_json(result: "DayResult", seed_rows: list[dict[str, Any]] | None = None) 
         "timeline": [p.to_dict() for p in result.periods],
         "summary": summary_record(result),
     }
-    if seed_rows is not None:
-        doc["seed_comparison"] = seed_rows
+    if reference_rows is not None:
+        doc["reference_comparison"] = reference_rows
     return doc
 
 
 def tables(result: "DayResult", sections: list[str], human: bool,
-           seed_rows: list[dict[str, Any]] | None = None) -> list[Table]:
+           reference_rows: list[dict[str, Any]] | None = None) -> list[Table]:
     """The chosen sections in their canonical order."""
     made = {
         "policies": lambda: policies_table(result, human),
         "timeline": lambda: timeline_table(result, human),
         "changes": lambda: changes_table(result, human),
         "summary": lambda: summary_table(result, human),
-        "seed": lambda: seed_table(seed_rows or []),
+        "reference": lambda: reference_table(reference_rows or []),
     }
-    return [made[name]() for name in SECTIONS if name in sections and (name != "seed" or seed_rows is not None)]
+    return [made[name]() for name in SECTIONS
+            if name in sections and (name != "reference" or reference_rows is not None)]
 
 
-__all__ = ["SECTIONS", "POLICY_FIELDS", "Table", "tables", "to_json", "summary_record", "period_label"]
+__all__ = ["SECTIONS", "SECTION_ALIASES", "POLICY_FIELDS", "Table", "tables", "to_json", "summary_record",
+           "period_label"]

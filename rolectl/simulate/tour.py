@@ -126,7 +126,7 @@ def tour(repo: "Repository", path: Path, *, temporary: bool, day: SimConfig | No
             [f"rolectl --db {path} events        the audit log of this tour",
              f"rolectl --db {path} admins"])
     yield Step("Next", [
-        "rolectl simulate --compare-seed          the whole day, against the scenario's claimed figures",
+        "rolectl simulate --compare-reference     the whole day, against the reference day's claimed figures",
         "rolectl simulate --policy event,ttl --ttl 60 --distribution zipf",
         *keep,
         "rolectl --help",

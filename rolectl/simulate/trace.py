@@ -5,16 +5,16 @@ The trace is two parallel lists sorted by time -- ``times`` (simulated seconds s
 and ``users`` -- so that the engine's replay loop allocates nothing per request: the ids
 in ``users`` are shared references to one int object per user.
 
-The day follows the reference scenario:
+The day follows the reference day (see :mod:`rolectl.simulate`):
 
-* requests arrive between 08:00 (the seed's first requests) and 20:00 (its end of day);
+* requests arrive between 08:00 (the reference day's first requests) and 20:00 (its end of day);
 * before the day, mailbox 1 is created for user 123, so 123 is an admin until 18:00;
 * 10:00 admin 789 added (``new_admin``), 14:00 new users 1000-1049 register,
   16:00 admin 789 removed, 18:00 mailbox 1 handed from 123 to 2000.
 
-User ids: the seed's cast 123, 456, 789 and 2000 are active users, new users take the ids
+User ids: the reference day's cast 123, 456, 789 and 2000 are active users, new users take the ids
 from 1000 up, and the other active users fill the ids from 1 up (with 1000 users and 50
-new ones: active = 1..999 and 2000, new = 1000..1049, exactly the seed's ids).
+new ones: active = 1..999 and 2000, new = 1000..1049, exactly the reference day's ids).
 """
 
 from __future__ import annotations
@@ -29,27 +29,27 @@ from .config import SimConfig
 
 HOUR = 3600.0
 DAY = 24 * HOUR
-PERIOD = 2 * HOUR  # the seed's timeline steps
+PERIOD = 2 * HOUR  # the reference day's timeline steps
 DAY_START = 8 * HOUR  # "08:00 - first requests of the day"
 NEW_USERS_AT = 14 * HOUR  # "14:00 - new users"
 DAY_END = 20 * HOUR  # "20:00 - end of the day"
 PERIODS = int(DAY // PERIOD)
 
 CAST: tuple[int, ...] = (123, 456, 789, 2000)
-#: The seed's heavy repeaters and their request counts in its 12:00 block, used as weights
-#: (everyone else weighs 1) by the ``seed`` distribution.
+#: The reference day's heavy repeaters and their request counts in its 12:00 block, used as weights
+#: (everyone else weighs 1) by the ``reference`` distribution.
 HEAVY: dict[int, int] = {123: 30, 456: 25, 789: 20}
 NEW_FIRST_ID = 1000
 MAILBOX_ID = 1
 MAILBOX_OWNER = 123
 TRANSFER_TO = 2000
 ADMIN_ID, ADMIN_NAME = 789, "new_admin"
-#: After a change, the user it concerns writes to the bot this many seconds later (``seed``).
+#: After a change, the user it concerns writes to the bot this many seconds later (``reference``).
 FOLLOW_UP = 5.0
-#: Spacing of the new users' first requests after 14:00 (the seed's requests 101-150).
+#: Spacing of the new users' first requests after 14:00 (the reference day's requests 101-150).
 ARRIVAL_STEP = 10.0
-#: The seed's requests 1-3 (123, 456, 123) take the day's first seconds; under the ``seed``
-#: distribution every other request comes after them.
+#: The reference day's requests 1-3 (123, 456, 123) take the day's first seconds; under the
+#: ``reference`` distribution every other request comes after them.
 OPENING = ((0.0, 123), (1.0, 456), (2.0, 123))
 OPENING_END = DAY_START + 3.0
 
@@ -142,13 +142,13 @@ def schedule(config: SimConfig, active: Sequence[int], new: Sequence[int],
              rng: random.Random) -> tuple[list[Action], list[Action]]:
     """(setup before 00:00, the day's changes sorted by time).
 
-    ``--role-changes N`` is the number of log events the day's admin changes write. The seed's
+    ``--role-changes N`` is the number of log events the day's admin changes write. The reference day's
     own come first while they fit (10:00 add 789: 1 event, 16:00 remove 789: 1, 18:00 transfer:
-    3 -- 2000 added, 123 removed and the transfer itself; 5 in all, the seed's "events
+    3 -- 2000 added, 123 removed and the transfer itself; 5 in all, the reference day's "events
     processed: 5"); the rest are promote/demote pairs of other active users at random times.
     """
     budget = config.role_changes
-    seed_ops = [
+    scripted_ops = [
         Action(10 * HOUR, ADD_ADMIN, (ADMIN_ID,), f"admin {ADMIN_ID} added", 1, username=ADMIN_NAME),
         Action(16 * HOUR, REMOVE_ADMIN, (ADMIN_ID,), f"admin {ADMIN_ID} removed", 1),
         Action(
@@ -158,7 +158,7 @@ def schedule(config: SimConfig, active: Sequence[int], new: Sequence[int],
         ),
     ]
     day: list[Action] = []
-    for op in seed_ops:
+    for op in scripted_ops:
         if op.events > budget:
             break
         day.append(op)
@@ -168,7 +168,7 @@ def schedule(config: SimConfig, active: Sequence[int], new: Sequence[int],
                  else f"new user {new[0]} registered")
         day.append(Action(NEW_USERS_AT, REGISTER, tuple(new), label, 0))
 
-    # Fillers: promote and later demote users who are not part of the seed's story.
+    # Fillers: promote and later demote users who are not part of the reference day's story.
     if budget:
         cast = set(CAST)
         candidates = [u for u in active if u not in cast]
@@ -194,7 +194,7 @@ def schedule(config: SimConfig, active: Sequence[int], new: Sequence[int],
     if any(a.op == TRANSFER for a in day) and TRANSFER_TO not in active:
         needed.append(TRANSFER_TO)
     setup.append(Action(None, REGISTER, tuple(needed), _registered(len(needed)), 0))
-    # The seed's world: user 123 created mailbox 1, so 123 is an admin until the 18:00 transfer.
+    # The reference day's world: user 123 created mailbox 1, so 123 is an admin until the 18:00 transfer.
     setup.append(Action(
         None, MAILBOX_CREATE, (MAILBOX_OWNER,), f"mailbox {MAILBOX_ID} created by {MAILBOX_OWNER}",
         2, mailbox_id=MAILBOX_ID,  # mailbox_created, and admin_added for the owner
@@ -240,22 +240,22 @@ def _random_part(config: SimConfig, rng: random.Random, active: list[int], new: 
     return times, users
 
 
-def _seed_fixed(config: SimConfig, rng: random.Random, active: list[int], new: list[int],
+def _reference_fixed(config: SimConfig, rng: random.Random, active: list[int], new: list[int],
                 day: list[Action]) -> list[tuple[float, int]]:
-    """The seed timeline's scripted requests, in priority order (cut to ``--requests``)."""
+    """The reference day's scripted requests, in priority order (cut to ``--requests``)."""
     present = set(active)
     fixed: list[tuple[float, int]] = []
-    # 08:00: requests 1-3 of the seed: 123, 456, 123.
+    # 08:00: requests 1-3 of the reference day: 123, 456, 123.
     for offset, uid in OPENING:
         if uid in present:
             fixed.append((DAY_START + offset, uid))
-    # The user a change is about writes right after it (the seed's requests 4 and 151).
+    # The user a change is about writes right after it (the reference day's requests 4 and 151).
     for action in day:
         if action.op in (ADD_ADMIN, REMOVE_ADMIN, TRANSFER):
             for uid in action.user_ids:
                 if uid in present:
                     fixed.append((action.at + FOLLOW_UP, uid))  # type: ignore[operator]
-    # 14:00: each new user's first request, in id order (the seed's requests 101-150).
+    # 14:00: each new user's first request, in id order (the reference day's requests 101-150).
     step = min(ARRIVAL_STEP, (DAY_END - NEW_USERS_AT) / (len(new) + 1)) if new else 0.0
     fixed += [(NEW_USERS_AT + step * (i + 1), uid) for i, uid in enumerate(new)]
     # Every active user asks at least once ("first request of each: 1000 misses").
@@ -272,8 +272,8 @@ def build_trace(config: SimConfig) -> Trace:
     active, new = layout(config.users, config.new_users)
     setup, day = schedule(config, active, new, rng)
 
-    if config.distribution == "seed":
-        fixed = _seed_fixed(config, rng, active, new, day)
+    if config.distribution == "reference":
+        fixed = _reference_fixed(config, rng, active, new, day)
         weights = {u: 1.0 for u in active + new}
         for uid, weight in HEAVY.items():
             if uid in weights:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ...cache.followcore import DEFAULT, SETTLE, WRITER_RECHECK_LOOP, FollowCore, first_catch_up
 from ...cache.followview import FollowerView
 from .logreader import LogReader
-from .wakeup import Waker
+from .native.wakeup import Waker
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...cache.role_cache import RoleCache

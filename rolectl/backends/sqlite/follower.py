@@ -5,7 +5,7 @@ within about a millisecond of the commit, and without a TTL. How it learns of co
 README "Cache diagnostics" for the measurements behind the choice):
 
 1. **inotify** on the directory that really holds the database (symlinks resolved;
-   :class:`~rolectl.backends.sqlite.wakeup.Waker`): every WAL commit writes ``<db>-wal``, so the
+   :class:`~rolectl.backends.sqlite.native.wakeup.Waker`): every WAL commit writes ``<db>-wal``, so the
    follower sleeps in ``select()`` and costs nothing idle;
 2. a **settle window** after each write: the commit becomes visible a little after its last
    ``write()`` (the WAL is synced, then published), so the follower re-checks
@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from ...cache.followcore import DEFAULT, SETTLE, SETTLE_FIRST, SETTLE_MAX, FollowCore, first_catch_up
 from ...cache.followview import FollowerView
 from .logreader import LogReader
-from .wakeup import Waker
+from .native.wakeup import Waker
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...cache.role_cache import RoleCache

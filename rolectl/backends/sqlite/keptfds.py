@@ -8,7 +8,7 @@ process then takes the write lock too: two writers on one WAL, a corrupt databas
 guards its own descriptors (it defers their closes); a descriptor opened beside it must never
 be closed while SQLite may hold a lock on the same inode.
 
-So rolectl opens such a file (the ``-shm`` probe, :mod:`rolectl.backends.sqlite.walprobe`) only
+So rolectl opens such a file (the ``-shm`` probe, :mod:`rolectl.backends.sqlite.native.walprobe`) only
 through :func:`acquire`, which keeps one read-only descriptor per inode and hands it out again
 to every later caller. :func:`release` only counts: nothing here closes a descriptor whose
 file still has a name, so reopening a follower's reader a million times opens the file once.

@@ -4,7 +4,7 @@ A :class:`LogReader` owns one read-only connection to the database file and answ
 questions for whoever follows the log (the cache followers, ``rolectl events --follow``):
 
 * :meth:`LogReader.changed` -- has anything been committed, or the file replaced, since the
-  last read? One ``pread`` of the wal-index header (:mod:`rolectl.backends.sqlite.walprobe`), or
+  last read? One ``pread`` of the wal-index header (:mod:`rolectl.backends.sqlite.native.walprobe`), or
   ``PRAGMA data_version`` where there is none, plus a ``stat()`` when asked to verify the
   file's identity: cheap enough for a settle loop and a safety-net poll.
 * :meth:`LogReader.read` -- the events after a sequence number, in order, read in one
@@ -35,8 +35,9 @@ from typing import Any
 from ...cache.logreader import Anchor, Batch
 from ...errors import DatabaseError
 from ...events import EVENT_FIELDS, Event
-from . import guard, nativeread
-from .walprobe import ShmView
+from . import guard
+from .native import nativeread
+from .native.walprobe import ShmView
 
 _FIELDS = ", ".join(EVENT_FIELDS)
 _SELECT = f"SELECT {_FIELDS} FROM events WHERE seq >= ? ORDER BY seq LIMIT ?"
@@ -107,7 +108,7 @@ class LogReader:
         identity = file_identity(self.path)
         if identity is None:
             raise DatabaseError(f"database {self.path} does not exist", hint="was it moved or deleted?")
-        self.shm.close()  # gives its descriptor back (never closes it: see walprobe)
+        self.shm.close()  # gives its descriptor back (never closes it: see native.walprobe)
         self.shm = ShmView(os.path.realpath(self.path))  # a symlink may point elsewhere now
         uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
         try:

@@ -18,7 +18,7 @@ from ...cache.followcore import SETTLE, SETTLE_FIRST, SETTLE_MAX
 from ...cache.tail import Item, Position, Restart, Trouble
 from ...errors import DatabaseError
 from .logreader import LogReader
-from .wakeup import Waker
+from .native.wakeup import Waker
 
 __all__ = ["Item", "Restart", "Trouble", "follow"]
 

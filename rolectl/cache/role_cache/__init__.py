@@ -69,7 +69,7 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
     """Thread-safe, event-driven ``user_id -> role`` cache with single-flight misses.
 
     ``fetch`` reads one user's role from the database (see :mod:`rolectl.backends.sqlite.fetch` for the
-    default); it may also be passed per call, as in the seed's ``get_role(user_id, fetch)``.
+    default); it may also be passed per call, as in the reference day's ``get_role(user_id, fetch)``.
     ``maxsize`` bounds the cache with LRU eviction (unbounded by default: a bot's user table
     fits in memory). ``clock`` is injectable for tests; it stamps install times and uptime.
     """
@@ -91,7 +91,7 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
     def get_role(self, user_id: int, fetch: Fetch | None = None) -> Role:
         """The user's role: from memory on a hit, else read once via ``fetch`` and cached.
 
-        ``fetch`` overrides the constructor's for this call (the seed's calling convention).
+        ``fetch`` overrides the constructor's for this call (the reference day's calling convention).
         Raises what ``fetch`` raises on a database error; never answers from a guess.
         ``user_id`` must be an ``int`` from 1 to 2^63-1, else :class:`InvalidInputError`.
         """

@@ -20,7 +20,7 @@ class CacheChanges(CacheStore):
     __slots__ = ()
 
     def update_role(self, user_id: int, role: Role) -> None:
-        """Set a role the caller just committed (the seed's in-process path).
+        """Set a role the caller just committed (the reference day's in-process path).
 
         There is no ``seq``, so a read in flight for this user is never installed after it;
         but nor can a later *older* event be recognised -- prefer :meth:`apply` when a

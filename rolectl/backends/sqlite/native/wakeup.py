@@ -14,7 +14,8 @@ before the WAL is synced and the wal-index published, so a check right after the
 still see the old state. :class:`Waker` therefore reports the time of the last write it saw,
 and the follower keeps re-checking for a short settle window after it (see
 :mod:`rolectl.backends.sqlite.follower`). Where inotify is missing (not Linux, or no watches left),
-:class:`Waker` degrades to a plain timer and the follower polls.
+or the ``wakeup`` piece is switched off (:mod:`.switch`), :class:`Waker` degrades to a plain
+timer and the follower polls.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import nogil
+from .switch import enabled
+
+__all__ = ["WATCH_MASK", "Waker"]
 
 log = logging.getLogger("rolectl.follower")
 
@@ -44,8 +47,8 @@ IN_DELETE_SELF = 0x00000400
 IN_MOVE_SELF = 0x00000800
 IN_Q_OVERFLOW = 0x00004000
 IN_IGNORED = 0x00008000
-IN_NONBLOCK = 0o4000
-IN_CLOEXEC = 0o2000000
+IN_NONBLOCK = os.O_NONBLOCK  # inotify_init1's flags are the open(2) ones (inotify.h)
+IN_CLOEXEC = os.O_CLOEXEC
 
 #: What a commit, a checkpoint or a replaced file does to the database's directory.
 WATCH_MASK = (
@@ -69,6 +72,14 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
+def _read(fd: int) -> bytes | None:
+    """What a non-blocking descriptor has to read now; ``None`` if nothing."""
+    try:
+        return os.read(fd, 65536)
+    except BlockingIOError:
+        return None
+
+
 class Waker:
     """Wait for writes to one SQLite database (its file, ``-wal`` and ``-journal``).
 
@@ -84,7 +95,6 @@ class Waker:
         self._name = name
         self._names = frozenset({name, name + b"-wal", name + b"-journal"})
         self._fd = -1
-        self._buf = nogil.Buffer(65536)
         self.last_write = 0.0  # time.monotonic() of the latest relevant write seen
         #: The database file itself was created, moved, deleted (or events were lost) since
         #: :meth:`take_replaced` last looked: its identity must be checked.
@@ -94,7 +104,7 @@ class Waker:
         self._pipe_r, self._pipe_w = os.pipe()
         for fd in (self._pipe_r, self._pipe_w):
             os.set_blocking(fd, False)
-        libc = _libc() if use_inotify else None
+        libc = _libc() if use_inotify and enabled("wakeup") else None
         if libc is not None:
             fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
             if fd < 0:
@@ -140,7 +150,7 @@ class Waker:
 
     def _drain_pipe(self) -> None:
         try:
-            while nogil.read(self._pipe_r, self._buf):
+            while _read(self._pipe_r):
                 pass
         except OSError:
             pass
@@ -149,8 +159,8 @@ class Waker:
         """Read every queued event; ``True`` if any concerned the database's files."""
         relevant = False
         while True:
-            try:  # without giving up the GIL: see rolectl.backends.sqlite.nogil
-                data = nogil.read(self._fd, self._buf)
+            try:
+                data = _read(self._fd)
             except OSError as exc:  # pragma: no cover - the fd went bad: fall back to timer
                 log.warning("inotify read failed (%s); polling instead", exc)
                 self._close_inotify()

@@ -1,10 +1,9 @@
-"""The reference scenario's claimed figures, set against what a simulated day measures.
+"""The reference day's claimed figures, set against what a simulated day measures.
 
-The scenario (a bot's day: 1000 active users, 50 new, 10 000 requests, 5 role changes)
-asserts its results instead of measuring them, and they disagree with each other: its
-summary says 9500 hits / 500 misses (95 %), its own arithmetic 8500 / 1050 (89 %) -- which
-adds up to 9550 requests, not 10 000 -- and a TTL cache is said to reach 50 % with no
-derivation. :func:`compare` puts each claim next to the measured figure with a one-line
+The reference day (see :mod:`rolectl.simulate`) asserts its results instead of measuring
+them, and they disagree with each other: its summary says 9500 hits / 500 misses (95 %),
+its own arithmetic 8500 / 1050 (89 %) -- which adds up to 9550 requests, not 10 000 -- and
+a TTL cache is said to reach 50 % with no derivation. :func:`compare` puts each claim next to the measured figure with a one-line
 reason computed from the measurement (never typed in: change the knobs and the reasons
 change with them).
 """
@@ -17,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..events import ADMIN_ADDED, ADMIN_REMOVED, ADMIN_TRANSFERRED, ROLE_KINDS
 from .trace import MAILBOX_OWNER
+
+__all__ = ["CLAIMS", "Claim", "compare"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import DayResult
@@ -31,7 +32,7 @@ class Claim:
     where: str
 
 
-#: What the scenario states, and where. Values are the scenario's own numbers.
+#: What the reference day states, and where. Values are its own numbers.
 CLAIMS: dict[str, Claim] = {c.key: c for c in (
     Claim("active_users", "active users", 1000, "Исходные данные"),
     Claim("new_users", "new users", 50, "Исходные данные"),
@@ -82,22 +83,23 @@ def _kinds(result: "DayResult") -> str:
 
 
 def compare(result: "DayResult", trace: "Trace") -> list[dict[str, Any]]:
-    """Rows ``figure, seed, measured, reason`` -- the scenario's claims against this day."""
+    """Rows ``figure, claimed, measured, reason`` -- the reference day's claims against this day."""
     rows: list[dict[str, Any]] = []
 
-    def row(figure: str, seed: Any, measured: Any, reason: str) -> None:
-        rows.append({"figure": figure, "seed": str(seed), "measured": str(measured), "reason": reason})
+    def row(figure: str, claimed: Any, measured: Any, reason: str) -> None:
+        rows.append({"figure": figure, "claimed": str(claimed), "measured": str(measured), "reason": reason})
 
     cfg = result.config
     s = {key: claim.value for key, claim in CLAIMS.items()}
-    seed_requests = s["requests"]
+    day_requests = s["requests"]
     math_total = s["math_hits"] + s["math_misses"]
     knobs = {"users": (cfg.users, s["active_users"]), "new-users": (cfg.new_users, s["new_users"]),
-             "requests": (cfg.requests, seed_requests), "role-changes": (cfg.role_changes, s["role_changes"])}
-    differing = [f"--{k} {mine} (seed {theirs})" for k, (mine, theirs) in knobs.items() if mine != theirs]
-    row("day", f"{s['active_users']} + {s['new_users']} users, {seed_requests} requests, {s['role_changes']} changes",
+             "requests": (cfg.requests, day_requests), "role-changes": (cfg.role_changes, s["role_changes"])}
+    differing = [f"--{k} {mine} (reference {theirs})" for k, (mine, theirs) in knobs.items() if mine != theirs]
+    row("day", f"{s['active_users']} + {s['new_users']} users, {day_requests} requests, {s['role_changes']} changes",
         f"{result.active_users} + {result.new_users} users, {result.requests} requests, {result.day_events} events",
-        "same day as the seed's" if not differing else "knobs differ from the seed's: " + ", ".join(differing))
+        "same day as the reference day" if not differing
+        else "knobs differ from the reference day's: " + ", ".join(differing))
 
     event = result.policy("event")
     ttl = result.policy("ttl")
@@ -116,7 +118,7 @@ def compare(result: "DayResult", trace: "Trace") -> list[dict[str, Any]]:
         row("hits + misses", f"{s['math_hits']} + {s['math_misses']} = {math_total}",
             f"{event.hits} + {event.misses} = {event.requests}",
             f"every request is a hit or a miss, so they add up to the {n} requests; "
-            f"the seed's arithmetic loses {seed_requests - math_total} of its {seed_requests}")
+            f"the reference day's arithmetic loses {day_requests - math_total} of its {day_requests}")
         verdict = "impossible" if s["summary_misses"] < floor else "possible"
         row("misses", f"{s['summary_misses']} (summary) / {s['math_misses']} (arithmetic)", event.misses,
             f"each of the {distinct} distinct users costs one cold miss unless a role event installed them "
@@ -124,11 +126,12 @@ def compare(result: "DayResult", trace: "Trace") -> list[dict[str, Any]]:
             f"{s['summary_misses']} is {verdict}")
         row("hits", f"{s['summary_hits']} (summary) / {s['math_hits']} (arithmetic)", event.hits,
             f"{n} requests - {event.misses} misses; {s['summary_hits']} would need {s['summary_misses']} misses "
-            f"and {s['math_hits']} drops {seed_requests - math_total} requests")
+            f"and {s['math_hits']} drops {day_requests - math_total} requests")
         row("hit rate", f"{pct(s['summary_hit_rate'])} (summary) / {pct(s['math_hit_rate'])} "
             f"({s['math_hits']}/{math_total})", pct(event.hit_rate),
-            f"{event.hits}/{event.requests}: the seed divides by {math_total} instead of its {seed_requests} "
-            f"requests ({s['math_hits']}/{seed_requests} = {pct(s['math_hits'] / seed_requests)}); "
+            f"{event.hits}/{event.requests}: the reference day divides by {math_total} "
+            f"instead of its {day_requests} "
+            f"requests ({s['math_hits']}/{day_requests} = {pct(s['math_hits'] / day_requests)}); "
             f"{pct(s['summary_hit_rate'])} follows only from {s['summary_misses']} misses")
         row("events processed", s["events_processed"], event.events_applied,
             f"the day's changes wrote {result.day_events} log events ({_kinds(result)}); "
@@ -139,7 +142,7 @@ def compare(result: "DayResult", trace: "Trace") -> list[dict[str, Any]]:
         transferred = any(a.op == "transfer" for a in result.actions)
         until = "until the 18:00 transfer" if transferred else "all day (no transfer with these knobs)"
         row("role of 123 at 08:00", s["role_123_at_0800"], start_role,
-            f"123 owns mailbox 1 {until} and a mailbox owner is an admin; the seed reads 'user' yet "
+            f"123 owns mailbox 1 {until} and a mailbox owner is an admin; the reference day reads 'user' yet "
             "transfers admin rights away from 123 at 18:00" if start_role != "user"
             else "123 owns no mailbox in this day")
         row("fresh answers (event)", "100 %", pct(1 - event.stale_reads / n, 2) if n else "-",
@@ -151,7 +154,7 @@ def compare(result: "DayResult", trace: "Trace") -> list[dict[str, Any]]:
     gap = _repeat_gap(trace)
     gap_text = f"the median gap between a user's requests is {gap:.0f} s" if gap is not None else "no user asks twice"
     row("TTL hit rate", pct(s["ttl_hit_rate"]), pct(ttl.hit_rate),
-        f"the seed gives no derivation; an entry lives --ttl {cfg.ttl:g} s and {gap_text}, "
+        f"the reference day gives no derivation; an entry lives --ttl {cfg.ttl:g} s and {gap_text}, "
         f"so {ttl.misses} of {ttl.requests} requests read the database")
     row("TTL staleness", s["ttl_staleness"],
         f"{ttl.stale_reads} stale reads, worst {ttl.max_staleness_s:g} s",
@@ -166,7 +169,7 @@ def compare(result: "DayResult", trace: "Trace") -> list[dict[str, Any]]:
         row("fresh answers, event vs TTL", s["freshness"],
             f"{pct(1 - event.stale_reads / n, 2)} vs {pct(1 - ttl.stale_reads / n, 2)}",
             f"stale reads / requests, measured: {event.stale_reads} vs {ttl.stale_reads}; "
-            "the seed's 95 % has no derivation")
+            "the reference day's 95 % has no derivation")
     return rows
 
 

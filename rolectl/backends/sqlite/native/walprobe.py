@@ -1,7 +1,7 @@
 """Looking at a WAL database's shared-memory file: has anything been committed, is a writer busy?
 
 Two questions a follower asks many times per commit, answered from ``<db>-shm`` without
-running SQL (and without giving up the GIL, see :mod:`rolectl.backends.sqlite.nogil`):
+running SQL:
 
 * **Has the WAL changed?** The first 48 bytes of ``<db>-shm`` are the wal-index header:
   every commit changes its frame count and checksums, a WAL restart its salts. Reading it
@@ -21,7 +21,8 @@ file in place: SQLite truncates ``-shm`` only when nobody has it open), and it i
 closing any descriptor of ``-shm`` would drop every POSIX lock this process holds on it,
 SQLite's WAL write lock included. It comes from :mod:`rolectl.backends.sqlite.keptfds`, one per
 inode for the life of the process, and :meth:`ShmView.close` only gives it back. Linux only;
-elsewhere :meth:`ShmView.header` answers ``None`` (the caller asks SQLite instead) and
+elsewhere, or with the ``walprobe`` piece switched off (:mod:`.switch`), the file is not
+opened at all, :meth:`ShmView.header` answers ``None`` (the caller asks SQLite instead) and
 :meth:`ShmView.writer_active` ``False`` (the caller relies on its settle window).
 """
 
@@ -32,24 +33,29 @@ import os
 import struct
 import sys
 
-from . import keptfds, nogil
+from .. import keptfds
+from .switch import enabled
+
+__all__ = ["HEADER_SIZE", "ShmView", "WAL_WRITE_LOCK_BYTE"]
 
 #: ``WALINDEX_LOCK_OFFSET + WAL_WRITE_LOCK`` in SQLite's unix VFS (os_unix.c, wal.c).
 WAL_WRITE_LOCK_BYTE = 120
 HEADER_SIZE = 48
-_F_OFD_GETLK: int | None = getattr(fcntl, "F_OFD_GETLK", None)  # Linux >= 3.15, Python >= 3.9
+#: ``fcntl.F_OFD_GETLK`` (Linux >= 3.15, Python >= 3.9); missing elsewhere.
+_F_OFD_GETLK: int | None = fcntl.F_OFD_GETLK if hasattr(fcntl, "F_OFD_GETLK") else None
 _FLOCK = struct.Struct("hhqqi4x")  # struct flock on 64-bit Linux: type, whence, start, len, pid
 _QUERY = _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, WAL_WRITE_LOCK_BYTE, 1, 0)
 
 
 class ShmView:
-    """Read-only look at ``<db>-shm`` of one database (``db_path``: the real path)."""
+    """Read-only look at ``<db>-shm`` of one database (``db_path``: the real path).
+    Whether it looks at all is decided when it is made (the ``walprobe`` switch)."""
 
     def __init__(self, db_path: str | os.PathLike[str]) -> None:
         self.shm = os.fspath(db_path) + "-shm"
         self._fd = -1
-        self._buf = nogil.Buffer(HEADER_SIZE)
-        self.lock_supported = (sys.platform.startswith("linux") and struct.calcsize("P") == 8
+        self.enabled = enabled("walprobe")
+        self.lock_supported = (self.enabled and sys.platform.startswith("linux") and struct.calcsize("P") == 8
                                and _F_OFD_GETLK is not None)
         self.probes = 0
 
@@ -60,6 +66,8 @@ class ShmView:
     def open(self) -> None:
         """(Re)open the file, e.g. after the follower's connection was (re)opened."""
         self.close()
+        if not self.enabled:
+            return  # switched off: every caller has its SQL path
         fd = keptfds.acquire(self.shm)
         self._fd = -1 if fd is None else fd  # None: not WAL, or not there yet: callers fall back
 
@@ -68,7 +76,7 @@ class ShmView:
         if self._fd < 0:
             return None
         try:
-            data = nogil.pread(self._fd, self._buf, HEADER_SIZE, 0)
+            data = os.pread(self._fd, HEADER_SIZE, 0)
         except OSError:
             return None
         return data if len(data) == HEADER_SIZE else None
@@ -79,7 +87,7 @@ class ShmView:
             return False
         self.probes += 1
         try:
-            answer = nogil.fcntl_struct(self._fd, _F_OFD_GETLK, _QUERY)  # takes no lock
+            answer = fcntl.fcntl(self._fd, _F_OFD_GETLK, _QUERY)  # takes no lock
         except OSError:  # an old kernel without OFD locks
             self.lock_supported = False
             return False

@@ -13,7 +13,8 @@ POSIX locks) through ``ctypes.PyDLL``, which keeps the GIL
 during the call. Its connection is read-only with no busy timeout, so it never sleeps while
 holding the GIL: anything but a row (busy, an error) returns ``None`` and the caller reads
 through the ``sqlite3`` module instead. Where the library cannot be found (a statically
-linked ``_sqlite3``, not Linux) :func:`available` is false and nothing here is used.
+linked ``_sqlite3``, not Linux), or when the ``nativeread`` piece is switched off
+(:mod:`.switch`), :func:`available` is false and nothing here is used.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ import os
 import sys
 import time
 from typing import Any
+
+from .switch import enabled
+
+__all__ = ["NativeStatement", "available"]
 
 SQLITE_OK, SQLITE_ROW = 0, 100
 SQLITE_OPEN_READONLY, SQLITE_OPEN_URI = 0x00000001, 0x00000040
@@ -75,7 +80,7 @@ def _load() -> Any:
         return _LIB
     _LOADED = True
     path = _library_path()
-    if path is None or os.environ.get("ROLECTL_NATIVE_READ", "1") == "0":
+    if path is None:
         return None
     try:
         lib = ctypes.PyDLL(path)
@@ -110,7 +115,9 @@ def _load() -> Any:
 
 
 def available() -> bool:
-    return _load() is not None
+    """Whether :class:`NativeStatement` can be used now (the switch on, the library found).
+    The library is looked for only once the switch is on."""
+    return enabled("nativeread") and _load() is not None
 
 
 class NativeStatement:
@@ -132,7 +139,7 @@ class NativeStatement:
             self.close()
             raise OSError(f"sqlite3_open_v2 failed ({rc})")
         lib.sqlite3_busy_timeout(self._db, 0)  # never sleep holding the GIL
-        from .guard import MAX_LENGTH, PROGRESS_STEPS
+        from ..guard import MAX_LENGTH, PROGRESS_STEPS
 
         lib.sqlite3_limit(self._db, SQLITE_LIMIT_LENGTH, MAX_LENGTH)
         if lib.sqlite3_exec(self._db, b"PRAGMA trusted_schema = OFF", None, None, None) != SQLITE_OK:

@@ -1,4 +1,9 @@
-"""``rolectl simulate`` (the reference scenario's day, measured) and ``rolectl demo``.
+"""``rolectl simulate`` (the reference day, measured) and ``rolectl demo``.
+
+The simulator is an add-on of the command line, not part of it: ``rolectl.cli.app`` looks this
+module up by name (:data:`rolectl.cli.app.ADDONS`) and calls :func:`register`; nothing in the
+core imports :mod:`rolectl.simulate`. (An entry point group would say the same, but reading
+entry points imports ``importlib.metadata``: tens of milliseconds on every start-up.)
 
 Parsing and rendering only: the day is generated, replayed and measured by
 :mod:`rolectl.simulate`. Counts are parsed here (not by click) so that a bad knob is one
@@ -13,24 +18,31 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from ..cli.context import state
+from ..cli.options import DATABASE, OneOf, comma_list, format_option
 from ..errors import InvalidInputError
 from ..grammar import count
 from ..render import check_format, default_format
-from .app import app
-from .context import state
-from .options import DATABASE, OneOf, comma_list, format_option
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..simulate.engine import DayResult
+    from .engine import DayResult
+
+__all__ = ["PANEL", "demo", "register", "simulate"]
+
+#: The panel of ``rolectl --help`` these commands are listed in (after the core's).
+PANEL = "Simulation"
 
 MACHINE = ("json", "jsonl", "csv", "tsv")
 #: The rich chart of the day, a section of the terminal output only (not a table).
 CHART = "chart"
-DISTRIBUTIONS = ("seed", "uniform", "zipf")
+DISTRIBUTIONS = ("reference", "uniform", "zipf")
+#: Earlier spellings, still accepted with a warning and never offered (completion, hints).
+DISTRIBUTION_ALIASES = {"seed": "reference"}
+SECTION_ALIASES = {"seed": "reference"}
 POLICIES = ("event", "ttl", "none")
-#: For completion only (kept literal: importing rolectl.simulate at start-up would be slow).
-SECTION_NAMES = ("policies", "chart", "timeline", "changes", "summary", "seed", "all")
-# Defaults (the reference scenario's day), repeated here as text for --help only.
+#: For completion only (kept literal: importing the engine at start-up would be slow).
+SECTION_NAMES = ("policies", "chart", "timeline", "changes", "summary", "reference", "all")
+# Defaults (the reference day's), repeated here as text for --help only.
 HELP_FORMAT = ("table (default on a terminal), json (the whole day as one document), jsonl, csv, tsv "
                "(default otherwise) or a tabulate format (github, plain, psql, ...).")
 
@@ -77,17 +89,39 @@ def _file_only(db: "Path | str | None") -> Optional[Path]:
     return db
 
 
+def _deprecated(old: str, new: str) -> None:
+    typer.echo(f"rolectl: warning: {old} is deprecated: use {new}", err=True)
+
+
+class _Renamed(OneOf):
+    """:class:`OneOf` that also takes the earlier names of some values, with a warning."""
+
+    def __init__(self, choices: tuple[str, ...], what: str, option: str, aliases: dict[str, str]) -> None:
+        super().__init__(choices, what)
+        self.option, self.aliases = option, aliases
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        old = str(value).strip().lower()
+        if old in self.aliases:
+            _deprecated(f"{self.option} {old}", f"{self.option} {self.aliases[old]}")
+            return self.aliases[old]
+        return super().convert(value, param, ctx)
+
+
 def _sections(value: Optional[str], fmt: str, compare: bool) -> list[str]:
-    from ..simulate.report import SECTIONS
+    from .report import SECTIONS
 
     names = (*SECTIONS, CHART)
     if value is None:
         if fmt in ("csv", "tsv", "jsonl"):
             return ["policies"]
-        return [s for s in names if s != "changes" and (s != "seed" or compare) and (s != CHART or fmt == "table")]
+        return [s for s in names if s != "changes" and (s != "reference" or compare) and (s != CHART or fmt == "table")]
     chosen = []
     for raw in value.split(","):
         name = raw.strip().lower()
+        if name in SECTION_ALIASES:
+            _deprecated(f"--section {name}", f"--section {SECTION_ALIASES[name]}")
+            name = SECTION_ALIASES[name]
         if name == "all":
             chosen += [s for s in names if s != CHART or fmt == "table"]
         elif name in names:
@@ -103,7 +137,6 @@ def _sections(value: Optional[str], fmt: str, compare: bool) -> list[str]:
     return chosen
 
 
-@app.command()
 def simulate(
     ctx: typer.Context,
     users: Optional[str] = typer.Option(None, "--users", metavar="N", help="Active users (default 1000)."),
@@ -113,12 +146,15 @@ def simulate(
         None, "--requests", metavar="N", help="Requests in the day (default 10000)."),
     role_changes: Optional[str] = typer.Option(
         None, "--role-changes", metavar="N",
-        help="Log events the day's admin changes write (default 5: the seed's 10:00, 16:00 and 18:00 changes)."),
+        help="Log events the day's admin changes write (default 5: the reference day's 10:00, 16:00 and 18:00 "
+             "changes)."),
     seed: Optional[str] = typer.Option(
-        None, "--seed", metavar="N", help="Random seed; the same seed gives the same numbers (default 0)."),
+        None, "--seed", metavar="N",
+        help="Seed of the random generator; the same seed gives the same numbers (default 0)."),
     distribution: str = typer.Option(
-        "seed", "--distribution", "-d", metavar="NAME", click_type=OneOf(DISTRIBUTIONS, "distribution"),
-        help="Who asks: seed (the scenario's timeline), uniform or zipf."),
+        "reference", "--distribution", "-d", metavar="NAME",
+        click_type=_Renamed(DISTRIBUTIONS, "distribution", "--distribution", DISTRIBUTION_ALIASES),
+        help="Who asks: reference (the reference day's timeline), uniform or zipf."),
     skew: Optional[str] = typer.Option(
         None, "--skew", metavar="S", help="Zipf exponent for --distribution zipf (default 1.1)."),
     policy: str = typer.Option(
@@ -132,28 +168,34 @@ def simulate(
     db: Optional[str] = typer.Option(  # DATABASE: a Path, or the text of a PostgreSQL URL (refused)
         None, "--db", click_type=DATABASE, metavar="PATH",
         help="Keep the day in this new (or empty) database file (SQLite only). Default: a temporary one."),
-    compare_seed: bool = typer.Option(
-        False, "--compare-seed", help="Set the scenario's claimed figures next to the measured ones."),
+    compare_reference: bool = typer.Option(
+        False, "--compare-reference", help="Set the reference day's claimed figures next to the measured ones."),
+    compare_seed: bool = typer.Option(False, "--compare-seed", hidden=True),  # the earlier name
     live: bool = typer.Option(False, "--live", help="Run in compressed real time as a registered cache instance."),
     live_seconds: Optional[str] = typer.Option(
         None, "--live-seconds", metavar="SECONDS", help="Real seconds the day takes with --live (default 60)."),
     section: Optional[str] = typer.Option(
         None, "--section", metavar="LIST", autocompletion=comma_list(SECTION_NAMES),
-        help="What to print: policies, chart, timeline, changes, summary, seed, all. Default: all but "
+        help="What to print: policies, chart, timeline, changes, summary, reference, all. Default: all but "
              "changes (the chart on a terminal only; csv/tsv/jsonl: policies)."),
     plot: Optional[Path] = typer.Option(
         None, "--plot", metavar="FILE", help="Also draw the chart into FILE (.png or .svg); needs the plot extra: "
         "pip install 'rolectl\\[plot]'."),
     fmt: Optional[str] = format_option(help=HELP_FORMAT),
 ) -> None:
-    """Simulate the reference scenario's day and measure it: event-driven cache vs TTL vs no cache.
+    """Simulate the reference day and measure it: event-driven cache vs TTL vs no cache.
 
-    Every request of one seeded trace is replayed under each policy against a real SQLite
-    database, with the day's role changes made through the repository layer.
+    The reference day is the bot's day rolectl was specified against: 1000 active users,
+    50 new ones at 14:00, 10 000 requests from 08:00 to 20:00, an admin added at 10:00 and
+    removed at 16:00, a mailbox handed over at 18:00 -- with the figures it claims (hits,
+    misses, a TTL cache's hit rate), which --compare-reference sets against the measured ones.
 
-    Example: rolectl simulate --compare-seed
+    Every request of one trace (random, from --seed) is replayed under each policy against a
+    real SQLite database, with the day's role changes made through the repository layer.
+
+    Example: rolectl simulate --compare-reference
     """
-    from ..simulate.config import SimConfig
+    from .config import SimConfig
 
     check_format(fmt)
     out_fmt = fmt or default_format()
@@ -169,8 +211,11 @@ def simulate(
         ttl=_real(ttl, "--ttl", 300.0),
         sweep_interval=_real(sweep_interval, "--sweep-interval", 60.0),
     )
-    chosen = _sections(section, out_fmt, compare_seed)
-    compare = compare_seed or "seed" in chosen
+    if compare_seed:
+        _deprecated("--compare-seed", "--compare-reference")
+    compare_reference = compare_reference or compare_seed
+    chosen = _sections(section, out_fmt, compare_reference)
+    compare = compare_reference or "reference" in chosen
     seconds = _real(live_seconds, "--live-seconds", 60.0)
     if live_seconds is not None and not live:
         raise InvalidInputError("--live-seconds needs --live", hint="add --live, or leave --live-seconds out")
@@ -178,15 +223,15 @@ def simulate(
         raise InvalidInputError(f"--live-seconds {live_seconds} is not valid",
                                 hint="use a number of seconds from 1 to 86400")
     if plot is not None:
-        from ..simulate.plot import check_path
+        from .plot import check_path
 
         check_path(plot)  # a bad name or a missing matplotlib is reported before the day runs
     path = _db_option(ctx, db)
     result = _run(config, path, live, seconds)
     _print(result, out_fmt, chosen, compare)
     if plot is not None:
-        from ..simulate.chart import chart_data
-        from ..simulate.plot import plot as draw
+        from .chart import chart_data
+        from .plot import plot as draw
 
         draw(chart_data(result), plot, subtitle=_headline(result))
         print(f"chart of the day written to {plot}", file=sys.stderr)
@@ -194,11 +239,11 @@ def simulate(
 
 def _run(config: Any, path: Optional[Path], live: bool, seconds: float) -> "DayResult":
     from ..render import progress
-    from ..simulate.engine import run_day
+    from .engine import run_day
 
     options = None
     if live:
-        from ..simulate.live import LiveOptions
+        from .live import LiveOptions
 
         options = LiveOptions(seconds=seconds, on_ready=_announce, on_external=_external)
     big = config.requests >= 200_000 or live
@@ -215,7 +260,7 @@ def _announce(path: Path) -> None:
 
 
 def _external(event: Any, now: float) -> None:
-    from ..simulate.trace import clock
+    from .trace import clock
 
     sys.stderr.write(f"live: {clock(now)} seen {event.describe()} (#{event.seq}, by {event.actor})\n")
     sys.stderr.flush()
@@ -225,15 +270,15 @@ def _print(result: "DayResult", fmt: str, sections: list[str], compare: bool) ->
     import json
 
     from ..render import render_record, render_rows, render_title
-    from ..simulate.report import tables, to_json
-    from ..simulate.seed import compare as compare_seed
+    from .report import tables, to_json
+    from .reference import compare as compare_reference
 
-    seed_rows = compare_seed(result, result.trace) if compare else None  # type: ignore[arg-type]
+    claims = compare_reference(result, result.trace) if compare else None  # type: ignore[arg-type]
     if fmt == "json":
-        sys.stdout.write(json.dumps(to_json(result, seed_rows), indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(to_json(result, claims), indent=2, ensure_ascii=False) + "\n")
         return
     human = fmt not in MACHINE
-    chosen = tables(result, sections, human, seed_rows)
+    chosen = tables(result, sections, human, claims)
     if fmt == "jsonl":
         for table in chosen:
             for row in table.rows:
@@ -261,7 +306,7 @@ def _print(result: "DayResult", fmt: str, sections: list[str], compare: bool) ->
 
 def _chart(result: "DayResult") -> None:
     from ..render import console
-    from ..simulate.chart import DayChart, chart_data
+    from .chart import DayChart, chart_data
 
     sys.stdout.write("\n")
     sys.stdout.flush()
@@ -277,7 +322,6 @@ def _headline(result: "DayResult") -> str:
             f"{count(result.day_events, 'event')} from role changes, on {where}")
 
 
-@app.command()
 def demo(
     ctx: typer.Context,
     db: Optional[str] = typer.Option(  # DATABASE: a Path, or the text of a PostgreSQL URL (refused)
@@ -291,8 +335,8 @@ def demo(
     Example: rolectl demo
     """
     from ..render import render_record, render_rows, render_title
-    from ..simulate.engine import open_day_database
-    from ..simulate.tour import tour
+    from .engine import open_day_database
+    from .tour import tour
 
     with open_day_database(_db_option(ctx, db)) as (repo, path, temporary):
         for n, step in enumerate(tour(repo, path, temporary=temporary)):
@@ -306,3 +350,9 @@ def demo(
             if step.rows is not None:
                 render_rows(step.rows, step.columns, "table")
             sys.stdout.flush()
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``simulate`` and ``demo`` to the ``rolectl`` command (called by rolectl.cli.app)."""
+    app.command(rich_help_panel=PANEL)(simulate)
+    app.command(rich_help_panel=PANEL)(demo)

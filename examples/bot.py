@@ -113,7 +113,8 @@ def make_traffic(roles: Roles, args: argparse.Namespace) -> None:
     users = [*HEAVY, 2000, *(u for u in range(1, args.users + 1) if u not in HEAVY and u != 2000)]
     weights = [HEAVY.get(u, 1) for u in users]
     follower = roles.follower.mode if roles.follower is not None else "no follower"
-    print(f"{args.name}: pid {os.getpid()}, {args.rate:g} lookups/s over {len(users)} users of {args.db} "
+    # backend.path names the database without its password (a postgresql:// URL may carry one)
+    print(f"{args.name}: pid {os.getpid()}, {args.rate:g} lookups/s over {len(users)} users of {roles.backend.path} "
           f"({follower}); stop with: kill {os.getpid()}", flush=True)
     seen: dict[int, str] = {}
     interval, done = 1.0 / args.rate, 0

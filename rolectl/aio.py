@@ -3,7 +3,9 @@
 The same pieces as :func:`rolectl.connect`, with the in-loop follower
 (:class:`~rolectl.backends.sqlite.aio_follower.AsyncFollower`): wake-ups come from the event loop, so a
 busy loop does not starve a follower thread of the interpreter lock. Lookups are awaited
-(``await roles.get_role(uid)``: a hit never leaves the loop, a miss reads in a worker thread)
+(``await roles.get_role(uid)``: a hit never leaves the loop, a miss reads in one of the
+handle's own two miss threads, never the loop's default executor, which bot frameworks
+share -- see :mod:`rolectl.cache.missexec`)
 and writes run in a worker thread, so neither blocks the loop. The follower's ``catch_up`` is
 thread-safe, so the bot's own commit is applied from that worker before the write returns.
 
@@ -24,6 +26,7 @@ import asyncio
 import os
 from typing import TYPE_CHECKING, Any, Generator
 
+from .cache.missexec import DEFAULT_THREADS, MARGIN, MissPool
 from .connectoptions import ConnectKeywords, ConnectOptions
 from .handle import _Handle
 
@@ -46,6 +49,10 @@ class AsyncRoles(_Handle):
         super().__init__(db, ConnectOptions(**options))
         self.follower: AsyncFollower | AsyncPgFollower | None = None
         self._opening: asyncio.Lock | None = None
+        #: Misses run here, never in the loop's default executor (see rolectl.cache.missexec);
+        #: closed before the fetch whose connections its threads use.
+        self.misses = MissPool(threads=DEFAULT_THREADS, deadline=self.backend.timeout + MARGIN)
+        self._undo.append(self.misses.close)
 
     async def open(self) -> "AsyncRoles":
         """Start following (the cache is in step when this returns) and register; a second
@@ -73,12 +80,14 @@ class AsyncRoles(_Handle):
     # -- lookups ---------------------------------------------------------------------------
 
     async def get_role(self, user_id: int) -> "Role":
-        """The user's role: a hit answers in the loop, a miss reads in a worker thread (and
-        shares one read with concurrent misses). Raises
-        :class:`~rolectl.errors.DatabaseError` when it cannot be read (never a guess)."""
+        """The user's role: a hit answers in the loop, a miss reads in one of the handle's
+        own miss threads (and shares one read with concurrent misses). Raises
+        :class:`~rolectl.errors.DatabaseError` when it cannot be read (never a guess), also
+        when the database does not answer within the timeout plus a second
+        (:class:`~rolectl.cache.missexec.MissTimeout`): the adapters then answer ``user``."""
         if self._forked:  # refused here: a worker thread of the parent's loop may not exist
             raise self._forked_error()
-        return await self.cache.aget_role(user_id)
+        return await self.cache.aget_role(user_id, misses=self.misses)
 
     async def is_admin(self, user_id: int) -> bool:
         return await self.get_role(user_id) == "admin"

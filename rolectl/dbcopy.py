@@ -110,7 +110,10 @@ def source_log_problem(conn: sqlite3.Connection) -> str | None:
     if max(hi, issued) > SEQ_HEAD_MAX:
         return f"its log head #{max(hi, issued)} is near the largest possible seq (2^63-1)"
     if count and hi - lo + 1 != count:
-        return f"{hi - lo + 1 - count} events are missing between #{lo} and #{hi}"
+        from .grammar import count as words, plural
+
+        missing = hi - lo + 1 - count
+        return f"{words(missing, 'event')} {plural(missing, 'is')} missing between #{lo} and #{hi}"
     if issued != hi:
         return f"its log head is #{issued} but the newest event is #{hi}"
     return None

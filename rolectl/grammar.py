@@ -1,22 +1,31 @@
 """Counting words for messages: "1 line", "2 lines", "event #1048", "events #3-#5".
 
 Every sentence rolectl prints about a number of things goes through here, so that none says
-"1 lines" or "events #7".
+"1 lines", "1 mailbox owners are" or "events #7": :func:`count` for the noun, :func:`plural`
+for a verb or a noun that agrees with it (``plural(n, "is")``). It sits in the bottom layer so
+that every layer (a cache's refusal, a doctor's finding, the CLI) words counts the same way;
+:mod:`rolectl.render` hands the same two functions to the output code.
 """
 
 from __future__ import annotations
 
 from typing import Iterable
 
-#: Nouns whose plural is not noun + "s".
-_IRREGULAR = {"entry": "entries", "mailbox": "mailboxes", "was": "were", "is": "are"}
+__all__ = ["count", "plural", "seq_span", "seqs"]
+
+#: Words whose plural is not word + "s" (the last word of a phrase decides).
+_IRREGULAR = {"entry": "entries", "mailbox": "mailboxes", "was": "were", "is": "are", "has": "have",
+              "does": "do", "registry": "registries", "this": "these", "it": "they", "user's": "users'"}
 
 
 def plural(count: int, noun: str, many: str | None = None) -> str:
     """``noun`` for one, its plural otherwise (``many``, a known irregular one, or ``noun+s``)."""
     if count == 1:
         return noun
-    return many or _IRREGULAR.get(noun) or noun + "s"
+    if many:
+        return many
+    head, space, last = noun.rpartition(" ")
+    return head + space + (_IRREGULAR.get(last) or last + "s")
 
 
 def count(n: int, noun: str, many: str | None = None) -> str:

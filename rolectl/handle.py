@@ -239,5 +239,20 @@ def connect(db: str | os.PathLike[str] | None = None, **options: Unpack[ConnectK
     - ``name``, ``follow``, ``register``, ``max_staleness``, ``strict``, ``timeout``,
       ``maxsize``, ``actor``: keywords only, described (with their defaults) by
       :class:`~rolectl.connectoptions.ConnectOptions`. The follower here is a thread.
+
+    A slow or hung database never stalls the bot: every miss is bounded by ``timeout`` (a
+    statement or lock wait past it is cut; on PostgreSQL a connection that does not answer
+    within ``timeout`` + 1 s is shut down) and then raises
+    :class:`~rolectl.errors.DatabaseError`, which the adapters answer as ``user``; users in
+    the cache are answered from memory meanwhile, until ``max_staleness`` suspends it. An
+    asyncio handle (:func:`rolectl.aio.connect`) reads misses on two threads of its own
+    (``rolectl-miss``), never the loop's default executor, and gives up on one after
+    ``timeout`` + 1 s.
+
+    Connections on PostgreSQL, per handle, whatever the core or thread count: at most 2 for
+    misses (shared by every thread and task, opened on the first miss; a miss that finds
+    both busy waits at most ``timeout`` for one), 1 for writes, 1 for the follower
+    (``follow=True``) and 1 for diagnostics (``register=True``): at most 5. On SQLite
+    nothing is a server connection.
     """
     return Roles(db, **options)

@@ -188,6 +188,17 @@ def test_one_bad_line_exits_with_its_code(seeded, tmp_path, run_rolectl, bad_lin
     assert state_of(seeded) == before
 
 
+def test_an_owner_line_is_told_the_files_own_force_flag(seeded, tmp_path, run_rolectl):
+    """A batch line cannot take --force: the hint names what the file needs instead."""
+    path = tmp_path / "c.csv"
+    path.write_text("remove-admin,123\n")
+    result = run_rolectl("apply", str(path))
+    assert result.returncode == 4, result.stderr
+    assert "remove-admin,123,force" in result.stderr and "--force" not in result.stderr
+    single = run_rolectl("remove-admin", "123")  # the command itself still says --force
+    assert single.returncode == 4 and "pass --force" in single.stderr
+
+
 def test_a_malformed_last_line_stops_everything_before_the_database_is_opened(tmp_path, cli):
     # Validation comes first: the database does not even need to exist for exit 2.
     path = tmp_path / "c.csv"
@@ -363,7 +374,10 @@ def test_a_batch_equals_its_commands_run_one_by_one_or_changes_nothing(new_db, o
         else:
             with pytest.raises(type(failure)) as info:
                 apply_changes(repo, parsed, actor="t")
-            assert str(info.value) == f"line {failed_line}: {failure}"  # the command's own message
+            assert info.value.message == f"line {failed_line}: {failure.message}"  # the command's own message
+            # ... and its hint, but for the way to force: a line has its own flag, not --force
+            hint = (failure.hint or "").replace("pass --force", "write the line as ")
+            assert (info.value.hint or "").startswith(hint)
             assert _snapshot(repo) == before
         assert repo.events.replay() == repo.events.table_roles()
 

@@ -133,6 +133,88 @@ def test_cache_show_instance_selection_errors(db_path: Path, run_rolectl) -> Non
         a.stop(), b.stop()
 
 
+def test_stats_watch_redraws_as_often_as_its_header_says(bot: Bot, db_path: Any, rolectl_bin) -> None:
+    """A stopped bot makes every poll wait a whole probe timeout (1 s); the view still starts a
+    frame every --interval (the poll is not added to it), and its header says the period it
+    keeps. Frames are timed as they reach a real pseudo-terminal."""
+    import fcntl
+    import os
+    import pty
+    import re
+    import select
+    import struct
+    import termios
+
+    stuck = Bot(db_path, "stuck")
+    stuck.proc.send_signal(signal.SIGSTOP)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+    env = {k: v for k, v in clean_env(TERM="xterm-256color", NO_COLOR="1").items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen([str(rolectl_bin), "--db", str(db_path), "stats", "--watch", "--interval", "1.5"],
+                            stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    seen, stamps, said = b"", [], []
+    try:
+        deadline = time.monotonic() + 90
+        while len(stamps) < 5 and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                continue
+            seen += os.read(master, 65536)
+            while b"Ctrl-C to stop" in seen:  # the header's last words: one per frame
+                frame, _, seen = seen.partition(b"Ctrl-C to stop")
+                stamps.append(time.monotonic())
+                said += re.findall(rb"every ([0-9.]+) s", frame)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        os.close(master)
+        stuck.proc.send_signal(signal.SIGCONT)
+        stuck.stop()
+    assert len(stamps) == 5, seen[-500:]
+    periods = [b - a for a, b in zip(stamps[1:], stamps[2:])]  # the first frame has no previous one
+    mean = sum(periods) / len(periods)
+    shown = float(said[-1])
+    assert mean < 1.5 + 0.7, periods  # before: 1.5 s of sleep plus each poll's 1 s wait
+    assert abs(mean - shown) < 0.5, (periods, said)
+
+
+def test_cache_show_on_a_terminal_shows_one_screen_and_says_what_is_left(bot: Bot, db_path: Any, run_rolectl,
+                                                                         rolectl_bin) -> None:
+    from test_render_terminal import run_in_pty, screen_lines
+
+    bot.get_many(list(range(1, 41)))  # 40 entries: more than a 20-line screen holds
+    lines = screen_lines(run_in_pty([str(rolectl_bin), "--db", str(db_path), "cache", "show"], 100, lines=20))
+    rows = [line for line in lines if line.split()[1:2] in (["user"], ["admin"])]
+    assert 0 < len(rows) <= 20 - 6, lines
+    assert f"{40 - len(rows)} more entries not shown; use --limit N or --limit 0 for all" in lines
+    piped = run_rolectl("cache", "show")  # a pipe: every entry, as before
+    assert piped.returncode == 0 and len(piped.stdout.splitlines()) == 1 + 40, piped.stdout
+    assert len(_json(run_rolectl("cache", "show", "-f", "json"))) == 40
+
+
+def test_cache_show_picks_among_same_named_instances_and_asks_no_other(db_path: Any, run_rolectl) -> None:
+    """Two bots named alpha: the name alone lists both (pid, host, the spec that picks each,
+    exit 2); ``alpha:PID`` picks one. A stopped bot of another name is never asked, so it is
+    not reported as unresponsive either."""
+    a1, a2, beta = Bot(db_path, "alpha"), Bot(db_path, "alpha"), Bot(db_path, "beta")
+    beta.proc.send_signal(signal.SIGSTOP)
+    try:
+        both = run_rolectl("cache", "show", "--instance", "alpha")
+        assert both.returncode == 2, both.stderr
+        assert "2 live cache instances match 'alpha'" in both.stderr and socket.gethostname() in both.stderr
+        for bot in (a1, a2):
+            assert f"alpha (pid {bot.pid}, host " in both.stderr and f"--instance alpha:{bot.pid}" in both.stderr
+        picked = run_rolectl("cache", "show", "--instance", f"alpha:{a2.pid}", "-f", "json")
+        assert picked.returncode == 0, picked.stderr
+        assert "beta" not in picked.stderr and "unresponsive" not in picked.stderr
+        host = run_rolectl("cache", "show", "--instance", f"alpha@{socket.gethostname()}:{a1.pid}", "-f", "json")
+        assert host.returncode == 0, host.stderr
+    finally:
+        beta.proc.send_signal(signal.SIGCONT)
+        a1.stop(), a2.stop(), beta.stop()
+
+
 def test_evict_and_flush_reach_the_live_bot_and_the_audit_log(bot: Bot, run_rolectl, db_path: Path) -> None:
     bot.get_many([789, 1, 2])
     out = run_rolectl("cache", "evict", "1", "--note", "check")

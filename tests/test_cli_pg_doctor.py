@@ -76,7 +76,7 @@ def test_drift_between_table_and_log_is_an_error(rolectl_bin: Path, url: str) ->
         "UPDATE users SET role = 'admin' WHERE user_id = 6",
         "ALTER TABLE users ENABLE TRIGGER users_role_events")
     proc = run(rolectl_bin, "--db", url, "doctor", "--format", "json")
-    assert proc.returncode == 6 and "differ from the log: 6" in findings(proc)["log"][0]["message"]
+    assert proc.returncode == 6 and "1 user's role differs from the log: 6" in findings(proc)["log"][0]["message"]
 
 
 def test_fix_makes_mailbox_owners_admins_through_the_log(rolectl_bin: Path, url: str) -> None:
@@ -85,7 +85,7 @@ def test_fix_makes_mailbox_owners_admins_through_the_log(rolectl_bin: Path, url:
     assert warned.returncode == 1 and "doctor: 0 errors, 1 warning" in warned.stderr
     fixed = run(rolectl_bin, "--db", url, "doctor", "--fix", "--actor", "ops")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
-    assert "fixed: made 1 mailbox owners admins: 6" in fixed.stderr
+    assert "fixed: made 1 mailbox owner an admin: 6" in fixed.stderr
     with psycopg.connect(url) as conn:
         last = conn.execute("SELECT kind, user_id, actor FROM events ORDER BY seq DESC LIMIT 1").fetchone()
     assert last == ("admin_added", 6, "ops")

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from conftest import clean_env
 from rolectl import grammar
 from rolectl.cli.app import app
-from rolectl.cli.group import PANELS, unwrap
+from rolectl.cli.globals import POINTER
+from rolectl.cli.group import PANELS, example_lines, unwrap
 from test_help import PATHS
 
 
@@ -110,7 +111,8 @@ def test_a_typo_is_suggested_once(argv, wanted):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rolectl: error: ")
-    assert lines[0].count("Did you mean") == 1 and f"'{wanted}'" in lines[0]
+    assert lines[0].count("did you mean") == 1 and f"(did you mean '{wanted}'?): see `" in lines[0]
+    assert "?:" not in lines[0].replace("?):", "")  # no "Did you mean 'x'?:" punctuation
 
 
 # -- help text -----------------------------------------------------------------------------------------
@@ -119,6 +121,18 @@ def test_a_typo_is_suggested_once(argv, wanted):
 def test_unwrap_joins_lines_but_keeps_marked_paragraphs():
     assert unwrap("One\n    two.\n\n    Three\n    four.") == "One two.\n\nThree four."
     assert unwrap("Lead.\n\n\bkeep\nlines") == "Lead.\n\nkeep\nlines"
+
+
+def test_a_long_example_is_broken_into_lines_a_shell_joins_again():
+    command = ('rolectl --db postgresql://owner@db/roles cache flush --note "restored the users table from '
+               'last night\'s backup" --wait 3 --password-file /run/secrets/bot_a')
+    lines = example_lines(command, width=60)
+    assert all(len(line) <= 60 for line in lines) and len(lines) > 1
+    assert all(line.endswith(" \\") for line in lines[:-1]) and not lines[-1].endswith("\\")
+    assert any("--password-file /run/secrets/bot_a" in line for line in lines)  # an option keeps its value
+    joined = " ".join(line.removesuffix(" \\").strip() for line in lines)
+    assert joined.split() == command.split() and '"restored the users' in joined  # quotes never broken
+    assert example_lines("rolectl admins") == ["rolectl admins"]
 
 
 def raw_help(path: tuple[str, ...]) -> str:
@@ -141,15 +155,18 @@ def test_help_paragraphs_are_wrapped_by_the_terminal_not_the_docstring(path):
     assert wide.exit_code == 0
     lines = [re.sub(r"\s+", " ", line.strip(" │")) for line in wide.output.splitlines()]
     for paragraph in raw_help(path).split("\n\n"):
-        if paragraph.startswith("\b"):
-            continue  # kept line by line on purpose
+        if paragraph.startswith(("\b", "Example:")):
+            continue  # kept line by line on purpose (examples: see test_help)
         text = " ".join(paragraph.split())
         if len(text) < 150:
             assert any(text in line for line in lines), f"{text!r} is broken across lines"
     narrow = invoke(*path, "--help", columns=80)
     assert max(len(line) for line in narrow.output.splitlines()) <= 80
-    if path:  # every command and group lists the global options, in their own panel
-        assert "Global options (also accepted before the command)" in wide.output
+    if path:  # a command points at the global options in one line, instead of a panel of ten
+        assert POINTER in " ".join(wide.output.split())
+        assert "Global options (also accepted before the command)" not in wide.output
+        assert "Database: a SQLite file" not in wide.output
+    else:
         assert "--timeout" in wide.output and "--debug" in wide.output
 
 

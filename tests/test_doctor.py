@@ -120,7 +120,7 @@ def test_a_view_in_place_of_change_context_is_fixed_and_the_rows_behind_it_check
     fixed = run_rolectl("doctor", "--fix", "-q")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert "fixed: dropped view change_context" in fixed.stderr
-    assert "fixed: logged the table's role of 1 drifted users" in fixed.stderr
+    assert "fixed: logged the table's role of 1 drifted user" in fixed.stderr
     with Repository.open(scenario) as repo:
         assert repo.events.replay() == repo.events.table_roles()
 
@@ -149,9 +149,9 @@ def test_owner_who_is_not_an_admin_is_a_warning_fixed_through_the_repository(sce
     assert run_rolectl("remove-admin", "123", "--force").returncode == 0
     code, by_check = findings(run_rolectl)
     assert code == doctor.EXIT_WARNINGS == 1
-    assert by_check["owners"][0]["message"] == "1 mailbox owners are not admins: mailbox 1 (owner 123)"
+    assert by_check["owners"][0]["message"] == "1 mailbox owner is not an admin: mailbox 1 (owner 123)"
     fixed = run_rolectl("doctor", "--fix", "--actor", "dba")
-    assert fixed.returncode == 0 and "made 1 mailbox owners admins: 123" in fixed.stderr
+    assert fixed.returncode == 0 and "made 1 mailbox owner an admin: 123" in fixed.stderr
     with Repository.open(scenario) as repo:
         last = repo.events.query(limit=1, newest_first=True)[0]
         assert (last.kind, last.user_id, last.actor) == ("admin_added", 123, "dba")
@@ -252,7 +252,7 @@ def test_live_lagging_and_dead_instances(scenario, run_rolectl):
         assert "dead registration (process is gone)" in by_name["worker-dead"]["message"]
         assert by_name["worker-deaf"]["severity"] == "warning" and "no follower" in by_name["worker-deaf"]["message"]
         fixed = run_rolectl("doctor", "--fix")
-        assert f"removed 1 dead registrations: worker-dead (pid {dead.pid})" in fixed.stderr
+        assert f"removed 1 dead registration: worker-dead (pid {dead.pid})" in fixed.stderr
         names = {f["message"].split(" ")[0] for f in findings(run_rolectl)[1]["instances"]}
         assert names == {"worker-live", "worker-deaf"}
         assert live.poll() is None  # a live instance is never touched

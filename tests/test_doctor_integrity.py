@@ -82,7 +82,7 @@ def test_an_event_deleted_with_triggers_off_is_an_error(scenario, run_rolectl):
     code, by_check = doctor(run_rolectl)
     assert code == 6
     assert errors(by_check, "sequence") == [
-        "1 events are missing from the log: #2; something deleted them with the triggers switched off"]
+        "1 event is missing from the log: #2; something deleted them with the triggers switched off"]
 
 
 def test_the_newest_event_deleted_with_triggers_off_is_an_error(scenario, run_rolectl):

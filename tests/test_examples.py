@@ -91,6 +91,19 @@ def test_bot_py_traffic_mode_stops_after_requests(db_path: Path) -> None:
     assert "300 lookups" in out.stdout
 
 
+def test_bot_py_never_prints_a_postgresql_password(pg_url: str) -> None:
+    from rolectl.repository import Repository
+
+    Repository.init(pg_url).close()
+    url = pg_url.replace("postgresql://postgres@", "postgresql://postgres:s3cret-word@")  # trust auth ignores it
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "bot.py"), "--db", url, "--traffic",
+                          "--requests", "50", "--rate", "100000", "--no-register"],
+                         capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "50 lookups" in out.stdout and "postgres@" in out.stdout
+    assert "s3cret-word" not in out.stdout + out.stderr
+
+
 @pytest.mark.parametrize("example, name", [("aiogram_bot.py", "aiogram-bot"), ("ptb_bot.py", "ptb-bot")])
 def test_framework_bot_offline(db_path: Path, example: str, name: str) -> None:
     """``--offline N``: N synthetic updates through the framework's dispatch, visible in

@@ -265,6 +265,15 @@ def test_progress_bar_on_a_terminal(existing, tmp_path, rolectl_bin):
     assert "59900 created" in out.decode()
 
 
+def test_the_progress_counts_users_not_the_header_row():
+    text = "id,username,role\n\n" + "".join(f"{i},u{i},user\n" for i in range(1, 120_001))
+    seen: list[tuple[str, int, int]] = []
+    data = parse_import(text, "csv", progress=lambda phase, done, total: seen.append((phase, done, total)))
+    assert len(data.rows) == 120_000
+    assert seen and all(total == 120_000 and 0 < done <= total for _, done, total in seen), seen
+    assert [done for _, done, _ in seen] == [50_000, 100_000, 120_000]
+
+
 # -- property: the import's outcome is a plain merge ----------------------------------------------
 
 ROW = st.tuples(st.integers(1, 12), st.one_of(st.none(), st.sampled_from(["a", "b", "ü"])),

@@ -165,3 +165,36 @@ def test_a_registration_without_an_identity_is_still_read(db_path: Path) -> None
     found = {i.name: i for i in discover(db_path, timeout=0.2)}
     assert found["old"].state == "unresponsive" and not found["old"].gone  # no socket, but this pid exists
     assert found["7"].state == "bad-reply" and "start_ticks" in (found["7"].error or "")  # named by its id
+
+
+def test_discover_asks_only_the_instances_a_spec_names(db_path: Path) -> None:
+    """``cache show --instance alpha`` asks alpha only; beta is listed as registered, unasked."""
+    from rolectl.cache.pick import matches
+
+    with register(_cache("alpha"), db_path), register(_cache("beta"), db_path):
+        found = {i.name: i for i in discover(db_path, only=lambda i: matches("alpha", i))}
+        assert found["alpha"].live and found["alpha"].stats
+        assert not found["beta"].live and found["beta"].stats == {}
+        assert choose(list(found.values()), "alpha").name == "alpha"
+        assert all(i.live for i in discover(db_path))  # without a spec every one is asked
+
+
+def test_a_spec_narrows_a_shared_name_by_pid_and_host() -> None:
+    from rolectl.cache.pick import matches, spec_of
+    from rolectl.cache.registry import Instance
+
+    def inst(pid: int, host: str) -> Instance:
+        return Instance(name="bot", pid=pid, id=f"{host}:{pid}", host=host, started_at=0.0, state="live",
+                        last_seen=0.0)
+
+    a, b, c = inst(10, "h1"), inst(11, "h1"), inst(10, "h2")
+    assert [matches("bot", i) for i in (a, b, c)] == [True, True, True]
+    assert [matches("bot:10", i) for i in (a, b, c)] == [True, False, True]
+    assert [matches("bot@h2:10", i) for i in (a, b, c)] == [False, False, True]
+    assert [matches("bot@h1", i) for i in (a, b, c)] == [True, True, False]
+    assert [matches("h1:11", i) for i in (a, b, c)] == [False, True, False]  # an id as stats shows it
+    assert not matches("other:10", a)
+    assert [spec_of(i, [a, b, c]) for i in (a, b, c)] == ["bot@h1:10", "bot:11", "bot@h2:10"]
+    with pytest.raises(InvalidInputError) as info:
+        choose([a, b, c], "bot")
+    assert info.value.exit_code == 2 and "--instance bot:11" in str(info.value)

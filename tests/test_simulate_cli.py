@@ -56,7 +56,7 @@ def test_table_shows_every_section_and_the_reference_comparison(cli) -> None:
     result = cli("simulate", "--compare-reference", "-f", "table", db=None, env={"COLUMNS": "220"})
     assert result.exit_code == 0, result.stderr
     out = result.stdout
-    for text in ("The same day under each policy", "Timeline, every 2 hours", "Day summary (Итоги дня)",
+    for text in ("The same day under each policy", "Timeline, every 2 hours", "Day summary: the day in numbers",
                  "The reference day's figures", "10:00-12:00", "admin 789 added", "89.5 %",
                  "500 is impossible"):
         assert text in out, text

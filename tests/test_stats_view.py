@@ -129,10 +129,41 @@ def test_one_shot_stats_never_splits_a_number_at_80_columns(bots: tuple[Bot, Bot
             assert all(len(line) <= width for line in lines)
             [row] = [line for line in lines if line.startswith("alpha")]
             assert re.search(r"\b999\b", row) and re.search(r"\b6999\b", row)
-            assert str(alpha.pid) in row or width == 80  # pid is the first column to go when narrow
+            assert str(alpha.pid) in row  # the pid tells same-named instances apart: never dropped
             assert len([line for line in lines if re.match(r"(alpha|zulu|crashed) ", line)]) == 3
         finally:
             term.close()
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_stats_shows_host_and_pid_when_instances_span_hosts(bots: tuple[Bot, Bot], db_path: Path, width: int) -> None:
+    """A registration from another host with the same name as a local bot: both rows keep
+    their pid, and a host column tells the hosts apart (at 80 columns too)."""
+    import json
+
+    from test_render_terminal import run_in_pty, screen_lines
+
+    from rolectl.cache.registry import runtime_dir
+
+    alpha, _ = bots
+    one_host = screen_lines(run_in_pty([str(Path(sys.executable).with_name("rolectl")), "--db", str(db_path),
+                                        "stats"], width))
+    assert not any(line.split()[:1] == ["instance"] and "host" in line.split() for line in one_host)
+    (runtime_dir(db_path) / "4242.json").write_text(json.dumps(
+        {"name": "alpha", "pid": 4242, "host": "far-away-host", "started_at": time.time()}))
+    lines = screen_lines(run_in_pty([str(Path(sys.executable).with_name("rolectl")), "--db", str(db_path),
+                                     "stats"], width))
+    [header] = [line for line in lines if line.split()[:1] == ["instance"]]
+    assert ["instance", "pid", "host", "state"] == header.split()[:4], lines
+    rows = [line.split() for line in lines if line.startswith("alpha ")]
+    assert sorted((r[1], r[2][:6]) for r in rows) == sorted([(str(alpha.pid), socket_host()[:6]), ("4242", "far-aw")])
+    assert all(len(line) <= width for line in lines)
+
+
+def socket_host() -> str:
+    import socket
+
+    return socket.gethostname()
 
 
 # -- the model -----------------------------------------------------------------------------------

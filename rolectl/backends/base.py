@@ -10,7 +10,7 @@ so a method added here and forgotten in one engine fails the type check, not a u
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Protocol, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Protocol, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..cache.registry import Instance
@@ -81,8 +81,10 @@ class Backend(Protocol):
     def register(self, cache: "RoleCache", *, follower: Any, name: str, bus: bool) -> Any:
         """Make the cache visible to ``rolectl stats`` (started)."""
 
-    def discover(self, *, timeout: float = 1.0) -> list["Instance"]:
-        """Every cache instance registered for this database, each probed."""
+    def discover(self, *, timeout: float = 1.0,
+                 only: Callable[["Instance"], bool] | None = None) -> list["Instance"]:
+        """Every cache instance registered for this database, each probed; with ``only``,
+        just the ones it accepts (``cache show --instance NAME`` asks no other)."""
 
     def prune(self, instances: Iterable["Instance"]) -> int:
         """Forget the registrations of instances that are gone; how many were removed."""

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..version import __version__
 from ..errors import ConflictError, InvalidInputError, NotFoundError
+from ..grammar import count
 from . import ipc, replies
 from .liveness import Identity, own_identity
 from .liveness import gone as process_gone
@@ -314,9 +315,11 @@ def _probe(inst: Instance, timeout: float) -> None:
     fill_from_stats(inst, lambda: inst.ask("stats", timeout))
 
 
-def discover(db_path: str | os.PathLike[str], *, timeout: float = 1.0) -> list[Instance]:
+def discover(db_path: str | os.PathLike[str], *, timeout: float = 1.0,
+             only: Callable[[Instance], bool] | None = None) -> list[Instance]:
     """Every instance registered for ``db_path``, each probed with a ``stats`` request (in
-    parallel, ``timeout`` seconds each at most, whatever the peer does).
+    parallel, ``timeout`` seconds each at most, whatever the peer does). With ``only``, just
+    the registrations it accepts are probed; the others are listed as read, unasked.
 
     Returns an empty list if nothing was ever registered. Raises :class:`ConflictError` if
     the runtime directory is not one rolectl may trust.
@@ -327,7 +330,7 @@ def discover(db_path: str | os.PathLike[str], *, timeout: float = 1.0) -> list[I
         return []
     host = socket.gethostname()
     found = [_read_instance(directory, ident, host) for ident in directory.ids()]
-    probe = [i for i in found if i.state == UNRESPONSIVE and i.pid is not None]
+    probe = [i for i in found if i.state == UNRESPONSIVE and i.pid is not None and (only is None or only(i))]
     if len(probe) == 1:
         _probe(probe[0], timeout)
     elif probe:
@@ -364,14 +367,17 @@ def not_live_summary(instances: Iterable[Instance]) -> str:
 
 
 def choose(instances: list[Instance], wanted: str | None) -> Instance:
-    """The live instance ``--instance`` names (a name or an id), or the only live one.
+    """The live instance ``--instance`` names (see :mod:`.pick`), or the only live one.
 
-    Unknown name: :class:`NotFoundError` (exit 3). Several live and none named: a usage
-    error listing them (exit 2). None live: :class:`NotFoundError` naming the silent ones.
+    Unknown name: :class:`NotFoundError` (exit 3). Several live and none named, or a name
+    that several live ones share: a usage error listing them (exit 2). None live:
+    :class:`NotFoundError` naming the silent ones.
     """
+    from .pick import ambiguous, matches as names
+
     live = [i for i in instances if i.live]
     if wanted is not None:
-        matches = [i for i in instances if wanted in (i.name, i.id)]
+        matches = [i for i in instances if names(wanted, i)]
         if not matches:
             known = ", ".join(i.label for i in instances) or "none registered"
             raise NotFoundError(f"no cache instance {wanted!r}", hint=f"known instances: {known}")
@@ -382,10 +388,7 @@ def choose(instances: list[Instance], wanted: str | None) -> Instance:
                                 (f" ({first.error})" if first.error else ""),
                                 hint="check that process, or pick a live one from `rolectl stats`")
         if len(live_matches) > 1:
-            raise InvalidInputError(
-                f"{len(live_matches)} live instances are named {wanted!r}",
-                hint="pick one by id: " + ", ".join(i.id for i in live_matches),
-            )
+            raise ambiguous(wanted, live_matches)
         return live_matches[0]
     if not live:
         silent = not_live_summary(instances)
@@ -394,7 +397,7 @@ def choose(instances: list[Instance], wanted: str | None) -> Instance:
                             hint="start a bot that embeds RoleCache, or see `rolectl stats`")
     if len(live) > 1:
         raise InvalidInputError(
-            f"{len(live)} live cache instances",
+            f"{count(len(live), 'live cache instance')}",
             hint="pick one with --instance NAME or ID: " + ", ".join(f"{i.name} ({i.id})" for i in live),
         )
     return live[0]

@@ -8,6 +8,7 @@ import typer
 
 from .app import app
 from .context import state
+from ..grammar import count
 
 
 @app.command()
@@ -28,8 +29,8 @@ def backup(
 
     st = state(ctx)
     summary = run(st.db_path("`rolectl backup`"), file, timeout=st.timeout)
-    typer.echo(f"backed up to {summary.path}: log head #{summary.head}, {summary.users} users, "
-               f"{summary.admins} admins")
+    typer.echo(f"backed up to {summary.path}: log head #{summary.head}, {count(summary.users, 'user')}, "
+               f"{count(summary.admins, 'admin')}")
 
 
 @app.command()
@@ -54,8 +55,8 @@ def restore(
 
     st = state(ctx)
     summary = run(st.db_path("`rolectl restore`"), file, timeout=st.timeout)
-    typer.echo(f"restored {summary.path} from {file}: log head #{summary.head}, {summary.users} users, "
-               f"{summary.admins} admins; new log id {summary.log_id[:8]} (was {summary.replaced_log_id[:8] or '-'}): "
+    typer.echo(f"restored {summary.path} from {file}: log head #{summary.head}, {count(summary.users, 'user')}, "
+               f"{count(summary.admins, 'admin')}; new log id {summary.log_id[:8]} (was {summary.replaced_log_id[:8] or '-'}): "
                "following caches reset")
     if summary.left_out:
         typer.echo(f"restore: left out the backup's triggers that are not rolectl's: {', '.join(summary.left_out)}",

@@ -27,6 +27,7 @@ from .context import state
 from . import complete
 from .options import (USER_ID, ActorOption, ChangeFormatOption, FormatOption, Seconds, SeqNumber, format_option,
                       role_option)
+from ..grammar import count
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.base import Backend
@@ -40,19 +41,23 @@ STATS_EXTRA = ("id", "last_seq", "lookups_per_s_10s", "events_per_s_10s", "coale
                "follower_errors", "last_reset_reason", "started_at", "started_epoch", "last_seen_epoch", "error")
 ENTRY_COLUMNS = ("user_id", "role", "since")
 InstanceOption = typer.Option(None, "--instance", "-i", metavar="NAME", autocompletion=complete.instances,
-                              help="Instance name or id (see `rolectl stats`).")
+                              help="Instance name or id (see `rolectl stats`); NAME:PID or NAME@HOST:PID "
+                              "picks one of several with the same name.")
+#: ``cache show`` in a pipe or a file: at most this many entries unless --limit says otherwise.
+PIPE_LIMIT = 1000
 WaitOption = typer.Option(2.0, "--wait", click_type=Seconds("--wait"), metavar="SECONDS",
                           help="Seconds to wait for running instances to apply it (0: don't).")
 
 
-def _discover(ctx: typer.Context) -> tuple[list["Instance"], int, "Backend"]:
-    """Every registered instance, the log head read right after probing them, and the
-    backend that found them (its ``path`` names the database)."""
+def _discover(ctx: typer.Context, only: Any = None) -> tuple[list["Instance"], int, "Backend"]:
+    """Every registered instance (probed, or only those ``only`` accepts), the log head read
+    right after probing them, and the backend that found them (its ``path`` names the
+    database)."""
     from ..repository import Repository
 
     backend = state(ctx).backend()
     with Repository(backend.store()) as repo:  # a missing database is exit 3 before anything else
-        instances = backend.discover()
+        instances = backend.discover(only=only)
         head = repo.events.head()
     return instances, head, backend
 
@@ -164,10 +169,12 @@ def stats(
         else:
             import sys
 
-            while True:  # scripts: a fresh block (or line per instance) every interval
+            due = time.monotonic()
+            while True:  # scripts: a fresh block (or line per instance) every interval, on a fixed schedule
                 once()
                 sys.stdout.flush()
-                time.sleep(interval)
+                due = max(due + interval, time.monotonic())
+                time.sleep(max(0.0, due - time.monotonic()))
     except KeyboardInterrupt:
         return  # Ctrl-C is how a watch ends: exit 0
 
@@ -189,15 +196,17 @@ def cache_show(
     role: Optional[str] = role_option("Only entries with this role: user or admin."),
     user: Optional[int] = typer.Option(None, "--user", metavar="USER_ID", help="Only this user id.",
                                        click_type=USER_ID),
-    limit: int = typer.Option(1000, "--limit", click_type=SeqNumber("--limit"), metavar="N",
-                              help="At most this many entries (0: all). Default 1000."),
+    limit: Optional[int] = typer.Option(None, "--limit", click_type=SeqNumber("--limit"), metavar="N",
+                                        help=f"At most this many entries (0: all). Default: one screen on a "
+                                        f"terminal, else {PIPE_LIMIT}."),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """The entries one live instance holds in memory right now (admins first).
 
     With one live instance it is used; with several, name one with --instance (else exit 2).
-    Unknown instance: exit 3; an instance that is registered but does not answer is named
-    `unresponsive` (exit 3). `since` is when an admin entry got its role; the cache does not
+    Only the instances --instance names are asked; when several live ones share that name,
+    they are listed with their pid and host (exit 2). Unknown instance: exit 3; an instance
+    that is registered but does not answer is named `unresponsive` (exit 3). `since` is when an admin entry got its role; the cache does not
     keep it for user entries (they show it empty, null in JSON).
 
     Example: rolectl cache show --role admin --format json
@@ -205,11 +214,20 @@ def cache_show(
     check_format(fmt)
     wanted_role = parse_role(role) if role is not None else None
     uid = parse_id(user) if user is not None else None
+    from ..cache.pick import matches
     from ..cache.registry import choose, not_live_summary
+    from ..render import listing_limit
 
-    instances, _, _ = _discover(ctx)
-    target = choose(instances, instance)
-    reply = target.ask("entries", 30.0, role=wanted_role, user_id=uid, limit=limit or None)
+    wanted = instance
+    instances, _, _ = _discover(ctx, None if wanted is None else lambda i: matches(wanted, i))
+    target = choose(instances, wanted)
+    shown: Optional[int]
+    screen = limit is None and (fmt or default_format()) == "table"
+    if screen:  # a person at a terminal: one screen, and a line saying how to see the rest
+        shown = listing_limit(None)[0] or PIPE_LIMIT
+    else:
+        shown = PIPE_LIMIT if limit is None else (limit or None)
+    reply = target.ask("entries", 30.0, role=wanted_role, user_id=uid, limit=shown)
     machine = is_machine(fmt)
     if machine:
         rows = [{"user_id": u, "role": r, **time_fields("since", t)} for u, r, t in reply["entries"]]
@@ -219,10 +237,11 @@ def cache_show(
             f"seq {reply['last_seq']})"
     render_rows(rows, ENTRY_COLUMNS + (("since_epoch",) if machine else ()), fmt, title=title)
     if len(rows) < reply["matched"] and not machine:
-        more = "use --limit 0 for all" if limit else \
+        rest = reply["matched"] - len(rows)
+        more = "use --limit N or --limit 0 for all" if shown else \
             "the instance sends at most that many per request; narrow it with --role or --user"
-        typer.echo(f"showing {len(rows)} of {reply['matched']} matching entries; {more}", err=True)
-    silent = not_live_summary(instances)
+        typer.echo(f"{count(rest, 'more entry', 'more entries')} not shown; {more}", err=True)
+    silent = not_live_summary(instances if wanted is None else [i for i in instances if matches(wanted, i)])
     if silent:
         typer.echo(f"not shown: {safe(silent)}", err=True)
 
@@ -233,7 +252,7 @@ def _confirmation_line(confirmations: list[dict[str, Any]]) -> str:
     from ..cache.registry import UNRESPONSIVE, label
 
     applied = [c for c in confirmations if c["applied"]]
-    line = f"applied by {len(applied)} of {len(confirmations)} instance{'s' if len(confirmations) != 1 else ''}"
+    line = f"applied by {len(applied)} of {count(len(confirmations), 'instance')}"
     silent, other = [], []
     for c in confirmations:
         if c["applied"]:

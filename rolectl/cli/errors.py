@@ -35,6 +35,7 @@ def _fail(ctx: click.Context, message: str, code: int) -> NoReturn:
 
 
 _NEGATIVE = re.compile(r"-\d+")
+_GUESS = re.compile(r"(?P<problem>.*?)\.? (?:Did you mean|Did you mean one of) (?P<names>.*)\?")
 
 
 def usage_line(exc: click.UsageError) -> str:
@@ -52,6 +53,9 @@ def usage_line(exc: click.UsageError) -> str:
             f"(a value starting with '-' is read as an option; put `--` before it to pass it as a value)"
         )
     message = " ".join(exc.format_message().split())
+    guess = _GUESS.fullmatch(message)
+    if guess:  # "No such command 'x'. Did you mean 'y'?" reads as one clause: no "?:" before the fix
+        message = f"{guess['problem']} (did you mean {guess['names']}?)"
     return f"{message.rstrip('.')}: see {where}"
 
 

@@ -2,10 +2,12 @@
 command and after it.
 
 ``rolectl --db bot.db admins`` and ``rolectl admins --db bot.db`` mean the same: the root
-callback takes the options typed before the command, and every command also carries copies
-(a panel of their own in its --help) that write into the same :class:`~rolectl.cli.context.State` when typed after it
+callback takes the options typed before the command, and every command also carries hidden
+copies that write into the same :class:`~rolectl.cli.context.State` when typed after it
 (later wins). The copies never read environment variables (the root does that once), and a
-command with an option of its own by that name (``simulate --db``) keeps its own.
+command with an option of its own by that name (``simulate --db``) keeps its own. They are
+listed once, in ``rolectl --help``; each command's page ends with a one-line pointer to it
+(:data:`POINTER`) instead of repeating the same ten lines.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typer.core import TyperOption
 from .context import state
 from .options import DATABASE, Seconds
 
-#: Where the copies show in a command's --help.
-PANEL = "Global options (also accepted before the command)"
+#: What a command's --help says instead of listing the copies again.
+POINTER = ("Global options --db, --timeout, -v and --debug work here too, before or after the command: "
+           "see `rolectl --help`.")
 DB_HELP = ("Database: a SQLite file, or a PostgreSQL URL (postgresql://user@host/dbname). "
            "Default: $ROLECTL_DB, else ./rolectl.db.")
 TIMEOUT_HELP = ("Seconds to wait for a database locked by another process "
@@ -87,7 +90,7 @@ def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
 
 def _copies() -> list[click.Option]:
     """Fresh option objects for one command (click options must not be shared)."""
-    common: dict[str, Any] = {"expose_value": False, "rich_help_panel": PANEL}
+    common: dict[str, Any] = {"expose_value": False, "hidden": True}
     return [
         TyperOption(param_decls=["--db", "global_db"], type=DATABASE, metavar="PATH|URL",
                     callback=_set_db, help=DB_HELP, **common),
@@ -100,9 +103,13 @@ def _copies() -> list[click.Option]:
     ]
 
 
-def add_to(command: click.Command) -> None:
-    """Give ``command`` the global options it lacks (a group too: ``rolectl users --db x``)."""
+def add_to(command: click.Command) -> bool:
+    """Give ``command`` the global options it lacks (a group too: ``rolectl users --db x``);
+    whether it got any."""
     taken = {opt for p in command.params for opt in getattr(p, "opts", ())}
+    added = False
     for option in _copies():
         if not taken.intersection(option.opts):
             command.params.append(option)
+            added = True
+    return added

@@ -1,8 +1,11 @@
 """The root command group: rolectl's error mapping, plus how the command tree reads.
 
 When typer has built the click tree, every command gets: its help text with
-the docstring's line breaks removed (the terminal wraps it), the global options also after
-the command (:mod:`.globals`), at most one typo suggestion, and a panel in ``rolectl --help``.
+the docstring's line breaks removed (the terminal wraps it) except in examples, which keep
+their lines and are broken with a shell ``\\`` continuation where they would not fit 80
+columns (so that a pasted example runs), the global options also after the command
+(:mod:`.globals`, listed once in ``rolectl --help`` and pointed at from each command's page),
+at most one typo suggestion, and a panel in ``rolectl --help``.
 A command is prepared when it is first looked up, so a run pays only for its own command.
 """
 
@@ -33,18 +36,72 @@ log = logging.getLogger("rolectl.cli")
 _TYPER_SUGGESTS = not hasattr(click.exceptions, "NoSuchCommand")
 
 
+#: An example line is at most this wide, so that with the help page's margin it fits 80
+#: columns and the terminal never wraps it.
+EXAMPLE_WIDTH = 76
+#: Lines of an example start at the margin (typer dedents help text, so an indent would come
+#: and go with the other paragraphs); continuation lines are indented by this much.
+CONTINUATION = "    "
+_EXAMPLE = "Example:"
+
+
 def unwrap(text: str | None) -> str | None:
     """Help text without the docstring's own line breaks: each paragraph is one line, which
-    the terminal wraps at its width. A paragraph starting with ``\\b`` keeps its lines."""
+    the terminal wraps at its width. A paragraph starting with ``\\b`` keeps its lines, and
+    ``Example: COMMAND`` paragraphs become one block of commands, one per line (see
+    :func:`example_lines`)."""
     if not text:
         return text
-    paragraphs = []
+    paragraphs: list[str] = []
+    examples: list[str] = []
     for paragraph in inspect.cleandoc(text).split("\n\n"):
-        if paragraph.startswith("\b"):
+        if paragraph.startswith(_EXAMPLE):
+            examples.append(" ".join(line.strip() for line in paragraph[len(_EXAMPLE):].splitlines()).strip())
+        elif paragraph.startswith("\b"):
             paragraphs.append(paragraph[1:].strip("\n"))
         else:
             paragraphs.append(" ".join(line.strip() for line in paragraph.splitlines()))
+    if examples:
+        lines = [line for command in examples for line in example_lines(command)]
+        paragraphs.append(("Examples:" if len(examples) > 1 else _EXAMPLE) + "\n" + "\n".join(lines))
     return "\n\n".join(paragraphs)
+
+
+def example_lines(command: str, width: int = EXAMPLE_WIDTH) -> list[str]:
+    """A shell command as lines of at most ``width`` characters: broken at spaces
+    outside quotes, each broken line ending in `` \\`` so that the lines pasted into a
+    shell run as the one command. A single word longer than a line stays whole."""
+    lines: list[list[str]] = [[]]
+
+    def length(words: list[str]) -> int:
+        return len(CONTINUATION if len(lines) > 1 else "") + len(" ".join(words))
+
+    for word in _shell_words(command):
+        line = lines[-1]
+        if line and length(line + [word]) + 2 > width:
+            # an option goes down with its value: `--password-file FILE` stays together
+            moved = [line.pop()] if len(line) > 1 and line[-1].startswith("-") and not word.startswith("-") else []
+            lines.append(moved)
+        lines[-1].append(word)
+    return [(CONTINUATION if n else "") + " ".join(words) + (" \\" if n < len(lines) - 1 else "")
+            for n, words in enumerate(lines)]
+
+
+def _shell_words(command: str) -> list[str]:
+    """``command`` split at spaces that are outside single and double quotes (the quotes kept)."""
+    words, word, quote = [], "", ""
+    for char in command:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == " ":
+            if word:
+                words.append(word)
+            word = ""
+            continue
+        word += char
+    return words + ([word] if word else [])
 
 
 def _prepare(command: click.Command) -> None:
@@ -59,9 +116,10 @@ def _prepare(command: click.Command) -> None:
             param.help = unwrap(param.help)
         if isinstance(param, click.Option) and isinstance(param.type, click.types.StringParamType):
             param.type = TEXT  # text that is not UTF-8 is refused here, naming the option
-    from .globals import add_to
+    from .globals import POINTER, add_to
 
-    add_to(command)  # a group too: `rolectl users --role admin --db bot.db` lists
+    if add_to(command) and not command.epilog:  # a group too: `rolectl users --role admin --db bot.db` lists
+        command.epilog = POINTER
     if isinstance(command, click.Group):
         if isinstance(command, TyperGroup):
             command.suggest_commands = _TYPER_SUGGESTS

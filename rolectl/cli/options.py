@@ -105,8 +105,9 @@ class UserId(_Checked):
 
     name = "USER_ID"
 
-    def __init__(self, what: str = "user id") -> None:
+    def __init__(self, what: str = "user id", metavar: str = "USER_ID") -> None:
         self.what = what
+        self.name = metavar  # what --help shows beside the argument: MAILBOX_ID for a mailbox
 
     def check(self, value: str) -> int:
         return parse_id(value, self.what)
@@ -197,7 +198,7 @@ class Database(_ParamType):
 DATABASE = Database()
 TEXT = Text()
 USER_ID = UserId()
-MAILBOX_ID = UserId("mailbox id")
+MAILBOX_ID = UserId("mailbox id", "MAILBOX_ID")
 
 
 # -- fixed sets and lists --------------------------------------------------------------------------

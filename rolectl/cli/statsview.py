@@ -8,8 +8,11 @@ the state, a lag and a falling hit rate; rich drops it under ``NO_COLOR`` or wit
 
 Both are :mod:`rolectl.render.table` tables: columns have a priority (when the terminal is
 too narrow the least important go first), numbers are never wrapped nor cut, and every name
-is escaped. The live view is denser (two cells between columns) and keeps each instance on
-one line. Rows are sorted by (name, id), a stable key.
+is escaped. What tells same-named instances apart is never dropped: the pid always shows, and
+a ``host`` column joins it when the instances span hosts. The live view is denser (two cells
+between columns) and keeps each instance on one line. Rows are sorted by (name, id), a stable
+key. It is redrawn on a fixed schedule (``--interval`` from one start to the next, however
+long a poll took), and its header says the period it really keeps.
 """
 
 from __future__ import annotations
@@ -52,9 +55,12 @@ def sparkline(rates: Sequence[float | None]) -> str:
 
 #: Two cells between columns: a live view is dense, like ``top``.
 WATCH_GAP = 2
+#: Shown only when the instances span hosts; like ``pid``, never dropped for width.
+HOST = Col("host", "label", 0, min_width=10)
 WATCH_COLUMNS = (  # priority: 0 always shown, the highest dropped first on a narrow terminal
     Col("instance", "label", 0, min_width=16),
-    Col("pid", "int", 7),
+    Col("pid", "int", 0),
+    HOST,
     Col("state", "atom", 0),
     Col("lookups_s", "num", 1, "lkup/s"),
     Col("hit", "num", 1, "hit%"),
@@ -88,7 +94,10 @@ class WatchModel:
         self.tracks: dict[str, _Track] = {}
         self.head_at: tuple[float, int] | None = None
 
-    def update(self, instances: list["Instance"], head: int, db: str, interval: float) -> Frame:
+    def update(self, instances: list["Instance"], head: int, db: str, interval: float,
+               period: float | None = None) -> Frame:
+        """The next frame; ``period``: the seconds since the previous frame really were (the
+        header says so when polling could not keep up with ``interval``)."""
         from rich.text import Text
 
         now = self.clock()
@@ -99,6 +108,7 @@ class WatchModel:
             state = inst.shown_state
             counts[state] = counts.get(state, 0) + 1
             row: dict[str, Any] = {"instance": inst.name, "pid": "" if inst.pid is None else inst.pid,
+                                   "host": inst.host,
                                    "state": Text(state, style=STATE_STYLE.get(state, "")),
                                    "follower": follower_label(inst)}
             if inst.live:
@@ -141,9 +151,25 @@ class WatchModel:
         header = [
             f"{safe(os.path.basename(db))}  head #{head}  {summary}" + (f"  {extra}" if extra else ""),
             f"{human_rate(total_lps)} lookups/s  {human_rate(events) or '-'} events/s  "
-            f"every {interval:g} s  {time.strftime('%H:%M:%S')}  Ctrl-C to stop",
+            f"{every(interval, period)}  {time.strftime('%H:%M:%S')}  Ctrl-C to stop",
         ]
         return Frame(header, rows)
+
+
+def every(interval: float, period: float | None) -> str:
+    """``every 1 s``; ``every 2.3 s (asked 1 s)`` when the polls took longer than ``interval``."""
+    if period is None or period <= interval * 1.2:
+        return f"every {interval:g} s"
+    return f"every {period:.1f} s (asked {interval:g} s)"
+
+
+def spans_hosts(rows: Sequence[dict[str, Any]]) -> bool:
+    return len({r.get("host") for r in rows}) > 1
+
+
+def columns_for(columns: Sequence[Col], rows: Sequence[dict[str, Any]]) -> list[Col]:
+    """``columns``, with ``host`` only when the rows span hosts."""
+    return [c for c in columns if c is not HOST or spans_hosts(rows)]
 
 
 def render_frame(frame: Frame, width: int) -> "RenderableType":
@@ -154,7 +180,7 @@ def render_frame(frame: Frame, width: int) -> "RenderableType":
 
     lines = [Text(line, no_wrap=True, overflow="ellipsis") for line in frame.header]
     lines[0].stylize("bold")
-    body = fitted_table(WATCH_COLUMNS, frame.rows, width, gap=WATCH_GAP) if frame.rows \
+    body = fitted_table(columns_for(WATCH_COLUMNS, frame.rows), frame.rows, width, gap=WATCH_GAP) if frame.rows \
         else Text("no cache instance registered")
     return Group(*lines, Text(""), body)
 
@@ -168,14 +194,21 @@ def watch(poll: Callable[[], tuple[list["Instance"], int]], db: Callable[[], str
 
     out = console()
     model = WatchModel()
+    started: list[float] = []
 
     def frame() -> "RenderableType":
+        now = time.monotonic()
+        period = now - started[-1] if started else None
+        started[:] = [now]
         instances, head = poll()
-        return render_frame(model.update(instances, head, db(), interval), out.width)
+        return render_frame(model.update(instances, head, db(), interval, period), out.width)
 
     with Live(frame(), console=out, auto_refresh=False, transient=False) as live:
-        while True:
-            time.sleep(interval)
+        due = started[0]
+        while True:  # a fixed schedule: the time a poll takes is not added to the interval
+            due += interval
+            time.sleep(max(0.0, due - time.monotonic()))
+            due = max(due, time.monotonic() - interval)  # fell behind: start again from now
             live.update(frame(), refresh=True)
 
 
@@ -183,7 +216,8 @@ def watch(poll: Callable[[], tuple[list["Instance"], int]], db: Callable[[], str
 
 STATS_TABLE_COLUMNS = (  # priority: 0 always shown, the highest dropped first on a narrow terminal
     Col("instance", "label", 0, min_width=16),
-    Col("pid", "int", 6),
+    Col("pid", "int", 0),
+    HOST,
     Col("state", "atom", 0),
     Col("uptime", "num", 7),
     Col("hits", "int", 3),
@@ -206,4 +240,4 @@ def print_stats_table(rows: list[dict[str, Any]], title: str) -> None:
     from ..render import render_rows
 
     shown = [dict(r, state=Text(str(r["state"]), style=STATE_STYLE.get(str(r["state"]), ""))) for r in rows]
-    render_rows(shown, STATS_TABLE_COLUMNS, "table", title=title)
+    render_rows(shown, columns_for(STATS_TABLE_COLUMNS, rows), "table", title=title)

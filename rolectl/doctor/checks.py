@@ -14,6 +14,7 @@ from ..events import ROLE_USER
 from ..backends.sqlite.schema import SCHEMA_VERSION
 from ..backends.sqlite.store import Store
 from ..findings import ERROR, INFO, OK, WARNING, Finding, examples as _examples
+from ..grammar import count, plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..repository import Repository
@@ -63,7 +64,7 @@ def check_integrity(store: Store) -> list[Finding]:
     orphans = store.query("PRAGMA foreign_key_check")
     if orphans:
         rows = sorted({f"{table} row {rowid}" for table, rowid, *_ in orphans})
-        found.append(Finding("integrity", ERROR, f"{len(rows)} rows point at missing rows: {_examples(rows)}",
+        found.append(Finding("integrity", ERROR, f"{count(len(rows), 'row')} {plural(len(rows), 'points', 'point')} at missing rows: {_examples(rows)}",
                              "add the missing users (`rolectl add-admin ID`) or fix the rows by hand"))
     return found or [Finding("integrity", OK, "integrity_check ok, no dangling references")]
 
@@ -141,7 +142,8 @@ def check_log(repo: "Repository") -> list[Finding]:
     if not drift:
         return [Finding("log", OK, f"the log (head #{head}) replays to exactly the users table")]
     examples = [f"{uid} (table {t}, log {g})" for uid, (t, g) in drift.items()]
-    return [Finding("log", ERROR, f"{len(drift)} users' roles differ from the log: {_examples(examples)}; "
+    differ = count(len(drift), "user's role", "users' roles") + " " + plural(len(drift), "differs", "differ")
+    return [Finding("log", ERROR, f"{differ} from the log: {_examples(examples)}; "
                     "something wrote roles without the triggers and caches disagree with the table",
                     "rolectl doctor --fix (logs each user's current table role)", fixable=True)]
 
@@ -157,5 +159,5 @@ def check_owners(repo: "Repository") -> list[Finding]:
     if not rows:
         return [Finding("owners", OK, "every mailbox owner is an admin")]
     examples = [f"mailbox {mid} (owner {uid})" for mid, uid in rows]
-    return [Finding("owners", WARNING, f"{len(rows)} mailbox owners are not admins: {_examples(examples)}",
+    return [Finding("owners", WARNING, f"{count(len(rows), 'mailbox owner')} {plural(len(rows), 'is')} not {plural(len(rows), 'an admin', 'admins')}: {_examples(examples)}",
                     "rolectl doctor --fix (makes them admins), or transfer the mailboxes", fixable=True)]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..errors import RolectlError
 from ..findings import ERROR, INFO, OK, WARNING, Finding, examples as _examples
+from ..grammar import count
 
 
 #: How long a live instance may stay behind the head the doctor read before it is reported.
@@ -67,4 +68,4 @@ def prune_dead(path: Path) -> list[str]:
 
     dead = [i for i in registry.discover(path) if i.state == registry.DEAD and i.gone]
     removed = registry.prune(dead)
-    return [f"removed {removed} dead registrations: {_examples([i.label for i in dead])}"] if removed else []
+    return [f"removed {count(removed, 'dead registration')}: {_examples([i.label for i in dead])}"] if removed else []

@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..findings import ERROR, OK, Finding, examples
 from ..events import SEQ_HEAD_MAX, SEQ_LIMIT
 from ..backends.sqlite.store import Store
+from .. import grammar as words
 
 #: The largest seq SQLite can issue (AUTOINCREMENT fails with "database or disk is full"
 #: after it), and the head beyond which the log is flagged: one constant for both engines.
@@ -47,7 +48,7 @@ def check_sequence(store: Store) -> list[Finding]:
                              "restore a backup (`rolectl restore FILE`); rolectl never writes them"))
     elif count and (lo != 1 or hi - lo + 1 != count):
         missing = [_span(a, b) for a, b in gaps(store, lo, hi)]
-        found.append(Finding("sequence", ERROR, f"{hi - count} events are missing from the log: {examples(missing)}; "
+        found.append(Finding("sequence", ERROR, f"{words.count(hi - count, 'event')} {words.plural(hi - count, 'is')} missing from the log: {examples(missing)}; "
                              "something deleted them with the triggers switched off",
                              "restore a backup (`rolectl restore FILE`); the `log` check says whether roles drifted"))
     if issued > hi:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..findings import ERROR, INFO, OK, WARNING, Finding, examples
+from ..grammar import count, plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.postgres.store import PgStore
@@ -28,7 +29,7 @@ def check_owners(store: "PgStore") -> list[Finding]:
     if not rows:
         return [Finding("owners", OK, "every mailbox owner is an admin")]
     shown = [f"mailbox {mid} (owner {uid})" for mid, uid in rows]
-    return [Finding("owners", WARNING, f"{len(rows)} mailbox owners are not admins: {examples(shown)}",
+    return [Finding("owners", WARNING, f"{count(len(rows), 'mailbox owner')} {plural(len(rows), 'is')} not {plural(len(rows), 'an admin', 'admins')}: {examples(shown)}",
                     "rolectl doctor --fix (makes them admins), or transfer the mailboxes", fixable=True)]
 
 
@@ -56,7 +57,7 @@ def check_instances(store: "PgStore") -> list[Finding]:
                                  f"check the process {inst.pid} on {inst.host}; it may be stuck"))
     live = sum(1 for i in instances if i.state == "live")
     if live:
-        found.append(Finding("instances", OK, f"{live} live cache instances"))
+        found.append(Finding("instances", OK, f"{count(live, 'live cache instance')}"))
     return found
 
 
@@ -105,9 +106,9 @@ def repair(conninfo: str, *, timeout: float | None = None, actor: str = "rolectl
                     conn.execute("INSERT INTO users (user_id, role) SELECT unnest(%s::bigint[]), 'admin' "
                                  "ON CONFLICT (user_id) DO UPDATE SET role = 'admin', updated_at = rolectl_now()",
                                  (owners,))
-            done.append(f"made {len(owners)} mailbox owners admins: {examples(owners)}")
+            done.append(f"made {count(len(owners), 'mailbox owner')} {plural(len(owners), 'an admin', 'admins')}: {examples(owners)}")
         if "instances" in wanted:
-            done.append(f"removed {_prune_instances(conninfo)} dead instance registrations")
+            done.append(f"removed {count(_prune_instances(conninfo), 'dead instance registration')}")
     after = diagnose(conninfo, timeout=timeout)
     after.fixed = done
     return after

@@ -16,6 +16,7 @@ from .checks import (check_context, check_integrity, check_journal, check_log, c
 from ..findings import ERROR, INFO, OK, Finding, examples as _examples
 from .instances import check_instances, prune_dead
 from .schemafix import REPLACEABLE, repair_objects
+from ..grammar import count, plural
 
 from .report import EXIT_ERRORS, EXIT_OK, EXIT_WARNINGS, FIELDS, Report
 
@@ -191,12 +192,12 @@ def _fix(path: str | os.PathLike[str] | None, timeout: float | None, wanted: set
         if "log" in wanted:
             drift = log_drift(repo)
             repo.events.resync(drift, actor=actor)
-            done.append(f"logged the table's role of {len(drift)} drifted users")
+            done.append(f"logged the table's role of {count(len(drift), 'drifted user')}")
         if "owners" in wanted:
             owners = sorted({uid for _, uid in mailbox_owners_not_admin(repo)})
             if owners:
                 repo.users.add_admins(owners, actor=actor)
-            done.append(f"made {len(owners)} mailbox owners admins: {_examples(owners)}")
+            done.append(f"made {count(len(owners), 'mailbox owner')} {plural(len(owners), 'an admin', 'admins')}: {_examples(owners)}")
     except sqlite3.Error as exc:
         raise translate(exc, store.path) from exc
     finally:

@@ -17,6 +17,7 @@ import sqlite3
 
 from ..backends.sqlite.schema import statements
 from ..backends.sqlite.store import Store
+from .. import grammar as words
 from .schemacheck import altered_triggers, foreign_objects, introspect, reference, reference_stored
 
 __all__ = ["REPLACEABLE", "foreign_objects", "redefined_tables", "repair_objects"]
@@ -81,7 +82,7 @@ def _rebuild(conn: sqlite3.Connection, table: str, version: int) -> str:
         conn.execute("RELEASE rebuild")
         return f"{_NOT_REBUILT}{table}: its rows break rolectl's rules ({exc}); restore a backup"
     conn.execute("RELEASE rebuild")
-    return f"rebuilt table {table} from rolectl's schema (its definition had been changed), keeping its {count} rows"
+    return f"rebuilt table {table} from rolectl's schema (its definition had been changed), keeping its {words.count(count, 'row')}"
 
 
 def repair_objects(store: Store) -> tuple[list[str], list[str]]:

@@ -21,6 +21,9 @@ The API, for command modules:
   (built from ``listing_limit``, ``Capped``, ``note_rest``).
 * ``render_changes(items, fmt)``, ``change_item(change, **ids)``, ``change_document(items)``,
   ``event_line(event)`` -- what a changing command did; an event in the log's wording.
+* ``render_paragraph(text)``, ``render_stacked(rows, heading, fields)`` -- prose wrapped at
+  spaces, and prose-heavy rows as stacked records on a narrow terminal.
+* ``count(n, noun)``, ``plural(n, word)`` -- numbers of things in words (:mod:`rolectl.grammar`) ("1 user", "2 users are").
 * ``check_format``, ``default_format``, ``is_machine``, ``console``, ``progress``.
 """
 
@@ -34,14 +37,18 @@ from .formats import (
 from .listing import Capped, listing_limit, note_rest, render_listing, screen_rows
 from .numbers import human_percent, human_rate
 from .progress import progress
+from .prose import render_commands, render_paragraph, render_stacked
 from .rows import Row, console, dumps, line_cell, render_record, render_rows, render_title, tsv_cell
 from .safe import json_safe, safe
+from ..grammar import count, plural
 from .times import human_ago, human_span, human_time, iso_utc, time_fields, to_epoch
 
 __all__ = [
-    "Capped", "Col", "FORMATS", "MACHINE_FORMATS", "OWN_FORMATS", "Row", "TABULATE_FORMATS", "change_document",
-    "change_item", "check_format", "console", "default_format", "dumps", "event_line", "human_ago", "human_percent",
-    "human_rate", "human_span", "human_text", "human_time", "is_machine", "isatty", "iso_utc", "json_safe",
-    "line_cell", "listing_limit", "note_rest", "plain_text", "progress", "render_changes", "render_listing", "render_record",
-    "render_rows", "render_title", "safe", "screen_rows", "time_fields", "to_epoch", "tsv_cell",
+    "Capped", "Col", "FORMATS", "MACHINE_FORMATS", "OWN_FORMATS", "Row", "TABULATE_FORMATS",
+    "change_document", "change_item", "check_format", "console", "count", "default_format", "dumps",
+    "event_line", "human_ago", "human_percent", "human_rate", "human_span", "human_text", "human_time",
+    "is_machine", "isatty", "iso_utc", "json_safe", "line_cell", "listing_limit", "note_rest", "plain_text",
+    "plural", "progress", "render_changes", "render_commands", "render_listing", "render_paragraph", "render_record",
+    "render_rows", "render_stacked", "render_title", "safe", "screen_rows", "time_fields", "to_epoch",
+    "tsv_cell",
 ]

@@ -1,8 +1,9 @@
 """Tables for people that fit the terminal, streamed chunk by chunk.
 
 Numbers, ids, times and other atoms are never wrapped nor cut; free text wraps at spaces
-within its column. A narrow terminal first narrows free text (down to its
-:attr:`~rolectl.render.columns.Col.min_width`), then drops the least important
+within its column, which is never narrower than its longest word (so no word is split, as
+"mailboxe/s" was). A narrow terminal first narrows free text (down to its
+:attr:`~rolectl.render.columns.Col.min_width` or that longest word), then drops the least important
 columns (highest :attr:`Col.priority`, rightmost first), and when even the priority-0
 columns do not fit, prints each row as a vertical record (``field  value`` lines).
 Rows arrive in chunks; every chunk is measured and the widths only grow, so a listing of a
@@ -28,6 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Columns are separated by three cells (rich's SIMPLE_HEAD box without edges).
 GAP = 3
+#: A word longer than this (a URL, a path) may be folded rather than widen its column further.
+WORD_MAX = 30
 #: A cell for people: its escaped text and its rich style ("" for none).
 Cell = tuple[str, Any]
 Layout = tuple[list[Col], dict[str, int]]
@@ -42,13 +45,19 @@ def cell(value: Any, kind: str = "auto") -> Cell:
     return human_text(value, kind), ""
 
 
-def fit(cols: Sequence[Col], natural: Mapping[str, int], width: int, gap: int = GAP) -> Layout | None:
+def fit(cols: Sequence[Col], natural: Mapping[str, int], width: int, gap: int = GAP,
+        words: Mapping[str, int] | None = None) -> Layout | None:
     """The columns to show and their widths within ``width`` cells (``gap`` cells between
     two columns), or ``None`` when even the priority-0 columns do not fit (then rows are
-    shown as vertical records)."""
+    shown as vertical records). ``words``: the longest word of each column, the narrowest a
+    wrapping ``text`` column may be. Space left over goes to the columns that would wrap, in
+    proportion to what each still lacks, so that no one of them is squeezed to its minimum."""
+    longest = words or {}
 
     def need(col: Col) -> int:
         head = len(col.title)
+        if col.kind == "text":
+            return max(head, min(natural[col.name], max(col.min_width, min(WORD_MAX, longest.get(col.name, 0)))))
         if col.kind in NARROWED:
             return max(head, min(natural[col.name], col.min_width))
         return max(head, natural[col.name])
@@ -61,14 +70,28 @@ def fit(cols: Sequence[Col], natural: Mapping[str, int], width: int, gap: int = 
         worst = max(range(len(kept)), key=lambda i: ((kept[i].priority or 0) > 0, kept[i].priority or 0, i))
         del kept[worst]
     widths = {c.name: need(c) for c in kept}
-    spare = width - sum(widths.values()) - gap * (len(kept) - 1)
-    for col in kept:  # long text gets what is left, leftmost first (it wraps in what it gets)
-        if spare <= 0:
-            break
-        more = min(spare, max(0, natural[col.name] - widths[col.name]))
-        widths[col.name] += more
-        spare -= more
+    share(widths, natural, width - sum(widths.values()) - gap * (len(kept) - 1))
     return kept, widths
+
+
+def share(widths: dict[str, int], natural: Mapping[str, int], spare: int) -> None:
+    """Give ``spare`` cells to the columns narrower than their ``natural`` width, each in
+    proportion to what it lacks (the leftmost gets a cell that rounding leaves over)."""
+    while spare > 0:
+        lacking = {name: natural[name] - w for name, w in widths.items() if natural[name] > w}
+        if not lacking:
+            return
+        total = sum(lacking.values())
+        given = 0
+        for name, lack in lacking.items():
+            more = min(lack, spare * lack // total)
+            widths[name] += more
+            given += more
+        if given == 0:  # fewer cells than columns lacking: one each, leftmost first
+            name = next(iter(lacking))
+            widths[name] += 1
+            given = 1
+        spare -= given
 
 
 class TableWriter:
@@ -79,6 +102,7 @@ class TableWriter:
         self.console = console
         self.title = title
         self.natural = {c.name: len(c.title) for c in self.columns}
+        self.words: dict[str, int] = {}
         self.started = False
         self.vertical = False
         self.count = 0
@@ -88,8 +112,8 @@ class TableWriter:
         if not self.started:
             self.columns = resolve(self.columns, rows)
         cells = [{c.name: cell(r.get(c.name), c.kind) for c in self.columns} for r in rows]
-        measure(cells, self.natural)
-        layout = fit(self.columns, self.natural, self.console.width)
+        measure(cells, self.natural, self.words)
+        layout = fit(self.columns, self.natural, self.console.width, words=self.words)
         if not self.started:
             self._start(layout)
         if layout is None or self.vertical:
@@ -113,7 +137,7 @@ class TableWriter:
             shown = {c.name for c in layout[0]}
             self.hidden = [c.name for c in self.columns if c.name not in shown]
             note = f"not shown at {self.console.width} columns: {', '.join(self.hidden)} (see --format json)"
-            self.console.print(Text(note, style="dim"), overflow="ellipsis", no_wrap=True)
+            self.console.print(Text(note, style="dim"))  # wrapped at spaces: never cut off
 
     def _table(self, cells: list[dict[str, Cell]], kept: list[Col], widths: dict[str, int]) -> None:
         if self.count == 0 or cells:
@@ -124,8 +148,9 @@ class TableWriter:
             self.console.print(line)
 
 
-def measure(cells: Iterable[Mapping[str, Cell]], natural: dict[str, int]) -> None:
-    """Grow ``natural`` (column name to width in cells) to what ``cells`` need."""
+def measure(cells: Iterable[Mapping[str, Cell]], natural: dict[str, int], words: dict[str, int] | None = None) -> None:
+    """Grow ``natural`` (column name to width in cells) to what ``cells`` need, and ``words``
+    (when given) to the longest word of each column."""
     from rich.cells import cell_len
 
     for row in cells:
@@ -133,6 +158,10 @@ def measure(cells: Iterable[Mapping[str, Cell]], natural: dict[str, int]) -> Non
             size = cell_len(text)
             if size > natural[name]:
                 natural[name] = size
+            if words is not None and size > words.get(name, 0):
+                longest = max(map(cell_len, text.split()), default=0)
+                if longest > words.get(name, 0):
+                    words[name] = longest
 
 
 def build_table(kept: Sequence[Col], widths: Mapping[str, int], cells: Iterable[Mapping[str, Cell]], *,
@@ -186,8 +215,9 @@ def fitted_table(columns: Sequence[Col], rows: Sequence[Mapping[str, Any]], widt
     cols = resolve(list(columns), rows)
     cells = [{c.name: cell(r.get(c.name), c.kind) for c in cols} for r in rows]
     natural = {c.name: len(c.title) for c in cols}
-    measure(cells, natural)
-    layout = fit(cols, natural, width, gap)
+    words: dict[str, int] = {}
+    measure(cells, natural, words)
+    layout = fit(cols, natural, width, gap, words)
     if layout is None:
         return Group(*vertical_lines(cols, cells, width))
     return build_table(*layout, cells, gap=gap, title=title)

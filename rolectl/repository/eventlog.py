@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 from ..bus import EventBus
 from ..events import ADMIN_REMOVED, CACHE_EVICT, CACHE_FLUSH, KINDS, ROLE_USER, Event, Role, replay
 from ..errors import InvalidInputError
+from ..grammar import count
 from ..validate import parse_id, parse_text
 from ._tx import change
 from .models import Change
@@ -114,7 +115,7 @@ class EventLog:
                 row = tx.one(tx.q.user_exists_logged, {"uid": uid})
                 if not row[0] and row[1] != ROLE_USER:
                     tx.emit(ADMIN_REMOVED, user_id=uid, old_role=row[1], new_role=ROLE_USER, actor=actor)
-        return Change(bool(tx.events), f"logged the current role of {len(tx.events)} users", tx.events)
+        return Change(bool(tx.events), f"logged the current role of {count(len(tx.events), 'user')}", tx.events)
 
     def evict(self, user_id: int, *, actor: str, note: str | None = None) -> Change:
         """Ask every following cache to drop one entry; recorded like any other change."""

@@ -64,17 +64,19 @@ def write(row: Row | None, logged: Role, role: Role | None, username: str | None
     return Step(row, after, log, drift)
 
 
-def demote(uid: int, row: Row | None, logged: Role, owned: Sequence[int], force: bool) -> Step:
+def demote(uid: int, row: Row | None, logged: Role, owned: Sequence[int], force: bool,
+           how_to_force: str = "pass --force") -> Step:
     """``remove-admin``: refuses an unknown user (nothing to demote is a mistake worth
     reporting) and an owner of a mailbox unless ``force``; a user the table no longer has as
-    an admin but the log still does is logged as demoted (caches still serve an admin)."""
+    an admin but the log still does is logged as demoted (caches still serve an admin).
+    ``how_to_force`` ends the hint: a command takes ``--force``, a batch line its own flag."""
     if row is None and logged != ROLE_ADMIN:
         raise NotFoundError(f"user {uid} is unknown", hint="check the id with `rolectl users`")
     if row is not None and row[0] == ROLE_ADMIN and owned and not force:
         mine = sorted(owned)
         raise ConflictError(
             f"{uid} still owns mailbox {', '.join(map(str, mine))}",
-            hint=f"transfer it first (`rolectl transfer {mine[0]} --to ID`) or pass --force",
+            hint=f"transfer it first (`rolectl transfer {mine[0]} --to ID`) or {how_to_force}",
         )
     step = write(row, logged, ROLE_USER)
     return step if row is not None else step._replace(after=None)  # no row is created

@@ -35,6 +35,10 @@ PANEL = "Simulation"
 MACHINE = ("json", "jsonl", "csv", "tsv")
 #: The rich chart of the day, a section of the terminal output only (not a table).
 CHART = "chart"
+#: Below this many columns the reference comparison (four columns, the last one prose) is
+#: written as stacked records: a heading per figure, its values and its reason beneath,
+#: wrapped at spaces.
+STACK_BELOW = 120
 DISTRIBUTIONS = ("reference", "uniform", "zipf")
 #: Earlier spellings, still accepted with a warning and never offered (completion, hints).
 DISTRIBUTION_ALIASES = {"seed": "reference"}
@@ -169,7 +173,7 @@ def simulate(
         None, "--db", click_type=DATABASE, metavar="PATH",
         help="Keep the day in this new (or empty) database file (SQLite only). Default: a temporary one."),
     compare_reference: bool = typer.Option(
-        False, "--compare-reference", help="Set the reference day's claimed figures next to the measured ones."),
+        False, "--compare-reference", help="Show the reference day's claimed figures next to the measured ones."),
     compare_seed: bool = typer.Option(False, "--compare-seed", hidden=True),  # the earlier name
     live: bool = typer.Option(False, "--live", help="Run in compressed real time as a registered cache instance."),
     live_seconds: Optional[str] = typer.Option(
@@ -269,7 +273,7 @@ def _external(event: Any, now: float) -> None:
 def _print(result: "DayResult", fmt: str, sections: list[str], compare: bool) -> None:
     import json
 
-    from ..render import render_record, render_rows, render_title
+    from ..render import console, render_record, render_rows, render_stacked, render_title
     from .report import tables, to_json
     from .reference import compare as compare_reference
 
@@ -298,6 +302,8 @@ def _print(result: "DayResult", fmt: str, sections: list[str], compare: bool) ->
             render_title(table.title, fmt)
         if table.record is not None and human:
             render_record(table.record, fmt, title=table.title)
+        elif table.name == "reference" and fmt == "table" and console().width < STACK_BELOW:
+            render_stacked(table.rows, table.columns[0], table.columns[1:], title=table.title)
         else:
             render_rows(table.rows, table.columns, fmt, title=table.title)
         if table.name == "policies" and CHART in sections:
@@ -334,7 +340,7 @@ def demo(
 
     Example: rolectl demo
     """
-    from ..render import render_record, render_rows, render_title
+    from ..render import render_commands, render_paragraph, render_record, render_rows, render_title
     from .engine import open_day_database
     from .tour import tour
 
@@ -344,7 +350,9 @@ def demo(
                 sys.stdout.write("\n")
             render_title(step.title, "table")
             for line in step.lines:
-                typer.echo(line)
+                render_paragraph(line)  # wrapped at spaces on a terminal: no word is split
+            if step.commands:
+                render_commands(step.commands)
             if step.record is not None:
                 render_record(step.record, "table")
             if step.rows is not None:

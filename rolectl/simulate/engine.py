@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import ConflictError
 from ..events import ROLE_KINDS, ROLE_USER, Event
+from ..grammar import count
 from .config import SimConfig
 from .policies import EventPolicy, NoCachePolicy, Policy, TTLPolicy, sample_every
 from .trace import (
@@ -208,7 +209,7 @@ class Day:
             raise ValueError(f"unknown operation {action.op!r}")
         if len(events) != action.events:
             raise RuntimeError(
-                f"{action.label} at {clock(action.at)} wrote {len(events)} events, expected {action.events}: "
+                f"{action.label} at {clock(action.at)} wrote {count(len(events), 'event')}, expected {action.events}: "
                 "the database was not in the state the day assumes"
             )
         self.sync_truth(action.at if action.at is not None else 0.0)

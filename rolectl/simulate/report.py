@@ -158,7 +158,8 @@ def changes_table(result: "DayResult", human: bool) -> Table:
 
 
 def summary_record(result: "DayResult") -> dict[str, Any]:
-    """The reference day's "Итоги дня", computed for the primary policy (machine values)."""
+    """The reference day's end-of-day figures ("the day in numbers"), computed for the
+    primary policy (machine values)."""
     main = result.policy(primary(result))
     assert main is not None
     return {
@@ -182,7 +183,7 @@ def summary_table(result: "DayResult", human: bool) -> Table:
     if human:
         record = dict(record)
         record["hit_rate"] = pct(record["hit_rate"])
-    title = "Day summary (Итоги дня)"
+    title = "Day summary: the day in numbers"
     return Table("summary", title, [record], tuple(record), record=record)
 
 

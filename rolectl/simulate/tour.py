@@ -29,6 +29,8 @@ class Step:
     rows: list[dict[str, Any]] | None = None
     columns: tuple[str, ...] = ()
     record: dict[str, Any] | None = None
+    #: shell commands to try, each with what it does
+    commands: list[tuple[str, str]] = field(default_factory=list)
 
 
 class _Asker:
@@ -121,13 +123,12 @@ def tour(repo: "Repository", path: Path, *, temporary: bool, day: SimConfig | No
         f"{summary['cache_size']} users cached, {summary['events_processed']} events processed.",
     ], table.rows, table.columns)
 
-    keep = (["rolectl demo --db demo.db                 keep the tour's database, then e.g. "
-             "`rolectl --db demo.db events`"] if temporary else
-            [f"rolectl --db {path} events        the audit log of this tour",
-             f"rolectl --db {path} admins"])
-    yield Step("Next", [
-        "rolectl simulate --compare-reference     the whole day, against the reference day's claimed figures",
-        "rolectl simulate --policy event,ttl --ttl 60 --distribution zipf",
+    keep = ([("rolectl demo --db demo.db", "keep the tour's database, then e.g. `rolectl --db demo.db events`")]
+            if temporary else
+            [(f"rolectl --db {path} events", "the audit log of this tour"), (f"rolectl --db {path} admins", "")])
+    yield Step("Next", commands=[
+        ("rolectl simulate --compare-reference", "the whole day, against the reference day's claimed figures"),
+        ("rolectl simulate --policy event,ttl --ttl 60 --distribution zipf", ""),
         *keep,
-        "rolectl --help",
+        ("rolectl --help", ""),
     ])

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .config import SimConfig
+from ..grammar import count
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -164,7 +165,7 @@ def schedule(config: SimConfig, active: Sequence[int], new: Sequence[int],
         day.append(op)
         budget -= op.events
     if new:
-        label = (f"{len(new)} new users registered ({new[0]}-{new[-1]})" if len(new) > 1
+        label = (f"{count(len(new), 'new user')} registered ({new[0]}-{new[-1]})" if len(new) > 1
                  else f"new user {new[0]} registered")
         day.append(Action(NEW_USERS_AT, REGISTER, tuple(new), label, 0))
 
@@ -172,12 +173,12 @@ def schedule(config: SimConfig, active: Sequence[int], new: Sequence[int],
     if budget:
         cast = set(CAST)
         candidates = [u for u in active if u not in cast]
-        count = (budget + 1) // 2
-        if len(candidates) >= count:
-            chosen = rng.sample(candidates, count)
+        wanted = (budget + 1) // 2
+        if len(candidates) >= wanted:
+            chosen = rng.sample(candidates, wanted)
         else:  # too few active users: admins from outside the active set
             top = max([*active, *new, *CAST])
-            chosen = candidates + list(range(top + 1, top + 1 + count - len(candidates)))
+            chosen = candidates + list(range(top + 1, top + 1 + wanted - len(candidates)))
         for uid in chosen:
             first = DAY_START + rng.random() * (DAY_END - DAY_START)
             second = DAY_START + rng.random() * (DAY_END - DAY_START)
@@ -202,8 +203,8 @@ def schedule(config: SimConfig, active: Sequence[int], new: Sequence[int],
     return setup, day
 
 
-def _registered(count: int) -> str:
-    return f"{count} user{'' if count == 1 else 's'} registered"
+def _registered(n: int) -> str:
+    return f"{count(n, 'user')} registered"
 
 
 # -- requests --------------------------------------------------------------------------------

@@ -159,7 +159,7 @@ KINDS: dict[str, Kind] = {
     "expensive_check": Kind(expensive_check, "table users is defined differently", dangerous=True),
     "forged_head": Kind(forged_head, "trigger events_seq_assigned on events is missing"),
     "forged_head_hidden": Kind(forged_head_hidden, "near the largest possible seq", exact_schema=True),
-    "log_hole_hidden": Kind(log_hole_hidden, "events are missing", exact_schema=True),
+    "log_hole_hidden": Kind(log_hole_hidden, "1 event is missing", exact_schema=True),
     "foreign_trigger": Kind(foreign_trigger, "trigger swallow on events is not part of rolectl's schema"),
     "extra_view": Kind(extra_view, "view spin is not part of rolectl's schema"),
     "missing_column": Kind(missing_column, "table mailboxes is defined differently"),

@@ -17,7 +17,7 @@ URL or a libpq ``key=value`` string. It hands out what every
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...cache.registry import Instance
@@ -86,11 +86,13 @@ class PostgresBackend:
         return PgRegistration(cache, self.conninfo, follower=follower, name=name, bus=bus,
                               timeout=self.timeout).start()
 
-    def discover(self, *, timeout: float = 1.0) -> list["Instance"]:
-        """The instances of every host, from their heartbeat rows, each asked through the database."""
+    def discover(self, *, timeout: float = 1.0,
+                 only: Callable[["Instance"], bool] | None = None) -> list["Instance"]:
+        """The instances of every host, from their heartbeat rows, each asked through the
+        database (or only those ``only`` accepts)."""
         from .instances import discover
 
-        return list(discover(self.conninfo, timeout=timeout))
+        return list(discover(self.conninfo, timeout=timeout, only=only))
 
     def prune(self, instances: Iterable["Instance"]) -> int:
         """Forget the registrations without a heartbeat (any host)."""

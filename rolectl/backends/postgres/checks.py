@@ -15,6 +15,7 @@ from ...events import EVENT_FIELDS, SEQ_HEAD_MAX, SEQ_LIMIT, Event, replay
 from ...findings import ERROR, OK, Finding, examples
 from . import schema
 from .store import PgStore
+from ...grammar import count, plural
 
 #: Every trigger the schema creates, and the table it belongs to.
 TRIGGERS: dict[str, str] = {
@@ -102,9 +103,10 @@ def check_log(store: PgStore) -> list[Finding]:
     logged = replay(Event.from_row(r) for r in rows)
     drift = sorted(set(logged.items()) ^ set(table.items()))
     if not drift:
-        return [Finding("log", OK, f"the log replays to exactly the users table ({len(table)} admins)")]
+        return [Finding("log", OK, f"the log replays to exactly the users table ({count(len(table), 'admin')})")]
     users = sorted({uid for uid, _ in drift})
-    return [Finding("log", ERROR, f"{len(users)} users' roles differ from the log: {examples(users)}",
+    differ = count(len(users), "user's role", "users' roles") + " " + plural(len(users), "differs", "differ")
+    return [Finding("log", ERROR, f"{differ} from the log: {examples(users)}",
                     "check who wrote with triggers disabled; re-apply the intended roles through rolectl")]
 
 

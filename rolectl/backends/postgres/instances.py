@@ -24,7 +24,7 @@ import json
 import select
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from ...cache import replies
 from ...cache.liveness import Identity, same_kernel
@@ -146,9 +146,11 @@ def _probe(inst: PgInstance, reply: Any, timeout: float) -> None:
     fill_from_stats(inst, lambda: check(inst, "stats", reply, timeout))
 
 
-def discover(conninfo: str, *, timeout: float = 1.0, dead_after: float = DEAD_AFTER) -> list[PgInstance]:
+def discover(conninfo: str, *, timeout: float = 1.0, dead_after: float = DEAD_AFTER,
+             only: Callable[[Instance], bool] | None = None) -> list[PgInstance]:
     """Every instance registered in the database, from every host; those with a fresh
-    heartbeat are asked for their stats, all at once (``timeout`` seconds in all). Raises
+    heartbeat (and accepted by ``only``, when given) are asked for their stats, all at once
+    (``timeout`` seconds in all). Raises
     :class:`~rolectl.errors.ConflictError` for a database role that may not see them."""
     pg = driver()
     try:
@@ -166,7 +168,7 @@ def discover(conninfo: str, *, timeout: float = 1.0, dead_after: float = DEAD_AF
                                   identity=_identity(described))
                 _judge(inst, dead_after)
                 found.append(inst)
-            fresh = [i for i in found if not i.gone]
+            fresh = [i for i in found if not i.gone and (only is None or only(i))]
             for inst, reply in zip(fresh, ask_on(conn, [(i.id, {"op": "stats"}) for i in fresh], timeout)):
                 _probe(inst, reply, timeout)
     except pg.Error as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...cache.registry import Instance, Registration
@@ -77,11 +77,13 @@ class SQLiteBackend:
 
         return register(cache, self.path, follower=follower, name=name, bus=bus)
 
-    def discover(self, *, timeout: float = 1.0) -> list["Instance"]:
-        """The instances of this host: the runtime directory next to the file, each socket asked."""
+    def discover(self, *, timeout: float = 1.0,
+                 only: Callable[["Instance"], bool] | None = None) -> list["Instance"]:
+        """The instances of this host: the runtime directory next to the file, each socket
+        asked (or only those ``only`` accepts)."""
         from ...cache.registry import discover
 
-        return discover(self.path, timeout=timeout)
+        return discover(self.path, timeout=timeout, only=only)
 
     def prune(self, instances: Iterable["Instance"]) -> int:
         """Forget the registrations of this host's processes that no longer exist."""

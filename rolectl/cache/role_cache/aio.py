@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, Callable
 
-from rolectl.cache.role_cache.defs import LOADING, NO_FLOOR, Fetch, parse_result
+from rolectl.cache.role_cache.defs import LOADING, NO_FLOOR, Fetch, Token, parse_result
 from rolectl.cache.role_cache.loads import CacheLoads
 from rolectl.events import Role
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rolectl.cache.missexec import MissPool
 
 
 class CacheAsync(CacheLoads):
     __slots__ = ()
 
-    async def aget_role(self, user_id: int, fetch: Fetch | None = None) -> Role:
+    async def aget_role(self, user_id: int, fetch: Fetch | None = None, *, misses: "MissPool | None" = None) -> Role:
         """:meth:`get_role` for asyncio: the blocking read runs in a worker thread and shares
-        single flight with synchronous callers; waiting never blocks the event loop."""
+        single flight with synchronous callers; waiting never blocks the event loop.
+
+        ``misses`` is the pool the read runs in (:mod:`rolectl.cache.missexec`: rolectl's
+        own bounded threads, and a deadline past which the lookup fails closed); without one,
+        the loop's default executor (``asyncio.to_thread``) and no deadline of its own."""
         if user_id.__class__ is int:
             role = self._hit(user_id)
             if role is not None:
                 return role
         fetch = self._fetch_for(user_id, fetch)  # validates user_id (a miss reads with fetch)
         if self._suspended:
-            return parse_result(await asyncio.to_thread(fetch, user_id))[0]
+            if misses is None:
+                return parse_result(await asyncio.to_thread(fetch, user_id))[0]
+            return parse_result(await misses.run(fetch, user_id))[0]
         loop = asyncio.get_running_loop()
         token = [NO_FLOOR]
         try:
@@ -31,9 +41,24 @@ class CacheAsync(CacheLoads):
                     future = self._join_locked(user_id).future(loop)
         except Exception as exc:
             self._fault(exc, user_id, "async lookup")
-            return parse_result(await asyncio.to_thread(fetch, user_id))[0]
+            if misses is None:
+                return parse_result(await asyncio.to_thread(fetch, user_id))[0]
+            return parse_result(await misses.run(fetch, user_id))[0]
         if pending is None:
-            return await asyncio.to_thread(self._load, user_id, fetch, token)
+            if misses is None:
+                return await asyncio.to_thread(self._load, user_id, fetch, token)
+            return await misses.run(self._load, user_id, fetch, token, abandon=self._abandoner(user_id, token))
         if pending is not LOADING:
             return pending
-        return await future
+        if misses is None:
+            return await future
+        return await misses.wait(future)
+
+    def _abandoner(self, user_id: int, token: Token) -> Callable[[BaseException], None]:
+        """What the pool calls if this read is dropped before it ran (its deadline passed,
+        or its caller was cancelled): unregister it and fail whoever waits for it."""
+
+        def abandon(exc: BaseException) -> None:
+            self._load_failed(user_id, token, exc)
+
+        return abandon

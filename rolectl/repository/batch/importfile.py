@@ -94,7 +94,7 @@ def _import_csv(lines: list[str], progress: Progress | None) -> list[ImportRow]:
     rows: list[ImportRow] = []
     positions: tuple[int, int | None, int | None] = (0, 1, 2)
     width = 3
-    total = len(lines)
+    total = sum(1 for line in lines if line.strip())  # rows to validate: the header is taken off below
     first = True
     for fields in _csv_rows(reader):
         number = reader.line_num
@@ -116,6 +116,7 @@ def _import_csv(lines: list[str], progress: Progress | None) -> list[ImportRow]:
                     names.index("role") if "role" in names else None,
                 )
                 width = len(names)
+                total -= 1  # a header is not a user: the bar counts users, as the later phases do
                 continue
         if len(fields) > width:
             raise InvalidInputError(
@@ -129,8 +130,8 @@ def _import_csv(lines: list[str], progress: Progress | None) -> list[ImportRow]:
         except RolectlError as exc:
             raise at(f"line {number}", exc) from None
         rows.append((number, uid, name, role))
-        if progress is not None and number % 50_000 == 0:
-            progress("validate", number, total)
+        if progress is not None and len(rows) % 50_000 == 0:
+            progress("validate", len(rows), total)
     return rows
 
 

@@ -118,7 +118,8 @@ def make_plan(ops: Sequence[Op], state: State) -> Plan:
             elif op.op == REMOVE_ADMIN:
                 assert op.user_id is not None
                 uid = op.user_id
-                step = rules.demote(uid, row_of(uid), logged.get(uid, ROLE_USER), sorted(owned.get(uid, ())), op.force)
+                step = rules.demote(uid, row_of(uid), logged.get(uid, ROLE_USER), sorted(owned.get(uid, ())), op.force,
+                                    f"write the line as `remove-admin,{uid},force` (JSON: \"force\": true)")
                 apply(uid, step)
             else:
                 mid, target = op.mailbox_id, op.to_user

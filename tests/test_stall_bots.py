@@ -1,0 +1,103 @@
+"""A hung PostgreSQL never stalls a whole bot: real aiogram and python-telegram-bot bots, fed
+offline, keep answering the users whose role is cached while the server is unreachable (a
+SIGSTOPped proxy between bot and server) or a table lock is held, and answer every other
+user ``user`` (fail closed) within the timeout plus a margin."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable, Iterator
+
+import pytest
+
+pytest.importorskip("psycopg")
+import psycopg  # noqa: E402
+
+import rolectl.aio  # noqa: E402
+from rolectl.cache.missexec import MARGIN  # noqa: E402
+from rolectl.repository import Repository  # noqa: E402
+
+from stallbots import Phase, Run, aiogram_moderation_bot, drive, nothing, ptb_moderation_bot  # noqa: E402
+from stallproxy import StallProxy, pg_socket, proxied_url  # noqa: E402
+
+TIMEOUT = 1.0
+#: How late a failed-closed miss may be answered: the deadline, and slack for a busy machine.
+LATE = TIMEOUT + MARGIN + 1.5
+STALL, LOCK = 5.0, 3.0  # the stall outlasts LATE: a miss that waits it out fails the test
+HEALTHY = 2.0
+
+
+@pytest.fixture
+def proxy(pg_server: Any, pg_url: str) -> Iterator[StallProxy]:
+    Repository.init(pg_url).close()
+    with StallProxy(pg_socket(pg_server)) as proxy:
+        yield proxy
+
+
+def table_lock(url: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    """Enter/leave a phase in which another session holds ACCESS EXCLUSIVE on users."""
+    held: list[psycopg.Connection[Any]] = []
+
+    def enter() -> None:
+        conn = psycopg.connect(url)
+        conn.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        held.append(conn)
+
+    def leave() -> None:
+        conn = held.pop()
+        conn.rollback()
+        conn.close()
+
+    return enter, leave
+
+
+def phases(proxy: StallProxy, direct_url: str) -> list[Phase]:
+    lock_enter, lock_leave = table_lock(direct_url)
+    return [("healthy", HEALTHY, nothing, nothing),
+            ("stalled", STALL, proxy.stall, proxy.resume),
+            ("locked", LOCK, lock_enter, lock_leave)]
+
+
+def check(run: Run) -> None:
+    healthy = run.rate("healthy")
+    print({phase: round(run.rate(phase)) for phase in run.seconds},
+          {phase: max((m.took or 0) for m in run.misses if m.phase == phase) for phase in run.seconds})
+    assert healthy > 50, f"only {healthy:.0f} cached users/s with a healthy database"
+    for phase in ("stalled", "locked"):
+        ratio = run.rate(phase) / healthy
+        assert ratio >= 0.5, f"{phase}: cached users {run.rate(phase):.0f}/s against {healthy:.0f}/s healthy"
+        during = [m for m in run.misses if m.phase == phase]
+        assert len(during) >= 10
+        for miss in during:
+            assert miss.answer == "admins only (you are user)", miss  # fail closed, never admin
+            assert miss.took is not None and miss.took <= LATE, f"{phase}: a miss took {miss.took:.2f} s"
+    healthy_misses = [m for m in run.misses if m.phase == "healthy"]
+    assert healthy_misses and all(m.answer == "admins only (you are user)" for m in healthy_misses)
+
+
+def run_bot(make: Callable[[Any], Any], proxy: StallProxy, pg_server: Any, pg_url: str) -> Run:
+    url = proxied_url(proxy, pg_url.split("/")[-1].split("?")[0])
+
+    async def main() -> Run:
+        # max_staleness well past the stall: the cache must keep serving, not suspend
+        roles = rolectl.aio.connect(url, name="stalled-bot", timeout=TIMEOUT, max_staleness=60, register=False)
+        bot = make(roles)
+        await bot.start()
+        try:
+            return await drive(bot, phases(proxy, pg_url))
+        finally:
+            if proxy.stalled:
+                proxy.resume()
+            await bot.stop()
+
+    return asyncio.run(main())
+
+
+def test_aiogram_bot_serves_cached_users_while_the_database_hangs(proxy: StallProxy, pg_server: Any,
+                                                                   pg_url: str) -> None:
+    check(run_bot(aiogram_moderation_bot, proxy, pg_server, pg_url))
+
+
+def test_ptb_bot_serves_cached_users_while_the_database_hangs(proxy: StallProxy, pg_server: Any,
+                                                               pg_url: str) -> None:
+    check(run_bot(ptb_moderation_bot, proxy, pg_server, pg_url))

@@ -55,11 +55,12 @@ def test_every_page_is_in_the_nav() -> None:
 
 
 def test_readme_is_a_front_door() -> None:
-    """README.md stays short, and its test command is exactly the last line of ``.ci/run``."""
+    """README.md stays short, and its test command is exactly the line of ``.ci/run`` that runs
+    the suite."""
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 200
-    ci_last = (ROOT / ".ci" / "run").read_text().rstrip().splitlines()[-1]
-    assert f"\n{ci_last}\n" in readme, f"README.md must give the test command `.ci/run` runs: {ci_last}"
+    [ci_line] = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if "-m pytest" in line]
+    assert f"\n{ci_line}\n" in readme, f"README.md must give the test command `.ci/run` runs: {ci_line}"
     assert "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/rolectl demo" in readme
     for page in [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *(ROOT / "docs").rglob("*.md")]:
         cyrillic = re.findall(r"[\u0400-\u04ff]+", page.read_text())

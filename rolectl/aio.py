@@ -33,8 +33,7 @@ from .handle import _Handle
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Unpack
 
-    from .backends.postgres.aio_follower import AsyncPgFollower
-    from .backends.sqlite.aio_follower import AsyncFollower
+    from .backends.base import AsyncioFollower
     from .events import Role
     from .health import Health
     from .repository import Change
@@ -48,7 +47,7 @@ class AsyncRoles(_Handle):
 
     def __init__(self, db: str | os.PathLike[str] | None = None, **options: Unpack[ConnectKeywords]) -> None:
         super().__init__(db, ConnectOptions(**options))
-        self.follower: AsyncFollower | AsyncPgFollower | None = None
+        self.follower: AsyncioFollower | None = None
         self._opening: asyncio.Lock | None = None
         #: Misses run here, never in the loop's default executor (see rolectl.cache.missexec);
         #: closed before the fetch whose connections its threads use.

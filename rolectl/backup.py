@@ -17,6 +17,8 @@ identity** (``meta.log_id``), and copies it into the live database as one write
 transaction: other processes see the old state or the restored one, never a mix, and every
 follower sees another log id at its next read, so it resets its cache instead of trusting
 positions that meant something in the replaced log.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ The file may come from anywhere, so nothing in it is trusted:
   of a table or an extra column is refused, naming the first difference, before any table
   is read. Its triggers are never executed (nothing is written to it) nor copied; the ones
   that are not rolectl's are named so the caller can say they were left out.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ A bot that changes a role through the repository updates its own cache at once (
 ``role_cache.update_role`` right after the UPDATE). The repository publishes here only after
 COMMIT, so a rolled-back change is never seen by anybody. A listener that raises is logged
 and skipped: one broken subscriber must not hide an event from the others.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

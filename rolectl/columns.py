@@ -4,6 +4,8 @@ The statements (:mod:`rolectl.backends.queries`) select them and the records
 (:mod:`rolectl.repository.models`) are built from them; both layers read this one
 definition, which sits below them both (the event log's columns are
 :data:`rolectl.events.EVENT_FIELDS`).
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

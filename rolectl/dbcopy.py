@@ -39,7 +39,7 @@ from .events import EVENT_FIELDS, SEQ_HEAD_MAX
 from .backends.sqlite.store import Store, init as sqlite_init
 from .backends.postgres.store import init as pg_init
 
-__all__ = ["CopyReport", "sqlite_to_postgres", "postgres_to_sqlite", "source_log_problem"]
+__all__ = ["CopyReport", "sqlite_to_postgres", "postgres_to_sqlite"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .backends.postgres.store import PgStore

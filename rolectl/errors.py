@@ -7,6 +7,9 @@ branch on a stable number and the library never has to know about ``sys.exit``.
 
 from __future__ import annotations
 
+__all__ = ["RolectlError", "InvalidInputError", "NotFoundError", "ConflictError", "DatabaseError",
+           "OutcomeUnknownError", "ForkedError", "NotReadyError", "NotAppliedError", "CacheFaultError", "EXIT_CODES"]
+
 
 class RolectlError(Exception):
     """Base class: a failure with a one-line message that names the problem and the fix."""

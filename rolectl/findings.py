@@ -3,6 +3,8 @@
 Shared by :mod:`rolectl.doctor` and the checks it runs from other layers (the PostgreSQL
 catalogue checks live with that engine, below the doctor), so that every check speaks the
 same vocabulary and none of them prints.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ Nothing inherited is closed in the child: closing a psycopg connection cleanly s
 Terminate on the parent's session, and a SQLite connection's close works on the parent's
 files. The child keeps references to them here (so the garbage collector does not close them
 either) and drops nothing of the parent's registration.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ Every sentence rolectl prints about a number of things goes through here, so tha
 for a verb or a noun that agrees with it (``plural(n, "is")``). It sits in the bottom layer so
 that every layer (a cache's refusal, a doctor's finding, the CLI) words counts the same way;
 :mod:`rolectl.render` hands the same two functions to the output code.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

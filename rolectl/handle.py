@@ -30,11 +30,8 @@ from .writelog import WriteLog
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Unpack
 
-    from .backends.base import Backend
-    from .backends.postgres.follower import PgFollower
-    from .backends.postgres.registration import PgRegistration
-    from .backends.sqlite.follower import Follower
-    from .cache.registry import Registration
+    from .backends.base import Backend, InstanceRegistration, ThreadFollower
+    from .cache.followview import FollowerView
     from .cache.role_cache import RoleCache
     from .events import Event, Role
     from .health import Health
@@ -42,6 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .repository import Change, Repository
 
 log = logging.getLogger("rolectl.connect")
+
+__all__ = ["Roles", "connect"]
 
 DEFAULT_NAME = "bot"
 
@@ -90,7 +89,7 @@ class _Handle:
         self._write_log = WriteLog(log, instance=self.name, db=str(self.backend.path))
         self.cache: RoleCache = RoleCache(self.ops.timed(self._fetch), maxsize=options.maxsize, name=self.name)
         self._undo.append(opsmetrics.attach(self.cache, self.ops))
-        self.registration: Registration | PgRegistration | None = None
+        self.registration: InstanceRegistration | None = None
         forks.track(self)
 
     @property
@@ -127,7 +126,7 @@ class _Handle:
         if self._closed:
             raise RolectlError(f"the rolectl handle {self.name!r} is closed", hint="connect again")
 
-    def _attach_own_writes(self, follower: Any) -> None:
+    def _attach_own_writes(self, follower: "FollowerView | None") -> None:
         """The bot's own commits are applied before the write call returns."""
         if follower is not None:
             self._undo.append(follower.attach(self.repo.bus))
@@ -139,7 +138,7 @@ class _Handle:
 
             self._undo.append(self.repo.bus.subscribe(apply))
 
-    def _register_now(self, follower: Any) -> None:
+    def _register_now(self, follower: "FollowerView | None") -> None:
         if not self._register:
             return
         try:
@@ -207,7 +206,7 @@ class Roles(_Handle):
 
     def __init__(self, db: str | os.PathLike[str] | None = None, **options: Unpack[ConnectKeywords]) -> None:
         super().__init__(db, ConnectOptions(**options))
-        self.follower: Follower | PgFollower | None = None
+        self.follower: ThreadFollower | None = None
         try:
             if self.follow:
                 follower = self.backend.follower(self.cache, max_staleness=self._max_staleness, strict=self._strict)

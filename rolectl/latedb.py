@@ -15,6 +15,8 @@ is there but is not exactly a rolectl database (a foreign or broken schema) is r
 once, strict or not, and so is a refused login: a file put at the path by someone else must
 never be trusted (see :mod:`rolectl.backends.sqlite.guard`), and waiting would only hide a
 wrong path or a wrong password until the first lookup.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

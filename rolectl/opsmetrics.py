@@ -22,6 +22,8 @@ Suspended seconds come from the follower (``suspended_seconds`` in its stats).
 
 :func:`attach` makes a handle's counters part of its cache's ``stats`` answer (the section
 ``ops``), which is how ``rolectl stats --format openmetrics`` sees them in another process.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ holes and far from 2^63-1, mailbox owners that exist), then copied column by col
 ``INSERT ... SELECT`` that names every column. Both run inside SQLite: a million users take
 seconds. The triggers are created after the rows, so the copy writes no event of its own:
 the log is the backup's, as it was, with a new identity.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

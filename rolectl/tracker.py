@@ -2,6 +2,8 @@
 
 ``rolectl -v`` routes the ``rolectl.tracker`` logger to stderr, so an operator sees
 ``Admin added event: 789 (@new_admin)`` exactly as the reference scenario prints it.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

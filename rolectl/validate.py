@@ -2,6 +2,8 @@
 
 Validation happens before any database is opened, so bad input can never change the data.
 The database repeats the essential checks (CHECK constraints) for writers that skip Python.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """rolectl's version, in a module of its own: every layer reports it (``rolectl --version``,
-``rolectl stats``), and importing it must not import the package's public names."""
+``rolectl stats``), and importing it must not import the package's public names.
+
+Internal: not part of the public API.
+"""
 
 __all__ = ["__version__"]
 

@@ -6,6 +6,8 @@ first failure of an outage at once (``write.failed``), then at most one summary 
 ``interval`` (``write.failing``, with counts by cause), and one line when a change works
 again (``write.recovered``). All at WARNING on ``rolectl.connect``; the counters themselves
 are in :mod:`rolectl.opsmetrics`.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

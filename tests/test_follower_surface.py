@@ -20,7 +20,7 @@ VIEW = sorted(name for name, value in vars(FollowerView).items() if isinstance(v
 
 @pytest.mark.parametrize("driver", DRIVERS, ids=lambda d: d.__name__)
 def test_every_driver_reads_its_core_through_the_one_view(driver: type) -> None:
-    assert issubclass(driver, FollowerView)
+    assert FollowerView in driver.__mro__  # a protocol too, so issubclass() cannot tell
     assert "__getattr__" not in vars(driver)  # no forwarding: the surface is what the class declares
     for name in VIEW:
         assert inspect.getattr_static(driver, name) is vars(FollowerView)[name], name

@@ -64,6 +64,11 @@ def test_mypy_sees_precise_public_types(tmp_path: Path, mypy_cache: Path) -> Non
         "    return await cache.aget_role(1)\n"
         "cache.update_role(1, 'moderator')\n"  # expected error 1: not a role
         "assert cache.get_role(1) != 'admn'\n"  # expected error 2: a typo'd role never matches
+        # a handle's follower is one protocol per driver kind, whichever engine runs it
+        "import rolectl, rolectl.aio\n"
+        "from rolectl.backends.base import AsyncioFollower, ThreadFollower\n"
+        "assert_type(rolectl.connect('bot.db').follower, ThreadFollower | None)\n"
+        "assert_type(rolectl.aio.connect('bot.db').follower, AsyncioFollower | None)\n"
     )
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(mypy_cache), str(probe)],

@@ -19,6 +19,8 @@ rules (repository, events, validation) are written once above them.
 
 Importing this package imports neither driver nor any backend module; :func:`open_backend`
 imports the one it returns (psycopg only for a PostgreSQL database).
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ differ by pid. The name is put in the handle's conninfo as ``application_name``,
 connection the handle opens (the follower's, the miss reads', the writes', diagnostics')
 carries it. A value the user chose wins: ``application_name`` in the URL or ``key=value``
 string, or ``$PGAPPNAME``. SQLite has no such thing; its backend is returned as it is.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ the engine; everything above (the library, the doctor, the CLI) holds a :class:`
 calls its methods, or looks at :attr:`Backend.kind` where the output itself names the engine.
 ``mypy --strict`` checks in :mod:`rolectl.backends` that each engine satisfies this protocol,
 so a method added here and forgotten in one engine fails the type check, not a user.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .postgres.store import PgStore
     from .sqlite.store import Store
 
-__all__ = ["Backend", "Kind", "AnyStore", "MissFetch"]
+from ..cache.followview import FollowerView
+
+__all__ = ["Backend", "Kind", "AnyStore", "MissFetch", "ThreadFollower", "AsyncioFollower", "InstanceRegistration"]
 
 #: The engines rolectl runs on.
 Kind = Literal["sqlite", "postgres"]
@@ -37,6 +41,52 @@ class MissFetch(Protocol):
 
     def close(self) -> None:
         """Close its connection (the handle does, last)."""
+
+
+class ThreadFollower(FollowerView, Protocol):
+    """A follower on a thread of its own (SQLite's ``Follower``, PostgreSQL's ``PgFollower``):
+    the shared :class:`~rolectl.cache.followview.FollowerView` surface, and its lifecycle."""
+
+    @property
+    def running(self) -> bool:
+        """Its thread is alive."""
+
+    def start(self) -> "ThreadFollower":
+        """Catch up, then follow on a new thread; returns itself once the cache is in step."""
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread (waiting up to ``timeout`` seconds) and close the connection."""
+
+    def close(self) -> None:
+        """The same as :meth:`stop`; calling it twice is harmless."""
+
+
+class AsyncioFollower(FollowerView, Protocol):
+    """A follower woken by the bot's own event loop (``AsyncFollower``, ``AsyncPgFollower``):
+    the shared :class:`~rolectl.cache.followview.FollowerView` surface, and its lifecycle."""
+
+    @property
+    def running(self) -> bool:
+        """It is started and not yet closed."""
+
+    async def start(self) -> "AsyncioFollower":
+        """Catch up, then follow on the running loop; returns itself once the cache is in step."""
+
+    async def aclose(self) -> None:
+        """Stop following, on the loop that started it."""
+
+    def close(self) -> None:
+        """Stop following from any thread; calling it twice is harmless."""
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's loop callbacks without touching the parent's loop."""
+
+
+class InstanceRegistration(Protocol):
+    """A cache made visible to ``rolectl stats`` (a socket on this host, or a heartbeat row)."""
+
+    def close(self) -> None:
+        """Withdraw the registration; calling it twice is harmless."""
 
 
 class Backend(Protocol):
@@ -72,13 +122,15 @@ class Backend(Protocol):
     def fetch(self) -> MissFetch:
         """The cache's miss read (role and log head in one snapshot)."""
 
-    def follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> Any:
+    def follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> ThreadFollower:
         """A thread follower (not started); ``None`` keeps the follower's default staleness."""
 
-    def async_follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> Any:
+    def async_follower(self, cache: "RoleCache", *, max_staleness: float | None,
+                       strict: bool) -> AsyncioFollower:
         """An in-loop follower for asyncio bots (not started)."""
 
-    def register(self, cache: "RoleCache", *, follower: Any, name: str, bus: bool) -> Any:
+    def register(self, cache: "RoleCache", *, follower: FollowerView | None, name: str,
+                 bus: bool) -> InstanceRegistration:
         """Make the cache visible to ``rolectl stats`` (started)."""
 
     def discover(self, *, timeout: float = 1.0,

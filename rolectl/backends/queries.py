@@ -12,6 +12,8 @@ batch's rows are staged (:class:`Scratch`).
 Statements are plain attributes computed once in ``__init__`` (the hot single-change path
 pays nothing per call); statements whose shape depends on the call (optional filters, a
 variable number of ranges or kinds) are methods, cached where the shapes are few.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

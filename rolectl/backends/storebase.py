@@ -4,6 +4,8 @@ A store (:class:`rolectl.backends.sqlite.store.Store`, :class:`rolectl.backends.
 owns one connection, its transactions and the repository's statements. The waits are the
 same on both (``--timeout``, ``$ROLECTL_TIMEOUT``, the longer default for a change waiting
 for the writer lock), and so are closing, ``with`` and the log's identity.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

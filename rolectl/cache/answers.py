@@ -18,6 +18,8 @@ checked by :mod:`.replies`, on both backends. Operations:
 
 Every operation only reads: making caches drop entries goes through the audit log
 (``cache evict`` / ``cache flush``), never through a request.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

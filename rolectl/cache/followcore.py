@@ -23,6 +23,8 @@ and never opens a database itself.
   reads the database (and fails if it cannot) instead of answering from memory. The first
   successful check resumes it. The driver's own timer enforces this, so the cache's hit path
   carries no clock.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

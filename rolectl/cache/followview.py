@@ -25,11 +25,13 @@ option                 SQLite      SQLite       PostgreSQL   PostgreSQL
    already announces; a dead link is noticed by TCP keepalives and ``tcp_user_timeout``
    as well, so the longer interval costs no safety.
 .. [3] Only without inotify (not Linux): the file has no other wake-up.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..bus import EventBus
@@ -39,8 +41,11 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["FollowerView"]
 
 
-class FollowerView:
-    """Read-only properties over ``self.core`` and :meth:`attach`, for every follower driver."""
+class FollowerView(Protocol):
+    """Read-only properties over ``self.core`` and :meth:`attach`, for every follower driver.
+
+    A protocol as well as a base class: each driver inherits these properties, and a type
+    checker accepts any object with this surface where a ``FollowerView`` is expected."""
 
     core: "FollowCore"
 

@@ -13,6 +13,8 @@ the reply's shape.
 
 The same thread takes a snapshot of the counters every second into a small ring, which is
 what makes "hit rate over the last 10 s" possible (varnishstat's *Change* next to *Avg*).
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ way. So rolectl calls an instance dead only when
 and never when it cannot tell: a pid of another pid namespace (another container with the
 same host name) cannot be looked up from here, so it is never called gone. A registration
 written before these fields existed is judged by its pid alone, as before.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 protocol only; each engine brings its reader (:class:`rolectl.backends.sqlite.logreader.LogReader`
 on a WAL file, :class:`rolectl.backends.postgres.logreader.PgLogReader` on one connection), and
 both answer with the one :class:`Batch` and :data:`Anchor` defined here.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

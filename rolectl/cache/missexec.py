@@ -18,6 +18,8 @@ thread sat in a miss while cached users -- answered from memory -- queued behind
 
 Nothing here knows an engine; the backends bound the reads themselves (statement and lock
 timeouts, a stalled-socket watchdog on PostgreSQL).
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

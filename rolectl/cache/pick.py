@@ -6,6 +6,8 @@ a name, or a name narrowed by pid and host: ``NAME:PID``, ``NAME@HOST``, ``NAME@
 Matching needs only what the registration says (name, id, pid, host): discovery asks only
 the instances that match, and a spec that matches several live ones is answered with a list
 of them and the specs that pick each one, not with a bare failure.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -37,14 +37,14 @@ from ..grammar import count
 from . import ipc, replies
 from .liveness import Identity, own_identity
 from .liveness import gone as process_gone
-from .rundir import SUFFIX, RuntimeDir, runtime_dir
+from .rundir import RuntimeDir, runtime_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from .followview import FollowerView
     from .role_cache import RoleCache
 
-__all__ = ["SUFFIX", "runtime_dir", "Registration", "register", "Instance", "PeerError", "discover", "prune",
-           "choose", "wait_applied", "LIVE", "DEAD", "UNRESPONSIVE", "BAD_REPLY", "REMOTE", "STALE"]
+#: What a bot uses (the rest serves the CLI and the doctor, and may change).
+__all__ = ["Registration", "register"]
 
 LIVE, DEAD, UNRESPONSIVE, BAD_REPLY, REMOTE = "live", "dead", "unresponsive", "bad-reply", "remote"
 #: Shown instead of ``live`` when the instance's follower reports ``"stale": true``.

@@ -4,6 +4,8 @@ A registration file or a socket reply comes from another process, possibly a bro
 hostile one. Each checker returns a clean dict holding only known fields of known types
 (integers are never booleans, floats are finite), or raises :class:`BadReply` naming the
 first problem. Callers list such a peer as ``bad-reply`` and carry on with the others.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

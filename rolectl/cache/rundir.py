@@ -11,6 +11,8 @@ string that could be swapped between a check and a use:
   outside the directory can be touched, whatever a registration file says;
 * files are opened with ``O_NOFOLLOW`` (a planted symlink is an error, not a path) and created
   with ``O_EXCL``; a registration becomes visible by ``rename``, which replaces a link itself.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -45,6 +45,8 @@ Miss causes come from a bounded side table (:data:`GONE_TRACKED` ids); an id tha
 it is counted as cold. A miss is counted when its read returns (a read still running shows in
 ``in_flight`` only), so ``misses = sum(misses_by_role) + load_errors``: ``misses_by_role``
 counts the reads that returned a role, ``load_errors`` those that failed.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ PostgreSQL connection: :func:`rolectl.backends.sqlite.tail.follow`,
 :func:`rolectl.backends.postgres.tail.follow`); what they do once awake is this module's
 :meth:`Position.drain`, written once: read after the position, check the anchor, and say
 :class:`Restart` instead of printing a history the log can no longer vouch for.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ worker thread, and waking a loop from another thread costs a ``call_soon_threads
 lock, a deque append and a write to the loop's self-pipe. So the futures are grouped by loop
 and each loop is woken once, however many of its tasks wait (a burst of messages from one
 user to a busy bot is exactly that case).
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

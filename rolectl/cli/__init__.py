@@ -1,4 +1,7 @@
-"""The command-line layer: parses, calls the library, renders. No SQL and no cache logic here."""
+"""The command-line layer: parses, calls the library, renders. No SQL and no cache logic here.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``rolectl access {reader,bot,operator} NAME``: a PostgreSQL role with exactly what its kind needs."""
+"""``rolectl access {reader,bot,operator} NAME``: a PostgreSQL role with exactly what its kind needs.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 Each command module attaches its commands to :data:`app`; this file only wires them up.
 Add-ons outside the CLI package (the simulator) are named in :data:`ADDONS` and looked up
 by name, so the core imports none of them and runs without them.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""``rolectl backup`` and ``rolectl restore``: copies of a live database, and back, safely."""
+"""``rolectl backup`` and ``rolectl restore``: copies of a live database, and back, safely.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

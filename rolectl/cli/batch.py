@@ -1,4 +1,7 @@
-"""``rolectl apply`` and ``rolectl users import``: many changes from a file, all or nothing."""
+"""``rolectl apply`` and ``rolectl users import``: many changes from a file, all or nothing.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

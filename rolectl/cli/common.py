@@ -1,4 +1,7 @@
-"""Small helpers shared by command modules: id parsing and reporting a change."""
+"""Small helpers shared by command modules: id parsing and reporting a change.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

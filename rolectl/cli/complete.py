@@ -1,6 +1,9 @@
 """Shell completion from live data: user ids and mailbox ids from the database, cache
 instance names from the registry. Each answers within a bound (at most :data:`LIMIT` ids) and
-never prints an error into the shell: anything that fails completes nothing."""
+never prints an error into the shell: anything that fails completes nothing.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

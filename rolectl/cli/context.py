@@ -1,4 +1,7 @@
-"""What every command needs from the global options: which database, how long to wait, who acts."""
+"""What every command needs from the global options: which database, how long to wait, who acts.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

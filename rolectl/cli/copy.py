@@ -1,4 +1,7 @@
-"""``rolectl copy``: move a bot's database between SQLite and PostgreSQL (either direction)."""
+"""``rolectl copy``: move a bot's database between SQLite and PostgreSQL (either direction).
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ and request rows in the database (every host); this module only turns the replie
 numbers (seconds, rates as fractions), times as ISO 8601 UTC with the Unix time beside in a
 ``*_epoch`` field, booleans as JSON booleans or ``true``/``false``; tables get them humanised,
 and every name an instance or the database chose is shown through :func:`~rolectl.render.safe`.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

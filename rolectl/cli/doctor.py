@@ -1,4 +1,7 @@
-"""``rolectl doctor``: check the database and the caches following it; ``--fix`` what is safe."""
+"""``rolectl doctor``: check the database and the caches following it; ``--fix`` what is safe.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ Library code raises :class:`~rolectl.errors.RolectlError` subclasses (each knows
 or lets ``sqlite3`` errors (or, on PostgreSQL, psycopg errors: exit 5) through; the CLI group below catches both for every command,
 prints ``rolectl: error: <problem>: <fix>`` on stderr and exits with the documented code.
 ``--debug`` adds the traceback; a user's mistake never shows one otherwise.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""``rolectl events``: the audit trail, filtered; ``--follow`` tails it live."""
+"""``rolectl events``: the audit trail, filtered; ``--follow`` tails it live.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

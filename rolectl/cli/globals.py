@@ -8,6 +8,8 @@ copies that write into the same :class:`~rolectl.cli.context.State` when typed a
 command with an option of its own by that name (``simulate --db``) keeps its own. They are
 listed once, in ``rolectl --help``; each command's page ends with a one-line pointer to it
 (:data:`POINTER`) instead of repeating the same ten lines.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

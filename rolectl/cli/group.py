@@ -7,6 +7,8 @@ columns (so that a pasted example runs), the global options also after the comma
 (:mod:`.globals`, listed once in ``rolectl --help`` and pointed at from each command's page),
 at most one typo suggestion, and a panel in ``rolectl --help``.
 A command is prepared when it is first looked up, so a run pays only for its own command.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Mailbox commands: mailbox create / list / show, and transfer (the reference day's 18:00 hand-over)."""
+"""Mailbox commands: mailbox create / list / show, and transfer (the reference day's 18:00 hand-over).
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

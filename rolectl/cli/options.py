@@ -3,6 +3,8 @@
 Fixed sets of values (roles, event kinds, formats, distributions) are :class:`OneOf` click
 types: one declaration gives the ``--help`` text its metavariable, the shell its completions
 and the command its validation, with rolectl's one-line error (exit 2) for a wrong value.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

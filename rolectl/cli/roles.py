@@ -1,4 +1,7 @@
-"""Commands that read and change roles: init, add-admin, remove-admin, role, users, admins."""
+"""Commands that read and change roles: init, add-admin, remove-admin, role, users, admins.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -13,6 +13,8 @@ a ``host`` column joins it when the instances span hosts. The live view is dense
 between columns) and keeps each instance on one line. Rows are sorted by (name, id), a stable
 key. It is redrawn on a fixed schedule (``--interval`` from one start to the next, however
 long a poll took), and its header says the period it really keeps.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

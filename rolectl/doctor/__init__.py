@@ -34,6 +34,8 @@ wait until ``--fix`` has dropped it. The package: :mod:`.run` (diagnose, repair)
 database), :mod:`.instances` (live caches), :mod:`.schemacheck`, :mod:`.logcheck`,
 :mod:`.fileperms` (also used by ``init``) and :mod:`.findings` (the record every check returns).
 The CLI imports this package only when ``rolectl doctor`` runs.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

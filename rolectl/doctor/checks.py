@@ -3,6 +3,8 @@
 Cheapest first, in the order :func:`rolectl.doctor.run.diagnose` runs them; the checks that
 read the schema, the log's numbering and file permissions live in their own modules
 (:mod:`.schemacheck`, :mod:`.logcheck`, :mod:`.fileperms`) and are imported when run.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ SQLite trusts whatever ``<db>-wal`` it finds when it opens a database. A user wh
 create files in the database's directory can plant a ``-wal`` holding commits of their own
 making (an admin row, with no event), and SQLite lays them over the file at the next open.
 The triggers never run for such a change, so only the file's permissions prevent it.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

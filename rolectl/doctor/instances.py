@@ -1,4 +1,7 @@
-"""The ``instances`` check: live cache instances of this database, their lag, dead registrations."""
+"""The ``instances`` check: live cache instances of this database, their lag, dead registrations.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

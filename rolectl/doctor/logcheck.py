@@ -6,6 +6,8 @@ The database refuses every statement that would rewrite, delete or renumber an e
 or edited ``sqlite_sequence``, which no trigger may guard. Those leave marks this module
 finds: a hole in the sequence, a head that is not the newest event, a head so close to
 2^63-1 that AUTOINCREMENT can issue no more numbers and every later write fails.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

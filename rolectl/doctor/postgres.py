@@ -7,6 +7,8 @@ register in the database on PostgreSQL) -- and runs them all. ``--fix`` repairs 
 here: the schema (``init``'s migrations), mailbox owners who are not admins (made admins,
 logged) and dead instance registrations (deleted). File permissions, integrity and pragmas
 are SQLite matters and are not checked.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

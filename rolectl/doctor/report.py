@@ -1,5 +1,8 @@
 """What ``rolectl doctor`` hands back: the :class:`Report` of its findings and the exit code
-it means, the same for both engines' checks."""
+it means, the same for both engines' checks.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Running the doctor: every check in order (:func:`diagnose`), and the safe repairs (:func:`repair`)."""
+"""Running the doctor: every check in order (:func:`diagnose`), and the safe repairs (:func:`repair`).
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

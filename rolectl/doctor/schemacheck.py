@@ -12,6 +12,8 @@ A file someone else made (a backup about to be restored) is compared before anyt
 it is read: :func:`stored_differences` lists every table, index and view in its
 ``sqlite_schema`` that is not exactly what the migrations create, without sqlite-utils and
 without running any of the file's SQL.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ rolectl's tables that the migrations do not create; rebuilds a table whose defin
 changed (a patched CHECK) from the migrations, keeping its rows; and re-runs the migrations
 for what is missing or altered. All of it in one transaction, so no writer ever sees a
 table without its triggers.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -26,6 +26,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("rolectl.integrations")
 
+#: The adapters are the submodules (each needs its framework); this package exports nothing itself.
+__all__: list[str] = []
+
 
 def failure_log(roles: "AsyncRoles") -> FailureLog:
     """The failure log an adapter keeps for ``roles`` (one per installed adapter)."""

@@ -17,6 +17,8 @@ field              meaning
 ``failures``       failures so far in this outage (summary, recovery)
 ``causes``         ``{"DatabaseError": 812, ...}`` since the previous record
 ================== ==========================================================================
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ The API, for command modules:
   spaces, and prose-heavy rows as stacked records on a narrow terminal.
 * ``count(n, noun)``, ``plural(n, word)`` -- numbers of things in words (:mod:`rolectl.grammar`) ("1 user", "2 users are").
 * ``check_format``, ``default_format``, ``is_machine``, ``console``, ``progress``.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@
      "events": [...]}                      # every event committed, in sequence order
 
 ``jsonl`` writes one ``changes`` item per line; ``text`` one sentence per change.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

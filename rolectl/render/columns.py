@@ -3,6 +3,8 @@
 A listing names its columns as plain strings or as :class:`Col`. Plain strings get a kind
 inferred from the data and a priority from their position (the leftmost matter most), which
 is right for most tables; :class:`Col` says it explicitly.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Which output formats exist, and which one applies when none is asked for."""
+"""Which output formats exist, and which one applies when none is asked for.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

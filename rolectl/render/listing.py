@@ -3,6 +3,8 @@
 Without ``--limit``, a listing on a terminal stops after one screen of rows and says on
 stderr how many rows it left out and that ``--limit 0`` shows them all; in a pipe or a
 file everything is written. ``--limit N`` is exact everywhere, ``--limit 0`` means all.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Machine formats carry the raw values (a rate as a fraction, per-second floats); tables show
 these strings, which :func:`~rolectl.render.columns.infer_kind` recognises and aligns as numbers.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

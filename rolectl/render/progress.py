@@ -1,4 +1,7 @@
-"""A progress bar on stderr for long jobs, only where a person can see it."""
+"""A progress bar on stderr for long jobs, only where a person can see it.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ columns. Here a paragraph is wrapped at spaces to the console's width, and a tab
 long-text fields per row can be written as stacked records instead: a heading line per row,
 then one ``label  value`` block per field, each value wrapped in the width left of the line.
 Everything passes :func:`safe`.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ length. JSON is written as an array with one object per line; tabulate formats n
 rows to size their columns, so they get them in chunks of :data:`TABULATE_CHUNK` (each
 chunk a table with its header); the terminal table is fitted chunk by chunk
 (:mod:`rolectl.render.table`).
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

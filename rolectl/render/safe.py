@@ -7,6 +7,8 @@ every such character into a visible escape (``\\x1b``, ``\\n``, ``\\u202e``) and
 every cell, title and message printed for people. Machine formats are left exact (JSON
 escapes them its own way, see :func:`json_safe`; CSV and TSV are for programs, and are
 escaped with :func:`safe` only when they go to a terminal, see ``render.rows.line_cell``).
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ A cell may be a rich ``Text``: its colours are kept and its text is escaped like
 (the state of a cache instance, a falling hit rate). :func:`fitted_table` makes the same
 table as one renderable for a view that is redrawn in place (``stats --watch``), whose rows
 stay one line each (``label`` columns are cut, not wrapped) and whose gap may be narrower.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ Every machine format carries times as ISO 8601 UTC strings with milliseconds and
 time may add it beside, named ``<field>_epoch``. Tables for people show the local time of
 day for today (``21:13:39``) and a date with minutes otherwise (``2026-11-24 21:13``);
 durations as ``4m05s`` and past moments as ``4m05s ago`` (machine formats: seconds).
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from .mailboxes import MailboxesRepo
 from .models import Change, Mailbox, User
 from .users import UsersRepo
 
-__all__ = ["Repository", "UsersRepo", "MailboxesRepo", "EventLog", "Change", "User", "Mailbox", "AnyStore"]
+__all__ = ["Repository", "UsersRepo", "MailboxesRepo", "EventLog", "Change", "User", "Mailbox"]
 
 
 class Repository:

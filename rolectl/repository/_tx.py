@@ -18,6 +18,8 @@ gives the events; SQLite >= 3.35). Where every statement is a round trip to a se
 data-modifying ``WITH`` statement; the trigger runs at the end of that statement and finds
 the event already logged. Whatever the path, the events
 the transaction produced are read back at the end and published on the bus after COMMIT.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ..events import ADMIN_ADDED, ADMIN_REMOVED, ROLE_ADMIN, Event
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.queries import Queries
-    from . import AnyStore
+    from ..backends.base import AnyStore
 
 
 class ChangeTx:

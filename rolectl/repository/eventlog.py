@@ -1,4 +1,7 @@
-"""EventLog: reading the append-only audit log, and appending the break-glass cache events."""
+"""EventLog: reading the append-only audit log, and appending the break-glass cache events.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from ._tx import change
 from .models import Change
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import AnyStore
+    from ..backends.base import AnyStore
 
 
 class EventLog:

@@ -1,4 +1,7 @@
-"""MailboxesRepo: mailboxes and the hand-over of their admin rights (the reference day's 18:00)."""
+"""MailboxesRepo: mailboxes and the hand-over of their admin rights (the reference day's 18:00).
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from .models import Change, Mailbox
 from .users import write_user
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import AnyStore
+    from ..backends.base import AnyStore
 
 
 class MailboxesRepo:

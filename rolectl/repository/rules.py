@@ -10,6 +10,8 @@ Every decision compares a requested role with two things: the users table's row,
 the log last recorded (what every cache following the log believes). A role is logged when it
 differs from the *logged* role, so a change made while the two disagree (the table written with
 the triggers off) logs exactly what caches need, under the change's own actor.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

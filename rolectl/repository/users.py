@@ -1,4 +1,7 @@
-"""UsersRepo: the only writer of users and their roles (the reference day's name)."""
+"""UsersRepo: the only writer of users and their roles (the reference day's name).
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from ._tx import ChangeTx, change
 from .models import Change, User
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import AnyStore
+    from ..backends.base import AnyStore
 
 
 class UsersRepo:

@@ -19,6 +19,8 @@ under each policy (:mod:`.policies`: rolectl's event-driven cache, a
 ``cachetools.TTLCache``, no cache) and returns a :class:`~.engine.DayResult`;
 :mod:`.report` turns it into rows. :mod:`.cli` adds ``rolectl simulate`` and ``rolectl demo``
 to the command line (an add-on: the core never imports this package).
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 once; :class:`DayChart` draws them with rich (terminal) and :mod:`rolectl.simulate.plot` with
 matplotlib (``--plot FILE``), so both pictures show the same thing. The ``none`` policy is left
 out: it has no hit rate, every request reads the database.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ entry points imports ``importlib.metadata``: tens of milliseconds on every start
 Parsing and rendering only: the day is generated, replayed and measured by
 :mod:`rolectl.simulate`. Counts are parsed here (not by click) so that a bad knob is one
 line, ``rolectl: error: --users -5 is negative: use 1 or more``, exit 2.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

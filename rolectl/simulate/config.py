@@ -4,6 +4,8 @@ A :class:`SimConfig` fully determines the request trace and the day's changes: t
 config (the random ``seed`` included) always gives the same numbers. Validation raises
 :class:`~rolectl.errors.InvalidInputError` (exit 2) with the knob's command-line name, so a
 bad knob reads the same from the library and from ``rolectl simulate``.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ reading the event log, then replays the segment.
 
 At the end the mirror is compared with the ``users`` table; a difference would mean the
 measurement itself is wrong, so it is an error, never a number.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ on the database), so an ``add-admin`` typed in another terminal reaches it withi
 milliseconds, exactly like the simulator's own changes. Between two pacing ticks the
 simulator folds every change in the log -- its own and other processes' -- into its mirror
 of the database, so stale reads in this mode are measured at tick granularity.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ matplotlib is an optional extra (``pip install 'rolectl[plot]'``) and is importe
 only when a plot is asked for. The picture shows what the terminal chart shows
 (:mod:`.chart`): hit rate per 2-hour period for each cache policy, with the day's changes
 marked, and the stale answers per period below it.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ most ``sql_read_limit`` requests (100 000 by default); on longer days every k-th
 (k = ceil(requests / limit), so at most ``limit`` real reads per policy) and the others are
 answered from ``truth``. ``db_reads`` counts them all, ``db_reads_sql`` the real ones. Every
 ``event`` miss is a real read.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

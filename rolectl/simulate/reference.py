@@ -6,6 +6,8 @@ its own arithmetic 8500 / 1050 (89 %) -- which adds up to 9550 requests, not 10 
 a TTL cache is said to reach 50 % with no derivation. :func:`compare` puts each claim next to the measured figure with a one-line
 reason computed from the measurement (never typed in: change the knobs and the reasons
 change with them).
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

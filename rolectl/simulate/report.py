@@ -4,6 +4,8 @@ Two shapes of every table: *machine* rows (numbers stay numbers, field names are
 JSON interface documented in docs/guides/simulator.md) for ``json``/``jsonl``/``csv``/``tsv``, and *human*
 rows (rates as percentages, the policies side by side as columns) for the rich table and the
 tabulate formats. Rendering itself is :mod:`rolectl.render`'s job.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

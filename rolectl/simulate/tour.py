@@ -4,6 +4,8 @@
 :class:`~rolectl.cache.RoleCache` fed by the repository's bus, a simulated day -- and yields
 what happened as a :class:`Step` (sentences and rows). The CLI renders the steps as they come;
 nothing here prints or waits for input.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ The day follows the reference day (see :mod:`rolectl.simulate`):
 User ids: the reference day's cast 123, 456, 789 and 2000 are active users, new users take the ids
 from 1000 up, and the other active users fill the ids from 1 up (with 1000 users and 50
 new ones: active = 1..999 and 2000, new = 1000..1049, exactly the reference day's ids).
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -10,4 +10,6 @@
 
 psycopg is imported by these modules, never by this package: ``import rolectl`` and the
 SQLite CLI do not pay for it.
+
+Internal: not part of the public API.
 """

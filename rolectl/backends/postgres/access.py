@@ -21,6 +21,8 @@ The grants are derived from what the code runs:
 Every kind gets ``CONNECT`` on the database and ``USAGE`` on rolectl's schema. The owner of
 rolectl's tables, a superuser and the connected role itself are refused: this command hands
 out privileges, it never takes them from whoever runs it.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

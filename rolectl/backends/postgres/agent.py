@@ -22,6 +22,8 @@ and :data:`ENTRIES_PER_ROUND` entries (an ``entries`` reply holds at most
 Only database roles that may write the log see or drive any of this (row level security on
 both tables, schema version 2). An instance whose own role may not is not registered: it
 says so once in the log and keeps following.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ URL or a libpq ``key=value`` string. It hands out what every
   through the database, so ``rolectl stats`` sees the bot from any host, and finding
   those instances again (:mod:`.instances`);
 * the tail of ``events --follow`` (:mod:`.tail`: LISTEN and a catch-up by seq).
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ One policy for every connection that reconnects (the follower's, the store's): t
 retry at once, then 0.1 s doubling up to 5 s, reset by a success. A server that is down is
 never hammered, and one that is back is found within a fraction of a second of the wait
 that was due.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ and enabled (``ALTER TABLE ... DISABLE TRIGGER`` would let raw SQL bypass the lo
 writer lock); the sequence not behind the log (a ``setval`` backwards would make new events
 collide); and the log replaying to exactly the users table. Gaps in ``seq`` are normal here
 and are not reported.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

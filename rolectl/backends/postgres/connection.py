@@ -8,6 +8,8 @@ connection behind a NAT or load balancer is noticed), ``target_session_attrs=rea
 command hang, and ``lock_timeout`` and ``statement_timeout``, so a lock held by another
 session (any role that may UPDATE a table may ``LOCK`` it) or a statement that runs away
 never does either. A statement cut by them is :func:`is_timeout`: "locked or busy", exit 5.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

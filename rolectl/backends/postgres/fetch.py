@@ -21,6 +21,8 @@ from .connection import connect, describe, driver, is_timeout, translate
 from .misspool import MISS_CONNECTIONS, MissConnections
 from .schema import ROLE_AND_HEAD_SQL
 
+__all__ = ["PostgresFetch"]
+
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
 

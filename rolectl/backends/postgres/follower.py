@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("rolectl.follower")
 
-__all__ = ["READ_BLOCK_LIMIT", "PgFollower"]
+__all__ = ["PgFollower"]
 
 #: Longest a read on a dead link (``tcp_user_timeout``) or a statement held up by a lock
 #: (``lock_timeout``, ``statement_timeout``) may block the follower: the staleness bound is

@@ -16,6 +16,8 @@ which only a client on the instance's own kernel can see from its pid and start 
 may exist, such as a stopped one on this host however old its heartbeat; ``bad-reply``), and their :meth:`~PgInstance.ask` goes through the database, so the
 CLI renders both backends with one code path. There is no ``remote`` state here: every
 instance of every host is reachable.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ what does is a change of *identity*, read in the same snapshot as the events:
 Everything is one statement on an autocommit connection, hence one snapshot and one round
 trip. Seq order equals commit order because writers are serialized by the writer lock (see
 :mod:`rolectl.backends.postgres.schema`), so ``seq > after`` misses nothing.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ miss; it ends as soon as no connection is busy, and at
 :meth:`~MissConnections.close`) shuts down the socket of a connection busy
 longer than the timeout plus :data:`~rolectl.cache.missexec.MARGIN`: the blocked read then
 fails at once, the thread is free for the next miss, and the connection is replaced.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ with or without a follower: never on the follower's, which a flood of requests w
 up. Closing (or a normal interpreter exit) removes the
 heartbeat row; a process that dies leaves it to go ``dead`` after
 :data:`~.agent.DEAD_AFTER` seconds without a heartbeat.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -40,6 +40,8 @@ differs is how the guarantees are made:
 The schema version is the ``schema_version`` row of ``meta``; :func:`migrate` applies the
 missing migrations in one transaction and refuses, without touching anything, a database
 whose schema is newer than this rolectl.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ Caveat: the id is the server's. After a failover to a standby that had not recei
 commit, the new primary may not know the id (unknown) or, with asynchronous replication, may
 since have given it to another transaction; ``target_session_attrs=read-write`` finds the new
 primary but cannot tell this apart.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ replaced on the next call: the first attempt at once, then the follower's backof
   with ``txid_status()`` after reconnecting. Committed: the call returns as if nothing
   happened; aborted: "not applied" (exit 5); unknown (no server within the timeout):
   :class:`~rolectl.errors.OutcomeUnknownError` (exit 8). A change is never retried silently.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ once, so none waits for the poll. A lost connection is a :class:`Trouble` item, 
 reconnect with backoff (0.1 s doubling to 5 s), a new LISTEN and a catch-up; a replaced log
 (another log id, a head that went backwards, the last event gone) is a :class:`Restart` from
 the new head. Gaps in seq are normal on PostgreSQL and print nothing.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ on, the cache's miss read, a follower (thread or in-loop), the registration that
 cache visible to ``rolectl stats`` (and finding those registrations again), and the tail of
 ``events --follow``. Each piece is imported when first opened, so a bot pays only for what
 it uses.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

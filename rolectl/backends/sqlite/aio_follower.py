@@ -29,7 +29,7 @@ from .native.wakeup import Waker
 if TYPE_CHECKING:  # pragma: no cover
     from ...cache.role_cache import RoleCache
 
-__all__ = ["AsyncFollower", "LOOP_BUSY_TIMEOUT"]
+__all__ = ["AsyncFollower"]
 
 #: Longest a read inside the event loop may wait for a database lock (seconds).
 LOOP_BUSY_TIMEOUT = 0.01

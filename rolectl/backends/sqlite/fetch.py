@@ -29,6 +29,8 @@ from rolectl.errors import DatabaseError, InvalidInputError, NotFoundError
 from rolectl.backends.sqlite.guard import GuardedConnection, checked
 from rolectl.backends.sqlite.schema import ROLE_AND_HEAD_SQL
 
+__all__ = ["SQLiteFetch", "fetch_role"]
+
 ConnectionFactory = Callable[[], sqlite3.Connection]
 #: A path, or a zero-argument factory returning a new connection (called once per thread).
 Database = Union[str, "os.PathLike[str]", ConnectionFactory]

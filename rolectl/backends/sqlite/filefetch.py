@@ -22,6 +22,8 @@ from .fetch import SQL_VERSIONED, existing_database, read_connection
 from .guard import GuardedConnection
 from .logreader import file_identity
 
+__all__ = ["FollowingFetch"]
+
 
 class FollowingFetch:
     """``fetch(user_id) -> (role, log_head_seq)`` from whatever file ``path`` names now.

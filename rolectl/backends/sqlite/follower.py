@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...cache.followcore import DEFAULT, SETTLE, SETTLE_FIRST, SETTLE_MAX, FollowCore, first_catch_up
+from ...cache.followcore import DEFAULT, SETTLE, FollowCore, first_catch_up
 from ...cache.followview import FollowerView
 from .logreader import LogReader
 from .native.wakeup import Waker
@@ -52,7 +52,7 @@ from .native.wakeup import Waker
 if TYPE_CHECKING:  # pragma: no cover
     from ...cache.role_cache import RoleCache
 
-__all__ = ["Follower", "SETTLE", "SETTLE_FIRST", "SETTLE_MAX"]
+__all__ = ["Follower"]
 
 
 class Follower(FollowerView):

@@ -25,6 +25,8 @@ cache miss (~60 steps) pays for one call in ~16 misses, and each reader restarts
 phases (its schema, its integrity check, each table checked and copied): each phase gets one
 deadline for all its statements (:meth:`Guard.bounded`), ``--timeout`` plus the time to read
 the file at :data:`BYTES_PER_SECOND`, and no value over :data:`MAX_BACKUP_LENGTH`.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

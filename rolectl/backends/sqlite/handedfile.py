@@ -7,6 +7,8 @@ bot's write lock if ``FILE`` names the database -- directly, through a symlink, 
 swapped for one between a check and the open. So the file is pinned first with an ``O_PATH``
 descriptor (it reads nothing, and closing it drops no lock), checked, and read through
 ``/proc/self/fd`` -- the inode that was checked, whatever the name points to by then.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

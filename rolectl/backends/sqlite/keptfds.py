@@ -22,6 +22,8 @@ descriptor of it, hence no lock on it. That keeps the count bounded by the files
 After ``fork`` the child holds copies of the same descriptors; the registry stays valid there
 (the lock is renewed). An entry whose descriptor someone else closed (a daemonizing child
 closing every descriptor) is noticed by its identity check and forgotten, never closed.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ The snapshot is one ``SELECT`` returning one row (the events as a JSON array): t
 main thread keeps the interpreter busy each of those costs up to a switch interval, so a
 catch-up makes two steps instead of a dozen. Should that statement fail (a value JSON
 cannot hold, a very old SQLite), the same snapshot is read statement by statement.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

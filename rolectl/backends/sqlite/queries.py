@@ -1,4 +1,7 @@
-"""The repository's statements as SQLite reads them (see :mod:`rolectl.backends.queries`)."""
+"""The repository's statements as SQLite reads them (see :mod:`rolectl.backends.queries`).
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

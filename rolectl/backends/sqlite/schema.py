@@ -5,6 +5,8 @@ any table. Each migration is a list of statements applied in one transaction; ``
 the missing ones, so it is idempotent. The database itself enforces the rules that must hold
 whoever writes to it: the closed set of roles, the append-only log, and a role-change event
 for every change of a user's role, even one made by raw SQL.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

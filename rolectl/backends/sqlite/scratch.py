@@ -7,6 +7,8 @@ file is held with an exclusive ``flock`` for as long as its builder lives; ``flo
 belong to the open file description, so they neither disturb SQLite's POSIX locks nor
 vanish when SQLite closes a descriptor. A scratch file nobody holds was left by a dead
 process: :func:`remove_stale` (called by ``restore``, ``init`` and ``doctor``) deletes it.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

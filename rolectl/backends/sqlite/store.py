@@ -8,6 +8,8 @@ this module for connections and transactions and never opens files itself.
 
 Every path runs on the plain ``sqlite3`` connection (``sqlite_utils`` costs ~110 ms to
 import; only the doctor's schema introspection loads it).
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

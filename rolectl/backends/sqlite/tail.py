@@ -5,6 +5,8 @@ a slow safety-net poll), the same :class:`~rolectl.backends.sqlite.logreader.Log
 log is replaced or rewritten under the tail, it says so (a :class:`~rolectl.cache.tail.Restart`
 item) and goes on from the new head instead of printing a history it cannot vouch for. The
 reading is :meth:`rolectl.cache.tail.Position.drain`, shared with PostgreSQL's tail.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

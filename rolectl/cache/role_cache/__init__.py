@@ -49,6 +49,8 @@ Faults: a bug or failure inside this bookkeeping never fails a lookup. It is log
 ``rolectl.cache`` logger, counted, the affected entry is dropped (everything, if that fails
 too) and the lookup is answered by calling ``fetch`` directly. A failing ``fetch`` (the
 database) is different: that error propagates -- the cache never guesses a role.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The asyncio lookup: shares single flight with synchronous callers, never blocks the loop."""
+"""The asyncio lookup: shares single flight with synchronous callers, never blocks the loop.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

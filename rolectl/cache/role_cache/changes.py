@@ -1,4 +1,7 @@
-"""Changes: log events, in-process role updates, invalidation, clear/reset, suspend/resume."""
+"""Changes: log events, in-process role updates, invalidation, clear/reset, suspend/resume.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """What the role cache's modules share: the fetch contract, canonical roles, load tokens,
-input checks. See :mod:`rolectl.cache.role_cache` for the design."""
+input checks. See :mod:`rolectl.cache.role_cache` for the design.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Introspection: counters (``stats``) and contents (``entries``) for the CLI and metrics."""
+"""Introspection: counters (``stats``) and contents (``entries``) for the CLI and metrics.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

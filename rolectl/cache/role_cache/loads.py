@@ -1,5 +1,8 @@
 """The miss path: single-flight reads and the load-token ("lease") bookkeeping that keeps a
-read which raced a change from being installed. See :mod:`rolectl.cache.role_cache`."""
+read which raced a change from being installed. See :mod:`rolectl.cache.role_cache`.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The bounded (``maxsize``) variant's behaviour: a hit path that marks recency, and LRU eviction."""
+"""The bounded (``maxsize``) variant's behaviour: a hit path that marks recency, and LRU eviction.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,10 @@
 """The cache's state and its storage primitives (called with the lock held), and faults.
 
 The lookup, load, change and introspection parts of :class:`~rolectl.cache.role_cache.RoleCache`
-are mixins over this one class, which owns every slot."""
+are mixins over this one class, which owns every slot.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 

@@ -14,6 +14,8 @@ store's, :mod:`rolectl.backends.queries`).
   line with the single commands' rules on a snapshot, write the plan under the lock;
 * :mod:`.importfile` -> :mod:`.importwrite` -- ``users import``: parse and validate the rows,
   merge them into ``users``.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ own role changes -- gave up after its busy wait. Here, on either backend:
 All or nothing: everything is one transaction, and a refused line raises before anything is
 written. Events are read back after COMMIT (an append-only log cannot change under us) and
 published on the bus.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

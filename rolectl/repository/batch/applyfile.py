@@ -2,6 +2,8 @@
 
 Every line is checked before the database is opened, so a malformed line changes nothing and
 is named by its number (exit 2).
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

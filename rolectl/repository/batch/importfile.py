@@ -3,6 +3,8 @@
 The common case (plain ids, printable names, the two role names) skips the general parsers,
 which is what makes a million rows a second possible; anything unusual falls back to them,
 so the error messages are the same as everywhere else.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

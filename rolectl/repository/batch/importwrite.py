@@ -8,6 +8,8 @@ repeated only if another connection may have committed since (the store's
 :attr:`~rolectl.backends.queries.Queries.version`); then each chunk is one ``UPDATE ... FROM``
 (only rows that change something) and one ``INSERT ... SELECT`` (only new ids). The
 triggers log every role that changes, exactly once, under the import's actor.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

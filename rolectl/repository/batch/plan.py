@@ -9,6 +9,8 @@
    event when the role changes, ``admin_transferred`` per transfer).
 
 Writing the plan -- staged, then set-based under the write lock -- is :mod:`.apply`'s job.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 An :class:`Op` is one validated line of an ``apply`` file, an :class:`OpResult` what it did,
 a :class:`BatchResult` the whole file; an :class:`ImportSummary` is what an import counted.
 Both commands place errors in their input with :func:`at`.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The temporary tables a batch stages its rows in, dropped when it ends, however it ends."""
+"""The temporary tables a batch stages its rows in, dropped when it ends, however it ends.
+
+Internal: not part of the public API.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from ...errors import RolectlError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...backends.queries import Scratch
-    from .. import AnyStore
+    from ...backends.base import AnyStore
 
 
 @contextmanager

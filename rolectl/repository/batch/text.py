@@ -2,6 +2,8 @@
 
 ``rolectl apply`` and ``rolectl users import`` both name problems by line number, so both
 split and decode their input here, the same way.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

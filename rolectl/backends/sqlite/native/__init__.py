@@ -10,6 +10,8 @@ lacks what it needs, or when :mod:`.switch` turns it off (``ROLECTL_NATIVE=0``: 
 
 What each one buys is measured by ``benchmarks/bench_native.py`` (on vs off, one run).
 Importing this package loads nothing native; the pieces are imported by whoever uses them.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ holding the GIL: anything but a row (busy, an error) returns ``None`` and the ca
 through the ``sqlite3`` module instead. Where the library cannot be found (a statically
 linked ``_sqlite3``, not Linux), or when the ``nativeread`` piece is switched off
 (:mod:`.switch`), :func:`available` is false and nothing here is used.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ the same at run time (benchmarks and tests compare both paths in one process); i
 readers and wakers created afterwards. Any piece is also off where the platform lacks it
 (not Linux, a statically linked ``_sqlite3``, no inotify watches left), whatever the switch says.
 ``ROLECTL_NATIVE_READ=0``, the older switch of ``nativeread`` alone, is still honoured.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

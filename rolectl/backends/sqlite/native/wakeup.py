@@ -16,6 +16,8 @@ and the follower keeps re-checking for a short settle window after it (see
 :mod:`rolectl.backends.sqlite.follower`). Where inotify is missing (not Linux, or no watches left),
 or the ``wakeup`` piece is switched off (:mod:`.switch`), :class:`Waker` degrades to a plain
 timer and the follower polls.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ inode for the life of the process, and :meth:`ShmView.close` only gives it back.
 elsewhere, or with the ``walprobe`` piece switched off (:mod:`.switch`), the file is not
 opened at all, :meth:`ShmView.header` answers ``None`` (the caller asks SQLite instead) and
 :meth:`ShmView.writer_active` ``False`` (the caller relies on its settle window).
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations

@@ -82,9 +82,12 @@ def file_identity(path: Path) -> tuple[int, int] | None:
 class LogReader:
     """A read-only view of one database's event log that survives the file being replaced."""
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0, release_gil: bool = False) -> None:
         self.path = Path(path).absolute()
         self.timeout = timeout
+        #: Every read gives the GIL up (see :mod:`.native.nativeread`): for a reader that
+        #: must not stall the process's other threads while a lock holds its read.
+        self.release_gil = release_gil
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
         self._data_version: int | None = None
@@ -127,7 +130,8 @@ class LogReader:
         self._data_version = self._wal_header = None
         if nativeread.available():
             try:
-                self._native = nativeread.NativeStatement(uri, _SNAPSHOT, deadline=self._guard.seconds)
+                self._native = nativeread.NativeStatement(uri, _SNAPSHOT, deadline=self._guard.seconds,
+                                                        release_gil=self.release_gil)
             except OSError:
                 self._native = None  # e.g. not a rolectl database: the module path says why
         return conn

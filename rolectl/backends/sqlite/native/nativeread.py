@@ -12,7 +12,12 @@ its symbols to, never a second copy: two copies of SQLite in one process break e
 POSIX locks) through ``ctypes.PyDLL``, which keeps the GIL
 during the call. Its connection is read-only with no busy timeout, so it never sleeps while
 holding the GIL: anything but a row (busy, an error) returns ``None`` and the caller reads
-through the ``sqlite3`` module instead. Where the library cannot be found (a statically
+through the ``sqlite3`` module instead. One wait is not bounded by the busy timeout: while
+another process holds the ``-shm`` read-mark locks, SQLite's start of a WAL read retries and
+sleeps for ~10 s before it gives up ("locking protocol"), and with the GIL held that stalls
+every thread of the process. A reader that must not stall the process (the asyncio
+follower's read thread) passes ``release_gil=True``: its step gives the GIL up, as the
+``sqlite3`` module would, for one GIL round-trip per read. Where the library cannot be found (a statically
 linked ``_sqlite3``, not Linux), or when the ``nativeread`` piece is switched off
 (:mod:`.switch`), :func:`available` is false and nothing here is used.
 """
@@ -39,6 +44,7 @@ SQLITE_LIMIT_LENGTH = 0
 
 _LIB: Any = None
 _LOADED = False
+_STEP_NOGIL: Any = None  # sqlite3_step of the same library through ctypes.CDLL (GIL released)
 
 
 def _library_path() -> str | None:
@@ -108,6 +114,10 @@ def _load() -> Any:
             fn.argtypes, fn.restype = args, res
         if not _same_library(lib):
             return None
+        step = ctypes.CDLL(path).sqlite3_step  # the same mapping: dlopen of a loaded path
+        step.argtypes, step.restype = [vp], i
+        global _STEP_NOGIL
+        _STEP_NOGIL = step
         _LIB = lib
     except (OSError, AttributeError):
         _LIB = None
@@ -125,13 +135,15 @@ class NativeStatement:
 
     The connection gets the settings of :func:`rolectl.backends.sqlite.guard.harden`
     (``trusted_schema=OFF``, the length limit, a progress handler): a step running longer
-    than ``deadline`` seconds is interrupted, and :meth:`row` returns ``None``."""
+    than ``deadline`` seconds is interrupted, and :meth:`row` returns ``None``.
+    ``release_gil``: step with the GIL released (see the module docstring)."""
 
-    def __init__(self, uri: str, sql: str, *, deadline: float = 2.0) -> None:
+    def __init__(self, uri: str, sql: str, *, deadline: float = 2.0, release_gil: bool = False) -> None:
         lib = _load()
-        if lib is None:
+        if lib is None or _STEP_NOGIL is None:
             raise OSError("the SQLite library is not reachable through ctypes")
         self._lib = lib
+        self._step = _STEP_NOGIL if release_gil else lib.sqlite3_step
         self._db = ctypes.c_void_p()
         self._stmt = ctypes.c_void_p()
         rc = lib.sqlite3_open_v2(uri.encode(), ctypes.byref(self._db), SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, None)
@@ -169,7 +181,7 @@ class NativeStatement:
                 if lib.sqlite3_bind_int64(stmt, index, value) != SQLITE_OK:
                     return None
             self._started = time.monotonic()
-            if lib.sqlite3_step(stmt) != SQLITE_ROW:
+            if self._step(stmt) != SQLITE_ROW:
                 return None
             out: list[Any] = []
             for col in range(self._columns):

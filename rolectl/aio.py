@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .backends.postgres.aio_follower import AsyncPgFollower
     from .backends.sqlite.aio_follower import AsyncFollower
     from .events import Role
+    from .health import Health
     from .repository import Change
 
 __all__ = ["AsyncRoles", "connect"]
@@ -87,10 +88,21 @@ class AsyncRoles(_Handle):
         (:class:`~rolectl.cache.missexec.MissTimeout`): the adapters then answer ``user``."""
         if self._forked:  # refused here: a worker thread of the parent's loop may not exist
             raise self._forked_error()
-        return await self.cache.aget_role(user_id, misses=self.misses)
+        try:
+            return await self.cache.aget_role(user_id, misses=self.misses)
+        except Exception as exc:
+            self._lookup_failed(exc)
+            raise
 
     async def is_admin(self, user_id: int) -> bool:
         return await self.get_role(user_id) == "admin"
+
+    async def health(self) -> "Health":
+        """What a liveness/readiness probe needs, without touching the database
+        (:mod:`rolectl.health`); answers in the loop."""
+        from .health import check
+
+        return check(self)
 
     async def sync(self) -> int:
         """Catch up with the log now (normally the follower does it); returns events applied."""
@@ -102,24 +114,25 @@ class AsyncRoles(_Handle):
 
     async def add_admin(self, user_id: int, username: str | None = None, *, actor: str | None = None) -> "Change":
         self._check_open()
-        return await asyncio.to_thread(self.repo.users.add_admin, user_id, username, actor=actor or self.actor)
+        return await asyncio.to_thread(self._written, user_id, self.repo.users.add_admin, user_id, username,
+                                       actor=actor or self.actor)
 
     async def remove_admin(self, user_id: int, *, actor: str | None = None, force: bool = False) -> "Change":
         self._check_open()
-        return await asyncio.to_thread(self.repo.users.remove_admin, user_id, actor=actor or self.actor,
-                                       force=force)
+        return await asyncio.to_thread(self._written, user_id, self.repo.users.remove_admin, user_id,
+                                       actor=actor or self.actor, force=force)
 
     async def transfer(self, mailbox_id: int, to_user: int, *, actor: str | None = None,
                        keep_admin: bool = False) -> "Change":
         self._check_open()
-        return await asyncio.to_thread(self.repo.mailboxes.transfer, mailbox_id, to_user,
+        return await asyncio.to_thread(self._written, to_user, self.repo.mailboxes.transfer, mailbox_id, to_user,
                                        actor=actor or self.actor, keep_admin=keep_admin)
 
     async def upsert_user(self, user_id: int, username: str | None = None, *, role: "Role | None" = None,
                           actor: str | None = None) -> "Change":
         self._check_open()
-        return await asyncio.to_thread(self.repo.users.upsert, user_id, username, role=role,
-                                       actor=actor or self.actor)
+        return await asyncio.to_thread(self._written, user_id, self.repo.users.upsert, user_id, username,
+                                       role=role, actor=actor or self.actor)
 
     # -- lifecycle -------------------------------------------------------------------------
 

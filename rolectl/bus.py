@@ -13,6 +13,7 @@ import threading
 from typing import Callable, Iterable
 
 from .events import Event
+from .logfields import fields
 
 Listener = Callable[[Event], object]  # the return value is ignored
 log = logging.getLogger("rolectl.bus")
@@ -40,5 +41,6 @@ class EventBus:
             for listener in listeners:
                 try:
                     listener(event)
-                except Exception:  # noqa: BLE001 - isolation between subscribers is the point
-                    log.exception("event listener %r failed on event %s", listener, event.seq)
+                except Exception as exc:  # noqa: BLE001 - isolation between subscribers is the point
+                    log.exception("event listener %r failed on event %s", listener, event.seq,
+                                  extra=fields("bus.listener_failed", seq=event.seq, error=repr(exc)))

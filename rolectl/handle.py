@@ -18,10 +18,13 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import forks
+from . import forks, opsmetrics
 from .backends import open_backend
+from .backends.appname import named
 from .connectoptions import ConnectKeywords, ConnectOptions
 from .errors import ForkedError, InvalidInputError, RolectlError
+from .logfields import fields
+from .writelog import WriteLog
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Unpack
@@ -33,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .cache.registry import Registration
     from .cache.role_cache import RoleCache
     from .events import Event, Role
+    from .health import Health
     from .repository import Change
 
 log = logging.getLogger("rolectl.connect")
@@ -58,7 +62,8 @@ class _Handle:
         self.name = name or DEFAULT_NAME
         self.actor = actor or self.name
         self.options = options
-        self.backend: Backend = open_backend(db, timeout=options.timeout)
+        # On PostgreSQL every connection says whose it is (application_name), unless the URL names it.
+        self.backend: Backend = named(open_backend(db, timeout=options.timeout), self.name)
         self.follow = options.follow
         self._register = options.register
         self._max_staleness = max_staleness
@@ -75,7 +80,11 @@ class _Handle:
         self._undo.append(self.repo.close)
         self._fetch: MissFetch = self.backend.fetch()
         self._undo.append(self._fetch.close)
-        self.cache: RoleCache = RoleCache(self._fetch, maxsize=options.maxsize, name=self.name)
+        #: Failed lookups and writes by cause, miss latency (:mod:`rolectl.opsmetrics`).
+        self.ops = opsmetrics.OpsMetrics()
+        self._write_log = WriteLog(log, instance=self.name, db=str(self.backend.path))
+        self.cache: RoleCache = RoleCache(self.ops.timed(self._fetch), maxsize=options.maxsize, name=self.name)
+        self._undo.append(opsmetrics.attach(self.cache, self.ops))
         self.registration: Registration | PgRegistration | None = None
         forks.track(self)
 
@@ -133,7 +142,9 @@ class _Handle:
             # directly without one), which `rolectl stats` and `doctor` report.
             registration = self.backend.register(self.cache, follower=follower, name=self.name, bus=True)
         except (RolectlError, OSError) as exc:  # a bot without diagnostics still serves
-            log.warning("cache %s is not visible to `rolectl stats`: %s", self.name, exc)
+            log.warning("cache %s is not visible to `rolectl stats`: %s", self.name, exc,
+                        extra=fields("connect.not_registered", instance=self.name, db=self.backend.path,
+                                     error=str(exc)))
             return
         self.registration = registration
         self._undo.append(registration.close)
@@ -151,8 +162,32 @@ class _Handle:
         for step in undo:
             try:
                 step()
-            except Exception:  # noqa: BLE001 - one failed step must not leak the others
-                log.exception("closing the rolectl handle: %r failed", step)
+            except Exception as exc:  # noqa: BLE001 - one failed step must not leak the others
+                log.exception("closing the rolectl handle: %r failed", step,
+                              extra=fields("connect.close_failed", error=repr(exc)))
+
+    def _lookup_failed(self, exc: BaseException) -> None:
+        self.ops.lookup_failed(exc, suspended=self.cache.suspended)
+
+    def _written(self, user_id: int | None, call: Callable[..., "Change"], *args: Any, **kwargs: Any) -> "Change":
+        """Run one change (about ``user_id``, if about a user), counting its outcome
+        (:mod:`rolectl.opsmetrics`) and logging a failure."""
+        try:
+            change = call(*args, **kwargs)
+        except Exception as exc:
+            cause = self.ops.write_failed(exc)
+            if cause is None:  # refused (a conflict, bad input): the database answered
+                self._answered()
+            else:
+                self._write_log.failed(user_id, cause, exc)
+            raise
+        self._answered()
+        return change
+
+    def _answered(self) -> None:
+        self.ops.write_succeeded()
+        if self._write_log.failing:
+            self._write_log.succeeded()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else (
@@ -185,10 +220,25 @@ class Roles(_Handle):
     def get_role(self, user_id: int) -> "Role":
         """The user's role: from memory on a hit, one database read on a miss. Raises
         :class:`~rolectl.errors.DatabaseError` when it cannot be read (never a guess)."""
-        return self.cache.get_role(user_id)
+        try:
+            return self.cache.get_role(user_id)
+        except Exception as exc:
+            self._lookup_failed(exc)
+            raise
 
     def is_admin(self, user_id: int) -> bool:
-        return self.cache.get_role(user_id) == "admin"
+        try:
+            return self.cache.get_role(user_id) == "admin"
+        except Exception as exc:
+            self._lookup_failed(exc)
+            raise
+
+    def health(self) -> "Health":
+        """What a liveness/readiness probe needs, without touching the database
+        (:mod:`rolectl.health`)."""
+        from .health import check
+
+        return check(self)
 
     def sync(self) -> int:
         """Catch up with the log now (normally the follower does it); returns events applied."""
@@ -199,21 +249,24 @@ class Roles(_Handle):
 
     def add_admin(self, user_id: int, username: str | None = None, *, actor: str | None = None) -> "Change":
         self._check_open()
-        return self.repo.users.add_admin(user_id, username, actor=actor or self.actor)
+        return self._written(user_id, self.repo.users.add_admin, user_id, username, actor=actor or self.actor)
 
     def remove_admin(self, user_id: int, *, actor: str | None = None, force: bool = False) -> "Change":
         self._check_open()
-        return self.repo.users.remove_admin(user_id, actor=actor or self.actor, force=force)
+        return self._written(user_id, self.repo.users.remove_admin, user_id, actor=actor or self.actor,
+                             force=force)
 
     def transfer(self, mailbox_id: int, to_user: int, *, actor: str | None = None,
                  keep_admin: bool = False) -> "Change":
         self._check_open()
-        return self.repo.mailboxes.transfer(mailbox_id, to_user, actor=actor or self.actor, keep_admin=keep_admin)
+        return self._written(to_user, self.repo.mailboxes.transfer, mailbox_id, to_user, actor=actor or self.actor,
+                             keep_admin=keep_admin)
 
     def upsert_user(self, user_id: int, username: str | None = None, *, role: "Role | None" = None,
                     actor: str | None = None) -> "Change":
         self._check_open()
-        return self.repo.users.upsert(user_id, username, role=role, actor=actor or self.actor)
+        return self._written(user_id, self.repo.users.upsert, user_id, username, role=role,
+                             actor=actor or self.actor)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -54,7 +54,7 @@ def test_one_call_owns_everything(any_db: str) -> None:
     with rolectl.connect(any_db, name="modbot") as roles:
         assert isinstance(roles.cache, rolectl.RoleCache)
         assert isinstance(roles.repo, rolectl.Repository)
-        fetch = roles.cache._fetch.__self__  # type: ignore[attr-defined]
+        fetch = roles.cache._fetch.__wrapped__.__self__  # type: ignore[attr-defined]  # timed by roles.ops
         assert type(fetch).__name__ == ("PostgresFetch" if postgres else "FollowingFetch")
         assert roles.follower is not None and roles.follower.running
         assert roles.registration is not None

@@ -1,5 +1,6 @@
-"""Prometheus output: ``rolectl stats --format openmetrics`` and ``rolectl.metrics``'s collector,
-both read back with prometheus_client's own parser."""
+"""Prometheus output: ``rolectl stats --format openmetrics`` (read back with prometheus_client's
+OpenMetrics parser, which also checks the syntax) and ``rolectl.metrics``'s collector (read
+back with its classic text parser)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,15 @@ from rolectl.cache import RoleCache
 from rolectl.repository import Repository
 
 parser = pytest.importorskip("prometheus_client.parser")
+om_parser = pytest.importorskip("prometheus_client.openmetrics.parser")
 
 
 def _families(text: str) -> dict[str, list]:  # type: ignore[type-arg]
     return {f.name: f.samples for f in parser.text_string_to_metric_families(text)}
+
+
+def _om_families(text: str) -> dict[str, list]:  # type: ignore[type-arg]
+    return {f.name: f.samples for f in om_parser.text_string_to_metric_families(text)}
 
 
 def test_stats_openmetrics_has_every_instance_with_bounded_labels(db_path: Path, run_rolectl) -> None:
@@ -29,17 +35,18 @@ def test_stats_openmetrics_has_every_instance_with_bounded_labels(db_path: Path,
         beta.get_many([5])
         out = run_rolectl("stats", "--format", "openmetrics")
         assert out.returncode == 0, out.stderr
-        families = _families(out.stdout)
+        families = _om_families(out.stdout)
         hits = {s.labels["instance"]: s.value for s in families["rolectl_cache_hits"]}
         assert hits == {"alpha": 1.0, "beta": 0.0}
         assert {s.labels["instance"]: s.value for s in families["rolectl_instance_up"]} == \
             {"alpha": 1.0, "beta": 1.0, "crashed": 0.0}
         assert families["rolectl_log_head"][0].value == 1.0
         assert {s.labels["instance"] for s in families["rolectl_cache_lag_events"]} == {"alpha", "beta"}
-        for samples in families.values():
+        for name, samples in families.items():
             for sample in samples:
-                assert set(sample.labels) <= {"instance", "host"}
-        kinds = {f.name: f.type for f in parser.text_string_to_metric_families(out.stdout)}
+                extra = {"cause"} if name.endswith("_failures") else {"le"} if name.endswith("_seconds") else set()
+                assert set(sample.labels) <= {"instance", "host"} | extra, sample
+        kinds = {f.name: f.type for f in om_parser.text_string_to_metric_families(out.stdout)}
         assert kinds["rolectl_cache_hits"] == "counter" and kinds["rolectl_cache_size"] == "gauge"
         assert kinds["rolectl_follower_resets"] == "counter"
     finally:
@@ -48,7 +55,8 @@ def test_stats_openmetrics_has_every_instance_with_bounded_labels(db_path: Path,
 
 def test_openmetrics_with_nothing_registered_is_still_valid(run_rolectl) -> None:
     out = run_rolectl("stats", "--format", "openmetrics")
-    assert out.returncode == 0 and _families(out.stdout)["rolectl_log_head"][0].value == 0.0
+    assert out.returncode == 0 and _om_families(out.stdout)["rolectl_log_head"][0].value == 0.0
+    assert out.stdout.endswith("# EOF\n")
     assert run_rolectl("stats", "--format", "prometheus").returncode == 2
 
 

@@ -6,7 +6,8 @@ PostgreSQL as a request row (:mod:`rolectl.backends.postgres.instances`). Both h
 checked by :mod:`.replies`, on both backends. Operations:
 
 ``{"op": "stats"}``
-    the cache's counters, the follower's, and the rates over the last :data:`WINDOW` seconds
+    the cache's counters, the follower's, the rates over the last :data:`WINDOW` seconds, and
+    (``ops``) the failure counters of the bot's handle (:mod:`rolectl.opsmetrics`), if any
 ``{"op": "entries", "role": R|null, "user_id": N|null, "limit": N|null}``
     the entries in memory now, ``[user_id, role, since]`` each, plus ``matched`` (how many
     entries pass the filter) and ``size``
@@ -24,6 +25,8 @@ from __future__ import annotations
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
+
+from .. import opsmetrics
 
 if TYPE_CHECKING:  # pragma: no cover
     from .role_cache import RoleCache
@@ -102,6 +105,7 @@ class Answers:
 
     def stats(self) -> dict[str, Any]:
         s = self.cache.stats()
+        ops = opsmetrics.of(self.cache)
         return {
             "ok": True,
             "instance": self.describe(),
@@ -109,6 +113,7 @@ class Answers:
             "follower": self.follower.stats() if self.follower is not None else None,
             "rates": self.ring.rates(s.hits, s.lookups, s.events_applied),
             "server": self.server(),
+            "ops": ops.snapshot() if ops is not None else None,
             "now": time.time(),
         }
 

@@ -35,6 +35,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import InvalidInputError, RolectlError
+from ..logfields import fields
 
 if TYPE_CHECKING:  # pragma: no cover
     from .logreader import Anchor, Batch, LogReader
@@ -133,6 +134,12 @@ class FollowCore:
         self.last_reset_at: float | None = None
         self.last_error: str | None = None
         self.last_catch_up_at: float | None = None
+        self.suspended_since: float | None = None  # monotonic, while stale
+        self.suspended_total = 0.0  # seconds suspended before suspended_since
+
+    def _fields(self, event: str, **more: Any) -> dict[str, Any]:
+        """The structured fields of this follower's log records (:mod:`rolectl.logfields`)."""
+        return fields(event, instance=self.cache.name, db=self.where, seq=self.cache.last_seq, **more)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -195,7 +202,8 @@ class FollowCore:
             except RolectlError:
                 return None  # failed() has counted it
             except Exception as exc:  # noqa: BLE001 - a follower must survive anything
-                log.exception("follower for %s: unexpected error", self.where)
+                log.exception("follower for %s: unexpected error", self.where,
+                              extra=self._fields("follower.unexpected_error", error=repr(exc)))
                 self.failed(exc)
                 return None
         finally:
@@ -222,13 +230,20 @@ class FollowCore:
         self.last_reset_at = time.time()
         self.anchor = batch.anchor
         log.warning("follower for %s: %s; cache %s cleared (%d entries) and resumed at #%d",
-                    self.where, reason, self.cache.name, dropped, batch.head)
+                    self.where, reason, self.cache.name, dropped, batch.head,
+                    extra=self._fields("follower.reset", reason=reason, dropped=dropped))
 
     # -- health and the staleness bound --------------------------------------------------
 
     def _succeeded(self) -> None:
-        self.last_success = time.monotonic()
-        self.failing_since = None
+        now = self.last_success = time.monotonic()
+        if self.failing_since is not None:
+            failed_for = now - self.failing_since
+            self.failing_since = None
+            log.warning("follower for %s: reading the log again after %.1f s of failures (%s)",
+                        self.where, failed_for, self.last_error,
+                        extra=self._fields("follower.reconnected", seconds=round(failed_for, 3),
+                                           error=self.last_error))
         self.last_error = None
         if not self.stale:
             return
@@ -237,8 +252,11 @@ class FollowCore:
                 return
             self.stale = False
             self.cache.resume()
+            if self.suspended_since is not None:
+                self.suspended_total += now - self.suspended_since
+                self.suspended_since = None
             log.warning("follower for %s: the database is readable again; cache %s answers from memory again",
-                        self.where, self.cache.name)
+                        self.where, self.cache.name, extra=self._fields("follower.resumed"))
 
     def failed(self, exc: BaseException) -> None:
         """Count a failed look and log it once per distinct problem; the staleness bound
@@ -249,7 +267,8 @@ class FollowCore:
             self.failing_since = time.monotonic()
         text = str(exc)
         if text != self.last_error:  # once per distinct problem, not once per poll
-            log.warning("follower for %s: %s (retrying)", self.where, text)
+            log.warning("follower for %s: %s (retrying)", self.where, text,
+                        extra=self._fields("follower.failing", error=text))
         self.last_error = text
 
     def stale_in(self, now: float) -> float | None:
@@ -266,14 +285,22 @@ class FollowCore:
             if self.stale or now - self.last_success < self.max_staleness:
                 return False  # a look that succeeded meanwhile vouches for the cache
             self.stale = True
+            self.suspended_since = now
             self.suspensions += 1
             dropped = self.cache.suspend(f"no successful read of {os.path.basename(self.where)} for "
                                          f"{now - self.last_success:.1f} s")
         log.warning("follower for %s: no successful read for %.1f s (max_staleness %.1f s): cache %s "
                     "dropped %d entries and reads the database on every lookup until it is back (%s)",
                     self.where, now - self.last_success, self.max_staleness, self.cache.name, dropped,
-                    self.last_error or "no error recorded")
+                    self.last_error or "no error recorded",
+                    extra=self._fields("follower.suspended", seconds=round(now - self.last_success, 3),
+                                       dropped=dropped, error=self.last_error))
         return True
+
+    def suspended_seconds(self, now: float) -> float:
+        """Seconds the cache has spent suspended by this follower, the current suspension included."""
+        since = self.suspended_since
+        return self.suspended_total + (now - since if since is not None else 0.0)
 
     # -- timing --------------------------------------------------------------------------
 
@@ -311,6 +338,8 @@ class FollowCore:
 
     def stats(self, mode: str, running: bool) -> dict[str, Any]:
         last = self.cache.last_seq
+        now = time.monotonic()
+        failing_since = self.failing_since
         return {
             "mode": mode,
             "running": running,
@@ -329,8 +358,10 @@ class FollowCore:
             "reopens": self.reader.reopens,
             "stale": self.stale,
             "max_staleness": self.max_staleness,
-            "seconds_since_success": round(time.monotonic() - self.last_success, 3),
+            "seconds_since_success": round(now - self.last_success, 3),
+            "failing_seconds": round(now - failing_since, 3) if failing_since is not None else 0.0,
             "suspensions": self.suspensions,
+            "suspended_seconds": round(self.suspended_seconds(now), 3),
             "writer_probes": self.writer_probes,
         }
 
@@ -348,4 +379,5 @@ def first_catch_up(core: FollowCore, strict: bool, what: Callable[[], str]) -> N
         if strict:
             raise type(exc)(f"{what()}: first catch-up failed: {exc.message}",
                             hint=exc.hint or "check the database path") from exc
-        log.warning("%s: first catch-up failed: %s (strict=False: following anyway, retrying)", what(), exc)
+        log.warning("%s: first catch-up failed: %s (strict=False: following anyway, retrying)", what(), exc,
+                    extra=core._fields("follower.first_catch_up_failed", error=str(exc)))

@@ -28,6 +28,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..logfields import fields
 from .answers import SAMPLE_EVERY, WINDOW, Answers, RateRing
 
 __all__ = ["call", "InstanceServer", "PeerTimeout", "UntrustedPeer", "RateRing", "WINDOW", "MAX_REPLY"]
@@ -242,8 +243,9 @@ class InstanceServer:
                     next_beat = now + HEARTBEAT_EVERY
                 if listening.fileno() in ready and listening is self._sock:
                     self._accept()
-            except Exception:  # noqa: BLE001 - diagnostics must never take the bot down
-                log.exception("diagnostics server of cache %s: request failed", self.cache.name)
+            except Exception as exc:  # noqa: BLE001 - diagnostics must never take the bot down
+                log.exception("diagnostics server of cache %s: request failed", self.cache.name,
+                              extra=fields("registry.request_failed", instance=self.cache.name, error=repr(exc)))
 
     def _accept(self) -> None:
         assert self._sock is not None

@@ -21,7 +21,9 @@ CACHE_COUNTERS = ("hits", "misses", "coalesced", "misses_cold", "misses_dropped"
                   "evictions", "invalidations", "clears")
 CACHE_FLOATS = ("hit_rate", "uptime_seconds")
 FOLLOWER_COUNTERS = ("resets", "errors", "wakeups", "catch_ups", "events_read", "reopens", "head_seen", "lag_seen")
-
+FOLLOWER_FLOATS = ("suspended_seconds",)
+#: Most causes / histogram buckets an ``ops`` section may hold (the real ones hold 6 and 14).
+MAX_CAUSES, MAX_BUCKETS = 16, 32
 
 class BadReply(ValueError):
     """A peer's registration or reply is not what rolectl expects."""
@@ -108,6 +110,8 @@ def stats(reply: Any) -> dict[str, Any]:
         follower["last_reset_reason"] = _str(raw, "last_reset_reason", required=False, where="follower.",
                                              limit=1000)
         follower["last_error"] = _str(raw, "last_error", required=False, where="follower.", limit=1000)
+        for k in FOLLOWER_FLOATS:
+            follower[k] = _float(raw, k, required=False, where="follower.")
         for flag in ("running", "stale"):
             value = raw.get(flag)
             if value is not None and not isinstance(value, bool):
@@ -121,7 +125,44 @@ def stats(reply: Any) -> dict[str, Any]:
     instance = reply.get("instance")
     bus = instance.get("bus") if isinstance(instance, dict) else None
     return {"cache": clean_cache, "follower": follower, "rates": rates,
-            "bus": bus if isinstance(bus, bool) else None}
+            "bus": bus if isinstance(bus, bool) else None,
+            "ops": ops(reply["ops"]) if reply.get("ops") is not None else None}
+
+
+def ops(raw: Any) -> dict[str, Any]:
+    """The ``ops`` section of a ``stats`` reply (:mod:`rolectl.opsmetrics`): failure counts by
+    cause (short identifiers only: they become label values) and the miss histogram
+    (ascending bounds, cumulative counts)."""
+    raw = _dict(raw, "ops")
+    clean: dict[str, Any] = {}
+    for key in ("lookup_failures", "write_failures"):
+        counts = _dict(raw.get(key) or {}, f"ops.{key}")
+        if len(counts) > MAX_CAUSES:
+            raise BadReply(f"ops.{key} has {len(counts)} causes")
+        for cause in counts:
+            if not (isinstance(cause, str) and cause.isidentifier() and len(cause) <= 32):
+                raise BadReply(f"ops.{key} has a cause {_show(cause)}")
+            _int(counts, cause, where=f"ops.{key}.")
+        clean[key] = dict(counts)
+    miss = _dict(raw.get("miss_seconds"), "ops.miss_seconds")
+    buckets = miss.get("buckets")
+    if not isinstance(buckets, list) or len(buckets) > MAX_BUCKETS:
+        raise BadReply(f"ops.miss_seconds.buckets is {_show(buckets)}")
+    count = _int(miss, "count", where="ops.miss_seconds.") or 0
+    previous_bound, previous_count, clean_buckets = -math.inf, 0, []
+    for pair in buckets:
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise BadReply(f"ops.miss_seconds bucket {_show(pair)} is not [bound, count]")
+        item = dict(zip(("bound", "count"), pair))
+        bound = _float(item, "bound", where="ops.miss_seconds.") or 0.0
+        n = _int(item, "count", where="ops.miss_seconds.") or 0
+        if bound <= previous_bound or n < previous_count or n > count:
+            raise BadReply("ops.miss_seconds buckets are not ascending and cumulative")
+        previous_bound, previous_count = bound, n
+        clean_buckets.append((bound, n))
+    clean["miss_seconds"] = {"buckets": clean_buckets, "count": count,
+                             "sum": _float(miss, "sum", where="ops.miss_seconds.")}
+    return clean
 
 
 def whois(reply: Any) -> dict[str, Any]:

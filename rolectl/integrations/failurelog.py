@@ -12,8 +12,9 @@ hits alone end an outage only after ``quiet`` seconds without a failure. Every r
 ================== ==========================================================================
 field              meaning
 ================== ==========================================================================
-``rolectl_event``  ``lookup_failed`` (first failure), ``lookup_failing`` (summary),
-                   ``lookup_recovered``
+``event``          ``lookup.failed`` (first failure), ``lookup.failing`` (summary),
+                   ``lookup.recovered`` (see :mod:`rolectl.logfields`)
+``rolectl_event``  the same with underscores (``lookup_failed``...), kept for existing filters
 ``user_id``        the sender whose lookup failed (first failure only)
 ``instance``       the handle's instance name
 ``failures``       failures so far in this outage (summary, recovery)
@@ -69,7 +70,8 @@ class FailureLog:
                     "role lookups are failing; senders are treated as %r until they work again "
                     "(further failures are summarised every %gs): user %s: %s",
                     treated_as, self.interval, user_id, exc,
-                    extra={"rolectl_event": "lookup_failed", "user_id": user_id, "instance": self.instance,
+                    extra={"event": "lookup.failed", "rolectl_event": "lookup_failed", "user_id": user_id,
+                           "instance": self.instance,
                            "failures": 1, "causes": {cause: 1}})
                 return
             self._pending[cause] += 1
@@ -85,7 +87,8 @@ class FailureLog:
             "role lookups still failing: %d more in the last %.0fs (%s), %d since the outage began %.0fs ago; "
             "latest: %s",
             sum(causes.values()), self.interval, _causes(causes), self._total, now - self._since, exc,
-            extra={"rolectl_event": "lookup_failing", "instance": self.instance, "failures": self._total,
+            extra={"event": "lookup.failing", "rolectl_event": "lookup_failing", "instance": self.instance,
+                   "failures": self._total,
                    "causes": causes})
 
     def succeeded(self, *, cached: bool = False) -> None:
@@ -102,7 +105,8 @@ class FailureLog:
             self.logger.warning(
                 "role lookups work again after %d failures over %.1fs%s",
                 self._total, now - self._since, f" ({_causes(causes)} since the last report)" if causes else "",
-                extra={"rolectl_event": "lookup_recovered", "instance": self.instance, "failures": self._total,
+                extra={"event": "lookup.recovered", "rolectl_event": "lookup_recovered",
+                       "instance": self.instance, "failures": self._total,
                        "causes": causes})
             self.failing = False
             self._total = 0

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ...version import __version__
 from ...cache.answers import Answers
+from ...logfields import fields
 from ...cache.liveness import own_identity
 from ...errors import RolectlError
 from .backoff import BACKOFF_FIRST, grow
@@ -170,7 +171,8 @@ class InstanceAgent:
     def _disable(self, conn: "psycopg.Connection[Any]", exc: BaseException) -> None:
         self.disabled = " ".join(str(exc).split())
         log.warning("cache %s is not visible to `rolectl stats` on %s: its database role may not write the "
-                    "event log (%s)", self.name, self.where or "the database", self.disabled)
+                    "event log (%s)", self.name, self.where or "the database", self.disabled,
+                    extra=fields("registry.disabled", instance=self.name, db=self.where, error=self.disabled))
         conn.execute(f"UNLISTEN {REQUESTS}")
 
     def serve(self, conn: "psycopg.Connection[Any]") -> int:
@@ -278,7 +280,8 @@ class AgentThread:
         except RolectlError as exc:
             if strict:
                 raise
-            log.info("diagnostics of cache %s: %s (retrying)", self.agent.name, exc)
+            log.info("diagnostics of cache %s: %s (retrying)", self.agent.name, exc,
+                     extra=fields("registry.failing", instance=self.agent.name, error=str(exc)))
         self._pipe_r, self._pipe_w = os.pipe()
         self._thread = threading.Thread(target=self._run, name=f"rolectl-diagnostics-{self.agent.name}", daemon=True)
         self._thread.start()
@@ -312,7 +315,8 @@ class AgentThread:
                     self.agent.beat(conn)
                 self.backoff = BACKOFF_FIRST
             except Exception as exc:  # noqa: BLE001 - diagnostics never take the bot down
-                log.info("diagnostics of cache %s: %s", self.agent.name, exc)
+                log.info("diagnostics of cache %s: %s", self.agent.name, exc,
+                         extra=fields("registry.failing", instance=self.agent.name, error=str(exc)))
                 if self.conn is not None:
                     self.conn.close()
                     self.conn = None

@@ -135,7 +135,8 @@ class AsyncPgFollower(FollowerView):
             self.driver.note_error(exc)
             delay = self.driver.next_backoff()
         except Exception as exc:  # noqa: BLE001 - the follower must survive anything
-            log.exception("follower for %s: unexpected error", self.driver.reader.where)
+            log.exception("follower for %s: unexpected error", self.driver.reader.where,
+                          extra=self.core._fields("follower.unexpected_error", error=repr(exc)))
             self.driver.note_error(exc)
             delay = self.driver.next_backoff()
         finally:

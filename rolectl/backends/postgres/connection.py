@@ -13,6 +13,7 @@ never does either. A statement cut by them is :func:`is_timeout`: "locked or bus
 from __future__ import annotations
 
 import math
+import os
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -109,7 +110,9 @@ def connect(conninfo: str, *, timeout: float = 5.0, autocommit: bool = True,
             application_name: str = "rolectl", **params: Any) -> "psycopg.Connection[Any]":
     """A new connection (autocommit unless told otherwise) with rolectl's libpq settings;
     its statements wait for locks and run at most ``timeout`` seconds unless ``options``
-    says otherwise (see :func:`bounds`)."""
+    says otherwise (see :func:`bounds`). ``application_name`` names it in
+    ``pg_stat_activity`` unless ``conninfo`` or ``$PGAPPNAME`` names it already (a bot's
+    handle puts ``rolectl:<name>:<pid>`` there: :mod:`rolectl.backends.appname`)."""
     pg = driver()
     settings: dict[str, Any] = {
         **KEEPALIVES,
@@ -122,9 +125,12 @@ def connect(conninfo: str, *, timeout: float = 5.0, autocommit: bool = True,
     # The URL's own options (a search_path, say) stay; rolectl's bounds come last and win.
     ours = str(params.get("options") or bounds(timeout))
     try:
-        theirs = pg.conninfo.conninfo_to_dict(conninfo).get("options")
+        given = pg.conninfo.conninfo_to_dict(conninfo)
     except pg.Error:
-        theirs = None  # a malformed conninfo: connect() below says so
+        given = {}  # a malformed conninfo: connect() below says so
+    theirs = given.get("options")
+    if given.get("application_name") or os.environ.get("PGAPPNAME"):
+        del settings["application_name"]  # the caller's choice wins
     settings["options"] = f"{theirs} {ours}" if theirs else ours
     try:
         conn: psycopg.Connection[Any] = pg.connect(conninfo, autocommit=autocommit, **settings)

@@ -192,7 +192,8 @@ class PgFollower(FollowerView):
                 self.note_error(exc)
                 self._backoff_wait()
             except Exception as exc:  # noqa: BLE001 - the thread must survive anything
-                log.exception("follower for %s: unexpected error", self.reader.where)
+                log.exception("follower for %s: unexpected error", self.reader.where,
+                              extra=self.core._fields("follower.unexpected_error", error=repr(exc)))
                 self.note_error(exc)
                 with self._lock:
                     self.reader.close()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Iterable
 from rolectl.cache.role_cache.defs import CANON, DROPPED, INF, SuspendedLoads, check_user_id, log
 from rolectl.cache.role_cache.store import CacheStore
 from rolectl.errors import InvalidInputError
+from rolectl.logfields import fields
 from rolectl.events import CACHE_EVICT, CACHE_FLUSH, ROLE_KINDS, ROLES, Event, Role
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -96,7 +97,8 @@ class CacheChanges(CacheStore):
         dropped. ``last_seq`` and version knowledge stay: they are facts about the log."""
         with self._lock:
             size = self._clear_locked(INF)
-        log.info("cache %s cleared (%d entries): %s", self.name, size, reason or "no reason given")
+        log.info("cache %s cleared (%d entries): %s", self.name, size, reason or "no reason given",
+                 extra=fields("cache.cleared", instance=self.name, seq=self._last_seq, dropped=size, reason=reason))
         return size
 
     def reset(self, last_seq: int = 0, *, reason: str | None = None, counted: bool = True) -> int:
@@ -117,7 +119,8 @@ class CacheChanges(CacheStore):
             self._ahead_max = 0
             self._last_seq = last_seq
         log.info("cache %s reset to seq %d (%d entries dropped): %s", self.name, last_seq, size,
-                 reason or "no reason given")
+                 reason or "no reason given",
+                 extra=fields("cache.reset", instance=self.name, seq=last_seq, dropped=size, reason=reason))
         return size
 
     def suspend(self, reason: str | None = None) -> int:
@@ -131,7 +134,9 @@ class CacheChanges(CacheStore):
             # Not a plain dict: every miss takes the locked path, whose install refuses while
             # suspended -- so the common miss path carries no test of its own.
             self._loads = SuspendedLoads(self._loads)
-        log.warning("cache %s suspended (%d entries dropped): %s", self.name, size, reason or "no reason given")
+        log.warning("cache %s suspended (%d entries dropped): %s", self.name, size, reason or "no reason given",
+                    extra=fields("cache.suspended", instance=self.name, seq=self._last_seq, dropped=size,
+                                 reason=reason))
         return size
 
     def refuse_after_fork(self, fetch: "Fetch") -> None:

@@ -16,6 +16,7 @@ from rolectl.cache.role_cache.defs import DROPPED, INF, Fetch, Token, check_fetc
 from rolectl.cache.stats import GONE_TRACKED
 from rolectl.cache.waiters import Waiters
 from rolectl.errors import InvalidInputError
+from rolectl.logfields import fields
 from rolectl.events import ROLE_USER, ROLES, Role
 
 
@@ -179,13 +180,16 @@ class CacheStore:
             with self._lock:
                 self._fault_locked(exc, user_id, where)
         except Exception:  # the lock itself is unusable: nothing sane left to do but log
-            log.exception("cache %s: fault while handling a fault", self.name)
+            log.exception("cache %s: fault while handling a fault", self.name,
+                          extra=fields("cache.fault", instance=self.name, seq=self._last_seq))
 
     def _fault_locked(self, exc: BaseException, user_id: int | None, where: str) -> None:
         """Count, log, and drop what the fault may have corrupted (everything, if unsure)."""
         self._faults += 1
         log.warning("cache %s: internal fault in %s (user %s); entry dropped, answering from the database",
-                    self.name, where, user_id, exc_info=exc)
+                    self.name, where, user_id, exc_info=exc,
+                    extra=fields("cache.fault", instance=self.name, seq=self._last_seq, user_id=user_id,
+                                 where=where))
         try:
             if user_id is None:
                 self._clear_locked(INF)
@@ -193,7 +197,8 @@ class CacheStore:
                 self._raise_floor_locked(user_id, INF)
                 self._remove_locked(user_id, DROPPED)
         except Exception:
-            log.exception("cache %s: could not drop the faulty entry; dropping everything", self.name)
+            log.exception("cache %s: could not drop the faulty entry; dropping everything", self.name,
+                          extra=fields("cache.fault", instance=self.name, seq=self._last_seq, user_id=user_id))
             self._users, self._others, self._others_since = set(), {}, {}
             self._gone = OrderedDict()
             if self._order is not None:

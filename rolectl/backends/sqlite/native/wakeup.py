@@ -31,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+from ....logfields import fields
 from .switch import enabled
 
 __all__ = ["WATCH_MASK", "Waker"]
@@ -108,14 +109,16 @@ class Waker:
         if libc is not None:
             fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
             if fd < 0:
-                log.warning("inotify unavailable (%s); polling instead", os.strerror(ctypes.get_errno()))
+                log.warning("inotify unavailable (%s); polling instead", os.strerror(ctypes.get_errno()),
+                            extra=fields("follower.polling", db=str(path)))
             else:
                 wd = libc.inotify_add_watch(fd, os.fsencode(path.parent), WATCH_MASK)
                 if wd < 0:
                     err = ctypes.get_errno()
                     os.close(fd)
                     hint = " (raise fs.inotify.max_user_watches)" if err == errno.ENOSPC else ""
-                    log.warning("cannot watch %s: %s%s; polling instead", path.parent, os.strerror(err), hint)
+                    log.warning("cannot watch %s: %s%s; polling instead", path.parent, os.strerror(err), hint,
+                                extra=fields("follower.polling", db=str(path)))
                 else:
                     self._fd = fd
         self.mode = "inotify" if self._fd >= 0 else "timer"
@@ -162,7 +165,8 @@ class Waker:
             try:
                 data = _read(self._fd)
             except OSError as exc:  # pragma: no cover - the fd went bad: fall back to timer
-                log.warning("inotify read failed (%s); polling instead", exc)
+                log.warning("inotify read failed (%s); polling instead", exc,
+                            extra=fields("follower.polling", error=str(exc)))
                 self._close_inotify()
                 return True
             if not data:

@@ -35,6 +35,9 @@ __all__ = ["AsyncFollower", "LOOP_BUSY_TIMEOUT"]
 #: Longest a read may wait for a database lock (seconds): a busy database is retried on a
 #: timer, so a look never sits on a writer's lock.
 LOOP_BUSY_TIMEOUT = 0.01
+#: Longest a close waits for an idle read thread to end (seconds); it is never waited for
+#: while a read is under way.
+JOIN_TIMEOUT = 1.0
 
 
 class AsyncFollower(FollowerView):
@@ -122,6 +125,7 @@ class AsyncFollower(FollowerView):
         self.close()
         if self._closed is not None:
             await asyncio.shield(self._closed)
+            await asyncio.to_thread(self._reads.join, JOIN_TIMEOUT)
 
     def close(self) -> None:
         """Stop following and close the reader; harmless to call twice. Call it on the
@@ -146,9 +150,11 @@ class AsyncFollower(FollowerView):
                     closed.set_result(None)
 
             self._reads.submit(loop, self.core.close, reader_closed)
+            self._reads.stop()
         else:
             self.core.close()
-        self._reads.stop()
+            self._reads.stop()
+            self._reads.join(JOIN_TIMEOUT)  # idle: it ends at once, leaving no thread behind
 
     def forget_after_fork(self) -> None:
         """In a child process forked after :meth:`start`: ignore every callback left on the

@@ -42,6 +42,11 @@ class ReadThread:
         if self._started:
             self._jobs.put(None)
 
+    def join(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the thread to end (after :meth:`stop`)."""
+        if self._started:
+            self._thread.join(timeout)
+
     def _run(self) -> None:
         while True:
             job = self._jobs.get()

@@ -5,7 +5,9 @@ process holds an exclusive lock on the read marks (bytes 123-127 of ``<db>-shm``
 process that can open the database can take that lock. Here a real second process holds it
 for ~4 s while an asyncio bot with the in-loop follower runs a ticker: the loop must keep
 turning (worst lag < 1 s), the cache must fail closed by its staleness bound meanwhile, and
-once the lock is gone a change written by a third process must reach the cache.
+once the lock is gone a change written by a third process must reach the cache. A threaded
+bot's follower reads in its own thread, but a read that kept the GIL while SQLite waited would
+stall every thread of the bot just the same.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+import rolectl
 import rolectl.aio
 from rolectl.repository import Repository
 
@@ -101,3 +104,25 @@ def test_held_read_marks_do_not_freeze_the_loop(tmp_path: Path) -> None:
     assert result["lag"] < MAX_LAG, f"the event loop froze for {result['lag']:.2f} s"
     assert result["suspended"], "the cache kept answering from memory while no read could succeed"
     assert result["role"] == "user"
+
+
+def test_held_read_marks_do_not_stall_a_threaded_bot(tmp_path: Path) -> None:
+    db = tmp_path / "bot.db"
+    Repository.init(db).close()
+    with rolectl.connect(db, register=False, max_staleness=1.5) as roles:
+        roles.add_admin(9)
+        holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(db)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        worst = 0.0
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            end = time.monotonic() + HOLD
+            while time.monotonic() < end:  # the bot's main thread, while its follower reads
+                start = time.monotonic()
+                time.sleep(0.01)
+                worst = max(worst, time.monotonic() - start - 0.01)
+        finally:
+            assert holder.stdin is not None
+            holder.stdin.close()
+            holder.wait(DEADLINE)
+    assert worst < MAX_LAG, f"the bot's main thread stalled for {worst:.2f} s"

@@ -209,7 +209,8 @@ class LogReader:
             self._guard.rearm()  # the deadline counts from this read on
         if self._one_statement:
             try:
-                found = self._native.row(after, limit + 1) if self._native is not None else None
+                found = (self._native.row(after, limit + 1, release_gil=self.shm.read_marks_held())
+                         if self._native is not None else None)
                 if found is None:  # no native path, or it was busy: the module waits
                     found = conn.execute(_SNAPSHOT, (after, limit + 1)).fetchone()
                 log_id, head, first, head_json, rows_json = found

@@ -17,7 +17,10 @@ another process holds the ``-shm`` read-mark locks, SQLite's start of a WAL read
 sleeps for ~10 s before it gives up ("locking protocol"), and with the GIL held that stalls
 every thread of the process. A reader that must not stall the process (the asyncio
 follower's read thread) passes ``release_gil=True``: its step gives the GIL up, as the
-``sqlite3`` module would, for one GIL round-trip per read. Where the library cannot be found (a statically
+``sqlite3`` module would, for one GIL round-trip per read. The thread follower keeps the GIL
+but asks per read (``row(..., release_gil=...)``) and gives it up while the ``-shm`` shows a
+read mark held exclusively (:meth:`~.walprobe.ShmView.read_marks_held`) -- a lock taken
+between that look and the step still stalls it: the probe narrows the hole, it does not close it. Where the library cannot be found (a statically
 linked ``_sqlite3``, not Linux), or when the ``nativeread`` piece is switched off
 (:mod:`.switch`), :func:`available` is false and nothing here is used.
 """
@@ -170,10 +173,12 @@ class NativeStatement:
     def _progress(self, _arg: object) -> int:
         return 1 if time.monotonic() - self._started > self._deadline else 0
 
-    def row(self, *params: int) -> tuple[Any, ...] | None:
+    def row(self, *params: int, release_gil: bool = False) -> tuple[Any, ...] | None:
         """The statement's first row for ``params`` (integers), or ``None`` if it did not
-        produce one (busy, an error, no row): the caller then asks the ``sqlite3`` module."""
+        produce one (busy, an error, no row): the caller then asks the ``sqlite3`` module.
+        ``release_gil``: this step gives the GIL up, whatever the statement was made with."""
         lib, stmt = self._lib, self._stmt
+        step = _STEP_NOGIL if release_gil else self._step
         if not stmt:
             return None
         try:
@@ -181,7 +186,7 @@ class NativeStatement:
                 if lib.sqlite3_bind_int64(stmt, index, value) != SQLITE_OK:
                     return None
             self._started = time.monotonic()
-            if self._step(stmt) != SQLITE_ROW:
+            if step(stmt) != SQLITE_ROW:
                 return None
             out: list[Any] = []
             for col in range(self._columns):

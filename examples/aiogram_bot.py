@@ -41,7 +41,7 @@ from aiogram.methods import GetMe, SendMessage, TelegramMethod  # noqa: E402
 from aiogram.methods.base import TelegramType  # noqa: E402
 from aiogram.types import Chat, Message, Update, User  # noqa: E402
 
-from rolectl import RolectlError  # noqa: E402
+from rolectl import DatabaseError, RolectlError  # noqa: E402
 from rolectl.aio import AsyncRoles, connect  # noqa: E402
 from rolectl.integrations.aiogram import HasRole, setup  # noqa: E402
 
@@ -55,7 +55,10 @@ def build_dispatcher(roles: AsyncRoles) -> Dispatcher:
     @dp.message(Command("start"))
     async def start(message: Message, roles: AsyncRoles) -> None:
         if message.from_user is not None:
-            await roles.upsert_user(message.from_user.id, message.from_user.username)
+            try:
+                await roles.upsert_user(message.from_user.id, message.from_user.username)
+            except DatabaseError as exc:  # down, or not there yet (--wait-for-db): greet anyway
+                print(f"aiogram_bot: could not record user {message.from_user.id}: {exc}", file=sys.stderr)
         await message.answer("Hello! /whoami tells your role.")
 
     @dp.message(Command("whoami"))
@@ -165,15 +168,19 @@ async def serve_offline(dp: Dispatcher, count: int, rate: float, seed: int, verb
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A moderation bot on aiogram 3 with rolectl.")
-    parser.add_argument("--db", required=True, help="the rolectl database file")
+    parser.add_argument("--db", default=os.environ.get("ROLECTL_DB"), required=not os.environ.get("ROLECTL_DB"),
+                        help="the rolectl database: a file or a postgresql:// URL (default: $ROLECTL_DB)")
     parser.add_argument("--name", default="aiogram-bot", help="instance name shown by `rolectl stats`")
     parser.add_argument("--offline", type=int, metavar="N", help="serve N synthetic updates without Telegram")
     parser.add_argument("--rate", type=float, default=50.0, help="offline: updates per second (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="offline: random seed")
+    parser.add_argument("--wait-for-db", action="store_true",
+                        help="start even if the database is not there yet (connect(strict=False)): everyone "
+                             "is a plain user until `rolectl init` made it or the server is up")
     parser.add_argument("-v", "--verbose", action="store_true", help="offline: print every reply")
     args = parser.parse_args(argv)
     try:
-        roles = connect(args.db, name=args.name)
+        roles = connect(args.db, name=args.name, strict=not args.wait_for_db)
     except RolectlError as exc:
         print(f"aiogram_bot: {exc}", file=sys.stderr)
         return 3

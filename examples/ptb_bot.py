@@ -2,6 +2,7 @@
 
     BOT_TOKEN=123:ABC python examples/ptb_bot.py --db bot.db          # polls Telegram
     python examples/ptb_bot.py --db bot.db --offline 3000             # no network: 3000 updates
+    ROLECTL_DB=postgresql://bot@db/roles python examples/ptb_bot.py --wait-for-db   # in a service
 
 Needs ``pip install 'rolectl[telegram]'``. One line wires rolectl in: ``install(application,
 connect(...))`` looks each sender's role up in handler group -1 (before every other handler),
@@ -39,9 +40,9 @@ from telegram import Bot, Update  # noqa: E402
 from telegram.ext import Application, ApplicationBuilder, CommandHandler, ContextTypes  # noqa: E402
 from telegram.request import BaseRequest, RequestData  # noqa: E402
 
-from rolectl import RolectlError  # noqa: E402
+from rolectl import DatabaseError, RolectlError  # noqa: E402
 from rolectl.aio import AsyncRoles, connect  # noqa: E402
-from rolectl.integrations.telegram import ROLES_KEY, install, require_role, role_of  # noqa: E402
+from rolectl.integrations.telegram import install, require_role, role_of, roles_of  # noqa: E402
 
 HEAVY = {123: 30, 456: 25, 789: 20}  # the reference scenario's most active users
 App = Application[Any, Any, Any, Any, Any, Any]
@@ -53,9 +54,12 @@ async def answer(update: Update, text: str) -> None:
 
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    roles: AsyncRoles = context.bot_data[ROLES_KEY]
+    roles = roles_of(context)
     if update.effective_user is not None:
-        await roles.upsert_user(update.effective_user.id, update.effective_user.username)
+        try:
+            await roles.upsert_user(update.effective_user.id, update.effective_user.username)
+        except DatabaseError as exc:  # down, or not there yet (--wait-for-db): greet anyway
+            print(f"ptb_bot: could not record user {update.effective_user.id}: {exc}", file=sys.stderr)
     await answer(update, "Hello! /whoami tells your role.")
 
 
@@ -74,7 +78,7 @@ async def ban(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 @require_role("admin", on_denied=refuse)
 async def promote(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    roles: AsyncRoles = context.bot_data[ROLES_KEY]
+    roles = roles_of(context)
     sender = update.effective_user.id if update.effective_user is not None else 0
     try:
         change = await roles.add_admin(int((context.args or [""])[0]), actor=f"tg:{sender}")
@@ -187,15 +191,19 @@ async def serve_offline(roles: AsyncRoles, count: int, rate: float, seed: int, v
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A moderation bot on python-telegram-bot with rolectl.")
-    parser.add_argument("--db", required=True, help="the rolectl database file")
+    parser.add_argument("--db", default=os.environ.get("ROLECTL_DB"), required=not os.environ.get("ROLECTL_DB"),
+                        help="the rolectl database: a file or a postgresql:// URL (default: $ROLECTL_DB)")
     parser.add_argument("--name", default="ptb-bot", help="instance name shown by `rolectl stats`")
     parser.add_argument("--offline", type=int, metavar="N", help="serve N synthetic updates without Telegram")
     parser.add_argument("--rate", type=float, default=50.0, help="offline: updates per second (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="offline: random seed")
+    parser.add_argument("--wait-for-db", action="store_true",
+                        help="start even if the database is not there yet (connect(strict=False)): everyone "
+                             "is a plain user until `rolectl init` made it or the server is up")
     parser.add_argument("-v", "--verbose", action="store_true", help="offline: print every reply")
     args = parser.parse_args(argv)
     try:
-        roles = connect(args.db, name=args.name)
+        roles = connect(args.db, name=args.name, strict=not args.wait_for_db)
     except RolectlError as exc:
         print(f"ptb_bot: {exc}", file=sys.stderr)
         return 3

@@ -28,12 +28,14 @@ _LAZY: dict[str, str] = {
     "Mailbox": "rolectl.repository.models",
     "Event": "rolectl.events",
     "Role": "rolectl.events",
+    "RoleName": "rolectl.events",
     "RolectlError": "rolectl.errors",
     "InvalidInputError": "rolectl.errors",
     "NotFoundError": "rolectl.errors",
     "ConflictError": "rolectl.errors",
     "DatabaseError": "rolectl.errors",
     "ForkedError": "rolectl.errors",
+    "NotReadyError": "rolectl.errors",
     "CacheFaultError": "rolectl.errors",
     "OutcomeUnknownError": "rolectl.errors",
 }
@@ -57,10 +59,12 @@ if TYPE_CHECKING:  # pragma: no cover - what static checkers see; nothing is imp
     from .errors import ForkedError as ForkedError
     from .errors import InvalidInputError as InvalidInputError
     from .errors import NotFoundError as NotFoundError
+    from .errors import NotReadyError as NotReadyError
     from .errors import OutcomeUnknownError as OutcomeUnknownError
     from .errors import RolectlError as RolectlError
     from .events import Event as Event
     from .events import Role as Role
+    from .events import RoleName as RoleName
     from .handle import Roles as Roles
     from .handle import connect as connect
     from .repository import Repository as Repository

@@ -38,7 +38,12 @@ class ConnectOptions:
     - ``register``: make the cache visible to ``rolectl stats``, ``cache show``, ``whois``.
     - ``max_staleness``, ``strict``: passed to the follower (``None``: its default, which
       ``$ROLECTL_MAX_STALENESS`` sets); ``strict`` makes a failing first catch-up raise at
-      ``connect``.
+      ``connect``. ``strict=False`` also lets a bot start before its database is there (a
+      SQLite file not created yet -- it is never created here --, a PostgreSQL server not up
+      yet): lookups raise a ``DatabaseError`` (the adapters answer ``user``) and changes raise
+      :class:`~rolectl.errors.NotReadyError` until it is, then the cache catches up and
+      follows. A file that is there but not a rolectl database is refused either way
+      (:mod:`rolectl.latedb`).
     - ``timeout``: seconds to wait for a locked database, or for a PostgreSQL server to
       answer (default ``$ROLECTL_TIMEOUT`` or 5).
     - ``maxsize``: bound the cache (LRU); unbounded by default.

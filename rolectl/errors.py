@@ -61,6 +61,13 @@ class ForkedError(DatabaseError):
     is refused rather than answered from a cache that no longer follows the log (exit 5)."""
 
 
+class NotReadyError(DatabaseError):
+    """A handle opened with ``connect(..., strict=False)`` before its database was there (a
+    SQLite file not created yet, a PostgreSQL server not reachable yet): until it is, every
+    lookup and every change raises this instead of guessing; the adapters answer ``user``
+    (exit 5)."""
+
+
 class NotAppliedError(RolectlError):
     """``cache evict|flush``: recorded in the log, but not every running instance confirmed
     it within ``--wait`` (exit 7); the message names the ones that did not, and why."""

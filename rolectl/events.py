@@ -8,7 +8,7 @@ written by the repository layer in the same transaction as the change it describ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final, Iterable, Literal, Mapping
+from typing import Any, Final, Iterable, Literal, Mapping, NewType
 
 #: A user's role, as the cache, the repository and the log report it. Functions that take a
 #: role from people (the CLI, import files) accept any ``str`` and validate it.
@@ -16,6 +16,11 @@ Role = Literal["user", "admin"]
 ROLE_USER: Final = "user"
 ROLE_ADMIN: Final = "admin"
 ROLES: tuple[Role, ...] = (ROLE_USER, ROLE_ADMIN)
+#: A role name the type checker cannot know, checked at run time instead: what the filters and
+#: decorators of :mod:`rolectl.integrations` take besides a :data:`Role` literal, so
+#: ``HasRole("admn")`` fails ``mypy --strict`` while a name read from a config file still
+#: passes, spelled ``HasRole(RoleName(name))``. A ``NewType``: no cost at run time.
+RoleName = NewType("RoleName", str)
 
 # Role-change kinds: exactly one per change of a user's effective role, written by trigger.
 ADMIN_ADDED = "admin_added"

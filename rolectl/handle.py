@@ -23,13 +23,14 @@ from .backends import open_backend
 from .backends.appname import named
 from .connectoptions import ConnectKeywords, ConnectOptions
 from .errors import ForkedError, InvalidInputError, RolectlError
+from .latedb import open_or_wait
 from .logfields import fields
 from .writelog import WriteLog
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Unpack
 
-    from .backends.base import Backend, MissFetch
+    from .backends.base import Backend
     from .backends.postgres.follower import PgFollower
     from .backends.postgres.registration import PgRegistration
     from .backends.sqlite.follower import Follower
@@ -37,7 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .cache.role_cache import RoleCache
     from .events import Event, Role
     from .health import Health
-    from .repository import Change
+    from .latedb import LateRepository
+    from .repository import Change, Repository
 
 log = logging.getLogger("rolectl.connect")
 
@@ -76,9 +78,12 @@ class _Handle:
         self._undo: list[Callable[[], None]] = []  # run in reverse order by close()
         from .repository import Repository
 
-        self.repo: Repository = Repository(self.backend.store())  # fails here on a missing database
+        # A missing database fails here, unless strict=False: then stand-ins open it later
+        backend = self.backend
+        self.repo: Repository | LateRepository
+        self.repo, self._fetch = open_or_wait(lambda: Repository(backend.store()), backend.fetch,
+                                              where=str(backend.path), strict=options.strict)
         self._undo.append(self.repo.close)
-        self._fetch: MissFetch = self.backend.fetch()
         self._undo.append(self._fetch.close)
         #: Failed lookups and writes by cause, miss latency (:mod:`rolectl.opsmetrics`).
         self.ops = opsmetrics.OpsMetrics()

@@ -19,8 +19,8 @@ from telegram.ext import Application, CommandHandler, ContextTypes
 import rolectl.aio
 from rolectl.aio import AsyncRoles
 from rolectl.cache.registry import runtime_dir
-from rolectl.errors import InvalidInputError
-from rolectl.integrations.telegram import install, require_role, role_of
+from rolectl.errors import InvalidInputError, RolectlError
+from rolectl.integrations.telegram import install, require_role, role_of, roles_of
 
 from conftest import clean_env
 from tgfakes import ptb_application, ptb_request, ptb_update
@@ -41,7 +41,7 @@ async def ban(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    roles: AsyncRoles = context.bot_data["roles"]
+    roles = roles_of(context)  # typed: AsyncRoles
     user = update.effective_user
     assert user is not None
     await roles.upsert_user(user.id, user.username)
@@ -165,3 +165,41 @@ def test_lookup_fails_closed(db_path: Path, caplog: pytest.LogCaptureFixture) ->
 def test_require_role_refuses_unknown_roles() -> None:
     with pytest.raises(InvalidInputError, match="owner"):
         require_role("owner")
+
+
+def test_roles_of_needs_install() -> None:
+    app = ptb_application(ptb_request())
+    context = ContextTypes.DEFAULT_TYPE(app)
+    with pytest.raises(RolectlError, match="install"):
+        roles_of(context)
+    app.bot_data["roles"] = "not a handle"
+    with pytest.raises(RolectlError, match="install"):
+        roles_of(context)
+
+
+def test_bot_started_before_its_database(tmp_path: Path, rolectl_bin: Path) -> None:
+    """``connect(..., strict=False)`` on a file that does not exist yet: the bot starts and
+    answers everyone as ``user``; once ``rolectl init`` made it and 4242 is an admin, the
+    same bot lets 4242 ``/ban``."""
+    db = tmp_path / "later.db"
+
+    async def scenario() -> None:
+        roles = rolectl.aio.connect(db, name="early", strict=False)
+        request = ptb_request()
+        app = moderation_app(request, roles)
+        await app.initialize()
+        await app.post_init(app)  # type: ignore[misc]
+        await app.process_update(ptb_update(app, 4242, "/ban 1"))
+        assert request.sent[-1] == (4242, "admins only (you are user)")
+        await cli(rolectl_bin, db, "init")
+        await cli(rolectl_bin, db, "add-admin", "4242")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while request.sent[-1] != (4242, "banned"):
+            assert loop.time() < deadline, "the bot never saw the database"
+            await asyncio.sleep(0.05)
+            await app.process_update(ptb_update(app, 4242, "/ban 1"))
+        await app.post_shutdown(app)  # type: ignore[misc]
+        await app.shutdown()
+
+    asyncio.run(scenario())

@@ -83,3 +83,35 @@ def test_connect_keywords_are_checked_by_type_checkers(tmp_path: Path) -> None:
     )
     lines = sorted({line.split(":")[1] for line in proc.stdout.splitlines() if ": error:" in line})
     assert lines == ["3", "4", "5"], proc.stdout
+
+
+def test_mypy_catches_a_misspelt_role_in_the_adapters(tmp_path: Path) -> None:
+    """``HasRole("admn")`` and ``require_role("admn")`` fail ``mypy --strict`` (not only at
+    import); a name known only at run time passes as a ``RoleName``; the PTB handle is typed."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from typing import Any, assert_type\n"
+        "from telegram.ext import CallbackContext\n"
+        "from rolectl import RoleName\n"
+        "from rolectl.aio import AsyncRoles\n"
+        "from rolectl.integrations.aiogram import HasRole\n"
+        "from rolectl.integrations.telegram import require_role, roles_of\n"
+        "HasRole('admin', 'user')\n"
+        "HasRole(RoleName('moderator'))\n"
+        "require_role('admin')\n"
+        "def handle(context: 'CallbackContext[Any, Any, Any, Any]') -> None:\n"
+        "    assert_type(roles_of(context), AsyncRoles)\n"
+        "HasRole('admn')\n"  # expected error 1
+        "require_role('admin', 'owner')\n"  # expected error 2
+        "name: str = 'admin'\n"
+        "HasRole(name)\n"  # expected error 3: a plain str must say it is a RoleName
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), str(probe)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    errors = [line for line in proc.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 3, proc.stdout
+    assert "probe.py:12:" in errors[0] and "\"HasRole\"" in errors[0] and "admn" in errors[0], errors[0]
+    assert "probe.py:13:" in errors[1] and "\"require_role\"" in errors[1] and "owner" in errors[1], errors[1]
+    assert "probe.py:15:" in errors[2] and "\"HasRole\"" in errors[2], errors[2]

@@ -18,7 +18,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidInputError
-from ..events import ROLE_USER, ROLES, Role
+from ..events import ROLE_USER, ROLES, Role, RoleName
 from .failurelog import FailureLog
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,8 +49,9 @@ async def lookup(roles: "AsyncRoles", user_id: int | None, failures: FailureLog)
     return role
 
 
-def check_roles(wanted: tuple[str, ...]) -> frozenset[str]:
-    """Validate the roles a filter or decorator allows, at decoration time."""
+def check_roles(wanted: "tuple[Role | RoleName, ...]") -> frozenset[str]:
+    """Validate the roles a filter or decorator allows, at decoration time (a type checker
+    has already refused a misspelt literal; a :data:`~rolectl.events.RoleName` is checked here)."""
     if not wanted:
         raise InvalidInputError("name at least one role", hint=f"one of {', '.join(ROLES)}")
     unknown = [r for r in wanted if r not in ROLES]

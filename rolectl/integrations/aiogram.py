@@ -27,6 +27,7 @@ from aiogram.types import TelegramObject, User
 
 from ..aio import AsyncRoles
 from ..errors import RolectlError
+from ..events import Role, RoleName
 from . import check_roles, failure_log, lookup
 
 __all__ = ["HasRole", "RoleMiddleware", "setup"]
@@ -54,9 +55,13 @@ class RoleMiddleware(BaseMiddleware):
 
 
 class HasRole(Filter):
-    """Passes when the sender has one of the given roles: ``HasRole("admin")``."""
+    """Passes when the sender has one of the given roles: ``HasRole("admin")``.
 
-    def __init__(self, *roles: str) -> None:
+    A role is a :data:`~rolectl.events.Role` literal, so ``mypy --strict`` refuses
+    ``HasRole("admn")``; a name only known at run time is wrapped:
+    ``HasRole(RoleName(config["role"]))``, and checked here."""
+
+    def __init__(self, *roles: Role | RoleName) -> None:
         self.roles = check_roles(roles)
 
     async def __call__(self, event: TelegramObject, role: str | None = None) -> bool:

@@ -4,7 +4,7 @@ other handler runs, and ``require_role`` guards a callback.
 ::
 
     from rolectl.aio import connect
-    from rolectl.integrations.telegram import install, require_role, role_of
+    from rolectl.integrations.telegram import install, require_role, role_of, roles_of
 
     application = ApplicationBuilder().token(TOKEN).build()
     install(application, connect("bot.db", name="modbot"))   # opened in post_init, closed in post_shutdown
@@ -15,8 +15,9 @@ other handler runs, and ``require_role`` guards a callback.
     application.add_handler(CommandHandler("ban", ban))
 
 The lookup runs in a handler of group -1 (before the default group 0) and stores the role on
-the update's ``context`` (read it with :func:`role_of`). It fails closed: a database error
-means ``user`` and a logged warning (rate-limited), never ``admin`` and never a failed update.
+the update's ``context`` (read it with :func:`role_of`; the handle with :func:`roles_of`). It
+fails closed: a database error means ``user`` and a logged warning (rate-limited), never
+``admin`` and never a failed update.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from telegram.ext import Application, CallbackContext, TypeHandler
 
 from ..aio import AsyncRoles
 from ..errors import RolectlError
-from ..events import Role
+from ..events import Role, RoleName
 from . import check_roles, failure_log, lookup
 
-__all__ = ["install", "require_role", "role_of"]
+__all__ = ["ROLES_KEY", "install", "require_role", "role_of", "roles_of"]
 
 #: Where :func:`install` keeps the handle (``application.bot_data``) and the role (``context``).
 ROLES_KEY = "roles"
@@ -87,11 +88,24 @@ def role_of(context: "CallbackContext[Any, Any, Any, Any]") -> Role:
     return role  # type: ignore[no-any-return]  # set by install() to a Role
 
 
+def roles_of(context: "CallbackContext[Any, Any, Any, Any]") -> AsyncRoles:
+    """The handle :func:`install` put in ``bot_data``, typed (``context.bot_data[ROLES_KEY]``
+    is ``Any`` to a type checker): ``await roles_of(context).add_admin(uid)``."""
+    bot_data = context.bot_data
+    roles = bot_data.get(ROLES_KEY) if isinstance(bot_data, dict) else None
+    if not isinstance(roles, AsyncRoles):
+        raise RolectlError("no rolectl handle in this application's bot_data",
+                           hint="call rolectl.integrations.telegram.install(application, roles) first")
+    return roles
+
+
 def require_role(
-    *roles: str, on_denied: Callable[[Update, Any], Awaitable[Any]] | None = None
+    *roles: Role | RoleName, on_denied: Callable[[Update, Any], Awaitable[Any]] | None = None
 ) -> Callable[[Callback[C, R]], Callback[C, R | None]]:
     """Run the callback only for senders with one of ``roles``; otherwise call
-    ``on_denied(update, context)`` if given, else do nothing."""
+    ``on_denied(update, context)`` if given, else do nothing. A role is a
+    :data:`~rolectl.events.Role` literal (``mypy --strict`` refuses ``require_role("admn")``)
+    or a :data:`~rolectl.events.RoleName` checked here."""
     allowed = check_roles(roles)
 
     def decorate(callback: Callback[C, R]) -> Callback[C, R | None]:

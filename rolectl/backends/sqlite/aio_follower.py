@@ -109,6 +109,10 @@ class AsyncFollower(FollowerView):
             await first
         except BaseException:
             waker.close()
+            reads, self._reads = self._reads, ReadThread(f"rolectl-follow {self.path.name}")
+            reads.stop()  # it ends after the catch-up (at once if that failed)
+            if first.done() and not first.cancelled():  # it failed: the thread is idle
+                await asyncio.to_thread(reads.join, JOIN_TIMEOUT)
             raise
         self._loop, self._waker = loop, waker
         if waker.mode == "inotify":

@@ -72,13 +72,17 @@ def _summary(conn: sqlite3.Connection, path: Path, replaced: str = "", left_out:
     return Summary(str(path), int(head), int(users), int(admins), str(log_id), replaced, left_out)
 
 
+#: SQLite's result codes SQLITE_BUSY and SQLITE_LOCKED (the sqlite3 module names them from Python 3.11).
+_BUSY_OR_LOCKED = (5, 6)
+
+
 def _copy(source: sqlite3.Connection, target: sqlite3.Connection, timeout: float, path: Path) -> None:
     """The whole database in one backup step: one read snapshot of ``source``, one write
     transaction on ``target``. Waits for a writer holding the lock at most ``timeout``."""
     deadline = time.monotonic() + timeout
 
     def progress(status: int, _remaining: int, _total: int) -> None:
-        if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) and time.monotonic() > deadline:
+        if status in _BUSY_OR_LOCKED and time.monotonic() > deadline:
             raise sqlite3.OperationalError("database is locked")
 
     source.backup(target, pages=-1, progress=progress, sleep=0.05)

@@ -81,7 +81,7 @@ class CacheFaultError(RolectlError):
     exit_code = 1
 
 
-#: The documented exit-code table (README "Exit codes"); kept here so docs and tests share it.
+#: The documented exit-code table (docs/guides/output.md, "Exit codes"); kept here so docs and tests share it.
 EXIT_CODES: dict[int, str] = {
     0: "success (for `role --is`: the user has that role)",
     1: "`role --is`: the user does not have that role; otherwise an unexpected internal error",

@@ -38,10 +38,9 @@ def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     same on both take this instead of ``db_path``."""
     if request.param == "sqlite":
         db = str(tmp_path / "bot.db")
-    else:
-        db = request.getfixturevalue("pg_url")
-    Repository.init(db).close()
-    return db
+        Repository.init(db).close()
+        return db
+    return str(request.getfixturevalue("pg_init_url"))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -59,10 +58,8 @@ def new_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     made: list[str] = []
 
     def make_pg() -> str:
-        made.append(server.create_database())
-        url = server.url(made[-1])
-        Repository.init(url).close()
-        return url
+        made.append(server.create_initialised_database())
+        return str(server.url(made[-1]))
 
     request.addfinalizer(lambda: [server.drop_database(name) for name in made])
     return make_pg
@@ -180,6 +177,17 @@ def pg_url(pg_server, pg_db: str) -> str:
 
 
 @pytest.fixture
+def pg_init_url(pg_server) -> Iterator[str]:
+    """``postgresql://`` URL of a fresh database as ``rolectl init`` leaves it (a copy of the
+    server's initialised template, with a log identity of its own); dropped afterwards."""
+    name = pg_server.create_initialised_database()
+    try:
+        yield pg_server.url(name)
+    finally:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture
 def two_bots(db_path: Path) -> Iterator[tuple[Any, Any]]:
     """Two real bot processes, alpha and beta, following ``db_path``, where 789 is an admin;
     stopped afterwards (tests/botproc.py)."""
@@ -192,6 +200,22 @@ def two_bots(db_path: Path) -> Iterator[tuple[Any, Any]]:
         yield alpha, beta
     finally:
         stop_all(alpha, beta)
+
+
+# -- which of rolectl's modules a run imported (scripts/subset_covers.py) ----------------------------
+#
+# .ci/run runs a subset of the suite on each other Python the package claims; the subset must
+# import every module of the package. With TEST_MODULES_DIR set, each process of the run
+# (each xdist worker) writes the rolectl modules it imported there.
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    target = os.environ.get("TEST_MODULES_DIR")
+    if not target:
+        return
+    names = sorted(m for m in sys.modules if m == "rolectl" or m.startswith("rolectl."))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    Path(target).mkdir(parents=True, exist_ok=True)
+    (Path(target) / f"{worker}.txt").write_text("\n".join(names) + "\n")
 
 
 # -- CI=true: a skip is a failure ----------------------------------------------------------------

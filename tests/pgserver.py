@@ -72,6 +72,7 @@ class PgServer:
         self.log = self.base / "server.log"
         self.pid: int | None = None
         self._dbs = 0
+        self._template: str | None = None
         if self.as_root:
             entry = pwd.getpwnam(OS_USER)
             os.chown(self.base, entry.pw_uid, entry.pw_gid)
@@ -182,11 +183,35 @@ class PgServer:
             for sql in statements:
                 conn.execute(sql)  # type: ignore[arg-type]
 
+    def _new_name(self) -> str:
+        self._dbs += 1
+        return f"t{os.getpid()}_{self._dbs}"
+
     def create_database(self, name: str | None = None) -> str:
-        if name is None:
-            self._dbs += 1
-            name = f"t{os.getpid()}_{self._dbs}"
+        name = name or self._new_name()
         self.admin_sql(f'CREATE DATABASE "{name}"')
+        return name
+
+    def create_initialised_database(self) -> str:
+        """A fresh database as ``rolectl init`` leaves it: a copy of a template initialised once
+        per server (``CREATE DATABASE ... TEMPLATE``: ~0.04 s, against ~0.2 s to create and
+        init). The copy gets a log identity of its own (``meta.log_id``), as a database made
+        by ``init`` does: followers tell databases apart by it, and two tests' databases
+        must not look like one log replaced by another."""
+        import psycopg
+
+        if self._template is None:
+            from rolectl.repository import Repository
+
+            template = self.create_database(f"rolectl_template_{os.getpid()}")
+            Repository.init(self.url(template)).close()
+            # No session may be connected to a template while it is copied.
+            self.admin_sql(f'ALTER DATABASE "{template}" WITH ALLOW_CONNECTIONS false')
+            self._template = template
+        name = self._new_name()
+        self.admin_sql(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}" STRATEGY FILE_COPY')
+        with psycopg.connect(self.conninfo(name), autocommit=True) as conn:
+            conn.execute("UPDATE meta SET value = replace(gen_random_uuid()::text, '-', '') WHERE key = 'log_id'")
         return name
 
     def drop_database(self, name: str) -> None:

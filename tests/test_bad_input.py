@@ -25,7 +25,7 @@ from rolectl.errors import EXIT_CODES
 from rolectl.repository import Repository
 from rolectl.backends.sqlite.schema import SCHEMA_VERSION
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+EXIT_CODES_PAGE = Path(__file__).resolve().parents[1] / "docs" / "guides" / "output.md"
 DOCUMENTED = {0, 1, 2, 3, 4, 5}
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -56,16 +56,16 @@ def seeded(db_path: Path) -> Path:
 # -- the exit code table ---------------------------------------------------------------------------
 
 
-def test_exit_code_table_matches_readme():
-    text = README.read_text()
+def test_exit_code_table_matches_the_docs():
+    text = EXIT_CODES_PAGE.read_text()
     section = text.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     documented = {int(m) for m in re.findall(r"^\| (\d+) \|", section, re.M)}
     assert documented == set(EXIT_CODES)
 
 
-# -- real processes: what a shell script sees --------------------------------------------------------
+# -- what a shell script sees: one real process per kind of failure, the rest in-process ----------------
 
-SUBPROCESS_CASES = [
+BAD_INPUT_CASES = [
     (["role", "abc"], 2, "not a whole number"),
     (["role", "0"], 2, "must be positive"),
     (["role", "-5"], 2, "must be positive"),
@@ -85,13 +85,34 @@ SUBPROCESS_CASES = [
     (["admins", "--format", "yaml"], 2, "unknown format"),
     (["nonsense"], 2, "No such command"),
 ]
+#: A process of its own for each exit code and for the parser's own usage errors: the code
+#: the shell sees is what the main entry point makes of them; the in-process runs below
+#: show the rest of the table gives the same one-line errors.
+REAL_PROCESS = {"role abc", "remove-admin 31337", "transfer 1 --to 123", "add-admin 5 --bogus", "nonsense"}
 
 
-@pytest.mark.parametrize("args, code, text", SUBPROCESS_CASES, ids=[" ".join(c[0])[:40] for c in SUBPROCESS_CASES])
+def case_id(args: list[str], width: int = 40) -> str:
+    return " ".join(args)[:width]
+
+
+REAL_CASES = [c for c in BAD_INPUT_CASES if case_id(c[0]) in REAL_PROCESS]
+
+
+@pytest.mark.parametrize("args, code, text", REAL_CASES, ids=[case_id(c[0]) for c in REAL_CASES])
 def test_bad_input_in_a_real_process(seeded, run_rolectl, args, code, text):
     before = fingerprint(seeded)
     result = run_rolectl(*args)
     assert_one_line_error(result.stderr, result.returncode, code)
+    assert text in result.stderr
+    assert result.stdout == ""
+    assert fingerprint(seeded) == before
+
+
+@pytest.mark.parametrize("args, code, text", BAD_INPUT_CASES, ids=[case_id(c[0]) for c in BAD_INPUT_CASES])
+def test_bad_input_in_process(seeded, cli, args, code, text):
+    before = fingerprint(seeded)
+    result = cli(*args)
+    assert_one_line_error(result.stderr, result.exit_code, code)
     assert text in result.stderr
     assert result.stdout == ""
     assert fingerprint(seeded) == before
@@ -128,27 +149,32 @@ def test_db_missing_is_not_created(tmp_path, run_rolectl):
 
 @pytest.mark.parametrize("content", [b"hello, this is plain text\n" * 50, b"\0" * 4096,
                                      b"SQLite format 3\0" + b"\xff" * 4000])
-def test_db_is_not_sqlite(tmp_path, run_rolectl, content):
+def test_db_is_not_sqlite(tmp_path, run_rolectl, cli, content):
     junk = tmp_path / "junk.db"
     junk.write_bytes(content)
+    result = run_rolectl("init", db=junk)
+    assert_one_line_error(result.stderr, result.returncode, 5)
+    assert junk.read_bytes() == content
     for args in (["role", "5"], ["add-admin", "5"], ["init"]):
-        result = run_rolectl(*args, db=junk)
-        assert_one_line_error(result.stderr, result.returncode)
-        assert result.returncode in (5,), result.stderr
+        outcome = cli(*args, db=junk)
+        assert_one_line_error(outcome.stderr, outcome.exit_code, 5)
         assert junk.read_bytes() == content
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bot.db", "junk.db"]
 
 
-def test_db_with_a_newer_schema_is_refused_and_untouched(seeded, run_rolectl):
+def test_db_with_a_newer_schema_is_refused_and_untouched(seeded, run_rolectl, cli):
     conn = sqlite3.connect(seeded)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
     fingerprint(seeded)  # checkpointed: everything is in the main file now
     raw = seeded.read_bytes()
+    result = run_rolectl("add-admin", "5")
+    assert_one_line_error(result.stderr, result.returncode, 5)
+    assert "newer" in result.stderr and "upgrade rolectl" in result.stderr
     for args in (["role", "789"], ["add-admin", "5"], ["init"], ["events"]):
-        result = run_rolectl(*args)
-        assert_one_line_error(result.stderr, result.returncode, 5)
-        assert "newer" in result.stderr and "upgrade rolectl" in result.stderr
+        outcome = cli(*args)
+        assert_one_line_error(outcome.stderr, outcome.exit_code, 5)
+        assert "newer" in outcome.stderr and "upgrade rolectl" in outcome.stderr
         assert seeded.read_bytes() == raw
 
 
@@ -339,7 +365,12 @@ PARSER_CASES = [
 ]
 
 
-@pytest.mark.parametrize("args, text", PARSER_CASES, ids=[" ".join(c[0])[:30] for c in PARSER_CASES])
+#: Python's digit limit and float parsing are the same in any process: three cases show it in a
+#: real one, all of them run in-process.
+REAL_PARSER_CASES = [PARSER_CASES[2], PARSER_CASES[8], PARSER_CASES[14]]
+
+
+@pytest.mark.parametrize("args, text", REAL_PARSER_CASES, ids=[case_id(c[0], 30) for c in REAL_PARSER_CASES])
 def test_parser_limits_in_a_real_process(seeded, run_rolectl, args, text):
     before = fingerprint(seeded)
     result = run_rolectl(*args)
@@ -349,14 +380,30 @@ def test_parser_limits_in_a_real_process(seeded, run_rolectl, args, text):
     assert fingerprint(seeded) == before
 
 
+@pytest.mark.parametrize("args, text", PARSER_CASES, ids=[case_id(c[0], 30) for c in PARSER_CASES])
+def test_parser_limits_in_process(seeded, cli, args, text):
+    before = fingerprint(seeded)
+    result = cli(*args)
+    assert_one_line_error(result.stderr, result.exit_code, 2)
+    assert text in result.stderr and "internal error" not in result.stderr
+    assert result.stdout == ""
+    assert fingerprint(seeded) == before
+
+
 @pytest.mark.parametrize("value, text", [("nan", "not a finite number"), ("inf", "not a finite number"),
                                          ("3e6", "too long"), ("soon", "not a number"), ("-1", "negative")])
-def test_timeout_from_the_environment(seeded, run_rolectl, value, text):
+def test_timeout_from_the_environment(seeded, cli, value, text):
     before = fingerprint(seeded)
-    result = run_rolectl("add-admin", "5", env=clean_env(ROLECTL_TIMEOUT=value))
-    assert_one_line_error(result.stderr, result.returncode, 2)
+    result = cli("add-admin", "5", env={"ROLECTL_TIMEOUT": value})
+    assert_one_line_error(result.stderr, result.exit_code, 2)
     assert text in result.stderr and "ROLECTL_TIMEOUT" in result.stderr
     assert fingerprint(seeded) == before
+
+
+def test_timeout_from_the_environment_in_a_real_process(seeded, run_rolectl):
+    result = run_rolectl("add-admin", "5", env=clean_env(ROLECTL_TIMEOUT="nan"))
+    assert_one_line_error(result.stderr, result.returncode, 2)
+    assert "not a finite number" in result.stderr and "ROLECTL_TIMEOUT" in result.stderr
 
 
 def test_the_longest_timeout_sqlite_can_hold_is_accepted(seeded, run_rolectl):
@@ -397,13 +444,20 @@ BATCH_FILES = [
 
 
 @pytest.mark.parametrize("command, name, content, text", BATCH_FILES, ids=[f[0] + " " + f[1] for f in BATCH_FILES])
-def test_bad_batch_files_in_a_real_process(seeded, tmp_path, run_rolectl, command, name, content, text):
+def test_bad_batch_files(seeded, tmp_path, run_rolectl, cli, command, name, content, text):
+    """Files nested too deeply run in a real process, whose stack is the one a user's
+    ``rolectl`` starts with (under pytest the stack is already deep); the rest in-process."""
     path = tmp_path / name
     path.write_text(content)
     before = fingerprint(seeded)
-    result = run_rolectl(*command.split(), str(path))
-    assert_one_line_error(result.stderr, result.returncode, 2)
-    assert text in result.stderr and "internal error" not in result.stderr
+    if "nested too deeply" in text:
+        result = run_rolectl(*command.split(), str(path))
+        stderr, code = result.stderr, result.returncode
+    else:
+        outcome = cli(*command.split(), str(path))
+        stderr, code = outcome.stderr, outcome.exit_code
+    assert_one_line_error(stderr, code, 2)
+    assert text in stderr and "internal error" not in stderr
     assert fingerprint(seeded) == before
 
 

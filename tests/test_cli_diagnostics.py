@@ -19,6 +19,7 @@ import pytest
 
 from botproc import Bot
 from conftest import clean_env
+from lines import Lines
 from rolectl.backends import is_postgres
 from rolectl.repository import Repository
 
@@ -90,16 +91,23 @@ def test_stats_watch_refreshes_until_ctrl_c(bot: Bot, rolectl_bin: Path, db_path
     proc = subprocess.Popen([str(rolectl_bin), "--db", str(db_path), "stats", "--watch", "--interval", "0.2",
                              "--format", "jsonl"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=clean_env())
-    first = json.loads(proc.stdout.readline())
-    bot.get_many([1, 1, 1])
-    deadline = time.monotonic() + 5
-    while True:
-        row = json.loads(proc.stdout.readline())
-        if row["hits"] == 2 or time.monotonic() > deadline:
-            break
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(5) == 0
-    assert first["instance"] == "alpha" and row["hits"] == 2
+    assert proc.stdout is not None
+    lines = Lines(proc.stdout)
+    try:
+        first = json.loads(lines.next(what="the first table"))
+        assert first["instance"] == "alpha" and first["hits"] == 0
+        bot.get_many([1, 1, 1])
+        # The refresh that shows the bot's new counters: 2 hits (and the miss) of the lookups
+        # above. Every row until then may only show older counters.
+        deadline = time.monotonic() + 30
+        while (row := json.loads(lines.next(what="a refresh with the new hits")))["hits"] != 2:
+            assert row["hits"] < 2 and time.monotonic() < deadline, row
+        assert row["instance"] == "alpha" and row["misses"] == first["misses"] + 1
+        # ... and it keeps refreshing: another table follows.
+        assert json.loads(lines.next(what="another refresh"))["hits"] == 2
+    finally:
+        proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0
 
 
 def test_cache_show_lists_the_bots_memory(bot: Bot, run_rolectl) -> None:
@@ -250,20 +258,28 @@ def test_whois_without_instances_says_so(run_rolectl) -> None:
 def test_events_follow_tails_every_writer_until_ctrl_c(db_path: Path, rolectl_bin: Path) -> None:
     with Repository.open(db_path) as repo:
         repo.users.add_admin(1, actor="setup")
+        repo.users.add_admin(789, "new_admin", actor="setup")
     argv = [str(rolectl_bin), "--db", str(db_path), "events", "--follow"]
     text = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
     jsonl = subprocess.Popen(argv + ["--user", "789", "--format", "jsonl"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=clean_env())
+    assert text.stdout is not None and jsonl.stdout is not None
+    text_lines, jsonl_lines = Lines(text.stdout), Lines(jsonl.stdout)
     who = " (as postgres)" if str(db_path).startswith("postgresql") else ""  # the database user, if any
-    assert text.stdout.readline().endswith(f"#1 Admin added event: 1 by setup{who}\n")  # the backlog
-    time.sleep(0.5)  # both are following now
+    # Both have printed their backlog, so both follow from its last event: whatever is
+    # committed from now on must reach them as it happens.
+    assert text_lines.next(what="backlog #1").endswith(f"#1 Admin added event: 1 by setup{who}\n")
+    assert text_lines.next(what="backlog #2").endswith(f"#2 Admin added event: 789 (@new_admin) by setup{who}\n")
+    backlog = json.loads(jsonl_lines.next(what="the JSONL backlog"))
+    assert (backlog["seq"], backlog["user_id"], backlog["kind"]) == (2, 789, "admin_added")
     with Repository.open(db_path) as repo:
         repo.users.add_admin(5, actor="t")
-        repo.users.add_admin(789, "new_admin", actor="t")
-    assert text.stdout.readline().endswith(f"#2 Admin added event: 5 by t{who}\n")
-    assert text.stdout.readline().endswith(f"#3 Admin added event: 789 (@new_admin) by t{who}\n")
-    line = json.loads(jsonl.stdout.readline())
-    assert (line["seq"], line["user_id"], line["kind"]) == (3, 789, "admin_added")
+        repo.users.remove_admin(789, actor="t")
+    assert text_lines.next(what="#3").endswith(f"#3 Admin added event: 5 by t{who}\n")
+    removed = text_lines.next(what="#4")
+    assert "#4 " in removed and "789" in removed and removed.endswith(f" by t{who}\n"), removed
+    line = json.loads(jsonl_lines.next(what="the JSONL line of #4"))
+    assert (line["seq"], line["user_id"], line["kind"]) == (4, 789, "admin_removed")
     for proc in (text, jsonl):
         proc.send_signal(signal.SIGINT)
         assert proc.wait(5) == 0

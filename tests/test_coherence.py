@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 SQLITE3 = shutil.which("sqlite3")
 USERS = list(range(1, 151))
 WRITE_SECONDS = 4.0
-CONVERGE_DEADLINE = 3.0  # generous for a loaded CI box; the latency itself is benchmarked
+CONVERGE_DEADLINE = 30.0  # a wait on the condition, left as soon as it holds; the latency is benchmarked
 
 
 def _sql(db: Path, statement: str) -> None:

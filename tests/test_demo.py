@@ -45,3 +45,12 @@ def test_demo_keeps_a_named_database_and_refuses_to_reuse_it(rolectl_bin: Path, 
     again = run(rolectl_bin, "demo", "--db", str(path), cwd=tmp_path)
     assert again.returncode == 4
     assert again.stderr.startswith("rolectl: error: database") and again.stderr.count("\n") == 1
+
+
+def test_the_tour_and_the_live_day_import_in_this_process() -> None:
+    """The demo and ``simulate --live`` run in child processes above. Importing their modules
+    here too fails at once on a Python that cannot import them, and lets
+    scripts/subset_covers.py see that the subset .ci/run gives the other Pythons reaches them."""
+    from rolectl.simulate import live, tour
+
+    assert callable(live.run_live) and tour.__name__ == "rolectl.simulate.tour"

@@ -20,7 +20,7 @@ from rolectl.backends.sqlite.native.wakeup import Waker
 from rolectl.repository import Repository
 
 SQLITE3 = shutil.which("sqlite3")
-DEADLINE = 3.0
+DEADLINE = 30.0  # waits end as soon as their condition holds; a loaded machine may need long
 
 
 def _until(predicate, deadline: float = DEADLINE) -> bool:

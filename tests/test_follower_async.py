@@ -19,7 +19,7 @@ from rolectl.errors import DatabaseError
 from rolectl.repository import Repository
 
 SQLITE3 = shutil.which("sqlite3")
-DEADLINE = 5.0
+DEADLINE = 30.0  # waits end as soon as their condition holds; a loaded machine may need long
 
 
 async def _until(predicate, deadline: float = DEADLINE, busy: bool = False) -> bool:  # type: ignore[no-untyped-def]

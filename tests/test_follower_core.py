@@ -22,7 +22,7 @@ from rolectl.errors import DatabaseError, InvalidInputError, RolectlError
 from rolectl.repository import Repository
 
 STRACE = shutil.which("strace")
-DEADLINE = 5.0
+DEADLINE = 30.0  # waits end as soon as their condition holds; a loaded machine may need long
 
 
 def _until(predicate: Callable[[], bool], deadline: float = DEADLINE) -> bool:

@@ -7,26 +7,32 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-
-# The framework is in the test extra: if it is missing, that is an install error, never a skip.
-from aiogram import Dispatcher
-from aiogram.filters import Command
-from aiogram.types import Message
 
 import rolectl.aio
 from rolectl.aio import AsyncRoles
 from rolectl.cache.registry import runtime_dir
 from rolectl.errors import InvalidInputError, RolectlError
-from rolectl.integrations.aiogram import HasRole, RoleMiddleware, setup
 
 from conftest import clean_env
 from tgfakes import aiogram_bot, aiogram_update
 
+# aiogram (and rolectl's adapter, which imports it) is imported inside the tests: importing it
+# takes ~3 s, which every parallel worker would pay at collection. The framework is in the test
+# extra: if it is missing, the tests fail with the ImportError, never skip.
+if TYPE_CHECKING:
+    from aiogram import Dispatcher
+    from aiogram.types import Message
+
 
 def moderation_dispatcher(roles: AsyncRoles) -> Dispatcher:
+    from aiogram import Dispatcher
+    from aiogram.filters import Command
+
+    from rolectl.integrations.aiogram import HasRole, setup
+
     dp = Dispatcher()
     setup(dp, roles)
 
@@ -105,6 +111,11 @@ def test_scenario_roles_follow_changes_made_by_another_process(db_path: Path, ro
 
 
 def test_lookup_fails_closed(db_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from aiogram import Dispatcher
+    from aiogram.filters import Command
+
+    from rolectl.integrations.aiogram import HasRole, RoleMiddleware
+
     async def scenario() -> None:
         async with rolectl.aio.connect(db_path, name="failing", register=False) as roles:
             await roles.add_admin(4242)
@@ -137,6 +148,11 @@ def test_lookup_fails_closed(db_path: Path, caplog: pytest.LogCaptureFixture) ->
 
 
 def test_has_role_without_the_middleware_says_how_to_fix(db_path: Path) -> None:
+    from aiogram import Dispatcher
+    from aiogram.filters import Command
+
+    from rolectl.integrations.aiogram import HasRole
+
     async def scenario() -> None:
         dp = Dispatcher()
 
@@ -151,6 +167,8 @@ def test_has_role_without_the_middleware_says_how_to_fix(db_path: Path) -> None:
 
 
 def test_unknown_role_is_refused_at_definition() -> None:
+    from rolectl.integrations.aiogram import HasRole
+
     with pytest.raises(InvalidInputError, match="root"):
         HasRole("root")
     with pytest.raises(InvalidInputError):

@@ -45,6 +45,9 @@ def test_copy_keeps_everything_and_doctor_passes(repo: Repository, db_path: Path
     assert events == src_events
     assert pg_rows(pg_url, "SELECT user_id, username, role, created_at, updated_at FROM users ORDER BY 1") == src_users
     assert pg_rows(pg_url, "SELECT mailbox_id, owner_id, title, created_at, updated_at FROM mailboxes") == src_boxes
+    from rolectl.doctor import diagnose
+
+    assert diagnose(pg_url).exit_code == 0  # the whole report, as `rolectl doctor` makes it on PostgreSQL
     with PgStore(pg_url) as store:
         assert [f for f in check_all(store) if f.severity != "ok"] == []
         # New events continue after the copied head.

@@ -12,12 +12,23 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
+# Both mypy runs share one worker and one cache: the second checks its probe against the
+# package's cached analysis instead of analysing the package (and typeshed) cold again.
+pytestmark = pytest.mark.xdist_group("mypy")
 
-def test_mypy_strict_passes_on_package_and_examples(tmp_path: Path) -> None:
+
+@pytest.fixture(scope="module")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mypy") / "cache"
+
+
+def test_mypy_strict_passes_on_package_and_examples(mypy_cache: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"),
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(mypy_cache),
          "rolectl", "examples"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
@@ -32,7 +43,7 @@ def test_py_typed_marker_is_shipped() -> None:
 
 
 
-def test_mypy_sees_precise_public_types(tmp_path: Path) -> None:
+def test_mypy_sees_precise_public_types(tmp_path: Path, mypy_cache: Path) -> None:
     """What a bot author's type checker infers from the public API: roles are the Literal,
     and a typo'd role comparison target is caught."""
     probe = tmp_path / "probe.py"
@@ -55,7 +66,7 @@ def test_mypy_sees_precise_public_types(tmp_path: Path) -> None:
         "assert cache.get_role(1) != 'admn'\n"  # expected error 2: a typo'd role never matches
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), str(probe)],
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(mypy_cache), str(probe)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     errors = [line for line in proc.stdout.splitlines() if ": error:" in line]

@@ -50,16 +50,22 @@ def test_a_write_outwaits_a_hold_longer_than_the_read_wait(monkeypatch, db_path)
     monkeypatch.setattr(store_mod, "DEFAULT_TIMEOUT", 0.1)
     monkeypatch.setattr(store_mod, "DEFAULT_WRITE_TIMEOUT", 30.0)
     holder = _hold(db_path)
-    release = threading.Timer(0.8, holder.communicate, args=("",))  # held 8x the read wait
+    released: list[float] = []
+
+    def release() -> None:
+        released.append(time.monotonic())
+        holder.communicate("")  # the holder rolls back: the lock is free only from now on
+
+    timer = threading.Timer(0.8, release)  # held 8x the read wait
     with Store(db_path) as st:
-        release.start()
+        timer.start()
         try:
-            started = time.monotonic()
             with st.transaction() as conn:
                 conn.execute("INSERT INTO users (user_id) VALUES (1)")
-            assert time.monotonic() - started >= 0.5  # it did wait for the holder
+            committed = time.monotonic()
         finally:
-            release.join()
+            timer.join()
+        assert released and committed >= released[0]  # it did wait for the holder, however long
         # Only the wait for the write lock is longer: the connection's own wait is unchanged.
         assert st.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 100
         assert st.query("SELECT user_id FROM users") == [(1,)]

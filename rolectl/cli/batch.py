@@ -141,7 +141,7 @@ def import_users(
 
 
 #: apply's per-line result, in flat formats; JSON has the same fields with ``events`` as
-#: event objects (see README "Output formats").
+#: event objects (see docs/guides/output.md).
 APPLY_COLUMNS = ("line", "op", "user_id", "mailbox_id", "to_user", "changed", "events", "seq", "message")
 
 

@@ -1,7 +1,7 @@
 """A measured day as data for tables: rows, columns and titles, nothing printed.
 
 Two shapes of every table: *machine* rows (numbers stay numbers, field names are the stable
-JSON interface documented in the README) for ``json``/``jsonl``/``csv``/``tsv``, and *human*
+JSON interface documented in docs/guides/simulator.md) for ``json``/``jsonl``/``csv``/``tsv``, and *human*
 rows (rates as percentages, the policies side by side as columns) for the rich table and the
 tabulate formats. Rendering itself is :mod:`rolectl.render`'s job.
 """
@@ -195,7 +195,7 @@ def reference_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def to_json(result: "DayResult", reference_rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The whole day as one JSON document (field names documented in the README)."""
+    """The whole day as one JSON document (field names documented in docs/guides/simulator.md)."""
     doc: dict[str, Any] = {
         "config": result.config.to_dict(),
         "database": result.database,

@@ -40,7 +40,7 @@ from .connection import driver
 if TYPE_CHECKING:  # pragma: no cover
     from .store import PgStore
 
-#: The kinds, in the order the README's table shows them.
+#: The kinds, in the order docs/guides/postgresql.md's table shows them.
 KINDS: tuple[str, ...] = ("reader", "bot", "operator")
 
 _READ: dict[str, tuple[str, ...]] = {table: ("SELECT",) for table in ("users", "mailboxes", "events", "meta")}

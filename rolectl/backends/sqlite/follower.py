@@ -2,7 +2,7 @@
 
 A :class:`Follower` applies every committed event to its cache, in order and exactly once,
 within about a millisecond of the commit, and without a TTL. How it learns of commits (see
-README "Cache diagnostics" for the measurements behind the choice):
+benchmarks/README.md and ``bench_native.py`` for the measurements behind the choice):
 
 1. **inotify** on the directory that really holds the database (symlinks resolved;
    :class:`~rolectl.backends.sqlite.native.wakeup.Waker`): every WAL commit writes ``<db>-wal``, so the

@@ -77,7 +77,10 @@ def _read_only_cause(path: Path) -> RolectlError:
 
 def _busy(exc: sqlite3.Error) -> bool:
     """The busy wait ran out (another connection holds the lock)."""
-    return str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_BUSY")
+    name = getattr(exc, "sqlite_errorname", None)
+    if name is None:  # Python 3.10: exceptions carry no result code, only SQLITE_BUSY's message
+        return str(exc) == "database is locked"
+    return str(name).startswith("SQLITE_BUSY")
 
 
 def translate(exc: sqlite3.Error, path: Path | str) -> RolectlError:

@@ -122,15 +122,27 @@ def bot_main(db: str, kind: str) -> None:
 
         async def run() -> None:
             follower = await AsyncFollower(cache, db).start()
-            tick = follower._tick
+            tick, looked = follower._tick, follower._looked
+            spent = [0.0, 0.0]  # loop (CPU, wall) ms since the last look came back
+            reads = [follower.core.catch_ups]
 
-            def timed_tick(*args: Any) -> None:  # loop time of each look that read something
-                reads = follower.core.catch_ups
+            def timed_tick(*args: Any) -> None:  # the loop's share: scheduling a look ...
                 c0, t0 = time.thread_time(), time.perf_counter()
                 tick(*args)
-                if follower.core.catch_ups != reads:
-                    loop_times.append(((time.thread_time() - c0) * 1000, (time.perf_counter() - t0) * 1000))
+                spent[0] += (time.thread_time() - c0) * 1000
+                spent[1] += (time.perf_counter() - t0) * 1000
 
+            def timed_looked(*args: Any) -> None:  # ... and taking its end (the read is on a thread)
+                c0, t0 = time.thread_time(), time.perf_counter()
+                looked(*args)
+                cpu = spent[0] + (time.thread_time() - c0) * 1000
+                wall = spent[1] + (time.perf_counter() - t0) * 1000
+                spent[0] = spent[1] = 0.0
+                if follower.core.catch_ups != reads[0]:
+                    reads[0] = follower.core.catch_ups
+                    loop_times.append((cpu, wall))
+
+            follower._looked = timed_looked  # type: ignore[method-assign]
             follower._tick = timed_tick  # type: ignore[method-assign]
             stamps.seen = cache.last_seq
             print("ready", flush=True)
@@ -289,7 +301,7 @@ def _write(db: str, changes: int, *, pause: bool = True, slow: bool = False) -> 
     return [tuple(row) for row in json.loads(out.stdout)]  # type: ignore[misc]
 
 
-LOOP_MS: list[tuple[float, float]] = []  # in-loop (CPU, wall) ms of the asyncio follower's catch-ups
+LOOP_MS: list[tuple[float, float]] = []  # loop (CPU, wall) ms of the asyncio follower's looks that read
 
 
 def _collect(proc: subprocess.Popen[str], signal_stop: bool) -> dict[int, tuple[int, str]]:

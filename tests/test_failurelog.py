@@ -69,3 +69,67 @@ def test_the_next_outage_starts_afresh(flog: FailureLog, clock: Clock, caplog: p
     flog.failed(2, DatabaseError("b"), "user")
     assert [event for event, _ in records(caplog)] == ["lookup_failed", "lookup_recovered", "lookup_failed"]
     assert getattr(caplog.records[-1], "failures") == 1
+
+
+def test_a_cached_hit_is_no_recovery_until_a_quiet_interval(
+        flog: FailureLog, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="rolectl.integrations")
+    for uid in range(100):  # misses fail, hits in between are answered from memory
+        clock.now += 0.1
+        flog.failed(uid, DatabaseError("database is locked"), "user")
+        flog.succeeded(cached=True)
+    assert [event for event, _ in records(caplog)] == ["lookup_failed"]
+    clock.now += 59
+    flog.succeeded(cached=True)  # 59 s without a failure: still no word about the database
+    assert [event for event, _ in records(caplog)] == ["lookup_failed"]
+    clock.now += 1.5
+    flog.succeeded(cached=True)  # a quiet interval: the outage is over
+    assert [event for event, _ in records(caplog)] == ["lookup_failed", "lookup_recovered"]
+    assert getattr(caplog.records[-1], "failures") == 100
+
+
+def test_a_lookup_that_read_the_database_ends_the_outage_at_once(
+        flog: FailureLog, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="rolectl.integrations")
+    flog.failed(1, DatabaseError("a"), "user")
+    flog.succeeded(cached=True)
+    flog.succeeded()
+    assert [event for event, _ in records(caplog)] == ["lookup_failed", "lookup_recovered"]
+
+
+class _HalfDownRoles:
+    """Answers the users it has in memory; every other lookup fails (the database is down)."""
+
+    def __init__(self, cached: dict[int, str]) -> None:
+        self.cache = cached
+        self.down = True
+
+    async def get_role(self, user_id: int) -> str:
+        if user_id in self.cache:
+            return self.cache[user_id]
+        if self.down:
+            raise DatabaseError("database is locked")
+        return "user"
+
+
+def test_the_adapters_lookup_logs_an_outage_once_while_hits_keep_working(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    from rolectl.integrations import lookup
+
+    caplog.set_level(logging.WARNING, logger="rolectl.integrations")
+    roles = _HalfDownRoles({5: "admin"})
+    flog = FailureLog(logging.getLogger("rolectl.integrations"), instance="modbot")
+
+    async def updates() -> list[str]:
+        seen = []
+        for uid in (7, 5, 8, 5, 9, 5):  # misses fail, the cached admin keeps being answered
+            seen.append(await lookup(roles, uid, flog))  # type: ignore[arg-type]
+        roles.down = False
+        seen.append(await lookup(roles, 10, flog))  # type: ignore[arg-type]
+        return seen
+
+    assert asyncio.run(updates()) == ["user", "admin", "user", "admin", "user", "admin", "user"]
+    assert [event for event, _ in records(caplog)] == ["lookup_failed", "lookup_recovered"]
+    assert getattr(caplog.records[-1], "failures") == 3

@@ -122,6 +122,9 @@ class FollowCore:
         self.writer_probes = 0
         self._writer_was_active = False
         self.lock = threading.Lock()
+        #: Guards ``stale`` with the cache's suspend/resume, apart from :attr:`lock`: a read
+        #: stuck on another process's lock holds ``lock``, and the bound must hold meanwhile.
+        self._stale_lock = threading.Lock()
         self.anchor: Anchor | None = None
         self.started = False  # the first catch-up decides where to start
         self.stale = False
@@ -244,7 +247,11 @@ class FollowCore:
                         extra=self._fields("follower.reconnected", seconds=round(failed_for, 3),
                                            error=self.last_error))
         self.last_error = None
-        if self.stale:
+        if not self.stale:
+            return
+        with self._stale_lock:
+            if not self.stale:
+                return
             self.stale = False
             self.cache.resume()
             if self.suspended_since is not None:
@@ -276,18 +283,14 @@ class FollowCore:
         """Suspend the cache if no check succeeded within the bound; ``True`` if it did now."""
         if self.max_staleness is None or self.stale or now - self.last_success < self.max_staleness:
             return False
-        if not self.lock.acquire(blocking=False):
-            return False  # a catch-up is under way: it succeeds, or the next look enforces
-        try:
+        with self._stale_lock:  # not self.lock: a read stuck under it must not defer the bound
             if self.stale or now - self.last_success < self.max_staleness:
-                return False
+                return False  # a look that succeeded meanwhile vouches for the cache
             self.stale = True
             self.suspended_since = now
             self.suspensions += 1
             dropped = self.cache.suspend(f"no successful read of {os.path.basename(self.where)} for "
                                          f"{now - self.last_success:.1f} s")
-        finally:
-            self.lock.release()
         log.warning("follower for %s: no successful read for %.1f s (max_staleness %.1f s): cache %s "
                     "dropped %d entries and reads the database on every lookup until it is back (%s)",
                     self.where, now - self.last_success, self.max_staleness, self.cache.name, dropped,

@@ -8,8 +8,8 @@ Each adapter module imports its framework; this package and the rest of rolectl 
 What they share lives here: the lookup that **fails closed** -- when the role cannot be read
 (the database is gone, locked, corrupt) the update is handled as from a plain ``user`` and the
 failure is logged (:mod:`rolectl.integrations.failurelog`: the first one, then a summary per
-minute, then a line when lookups work again), so an outage never grants ``admin``, never
-crashes an update and never floods the log.
+minute, then a line when a lookup that needed the database works again), so an outage never
+grants ``admin``, never crashes an update and never floods the log.
 """
 
 from __future__ import annotations
@@ -40,13 +40,15 @@ async def lookup(roles: "AsyncRoles", user_id: int | None, failures: FailureLog)
     the role cannot be read (counted in ``failures``, never raised)."""
     if user_id is None:
         return ROLE_USER
+    # During an outage only: was it in memory (then its success says nothing about the database)?
+    cached = failures.failing and user_id in roles.cache
     try:
         role = await roles.get_role(user_id)
     except Exception as exc:  # noqa: BLE001 - fail closed: whatever went wrong, not an admin
         failures.failed(user_id, exc, ROLE_USER)
         return ROLE_USER
     if failures.failing:
-        failures.succeeded()
+        failures.succeeded(cached=cached)
     return role
 
 

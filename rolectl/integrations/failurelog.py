@@ -4,7 +4,10 @@ While the database is down every update's lookup fails; a bot fed 1,000 updates 
 would log 1,000 identical warnings a second and bury everything else. :class:`FailureLog`
 logs the first failure of an outage at once, then at most one summary per ``interval`` with
 the number of failures by cause, and one line when lookups work again (with the outage's
-totals). Every record carries structured fields (``extra``) for log processors:
+totals). "Work again" means a lookup that needed the database succeeded: a role answered from
+memory during an outage says nothing about the database, and taking it for a recovery made
+every failed miss cost two lines ("failing", then "work again" at the next cached hit). Cached
+hits alone end an outage only after ``quiet`` seconds without a failure. Every record carries structured fields (``extra``) for log processors:
 
 ================== ==========================================================================
 field              meaning
@@ -40,10 +43,13 @@ class FailureLog:
     attribute test per successful lookup when nothing has failed."""
 
     def __init__(self, logger: logging.Logger, *, instance: str = "", interval: float = SUMMARY_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 quiet: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.logger = logger
         self.instance = instance
         self.interval = interval
+        #: Seconds without a failure after which a cached hit ends the outage (default ``interval``).
+        self.quiet = interval if quiet is None else quiet
+        self._last_failure = 0.0
         self.clock = clock
         self.failing = False  # read without the lock on the success path: a stale False only delays the recovery line
         self._lock = threading.Lock()
@@ -58,6 +64,7 @@ class FailureLog:
         now = self.clock()
         with self._lock:
             self._total += 1
+            self._last_failure = now
             if not self.failing:
                 self.failing, self._since, self._last_record = True, now, now
                 self._pending.clear()
@@ -86,13 +93,15 @@ class FailureLog:
                    "failures": self._total,
                    "causes": causes})
 
-    def succeeded(self) -> None:
-        """A lookup worked: ends an outage, if there was one, with a line saying so."""
+    def succeeded(self, *, cached: bool = False) -> None:
+        """A lookup worked: ends an outage, if there was one, with a line saying so.
+        ``cached``: it was answered from memory, so it ends the outage only if nothing
+        failed for ``quiet`` seconds."""
         if not self.failing:
             return
         now = self.clock()
         with self._lock:
-            if not self.failing:
+            if not self.failing or (cached and now - self._last_failure < self.quiet):
                 return
             causes = dict(self._pending)
             self.logger.warning(

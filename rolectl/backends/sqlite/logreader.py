@@ -84,9 +84,12 @@ def file_identity(path: Path) -> tuple[int, int] | None:
 class LogReader:
     """A read-only view of one database's event log that survives the file being replaced."""
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0, release_gil: bool = False) -> None:
         self.path = Path(path).absolute()
         self.timeout = timeout
+        #: Every read gives the GIL up (see :mod:`.native.nativeread`): for a reader that
+        #: must not stall the process's other threads while a lock holds its read.
+        self.release_gil = release_gil
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
         self._data_version: int | None = None
@@ -129,7 +132,8 @@ class LogReader:
         self._data_version = self._wal_header = None
         if nativeread.available():
             try:
-                self._native = nativeread.NativeStatement(uri, _SNAPSHOT, deadline=self._guard.seconds)
+                self._native = nativeread.NativeStatement(uri, _SNAPSHOT, deadline=self._guard.seconds,
+                                                        release_gil=self.release_gil)
             except OSError:
                 self._native = None  # e.g. not a rolectl database: the module path says why
         return conn
@@ -207,7 +211,8 @@ class LogReader:
             self._guard.rearm()  # the deadline counts from this read on
         if self._one_statement:
             try:
-                found = self._native.row(after, limit + 1) if self._native is not None else None
+                found = (self._native.row(after, limit + 1, release_gil=self.shm.read_marks_held())
+                         if self._native is not None else None)
                 if found is None:  # no native path, or it was busy: the module waits
                     found = conn.execute(_SNAPSHOT, (after, limit + 1)).fetchone()
                 log_id, head, first, head_json, rows_json = found

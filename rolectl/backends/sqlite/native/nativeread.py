@@ -12,7 +12,15 @@ its symbols to, never a second copy: two copies of SQLite in one process break e
 POSIX locks) through ``ctypes.PyDLL``, which keeps the GIL
 during the call. Its connection is read-only with no busy timeout, so it never sleeps while
 holding the GIL: anything but a row (busy, an error) returns ``None`` and the caller reads
-through the ``sqlite3`` module instead. Where the library cannot be found (a statically
+through the ``sqlite3`` module instead. One wait is not bounded by the busy timeout: while
+another process holds the ``-shm`` read-mark locks, SQLite's start of a WAL read retries and
+sleeps for ~10 s before it gives up ("locking protocol"), and with the GIL held that stalls
+every thread of the process. A reader that must not stall the process (the asyncio
+follower's read thread) passes ``release_gil=True``: its step gives the GIL up, as the
+``sqlite3`` module would, for one GIL round-trip per read. The thread follower keeps the GIL
+but asks per read (``row(..., release_gil=...)``) and gives it up while the ``-shm`` shows a
+read mark held exclusively (:meth:`~.walprobe.ShmView.read_marks_held`) -- a lock taken
+between that look and the step still stalls it: the probe narrows the hole, it does not close it. Where the library cannot be found (a statically
 linked ``_sqlite3``, not Linux), or when the ``nativeread`` piece is switched off
 (:mod:`.switch`), :func:`available` is false and nothing here is used.
 
@@ -41,6 +49,7 @@ SQLITE_LIMIT_LENGTH = 0
 
 _LIB: Any = None
 _LOADED = False
+_STEP_NOGIL: Any = None  # sqlite3_step of the same library through ctypes.CDLL (GIL released)
 
 
 def _library_path() -> str | None:
@@ -110,6 +119,10 @@ def _load() -> Any:
             fn.argtypes, fn.restype = args, res
         if not _same_library(lib):
             return None
+        step = ctypes.CDLL(path).sqlite3_step  # the same mapping: dlopen of a loaded path
+        step.argtypes, step.restype = [vp], i
+        global _STEP_NOGIL
+        _STEP_NOGIL = step
         _LIB = lib
     except (OSError, AttributeError):
         _LIB = None
@@ -127,13 +140,15 @@ class NativeStatement:
 
     The connection gets the settings of :func:`rolectl.backends.sqlite.guard.harden`
     (``trusted_schema=OFF``, the length limit, a progress handler): a step running longer
-    than ``deadline`` seconds is interrupted, and :meth:`row` returns ``None``."""
+    than ``deadline`` seconds is interrupted, and :meth:`row` returns ``None``.
+    ``release_gil``: step with the GIL released (see the module docstring)."""
 
-    def __init__(self, uri: str, sql: str, *, deadline: float = 2.0) -> None:
+    def __init__(self, uri: str, sql: str, *, deadline: float = 2.0, release_gil: bool = False) -> None:
         lib = _load()
-        if lib is None:
+        if lib is None or _STEP_NOGIL is None:
             raise OSError("the SQLite library is not reachable through ctypes")
         self._lib = lib
+        self._step = _STEP_NOGIL if release_gil else lib.sqlite3_step
         self._db = ctypes.c_void_p()
         self._stmt = ctypes.c_void_p()
         rc = lib.sqlite3_open_v2(uri.encode(), ctypes.byref(self._db), SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, None)
@@ -160,10 +175,12 @@ class NativeStatement:
     def _progress(self, _arg: object) -> int:
         return 1 if time.monotonic() - self._started > self._deadline else 0
 
-    def row(self, *params: int) -> tuple[Any, ...] | None:
+    def row(self, *params: int, release_gil: bool = False) -> tuple[Any, ...] | None:
         """The statement's first row for ``params`` (integers), or ``None`` if it did not
-        produce one (busy, an error, no row): the caller then asks the ``sqlite3`` module."""
+        produce one (busy, an error, no row): the caller then asks the ``sqlite3`` module.
+        ``release_gil``: this step gives the GIL up, whatever the statement was made with."""
         lib, stmt = self._lib, self._stmt
+        step = _STEP_NOGIL if release_gil else self._step
         if not stmt:
             return None
         try:
@@ -171,7 +188,7 @@ class NativeStatement:
                 if lib.sqlite3_bind_int64(stmt, index, value) != SQLITE_OK:
                     return None
             self._started = time.monotonic()
-            if lib.sqlite3_step(stmt) != SQLITE_ROW:
+            if step(stmt) != SQLITE_ROW:
                 return None
             out: list[Any] = []
             for col in range(self._columns):

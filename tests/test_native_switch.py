@@ -112,7 +112,7 @@ CORE = ["tests/test_follower.py", "tests/test_follower_core.py", "tests/test_fol
 def test_the_core_follower_tests_pass_with_every_piece_switched_off() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROLECTL_NATIVE")}
     env["ROLECTL_NATIVE"] = "0"
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CORE],
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n0", *CORE],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     tail = run.stdout[-3000:]
     assert run.returncode == 0, tail

@@ -57,10 +57,13 @@ def prepare(path: Path, mailboxes: int) -> None:
     """Mailbox m is owned by user m (an admin); user 50000+m is a known plain user."""
     with Repository.init(path) as repo:
         with repo.store.transaction() as conn:
-            conn.executemany("INSERT INTO users (user_id, role) VALUES (?, 'admin')", [(m,) for m in range(1, mailboxes + 1)])
+            conn.executemany(
+                "INSERT INTO users (user_id, role) VALUES (?, 'admin')", [(m,) for m in range(1, mailboxes + 1)]
+            )
             conn.executemany("INSERT INTO users (user_id) VALUES (?)", [(50_000 + m,) for m in range(1, mailboxes + 1)])
-            conn.executemany("INSERT INTO mailboxes (mailbox_id, owner_id) VALUES (?, ?)",
-                             [(m, m) for m in range(1, mailboxes + 1)])
+            conn.executemany(
+                "INSERT INTO mailboxes (mailbox_id, owner_id) VALUES (?, ?)", [(m, m) for m in range(1, mailboxes + 1)]
+            )
         repo.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
@@ -90,14 +93,22 @@ def run_raw(db: Path, lines: list[str]) -> float:
     conn.execute("INSERT OR REPLACE INTO change_context (id, actor) VALUES (1, 'bench')")
     conn.executemany(_UPSERT, [{"uid": uid, "username": None, "role": "admin", "set_role": True} for uid in adds])
     # Each mailbox moves once from its only owner m to 50000+m, so grouping keeps the meaning.
-    conn.executemany(f"UPDATE mailboxes SET owner_id = ?, updated_at = {NOW} WHERE mailbox_id = ?",
-                     [(to, m) for m, to in moves])
-    conn.executemany(f"UPDATE users SET role = 'admin', updated_at = {NOW} WHERE user_id = ? AND role <> 'admin'",
-                     [(to,) for _, to in moves])
-    conn.executemany(f"UPDATE users SET role = 'user', updated_at = {NOW} WHERE user_id = ? AND role <> 'user'",
-                     [(m,) for m, _ in moves])
-    conn.executemany("INSERT INTO events (kind, mailbox_id, from_user, to_user, actor) "
-                     "VALUES ('admin_transferred', ?, ?, ?, 'bench')", [(m, m, to) for m, to in moves])
+    conn.executemany(
+        f"UPDATE mailboxes SET owner_id = ?, updated_at = {NOW} WHERE mailbox_id = ?", [(to, m) for m, to in moves]
+    )
+    conn.executemany(
+        f"UPDATE users SET role = 'admin', updated_at = {NOW} WHERE user_id = ? AND role <> 'admin'",
+        [(to,) for _, to in moves],
+    )
+    conn.executemany(
+        f"UPDATE users SET role = 'user', updated_at = {NOW} WHERE user_id = ? AND role <> 'user'",
+        [(m,) for m, _ in moves],
+    )
+    conn.executemany(
+        "INSERT INTO events (kind, mailbox_id, from_user, to_user, actor) "
+        "VALUES ('admin_transferred', ?, ?, ?, 'bench')",
+        [(m, m, to) for m, to in moves],
+    )
     conn.executemany(f"UPDATE users SET role = 'user', updated_at = {NOW} WHERE user_id = ?", [(u,) for u in removes])
     conn.execute("DELETE FROM change_context")
     conn.execute("COMMIT")
@@ -110,10 +121,16 @@ def run_raw_process(db: Path, changes: Path) -> float:
     """The raw variant as its own short script (python + sqlite3 only), start-up included."""
     import inspect
 
-    source = "\n".join([
-        "from __future__ import annotations", "import sqlite3, sys, time", f"_UPSERT = {_UPSERT!r}", f"NOW = {NOW!r}", inspect.getsource(run_raw),
-        "run_raw(sys.argv[1], open(sys.argv[2]).read().splitlines())",
-    ])
+    source = "\n".join(
+        [
+            "from __future__ import annotations",
+            "import sqlite3, sys, time",
+            f"_UPSERT = {_UPSERT!r}",
+            f"NOW = {NOW!r}",
+            inspect.getsource(run_raw),
+            "run_raw(sys.argv[1], open(sys.argv[2]).read().splitlines())",
+        ]
+    )
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", source, str(db), str(changes)], check=True, capture_output=True)
     return time.perf_counter() - t0
@@ -159,7 +176,12 @@ def main() -> int:
             best["rawp"] = min(best["rawp"], run_raw_process(fresh(base, work, "rawp.db"), changes))
             best["lib"] = min(best["lib"], run_library(fresh(base, work, "lib.db"), lines))
             best["cli"] = min(best["cli"], run_cli(fresh(base, work, "cli.db"), changes))
-        same = outcome(work / "raw.db") == outcome(work / "rawp.db") == outcome(work / "lib.db") == outcome(work / "cli.db")
+        same = (
+            outcome(work / "raw.db")
+            == outcome(work / "rawp.db")
+            == outcome(work / "lib.db")
+            == outcome(work / "cli.db")
+        )
         many, sampled = run_invocations(fresh(base, work, "many.db"), lines, args.invocations)
     per_call = many / sampled
     extrapolated = per_call * len(lines)
@@ -167,16 +189,30 @@ def main() -> int:
     ok = best["lib"] <= TARGET * best["raw"]
     rows = [
         ("raw sqlite3 executemany, one transaction (in process)", best["raw"], 1.0, ""),
-        ("apply_changes(): parse + validate + one transaction", best["lib"], best["lib"] / best["raw"],
-         f"<= {TARGET:g}x " + ("ok" if ok else "**MISSED**")),
+        (
+            "apply_changes(): parse + validate + one transaction",
+            best["lib"],
+            best["lib"] / best["raw"],
+            f"<= {TARGET:g}x " + ("ok" if ok else "**MISSED**"),
+        ),
         ("raw script as its own process (python + sqlite3)", best["rawp"], best["rawp"] / best["raw"], "info"),
-        ("`rolectl apply FILE` as its own process", best["cli"], best["cli"] / best["raw"],
-         f"{best['cli'] / best['rawp']:.2f}x the raw process"),
-        (f"{n} separate `rolectl` calls (extrapolated from {sampled})", extrapolated, extrapolated / best["raw"],
-         f"{extrapolated / best['cli']:.0f}x slower than apply"),
+        (
+            "`rolectl apply FILE` as its own process",
+            best["cli"],
+            best["cli"] / best["raw"],
+            f"{best['cli'] / best['rawp']:.2f}x the raw process",
+        ),
+        (
+            f"{n} separate `rolectl` calls (extrapolated from {sampled})",
+            extrapolated,
+            extrapolated / best["raw"],
+            f"{extrapolated / best['cli']:.0f}x slower than apply",
+        ),
     ]
-    print(f"{n} changes ({n * 2 // 5} add-admin, {n - 2 * (n * 2 // 5)} transfer, {n * 2 // 5} remove-admin); "
-          f"best of {args.rounds}; same users and event count in raw/library/cli: {same}")
+    print(
+        f"{n} changes ({n * 2 // 5} add-admin, {n - 2 * (n * 2 // 5)} transfer, {n * 2 // 5} remove-admin); "
+        f"best of {args.rounds}; same users and event count in raw/library/cli: {same}"
+    )
     print(f"| {'variant':<58} | {'time':>9} | {'per change':>10} | {'vs raw':>7} | target |")
     print(f"|{'-' * 60}|{'-' * 11}|{'-' * 12}|{'-' * 9}|--------|")
     for name, seconds, ratio, note in rows:

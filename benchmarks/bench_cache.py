@@ -53,6 +53,7 @@ def loop(fn: Callable[[int], object], keys: list[int]) -> Callable[[], int]:
         for key in keys:
             fn(key)
         return len(keys)
+
     return run
 
 
@@ -81,14 +82,17 @@ def bench_hits() -> dict[str, float]:
         return len(keys)
 
     admin_keys = sorted(admins) * (len(keys) // len(admins))
-    return best_ns({
-        "lru_cache hit": loop(lru, keys),
-        "RoleCache.get_role hit": loop(cache.get_role, keys),
-        "RoleCache hit, cache.get_role(uid) form": attr_form,
-        "RoleCache hit, admins only": loop(cache.get_role, admin_keys),
-        "lru_cache(maxsize=4096) hit": loop(lru_bounded, keys),
-        "RoleCache(maxsize=4096) hit": loop(bounded.get_role, keys),
-    }, rounds=5 if QUICK else 15)
+    return best_ns(
+        {
+            "lru_cache hit": loop(lru, keys),
+            "RoleCache.get_role hit": loop(cache.get_role, keys),
+            "RoleCache hit, cache.get_role(uid) form": attr_form,
+            "RoleCache hit, admins only": loop(cache.get_role, admin_keys),
+            "lru_cache(maxsize=4096) hit": loop(lru_bounded, keys),
+            "RoleCache(maxsize=4096) hit": loop(bounded.get_role, keys),
+        },
+        rounds=5 if QUICK else 15,
+    )
 
 
 def bench_misses(tmp: Path) -> dict[str, float]:
@@ -103,10 +107,14 @@ def bench_misses(tmp: Path) -> dict[str, float]:
         for statement in MIGRATIONS[version]:
             conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    conn.executemany("INSERT INTO users (user_id, role) VALUES (?, ?)",
-                     ((uid, "admin" if uid % 100 == 0 else "user") for uid in range(1, 100_001)))
-    conn.executemany("INSERT INTO events (kind, user_id, new_role) VALUES ('admin_added', ?, 'admin')",
-                     ((uid,) for uid in range(1, 1001)))
+    conn.executemany(
+        "INSERT INTO users (user_id, role) VALUES (?, ?)",
+        ((uid, "admin" if uid % 100 == 0 else "user") for uid in range(1, 100_001)),
+    )
+    conn.executemany(
+        "INSERT INTO events (kind, user_id, new_role) VALUES ('admin_added', ?, 'admin')",
+        ((uid,) for uid in range(1, 1001)),
+    )
     conn.execute("COMMIT")
     keys = list(range(1, 100_001, 5 if QUICK else 2))
     raw = sqlite3.connect(path, isolation_level=None)
@@ -143,9 +151,15 @@ def bench_misses(tmp: Path) -> dict[str, float]:
             call(key)
         return len(keys)
 
-    result = best_ns({"raw sqlite3 SELECT": raw_select, "RoleCache miss (SQLiteFetch)": cache_miss,
-                      "RoleCache miss, cache at the log head": following_miss,
-                      "SQLiteFetch alone (role + head)": versioned_fetch}, rounds=3 if QUICK else 7)
+    result = best_ns(
+        {
+            "raw sqlite3 SELECT": raw_select,
+            "RoleCache miss (SQLiteFetch)": cache_miss,
+            "RoleCache miss, cache at the log head": following_miss,
+            "SQLiteFetch alone (role + head)": versioned_fetch,
+        },
+        rounds=3 if QUICK else 7,
+    )
     raw.close(), fetch.close(), conn.close()
     return result
 
@@ -183,8 +197,9 @@ print((rss() - before) / n)
 def bench_memory(n: int) -> dict[str, float]:
     out = {}
     for kind in ("dict", "RoleCache", "cachetools.LRUCache"):
-        proc = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(ROOT), kind, str(n)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", MEMORY_CHILD, str(ROOT), kind, str(n)], capture_output=True, text=True
+        )
         if proc.returncode:
             if kind.startswith("cachetools"):
                 continue  # optional comparison

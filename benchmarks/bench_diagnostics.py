@@ -63,8 +63,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         db = str(Path(tmp) / "bot.db")
         Repository.init(db).close()
-        child = subprocess.Popen([sys.executable, __file__, "--instance", db], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--instance", db], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         ready = child.stdout.readline().split()
         assert ready[0] == "ready" and int(ready[1]) == ENTRIES, ready
         try:
@@ -73,8 +74,10 @@ def main() -> int:
                 ("rolectl stats", ("stats",)),
                 ("rolectl stats --format json", ("stats", "--format", "json")),
                 ("rolectl cache show --limit 100", ("cache", "show", "--limit", "100")),
-                ("rolectl cache show --limit 100 --format table (rich)",
-                 ("cache", "show", "--limit", "100", "--format", "table")),
+                (
+                    "rolectl cache show --limit 100 --format table (rich)",
+                    ("cache", "show", "--limit", "100", "--format", "table"),
+                ),
                 ("rolectl cache show --role user --limit 100", ("cache", "show", "--role", "user", "--limit", "100")),
                 ("rolectl cache show --user 500000", ("cache", "show", "--user", "500000")),
                 ("rolectl whois 500000", ("whois", "500000", "--format", "json")),

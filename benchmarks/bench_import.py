@@ -40,8 +40,10 @@ TARGET = 100_000  # users per second, whole process
 def prepare(path: Path, existing: int) -> None:
     with Repository.init(path) as repo:
         with repo.store.transaction() as conn:
-            conn.executemany("INSERT INTO users (user_id, username, role) VALUES (?, ?, ?)",
-                             [(i, f"user{i}", "admin" if i % 100 == 0 else "user") for i in range(1, existing + 1)])
+            conn.executemany(
+                "INSERT INTO users (user_id, username, role) VALUES (?, ?, ?)",
+                [(i, f"user{i}", "admin" if i % 100 == 0 else "user") for i in range(1, existing + 1)],
+            )
         repo.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
@@ -60,8 +62,12 @@ def rows_text(users: int, existing: int) -> str:
 
 def run_cli(db: Path, path: Path) -> tuple[float, str]:
     t0 = time.perf_counter()
-    done = subprocess.run([str(BIN), "--db", str(db), "users", "import", str(path), "--no-progress"],
-                          check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        [str(BIN), "--db", str(db), "users", "import", str(path), "--no-progress"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return time.perf_counter() - t0, done.stdout.strip()
 
 
@@ -80,8 +86,11 @@ def run_raw(db: Path, text: str) -> float:
     t0 = time.perf_counter()
     rows = [line.split(",") for line in text.splitlines()[1:]]
     conn.execute("BEGIN IMMEDIATE")
-    conn.executemany("INSERT INTO users (user_id, username, role) VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE "
-                     "SET username = excluded.username, role = excluded.role", rows)
+    conn.executemany(
+        "INSERT INTO users (user_id, username, role) VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE "
+        "SET username = excluded.username, role = excluded.role",
+        rows,
+    )
     conn.execute("COMMIT")
     elapsed = time.perf_counter() - t0
     conn.close()
@@ -117,8 +126,11 @@ def main() -> int:
     print(f"| {'variant':<56} | {'time':>8} | {'users/s':>9} | target |")
     print(f"|{'-' * 58}|{'-' * 10}|{'-' * 11}|--------|")
     for name, seconds, note in [
-        ("`rolectl users import FILE`, whole process", cli,
-         f">= {TARGET:,} " + ("ok" if rate >= TARGET else "**MISSED**")),
+        (
+            "`rolectl users import FILE`, whole process",
+            cli,
+            f">= {TARGET:,} " + ("ok" if rate >= TARGET else "**MISSED**"),
+        ),
         ("parse_import() (read + validate)", parse, "info"),
         ("import_users() (one transaction)", write, "info"),
         ("raw executemany upsert, same rows and triggers", raw, "info"),

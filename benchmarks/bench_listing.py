@@ -47,15 +47,19 @@ def build(path: Path) -> None:
     conn = sqlite3.connect(path)
     series = f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {ROWS})"
     with conn:
-        conn.execute(f"{series} INSERT INTO users (user_id, username, role) SELECT x, 'user_' || x, "
-                     "CASE WHEN x % 1000 = 0 THEN 'admin' ELSE 'user' END FROM c")
+        conn.execute(
+            f"{series} INSERT INTO users (user_id, username, role) SELECT x, 'user_' || x, "
+            "CASE WHEN x % 1000 = 0 THEN 'admin' ELSE 'user' END FROM c"
+        )
         # Events straight into the log: a mix of kinds, as a long-running bot's log holds.
-        conn.execute(f"{series} INSERT INTO events (kind, user_id, old_role, new_role, mailbox_id, from_user, to_user, "
-                     "actor, note) SELECT CASE x % 4 WHEN 0 THEN 'admin_added' WHEN 1 THEN 'admin_removed' "
-                     "WHEN 2 THEN 'admin_transferred' ELSE 'cache_evict' END, "
-                     "CASE WHEN x % 4 = 2 THEN NULL ELSE x END, CASE x % 4 WHEN 0 THEN 'user' WHEN 1 THEN 'admin' END, "
-                     "CASE x % 4 WHEN 0 THEN 'admin' WHEN 1 THEN 'user' END, CASE WHEN x % 4 = 2 THEN x % 100 + 1 END, "
-                     "CASE WHEN x % 4 = 2 THEN x END, CASE WHEN x % 4 = 2 THEN x + 1 END, 'bench', 'note ' || x FROM c")
+        conn.execute(
+            f"{series} INSERT INTO events (kind, user_id, old_role, new_role, mailbox_id, from_user, to_user, "
+            "actor, note) SELECT CASE x % 4 WHEN 0 THEN 'admin_added' WHEN 1 THEN 'admin_removed' "
+            "WHEN 2 THEN 'admin_transferred' ELSE 'cache_evict' END, "
+            "CASE WHEN x % 4 = 2 THEN NULL ELSE x END, CASE x % 4 WHEN 0 THEN 'user' WHEN 1 THEN 'admin' END, "
+            "CASE x % 4 WHEN 0 THEN 'admin' WHEN 1 THEN 'user' END, CASE WHEN x % 4 = 2 THEN x % 100 + 1 END, "
+            "CASE WHEN x % 4 = 2 THEN x END, CASE WHEN x % 4 = 2 THEN x + 1 END, 'bench', 'note ' || x FROM c"
+        )
     conn.close()
 
 
@@ -73,8 +77,9 @@ def peak_kb(pid: int) -> int:
 def run(db: Path, *args: str) -> tuple[float, float, int, bool, float]:
     """(seconds to the first rows, peak MB, lines read, finished within the window, wall s)."""
     start = time.perf_counter()
-    proc = subprocess.Popen([str(ROLECTL), "--db", str(db), *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            bufsize=0)
+    proc = subprocess.Popen(
+        [str(ROLECTL), "--db", str(db), *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0
+    )
     assert proc.stdout is not None
     first, lines, peak, done = None, 0, 0, False
     while True:
@@ -120,8 +125,9 @@ def first_rows(db: Path, *args: str) -> tuple[float, float]:
     walls, cpus = [], []
     for _ in range(3):
         start = time.perf_counter()
-        proc = subprocess.Popen([str(ROLECTL), "--db", str(db), *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, bufsize=0)
+        proc = subprocess.Popen(
+            [str(ROLECTL), "--db", str(db), *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0
+        )
         assert proc.stdout is not None
         lines = 0
         while lines < 3:
@@ -144,8 +150,10 @@ def main() -> int:
         print(f"built {ROWS:,} users and {ROWS:,} events in {time.perf_counter() - started:.1f} s", flush=True)
         reference = sorted(run(db, "role", "1")[1] for _ in range(3))[1]
         print(f"reference: `rolectl role 1` peaks at {reference:.1f} MB\n")
-        print(f"| listing | format | first rows (wall) | `role 1` (wall) | first rows (CPU) | `role 1` (CPU) "
-              f"| CPU after start-up | peak memory | vs reference | lines read in {WINDOW:g} s |")
+        print(
+            f"| listing | format | first rows (wall) | `role 1` (wall) | first rows (CPU) | `role 1` (CPU) "
+            f"| CPU after start-up | peak memory | vs reference | lines read in {WINDOW:g} s |"
+        )
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         failed = []
         cases = [("users", fmt) for fmt in FORMATS] + [("events", fmt) for fmt in FORMATS + ("text",)]
@@ -157,14 +165,19 @@ def main() -> int:
             mark = "" if after < FIRST_TARGET_S and extra < MEMORY_TARGET_MB else "  MISSED"
             if mark:
                 failed.append(f"{listing} {fmt}")
-            print(f"| `{listing}` | {fmt} | {first * 1000:.0f} ms | {base * 1000:.0f} ms | {first_cpu * 1000:.0f} ms | "
-                  f"{base_cpu * 1000:.0f} ms | {after * 1000:+.0f} ms | {peak:.1f} MB | "
-                  f"+{extra:.1f} MB | {lines:,}{' (all)' if done else ''} |{mark}", flush=True)
+            print(
+                f"| `{listing}` | {fmt} | {first * 1000:.0f} ms | {base * 1000:.0f} ms | {first_cpu * 1000:.0f} ms | "
+                f"{base_cpu * 1000:.0f} ms | {after * 1000:+.0f} ms | {peak:.1f} MB | "
+                f"+{extra:.1f} MB | {lines:,}{' (all)' if done else ''} |{mark}",
+                flush=True,
+            )
     if failed:
         print(f"\nmissed the targets: {', '.join(failed)}", file=sys.stderr)
         return 1
-    print(f"\nevery format: first rows within {FIRST_TARGET_S} s of CPU beyond start-up, memory within "
-          f"{MEMORY_TARGET_MB:g} MB of the reference")
+    print(
+        f"\nevery format: first rows within {FIRST_TARGET_S} s of CPU beyond start-up, memory within "
+        f"{MEMORY_TARGET_MB:g} MB of the reference"
+    )
     return 0
 
 

@@ -76,12 +76,15 @@ def apply_workload(n: int) -> tuple[str, int]:
 def prepare_apply(path: Path, mailboxes: int) -> None:
     with Repository.init(path) as repo:
         with repo.store.transaction() as conn:
-            conn.executemany("INSERT INTO users (user_id, role) VALUES (?, 'admin')",
-                             [(m,) for m in range(1, mailboxes + 1)])
-            conn.executemany("INSERT INTO users (user_id) VALUES (?)",
-                             [(5_000_000 + m,) for m in range(1, mailboxes + 1)])
-            conn.executemany("INSERT INTO mailboxes (mailbox_id, owner_id) VALUES (?, ?)",
-                             [(m, m) for m in range(1, mailboxes + 1)])
+            conn.executemany(
+                "INSERT INTO users (user_id, role) VALUES (?, 'admin')", [(m,) for m in range(1, mailboxes + 1)]
+            )
+            conn.executemany(
+                "INSERT INTO users (user_id) VALUES (?)", [(5_000_000 + m,) for m in range(1, mailboxes + 1)]
+            )
+            conn.executemany(
+                "INSERT INTO mailboxes (mailbox_id, owner_id) VALUES (?, ?)", [(m, m) for m in range(1, mailboxes + 1)]
+            )
         repo.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
@@ -97,8 +100,9 @@ def import_workload(n: int) -> str:
 def prepare_import(path: Path, n: int) -> None:
     with Repository.init(path) as repo:
         with repo.store.transaction() as conn:
-            conn.executemany("INSERT INTO users (user_id, username) VALUES (?, ?)",
-                             [(i, f"user{i}") for i in range(1, n // 4 + 1)])
+            conn.executemany(
+                "INSERT INTO users (user_id, username) VALUES (?, ?)", [(i, f"user{i}") for i in range(1, n // 4 + 1)]
+            )
         repo.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
@@ -138,8 +142,9 @@ def main() -> int:
         if opts.only in (None, "import"):
             (work / "users.csv").write_text(import_workload(n))
             prepare_import(work / "import.db", n)
-            rows.append(("users import", *measure(work / "import.db", ["users", "import", str(work / "users.csv")],
-                                                  work)))
+            rows.append(
+                ("users import", *measure(work / "import.db", ["users", "import", str(work / "users.csv")], work))
+            )
     print(f"{n:,} lines; target: write lock held <= {limit:.1f} s")
     print("| command | whole command | longest write-lock hold | target |")
     print("|---|---:|---:|---|")
@@ -148,8 +153,10 @@ def main() -> int:
         failed |= not ok
         print(f"| `rolectl {name}` | {whole:.1f} s | {hold:.2f} s | <= {limit:.1f} s {'ok' if ok else 'MISSED'} |")
     fits = all(hold < DEFAULT_WRITE_TIMEOUT for _, hold, _ in rows)
-    print(f"a single change waits up to {DEFAULT_WRITE_TIMEOUT:g} s for the write lock by default: "
-          f"{'longer than every hold' if fits else 'SHORTER than a hold'}")
+    print(
+        f"a single change waits up to {DEFAULT_WRITE_TIMEOUT:g} s for the write lock by default: "
+        f"{'longer than every hold' if fits else 'SHORTER than a hold'}"
+    )
     return 1 if failed or not fits else 0
 
 

@@ -65,6 +65,7 @@ ALL = set(native.PIECES)
 
 # -- in-process rows ---------------------------------------------------------------------------
 
+
 def _spin(until: threading.Event) -> None:
     """The main thread of a CPU-bound bot: pure Python until ``until`` is set (it holds the
     GIL except when the interpreter forces a switch)."""
@@ -97,8 +98,9 @@ def _timed_in_thread(op: Callable[[], object], looks: int, busy: bool) -> tuple[
     return statistics.fmean(times), times[min(len(times) - 1, int(len(times) * 0.99))]
 
 
-def _compare(make: Callable[[], Callable[[], object]], off: set[str],
-             busy: bool) -> tuple[tuple[float, float], tuple[float, float]]:
+def _compare(
+    make: Callable[[], Callable[[], object]], off: set[str], busy: bool
+) -> tuple[tuple[float, float], tuple[float, float]]:
     """((on mean, p99), (off mean, p99)) in µs: ``make()`` builds the operation under the
     switch it is called in; on and off alternate round by round; the median round."""
     on_t: list[tuple[float, float]] = []
@@ -147,14 +149,14 @@ def in_process_rows(db: str) -> list[tuple[str, str, float, float, bool]]:
     ):
         (on, on99), (off, off99) = _compare(make, {piece}, busy)
         rows.append((piece, label, on, off, busy))
-        print(f"| {piece} | {label} | {on:.1f} | {on99:.1f} | {off:.1f} | {off99:.1f} | {off / on:.2f}x |",
-              flush=True)
+        print(f"| {piece} | {label} | {on:.1f} | {on99:.1f} | {off:.1f} | {off99:.1f} | {off / on:.2f}x |", flush=True)
     for r in readers:
         r.close()
     return rows
 
 
 # -- end-to-end rows (real processes) ----------------------------------------------------------
+
 
 def _env(off: set[str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROLECTL_NATIVE")}
@@ -163,8 +165,13 @@ def _env(off: set[str]) -> dict[str, str]:
 
 
 def _spawn(off: set[str], *args: str, stdin: bool = True) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, prop.__file__, *args], env=_env(off),
-                            stdin=subprocess.PIPE if stdin else None, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, prop.__file__, *args],
+        env=_env(off),
+        stdin=subprocess.PIPE if stdin else None,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _latencies(commits: list[tuple[int, int, str]], stamps: dict[int, tuple[int, str]]) -> tuple[list[float], int]:
@@ -194,8 +201,12 @@ def idle_apply_row(tmp: str, off: set[str], slow: bool = False) -> tuple[list[fl
         prefix = prop._strace_prefix()
         if prefix is None:
             raise RuntimeError("strace is missing or cannot trace here")
-        out = subprocess.run([*prefix, sys.executable, __file__, "--rare-writer", db, str(SLOW_CHANGES)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [*prefix, sys.executable, __file__, "--rare-writer", db, str(SLOW_CHANGES)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         commits = [tuple(row) for row in json.loads(out.stdout)]
     else:
         commits = prop._write(db, CHANGES)
@@ -235,16 +246,28 @@ def _summary(lat: list[float]) -> dict[str, float]:
     lat = sorted(lat)
     if not lat:
         return {"p50": float("nan"), "mean": float("nan"), "p99": float("nan"), "max": float("nan")}
-    return {"p50": statistics.median(lat), "mean": statistics.fmean(lat),
-            "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))], "max": lat[-1]}
+    return {
+        "p50": statistics.median(lat),
+        "mean": statistics.fmean(lat),
+        "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+        "max": lat[-1],
+    }
 
 
 def idle_cpu(tmp: str, off: set[str]) -> float:
     """% of a core a thread follower costs an idle bot (with minus without, side by side)."""
     db = prop._fresh_db(tmp, f"idle-{len(os.listdir(tmp))}.db")
     env = _env(off)
-    procs = [subprocess.Popen([sys.executable, __file__, "--idle", db, flag], env=env, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True) for flag in ("1", "0")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--idle", db, flag],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for flag in ("1", "0")
+    ]
     for p in procs:
         prop._ready(p)
     for p in procs:
@@ -275,8 +298,10 @@ def idle_main(db: str, start: bool) -> None:
 def main() -> int:
     ok = True
     print(f"native pieces available here: {', '.join(native.PIECES)}; python {sys.version.split()[0]}")
-    print(f"\nin one process, µs per call in a second thread, {LOOKS} calls per round, the median of "
-          f"{ROUNDS} rounds (on and off interleaved)\n")
+    print(
+        f"\nin one process, µs per call in a second thread, {LOOKS} calls per round, the median of "
+        f"{ROUNDS} rounds (on and off interleaved)\n"
+    )
     print("| piece | operation | on mean | on p99 | off mean | off p99 | off / on (mean) |")
     print("|---|---|---:|---:|---:|---:|---:|")
     #: piece -> [(row, off / on)]: the rows that show what the piece buys
@@ -292,9 +317,11 @@ def main() -> int:
             evidence[piece].append((f"{label}, mean", off_us / on_us))
         if "--in-process" in sys.argv:
             return 0
-        print(f"\nend to end, real processes, {REPEATS} rounds of {CHANGES} changes per configuration "
-              f"({SLOW_CHANGES} with the slow fsync; the configurations take turns), ms from the writer's "
-              "COMMIT returning, p50 / mean / p99 / max\n")
+        print(
+            f"\nend to end, real processes, {REPEATS} rounds of {CHANGES} changes per configuration "
+            f"({SLOW_CHANGES} with the slow fsync; the configurations take turns), ms from the writer's "
+            "COMMIT returning, p50 / mean / p99 / max\n"
+        )
         print("| switched off | " + " | ".join(kind for kind, _ in KINDS) + " | missed |")
         print("|---|" + "---|" * len(KINDS) + "---:|")
         configs = [("nothing (all on)", set()), *[(p, {p}) for p in native.PIECES], ("all", set(ALL))]
@@ -328,8 +355,9 @@ def main() -> int:
             for kind, _ in KINDS:
                 if (piece, kind) in e2e and kind not in skipped:
                     for stat in ("p50", "mean", "p99"):
-                        evidence[piece].append((f"{kind} {stat}", e2e[(piece, kind)][stat]
-                                                / e2e[("nothing (all on)", kind)][stat]))
+                        evidence[piece].append(
+                            (f"{kind} {stat}", e2e[(piece, kind)][stat] / e2e[("nothing (all on)", kind)][stat])
+                        )
         print(f"\nidle CPU of a thread follower over {IDLE_SECONDS:.0f} s, % of one core\n")
         print("| switched off | idle CPU % |")
         print("|---|---:|")

@@ -45,8 +45,7 @@ def insert_ids(repo: Repository, columns: str, select: str, ids: range) -> None:
     the same statement prepares both backends (``i.id`` is each id)."""
     q = repo.store.queries
     with repo.store.transaction() as conn:
-        conn.execute(f"INSERT INTO {columns} SELECT {select} FROM ({q.in_ids('ids')}) AS i",
-                     {"ids": q.id_list(ids)})
+        conn.execute(f"INSERT INTO {columns} SELECT {select} FROM ({q.in_ids('ids')}) AS i", {"ids": q.id_list(ids)})
 
 
 def prepare_apply(db: str, mailboxes: int) -> None:
@@ -59,9 +58,12 @@ def prepare_apply(db: str, mailboxes: int) -> None:
 
 def prepare_import(db: str, existing: int) -> None:
     with Repository.init(db) as repo:
-        insert_ids(repo, "users (user_id, username, role)",
-                   "i.id, 'user' || i.id, CASE WHEN i.id / 100 * 100 = i.id THEN 'admin' ELSE 'user' END",
-                   range(1, existing + 1))
+        insert_ids(
+            repo,
+            "users (user_id, username, role)",
+            "i.id, 'user' || i.id, CASE WHEN i.id / 100 * 100 = i.id THEN 'admin' ELSE 'user' END",
+            range(1, existing + 1),
+        )
 
 
 @contextmanager
@@ -97,8 +99,10 @@ def timed(db: str, run: Callable[[Repository], object]) -> tuple[float, float]:
 def outcome(db: str) -> tuple[Any, ...]:
     with Repository.open(db) as repo:
         users = [(u.user_id, u.role, u.username) for u in repo.users.list()]
-        events = [(e.kind, e.user_id, e.old_role, e.new_role, e.mailbox_id, e.from_user, e.to_user, e.actor, e.note)
-                  for e in repo.events.since(0)]
+        events = [
+            (e.kind, e.user_id, e.old_role, e.new_role, e.mailbox_id, e.from_user, e.to_user, e.actor, e.note)
+            for e in repo.events.since(0)
+        ]
         return hash(tuple(users)), len(users), hash(tuple(events)), len(events)
 
 
@@ -124,12 +128,17 @@ def main() -> int:
         server.start()
         with tempfile.TemporaryDirectory(prefix="bench_pg_batch.") as tmp:
             for round_ in range(args.rounds):
-                for name, prepare, size, run in (("apply", prepare_apply, mailboxes, apply_ops),
-                                                 ("import", prepare_import, existing, import_rows)):
+                for name, prepare, size, run in (
+                    ("apply", prepare_apply, mailboxes, apply_ops),
+                    ("import", prepare_import, existing, import_rows),
+                ):
                     ends = []
                     for backend in ("sqlite", "postgres"):
-                        db = (str(Path(tmp) / f"{name}{round_}.db") if backend == "sqlite"
-                              else server.url(server.create_database()))
+                        db = (
+                            str(Path(tmp) / f"{name}{round_}.db")
+                            if backend == "sqlite"
+                            else server.url(server.create_database())
+                        )
                         prepare(db, size)
                         seconds, hold = timed(db, run)
                         if (name, backend) not in best or seconds < best[name, backend][0]:
@@ -138,18 +147,24 @@ def main() -> int:
                     same = same and ends[0] == ends[1]
     finally:
         server.stop()
-    print(f"apply: {args.lines} lines (40% add-admin, 20% transfer, 40% remove-admin) on {mailboxes} mailboxes; "
-          f"import: {args.users} rows into {existing} users; best of {args.rounds}; "
-          f"same users and events on both backends: {same}")
+    print(
+        f"apply: {args.lines} lines (40% add-admin, 20% transfer, 40% remove-admin) on {mailboxes} mailboxes; "
+        f"import: {args.users} rows into {existing} users; best of {args.rounds}; "
+        f"same users and events on both backends: {same}"
+    )
     print(f"| {'batch':<28} | {'backend':<10} | {'time':>8} | {'lines/s':>9} | {'write lock held':>15} | vs SQLite |")
     print(f"|{'-' * 30}|{'-' * 12}|{'-' * 10}|{'-' * 11}|{'-' * 17}|-----------|")
-    for name, label, n in (("apply", f"apply_changes(), {args.lines} lines", args.lines),
-                           ("import", f"import_users(), {args.users} rows", args.users)):
+    for name, label, n in (
+        ("apply", f"apply_changes(), {args.lines} lines", args.lines),
+        ("import", f"import_users(), {args.users} rows", args.users),
+    ):
         for backend in ("sqlite", "postgres"):
             seconds, hold = best[name, backend]
             ratio = seconds / best[name, "sqlite"][0]
-            print(f"| {label:<28} | {backend:<10} | {seconds:7.2f}s | {n / seconds:9,.0f} | {hold:14.2f}s | "
-                  f"{ratio:8.2f}x |")
+            print(
+                f"| {label:<28} | {backend:<10} | {seconds:7.2f}s | {n / seconds:9,.0f} | {hold:14.2f}s | "
+                f"{ratio:8.2f}x |"
+            )
     return 0 if same else 1
 
 

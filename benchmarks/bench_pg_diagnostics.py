@@ -46,8 +46,9 @@ def pct(values: list[float], p: float) -> float:
 
 
 def spawn(url: str, name: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", BOT, url, name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BOT, url, name], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
 
@@ -81,8 +82,10 @@ def main() -> int:
                 (answer,) = ask_on(conn, [(target.id, {"op": "ping"})], 1.0)
                 asked.append(time.perf_counter() - t)
                 assert answer is not None
-            conn.execute("INSERT INTO rolectl_instances (instance_id, host, pid, name) "
-                         "SELECT 'silent:' || n, 'silent', n, 'silent' || n FROM generate_series(1, 50) AS n")
+            conn.execute(
+                "INSERT INTO rolectl_instances (instance_id, host, pid, name) "
+                "SELECT 'silent:' || n, 'silent', n, 'silent' || n FROM generate_series(1, 50) AS n"
+            )
         t = time.perf_counter()
         found = discover(url, timeout=1.0)
         sweep = time.perf_counter() - t
@@ -115,13 +118,24 @@ def main() -> int:
         print(f"{what:<58} {value:>28}   target {target}{'' if passed else '  MISSED'}")
 
     print(f"{len(bots)} registered bot processes, {n} requests; 2-core machine numbers vary with load")
-    row("raw SELECT 1 on the client's connection", f"p50 {pct(raw, .5) * 1e3:.2f} ms p99 {pct(raw, .99) * 1e3:.2f} ms",
-        "-", True)
-    row("ping answered by a live bot through the database",
-        f"p50 {pct(asked, .5) * 1e3:.2f} ms p99 {pct(asked, .99) * 1e3:.2f} ms", "p99 <= 100 ms",
-        pct(asked, .99) <= 0.1)
-    row(f"discover: {len(bots)} live + 50 silent instances, 1 s probe", f"{sweep:.2f} s ({sweep / 1.0:.2f}x)",
-        "<= 1.5x the probe", sweep <= 1.5)
+    row(
+        "raw SELECT 1 on the client's connection",
+        f"p50 {pct(raw, 0.5) * 1e3:.2f} ms p99 {pct(raw, 0.99) * 1e3:.2f} ms",
+        "-",
+        True,
+    )
+    row(
+        "ping answered by a live bot through the database",
+        f"p50 {pct(asked, 0.5) * 1e3:.2f} ms p99 {pct(asked, 0.99) * 1e3:.2f} ms",
+        "p99 <= 100 ms",
+        pct(asked, 0.99) <= 0.1,
+    )
+    row(
+        f"discover: {len(bots)} live + 50 silent instances, 1 s probe",
+        f"{sweep:.2f} s ({sweep / 1.0:.2f}x)",
+        "<= 1.5x the probe",
+        sweep <= 1.5,
+    )
     row(f"idle CPU of a registered bot over {idle_s:g} s", f"{idle:.3f} % of a core", "<= 0.1 %", idle <= 0.1)
     return 0 if ok else 1
 

@@ -63,11 +63,15 @@ def main() -> int:
         server.stop()
     worst = max(max(restart), max(terminate))
     print("| measurement | median | max | target |\n|---|---|---|---|")
-    for what, values in (("first write after `pg_ctl restart`", restart),
-                         ("first write after `pg_terminate_backend`", terminate)):
+    for what, values in (
+        ("first write after `pg_ctl restart`", restart),
+        ("first write after `pg_terminate_backend`", terminate),
+    ):
         ok = "ok" if max(values) <= TARGET else "MISSED"
-        print(f"| {what} ({len(values)} rounds) | {statistics.median(values) * 1e3:.1f} ms | "
-              f"{max(values) * 1e3:.1f} ms | <= {TARGET:.0f} s {ok} |")
+        print(
+            f"| {what} ({len(values)} rounds) | {statistics.median(values) * 1e3:.1f} ms | "
+            f"{max(values) * 1e3:.1f} ms | <= {TARGET:.0f} s {ok} |"
+        )
     return 0 if worst <= TARGET else 1
 
 

@@ -78,8 +78,9 @@ def pct(values: list[float], p: float) -> float:
 
 
 def spawn(code: str, url: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", code, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, cwd=HERE.parent)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=HERE.parent
+    )
     assert proc.stdout is not None
     line = json.loads(proc.stdout.readline())
     assert line[0] == "ready", line
@@ -110,7 +111,7 @@ def bench_miss(url: str, n: int) -> tuple[float, float]:
     # log head read with the role) and the cache's miss path, not a second connection.
     fetch = PostgresFetch(lambda: raw)
     ids = list(range(1, n + 1))
-    chunks = [ids[i:i + 100] for i in range(0, n, 100)]
+    chunks = [ids[i : i + 100] for i in range(0, n, 100)]
     best_raw = best_miss = float("inf")
     # Interleaved in chunks of 100 so that both see the same load on a busy machine.
     for _ in range(5):
@@ -161,11 +162,16 @@ def bench_write(url: str, n: int) -> tuple[float, float]:
             old = roles.get(other, "user")
             new = "admin" if old == "user" else "user"
             with raw.transaction():
-                raw.execute("INSERT INTO users (user_id, role) VALUES (%s, %s) ON CONFLICT (user_id) "
-                            "DO UPDATE SET role = excluded.role", (other, new))
-                raw.execute("INSERT INTO events (kind, user_id, old_role, new_role, actor) VALUES "
-                            "(CASE %s WHEN 'admin' THEN 'admin_added' ELSE 'admin_removed' END, %s, %s, %s, %s)",
-                            (new, other, old, new, "bench"))
+                raw.execute(
+                    "INSERT INTO users (user_id, role) VALUES (%s, %s) ON CONFLICT (user_id) "
+                    "DO UPDATE SET role = excluded.role",
+                    (other, new),
+                )
+                raw.execute(
+                    "INSERT INTO events (kind, user_id, old_role, new_role, actor) VALUES "
+                    "(CASE %s WHEN 'admin' THEN 'admin_added' ELSE 'admin_removed' END, %s, %s, %s, %s)",
+                    (new, other, old, new, "bench"),
+                )
             t2 = time.perf_counter()
             roles[other] = new
             t_lib += t1 - t0
@@ -194,8 +200,9 @@ def bench_latency(url: str, n: int) -> tuple[list[float], list[float]]:
     committed: dict[int, float] = {}
     for i in range(n):
         uid = 1 + i % 100
-        writer.execute("UPDATE users SET role = CASE role WHEN 'admin' THEN 'user' ELSE 'admin' END "
-                       "WHERE user_id = %s", (uid,))  # autocommit: the trigger logs it, NOTIFY wakes
+        writer.execute(
+            "UPDATE users SET role = CASE role WHEN 'admin' THEN 'user' ELSE 'admin' END WHERE user_id = %s", (uid,)
+        )  # autocommit: the trigger logs it, NOTIFY wakes
         committed_at = time.monotonic()
         seq = writer.execute("SELECT max(seq) FROM events").fetchone()[0]
         committed[int(seq)] = committed_at
@@ -228,8 +235,10 @@ def bench_fanout(url: str, children: int, commits: int) -> list[float]:
     committed: dict[int, float] = {}
     with psycopg.connect(url, autocommit=True) as writer:
         for i in range(commits):
-            writer.execute("UPDATE users SET role = CASE role WHEN 'admin' THEN 'user' ELSE 'admin' END "
-                           "WHERE user_id = %s", (1 + i % 100,))
+            writer.execute(
+                "UPDATE users SET role = CASE role WHEN 'admin' THEN 'user' ELSE 'admin' END WHERE user_id = %s",
+                (1 + i % 100,),
+            )
             at = time.monotonic()
             committed[int(writer.execute("SELECT max(seq) FROM events").fetchone()[0])] = at  # type: ignore[index]
             time.sleep(0.02)
@@ -273,13 +282,19 @@ def bench_copy(server: object, n: int) -> tuple[float, int]:
         Repository.init(path).close()
         conn = sqlite3.connect(path)
         admins = max(1, n // 100)
-        conn.executemany("INSERT INTO events (seq, kind, user_id, old_role, new_role, actor) "
-                         "VALUES (?, 'admin_added', ?, 'user', 'admin', 'bench')",
-                         ((i, i) for i in range(1, admins + 1)))
-        conn.executemany("INSERT INTO events (seq, kind, user_id, actor) VALUES (?, 'cache_evict', ?, 'bench')",
-                         ((i, i) for i in range(admins + 1, n + 1)))
-        conn.executemany("INSERT INTO users (user_id, role) VALUES (?, ?)",
-                         ((i, "admin" if i <= admins else "user") for i in range(1, n + 1)))
+        conn.executemany(
+            "INSERT INTO events (seq, kind, user_id, old_role, new_role, actor) "
+            "VALUES (?, 'admin_added', ?, 'user', 'admin', 'bench')",
+            ((i, i) for i in range(1, admins + 1)),
+        )
+        conn.executemany(
+            "INSERT INTO events (seq, kind, user_id, actor) VALUES (?, 'cache_evict', ?, 'bench')",
+            ((i, i) for i in range(admins + 1, n + 1)),
+        )
+        conn.executemany(
+            "INSERT INTO users (user_id, role) VALUES (?, ?)",
+            ((i, "admin" if i <= admins else "user") for i in range(1, n + 1)),
+        )
         conn.commit()
         conn.close()
         name = server.create_database("copy")  # type: ignore[attr-defined]
@@ -305,8 +320,10 @@ def main() -> int:
 
         with psycopg.connect(url, autocommit=True) as conn:
             schema.migrate(conn)
-            conn.execute("INSERT INTO users (user_id, role) SELECT g, CASE WHEN g % 100 = 0 THEN 'admin' "
-                         "ELSE 'user' END FROM generate_series(1, 100000) AS g")
+            conn.execute(
+                "INSERT INTO users (user_id, role) SELECT g, CASE WHEN g % 100 = 0 THEN 'admin' "
+                "ELSE 'user' END FROM generate_series(1, 100000) AS g"
+            )
             conn.execute("VACUUM ANALYZE users")
         n = 2000 if quick else 10000
         only = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--only=")), "")
@@ -341,32 +358,47 @@ def main() -> int:
     if "miss" in got:
         raw, miss = got["miss"]
         row("raw prepared `SELECT role` (unix socket)", f"{raw * 1e6:.1f} us", "1.00x", "")
-        row("`RoleCache` miss via `PostgresFetch`, same connection", f"{miss * 1e6:.1f} us",
-            f"{miss / raw:.2f}x raw", "<= 1.3x", miss / raw <= 1.3)
+        row(
+            "`RoleCache` miss via `PostgresFetch`, same connection",
+            f"{miss * 1e6:.1f} us",
+            f"{miss / raw:.2f}x raw",
+            "<= 1.3x",
+            miss / raw <= 1.3,
+        )
     if "write" in got:
         raw_write, lib_write = got["write"]
         row("raw psycopg transaction: user upsert + event INSERT", f"{raw_write * 1e6:.0f} us", "1.00x", "")
-        row("one add-admin / remove-admin through the repository", f"{lib_write * 1e6:.0f} us",
-            f"{lib_write / raw_write:.2f}x raw", "<= 1.3x", lib_write / raw_write <= 1.3)
+        row(
+            "one add-admin / remove-admin through the repository",
+            f"{lib_write * 1e6:.0f} us",
+            f"{lib_write / raw_write:.2f}x raw",
+            "<= 1.3x",
+            lib_write / raw_write <= 1.3,
+        )
     if "latency" in got:
         raw_rt, follow = got["latency"]
-        for label, values in (("raw LISTEN/NOTIFY round trip (loopback TCP)", raw_rt),
-                              ("commit -> cache in another process (loopback TCP)", follow)):
+        for label, values in (
+            ("raw LISTEN/NOTIFY round trip (loopback TCP)", raw_rt),
+            ("commit -> cache in another process (loopback TCP)", follow),
+        ):
             p50, p99 = statistics.median(values), pct(values, 99)
             target = "p50 <= 1 ms, p99 <= 5 ms" if "cache" in label else ""
-            row(label, f"{p50:.3f} ms", f"p99 {p99:.3f} ms", target,
-                (p50 <= 1 and p99 <= 5) if target else None)
+            row(label, f"{p50:.3f} ms", f"p99 {p99:.3f} ms", target, (p50 <= 1 and p99 <= 5) if target else None)
     if "idle" in got:
         idle = got["idle"]
         row("idle following process, CPU", f"{idle:.3f} %", "of one core", "<= 0.1 %", idle <= 0.1)
     if "fanout" in got:
         fanout = got["fanout"]
-        row("commit -> all 50 following processes (loopback TCP)", f"{statistics.median(fanout):.2f} ms",
-            f"p99 {pct(fanout, 99):.2f} ms", "p99 <= 20 ms", pct(fanout, 99) <= 20)
+        row(
+            "commit -> all 50 following processes (loopback TCP)",
+            f"{statistics.median(fanout):.2f} ms",
+            f"p99 {pct(fanout, 99):.2f} ms",
+            "p99 <= 20 ms",
+            pct(fanout, 99) <= 20,
+        )
     if "copy" in got:
         copy_rate, copied = got["copy"]
-        row(f"copy SQLite -> PostgreSQL, {copied:,} rows (users + events)", f"{copy_rate:,.0f}", "rows/s",
-            "reported")
+        row(f"copy SQLite -> PostgreSQL, {copied:,} rows (users + events)", f"{copy_rate:,.0f}", "rows/s", "reported")
     return 0 if ok else 1
 
 

@@ -75,6 +75,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 
 # -- child processes -------------------------------------------------------------------------
 
+
 def _cache(db: str) -> Any:
     from rolectl.cache import RoleCache
     from rolectl.backends.sqlite.filefetch import FollowingFetch
@@ -154,6 +155,7 @@ def bot_main(db: str, kind: str) -> None:
 
         asyncio.run(run())
     elif kind == "async-busy-thread":  # the thread follower in an asyncio bot (for comparison)
+
         async def run_with_thread() -> None:
             follower = Follower(cache, db).start()
             stamps.seen = cache.last_seq
@@ -226,8 +228,7 @@ def idle_main(db: str, kind: str, start: bool) -> None:
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         cpu0, wall0 = time.process_time(), time.monotonic()
         await asyncio.sleep(IDLE_SECONDS)
-        print(json.dumps({"idle_pct": 100.0 * (time.process_time() - cpu0) / (time.monotonic() - wall0)}),
-              flush=True)
+        print(json.dumps({"idle_pct": 100.0 * (time.process_time() - cpu0) / (time.monotonic() - wall0)}), flush=True)
         if follower is not None:
             await follower.aclose()
 
@@ -258,7 +259,9 @@ def writer_main(db: str, changes: int, pause: bool) -> None:
                 time.sleep(rng.uniform(0.002, 0.012))
             else:
                 time.sleep(rng.uniform(0.0, 0.002))
-            change = repo.users.remove_admin(USER, actor="bench") if admin else repo.users.add_admin(USER, actor="bench")
+            change = (
+                repo.users.remove_admin(USER, actor="bench") if admin else repo.users.add_admin(USER, actor="bench")
+            )
             now = time.time_ns()
             admin = not admin
             out += [(e.seq, now, "admin" if admin else "user") for e in change.events]
@@ -267,9 +270,11 @@ def writer_main(db: str, changes: int, pause: bool) -> None:
 
 # -- the parent ------------------------------------------------------------------------------
 
+
 def _spawn(*args: str, stdin: bool = True) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, __file__, *args], stdin=subprocess.PIPE if stdin else None,
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, __file__, *args], stdin=subprocess.PIPE if stdin else None, stdout=subprocess.PIPE, text=True
+    )
 
 
 def _ready(proc: subprocess.Popen[str]) -> None:
@@ -325,8 +330,14 @@ def _stats(commits: list[tuple[int, int, str]], stamps: dict[int, tuple[int, str
     lat.sort()
     if not lat:
         return {"n": 0, "p50": float("nan"), "p99": float("nan"), "max": float("nan"), "missing": len(commits)}
-    return {"n": len(lat), "p50": statistics.median(lat), "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
-            "max": lat[-1], "missing": len(commits) - len(lat), "wrong": wrong}
+    return {
+        "n": len(lat),
+        "p50": statistics.median(lat),
+        "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+        "max": lat[-1],
+        "missing": len(commits) - len(lat),
+        "wrong": wrong,
+    }
 
 
 def _fresh_db(tmp: str, name: str) -> str:
@@ -345,8 +356,9 @@ def _symlink(tmp: str, db: str, name: str) -> str:
     return link
 
 
-def bot_row(tmp: str, kind: str, *, symlink: bool = False, slow: bool = False,
-            changes: int = CHANGES) -> dict[str, float]:
+def bot_row(
+    tmp: str, kind: str, *, symlink: bool = False, slow: bool = False, changes: int = CHANGES
+) -> dict[str, float]:
     db = _fresh_db(tmp, f"{kind}-{int(symlink)}-{int(slow)}.db")
     path = _symlink(tmp, db, kind) if symlink else db
     bot = _spawn("--bot", path, kind, stdin=False)
@@ -410,10 +422,14 @@ def main() -> int:
                 continue
             met = r["p99"] <= p99_t and r["max"] <= max_t and r["missing"] == 0 and r.get("wrong", 0) == 0
             ok &= met
-            target = (f"p99 <= {p99_t:g}, max <= {max_t:g}: {'met' if met else 'MISSED'}" if p99_t < float("inf")
-                      else "(for comparison)")
-            lines.append(f"| {name} | {r['n']} | {r['p50']:.2f} | {r['p99']:.2f} | {r['max']:.2f} | "
-                         f"{r['missing']} | {target} |")
+            target = (
+                f"p99 <= {p99_t:g}, max <= {max_t:g}: {'met' if met else 'MISSED'}"
+                if p99_t < float("inf")
+                else "(for comparison)"
+            )
+            lines.append(
+                f"| {name} | {r['n']} | {r['p50']:.2f} | {r['p99']:.2f} | {r['max']:.2f} | {r['missing']} | {target} |"
+            )
             print(lines[-1], flush=True)
         for label, options in STRATEGIES.items():
             if only and "strategies" not in only:
@@ -423,8 +439,10 @@ def main() -> int:
             met = r["p50"] <= 1.0 and r["p99"] <= 5.0 and r["missing"] == 0 if default else True
             ok &= met
             target = f"p50 <= 1, p99 <= 5: {'met' if met else 'MISSED'}" if default else "(for comparison)"
-            lines.append(f"| apply time, idle bot: {label} | {r['n']} | {r['p50']:.2f} | {r['p99']:.2f} | "
-                         f"{r['max']:.2f} | {r['missing']} | {target} |")
+            lines.append(
+                f"| apply time, idle bot: {label} | {r['n']} | {r['p50']:.2f} | {r['p99']:.2f} | "
+                f"{r['max']:.2f} | {r['missing']} | {target} |"
+            )
             print(lines[-1], flush=True)
         idle_lines = []
         for kind in ("thread", "async"):
@@ -434,8 +452,10 @@ def main() -> int:
             met = pct <= 0.1
             ok &= met
             idle_lines.append(f"| {kind} follower | {pct:.3f} | <= 0.1: {'met' if met else 'MISSED'} |")
-    print(f"\nlatency in ms from the writer's COMMIT returning; {CHANGES} changes per row "
-          f"({SLOW_CHANGES} with the slow fsync)\n")
+    print(
+        f"\nlatency in ms from the writer's COMMIT returning; {CHANGES} changes per row "
+        f"({SLOW_CHANGES} with the slow fsync)\n"
+    )
     print("| bot / condition | changes | p50 | p99 | max | missed | target |")
     print("|---|---:|---:|---:|---:|---:|---|")
     print("\n".join(lines))
@@ -446,16 +466,19 @@ def main() -> int:
         print("\n".join(idle_lines))
     if LOOP_MS:
         print(f"\nasyncio follower, event-loop time per look that caught up ({len(LOOP_MS)} looks):")
-        for label, values in (("CPU (thread_time)", sorted(c for c, _ in LOOP_MS)),
-                              ("wall, incl. preemption", sorted(w for _, w in LOOP_MS))):
+        for label, values in (
+            ("CPU (thread_time)", sorted(c for c, _ in LOOP_MS)),
+            ("wall, incl. preemption", sorted(w for _, w in LOOP_MS)),
+        ):
             p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
             target = ""
             if label.startswith("CPU"):
                 met = p99 <= 1.0
                 ok &= met
                 target = f" (target p99 <= 1 ms: {'met' if met else 'MISSED'})"
-            print(f"  {label}: p50 {statistics.median(values):.3f} ms, p99 {p99:.3f} ms, "
-                  f"max {values[-1]:.3f} ms{target}")
+            print(
+                f"  {label}: p50 {statistics.median(values):.3f} ms, p99 {p99:.3f} ms, max {values[-1]:.3f} ms{target}"
+            )
     print(f"\ntargets: {'all met' if ok else 'MISSED'}")
     return 0 if ok else 1
 

@@ -47,17 +47,29 @@ def main() -> int:
         with Repository.init(db) as repo:
             conn = repo.store.conn
             conn.execute("BEGIN")
-            conn.executemany("INSERT INTO users (user_id, username, role) VALUES (?, ?, ?)",
-                             ((i + 1, f"u{i}", "admin" if i % 2 else "user") for i in range(users)))
+            conn.executemany(
+                "INSERT INTO users (user_id, username, role) VALUES (?, ?, ?)",
+                ((i + 1, f"u{i}", "admin" if i % 2 else "user") for i in range(users)),
+            )
             conn.execute("COMMIT")
         backup(db, saved)
         size = saved.stat().st_size
         restore_s, restore_rss = _timed("--db", str(db), "restore", str(saved))
         doctor_s, doctor_rss = _timed("--db", str(db), "doctor", "-q")
     limit = 20.0 * max(users, 1) / 1_000_000
-    print(json.dumps({"users": users, "events": users // 2, "backup_mib": round(size / 2**20, 1),
-                      "restore_s": round(restore_s, 2), "doctor_s": round(doctor_s, 2),
-                      "peak_rss_mib": max(restore_rss, doctor_rss), "restore_limit_s": round(limit, 1)}))
+    print(
+        json.dumps(
+            {
+                "users": users,
+                "events": users // 2,
+                "backup_mib": round(size / 2**20, 1),
+                "restore_s": round(restore_s, 2),
+                "doctor_s": round(doctor_s, 2),
+                "peak_rss_mib": max(restore_rss, doctor_rss),
+                "restore_limit_s": round(limit, 1),
+            }
+        )
+    )
     return 1 if restore_s > limit else 0
 
 

@@ -83,12 +83,18 @@ def main(argv: list[str]) -> int:
     print("|---|---|---|---|---|")
     print(f"| bare `RoleCache.get_role` hits | {bare * 1000:.0f} ms | {bare / n * 1e9:.0f} ns | 1.00x | |")
     status = "ok" if ok else "**MISSED**"
-    print(f"| replay, `event` policy | {replay * 1000:.0f} ms | {replay / n * 1e9:.0f} ns | {ratio:.2f}x | "
-          f"<= {TARGET:g}x {status} |")
-    print(f"| replay, `ttl` policy (`cachetools.TTLCache`) | {info['ttl'] * 1000:.0f} ms | "
-          f"{info['ttl'] / n * 1e9:.0f} ns | {info['ttl'] / bare:.2f}x | info |")
-    print(f"| replay, `none` policy | {info['none'] * 1000:.0f} ms | {info['none'] / n * 1e9:.0f} ns | "
-          f"{info['none'] / bare:.2f}x | info |")
+    print(
+        f"| replay, `event` policy | {replay * 1000:.0f} ms | {replay / n * 1e9:.0f} ns | {ratio:.2f}x | "
+        f"<= {TARGET:g}x {status} |"
+    )
+    print(
+        f"| replay, `ttl` policy (`cachetools.TTLCache`) | {info['ttl'] * 1000:.0f} ms | "
+        f"{info['ttl'] / n * 1e9:.0f} ns | {info['ttl'] / bare:.2f}x | info |"
+    )
+    print(
+        f"| replay, `none` policy | {info['none'] * 1000:.0f} ms | {info['none'] / n * 1e9:.0f} ns | "
+        f"{info['none'] / bare:.2f}x | info |"
+    )
     print(f"| generating the trace | {generate * 1000:.0f} ms | {generate / n * 1e9:.0f} ns | | info |")
     print(f"| whole `run_day` (database, 1000 users registered, replay) | {min(runs) * 1000:.0f} ms | | | info |")
     if cli is not None:

@@ -68,17 +68,21 @@ def stall_rows(server: Any, seconds: float, rounds: int) -> tuple[list[str], boo
             conn.close()
 
         with StallProxy(pg_socket(server)) as proxy:
+
             async def main() -> Any:
-                roles = rolectl.aio.connect(proxied_url(proxy, name), name=f"stall-{label}", timeout=TIMEOUT,
-                                            max_staleness=120, register=False)
+                roles = rolectl.aio.connect(
+                    proxied_url(proxy, name), name=f"stall-{label}", timeout=TIMEOUT, max_staleness=120, register=False
+                )
                 bot = make(roles)
                 await bot.start()
                 phases = []
                 for r in range(rounds):  # interleaved: a busy machine drifts, neighbours compare fairly
-                    phases += [(f"healthy {2 * r}", seconds, nothing, nothing),
-                               (f"stalled {r}", seconds, proxy.stall, proxy.resume),
-                               (f"healthy {2 * r + 1}", seconds, nothing, nothing),
-                               (f"locked {r}", seconds, lock, unlock)]
+                    phases += [
+                        (f"healthy {2 * r}", seconds, nothing, nothing),
+                        (f"stalled {r}", seconds, proxy.stall, proxy.resume),
+                        (f"healthy {2 * r + 1}", seconds, nothing, nothing),
+                        (f"locked {r}", seconds, lock, unlock),
+                    ]
                 phases.append((f"healthy {2 * rounds}", seconds, nothing, nothing))
                 try:
                     return await drive(bot, phases)
@@ -102,10 +106,12 @@ def stall_rows(server: Any, seconds: float, rounds: int) -> tuple[list[str], boo
             closed = all(m.answer == "admins only (you are user)" for m in run.misses if m.phase in phases_of)
             met = ratio >= TARGET and closed
             ok = ok and met
-            rows.append(f"| {label} | {kind} | {statistics.median(healthy_rates):.0f} | "
-                        f"{statistics.median(during_rates):.0f} | {ratio:.2f}x "
-                        f"({', '.join(f'{x:.2f}' for x in ratios)}) | {len(misses)} | "
-                        f"{pct(misses, 0.5):.2f} / {max(misses):.2f} | {'met' if met else 'MISSED'} |")
+            rows.append(
+                f"| {label} | {kind} | {statistics.median(healthy_rates):.0f} | "
+                f"{statistics.median(during_rates):.0f} | {ratio:.2f}x "
+                f"({', '.join(f'{x:.2f}' for x in ratios)}) | {len(misses)} | "
+                f"{pct(misses, 0.5):.2f} / {max(misses):.2f} | {'met' if met else 'MISSED'} |"
+            )
     return rows, ok
 
 
@@ -121,8 +127,10 @@ def latency_rows(db: str, label: str, users: int) -> list[str]:
             started = time.perf_counter()
             roles.get_role(uid)
             took_one.append(time.perf_counter() - started)
-        rows.append(f"| {label} | sync, 1 thread | {pct(took_one, 0.5) * 1e3:.2f} | {pct(took_one, 0.99) * 1e3:.2f} "
-                    f"| {len(took_one) / sum(took_one):,.0f} |")
+        rows.append(
+            f"| {label} | sync, 1 thread | {pct(took_one, 0.5) * 1e3:.2f} | {pct(took_one, 0.99) * 1e3:.2f} "
+            f"| {len(took_one) / sum(took_one):,.0f} |"
+        )
         ids = list(range(1_000, 1_000 + users))
         took: list[float] = []
         lock = threading.Lock()
@@ -140,8 +148,10 @@ def latency_rows(db: str, label: str, users: int) -> list[str]:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(miss, [ids[i::threads] for i in range(threads)]))
         wall = time.perf_counter() - started
-        rows.append(f"| {label} | sync, {threads} threads | {pct(took, 0.5) * 1e3:.2f} | {pct(took, 0.99) * 1e3:.2f} "
-                    f"| {users / wall:,.0f} |")
+        rows.append(
+            f"| {label} | sync, {threads} threads | {pct(took, 0.5) * 1e3:.2f} | {pct(took, 0.99) * 1e3:.2f} "
+            f"| {users / wall:,.0f} |"
+        )
 
     async def aio() -> tuple[list[float], float]:
         async with rolectl.aio.connect(db, name="latency-aio", register=False) as roles:
@@ -159,8 +169,10 @@ def latency_rows(db: str, label: str, users: int) -> list[str]:
             return took, time.perf_counter() - started
 
     took, wall = asyncio.run(aio())
-    rows.append(f"| {label} | asyncio, 50 tasks at once | {pct(took, 0.5) * 1e3:.2f} | {pct(took, 0.99) * 1e3:.2f} "
-                f"| {users / wall:,.0f} |")
+    rows.append(
+        f"| {label} | asyncio, 50 tasks at once | {pct(took, 0.5) * 1e3:.2f} | {pct(took, 0.99) * 1e3:.2f} "
+        f"| {users / wall:,.0f} |"
+    )
     return rows
 
 
@@ -198,7 +210,9 @@ def main() -> int:
     n = 5_000 if quick else 20_000
     sync, aio = cold_rate(sqlite_db, n)
     print("\ncold misses one after another (SQLite):")
-    print(f"| sync | asyncio | asyncio / sync |\n|---:|---:|---:|\n| {sync:,.0f}/s | {aio:,.0f}/s | {aio / sync:.2f}x |")
+    print(
+        f"| sync | asyncio | asyncio / sync |\n|---:|---:|---:|\n| {sync:,.0f}/s | {aio:,.0f}/s | {aio / sync:.2f}x |"
+    )
 
     latency = ["| database | caller | p50 ms | p99 ms | misses/s |", "|---|---|---:|---:|---:|"]
     latency += latency_rows(sqlite_db, "SQLite", 2_000 if quick else 10_000)
@@ -218,8 +232,10 @@ def main() -> int:
     print("\n".join(latency))
     if stall:
         print(f"\ncached users answered per second, database hanging vs healthy (timeout {TIMEOUT:g} s):")
-        print("| bot | condition | healthy /s | during /s | ratio, median (each round) | misses | "
-              "miss answered in s, p50 / max | target |")
+        print(
+            "| bot | condition | healthy /s | during /s | ratio, median (each round) | misses | "
+            "miss answered in s, p50 / max | target |"
+        )
         print("|---|---|---:|---:|---:|---:|---:|---|")
         print("\n".join(stall))
     return 0 if ok else 1

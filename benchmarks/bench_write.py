@@ -59,10 +59,14 @@ def raw_round(conn: sqlite3.Connection, ops: int, start: int) -> float:
         uid = i // 2 % USERS + 1
         old, new = ("user", "admin") if i % 2 == 0 else ("admin", "user")
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute("UPDATE users SET role = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
-                     "WHERE user_id = ?", (new, uid))
-        conn.execute("INSERT INTO events (kind, user_id, old_role, new_role, actor) VALUES (?, ?, ?, ?, ?)",
-                     ("admin_added" if new == "admin" else "admin_removed", uid, old, new, "bench"))
+        conn.execute(
+            "UPDATE users SET role = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE user_id = ?",
+            (new, uid),
+        )
+        conn.execute(
+            "INSERT INTO events (kind, user_id, old_role, new_role, actor) VALUES (?, ?, ?, ?, ?)",
+            ("admin_added" if new == "admin" else "admin_removed", uid, old, new, "bench"),
+        )
         conn.execute("COMMIT")
     return (time.perf_counter() - t0) / ops
 

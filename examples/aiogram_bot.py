@@ -109,12 +109,22 @@ class OfflineSession(BaseSession):
             self.replies += 1
             if self.verbose:
                 print(f"-> {method.chat_id}: {method.text}", flush=True)
-            return Message(message_id=next(self._ids), date=datetime.now(timezone.utc),
-                           chat=Chat(id=int(method.chat_id), type="private"), text=method.text)
+            return Message(
+                message_id=next(self._ids),
+                date=datetime.now(timezone.utc),
+                chat=Chat(id=int(method.chat_id), type="private"),
+                text=method.text,
+            )
         return True
 
-    async def stream_content(self, url: str, headers: dict[str, Any] | None = None, timeout: int = 30,
-                             chunk_size: int = 65536, raise_for_status: bool = True) -> AsyncGenerator[bytes, None]:
+    async def stream_content(
+        self,
+        url: str,
+        headers: dict[str, Any] | None = None,
+        timeout: int = 30,
+        chunk_size: int = 65536,
+        raise_for_status: bool = True,
+    ) -> AsyncGenerator[bytes, None]:
         yield b""
 
     async def close(self) -> None:
@@ -131,10 +141,19 @@ def synthetic_updates(count: int, seed: int) -> Iterator[Update]:
         uid = rng.choices(users, weights)[0]
         text = rng.choices(texts, [40, 30, 10, 10, 9, 1])[0]
         entities = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}] if text[0] == "/" else []
-        yield Update.model_validate({"update_id": n, "message": {
-            "message_id": n, "date": 1796169600 + n, "chat": {"id": uid, "type": "private"},
-            "from": {"id": uid, "is_bot": False, "first_name": f"user{uid}", "username": f"user{uid}"},
-            "text": text, "entities": entities}})
+        yield Update.model_validate(
+            {
+                "update_id": n,
+                "message": {
+                    "message_id": n,
+                    "date": 1796169600 + n,
+                    "chat": {"id": uid, "type": "private"},
+                    "from": {"id": uid, "is_bot": False, "first_name": f"user{uid}", "username": f"user{uid}"},
+                    "text": text,
+                    "entities": entities,
+                },
+            }
+        )
 
 
 async def serve_offline(dp: Dispatcher, count: int, rate: float, seed: int, verbose: bool) -> None:
@@ -147,8 +166,7 @@ async def serve_offline(dp: Dispatcher, count: int, rate: float, seed: int, verb
     await dp.emit_startup(bot=bot)  # opens the rolectl handle
     served = 0
     try:
-        print(f"offline: pid {os.getpid()}, {count} updates at {rate:g}/s; stop with: kill {os.getpid()}",
-              flush=True)
+        print(f"offline: pid {os.getpid()}, {count} updates at {rate:g}/s; stop with: kill {os.getpid()}", flush=True)
         start = loop.time()
         for update in synthetic_updates(count, seed):
             if stop.is_set():
@@ -168,15 +186,22 @@ async def serve_offline(dp: Dispatcher, count: int, rate: float, seed: int, verb
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A moderation bot on aiogram 3 with rolectl.")
-    parser.add_argument("--db", default=os.environ.get("ROLECTL_DB"), required=not os.environ.get("ROLECTL_DB"),
-                        help="the rolectl database: a file or a postgresql:// URL (default: $ROLECTL_DB)")
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("ROLECTL_DB"),
+        required=not os.environ.get("ROLECTL_DB"),
+        help="the rolectl database: a file or a postgresql:// URL (default: $ROLECTL_DB)",
+    )
     parser.add_argument("--name", default="aiogram-bot", help="instance name shown by `rolectl stats`")
     parser.add_argument("--offline", type=int, metavar="N", help="serve N synthetic updates without Telegram")
     parser.add_argument("--rate", type=float, default=50.0, help="offline: updates per second (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="offline: random seed")
-    parser.add_argument("--wait-for-db", action="store_true",
-                        help="start even if the database is not there yet (connect(strict=False)): everyone "
-                             "is a plain user until `rolectl init` made it or the server is up")
+    parser.add_argument(
+        "--wait-for-db",
+        action="store_true",
+        help="start even if the database is not there yet (connect(strict=False)): everyone "
+        "is a plain user until `rolectl init` made it or the server is up",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="offline: print every reply")
     args = parser.parse_args(argv)
     try:

@@ -69,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-register", action="store_true", help="invisible to rolectl diagnostics")
     parser.add_argument("-v", "--verbose", action="store_true", help="log follower messages on stderr")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format=f"{args.name}[%(process)d] %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format=f"{args.name}[%(process)d] %(name)s: %(message)s",
+    )
     if args.rate <= 0 or args.users < 0 or args.requests < 0:
         parser.error("--rate must be > 0, --users and --requests >= 0")
 
@@ -114,8 +117,11 @@ def make_traffic(roles: Roles, args: argparse.Namespace) -> None:
     weights = [HEAVY.get(u, 1) for u in users]
     follower = roles.follower.mode if roles.follower is not None else "no follower"
     # backend.path names the database without its password (a postgresql:// URL may carry one)
-    print(f"{args.name}: pid {os.getpid()}, {args.rate:g} lookups/s over {len(users)} users of {roles.backend.path} "
-          f"({follower}); stop with: kill {os.getpid()}", flush=True)
+    print(
+        f"{args.name}: pid {os.getpid()}, {args.rate:g} lookups/s over {len(users)} users of {roles.backend.path} "
+        f"({follower}); stop with: kill {os.getpid()}",
+        flush=True,
+    )
     seen: dict[int, str] = {}
     interval, done = 1.0 / args.rate, 0
     next_at = time.monotonic()
@@ -141,8 +147,11 @@ def make_traffic(roles: Roles, args: argparse.Namespace) -> None:
 
 def serve_stdin(roles: Roles, as_json: bool) -> None:
     follower = roles.follower.mode if roles.follower is not None else "none"
-    reply({"ready": True, "pid": os.getpid(), "last_seq": roles.cache.last_seq, "mode": follower},
-          f"ready pid={os.getpid()} mode={follower}", as_json)
+    reply(
+        {"ready": True, "pid": os.getpid(), "last_seq": roles.cache.last_seq, "mode": follower},
+        f"ready pid={os.getpid()} mode={follower}",
+        as_json,
+    )
     for line in sys.stdin:
         words = line.split()
         if not words:
@@ -170,8 +179,7 @@ def handle(words: list[str], roles: Roles, as_json: bool) -> None:
             change = roles.add_admin(uid)
         else:
             change = roles.remove_admin(uid, force=True)
-        reply({"changed": change.changed, "role": cache.peek(uid), "last_seq": cache.last_seq},
-              change.message, as_json)
+        reply({"changed": change.changed, "role": cache.peek(uid), "last_seq": cache.last_seq}, change.message, as_json)
     elif command == "seq":
         reply({"last_seq": cache.last_seq}, str(cache.last_seq), as_json)
     elif command == "sync":

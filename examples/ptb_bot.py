@@ -119,9 +119,16 @@ class OfflineRequest(BaseRequest):
     async def shutdown(self) -> None:
         pass
 
-    async def do_request(self, url: str, method: str, request_data: RequestData | None = None,
-                         read_timeout: Any = None, write_timeout: Any = None, connect_timeout: Any = None,
-                         pool_timeout: Any = None) -> tuple[int, bytes]:
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: Any = None,
+        write_timeout: Any = None,
+        connect_timeout: Any = None,
+        pool_timeout: Any = None,
+    ) -> tuple[int, bytes]:
         endpoint = url.rsplit("/", 1)[-1]
         params = request_data.parameters if request_data is not None else {}
         result: Any = True
@@ -131,8 +138,12 @@ class OfflineRequest(BaseRequest):
             self.replies += 1
             if self.verbose:
                 print(f"-> {params['chat_id']}: {params['text']}", flush=True)
-            result = {"message_id": next(self._ids), "date": int(time.time()),
-                      "chat": {"id": params["chat_id"], "type": "private"}, "text": params["text"]}
+            result = {
+                "message_id": next(self._ids),
+                "date": int(time.time()),
+                "chat": {"id": params["chat_id"], "type": "private"},
+                "text": params["text"],
+            }
         return 200, json.dumps({"ok": True, "result": result}).encode()
 
 
@@ -146,18 +157,27 @@ def synthetic_updates(bot: Bot, count: int, seed: int) -> Iterator[Update]:
         uid = rng.choices(users, weights)[0]
         text = rng.choices(texts, [40, 30, 10, 10, 9, 1])[0]
         entities = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}] if text[0] == "/" else []
-        update = Update.de_json({"update_id": n, "message": {
-            "message_id": n, "date": 1796169600 + n, "chat": {"id": uid, "type": "private"},
-            "from": {"id": uid, "is_bot": False, "first_name": f"user{uid}", "username": f"user{uid}"},
-            "text": text, "entities": entities}}, bot)
+        update = Update.de_json(
+            {
+                "update_id": n,
+                "message": {
+                    "message_id": n,
+                    "date": 1796169600 + n,
+                    "chat": {"id": uid, "type": "private"},
+                    "from": {"id": uid, "is_bot": False, "first_name": f"user{uid}", "username": f"user{uid}"},
+                    "text": text,
+                    "entities": entities,
+                },
+            },
+            bot,
+        )
         if update is not None:
             yield update
 
 
 async def serve_offline(roles: AsyncRoles, count: int, rate: float, seed: int, verbose: bool) -> None:
     request = OfflineRequest(verbose)
-    application = build_application(roles, ApplicationBuilder().bot(Bot("1:OFFLINE", request=request))
-                                     .updater(None))
+    application = build_application(roles, ApplicationBuilder().bot(Bot("1:OFFLINE", request=request)).updater(None))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -168,8 +188,7 @@ async def serve_offline(roles: AsyncRoles, count: int, rate: float, seed: int, v
         await application.post_init(application)  # opens the rolectl handle
     served = 0
     try:
-        print(f"offline: pid {os.getpid()}, {count} updates at {rate:g}/s; stop with: kill {os.getpid()}",
-              flush=True)
+        print(f"offline: pid {os.getpid()}, {count} updates at {rate:g}/s; stop with: kill {os.getpid()}", flush=True)
         begin = loop.time()
         for update in synthetic_updates(application.bot, count, seed):
             if stop.is_set():
@@ -191,15 +210,22 @@ async def serve_offline(roles: AsyncRoles, count: int, rate: float, seed: int, v
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A moderation bot on python-telegram-bot with rolectl.")
-    parser.add_argument("--db", default=os.environ.get("ROLECTL_DB"), required=not os.environ.get("ROLECTL_DB"),
-                        help="the rolectl database: a file or a postgresql:// URL (default: $ROLECTL_DB)")
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("ROLECTL_DB"),
+        required=not os.environ.get("ROLECTL_DB"),
+        help="the rolectl database: a file or a postgresql:// URL (default: $ROLECTL_DB)",
+    )
     parser.add_argument("--name", default="ptb-bot", help="instance name shown by `rolectl stats`")
     parser.add_argument("--offline", type=int, metavar="N", help="serve N synthetic updates without Telegram")
     parser.add_argument("--rate", type=float, default=50.0, help="offline: updates per second (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="offline: random seed")
-    parser.add_argument("--wait-for-db", action="store_true",
-                        help="start even if the database is not there yet (connect(strict=False)): everyone "
-                             "is a plain user until `rolectl init` made it or the server is up")
+    parser.add_argument(
+        "--wait-for-db",
+        action="store_true",
+        help="start even if the database is not there yet (connect(strict=False)): everyone "
+        "is a plain user until `rolectl init` made it or the server is up",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="offline: print every reply")
     args = parser.parse_args(argv)
     try:

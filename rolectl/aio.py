@@ -65,8 +65,9 @@ class AsyncRoles(_Handle):
                 return self
             try:
                 if self.follow:
-                    follower = self.backend.async_follower(self.cache, max_staleness=self._max_staleness,
-                                                           strict=self._strict)
+                    follower = self.backend.async_follower(
+                        self.cache, max_staleness=self._max_staleness, strict=self._strict
+                    )
                     self.follower = follower  # stopped by aclose()/close(), on the loop
                     await follower.start()
                 self._attach_own_writes(self.follower)
@@ -113,25 +114,37 @@ class AsyncRoles(_Handle):
 
     async def add_admin(self, user_id: int, username: str | None = None, *, actor: str | None = None) -> "Change":
         self._check_open()
-        return await asyncio.to_thread(self._written, user_id, self.repo.users.add_admin, user_id, username,
-                                       actor=actor or self.actor)
+        return await asyncio.to_thread(
+            self._written, user_id, self.repo.users.add_admin, user_id, username, actor=actor or self.actor
+        )
 
     async def remove_admin(self, user_id: int, *, actor: str | None = None, force: bool = False) -> "Change":
         self._check_open()
-        return await asyncio.to_thread(self._written, user_id, self.repo.users.remove_admin, user_id,
-                                       actor=actor or self.actor, force=force)
+        return await asyncio.to_thread(
+            self._written, user_id, self.repo.users.remove_admin, user_id, actor=actor or self.actor, force=force
+        )
 
-    async def transfer(self, mailbox_id: int, to_user: int, *, actor: str | None = None,
-                       keep_admin: bool = False) -> "Change":
+    async def transfer(
+        self, mailbox_id: int, to_user: int, *, actor: str | None = None, keep_admin: bool = False
+    ) -> "Change":
         self._check_open()
-        return await asyncio.to_thread(self._written, to_user, self.repo.mailboxes.transfer, mailbox_id, to_user,
-                                       actor=actor or self.actor, keep_admin=keep_admin)
+        return await asyncio.to_thread(
+            self._written,
+            to_user,
+            self.repo.mailboxes.transfer,
+            mailbox_id,
+            to_user,
+            actor=actor or self.actor,
+            keep_admin=keep_admin,
+        )
 
-    async def upsert_user(self, user_id: int, username: str | None = None, *, role: "Role | None" = None,
-                          actor: str | None = None) -> "Change":
+    async def upsert_user(
+        self, user_id: int, username: str | None = None, *, role: "Role | None" = None, actor: str | None = None
+    ) -> "Change":
         self._check_open()
-        return await asyncio.to_thread(self._written, user_id, self.repo.users.upsert, user_id, username,
-                                       role=role, actor=actor or self.actor)
+        return await asyncio.to_thread(
+            self._written, user_id, self.repo.users.upsert, user_id, username, role=role, actor=actor or self.actor
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -108,8 +108,7 @@ def _publish(tmp: Path, target: Path) -> None:
         os.rename(tmp, target)
 
 
-def backup(db: str | os.PathLike[str] | None, dest: str | os.PathLike[str], *,
-           timeout: float | None = None) -> Summary:
+def backup(db: str | os.PathLike[str] | None, dest: str | os.PathLike[str], *, timeout: float | None = None) -> Summary:
     """Write a consistent copy of the live database to ``dest``, a new file (mode 600).
 
     The copy is a single self-contained file (rollback journal, no ``-wal``), written under a
@@ -170,8 +169,9 @@ def _build(live_path: Path, src: Path, work: Path, wait: float) -> tuple[sqlite3
         vetted.close()
 
 
-def restore(db: str | os.PathLike[str] | None, source: str | os.PathLike[str], *,
-            timeout: float | None = None) -> Summary:
+def restore(
+    db: str | os.PathLike[str] | None, source: str | os.PathLike[str], *, timeout: float | None = None
+) -> Summary:
     """Replace the live database's content by the backup ``source``, atomically.
 
     The backup is vetted (:mod:`rolectl.backupfile`) and the restored database built next to
@@ -185,7 +185,9 @@ def restore(db: str | os.PathLike[str] | None, source: str | os.PathLike[str], *
     if src.exists() and live_path.exists() and src.samefile(live_path):
         raise InvalidInputError(f"{src} is the live database", hint="restore from a backup file")
     if database_part(src, live_path) is not None:  # opening and closing it would drop our locks
-        raise InvalidInputError(f"{src} is one of the live database's -wal/-shm files", hint="restore from a backup file")
+        raise InvalidInputError(
+            f"{src} is one of the live database's -wal/-shm files", hint="restore from a backup file"
+        )
     wait = resolve_timeout(timeout)
     directory = live_path.parent if str(live_path.parent) else Path(".")
     if not directory.is_dir():
@@ -195,16 +197,19 @@ def restore(db: str | os.PathLike[str] | None, source: str | os.PathLike[str], *
         try:
             work = stack.enter_context(scratch_file(live_path))
         except OSError as exc:
-            raise DatabaseError(f"cannot write the restored database next to {live_path} ({exc.strerror})",
-                                hint=f"make {directory} writable for this user") from None
+            raise DatabaseError(
+                f"cannot write the restored database next to {live_path} ({exc.strerror})",
+                hint=f"make {directory} writable for this user",
+            ) from None
         src_conn, left_out = _build(live_path, src, work, wait)
         stack.callback(src_conn.close)
         with Store(live_path, timeout=wait, create=True) as live:
             version = live.schema_version
             tables = {r[0] for r in live.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if version == 0 and tables:
-                raise InvalidInputError(f"{live_path} is not a rolectl database",
-                                        hint="restore into a rolectl database or a new file")
+                raise InvalidInputError(
+                    f"{live_path} is not a rolectl database", hint="restore into a rolectl database or a new file"
+                )
             mode = str(live.query("PRAGMA journal_mode = WAL")[0][0]).lower()
             if mode != "wal":
                 raise DatabaseError(f"could not switch {live_path} to WAL (got {mode})", hint="check the filesystem")

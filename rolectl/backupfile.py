@@ -76,8 +76,9 @@ def read_header(source: Path) -> Header:
     except FileNotFoundError:
         raise NotFoundError(f"backup {source} does not exist", hint="check the path") from None
     except OSError as exc:
-        raise DatabaseError(f"cannot open backup {source} ({exc.strerror})", hint="check the path and permissions") \
-            from None
+        raise DatabaseError(
+            f"cannot open backup {source} ({exc.strerror})", hint="check the path and permissions"
+        ) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -87,10 +88,10 @@ def read_header(source: Path) -> Header:
         os.close(fd)
     if len(head) < 100 or not head.startswith(_MAGIC):
         raise InvalidInputError(f"{source} is not a SQLite database (no SQLite header)", hint=_NOT_A_BACKUP)
-    raw_size, = struct.unpack(">H", head[16:18])
+    (raw_size,) = struct.unpack(">H", head[16:18])
     page_size = 65536 if raw_size == 1 else raw_size
     changes, pages, _, free_pages = struct.unpack(">IIII", head[24:40])
-    valid_for, = struct.unpack(">I", head[92:96])
+    (valid_for,) = struct.unpack(">I", head[92:96])
     header = Header(page_size, pages, free_pages)
     damaged = f"backup {source} is damaged or was not written by `rolectl backup`"
     if page_size < 512 or page_size & (page_size - 1):
@@ -98,12 +99,17 @@ def read_header(source: Path) -> Header:
     if valid_for != changes or pages == 0 or free_pages >= pages:
         raise DatabaseError(f"{damaged}: its header does not give its page count", hint="restore another backup")
     if info.st_size != header.size:
-        raise DatabaseError(f"{damaged}: it is {info.st_size} bytes, its header says {pages} pages of {page_size} "
-                            f"bytes ({header.size})", hint="restore another backup; nothing was changed")
+        raise DatabaseError(
+            f"{damaged}: it is {info.st_size} bytes, its header says {pages} pages of {page_size} "
+            f"bytes ({header.size})",
+            hint="restore another backup; nothing was changed",
+        )
     allocated = getattr(info, "st_blocks", 0) * 512
     if info.st_size >= _SPARSE_FROM and 0 < allocated * 2 < info.st_size:
-        raise DatabaseError(f"{damaged}: it is a sparse file ({info.st_size} bytes, {allocated} on disk)",
-                            hint="restore another backup; nothing was changed")
+        raise DatabaseError(
+            f"{damaged}: it is a sparse file ({info.st_size} bytes, {allocated} on disk)",
+            hint="restore another backup; nothing was changed",
+        )
     return header
 
 
@@ -149,19 +155,28 @@ def _vet(backup: BackupFile) -> BackupFile:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             tables = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
             if version > SCHEMA_VERSION:
-                raise DatabaseError(f"backup {source} has schema version {version}, newer than this rolectl supports "
-                                    f"({SCHEMA_VERSION})", hint="restore it with a newer rolectl; nothing was changed")
+                raise DatabaseError(
+                    f"backup {source} has schema version {version}, newer than this rolectl supports "
+                    f"({SCHEMA_VERSION})",
+                    hint="restore it with a newer rolectl; nothing was changed",
+                )
             if version < 1 or not {"users", "events", "meta"} <= tables:
                 raise InvalidInputError(f"{source} is not a rolectl database", hint=_NOT_A_BACKUP)
             differences = stored_differences(conn, version)
             if differences:
                 more = f" (and {len(differences) - 1} more differences)" if len(differences) > 1 else ""
-                raise DatabaseError(f"backup {source} does not have rolectl's schema: {differences[0]}{more}",
-                                    hint="restore a backup written by `rolectl backup`; nothing was changed")
+                raise DatabaseError(
+                    f"backup {source} does not have rolectl's schema: {differences[0]}{more}",
+                    hint="restore a backup written by `rolectl backup`; nothing was changed",
+                )
             ours = {name: sql for name, (_, sql) in reference(version).triggers.items()}
-            foreign = [f"{name} on {table}" for name, table, sql in
-                       conn.execute("SELECT name, tbl_name, sql FROM sqlite_schema WHERE type = 'trigger'")
-                       if ours.get(str(name)) != normalise(str(sql))]
+            foreign = [
+                f"{name} on {table}"
+                for name, table, sql in conn.execute(
+                    "SELECT name, tbl_name, sql FROM sqlite_schema WHERE type = 'trigger'"
+                )
+                if ours.get(str(name)) != normalise(str(sql))
+            ]
         with guard.bounded(f"checking backup {source}", hint):
             problems = [str(r[0]) for r in conn.execute("PRAGMA integrity_check(10)")]
     except sqlite3.DatabaseError as exc:

@@ -44,5 +44,9 @@ class EventBus:
                 try:
                     listener(event)
                 except Exception as exc:  # noqa: BLE001 - isolation between subscribers is the point
-                    log.exception("event listener %r failed on event %s", listener, event.seq,
-                                  extra=fields("bus.listener_failed", seq=event.seq, error=repr(exc)))
+                    log.exception(
+                        "event listener %r failed on event %s",
+                        listener,
+                        event.seq,
+                        extra=fields("bus.listener_failed", seq=event.seq, error=repr(exc)),
+                    )

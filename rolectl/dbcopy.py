@@ -68,8 +68,14 @@ class CopyReport:
         return (self.users + self.mailboxes + self.events) / self.seconds if self.seconds > 0 else 0.0
 
 
-def sqlite_to_postgres(source: str | os.PathLike[str], target: str, *, timeout: float | None = None,
-                       chunk: int = 10000, replace: bool = False) -> CopyReport:
+def sqlite_to_postgres(
+    source: str | os.PathLike[str],
+    target: str,
+    *,
+    timeout: float | None = None,
+    chunk: int = 10000,
+    replace: bool = False,
+) -> CopyReport:
     """Copy the SQLite database ``source`` into the PostgreSQL database ``target`` (its schema
     is created if missing). Raises :class:`ConflictError` if the target is not empty, unless
     ``replace``: then rolectl's schema in the target is dropped and made anew (a new log id),
@@ -84,8 +90,10 @@ def sqlite_to_postgres(source: str | os.PathLike[str], target: str, *, timeout: 
         with src.snapshot() as sconn:
             problem = source_log_problem(sconn)
             if problem is not None:
-                raise DatabaseError(f"database {src.path} cannot be copied: {problem}; nothing was written",
-                                    hint=f"see `rolectl --db {src.path} doctor`, or copy a good backup")
+                raise DatabaseError(
+                    f"database {src.path} cannot be copied: {problem}; nothing was written",
+                    hint=f"see `rolectl --db {src.path} doctor`, or copy a good backup",
+                )
             dst, _ = pg_init(target, timeout=timeout)
             with dst.transaction(actor="copy") as dconn:
                 report = _into_postgres(src, sconn, dst, dconn, chunk, replace)
@@ -119,20 +127,23 @@ def source_log_problem(conn: sqlite3.Connection) -> str | None:
     return None
 
 
-def _into_postgres(src: Store, sconn: sqlite3.Connection, dst: PgStore, dconn: Any, chunk: int,
-                   replace: bool) -> tuple[int, int, int, int, int, bool]:
+def _into_postgres(
+    src: Store, sconn: sqlite3.Connection, dst: PgStore, dconn: Any, chunk: int, replace: bool
+) -> tuple[int, int, int, int, int, bool]:
     """The copy itself, inside the source's snapshot and the target's write transaction:
     ``(users, mailboxes, events, head after, reconciled, replaced)``."""
     from .backends.postgres import schema
 
     replaced = False
-    counts = dconn.execute("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM mailboxes), "
-                           "(SELECT count(*) FROM events)").fetchone()
+    counts = dconn.execute(
+        "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM mailboxes), (SELECT count(*) FROM events)"
+    ).fetchone()
     if counts is not None and any(counts):
         if not replace:
             raise ConflictError(
-                f"database {dst.path} is not empty ({counts[0]} users, {counts[1]} mailboxes, "
-                f"{counts[2]} events)", hint=NOT_EMPTY_HINT)
+                f"database {dst.path} is not empty ({counts[0]} users, {counts[1]} mailboxes, {counts[2]} events)",
+                hint=NOT_EMPTY_HINT,
+            )
         schema.recreate(dconn, where=f"database {dst.path}")
         replaced = True
     # Only the owner of the events table may write chosen seqs (the seq guard, schema
@@ -150,8 +161,9 @@ def _into_postgres(src: Store, sconn: sqlite3.Connection, dst: PgStore, dconn: A
     return users, mailboxes, events, after, reconciled, replaced
 
 
-def _copy(src: Store, sconn: sqlite3.Connection, dconn: Any, table: str, columns: tuple[str, ...], order: str,
-          chunk: int) -> int:
+def _copy(
+    src: Store, sconn: sqlite3.Connection, dconn: Any, table: str, columns: tuple[str, ...], order: str, chunk: int
+) -> int:
     names = ", ".join(columns)
     src.guard.rearm()
     source = sconn.execute(f"SELECT {names} FROM {table} ORDER BY {order}")
@@ -168,8 +180,14 @@ def _copy(src: Store, sconn: sqlite3.Connection, dconn: Any, table: str, columns
     return copied
 
 
-def postgres_to_sqlite(source: str, target: str | os.PathLike[str], *, timeout: float | None = None,
-                       chunk: int = 10000, replace: bool = False) -> CopyReport:
+def postgres_to_sqlite(
+    source: str,
+    target: str | os.PathLike[str],
+    *,
+    timeout: float | None = None,
+    chunk: int = 10000,
+    replace: bool = False,
+) -> CopyReport:
     """Copy the PostgreSQL database ``source`` into the SQLite file ``target`` (created if
     missing), renumbering the log contiguously. Raises :class:`ConflictError` if the target
     is not empty, unless ``replace``: then the copy is made in a new file and restored over
@@ -192,19 +210,23 @@ def postgres_to_sqlite(source: str, target: str | os.PathLike[str], *, timeout: 
         raise
     try:
         with src.snapshot() as sconn, dst.transaction() as dconn:
-            counts = dconn.execute("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM mailboxes), "
-                                   "(SELECT count(*) FROM events)").fetchone()
+            counts = dconn.execute(
+                "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM mailboxes), (SELECT count(*) FROM events)"
+            ).fetchone()
             if any(counts):
                 raise ConflictError(
-                    f"database {dst.path} is not empty ({counts[0]} users, {counts[1]} mailboxes, "
-                    f"{counts[2]} events)", hint=NOT_EMPTY_HINT)
+                    f"database {dst.path} is not empty ({counts[0]} users, {counts[1]} mailboxes, {counts[2]} events)",
+                    hint=NOT_EMPTY_HINT,
+                )
             events = 0
             names = ", ".join(EVENT_FIELDS)
             with sconn.cursor(name="rolectl_copy_events") as cur:  # server-side: streams 1M rows
                 cur.execute(f"SELECT {names} FROM events ORDER BY seq")
                 while rows := cur.fetchmany(chunk):
-                    dconn.executemany(f"INSERT INTO events ({names}) VALUES ({', '.join('?' * len(EVENT_FIELDS))})",
-                                      [(events + i + 1, *row[1:]) for i, row in enumerate(rows)])
+                    dconn.executemany(
+                        f"INSERT INTO events ({names}) VALUES ({', '.join('?' * len(EVENT_FIELDS))})",
+                        [(events + i + 1, *row[1:]) for i, row in enumerate(rows)],
+                    )
                     events += len(rows)
             users = _copy_into_sqlite(sconn, dconn, "users", _USERS, "user_id", chunk)
             mailboxes = _copy_into_sqlite(sconn, dconn, "mailboxes", _MAILBOXES, "mailbox_id", chunk)
@@ -225,13 +247,15 @@ def _has_content(target: str | os.PathLike[str], timeout: float | None) -> bool:
     with Store(path, timeout=timeout, create=True) as store:
         if store.schema_version == 0:
             return bool(store.query("SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1"))
-        rows = store.query("SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM mailboxes) "
-                           "+ (SELECT count(*) FROM events)")
+        rows = store.query(
+            "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM mailboxes) + (SELECT count(*) FROM events)"
+        )
         return bool(rows[0][0])
 
 
-def _copy_into_sqlite(sconn: object, dconn: sqlite3.Connection, table: str, columns: tuple[str, ...], order: str,
-                      chunk: int) -> int:
+def _copy_into_sqlite(
+    sconn: object, dconn: sqlite3.Connection, table: str, columns: tuple[str, ...], order: str, chunk: int
+) -> int:
     names = ", ".join(columns)
     copied = 0
     with sconn.cursor(name=f"rolectl_copy_{table}") as cur:  # type: ignore[attr-defined]

@@ -7,8 +7,19 @@ branch on a stable number and the library never has to know about ``sys.exit``.
 
 from __future__ import annotations
 
-__all__ = ["RolectlError", "InvalidInputError", "NotFoundError", "ConflictError", "DatabaseError",
-           "OutcomeUnknownError", "ForkedError", "NotReadyError", "NotAppliedError", "CacheFaultError", "EXIT_CODES"]
+__all__ = [
+    "RolectlError",
+    "InvalidInputError",
+    "NotFoundError",
+    "ConflictError",
+    "DatabaseError",
+    "OutcomeUnknownError",
+    "ForkedError",
+    "NotReadyError",
+    "NotAppliedError",
+    "CacheFaultError",
+    "EXIT_CODES",
+]
 
 
 class RolectlError(Exception):
@@ -92,10 +103,10 @@ EXIT_CODES: dict[int, str] = {
     3: "not found: user, mailbox, cache instance or database file",
     4: "refused: the change conflicts with a rule (owner still has a mailbox, transfer to self, ...)",
     5: "database unavailable: locked too long, corrupt, not SQLite, read-only, newer schema, a schema not exactly "
-       "rolectl's, a statement past its deadline, or (copy) a source log with holes or a forged head",
+    "rolectl's, a statement past its deadline, or (copy) a source log with holes or a forged head",
     6: "`doctor`: at least one error-level finding",
     7: "`cache evict|flush`: recorded, but not every running instance confirmed it (unresponsive, bad reply, lagging)",
     8: "PostgreSQL: the connection was lost while a change committed and rolectl could not learn whether it was "
-       "applied; `rolectl events` tells",
+    "applied; `rolectl events` tells",
     130: "interrupted (Ctrl-C)",
 }

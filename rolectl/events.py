@@ -10,9 +10,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Iterable, Literal, Mapping, NewType
 
-__all__ = ["Role", "ROLE_USER", "ROLE_ADMIN", "ROLES", "ADMIN_ADDED", "ADMIN_REMOVED", "ADMIN_TRANSFERRED",
-           "MAILBOX_CREATED", "CACHE_EVICT", "CACHE_FLUSH", "ROLE_KINDS", "KINDS", "SEQ_LIMIT", "SEQ_HEAD_MAX",
-           "EVENT_FIELDS", "EVENT_LISTING_FIELDS", "Event", "replay", "RoleName"]
+__all__ = [
+    "Role",
+    "ROLE_USER",
+    "ROLE_ADMIN",
+    "ROLES",
+    "ADMIN_ADDED",
+    "ADMIN_REMOVED",
+    "ADMIN_TRANSFERRED",
+    "MAILBOX_CREATED",
+    "CACHE_EVICT",
+    "CACHE_FLUSH",
+    "ROLE_KINDS",
+    "KINDS",
+    "SEQ_LIMIT",
+    "SEQ_HEAD_MAX",
+    "EVENT_FIELDS",
+    "EVENT_LISTING_FIELDS",
+    "Event",
+    "replay",
+    "RoleName",
+]
 
 #: A user's role, as the cache, the repository and the log report it. Functions that take a
 #: role from people (the CLI, import files) accept any ``str`` and validate it.

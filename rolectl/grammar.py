@@ -16,8 +16,18 @@ from typing import Iterable
 __all__ = ["count", "plural", "seq_span", "seqs"]
 
 #: Words whose plural is not word + "s" (the last word of a phrase decides).
-_IRREGULAR = {"entry": "entries", "mailbox": "mailboxes", "was": "were", "is": "are", "has": "have",
-              "does": "do", "registry": "registries", "this": "these", "it": "they", "user's": "users'"}
+_IRREGULAR = {
+    "entry": "entries",
+    "mailbox": "mailboxes",
+    "was": "were",
+    "is": "are",
+    "has": "have",
+    "does": "do",
+    "registry": "registries",
+    "this": "these",
+    "it": "they",
+    "user's": "users'",
+}
 
 
 def plural(count: int, noun: str, many: str | None = None) -> str:

@@ -80,8 +80,9 @@ class _Handle:
         # A missing database fails here, unless strict=False: then stand-ins open it later
         backend = self.backend
         self.repo: Repository | LateRepository
-        self.repo, self._fetch = open_or_wait(lambda: Repository(backend.store()), backend.fetch,
-                                              where=str(backend.path), strict=options.strict)
+        self.repo, self._fetch = open_or_wait(
+            lambda: Repository(backend.store()), backend.fetch, where=str(backend.path), strict=options.strict
+        )
         self._undo.append(self.repo.close)
         self._undo.append(self._fetch.close)
         #: Failed lookups and writes by cause, miss latency (:mod:`rolectl.opsmetrics`).
@@ -100,7 +101,8 @@ class _Handle:
         return ForkedError(
             f"the rolectl handle {self.name!r} was opened in process {self._pid}, before a fork; "
             f"this process ({os.getpid()}) cannot use it",
-            hint="connect after forking: call rolectl.connect in the worker, e.g. in gunicorn's post_fork hook")
+            hint="connect after forking: call rolectl.connect in the worker, e.g. in gunicorn's post_fork hook",
+        )
 
     def _refuse_lookup(self, user_id: int) -> Any:
         raise self._forked_error()
@@ -146,9 +148,12 @@ class _Handle:
             # directly without one), which `rolectl stats` and `doctor` report.
             registration = self.backend.register(self.cache, follower=follower, name=self.name, bus=True)
         except (RolectlError, OSError) as exc:  # a bot without diagnostics still serves
-            log.warning("cache %s is not visible to `rolectl stats`: %s", self.name, exc,
-                        extra=fields("connect.not_registered", instance=self.name, db=self.backend.path,
-                                     error=str(exc)))
+            log.warning(
+                "cache %s is not visible to `rolectl stats`: %s",
+                self.name,
+                exc,
+                extra=fields("connect.not_registered", instance=self.name, db=self.backend.path, error=str(exc)),
+            )
             return
         self.registration = registration
         self._undo.append(registration.close)
@@ -167,8 +172,9 @@ class _Handle:
             try:
                 step()
             except Exception as exc:  # noqa: BLE001 - one failed step must not leak the others
-                log.exception("closing the rolectl handle: %r failed", step,
-                              extra=fields("connect.close_failed", error=repr(exc)))
+                log.exception(
+                    "closing the rolectl handle: %r failed", step, extra=fields("connect.close_failed", error=repr(exc))
+                )
 
     def _lookup_failed(self, exc: BaseException) -> None:
         self.ops.lookup_failed(exc, suspended=self.cache.suspended)
@@ -194,8 +200,13 @@ class _Handle:
             self._write_log.succeeded()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else (
-            f"inherited from process {self._pid}" if self._forked else ("open" if self._opened else "not started"))
+        state = (
+            "closed"
+            if self._closed
+            else (
+                f"inherited from process {self._pid}" if self._forked else ("open" if self._opened else "not started")
+            )
+        )
         return f"<{type(self).__name__} {self.name!r} {self.backend.path} {state}>"
 
 
@@ -257,20 +268,21 @@ class Roles(_Handle):
 
     def remove_admin(self, user_id: int, *, actor: str | None = None, force: bool = False) -> "Change":
         self._check_open()
-        return self._written(user_id, self.repo.users.remove_admin, user_id, actor=actor or self.actor,
-                             force=force)
+        return self._written(user_id, self.repo.users.remove_admin, user_id, actor=actor or self.actor, force=force)
 
-    def transfer(self, mailbox_id: int, to_user: int, *, actor: str | None = None,
-                 keep_admin: bool = False) -> "Change":
+    def transfer(
+        self, mailbox_id: int, to_user: int, *, actor: str | None = None, keep_admin: bool = False
+    ) -> "Change":
         self._check_open()
-        return self._written(to_user, self.repo.mailboxes.transfer, mailbox_id, to_user, actor=actor or self.actor,
-                             keep_admin=keep_admin)
+        return self._written(
+            to_user, self.repo.mailboxes.transfer, mailbox_id, to_user, actor=actor or self.actor, keep_admin=keep_admin
+        )
 
-    def upsert_user(self, user_id: int, username: str | None = None, *, role: "Role | None" = None,
-                    actor: str | None = None) -> "Change":
+    def upsert_user(
+        self, user_id: int, username: str | None = None, *, role: "Role | None" = None, actor: str | None = None
+    ) -> "Change":
         self._check_open()
-        return self._written(user_id, self.repo.users.upsert, user_id, username, role=role,
-                             actor=actor or self.actor)
+        return self._written(user_id, self.repo.users.upsert, user_id, username, role=role, actor=actor or self.actor)
 
     # -- lifecycle -------------------------------------------------------------------------
 

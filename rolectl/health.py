@@ -117,8 +117,7 @@ def check(roles: Any) -> Health:
     last_error = stats.get("last_error") or lookup_error or (ops.last_write_error if writes == "failing" else None)
 
     live = not closed and not forked and state != "stopped"
-    reading = state in ("following", "off") or (
-        state == "failing" and failing_for < (bound or DEFAULT_MAX_STALENESS))
+    reading = state in ("following", "off") or (state == "failing" and failing_for < (bound or DEFAULT_MAX_STALENESS))
     ready = live and opened and not suspended and reading
     ok = ready and state in ("following", "off") and writes != "failing" and lookup_error is None
     lag = stats.get("lag_seen")

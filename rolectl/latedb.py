@@ -73,9 +73,10 @@ def _attempt(where: str, open_: Callable[[], T]) -> T:
         return open_()
     except RolectlError as exc:
         if is_absent(exc):
-            raise NotReadyError(f"database {where} is not available yet: {exc.message}",
-                                hint="connect(strict=False) keeps trying; create it with `rolectl init` "
-                                     "or start the server") from exc
+            raise NotReadyError(
+                f"database {where} is not available yet: {exc.message}",
+                hint="connect(strict=False) keeps trying; create it with `rolectl init` or start the server",
+            ) from exc
         raise
 
 
@@ -169,8 +170,9 @@ class LateFetch:
             fetch.close()
 
 
-def open_or_wait(open_repository: OpenRepository, open_fetch: OpenFetch, *, where: str, strict: bool
-                 ) -> "tuple[Repository | LateRepository, MissFetch]":
+def open_or_wait(
+    open_repository: OpenRepository, open_fetch: OpenFetch, *, where: str, strict: bool
+) -> "tuple[Repository | LateRepository, MissFetch]":
     """The repository and the miss read of a database (``where`` names it in messages). An
     absent database raises with ``strict=True``; with ``strict=False`` it gives the stand-ins
     above (and one warning). A database that is there but refused always raises."""
@@ -179,8 +181,12 @@ def open_or_wait(open_repository: OpenRepository, open_fetch: OpenFetch, *, wher
     except RolectlError as exc:
         if strict or not is_absent(exc):
             raise
-        log.warning("database %s is not available yet (%s); strict=False: lookups fail closed and changes "
-                    "raise NotReadyError until it is", where, exc)
+        log.warning(
+            "database %s is not available yet (%s); strict=False: lookups fail closed and changes "
+            "raise NotReadyError until it is",
+            where,
+            exc,
+        )
         return LateRepository(open_repository, where), LateFetch(open_fetch, where)
     try:
         return repo, open_fetch()

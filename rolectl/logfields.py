@@ -82,9 +82,16 @@ def safe_db(db: str | os.PathLike[str] | None) -> str | None:
     return _KV_PASSWORD.sub("password=***", text)
 
 
-def fields(event: str, *, instance: str | None = None, db: str | os.PathLike[str] | None = None,
-           seq: int | None = None, role: str | None = None, user_id: int | None = None,
-           **more: Any) -> dict[str, Any]:
+def fields(
+    event: str,
+    *,
+    instance: str | None = None,
+    db: str | os.PathLike[str] | None = None,
+    seq: int | None = None,
+    role: str | None = None,
+    user_id: int | None = None,
+    **more: Any,
+) -> dict[str, Any]:
     """The ``extra`` of one record: ``log.warning("...", extra=fields("follower.failing",
     instance=name, db=path, seq=seq, error=str(exc)))``. ``db`` is passed through
     :func:`safe_db`; fields given as ``None`` are left out."""

@@ -43,29 +43,42 @@ if TYPE_CHECKING:  # pragma: no cover
 METRICS: tuple[tuple[str, str, str, str, str], ...] = (
     ("cache_hits", "counter", "Lookups answered from memory.", "cache", "hits"),
     ("cache_misses", "counter", "Lookups that read the database.", "cache", "misses"),
-    ("cache_coalesced", "counter", "Lookups that waited for another caller's read of the same user.",
-     "cache", "coalesced"),
+    (
+        "cache_coalesced",
+        "counter",
+        "Lookups that waited for another caller's read of the same user.",
+        "cache",
+        "coalesced",
+    ),
     ("cache_events_applied", "counter", "Log events applied to the cache.", "cache", "events_applied"),
     ("cache_faults", "counter", "Internal faults turned into database reads.", "cache", "faults"),
     ("cache_load_errors", "counter", "Database reads that failed.", "cache", "load_errors"),
     ("cache_evictions", "counter", "Entries evicted for size.", "cache", "evictions"),
     ("cache_invalidations", "counter", "Entries dropped by events.", "cache", "invalidations"),
     ("cache_clears", "counter", "Whole-cache clears.", "cache", "clears"),
-    ("cache_stale_installs_prevented", "counter", "Reads not installed because a newer event arrived.",
-     "cache", "stale_installs_prevented"),
+    (
+        "cache_stale_installs_prevented",
+        "counter",
+        "Reads not installed because a newer event arrived.",
+        "cache",
+        "stale_installs_prevented",
+    ),
     ("cache_size", "gauge", "Entries held in memory.", "cache", "size"),
     ("cache_last_seq", "gauge", "Sequence number of the last log event applied.", "cache", "last_seq"),
     ("cache_in_flight", "gauge", "Database reads in progress.", "cache", "in_flight"),
     ("cache_uptime_seconds", "gauge", "Seconds since the cache started.", "cache", "uptime_seconds"),
-    ("follower_resets", "counter", "Follower resets (gaps, re-initialised database, restores).",
-     "follower", "resets"),
+    ("follower_resets", "counter", "Follower resets (gaps, re-initialised database, restores).", "follower", "resets"),
     ("follower_errors", "counter", "Follower catch-ups that failed.", "follower", "errors"),
     ("follower_catch_ups", "counter", "Follower catch-ups that read the log.", "follower", "catch_ups"),
     ("follower_events_read", "counter", "Log events read by the follower.", "follower", "events_read"),
     ("follower_wakeups", "counter", "Follower wake-ups.", "follower", "wakeups"),
-    ("cache_suspended_seconds", "counter",
-     "Seconds the cache spent suspended (the follower could not read the log for max_staleness).",
-     "follower", "suspended_seconds"),
+    (
+        "cache_suspended_seconds",
+        "counter",
+        "Seconds the cache spent suspended (the follower could not read the log for max_staleness).",
+        "follower",
+        "suspended_seconds",
+    ),
 )
 #: The failure counters of the ``ops`` section: (name, help, key of the {cause: count} object).
 FAILURES: tuple[tuple[str, str, str], ...] = (
@@ -94,7 +107,7 @@ def _label(value: str) -> str:
 
 
 def _number(value: float) -> str:
-    return str(int(value)) if value == int(value) and abs(value) < 2 ** 53 else repr(value)
+    return str(int(value)) if value == int(value) and abs(value) < 2**53 else repr(value)
 
 
 def _le(bound: float) -> str:
@@ -117,10 +130,15 @@ def openmetrics_text(instances: Iterable["Instance"], head: int) -> str:
         "# TYPE rolectl_instance_up gauge",
     ]
     lines += [f"rolectl_instance_up{{{labels}}} {1 if inst.live else 0}" for labels, inst in labelled]
-    lines += ["# HELP rolectl_cache_lag_events Events in the log the cache has not applied yet.",
-              "# TYPE rolectl_cache_lag_events gauge"]
-    lines += [f"rolectl_cache_lag_events{{{labels}}} {max(0, head - int(inst.stats['cache']['last_seq']))}"
-              for labels, inst in labelled if inst.live]
+    lines += [
+        "# HELP rolectl_cache_lag_events Events in the log the cache has not applied yet.",
+        "# TYPE rolectl_cache_lag_events gauge",
+    ]
+    lines += [
+        f"rolectl_cache_lag_events{{{labels}}} {max(0, head - int(inst.stats['cache']['last_seq']))}"
+        for labels, inst in labelled
+        if inst.live
+    ]
     for name, kind, text, source, key in METRICS:
         sample = _sample(name, kind)
         samples = []
@@ -160,15 +178,20 @@ def _ops_lines(live_ops: list[tuple[str, Mapping[str, Any]]]) -> list[str]:
 class RoleCacheCollector:
     """A ``prometheus_client`` collector for one cache (and its follower) in this process."""
 
-    def __init__(self, cache: "RoleCache", *, follower: "FollowerView | None" = None, name: str | None = None,
-                 ops: "OpsMetrics | None" = None) -> None:
+    def __init__(
+        self,
+        cache: "RoleCache",
+        *,
+        follower: "FollowerView | None" = None,
+        name: str | None = None,
+        ops: "OpsMetrics | None" = None,
+    ) -> None:
         try:
             import prometheus_client  # noqa: F401
         except ImportError as exc:
             from .errors import RolectlError
 
-            raise RolectlError("prometheus_client is not installed",
-                               hint="pip install 'rolectl[metrics]'") from exc
+            raise RolectlError("prometheus_client is not installed", hint="pip install 'rolectl[metrics]'") from exc
         from .opsmetrics import of
 
         self.cache = cache
@@ -198,7 +221,8 @@ class RoleCacheCollector:
             if value is None:
                 continue
             family: Any = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(
-                PREFIX + name, text, labels=["cache"])
+                PREFIX + name, text, labels=["cache"]
+            )
             family.add_metric([self.name], value)
             yield family
         if self.ops is not None:

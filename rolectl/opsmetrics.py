@@ -44,8 +44,7 @@ Fetch = Callable[[int], Any]
 __all__ = ["LOOKUP_CAUSES", "MISS_BUCKETS", "OpsMetrics", "WRITE_CAUSES", "attach", "cause", "of"]
 
 #: Upper bounds (seconds) of the miss latency histogram's buckets; ``+Inf`` is implied.
-MISS_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                   1.0, 2.5, 5.0, 10.0)
+MISS_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: Causes of failed lookups, in the order the output lists them.
 LOOKUP_CAUSES = ("timeout", "unavailable", "suspended", "forked", "error", "internal")
 #: Causes of failed writes.
@@ -53,11 +52,28 @@ WRITE_CAUSES = ("timeout", "unavailable", "outcome_unknown", "forked", "error", 
 #: Seconds a failed lookup or write counts as "recent" for :meth:`OpsMetrics.recent_lookup_error`.
 RECENT = 10.0
 
-_TIMEOUT_WORDS = ("locked or busy", "did not answer in time", "timed out", "timeout", "database is locked",
-                  "database is busy", "deadline")
+_TIMEOUT_WORDS = (
+    "locked or busy",
+    "did not answer in time",
+    "timed out",
+    "timeout",
+    "database is locked",
+    "database is busy",
+    "deadline",
+)
 _TIMEOUT_CLASSES = ("LockNotAvailable", "QueryCanceled", "ConnectionTimeout", "MissTimeout")
-_UNAVAILABLE_WORDS = ("cannot connect", "lost the connection", "connection", "cannot open", "unable to open",
-                      "does not exist", "no such file", "unreachable", "server closed", "refused")
+_UNAVAILABLE_WORDS = (
+    "cannot connect",
+    "lost the connection",
+    "connection",
+    "cannot open",
+    "unable to open",
+    "does not exist",
+    "no such file",
+    "unreachable",
+    "server closed",
+    "refused",
+)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -90,8 +106,9 @@ def cause(exc: BaseException, *, suspended: bool = False) -> str | None:
     text = str(exc).lower()
     if any(word in text for word in _TIMEOUT_WORDS):
         return "timeout"
-    if any(isinstance(link, (OSError, ConnectionError)) or type(link).__name__ == "OperationalError"
-           for link in chain[1:]) or any(word in text for word in _UNAVAILABLE_WORDS):
+    if any(
+        isinstance(link, (OSError, ConnectionError)) or type(link).__name__ == "OperationalError" for link in chain[1:]
+    ) or any(word in text for word in _UNAVAILABLE_WORDS):
         return "unavailable"
     return "error" if isinstance(exc, RolectlError) else "internal"
 
@@ -191,8 +208,11 @@ class OpsMetrics:
                 "lookup_failures": dict(self.lookup_failures),
                 "write_failures": dict(self.write_failures),
                 "writes_ok": self.writes_ok,
-                "miss_seconds": {"buckets": [[bound, n] for bound, n in buckets[:-1]], "count": count,
-                                 "sum": round(total, 6)},
+                "miss_seconds": {
+                    "buckets": [[bound, n] for bound, n in buckets[:-1]],
+                    "count": count,
+                    "sum": round(total, 6),
+                },
             }
 
 

@@ -68,32 +68,60 @@ _ROLE_KINDS = _sql_set((ADMIN_ADDED, ADMIN_REMOVED))
 
 #: table -> (columns copied, key, the first row rolectl would never have written: (key, why))
 _TABLES: dict[str, tuple[tuple[str, ...], str, list[str]]] = {
-    "users": (("user_id", "username", "role", "created_at", "updated_at"), "user_id", [
-        _id("user_id", "user id"), _text("username", 64, optional=True), _role("role"),
-        _text("created_at", 64), _text("updated_at", 64)]),
-    "mailboxes": (("mailbox_id", "owner_id", "title", "created_at", "updated_at"), "mailbox_id", [
-        _id("mailbox_id", "mailbox id"), _id("owner_id", "owner"),
-        "WHEN NOT EXISTS (SELECT 1 FROM src.users u WHERE u.user_id = owner_id) "
-        "THEN 'owner ' || owner_id || ' is not a user'",
-        _text("title", 200, optional=True), _text("created_at", 64), _text("updated_at", 64)]),
-    "events": (("seq", "ts", "kind", "user_id", "old_role", "new_role", "mailbox_id", "from_user", "to_user",
-                "actor", "note"), "seq", [
-        _id("seq", "seq"), f"WHEN seq > {SEQ_LIMIT} THEN 'seq is too close to 2^63-1'",
-        f"WHEN typeof(kind) <> 'text' OR kind NOT IN {_sql_set(KINDS)} "
-        "THEN 'kind ' || quote(substr(kind, 1, 20)) || ' is not one of rolectl''s'",
-        _text("ts", 64), _id("user_id", "user id", optional=True), _role("old_role", optional=True),
-        _role("new_role", optional=True),
-        f"WHEN kind IN {_ROLE_KINDS} AND (typeof(user_id) <> 'integer' OR new_role IS NOT "
-        f"CASE kind WHEN '{ADMIN_ADDED}' THEN 'admin' ELSE 'user' END) "
-        "THEN kind || ' with user ' || quote(user_id) || ' and new_role ' || quote(new_role)",
-        _id("mailbox_id", "mailbox id", optional=True), _id("from_user", "from_user", optional=True),
-        _id("to_user", "to_user", optional=True), _text("actor", optional=True), _text("note", optional=True)]),
+    "users": (
+        ("user_id", "username", "role", "created_at", "updated_at"),
+        "user_id",
+        [
+            _id("user_id", "user id"),
+            _text("username", 64, optional=True),
+            _role("role"),
+            _text("created_at", 64),
+            _text("updated_at", 64),
+        ],
+    ),
+    "mailboxes": (
+        ("mailbox_id", "owner_id", "title", "created_at", "updated_at"),
+        "mailbox_id",
+        [
+            _id("mailbox_id", "mailbox id"),
+            _id("owner_id", "owner"),
+            "WHEN NOT EXISTS (SELECT 1 FROM src.users u WHERE u.user_id = owner_id) "
+            "THEN 'owner ' || owner_id || ' is not a user'",
+            _text("title", 200, optional=True),
+            _text("created_at", 64),
+            _text("updated_at", 64),
+        ],
+    ),
+    "events": (
+        ("seq", "ts", "kind", "user_id", "old_role", "new_role", "mailbox_id", "from_user", "to_user", "actor", "note"),
+        "seq",
+        [
+            _id("seq", "seq"),
+            f"WHEN seq > {SEQ_LIMIT} THEN 'seq is too close to 2^63-1'",
+            f"WHEN typeof(kind) <> 'text' OR kind NOT IN {_sql_set(KINDS)} "
+            "THEN 'kind ' || quote(substr(kind, 1, 20)) || ' is not one of rolectl''s'",
+            _text("ts", 64),
+            _id("user_id", "user id", optional=True),
+            _role("old_role", optional=True),
+            _role("new_role", optional=True),
+            f"WHEN kind IN {_ROLE_KINDS} AND (typeof(user_id) <> 'integer' OR new_role IS NOT "
+            f"CASE kind WHEN '{ADMIN_ADDED}' THEN 'admin' ELSE 'user' END) "
+            "THEN kind || ' with user ' || quote(user_id) || ' and new_role ' || quote(new_role)",
+            _id("mailbox_id", "mailbox id", optional=True),
+            _id("from_user", "from_user", optional=True),
+            _id("to_user", "to_user", optional=True),
+            _text("actor", optional=True),
+            _text("note", optional=True),
+        ],
+    ),
     "meta": (("key", "value"), "key", [_text("key", 200), _text("value", shortest=0)]),
 }
 _LABEL = {"users": "user {}", "mailboxes": "mailbox {}", "events": "event #{}", "meta": "meta {!r}"}
 
-_GAP = ("SELECT prev, seq FROM (SELECT seq, lag(seq, 1, 0) OVER (ORDER BY seq) AS prev FROM src.events) "
-        "WHERE seq <> prev + 1 LIMIT 1")
+_GAP = (
+    "SELECT prev, seq FROM (SELECT seq, lag(seq, 1, 0) OVER (ORDER BY seq) AS prev FROM src.events) "
+    "WHERE seq <> prev + 1 LIMIT 1"
+)
 
 
 class _Invalid(Exception):
@@ -103,8 +131,10 @@ class _Invalid(Exception):
 def _first_invalid(conn: sqlite3.Connection, table: str) -> None:
     _, key, cases = _TABLES[table]
     where = f"WHERE key NOT IN {_sql_set(_NOTES)}" if table == "meta" else ""
-    row = conn.execute(f"SELECT {key}, why FROM (SELECT {key}, CASE {' '.join(cases)} END AS why "
-                       f"FROM src.{table} {where}) WHERE why IS NOT NULL ORDER BY {key} LIMIT 1").fetchone()
+    row = conn.execute(
+        f"SELECT {key}, why FROM (SELECT {key}, CASE {' '.join(cases)} END AS why "
+        f"FROM src.{table} {where}) WHERE why IS NOT NULL ORDER BY {key} LIMIT 1"
+    ).fetchone()
     if row is not None:
         label = _LABEL[table].format(row[0] if isinstance(row[0], (int, str)) else repr(row[0])[:24])
         raise _Invalid(f"{label}: {row[1]}")
@@ -146,8 +176,9 @@ def _fill(conn: sqlite3.Connection, backup: BackupFile, guard: Guard) -> None:
 
     hint = INVALID_HINT
     with guard.bounded(f"reading the schema of backup {backup.path}", hint):
-        if int(conn.execute("PRAGMA src.user_version").fetchone()[0]) != backup.version or \
-                stored_differences(conn, backup.version, schema="src"):
+        if int(conn.execute("PRAGMA src.user_version").fetchone()[0]) != backup.version or stored_differences(
+            conn, backup.version, schema="src"
+        ):
             raise DatabaseError(f"backup {backup.path} changed while it was being restored", hint=hint)
     for table in _TABLES:
         with guard.bounded(f"checking {table} of backup {backup.path}", hint):
@@ -159,8 +190,7 @@ def _fill(conn: sqlite3.Connection, backup: BackupFile, guard: Guard) -> None:
 
 
 def _open(target: Path, backup: BackupFile, page_size: int) -> tuple[sqlite3.Connection, Guard]:
-    conn = sqlite3.connect(f"file:{urllib.parse.quote(str(target.absolute()))}?mode=rw", uri=True,
-                           isolation_level=None)
+    conn = sqlite3.connect(f"file:{urllib.parse.quote(str(target.absolute()))}?mode=rw", uri=True, isolation_level=None)
     try:
         # The backup's rows are read through this connection: the backup's limits, and a
         # statement outside a phase (a migration) no longer than one pass over the file.
@@ -189,14 +219,17 @@ def _write(conn: sqlite3.Connection, backup: BackupFile, guard: Guard) -> None:
     try:
         _fill(conn, backup, guard)
     except _Invalid as exc:
-        raise DatabaseError(f"backup {backup.path} holds rows rolectl never writes: {exc}", hint=INVALID_HINT) \
-            from None
+        raise DatabaseError(f"backup {backup.path} holds rows rolectl never writes: {exc}", hint=INVALID_HINT) from None
     for statement in _statements(True):
         conn.execute(statement)
     conn.execute("INSERT OR REPLACE INTO main.meta (key, value) VALUES ('log_id', lower(hex(randomblob(16))))")
-    conn.executemany("INSERT OR REPLACE INTO main.meta (key, value) VALUES (?, ?)", [
-        ("restored_from", str(backup.path.absolute())),
-        ("restored_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))])
+    conn.executemany(
+        "INSERT OR REPLACE INTO main.meta (key, value) VALUES (?, ?)",
+        [
+            ("restored_from", str(backup.path.absolute())),
+            ("restored_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+        ],
+    )
     conn.execute(f"PRAGMA main.user_version = {SCHEMA_VERSION}")
     conn.execute("COMMIT")
     conn.execute("DETACH DATABASE src")
@@ -210,8 +243,9 @@ def build(target: Path, backup: BackupFile, page_size: int) -> sqlite3.Connectio
     try:
         conn, guard = _open(target, backup, page_size)
     except sqlite3.Error as exc:
-        raise DatabaseError(f"cannot build the restored database from {backup.path} ({exc})",
-                            hint=INVALID_HINT) from None
+        raise DatabaseError(
+            f"cannot build the restored database from {backup.path} ({exc})", hint=INVALID_HINT
+        ) from None
     try:
         _write(conn, backup, guard)
     except BaseException as exc:
@@ -220,9 +254,13 @@ def build(target: Path, backup: BackupFile, page_size: int) -> sqlite3.Connectio
         if not isinstance(exc, sqlite3.Error):
             raise
         if "full" in str(exc).lower():
-            raise DatabaseError(f"restoring {backup.path}: the restored database outgrew twice the backup's size, "
-                                f"or the disk holding {target.parent} is full", hint=INVALID_HINT) from None
-        raise DatabaseError(f"cannot build the restored database from {backup.path} ({exc})",
-                            hint=INVALID_HINT) from None
+            raise DatabaseError(
+                f"restoring {backup.path}: the restored database outgrew twice the backup's size, "
+                f"or the disk holding {target.parent} is full",
+                hint=INVALID_HINT,
+            ) from None
+        raise DatabaseError(
+            f"cannot build the restored database from {backup.path} ({exc})", hint=INVALID_HINT
+        ) from None
     guard.stop()
     return conn

@@ -18,5 +18,4 @@ log = logging.getLogger("rolectl.tracker")
 
 def on_event(event: Event) -> None:
     if log.isEnabledFor(logging.INFO):  # every write passes here: format only when shown
-        log.info(event.describe(), extra=fields("tracker.event", seq=event.seq, user_id=event.user_id,
-                                                kind=event.kind))
+        log.info(event.describe(), extra=fields("tracker.event", seq=event.seq, user_id=event.user_id, kind=event.kind))

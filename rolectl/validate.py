@@ -47,8 +47,10 @@ def check_utf8(value: str, what: str) -> str:
         return value
     code = ord(bad.group())
     byte = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
-    raise InvalidInputError(f"{what} is not valid UTF-8 ({byte} at position {bad.start()})",
-                            hint="pass it as UTF-8 text (check the encoding of the terminal or script)")
+    raise InvalidInputError(
+        f"{what} is not valid UTF-8 ({byte} at position {bad.start()})",
+        hint="pass it as UTF-8 text (check the encoding of the terminal or script)",
+    )
 
 
 def parse_id(value: object, what: str = "user id") -> int:
@@ -81,9 +83,7 @@ def parse_id(value: object, what: str = "user id") -> int:
     if number <= 0:
         raise InvalidInputError(f"invalid {what} {number}: must be positive", hint="ids start at 1")
     if number > INT64_MAX:
-        raise InvalidInputError(
-            f"invalid {what} {_shown(number)}: larger than 2^63-1", hint="ids must fit in 64 bits"
-        )
+        raise InvalidInputError(f"invalid {what} {_shown(number)}: larger than 2^63-1", hint="ids must fit in 64 bits")
     return number
 
 
@@ -132,7 +132,8 @@ def parse_seconds(value: object, what: str = "--timeout", *, maximum: float = TI
         raise InvalidInputError(f"{what} {str(value)[:40]!r} is negative", hint="use 0 or more seconds")
     if seconds > maximum:
         raise InvalidInputError(
-            f"{what} {str(value)[:40]!r} is too long", hint=f"use at most {maximum:.0f} seconds ({maximum / 86400:.1f} days)"
+            f"{what} {str(value)[:40]!r} is too long",
+            hint=f"use at most {maximum:.0f} seconds ({maximum / 86400:.1f} days)",
         )
     return seconds
 
@@ -156,9 +157,7 @@ def parse_text(value: str | None, what: str, max_len: int) -> str | None:
                 hint="remove newlines, tabs and other control characters",
             )
     if _VISIBLE.search(value) is None:
-        raise InvalidInputError(
-            f"{what} has no visible character", hint="use at least one letter, digit or symbol"
-        )
+        raise InvalidInputError(f"{what} has no visible character", hint="use at least one letter, digit or symbol")
     return value
 
 

@@ -29,8 +29,15 @@ SUMMARY_INTERVAL = 60.0
 class WriteLog:
     """One handle's failed changes (thread-safe; one attribute test per successful change)."""
 
-    def __init__(self, logger: logging.Logger, *, instance: str, db: str, interval: float = SUMMARY_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        instance: str,
+        db: str,
+        interval: float = SUMMARY_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.logger, self.instance, self.db = logger, instance, db
         self.interval, self.clock = interval, clock
         self.failing = False
@@ -48,9 +55,14 @@ class WriteLog:
                 self._pending.clear()
                 self.logger.warning(
                     "cache %s: a change failed (%s): %s (further failures are summarised every %gs)",
-                    self.instance, cause, exc, self.interval,
-                    extra=fields("write.failed", instance=self.instance, db=self.db, user_id=user_id, cause=cause,
-                                 error=str(exc)))
+                    self.instance,
+                    cause,
+                    exc,
+                    self.interval,
+                    extra=fields(
+                        "write.failed", instance=self.instance, db=self.db, user_id=user_id, cause=cause, error=str(exc)
+                    ),
+                )
                 return
             self._pending[cause] += 1
             if now - self._last < self.interval:
@@ -60,9 +72,21 @@ class WriteLog:
             self._last = now
             self.logger.warning(
                 "cache %s: changes still failing: %d more in the last %.0fs, %d since %.0fs ago; latest: %s",
-                self.instance, sum(causes.values()), self.interval, self._total, now - self._since, exc,
-                extra=fields("write.failing", instance=self.instance, db=self.db, failures=self._total,
-                             causes=causes, error=str(exc)))
+                self.instance,
+                sum(causes.values()),
+                self.interval,
+                self._total,
+                now - self._since,
+                exc,
+                extra=fields(
+                    "write.failing",
+                    instance=self.instance,
+                    db=self.db,
+                    failures=self._total,
+                    causes=causes,
+                    error=str(exc),
+                ),
+            )
 
     def succeeded(self) -> None:
         if not self.failing:
@@ -71,9 +95,17 @@ class WriteLog:
             if not self.failing:
                 return
             self.logger.warning(
-                "cache %s: changes work again after %d failures over %.1fs", self.instance, self._total,
+                "cache %s: changes work again after %d failures over %.1fs",
+                self.instance,
+                self._total,
                 self.clock() - self._since,
-                extra=fields("write.recovered", instance=self.instance, db=self.db, failures=self._total,
-                             causes=dict(self._pending)))
+                extra=fields(
+                    "write.recovered",
+                    instance=self.instance,
+                    db=self.db,
+                    failures=self._total,
+                    causes=dict(self._pending),
+                ),
+            )
             self.failing, self._total = False, 0
             self._pending.clear()

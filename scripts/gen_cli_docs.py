@@ -59,8 +59,15 @@ def help_text(path: tuple[str, ...]) -> str:
     from rolectl.cli.app import app
 
     # The same page whatever the caller's terminal says (None removes a variable).
-    env: dict[str, str | None] = {"COLUMNS": str(COLUMNS), "NO_COLOR": "1", "TERM": "dumb", "LINES": "50",
-                                  "FORCE_COLOR": None, "TTY_COMPATIBLE": None, "TTY_INTERACTIVE": None}
+    env: dict[str, str | None] = {
+        "COLUMNS": str(COLUMNS),
+        "NO_COLOR": "1",
+        "TERM": "dumb",
+        "LINES": "50",
+        "FORCE_COLOR": None,
+        "TTY_COMPATIBLE": None,
+        "TTY_INTERACTIVE": None,
+    }
     result = CliRunner().invoke(app, [*path, "--help"], env=env, prog_name="rolectl")
     if result.exit_code != 0:
         raise SystemExit(f"`rolectl {' '.join(path)} --help` failed: {result.output}")

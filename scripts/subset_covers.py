@@ -30,8 +30,11 @@ def main(argv: list[str]) -> int:
     package = {m.name for m in pkgutil.walk_packages(rolectl.__path__, "rolectl.")} | {"rolectl"}
     missing = sorted(package - imported - NOT_IMPORTABLE)
     if missing:
-        print(f"the subset imports {len(package) - len(missing)} of rolectl's {len(package)} modules; "
-              f"add a test file that imports: {' '.join(missing)}", file=sys.stderr)
+        print(
+            f"the subset imports {len(package) - len(missing)} of rolectl's {len(package)} modules; "
+            f"add a test file that imports: {' '.join(missing)}",
+            file=sys.stderr,
+        )
         return 1
     print(f"the subset imports all {len(package) - len(NOT_IMPORTABLE)} modules of rolectl")
     return 0

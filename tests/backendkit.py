@@ -215,8 +215,11 @@ class Backend:
 
             bindir = find_bindir()
             psql = bindir / "psql" if bindir is not None and (bindir / "psql").exists() else shutil.which("psql")
-            return None if psql is None else [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.db,
-                                              "-c", statement]
+            return (
+                None
+                if psql is None
+                else [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.db, "-c", statement]
+            )
         sqlite3_shell = shutil.which("sqlite3")
         return None if sqlite3_shell is None else [sqlite3_shell, "-cmd", ".timeout 5000", self.db, statement]
 

@@ -22,7 +22,11 @@ class Bot:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROLECTL_")} | (env or {})
         self.proc = subprocess.Popen(
             [sys.executable, str(BOT), "--db", str(db), "--name", name, "--json", *extra],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         self.name = name
         self.stderr_text = ""

@@ -48,6 +48,7 @@ def new_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """Like ``any_db``, for tests that need many databases (hypothesis examples): each call
     makes another initialised, empty one on the backend of this run."""
     if request.param == "sqlite":
+
         def make_file() -> str:
             path = tmp_path_factory.mktemp("db") / "bot.db"
             Repository.init(path).close()
@@ -99,11 +100,17 @@ def clean_env(**extra: str) -> dict[str, str]:
 def run_rolectl(rolectl_bin: Path, db_path: Path):
     """Run the installed ``rolectl --db <db_path> ARGS...``; returns the CompletedProcess."""
 
-    def run(*args: str, db: Path | None = db_path, input: str | None = None, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str,
+        db: Path | None = db_path,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
         argv = [str(rolectl_bin)] + (["--db", str(db)] if db is not None else []) + list(args)
-        return subprocess.run(argv, input=input, capture_output=True, text=True, env=env or clean_env(),
-                              timeout=timeout)
+        return subprocess.run(
+            argv, input=input, capture_output=True, text=True, env=env or clean_env(), timeout=timeout
+        )
 
     return run
 
@@ -208,6 +215,7 @@ def two_bots(db_path: Path) -> Iterator[tuple[Any, Any]]:
 # import every module of the package. With TEST_MODULES_DIR set, each process of the run
 # (each xdist worker) writes the rolectl modules it imported there.
 
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     target = os.environ.get("TEST_MODULES_DIR")
     if not target:
@@ -223,6 +231,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 # Tests skip where a machine lacks what they drive (a PostgreSQL server, jq, strace, a shell);
 # .ci/run installs all of it, so in CI a skip means a guarantee went untested. Collection-time
 # skips (``importorskip`` at module level) are caught as well as skips inside a test.
+
 
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
@@ -256,6 +265,7 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, A
 # use, the -shm header is read, ...). With the piece switched off (``ROLECTL_NATIVE=0``, see
 # rolectl.backends.sqlite.native.switch) it has nothing to check: it is deselected, not skipped,
 # so a run with the switch off proves every other test passes on the plain stdlib paths.
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     from rolectl.backends.sqlite.native import enabled

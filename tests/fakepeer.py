@@ -28,8 +28,10 @@ def main() -> None:
     info = os.path.join(directory, f"{ident}.json")
     if not os.path.exists(info):
         with open(info, "w") as fh:
-            json.dump({"name": f"fake-{mode}", "pid": os.getpid(), "host": socket.gethostname(),
-                       "started_at": time.time()}, fh)
+            json.dump(
+                {"name": f"fake-{mode}", "pid": os.getpid(), "host": socket.gethostname(), "started_at": time.time()},
+                fh,
+            )
     path = os.path.join(directory, f"{ident}.sock")
     if os.path.lexists(path):
         os.unlink(path)
@@ -50,10 +52,14 @@ def main() -> None:
 
 def serve(conn: socket.socket, mode: str, request: dict) -> None:
     op = request.get("op")
-    counters = {k: 10 ** 9 for k in ("hits", "misses", "coalesced", "size", "events_applied", "faults")}
-    stats = {"ok": True, "cache": dict(counters, last_seq=10 ** 6, hit_rate=0.5, uptime_seconds=1.0),
-             "follower": {"mode": "inotify", "resets": 0}, "rates": {}}
-    whois = {"ok": True, "held": True, "role": "admin", "since": time.time(), "last_seq": 10 ** 6}
+    counters = {k: 10**9 for k in ("hits", "misses", "coalesced", "size", "events_applied", "faults")}
+    stats = {
+        "ok": True,
+        "cache": dict(counters, last_seq=10**6, hit_rate=0.5, uptime_seconds=1.0),
+        "follower": {"mode": "inotify", "resets": 0},
+        "rates": {},
+    }
+    whois = {"ok": True, "held": True, "role": "admin", "since": time.time(), "last_seq": 10**6}
     reply = json.dumps(whois if op == "whois" else stats).encode() + b"\n"
     if mode == "liar":
         conn.sendall(reply)

@@ -74,7 +74,7 @@ def blocks(page: Path) -> list[Block]:
         body: list[str] = []
         i += 1
         while i < len(lines) and lines[i].strip() != "```":
-            body.append(lines[i][len(indent):] if lines[i].startswith(indent) else lines[i].lstrip())
+            body.append(lines[i][len(indent) :] if lines[i].startswith(indent) else lines[i].lstrip())
             i += 1
         i += 1
         if lang in SHELL | PYTHON:
@@ -144,9 +144,16 @@ class Page:
 
     def _bash(self, script: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         prelude = "\n".join(self.exports)
-        return subprocess.run(["bash", "-c", prelude + "\n" + script], cwd=self.workdir, env=self.env,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=timeout)
+        return subprocess.run(
+            ["bash", "-c", prelude + "\n" + script],
+            cwd=self.workdir,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+        )
 
     def _code(self, block: Block) -> str:
         if not block.postgres:
@@ -170,10 +177,12 @@ class Page:
                 runner = f"import runpy; runpy.run_path({name!r}, run_name='snippet')"
             else:
                 (self.workdir / name).write_text(code)
-                runner = (f"import doctest, sys; text = open({name!r}).read(); "
-                          "test = doctest.DocTestParser().get_doctest(text, {'__name__': 'snippet'}, 'snippet', None, 0); "
-                          "runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE); "
-                          "runner.run(test); sys.exit(1 if runner.failures else 0)")
+                runner = (
+                    f"import doctest, sys; text = open({name!r}).read(); "
+                    "test = doctest.DocTestParser().get_doctest(text, {'__name__': 'snippet'}, 'snippet', None, 0); "
+                    "runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE); "
+                    "runner.run(test); sys.exit(1 if runner.failures else 0)"
+                )
             out = self._bash(f"exec {shlex.quote(sys.executable)} -c {shlex.quote(runner)}")
             assert out.returncode == 0, f"{block.where}: the {block.lang} block failed:\n{out.stdout}"
 
@@ -190,8 +199,9 @@ class Page:
         # chunks: [before, "0", status before, output 0, "1", status 0, output 1, ..., "N", status N-1, rest]
         outputs = chunks[3::3]
         statuses = [int(rc) for rc in chunks[5::3]]
-        assert len(outputs) == len(commands) + 1 and len(statuses) == len(commands), \
+        assert len(outputs) == len(commands) + 1 and len(statuses) == len(commands), (
             f"{block.where}: the session did not run to its end:\n{out.stdout}"
+        )
         ran = []
         for n, command in enumerate(commands):
             actual = outputs[n].splitlines()
@@ -206,20 +216,27 @@ class Page:
         ran = self._session(block, code)
         for n, (command, actual, status) in enumerate(ran):
             assert matches(command.expected, actual), (
-                f"{block.where}: `$ {command.text}` printed\n" + textwrap.indent("\n".join(actual), "    ")
-                + "\nbut the page shows\n" + textwrap.indent("\n".join(command.expected), "    "))
+                f"{block.where}: `$ {command.text}` printed\n"
+                + textwrap.indent("\n".join(actual), "    ")
+                + "\nbut the page shows\n"
+                + textwrap.indent("\n".join(command.expected), "    ")
+            )
             shown = n + 1 < len(ran) and ran[n + 1][0].text.strip() == "echo $?"
-            assert status == 0 or shown, \
+            assert status == 0 or shown, (
                 f"{block.where}: `$ {command.text}` exited {status} and the page does not show it"
+            )
 
     def transcript(self, block: Block) -> str:
         """What a block prints when run, in the page's own form (for writing a page)."""
         if block.lang != "console":
             self.run(block)
             return "(ran)"
-        return "\n".join(f"$ {command.text}\n" + "".join(line + "\n" for line in actual)
-                         + ("" if status == 0 else f"[exit {status}]\n")
-                         for command, actual, status in self._session(block, self._code(block)))
+        return "\n".join(
+            f"$ {command.text}\n"
+            + "".join(line + "\n" for line in actual)
+            + ("" if status == 0 else f"[exit {status}]\n")
+            for command, actual, status in self._session(block, self._code(block))
+        )
 
 
 def main(argv: list[str]) -> int:

@@ -57,8 +57,9 @@ def unavailable_reason() -> str | None:
 class PgServer:
     """One running cluster; ``url(dbname)`` / ``conninfo(dbname)`` reach a database in it."""
 
-    def __init__(self, bindir: Path, *, tcp_port: int | None = None, tcp_host: str = "127.0.0.1",
-                 trust_net: str | None = None) -> None:
+    def __init__(
+        self, bindir: Path, *, tcp_port: int | None = None, tcp_host: str = "127.0.0.1", trust_net: str | None = None
+    ) -> None:
         self.bindir = bindir
         #: Also listen on tcp_host:tcp_port (benchmarks measure over loopback, the two-host test
         #: over a veth pair); other tests use the socket. ``trust_net`` (a CIDR) may connect.
@@ -86,8 +87,10 @@ class PgServer:
             cmd = ["runuser", "-u", OS_USER, "--", *cmd]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.base)
         if check and result.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv[:2])} failed ({result.returncode}): "
-                               f"{result.stderr.strip() or result.stdout.strip()}\n{self._log_tail()}")
+            raise RuntimeError(
+                f"{' '.join(argv[:2])} failed ({result.returncode}): "
+                f"{result.stderr.strip() or result.stdout.strip()}\n{self._log_tail()}"
+            )
         return result
 
     def _log_tail(self) -> str:
@@ -100,13 +103,26 @@ class PgServer:
 
     def start(self) -> "PgServer":
         if not self.data.exists():
-            self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                      "--no-sync", "--locale=C")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--locale=C",
+            )
             # One role must log in with a password, so a wrong one can be tested; all else is trusted.
             hba = self.data / "pg_hba.conf"
-            hba.write_text(f"local all {PASSWORD_USER} scram-sha-256\nhost all {PASSWORD_USER} 127.0.0.1/32 "
-                           "scram-sha-256\n" + hba.read_text()
-                           + (f"host all all {self.trust_net} trust\n" if self.trust_net else ""))
+            hba.write_text(
+                f"local all {PASSWORD_USER} scram-sha-256\nhost all {PASSWORD_USER} 127.0.0.1/32 "
+                "scram-sha-256\n"
+                + hba.read_text()
+                + (f"host all all {self.trust_net} trust\n" if self.trust_net else "")
+            )
         self.resume()
         self.admin_sql(f"CREATE ROLE {PASSWORD_USER} LOGIN SUPERUSER PASSWORD '{PASSWORD}'")
         return self
@@ -115,8 +131,10 @@ class PgServer:
         """Start the cluster (again, after :meth:`halt`), waiting until it accepts connections."""
         listen = self.tcp_host if self.tcp_port else ""
         port = self.tcp_port or PORT
-        options = (f"-c listen_addresses='{listen}' -c unix_socket_directories='{self.socket_dir}' -c port={port} "
-                   "-c fsync=off -c max_connections=200")
+        options = (
+            f"-c listen_addresses='{listen}' -c unix_socket_directories='{self.socket_dir}' -c port={port} "
+            "-c fsync=off -c max_connections=200"
+        )
         self._run("pg_ctl", "start", "-D", str(self.data), "-w", "-t", "60", "-l", str(self.log), "-o", options)
         self.pid = self._postmaster_pid()
 

@@ -93,9 +93,14 @@ def test_the_cli_runs_without_the_simulator(tmp_path: Path) -> None:
     def run(code: str) -> subprocess.CompletedProcess[str]:
         # an editable install's finder would still find the worktree's rolectl.simulate
         prelude = "import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
-        return subprocess.run([sys.executable, "-c", prelude + code], cwd=tmp_path, capture_output=True, text=True,
-                              env={"PYTHONPATH": str(tmp_path), "COLUMNS": "120", "PATH": "/usr/bin:/bin"},
-                              timeout=120)
+        return subprocess.run(
+            [sys.executable, "-c", prelude + code],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={"PYTHONPATH": str(tmp_path), "COLUMNS": "120", "PATH": "/usr/bin:/bin"},
+            timeout=120,
+        )
 
     assert str(copy) in run("import rolectl; print(rolectl.__file__)").stdout
     done = run("sys.argv = ['rolectl', '--help']\nfrom rolectl.cli import main\nmain()")

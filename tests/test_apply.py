@@ -35,8 +35,11 @@ remove-admin,789
 
 def state_of(db: Path | str) -> tuple[list, list, int]:
     with Repository.open(db) as repo:
-        return ([u.to_dict() for u in repo.users.list()], [m.to_dict() for m in repo.mailboxes.list()],
-                repo.events.head())
+        return (
+            [u.to_dict() for u in repo.users.list()],
+            [m.to_dict() for m in repo.mailboxes.list()],
+            repo.events.head(),
+        )
 
 
 def _seed(db: Path | str) -> None:
@@ -62,14 +65,27 @@ def seeded_any(any_db: str) -> str:
 
 
 def test_csv_and_json_lines_parse_to_the_same_operations():
-    csv_ops = parse_changes(["op,a,b", "add-admin,789,new_admin", "", "# note", "remove-admin, 789 ,force",
-                             "transfer,1,2000,keep-admin", "add_admin,5"])
-    json_ops = parse_changes([
-        '{"op":"add-admin","user_id":789,"username":"new_admin"}', "",
-        '{"op":"remove-admin","id":"789","force":true}',
-        '{"op":"transfer","mailbox_id":1,"to":2000,"keep_admin":true}',
-        '{"op":"add_admin","user_id":5}',
-    ])
+    csv_ops = parse_changes(
+        [
+            "op,a,b",
+            "add-admin,789,new_admin",
+            "",
+            "# note",
+            "remove-admin, 789 ,force",
+            "transfer,1,2000,keep-admin",
+            "add_admin,5",
+        ]
+    )
+    json_ops = parse_changes(
+        [
+            '{"op":"add-admin","user_id":789,"username":"new_admin"}',
+            "",
+            '{"op":"remove-admin","id":"789","force":true}',
+            '{"op":"transfer","mailbox_id":1,"to":2000,"keep_admin":true}',
+            '{"op":"add_admin","user_id":5}',
+        ]
+    )
+
     def strip(ops: list[Op]) -> list[tuple[object, ...]]:
         return [(o.op, o.user_id, o.username, o.force, o.mailbox_id, o.to_user, o.keep_admin) for o in ops]
 
@@ -78,23 +94,32 @@ def test_csv_and_json_lines_parse_to_the_same_operations():
     assert csv_ops[0] == Op(2, "add-admin", user_id=789, username="new_admin")
 
 
-@pytest.mark.parametrize("lines, line, words", [
-    (["add-admin,1", "promote,2"], 2, "unknown operation"),
-    (["add-admin,1", "add-admin,abc"], 2, "invalid user id"),
-    (["add-admin,1", "add-admin,-4"], 2, "must be positive"),
-    (["remove-admin,1,2,3"], 1, "expected 1 or 2 fields"),
-    (["remove-admin,1,maybe"], 1, "unexpected field"),
-    (["transfer,1"], 1, "expected 2 or 3 fields"),
-    (["add-admin,1,bad\x01name"], 1, "control character"),
-    (['{"op":"add-admin","user_id":1}', '{"op":"add-admin","uid":2}'], 2, "unexpected key 'uid'"),
-    (['{"op":"add-admin"}'], 1, 'needs "user_id"'),
-    (['{"op":"transfer","mailbox_id":1}'], 1, "'to_user'"),
-    (['{"op":"remove-admin","user_id":1,"force":"yes"}'], 1, "true or false"),
-    (['{"op":"add-admin","user_id":true}'], 1, "invalid user id"),
-    (['{"op":"add-admin","user_id":1', ], 1, "not valid JSON"),
-    (['{"op": 1}'], 1, "unknown operation"),
-    (['"a'], 1, "quoted field is never closed"),
-])
+@pytest.mark.parametrize(
+    "lines, line, words",
+    [
+        (["add-admin,1", "promote,2"], 2, "unknown operation"),
+        (["add-admin,1", "add-admin,abc"], 2, "invalid user id"),
+        (["add-admin,1", "add-admin,-4"], 2, "must be positive"),
+        (["remove-admin,1,2,3"], 1, "expected 1 or 2 fields"),
+        (["remove-admin,1,maybe"], 1, "unexpected field"),
+        (["transfer,1"], 1, "expected 2 or 3 fields"),
+        (["add-admin,1,bad\x01name"], 1, "control character"),
+        (['{"op":"add-admin","user_id":1}', '{"op":"add-admin","uid":2}'], 2, "unexpected key 'uid'"),
+        (['{"op":"add-admin"}'], 1, 'needs "user_id"'),
+        (['{"op":"transfer","mailbox_id":1}'], 1, "'to_user'"),
+        (['{"op":"remove-admin","user_id":1,"force":"yes"}'], 1, "true or false"),
+        (['{"op":"add-admin","user_id":true}'], 1, "invalid user id"),
+        (
+            [
+                '{"op":"add-admin","user_id":1',
+            ],
+            1,
+            "not valid JSON",
+        ),
+        (['{"op": 1}'], 1, "unknown operation"),
+        (['"a'], 1, "quoted field is never closed"),
+    ],
+)
 def test_malformed_lines_are_named_by_number(lines, line, words):
     with pytest.raises(InvalidInputError) as info:
         parse_changes(lines)
@@ -110,19 +135,30 @@ def test_seed_scenario(seeded_any):
     with Repository.open(seeded_any) as repo:
         result = apply_changes(repo, parse_changes(SEED.splitlines()), actor="ops")
         assert [(r.op.line, r.changed, r.message) for r in result.results] == [
-            (2, True, "789 is now an admin"), (3, True, "2000 is now an admin"),
+            (2, True, "789 is now an admin"),
+            (3, True, "2000 is now an admin"),
             (4, True, "mailbox 1 transferred from 123 to 2000"),
             (5, True, "789 is no longer an admin"),
         ]
-        assert result.summary() == {"lines": 4, "changed": 4, "unchanged": 0, "events": 5, "first_seq": 3,
-                                    "last_seq": 7, "dry_run": False}
+        assert result.summary() == {
+            "lines": 4,
+            "changed": 4,
+            "unchanged": 0,
+            "events": 5,
+            "first_seq": 3,
+            "last_seq": 7,
+            "dry_run": False,
+        }
         assert repo.users.get_role(789) == "user" and repo.users.get_role(2000) == "admin"
         assert repo.users.get_role(123) == "user" and repo.mailboxes.get(1).owner_id == 2000
         new = repo.events.since(2)
         assert new == list(result.events)  # each role change logged exactly once, with the actor
         assert [(e.kind, e.user_id, e.actor) for e in new] == [
-            ("admin_added", 789, "ops"), ("admin_added", 2000, "ops"), ("admin_removed", 123, "ops"),
-            ("admin_transferred", None, "ops"), ("admin_removed", 789, "ops"),
+            ("admin_added", 789, "ops"),
+            ("admin_added", 2000, "ops"),
+            ("admin_removed", 123, "ops"),
+            ("admin_transferred", None, "ops"),
+            ("admin_removed", 789, "ops"),
         ]
         assert [[e.seq for e in r.events] for r in result.results] == [[3], [4], [5, 6], [7]]
         assert new[0].note == "new_admin"
@@ -148,18 +184,23 @@ def test_per_line_results_as_json(seeded, tmp_path, cli):
     assert data["changed"] is True and data["dry_run"] is False and data["summary"]["first_seq"] == 3
     rows = data["changes"]
     assert [(r["line"], r["changed"], [e["kind"] for e in r["events"]]) for r in rows] == [
-        (1, True, ["admin_added"]), (2, False, [])]
+        (1, True, ["admin_added"]),
+        (2, False, []),
+    ]
     assert rows[0]["events"][0]["seq"] == 3 and "already an admin" in rows[1]["message"]
     assert rows[0]["mailbox_id"] is None and [e["seq"] for e in data["events"]] == [3]
     assert "applied 2 lines" in result.stderr
 
 
-@pytest.mark.parametrize("bad_line, error, words", [
-    ("remove-admin,123", ConflictError, "line 4: 123 still owns mailbox 1"),
-    ("remove-admin,55", NotFoundError, "line 4: user 55 is unknown"),
-    ("transfer,9,2000", NotFoundError, "line 4: mailbox 9 does not exist"),
-    ("transfer,1,123", ConflictError, "line 4: user 123 already owns mailbox 1"),
-])
+@pytest.mark.parametrize(
+    "bad_line, error, words",
+    [
+        ("remove-admin,123", ConflictError, "line 4: 123 still owns mailbox 1"),
+        ("remove-admin,55", NotFoundError, "line 4: user 55 is unknown"),
+        ("transfer,9,2000", NotFoundError, "line 4: mailbox 9 does not exist"),
+        ("transfer,1,123", ConflictError, "line 4: user 123 already owns mailbox 1"),
+    ],
+)
 def test_one_refused_line_applies_nothing(seeded_any, bad_line, error, words):
     before = state_of(seeded_any)
     ops = parse_changes(["add-admin,789", "add-admin,2000", "", bad_line, "add-admin,4"])
@@ -172,11 +213,14 @@ def test_one_refused_line_applies_nothing(seeded_any, bad_line, error, words):
     assert state_of(seeded_any) == before
 
 
-@pytest.mark.parametrize("bad_line, code, words", [
-    ("remove-admin,123", 4, "line 4: 123 still owns mailbox 1"),
-    ("remove-admin,55", 3, "line 4: user 55 is unknown"),
-    ("add-admin,x", 2, "line 4: invalid user id"),
-])
+@pytest.mark.parametrize(
+    "bad_line, code, words",
+    [
+        ("remove-admin,123", 4, "line 4: 123 still owns mailbox 1"),
+        ("remove-admin,55", 3, "line 4: user 55 is unknown"),
+        ("add-admin,x", 2, "line 4: invalid user id"),
+    ],
+)
 def test_one_bad_line_exits_with_its_code(seeded, tmp_path, run_rolectl, bad_line, code, words):
     before = state_of(seeded)
     path = tmp_path / "c.csv"
@@ -214,10 +258,17 @@ def test_dry_run_plans_and_writes_nothing(seeded_any):
         repo.bus.subscribe(heard.append)
         result = apply_changes(repo, parse_changes(SEED.splitlines()), actor="ops", dry_run=True)
         assert [r.message for r in result.results] == [
-            "789 would become an admin", "2000 would become an admin",
-            "mailbox 1 would go from 123 to 2000", "789 would no longer be an admin"]
+            "789 would become an admin",
+            "2000 would become an admin",
+            "mailbox 1 would go from 123 to 2000",
+            "789 would no longer be an admin",
+        ]
         assert [[e.kind for e in r.events] for r in result.results] == [
-            ["admin_added"], ["admin_added"], ["admin_removed", "admin_transferred"], ["admin_removed"]]
+            ["admin_added"],
+            ["admin_added"],
+            ["admin_removed", "admin_transferred"],
+            ["admin_removed"],
+        ]
         assert {e.seq for e in result.events} == {0} and {e.actor for e in result.events} == {"ops"}
         assert result.summary()["first_seq"] is None and heard == []
         with pytest.raises(ConflictError):  # a refusal is found by the dry run too
@@ -258,12 +309,15 @@ def test_stdin_input(seeded, run_rolectl):
     assert empty.returncode == 0 and "nothing to apply" in empty.stderr
 
 
-@pytest.mark.parametrize("args, words", [
-    (["/nonexistent/file.csv"], "no such file"),
-    (["."], "is a directory"),
-    (["--input-format", "xml", "-"], "unknown input format"),
-    (["--format", "yaml", "-"], "unknown format"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["/nonexistent/file.csv"], "no such file"),
+        (["."], "is a directory"),
+        (["--input-format", "xml", "-"], "unknown input format"),
+        (["--format", "yaml", "-"], "unknown format"),
+    ],
+)
 def test_bad_invocations(seeded, run_rolectl, args, words):
     before = state_of(seeded)
     result = run_rolectl("apply", *args, input="add-admin,1\n")
@@ -338,9 +392,15 @@ def _line(op: tuple) -> str:
 
 
 def _snapshot(repo: Repository) -> tuple:
-    events = [(e.kind, e.user_id, e.old_role, e.new_role, e.mailbox_id, e.from_user, e.to_user, e.note)
-              for e in repo.events.since(0)]
-    return [(u.user_id, u.role, u.username) for u in repo.users.list()], [(m.mailbox_id, m.owner_id) for m in repo.mailboxes.list()], events
+    events = [
+        (e.kind, e.user_id, e.old_role, e.new_role, e.mailbox_id, e.from_user, e.to_user, e.note)
+        for e in repo.events.since(0)
+    ]
+    return (
+        [(u.user_id, u.role, u.username) for u in repo.users.list()],
+        [(m.mailbox_id, m.owner_id) for m in repo.mailboxes.list()],
+        events,
+    )
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -402,10 +462,12 @@ def test_other_processes_see_all_of_a_batch_or_none_of_it(db_path, tmp_path, rol
     count = 3000
     changes = tmp_path / "many.csv"
     changes.write_text("".join(f"add-admin,{uid}\n" for uid in range(1, count + 1)))
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(db_path), str(count)],
-                              stdout=subprocess.PIPE, text=True)
-    writer = subprocess.run([str(rolectl_bin), "--db", str(db_path), "apply", str(changes)],
-                            capture_output=True, text=True, timeout=60)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(db_path), str(count)], stdout=subprocess.PIPE, text=True
+    )
+    writer = subprocess.run(
+        [str(rolectl_bin), "--db", str(db_path), "apply", str(changes)], capture_output=True, text=True, timeout=60
+    )
     out, _ = reader.communicate(timeout=60)
     assert writer.returncode == 0, writer.stderr
     seen = json.loads(out)
@@ -437,10 +499,13 @@ def _big_apply(db: Path, tmp_path: Path) -> list[str]:
     adds = BIG * 2 // 5
     transfers = BIG - 2 * adds
     with Repository.open(db) as repo, repo.store.transaction() as conn:
-        conn.executemany("INSERT INTO users (user_id, role) VALUES (?, 'admin')", [(m,) for m in range(1, transfers + 1)])
+        conn.executemany(
+            "INSERT INTO users (user_id, role) VALUES (?, 'admin')", [(m,) for m in range(1, transfers + 1)]
+        )
         conn.executemany("INSERT INTO users (user_id) VALUES (?)", [(5_000_000 + m,) for m in range(1, transfers + 1)])
-        conn.executemany("INSERT INTO mailboxes (mailbox_id, owner_id) VALUES (?, ?)",
-                         [(m, m) for m in range(1, transfers + 1)])
+        conn.executemany(
+            "INSERT INTO mailboxes (mailbox_id, owner_id) VALUES (?, ?)", [(m, m) for m in range(1, transfers + 1)]
+        )
     lines = [f"add-admin,{10_000_000 + i}" for i in range(adds)]
     lines += [f"transfer,{m},{5_000_000 + m}" for m in range(1, transfers + 1)]
     lines += [f"remove-admin,{10_000_000 + i}" for i in range(adds)]
@@ -449,8 +514,10 @@ def _big_apply(db: Path, tmp_path: Path) -> list[str]:
 
 
 def _big_import(db: Path, tmp_path: Path) -> list[str]:
-    (tmp_path / "big.csv").write_text("id,username,role\n" + "".join(
-        f"{10_000_000 + i},u{i},{'admin' if i % 20 == 0 else 'user'}\n" for i in range(BIG * 2)))
+    (tmp_path / "big.csv").write_text(
+        "id,username,role\n"
+        + "".join(f"{10_000_000 + i},u{i},{'admin' if i % 20 == 0 else 'user'}\n" for i in range(BIG * 2))
+    )
     return ["users", "import", str(tmp_path / "big.csv")]
 
 
@@ -458,15 +525,27 @@ def _big_import(db: Path, tmp_path: Path) -> list[str]:
 def test_a_single_change_during_a_big_batch_waits_its_turn(db_path, tmp_path, rolectl_bin, build):
     args = build(db_path, tmp_path)
     env = clean_env()  # the default waits, as a person or a script would have them
-    batch = subprocess.Popen([str(rolectl_bin), "--db", str(db_path), *args], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env)
+    batch = subprocess.Popen(
+        [str(rolectl_bin), "--db", str(db_path), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     singles = []
     uid = first = 90_000_000
     while batch.poll() is None:
         uid += 1
         # One writer at a time, each started while the batch still runs: each must get its turn.
-        singles.append(subprocess.run([str(rolectl_bin), "--db", str(db_path), "add-admin", str(uid)],
-                                      capture_output=True, text=True, env=env, timeout=120))
+        singles.append(
+            subprocess.run(
+                [str(rolectl_bin), "--db", str(db_path), "add-admin", str(uid)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+            )
+        )
     out, err = batch.communicate()
     assert batch.returncode == 0, err
     assert len(singles) >= 2, "the batch ended before the single changes could overlap it"
@@ -517,7 +596,10 @@ def test_a_change_to_the_batchs_rows_before_the_write_is_planned_again(seeded_an
         moved = [e for e in result.events if e.kind == "admin_transferred"]
         assert [(e.from_user, e.to_user) for e in moved] == [(7, 5)]
         assert [(e.kind, e.user_id) for e in result.events] == [
-            ("admin_added", 5), ("admin_removed", 7), ("admin_transferred", None)]
+            ("admin_added", 5),
+            ("admin_removed", 7),
+            ("admin_transferred", None),
+        ]
         assert repo.users.get(7).role == "user" and repo.users.get(123).role == "user"
         assert repo.events.replay() == repo.events.table_roles()
 
@@ -641,15 +723,15 @@ def test_transfer_to_a_new_user_creates_them_in_the_same_transaction(seeded_any)
 
 def test_add_admin_line_that_renames_says_so(any_db):
     with Repository.open(any_db) as repo:
-        result = apply_changes(repo, parse_changes(["add-admin,789,old", "add-admin,789,new", "add-admin,789,new"]),
-                               actor="t")
+        result = apply_changes(
+            repo, parse_changes(["add-admin,789,old", "add-admin,789,new", "add-admin,789,new"]), actor="t"
+        )
         assert [(r.changed, r.message) for r in result.results] == [
             (True, "789 is now an admin"),
             (True, "789 is already an admin; username set to @new"),
             (False, "789 is already an admin; nothing to do"),
         ]
         assert repo.users.get(789).username == "new" and len(result.events) == 1
-
 
 
 # -- the command line on both backends: the same output and exit codes --------------------------
@@ -661,8 +743,13 @@ def cli_transcript(rolectl_bin: Path, db: str, script: list[tuple[str, ...]]) ->
     """Each command's exit code, stdout and stderr, times masked."""
     out = []
     for args in script:
-        proc = subprocess.run([str(rolectl_bin), "--db", db, *args], capture_output=True, text=True,
-                              env=clean_env(ROLECTL_ACTOR="ops"), timeout=120)
+        proc = subprocess.run(
+            [str(rolectl_bin), "--db", db, *args],
+            capture_output=True,
+            text=True,
+            env=clean_env(ROLECTL_ACTOR="ops"),
+            timeout=120,
+        )
         # PostgreSQL names the database user that wrote each event; SQLite has none (null).
         stdout = proc.stdout.replace('"db_user": "postgres"', '"db_user": null')
         out.append((args, proc.returncode, TIMES.sub("<ts>", stdout), TIMES.sub("<ts>", proc.stderr)))
@@ -670,15 +757,28 @@ def cli_transcript(rolectl_bin: Path, db: str, script: list[tuple[str, ...]]) ->
 
 
 def test_apply_prints_the_same_and_exits_alike_on_both_backends(rolectl_bin, tmp_path, pg_url):
-    files = {"seed.csv": SEED, "more.jsonl": '{"op":"add-admin","user_id":5}\n{"op":"transfer","mailbox_id":1,"to":6}\n',
-             "refused.csv": "add-admin,7\nremove-admin,6\n", "unknown.csv": "add-admin,7\nremove-admin,4242\n",
-             "bad.csv": "add-admin,7\nadd-admin,x\n"}
+    files = {
+        "seed.csv": SEED,
+        "more.jsonl": '{"op":"add-admin","user_id":5}\n{"op":"transfer","mailbox_id":1,"to":6}\n',
+        "refused.csv": "add-admin,7\nremove-admin,6\n",
+        "unknown.csv": "add-admin,7\nremove-admin,4242\n",
+        "bad.csv": "add-admin,7\nadd-admin,x\n",
+    }
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     script = [("init",), ("mailbox", "create", "1", "--owner", "123")]
-    script += [("apply", str(tmp_path / name), *extra) for name, extra in [
-        ("seed.csv", ()), ("seed.csv", ("--format", "json")), ("more.jsonl", ("--dry-run", "--format", "jsonl")),
-        ("more.jsonl", ("--format", "csv")), ("refused.csv", ()), ("unknown.csv", ()), ("bad.csv", ())]]
+    script += [
+        ("apply", str(tmp_path / name), *extra)
+        for name, extra in [
+            ("seed.csv", ()),
+            ("seed.csv", ("--format", "json")),
+            ("more.jsonl", ("--dry-run", "--format", "jsonl")),
+            ("more.jsonl", ("--format", "csv")),
+            ("refused.csv", ()),
+            ("unknown.csv", ()),
+            ("bad.csv", ()),
+        ]
+    ]
     script += [("events", "--format", "jsonl"), ("users", "--format", "json")]
     lite = cli_transcript(rolectl_bin, str(tmp_path / "bot.db"), script)
     pg = cli_transcript(rolectl_bin, pg_url, script)

@@ -87,8 +87,13 @@ def test_restore_refuses_what_it_cannot_trust_and_changes_nothing(with_backup, t
     conn = sqlite3.connect(newer)
     conn.execute("PRAGMA user_version = 99")
     conn.close()
-    cases = [(junk, InvalidInputError, 2), (foreign, InvalidInputError, 2), (newer, DatabaseError, 5),
-             (tmp_path / "missing.db", NotFoundError, 3), (db, InvalidInputError, 2)]
+    cases = [
+        (junk, InvalidInputError, 2),
+        (foreign, InvalidInputError, 2),
+        (newer, DatabaseError, 5),
+        (tmp_path / "missing.db", NotFoundError, 3),
+        (db, InvalidInputError, 2),
+    ]
     for source, error, code in cases:
         with pytest.raises(error) as info:
             restore(db, source)

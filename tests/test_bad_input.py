@@ -41,7 +41,7 @@ def assert_one_line_error(stderr: str, code: int, expected_code: int | None = No
     assert len(lines) == 1, stderr
     assert lines[0].startswith("rolectl: error: ")
     assert "Traceback" not in stderr
-    assert ": " in lines[0][len("rolectl: error: "):]  # "<problem>: <fix>"
+    assert ": " in lines[0][len("rolectl: error: ") :]  # "<problem>: <fix>"
 
 
 @pytest.fixture
@@ -147,8 +147,9 @@ def test_db_missing_is_not_created(tmp_path, run_rolectl):
     assert list(db.parent.iterdir()) == []
 
 
-@pytest.mark.parametrize("content", [b"hello, this is plain text\n" * 50, b"\0" * 4096,
-                                     b"SQLite format 3\0" + b"\xff" * 4000])
+@pytest.mark.parametrize(
+    "content", [b"hello, this is plain text\n" * 50, b"\0" * 4096, b"SQLite format 3\0" + b"\xff" * 4000]
+)
 def test_db_is_not_sqlite(tmp_path, run_rolectl, cli, content):
     junk = tmp_path / "junk.db"
     junk.write_bytes(content)
@@ -185,8 +186,12 @@ def test_read_only_db_reads_work_writes_exit_5(seeded, run_rolectl):
         assert run_rolectl("role", "789").stdout == "admin\n"
         assert "new_admin" in run_rolectl("admins").stdout
         assert run_rolectl("events", "--format", "json").returncode == 0
-        for args in (["add-admin", "5"], ["remove-admin", "789"], ["transfer", "1", "--to", "2000"],
-                     ["mailbox", "create", "2", "--owner", "5"]):
+        for args in (
+            ["add-admin", "5"],
+            ["remove-admin", "789"],
+            ["transfer", "1", "--to", "2000"],
+            ["mailbox", "create", "2", "--owner", "5"],
+        ):
             result = run_rolectl(*args)
             assert_one_line_error(result.stderr, result.returncode, 5)
             assert "read-only" in result.stderr
@@ -208,8 +213,9 @@ conn.execute("ROLLBACK")
 
 def test_db_locked_by_another_process(seeded, run_rolectl):
     before = fingerprint(seeded)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(seeded)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(seeded)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         env = clean_env(ROLECTL_TIMEOUT="0.3")
@@ -228,11 +234,31 @@ def test_db_locked_by_another_process(seeded, run_rolectl):
 # -- usernames: stored exactly or refused, never executed -----------------------------------------------
 
 STORED = [
-    "O'Brien", 'say "hi"', "a; DROP TABLE users; --", "-- comment", "Robert'); DELETE FROM events;--",
-    "管理员", "émoji 🚀👩\u200d💻", "[bold]rich[/bold]", "%s %d {0}", "\\x00", "x" * 64, "🚀" * 64,
+    "O'Brien",
+    'say "hi"',
+    "a; DROP TABLE users; --",
+    "-- comment",
+    "Robert'); DELETE FROM events;--",
+    "管理员",
+    "émoji 🚀👩\u200d💻",
+    "[bold]rich[/bold]",
+    "%s %d {0}",
+    "\\x00",
+    "x" * 64,
+    "🚀" * 64,
 ]
-REFUSED = ["", "   ", "nul\0byte", "new\nline", "cr\rhere", "tab\there", "x" * 65, "x" * 10_000,
-           "\u2028sep", "bidi\u202eoverride"]
+REFUSED = [
+    "",
+    "   ",
+    "nul\0byte",
+    "new\nline",
+    "cr\rhere",
+    "tab\there",
+    "x" * 65,
+    "x" * 10_000,
+    "\u2028sep",
+    "bidi\u202eoverride",
+]
 
 
 @pytest.mark.parametrize("name", STORED)
@@ -242,8 +268,9 @@ def test_username_is_stored_exactly(cli, db_path, name):
     with Repository.open(db_path) as repo:
         assert repo.users.get(77).username == name
         assert repo.events.since(0)[-1].note == name
-        assert {"users", "events", "mailboxes"} <= {r[0] for r in repo.store.query(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"users", "events", "mailboxes"} <= {
+            r[0] for r in repo.store.query("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
 
 
 @pytest.mark.parametrize("name", REFUSED, ids=range(len(REFUSED)))
@@ -313,10 +340,17 @@ def test_any_id_is_accepted_or_refused_in_one_line(cli, seeded, value, which):
     assert fingerprint(seeded) == before
 
 
-@pytest.mark.parametrize("value, text", [
-    ("abc", "not a whole number"), ("0", "must be positive"), ("-5", "must be positive"),
-    ("9223372036854775808", "2^63-1"), ("1.5", "not a whole number"), ("", "not a whole number"),
-])
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        ("abc", "not a whole number"),
+        ("0", "must be positive"),
+        ("-5", "must be positive"),
+        ("9223372036854775808", "2^63-1"),
+        ("1.5", "not a whole number"),
+        ("", "not a whole number"),
+    ],
+)
 def test_each_kind_of_bad_id_everywhere(cli, seeded, value, text):
     before = fingerprint(seeded)
     for build in COMMANDS:
@@ -390,8 +424,16 @@ def test_parser_limits_in_process(seeded, cli, args, text):
     assert fingerprint(seeded) == before
 
 
-@pytest.mark.parametrize("value, text", [("nan", "not a finite number"), ("inf", "not a finite number"),
-                                         ("3e6", "too long"), ("soon", "not a number"), ("-1", "negative")])
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        ("nan", "not a finite number"),
+        ("inf", "not a finite number"),
+        ("3e6", "too long"),
+        ("soon", "not a number"),
+        ("-1", "negative"),
+    ],
+)
 def test_timeout_from_the_environment(seeded, cli, value, text):
     before = fingerprint(seeded)
     result = cli("add-admin", "5", env={"ROLECTL_TIMEOUT": value})
@@ -425,8 +467,12 @@ def test_the_library_refuses_the_same_timeouts(seeded, value):
 
 
 BATCH_FILES = [
-    ("apply", "deep.jsonl", '{"op":"add-admin","user_id":' + "[" * 100_000 + "]" * 100_000 + "}\n",
-     "nested too deeply"),
+    (
+        "apply",
+        "deep.jsonl",
+        '{"op":"add-admin","user_id":' + "[" * 100_000 + "]" * 100_000 + "}\n",
+        "nested too deeply",
+    ),
     ("users import", "deep.json", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
     ("users import", "deep.jsonl", '{"id": 5, "username": ' + "[" * 100_000 + "\n", "nested too deeply"),
     ("apply", "huge.jsonl", '{"op":"add-admin","user_id":' + HUGE + "}\n", "larger than 2^63-1"),
@@ -501,8 +547,13 @@ def test_parse_id_accepts_exactly_the_positive_64_bit_decimals(text):
 
 
 @settings(max_examples=200, deadline=None)
-@given(value=st.one_of(st.integers(min_value=-(2**80), max_value=2**80),
-                       st.integers(min_value=-(2**80), max_value=2**80).map(str), st.text(max_size=25)))
+@given(
+    value=st.one_of(
+        st.integers(min_value=-(2**80), max_value=2**80),
+        st.integers(min_value=-(2**80), max_value=2**80).map(str),
+        st.text(max_size=25),
+    )
+)
 def test_parse_count_never_lets_sqlite_overflow(value):
     from rolectl.errors import InvalidInputError
     from rolectl.validate import parse_count
@@ -516,8 +567,13 @@ def test_parse_count_never_lets_sqlite_overflow(value):
 
 
 @settings(max_examples=200, deadline=None)
-@given(value=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
-                       st.sampled_from(["nan", "inf", "-inf", "1e400", "3e6", "2147483", "2147484", "0", "1_0"])))
+@given(
+    value=st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=12),
+        st.sampled_from(["nan", "inf", "-inf", "1e400", "3e6", "2147483", "2147484", "0", "1_0"]),
+    )
+)
 def test_parse_seconds_gives_a_busy_timeout_that_fits_sqlite(value):
     from rolectl.errors import InvalidInputError
     from rolectl.validate import parse_seconds
@@ -534,10 +590,23 @@ def test_parse_seconds_gives_a_busy_timeout_that_fits_sqlite(value):
 
 
 @FAST
-@given(value=st.one_of(st.text(max_size=25), st.integers(min_value=-(2**70), max_value=2**70).map(str),
-                       st.sampled_from(["nan", "inf", "1e999", "+-5", "++5", HUGE])),
-       option=st.sampled_from([["events", "--since"], ["events", "--limit"], ["users", "--limit"],
-                               ["--timeout"], ["mailbox", "list", "--owner"], ["events", "--user"]]))
+@given(
+    value=st.one_of(
+        st.text(max_size=25),
+        st.integers(min_value=-(2**70), max_value=2**70).map(str),
+        st.sampled_from(["nan", "inf", "1e999", "+-5", "++5", HUGE]),
+    ),
+    option=st.sampled_from(
+        [
+            ["events", "--since"],
+            ["events", "--limit"],
+            ["users", "--limit"],
+            ["--timeout"],
+            ["mailbox", "list", "--owner"],
+            ["events", "--user"],
+        ]
+    ),
+)
 def test_any_option_value_is_accepted_or_refused_in_one_line(cli, seeded, value, option):
     before = fingerprint(seeded)
     args = [*option, value] + (["role", "789"] if option == ["--timeout"] else [])

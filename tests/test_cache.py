@@ -15,7 +15,13 @@ from rolectl.cache import CacheStats, RoleCache
 from rolectl.backends.sqlite.fetch import SQLiteFetch
 from rolectl.errors import DatabaseError, InvalidInputError
 from rolectl.events import (
-    ADMIN_ADDED, ADMIN_REMOVED, ADMIN_TRANSFERRED, CACHE_EVICT, CACHE_FLUSH, MAILBOX_CREATED, Event,
+    ADMIN_ADDED,
+    ADMIN_REMOVED,
+    ADMIN_TRANSFERRED,
+    CACHE_EVICT,
+    CACHE_FLUSH,
+    MAILBOX_CREATED,
+    Event,
 )
 
 
@@ -44,10 +50,16 @@ def ev(seq: int, kind: str = ADMIN_ADDED, user_id: int | None = 1, new_role: str
 
 # -- lookups ----------------------------------------------------------------------------------
 
+
 def test_miss_reads_once_then_hits() -> None:
     db = FakeDB({5: "admin"})
     cache = RoleCache(db.fetch)
-    assert [cache.get_role(5), cache.get_role(5), cache.get_role(6), cache.get_role(6)] == ["admin", "admin", "user", "user"]
+    assert [cache.get_role(5), cache.get_role(5), cache.get_role(6), cache.get_role(6)] == [
+        "admin",
+        "admin",
+        "user",
+        "user",
+    ]
     assert db.calls == [5, 6]
     s = cache.stats()
     assert (s.hits, s.misses, s.misses_cold, s.size) == (2, 2, 2, 2)
@@ -102,6 +114,7 @@ def test_unknown_role_from_fetch_is_a_database_error(result: object) -> None:
 
 
 # -- changes -----------------------------------------------------------------------------------
+
 
 def test_update_role_seed_path() -> None:
     db = FakeDB()
@@ -197,6 +210,7 @@ def test_superseded_event_does_not_reinstall_a_dropped_user() -> None:
 
 # -- LRU ---------------------------------------------------------------------------------------
 
+
 def test_lru_eviction_and_miss_causes() -> None:
     db = FakeDB({3: "admin"})
     cache = RoleCache(db.fetch, maxsize=2)
@@ -225,10 +239,31 @@ def test_lru_bounds_event_installs() -> None:
 # -- stats and entries -------------------------------------------------------------------------
 
 STATS_FIELDS = [
-    "name", "hits", "misses", "misses_cold", "misses_dropped", "misses_evicted", "coalesced", "hit_rate",
-    "size", "maxsize", "events_applied", "events_ignored", "events_superseded", "last_seq", "evictions",
-    "invalidations", "clears", "stale_installs_prevented", "faults", "load_errors", "in_flight",
-    "hits_by_role", "misses_by_role", "started_at", "uptime_seconds",
+    "name",
+    "hits",
+    "misses",
+    "misses_cold",
+    "misses_dropped",
+    "misses_evicted",
+    "coalesced",
+    "hit_rate",
+    "size",
+    "maxsize",
+    "events_applied",
+    "events_ignored",
+    "events_superseded",
+    "last_seq",
+    "evictions",
+    "invalidations",
+    "clears",
+    "stale_installs_prevented",
+    "faults",
+    "load_errors",
+    "in_flight",
+    "hits_by_role",
+    "misses_by_role",
+    "started_at",
+    "uptime_seconds",
 ]
 
 
@@ -283,8 +318,10 @@ def test_entries_filters_and_since() -> None:
 
 # -- graceful degradation ----------------------------------------------------------------------
 
-def test_fault_while_installing_never_fails_the_lookup(monkeypatch: pytest.MonkeyPatch,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+
+def test_fault_while_installing_never_fails_the_lookup(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     db = FakeDB({1: "admin"})
     cache = RoleCache(db.fetch)
 
@@ -303,6 +340,7 @@ def test_fault_while_installing_never_fails_the_lookup(monkeypatch: pytest.Monke
 def test_fault_before_the_read_falls_back_to_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
     db = FakeDB({1: "admin"})
     cache = RoleCache(db.fetch)
+
     class Broken(dict):
         def __setitem__(self, key: object, value: object) -> None:
             raise RuntimeError("injected")
@@ -337,6 +375,7 @@ def test_malformed_event_is_a_fault_not_a_crash() -> None:
 
 # -- asyncio -----------------------------------------------------------------------------------
 
+
 def test_aget_role() -> None:
     db = FakeDB({1: "admin"})
     cache = RoleCache(db.fetch)
@@ -349,6 +388,7 @@ def test_aget_role() -> None:
 
 
 # -- the SQLite fetch --------------------------------------------------------------------------
+
 
 def _migrate(conn: sqlite3.Connection) -> None:
     """rolectl's exact schema (SQLiteFetch refuses any other), made by its own migrations."""
@@ -367,8 +407,9 @@ def sqlite_db(tmp_path: Path) -> Path:
     conn.execute("PRAGMA journal_mode=WAL")
     _migrate(conn)
     # Users written without their events (an empty log, head 0): the triggers are put back.
-    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'users'"
-                                ).fetchall():
+    for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'users'"
+    ).fetchall():
         conn.execute(f"DROP TRIGGER {name}")
     conn.execute("INSERT INTO users (user_id, role) VALUES (1, 'admin'), (2, 'user')")
     _migrate(conn)
@@ -380,10 +421,14 @@ def set_role(path: Path, user_id: int, role: str) -> int:
     conn = sqlite3.connect(path, isolation_level=None)
     with conn:
         conn.execute("BEGIN")
-        conn.execute("INSERT INTO users (user_id, role) VALUES (?, ?) "
-                     "ON CONFLICT (user_id) DO UPDATE SET role = excluded.role", (user_id, role))
-        seq = conn.execute("INSERT INTO events (kind, user_id, new_role) VALUES (?, ?, ?)",
-                           ("admin_added" if role == "admin" else "admin_removed", user_id, role)).lastrowid
+        conn.execute(
+            "INSERT INTO users (user_id, role) VALUES (?, ?) ON CONFLICT (user_id) DO UPDATE SET role = excluded.role",
+            (user_id, role),
+        )
+        seq = conn.execute(
+            "INSERT INTO events (kind, user_id, new_role) VALUES (?, ?, ?)",
+            ("admin_added" if role == "admin" else "admin_removed", user_id, role),
+        ).lastrowid
         conn.execute("COMMIT")
     conn.close()
     return seq  # type: ignore[return-value]

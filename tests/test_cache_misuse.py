@@ -23,8 +23,26 @@ from rolectl.repository import Repository
 INT64_MAX = 2**63 - 1
 
 BAD_IDS: list[Any] = [
-    True, False, 1.0, 2.0, 0, -1, 2**63, 2**70, -(2**70), Decimal(1), Fraction(2), 1 + 0j,
-    "1", b"1", None, [1], {1: 1}, (1,), float("nan"), float("inf"),
+    True,
+    False,
+    1.0,
+    2.0,
+    0,
+    -1,
+    2**63,
+    2**70,
+    -(2**70),
+    Decimal(1),
+    Fraction(2),
+    1 + 0j,
+    "1",
+    b"1",
+    None,
+    [1],
+    {1: 1},
+    (1,),
+    float("nan"),
+    float("inf"),
 ]
 
 
@@ -55,6 +73,7 @@ def counters(cache: RoleCache) -> tuple[int, int, int]:
 
 # -- the fetch --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fetch", ["bot.db", Path("bot.db"), 42])
 def test_a_non_callable_fetch_is_refused_at_construction_naming_connect(fetch: Any) -> None:
     with pytest.raises(InvalidInputError) as info:
@@ -73,6 +92,7 @@ def test_a_non_callable_per_call_fetch_is_refused() -> None:
 
 
 # -- user ids ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("maxsize", [None, 100])
 @pytest.mark.parametrize("bad", BAD_IDS, ids=repr)
@@ -108,19 +128,21 @@ def test_true_is_not_user_one() -> None:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(bad=st.one_of(
-    st.booleans(),
-    st.floats(),
-    st.integers().filter(lambda n: not 0 < n <= INT64_MAX),
-    st.decimals(),
-    st.fractions(),
-    st.complex_numbers(),
-    st.text(max_size=5),
-    st.binary(max_size=5),
-    st.none(),
-    st.lists(st.integers(1, 10), max_size=2),
-    st.tuples(st.integers(1, 10)),
-))
+@given(
+    bad=st.one_of(
+        st.booleans(),
+        st.floats(),
+        st.integers().filter(lambda n: not 0 < n <= INT64_MAX),
+        st.decimals(),
+        st.fractions(),
+        st.complex_numbers(),
+        st.text(max_size=5),
+        st.binary(max_size=5),
+        st.none(),
+        st.lists(st.integers(1, 10), max_size=2),
+        st.tuples(st.integers(1, 10)),
+    )
+)
 def test_arbitrary_bad_ids_never_reach_the_cache_or_the_database(bad: Any) -> None:
     cache, fetch = warm_cache()
     before = counters(cache)
@@ -148,11 +170,16 @@ def test_the_error_is_a_rolectl_error_with_a_usage_exit_code() -> None:
 
 # -- missing databases ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("make", [
-    lambda p: SQLiteFetch(p),
-    lambda p: SQLiteFetch(p, versioned=False),
-    lambda p: FollowingFetch(p),
-], ids=["SQLiteFetch", "SQLiteFetch-unversioned", "FollowingFetch"])
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: SQLiteFetch(p),
+        lambda p: SQLiteFetch(p, versioned=False),
+        lambda p: FollowingFetch(p),
+    ],
+    ids=["SQLiteFetch", "SQLiteFetch-unversioned", "FollowingFetch"],
+)
 def test_a_missing_database_is_refused_and_never_created(tmp_path: Path, make: Any) -> None:
     path = tmp_path / "typo.db"
     with pytest.raises(NotFoundError, match="does not exist"):
@@ -160,11 +187,15 @@ def test_a_missing_database_is_refused_and_never_created(tmp_path: Path, make: A
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("make", [
-    lambda p: SQLiteFetch(p),
-    lambda p: SQLiteFetch(p, versioned=False),
-    lambda p: FollowingFetch(p),
-], ids=["SQLiteFetch", "SQLiteFetch-unversioned", "FollowingFetch"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: SQLiteFetch(p),
+        lambda p: SQLiteFetch(p, versioned=False),
+        lambda p: FollowingFetch(p),
+    ],
+    ids=["SQLiteFetch", "SQLiteFetch-unversioned", "FollowingFetch"],
+)
 def test_a_database_deleted_later_fails_the_call_and_is_not_recreated(tmp_path: Path, make: Any) -> None:
     path = tmp_path / "bot.db"
     Repository.init(path).close()

@@ -49,7 +49,9 @@ OPS = st.lists(
     st.one_of(
         st.tuples(st.just("write"), USERS, st.one_of(ROLE, st.none())),
         st.tuples(st.just("deliver"), st.integers(0, 4), st.booleans()),
-        st.tuples(st.just("get"), USERS, st.lists(st.tuples(st.sampled_from(["write", "deliver"]), USERS, ROLE), max_size=4)),
+        st.tuples(
+            st.just("get"), USERS, st.lists(st.tuples(st.sampled_from(["write", "deliver"]), USERS, ROLE), max_size=4)
+        ),
         st.tuples(st.just("invalidate"), USERS, st.none()),
         st.tuples(st.just("clear"), st.none(), st.none()),
     ),
@@ -62,8 +64,12 @@ OPS = st.lists(
 # A read that lost to a change while the entry that change left behind was evicted (maxsize=1):
 # it used to answer with its own stale role.
 @example(
-    ops=[("write", 4, "admin"), ("deliver", 1, False), ("clear", None, None),
-         ("get", 4, [("write", 4, "user"), ("write", 1, "user"), ("deliver", 1, "user"), ("deliver", 1, "user")])],
+    ops=[
+        ("write", 4, "admin"),
+        ("deliver", 1, False),
+        ("clear", None, None),
+        ("get", 4, [("write", 4, "user"), ("write", 1, "user"), ("deliver", 1, "user"), ("deliver", 1, "user")]),
+    ],
     versioned=True,
     maxsize=1,
 )
@@ -74,11 +80,11 @@ def test_cache_never_serves_a_role_the_log_has_moved_past(ops: list, versioned: 
 
     def deliver(count: int, replay_old: bool = False) -> None:
         start = delivered[0]
-        batch = db.log[start:start + count]
+        batch = db.log[start : start + count]
         if replay_old and start:  # at-least-once delivery: resend something already applied
-            batch = db.log[max(0, start - 2):start] + batch
+            batch = db.log[max(0, start - 2) : start] + batch
         cache.apply_many(batch)
-        delivered[0] = max(delivered[0], start + len(db.log[start:start + count]))
+        delivered[0] = max(delivered[0], start + len(db.log[start : start + count]))
 
     during: list[tuple[str, int, str]] = []
 

@@ -64,6 +64,7 @@ def finish(read: ParkedRead, thread: threading.Thread) -> None:
 
 # -- the stale-set race ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("versioned", [True, False])
 def test_stale_read_for_an_uncached_user_is_not_installed(versioned: bool) -> None:
     """User 7 is not cached: a miss reads 'admin' (head 4); he is demoted (seq 5) and the
@@ -201,6 +202,7 @@ def test_read_newer_than_the_event_is_installed() -> None:
 
 # -- single flight -----------------------------------------------------------------------------
 
+
 def wait_for(predicate: Callable[[], bool]) -> None:
     done = threading.Event()
     for _ in range(WAIT * 1000):
@@ -280,6 +282,7 @@ def test_async_owner_with_sync_waiter_and_cancelled_owner() -> None:
 
 # -- a free-for-all that must still converge --------------------------------------------------
 
+
 def test_threads_hammering_converge_to_the_database() -> None:
     """Writers change roles (database + log), a follower applies the log in order, readers
     look up, an invalidator drops entries. Once the follower has caught up, the cache must
@@ -306,7 +309,7 @@ def test_threads_hammering_converge_to_the_database() -> None:
         while True:
             finished = stop.is_set()
             with lock:
-                batch = log[cache.last_seq:]
+                batch = log[cache.last_seq :]
             cache.apply_many(batch)
             if finished and not batch:
                 return

@@ -24,8 +24,7 @@ class CountingLoop(asyncio.SelectorEventLoop):
         super().__init__()
         self.threadsafe_calls: list[Callable[..., object]] = []
 
-    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any,
-                             context: Any = None) -> asyncio.Handle:
+    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any, context: Any = None) -> asyncio.Handle:
         self.threadsafe_calls.append(callback)
         return super().call_soon_threadsafe(callback, *args, context=context)
 

@@ -62,14 +62,22 @@ _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
 
 def run(rolectl_bin: Path, db: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(rolectl_bin), "--db", db, *args], capture_output=True, text=True,
-                          env=clean_env(USER="alice", ROLECTL_ACTOR="alice"), timeout=120)
+    return subprocess.run(
+        [str(rolectl_bin), "--db", db, *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(USER="alice", ROLECTL_ACTOR="alice"),
+        timeout=120,
+    )
 
 
 #: PostgreSQL names the database user that wrote each event (``db_user``); SQLite has none. The
 #: tests' server is used as ``postgres``: that name becomes what SQLite shows.
-_DB_USER = ((re.compile(r'"db_user": "postgres"'), '"db_user": null'), (re.compile(r" \(as postgres\)"), ""),
-            (re.compile(r"([\t,])postgres$", re.MULTILINE), r"\1"))
+_DB_USER = (
+    (re.compile(r'"db_user": "postgres"'), '"db_user": null'),
+    (re.compile(r" \(as postgres\)"), ""),
+    (re.compile(r"([\t,])postgres$", re.MULTILINE), r"\1"),
+)
 
 
 def normal(text: str, db: str) -> str:
@@ -108,8 +116,12 @@ def test_the_same_script_gives_the_same_output_and_exit_codes(rolectl_bin: Path,
 
 
 def _follow(rolectl_bin: Path, db: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([str(rolectl_bin), "--db", db, "events", "--follow", "--format", "jsonl"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+    return subprocess.Popen(
+        [str(rolectl_bin), "--db", db, "events", "--follow", "--format", "jsonl"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+    )
 
 
 def _lines(proc: subprocess.Popen[bytes], n: int, buffer: bytearray, deadline: float = 30.0) -> list[str]:
@@ -140,8 +152,12 @@ def follow_transcript(rolectl_bin: Path, db: str) -> list[str]:
     buffer = bytearray()
     try:
         lines = _lines(tail, 1, buffer)
-        for args in (("add-admin", "6"), ("mailbox", "create", "100", "--owner", "6"),
-                     ("transfer", "100", "--to", "5"), ("remove-admin", "6")):
+        for args in (
+            ("add-admin", "6"),
+            ("mailbox", "create", "100", "--owner", "6"),
+            ("transfer", "100", "--to", "5"),
+            ("remove-admin", "6"),
+        ):
             assert run(rolectl_bin, db, *args, "--actor", "alice").returncode == 0
         lines += _lines(tail, 4, buffer)
     finally:

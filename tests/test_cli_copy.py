@@ -59,7 +59,9 @@ def test_sqlite_to_postgres_keeps_everything_and_doctor_passes(rolectl_bin: Path
     assert proc.returncode == 0, proc.stderr
     n_events = len(lite_rows(source, EVENTS))
     line = proc.stdout.strip()
-    assert line.startswith(f"copied {source} to PostgreSQL postgres@") or line.startswith(f"copied {source} to postgres@")
+    assert line.startswith(f"copied {source} to PostgreSQL postgres@") or line.startswith(
+        f"copied {source} to postgres@"
+    )
     assert f"3 users, 1 mailbox, {n_events} events (log head #{n_events})" in line
     assert line.endswith(" rows/s") and "secret" not in line
     assert pg_rows(pg_url, EVENTS) == lite_rows(source, EVENTS)  # seqs, timestamps, actors
@@ -68,8 +70,9 @@ def test_sqlite_to_postgres_keeps_everything_and_doctor_passes(rolectl_bin: Path
     doctor_passes(rolectl_bin, pg_url)
 
 
-def test_the_global_db_is_the_default_source_and_json_reports_the_rate(rolectl_bin: Path, source: Path,
-                                                                       pg_url: str) -> None:
+def test_the_global_db_is_the_default_source_and_json_reports_the_rate(
+    rolectl_bin: Path, source: Path, pg_url: str
+) -> None:
     proc = run(rolectl_bin, "--db", str(source), "copy", "--to", pg_url, "--format", "json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -82,8 +85,9 @@ def test_the_global_db_is_the_default_source_and_json_reports_the_rate(rolectl_b
     assert jsonl.returncode == 0 and json.loads(jsonl.stdout)["replaced"] is True
 
 
-def test_a_non_empty_target_is_refused_unchanged_unless_replace(rolectl_bin: Path, source: Path, pg_url: str,
-                                                                 repo: Repository) -> None:
+def test_a_non_empty_target_is_refused_unchanged_unless_replace(
+    rolectl_bin: Path, source: Path, pg_url: str, repo: Repository
+) -> None:
     assert run(rolectl_bin, "copy", "--from", str(source), "--to", pg_url).returncode == 0
     repo.users.add_admin(8, actor="alice")  # the source moved on
     before = pg_rows(pg_url, EVENTS), pg_rows(pg_url, "SELECT value FROM meta WHERE key = 'log_id'")
@@ -133,8 +137,14 @@ def test_postgres_to_sqlite_and_back_again(rolectl_bin: Path, source: Path, pg_u
 
 @pytest.mark.parametrize("pair", [("a.db", "b.db"), ("postgresql://h/a", "postgresql://h/b")])
 def test_both_sides_of_one_kind_are_bad_input(rolectl_bin: Path, tmp_path: Path, pair: tuple[str, str]) -> None:
-    proc = subprocess.run([str(rolectl_bin), "copy", "--from", pair[0], "--to", pair[1]], capture_output=True,
-                          text=True, env=clean_env(), cwd=tmp_path, timeout=60)
+    proc = subprocess.run(
+        [str(rolectl_bin), "copy", "--from", pair[0], "--to", pair[1]],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "copy moves a database between SQLite and PostgreSQL" in proc.stderr
     assert list(tmp_path.iterdir()) == []
 

@@ -72,11 +72,42 @@ def test_stats_shows_what_the_bot_really_counted(bot: Bot, run_rolectl, db_path:
 def test_stats_lists_a_killed_bot_as_dead_and_nothing_as_empty(db_path: Path, run_rolectl, cli) -> None:
     assert _json(run_rolectl("stats", "--format", "json")) == []
     assert cli("stats", "--format", "csv").stdout.strip() == ",".join(
-        ("instance", "pid", "host", "state", "uptime", "hits", "misses", "hit_rate", "hit_rate_10s", "size",
-         "events_applied", "lag", "faults", "resets", "follower", "last_seen", "id", "last_seq", "lookups_per_s_10s",
-         "events_per_s_10s", "coalesced", "misses_cold", "misses_dropped", "misses_evicted",
-         "stale_installs_prevented", "in_flight", "bus", "follower_errors", "last_reset_reason",
-         "started_at", "started_epoch", "last_seen_epoch", "error"))
+        (
+            "instance",
+            "pid",
+            "host",
+            "state",
+            "uptime",
+            "hits",
+            "misses",
+            "hit_rate",
+            "hit_rate_10s",
+            "size",
+            "events_applied",
+            "lag",
+            "faults",
+            "resets",
+            "follower",
+            "last_seen",
+            "id",
+            "last_seq",
+            "lookups_per_s_10s",
+            "events_per_s_10s",
+            "coalesced",
+            "misses_cold",
+            "misses_dropped",
+            "misses_evicted",
+            "stale_installs_prevented",
+            "in_flight",
+            "bus",
+            "follower_errors",
+            "last_reset_reason",
+            "started_at",
+            "started_epoch",
+            "last_seen_epoch",
+            "error",
+        )
+    )
     b = Bot(db_path, "doomed")
     b.kill()
     # On PostgreSQL its row stays with a heartbeat that stopped; seen from its own host the
@@ -88,9 +119,13 @@ def test_stats_lists_a_killed_bot_as_dead_and_nothing_as_empty(db_path: Path, ru
 
 
 def test_stats_watch_refreshes_until_ctrl_c(bot: Bot, rolectl_bin: Path, db_path: Path) -> None:
-    proc = subprocess.Popen([str(rolectl_bin), "--db", str(db_path), "stats", "--watch", "--interval", "0.2",
-                             "--format", "jsonl"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=clean_env())
+    proc = subprocess.Popen(
+        [str(rolectl_bin), "--db", str(db_path), "stats", "--watch", "--interval", "0.2", "--format", "jsonl"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
     assert proc.stdout is not None
     lines = Lines(proc.stdout)
     try:
@@ -115,8 +150,12 @@ def test_cache_show_lists_the_bots_memory(bot: Bot, run_rolectl) -> None:
     rows = _json(run_rolectl("cache", "show", "--format", "json"))
     dump = bot.ask("dump")["entries"]
     assert {str(r["user_id"]): r["role"] for r in rows} == dump
-    assert rows[0] == {"user_id": 789, "role": "admin", "since": rows[0]["since"],  # admins first
-                       "since_epoch": rows[0]["since_epoch"]}
+    assert rows[0] == {
+        "user_id": 789,
+        "role": "admin",
+        "since": rows[0]["since"],  # admins first
+        "since_epoch": rows[0]["since_epoch"],
+    }
     assert rows[0]["since"].endswith("Z") and rows[0]["since_epoch"] > 0  # ISO 8601 UTC, epoch beside it
     assert [r["user_id"] for r in _json(run_rolectl("cache", "show", "--role", "admin", "-f", "json"))] == [789]
     assert len(_json(run_rolectl("cache", "show", "--limit", "2", "-f", "json"))) == 2
@@ -158,8 +197,14 @@ def test_stats_watch_redraws_as_often_as_its_header_says(bot: Bot, db_path: Any,
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
     env = {k: v for k, v in clean_env(TERM="xterm-256color", NO_COLOR="1").items() if k not in ("COLUMNS", "LINES")}
-    proc = subprocess.Popen([str(rolectl_bin), "--db", str(db_path), "stats", "--watch", "--interval", "1.5"],
-                            stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    proc = subprocess.Popen(
+        [str(rolectl_bin), "--db", str(db_path), "stats", "--watch", "--interval", "1.5"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        close_fds=True,
+    )
     os.close(slave)
     seen, stamps, said = b"", [], []
     try:
@@ -187,8 +232,9 @@ def test_stats_watch_redraws_as_often_as_its_header_says(bot: Bot, db_path: Any,
     assert abs(mean - shown) < 0.5, (periods, said)
 
 
-def test_cache_show_on_a_terminal_shows_one_screen_and_says_what_is_left(bot: Bot, db_path: Any, run_rolectl,
-                                                                         rolectl_bin) -> None:
+def test_cache_show_on_a_terminal_shows_one_screen_and_says_what_is_left(
+    bot: Bot, db_path: Any, run_rolectl, rolectl_bin
+) -> None:
     from test_render_terminal import run_in_pty, screen_lines
 
     bot.get_many(list(range(1, 41)))  # 40 entries: more than a 20-line screen holds
@@ -261,8 +307,13 @@ def test_events_follow_tails_every_writer_until_ctrl_c(db_path: Path, rolectl_bi
         repo.users.add_admin(789, "new_admin", actor="setup")
     argv = [str(rolectl_bin), "--db", str(db_path), "events", "--follow"]
     text = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
-    jsonl = subprocess.Popen(argv + ["--user", "789", "--format", "jsonl"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=clean_env())
+    jsonl = subprocess.Popen(
+        argv + ["--user", "789", "--format", "jsonl"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
     assert text.stdout is not None and jsonl.stdout is not None
     text_lines, jsonl_lines = Lines(text.stdout), Lines(jsonl.stdout)
     who = " (as postgres)" if str(db_path).startswith("postgresql") else ""  # the database user, if any
@@ -332,8 +383,18 @@ def test_names_from_peers_are_escaped_for_people_and_times_are_iso_for_programs(
     from rolectl.cache.registry import Instance
     from rolectl.cli.diagnostics import _confirmation_line, stats_row
 
-    line = _confirmation_line([{"instance": "be\x1b]0;pwned\x07ta", "pid": 7, "id": "7", "state": "unresponsive",
-                                "applied": False, "detail": ""}])
+    line = _confirmation_line(
+        [
+            {
+                "instance": "be\x1b]0;pwned\x07ta",
+                "pid": 7,
+                "id": "7",
+                "state": "unresponsive",
+                "applied": False,
+                "detail": "",
+            }
+        ]
+    )
     assert "\x1b" not in line and "\x07" not in line and "1 did not answer: be\\x1b]0;pwned\\x07ta (pid 7)" in line
     inst = Instance(name="a", pid=1, id="1", host="h", started_at=1.5, state="dead", last_seen=1_800_000_000.25)
     row = stats_row(inst, 0, 1_800_000_065.0, machine=True)
@@ -343,7 +404,8 @@ def test_names_from_peers_are_escaped_for_people_and_times_are_iso_for_programs(
 
 
 def test_on_postgresql_a_role_that_may_not_write_the_log_is_told_it_sees_no_caches(
-        pg_server: Any, pg_db: str, rolectl_bin: Path) -> None:
+    pg_server: Any, pg_db: str, rolectl_bin: Path
+) -> None:
     import psycopg
 
     url = pg_server.url(pg_db)
@@ -354,9 +416,11 @@ def test_on_postgresql_a_role_that_may_not_write_the_log_is_told_it_sees_no_cach
         conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO rolectl_viewer")
     viewer = url.replace("postgres@", "rolectl_viewer@")
     try:
+
         def run(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([str(rolectl_bin), "--db", viewer, *args], capture_output=True, text=True,
-                                  env=clean_env())
+            return subprocess.run(
+                [str(rolectl_bin), "--db", viewer, *args], capture_output=True, text=True, env=clean_env()
+            )
 
         stats = run("stats")
         assert stats.returncode == 4 and stats.stdout == ""

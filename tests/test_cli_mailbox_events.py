@@ -56,7 +56,11 @@ def test_transfer(day):
     transferred = events_json(day, "--kind", "admin_transferred")
     assert len(transferred) == 1
     assert {k: transferred[0][k] for k in ("mailbox_id", "from_user", "to_user", "actor")} == {
-        "mailbox_id": 1, "from_user": 123, "to_user": 2000, "actor": "bob"}
+        "mailbox_id": 1,
+        "from_user": 123,
+        "to_user": 2000,
+        "actor": "bob",
+    }
 
 
 def test_transfer_json_and_keep_admin(cli):
@@ -68,10 +72,13 @@ def test_transfer_json_and_keep_admin(cli):
     assert cli("role", "123").stdout == "admin\n"
 
 
-@pytest.mark.parametrize("args, code, text", [
-    (["transfer", "1", "--to", "123"], 4, "already owns"),
-    (["transfer", "9", "--to", "2000"], 3, "mailbox 9 does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, code, text",
+    [
+        (["transfer", "1", "--to", "123"], 4, "already owns"),
+        (["transfer", "9", "--to", "2000"], 3, "mailbox 9 does not exist"),
+    ],
+)
 def test_failed_transfer_is_one_line_and_changes_nothing(cli, args, code, text):
     cli("mailbox", "create", "1", "--owner", "123")
     cli("add-admin", "2000")
@@ -92,14 +99,21 @@ def test_events_listing_and_filters(day):
     # 2000 was already an admin when mailbox 1 reached them: the transfer's transaction holds
     # 123's demotion (by trigger) and the transfer event, nothing else.
     assert [(e["kind"], e["user_id"] or e["to_user"]) for e in everything] == [
-        ("admin_added", 123), ("mailbox_created", 123), ("admin_added", 789), ("admin_added", 2000),
-        ("admin_removed", 123), ("admin_transferred", 2000), ("admin_removed", 789),
+        ("admin_added", 123),
+        ("mailbox_created", 123),
+        ("admin_added", 789),
+        ("admin_added", 2000),
+        ("admin_removed", 123),
+        ("admin_transferred", 2000),
+        ("admin_removed", 789),
     ]
     assert events_json(day, "--since", str(seqs[-2])) == everything[-1:]
     assert events_json(day, "--limit", "2") == everything[-2:]  # the newest two, oldest first
     about_789 = events_json(day, "--user", "789")
     assert [(e["kind"], e["actor"], e["note"]) for e in about_789] == [
-        ("admin_added", "alice", "new_admin"), ("admin_removed", "alice", "new_admin")]
+        ("admin_added", "alice", "new_admin"),
+        ("admin_removed", "alice", "new_admin"),
+    ]
     assert {e["kind"] for e in events_json(day, "--kind", "admin_added")} == {"admin_added"}
     assert events_json(day, "--user", "2000", "--kind", "admin_transferred")[0]["to_user"] == 2000
 
@@ -114,13 +128,16 @@ def test_events_formats(day):
     assert "admin_transferred" in day("events", "-f", "github").stdout
 
 
-@pytest.mark.parametrize("args, text", [
-    (["events", "--kind", "admin_promoted"], "unknown event kind 'admin_promoted'"),
-    (["events", "--user", "abc"], "not a whole number"),
-    (["events", "--since", "-1"], "-1"),
-    (["events", "--limit", "-1"], "--limit"),
-    (["events", "--format", "yaml"], "unknown format"),
-])
+@pytest.mark.parametrize(
+    "args, text",
+    [
+        (["events", "--kind", "admin_promoted"], "unknown event kind 'admin_promoted'"),
+        (["events", "--user", "abc"], "not a whole number"),
+        (["events", "--since", "-1"], "-1"),
+        (["events", "--limit", "-1"], "--limit"),
+        (["events", "--format", "yaml"], "unknown format"),
+    ],
+)
 def test_events_bad_options(cli, args, text):
     result = cli(*args)
     assert result.exit_code == 2 and text in result.stderr
@@ -148,4 +165,6 @@ def test_kind_completion_offers_kinds_and_continues_a_comma_list(db_path):
     env = shell_env(ROLECTL_DB=str(db_path))
     assert bash_complete(["rolectl", "events", "--kind", "admin_t"], env) == ["admin_transferred"]
     assert bash_complete(["rolectl", "events", "--kind", "admin_added,cache_"], env) == [
-        "admin_added,cache_evict", "admin_added,cache_flush"]
+        "admin_added,cache_evict",
+        "admin_added,cache_flush",
+    ]

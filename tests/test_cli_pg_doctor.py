@@ -35,8 +35,11 @@ def findings(proc: subprocess.CompletedProcess[str]) -> dict[str, list[dict[str,
 @pytest.fixture
 def url(rolectl_bin: Path, pg_url: str) -> str:
     assert run(rolectl_bin, "--db", pg_url, "init").returncode == 0
-    sql(pg_url, "INSERT INTO users (user_id, username, role) VALUES (5, 'eve', 'admin'), (6, NULL, 'user')",
-        "INSERT INTO mailboxes (mailbox_id, owner_id) VALUES (100, 5)")
+    sql(
+        pg_url,
+        "INSERT INTO users (user_id, username, role) VALUES (5, 'eve', 'admin'), (6, NULL, 'user')",
+        "INSERT INTO mailboxes (mailbox_id, owner_id) VALUES (100, 5)",
+    )
     return pg_url
 
 
@@ -54,13 +57,16 @@ def test_a_healthy_database_has_the_same_report_as_on_sqlite(rolectl_bin: Path, 
     assert table.stdout.splitlines()[0] == "check\tseverity\tmessage\tfix\tfixable"
 
 
-@pytest.mark.parametrize("damage, check", [
-    ("ALTER SEQUENCE {seq} CACHE 20", "sequence"),
-    ("ALTER TABLE users DISABLE TRIGGER users_role_events", "objects"),
-    ("ALTER TABLE events DISABLE TRIGGER events_seq_guard", "objects"),
-    ("DROP TRIGGER users_writer_lock ON users", "objects"),
-    ("ALTER FUNCTION rolectl_log_role(bigint, text, text) RESET search_path", "objects"),
-])
+@pytest.mark.parametrize(
+    "damage, check",
+    [
+        ("ALTER SEQUENCE {seq} CACHE 20", "sequence"),
+        ("ALTER TABLE users DISABLE TRIGGER users_role_events", "objects"),
+        ("ALTER TABLE events DISABLE TRIGGER events_seq_guard", "objects"),
+        ("DROP TRIGGER users_writer_lock ON users", "objects"),
+        ("ALTER FUNCTION rolectl_log_role(bigint, text, text) RESET search_path", "objects"),
+    ],
+)
 def test_damage_is_an_error_and_exit_6(rolectl_bin: Path, url: str, damage: str, check: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         seq = conn.execute("SELECT pg_get_serial_sequence('events', 'seq')").fetchone()[0]  # type: ignore[index]
@@ -72,9 +78,12 @@ def test_damage_is_an_error_and_exit_6(rolectl_bin: Path, url: str, damage: str,
 
 
 def test_drift_between_table_and_log_is_an_error(rolectl_bin: Path, url: str) -> None:
-    sql(url, "ALTER TABLE users DISABLE TRIGGER users_role_events",
+    sql(
+        url,
+        "ALTER TABLE users DISABLE TRIGGER users_role_events",
         "UPDATE users SET role = 'admin' WHERE user_id = 6",
-        "ALTER TABLE users ENABLE TRIGGER users_role_events")
+        "ALTER TABLE users ENABLE TRIGGER users_role_events",
+    )
     proc = run(rolectl_bin, "--db", url, "doctor", "--format", "json")
     assert proc.returncode == 6 and "1 user's role differs from the log: 6" in findings(proc)["log"][0]["message"]
 
@@ -92,8 +101,12 @@ def test_fix_makes_mailbox_owners_admins_through_the_log(rolectl_bin: Path, url:
 
 
 def test_an_old_schema_is_an_error_that_fix_migrates(rolectl_bin: Path, url: str) -> None:
-    sql(url, "DROP TRIGGER events_seq_guard ON events", "DROP FUNCTION rolectl_events_seq_guard()",
-        "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    sql(
+        url,
+        "DROP TRIGGER events_seq_guard ON events",
+        "DROP FUNCTION rolectl_events_seq_guard()",
+        "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+    )
     proc = run(rolectl_bin, "--db", url, "doctor", "--format", "json")
     assert proc.returncode == 6 and findings(proc)["schema"][0]["fixable"] is True
     fixed = run(rolectl_bin, "--db", url, "doctor", "--fix")

@@ -17,10 +17,12 @@ from rolectl.cli.context import State
 from rolectl.cli.options import DATABASE
 
 
-def run(rolectl_bin: Path, *args: str, env: dict[str, str] | None = None,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(rolectl_bin), *args], capture_output=True, text=True, env=env or clean_env(),
-                          timeout=timeout)
+def run(
+    rolectl_bin: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(rolectl_bin), *args], capture_output=True, text=True, env=env or clean_env(), timeout=timeout
+    )
 
 
 def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
@@ -33,10 +35,15 @@ def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
 # -- which database a value names ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", [
-    "postgresql://bot@db.example/roles", "postgres://bot:pw@10.0.0.5:5433/roles?sslmode=require",
-    "host=/run/postgresql dbname=roles", "  postgresql://h/db",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "postgresql://bot@db.example/roles",
+        "postgres://bot:pw@10.0.0.5:5433/roles?sslmode=require",
+        "host=/run/postgresql dbname=roles",
+        "  postgresql://h/db",
+    ],
+)
 def test_postgres_values_stay_text(value: str) -> None:
     converted = DATABASE.convert(value, None, None)
     assert converted == value.strip() and isinstance(converted, str)
@@ -129,38 +136,51 @@ def test_a_server_that_never_answers_gives_up_at_the_timeout(rolectl_bin: Path) 
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         port = listener.getsockname()[1]
-        proc = run(rolectl_bin, "--timeout", "1", "--db", f"postgresql://postgres@127.0.0.1:{port}/roles", "init",
-                   timeout=30)  # a hang fails the test here
+        proc = run(
+            rolectl_bin, "--timeout", "1", "--db", f"postgresql://postgres@127.0.0.1:{port}/roles", "init", timeout=30
+        )  # a hang fails the test here
     assert proc.returncode == 5
     assert "did not answer in time" in one_error_line(proc)
 
 
 def test_without_psycopg_the_url_names_the_extra_to_install(tmp_path: Path) -> None:
-    code = ("import sys; sys.modules['psycopg'] = None\n"
-            "from rolectl.cli import main\n"
-            "sys.argv = ['rolectl', '--db', 'postgresql://bot@db.example/roles', 'init']\n"
-            "main()\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(),
-                          cwd=tmp_path, timeout=60)
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from rolectl.cli import main\n"
+        "sys.argv = ['rolectl', '--db', 'postgresql://bot@db.example/roles', 'init']\n"
+        "main()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=60
+    )
     assert proc.returncode == 5
-    assert one_error_line(proc) == ("rolectl: error: PostgreSQL support is not installed: "
-                                    "install the PostgreSQL extra: pip install 'rolectl[postgres]'")
+    assert one_error_line(proc) == (
+        "rolectl: error: PostgreSQL support is not installed: "
+        "install the PostgreSQL extra: pip install 'rolectl[postgres]'"
+    )
 
 
 # -- file-only commands -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [
-    ("backup", "copy.db"), ("restore", "copy.db"), ("simulate", "--db", "{url}"), ("demo", "--db", "{url}"),
-    ("simulate",),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("backup", "copy.db"),
+        ("restore", "copy.db"),
+        ("simulate", "--db", "{url}"),
+        ("demo", "--db", "{url}"),
+        ("simulate",),
+    ],
+)
 def test_sqlite_only_commands_refuse_a_postgresql_url(rolectl_bin: Path, tmp_path: Path, args: tuple[str, ...]) -> None:
     url = "postgresql://bot:secret@db.example/roles"
     argv = [a.format(url=url) for a in args]
     if "{url}" not in args:
         argv = ["--db", url, *argv]
-    proc = subprocess.run([str(rolectl_bin), *argv], capture_output=True, text=True, env=clean_env(),
-                          cwd=tmp_path, timeout=60)
+    proc = subprocess.run(
+        [str(rolectl_bin), *argv], capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=60
+    )
     assert proc.returncode == 2, proc.stderr
     line = one_error_line(proc)
     assert "on a SQLite database file only, not on a PostgreSQL database" in line and "secret" not in line

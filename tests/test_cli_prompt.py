@@ -37,13 +37,16 @@ def test_db_is_accepted_before_and_after_the_command(run_rolectl, db_path, where
     assert listed.returncode == 0 and '"user_id": 5' in listed.stdout
 
 
-@pytest.mark.parametrize("argv", [
-    ["users", "--role", "admin", "--db", "{db}"],
-    ["users", "import", "{csv}", "--db", "{db}"],
-    ["mailbox", "create", "1", "--owner", "5", "--db", "{db}"],
-    ["mailbox", "--db", "{db}", "list"],
-    ["cache", "show", "--db", "{db}"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["users", "--role", "admin", "--db", "{db}"],
+        ["users", "import", "{csv}", "--db", "{db}"],
+        ["mailbox", "create", "1", "--owner", "5", "--db", "{db}"],
+        ["mailbox", "--db", "{db}", "list"],
+        ["cache", "show", "--db", "{db}"],
+    ],
+)
 def test_db_after_nested_commands(run_rolectl, db_path, tmp_path, argv):
     run_rolectl("init")
     run_rolectl("add-admin", "5")
@@ -57,8 +60,9 @@ def test_db_after_nested_commands(run_rolectl, db_path, tmp_path, argv):
 def test_after_the_command_wins_over_before_and_over_the_environment(run_rolectl, db_path, tmp_path):
     run_rolectl("init")
     other = tmp_path / "other.db"
-    result = run_rolectl("--db", str(other), "role", "5", "--db", str(db_path), db=None,
-                         env=clean_env(ROLECTL_DB=str(other)))
+    result = run_rolectl(
+        "--db", str(other), "role", "5", "--db", str(db_path), db=None, env=clean_env(ROLECTL_DB=str(other))
+    )
     assert result.returncode == 0 and result.stdout == "user\n"
 
 
@@ -104,8 +108,9 @@ def test_vv_adds_debug_lines_and_v_does_not(run_rolectl):
 # -- typo suggestions --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv, wanted", [(["admns"], "admins"), (["mailbox", "lst"], "list"),
-                                          (["cache", "shwo"], "show")])
+@pytest.mark.parametrize(
+    "argv, wanted", [(["admns"], "admins"), (["mailbox", "lst"], "list"), (["cache", "shwo"], "show")]
+)
 def test_a_typo_is_suggested_once(argv, wanted):
     result = invoke(*argv)
     assert result.exit_code == 2
@@ -124,8 +129,10 @@ def test_unwrap_joins_lines_but_keeps_marked_paragraphs():
 
 
 def test_a_long_example_is_broken_into_lines_a_shell_joins_again():
-    command = ('rolectl --db postgresql://owner@db/roles cache flush --note "restored the users table from '
-               'last night\'s backup" --wait 3 --password-file /run/secrets/bot_a')
+    command = (
+        'rolectl --db postgresql://owner@db/roles cache flush --note "restored the users table from '
+        'last night\'s backup" --wait 3 --password-file /run/secrets/bot_a'
+    )
     lines = example_lines(command, width=60)
     assert all(len(line) <= 60 for line in lines) and len(lines) > 1
     assert all(line.endswith(" \\") for line in lines[:-1]) and not lines[-1].endswith("\\")
@@ -188,9 +195,20 @@ def test_root_help_groups_the_commands_in_panels():
 
 
 def test_metavariables_are_consistent():
-    out = {" ".join(p): invoke(*p, "--help").output for p in [("add-admin",), ("remove-admin",), ("role",),
-                                                                ("transfer",), ("mailbox", "create"), ("whois",),
-                                                                ("cache", "evict"), ("events",), ("users",)]}
+    out = {
+        " ".join(p): invoke(*p, "--help").output
+        for p in [
+            ("add-admin",),
+            ("remove-admin",),
+            ("role",),
+            ("transfer",),
+            ("mailbox", "create"),
+            ("whois",),
+            ("cache", "evict"),
+            ("events",),
+            ("users",),
+        ]
+    }
     assert "USER_ID..." in out["add-admin"] and "USER_ID..." in out["remove-admin"]
     assert "USER_ID" in out["role"] and "USER_ID" in out["whois"] and "USER_ID" in out["cache evict"]
     assert "MAILBOX_ID" in out["transfer"] and "MAILBOX_ID" in out["mailbox create"]
@@ -206,15 +224,21 @@ def test_metavariables_are_consistent():
 # -- fixed sets are choices ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["role", "5", "--is", "root"], "unknown role 'root': use one of: user, admin"),
-    (["users", "--role", "boss"], "unknown role 'boss'"),
-    (["events", "--kind", "admin_add"], "unknown event kind 'admin_add': use one of: admin_added"),
-    (["admins", "--format", "yaml"], "unknown format 'yaml'"),
-    (["add-admin", "5", "--format", "github"], "format 'github' does not apply to a change"),
-    (["simulate", "--distribution", "pareto"], "unknown distribution 'pareto': use one of: reference, uniform, zipf"),
-    (["apply", "--input-format", "xml"], "unknown input format 'xml'"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["role", "5", "--is", "root"], "unknown role 'root': use one of: user, admin"),
+        (["users", "--role", "boss"], "unknown role 'boss'"),
+        (["events", "--kind", "admin_add"], "unknown event kind 'admin_add': use one of: admin_added"),
+        (["admins", "--format", "yaml"], "unknown format 'yaml'"),
+        (["add-admin", "5", "--format", "github"], "format 'github' does not apply to a change"),
+        (
+            ["simulate", "--distribution", "pareto"],
+            "unknown distribution 'pareto': use one of: reference, uniform, zipf",
+        ),
+        (["apply", "--input-format", "xml"], "unknown input format 'xml'"),
+    ],
+)
 def test_a_value_outside_a_fixed_set_is_one_line_exit_2(cli, argv, words):
     cli("init")
     result = invoke("--db", "unused.db", *argv)
@@ -264,4 +288,5 @@ def test_messages_count_correctly(cli, tmp_path):
     users = tmp_path / "u.csv"
     users.write_text("id,username,role\n7,seven,admin\n")
     assert cli("users", "import", str(users)).stdout.startswith(
-        "imported 1 user: 1 created, 0 updated, 0 unchanged; 1 role change (1 admin added, 0 removed; event #")
+        "imported 1 user: 1 created, 0 updated, 0 unchanged; 1 role change (1 admin added, 0 removed; event #"
+    )

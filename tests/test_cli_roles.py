@@ -37,28 +37,39 @@ def test_init_creates_then_is_idempotent(tmp_path, run_rolectl):
 
 def test_db_from_environment_and_default(tmp_path, rolectl_bin):
     env_db = tmp_path / "env.db"
-    result = subprocess.run([str(rolectl_bin), "init"], capture_output=True, text=True,
-                            env=clean_env(ROLECTL_DB=str(env_db)), cwd=tmp_path)
+    result = subprocess.run(
+        [str(rolectl_bin), "init"], capture_output=True, text=True, env=clean_env(ROLECTL_DB=str(env_db)), cwd=tmp_path
+    )
     assert result.returncode == 0 and env_db.exists()
     assert not (tmp_path / "rolectl.db").exists()
-    result = subprocess.run([str(rolectl_bin), "init"], capture_output=True, text=True, env=clean_env(),
-                            cwd=tmp_path)
+    result = subprocess.run([str(rolectl_bin), "init"], capture_output=True, text=True, env=clean_env(), cwd=tmp_path)
     assert result.returncode == 0 and (tmp_path / "rolectl.db").exists()
     # --db beats the environment
     other = tmp_path / "opt.db"
-    result = subprocess.run([str(rolectl_bin), "--db", str(other), "init"], capture_output=True, text=True,
-                            env=clean_env(ROLECTL_DB=str(env_db)), cwd=tmp_path)
+    result = subprocess.run(
+        [str(rolectl_bin), "--db", str(other), "init"],
+        capture_output=True,
+        text=True,
+        env=clean_env(ROLECTL_DB=str(env_db)),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0 and other.exists()
 
 
-@pytest.mark.parametrize("args", [["role", "5"], ["add-admin", "5"], ["admins"], ["events"],
-                                  ["mailbox", "list"], ["transfer", "1", "--to", "2"]])
+@pytest.mark.parametrize(
+    "args",
+    [["role", "5"], ["add-admin", "5"], ["admins"], ["events"], ["mailbox", "list"], ["transfer", "1", "--to", "2"]],
+)
 def test_no_command_but_init_creates_a_database(tmp_path, run_rolectl, args):
     (tmp_path / "empty").mkdir()
     db = tmp_path / "empty" / "missing.db"
     result = run_rolectl(*args, db=db)
     assert result.returncode == 3
-    assert "does not exist" in result.stderr and f"rolectl --db {db} init" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (
+        "does not exist" in result.stderr
+        and f"rolectl --db {db} init" in result.stderr
+        and len(result.stderr.strip().splitlines()) == 1
+    )
     assert not db.exists() and list(db.parent.iterdir()) == []
 
 
@@ -88,8 +99,10 @@ def test_role_is_exit_status(cli):
 
 def test_role_is_in_a_real_shell(run_rolectl, db_path, rolectl_bin):
     run_rolectl("add-admin", "789")
-    script = f'if "{rolectl_bin}" --db "{db_path}" role 789 --is admin; then echo yes; else echo no; fi; ' \
-             f'if "{rolectl_bin}" --db "{db_path}" role 5 --is admin; then echo yes; else echo no; fi'
+    script = (
+        f'if "{rolectl_bin}" --db "{db_path}" role 789 --is admin; then echo yes; else echo no; fi; '
+        f'if "{rolectl_bin}" --db "{db_path}" role 5 --is admin; then echo yes; else echo no; fi'
+    )
     out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=clean_env())
     assert out.stdout.split() == ["yes", "no"]
 
@@ -131,8 +144,9 @@ def test_change_as_json(cli):
     data = json.loads(result.stdout)
     assert list(data) == ["changed", "changes", "events"] and data["changed"] is True
     assert data["events"][0]["kind"] == "admin_added" and data["events"][0]["note"] == "new_admin"
-    assert data["changes"] == [{"user_id": 789, "changed": True, "message": "789 is now an admin",
-                                "events": data["events"]}]
+    assert data["changes"] == [
+        {"user_id": 789, "changed": True, "message": "789 is now an admin", "events": data["events"]}
+    ]
     lines = cli("add-admin", "1", "2", "--format", "jsonl").stdout.splitlines()
     assert [(json.loads(line)["user_id"], json.loads(line)["changed"]) for line in lines] == [(1, True), (2, True)]
     bad = cli("add-admin", "3", "--format", "csv")
@@ -180,7 +194,9 @@ def test_users_json_fields_are_stable(populated):
 
 def test_users_filters(populated):
     populated("remove-admin", "2000")
-    assert [json.loads(line)["user_id"] for line in populated("users", "--role", "user", "-f", "jsonl").stdout.splitlines()] == [2000]
+    assert [
+        json.loads(line)["user_id"] for line in populated("users", "--role", "user", "-f", "jsonl").stdout.splitlines()
+    ] == [2000]
     assert len(json.loads(populated("admins", "--limit", "1", "-f", "json").stdout)) == 1
     bad = populated("users", "--role", "root")
     assert bad.exit_code == 2 and "unknown role" in bad.stderr

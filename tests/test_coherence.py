@@ -33,8 +33,7 @@ CONVERGE_DEADLINE = 30.0  # a wait on the condition, left as soon as it holds; t
 
 
 def _sql(db: Path, statement: str) -> None:
-    subprocess.run([SQLITE3, "-cmd", ".timeout 5000", str(db), statement], check=True, capture_output=True,
-                   timeout=30)
+    subprocess.run([SQLITE3, "-cmd", ".timeout 5000", str(db), statement], check=True, capture_output=True, timeout=30)
 
 
 def _wait_in_step(bot: Bot, head: int) -> int:
@@ -89,8 +88,13 @@ def test_two_bots_follow_concurrent_writers_without_ever_answering_stale(backend
         while not stop_writers.is_set():
             uid = rng.choice(USERS)
             args = ["add-admin", str(uid)] if rng.random() < 0.5 else ["remove-admin", str(uid), "--force"]
-            done = subprocess.run([str(rolectl_bin), "--db", backend.db, *args, "--actor", "cli"],
-                                  capture_output=True, text=True, env=clean_env(), timeout=30)
+            done = subprocess.run(
+                [str(rolectl_bin), "--db", backend.db, *args, "--actor", "cli"],
+                capture_output=True,
+                text=True,
+                env=clean_env(),
+                timeout=30,
+            )
             if done.returncode != 0:
                 failures.append(done.stderr)
 
@@ -129,7 +133,9 @@ def test_two_bots_follow_concurrent_writers_without_ever_answering_stale(backend
             dump = bot.ask("dump")
             held = {int(uid): role for uid, role in dump["entries"].items()}
             assert held, f"{bot.name} holds nothing: the test would prove nothing"
-            wrong = {uid: (role, table.get(uid, "user")) for uid, role in held.items() if role != table.get(uid, "user")}
+            wrong = {
+                uid: (role, table.get(uid, "user")) for uid, role in held.items() if role != table.get(uid, "user")
+            }
             assert not wrong, f"{bot.name} disagrees with the database (cached, db): {wrong}"
         stop_readers.set()
         for t in readers:
@@ -194,8 +200,10 @@ def test_database_restored_under_a_running_bot_clears_and_recovers(db_path: Path
         _sql(db_path, f".restore '{other}'")  # the backup API: same file, other contents
         stats = _wait_reset(bot)
         assert stats["follower"]["resets"] == 1
-        assert "replaced" in stats["follower"]["last_reset_reason"] or "backwards" in \
-            stats["follower"]["last_reset_reason"]
+        assert (
+            "replaced" in stats["follower"]["last_reset_reason"]
+            or "backwards" in stats["follower"]["last_reset_reason"]
+        )
         assert stats["cache"]["size"] == 0  # it never serves what it cannot vouch for
         assert [a["role"] for a in bot.get_many([7, 8])] == ["user", "admin"]
     finally:
@@ -232,9 +240,12 @@ def test_log_truncated_under_a_running_bot_clears_and_recovers(db_path: Path) ->
     try:
         assert bot.get_many([1])[0]["role"] == "admin"
         # Someone empties the log behind the triggers' back and demotes 1 without an event.
-        _sql(db_path, "BEGIN; DROP TRIGGER events_append_only_delete; DELETE FROM events; "
-                      "DELETE FROM sqlite_sequence WHERE name = 'events'; "
-                      "DROP TRIGGER users_role_update; UPDATE users SET role = 'user' WHERE user_id = 1; COMMIT;")
+        _sql(
+            db_path,
+            "BEGIN; DROP TRIGGER events_append_only_delete; DELETE FROM events; "
+            "DELETE FROM sqlite_sequence WHERE name = 'events'; "
+            "DROP TRIGGER users_role_update; UPDATE users SET role = 'user' WHERE user_id = 1; COMMIT;",
+        )
         stats = _wait_reset(bot)
         assert stats["follower"]["resets"] == 1
         assert "backwards" in stats["follower"]["last_reset_reason"]

@@ -40,14 +40,22 @@ def shell_env(**extra: str) -> dict[str, str]:
 
 
 def test_generated_scripts_are_up_to_date():
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_completions.py"), "--check"],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_completions.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_generator_writes_what_check_compares(tmp_path):
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_completions.py"), "--out", str(tmp_path)],
-                   check=True, capture_output=True, cwd=ROOT)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_completions.py"), "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
     for name in ("rolectl.bash", "_rolectl", "rolectl.fish"):
         assert (tmp_path / name).read_text() == (COMPLETIONS / name).read_text()
     assert (tmp_path / "_rolectl").read_text().startswith("#compdef rolectl\n")
@@ -68,8 +76,9 @@ def bash_complete(words: list[str], env: dict[str, str]) -> list[str]:
         '"$func" rolectl "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"\n'
         'printf "%s\\n" "${COMPREPLY[@]}"\n'
     )
-    result = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], capture_output=True, text=True,
-                            env=env, timeout=30)
+    result = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", script], capture_output=True, text=True, env=env, timeout=30
+    )
     assert result.returncode == 0 and result.stderr == "", result.stderr
     return [line for line in result.stdout.splitlines() if line]
 
@@ -108,7 +117,10 @@ needs_fish = pytest.mark.skipif(shutil.which("fish") is None, reason="fish is no
 def fish_complete(line: str, env: dict[str, str]) -> list[str]:
     result = subprocess.run(
         ["fish", "--no-config", "-c", f"source '{COMPLETIONS / 'rolectl.fish'}'; complete -C '{line}'"],
-        capture_output=True, text=True, env=env, timeout=30,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
     )
     assert result.returncode == 0, result.stderr
     return [entry.split("\t")[0] for entry in result.stdout.splitlines()]
@@ -124,8 +136,9 @@ def test_fish(mail_db):
 
 # -- zsh (interactive, in tmux) -------------------------------------------------------------------
 
-needs_zsh = pytest.mark.skipif(shutil.which("zsh") is None or shutil.which("tmux") is None,
-                               reason="zsh or tmux is not installed")
+needs_zsh = pytest.mark.skipif(
+    shutil.which("zsh") is None or shutil.which("tmux") is None, reason="zsh or tmux is not installed"
+)
 
 
 class Tmux:
@@ -137,8 +150,9 @@ class Tmux:
         self.run("new-session", "-d", "-x", "150", "-y", "40", command)
 
     def run(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-S", self.socket, *args], capture_output=True, text=True, env=self.env,
-                              timeout=20, check=True).stdout
+        return subprocess.run(
+            ["tmux", "-S", self.socket, *args], capture_output=True, text=True, env=self.env, timeout=20, check=True
+        ).stdout
 
     def wait_for(self, predicate, timeout: float = 15.0) -> str:
         deadline = time.monotonic() + timeout
@@ -160,9 +174,7 @@ def zsh(tmp_path, mail_db):
     zdot = tmp_path / "zdot"
     zdot.mkdir()
     (zdot / ".zshrc").write_text(
-        "PS1='READY> '\n"
-        f"fpath=('{COMPLETIONS}' $fpath)\n"
-        "autoload -Uz compinit && compinit -u -D\n"
+        f"PS1='READY> '\nfpath=('{COMPLETIONS}' $fpath)\nautoload -Uz compinit && compinit -u -D\n"
     )
     env = shell_env(ROLECTL_DB=str(mail_db), ZDOTDIR=str(zdot), TERM="xterm")
     sessions: list[Tmux] = []
@@ -204,10 +216,16 @@ def test_bash_offers_the_fixed_sets(mail_db):
     assert bash_complete(["rolectl", "role", "5", "--is", ""], env) == ["user", "admin"]
     assert bash_complete(["rolectl", "users", "--role", "a"], env) == ["admin"]
     assert bash_complete(["rolectl", "events", "--kind", "admin_"], env) == [
-        "admin_added", "admin_removed", "admin_transferred"]
+        "admin_added",
+        "admin_removed",
+        "admin_transferred",
+    ]
     assert bash_complete(["rolectl", "simulate", "--distribution", ""], env) == ["reference", "uniform", "zipf"]
     assert bash_complete(["rolectl", "simulate", "--policy", "event,"], env) == ["event,ttl", "event,none"]
-    assert bash_complete(["rolectl", "simulate", "--section", "policies,ch"], env) == ["policies,chart", "policies,changes"]
+    assert bash_complete(["rolectl", "simulate", "--section", "policies,ch"], env) == [
+        "policies,chart",
+        "policies,changes",
+    ]
     assert bash_complete(["rolectl", "add-admin", "5", "--format", ""], env) == ["text", "json", "jsonl"]
     assert "text" in bash_complete(["rolectl", "events", "--format", "t"], env)
 
@@ -232,8 +250,10 @@ def test_bash_offers_live_instance_names(mail_db):
 
     env = shell_env(ROLECTL_DB=str(mail_db))
     assert bash_complete(["rolectl", "cache", "show", "--instance", ""], env) == []
-    with register(RoleCache(lambda uid: "user", name="alpha"), mail_db), \
-            register(RoleCache(lambda uid: "user", name="beta"), mail_db):
+    with (
+        register(RoleCache(lambda uid: "user", name="alpha"), mail_db),
+        register(RoleCache(lambda uid: "user", name="beta"), mail_db),
+    ):
         assert bash_complete(["rolectl", "cache", "show", "--instance", ""], env) == ["alpha", "beta"]
         assert bash_complete(["rolectl", "cache", "show", "-i", "b"], env) == ["beta"]
     assert bash_complete(["rolectl", "cache", "show", "--instance", ""], env) == []

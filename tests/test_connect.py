@@ -147,16 +147,19 @@ def test_a_postgresql_url_in_rolectl_db_selects_postgresql(any_db: str, monkeypa
         assert roles.get_role(5) == "user"
 
 
-@pytest.mark.parametrize("bad, error", [
-    ({"db": "mysql://localhost/bot"}, InvalidInputError),
-    ({"db": "ftp://x/y"}, InvalidInputError),
-    ({"db": 5}, InvalidInputError),
-    ({"name": ""}, InvalidInputError),
-    ({"actor": 5}, InvalidInputError),
-    ({"max_staleness": -1}, InvalidInputError),
-    ({"timeout": "soon"}, InvalidInputError),
-    ({"maxsize": 0}, InvalidInputError),
-])
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        ({"db": "mysql://localhost/bot"}, InvalidInputError),
+        ({"db": "ftp://x/y"}, InvalidInputError),
+        ({"db": 5}, InvalidInputError),
+        ({"name": ""}, InvalidInputError),
+        ({"actor": 5}, InvalidInputError),
+        ({"max_staleness": -1}, InvalidInputError),
+        ({"timeout": "soon"}, InvalidInputError),
+        ({"maxsize": 0}, InvalidInputError),
+    ],
+)
 def test_bad_arguments_fail_at_the_call(db_path: Path, bad: dict[str, object], error: type[Exception]) -> None:
     kwargs: dict[str, object] = {"db": db_path, "register": False, **bad}
     with pytest.raises(error):
@@ -188,10 +191,12 @@ def test_a_postgresql_server_that_is_down_is_one_line_and_exit_5(tmp_path: Path)
 
 
 def test_without_psycopg_a_postgresql_url_names_the_extra_to_install() -> None:
-    code = ("import sys; sys.modules['psycopg'] = None\n"
-            "import rolectl\n"
-            "try:\n    rolectl.connect('postgresql://localhost/bot')\n"
-            "except rolectl.DatabaseError as exc:\n    print(exc.hint, exc.exit_code)\n")
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "import rolectl\n"
+        "try:\n    rolectl.connect('postgresql://localhost/bot')\n"
+        "except rolectl.DatabaseError as exc:\n    print(exc.hint, exc.exit_code)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean_env())
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "install the PostgreSQL extra: pip install 'rolectl[postgres]' 5"
@@ -239,13 +244,15 @@ def test_a_miss_that_cannot_be_read_raises_not_guesses(any_db: str) -> None:
 
 
 def test_top_level_names_are_lazy() -> None:
-    code = ("import sys, rolectl; "
-            "assert 'rolectl.handle' not in sys.modules and 'rolectl.cache' not in sys.modules; "
-            "from rolectl import connect, RoleCache, Repository, RolectlError, DatabaseError, NotFoundError, "
-            "ConflictError, InvalidInputError, aio; "
-            "import rolectl.aio; "
-            "assert not [m for m in sys.modules if m.split('.')[0] in ('aiogram', 'telegram')]; "
-            "print(connect.__module__, RoleCache.__name__, aio.connect.__module__)")
+    code = (
+        "import sys, rolectl; "
+        "assert 'rolectl.handle' not in sys.modules and 'rolectl.cache' not in sys.modules; "
+        "from rolectl import connect, RoleCache, Repository, RolectlError, DatabaseError, NotFoundError, "
+        "ConflictError, InvalidInputError, aio; "
+        "import rolectl.aio; "
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('aiogram', 'telegram')]; "
+        "print(connect.__module__, RoleCache.__name__, aio.connect.__module__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean_env())
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["rolectl.handle", "RoleCache", "rolectl.aio"]

@@ -113,11 +113,13 @@ def test_writes_run_off_the_loop_and_are_applied_before_they_return(any_db: str)
 
 def test_a_busy_loop_still_sees_other_processes_changes(any_db: str, rolectl_bin: Path) -> None:
     """The loop never yields to a follower thread (there is none): the change still lands."""
+
     async def main() -> None:
         async with rolectl.aio.connect(any_db, register=False) as roles:
             assert await roles.get_role(789) == "user"
-            proc = await asyncio.create_subprocess_exec(str(rolectl_bin), "--db", any_db, "add-admin", "789",
-                                                        env=clean_env(), stdout=asyncio.subprocess.DEVNULL)
+            proc = await asyncio.create_subprocess_exec(
+                str(rolectl_bin), "--db", any_db, "add-admin", "789", env=clean_env(), stdout=asyncio.subprocess.DEVNULL
+            )
             assert await proc.wait() == 0
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 10

@@ -29,8 +29,14 @@ WAIT = 30.0
 
 
 def rolectl_cli(db: str, *args: str, check: bool = True) -> None:
-    subprocess.run([str(BIN / "rolectl"), "--db", db, *args], check=check, capture_output=True, text=True,
-                   env=clean_env(), timeout=120)
+    subprocess.run(
+        [str(BIN / "rolectl"), "--db", db, *args],
+        check=check,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=120,
+    )
 
 
 def create_database(db: str, admin: int) -> None:
@@ -74,8 +80,10 @@ def check_sync_late(db: str, start: Callable[[], None]) -> None:
             roles.add_admin(6)
         start()
         waited = wait_role(lambda: roles.get_role(5), "admin")
-        print(f"sync {db.split('://')[0] if '://' in db else 'sqlite'}: admin served {waited * 1000:.1f} ms "
-              "after the database was there")  # shown with pytest -s
+        print(
+            f"sync {db.split('://')[0] if '://' in db else 'sqlite'}: admin served {waited * 1000:.1f} ms "
+            "after the database was there"
+        )  # shown with pytest -s
         roles.add_admin(6)  # the bot's own writes work now, and reach its cache at once
         assert roles.get_role(6) == "admin"
         rolectl_cli(db, "remove-admin", "5")  # another process: followed
@@ -90,8 +98,10 @@ async def check_async_late(db: str, start: Callable[[], None]) -> None:
             await roles.add_admin(6)
         await asyncio.to_thread(start)
         waited = await await_role(lambda: roles.get_role(5), "admin")
-        print(f"asyncio {db.split('://')[0] if '://' in db else 'sqlite'}: admin served {waited * 1000:.1f} ms "
-              "after the database was there")
+        print(
+            f"asyncio {db.split('://')[0] if '://' in db else 'sqlite'}: admin served {waited * 1000:.1f} ms "
+            "after the database was there"
+        )
         await roles.add_admin(6)
         assert await roles.get_role(6) == "admin"
         await asyncio.to_thread(rolectl_cli, db, "remove-admin", "5")
@@ -118,8 +128,9 @@ def test_waiting_creates_no_file(tmp_path: Path) -> None:
             roles.upsert_user(1)
         with pytest.raises(DatabaseError):
             roles.get_role(1)
-    assert not [p for p in tmp_path.iterdir() if p.name in ("later.db", "later.db-wal", "later.db-shm",
-                                                         "later.db-journal")]
+    assert not [
+        p for p in tmp_path.iterdir() if p.name in ("later.db", "later.db-wal", "later.db-shm", "later.db-journal")
+    ]
 
 
 def test_strict_still_raises(tmp_path: Path) -> None:
@@ -136,8 +147,10 @@ def test_strict_still_raises(tmp_path: Path) -> None:
 def foreign_file(path: Path) -> None:
     """A SQLite file that is not rolectl's, though it looks like it would grant an admin."""
     conn = sqlite3.connect(path)
-    conn.executescript("CREATE TABLE users (user_id INTEGER PRIMARY KEY, username TEXT, role TEXT);"
-                       "INSERT INTO users VALUES (5, 'mallory', 'admin');")
+    conn.executescript(
+        "CREATE TABLE users (user_id INTEGER PRIMARY KEY, username TEXT, role TEXT);"
+        "INSERT INTO users VALUES (5, 'mallory', 'admin');"
+    )
     conn.close()
 
 
@@ -223,6 +236,7 @@ def test_postgres_waits_for_the_database(pg_server: Any) -> None:
     name = f"late{os.getpid()}_{time.monotonic_ns()}"
     url = pg_server.url(name)
     try:
+
         def create() -> None:
             pg_server.create_database(name)
             create_database(url, 5)

@@ -9,8 +9,15 @@ from conftest import clean_env
 
 
 def run(rolectl_bin: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(rolectl_bin), *args], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          cwd=cwd, env=clean_env(), timeout=60)
+    return subprocess.run(
+        [str(rolectl_bin), *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=clean_env(),
+        timeout=60,
+    )
 
 
 def test_demo_runs_without_a_terminal_and_leaves_nothing(rolectl_bin: Path, tmp_path: Path) -> None:
@@ -18,8 +25,15 @@ def test_demo_runs_without_a_terminal_and_leaves_nothing(rolectl_bin: Path, tmp_
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     out = result.stdout
-    for heading in ("1. A fresh database", "2. The bot asks for roles", "3. Add an admin, then remove them",
-                    "4. Transfer a mailbox", "5. Cache statistics and contents", "6. A simulated day", "Next"):
+    for heading in (
+        "1. A fresh database",
+        "2. The bot asks for roles",
+        "3. Add an admin, then remove them",
+        "4. Transfer a mailbox",
+        "5. Cache statistics and contents",
+        "6. A simulated day",
+        "Next",
+    ):
         assert heading in out, heading
     assert "789 is now an admin" in out and "mailbox 1 transferred from 123 to 2000" in out
     assert "memory (hit)" in out and "database (miss)" in out
@@ -37,7 +51,12 @@ def test_demo_keeps_a_named_database_and_refuses_to_reuse_it(rolectl_bin: Path, 
     events = run(rolectl_bin, "--db", str(path), "events", "--format", "jsonl", cwd=tmp_path)
     assert events.returncode == 0
     assert [line.split('"kind": "')[1].split('"')[0] for line in events.stdout.splitlines()] == [
-        "admin_added", "admin_removed", "admin_added", "mailbox_created", "admin_added", "admin_removed",
+        "admin_added",
+        "admin_removed",
+        "admin_added",
+        "mailbox_created",
+        "admin_added",
+        "admin_removed",
         "admin_transferred",
     ]
     admins = run(rolectl_bin, "--db", str(path), "role", "2000", cwd=tmp_path)

@@ -104,8 +104,9 @@ def test_units_verify(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:  # configparser and the binaries above are what can be checked
         return
-    proc = subprocess.run([analyze, "verify", *(str(units / n) for n in UNITS)], capture_output=True,
-                          text=True, timeout=120, cwd=units)
+    proc = subprocess.run(
+        [analyze, "verify", *(str(units / n) for n in UNITS)], capture_output=True, text=True, timeout=120, cwd=units
+    )
     # verify also reports problems of units these name (e.g. network-online.target's own
     # dependencies on a host without systemd running): only lines about ours count
     ours = [line for line in (proc.stdout + proc.stderr).splitlines() if any(n in line for n in UNITS)]
@@ -131,8 +132,9 @@ def test_metrics_unit_writes_openmetrics(tmp_path: Path, rolectl_bin: Path) -> N
     state.mkdir()
     textfile = tmp_path / "textfile_collector"
     textfile.mkdir()
-    text = unit("rolectl-metrics.service", prefix, state).replace("/var/lib/node_exporter/textfile_collector",
-                                                                   str(textfile))
+    text = unit("rolectl-metrics.service", prefix, state).replace(
+        "/var/lib/node_exporter/textfile_collector", str(textfile)
+    )
     env = unit_environment(text)
     rolectl.Repository.init(env["ROLECTL_DB"]).close()
     with rolectl.connect(env["ROLECTL_DB"], name="modbot") as roles:
@@ -206,13 +208,24 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 def whoami(sock: Path, user_id: int) -> tuple[str, str]:
     """(the bot's answer, the worker that gave it), over a new connection each time, so the
     kernel hands requests to either worker."""
-    update = {"update_id": 1, "message": {"message_id": 1, "date": 0, "chat": {"id": user_id, "type": "private"},
-                                          "from": {"id": user_id, "is_bot": False, "first_name": "u"},
-                                          "text": "/whoami"}}
+    update = {
+        "update_id": 1,
+        "message": {
+            "message_id": 1,
+            "date": 0,
+            "chat": {"id": user_id, "type": "private"},
+            "from": {"id": user_id, "is_bot": False, "first_name": "u"},
+            "text": "/whoami",
+        },
+    }
     conn = UnixHTTPConnection(sock)
     try:
-        conn.request("POST", "/webhook", body=json.dumps(update), headers={"Content-Type": "application/json",
-                                                                           "Connection": "close"})
+        conn.request(
+            "POST",
+            "/webhook",
+            body=json.dumps(update),
+            headers={"Content-Type": "application/json", "Connection": "close"},
+        )
         response = conn.getresponse()
         body = json.loads(response.read())
         assert response.status == 200, body
@@ -238,14 +251,21 @@ def gunicorn(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     db = tmp_path / "bot.db"
     rolectl.Repository.init(db).close()
     sock = tmp_path / "web.sock"
-    argv = [str(BIN / "gunicorn"), "-c", str(DEPLOY / "gunicorn.conf.py"), "--preload", "--workers", "2",
-            "--bind", f"unix:{sock}"]
+    argv = [
+        str(BIN / "gunicorn"),
+        "-c",
+        str(DEPLOY / "gunicorn.conf.py"),
+        "--preload",
+        "--workers",
+        "2",
+        "--bind",
+        f"unix:{sock}",
+    ]
     help_text = subprocess.run(argv[:1] + ["--help"], capture_output=True, text=True, timeout=60).stdout
     if "--no-control-socket" in help_text:  # gunicorn 27+: else a socket under ~/.gunicorn
         argv.append("--no-control-socket")
     log = (tmp_path / "gunicorn.log").open("w")
-    proc = subprocess.Popen(argv, env=clean_env(ROLECTL_DB=str(db)), stdout=log, stderr=subprocess.STDOUT,
-                            cwd=tmp_path)
+    proc = subprocess.Popen(argv, env=clean_env(ROLECTL_DB=str(db)), stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 60
         while not sock.exists():
@@ -269,12 +289,23 @@ def test_preloaded_gunicorn_workers_follow_role_changes(gunicorn: tuple[Path, Pa
     workers = answered_by_every_worker(sock, 5, "You are user.", 2)
     assert all(re.fullmatch(r"webhook pid \d+", w) for w in workers) and len(workers) == 2
     # ... and each registered under its own pid: connected after the fork
-    stats = subprocess.run([str(BIN / "rolectl"), "--db", str(db), "stats", "--format", "json"],
-                           capture_output=True, text=True, env=clean_env(), timeout=60, check=True)
+    stats = subprocess.run(
+        [str(BIN / "rolectl"), "--db", str(db), "stats", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+        check=True,
+    )
     pids = {f"webhook pid {row['pid']}" for row in json.loads(stats.stdout) if row["state"] == "live"}
     assert pids == workers
-    subprocess.run([str(BIN / "rolectl"), "--db", str(db), "add-admin", "5"], check=True, capture_output=True,
-                   env=clean_env(), timeout=60)
+    subprocess.run(
+        [str(BIN / "rolectl"), "--db", str(db), "add-admin", "5"],
+        check=True,
+        capture_output=True,
+        env=clean_env(),
+        timeout=60,
+    )
     assert answered_by_every_worker(sock, 5, "You are admin.", 2) == workers
     conn = UnixHTTPConnection(sock)
     try:  # the worker's health: its cache follows the log
@@ -320,18 +351,33 @@ def test_compose_commands_run_against_postgres(pg_server: Any, pg_db: str, tmp_p
         user = url.removeprefix("postgresql://").split("@", 1)[0]
         return pg_server.url(pg_db).replace("postgres@", f"{'postgres' if user == 'rolectl' else user}@", 1)
 
-    init = subprocess.run(["sh", "-c", compose_script(services["init"], secrets)], cwd=ROOT, timeout=120,
-                          env=clean_env(PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
-                                        ROLECTL_DB=database(services["init"]["environment"]["ROLECTL_DB"])),
-                          capture_output=True, text=True)
+    init = subprocess.run(
+        ["sh", "-c", compose_script(services["init"], secrets)],
+        cwd=ROOT,
+        timeout=120,
+        env=clean_env(
+            PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            ROLECTL_DB=database(services["init"]["environment"]["ROLECTL_DB"]),
+        ),
+        capture_output=True,
+        text=True,
+    )
     assert init.returncode == 0, init.stdout + init.stderr
     assert "as a bot" in init.stdout
     bot_db = database(services["bot"]["environment"]["ROLECTL_DB"])
     assert "modbot@" in bot_db
-    bot = subprocess.run(["sh", "-c", compose_script(services["bot"], secrets) + " --offline 20 --rate 200"],
-                         cwd=ROOT, timeout=120, capture_output=True, text=True,
-                         env=clean_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                                       ROLECTL_DB=bot_db, BOT_TOKEN="1:UNUSED"))
+    bot = subprocess.run(
+        ["sh", "-c", compose_script(services["bot"], secrets) + " --offline 20 --rate 200"],
+        cwd=ROOT,
+        timeout=120,
+        capture_output=True,
+        text=True,
+        env=clean_env(
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            ROLECTL_DB=bot_db,
+            BOT_TOKEN="1:UNUSED",
+        ),
+    )
     assert bot.returncode == 0, bot.stdout + bot.stderr
     assert "served 20 updates" in bot.stdout
     assert "not visible to `rolectl stats`" not in bot.stderr  # the bot role may register
@@ -344,9 +390,24 @@ def test_example_bot_started_before_its_database(example: str, tmp_path: Path, r
     import selectors
 
     db = tmp_path / "bot.db"
-    bot = subprocess.Popen([sys.executable, str(ROOT / "examples" / example), "--db", str(db), "--wait-for-db",
-                            "--offline", "1000000", "--rate", "200", "-v"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=clean_env())
+    bot = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "examples" / example),
+            "--db",
+            str(db),
+            "--wait-for-db",
+            "--offline",
+            "1000000",
+            "--rate",
+            "200",
+            "-v",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=clean_env(),
+    )
     assert bot.stdout is not None
     selector = selectors.DefaultSelector()
     selector.register(bot.stdout, selectors.EVENT_READ)
@@ -365,8 +426,9 @@ def test_example_bot_started_before_its_database(example: str, tmp_path: Path, r
         until("-> 123: Admins only.")  # started, serving, nobody is an admin
         assert not db.exists()
         for args in (("init",), ("add-admin", "123")):
-            subprocess.run([str(rolectl_bin), "--db", str(db), *args], check=True, capture_output=True,
-                           env=clean_env(), timeout=60)
+            subprocess.run(
+                [str(rolectl_bin), "--db", str(db), *args], check=True, capture_output=True, env=clean_env(), timeout=60
+            )
         until("-> 123: Banned 42.")
     finally:
         bot.send_signal(signal.SIGTERM)

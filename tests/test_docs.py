@@ -17,9 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_mkdocs_build_strict(tmp_path: Path) -> None:
     """Every page, link, anchor and API reference (mkdocstrings) resolves; a warning fails."""
-    out = subprocess.run([str(BIN / "mkdocs"), "build", "--strict", "-f", str(ROOT / "mkdocs.yml"),
-                          "-d", str(tmp_path / "site")],
-                         capture_output=True, text=True, env=clean_env(), timeout=300)
+    out = subprocess.run(
+        [str(BIN / "mkdocs"), "build", "--strict", "-f", str(ROOT / "mkdocs.yml"), "-d", str(tmp_path / "site")],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "site" / "reference" / "handle" / "index.html").exists()
     assert "connect" in (tmp_path / "site" / "reference" / "handle" / "index.html").read_text()
@@ -28,12 +32,18 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
 def test_cli_reference_is_up_to_date(tmp_path: Path) -> None:
     """docs/cli.md is exactly what ``scripts/gen_cli_docs.py`` writes from the app."""
     fresh = tmp_path / "cli.md"
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_cli_docs.py"), "--out", str(fresh)],
-                         capture_output=True, text=True, env=clean_env(), timeout=300)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_cli_docs.py"), "--out", str(fresh)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert fresh.read_text() == (ROOT / "docs" / "cli.md").read_text(), (
         "docs/cli.md is out of date with `rolectl --help`: regenerate it with "
-        "`python scripts/gen_cli_docs.py` and commit the result")
+        "`python scripts/gen_cli_docs.py` and commit the result"
+    )
 
 
 def test_every_page_is_in_the_nav() -> None:

@@ -48,8 +48,19 @@ def scenario(db_path: Path) -> Path:
 def test_a_healthy_database(scenario, run_rolectl):
     code, by_check = findings(run_rolectl)
     assert code == 0
-    assert set(by_check) == {"schema", "integrity", "journal", "pragmas", "objects", "sequence", "context", "log",
-                             "owners", "instances", "permissions"}
+    assert set(by_check) == {
+        "schema",
+        "integrity",
+        "journal",
+        "pragmas",
+        "objects",
+        "sequence",
+        "context",
+        "log",
+        "owners",
+        "instances",
+        "permissions",
+    }
     sev = severities(by_check)
     assert all(s in ("ok", "info") for s in sev.values()), sev
     assert "synchronous=FULL" in by_check["pragmas"][0]["message"]
@@ -71,8 +82,10 @@ def test_writes_that_bypassed_the_triggers_are_found_and_fixed(scenario, run_rol
     sev = severities(by_check)
     assert sev["objects"] == "error" and sev["log"] == "error"
     assert "trigger users_role_update" in by_check["objects"][0]["message"]
-    assert "2 users' roles differ from the log: 5 (table admin, log user), 789 (table user, log admin)" in \
-        by_check["log"][0]["message"]
+    assert (
+        "2 users' roles differ from the log: 5 (table admin, log user), 789 (table user, log admin)"
+        in by_check["log"][0]["message"]
+    )
     assert by_check["log"][0]["fixable"]
 
     fixed = run_rolectl("doctor", "--fix", "--actor", "dba", "-q")
@@ -230,8 +243,13 @@ BOT = textwrap.dedent("""
 
 
 def start_bot(db: Path, name: str, follow: bool = True) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", BOT, str(db), name, "follow" if follow else "no"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=clean_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BOT, str(db), name, "follow" if follow else "no"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
     assert proc.stdout.readline().strip() == "ready"
     return proc
 

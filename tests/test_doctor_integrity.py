@@ -63,8 +63,10 @@ def test_healthy_scenario_is_healthy(scenario, run_rolectl):
 
 
 def test_a_rewrite_is_refused_and_with_triggers_off_found(scenario, run_rolectl):
-    rewrite = ("INSERT OR REPLACE INTO events (seq, ts, kind, user_id, old_role, new_role, actor) "
-               "SELECT seq, ts, kind, 790, old_role, new_role, actor FROM events WHERE seq = 1")
+    rewrite = (
+        "INSERT OR REPLACE INTO events (seq, ts, kind, user_id, old_role, new_role, actor) "
+        "SELECT seq, ts, kind, 790, old_role, new_role, actor FROM events WHERE seq = 1"
+    )
     refused = shell(scenario, rewrite, check=False)
     assert refused.returncode != 0 and "seq is assigned by the database" in refused.stderr
     assert doctor(run_rolectl)[0] == 0
@@ -82,7 +84,8 @@ def test_an_event_deleted_with_triggers_off_is_an_error(scenario, run_rolectl):
     code, by_check = doctor(run_rolectl)
     assert code == 6
     assert errors(by_check, "sequence") == [
-        "1 event is missing from the log: #2; something deleted them with the triggers switched off"]
+        "1 event is missing from the log: #2; something deleted them with the triggers switched off"
+    ]
 
 
 def test_the_newest_event_deleted_with_triggers_off_is_an_error(scenario, run_rolectl):
@@ -114,16 +117,17 @@ def test_a_foreign_trigger_on_rolectl_tables_is_an_error(scenario, run_rolectl):
 def test_a_table_with_other_columns_is_an_error(scenario, run_rolectl):
     shell(scenario, "ALTER TABLE users ADD COLUMN sneaky TEXT")
     code, by_check = doctor(run_rolectl)
-    assert code == 6 and "users (user_id, username, role, created_at, updated_at, sneaky)" in \
-        errors(by_check, "objects")[0]
+    assert (
+        code == 6
+        and "users (user_id, username, role, created_at, updated_at, sneaky)" in errors(by_check, "objects")[0]
+    )
 
 
 # -- 3. a forged seq near 2^63 ------------------------------------------------------------------
 
 
 def test_a_forged_event_near_the_limit_is_an_error(scenario, run_rolectl):
-    refused = shell(scenario, "INSERT INTO events (seq, kind) VALUES (9223372036854775807, 'cache_flush')",
-                    check=False)
+    refused = shell(scenario, "INSERT INTO events (seq, kind) VALUES (9223372036854775807, 'cache_flush')", check=False)
     assert refused.returncode != 0
     shell(scenario, TRIGGERS_OFF, "INSERT INTO events (seq, kind) VALUES (9223372036854775807, 'cache_flush')")
     code, by_check = doctor(run_rolectl)
@@ -164,7 +168,9 @@ def test_a_primary_key_change_made_unlogged_is_fixed_for_good(scenario, run_role
         with Repository.open(scenario) as repo:
             tail = repo.events.query(limit=2, newest_first=True)
             assert sorted((e.kind, e.user_id, e.old_role, e.actor) for e in tail) == [
-                ("admin_added", 50, "user", "dba"), ("admin_removed", 3, "admin", "dba")]
+                ("admin_added", 50, "user", "dba"),
+                ("admin_removed", 3, "admin", "dba"),
+            ]
         assert bot.ask("sync")["last_seq"] == 5
         assert bot.ask("get 3")["role"] == "user" and bot.ask("get 50")["role"] == "admin"
     finally:
@@ -176,7 +182,8 @@ def test_resync_logs_an_admin_who_vanished_from_the_table(scenario):
     with Repository.open(scenario) as repo:
         change = repo.events.resync([3, 5], actor="dba")
         assert [(e.kind, e.user_id, e.old_role, e.new_role, e.actor) for e in change.events] == [
-            ("admin_removed", 3, "admin", "user", "dba")]
+            ("admin_removed", 3, "admin", "user", "dba")
+        ]
         assert repo.events.replay() == repo.events.table_roles()
 
 

@@ -53,8 +53,9 @@ def test_add_admin_on_a_drifted_admin_logs_it_under_its_actor(drifted):
         assert summary(change.events) == [("admin_added", 8, "user", "admin", "alice")]
         assert summary(heard) == summary(change.events)  # followers attached to the bus apply it
         assert change.changed
-        assert change.message == ("8 is now an admin (the users table said admin but the log and caches said "
-                                  "user; caches are told now)")
+        assert change.message == (
+            "8 is now an admin (the users table said admin but the log and caches said user; caches are told now)"
+        )
         assert repo.events.replay()[8] == "admin"
 
 
@@ -79,8 +80,10 @@ def test_add_admin_where_only_the_table_was_behind(drifted):
     with Repository.open(drifted) as repo:
         change = repo.users.add_admin(9, actor="alice")  # caches already serve 9 as admin
         assert change.events == () and change.changed
-        assert change.message == ("9 is already an admin for every cache; the users table said user but the log "
-                                  "and caches said admin, and now agrees")
+        assert change.message == (
+            "9 is already an admin for every cache; the users table said user but the log "
+            "and caches said admin, and now agrees"
+        )
         assert repo.users.get_role(9) == "admin" and repo.events.replay() == {9: "admin", 3: "admin"}
 
 
@@ -98,7 +101,9 @@ def test_apply_logs_what_caches_need_under_its_actor(drifted, run_rolectl):
     assert result.returncode == 0, result.stderr
     with Repository.open(drifted) as repo:
         tail = repo.events.query(limit=3, newest_first=True)
-        assert summary(tail) == [("admin_added", 8, "user", "admin", "alice"),
-                                 ("admin_removed", 9, "admin", "user", "alice"),
-                                 ("admin_removed", 3, "admin", "user", "alice")]
+        assert summary(tail) == [
+            ("admin_added", 8, "user", "admin", "alice"),
+            ("admin_removed", 9, "admin", "user", "alice"),
+            ("admin_removed", 3, "admin", "user", "alice"),
+        ]
         assert repo.events.replay() == repo.events.table_roles() == {8: "admin"}

@@ -20,8 +20,13 @@ GUIDE = (ROOT / "docs" / "guides" / "diagnostics.md").read_text()
 
 
 def stats(db: Path) -> list[dict[str, object]]:
-    out = subprocess.run([str(BIN / "rolectl"), "--db", str(db), "stats", "--format", "json"],
-                         capture_output=True, text=True, env=clean_env(), timeout=60)
+    out = subprocess.run(
+        [str(BIN / "rolectl"), "--db", str(db), "stats", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     return list(json.loads(out.stdout))
 
@@ -50,22 +55,31 @@ def test_guide_bot_recipe_works_as_written(tmp_path: Path) -> None:
     SIGTERM (``kill %1``) unregisters it."""
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     env = clean_env(PATH=f"{BIN}:{clean_env()['PATH']}")
-    script = "\n".join([
-        "set -e",
-        "rolectl --db bot.db init > /dev/null",
-        "rolectl --db bot.db add-admin 789 > /dev/null",
-        recipe_line(),
-        "for i in $(seq 600); do",  # until alpha has made a lookup (a correctness wait)
-        "  rolectl --db bot.db stats --format json | grep -q '\"hits\": [1-9]' && break; sleep 0.2",
-        "done",
-        "rolectl --db bot.db stats --format json > stats.json",
-        "rolectl --db bot.db cache show --role admin --format json > admins.json",
-        "kill %1",
-        "wait",
-        "rolectl --db bot.db stats --format json > after.json",
-    ])
-    out = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                         capture_output=True, text=True, timeout=300)
+    script = "\n".join(
+        [
+            "set -e",
+            "rolectl --db bot.db init > /dev/null",
+            "rolectl --db bot.db add-admin 789 > /dev/null",
+            recipe_line(),
+            "for i in $(seq 600); do",  # until alpha has made a lookup (a correctness wait)
+            "  rolectl --db bot.db stats --format json | grep -q '\"hits\": [1-9]' && break; sleep 0.2",
+            "done",
+            "rolectl --db bot.db stats --format json > stats.json",
+            "rolectl --db bot.db cache show --role admin --format json > admins.json",
+            "kill %1",
+            "wait",
+            "rolectl --db bot.db stats --format json > after.json",
+        ]
+    )
+    out = subprocess.run(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     [row] = json.loads((tmp_path / "stats.json").read_text())
     assert row["instance"] == "alpha" and row["state"] == "live" and row["follower"] in ("inotify", "poll")
@@ -77,16 +91,37 @@ def test_guide_bot_recipe_works_as_written(tmp_path: Path) -> None:
 
 
 def test_bot_py_picks_command_mode_for_a_pipe(db_path: Path) -> None:
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "bot.py"), "--db", str(db_path), "--no-register"],
-                         input="get 5\nquit\n", capture_output=True, text=True, env=clean_env(), timeout=60)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "bot.py"), "--db", str(db_path), "--no-register"],
+        input="get 5\nquit\n",
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[1:] == ["user"]
 
 
 def test_bot_py_traffic_mode_stops_after_requests(db_path: Path) -> None:
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "bot.py"), "--db", str(db_path), "--traffic",
-                          "--requests", "300", "--rate", "100000", "--no-register"],
-                         capture_output=True, text=True, env=clean_env(), timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "bot.py"),
+            "--db",
+            str(db_path),
+            "--traffic",
+            "--requests",
+            "300",
+            "--rate",
+            "100000",
+            "--no-register",
+        ],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "300 lookups" in out.stdout
 
@@ -96,9 +131,24 @@ def test_bot_py_never_prints_a_postgresql_password(pg_url: str) -> None:
 
     Repository.init(pg_url).close()
     url = pg_url.replace("postgresql://postgres@", "postgresql://postgres:s3cret-word@")  # trust auth ignores it
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "bot.py"), "--db", url, "--traffic",
-                          "--requests", "50", "--rate", "100000", "--no-register"],
-                         capture_output=True, text=True, env=clean_env(), timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "bot.py"),
+            "--db",
+            url,
+            "--traffic",
+            "--requests",
+            "50",
+            "--rate",
+            "100000",
+            "--no-register",
+        ],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "50 lookups" in out.stdout and "postgres@" in out.stdout
     assert "s3cret-word" not in out.stdout + out.stderr
@@ -109,11 +159,29 @@ def test_framework_bot_offline(db_path: Path, example: str, name: str) -> None:
     """``--offline N``: N synthetic updates through the framework's dispatch, visible in
     ``rolectl stats`` while it runs, the right answers for an admin and a user, and no
     registration left after it ends."""
-    subprocess.run([str(BIN / "rolectl"), "--db", str(db_path), "add-admin", "789"], check=True,
-                   capture_output=True, env=clean_env())
-    proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / example), "--db", str(db_path),
-                             "--offline", "2000", "--rate", "400", "-v"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
+    subprocess.run(
+        [str(BIN / "rolectl"), "--db", str(db_path), "add-admin", "789"],
+        check=True,
+        capture_output=True,
+        env=clean_env(),
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "examples" / example),
+            "--db",
+            str(db_path),
+            "--offline",
+            "2000",
+            "--rate",
+            "400",
+            "-v",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
     try:
         row = wait_live(db_path, name, proc)
         assert row["follower"] in ("inotify", "poll")

@@ -47,12 +47,14 @@ def test_openmetrics_of_a_bot_process_reports_its_failures(db_path: Path, run_ro
         assert kinds["rolectl_lookup_failures"] == "counter" and kinds["rolectl_write_failures"] == "counter"
         assert kinds["rolectl_miss_duration_seconds"] == "histogram"
         assert kinds["rolectl_cache_suspended_seconds"] == "counter"
-        failed = {s.labels["cause"]: s.value for s in samples(families, "rolectl_lookup_failures")
-                  if s.labels["instance"] == "failbot"}
+        failed = {
+            s.labels["cause"]: s.value
+            for s in samples(families, "rolectl_lookup_failures")
+            if s.labels["instance"] == "failbot"
+        }
         assert failed["unavailable"] == 1.0 and sum(failed.values()) == 1.0
         assert set(failed) == {"timeout", "unavailable", "suspended", "forked", "error", "internal"}
-        count = [s.value for s in samples(families, "rolectl_miss_duration_seconds")
-                 if s.name.endswith("_count")]
+        count = [s.value for s in samples(families, "rolectl_miss_duration_seconds") if s.name.endswith("_count")]
         assert count == [4.0]  # 789, 1, 2 read on a miss (789 was written before the bot started), 3 failed
         buckets = [s for s in samples(families, "rolectl_miss_duration_seconds") if s.name.endswith("_bucket")]
         assert [s.labels["le"] for s in buckets] == [repr(b) for b in MISS_BUCKETS] + ["+Inf"]
@@ -120,8 +122,9 @@ def test_causes_of_real_errors() -> None:
     assert cause(MissTimeout("the database did not answer a lookup within 6 s")) == "timeout"
 
 
-def test_openmetrics_on_postgresql_carries_the_failures_of_a_bot(pg_server: Any, pg_url: str,
-                                                                 rolectl_bin: Path) -> None:
+def test_openmetrics_on_postgresql_carries_the_failures_of_a_bot(
+    pg_server: Any, pg_url: str, rolectl_bin: Path
+) -> None:
     """On PostgreSQL the counters travel through the database (heartbeat and request rows)."""
     import subprocess
 
@@ -136,12 +139,20 @@ def test_openmetrics_on_postgresql_carries_the_failures_of_a_bot(pg_server: Any,
             with pytest.raises(DatabaseError):
                 roles.get_role(4242)
             locker.rollback()
-        out = subprocess.run([str(rolectl_bin), "--db", pg_url, "stats", "--format", "openmetrics"],
-                             capture_output=True, text=True, env=clean_env(), timeout=60)
+        out = subprocess.run(
+            [str(rolectl_bin), "--db", pg_url, "stats", "--format", "openmetrics"],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
     families = list(om_parser.text_string_to_metric_families(out.stdout))
-    failed = {s.labels["cause"]: s.value for s in samples(families, "rolectl_lookup_failures")
-              if s.labels["instance"] == "pgmetrics"}
+    failed = {
+        s.labels["cause"]: s.value
+        for s in samples(families, "rolectl_lookup_failures")
+        if s.labels["instance"] == "pgmetrics"
+    }
     assert failed["timeout"] == 1.0 and sum(failed.values()) == 1.0
     count = [s.value for s in samples(families, "rolectl_miss_duration_seconds") if s.name.endswith("_count")]
     assert count == [1.0]
@@ -150,8 +161,11 @@ def test_openmetrics_on_postgresql_carries_the_failures_of_a_bot(pg_server: Any,
 def test_a_peers_ops_section_is_checked_before_it_becomes_labels() -> None:
     from rolectl.cache.replies import BadReply, ops
 
-    good = {"lookup_failures": {"timeout": 1}, "write_failures": {},
-            "miss_seconds": {"buckets": [[0.1, 1], [1.0, 2]], "count": 3, "sum": 1.5}}
+    good = {
+        "lookup_failures": {"timeout": 1},
+        "write_failures": {},
+        "miss_seconds": {"buckets": [[0.1, 1], [1.0, 2]], "count": 3, "sum": 1.5},
+    }
     assert ops(good)["miss_seconds"]["buckets"] == [(0.1, 1), (1.0, 2)]
     bad_label = dict(good, lookup_failures={'x"} 1\nrolectl_evil 1': 1})
     bad_order = dict(good, miss_seconds={"buckets": [[1.0, 2], [0.1, 1]], "count": 3, "sum": 1.5})

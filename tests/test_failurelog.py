@@ -34,7 +34,8 @@ def records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
 
 
 def test_an_outage_is_one_warning_then_a_summary_per_interval_then_a_recovery(
-        flog: FailureLog, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    flog: FailureLog, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="rolectl.integrations")
     flog.succeeded()  # nothing failed: nothing to say
     for uid in range(1000):  # the first minute
@@ -72,7 +73,8 @@ def test_the_next_outage_starts_afresh(flog: FailureLog, clock: Clock, caplog: p
 
 
 def test_a_cached_hit_is_no_recovery_until_a_quiet_interval(
-        flog: FailureLog, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    flog: FailureLog, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="rolectl.integrations")
     for uid in range(100):  # misses fail, hits in between are answered from memory
         clock.now += 0.1
@@ -89,7 +91,8 @@ def test_a_cached_hit_is_no_recovery_until_a_quiet_interval(
 
 
 def test_a_lookup_that_read_the_database_ends_the_outage_at_once(
-        flog: FailureLog, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    flog: FailureLog, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="rolectl.integrations")
     flog.failed(1, DatabaseError("a"), "user")
     flog.succeeded(cached=True)
@@ -112,8 +115,7 @@ class _HalfDownRoles:
         return "user"
 
 
-def test_the_adapters_lookup_logs_an_outage_once_while_hits_keep_working(
-        caplog: pytest.LogCaptureFixture) -> None:
+def test_the_adapters_lookup_logs_an_outage_once_while_hits_keep_working(caplog: pytest.LogCaptureFixture) -> None:
     import asyncio
 
     from rolectl.integrations import lookup

@@ -101,8 +101,14 @@ def test_a_running_follower_applies_a_backlog_on_one_wake_up(any_db: str, rolect
         for uid in (1, CHANGES):
             assert cache.get_role(uid) == "user"
         lines = "".join(f"add-admin,{uid}\n" for uid in range(1, CHANGES + 1)) + "remove-admin,1\n"
-        done = subprocess.run([str(rolectl_bin), "--db", any_db, "apply"], input=lines, text=True,
-                              capture_output=True, env=clean_env(), timeout=60)
+        done = subprocess.run(
+            [str(rolectl_bin), "--db", any_db, "apply"],
+            input=lines,
+            text=True,
+            capture_output=True,
+            env=clean_env(),
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         head = CHANGES + 1
         deadline = time.monotonic() + 30  # a bound on waiting, not a speed assertion

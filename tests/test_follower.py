@@ -37,8 +37,9 @@ def cache(db_path: Path) -> RoleCache:
     return RoleCache(FollowingFetch(db_path), name="test")
 
 
-def test_catch_up_applies_commits_of_another_connection_in_order(db_path: Path, repo: Repository,
-                                                                 cache: RoleCache) -> None:
+def test_catch_up_applies_commits_of_another_connection_in_order(
+    db_path: Path, repo: Repository, cache: RoleCache
+) -> None:
     follower = Follower(cache, db_path)
     assert follower.catch_up() == 0
     assert cache.get_role(789) == "user"
@@ -50,8 +51,9 @@ def test_catch_up_applies_commits_of_another_connection_in_order(db_path: Path, 
     follower.close()
 
 
-def test_an_empty_cache_starts_at_the_head_instead_of_replaying_history(db_path: Path, repo: Repository,
-                                                                        cache: RoleCache) -> None:
+def test_an_empty_cache_starts_at_the_head_instead_of_replaying_history(
+    db_path: Path, repo: Repository, cache: RoleCache
+) -> None:
     for uid in range(1, 20):
         repo.users.add_admin(uid, actor="t")
     with Follower(cache, db_path) as follower:
@@ -93,8 +95,7 @@ def test_resumes_from_last_applied_seq_after_stop(db_path: Path, repo: Repositor
     follower.close()
 
 
-def test_attach_applies_own_writes_before_the_call_returns(db_path: Path, repo: Repository,
-                                                           cache: RoleCache) -> None:
+def test_attach_applies_own_writes_before_the_call_returns(db_path: Path, repo: Repository, cache: RoleCache) -> None:
     follower = Follower(cache, db_path)
     follower.catch_up()
     cache.get_role(789)
@@ -129,15 +130,18 @@ def _raw(db: Path, script: str) -> None:
 
     conn = sqlite3.connect(db, isolation_level=None)
     conn.executescript(script)
-    for version in sorted(MIGRATIONS) if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone() else ():
+    for version in (
+        sorted(MIGRATIONS) if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone() else ()
+    ):
         for statement in MIGRATIONS[version]:
             if "CREATE TRIGGER IF NOT EXISTS events_" in statement:
                 conn.execute(statement)
     conn.close()
 
 
-def test_a_hole_in_the_log_resets_the_cache(db_path: Path, repo: Repository, cache: RoleCache,
-                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_a_hole_in_the_log_resets_the_cache(
+    db_path: Path, repo: Repository, cache: RoleCache, caplog: pytest.LogCaptureFixture
+) -> None:
     follower = Follower(cache, db_path)
     follower.catch_up()
     cache.get_role(1)
@@ -166,8 +170,9 @@ def test_a_rewritten_last_event_resets_the_cache(db_path: Path, repo: Repository
     assert follower.resets == 1 and "rewritten" in follower.last_reset_reason
 
 
-def test_a_replaced_file_resets_and_the_fetch_reads_the_new_one(db_path: Path, tmp_path: Path,
-                                                                cache: RoleCache) -> None:
+def test_a_replaced_file_resets_and_the_fetch_reads_the_new_one(
+    db_path: Path, tmp_path: Path, cache: RoleCache
+) -> None:
     other = tmp_path / "other.db"
     with Repository.init(other) as repo:
         repo.users.add_admin(8, actor="t")

@@ -52,8 +52,9 @@ def cache(db_path: Path) -> RoleCache:
 
 @pytest.mark.native("wakeup")
 @pytest.mark.skipif(SQLITE3 is None, reason="the sqlite3 shell is not installed")
-def test_follows_raw_sql_from_another_process_in_a_saturated_loop_without_a_thread(db_path: Path,
-                                                                                  cache: RoleCache) -> None:
+def test_follows_raw_sql_from_another_process_in_a_saturated_loop_without_a_thread(
+    db_path: Path, cache: RoleCache
+) -> None:
     async def main() -> None:
         before = _threads()
         follower = await AsyncFollower(cache, db_path, safety_interval=60, max_staleness=None).start()
@@ -61,7 +62,8 @@ def test_follows_raw_sql_from_another_process_in_a_saturated_loop_without_a_thre
         assert not {n for n in _threads() - before if n.startswith("rolectl-follower")}
         assert cache.get_role(42) == "user"
         proc = await asyncio.create_subprocess_exec(
-            SQLITE3, str(db_path), "INSERT INTO users (user_id, role) VALUES (42, 'admin')")
+            SQLITE3, str(db_path), "INSERT INTO users (user_id, role) VALUES (42, 'admin')"
+        )
         assert await proc.wait() == 0
         assert await _until(lambda: cache.peek(42) == "admin", busy=True)
         stats = follower.stats()
@@ -141,8 +143,9 @@ def test_start_on_a_missing_database_raises_and_creates_nothing(tmp_path: Path) 
     assert os.listdir(tmp_path) == []
 
 
-def test_the_staleness_bound_suspends_and_resumes(db_path: Path, repo: Repository, cache: RoleCache,
-                                                  tmp_path: Path) -> None:
+def test_the_staleness_bound_suspends_and_resumes(
+    db_path: Path, repo: Repository, cache: RoleCache, tmp_path: Path
+) -> None:
     repo.users.add_admin(789, actor="t")
 
     async def main() -> None:
@@ -160,8 +163,7 @@ def test_the_staleness_bound_suspends_and_resumes(db_path: Path, repo: Repositor
     asyncio.run(main())
 
 
-def test_a_restore_under_a_loop_that_was_not_running_resets(db_path: Path, tmp_path: Path,
-                                                            cache: RoleCache) -> None:
+def test_a_restore_under_a_loop_that_was_not_running_resets(db_path: Path, tmp_path: Path, cache: RoleCache) -> None:
     """The loop is blocked (a lagging bot) while an older backup is restored and written to."""
     backup = tmp_path / "backup.db"
     with Repository.open(db_path) as repo:

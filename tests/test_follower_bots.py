@@ -104,8 +104,9 @@ def _stale(bot: Bot) -> bool:
 
 
 @pytest.mark.parametrize("breakage", ["renamed away", "replaced by a directory", "replaced by garbage"])
-def test_a_bot_that_cannot_read_its_database_stops_answering_from_memory(db_path: Path, tmp_path: Path,
-                                                                        breakage: str) -> None:
+def test_a_bot_that_cannot_read_its_database_stops_answering_from_memory(
+    db_path: Path, tmp_path: Path, breakage: str
+) -> None:
     with Repository.open(db_path) as repo:
         repo.users.add_admin(789, actor="t")
     bot = Bot(db_path, "blind", env={"ROLECTL_MAX_STALENESS": "0.5"})

@@ -42,7 +42,9 @@ def _raw(db: Path, script: str) -> None:
 
     conn = sqlite3.connect(db, isolation_level=None)
     conn.executescript(script)
-    for version in sorted(MIGRATIONS) if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone() else ():
+    for version in (
+        sorted(MIGRATIONS) if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone() else ()
+    ):
         for statement in MIGRATIONS[version]:
             if "CREATE TRIGGER IF NOT EXISTS events_" in statement:
                 conn.execute(statement)
@@ -60,16 +62,19 @@ def test_an_event_rewritten_in_any_field_resets_the_cache(db_path: Path, repo: R
     repo.users.add_admin(1, actor="alice")
     follower.catch_up()
     # same seq, ts and kind: only the actor and the user differ
-    _raw(db_path, "DROP TRIGGER events_append_only_update; UPDATE events SET actor = 'mallory', user_id = 2 "
-                  "WHERE seq = 1;")
+    _raw(
+        db_path,
+        "DROP TRIGGER events_append_only_update; UPDATE events SET actor = 'mallory', user_id = 2 WHERE seq = 1;",
+    )
     repo.users.add_admin(3, actor="t")
     follower.catch_up()
     assert follower.resets == 1 and "#1" in follower.last_reset_reason
     follower.close()
 
 
-def test_a_fresh_follower_holds_an_anchor_and_reports_no_clear(db_path: Path, repo: Repository,
-                                                             cache: RoleCache) -> None:
+def test_a_fresh_follower_holds_an_anchor_and_reports_no_clear(
+    db_path: Path, repo: Repository, cache: RoleCache
+) -> None:
     for uid in range(1, 6):
         repo.users.add_admin(uid, actor="t")
     with Follower(cache, db_path) as follower:
@@ -109,8 +114,9 @@ def test_strict_false_starts_anyway_and_follows_once_the_file_appears(tmp_path: 
         assert cache.get_role(7) == "admin"
 
 
-def test_the_staleness_bound_suspends_and_resumes_the_cache(db_path: Path, repo: Repository, cache: RoleCache,
-                                                            tmp_path: Path) -> None:
+def test_the_staleness_bound_suspends_and_resumes_the_cache(
+    db_path: Path, repo: Repository, cache: RoleCache, tmp_path: Path
+) -> None:
     repo.users.add_admin(789, actor="t")
     with Follower(cache, db_path, max_staleness=0.2) as follower:
         assert cache.get_role(789) == "admin" and follower.stats()["stale"] is False
@@ -127,8 +133,9 @@ def test_the_staleness_bound_suspends_and_resumes_the_cache(db_path: Path, repo:
         assert follower.stats()["suspensions"] == 1
 
 
-def test_a_suspended_cache_answers_from_the_database_without_caching(db_path: Path, repo: Repository,
-                                                                     cache: RoleCache) -> None:
+def test_a_suspended_cache_answers_from_the_database_without_caching(
+    db_path: Path, repo: Repository, cache: RoleCache
+) -> None:
     repo.users.add_admin(5, actor="t")
     cache.get_role(5)
     assert cache.suspend("test") == 1
@@ -196,15 +203,33 @@ def _strace_works() -> bool:
 
 @pytest.mark.native("wakeup", "walprobe")
 @pytest.mark.skipif(not _strace_works(), reason="strace is missing or ptrace is not allowed")
-def test_a_commit_whose_fsync_is_slow_is_applied_without_waiting_for_the_safety_poll(db_path: Path,
-                                                                                     cache: RoleCache) -> None:
+def test_a_commit_whose_fsync_is_slow_is_applied_without_waiting_for_the_safety_poll(
+    db_path: Path, cache: RoleCache
+) -> None:
     """The writer's fdatasync takes 300 ms: longer than the 50 ms settle window. The follower
     sees the writer still holding the WAL write lock and keeps looking until it is visible."""
     with Follower(cache, db_path, safety_interval=60, max_staleness=None) as follower:
         assert cache.get_role(77) == "user"
-        writer = subprocess.Popen([STRACE, "-f", "-qq", "-o", os.devnull, "-e", "trace=fsync,fdatasync",
-                                   "-e", "inject=fsync,fdatasync:delay_enter=300000", sys.executable, "-c",
-                                   WRITER, str(db_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        writer = subprocess.Popen(
+            [
+                STRACE,
+                "-f",
+                "-qq",
+                "-o",
+                os.devnull,
+                "-e",
+                "trace=fsync,fdatasync",
+                "-e",
+                "inject=fsync,fdatasync:delay_enter=300000",
+                sys.executable,
+                "-c",
+                WRITER,
+                str(db_path),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert writer.stdout is not None and writer.stdout.readline().strip() == "committed"
             assert _until(lambda: cache.peek(77) == "admin")
@@ -233,8 +258,7 @@ def test_an_event_json_cannot_carry_is_read_through_the_fallback(db_path: Path, 
 
 
 @pytest.mark.native("nativeread")
-def test_the_native_read_and_the_sqlite3_module_read_agree(db_path: Path, repo: Repository,
-                                                           native_switch: Any) -> None:
+def test_the_native_read_and_the_sqlite3_module_read_agree(db_path: Path, repo: Repository, native_switch: Any) -> None:
     from rolectl.backends.sqlite.native import nativeread, pieces
 
     for uid in range(1, 8):

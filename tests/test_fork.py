@@ -156,8 +156,14 @@ def test_sync_handle_is_refused_in_a_forked_child(any_db: str) -> None:
         revoke(any_db, 5)
         child.go()
         report = child.report()
-        assert report == {"get_role": "refused", "is_admin": "refused", "cache": "refused",
-                          "add_admin": "refused", "sync": "refused", "fresh": "user"}
+        assert report == {
+            "get_role": "refused",
+            "is_admin": "refused",
+            "cache": "refused",
+            "add_admin": "refused",
+            "sync": "refused",
+            "fresh": "user",
+        }
         # The parent follows on, writes, and is still the one registered instance.
         assert wait_for(lambda: roles.get_role(5) == "user" and roles.get_role(6) == "admin", 30)
         roles.add_admin(8)
@@ -175,6 +181,7 @@ def test_async_handle_made_before_the_fork_is_refused_at_open(any_db: str) -> No
         repo.users.add_admin(5, actor="setup")
     roles = rolectl.aio.connect(any_db, name="parent")
     try:
+
         def body(go: Callable[[], None]) -> Report:
             async def main() -> Report:
                 report = {
@@ -192,8 +199,7 @@ def test_async_handle_made_before_the_fork_is_refused_at_open(any_db: str) -> No
 
         child = Child(body)
         child.go()
-        assert child.report() == {"open": "refused", "get_role": "refused", "add_admin": "refused",
-                                  "fresh": "admin"}
+        assert child.report() == {"open": "refused", "get_role": "refused", "add_admin": "refused", "fresh": "admin"}
 
         async def parent() -> None:
             async with roles:
@@ -209,6 +215,7 @@ def test_async_handle_made_before_the_fork_is_refused_at_open(any_db: str) -> No
 def test_async_handle_forked_inside_its_loop_is_refused(any_db: str) -> None:
     """A fork from inside the running loop: the child runs a loop of its own (in a thread:
     the inherited loop counts as running) and finds the handle refused."""
+
     async def main() -> None:
         async with rolectl.aio.connect(any_db, name="parent") as roles:
             await roles.add_admin(5)
@@ -233,8 +240,7 @@ def test_async_handle_forked_inside_its_loop_is_refused(any_db: str) -> None:
             await asyncio.to_thread(revoke, any_db, 5)
             child.go()
             report = await asyncio.to_thread(child.report)
-            assert report == {"get_role": "refused", "is_admin": "refused", "add_admin": "refused",
-                              "sync": "refused"}
+            assert report == {"get_role": "refused", "is_admin": "refused", "add_admin": "refused", "sync": "refused"}
             await roles.add_admin(6)  # the parent's own connection is intact
             assert await roles.get_role(6) == "admin"
             assert await roles.get_role(5) == "user"
@@ -249,6 +255,7 @@ def test_several_children_never_share_the_parents_connection(any_db: str) -> Non
     roles = rolectl.aio.connect(any_db, name="parent")
     per_child = 20
     try:
+
         def body_for(n: int) -> Callable[[Callable[[], None]], Report]:
             def body(go: Callable[[], None]) -> Report:
                 async def main() -> Report:
@@ -331,13 +338,18 @@ def test_repr_and_close_in_the_child(any_db: str, kind: str) -> None:
     registration and connections alone."""
     roles: Any = rolectl.connect(any_db, name="parent") if kind == "sync" else rolectl.aio.connect(any_db)
     try:
+
         def body(go: Callable[[], None]) -> Report:
             go()
             text = repr(roles)
             roles.close()
-            return {"repr": "inherited from process" in text, "closed": roles.closed,
-                    "after_close": refused(lambda: roles.sync() if kind == "sync" else None) if kind == "sync"
-                    else "refused"}
+            return {
+                "repr": "inherited from process" in text,
+                "closed": roles.closed,
+                "after_close": refused(lambda: roles.sync() if kind == "sync" else None)
+                if kind == "sync"
+                else "refused",
+            }
 
         child = Child(body)
         child.go()
@@ -377,8 +389,13 @@ def test_inherited_loop_callbacks_touch_nothing_in_the_child(any_db: str) -> Non
 
                     setattr(cls, name, wrapper)  # in the child only
 
-                for cls, name in ((FollowCore, "check"), (FollowCore, "catch_up"),
-                                  (PgFollower, "readable"), (PgFollower, "socket"), (PgFollower, "catch_up")):
+                for cls, name in (
+                    (FollowCore, "check"),
+                    (FollowCore, "catch_up"),
+                    (PgFollower, "readable"),
+                    (PgFollower, "socket"),
+                    (PgFollower, "catch_up"),
+                ):
                     spy(cls, name)
                 follower: Any = roles.follower
                 follower._on_readable()

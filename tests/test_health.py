@@ -96,6 +96,7 @@ def test_aiohttp_route_serves_health_of_an_asyncio_handle(db_path: Path) -> None
         base = f"http://127.0.0.1:{port}"
         try:
             async with ClientSession() as http:
+
                 async def get(path: str) -> tuple[int, dict[str, Any]]:
                     async with http.get(base + path) as response:
                         return response.status, await response.json()
@@ -135,8 +136,9 @@ def test_aiohttp_route_serves_health_of_an_asyncio_handle(db_path: Path) -> None
     asyncio.run(main())
 
 
-def test_pg_health_when_the_server_is_down_and_back(pg_server: Any, pg_url: str,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_pg_health_when_the_server_is_down_and_back(
+    pg_server: Any, pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="rolectl")
     Repository.init(pg_url).close()
     with rolectl.connect(pg_url, name="pghealth", max_staleness=1.0, timeout=2) as roles:

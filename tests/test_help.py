@@ -68,8 +68,9 @@ def docstring_examples(path: tuple[str, ...]) -> list[str]:
         from rolectl.cli.app import main
 
         text = main.__doc__ or ""
-    return [" ".join(p[len("Example:"):].split()) for p in inspect.cleandoc(text).split("\n\n")
-            if p.startswith("Example:")]
+    return [
+        " ".join(p[len("Example:") :].split()) for p in inspect.cleandoc(text).split("\n\n") if p.startswith("Example:")
+    ]
 
 
 def shown_examples(output: str) -> list[str]:

@@ -62,36 +62,42 @@ def run_import(db: str, text: str, **options) -> object:
 # -- formats --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", [
-    "id,username,role\n10,ann,admin\n11,,\n12,cy,user\n",
-    "role,user_id,username\nadmin,10,ann\n,11,\nuser,12,cy\n",
-    "10,ann,admin\n11\n12,cy,user\n",
-    '[{"id": 10, "username": "ann", "role": "admin"}, {"user_id": "11"}, {"id": 12, "username": "cy", "role": "user"}]',
-    '{"id": 10, "username": "ann", "role": "admin"}\n\n{"id": 11, "username": null, "role": null}\n'
-    '{"id": 12, "username": "cy", "role": "user"}\n',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "id,username,role\n10,ann,admin\n11,,\n12,cy,user\n",
+        "role,user_id,username\nadmin,10,ann\n,11,\nuser,12,cy\n",
+        "10,ann,admin\n11\n12,cy,user\n",
+        '[{"id": 10, "username": "ann", "role": "admin"}, {"user_id": "11"}, {"id": 12, "username": "cy", "role": "user"}]',
+        '{"id": 10, "username": "ann", "role": "admin"}\n\n{"id": 11, "username": null, "role": null}\n'
+        '{"id": 12, "username": "cy", "role": "user"}\n',
+    ],
+)
 def test_every_format_reads_the_same_rows(text):
     rows = [r[1:] for r in parse_import("\ufeff" + text).rows]
     assert rows == [(10, "ann", "admin"), (11, None, None), (12, "cy", "user")]
 
 
-@pytest.mark.parametrize("text, words", [
-    ("id,username,role\n1,a,user\n2,b,owner\n", "line 3: unknown role 'owner'"),
-    ("id,username,role\n1,a,user\nx,b,user\n", "line 3: invalid user id 'x'"),
-    ("id,username,role\n1,a,user\n0,b,user\n", "line 3: invalid user id 0"),
-    ("id,username,role\n1,a,user\n2,@,user\n", "line 3: username is empty"),
-    ("id,username,role\n1,a,user\n2,b,user,extra\n", "line 3: 4 fields"),
-    ("id,username,role\n5,a,user\n6,b,\n5,c,admin\n", "line 4: user 5 already appears at line 2"),
-    ("id,name,role\n5,a,user\n", "line 1: unknown column 'name'"),
-    ("username,role\na,user\n", "line 1: the header needs one id column"),
-    ('[{"id": 1}, {"id": 2, "role": 7}]', "item 2: role 7 is not text"),
-    ('[{"id": 1}, {"id": 2, "colour": "red"}]', "item 2: unknown key 'colour'"),
-    ('[{"id": 1}, {"id": 1}]', "item 2: user 1 already appears at item 1"),
-    ('{"id": 1}\n{"id": 2, "user_id": 3}\n', 'line 2: needs exactly one of "id" or "user_id"'),
-    ('{"id": 1}\n{"id": 2\n', "line 2: not valid JSON"),
-    ("[1, 2", "not valid JSON"),
-    ('[1]', "item 1: expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("id,username,role\n1,a,user\n2,b,owner\n", "line 3: unknown role 'owner'"),
+        ("id,username,role\n1,a,user\nx,b,user\n", "line 3: invalid user id 'x'"),
+        ("id,username,role\n1,a,user\n0,b,user\n", "line 3: invalid user id 0"),
+        ("id,username,role\n1,a,user\n2,@,user\n", "line 3: username is empty"),
+        ("id,username,role\n1,a,user\n2,b,user,extra\n", "line 3: 4 fields"),
+        ("id,username,role\n5,a,user\n6,b,\n5,c,admin\n", "line 4: user 5 already appears at line 2"),
+        ("id,name,role\n5,a,user\n", "line 1: unknown column 'name'"),
+        ("username,role\na,user\n", "line 1: the header needs one id column"),
+        ('[{"id": 1}, {"id": 2, "role": 7}]', "item 2: role 7 is not text"),
+        ('[{"id": 1}, {"id": 2, "colour": "red"}]', "item 2: unknown key 'colour'"),
+        ('[{"id": 1}, {"id": 1}]', "item 2: user 1 already appears at item 1"),
+        ('{"id": 1}\n{"id": 2, "user_id": 3}\n', 'line 2: needs exactly one of "id" or "user_id"'),
+        ('{"id": 1}\n{"id": 2\n', "line 2: not valid JSON"),
+        ("[1, 2", "not valid JSON"),
+        ('[1]', "item 1: expected a JSON object"),
+    ],
+)
 def test_bad_rows_are_named(text, words):
     with pytest.raises(InvalidInputError) as info:
         parse_import(text)
@@ -106,15 +112,21 @@ def test_summary_and_one_event_per_role_change(existing_any):
     head = head_of(existing_any)
     text = (
         "id,username,role\n"
-        "1,alice,\n"        # unchanged
-        "2,bobby,admin\n"   # username changed
-        "4,dan,admin\n"     # created as admin: one event
-        "5,eve,\n"          # created as user: no event
-        "1000,,user\n"      # created as user
+        "1,alice,\n"  # unchanged
+        "2,bobby,admin\n"  # username changed
+        "4,dan,admin\n"  # created as admin: one event
+        "5,eve,\n"  # created as user: no event
+        "1000,,user\n"  # created as user
     )
     summary = run_import(existing_any, text, actor="migration").to_dict()
-    assert {k: summary[k] for k in ("total", "created", "updated", "unchanged", "role_changes", "admins_added")} == \
-        {"total": 5, "created": 3, "updated": 1, "unchanged": 1, "role_changes": 1, "admins_added": 1}
+    assert {k: summary[k] for k in ("total", "created", "updated", "unchanged", "role_changes", "admins_added")} == {
+        "total": 5,
+        "created": 3,
+        "updated": 1,
+        "unchanged": 1,
+        "role_changes": 1,
+        "admins_added": 1,
+    }
     assert summary["first_seq"] == summary["last_seq"] == head + 1
     after = users_of(existing_any)
     assert after[1] == before[1]  # untouched, updated_at included
@@ -134,12 +146,18 @@ def test_summary_as_text_and_json(existing, tmp_path, run_rolectl):
     result = run_rolectl("users", "import", str(path), "--actor", "migration", "--format", "json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert {k: summary[k] for k in ("total", "created", "updated", "unchanged", "role_changes")} == \
-        {"total": 5, "created": 3, "updated": 1, "unchanged": 1, "role_changes": 1}
+    assert {k: summary[k] for k in ("total", "created", "updated", "unchanged", "role_changes")} == {
+        "total": 5,
+        "created": 3,
+        "updated": 1,
+        "unchanged": 1,
+        "role_changes": 1,
+    }
     text = run_rolectl("users", "import", str(path))
     assert text.returncode == 0
-    assert text.stdout.strip() == ("imported 5 users: 0 created, 0 updated, 5 unchanged; 0 role changes "
-                                   "(0 admins added, 0 removed)")
+    assert text.stdout.strip() == (
+        "imported 5 users: 0 created, 0 updated, 5 unchanged; 0 role changes (0 admins added, 0 removed)"
+    )
 
 
 def test_demotions_and_empty_fields_keep_what_is_there(existing_any):
@@ -166,10 +184,13 @@ def test_demoting_a_mailbox_owner_exits_4(existing, tmp_path, run_rolectl):
     assert result.returncode == 4 and result.stderr.startswith("rolectl: error: line 3: user 3 owns mailbox 1")
 
 
-@pytest.mark.parametrize("content, code", [
-    ("id,username,role\n" + "".join(f"{i},u{i},admin\n" for i in range(1, 500)) + "oops,x,user\n", 2),
-    ("id,username,role\n" + "".join(f"{i},u{i},admin\n" for i in range(1, 500)) + "7,dup,user\n", 2),
-])
+@pytest.mark.parametrize(
+    "content, code",
+    [
+        ("id,username,role\n" + "".join(f"{i},u{i},admin\n" for i in range(1, 500)) + "oops,x,user\n", 2),
+        ("id,username,role\n" + "".join(f"{i},u{i},admin\n" for i in range(1, 500)) + "7,dup,user\n", 2),
+    ],
+)
 def test_one_bad_row_imports_nothing(existing, tmp_path, run_rolectl, content, code):
     before, head = users_of(existing), head_of(existing)
     path = tmp_path / "u.csv"
@@ -254,9 +275,13 @@ def test_progress_bar_on_a_terminal(existing, tmp_path, rolectl_bin):
     path = tmp_path / "u.csv"
     path.write_text("id,username,role\n" + "".join(f"{i},u{i},user\n" for i in range(100, 60_000)))
     master, slave = pty.openpty()
-    proc = subprocess.Popen([str(rolectl_bin), "--db", str(existing), "users", "import", str(path)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
-                            env=clean_env(TERM="xterm", COLUMNS="100"))
+    proc = subprocess.Popen(
+        [str(rolectl_bin), "--db", str(existing), "users", "import", str(path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=clean_env(TERM="xterm", COLUMNS="100"),
+    )
     os.close(slave)
     terminal = drain(master).decode(errors="replace")
     out, _ = proc.communicate(timeout=30)
@@ -276,20 +301,29 @@ def test_the_progress_counts_users_not_the_header_row():
 
 # -- property: the import's outcome is a plain merge ----------------------------------------------
 
-ROW = st.tuples(st.integers(1, 12), st.one_of(st.none(), st.sampled_from(["a", "b", "ü"])),
-                st.one_of(st.none(), st.sampled_from(["user", "admin"])))
+ROW = st.tuples(
+    st.integers(1, 12),
+    st.one_of(st.none(), st.sampled_from(["a", "b", "ü"])),
+    st.one_of(st.none(), st.sampled_from(["user", "admin"])),
+)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(start=st.lists(ROW, max_size=8, unique_by=lambda r: r[0]), rows=st.lists(ROW, max_size=10, unique_by=lambda r: r[0]))
+@given(
+    start=st.lists(ROW, max_size=8, unique_by=lambda r: r[0]), rows=st.lists(ROW, max_size=10, unique_by=lambda r: r[0])
+)
 def test_import_is_a_merge_with_one_event_per_role_change(new_db, start, rows):
     with Repository.open(new_db()) as repo:
         for uid, name, role in start:
             repo.users.upsert(uid, name, role=role or "user", actor="t")
         before = {u.user_id: (u.username, u.role) for u in repo.users.list()}
         head = repo.events.head()
-        summary = import_users(repo, parse_import(json.dumps([{"id": u, "username": n, "role": r} for u, n, r in rows])),
-                               actor="t", chunk=3)
+        summary = import_users(
+            repo,
+            parse_import(json.dumps([{"id": u, "username": n, "role": r} for u, n, r in rows])),
+            actor="t",
+            chunk=3,
+        )
         expected = dict(before)
         for uid, name, role in rows:
             old = before.get(uid, (None, "user"))
@@ -305,11 +339,14 @@ def test_import_is_a_merge_with_one_event_per_role_change(new_db, start, rows):
 # -- line numbers count "\n" only, as editors and `wc -l` do ---------------------------------------
 
 
-@pytest.mark.parametrize("text, words", [
-    ("id,username\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\n5,a\n6,b,c,d\n", "line 4: 4 fields"),
-    ("id,username\r\n5,a\r\n6,b,c,d\r\n", "line 3: 4 fields"),
-    ('{"id": 5}\n\x0c\u2028\n{"id": "x"}\n', "line 3: invalid user id 'x'"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("id,username\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\n5,a\n6,b,c,d\n", "line 4: 4 fields"),
+        ("id,username\r\n5,a\r\n6,b,c,d\r\n", "line 3: 4 fields"),
+        ('{"id": 5}\n\x0c\u2028\n{"id": "x"}\n', "line 3: invalid user id 'x'"),
+    ],
+)
 def test_line_numbers_count_newlines_only(text, words):
     with pytest.raises(InvalidInputError) as info:
         parse_import(text)
@@ -322,15 +359,26 @@ def test_line_numbers_count_newlines_only(text, words):
 def test_import_prints_the_same_and_exits_alike_on_both_backends(rolectl_bin, tmp_path, pg_url):
     from test_apply import cli_transcript
 
-    files = {"users.csv": "id,username,role\n1,alice,\n2,bobby,admin\n4,dan,admin\n5,eve,\n",
-             "users.jsonl": '{"id": 2, "role": "user"}\n{"id": 6, "username": "fay", "role": "admin"}\n',
-             "owner.csv": "id,role\n50,admin\n3,user\n", "twice.csv": "id\n7\n8\n7\n"}
+    files = {
+        "users.csv": "id,username,role\n1,alice,\n2,bobby,admin\n4,dan,admin\n5,eve,\n",
+        "users.jsonl": '{"id": 2, "role": "user"}\n{"id": 6, "username": "fay", "role": "admin"}\n',
+        "owner.csv": "id,role\n50,admin\n3,user\n",
+        "twice.csv": "id\n7\n8\n7\n",
+    }
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     script = [("init",), ("mailbox", "create", "1", "--owner", "3"), ("add-admin", "2", "--username", "bob")]
-    script += [("users", "import", str(tmp_path / name), *extra) for name, extra in [
-        ("users.csv", ()), ("users.csv", ("--format", "json")), ("users.jsonl", ("--dry-run",)),
-        ("users.jsonl", ("--format", "json")), ("owner.csv", ()), ("twice.csv", ())]]
+    script += [
+        ("users", "import", str(tmp_path / name), *extra)
+        for name, extra in [
+            ("users.csv", ()),
+            ("users.csv", ("--format", "json")),
+            ("users.jsonl", ("--dry-run",)),
+            ("users.jsonl", ("--format", "json")),
+            ("owner.csv", ()),
+            ("twice.csv", ()),
+        ]
+    ]
     script += [("events", "--format", "jsonl"), ("users", "--format", "json")]
     lite = cli_transcript(rolectl_bin, str(tmp_path / "bot.db"), script)
     pg = cli_transcript(rolectl_bin, pg_url, script)

@@ -63,8 +63,9 @@ async def until(predicate: Any, timeout: float = 10.0) -> None:
 
 
 async def cli(rolectl_bin: Path, db: Path, *args: str) -> None:
-    proc = await asyncio.create_subprocess_exec(str(rolectl_bin), "--db", str(db), *args, env=clean_env(),
-                                                stdout=asyncio.subprocess.DEVNULL)
+    proc = await asyncio.create_subprocess_exec(
+        str(rolectl_bin), "--db", str(db), *args, env=clean_env(), stdout=asyncio.subprocess.DEVNULL
+    )
     assert await proc.wait() == 0
 
 

@@ -33,34 +33,83 @@ SHAPE = '(keys == ["changed","changes","events"]) and (.changes | type == "array
 
 
 def test_changing_commands_have_one_shape_whatever_the_number_of_ids(jq):
-    jq(SHAPE + ' and .changed and (.changes | length) == 1 and .changes[0].user_id == 789',
-       "add-admin", "789", "--format", "json")
-    jq(SHAPE + ' and ([.changes[].user_id] == [1, 2]) and ([.events[].seq] == [2, 3])',
-       "add-admin", "1", "2", "--format", "json")
-    jq(SHAPE + ' and (.changed | not) and .changes[0].events == [] and .events == []',
-       "add-admin", "789", "--format", "json")
+    jq(
+        SHAPE + ' and .changed and (.changes | length) == 1 and .changes[0].user_id == 789',
+        "add-admin",
+        "789",
+        "--format",
+        "json",
+    )
+    jq(
+        SHAPE + ' and ([.changes[].user_id] == [1, 2]) and ([.events[].seq] == [2, 3])',
+        "add-admin",
+        "1",
+        "2",
+        "--format",
+        "json",
+    )
+    jq(
+        SHAPE + ' and (.changed | not) and .changes[0].events == [] and .events == []',
+        "add-admin",
+        "789",
+        "--format",
+        "json",
+    )
     jq(SHAPE + ' and .changes[0].mailbox_id == 1', "mailbox", "create", "1", "--owner", "123", "--format", "json")
-    jq(SHAPE + ' and .changes[0].mailbox_id == 1 and ([.events[].kind] | index("admin_transferred") != null)',
-       "transfer", "1", "--to", "2", "--format", "json")
-    jq(SHAPE + ' and ([.changes[].user_id] == [1, 789]) and ([.events[].kind] | unique == ["admin_removed"])',
-       "remove-admin", "1", "789", "--format", "json")
+    jq(
+        SHAPE + ' and .changes[0].mailbox_id == 1 and ([.events[].kind] | index("admin_transferred") != null)',
+        "transfer",
+        "1",
+        "--to",
+        "2",
+        "--format",
+        "json",
+    )
+    jq(
+        SHAPE + ' and ([.changes[].user_id] == [1, 789]) and ([.events[].kind] | unique == ["admin_removed"])',
+        "remove-admin",
+        "1",
+        "789",
+        "--format",
+        "json",
+    )
     assert jq(".user_id", "add-admin", "5", "6", "--format", "jsonl").split() == ["5", "6"]
 
 
 def test_apply_json_uses_arrays_integers_and_null(jq):
     plan = "add-admin,789,new_admin\nadd-admin,789\nadd-admin,2000\n"
-    out = jq(SHAPE.replace('["changed","changes","events"]', '["changed","changes","dry_run","events","summary"]')
-             + ' and (.changes[0].events[0].seq | type == "number") and .changes[0].mailbox_id == null'
-             + ' and .changes[1].events == [] and .changes[1].changed == false and (.summary.first_seq | type == "number")'
-             + ' and .dry_run == false and ([.changes[].line] == [1, 2, 3])',
-             "apply", "-", "--format", "json", input=plan)
+    out = jq(
+        SHAPE.replace('["changed","changes","events"]', '["changed","changes","dry_run","events","summary"]')
+        + ' and (.changes[0].events[0].seq | type == "number") and .changes[0].mailbox_id == null'
+        + ' and .changes[1].events == [] and .changes[1].changed == false and (.summary.first_seq | type == "number")'
+        + ' and .dry_run == false and ([.changes[].line] == [1, 2, 3])',
+        "apply",
+        "-",
+        "--format",
+        "json",
+        input=plan,
+    )
     assert out == "true"
     # jsonl: one change item per line, the same fields
-    jq('map(.events | type == "array") | all', "apply", "-", "--format", "jsonl", input="add-admin,3\nadd-admin,4\n",
-       slurp=True)
+    jq(
+        'map(.events | type == "array") | all',
+        "apply",
+        "-",
+        "--format",
+        "jsonl",
+        input="add-admin,3\nadd-admin,4\n",
+        slurp=True,
+    )
     # a dry run: the events it would write, with no sequence numbers
-    jq('.dry_run and .summary.first_seq == null and (.changes[0].events[0].seq == null)',
-       "apply", "--dry-run", "-", "--format", "json", input="add-admin,9\n")
+    jq(
+        '.dry_run and .summary.first_seq == null and (.changes[0].events[0].seq == null)',
+        "apply",
+        "--dry-run",
+        "-",
+        "--format",
+        "json",
+        input="add-admin,9\n",
+    )
 
 
 def test_flat_formats_write_true_false_and_space_separated_lists(run_rolectl):

@@ -28,15 +28,27 @@ def test_import_contracts_are_kept(tmp_path: Path) -> None:
     assert "0 broken" in proc.stdout
 
 
+#: What ruff lints and formats: all Python the project keeps.
+SOURCES = ("rolectl", "tests", "benchmarks", "scripts", "examples")
+
+
 def test_ruff_finds_nothing(tmp_path: Path) -> None:
-    proc = _run("ruff", "check", "rolectl", "tests", "benchmarks", tmp_path=tmp_path)
+    proc = _run("ruff", "check", *SOURCES, tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_code_is_formatted(tmp_path: Path) -> None:
+    proc = _run("ruff", "format", "--check", *SOURCES, tmp_path=tmp_path)
+    assert proc.returncode == 0, f"run `.venv/bin/ruff format {' '.join(SOURCES)}`\n" + proc.stdout + proc.stderr
 
 
 def test_only_the_backends_package_tells_the_engines_apart() -> None:
     """``rolectl.backends`` reads what ``--db`` names (``locate``, ``open_backend``); every
     other module asks the backend it returns (its methods, its ``kind``)."""
     allowed = {ROOT / "rolectl" / "backends" / "__init__.py"}
-    found = [str(path.relative_to(ROOT)) for path in sorted((ROOT / "rolectl").rglob("*.py"))
-             if path not in allowed and "is_postgres" in path.read_text(encoding="utf-8")]
+    found = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "rolectl").rglob("*.py"))
+        if path not in allowed and "is_postgres" in path.read_text(encoding="utf-8")
+    ]
     assert found == []

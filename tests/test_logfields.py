@@ -44,14 +44,19 @@ def until(predicate: Callable[[], bool], timeout: float = DEADLINE) -> None:
 
 
 def test_safe_db_never_keeps_a_password() -> None:
-    assert safe_db("postgresql://bob:s3cret@db.example/roles?sslmode=require") == \
-        "postgresql://bob:***@db.example/roles?sslmode=require"
+    assert (
+        safe_db("postgresql://bob:s3cret@db.example/roles?sslmode=require")
+        == "postgresql://bob:***@db.example/roles?sslmode=require"
+    )
     assert "s3cret" not in str(safe_db("host=db user=bob password=s3cret dbname=roles"))
     assert "s3cret" not in str(safe_db("host=db password='s3 cret' dbname=roles"))
     assert safe_db("postgresql:///roles?password=s3cret&host=/tmp") == "postgresql:///roles?password=***&host=/tmp"
     assert safe_db("/srv/bot.db") == "/srv/bot.db"
-    assert fields("x.y", db="postgresql://a:b@h/d", seq=None, role="admin") == \
-        {"event": "x.y", "db": "postgresql://a:***@h/d", "role": "admin"}
+    assert fields("x.y", db="postgresql://a:b@h/d", seq=None, role="admin") == {
+        "event": "x.y",
+        "db": "postgresql://a:***@h/d",
+        "role": "admin",
+    }
 
 
 def test_json_formatter_puts_the_fields_on_one_line() -> None:
@@ -64,8 +69,7 @@ def test_json_formatter_puts_the_fields_on_one_line() -> None:
     assert data["error"] == "gone"
 
 
-def test_sqlite_follower_failing_suspended_reconnected_resumed(db_path: Path,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_sqlite_follower_failing_suspended_reconnected_resumed(db_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="rolectl")
     away = db_path.with_name("moved.db")
     with rolectl.connect(db_path, name="logbot", max_staleness=0.5) as roles:
@@ -93,8 +97,9 @@ def test_sqlite_follower_failing_suspended_reconnected_resumed(db_path: Path,
     assert cache_suspended.instance == "logbot" and cache_suspended.seq == seq  # type: ignore[attr-defined]
 
 
-def test_pg_follower_reconnect_is_logged_without_the_password(pg_server: Any, pg_db: str,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_pg_follower_reconnect_is_logged_without_the_password(
+    pg_server: Any, pg_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
     import psycopg
     from pgserver import PASSWORD, PASSWORD_USER
 
@@ -105,8 +110,10 @@ def test_pg_follower_reconnect_is_logged_without_the_password(pg_server: Any, pg
     with rolectl.connect(url, name="pglog") as roles:
         roles.add_admin(7)
         with psycopg.connect(pg_server.conninfo("postgres"), autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE datname = %s AND pid <> pg_backend_pid()", (pg_db,))
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (pg_db,),
+            )
         failing = wait_for(caplog, "follower.failing")
         reconnected = wait_for(caplog, "follower.reconnected")
         assert roles.get_role(7) == "admin"

@@ -38,8 +38,11 @@ def test_stats_openmetrics_has_every_instance_with_bounded_labels(db_path: Path,
         families = _om_families(out.stdout)
         hits = {s.labels["instance"]: s.value for s in families["rolectl_cache_hits"]}
         assert hits == {"alpha": 1.0, "beta": 0.0}
-        assert {s.labels["instance"]: s.value for s in families["rolectl_instance_up"]} == \
-            {"alpha": 1.0, "beta": 1.0, "crashed": 0.0}
+        assert {s.labels["instance"]: s.value for s in families["rolectl_instance_up"]} == {
+            "alpha": 1.0,
+            "beta": 1.0,
+            "crashed": 0.0,
+        }
         assert families["rolectl_log_head"][0].value == 1.0
         assert {s.labels["instance"] for s in families["rolectl_cache_lag_events"]} == {"alpha", "beta"}
         for name, samples in families.items():
@@ -73,8 +76,9 @@ def test_collector_exposes_a_bots_own_cache(db_path: Path) -> None:
     with Follower(cache, db_path) as follower:
         registry.register(RoleCacheCollector(cache, follower=follower))
         families = _families(generate_latest(registry).decode())
-    assert [(s.name, s.labels, s.value) for s in families["rolectl_cache_hits"]] == \
-        [("rolectl_cache_hits_total", {"cache": "modbot"}, 2.0)]
+    assert [(s.name, s.labels, s.value) for s in families["rolectl_cache_hits"]] == [
+        ("rolectl_cache_hits_total", {"cache": "modbot"}, 2.0)
+    ]
     assert families["rolectl_cache_misses"][0].value == 2.0
     assert families["rolectl_cache_size"][0].value == 2.0
     assert "rolectl_follower_resets" in families and "rolectl_follower_wakeups" in families

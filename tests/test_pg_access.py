@@ -14,14 +14,20 @@ from conftest import clean_env
 psycopg = pytest.importorskip("psycopg")
 
 from rolectl.backends.postgres.access import (  # noqa: E402
-    DATABASE_PRIVILEGES, SEQUENCE_PRIVILEGES, TABLE_PRIVILEGES, TABLES, scram_verifier)
+    DATABASE_PRIVILEGES,
+    SEQUENCE_PRIVILEGES,
+    TABLE_PRIVILEGES,
+    TABLES,
+    scram_verifier,
+)
 
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
 
 def run(rolectl_bin: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(rolectl_bin), "--db", url, *args], capture_output=True, text=True,
-                          env=clean_env(), timeout=120)
+    return subprocess.run(
+        [str(rolectl_bin), "--db", url, *args], capture_output=True, text=True, env=clean_env(), timeout=120
+    )
 
 
 def sql(url: str, statement: str, params: Any = ()) -> list[tuple[Any, ...]]:
@@ -49,13 +55,15 @@ def privileges(url: str, role: str) -> dict[str, tuple[str, ...]]:
 
 
 def sequence_privileges(url: str, role: str) -> tuple[str, ...]:
-    return tuple(p for p in ("SELECT", "USAGE", "UPDATE") if sql(
-        url, "SELECT has_sequence_privilege(%s, pg_get_serial_sequence('events', 'seq'), %s)", (role, p))[0][0])
+    return tuple(
+        p
+        for p in ("SELECT", "USAGE", "UPDATE")
+        if sql(url, "SELECT has_sequence_privilege(%s, pg_get_serial_sequence('events', 'seq'), %s)", (role, p))[0][0]
+    )
 
 
 @pytest.mark.parametrize("kind", ["reader", "bot", "operator"])
-def test_each_kind_gets_exactly_the_documented_privileges(rolectl_bin: Path, url: str, pg_db: str,
-                                                          kind: str) -> None:
+def test_each_kind_gets_exactly_the_documented_privileges(rolectl_bin: Path, url: str, pg_db: str, kind: str) -> None:
     role = f"{kind}_{pg_db}"
     made = run(rolectl_bin, url, "access", kind, role)
     assert made.returncode == 0, made.stderr
@@ -65,8 +73,11 @@ def test_each_kind_gets_exactly_the_documented_privileges(rolectl_bin: Path, url
     assert sequence_privileges(url, role) == SEQUENCE_PRIVILEGES[kind]
     temp = sql(url, "SELECT has_database_privilege(%s, current_database(), 'TEMPORARY')", (role,))[0][0]
     assert temp is True  # PUBLIC's default, and granted to writers in case it was revoked
-    assert sql(url, "SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles "
-                    "WHERE rolname = %s", (role,)) == [(True, False, False, False, False)]
+    assert sql(
+        url,
+        "SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles WHERE rolname = %s",
+        (role,),
+    ) == [(True, False, False, False, False)]
     again = run(rolectl_bin, url, "access", kind, role)
     assert again.returncode == 0 and again.stdout.startswith(f"updated PostgreSQL role {role}")
     assert privileges(url, role) == first  # idempotent
@@ -96,8 +107,9 @@ def test_a_reader_that_writes_is_told_how_to_fix_it(rolectl_bin: Path, url: str,
     assert sql(url, "SELECT count(*) FROM events") == [(0,)]
 
 
-def test_a_bot_role_writes_batches_and_an_operator_runs_doctor(rolectl_bin: Path, url: str, pg_db: str,
-                                                              tmp_path: Path) -> None:
+def test_a_bot_role_writes_batches_and_an_operator_runs_doctor(
+    rolectl_bin: Path, url: str, pg_db: str, tmp_path: Path
+) -> None:
     bot, ops = f"b_{pg_db}", f"o_{pg_db}"
     assert run(rolectl_bin, url, "access", "bot", bot).returncode == 0
     assert run(rolectl_bin, url, "access", "operator", ops).returncode == 0
@@ -111,18 +123,22 @@ def test_a_bot_role_writes_batches_and_an_operator_runs_doctor(rolectl_bin: Path
     assert sql(url, "SELECT db_user FROM events") == [(bot,)]
 
 
-@pytest.mark.parametrize("args, code, text", [
-    (("access", "root", "x"), 2, "unknown kind"),
-    (("access", "bot", "pg_monitor"), 2, "bad database role name 'pg_monitor'"),
-    (("access", "bot", "a b"), 2, "bad database role name"),
-    (("access", "bot", "public"), 2, "bad database role name"),
-    (("access", "bot", "postgres"), 4, "database role postgres is the connected role"),
-    (("access", "bot", "x_{db}", "--password-file", "/nonexistent/pw"), 2, "cannot read the password file"),
-    (("access", "bot", "x_{db}", "--password-file", "{empty}"), 2, "has no password on its first line"),
-    (("access", "bot", "x_{db}", "--password-file", "{pw}", "--no-login"), 2, "contradict"),
-])
-def test_bad_requests_are_one_line_and_change_nothing(rolectl_bin: Path, url: str, pg_db: str, tmp_path: Path,
-                                                      args: tuple[str, ...], code: int, text: str) -> None:
+@pytest.mark.parametrize(
+    "args, code, text",
+    [
+        (("access", "root", "x"), 2, "unknown kind"),
+        (("access", "bot", "pg_monitor"), 2, "bad database role name 'pg_monitor'"),
+        (("access", "bot", "a b"), 2, "bad database role name"),
+        (("access", "bot", "public"), 2, "bad database role name"),
+        (("access", "bot", "postgres"), 4, "database role postgres is the connected role"),
+        (("access", "bot", "x_{db}", "--password-file", "/nonexistent/pw"), 2, "cannot read the password file"),
+        (("access", "bot", "x_{db}", "--password-file", "{empty}"), 2, "has no password on its first line"),
+        (("access", "bot", "x_{db}", "--password-file", "{pw}", "--no-login"), 2, "contradict"),
+    ],
+)
+def test_bad_requests_are_one_line_and_change_nothing(
+    rolectl_bin: Path, url: str, pg_db: str, tmp_path: Path, args: tuple[str, ...], code: int, text: str
+) -> None:
     (tmp_path / "empty").write_text("\n")
     (tmp_path / "pw").write_text("secret\n")
     args = tuple(a.format(db=pg_db, empty=tmp_path / "empty", pw=tmp_path / "pw") for a in args)
@@ -146,8 +162,9 @@ def test_sqlite_is_refused(rolectl_bin: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "bot.db").exists()
 
 
-def test_the_password_is_sent_as_the_verifier_the_server_would_store(rolectl_bin: Path, url: str, pg_db: str,
-                                                                     tmp_path: Path) -> None:
+def test_the_password_is_sent_as_the_verifier_the_server_would_store(
+    rolectl_bin: Path, url: str, pg_db: str, tmp_path: Path
+) -> None:
     role = f"pw_{pg_db}"
     sql(url, f"CREATE ROLE \"{role}\" PASSWORD 'correct horse'")
     stored = sql(url, "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,))[0][0]

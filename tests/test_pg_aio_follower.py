@@ -58,15 +58,22 @@ def test_follows_on_the_loop_and_survives_killed_connections(db: Any, pg_url: st
             await until(lambda: cache.peek(3) == "admin", "the first change")
             killed: set[int] = set()
             for i in range(120):
-                db.execute("UPDATE users SET role = CASE role WHEN 'admin' THEN 'user' ELSE 'admin' END "
-                           "WHERE user_id = %s", (1 + i % 10,))
+                db.execute(
+                    "UPDATE users SET role = CASE role WHEN 'admin' THEN 'user' ELSE 'admin' END WHERE user_id = %s",
+                    (1 + i % 10,),
+                )
                 if i % 30 == 15:
                     pids: list[int] = []
 
                     def connected() -> bool:
-                        pids[:] = [r[0] for r in db.execute(
-                            "SELECT pid FROM pg_stat_activity WHERE application_name = 'rolectl-follower' "
-                            "AND datname = current_database()").fetchall() if r[0] not in killed]
+                        pids[:] = [
+                            r[0]
+                            for r in db.execute(
+                                "SELECT pid FROM pg_stat_activity WHERE application_name = 'rolectl-follower' "
+                                "AND datname = current_database()"
+                            ).fetchall()
+                            if r[0] not in killed
+                        ]
                         return len(pids) == 1
 
                     await until(connected, "the follower to be connected")
@@ -75,8 +82,9 @@ def test_follows_on_the_loop_and_survives_killed_connections(db: Any, pg_url: st
                 await asyncio.sleep(0)
             final = int(db.execute("SELECT max(seq) FROM events").fetchone()[0])
             await until(lambda: cache.last_seq == final, "the cache to converge")
-            committed = [r[0] for r in db.execute("SELECT seq FROM events WHERE seq > %s ORDER BY seq",
-                                                  (start,)).fetchall()]
+            committed = [
+                r[0] for r in db.execute("SELECT seq FROM events WHERE seq > %s ORDER BY seq", (start,)).fetchall()
+            ]
             assert cache.applied == committed
             assert follower.core.resets == 0 and follower.core.reader.reopens >= 1
             assert follower.stats()["mode"] == "listen-asyncio"
@@ -87,8 +95,7 @@ def test_follows_on_the_loop_and_survives_killed_connections(db: Any, pg_url: st
     assert db.execute("SELECT count(*) FROM rolectl_instances").fetchone()[0] == 0
 
 
-def test_the_asyncio_driver_enforces_the_staleness_bound(db: Any, pg_url: str, pg_server: Any,
-                                                         pg_db: str) -> None:
+def test_the_asyncio_driver_enforces_the_staleness_bound(db: Any, pg_url: str, pg_server: Any, pg_db: str) -> None:
     db.execute("INSERT INTO users (user_id, role) VALUES (1, 'admin')")
 
     async def main() -> None:
@@ -96,8 +103,10 @@ def test_the_asyncio_driver_enforces_the_staleness_bound(db: Any, pg_url: str, p
         async with AsyncPgFollower(cache, pg_url, safety_interval=0.2, max_staleness=1.0) as follower:
             assert cache.get_role(1) == "admin"
             pg_server.admin_sql(f'ALTER DATABASE "{pg_db}" ALLOW_CONNECTIONS false')
-            db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            db.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
             await until(lambda: cache.suspended, "the staleness bound")
             assert cache.peek(1) is None
             db.execute("UPDATE users SET role = 'user' WHERE user_id = 1")

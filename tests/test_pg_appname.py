@@ -17,8 +17,9 @@ def names_in(pg_server: Any, dbname: str) -> set[str]:
     import psycopg
 
     with psycopg.connect(pg_server.conninfo("postgres"), autocommit=True) as admin:
-        rows = admin.execute("SELECT application_name FROM pg_stat_activity WHERE datname = %s "
-                             "AND pid <> pg_backend_pid()", (dbname,)).fetchall()
+        rows = admin.execute(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,)
+        ).fetchall()
     return {str(row[0]) for row in rows}
 
 

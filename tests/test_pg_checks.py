@@ -28,12 +28,15 @@ def test_a_healthy_database_passes(store: PgStore) -> None:
     assert problems(store) == {} and not has_errors(check_all(store))
 
 
-@pytest.mark.parametrize("damage, check, words", [
-    ("ALTER SEQUENCE events_seq_seq CACHE 20", "sequence", "CACHE 20"),
-    ("SELECT setval('events_seq_seq', 1)", "sequence", "behind the log head"),
-    ("ALTER TABLE users DISABLE TRIGGER users_role_events", "objects", "disabled: users_role_events"),
-    ("DROP TRIGGER events_writer_lock ON events", "objects", "missing: events_writer_lock"),
-])
+@pytest.mark.parametrize(
+    "damage, check, words",
+    [
+        ("ALTER SEQUENCE events_seq_seq CACHE 20", "sequence", "CACHE 20"),
+        ("SELECT setval('events_seq_seq', 1)", "sequence", "behind the log head"),
+        ("ALTER TABLE users DISABLE TRIGGER users_role_events", "objects", "disabled: users_role_events"),
+        ("DROP TRIGGER events_writer_lock ON events", "objects", "missing: events_writer_lock"),
+    ],
+)
 def test_damage_is_found(store: PgStore, pg_url: str, damage: str, check: str, words: str) -> None:
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("INSERT INTO users (user_id, role) VALUES (1, 'admin'), (2, 'admin')")

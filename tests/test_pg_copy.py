@@ -71,8 +71,10 @@ def test_a_drifted_source_is_reconciled_in_the_target_log(repo: Repository, db_p
         pytest.skip("the sqlite3 shell is needed to write with triggers off")
     repo.users.add_admin(5, actor="alice")
     # A write with the triggers off: the SQLite table says user, its log still says admin.
-    subprocess.run([sqlite3_cli, str(db_path), ".dbconfig enable_trigger off",
-                    "UPDATE users SET role = 'user' WHERE user_id = 5"], check=True)
+    subprocess.run(
+        [sqlite3_cli, str(db_path), ".dbconfig enable_trigger off", "UPDATE users SET role = 'user' WHERE user_id = 5"],
+        check=True,
+    )
     report = sqlite_to_postgres(db_path, pg_url)
     assert report.reconciled == 1
     last = pg_rows(pg_url, "SELECT kind, user_id, actor FROM events ORDER BY seq DESC LIMIT 1")
@@ -91,8 +93,10 @@ def test_the_reverse_copy_renumbers_the_log_and_doctor_passes(pg_url: str, tmp_p
             conn.execute("INSERT INTO users (user_id, role) VALUES (3, 'admin')")
         conn.execute("INSERT INTO mailboxes (mailbox_id, owner_id, title) VALUES (10, 1, 'help')")
         conn.execute("UPDATE users SET role = 'admin' WHERE user_id = 2")
-        source = [Event.from_row(r) for r in conn.execute(
-            f"SELECT {', '.join(EVENT_FIELDS)} FROM events ORDER BY seq").fetchall()]
+        source = [
+            Event.from_row(r)
+            for r in conn.execute(f"SELECT {', '.join(EVENT_FIELDS)} FROM events ORDER BY seq").fetchall()
+        ]
     assert [e.seq for e in source] == [1, 3]
     target = tmp_path / "back.db"
     report = postgres_to_sqlite(pg_url, target)
@@ -100,8 +104,9 @@ def test_the_reverse_copy_renumbers_the_log_and_doctor_passes(pg_url: str, tmp_p
     with Repository.open(target) as back:
         copied = back.events.since(0)
         assert [e.seq for e in copied] == [1, 2]
-        assert [(e.ts, e.kind, e.user_id, e.actor) for e in copied] == [(e.ts, e.kind, e.user_id, e.actor)
-                                                                         for e in source]
+        assert [(e.ts, e.kind, e.user_id, e.actor) for e in copied] == [
+            (e.ts, e.kind, e.user_id, e.actor) for e in source
+        ]
         assert back.users.get_role(2) == "admin" and back.mailboxes.get(10) is not None
     report_doctor = diagnose(target)
     assert report_doctor.worst in ("ok", "info"), [f for f in report_doctor.findings if f.severity != "ok"]

@@ -95,22 +95,26 @@ def test_fetch_errors_are_one_line_database_errors(pg_server: Any, pg_url: str) 
 
 
 def _waiting_on_writer_lock(conn: Any, pid: int) -> bool:
-    return bool(conn.execute(
-        "SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'relation' "
-        "AND relation = 'rolectl_writer_lock'::regclass AND NOT granted", (pid,)
-    ).fetchone()[0])
+    return bool(
+        conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'relation' "
+            "AND relation = 'rolectl_writer_lock'::regclass AND NOT granted",
+            (pid,),
+        ).fetchone()[0]
+    )
 
 
 @pytest.mark.parametrize("writer_lock", [True, False], ids=["with-writer-lock", "lock-removed"])
-def test_a_follower_never_skips_an_event_committed_out_of_seq_order(db: Any, pg_url: str,
-                                                                     writer_lock: bool) -> None:
+def test_a_follower_never_skips_an_event_committed_out_of_seq_order(db: Any, pg_url: str, writer_lock: bool) -> None:
     """T1 takes a seq and stays open; T2 starts later, writes and tries to commit first, while
     a follower reads. With the writer lock T2 waits for T1, so seqs commit in order and the
     follower reads both. With the lock removed (same test, lock function emptied) T2 commits
     seq 2 first, the follower moves past it, and seq 1 is skipped forever: the test can fail."""
     if not writer_lock:
-        db.execute("CREATE OR REPLACE FUNCTION rolectl_writer_lock() RETURNS trigger "
-                   "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$")
+        db.execute(
+            "CREATE OR REPLACE FUNCTION rolectl_writer_lock() RETURNS trigger "
+            "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$"
+        )
     reader = PgLogReader(pg_url)
     applied: list[int] = []
     anchor = None
@@ -214,9 +218,14 @@ def _kill_follower(db: Any, killed: set[int]) -> int:
     found: list[int] = []
 
     def connected() -> bool:
-        found[:] = [r[0] for r in db.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'rolectl-follower' "
-            "AND datname = current_database()").fetchall() if r[0] not in killed]
+        found[:] = [
+            r[0]
+            for r in db.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'rolectl-follower' "
+                "AND datname = current_database()"
+            ).fetchall()
+            if r[0] not in killed
+        ]
         return len(found) == 1
 
     wait_until(connected, "the follower to be connected")
@@ -224,8 +233,7 @@ def _kill_follower(db: Any, killed: set[int]) -> int:
     return int(db.execute("SELECT pg_terminate_backend(%s)::int", (found[0],)).fetchone()[0])
 
 
-def test_killed_connection_during_a_stream_of_changes_converges_without_skipping(
-        db: Any, follower: PgFollower) -> None:
+def test_killed_connection_during_a_stream_of_changes_converges_without_skipping(db: Any, follower: PgFollower) -> None:
     cache = follower.cache
     assert isinstance(cache, RecordingCache)
     users = range(1, 11)
@@ -237,8 +245,9 @@ def test_killed_connection_during_a_stream_of_changes_converges_without_skipping
     kills, killed = 0, set()
     for i in range(300):
         uid = users[i % len(users)]
-        db.execute("UPDATE users SET role = CASE role WHEN 'admin' THEN 'user' ELSE 'admin' END "
-                   "WHERE user_id = %s", (uid,))
+        db.execute(
+            "UPDATE users SET role = CASE role WHEN 'admin' THEN 'user' ELSE 'admin' END WHERE user_id = %s", (uid,)
+        )
         if i % 7 == 3:  # a rolled-back write leaves a gap
             with pytest.raises(psycopg.errors.CheckViolation):
                 with db.transaction():
@@ -269,8 +278,9 @@ def test_a_rollback_gap_does_not_reset_the_cache(db: Any, follower: PgFollower) 
     assert follower.resets == 0 and cache.peek(2) == "user"
 
 
-def test_a_dropped_and_recreated_database_resets_the_cache(pg_server: Any, pg_db: str, db: Any,
-                                                            follower: PgFollower) -> None:
+def test_a_dropped_and_recreated_database_resets_the_cache(
+    pg_server: Any, pg_db: str, db: Any, follower: PgFollower
+) -> None:
     cache = follower.cache
     db.execute("INSERT INTO users (user_id, role) SELECT g, 'admin' FROM generate_series(1, 5) AS g")
     follower.start()
@@ -328,8 +338,9 @@ def test_a_commit_reaches_a_cache_in_another_process(db: Any, pg_url: str) -> No
     import sys
 
     db.execute("INSERT INTO users (user_id) VALUES (5)")
-    proc = subprocess.Popen([sys.executable, "-c", FOLLOWING_PROCESS, pg_url], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FOLLOWING_PROCESS, pg_url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdin is not None and proc.stdout is not None
     try:
         assert proc.stdout.readline().strip() == "user"
@@ -343,8 +354,7 @@ def test_a_commit_reaches_a_cache_in_another_process(db: Any, pg_url: str) -> No
         assert proc.wait(30) == 0
 
 
-def test_restoring_an_older_dump_resets_the_cache(pg_server: Any, pg_db: str, db: Any,
-                                                   follower: PgFollower) -> None:
+def test_restoring_an_older_dump_resets_the_cache(pg_server: Any, pg_db: str, db: Any, follower: PgFollower) -> None:
     """A dump restored over the database keeps its log id, but its head is behind what the
     cache applied: that is identity, not a gap, and the cache starts over."""
     import subprocess
@@ -363,15 +373,19 @@ def test_restoring_an_older_dump_resets_the_cache(pg_server: Any, pg_db: str, db
     pg_server.create_database(pg_db)
     # One transaction: the follower sees the empty database or the whole restore, never a
     # half-loaded one (a log id not restored yet would be another, earlier, reason to reset).
-    subprocess.run([str(pg_server.bindir / "pg_restore"), "--single-transaction", "-d",
-                    pg_server.conninfo(pg_db), str(dump)], check=True, capture_output=True)
+    subprocess.run(
+        [str(pg_server.bindir / "pg_restore"), "--single-transaction", "-d", pg_server.conninfo(pg_db), str(dump)],
+        check=True,
+        capture_output=True,
+    )
     wait_until(lambda: follower.resets >= 1, "the follower to notice the restore")
     assert "went backwards" in (follower.last_reset_reason or "")
     assert cache.last_seq == 2 and cache.get_role(1) == "admin"
 
 
-def test_past_the_staleness_bound_the_cache_fails_closed_then_recovers(pg_server: Any, pg_db: str, db: Any,
-                                                                        pg_url: str) -> None:
+def test_past_the_staleness_bound_the_cache_fails_closed_then_recovers(
+    pg_server: Any, pg_db: str, db: Any, pg_url: str
+) -> None:
     """While the follower cannot read the log (here: the database refuses connections and its
     connection was cut) the cache answers from memory only up to ``max_staleness``; past it,
     it is suspended -- emptied, every lookup reads the database (and fails while it cannot).
@@ -382,8 +396,10 @@ def test_past_the_staleness_bound_the_cache_fails_closed_then_recovers(pg_server
     try:
         assert cache.get_role(1) == "admin" and not cache.suspended
         pg_server.admin_sql(f'ALTER DATABASE "{pg_db}" ALLOW_CONNECTIONS false')
-        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                   "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
         wait_until(lambda: follower.stale, "the staleness bound")
         assert cache.suspended and cache.peek(1) is None
         with pytest.raises(DatabaseError):

@@ -47,8 +47,9 @@ def bot(db: Any, pg_url: str) -> Iterator[PgFollower]:
         follower.close()
 
 
-def discover_until(url: str, ready: Any, *, key: str = "name", timeout: float = 0.3,
-                   deadline: float = 30.0) -> dict[str, Any]:
+def discover_until(
+    url: str, ready: Any, *, key: str = "name", timeout: float = 0.3, deadline: float = 30.0
+) -> dict[str, Any]:
     """``discover(url, timeout=timeout)`` by ``key``, again until ``ready(found)`` holds or
     ``deadline`` passes. A live instance answers well within ``timeout`` on a quiet machine,
     but a loaded one may miss a round; a stopped one stays unresponsive in every round."""
@@ -69,18 +70,26 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyp
     return bool(predicate())
 
 
-def test_a_registered_instance_is_live_and_answers_as_the_socket_does(bot: PgFollower, pg_url: str,
-                                                                       db: Any) -> None:
+def test_a_registered_instance_is_live_and_answers_as_the_socket_does(bot: PgFollower, pg_url: str, db: Any) -> None:
     assert bot.agent is not None
     bot.cache.get_role(1)
     bot.cache.get_role(2)
     (inst,) = discover(pg_url)
     assert (inst.id, inst.name, inst.state, inst.pid, inst.follower_mode) == (
-        bot.agent.id, "bot", LIVE, os.getpid(), "listen")
+        bot.agent.id,
+        "bot",
+        LIVE,
+        os.getpid(),
+        "listen",
+    )
     assert inst.host and inst.id.startswith(f"{inst.host}:{os.getpid()}")
     assert inst.stats["cache"]["size"] == 2 and inst.stats["follower"]["running"] is True
-    assert inst.ask("whois", user_id=1) == {"held": True, "role": "admin", "since": pytest.approx(time.time(), abs=60),
-                                            "last_seq": 1}  # the raw INSERT of an admin is logged
+    assert inst.ask("whois", user_id=1) == {
+        "held": True,
+        "role": "admin",
+        "since": pytest.approx(time.time(), abs=60),
+        "last_seq": 1,
+    }  # the raw INSERT of an admin is logged
     assert inst.ask("whois", user_id=3)["held"] is False
     entries = inst.ask("entries", role=None, user_id=None, limit=None)
     assert sorted((u, r) for u, r, _ in entries["entries"]) == [(1, "admin"), (2, "user")]
@@ -96,9 +105,11 @@ def test_a_registered_instance_is_live_and_answers_as_the_socket_does(bot: PgFol
 
 
 def test_dead_and_unresponsive_instances(db: Any, pg_url: str) -> None:
-    db.execute("INSERT INTO rolectl_instances (instance_id, host, pid, name, heartbeat_at) VALUES "
-               "('h1:1', 'h1', 1, 'gone', now() - interval '1 hour'), "
-               "('h2:2', 'h2', 2, 'stuck', now())")
+    db.execute(
+        "INSERT INTO rolectl_instances (instance_id, host, pid, name, heartbeat_at) VALUES "
+        "('h1:1', 'h1', 1, 'gone', now() - interval '1 hour'), "
+        "('h2:2', 'h2', 2, 'stuck', now())"
+    )
     found = {i.name: i for i in discover(pg_url, timeout=0.2)}
     assert {n: i.state for n, i in found.items()} == {"gone": DEAD, "stuck": UNRESPONSIVE}
     assert found["gone"].error == "no heartbeat for 60 min" and found["gone"].gone
@@ -115,8 +126,10 @@ def test_dead_and_unresponsive_instances(db: Any, pg_url: str) -> None:
 def test_every_instance_is_asked_at_once(db: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """``stats`` over many instances, some of them silent, is one round of requests on one
     connection: it waits one probe timeout in all, not one per silent instance."""
-    db.execute("INSERT INTO rolectl_instances (instance_id, host, pid, name) "
-               "SELECT 'h:' || n, 'h', n, 'silent' || n FROM generate_series(1, 20) AS n")
+    db.execute(
+        "INSERT INTO rolectl_instances (instance_id, host, pid, name) "
+        "SELECT 'h:' || n, 'h', n, 'silent' || n FROM generate_series(1, 20) AS n"
+    )
     rounds: list[int] = []
     real = instances.ask_on
 
@@ -140,7 +153,9 @@ def test_bots_in_other_processes_live_stopped_killed(db: Any, pg_url: str) -> No
         beta.ask("get 1")
         found = {i.name: i for i in discover(pg_url)}
         assert {n: (i.state, i.pid, i.follower_mode) for n, i in found.items()} == {
-            "alpha": (LIVE, alpha.pid, "listen"), "beta": (LIVE, beta.pid, "listen")}
+            "alpha": (LIVE, alpha.pid, "listen"),
+            "beta": (LIVE, beta.pid, "listen"),
+        }
         assert found["alpha"].stats["cache"]["size"] == 2 and found["alpha"].stats["bus"] is True
         assert found["beta"].ask("whois", user_id=1)["role"] == "admin"
         assert found["beta"].ask("whois", user_id=2)["held"] is False
@@ -163,8 +178,9 @@ def test_bots_in_other_processes_live_stopped_killed(db: Any, pg_url: str) -> No
         assert beta.ask("seq")["last_seq"] == seq
 
         beta.kill()  # no clean-up: its row stays, with a heartbeat that stops
-        db.execute("UPDATE rolectl_instances SET heartbeat_at = now() - interval '1 minute' "
-                   "WHERE pid = %s", (beta.pid,))
+        db.execute(
+            "UPDATE rolectl_instances SET heartbeat_at = now() - interval '1 minute' WHERE pid = %s", (beta.pid,)
+        )
         found = {i.name: i for i in discover(pg_url)}
         assert (found["alpha"].state, found["beta"].state) == (LIVE, DEAD)
         assert prune(pg_url, found.values()) == 1
@@ -187,8 +203,9 @@ def _drop_role(db: Any, role: str) -> None:
     db.execute(f"DROP ROLE {role}")
 
 
-def test_only_roles_that_may_write_the_log_see_or_drive_instances(bot: PgFollower, db: Any, pg_server: Any,
-                                                                  pg_db: str) -> None:
+def test_only_roles_that_may_write_the_log_see_or_drive_instances(
+    bot: PgFollower, db: Any, pg_server: Any, pg_db: str
+) -> None:
     url = _as_role(db, pg_server, pg_db, "rolectl_viewer", "SELECT")
     try:
         with pytest.raises(ConflictError, match="may not see cache instances"):
@@ -196,8 +213,10 @@ def test_only_roles_that_may_write_the_log_see_or_drive_instances(bot: PgFollowe
         with psycopg.connect(url, autocommit=True) as viewer:
             assert viewer.execute("SELECT count(*) FROM rolectl_instances").fetchone() == (0,)
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                viewer.execute("INSERT INTO rolectl_requests (instance_id, command) VALUES (%s, 'stats')",
-                               (bot.agent.id if bot.agent else "",))
+                viewer.execute(
+                    "INSERT INTO rolectl_requests (instance_id, command) VALUES (%s, 'stats')",
+                    (bot.agent.id if bot.agent else "",),
+                )
         with pytest.raises(DatabaseError):
             instances.ask_many(url, [(bot.agent.id if bot.agent else "", {"op": "stats"})], timeout=0.2)
         assert [i.state for i in discover(bot.reader.conninfo)] == [LIVE]  # a writer sees it
@@ -206,7 +225,8 @@ def test_only_roles_that_may_write_the_log_see_or_drive_instances(bot: PgFollowe
 
 
 def test_a_bot_whose_role_may_not_write_the_log_is_not_registered_but_follows(
-        db: Any, pg_url: str, pg_server: Any, pg_db: str, caplog: pytest.LogCaptureFixture) -> None:
+    db: Any, pg_url: str, pg_server: Any, pg_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
     url = _as_role(db, pg_server, pg_db, "rolectl_reader", "SELECT")
     try:
         with caplog.at_level(logging.WARNING, logger="rolectl.registry"):
@@ -248,9 +268,11 @@ def test_a_live_twin_keeps_its_id_and_a_dead_row_is_taken_over(db: Any, pg_url: 
     follower = PgFollower(cache, pg_url).start()
     try:
         twin, dead = InstanceAgent(cache), InstanceAgent(cache)
-        db.execute("INSERT INTO rolectl_instances (instance_id, host, pid, name, heartbeat_at) VALUES "
-                   "(%s, 'h', 1, 'other', now()), (%s, 'h', 1, 'gone', now() - interval '1 hour')",
-                   (twin.id, dead.id))
+        db.execute(
+            "INSERT INTO rolectl_instances (instance_id, host, pid, name, heartbeat_at) VALUES "
+            "(%s, 'h', 1, 'other', now()), (%s, 'h', 1, 'gone', now() - interval '1 hour')",
+            (twin.id, dead.id),
+        )
         taken = twin.id
         follower.add_agent(twin)
         assert twin.id.startswith(taken + "-")
@@ -272,11 +294,15 @@ def test_requests_are_answered_on_their_own_connection_in_bounded_rounds(bot: Pg
     assert bot.agent is not None
     wakeups = bot.wakeups
     with db.transaction():
-        db.execute("INSERT INTO rolectl_requests (instance_id, command, args) "
-                   "SELECT %s, 'ping', '{}'::jsonb FROM generate_series(1, 100)", (bot.agent.id,))
+        db.execute(
+            "INSERT INTO rolectl_requests (instance_id, command, args) "
+            "SELECT %s, 'ping', '{}'::jsonb FROM generate_series(1, 100)",
+            (bot.agent.id,),
+        )
         db.execute("SELECT pg_notify('rolectl_requests', %s)", (bot.agent.id,))
-    assert wait_for(lambda: db.execute("SELECT count(*) FROM rolectl_requests "
-                                       "WHERE answered_at IS NULL").fetchone() == (0,))
+    assert wait_for(
+        lambda: db.execute("SELECT count(*) FROM rolectl_requests WHERE answered_at IS NULL").fetchone() == (0,)
+    )
     answers = [row[0] for row in db.execute("SELECT answer FROM rolectl_requests ORDER BY request_id")]
     assert [a["ok"] for a in answers[:MAX_PER_ROUND]] == [True] * MAX_PER_ROUND
     assert answers[MAX_PER_ROUND:] == [BUSY] * (100 - MAX_PER_ROUND)

@@ -46,8 +46,7 @@ def terminate(pg_server: Any, pid: int) -> None:
 def admin_events(url: str, uid: int) -> int:
     """How many ``admin_added`` events the log holds for ``uid`` (read on a fresh connection)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM events WHERE kind = 'admin_added' AND user_id = %s",
-                           (uid,)).fetchone()
+        row = conn.execute("SELECT count(*) FROM events WHERE kind = 'admin_added' AND user_id = %s", (uid,)).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -144,8 +143,9 @@ def test_async_handle_writes_after_restart_and_terminate(pg_server: Any, pg_db_u
 # -- a COMMIT whose answer was lost ---------------------------------------------------------------
 
 
-def lose_commit_answer(store: PgStore, before_commit: Callable[[], None] | None = None,
-                       after_loss: Callable[[], None] | None = None) -> None:
+def lose_commit_answer(
+    store: PgStore, before_commit: Callable[[], None] | None = None, after_loss: Callable[[], None] | None = None
+) -> None:
     """Make the store's next COMMIT lose its answer: the connection goes away right after it
     was sent. ``before_commit`` runs instead of sending it (the server never commits)."""
     conn = store.conn
@@ -213,8 +213,9 @@ def test_a_lost_commit_answer_with_no_server_to_ask_is_unknown(pg_server: Any, p
 # -- a batch's staged rows live on one connection -------------------------------------------------
 
 
-def test_a_batch_whose_connection_dies_after_staging_is_not_applied(pg_server: Any, pg_db_url: str,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_batch_whose_connection_dies_after_staging_is_not_applied(
+    pg_server: Any, pg_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``apply`` stages its rows in temporary tables, then writes them in a transaction: a
     connection replaced in between would have none of them. The store does not swap it
     under the batch: the batch fails as not applied, and the next call reconnects."""

@@ -77,12 +77,15 @@ def test_an_uninitialised_database_is_not_a_rolectl_database(pg_url: str) -> Non
 # -- the database refuses ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sql", [
-    "UPDATE events SET actor = 'mallory'",
-    "UPDATE events SET actor = 'mallory' WHERE false",
-    "DELETE FROM events",
-    "TRUNCATE events",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE events SET actor = 'mallory'",
+        "UPDATE events SET actor = 'mallory' WHERE false",
+        "DELETE FROM events",
+        "TRUNCATE events",
+    ],
+)
 def test_the_log_is_append_only(conn: Any, sql: str) -> None:
     conn.execute("INSERT INTO users (user_id, role) VALUES (5, 'admin')")
     before = events(conn)
@@ -112,14 +115,14 @@ def test_update_is_logged_once_as_sql(conn: Any) -> None:
 
 
 def test_upsert_insert_and_update_branches(conn: Any) -> None:
-    upsert = ("INSERT INTO users (user_id, role) VALUES (%s, %s) "
-              "ON CONFLICT (user_id) DO UPDATE SET role = excluded.role")
-    conn.execute(upsert, (7, "admin"))   # inserted as admin
-    conn.execute(upsert, (7, "admin"))   # conflict, no change
-    conn.execute(upsert, (7, "user"))    # conflict, demoted
-    conn.execute(upsert, (8, "user"))    # a plain user: nothing to log
-    assert role_log(conn) == [("admin_added", 7, "user", "admin", "sql"),
-                              ("admin_removed", 7, "admin", "user", "sql")]
+    upsert = (
+        "INSERT INTO users (user_id, role) VALUES (%s, %s) ON CONFLICT (user_id) DO UPDATE SET role = excluded.role"
+    )
+    conn.execute(upsert, (7, "admin"))  # inserted as admin
+    conn.execute(upsert, (7, "admin"))  # conflict, no change
+    conn.execute(upsert, (7, "user"))  # conflict, demoted
+    conn.execute(upsert, (8, "user"))  # a plain user: nothing to log
+    assert role_log(conn) == [("admin_added", 7, "user", "admin", "sql"), ("admin_removed", 7, "admin", "user", "sql")]
 
 
 def test_multi_row_statements_log_each_row_once(conn: Any) -> None:
@@ -138,17 +141,21 @@ def test_multi_row_statements_log_each_row_once(conn: Any) -> None:
 def test_primary_key_update_logs_both_ids(conn: Any) -> None:
     conn.execute("INSERT INTO users (user_id, username, role) VALUES (5, 'eve', 'admin')")
     conn.execute("UPDATE users SET user_id = 50 WHERE user_id = 5")
-    assert role_log(conn) == [("admin_added", 5, "user", "admin", "sql"),
-                              ("admin_removed", 5, "admin", "user", "sql"),
-                              ("admin_added", 50, "user", "admin", "sql")]
+    assert role_log(conn) == [
+        ("admin_added", 5, "user", "admin", "sql"),
+        ("admin_removed", 5, "admin", "user", "sql"),
+        ("admin_added", 50, "user", "admin", "sql"),
+    ]
     assert replay(events(conn)) == table_roles(conn) == {50: "admin"}
 
 
 def test_truncate_of_users_logs_every_admin_removed(conn: Any) -> None:
     conn.execute("INSERT INTO users (user_id, role) VALUES (1, 'admin'), (2, 'user'), (3, 'admin')")
     conn.execute("TRUNCATE users CASCADE")
-    assert role_log(conn)[2:] == [("admin_removed", 1, "admin", "user", "sql"),
-                                  ("admin_removed", 3, "admin", "user", "sql")]
+    assert role_log(conn)[2:] == [
+        ("admin_removed", 1, "admin", "user", "sql"),
+        ("admin_removed", 3, "admin", "user", "sql"),
+    ]
     assert replay(events(conn)) == {}
 
 
@@ -164,8 +171,10 @@ def test_a_write_logged_first_is_not_logged_again(conn: Any) -> None:
     """The library's path: log the event, then write the row; the trigger stays silent."""
     with conn.transaction():
         conn.execute(schema.LOCK_SQL)
-        conn.execute("INSERT INTO events (kind, user_id, old_role, new_role, actor) "
-                     "VALUES ('admin_added', 4, 'user', 'admin', 'bob')")
+        conn.execute(
+            "INSERT INTO events (kind, user_id, old_role, new_role, actor) "
+            "VALUES ('admin_added', 4, 'user', 'admin', 'bob')"
+        )
         conn.execute("INSERT INTO users (user_id, role) VALUES (4, 'admin')")
     assert role_log(conn) == [("admin_added", 4, "user", "admin", "bob")]
 
@@ -214,8 +223,10 @@ def test_version_1_migrates_to_the_current_version(pg_url: str) -> None:
 
 
 def test_every_function_pins_its_search_path_with_pg_temp_last(conn: Any) -> None:
-    rows = conn.execute("SELECT proname, proconfig FROM pg_proc WHERE proname LIKE 'rolectl\\_%' "
-                        "AND pronamespace = 'public'::regnamespace").fetchall()
+    rows = conn.execute(
+        "SELECT proname, proconfig FROM pg_proc WHERE proname LIKE 'rolectl\\_%' "
+        "AND pronamespace = 'public'::regnamespace"
+    ).fetchall()
     assert len(rows) == 8
     assert all(config == ["search_path=pg_catalog, public, pg_temp"] for _name, config in rows), rows
     policies = conn.execute("SELECT qual, with_check FROM pg_policies WHERE policyname = 'writers_only'").fetchall()
@@ -227,11 +238,12 @@ def test_the_database_user_is_recorded_over_any_value_supplied(conn: Any) -> Non
     conn.execute("SET rolectl.actor = 'alice'")
     conn.execute("INSERT INTO users (user_id, role) VALUES (5, 'admin')")
     assert conn.execute("SELECT actor, db_user FROM events ORDER BY seq").fetchall() == [
-        ("alice", "postgres"), ("alice", "postgres")]
+        ("alice", "postgres"),
+        ("alice", "postgres"),
+    ]
 
 
-def test_raw_sql_waits_for_the_writer_lock_even_beside_a_temporary_table_of_its_name(conn: Any,
-                                                                                      pg_url: str) -> None:
+def test_raw_sql_waits_for_the_writer_lock_even_beside_a_temporary_table_of_its_name(conn: Any, pg_url: str) -> None:
     with psycopg.connect(pg_url) as holder:  # an open transaction holding the writer lock
         holder.execute(schema.LOCK_SQL)
         with psycopg.connect(pg_url, autocommit=True) as raw:
@@ -259,10 +271,14 @@ def test_version_3_migrates_and_hand_made_writers_keep_writing(pg_server: Any, p
         assert schema.migrate(c) == [4]
         writer_lock, instances = c.execute(
             "SELECT has_table_privilege(%s, 'rolectl_writer_lock', 'UPDATE'), "
-            "has_table_privilege(%s, 'rolectl_instances', 'INSERT')", (role, role)).fetchone()
-        public = c.execute("SELECT count(*) FROM pg_class AS c, aclexplode(c.relacl) AS a "
-                           "WHERE c.relname IN ('rolectl_instances', 'rolectl_requests', 'rolectl_writer_lock') "
-                           "AND a.grantee = 0").fetchone()
+            "has_table_privilege(%s, 'rolectl_instances', 'INSERT')",
+            (role, role),
+        ).fetchone()
+        public = c.execute(
+            "SELECT count(*) FROM pg_class AS c, aclexplode(c.relacl) AS a "
+            "WHERE c.relname IN ('rolectl_instances', 'rolectl_requests', 'rolectl_writer_lock') "
+            "AND a.grantee = 0"
+        ).fetchone()
         assert (writer_lock, instances, public) == (True, True, (0,))
     try:
         with PgStore(pg_url.replace("postgres@", f"{role}@")) as store:

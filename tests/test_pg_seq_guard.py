@@ -13,8 +13,10 @@ psycopg = pytest.importorskip("psycopg")
 from rolectl.backends.postgres import schema  # noqa: E402
 from rolectl.backends.postgres.store import init  # noqa: E402
 
-FORGE = ("INSERT INTO events (seq, kind, user_id, old_role, new_role, actor) OVERRIDING SYSTEM VALUE "
-         "VALUES (%s, 'admin_added', 77, 'user', 'admin', 'forger')")
+FORGE = (
+    "INSERT INTO events (seq, kind, user_id, old_role, new_role, actor) OVERRIDING SYSTEM VALUE "
+    "VALUES (%s, 'admin_added', 77, 'user', 'admin', 'forger')"
+)
 
 
 @pytest.fixture
@@ -52,8 +54,12 @@ def test_copy_from_stdin_with_seqs_is_refused_too(url: str) -> None:
 
 
 def test_a_writer_with_only_insert_privilege_is_refused(pg_server, url: str) -> None:  # type: ignore[no-untyped-def]
-    sql(url, "CREATE ROLE rolectl_writer_only LOGIN" if not sql(
-        url, "SELECT 1 FROM pg_roles WHERE rolname = 'rolectl_writer_only'") else "SELECT 1")
+    sql(
+        url,
+        "CREATE ROLE rolectl_writer_only LOGIN"
+        if not sql(url, "SELECT 1 FROM pg_roles WHERE rolname = 'rolectl_writer_only'")
+        else "SELECT 1",
+    )
     sql(url, "GRANT INSERT, SELECT ON events, users TO rolectl_writer_only")
     writer = url.replace("postgresql://postgres@", "postgresql://rolectl_writer_only@")
     sql(writer, "INSERT INTO users (user_id, role) VALUES (5, 'admin')")  # ordinary writes work

@@ -30,11 +30,20 @@ def store(pg_url: str) -> Iterator[PgStore]:
     s.close()
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("postgresql://u@h/db", True), ("postgres://h/db", True), ("POSTGRESQL://h/db", True),
-    ("host=/tmp dbname=x", True), ("dbname=x", True),
-    ("bot.db", False), ("./postgresql", False), ("/srv/host=1.db", False), (None, False),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("postgresql://u@h/db", True),
+        ("postgres://h/db", True),
+        ("POSTGRESQL://h/db", True),
+        ("host=/tmp dbname=x", True),
+        ("dbname=x", True),
+        ("bot.db", False),
+        ("./postgresql", False),
+        ("/srv/host=1.db", False),
+        (None, False),
+    ],
+)
 def test_which_values_select_postgresql(value: str | None, expected: bool) -> None:
     assert is_postgres(value) is expected
 
@@ -91,8 +100,10 @@ def test_a_library_transaction_holds_the_writer_lock_from_its_first_statement(st
         with store.transaction(actor="alice") as conn:
             thread = threading.Thread(target=raw_writer)
             thread.start()
-            while not watcher.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'relation' "
-                                      "AND relation = 'rolectl_writer_lock'::regclass AND NOT granted").fetchone()[0]:
+            while not watcher.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' "
+                "AND relation = 'rolectl_writer_lock'::regclass AND NOT granted"
+            ).fetchone()[0]:
                 assert not done.is_set(), "the raw writer did not wait for the writer lock"
                 time.sleep(0.005)
             conn.execute("INSERT INTO users (user_id, role) VALUES (1, 'admin')")
@@ -126,6 +137,7 @@ def test_a_zero_timeout_does_not_wait_at_all(store: PgStore, pg_url: str) -> Non
 def test_every_session_is_bounded_and_reads_wait_the_timeout_not_the_write_wait(store: PgStore) -> None:
     """A read waits for a lock as long as ``--timeout`` (5 s by default), a change as long as
     the write wait (30 s); every statement runs at most a generous bound."""
+
     def setting(name: str) -> str:
         return str(store.query(f"SHOW {name}")[0][0])
 

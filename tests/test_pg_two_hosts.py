@@ -34,8 +34,11 @@ HOST_IF, NS_IF = f"rlh{SUFFIX}", f"rlf{SUFFIX}"
 # checkouts, other workers) must not take each other's address.
 _NET_BASE = 4 * (os.getpid() % 16384)
 _OCTETS = f"10.213.{_NET_BASE // 256}"
-HOST_IP, NS_IP, NET = (f"{_OCTETS}.{_NET_BASE % 256 + 1}", f"{_OCTETS}.{_NET_BASE % 256 + 2}",
-                       f"{_OCTETS}.{_NET_BASE % 256}/30")
+HOST_IP, NS_IP, NET = (
+    f"{_OCTETS}.{_NET_BASE % 256 + 1}",
+    f"{_OCTETS}.{_NET_BASE % 256 + 2}",
+    f"{_OCTETS}.{_NET_BASE % 256}/30",
+)
 PORT = 55432
 
 FOLLOWER = r"""
@@ -118,9 +121,13 @@ def test_a_follower_on_another_host_catches_up_after_its_link_is_cut(server: PgS
     local = psycopg.connect(server.url(name), autocommit=True)
     schema.migrate(local)
     local.execute("INSERT INTO users (user_id) SELECT g FROM generate_series(1, 5) AS g")
-    proc = subprocess.Popen(["ip", "netns", "exec", NETNS, sys.executable, "-c", FOLLOWER, server.tcp_url(name)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", NETNS, sys.executable, "-c", FOLLOWER, server.tcp_url(name)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert proc.stdin is not None and proc.stdout is not None
     applied: list[int] = []
     lines: list[dict[str, Any]] = []
@@ -138,8 +145,9 @@ def test_a_follower_on_another_host_catches_up_after_its_link_is_cut(server: PgS
     reader.start()
 
     def toggle(uid: int) -> int:
-        local.execute("UPDATE users SET role = CASE role WHEN 'admin' THEN 'user' ELSE 'admin' END "
-                      "WHERE user_id = %s", (uid,))
+        local.execute(
+            "UPDATE users SET role = CASE role WHEN 'admin' THEN 'user' ELSE 'admin' END WHERE user_id = %s", (uid,)
+        )
         return int(local.execute("SELECT max(seq) FROM events").fetchone()[0])
 
     def status() -> dict[str, Any]:
@@ -175,8 +183,9 @@ def test_a_follower_on_another_host_catches_up_after_its_link_is_cut(server: PgS
         after = toggle(2)
         wait_applied(after, 60)
         assert reached_while_cut < during[0]  # nothing crossed the cut link
-        committed = [r[0] for r in local.execute("SELECT seq FROM events WHERE seq > %s ORDER BY seq",
-                                                 (start,)).fetchall()]
+        committed = [
+            r[0] for r in local.execute("SELECT seq FROM events WHERE seq > %s ORDER BY seq", (start,)).fetchall()
+        ]
         assert applied == committed  # in order, nothing skipped
         deadline = time.monotonic() + 30
         while status() != {"stale": False, "suspended": False} and time.monotonic() < deadline:
@@ -206,10 +215,17 @@ def test_stats_on_this_host_lists_and_asks_a_bot_on_the_other(server: PgServer, 
     with Repository.open(url) as repo:
         repo.users.add_admin(7, actor="setup")
     root = Path(__file__).resolve().parent.parent
-    script = (f"hostname far-{SUFFIX} && exec {sys.executable} {root / 'examples' / 'bot.py'} "
-              f"--db '{server.tcp_url(name)}' --name far --json")
-    proc = subprocess.Popen(["ip", "netns", "exec", NETNS, "unshare", "--uts", "sh", "-c", script],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root)
+    script = (
+        f"hostname far-{SUFFIX} && exec {sys.executable} {root / 'examples' / 'bot.py'} "
+        f"--db '{server.tcp_url(name)}' --name far --json"
+    )
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", NETNS, "unshare", "--uts", "sh", "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=root,
+    )
     assert proc.stdin is not None and proc.stdout is not None
     try:
         assert json.loads(proc.stdout.readline())["ready"]

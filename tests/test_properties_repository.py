@@ -56,8 +56,12 @@ class RepositoryMachine(RuleBasedStateMachine):
 
     def state(self) -> tuple[Any, ...]:
         q = self.repo.store.query
-        return (q("SELECT * FROM users ORDER BY user_id"), q("SELECT * FROM mailboxes ORDER BY mailbox_id"),
-                q("SELECT * FROM events ORDER BY seq"), self.repo.events.head())
+        return (
+            q("SELECT * FROM users ORDER BY user_id"),
+            q("SELECT * FROM mailboxes ORDER BY mailbox_id"),
+            q("SELECT * FROM events ORDER BY seq"),
+            self.repo.events.head(),
+        )
 
     def attempt(self, operation: Callable[[], object], should_fail: bool) -> bool:
         """Run an operation; a refusal must leave every table, the head and the bus untouched."""
@@ -71,8 +75,15 @@ class RepositoryMachine(RuleBasedStateMachine):
         assert not should_fail, "accepted an operation the model refuses"
         return True
 
-    def raw_sql(self, sql: str, params: dict[str, Any], model: Callable[[], None] = lambda: None, *,
-                refused: bool = False, rollback: bool = False) -> None:
+    def raw_sql(
+        self,
+        sql: str,
+        params: dict[str, Any],
+        model: Callable[[], None] = lambda: None,
+        *,
+        refused: bool = False,
+        rollback: bool = False,
+    ) -> None:
         """Another writer bypassing the repository. The triggers must log one event, by
         ``sql``, for each user whose role changed (``model`` updates the model to what the
         statement does) -- none for anything else; a statement a foreign key refuses (or a
@@ -148,16 +159,21 @@ class RepositoryMachine(RuleBasedStateMachine):
     @rule(uid=USERS, role=ROLES)
     def raw_set_role(self, uid: int, role: str) -> None:
         p = self.raw.p
-        self.raw_sql(f"UPDATE users SET role = {p('role')} WHERE user_id = {p('uid')}", {"role": role, "uid": uid},
-                     lambda: self.set_roles(self.known & {uid}, role))
+        self.raw_sql(
+            f"UPDATE users SET role = {p('role')} WHERE user_id = {p('uid')}",
+            {"role": role, "uid": uid},
+            lambda: self.set_roles(self.known & {uid}, role),
+        )
 
     @rule(lo=RAW_IDS, hi=RAW_IDS, role=ROLES)
     def raw_set_roles(self, lo: int, hi: int, role: str) -> None:
         """One statement, several rows: one event per user whose role changed."""
         p = self.raw.p
-        self.raw_sql(f"UPDATE users SET role = {p('role')} WHERE user_id BETWEEN {p('lo')} AND {p('hi')}",
-                     {"role": role, "lo": lo, "hi": hi},
-                     lambda: self.set_roles(self.known & set(range(lo, hi + 1)), role))
+        self.raw_sql(
+            f"UPDATE users SET role = {p('role')} WHERE user_id BETWEEN {p('lo')} AND {p('hi')}",
+            {"role": role, "lo": lo, "hi": hi},
+            lambda: self.set_roles(self.known & set(range(lo, hi + 1)), role),
+        )
 
     @rule(uids=st.lists(USERS, min_size=1, max_size=4, unique=True), role=ROLES)
     def raw_upsert(self, uids: list[int], role: str) -> None:
@@ -170,8 +186,12 @@ class RepositoryMachine(RuleBasedStateMachine):
             self.known.update(uids)
             self.set_roles(uids, role)
 
-        self.raw_sql(f"INSERT INTO users (user_id, role) VALUES {values} "
-                     "ON CONFLICT (user_id) DO UPDATE SET role = excluded.role", params, model)
+        self.raw_sql(
+            f"INSERT INTO users (user_id, role) VALUES {values} "
+            "ON CONFLICT (user_id) DO UPDATE SET role = excluded.role",
+            params,
+            model,
+        )
 
     @rule(lo=RAW_IDS, hi=RAW_IDS)
     def raw_delete(self, lo: int, hi: int) -> None:
@@ -183,8 +203,12 @@ class RepositoryMachine(RuleBasedStateMachine):
             self.known -= gone
             self.admins -= gone
 
-        self.raw_sql(f"DELETE FROM users WHERE user_id BETWEEN {p('lo')} AND {p('hi')}", {"lo": lo, "hi": hi},
-                     model, refused=bool(gone & set(self.owners.values())))
+        self.raw_sql(
+            f"DELETE FROM users WHERE user_id BETWEEN {p('lo')} AND {p('hi')}",
+            {"lo": lo, "hi": hi},
+            model,
+            refused=bool(gone & set(self.owners.values())),
+        )
 
     @precondition(lambda self: self.known)
     @rule(data=st.data(), new=RAW_IDS)
@@ -202,14 +226,19 @@ class RepositoryMachine(RuleBasedStateMachine):
                     self.admins.remove(uid)
                     self.admins.add(new)
 
-        self.raw_sql(f"UPDATE users SET user_id = {p('new')} WHERE user_id = {p('uid')}", {"new": new, "uid": uid},
-                     model, refused=new != uid and (new in self.known or uid in self.owners.values()))
+        self.raw_sql(
+            f"UPDATE users SET user_id = {p('new')} WHERE user_id = {p('uid')}",
+            {"new": new, "uid": uid},
+            model,
+            refused=new != uid and (new in self.known or uid in self.owners.values()),
+        )
 
     @precondition(lambda self: not self.owners and len(self.admins) > 1)
     @rule()
     def raw_empty_users(self) -> None:
         """Everyone goes at once, admins among them: TRUNCATE on PostgreSQL (its own statement
         trigger logs it), DELETE of every row on SQLite (which has no TRUNCATE)."""
+
         def model() -> None:
             self.known.clear()
             self.admins.clear()
@@ -220,9 +249,12 @@ class RepositoryMachine(RuleBasedStateMachine):
     def raw_rolled_back(self, uid: int, role: str) -> None:
         """A change rolled back leaves nothing (on PostgreSQL a gap in seq, never an event)."""
         p = self.raw.p
-        self.raw_sql(f"INSERT INTO users (user_id, role) VALUES ({p('uid')}, {p('role')}) "
-                     "ON CONFLICT (user_id) DO UPDATE SET role = excluded.role", {"uid": uid, "role": role},
-                     rollback=True)
+        self.raw_sql(
+            f"INSERT INTO users (user_id, role) VALUES ({p('uid')}, {p('role')}) "
+            "ON CONFLICT (user_id) DO UPDATE SET role = excluded.role",
+            {"uid": uid, "role": role},
+            rollback=True,
+        )
 
     # -- invariants ---------------------------------------------------------------------------
 
@@ -236,8 +268,8 @@ class RepositoryMachine(RuleBasedStateMachine):
     @invariant()
     def log_only_grows_its_seq_strictly_increases_and_every_event_is_a_change(self) -> None:
         log = self.repo.events.since(0)
-        assert log[:len(self.log)] == self.log  # append-only: nothing seen before changed
-        new = log[len(self.log):]
+        assert log[: len(self.log)] == self.log  # append-only: nothing seen before changed
+        new = log[len(self.log) :]
         seqs = [e.seq for e in new]
         assert seqs == sorted(set(seqs)) and all(s > self.last_seq for s in seqs)
         for event in new:
@@ -261,5 +293,7 @@ class RepositoryMachine(RuleBasedStateMachine):
 
 def test_repository_and_raw_sql_keep_the_log_invariants(backend: Backend) -> None:
     examples, steps = BUDGET[backend.name]
-    run_state_machine_as_test(lambda: RepositoryMachine(backend),
-                              settings=settings(max_examples=examples, stateful_step_count=steps, deadline=None))
+    run_state_machine_as_test(
+        lambda: RepositoryMachine(backend),
+        settings=settings(max_examples=examples, stateful_step_count=steps, deadline=None),
+    )

@@ -21,42 +21,64 @@ PACKAGE = ROOT / "rolectl"
 MARK = "Internal: not part of the public API."
 
 #: Modules a bot may import: the ones README.md, the examples and the docs use.
-PUBLIC_MODULES = frozenset({
-    "rolectl",
-    "rolectl.aio",
-    "rolectl.handle",
-    "rolectl.connectoptions",
-    "rolectl.errors",
-    "rolectl.events",
-    "rolectl.repository",
-    "rolectl.repository.models",
-    "rolectl.cache",
-    "rolectl.cache.registry",
-    "rolectl.backends.sqlite.fetch",
-    "rolectl.backends.sqlite.filefetch",
-    "rolectl.backends.sqlite.follower",
-    "rolectl.backends.sqlite.aio_follower",
-    "rolectl.backends.postgres.fetch",
-    "rolectl.backends.postgres.follower",
-    "rolectl.backends.postgres.aio_follower",
-    "rolectl.dbcopy",
-    "rolectl.metrics",
-    "rolectl.integrations",
-    "rolectl.integrations.aiogram",
-    "rolectl.integrations.telegram",
-    "rolectl.integrations.health",
-    "rolectl.health",
-    "rolectl.logfields",
-})
+PUBLIC_MODULES = frozenset(
+    {
+        "rolectl",
+        "rolectl.aio",
+        "rolectl.handle",
+        "rolectl.connectoptions",
+        "rolectl.errors",
+        "rolectl.events",
+        "rolectl.repository",
+        "rolectl.repository.models",
+        "rolectl.cache",
+        "rolectl.cache.registry",
+        "rolectl.backends.sqlite.fetch",
+        "rolectl.backends.sqlite.filefetch",
+        "rolectl.backends.sqlite.follower",
+        "rolectl.backends.sqlite.aio_follower",
+        "rolectl.backends.postgres.fetch",
+        "rolectl.backends.postgres.follower",
+        "rolectl.backends.postgres.aio_follower",
+        "rolectl.dbcopy",
+        "rolectl.metrics",
+        "rolectl.integrations",
+        "rolectl.integrations.aiogram",
+        "rolectl.integrations.telegram",
+        "rolectl.integrations.health",
+        "rolectl.health",
+        "rolectl.logfields",
+    }
+)
 
 #: ``rolectl.__all__``, exactly: the names ``from rolectl import ...`` promises.
 TOP_LEVEL = [
-    "__version__", "aio",
-    "connect", "Roles", "AsyncRoles",
-    "RoleCache", "CacheStats", "SQLiteFetch", "FollowingFetch", "Follower",
-    "Repository", "Change", "User", "Mailbox", "Event", "Role", "RoleName",
-    "RolectlError", "InvalidInputError", "NotFoundError", "ConflictError", "DatabaseError", "ForkedError",
-    "NotReadyError", "CacheFaultError", "OutcomeUnknownError",
+    "__version__",
+    "aio",
+    "connect",
+    "Roles",
+    "AsyncRoles",
+    "RoleCache",
+    "CacheStats",
+    "SQLiteFetch",
+    "FollowingFetch",
+    "Follower",
+    "Repository",
+    "Change",
+    "User",
+    "Mailbox",
+    "Event",
+    "Role",
+    "RoleName",
+    "RolectlError",
+    "InvalidInputError",
+    "NotFoundError",
+    "ConflictError",
+    "DatabaseError",
+    "ForkedError",
+    "NotReadyError",
+    "CacheFaultError",
+    "OutcomeUnknownError",
 ]
 
 
@@ -72,7 +94,9 @@ def _modules() -> dict[str, Path]:
 
 def _declares_all(tree: ast.Module) -> bool:
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
         if any(isinstance(target, ast.Name) and target.id == "__all__" for target in targets):
             return True
     return False
@@ -112,10 +136,14 @@ print(json.dumps(report))
 
 
 def test_every_name_in_all_exists() -> None:
-    declared = [name for name, path in _modules().items()
-                if name != "rolectl.__main__" and _declares_all(ast.parse(path.read_text(encoding="utf-8")))]
-    proc = subprocess.run([sys.executable, "-c", _CHECK_NAMES, *declared], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    declared = [
+        name
+        for name, path in _modules().items()
+        if name != "rolectl.__main__" and _declares_all(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHECK_NAMES, *declared], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert set(report) == set(declared)

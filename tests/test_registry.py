@@ -75,8 +75,9 @@ def test_a_crashed_instance_is_dead_never_live(db_path: Path) -> None:
 def test_a_refusing_socket_of_a_live_pid_is_unresponsive_never_dead(db_path: Path) -> None:
     directory = runtime_dir(db_path)
     directory.mkdir(mode=0o700)
-    (directory / "1.json").write_text(json.dumps({"name": "init", "pid": 1, "host": os.uname().nodename,
-                                                  "socket": "1.sock"}))
+    (directory / "1.json").write_text(
+        json.dumps({"name": "init", "pid": 1, "host": os.uname().nodename, "socket": "1.sock"})
+    )
     [inst] = discover(db_path)  # pid 1 exists, but nothing listens on 1.sock: dead means gone
     assert inst.state == "unresponsive" and "socket refused" in (inst.error or "") and not inst.gone
     assert prune([inst]) == 0 and (directory / "1.json").exists()  # its pid is alive: never pruned
@@ -158,10 +159,12 @@ def test_a_registration_without_an_identity_is_still_read(db_path: Path) -> None
     """Registrations written before the identity fields existed: judged by their pid alone."""
     directory = runtime_dir(db_path)
     directory.mkdir(mode=0o700)
-    (directory / f"{os.getpid()}.json").write_text(json.dumps(
-        {"name": "old", "pid": os.getpid(), "host": os.uname().nodename}))
-    (directory / "7.json").write_text(json.dumps(
-        {"name": "odd", "pid": 7, "host": os.uname().nodename, "start_ticks": "soon"}))
+    (directory / f"{os.getpid()}.json").write_text(
+        json.dumps({"name": "old", "pid": os.getpid(), "host": os.uname().nodename})
+    )
+    (directory / "7.json").write_text(
+        json.dumps({"name": "odd", "pid": 7, "host": os.uname().nodename, "start_ticks": "soon"})
+    )
     found = {i.name: i for i in discover(db_path, timeout=0.2)}
     assert found["old"].state == "unresponsive" and not found["old"].gone  # no socket, but this pid exists
     assert found["7"].state == "bad-reply" and "start_ticks" in (found["7"].error or "")  # named by its id
@@ -184,8 +187,7 @@ def test_a_spec_narrows_a_shared_name_by_pid_and_host() -> None:
     from rolectl.cache.registry import Instance
 
     def inst(pid: int, host: str) -> Instance:
-        return Instance(name="bot", pid=pid, id=f"{host}:{pid}", host=host, started_at=0.0, state="live",
-                        last_seen=0.0)
+        return Instance(name="bot", pid=pid, id=f"{host}:{pid}", host=host, started_at=0.0, state="live", last_seen=0.0)
 
     a, b, c = inst(10, "h1"), inst(11, "h1"), inst(10, "h2")
     assert [matches("bot", i) for i in (a, b, c)] == [True, True, True]

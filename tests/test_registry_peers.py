@@ -76,8 +76,9 @@ def test_each_bad_peer_is_named_and_the_good_one_still_shown(db_path: Path, fake
 def test_the_client_reads_at_most_its_cap(tmp_path: Path) -> None:
     directory = tmp_path / "rt"
     directory.mkdir(mode=0o700)
-    proc = subprocess.Popen([sys.executable, str(FAKEPEER), str(directory), "huge", "7"], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(FAKEPEER), str(directory), "huge", "7"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
         with pytest.raises(ValueError, match="larger than 65536 bytes"):
@@ -92,8 +93,9 @@ def test_prune_from_another_host_removes_nothing_and_only_gone_pids_go(db_path: 
         rt = runtime_dir(db_path)
         gone = subprocess.Popen(["true"])
         gone.wait()
-        (rt / f"{gone.pid}.json").write_text(json.dumps({"name": "crashed", "pid": gone.pid,
-                                                          "host": socket.gethostname()}))
+        (rt / f"{gone.pid}.json").write_text(
+            json.dumps({"name": "crashed", "pid": gone.pid, "host": socket.gethostname()})
+        )
         (rt / "3.json").write_text(json.dumps({"name": "faraway", "pid": gone.pid, "host": "other-host"}))
         monkeypatch.setattr(registry.socket, "gethostname", lambda: "sidecar")
         seen = discover(db_path)
@@ -119,8 +121,6 @@ def test_a_heartbeat_binds_a_removed_socket_again(db_path: Path, monkeypatch) ->
 
 
 # -- a real bot stopped with SIGSTOP -------------------------------------------------------------
-
-
 
 
 def test_a_stopped_bot_is_unresponsive_everywhere_and_evict_says_so(two_bots: tuple[Bot, Bot], run_rolectl) -> None:

@@ -39,8 +39,11 @@ def peer_uid() -> int:
     try:
         return pwd.getpwnam(PEER_USER).pw_uid
     except KeyError:
-        made = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PEER_USER],
-                              capture_output=True, text=True)
+        made = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PEER_USER],
+            capture_output=True,
+            text=True,
+        )
         if made.returncode != 0:
             pytest.skip(f"cannot create a second local user: {made.stderr.strip()}")
         return pwd.getpwnam(PEER_USER).pw_uid
@@ -83,8 +86,9 @@ def dead_pid() -> int:
 
 def rolectl(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("rolectl")
-    return subprocess.run([str(exe), "--db", str(db), *args], capture_output=True, text=True, env=clean_env(),
-                          timeout=60)
+    return subprocess.run(
+        [str(exe), "--db", str(db), *args], capture_output=True, text=True, env=clean_env(), timeout=60
+    )
 
 
 # -- 1. deleting files outside the runtime directory -----------------------------------------
@@ -93,13 +97,16 @@ def rolectl(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_prune_and_doctor_fix_never_delete_what_another_user_points_at(base: Path, peer_uid: int) -> None:
     db, precious = base / "shared" / "bot.db", base / "elsewhere" / "precious"
     rt, pid = runtime_dir(db), dead_pid()
-    as_peer(peer_uid, f"""
+    as_peer(
+        peer_uid,
+        f"""
 import json, os, socket
 os.mkdir({str(rt)!r}, 0o700)
 for n, target in enumerate(["../../elsewhere/precious", {str(precious)!r}]):
     with open(os.path.join({str(rt)!r}, f"{{4000000 + n}}.json"), "w") as fh:
         json.dump({{"name": "ghost", "pid": {pid}, "host": socket.gethostname(), "socket": target}}, fh)
-""")
+""",
+    )
     pruned = rolectl(db, "stats", "--prune")
     assert pruned.returncode == 4 and f"belongs to uid {peer_uid}" in pruned.stderr
     evict = rolectl(db, "cache", "evict", "5")
@@ -114,8 +121,9 @@ def test_a_registration_never_names_a_path_even_in_roots_own_directory(base: Pat
     RuntimeDir(db, create=True).close()
     rt, pid = runtime_dir(db), dead_pid()
     for n, target in enumerate(["../../elsewhere/precious", str(precious)]):
-        (rt / f"{4000000 + n}.json").write_text(json.dumps({"name": "ghost", "pid": pid,
-                                                             "host": socket.gethostname(), "socket": target}))
+        (rt / f"{4000000 + n}.json").write_text(
+            json.dumps({"name": "ghost", "pid": pid, "host": socket.gethostname(), "socket": target})
+        )
     assert rolectl(db, "stats", "--prune", "--format", "json").stdout.strip() == "[]"
     assert rolectl(db, "doctor", "--fix").returncode in (0, 1)
     assert precious.read_text() == "root only\n" and sorted(os.listdir(rt)) == []
@@ -136,12 +144,15 @@ def test_a_root_bot_refuses_another_users_directory_and_truncates_nothing(base: 
     reg = Registration(RoleCache(lambda uid: "user", name="rootbot"), db)
     rt = runtime_dir(db)
     names = [f"{reg.id}.json", f"{reg.id}.tmp", f"{reg.id}.json.tmp"]
-    as_peer(peer_uid, f"""
+    as_peer(
+        peer_uid,
+        f"""
 import os
 os.mkdir({str(rt)!r}, 0o700)
 for name in {names!r}:
     os.symlink({str(precious)!r}, os.path.join({str(rt)!r}, name))
-""")
+""",
+    )
     with pytest.raises(ConflictError, match="neither you nor the database's owner"):
         reg.start()
     assert precious.read_text() == "root only\n"
@@ -193,8 +204,9 @@ def test_a_socket_served_by_another_user_is_not_believed(base: Path, peer_uid: i
     liar = start_fake(peer_uid, own, "liar", "77")
     try:
         os.rename(own / "77.sock", rt / f"{liar.pid}.sock")
-        (rt / f"{liar.pid}.json").write_text(json.dumps({"name": "impostor", "pid": liar.pid,
-                                                          "host": socket.gethostname()}))
+        (rt / f"{liar.pid}.json").write_text(
+            json.dumps({"name": "impostor", "pid": liar.pid, "host": socket.gethostname()})
+        )
         who = _whois(db, 5)
         [inst] = who["instances"]
         assert inst["state"] == "bad-reply" and inst["held"] is None and f"uid {peer_uid}" in inst["error"]

@@ -129,9 +129,16 @@ def test_concurrent_processes_lose_nothing_and_log_once(backend: Backend) -> Non
     env = subprocess_env(ROLECTL_TIMEOUT="60")
     cache = RecordingCache()
     follower = backend.follower(cache).start()  # an empty cache starts at the head
-    workers = {w: subprocess.Popen([sys.executable, "-c", CLI_WORKER, backend.db, f"w{w}", json.dumps(plan)],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-               for w, plan in plans.items()}
+    workers = {
+        w: subprocess.Popen(
+            [sys.executable, "-c", CLI_WORKER, backend.db, f"w{w}", json.dumps(plan)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for w, plan in plans.items()
+    }
     outcomes: dict[int, list[tuple[list[str], int, str, str]]] = {}
     try:
         for proc in workers.values():
@@ -184,7 +191,8 @@ def test_concurrent_processes_lose_nothing_and_log_once(backend: Backend) -> Non
             if transfers:
                 assert repo.mailboxes.require(w).owner_id == int(transfers[-1][-1])
         assert len(repo.events.query(kind=ADMIN_TRANSFERRED, since=head)) == sum(
-            a[0] == "transfer" for plan in plans.values() for a in plan)
+            a[0] == "transfer" for plan in plans.values() for a in plan
+        )
         # the workers really overlapped (run one after another, the actor would change 7 times)
         actors = [e.actor for e in logged]
         assert sum(a != b for a, b in zip(actors, actors[1:])) > 2 * WORKERS
@@ -242,9 +250,15 @@ def test_eight_raw_sql_writer_processes_and_a_follower(backend: Backend) -> None
         cache = RecordingCache("stress")
         follower = backend.follower(cache).start()
         try:
-            writers = [subprocess.Popen([sys.executable, "-c", RAW_WRITER, backend.db, str(seed), "60"],
-                                        stdout=subprocess.PIPE, text=True, env=subprocess_env())
-                       for seed in range(8)]
+            writers = [
+                subprocess.Popen(
+                    [sys.executable, "-c", RAW_WRITER, backend.db, str(seed), "60"],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    env=subprocess_env(),
+                )
+                for seed in range(8)
+            ]
             deadlocks = 0
             for w in writers:
                 out, _ = w.communicate(timeout=120)
@@ -329,8 +343,13 @@ def test_writer_killed_at_random_moments(backend: Backend) -> None:
     rng = random.Random(7)
     cache = RecordingCache()
     follower = backend.follower(cache).start()
-    writers = subprocess.Popen([sys.executable, "-c", FORKING_WRITERS, backend.db], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True, env=subprocess_env())
+    writers = subprocess.Popen(
+        [sys.executable, "-c", FORKING_WRITERS, backend.db],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
     assert writers.stdin is not None and writers.stdout is not None
     try:
         for attempt in range(KILLS):
@@ -391,8 +410,9 @@ def test_a_writer_killed_holding_the_write_lock_leaves_no_trace_and_no_hang(back
         cache = RecordingCache()
         follower = backend.follower(cache).start()
         try:
-            holder = subprocess.Popen([sys.executable, "-c", HOLDER, backend.db], stdout=subprocess.PIPE,
-                                      text=True, env=subprocess_env())
+            holder = subprocess.Popen(
+                [sys.executable, "-c", HOLDER, backend.db], stdout=subprocess.PIPE, text=True, env=subprocess_env()
+            )
             try:
                 assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
             finally:

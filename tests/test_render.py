@@ -38,7 +38,6 @@ def test_tsv_is_never_quoted_and_escapes_what_would_break_a_line():
     assert rendered("tsv", rows).splitlines() == ["user_id\tusername\trole", "1\ta\\tb\\nc\\\\d\\re\ttrue"]
 
 
-
 def test_format_list_and_check():
     assert render.FORMATS[:5] == ("table", "json", "jsonl", "csv", "tsv")
     assert len(set(render.FORMATS)) == len(render.FORMATS)
@@ -66,8 +65,12 @@ def test_csv_round_trip():
 
 def test_tsv_round_trip():
     rows = [line.split("\t") for line in rendered("tsv").splitlines()]
-    assert rows == [list(COLUMNS), ["1", 'quote"d, semi;colon', "admin"], ["22", "", "user"],
-                    ["333", ROWS[2]["username"], "user"]]
+    assert rows == [
+        list(COLUMNS),
+        ["1", 'quote"d, semi;colon', "admin"],
+        ["22", "", "user"],
+        ["333", ROWS[2]["username"], "user"],
+    ]
 
 
 @pytest.mark.parametrize("fmt", ["csv", "tsv"])
@@ -229,8 +232,12 @@ def test_capped_and_listing_limit():
 def test_fit_drops_the_least_important_columns_first_then_goes_vertical():
     from rolectl.render.table import GAP, fit
 
-    cols = [render.Col("id", "int", 0), render.Col("name", "text", 0, min_width=4), render.Col("a", "atom", 2),
-            render.Col("b", "atom", 1)]
+    cols = [
+        render.Col("id", "int", 0),
+        render.Col("name", "text", 0, min_width=4),
+        render.Col("a", "atom", 2),
+        render.Col("b", "atom", 1),
+    ]
     natural = {"id": 5, "name": 30, "a": 10, "b": 10}
     kept, widths = fit(cols, natural, 200)
     assert [c.name for c in kept] == ["id", "name", "a", "b"] and widths["name"] == 30
@@ -259,8 +266,11 @@ def test_change_document_has_one_shape():
     from rolectl.repository.models import Change
 
     e1, e2 = Event(2, "t", "admin_added", 2), Event(1, "t", "admin_added", 1)
-    items = [render.change_item(Change(True, "m2", (e1,)), user_id=2),
-             render.change_item(Change(False, "m3"), user_id=3), render.change_item(Change(True, "m1", (e2,)), user_id=1)]
+    items = [
+        render.change_item(Change(True, "m2", (e1,)), user_id=2),
+        render.change_item(Change(False, "m3"), user_id=3),
+        render.change_item(Change(True, "m1", (e2,)), user_id=1),
+    ]
     doc = render.change_document(items)
     assert list(doc) == ["changed", "changes", "events"] and doc["changed"] is True
     assert [c["user_id"] for c in doc["changes"]] == [2, 3, 1] and [e["seq"] for e in doc["events"]] == [1, 2]

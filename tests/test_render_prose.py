@@ -28,8 +28,11 @@ def on_pty(argv: list[str], columns: int, lines: int = 50) -> tuple[int, list[st
     """Run with its output on a pty of ``columns``; its exit code and the lines it showed."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
-    env = {k: v for k, v in clean_env(TERM="xterm-256color", NO_COLOR="1", TZ="UTC").items()
-           if k not in ("COLUMNS", "LINES", "FORCE_COLOR")}
+    env = {
+        k: v
+        for k, v in clean_env(TERM="xterm-256color", NO_COLOR="1", TZ="UTC").items()
+        if k not in ("COLUMNS", "LINES", "FORCE_COLOR")
+    }
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
     os.close(slave)
     output = drain(master, timeout=120)
@@ -81,8 +84,9 @@ def test_the_reference_comparison_is_stacked_at_80_columns_and_keeps_every_word(
 
 
 def test_the_demo_wraps_its_prose_at_spaces_and_speaks_english(rolectl_bin: Path, tmp_path: Path) -> None:
-    piped = subprocess.run([str(rolectl_bin), "demo"], capture_output=True, text=True, env=clean_env(),
-                           cwd=tmp_path, timeout=120)
+    piped = subprocess.run(
+        [str(rolectl_bin), "demo"], capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=120
+    )
     assert piped.returncode == 0, piped.stderr
     prose = [line for line in piped.stdout.splitlines() if len(line) > 80 and "─" not in line]
     assert prose, "the demo's sentences are one line each in a pipe"
@@ -90,8 +94,13 @@ def test_the_demo_wraps_its_prose_at_spaces_and_speaks_english(rolectl_bin: Path
     assert code == 0
     assert_words_whole([w for line in prose for w in words(line)], shown, 80)
     assert "rolectl simulate --policy event,ttl --ttl 60 --distribution zipf" in shown  # whole, pasteable
-    summary = subprocess.run([str(rolectl_bin), "simulate", "--section", "summary", "-f", "plain"], capture_output=True,
-                             text=True, env=clean_env(), timeout=120)
+    summary = subprocess.run(
+        [str(rolectl_bin), "simulate", "--section", "summary", "-f", "plain"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=120,
+    )
     assert "the day in numbers" in summary.stdout
     assert not any("\u0400" <= ch <= "\u04ff" for ch in piped.stdout + summary.stdout)  # no Cyrillic
 

@@ -29,8 +29,9 @@ def test_the_class_holds_every_control_and_format_character_of_this_pythons_unic
 def test_the_class_holds_nothing_printable() -> None:
     """Every code point in the class is a control, a format character or a separator, or was
     unassigned until a later Unicode (where it is a format character)."""
-    wrong = [hex(c) for a, b in _RANGES for c in range(a, b + 1)
-             if unicodedata.category(chr(c)) not in ESCAPED | {"Cn"}]
+    wrong = [
+        hex(c) for a, b in _RANGES for c in range(a, b + 1) if unicodedata.category(chr(c)) not in ESCAPED | {"Cn"}
+    ]
     assert wrong == []
 
 

@@ -32,8 +32,11 @@ def run_in_pty(argv: list[str], columns: int, lines: int = 50) -> str:
     """Run with stdin/stdout/stderr on a pty of ``columns`` x ``lines``; return what it printed."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
-    env = {k: v for k, v in clean_env(TERM="xterm-256color", NO_COLOR="1", TZ="UTC").items()
-           if k not in ("COLUMNS", "LINES", "FORCE_COLOR")}
+    env = {
+        k: v
+        for k, v in clean_env(TERM="xterm-256color", NO_COLOR="1", TZ="UTC").items()
+        if k not in ("COLUMNS", "LINES", "FORCE_COLOR")
+    }
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
     os.close(slave)
     output = drain(master)
@@ -163,9 +166,17 @@ def assert_inert(text: str) -> None:
 
 
 HUMAN = [
-    ["users", "-f", "table"], ["users", "-f", "plain"], ["users", "-f", "github"], ["users", "-f", "psql"],
-    ["users", "-f", "html"], ["events", "-f", "table"], ["events", "-f", "text"], ["events", "-f", "grid"],
-    ["mailbox", "list", "-f", "table"], ["mailbox", "show", "1", "-f", "table"], ["mailbox", "show", "1", "-f", "plain"],
+    ["users", "-f", "table"],
+    ["users", "-f", "plain"],
+    ["users", "-f", "github"],
+    ["users", "-f", "psql"],
+    ["users", "-f", "html"],
+    ["events", "-f", "table"],
+    ["events", "-f", "text"],
+    ["events", "-f", "grid"],
+    ["mailbox", "list", "-f", "table"],
+    ["mailbox", "show", "1", "-f", "table"],
+    ["mailbox", "show", "1", "-f", "plain"],
     ["whois", "789", "-f", "plain"],
 ]
 

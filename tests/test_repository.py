@@ -93,7 +93,12 @@ def test_add_admin_writes_role_and_event_together(repo, heard):
     assert kinds(change.events) == [ADMIN_ADDED] and heard == list(change.events)
     event = change.events[0]
     assert (event.user_id, event.old_role, event.new_role, event.actor, event.note) == (
-        789, "user", "admin", "alice", "new_admin")
+        789,
+        "user",
+        "admin",
+        "alice",
+        "new_admin",
+    )
     # Logged exactly once: the role trigger saw the event the change wrote and stayed silent
     # (on PostgreSQL the event and the row are written by one statement).
     assert repo.events.query() == list(change.events)
@@ -114,8 +119,9 @@ def set_updated_at(repo, uid: int, stamp: str = "2000-01-01T00:00:00.000Z") -> N
     """An old updated_at, so that a write within the same millisecond still shows."""
     with repo.store.transaction() as conn:
         p = repo.store.queries.p
-        conn.execute(f"UPDATE users SET updated_at = {p('stamp')} WHERE user_id = {p('uid')}",
-                     {"stamp": stamp, "uid": uid})
+        conn.execute(
+            f"UPDATE users SET updated_at = {p('stamp')} WHERE user_id = {p('uid')}", {"stamp": stamp, "uid": uid}
+        )
 
 
 def test_add_admin_with_a_new_username_renames_and_says_so(repo, heard):

@@ -79,18 +79,27 @@ def test_insert_of_an_admin_logs_once(seeded):
 @pytest.mark.parametrize("recursive", ["ON", "OFF"])
 def test_insert_or_replace_logs_once(seeded, recursive):
     before = len(role_events(seeded))
-    shell(seeded, f"PRAGMA recursive_triggers={recursive}; "
-                  "INSERT OR REPLACE INTO users (user_id, username, role) VALUES (7, 'seven', 'user')")
+    shell(
+        seeded,
+        f"PRAGMA recursive_triggers={recursive}; "
+        "INSERT OR REPLACE INTO users (user_id, username, role) VALUES (7, 'seven', 'user')",
+    )
     assert new_role_events(seeded, before) == [(ADMIN_REMOVED, 7, "admin", "user", "sql")]
-    shell(seeded, f"PRAGMA recursive_triggers={recursive}; "
-                  "INSERT OR REPLACE INTO users (user_id, username, role) VALUES (5, 'five', 'admin')")
+    shell(
+        seeded,
+        f"PRAGMA recursive_triggers={recursive}; "
+        "INSERT OR REPLACE INTO users (user_id, username, role) VALUES (5, 'five', 'admin')",
+    )
     assert new_role_events(seeded, before)[1:] == [(ADMIN_ADDED, 5, "user", "admin", "sql")]
     # Replacing an admin row by an admin row: with recursive triggers off no delete trigger
     # fires and nothing is logged; with them on SQLite really deletes the row (logged as a
     # removal) and inserts a new one (logged as an addition). Either way the log ends where
     # the table is, which is what every cache converges to.
-    shell(seeded, f"PRAGMA recursive_triggers={recursive}; "
-                  "REPLACE INTO users (user_id, username, role) VALUES (5, 'five!', 'admin')")
+    shell(
+        seeded,
+        f"PRAGMA recursive_triggers={recursive}; "
+        "REPLACE INTO users (user_id, username, role) VALUES (5, 'five!', 'admin')",
+    )
     extra = new_role_events(seeded, before)[2:]
     if recursive == "OFF":
         assert extra == []
@@ -102,8 +111,10 @@ def test_insert_or_replace_logs_once(seeded, recursive):
 @pytest.mark.parametrize("recursive", ["ON", "OFF"])
 def test_upsert_logs_once(seeded, recursive):
     before = len(role_events(seeded))
-    upsert = ("PRAGMA recursive_triggers={r}; INSERT INTO users (user_id, role) VALUES ({uid}, '{role}') "
-              "ON CONFLICT (user_id) DO UPDATE SET role = excluded.role")
+    upsert = (
+        "PRAGMA recursive_triggers={r}; INSERT INTO users (user_id, role) VALUES ({uid}, '{role}') "
+        "ON CONFLICT (user_id) DO UPDATE SET role = excluded.role"
+    )
     shell(seeded, upsert.format(r=recursive, uid=5, role="admin"))
     shell(seeded, upsert.format(r=recursive, uid=5, role="admin"))
     shell(seeded, upsert.format(r=recursive, uid=7, role="user"))
@@ -128,10 +139,12 @@ def test_delete_of_an_admin_logs_once(seeded, recursive):
 def test_primary_key_update_logs_both_ids(seeded, recursive):
     before = len(role_events(seeded))
     shell(seeded, f"PRAGMA recursive_triggers={recursive}; UPDATE users SET user_id=70 WHERE user_id=7")
-    assert sorted(new_role_events(seeded, before)) == sorted([
-        (ADMIN_ADDED, 70, "user", "admin", "sql"),
-        (ADMIN_REMOVED, 7, "admin", "user", "sql"),
-    ])
+    assert sorted(new_role_events(seeded, before)) == sorted(
+        [
+            (ADMIN_ADDED, 70, "user", "admin", "sql"),
+            (ADMIN_REMOVED, 7, "admin", "user", "sql"),
+        ]
+    )
     # moving a plain user logs nothing
     shell(seeded, f"PRAGMA recursive_triggers={recursive}; UPDATE users SET user_id=50 WHERE user_id=5")
     assert len(role_events(seeded)) == before + 2
@@ -143,10 +156,12 @@ def test_primary_key_update_logs_both_ids(seeded, recursive):
 def test_primary_key_update_through_the_rowid_alias_logs_both_ids(seeded, alias, recursive):
     before = len(role_events(seeded))
     shell(seeded, f"PRAGMA recursive_triggers={recursive}; UPDATE users SET {alias} = 50 WHERE user_id = 7")
-    assert sorted(new_role_events(seeded, before)) == sorted([
-        (ADMIN_ADDED, 50, "user", "admin", "sql"),
-        (ADMIN_REMOVED, 7, "admin", "user", "sql"),
-    ])
+    assert sorted(new_role_events(seeded, before)) == sorted(
+        [
+            (ADMIN_ADDED, 50, "user", "admin", "sql"),
+            (ADMIN_REMOVED, 7, "admin", "user", "sql"),
+        ]
+    )
     shell(seeded, f"PRAGMA recursive_triggers={recursive}; UPDATE users SET {alias} = 51 WHERE user_id = 5")
     assert len(role_events(seeded)) == before + 2  # a plain user moved: nothing to log
     assert_log_matches_table(seeded)
@@ -191,9 +206,13 @@ def test_an_event_cannot_be_rewritten_by_replace(seeded, recursive):
     before = all_events(seeded)
     for seq in (1, len(before)):  # an older event and the newest one
         for verb in ("INSERT OR REPLACE", "REPLACE"):
-            result = shell(seeded, f"PRAGMA recursive_triggers={recursive}; {verb} INTO events "
-                                   f"(seq, kind, user_id, old_role, new_role, actor) "
-                                   f"VALUES ({seq}, 'admin_removed', 7, 'admin', 'user', 'forger')", check=False)
+            result = shell(
+                seeded,
+                f"PRAGMA recursive_triggers={recursive}; {verb} INTO events "
+                f"(seq, kind, user_id, old_role, new_role, actor) "
+                f"VALUES ({seq}, 'admin_removed', 7, 'admin', 'user', 'forger')",
+                check=False,
+            )
             assert result.returncode != 0 and "seq is assigned by the database" in result.stderr
     assert all_events(seeded) == before
 
@@ -239,19 +258,22 @@ def test_init_migrates_a_version_1_database(tmp_path, rolectl_bin):
     result = subprocess.run([str(rolectl_bin), "--db", str(db), "init"], capture_output=True, text=True)
     assert result.returncode == 0 and "schema version 2" in result.stdout, result.stderr
     shell(db, "UPDATE users SET _rowid_ = 50 WHERE user_id = 3")
-    assert sorted(role_events(db)[1:]) == sorted([
-        (ADMIN_ADDED, 50, "user", "admin", "sql"), (ADMIN_REMOVED, 3, "admin", "user", "sql")])
+    assert sorted(role_events(db)[1:]) == sorted(
+        [(ADMIN_ADDED, 50, "user", "admin", "sql"), (ADMIN_REMOVED, 3, "admin", "user", "sql")]
+    )
     assert shell(db, "INSERT OR REPLACE INTO events (seq, kind) VALUES (1, 'cache_flush')", check=False).returncode
     assert_log_matches_table(db)
 
 
 def test_roles_are_a_closed_set(seeded):
     before = role_events(seeded)
-    for sql in ("UPDATE users SET role='moderator' WHERE user_id=5",
-                "INSERT INTO users (user_id, role) VALUES (30, 'Admin')",
-                "UPDATE users SET role=NULL WHERE user_id=5",
-                "INSERT INTO events (kind) VALUES ('admin_promoted')",
-                "INSERT INTO events (kind, new_role) VALUES ('admin_added', 'root')"):
+    for sql in (
+        "UPDATE users SET role='moderator' WHERE user_id=5",
+        "INSERT INTO users (user_id, role) VALUES (30, 'Admin')",
+        "UPDATE users SET role=NULL WHERE user_id=5",
+        "INSERT INTO events (kind) VALUES ('admin_promoted')",
+        "INSERT INTO events (kind, new_role) VALUES ('admin_added', 'root')",
+    ):
         result = shell(seeded, sql, check=False)
         assert result.returncode != 0, sql
         assert "constraint failed" in result.stderr
@@ -324,8 +346,10 @@ def test_the_check_reads_no_table(tmp_path):
     for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'users'"):
         conn.execute(f"DROP TRIGGER {name}")
     conn.execute("DROP TABLE users")
-    conn.execute("CREATE VIEW users AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
-                 "SELECT n AS user_id FROM r WHERE n < 0")
+    conn.execute(
+        "CREATE VIEW users AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
+        "SELECT n AS user_id FROM r WHERE n < 0"
+    )
     conn.set_progress_handler(lambda: 1, 1000)  # any statement that ran a view would stop here
     assert guard.check_schema(conn) == "users is a view, not a table"
     conn.close()

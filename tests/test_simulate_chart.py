@@ -34,8 +34,14 @@ def run_in_terminal(args: list[str], columns: int = 80, env: dict[str, str] | No
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     environment = {k: v for k, v in clean_env().items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
     environment.update(TERM="xterm-256color", **(env or {}))
-    proc = subprocess.Popen([str(BIN / "rolectl"), *args], stdin=slave, stdout=slave, stderr=subprocess.PIPE,
-                            env=environment, close_fds=True)
+    proc = subprocess.Popen(
+        [str(BIN / "rolectl"), *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        env=environment,
+        close_fds=True,
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -144,8 +150,9 @@ def test_plot_writes_a_png_and_an_svg(cli, tmp_path):
     assert "rolectl simulate" in text
 
 
-@pytest.mark.parametrize("name, words", [("day.jpg", "name the file .png or .svg"),
-                                          ("missing/day.png", "no such directory")])
+@pytest.mark.parametrize(
+    "name, words", [("day.jpg", "name the file .png or .svg"), ("missing/day.png", "no such directory")]
+)
 def test_a_bad_plot_file_is_refused_before_the_day_runs(cli, tmp_path, name, words):
     result = cli("simulate", *SMALL, "--plot", str(tmp_path / name), db=None)
     assert result.exit_code == 2 and words in result.stderr and result.stdout == ""
@@ -155,8 +162,10 @@ def test_plot_without_matplotlib_says_how_to_install_it(cli, tmp_path, monkeypat
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     result = cli("simulate", *SMALL, "--plot", str(tmp_path / "day.png"), db=None)
     assert result.exit_code == 2 and result.stdout == ""
-    assert result.stderr.strip() == ("rolectl: error: --plot needs matplotlib, an optional extra: install the extra "
-                                     "with `pip install 'rolectl[plot]'` (or `pip install matplotlib`)")
+    assert result.stderr.strip() == (
+        "rolectl: error: --plot needs matplotlib, an optional extra: install the extra "
+        "with `pip install 'rolectl[plot]'` (or `pip install matplotlib`)"
+    )
     assert not (tmp_path / "day.png").exists()
 
 

@@ -29,8 +29,18 @@ def test_json_document_has_stable_fields(cli) -> None:
     result = cli("simulate", *SMALL, "--format", "json", db=None)
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert list(doc) == ["config", "database", "live", "day", "setup", "changes", "external_changes",
-                         "policies", "timeline", "summary"]
+    assert list(doc) == [
+        "config",
+        "database",
+        "live",
+        "day",
+        "setup",
+        "changes",
+        "external_changes",
+        "policies",
+        "timeline",
+        "summary",
+    ]
     assert doc["database"] is None and doc["live"] is False
     assert doc["config"]["users"] == 40 and doc["config"]["policies"] == ["event", "ttl", "none"]
     assert [tuple(p) for p in doc["policies"]] == [POLICY_FIELDS] * 3
@@ -56,9 +66,16 @@ def test_table_shows_every_section_and_the_reference_comparison(cli) -> None:
     result = cli("simulate", "--compare-reference", "-f", "table", db=None, env={"COLUMNS": "220"})
     assert result.exit_code == 0, result.stderr
     out = result.stdout
-    for text in ("The same day under each policy", "Timeline, every 2 hours", "Day summary: the day in numbers",
-                 "The reference day's figures", "10:00-12:00", "admin 789 added", "89.5 %",
-                 "500 is impossible"):
+    for text in (
+        "The same day under each policy",
+        "Timeline, every 2 hours",
+        "Day summary: the day in numbers",
+        "The reference day's figures",
+        "10:00-12:00",
+        "admin 789 added",
+        "89.5 %",
+        "500 is impossible",
+    ):
         assert text in out, text
 
 
@@ -70,8 +87,9 @@ def test_sections_and_row_formats(cli) -> None:
     assert sum(int(r["requests"]) for r in rows) == 600
     assert {"ttl_hit_rate", "ttl_stale_reads"} <= set(rows[0])
 
-    lines = cli("simulate", *SMALL, "--policy", "ttl,event", "--section", "policies,summary", "-f", "jsonl",
-                db=None).stdout.splitlines()
+    lines = cli(
+        "simulate", *SMALL, "--policy", "ttl,event", "--section", "policies,summary", "-f", "jsonl", db=None
+    ).stdout.splitlines()
     items = [json.loads(line) for line in lines]
     assert [i["section"] for i in items] == ["policies", "policies", "summary"]
     assert items[2]["policy"] == "ttl"  # the first policy named is the one summarised
@@ -85,20 +103,23 @@ def test_sections_and_row_formats(cli) -> None:
     assert "\n# Timeline" in two
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--users", "-5"), "--users -5 is negative"),
-    (("--requests", "-1"), "--requests -1 is negative"),
-    (("--new-users", "ten"), "--new-users 'ten' is not a whole number"),
-    (("--role-changes", "-3"), "--role-changes -3 is negative"),
-    (("--policy", "event,lru"), "unknown policy 'lru'"),
-    (("--distribution", "pareto"), "unknown distribution 'pareto'"),
-    (("--ttl", "-1"), "--ttl -1.0 is negative"),
-    (("--skew", "steep"), "--skew 'steep' is not a number"),
-    (("--section", "graphs"), "unknown section 'graphs'"),
-    (("--format", "yaml"), "unknown format 'yaml'"),
-    (("--live-seconds", "5"), "--live-seconds needs --live"),
-    (("--live", "--live-seconds", "0"), "--live-seconds 0 is not valid"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--users", "-5"), "--users -5 is negative"),
+        (("--requests", "-1"), "--requests -1 is negative"),
+        (("--new-users", "ten"), "--new-users 'ten' is not a whole number"),
+        (("--role-changes", "-3"), "--role-changes -3 is negative"),
+        (("--policy", "event,lru"), "unknown policy 'lru'"),
+        (("--distribution", "pareto"), "unknown distribution 'pareto'"),
+        (("--ttl", "-1"), "--ttl -1.0 is negative"),
+        (("--skew", "steep"), "--skew 'steep' is not a number"),
+        (("--section", "graphs"), "unknown section 'graphs'"),
+        (("--format", "yaml"), "unknown format 'yaml'"),
+        (("--live-seconds", "5"), "--live-seconds needs --live"),
+        (("--live", "--live-seconds", "0"), "--live-seconds 0 is not valid"),
+    ],
+)
 def test_bad_knobs_exit_2_with_one_line(cli, args: tuple[str, ...], message: str) -> None:
     result = cli("simulate", *args, db=None)
     assert result.exit_code == 2

@@ -87,7 +87,7 @@ def test_every_distinct_user_costs_exactly_one_cold_miss(requests: list[tuple[fl
 
 def test_a_cache_that_misses_events_is_caught_serving_stale_roles(monkeypatch: pytest.MonkeyPatch) -> None:
     """With the bus cut, the event cache keeps 5 as a user: the simulator must count it."""
-    monkeypatch.setattr(EventBus, "subscribe", lambda self, listener: (lambda: None))
+    monkeypatch.setattr(EventBus, "subscribe", lambda self, listener: lambda: None)
     result = promoted_day(300.0)
     event = result.policy("event")
     assert event is not None
@@ -153,8 +153,10 @@ def test_a_named_database_keeps_the_day(tmp_path: Path) -> None:
 def test_removing_an_admin_later_in_the_day() -> None:
     config = SimConfig(ttl=600.0)
     requests = [(9 * H, 7), (11 * H, 7), (12 * H - 30, 7), (12 * H + 10, 7), (12 * H + 100, 7)]
-    actions = [Action(10 * H, ADD_ADMIN, (7,), "admin 7 added", 1),
-               Action(12 * H, REMOVE_ADMIN, (7,), "admin 7 removed", 1)]
+    actions = [
+        Action(10 * H, ADD_ADMIN, (7,), "admin 7 added", 1),
+        Action(12 * H, REMOVE_ADMIN, (7,), "admin 7 removed", 1),
+    ]
     result = run_day(config, trace=custom_trace(requests, actions, config=config))
     ttl = result.policy("ttl")
     # 09:00 user (expires 09:10); 11:00 miss -> admin (expires 11:10); 11:59:30 miss -> admin

@@ -11,8 +11,14 @@ from conftest import clean_env
 
 
 def rolectl(rolectl_bin: Path, db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(rolectl_bin), "--db", str(db), *args], capture_output=True, text=True,
-                          env=clean_env(), timeout=30, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(rolectl_bin), "--db", str(db), *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def wait_for_instance(rolectl_bin: Path, db: Path, deadline: float) -> list[dict]:
@@ -35,9 +41,24 @@ LIVE_SECONDS = 30
 def test_live_day_is_visible_and_follows_another_process(rolectl_bin: Path, tmp_path: Path) -> None:
     db = tmp_path / "live.db"
     sim = subprocess.Popen(
-        [str(rolectl_bin), "simulate", "--live", "--live-seconds", str(LIVE_SECONDS), "--requests", "3000", "--db", str(db),
-         "--format", "json"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
+        [
+            str(rolectl_bin),
+            "simulate",
+            "--live",
+            "--live-seconds",
+            str(LIVE_SECONDS),
+            "--requests",
+            "3000",
+            "--db",
+            str(db),
+            "--format",
+            "json",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
     )
     try:
         instances = wait_for_instance(rolectl_bin, db, time.monotonic() + 20)
@@ -74,5 +95,6 @@ def test_live_day_is_visible_and_follows_another_process(rolectl_bin: Path, tmp_
     period = next(p for p in doc["timeline"] if any("4242" in c for c in p["changes"]))
     assert "another process" in " ".join(period["changes"])
     # Gone from the registry once the day is over.
-    assert [i for i in json.loads(rolectl(rolectl_bin, db, "stats", "--format", "json").stdout)
-            if i.get("state") == "live"] == []
+    assert [
+        i for i in json.loads(rolectl(rolectl_bin, db, "stats", "--format", "json").stdout) if i.get("state") == "live"
+    ] == []

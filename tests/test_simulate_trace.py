@@ -9,8 +9,19 @@ from hypothesis import strategies as st
 from rolectl.errors import InvalidInputError
 from rolectl.simulate.config import SimConfig, parse_policies
 from rolectl.simulate.trace import (
-    ADD_ADMIN, DAY_END, DAY_START, HOUR, NEW_USERS_AT, PERIOD, REGISTER, REMOVE_ADMIN, TRANSFER,
-    build_trace, clock, layout, period_label,
+    ADD_ADMIN,
+    DAY_END,
+    DAY_START,
+    HOUR,
+    NEW_USERS_AT,
+    PERIOD,
+    REGISTER,
+    REMOVE_ADMIN,
+    TRANSFER,
+    build_trace,
+    clock,
+    layout,
+    period_label,
 )
 
 
@@ -103,19 +114,22 @@ def test_period_labels_and_clock() -> None:
     assert PERIOD == 2 * HOUR
 
 
-@pytest.mark.parametrize("knobs, message", [
-    ({"users": -5}, "--users -5 is negative"),
-    ({"users": 0}, "--users 0 is less than 1"),
-    ({"new_users": -1}, "--new-users -1 is negative"),
-    ({"requests": -1}, "--requests -1 is negative"),
-    ({"role_changes": -2}, "--role-changes -2 is negative"),
-    ({"requests": 10**9}, "--requests 1000000000 is too large"),
-    ({"distribution": "pareto"}, "unknown distribution 'pareto'"),
-    ({"ttl": 0}, "--ttl 0 is not valid"),
-    ({"ttl": float("nan")}, "--ttl nan is not valid"),
-    ({"skew": -1.0}, "--skew -1.0 is negative"),
-    ({"policies": ("event", "lru")}, "unknown policy 'lru'"),
-])
+@pytest.mark.parametrize(
+    "knobs, message",
+    [
+        ({"users": -5}, "--users -5 is negative"),
+        ({"users": 0}, "--users 0 is less than 1"),
+        ({"new_users": -1}, "--new-users -1 is negative"),
+        ({"requests": -1}, "--requests -1 is negative"),
+        ({"role_changes": -2}, "--role-changes -2 is negative"),
+        ({"requests": 10**9}, "--requests 1000000000 is too large"),
+        ({"distribution": "pareto"}, "unknown distribution 'pareto'"),
+        ({"ttl": 0}, "--ttl 0 is not valid"),
+        ({"ttl": float("nan")}, "--ttl nan is not valid"),
+        ({"skew": -1.0}, "--skew -1.0 is negative"),
+        ({"policies": ("event", "lru")}, "unknown policy 'lru'"),
+    ],
+)
 def test_bad_knobs_are_refused(knobs: dict, message: str) -> None:
     with pytest.raises(InvalidInputError) as caught:
         SimConfig(**knobs)
@@ -130,5 +144,7 @@ def test_policies_parse_in_order_without_repeats() -> None:
 
 def test_the_reference_distributions_earlier_name_is_still_accepted() -> None:
     assert SimConfig(distribution="seed").distribution == "reference"
-    assert build_trace(SimConfig(distribution="seed", requests=300)).users == \
-        build_trace(SimConfig(distribution="reference", requests=300)).users
+    assert (
+        build_trace(SimConfig(distribution="seed", requests=300)).users
+        == build_trace(SimConfig(distribution="reference", requests=300)).users
+    )

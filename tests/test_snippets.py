@@ -18,8 +18,11 @@ from conftest import clean_env
 from mdsnippets import BIN, ROOT, Block, Page, blocks, matches, session
 
 #: The pages whose snippets run: the front door and every page of the site but the generated one.
-PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md",
-         *sorted(p for p in (ROOT / "docs").rglob("*.md") if p.name != "cli.md")]
+PAGES = [
+    ROOT / "README.md",
+    ROOT / "CONTRIBUTING.md",
+    *sorted(p for p in (ROOT / "docs").rglob("*.md") if p.name != "cli.md"),
+]
 
 
 def page_id(page: Path) -> str:

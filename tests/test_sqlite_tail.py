@@ -39,7 +39,9 @@ def test_the_tail_yields_the_backlog_then_each_new_event_once_in_order(db_path: 
             repo.users.add_admin(3, actor="t")
             repo.users.remove_admin(3, actor="t")
         assert [(e.seq, e.user_id, e.kind) for e in (next_event(), next_event())] == [
-            (3, 3, "admin_added"), (4, 3, "admin_removed")]
+            (3, 3, "admin_added"),
+            (4, 3, "admin_removed"),
+        ]
     finally:
         stop.set()
         with Repository.open(db_path) as repo:  # a commit wakes the tail to see the stop

@@ -53,15 +53,19 @@ def table_lock(url: str) -> tuple[Callable[[], None], Callable[[], None]]:
 
 def phases(proxy: StallProxy, direct_url: str) -> list[Phase]:
     lock_enter, lock_leave = table_lock(direct_url)
-    return [("healthy", HEALTHY, nothing, nothing),
-            ("stalled", STALL, proxy.stall, proxy.resume),
-            ("locked", LOCK, lock_enter, lock_leave)]
+    return [
+        ("healthy", HEALTHY, nothing, nothing),
+        ("stalled", STALL, proxy.stall, proxy.resume),
+        ("locked", LOCK, lock_enter, lock_leave),
+    ]
 
 
 def check(run: Run) -> None:
     healthy = run.rate("healthy")
-    print({phase: round(run.rate(phase)) for phase in run.seconds},
-          {phase: max((m.took or 0) for m in run.misses if m.phase == phase) for phase in run.seconds})
+    print(
+        {phase: round(run.rate(phase)) for phase in run.seconds},
+        {phase: max((m.took or 0) for m in run.misses if m.phase == phase) for phase in run.seconds},
+    )
     assert healthy > 50, f"only {healthy:.0f} cached users/s with a healthy database"
     for phase in ("stalled", "locked"):
         ratio = run.rate(phase) / healthy
@@ -93,11 +97,11 @@ def run_bot(make: Callable[[Any], Any], proxy: StallProxy, pg_server: Any, pg_ur
     return asyncio.run(main())
 
 
-def test_aiogram_bot_serves_cached_users_while_the_database_hangs(proxy: StallProxy, pg_server: Any,
-                                                                   pg_url: str) -> None:
+def test_aiogram_bot_serves_cached_users_while_the_database_hangs(
+    proxy: StallProxy, pg_server: Any, pg_url: str
+) -> None:
     check(run_bot(aiogram_moderation_bot, proxy, pg_server, pg_url))
 
 
-def test_ptb_bot_serves_cached_users_while_the_database_hangs(proxy: StallProxy, pg_server: Any,
-                                                               pg_url: str) -> None:
+def test_ptb_bot_serves_cached_users_while_the_database_hangs(proxy: StallProxy, pg_server: Any, pg_url: str) -> None:
     check(run_bot(ptb_moderation_bot, proxy, pg_server, pg_url))

@@ -35,13 +35,33 @@ class Tmux:
 
     def run(self, command: str, env: dict[str, str] | None = None) -> None:
         prefix = " ".join(f"{k}={v}" for k, v in (env or {}).items())
-        subprocess.run(["tmux", "-L", self.name, "-f", "/dev/null", "new-session", "-d", "-s", "t",
-                        "-x", str(self.width), "-y", str(self.height), f"env -u COLUMNS -u LINES {prefix} {command}; sleep 30"],
-                       check=True)
+        subprocess.run(
+            [
+                "tmux",
+                "-L",
+                self.name,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                str(self.width),
+                "-y",
+                str(self.height),
+                f"env -u COLUMNS -u LINES {prefix} {command}; sleep 30",
+            ],
+            check=True,
+        )
 
     def screen(self, colours: bool = False) -> str:
-        return subprocess.run(["tmux", "-L", self.name, "capture-pane", "-p", "-t", "t"] + (["-e"] if colours else []),
-                              capture_output=True, text=True, check=True).stdout
+        return subprocess.run(
+            ["tmux", "-L", self.name, "capture-pane", "-p", "-t", "t"] + (["-e"] if colours else []),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
 
     def wait_for(self, pattern: str, timeout: float = 20, colours: bool = False) -> str:
         deadline = time.monotonic() + timeout
@@ -146,13 +166,16 @@ def test_stats_shows_host_and_pid_when_instances_span_hosts(bots: tuple[Bot, Bot
     from rolectl.cache.registry import runtime_dir
 
     alpha, _ = bots
-    one_host = screen_lines(run_in_pty([str(Path(sys.executable).with_name("rolectl")), "--db", str(db_path),
-                                        "stats"], width))
+    one_host = screen_lines(
+        run_in_pty([str(Path(sys.executable).with_name("rolectl")), "--db", str(db_path), "stats"], width)
+    )
     assert not any(line.split()[:1] == ["instance"] and "host" in line.split() for line in one_host)
-    (runtime_dir(db_path) / "4242.json").write_text(json.dumps(
-        {"name": "alpha", "pid": 4242, "host": "far-away-host", "started_at": time.time()}))
-    lines = screen_lines(run_in_pty([str(Path(sys.executable).with_name("rolectl")), "--db", str(db_path),
-                                     "stats"], width))
+    (runtime_dir(db_path) / "4242.json").write_text(
+        json.dumps({"name": "alpha", "pid": 4242, "host": "far-away-host", "started_at": time.time()})
+    )
+    lines = screen_lines(
+        run_in_pty([str(Path(sys.executable).with_name("rolectl")), "--db", str(db_path), "stats"], width)
+    )
     [header] = [line for line in lines if line.split()[:1] == ["instance"]]
     assert ["instance", "pid", "host", "state"] == header.split()[:4], lines
     rows = [line.split() for line in lines if line.startswith("alpha ")]
@@ -192,9 +215,21 @@ def test_interval_rates_come_from_two_snapshots() -> None:
 
     def inst(hits: int, misses: int) -> Instance:
         cache = {"hits": hits, "misses": misses, "coalesced": 0, "last_seq": 5, "faults": 0}
-        return Instance(name="a", pid=1, id="1", host="h", started_at=None, state="live", last_seen=None, follower_mode="poll",
-                        stats={"cache": cache, "follower": {"mode": "poll", "resets": 2, "stale": False},
-                               "rates": {"lookups_per_second": 7.0, "hit_rate": 0.5}})
+        return Instance(
+            name="a",
+            pid=1,
+            id="1",
+            host="h",
+            started_at=None,
+            state="live",
+            last_seen=None,
+            follower_mode="poll",
+            stats={
+                "cache": cache,
+                "follower": {"mode": "poll", "resets": 2, "stale": False},
+                "rates": {"lookups_per_second": 7.0, "hit_rate": 0.5},
+            },
+        )
 
     first = model.update([inst(50, 50)], 5, "/x/bot.db", 1.0)
     assert first.rows[0]["lookups_s"] == "7.0"  # the instance's own window until a second snapshot
@@ -213,8 +248,17 @@ def test_a_stale_follower_is_shown_as_stale() -> None:
     from rolectl.cache.registry import Instance
 
     cache = {"hits": 1, "misses": 1, "coalesced": 0, "last_seq": 5, "faults": 0}
-    inst = Instance(name="a", pid=1, id="1", host="h", started_at=None, state="live", last_seen=None,
-                    follower_mode="inotify", stats={"cache": cache, "follower": {"mode": "inotify", "stale": True}})
+    inst = Instance(
+        name="a",
+        pid=1,
+        id="1",
+        host="h",
+        started_at=None,
+        state="live",
+        last_seen=None,
+        follower_mode="inotify",
+        stats={"cache": cache, "follower": {"mode": "inotify", "stale": True}},
+    )
     assert inst.shown_state == "stale" and inst.live  # still answering, but not from a current log
     frame = WatchModel().update([inst], 5, "bot.db", 1.0)
     assert frame.rows[0]["state"].plain == "stale" and "1 stale" in frame.header[0]
@@ -229,9 +273,20 @@ def test_the_live_view_escapes_names_and_keeps_one_line_per_instance() -> None:
     from rolectl.cli.statsview import render_frame
 
     cache = {"hits": 1, "misses": 1, "coalesced": 0, "last_seq": 5, "faults": 0}
-    named = [Instance(name=name, pid=1234 + n, id=str(1234 + n), host="h", started_at=None, state="live",
-                      last_seen=None, follower_mode="inotify", stats={"cache": cache, "follower": {"mode": "inotify"}})
-             for n, name in enumerate(["evil\x1b]0;owned\x07", "a-very-long-instance-name-" * 3])]
+    named = [
+        Instance(
+            name=name,
+            pid=1234 + n,
+            id=str(1234 + n),
+            host="h",
+            started_at=None,
+            state="live",
+            last_seen=None,
+            follower_mode="inotify",
+            stats={"cache": cache, "follower": {"mode": "inotify"}},
+        )
+        for n, name in enumerate(["evil\x1b]0;owned\x07", "a-very-long-instance-name-" * 3])
+    ]
     frame = WatchModel().update(named, 5, "bot\x1b[2J.db", 1.0)
     out = io.StringIO()
     Console(file=out, width=80, color_system="standard", force_terminal=True).print(render_frame(frame, 80))

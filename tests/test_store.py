@@ -264,8 +264,9 @@ sys.stdin.read()
 
 
 def test_lock_held_by_another_process_times_out(db_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db_path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(db_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with Store(db_path, timeout=0.3) as st:
@@ -282,8 +283,9 @@ def test_lock_held_by_another_process_times_out(db_path):
 
 
 def test_waiting_writer_succeeds_when_the_lock_is_released(db_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db_path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(db_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout.readline().strip() == "locked"
 
     import threading
@@ -309,8 +311,11 @@ def test_a_schema_changed_under_an_open_store_is_refused_before_the_next_write(d
         conn = sqlite3.connect(db_path)
         conn.execute("DROP TRIGGER users_role_insert")
         conn.commit()
-        with pytest.raises(DatabaseError, match=r"not as rolectl made it \(trigger users_role_insert on users is "
-                                                r"missing\)") as info:
+        with pytest.raises(
+            DatabaseError,
+            match=r"not as rolectl made it \(trigger users_role_insert on users is "
+            r"missing\)",
+        ) as info:
             repo.users.add_admin(2, actor="t")
         assert info.value.exit_code == 5
         with pytest.raises(DatabaseError, match="not as rolectl made it"):

@@ -115,8 +115,7 @@ def test_full_disk_says_disk_full(small_disk, rolectl_bin):
     holder = sqlite3.connect(db)  # a bot has the database open: -shm exists, the WAL must grow
     holder.execute("SELECT count(*) FROM users").fetchone()
     filler = _fill(small_disk)
-    result = subprocess.run([*base, "add-admin", *map(str, range(10, 400))],
-                            capture_output=True, text=True)
+    result = subprocess.run([*base, "add-admin", *map(str, range(10, 400))], capture_output=True, text=True)
     assert_one_line_error(result.stderr, result.returncode, 5)
     assert "disk is full" in result.stderr, result.stderr
     filler.unlink()

@@ -28,9 +28,11 @@ def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_mypy_strict_passes_on_package_and_examples(mypy_cache: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(mypy_cache),
-         "rolectl", "examples"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(mypy_cache), "rolectl", "examples"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Success" in proc.stdout
@@ -40,7 +42,6 @@ def test_py_typed_marker_is_shipped() -> None:
     assert resources.files("rolectl").joinpath("py.typed").is_file()
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "py.typed" in config["tool"]["setuptools"]["package-data"]["rolectl"]
-
 
 
 def test_mypy_sees_precise_public_types(tmp_path: Path, mypy_cache: Path) -> None:
@@ -72,7 +73,10 @@ def test_mypy_sees_precise_public_types(tmp_path: Path, mypy_cache: Path) -> Non
     )
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(mypy_cache), str(probe)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     errors = [line for line in proc.stdout.splitlines() if ": error:" in line]
     assert len(errors) == 2, proc.stdout
@@ -95,7 +99,10 @@ def test_connect_keywords_are_checked_by_type_checkers(tmp_path: Path) -> None:
     )
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), str(probe)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     lines = sorted({line.split(":")[1] for line in proc.stdout.splitlines() if ": error:" in line})
     assert lines == ["3", "4", "5"], proc.stdout
@@ -124,7 +131,10 @@ def test_mypy_catches_a_misspelt_role_in_the_adapters(tmp_path: Path) -> None:
     )
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), str(probe)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     errors = [line for line in proc.stdout.splitlines() if ": error:" in line]
     assert len(errors) == 3, proc.stdout

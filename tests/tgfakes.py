@@ -39,6 +39,7 @@ def update_dict(user_id: int, text: str) -> dict[str, Any]:
 
 # -- aiogram ---------------------------------------------------------------------------------
 
+
 def aiogram_bot() -> Any:
     """An aiogram ``Bot`` whose session records requests (``bot.session.sent``)."""
     from aiogram import Bot
@@ -61,12 +62,22 @@ def aiogram_bot() -> Any:
             if isinstance(method, GetMe):
                 return User(**BOT_USER)
             if isinstance(method, SendMessage):
-                return Message(message_id=next(_ids), date=datetime.now(timezone.utc),
-                               chat=Chat(id=int(method.chat_id), type="private"), text=method.text)
+                return Message(
+                    message_id=next(_ids),
+                    date=datetime.now(timezone.utc),
+                    chat=Chat(id=int(method.chat_id), type="private"),
+                    text=method.text,
+                )
             return True
 
-        async def stream_content(self, url: str, headers: dict[str, Any] | None = None, timeout: int = 30,
-                                 chunk_size: int = 65536, raise_for_status: bool = True) -> AsyncGenerator[bytes, None]:
+        async def stream_content(
+            self,
+            url: str,
+            headers: dict[str, Any] | None = None,
+            timeout: int = 30,
+            chunk_size: int = 65536,
+            raise_for_status: bool = True,
+        ) -> AsyncGenerator[bytes, None]:
             yield b""
 
         async def close(self) -> None:
@@ -82,6 +93,7 @@ def aiogram_update(user_id: int, text: str) -> Any:
 
 
 # -- python-telegram-bot ---------------------------------------------------------------------
+
 
 def ptb_request() -> Any:
     """A python-telegram-bot ``BaseRequest`` recording every call (``request.sent``)."""
@@ -105,9 +117,16 @@ def ptb_request() -> Any:
         async def shutdown(self) -> None:
             pass
 
-        async def do_request(self, url: str, method: str, request_data: RequestData | None = None,
-                             read_timeout: Any = None, write_timeout: Any = None, connect_timeout: Any = None,
-                             pool_timeout: Any = None) -> tuple[int, bytes]:
+        async def do_request(
+            self,
+            url: str,
+            method: str,
+            request_data: RequestData | None = None,
+            read_timeout: Any = None,
+            write_timeout: Any = None,
+            connect_timeout: Any = None,
+            pool_timeout: Any = None,
+        ) -> tuple[int, bytes]:
             endpoint = url.rsplit("/", 1)[-1]
             params = dict(request_data.parameters) if request_data is not None else {}
             self.calls.append((endpoint, params))
@@ -115,8 +134,12 @@ def ptb_request() -> Any:
             if endpoint == "getMe":
                 result = BOT_USER
             elif endpoint == "sendMessage":
-                result = {"message_id": next(_ids), "date": int(time.time()),
-                          "chat": {"id": int(params["chat_id"]), "type": "private"}, "text": params["text"]}
+                result = {
+                    "message_id": next(_ids),
+                    "date": int(time.time()),
+                    "chat": {"id": int(params["chat_id"]), "type": "private"},
+                    "text": params["text"],
+                }
             elif endpoint == "getUpdates":
                 result = []
             return 200, json.dumps({"ok": True, "result": result}).encode()

@@ -80,15 +80,17 @@ def open_backend(db: str | os.PathLike[str] | None = None, *, timeout: float | N
     file. Raises :class:`InvalidInputError` for another URL scheme, and
     :class:`~rolectl.errors.DatabaseError` for PostgreSQL without its extra installed."""
     if db is not None and not isinstance(db, (str, os.PathLike)):
-        raise InvalidInputError(f"db must be a path or a database URL, not {db!r}",
-                                hint="pass what --db takes, e.g. connect(\"bot.db\")")
+        raise InvalidInputError(
+            f"db must be a path or a database URL, not {db!r}", hint="pass what --db takes, e.g. connect(\"bot.db\")"
+        )
     explicit = os.fspath(db) if db is not None else ""
     text = explicit or os.environ.get("ROLECTL_DB", "")  # $ROLECTL_DB may name PostgreSQL too
     scheme = explicit.split("://", 1)[0].lower() if "://" in explicit else ""
     postgres = is_postgres(text)
     if scheme and not postgres:
-        raise InvalidInputError(f"unknown database URL scheme {scheme!r}",
-                                hint="pass the path of a database file or a postgresql:// URL")
+        raise InvalidInputError(
+            f"unknown database URL scheme {scheme!r}", hint="pass the path of a database file or a postgresql:// URL"
+        )
     if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0):
         raise InvalidInputError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
     from .sqlite.store import resolve_path

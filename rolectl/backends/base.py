@@ -125,16 +125,15 @@ class Backend(Protocol):
     def follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> ThreadFollower:
         """A thread follower (not started); ``None`` keeps the follower's default staleness."""
 
-    def async_follower(self, cache: "RoleCache", *, max_staleness: float | None,
-                       strict: bool) -> AsyncioFollower:
+    def async_follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> AsyncioFollower:
         """An in-loop follower for asyncio bots (not started)."""
 
-    def register(self, cache: "RoleCache", *, follower: FollowerView | None, name: str,
-                 bus: bool) -> InstanceRegistration:
+    def register(
+        self, cache: "RoleCache", *, follower: FollowerView | None, name: str, bus: bool
+    ) -> InstanceRegistration:
         """Make the cache visible to ``rolectl stats`` (started)."""
 
-    def discover(self, *, timeout: float = 1.0,
-                 only: Callable[["Instance"], bool] | None = None) -> list["Instance"]:
+    def discover(self, *, timeout: float = 1.0, only: Callable[["Instance"], bool] | None = None) -> list["Instance"]:
         """Every cache instance registered for this database, each probed; with ``only``,
         just the ones it accepts (``cache show --instance NAME`` asks no other)."""
 

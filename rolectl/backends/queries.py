@@ -49,16 +49,27 @@ class Scratch:
 
 
 #: ``apply``: the planned events in line order, the users' final rows, the mailboxes' owners.
-APPLY_EVENTS = Scratch("rolectl_apply_events", (
-    ("kind", "text"), ("user_id", "int"), ("old_role", "text"), ("new_role", "text"),
-    ("mailbox_id", "int"), ("from_user", "int"), ("to_user", "int"), ("note", "text")))
-APPLY_USERS = Scratch("rolectl_apply_users", (
-    ("user_id", "int"), ("role", "text"), ("username", "text"), ("is_new", "bool")), key="user_id")
-APPLY_MAILBOXES = Scratch("rolectl_apply_mailboxes", (("mailbox_id", "int"), ("owner_id", "int")),
-                          key="mailbox_id")
+APPLY_EVENTS = Scratch(
+    "rolectl_apply_events",
+    (
+        ("kind", "text"),
+        ("user_id", "int"),
+        ("old_role", "text"),
+        ("new_role", "text"),
+        ("mailbox_id", "int"),
+        ("from_user", "int"),
+        ("to_user", "int"),
+        ("note", "text"),
+    ),
+)
+APPLY_USERS = Scratch(
+    "rolectl_apply_users",
+    (("user_id", "int"), ("role", "text"), ("username", "text"), ("is_new", "bool")),
+    key="user_id",
+)
+APPLY_MAILBOXES = Scratch("rolectl_apply_mailboxes", (("mailbox_id", "int"), ("owner_id", "int")), key="mailbox_id")
 #: ``users import``: the validated rows in file order (``line`` is where each came from).
-IMPORT_ROWS = Scratch("rolectl_import", (
-    ("line", "int"), ("user_id", "int"), ("username", "text"), ("role", "text")))
+IMPORT_ROWS = Scratch("rolectl_import", (("line", "int"), ("user_id", "int"), ("username", "text"), ("role", "text")))
 
 
 class Queries:
@@ -121,8 +132,9 @@ class Queries:
 
     def scratch(self, table: Scratch) -> str:
         """``CREATE TEMP TABLE`` for ``table``, its key the primary key."""
-        columns = [f"{name} {self.types[kind]}" + (" PRIMARY KEY" if name == table.key else "")
-                   for name, kind in table.columns]
+        columns = [
+            f"{name} {self.types[kind]}" + (" PRIMARY KEY" if name == table.key else "") for name, kind in table.columns
+        ]
         if table.key not in table.names:
             columns.insert(0, f"{table.key} {self.types['int']} PRIMARY KEY")
         return f"CREATE TEMP TABLE {table.name} ({', '.join(columns)})"
@@ -130,8 +142,10 @@ class Queries:
     def logged_role(self, uid: str) -> str:
         """The role the log last recorded for user ``uid`` (an SQL expression): what every
         cache following the log believes; ``user`` if never logged."""
-        return (f"COALESCE((SELECT new_role FROM events WHERE user_id = {uid} AND kind IN {_ROLE_KINDS} "
-                "ORDER BY seq DESC LIMIT 1), 'user')")
+        return (
+            f"COALESCE((SELECT new_role FROM events WHERE user_id = {uid} AND kind IN {_ROLE_KINDS} "
+            "ORDER BY seq DESC LIMIT 1), 'user')"
+        )
 
     def __init__(self) -> None:
         p, now = self.p, self.now
@@ -163,8 +177,10 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
 """
         # The table's row (NULLs for an unknown user) and the role the log last recorded, in
         # one statement: a change compares its target with both.
-        self.user_before = (f"SELECT u.role, u.username, {self.logged_role(uid)} "
-                            f"FROM (SELECT 1) AS one LEFT JOIN users AS u ON u.user_id = {uid}")
+        self.user_before = (
+            f"SELECT u.role, u.username, {self.logged_role(uid)} "
+            f"FROM (SELECT 1) AS one LEFT JOIN users AS u ON u.user_id = {uid}"
+        )
         self.user_before_demote = (
             f"SELECT u.role, u.username, (SELECT {self.concat_ids('mailbox_id')} FROM mailboxes "
             f"WHERE owner_id = {uid}), {self.logged_role(uid)} "
@@ -178,8 +194,7 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
         self.mailbox_exists = f"SELECT 1 FROM mailboxes WHERE mailbox_id = {mid}"
         self.count_mailboxes = "SELECT count(*) FROM mailboxes"
         self.count_mailboxes_owner = f"SELECT count(*) FROM mailboxes WHERE owner_id = {p('owner')}"
-        self.insert_mailbox = (f"INSERT INTO mailboxes (mailbox_id, owner_id, title) "
-                               f"VALUES ({mid}, {uid}, {p('title')})")
+        self.insert_mailbox = f"INSERT INTO mailboxes (mailbox_id, owner_id, title) VALUES ({mid}, {uid}, {p('title')})"
         self.set_owner = f"UPDATE mailboxes SET owner_id = {uid}, updated_at = {now} WHERE mailbox_id = {mid}"
         # The hand-over reads the mailbox, both owners' rows, the old owner's mailbox count and
         # both logged roles in one statement.
@@ -202,8 +217,7 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
         self.table_roles = "SELECT user_id, role FROM users WHERE role <> 'user'"
         # Rewriting a role in place makes the triggers log exactly the difference from the log.
         self.touch_role = f"UPDATE users SET role = role WHERE user_id = {uid}"
-        self.user_exists_logged = (f"SELECT EXISTS (SELECT 1 FROM users WHERE user_id = {uid}), "
-                                   f"{self.logged_role(uid)}")
+        self.user_exists_logged = f"SELECT EXISTS (SELECT 1 FROM users WHERE user_id = {uid}), {self.logged_role(uid)}"
         self._insert_event = lru_cache(maxsize=32)(self._build_insert_event)
         self._with_logged = lru_cache(maxsize=32)(self._build_with_logged)
         self._batch_statements()
@@ -227,17 +241,25 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
             f"{', '.join('t.' + c for c in APPLY_EVENTS.names)}, {p('actor')} "
             f"FROM {tmp}{APPLY_EVENTS.name} AS t ORDER BY t.n"
         )
-        self.apply_new_users = (f"INSERT INTO users (user_id, username, role) SELECT t.user_id, t.username, t.role "
-                                f"FROM {users} WHERE t.is_new ORDER BY t.user_id")
-        self.apply_users = (f"UPDATE users SET role = t.role, username = t.username, updated_at = {now} "
-                            f"FROM {users} WHERE NOT t.is_new AND users.user_id = t.user_id")
-        self.apply_mailboxes = (f"UPDATE mailboxes SET owner_id = t.owner_id, updated_at = {now} "
-                                f"FROM {tmp}{APPLY_MAILBOXES.name} AS t WHERE mailboxes.mailbox_id = t.mailbox_id")
+        self.apply_new_users = (
+            f"INSERT INTO users (user_id, username, role) SELECT t.user_id, t.username, t.role "
+            f"FROM {users} WHERE t.is_new ORDER BY t.user_id"
+        )
+        self.apply_users = (
+            f"UPDATE users SET role = t.role, username = t.username, updated_at = {now} "
+            f"FROM {users} WHERE NOT t.is_new AND users.user_id = t.user_id"
+        )
+        self.apply_mailboxes = (
+            f"UPDATE mailboxes SET owner_id = t.owner_id, updated_at = {now} "
+            f"FROM {tmp}{APPLY_MAILBOXES.name} AS t WHERE mailboxes.mailbox_id = t.mailbox_id"
+        )
         # -- users import: the rows against the table (checked on a snapshot, and again under
         # the lock only if another connection committed since), then written chunk by chunk.
         rows = f"{tmp}{IMPORT_ROWS.name} AS i"
-        changed = (f"((i.username IS NOT NULL AND i.username {self.is_not} u.username) "
-                   "OR (i.role IS NOT NULL AND i.role <> u.role))")
+        changed = (
+            f"((i.username IS NOT NULL AND i.username {self.is_not} u.username) "
+            "OR (i.role IS NOT NULL AND i.role <> u.role))"
+        )
         self.import_counts = (
             "SELECT count(*) FILTER (WHERE u.user_id IS NULL), "
             f"count(*) FILTER (WHERE u.user_id IS NOT NULL AND {changed}), "
@@ -277,8 +299,11 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
         """Known (id, username) in ``ranges`` id ranges (``lo0``/``hi0``, ...), in id order."""
         clauses = []
         if ranges:
-            clauses.append("(" + " OR ".join(f"user_id BETWEEN {self.p(f'lo{i}')} AND {self.p(f'hi{i}')}"
-                                             for i in range(ranges)) + ")")
+            clauses.append(
+                "("
+                + " OR ".join(f"user_id BETWEEN {self.p(f'lo{i}')} AND {self.p(f'hi{i}')}" for i in range(ranges))
+                + ")"
+            )
         if role:
             clauses.append(f"role = {self.p('role')}")
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
@@ -295,8 +320,12 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
         """The audit log filtered (parameters ``since``, ``user``, ``kind0``..., ``limit``), in
         seq order (the newest first when asked: the tail of the log with ``limit``)."""
         order = " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
-        return (self.select_events + self.events_where(since=since, user=user, kinds=kinds) + order
-                + (f" LIMIT {self.p('limit')}" if limit else ""))
+        return (
+            self.select_events
+            + self.events_where(since=since, user=user, kinds=kinds)
+            + order
+            + (f" LIMIT {self.p('limit')}" if limit else "")
+        )
 
     def events_count(self, *, since: bool, user: bool, kinds: int) -> str:
         return "SELECT count(*) FROM events" + self.events_where(since=since, user=user, kinds=kinds)
@@ -326,6 +355,5 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
         return self._insert_event(names, returning)
 
     def _build_insert_event(self, names: tuple[str, ...], returning: bool) -> str:
-        sql = (f"INSERT INTO events ({', '.join(names)}) "
-               f"VALUES ({', '.join(self.p(n) for n in names)})")
+        sql = f"INSERT INTO events ({', '.join(names)}) VALUES ({', '.join(self.p(n) for n in names)})"
         return sql + self.returning_events if returning else sql

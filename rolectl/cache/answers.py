@@ -77,9 +77,14 @@ class Answers:
     the carrier's own counters, shown under ``server`` in a ``stats`` reply.
     """
 
-    def __init__(self, cache: "RoleCache", *, follower: Any = None,
-                 describe: Callable[[], dict[str, Any]] = dict,
-                 server: Callable[[], dict[str, Any]] = dict) -> None:
+    def __init__(
+        self,
+        cache: "RoleCache",
+        *,
+        follower: Any = None,
+        describe: Callable[[], dict[str, Any]] = dict,
+        server: Callable[[], dict[str, Any]] = dict,
+    ) -> None:
         self.cache = cache
         self.follower = follower
         self.describe = describe
@@ -97,8 +102,7 @@ class Answers:
         if op == "stats":
             return self.stats()
         if op == "entries":
-            return self.entries(request.get("role"), _opt_int(request.get("user_id")),
-                                _opt_int(request.get("limit")))
+            return self.entries(request.get("role"), _opt_int(request.get("user_id")), _opt_int(request.get("limit")))
         if op == "whois":
             return self.whois(int(request["user_id"]))
         if op == "ping":
@@ -132,8 +136,7 @@ class Answers:
             matched = size - sum(1 for _ in cache.entries(role="admin"))
         else:
             matched = sum(1 for _ in cache.entries(role=role))
-        return {"ok": True, "entries": rows, "matched": matched, "size": size, "last_seq": last_seq,
-                "now": time.time()}
+        return {"ok": True, "entries": rows, "matched": matched, "size": size, "last_seq": last_seq, "now": time.time()}
 
     def whois(self, user_id: int) -> dict[str, Any]:
         found = list(self.cache.entries(user_id=user_id))

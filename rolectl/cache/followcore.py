@@ -43,8 +43,19 @@ if TYPE_CHECKING:  # pragma: no cover
     from .logreader import Anchor, Batch, LogReader
     from .role_cache import RoleCache
 
-__all__ = ["FollowCore", "first_catch_up", "resolve_max_staleness", "DEFAULT", "DEFAULT_MAX_STALENESS",
-           "ENV_MAX_STALENESS", "SETTLE", "SETTLE_FIRST", "SETTLE_MAX", "WRITER_RECHECK", "WRITER_RECHECK_LOOP"]
+__all__ = [
+    "FollowCore",
+    "first_catch_up",
+    "resolve_max_staleness",
+    "DEFAULT",
+    "DEFAULT_MAX_STALENESS",
+    "ENV_MAX_STALENESS",
+    "SETTLE",
+    "SETTLE_FIRST",
+    "SETTLE_MAX",
+    "WRITER_RECHECK",
+    "WRITER_RECHECK_LOOP",
+]
 
 log = logging.getLogger("rolectl.follower")
 
@@ -89,13 +100,15 @@ def resolve_max_staleness(value: float | None | _Default = DEFAULT) -> float | N
         try:
             value = float(raw)
         except ValueError:
-            raise InvalidInputError(f"{ENV_MAX_STALENESS}={raw!r} is not a number",
-                                    hint="set it to seconds, e.g. 5, or 0 for no bound") from None
+            raise InvalidInputError(
+                f"{ENV_MAX_STALENESS}={raw!r} is not a number", hint="set it to seconds, e.g. 5, or 0 for no bound"
+            ) from None
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise InvalidInputError(f"{source} must be a finite number of seconds >= 0, not {value!r}",
-                                hint="e.g. 5; 0 or None for no bound")
+        raise InvalidInputError(
+            f"{source} must be a finite number of seconds >= 0, not {value!r}", hint="e.g. 5; 0 or None for no bound"
+        )
     return float(value) if value > 0 else None
 
 
@@ -106,10 +119,17 @@ class FollowCore:
     bus callback of the bot's own writes and direct callers may race).
     """
 
-    def __init__(self, cache: "RoleCache", reader: "LogReader", *, where: str | os.PathLike[str],
-                 batch: int = 5000, settle: float = SETTLE,
-                 max_staleness: float | None | _Default = DEFAULT,
-                 writer_recheck: float = WRITER_RECHECK) -> None:
+    def __init__(
+        self,
+        cache: "RoleCache",
+        reader: "LogReader",
+        *,
+        where: str | os.PathLike[str],
+        batch: int = 5000,
+        settle: float = SETTLE,
+        max_staleness: float | None | _Default = DEFAULT,
+        writer_recheck: float = WRITER_RECHECK,
+    ) -> None:
         self.cache = cache
         self.writer_recheck = writer_recheck
         #: How log messages name the database (a file's absolute path, ``user@host:port/db``).
@@ -204,8 +224,11 @@ class FollowCore:
             except RolectlError:
                 return None  # failed() has counted it
             except Exception as exc:  # noqa: BLE001 - a follower must survive anything
-                log.exception("follower for %s: unexpected error", self.where,
-                              extra=self._fields("follower.unexpected_error", error=repr(exc)))
+                log.exception(
+                    "follower for %s: unexpected error",
+                    self.where,
+                    extra=self._fields("follower.unexpected_error", error=repr(exc)),
+                )
                 self.failed(exc)
                 return None
         finally:
@@ -219,8 +242,9 @@ class FollowCore:
         if cache.last_seq == 0 and len(cache) == 0:
             head, anchor = self.reader.at_head()
             if head:
-                cache.reset(head, reason=f"following {os.path.basename(self.where)} from its head #{head}",
-                            counted=False)
+                cache.reset(
+                    head, reason=f"following {os.path.basename(self.where)} from its head #{head}", counted=False
+                )
             self.anchor = anchor
         self.started = True
 
@@ -231,9 +255,15 @@ class FollowCore:
         self.last_reset_reason = reason
         self.last_reset_at = time.time()
         self.anchor = batch.anchor
-        log.warning("follower for %s: %s; cache %s cleared (%d entries) and resumed at #%d",
-                    self.where, reason, self.cache.name, dropped, batch.head,
-                    extra=self._fields("follower.reset", reason=reason, dropped=dropped))
+        log.warning(
+            "follower for %s: %s; cache %s cleared (%d entries) and resumed at #%d",
+            self.where,
+            reason,
+            self.cache.name,
+            dropped,
+            batch.head,
+            extra=self._fields("follower.reset", reason=reason, dropped=dropped),
+        )
 
     # -- health and the staleness bound --------------------------------------------------
 
@@ -242,10 +272,13 @@ class FollowCore:
         if self.failing_since is not None:
             failed_for = now - self.failing_since
             self.failing_since = None
-            log.warning("follower for %s: reading the log again after %.1f s of failures (%s)",
-                        self.where, failed_for, self.last_error,
-                        extra=self._fields("follower.reconnected", seconds=round(failed_for, 3),
-                                           error=self.last_error))
+            log.warning(
+                "follower for %s: reading the log again after %.1f s of failures (%s)",
+                self.where,
+                failed_for,
+                self.last_error,
+                extra=self._fields("follower.reconnected", seconds=round(failed_for, 3), error=self.last_error),
+            )
         self.last_error = None
         if not self.stale:
             return
@@ -257,8 +290,12 @@ class FollowCore:
             if self.suspended_since is not None:
                 self.suspended_total += now - self.suspended_since
                 self.suspended_since = None
-            log.warning("follower for %s: the database is readable again; cache %s answers from memory again",
-                        self.where, self.cache.name, extra=self._fields("follower.resumed"))
+            log.warning(
+                "follower for %s: the database is readable again; cache %s answers from memory again",
+                self.where,
+                self.cache.name,
+                extra=self._fields("follower.resumed"),
+            )
 
     def failed(self, exc: BaseException) -> None:
         """Count a failed look and log it once per distinct problem; the staleness bound
@@ -269,8 +306,9 @@ class FollowCore:
             self.failing_since = time.monotonic()
         text = str(exc)
         if text != self.last_error:  # once per distinct problem, not once per poll
-            log.warning("follower for %s: %s (retrying)", self.where, text,
-                        extra=self._fields("follower.failing", error=text))
+            log.warning(
+                "follower for %s: %s (retrying)", self.where, text, extra=self._fields("follower.failing", error=text)
+            )
         self.last_error = text
 
     def stale_in(self, now: float) -> float | None:
@@ -289,14 +327,22 @@ class FollowCore:
             self.stale = True
             self.suspended_since = now
             self.suspensions += 1
-            dropped = self.cache.suspend(f"no successful read of {os.path.basename(self.where)} for "
-                                         f"{now - self.last_success:.1f} s")
-        log.warning("follower for %s: no successful read for %.1f s (max_staleness %.1f s): cache %s "
-                    "dropped %d entries and reads the database on every lookup until it is back (%s)",
-                    self.where, now - self.last_success, self.max_staleness, self.cache.name, dropped,
-                    self.last_error or "no error recorded",
-                    extra=self._fields("follower.suspended", seconds=round(now - self.last_success, 3),
-                                       dropped=dropped, error=self.last_error))
+            dropped = self.cache.suspend(
+                f"no successful read of {os.path.basename(self.where)} for {now - self.last_success:.1f} s"
+            )
+        log.warning(
+            "follower for %s: no successful read for %.1f s (max_staleness %.1f s): cache %s "
+            "dropped %d entries and reads the database on every lookup until it is back (%s)",
+            self.where,
+            now - self.last_success,
+            self.max_staleness,
+            self.cache.name,
+            dropped,
+            self.last_error or "no error recorded",
+            extra=self._fields(
+                "follower.suspended", seconds=round(now - self.last_success, 3), dropped=dropped, error=self.last_error
+            ),
+        )
         return True
 
     def suspended_seconds(self, now: float) -> float:
@@ -379,7 +425,12 @@ def first_catch_up(core: FollowCore, strict: bool, what: Callable[[], str]) -> N
         core.catch_up()
     except RolectlError as exc:
         if strict:
-            raise type(exc)(f"{what()}: first catch-up failed: {exc.message}",
-                            hint=exc.hint or "check the database path") from exc
-        log.warning("%s: first catch-up failed: %s (strict=False: following anyway, retrying)", what(), exc,
-                    extra=core._fields("follower.first_catch_up_failed", error=str(exc)))
+            raise type(exc)(
+                f"{what()}: first catch-up failed: {exc.message}", hint=exc.hint or "check the database path"
+            ) from exc
+        log.warning(
+            "%s: first catch-up failed: %s (strict=False: following anyway, retrying)",
+            what(),
+            exc,
+            extra=core._fields("follower.first_catch_up_failed", error=str(exc)),
+        )

@@ -65,6 +65,7 @@ class FollowerView(Protocol):
     def attach(self, bus: "EventBus") -> Callable[[], None]:
         """Catch up on every commit published on ``bus`` (this process's own writes), before
         the writing call returns. Returns the unsubscribe function."""
+
         def on_commit(_event: object) -> None:
             self.catch_up()
 
@@ -127,4 +128,3 @@ class FollowerView(Protocol):
     @property
     def anchor(self) -> "Anchor | None":
         return self.core.anchor
-

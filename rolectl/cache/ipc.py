@@ -61,8 +61,14 @@ class UntrustedPeer(ValueError):
     """The process behind the socket is not a user rolectl trusts."""
 
 
-def call(address: str, request: dict[str, Any], timeout: float = 2.0, *, max_bytes: int = MAX_REPLY,
-         trusted_uids: frozenset[int] | None = None) -> Any:
+def call(
+    address: str,
+    request: dict[str, Any],
+    timeout: float = 2.0,
+    *,
+    max_bytes: int = MAX_REPLY,
+    trusted_uids: frozenset[int] | None = None,
+) -> Any:
     """Send one request to the socket at ``address`` and return the parsed JSON reply.
 
     ``timeout`` is one deadline for the whole exchange (connect, send, every byte of the
@@ -149,8 +155,12 @@ class InstanceServer:
         self.describe = describe
         self.allowed_uids = allowed_uids | {os.geteuid(), 0}
         self.heartbeat = heartbeat
-        self.answers = Answers(cache, follower=follower, describe=describe, server=lambda: {
-            "requests": self.requests, "refused": self.refused, "rebinds": self.rebinds})
+        self.answers = Answers(
+            cache,
+            follower=follower,
+            describe=describe,
+            server=lambda: {"requests": self.requests, "refused": self.refused, "rebinds": self.rebinds},
+        )
         self.ring = self.answers.ring
         self.requests = 0
         self.refused = 0
@@ -246,8 +256,11 @@ class InstanceServer:
                 if listening.fileno() in ready and listening is self._sock:
                     self._accept()
             except Exception as exc:  # noqa: BLE001 - diagnostics must never take the bot down
-                log.exception("diagnostics server of cache %s: request failed", self.cache.name,
-                              extra=fields("registry.request_failed", instance=self.cache.name, error=repr(exc)))
+                log.exception(
+                    "diagnostics server of cache %s: request failed",
+                    self.cache.name,
+                    extra=fields("registry.request_failed", instance=self.cache.name, error=repr(exc)),
+                )
 
     def _accept(self) -> None:
         assert self._sock is not None

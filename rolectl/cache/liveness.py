@@ -112,8 +112,12 @@ def same_kernel(recorded: Identity) -> bool:
     kernel, in this pid namespace: then its pid can be looked up here whatever its host is
     called (PostgreSQL asks this before it trusts a pid over a heartbeat)."""
     boot_id, pid_ns = _here()
-    return (recorded.boot_id is not None and recorded.boot_id == boot_id
-            and recorded.pid_ns is not None and recorded.pid_ns == pid_ns)
+    return (
+        recorded.boot_id is not None
+        and recorded.boot_id == boot_id
+        and recorded.pid_ns is not None
+        and recorded.pid_ns == pid_ns
+    )
 
 
 def _other_boot(recorded: Identity) -> bool:

@@ -44,8 +44,9 @@ class LogReader(Protocol):
     #: How many times the reader reopened its connection (``rolectl stats`` shows it).
     reopens: int
 
-    def read(self, after: int, anchor: Anchor | None = None, *, limit: int = 5000,
-             verify_identity: bool = True) -> Batch:
+    def read(
+        self, after: int, anchor: Anchor | None = None, *, limit: int = 5000, verify_identity: bool = True
+    ) -> Batch:
         """Events with ``seq > after`` (at most ``limit``), checked against ``anchor``."""
 
     def at_head(self) -> tuple[int, Anchor | None]:

@@ -51,8 +51,14 @@ class MissTimeout(DatabaseError):
 class _Job(Generic[T]):
     __slots__ = ("fn", "args", "loop", "future", "state", "timer", "abandon")
 
-    def __init__(self, fn: Callable[..., T], args: tuple[Any, ...], loop: asyncio.AbstractEventLoop,
-                 future: asyncio.Future[T], abandon: Callable[[BaseException], None] | None) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[T],
+        abandon: Callable[[BaseException], None] | None,
+    ) -> None:
         self.fn = fn
         self.args = args
         self.loop = loop
@@ -83,8 +89,7 @@ class MissPool:
 
     # -- the loop side ---------------------------------------------------------------------
 
-    async def run(self, fn: Callable[..., T], *args: Any,
-                  abandon: Callable[[BaseException], None] | None = None) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any, abandon: Callable[[BaseException], None] | None = None) -> T:
         """``fn(*args)`` in the pool. Raises :class:`MissTimeout` past the deadline; if no
         thread had taken the call by then (or the caller was cancelled first), it never runs
         and ``abandon(error)`` is called on the loop first."""
@@ -105,8 +110,12 @@ class MissPool:
             return await future
         except asyncio.CancelledError:
             job.timer.cancel()
-            self._drop(job, DatabaseError("the lookup that was to read this user was cancelled before it ran",
-                                          hint="retry the lookup"))
+            self._drop(
+                job,
+                DatabaseError(
+                    "the lookup that was to read this user was cancelled before it ran", hint="retry the lookup"
+                ),
+            )
             raise
 
     async def wait(self, future: asyncio.Future[T]) -> T:
@@ -118,9 +127,11 @@ class MissPool:
             raise self._timeout() from None
 
     def _timeout(self) -> MissTimeout:
-        return MissTimeout(f"the database did not answer a lookup within {self.deadline:g} s",
-                           hint="check that the database is up and not locked; "
-                                "until it answers, lookups of users not in the cache fail closed")
+        return MissTimeout(
+            f"the database did not answer a lookup within {self.deadline:g} s",
+            hint="check that the database is up and not locked; "
+            "until it answers, lookups of users not in the cache fail closed",
+        )
 
     def _expire(self, job: _Job[Any]) -> None:
         """The deadline passed (on the loop): fail the caller; drop the call if not started."""

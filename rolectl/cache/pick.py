@@ -67,7 +67,5 @@ def spec_of(inst: "Registered", among: Sequence["Registered"]) -> str:
 def ambiguous(spec: str, found: Sequence["Registered"]) -> InvalidInputError:
     """The usage error (exit 2) for a spec that names several live instances: each one's
     name, pid and host, and the spec that picks it."""
-    shown = "; ".join(f"{i.name} (pid {i.pid}, host {i.host or '?'}): --instance {spec_of(i, found)}"
-                      for i in found)
-    return InvalidInputError(f"{len(found)} live cache instances match {spec!r}",
-                             hint=f"pick one: {shown}")
+    shown = "; ".join(f"{i.name} (pid {i.pid}, host {i.host or '?'}): --instance {spec_of(i, found)}" for i in found)
+    return InvalidInputError(f"{len(found)} live cache instances match {spec!r}", hint=f"pick one: {shown}")

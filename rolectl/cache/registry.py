@@ -63,8 +63,15 @@ class Registration:
     interpreter exit) removes the files. ``bus=True`` says the cache also hears the bot's own
     writes through the repository's event bus (shown by ``stats`` and ``doctor``)."""
 
-    def __init__(self, cache: "RoleCache", db_path: str | os.PathLike[str], *,
-                 follower: "FollowerView | None" = None, name: str | None = None, bus: bool = False) -> None:
+    def __init__(
+        self,
+        cache: "RoleCache",
+        db_path: str | os.PathLike[str],
+        *,
+        follower: "FollowerView | None" = None,
+        name: str | None = None,
+        bus: bool = False,
+    ) -> None:
         self.cache = cache
         self.follower = follower
         self.bus = bus
@@ -102,9 +109,15 @@ class Registration:
             return self
         directory = RuntimeDir(self.db_path, create=True)
         try:
-            server = ipc.InstanceServer(self.cache, directory, self.socket_name, follower=self.follower,
-                                        describe=self.describe, allowed_uids=directory.trusted,
-                                        heartbeat=self._heartbeat)
+            server = ipc.InstanceServer(
+                self.cache,
+                directory,
+                self.socket_name,
+                follower=self.follower,
+                describe=self.describe,
+                allowed_uids=directory.trusted,
+                heartbeat=self._heartbeat,
+            )
             server.start()
             try:
                 self._write_info(directory)
@@ -149,8 +162,14 @@ class Registration:
         self.close()
 
 
-def register(cache: "RoleCache", db_path: str | os.PathLike[str], *, follower: "FollowerView | None" = None,
-             name: str | None = None, bus: bool = False) -> Registration:
+def register(
+    cache: "RoleCache",
+    db_path: str | os.PathLike[str],
+    *,
+    follower: "FollowerView | None" = None,
+    name: str | None = None,
+    bus: bool = False,
+) -> Registration:
     """Register ``cache`` for ``db_path`` and start answering diagnostics requests."""
     return Registration(cache, db_path, follower=follower, name=name, bus=bus).start()
 
@@ -169,7 +188,9 @@ class PeerError(NotFoundError):
 
 
 _CHECKERS: dict[str, Callable[[Any], dict[str, Any]]] = {
-    "stats": replies.stats, "whois": replies.whois, "entries": replies.entries,
+    "stats": replies.stats,
+    "whois": replies.whois,
+    "entries": replies.entries,
 }
 
 
@@ -228,31 +249,48 @@ class Instance:
             raise PeerError(f"cache instance {self.label} cannot be asked from here", state=self.state)
         max_bytes = ipc.MAX_REPLY * 64 if op == "entries" else ipc.MAX_REPLY
         try:
-            reply = ipc.call(self.directory.address(self.socket_name), {"op": op, **params}, timeout,
-                             max_bytes=max_bytes, trusted_uids=self.directory.trusted)
+            reply = ipc.call(
+                self.directory.address(self.socket_name),
+                {"op": op, **params},
+                timeout,
+                max_bytes=max_bytes,
+                trusted_uids=self.directory.trusted,
+            )
         except ipc.PeerTimeout as exc:
-            raise PeerError(f"cache instance {self.label} is unresponsive ({exc})", state=UNRESPONSIVE,
-                            reason=str(exc), hint="it may be stopped or stuck; check the process") from exc
+            raise PeerError(
+                f"cache instance {self.label} is unresponsive ({exc})",
+                state=UNRESPONSIVE,
+                reason=str(exc),
+                hint="it may be stopped or stuck; check the process",
+            ) from exc
         except OSError as exc:
             if self._process_gone():
-                raise PeerError(f"cache instance {self.label} is dead (process is gone)", state=DEAD,
-                                reason="process is gone", hint="see `rolectl stats --prune`") from exc
+                raise PeerError(
+                    f"cache instance {self.label} is dead (process is gone)",
+                    state=DEAD,
+                    reason="process is gone",
+                    hint="see `rolectl stats --prune`",
+                ) from exc
             # A refusing socket of a process that exists: stopped with its listen queue full,
             # busy, or its socket removed (its heartbeat binds it again). Never dead.
-            raise PeerError(f"cache instance {self.label} is unresponsive ({_why(exc)})", state=UNRESPONSIVE,
-                            reason=_why(exc), hint="its process exists but did not answer: it may be stopped, "
-                            "stuck or overloaded; check the process") from exc
+            raise PeerError(
+                f"cache instance {self.label} is unresponsive ({_why(exc)})",
+                state=UNRESPONSIVE,
+                reason=_why(exc),
+                hint="its process exists but did not answer: it may be stopped, stuck or overloaded; check the process",
+            ) from exc
         except ValueError as exc:  # UntrustedPeer, oversized, not JSON
-            raise PeerError(f"cache instance {self.label} gave a bad reply ({exc})", state=BAD_REPLY,
-                            reason=str(exc)) from exc
+            raise PeerError(
+                f"cache instance {self.label} gave a bad reply ({exc})", state=BAD_REPLY, reason=str(exc)
+            ) from exc
         if isinstance(reply, dict) and reply.get("ok") is False:
             raise ConflictError(f"cache instance {self.label} refused: {str(reply.get('error'))[:200]}")
         try:
             return _CHECKERS.get(op, replies.any_object)(reply)
         except replies.BadReply as exc:
-            raise PeerError(f"cache instance {self.label} gave a bad reply ({exc})", state=BAD_REPLY,
-                            reason=str(exc)) from exc
-
+            raise PeerError(
+                f"cache instance {self.label} gave a bad reply ({exc})", state=BAD_REPLY, reason=str(exc)
+            ) from exc
 
     def _process_gone(self) -> bool:
         """Whether this instance's process is certainly gone (this host only; never guessed)."""
@@ -271,8 +309,9 @@ def _why(exc: OSError) -> str:
 
 
 def _read_instance(directory: RuntimeDir, ident: str, host: str) -> Instance:
-    inst = Instance(name=ident, pid=None, id=ident, host="", started_at=None, state=BAD_REPLY, last_seen=None,
-                    directory=directory)
+    inst = Instance(
+        name=ident, pid=None, id=ident, host="", started_at=None, state=BAD_REPLY, last_seen=None, directory=directory
+    )
     try:
         raw, st = directory.read(f"{ident}.json")
         inst.last_seen = st.st_mtime
@@ -315,8 +354,9 @@ def _probe(inst: Instance, timeout: float) -> None:
     fill_from_stats(inst, lambda: inst.ask("stats", timeout))
 
 
-def discover(db_path: str | os.PathLike[str], *, timeout: float = 1.0,
-             only: Callable[[Instance], bool] | None = None) -> list[Instance]:
+def discover(
+    db_path: str | os.PathLike[str], *, timeout: float = 1.0, only: Callable[[Instance], bool] | None = None
+) -> list[Instance]:
     """Every instance registered for ``db_path``, each probed with a ``stats`` request (in
     parallel, ``timeout`` seconds each at most, whatever the peer does). With ``only``, just
     the registrations it accepts are probed; the others are listed as read, unasked.
@@ -384,17 +424,19 @@ def choose(instances: list[Instance], wanted: str | None) -> Instance:
         live_matches = [i for i in matches if i.live]
         if not live_matches:
             first = matches[0]
-            raise NotFoundError(f"cache instance {first.label} is {first.state}" +
-                                (f" ({first.error})" if first.error else ""),
-                                hint="check that process, or pick a live one from `rolectl stats`")
+            raise NotFoundError(
+                f"cache instance {first.label} is {first.state}" + (f" ({first.error})" if first.error else ""),
+                hint="check that process, or pick a live one from `rolectl stats`",
+            )
         if len(live_matches) > 1:
             raise ambiguous(wanted, live_matches)
         return live_matches[0]
     if not live:
         silent = not_live_summary(instances)
-        raise NotFoundError("no live cache instance is registered for this database" +
-                            (f"; {silent}" if silent else ""),
-                            hint="start a bot that embeds RoleCache, or see `rolectl stats`")
+        raise NotFoundError(
+            "no live cache instance is registered for this database" + (f"; {silent}" if silent else ""),
+            hint="start a bot that embeds RoleCache, or see `rolectl stats`",
+        )
     if len(live) > 1:
         raise InvalidInputError(
             f"{count(len(live), 'live cache instance')}",
@@ -418,14 +460,28 @@ def wait_applied(instances: Iterable[Instance], seq: int, timeout: float) -> lis
                 last = int(inst.ask("stats", timeout=max(0.05, min(1.0, left)))["cache"]["last_seq"])
             except (PeerError, ConflictError) as exc:
                 state = exc.state if isinstance(exc, PeerError) else BAD_REPLY
-                result[ident] = {"instance": inst.name, "id": ident, "pid": inst.pid, "state": state,
-                                 "applied": False, "last_seq": None, "detail": exc.message}
+                result[ident] = {
+                    "instance": inst.name,
+                    "id": ident,
+                    "pid": inst.pid,
+                    "state": state,
+                    "applied": False,
+                    "last_seq": None,
+                    "detail": exc.message,
+                }
                 if state == DEAD:
                     del pending[ident]
                 continue
             done = last >= seq
-            result[ident] = {"instance": inst.name, "id": ident, "pid": inst.pid, "state": LIVE, "applied": done,
-                             "last_seq": last, "detail": "applied" if done else f"at #{last}, waiting for #{seq}"}
+            result[ident] = {
+                "instance": inst.name,
+                "id": ident,
+                "pid": inst.pid,
+                "state": LIVE,
+                "applied": done,
+                "last_seq": last,
+                "detail": "applied" if done else f"at #{last}, waiting for #{seq}",
+            }
             if done:
                 del pending[ident]
         if not pending or time.monotonic() >= deadline:

@@ -15,24 +15,41 @@ from typing import Any
 
 ROLES = ("user", "admin")
 MAX_NAME = 200
-MAX_PID = 2 ** 31 - 1
+MAX_PID = 2**31 - 1
 
 #: Counters of a ``stats`` reply's ``cache`` object that rolectl reads.
-CACHE_COUNTERS = ("hits", "misses", "coalesced", "misses_cold", "misses_dropped", "misses_evicted", "size",
-                  "events_applied", "last_seq", "faults", "stale_installs_prevented", "in_flight", "load_errors",
-                  "evictions", "invalidations", "clears")
+CACHE_COUNTERS = (
+    "hits",
+    "misses",
+    "coalesced",
+    "misses_cold",
+    "misses_dropped",
+    "misses_evicted",
+    "size",
+    "events_applied",
+    "last_seq",
+    "faults",
+    "stale_installs_prevented",
+    "in_flight",
+    "load_errors",
+    "evictions",
+    "invalidations",
+    "clears",
+)
 CACHE_FLOATS = ("hit_rate", "uptime_seconds")
 FOLLOWER_COUNTERS = ("resets", "errors", "wakeups", "catch_ups", "events_read", "reopens", "head_seen", "lag_seen")
 FOLLOWER_FLOATS = ("suspended_seconds",)
 #: Most causes / histogram buckets an ``ops`` section may hold (the real ones hold 6 and 14).
 MAX_CAUSES, MAX_BUCKETS = 16, 32
 
+
 class BadReply(ValueError):
     """A peer's registration or reply is not what rolectl expects."""
 
 
-def _int(obj: dict[str, Any], key: str, *, required: bool = True, low: int = 0, high: int = 2 ** 63 - 1,
-         where: str = "") -> int | None:
+def _int(
+    obj: dict[str, Any], key: str, *, required: bool = True, low: int = 0, high: int = 2**63 - 1, where: str = ""
+) -> int | None:
     value = obj.get(key)
     if value is None and not required:
         return None
@@ -99,8 +116,10 @@ def stats(reply: Any) -> dict[str, Any]:
     """A ``stats`` reply, reduced to the fields rolectl reads."""
     reply = _dict(reply, "the reply")
     cache = _dict(reply.get("cache"), "cache")
-    clean_cache: dict[str, Any] = {k: _int(cache, k, required=k in ("hits", "misses", "size", "last_seq"),
-                                           where="cache.") or 0 for k in CACHE_COUNTERS}
+    clean_cache: dict[str, Any] = {
+        k: _int(cache, k, required=k in ("hits", "misses", "size", "last_seq"), where="cache.") or 0
+        for k in CACHE_COUNTERS
+    }
     for k in CACHE_FLOATS:
         clean_cache[k] = _float(cache, k, required=False, where="cache.") or 0.0
     clean_cache["started_at"] = _float(cache, "started_at", required=False, where="cache.")
@@ -109,8 +128,7 @@ def stats(reply: Any) -> dict[str, Any]:
         raw = _dict(reply["follower"], "follower")
         follower = {k: _int(raw, k, required=False, where="follower.") or 0 for k in FOLLOWER_COUNTERS}
         follower["mode"] = _str(raw, "mode", required=False, where="follower.")
-        follower["last_reset_reason"] = _str(raw, "last_reset_reason", required=False, where="follower.",
-                                             limit=1000)
+        follower["last_reset_reason"] = _str(raw, "last_reset_reason", required=False, where="follower.", limit=1000)
         follower["last_error"] = _str(raw, "last_error", required=False, where="follower.", limit=1000)
         for k in FOLLOWER_FLOATS:
             follower[k] = _float(raw, k, required=False, where="follower.")
@@ -122,13 +140,19 @@ def stats(reply: Any) -> dict[str, Any]:
     rates: dict[str, Any] = {}
     if reply.get("rates") is not None:
         raw = _dict(reply["rates"], "rates")
-        rates = {k: _float(raw, k, required=False, where="rates.")
-                 for k in ("window_seconds", "hit_rate", "lookups_per_second", "events_per_second")}
+        rates = {
+            k: _float(raw, k, required=False, where="rates.")
+            for k in ("window_seconds", "hit_rate", "lookups_per_second", "events_per_second")
+        }
     instance = reply.get("instance")
     bus = instance.get("bus") if isinstance(instance, dict) else None
-    return {"cache": clean_cache, "follower": follower, "rates": rates,
-            "bus": bus if isinstance(bus, bool) else None,
-            "ops": ops(reply["ops"]) if reply.get("ops") is not None else None}
+    return {
+        "cache": clean_cache,
+        "follower": follower,
+        "rates": rates,
+        "bus": bus if isinstance(bus, bool) else None,
+        "ops": ops(reply["ops"]) if reply.get("ops") is not None else None,
+    }
 
 
 def ops(raw: Any) -> dict[str, Any]:
@@ -162,8 +186,11 @@ def ops(raw: Any) -> dict[str, Any]:
             raise BadReply("ops.miss_seconds buckets are not ascending and cumulative")
         previous_bound, previous_count = bound, n
         clean_buckets.append((bound, n))
-    clean["miss_seconds"] = {"buckets": clean_buckets, "count": count,
-                             "sum": _float(miss, "sum", where="ops.miss_seconds.")}
+    clean["miss_seconds"] = {
+        "buckets": clean_buckets,
+        "count": count,
+        "sum": _float(miss, "sum", where="ops.miss_seconds."),
+    }
     return clean
 
 
@@ -175,8 +202,12 @@ def whois(reply: Any) -> dict[str, Any]:
     role = reply.get("role")
     if held and role not in ROLES or not held and role is not None:
         raise BadReply(f"role is {_show(role)}")
-    return {"held": held, "role": role, "since": _float(reply, "since", required=False),
-            "last_seq": _int(reply, "last_seq")}
+    return {
+        "held": held,
+        "role": role,
+        "since": _float(reply, "since", required=False),
+        "last_seq": _int(reply, "last_seq"),
+    }
 
 
 def entries(reply: Any) -> dict[str, Any]:
@@ -193,8 +224,12 @@ def entries(reply: Any) -> dict[str, Any]:
         if item["role"] not in ROLES:
             raise BadReply(f"entry role {_show(item['role'])}")
         clean.append((item["user_id"], item["role"], _float(item, "since", required=False)))
-    return {"entries": clean, "matched": _int(reply, "matched"), "size": _int(reply, "size"),
-            "last_seq": _int(reply, "last_seq")}
+    return {
+        "entries": clean,
+        "matched": _int(reply, "matched"),
+        "size": _int(reply, "size"),
+        "last_seq": _int(reply, "last_seq"),
+    }
 
 
 def any_object(reply: Any) -> dict[str, Any]:

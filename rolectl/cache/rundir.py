@@ -64,8 +64,9 @@ class RuntimeDir:
             self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise ConflictError(f"{self.path} is not a directory (a symlink or a file)",
-                                    hint="remove it; rolectl recreates it") from exc
+                raise ConflictError(
+                    f"{self.path} is not a directory (a symlink or a file)", hint="remove it; rolectl recreates it"
+                ) from exc
             raise
         try:
             self._check(os.fstat(self.fd))
@@ -77,7 +78,8 @@ class RuntimeDir:
         if st.st_uid not in self.trusted:
             raise ConflictError(
                 f"{self.path} belongs to uid {st.st_uid}, neither you nor the database's owner",
-                hint=f"another user may have planted it; inspect it, then remove it (rm -r {self.path})")
+                hint=f"another user may have planted it; inspect it, then remove it (rm -r {self.path})",
+            )
         mode = stat.S_IMODE(st.st_mode)
         if mode & 0o077:
             raise ConflictError(f"{self.path} is open to other users (mode {mode:o})", hint=f"chmod 700 {self.path}")

@@ -24,16 +24,25 @@ KINDS = ("reader", "bot", "operator")
 @app.command("access")
 def access(
     ctx: typer.Context,
-    kind: str = typer.Argument(..., metavar="KIND", click_type=OneOf(KINDS, "kind"),
-                               help="reader (follow and read), bot (also write and register caches) or operator "
-                               "(a bot that doctor can fully check for)."),
+    kind: str = typer.Argument(
+        ...,
+        metavar="KIND",
+        click_type=OneOf(KINDS, "kind"),
+        help="reader (follow and read), bot (also write and register caches) or operator "
+        "(a bot that doctor can fully check for).",
+    ),
     name: str = typer.Argument(..., metavar="NAME", help="The PostgreSQL role to create or update."),
     password_file: Optional[str] = typer.Option(
-        None, "--password-file", metavar="FILE",
-        help="Set the role's password to the first line of FILE (sent as a SCRAM verifier, never in clear)."),
+        None,
+        "--password-file",
+        metavar="FILE",
+        help="Set the role's password to the first line of FILE (sent as a SCRAM verifier, never in clear).",
+    ),
     login: Optional[bool] = typer.Option(
-        None, "--login/--no-login",
-        help="Whether the role may log in. Default: a new role may, an existing one keeps its setting."),
+        None,
+        "--login/--no-login",
+        help="Whether the role may log in. Default: a new role may, an existing one keeps its setting.",
+    ),
 ) -> None:
     """Create or update a PostgreSQL role with exactly the privileges its KIND needs.
 
@@ -47,8 +56,10 @@ def access(
     """
     backend = state(ctx).backend()
     if backend.kind != "postgres":
-        raise InvalidInputError("`rolectl access` manages PostgreSQL roles: a SQLite database has none",
-                                hint="pass --db with a PostgreSQL URL (SQLite's access is the file's permissions)")
+        raise InvalidInputError(
+            "`rolectl access` manages PostgreSQL roles: a SQLite database has none",
+            hint="pass --db with a PostgreSQL URL (SQLite's access is the file's permissions)",
+        )
     from ..backends.postgres.access import check_name, grant_access, read_password
 
     check_name(name)
@@ -60,7 +71,9 @@ def access(
     if report.password_set:
         extras.append("password set")
     article = "an" if report.kind[0] in "aeiou" else "a"
-    typer.echo(f"{done} PostgreSQL role {report.role} as {article} {report.kind} on schema {report.schema} "
-               f"({', '.join(extras)})")
+    typer.echo(
+        f"{done} PostgreSQL role {report.role} as {article} {report.kind} on schema {report.schema} "
+        f"({', '.join(extras)})"
+    )
     for table, privileges in report.grants.items():
         typer.echo(f"  {table}: {', '.join(privileges)}")

@@ -56,8 +56,7 @@ def main(
         help=TIMEOUT_HELP,
         metavar="SECONDS",
     ),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, show_default=False, metavar="",
-                                 help=VERBOSE_HELP),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, show_default=False, metavar="", help=VERBOSE_HELP),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:

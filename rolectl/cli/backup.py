@@ -32,8 +32,10 @@ def backup(
 
     st = state(ctx)
     summary = run(st.db_path("`rolectl backup`"), file, timeout=st.timeout)
-    typer.echo(f"backed up to {summary.path}: log head #{summary.head}, {count(summary.users, 'user')}, "
-               f"{count(summary.admins, 'admin')}")
+    typer.echo(
+        f"backed up to {summary.path}: log head #{summary.head}, {count(summary.users, 'user')}, "
+        f"{count(summary.admins, 'admin')}"
+    )
 
 
 @app.command()
@@ -58,9 +60,12 @@ def restore(
 
     st = state(ctx)
     summary = run(st.db_path("`rolectl restore`"), file, timeout=st.timeout)
-    typer.echo(f"restored {summary.path} from {file}: log head #{summary.head}, {count(summary.users, 'user')}, "
-               f"{count(summary.admins, 'admin')}; new log id {summary.log_id[:8]} (was {summary.replaced_log_id[:8] or '-'}): "
-               "following caches reset")
+    typer.echo(
+        f"restored {summary.path} from {file}: log head #{summary.head}, {count(summary.users, 'user')}, "
+        f"{count(summary.admins, 'admin')}; new log id {summary.log_id[:8]} (was {summary.replaced_log_id[:8] or '-'}): "
+        "following caches reset"
+    )
     if summary.left_out:
-        typer.echo(f"restore: left out the backup's triggers that are not rolectl's: {', '.join(summary.left_out)}",
-                   err=True)
+        typer.echo(
+            f"restore: left out the backup's triggers that are not rolectl's: {', '.join(summary.left_out)}", err=True
+        )

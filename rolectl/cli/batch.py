@@ -60,7 +60,8 @@ def apply(
     file: str = typer.Argument("-", metavar="[FILE|-]", help="Changes as CSV or JSON lines; - or nothing: stdin."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Print the plan and change nothing."),
     input_format: str = input_format_option(
-        ("auto", "csv", "jsonl"), "auto (JSON lines if the first line starts with {), csv or jsonl."),
+        ("auto", "csv", "jsonl"), "auto (JSON lines if the first line starts with {), csv or jsonl."
+    ),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = FormatOption,
 ) -> None:
@@ -156,16 +157,32 @@ def _print_results(results: Sequence["OpResult"], summary: dict[str, Any], fmt: 
 
     def item(r: "OpResult") -> dict[str, Any]:
         events = [e.to_dict() | ({"seq": None, "ts": None} if dry_run else {}) for e in r.events]
-        return {"line": r.op.line, "op": r.op.op, "user_id": r.op.user_id, "mailbox_id": r.op.mailbox_id,
-                "to_user": r.op.to_user, "changed": r.changed, "message": r.message, "events": events}
+        return {
+            "line": r.op.line,
+            "op": r.op.op,
+            "user_id": r.op.user_id,
+            "mailbox_id": r.op.mailbox_id,
+            "to_user": r.op.to_user,
+            "changed": r.changed,
+            "message": r.message,
+            "events": events,
+        }
 
     if fmt in ("json", "jsonl"):
         render_changes([item(r) for r in results], fmt, dry_run=dry_run, summary=summary)
         return
     rows = (
-        {"line": r.op.line, "op": r.op.op, "user_id": r.op.user_id, "mailbox_id": r.op.mailbox_id,
-         "to_user": r.op.to_user, "changed": r.changed, "events": [e.kind for e in r.events],
-         "seq": [] if dry_run else [e.seq for e in r.events], "message": r.message}
+        {
+            "line": r.op.line,
+            "op": r.op.op,
+            "user_id": r.op.user_id,
+            "mailbox_id": r.op.mailbox_id,
+            "to_user": r.op.to_user,
+            "changed": r.changed,
+            "events": [e.kind for e in r.events],
+            "seq": [] if dry_run else [e.seq for e in r.events],
+            "message": r.message,
+        }
         for r in results
     )
     render_rows(rows, APPLY_COLUMNS, fmt, title="plan (dry run: nothing applied)" if dry_run else "applied")
@@ -197,8 +214,12 @@ class _Bar:
         from ..render import console
 
         self._progress = Progress(
-            TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console(stderr=True), transient=True,
+            TextColumn("{task.description:<9}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console(stderr=True),
+            transient=True,
         )
         self._tasks: dict[str, object] = {}
         self._progress.start()

@@ -49,6 +49,9 @@ def report(changes: Sequence["Change"], fmt: str, key: str, targets: Sequence[in
 
 
 LimitOption: Optional[int] = typer.Option(
-    None, "--limit", click_type=SeqNumber("--limit"), metavar="N",
+    None,
+    "--limit",
+    click_type=SeqNumber("--limit"),
+    metavar="N",
     help="At most this many rows; 0: all. Default: all, but one screen on a terminal.",
 )

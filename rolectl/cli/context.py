@@ -37,8 +37,12 @@ class State:
         repo = Repository(self.backend().store())
         if log.isEnabledFor(logging.DEBUG):
             store = repo.store
-            log.debug("database %s (busy timeout %g s, %g s for the write lock)", store.path,
-                      store.timeout, getattr(store, "write_timeout", store.timeout))
+            log.debug(
+                "database %s (busy timeout %g s, %g s for the write lock)",
+                store.path,
+                store.timeout,
+                getattr(store, "write_timeout", store.timeout),
+            )
         return repo
 
     def target(self) -> Path | str:
@@ -69,9 +73,10 @@ class State:
         if backend.kind != "sqlite":
             from ..errors import InvalidInputError
 
-            raise InvalidInputError(f"{what} works on a SQLite database file only, not on a PostgreSQL database",
-                                    hint="pass --db with the path of a SQLite file "
-                                         "(`rolectl copy` moves a database between the two)")
+            raise InvalidInputError(
+                f"{what} works on a SQLite database file only, not on a PostgreSQL database",
+                hint="pass --db with the path of a SQLite file (`rolectl copy` moves a database between the two)",
+            )
         return Path(backend.target)
 
 

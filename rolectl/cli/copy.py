@@ -17,27 +17,41 @@ from .options import DATABASE, OneOf
 
 COPY_FORMATS = ("text", "json", "jsonl")
 #: What the machine-readable forms carry, in this order.
-FIELDS = ("from", "to", "users", "mailboxes", "events", "head", "reconciled", "replaced", "seconds",
-          "rows_per_second")
+FIELDS = ("from", "to", "users", "mailboxes", "events", "head", "reconciled", "replaced", "seconds", "rows_per_second")
 
 
 @app.command("copy")
 def copy(
     ctx: typer.Context,
     source: Optional[str] = typer.Option(
-        None, "--from", click_type=DATABASE, metavar="PATH|URL",
-        help="The database to copy: a SQLite file or a PostgreSQL URL. Default: --db / $ROLECTL_DB."),
+        None,
+        "--from",
+        click_type=DATABASE,
+        metavar="PATH|URL",
+        help="The database to copy: a SQLite file or a PostgreSQL URL. Default: --db / $ROLECTL_DB.",
+    ),
     target: str = typer.Option(
-        ..., "--to", click_type=DATABASE, metavar="URL|PATH",
+        ...,
+        "--to",
+        click_type=DATABASE,
+        metavar="URL|PATH",
         help="Where to copy it: a PostgreSQL URL (an existing database, createdb it first) or a SQLite file "
-        "(created if missing)."),
+        "(created if missing).",
+    ),
     replace: bool = typer.Option(
-        False, "--replace",
+        False,
+        "--replace",
         help="Replace the content of a target that is not empty (its log gets a new identity: caches "
-        "following it start over). Without it a non-empty target is refused, unchanged."),
+        "following it start over). Without it a non-empty target is refused, unchanged.",
+    ),
     fmt: Optional[str] = typer.Option(
-        None, "--format", "-f", metavar="FORMAT", click_type=OneOf(COPY_FORMATS, "format"),
-        help="text (default), json or jsonl."),
+        None,
+        "--format",
+        "-f",
+        metavar="FORMAT",
+        click_type=OneOf(COPY_FORMATS, "format"),
+        help="text (default), json or jsonl.",
+    ),
 ) -> None:
     """Copy users, mailboxes and the whole event log from SQLite to PostgreSQL, or back.
 
@@ -58,8 +72,9 @@ def copy(
         postgres = src.kind == "postgres"
         both = "PostgreSQL" if postgres else "SQLite"
         fix = "use pg_dump | pg_restore" if postgres else "use `rolectl backup`"
-        raise InvalidInputError(f"--from and --to are both {both}: copy moves a database between SQLite "
-                                "and PostgreSQL", hint=fix)
+        raise InvalidInputError(
+            f"--from and --to are both {both}: copy moves a database between SQLite and PostgreSQL", hint=fix
+        )
     from .. import dbcopy as run
     from ..backends.sqlite.store import translate
 
@@ -76,9 +91,15 @@ def copy(
 def _record(report: Any, src: str, dst: str) -> dict[str, Any]:
     """``src`` and ``dst`` as messages name them: a SQLite file, or PostgreSQL without its password."""
     return {
-        "from": src, "to": dst, "users": report.users, "mailboxes": report.mailboxes,
-        "events": report.events, "head": report.head, "reconciled": report.reconciled,
-        "replaced": report.replaced, "seconds": round(report.seconds, 3),
+        "from": src,
+        "to": dst,
+        "users": report.users,
+        "mailboxes": report.mailboxes,
+        "events": report.events,
+        "head": report.head,
+        "reconciled": report.reconciled,
+        "replaced": report.replaced,
+        "seconds": round(report.seconds, 3),
         "rows_per_second": round(report.rows_per_second),
     }
 
@@ -93,11 +114,17 @@ def _render(record: dict[str, Any], fmt: str) -> None:
     from ..render import human_rate, safe
 
     rows = record["users"] + record["mailboxes"] + record["events"]
-    extra = f"; {count(record['reconciled'], 'event')} logged for users that differed from the log" \
-        if record["reconciled"] else ""
+    extra = (
+        f"; {count(record['reconciled'], 'event')} logged for users that differed from the log"
+        if record["reconciled"]
+        else ""
+    )
     replaced = " (replacing its content)" if record["replaced"] else ""
-    typer.echo(safe(
-        f"copied {record['from']} to {record['to']}{replaced}: {count(record['users'], 'user')}, "
-        f"{count(record['mailboxes'], 'mailbox')}, {count(record['events'], 'event')} (log head "
-        f"#{record['head']}){extra}; {count(rows, 'row')} in {record['seconds']:.2f} s, "
-        f"{human_rate(record['rows_per_second'])} rows/s"))
+    typer.echo(
+        safe(
+            f"copied {record['from']} to {record['to']}{replaced}: {count(record['users'], 'user')}, "
+            f"{count(record['mailboxes'], 'mailbox')}, {count(record['events'], 'event')} (log head "
+            f"#{record['head']}){extra}; {count(rows, 'row')} in {record['seconds']:.2f} s, "
+            f"{human_rate(record['rows_per_second'])} rows/s"
+        )
+    )

@@ -18,8 +18,18 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from ..render import (
-    check_format, default_format, human_ago, human_percent, human_span, human_time, is_machine, iso_utc, render_record,
-    render_rows, safe, time_fields,
+    check_format,
+    default_format,
+    human_ago,
+    human_percent,
+    human_span,
+    human_time,
+    is_machine,
+    iso_utc,
+    render_record,
+    render_rows,
+    safe,
+    time_fields,
 )
 from ..validate import parse_id, parse_role
 from .app import app
@@ -27,8 +37,16 @@ from .common import actor as actor_of
 from .common import change_format
 from .context import state
 from . import complete
-from .options import (USER_ID, ActorOption, ChangeFormatOption, FormatOption, Seconds, SeqNumber, format_option,
-                      role_option)
+from .options import (
+    USER_ID,
+    ActorOption,
+    ChangeFormatOption,
+    FormatOption,
+    Seconds,
+    SeqNumber,
+    format_option,
+    role_option,
+)
 from ..grammar import count
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,19 +54,62 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..cache.registry import Instance
 
 OPENMETRICS = "openmetrics"
-STATS_COLUMNS = ("instance", "pid", "host", "state", "uptime", "hits", "misses", "hit_rate", "hit_rate_10s",
-                 "size", "events_applied", "lag", "faults", "resets", "follower", "last_seen")
-STATS_EXTRA = ("id", "last_seq", "lookups_per_s_10s", "events_per_s_10s", "coalesced", "misses_cold",
-               "misses_dropped", "misses_evicted", "stale_installs_prevented", "in_flight", "bus",
-               "follower_errors", "last_reset_reason", "started_at", "started_epoch", "last_seen_epoch", "error")
+STATS_COLUMNS = (
+    "instance",
+    "pid",
+    "host",
+    "state",
+    "uptime",
+    "hits",
+    "misses",
+    "hit_rate",
+    "hit_rate_10s",
+    "size",
+    "events_applied",
+    "lag",
+    "faults",
+    "resets",
+    "follower",
+    "last_seen",
+)
+STATS_EXTRA = (
+    "id",
+    "last_seq",
+    "lookups_per_s_10s",
+    "events_per_s_10s",
+    "coalesced",
+    "misses_cold",
+    "misses_dropped",
+    "misses_evicted",
+    "stale_installs_prevented",
+    "in_flight",
+    "bus",
+    "follower_errors",
+    "last_reset_reason",
+    "started_at",
+    "started_epoch",
+    "last_seen_epoch",
+    "error",
+)
 ENTRY_COLUMNS = ("user_id", "role", "since")
-InstanceOption = typer.Option(None, "--instance", "-i", metavar="NAME", autocompletion=complete.instances,
-                              help="Instance name or id (see `rolectl stats`); NAME:PID or NAME@HOST:PID "
-                              "picks one of several with the same name.")
+InstanceOption = typer.Option(
+    None,
+    "--instance",
+    "-i",
+    metavar="NAME",
+    autocompletion=complete.instances,
+    help="Instance name or id (see `rolectl stats`); NAME:PID or NAME@HOST:PID "
+    "picks one of several with the same name.",
+)
 #: ``cache show`` in a pipe or a file: at most this many entries unless --limit says otherwise.
 PIPE_LIMIT = 1000
-WaitOption = typer.Option(2.0, "--wait", click_type=Seconds("--wait"), metavar="SECONDS",
-                          help="Seconds to wait for running instances to apply it (0: don't).")
+WaitOption = typer.Option(
+    2.0,
+    "--wait",
+    click_type=Seconds("--wait"),
+    metavar="SECONDS",
+    help="Seconds to wait for running instances to apply it (0: don't).",
+)
 
 
 def _discover(ctx: typer.Context, only: Any = None) -> tuple[list["Instance"], int, "Backend"]:
@@ -70,31 +131,56 @@ def _discover(ctx: typer.Context, only: Any = None) -> tuple[list["Instance"], i
 def stats_row(inst: "Instance", head: int, now: float, machine: bool) -> dict[str, Any]:
     from .statsview import follower_label
 
-    row: dict[str, Any] = {"instance": inst.name, "id": inst.id, "pid": inst.pid, "host": inst.host,
-                           "state": inst.shown_state, "error": inst.error, "follower": follower_label(inst) or None,
-                           "bus": inst.bus}
+    row: dict[str, Any] = {
+        "instance": inst.name,
+        "id": inst.id,
+        "pid": inst.pid,
+        "host": inst.host,
+        "state": inst.shown_state,
+        "error": inst.error,
+        "follower": follower_label(inst) or None,
+        "bus": inst.bus,
+    }
     if machine:
-        row.update({"started_at": iso_utc(inst.started_at), "started_epoch": inst.started_at,
-                    **time_fields("last_seen", inst.last_seen)})
+        row.update(
+            {
+                "started_at": iso_utc(inst.started_at),
+                "started_epoch": inst.started_at,
+                **time_fields("last_seen", inst.last_seen),
+            }
+        )
     else:
         row["last_seen"] = human_ago(inst.last_seen, now)
     if inst.live:
         c, f, r = inst.stats["cache"], inst.stats.get("follower") or {}, inst.stats.get("rates") or {}
         lookups = c["hits"] + c["misses"] + c["coalesced"]
-        row.update({
-            "uptime": round(c["uptime_seconds"], 3) if machine else human_span(c["uptime_seconds"]),
-            "hits": c["hits"], "misses": c["misses"],
-            "hit_rate": round(c["hit_rate"], 6) if machine else human_percent(c["hit_rate"] if lookups else None),
-            "hit_rate_10s": (None if r.get("hit_rate") is None else round(r["hit_rate"], 6)) if machine
-            else human_percent(r.get("hit_rate")),
-            "size": c["size"], "events_applied": c["events_applied"], "last_seq": c["last_seq"],
-            "lag": max(0, head - c["last_seq"]), "faults": c["faults"], "resets": f.get("resets", 0),
-            "lookups_per_s_10s": r.get("lookups_per_second"), "events_per_s_10s": r.get("events_per_second"),
-            "coalesced": c["coalesced"], "misses_cold": c["misses_cold"], "misses_dropped": c["misses_dropped"],
-            "misses_evicted": c["misses_evicted"], "stale_installs_prevented": c["stale_installs_prevented"],
-            "in_flight": c["in_flight"], "follower_errors": f.get("errors"),
-            "last_reset_reason": f.get("last_reset_reason"),
-        })
+        row.update(
+            {
+                "uptime": round(c["uptime_seconds"], 3) if machine else human_span(c["uptime_seconds"]),
+                "hits": c["hits"],
+                "misses": c["misses"],
+                "hit_rate": round(c["hit_rate"], 6) if machine else human_percent(c["hit_rate"] if lookups else None),
+                "hit_rate_10s": (None if r.get("hit_rate") is None else round(r["hit_rate"], 6))
+                if machine
+                else human_percent(r.get("hit_rate")),
+                "size": c["size"],
+                "events_applied": c["events_applied"],
+                "last_seq": c["last_seq"],
+                "lag": max(0, head - c["last_seq"]),
+                "faults": c["faults"],
+                "resets": f.get("resets", 0),
+                "lookups_per_s_10s": r.get("lookups_per_second"),
+                "events_per_s_10s": r.get("events_per_second"),
+                "coalesced": c["coalesced"],
+                "misses_cold": c["misses_cold"],
+                "misses_dropped": c["misses_dropped"],
+                "misses_evicted": c["misses_evicted"],
+                "stale_installs_prevented": c["stale_installs_prevented"],
+                "in_flight": c["in_flight"],
+                "follower_errors": f.get("errors"),
+                "last_reset_reason": f.get("last_reset_reason"),
+            }
+        )
     return row
 
 
@@ -105,14 +191,21 @@ def stats_row(inst: "Instance", head: int, now: float, machine: bool) -> dict[st
 def stats(
     ctx: typer.Context,
     watch: bool = typer.Option(False, "--watch", "-w", help="Live view, refreshed in place until Ctrl-C (exit 0)."),
-    interval: float = typer.Option(1.0, "--interval", help="Seconds between refreshes with --watch.",
-                                   click_type=Seconds("--interval", 0.1, 3600)),
-    prune: bool = typer.Option(False, "--prune", help="Forget registrations whose process is gone (this host only; "
-                               "on PostgreSQL also instances of other hosts without a heartbeat). A stopped or "
-                               "busy process is never pruned."),
+    interval: float = typer.Option(
+        1.0, "--interval", help="Seconds between refreshes with --watch.", click_type=Seconds("--interval", 0.1, 3600)
+    ),
+    prune: bool = typer.Option(
+        False,
+        "--prune",
+        help="Forget registrations whose process is gone (this host only; "
+        "on PostgreSQL also instances of other hosts without a heartbeat). A stopped or "
+        "busy process is never pruned.",
+    ),
     fmt: Optional[str] = format_option(
-        extra=(OPENMETRICS,), help="table, json, jsonl, csv, tsv, a tabulate format, or openmetrics "
-        "(Prometheus text format for node_exporter's textfile collector)."),
+        extra=(OPENMETRICS,),
+        help="table, json, jsonl, csv, tsv, a tabulate format, or openmetrics "
+        "(Prometheus text format for node_exporter's textfile collector).",
+    ),
 ) -> None:
     """One row per cache instance registered for this database: state, hits, misses, hit rate
     (since start and over the last 10 s), size, lag behind the log, faults, resets, and how
@@ -184,8 +277,7 @@ def stats(
 # -- cache show / evict / flush ----------------------------------------------------------------
 
 cache_app = typer.Typer(
-    help="Look into live caches, or make them drop entries (break-glass).\n\n"
-    "Example: rolectl cache show --role admin",
+    help="Look into live caches, or make them drop entries (break-glass).\n\nExample: rolectl cache show --role admin",
     no_args_is_help=True,
 )
 app.add_typer(cache_app, name="cache")
@@ -196,11 +288,16 @@ def cache_show(
     ctx: typer.Context,
     instance: Optional[str] = InstanceOption,
     role: Optional[str] = role_option("Only entries with this role: user or admin."),
-    user: Optional[int] = typer.Option(None, "--user", metavar="USER_ID", help="Only this user id.",
-                                       click_type=USER_ID),
-    limit: Optional[int] = typer.Option(None, "--limit", click_type=SeqNumber("--limit"), metavar="N",
-                                        help=f"At most this many entries (0: all). Default: one screen on a "
-                                        f"terminal, else {PIPE_LIMIT}."),
+    user: Optional[int] = typer.Option(
+        None, "--user", metavar="USER_ID", help="Only this user id.", click_type=USER_ID
+    ),
+    limit: Optional[int] = typer.Option(
+        None,
+        "--limit",
+        click_type=SeqNumber("--limit"),
+        metavar="N",
+        help=f"At most this many entries (0: all). Default: one screen on a terminal, else {PIPE_LIMIT}.",
+    ),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """The entries one live instance holds in memory right now (admins first).
@@ -235,13 +332,18 @@ def cache_show(
         rows = [{"user_id": u, "role": r, **time_fields("since", t)} for u, r, t in reply["entries"]]
     else:
         rows = [{"user_id": u, "role": r, "since": human_time(t)} for u, r, t in reply["entries"]]
-    title = f"{target.label}: {len(rows)} of {reply['matched']} entries (cache size {reply['size']}, " \
-            f"seq {reply['last_seq']})"
+    title = (
+        f"{target.label}: {len(rows)} of {reply['matched']} entries (cache size {reply['size']}, "
+        f"seq {reply['last_seq']})"
+    )
     render_rows(rows, ENTRY_COLUMNS + (("since_epoch",) if machine else ()), fmt, title=title)
     if len(rows) < reply["matched"] and not machine:
         rest = reply["matched"] - len(rows)
-        more = "use --limit N or --limit 0 for all" if shown else \
-            "the instance sends at most that many per request; narrow it with --role or --user"
+        more = (
+            "use --limit N or --limit 0 for all"
+            if shown
+            else "the instance sends at most that many per request; narrow it with --role or --user"
+        )
         typer.echo(f"{count(rest, 'more entry', 'more entries')} not shown; {more}", err=True)
     silent = not_live_summary(instances if wanted is None else [i for i in instances if matches(wanted, i)])
     if silent:
@@ -288,8 +390,7 @@ def _break_glass(ctx: typer.Context, do: Any, wait: float, fmt: Optional[str], u
 
     def report(confirmations: list[dict[str, Any]], line: str) -> None:
         # jsonl has no document around its one item: the confirmations go into the item
-        render_changes([item | {"instances": confirmations} if out == "jsonl" else item], out,
-                       instances=confirmations)
+        render_changes([item | {"instances": confirmations} if out == "jsonl" else item], out, instances=confirmations)
         if line and out == "text":
             typer.echo(line)
 
@@ -299,22 +400,34 @@ def _break_glass(ctx: typer.Context, do: Any, wait: float, fmt: Optional[str], u
         report([], "")
         raise ConflictError(f"event #{seq} is recorded, but no cache was asked: {exc.message}", hint=exc.hint) from exc
     confirmations = backend.wait_applied(running, seq, wait) if running else []
-    line = _confirmation_line(confirmations) if confirmations else \
-        "no running cache instance is registered; caches that start later read the log" if wait > 0 else ""
+    line = (
+        _confirmation_line(confirmations)
+        if confirmations
+        else "no running cache instance is registered; caches that start later read the log"
+        if wait > 0
+        else ""
+    )
     missing = any(not c["applied"] for c in confirmations)
     if missing:
         item["message"] = unconfirmed
     report(confirmations, line)
     if missing:
-        raise NotAppliedError(f"event #{seq} is recorded, but {line}",
-                              hint="a stopped instance applies it when it resumes; check it with `rolectl stats`")
+        raise NotAppliedError(
+            f"event #{seq} is recorded, but {line}",
+            hint="a stopped instance applies it when it resumes; check it with `rolectl stats`",
+        )
 
 
 @cache_app.command("evict")
 def cache_evict(
     ctx: typer.Context,
-    user_id: int = typer.Argument(..., metavar="USER_ID", help="User id to drop from every cache.",
-                                  click_type=USER_ID, autocompletion=complete.known_users),
+    user_id: int = typer.Argument(
+        ...,
+        metavar="USER_ID",
+        help="User id to drop from every cache.",
+        click_type=USER_ID,
+        autocompletion=complete.known_users,
+    ),
     actor: Optional[str] = ActorOption,
     note: Optional[str] = typer.Option(None, "--note", help="Why, recorded in the audit log."),
     wait: float = WaitOption,
@@ -331,8 +444,13 @@ def cache_evict(
     """
     uid, who = parse_id(user_id), actor_of(actor)
     change_format(fmt)
-    _break_glass(ctx, lambda repo: repo.events.evict(uid, actor=who, note=note), wait, fmt,
-                 f"cache entry {uid} eviction recorded; not every running cache confirmed it")
+    _break_glass(
+        ctx,
+        lambda repo: repo.events.evict(uid, actor=who, note=note),
+        wait,
+        fmt,
+        f"cache entry {uid} eviction recorded; not every running cache confirmed it",
+    )
 
 
 @cache_app.command("flush")
@@ -351,8 +469,13 @@ def cache_flush(
     """
     who = actor_of(actor)
     change_format(fmt)
-    _break_glass(ctx, lambda repo: repo.events.flush(actor=who, note=note), wait, fmt,
-                 "cache flush recorded; not every running cache confirmed it")
+    _break_glass(
+        ctx,
+        lambda repo: repo.events.flush(actor=who, note=note),
+        wait,
+        fmt,
+        "cache flush recorded; not every running cache confirmed it",
+    )
 
 
 # -- whois -------------------------------------------------------------------------------------
@@ -361,8 +484,9 @@ def cache_flush(
 @app.command()
 def whois(
     ctx: typer.Context,
-    user_id: int = typer.Argument(..., metavar="USER_ID", help="User id.", click_type=USER_ID,
-                                  autocompletion=complete.known_users),
+    user_id: int = typer.Argument(
+        ..., metavar="USER_ID", help="User id.", click_type=USER_ID, autocompletion=complete.known_users
+    ),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """A user's role in the database and its last role change (admin_added / admin_removed),
@@ -384,8 +508,11 @@ def whois(
     with Repository(backend.store()) as repo:
         user = repo.users.get(uid)
         role = repo.users.get_role(uid)
-        changes = [e for kind in sorted(ROLE_KINDS)
-                   for e in repo.events.query(user_id=uid, kind=kind, limit=1, newest_first=True)]
+        changes = [
+            e
+            for kind in sorted(ROLE_KINDS)
+            for e in repo.events.query(user_id=uid, kind=kind, limit=1, newest_first=True)
+        ]
         try:
             instances = backend.discover()
         except ConflictError as exc:  # an untrusted runtime directory: keep the database side
@@ -396,9 +523,18 @@ def whois(
     for inst in sorted(instances, key=lambda i: (i.name, i.id)):
         if inst.state not in RUNNING:
             continue
-        base = {"instance": inst.name, "id": inst.id, "pid": inst.pid, "state": inst.shown_state, "held": None,
-                "role": None, **(time_fields("since", None) if machine else {"since": None}), "agrees": None,
-                "lag": None, "error": inst.error}
+        base = {
+            "instance": inst.name,
+            "id": inst.id,
+            "pid": inst.pid,
+            "state": inst.shown_state,
+            "held": None,
+            "role": None,
+            **(time_fields("since", None) if machine else {"since": None}),
+            "agrees": None,
+            "lag": None,
+            "error": inst.error,
+        }
         if inst.state != LIVE:
             holders.append(base)
             continue
@@ -407,15 +543,24 @@ def whois(
         except (PeerError, RolectlError) as exc:  # it stopped between the probe and now
             holders.append(base | {"state": getattr(exc, "state", "bad-reply"), "error": exc.message})
             continue
-        holders.append(base | {
-            "held": reply["held"], "role": reply["role"],
-            **(time_fields("since", reply["since"]) if machine else {"since": human_time(reply["since"])}),
-            "agrees": None if not reply["held"] else reply["role"] == role, "lag": max(0, head - reply["last_seq"]),
-        })
+        holders.append(
+            base
+            | {
+                "held": reply["held"],
+                "role": reply["role"],
+                **(time_fields("since", reply["since"]) if machine else {"since": human_time(reply["since"])}),
+                "agrees": None if not reply["held"] else reply["role"] == role,
+                "lag": max(0, head - reply["last_seq"]),
+            }
+        )
     event = max(changes, key=lambda e: e.seq) if changes else None
     record = {
-        "user_id": uid, "username": user.username if user else None, "known": user is not None, "role": role,
-        "last_change_seq": event.seq if event else None, "last_change": event.describe() if event else None,
+        "user_id": uid,
+        "username": user.username if user else None,
+        "known": user is not None,
+        "role": role,
+        "last_change_seq": event.seq if event else None,
+        "last_change": event.describe() if event else None,
         "last_change_at": (event.ts if machine else human_time(event.ts)) if event else None,
         "live_instances": sum(1 for h in holders if h["state"] in (LIVE, "stale")),
     }
@@ -428,8 +573,13 @@ def whois(
     columns = ("instance", "id", "state", "held", "role", "since", "agrees", "lag")
     if chosen in ("csv", "tsv"):  # one flat table for scripts: a row per instance, or one without
         flat = ("user_id", "username", "db_role", "last_change_seq", "last_change_at")
-        db_side = {"user_id": uid, "username": record["username"], "db_role": role,
-                   "last_change_seq": record["last_change_seq"], "last_change_at": record["last_change_at"]}
+        db_side = {
+            "user_id": uid,
+            "username": record["username"],
+            "db_role": role,
+            "last_change_seq": record["last_change_seq"],
+            "last_change_at": record["last_change_at"],
+        }
         render_rows([db_side | h for h in holders] or [db_side], flat + columns + ("since_epoch",), fmt)
         return
     render_record(record, fmt, title=f"user {uid}")

@@ -50,7 +50,11 @@ def doctor(
     shown = [f for f in report.findings if not quiet or f.severity in (WARNING, ERROR)]
     render_rows([f.to_dict() for f in shown], FIELDS, fmt, title="rolectl doctor")
     counts = {s: sum(1 for f in report.findings if f.severity == s) for s in (ERROR, WARNING)}
-    verdict = "healthy" if report.worst not in (ERROR, WARNING) else f"{count(counts[ERROR], 'error')}, {count(counts[WARNING], 'warning')}"
+    verdict = (
+        "healthy"
+        if report.worst not in (ERROR, WARNING)
+        else f"{count(counts[ERROR], 'error')}, {count(counts[WARNING], 'warning')}"
+    )
     if not quiet or report.worst in (ERROR, WARNING):
         typer.echo(f"doctor: {verdict}", err=True)
     raise typer.Exit(report.exit_code)

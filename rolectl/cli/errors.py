@@ -91,8 +91,9 @@ def _postgres_error(ctx: click.Context, exc: BaseException) -> RolectlError | No
 class RolectlGroup(TyperGroup):
     """Typer's group with rolectl's error mapping around every command invocation."""
 
-    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
-                     **extra: Any) -> click.Context:
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
         # Errors in the global options (`rolectl --bogus`) happen here, before invoke().
         try:
             return super().make_context(info_name, args, parent=parent, **extra)

@@ -32,10 +32,18 @@ EventsFormatOption = format_option(extra=("text",))
 #: The events table for people: what happened, to whom and by whom survive a narrow
 #: terminal; the roles (implied by the kind) and the note go first.
 EVENT_COLUMNS = (
-    Col("seq", "int", 0), Col("ts", "time", 0), Col("kind", "atom", 0), Col("user_id", "int", 0, "user"),
-    Col("old_role", "atom", 6, "old"), Col("new_role", "atom", 5, "new"), Col("mailbox_id", "int", 3, "mailbox"),
-    Col("from_user", "int", 1, "from"), Col("to_user", "int", 1, "to"), Col("actor", "text", 2, min_width=6),
-    Col("note", "text", 4, min_width=6), Col("db_user", "atom", 5, "db user"),
+    Col("seq", "int", 0),
+    Col("ts", "time", 0),
+    Col("kind", "atom", 0),
+    Col("user_id", "int", 0, "user"),
+    Col("old_role", "atom", 6, "old"),
+    Col("new_role", "atom", 5, "new"),
+    Col("mailbox_id", "int", 3, "mailbox"),
+    Col("from_user", "int", 1, "from"),
+    Col("to_user", "int", 1, "to"),
+    Col("actor", "text", 2, min_width=6),
+    Col("note", "text", 4, min_width=6),
+    Col("db_user", "atom", 5, "db user"),
 )
 
 
@@ -72,20 +80,35 @@ def _kinds(values: Optional[Sequence[Any]]) -> list[str] | None:
 @app.command()
 def events(
     ctx: typer.Context,
-    since: Optional[int] = typer.Option(None, "--since", click_type=SeqNumber("--since"), metavar="SEQ",
-                                        help="Only events after this sequence number."),
-    user: Optional[int] = typer.Option(None, "--user", metavar="USER_ID", help="Only events about this user id.",
-                                       click_type=USER_ID, autocompletion=complete.known_users),
+    since: Optional[int] = typer.Option(
+        None, "--since", click_type=SeqNumber("--since"), metavar="SEQ", help="Only events after this sequence number."
+    ),
+    user: Optional[int] = typer.Option(
+        None,
+        "--user",
+        metavar="USER_ID",
+        help="Only events about this user id.",
+        click_type=USER_ID,
+        autocompletion=complete.known_users,
+    ),
     kind: Optional[List[str]] = typer.Option(
-        None, "--kind", click_type=KindList(KINDS, "event kind"), metavar="KIND[,KIND...]",
+        None,
+        "--kind",
+        click_type=KindList(KINDS, "event kind"),
+        metavar="KIND[,KIND...]",
         help="Only these kinds: repeat it or give a comma list (admin_added,admin_removed).",
     ),
     limit: Optional[int] = typer.Option(
-        None, "--limit", click_type=SeqNumber("--limit"), metavar="N",
+        None,
+        "--limit",
+        click_type=SeqNumber("--limit"),
+        metavar="N",
         help="Only the newest N matching events; 0: all. Default: all, but one screen on a terminal.",
     ),
     follow: bool = typer.Option(
-        False, "--follow", "-F",
+        False,
+        "--follow",
+        "-F",
         help="Keep printing events as they are committed, until Ctrl-C (exit 0). Formats: text "
         "(default), jsonl, tsv, csv. Without --since/--limit the 10 newest come first.",
     ),
@@ -108,12 +131,19 @@ def events(
     uid = parse_id(user) if user is not None else None
     st = state(ctx)
     with st.open() as repo:
+
         def fetch(n: Optional[int]) -> Any:
             return repo.events.stream(since=since, user_id=uid, kind=kinds, limit=n, newest_first=n is not None)
 
         if fmt == "text":
             render_listing(
-                fetch, (), None, limit=limit, writer=_text_lines, newest=True, noun="events",
+                fetch,
+                (),
+                None,
+                limit=limit,
+                writer=_text_lines,
+                newest=True,
+                noun="events",
                 total=lambda: repo.events.count(since=since, user_id=uid, kind=kinds),
             )
             return
@@ -122,8 +152,13 @@ def events(
         # SQLite has no database users: a table for people leaves the always-empty column out.
         columns = EVENT_COLUMNS if st.backend().kind == "postgres" or is_machine(fmt) else EVENT_COLUMNS[:-1]
         render_listing(
-            lambda n: (e.to_listing() for e in fetch(n)), columns, fmt, limit=limit,
-            total=lambda: repo.events.count(since=since, user_id=uid, kind=kinds), noun="events", title="events",
+            lambda n: (e.to_listing() for e in fetch(n)),
+            columns,
+            fmt,
+            limit=limit,
+            total=lambda: repo.events.count(since=since, user_id=uid, kind=kinds),
+            noun="events",
+            title="events",
             newest=True,
         )
 
@@ -137,8 +172,14 @@ def _text_lines(events: Iterable["Event"]) -> int:
     return count
 
 
-def _follow(ctx: typer.Context, since: Optional[int], user: Optional[int], kinds: Optional[list[str]],
-            limit: Optional[int], fmt: Optional[str]) -> None:
+def _follow(
+    ctx: typer.Context,
+    since: Optional[int],
+    user: Optional[int],
+    kinds: Optional[list[str]],
+    limit: Optional[int],
+    fmt: Optional[str],
+) -> None:
     out_fmt = fmt or "text"
     if out_fmt not in FOLLOW_FORMATS:
         check_format(out_fmt, extra=("text",))
@@ -150,8 +191,9 @@ def _follow(ctx: typer.Context, since: Optional[int], user: Optional[int], kinds
     with Repository(backend.store()) as repo:  # fails with the usual exit codes if the database is missing
         head = repo.events.head()
         if since is not None:
-            backlog = repo.events.query(since=since, user_id=uid, kind=kinds, limit=limit or None,
-                                        newest_first=bool(limit))
+            backlog = repo.events.query(
+                since=since, user_id=uid, kind=kinds, limit=limit or None, newest_first=bool(limit)
+            )
         elif limit == 0:  # --limit 0: the whole log first
             backlog = repo.events.query(user_id=uid, kind=kinds)
         else:
@@ -193,10 +235,12 @@ def _writer(fmt: str) -> Callable[["Event"], None]:
 
     out = sys.stdout
     if fmt == "text":
+
         def write(event: "Event") -> None:
             out.write(f"{event.ts} {event_line(event)}\n")
             out.flush()
     elif fmt == "jsonl":
+
         def write(event: "Event") -> None:
             out.write(dumps(event.to_listing()) + "\n")
             out.flush()
@@ -217,4 +261,5 @@ def _writer(fmt: str) -> Callable[["Event"], None]:
         def write(event: "Event") -> None:
             writer.writerow([cell(getattr(event, f)) for f in FIELDS])
             out.flush()
+
     return write

@@ -25,12 +25,16 @@ from .context import state
 from .options import DATABASE, Seconds
 
 #: What a command's --help says instead of listing the copies again.
-POINTER = ("Global options --db, --timeout, -v and --debug work here too, before or after the command: "
-           "see `rolectl --help`.")
-DB_HELP = ("Database: a SQLite file, or a PostgreSQL URL (postgresql://user@host/dbname). "
-           "Default: $ROLECTL_DB, else ./rolectl.db.")
-TIMEOUT_HELP = ("Seconds to wait for a database locked by another process "
-                "(default 5; 30 for a change waiting for the write lock).")
+POINTER = (
+    "Global options --db, --timeout, -v and --debug work here too, before or after the command: see `rolectl --help`."
+)
+DB_HELP = (
+    "Database: a SQLite file, or a PostgreSQL URL (postgresql://user@host/dbname). "
+    "Default: $ROLECTL_DB, else ./rolectl.db."
+)
+TIMEOUT_HELP = (
+    "Seconds to wait for a database locked by another process (default 5; 30 for a change waiting for the write lock)."
+)
 VERBOSE_HELP = "-v: log each committed event on stderr; -vv: also debug lines (database opened, timings)."
 DEBUG_HELP = "Show tracebacks of errors."
 
@@ -94,14 +98,39 @@ def _copies() -> list[click.Option]:
     """Fresh option objects for one command (click options must not be shared)."""
     common: dict[str, Any] = {"expose_value": False, "hidden": True}
     return [
-        TyperOption(param_decls=["--db", "global_db"], type=DATABASE, metavar="PATH|URL",
-                    callback=_set_db, help=DB_HELP, **common),
-        TyperOption(param_decls=["--timeout", "global_timeout"], type=Seconds("--timeout"), metavar="SECONDS",
-                    callback=_set_timeout, help=TIMEOUT_HELP, **common),
-        TyperOption(param_decls=["--verbose", "-v", "global_verbose"], count=True, default=0, metavar="",
-                    callback=_set_verbose, help=VERBOSE_HELP, **common),
-        TyperOption(param_decls=["--debug", "global_debug"], is_flag=True, default=False,
-                    callback=_set_debug, help=DEBUG_HELP, **common),
+        TyperOption(
+            param_decls=["--db", "global_db"],
+            type=DATABASE,
+            metavar="PATH|URL",
+            callback=_set_db,
+            help=DB_HELP,
+            **common,
+        ),
+        TyperOption(
+            param_decls=["--timeout", "global_timeout"],
+            type=Seconds("--timeout"),
+            metavar="SECONDS",
+            callback=_set_timeout,
+            help=TIMEOUT_HELP,
+            **common,
+        ),
+        TyperOption(
+            param_decls=["--verbose", "-v", "global_verbose"],
+            count=True,
+            default=0,
+            metavar="",
+            callback=_set_verbose,
+            help=VERBOSE_HELP,
+            **common,
+        ),
+        TyperOption(
+            param_decls=["--debug", "global_debug"],
+            is_flag=True,
+            default=False,
+            callback=_set_debug,
+            help=DEBUG_HELP,
+            **common,
+        ),
     ]
 
 

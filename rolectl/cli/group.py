@@ -58,7 +58,7 @@ def unwrap(text: str | None) -> str | None:
     examples: list[str] = []
     for paragraph in inspect.cleandoc(text).split("\n\n"):
         if paragraph.startswith(_EXAMPLE):
-            examples.append(" ".join(line.strip() for line in paragraph[len(_EXAMPLE):].splitlines()).strip())
+            examples.append(" ".join(line.strip() for line in paragraph[len(_EXAMPLE) :].splitlines()).strip())
         elif paragraph.startswith("\b"):
             paragraphs.append(paragraph[1:].strip("\n"))
         else:
@@ -85,8 +85,10 @@ def example_lines(command: str, width: int = EXAMPLE_WIDTH) -> list[str]:
             moved = [line.pop()] if len(line) > 1 and line[-1].startswith("-") and not word.startswith("-") else []
             lines.append(moved)
         lines[-1].append(word)
-    return [(CONTINUATION if n else "") + " ".join(words) + (" \\" if n < len(lines) - 1 else "")
-            for n, words in enumerate(lines)]
+    return [
+        (CONTINUATION if n else "") + " ".join(words) + (" \\" if n < len(lines) - 1 else "")
+        for n, words in enumerate(lines)
+    ]
 
 
 def _shell_words(command: str) -> list[str]:
@@ -154,8 +156,11 @@ class Group(RolectlGroup):
             return super().invoke(ctx)
         finally:
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s finished in %.1f ms", ctx.invoked_subcommand or "rolectl",
-                          1000 * (time.perf_counter() - started))
+                log.debug(
+                    "%s finished in %.1f ms",
+                    ctx.invoked_subcommand or "rolectl",
+                    1000 * (time.perf_counter() - started),
+                )
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = super().list_commands(ctx)

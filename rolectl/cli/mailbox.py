@@ -19,8 +19,11 @@ from .options import MAILBOX_ID, USER_ID, ActorOption, FormatOption
 from .roles import JsonOption
 
 MAILBOX_COLUMNS = (
-    Col("mailbox_id", "int", 0), Col("owner_id", "int", 0), Col("title", "text", 0, min_width=10),
-    Col("created_at", "time", 2), Col("updated_at", "time", 1),
+    Col("mailbox_id", "int", 0),
+    Col("owner_id", "int", 0),
+    Col("title", "text", 0, min_width=10),
+    Col("created_at", "time", 2),
+    Col("updated_at", "time", 1),
 )
 
 mailbox_app = typer.Typer(
@@ -42,8 +45,14 @@ def complete_mailbox_ids(ctx: typer.Context, incomplete: str) -> list[str]:
 def create(
     ctx: typer.Context,
     mailbox_id: int = typer.Argument(..., metavar="MAILBOX_ID", click_type=MAILBOX_ID),
-    owner: int = typer.Option(..., "--owner", metavar="USER_ID", help="User id of the owner; they become an admin.",
-                              click_type=USER_ID, autocompletion=complete.known_users),
+    owner: int = typer.Option(
+        ...,
+        "--owner",
+        metavar="USER_ID",
+        help="User id of the owner; they become an admin.",
+        click_type=USER_ID,
+        autocompletion=complete.known_users,
+    ),
     title: Optional[str] = typer.Option(None, "--title", metavar="TEXT", help="A title for people."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,
@@ -60,8 +69,14 @@ def create(
 @mailbox_app.command("list")
 def list_(
     ctx: typer.Context,
-    owner: Optional[int] = typer.Option(None, "--owner", metavar="USER_ID", help="Only mailboxes of this user.",
-                                        click_type=USER_ID, autocompletion=complete.known_users),
+    owner: Optional[int] = typer.Option(
+        None,
+        "--owner",
+        metavar="USER_ID",
+        help="Only mailboxes of this user.",
+        click_type=USER_ID,
+        autocompletion=complete.known_users,
+    ),
     limit: Optional[int] = LimitOption,
     fmt: Optional[str] = FormatOption,
 ) -> None:
@@ -73,16 +88,22 @@ def list_(
     uid = parse_id(owner) if owner is not None else None
     with state(ctx).open() as repo:
         render_listing(
-            lambda n: (m.to_dict() for m in repo.mailboxes.stream(owner_id=uid, limit=n)), MAILBOX_COLUMNS, fmt,
-            limit=limit, total=lambda: repo.mailboxes.count(uid), noun="mailboxes", title="mailboxes",
+            lambda n: (m.to_dict() for m in repo.mailboxes.stream(owner_id=uid, limit=n)),
+            MAILBOX_COLUMNS,
+            fmt,
+            limit=limit,
+            total=lambda: repo.mailboxes.count(uid),
+            noun="mailboxes",
+            title="mailboxes",
         )
 
 
 @mailbox_app.command("show")
 def show(
     ctx: typer.Context,
-    mailbox_id: int = typer.Argument(..., metavar="MAILBOX_ID", autocompletion=complete_mailbox_ids,
-                                     click_type=MAILBOX_ID),
+    mailbox_id: int = typer.Argument(
+        ..., metavar="MAILBOX_ID", autocompletion=complete_mailbox_ids, click_type=MAILBOX_ID
+    ),
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """Show one mailbox and its owner.
@@ -103,10 +124,17 @@ def show(
 @app.command()
 def transfer(
     ctx: typer.Context,
-    mailbox_id: int = typer.Argument(..., metavar="MAILBOX_ID", autocompletion=complete_mailbox_ids,
-                                     click_type=MAILBOX_ID),
-    to: int = typer.Option(..., "--to", metavar="USER_ID", click_type=USER_ID, autocompletion=complete.known_users,
-                           help="User id of the new owner; a user never seen before is created as an admin."),
+    mailbox_id: int = typer.Argument(
+        ..., metavar="MAILBOX_ID", autocompletion=complete_mailbox_ids, click_type=MAILBOX_ID
+    ),
+    to: int = typer.Option(
+        ...,
+        "--to",
+        metavar="USER_ID",
+        click_type=USER_ID,
+        autocompletion=complete.known_users,
+        help="User id of the new owner; a user never seen before is created as an admin.",
+    ),
     keep_admin: bool = typer.Option(False, "--keep-admin", help="Leave the previous owner an admin."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,

@@ -59,8 +59,13 @@ def format_option(extra: Sequence[str] = (), help: str | None = None) -> Any:
     """``--format``/``-f`` for a listing; ``extra`` adds formats of this command's own."""
     choices = tuple(extra) + FORMATS
     return typer.Option(
-        None, "--format", "-f", metavar="FORMAT", click_type=OneOf(choices, "format", FORMAT_HINT),
-        help=help or "table, json, jsonl, csv, tsv or a tabulate format (github, plain, psql, ...). "
+        None,
+        "--format",
+        "-f",
+        metavar="FORMAT",
+        click_type=OneOf(choices, "format", FORMAT_HINT),
+        help=help
+        or "table, json, jsonl, csv, tsv or a tabulate format (github, plain, psql, ...). "
         "Default: table on a terminal, tsv otherwise.",
     )
 
@@ -68,7 +73,11 @@ def format_option(extra: Sequence[str] = (), help: str | None = None) -> Any:
 FormatOption = format_option()
 
 ChangeFormatOption: Any = typer.Option(
-    None, "--format", "-f", metavar="FORMAT", click_type=ChangeFormat(CHANGE_FORMATS, "format"),
+    None,
+    "--format",
+    "-f",
+    metavar="FORMAT",
+    click_type=ChangeFormat(CHANGE_FORMATS, "format"),
     help="text (default), json or jsonl.",
 )
 
@@ -164,7 +173,11 @@ def _source(param: Optional[click.Parameter], ctx: Optional[click.Context]) -> s
     """How the user gave ``param``: its option name, or the environment variable it came from."""
     if param is None:
         return "the value"
-    if ctx is not None and param.name and ctx.get_parameter_source(param.name) == click.core.ParameterSource.ENVIRONMENT:
+    if (
+        ctx is not None
+        and param.name
+        and ctx.get_parameter_source(param.name) == click.core.ParameterSource.ENVIRONMENT
+    ):
         envvar = param.envvar if isinstance(param.envvar, str) else None
         if envvar:
             return envvar
@@ -223,5 +236,10 @@ def role_option(help: str) -> Any:
 
 
 def input_format_option(choices: Sequence[str], help: str) -> Any:
-    return typer.Option("auto", "--input-format", metavar="FORMAT",
-                        click_type=OneOf(choices, "input format", "use " + ", ".join(choices)), help=help)
+    return typer.Option(
+        "auto",
+        "--input-format",
+        metavar="FORMAT",
+        click_type=OneOf(choices, "input format", "use " + ", ".join(choices)),
+        help=help,
+    )

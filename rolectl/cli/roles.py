@@ -21,8 +21,11 @@ from .options import USER_ID, ActorOption, ChangeFormatOption, FormatOption, One
 
 #: users / admins: ids, names and roles first; times go first when the terminal is narrow.
 USER_COLUMNS = (
-    Col("user_id", "int", 0), Col("username", "text", 0, min_width=10), Col("role", "atom", 0),
-    Col("created_at", "time", 2), Col("updated_at", "time", 1),
+    Col("user_id", "int", 0),
+    Col("username", "text", 0, min_width=10),
+    Col("role", "atom", 0),
+    Col("created_at", "time", 2),
+    Col("updated_at", "time", 1),
 )
 
 JsonOption = ChangeFormatOption
@@ -70,8 +73,12 @@ def add_admin(
     ctx: typer.Context,
     user_ids: List[int] = typer.Argument(..., metavar="USER_ID...", help="One or more user ids.", click_type=USER_ID),
     username: Optional[str] = typer.Option(
-        None, "--username", "-u", metavar="NAME",
-        help="Username to store (one id only); a different one renames an existing user."),
+        None,
+        "--username",
+        "-u",
+        metavar="NAME",
+        help="Username to store (one id only); a different one renames an existing user.",
+    ),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,
 ) -> None:
@@ -91,8 +98,9 @@ def add_admin(
 @app.command("remove-admin")
 def remove_admin(
     ctx: typer.Context,
-    user_ids: List[int] = typer.Argument(..., metavar="USER_ID...", help="One or more user ids.",
-                                         click_type=USER_ID, autocompletion=complete.admins),
+    user_ids: List[int] = typer.Argument(
+        ..., metavar="USER_ID...", help="One or more user ids.", click_type=USER_ID, autocompletion=complete.admins
+    ),
     force: bool = typer.Option(False, "--force", help="Demote even an owner of a mailbox."),
     actor: Optional[str] = ActorOption,
     fmt: Optional[str] = JsonOption,
@@ -109,10 +117,14 @@ def remove_admin(
 @app.command()
 def role(
     ctx: typer.Context,
-    user_id: int = typer.Argument(..., metavar="USER_ID", help="User id.", click_type=USER_ID,
-                                  autocompletion=complete.known_users),
+    user_id: int = typer.Argument(
+        ..., metavar="USER_ID", help="User id.", click_type=USER_ID, autocompletion=complete.known_users
+    ),
     is_: Optional[str] = typer.Option(
-        None, "--is", metavar="ROLE", click_type=OneOf(ROLES, "role"),
+        None,
+        "--is",
+        metavar="ROLE",
+        click_type=OneOf(ROLES, "role"),
         help="user or admin: print nothing; exit 0 if the user has this role, 1 if not (for shell `if`).",
     ),
 ) -> None:
@@ -130,13 +142,20 @@ def role(
         raise typer.Exit(1)
 
 
-def _list_users(ctx: typer.Context, role_name: Optional[str], limit: Optional[int], fmt: Optional[str], title: str) -> None:
+def _list_users(
+    ctx: typer.Context, role_name: Optional[str], limit: Optional[int], fmt: Optional[str], title: str
+) -> None:
     check_format(fmt)
     wanted = parse_role(role_name) if role_name is not None else None
     with state(ctx).open() as repo:
         render_listing(
-            lambda n: (u.to_dict() for u in repo.users.stream(role=wanted, limit=n)), USER_COLUMNS, fmt,
-            limit=limit, total=lambda: repo.users.count(wanted), noun=title, title=title,
+            lambda n: (u.to_dict() for u in repo.users.stream(role=wanted, limit=n)),
+            USER_COLUMNS,
+            fmt,
+            limit=limit,
+            total=lambda: repo.users.count(wanted),
+            noun=title,
+            title=title,
         )
 
 

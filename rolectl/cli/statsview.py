@@ -34,8 +34,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SPARK = "▁▂▃▄▅▆▇█"
 HISTORY = 6
-STATE_STYLE = {"live": "green", "stale": "yellow", "unresponsive": "bold red", "bad-reply": "red", "dead": "dim",
-               "remote": "dim"}
+STATE_STYLE = {
+    "live": "green",
+    "stale": "yellow",
+    "unresponsive": "bold red",
+    "bad-reply": "red",
+    "dead": "dim",
+    "remote": "dim",
+}
 
 
 def follower_label(inst: "Instance") -> str:
@@ -49,8 +55,7 @@ def follower_label(inst: "Instance") -> str:
 
 
 def sparkline(rates: Sequence[float | None]) -> str:
-    return "".join(" " if r is None else SPARK[min(len(SPARK) - 1, max(0, round(r * (len(SPARK) - 1))))]
-                   for r in rates)
+    return "".join(" " if r is None else SPARK[min(len(SPARK) - 1, max(0, round(r * (len(SPARK) - 1))))] for r in rates)
 
 
 # -- the live view ---------------------------------------------------------------------------
@@ -96,8 +101,9 @@ class WatchModel:
         self.tracks: dict[str, _Track] = {}
         self.head_at: tuple[float, int] | None = None
 
-    def update(self, instances: list["Instance"], head: int, db: str, interval: float,
-               period: float | None = None) -> Frame:
+    def update(
+        self, instances: list["Instance"], head: int, db: str, interval: float, period: float | None = None
+    ) -> Frame:
         """The next frame; ``period``: the seconds since the previous frame really were (the
         header says so when polling could not keep up with ``interval``)."""
         from rich.text import Text
@@ -109,10 +115,13 @@ class WatchModel:
         for inst in sorted(instances, key=lambda i: (i.name, i.id)):
             state = inst.shown_state
             counts[state] = counts.get(state, 0) + 1
-            row: dict[str, Any] = {"instance": inst.name, "pid": "" if inst.pid is None else inst.pid,
-                                   "host": inst.host,
-                                   "state": Text(state, style=STATE_STYLE.get(state, "")),
-                                   "follower": follower_label(inst)}
+            row: dict[str, Any] = {
+                "instance": inst.name,
+                "pid": "" if inst.pid is None else inst.pid,
+                "host": inst.host,
+                "state": Text(state, style=STATE_STYLE.get(state, "")),
+                "follower": follower_label(inst),
+            }
             if inst.live:
                 c, f = inst.stats["cache"], inst.stats.get("follower") or {}
                 lookups, hits = c["hits"] + c["misses"] + c["coalesced"], c["hits"]
@@ -131,16 +140,23 @@ class WatchModel:
                 total_lps += lps or 0.0
                 lag = max(0, head - c["last_seq"])
                 falling = hit is not None and before is not None and hit < before - 0.01
-                row.update({
-                    "lookups_s": human_rate(lps),
-                    "hit": Text(human_percent(hit) + ("↓" if falling else ""),
-                                style="red" if falling and hit is not None and hit < before - 0.05  # type: ignore[operator]
-                                else "yellow" if falling else ""),
-                    "trend": sparkline(list(track.history)),
-                    "lag": Text(str(lag), style="" if lag == 0 else "red" if lag > 100 else "yellow"),
-                    "faults": Text(str(c["faults"]), style="red" if c["faults"] else ""),
-                    "resets": f.get("resets", 0) if f else 0,
-                })
+                row.update(
+                    {
+                        "lookups_s": human_rate(lps),
+                        "hit": Text(
+                            human_percent(hit) + ("↓" if falling else ""),
+                            style="red"
+                            if falling and hit is not None and hit < before - 0.05  # type: ignore[operator]
+                            else "yellow"
+                            if falling
+                            else "",
+                        ),
+                        "trend": sparkline(list(track.history)),
+                        "lag": Text(str(lag), style="" if lag == 0 else "red" if lag > 100 else "yellow"),
+                        "faults": Text(str(c["faults"]), style="red" if c["faults"] else ""),
+                        "resets": f.get("resets", 0) if f else 0,
+                    }
+                )
                 if row["follower"] == "none":
                     row["follower"] = Text("none", style="yellow")
             rows.append(row)
@@ -182,8 +198,11 @@ def render_frame(frame: Frame, width: int) -> "RenderableType":
 
     lines = [Text(line, no_wrap=True, overflow="ellipsis") for line in frame.header]
     lines[0].stylize("bold")
-    body = fitted_table(columns_for(WATCH_COLUMNS, frame.rows), frame.rows, width, gap=WATCH_GAP) if frame.rows \
+    body = (
+        fitted_table(columns_for(WATCH_COLUMNS, frame.rows), frame.rows, width, gap=WATCH_GAP)
+        if frame.rows
         else Text("no cache instance registered")
+    )
     return Group(*lines, Text(""), body)
 
 

@@ -41,17 +41,56 @@ Internal: not part of the public API.
 from __future__ import annotations
 
 from ..errors import RolectlError
-from .checks import (WAL_WARN_BYTES, check_context, check_integrity, check_journal, check_log, check_objects,
-                     check_owners, check_permissions, check_pragmas, check_schema, check_sequence, log_drift,
-                     mailbox_owners_not_admin, rerun_migrations)
+from .checks import (
+    WAL_WARN_BYTES,
+    check_context,
+    check_integrity,
+    check_journal,
+    check_log,
+    check_objects,
+    check_owners,
+    check_permissions,
+    check_pragmas,
+    check_schema,
+    check_sequence,
+    log_drift,
+    mailbox_owners_not_admin,
+    rerun_migrations,
+)
 from ..findings import ERROR, INFO, OK, SEVERITIES, WARNING, Finding
 from .instances import LAG_GRACE, check_instances, prune_dead
 from .run import EXIT_ERRORS, EXIT_OK, EXIT_WARNINGS, FIELDS, Report, diagnose, repair
 
 __all__ = [
-    "Finding", "Report", "diagnose", "repair", "rerun_migrations", "log_drift", "OK", "INFO", "WARNING", "ERROR",
-    "EXIT_OK", "EXIT_WARNINGS", "EXIT_ERRORS", "RolectlError", "FIELDS", "SEVERITIES", "WAL_WARN_BYTES",
-    "LAG_GRACE", "check_context", "check_integrity", "check_journal", "check_log", "check_objects", "check_owners",
-    "check_permissions", "check_pragmas", "check_schema", "check_sequence", "check_instances",
-    "mailbox_owners_not_admin", "prune_dead",
+    "Finding",
+    "Report",
+    "diagnose",
+    "repair",
+    "rerun_migrations",
+    "log_drift",
+    "OK",
+    "INFO",
+    "WARNING",
+    "ERROR",
+    "EXIT_OK",
+    "EXIT_WARNINGS",
+    "EXIT_ERRORS",
+    "RolectlError",
+    "FIELDS",
+    "SEVERITIES",
+    "WAL_WARN_BYTES",
+    "LAG_GRACE",
+    "check_context",
+    "check_integrity",
+    "check_journal",
+    "check_log",
+    "check_objects",
+    "check_owners",
+    "check_permissions",
+    "check_pragmas",
+    "check_schema",
+    "check_sequence",
+    "check_instances",
+    "mailbox_owners_not_admin",
+    "prune_dead",
 ]

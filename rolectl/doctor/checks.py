@@ -49,25 +49,53 @@ def check_schema(store: Store) -> list[Finding]:
 
         ours = set(reference().tables) | {"sqlite_sequence"}
         if tables - ours:
-            return [Finding("schema", ERROR, f"{store.path} is not a rolectl database (version 0, other tables: "
-                            f"{_examples(sorted(tables - ours))})", "point --db at a rolectl database")]
-        what = "the database is empty (not initialised)" if not tables else "schema version 0 (initialisation unfinished)"
+            return [
+                Finding(
+                    "schema",
+                    ERROR,
+                    f"{store.path} is not a rolectl database (version 0, other tables: "
+                    f"{_examples(sorted(tables - ours))})",
+                    "point --db at a rolectl database",
+                )
+            ]
+        what = (
+            "the database is empty (not initialised)" if not tables else "schema version 0 (initialisation unfinished)"
+        )
         return [Finding("schema", ERROR, what, f"rolectl --db {store.path} init", fixable=True)]
-    return [Finding("schema", ERROR, f"schema version {version}, this rolectl needs {SCHEMA_VERSION}",
-                    f"rolectl --db {store.path} init (applies the forward migrations)", fixable=True)]
+    return [
+        Finding(
+            "schema",
+            ERROR,
+            f"schema version {version}, this rolectl needs {SCHEMA_VERSION}",
+            f"rolectl --db {store.path} init (applies the forward migrations)",
+            fixable=True,
+        )
+    ]
 
 
 def check_integrity(store: Store) -> list[Finding]:
     problems = [r[0] for r in store.query("PRAGMA integrity_check")]
     found: list[Finding] = []
     if problems != ["ok"]:
-        found.append(Finding("integrity", ERROR, f"integrity_check: {_examples(problems)}",
-                             "restore from a backup, or salvage with `sqlite3 DB .recover`"))
+        found.append(
+            Finding(
+                "integrity",
+                ERROR,
+                f"integrity_check: {_examples(problems)}",
+                "restore from a backup, or salvage with `sqlite3 DB .recover`",
+            )
+        )
     orphans = store.query("PRAGMA foreign_key_check")
     if orphans:
         rows = sorted({f"{table} row {rowid}" for table, rowid, *_ in orphans})
-        found.append(Finding("integrity", ERROR, f"{count(len(rows), 'row')} {plural(len(rows), 'points', 'point')} at missing rows: {_examples(rows)}",
-                             "add the missing users (`rolectl add-admin ID`) or fix the rows by hand"))
+        found.append(
+            Finding(
+                "integrity",
+                ERROR,
+                f"{count(len(rows), 'row')} {plural(len(rows), 'points', 'point')} at missing rows: {_examples(rows)}",
+                "add the missing users (`rolectl add-admin ID`) or fix the rows by hand",
+            )
+        )
     return found or [Finding("integrity", OK, "integrity_check ok, no dangling references")]
 
 
@@ -75,14 +103,28 @@ def check_journal(store: Store) -> list[Finding]:
     mode = str(store.query("PRAGMA journal_mode")[0][0]).lower()
     found: list[Finding] = []
     if mode != "wal":
-        found.append(Finding("journal", WARNING, f"journal_mode is {mode}, not wal: readers block the writer",
-                             "PRAGMA journal_mode=WAL", fixable=True))
+        found.append(
+            Finding(
+                "journal",
+                WARNING,
+                f"journal_mode is {mode}, not wal: readers block the writer",
+                "PRAGMA journal_mode=WAL",
+                fixable=True,
+            )
+        )
     else:
         wal = Path(f"{store.path}-wal")
         size = wal.stat().st_size if wal.exists() else 0
         if size > WAL_WARN_BYTES:
-            found.append(Finding("journal", WARNING, f"WAL file is {size // 2**20} MiB: checkpoints are not keeping up "
-                                 "(a long-lived reader?)", "PRAGMA wal_checkpoint(TRUNCATE)", fixable=True))
+            found.append(
+                Finding(
+                    "journal",
+                    WARNING,
+                    f"WAL file is {size // 2**20} MiB: checkpoints are not keeping up (a long-lived reader?)",
+                    "PRAGMA wal_checkpoint(TRUNCATE)",
+                    fixable=True,
+                )
+            )
         else:
             found.append(Finding("journal", OK, f"journal_mode wal, WAL file {size // 1024} KiB"))
     return found
@@ -96,8 +138,10 @@ def check_pragmas(store: Store) -> list[Finding]:
     page = store.query("PRAGMA page_size")[0][0]
     pages = store.query("PRAGMA page_count")[0][0]
     free = store.query("PRAGMA freelist_count")[0][0]
-    text = (f"synchronous={sync} foreign_keys={'ON' if fk else 'OFF'} busy_timeout={busy}ms "
-            f"page_size={page} pages={pages} free_pages={free}")
+    text = (
+        f"synchronous={sync} foreign_keys={'ON' if fk else 'OFF'} busy_timeout={busy}ms "
+        f"page_size={page} pages={pages} free_pages={free}"
+    )
     if sync not in ("FULL", "EXTRA") or not fk:
         return [Finding("pragmas", WARNING, text, "open the database through rolectl (Store) only")]
     return [Finding("pragmas", OK, text)]
@@ -118,24 +162,37 @@ def check_sequence(store: Store) -> list[Finding]:
 def check_permissions(path: Path) -> list[Finding]:
     from .fileperms import FIX, RISK, writable_by_others
 
-    found = [Finding("permissions", WARNING if everyone else INFO, f"{sentence}: {RISK}", FIX)
-             for everyone, sentence in writable_by_others(path)]
+    found = [
+        Finding("permissions", WARNING if everyone else INFO, f"{sentence}: {RISK}", FIX)
+        for everyone, sentence in writable_by_others(path)
+    ]
     return found or [Finding("permissions", OK, "no other user can write the database or its directory")]
 
 
 def check_context(store: Store) -> list[Finding]:
     rows = store.query("SELECT actor FROM change_context")
     if rows:
-        return [Finding("context", WARNING, f"change_context holds actor {rows[0][0]!r} outside a change: raw SQL "
-                        "writes are logged under that name", "rolectl doctor --fix (empties it)", fixable=True)]
+        return [
+            Finding(
+                "context",
+                WARNING,
+                f"change_context holds actor {rows[0][0]!r} outside a change: raw SQL "
+                "writes are logged under that name",
+                "rolectl doctor --fix (empties it)",
+                fixable=True,
+            )
+        ]
     return [Finding("context", OK, "no actor left in change_context")]
 
 
 def log_drift(repo: "Repository") -> dict[int, tuple[str, str]]:
     """``{user_id: (table role, logged role)}`` for every user on whom the two disagree."""
     logged, table = repo.events.replay(), repo.events.table_roles()
-    return {uid: (table.get(uid, ROLE_USER), logged.get(uid, ROLE_USER))
-            for uid in sorted(set(logged) | set(table)) if logged.get(uid) != table.get(uid)}
+    return {
+        uid: (table.get(uid, ROLE_USER), logged.get(uid, ROLE_USER))
+        for uid in sorted(set(logged) | set(table))
+        if logged.get(uid) != table.get(uid)
+    }
 
 
 def check_log(repo: "Repository") -> list[Finding]:
@@ -145,9 +202,16 @@ def check_log(repo: "Repository") -> list[Finding]:
         return [Finding("log", OK, f"the log (head #{head}) replays to exactly the users table")]
     examples = [f"{uid} (table {t}, log {g})" for uid, (t, g) in drift.items()]
     differ = count(len(drift), "user's role", "users' roles") + " " + plural(len(drift), "differs", "differ")
-    return [Finding("log", ERROR, f"{differ} from the log: {_examples(examples)}; "
-                    "something wrote roles without the triggers and caches disagree with the table",
-                    "rolectl doctor --fix (logs each user's current table role)", fixable=True)]
+    return [
+        Finding(
+            "log",
+            ERROR,
+            f"{differ} from the log: {_examples(examples)}; "
+            "something wrote roles without the triggers and caches disagree with the table",
+            "rolectl doctor --fix (logs each user's current table role)",
+            fixable=True,
+        )
+    ]
 
 
 def mailbox_owners_not_admin(repo: "Repository") -> list[tuple[int, int]]:
@@ -161,5 +225,12 @@ def check_owners(repo: "Repository") -> list[Finding]:
     if not rows:
         return [Finding("owners", OK, "every mailbox owner is an admin")]
     examples = [f"mailbox {mid} (owner {uid})" for mid, uid in rows]
-    return [Finding("owners", WARNING, f"{count(len(rows), 'mailbox owner')} {plural(len(rows), 'is')} not {plural(len(rows), 'an admin', 'admins')}: {_examples(examples)}",
-                    "rolectl doctor --fix (makes them admins), or transfer the mailboxes", fixable=True)]
+    return [
+        Finding(
+            "owners",
+            WARNING,
+            f"{count(len(rows), 'mailbox owner')} {plural(len(rows), 'is')} not {plural(len(rows), 'an admin', 'admins')}: {_examples(examples)}",
+            "rolectl doctor --fix (makes them admins), or transfer the mailboxes",
+            fixable=True,
+        )
+    ]

@@ -28,8 +28,12 @@ def writable_by_others(path: Path) -> list[tuple[bool, str]]:
     its -wal and -shm. A group may be meant (bots running as several users of one group);
     every user never is."""
     path = Path(path).absolute()
-    places = [(path.parent, "directory"), (path, "database file"),
-              (Path(f"{path}-wal"), "WAL file"), (Path(f"{path}-shm"), "shared-memory file")]
+    places = [
+        (path.parent, "directory"),
+        (path, "database file"),
+        (Path(f"{path}-wal"), "WAL file"),
+        (Path(f"{path}-shm"), "shared-memory file"),
+    ]
     found: list[tuple[bool, str]] = []
     for place, what in places:
         try:
@@ -44,6 +48,8 @@ def writable_by_others(path: Path) -> list[tuple[bool, str]]:
     return found
 
 
-FIX = ("keep the database in a directory only its owner (or the bots' own group) can write, "
-       "e.g. chmod 700 DIR (770 for a group) and chmod 600 DB")
+FIX = (
+    "keep the database in a directory only its owner (or the bots' own group) can write, "
+    "e.g. chmod 700 DIR (770 for a group) and chmod 600 DB"
+)
 RISK = "another user can plant a -wal file that changes roles with no event"

@@ -31,13 +31,27 @@ def check_instances(path: Path, head: int) -> list[Finding]:
     found: list[Finding] = []
     for inst in instances:
         if inst.state == registry.DEAD:
-            found.append(Finding("instances", WARNING, f"{inst.label}: dead registration ({inst.error})",
-                                 "rolectl doctor --fix (removes its files)" if inst.gone else
-                                 f"its process {inst.pid} still exists; stop it or restart it", fixable=inst.gone))
+            found.append(
+                Finding(
+                    "instances",
+                    WARNING,
+                    f"{inst.label}: dead registration ({inst.error})",
+                    "rolectl doctor --fix (removes its files)"
+                    if inst.gone
+                    else f"its process {inst.pid} still exists; stop it or restart it",
+                    fixable=inst.gone,
+                )
+            )
             continue
         if inst.state != registry.LIVE:
-            found.append(Finding("instances", WARNING, f"{inst.label}: {inst.state} ({inst.error})",
-                                 f"check the process (kill -0 {inst.pid}); it may be stuck"))
+            found.append(
+                Finding(
+                    "instances",
+                    WARNING,
+                    f"{inst.label}: {inst.state} ({inst.error})",
+                    f"check the process (kill -0 {inst.pid}); it may be stuck",
+                )
+            )
             continue
         stats = inst.stats
         follower = stats.get("follower")
@@ -52,15 +66,33 @@ def check_instances(path: Path, head: int) -> list[Finding]:
         lag = max(0, head - last)
         if follower is None:
             heard = "only its own writes (bus) reach it" if inst.bus else "no follower and no bus: no change reaches it"
-            found.append(Finding("instances", WARNING, f"{inst.label}: live, {heard}; changes made by other "
-                                 f"processes never do (at #{last}, head #{head})",
-                                 "use rolectl.connect(), or attach a Follower when registering the cache"))
+            found.append(
+                Finding(
+                    "instances",
+                    WARNING,
+                    f"{inst.label}: live, {heard}; changes made by other processes never do (at #{last}, head #{head})",
+                    "use rolectl.connect(), or attach a Follower when registering the cache",
+                )
+            )
         elif not follower.get("running", True):
-            found.append(Finding("instances", WARNING, f"{inst.label}: live but its follower is stopped "
-                                 f"({follower.get('last_error') or 'no error recorded'})", "restart the bot"))
+            found.append(
+                Finding(
+                    "instances",
+                    WARNING,
+                    f"{inst.label}: live but its follower is stopped "
+                    f"({follower.get('last_error') or 'no error recorded'})",
+                    "restart the bot",
+                )
+            )
         elif lag:
-            found.append(Finding("instances", WARNING, f"{inst.label}: {lag} events behind (at #{last}, head #{head})",
-                                 "check its follower's errors in `rolectl stats`"))
+            found.append(
+                Finding(
+                    "instances",
+                    WARNING,
+                    f"{inst.label}: {lag} events behind (at #{last}, head #{head})",
+                    "check its follower's errors in `rolectl stats`",
+                )
+            )
         else:
             found.append(Finding("instances", OK, f"{inst.label}: live, up to date (#{last}, {follower.get('mode')})"))
     return found

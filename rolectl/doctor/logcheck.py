@@ -46,24 +46,56 @@ def check_sequence(store: Store) -> list[Finding]:
     count, lo, hi = int(count), int(lo or 0), int(hi or 0)
     found: list[Finding] = []
     if lo < 1 and count:
-        found.append(Finding("sequence", ERROR, f"the log holds events numbered {lo} or less",
-                             "restore a backup (`rolectl restore FILE`); rolectl never writes them"))
+        found.append(
+            Finding(
+                "sequence",
+                ERROR,
+                f"the log holds events numbered {lo} or less",
+                "restore a backup (`rolectl restore FILE`); rolectl never writes them",
+            )
+        )
     elif count and (lo != 1 or hi - lo + 1 != count):
         missing = [_span(a, b) for a, b in gaps(store, lo, hi)]
-        found.append(Finding("sequence", ERROR, f"{words.count(hi - count, 'event')} {words.plural(hi - count, 'is')} missing from the log: {examples(missing)}; "
-                             "something deleted them with the triggers switched off",
-                             "restore a backup (`rolectl restore FILE`); the `log` check says whether roles drifted"))
+        found.append(
+            Finding(
+                "sequence",
+                ERROR,
+                f"{words.count(hi - count, 'event')} {words.plural(hi - count, 'is')} missing from the log: {examples(missing)}; "
+                "something deleted them with the triggers switched off",
+                "restore a backup (`rolectl restore FILE`); the `log` check says whether roles drifted",
+            )
+        )
     if issued > hi:
-        found.append(Finding("sequence", ERROR, f"the log head is #{issued} but the newest event is #{hi}: events "
-                             f"{_span(hi + 1, issued)} were deleted, or sqlite_sequence was edited",
-                             "restore a backup (`rolectl restore FILE`)"))
+        found.append(
+            Finding(
+                "sequence",
+                ERROR,
+                f"the log head is #{issued} but the newest event is #{hi}: events "
+                f"{_span(hi + 1, issued)} were deleted, or sqlite_sequence was edited",
+                "restore a backup (`rolectl restore FILE`)",
+            )
+        )
     elif issued < hi:
-        found.append(Finding("sequence", ERROR, f"sqlite_sequence says #{issued} but the newest event is #{hi}: it was "
-                             "edited, and cache misses read a head older than the log",
-                             f"UPDATE sqlite_sequence SET seq = {hi} WHERE name = 'events'"))
+        found.append(
+            Finding(
+                "sequence",
+                ERROR,
+                f"sqlite_sequence says #{issued} but the newest event is #{hi}: it was "
+                "edited, and cache misses read a head older than the log",
+                f"UPDATE sqlite_sequence SET seq = {hi} WHERE name = 'events'",
+            )
+        )
     head = max(issued, hi)
     if head > SEQ_WARN:
-        found.append(Finding("sequence", ERROR, f"the log head #{head} is within {SEQ_LIMIT - head} of the "
-                             "largest possible seq (2^63-1): later writes fail once it is reached",
-                             "restore a backup (`rolectl restore FILE`) taken before the forged event"))
-    return found or [Finding("sequence", OK, f"events #1-#{hi} contiguous, head #{issued}" if hi else "the log is empty")]
+        found.append(
+            Finding(
+                "sequence",
+                ERROR,
+                f"the log head #{head} is within {SEQ_LIMIT - head} of the "
+                "largest possible seq (2^63-1): later writes fail once it is reached",
+                "restore a backup (`rolectl restore FILE`) taken before the forged event",
+            )
+        )
+    return found or [
+        Finding("sequence", OK, f"events #1-#{hi} contiguous, head #{issued}" if hi else "the log is empty")
+    ]

@@ -22,8 +22,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..backends.postgres.store import PgStore
     from .report import Report
 
-_OWNERS_NOT_ADMIN = ("SELECT m.mailbox_id, m.owner_id FROM mailboxes AS m LEFT JOIN users AS u "
-                     "ON u.user_id = m.owner_id WHERE coalesce(u.role, 'user') <> 'admin' ORDER BY m.mailbox_id")
+_OWNERS_NOT_ADMIN = (
+    "SELECT m.mailbox_id, m.owner_id FROM mailboxes AS m LEFT JOIN users AS u "
+    "ON u.user_id = m.owner_id WHERE coalesce(u.role, 'user') <> 'admin' ORDER BY m.mailbox_id"
+)
 
 
 def check_owners(store: "PgStore") -> list[Finding]:
@@ -31,8 +33,15 @@ def check_owners(store: "PgStore") -> list[Finding]:
     if not rows:
         return [Finding("owners", OK, "every mailbox owner is an admin")]
     shown = [f"mailbox {mid} (owner {uid})" for mid, uid in rows]
-    return [Finding("owners", WARNING, f"{count(len(rows), 'mailbox owner')} {plural(len(rows), 'is')} not {plural(len(rows), 'an admin', 'admins')}: {examples(shown)}",
-                    "rolectl doctor --fix (makes them admins), or transfer the mailboxes", fixable=True)]
+    return [
+        Finding(
+            "owners",
+            WARNING,
+            f"{count(len(rows), 'mailbox owner')} {plural(len(rows), 'is')} not {plural(len(rows), 'an admin', 'admins')}: {examples(shown)}",
+            "rolectl doctor --fix (makes them admins), or transfer the mailboxes",
+            fixable=True,
+        )
+    ]
 
 
 def check_instances(store: "PgStore") -> list[Finding]:
@@ -50,13 +59,29 @@ def check_instances(store: "PgStore") -> list[Finding]:
     for inst in instances:
         label = f"{inst.name} ({inst.host}, pid {inst.pid})"
         if inst.state == "dead":
-            why = f"no heartbeat for {inst.heartbeat_age:.0f} s" if inst.gone and inst.error != "process is gone" \
+            why = (
+                f"no heartbeat for {inst.heartbeat_age:.0f} s"
+                if inst.gone and inst.error != "process is gone"
                 else inst.error
-            found.append(Finding("instances", WARNING, f"{label}: dead registration ({why})",
-                                 "rolectl doctor --fix (removes its row)", fixable=True))
+            )
+            found.append(
+                Finding(
+                    "instances",
+                    WARNING,
+                    f"{label}: dead registration ({why})",
+                    "rolectl doctor --fix (removes its row)",
+                    fixable=True,
+                )
+            )
         elif inst.state != "live":
-            found.append(Finding("instances", WARNING, f"{label}: {inst.state}",
-                                 f"check the process {inst.pid} on {inst.host}; it may be stuck"))
+            found.append(
+                Finding(
+                    "instances",
+                    WARNING,
+                    f"{label}: {inst.state}",
+                    f"check the process {inst.pid} on {inst.host}; it may be stuck",
+                )
+            )
     live = sum(1 for i in instances if i.state == "live")
     if live:
         found.append(Finding("instances", OK, f"{count(live, 'live cache instance')}"))
@@ -77,8 +102,13 @@ def diagnose(conninfo: str, *, timeout: float | None = None) -> "Report":
     with _open(conninfo, timeout) as store:
         findings = check_schema(store)
         if findings[0].severity != OK:
-            findings[0] = Finding(findings[0].check, ERROR, findings[0].message, findings[0].fix,
-                                  fixable=store.schema_version < _schema_version())
+            findings[0] = Finding(
+                findings[0].check,
+                ERROR,
+                findings[0].message,
+                findings[0].fix,
+                fixable=store.schema_version < _schema_version(),
+            )
             return Report(findings)
         for check in (check_objects, check_sequence, check_log, check_owners, check_instances):
             findings += check(store)
@@ -105,10 +135,14 @@ def repair(conninfo: str, *, timeout: float | None = None, actor: str = "rolectl
             if owners:
                 # The role triggers log each change under the transaction's actor.
                 with store.transaction(actor=actor) as conn:
-                    conn.execute("INSERT INTO users (user_id, role) SELECT unnest(%s::bigint[]), 'admin' "
-                                 "ON CONFLICT (user_id) DO UPDATE SET role = 'admin', updated_at = rolectl_now()",
-                                 (owners,))
-            done.append(f"made {count(len(owners), 'mailbox owner')} {plural(len(owners), 'an admin', 'admins')}: {examples(owners)}")
+                    conn.execute(
+                        "INSERT INTO users (user_id, role) SELECT unnest(%s::bigint[]), 'admin' "
+                        "ON CONFLICT (user_id) DO UPDATE SET role = 'admin', updated_at = rolectl_now()",
+                        (owners,),
+                    )
+            done.append(
+                f"made {count(len(owners), 'mailbox owner')} {plural(len(owners), 'an admin', 'admins')}: {examples(owners)}"
+            )
         if "instances" in wanted:
             done.append(f"removed {count(_prune_instances(conninfo), 'dead instance registration')}")
     after = diagnose(conninfo, timeout=timeout)

@@ -13,9 +13,20 @@ from ..backends.sqlite.guard import DeadlineError
 from ..backends.sqlite.scratch import remove_stale
 from ..errors import DatabaseError
 from ..backends.sqlite.store import Store, translate
-from .checks import (check_context, check_integrity, check_journal, check_log, check_objects, check_owners,
-                     check_permissions, check_pragmas, check_schema, check_sequence, log_drift,
-                     mailbox_owners_not_admin)
+from .checks import (
+    check_context,
+    check_integrity,
+    check_journal,
+    check_log,
+    check_objects,
+    check_owners,
+    check_permissions,
+    check_pragmas,
+    check_schema,
+    check_sequence,
+    log_drift,
+    mailbox_owners_not_admin,
+)
 from ..findings import ERROR, INFO, OK, Finding, examples as _examples
 from .instances import check_instances, prune_dead
 from .schemafix import REPLACEABLE, repair_objects
@@ -50,14 +61,23 @@ def _bounded(check: Callable[[Store], list[Finding]], store: Store, name: str) -
     try:
         return check(store)
     except DeadlineError:
-        return [Finding(name, ERROR, f"did not finish within {store.guard.seconds:g} s: reading the database "
-                        f"runs code that does not end ({store.schema_difference or 'a damaged file?'})",
-                        "restore a good backup (`rolectl restore FILE`)")]
+        return [
+            Finding(
+                name,
+                ERROR,
+                f"did not finish within {store.guard.seconds:g} s: reading the database "
+                f"runs code that does not end ({store.schema_difference or 'a damaged file?'})",
+                "restore a good backup (`rolectl restore FILE`)",
+            )
+        ]
     except DatabaseError as exc:
         if store.schema_difference is None:
             raise
-        return [Finding(name, ERROR, f"could not be checked: {exc.message}",
-                        "restore a good backup (`rolectl restore FILE`)")]
+        return [
+            Finding(
+                name, ERROR, f"could not be checked: {exc.message}", "restore a good backup (`rolectl restore FILE`)"
+            )
+        ]
 
 
 def _schema_findings(store: Store) -> tuple[list[Finding], list[str]]:
@@ -72,16 +92,31 @@ def _schema_findings(store: Store) -> tuple[list[Finding], list[str]]:
     if difference is None:
         return [], []
     unreadable = unreadable_tables(store.conn)
-    found = [Finding("objects", ERROR, f"the schema is not as rolectl made it: {difference}",
-                     f"rolectl --db {store.path} doctor --fix if it says so below, else restore a good backup "
-                     "(`rolectl restore FILE`)")]
+    found = [
+        Finding(
+            "objects",
+            ERROR,
+            f"the schema is not as rolectl made it: {difference}",
+            f"rolectl --db {store.path} doctor --fix if it says so below, else restore a good backup "
+            "(`rolectl restore FILE`)",
+        )
+    ]
     if unreadable:
         lost = [name for name in unreadable if name not in REPLACEABLE]
-        then = (f"; {_examples(lost)} come back empty: restore a good backup (`rolectl restore FILE`) for their rows"
-                if lost else " (they hold no rows outside a change)")
-        found.append(Finding("objects", ERROR, f"not tables: {_examples(unreadable)}; no row was read (views run "
-                             "the file's own code)", f"rolectl --db {store.path} doctor --fix (drops them and "
-                             f"recreates the tables{then})", fixable=True))
+        then = (
+            f"; {_examples(lost)} come back empty: restore a good backup (`rolectl restore FILE`) for their rows"
+            if lost
+            else " (they hold no rows outside a change)"
+        )
+        found.append(
+            Finding(
+                "objects",
+                ERROR,
+                f"not tables: {_examples(unreadable)}; no row was read (views run the file's own code)",
+                f"rolectl --db {store.path} doctor --fix (drops them and recreates the tables{then})",
+                fixable=True,
+            )
+        )
     return found, unreadable
 
 
@@ -107,8 +142,14 @@ def diagnose(path: str | os.PathLike[str] | None = None, *, timeout: float | Non
         readable = not hidden
         # journal, pragmas and objects read no table's rows (objects reads the schema, and
         # meta's log id only when meta is a table): they run even when a view hides the rows.
-        for name, check in (("integrity", check_integrity), ("journal", check_journal), ("pragmas", check_pragmas),
-                            ("objects", check_objects), ("sequence", check_sequence), ("context", check_context)):
+        for name, check in (
+            ("integrity", check_integrity),
+            ("journal", check_journal),
+            ("pragmas", check_pragmas),
+            ("objects", check_objects),
+            ("sequence", check_sequence),
+            ("context", check_context),
+        ):
             if readable or name in ("journal", "pragmas", "objects"):
                 findings += _bounded(check, store, name)
         if readable and extra and any(f.check == "objects" and f.severity == ERROR for f in findings):
@@ -129,8 +170,9 @@ def diagnose(path: str | os.PathLike[str] | None = None, *, timeout: float | Non
         store.close()
 
 
-def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None = None,
-           actor: str = "rolectl doctor") -> Report:
+def repair(
+    path: str | os.PathLike[str] | None = None, *, timeout: float | None = None, actor: str = "rolectl doctor"
+) -> Report:
     """Fix what is safe to fix, in dependency order (schema before triggers before the log),
     then diagnose again; the report's ``fixed`` says what was done. A view in place of
     ``change_context`` hid every row from the first diagnosis: once it is dropped, the checks
@@ -159,13 +201,15 @@ def repair(path: str | os.PathLike[str] | None = None, *, timeout: float | None 
     after.fixed = done
     # What was removed or rebuilt is listed among the findings too (text and JSON alike).
     at = next((i for i, f in enumerate(after.findings) if f.check == "objects"), len(after.findings))
-    after.findings[at:at] = [Finding("objects", INFO, f"fixed: {sentence}") for sentence in removed] + \
-        [Finding("objects", ERROR, sentence, "restore a backup (`rolectl restore FILE`)") for sentence in failed]
+    after.findings[at:at] = [Finding("objects", INFO, f"fixed: {sentence}") for sentence in removed] + [
+        Finding("objects", ERROR, sentence, "restore a backup (`rolectl restore FILE`)") for sentence in failed
+    ]
     return after
 
 
-def _fix(path: str | os.PathLike[str] | None, timeout: float | None, wanted: set[str],
-         actor: str) -> tuple[list[str], list[str], list[str]]:
+def _fix(
+    path: str | os.PathLike[str] | None, timeout: float | None, wanted: set[str], actor: str
+) -> tuple[list[str], list[str], list[str]]:
     """Make the repairs of the checks in ``wanted`` on a store opened as the doctor opens it
     (``inspect=True``: the schema may still differ). Returns one sentence per repair, the
     objects removed or rebuilt, and the tables that could not be rebuilt."""
@@ -200,7 +244,9 @@ def _fix(path: str | os.PathLike[str] | None, timeout: float | None, wanted: set
             owners = sorted({uid for _, uid in mailbox_owners_not_admin(repo)})
             if owners:
                 repo.users.add_admins(owners, actor=actor)
-            done.append(f"made {count(len(owners), 'mailbox owner')} {plural(len(owners), 'an admin', 'admins')}: {_examples(owners)}")
+            done.append(
+                f"made {count(len(owners), 'mailbox owner')} {plural(len(owners), 'an admin', 'admins')}: {_examples(owners)}"
+            )
     except sqlite3.Error as exc:
         raise translate(exc, store.path) from exc
     finally:

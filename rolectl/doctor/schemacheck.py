@@ -103,7 +103,7 @@ def _from_change(actual: str, expected: str, width: int = 60) -> str:
     at = next((i for i, (a, b) in enumerate(zip(actual, expected)) if a != b), min(len(actual), len(expected)))
     clause = max(actual.rfind(", ", 0, at) + 2, actual.rfind("(", 0, at) + 1)  # the column or clause it is in
     start = clause if at - clause <= width // 2 else at - 10
-    text = actual[start:start + width]
+    text = actual[start : start + width]
     return ("..." if start else "") + text + ("..." if start + width < len(actual) else "")
 
 
@@ -122,8 +122,11 @@ def stored_differences(conn: sqlite3.Connection, version: int = SCHEMA_VERSION, 
             found.append(f"{kind} {name} belongs to {actual[(kind, name)][0]}, not {table}")
         elif actual[(kind, name)][1] != sql:
             found.append(f"{kind} {name} is defined differently: {_from_change(actual[(kind, name)][1], sql)}")
-    found += [f"{kind} {name} is not rolectl's" for kind, name in actual
-              if (kind, name) not in expected and name not in {n for _, n in expected}]
+    found += [
+        f"{kind} {name} is not rolectl's"
+        for kind, name in actual
+        if (kind, name) not in expected and name not in {n for _, n in expected}
+    ]
     return found
 
 
@@ -155,33 +158,71 @@ def check_objects(store: Store) -> list[Finding]:
     missing += [f"index {i}" for i in expected.indexes if i not in actual.indexes]
     missing += [f"trigger {t}" for t in expected.triggers if t not in actual.triggers]
     altered = [f"trigger {t}" for t in altered_triggers(actual, version)]
-    unknown = [f"{kind} {name}" + ("" if kind == "view" else f" on {table}")
-               for kind, name, table in foreign_objects(store.conn, version)]
-    columns = [f"{t} ({', '.join(c[0] for c in actual.columns[t])})" for t in expected.tables
-               if t in actual.columns and actual.columns[t] != expected.columns[t]]
-    redefined = [t for t in expected.tables if t in actual.tables and actual.tables[t] != expected.tables[t]
-                 and not any(c.startswith(f"{t} (") for c in columns)]
+    unknown = [
+        f"{kind} {name}" + ("" if kind == "view" else f" on {table}")
+        for kind, name, table in foreign_objects(store.conn, version)
+    ]
+    columns = [
+        f"{t} ({', '.join(c[0] for c in actual.columns[t])})"
+        for t in expected.tables
+        if t in actual.columns and actual.columns[t] != expected.columns[t]
+    ]
+    redefined = [
+        t
+        for t in expected.tables
+        if t in actual.tables
+        and actual.tables[t] != expected.tables[t]
+        and not any(c.startswith(f"{t} (") for c in columns)
+    ]
     found: list[Finding] = []
     fix = f"rolectl --db {store.path} doctor --fix"
     if missing:
         why = " (role changes are not being logged!)" if any(m.startswith("trigger users_") for m in missing) else ""
-        found.append(Finding("objects", ERROR, f"missing: {examples(missing)}{why}", f"{fix} (re-runs the migrations)",
-                             fixable=True))
+        found.append(
+            Finding(
+                "objects", ERROR, f"missing: {examples(missing)}{why}", f"{fix} (re-runs the migrations)", fixable=True
+            )
+        )
     if altered:
-        found.append(Finding("objects", ERROR, f"altered: {examples(altered)}", f"{fix} (recreates them)", fixable=True))
+        found.append(
+            Finding("objects", ERROR, f"altered: {examples(altered)}", f"{fix} (recreates them)", fixable=True)
+        )
     if unknown:
-        found.append(Finding("objects", ERROR, f"not part of rolectl's schema: {examples(unknown)}; it can change or "
-                             "drop what the log records", f"{fix} (drops them)", fixable=True))
+        found.append(
+            Finding(
+                "objects",
+                ERROR,
+                f"not part of rolectl's schema: {examples(unknown)}; it can change or drop what the log records",
+                f"{fix} (drops them)",
+                fixable=True,
+            )
+        )
     if columns:
-        found.append(Finding("objects", ERROR, f"tables with other columns than rolectl's: {examples(columns)}",
-                             "restore a backup (`rolectl restore FILE`)"))
+        found.append(
+            Finding(
+                "objects",
+                ERROR,
+                f"tables with other columns than rolectl's: {examples(columns)}",
+                "restore a backup (`rolectl restore FILE`)",
+            )
+        )
     if redefined:
-        found.append(Finding("objects", ERROR, f"tables defined differently (constraints?): {examples(redefined)}; "
-                             "a changed CHECK can refuse revocations or admit other roles",
-                             f"{fix} (rebuilds them from rolectl's schema, keeping their rows)", fixable=True))
+        found.append(
+            Finding(
+                "objects",
+                ERROR,
+                f"tables defined differently (constraints?): {examples(redefined)}; "
+                "a changed CHECK can refuse revocations or admit other roles",
+                f"{fix} (rebuilds them from rolectl's schema, keeping their rows)",
+                fixable=True,
+            )
+        )
     if "meta" in actual.tables and not store.log_id:  # a view in place of meta is not read
-        found.append(Finding("objects", WARNING, "the log has no log_id (followers cannot detect a replaced file)",
-                             fix, fixable=True))
+        found.append(
+            Finding(
+                "objects", WARNING, "the log has no log_id (followers cannot detect a replaced file)", fix, fixable=True
+            )
+        )
     return found or [Finding("objects", OK, "every table, index and trigger present and as rolectl made it")]
 
 
@@ -195,6 +236,9 @@ def foreign_objects(conn: sqlite3.Connection, version: int) -> list[tuple[str, s
     rows = [(str(k), str(n), str(t)) for k, n, t in conn.execute("SELECT type, name, tbl_name FROM sqlite_schema")]
     views = {n for k, n, _ in rows if k == "view"}
     found = [(k, n, t) for k, n, t in rows if k == "trigger" and n not in triggers and (t in ours or t in views)]
-    found += [(k, n, t) for k, n, t in rows if k == "index" and t in ours and (k, n) not in stored
-              and not n.startswith("sqlite_autoindex_")]
+    found += [
+        (k, n, t)
+        for k, n, t in rows
+        if k == "index" and t in ours and (k, n) not in stored and not n.startswith("sqlite_autoindex_")
+    ]
     return found + [(k, n, t) for k, n, t in rows if k == "view"]

@@ -45,14 +45,20 @@ def _quote(name: str) -> str:
 def redefined_tables(conn: sqlite3.Connection, version: int) -> list[str]:
     """rolectl's tables with rolectl's columns but another definition (constraints)."""
     expected, actual = reference(version), introspect(conn)
-    return [t for t in expected.tables if t in actual.tables and actual.tables[t] != expected.tables[t]
-            and actual.columns[t] == expected.columns[t]]
+    return [
+        t
+        for t in expected.tables
+        if t in actual.tables and actual.tables[t] != expected.tables[t] and actual.columns[t] == expected.columns[t]
+    ]
 
 
 def _altered_indexes(conn: sqlite3.Connection, version: int) -> list[str]:
     expected = {n: sql for (k, n), (_, sql) in reference_stored(version).items() if k == "index" and sql}
-    return [str(n) for n, sql in conn.execute("SELECT name, sql FROM sqlite_schema WHERE type = 'index'")
-            if str(n) in expected and " ".join(str(sql).split()) != expected[str(n)]]
+    return [
+        str(n)
+        for n, sql in conn.execute("SELECT name, sql FROM sqlite_schema WHERE type = 'index'")
+        if str(n) in expected and " ".join(str(sql).split()) != expected[str(n)]
+    ]
 
 
 def _table_statement(table: str, version: int) -> str:
@@ -73,11 +79,17 @@ def _rebuild(conn: sqlite3.Connection, table: str, version: int) -> str:
         conn.execute(f"CREATE TABLE {_STAGING} AS SELECT {columns} FROM {table} ORDER BY rowid")
         conn.execute(f"DROP TABLE {table}")  # and its triggers and indexes; triggers do not fire
         conn.execute(_table_statement(table, version))
-        count = conn.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {_STAGING} ORDER BY rowid") \
-            .rowcount
+        count = conn.execute(
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {_STAGING} ORDER BY rowid"
+        ).rowcount
         conn.execute(f"DROP TABLE {_STAGING}")
-        if head and conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?",
-                                 (head[0][0], table)).rowcount == 0:
+        if (
+            head
+            and conn.execute(
+                "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?", (head[0][0], table)
+            ).rowcount
+            == 0
+        ):
             conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, head[0][0]))
     except sqlite3.Error as exc:
         conn.execute("ROLLBACK TO rebuild")

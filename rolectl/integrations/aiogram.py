@@ -66,8 +66,10 @@ class HasRole(Filter):
 
     async def __call__(self, event: TelegramObject, role: str | None = None) -> bool:
         if role is None:
-            raise RolectlError("HasRole found no role in the handler data",
-                               hint="install the middleware: rolectl.integrations.aiogram.setup(dp, roles)")
+            raise RolectlError(
+                "HasRole found no role in the handler data",
+                hint="install the middleware: rolectl.integrations.aiogram.setup(dp, roles)",
+            )
         return role in self.roles
 
     def __str__(self) -> str:

@@ -42,8 +42,15 @@ class FailureLog:
     """One outage's worth of failed lookups, for one handle. Thread-safe; costs one
     attribute test per successful lookup when nothing has failed."""
 
-    def __init__(self, logger: logging.Logger, *, instance: str = "", interval: float = SUMMARY_INTERVAL,
-                 quiet: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        instance: str = "",
+        interval: float = SUMMARY_INTERVAL,
+        quiet: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.logger = logger
         self.instance = instance
         self.interval = interval
@@ -71,10 +78,19 @@ class FailureLog:
                 self.logger.warning(
                     "role lookups are failing; senders are treated as %r until they work again "
                     "(further failures are summarised every %gs): user %s: %s",
-                    treated_as, self.interval, user_id, exc,
-                    extra={"event": "lookup.failed", "rolectl_event": "lookup_failed", "user_id": user_id,
-                           "instance": self.instance,
-                           "failures": 1, "causes": {cause: 1}})
+                    treated_as,
+                    self.interval,
+                    user_id,
+                    exc,
+                    extra={
+                        "event": "lookup.failed",
+                        "rolectl_event": "lookup_failed",
+                        "user_id": user_id,
+                        "instance": self.instance,
+                        "failures": 1,
+                        "causes": {cause: 1},
+                    },
+                )
                 return
             self._pending[cause] += 1
             if now - self._last_record < self.interval:
@@ -88,10 +104,20 @@ class FailureLog:
         self.logger.warning(
             "role lookups still failing: %d more in the last %.0fs (%s), %d since the outage began %.0fs ago; "
             "latest: %s",
-            sum(causes.values()), self.interval, _causes(causes), self._total, now - self._since, exc,
-            extra={"event": "lookup.failing", "rolectl_event": "lookup_failing", "instance": self.instance,
-                   "failures": self._total,
-                   "causes": causes})
+            sum(causes.values()),
+            self.interval,
+            _causes(causes),
+            self._total,
+            now - self._since,
+            exc,
+            extra={
+                "event": "lookup.failing",
+                "rolectl_event": "lookup_failing",
+                "instance": self.instance,
+                "failures": self._total,
+                "causes": causes,
+            },
+        )
 
     def succeeded(self, *, cached: bool = False) -> None:
         """A lookup worked: ends an outage, if there was one, with a line saying so.
@@ -106,10 +132,17 @@ class FailureLog:
             causes = dict(self._pending)
             self.logger.warning(
                 "role lookups work again after %d failures over %.1fs%s",
-                self._total, now - self._since, f" ({_causes(causes)} since the last report)" if causes else "",
-                extra={"event": "lookup.recovered", "rolectl_event": "lookup_recovered",
-                       "instance": self.instance, "failures": self._total,
-                       "causes": causes})
+                self._total,
+                now - self._since,
+                f" ({_causes(causes)} since the last report)" if causes else "",
+                extra={
+                    "event": "lookup.recovered",
+                    "rolectl_event": "lookup_recovered",
+                    "instance": self.instance,
+                    "failures": self._total,
+                    "causes": causes,
+                },
+            )
             self.failing = False
             self._total = 0
             self._pending.clear()

@@ -44,8 +44,9 @@ R = TypeVar("R")
 Callback = Callable[[Update, C], Coroutine[Any, Any, R]]
 
 
-def install(application: "Application[Any, Any, Any, Any, Any, Any]", roles: AsyncRoles, *,
-            group: int = -1) -> TypeHandler[Update, Any, None]:
+def install(
+    application: "Application[Any, Any, Any, Any, Any, Any]", roles: AsyncRoles, *, group: int = -1
+) -> TypeHandler[Update, Any, None]:
     """Look up every update's sender in handler group ``group`` (-1: before the others),
     open ``roles`` in ``post_init`` and close it in ``post_shutdown`` (after any hooks
     already set). Returns the handler."""
@@ -83,8 +84,10 @@ def role_of(context: "CallbackContext[Any, Any, Any, Any]") -> Role:
     """The sender's role for the update ``context`` belongs to (set by :func:`install`)."""
     role = getattr(context, _ATTR, None)
     if role is None:
-        raise RolectlError("no role was looked up for this update",
-                           hint="call rolectl.integrations.telegram.install(application, roles) first")
+        raise RolectlError(
+            "no role was looked up for this update",
+            hint="call rolectl.integrations.telegram.install(application, roles) first",
+        )
     return role  # type: ignore[no-any-return]  # set by install() to a Role
 
 
@@ -94,8 +97,10 @@ def roles_of(context: "CallbackContext[Any, Any, Any, Any]") -> AsyncRoles:
     bot_data = context.bot_data
     roles = bot_data.get(ROLES_KEY) if isinstance(bot_data, dict) else None
     if not isinstance(roles, AsyncRoles):
-        raise RolectlError("no rolectl handle in this application's bot_data",
-                           hint="call rolectl.integrations.telegram.install(application, roles) first")
+        raise RolectlError(
+            "no rolectl handle in this application's bot_data",
+            hint="call rolectl.integrations.telegram.install(application, roles) first",
+        )
     return roles
 
 

@@ -26,21 +26,24 @@ from .safe import safe
 
 def change_item(change: Any, **target: Any) -> dict[str, Any]:
     """One ``changes`` item: the target's ids first, then ``changed``, ``message``, ``events``."""
-    return {**target, "changed": bool(change.changed), "message": change.message,
-            "events": [e.to_dict() for e in change.events]}
+    return {
+        **target,
+        "changed": bool(change.changed),
+        "message": change.message,
+        "events": [e.to_dict() for e in change.events],
+    }
 
 
 def change_document(items: Sequence[Mapping[str, Any]], **extra: Any) -> dict[str, Any]:
     """The ``--format json`` object for ``items`` (from :func:`change_item`); ``extra`` keys
     (``dry_run``, ``summary``...) come between ``changed`` and ``changes``."""
-    events = sorted((e for item in items for e in item.get("events", ())),
-                    key=lambda e: (e.get("seq") is None, e.get("seq") or 0))
-    return {"changed": any(item.get("changed") for item in items), **extra, "changes": list(items),
-            "events": events}
+    events = sorted(
+        (e for item in items for e in item.get("events", ())), key=lambda e: (e.get("seq") is None, e.get("seq") or 0)
+    )
+    return {"changed": any(item.get("changed") for item in items), **extra, "changes": list(items), "events": events}
 
 
-def render_changes(items: Sequence[Mapping[str, Any]], fmt: str, *, out: TextIO | None = None,
-                   **extra: Any) -> None:
+def render_changes(items: Sequence[Mapping[str, Any]], fmt: str, *, out: TextIO | None = None, **extra: Any) -> None:
     """Print changes as text (a sentence each, with its event numbers), json or jsonl."""
     out = out or sys.stdout
     if fmt == "json":

@@ -81,7 +81,9 @@ def infer_kind(values: Iterable[Any]) -> str:
 def resolve(cols: list[Col], rows: Sequence[Mapping[str, Any]]) -> list[Col]:
     """Replace ``auto`` kinds by what the rows hold."""
     return [
-        c if c.kind != "auto" else Col(c.name, infer_kind(r.get(c.name) for r in rows), c.priority, c.header, c.min_width)
+        c
+        if c.kind != "auto"
+        else Col(c.name, infer_kind(r.get(c.name) for r in rows), c.priority, c.header, c.min_width)
         for c in cols
     ]
 

@@ -82,7 +82,8 @@ def note_rest(shown: int, total: Callable[[], int], noun: str = "rows", *, earli
     print(
         f"{shown:,} shown, {rest:,} {where}{noun} not shown; --limit 0 shows them all "
         f"(or --limit N, --format tsv for a pipe)",
-        file=sys.stderr, flush=True,
+        file=sys.stderr,
+        flush=True,
     )
 
 

@@ -67,8 +67,14 @@ def render_commands(commands: Sequence[tuple[str, str]], *, out: TextIO | None =
             con.print(Padding(Text(safe(doing), style="dim"), (0, 0, 0, 4)))
 
 
-def render_stacked(rows: Sequence[Mapping[str, Any]], heading: str, fields: Sequence[str], *,
-                   title: str | None = None, out: TextIO | None = None) -> None:
+def render_stacked(
+    rows: Sequence[Mapping[str, Any]],
+    heading: str,
+    fields: Sequence[str],
+    *,
+    title: str | None = None,
+    out: TextIO | None = None,
+) -> None:
     """Each row as a bold ``heading`` line, then ``  field  value`` lines, values wrapped at
     spaces beside their label (fields without a value are left out)."""
     from rich.table import Table

@@ -148,8 +148,10 @@ def render_record(record: Row, fmt: str | None = None, *, title: str | None = No
         if fmt == "table":
             from .times import ISO_UTC, human_time
 
-            rows = [{"field": k, "value": human_time(v) if isinstance(v, str) and ISO_UTC.match(v) else v}
-                    for k, v in record.items()]
+            rows = [
+                {"field": k, "value": human_time(v) if isinstance(v, str) and ISO_UTC.match(v) else v}
+                for k, v in record.items()
+            ]
         render_rows(rows, (Col("field", "atom", 0), Col("value", "text", 0, min_width=20)), fmt, title=title, out=out)
 
 

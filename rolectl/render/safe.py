@@ -22,24 +22,42 @@ import re
 # U+200D (zero-width joiner) is kept: it builds emoji sequences, usernames may contain it,
 # and it moves nothing on screen.
 _RANGES = (
-    (0x00, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x600, 0x605), (0x61C, 0x61C), (0x6DD, 0x6DD),
-    (0x70F, 0x70F), (0x890, 0x891), (0x8E2, 0x8E2), (0x180E, 0x180E), (0x200B, 0x200C),
-    (0x200E, 0x200F), (0x2028, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F), (0xFEFF, 0xFEFF),
-    (0xFFF9, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x1343F),
-    (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F),
+    (0x00, 0x1F),
+    (0x7F, 0x9F),
+    (0xAD, 0xAD),
+    (0x600, 0x605),
+    (0x61C, 0x61C),
+    (0x6DD, 0x6DD),
+    (0x70F, 0x70F),
+    (0x890, 0x891),
+    (0x8E2, 0x8E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200C),
+    (0x200E, 0x200F),
+    (0x2028, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
 )
-_CLASS = "".join(
-    re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in _RANGES
-)
+_CLASS = "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in _RANGES)
 #: What JSON itself leaves raw with ``ensure_ascii=False``: everything above but C0 (which
 #: JSON always escapes).
-_JSON_CLASS = _CLASS[len(re.escape(chr(0)) + "-" + re.escape(chr(0x1F))):]
+_JSON_CLASS = _CLASS[len(re.escape(chr(0)) + "-" + re.escape(chr(0x1F))) :]
 
 
 @functools.lru_cache(maxsize=None)
 def _pattern(json: bool = False) -> re.Pattern[str]:
     """Compiled on first use: ``rolectl role`` prints no table and should not pay for it."""
     return re.compile(f"[{_JSON_CLASS if json else _CLASS}]")
+
 
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 

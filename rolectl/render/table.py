@@ -47,8 +47,9 @@ def cell(value: Any, kind: str = "auto") -> Cell:
     return human_text(value, kind), ""
 
 
-def fit(cols: Sequence[Col], natural: Mapping[str, int], width: int, gap: int = GAP,
-        words: Mapping[str, int] | None = None) -> Layout | None:
+def fit(
+    cols: Sequence[Col], natural: Mapping[str, int], width: int, gap: int = GAP, words: Mapping[str, int] | None = None
+) -> Layout | None:
     """The columns to show and their widths within ``width`` cells (``gap`` cells between
     two columns), or ``None`` when even the priority-0 columns do not fit (then rows are
     shown as vertical records). ``words``: the longest word of each column, the narrowest a
@@ -166,8 +167,15 @@ def measure(cells: Iterable[Mapping[str, Cell]], natural: dict[str, int], words:
                     words[name] = longest
 
 
-def build_table(kept: Sequence[Col], widths: Mapping[str, int], cells: Iterable[Mapping[str, Cell]], *,
-                show_header: bool = True, gap: int = GAP, title: str | None = None) -> "Table":
+def build_table(
+    kept: Sequence[Col],
+    widths: Mapping[str, int],
+    cells: Iterable[Mapping[str, Cell]],
+    *,
+    show_header: bool = True,
+    gap: int = GAP,
+    title: str | None = None,
+) -> "Table":
     """One rich table in the layout :func:`fit` chose. Numbers are right-aligned and never
     cut; ``text`` wraps within its width, ``label`` is cut with an ellipsis."""
     from rich import box
@@ -176,22 +184,36 @@ def build_table(kept: Sequence[Col], widths: Mapping[str, int], cells: Iterable[
 
     # SIMPLE_HEAD draws one space between columns; the padding makes up the rest of the gap
     padding = (0, 1) if gap == GAP else (0, 0, 0, gap - 1)
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold", padding=padding,
-                  show_header=show_header, title=safe(title) if title else None, title_justify="left")
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        header_style="bold",
+        padding=padding,
+        show_header=show_header,
+        title=safe(title) if title else None,
+        title_justify="left",
+    )
     for col in kept:
         w = widths[col.name]
         wrap = col.kind == "text"
         table.add_column(
-            Text(col.title), justify="right" if col.kind in ("int", "num") else "left",
-            no_wrap=not wrap, overflow="fold" if wrap else "ellipsis", width=w, min_width=w, max_width=w,
+            Text(col.title),
+            justify="right" if col.kind in ("int", "num") else "left",
+            no_wrap=not wrap,
+            overflow="fold" if wrap else "ellipsis",
+            width=w,
+            min_width=w,
+            max_width=w,
         )
     for row in cells:
         table.add_row(*(Text(row[c.name][0], style=row[c.name][1]) for c in kept))
     return table
 
 
-def vertical_lines(columns: Sequence[Col], cells: Iterable[Mapping[str, Cell]], width: int,
-                   first: int = 1) -> list["Text"]:
+def vertical_lines(
+    columns: Sequence[Col], cells: Iterable[Mapping[str, Cell]], width: int, first: int = 1
+) -> list["Text"]:
     """``field  value`` lines per row under a numbered rule, empty fields left out: what a
     terminal too narrow for even the priority-0 columns shows. Rules are cropped, values fold."""
     from rich.text import Text
@@ -208,8 +230,9 @@ def vertical_lines(columns: Sequence[Col], cells: Iterable[Mapping[str, Cell]], 
     return lines
 
 
-def fitted_table(columns: Sequence[Col], rows: Sequence[Mapping[str, Any]], width: int, *, gap: int = GAP,
-                 title: str | None = None) -> "RenderableType":
+def fitted_table(
+    columns: Sequence[Col], rows: Sequence[Mapping[str, Any]], width: int, *, gap: int = GAP, title: str | None = None
+) -> "RenderableType":
     """All of ``rows`` as one renderable that fits ``width``: the table :class:`TableWriter`
     would print, built at once (for a view redrawn in place)."""
     from rich.console import Group
@@ -226,8 +249,13 @@ def fitted_table(columns: Sequence[Col], rows: Sequence[Mapping[str, Any]], widt
 
 
 def write_table(
-    rows: Iterable[Mapping[str, Any]], columns: Sequence[Col], console: Any, *, title: str | None = None,
-    chunk: int = 500, first_chunk: int = 50,
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[Col],
+    console: Any,
+    *,
+    title: str | None = None,
+    chunk: int = 500,
+    first_chunk: int = 50,
 ) -> int:
     """Stream ``rows`` as a fitted table; returns how many rows were written. The first
     chunk is small so that the first rows show at once."""

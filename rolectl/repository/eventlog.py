@@ -66,23 +66,30 @@ class EventLog:
         first), so it holds ``limit`` events at once."""
         kinds, params = self._filters(since, user_id, kind)
         params["limit"] = limit
-        sql = self.q.events_list(since=since is not None, user=user_id is not None, kinds=kinds,
-                                 limit=limit is not None, newest_first=newest_first)
+        sql = self.q.events_list(
+            since=since is not None,
+            user=user_id is not None,
+            kinds=kinds,
+            limit=limit is not None,
+            newest_first=newest_first,
+        )
         rows = self.store.iter_query(sql, params)
         if newest_first:
             return iter([Event.from_row(r) for r in rows][::-1])
         return (Event.from_row(r) for r in rows)
 
-    def count(self, *, since: int | None = None, user_id: int | None = None,
-              kind: str | Sequence[str] | None = None) -> int:
+    def count(
+        self, *, since: int | None = None, user_id: int | None = None, kind: str | Sequence[str] | None = None
+    ) -> int:
         """How many events :meth:`stream` would give without a limit."""
         kinds, params = self._filters(since, user_id, kind)
         sql = self.q.events_count(since=since is not None, user=user_id is not None, kinds=kinds)
         return int(self.store.query(sql, params)[0][0])
 
     @staticmethod
-    def _filters(since: int | None, user_id: int | None,
-                 kind: str | Sequence[str] | None) -> tuple[int, dict[str, Any]]:
+    def _filters(
+        since: int | None, user_id: int | None, kind: str | Sequence[str] | None
+    ) -> tuple[int, dict[str, Any]]:
         """The filters as parameters (``kind0``, ``kind1``... for the kinds), and how many kinds."""
         params: dict[str, Any] = {"since": since, "user": user_id}
         kinds: list[str] = []

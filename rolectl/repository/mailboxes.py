@@ -78,8 +78,12 @@ class MailboxesRepo:
         mid, target = parse_id(mailbox_id, "mailbox id"), parse_id(to_user)
         with change(self.store, self.bus, actor) as tx:
             done = transfer_in(tx, mid, target, actor=actor, keep_admin=keep_admin)
-        return Change(True, f"mailbox {mid} transferred from {done.source} to {target}"
-                      + (f" (user {target} created)" if done.created else ""), tx.events)
+        return Change(
+            True,
+            f"mailbox {mid} transferred from {done.source} to {target}"
+            + (f" (user {target} created)" if done.created else ""),
+            tx.events,
+        )
 
 
 class Handover(NamedTuple):
@@ -105,8 +109,9 @@ def transfer_in(tx: ChangeTx, mid: int, target: int, *, actor: str, keep_admin: 
     elif to.written:
         tx.run(q.set_role, {"uid": target, "role": ROLE_ADMIN})
     tx.run(q.set_owner, {"uid": target, "mid": mid})
-    back = rules.old_owner((source_role, source_name) if source_role is not None else None, source_logged, owned,
-                           keep_admin)
+    back = rules.old_owner(
+        (source_role, source_name) if source_role is not None else None, source_logged, owned, keep_admin
+    )
     if back is not None:
         if back.log is not None:
             tx.log_role(source, source_logged, back.log, back.note)

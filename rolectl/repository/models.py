@@ -21,8 +21,13 @@ class User:
 
     def to_dict(self) -> dict[str, Any]:
         # Not dataclasses.asdict: listings call this a million times, and asdict deep-copies.
-        return {"user_id": self.user_id, "username": self.username, "role": self.role,
-                "created_at": self.created_at, "updated_at": self.updated_at}
+        return {
+            "user_id": self.user_id,
+            "username": self.username,
+            "role": self.role,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +39,13 @@ class Mailbox:
     updated_at: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mailbox_id": self.mailbox_id, "owner_id": self.owner_id, "title": self.title,
-                "created_at": self.created_at, "updated_at": self.updated_at}
+        return {
+            "mailbox_id": self.mailbox_id,
+            "owner_id": self.owner_id,
+            "title": self.title,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
 
 @dataclass(frozen=True, slots=True)

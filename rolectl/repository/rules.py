@@ -66,8 +66,9 @@ def write(row: Row | None, logged: Role, role: Role | None, username: str | None
     return Step(row, after, log, drift)
 
 
-def demote(uid: int, row: Row | None, logged: Role, owned: Sequence[int], force: bool,
-           how_to_force: str = "pass --force") -> Step:
+def demote(
+    uid: int, row: Row | None, logged: Role, owned: Sequence[int], force: bool, how_to_force: str = "pass --force"
+) -> Step:
     """``remove-admin``: refuses an unknown user (nothing to demote is a mistake worth
     reporting) and an owner of a mailbox unless ``force``; a user the table no longer has as
     an admin but the log still does is logged as demoted (caches still serve an admin).

@@ -53,8 +53,9 @@ class UsersRepo:
         sql = self.q.users_list(role=role is not None, limit=limit is not None)
         return (User(*row) for row in self.store.iter_query(sql, params))
 
-    def complete_ids(self, prefix: str = "", *, role: str | None = None, limit: int = 100
-                     ) -> builtins.list[tuple[int, str | None]]:
+    def complete_ids(
+        self, prefix: str = "", *, role: str | None = None, limit: int = 100
+    ) -> builtins.list[tuple[int, str | None]]:
         """Up to ``limit`` (id, username) of known users whose id starts with ``prefix``, in
         id order: what shell completion offers. The prefix becomes id ranges (``12`` ->
         12, 120-129, 1200-1299, ...), so the primary key answers without a table scan."""
@@ -82,9 +83,7 @@ class UsersRepo:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def upsert(
-        self, user_id: int, username: str | None = None, *, role: str | None = None, actor: str
-    ) -> Change:
+    def upsert(self, user_id: int, username: str | None = None, *, role: str | None = None, actor: str) -> Change:
         """Create or update a user; with ``role`` also set the role (the reference day's ``upsert``)."""
         uid, name = parse_id(user_id), parse_username(username)
         new_role = parse_role(role) if role is not None else None
@@ -123,8 +122,7 @@ class UsersRepo:
             for uid in uids:
                 demote(tx, uid, force)
         return [
-            _outcome(uid, tx, f"{uid} is no longer an admin", f"{uid} is not an admin; nothing changed")
-            for uid in uids
+            _outcome(uid, tx, f"{uid} is no longer an admin", f"{uid} is not an admin; nothing changed") for uid in uids
         ]
 
 
@@ -138,8 +136,9 @@ def write_user(tx: ChangeTx, uid: int, username: str | None, role: Role | None) 
     table, name, logged = tx.one(tx.q.user_before, {"uid": uid})
     step = rules.write((table, name) if table is not None else None, logged, role, username)
     _log(tx, uid, logged, step)
-    tx.run(tx.q.upsert_user, {"uid": uid, "username": username, "role": role or ROLE_USER,
-                              "set_role": role is not None})
+    tx.run(
+        tx.q.upsert_user, {"uid": uid, "username": username, "role": role or ROLE_USER, "set_role": role is not None}
+    )
     return step
 
 

@@ -38,8 +38,16 @@ __all__ = ["DISTRIBUTIONS", "POLICIES", "DayResult", "PolicyResult", "SimConfig"
 #: Where each public name lives. They are imported when first used (PEP 562), so that every
 #: ``rolectl`` start-up, which imports :mod:`.cli` to register the commands, does not pay for
 #: the engine.
-_HOME = {"DISTRIBUTIONS": "config", "POLICIES": "config", "SimConfig": "config", "DayResult": "engine",
-         "PolicyResult": "engine", "run_day": "engine", "Trace": "trace", "build_trace": "trace"}
+_HOME = {
+    "DISTRIBUTIONS": "config",
+    "POLICIES": "config",
+    "SimConfig": "config",
+    "DayResult": "engine",
+    "PolicyResult": "engine",
+    "run_day": "engine",
+    "Trace": "trace",
+    "build_trace": "trace",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -37,7 +37,7 @@ class ChartData:
 
 def chart_data(result: "DayResult") -> ChartData:
     busy = [p.index for p in result.periods if p.requests or p.events or p.changes]
-    periods = result.periods[min(busy): max(busy) + 1] if busy else []
+    periods = result.periods[min(busy) : max(busy) + 1] if busy else []
     names = [p.policy for p in result.policies if p.policy != "none"]
     rates: dict[str, list[float | None]] = {n: [] for n in names}
     stale: dict[str, list[int]] = {n: [] for n in names}
@@ -49,8 +49,9 @@ def chart_data(result: "DayResult") -> ChartData:
             stale[name].append(c["stale_reads"])
     totals = {p.policy: p.hit_rate for p in result.policies if p.policy in names}
     title = "Hit rate every 2 hours, and stale answers"
-    return ChartData(title, [p.period for p in periods], names, rates, stale,
-                     ["; ".join(p.changes) for p in periods], totals)
+    return ChartData(
+        title, [p.period for p in periods], names, rates, stale, ["; ".join(p.changes) for p in periods], totals
+    )
 
 
 def bar(fraction: float, width: int) -> str:
@@ -85,7 +86,7 @@ class DayChart:
         indent = self.LABEL + self.NAME + 2
         scale = list("0 %".ljust(width))
         for text, at in (("50 %", width // 2 - 2), ("100 %", width - 5)):
-            scale[at:at + len(text)] = text
+            scale[at : at + len(text)] = text
         yield Text(" " * indent + "".join(scale), style="dim")
         for i, period in enumerate(data.periods):
             for j, name in enumerate(data.policies):
@@ -99,5 +100,6 @@ class DayChart:
                     line.append(f" ✗ {stale} stale", style="bold red")
                 yield line
             if data.changes[i]:
-                yield Text(" " * (self.LABEL + 1) + "↳ " + data.changes[i], style="dim", overflow="ellipsis",
-                           no_wrap=True)
+                yield Text(
+                    " " * (self.LABEL + 1) + "↳ " + data.changes[i], style="dim", overflow="ellipsis", no_wrap=True
+                )

@@ -49,8 +49,10 @@ POLICIES = ("event", "ttl", "none")
 #: For completion only (kept literal: importing the engine at start-up would be slow).
 SECTION_NAMES = ("policies", "chart", "timeline", "changes", "summary", "reference", "all")
 # Defaults (the reference day's), repeated here as text for --help only.
-HELP_FORMAT = ("table (default on a terminal), json (the whole day as one document), jsonl, csv, tsv "
-               "(default otherwise) or a tabulate format (github, plain, psql, ...).")
+HELP_FORMAT = (
+    "table (default on a terminal), json (the whole day as one document), jsonl, csv, tsv "
+    "(default otherwise) or a tabulate format (github, plain, psql, ...)."
+)
 
 
 def _number(value: Optional[str], name: str, default: int) -> int:
@@ -90,8 +92,10 @@ def _db_option(ctx: typer.Context, own: "Path | str | None") -> Optional[Path]:
 def _file_only(db: "Path | str | None") -> Optional[Path]:
     """A simulated day runs on a SQLite file only (it measures the file-based followers)."""
     if isinstance(db, str):
-        raise InvalidInputError("`rolectl simulate` and `rolectl demo` work on a SQLite database file only, "
-                                "not on a PostgreSQL database", hint="pass the path of a new SQLite file, or omit --db")
+        raise InvalidInputError(
+            "`rolectl simulate` and `rolectl demo` work on a SQLite database file only, not on a PostgreSQL database",
+            hint="pass the path of a new SQLite file, or omit --db",
+        )
     return db
 
 
@@ -133,13 +137,16 @@ def _sections(value: Optional[str], fmt: str, compare: bool) -> list[str]:
         elif name in names:
             chosen.append(name)
         elif name:
-            raise InvalidInputError(f"unknown section {raw.strip()!r}",
-                                    hint="use one or more of: all, " + ", ".join(names))
+            raise InvalidInputError(
+                f"unknown section {raw.strip()!r}", hint="use one or more of: all, " + ", ".join(names)
+            )
     if not chosen:
         raise InvalidInputError("no section given", hint="use one or more of: all, " + ", ".join(names))
     if CHART in chosen and fmt != "table":
-        raise InvalidInputError(f"the chart is drawn on a terminal only, not in --format {fmt}",
-                                hint="use --format table, or --plot FILE.png for a picture")
+        raise InvalidInputError(
+            f"the chart is drawn on a terminal only, not in --format {fmt}",
+            hint="use --format table, or --plot FILE.png for a picture",
+        )
     return chosen
 
 
@@ -147,46 +154,78 @@ def simulate(
     ctx: typer.Context,
     users: Optional[str] = typer.Option(None, "--users", metavar="N", help="Active users (default 1000)."),
     new_users: Optional[str] = typer.Option(
-        None, "--new-users", metavar="N", help="New users arriving at 14:00 (default 50)."),
+        None, "--new-users", metavar="N", help="New users arriving at 14:00 (default 50)."
+    ),
     requests: Optional[str] = typer.Option(
-        None, "--requests", metavar="N", help="Requests in the day (default 10000)."),
+        None, "--requests", metavar="N", help="Requests in the day (default 10000)."
+    ),
     role_changes: Optional[str] = typer.Option(
-        None, "--role-changes", metavar="N",
+        None,
+        "--role-changes",
+        metavar="N",
         help="Log events the day's admin changes write (default 5: the reference day's 10:00, 16:00 and 18:00 "
-             "changes)."),
+        "changes).",
+    ),
     seed: Optional[str] = typer.Option(
-        None, "--seed", metavar="N",
-        help="Seed of the random generator; the same seed gives the same numbers (default 0)."),
+        None,
+        "--seed",
+        metavar="N",
+        help="Seed of the random generator; the same seed gives the same numbers (default 0).",
+    ),
     distribution: str = typer.Option(
-        "reference", "--distribution", "-d", metavar="NAME",
+        "reference",
+        "--distribution",
+        "-d",
+        metavar="NAME",
         click_type=_Renamed(DISTRIBUTIONS, "distribution", "--distribution", DISTRIBUTION_ALIASES),
-        help="Who asks: reference (the reference day's timeline), uniform or zipf."),
+        help="Who asks: reference (the reference day's timeline), uniform or zipf.",
+    ),
     skew: Optional[str] = typer.Option(
-        None, "--skew", metavar="S", help="Zipf exponent for --distribution zipf (default 1.1)."),
+        None, "--skew", metavar="S", help="Zipf exponent for --distribution zipf (default 1.1)."
+    ),
     policy: str = typer.Option(
-        "event,ttl,none", "--policy", "-p", metavar="LIST", autocompletion=comma_list(POLICIES),
-        help="Policies to replay the same trace under: event, ttl, none (comma-separated)."),
+        "event,ttl,none",
+        "--policy",
+        "-p",
+        metavar="LIST",
+        autocompletion=comma_list(POLICIES),
+        help="Policies to replay the same trace under: event, ttl, none (comma-separated).",
+    ),
     ttl: Optional[str] = typer.Option(
-        None, "--ttl", metavar="SECONDS", help="Entry lifetime of the ttl policy (default 300)."),
+        None, "--ttl", metavar="SECONDS", help="Entry lifetime of the ttl policy (default 300)."
+    ),
     sweep_interval: Optional[str] = typer.Option(
-        None, "--sweep-interval", metavar="SECONDS",
-        help="Expiry sweep period of the ttl policy (default 60; 0: none)."),
+        None, "--sweep-interval", metavar="SECONDS", help="Expiry sweep period of the ttl policy (default 60; 0: none)."
+    ),
     db: Optional[str] = typer.Option(  # DATABASE: a Path, or the text of a PostgreSQL URL (refused)
-        None, "--db", click_type=DATABASE, metavar="PATH",
-        help="Keep the day in this new (or empty) database file (SQLite only). Default: a temporary one."),
+        None,
+        "--db",
+        click_type=DATABASE,
+        metavar="PATH",
+        help="Keep the day in this new (or empty) database file (SQLite only). Default: a temporary one.",
+    ),
     compare_reference: bool = typer.Option(
-        False, "--compare-reference", help="Show the reference day's claimed figures next to the measured ones."),
+        False, "--compare-reference", help="Show the reference day's claimed figures next to the measured ones."
+    ),
     compare_seed: bool = typer.Option(False, "--compare-seed", hidden=True),  # the earlier name
     live: bool = typer.Option(False, "--live", help="Run in compressed real time as a registered cache instance."),
     live_seconds: Optional[str] = typer.Option(
-        None, "--live-seconds", metavar="SECONDS", help="Real seconds the day takes with --live (default 60)."),
+        None, "--live-seconds", metavar="SECONDS", help="Real seconds the day takes with --live (default 60)."
+    ),
     section: Optional[str] = typer.Option(
-        None, "--section", metavar="LIST", autocompletion=comma_list(SECTION_NAMES),
+        None,
+        "--section",
+        metavar="LIST",
+        autocompletion=comma_list(SECTION_NAMES),
         help="What to print: policies, chart, timeline, changes, summary, reference, all. Default: all but "
-             "changes (the chart on a terminal only; csv/tsv/jsonl: policies)."),
+        "changes (the chart on a terminal only; csv/tsv/jsonl: policies).",
+    ),
     plot: Optional[Path] = typer.Option(
-        None, "--plot", metavar="FILE", help="Also draw the chart into FILE (.png or .svg); needs the plot extra: "
-        "pip install 'rolectl\\[plot]'."),
+        None,
+        "--plot",
+        metavar="FILE",
+        help="Also draw the chart into FILE (.png or .svg); needs the plot extra: pip install 'rolectl\\[plot]'.",
+    ),
     fmt: Optional[str] = format_option(help=HELP_FORMAT),
 ) -> None:
     """Simulate the reference day and measure it: event-driven cache vs TTL vs no cache.
@@ -226,8 +265,9 @@ def simulate(
     if live_seconds is not None and not live:
         raise InvalidInputError("--live-seconds needs --live", hint="add --live, or leave --live-seconds out")
     if not seconds > 0 or seconds > 86_400:
-        raise InvalidInputError(f"--live-seconds {live_seconds} is not valid",
-                                hint="use a number of seconds from 1 to 86400")
+        raise InvalidInputError(
+            f"--live-seconds {live_seconds} is not valid", hint="use a number of seconds from 1 to 86400"
+        )
     if plot is not None:
         from .plot import check_path
 
@@ -325,16 +365,22 @@ def _headline(result: "DayResult") -> str:
     cfg = result.config
     where = result.database or "a temporary database"
     mode = ", live" if result.live else ""
-    return (f"Simulated day{mode}: {result.active_users} active + {count(result.new_users, 'new user')}, "
-            f"{count(result.requests, 'request')} ({cfg.distribution} distribution, --seed {cfg.seed}), "
-            f"{count(result.day_events, 'event')} from role changes, on {where}")
+    return (
+        f"Simulated day{mode}: {result.active_users} active + {count(result.new_users, 'new user')}, "
+        f"{count(result.requests, 'request')} ({cfg.distribution} distribution, --seed {cfg.seed}), "
+        f"{count(result.day_events, 'event')} from role changes, on {where}"
+    )
 
 
 def demo(
     ctx: typer.Context,
     db: Optional[str] = typer.Option(  # DATABASE: a Path, or the text of a PostgreSQL URL (refused)
-        None, "--db", click_type=DATABASE, metavar="PATH",
-        help="Keep the demo's database in this new file (SQLite only). Default: a temporary one."),
+        None,
+        "--db",
+        click_type=DATABASE,
+        metavar="PATH",
+        help="Keep the demo's database in this new file (SQLite only). Default: a temporary one.",
+    ),
 ) -> None:
     """A guided tour on a fresh database: the cache, an admin change, a transfer, stats, a day.
 

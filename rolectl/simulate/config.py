@@ -64,8 +64,7 @@ class SimConfig:
             )
         _positive(self.skew, "--skew", "use 0 (uniform) or more, e.g. --skew 1.1", allow_zero=True)
         _positive(self.ttl, "--ttl", "use a number of seconds above 0, e.g. --ttl 300")
-        _positive(self.sweep_interval, "--sweep-interval", "use seconds, e.g. 60, or 0 for no sweeps",
-                  allow_zero=True)
+        _positive(self.sweep_interval, "--sweep-interval", "use seconds, e.g. 60, or 0 for no sweeps", allow_zero=True)
         object.__setattr__(self, "policies", parse_policies(self.policies))
 
     def to_dict(self) -> dict[str, Any]:

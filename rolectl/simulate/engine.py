@@ -32,8 +32,21 @@ from ..grammar import count
 from .config import SimConfig
 from .policies import EventPolicy, NoCachePolicy, Policy, TTLPolicy, sample_every
 from .trace import (
-    ADD_ADMIN, DAY, MAILBOX_CREATE, MAILBOX_ID, PERIOD, PERIODS, REGISTER, REMOVE_ADMIN, TRANSFER,
-    Action, Trace, build_trace, clock, period_label, period_of,
+    ADD_ADMIN,
+    DAY,
+    MAILBOX_CREATE,
+    MAILBOX_ID,
+    PERIOD,
+    PERIODS,
+    REGISTER,
+    REMOVE_ADMIN,
+    TRANSFER,
+    Action,
+    Trace,
+    build_trace,
+    clock,
+    period_label,
+    period_of,
 )
 
 if TYPE_CHECKING:
@@ -215,8 +228,15 @@ class Day:
                 "the database was not in the state the day assumes"
             )
         self.sync_truth(action.at if action.at is not None else 0.0)
-        return ActionResult(action.at, clock(action.at), action.op, action.label, list(action.user_ids),
-                            [e.seq for e in events], [e.kind for e in events])
+        return ActionResult(
+            action.at,
+            clock(action.at),
+            action.op,
+            action.label,
+            list(action.user_ids),
+            [e.seq for e in events],
+            [e.kind for e in events],
+        )
 
     def sync_truth(self, now: float) -> list[Event]:
         """Fold the log's new role changes into the mirror; returns the new events. Events
@@ -228,8 +248,14 @@ class Day:
                 self.truth[event.user_id] = event.new_role
                 self.changed_at[event.user_id] = now
             if event.actor != ACTOR:
-                seen = {"time": clock(now), "seq": event.seq, "kind": event.kind, "user_id": event.user_id,
-                        "actor": event.actor, "event": event.describe()}
+                seen = {
+                    "time": clock(now),
+                    "seq": event.seq,
+                    "kind": event.kind,
+                    "user_id": event.user_id,
+                    "actor": event.actor,
+                    "event": event.describe(),
+                }
                 self.pending.append(seen)
                 self.external.append(seen)
         if fresh:
@@ -259,8 +285,17 @@ class Day:
             if name == "event":
                 made.append(EventPolicy(trace, self.truth, self.changed_at, cache))
             elif name == "ttl":
-                made.append(TTLPolicy(trace, self.truth, self.changed_at, sql, ttl=config.ttl,
-                                      sweep_interval=config.sweep_interval, every=every))
+                made.append(
+                    TTLPolicy(
+                        trace,
+                        self.truth,
+                        self.changed_at,
+                        sql,
+                        ttl=config.ttl,
+                        sweep_interval=config.sweep_interval,
+                        every=every,
+                    )
+                )
             else:
                 made.append(NoCachePolicy(trace, self.truth, self.changed_at, sql, every=every))
         return made
@@ -277,15 +312,28 @@ def cut_points(trace: Trace, step: float = STEP) -> list[float]:
 Pacer = Callable[["Day", float], None]
 
 
-def replay(day: Day, policies: list[Policy], *, step: float = STEP, pacer: Pacer | None = None,
-           progress: Progress | None = None) -> tuple[list[ActionResult], list[PeriodResult]]:
+def replay(
+    day: Day,
+    policies: list[Policy],
+    *,
+    step: float = STEP,
+    pacer: Pacer | None = None,
+    progress: Progress | None = None,
+) -> tuple[list[ActionResult], list[PeriodResult]]:
     """Run the day's changes and requests in time order; returns (changes, periods)."""
     trace = day.trace
     actions = list(trace.actions)
     done: list[ActionResult] = []
     periods = [
-        PeriodResult(p, period_label(p), trace.per_period[p], trace.first_seen[p], 0, [],
-                     {pol.name: {"hits": 0, "misses": 0, "stale_reads": 0, "db_reads": 0} for pol in policies})
+        PeriodResult(
+            p,
+            period_label(p),
+            trace.per_period[p],
+            trace.first_seen[p],
+            0,
+            [],
+            {pol.name: {"hits": 0, "misses": 0, "stale_reads": 0, "db_reads": 0} for pol in policies},
+        )
         for p in range(PERIODS)
     ]
     points = cut_points(trace, step)

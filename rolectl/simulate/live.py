@@ -54,8 +54,9 @@ def span(day: "Day") -> tuple[float, float]:
     return min(points), max(points)
 
 
-def run_live(day: "Day", cache: "RoleCache", policies: list["Policy"], options: LiveOptions, *,
-             progress: Progress | None = None) -> tuple[list["ActionResult"], list["PeriodResult"]]:
+def run_live(
+    day: "Day", cache: "RoleCache", policies: list["Policy"], options: LiveOptions, *, progress: Progress | None = None
+) -> tuple[list["ActionResult"], list["PeriodResult"]]:
     from ..backends.sqlite.follower import Follower
     from ..cache.registry import Registration
 

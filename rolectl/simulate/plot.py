@@ -23,8 +23,9 @@ INSTALL_HINT = "install the extra with `pip install 'rolectl[plot]'` (or `pip in
 def check_path(path: Path) -> None:
     """Refuse a file name matplotlib would not write as asked, before the day is simulated."""
     if path.suffix.lower() not in FORMATS:
-        raise InvalidInputError(f"--plot {path}: unknown picture format {path.suffix or '(none)'!r}",
-                                hint="name the file .png or .svg")
+        raise InvalidInputError(
+            f"--plot {path}: unknown picture format {path.suffix or '(none)'!r}", hint="name the file .png or .svg"
+        )
     if not path.parent.exists():
         raise InvalidInputError(f"--plot {path}: no such directory {path.parent}", hint="create it first")
     try:
@@ -45,8 +46,14 @@ def plot(data: ChartData, path: Path, *, subtitle: str = "") -> None:
     for k, name in enumerate(data.policies):
         colour = PLOT_COLOURS.get(name, "#3b75af")
         rates = [float("nan") if r is None else 100 * r for r in data.rates[name]]
-        rates_ax.plot(x, rates, marker="o", color=colour, linewidth=2,
-                      label=f"{name} ({100 * data.totals[name]:.1f} % over the day)")
+        rates_ax.plot(
+            x,
+            rates,
+            marker="o",
+            color=colour,
+            linewidth=2,
+            label=f"{name} ({100 * data.totals[name]:.1f} % over the day)",
+        )
         offsets = [i - 0.4 + width * (k + 0.5) for i in x]
         stale_ax.bar(offsets, data.stale[name], width=width, color=colour, label=name)
     for i, change in enumerate(data.changes):

@@ -83,8 +83,7 @@ class EventPolicy(Policy):
 
     name = "event"
 
-    def __init__(self, trace: "Trace", truth: dict[int, str], changed_at: dict[int, float],
-                 cache: "RoleCache") -> None:
+    def __init__(self, trace: "Trace", truth: dict[int, str], changed_at: dict[int, float], cache: "RoleCache") -> None:
         super().__init__(trace, truth, changed_at)
         self.cache = cache
         first = cache.stats()
@@ -147,8 +146,17 @@ class TTLPolicy(Policy):
 
     name = "ttl"
 
-    def __init__(self, trace: "Trace", truth: dict[int, str], changed_at: dict[int, float],
-                 sql: Callable[[int], str], *, ttl: float, sweep_interval: float, every: int) -> None:
+    def __init__(
+        self,
+        trace: "Trace",
+        truth: dict[int, str],
+        changed_at: dict[int, float],
+        sql: Callable[[int], str],
+        *,
+        ttl: float,
+        sweep_interval: float,
+        every: int,
+    ) -> None:
         super().__init__(trace, truth, changed_at)
         from cachetools import Cache, TTLCache
 
@@ -228,8 +236,15 @@ class NoCachePolicy(Policy):
 
     name = "none"
 
-    def __init__(self, trace: "Trace", truth: dict[int, str], changed_at: dict[int, float],
-                 sql: Callable[[int], str], *, every: int) -> None:
+    def __init__(
+        self,
+        trace: "Trace",
+        truth: dict[int, str],
+        changed_at: dict[int, float],
+        sql: Callable[[int], str],
+        *,
+        every: int,
+    ) -> None:
         super().__init__(trace, truth, changed_at)
         self.reader = _Reader(sql, truth, every)
 

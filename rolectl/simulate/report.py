@@ -23,8 +23,21 @@ SECTIONS: tuple[str, ...] = ("policies", "timeline", "changes", "summary", "refe
 SECTION_ALIASES: dict[str, str] = {"seed": "reference"}
 
 POLICY_FIELDS: tuple[str, ...] = (
-    "policy", "requests", "hits", "misses", "hit_rate", "db_reads", "db_reads_sql", "stale_reads",
-    "max_staleness_s", "sweeps", "entries_scanned", "expired", "peak_size", "final_size", "events_applied",
+    "policy",
+    "requests",
+    "hits",
+    "misses",
+    "hit_rate",
+    "db_reads",
+    "db_reads_sql",
+    "stale_reads",
+    "max_staleness_s",
+    "sweeps",
+    "entries_scanned",
+    "expired",
+    "peak_size",
+    "final_size",
+    "events_applied",
 )
 #: Row labels of the side-by-side (human) policies table.
 POLICY_LABELS: dict[str, str] = {
@@ -107,7 +120,7 @@ def _active_periods(result: "DayResult") -> list[Any]:
     busy = [p.index for p in result.periods if p.requests or p.events or p.changes]
     if not busy:
         return []
-    return result.periods[min(busy): max(busy) + 1]
+    return result.periods[min(busy) : max(busy) + 1]
 
 
 def timeline_table(result: "DayResult", human: bool) -> Table:
@@ -140,8 +153,7 @@ def timeline_table(result: "DayResult", human: bool) -> Table:
             row[f"{name}_stale_reads"] = c["stale_reads"]
         rows.append(row)
     title = f"Timeline, every 2 hours: the {main} policy" + (f" ({', '.join(others)} alongside)" if others else "")
-    return Table("timeline", title,
-                 rows, tuple(columns))
+    return Table("timeline", title, rows, tuple(columns))
 
 
 # -- changes ------------------------------------------------------------------------------
@@ -151,8 +163,14 @@ def changes_table(result: "DayResult", human: bool) -> Table:
     rows = []
     for action in [*result.setup, *result.actions]:
         seqs = ", ".join(f"#{s}" for s in action.seqs) if human else " ".join(map(str, action.seqs))
-        rows.append({"time": action.time if action.at is not None else "before 00:00", "change": action.label,
-                     "events": seqs, "kinds": ", ".join(action.kinds) if human else " ".join(action.kinds)})
+        rows.append(
+            {
+                "time": action.time if action.at is not None else "before 00:00",
+                "change": action.label,
+                "events": seqs,
+                "kinds": ", ".join(action.kinds) if human else " ".join(action.kinds),
+            }
+        )
     return Table("changes", "Changes made through the repository (events as logged)", rows, CHANGE_FIELDS)
 
 
@@ -223,8 +241,9 @@ def to_json(result: "DayResult", reference_rows: list[dict[str, Any]] | None = N
     return doc
 
 
-def tables(result: "DayResult", sections: list[str], human: bool,
-           reference_rows: list[dict[str, Any]] | None = None) -> list[Table]:
+def tables(
+    result: "DayResult", sections: list[str], human: bool, reference_rows: list[dict[str, Any]] | None = None
+) -> list[Table]:
     """The chosen sections in their canonical order."""
     made = {
         "policies": lambda: policies_table(result, human),
@@ -233,9 +252,18 @@ def tables(result: "DayResult", sections: list[str], human: bool,
         "summary": lambda: summary_table(result, human),
         "reference": lambda: reference_table(reference_rows or []),
     }
-    return [made[name]() for name in SECTIONS
-            if name in sections and (name != "reference" or reference_rows is not None)]
+    return [
+        made[name]() for name in SECTIONS if name in sections and (name != "reference" or reference_rows is not None)
+    ]
 
 
-__all__ = ["SECTIONS", "SECTION_ALIASES", "POLICY_FIELDS", "Table", "tables", "to_json", "summary_record",
-           "period_label"]
+__all__ = [
+    "SECTIONS",
+    "SECTION_ALIASES",
+    "POLICY_FIELDS",
+    "Table",
+    "tables",
+    "to_json",
+    "summary_record",
+    "period_label",
+]

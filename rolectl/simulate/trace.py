@@ -141,8 +141,9 @@ def layout(users: int, new_users: int) -> tuple[list[int], list[int]]:
     return active, new
 
 
-def schedule(config: SimConfig, active: Sequence[int], new: Sequence[int],
-             rng: random.Random) -> tuple[list[Action], list[Action]]:
+def schedule(
+    config: SimConfig, active: Sequence[int], new: Sequence[int], rng: random.Random
+) -> tuple[list[Action], list[Action]]:
     """(setup before 00:00, the day's changes sorted by time).
 
     ``--role-changes N`` is the number of log events the day's admin changes write. The reference day's
@@ -155,9 +156,13 @@ def schedule(config: SimConfig, active: Sequence[int], new: Sequence[int],
         Action(10 * HOUR, ADD_ADMIN, (ADMIN_ID,), f"admin {ADMIN_ID} added", 1, username=ADMIN_NAME),
         Action(16 * HOUR, REMOVE_ADMIN, (ADMIN_ID,), f"admin {ADMIN_ID} removed", 1),
         Action(
-            18 * HOUR, TRANSFER, (MAILBOX_OWNER, TRANSFER_TO),
-            f"mailbox {MAILBOX_ID} transferred from {MAILBOX_OWNER} to {TRANSFER_TO}", 3,
-            mailbox_id=MAILBOX_ID, to_user=TRANSFER_TO,
+            18 * HOUR,
+            TRANSFER,
+            (MAILBOX_OWNER, TRANSFER_TO),
+            f"mailbox {MAILBOX_ID} transferred from {MAILBOX_OWNER} to {TRANSFER_TO}",
+            3,
+            mailbox_id=MAILBOX_ID,
+            to_user=TRANSFER_TO,
         ),
     ]
     day: list[Action] = []
@@ -167,8 +172,11 @@ def schedule(config: SimConfig, active: Sequence[int], new: Sequence[int],
         day.append(op)
         budget -= op.events
     if new:
-        label = (f"{count(len(new), 'new user')} registered ({new[0]}-{new[-1]})" if len(new) > 1
-                 else f"new user {new[0]} registered")
+        label = (
+            f"{count(len(new), 'new user')} registered ({new[0]}-{new[-1]})"
+            if len(new) > 1
+            else f"new user {new[0]} registered"
+        )
         day.append(Action(NEW_USERS_AT, REGISTER, tuple(new), label, 0))
 
     # Fillers: promote and later demote users who are not part of the reference day's story.
@@ -198,10 +206,16 @@ def schedule(config: SimConfig, active: Sequence[int], new: Sequence[int],
         needed.append(TRANSFER_TO)
     setup.append(Action(None, REGISTER, tuple(needed), _registered(len(needed)), 0))
     # The reference day's world: user 123 created mailbox 1, so 123 is an admin until the 18:00 transfer.
-    setup.append(Action(
-        None, MAILBOX_CREATE, (MAILBOX_OWNER,), f"mailbox {MAILBOX_ID} created by {MAILBOX_OWNER}",
-        2, mailbox_id=MAILBOX_ID,  # mailbox_created, and admin_added for the owner
-    ))
+    setup.append(
+        Action(
+            None,
+            MAILBOX_CREATE,
+            (MAILBOX_OWNER,),
+            f"mailbox {MAILBOX_ID} created by {MAILBOX_OWNER}",
+            2,
+            mailbox_id=MAILBOX_ID,  # mailbox_created, and admin_added for the owner
+        )
+    )
     return setup, day
 
 
@@ -219,7 +233,7 @@ def _uniform_times(rng: random.Random, n: int, low: float, high: float) -> list[
 
 
 def _zipf_weights(count: int, skew: float) -> list[float]:
-    return [1.0 / (rank ** skew) for rank in range(1, count + 1)]
+    return [1.0 / (rank**skew) for rank in range(1, count + 1)]
 
 
 def _draw(rng: random.Random, pool: list[int], weights: list[float] | None, k: int) -> list[int]:
@@ -230,8 +244,15 @@ def _draw(rng: random.Random, pool: list[int], weights: list[float] | None, k: i
     return rng.choices(pool, cum_weights=list(itertools.accumulate(weights)), k=k)
 
 
-def _random_part(config: SimConfig, rng: random.Random, active: list[int], new: list[int], n: int,
-                 weight_of: dict[int, float] | None, start: float = DAY_START) -> tuple[list[float], list[int]]:
+def _random_part(
+    config: SimConfig,
+    rng: random.Random,
+    active: list[int],
+    new: list[int],
+    n: int,
+    weight_of: dict[int, float] | None,
+    start: float = DAY_START,
+) -> tuple[list[float], list[int]]:
     """``n`` requests at uniform times from ``start`` to 20:00; new users only from 14:00."""
     times = _uniform_times(rng, n, start, DAY_END)
     times.sort()
@@ -243,8 +264,9 @@ def _random_part(config: SimConfig, rng: random.Random, active: list[int], new: 
     return times, users
 
 
-def _reference_fixed(config: SimConfig, rng: random.Random, active: list[int], new: list[int],
-                day: list[Action]) -> list[tuple[float, int]]:
+def _reference_fixed(
+    config: SimConfig, rng: random.Random, active: list[int], new: list[int], day: list[Action]
+) -> list[tuple[float, int]]:
     """The reference day's scripted requests, in priority order (cut to ``--requests``)."""
     present = set(active)
     fixed: list[tuple[float, int]] = []
@@ -281,8 +303,7 @@ def build_trace(config: SimConfig) -> Trace:
         for uid, weight in HEAVY.items():
             if uid in weights:
                 weights[uid] = float(weight)
-        times, users = _random_part(config, rng, active, new, config.requests - len(fixed), weights,
-                                    OPENING_END)
+        times, users = _random_part(config, rng, active, new, config.requests - len(fixed), weights, OPENING_END)
         if fixed:
             fixed.sort(key=lambda item: item[0])
             times, users = _merge(times, users, fixed)
@@ -354,7 +375,14 @@ def custom_trace(
             raise ValueError(f"request time {t} is outside the day (0 <= t < {DAY:g})")
     users = sorted({uid for _, uid in ordered})
     setup = [Action(None, REGISTER, tuple(users), _registered(len(users)), 0)] if users else []
-    trace = Trace(config, [float(t) for t, _ in ordered], [uid for _, uid in ordered], users, [], setup,
-                  sorted(actions, key=lambda a: a.at if a.at is not None else -1.0))
+    trace = Trace(
+        config,
+        [float(t) for t, _ in ordered],
+        [uid for _, uid in ordered],
+        users,
+        [],
+        setup,
+        sorted(actions, key=lambda a: a.at if a.at is not None else -1.0),
+    )
     _summarise(trace)
     return trace

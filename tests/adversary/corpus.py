@@ -63,8 +63,9 @@ def _base() -> bytes:
 
 
 def _drop_triggers_on(conn: sqlite3.Connection, table: str) -> None:
-    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?",
-                                (table,)).fetchall():
+    for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?", (table,)
+    ).fetchall():
         conn.execute(f'DROP TRIGGER "{name}"')
 
 
@@ -82,34 +83,43 @@ def endless_users_view(conn: sqlite3.Connection) -> None:
     _drop_triggers_on(conn, "users")
     conn.execute("DROP TABLE users")
     # Constant columns: a lookup by id cannot be answered from the recursion's counter.
-    conn.execute(f"CREATE VIEW users AS SELECT 789 AS user_id, 'x' AS username, 'admin' AS role, "
-                 f"'' AS created_at, '' AS updated_at FROM ({_ENDLESS})")
+    conn.execute(
+        f"CREATE VIEW users AS SELECT 789 AS user_id, 'x' AS username, 'admin' AS role, "
+        f"'' AS created_at, '' AS updated_at FROM ({_ENDLESS})"
+    )
 
 
 def endless_events_view(conn: sqlite3.Connection) -> None:
     _drop_triggers_on(conn, "events")
     conn.execute("ALTER TABLE events RENAME TO events_kept")
     _drop_triggers_on(conn, "events_kept")
-    conn.execute(f"CREATE VIEW events AS SELECT 1 AS seq, '' AS ts, 'admin_added' AS kind, 789 AS user_id, "
-                 f"'user' AS old_role, 'admin' AS new_role, NULL AS mailbox_id, NULL AS from_user, "
-                 f"NULL AS to_user, 'x' AS actor, NULL AS note FROM ({_ENDLESS})")
+    conn.execute(
+        f"CREATE VIEW events AS SELECT 1 AS seq, '' AS ts, 'admin_added' AS kind, 789 AS user_id, "
+        f"'user' AS old_role, 'admin' AS new_role, NULL AS mailbox_id, NULL AS from_user, "
+        f"NULL AS to_user, 'x' AS actor, NULL AS note FROM ({_ENDLESS})"
+    )
 
 
 def huge_rows_view(conn: sqlite3.Connection) -> None:
     _drop_triggers_on(conn, "users")
     conn.execute("DROP TABLE users")
     # 200 MB per row, computed on every read, stored nowhere; 100 rows of it.
-    conn.execute("CREATE VIEW users AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r "
-                 "WHERE n < 100) SELECT n AS user_id, zeroblob(200000000) AS username, 'admin' AS role, "
-                 "zeroblob(200000000) AS created_at, '' AS updated_at FROM r")
+    conn.execute(
+        "CREATE VIEW users AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r "
+        "WHERE n < 100) SELECT n AS user_id, zeroblob(200000000) AS username, 'admin' AS role, "
+        "zeroblob(200000000) AS created_at, '' AS updated_at FROM r"
+    )
 
 
 def expensive_check(conn: sqlite3.Connection) -> None:
-    conn.executemany("INSERT INTO users (user_id, role) VALUES (?, 'user')",
-                     [(10_000 + i,) for i in range(CHECKED_ROWS)])
+    conn.executemany(
+        "INSERT INTO users (user_id, role) VALUES (?, 'user')", [(10_000 + i,) for i in range(CHECKED_ROWS)]
+    )
     sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'users'").fetchone()[0]
-    costly = sql.replace("CHECK (user_id > 0)", "CHECK (user_id > 0 AND length(replace(hex(zeroblob(8000000 + user_id % 7)), "
-                         "'00', 'ab')) > 0)")
+    costly = sql.replace(
+        "CHECK (user_id > 0)",
+        "CHECK (user_id > 0 AND length(replace(hex(zeroblob(8000000 + user_id % 7)), '00', 'ab')) > 0)",
+    )
     assert costly != sql
     conn.execute("PRAGMA writable_schema = ON")
     conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'users'", (costly,))

@@ -55,8 +55,9 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
     """``rolectl --timeout 1 ARGS`` within :data:`SECONDS` and :data:`MEMORY`."""
     argv = [str(BIN / "rolectl"), "--timeout", "1", *args]
     started = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=SECONDS, preexec_fn=_limit,
-                          env=clean_env(), input=stdin)
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=SECONDS, preexec_fn=_limit, env=clean_env(), input=stdin
+    )
     assert time.monotonic() - started < SECONDS
     return proc
 
@@ -78,8 +79,14 @@ for call in sys.argv[2:]:
 def library(calls: tuple[str, ...], path: Path) -> subprocess.CompletedProcess[str]:
     """One Python process making each library call on ``path`` (as ``db``); prints one line
     per call: ``exit_code message`` of the error it raised."""
-    return subprocess.run([sys.executable, "-c", LIBRARY, str(path), *calls], capture_output=True, text=True,
-                          timeout=SECONDS, preexec_fn=_limit, env=clean_env())
+    return subprocess.run(
+        [sys.executable, "-c", LIBRARY, str(path), *calls],
+        capture_output=True,
+        text=True,
+        timeout=SECONDS,
+        preexec_fn=_limit,
+        env=clean_env(),
+    )
 
 
 def digest(path: Path) -> str:
@@ -119,14 +126,24 @@ def pg_tables(url: str) -> list[str]:
     import psycopg
 
     with psycopg.connect(url) as conn:
-        return [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                                           "ORDER BY 1").fetchall()]
+        return [
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").fetchall()
+        ]
 
 
-READERS = [("role", "789"), ("role", "789", "--is", "admin"), ("admins",), ("users",), ("events",),
-           ("events", "--follow"), ("mailbox", "show", "1"), ("mailbox", "list"), ("stats",)]
-WRITERS = [("add-admin", "5"), ("remove-admin", "789", "--force"), ("cache", "flush", "--wait", "0"),
-           ("apply", "-")]
+READERS = [
+    ("role", "789"),
+    ("role", "789", "--is", "admin"),
+    ("admins",),
+    ("users",),
+    ("events",),
+    ("events", "--follow"),
+    ("mailbox", "show", "1"),
+    ("mailbox", "list"),
+    ("stats",),
+]
+WRITERS = [("add-admin", "5"), ("remove-admin", "789", "--force"), ("cache", "flush", "--wait", "0"), ("apply", "-")]
 
 
 @pytest.mark.parametrize("hostile", DANGEROUS, indirect=True)
@@ -152,8 +169,12 @@ def test_files_whose_rows_never_end_are_refused(hostile: Path, tmp_path: Path, p
 @pytest.mark.parametrize("hostile", DANGEROUS, indirect=True)
 def test_the_library_refuses_them_before_a_miss_reads(hostile: Path) -> None:
     expected = KINDS[hostile.stem].refusal
-    calls = ("rolectl.connect(db, register=False)", "rolectl.SQLiteFetch(db)(789)", "rolectl.FollowingFetch(db)(789)",
-             "LogReader(db).read(0)")
+    calls = (
+        "rolectl.connect(db, register=False)",
+        "rolectl.SQLiteFetch(db)(789)",
+        "rolectl.FollowingFetch(db)(789)",
+        "LogReader(db).read(0)",
+    )
     proc = library(calls, hostile)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -195,8 +216,7 @@ def test_a_forged_log_behind_an_exact_schema_is_not_copied(hostile: Path, pg_url
     assert proc.returncode == 6 and "sequence" in proc.stdout
 
 
-def test_copy_replace_from_a_hostile_file_leaves_the_target_alone(corpus: Path, tmp_path: Path,
-                                                                  pg_url: str) -> None:
+def test_copy_replace_from_a_hostile_file_leaves_the_target_alone(corpus: Path, tmp_path: Path, pg_url: str) -> None:
     """``copy --replace`` into a target holding data: refused before the target's write
     transaction begins, so its content stays and no lock is left behind."""
     assert run("--db", pg_url, "init").returncode == 0
@@ -266,8 +286,14 @@ def test_a_schema_swapped_under_open_readers_is_stopped_by_the_deadline(tmp_path
     users and events into views that never end. Their next read is stopped by the statement
     deadline (2 s for ``timeout=0.5``) instead of spinning, and fails closed."""
     path = healthy(tmp_path / "bot.db")
-    proc = subprocess.run([sys.executable, "-c", SWAP, str(path)], capture_output=True, text=True,
-                          timeout=SECONDS, preexec_fn=_limit, env=clean_env())
+    proc = subprocess.run(
+        [sys.executable, "-c", SWAP, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=SECONDS,
+        preexec_fn=_limit,
+        env=clean_env(),
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert len(lines) == 2 and all("interrupted" in line for line in lines), proc.stdout

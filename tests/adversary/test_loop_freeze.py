@@ -67,8 +67,9 @@ async def _bot(db: Path) -> dict[str, object]:
                 suspended = suspended or roles.cache.suspended
 
         task = asyncio.create_task(ticker())
-        holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(db)], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         try:
             assert holder.stdout is not None
             line = await asyncio.wait_for(asyncio.to_thread(holder.stdout.readline), DEADLINE)
@@ -85,8 +86,9 @@ async def _bot(db: Path) -> dict[str, object]:
             assert time.monotonic() < deadline, f"the follower never read again: {follower.stats()}"
             await asyncio.sleep(0.02)
         assert await roles.get_role(10) == "admin" and roles.cache.peek(10) == "admin"
-        writer = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _WRITER, str(db)],
-                                         capture_output=True, text=True, timeout=DEADLINE)
+        writer = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-c", _WRITER, str(db)], capture_output=True, text=True, timeout=DEADLINE
+        )
         assert writer.returncode == 0, writer.stderr[-4000:]
         deadline = time.monotonic() + DEADLINE
         while roles.cache.peek(10) == "admin":  # the follower applies the other process's change
@@ -111,8 +113,9 @@ def test_held_read_marks_do_not_stall_a_threaded_bot(tmp_path: Path) -> None:
     Repository.init(db).close()
     with rolectl.connect(db, register=False, max_staleness=1.5) as roles:
         roles.add_admin(9)
-        holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(db)], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         worst = 0.0
         try:
             assert holder.stdout is not None and holder.stdout.readline().strip() == "held"

@@ -30,7 +30,7 @@ psycopg = pytest.importorskip("psycopg")
 ROOT = Path(__file__).resolve().parents[2]
 ROLECTL = Path(sys.executable).with_name("rolectl")
 #: Address space of every process started here (a runaway reply or cache fails, not the machine).
-MEMORY_LIMIT = 2 * 1024 ** 3
+MEMORY_LIMIT = 2 * 1024**3
 #: How many cache entries the flooded bot holds (the measured 12 s case had 20 000).
 CACHE_SIZE = 20_000
 #: Longest a revocation may take to reach the flooded bot, counted from its commit.
@@ -88,9 +88,15 @@ class BotProcess:
     def __init__(self, tmp_path: Path, db: str, fill: int, **env: str) -> None:
         script = tmp_path / "flooded_bot.py"
         script.write_text(BOT_SCRIPT)
-        self.proc = subprocess.Popen([sys.executable, str(script), str(ROOT), db, str(fill)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=_env(**env), preexec_fn=_limits)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), str(ROOT), db, str(fill)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(**env),
+            preexec_fn=_limits,
+        )
         first = self.read(120.0)
         assert first.get("ready"), first
         self.size = int(first["size"])
@@ -174,8 +180,10 @@ def _init(db: str) -> Repository:
 
 def _unchanged(admin: Any) -> tuple[Any, ...]:
     """What the attacks must not change: users, and the log's length."""
-    return (admin.execute("SELECT user_id, role FROM users ORDER BY user_id").fetchall(),
-            admin.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone())
+    return (
+        admin.execute("SELECT user_id, role FROM users ORDER BY user_id").fetchall(),
+        admin.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone(),
+    )
 
 
 def test_a_table_lock_held_by_a_bot_role_does_not_stall_reads(pg: tuple[str, str, Any], tmp_path: Path) -> None:
@@ -186,8 +194,12 @@ def test_a_table_lock_held_by_a_bot_role_does_not_stall_reads(pg: tuple[str, str
     before = _unchanged(admin)
     bot = BotProcess(tmp_path, url, 10, ROLECTL_TIMEOUT="1")
     started = time.monotonic()  # the command's own cost (start-up, connecting) on this machine now
-    assert subprocess.run([str(ROLECTL), "--db", url, "role", "1"], capture_output=True, timeout=60, env=_env(),
-                          preexec_fn=_limits).returncode == 0
+    assert (
+        subprocess.run(
+            [str(ROLECTL), "--db", url, "role", "1"], capture_output=True, timeout=60, env=_env(), preexec_fn=_limits
+        ).returncode
+        == 0
+    )
     baseline = time.monotonic() - started
     attacker = psycopg.connect(bot_url, autocommit=True)
     try:
@@ -195,16 +207,25 @@ def test_a_table_lock_held_by_a_bot_role_does_not_stall_reads(pg: tuple[str, str
         attacker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
         for argv, bound in ((["--timeout", "1"], 1.0), ([], 5.0)):
             started = time.monotonic()
-            done = subprocess.run([str(ROLECTL), "--db", url, *argv, "role", "1"], capture_output=True,
-                                  text=True, timeout=60, env=_env(), preexec_fn=_limits)
+            done = subprocess.run(
+                [str(ROLECTL), "--db", url, *argv, "role", "1"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=_env(),
+                preexec_fn=_limits,
+            )
             took = time.monotonic() - started
             assert done.returncode == 5, (argv, done.stdout, done.stderr)
             assert "locked" in done.stderr and "Traceback" not in done.stderr
             assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-            print(f"\nrolectl role {' '.join(argv)} under LOCK TABLE users: exit 5 after {took:.2f} s "
-                  f"(unlocked: {baseline:.2f} s)")
-            assert took < bound + 3.0 + baseline, f"rolectl role {argv} took {took:.1f} s against a {bound:g} s " \
-                                                  f"timeout (unlocked: {baseline:.1f} s)"
+            print(
+                f"\nrolectl role {' '.join(argv)} under LOCK TABLE users: exit 5 after {took:.2f} s "
+                f"(unlocked: {baseline:.2f} s)"
+            )
+            assert took < bound + 3.0 + baseline, (
+                f"rolectl role {argv} took {took:.1f} s against a {bound:g} s timeout (unlocked: {baseline:.1f} s)"
+            )
         bot.send("get 5")  # a miss: users is locked
         miss = bot.read(1.0 + 10.0)
         print(f"a bot's miss under LOCK TABLE users: {miss}")
@@ -224,15 +245,19 @@ def _flood_pg(bot_url: str, instance_id: str, stop: threading.Event, counts: lis
     with psycopg.connect(bot_url, autocommit=True) as conn:
         while not stop.is_set():
             with conn.transaction():
-                conn.execute("INSERT INTO rolectl_requests (instance_id, command, args) "
-                             "SELECT %s, 'entries', '{}'::jsonb FROM generate_series(1, 300)", (instance_id,))
+                conn.execute(
+                    "INSERT INTO rolectl_requests (instance_id, command, args) "
+                    "SELECT %s, 'entries', '{}'::jsonb FROM generate_series(1, 300)",
+                    (instance_id,),
+                )
                 conn.execute("SELECT pg_notify('rolectl_requests', %s)", (instance_id,))
             counts[0] += 300
             stop.wait(0.05)
 
 
-def _revoke_under_flood(bot: BotProcess, flood: Callable[[threading.Event, list[int]], None],
-                        revoke: Callable[[], None]) -> tuple[float, int]:
+def _revoke_under_flood(
+    bot: BotProcess, flood: Callable[[threading.Event, list[int]], None], revoke: Callable[[], None]
+) -> tuple[float, int]:
     """Start the flood, let it build, revoke user 1's admin; seconds from the commit to the
     moment the bot stopped answering admin, and the number of requests sent."""
     stop, counts = threading.Event(), [0]
@@ -254,26 +279,34 @@ def _revoke_under_flood(bot: BotProcess, flood: Callable[[threading.Event, list[
     return seen - committed, counts[0]
 
 
-def test_a_flood_of_diagnostics_requests_does_not_delay_a_revocation(pg: tuple[str, str, Any],
-                                                                    tmp_path: Path) -> None:
+def test_a_flood_of_diagnostics_requests_does_not_delay_a_revocation(pg: tuple[str, str, Any], tmp_path: Path) -> None:
     """The bot role asks the running bot for its 20 000 entries, 300 times per NOTIFY, over
     and over. A revocation committed meanwhile reaches the bot within :data:`REVOKE_BOUND`."""
     url, bot_url, admin = pg
     bot = BotProcess(tmp_path, url, CACHE_SIZE)
     try:
         assert bot.size >= CACHE_SIZE
-        (instance_id,) = admin.execute("SELECT instance_id FROM rolectl_instances WHERE pid = %s",
-                                       (bot.proc.pid,)).fetchone()
+        (instance_id,) = admin.execute(
+            "SELECT instance_id FROM rolectl_instances WHERE pid = %s", (bot.proc.pid,)
+        ).fetchone()
         with Repository.open(url) as repo:
             delay, sent = _revoke_under_flood(
-                bot, lambda stop, counts: _flood_pg(bot_url, instance_id, stop, counts),
-                lambda: repo.users.remove_admin(1, actor="test", force=True))
+                bot,
+                lambda stop, counts: _flood_pg(bot_url, instance_id, stop, counts),
+                lambda: repo.users.remove_admin(1, actor="test", force=True),
+            )
         assert sent >= 300
         print(f"\nPostgreSQL: revocation seen {delay * 1000:.0f} ms after its commit, under {sent} requests")
         assert delay < REVOKE_BOUND, f"the revoked admin was served {delay:.2f} s after the commit"
         # honest diagnostics still work once the flood is over
-        done = subprocess.run([str(ROLECTL), "--db", url, "whois", "1", "--format", "json"], capture_output=True,
-                              text=True, timeout=60, env=_env(), preexec_fn=_limits)
+        done = subprocess.run(
+            [str(ROLECTL), "--db", url, "whois", "1", "--format", "json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env(),
+            preexec_fn=_limits,
+        )
         assert done.returncode == 0, done.stderr
     finally:
         bot.stop()
@@ -344,8 +377,11 @@ sys.stdin.read()
 """
 
 
-@pytest.mark.xfail(strict=True, reason="SQLite spins ~10 s in walTryBeginRead (then SQLITE_PROTOCOL) while every "
-                   "read mark is write-locked, whatever busy_timeout says; not bounded yet")
+@pytest.mark.xfail(
+    strict=True,
+    reason="SQLite spins ~10 s in walTryBeginRead (then SQLITE_PROTOCOL) while every "
+    "read mark is write-locked, whatever busy_timeout says; not bounded yet",
+)
 def test_held_wal_read_marks_do_not_stall_reads_past_the_timeout(tmp_path: Path) -> None:
     """A local process that may write the database holds every WAL read mark: ``rolectl
     role`` and a bot's miss should give up within their timeout, a hit is still served.
@@ -360,13 +396,24 @@ def test_held_wal_read_marks_do_not_stall_reads_past_the_timeout(tmp_path: Path)
     bot = BotProcess(tmp_path, str(db), 10, ROLECTL_TIMEOUT="1", ROLECTL_MAX_STALENESS="60")
     script = tmp_path / "locker.py"
     script.write_text(LOCKER)
-    locker = subprocess.Popen([sys.executable, str(script), str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, preexec_fn=_limits)
+    locker = subprocess.Popen(
+        [sys.executable, str(script), str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_limits,
+    )
     try:
         assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
         started = time.monotonic()
-        done = subprocess.run([str(ROLECTL), "--db", str(db), "--timeout", "1", "role", "1"], capture_output=True,
-                              text=True, timeout=60, env=_env(), preexec_fn=_limits)
+        done = subprocess.run(
+            [str(ROLECTL), "--db", str(db), "--timeout", "1", "role", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env(),
+            preexec_fn=_limits,
+        )
         took = time.monotonic() - started
         print(f"\nrolectl role under a held WAL index: exit {done.returncode} after {took:.2f} s: {done.stderr}")
         assert done.returncode == 5 and "Traceback" not in done.stderr, done.stderr

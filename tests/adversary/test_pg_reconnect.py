@@ -27,8 +27,10 @@ psycopg = pytest.importorskip("psycopg")
 from adversary.test_pg_roles import attack, head, log_matches_table, owner_sql, rolectl, served_role  # noqa: E402
 
 #: Ends every other session of the connecting role; the number ended.
-CUT_ALL = ("SELECT count(pg_terminate_backend(pid, 30000)) FROM pg_stat_activity "
-           "WHERE usename = current_user AND pid <> pg_backend_pid()")
+CUT_ALL = (
+    "SELECT count(pg_terminate_backend(pid, 30000)) FROM pg_stat_activity "
+    "WHERE usename = current_user AND pid <> pg_backend_pid()"
+)
 
 
 @pytest.fixture

@@ -63,8 +63,13 @@ def _bounded() -> None:
 
 def attack(url: str, *statements: str) -> list[dict[str, Any]]:
     """Run the statements as the URL's role in a process of its own; one outcome each."""
-    proc = subprocess.run([sys.executable, "-c", ATTACKER, url, json.dumps(statements)], capture_output=True,
-                          text=True, timeout=ATTACK_TIMEOUT, preexec_fn=_bounded)
+    proc = subprocess.run(
+        [sys.executable, "-c", ATTACKER, url, json.dumps(statements)],
+        capture_output=True,
+        text=True,
+        timeout=ATTACK_TIMEOUT,
+        preexec_fn=_bounded,
+    )
     assert proc.returncode == 0, proc.stderr
     return [json.loads(line) for line in proc.stdout.splitlines()]
 
@@ -73,9 +78,14 @@ class Holder:
     """An attacking session that ran its statements and keeps its locks until closed."""
 
     def __init__(self, url: str, *statements: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", ATTACKER, url, json.dumps(statements), "hold"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, preexec_fn=_bounded)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", ATTACKER, url, json.dumps(statements), "hold"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_bounded,
+        )
         self.outcomes: list[dict[str, Any]] = []
         while True:
             line = self.proc.stdout.readline()  # type: ignore[union-attr]
@@ -93,8 +103,9 @@ class Holder:
 
 
 def rolectl(rolectl_bin: Path, url: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(rolectl_bin), "--db", url, *args], capture_output=True, text=True,
-                          env=clean_env(), timeout=timeout)
+    return subprocess.run(
+        [str(rolectl_bin), "--db", url, *args], capture_output=True, text=True, env=clean_env(), timeout=timeout
+    )
 
 
 def owner_sql(url: str, statement: str, params: Any = ()) -> list[tuple[Any, ...]]:
@@ -105,8 +116,11 @@ def owner_sql(url: str, statement: str, params: Any = ()) -> list[tuple[Any, ...
 
 def log_matches_table(url: str) -> bool:
     """The log replays to exactly the users table (nothing bypassed it)."""
-    rows = owner_sql(url, "SELECT seq, ts, kind, user_id, old_role, new_role, mailbox_id, from_user, to_user, "
-                          "actor, note FROM events ORDER BY seq")
+    rows = owner_sql(
+        url,
+        "SELECT seq, ts, kind, user_id, old_role, new_role, mailbox_id, from_user, to_user, "
+        "actor, note FROM events ORDER BY seq",
+    )
     table = dict(owner_sql(url, "SELECT user_id, role FROM users WHERE role <> 'user'"))
     return replay(Event.from_row(r) for r in rows) == table
 
@@ -158,9 +172,11 @@ def victim(db: dict[str, str]) -> Iterator[Bot]:
         bot.stop()
 
 
-_TEMP_EVENTS = ("CREATE TEMP TABLE events (seq bigint GENERATED ALWAYS AS IDENTITY, ts text, kind text, "
-                "user_id bigint, old_role text, new_role text, mailbox_id bigint, from_user bigint, "
-                "to_user bigint, actor text, note text, db_user text)")
+_TEMP_EVENTS = (
+    "CREATE TEMP TABLE events (seq bigint GENERATED ALWAYS AS IDENTITY, ts text, kind text, "
+    "user_id bigint, old_role text, new_role text, mailbox_id bigint, from_user bigint, "
+    "to_user bigint, actor text, note text, db_user text)"
+)
 
 
 def test_a_temporary_events_table_does_not_swallow_a_role_change(db: dict[str, str], victim: Bot) -> None:
@@ -168,8 +184,12 @@ def test_a_temporary_events_table_does_not_swallow_a_role_change(db: dict[str, s
     revocation of user 5 went into its own temporary table, the log never heard of it, and
     every cache kept 5 as admin."""
     before = head(db["owner"])
-    out = attack(db["bot"], _TEMP_EVENTS, "UPDATE users SET role = 'user' WHERE user_id = 5",
-                 "SELECT count(*) FROM pg_temp.events")
+    out = attack(
+        db["bot"],
+        _TEMP_EVENTS,
+        "UPDATE users SET role = 'user' WHERE user_id = 5",
+        "SELECT count(*) FROM pg_temp.events",
+    )
     assert "error" not in out[1]
     assert served_role(victim, 5, db["owner"]) == "user"
     assert out[2] == {"rows": [["0"]]}  # the temporary table got nothing
@@ -178,17 +198,19 @@ def test_a_temporary_events_table_does_not_swallow_a_role_change(db: dict[str, s
     assert log_matches_table(db["owner"])
 
 
-def test_a_temporary_sequence_cannot_vouch_for_a_forged_seq(db: dict[str, str], victim: Bot,
-                                                            rolectl_bin: Path) -> None:
+def test_a_temporary_sequence_cannot_vouch_for_a_forged_seq(db: dict[str, str], victim: Bot, rolectl_bin: Path) -> None:
     """Before schema 4 the seq guard (SECURITY DEFINER) read the last value of the sequence
     of whatever ``events`` the writer's pg_temp held: a bot set its own temporary sequence to
     2^63-2 and inserted that seq; every follower's head jumped there and ignored every real
     event after it, so a revoked admin stayed admin in every cache."""
     before = head(db["owner"])
-    out = attack(db["bot"], _TEMP_EVENTS,
-                 f"SELECT setval(pg_get_serial_sequence('pg_temp.events', 'seq'), {BIG_SEQ})",
-                 "INSERT INTO public.events (seq, kind, mailbox_id, actor) OVERRIDING SYSTEM VALUE "
-                 f"VALUES ({BIG_SEQ}, 'mailbox_created', 999, 'mallory')")
+    out = attack(
+        db["bot"],
+        _TEMP_EVENTS,
+        f"SELECT setval(pg_get_serial_sequence('pg_temp.events', 'seq'), {BIG_SEQ})",
+        "INSERT INTO public.events (seq, kind, mailbox_id, actor) OVERRIDING SYSTEM VALUE "
+        f"VALUES ({BIG_SEQ}, 'mailbox_created', 999, 'mallory')",
+    )
     forged = head(db["owner"])
     revoked = rolectl(rolectl_bin, db["owner"], "remove-admin", "5", "--actor", "ops")
     assert revoked.returncode == 0, revoked.stderr
@@ -200,20 +222,25 @@ def test_a_temporary_sequence_cannot_vouch_for_a_forged_seq(db: dict[str, str], 
 
 
 def test_a_reader_with_a_temporary_events_table_cannot_register_or_drive_instances(
-        db: dict[str, str], victim: Bot, rolectl_bin: Path) -> None:
+    db: dict[str, str], victim: Bot, rolectl_bin: Path
+) -> None:
     """Before schema 4 the instance tables' policy asked ``has_table_privilege('events',
     'INSERT')`` by name: a read-only role with a temporary ``events`` of its own passed it,
     registered fake instances and sent requests to live ones. Now PUBLIC has no privilege on
     those tables, and even a role granted them by hand is held by the policy, which names the
     real ``events`` by OID."""
-    fake = ("INSERT INTO rolectl_instances (instance_id, host, pid, name) VALUES ('fake', 'evil', 1, 'fake')",
-            "SELECT instance_id FROM rolectl_instances",
-            "INSERT INTO rolectl_requests (instance_id, command, args) "
-            "SELECT instance_id, 'evict', '{\"user_id\": 5}' FROM rolectl_instances")
+    fake = (
+        "INSERT INTO rolectl_instances (instance_id, host, pid, name) VALUES ('fake', 'evil', 1, 'fake')",
+        "SELECT instance_id FROM rolectl_instances",
+        "INSERT INTO rolectl_requests (instance_id, command, args) "
+        "SELECT instance_id, 'evict', '{\"user_id\": 5}' FROM rolectl_instances",
+    )
     out = attack(db["reader"], "CREATE TEMP TABLE events (x int)", *fake)
     assert [o.get("error") for o in out[1:]] == ["42501"] * 3, out  # insufficient_privilege
-    owner_sql(db["owner"], f'GRANT SELECT, INSERT, UPDATE, DELETE ON rolectl_instances, rolectl_requests '
-                           f'TO "{db["reader_name"]}"')  # a careless grant: the policy still holds
+    owner_sql(
+        db["owner"],
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON rolectl_instances, rolectl_requests TO "{db["reader_name"]}"',
+    )  # a careless grant: the policy still holds
     out = attack(db["reader"], "CREATE TEMP TABLE events (x int)", *fake)
     assert out[1].get("error") == "42501" and out[2] == {"rows": []} and out[3] == {"rows": []}, out
     names = [r[0] for r in owner_sql(db["owner"], "SELECT name FROM rolectl_instances")]
@@ -231,16 +258,25 @@ def test_no_lock_a_reader_can_take_stops_a_writer(db: dict[str, str], victim: Bo
     reader holds every lock it can take (advisory locks on the old key, ACCESS SHARE on every
     table it may read) and a bot's write still succeeds within its timeout; the locks that
     would stop writers or heartbeats are refused."""
-    refused = attack(db["reader"], *(
-        f"DO $$ BEGIN LOCK TABLE {table} IN {mode} MODE; END $$"
-        for table in (schema.LOCK_TABLE, "rolectl_instances", "rolectl_requests")
-        for mode in ("ACCESS SHARE", "ROW EXCLUSIVE", "EXCLUSIVE", "ACCESS EXCLUSIVE")),
-        "SELECT 1 FROM users FOR KEY SHARE", "SELECT 1 FROM events FOR SHARE")
+    refused = attack(
+        db["reader"],
+        *(
+            f"DO $$ BEGIN LOCK TABLE {table} IN {mode} MODE; END $$"
+            for table in (schema.LOCK_TABLE, "rolectl_instances", "rolectl_requests")
+            for mode in ("ACCESS SHARE", "ROW EXCLUSIVE", "EXCLUSIVE", "ACCESS EXCLUSIVE")
+        ),
+        "SELECT 1 FROM users FOR KEY SHARE",
+        "SELECT 1 FROM events FOR SHARE",
+    )
     assert [o.get("error") for o in refused] == ["42501"] * len(refused), refused
-    holder = Holder(db["reader"], f"SELECT pg_advisory_lock({schema.WRITER_LOCK_KEY})", "BEGIN",
-                    f"SELECT pg_advisory_xact_lock({schema.WRITER_LOCK_KEY})",
-                    "LOCK TABLE users, mailboxes, events, meta IN ACCESS SHARE MODE",
-                    "SELECT count(*) FROM users")
+    holder = Holder(
+        db["reader"],
+        f"SELECT pg_advisory_lock({schema.WRITER_LOCK_KEY})",
+        "BEGIN",
+        f"SELECT pg_advisory_xact_lock({schema.WRITER_LOCK_KEY})",
+        "LOCK TABLE users, mailboxes, events, meta IN ACCESS SHARE MODE",
+        "SELECT count(*) FROM users",
+    )
     try:
         assert all("error" not in o for o in holder.outcomes), holder.outcomes
         started = time.monotonic()
@@ -256,8 +292,12 @@ def test_no_lock_a_reader_can_take_stops_a_writer(db: dict[str, str], victim: Bo
 def test_a_forged_actor_shows_the_real_database_user(db: dict[str, str], victim: Bot, rolectl_bin: Path) -> None:
     """``SET rolectl.actor = 'alice'`` is a claim any role can make for its session; the log
     now also records who wrote each event (``session_user``), over any value supplied."""
-    out = attack(db["bot"], "SET rolectl.actor = 'alice'", "UPDATE users SET role = 'user' WHERE user_id = 5",
-                 "INSERT INTO events (kind, user_id, actor, db_user) VALUES ('cache_evict', 5, 'alice', 'alice')")
+    out = attack(
+        db["bot"],
+        "SET rolectl.actor = 'alice'",
+        "UPDATE users SET role = 'user' WHERE user_id = 5",
+        "INSERT INTO events (kind, user_id, actor, db_user) VALUES ('cache_evict', 5, 'alice', 'alice')",
+    )
     assert all("error" not in o for o in out), out
     shown = rolectl(rolectl_bin, db["owner"], "events", "--format", "json")
     assert shown.returncode == 0, shown.stderr

@@ -42,8 +42,14 @@ def _bounded() -> None:
 
 def rolectl(db: str | Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``rolectl --db DB ARGS`` as its own process, bounded in time and memory."""
-    return subprocess.run([str(BIN / "rolectl"), "--db", str(db), *args], capture_output=True, text=True,
-                          env=clean_env(), timeout=RUN_TIMEOUT, preexec_fn=_bounded)
+    return subprocess.run(
+        [str(BIN / "rolectl"), "--db", str(db), *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=RUN_TIMEOUT,
+        preexec_fn=_bounded,
+    )
 
 
 def _files(db: Path) -> list[str]:
@@ -62,13 +68,12 @@ def _events(db: str | Path) -> list[dict[str, Any]]:
     return list(json.loads(result.stdout))
 
 
-
-
 # -- SQLite: the socket registry -------------------------------------------------------------------
 
 
 def test_a_stopped_bot_probed_past_its_backlog_stays_unresponsive_and_is_never_pruned(
-        db_path: Path, two_bots: tuple[Bot, Bot]) -> None:
+    db_path: Path, two_bots: tuple[Bot, Bot]
+) -> None:
     alpha, beta = two_bots
     alpha.get_many([789])
     beta.get_many([789])
@@ -92,7 +97,9 @@ def test_a_stopped_bot_probed_past_its_backlog_stays_unresponsive_and_is_never_p
     who = rolectl(db_path, "whois", "789", "--format", "json")
     assert who.returncode == 0, who.stderr
     assert {h["instance"]: h["state"] for h in json.loads(who.stdout)["instances"]} == {
-        "alpha": LIVE, "beta": UNRESPONSIVE}
+        "alpha": LIVE,
+        "beta": UNRESPONSIVE,
+    }
 
     for command in (["cache", "evict", "1"], ["cache", "flush"]):
         result = rolectl(db_path, *command, "--wait", "1")
@@ -127,8 +134,15 @@ def _sleeper() -> subprocess.Popen[bytes]:
 def _register_as(db: Path, pid: int, name: str, ticks: int | None) -> None:
     """A registration as a bot of ``pid`` would write it (its start time ``ticks``)."""
     runtime_dir(db).mkdir(mode=0o700, exist_ok=True)
-    info = {"name": name, "pid": pid, "id": str(pid), "host": socket.gethostname(), "started_at": time.time(),
-            **own_identity().describe(), "start_ticks": ticks}
+    info = {
+        "name": name,
+        "pid": pid,
+        "id": str(pid),
+        "host": socket.gethostname(),
+        "started_at": time.time(),
+        **own_identity().describe(),
+        "start_ticks": ticks,
+    }
     (runtime_dir(db) / f"{pid}.json").write_text(json.dumps(info))
 
 
@@ -191,8 +205,9 @@ def test_postgres_a_stopped_bot_of_this_host_stays_unresponsive_whatever_its_hea
         beta.get_many([789])
         os.kill(beta.pid, signal.SIGSTOP)
         with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute("UPDATE rolectl_instances SET heartbeat_at = now() - interval '1 hour' WHERE pid = %s",
-                         (beta.pid,))
+            conn.execute(
+                "UPDATE rolectl_instances SET heartbeat_at = now() - interval '1 hour' WHERE pid = %s", (beta.pid,)
+            )
             rows = conn.execute("SELECT count(*) FROM rolectl_instances").fetchone()
             for _ in range(PROBES // 6):
                 assert _states(pg_url) == {"alpha": LIVE, "beta": UNRESPONSIVE}
@@ -202,7 +217,9 @@ def test_postgres_a_stopped_bot_of_this_host_stays_unresponsive_whatever_its_hea
                 assert conn.execute("SELECT count(*) FROM rolectl_instances").fetchone() == rows
             who = rolectl(pg_url, "whois", "789", "--format", "json")
             assert {h["instance"]: h["state"] for h in json.loads(who.stdout)["instances"]} == {
-                "alpha": LIVE, "beta": UNRESPONSIVE}
+                "alpha": LIVE,
+                "beta": UNRESPONSIVE,
+            }
             evict = rolectl(pg_url, "cache", "evict", "1", "--wait", "1")
             assert evict.returncode == 7, evict.stderr
             said = f"applied by 1 of 2 instances; 1 did not answer: beta (id {socket.gethostname()}:{beta.pid})"
@@ -223,11 +240,14 @@ def test_postgres_a_stopped_bot_of_this_host_stays_unresponsive_whatever_its_hea
 
 def test_the_registration_records_who_the_pid_is(db_path: Path) -> None:
     """What the liveness rule reads back: this process's own start time, boot and namespace."""
-    code = ("import json,sys; from rolectl.cache import RoleCache; from rolectl.cache.registry import register;"
-            f"r = register(RoleCache(lambda u: 'user', name='me'), {str(db_path)!r});"
-            "print(json.dumps(r.describe()), flush=True); sys.stdin.read()")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            preexec_fn=_bounded)
+    code = (
+        "import json,sys; from rolectl.cache import RoleCache; from rolectl.cache.registry import register;"
+        f"r = register(RoleCache(lambda u: 'user', name='me'), {str(db_path)!r});"
+        "print(json.dumps(r.describe()), flush=True); sys.stdin.read()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=_bounded
+    )
     try:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())

@@ -29,9 +29,16 @@ def _bounded() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
 
 
-def run(argv: list[str | bytes], env: dict[str | bytes, str | bytes] | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([str(BIN / "rolectl"), *argv], capture_output=True, env=env or clean_env(),
-                          timeout=RUN_TIMEOUT, preexec_fn=_bounded)
+def run(
+    argv: list[str | bytes], env: dict[str | bytes, str | bytes] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [str(BIN / "rolectl"), *argv],
+        capture_output=True,
+        env=env or clean_env(),
+        timeout=RUN_TIMEOUT,
+        preexec_fn=_bounded,
+    )
 
 
 fingerprint = file_fingerprint
@@ -69,8 +76,9 @@ CASES: list[tuple[str, list[str | bytes]]] = [
 
 
 @pytest.mark.parametrize(("option", "argv"), CASES, ids=[f"{c[0]}-{' '.join(map(str, c[1][:2]))}" for c in CASES])
-def test_a_text_option_that_is_not_utf8_is_refused_and_nothing_is_written(seeded: Path, option: str,
-                                                                           argv: list[str | bytes]) -> None:
+def test_a_text_option_that_is_not_utf8_is_refused_and_nothing_is_written(
+    seeded: Path, option: str, argv: list[str | bytes]
+) -> None:
     before = fingerprint(seeded)
     result = run(["--db", str(seeded), *argv])
     assert_refused(result, option)

@@ -55,10 +55,17 @@ def _limits() -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the cap fails (EFBIG) instead of killing
 
 
-def rolectl(rolectl_bin: Path, db: Path, *args: str, env: dict[str, str] | None = None,
-            wall: float = WALL) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(rolectl_bin), "--db", str(db), *args], capture_output=True, text=True,
-                            env=env or clean_env(), timeout=wall, preexec_fn=_limits)
+def rolectl(
+    rolectl_bin: Path, db: Path, *args: str, env: dict[str, str] | None = None, wall: float = WALL
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(rolectl_bin), "--db", str(db), *args],
+        capture_output=True,
+        text=True,
+        env=env or clean_env(),
+        timeout=wall,
+        preexec_fn=_limits,
+    )
     assert "Traceback" not in result.stderr, result.stderr
     return result
 
@@ -71,8 +78,11 @@ def shell(db: Path, *commands: str) -> None:
 def patch_table(db: Path, table: str, old: str, new: str) -> None:
     """Change a table's stored definition as an attacker would (writable_schema)."""
     old_sql, new_sql = old.replace("'", "''"), new.replace("'", "''")
-    shell(db, "PRAGMA writable_schema = ON",
-          f"UPDATE sqlite_schema SET sql = replace(sql, '{old_sql}', '{new_sql}') WHERE name = '{table}'")
+    shell(
+        db,
+        "PRAGMA writable_schema = ON",
+        f"UPDATE sqlite_schema SET sql = replace(sql, '{old_sql}', '{new_sql}') WHERE name = '{table}'",
+    )
     conn = sqlite3.connect(db)
     try:
         assert new in conn.execute("SELECT sql FROM sqlite_schema WHERE name = ?", (table,)).fetchone()[0]
@@ -102,8 +112,7 @@ def last_event(db: Path) -> tuple[Any, ...]:
 
 def leftovers(db: Path, tmpdir: Path) -> list[str]:
     """Scratch files next to the database, and anything at all in the private TMPDIR."""
-    return sorted([p.name for p in db.parent.iterdir() if ".restore-" in p.name] +
-                  [str(p) for p in tmpdir.rglob("*")])
+    return sorted([p.name for p in db.parent.iterdir() if ".restore-" in p.name] + [str(p) for p in tmpdir.rglob("*")])
 
 
 def revocation_works(rolectl_bin: Path, db: Path, env: dict[str, str]) -> None:
@@ -137,8 +146,11 @@ def test_a_trigger_that_swallows_revocations_does_not_come_back(setup, rolectl_b
     """Before: the trigger was restored with the data; `remove-admin 789` failed (exit 1,
     TypeError on the missing event) and 789 stayed admin."""
     db, saved, env, tmpdir = setup
-    shell(saved, "CREATE TRIGGER swallow BEFORE INSERT ON events WHEN NEW.kind = 'admin_removed' "
-                 "BEGIN SELECT RAISE(IGNORE); END")
+    shell(
+        saved,
+        "CREATE TRIGGER swallow BEFORE INSERT ON events WHEN NEW.kind = 'admin_removed' "
+        "BEGIN SELECT RAISE(IGNORE); END",
+    )
     result = rolectl(rolectl_bin, db, "restore", str(saved), env=env)
     assert result.returncode == 0, result.stderr
     revocation_works(rolectl_bin, db, env)
@@ -156,10 +168,13 @@ def test_a_backup_whose_schema_is_not_rolectls_is_refused(setup, rolectl_bin, ca
         patch_table(saved, "users", "CHECK (role IN ('user', 'admin'))", "CHECK (role = 'admin' OR user_id < 700)")
         expected = "table users is defined differently: ...role = 'admin' OR user_id < 700)"
     elif case == "view for change_context":
-        shell(saved, "DROP TABLE change_context",
-              "CREATE VIEW change_context AS SELECT 1 AS id, 'alice' AS actor",
-              "CREATE TRIGGER cc_insert INSTEAD OF INSERT ON change_context BEGIN SELECT 1; END",
-              "CREATE TRIGGER cc_delete INSTEAD OF DELETE ON change_context BEGIN SELECT 1; END")
+        shell(
+            saved,
+            "DROP TABLE change_context",
+            "CREATE VIEW change_context AS SELECT 1 AS id, 'alice' AS actor",
+            "CREATE TRIGGER cc_insert INSTEAD OF INSERT ON change_context BEGIN SELECT 1; END",
+            "CREATE TRIGGER cc_delete INSTEAD OF DELETE ON change_context BEGIN SELECT 1; END",
+        )
         expected = "table change_context is a view here"
     elif case == "unique index":
         shell(saved, "CREATE UNIQUE INDEX one_per_role ON users (role) WHERE role = 'user'")
@@ -180,20 +195,30 @@ def test_a_backup_whose_schema_is_not_rolectls_is_refused(setup, rolectl_bin, ca
 #: sqlite_sequence): the schema is rolectl's, the data is not what rolectl ever writes.
 FORGED_ROWS = {
     "a hole in the log": (["DELETE FROM events WHERE seq = 2"], "the log jumps from #1 to #3"),
-    "a forged head": (["UPDATE sqlite_sequence SET seq = 9223372036854775000 WHERE name = 'events'"],
-                      "the log head is #9223372036854775000 but the log holds events #1-#3"),
-    "an event near 2^63": (["INSERT INTO events (seq, kind, user_id, new_role) VALUES "
-                            "(9223372036854775000, 'admin_added', 1, 'admin')"],
-                           "event #9223372036854775000: seq is too close to 2^63-1"),
-    "an owner who is not a user": (["INSERT INTO mailboxes (mailbox_id, owner_id) VALUES (2, 4242)"],
-                                   "mailbox 2: owner 4242 is not a user"),
-    "a revocation logged as a grant": (["UPDATE events SET new_role = 'user' WHERE seq = 1"],
-                                       "event #1: admin_added with user 789 and new_role 'user'"),
-    "a role outside the set": (["PRAGMA ignore_check_constraints = ON",
-                                "UPDATE users SET role = 'root' WHERE user_id = 555"], "user 555: role 'root' is not a role"),
-    "a binary username": (["PRAGMA ignore_check_constraints = ON",
-                           "UPDATE users SET username = zeroblob(10) WHERE user_id = 555"],
-                          "user 555: username is not text"),
+    "a forged head": (
+        ["UPDATE sqlite_sequence SET seq = 9223372036854775000 WHERE name = 'events'"],
+        "the log head is #9223372036854775000 but the log holds events #1-#3",
+    ),
+    "an event near 2^63": (
+        ["INSERT INTO events (seq, kind, user_id, new_role) VALUES (9223372036854775000, 'admin_added', 1, 'admin')"],
+        "event #9223372036854775000: seq is too close to 2^63-1",
+    ),
+    "an owner who is not a user": (
+        ["INSERT INTO mailboxes (mailbox_id, owner_id) VALUES (2, 4242)"],
+        "mailbox 2: owner 4242 is not a user",
+    ),
+    "a revocation logged as a grant": (
+        ["UPDATE events SET new_role = 'user' WHERE seq = 1"],
+        "event #1: admin_added with user 789 and new_role 'user'",
+    ),
+    "a role outside the set": (
+        ["PRAGMA ignore_check_constraints = ON", "UPDATE users SET role = 'root' WHERE user_id = 555"],
+        "user 555: role 'root' is not a role",
+    ),
+    "a binary username": (
+        ["PRAGMA ignore_check_constraints = ON", "UPDATE users SET username = zeroblob(10) WHERE user_id = 555"],
+        "user 555: username is not text",
+    ),
 }
 
 
@@ -265,18 +290,27 @@ def test_a_killed_restore_leaves_nothing_the_next_run_keeps(setup, rolectl_bin):
     big = saved.parent / "big.db"
     with Repository.open(db) as repo:  # 300 000 users and 150 000 events: a copy of a few seconds
         repo.store.conn.execute("BEGIN")
-        repo.store.conn.executemany("INSERT INTO users (user_id, username, role) VALUES (?, ?, ?)",
-                                    ((10_000 + i, f"u{i}", "admin" if i % 2 else "user") for i in range(300_000)))
+        repo.store.conn.executemany(
+            "INSERT INTO users (user_id, username, role) VALUES (?, ?, ?)",
+            ((10_000 + i, f"u{i}", "admin" if i % 2 else "user") for i in range(300_000)),
+        )
         repo.store.conn.execute("COMMIT")
     backup(db, big)
     before = content(db)
-    proc = subprocess.Popen([str(rolectl_bin), "--db", str(db), "restore", str(big)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_limits)
+    proc = subprocess.Popen(
+        [str(rolectl_bin), "--db", str(db), "restore", str(big)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_limits,
+    )
     try:
         deadline = time.monotonic() + WALL
+
         def written() -> int:
             files = [p for p in db.parent.iterdir() if ".restore-" in p.name] + list(tmpdir.rglob("*"))
             return sum(p.stat().st_size for p in files if p.is_file())
+
         while written() < (2 << 20):
             assert proc.poll() is None, "the restore finished before it could be killed: use a bigger backup"
             assert time.monotonic() < deadline, "no restore in progress within the bound"
@@ -303,17 +337,27 @@ def doctor(rolectl_bin: Path, db: Path, *args: str, env: dict[str, str]) -> tupl
 
 
 PLANTED = {
-    "swallowing trigger": (["CREATE TRIGGER swallow BEFORE INSERT ON events WHEN NEW.kind = 'admin_removed' "
-                            "BEGIN SELECT RAISE(IGNORE); END"], ["dropped trigger swallow on events"]),
-    "view for change_context": (["DROP TABLE change_context",
-                                 "CREATE VIEW change_context AS SELECT 1 AS id, 'alice' AS actor",
-                                 "CREATE TRIGGER cc_insert INSTEAD OF INSERT ON change_context BEGIN SELECT 1; END",
-                                 "CREATE TRIGGER cc_delete INSTEAD OF DELETE ON change_context BEGIN SELECT 1; END"],
-                                ["dropped trigger cc_insert on change_context", "dropped view change_context"]),
-    "view on users": (["CREATE VIEW admins_v AS SELECT * FROM users WHERE role = 'admin'"],
-                      ["dropped view admins_v"]),
-    "unique index on role": (["CREATE UNIQUE INDEX one_per_role ON users (role) WHERE role = 'user'"],
-                             ["dropped index one_per_role on users"]),
+    "swallowing trigger": (
+        [
+            "CREATE TRIGGER swallow BEFORE INSERT ON events WHEN NEW.kind = 'admin_removed' "
+            "BEGIN SELECT RAISE(IGNORE); END"
+        ],
+        ["dropped trigger swallow on events"],
+    ),
+    "view for change_context": (
+        [
+            "DROP TABLE change_context",
+            "CREATE VIEW change_context AS SELECT 1 AS id, 'alice' AS actor",
+            "CREATE TRIGGER cc_insert INSTEAD OF INSERT ON change_context BEGIN SELECT 1; END",
+            "CREATE TRIGGER cc_delete INSTEAD OF DELETE ON change_context BEGIN SELECT 1; END",
+        ],
+        ["dropped trigger cc_insert on change_context", "dropped view change_context"],
+    ),
+    "view on users": (["CREATE VIEW admins_v AS SELECT * FROM users WHERE role = 'admin'"], ["dropped view admins_v"]),
+    "unique index on role": (
+        ["CREATE UNIQUE INDEX one_per_role ON users (role) WHERE role = 'user'"],
+        ["dropped index one_per_role on users"],
+    ),
 }
 
 
@@ -325,8 +369,9 @@ def test_doctor_fix_removes_planted_objects_and_says_so(setup, rolectl_bin, case
     statements, sentences = PLANTED[case]
     shell(db, *statements)
     code, findings, _ = doctor(rolectl_bin, db, env=env)
-    assert code == 6 and any(f["check"] == "objects" and f["severity"] == "error" and f["fixable"]
-                             for f in findings), findings
+    assert code == 6 and any(f["check"] == "objects" and f["severity"] == "error" and f["fixable"] for f in findings), (
+        findings
+    )
     code, findings, stderr = doctor(rolectl_bin, db, "--fix", env=env)
     assert code == 0, findings
     fixed = [f["message"] for f in findings if f["check"] == "objects" and f["message"].startswith("fixed: ")]
@@ -346,8 +391,10 @@ def test_doctor_fix_rebuilds_a_table_whose_check_was_patched(setup, rolectl_bin)
     assert rolectl(rolectl_bin, db, "remove-admin", "789", env=env).returncode != 0
     code, findings, stderr = doctor(rolectl_bin, db, "--fix", env=env)
     assert code == 0, findings
-    assert "fixed: rebuilt table users from rolectl's schema (its definition had been changed), keeping its 3 rows" \
+    assert (
+        "fixed: rebuilt table users from rolectl's schema (its definition had been changed), keeping its 3 rows"
         in stderr
+    )
     assert content(db) == before  # rows, log head and schema exactly as rolectl made them
     revocation_works(rolectl_bin, db, env)
 
@@ -376,13 +423,19 @@ def test_doctor_ends_within_the_timeout_on_an_endless_view_and_fix_removes_it(se
     would have run forever. Now no row is read through the view (the checks that run read the
     schema only, each under the deadline), and --fix drops the view."""
     db, _, env, _ = setup
-    shell(db, "DROP TABLE users", "CREATE VIEW users AS WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
-              "FROM r) SELECT i AS user_id, NULL AS username, 'admin' AS role, '' AS created_at, '' AS updated_at FROM r")
+    shell(
+        db,
+        "DROP TABLE users",
+        "CREATE VIEW users AS WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+        "FROM r) SELECT i AS user_id, NULL AS username, 'admin' AS role, '' AS created_at, '' AS updated_at FROM r",
+    )
     started = time.monotonic()
     code, findings, _ = doctor(rolectl_bin, db, "--timeout", "2", env=env)
     assert code == 6 and time.monotonic() - started < WALL
-    assert any(f["check"] == "objects" and "not tables: users; no row was read" in f["message"] and f["fixable"]
-               for f in findings), findings
+    assert any(
+        f["check"] == "objects" and "not tables: users; no row was read" in f["message"] and f["fixable"]
+        for f in findings
+    ), findings
     assert not any(f["check"] in ("integrity", "log", "owners") for f in findings), findings
     assert any("view users" in f["message"] and f["fixable"] for f in findings if f["check"] == "objects")
     code, findings, stderr = doctor(rolectl_bin, db, "--timeout", "2", "--fix", env=env)
@@ -391,5 +444,6 @@ def test_doctor_ends_within_the_timeout_on_an_endless_view_and_fix_removes_it(se
     # mailbox 1 has lost its owner). The schema is rolectl's again and every check finishes.
     errors = {f["check"] for f in findings if f["severity"] == "error"}
     assert code == 6 and errors == {"integrity", "log"}, findings
-    assert [f["severity"] for f in findings if f["check"] == "objects" and not f["message"].startswith("fixed")] == \
-        ["ok"]
+    assert [f["severity"] for f in findings if f["check"] == "objects" and not f["message"].startswith("fixed")] == [
+        "ok"
+    ]

@@ -39,8 +39,9 @@ def _run_child(script: str, *args: str, cwd: Path) -> dict[str, Any]:
     """Run ``script`` in a process of its own; it prints one JSON object on its last line."""
     path = cwd / "child.py"
     path.write_text(textwrap.dedent(script))
-    proc = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=TIMEOUT, preexec_fn=_limits)
+    proc = subprocess.run(
+        [sys.executable, str(path), *args], capture_output=True, text=True, cwd=cwd, timeout=TIMEOUT, preexec_fn=_limits
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
@@ -49,9 +50,11 @@ def _run_child(script: str, *args: str, cwd: Path) -> dict[str, Any]:
 def _content(db: Path) -> tuple[Any, ...]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return (conn.execute("SELECT user_id, role FROM users ORDER BY user_id").fetchall(),
-                conn.execute("SELECT max(seq) FROM events").fetchone(),
-                conn.execute("PRAGMA integrity_check").fetchall())
+        return (
+            conn.execute("SELECT user_id, role FROM users ORDER BY user_id").fetchall(),
+            conn.execute("SELECT max(seq) FROM events").fetchone(),
+            conn.execute("PRAGMA integrity_check").fetchall(),
+        )
     finally:
         conn.close()
 
@@ -95,7 +98,9 @@ def content():
         conn.close()
 '''
 
-_LOCK_HOLDER = _COMMON + '''
+_LOCK_HOLDER = (
+    _COMMON
+    + '''
 import asyncio
 
 import rolectl
@@ -239,6 +244,7 @@ def restore_detection():
 under_lock("restore detection", restore_detection)
 print(json.dumps(results))
 '''
+)
 
 
 def test_a_held_write_lock_survives_every_rolectl_operation(db_path: Path) -> None:
@@ -253,12 +259,17 @@ def test_a_held_write_lock_survives_every_rolectl_operation(db_path: Path) -> No
     assert outcomes["restore detection"] is True
     handed = {name: code for name, code in outcomes.items() if "<" in name}
     assert handed and all(code == 2 for code in handed.values()), handed  # refused, as bad input
-    assert all(code == 0 for name, code in outcomes.items()
-               if (name.startswith("cli") or name == "events --follow") and name not in handed), outcomes
+    assert all(
+        code == 0
+        for name, code in outcomes.items()
+        if (name.startswith("cli") or name == "events --follow") and name not in handed
+    ), outcomes
     assert _content(db_path)[2] == [("ok",)]
 
 
-_RESETS = _COMMON + '''
+_RESETS = (
+    _COMMON
+    + '''
 import rolectl
 from rolectl.backends.sqlite import keptfds
 from rolectl.backends.sqlite.logreader import LogReader
@@ -290,6 +301,7 @@ reader.close()
 print(json.dumps({"before": before, "after_reopens": after_reopens, "after_connects": after_connects,
                   "kept": keptfds.held()}))
 '''
+)
 
 
 def test_no_descriptor_leaks_across_1000_reader_resets(db_path: Path) -> None:

@@ -39,8 +39,11 @@ def _bounded() -> None:
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in clean_env(TERM="xterm-256color", NO_COLOR="1", TZ="UTC").items()
-            if k not in ("COLUMNS", "LINES", "FORCE_COLOR")}
+    return {
+        k: v
+        for k, v in clean_env(TERM="xterm-256color", NO_COLOR="1", TZ="UTC").items()
+        if k not in ("COLUMNS", "LINES", "FORCE_COLOR")
+    }
 
 
 @pytest.fixture
@@ -62,8 +65,9 @@ def planted(db_path: Path) -> Path:
 
 def in_pty(argv: list[str]) -> bytes:
     master, slave = pty.openpty()
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=_env(), close_fds=True,
-                            preexec_fn=_bounded)
+    proc = subprocess.Popen(
+        argv, stdin=slave, stdout=slave, stderr=slave, env=_env(), close_fds=True, preexec_fn=_bounded
+    )
     os.close(slave)
     output = drain(master, timeout=RUN_TIMEOUT)
     assert proc.wait(timeout=RUN_TIMEOUT) == 0, output
@@ -75,8 +79,9 @@ LISTINGS = [["users"], ["events", "--limit", "0"], ["whois", "5"]]
 
 @pytest.mark.parametrize("fmt", ["csv", "tsv"])
 @pytest.mark.parametrize("listing", LISTINGS, ids=[" ".join(x) for x in LISTINGS])
-def test_csv_and_tsv_on_a_terminal_escape_what_the_terminal_would_obey(planted: Path, fmt: str,
-                                                                        listing: list[str]) -> None:
+def test_csv_and_tsv_on_a_terminal_escape_what_the_terminal_would_obey(
+    planted: Path, fmt: str, listing: list[str]
+) -> None:
     out = in_pty([str(BIN / "rolectl"), "--db", str(planted), *listing, "--format", fmt])
     assert b"\x1b" not in out and b"\x07" not in out and "\u202e".encode() not in out
     assert SHOWN.encode() in out
@@ -84,8 +89,13 @@ def test_csv_and_tsv_on_a_terminal_escape_what_the_terminal_would_obey(planted: 
 
 @pytest.mark.parametrize("fmt", ["csv", "tsv"])
 def test_csv_and_tsv_in_a_pipe_stay_exact(planted: Path, fmt: str) -> None:
-    result = subprocess.run([str(BIN / "rolectl"), "--db", str(planted), "users", "--format", fmt],
-                            capture_output=True, env=_env(), timeout=RUN_TIMEOUT, preexec_fn=_bounded)
+    result = subprocess.run(
+        [str(BIN / "rolectl"), "--db", str(planted), "users", "--format", fmt],
+        capture_output=True,
+        env=_env(),
+        timeout=RUN_TIMEOUT,
+        preexec_fn=_bounded,
+    )
     assert result.returncode == 0
     text = result.stdout.decode()
     rows = list(csv.reader(io.StringIO(text), delimiter="," if fmt == "csv" else "\t"))
@@ -94,9 +104,15 @@ def test_csv_and_tsv_in_a_pipe_stay_exact(planted: Path, fmt: str) -> None:
 
 def test_events_follow_in_csv_on_a_terminal_escapes_too(planted: Path) -> None:
     master, slave = pty.openpty()
-    proc = subprocess.Popen([str(BIN / "rolectl"), "--db", str(planted), "events", "--follow", "--since", "0",
-                             "--format", "csv"], stdin=slave, stdout=slave, stderr=slave, env=_env(),
-                            close_fds=True, preexec_fn=_bounded)
+    proc = subprocess.Popen(
+        [str(BIN / "rolectl"), "--db", str(planted), "events", "--follow", "--since", "0", "--format", "csv"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=_env(),
+        close_fds=True,
+        preexec_fn=_bounded,
+    )
     os.close(slave)
     seen = b""
     deadline = time.monotonic() + RUN_TIMEOUT

@@ -88,8 +88,9 @@ def check_name(name: str) -> str:
     """A role name rolectl manages: letters, digits, ``_ . -``, at most 63 characters, not
     reserved (``pg_*``, ``public``...). Bad input is exit 2."""
     if not _NAME.match(name) or name.lower() in _RESERVED or name.lower().startswith("pg_"):
-        raise InvalidInputError(f"bad database role name {name!r}",
-                                hint="use letters, digits, _ . - (at most 63, not starting with pg_)")
+        raise InvalidInputError(
+            f"bad database role name {name!r}", hint="use letters, digits, _ . - (at most 63, not starting with pg_)"
+        )
     return name
 
 
@@ -100,21 +101,27 @@ def read_password(path: str) -> str:
         with open(path, "rb") as handle:
             data = handle.read(MAX_PASSWORD_FILE + 1)
     except OSError as exc:
-        raise InvalidInputError(f"cannot read the password file {path}: {exc.strerror}",
-                                hint="pass a readable file holding the password on its first line") from None
+        raise InvalidInputError(
+            f"cannot read the password file {path}: {exc.strerror}",
+            hint="pass a readable file holding the password on its first line",
+        ) from None
     if len(data) > MAX_PASSWORD_FILE:
-        raise InvalidInputError(f"the password file {path} is larger than {MAX_PASSWORD_FILE} bytes",
-                                hint="put the password alone on the file's first line")
+        raise InvalidInputError(
+            f"the password file {path} is larger than {MAX_PASSWORD_FILE} bytes",
+            hint="put the password alone on the file's first line",
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidInputError(f"the password file {path} is not UTF-8 text",
-                                hint="put the password alone on the file's first line") from None
+        raise InvalidInputError(
+            f"the password file {path} is not UTF-8 text", hint="put the password alone on the file's first line"
+        ) from None
     password = text.split("\n", 1)[0].rstrip("\r")
     if not password or any(ord(c) < 32 or ord(c) == 127 for c in password):
-        raise InvalidInputError(f"the password file {path} has no password on its first line "
-                                "(or one with control characters)",
-                                hint="put the password alone on the file's first line")
+        raise InvalidInputError(
+            f"the password file {path} has no password on its first line (or one with control characters)",
+            hint="put the password alone on the file's first line",
+        )
     return password
 
 
@@ -127,12 +134,12 @@ def scram_verifier(password: str, *, salt: bytes | None = None, iterations: int 
     stored_key = hashlib.sha256(client_key).digest()
     server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
     b64 = base64.b64encode
-    return (f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}"
-            f"${b64(stored_key).decode()}:{b64(server_key).decode()}")
+    return f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}${b64(stored_key).decode()}:{b64(server_key).decode()}"
 
 
-def grant_access(store: "PgStore", kind: str, name: str, *, login: bool | None = None,
-                 password: str | None = None) -> AccessReport:
+def grant_access(
+    store: "PgStore", kind: str, name: str, *, login: bool | None = None, password: str | None = None
+) -> AccessReport:
     """Create the role ``name`` or bring it to exactly ``kind``'s privileges, in one
     transaction. ``login`` None: a new role may log in, an existing one keeps its setting;
     a password implies login."""
@@ -142,16 +149,16 @@ def grant_access(store: "PgStore", kind: str, name: str, *, login: bool | None =
     if password is not None:
         login = True if login is None else login
         if not login:
-            raise InvalidInputError("--password-file and --no-login contradict each other",
-                                    hint="drop one of them")
+            raise InvalidInputError("--password-file and --no-login contradict each other", hint="drop one of them")
     with store.transaction() as conn:
         try:
             return _apply(conn, kind, name, login, password)
         except driver().errors.InsufficientPrivilege as exc:
             text = " ".join(str(exc).split())
-            raise ConflictError(f"database role {store.role} may not manage roles here ({text})",
-                                hint="run it as the owner of rolectl's tables, with CREATEROLE (the role that "
-                                     "ran `rolectl init`)") from None
+            raise ConflictError(
+                f"database role {store.role} may not manage roles here ({text})",
+                hint="run it as the owner of rolectl's tables, with CREATEROLE (the role that ran `rolectl init`)",
+            ) from None
 
 
 def _apply(conn: Any, kind: str, name: str, login: bool | None, password: str | None) -> AccessReport:
@@ -166,14 +173,18 @@ def _apply(conn: Any, kind: str, name: str, login: bool | None, password: str | 
         " CASE WHEN r.rolbypassrls THEN 'NOBYPASSRLS' END], NULL) FROM pg_roles AS r WHERE r.rolname = %(n)s), "
         "(SELECT r.rolname FROM pg_roles AS r JOIN pg_class AS c ON c.relowner = r.oid "
         " WHERE c.oid = to_regclass(format('%%I.events', current_schema())))",
-        {"n": name}).fetchone()
+        {"n": name},
+    ).fetchone()
     assert info is not None
     where, database, me, superuser, extra, owner = info
     if name in (me, owner) or superuser:
-        what = "the connected role" if name == me else "the owner of rolectl's tables" if name == owner \
-            else "a superuser"
-        raise ConflictError(f"database role {name} is {what}: rolectl access only manages the roles of "
-                            "bots, readers and operators", hint="choose another role name")
+        what = (
+            "the connected role" if name == me else "the owner of rolectl's tables" if name == owner else "a superuser"
+        )
+        raise ConflictError(
+            f"database role {name} is {what}: rolectl access only manages the roles of bots, readers and operators",
+            hint="choose another role name",
+        )
     created = superuser is None
     options = []
     if login is not None:
@@ -188,27 +199,52 @@ def _apply(conn: Any, kind: str, name: str, login: bool | None, password: str | 
         conn.execute(sql.SQL("ALTER ROLE {} ").format(role).as_string(conn) + " ".join([*extra, *options]))
     s = sql.Identifier(where)
     tables = sql.SQL(", ").join(sql.SQL("{}.{}").format(s, sql.Identifier(t)) for t in TABLES)
-    sequence = conn.execute("SELECT pg_get_serial_sequence(format('%%I.events', %(s)s::text), 'seq')",
-                            {"s": where}).fetchone()
+    sequence = conn.execute(
+        "SELECT pg_get_serial_sequence(format('%%I.events', %(s)s::text), 'seq')", {"s": where}
+    ).fetchone()
     conn.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(tables, role))
     if sequence and sequence[0]:
         conn.execute(sql.SQL("REVOKE ALL ON SEQUENCE {} FROM {}").format(sql.SQL(sequence[0]), role))
     conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM {}").format(sql.Identifier(database), role))
-    conn.execute(sql.SQL("GRANT CONNECT{} ON DATABASE {} TO {}").format(
-        sql.SQL("".join(f", {p}" for p in DATABASE_PRIVILEGES[kind])), sql.Identifier(database), role))
+    conn.execute(
+        sql.SQL("GRANT CONNECT{} ON DATABASE {} TO {}").format(
+            sql.SQL("".join(f", {p}" for p in DATABASE_PRIVILEGES[kind])), sql.Identifier(database), role
+        )
+    )
     conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(s, role))
     grants = dict(TABLE_PRIVILEGES[kind])
     for table, privileges in grants.items():
-        conn.execute(sql.SQL("GRANT {} ON {}.{} TO {}").format(
-            sql.SQL(", ".join(privileges)), s, sql.Identifier(table), role))
+        conn.execute(
+            sql.SQL("GRANT {} ON {}.{} TO {}").format(sql.SQL(", ".join(privileges)), s, sql.Identifier(table), role)
+        )
     if SEQUENCE_PRIVILEGES[kind] and sequence and sequence[0]:
-        conn.execute(sql.SQL("GRANT {} ON SEQUENCE {} TO {}").format(
-            sql.SQL(", ".join(SEQUENCE_PRIVILEGES[kind])), sql.SQL(sequence[0]), role))
+        conn.execute(
+            sql.SQL("GRANT {} ON SEQUENCE {} TO {}").format(
+                sql.SQL(", ".join(SEQUENCE_PRIVILEGES[kind])), sql.SQL(sequence[0]), role
+            )
+        )
         grants["events sequence"] = SEQUENCE_PRIVILEGES[kind]
     can_login = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %(n)s", {"n": name}).fetchone()
-    return AccessReport(role=name, kind=kind, created=created, login=bool(can_login and can_login[0]),
-                        password_set=password is not None, schema=str(where), grants=grants)
+    return AccessReport(
+        role=name,
+        kind=kind,
+        created=created,
+        login=bool(can_login and can_login[0]),
+        password_set=password is not None,
+        schema=str(where),
+        grants=grants,
+    )
 
 
-__all__ = ["AccessReport", "DATABASE_PRIVILEGES", "KINDS", "SEQUENCE_PRIVILEGES", "TABLES", "TABLE_PRIVILEGES",
-           "check_name", "grant_access", "read_password", "scram_verifier"]
+__all__ = [
+    "AccessReport",
+    "DATABASE_PRIVILEGES",
+    "KINDS",
+    "SEQUENCE_PRIVILEGES",
+    "TABLES",
+    "TABLE_PRIVILEGES",
+    "check_name",
+    "grant_access",
+    "read_password",
+    "scram_verifier",
+]

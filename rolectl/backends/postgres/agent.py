@@ -107,8 +107,9 @@ class InstanceAgent:
     process's own writes (shown by ``rolectl stats``). Every method that takes a connection
     runs statements on it and lets driver errors through (the driver reconnects)."""
 
-    def __init__(self, cache: "RoleCache", *, name: str | None = None, follower: Any = None,
-                 bus: bool = False, where: str = "") -> None:
+    def __init__(
+        self, cache: "RoleCache", *, name: str | None = None, follower: Any = None, bus: bool = False, where: str = ""
+    ) -> None:
         self.cache = cache
         self.id = new_instance_id()
         self.name = name or cache.name
@@ -125,15 +126,28 @@ class InstanceAgent:
         self.last_beat = -math.inf
         #: Why this instance is not registered (its database role may not write the log).
         self.disabled: str | None = None
-        self.answers = Answers(cache, follower=follower, describe=self.describe,
-                               server=lambda: {"requests": self.answered, "refused": 0, "rebinds": 0})
+        self.answers = Answers(
+            cache,
+            follower=follower,
+            describe=self.describe,
+            server=lambda: {"requests": self.answered, "refused": 0, "rebinds": 0},
+        )
 
     def describe(self) -> dict[str, Any]:
         """What the socket registration says on SQLite (name, pid, id, host, ...)."""
         mode = getattr(self.follower, "mode", None) if self.follower is not None else None
-        return {"name": self.name, "pid": self.pid, "id": self.id, "host": self.host,
-                "started_at": self.started_at, "db": self.where, "rolectl": __version__,
-                "follower": mode, "bus": self.bus, **self.identity.describe()}
+        return {
+            "name": self.name,
+            "pid": self.pid,
+            "id": self.id,
+            "host": self.host,
+            "started_at": self.started_at,
+            "db": self.where,
+            "rolectl": __version__,
+            "follower": mode,
+            "bus": self.bus,
+            **self.identity.describe(),
+        }
 
     def due(self, now: float) -> float:
         """Seconds until the next heartbeat is due (0 if it is; never, once disabled)."""
@@ -159,8 +173,14 @@ class InstanceAgent:
         if self.disabled is not None:
             return
         self.answers.sample()
-        params = {"id": self.id, "host": self.host, "pid": self.pid, "name": self.name,
-                  "started": self.started_at, "stats": json.dumps(self.answers.stats(), default=str)}
+        params = {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "name": self.name,
+            "started": self.started_at,
+            "stats": json.dumps(self.answers.stats(), default=str),
+        }
         try:
             if conn.execute(_BEAT, params).rowcount == 0:  # a live twin holds this id
                 self.id = params["id"] = f"{self.id}-{secrets.token_hex(3)}"
@@ -172,9 +192,13 @@ class InstanceAgent:
 
     def _disable(self, conn: "psycopg.Connection[Any]", exc: BaseException) -> None:
         self.disabled = " ".join(str(exc).split())
-        log.warning("cache %s is not visible to `rolectl stats` on %s: its database role may not write the "
-                    "event log (%s)", self.name, self.where or "the database", self.disabled,
-                    extra=fields("registry.disabled", instance=self.name, db=self.where, error=self.disabled))
+        log.warning(
+            "cache %s is not visible to `rolectl stats` on %s: its database role may not write the event log (%s)",
+            self.name,
+            self.where or "the database",
+            self.disabled,
+            extra=fields("registry.disabled", instance=self.name, db=self.where, error=self.disabled),
+        )
         conn.execute(f"UNLISTEN {REQUESTS}")
 
     def serve(self, conn: "psycopg.Connection[Any]") -> int:
@@ -183,9 +207,11 @@ class InstanceAgent:
         the rest. How many were answered, busy ones included."""
         if self.disabled is not None:
             return 0
-        rows = conn.execute("SELECT request_id, command, args FROM rolectl_requests "
-                            "WHERE instance_id = %s AND answered_at IS NULL ORDER BY request_id LIMIT %s",
-                            (self.id, MAX_PER_ROUND)).fetchall()
+        rows = conn.execute(
+            "SELECT request_id, command, args FROM rolectl_requests "
+            "WHERE instance_id = %s AND answered_at IS NULL ORDER BY request_id LIMIT %s",
+            (self.id, MAX_PER_ROUND),
+        ).fetchall()
         if not rows:
             return 0
         answers = []
@@ -198,12 +224,17 @@ class InstanceAgent:
             answers.append((json.dumps(answer, separators=(",", ":"), default=str), request_id))
         with conn.transaction():
             with conn.cursor() as cur:
-                cur.executemany("UPDATE rolectl_requests SET answered_at = now(), answer = %s "
-                                "WHERE request_id = %s AND answered_at IS NULL", answers)
+                cur.executemany(
+                    "UPDATE rolectl_requests SET answered_at = now(), answer = %s "
+                    "WHERE request_id = %s AND answered_at IS NULL",
+                    answers,
+                )
             # Whatever else is open: busy, in one statement, however many there are.
-            busy = conn.execute("UPDATE rolectl_requests SET answered_at = now(), answer = %s "
-                                "WHERE instance_id = %s AND answered_at IS NULL AND request_id > %s",
-                                (json.dumps(BUSY), self.id, rows[-1][0])).rowcount
+            busy = conn.execute(
+                "UPDATE rolectl_requests SET answered_at = now(), answer = %s "
+                "WHERE instance_id = %s AND answered_at IS NULL AND request_id > %s",
+                (json.dumps(BUSY), self.id, rows[-1][0]),
+            ).rowcount
             conn.execute("SELECT pg_notify(%s, '')", (ANSWERS,))  # one wake-up for every waiting client
         self.answered += len(rows)
         self.busy += max(0, busy)
@@ -243,8 +274,14 @@ class AgentThread:
     connection is reopened with backoff, as by the follower. ``factory`` replaces
     :func:`~.connection.connect` (a follower built on a factory passes its own)."""
 
-    def __init__(self, agent: InstanceAgent, conninfo: str, *, timeout: float = 5.0,
-                 factory: Callable[[], "psycopg.Connection[Any]"] | None = None) -> None:
+    def __init__(
+        self,
+        agent: InstanceAgent,
+        conninfo: str,
+        *,
+        timeout: float = 5.0,
+        factory: Callable[[], "psycopg.Connection[Any]"] | None = None,
+    ) -> None:
         self.agent = agent
         self.conninfo = conninfo
         self.timeout = timeout
@@ -282,8 +319,12 @@ class AgentThread:
         except RolectlError as exc:
             if strict:
                 raise
-            log.info("diagnostics of cache %s: %s (retrying)", self.agent.name, exc,
-                     extra=fields("registry.failing", instance=self.agent.name, error=str(exc)))
+            log.info(
+                "diagnostics of cache %s: %s (retrying)",
+                self.agent.name,
+                exc,
+                extra=fields("registry.failing", instance=self.agent.name, error=str(exc)),
+            )
         self._pipe_r, self._pipe_w = os.pipe()
         self._thread = threading.Thread(target=self._run, name=f"rolectl-diagnostics-{self.agent.name}", daemon=True)
         self._thread.start()
@@ -299,8 +340,7 @@ class AgentThread:
         while not self._stop.is_set():
             try:
                 conn = self.conn if self.conn is not None and not self.conn.closed else self._open()
-                ready, _, _ = select.select([conn.pgconn.socket, self._pipe_r], [], [],
-                                            self._wait(time.monotonic()))
+                ready, _, _ = select.select([conn.pgconn.socket, self._pipe_r], [], [], self._wait(time.monotonic()))
                 if self._stop.is_set():
                     break
                 if conn.pgconn.socket in ready:
@@ -317,8 +357,12 @@ class AgentThread:
                     self.agent.beat(conn)
                 self.backoff = BACKOFF_FIRST
             except Exception as exc:  # noqa: BLE001 - diagnostics never take the bot down
-                log.info("diagnostics of cache %s: %s", self.agent.name, exc,
-                         extra=fields("registry.failing", instance=self.agent.name, error=str(exc)))
+                log.info(
+                    "diagnostics of cache %s: %s",
+                    self.agent.name,
+                    exc,
+                    extra=fields("registry.failing", instance=self.agent.name, error=str(exc)),
+                )
                 if self.conn is not None:
                     self.conn.close()
                     self.conn = None

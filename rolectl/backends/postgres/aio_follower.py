@@ -95,8 +95,7 @@ class AsyncPgFollower(FollowerView):
         if delay is not None:  # backing off: wake for the staleness bound if it comes first
             due = self.core.stale_in(time.monotonic())
             delay = delay if due is None else min(delay, due + 0.001)
-        self._timer = loop.call_later(self.driver.next_timeout() if delay is None else delay,
-                                      self._run_round, set())
+        self._timer = loop.call_later(self.driver.next_timeout() if delay is None else delay, self._run_round, set())
 
     def _unwatch(self) -> None:
         if self._fd is not None and self._loop is not None:
@@ -135,8 +134,11 @@ class AsyncPgFollower(FollowerView):
             self.driver.note_error(exc)
             delay = self.driver.next_backoff()
         except Exception as exc:  # noqa: BLE001 - the follower must survive anything
-            log.exception("follower for %s: unexpected error", self.driver.reader.where,
-                          extra=self.core._fields("follower.unexpected_error", error=repr(exc)))
+            log.exception(
+                "follower for %s: unexpected error",
+                self.driver.reader.where,
+                extra=self.core._fields("follower.unexpected_error", error=repr(exc)),
+            )
             self.driver.note_error(exc)
             delay = self.driver.next_backoff()
         finally:

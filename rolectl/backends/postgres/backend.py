@@ -74,22 +74,18 @@ class PostgresBackend:
 
         return PgFollower(cache, self.conninfo, timeout=self.timeout, strict=strict, **_options(max_staleness))
 
-    def async_follower(self, cache: "RoleCache", *, max_staleness: float | None,
-                       strict: bool) -> "AsyncPgFollower":
+    def async_follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> "AsyncPgFollower":
         """An in-loop follower for asyncio bots (not started)."""
         from .aio_follower import AsyncPgFollower
 
-        return AsyncPgFollower(cache, self.conninfo, timeout=self.timeout, strict=strict,
-                               **_options(max_staleness))
+        return AsyncPgFollower(cache, self.conninfo, timeout=self.timeout, strict=strict, **_options(max_staleness))
 
     def register(self, cache: "RoleCache", *, follower: Any, name: str, bus: bool) -> "PgRegistration":
         from .registration import PgRegistration
 
-        return PgRegistration(cache, self.conninfo, follower=follower, name=name, bus=bus,
-                              timeout=self.timeout).start()
+        return PgRegistration(cache, self.conninfo, follower=follower, name=name, bus=bus, timeout=self.timeout).start()
 
-    def discover(self, *, timeout: float = 1.0,
-                 only: Callable[["Instance"], bool] | None = None) -> list["Instance"]:
+    def discover(self, *, timeout: float = 1.0, only: Callable[["Instance"], bool] | None = None) -> list["Instance"]:
         """The instances of every host, from their heartbeat rows, each asked through the
         database (or only those ``only`` accepts)."""
         from .instances import discover
@@ -118,4 +114,3 @@ def _options(max_staleness: float | None) -> dict[str, Any]:
     # Only what the caller chose: the followers own their defaults (and read
     # ROLECTL_MAX_STALENESS themselves).
     return {} if max_staleness is None else {"max_staleness": max_staleness}
-

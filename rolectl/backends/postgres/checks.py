@@ -37,8 +37,14 @@ def check_schema(store: PgStore) -> list[Finding]:
     version = store.schema_version
     if version == schema.SCHEMA_VERSION:
         return [Finding("schema", OK, f"schema version {version}")]
-    return [Finding("schema", ERROR, f"schema version {version}, this rolectl needs {schema.SCHEMA_VERSION}",
-                    "rolectl init" if version < schema.SCHEMA_VERSION else "upgrade rolectl")]
+    return [
+        Finding(
+            "schema",
+            ERROR,
+            f"schema version {version}, this rolectl needs {schema.SCHEMA_VERSION}",
+            "rolectl init" if version < schema.SCHEMA_VERSION else "upgrade rolectl",
+        )
+    ]
 
 
 def check_sequence(store: PgStore) -> list[Finding]:
@@ -46,23 +52,42 @@ def check_sequence(store: PgStore) -> list[Finding]:
         "SELECT s.seqcache, (SELECT last_value FROM pg_sequences p WHERE p.schemaname = n.nspname "
         "AND p.sequencename = c.relname), (SELECT coalesce(max(seq), 0) FROM events) "
         "FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE s.seqrelid = pg_get_serial_sequence('events', 'seq')::regclass")
+        "WHERE s.seqrelid = pg_get_serial_sequence('events', 'seq')::regclass"
+    )
     if not rows:
         return [Finding("sequence", ERROR, "events.seq has no sequence", FIX_OBJECTS)]
     cache, last, head = int(rows[0][0]), rows[0][1], int(rows[0][2])
     found: list[Finding] = []
     if cache != 1:
-        found.append(Finding("sequence", ERROR, f"the events sequence has CACHE {cache}: seq order is no longer "
-                             "commit order and followers can skip events",
-                             "ALTER SEQUENCE ... CACHE 1 (see `pg_get_serial_sequence('events', 'seq')`)"))
+        found.append(
+            Finding(
+                "sequence",
+                ERROR,
+                f"the events sequence has CACHE {cache}: seq order is no longer "
+                "commit order and followers can skip events",
+                "ALTER SEQUENCE ... CACHE 1 (see `pg_get_serial_sequence('events', 'seq')`)",
+            )
+        )
     if last is not None and int(last) < head:
-        found.append(Finding("sequence", ERROR, f"the events sequence (#{last}) is behind the log head (#{head}): "
-                             "new events would collide", "setval() it to the head"))
+        found.append(
+            Finding(
+                "sequence",
+                ERROR,
+                f"the events sequence (#{last}) is behind the log head (#{head}): new events would collide",
+                "setval() it to the head",
+            )
+        )
     top = max(head, int(last) if last is not None else 0)
     if top > SEQ_HEAD_MAX:
-        found.append(Finding("sequence", ERROR, f"the log head #{top} is within {SEQ_LIMIT - top} of the largest "
-                             "possible seq (2^63-1): later writes fail once it is reached",
-                             "restore a backup taken before the forged event (or `rolectl copy` a good one)"))
+        found.append(
+            Finding(
+                "sequence",
+                ERROR,
+                f"the log head #{top} is within {SEQ_LIMIT - top} of the largest "
+                "possible seq (2^63-1): later writes fail once it is reached",
+                "restore a backup taken before the forged event (or `rolectl copy` a good one)",
+            )
+        )
     return found or [Finding("sequence", OK, f"CACHE 1, head #{head}")]
 
 
@@ -70,7 +95,8 @@ def check_objects(store: PgStore) -> list[Finding]:
     rows = store.query(
         "SELECT t.tgname, c.relname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
         "WHERE NOT t.tgisinternal AND c.relname IN ('users', 'mailboxes', 'events') "
-        "AND c.relnamespace = current_schema()::regnamespace")
+        "AND c.relnamespace = current_schema()::regnamespace"
+    )
     present = {(str(name), str(table)): str(enabled) for name, table, enabled in rows}
     missing = [name for name, table in TRIGGERS.items() if (name, table) not in present]
     disabled = [name for (name, _table), state in present.items() if name in TRIGGERS and state == "D"]
@@ -78,12 +104,20 @@ def check_objects(store: PgStore) -> list[Finding]:
     if missing:
         found.append(Finding("objects", ERROR, f"triggers missing: {examples(missing)}", FIX_OBJECTS))
     if disabled:
-        found.append(Finding("objects", ERROR, f"triggers disabled: {examples(disabled)}",
-                             "ALTER TABLE ... ENABLE TRIGGER ..."))
+        found.append(
+            Finding("objects", ERROR, f"triggers disabled: {examples(disabled)}", "ALTER TABLE ... ENABLE TRIGGER ...")
+        )
     unpinned = unpinned_functions(store)
     if unpinned:
-        found.append(Finding("objects", ERROR, f"functions that resolve names through the caller's search_path "
-                             f"(a temporary table could stand in for rolectl's): {examples(unpinned)}", FIX_OBJECTS))
+        found.append(
+            Finding(
+                "objects",
+                ERROR,
+                f"functions that resolve names through the caller's search_path "
+                f"(a temporary table could stand in for rolectl's): {examples(unpinned)}",
+                FIX_OBJECTS,
+            )
+        )
     return found or [Finding("objects", OK, f"all {len(TRIGGERS)} triggers present and enabled")]
 
 
@@ -92,15 +126,17 @@ def unpinned_functions(store: PgStore) -> list[str]:
     version 4 pins them all)."""
     rows = store.query(
         "SELECT p.proname, coalesce((SELECT c FROM unnest(p.proconfig) AS c WHERE c LIKE 'search\\_path=%%'), '') "
-        "FROM pg_proc AS p WHERE p.proname LIKE 'rolectl\\_%%' AND p.pronamespace = current_schema()::regnamespace")
+        "FROM pg_proc AS p WHERE p.proname LIKE 'rolectl\\_%%' AND p.pronamespace = current_schema()::regnamespace"
+    )
     return sorted(str(name) for name, path in rows if not str(path).replace('"', "").endswith(", pg_temp"))
 
 
 def check_log(store: PgStore) -> list[Finding]:
     """The log replays to exactly the users table (what every cache believes is the truth)."""
     with store.snapshot() as conn:
-        rows = conn.execute(f"SELECT {', '.join(EVENT_FIELDS)} FROM events WHERE kind IN "
-                            "('admin_added', 'admin_removed') ORDER BY seq").fetchall()
+        rows = conn.execute(
+            f"SELECT {', '.join(EVENT_FIELDS)} FROM events WHERE kind IN ('admin_added', 'admin_removed') ORDER BY seq"
+        ).fetchall()
         table = dict(conn.execute("SELECT user_id, role FROM users WHERE role <> 'user'").fetchall())
     logged = replay(Event.from_row(r) for r in rows)
     drift = sorted(set(logged.items()) ^ set(table.items()))
@@ -108,8 +144,14 @@ def check_log(store: PgStore) -> list[Finding]:
         return [Finding("log", OK, f"the log replays to exactly the users table ({count(len(table), 'admin')})")]
     users = sorted({uid for uid, _ in drift})
     differ = count(len(users), "user's role", "users' roles") + " " + plural(len(users), "differs", "differ")
-    return [Finding("log", ERROR, f"{differ} from the log: {examples(users)}",
-                    "check who wrote with triggers disabled; re-apply the intended roles through rolectl")]
+    return [
+        Finding(
+            "log",
+            ERROR,
+            f"{differ} from the log: {examples(users)}",
+            "check who wrote with triggers disabled; re-apply the intended roles through rolectl",
+        )
+    ]
 
 
 def check_all(store: PgStore) -> list[Finding]:
@@ -118,4 +160,3 @@ def check_all(store: PgStore) -> list[Finding]:
 
 def has_errors(findings: list[Finding]) -> bool:
     return any(f.severity == ERROR for f in findings)
-

@@ -86,30 +86,56 @@ def translate(exc: BaseException, conninfo: str) -> DatabaseError:
     where = describe(conninfo)
     low = text.lower()
     if is_timeout(exc):  # before the "timeout" wording below: the server answered, a lock held it up
-        return DatabaseError(f"PostgreSQL {where} is locked or busy: a statement did not finish within the timeout "
-                             f"({text})", hint="retry, or wait longer with --timeout / ROLECTL_TIMEOUT")
+        return DatabaseError(
+            f"PostgreSQL {where} is locked or busy: a statement did not finish within the timeout ({text})",
+            hint="retry, or wait longer with --timeout / ROLECTL_TIMEOUT",
+        )
     if "password authentication failed" in low or "no password supplied" in low:
-        return DatabaseError(f"cannot log in to PostgreSQL {where}: password authentication failed",
-                             hint="check the user and password in the URL (or ~/.pgpass / PGPASSWORD)")
+        return DatabaseError(
+            f"cannot log in to PostgreSQL {where}: password authentication failed",
+            hint="check the user and password in the URL (or ~/.pgpass / PGPASSWORD)",
+        )
     if "does not exist" in low and "database" in low:
-        return DatabaseError(f"PostgreSQL database {where} does not exist",
-                             hint="create it (createdb) and run `rolectl init`")
+        return DatabaseError(
+            f"PostgreSQL database {where} does not exist", hint="create it (createdb) and run `rolectl init`"
+        )
     if "timeout" in low or "timed out" in low:
-        return DatabaseError(f"PostgreSQL {where} did not answer in time",
-                             hint="check that the server is up and reachable, or raise --timeout")
-    if any(words in low for words in ("terminating connection", "closed the connection", "connection is lost",
-                                      "could not receive data", "could not send data", "consuming input failed")):
-        return DatabaseError(f"lost the connection to PostgreSQL {where}: {reason}",
-                             hint="check that the server is up; rolectl reconnects")
-    if "connection" in low and ("refused" in low or "no such file" in low or "could not" in low
-                                or "failed" in low or "closed" in low or "terminat" in low):
-        return DatabaseError(f"cannot connect to PostgreSQL {where}: {reason}",
-                             hint="check that the server is up and the URL is right")
+        return DatabaseError(
+            f"PostgreSQL {where} did not answer in time",
+            hint="check that the server is up and reachable, or raise --timeout",
+        )
+    if any(
+        words in low
+        for words in (
+            "terminating connection",
+            "closed the connection",
+            "connection is lost",
+            "could not receive data",
+            "could not send data",
+            "consuming input failed",
+        )
+    ):
+        return DatabaseError(
+            f"lost the connection to PostgreSQL {where}: {reason}",
+            hint="check that the server is up; rolectl reconnects",
+        )
+    if "connection" in low and (
+        "refused" in low
+        or "no such file" in low
+        or "could not" in low
+        or "failed" in low
+        or "closed" in low
+        or "terminat" in low
+    ):
+        return DatabaseError(
+            f"cannot connect to PostgreSQL {where}: {reason}", hint="check that the server is up and the URL is right"
+        )
     return DatabaseError(f"PostgreSQL error on {where}: {text}", hint="run `rolectl doctor`")
 
 
-def connect(conninfo: str, *, timeout: float = 5.0, autocommit: bool = True,
-            application_name: str = "rolectl", **params: Any) -> "psycopg.Connection[Any]":
+def connect(
+    conninfo: str, *, timeout: float = 5.0, autocommit: bool = True, application_name: str = "rolectl", **params: Any
+) -> "psycopg.Connection[Any]":
     """A new connection (autocommit unless told otherwise) with rolectl's libpq settings;
     its statements wait for locks and run at most ``timeout`` seconds unless ``options``
     says otherwise (see :func:`bounds`). ``application_name`` names it in

@@ -40,8 +40,14 @@ class PostgresFetch:
     close the connection, so the next call reconnects.
     """
 
-    def __init__(self, database: Union[str, ConnectionFactory], *, versioned: bool = True,
-                 timeout: float = 5.0, connections: int = MISS_CONNECTIONS) -> None:
+    def __init__(
+        self,
+        database: Union[str, ConnectionFactory],
+        *,
+        versioned: bool = True,
+        timeout: float = 5.0,
+        connections: int = MISS_CONNECTIONS,
+    ) -> None:
         if callable(database):
             factory: ConnectionFactory = database
             self._where = "the PostgreSQL database"
@@ -96,9 +102,11 @@ class PostgresFetch:
         return (str(row[0]), int(row[1])) if self.versioned else str(row[0])
 
     def _stalled(self, user_id: int) -> DatabaseError:
-        return DatabaseError(f"cannot read the role of user {user_id}: PostgreSQL {describe(self._where)} did not "
-                             f"answer within {self.timeout + self.pool.margin:g} s",
-                             hint="check that the server is up and reachable; lookups fail closed until it answers")
+        return DatabaseError(
+            f"cannot read the role of user {user_id}: PostgreSQL {describe(self._where)} did not "
+            f"answer within {self.timeout + self.pool.margin:g} s",
+            hint="check that the server is up and reachable; lookups fail closed until it answers",
+        )
 
     def _failed(self, user_id: int, exc: BaseException) -> DatabaseError:
         error = translate(exc, self._where)

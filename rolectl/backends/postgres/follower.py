@@ -65,11 +65,20 @@ class PgFollower(FollowerView):
     :meth:`catch_up` does one synchronous round.
     """
 
-    def __init__(self, cache: "RoleCache", conninfo: str, *, safety_interval: float = 2.0,
-                 batch: int = 5000, timeout: float = 5.0,
-                 factory: Callable[[], "psycopg.Connection[Any]"] | None = None,
-                 register: bool = False, name: str | None = None,
-                 max_staleness: Any = DEFAULT, strict: bool = True) -> None:
+    def __init__(
+        self,
+        cache: "RoleCache",
+        conninfo: str,
+        *,
+        safety_interval: float = 2.0,
+        batch: int = 5000,
+        timeout: float = 5.0,
+        factory: Callable[[], "psycopg.Connection[Any]"] | None = None,
+        register: bool = False,
+        name: str | None = None,
+        max_staleness: Any = DEFAULT,
+        strict: bool = True,
+    ) -> None:
         self.cache = cache
         self.conninfo = conninfo
         self.safety_interval = safety_interval
@@ -80,13 +89,19 @@ class PgFollower(FollowerView):
         #: ``rolectl stats`` on every host and answers diagnostics requests, on its own thread.
         self.agent: InstanceAgent | None = None
         self._agent_thread: AgentThread | None = None
-        self.reader = PgLogReader(conninfo, timeout=timeout, listen=True, factory=factory,
-                                  params={"tcp_user_timeout": int(READ_BLOCK_LIMIT * 1000),
-                                          "options": bounds(min(timeout, READ_BLOCK_LIMIT))})
+        self.reader = PgLogReader(
+            conninfo,
+            timeout=timeout,
+            listen=True,
+            factory=factory,
+            params={
+                "tcp_user_timeout": int(READ_BLOCK_LIMIT * 1000),
+                "options": bounds(min(timeout, READ_BLOCK_LIMIT)),
+            },
+        )
         #: Reading, applying, anchoring, resets and the staleness bound: shared with every
         #: follower (rolectl.cache.followcore); this class only decides when to look.
-        self.core = FollowCore(cache, self.reader, where=self.reader.where, batch=batch,
-                               max_staleness=max_staleness)
+        self.core = FollowCore(cache, self.reader, where=self.reader.where, batch=batch, max_staleness=max_staleness)
         self._lock = threading.Lock()  # one catch-up, and one reader of the socket, at a time
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -116,8 +131,7 @@ class PgFollower(FollowerView):
         self.start_agent()
         self._pipe_r, self._pipe_w = os.pipe()
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"rolectl-pg-follower-{self.cache.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"rolectl-pg-follower-{self.cache.name}", daemon=True)
         self._thread.start()
         return self
 
@@ -192,8 +206,11 @@ class PgFollower(FollowerView):
                 self.note_error(exc)
                 self._backoff_wait()
             except Exception as exc:  # noqa: BLE001 - the thread must survive anything
-                log.exception("follower for %s: unexpected error", self.reader.where,
-                              extra=self.core._fields("follower.unexpected_error", error=repr(exc)))
+                log.exception(
+                    "follower for %s: unexpected error",
+                    self.reader.where,
+                    extra=self.core._fields("follower.unexpected_error", error=repr(exc)),
+                )
                 self.note_error(exc)
                 with self._lock:
                     self.reader.close()
@@ -217,8 +234,11 @@ class PgFollower(FollowerView):
         last successful read, so a stream of wake-ups that need no read never postpones it)
         or the staleness bound."""
         now = time.monotonic()
-        timeout = 0.0 if self.core.failing_since is not None else \
-            max(0.0, self.core.last_success + self.safety_interval - now)
+        timeout = (
+            0.0
+            if self.core.failing_since is not None
+            else max(0.0, self.core.last_success + self.safety_interval - now)
+        )
         due = self.core.stale_in(now)
         return timeout if due is None else min(timeout, due + 0.001)
 

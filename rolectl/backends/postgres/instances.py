@@ -43,8 +43,10 @@ if TYPE_CHECKING:  # pragma: no cover
 Request = tuple[str, dict[str, Any]]
 
 _CHECKERS = {"stats": replies.stats, "whois": replies.whois, "entries": replies.entries}
-_LIST = ("SELECT instance_id, host, pid, name, extract(epoch FROM started_at)::float8, "
-         "extract(epoch FROM now() - heartbeat_at)::float8, stats -> 'instance' FROM rolectl_instances")
+_LIST = (
+    "SELECT instance_id, host, pid, name, extract(epoch FROM started_at)::float8, "
+    "extract(epoch FROM now() - heartbeat_at)::float8, stats -> 'instance' FROM rolectl_instances"
+)
 
 
 def _open(conninfo: str, timeout: float) -> "psycopg.Connection[Any]":
@@ -59,13 +61,18 @@ def ask_on(conn: "psycopg.Connection[Any]", requests: Sequence[Request], timeout
     woken: list[object] = []  # answers notified while a statement ran (psycopg consumed them)
     conn.add_notify_handler(woken.append)
     conn.execute(f"LISTEN {ANSWERS}")
-    rows = [(iid, str(request.get("op")), json.dumps({k: v for k, v in request.items() if k != "op"}))
-            for iid, request in requests]
+    rows = [
+        (iid, str(request.get("op")), json.dumps({k: v for k, v in request.items() if k != "op"}))
+        for iid, request in requests
+    ]
     request_ids: list[int] = []
     with conn.transaction():
         with conn.cursor() as cur:  # one round trip (pipelined), one id per request, in order
-            cur.executemany("INSERT INTO rolectl_requests (instance_id, command, args) VALUES (%s, %s, %s) "
-                            "RETURNING request_id", rows, returning=True)
+            cur.executemany(
+                "INSERT INTO rolectl_requests (instance_id, command, args) VALUES (%s, %s, %s) RETURNING request_id",
+                rows,
+                returning=True,
+            )
             while True:
                 row = cur.fetchone()
                 assert row is not None
@@ -79,8 +86,10 @@ def ask_on(conn: "psycopg.Connection[Any]", requests: Sequence[Request], timeout
         while True:
             waiting = [r for r in request_ids if r not in answers]
             for request_id, answer in conn.execute(
-                    "SELECT request_id, answer FROM rolectl_requests "
-                    "WHERE request_id = ANY(%s) AND answered_at IS NOT NULL", (waiting,)).fetchall():
+                "SELECT request_id, answer FROM rolectl_requests "
+                "WHERE request_id = ANY(%s) AND answered_at IS NOT NULL",
+                (waiting,),
+            ).fetchall():
                 answers[int(request_id)] = answer
             left = deadline - time.monotonic()
             if len(answers) == len(request_ids) or left <= 0:
@@ -127,29 +136,41 @@ class PgInstance(Instance):
 def check(inst: Instance, op: str, reply: Any, timeout: float) -> dict[str, Any]:
     """An answer as :meth:`Instance.ask` returns it, or the :class:`PeerError` it means."""
     if reply is None:
-        raise PeerError(f"cache instance {inst.label} is unresponsive (no answer within {timeout:g} s)",
-                        state=UNRESPONSIVE, reason=f"no answer within {timeout:g} s",
-                        hint="it may be stopped or stuck, or lost its connection; check the process")
+        raise PeerError(
+            f"cache instance {inst.label} is unresponsive (no answer within {timeout:g} s)",
+            state=UNRESPONSIVE,
+            reason=f"no answer within {timeout:g} s",
+            hint="it may be stopped or stuck, or lost its connection; check the process",
+        )
     if isinstance(reply, dict) and reply.get("ok") is False and reply.get("busy") is True:
         # An overloaded instance is running but cannot answer now: unresponsive, never dead.
-        raise PeerError(f"cache instance {inst.label} is unresponsive (busy: too many diagnostics requests)",
-                        state=UNRESPONSIVE, reason="busy: too many diagnostics requests",
-                        hint="retry; if it stays busy, someone may be flooding it with requests")
+        raise PeerError(
+            f"cache instance {inst.label} is unresponsive (busy: too many diagnostics requests)",
+            state=UNRESPONSIVE,
+            reason="busy: too many diagnostics requests",
+            hint="retry; if it stays busy, someone may be flooding it with requests",
+        )
     if isinstance(reply, dict) and reply.get("ok") is False:
         raise ConflictError(f"cache instance {inst.label} refused: {str(reply.get('error'))[:200]}")
     try:
         return _CHECKERS.get(op, replies.any_object)(reply)
     except replies.BadReply as exc:
-        raise PeerError(f"cache instance {inst.label} gave a bad reply ({exc})", state=BAD_REPLY,
-                        reason=str(exc)) from exc
+        raise PeerError(
+            f"cache instance {inst.label} gave a bad reply ({exc})", state=BAD_REPLY, reason=str(exc)
+        ) from exc
 
 
 def _probe(inst: PgInstance, reply: Any, timeout: float) -> None:
     fill_from_stats(inst, lambda: check(inst, "stats", reply, timeout))
 
 
-def discover(conninfo: str, *, timeout: float = 1.0, dead_after: float = DEAD_AFTER,
-             only: Callable[[Instance], bool] | None = None) -> list[PgInstance]:
+def discover(
+    conninfo: str,
+    *,
+    timeout: float = 1.0,
+    dead_after: float = DEAD_AFTER,
+    only: Callable[[Instance], bool] | None = None,
+) -> list[PgInstance]:
     """Every instance registered in the database, from every host; those with a fresh
     heartbeat (and accepted by ``only``, when given) are asked for their stats, all at once
     (``timeout`` seconds in all). Raises
@@ -159,15 +180,25 @@ def discover(conninfo: str, *, timeout: float = 1.0, dead_after: float = DEAD_AF
         with _open(conninfo, timeout) as conn:
             may = conn.execute("SELECT has_table_privilege('events', 'INSERT'), current_user").fetchone()
             if may is not None and not may[0]:  # row level security would show it nothing
-                raise ConflictError(f"database role {may[1]} may not see cache instances: only roles that may "
-                                    "write the event log can",
-                                    hint="connect as a role with INSERT on events (the bots' role)")
+                raise ConflictError(
+                    f"database role {may[1]} may not see cache instances: only roles that may write the event log can",
+                    hint="connect as a role with INSERT on events (the bots' role)",
+                )
             now = time.time()
             found = []
             for iid, host, pid, name, started, age, described in conn.execute(_LIST).fetchall():
-                inst = PgInstance(name=str(name), pid=int(pid), id=str(iid), host=str(host), started_at=float(started),
-                                  state=DEAD, last_seen=now - float(age), conninfo=conninfo, heartbeat_age=float(age),
-                                  identity=_identity(described))
+                inst = PgInstance(
+                    name=str(name),
+                    pid=int(pid),
+                    id=str(iid),
+                    host=str(host),
+                    started_at=float(started),
+                    state=DEAD,
+                    last_seen=now - float(age),
+                    conninfo=conninfo,
+                    heartbeat_age=float(age),
+                    identity=_identity(described),
+                )
                 _judge(inst, dead_after)
                 found.append(inst)
             fresh = [i for i in found if not i.gone and (only is None or only(i))]
@@ -215,12 +246,19 @@ def list_instances(conninfo: str, *, ping_timeout: float = 1.0, dead_after: floa
 
 
 def human_age(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 \
+    return (
+        f"{seconds:.0f} s"
+        if seconds < 120
+        else f"{seconds / 60:.0f} min"
+        if seconds < 7200
         else f"{seconds / 3600:.0f} h"
+    )
 
 
-_PRUNE_LOCAL = ("DELETE FROM rolectl_instances WHERE instance_id = %s AND stats -> 'instance' ->> 'start_ticks' = %s "
-                "AND stats -> 'instance' ->> 'boot_id' = %s")
+_PRUNE_LOCAL = (
+    "DELETE FROM rolectl_instances WHERE instance_id = %s AND stats -> 'instance' ->> 'start_ticks' = %s "
+    "AND stats -> 'instance' ->> 'boot_id' = %s"
+)
 
 
 def prune(conninfo: str, instances: Iterable[Instance], *, dead_after: float = DEAD_AFTER) -> int:
@@ -240,13 +278,17 @@ def prune(conninfo: str, instances: Iterable[Instance], *, dead_after: float = D
             with conn.transaction():
                 cur = conn.execute(
                     "DELETE FROM rolectl_instances WHERE instance_id = ANY(%s) "
-                    "AND heartbeat_at < now() - make_interval(secs => %s)", (others, dead_after))
+                    "AND heartbeat_at < now() - make_interval(secs => %s)",
+                    (others, dead_after),
+                )
                 removed = cur.rowcount
                 for inst in local:
-                    removed += conn.execute(_PRUNE_LOCAL, (inst.id, str(inst.identity.start_ticks),
-                                                           inst.identity.boot_id)).rowcount
-                conn.execute("DELETE FROM rolectl_requests WHERE instance_id = ANY(%s)",
-                             (others + [i.id for i in local],))
+                    removed += conn.execute(
+                        _PRUNE_LOCAL, (inst.id, str(inst.identity.start_ticks), inst.identity.boot_id)
+                    ).rowcount
+                conn.execute(
+                    "DELETE FROM rolectl_requests WHERE instance_id = ANY(%s)", (others + [i.id for i in local],)
+                )
             return removed
     except pg.Error as exc:
         raise translate(exc, conninfo) from exc
@@ -272,13 +314,26 @@ def wait_applied(conninfo: str, instances: Iterable[Instance], seq: int, timeout
                         last = int(check(inst, "stats", reply, probe)["cache"]["last_seq"])
                     except (PeerError, ConflictError) as exc:
                         state = exc.state if isinstance(exc, PeerError) else BAD_REPLY
-                        result[inst.id] = {"instance": inst.name, "id": inst.id, "pid": inst.pid, "state": state,
-                                           "applied": False, "last_seq": None, "detail": exc.message}
+                        result[inst.id] = {
+                            "instance": inst.name,
+                            "id": inst.id,
+                            "pid": inst.pid,
+                            "state": state,
+                            "applied": False,
+                            "last_seq": None,
+                            "detail": exc.message,
+                        }
                         continue
                     done = last >= seq
-                    result[inst.id] = {"instance": inst.name, "id": inst.id, "pid": inst.pid, "state": LIVE,
-                                       "applied": done, "last_seq": last,
-                                       "detail": "applied" if done else f"at #{last}, waiting for #{seq}"}
+                    result[inst.id] = {
+                        "instance": inst.name,
+                        "id": inst.id,
+                        "pid": inst.pid,
+                        "state": LIVE,
+                        "applied": done,
+                        "last_seq": last,
+                        "detail": "applied" if done else f"at #{last}, waiting for #{seq}",
+                    }
                     if done:
                         del pending[inst.id]
                 if time.monotonic() >= deadline:
@@ -290,5 +345,16 @@ def wait_applied(conninfo: str, instances: Iterable[Instance], seq: int, timeout
     return [result[i] for i in sorted(result)]
 
 
-__all__ = ["PgInstance", "ask_many", "ask_on", "discover", "list_instances", "prune", "wait_applied", "DEAD", "LIVE",
-           "UNRESPONSIVE", "DEAD_AFTER"]
+__all__ = [
+    "PgInstance",
+    "ask_many",
+    "ask_on",
+    "discover",
+    "list_instances",
+    "prune",
+    "wait_applied",
+    "DEAD",
+    "LIVE",
+    "UNRESPONSIVE",
+    "DEAD_AFTER",
+]

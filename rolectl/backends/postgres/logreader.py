@@ -61,10 +61,16 @@ class PgLogReader:
     and its first wake-up. The connection is reopened on the next call after a failure.
     """
 
-    def __init__(self, conninfo: str, *, timeout: float = 5.0, listen: bool = False,
-                 factory: ConnectionFactory | None = None,
-                 on_open: Callable[["psycopg.Connection[Any]"], None] | None = None,
-                 params: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        timeout: float = 5.0,
+        listen: bool = False,
+        factory: ConnectionFactory | None = None,
+        on_open: Callable[["psycopg.Connection[Any]"], None] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
         self.conninfo = conninfo
         #: Extra libpq parameters for this reader's connections (a follower shortens timeouts).
         self.params = dict(params or {})
@@ -96,8 +102,7 @@ class PgLogReader:
         if self._factory is not None:
             conn = self._factory()
         else:
-            conn = connect(self.conninfo, timeout=self.timeout, application_name="rolectl-follower",
-                           **self.params)
+            conn = connect(self.conninfo, timeout=self.timeout, application_name="rolectl-follower", **self.params)
         try:
             if self.listen:
                 conn.execute(f"LISTEN {CHANNEL}")
@@ -123,8 +128,9 @@ class PgLogReader:
         self.close()
         error = translate(exc, self.conninfo)
         if isinstance(exc, driver().errors.UndefinedTable):
-            return DatabaseError(f"cannot read the event log: {error.message}",
-                                 hint="is it a rolectl database? run `rolectl init`")
+            return DatabaseError(
+                f"cannot read the event log: {error.message}", hint="is it a rolectl database? run `rolectl init`"
+            )
         return error
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
@@ -154,8 +160,9 @@ class PgLogReader:
         head = int(row[1])
         return head, (head, tuple(row[2:]) if row[2] is not None else None)
 
-    def read(self, after: int, anchor: Anchor | None = None, *, limit: int = 5000,
-             verify_identity: bool = True) -> Batch:
+    def read(
+        self, after: int, anchor: Anchor | None = None, *, limit: int = 5000, verify_identity: bool = True
+    ) -> Batch:
         """Events with ``seq > after`` (at most ``limit``), or a reset if the log is not the
         one the caller followed. ``anchor`` is where the caller stands (the previous batch's
         :attr:`Batch.anchor`); without one it is only checked that event ``after`` exists.
@@ -175,8 +182,13 @@ class PgLogReader:
             batch.reset = f"the log head went backwards (#{after} applied, head is #{head})"
         elif after > 0 and found is None:
             batch.reset = f"event #{after}, the last one applied, is no longer in the log"
-        elif (after > 0 and anchor is not None and anchor[0] == after and anchor[1] is not None
-              and tuple(found or ()) != tuple(anchor[1])):
+        elif (
+            after > 0
+            and anchor is not None
+            and anchor[0] == after
+            and anchor[1] is not None
+            and tuple(found or ()) != tuple(anchor[1])
+        ):
             batch.reset = f"event #{after}, the last one applied, is another event now"
         self.log_id = log_id
         if batch.reset is not None:

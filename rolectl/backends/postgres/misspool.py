@@ -60,8 +60,14 @@ class Slot:
 class MissConnections:
     """At most ``size`` connections made by ``factory``, lent to one statement at a time."""
 
-    def __init__(self, factory: Callable[[], "psycopg.Connection[Any]"], *, size: int = MISS_CONNECTIONS,
-                 timeout: float = 5.0, margin: float = MARGIN) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], "psycopg.Connection[Any]"],
+        *,
+        size: int = MISS_CONNECTIONS,
+        timeout: float = 5.0,
+        margin: float = MARGIN,
+    ) -> None:
         if size < 1:
             raise ValueError("a miss pool needs at least one connection")
         self._factory = factory
@@ -106,7 +112,8 @@ class MissConnections:
                     raise DatabaseError(
                         f"all {self.size} connections for lookups stayed busy for {self.timeout:g} s",
                         hint="the database is slow or hung; lookups of users not in the cache fail closed until "
-                             "it answers")
+                        "it answers",
+                    )
                 self._cond.wait(end - now)
             generation = self._generation
         if slot is None:
@@ -150,8 +157,9 @@ class MissConnections:
 
     def _start_watchdog_locked(self) -> None:
         self._stop = threading.Event()
-        thread = threading.Thread(target=_watch, args=(weakref.ref(self), self._stop),
-                                  name="rolectl-miss-watchdog", daemon=True)
+        thread = threading.Thread(
+            target=_watch, args=(weakref.ref(self), self._stop), name="rolectl-miss-watchdog", daemon=True
+        )
         self._watchdog = thread
         thread.start()
 

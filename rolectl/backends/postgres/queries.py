@@ -46,8 +46,10 @@ class PostgresQueries(Queries):
         with conn.transaction():
             conn.execute(f"DROP TABLE IF EXISTS pg_temp.{table.name}")
             conn.execute(self.scratch(table))
-            with conn.cursor() as cursor, cursor.copy(
-                    f"COPY pg_temp.{table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+            with (
+                conn.cursor() as cursor,
+                cursor.copy(f"COPY pg_temp.{table.name} ({', '.join(columns)}) FROM STDIN") as copy,
+            ):
                 if numbered:
                     for n, row in enumerate(rows, 1):
                         copy.write_row((n, *row))

@@ -27,8 +27,16 @@ if TYPE_CHECKING:  # pragma: no cover
 class PgRegistration:
     """``start()`` / ``close()`` (or a context manager), as on SQLite."""
 
-    def __init__(self, cache: "RoleCache", conninfo: str, *, follower: Any = None, name: str | None = None,
-                 bus: bool = False, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        cache: "RoleCache",
+        conninfo: str,
+        *,
+        follower: Any = None,
+        name: str | None = None,
+        bus: bool = False,
+        timeout: float = 5.0,
+    ) -> None:
         self.conninfo = conninfo
         self.follower = follower
         self.timeout = timeout

@@ -236,8 +236,10 @@ _V2: list[str] = [
     """,
     "CREATE INDEX rolectl_requests_open ON rolectl_requests (instance_id) WHERE answered_at IS NULL",
     *(f"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY" for t in _INSTANCE_TABLES),
-    *(f"CREATE POLICY writers_only ON {t} USING ({_WRITERS_ONLY}) WITH CHECK ({_WRITERS_ONLY})"
-      for t in _INSTANCE_TABLES),
+    *(
+        f"CREATE POLICY writers_only ON {t} USING ({_WRITERS_ONLY}) WITH CHECK ({_WRITERS_ONLY})"
+        for t in _INSTANCE_TABLES
+    ),
     *(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {t} TO PUBLIC" for t in _INSTANCE_TABLES),
 ]
 
@@ -413,8 +415,10 @@ _V4: list[str] = [
         RETURN NEW;
     END $$
     """,
-    *(f"ALTER POLICY writers_only ON {_S}.{t} USING ({_WRITERS_ONLY4}) WITH CHECK ({_WRITERS_ONLY4})"
-      for t in _INSTANCE_TABLES),
+    *(
+        f"ALTER POLICY writers_only ON {_S}.{t} USING ({_WRITERS_ONLY4}) WITH CHECK ({_WRITERS_ONLY4})"
+        for t in _INSTANCE_TABLES
+    ),
 ]
 
 #: Migration N brings a database from version N-1 to N.
@@ -428,8 +432,7 @@ SCHEMA_VERSION: int = max(MIGRATIONS)
 #: very event that is about to change the role. Writers commit in seq order (the writer
 #: lock), so every event committed after this snapshot has a higher seq.
 ROLE_AND_HEAD_SQL = (
-    "SELECT coalesce((SELECT role FROM users WHERE user_id = %s), 'user'), "
-    "coalesce((SELECT max(seq) FROM events), 0)"
+    "SELECT coalesce((SELECT role FROM users WHERE user_id = %s), 'user'), coalesce((SELECT max(seq) FROM events), 0)"
 )
 
 
@@ -442,15 +445,18 @@ def schema_version(conn: Any) -> int:
     has_meta, has_events = bool(row[0]), bool(row[1])
     if not has_meta:
         if has_events:
-            raise DatabaseError("the database has an events table that rolectl did not make",
-                                hint="point --db at an empty database or a rolectl database")
+            raise DatabaseError(
+                "the database has an events table that rolectl did not make",
+                hint="point --db at an empty database or a rolectl database",
+            )
         return 0
     found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     try:
         return int(found[0]) if found else 0
     except ValueError:
-        raise DatabaseError(f"meta.schema_version is {found[0]!r}, not a number",
-                            hint="restore the database from a backup") from None
+        raise DatabaseError(
+            f"meta.schema_version is {found[0]!r}, not a number", hint="restore the database from a backup"
+        ) from None
 
 
 def statements(version: int, schema: str) -> list[str]:
@@ -464,11 +470,15 @@ def current_schema(conn: Any, where: str = "the database") -> str:
     as an identifier. Its name is written into literals too, so quotes are refused."""
     row = conn.execute("SELECT current_schema(), quote_ident(current_schema())").fetchone()
     if row is None or row[0] is None:
-        raise DatabaseError(f"{where} has no schema to create rolectl's tables in (none of the search_path exists)",
-                            hint="create the schema or fix the role's search_path")
+        raise DatabaseError(
+            f"{where} has no schema to create rolectl's tables in (none of the search_path exists)",
+            hint="create the schema or fix the role's search_path",
+        )
     if any(c in str(row[0]) for c in "'$\\"):
-        raise DatabaseError(f"{where}: rolectl cannot live in schema {row[0]!r} (quote, $ or backslash in its name)",
-                            hint="use a schema with a plain name")
+        raise DatabaseError(
+            f"{where}: rolectl cannot live in schema {row[0]!r} (quote, $ or backslash in its name)",
+            hint="use a schema with a plain name",
+        )
     return str(row[1])
 
 
@@ -513,7 +523,8 @@ def recreate(conn: Any, *, where: str = "the database") -> None:
     conn.execute(f"DROP TABLE IF EXISTS {', '.join(TABLES)} CASCADE")
     functions = conn.execute(
         "SELECT p.oid::regprocedure::text FROM pg_proc AS p "
-        "WHERE p.proname LIKE 'rolectl\\_%' AND p.pronamespace = current_schema()::regnamespace").fetchall()
+        "WHERE p.proname LIKE 'rolectl\\_%' AND p.pronamespace = current_schema()::regnamespace"
+    ).fetchall()
     for (signature,) in functions:
         conn.execute(f"DROP FUNCTION IF EXISTS {signature} CASCADE")
     migrate(conn, where=where)
@@ -535,15 +546,15 @@ def check_version(conn: Any, *, where: str = "the database") -> int:
     if version == 0:
         raise DatabaseError(f"{where} is not a rolectl database", hint="initialise it with `rolectl init`")
     if version < SCHEMA_VERSION:
-        raise DatabaseError(f"{where} has schema version {version}, older than {SCHEMA_VERSION}",
-                            hint="migrate it with `rolectl init`")
+        raise DatabaseError(
+            f"{where} has schema version {version}, older than {SCHEMA_VERSION}", hint="migrate it with `rolectl init`"
+        )
     return version
 
 
 def sequence_cache(conn: Any) -> int | None:
     """The ``CACHE`` of the events sequence (must be 1; ``doctor`` checks it), or None."""
     row = conn.execute(
-        "SELECT s.seqcache FROM pg_sequence AS s "
-        "WHERE s.seqrelid = pg_get_serial_sequence('events', 'seq')::regclass"
+        "SELECT s.seqcache FROM pg_sequence AS s WHERE s.seqrelid = pg_get_serial_sequence('events', 'seq')::regclass"
     ).fetchone()
     return int(row[0]) if row else None

@@ -50,9 +50,13 @@ def outcome(status: str | None, where: str, lost: str) -> DatabaseError | None:
     if status == "committed":
         return None
     if status == "aborted":
-        return DatabaseError(f"the change was not applied: the connection to PostgreSQL {where} was lost "
-                             "while it committed, and the server rolled it back", hint="retry it")
+        return DatabaseError(
+            f"the change was not applied: the connection to PostgreSQL {where} was lost "
+            "while it committed, and the server rolled it back",
+            hint="retry it",
+        )
     return OutcomeUnknownError(
         f"lost the connection to PostgreSQL {where} while the change committed; it may or may not have been "
         f"applied ({lost})",
-        hint="check `rolectl events` (or `rolectl user ID`) before retrying the change")
+        hint="check `rolectl events` (or `rolectl user ID`) before retrying the change",
+    )

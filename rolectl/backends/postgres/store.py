@@ -96,8 +96,11 @@ class PgStore(StoreBase):
 
     def _connect(self) -> "psycopg.Connection[Any]":
         """A new connection with this store's bounds."""
-        return connect(self.conninfo, timeout=self.timeout,
-                       options=bounds(self.timeout, statement_bound(self.timeout, self.write_timeout)))
+        return connect(
+            self.conninfo,
+            timeout=self.timeout,
+            options=bounds(self.timeout, statement_bound(self.timeout, self.write_timeout)),
+        )
 
     def _checked(self, conn: "psycopg.Connection[Any]") -> "psycopg.Connection[Any]":
         """``conn`` if the database is at rolectl's schema version (``init`` excepted); else
@@ -165,12 +168,16 @@ class PgStore(StoreBase):
     def translate(self, exc: BaseException) -> RolectlError:
         """A driver error as one line with the fix, and the exit code of its class."""
         if is_timeout(exc):
-            return DatabaseError(f"database {self.path} is locked by another writer",
-                                 hint="retry, or wait longer with --timeout / ROLECTL_TIMEOUT")
+            return DatabaseError(
+                f"database {self.path} is locked by another writer",
+                hint="retry, or wait longer with --timeout / ROLECTL_TIMEOUT",
+            )
         if isinstance(exc, self._pg.errors.InsufficientPrivilege) and schema.LOCK_TABLE in str(exc):
-            return DatabaseError(f"database role {self.role} may not write to {self.path}",
-                                 hint=f"grant it a writer's privileges: `rolectl access bot {self.role}` "
-                                 f"(or GRANT UPDATE ON {schema.LOCK_TABLE} for its own grants)")
+            return DatabaseError(
+                f"database role {self.role} may not write to {self.path}",
+                hint=f"grant it a writer's privileges: `rolectl access bot {self.role}` "
+                f"(or GRANT UPDATE ON {schema.LOCK_TABLE} for its own grants)",
+            )
         if isinstance(exc, self._pg.IntegrityError):
             text = " ".join(str(exc).split())
             return InvalidInputError(f"the database refused the change ({text})", hint="check the values")
@@ -259,8 +266,9 @@ class PgStore(StoreBase):
         when the connection broke (the next call reconnects)."""
         error = self.translate(exc)
         if self.broken and isinstance(error, DatabaseError):
-            return DatabaseError(f"the change was not applied: {error.message}",
-                                 hint="retry it; rolectl reconnects on the next call")
+            return DatabaseError(
+                f"the change was not applied: {error.message}", hint="retry it; rolectl reconnects on the next call"
+            )
         return error
 
     def _settle(self, xid: int, exc: BaseException) -> None:
@@ -366,7 +374,6 @@ class PgStore(StoreBase):
                             yield from rows
             except self._pg.Error as exc:
                 raise self.translate(exc) from exc
-
 
 
 def init(conninfo: str, *, timeout: float | None = None) -> tuple[PgStore, list[int]]:

@@ -26,8 +26,14 @@ from .logreader import PgLogReader
 __all__ = ["follow"]
 
 
-def follow(conninfo: str, after: int, *, stop: threading.Event | None = None, safety_interval: float = 2.0,
-           timeout: float = 5.0) -> Iterator[Item]:
+def follow(
+    conninfo: str,
+    after: int,
+    *,
+    stop: threading.Event | None = None,
+    safety_interval: float = 2.0,
+    timeout: float = 5.0,
+) -> Iterator[Item]:
     """Yield every event with ``seq > after`` as it is committed, until ``stop`` is set (or
     forever; a Ctrl-C in the caller ends it)."""
     stop = stop or threading.Event()

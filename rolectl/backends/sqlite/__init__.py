@@ -79,8 +79,7 @@ class SQLiteBackend:
 
         return register(cache, self.path, follower=follower, name=name, bus=bus)
 
-    def discover(self, *, timeout: float = 1.0,
-                 only: Callable[["Instance"], bool] | None = None) -> list["Instance"]:
+    def discover(self, *, timeout: float = 1.0, only: Callable[["Instance"], bool] | None = None) -> list["Instance"]:
         """The instances of this host: the runtime directory next to the file, each socket
         asked (or only those ``only`` accepts)."""
         from ...cache.registry import discover
@@ -109,4 +108,3 @@ def _options(max_staleness: float | None) -> dict[str, Any]:
     # Only what the caller chose: the followers own their default (and read
     # ROLECTL_MAX_STALENESS themselves).
     return {} if max_staleness is None else {"max_staleness": max_staleness}
-

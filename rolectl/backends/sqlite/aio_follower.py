@@ -67,9 +67,15 @@ class AsyncFollower(FollowerView):
         self.path = Path(path).absolute()
         #: The file that really holds the database (and, next to it, its -wal and -shm).
         self.real_path = Path(os.path.realpath(self.path))
-        self.core = FollowCore(cache, LogReader(self.path, timeout=min(timeout, LOOP_BUSY_TIMEOUT), release_gil=True),
-                               where=self.path, batch=batch, settle=settle, max_staleness=max_staleness,
-                               writer_recheck=WRITER_RECHECK_LOOP)
+        self.core = FollowCore(
+            cache,
+            LogReader(self.path, timeout=min(timeout, LOOP_BUSY_TIMEOUT), release_gil=True),
+            where=self.path,
+            batch=batch,
+            settle=settle,
+            max_staleness=max_staleness,
+            writer_recheck=WRITER_RECHECK_LOOP,
+        )
         self.cache = cache
         self.safety_interval = safety_interval
         self.poll_interval = poll_interval
@@ -103,8 +109,9 @@ class AsyncFollower(FollowerView):
             else:
                 first.set_exception(error)
 
-        self._reads.submit(loop, lambda: first_catch_up(self.core, self.strict,
-                                                        lambda: f"follower for {self.path}"), caught_up)
+        self._reads.submit(
+            loop, lambda: first_catch_up(self.core, self.strict, lambda: f"follower for {self.path}"), caught_up
+        )
         try:
             await first
         except BaseException:

@@ -57,8 +57,10 @@ def existing_database(path: Union[str, "os.PathLike[str]"]) -> Path:
     if resolved.is_dir():
         raise InvalidInputError(f"database {resolved} is a directory", hint="pass the path of a database file")
     if not resolved.exists():
-        raise NotFoundError(f"database {resolved} does not exist",
-                            hint=f"create it with `rolectl --db {resolved} init`, or fix the path")
+        raise NotFoundError(
+            f"database {resolved} does not exist",
+            hint=f"create it with `rolectl --db {resolved} init`, or fix the path",
+        )
     return resolved
 
 
@@ -76,8 +78,9 @@ def read_connection(path: Path, timeout: float) -> Callable[[], GuardedConnectio
 
     def connect() -> GuardedConnection:
         # Read-only use: autocommit, so no transaction is ever left open between calls.
-        conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False,
-                               factory=GuardedConnection)
+        conn = sqlite3.connect(
+            uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False, factory=GuardedConnection
+        )
         checked(conn, path, timeout=timeout)
         return conn
 
@@ -160,8 +163,10 @@ class SQLiteFetch:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             self._drop(conn)
-        return DatabaseError(f"cannot read the role of user {user_id}: {exc}",
-                             hint="check that the database exists and is a rolectl database")
+        return DatabaseError(
+            f"cannot read the role of user {user_id}: {exc}",
+            hint="check that the database exists and is a rolectl database",
+        )
 
     def _drop(self, conn: sqlite3.Connection) -> None:
         del self._local.conn, self._local.execute, self._local.rearm

@@ -70,20 +70,26 @@ class FollowingFetch:
         for _ in range(self.retries):
             before = file_identity(self.path)
             if before is None:
-                raise DatabaseError(f"cannot read the role of user {user_id}: database {self.path} does not exist",
-                                    hint="was it moved or deleted?")
+                raise DatabaseError(
+                    f"cannot read the role of user {user_id}: database {self.path} does not exist",
+                    hint="was it moved or deleted?",
+                )
             try:
                 conn = self._connection(before)
                 conn.guard.rearm()  # this statement's deadline starts now
                 row = conn.execute(SQL_VERSIONED, (user_id,)).fetchone()
             except sqlite3.Error as exc:
                 self._drop()
-                raise DatabaseError(f"cannot read the role of user {user_id}: {exc}",
-                                    hint="check that the database exists and is a rolectl database") from exc
+                raise DatabaseError(
+                    f"cannot read the role of user {user_id}: {exc}",
+                    hint="check that the database exists and is a rolectl database",
+                ) from exc
             if file_identity(self.path) == before:  # the file was not replaced during the read
                 return (row[0] or ROLE_USER, int(row[1]))
-        raise DatabaseError(f"cannot read the role of user {user_id}: {self.path} keeps being replaced",
-                            hint="retry once the file has settled")
+        raise DatabaseError(
+            f"cannot read the role of user {user_id}: {self.path} keeps being replaced",
+            hint="retry once the file has settled",
+        )
 
     def _drop(self) -> None:
         held = getattr(self._local, "held", None)

@@ -84,8 +84,14 @@ class Follower(FollowerView):
         self.path = Path(path).absolute()
         #: The file that really holds the database (and, next to it, its -wal and -shm).
         self.real_path = Path(os.path.realpath(self.path))
-        self.core = FollowCore(cache, LogReader(self.path, timeout=timeout), where=self.path, batch=batch,
-                               settle=settle, max_staleness=max_staleness)
+        self.core = FollowCore(
+            cache,
+            LogReader(self.path, timeout=timeout),
+            where=self.path,
+            batch=batch,
+            settle=settle,
+            max_staleness=max_staleness,
+        )
         self.cache = cache
         self.safety_interval = safety_interval
         self.poll_interval = poll_interval

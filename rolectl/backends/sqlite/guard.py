@@ -42,10 +42,29 @@ from ...errors import DatabaseError
 from .schema import SCHEMA_VERSION, in_memory
 
 __all__ = [
-    "BYTES_PER_SECOND", "FINGERPRINTS", "INSPECT_STEPS", "MAX_BACKUP_LENGTH", "MAX_LENGTH", "PHASE_STEPS",
-    "PROGRESS_STEPS", "DeadlineError", "Guard", "GuardedConnection", "SchemaRow", "check_schema", "checked",
-    "deadline_error", "deadline_for", "expected_schema", "fingerprint", "harden", "is_interrupted", "read_schema",
-    "refusal", "unknown_objects", "unreadable_tables",
+    "BYTES_PER_SECOND",
+    "FINGERPRINTS",
+    "INSPECT_STEPS",
+    "MAX_BACKUP_LENGTH",
+    "MAX_LENGTH",
+    "PHASE_STEPS",
+    "PROGRESS_STEPS",
+    "DeadlineError",
+    "Guard",
+    "GuardedConnection",
+    "SchemaRow",
+    "check_schema",
+    "checked",
+    "deadline_error",
+    "deadline_for",
+    "expected_schema",
+    "fingerprint",
+    "harden",
+    "is_interrupted",
+    "read_schema",
+    "refusal",
+    "unknown_objects",
+    "unreadable_tables",
 ]
 
 #: The largest string or blob a rolectl connection reads or writes. rolectl's own values are
@@ -347,8 +366,14 @@ _LIMITS = {
 }
 
 
-def harden(conn: sqlite3.Connection, path: Path | str, *, timeout: float, max_length: int = MAX_LENGTH,
-           steps: int = PROGRESS_STEPS) -> Guard:
+def harden(
+    conn: sqlite3.Connection,
+    path: Path | str,
+    *,
+    timeout: float,
+    max_length: int = MAX_LENGTH,
+    steps: int = PROGRESS_STEPS,
+) -> Guard:
     """Apply rolectl's safety settings to a new connection on ``path`` and return its
     :class:`Guard` (the deadline handler is installed; the schema is not yet checked). A
     backup gets ``max_length=MAX_BACKUP_LENGTH`` and ``steps=PHASE_STEPS``."""

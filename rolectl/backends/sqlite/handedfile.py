@@ -56,8 +56,9 @@ def _refuse(source: str, st: os.stat_result, database: Path | None) -> None:
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), source)
     suffix = database_identities(database).get((st.st_dev, st.st_ino)) if database is not None else None
     if database is not None and suffix is not None:
-        raise InvalidInputError(f"{source} is the database's own file {database.name}{suffix}",
-                                hint="pass a file of changes")
+        raise InvalidInputError(
+            f"{source} is the database's own file {database.name}{suffix}", hint="pass a file of changes"
+        )
 
 
 def read_handed_file(source: str, database: Path | None) -> bytes:

@@ -117,8 +117,7 @@ class LogReader:
         self.shm = ShmView(os.path.realpath(self.path))  # a symlink may point elsewhere now
         uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
         try:
-            conn = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # maps -shm (WAL)
             # The exact schema, before any event is read (a view named events never ends).
@@ -132,8 +131,9 @@ class LogReader:
         self._data_version = self._wal_header = None
         if nativeread.available():
             try:
-                self._native = nativeread.NativeStatement(uri, _SNAPSHOT, deadline=self._guard.seconds,
-                                                        release_gil=self.release_gil)
+                self._native = nativeread.NativeStatement(
+                    uri, _SNAPSHOT, deadline=self._guard.seconds, release_gil=self.release_gil
+                )
             except OSError:
                 self._native = None  # e.g. not a rolectl database: the module path says why
         return conn
@@ -175,8 +175,9 @@ class LogReader:
         except sqlite3.Error as exc:
             raise DatabaseError(f"cannot read the event log of {self.path}: {exc}") from exc
 
-    def read(self, after: int, anchor: Anchor | None = None, *, limit: int = 5000,
-             verify_identity: bool = True) -> Batch:
+    def read(
+        self, after: int, anchor: Anchor | None = None, *, limit: int = 5000, verify_identity: bool = True
+    ) -> Batch:
         """Events with ``seq > after`` (at most ``limit``), or a reset if the log cannot
         continue from ``after``. ``anchor`` is where the caller stands, from the previous
         batch's :attr:`Batch.anchor`; without one (a fresh start) it is only checked that
@@ -211,15 +212,23 @@ class LogReader:
             self._guard.rearm()  # the deadline counts from this read on
         if self._one_statement:
             try:
-                found = (self._native.row(after, limit + 1, release_gil=self.shm.read_marks_held())
-                         if self._native is not None else None)
+                found = (
+                    self._native.row(after, limit + 1, release_gil=self.shm.read_marks_held())
+                    if self._native is not None
+                    else None
+                )
                 if found is None:  # no native path, or it was busy: the module waits
                     found = conn.execute(_SNAPSHOT, (after, limit + 1)).fetchone()
                 log_id, head, first, head_json, rows_json = found
                 rows = [tuple(r) for r in json.loads(rows_json)]
                 rows.sort(key=lambda r: r[0])
-                return _Snapshot("" if log_id is None else str(log_id), int(head), first,
-                                 tuple(json.loads(head_json)) if head_json is not None else None, rows)
+                return _Snapshot(
+                    "" if log_id is None else str(log_id),
+                    int(head),
+                    first,
+                    tuple(json.loads(head_json)) if head_json is not None else None,
+                    rows,
+                )
             except sqlite3.OperationalError as exc:
                 if "JSON" not in str(exc) and "no such function" not in str(exc) and "too big" not in str(exc):
                     raise self._error(exc) from exc
@@ -261,10 +270,12 @@ class LogReader:
         elif after > 0:
             if anchor is not None and anchor[0] == after:
                 if found != anchor[1]:
-                    batch.reset = (f"event #{after}, where the cache stands, was rewritten or replaced "
-                                   "(a restored backup?)" if found is not None and anchor[1] is not None
-                                   else f"event #{after}, where the cache stands, "
-                                   + ("is no longer in the log" if found is None else "appeared afterwards"))
+                    batch.reset = (
+                        f"event #{after}, where the cache stands, was rewritten or replaced (a restored backup?)"
+                        if found is not None and anchor[1] is not None
+                        else f"event #{after}, where the cache stands, "
+                        + ("is no longer in the log" if found is None else "appeared afterwards")
+                    )
             elif found is None:
                 batch.reset = f"event #{after}, the last one applied, is no longer in the log"
         elif snap.first is not None and snap.first > 1:

@@ -6,6 +6,8 @@ it fails with "locking protocol". Run on an event loop, that read would freeze e
 the bot. :class:`ReadThread` runs such calls one after the other on a daemon thread of its
 own (a daemon, so a read stuck on a hostile lock never holds up the interpreter's exit) and
 hands each result back to the loop with ``call_soon_threadsafe``.
+
+Internal: not part of the public API.
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ class ReadThread:
 
     def __init__(self, name: str) -> None:
         self._jobs: "queue.SimpleQueue[tuple[Callable[[], object], Callable[[BaseException | None], None]] | None]" = (
-            queue.SimpleQueue())
+            queue.SimpleQueue()
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
 
-    def submit(self, loop: asyncio.AbstractEventLoop, work: Callable[[], object],
-               done: Callable[[BaseException | None], None]) -> None:
+    def submit(
+        self, loop: asyncio.AbstractEventLoop, work: Callable[[], object], done: Callable[[BaseException | None], None]
+    ) -> None:
         """Queue ``work``; ``done(error)`` runs on ``loop`` after it (``None``: no error)."""
         self._loop = loop
         if not self._started:

@@ -115,7 +115,11 @@ _V1: list[str] = [
     _role_trigger("users_role_update", "AFTER UPDATE ON users", "NEW.user_id", "NEW.role", "NEW.username"),
     # A user whose id changes leaves their old id behind as an unknown user, i.e. 'user'.
     _role_trigger(
-        "users_id_update", "AFTER UPDATE OF user_id ON users", "OLD.user_id", "'user'", "OLD.username",
+        "users_id_update",
+        "AFTER UPDATE OF user_id ON users",
+        "OLD.user_id",
+        "'user'",
+        "OLD.username",
         condition="OLD.user_id <> NEW.user_id",
     ),
     # Deleting an admin makes them an unknown user again, i.e. 'user'.
@@ -153,7 +157,11 @@ _V2: list[str] = [
     """,
     "DROP TRIGGER IF EXISTS users_id_update",
     _role_trigger(
-        "users_id_update", "AFTER UPDATE ON users", "OLD.user_id", "'user'", "OLD.username",
+        "users_id_update",
+        "AFTER UPDATE ON users",
+        "OLD.user_id",
+        "'user'",
+        "OLD.username",
         condition="OLD.user_id <> NEW.user_id",
     ),
 ]

@@ -91,8 +91,10 @@ def translate(exc: sqlite3.Error, path: Path | str) -> RolectlError:
     low = text.lower()
     name = str(getattr(exc, "sqlite_errorname", "") or "")
     where = Path(path)
-    if name.startswith("SQLITE_FULL") or "disk is full" in low or (
-        (name.startswith("SQLITE_IOERR") or "disk i/o" in low or "unable to open" in low) and _disk_full(where)
+    if (
+        name.startswith("SQLITE_FULL")
+        or "disk is full" in low
+        or ((name.startswith("SQLITE_IOERR") or "disk i/o" in low or "unable to open" in low) and _disk_full(where))
     ):
         directory = where.absolute().parent
         return DatabaseError(
@@ -202,9 +204,7 @@ class Store(StoreBase):
         mode = "ro" if path.exists() and _is_read_only_file(path) else ("rwc" if create else "rw")
         uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode={mode}"
         try:
-            conn = sqlite3.connect(
-                uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False
-            )
+            conn = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise translate(exc, path) from exc
         try:
@@ -396,7 +396,6 @@ class Store(StoreBase):
                     yield from rows
             finally:
                 cursor.close()
-
 
 
 def init(path: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> tuple[Store, list[int]]:

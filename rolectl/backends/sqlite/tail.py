@@ -25,8 +25,9 @@ from .native.wakeup import Waker
 __all__ = ["Item", "Restart", "Trouble", "follow"]
 
 
-def follow(path: str | os.PathLike[str], after: int, *, stop: threading.Event | None = None,
-           safety_interval: float = 1.0) -> Iterator[Item]:
+def follow(
+    path: str | os.PathLike[str], after: int, *, stop: threading.Event | None = None, safety_interval: float = 1.0
+) -> Iterator[Item]:
     """Yield every event with ``seq > after`` as it is committed, until ``stop`` is set
     (or forever; a Ctrl-C in the caller ends it)."""
     stop = stop or threading.Event()

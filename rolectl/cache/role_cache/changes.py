@@ -100,8 +100,13 @@ class CacheChanges(CacheStore):
         dropped. ``last_seq`` and version knowledge stay: they are facts about the log."""
         with self._lock:
             size = self._clear_locked(INF)
-        log.info("cache %s cleared (%d entries): %s", self.name, size, reason or "no reason given",
-                 extra=fields("cache.cleared", instance=self.name, seq=self._last_seq, dropped=size, reason=reason))
+        log.info(
+            "cache %s cleared (%d entries): %s",
+            self.name,
+            size,
+            reason or "no reason given",
+            extra=fields("cache.cleared", instance=self.name, seq=self._last_seq, dropped=size, reason=reason),
+        )
         return size
 
     def reset(self, last_seq: int = 0, *, reason: str | None = None, counted: bool = True) -> int:
@@ -121,9 +126,14 @@ class CacheChanges(CacheStore):
             self._ahead_top = set()
             self._ahead_max = 0
             self._last_seq = last_seq
-        log.info("cache %s reset to seq %d (%d entries dropped): %s", self.name, last_seq, size,
-                 reason or "no reason given",
-                 extra=fields("cache.reset", instance=self.name, seq=last_seq, dropped=size, reason=reason))
+        log.info(
+            "cache %s reset to seq %d (%d entries dropped): %s",
+            self.name,
+            last_seq,
+            size,
+            reason or "no reason given",
+            extra=fields("cache.reset", instance=self.name, seq=last_seq, dropped=size, reason=reason),
+        )
         return size
 
     def suspend(self, reason: str | None = None) -> int:
@@ -137,9 +147,13 @@ class CacheChanges(CacheStore):
             # Not a plain dict: every miss takes the locked path, whose install refuses while
             # suspended -- so the common miss path carries no test of its own.
             self._loads = SuspendedLoads(self._loads)
-        log.warning("cache %s suspended (%d entries dropped): %s", self.name, size, reason or "no reason given",
-                    extra=fields("cache.suspended", instance=self.name, seq=self._last_seq, dropped=size,
-                                 reason=reason))
+        log.warning(
+            "cache %s suspended (%d entries dropped): %s",
+            self.name,
+            size,
+            reason or "no reason given",
+            extra=fields("cache.suspended", instance=self.name, seq=self._last_seq, dropped=size, reason=reason),
+        )
         return size
 
     def refuse_after_fork(self, fetch: "Fetch") -> None:

@@ -81,11 +81,14 @@ def check_user_id(user_id: object) -> None:
     ``True``, ``1.0`` or ``Decimal(1)`` compare and hash equal to ``1``: let in, they would
     be answered with user 1's cached role. So the type must be ``int`` exactly."""
     if type(user_id) is not int:
-        raise InvalidInputError(f"invalid user id {user_id!r}: not an int",
-                                hint=f"pass an int from 1 to 2^63-1 (got {type(user_id).__name__})")
+        raise InvalidInputError(
+            f"invalid user id {user_id!r}: not an int",
+            hint=f"pass an int from 1 to 2^63-1 (got {type(user_id).__name__})",
+        )
     if not 0 < user_id <= INT64_MAX:
-        raise InvalidInputError(f"invalid user id {str(user_id)[:40]}: out of range",
-                                hint="user ids are from 1 to 2^63-1")
+        raise InvalidInputError(
+            f"invalid user id {str(user_id)[:40]}: out of range", hint="user ids are from 1 to 2^63-1"
+        )
 
 
 def check_fetch(fetch: object) -> None:
@@ -93,5 +96,5 @@ def check_fetch(fetch: object) -> None:
         raise InvalidInputError(
             f"fetch must be a function of a user id, not {fetch!r}",
             hint="for a database, use rolectl.connect(db) (a cache kept in step with it), "
-                 "or RoleCache(FollowingFetch(db)) with a Follower",
+            "or RoleCache(FollowingFetch(db)) with a Follower",
         )

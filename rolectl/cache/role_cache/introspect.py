@@ -58,8 +58,9 @@ class CacheIntrospection(CacheStore):
                 uptime_seconds=self._clock() - self._started_mono,
             )
 
-    def entries(self, role: str | None = None, user_id: int | None = None,
-                limit: int | None = None) -> Iterator[CacheEntry]:
+    def entries(
+        self, role: str | None = None, user_id: int | None = None, limit: int | None = None
+    ) -> Iterator[CacheEntry]:
         """The current contents (a snapshot taken under the lock at call time), filtered.
 
         Admin entries come first; ``since`` is known for them only (see :class:`CacheEntry`).
@@ -71,17 +72,15 @@ class CacheIntrospection(CacheStore):
         with self._lock:
             if user_id is not None:
                 found = ROLE_USER if user_id in self._users else self._others.get(user_id)
-                ids_roles: list[tuple[int, Role]] = [] if found is None or role not in (None, found) \
-                    else [(user_id, found)]
+                ids_roles: list[tuple[int, Role]] = (
+                    [] if found is None or role not in (None, found) else [(user_id, found)]
+                )
             else:
                 others = [(uid, r) for uid, r in self._others.items() if role in (None, r)]
                 ids_roles = others[:limit] if limit is not None else others
                 if role in (None, ROLE_USER):
                     room = None if limit is None else max(0, limit - len(ids_roles))
                     ids_roles += [(uid, ROLE_USER) for uid in islice(self._users, room)]
-            stamped = [
-                (uid, r, self._others_since.get(uid))
-                for uid, r in ids_roles
-            ]
+            stamped = [(uid, r, self._others_since.get(uid)) for uid, r in ids_roles]
         offset = self._started_wall - self._started_mono
         return (CacheEntry(uid, r, since, None if since is None else since + offset) for uid, r, since in stamped)

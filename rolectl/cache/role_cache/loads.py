@@ -7,7 +7,15 @@ Internal: not part of the public API.
 from __future__ import annotations
 
 from rolectl.cache.role_cache.defs import (
-    INF, LOADING, NO_FLOOR, Fetch, Pending, Token, check_fetch, check_user_id, parse_result,
+    INF,
+    LOADING,
+    NO_FLOOR,
+    Fetch,
+    Pending,
+    Token,
+    check_fetch,
+    check_user_id,
+    parse_result,
 )
 from rolectl.cache.role_cache.store import CacheStore
 from rolectl.cache.waiters import Waiters
@@ -73,8 +81,10 @@ class CacheLoads(CacheStore):
         if fetch is None:
             fetch = self._fetch
             if fetch is None:
-                raise InvalidInputError("this RoleCache has no fetch function",
-                                        hint="pass fetch= to RoleCache() or get_role(), or use rolectl.connect(db)")
+                raise InvalidInputError(
+                    "this RoleCache has no fetch function",
+                    hint="pass fetch= to RoleCache() or get_role(), or use rolectl.connect(db)",
+                )
         else:
             check_fetch(fetch)
         return fetch
@@ -186,8 +196,7 @@ class CacheLoads(CacheStore):
         self._fault_locked(exc, user_id, "install")
         return role
 
-    def _install_locked(self, user_id: int, role: Role, version: int | None, floor: float,
-                        token: Token) -> Role:
+    def _install_locked(self, user_id: int, role: Role, version: int | None, floor: float, token: Token) -> Role:
         """Install a read (already unregistered) unless a change newer than the read arrived
         while it was in flight (``floor``); return the answer for the reader (the newer
         entry, if the read lost)."""

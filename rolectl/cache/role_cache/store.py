@@ -27,11 +27,41 @@ class CacheStore:
     """Every slot of the cache, the structures that hold entries, and fault handling."""
 
     __slots__ = (
-        "name", "maxsize", "_fetch", "_clock", "_lock", "_users", "_others", "_order", "_loads",
-        "_waiters", "_last_seq", "_ahead", "_ahead_top", "_ahead_max", "_gone", "_others_since", "_started_mono", "_started_wall", "_user_hits", "_other_hits",
-        "_user_misses", "_other_misses", "_misses_dropped", "_misses_evicted", "_coalesced",
-        "_events_applied", "_events_ignored", "_events_superseded", "_evictions",
-        "_invalidations", "_clears", "_stale_prevented", "_faults", "_load_errors", "_suspended",
+        "name",
+        "maxsize",
+        "_fetch",
+        "_clock",
+        "_lock",
+        "_users",
+        "_others",
+        "_order",
+        "_loads",
+        "_waiters",
+        "_last_seq",
+        "_ahead",
+        "_ahead_top",
+        "_ahead_max",
+        "_gone",
+        "_others_since",
+        "_started_mono",
+        "_started_wall",
+        "_user_hits",
+        "_other_hits",
+        "_user_misses",
+        "_other_misses",
+        "_misses_dropped",
+        "_misses_evicted",
+        "_coalesced",
+        "_events_applied",
+        "_events_ignored",
+        "_events_superseded",
+        "_evictions",
+        "_invalidations",
+        "_clears",
+        "_stale_prevented",
+        "_faults",
+        "_load_errors",
+        "_suspended",
     )
 
     def __init__(
@@ -183,16 +213,23 @@ class CacheStore:
             with self._lock:
                 self._fault_locked(exc, user_id, where)
         except Exception:  # the lock itself is unusable: nothing sane left to do but log
-            log.exception("cache %s: fault while handling a fault", self.name,
-                          extra=fields("cache.fault", instance=self.name, seq=self._last_seq))
+            log.exception(
+                "cache %s: fault while handling a fault",
+                self.name,
+                extra=fields("cache.fault", instance=self.name, seq=self._last_seq),
+            )
 
     def _fault_locked(self, exc: BaseException, user_id: int | None, where: str) -> None:
         """Count, log, and drop what the fault may have corrupted (everything, if unsure)."""
         self._faults += 1
-        log.warning("cache %s: internal fault in %s (user %s); entry dropped, answering from the database",
-                    self.name, where, user_id, exc_info=exc,
-                    extra=fields("cache.fault", instance=self.name, seq=self._last_seq, user_id=user_id,
-                                 where=where))
+        log.warning(
+            "cache %s: internal fault in %s (user %s); entry dropped, answering from the database",
+            self.name,
+            where,
+            user_id,
+            exc_info=exc,
+            extra=fields("cache.fault", instance=self.name, seq=self._last_seq, user_id=user_id, where=where),
+        )
         try:
             if user_id is None:
                 self._clear_locked(INF)
@@ -200,8 +237,11 @@ class CacheStore:
                 self._raise_floor_locked(user_id, INF)
                 self._remove_locked(user_id, DROPPED)
         except Exception:
-            log.exception("cache %s: could not drop the faulty entry; dropping everything", self.name,
-                          extra=fields("cache.fault", instance=self.name, seq=self._last_seq, user_id=user_id))
+            log.exception(
+                "cache %s: could not drop the faulty entry; dropping everything",
+                self.name,
+                extra=fields("cache.fault", instance=self.name, seq=self._last_seq, user_id=user_id),
+            )
             self._users, self._others, self._others_since = set(), {}, {}
             self._gone = OrderedDict()
             if self._order is not None:

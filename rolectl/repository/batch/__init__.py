@@ -41,7 +41,25 @@ from .records import (
 from .text import lines_of, load_json
 
 __all__ = [
-    "ADD_ADMIN", "IMPORT_FORMATS", "INPUT_FORMATS", "OPS", "REMOVE_ADMIN", "RESULT_FIELDS", "TRANSFER",
-    "BatchResult", "ImportInput", "ImportRow", "ImportSummary", "Op", "OpResult", "Progress",
-    "apply_changes", "detect_format", "import_users", "lines_of", "load_json", "parse_changes", "parse_import",
+    "ADD_ADMIN",
+    "IMPORT_FORMATS",
+    "INPUT_FORMATS",
+    "OPS",
+    "REMOVE_ADMIN",
+    "RESULT_FIELDS",
+    "TRANSFER",
+    "BatchResult",
+    "ImportInput",
+    "ImportRow",
+    "ImportSummary",
+    "Op",
+    "OpResult",
+    "Progress",
+    "apply_changes",
+    "detect_format",
+    "import_users",
+    "lines_of",
+    "load_json",
+    "parse_changes",
+    "parse_import",
 ]

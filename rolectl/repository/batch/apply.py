@@ -90,8 +90,9 @@ def run(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run: bool = Fa
                         if dry_run:
                             return _dry(plan, actor)
                         _stage(conn, q, plan)
-                    elif (version_of(conn, q) != version
-                          and planning.read_state(conn, q, ops).frozen() != state.frozen()):
+                    elif (
+                        version_of(conn, q) != version and planning.read_state(conn, q, ops).frozen() != state.frozen()
+                    ):
                         raise _Moved()
                     first, last = _write(conn, q, actor)
             except _Moved:
@@ -106,8 +107,12 @@ def run(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run: bool = Fa
 
 def _stage(conn: Any, q: "Queries", plan: Plan) -> None:
     q.stage(conn, APPLY_EVENTS, plan.events)
-    q.stage(conn, APPLY_USERS, [(uid, row[0], row[1], True) for uid, row in plan.new_users.items()]
-            + [(uid, row[0], row[1], False) for uid, row in plan.changed_users.items()])
+    q.stage(
+        conn,
+        APPLY_USERS,
+        [(uid, row[0], row[1], True) for uid, row in plan.new_users.items()]
+        + [(uid, row[0], row[1], False) for uid, row in plan.changed_users.items()],
+    )
     q.stage(conn, APPLY_MAILBOXES, list(plan.moved.items()))
 
 
@@ -136,8 +141,9 @@ def _dry(plan: Plan, actor: str) -> Outcome:
 # -- what each line did ---------------------------------------------------------------------
 
 
-def _message(op: Op, changed: bool, source: int | None, dry_run: bool, *, renamed: bool = False,
-             created: bool = False) -> str:
+def _message(
+    op: Op, changed: bool, source: int | None, dry_run: bool, *, renamed: bool = False, created: bool = False
+) -> str:
     if op.op == ADD_ADMIN:
         if not changed:
             return f"{op.user_id} is already an admin; nothing to do"
@@ -172,7 +178,7 @@ def apply_changes(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run:
         changed = op.op == TRANSFER or step.written or step.log is not None
         renamed = op.op == ADD_ADMIN and step.renamed and step.log is None
         created = op.op == TRANSFER and step.before is None
-        results.append(OpResult(op, changed, _message(op, changed, source, dry_run, renamed=renamed, created=created),
-                                mine))
+        results.append(
+            OpResult(op, changed, _message(op, changed, source, dry_run, renamed=renamed, created=created), mine)
+        )
     return BatchResult(tuple(results), outcome.events, dry_run)
-

@@ -21,7 +21,10 @@ _JSON_KEYS: dict[str, dict[str, str]] = {
     ADD_ADMIN: {"user_id": "user_id", "id": "user_id", "username": "username"},
     REMOVE_ADMIN: {"user_id": "user_id", "id": "user_id", "force": "force"},
     TRANSFER: {
-        "mailbox_id": "mailbox_id", "mailbox": "mailbox_id", "to_user": "to_user", "to": "to_user",
+        "mailbox_id": "mailbox_id",
+        "mailbox": "mailbox_id",
+        "to_user": "to_user",
+        "to": "to_user",
         "keep_admin": "keep_admin",
     },
 }
@@ -30,7 +33,6 @@ _CSV_SHAPES = {
     REMOVE_ADMIN: "remove-admin,USER_ID[,force]",
     TRANSFER: "transfer,MAILBOX_ID,TO_USER[,keep-admin]",
 }
-
 
 
 def detect_format(first_line: str) -> str:
@@ -62,7 +64,9 @@ def _parse_csv_line(number: int, text: str) -> Op | None:
         fields = [f.strip() for f in raw]
     except csv.Error as exc:
         problem = "a quoted field is never closed" if "unexpected end of data" in str(exc) else f"not valid CSV ({exc})"
-        raise InvalidInputError(f"{where}: {problem}", hint="close every quote, e.g. add-admin,789,\"new admin\"") from None
+        raise InvalidInputError(
+            f"{where}: {problem}", hint="close every quote, e.g. add-admin,789,\"new admin\""
+        ) from None
     if fields and fields[0].lower() == "op":
         return None  # a header line
     name = _op_name(fields[0], where)
@@ -82,9 +86,7 @@ def _parse_csv_line(number: int, text: str) -> Op | None:
         if not 2 <= len(args) <= 3:
             raise InvalidInputError(f"expected 2 or 3 fields after {name}, got {len(args)}", hint=f"write {shape}")
         keep = _flag(args[2], "keep-admin", where, shape) if len(args) == 3 else False
-        return Op(
-            number, name, mailbox_id=parse_id(args[0], "mailbox id"), to_user=parse_id(args[1]), keep_admin=keep
-        )
+        return Op(number, name, mailbox_id=parse_id(args[0], "mailbox id"), to_user=parse_id(args[1]), keep_admin=keep)
     except RolectlError as exc:
         if exc.message.startswith(where):
             raise
@@ -97,12 +99,15 @@ def _parse_json_line(number: int, text: str) -> Op:
         data = load_json(text)
     except ValueError as exc:
         raise InvalidInputError(
-            f"{where}: not valid JSON ({exc})", hint='write one object per line, e.g. {"op":"remove-admin","user_id":789}'
+            f"{where}: not valid JSON ({exc})",
+            hint='write one object per line, e.g. {"op":"remove-admin","user_id":789}',
         ) from None
     except RolectlError as exc:
         raise at(where, exc) from None
     if not isinstance(data, dict):
-        raise InvalidInputError(f"{where}: expected a JSON object", hint='e.g. {"op":"transfer","mailbox_id":1,"to_user":2000}')
+        raise InvalidInputError(
+            f"{where}: expected a JSON object", hint='e.g. {"op":"transfer","mailbox_id":1,"to_user":2000}'
+        )
     if "op" not in data:
         raise InvalidInputError(f"{where}: missing \"op\"", hint="add \"op\": add-admin, remove-admin or transfer")
     name = _op_name(data["op"], where)
@@ -127,7 +132,10 @@ def _parse_json_line(number: int, text: str) -> Op:
             if username is not None and not isinstance(username, str):
                 raise InvalidInputError("\"username\" must be a string", hint='e.g. "username":"new_admin"')
             return Op(
-                number, name, user_id=parse_id(values["user_id"]), username=parse_username(username or None),
+                number,
+                name,
+                user_id=parse_id(values["user_id"]),
+                username=parse_username(username or None),
                 force=values.get("force", False),
             )
         missing = [k for k in ("mailbox_id", "to_user") if k not in values]
@@ -137,7 +145,10 @@ def _parse_json_line(number: int, text: str) -> Op:
                 hint='e.g. {"op":"transfer","mailbox_id":1,"to_user":2000}',
             )
         return Op(
-            number, name, mailbox_id=parse_id(values["mailbox_id"], "mailbox id"), to_user=parse_id(values["to_user"]),
+            number,
+            name,
+            mailbox_id=parse_id(values["mailbox_id"], "mailbox id"),
+            to_user=parse_id(values["to_user"]),
             keep_admin=values.get("keep_admin", False),
         )
     except RolectlError as exc:
@@ -165,4 +176,3 @@ def parse_changes(lines: Iterable[str], fmt: str = "auto") -> list[Op]:
             if op is not None:
                 ops.append(op)
     return ops
-

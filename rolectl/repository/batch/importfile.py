@@ -121,9 +121,7 @@ def _import_csv(lines: list[str], progress: Progress | None) -> list[ImportRow]:
                 total -= 1  # a header is not a user: the bar counts users, as the later phases do
                 continue
         if len(fields) > width:
-            raise InvalidInputError(
-                f"line {number}: {len(fields)} fields, expected at most {width}", hint=_IMPORT_HINT
-            )
+            raise InvalidInputError(f"line {number}: {len(fields)} fields, expected at most {width}", hint=_IMPORT_HINT)
         try:
             uid_at, name_at, role_at = positions
             uid = _fast_id(fields[uid_at].strip()) if uid_at < len(fields) else parse_id("")
@@ -142,7 +140,9 @@ def _import_objects(items: Iterable[tuple[int, Any]], label: str) -> list[Import
     for number, item in items:
         where = f"{label} {number}"
         if not isinstance(item, dict):
-            raise InvalidInputError(f"{where}: expected a JSON object", hint='e.g. {"id": 789, "username": "a", "role": "admin"}')
+            raise InvalidInputError(
+                f"{where}: expected a JSON object", hint='e.g. {"id": 789, "username": "a", "role": "admin"}'
+            )
         try:
             for key in item:
                 if key not in _IMPORT_COLUMNS:
@@ -178,7 +178,9 @@ def parse_import(text: str, fmt: str = "auto", *, progress: Progress | None = No
         try:
             data = load_json(text)
         except ValueError as exc:
-            raise InvalidInputError(f"not valid JSON ({exc})", hint="give a JSON array of objects, or JSON lines") from None
+            raise InvalidInputError(
+                f"not valid JSON ({exc})", hint="give a JSON array of objects, or JSON lines"
+            ) from None
         if not isinstance(data, list):
             raise InvalidInputError("expected a JSON array of objects", hint="or give one object per line (JSON lines)")
         rows = _import_objects(enumerate(data, 1), "item")
@@ -204,4 +206,3 @@ def parse_import(text: str, fmt: str = "auto", *, progress: Progress | None = No
     if progress is not None:
         progress("validate", len(rows), len(rows))
     return ImportInput(rows, label)
-

@@ -27,8 +27,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from ...backends.queries import Queries
 
 # (kind, user_id, old_role, new_role, mailbox_id, from_user, to_user, note)
-PlannedEvent = tuple[str, "int | None", "Role | None", "Role | None", "int | None", "int | None", "int | None",
-                     "str | None"]
+PlannedEvent = tuple[
+    str, "int | None", "Role | None", "Role | None", "int | None", "int | None", "int | None", "str | None"
+]
 
 
 @dataclass
@@ -50,8 +51,12 @@ class State:
         )
 
     def copy(self) -> "State":
-        return State({u: list(r) for u, r in self.users.items()}, dict(self.logged), dict(self.owner_of),
-                     {u: set(m) for u, m in self.owned.items()})
+        return State(
+            {u: list(r) for u, r in self.users.items()},
+            dict(self.logged),
+            dict(self.owner_of),
+            {u: set(m) for u, m in self.owned.items()},
+        )
 
 
 @dataclass
@@ -120,8 +125,14 @@ def make_plan(ops: Sequence[Op], state: State) -> Plan:
             elif op.op == REMOVE_ADMIN:
                 assert op.user_id is not None
                 uid = op.user_id
-                step = rules.demote(uid, row_of(uid), logged.get(uid, ROLE_USER), sorted(owned.get(uid, ())), op.force,
-                                    f"write the line as `remove-admin,{uid},force` (JSON: \"force\": true)")
+                step = rules.demote(
+                    uid,
+                    row_of(uid),
+                    logged.get(uid, ROLE_USER),
+                    sorted(owned.get(uid, ())),
+                    op.force,
+                    f"write the line as `remove-admin,{uid},force` (JSON: \"force\": true)",
+                )
                 apply(uid, step)
             else:
                 mid, target = op.mailbox_id, op.to_user

@@ -24,9 +24,16 @@ IMPORT_FORMATS: tuple[str, ...] = ("auto", "csv", "json", "jsonl")
 
 #: Column order of ``rolectl apply --format`` and ``--dry-run`` listings.
 RESULT_FIELDS: tuple[str, ...] = (
-    "line", "op", "user_id", "mailbox_id", "to_user", "changed", "events", "seq", "message",
+    "line",
+    "op",
+    "user_id",
+    "mailbox_id",
+    "to_user",
+    "changed",
+    "events",
+    "seq",
+    "message",
 )
-
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,6 @@ def load_json(text: str) -> Any:
         ) from None
 
 
-
 def significant(lines: Iterable[str]) -> Iterable[tuple[int, str]]:
     """``(line number, stripped text)`` of each line that is neither blank nor a ``#`` comment."""
     for number, raw in enumerate(lines, 1):

@@ -87,7 +87,8 @@ def configure(on: bool | str | Iterable[str]) -> frozenset[str]:
         names = frozenset(on)
         unknown = names - _ALL
         if unknown:
-            raise InvalidInputError(f"unknown native piece(s): {', '.join(sorted(unknown))}",
-                                    hint="use some of: " + ", ".join(PIECES))
+            raise InvalidInputError(
+                f"unknown native piece(s): {', '.join(sorted(unknown))}", hint="use some of: " + ", ".join(PIECES)
+            )
         _enabled = names
     return before

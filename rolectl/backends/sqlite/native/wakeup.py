@@ -55,8 +55,7 @@ IN_CLOEXEC = os.O_CLOEXEC
 
 #: What a commit, a checkpoint or a replaced file does to the database's directory.
 WATCH_MASK = (
-    IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE
-    | IN_DELETE_SELF | IN_MOVE_SELF
+    IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF
 )
 #: What happens to the database's own name when the file is replaced (not merely written).
 _REPLACING = IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE
@@ -111,16 +110,24 @@ class Waker:
         if libc is not None:
             fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
             if fd < 0:
-                log.warning("inotify unavailable (%s); polling instead", os.strerror(ctypes.get_errno()),
-                            extra=fields("follower.polling", db=str(path)))
+                log.warning(
+                    "inotify unavailable (%s); polling instead",
+                    os.strerror(ctypes.get_errno()),
+                    extra=fields("follower.polling", db=str(path)),
+                )
             else:
                 wd = libc.inotify_add_watch(fd, os.fsencode(path.parent), WATCH_MASK)
                 if wd < 0:
                     err = ctypes.get_errno()
                     os.close(fd)
                     hint = " (raise fs.inotify.max_user_watches)" if err == errno.ENOSPC else ""
-                    log.warning("cannot watch %s: %s%s; polling instead", path.parent, os.strerror(err), hint,
-                                extra=fields("follower.polling", db=str(path)))
+                    log.warning(
+                        "cannot watch %s: %s%s; polling instead",
+                        path.parent,
+                        os.strerror(err),
+                        hint,
+                        extra=fields("follower.polling", db=str(path)),
+                    )
                 else:
                     self._fd = fd
         self.mode = "inotify" if self._fd >= 0 else "timer"
@@ -167,8 +174,9 @@ class Waker:
             try:
                 data = _read(self._fd)
             except OSError as exc:  # pragma: no cover - the fd went bad: fall back to timer
-                log.warning("inotify read failed (%s); polling instead", exc,
-                            extra=fields("follower.polling", error=str(exc)))
+                log.warning(
+                    "inotify read failed (%s); polling instead", exc, extra=fields("follower.polling", error=str(exc))
+                )
                 self._close_inotify()
                 return True
             if not data:
@@ -176,7 +184,7 @@ class Waker:
             offset = 0
             while offset + _HEADER.size <= len(data):
                 _, mask, _, length = _HEADER.unpack_from(data, offset)
-                name = data[offset + _HEADER.size: offset + _HEADER.size + length].rstrip(b"\0")
+                name = data[offset + _HEADER.size : offset + _HEADER.size + length].rstrip(b"\0")
                 offset += _HEADER.size + length
                 if mask & IN_Q_OVERFLOW:
                     self.overflows += 1

@@ -60,8 +60,9 @@ class ShmView:
         self.shm = os.fspath(db_path) + "-shm"
         self._fd = -1
         self.enabled = enabled("walprobe")
-        self.lock_supported = (self.enabled and sys.platform.startswith("linux") and struct.calcsize("P") == 8
-                               and _F_OFD_GETLK is not None)
+        self.lock_supported = (
+            self.enabled and sys.platform.startswith("linux") and struct.calcsize("P") == 8 and _F_OFD_GETLK is not None
+        )
         self.probes = 0
 
     @property

@@ -20,6 +20,8 @@ from rolectl.repository import Repository  # noqa: E402
 
 #: Misses at most; the whole handle at most (misses + writes + follower + diagnostics).
 MISSES, HANDLE = 2, 5
+#: The start of the miss read (ROLE_AND_HEAD_SQL), as pg_stat_activity shows a session's last statement.
+MISS_READ = "SELECT coalesce((SELECT role FROM users WHERE user_id"
 THREADS, USERS = 24, 600
 
 
@@ -43,10 +45,12 @@ class Census:
 
     def sample(self) -> tuple[int, int]:
         rows = self.conn.execute(
-            "SELECT application_name FROM pg_stat_activity "
+            "SELECT query FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
         ).fetchall()
-        fetch = sum(1 for (name,) in rows if name == "rolectl-fetch")
+        # Every connection of a handle carries the handle's application_name (rolectl:NAME:PID), so a
+        # miss connection is told by what it runs: the miss read, and nothing else runs that.
+        fetch = sum(1 for (query,) in rows if (query or "").startswith(MISS_READ))
         return len(rows), fetch
 
     def _run(self) -> None:

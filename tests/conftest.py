@@ -6,6 +6,7 @@ tests (the virtual environment's own ``bin/rolectl``), never whatever is first o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -144,9 +145,10 @@ def _pg_unavailable() -> str | None:
     return reason
 
 
-@pytest.fixture(scope="session")
-def pg_server():
-    """A PostgreSQL server of this machine's binaries, on a unix socket in a temp dir.
+@contextlib.contextmanager
+def own_pg_server() -> Iterator[Any]:
+    """A started PostgreSQL server of this machine's binaries, on a unix socket in a temp dir,
+    stopped on exit.
 
     Skips where there is none -- except in CI (``CI=true``), where PostgreSQL tests must run:
     there a missing server fails the test."""
@@ -165,6 +167,13 @@ def pg_server():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """The session's PostgreSQL server (see :func:`own_pg_server`)."""
+    with own_pg_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -184,25 +184,12 @@ def test_foreign_file_appearing_later_is_never_trusted(tmp_path: Path) -> None:
 def halted_server() -> Iterator[Any]:
     """A server of its own with an initialised database where 5 is an admin, stopped: each
     test connects first and starts it afterwards (halting it again at the end)."""
-    from conftest import _pg_unavailable
+    from conftest import own_pg_server
 
-    reason = _pg_unavailable()
-    if reason is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"PostgreSQL tests must run in CI: {reason}", pytrace=False)
-        pytest.skip(reason)
-    from pgserver import PgServer, find_bindir
-
-    bindir = find_bindir()
-    assert bindir is not None
-    server = PgServer(bindir)
-    try:
-        server.start()
+    with own_pg_server() as server:
         create_database(server.url("postgres"), 5)
         server.halt()
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

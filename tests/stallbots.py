@@ -39,6 +39,8 @@ class Run:
     answered: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     misses: list[Miss] = field(default_factory=list)
+    #: The longest wait, per phase, between two cached answers (or a phase's edge and one).
+    gaps: dict[str, float] = field(default_factory=dict)
 
     def rate(self, phase: str) -> float:
         return self.answered[phase] / self.seconds[phase]
@@ -152,6 +154,12 @@ async def drive(bot: Bot, phases: list[Phase], *, miss_every: float = 0.1) -> Ru
     stop = asyncio.Event()
     next_miss = iter(range(FIRST_MISS, FIRST_MISS + 10**6))
     tasks: list[asyncio.Task[None]] = []
+    last = time.monotonic()  # when a cached user was last answered, or the phase began
+
+    def gap(now: float) -> None:
+        nonlocal last
+        run.gaps[phase] = max(run.gaps.get(phase, 0.0), now - last)
+        last = now
 
     async def one_miss(miss: Miss, uid: int) -> None:
         miss.answer = await bot.say(uid)
@@ -175,6 +183,7 @@ async def drive(bot: Bot, phases: list[Phase], *, miss_every: float = 0.1) -> Ru
             i += 1
             if await bot.say(uid) == "admins only (you are user)":
                 run.answered[phase] = run.answered.get(phase, 0) + 1
+                gap(time.monotonic())
             await asyncio.sleep(0)  # a poller awaits the network between updates: let the loop run
 
     feeders: list[asyncio.Task[None]] = []
@@ -183,11 +192,12 @@ async def drive(bot: Bot, phases: list[Phase], *, miss_every: float = 0.1) -> Ru
         enter()
         phase = name
         run.answered.setdefault(name, 0)
-        started = time.monotonic()
+        started = last = time.monotonic()
         if not feeders:
             feeders = [asyncio.create_task(cached()), asyncio.create_task(misses())]
         await asyncio.sleep(seconds)
         run.seconds[name] = time.monotonic() - started
+        gap(time.monotonic())
         phase = f"after {name}"
         leave()
     stop.set()

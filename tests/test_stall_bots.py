@@ -25,6 +25,10 @@ TIMEOUT = 1.0
 LATE = TIMEOUT + MARGIN + 1.5
 STALL, LOCK = 5.0, 3.0  # the stall outlasts LATE: a miss that waits it out fails the test
 HEALTHY = 2.0
+#: The longest a cached user may wait for an answer in any phase. A bot whose loop or pool
+#: waits on the database would wait out the whole stall (5 s) or lock (3 s); a busy machine
+#: alone pauses a bot for well under this. Throughput ratios are for benchmarks/bench_stall.py.
+GAP = 1.5
 
 
 @pytest.fixture
@@ -61,15 +65,15 @@ def phases(proxy: StallProxy, direct_url: str) -> list[Phase]:
 
 
 def check(run: Run) -> None:
-    healthy = run.rate("healthy")
     print(
         {phase: round(run.rate(phase)) for phase in run.seconds},
+        {phase: round(gap, 3) for phase, gap in run.gaps.items()},
         {phase: max((m.took or 0) for m in run.misses if m.phase == phase) for phase in run.seconds},
     )
-    assert healthy > 50, f"only {healthy:.0f} cached users/s with a healthy database"
+    assert run.answered["healthy"] >= 20, "cached users were barely answered with a healthy database"
     for phase in ("stalled", "locked"):
-        ratio = run.rate(phase) / healthy
-        assert ratio >= 0.5, f"{phase}: cached users {run.rate(phase):.0f}/s against {healthy:.0f}/s healthy"
+        assert run.gaps[phase] < GAP, f"{phase}: cached users waited {run.gaps[phase]:.2f} s for an answer"
+        assert run.answered[phase] >= 20, f"{phase}: only {run.answered[phase]} cached users answered"
         during = [m for m in run.misses if m.phase == phase]
         assert len(during) >= 10
         for miss in during:

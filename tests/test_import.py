@@ -356,7 +356,7 @@ def test_line_numbers_count_newlines_only(text, words):
 # -- the command line on both backends: the same output and exit codes --------------------------
 
 
-def test_import_prints_the_same_and_exits_alike_on_both_backends(rolectl_bin, tmp_path, pg_url):
+def test_import_prints_the_same_and_exits_alike_on_both_backends(tmp_path, pg_url):
     from test_apply import cli_transcript
 
     files = {
@@ -380,8 +380,8 @@ def test_import_prints_the_same_and_exits_alike_on_both_backends(rolectl_bin, tm
         ]
     ]
     script += [("events", "--format", "jsonl"), ("users", "--format", "json")]
-    lite = cli_transcript(rolectl_bin, str(tmp_path / "bot.db"), script)
-    pg = cli_transcript(rolectl_bin, pg_url, script)
+    lite = cli_transcript(str(tmp_path / "bot.db"), script)
+    pg = cli_transcript(pg_url, script)
     for a, b in zip(lite[1:], pg[1:]):  # init names the engine
         assert a == b, f"rolectl {' '.join(a[0])}"
     assert [code for _, code, _, _ in lite[3:9]] == [0, 0, 0, 0, 4, 2]

@@ -27,7 +27,7 @@ from ..grammar import count
 from ..render import check_format, default_format
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import DayResult
+    from .results import DayResult
 
 __all__ = ["PANEL", "demo", "register", "simulate"]
 
@@ -389,7 +389,7 @@ def demo(
     Example: rolectl demo
     """
     from ..render import render_commands, render_paragraph, render_record, render_rows, render_title
-    from .engine import open_day_database
+    from .day import open_day_database
     from .tour import tour
 
     with open_day_database(_db_option(ctx, db)) as (repo, path, temporary):

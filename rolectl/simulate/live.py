@@ -60,7 +60,7 @@ def run_live(
     day: "Day", cache: "RoleCache", policies: list["Policy"], options: LiveOptions, *, progress: Progress | None = None
 ) -> tuple[list["ActionResult"], list["PeriodResult"]]:
     from ..backends.sqlite.follower import Follower
-    from ..cache.registry import Registration
+    from ..cache.registration import Registration
 
     start, end = span(day)
     scale = max(end - start, 1.0) / options.seconds  # simulated seconds per real second

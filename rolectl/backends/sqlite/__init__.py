@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...cache.instance import Instance
-    from ...cache.registry import Registration
+    from ...cache.registration import Registration
     from ...cache.role_cache import RoleCache
     from .aio_follower import AsyncFollower
     from .filefetch import FollowingFetch
@@ -76,7 +76,7 @@ class SQLiteBackend:
         return AsyncFollower(cache, self.path, timeout=self.timeout, strict=strict, **_options(max_staleness))
 
     def register(self, cache: "RoleCache", *, follower: Any, name: str, bus: bool) -> "Registration":
-        from ...cache.registry import register
+        from ...cache.registration import register
 
         return register(cache, self.path, follower=follower, name=name, bus=bus)
 

@@ -191,6 +191,9 @@ def events_follow():
         time.sleep(0.3)
         signal.pthread_kill(main, signal.SIGINT)
 
+    # Ctrl-C must raise KeyboardInterrupt here: a process started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and then the tail would follow for ever.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=interrupt, daemon=True).start()
     return cli("events", "--follow")
 

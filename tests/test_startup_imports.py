@@ -1,0 +1,84 @@
+"""What a start imports: ``rolectl`` commands and a thread-only bot load no asyncio, no
+PostgreSQL driver and no renderer they do not use.
+
+Start-up is a benchmarked target (benchmarks/bench_startup.py): asyncio alone costs ~27 ms,
+and an import that becomes eager again is easy to miss, because nothing fails. Each case is
+a real process (the installed ``rolectl`` script, or ``python -c``) run with
+``PYTHONPROFILEIMPORTTIME=1``; the modules it imported are read from the report on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+#: Never imported by a start that does not use them: the event loop, the PostgreSQL driver,
+#: the rich renderers and the optional formatters.
+HEAVY = (
+    "asyncio",
+    "concurrent",
+    "ssl",
+    "aiohttp",
+    "psycopg",
+    "sqlite_utils",
+    "tabulate",
+    "rich",
+    "pygments",
+    "markdown_it",
+    "csv",
+)
+
+
+def imported(argv: list[str]) -> set[str]:
+    """The top-level packages a fresh process of ``argv`` imported (it must succeed)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROLECTL_")}
+    env["PYTHONPROFILEIMPORTTIME"] = "1"
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    report = [line for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert report, "no import report: PYTHONPROFILEIMPORTTIME was not honoured"
+    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in report[1:]}
+
+
+@pytest.fixture
+def db(db_path: Path) -> str:
+    subprocess.run([str(BIN / "rolectl"), "--db", str(db_path), "add-admin", "5"], check=True, capture_output=True)
+    return str(db_path)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--version"],
+        ["--db", "{db}", "role", "5"],
+        ["--db", "{db}", "users"],  # a listing into a pipe: TSV, no table renderer
+        ["--db", "{db}", "add-admin", "6"],
+    ],
+    ids=["version", "role", "users", "add-admin"],
+)
+def test_a_command_imports_only_what_it_uses(db: str, args: list[str]) -> None:
+    modules = imported([str(BIN / "rolectl"), *(a.format(db=db) for a in args)])
+    assert "typer" in modules  # the report is read right
+    assert sorted(modules.intersection(HEAVY)) == []
+
+
+def test_import_rolectl_imports_nothing_but_its_version() -> None:
+    modules = imported([sys.executable, "-c", "import rolectl; rolectl.__version__"])
+    assert sorted(modules.intersection(HEAVY + ("typer", "click", "sqlite3", "logging"))) == []
+
+
+def test_a_thread_only_bot_does_not_import_asyncio(db: str) -> None:
+    code = (
+        "import rolectl\n"
+        f"with rolectl.connect({db!r}, name='startup-bot') as roles:\n"
+        "    assert roles.get_role(5) == 'admin'\n"
+    )
+    modules = imported([sys.executable, "-c", code])
+    assert "rolectl" in modules
+    assert sorted(modules.intersection(HEAVY + ("typer", "click"))) == []

@@ -36,14 +36,16 @@ HEAVY = (
 
 
 def imported(argv: list[str]) -> set[str]:
-    """The top-level packages a fresh process of ``argv`` imported (it must succeed)."""
+    """The modules, and their top-level packages, a fresh process of ``argv`` imported (it
+    must succeed)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROLECTL_")}
     env["PYTHONPROFILEIMPORTTIME"] = "1"
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
     report = [line for line in proc.stderr.splitlines() if line.startswith("import time:")]
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert report, "no import report: PYTHONPROFILEIMPORTTIME was not honoured"
-    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in report[1:]}
+    names = {line.rsplit("|", 1)[1].strip() for line in report[1:]}
+    return names | {name.split(".")[0] for name in names}
 
 
 @pytest.fixture
@@ -66,6 +68,39 @@ def test_a_command_imports_only_what_it_uses(db: str, args: list[str]) -> None:
     modules = imported([str(BIN / "rolectl"), *(a.format(db=db) for a in args)])
     assert "typer" in modules  # the report is read right
     assert sorted(modules.intersection(HEAVY)) == []
+    # only the module of the command that runs (rolectl.cli.root.COMMANDS)
+    assert "rolectl.cli.diagnostics" not in modules and "rolectl.cli.app" not in modules
+
+
+def test_the_command_table_names_every_module_a_command_is_defined_in() -> None:
+    """``rolectl.cli.root.COMMANDS`` is what a run imports to find its command: a command
+    or sub-command defined in a module it does not list would be missing from that run."""
+    from rolectl.cli.app import app  # every command registered
+    from rolectl.cli.root import COMMANDS
+    from typer.main import get_command_name
+    from typer.models import TyperInfo
+
+    def modules(group: TyperInfo) -> set[str]:
+        assert group.typer_instance is not None
+        sub = group.typer_instance
+        found = {c.callback.__module__ for c in sub.registered_commands if c.callback}
+        if sub.registered_callback and sub.registered_callback.callback:
+            found.add(sub.registered_callback.callback.__module__)
+        return found.union(*(modules(g) for g in sub.registered_groups))
+
+    defined: dict[str, set[str]] = {}
+    for command in app.registered_commands:
+        assert command.callback is not None
+        defined[command.name or get_command_name(command.callback.__name__)] = {command.callback.__module__}
+    for group in app.registered_groups:
+        assert group.name
+        defined[group.name] = modules(group)
+    for name, listed in COMMANDS.items():
+        assert name in defined, f"{name}: no such command"
+        assert defined[name] <= {f"rolectl.cli.{m}" for m in listed}, name
+    # every core command but `cache` (loads all: its sub-commands may move) is in the table
+    core = {name for name, where in defined.items() if all(m.startswith("rolectl.cli.") for m in where)}
+    assert core - set(COMMANDS) == {"cache"}
 
 
 def test_import_rolectl_imports_nothing_but_its_version() -> None:

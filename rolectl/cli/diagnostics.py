@@ -32,7 +32,7 @@ from ..render import (
     time_fields,
 )
 from ..validate import parse_id, parse_role
-from .app import app
+from .root import app
 from .common import actor as actor_of
 from .common import change_format
 from .context import state

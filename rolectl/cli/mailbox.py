@@ -11,7 +11,7 @@ import typer
 
 from ..render import Col, check_format, render_listing
 from ..validate import parse_id
-from .app import app
+from .root import app
 from .common import LimitOption, actor as actor_of, change_format, report
 from .context import state
 from . import complete

@@ -72,8 +72,8 @@ def main(
 
 
 #: Command name -> the modules of ``rolectl.cli`` that define it and its sub-commands. A
-#: name not listed here (``cache``, an add-on's) loads every command; so does a listed
-#: name its modules turn out not to define. tests/test_startup_imports.py checks the table.
+#: name not listed here (an add-on's) loads every command; so does a listed name its
+#: modules turn out not to define. tests/test_startup_imports.py checks the table.
 COMMANDS: dict[str, tuple[str, ...]] = {
     "init": ("roles",),
     "add-admin": ("roles",),
@@ -85,7 +85,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "transfer": ("mailbox",),
     "events": ("events",),
     "stats": ("diagnostics",),
-    "whois": ("diagnostics",),
+    "whois": ("whois",),
+    "cache": ("cachecmd",),
     "apply": ("batch",),
     "doctor": ("doctor",),
     "backup": ("backup",),

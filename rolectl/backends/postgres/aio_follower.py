@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ...cache.followview import FollowerView
 from ...errors import RolectlError
-from .follower import PgFollower
+from .follower import READ_BLOCK_LIMIT, PgFollower
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...cache.role_cache import RoleCache
@@ -44,6 +44,9 @@ log = logging.getLogger("rolectl.follower")
 
 #: Longest a synchronous close, called off the loop, waits for the follower's thread (seconds).
 JOIN_TIMEOUT = 5.0
+#: Longest ``aclose()`` waits for the follower's thread to close (seconds): a read on a dead
+#: link ends by then (READ_BLOCK_LIMIT); one on a hung server may not, and is not waited for.
+CLOSE_WAIT = READ_BLOCK_LIMIT + 1.0
 
 _Done = Callable[[BaseException | None], None]
 
@@ -312,8 +315,20 @@ class AsyncPgFollower(FollowerView):
         return self._closing
 
     async def aclose(self) -> None:
-        """Stop following and close; waits (never on the loop) for a round under way."""
-        await asyncio.shield(self._begin_close(asyncio.get_running_loop()))
+        """Stop following and close. Waits (never on the loop) for a round under way, at
+        most :data:`CLOSE_WAIT` seconds: a round stuck on a hung server is left to the
+        follower's thread, which closes the connection once it returns (a bot that shuts
+        down while its database hangs must not hang with it)."""
+        closing = self._begin_close(asyncio.get_running_loop())
+        try:
+            await asyncio.wait_for(asyncio.shield(closing), CLOSE_WAIT)
+        except asyncio.TimeoutError:
+            log.info(
+                "follower for %s: the server does not answer; closing its connection in the background",
+                self.driver.reader.where,
+                extra=self.core._fields("follower.close_left", error="timeout"),
+            )
+            return
         deadline = time.monotonic() + 1.0
         while self._thread.alive and time.monotonic() < deadline:  # ends right after the close
             await asyncio.sleep(0.001)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Generator
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator
 from .cache.missexec import DEFAULT_THREADS, MARGIN, MissPool, in_own_thread
 from .connectoptions import ConnectKeywords, ConnectOptions
 from .handle import _Handle
+from .logfields import fields
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Unpack
@@ -43,6 +45,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .repository import Change
 
 __all__ = ["AsyncRoles", "connect"]
+
+log = logging.getLogger("rolectl.connect")
 
 #: Threads that run an asyncio handle's writes (see :attr:`AsyncRoles.writes`).
 WRITE_THREADS = 1
@@ -175,11 +179,24 @@ class AsyncRoles(_Handle):
             return
         registration, follower = self.registration, self.follower
         if registration is not None:  # first: its thread reads the follower's counters
-            await in_own_thread(registration.close, name="rolectl-close")
+            await self._close_step(registration.close)
         if follower is not None:  # the in-loop follower must be stopped on its loop
             await follower.aclose()
-        # the rest (closing twice is harmless)
-        await in_own_thread(self._run_undo, undo, name="rolectl-close")
+        await self._close_step(self._run_undo, undo)  # the rest (closing twice is harmless)
+
+    async def _close_step(self, step: Callable[..., None], *args: Any) -> None:
+        """``step(*args)`` on a thread of its own, waited for at most the database timeout
+        plus a margin: a step stuck on a hung server (leaving a registration row, a write
+        that holds the connection) finishes on its daemon thread, and the bot can exit."""
+        running = asyncio.ensure_future(in_own_thread(step, *args, name="rolectl-close"))
+        try:
+            await asyncio.wait_for(asyncio.shield(running), self.backend.timeout + MARGIN)
+        except asyncio.TimeoutError:
+            log.info(
+                "closing the rolectl handle %s: the database does not answer; finishing in the background",
+                self.name,
+                extra=fields("connect.close_left", instance=self.name, db=str(self.backend.path)),
+            )
 
     def close(self) -> None:
         """The synchronous form of :meth:`aclose` (for ``atexit`` and non-async code). Called

@@ -148,9 +148,7 @@ def test_a_hung_server_and_its_return_never_freeze_the_loop(proxy: StallProxy, p
     stuck on the hung link must not keep it answering), and follows again afterwards."""
 
     async def main() -> None:
-        roles = await rolectl.aio.connect(
-            bot_url(proxy, pg_url), name="frozen-bot", timeout=TIMEOUT, max_staleness=1.5, register=False
-        )
+        roles = await rolectl.aio.connect(bot_url(proxy, pg_url), name="frozen-bot", timeout=TIMEOUT, max_staleness=1.5)
         try:
             assert await roles.get_role(7) == "admin"
             async with Heartbeat() as beat:
@@ -163,6 +161,7 @@ def test_a_hung_server_and_its_return_never_freeze_the_loop(proxy: StallProxy, p
                 end = time.monotonic() + HANG
                 while time.monotonic() < end:
                     suspended = suspended or roles.cache.suspended
+                    await roles.health()  # a probe answers while the server hangs
                     await asyncio.sleep(0.01)
                 hung = beat.worst
                 proxy.resume()
@@ -320,9 +319,7 @@ def test_closing_with_a_hung_server_never_freezes_the_loop(how: str, proxy: Stal
     returns while the server still hangs, without the loop's default executor."""
 
     async def main() -> None:
-        roles = await rolectl.aio.connect(
-            bot_url(proxy, pg_url), name="frozen-bot", timeout=TIMEOUT, max_staleness=30, register=False
-        )
+        roles = await rolectl.aio.connect(bot_url(proxy, pg_url), name="frozen-bot", timeout=TIMEOUT, max_staleness=30)
         async with Heartbeat() as beat:
             follower = roles.follower
             assert follower is not None

@@ -103,6 +103,8 @@ class PgFollower(FollowerView):
         #: follower (rolectl.cache.followcore); this class only decides when to look.
         self.core = FollowCore(cache, self.reader, where=self.reader.where, batch=batch, max_staleness=max_staleness)
         self._lock = threading.Lock()  # one catch-up, and one reader of the socket, at a time
+        # the agent's fields: not self._lock, which a catch-up stuck on a hung server holds
+        self._agent_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._pipe_r, self._pipe_w = -1, -1
@@ -166,7 +168,7 @@ class PgFollower(FollowerView):
         else its thread keeps trying. Replaces an agent added before."""
         thread = AgentThread(agent, self.conninfo, timeout=self.timeout, factory=self._factory)
         thread.start(strict=False)
-        with self._lock:
+        with self._agent_lock:
             old, self._agent_thread, self.agent = self._agent_thread, thread, agent
         if old is not None:
             old.close()
@@ -178,7 +180,7 @@ class PgFollower(FollowerView):
 
     def remove_agent(self) -> None:
         """Leave: the row and its requests are removed (best effort), no more heartbeats."""
-        with self._lock:
+        with self._agent_lock:
             thread, self._agent_thread, self.agent = self._agent_thread, None, None
         if thread is not None:
             thread.close()

@@ -29,7 +29,7 @@ import logging
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeAlias
 
 from ...cache.followview import FollowerView
 from ...errors import RolectlError
@@ -49,6 +49,9 @@ JOIN_TIMEOUT = 5.0
 CLOSE_WAIT = READ_BLOCK_LIMIT + 1.0
 
 _Done = Callable[[BaseException | None], None]
+_Jobs: TypeAlias = (
+    "queue.SimpleQueue[tuple[Callable[[], object], _Done | None, asyncio.AbstractEventLoop | None] | None]"
+)
 
 
 class FollowThread:
@@ -56,14 +59,22 @@ class FollowThread:
     holds up the interpreter's exit); each job's ``done(error)`` then runs on its loop."""
 
     def __init__(self, name: str) -> None:
-        self._jobs: "queue.SimpleQueue[tuple[Callable[[], object], _Done | None, asyncio.AbstractEventLoop | None] | None]" = queue.SimpleQueue()  # noqa: E501
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._started = False
+        self.name = name
+        self._new()
+
+    def _new(self) -> None:
+        self._jobs: _Jobs = queue.SimpleQueue()
+        jobs = self._jobs
+        self._thread = threading.Thread(target=lambda: self._run(jobs), name=self.name, daemon=True)
+        self._started = self._stopped = False
 
     def submit(
         self, work: Callable[[], object], done: _Done | None = None, loop: asyncio.AbstractEventLoop | None = None
     ) -> None:
-        """Queue ``work``; ``done(error)`` runs on ``loop`` after it (``None``: no error)."""
+        """Queue ``work``; ``done(error)`` runs on ``loop`` after it (``None``: no error).
+        After :meth:`stop`, on a new thread (the old one ends after its jobs)."""
+        if self._stopped:
+            self._new()
         if not self._started:
             self._started = True
             self._thread.start()
@@ -71,7 +82,8 @@ class FollowThread:
 
     def stop(self) -> None:
         """Let the thread end after the jobs queued so far (it never waits for them)."""
-        if self._started:
+        if self._started and not self._stopped:
+            self._stopped = True
             self._jobs.put(None)
 
     def join(self, timeout: float) -> None:
@@ -82,9 +94,10 @@ class FollowThread:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def _run(self) -> None:
+    @staticmethod
+    def _run(jobs: _Jobs) -> None:
         while True:
-            job = self._jobs.get()
+            job = jobs.get()
             if job is None:
                 return
             work, done, loop = job
@@ -143,9 +156,7 @@ class AsyncPgFollower(FollowerView):
         try:
             await first
         except BaseException:
-            self._closed = True
-            self._thread.submit(self.driver.close)  # after the catch-up, if it still runs
-            self._thread.stop()
+            self._begin_close(loop)  # after the catch-up, if it still runs; aclose() waits for it
             raise
         self._loop = loop
         self._watch()
@@ -221,6 +232,8 @@ class AsyncPgFollower(FollowerView):
 
     def _on_timer(self) -> None:
         self._timer = None
+        if self._closed:
+            return
         self._enforce_staleness()
         if self._busy:  # only the staleness bound was due: keep an eye on it
             self._arm_staleness()

@@ -73,7 +73,7 @@ class AsyncRoles(_Handle):
         #: writer on SQLite, the writer lock on PostgreSQL), so more would only queue there.
         #: No deadline: a write's caller is told its real outcome, never "gave up" while it
         #: may still commit.
-        self.writes = MissPool(threads=WRITE_THREADS, deadline=None, name="rolectl-write")
+        self.writes = MissPool(threads=WRITE_THREADS, deadline=None, name="rolectl-write", what="change")
         self._undo.append(self.writes.close)
 
     async def open(self) -> "AsyncRoles":

@@ -78,12 +78,20 @@ class MissPool:
     within ``deadline`` seconds (``None``: no deadline, the caller waits for the outcome).
     Thread-safe; one pool serves any number of loops."""
 
-    def __init__(self, *, threads: int = DEFAULT_THREADS, deadline: float | None, name: str = "rolectl-miss") -> None:
+    def __init__(
+        self,
+        *,
+        threads: int = DEFAULT_THREADS,
+        deadline: float | None,
+        name: str = "rolectl-miss",
+        what: str = "lookup",
+    ) -> None:
         if threads < 1:
             raise ValueError("a miss pool needs at least one thread")
         self.threads = threads
         self.deadline = deadline
         self.name = name
+        self.what = what  # what a call is, in errors: a "lookup", a "change"
         self._cond = threading.Condition(threading.Lock())
         self._jobs: deque[_Job[Any]] = deque()
         self._workers: list[threading.Thread] = []
@@ -240,7 +248,7 @@ class MissPool:
             self._jobs.clear()
             workers = list(self._workers)
             self._cond.notify_all()
-        error = RolectlError("the rolectl handle was closed before this lookup ran", hint="connect again")
+        error = RolectlError(f"the rolectl handle was closed before this {self.what} ran", hint="connect again")
         for job in queued:
             try:
                 job.loop.call_soon_threadsafe(self._fail_queued, job, error)

@@ -27,6 +27,14 @@ replaced on the next call: the first attempt at once, then the follower's backof
   happened; aborted: "not applied" (exit 5); unknown (no server within the timeout):
   :class:`~rolectl.errors.OutcomeUnknownError` (exit 8). A change is never retried silently.
 
+A bot's handle gives its store a ``pool`` (:mod:`.budget`): then the store has no connection
+of its own but borrows one of the handle's shared connections for each call (a whole write
+transaction, a snapshot, a read, or the span of :meth:`PgStore.pinned`), with the same
+bounds, reconnects and outcomes. The pool's connections run statements at most the timeout;
+a write or a snapshot raises that to :func:`statement_bound` for its own transaction only
+(``SET LOCAL``), and a batch's session (temporary tables) makes the store drop the connection
+afterwards instead of handing it back.
+
 Internal: not part of the public API.
 """
 
@@ -37,15 +45,20 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
+from ...cache.missexec import MARGIN
+
 from ...errors import DatabaseError, InvalidInputError, RolectlError
 from ..storebase import StoreBase, resolve_timeout, resolve_write_timeout
 from . import schema, settle
 from .backoff import delays
+from .budget import StoreLease
 from .connection import bounds, connect, describe, driver, is_timeout, ms, translate
 from .queries import QUERIES
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
+
+    from .misspool import MissConnections
 
 #: The shortest run a statement of the CLI or the repository is allowed (a million-row batch
 #: statement takes seconds; a lock wait is bounded separately, by the timeout).
@@ -60,9 +73,16 @@ def statement_bound(timeout: float, write_timeout: float) -> float:
 
 class PgStore(StoreBase):
     """One open rolectl database on PostgreSQL. Thread-safe: transactions are serialised by
-    a lock (one connection), as on SQLite."""
+    a lock (one connection at a time: its own, or one borrowed from ``pool``), as on SQLite."""
 
-    def __init__(self, conninfo: str, *, timeout: float | None = None, create: bool = False) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        timeout: float | None = None,
+        create: bool = False,
+        pool: "MissConnections | None" = None,
+    ) -> None:
         self.conninfo = conninfo
         #: How messages name the database (never with its password).
         self.path = describe(conninfo)
@@ -77,7 +97,17 @@ class PgStore(StoreBase):
         #: Sent with BEGIN: a change waits for the writer lock (and row locks) this long; a
         #: read waits ``timeout`` (the session's lock_timeout). 0 is "do not wait" (1 ms), never
         #: PostgreSQL's "no limit".
-        self._write_bound = f"SET LOCAL lock_timeout = {ms(self.write_timeout)}; "
+        bound = statement_bound(self.timeout, self.write_timeout)
+        #: On a shared connection (bounded by the timeout) a transaction of the store raises
+        #: its statements' bound to what a dedicated connection has for its session.
+        self._statement_bound = "" if pool is None else f"SET LOCAL statement_timeout = {ms(bound)}; "
+        self._write_bound = f"SET LOCAL lock_timeout = {ms(self.write_timeout)}; {self._statement_bound}"
+        #: The borrowed connection, with a pool (see the module docstring).
+        self._lease = (
+            None
+            if pool is None
+            else StoreLease(pool, wait=max(self.write_timeout, self.timeout + MARGIN), timeout=self.timeout)
+        )
         #: Connections replaced after one broke (see the module docstring).
         self.reconnects = 0
         #: Depth of :meth:`pinned` and :meth:`session` calls: their temporary tables live on
@@ -85,7 +115,11 @@ class PgStore(StoreBase):
         #: switch to a new one.
         self._pinned = 0
         self._create = create
-        self.conn: psycopg.Connection[Any] = self._open()
+        if self._lease is None:
+            self.conn: psycopg.Connection[Any] = self._open()
+        else:
+            with self._leased():  # connects and checks the schema version now, as without a pool
+                pass
         #: The database role this store writes as (messages name it).
         self.role: str = self.conn.info.user
 
@@ -95,7 +129,9 @@ class PgStore(StoreBase):
         return self._checked(self._connect())
 
     def _connect(self) -> "psycopg.Connection[Any]":
-        """A new connection with this store's bounds."""
+        """A new connection with this store's bounds (or the pool's, for a pool's slot)."""
+        if self._lease is not None:
+            return self._lease.pool.factory()
         return connect(
             self.conninfo,
             timeout=self.timeout,
@@ -141,8 +177,29 @@ class PgStore(StoreBase):
                 failure = exc
                 continue
             self.conn = self._checked(conn)
+            if self._lease is not None:
+                self._lease.replaced(self.conn)
             self.reconnects += 1
             return
+
+    @contextmanager
+    def _leased(self, *, write: bool = False) -> Iterator[None]:
+        """Hold a connection of the pool for the block (nothing to do without one): the
+        caller holds ``_lock``. A write that gets none says it was not applied."""
+        lease = self._lease
+        if lease is None:
+            yield
+            return
+        try:
+            self.conn = lease.take(self._checked)
+        except RolectlError as exc:
+            if write:
+                raise DatabaseError(f"the change was not applied: {exc.message}", hint=exc.hint) from exc
+            raise
+        try:
+            yield
+        finally:
+            lease.give()
 
     def _ready(self) -> None:
         """Reconnect first if the connection is known to be gone (not while pinned)."""
@@ -187,7 +244,7 @@ class PgStore(StoreBase):
 
     @property
     def schema_version(self) -> int:
-        with self._lock:
+        with self._lock, self._leased():
             try:
                 return schema.schema_version(self.conn)
             except self._pg.Error as exc:
@@ -195,7 +252,9 @@ class PgStore(StoreBase):
 
     def migrate(self) -> list[int]:
         """Create or migrate the schema (``rolectl init``); the versions applied."""
-        with self._lock:
+        with self._lock, self._leased():
+            if self._lease is not None:
+                self._lease.dirty = True  # session settings change below
             try:
                 # A change: it waits for the writer lock as long as any change does.
                 self.conn.execute(f"SET lock_timeout = {ms(self.write_timeout)}")
@@ -220,7 +279,7 @@ class PgStore(StoreBase):
         trip less than psycopg's own ``transaction()`` would: the write path is benchmarked
         against a raw transaction. The id is what settles a COMMIT whose answer was lost (see
         the module docstring)."""
-        with self._lock:
+        with self._lock, self._leased(write=True):
             xid = self._begin()
             conn = self.conn
             try:
@@ -296,15 +355,16 @@ class PgStore(StoreBase):
     def snapshot(self) -> Iterator["psycopg.Connection[Any]"]:
         """A read-only transaction: every query inside sees one consistent state. Its start
         is retried once on a new connection if the old one broke."""
-        with self._lock:
+        begin = f"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {self._statement_bound}"
+        with self._lock, self._leased():
             self._ready()
             try:
                 try:
-                    self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    self.conn.execute(begin)
                 except self._pg.Error as exc:
                     if not self._retry(exc):
                         raise
-                    self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    self.conn.execute(begin)
                 conn = self.conn
                 try:
                     yield conn
@@ -318,24 +378,36 @@ class PgStore(StoreBase):
         """No transparent reconnect until this ends (see :class:`StoreBase.pinned`): a call
         that finds the connection broken meanwhile fails, and the next call after it
         reconnects (as does this one, at its start). Other threads' calls are not held up;
-        they only do not reconnect meanwhile."""
+        they only do not reconnect meanwhile. With a pool, the connection is held throughout."""
         with self._lock:
-            self._ready()  # a connection known to be gone is replaced before the work starts
+            lease = self._leased()
+            lease.__enter__()
+            try:
+                self._ready()  # a connection known to be gone is replaced before the work starts
+            except BaseException:
+                lease.__exit__(None, None, None)
+                raise
             self._pinned += 1
         try:
             yield
         finally:
             with self._lock:
                 self._pinned -= 1
+                lease.__exit__(None, None, None)
 
     @contextmanager
     def session(self) -> Iterator["psycopg.Connection[Any]"]:
         """The connection, outside any transaction, for work on its own temporary tables (a
-        batch's staged rows): they are this session's alone, so that takes no writer lock."""
-        with self._lock:
+        batch's staged rows): they are this session's alone, so that takes no writer lock.
+        A pool's connection is dropped afterwards, never handed back with them."""
+        with self._lock, self._leased():
             self._ready()
             self._pinned += 1
             try:
+                if self._lease is not None and not self._lease.dirty:
+                    self._lease.dirty = True
+                    bound = statement_bound(self.timeout, self.write_timeout)
+                    self.conn.execute(f"SET statement_timeout = {ms(bound)}")
                 yield self.conn
             except self._pg.Error as exc:
                 raise self.translate(exc) from exc
@@ -343,8 +415,9 @@ class PgStore(StoreBase):
                 self._pinned -= 1
 
     def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
-        """Rows of a read (autocommit); retried once on a new connection if the old one broke."""
-        with self._lock:
+        """Rows of a read (autocommit); retried once on a new connection if the old one broke.
+        On a pool's connection it runs at most the timeout (the pool's bound)."""
+        with self._lock, self._leased():
             self._ready()
             try:
                 try:
@@ -359,12 +432,12 @@ class PgStore(StoreBase):
     def iter_query(self, sql: str, params: Any = ()) -> Iterator[tuple[Any, ...]]:
         """Rows as the server sends them, through a server-side cursor in one read-only
         snapshot: listings of millions of rows start at once and hold a few hundred rows."""
-        with self._lock:
+        with self._lock, self._leased():
             self._ready()
             conn = self.conn
             try:
                 with conn.transaction():
-                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    conn.execute(f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; {self._statement_bound}")
                     with conn.cursor(name="rolectl_listing") as cursor:
                         cursor.execute(sql, params)
                         while True:
@@ -374,6 +447,14 @@ class PgStore(StoreBase):
                             yield from rows
             except self._pg.Error as exc:
                 raise self.translate(exc) from exc
+
+    def close(self) -> None:
+        """Close the connection; with a pool, close the pool's (shared with the handle's misses,
+        which reopen theirs on their next call)."""
+        if self._lease is None:
+            self.conn.close()
+        else:
+            self._lease.pool.close()
 
 
 def init(conninfo: str, *, timeout: float | None = None) -> tuple[PgStore, list[int]]:

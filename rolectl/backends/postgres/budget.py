@@ -70,6 +70,9 @@ class StoreLease:
         self.depth = 0
         #: The session's state was changed (temporary tables, settings): drop, never reuse.
         self.dirty = False
+        #: The last :meth:`take` got a new connection because the one held before had broken
+        #: (replaced by whoever found it broken first: a miss, diagnostics, this store).
+        self.renewed = False
 
     def take(self, check: Callable[["psycopg.Connection[Any]"], object]) -> "psycopg.Connection[Any]":
         """The connection to use: borrowed now if not already held. A connection opened for
@@ -77,8 +80,11 @@ class StoreLease:
         again with the follower's backoff for at most the timeout. Raises
         :class:`~rolectl.errors.DatabaseError` (:class:`~.misspool.PoolBusyError` if every
         connection stayed busy)."""
+        self.renewed = False
         if self.slot is None:
             slot = self._borrow()
+            last = self._last
+            self.renewed = slot.fresh and last is not None and last is not slot and bool(last.conn.closed)
             if slot.fresh:
                 try:
                     check(slot.conn)

@@ -23,6 +23,8 @@ import rolectl  # noqa: E402
 import rolectl.aio  # noqa: E402
 from rolectl.backends import open_backend  # noqa: E402
 from rolectl.backends.appname import application_name  # noqa: E402
+from rolectl.backends.postgres.budget import shared_pool  # noqa: E402
+from rolectl.backends.postgres.misspool import PoolBusyError, Slot  # noqa: E402
 from rolectl.errors import DatabaseError  # noqa: E402
 from rolectl.repository import Repository  # noqa: E402
 
@@ -317,3 +319,37 @@ def test_a_write_waiting_for_the_writer_lock_fails_on_its_own_bound(pg: str) -> 
         assert failed and "locked by another writer" in str(failed[0])
         roles.add_admin(2)
         assert roles.get_role(2) == "admin" and roles.get_role(1) == "admin"
+
+
+def test_a_waiting_write_goes_before_the_misses(pg: str) -> None:
+    """Misses come by the thousand: one that arrives while a write waits for a connection
+    waits behind it, so a stream of misses never starves the bot's writes."""
+    pool = shared_pool(pg, timeout=5.0, size=1)
+    try:
+        held = pool.acquire()  # a miss holds the only connection
+        got: list[Slot] = []
+        writer = threading.Thread(target=lambda: got.append(pool.acquire(write=True, wait=30)))
+        writer.start()
+        deadline = time.monotonic() + 30
+        while not pool._writers and time.monotonic() < deadline:  # the write is waiting
+            time.sleep(0.01)
+        pool.release(held)
+        with pytest.raises(PoolBusyError):  # the next miss does not jump ahead of the write
+            pool.acquire(wait=0.5)
+        writer.join(30)
+        assert got and got[0] is held  # the write got the connection
+        pool.release(got[0])
+        pool.release(pool.acquire())  # and misses go on once it is done
+    finally:
+        pool.close()
+
+
+def test_a_handle_that_does_not_follow_holds_three_connections(pg: str, census: Callable[..., Census]) -> None:
+    """Without a follower, diagnostics LISTEN on a connection of their own: still three."""
+    with rolectl.connect(pg, name="budget-nofollow", follow=False) as roles:
+        assert roles.registration is not None
+        with census(app_of("budget-nofollow")) as seen:
+            sync_load(roles, pg)
+    assert seen.samples > 5
+    assert 1 <= seen.most_fetch <= MISSES, f"{seen.most_fetch} miss connections at once"
+    assert 2 <= seen.most_app <= HANDLE, f"the handle held {seen.most_app} connections at once: {seen.worst}"

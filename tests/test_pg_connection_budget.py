@@ -251,6 +251,10 @@ def test_writes_on_shared_connections_reconnect_after_terminate(pg: str, census:
             assert roles.get_role(uid) == "admin"
             assert roles.get_role(100 + uid) == "user"  # and misses go on
         assert roles.repo.store.reconnects >= 2
+        # diagnostics too: the follower's new connection hears requests again
+        backend, deadline = open_backend(pg), time.monotonic() + 30
+        while not any(i.name == "budget-term" and i.state == "live" for i in backend.discover(timeout=2.0)):
+            assert time.monotonic() < deadline, "the bot stopped answering diagnostics after the terminate"
         with census(app_of("budget-term")) as seen:
             write_rounds(roles, 70_000)
         assert seen.most_app <= HANDLE

@@ -39,6 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .misspool import MissConnections
 
+__all__ = ["PooledAgent"]
+
 log = logging.getLogger("rolectl.registry")
 
 

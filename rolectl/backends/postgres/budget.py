@@ -39,6 +39,8 @@ from .misspool import MISS_CONNECTIONS, MissConnections, PoolBusyError, Slot
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
 
+__all__ = ["APPLICATION_NAME", "StoreLease", "shared_pool"]
+
 #: The application_name of a shared connection when neither the handle nor the user names it.
 APPLICATION_NAME = "rolectl-fetch"
 
@@ -127,6 +129,3 @@ class StoreLease:
             self.pool.discard(slot)
         else:
             self.pool.release(slot)
-
-
-__all__ = ["APPLICATION_NAME", "StoreLease", "shared_pool"]

@@ -357,3 +357,24 @@ def test_a_handle_that_does_not_follow_holds_three_connections(pg: str, census: 
     assert seen.samples > 5
     assert 1 <= seen.most_fetch <= MISSES, f"{seen.most_fetch} miss connections at once"
     assert 2 <= seen.most_app <= HANDLE, f"the handle held {seen.most_app} connections at once: {seen.worst}"
+
+
+def test_a_miss_never_sees_a_write_in_progress(pg: str) -> None:
+    """The shared connection of an open write transaction is nobody else's until it ends: a
+    miss meanwhile reads the committed role, never the uncommitted one."""
+
+    class Abort(Exception):
+        pass
+
+    with rolectl.connect(pg, name="budget-iso") as roles:
+        store = roles.repo.store
+        seen: list[str] = []
+        with pytest.raises(Abort), store.transaction(actor="budget-iso") as conn:
+            conn.execute("INSERT INTO users (user_id, role) VALUES (%s, 'admin')", (4242,))
+            reader = threading.Thread(target=lambda: seen.append(roles.get_role(4242)))
+            reader.start()
+            reader.join(30)
+            raise Abort  # rolled back
+        assert seen == ["user"], "a miss read inside the write's open transaction"
+        roles.cache.clear()
+        assert roles.get_role(4242) == "user"

@@ -65,6 +65,10 @@ class _Handle:
         self.options = options
         # On PostgreSQL every connection says whose it is (application_name), unless the URL names it.
         self.backend: Backend = named(open_backend(db, timeout=options.timeout), self.name)
+        # On PostgreSQL the store, the misses and diagnostics share a few connections.
+        budgeted = getattr(self.backend, "budgeted", None)
+        if budgeted is not None:
+            self.backend = budgeted()
         self.follow = options.follow
         self._register = options.register
         self._max_staleness = max_staleness
@@ -80,9 +84,16 @@ class _Handle:
         # A missing database fails here, unless strict=False: then stand-ins open it later
         backend = self.backend
         self.repo: Repository | LateRepository
-        self.repo, self._fetch = open_or_wait(
-            lambda: Repository(backend.store()), backend.fetch, where=str(backend.path), strict=options.strict
-        )
+        try:
+            self.repo, self._fetch = open_or_wait(
+                lambda: Repository(backend.store()), backend.fetch, where=str(backend.path), strict=options.strict
+            )
+        except BaseException:
+            # The shared connections (and their watchdog) are the fetch's to close, and there is none.
+            pool = getattr(backend, "pool", None)
+            if pool is not None:
+                pool.close()
+            raise
         self._undo.append(self.repo.close)
         self._undo.append(self._fetch.close)
         #: Failed lookups and writes by cause, miss latency (:mod:`rolectl.opsmetrics`).

@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Unpack
 
     from .backends.base import AsyncioFollower
-    from .events import Role
+    from .events import Role, RoleName
     from .health import Health
     from .repository import Change
 
@@ -70,6 +70,7 @@ class AsyncRoles(_Handle):
                     )
                     self.follower = follower  # stopped by aclose()/close(), on the loop
                     await follower.start()
+                await asyncio.to_thread(self._learn_roles)
                 self._attach_own_writes(self.follower)
                 self._register_now(self.follower)
             except BaseException:
@@ -94,8 +95,47 @@ class AsyncRoles(_Handle):
             self._lookup_failed(exc)
             raise
 
+    async def has_role(self, user_id: int, role: "Role | RoleName") -> bool:
+        """Whether the user holds ``role`` or a role ranked above it (``banned`` never
+        passes); as :meth:`rolectl.Roles.has_role`."""
+        if role not in self.cache.ranks:
+            self.cache.ranked("user", role)  # raises: not defined
+        return self.cache.ranked(await self.get_role(user_id), role)
+
     async def is_admin(self, user_id: int) -> bool:
-        return await self.get_role(user_id) == "admin"
+        """``has_role(user_id, "admin")``: an admin, or a role ranked above it."""
+        return await self.has_role(user_id, "admin")
+
+    async def grant(
+        self,
+        user_id: int,
+        role: "Role | RoleName",
+        *,
+        actor: str | None = None,
+        note: str | None = None,
+        force: bool = False,
+    ) -> "Change":
+        """As :meth:`rolectl.Roles.grant`, in a worker thread."""
+        self._check_open()
+        return await asyncio.to_thread(
+            self._written,
+            user_id,
+            self.repo.roles.grant,
+            user_id,
+            role,
+            actor=actor or self.actor,
+            note=note,
+            force=force,
+        )
+
+    async def revoke(
+        self, user_id: int, *, actor: str | None = None, note: str | None = None, force: bool = False
+    ) -> "Change":
+        """As :meth:`rolectl.Roles.revoke`, in a worker thread."""
+        self._check_open()
+        return await asyncio.to_thread(
+            self._written, user_id, self.repo.roles.revoke, user_id, actor=actor or self.actor, note=note, force=force
+        )
 
     async def health(self) -> "Health":
         """What a liveness/readiness probe needs, without touching the database

@@ -306,3 +306,22 @@ def test_a_hostile_roles_table_is_refused(db_path: Path, tmp_path: Path) -> None
         cache.define_roles({"banned": 0, "user": 10, "admin": 100, "evil": True})  # type: ignore[dict-item]
     with pytest.raises(DatabaseError):
         cache.define_roles({"user": 10, "admin": 100})
+
+
+def test_copy_both_ways_keeps_defined_roles_and_logs_nothing_new(db_path: Path, pg_url: str, tmp_path: Path) -> None:
+    from rolectl.dbcopy import postgres_to_sqlite, sqlite_to_postgres
+
+    with Repository.open(db_path) as repo:
+        repo.roles.add("moderator", 50, actor="op")
+        repo.roles.add("helper", 20, actor="op")
+        repo.roles.remove("helper", actor="op")
+        repo.roles.grant(5, "moderator", actor="op")
+        source_log = log(repo)
+    report = sqlite_to_postgres(str(db_path), pg_url)
+    assert report.reconciled == 0
+    back = tmp_path / "back.db"
+    assert postgres_to_sqlite(pg_url, back).reconciled == 0
+    for db in (pg_url, str(back)):
+        with Repository.open(db) as repo:
+            assert [r.name for r in repo.roles.list()] == ["banned", "user", "moderator", "admin"]
+            assert repo.users.get_role(5) == "moderator" and log(repo) == source_log

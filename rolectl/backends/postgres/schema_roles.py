@@ -100,17 +100,29 @@ def migration(s: str, fn: str, actor: str) -> list[str]:
         FOR EACH STATEMENT EXECUTE FUNCTION {s}.rolectl_roles_unchanged()""",
         f"""
         CREATE OR REPLACE FUNCTION {s}.rolectl_roles_events() RETURNS trigger {fn} AS $$
+        DECLARE
+            logged text;
         BEGIN
+            -- A definition the log already holds is not logged again (``copy`` writes the log
+            -- first, then the roles), as role changes are compared with the logged role.
+            SELECT e.kind || ' ' || e.note INTO logged FROM {s}.events AS e
+                WHERE e.user_id IS NULL AND e.kind IN ('role_defined', 'role_undefined')
+                  AND coalesce(e.new_role, e.old_role) = coalesce(NEW.name, OLD.name)
+                ORDER BY e.seq DESC LIMIT 1;
             IF TG_OP = 'INSERT' THEN
-                INSERT INTO {s}.events (kind, new_role, actor, note)
-                VALUES ('role_defined', NEW.name, {actor}, NEW.rank::text);
+                IF logged IS DISTINCT FROM 'role_defined ' || NEW.rank THEN
+                    INSERT INTO {s}.events (kind, new_role, actor, note)
+                    VALUES ('role_defined', NEW.name, {actor}, NEW.rank::text);
+                END IF;
             ELSE
                 IF OLD.name IN {_BUILTINS} THEN
                     RAISE EXCEPTION 'roles: banned, user and admin cannot be removed'
                         USING ERRCODE = 'restrict_violation';
                 END IF;
-                INSERT INTO {s}.events (kind, old_role, actor, note)
-                VALUES ('role_undefined', OLD.name, {actor}, OLD.rank::text);
+                IF logged IS DISTINCT FROM 'role_undefined ' || OLD.rank THEN
+                    INSERT INTO {s}.events (kind, old_role, actor, note)
+                    VALUES ('role_undefined', OLD.name, {actor}, OLD.rank::text);
+                END IF;
             END IF;
             RETURN NULL;
         END $$

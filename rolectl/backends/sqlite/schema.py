@@ -221,7 +221,7 @@ def role_kind(old: str, new: str) -> str:
 def _role_trigger3(name: str, when: str, uid: str, new: str, username: str, condition: str = "") -> list[str]:
     guard = f"{condition} AND " if condition else ""
     return [
-        f"DROP TRIGGER IF EXISTS {name}",
+        f"DROP TRIGGER IF EXISTS main.{name}",  # main: never a trigger of an attached database
         f"""
     CREATE TRIGGER {name} {when}
     WHEN {guard}{new} IS NOT {_logged_role3(uid)}
@@ -268,6 +268,17 @@ REBUILT_TABLES: dict[str, str] = {
     "events": f'CREATE TABLE "events" {_EVENTS_V3_BODY}',
 }
 
+
+def _last_set_event(name: str) -> str:
+    """SQL: the log's last change to the definition of role ``name``, as ``kind rank``
+    (NULL if none). A definition the log already holds is not logged again (``copy`` writes
+    the log first, then the roles), as role changes are compared with the logged role."""
+    return (
+        f"(SELECT kind || ' ' || note FROM events WHERE user_id IS NULL AND kind IN ('role_defined', 'role_undefined') "
+        f"AND coalesce(new_role, old_role) = {name} ORDER BY seq DESC LIMIT 1)"
+    )
+
+
 _V3: list[str] = [
     f"""
     CREATE TABLE IF NOT EXISTS roles (
@@ -284,7 +295,7 @@ _V3: list[str] = [
     # Triggers of other tables that name users or events would stop the renames below (an
     # initialisation run again over this version's schema): made again below.
     *(
-        f"DROP TRIGGER IF EXISTS {name}"
+        f"DROP TRIGGER IF EXISTS main.{name}"
         for name in ("roles_delete_allowed", "roles_defined_logged", "roles_undefined_logged")
     ),
     # users: rebuilt without the closed CHECK (its triggers go with it and are made below).
@@ -351,6 +362,7 @@ _V3: list[str] = [
     """,
     f"""
     CREATE TRIGGER IF NOT EXISTS roles_defined_logged AFTER INSERT ON roles
+    WHEN {_last_set_event("NEW.name")} IS NOT 'role_defined ' || NEW.rank
     BEGIN
         INSERT INTO events (kind, new_role, actor, note)
         VALUES ('role_defined', NEW.name, {_ACTOR_SQL}, CAST(NEW.rank AS TEXT));
@@ -358,6 +370,7 @@ _V3: list[str] = [
     """,
     f"""
     CREATE TRIGGER IF NOT EXISTS roles_undefined_logged AFTER DELETE ON roles
+    WHEN {_last_set_event("OLD.name")} IS NOT 'role_undefined ' || OLD.rank
     BEGIN
         INSERT INTO events (kind, old_role, actor, note)
         VALUES ('role_undefined', OLD.name, {_ACTOR_SQL}, CAST(OLD.rank AS TEXT));

@@ -110,14 +110,19 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
         """Whether the user holds ``role`` or a role ranked above it. ``banned`` never passes
         (not even ``has_role(uid, "banned")``), nor does a role this cache holds no rank for
         (fail closed). ``role`` must be defined (:class:`InvalidInputError` otherwise)."""
+        if role not in self._ranks:
+            self.ranked(ROLE_USER, role)  # raises
+        return self.ranked(self.get_role(user_id, fetch), role)
+
+    def ranked(self, held: str, role: str) -> bool:
+        """Whether a user holding ``held`` passes a check for ``role`` (see :meth:`has_role`)."""
         ranks = self._ranks
         wanted = ranks.get(role)
         if wanted is None:
             raise InvalidInputError(
                 f"role {role!r} is not defined", hint="see `rolectl roles list`; add it with `rolectl roles add`"
             )
-        held = self.get_role(user_id, fetch)
-        if held is ROLE_BANNED:
+        if held == ROLE_BANNED:
             return False
         rank = ranks.get(held)
         return rank is not None and rank >= wanted

@@ -18,7 +18,9 @@ One dedicated autocommit connection per follower (one per process for a bot):
 Notifications that arrive while a catch-up query runs are consumed by that query; a notify
 handler counts them and the loop reads once more, so none is lost between snapshot and wait.
 
-Nothing else runs on this thread or connection. Diagnostics (the instance agent, which any
+Nothing else runs on this thread or connection. In a bot's handle the connection also LISTENs
+for diagnostics requests and hands them on (:meth:`PgFollower.hear_requests`), without running
+a statement for them. Otherwise diagnostics (the instance agent, which any
 role that may write the log can keep busy with requests) answer on a thread and connection
 of their own (:class:`~.agent.AgentThread`), so following and the staleness bound never wait
 on them. Every statement here waits and runs at most :data:`READ_BLOCK_LIMIT` seconds (or the
@@ -103,6 +105,8 @@ class PgFollower(FollowerView):
         #: follower (rolectl.cache.followcore); this class only decides when to look.
         self.core = FollowCore(cache, self.reader, where=self.reader.where, batch=batch, max_staleness=max_staleness)
         self._lock = threading.Lock()  # one catch-up, and one reader of the socket, at a time
+        # the agent's fields: not self._lock, which a catch-up stuck on a hung server holds
+        self._agent_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._pipe_r, self._pipe_w = -1, -1
@@ -111,6 +115,7 @@ class PgFollower(FollowerView):
         self._waiting_on: object | None = None
         self.backoff = BACKOFF_FIRST
         self.notifications = 0
+        self._requests: Callable[[str | None], None] | None = None  # see hear_requests()
         if register:  # ``register=True``: the same as add_agent() after start()
             self.agent = InstanceAgent(cache, name=name, follower=self, where=self.reader.where)
 
@@ -166,7 +171,7 @@ class PgFollower(FollowerView):
         else its thread keeps trying. Replaces an agent added before."""
         thread = AgentThread(agent, self.conninfo, timeout=self.timeout, factory=self._factory)
         thread.start(strict=False)
-        with self._lock:
+        with self._agent_lock:
             old, self._agent_thread, self.agent = self._agent_thread, thread, agent
         if old is not None:
             old.close()
@@ -176,9 +181,31 @@ class PgFollower(FollowerView):
         if self.agent is not None and self._agent_thread is None:
             self.add_agent(self.agent)
 
+    def hear_requests(self, hook: Callable[[str | None], None] | None) -> None:
+        """LISTEN for diagnostics requests on this follower's connection too and hand each
+        one's payload to ``hook`` (``None`` after a reconnect: requests may have been missed);
+        ``hook=None`` stops. ``hook`` must not block: it runs on the follower's thread or loop.
+        The agent then runs its statements elsewhere (:mod:`.agentpool`)."""
+        with self._lock:
+            self._requests = hook
+            self.reader.on_open = None if hook is None else self._listen_requests
+            conn = self.reader.conn
+            if conn is None or conn.closed:
+                return  # the next connection LISTENs (on_open)
+            try:
+                conn.execute(f"LISTEN {REQUESTS}" if hook is not None else f"UNLISTEN {REQUESTS}")
+            except self.reader.driver_error:
+                self.reader.close()  # the next round reconnects (and LISTENs)
+
+    def _listen_requests(self, conn: "psycopg.Connection[Any]") -> None:
+        conn.execute(f"LISTEN {REQUESTS}")
+        hook = self._requests
+        if hook is not None:
+            hook(None)
+
     def remove_agent(self) -> None:
         """Leave: the row and its requests are removed (best effort), no more heartbeats."""
-        with self._lock:
+        with self._agent_lock:
             thread, self._agent_thread, self.agent = self._agent_thread, None, None
         if thread is not None:
             thread.close()
@@ -283,14 +310,45 @@ class PgFollower(FollowerView):
         """The socket is readable: read what arrived (never blocks); the channels notified.
         Raises :class:`~rolectl.errors.DatabaseError` if the connection was closed."""
         with self._lock:
+            return self._readable_locked()
+
+    def _readable_locked(self) -> set[str]:
+        conn = self.reader.conn
+        if conn is None or conn is not self._waiting_on:
+            return {"reconnected"}  # a catch-up in between replaced the connection: read anyway
+        try:
+            conn.pgconn.consume_input()  # a closed connection raises here
+        except Exception as exc:  # noqa: BLE001 - psycopg.OperationalError
+            raise self.reader.failed(exc) from exc
+        return self._pending(conn)
+
+    # -- the same, for an event loop: never waits (see .aio_follower) ---------------------
+
+    def try_socket(self) -> tuple[set[str], int] | None:
+        """:meth:`socket` if it answers at once; ``None`` if the connection must be opened
+        first (a network round trip, or a hang) or a catch-up holds the lock (the bot's own
+        write catches up in its thread, for as long as the database takes): the caller then
+        calls :meth:`socket` where it may block."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
             conn = self.reader.conn
-            if conn is None or conn is not self._waiting_on:
-                return {"reconnected"}  # a catch-up in between replaced the connection: read anyway
-            try:
-                conn.pgconn.consume_input()  # a closed connection raises here
-            except Exception as exc:  # noqa: BLE001 - psycopg.OperationalError
-                raise self.reader.failed(exc) from exc
-            return self._pending(conn)
+            if conn is None or conn.closed:
+                return None
+            self._waiting_on = conn
+            return self._pending(conn), conn.pgconn.socket
+        finally:
+            self._lock.release()
+
+    def try_readable(self) -> set[str] | None:
+        """:meth:`readable` if no catch-up holds the lock, else ``None`` (the caller then
+        calls :meth:`readable` where it may block)."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return self._readable_locked()
+        finally:
+            self._lock.release()
 
     def _pending(self, conn: "psycopg.Connection[Any]") -> set[str]:
         """Drain parsed notifications: the channels notified since the last look."""
@@ -309,9 +367,12 @@ class PgFollower(FollowerView):
         self._note(notify.channel, notify.payload)
 
     def _note(self, channel: str, payload: str) -> None:
-        """Remember a wake-up on the log's channel (diagnostics requests are the agent's, on
-        its own connection: one that reached this connection is none)."""
+        """Remember a wake-up on the log's channel; a diagnostics request is handed on (see
+        :meth:`hear_requests`), never a reason to read the log."""
         if channel == REQUESTS:
+            hook = self._requests
+            if hook is not None:
+                hook(payload)
             return
         self._notified.add(channel)
 

@@ -92,7 +92,7 @@ class AsyncRoles(_Handle):
                     )
                     self.follower = follower  # stopped by aclose()/close(), on the loop
                     await follower.start()
-                await asyncio.to_thread(self._learn_roles)
+                await in_own_thread(self._learn_roles, name="rolectl-open")
                 self._attach_own_writes(self.follower)
                 # registering connects (PostgreSQL): off the loop, never in its default executor
                 await in_own_thread(self._register_now, self.follower, name="rolectl-open")
@@ -128,37 +128,6 @@ class AsyncRoles(_Handle):
     async def is_admin(self, user_id: int) -> bool:
         """``has_role(user_id, "admin")``: an admin, or a role ranked above it."""
         return await self.has_role(user_id, "admin")
-
-    async def grant(
-        self,
-        user_id: int,
-        role: "Role | RoleName",
-        *,
-        actor: str | None = None,
-        note: str | None = None,
-        force: bool = False,
-    ) -> "Change":
-        """As :meth:`rolectl.Roles.grant`, in a worker thread."""
-        self._check_open()
-        return await asyncio.to_thread(
-            self._written,
-            user_id,
-            self.repo.roles.grant,
-            user_id,
-            role,
-            actor=actor or self.actor,
-            note=note,
-            force=force,
-        )
-
-    async def revoke(
-        self, user_id: int, *, actor: str | None = None, note: str | None = None, force: bool = False
-    ) -> "Change":
-        """As :meth:`rolectl.Roles.revoke`, in a worker thread."""
-        self._check_open()
-        return await asyncio.to_thread(
-            self._written, user_id, self.repo.roles.revoke, user_id, actor=actor or self.actor, note=note, force=force
-        )
 
     async def health(self) -> "Health":
         """What a liveness/readiness probe needs, without touching the database
@@ -206,6 +175,30 @@ class AsyncRoles(_Handle):
         self._check_open()
         return await self._write(
             user_id, self.repo.users.upsert, user_id, username, role=role, actor=actor or self.actor
+        )
+
+    async def grant(
+        self,
+        user_id: int,
+        role: "Role | RoleName",
+        *,
+        actor: str | None = None,
+        note: str | None = None,
+        force: bool = False,
+    ) -> "Change":
+        """As :meth:`rolectl.Roles.grant`, in the write thread."""
+        self._check_open()
+        return await self._write(
+            user_id, self.repo.roles.grant, user_id, role, actor=actor or self.actor, note=note, force=force
+        )
+
+    async def revoke(
+        self, user_id: int, *, actor: str | None = None, note: str | None = None, force: bool = False
+    ) -> "Change":
+        """As :meth:`rolectl.Roles.revoke`, in the write thread."""
+        self._check_open()
+        return await self._write(
+            user_id, self.repo.roles.revoke, user_id, actor=actor or self.actor, note=note, force=force
         )
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import pytest
 
 import inproc
 from conftest import clean_env
+from rolectl.backends.sqlite.schema import role_name_ok
 from rolectl.backup import backup
 from rolectl.repository import Repository
 
@@ -50,6 +51,8 @@ WALL = 60
 #: ~80 ms per row (it depends on the row, so SQLite cannot compute it once), from innocuous
 #: functions only (trusted_schema=OFF allows them), every value under 1 MiB.
 EXPENSIVE = "length(replace(replace(replace(replace(hex(zeroblob(400000 + user_id % 2)), '0', 'a'), 'a', 'b'), 'b', 'c'), 'c', 'd')) > 0"
+#: The CHECK rolectl's users table puts on a role (a well-formed role name).
+ROLE_CHECK = f"CHECK {role_name_ok('role')}"
 #: Rows that make a pass over the table evaluating EXPENSIVE take minutes (2 000 x 80 ms).
 EXPENSIVE_ROWS = 2_000
 
@@ -171,7 +174,7 @@ def test_a_backup_whose_schema_is_not_rolectls_is_refused(setup, rolectl_bin, ca
     on role refused every revocation, the view logged every change as made by 'alice'."""
     db, saved, env, tmpdir = setup
     if case == "patched CHECK":
-        patch_table(saved, "users", "CHECK (role IN ('user', 'admin'))", "CHECK (role = 'admin' OR user_id < 700)")
+        patch_table(saved, "users", ROLE_CHECK, "CHECK (role = 'admin' OR user_id < 700)")
         expected = "table users is defined differently: ...role = 'admin' OR user_id < 700)"
     elif case == "view for change_context":
         shell(
@@ -219,7 +222,7 @@ FORGED_ROWS = {
     ),
     "a role outside the set": (
         ["PRAGMA ignore_check_constraints = ON", "UPDATE users SET role = 'root' WHERE user_id = 555"],
-        "user 555: role 'root' is not a role",
+        "user 555: role 'root' is not a defined role",
     ),
     "a binary username": (
         ["PRAGMA ignore_check_constraints = ON", "UPDATE users SET username = zeroblob(10) WHERE user_id = 555"],
@@ -410,7 +413,7 @@ def test_doctor_fix_rebuilds_a_table_whose_check_was_patched(setup, rolectl_bin)
     """A CHECK that refuses every revocation. Before: a warning, no fix; revocations kept failing."""
     db, _, env, _ = setup
     before = content(db)
-    patch_table(db, "users", "CHECK (role IN ('user', 'admin'))", "CHECK (role = 'admin' OR user_id < 700)")
+    patch_table(db, "users", ROLE_CHECK, "CHECK (role = 'admin' OR user_id < 700)")
     assert inproc.rolectl("remove-admin", "789", db=db).returncode != 0
     code, findings, stderr = doctor(rolectl_bin, db, "--fix", env=env)
     assert code == 0, findings

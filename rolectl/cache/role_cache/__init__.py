@@ -62,7 +62,7 @@ from rolectl.cache.role_cache.changes import CacheChanges
 from rolectl.cache.role_cache.defs import CacheEntry, Fetch, FetchResult, check_user_id
 from rolectl.cache.role_cache.introspect import CacheIntrospection
 from rolectl.cache.role_cache.lru import LRUBehaviour
-from rolectl.events import ROLE_USER, Role
+from rolectl.events import ROLE_ADMIN, ROLE_USER, Role
 
 __all__ = ["CacheEntry", "Fetch", "FetchResult", "RoleCache"]
 
@@ -99,10 +99,19 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
         """
         # The hot path: one type test, one set lookup, one increment. Only ints are stored,
         # but True and 1.0 equal 1: the type test keeps them from being answered as user 1
-        # (and, first, keeps unhashable ids from raising a bare TypeError).
-        if user_id.__class__ is int and user_id in self._users:
-            self._user_hits += 1
-            return ROLE_USER
+        # (and, first, keeps unhashable ids from raising a bare TypeError). Other roles are
+        # answered here too, not in a second call: a call costs more than their dict lookup.
+        if user_id.__class__ is int:
+            if user_id in self._users:
+                self._user_hits += 1
+                return ROLE_USER
+            if user_id in self._admins:
+                self._admin_hits += 1
+                return ROLE_ADMIN
+            role = self._others.get(user_id)
+            if role is not None:
+                self._other_hits[role] += 1
+                return role
         return self._slow(user_id, fetch)
 
     def peek(self, user_id: int) -> Role | None:
@@ -122,6 +131,6 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
 
 
 class _LRURoleCache(LRUBehaviour, RoleCache):
-    """``RoleCache(maxsize=N)``: the same cache, with recency kept in an ``OrderedDict``."""
+    """``RoleCache(maxsize=N)``: the same cache, evicting by CLOCK (second chance), see :mod:`.lru`."""
 
     __slots__ = ()

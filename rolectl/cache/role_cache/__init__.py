@@ -14,6 +14,10 @@ Storage (memory target: within 1.3x of a plain ``{int: str}`` dict per entry):
 * ``_others`` -- ``{id: role}`` for every other role (``admin``): few entries, looked up only
   when ``_users`` misses. Per-role hit counts fall out of which structure answered, so the
   hot path never compares roles.
+* ``_admins`` -- the admin ids of ``_others`` again, as a set: an admin hit is a second set
+  test, not a dict call (added after ``_others``, discarded before it, under the lock).
+* ``RoleCache(maxsize=N)`` evicts by CLOCK: a hit sets a recency bit without the lock, and
+  installs evict under it (:mod:`rolectl.cache.role_cache.lru`).
 * Per-entry metadata lives only in small side tables: install times of the admin entries
   (user-role entries have none: stamping every miss cost ~5% of the miss budget), the read
   version of entries newer than ``last_seq`` (only while the follower lags), and recently

@@ -157,3 +157,14 @@ def test_concurrent_hits_misses_and_changes_keep_the_bound_and_never_serve_an_ol
     assert s.size <= maxsize and s.evictions > 0 and s.hits_by_role["admin"] > 0
     for entry in cache.entries():
         assert entry.role == db.fetch(entry.user_id)[0]
+
+
+def test_recency_bits_left_by_hits_that_raced_a_removal_are_dropped() -> None:
+    """White-box: a hit racing an invalidation can leave a bit for an id no longer cached
+    (the bit is set without the lock). The next install drops such bits once they outnumber
+    ``maxsize``, evicting or not, so they cannot pile up in a cache that never fills."""
+    cache = RoleCache(lambda uid: "user", maxsize=4)
+    cache.get_role(1)
+    cache._recent.update(dict.fromkeys(range(100, 110), True))  # what ten such races leave
+    cache.get_role(2)
+    assert set(cache._recent) <= {1, 2} and len(cache) == 2

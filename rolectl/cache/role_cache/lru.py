@@ -61,12 +61,12 @@ class LRUBehaviour(CacheLoads):
         order = self._order
         order[user_id] = None
         order.move_to_end(user_id)
-        if len(order) <= self.maxsize:
-            return
         recent = self._recent
         if len(recent) > self.maxsize:  # stale bits of removed ids: keep the cached ones'
             # list() copies in one step: lock-free hits may store into it meanwhile.
             self._recent = recent = {uid: True for uid in list(recent) if uid in order}
+        if len(order) <= self.maxsize:
+            return
         # At most one pass of second chances per install: hits setting bits concurrently
         # cannot keep this loop going.
         chances = len(order)

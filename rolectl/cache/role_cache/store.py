@@ -20,7 +20,7 @@ from rolectl.cache.stats import GONE_TRACKED
 from rolectl.cache.waiters import Waiters
 from rolectl.errors import InvalidInputError
 from rolectl.logfields import fields
-from rolectl.events import ROLE_ADMIN, ROLE_USER, ROLES, Role
+from rolectl.events import BUILTIN_RANKS, ROLE_ADMIN, ROLE_USER, ROLES, Role
 
 
 class CacheStore:
@@ -65,6 +65,7 @@ class CacheStore:
         "_faults",
         "_load_errors",
         "_suspended",
+        "_ranks",
     )
 
     def __init__(
@@ -119,6 +120,10 @@ class CacheStore:
         self._evictions = self._invalidations = self._clears = 0
         self._stale_prevented = self._faults = self._load_errors = 0
         self._suspended = False  # see suspend(): the follower cannot vouch for memory
+        # The defined roles' ranks (``has_role``): the built-in ones until the database's
+        # set is handed over (define_roles) and kept in step by the log's role_defined /
+        # role_undefined events. Replaced whole, never mutated: lock-free readers see one set.
+        self._ranks: dict[str, int] = dict(BUILTIN_RANKS)
 
     # -- storage primitives (call with the lock held) -------------------------------------
 
@@ -133,6 +138,8 @@ class CacheStore:
             if self._others:
                 self._drop_other_locked(user_id)
         else:
+            if role not in self._other_hits:  # a role defined at run time: counted from now on
+                self._other_hits[role] = 0
             if self._others.get(user_id) is not role:
                 self._others_since[user_id] = self._clock()
             if role is ROLE_ADMIN:

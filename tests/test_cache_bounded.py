@@ -14,7 +14,10 @@ import sys
 import threading
 from typing import Callable
 
+import pytest
+
 from rolectl.cache import RoleCache
+from rolectl.errors import InvalidInputError
 from rolectl.events import ADMIN_ADDED, ADMIN_REMOVED, Event
 
 WAIT = 60  # seconds; bounds a hang, never part of an assertion
@@ -168,3 +171,27 @@ def test_recency_bits_left_by_hits_that_raced_a_removal_are_dropped() -> None:
     cache._recent.update(dict.fromkeys(range(100, 110), True))  # what ten such races leave
     cache.get_role(2)
     assert set(cache._recent) <= {1, 2} and len(cache) == 2
+
+
+def test_has_role_hits_answer_as_the_ranks_do_and_follow_a_redefined_set() -> None:
+    roles = {1: "admin", 2: "user", 3: "banned", 4: "moderator"}
+    ranks = {"banned": 0, "user": 10, "moderator": 50, "admin": 100}
+    for maxsize in (None, 8):
+        cache = RoleCache(roles.__getitem__, maxsize=maxsize)
+        cache.define_roles(ranks)
+        for step in range(3):
+            if step == 1:
+                cache.define_roles({**ranks, "owner": 200, "helper": 5})  # roles defined at run time
+            elif step == 2:
+                cache.define_roles(ranks)  # and removed again
+            for uid in roles:
+                cache.get_role(uid)  # cached: what follows are hits
+                for role in cache.ranks:
+                    assert cache.has_role(uid, role) == cache.ranked(roles[uid], role), (step, uid, role)
+            for uid in roles:
+                with pytest.raises(InvalidInputError):
+                    cache.has_role(uid, "owner" if step != 1 else "nobody")
+        assert cache.has_role(1, "helper" if "helper" in cache.ranks else "admin")
+        assert not cache.has_role(2, "admin") and not cache.has_role(3, "banned")
+        s = cache.stats()
+        assert s.misses == len(roles) and s.hits_by_role["admin"] > 0 and s.hits_by_role["user"] > 0

@@ -123,6 +123,20 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
         """Whether the user holds ``role`` or a role ranked above it. ``banned`` never passes
         (not even ``has_role(uid, "banned")``), nor does a role this cache holds no rank for
         (fail closed). ``role`` must be defined (:class:`InvalidInputError` otherwise)."""
+        # The hit path of get_role, answered from tables derived from the ranks (see
+        # CacheStore._set_ranks): a user or admin hit is one more dict lookup, no call.
+        if user_id.__class__ is int:
+            try:
+                if user_id in self._users:
+                    passes = self._user_passes[role]
+                    self._user_hits += 1
+                    return passes
+                if user_id in self._admins:
+                    passes = self._admin_passes[role]
+                    self._admin_hits += 1
+                    return passes
+            except (KeyError, TypeError):  # an undefined (or unhashable) role: refused below
+                pass
         if role not in self._ranks:
             self.ranked(ROLE_USER, role)  # raises
         return self.ranked(self.get_role(user_id, fetch), role)

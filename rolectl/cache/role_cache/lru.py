@@ -54,6 +54,24 @@ class LRUBehaviour(CacheLoads):
                 return role
         return self._slow(user_id, fetch)
 
+    def has_role(self, user_id: int, role: str, fetch: Fetch | None = None) -> bool:
+        # RoleCache.has_role's hit path plus the recency bit, as in get_role.
+        if user_id.__class__ is int:
+            try:
+                if user_id in self._users:
+                    passes = self._user_passes[role]
+                    self._user_hits += 1
+                    self._recent[user_id] = True
+                    return passes
+                if user_id in self._admins:
+                    passes = self._admin_passes[role]
+                    self._admin_hits += 1
+                    self._recent[user_id] = True
+                    return passes
+            except (KeyError, TypeError):  # an undefined (or unhashable) role: refused below
+                pass
+        return bool(super().has_role(user_id, role, fetch))  # type: ignore[misc]  # RoleCache, next in the MRO
+
     def _touch(self, user_id: int) -> None:
         self._recent[user_id] = True
 

@@ -23,6 +23,13 @@ from rolectl.logfields import fields
 from rolectl.events import BUILTIN_RANKS, ROLE_ADMIN, ROLE_USER, ROLES, Role
 
 
+def passes_for(ranks: dict[str, int], held: str) -> dict[str, bool]:
+    """Whether a holder of ``held`` (a built-in role other than ``banned``: always ranked)
+    passes ``has_role`` for each role of ``ranks``: at least that rank."""
+    rank = ranks[held]
+    return {role: rank >= wanted for role, wanted in ranks.items()}
+
+
 class CacheStore:
     """Every slot of the cache, the structures that hold entries, and fault handling."""
 
@@ -66,6 +73,8 @@ class CacheStore:
         "_load_errors",
         "_suspended",
         "_ranks",
+        "_user_passes",
+        "_admin_passes",
     )
 
     def __init__(
@@ -123,7 +132,20 @@ class CacheStore:
         # The defined roles' ranks (``has_role``): the built-in ones until the database's
         # set is handed over (define_roles) and kept in step by the log's role_defined /
         # role_undefined events. Replaced whole, never mutated: lock-free readers see one set.
-        self._ranks: dict[str, int] = dict(BUILTIN_RANKS)
+        self._ranks: dict[str, int]
+        self._user_passes: dict[str, bool]
+        self._admin_passes: dict[str, bool]
+        self._set_ranks(dict(BUILTIN_RANKS))
+
+    def _set_ranks(self, ranks: dict[str, int]) -> None:
+        """Publish a new set of ranks with what ``has_role``'s hit path derives from it:
+        whether a user, and an admin, passes a check for each defined role -- so a user or
+        admin hit answers with one dict lookup instead of a rank comparison. The tables are
+        built before they are published; a lock-free reader uses one table per answer, so
+        each answer is that of the old set or of the new one."""
+        self._user_passes = passes_for(ranks, ROLE_USER)
+        self._admin_passes = passes_for(ranks, ROLE_ADMIN)
+        self._ranks = ranks
 
     # -- storage primitives (call with the lock held) -------------------------------------
 

@@ -77,8 +77,9 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
 
     ``fetch`` reads one user's role from the database (see :mod:`rolectl.backends.sqlite.fetch` for the
     default); it may also be passed per call, as in the reference day's ``get_role(user_id, fetch)``.
-    ``maxsize`` bounds the cache with LRU eviction (unbounded by default: a bot's user table
-    fits in memory). ``clock`` is injectable for tests; it stamps install times and uptime.
+    ``maxsize`` bounds the cache (unbounded by default: a bot's user table fits in memory),
+    evicting by approximate LRU: CLOCK, a hit entry gets a second chance
+    (:mod:`rolectl.cache.role_cache.lru`). ``clock`` is injectable for tests; it stamps install times and uptime.
     """
 
     __slots__ = ()  # every slot is CacheStore's

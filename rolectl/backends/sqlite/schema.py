@@ -11,6 +11,7 @@ Internal: not part of the public API.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from typing import Iterator
 
@@ -400,15 +401,33 @@ MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3}
 SCHEMA_VERSION: int = max(MIGRATIONS)
 
 
+#: The migration that last rebuilt each table (its :class:`Once` steps).
+_REBUILT_IN: dict[str, int] = {"users": 3, "events": 3}
+_CREATE_TABLE = re.compile(r"^\s*CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(\w+)\s", re.I)
+
+
+def _replayed(statement: str, upto: int) -> str:
+    """``statement`` as a replay up to ``upto`` runs it: a table a later migration (up to
+    ``upto``) rebuilt is created, if missing, as that rebuild left it. The rebuild itself is
+    skipped by a replay, so the first migration's definition would otherwise come back."""
+    match = _CREATE_TABLE.match(statement)
+    if match and _REBUILT_IN.get(match.group(1), upto + 1) <= upto:
+        return REBUILT_TABLES[match.group(1)].replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1)
+    return statement
+
+
 def statements(upto: int = SCHEMA_VERSION, *, replay: bool = False) -> Iterator[str]:
     """Every statement of migrations 1..``upto``, in order. With ``replay``, all but the
-    :class:`Once` steps: each of those is idempotent, so running them on a database at
-    ``upto`` recreates only what is missing."""
+    :class:`Once` steps, and each missing table is created with its definition at ``upto``:
+    every statement is then idempotent, so running them on a database at ``upto`` recreates
+    only what is missing, as the migrations left it."""
     for version in sorted(MIGRATIONS):
         if version <= upto:
             for statement in MIGRATIONS[version]:
-                if not (replay and isinstance(statement, Once)):
+                if not replay:
                     yield statement
+                elif not isinstance(statement, Once):
+                    yield _replayed(statement, upto)
 
 
 def in_memory(version: int = SCHEMA_VERSION) -> sqlite3.Connection:

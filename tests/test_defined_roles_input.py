@@ -68,3 +68,51 @@ def test_users_import_refuses_an_owner_ranked_below_admin(moderated, run_rolectl
     result = run_rolectl("users", "import", str(demote))
     assert result.returncode == 4 and "owns mailbox 1 and cannot become moderator" in result.stderr, result.stderr
     assert snapshot(moderated) == before
+
+
+def test_apply_grants_and_revokes_any_defined_role_logging_each_change_once(any_db, run_rolectl, tmp_path):
+    with Repository.open(any_db) as repo:
+        repo.roles.add("moderator", 50, actor="t")
+        repo.users.add_admin(9, "nine", actor="t")
+        repo.mailboxes.create(1, 9, actor="t")
+        head = repo.events.head()
+    changes = tmp_path / "changes.csv"
+    changes.write_text("grant,20,moderator\ngrant,7,admin\nrevoke,21\ngrant,22,banned\nrevoke,7\ngrant,20,moderator\n")
+    result = run_rolectl("apply", str(changes), "--format", "json", db=any_db)
+    assert result.returncode == 0, result.stderr
+    with Repository.open(any_db) as repo:
+        events = [(e.kind, e.user_id, e.old_role, e.new_role) for e in repo.events.since(head)]
+        assert repo.events.replay() == repo.events.table_roles() == {9: "admin", 20: "moderator", 22: "banned"}
+    assert events == [
+        ("role_changed", 20, "user", "moderator"),
+        ("admin_added", 7, "user", "admin"),
+        ("role_changed", 22, "user", "banned"),
+        ("admin_removed", 7, "admin", "user"),
+    ]
+    jsonl = tmp_path / "changes.jsonl"
+    jsonl.write_text('{"op": "grant", "user_id": 23, "role": "Moderator"}\n{"op": "revoke", "id": 20}\n')
+    assert run_rolectl("apply", str(jsonl), db=any_db).returncode == 0
+    with Repository.open(any_db) as repo:
+        assert repo.events.table_roles() == {9: "admin", 22: "banned", 23: "moderator"}
+
+
+def test_apply_refuses_an_unknown_role_and_an_owner_below_admin_changing_nothing(moderated, run_rolectl, tmp_path):
+    before = snapshot(moderated)
+    for name, text in (
+        ("a.csv", "grant,30,moderator\ngrant,31,janitor\n"),
+        (
+            "b.jsonl",
+            '{"op": "grant", "user_id": 30, "role": "moderator"}\n{"op": "grant", "user_id": 31, "role": "janitor"}\n',
+        ),
+    ):
+        bad = tmp_path / name
+        bad.write_text(text)
+        refused(run_rolectl("apply", str(bad)), "line 2: unknown role 'janitor'")
+    owner = tmp_path / "owner.csv"
+    owner.write_text("grant,9,moderator\n")
+    result = run_rolectl("apply", str(owner))
+    assert result.returncode == 4 and "9 owns mailbox 1, and an owner is at least admin" in result.stderr
+    assert snapshot(moderated) == before
+    owner.write_text("grant,9,moderator,force\n")
+    assert run_rolectl("apply", str(owner)).returncode == 0
+    assert snapshot(moderated)[1][9] == "moderator"

@@ -28,7 +28,9 @@ from rolectl.repository import Repository
 pytestmark = pytest.mark.slow
 
 WORKERS = 8
-COMMANDS_PER_WORKER = 50
+#: Enough commands that the eight workers' runs overlap many times over (the test asserts they
+#: do): the races are between overlapping commands, and more of them only cost CPU.
+COMMANDS_PER_WORKER = 25
 SHARED = [900, 901, 902]
 
 
@@ -68,7 +70,7 @@ def wait_applied(cache: RecordingCache, head: int) -> None:
 
 # One worker process runs its commands one after another through the rolectl command line
 # (the installed CLI's own entry, in-process: a process start per command would cost ~0.3 s of
-# CPU each, 400 of them per backend). The eight workers start together at "go".
+# CPU each, 200 of them per backend). The eight workers start together at "go".
 CLI_WORKER = r"""
 import json, sys, traceback
 from typer.testing import CliRunner
@@ -282,7 +284,7 @@ def test_eight_raw_sql_writer_processes_and_a_follower(backend: Backend) -> None
 
 # One process imports rolectl once and forks a writer per attempt: each writer is a process of
 # its own, opening its own connection after the fork, and is killed with SIGKILL (a fresh
-# interpreter per attempt would cost ~0.25 s of start-up, 50 times per backend). The parent
+# interpreter per attempt would cost ~0.25 s of start-up, 25 times per backend). The parent
 # reports how each writer ended.
 FORKING_WRITERS = r"""
 import os, random, sys
@@ -326,11 +328,13 @@ for line in sys.stdin:
     print("ended", -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status), flush=True)
 """
 
-KILLS = 50
+#: Each kill is followed by the full invariant check; 25 kills land inside a transaction
+#: (taking a seq on PostgreSQL) a dozen times or so, which the test asserts happened.
+KILLS = 25
 
 
 def test_writer_killed_at_random_moments(backend: Backend) -> None:
-    """A repository writer SIGKILLed 50 times at random moments (mostly inside a transaction):
+    """A repository writer SIGKILLed 25 times at random moments (mostly inside a transaction):
     the log keeps its invariants after each kill, and a follower that reads throughout applies
     exactly the committed events -- on PostgreSQL a killed transaction leaves a gap in seq,
     which is never taken for a restore."""
@@ -383,7 +387,7 @@ def test_writer_killed_at_random_moments(backend: Backend) -> None:
     assert follower.resets == 0
     seqs = [e.seq for e in cache.applied]
     gaps = sum(b - a - 1 for a, b in zip(seqs, seqs[1:]))
-    if backend.postgres:  # kills inside a transaction that had taken a seq (about half of the 50 kills, locally)
+    if backend.postgres:  # kills inside a transaction that had taken a seq (about half of the kills, locally)
         assert gaps > 0
     else:  # SQLite hands a rolled-back seq out again: no gap, ever (a gap would reset a cache)
         assert gaps == 0

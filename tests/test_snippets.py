@@ -10,7 +10,9 @@ interpreter importing the package for each of some 250 commands."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,3 +113,31 @@ def test_a_wrong_output_fails(tmp_path: Path) -> None:
         runner.run(first)
     with pytest.raises(AssertionError, match="exited 1"):
         runner.run(second)
+
+
+def test_the_fork_server_runs_rolectl_as_the_installed_script_does(tmp_path: Path, rolectl_server: ForkServer) -> None:
+    """What the pages' ``rolectl`` prints and exits with, against the installed script run as
+    a process of its own: stdout and stderr in the same order, the same status, and a
+    command killed by a signal ends the client by that signal."""
+    script = (
+        "rolectl --db bot.db init; echo status $?; rolectl --db bot.db add-admin 5 --format json; "
+        "rolectl --db nope.db role 5; echo status $?; rolectl --db bot.db doctor; echo status $?; "
+        "rolectl --db bot.db events --follow > /dev/null & sleep 0.5; kill %1; wait %1; echo status $?"
+    )
+    outputs = []
+    for name, first in (("served", [rolectl_server.bin]), ("installed", [])):
+        (tmp_path / name).mkdir()
+        run = subprocess.run(
+            ["bash", "-c", script],
+            cwd=tmp_path / name,
+            env=page_env(*first),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=120,
+        )
+        outputs.append(re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+Z", "<ts>", run.stdout))
+    served, installed = outputs
+    assert "status 3" in served and "status 143" in served, served
+    assert served == installed

@@ -154,14 +154,15 @@ def test_change_as_json(cli):
     assert bad.exit_code == 2 and "does not apply" in bad.stderr
 
 
-def test_verbose_logs_seed_lines_on_stderr(run_rolectl, run_in_process):
+def test_verbose_logs_seed_lines_on_stderr(run_rolectl):
+    """Real processes: ``-v`` sets up the process's logging, state an in-process run would keep."""
     result = run_rolectl("-v", "add-admin", "789", "--username", "new_admin")
     assert result.returncode == 0
     assert "Admin added event: 789 (@new_admin)" in result.stderr
     assert "Admin added event" not in result.stdout
-    quiet = run_in_process("remove-admin", "789")
+    quiet = run_rolectl("remove-admin", "789")
     assert quiet.stderr == ""
-    loud = run_in_process("-v", "add-admin", "789")
+    loud = run_rolectl("-v", "add-admin", "789")
     assert "Admin added event: 789 (@new_admin)" in loud.stderr  # the stored username
 
 

@@ -35,7 +35,7 @@ def wait_live(db: Path, name: str, proc: subprocess.Popen[str], timeout: float =
         rows = [r for r in stats(db) if r["instance"] == name and r["state"] == "live"]
         if rows and int(rows[0]["hits"] or 0) + int(rows[0]["misses"] or 0) > 0:  # type: ignore[call-overload]
             return rows[0]
-        time.sleep(0.2)
+        time.sleep(0.5)  # each poll asks the bot; it stays live for seconds once it is up
     raise AssertionError(f"{name} never showed up live in `rolectl stats`")
 
 

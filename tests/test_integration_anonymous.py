@@ -210,6 +210,21 @@ def test_switched_off_anonymous_admins_are_users(db_path: Path, framework: str) 
     run(db_path, framework, scenario, anonymous_admins=False)
 
 
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_anonymous_admin_needs_no_database(db_path: Path, framework: str) -> None:
+    """The answer comes from the message: while the database is gone an anonymous admin is
+    still an admin, and everyone who needs a lookup still fails closed."""
+
+    async def scenario(roles: AsyncRoles, send: Send) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+        assert await send(spoofs()["plain member"]) == "refused user"
+        assert await send(wire("message", anonymous_admin())) == "admin"
+        assert await send(spoofs()["member posting as a channel"]) == "refused user"
+
+    run(db_path, framework, scenario)
+
+
 # -- naive rules: each must let some spoof through -------------------------------------------
 
 

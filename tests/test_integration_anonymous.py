@@ -294,3 +294,58 @@ def test_every_check_is_needed(db_path: Path, framework: str, naive: str, monkey
 
     run(db_path, framework, scenario)
     assert let_through, f"no spoof case catches the naive rule {naive!r}"
+
+
+# -- the example bots: what their handlers do for an anonymous admin -------------------------
+
+
+def load_example(name: str) -> Any:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_example_bots_record_the_chat_not_the_stand_in(db_path: Path, framework: str) -> None:
+    """``/start`` from an anonymous admin registers nobody (the sender is GroupAnonymousBot),
+    ``/whoami`` says so, and ``/promote`` is recorded as made by ``tg:anon:<chat>``."""
+
+    async def scenario(roles: AsyncRoles, _send: Send) -> None:
+        if framework == "aiogram":
+            from aiogram.types import Update
+
+            dp, bot = load_example("aiogram_bot").build_dispatcher(roles), aiogram_bot()
+            session = bot.session
+
+            async def say(update: dict[str, Any]) -> None:
+                await dp.feed_update(bot, Update.model_validate(update))
+        else:
+            from telegram import Bot, Update
+            from telegram.ext import ApplicationBuilder
+
+            request = ptb_request()
+            builder = ApplicationBuilder().bot(Bot("42:TEST-TOKEN", request=request)).updater(None)
+            app = load_example("ptb_bot").build_application(roles, builder)
+            await app.initialize()
+            session = request
+
+            async def say(update: dict[str, Any]) -> None:
+                await app.process_update(Update.de_json(update, app.bot))
+
+        for text in ("/start", "/whoami", "/promote 4242"):
+            await say(wire("message", anonymous_admin(text)))
+        sent: list[tuple[int, str]] = session.sent
+        assert [chat for chat, _ in sent] == [GROUP_ID] * 3
+        assert sent[1][1] == f"You are admin, anonymously, in {GROUP_ID}."
+        assert await roles.get_role(4242) == "admin"
+        users = {user.user_id for user in roles.repo.users.list()}
+        assert GROUP_ANONYMOUS_BOT not in users and 4242 in users
+        assert roles.repo.events.since(0)[-1].actor == f"tg:anon:{GROUP_ID}"
+        never_looked_up(roles)
+
+    run(db_path, framework, scenario)

@@ -39,8 +39,8 @@ from aiogram.types import Message, TelegramObject, Update, User
 from ..aio import AsyncRoles
 from ..errors import RolectlError
 from ..events import Role, RoleName
-from . import check_roles, failure_log
-from .anonymous import GROUP_ANONYMOUS_BOT_ID, Sender, sender_role
+from . import check_roles, failure_log, lookup
+from .anonymous import GROUP_ANONYMOUS_BOT_ID, Sender, is_service_user, service_role
 from .anonymous import anonymous_admin_chat as _anonymous_admin_chat
 
 __all__ = ["GROUP_ANONYMOUS_BOT_ID", "HasRole", "RoleMiddleware", "anonymous_admin_chat", "setup"]
@@ -54,8 +54,7 @@ def _own_message(event: TelegramObject) -> Message | None:
     return event if isinstance(event, Message) else None
 
 
-def _sender(event: TelegramObject, user: object) -> Sender:
-    user_id = user.id if isinstance(user, User) else None
+def _sender(event: TelegramObject, user_id: int | None) -> Sender:
     message = _own_message(event)
     if message is None:
         return Sender(user_id)
@@ -73,7 +72,8 @@ def _sender(event: TelegramObject, user: object) -> Sender:
 def anonymous_admin_chat(message: Message) -> int | None:
     """The chat whose anonymous administrator sent ``message``, or ``None`` when no
     anonymous admin did (whatever ``anonymous_admins`` says: that decides the role)."""
-    return _anonymous_admin_chat(_sender(message, message.from_user))
+    user_id = message.from_user.id if message.from_user is not None else None
+    return _anonymous_admin_chat(_sender(message, user_id)) if is_service_user(user_id) else None
 
 
 class RoleMiddleware(BaseMiddleware):
@@ -94,8 +94,11 @@ class RoleMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         user = data.get("event_from_user")  # set by aiogram's own user-context middleware
-        sender = _sender(event, user)
-        data["role"] = await sender_role(self.roles, sender, self.failures, anonymous_admins=self.anonymous_admins)
+        user_id = user.id if isinstance(user, User) else None
+        if is_service_user(user_id):  # a stand-in, never looked up: an anonymous admin, or a user
+            data["role"] = service_role(_sender(event, user_id), anonymous_admins=self.anonymous_admins)
+        else:
+            data["role"] = await lookup(self.roles, user_id, self.failures)
         data["roles"] = self.roles
         return await handler(event, data)
 

@@ -28,15 +28,9 @@ Internal: not part of the public API.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final, NamedTuple
 
 from ..events import ROLE_ADMIN, ROLE_USER, Role
-from . import lookup
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..aio import AsyncRoles
-    from .failurelog import FailureLog
 
 #: GroupAnonymousBot: the ``from`` of every message an anonymous group administrator sends.
 GROUP_ANONYMOUS_BOT_ID: Final = 1087968824
@@ -49,18 +43,24 @@ SERVICE_USER_IDS: frozenset[int] = frozenset({GROUP_ANONYMOUS_BOT_ID, TELEGRAM_S
 GROUP_TYPES: frozenset[str] = frozenset({"group", "supergroup"})
 
 
-@dataclass(frozen=True, slots=True)
-class Sender:
+class Sender(NamedTuple):
     """What the role of an update depends on, read off it by an adapter (the frameworks'
     objects differ; the rule does not). ``chat_*``, ``sender_chat_id`` and ``forwarded``
     describe the update's own message (message or edited message), or are ``None``/``False``
-    when the update carries none."""
+    when the update carries none. Adapters build one for service users only
+    (:func:`is_service_user`): a person's update is never an anonymous admin's, and is looked
+    up as before, at no extra cost."""
 
     user_id: int | None
     chat_id: int | None = None
     chat_type: str | None = None
     sender_chat_id: int | None = None
     forwarded: bool = False
+
+
+def is_service_user(user_id: int | None) -> bool:
+    """Whether ``user_id`` is one of Telegram's stand-in senders rather than a person."""
+    return user_id in SERVICE_USER_IDS
 
 
 def anonymous_admin_chat(sender: Sender) -> int | None:
@@ -77,14 +77,9 @@ def anonymous_admin_chat(sender: Sender) -> int | None:
     return None
 
 
-async def sender_role(
-    roles: "AsyncRoles", sender: Sender, failures: "FailureLog", *, anonymous_admins: bool = True
-) -> Role:
-    """The role an update is handled with: ``admin`` for an anonymous admin's message (unless
-    ``anonymous_admins`` is off), ``user`` for any other update from a service user (never
-    looked up), else the sender's role from ``roles`` (failing closed)."""
+def service_role(sender: Sender, *, anonymous_admins: bool = True) -> Role:
+    """The role of an update from a service user, which is never looked up: ``admin`` for an
+    anonymous admin's message (unless ``anonymous_admins`` is off), else ``user``."""
     if anonymous_admins and anonymous_admin_chat(sender) is not None:
         return ROLE_ADMIN
-    if sender.user_id in SERVICE_USER_IDS:
-        return ROLE_USER
-    return await lookup(roles, sender.user_id, failures)
+    return ROLE_USER

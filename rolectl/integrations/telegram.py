@@ -43,8 +43,8 @@ from telegram.ext import Application, CallbackContext, TypeHandler
 from ..aio import AsyncRoles
 from ..errors import RolectlError
 from ..events import Role, RoleName
-from . import check_roles, failure_log
-from .anonymous import GROUP_ANONYMOUS_BOT_ID, Sender, sender_role
+from . import check_roles, failure_log, lookup
+from .anonymous import GROUP_ANONYMOUS_BOT_ID, Sender, is_service_user, service_role
 from .anonymous import anonymous_admin_chat as _anonymous_admin_chat
 
 __all__ = [
@@ -73,9 +73,7 @@ def _own_message(update: Update) -> Message | None:
     return update.message or update.edited_message
 
 
-def _sender(update: Update) -> Sender:
-    user = update.effective_user
-    user_id = user.id if user is not None else None
+def _sender(update: Update, user_id: int | None) -> Sender:
     message = _own_message(update)
     if message is None:
         return Sender(user_id)
@@ -91,7 +89,9 @@ def _sender(update: Update) -> Sender:
 def anonymous_admin_chat(update: Update) -> int | None:
     """The chat whose anonymous administrator sent the update's message, or ``None`` when
     no anonymous admin did (whatever ``anonymous_admins`` says: that decides the role)."""
-    return _anonymous_admin_chat(_sender(update))
+    user = update.effective_user
+    user_id = user.id if user is not None else None
+    return _anonymous_admin_chat(_sender(update, user_id)) if is_service_user(user_id) else None
 
 
 def install(
@@ -109,7 +109,12 @@ def install(
     failures = failure_log(roles)
 
     async def store_role(update: Update, context: "CallbackContext[Any, Any, Any, Any]") -> None:
-        role = await sender_role(roles, _sender(update), failures, anonymous_admins=anonymous_admins)
+        user = update.effective_user
+        user_id = user.id if user is not None else None
+        if is_service_user(user_id):  # a stand-in, never looked up: an anonymous admin, or a user
+            role = service_role(_sender(update, user_id), anonymous_admins=anonymous_admins)
+        else:
+            role = await lookup(roles, user_id, failures)
         setattr(context, _ATTR, role)
 
     handler: TypeHandler[Update, Any, None] = TypeHandler(Update, store_role)

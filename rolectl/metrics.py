@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cache.followview import FollowerView
-    from .cache.registry import Instance
+    from .cache.instance import Instance
     from .cache.role_cache import RoleCache
     from .opsmetrics import OpsMetrics
 

@@ -381,7 +381,8 @@ def test_evict_and_flush_json_is_the_change_shape_of_add_admin(db_path: Path, ru
 
 def test_names_from_peers_are_escaped_for_people_and_times_are_iso_for_programs() -> None:
     from rolectl.cache.registry import Instance
-    from rolectl.cli.diagnostics import _confirmation_line, stats_row
+    from rolectl.cli.cachecmd import _confirmation_line
+    from rolectl.cli.diagnostics import stats_row
 
     line = _confirmation_line(
         [

@@ -16,7 +16,7 @@ import pytest
 
 from botproc import Bot
 from rolectl.cache import RoleCache, ipc
-from rolectl.cache import registry
+from rolectl.cache import discovery
 from rolectl.cache.registry import discover, prune, register, runtime_dir
 from rolectl.cache.rundir import RuntimeDir
 
@@ -97,7 +97,7 @@ def test_prune_from_another_host_removes_nothing_and_only_gone_pids_go(db_path: 
             json.dumps({"name": "crashed", "pid": gone.pid, "host": socket.gethostname()})
         )
         (rt / "3.json").write_text(json.dumps({"name": "faraway", "pid": gone.pid, "host": "other-host"}))
-        monkeypatch.setattr(registry.socket, "gethostname", lambda: "sidecar")
+        monkeypatch.setattr(discovery.socket, "gethostname", lambda: "sidecar")
         seen = discover(db_path)
         assert {i.name: i.state for i in seen} == {"alive": "remote", "crashed": "remote", "faraway": "remote"}
         assert prune(seen) == 0 and reg.socket_path.is_socket()

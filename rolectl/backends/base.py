@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Protocol, Union
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..cache.registry import Instance
+    from ..cache.instance import Instance
     from ..cache.role_cache.defs import FetchResult
     from ..cache.role_cache import RoleCache
     from ..cache.tail import Item

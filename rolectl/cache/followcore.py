@@ -22,7 +22,8 @@ and never opens a database itself.
   gone, unreadable, not a database), the cache is *suspended*: emptied, and every lookup
   reads the database (and fails if it cannot) instead of answering from memory. The first
   successful check resumes it. The driver's own timer enforces this, so the cache's hit path
-  carries no clock.
+  carries no clock. How the bound is configured (``max_staleness``, ``$ROLECTL_MAX_STALENESS``)
+  is :mod:`.staleness`.
 
 Internal: not part of the public API.
 """
@@ -30,14 +31,17 @@ Internal: not part of the public API.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import InvalidInputError, RolectlError
+from ..errors import RolectlError
 from ..logfields import fields
+from .staleness import DEFAULT as DEFAULT
+from .staleness import DEFAULT_MAX_STALENESS as DEFAULT_MAX_STALENESS
+from .staleness import ENV_MAX_STALENESS as ENV_MAX_STALENESS
+from .staleness import UseDefault, resolve_max_staleness
 
 if TYPE_CHECKING:  # pragma: no cover
     from .logreader import Anchor, Batch, LogReader
@@ -71,46 +75,6 @@ WRITER_RECHECK_LOOP = 0.0005
 #: After a failed check, retry this soon (doubling up to the safety interval).
 RETRY_FIRST = 0.01
 
-ENV_MAX_STALENESS = "ROLECTL_MAX_STALENESS"
-#: Seconds without a successful check after which a cache stops answering from memory.
-DEFAULT_MAX_STALENESS = 5.0
-
-
-class _Default:
-    def __repr__(self) -> str:
-        return "DEFAULT"
-
-
-#: ``max_staleness=DEFAULT``: ``$ROLECTL_MAX_STALENESS`` if set, else :data:`DEFAULT_MAX_STALENESS`.
-DEFAULT: Any = _Default()
-
-
-def resolve_max_staleness(value: float | None | _Default = DEFAULT) -> float | None:
-    """The staleness bound in seconds, or ``None`` for no bound (``None``, ``0``, or the
-    environment variable set to ``0``/``off``: the cache then trusts itself however long the
-    follower is blind -- only for tests and read-only replicas that accept it)."""
-    source = "max_staleness"
-    if isinstance(value, _Default):
-        raw = os.environ.get(ENV_MAX_STALENESS, "").strip()
-        if not raw:
-            return DEFAULT_MAX_STALENESS
-        source = ENV_MAX_STALENESS
-        if raw.lower() in ("off", "none"):
-            return None
-        try:
-            value = float(raw)
-        except ValueError:
-            raise InvalidInputError(
-                f"{ENV_MAX_STALENESS}={raw!r} is not a number", hint="set it to seconds, e.g. 5, or 0 for no bound"
-            ) from None
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise InvalidInputError(
-            f"{source} must be a finite number of seconds >= 0, not {value!r}", hint="e.g. 5; 0 or None for no bound"
-        )
-    return float(value) if value > 0 else None
-
 
 class FollowCore:
     """The reading, anchoring, resetting and staleness logic shared by both followers.
@@ -127,7 +91,7 @@ class FollowCore:
         where: str | os.PathLike[str],
         batch: int = 5000,
         settle: float = SETTLE,
-        max_staleness: float | None | _Default = DEFAULT,
+        max_staleness: float | None | UseDefault = DEFAULT,
         writer_recheck: float = WRITER_RECHECK,
     ) -> None:
         self.cache = cache

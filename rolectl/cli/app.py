@@ -78,6 +78,8 @@ def _register() -> None:
     from . import mailbox  # noqa: F401
     from . import events  # noqa: F401
     from . import diagnostics  # noqa: F401
+    from . import cachecmd  # noqa: F401
+    from . import whois  # noqa: F401
     from . import batch  # noqa: F401
     from . import doctor  # noqa: F401
     from . import backup  # noqa: F401

@@ -1,8 +1,10 @@
-"""Live diagnostics of running caches: ``stats``, ``cache show|evict|flush``, ``whois``.
+"""Live diagnostics of running caches: ``stats``, and how every diagnostics command finds them.
 
 The instances are found and asked through the database's :class:`~rolectl.backends.base.Backend`: on SQLite the
 database's runtime directory and each instance's diagnostics socket, on PostgreSQL heartbeat
-and request rows in the database (every host); this module only turns the replies into rows, and :mod:`rolectl.render` writes them. Machine formats (json, jsonl, csv, tsv) get raw
+and request rows in the database (every host); the diagnostics commands (``stats`` here,
+``cache show|evict|flush`` in :mod:`.cachecmd`, ``whois`` in :mod:`.whois`) only turn the replies into rows,
+and :mod:`rolectl.render` writes them. Machine formats (json, jsonl, csv, tsv) get raw
 numbers (seconds, rates as fractions), times as ISO 8601 UTC with the Unix time beside in a
 ``*_epoch`` field, booleans as JSON booleans or ``true``/``false``; tables get them humanised,
 and every name an instance or the database chose is shown through :func:`~rolectl.render.safe`.
@@ -23,35 +25,18 @@ from ..render import (
     human_ago,
     human_percent,
     human_span,
-    human_time,
     is_machine,
     iso_utc,
-    render_record,
     render_rows,
-    safe,
     time_fields,
 )
-from ..validate import parse_id, parse_role
 from .app import app
-from .common import actor as actor_of
-from .common import change_format
 from .context import state
-from . import complete
-from .options import (
-    USER_ID,
-    ActorOption,
-    ChangeFormatOption,
-    FormatOption,
-    Seconds,
-    SeqNumber,
-    format_option,
-    role_option,
-)
-from ..grammar import count
+from .options import Seconds, format_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.base import Backend
-    from ..cache.registry import Instance
+    from ..cache.instance import Instance
 
 OPENMETRICS = "openmetrics"
 STATS_COLUMNS = (
@@ -91,28 +76,9 @@ STATS_EXTRA = (
     "last_seen_epoch",
     "error",
 )
-ENTRY_COLUMNS = ("user_id", "role", "since")
-InstanceOption = typer.Option(
-    None,
-    "--instance",
-    "-i",
-    metavar="NAME",
-    autocompletion=complete.instances,
-    help="Instance name or id (see `rolectl stats`); NAME:PID or NAME@HOST:PID "
-    "picks one of several with the same name.",
-)
-#: ``cache show`` in a pipe or a file: at most this many entries unless --limit says otherwise.
-PIPE_LIMIT = 1000
-WaitOption = typer.Option(
-    2.0,
-    "--wait",
-    click_type=Seconds("--wait"),
-    metavar="SECONDS",
-    help="Seconds to wait for running instances to apply it (0: don't).",
-)
 
 
-def _discover(ctx: typer.Context, only: Any = None) -> tuple[list["Instance"], int, "Backend"]:
+def discover(ctx: typer.Context, only: Any = None) -> tuple[list["Instance"], int, "Backend"]:
     """Every registered instance (probed, or only those ``only`` accepts), the log head read
     right after probing them, and the backend that found them (its ``path`` names the
     database)."""
@@ -228,7 +194,7 @@ def stats(
     where: list[str] = []  # how the database is named, for the live view's header
 
     def poll() -> tuple[list["Instance"], int]:
-        instances, head, backend = _discover(ctx)
+        instances, head, backend = discover(ctx)
         where[:] = [str(backend.path)]
         if prune:
             backend.prune(instances)
@@ -272,318 +238,3 @@ def stats(
                 time.sleep(max(0.0, due - time.monotonic()))
     except KeyboardInterrupt:
         return  # Ctrl-C is how a watch ends: exit 0
-
-
-# -- cache show / evict / flush ----------------------------------------------------------------
-
-cache_app = typer.Typer(
-    help="Look into live caches, or make them drop entries (break-glass).\n\nExample: rolectl cache show --role admin",
-    no_args_is_help=True,
-)
-app.add_typer(cache_app, name="cache")
-
-
-@cache_app.command("show")
-def cache_show(
-    ctx: typer.Context,
-    instance: Optional[str] = InstanceOption,
-    role: Optional[str] = role_option("Only entries with this role: user or admin."),
-    user: Optional[int] = typer.Option(
-        None, "--user", metavar="USER_ID", help="Only this user id.", click_type=USER_ID
-    ),
-    limit: Optional[int] = typer.Option(
-        None,
-        "--limit",
-        click_type=SeqNumber("--limit"),
-        metavar="N",
-        help=f"At most this many entries (0: all). Default: one screen on a terminal, else {PIPE_LIMIT}.",
-    ),
-    fmt: Optional[str] = FormatOption,
-) -> None:
-    """The entries one live instance holds in memory right now (admins first).
-
-    With one live instance it is used; with several, name one with --instance (else exit 2).
-    Only the instances --instance names are asked; when several live ones share that name,
-    they are listed with their pid and host (exit 2). Unknown instance: exit 3; an instance
-    that is registered but does not answer is named `unresponsive` (exit 3). `since` is when an admin entry got its role; the cache does not
-    keep it for user entries (they show it empty, null in JSON).
-
-    Example: rolectl cache show --role admin --format json
-    """
-    check_format(fmt)
-    wanted_role = parse_role(role) if role is not None else None
-    uid = parse_id(user) if user is not None else None
-    from ..cache.pick import matches
-    from ..cache.registry import choose, not_live_summary
-    from ..render import listing_limit
-
-    wanted = instance
-    instances, _, _ = _discover(ctx, None if wanted is None else lambda i: matches(wanted, i))
-    target = choose(instances, wanted)
-    shown: Optional[int]
-    screen = limit is None and (fmt or default_format()) == "table"
-    if screen:  # a person at a terminal: one screen, and a line saying how to see the rest
-        shown = listing_limit(None)[0] or PIPE_LIMIT
-    else:
-        shown = PIPE_LIMIT if limit is None else (limit or None)
-    reply = target.ask("entries", 30.0, role=wanted_role, user_id=uid, limit=shown)
-    machine = is_machine(fmt)
-    if machine:
-        rows = [{"user_id": u, "role": r, **time_fields("since", t)} for u, r, t in reply["entries"]]
-    else:
-        rows = [{"user_id": u, "role": r, "since": human_time(t)} for u, r, t in reply["entries"]]
-    title = (
-        f"{target.label}: {len(rows)} of {reply['matched']} entries (cache size {reply['size']}, "
-        f"seq {reply['last_seq']})"
-    )
-    render_rows(rows, ENTRY_COLUMNS + (("since_epoch",) if machine else ()), fmt, title=title)
-    if len(rows) < reply["matched"] and not machine:
-        rest = reply["matched"] - len(rows)
-        more = (
-            "use --limit N or --limit 0 for all"
-            if shown
-            else "the instance sends at most that many per request; narrow it with --role or --user"
-        )
-        typer.echo(f"{count(rest, 'more entry', 'more entries')} not shown; {more}", err=True)
-    silent = not_live_summary(instances if wanted is None else [i for i in instances if matches(wanted, i)])
-    if silent:
-        typer.echo(f"not shown: {safe(silent)}", err=True)
-
-
-def _confirmation_line(confirmations: list[dict[str, Any]]) -> str:
-    """``applied by 1 of 2 instances; 1 did not answer: beta (pid 123)`` (names made safe),
-    then any that answered badly, lag, or exited meanwhile."""
-    from ..cache.registry import UNRESPONSIVE, label
-
-    applied = [c for c in confirmations if c["applied"]]
-    line = f"applied by {len(applied)} of {count(len(confirmations), 'instance')}"
-    silent, other = [], []
-    for c in confirmations:
-        if c["applied"]:
-            continue
-        who = label(c["instance"], c["pid"], c["id"])
-        if c["state"] == UNRESPONSIVE:
-            silent.append(who)
-        else:
-            other.append(f"{who} {c['state']}" if c["state"] != "live" else f"{who} lagging ({c['detail']})")
-    if silent:
-        line += f"; {len(silent)} did not answer: " + ", ".join(silent)
-    return safe(line + ("; " + ", ".join(other) if other else ""))
-
-
-def _break_glass(ctx: typer.Context, do: Any, wait: float, fmt: Optional[str], unconfirmed: str) -> None:
-    """Record the event, then report it in the one change shape (see
-    :mod:`rolectl.render.changes`) with ``instances``: what each running cache confirmed.
-    When not every one did, the change's message is ``unconfirmed``: the event is recorded,
-    but it did not reach "every following cache" yet."""
-    out = change_format(fmt)
-    from ..cache.registry import RUNNING
-    from ..errors import ConflictError, NotAppliedError
-    from ..render import change_item, render_changes
-    from ..repository import Repository
-
-    backend = state(ctx).backend()
-    with Repository(backend.store()) as repo:
-        change = do(repo)
-    seq = max(e.seq for e in change.events)
-    item = change_item(change)
-
-    def report(confirmations: list[dict[str, Any]], line: str) -> None:
-        # jsonl has no document around its one item: the confirmations go into the item
-        render_changes([item | {"instances": confirmations} if out == "jsonl" else item], out, instances=confirmations)
-        if line and out == "text":
-            typer.echo(line)
-
-    try:
-        running = [i for i in backend.discover() if i.state in RUNNING] if wait > 0 else []
-    except ConflictError as exc:  # an untrusted runtime directory: the event is in the log all the same
-        report([], "")
-        raise ConflictError(f"event #{seq} is recorded, but no cache was asked: {exc.message}", hint=exc.hint) from exc
-    confirmations = backend.wait_applied(running, seq, wait) if running else []
-    line = (
-        _confirmation_line(confirmations)
-        if confirmations
-        else "no running cache instance is registered; caches that start later read the log"
-        if wait > 0
-        else ""
-    )
-    missing = any(not c["applied"] for c in confirmations)
-    if missing:
-        item["message"] = unconfirmed
-    report(confirmations, line)
-    if missing:
-        raise NotAppliedError(
-            f"event #{seq} is recorded, but {line}",
-            hint="a stopped instance applies it when it resumes; check it with `rolectl stats`",
-        )
-
-
-@cache_app.command("evict")
-def cache_evict(
-    ctx: typer.Context,
-    user_id: int = typer.Argument(
-        ...,
-        metavar="USER_ID",
-        help="User id to drop from every cache.",
-        click_type=USER_ID,
-        autocompletion=complete.known_users,
-    ),
-    actor: Optional[str] = ActorOption,
-    note: Optional[str] = typer.Option(None, "--note", help="Why, recorded in the audit log."),
-    wait: float = WaitOption,
-    fmt: Optional[str] = ChangeFormatOption,
-) -> None:
-    """Make every following cache drop one user (the next lookup reads the database).
-
-    Recorded in the audit log as a cache_evict event; then reports which running instances
-    applied it ("applied by 1 of 2 instances; 1 did not answer: beta (pid 123)"). Exit 7 when
-    not all of them confirmed it within --wait (the event stays recorded); a stopped or busy
-    instance counts as not confirmed, however long it has been silent.
-
-    Example: rolectl cache evict 789 --note "suspicious role"
-    """
-    uid, who = parse_id(user_id), actor_of(actor)
-    change_format(fmt)
-    _break_glass(
-        ctx,
-        lambda repo: repo.events.evict(uid, actor=who, note=note),
-        wait,
-        fmt,
-        f"cache entry {uid} eviction recorded; not every running cache confirmed it",
-    )
-
-
-@cache_app.command("flush")
-def cache_flush(
-    ctx: typer.Context,
-    actor: Optional[str] = ActorOption,
-    note: Optional[str] = typer.Option(None, "--note", help="Why, recorded in the audit log."),
-    wait: float = WaitOption,
-    fmt: Optional[str] = ChangeFormatOption,
-) -> None:
-    """Make every following cache drop everything (break-glass); recorded as cache_flush.
-
-    Reports which running instances applied it; exit 7 when not all of them did within --wait.
-
-    Example: rolectl cache flush --note "restored users table from backup"
-    """
-    who = actor_of(actor)
-    change_format(fmt)
-    _break_glass(
-        ctx,
-        lambda repo: repo.events.flush(actor=who, note=note),
-        wait,
-        fmt,
-        "cache flush recorded; not every running cache confirmed it",
-    )
-
-
-# -- whois -------------------------------------------------------------------------------------
-
-
-@app.command()
-def whois(
-    ctx: typer.Context,
-    user_id: int = typer.Argument(
-        ..., metavar="USER_ID", help="User id.", click_type=USER_ID, autocompletion=complete.known_users
-    ),
-    fmt: Optional[str] = FormatOption,
-) -> None:
-    """A user's role in the database and its last role change (admin_added / admin_removed),
-    and whether each running cache holds them, with which role and since when (`agrees`: is
-    that the database's role). Caches keep `since` for admin entries only. An instance that
-    does not answer is listed as unresponsive (or bad-reply).
-
-    Example: rolectl whois 789
-    """
-    check_format(fmt)
-    uid = parse_id(user_id)
-    from ..cache.registry import LIVE, RUNNING, PeerError
-    from ..errors import ConflictError, RolectlError
-    from ..events import ROLE_KINDS
-    from ..repository import Repository
-
-    problem = None
-    backend = state(ctx).backend()
-    with Repository(backend.store()) as repo:
-        user = repo.users.get(uid)
-        role = repo.users.get_role(uid)
-        changes = [
-            e
-            for kind in sorted(ROLE_KINDS)
-            for e in repo.events.query(user_id=uid, kind=kind, limit=1, newest_first=True)
-        ]
-        try:
-            instances = backend.discover()
-        except ConflictError as exc:  # an untrusted runtime directory: keep the database side
-            instances, problem = [], str(exc)
-        head = repo.events.head()
-    machine = is_machine(fmt)
-    holders = []
-    for inst in sorted(instances, key=lambda i: (i.name, i.id)):
-        if inst.state not in RUNNING:
-            continue
-        base = {
-            "instance": inst.name,
-            "id": inst.id,
-            "pid": inst.pid,
-            "state": inst.shown_state,
-            "held": None,
-            "role": None,
-            **(time_fields("since", None) if machine else {"since": None}),
-            "agrees": None,
-            "lag": None,
-            "error": inst.error,
-        }
-        if inst.state != LIVE:
-            holders.append(base)
-            continue
-        try:
-            reply = inst.ask("whois", user_id=uid)
-        except (PeerError, RolectlError) as exc:  # it stopped between the probe and now
-            holders.append(base | {"state": getattr(exc, "state", "bad-reply"), "error": exc.message})
-            continue
-        holders.append(
-            base
-            | {
-                "held": reply["held"],
-                "role": reply["role"],
-                **(time_fields("since", reply["since"]) if machine else {"since": human_time(reply["since"])}),
-                "agrees": None if not reply["held"] else reply["role"] == role,
-                "lag": max(0, head - reply["last_seq"]),
-            }
-        )
-    event = max(changes, key=lambda e: e.seq) if changes else None
-    record = {
-        "user_id": uid,
-        "username": user.username if user else None,
-        "known": user is not None,
-        "role": role,
-        "last_change_seq": event.seq if event else None,
-        "last_change": event.describe() if event else None,
-        "last_change_at": (event.ts if machine else human_time(event.ts)) if event else None,
-        "live_instances": sum(1 for h in holders if h["state"] in (LIVE, "stale")),
-    }
-    chosen = fmt or default_format()
-    if problem:
-        typer.echo(f"rolectl: warning: caches not asked: {safe(problem)}", err=True)
-    if chosen in ("json", "jsonl"):  # one object: the database side and every instance
-        render_record(record | {"instances": holders}, chosen)
-        return
-    columns = ("instance", "id", "state", "held", "role", "since", "agrees", "lag")
-    if chosen in ("csv", "tsv"):  # one flat table for scripts: a row per instance, or one without
-        flat = ("user_id", "username", "db_role", "last_change_seq", "last_change_at")
-        db_side = {
-            "user_id": uid,
-            "username": record["username"],
-            "db_role": role,
-            "last_change_seq": record["last_change_seq"],
-            "last_change_at": record["last_change_at"],
-        }
-        render_rows([db_side | h for h in holders] or [db_side], flat + columns + ("since_epoch",), fmt)
-        return
-    render_record(record, fmt, title=f"user {uid}")
-    if holders:  # booleans: render writes them true/false
-        render_rows(holders, columns, fmt, title="caches")
-    else:
-        typer.echo("no running cache instance is registered for this database", err=True)

@@ -30,7 +30,7 @@ from ..render import Col, human_percent, human_rate, safe
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import RenderableType
 
-    from ..cache.registry import Instance
+    from ..cache.instance import Instance
 
 SPARK = "▁▂▃▄▅▆▇█"
 HISTORY = 6

@@ -20,17 +20,18 @@ def check_instances(path: Path, head: int) -> list[Finding]:
     """Live instances and how far behind ``head`` they are; dead and unresponsive ones."""
     import time
 
-    from ..cache import registry
+    from ..cache.discovery import discover
+    from ..cache.instance import DEAD, LIVE
 
     try:
-        instances = registry.discover(path)
+        instances = discover(path)
     except RolectlError as exc:
         return [Finding("instances", ERROR, str(exc.message), exc.hint or "")]
     if not instances:
         return [Finding("instances", INFO, "no cache instances registered for this database")]
     found: list[Finding] = []
     for inst in instances:
-        if inst.state == registry.DEAD:
+        if inst.state == DEAD:
             found.append(
                 Finding(
                     "instances",
@@ -43,7 +44,7 @@ def check_instances(path: Path, head: int) -> list[Finding]:
                 )
             )
             continue
-        if inst.state != registry.LIVE:
+        if inst.state != LIVE:
             found.append(
                 Finding(
                     "instances",
@@ -99,8 +100,9 @@ def check_instances(path: Path, head: int) -> list[Finding]:
 
 
 def prune_dead(path: Path) -> list[str]:
-    from ..cache import registry
+    from ..cache.discovery import discover, prune
+    from ..cache.instance import DEAD
 
-    dead = [i for i in registry.discover(path) if i.state == registry.DEAD and i.gone]
-    removed = registry.prune(dead)
+    dead = [i for i in discover(path) if i.state == DEAD and i.gone]
+    removed = prune(dead)
     return [f"removed {count(removed, 'dead registration')}: {_examples([i.label for i in dead])}"] if removed else []

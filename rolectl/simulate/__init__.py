@@ -16,7 +16,7 @@ requests otherwise; :mod:`.reference` sets each claim against the measurement. T
 ``run_day(SimConfig(...))`` generates a request trace (:mod:`.trace`), performs the day's
 role changes through the repository layer on a real SQLite file, replays the same requests
 under each policy (:mod:`.policies`: rolectl's event-driven cache, a
-``cachetools.TTLCache``, no cache) and returns a :class:`~.engine.DayResult`;
+``cachetools.TTLCache``, no cache) and returns a :class:`~.results.DayResult`;
 :mod:`.report` turns it into rows. :mod:`.cli` adds ``rolectl simulate`` and ``rolectl demo``
 to the command line (an add-on: the core never imports this package).
 
@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import DISTRIBUTIONS, POLICIES, SimConfig
-    from .engine import DayResult, PolicyResult, run_day
+    from .engine import run_day
+    from .results import DayResult, PolicyResult
     from .trace import Trace, build_trace
 
 __all__ = ["DISTRIBUTIONS", "POLICIES", "DayResult", "PolicyResult", "SimConfig", "Trace", "build_trace", "run_day"]
@@ -42,8 +43,8 @@ _HOME = {
     "DISTRIBUTIONS": "config",
     "POLICIES": "config",
     "SimConfig": "config",
-    "DayResult": "engine",
-    "PolicyResult": "engine",
+    "DayResult": "results",
+    "PolicyResult": "results",
     "run_day": "engine",
     "Trace": "trace",
     "build_trace": "trace",

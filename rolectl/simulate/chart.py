@@ -1,6 +1,6 @@
 """The day at a glance: hit rate per 2-hour period for each cache policy, and stale answers.
 
-:func:`chart_data` takes the numbers out of a :class:`~rolectl.simulate.engine.DayResult`
+:func:`chart_data` takes the numbers out of a :class:`~rolectl.simulate.results.DayResult`
 once; :class:`DayChart` draws them with rich (terminal) and :mod:`rolectl.simulate.plot` with
 matplotlib (``--plot FILE``), so both pictures show the same thing. The ``none`` policy is left
 out: it has no hit rate, every request reads the database.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import DayResult
+    from .results import DayResult
 
 #: One colour per policy, the same in the terminal and in the plot.
 COLOURS: dict[str, str] = {"event": "green", "ttl": "yellow"}

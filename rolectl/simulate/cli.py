@@ -5,9 +5,10 @@ module up by name (:data:`rolectl.cli.app.ADDONS`) and calls :func:`register`; n
 core imports :mod:`rolectl.simulate`. (An entry point group would say the same, but reading
 entry points imports ``importlib.metadata``: tens of milliseconds on every start-up.)
 
-Parsing and rendering only: the day is generated, replayed and measured by
-:mod:`rolectl.simulate`. Counts are parsed here (not by click) so that a bad knob is one
-line, ``rolectl: error: --users -5 is negative: use 1 or more``, exit 2.
+Parsing only: the day is generated, replayed and measured by :mod:`rolectl.simulate`, and
+run and written out for the command line by :mod:`.show`. Counts are parsed here (not by
+click) so that a bad knob is one line, ``rolectl: error: --users -5 is negative: use 1 or
+more``, exit 2.
 
 Internal: not part of the public API.
 """
@@ -16,31 +17,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import typer
 
 from ..cli.context import state
 from ..cli.options import DATABASE, OneOf, comma_list, format_option
 from ..errors import InvalidInputError
-from ..grammar import count
 from ..render import check_format, default_format
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .engine import DayResult
 
 __all__ = ["PANEL", "demo", "register", "simulate"]
 
 #: The panel of ``rolectl --help`` these commands are listed in (after the core's).
 PANEL = "Simulation"
 
-MACHINE = ("json", "jsonl", "csv", "tsv")
 #: The rich chart of the day, a section of the terminal output only (not a table).
 CHART = "chart"
-#: Below this many columns the reference comparison (four columns, the last one prose) is
-#: written as stacked records: a heading per figure, its values and its reason beneath,
-#: wrapped at spaces.
-STACK_BELOW = 120
 DISTRIBUTIONS = ("reference", "uniform", "zipf")
 #: Earlier spellings, still accepted with a warning and never offered (completion, hints).
 DISTRIBUTION_ALIASES = {"seed": "reference"}
@@ -272,104 +264,17 @@ def simulate(
         from .plot import check_path
 
         check_path(plot)  # a bad name or a missing matplotlib is reported before the day runs
+    from .show import headline, run, write
+
     path = _db_option(ctx, db)
-    result = _run(config, path, live, seconds)
-    _print(result, out_fmt, chosen, compare)
+    result = run(config, path, live, seconds)
+    write(result, out_fmt, chosen, compare, chart=CHART in chosen)
     if plot is not None:
         from .chart import chart_data
         from .plot import plot as draw
 
-        draw(chart_data(result), plot, subtitle=_headline(result))
+        draw(chart_data(result), plot, subtitle=headline(result))
         print(f"chart of the day written to {plot}", file=sys.stderr)
-
-
-def _run(config: Any, path: Optional[Path], live: bool, seconds: float) -> "DayResult":
-    from ..render import progress
-    from .engine import run_day
-
-    options = None
-    if live:
-        from .live import LiveOptions
-
-        options = LiveOptions(seconds=seconds, on_ready=_announce, on_external=_external)
-    big = config.requests >= 200_000 or live
-    with progress(config.requests, "replaying the day", enabled=None if big else False) as done:
-        return run_day(config, db=path, progress=done, live=options)
-
-
-def _announce(path: Path) -> None:
-    err = sys.stderr
-    err.write(f"live: the simulated day runs on {path} as cache instance 'simulate'. In another terminal:\n")
-    for command in ("stats --watch", "cache show", "whois 789", "add-admin 42"):
-        err.write(f"  rolectl --db {path} {command}\n")
-    err.flush()
-
-
-def _external(event: Any, now: float) -> None:
-    from .trace import clock
-
-    sys.stderr.write(f"live: {clock(now)} seen {event.describe()} (#{event.seq}, by {event.actor})\n")
-    sys.stderr.flush()
-
-
-def _print(result: "DayResult", fmt: str, sections: list[str], compare: bool) -> None:
-    import json
-
-    from ..render import console, render_record, render_rows, render_stacked, render_title
-    from .report import tables, to_json
-    from .reference import compare as compare_reference
-
-    claims = compare_reference(result, result.trace) if compare else None  # type: ignore[arg-type]
-    if fmt == "json":
-        sys.stdout.write(json.dumps(to_json(result, claims), indent=2, ensure_ascii=False) + "\n")
-        return
-    human = fmt not in MACHINE
-    chosen = tables(result, sections, human, claims)
-    if fmt == "jsonl":
-        for table in chosen:
-            for row in table.rows:
-                item = {"section": table.name, **row} if len(chosen) > 1 else row
-                sys.stdout.write(json.dumps(item, ensure_ascii=False) + "\n")
-        return
-    if human:
-        render_title(_headline(result), fmt)
-    if CHART in sections and not any(t.name == "policies" for t in chosen):
-        _chart(result)
-    for table in chosen:
-        if human:
-            sys.stdout.write("\n")
-        # A rich table carries its own title; other formats get a heading line when there is
-        # more than one table (csv/tsv: a `# title` comment line).
-        if fmt != "table" and (human or len(chosen) > 1):
-            render_title(table.title, fmt)
-        if table.record is not None and human:
-            render_record(table.record, fmt, title=table.title)
-        elif table.name == "reference" and fmt == "table" and console().width < STACK_BELOW:
-            render_stacked(table.rows, table.columns[0], table.columns[1:], title=table.title)
-        else:
-            render_rows(table.rows, table.columns, fmt, title=table.title)
-        if table.name == "policies" and CHART in sections:
-            _chart(result)
-
-
-def _chart(result: "DayResult") -> None:
-    from ..render import console
-    from .chart import DayChart, chart_data
-
-    sys.stdout.write("\n")
-    sys.stdout.flush()
-    console().print(DayChart(chart_data(result)))
-
-
-def _headline(result: "DayResult") -> str:
-    cfg = result.config
-    where = result.database or "a temporary database"
-    mode = ", live" if result.live else ""
-    return (
-        f"Simulated day{mode}: {result.active_users} active + {count(result.new_users, 'new user')}, "
-        f"{count(result.requests, 'request')} ({cfg.distribution} distribution, --seed {cfg.seed}), "
-        f"{count(result.day_events, 'event')} from role changes, on {where}"
-    )
 
 
 def demo(
@@ -389,7 +294,7 @@ def demo(
     Example: rolectl demo
     """
     from ..render import render_commands, render_paragraph, render_record, render_rows, render_title
-    from .engine import open_day_database
+    from .day import open_day_database
     from .tour import tour
 
     with open_day_database(_db_option(ctx, db)) as (repo, path, temporary):

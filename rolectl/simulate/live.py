@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from .engine import ACTOR, Progress, replay
+from .day import ACTOR
+from .replay import Progress, replay
 from .trace import DAY_END, DAY_START
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,8 +26,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..cache import RoleCache
     from ..events import Event
-    from .engine import ActionResult, Day, PeriodResult
+    from .day import Day
     from .policies import Policy
+    from .results import ActionResult, PeriodResult
 
 #: Real seconds between two pacing ticks.
 TICK = 0.1
@@ -58,7 +60,7 @@ def run_live(
     day: "Day", cache: "RoleCache", policies: list["Policy"], options: LiveOptions, *, progress: Progress | None = None
 ) -> tuple[list["ActionResult"], list["PeriodResult"]]:
     from ..backends.sqlite.follower import Follower
-    from ..cache.registry import Registration
+    from ..cache.registration import Registration
 
     start, end = span(day)
     scale = max(end - start, 1.0) / options.seconds  # simulated seconds per real second

@@ -22,7 +22,7 @@ from .trace import MAILBOX_OWNER
 __all__ = ["CLAIMS", "Claim", "compare"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import DayResult
+    from .results import DayResult
     from .trace import Trace
 
 

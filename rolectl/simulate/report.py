@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .trace import period_label
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import DayResult
+    from .results import DayResult
 
 SECTIONS: tuple[str, ...] = ("policies", "timeline", "changes", "summary", "reference")
 #: Earlier section names still accepted by ``--section`` (deprecated).

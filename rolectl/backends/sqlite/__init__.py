@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ...cache.registry import Instance, Registration
+    from ...cache.instance import Instance
+    from ...cache.registration import Registration
     from ...cache.role_cache import RoleCache
     from .aio_follower import AsyncFollower
     from .filefetch import FollowingFetch
@@ -75,25 +76,25 @@ class SQLiteBackend:
         return AsyncFollower(cache, self.path, timeout=self.timeout, strict=strict, **_options(max_staleness))
 
     def register(self, cache: "RoleCache", *, follower: Any, name: str, bus: bool) -> "Registration":
-        from ...cache.registry import register
+        from ...cache.registration import register
 
         return register(cache, self.path, follower=follower, name=name, bus=bus)
 
     def discover(self, *, timeout: float = 1.0, only: Callable[["Instance"], bool] | None = None) -> list["Instance"]:
         """The instances of this host: the runtime directory next to the file, each socket
         asked (or only those ``only`` accepts)."""
-        from ...cache.registry import discover
+        from ...cache.discovery import discover
 
         return discover(self.path, timeout=timeout, only=only)
 
     def prune(self, instances: Iterable["Instance"]) -> int:
         """Forget the registrations of this host's processes that no longer exist."""
-        from ...cache.registry import prune
+        from ...cache.discovery import prune
 
         return prune(instances)
 
     def wait_applied(self, instances: Iterable["Instance"], seq: int, timeout: float) -> list[dict[str, Any]]:
-        from ...cache.registry import wait_applied
+        from ...cache.discovery import wait_applied
 
         return wait_applied(instances, seq, timeout)
 

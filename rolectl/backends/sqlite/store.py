@@ -2,9 +2,10 @@
 
 Everything that depends on SQLite's behaviour rather than on the domain lives here: path
 resolution (``--db`` > ``ROLECTL_DB`` > ``./rolectl.db``), WAL and the pragmas every
-connection needs, schema-version checks, ``BEGIN IMMEDIATE`` transactions, and the
-translation of ``sqlite3`` errors into rolectl's own exceptions. The repository layer asks
-this module for connections and transactions and never opens files itself.
+connection needs, schema-version checks, ``BEGIN IMMEDIATE`` transactions; the
+translation of ``sqlite3`` errors into rolectl's own exceptions is :mod:`.failures` (its
+:func:`translate` is importable from here too). The repository layer asks this module for
+connections and transactions and never opens files itself.
 
 Every path runs on the plain ``sqlite3`` connection (``sqlite_utils`` costs ~110 ms to
 import; only the doctor's schema introspection loads it).
@@ -23,10 +24,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from ...errors import DatabaseError, InvalidInputError, NotFoundError, RolectlError
+from ...errors import DatabaseError, InvalidInputError, NotFoundError
 from . import guard as _guard
+from .failures import busy
+from .failures import translate as translate
 from .schema import MIGRATIONS, SCHEMA_VERSION
-from ..storebase import ENV_TIMEOUT, StoreBase, resolve_timeout, resolve_write_timeout
+from ..storebase import StoreBase, resolve_timeout, resolve_write_timeout
 
 DEFAULT_DB = "rolectl.db"
 ENV_DB = "ROLECTL_DB"
@@ -36,90 +39,6 @@ def resolve_path(value: str | os.PathLike[str] | None = None) -> Path:
     """``--db`` wins, then ``$ROLECTL_DB``, then ``rolectl.db`` in the working directory."""
     chosen = value if value not in (None, "") else os.environ.get(ENV_DB) or DEFAULT_DB
     return Path(os.fspath(chosen)).expanduser()
-
-
-def _no_write_bits(path: Path) -> bool:
-    # Mode bits, not os.access(): root passes every access() check, yet a file without any
-    # write bit is what a read-only open leaves behind and what blocks other users.
-    try:
-        return stat.S_IMODE(path.stat().st_mode) & 0o222 == 0 or not os.access(path, os.W_OK)
-    except OSError:
-        return False
-
-
-def _disk_full(path: Path) -> bool:
-    """True when the filesystem holding ``path`` has (next to) no space left for its user."""
-    try:
-        info = os.statvfs(path.parent if str(path.parent) else Path("."))
-    except OSError:
-        return False
-    return info.f_bavail * info.f_frsize < 64 * 1024
-
-
-def _read_only_cause(path: Path) -> RolectlError:
-    """Which file makes a write fail with SQLITE_READONLY, and how to fix that one."""
-    directory = path.parent if str(path.parent) else Path(".")
-    if _no_write_bits(path):
-        return DatabaseError(f"database {path} is read-only", hint=f"make it writable, e.g. `chmod u+w {path}`")
-    for suffix in ("-shm", "-wal"):
-        side = Path(f"{path}{suffix}")
-        if side.exists() and _no_write_bits(side):
-            return DatabaseError(
-                f"database {path} cannot be written: {side} is read-only (left by a read-only open)",
-                hint=f"delete {side} while no process has the database open (SQLite recreates it), "
-                "or let its owner make it writable",
-            )
-    if not os.access(directory, os.W_OK | os.X_OK):
-        return DatabaseError(
-            f"database {path} cannot be written: its directory {directory} is not writable",
-            hint="make the directory writable (SQLite keeps the -wal and -shm files next to the database)",
-        )
-    return DatabaseError(f"database {path} is read-only", hint="make the file and its directory writable")
-
-
-def _busy(exc: sqlite3.Error) -> bool:
-    """The busy wait ran out (another connection holds the lock)."""
-    name = getattr(exc, "sqlite_errorname", None)
-    if name is None:  # Python 3.10: exceptions carry no result code, only SQLITE_BUSY's message
-        return str(exc) == "database is locked"
-    return str(name).startswith("SQLITE_BUSY")
-
-
-def translate(exc: sqlite3.Error, path: Path | str) -> RolectlError:
-    """Turn an ``sqlite3`` error into one line that says what is wrong with the file and the fix."""
-    text = str(exc)
-    low = text.lower()
-    name = str(getattr(exc, "sqlite_errorname", "") or "")
-    where = Path(path)
-    if (
-        name.startswith("SQLITE_FULL")
-        or "disk is full" in low
-        or ((name.startswith("SQLITE_IOERR") or "disk i/o" in low or "unable to open" in low) and _disk_full(where))
-    ):
-        directory = where.absolute().parent
-        return DatabaseError(
-            f"database {path}: the disk is full ({name or text})",
-            hint=f"free space on the filesystem holding {directory} (see `df -h {directory}`), then retry",
-        )
-    if "interrupted" in low:
-        return _guard.deadline_error(path)
-    if "locked" in low or "busy" in low:
-        return DatabaseError(
-            f"database {path} is locked by another process",
-            hint=f"retry, or wait longer with --timeout / {ENV_TIMEOUT}",
-        )
-    if "readonly" in low or "read-only" in low:
-        return _read_only_cause(where)
-    if "not a database" in low or "malformed" in low or "corrupt" in low:
-        return DatabaseError(
-            f"{path} is not a usable SQLite database ({text})",
-            hint="point --db at a rolectl database or restore it from a backup",
-        )
-    if "unable to open" in low or "disk i/o" in low:
-        return DatabaseError(f"cannot open database {path} ({text})", hint="check the path and permissions")
-    if isinstance(exc, sqlite3.IntegrityError):
-        return InvalidInputError(f"the database refused the change ({text})", hint="check the values")
-    return DatabaseError(f"database error on {path}: {text}", hint="run `rolectl doctor`")
 
 
 def _special_kind(path: Path) -> str | None:
@@ -293,7 +212,7 @@ class Store(StoreBase):
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                 except sqlite3.OperationalError as exc:
-                    if self.write_timeout <= self.timeout or not _busy(exc):
+                    if self.write_timeout <= self.timeout or not busy(exc):
                         raise
                     self._begin_waiting_longer()
                 self.guard.rearm()

@@ -6,8 +6,10 @@ busy loop does not starve a follower thread of the interpreter lock. Lookups are
 (``await roles.get_role(uid)``: a hit never leaves the loop, a miss reads in one of the
 handle's own two miss threads, never the loop's default executor, which bot frameworks
 share -- see :mod:`rolectl.cache.missexec`)
-and writes run in a worker thread, so neither blocks the loop. The follower's ``catch_up`` is
-thread-safe, so the bot's own commit is applied from that worker before the write returns.
+and writes run in the handle's own write thread (:attr:`AsyncRoles.writes`), so neither blocks
+the loop nor takes a thread of the loop's default executor. The follower's ``catch_up`` is
+thread-safe, so the bot's own commit is applied from that thread before the write returns.
+Opening and closing do their blocking steps on threads of their own, too.
 
 ::
 
@@ -23,12 +25,16 @@ Only the standard library's asyncio is used here; no bot framework is imported.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import os
-from typing import TYPE_CHECKING, Any, Generator
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Generator
 
-from .cache.missexec import DEFAULT_THREADS, MARGIN, MissPool
+from .cache.missexec import DEFAULT_THREADS, MARGIN, MissPool, in_own_thread
 from .connectoptions import ConnectKeywords, ConnectOptions
 from .handle import _Handle
+from .logfields import fields
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Unpack
@@ -39,6 +45,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from .repository import Change
 
 __all__ = ["AsyncRoles", "connect"]
+
+log = logging.getLogger("rolectl.connect")
+
+#: Threads that run an asyncio handle's writes (see :attr:`AsyncRoles.writes`).
+WRITE_THREADS = 1
 
 
 class AsyncRoles(_Handle):
@@ -53,6 +64,17 @@ class AsyncRoles(_Handle):
         #: closed before the fetch whose connections its threads use.
         self.misses = MissPool(threads=DEFAULT_THREADS, deadline=self.backend.timeout + MARGIN)
         self._undo.append(self.misses.close)
+        #: Writes (and :meth:`sync`) run here: rolectl's own thread, not the loop's default
+        #: executor, which bot frameworks share (aiogram runs its synchronous filters there),
+        #: and not the miss threads either: a write may wait out the whole timeout (a lock, a
+        #: hung server, a reconnect) and then its own catch-up, and writes sharing the two miss
+        #: threads would make every miss wait behind them and fail closed, though reads could
+        #: be answered. One thread: a process's writes are serialized by the store anyway (one
+        #: writer on SQLite, the writer lock on PostgreSQL), so more would only queue there.
+        #: No deadline: a write's caller is told its real outcome, never "gave up" while it
+        #: may still commit.
+        self.writes = MissPool(threads=WRITE_THREADS, deadline=None, name="rolectl-write", what="change")
+        self._undo.append(self.writes.close)
 
     async def open(self) -> "AsyncRoles":
         """Start following (the cache is in step when this returns) and register; a second
@@ -71,7 +93,8 @@ class AsyncRoles(_Handle):
                     self.follower = follower  # stopped by aclose()/close(), on the loop
                     await follower.start()
                 self._attach_own_writes(self.follower)
-                self._register_now(self.follower)
+                # registering connects (PostgreSQL): off the loop, never in its default executor
+                await in_own_thread(self._register_now, self.follower, name="rolectl-open")
             except BaseException:
                 await self.aclose()
                 raise
@@ -108,28 +131,27 @@ class AsyncRoles(_Handle):
         """Catch up with the log now (normally the follower does it); returns events applied."""
         self._check_open()
         follower = self.follower
-        return await asyncio.to_thread(follower.catch_up) if follower is not None else 0
+        return await self.writes.run(follower.catch_up) if follower is not None else 0
 
-    # -- changes: in a worker thread, applied to this cache before they return -------------
+    # -- changes: in the write thread, applied to this cache before they return ------------
+
+    async def _write(self, user_id: int | None, call: Callable[..., "Change"], *args: Any, **kwargs: Any) -> "Change":
+        """``call(*args, **kwargs)`` in the write thread, counted and logged as a write."""
+        return await self.writes.run(functools.partial(self._written, user_id, call, *args, **kwargs))
 
     async def add_admin(self, user_id: int, username: str | None = None, *, actor: str | None = None) -> "Change":
         self._check_open()
-        return await asyncio.to_thread(
-            self._written, user_id, self.repo.users.add_admin, user_id, username, actor=actor or self.actor
-        )
+        return await self._write(user_id, self.repo.users.add_admin, user_id, username, actor=actor or self.actor)
 
     async def remove_admin(self, user_id: int, *, actor: str | None = None, force: bool = False) -> "Change":
         self._check_open()
-        return await asyncio.to_thread(
-            self._written, user_id, self.repo.users.remove_admin, user_id, actor=actor or self.actor, force=force
-        )
+        return await self._write(user_id, self.repo.users.remove_admin, user_id, actor=actor or self.actor, force=force)
 
     async def transfer(
         self, mailbox_id: int, to_user: int, *, actor: str | None = None, keep_admin: bool = False
     ) -> "Change":
         self._check_open()
-        return await asyncio.to_thread(
-            self._written,
+        return await self._write(
             to_user,
             self.repo.mailboxes.transfer,
             mailbox_id,
@@ -142,35 +164,70 @@ class AsyncRoles(_Handle):
         self, user_id: int, username: str | None = None, *, role: "Role | None" = None, actor: str | None = None
     ) -> "Change":
         self._check_open()
-        return await asyncio.to_thread(
-            self._written, user_id, self.repo.users.upsert, user_id, username, role=role, actor=actor or self.actor
+        return await self._write(
+            user_id, self.repo.users.upsert, user_id, username, role=role, actor=actor or self.actor
         )
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def aclose(self) -> None:
         """Unregister, stop the follower, close the database; calling it again does nothing.
-        The blocking steps (joining the diagnostics thread) run off the loop."""
+        The blocking steps (joining threads, statements to a server that may hang) run on
+        threads of rolectl's own, never on the loop or in its default executor."""
         undo = self._take_undo()
         if not undo:
             return
         registration, follower = self.registration, self.follower
         if registration is not None:  # first: its thread reads the follower's counters
-            await asyncio.to_thread(registration.close)
+            await self._close_step(registration.close)
         if follower is not None:  # the in-loop follower must be stopped on its loop
             await follower.aclose()
-        await asyncio.to_thread(self._run_undo, undo)  # the rest (closing twice is harmless)
+        await self._close_step(self._run_undo, undo)  # the rest (closing twice is harmless)
+
+    async def _close_step(self, step: Callable[..., None], *args: Any) -> None:
+        """``step(*args)`` on a thread of its own, waited for at most the database timeout
+        plus a margin: a step stuck on a hung server (leaving a registration row, a write
+        that holds the connection) finishes on its daemon thread, and the bot can exit."""
+        running = asyncio.ensure_future(in_own_thread(step, *args, name="rolectl-close"))
+        try:
+            await asyncio.wait_for(asyncio.shield(running), self.backend.timeout + MARGIN)
+        except asyncio.TimeoutError:
+            log.info(
+                "closing the rolectl handle %s: the database does not answer; finishing in the background",
+                self.name,
+                extra=fields("connect.close_left", instance=self.name, db=str(self.backend.path)),
+            )
 
     def close(self) -> None:
-        """The synchronous form of :meth:`aclose` (for ``atexit`` and non-async code)."""
+        """The synchronous form of :meth:`aclose` (for ``atexit`` and non-async code). Called
+        on a running event loop it does not wait: the follower stops at once and the rest is
+        closed on a thread of its own (a hung database must not freeze the loop)."""
         undo = self._take_undo()
         if not undo:
             return
-        if self.registration is not None:
-            self.registration.close()
-        if self.follower is not None:
-            self.follower.close()
-        self._run_undo(undo)
+        registration, follower = self.registration, self.follower
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            on_loop = False
+        else:
+            on_loop = True
+        if not on_loop:
+            if registration is not None:
+                registration.close()
+            if follower is not None:
+                follower.close()
+            self._run_undo(undo)
+            return
+        if follower is not None:  # on its loop: stops watching, closes on its own thread
+            follower.close()
+
+        def rest() -> None:
+            if registration is not None:
+                registration.close()
+            self._run_undo(undo)
+
+        threading.Thread(target=rest, name="rolectl-close", daemon=True).start()
 
     async def __aenter__(self) -> "AsyncRoles":
         return await self.open()

@@ -47,13 +47,13 @@ def test_async_with_owns_everything_and_leaves_nothing(any_db: str) -> None:
             assert await roles.get_role(123) == "user"
             assert await roles.is_admin(123) is False
             # the SQLite follower reads on a thread of its own (a read a lock holds must not
-            # stall the loop), PostgreSQL's in short-lived worker threads; diagnostics answer
+            # stall the loop), and so does PostgreSQL's (connecting may hang); diagnostics answer
             # on a thread of their own (never on the loop, which a flood of requests would
             # stall); the miss ran on the handle's own pool (never the loop's default
             # executor); on PostgreSQL a watchdog for stalled connections may still be there
             # (it ends shortly after the last miss)
             threads = [t for t in rolectl_threads() if t != "rolectl-miss-watchdog"]
-            follow = [] if postgres else [f"rolectl-follow {Path(any_db).name}"]
+            follow = ["rolectl-pg-follow-aiobot"] if postgres else [f"rolectl-follow {Path(any_db).name}"]
             assert sorted(threads) == sorted(["rolectl-diagnostics-aiobot", "rolectl-miss", *follow])
         assert roles.closed
         await roles.aclose()  # twice is harmless

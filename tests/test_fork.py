@@ -394,6 +394,8 @@ def test_inherited_loop_callbacks_touch_nothing_in_the_child(any_db: str) -> Non
                     (FollowCore, "catch_up"),
                     (PgFollower, "readable"),
                     (PgFollower, "socket"),
+                    (PgFollower, "try_readable"),
+                    (PgFollower, "try_socket"),
                     (PgFollower, "catch_up"),
                 ):
                     spy(cls, name)
@@ -403,7 +405,8 @@ def test_inherited_loop_callbacks_touch_nothing_in_the_child(any_db: str) -> Non
                     follower._tick()
                 else:
                     follower._watch()
-                    follower._run_round(set())
+                    follower._on_timer()
+                    follower._submit(set())
                 return {"touched": sorted(set(touched))}
 
             child = Child(body)

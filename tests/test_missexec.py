@@ -4,15 +4,19 @@ and a deadline past which a lookup fails closed."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 import rolectl.aio
 from rolectl.cache.missexec import MissPool, MissTimeout
 from rolectl.cache.role_cache import RoleCache
+from rolectl.repository import Repository
 
 
 def test_a_miss_dropped_at_its_deadline_is_forgotten_and_read_again() -> None:
@@ -74,3 +78,52 @@ def test_asyncio_misses_never_wait_for_the_default_executor(any_db: str) -> None
         asyncio.run(main())
     finally:
         release.set()
+
+
+def test_stuck_writes_never_hold_up_misses(tmp_path: Path) -> None:
+    """The bot's writes run in a thread of their own (not the miss threads, not the default
+    executor): while another process holds the write lock, writes queue behind it, and
+    misses (WAL reads, which no writer blocks) are still answered at once."""
+    db = tmp_path / "bot.db"
+    Repository.init(db).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_WRITE_LOCK, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+    async def main() -> None:
+        async with rolectl.aio.connect(db, register=False, timeout=20) as roles:
+            assert holder.stdout is not None
+            line = await asyncio.wait_for(asyncio.to_thread(holder.stdout.readline), 60)
+            assert line.strip() == "held"
+            writes = [asyncio.create_task(roles.add_admin(uid)) for uid in range(1, 6)]
+            await asyncio.sleep(0.2)
+            assert not any(w.done() for w in writes)  # waiting for the other process's lock
+            started = time.monotonic()
+            answers = await asyncio.wait_for(asyncio.gather(*(roles.get_role(uid) for uid in range(100, 110))), 10)
+            took = time.monotonic() - started
+            assert answers == ["user"] * 10
+            assert took < 2.0, f"misses waited {took:.2f} s behind stuck writes"
+            assert roles.writes.started == 1 and not any(w.done() for w in writes)
+            assert holder.stdin is not None
+            holder.stdin.close()  # the lock is released: the writes go through
+            await asyncio.wait_for(asyncio.gather(*writes), 60)
+            assert all(roles.cache.peek(uid) == "admin" for uid in range(1, 6))
+
+    try:
+        asyncio.run(main())
+    finally:
+        if holder.stdin is not None and not holder.stdin.closed:
+            holder.stdin.close()
+        holder.wait(60)
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
+_HOLD_WRITE_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+sys.stdin.read()
+conn.execute("ROLLBACK")
+"""

@@ -19,6 +19,11 @@ thread sat in a miss while cached users -- answered from memory -- queued behind
 Nothing here knows an engine; the backends bound the reads themselves (statement and lock
 timeouts, a stalled-socket watchdog on PostgreSQL).
 
+The same class, without a deadline (``deadline=None``), is an asyncio handle's *write* pool
+(see :mod:`rolectl.aio`): a write is never abandoned by its caller, whose outcome (committed
+or not) must be what it is told. :func:`in_own_thread` runs one blocking call (closing a
+handle) on a thread of its own, for the same reason: never the loop's default executor.
+
 Internal: not part of the public API.
 """
 
@@ -31,7 +36,7 @@ from typing import Any, Callable, Generic, TypeVar
 
 from rolectl.errors import DatabaseError, RolectlError
 
-__all__ = ["DEFAULT_THREADS", "MARGIN", "MissPool", "MissTimeout"]
+__all__ = ["DEFAULT_THREADS", "MARGIN", "MissPool", "MissTimeout", "in_own_thread"]
 
 T = TypeVar("T")
 
@@ -70,14 +75,23 @@ class _Job(Generic[T]):
 
 class MissPool:
     """``await pool.run(fn, *args)``: ``fn(*args)`` on one of at most ``threads`` threads,
-    within ``deadline`` seconds. Thread-safe; one pool serves any number of loops."""
+    within ``deadline`` seconds (``None``: no deadline, the caller waits for the outcome).
+    Thread-safe; one pool serves any number of loops."""
 
-    def __init__(self, *, threads: int = DEFAULT_THREADS, deadline: float, name: str = "rolectl-miss") -> None:
+    def __init__(
+        self,
+        *,
+        threads: int = DEFAULT_THREADS,
+        deadline: float | None,
+        name: str = "rolectl-miss",
+        what: str = "lookup",
+    ) -> None:
         if threads < 1:
             raise ValueError("a miss pool needs at least one thread")
         self.threads = threads
         self.deadline = deadline
         self.name = name
+        self.what = what  # what a call is, in errors: a "lookup", a "change"
         self._cond = threading.Condition(threading.Lock())
         self._jobs: deque[_Job[Any]] = deque()
         self._workers: list[threading.Thread] = []
@@ -96,10 +110,12 @@ class MissPool:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         job = _Job(fn, args, loop, future, abandon)
-        job.timer = loop.call_later(self.deadline, self._expire, job)
+        if self.deadline is not None:
+            job.timer = loop.call_later(self.deadline, self._expire, job)
         with self._cond:
             if self._closed:
-                job.timer.cancel()
+                if job.timer is not None:
+                    job.timer.cancel()
                 raise RolectlError("the rolectl handle is closed", hint="connect again")
             self._jobs.append(job)
             if self._idle:
@@ -109,7 +125,8 @@ class MissPool:
         try:
             return await future
         except asyncio.CancelledError:
-            job.timer.cancel()
+            if job.timer is not None:
+                job.timer.cancel()
             self._drop(
                 job,
                 DatabaseError(
@@ -120,6 +137,8 @@ class MissPool:
 
     async def wait(self, future: asyncio.Future[T]) -> T:
         """Wait for another caller's read (single flight) with the same deadline."""
+        if self.deadline is None:
+            return await future
         try:
             return await asyncio.wait_for(future, self.deadline)
         except asyncio.TimeoutError:
@@ -128,7 +147,7 @@ class MissPool:
 
     def _timeout(self) -> MissTimeout:
         return MissTimeout(
-            f"the database did not answer a lookup within {self.deadline:g} s",
+            f"the database did not answer a lookup within {self.deadline or 0:g} s",
             hint="check that the database is up and not locked; "
             "until it answers, lookups of users not in the cache fail closed",
         )
@@ -229,7 +248,7 @@ class MissPool:
             self._jobs.clear()
             workers = list(self._workers)
             self._cond.notify_all()
-        error = RolectlError("the rolectl handle was closed before this lookup ran", hint="connect again")
+        error = RolectlError(f"the rolectl handle was closed before this {self.what} ran", hint="connect again")
         for job in queued:
             try:
                 job.loop.call_soon_threadsafe(self._fail_queued, job, error)
@@ -249,3 +268,39 @@ class MissPool:
             job.abandon(error)
         if not job.future.done():
             job.future.set_exception(error)
+
+
+async def in_own_thread(fn: Callable[..., T], *args: Any, name: str) -> T:
+    """``fn(*args)`` on a new daemon thread called ``name``, awaited without blocking the loop
+    and without the loop's default executor (which bot frameworks share, and which a hung
+    database must not fill). For rare, possibly slow calls: opening and closing a handle.
+    A daemon, so a call stuck on a hung database never holds up the interpreter's exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():  # the caller was cancelled
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def work() -> None:
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            value = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, value, error)
+        except RuntimeError:  # that loop is closed: nobody waits any more
+            pass
+
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
+    value = await future
+    while thread.is_alive():  # it ends right after handing the outcome over: leave no thread behind
+        await asyncio.sleep(0.001)
+    return value

@@ -103,6 +103,8 @@ class PgFollower(FollowerView):
         #: follower (rolectl.cache.followcore); this class only decides when to look.
         self.core = FollowCore(cache, self.reader, where=self.reader.where, batch=batch, max_staleness=max_staleness)
         self._lock = threading.Lock()  # one catch-up, and one reader of the socket, at a time
+        # the agent's fields: not self._lock, which a catch-up stuck on a hung server holds
+        self._agent_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._pipe_r, self._pipe_w = -1, -1
@@ -166,7 +168,7 @@ class PgFollower(FollowerView):
         else its thread keeps trying. Replaces an agent added before."""
         thread = AgentThread(agent, self.conninfo, timeout=self.timeout, factory=self._factory)
         thread.start(strict=False)
-        with self._lock:
+        with self._agent_lock:
             old, self._agent_thread, self.agent = self._agent_thread, thread, agent
         if old is not None:
             old.close()
@@ -178,7 +180,7 @@ class PgFollower(FollowerView):
 
     def remove_agent(self) -> None:
         """Leave: the row and its requests are removed (best effort), no more heartbeats."""
-        with self._lock:
+        with self._agent_lock:
             thread, self._agent_thread, self.agent = self._agent_thread, None, None
         if thread is not None:
             thread.close()
@@ -283,14 +285,45 @@ class PgFollower(FollowerView):
         """The socket is readable: read what arrived (never blocks); the channels notified.
         Raises :class:`~rolectl.errors.DatabaseError` if the connection was closed."""
         with self._lock:
+            return self._readable_locked()
+
+    def _readable_locked(self) -> set[str]:
+        conn = self.reader.conn
+        if conn is None or conn is not self._waiting_on:
+            return {"reconnected"}  # a catch-up in between replaced the connection: read anyway
+        try:
+            conn.pgconn.consume_input()  # a closed connection raises here
+        except Exception as exc:  # noqa: BLE001 - psycopg.OperationalError
+            raise self.reader.failed(exc) from exc
+        return self._pending(conn)
+
+    # -- the same, for an event loop: never waits (see .aio_follower) ---------------------
+
+    def try_socket(self) -> tuple[set[str], int] | None:
+        """:meth:`socket` if it answers at once; ``None`` if the connection must be opened
+        first (a network round trip, or a hang) or a catch-up holds the lock (the bot's own
+        write catches up in its thread, for as long as the database takes): the caller then
+        calls :meth:`socket` where it may block."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
             conn = self.reader.conn
-            if conn is None or conn is not self._waiting_on:
-                return {"reconnected"}  # a catch-up in between replaced the connection: read anyway
-            try:
-                conn.pgconn.consume_input()  # a closed connection raises here
-            except Exception as exc:  # noqa: BLE001 - psycopg.OperationalError
-                raise self.reader.failed(exc) from exc
-            return self._pending(conn)
+            if conn is None or conn.closed:
+                return None
+            self._waiting_on = conn
+            return self._pending(conn), conn.pgconn.socket
+        finally:
+            self._lock.release()
+
+    def try_readable(self) -> set[str] | None:
+        """:meth:`readable` if no catch-up holds the lock, else ``None`` (the caller then
+        calls :meth:`readable` where it may block)."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return self._readable_locked()
+        finally:
+            self._lock.release()
 
     def _pending(self, conn: "psycopg.Connection[Any]") -> set[str]:
         """Drain parsed notifications: the channels notified since the last look."""

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...cache.followcore import DEFAULT, SETTLE, WRITER_RECHECK_LOOP, FollowCore, first_catch_up
 from ...cache.followview import FollowerView
+from ...cache.missexec import in_own_thread
 from .logreader import LogReader
 from .native.wakeup import Waker
 from .offloop import ReadThread
@@ -119,7 +120,7 @@ class AsyncFollower(FollowerView):
             reads, self._reads = self._reads, ReadThread(f"rolectl-follow {self.path.name}")
             reads.stop()  # it ends after the catch-up (at once if that failed)
             if first.done() and not first.cancelled():  # it failed: the thread is idle
-                await asyncio.to_thread(reads.join, JOIN_TIMEOUT)
+                await in_own_thread(reads.join, JOIN_TIMEOUT, name="rolectl-close")
             raise
         self._loop, self._waker = loop, waker
         if waker.mode == "inotify":
@@ -136,7 +137,7 @@ class AsyncFollower(FollowerView):
         self.close()
         if self._closed is not None:
             await asyncio.shield(self._closed)
-            await asyncio.to_thread(self._reads.join, JOIN_TIMEOUT)
+            await in_own_thread(self._reads.join, JOIN_TIMEOUT, name="rolectl-close")
 
     def close(self) -> None:
         """Stop following and close the reader; harmless to call twice. Call it on the

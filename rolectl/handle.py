@@ -65,6 +65,10 @@ class _Handle:
         self.options = options
         # On PostgreSQL every connection says whose it is (application_name), unless the URL names it.
         self.backend: Backend = named(open_backend(db, timeout=options.timeout), self.name)
+        # On PostgreSQL the store, the misses and diagnostics share a few connections.
+        budgeted = getattr(self.backend, "budgeted", None)
+        if budgeted is not None:
+            self.backend = budgeted()
         self.follow = options.follow
         self._register = options.register
         self._max_staleness = max_staleness

@@ -11,10 +11,11 @@ port is opened either. Instead every registered cache instance keeps
   :class:`~rolectl.cache.answers.Answers`, the very ones the socket gives on SQLite) and
   notifies :data:`ANSWERS`. The client side is :mod:`.instances`.
 
-The agent runs on a small thread and a connection of its own (:class:`AgentThread`), never
-on the follower's: any role that may write the log may also insert requests and NOTIFY, so a
-flood of them must not stand between a revocation and the cache, or hold off the staleness
-bound. Its work is bounded too: one round answers at most :data:`MAX_PER_ROUND` requests
+The agent runs on a small thread, never on the follower's connection: any role that may
+write the log may also insert requests and NOTIFY, so a flood of them must not stand between
+a revocation and the cache, or hold off the staleness bound. It has a connection of its own
+(:class:`AgentThread`), or, in a bot's handle, borrows one of the handle's shared connections
+for each round while the follower's connection only hears the requests (:mod:`.agentpool`). Its work is bounded too: one round answers at most :data:`MAX_PER_ROUND` requests
 and :data:`ENTRIES_PER_ROUND` entries (an ``entries`` reply holds at most
 :data:`MAX_ENTRIES`), tells the rest "busy", and the next round comes no sooner than
 :data:`ROUND_GAP` seconds later.

@@ -19,7 +19,8 @@ loop.
 
 Reading, applying and resetting are :class:`~.follower.PgFollower`'s, shared with the thread
 driver: this class only decides *when*. Diagnostics (heartbeats, requests) run on a small
-thread and connection of their own (:class:`~.agent.AgentThread`), never on the loop.
+thread of their own, never on the loop; requests are heard on this follower's connection and
+answered on a pooled one (:mod:`.agentpool`), so they cost no connection of their own.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ URL or a libpq ``key=value`` string. It hands out what every
 :class:`~rolectl.backends.base.Backend` does, so a bot's code does not change with the database:
 
 * the store the repository's domain rules run their SQL on (:class:`~.store.PgStore`);
+* for a bot's handle, :meth:`~PostgresBackend.budgeted`: the same backend whose store, misses
+  and registration share a few connections (:mod:`.budget`, the connection budget);
 * the cache's miss read (:class:`~.fetch.PostgresFetch`: role and log head in one snapshot);
 * a follower: a thread (:class:`~.follower.PgFollower`) or the event loop
   (:class:`~.aio_follower.AsyncPgFollower`), on one LISTENing connection per process;
@@ -18,7 +20,8 @@ Internal: not part of the public API.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .aio_follower import AsyncPgFollower
     from .fetch import PostgresFetch
     from .follower import PgFollower
+    from .misspool import MissConnections
     from .registration import PgRegistration
     from .store import PgStore
 
@@ -44,6 +48,19 @@ class PostgresBackend:
     path: str
     #: No timeout was chosen (the repository then waits its default for the writer lock).
     defaulted: bool = False
+    #: The connections a bot's handle shares between misses, writes and diagnostics (see
+    #: :meth:`budgeted`); ``None``: each part opens its own (the CLI).
+    pool: "MissConnections | None" = field(default=None, compare=False, repr=False)
+
+    def budgeted(self, connections: int | None = None) -> "PostgresBackend":
+        """This backend, for one bot handle: its store, misses and registration share at most
+        ``connections`` (default :data:`~.misspool.MISS_CONNECTIONS`) connections; with the
+        follower's, that is the whole handle (:mod:`.budget`)."""
+        from .budget import shared_pool
+        from .misspool import MISS_CONNECTIONS
+
+        size = MISS_CONNECTIONS if connections is None else connections
+        return dataclasses.replace(self, pool=shared_pool(self.conninfo, timeout=self.timeout, size=size))
 
     @property
     def kind(self) -> Literal["postgres"]:
@@ -56,7 +73,7 @@ class PostgresBackend:
     def store(self) -> "PgStore":
         from .store import PgStore
 
-        return PgStore(self.conninfo, timeout=None if self.defaulted else self.timeout)
+        return PgStore(self.conninfo, timeout=None if self.defaulted else self.timeout, pool=self.pool)
 
     def init(self) -> tuple["PgStore", list[int]]:
         from .store import init
@@ -66,7 +83,7 @@ class PostgresBackend:
     def fetch(self) -> "PostgresFetch":
         from .fetch import PostgresFetch
 
-        return PostgresFetch(self.conninfo, timeout=self.timeout)
+        return PostgresFetch(self.conninfo, timeout=self.timeout, pool=self.pool)
 
     def follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> "PgFollower":
         """A thread follower (not started); ``None`` options keep the follower's defaults."""
@@ -83,7 +100,9 @@ class PostgresBackend:
     def register(self, cache: "RoleCache", *, follower: Any, name: str, bus: bool) -> "PgRegistration":
         from .registration import PgRegistration
 
-        return PgRegistration(cache, self.conninfo, follower=follower, name=name, bus=bus, timeout=self.timeout).start()
+        return PgRegistration(
+            cache, self.conninfo, follower=follower, name=name, bus=bus, timeout=self.timeout, pool=self.pool
+        ).start()
 
     def discover(self, *, timeout: float = 1.0, only: Callable[["Instance"], bool] | None = None) -> list["Instance"]:
         """The instances of every host, from their heartbeat rows, each asked through the

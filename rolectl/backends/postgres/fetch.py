@@ -5,7 +5,8 @@ contract: one statement (:data:`~rolectl.backends.postgres.schema.ROLE_AND_HEAD_
 autocommit connection is one snapshot, so a miss racing an event never installs the old role
 under a version at or past that event. Each connection keeps its cursor, and
 the statement is prepared on the server (parsed and planned once per connection). The
-connections are few and shared by every thread (:mod:`.misspool`): at most two per handle.
+connections are few and shared by every thread (:mod:`.misspool`): at most two per handle,
+shared with its writes and diagnostics (:mod:`.budget`).
 
 A miss waits for a lock and runs at most ``timeout`` seconds (the connection's
 ``lock_timeout`` / ``statement_timeout``): a role that holds ``LOCK TABLE users`` makes the
@@ -37,7 +38,8 @@ class PostgresFetch:
     autocommit connection. Every thread shares at most ``connections`` connections
     (:class:`~.misspool.MissConnections`: a miss borrows one for its statement; a stalled one
     is cut by a watchdog). Driver errors become :class:`~rolectl.errors.DatabaseError` and
-    close the connection, so the next call reconnects.
+    close the connection, so the next call reconnects. A given ``pool`` replaces
+    ``connections`` (and the factory); the handle shares it with its writes and diagnostics.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class PostgresFetch:
         versioned: bool = True,
         timeout: float = 5.0,
         connections: int = MISS_CONNECTIONS,
+        pool: MissConnections | None = None,
     ) -> None:
         if callable(database):
             factory: ConnectionFactory = database
@@ -63,7 +66,8 @@ class PostgresFetch:
         self.timeout = timeout
         self._error = driver().Error
         self._operational = driver().OperationalError
-        self.pool = MissConnections(factory, size=connections, timeout=timeout)
+        #: ``pool`` (a handle's shared connections, :func:`~.budget.shared_pool`) or our own.
+        self.pool = MissConnections(factory, size=connections, timeout=timeout) if pool is None else pool
 
     def __call__(self, user_id: int) -> Union[tuple[str, int], str]:
         pool = self.pool

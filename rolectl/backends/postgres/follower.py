@@ -18,7 +18,9 @@ One dedicated autocommit connection per follower (one per process for a bot):
 Notifications that arrive while a catch-up query runs are consumed by that query; a notify
 handler counts them and the loop reads once more, so none is lost between snapshot and wait.
 
-Nothing else runs on this thread or connection. Diagnostics (the instance agent, which any
+Nothing else runs on this thread or connection. In a bot's handle the connection also LISTENs
+for diagnostics requests and hands them on (:meth:`PgFollower.hear_requests`), without running
+a statement for them. Otherwise diagnostics (the instance agent, which any
 role that may write the log can keep busy with requests) answer on a thread and connection
 of their own (:class:`~.agent.AgentThread`), so following and the staleness bound never wait
 on them. Every statement here waits and runs at most :data:`READ_BLOCK_LIMIT` seconds (or the
@@ -113,6 +115,7 @@ class PgFollower(FollowerView):
         self._waiting_on: object | None = None
         self.backoff = BACKOFF_FIRST
         self.notifications = 0
+        self._requests: Callable[[str | None], None] | None = None  # see hear_requests()
         if register:  # ``register=True``: the same as add_agent() after start()
             self.agent = InstanceAgent(cache, name=name, follower=self, where=self.reader.where)
 
@@ -177,6 +180,28 @@ class PgFollower(FollowerView):
         """Start the agent of ``register=True`` (``start()`` does; so does the asyncio driver)."""
         if self.agent is not None and self._agent_thread is None:
             self.add_agent(self.agent)
+
+    def hear_requests(self, hook: Callable[[str | None], None] | None) -> None:
+        """LISTEN for diagnostics requests on this follower's connection too and hand each
+        one's payload to ``hook`` (``None`` after a reconnect: requests may have been missed);
+        ``hook=None`` stops. ``hook`` must not block: it runs on the follower's thread or loop.
+        The agent then runs its statements elsewhere (:mod:`.agentpool`)."""
+        with self._lock:
+            self._requests = hook
+            self.reader.on_open = None if hook is None else self._listen_requests
+            conn = self.reader.conn
+            if conn is None or conn.closed:
+                return  # the next connection LISTENs (on_open)
+            try:
+                conn.execute(f"LISTEN {REQUESTS}" if hook is not None else f"UNLISTEN {REQUESTS}")
+            except self.reader.driver_error:
+                self.reader.close()  # the next round reconnects (and LISTENs)
+
+    def _listen_requests(self, conn: "psycopg.Connection[Any]") -> None:
+        conn.execute(f"LISTEN {REQUESTS}")
+        hook = self._requests
+        if hook is not None:
+            hook(None)
 
     def remove_agent(self) -> None:
         """Leave: the row and its requests are removed (best effort), no more heartbeats."""
@@ -342,9 +367,12 @@ class PgFollower(FollowerView):
         self._note(notify.channel, notify.payload)
 
     def _note(self, channel: str, payload: str) -> None:
-        """Remember a wake-up on the log's channel (diagnostics requests are the agent's, on
-        its own connection: one that reached this connection is none)."""
+        """Remember a wake-up on the log's channel; a diagnostics request is handed on (see
+        :meth:`hear_requests`), never a reason to read the log."""
         if channel == REQUESTS:
+            hook = self._requests
+            if hook is not None:
+                hook(payload)
             return
         self._notified.add(channel)
 

@@ -17,11 +17,20 @@ miss; it ends as soon as no connection is busy, and at
 longer than the timeout plus :data:`~rolectl.cache.missexec.MARGIN`: the blocked read then
 fails at once, the thread is free for the next miss, and the connection is replaced.
 
+The same connections serve a bot's writes and diagnostics (:mod:`.budget`): a write borrows
+one with :meth:`~MissConnections.acquire` ``(write=True)`` for its whole transaction and hands
+it back only once it is committed or rolled back. A waiting write goes before waiting misses
+(misses come by the thousand; a write must never be starved by them), and the watchdog never
+cuts a write: its statements carry their own server-side bounds and may wait for the writer
+lock longer than a miss may wait at all. A handle writes on one connection at a time, so
+misses always keep the others.
+
 Internal: not part of the public API.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import threading
@@ -35,12 +44,18 @@ from ...errors import DatabaseError
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
 
-__all__ = ["MISS_CONNECTIONS", "MissConnections", "Slot"]
+__all__ = ["MISS_CONNECTIONS", "MissConnections", "PoolBusyError", "Slot"]
 
 #: Connections a handle's misses use at most, whatever the core or thread count.
 MISS_CONNECTIONS = 2
+#: libpq's "idle, no transaction open": the only state a connection is handed back in.
+_IDLE = 0
 #: Longest sleep of the watchdog between two looks at the busy connections.
 WATCH_INTERVAL = 0.2
+
+
+class PoolBusyError(DatabaseError):
+    """Every connection stayed busy for the whole wait (not a database that refused one)."""
 
 
 class Slot:
@@ -55,6 +70,12 @@ class Slot:
         self.stall_at = 0.0
         self.stalled = False  # the watchdog cut it
         self.generation = generation
+
+    def replace(self, conn: "psycopg.Connection[Any]") -> None:
+        """Put a new connection in this slot (its borrower replaced a broken one)."""
+        self.conn = conn
+        self.cursor = conn.cursor()
+        self.fresh = True
 
 
 class MissConnections:
@@ -78,6 +99,7 @@ class MissConnections:
         self._idle: list[Slot] = []
         self._busy: set[Slot] = set()
         self._opening = 0
+        self._writers = 0  # writes waiting for a connection: misses wait behind them
         self._generation = 0  # bumped by close(): older slots are closed when returned
         self._watchdog: threading.Thread | None = None
         self._stop = threading.Event()
@@ -91,47 +113,70 @@ class MissConnections:
         with self._cond:
             return len(self._idle) + len(self._busy) + self._opening
 
-    def acquire(self) -> Slot:
-        """A connection for one statement: an idle one, a new one while fewer than ``size``
-        are open, else the first returned within the timeout (else :class:`DatabaseError`)."""
+    @property
+    def factory(self) -> Callable[[], "psycopg.Connection[Any]"]:
+        """What opens this pool's connections (a borrower replacing a broken one uses it)."""
+        return self._factory
+
+    def acquire(self, *, write: bool = False, wait: float | None = None, prefer: Slot | None = None) -> Slot:
+        """A connection: an idle one (``prefer`` if it is idle), a new one while fewer than
+        ``size`` are open, else the first returned within ``wait`` seconds (default: the
+        timeout), else :class:`PoolBusyError`. A write goes before the misses waiting with it
+        and is never cut by the watchdog (see the module docstring)."""
         end = 0.0
+        limit = self.timeout if wait is None else wait
         with self._cond:
-            while True:
-                if self._idle:
-                    slot: Slot | None = self._idle.pop()
-                    break
-                if len(self._busy) + self._opening < self.size:
-                    self._opening += 1
-                    slot = None
-                    break
-                now = time.monotonic()
-                if not end:
-                    end = now + self.timeout
-                if now >= end:
-                    self.exhausted += 1
-                    raise DatabaseError(
-                        f"all {self.size} connections for lookups stayed busy for {self.timeout:g} s",
-                        hint="the database is slow or hung; lookups of users not in the cache fail closed until "
-                        "it answers",
-                    )
-                self._cond.wait(end - now)
-            generation = self._generation
-        if slot is None:
+            if write:
+                self._writers += 1
             try:
-                slot = Slot(self._factory(), generation)
-            except BaseException:
-                with self._cond:
-                    self._opening -= 1
-                    self._cond.notify()
-                raise
+                while True:
+                    if self._idle and (write or not self._writers):
+                        if prefer is not None and prefer in self._idle:
+                            self._idle.remove(prefer)
+                            slot: Slot | None = prefer
+                        else:
+                            slot = self._idle.pop()
+                        break
+                    if len(self._busy) + self._opening < self.size and (write or not self._writers):
+                        self._opening += 1
+                        slot = None
+                        break
+                    now = time.monotonic()
+                    if not end:
+                        end = now + limit
+                    if now >= end:
+                        self.exhausted += 1
+                        raise PoolBusyError(
+                            f"all {self.size} connections of this handle stayed busy for {limit:g} s",
+                            hint="the database is slow or hung; lookups of users not in the cache fail closed until "
+                            "it answers",
+                        )
+                    self._cond.wait(end - now)
+            finally:
+                if write:
+                    self._writers -= 1
+                    self._cond.notify_all()  # misses held back by this write may go on
+            generation = self._generation
+            if slot is not None:  # counted as busy at once: no one opens another meanwhile
+                self._lend_locked(slot, write)
+                return slot
+        try:
+            slot = Slot(self._factory(), generation)
+        except BaseException:
             with self._cond:
                 self._opening -= 1
-        slot.stall_at = time.monotonic() + self.timeout + self.margin
+                self._cond.notify_all()
+            raise
         with self._cond:
-            self._busy.add(slot)
-            if self._watchdog is None:
-                self._start_watchdog_locked()
+            self._opening -= 1
+            self._lend_locked(slot, write)
         return slot
+
+    def _lend_locked(self, slot: Slot, write: bool) -> None:
+        slot.stall_at = math.inf if write else time.monotonic() + self.timeout + self.margin
+        self._busy.add(slot)
+        if self._watchdog is None:
+            self._start_watchdog_locked()
 
     def release(self, slot: Slot) -> None:
         """Return a connection after a statement that succeeded (or was cut by its own
@@ -139,7 +184,12 @@ class MissConnections:
         slot.fresh = False
         with self._cond:
             self._busy.discard(slot)
-            keep = slot.generation == self._generation and not slot.stalled and not slot.conn.closed
+            keep = (
+                slot.generation == self._generation
+                and not slot.stalled
+                and not slot.conn.closed
+                and slot.conn.info.transaction_status == _IDLE
+            )
             if keep:
                 self._idle.append(slot)
             self._cond.notify_all()  # a miss waiting for a connection, and the watchdog

@@ -84,9 +84,16 @@ class _Handle:
         # A missing database fails here, unless strict=False: then stand-ins open it later
         backend = self.backend
         self.repo: Repository | LateRepository
-        self.repo, self._fetch = open_or_wait(
-            lambda: Repository(backend.store()), backend.fetch, where=str(backend.path), strict=options.strict
-        )
+        try:
+            self.repo, self._fetch = open_or_wait(
+                lambda: Repository(backend.store()), backend.fetch, where=str(backend.path), strict=options.strict
+            )
+        except BaseException:
+            # The shared connections (and their watchdog) are the fetch's to close, and there is none.
+            pool = getattr(backend, "pool", None)
+            if pool is not None:
+                pool.close()
+            raise
         self._undo.append(self.repo.close)
         self._undo.append(self._fetch.close)
         #: Failed lookups and writes by cause, miss latency (:mod:`rolectl.opsmetrics`).

@@ -291,9 +291,13 @@ def test_several_children_never_share_the_parents_connection(any_db: str) -> Non
         roles.close()
 
 
-def _mp_worker(roles: rolectl.Roles, db: str, out: Any) -> None:
+def _mp_worker(roles: rolectl.Roles, db: str, out: Any, revoked: Any) -> None:
     try:
         report = {"inherited": refused(lambda: roles.get_role(5))}
+        # A fresh handle reads the database: only once the parent's revoke has committed is
+        # "user" the one right answer.
+        if not revoked.wait(CHILD_TIMEOUT):
+            raise TimeoutError("the parent never said the revoke committed")
         with rolectl.connect(db, name="mp") as mine:
             report["fresh"] = mine.get_role(5)
         out.send(report)
@@ -314,9 +318,11 @@ def test_multiprocessing_fork_worker_is_refused_then_connects(any_db: str) -> No
         roles.add_admin(5)  # cached as admin again; the worker must not answer from it
         ctx = multiprocessing.get_context("fork")
         recv, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_mp_worker, args=(roles, any_db, send))
+        revoked = ctx.Event()
+        proc = ctx.Process(target=_mp_worker, args=(roles, any_db, send, revoked))
         proc.start()
         revoke(any_db, 5)
+        revoked.set()
         try:
             assert recv.poll(CHILD_TIMEOUT), "the worker did not report in time"
             report = recv.recv()

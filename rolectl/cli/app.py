@@ -23,6 +23,7 @@ def _register() -> None:
     # Importing a command module attaches its commands; keep heavy imports inside commands.
     # The order here is the order of `rolectl --help`.
     from . import roles  # noqa: F401
+    from . import grants  # noqa: F401
     from . import mailbox  # noqa: F401
     from . import events  # noqa: F401
     from . import diagnostics  # noqa: F401

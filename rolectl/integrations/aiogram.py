@@ -38,8 +38,8 @@ from aiogram.types import Message, TelegramObject, Update, User
 
 from ..aio import AsyncRoles
 from ..errors import RolectlError
-from ..events import Role, RoleName
-from . import check_roles, failure_log, lookup
+from ..events import ROLE_BANNED, Role, RoleName
+from . import check_roles, failure_log, lookup, passes, ranks_of
 from .anonymous import GROUP_ANONYMOUS_BOT_ID, Sender, is_service_user, service_role
 from .anonymous import anonymous_admin_chat as _anonymous_admin_chat
 
@@ -82,9 +82,12 @@ class RoleMiddleware(BaseMiddleware):
     :func:`setup`). ``anonymous_admins=False``: an anonymous admin's message is from a
     ``user`` (see the module docstring)."""
 
-    def __init__(self, roles: AsyncRoles, *, anonymous_admins: bool = True) -> None:
+    def __init__(self, roles: AsyncRoles, *, drop_banned: bool = True, anonymous_admins: bool = True) -> None:
         self.roles = roles
         self.failures = failure_log(roles)
+        #: Updates from banned users reach no handler (``drop_banned=False``: they do, with
+        #: ``role == "banned"``, and no ``HasRole`` passes them).
+        self.drop_banned = drop_banned
         self.anonymous_admins = anonymous_admins
 
     async def __call__(
@@ -96,15 +99,18 @@ class RoleMiddleware(BaseMiddleware):
         user = data.get("event_from_user")  # set by aiogram's own user-context middleware
         user_id = user.id if isinstance(user, User) else None
         if is_service_user(user_id):  # a stand-in, never looked up: an anonymous admin, or a user
-            data["role"] = service_role(_sender(event, user_id), anonymous_admins=self.anonymous_admins)
+            data["role"] = role = service_role(_sender(event, user_id), anonymous_admins=self.anonymous_admins)
         else:
-            data["role"] = await lookup(self.roles, user_id, self.failures)
+            data["role"] = role = await lookup(self.roles, user_id, self.failures)
+        if role == ROLE_BANNED and self.drop_banned:
+            return None
         data["roles"] = self.roles
         return await handler(event, data)
 
 
 class HasRole(Filter):
-    """Passes when the sender has one of the given roles: ``HasRole("admin")``.
+    """Passes when the sender's role ranks at least as high as one of the given roles:
+    ``HasRole("moderator")`` lets moderators and admins through; ``banned`` never passes.
 
     A role is a :data:`~rolectl.events.Role` literal, so ``mypy --strict`` refuses
     ``HasRole("admn")``; a name only known at run time is wrapped:
@@ -113,23 +119,26 @@ class HasRole(Filter):
     def __init__(self, *roles: Role | RoleName) -> None:
         self.roles = check_roles(roles)
 
-    async def __call__(self, event: TelegramObject, role: str | None = None) -> bool:
+    async def __call__(self, event: TelegramObject, role: str | None = None, roles: AsyncRoles | None = None) -> bool:
         if role is None:
             raise RolectlError(
                 "HasRole found no role in the handler data",
                 hint="install the middleware: rolectl.integrations.aiogram.setup(dp, roles)",
             )
-        return role in self.roles
+        return passes(role, self.roles, ranks_of(roles))
 
     def __str__(self) -> str:
         return f"HasRole({', '.join(map(repr, sorted(self.roles)))})"
 
 
-def setup(dispatcher: Dispatcher, roles: AsyncRoles, *, anonymous_admins: bool = True) -> RoleMiddleware:
+def setup(
+    dispatcher: Dispatcher, roles: AsyncRoles, *, drop_banned: bool = True, anonymous_admins: bool = True
+) -> RoleMiddleware:
     """Install :class:`RoleMiddleware` on ``dispatcher.update``, open ``roles`` on the
     dispatcher's startup and close it on shutdown; handlers may also take ``roles``.
+    Updates from banned users are dropped unless ``drop_banned=False``;
     ``anonymous_admins=False`` handles anonymous group admins' messages as from a ``user``."""
-    middleware = RoleMiddleware(roles, anonymous_admins=anonymous_admins)
+    middleware = RoleMiddleware(roles, drop_banned=drop_banned, anonymous_admins=anonymous_admins)
     dispatcher.update.outer_middleware(middleware)
     dispatcher["roles"] = roles
 

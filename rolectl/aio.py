@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Unpack
 
     from .backends.base import AsyncioFollower
-    from .events import Role
+    from .events import Role, RoleName
     from .health import Health
     from .repository import Change
 
@@ -92,6 +92,7 @@ class AsyncRoles(_Handle):
                     )
                     self.follower = follower  # stopped by aclose()/close(), on the loop
                     await follower.start()
+                await in_own_thread(self._learn_roles, name="rolectl-open")
                 self._attach_own_writes(self.follower)
                 # registering connects (PostgreSQL): off the loop, never in its default executor
                 await in_own_thread(self._register_now, self.follower, name="rolectl-open")
@@ -117,8 +118,16 @@ class AsyncRoles(_Handle):
             self._lookup_failed(exc)
             raise
 
+    async def has_role(self, user_id: int, role: "Role | RoleName") -> bool:
+        """Whether the user holds ``role`` or a role ranked above it (``banned`` never
+        passes); as :meth:`rolectl.Roles.has_role`."""
+        if role not in self.cache.ranks:
+            self.cache.ranked("user", role)  # raises: not defined
+        return self.cache.ranked(await self.get_role(user_id), role)
+
     async def is_admin(self, user_id: int) -> bool:
-        return await self.get_role(user_id) == "admin"
+        """``has_role(user_id, "admin")``: an admin, or a role ranked above it."""
+        return await self.has_role(user_id, "admin")
 
     async def health(self) -> "Health":
         """What a liveness/readiness probe needs, without touching the database
@@ -166,6 +175,30 @@ class AsyncRoles(_Handle):
         self._check_open()
         return await self._write(
             user_id, self.repo.users.upsert, user_id, username, role=role, actor=actor or self.actor
+        )
+
+    async def grant(
+        self,
+        user_id: int,
+        role: "Role | RoleName",
+        *,
+        actor: str | None = None,
+        note: str | None = None,
+        force: bool = False,
+    ) -> "Change":
+        """As :meth:`rolectl.Roles.grant`, in the write thread."""
+        self._check_open()
+        return await self._write(
+            user_id, self.repo.roles.grant, user_id, role, actor=actor or self.actor, note=note, force=force
+        )
+
+    async def revoke(
+        self, user_id: int, *, actor: str | None = None, note: str | None = None, force: bool = False
+    ) -> "Change":
+        """As :meth:`rolectl.Roles.revoke`, in the write thread."""
+        self._check_open()
+        return await self._write(
+            user_id, self.repo.roles.revoke, user_id, actor=actor or self.actor, note=note, force=force
         )
 
     # -- lifecycle -------------------------------------------------------------------------

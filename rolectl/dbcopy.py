@@ -49,6 +49,9 @@ NOT_EMPTY_HINT = "copy into an empty database, or pass --replace to replace its 
 
 _USERS = ("user_id", "username", "role", "created_at", "updated_at")
 _MAILBOXES = ("mailbox_id", "owner_id", "title", "created_at", "updated_at")
+_ROLES = ("name", "rank", "created_at")
+#: The roles a copy brings: the built-in ones are in every database already.
+_ADDED_ROLES = "WHERE name NOT IN ('banned', 'user', 'admin')"
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,9 @@ def _into_postgres(
     head = int(dconn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
     if head:
         dconn.execute("SELECT setval(pg_get_serial_sequence('events', 'seq'), %s)", (head,))
+    # The roles the source defined beyond the built-in ones, before the users who hold them
+    # (the log defines them already: the trigger logs nothing).
+    _copy(src, sconn, dconn, "roles", _ROLES, "rank", chunk, where=_ADDED_ROLES)
     users = _copy(src, sconn, dconn, "users", _USERS, "user_id", chunk)
     mailboxes = _copy(src, sconn, dconn, "mailboxes", _MAILBOXES, "mailbox_id", chunk)
     after = int(dconn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
@@ -162,11 +168,18 @@ def _into_postgres(
 
 
 def _copy(
-    src: Store, sconn: sqlite3.Connection, dconn: Any, table: str, columns: tuple[str, ...], order: str, chunk: int
+    src: Store,
+    sconn: sqlite3.Connection,
+    dconn: Any,
+    table: str,
+    columns: tuple[str, ...],
+    order: str,
+    chunk: int,
+    where: str = "",
 ) -> int:
     names = ", ".join(columns)
     src.guard.rearm()
-    source = sconn.execute(f"SELECT {names} FROM {table} ORDER BY {order}")
+    source = sconn.execute(f"SELECT {names} FROM {table} {where} ORDER BY {order}")
     copied = 0
     with dconn.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
         while True:
@@ -228,6 +241,7 @@ def postgres_to_sqlite(
                         [(events + i + 1, *row[1:]) for i, row in enumerate(rows)],
                     )
                     events += len(rows)
+            _copy_into_sqlite(sconn, dconn, "roles", _ROLES, "rank", chunk, where=_ADDED_ROLES)
             users = _copy_into_sqlite(sconn, dconn, "users", _USERS, "user_id", chunk)
             mailboxes = _copy_into_sqlite(sconn, dconn, "mailboxes", _MAILBOXES, "mailbox_id", chunk)
             head = int(dconn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
@@ -254,12 +268,18 @@ def _has_content(target: str | os.PathLike[str], timeout: float | None) -> bool:
 
 
 def _copy_into_sqlite(
-    sconn: object, dconn: sqlite3.Connection, table: str, columns: tuple[str, ...], order: str, chunk: int
+    sconn: object,
+    dconn: sqlite3.Connection,
+    table: str,
+    columns: tuple[str, ...],
+    order: str,
+    chunk: int,
+    where: str = "",
 ) -> int:
     names = ", ".join(columns)
     copied = 0
     with sconn.cursor(name=f"rolectl_copy_{table}") as cur:  # type: ignore[attr-defined]
-        cur.execute(f"SELECT {names} FROM {table} ORDER BY {order}")
+        cur.execute(f"SELECT {names} FROM {table} {where} ORDER BY {order}")
         while rows := cur.fetchmany(chunk):
             dconn.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", rows)
             copied += len(rows)

@@ -21,7 +21,13 @@ __all__ = [
     "MAILBOX_CREATED",
     "CACHE_EVICT",
     "CACHE_FLUSH",
+    "ROLE_CHANGED",
+    "ROLE_DEFINED",
+    "ROLE_UNDEFINED",
+    "ROLE_BANNED",
+    "BUILTIN_RANKS",
     "ROLE_KINDS",
+    "ROLE_SET_KINDS",
     "KINDS",
     "SEQ_LIMIT",
     "SEQ_HEAD_MAX",
@@ -32,12 +38,20 @@ __all__ = [
     "RoleName",
 ]
 
-#: A user's role, as the cache, the repository and the log report it. Functions that take a
-#: role from people (the CLI, import files) accept any ``str`` and validate it.
-Role = Literal["user", "admin"]
+#: The roles every database defines (see :data:`BUILTIN_RANKS`), as literals: a misspelt
+#: ``has_role(uid, "admn")`` fails ``mypy --strict``. A role defined at run time (``rolectl
+#: roles add moderator``) is a :data:`RoleName`, checked against the database's set at run
+#: time; lookups answer any defined role's name. Functions that take a role from people (the
+#: CLI, import files) accept any ``str`` and validate it.
+Role = Literal["banned", "user", "admin"]
 ROLE_USER: Final = "user"
 ROLE_ADMIN: Final = "admin"
 ROLES: tuple[Role, ...] = (ROLE_USER, ROLE_ADMIN)
+#: The role that never passes a role check (``has_role``); a defined role like any other.
+ROLE_BANNED: Final = "banned"
+#: The roles every database defines and nobody can remove, with their ranks. Ranks leave
+#: room: ``rolectl roles add moderator --rank 50`` lands between ``user`` and ``admin``.
+BUILTIN_RANKS: Mapping[str, int] = {ROLE_BANNED: 0, ROLE_USER: 10, ROLE_ADMIN: 100}
 #: A role name the type checker cannot know, checked at run time instead: what the filters and
 #: decorators of :mod:`rolectl.integrations` take besides a :data:`Role` literal, so
 #: ``HasRole("admn")`` fails ``mypy --strict`` while a name read from a config file still
@@ -47,6 +61,14 @@ RoleName = NewType("RoleName", str)
 # Role-change kinds: exactly one per change of a user's effective role, written by trigger.
 ADMIN_ADDED = "admin_added"
 ADMIN_REMOVED = "admin_removed"
+#: A change between two roles neither of which is ``admin`` (``user`` -> ``moderator``,
+#: ``user`` -> ``banned``): a change to ``admin`` stays ``admin_added``, one from it
+#: ``admin_removed``, so the log reads as it always did for admins.
+ROLE_CHANGED = "role_changed"
+# Changes to the set of defined roles: ``new_role`` (defined) or ``old_role`` (undefined)
+# names the role, ``note`` holds its rank in decimal.
+ROLE_DEFINED = "role_defined"
+ROLE_UNDEFINED = "role_undefined"
 # Domain events written by the repository next to the role changes they explain.
 ADMIN_TRANSFERRED = "admin_transferred"
 MAILBOX_CREATED = "mailbox_created"
@@ -54,7 +76,8 @@ MAILBOX_CREATED = "mailbox_created"
 CACHE_EVICT = "cache_evict"
 CACHE_FLUSH = "cache_flush"
 
-ROLE_KINDS: frozenset[str] = frozenset({ADMIN_ADDED, ADMIN_REMOVED})
+ROLE_KINDS: frozenset[str] = frozenset({ADMIN_ADDED, ADMIN_REMOVED, ROLE_CHANGED})
+ROLE_SET_KINDS: frozenset[str] = frozenset({ROLE_DEFINED, ROLE_UNDEFINED})
 KINDS: tuple[str, ...] = (
     ADMIN_ADDED,
     ADMIN_REMOVED,
@@ -62,6 +85,9 @@ KINDS: tuple[str, ...] = (
     MAILBOX_CREATED,
     CACHE_EVICT,
     CACHE_FLUSH,
+    ROLE_CHANGED,
+    ROLE_DEFINED,
+    ROLE_UNDEFINED,
 )
 
 #: The largest seq either engine can issue (a signed 64-bit integer); after it every write fails.
@@ -99,8 +125,8 @@ class Event:
     ts: str
     kind: str
     user_id: int | None = None
-    old_role: Role | None = None
-    new_role: Role | None = None
+    old_role: str | None = None
+    new_role: str | None = None
     mailbox_id: int | None = None
     from_user: int | None = None
     to_user: int | None = None
@@ -147,16 +173,22 @@ class Event:
             return f"Cache evict event: {self.user_id}"
         if self.kind == CACHE_FLUSH:
             return "Cache flush event"
+        if self.kind == ROLE_CHANGED:
+            return f"Role changed event: {self.user_id} {self.old_role} -> {self.new_role}{who}"
+        if self.kind == ROLE_DEFINED:
+            return f"Role defined event: {self.new_role} (rank {self.note})"
+        if self.kind == ROLE_UNDEFINED:
+            return f"Role removed event: {self.old_role}"
         return f"{self.kind} event"
 
 
-def replay(events: Iterable[Event]) -> dict[int, Role]:
+def replay(events: Iterable[Event]) -> dict[int, str]:
     """Fold role-change events into ``{user_id: role}`` for every user whose role is not ``user``.
 
     This is what a cache that followed the log from the start would believe; comparing it with
     the ``users`` table is how tests and ``rolectl doctor`` prove nothing bypassed the log.
     """
-    roles: dict[int, Role] = {}
+    roles: dict[int, str] = {}
     for event in events:
         if event.kind in ROLE_KINDS and event.user_id is not None:
             if event.new_role is None or event.new_role == ROLE_USER:

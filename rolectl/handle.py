@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .backends.base import Backend, InstanceRegistration, ThreadFollower
     from .cache.followview import FollowerView
     from .cache.role_cache import RoleCache
-    from .events import Event, Role
+    from .events import Event, Role, RoleName
     from .health import Health
     from .latedb import LateRepository
     from .repository import Change, Repository
@@ -84,9 +84,16 @@ class _Handle:
         # A missing database fails here, unless strict=False: then stand-ins open it later
         backend = self.backend
         self.repo: Repository | LateRepository
-        self.repo, self._fetch = open_or_wait(
-            lambda: Repository(backend.store()), backend.fetch, where=str(backend.path), strict=options.strict
-        )
+        try:
+            self.repo, self._fetch = open_or_wait(
+                lambda: Repository(backend.store()), backend.fetch, where=str(backend.path), strict=options.strict
+            )
+        except BaseException:
+            # The shared connections (and their watchdog) are the fetch's to close, and there is none.
+            pool = getattr(backend, "pool", None)
+            if pool is not None:
+                pool.close()
+            raise
         self._undo.append(self.repo.close)
         self._undo.append(self._fetch.close)
         #: Failed lookups and writes by cause, miss latency (:mod:`rolectl.opsmetrics`).
@@ -180,6 +187,23 @@ class _Handle:
                     "closing the rolectl handle: %r failed", step, extra=fields("connect.close_failed", error=repr(exc))
                 )
 
+    def _learn_roles(self) -> None:
+        """Hand the database's defined roles to the cache (after the follower started: the
+        log's role_defined / role_undefined events after the read only move it forward).
+        A set that cannot be read or fails the checks leaves the built-in roles only, so a
+        check of another role fails closed; the error is logged."""
+        if not getattr(self.repo, "ready", True):  # a database that is not there yet
+            return
+        try:
+            self.cache.define_roles(self.repo.roles.ranks())
+        except RolectlError as exc:
+            log.warning(
+                "cache %s: the defined roles could not be read (%s); only banned, user and admin are ranked",
+                self.name,
+                exc,
+                extra=fields("connect.roles_unread", instance=self.name, db=self.backend.path, error=str(exc)),
+            )
+
     def _lookup_failed(self, exc: BaseException) -> None:
         self.ops.lookup_failed(exc, suspended=self.cache.suspended)
 
@@ -227,6 +251,7 @@ class Roles(_Handle):
                 follower = self.backend.follower(self.cache, max_staleness=self._max_staleness, strict=self._strict)
                 self._undo.append(follower.close)  # also if start() fails half-way
                 self.follower = follower.start()  # the cache is in step when this returns
+            self._learn_roles()
             self._attach_own_writes(self.follower)
             self._register_now(self.follower)
         except BaseException:
@@ -245,12 +270,21 @@ class Roles(_Handle):
             self._lookup_failed(exc)
             raise
 
-    def is_admin(self, user_id: int) -> bool:
+    def has_role(self, user_id: int, role: "Role | RoleName") -> bool:
+        """Whether the user holds ``role`` or a role ranked above it (``banned`` never
+        passes). A literal role is checked by the type checker; a name read at run time is
+        spelled ``RoleName(name)`` and must be defined (:class:`InvalidInputError`)."""
         try:
-            return self.cache.get_role(user_id) == "admin"
+            return self.cache.has_role(user_id, role)
+        except InvalidInputError:
+            raise
         except Exception as exc:
             self._lookup_failed(exc)
             raise
+
+    def is_admin(self, user_id: int) -> bool:
+        """``has_role(user_id, "admin")``: an admin, or a role ranked above it."""
+        return self.has_role(user_id, "admin")
 
     def health(self) -> "Health":
         """What a liveness/readiness probe needs, without touching the database
@@ -280,6 +314,31 @@ class Roles(_Handle):
         self._check_open()
         return self._written(
             to_user, self.repo.mailboxes.transfer, mailbox_id, to_user, actor=actor or self.actor, keep_admin=keep_admin
+        )
+
+    def grant(
+        self,
+        user_id: int,
+        role: "Role | RoleName",
+        *,
+        actor: str | None = None,
+        note: str | None = None,
+        force: bool = False,
+    ) -> "Change":
+        """Give the user ``role`` globally (any defined role); ranking a mailbox owner below
+        ``admin`` is refused unless ``force``. ``note`` is kept in the event."""
+        self._check_open()
+        return self._written(
+            user_id, self.repo.roles.grant, user_id, role, actor=actor or self.actor, note=note, force=force
+        )
+
+    def revoke(
+        self, user_id: int, *, actor: str | None = None, note: str | None = None, force: bool = False
+    ) -> "Change":
+        """Back to ``user``."""
+        self._check_open()
+        return self._written(
+            user_id, self.repo.roles.revoke, user_id, actor=actor or self.actor, note=note, force=force
         )
 
     def upsert_user(

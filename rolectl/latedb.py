@@ -32,7 +32,7 @@ from .events import Event
 if TYPE_CHECKING:  # pragma: no cover
     from .backends.base import MissFetch
     from .cache.role_cache.defs import FetchResult
-    from .repository import EventLog, MailboxesRepo, Repository, UsersRepo
+    from .repository import EventLog, MailboxesRepo, Repository, RolesRepo, UsersRepo
 
 __all__ = ["LateFetch", "LateRepository", "is_absent", "open_or_wait"]
 
@@ -130,6 +130,10 @@ class LateRepository:
     @property
     def events(self) -> "EventLog":
         return self.opened().events
+
+    @property
+    def roles(self) -> "RolesRepo":
+        return self.opened().roles
 
     def close(self) -> None:
         with self._lock:

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Iterator
 
 from .backends.sqlite.guard import MAX_BACKUP_LENGTH, PHASE_STEPS, Guard, harden
-from .backends.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+from .backends.sqlite.schema import RANK_MAX, SCHEMA_VERSION, role_name_ok, statements
 from .backupfile import BackupFile
 from .errors import DatabaseError
-from .events import ADMIN_ADDED, ADMIN_REMOVED, KINDS, ROLES
+from .events import ADMIN_ADDED, ADMIN_REMOVED, BUILTIN_RANKS, KINDS, ROLE_CHANGED
 
 __all__ = ["build", "INVALID_HINT", "SEQ_LIMIT"]
 
@@ -57,17 +57,36 @@ def _text(col: str, longest: int = _TEXT_MAX, optional: bool = False, shortest: 
     return f"WHEN {bad} THEN '{col} is not text of {shortest} to {longest} characters'"
 
 
-def _role(col: str, optional: bool = False) -> str:
-    bad = f"(typeof({col}) <> 'text' OR {col} NOT IN {_sql_set(ROLES)})"
+def _role(col: str, optional: bool = False, defined: bool = True) -> str:
+    """A role: a well-formed name and, for a user's role, one the restored ``roles`` holds
+    (copied first)."""
+    bad = f"(NOT {role_name_ok(col)}" + (f" OR {col} NOT IN (SELECT name FROM main.roles))" if defined else ")")
     if optional:
         bad = f"({col} IS NOT NULL AND {bad})"
-    return f"WHEN {bad} THEN '{col} ' || quote(substr({col}, 1, 20)) || ' is not a role ({', '.join(ROLES)})'"
+    return f"WHEN {bad} THEN '{col} ' || quote(substr({col}, 1, 20)) || ' is not a defined role'"
 
 
-_ROLE_KINDS = _sql_set((ADMIN_ADDED, ADMIN_REMOVED))
+_ROLE_KINDS = _sql_set((ADMIN_ADDED, ADMIN_REMOVED, ROLE_CHANGED))
+_BUILTINS = _sql_set(tuple(BUILTIN_RANKS))
 
 #: table -> (columns copied, key, the first row rolectl would never have written: (key, why))
 _TABLES: dict[str, tuple[tuple[str, ...], str, list[str]]] = {
+    "roles": (
+        ("name", "rank", "created_at"),
+        "name",
+        [
+            _role("name", defined=False),
+            f"WHEN typeof(rank) <> 'integer' OR rank NOT BETWEEN 0 AND {RANK_MAX} "
+            "THEN 'rank ' || quote(substr(rank, 1, 24)) || ' is not a rank'",
+            "WHEN (SELECT count(*) FROM src.roles AS r WHERE r.rank = roles.rank) > 1 THEN 'rank ' || rank || ' is not unique'",
+            "WHEN name IN "
+            + _BUILTINS
+            + " AND rank IS NOT CASE name "
+            + " ".join(f"WHEN '{n}' THEN {r}" for n, r in BUILTIN_RANKS.items())
+            + " END THEN 'a built-in role has another rank'",
+            _text("created_at", 64),
+        ],
+    ),
     "users": (
         ("user_id", "username", "role", "created_at", "updated_at"),
         "user_id",
@@ -102,10 +121,11 @@ _TABLES: dict[str, tuple[tuple[str, ...], str, list[str]]] = {
             "THEN 'kind ' || quote(substr(kind, 1, 20)) || ' is not one of rolectl''s'",
             _text("ts", 64),
             _id("user_id", "user id", optional=True),
-            _role("old_role", optional=True),
-            _role("new_role", optional=True),
-            f"WHEN kind IN {_ROLE_KINDS} AND (typeof(user_id) <> 'integer' OR new_role IS NOT "
-            f"CASE kind WHEN '{ADMIN_ADDED}' THEN 'admin' ELSE 'user' END) "
+            _role("old_role", optional=True, defined=False),
+            _role("new_role", optional=True, defined=False),
+            f"WHEN kind IN {_ROLE_KINDS} AND (typeof(user_id) <> 'integer' OR new_role IS NULL "
+            f"OR (kind = '{ADMIN_ADDED}') <> (new_role = 'admin') "
+            f"OR (kind = '{ADMIN_REMOVED}' AND old_role IS NOT 'admin')) "
             "THEN kind || ' with user ' || quote(user_id) || ' and new_role ' || quote(new_role)",
             _id("mailbox_id", "mailbox id", optional=True),
             _id("from_user", "from_user", optional=True),
@@ -116,7 +136,13 @@ _TABLES: dict[str, tuple[tuple[str, ...], str, list[str]]] = {
     ),
     "meta": (("key", "value"), "key", [_text("key", 200), _text("value", shortest=0)]),
 }
-_LABEL = {"users": "user {}", "mailboxes": "mailbox {}", "events": "event #{}", "meta": "meta {!r}"}
+_LABEL = {
+    "roles": "role {!r}",
+    "users": "user {}",
+    "mailboxes": "mailbox {}",
+    "events": "event #{}",
+    "meta": "meta {!r}",
+}
 
 _GAP = (
     "SELECT prev, seq FROM (SELECT seq, lag(seq, 1, 0) OVER (ORDER BY seq) AS prev FROM src.events) "
@@ -162,12 +188,11 @@ def _copy(conn: sqlite3.Connection, table: str) -> None:
 
 
 def _statements(with_triggers: bool) -> Iterator[str]:
-    """The migrations' statements: all but the triggers' (``False``), or all (``True``; each
-    statement is idempotent, so running them again creates only the triggers)."""
-    for version in sorted(MIGRATIONS):
-        for statement in MIGRATIONS[version]:
-            if with_triggers or statement.split()[1].upper() != "TRIGGER":
-                yield statement
+    """The migrations' statements: all but the triggers' (``False``), or the replayable ones
+    (``True``; each is idempotent, so running them again creates only the triggers)."""
+    for statement in statements(replay=with_triggers):
+        if with_triggers or statement.split()[1].upper() != "TRIGGER":
+            yield statement
 
 
 def _fill(conn: sqlite3.Connection, backup: BackupFile, guard: Guard) -> None:
@@ -181,12 +206,20 @@ def _fill(conn: sqlite3.Connection, backup: BackupFile, guard: Guard) -> None:
         ):
             raise DatabaseError(f"backup {backup.path} changed while it was being restored", hint=hint)
     for table in _TABLES:
+        if table == "roles" and backup.version < 3:
+            continue  # defined by the migrations: the built-in roles
         with guard.bounded(f"checking {table} of backup {backup.path}", hint):
             _first_invalid(conn, table)
             if table == "events":
                 _check_log(conn)
         with guard.bounded(f"copying {table} of backup {backup.path}", hint):
+            if table == "roles":
+                conn.execute("DELETE FROM main.roles")  # no triggers yet: the backup's set replaces them
             _copy(conn, table)
+            if table == "roles" and conn.execute(
+                f"SELECT count(*) FROM main.roles WHERE name IN {_BUILTINS}"
+            ).fetchone()[0] != len(BUILTIN_RANKS):
+                raise _Invalid("roles: a built-in role (banned, user, admin) is missing")
 
 
 def _open(target: Path, backup: BackupFile, page_size: int) -> tuple[sqlite3.Connection, Guard]:

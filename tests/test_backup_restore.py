@@ -115,18 +115,21 @@ def test_restore_refuses_the_live_databases_own_side_files(with_backup):
 
 
 def test_restore_migrates_an_older_backup(with_backup, tmp_path):
+    from rolectl.backends.sqlite.schema import SCHEMA_VERSION, statements
+
     db, saved = with_backup
     old = tmp_path / "v1.db"
-    old.write_bytes(saved.read_bytes())
-    conn = sqlite3.connect(old)
-    conn.execute("DROP TRIGGER events_seq_assigned")
+    conn = sqlite3.connect(old, isolation_level=None)
+    for statement in statements(1):  # a backup written by a rolectl of schema version 1
+        conn.execute(statement)
+    conn.execute("INSERT INTO users (user_id, role) VALUES (789, 'admin')")
     conn.execute("PRAGMA user_version = 1")
     conn.execute("DROP TRIGGER users_role_update")  # and tampered with
     conn.execute("CREATE TRIGGER users_role_update AFTER UPDATE ON users BEGIN SELECT 1; END")
     conn.close()
     restore(db, old)
     with Repository.open(db) as repo:  # opens: the schema is current again
-        assert repo.store.schema_version == 2
+        assert repo.store.schema_version == SCHEMA_VERSION
         assert repo.users.get_role(789) == "admin"
     from rolectl import doctor
 

@@ -187,7 +187,49 @@ def test_has_role_without_the_middleware_says_how_to_fix(db_path: Path) -> None:
 def test_unknown_role_is_refused_at_definition() -> None:
     from rolectl.integrations.aiogram import HasRole
 
-    with pytest.raises(InvalidInputError, match="root"):
-        HasRole("root")
+    with pytest.raises(InvalidInputError, match="Root"):
+        HasRole("Root")  # a well-formed name is looked up at each update
     with pytest.raises(InvalidInputError):
         HasRole()
+
+
+def test_has_role_is_at_least_that_rank_and_banned_users_are_dropped(db_path: Path, rolectl_bin: Path) -> None:
+    """A moderator command passes moderators and admins; a banned user's updates reach no
+    handler, unless the bot asks for them (drop_banned=False), and then no HasRole passes."""
+    from aiogram import Dispatcher
+    from aiogram.filters import Command
+
+    from rolectl.events import RoleName
+    from rolectl.integrations.aiogram import HasRole, setup
+
+    def dispatcher(roles: AsyncRoles, drop_banned: bool) -> Dispatcher:
+        dp = Dispatcher()
+        setup(dp, roles, drop_banned=drop_banned)
+
+        @dp.message(Command("mute"), HasRole(RoleName("moderator")))
+        async def mute(message: Message) -> None:
+            await message.answer("muted")
+
+        @dp.message()
+        async def other(message: Message, role: str) -> None:
+            await message.answer(f"no ({role})")
+
+        return dp
+
+    async def scenario() -> None:
+        await cli(rolectl_bin, db_path, "roles", "add", "moderator", "--rank", "50")
+        for uid, role in ((1, "moderator"), (2, "admin"), (4, "banned")):
+            await cli(rolectl_bin, db_path, "grant", str(uid), role)
+        for drop_banned in (True, False):
+            roles = rolectl.aio.connect(db_path, name=f"mod-{drop_banned}")
+            dp, bot = dispatcher(roles, drop_banned), aiogram_bot()
+            await dp.emit_startup(bot=bot)
+            answers = {}
+            for uid in (1, 2, 3, 4):
+                before = len(bot.session.sent)
+                await dp.feed_update(bot, aiogram_update(uid, "/mute 9"))
+                answers[uid] = str(bot.session.sent[-1][1]) if len(bot.session.sent) > before else None
+            assert answers == {1: "muted", 2: "muted", 3: "no (user)", 4: None if drop_banned else "no (banned)"}
+            await dp.emit_shutdown(bot=bot)
+
+    asyncio.run(scenario())

@@ -94,9 +94,11 @@ def test_the_log_is_append_only(conn: Any, sql: str) -> None:
     assert events(conn) == before
 
 
-def test_roles_are_a_closed_set_and_seqs_are_the_databases(conn: Any) -> None:
-    with pytest.raises(psycopg.errors.CheckViolation):
+def test_roles_are_the_defined_set_and_seqs_are_the_databases(conn: Any) -> None:
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
         conn.execute("INSERT INTO users (user_id, role) VALUES (5, 'owner')")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("INSERT INTO events (kind, user_id, new_role) VALUES ('role_changed', 5, 'Owner')")
     with pytest.raises(psycopg.errors.GeneratedAlways):
         conn.execute("INSERT INTO events (seq, kind) VALUES (1000, 'cache_flush')")
     assert events(conn) == []
@@ -197,7 +199,7 @@ def test_one_notification_per_transaction_never_after_rollback(conn: Any, pg_url
         with conn.transaction():
             conn.execute("INSERT INTO users (user_id, role) SELECT g, 'admin' FROM generate_series(1, 500) AS g")
             conn.execute("UPDATE users SET role = 'user' WHERE user_id <= 100")
-        with pytest.raises(psycopg.errors.CheckViolation):
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
             with conn.transaction():
                 conn.execute("INSERT INTO users (user_id, role) VALUES (900, 'admin')")
                 conn.execute("INSERT INTO users (user_id, role) VALUES (901, 'boss')")
@@ -227,7 +229,7 @@ def test_every_function_pins_its_search_path_with_pg_temp_last(conn: Any) -> Non
         "SELECT proname, proconfig FROM pg_proc WHERE proname LIKE 'rolectl\\_%' "
         "AND pronamespace = 'public'::regnamespace"
     ).fetchall()
-    assert len(rows) == 8
+    assert len(rows) == 10
     assert all(config == ["search_path=pg_catalog, public, pg_temp"] for _name, config in rows), rows
     policies = conn.execute("SELECT qual, with_check FROM pg_policies WHERE policyname = 'writers_only'").fetchall()
     assert len(policies) == 2 and all("'events'::regclass)::oid" in q and q == w for q, w in policies)
@@ -268,7 +270,7 @@ def test_version_3_migrates_and_hand_made_writers_keep_writing(pg_server: Any, p
             c.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '3')")
         c.execute(f"CREATE ROLE {role} LOGIN")
         c.execute(f"GRANT SELECT, INSERT, UPDATE ON users, mailboxes, events, meta TO {role}")
-        assert schema.migrate(c) == [4]
+        assert schema.migrate(c) == [4, 5]
         writer_lock, instances = c.execute(
             "SELECT has_table_privilege(%s, 'rolectl_writer_lock', 'UPDATE'), "
             "has_table_privilege(%s, 'rolectl_instances', 'INSERT')",

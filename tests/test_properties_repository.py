@@ -27,7 +27,10 @@ USERS = st.integers(min_value=1, max_value=8)
 #: Raw SQL reaches two more ids, which only a primary-key update gives a row: free targets for it.
 RAW_IDS = st.integers(min_value=1, max_value=10)
 BOXES = st.integers(min_value=1, max_value=3)
-ROLES = st.sampled_from(["user", "admin"])
+ROLES = st.sampled_from(["user", "admin", "banned", "moderator"])
+#: What a grant may ask for: the defined roles, and one that is never defined.
+GRANTS = st.sampled_from(["user", "admin", "banned", "moderator", "helper"])
+RANK = {"banned": 0, "user": 10, "moderator": 50, "admin": 100}
 REFUSALS = (ConflictError, NotFoundError, InvalidInputError)
 #: Per backend: (examples, steps). PostgreSQL costs ~5x per step (a round trip per query).
 BUDGET = {"sqlite": (100, 40), "postgres": (25, 40)}
@@ -44,6 +47,8 @@ class RepositoryMachine(RuleBasedStateMachine):
         self.repo.bus.subscribe(self.heard.append)
         self.known: set[int] = set()
         self.admins: set[int] = set()
+        self.others: dict[int, str] = {}  # users holding a role that is neither user nor admin
+        self.moderator = False  # whether the role moderator is defined
         self.owners: dict[int, int] = {}
         self.last_seq = 0
         self.log: list[Event] = []
@@ -88,7 +93,7 @@ class RepositoryMachine(RuleBasedStateMachine):
         ``sql``, for each user whose role changed (``model`` updates the model to what the
         statement does) -- none for anything else; a statement a foreign key refuses (or a
         rolled-back one) must leave everything as it was."""
-        before, admins = self.state(), set(self.admins)
+        before, admins, others = self.state(), set(self.admins), dict(self.others)
         try:
             with self.raw.transaction(rollback=rollback):
                 self.raw.execute(sql, params)
@@ -102,12 +107,21 @@ class RepositoryMachine(RuleBasedStateMachine):
             return
         model()
         new = self.repo.events.since(before[3])
-        changed = admins ^ self.admins
+        changed = (admins ^ self.admins) | set(others.items() ^ self.others.items())
+        changed = {c[0] if isinstance(c, tuple) else c for c in changed}
         assert sorted(e.user_id for e in new) == sorted(changed), (sql, params, new)
         assert all(e.kind in ROLE_KINDS and e.actor == "sql" for e in new), new
 
     def set_roles(self, uids: set[int] | list[int], role: str) -> None:
         (self.admins.update if role == "admin" else self.admins.difference_update)(uids)
+        for uid in uids:
+            if role in ("user", "admin"):
+                self.others.pop(uid, None)
+            else:
+                self.others[uid] = role
+
+    def role_of(self, uid: int) -> str:
+        return "admin" if uid in self.admins else self.others.get(uid, "user")
 
     # -- rules: the repository -------------------------------------------------------------
 
@@ -115,14 +129,35 @@ class RepositoryMachine(RuleBasedStateMachine):
     def add_admin(self, uid: int) -> None:
         self.attempt(lambda: self.repo.users.add_admin(uid, actor="prop"), False)
         self.known.add(uid)
-        self.admins.add(uid)
+        self.set_roles([uid], "admin")
+
+    @rule()
+    def define_moderator(self) -> None:
+        if self.attempt(lambda: self.repo.roles.add("moderator", 50, actor="prop"), self.moderator):
+            self.moderator = True
+
+    @rule()
+    def remove_moderator(self) -> None:
+        held = "moderator" in self.others.values()
+        if self.attempt(lambda: self.repo.roles.remove("moderator", actor="prop"), not self.moderator or held):
+            self.moderator = False
+
+    @rule(uid=USERS, role=GRANTS, force=st.booleans())
+    def grant(self, uid: int, role: str, force: bool) -> None:
+        defined = role in RANK and (role != "moderator" or self.moderator)
+        owner = uid in self.owners.values() and uid in self.known
+        refused = not defined or (owner and RANK[role] < RANK["admin"] and not force)
+        if self.attempt(lambda: self.repo.roles.grant(uid, role, actor="prop", force=force), refused):
+            if uid in self.known or role != "user":
+                self.known.add(uid)
+            self.set_roles([uid], role)
 
     @rule(uid=USERS, force=st.booleans())
     def remove_admin(self, uid: int, force: bool) -> None:
         owns = uid in self.owners.values()
         refused = uid not in self.known or (uid in self.admins and owns and not force)
         if self.attempt(lambda: self.repo.users.remove_admin(uid, actor="prop", force=force), refused):
-            self.admins.discard(uid)
+            self.admins.discard(uid)  # a moderator or a banned user is not an admin: left alone
 
     @rule(uid=USERS, name=st.one_of(st.none(), st.sampled_from(["a", "b'c", "d;--"])))
     def upsert(self, uid: int, name: str | None) -> None:
@@ -134,7 +169,7 @@ class RepositoryMachine(RuleBasedStateMachine):
         if self.attempt(lambda: self.repo.mailboxes.create(mid, uid, actor="prop"), mid in self.owners):
             self.owners[mid] = uid
             self.known.add(uid)
-            self.admins.add(uid)
+            self.set_roles([uid], "admin")
 
     @rule(mid=BOXES, uid=USERS, keep=st.booleans())
     def transfer(self, mid: int, uid: int, keep: bool) -> None:
@@ -144,7 +179,7 @@ class RepositoryMachine(RuleBasedStateMachine):
             source = self.owners[mid]
             self.owners[mid] = uid
             self.known.add(uid)
-            self.admins.add(uid)
+            self.set_roles([uid], "admin")
             if not keep and source not in self.owners.values():
                 self.admins.discard(source)
 
@@ -163,7 +198,11 @@ class RepositoryMachine(RuleBasedStateMachine):
             f"UPDATE users SET role = {p('role')} WHERE user_id = {p('uid')}",
             {"role": role, "uid": uid},
             lambda: self.set_roles(self.known & {uid}, role),
+            refused=self.undefined(role) and uid in self.known,
         )
+
+    def undefined(self, role: str) -> bool:
+        return role == "moderator" and not self.moderator
 
     @rule(lo=RAW_IDS, hi=RAW_IDS, role=ROLES)
     def raw_set_roles(self, lo: int, hi: int, role: str) -> None:
@@ -173,6 +212,7 @@ class RepositoryMachine(RuleBasedStateMachine):
             f"UPDATE users SET role = {p('role')} WHERE user_id BETWEEN {p('lo')} AND {p('hi')}",
             {"role": role, "lo": lo, "hi": hi},
             lambda: self.set_roles(self.known & set(range(lo, hi + 1)), role),
+            refused=self.undefined(role) and bool(self.known & set(range(lo, hi + 1))),
         )
 
     @rule(uids=st.lists(USERS, min_size=1, max_size=4, unique=True), role=ROLES)
@@ -191,6 +231,7 @@ class RepositoryMachine(RuleBasedStateMachine):
             "ON CONFLICT (user_id) DO UPDATE SET role = excluded.role",
             params,
             model,
+            refused=self.undefined(role),
         )
 
     @rule(lo=RAW_IDS, hi=RAW_IDS)
@@ -202,6 +243,8 @@ class RepositoryMachine(RuleBasedStateMachine):
         def model() -> None:
             self.known -= gone
             self.admins -= gone
+            for uid in gone:
+                self.others.pop(uid, None)
 
         self.raw_sql(
             f"DELETE FROM users WHERE user_id BETWEEN {p('lo')} AND {p('hi')}",
@@ -225,6 +268,8 @@ class RepositoryMachine(RuleBasedStateMachine):
                 if uid in self.admins:
                     self.admins.remove(uid)
                     self.admins.add(new)
+                if uid in self.others:
+                    self.others[new] = self.others.pop(uid)
 
         self.raw_sql(
             f"UPDATE users SET user_id = {p('new')} WHERE user_id = {p('uid')}",
@@ -242,6 +287,7 @@ class RepositoryMachine(RuleBasedStateMachine):
         def model() -> None:
             self.known.clear()
             self.admins.clear()
+            self.others.clear()
 
         self.raw_sql("TRUNCATE users, mailboxes" if self.backend.postgres else "DELETE FROM users", {}, model)
 
@@ -253,6 +299,7 @@ class RepositoryMachine(RuleBasedStateMachine):
             f"INSERT INTO users (user_id, role) VALUES ({p('uid')}, {p('role')}) "
             "ON CONFLICT (user_id) DO UPDATE SET role = excluded.role",
             {"uid": uid, "role": role},
+            refused=self.undefined(role),
             rollback=True,
         )
 
@@ -262,7 +309,7 @@ class RepositoryMachine(RuleBasedStateMachine):
     def log_replays_to_table_and_model(self) -> None:
         table = self.repo.events.table_roles()
         assert self.repo.events.replay() == table
-        assert set(table) == self.admins
+        assert table == {**self.others, **dict.fromkeys(self.admins, "admin")}
         assert {uid for (uid,) in self.repo.store.query("SELECT user_id FROM users")} == self.known
 
     @invariant()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from rolectl.backends.sqlite.schema import SCHEMA_VERSION
+
 from rolectl.errors import DatabaseError
 from rolectl.events import ADMIN_ADDED, ADMIN_REMOVED, KINDS
 from rolectl.repository import Repository
@@ -256,7 +258,7 @@ def test_init_migrates_a_version_1_database(tmp_path, rolectl_bin):
     with pytest.raises(DatabaseError, match="older"):
         Repository.open(db)
     result = subprocess.run([str(rolectl_bin), "--db", str(db), "init"], capture_output=True, text=True)
-    assert result.returncode == 0 and "schema version 2" in result.stdout, result.stderr
+    assert result.returncode == 0 and f"schema version {SCHEMA_VERSION}" in result.stdout, result.stderr
     shell(db, "UPDATE users SET _rowid_ = 50 WHERE user_id = 3")
     assert sorted(role_events(db)[1:]) == sorted(
         [(ADMIN_ADDED, 50, "user", "admin", "sql"), (ADMIN_REMOVED, 3, "admin", "user", "sql")]
@@ -265,18 +267,20 @@ def test_init_migrates_a_version_1_database(tmp_path, rolectl_bin):
     assert_log_matches_table(db)
 
 
-def test_roles_are_a_closed_set(seeded):
+def test_roles_are_the_defined_set(seeded):
     before = role_events(seeded)
     for sql in (
         "UPDATE users SET role='moderator' WHERE user_id=5",
         "INSERT INTO users (user_id, role) VALUES (30, 'Admin')",
         "UPDATE users SET role=NULL WHERE user_id=5",
         "INSERT INTO events (kind) VALUES ('admin_promoted')",
-        "INSERT INTO events (kind, new_role) VALUES ('admin_added', 'root')",
+        "INSERT INTO events (kind, new_role) VALUES ('admin_added', 'Root')",
+        "INSERT INTO roles (name, rank) VALUES ('Moderator', 50)",
+        "INSERT INTO roles (name, rank) VALUES ('moderator', -1)",
     ):
         result = shell(seeded, sql, check=False)
         assert result.returncode != 0, sql
-        assert "constraint failed" in result.stderr
+        assert "constraint failed" in result.stderr or "defined role" in result.stderr
     assert role_events(seeded) == before
     assert_log_matches_table(seeded)
 

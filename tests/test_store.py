@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from rolectl.backends.sqlite import store as store_mod
 from rolectl.errors import DatabaseError, InvalidInputError, NotFoundError
 from rolectl.backends.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from rolectl.backends.sqlite.store import Store, init, resolve_path, translate
@@ -114,7 +113,7 @@ def test_init_is_idempotent(db_path):
 
 
 def test_schema_version_is_the_newest_migration():
-    assert SCHEMA_VERSION == max(MIGRATIONS) == 2
+    assert SCHEMA_VERSION == max(MIGRATIONS) == 3
     assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
 
 
@@ -145,19 +144,23 @@ def test_plain_sqlite_file_is_not_a_rolectl_database(tmp_path):
     assert "not a rolectl database" in str(info.value) and "init" in str(info.value)
 
 
-def test_older_schema_asks_for_migration(db_path):
-    # A hypothetical future migration 3: version 2 must then be reported as "older".
-    _set_version(db_path, 2)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(store_mod, "SCHEMA_VERSION", 3)
-        mp.setitem(MIGRATIONS, 3, ["CREATE TABLE IF NOT EXISTS extra (x)"])
-        with pytest.raises(DatabaseError) as info:
-            Store(db_path)
-        assert "older" in str(info.value)
-        store, applied = init(db_path)
-        with store:
-            assert applied == [3]
-            assert store.schema_version == 3
+def test_older_schema_asks_for_migration(tmp_path):
+    # A database of schema version 2 (before defined roles) is "older" until init migrates it.
+    from rolectl.backends.sqlite.schema import statements
+
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in statements(2):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    with pytest.raises(DatabaseError) as info:
+        Store(path)
+    assert "older" in str(info.value)
+    store, applied = init(path)
+    with store:
+        assert applied == [3]
+        assert store.schema_version == 3
 
 
 def test_directory_and_non_sqlite_file(tmp_path):

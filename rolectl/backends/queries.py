@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence
 from ..events import EVENT_FIELDS
 from ..columns import MAILBOX_FIELDS, USER_FIELDS
 
-_ROLE_KINDS = "('admin_added', 'admin_removed')"
+_ROLE_KINDS = "('admin_added', 'admin_removed', 'role_changed')"
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,13 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
             f"FROM (SELECT 1) AS one LEFT JOIN users AS u ON u.user_id = {uid}"
         )
         self.set_role = f"UPDATE users SET role = {p('role')}, updated_at = {now} WHERE user_id = {uid}"
+        # -- defined roles ------------------------------------------------------------------
+        self.roles_list = "SELECT name, rank, created_at FROM roles ORDER BY rank, name"
+        self.role_rank = f"SELECT rank FROM roles WHERE name = {p('name')}"
+        self.role_holders = f"SELECT count(*) FROM users WHERE role = {p('name')}"
+        self.role_clash = f"SELECT name, rank FROM roles WHERE name = {p('name')} OR rank = {p('rank')}"
+        self.insert_role = f"INSERT INTO roles (name, rank) VALUES ({p('name')}, {p('rank')})"
+        self.delete_role = f"DELETE FROM roles WHERE name = {p('name')}"
         self.insert_user_role = f"INSERT INTO users (user_id, role) VALUES ({uid}, {p('role')})"
         # -- mailboxes ----------------------------------------------------------------------
         mid = p("mid")

@@ -13,9 +13,11 @@ Internal: not part of the public API.
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only: a thread-only bot never imports asyncio
+    import asyncio
 
 R = TypeVar("R")
 

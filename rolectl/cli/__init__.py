@@ -7,6 +7,7 @@ from __future__ import annotations
 
 
 def main() -> None:
-    from .app import app
+    # The group loads the module of the command it runs (rolectl.cli.root.COMMANDS), not all.
+    from .root import app
 
     app(prog_name="rolectl")

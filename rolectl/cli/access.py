@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Optional, cast
 import typer
 
 from ..errors import InvalidInputError
-from .app import app
+from .root import app
 from .context import state
 from .options import OneOf
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from .app import app
+from .root import app
 from .context import state
 from ..grammar import count
 

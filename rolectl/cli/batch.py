@@ -13,7 +13,7 @@ import typer
 
 from ..errors import InvalidInputError
 from ..grammar import count, seq_span
-from .app import app
+from .root import app
 from .common import actor as actor_of, change_format
 from .context import state
 from .options import ActorOption, FormatOption, input_format_option

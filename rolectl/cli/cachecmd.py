@@ -17,7 +17,7 @@ from ..grammar import count
 from ..render import check_format, default_format, human_time, is_machine, render_rows, safe, time_fields
 from ..validate import parse_id, parse_role
 from . import complete
-from .app import app
+from .root import app
 from .common import actor as actor_of
 from .common import change_format
 from .context import state

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import typer
 
 from ..errors import InvalidInputError
-from .app import app
+from .root import app
 from .context import state
 from .options import DATABASE, OneOf
 

@@ -30,7 +30,7 @@ from ..render import (
     render_rows,
     time_fields,
 )
-from .app import app
+from .root import app
 from .context import state
 from .options import Seconds, format_option
 

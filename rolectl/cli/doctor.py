@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from ..grammar import count
-from .app import app
+from .root import app
 from .common import actor as actor_of
 from .context import state
 from .options import ActorOption, FormatOption

@@ -15,7 +15,7 @@ from ..errors import InvalidInputError
 from ..events import KINDS
 from ..render import Col, check_format, render_listing
 from ..validate import parse_id
-from .app import app
+from .root import app
 from .context import state
 from . import complete
 from .options import USER_ID, OneOf, SeqNumber, format_option

@@ -13,6 +13,7 @@ Internal: not part of the public API.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import time
@@ -141,14 +142,64 @@ class Group(RolectlGroup):
         for name, command in self.commands.items():
             if name in _PANEL_OF:
                 setattr(command, "rich_help_panel", _PANEL_OF[name])
+        # typer built this group from what rolectl.cli.root.app had registered so far;
+        # commands registered later are converted by _sync.
+        from .root import app
+
+        self._seen = (len(app.registered_commands), len(app.registered_groups))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        # Prepared when first looked up: a run builds the options of its own command only
-        # (`rolectl role` start-up is a benchmarked target).
+        # A command's module is imported, and its options built, when it is first looked
+        # up: a run pays for its own command only (`rolectl role` start-up is a benchmarked
+        # target). An unknown name loads everything (for the typo suggestion).
         command = super().get_command(ctx, cmd_name)
+        if command is None:
+            from .root import COMMANDS
+
+            for module in COMMANDS.get(cmd_name, ()):
+                importlib.import_module(f"{__package__}.{module}")
+            self._sync()
+            command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self._load_all()
+            command = super().get_command(ctx, cmd_name)
         if command is not None:
             _prepare(command)
         return command
+
+    def _load_all(self) -> None:
+        """Every command, add-ons included: for help, completion and an unknown name."""
+        importlib.import_module(f"{__package__}.app")
+        self._sync()
+
+    def _sync(self) -> None:
+        """Turn what was registered on the root app since the last look into click commands."""
+        from typer.main import get_command_from_info, get_group_from_info
+
+        from .root import app
+
+        done_commands, done_groups = self._seen
+        self._seen = (len(app.registered_commands), len(app.registered_groups))
+        new: list[click.Command] = [
+            get_command_from_info(
+                info, pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=app.rich_markup_mode
+            )
+            for info in app.registered_commands[done_commands:]
+        ]
+        new += [
+            get_group_from_info(
+                info,
+                pretty_exceptions_short=app.pretty_exceptions_short,
+                rich_markup_mode=app.rich_markup_mode,
+                suggest_commands=app.suggest_commands,
+            )
+            for info in app.registered_groups[done_groups:]
+        ]
+        for command in new:
+            if command.name:
+                if command.name in _PANEL_OF:
+                    setattr(command, "rich_help_panel", _PANEL_OF[command.name])
+                self.commands[command.name] = command
 
     def invoke(self, ctx: click.Context) -> Any:
         started = time.perf_counter()
@@ -163,5 +214,6 @@ class Group(RolectlGroup):
                 )
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_all()
         names = super().list_commands(ctx)
         return sorted(names, key=lambda n: _ORDER.index(n) if n in _ORDER else len(_ORDER))

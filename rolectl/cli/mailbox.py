@@ -9,9 +9,9 @@ from typing import Optional
 
 import typer
 
-from ..render import Col, check_format, render_listing, render_record
+from ..render import Col, check_format, render_listing
 from ..validate import parse_id
-from .app import app
+from .root import app
 from .common import LimitOption, actor as actor_of, change_format, report
 from .context import state
 from . import complete
@@ -118,6 +118,8 @@ def show(
     record = box.to_dict()
     record["owner_username"] = owner.username if owner else None
     record["owner_role"] = owner.role if owner else None
+    from ..render import render_record  # the rows renderer, only for a command that prints one
+
     render_record(record, fmt, title=f"mailbox {mid}")
 
 

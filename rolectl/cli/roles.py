@@ -14,7 +14,7 @@ from ..events import ROLE_ADMIN, ROLES
 from ..render import Col, check_format, render_listing
 from ..validate import parse_id, parse_role, parse_username
 from . import complete
-from .app import app
+from .root import app
 from .common import LimitOption, actor as actor_of, change_format, ids, report
 from .context import state
 from .options import USER_ID, ActorOption, ChangeFormatOption, FormatOption, OneOf, role_option

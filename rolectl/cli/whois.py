@@ -15,7 +15,7 @@ import typer
 from ..render import check_format, default_format, human_time, is_machine, render_record, render_rows, safe, time_fields
 from ..validate import parse_id
 from . import complete
-from .app import app
+from .root import app
 from .context import state
 from .options import USER_ID, FormatOption
 

@@ -146,7 +146,7 @@ def recreate_objects(store: Store) -> list[str]:
     with store.transaction() as conn:
         for name in altered:
             conn.execute(f'DROP TRIGGER IF EXISTS "{name}"')
-        for statement in statements(version):
+        for statement in statements(version, replay=True):
             conn.execute(statement)
     return altered
 

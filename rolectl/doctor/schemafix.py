@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import sqlite3
 
-from ..backends.sqlite.schema import statements
+from ..backends.sqlite.schema import REBUILT_TABLES, statements
 from ..backends.sqlite.store import Store
 from .. import grammar as words
 from .schemacheck import altered_triggers, foreign_objects, introspect, reference, reference_stored
@@ -62,6 +62,8 @@ def _altered_indexes(conn: sqlite3.Connection, version: int) -> list[str]:
 
 
 def _table_statement(table: str, version: int) -> str:
+    if version >= 3 and table in REBUILT_TABLES:
+        return REBUILT_TABLES[table]
     for statement in statements(version):
         match = _CREATE_TABLE.match(statement)
         if match and match.group(1) == table:
@@ -124,7 +126,7 @@ def repair_objects(store: Store) -> tuple[list[str], list[str]]:
                 done.append(_rebuild(tx, table, version))
             for name in altered_triggers(introspect(tx), version):
                 tx.execute(f"DROP TRIGGER IF EXISTS {_quote(name)}")
-            for statement in statements(version):
+            for statement in statements(version, replay=True):
                 tx.execute(statement)
     finally:
         if rebuild:

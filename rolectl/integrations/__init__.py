@@ -15,16 +15,18 @@ grants ``admin``, never crashes an update and never floods the log.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Mapping
 
 from ..errors import InvalidInputError
-from ..events import ROLE_USER, ROLES, Role, RoleName
+from ..events import BUILTIN_RANKS, ROLE_BANNED, ROLE_USER, Role, RoleName
 from .failurelog import FailureLog
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..aio import AsyncRoles
 
 log = logging.getLogger("rolectl.integrations")
+_ROLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 #: The adapters are the submodules (each needs its framework); this package exports nothing itself.
 __all__: list[str] = []
@@ -54,10 +56,30 @@ async def lookup(roles: "AsyncRoles", user_id: int | None, failures: FailureLog)
 
 def check_roles(wanted: "tuple[Role | RoleName, ...]") -> frozenset[str]:
     """Validate the roles a filter or decorator allows, at decoration time (a type checker
-    has already refused a misspelt literal; a :data:`~rolectl.events.RoleName` is checked here)."""
+    has already refused a misspelt literal; a :data:`~rolectl.events.RoleName` must be a
+    well-formed name here, and is looked up in the database's defined set at each update:
+    an undefined one lets nobody through)."""
     if not wanted:
-        raise InvalidInputError("name at least one role", hint=f"one of {', '.join(ROLES)}")
-    unknown = [r for r in wanted if r not in ROLES]
+        raise InvalidInputError("name at least one role", hint=f"one of {', '.join(BUILTIN_RANKS)} or a defined role")
+    unknown = [r for r in wanted if not isinstance(r, str) or not _ROLE_NAME.fullmatch(r)]
     if unknown:
-        raise InvalidInputError(f"unknown role {unknown[0]!r}", hint=f"use one of {', '.join(ROLES)}")
+        raise InvalidInputError(
+            f"unknown role {unknown[0]!r}", hint=f"use one of {', '.join(BUILTIN_RANKS)} or a defined role's name"
+        )
     return frozenset(wanted)
+
+
+def passes(role: str, allowed: frozenset[str], ranks: Mapping[str, int]) -> bool:
+    """Whether a sender holding ``role`` passes a check that allows ``allowed``: at least
+    the lowest of their ranks (``HasRole("moderator")``: moderators and everyone above).
+    ``banned`` never passes; a role without a rank (undefined) lets nobody through."""
+    if role == ROLE_BANNED:
+        return False
+    held = ranks.get(role)
+    wanted = [ranks[name] for name in allowed if name in ranks]
+    return held is not None and bool(wanted) and held >= min(wanted)
+
+
+def ranks_of(roles: "AsyncRoles | None") -> Mapping[str, int]:
+    """The defined roles' ranks as ``roles``' cache knows them (the built-in ones without it)."""
+    return roles.cache.ranks if roles is not None else BUILTIN_RANKS

@@ -26,12 +26,12 @@ import functools
 from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
 from telegram import Update
-from telegram.ext import Application, CallbackContext, TypeHandler
+from telegram.ext import Application, ApplicationHandlerStop, CallbackContext, TypeHandler
 
 from ..aio import AsyncRoles
 from ..errors import RolectlError
-from ..events import Role, RoleName
-from . import check_roles, failure_log, lookup
+from ..events import ROLE_BANNED, Role, RoleName
+from . import check_roles, failure_log, lookup, passes, ranks_of
 
 __all__ = ["ROLES_KEY", "install", "require_role", "role_of", "roles_of"]
 
@@ -45,17 +45,25 @@ Callback = Callable[[Update, C], Coroutine[Any, Any, R]]
 
 
 def install(
-    application: "Application[Any, Any, Any, Any, Any, Any]", roles: AsyncRoles, *, group: int = -1
+    application: "Application[Any, Any, Any, Any, Any, Any]",
+    roles: AsyncRoles,
+    *,
+    group: int = -1,
+    drop_banned: bool = True,
 ) -> TypeHandler[Update, Any, None]:
     """Look up every update's sender in handler group ``group`` (-1: before the others),
     open ``roles`` in ``post_init`` and close it in ``post_shutdown`` (after any hooks
-    already set). Returns the handler."""
+    already set). Updates from banned users go no further unless ``drop_banned=False``.
+    Returns the handler."""
 
     failures = failure_log(roles)
 
     async def store_role(update: Update, context: "CallbackContext[Any, Any, Any, Any]") -> None:
         user = update.effective_user
-        setattr(context, _ATTR, await lookup(roles, user.id if user is not None else None, failures))
+        role = await lookup(roles, user.id if user is not None else None, failures)
+        setattr(context, _ATTR, role)
+        if role == ROLE_BANNED and drop_banned:
+            raise ApplicationHandlerStop
 
     handler: TypeHandler[Update, Any, None] = TypeHandler(Update, store_role)
     application.add_handler(handler, group=group)
@@ -107,7 +115,8 @@ def roles_of(context: "CallbackContext[Any, Any, Any, Any]") -> AsyncRoles:
 def require_role(
     *roles: Role | RoleName, on_denied: Callable[[Update, Any], Awaitable[Any]] | None = None
 ) -> Callable[[Callback[C, R]], Callback[C, R | None]]:
-    """Run the callback only for senders with one of ``roles``; otherwise call
+    """Run the callback only for senders ranked at least as one of ``roles`` (``banned``
+    never); otherwise call
     ``on_denied(update, context)`` if given, else do nothing. A role is a
     :data:`~rolectl.events.Role` literal (``mypy --strict`` refuses ``require_role("admn")``)
     or a :data:`~rolectl.events.RoleName` checked here."""
@@ -116,7 +125,9 @@ def require_role(
     def decorate(callback: Callback[C, R]) -> Callback[C, R | None]:
         @functools.wraps(callback)
         async def guarded(update: Update, context: C) -> R | None:
-            if role_of(context) in allowed:
+            bot_data = context.bot_data
+            handle = bot_data.get(ROLES_KEY) if isinstance(bot_data, dict) else None
+            if passes(role_of(context), allowed, ranks_of(handle if isinstance(handle, AsyncRoles) else None)):
                 return await callback(update, context)
             if on_denied is not None:
                 await on_denied(update, context)

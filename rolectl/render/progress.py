@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from typing import Callable, ContextManager, Iterator
 
 from .formats import isatty
-from .rows import console
 
 
 def progress(total: int, description: str, *, enabled: bool | None = None) -> "ContextManager[Callable[[int], None]]":
@@ -29,6 +28,8 @@ def _progress(total: int, description: str, enabled: bool) -> Iterator[Callable[
         yield lambda done: None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .rows import console
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console(stderr=True), transient=True) as bar:

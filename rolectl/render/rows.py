@@ -12,7 +12,6 @@ Internal: not part of the public API.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import sys
@@ -92,6 +91,8 @@ def render_rows(
         for count, row in enumerate(rows, start=1):
             out.write(dumps({k: row.get(k) for k in keys}) + "\n")
     elif fmt == "csv":
+        import csv  # here: only the csv format needs it
+
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(keys)
         cell = line_cell(fmt, out)

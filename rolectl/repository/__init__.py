@@ -20,9 +20,10 @@ from ..bus import EventBus
 from .eventlog import EventLog
 from .mailboxes import MailboxesRepo
 from .models import Change, Mailbox, User
+from .roles import RoleDef, RolesRepo
 from .users import UsersRepo
 
-__all__ = ["Repository", "UsersRepo", "MailboxesRepo", "EventLog", "Change", "User", "Mailbox"]
+__all__ = ["Repository", "UsersRepo", "MailboxesRepo", "RolesRepo", "RoleDef", "EventLog", "Change", "User", "Mailbox"]
 
 
 class Repository:
@@ -35,6 +36,7 @@ class Repository:
             self.bus.subscribe(tracker.on_event)
         self.users = UsersRepo(store, self.bus)
         self.mailboxes = MailboxesRepo(store, self.bus)
+        self.roles = RolesRepo(store, self.bus)
         self.events = EventLog(store, self.bus)
 
     @classmethod

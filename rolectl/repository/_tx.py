@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ..bus import EventBus
-from ..events import ADMIN_ADDED, ADMIN_REMOVED, ROLE_ADMIN, Event
+from ..events import ADMIN_ADDED, ADMIN_REMOVED, ROLE_ADMIN, ROLE_CHANGED, Event
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.queries import Queries
@@ -97,7 +97,7 @@ class ChangeTx:
         A no-op when the triggers log this transaction's changes."""
         if self.head is not None:
             return
-        kind = ADMIN_ADDED if new == ROLE_ADMIN else ADMIN_REMOVED
+        kind = ADMIN_ADDED if new == ROLE_ADMIN else ADMIN_REMOVED if old == ROLE_ADMIN else ROLE_CHANGED
         params = {"kind": kind, "uid": uid, "old": old, "new": new, "actor": self.actor, "note": username}
         self._flush()
         if self.q.log_with_write:

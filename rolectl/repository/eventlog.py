@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from ..bus import EventBus
-from ..events import ADMIN_REMOVED, CACHE_EVICT, CACHE_FLUSH, KINDS, ROLE_USER, Event, Role, replay
+from ..events import ADMIN_REMOVED, CACHE_EVICT, CACHE_FLUSH, KINDS, ROLE_USER, Event, replay
 from ..errors import InvalidInputError
 from ..grammar import count
 from ..validate import parse_id, parse_text
@@ -101,11 +101,11 @@ class EventLog:
             params.update((f"kind{i}", name) for i, name in enumerate(kinds))
         return len(kinds), params
 
-    def replay(self) -> dict[int, Role]:
+    def replay(self) -> dict[int, str]:
         """Every non-``user`` role as the log alone tells it."""
         return replay(Event.from_row(r) for r in self.store.query(self.q.all_events))
 
-    def table_roles(self) -> dict[int, Role]:
+    def table_roles(self) -> dict[int, str]:
         """Every non-``user`` role as the users table tells it; equal to :meth:`replay` unless
         something bypassed the log."""
         return {uid: role for uid, role in self.store.query(self.q.table_roles)}

@@ -81,6 +81,8 @@ def demote(
             f"{uid} still owns mailbox {', '.join(map(str, mine))}",
             hint=f"transfer it first (`rolectl transfer {mine[0]} --to ID`) or {how_to_force}",
         )
+    if row is not None and row[0] != ROLE_ADMIN and logged == row[0]:
+        return Step(row, row, None, None)  # a moderator or a banned user is not an admin: left alone
     step = write(row, logged, ROLE_USER)
     return step if row is not None else step._replace(after=None)  # no row is created
 

@@ -45,18 +45,21 @@ if TYPE_CHECKING:  # pragma: no cover
 #: The kinds, in the order docs/guides/postgresql.md's table shows them.
 KINDS: tuple[str, ...] = ("reader", "bot", "operator")
 
-_READ: dict[str, tuple[str, ...]] = {table: ("SELECT",) for table in ("users", "mailboxes", "events", "meta")}
+_READ: dict[str, tuple[str, ...]] = {table: ("SELECT",) for table in ("users", "mailboxes", "events", "meta", "roles")}
 _WRITE: dict[str, tuple[str, ...]] = {
     "users": ("SELECT", "INSERT", "UPDATE"),
     "mailboxes": ("SELECT", "INSERT", "UPDATE"),
     "events": ("SELECT", "INSERT"),
     "meta": ("SELECT",),
+    "roles": ("SELECT",),
     schema.LOCK_TABLE: ("UPDATE",),
     "rolectl_instances": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "rolectl_requests": ("SELECT", "INSERT", "UPDATE", "DELETE"),
 }
 #: Table privileges of each kind (table -> privileges).
-TABLE_PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {"reader": _READ, "bot": _WRITE, "operator": _WRITE}
+#: An operator also defines roles (``rolectl roles add/remove``); a bot only grants them.
+_OPERATE: dict[str, tuple[str, ...]] = {**_WRITE, "roles": ("SELECT", "INSERT", "DELETE")}
+TABLE_PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {"reader": _READ, "bot": _WRITE, "operator": _OPERATE}
 #: Privileges on the events sequence, by kind (``doctor`` reads its last value).
 SEQUENCE_PRIVILEGES: dict[str, tuple[str, ...]] = {"reader": (), "bot": (), "operator": ("SELECT",)}
 #: Database privileges beyond ``CONNECT``, by kind.

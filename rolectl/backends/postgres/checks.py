@@ -135,7 +135,7 @@ def check_log(store: PgStore) -> list[Finding]:
     """The log replays to exactly the users table (what every cache believes is the truth)."""
     with store.snapshot() as conn:
         rows = conn.execute(
-            f"SELECT {', '.join(EVENT_FIELDS)} FROM events WHERE kind IN ('admin_added', 'admin_removed') ORDER BY seq"
+            f"SELECT {', '.join(EVENT_FIELDS)} FROM events WHERE kind IN ('admin_added', 'admin_removed', 'role_changed') ORDER BY seq"
         ).fetchall()
         table = dict(conn.execute("SELECT user_id, role FROM users WHERE role <> 'user'").fetchall())
     logged = replay(Event.from_row(r) for r in rows)

@@ -188,13 +188,25 @@ class Store(StoreBase):
             raise translate(exc, self.path) from exc
         if str(mode).lower() != "wal":
             raise DatabaseError(f"could not switch {self.path} to WAL (got {mode})", hint="check the filesystem")
-        with self.transaction() as conn:
-            current = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            for version in sorted(v for v in MIGRATIONS if v > current):
-                for statement in MIGRATIONS[version]:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {version}")
-                applied.append(version)
+        # A migration that rebuilds a table (version 3) drops it while other tables refer to
+        # it: SQLite's procedure for that runs with foreign keys off (the pragma is a no-op
+        # inside a transaction) and checks them before the commit.
+        self.conn.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with self.transaction() as conn:
+                current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+                for version in sorted(v for v in MIGRATIONS if v > current):
+                    for statement in MIGRATIONS[version]:
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {version}")
+                    applied.append(version)
+                if applied and conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                    raise DatabaseError(
+                        f"database {self.path}: a mailbox's owner is not a user; nothing was migrated",
+                        hint=f"see `rolectl --db {self.path} doctor`",
+                    )
+        finally:
+            self.conn.execute("PRAGMA foreign_keys = ON")
         return applied
 
     # -- using ----------------------------------------------------------------------------

@@ -62,7 +62,8 @@ from rolectl.cache.role_cache.changes import CacheChanges
 from rolectl.cache.role_cache.defs import CacheEntry, Fetch, FetchResult, check_user_id
 from rolectl.cache.role_cache.introspect import CacheIntrospection
 from rolectl.cache.role_cache.lru import LRUBehaviour
-from rolectl.events import ROLE_USER, Role
+from rolectl.errors import InvalidInputError
+from rolectl.events import ROLE_BANNED, ROLE_USER, Role
 
 __all__ = ["CacheEntry", "Fetch", "FetchResult", "RoleCache"]
 
@@ -104,6 +105,27 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
             self._user_hits += 1
             return ROLE_USER
         return self._slow(user_id, fetch)
+
+    def has_role(self, user_id: int, role: str, fetch: Fetch | None = None) -> bool:
+        """Whether the user holds ``role`` or a role ranked above it. ``banned`` never passes
+        (not even ``has_role(uid, "banned")``), nor does a role this cache holds no rank for
+        (fail closed). ``role`` must be defined (:class:`InvalidInputError` otherwise)."""
+        if role not in self._ranks:
+            self.ranked(ROLE_USER, role)  # raises
+        return self.ranked(self.get_role(user_id, fetch), role)
+
+    def ranked(self, held: str, role: str) -> bool:
+        """Whether a user holding ``held`` passes a check for ``role`` (see :meth:`has_role`)."""
+        ranks = self._ranks
+        wanted = ranks.get(role)
+        if wanted is None:
+            raise InvalidInputError(
+                f"role {role!r} is not defined", hint="see `rolectl roles list`; add it with `rolectl roles add`"
+            )
+        if held == ROLE_BANNED:
+            return False
+        rank = ranks.get(held)
+        return rank is not None and rank >= wanted
 
     def peek(self, user_id: int) -> Role | None:
         """The cached role or ``None``; never reads the database, touches no counters.

@@ -5,7 +5,6 @@ Internal: not part of the public API.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Callable
 
 from rolectl.cache.role_cache.defs import LOADING, NO_FLOOR, Fetch, Token, parse_result
@@ -30,6 +29,8 @@ class CacheAsync(CacheLoads):
             role = self._hit(user_id)
             if role is not None:
                 return role
+        import asyncio  # here, not at module level: a thread-only bot never loads asyncio
+
         fetch = self._fetch_for(user_id, fetch)  # validates user_id (a miss reads with fetch)
         if self._suspended:
             if misses is None:

@@ -6,13 +6,31 @@ Internal: not part of the public API.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Mapping
 
-from rolectl.cache.role_cache.defs import CANON, DROPPED, INF, SuspendedLoads, check_user_id, log
+from rolectl.cache.role_cache.defs import (
+    DROPPED,
+    INF,
+    RANK_MAX,
+    SuspendedLoads,
+    canonical,
+    check_user_id,
+    log,
+    parse_rank,
+)
 from rolectl.cache.role_cache.store import CacheStore
-from rolectl.errors import InvalidInputError
+from rolectl.errors import DatabaseError, InvalidInputError
 from rolectl.logfields import fields
-from rolectl.events import CACHE_EVICT, CACHE_FLUSH, ROLE_KINDS, ROLES, Event, Role
+from rolectl.events import (
+    BUILTIN_RANKS,
+    CACHE_EVICT,
+    CACHE_FLUSH,
+    ROLE_DEFINED,
+    ROLE_KINDS,
+    ROLE_SET_KINDS,
+    Event,
+    Role,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from rolectl.cache.role_cache.defs import Fetch
@@ -31,9 +49,9 @@ class CacheChanges(CacheStore):
         follower also feeds this cache.
         """
         check_user_id(user_id)
-        canon = CANON.get(role) if isinstance(role, str) else None
-        if canon is None:
-            raise InvalidInputError(f"unknown role {role!r}", hint=f"expected one of {', '.join(ROLES)}")
+        canon = canonical(role)
+        if canon is None or canon not in self._ranks:
+            raise InvalidInputError(f"unknown role {role!r}", hint=f"expected a defined role: {', '.join(self._ranks)}")
         try:
             with self._lock:
                 self._raise_floor_locked(user_id, INF, canon)
@@ -64,8 +82,8 @@ class CacheChanges(CacheStore):
         try:
             kind = event.kind
             if kind in ROLE_KINDS:
-                user_id, role = event.user_id, CANON.get(event.new_role)
-                if user_id is None or role is None:
+                user_id, role = event.user_id, canonical(event.new_role)
+                if user_id is None or role is None or role not in self._ranks:
                     raise ValueError(f"malformed role event {event!r}")
                 self._raise_floor_locked(user_id, seq, role)
                 if seq <= self._ahead_max and self._ahead_of_locked(user_id) >= seq:
@@ -79,12 +97,51 @@ class CacheChanges(CacheStore):
                 self._invalidations += self._remove_locked(event.user_id, DROPPED)
             elif kind == CACHE_FLUSH:
                 self._clear_locked(seq)
+            elif kind in ROLE_SET_KINDS:
+                self._redefine_locked(event)
             if seq >= self._ahead_max and (self._ahead or self._ahead_top):
                 self._ahead.clear()  # every install is now behind last_seq: nothing to guard
                 self._ahead_top = set()
         except Exception as exc:
             self._fault_locked(exc, event.user_id, f"apply seq={seq}")
         return True
+
+    def _redefine_locked(self, event: Event) -> None:
+        """A role added to or removed from the database's set: the ranks follow (a new dict,
+        so a lock-free ``has_role`` sees the old set or the new one). A malformed event
+        (a name or rank rolectl never writes) is a fault: ranks are not guessed."""
+        ranks = dict(self._ranks)
+        if event.kind == ROLE_DEFINED:
+            name, rank = canonical(event.new_role), parse_rank(event.note)
+            if name is None or rank is None:
+                raise ValueError(f"malformed role event {event!r}")
+            ranks[name] = rank
+        else:
+            name = canonical(event.old_role)
+            if name is None or name in BUILTIN_RANKS:
+                raise ValueError(f"malformed role event {event!r}")
+            ranks.pop(name, None)
+        self._ranks = ranks
+
+    def define_roles(self, ranks: Mapping[str, int]) -> None:
+        """Take the database's defined roles (name -> rank), read after the follower started:
+        events newer than the read only move the set forward. Names and ranks are checked
+        (:class:`~rolectl.errors.DatabaseError` for one rolectl never writes)."""
+        checked: dict[str, int] = {}
+        for name, rank in ranks.items():
+            role = canonical(name)
+            if role is None or rank.__class__ is not int or not 0 <= rank <= RANK_MAX:
+                raise DatabaseError(f"the database defines a role rolectl never writes: {name!r} with rank {rank!r}")
+            checked[role] = rank
+        if any(checked.get(name) != rank for name, rank in BUILTIN_RANKS.items()):
+            raise DatabaseError("the database's built-in roles (banned, user, admin) are missing or ranked otherwise")
+        with self._lock:
+            self._ranks = checked
+
+    @property
+    def ranks(self) -> dict[str, int]:
+        """The defined roles and their ranks, as this cache knows them (a copy)."""
+        return dict(self._ranks)
 
     def invalidate(self, user_id: int) -> bool:
         """Forget one user (the next lookup reads the database); ``True`` if it was cached."""

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import logging
 import math
+import re
+import sys
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Final, Union
 
 from rolectl.errors import DatabaseError, InvalidInputError
-from rolectl.events import ROLE_USER, ROLES, Role
+from rolectl.events import ROLE_BANNED, ROLE_USER, ROLES, Role
 from rolectl.validate import INT64_MAX
+
+#: The highest rank a role can have (the schema's CHECK says the same).
+RANK_MAX = 1_000_000
 
 log = logging.getLogger("rolectl.cache")
 
@@ -24,8 +29,31 @@ FetchResult = Union[str, tuple[str, int], None]
 Fetch = Callable[[int], FetchResult]
 
 # The canonical (interned) role objects: values stored are always these exact objects. Keyed
-# by ``object``: looking anything up in it is how a role is validated.
-CANON: dict[object, Role] = {role: role for role in ROLES}
+# by ``object``: looking anything up in it is how a role is validated. Roles a database
+# defines beyond the built-in ones join on first sight (:func:`canonical`).
+CANON: dict[object, Role] = {role: role for role in (*ROLES, ROLE_BANNED)}
+#: How many role names :data:`CANON` takes: a hostile database cannot grow it without end.
+CANON_MAX = 4096
+_ROLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def canonical(value: object) -> Role | None:
+    """The canonical object for a role name read from the database or the log, or ``None``
+    for anything that is not a well-formed role name (a hostile or damaged value)."""
+    role = CANON.get(value) if isinstance(value, str) else None
+    if role is None and isinstance(value, str) and _ROLE_NAME.fullmatch(value) and len(CANON) < CANON_MAX:
+        role = CANON.setdefault(sys.intern(str(value)), sys.intern(str(value)))  # type: ignore[arg-type]
+    return role
+
+
+def parse_rank(value: object) -> int | None:
+    """A rank as a ``role_defined`` event's note carries it (decimal text), or ``None``."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 7:
+        rank = int(value)
+        return rank if rank <= RANK_MAX else None
+    return None
+
+
 NO_FLOOR: float = -1  # a load token's floor while no change for its user has arrived (an int: cheaper ==)
 INF = math.inf  # floor for changes without a seq: no read in flight may be installed
 #: A load token: ``[floor]``, or ``[floor, role]`` once a change of role for its user arrived.
@@ -69,9 +97,9 @@ def parse_result(result: FetchResult) -> tuple[Role, int | None]:
             raise DatabaseError(f"fetch returned a non-integer version {version!r}")
     if result is None:
         return ROLE_USER, version  # unknown users are plain users
-    role = CANON.get(result) if isinstance(result, str) else None
+    role = canonical(result)
     if role is None:
-        raise DatabaseError(f"fetch returned an unknown role {result!r}", hint=f"expected one of {', '.join(ROLES)}")
+        raise DatabaseError(f"fetch returned an unknown role {result!r}", hint="expected a defined role's name")
     return role, version
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 from itertools import islice
 from typing import Iterator
 
-from rolectl.cache.role_cache.defs import CANON, CacheEntry, check_user_id
+from rolectl.cache.role_cache.defs import CacheEntry, check_user_id
 from rolectl.cache.role_cache.store import CacheStore
 from rolectl.cache.stats import CacheStats
 from rolectl.errors import InvalidInputError
-from rolectl.events import ROLE_USER, ROLES, Role
+from rolectl.events import ROLE_USER, Role
 
 
 class CacheIntrospection(CacheStore):
@@ -65,8 +65,8 @@ class CacheIntrospection(CacheStore):
 
         Admin entries come first; ``since`` is known for them only (see :class:`CacheEntry`).
         """
-        if role is not None and role not in CANON:
-            raise InvalidInputError(f"unknown role {role!r}", hint=f"expected one of {', '.join(ROLES)}")
+        if role is not None and role not in self._ranks:
+            raise InvalidInputError(f"unknown role {role!r}", hint=f"expected one of {', '.join(self._ranks)}")
         if user_id is not None:
             check_user_id(user_id)
         with self._lock:

@@ -19,7 +19,7 @@ from rolectl.cache.role_cache.defs import (
 )
 from rolectl.cache.role_cache.store import CacheStore
 from rolectl.cache.waiters import Waiters
-from rolectl.errors import InvalidInputError
+from rolectl.errors import DatabaseError, InvalidInputError
 from rolectl.events import ROLE_USER, Role
 from rolectl.validate import INT64_MAX
 
@@ -134,6 +134,8 @@ class CacheLoads(CacheStore):
                     role, version = parse_result(result)
             else:
                 role, version = parse_result(result)
+            if role not in self._ranks:  # a role this cache has no rank for: not a guess
+                raise DatabaseError(f"fetch returned a role this cache does not know: {role!r}")
         except BaseException as exc:
             self._load_failed(user_id, token, exc)
             raise
@@ -203,7 +205,7 @@ class CacheLoads(CacheStore):
         if role is ROLE_USER:
             self._user_misses += 1
         else:
-            self._other_misses[role] += 1
+            self._other_misses[role] = self._other_misses.get(role, 0) + 1
         if self._suspended:  # a read that raced suspend(): answer it, keep it out of memory
             return role
         if version is None:

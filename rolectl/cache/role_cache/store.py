@@ -20,7 +20,7 @@ from rolectl.cache.stats import GONE_TRACKED
 from rolectl.cache.waiters import Waiters
 from rolectl.errors import InvalidInputError
 from rolectl.logfields import fields
-from rolectl.events import ROLE_USER, ROLES, Role
+from rolectl.events import BUILTIN_RANKS, ROLE_USER, ROLES, Role
 
 
 class CacheStore:
@@ -62,6 +62,7 @@ class CacheStore:
         "_faults",
         "_load_errors",
         "_suspended",
+        "_ranks",
     )
 
     def __init__(
@@ -111,6 +112,10 @@ class CacheStore:
         self._evictions = self._invalidations = self._clears = 0
         self._stale_prevented = self._faults = self._load_errors = 0
         self._suspended = False  # see suspend(): the follower cannot vouch for memory
+        # The defined roles' ranks (``has_role``): the built-in ones until the database's
+        # set is handed over (define_roles) and kept in step by the log's role_defined /
+        # role_undefined events. Replaced whole, never mutated: lock-free readers see one set.
+        self._ranks: dict[str, int] = dict(BUILTIN_RANKS)
 
     # -- storage primitives (call with the lock held) -------------------------------------
 
@@ -125,6 +130,8 @@ class CacheStore:
             if self._others and self._others.pop(user_id, None) is not None:
                 self._others_since.pop(user_id, None)
         else:
+            if role not in self._other_hits:  # a role defined at run time: counted from now on
+                self._other_hits[role] = 0
             if self._others.get(user_id) is not role:
                 self._others_since[user_id] = self._clock()
             self._others[user_id] = role

@@ -1,0 +1,193 @@
+"""RolesRepo: the defined roles (an ordered set) and global grants of any of them.
+
+A role is a name and a rank; ``banned`` (0) < ``user`` (10) < ``admin`` (100) are defined in
+every database, more are added (``roles add moderator --rank 50``) and removed (not while
+anyone holds one). A user holds one role; ``grant`` sets it, ``revoke`` sets it back to
+``user``. The mailbox rule stays: an owner of a mailbox is at least ``admin``, so a grant
+that would rank an owner below ``admin`` is refused unless forced, as ``remove-admin`` is.
+
+Every value read back from the database is checked before use (:func:`checked_roles`): a
+role name or rank planted by a hostile writer is a :class:`~rolectl.errors.DatabaseError`,
+never a wrong answer.
+
+Internal: not part of the public API.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ..bus import EventBus
+from ..errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
+from ..events import BUILTIN_RANKS, ROLE_ADMIN, ROLE_BANNED, ROLE_USER
+from ..validate import parse_id, parse_text
+from . import rules
+from ._tx import change
+from .models import Change
+from .users import _outcome
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..backends.base import AnyStore
+
+__all__ = ["RoleDef", "RolesRepo", "RANK_MAX", "checked_roles", "parse_role_name", "parse_rank"]
+
+RANK_MAX = 1_000_000
+NOTE_MAX = 500
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+class RoleDef(NamedTuple):
+    """One defined role."""
+
+    name: str
+    rank: int
+    created_at: str
+
+
+def parse_role_name(value: str) -> str:
+    """A role name as people type it: lower-case letter first, then letters, digits or ``_``,
+    at most 32 characters (the schema's rule)."""
+    name = value.strip() if isinstance(value, str) else value
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidInputError(
+            f"{value!r} is not a role name",
+            hint="use a lower-case letter, then letters, digits or _ (at most 32), e.g. moderator",
+        )
+    return name
+
+
+def parse_rank(value: int) -> int:
+    """A new role's rank: 1 to 1,000,000 (0 is ``banned``'s, the lowest)."""
+    if value.__class__ is not int or not 1 <= value <= RANK_MAX:
+        raise InvalidInputError(
+            f"rank {value!r} is out of range", hint=f"use 1 to {RANK_MAX:,} (user is 10, admin 100)"
+        )
+    return value
+
+
+def checked_roles(rows: builtins.list[Any]) -> builtins.list[RoleDef]:
+    """The ``roles`` table's rows, refused unless rolectl could have written them: a
+    well-formed name, an integer rank in range, unique ranks, the built-in roles as made."""
+    found: builtins.list[RoleDef] = []
+    for name, rank, created in rows:
+        if (
+            not isinstance(name, str)
+            or not _NAME.fullmatch(name)
+            or rank.__class__ is not int
+            or not 0 <= rank <= RANK_MAX
+        ):
+            raise DatabaseError(
+                f"the roles table holds a row rolectl never writes ({str(name)[:40]!r}, rank {str(rank)[:20]})",
+                hint="see `rolectl doctor`, or restore a good backup",
+            )
+        found.append(RoleDef(name, rank, str(created)))
+    ranks = {r.name: r.rank for r in found}
+    if len(set(ranks.values())) != len(found) or any(ranks.get(n) != r for n, r in BUILTIN_RANKS.items()):
+        raise DatabaseError(
+            "the roles table is not as rolectl keeps it (a built-in role missing or re-ranked, or two roles of one rank)",
+            hint="see `rolectl doctor`, or restore a good backup",
+        )
+    return sorted(found, key=lambda r: r.rank)
+
+
+class RolesRepo:
+    """The only writer of the set of roles, and of grants of any role."""
+
+    def __init__(self, store: "AnyStore", bus: EventBus) -> None:
+        self.store = store
+        self.bus = bus
+        self.q = store.queries
+
+    # -- the set of roles -----------------------------------------------------------------
+
+    def list(self) -> builtins.list[RoleDef]:
+        """The defined roles, lowest rank first."""
+        return checked_roles(self.store.query(self.q.roles_list))
+
+    def ranks(self) -> dict[str, int]:
+        """``{name: rank}`` of the defined roles (what a cache needs for ``has_role``)."""
+        return {r.name: r.rank for r in self.list()}
+
+    def add(self, name: str, rank: int, *, actor: str) -> Change:
+        """Define a role. A name or rank already taken is refused (roles are never changed:
+        remove one and add it again)."""
+        name, rank = parse_role_name(name), parse_rank(rank)
+        with change(self.store, self.bus, actor) as tx:
+            clash = tx.one(self.q.role_clash, {"name": name, "rank": rank})
+            if clash is not None:
+                what = f"role {name} is defined already" if clash[0] == name else f"rank {rank} is {clash[0]}'s"
+                raise ConflictError(f"{what}; nothing changed", hint="see `rolectl roles list`")
+            tx.attribute_trigger_events()
+            tx.run(self.q.insert_role, {"name": name, "rank": rank})
+        return Change(True, f"role {name} added (rank {rank})", tx.events)
+
+    def remove(self, name: str, *, actor: str) -> Change:
+        """Remove a role nobody holds; ``banned``, ``user`` and ``admin`` stay."""
+        name = parse_role_name(name)
+        if name in BUILTIN_RANKS:
+            raise ConflictError(f"role {name} is built in and cannot be removed", hint="remove a role you added")
+        with change(self.store, self.bus, actor) as tx:
+            if tx.one(self.q.role_rank, {"name": name}) is None:
+                raise NotFoundError(f"role {name} is not defined", hint="see `rolectl roles list`")
+            holders = int(tx.one(self.q.role_holders, {"name": name})[0])
+            if holders:
+                raise ConflictError(
+                    f"role {name} is held by {holders} user{'s' if holders != 1 else ''}; nothing changed",
+                    hint="revoke it from each holder first (`rolectl revoke ID`)",
+                )
+            tx.attribute_trigger_events()
+            tx.run(self.q.delete_role, {"name": name})
+        return Change(True, f"role {name} removed", tx.events)
+
+    # -- grants ---------------------------------------------------------------------------
+
+    def grant(
+        self,
+        user_id: int,
+        role: str,
+        *,
+        actor: str,
+        note: str | None = None,
+        force: bool = False,
+        only_from: str | None = None,
+    ) -> Change:
+        """Give a user ``role`` (globally), creating the user if needed; re-running it changes
+        nothing. ``note`` is kept in the event (else the username is). Ranking a mailbox
+        owner below ``admin`` is refused unless ``force``. ``only_from``: change only a user
+        who holds that role now (read in the same transaction), else nothing changes."""
+        uid, name = parse_id(user_id), parse_role_name(role)
+        text = parse_text(note, "note", NOTE_MAX)
+        with change(self.store, self.bus, actor) as tx:
+            found = tx.one(self.q.role_rank, {"name": name})
+            if found is None:
+                raise NotFoundError(f"role {name} is not defined", hint="see `rolectl roles list`")
+            held, username, boxes, logged = tx.one(tx.q.user_before_demote, {"uid": uid})
+            if only_from is not None and (held or ROLE_USER) != only_from:
+                return Change(False, f"{uid} is not {only_from}; nothing changed", ())
+            owned = [int(m) for m in boxes.split(",")] if boxes else []
+            if owned and not force and int(found[0]) < BUILTIN_RANKS[ROLE_ADMIN] and held is not None:
+                mine = sorted(owned)
+                raise ConflictError(
+                    f"{uid} owns mailbox {', '.join(map(str, mine))}, and an owner is at least admin",
+                    hint=f"transfer it first (`rolectl transfer {mine[0]} --to ID`) or pass --force",
+                )
+            if held is None and name == ROLE_USER and logged == ROLE_USER:
+                return Change(False, f"{uid} is already user; nothing changed", ())  # no row for nobody
+            step = rules.write((held, username) if held is not None else None, logged, name, None)  # type: ignore[arg-type]
+            if step.log is not None:
+                tx.log_role(uid, logged, step.log, text if text is not None else step.note)
+            if step.drift is not None:
+                tx.drift[uid] = step.drift
+            if step.written:
+                tx.run(tx.q.set_role if held is not None else tx.q.insert_user_role, {"uid": uid, "role": name})
+        return _outcome(uid, tx, f"{uid} is now {name}", f"{uid} is already {name}; nothing changed")
+
+    def revoke(self, user_id: int, *, actor: str, note: str | None = None, force: bool = False) -> Change:
+        """Back to ``user`` (the role of everyone nobody granted anything)."""
+        return self.grant(user_id, ROLE_USER, actor=actor, note=note, force=force)
+
+    def unban(self, user_id: int, *, actor: str, note: str | None = None) -> Change:
+        """A banned user becomes a plain user; anyone else is left as they are."""
+        return self.grant(user_id, ROLE_USER, actor=actor, note=note, only_from=ROLE_BANNED)

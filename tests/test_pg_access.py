@@ -1,4 +1,9 @@
-"""``rolectl access {reader,bot,operator} NAME``: PostgreSQL roles with exactly their kind's privileges."""
+"""``rolectl access {reader,bot,operator} NAME``: PostgreSQL roles with exactly their kind's privileges.
+
+Each test starts from a copy of an initialised database (``pg_init_url``) and runs rolectl's
+command line in this process (tests/inproc.py): what is tested is the roles and their
+privileges the server reports; a command of a real process is the one exit that a shell sees
+(:func:`test_sqlite_is_refused`) and a bot process that follows as a reader."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
+import inproc
 from conftest import clean_env
 
 psycopg = pytest.importorskip("psycopg")
@@ -25,6 +31,12 @@ PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", 
 
 
 def run(rolectl_bin: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``rolectl --db URL ARGS`` in this process."""
+    return inproc.rolectl(*args, db=url)
+
+
+def run_process(rolectl_bin: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``rolectl --db URL ARGS`` as a process of its own."""
     return subprocess.run(
         [str(rolectl_bin), "--db", url, *args], capture_output=True, text=True, env=clean_env(), timeout=120
     )
@@ -37,12 +49,20 @@ def sql(url: str, statement: str, params: Any = ()) -> list[tuple[Any, ...]]:
 
 
 @pytest.fixture
-def url(rolectl_bin: Path, pg_url: str, pg_db: str) -> Iterator[str]:
-    assert run(rolectl_bin, pg_url, "init").returncode == 0
-    yield pg_url
-    for (name,) in sql(pg_url, "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"%\\_{pg_db}",)):
-        sql(pg_url, f'DROP OWNED BY "{name}"')
-        sql(pg_url, f'DROP ROLE "{name}"')
+def url(pg_init_url: str) -> Iterator[str]:
+    """An initialised database; the roles a test made (named ``*_<database>``) are dropped
+    afterwards."""
+    yield pg_init_url
+    database = pg_init_url.partition("@/")[2].partition("?")[0]
+    for (name,) in sql(pg_init_url, "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"%\\_{database}",)):
+        sql(pg_init_url, f'DROP OWNED BY "{name}"')
+        sql(pg_init_url, f'DROP ROLE "{name}"')
+
+
+@pytest.fixture
+def pg_db(url: str) -> str:
+    """The name of ``url``'s database: the test's roles are named after it."""
+    return url.partition("@/")[2].partition("?")[0]
 
 
 def privileges(url: str, role: str) -> dict[str, tuple[str, ...]]:
@@ -157,7 +177,7 @@ def test_a_role_that_may_not_create_roles_is_refused(rolectl_bin: Path, url: str
 
 
 def test_sqlite_is_refused(rolectl_bin: Path, tmp_path: Path) -> None:
-    proc = run(rolectl_bin, str(tmp_path / "bot.db"), "access", "bot", "bot_a")
+    proc = run_process(rolectl_bin, str(tmp_path / "bot.db"), "access", "bot", "bot_a")
     assert proc.returncode == 2 and proc.stderr.startswith("rolectl: error: `rolectl access` manages PostgreSQL roles")
     assert not (tmp_path / "bot.db").exists()
 

@@ -1,5 +1,8 @@
 """Peers that misbehave, pruning from another host, a heartbeat that binds again, and a bot
-stopped with SIGSTOP: rolectl names each one truthfully and still shows the others."""
+stopped with SIGSTOP: rolectl names each one truthfully and still shows the others.
+
+The rolectl commands a test runs in a row share one process of their own, each within a
+time bound (tests/inproc.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,9 @@ from typing import Iterator
 
 import pytest
 
+import inproc
 from botproc import Bot
+from conftest import clean_env
 from rolectl.cache import RoleCache, ipc
 from rolectl.cache import discovery
 from rolectl.cache.registry import discover, prune, register, runtime_dir
@@ -22,6 +27,13 @@ from rolectl.cache.rundir import RuntimeDir
 
 FAKEPEER = Path(__file__).with_name("fakepeer.py")
 MODES = ("trickle", "huge", "garbage", "missing")
+
+
+def rolectl_all(db: Path, *commands: tuple[str, ...]) -> list[subprocess.CompletedProcess[str]]:
+    """Each of ``commands`` as ``rolectl --db DB ARGS``, in turn, in one process, each within 120 s."""
+    return inproc.bounded(
+        [("--db", str(db), *args) for args in commands], seconds=120, preexec_fn=lambda: None, env=clean_env()
+    )
 
 
 @pytest.fixture
@@ -44,7 +56,7 @@ def fakes(db_path: Path) -> Iterator[dict[str, subprocess.Popen[str]]]:
             proc.wait()
 
 
-def test_each_bad_peer_is_named_and_the_good_one_still_shown(db_path: Path, fakes: dict, run_rolectl) -> None:
+def test_each_bad_peer_is_named_and_the_good_one_still_shown(db_path: Path, fakes: dict) -> None:
     cache = RoleCache(lambda uid: "admin" if uid == 789 else "user", name="good")
     cache.get_role(789)
     with register(cache, db_path):
@@ -57,18 +69,21 @@ def test_each_bad_peer_is_named_and_the_good_one_still_shown(db_path: Path, fake
         assert found["999"].state == "bad-reply" and "pid" in (found["999"].error or "")
         assert found["998"].state == "bad-reply"
 
-        rows = json.loads(run_rolectl("stats", "--format", "json").stdout)
-        states = {r["instance"]: r["state"] for r in rows}
+        stats, who, show, doctor = rolectl_all(
+            db_path,
+            ("stats", "--format", "json"),
+            ("whois", "789", "--format", "json"),
+            ("cache", "show", "--format", "json"),
+            ("doctor", "--format", "json"),
+        )
+        states = {r["instance"]: r["state"] for r in json.loads(stats.stdout)}
         assert states["good"] == "live" and states["fake-trickle"] == "unresponsive"
         assert {states["fake-huge"], states["fake-garbage"], states["fake-missing"], states["999"]} == {"bad-reply"}
-        who = run_rolectl("whois", "789", "--format", "json")
         assert who.returncode == 0, who.stderr
         holders = {h["instance"]: h for h in json.loads(who.stdout)["instances"]}
         assert holders["good"]["held"] is True and holders["fake-trickle"]["state"] == "unresponsive"
-        show = run_rolectl("cache", "show", "--format", "json")
         assert show.returncode == 0 and json.loads(show.stdout)[0]["user_id"] == 789
         assert "fake-trickle" in show.stderr and "unresponsive" in show.stderr
-        doctor = run_rolectl("doctor", "--format", "json")
         assert doctor.returncode in (0, 1) and "Traceback" not in doctor.stderr
         assert "fake-huge" in doctor.stdout and "good" in doctor.stdout
 
@@ -123,34 +138,40 @@ def test_a_heartbeat_binds_a_removed_socket_again(db_path: Path, monkeypatch) ->
 # -- a real bot stopped with SIGSTOP -------------------------------------------------------------
 
 
-def test_a_stopped_bot_is_unresponsive_everywhere_and_evict_says_so(two_bots: tuple[Bot, Bot], run_rolectl) -> None:
+def test_a_stopped_bot_is_unresponsive_everywhere_and_evict_says_so(two_bots: tuple[Bot, Bot], db_path: Path) -> None:
     alpha, beta = two_bots
     alpha.get_many([1, 789])
     beta.proc.send_signal(signal.SIGSTOP)
-    rows = {r["instance"]: r for r in json.loads(run_rolectl("stats", "--format", "json").stdout)}
+    stats, evict, flush, who, show = rolectl_all(
+        db_path,
+        ("stats", "--format", "json"),
+        ("cache", "evict", "1", "--wait", "1"),
+        ("cache", "flush", "--wait", "1", "--format", "json"),
+        ("whois", "789", "--format", "json"),
+        ("cache", "show", "--instance", "beta"),
+    )
+    rows = {r["instance"]: r for r in json.loads(stats.stdout)}
     assert rows["alpha"]["state"] == "live" and rows["beta"]["state"] == "unresponsive"
 
-    evict = run_rolectl("cache", "evict", "1", "--wait", "1")
     assert evict.returncode == 7
     expected = f"applied by 1 of 2 instances; 1 did not answer: beta (pid {beta.pid})"
     assert expected in evict.stdout and expected in evict.stderr
-    flush = run_rolectl("cache", "flush", "--wait", "1", "--format", "json")
     assert flush.returncode == 7
     states = {i["instance"]: (i["state"], i["applied"]) for i in json.loads(flush.stdout)["instances"]}
     assert states == {"alpha": ("live", True), "beta": ("unresponsive", False)}
 
-    who = json.loads(run_rolectl("whois", "789", "--format", "json").stdout)
-    assert {h["instance"]: h["state"] for h in who["instances"]} == {"alpha": "live", "beta": "unresponsive"}
-    show = run_rolectl("cache", "show", "--instance", "beta")
+    assert {h["instance"]: h["state"] for h in json.loads(who.stdout)["instances"]} == {
+        "alpha": "live",
+        "beta": "unresponsive",
+    }
     assert show.returncode == 3 and f"beta (pid {beta.pid}) is unresponsive" in show.stderr
 
     alpha.stop()
-    only = run_rolectl("cache", "evict", "2", "--wait", "0.5")
+    only, none = rolectl_all(db_path, ("cache", "evict", "2", "--wait", "0.5"), ("cache", "show"))
     assert only.returncode == 7 and "0 of 0" not in only.stdout + only.stderr
     assert f"applied by 0 of 1 instance; 1 did not answer: beta (pid {beta.pid})" in only.stdout
-    none = run_rolectl("cache", "show")
     assert none.returncode == 3 and f"beta (pid {beta.pid}) unresponsive" in none.stderr
 
     beta.proc.send_signal(signal.SIGCONT)  # it resumes: it confirms again
-    again = run_rolectl("cache", "evict", "3")
+    [again] = rolectl_all(db_path, ("cache", "evict", "3"))
     assert again.returncode == 0 and "applied by 1 of 1 instance" in again.stdout

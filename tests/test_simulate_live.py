@@ -1,4 +1,7 @@
-"""``rolectl simulate --live``: a registered instance other processes see and change, for real."""
+"""``rolectl simulate --live``: a registered instance other processes see and change, for real.
+
+The simulation is a real ``rolectl`` process; the other process that looks at it and
+changes a role is this one, running rolectl's command line in-process (tests/inproc.py)."""
 
 from __future__ import annotations
 
@@ -7,29 +10,22 @@ import subprocess
 import time
 from pathlib import Path
 
+import inproc
 from conftest import clean_env
+from rolectl.cache.registry import discover
 
 
-def rolectl(rolectl_bin: Path, db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(rolectl_bin), "--db", str(db), *args],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-    )
+def rolectl(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return inproc.rolectl(*args, db=db)
 
 
-def wait_for_instance(rolectl_bin: Path, db: Path, deadline: float) -> list[dict]:
+def wait_for_instance(db: Path, deadline: float) -> list[dict]:
     while time.monotonic() < deadline:
-        if db.exists():
-            result = rolectl(rolectl_bin, db, "stats", "--format", "json")
-            if result.returncode == 0:
-                instances = [i for i in json.loads(result.stdout) if i.get("state") == "live"]
-                if instances:
-                    return instances
-        time.sleep(0.1)
+        if db.exists() and any(i.state == "live" for i in discover(db)):
+            result = rolectl(db, "stats", "--format", "json")
+            assert result.returncode == 0, result.stderr
+            return [i for i in json.loads(result.stdout) if i.get("state") == "live"]
+        time.sleep(0.05)
     raise AssertionError("the live simulation never registered")
 
 
@@ -61,21 +57,21 @@ def test_live_day_is_visible_and_follows_another_process(rolectl_bin: Path, tmp_
         env=clean_env(),
     )
     try:
-        instances = wait_for_instance(rolectl_bin, db, time.monotonic() + 20)
+        instances = wait_for_instance(db, time.monotonic() + 20)
         assert instances[0]["instance"] == "simulate" and instances[0]["follower"] == "inotify"
         # Another process (a person in another terminal) promotes user 4242, who never writes to
         # the bot: only the event, through the follower, can put them in the cache.
-        added = rolectl(rolectl_bin, db, "add-admin", "4242", "--actor", "tester")
+        added = rolectl(db, "add-admin", "4242", "--actor", "tester")
         assert added.returncode == 0, added.stderr
         holder: dict = {}
         while sim.poll() is None:  # until the cache holds the change, within the live day
-            whois = json.loads(rolectl(rolectl_bin, db, "whois", "4242", "--format", "json").stdout)
+            whois = json.loads(rolectl(db, "whois", "4242", "--format", "json").stdout)
             holder = next((i for i in whois["instances"] if i["instance"] == "simulate"), {})
             if holder.get("role") == "admin":
                 break
             time.sleep(0.05)
         assert holder.get("held") is True and holder.get("role") == "admin" and holder.get("agrees") is True
-        shown = rolectl(rolectl_bin, db, "cache", "show", "--role", "admin", "--format", "json")
+        shown = rolectl(db, "cache", "show", "--role", "admin", "--format", "json")
         assert shown.returncode == 0 and 4242 in [e["user_id"] for e in json.loads(shown.stdout)]
         out, err = sim.communicate(timeout=30)
     finally:
@@ -95,6 +91,4 @@ def test_live_day_is_visible_and_follows_another_process(rolectl_bin: Path, tmp_
     period = next(p for p in doc["timeline"] if any("4242" in c for c in p["changes"]))
     assert "another process" in " ".join(period["changes"])
     # Gone from the registry once the day is over.
-    assert [
-        i for i in json.loads(rolectl(rolectl_bin, db, "stats", "--format", "json").stdout) if i.get("state") == "live"
-    ] == []
+    assert [i for i in json.loads(rolectl(db, "stats", "--format", "json").stdout) if i.get("state") == "live"] == []

@@ -70,13 +70,22 @@ def _drop_triggers_on(conn: sqlite3.Connection, table: str) -> None:
 
 
 def _put_back_triggers(conn: sqlite3.Connection) -> None:
-    """Re-create rolectl's triggers as the migrations write them: the schema is exact again."""
+    """Re-create the triggers that are missing as the last migration defining each writes
+    them: the schema is exact again."""
+    import re
+
     from rolectl.backends.sqlite.schema import MIGRATIONS
 
+    latest: dict[str, str] = {}
     for version in sorted(MIGRATIONS):
         for statement in MIGRATIONS[version]:
-            if "CREATE TRIGGER" in statement and "DROP" not in statement:
-                conn.execute(statement)
+            found = re.search(r"CREATE TRIGGER (?:IF NOT EXISTS )?(?:main\.)?(\w+)", statement)
+            if found and "DROP" not in statement:
+                latest[found.group(1)] = statement
+    present = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    for name, statement in latest.items():
+        if name not in present:
+            conn.execute(statement)
 
 
 def endless_users_view(conn: sqlite3.Connection) -> None:

@@ -1,15 +1,15 @@
 """Hostile SQLite files handed to every command that opens one (tests/adversary/corpus.py).
 
-Every command runs as a real process of the installed ``rolectl`` (or a Python process for
-the library), with a wall-clock bound (``timeout=``) and an address-space bound
-(``RLIMIT_AS``, :data:`MEMORY`), and must end in a refusal -- exit 5, one line naming the
+Every command runs in a real process (a Python process running rolectl's command line or
+the library; a test's commands one after another in one process, tests/inproc.py), with a
+wall-clock bound per command and an address-space bound (``RLIMIT_AS``, :data:`MEMORY`),
+and must end in a refusal -- exit 5, one line naming the
 first difference -- or, for ``doctor``, a report (exit 6), with the file's bytes unchanged
 and, for ``copy``, the PostgreSQL target untouched. On the code before the exact-schema
 check these processes spun at 100 % CPU until killed, ran past the memory bound, or copied a
 forged head into PostgreSQL with exit 0.
 
-The matrix is representative, not complete, to stay near half a minute on a quiet machine
-(every process pays rolectl's start-up): the refusal happens in the one place every command
+The matrix is representative, not complete: the refusal happens in the one place every command
 goes through (the store, the miss read, the log reader), before any command-specific code
 runs. So one file whose rows never end (a view in place of ``events``, which most commands
 read) gets every command that opens a file; the other files whose rows run code that never
@@ -26,14 +26,14 @@ import resource
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from adversary.corpus import KINDS, SEQ_MAX, build, healthy
-from conftest import BIN, clean_env
+import inproc
+from conftest import clean_env
 
 #: Address-space bound of every process (rolectl's own needs are under 256 MiB; one row of
 #: the 200 MB view is most of it, the whole view 20 GB).
@@ -51,15 +51,16 @@ def _limit() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
 
 
-def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """``rolectl --timeout 1 ARGS`` within :data:`SECONDS` and :data:`MEMORY`."""
-    argv = [str(BIN / "rolectl"), "--timeout", "1", *args]
-    started = time.monotonic()
-    proc = subprocess.run(
-        argv, capture_output=True, text=True, timeout=SECONDS, preexec_fn=_limit, env=clean_env(), input=stdin
+def run(*commands: tuple[str, ...], stdin: str | None = None) -> list[subprocess.CompletedProcess[str]]:
+    """Each of ``commands`` as ``rolectl --timeout 1 ARGS``, one after another in one process
+    bounded by :data:`MEMORY`, each within :data:`SECONDS`; ``stdin`` is the input of
+    ``apply -``."""
+    return inproc.bounded(
+        [(["--timeout", "1", *args], stdin if args[-2:] == ("apply", "-") else None) for args in commands],
+        seconds=SECONDS,
+        preexec_fn=_limit,
+        env=clean_env(),
     )
-    assert time.monotonic() - started < SECONDS
-    return proc
 
 
 LIBRARY = """
@@ -150,20 +151,26 @@ WRITERS = [("add-admin", "5"), ("remove-admin", "789", "--force"), ("cache", "fl
 def test_files_whose_rows_never_end_are_refused(hostile: Path, tmp_path: Path, pg_url: str) -> None:
     expected = KINDS[hostile.stem].refusal
     every = hostile.stem == "endless_events_view"
-    for args in READERS + WRITERS if every else [("role", "789"), ("events",), ("add-admin", "5")]:
-        proc = run("--db", str(hostile), *args, stdin="add-admin,7\n" if args == ("apply", "-") else None)
+    dest = tmp_path / "backup.db"
+    commands = [
+        ("--db", str(hostile), *args)
+        for args in (READERS + WRITERS if every else [("role", "789"), ("events",), ("add-admin", "5")])
+    ]
+    commands += [("--db", str(hostile), "backup", str(dest))] if every else []
+    *refused, copy, doctor = run(
+        *commands,
+        ("copy", "--from", str(hostile), "--to", pg_url),
+        ("--db", str(hostile), "doctor"),
+        stdin="add-admin,7\n",
+    )
+    for args, proc in zip(commands, refused):
         assert proc.returncode == 5, (args, proc.stderr)
         assert expected in error_line(proc) and "rolectl --db" in error_line(proc), args
-    if every:
-        dest = tmp_path / "backup.db"
-        proc = run("--db", str(hostile), "backup", str(dest))
-        assert proc.returncode == 5 and expected in error_line(proc) and not dest.exists()
-    proc = run("copy", "--from", str(hostile), "--to", pg_url)
-    assert proc.returncode == 5 and expected in error_line(proc)
+    assert not dest.exists()
+    assert copy.returncode == 5 and expected in error_line(copy)
     assert pg_tables(pg_url) == []  # the target was not even initialised
-    proc = run("--db", str(hostile), "doctor")
-    assert proc.returncode == 6, proc.stderr
-    assert expected in proc.stdout and "Traceback" not in proc.stderr
+    assert doctor.returncode == 6, doctor.stderr
+    assert expected in doctor.stdout and "Traceback" not in doctor.stderr
 
 
 @pytest.mark.parametrize("hostile", DANGEROUS, indirect=True)
@@ -186,20 +193,18 @@ def test_the_library_refuses_them_before_a_miss_reads(hostile: Path) -> None:
 @pytest.mark.parametrize("hostile", DIFFERING, indirect=True)
 def test_files_that_differ_are_refused_with_the_first_difference(hostile: Path) -> None:
     expected = KINDS[hostile.stem].refusal
-    for args in (("role", "789"),):
-        proc = run("--db", str(hostile), *args)
-        assert proc.returncode == 5 and expected in error_line(proc), (args, proc.stderr)
-    proc = run("--db", str(hostile), "doctor")
+    role, doctor = run(("--db", str(hostile), "role", "789"), ("--db", str(hostile), "doctor"))
+    assert role.returncode == 5 and expected in error_line(role), role.stderr
     if hostile.stem in ("not_a_database", "truncated"):
-        assert proc.returncode == 5 and expected in error_line(proc)
+        assert doctor.returncode == 5 and expected in error_line(doctor)
     else:
-        assert proc.returncode == 6 and "Traceback" not in proc.stderr, proc.stderr
+        assert doctor.returncode == 6 and "Traceback" not in doctor.stderr, doctor.stderr
 
 
 def test_a_forged_head_with_its_trigger_dropped_is_not_copied(corpus: Path, tmp_path: Path, pg_url: str) -> None:
     source = tmp_path / "forged.db"
     shutil.copyfile(corpus / "forged_head.db", source)
-    proc = run("copy", "--from", str(source), "--to", pg_url)
+    [proc] = run(("copy", "--from", str(source), "--to", pg_url))
     assert proc.returncode == 5 and "events_seq_assigned" in error_line(proc)
     assert pg_tables(pg_url) == []
 
@@ -207,36 +212,49 @@ def test_a_forged_head_with_its_trigger_dropped_is_not_copied(corpus: Path, tmp_
 @pytest.mark.parametrize("hostile", FORGED_LOG, indirect=True)
 def test_a_forged_log_behind_an_exact_schema_is_not_copied(hostile: Path, pg_url: str) -> None:
     """Readers still answer (the schema is rolectl's); copy refuses before writing anything."""
-    assert run("--db", str(hostile), "role", "789").stdout.strip() == "admin"
-    proc = run("copy", "--from", str(hostile), "--to", pg_url)
+    role, proc, doctor = run(
+        ("--db", str(hostile), "role", "789"),
+        ("copy", "--from", str(hostile), "--to", pg_url),
+        ("--db", str(hostile), "doctor"),
+    )
+    assert role.stdout.strip() == "admin"
     assert proc.returncode == 5, proc.stderr
     assert KINDS[hostile.stem].refusal in error_line(proc) and "nothing was written" in error_line(proc)
     assert pg_tables(pg_url) == []
-    proc = run("--db", str(hostile), "doctor")
-    assert proc.returncode == 6 and "sequence" in proc.stdout
+    assert doctor.returncode == 6 and "sequence" in doctor.stdout
 
 
 def test_copy_replace_from_a_hostile_file_leaves_the_target_alone(corpus: Path, tmp_path: Path, pg_url: str) -> None:
     """``copy --replace`` into a target holding data: refused before the target's write
     transaction begins, so its content stays and no lock is left behind."""
-    assert run("--db", pg_url, "init").returncode == 0
-    assert run("--db", pg_url, "add-admin", "42").returncode == 0
-    for kind in ("endless_events_view", "forged_head_hidden"):
-        source = tmp_path / f"{kind}.db"
+    kinds = ("endless_events_view", "forged_head_hidden")
+    sources = {kind: tmp_path / f"{kind}.db" for kind in kinds}
+    for kind, source in sources.items():
         shutil.copyfile(corpus / source.name, source)
-        before = digest(source)
-        proc = run("copy", "--from", str(source), "--to", pg_url, "--replace")
+    before = {kind: digest(source) for kind, source in sources.items()}
+    init, add, *copies, again, admins = run(
+        ("--db", pg_url, "init"),
+        ("--db", pg_url, "add-admin", "42"),
+        *[("copy", "--from", str(sources[kind]), "--to", pg_url, "--replace") for kind in kinds],
+        ("--db", pg_url, "add-admin", "43"),  # not locked
+        ("--db", pg_url, "admins", "--format", "json"),
+    )
+    assert init.returncode == 0 and add.returncode == 0
+    for kind, proc in zip(kinds, copies):
         assert proc.returncode == 5 and KINDS[kind].refusal in error_line(proc), proc.stderr
-        assert digest(source) == before
-    assert run("--db", pg_url, "add-admin", "43").returncode == 0  # not locked
-    assert run("--db", pg_url, "admins", "--format", "json").stdout.count('"user_id"') == 2
+        assert digest(sources[kind]) == before[kind]
+    assert again.returncode == 0
+    assert admins.stdout.count('"user_id"') == 2
 
 
 @pytest.mark.parametrize("hostile", ["endless_users_view"], indirect=True)
 def test_a_hostile_file_as_copy_target_is_refused(hostile: Path, pg_url: str) -> None:
-    assert run("--db", pg_url, "init").returncode == 0
-    for extra in ((), ("--replace",)):
-        proc = run("copy", "--from", pg_url, "--to", str(hostile), *extra)
+    init, *copies = run(
+        ("--db", pg_url, "init"),
+        *[("copy", "--from", pg_url, "--to", str(hostile), *extra) for extra in ((), ("--replace",))],
+    )
+    assert init.returncode == 0
+    for proc in copies:
         assert proc.returncode == 5 and "users is a view" in error_line(proc), proc.stderr
 
 
@@ -245,12 +263,12 @@ def test_postgres_doctor_reports_a_head_near_the_limit(pg_url: str) -> None:
     one event at 2^63-1. Every later write fails; doctor must say so (it said exit 0)."""
     import psycopg
 
-    assert run("--db", pg_url, "init").returncode == 0
-    assert run("--db", pg_url, "add-admin", "1").returncode == 0
+    init, first = run(("--db", pg_url, "init"), ("--db", pg_url, "add-admin", "1"))
+    assert init.returncode == 0 and first.returncode == 0
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("SELECT setval(pg_get_serial_sequence('events', 'seq'), %s)", (SEQ_MAX - 1,))
-    assert run("--db", pg_url, "add-admin", "2").returncode == 0  # event #2^63-1
-    proc = run("--db", pg_url, "doctor", "--format", "json")
+    last, proc = run(("--db", pg_url, "add-admin", "2"), ("--db", pg_url, "doctor", "--format", "json"))
+    assert last.returncode == 0  # event #2^63-1
     assert proc.returncode == 6, proc.stdout
     assert "largest possible seq" in proc.stdout and str(SEQ_MAX) in proc.stdout
 

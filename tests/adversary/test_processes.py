@@ -3,9 +3,9 @@ and probed until its listen queue is full, a pid reused by another process, a ki
 
 Only a process that is gone is ``dead`` and may be pruned; a stopped or busy one stays
 ``unresponsive`` however often it is probed, ``whois`` lists it, and ``cache evict|flush
---wait`` exit 7 naming it. Every ``rolectl`` run is a real process with a time bound
-(``timeout=``) and a memory bound (``RLIMIT_AS`` in ``preexec_fn``); the bots are
-``examples/bot.py`` processes.
+--wait`` exit 7 naming it. Every ``rolectl`` run is bounded in time (``timeout=``, and per
+command) and memory (``RLIMIT_AS`` in ``preexec_fn``): the commands a test runs in a row
+share one such process (tests/inproc.py); the bots are ``examples/bot.py`` processes.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+import inproc
 from botproc import Bot, stop_all
 from conftest import BIN, clean_env
 from rolectl.cache.liveness import own_identity, start_ticks
@@ -50,6 +51,22 @@ def rolectl(db: str | Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=RUN_TIMEOUT,
         preexec_fn=_bounded,
     )
+
+
+def rolectl_all(db: str | Path, *commands: tuple[str, ...]) -> list[subprocess.CompletedProcess[str]]:
+    """Each of ``commands`` as ``rolectl --db DB ARGS``, one after another in one process
+    bounded as :func:`rolectl` is, each within ``RUN_TIMEOUT``."""
+    results = inproc.bounded(
+        [("--db", str(db), *args) for args in commands], seconds=RUN_TIMEOUT, preexec_fn=_bounded, env=clean_env()
+    )
+    for result in results:
+        assert "Traceback" not in result.stderr, result.stderr
+    return results
+
+
+def _states_of(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    assert result.returncode == 0, result.stderr
+    return {row["instance"]: row["state"] for row in json.loads(result.stdout)}
 
 
 def _files(db: Path) -> list[str]:
@@ -86,23 +103,28 @@ def test_a_stopped_bot_probed_past_its_backlog_stays_unresponsive_and_is_never_p
         seen = {i.name: i for i in discover(db_path, timeout=0.2)}
         assert seen["beta"].state == UNRESPONSIVE and not seen["beta"].gone, seen["beta"].error
         assert seen["alpha"].state == LIVE
-    assert _states(db_path) == {"alpha": LIVE, "beta": UNRESPONSIVE}
 
-    for prune in (["stats", "--prune", "--format", "json"], ["doctor", "--fix", "--format", "json"]):
-        result = rolectl(db_path, *prune)
-        assert "Traceback" not in result.stderr
-        assert _files(db_path) == files  # nothing pruned
-    assert _events(db_path) == events  # and nothing written
+    stats, *prunes, logged, who, evict, flush = rolectl_all(
+        db_path,
+        ("stats", "--format", "json"),
+        ("stats", "--prune", "--format", "json"),
+        ("doctor", "--fix", "--format", "json"),
+        ("events", "--format", "json", "--limit", "0"),
+        ("whois", "789", "--format", "json"),
+        ("cache", "evict", "1", "--wait", "1"),
+        ("cache", "flush", "--wait", "1"),
+    )
+    assert _states_of(stats) == {"alpha": LIVE, "beta": UNRESPONSIVE}
+    assert _files(db_path) == files  # nothing pruned
+    assert json.loads(logged.stdout) == events  # and nothing written
 
-    who = rolectl(db_path, "whois", "789", "--format", "json")
     assert who.returncode == 0, who.stderr
     assert {h["instance"]: h["state"] for h in json.loads(who.stdout)["instances"]} == {
         "alpha": LIVE,
         "beta": UNRESPONSIVE,
     }
 
-    for command in (["cache", "evict", "1"], ["cache", "flush"]):
-        result = rolectl(db_path, *command, "--wait", "1")
+    for result in (evict, flush):
         assert result.returncode == 7, result.stderr
         said = f"applied by 1 of 2 instances; 1 did not answer: beta (pid {beta.pid})"
         assert said in result.stdout and said in result.stderr
@@ -110,19 +132,23 @@ def test_a_stopped_bot_probed_past_its_backlog_stays_unresponsive_and_is_never_p
     assert _files(db_path) == files
 
     os.kill(beta.pid, signal.SIGCONT)  # it resumes: it answers and confirms again
-    again = rolectl(db_path, "cache", "evict", "2", "--wait", "60")
+    again, stats = rolectl_all(db_path, ("cache", "evict", "2", "--wait", "60"), ("stats", "--format", "json"))
     assert again.returncode == 0, again.stdout + again.stderr
     assert "applied by 2 of 2 instances" in again.stdout
-    assert _states(db_path) == {"alpha": LIVE, "beta": LIVE}
+    assert _states_of(stats) == {"alpha": LIVE, "beta": LIVE}
 
 
 def test_a_killed_bot_is_dead_and_pruned_and_the_others_stay(db_path: Path, two_bots: tuple[Bot, Bot]) -> None:
     alpha, beta = two_bots
     beta.kill()
-    assert _states(db_path) == {"alpha": LIVE, "beta": DEAD}
-    evict = rolectl(db_path, "cache", "evict", "1", "--wait", "10")
+    stats, evict, pruned = rolectl_all(
+        db_path,
+        ("stats", "--format", "json"),
+        ("cache", "evict", "1", "--wait", "10"),
+        ("stats", "--prune", "--format", "json"),
+    )
+    assert _states_of(stats) == {"alpha": LIVE, "beta": DEAD}
     assert evict.returncode == 0 and "applied by 1 of 1 instance" in evict.stdout  # the dead hold nothing
-    pruned = rolectl(db_path, "stats", "--prune", "--format", "json")
     assert pruned.returncode == 0 and [r["instance"] for r in json.loads(pruned.stdout)] == ["alpha"]
     assert _files(db_path) == [f"{alpha.pid}.json", f"{alpha.pid}.sock"]
 
@@ -156,8 +182,8 @@ def test_a_reused_pid_is_dead_but_the_registered_process_is_not(db_path: Path) -
         assert ticks_reused is not None and ticks_same is not None
         _register_as(db_path, reused.pid, "before-reuse", ticks_reused - 100)  # an earlier owner of the pid
         _register_as(db_path, same.pid, "stopped", ticks_same)
-        assert _states(db_path) == {"before-reuse": DEAD, "stopped": UNRESPONSIVE}
-        result = rolectl(db_path, "stats", "--prune", "--format", "json")
+        stats, result = rolectl_all(db_path, ("stats", "--format", "json"), ("stats", "--prune", "--format", "json"))
+        assert _states_of(stats) == {"before-reuse": DEAD, "stopped": UNRESPONSIVE}
         assert result.returncode == 0
         assert {r["instance"]: r["state"] for r in json.loads(result.stdout)} == {"stopped": UNRESPONSIVE}
         assert _files(db_path) == [f"{same.pid}.json"]
@@ -181,8 +207,9 @@ def test_a_killed_process_not_yet_reaped_is_dead(db_path: Path) -> None:
         while Path(f"/proc/{zombie.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        assert _states(db_path) == {"zombie": DEAD}
-        assert rolectl(db_path, "stats", "--prune").returncode == 0 and _files(db_path) == []
+        stats, prune = rolectl_all(db_path, ("stats", "--format", "json"), ("stats", "--prune"))
+        assert _states_of(stats) == {"zombie": DEAD}
+        assert prune.returncode == 0 and _files(db_path) == []
     finally:
         zombie.kill()
         zombie.wait()
@@ -209,29 +236,32 @@ def test_postgres_a_stopped_bot_of_this_host_stays_unresponsive_whatever_its_hea
                 "UPDATE rolectl_instances SET heartbeat_at = now() - interval '1 hour' WHERE pid = %s", (beta.pid,)
             )
             rows = conn.execute("SELECT count(*) FROM rolectl_instances").fetchone()
-            for _ in range(PROBES // 6):
-                assert _states(pg_url) == {"alpha": LIVE, "beta": UNRESPONSIVE}
-            for prune in (["stats", "--prune", "--format", "json"], ["doctor", "--fix", "--format", "json"]):
-                result = rolectl(pg_url, *prune)
-                assert "Traceback" not in result.stderr
-                assert conn.execute("SELECT count(*) FROM rolectl_instances").fetchone() == rows
-            who = rolectl(pg_url, "whois", "789", "--format", "json")
+            *stats, prune, fix, who, evict = rolectl_all(
+                pg_url,
+                *[("stats", "--format", "json")] * (PROBES // 6),
+                ("stats", "--prune", "--format", "json"),
+                ("doctor", "--fix", "--format", "json"),
+                ("whois", "789", "--format", "json"),
+                ("cache", "evict", "1", "--wait", "1"),
+            )
+            for result in stats:
+                assert _states_of(result) == {"alpha": LIVE, "beta": UNRESPONSIVE}
+            assert conn.execute("SELECT count(*) FROM rolectl_instances").fetchone() == rows  # nothing pruned
             assert {h["instance"]: h["state"] for h in json.loads(who.stdout)["instances"]} == {
                 "alpha": LIVE,
                 "beta": UNRESPONSIVE,
             }
-            evict = rolectl(pg_url, "cache", "evict", "1", "--wait", "1")
             assert evict.returncode == 7, evict.stderr
             said = f"applied by 1 of 2 instances; 1 did not answer: beta (id {socket.gethostname()}:{beta.pid})"
             assert said in evict.stdout and said in evict.stderr
 
             os.kill(beta.pid, signal.SIGCONT)
-            again = rolectl(pg_url, "cache", "evict", "2", "--wait", "60")
+            [again] = rolectl_all(pg_url, ("cache", "evict", "2", "--wait", "60"))
             assert again.returncode == 0 and "applied by 2 of 2 instances" in again.stdout, again.stderr
 
             beta.kill()
-            assert _states(pg_url) == {"alpha": LIVE, "beta": DEAD}
-            pruned = rolectl(pg_url, "stats", "--prune", "--format", "json")
+            stats, pruned = rolectl_all(pg_url, ("stats", "--format", "json"), ("stats", "--prune", "--format", "json"))
+            assert _states_of(stats) == {"alpha": LIVE, "beta": DEAD}
             assert [r["instance"] for r in json.loads(pruned.stdout)] == ["alpha"]
             assert conn.execute("SELECT name FROM rolectl_instances").fetchall() == [("alpha",)]
     finally:

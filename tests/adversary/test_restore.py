@@ -5,8 +5,10 @@ that swallows `admin_removed`, a CHECK that refuses revocations, a view that for
 a crafted file must end in a clear refusal within the timeout and bounded memory, and a
 killed restore must leave nothing behind that the next run does not remove. The same
 objects planted in a live database with the sqlite3 shell are removed by `doctor --fix`,
-which says so. Every rolectl run here is a real process with a wall-clock timeout and an
-address-space limit (RLIMIT_AS), and file writes capped (RLIMIT_FSIZE).
+which says so. Every rolectl run that meets a hostile file or database is a real process
+with a wall-clock timeout and an address-space limit (RLIMIT_AS), and file writes capped
+(RLIMIT_FSIZE); a test's doctor runs share one such process (tests/inproc.py). The check
+that revocations work again afterwards runs in this process.
 """
 
 from __future__ import annotations
@@ -14,18 +16,22 @@ from __future__ import annotations
 import json
 import os
 import resource
+import select
 import shutil
 import signal
 import sqlite3
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import inproc
 from conftest import clean_env
+from rolectl.backends.sqlite.schema import role_name_ok
 from rolectl.backup import backup
 from rolectl.repository import Repository
 
@@ -45,6 +51,8 @@ WALL = 60
 #: ~80 ms per row (it depends on the row, so SQLite cannot compute it once), from innocuous
 #: functions only (trusted_schema=OFF allows them), every value under 1 MiB.
 EXPENSIVE = "length(replace(replace(replace(replace(hex(zeroblob(400000 + user_id % 2)), '0', 'a'), 'a', 'b'), 'b', 'c'), 'c', 'd')) > 0"
+#: The CHECK rolectl's users table puts on a role (a well-formed role name).
+ROLE_CHECK = f"CHECK {role_name_ok('role')}"
 #: Rows that make a pass over the table evaluating EXPENSIVE take minutes (2 000 x 80 ms).
 EXPENSIVE_ROWS = 2_000
 
@@ -116,8 +124,9 @@ def leftovers(db: Path, tmpdir: Path) -> list[str]:
 
 
 def revocation_works(rolectl_bin: Path, db: Path, env: dict[str, str]) -> None:
-    """789 is an admin in every scenario: removing them works, is logged, under the real actor."""
-    result = rolectl(rolectl_bin, db, "remove-admin", "789", "--actor", "ops", env=env)
+    """789 is an admin in every scenario: removing them works, is logged, under the real actor.
+    (Run in this process: the database is rolectl's again by now.)"""
+    result = inproc.rolectl("remove-admin", "789", "--actor", "ops", db=db)
     assert result.returncode == 0, result.stderr
     assert last_event(db) == ("admin_removed", 789, "ops")
     with Repository.open(db) as repo:
@@ -165,7 +174,7 @@ def test_a_backup_whose_schema_is_not_rolectls_is_refused(setup, rolectl_bin, ca
     on role refused every revocation, the view logged every change as made by 'alice'."""
     db, saved, env, tmpdir = setup
     if case == "patched CHECK":
-        patch_table(saved, "users", "CHECK (role IN ('user', 'admin'))", "CHECK (role = 'admin' OR user_id < 700)")
+        patch_table(saved, "users", ROLE_CHECK, "CHECK (role = 'admin' OR user_id < 700)")
         expected = "table users is defined differently: ...role = 'admin' OR user_id < 700)"
     elif case == "view for change_context":
         shell(
@@ -213,7 +222,7 @@ FORGED_ROWS = {
     ),
     "a role outside the set": (
         ["PRAGMA ignore_check_constraints = ON", "UPDATE users SET role = 'root' WHERE user_id = 555"],
-        "user 555: role 'root' is not a role",
+        "user 555: role 'root' is not a defined role",
     ),
     "a binary username": (
         ["PRAGMA ignore_check_constraints = ON", "UPDATE users SET username = zeroblob(10) WHERE user_id = 555"],
@@ -282,41 +291,47 @@ def test_a_sparse_1gib_backup_is_refused_before_it_is_read(setup, rolectl_bin, h
     revocation_works(rolectl_bin, db, env)
 
 
+#: ``rolectl ARGS`` (``argv[2:]``) whose restore stops in the middle of its row copy, the
+#: users copied and the rest not: it writes one byte to fd ``argv[1]`` and waits for ever.
+STOPS_IN_THE_COPY = """
+import os, sys, time
+from rolectl import restorecopy
+real, copying = restorecopy._copy, int(sys.argv[1])
+def copy(conn, table):
+    real(conn, table)
+    if table == "users":
+        os.write(copying, b"c")
+        while True:
+            time.sleep(60)
+restorecopy._copy = copy
+from rolectl.cli import main
+sys.argv = ["rolectl", *sys.argv[2:]]
+main()
+"""
+
+
 def test_a_killed_restore_leaves_nothing_the_next_run_keeps(setup, rolectl_bin):
     """SIGKILL in the middle of the row copy. Before: a full copy of the backup stayed in
     TMPDIR (rolectl-restore-*/restore.db) for good. Now the half-built database sits next to
     the live one as <db>.restore-*.tmp, and the next restore removes it."""
     db, saved, env, tmpdir = setup
-    big = saved.parent / "big.db"
-    with Repository.open(db) as repo:  # 300 000 users and 150 000 events: a copy of a few seconds
-        repo.store.conn.execute("BEGIN")
-        repo.store.conn.executemany(
-            "INSERT INTO users (user_id, username, role) VALUES (?, ?, ?)",
-            ((10_000 + i, f"u{i}", "admin" if i % 2 else "user") for i in range(300_000)),
-        )
-        repo.store.conn.execute("COMMIT")
-    backup(db, big)
     before = content(db)
+    to_test, copying = os.pipe()
     proc = subprocess.Popen(
-        [str(rolectl_bin), "--db", str(db), "restore", str(big)],
+        [sys.executable, "-c", STOPS_IN_THE_COPY, str(copying), "--db", str(db), "restore", str(saved)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         preexec_fn=_limits,
+        pass_fds=(copying,),
     )
+    os.close(copying)
     try:
-        deadline = time.monotonic() + WALL
-
-        def written() -> int:
-            files = [p for p in db.parent.iterdir() if ".restore-" in p.name] + list(tmpdir.rglob("*"))
-            return sum(p.stat().st_size for p in files if p.is_file())
-
-        while written() < (2 << 20):
-            assert proc.poll() is None, "the restore finished before it could be killed: use a bigger backup"
-            assert time.monotonic() < deadline, "no restore in progress within the bound"
-            time.sleep(0.005)
+        ready, _, _ = select.select([to_test], [], [], WALL)
+        assert ready and os.read(to_test, 1) == b"c", "the restore never reached its row copy"
         proc.send_signal(signal.SIGKILL)
     finally:
+        os.close(to_test)
         proc.wait(timeout=WALL)
         if proc.stderr:
             proc.stderr.close()
@@ -334,6 +349,17 @@ def test_a_killed_restore_leaves_nothing_the_next_run_keeps(setup, rolectl_bin):
 def doctor(rolectl_bin: Path, db: Path, *args: str, env: dict[str, str]) -> tuple[int, list[dict[str, Any]], str]:
     result = rolectl(rolectl_bin, db, "doctor", "--format", "json", *args, env=env)
     return result.returncode, json.loads(result.stdout), result.stderr
+
+
+def doctors(db: Path, *runs: tuple[str, ...], env: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
+    """``rolectl --db DB doctor ARGS`` for each of ``runs``, one after another in one process
+    under this module's bounds."""
+    results = inproc.bounded(
+        [("--db", str(db), "doctor", *args) for args in runs], seconds=WALL, preexec_fn=_limits, env=env
+    )
+    for result in results:
+        assert "Traceback" not in result.stderr, result.stderr
+    return results
 
 
 PLANTED = {
@@ -368,17 +394,17 @@ def test_doctor_fix_removes_planted_objects_and_says_so(setup, rolectl_bin, case
     db, _, env, _ = setup
     statements, sentences = PLANTED[case]
     shell(db, *statements)
-    code, findings, _ = doctor(rolectl_bin, db, env=env)
+    report, fix, text = doctors(db, ("--format", "json"), ("--format", "json", "--fix"), ("--fix",), env=env)
+    code, findings = report.returncode, json.loads(report.stdout)
     assert code == 6 and any(f["check"] == "objects" and f["severity"] == "error" and f["fixable"] for f in findings), (
         findings
     )
-    code, findings, stderr = doctor(rolectl_bin, db, "--fix", env=env)
+    code, findings, stderr = fix.returncode, json.loads(fix.stdout), fix.stderr
     assert code == 0, findings
     fixed = [f["message"] for f in findings if f["check"] == "objects" and f["message"].startswith("fixed: ")]
     for sentence in sentences:
         assert f"fixed: {sentence}" in stderr
         assert any(sentence in m for m in fixed), fixed
-    text = rolectl(rolectl_bin, db, "doctor", "--fix", env=env)
     assert text.returncode == 0 and "fixed: dropped" not in text.stdout + text.stderr  # nothing left to remove
     revocation_works(rolectl_bin, db, env)
 
@@ -387,8 +413,8 @@ def test_doctor_fix_rebuilds_a_table_whose_check_was_patched(setup, rolectl_bin)
     """A CHECK that refuses every revocation. Before: a warning, no fix; revocations kept failing."""
     db, _, env, _ = setup
     before = content(db)
-    patch_table(db, "users", "CHECK (role IN ('user', 'admin'))", "CHECK (role = 'admin' OR user_id < 700)")
-    assert rolectl(rolectl_bin, db, "remove-admin", "789", env=env).returncode != 0
+    patch_table(db, "users", ROLE_CHECK, "CHECK (role = 'admin' OR user_id < 700)")
+    assert inproc.rolectl("remove-admin", "789", db=db).returncode != 0
     code, findings, stderr = doctor(rolectl_bin, db, "--fix", env=env)
     assert code == 0, findings
     assert (
@@ -408,10 +434,13 @@ def test_doctor_ends_within_the_timeout_on_an_expensive_check(setup, rolectl_bin
     conn.commit()
     conn.close()
     patch_table(db, "users", "CHECK (user_id > 0)", f"CHECK (user_id > 0 AND {EXPENSIVE})")
-    code, findings, _ = doctor(rolectl_bin, db, "--timeout", "2", env=env)
+    report, fix = doctors(
+        db, ("--format", "json", "--timeout", "1"), ("--format", "json", "--timeout", "2", "--fix"), env=env
+    )
+    code, findings = report.returncode, json.loads(report.stdout)
     assert code == 6
     assert any(f["check"] == "integrity" and "did not finish within" in f["message"] for f in findings), findings
-    code, findings, stderr = doctor(rolectl_bin, db, "--timeout", "2", "--fix", env=env)
+    code, findings, stderr = fix.returncode, json.loads(fix.stdout), fix.stderr
     assert code == 0, findings
     assert "fixed: rebuilt table users" in stderr
     revocation_works(rolectl_bin, db, env)
@@ -429,16 +458,18 @@ def test_doctor_ends_within_the_timeout_on_an_endless_view_and_fix_removes_it(se
         "CREATE VIEW users AS WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
         "FROM r) SELECT i AS user_id, NULL AS username, 'admin' AS role, '' AS created_at, '' AS updated_at FROM r",
     )
-    started = time.monotonic()
-    code, findings, _ = doctor(rolectl_bin, db, "--timeout", "2", env=env)
-    assert code == 6 and time.monotonic() - started < WALL
+    report, fix = doctors(
+        db, ("--format", "json", "--timeout", "2"), ("--format", "json", "--timeout", "2", "--fix"), env=env
+    )
+    code, findings = report.returncode, json.loads(report.stdout)
+    assert code == 6  # within WALL
     assert any(
         f["check"] == "objects" and "not tables: users; no row was read" in f["message"] and f["fixable"]
         for f in findings
     ), findings
     assert not any(f["check"] in ("integrity", "log", "owners") for f in findings), findings
     assert any("view users" in f["message"] and f["fixable"] for f in findings if f["check"] == "objects")
-    code, findings, stderr = doctor(rolectl_bin, db, "--timeout", "2", "--fix", env=env)
+    code, findings, stderr = fix.returncode, json.loads(fix.stdout), fix.stderr
     assert "fixed: dropped view users (not part of rolectl's schema)" in stderr
     # What stays is what the view's owner destroyed: the users' rows (the log still knows 789,
     # mailbox 1 has lost its owner). The schema is rolectl's again and every check finishes.

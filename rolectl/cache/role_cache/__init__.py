@@ -14,6 +14,10 @@ Storage (memory target: within 1.3x of a plain ``{int: str}`` dict per entry):
 * ``_others`` -- ``{id: role}`` for every other role (``admin``): few entries, looked up only
   when ``_users`` misses. Per-role hit counts fall out of which structure answered, so the
   hot path never compares roles.
+* ``_admins`` -- the admin ids of ``_others`` again, as a set: an admin hit is a second set
+  test, not a dict call (added after ``_others``, discarded before it, under the lock).
+* ``RoleCache(maxsize=N)`` evicts by CLOCK: a hit sets a recency bit without the lock, and
+  installs evict under it (:mod:`rolectl.cache.role_cache.lru`).
 * Per-entry metadata lives only in small side tables: install times of the admin entries
   (user-role entries have none: stamping every miss cost ~5% of the miss budget), the read
   version of entries newer than ``last_seq`` (only while the follower lags), and recently
@@ -63,7 +67,7 @@ from rolectl.cache.role_cache.defs import CacheEntry, Fetch, FetchResult, check_
 from rolectl.cache.role_cache.introspect import CacheIntrospection
 from rolectl.cache.role_cache.lru import LRUBehaviour
 from rolectl.errors import InvalidInputError
-from rolectl.events import ROLE_BANNED, ROLE_USER, Role
+from rolectl.events import ROLE_ADMIN, ROLE_BANNED, ROLE_USER, Role
 
 __all__ = ["CacheEntry", "Fetch", "FetchResult", "RoleCache"]
 
@@ -73,8 +77,9 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
 
     ``fetch`` reads one user's role from the database (see :mod:`rolectl.backends.sqlite.fetch` for the
     default); it may also be passed per call, as in the reference day's ``get_role(user_id, fetch)``.
-    ``maxsize`` bounds the cache with LRU eviction (unbounded by default: a bot's user table
-    fits in memory). ``clock`` is injectable for tests; it stamps install times and uptime.
+    ``maxsize`` bounds the cache (unbounded by default: a bot's user table fits in memory),
+    evicting by approximate LRU: CLOCK, a hit entry gets a second chance
+    (:mod:`rolectl.cache.role_cache.lru`). ``clock`` is injectable for tests; it stamps install times and uptime.
     """
 
     __slots__ = ()  # every slot is CacheStore's
@@ -100,16 +105,39 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
         """
         # The hot path: one type test, one set lookup, one increment. Only ints are stored,
         # but True and 1.0 equal 1: the type test keeps them from being answered as user 1
-        # (and, first, keeps unhashable ids from raising a bare TypeError).
-        if user_id.__class__ is int and user_id in self._users:
-            self._user_hits += 1
-            return ROLE_USER
+        # (and, first, keeps unhashable ids from raising a bare TypeError). Other roles are
+        # answered here too, not in a second call: a call costs more than their dict lookup.
+        if user_id.__class__ is int:
+            if user_id in self._users:
+                self._user_hits += 1
+                return ROLE_USER
+            if user_id in self._admins:
+                self._admin_hits += 1
+                return ROLE_ADMIN
+            role = self._others.get(user_id)
+            if role is not None:
+                self._other_hits[role] += 1
+                return role
         return self._slow(user_id, fetch)
 
     def has_role(self, user_id: int, role: str, fetch: Fetch | None = None) -> bool:
         """Whether the user holds ``role`` or a role ranked above it. ``banned`` never passes
         (not even ``has_role(uid, "banned")``), nor does a role this cache holds no rank for
         (fail closed). ``role`` must be defined (:class:`InvalidInputError` otherwise)."""
+        # The hit path of get_role, answered from tables derived from the ranks (see
+        # CacheStore._set_ranks): a user or admin hit is one more dict lookup, no call.
+        if user_id.__class__ is int:
+            try:
+                if user_id in self._users:
+                    passes = self._user_passes[role]
+                    self._user_hits += 1
+                    return passes
+                if user_id in self._admins:
+                    passes = self._admin_passes[role]
+                    self._admin_hits += 1
+                    return passes
+            except (KeyError, TypeError):  # an undefined (or unhashable) role: refused below
+                pass
         if role not in self._ranks:
             self.ranked(ROLE_USER, role)  # raises
         return self.ranked(self.get_role(user_id, fetch), role)
@@ -144,6 +172,6 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
 
 
 class _LRURoleCache(LRUBehaviour, RoleCache):
-    """``RoleCache(maxsize=N)``: the same cache, with recency kept in an ``OrderedDict``."""
+    """``RoleCache(maxsize=N)``: the same cache, evicting by CLOCK (second chance), see :mod:`.lru`."""
 
     __slots__ = ()

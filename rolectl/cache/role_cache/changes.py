@@ -121,7 +121,7 @@ class CacheChanges(CacheStore):
             if name is None or name in BUILTIN_RANKS:
                 raise ValueError(f"malformed role event {event!r}")
             ranks.pop(name, None)
-        self._ranks = ranks
+        self._set_ranks(ranks)
 
     def define_roles(self, ranks: Mapping[str, int]) -> None:
         """Take the database's defined roles (name -> rank), read after the follower started:
@@ -136,7 +136,7 @@ class CacheChanges(CacheStore):
         if any(checked.get(name) != rank for name, rank in BUILTIN_RANKS.items()):
             raise DatabaseError("the database's built-in roles (banned, user, admin) are missing or ranked otherwise")
         with self._lock:
-            self._ranks = checked
+            self._set_ranks(checked)
 
     @property
     def ranks(self) -> dict[str, int]:

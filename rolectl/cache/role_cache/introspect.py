@@ -12,7 +12,7 @@ from rolectl.cache.role_cache.defs import CacheEntry, check_user_id
 from rolectl.cache.role_cache.store import CacheStore
 from rolectl.cache.stats import CacheStats
 from rolectl.errors import InvalidInputError
-from rolectl.events import ROLE_USER, Role
+from rolectl.events import ROLE_ADMIN, ROLE_USER, Role
 
 
 class CacheIntrospection(CacheStore):
@@ -23,6 +23,7 @@ class CacheIntrospection(CacheStore):
         with self._lock:
             hits_by_role: dict[str, int] = {r: n for r, n in self._other_hits.items()}
             hits_by_role[ROLE_USER] += self._user_hits
+            hits_by_role[ROLE_ADMIN] = hits_by_role.get(ROLE_ADMIN, 0) + self._admin_hits
             hits = sum(hits_by_role.values())
             misses_by_role: dict[str, int] = {r: n for r, n in self._other_misses.items()}
             misses_by_role[ROLE_USER] += self._user_misses

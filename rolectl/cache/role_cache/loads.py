@@ -33,11 +33,8 @@ class CacheLoads(CacheStore):
         """The miss path (a separate function: its locals would slow the hit path's frame)."""
         if user_id.__class__ is not int:
             check_user_id(user_id)  # raises
-        role = self._others.get(user_id)  # admins: lock-free too (the rest of _hit)
-        if role is not None:
-            self._other_hits[role] += 1
-            self._touch(user_id)
-            return role
+        # get_role looked in both structures already: an entry installed since is only a
+        # wasted read, never a wrong answer (the read installs or yields to the newer entry).
         # Out-of-range ints are never stored, so they are refused only here, on a miss.
         if fetch is not None or not 0 < user_id <= INT64_MAX or self._fetch is None:
             fetch = self._fetch_for(user_id, fetch)
@@ -227,8 +224,8 @@ class CacheLoads(CacheStore):
             return token[1] if len(token) > 1 else role
         if role is ROLE_USER and self._order is None:  # _set_locked's common case, inlined
             self._users.add(user_id)
-            if self._others and self._others.pop(user_id, None) is not None:
-                self._others_since.pop(user_id, None)
+            if self._others:
+                self._drop_other_locked(user_id)
         else:
             self._set_locked(user_id, role)
         if version is not None and version > self._last_seq:

@@ -20,7 +20,14 @@ from rolectl.cache.stats import GONE_TRACKED
 from rolectl.cache.waiters import Waiters
 from rolectl.errors import InvalidInputError
 from rolectl.logfields import fields
-from rolectl.events import BUILTIN_RANKS, ROLE_USER, ROLES, Role
+from rolectl.events import BUILTIN_RANKS, ROLE_ADMIN, ROLE_USER, ROLES, Role
+
+
+def passes_for(ranks: dict[str, int], held: str) -> dict[str, bool]:
+    """Whether a holder of ``held`` (a built-in role other than ``banned``: always ranked)
+    passes ``has_role`` for each role of ``ranks``: at least that rank."""
+    rank = ranks[held]
+    return {role: rank >= wanted for role, wanted in ranks.items()}
 
 
 class CacheStore:
@@ -34,7 +41,9 @@ class CacheStore:
         "_lock",
         "_users",
         "_others",
+        "_admins",
         "_order",
+        "_recent",
         "_loads",
         "_waiters",
         "_last_seq",
@@ -46,6 +55,7 @@ class CacheStore:
         "_started_mono",
         "_started_wall",
         "_user_hits",
+        "_admin_hits",
         "_other_hits",
         "_user_misses",
         "_other_misses",
@@ -63,6 +73,8 @@ class CacheStore:
         "_load_errors",
         "_suspended",
         "_ranks",
+        "_user_passes",
+        "_admin_passes",
     )
 
     def __init__(
@@ -87,7 +99,12 @@ class CacheStore:
         self._lock = threading.Lock()
         self._users: set[int] = set()
         self._others: dict[int, Role] = {}
+        # The ids in _others whose role is admin, again: the hit path's second set test, so
+        # an admin hit costs a set lookup more than a user hit, not a dict call and a count
+        # by role. Written with _others under the lock, added after it and discarded before.
+        self._admins: set[int] = set()
         self._order: OrderedDict[int, None] | None = OrderedDict() if maxsize is not None else None
+        self._recent: dict[int, bool] = {}  # LRU only: ids hit since eviction last passed them
         self._loads: dict[int, Token] = {}  # user -> token of the read in flight
         self._waiters: dict[int, Waiters[Role]] = {}
         self._last_seq = 0
@@ -101,7 +118,7 @@ class CacheStore:
         self._others_since: dict[int, float] = {}
         self._started_mono = clock()
         self._started_wall = time.time()
-        self._user_hits = 0
+        self._user_hits = self._admin_hits = 0  # admin hits are not in _other_hits
         self._other_hits: dict[Role, int] = dict.fromkeys(ROLES, 0)
         # Completed reads per role the database returned (user-role reads in a plain int, as
         # for hits); cold misses are derived: every miss that was not dropped or evicted.
@@ -115,7 +132,20 @@ class CacheStore:
         # The defined roles' ranks (``has_role``): the built-in ones until the database's
         # set is handed over (define_roles) and kept in step by the log's role_defined /
         # role_undefined events. Replaced whole, never mutated: lock-free readers see one set.
-        self._ranks: dict[str, int] = dict(BUILTIN_RANKS)
+        self._ranks: dict[str, int]
+        self._user_passes: dict[str, bool]
+        self._admin_passes: dict[str, bool]
+        self._set_ranks(dict(BUILTIN_RANKS))
+
+    def _set_ranks(self, ranks: dict[str, int]) -> None:
+        """Publish a new set of ranks with what ``has_role``'s hit path derives from it:
+        whether a user, and an admin, passes a check for each defined role -- so a user or
+        admin hit answers with one dict lookup instead of a rank comparison. The tables are
+        built before they are published; a lock-free reader uses one table per answer, so
+        each answer is that of the old set or of the new one."""
+        self._user_passes = passes_for(ranks, ROLE_USER)
+        self._admin_passes = passes_for(ranks, ROLE_ADMIN)
+        self._ranks = ranks
 
     # -- storage primitives (call with the lock held) -------------------------------------
 
@@ -127,14 +157,19 @@ class CacheStore:
             return
         if role is ROLE_USER:
             self._users.add(user_id)
-            if self._others and self._others.pop(user_id, None) is not None:
-                self._others_since.pop(user_id, None)
+            if self._others:
+                self._drop_other_locked(user_id)
         else:
             if role not in self._other_hits:  # a role defined at run time: counted from now on
                 self._other_hits[role] = 0
             if self._others.get(user_id) is not role:
                 self._others_since[user_id] = self._clock()
-            self._others[user_id] = role
+            if role is ROLE_ADMIN:
+                self._others[user_id] = role
+                self._admins.add(user_id)
+            else:
+                self._admins.discard(user_id)
+                self._others[user_id] = role
             self._users.discard(user_id)
         if self._order is not None:
             self._track_locked(user_id)
@@ -142,13 +177,21 @@ class CacheStore:
     def _remove_locked(self, user_id: int, cause: bool) -> bool:
         if user_id in self._users:
             self._users.discard(user_id)
-        elif self._others.pop(user_id, None) is not None:
-            self._others_since.pop(user_id, None)
-        else:
+        elif not self._drop_other_locked(user_id):
             return False
         if self._order is not None:
             self._order.pop(user_id, None)
+            self._recent.pop(user_id, None)
         self._note_gone(user_id, cause)
+        return True
+
+    def _drop_other_locked(self, user_id: int) -> bool:
+        """Remove a non-user entry (``_admins`` first, so a lock-free reader that still finds
+        the id there finds the entry); whether there was one."""
+        self._admins.discard(user_id)
+        if self._others.pop(user_id, None) is None:
+            return False
+        self._others_since.pop(user_id, None)
         return True
 
     def _note_gone(self, user_id: int, cause: bool) -> None:
@@ -164,9 +207,9 @@ class CacheStore:
         for user_id in islice(self._users, GONE_TRACKED):
             self._note_gone(user_id, DROPPED)
         # Fresh containers: O(1) for lock-free readers, and the old ones are freed at once.
-        self._users, self._others, self._others_since = set(), {}, {}
+        self._users, self._admins, self._others, self._others_since = set(), set(), {}, {}
         if self._order is not None:
-            self._order = OrderedDict()
+            self._order, self._recent = OrderedDict(), {}
         # list() copies the tokens in one step: lock-free registrations cannot break it.
         for token in list(self._loads.values()):
             if floor > token[0]:
@@ -195,12 +238,16 @@ class CacheStore:
         """The hit path, defined once: the cached role of ``user_id`` (an ``int``), counted
         and marked recent; ``None`` on a miss. Lock-free (set and dict lookups are atomic
         under the GIL). The synchronous ``get_role`` of the unbounded and the bounded cache write
-        its first half out (a call costs a fifth to a third of a hit: ``benchmarks/bench_cache.py``)
-        and the miss path its second; the asyncio lookup and the locked recheck call it."""
+        it out (a call costs a fifth to a third of a hit: ``benchmarks/bench_cache.py``); the
+        asyncio lookup and the locked recheck call it."""
         if user_id in self._users:
             self._user_hits += 1
             self._touch(user_id)
             return ROLE_USER
+        if user_id in self._admins:
+            self._admin_hits += 1
+            self._touch(user_id)
+            return ROLE_ADMIN
         role = self._others.get(user_id)
         if role is not None:
             self._other_hits[role] += 1
@@ -208,7 +255,7 @@ class CacheStore:
         return role
 
     def _touch(self, user_id: int) -> None:
-        """Mark a hit as recent (LRU only); lock-free, so it may only reorder, never add."""
+        """Mark a hit as recent (LRU only); lock-free, so it may only set a bit, never add an entry."""
 
     def _track_locked(self, user_id: int) -> None:
         """Record an install as most recent and evict past ``maxsize`` (LRU only)."""
@@ -249,8 +296,8 @@ class CacheStore:
                 self.name,
                 extra=fields("cache.fault", instance=self.name, seq=self._last_seq, user_id=user_id),
             )
-            self._users, self._others, self._others_since = set(), {}, {}
+            self._users, self._admins, self._others, self._others_since = set(), set(), {}, {}
             self._gone = OrderedDict()
             if self._order is not None:
-                self._order = OrderedDict()
+                self._order, self._recent = OrderedDict(), {}
             self._loads = {}  # every read in flight finds its token gone: none installs

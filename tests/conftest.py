@@ -255,6 +255,31 @@ def two_bots(db_path: Path) -> Iterator[tuple[Any, Any]]:
         stop_all(alpha, beta)
 
 
+# -- what every process of the run starts from ----------------------------------------------------
+#
+# The suite starts the installed ``rolectl`` and bot processes hundreds of times. Where
+# PYTHONDONTWRITEBYTECODE is set, an editable install never caches its bytecode, so each of those
+# processes would compile rolectl's modules again (about a third of a short command's CPU): the
+# run compiles them once, before any worker starts. A run started in the background by a
+# non-interactive shell inherits SIGINT ignored, and so would every child (the Ctrl-C tests would
+# then wait out their deadline): each process of the run restores Python's default handler, which
+# an exec'd child sees as the default action.
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        import compileall
+
+        root = Path(__file__).resolve().parent.parent
+        for folder in ("rolectl", "tests", "examples"):
+            if (root / folder).is_dir():
+                compileall.compile_dir(str(root / folder), quiet=1, workers=1)
+
+
 # -- which of rolectl's modules a run imported (scripts/subset_covers.py) ----------------------------
 #
 # .ci/run runs a subset of the suite on each other Python the package claims; the subset must

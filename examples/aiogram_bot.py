@@ -9,7 +9,8 @@ handle (follower, registration for ``rolectl stats``) on startup and closes it o
 
 Commands: ``/start`` registers the sender, ``/whoami`` answers their role, ``/ban`` is for
 admins (others are told so), ``/promote ID`` makes ID an admin (admins only; recorded in the
-log as made by ``tg:<sender>``). Make someone an admin from a shell -- ``rolectl --db bot.db
+log as made by ``tg:<sender>``, or ``tg:anon:<chat>`` for an anonymous group admin, who counts
+as an admin of that chat). Make someone an admin from a shell -- ``rolectl --db bot.db
 add-admin 789`` -- and their next ``/ban`` is allowed.
 
 ``--offline N`` feeds N synthetic updates through the dispatcher (``--rate`` a second, from
@@ -43,7 +44,7 @@ from aiogram.types import Chat, Message, Update, User  # noqa: E402
 
 from rolectl import DatabaseError, RolectlError  # noqa: E402
 from rolectl.aio import AsyncRoles, connect  # noqa: E402
-from rolectl.integrations.aiogram import HasRole, setup  # noqa: E402
+from rolectl.integrations.aiogram import HasRole, anonymous_admin_chat, setup  # noqa: E402
 
 HEAVY = {123: 30, 456: 25, 789: 20}  # the reference scenario's most active users
 
@@ -54,7 +55,7 @@ def build_dispatcher(roles: AsyncRoles) -> Dispatcher:
 
     @dp.message(Command("start"))
     async def start(message: Message, roles: AsyncRoles) -> None:
-        if message.from_user is not None:
+        if message.from_user is not None and message.sender_chat is None:  # else a stand-in sender
             try:
                 await roles.upsert_user(message.from_user.id, message.from_user.username)
             except DatabaseError as exc:  # down, or not there yet (--wait-for-db): greet anyway
@@ -63,7 +64,8 @@ def build_dispatcher(roles: AsyncRoles) -> Dispatcher:
 
     @dp.message(Command("whoami"))
     async def whoami(message: Message, role: str) -> None:
-        await message.answer(f"You are {role}.")
+        chat = anonymous_admin_chat(message)  # Telegram hides which admin; the sender is a stand-in
+        await message.answer(f"You are {role}." if chat is None else f"You are {role}, anonymously, in {chat}.")
 
     @dp.message(Command("ban"), HasRole("admin"))
     async def ban(message: Message, command: CommandObject) -> None:
@@ -72,8 +74,10 @@ def build_dispatcher(roles: AsyncRoles) -> Dispatcher:
     @dp.message(Command("promote"), HasRole("admin"))
     async def promote(message: Message, command: CommandObject, roles: AsyncRoles) -> None:
         sender = message.from_user.id if message.from_user is not None else 0
+        chat = anonymous_admin_chat(message)
+        actor = f"tg:anon:{chat}" if chat is not None else f"tg:{sender}"
         try:
-            change = await roles.add_admin(int(command.args or ""), actor=f"tg:{sender}")
+            change = await roles.add_admin(int(command.args or ""), actor=actor)
         except (ValueError, RolectlError) as exc:
             await message.answer(f"Cannot promote: {exc}")
             return

@@ -11,7 +11,8 @@ in ``post_shutdown``; ``@require_role("admin")`` guards a callback.
 
 Commands: ``/start`` registers the sender, ``/whoami`` answers their role, ``/ban`` is for
 admins (others are told so), ``/promote ID`` makes ID an admin (admins only; recorded in the
-log as made by ``tg:<sender>``). Make someone an admin from a shell -- ``rolectl --db bot.db
+log as made by ``tg:<sender>``, or ``tg:anon:<chat>`` for an anonymous group admin, who counts
+as an admin of that chat). Make someone an admin from a shell -- ``rolectl --db bot.db
 add-admin 789`` -- and their next ``/ban`` is allowed.
 
 ``--offline N`` feeds N synthetic updates through ``Application.process_update`` (``--rate``
@@ -42,7 +43,7 @@ from telegram.request import BaseRequest, RequestData  # noqa: E402
 
 from rolectl import DatabaseError, RolectlError  # noqa: E402
 from rolectl.aio import AsyncRoles, connect  # noqa: E402
-from rolectl.integrations.telegram import install, require_role, role_of, roles_of  # noqa: E402
+from rolectl.integrations.telegram import anonymous_admin_chat, install, require_role, role_of, roles_of  # noqa: E402
 
 HEAVY = {123: 30, 456: 25, 789: 20}  # the reference scenario's most active users
 App = Application[Any, Any, Any, Any, Any, Any]
@@ -55,7 +56,8 @@ async def answer(update: Update, text: str) -> None:
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     roles = roles_of(context)
-    if update.effective_user is not None:
+    message = update.effective_message
+    if update.effective_user is not None and (message is None or message.sender_chat is None):  # else a stand-in
         try:
             await roles.upsert_user(update.effective_user.id, update.effective_user.username)
         except DatabaseError as exc:  # down, or not there yet (--wait-for-db): greet anyway
@@ -64,7 +66,9 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def whoami(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await answer(update, f"You are {role_of(context)}.")
+    chat = anonymous_admin_chat(update)  # Telegram hides which admin; the sender is a stand-in
+    role = role_of(context)
+    await answer(update, f"You are {role}." if chat is None else f"You are {role}, anonymously, in {chat}.")
 
 
 async def refuse(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -80,8 +84,10 @@ async def ban(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def promote(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     roles = roles_of(context)
     sender = update.effective_user.id if update.effective_user is not None else 0
+    chat = anonymous_admin_chat(update)
+    actor = f"tg:anon:{chat}" if chat is not None else f"tg:{sender}"
     try:
-        change = await roles.add_admin(int((context.args or [""])[0]), actor=f"tg:{sender}")
+        change = await roles.add_admin(int((context.args or [""])[0]), actor=actor)
     except (ValueError, RolectlError) as exc:
         await answer(update, f"Cannot promote: {exc}")
         return

@@ -116,6 +116,43 @@ def run_rolectl(rolectl_bin: Path, db_path: Path):
     return run
 
 
+def invoke_in_process(
+    args: list[str], *, input: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``rolectl ARGS`` run in this process through typer's CliRunner, as the CompletedProcess a
+    real run returns (``returncode``, ``stdout``, ``stderr``). The same parser, commands and
+    error handling as the installed script, without the ~0.2 s of CPU a new interpreter costs:
+    for tests whose point is what a command prints, not what a shell sees of a process.
+
+    ``env`` is a whole environment as for a subprocess (``clean_env(...)``); no ROLECTL_*
+    variable of the caller's leaks in either way."""
+    from rolectl.cli.app import app
+
+    overlay: dict[str, str | None] = {k: None for k in os.environ if k.startswith("ROLECTL_")}
+    if env is not None:
+        overlay.update({k: None for k in os.environ if k not in env})
+        overlay.update(env)
+    result = CliRunner().invoke(app, args, input=input, env=overlay, catch_exceptions=False)
+    return subprocess.CompletedProcess(["rolectl", *args], result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.fixture
+def run_in_process(db_path: Path):
+    """``run_rolectl``'s signature and result, run in-process (:func:`invoke_in_process`)."""
+
+    def run(
+        *args: str,
+        db: Path | str | None = db_path,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        del timeout  # in-process: nothing to time out; kept so calls read like run_rolectl's
+        return invoke_in_process((["--db", str(db)] if db is not None else []) + list(args), input=input, env=env)
+
+    return run
+
+
 @pytest.fixture
 def cli(db_path: Path):
     """Invoke the typer app in-process: ``cli("add-admin", "5")`` -> click Result."""
@@ -216,6 +253,31 @@ def two_bots(db_path: Path) -> Iterator[tuple[Any, Any]]:
         yield alpha, beta
     finally:
         stop_all(alpha, beta)
+
+
+# -- what every process of the run starts from ----------------------------------------------------
+#
+# The suite starts the installed ``rolectl`` and bot processes hundreds of times. Where
+# PYTHONDONTWRITEBYTECODE is set, an editable install never caches its bytecode, so each of those
+# processes would compile rolectl's modules again (about a third of a short command's CPU): the
+# run compiles them once, before any worker starts. A run started in the background by a
+# non-interactive shell inherits SIGINT ignored, and so would every child (the Ctrl-C tests would
+# then wait out their deadline): each process of the run restores Python's default handler, which
+# an exec'd child sees as the default action.
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        import compileall
+
+        root = Path(__file__).resolve().parent.parent
+        for folder in ("rolectl", "tests", "examples"):
+            if (root / folder).is_dir():
+                compileall.compile_dir(str(root / folder), quiet=1, workers=1)
 
 
 # -- which of rolectl's modules a run imported (scripts/subset_covers.py) ----------------------------

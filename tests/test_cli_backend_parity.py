@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import clean_env
+from conftest import clean_env, invoke_in_process
 
 pytest.importorskip("psycopg")
 
@@ -62,13 +62,12 @@ _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
 
 def run(rolectl_bin: Path, db: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(rolectl_bin), "--db", db, *args],
-        capture_output=True,
-        text=True,
-        env=clean_env(USER="alice", ROLECTL_ACTOR="alice"),
-        timeout=120,
-    )
+    """``rolectl --db DB ARGS`` in-process: the same parser, commands and error handling as the
+    installed script (what a shell sees of a real process is tests/test_bad_input.py's), at a
+    fraction of the CPU of the ~70 interpreters a transcript pair would start. The follow
+    tests below keep ``events --follow`` a real process."""
+    del rolectl_bin
+    return invoke_in_process(["--db", db, *args], env=clean_env(USER="alice", ROLECTL_ACTOR="alice"))
 
 
 #: PostgreSQL names the database user that wrote each event (``db_user``); SQLite has none. The

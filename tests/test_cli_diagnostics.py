@@ -1,5 +1,9 @@
 """``rolectl stats``, ``cache show|evict|flush``, ``whois`` and ``events --follow`` against
-live bot processes (examples/bot.py), through the installed CLI and in-process.
+live bot processes (examples/bot.py).
+
+The bots are real processes; the commands asking them run in-process (``run_in_process``,
+the same parser and commands as the installed script) unless a test is about the process
+itself: ``--watch`` and ``--follow`` until Ctrl-C, and what a terminal shows.
 
 Every test taking ``db_path`` runs twice: on a SQLite file (instances found in its runtime
 directory, asked over Unix sockets) and on a PostgreSQL database (instances found and asked
@@ -18,7 +22,7 @@ from typing import Any, Iterator
 import pytest
 
 from botproc import Bot
-from conftest import clean_env
+from conftest import clean_env, invoke_in_process
 from lines import Lines
 from rolectl.backends import is_postgres
 from rolectl.repository import Repository
@@ -26,9 +30,11 @@ from rolectl.repository import Repository
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_path(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    """An initialised, empty database on each backend (this module's ``run_rolectl`` and
+    """An initialised, empty database on each backend (this module's ``run_in_process`` and
     ``cli`` use it): a SQLite file's path, then a PostgreSQL URL."""
-    db: Any = tmp_path / "bot.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_init_url")
+    db = tmp_path / "bot.db"
     Repository.init(db).close()
     return db
 
@@ -56,21 +62,21 @@ def _json(result) -> object:  # type: ignore[no-untyped-def]
     return json.loads(result.stdout)
 
 
-def test_stats_shows_what_the_bot_really_counted(bot: Bot, run_rolectl, db_path: Any) -> None:
+def test_stats_shows_what_the_bot_really_counted(bot: Bot, run_in_process, db_path: Any) -> None:
     bot.get_many([789, 123, 123, 123, 456])
-    [row] = _json(run_rolectl("stats", "--format", "json"))
+    [row] = _json(run_in_process("stats", "--format", "json"))
     real = bot.ask("stats")["cache"]
     assert row["instance"] == "alpha" and row["pid"] == bot.pid and row["state"] == "live"
     assert (row["hits"], row["misses"], row["size"]) == (real["hits"], real["misses"], real["size"]) == (2, 3, 3)
     assert row["hit_rate"] == pytest.approx(0.4) and row["lag"] == 0 and row["faults"] == 0
     assert row["follower"] == follower_mode(db_path) and row["resets"] == 0
     assert row["id"] == instance_id(db_path, bot)
-    tsv = run_rolectl("stats").stdout.splitlines()  # not a terminal: TSV with a header
+    tsv = run_in_process("stats").stdout.splitlines()  # not a terminal: TSV with a header
     assert tsv[0].startswith("instance\tpid\thost\tstate") and tsv[1].startswith("alpha\t")
 
 
-def test_stats_lists_a_killed_bot_as_dead_and_nothing_as_empty(db_path: Path, run_rolectl, cli) -> None:
-    assert _json(run_rolectl("stats", "--format", "json")) == []
+def test_stats_lists_a_killed_bot_as_dead_and_nothing_as_empty(db_path: Path, run_in_process, cli) -> None:
+    assert _json(run_in_process("stats", "--format", "json")) == []
     assert cli("stats", "--format", "csv").stdout.strip() == ",".join(
         (
             "instance",
@@ -112,10 +118,10 @@ def test_stats_lists_a_killed_bot_as_dead_and_nothing_as_empty(db_path: Path, ru
     b.kill()
     # On PostgreSQL its row stays with a heartbeat that stopped; seen from its own host the
     # pid says at once that the process is gone, as the socket registry does.
-    [row] = _json(run_rolectl("stats", "--format", "json"))
+    [row] = _json(run_in_process("stats", "--format", "json"))
     assert row["state"] == "dead" and row["hits"] is None and row["last_seen"] is not None
     assert row["error"] == "process is gone"
-    assert _json(run_rolectl("stats", "--prune", "--format", "json")) == []
+    assert _json(run_in_process("stats", "--prune", "--format", "json")) == []
 
 
 def test_stats_watch_refreshes_until_ctrl_c(bot: Bot, rolectl_bin: Path, db_path: Path) -> None:
@@ -145,9 +151,9 @@ def test_stats_watch_refreshes_until_ctrl_c(bot: Bot, rolectl_bin: Path, db_path
     assert proc.wait(30) == 0
 
 
-def test_cache_show_lists_the_bots_memory(bot: Bot, run_rolectl) -> None:
+def test_cache_show_lists_the_bots_memory(bot: Bot, run_in_process) -> None:
     bot.get_many([789, 1, 2, 3])
-    rows = _json(run_rolectl("cache", "show", "--format", "json"))
+    rows = _json(run_in_process("cache", "show", "--format", "json"))
     dump = bot.ask("dump")["entries"]
     assert {str(r["user_id"]): r["role"] for r in rows} == dump
     assert rows[0] == {
@@ -157,24 +163,24 @@ def test_cache_show_lists_the_bots_memory(bot: Bot, run_rolectl) -> None:
         "since_epoch": rows[0]["since_epoch"],
     }
     assert rows[0]["since"].endswith("Z") and rows[0]["since_epoch"] > 0  # ISO 8601 UTC, epoch beside it
-    assert [r["user_id"] for r in _json(run_rolectl("cache", "show", "--role", "admin", "-f", "json"))] == [789]
-    assert len(_json(run_rolectl("cache", "show", "--limit", "2", "-f", "json"))) == 2
-    assert _json(run_rolectl("cache", "show", "--user", "2", "-f", "json"))[0]["role"] == "user"
-    assert _json(run_rolectl("cache", "show", "--user", "999", "-f", "json")) == []
-    assert _json(run_rolectl("cache", "show", "--instance", "alpha", "-f", "json"))
+    assert [r["user_id"] for r in _json(run_in_process("cache", "show", "--role", "admin", "-f", "json"))] == [789]
+    assert len(_json(run_in_process("cache", "show", "--limit", "2", "-f", "json"))) == 2
+    assert _json(run_in_process("cache", "show", "--user", "2", "-f", "json"))[0]["role"] == "user"
+    assert _json(run_in_process("cache", "show", "--user", "999", "-f", "json")) == []
+    assert _json(run_in_process("cache", "show", "--instance", "alpha", "-f", "json"))
 
 
-def test_cache_show_instance_selection_errors(db_path: Path, run_rolectl) -> None:
-    none = run_rolectl("cache", "show")
+def test_cache_show_instance_selection_errors(db_path: Path, run_in_process) -> None:
+    none = run_in_process("cache", "show")
     assert none.returncode == 3 and "no live cache instance" in none.stderr
     a, b = Bot(db_path, "alpha"), Bot(db_path, "beta")
     try:
-        several = run_rolectl("cache", "show")
+        several = run_in_process("cache", "show")
         assert several.returncode == 2 and "--instance" in several.stderr and "beta" in several.stderr
-        unknown = run_rolectl("cache", "show", "--instance", "gamma")
+        unknown = run_in_process("cache", "show", "--instance", "gamma")
         assert unknown.returncode == 3 and "no cache instance 'gamma'" in unknown.stderr
-        assert run_rolectl("cache", "show", "--instance", instance_id(db_path, b), "-f", "json").returncode == 0
-        bad = run_rolectl("cache", "show", "--role", "root")
+        assert run_in_process("cache", "show", "--instance", instance_id(db_path, b), "-f", "json").returncode == 0
+        bad = run_in_process("cache", "show", "--role", "root")
         assert bad.returncode == 2 and "unknown role" in bad.stderr
     finally:
         a.stop(), b.stop()
@@ -233,7 +239,7 @@ def test_stats_watch_redraws_as_often_as_its_header_says(bot: Bot, db_path: Any,
 
 
 def test_cache_show_on_a_terminal_shows_one_screen_and_says_what_is_left(
-    bot: Bot, db_path: Any, run_rolectl, rolectl_bin
+    bot: Bot, db_path: Any, run_in_process, rolectl_bin
 ) -> None:
     from test_render_terminal import run_in_pty, screen_lines
 
@@ -242,63 +248,67 @@ def test_cache_show_on_a_terminal_shows_one_screen_and_says_what_is_left(
     rows = [line for line in lines if line.split()[1:2] in (["user"], ["admin"])]
     assert 0 < len(rows) <= 20 - 6, lines
     assert f"{40 - len(rows)} more entries not shown; use --limit N or --limit 0 for all" in lines
-    piped = run_rolectl("cache", "show")  # a pipe: every entry, as before
+    piped = run_in_process("cache", "show")  # a pipe: every entry, as before
     assert piped.returncode == 0 and len(piped.stdout.splitlines()) == 1 + 40, piped.stdout
-    assert len(_json(run_rolectl("cache", "show", "-f", "json"))) == 40
+    assert len(_json(run_in_process("cache", "show", "-f", "json"))) == 40
 
 
-def test_cache_show_picks_among_same_named_instances_and_asks_no_other(db_path: Any, run_rolectl) -> None:
+def test_cache_show_picks_among_same_named_instances_and_asks_no_other(db_path: Any, run_in_process) -> None:
     """Two bots named alpha: the name alone lists both (pid, host, the spec that picks each,
     exit 2); ``alpha:PID`` picks one. A stopped bot of another name is never asked, so it is
     not reported as unresponsive either."""
     a1, a2, beta = Bot(db_path, "alpha"), Bot(db_path, "alpha"), Bot(db_path, "beta")
     beta.proc.send_signal(signal.SIGSTOP)
     try:
-        both = run_rolectl("cache", "show", "--instance", "alpha")
+        both = run_in_process("cache", "show", "--instance", "alpha")
         assert both.returncode == 2, both.stderr
         assert "2 live cache instances match 'alpha'" in both.stderr and socket.gethostname() in both.stderr
         for bot in (a1, a2):
             assert f"alpha (pid {bot.pid}, host " in both.stderr and f"--instance alpha:{bot.pid}" in both.stderr
-        picked = run_rolectl("cache", "show", "--instance", f"alpha:{a2.pid}", "-f", "json")
+        picked = run_in_process("cache", "show", "--instance", f"alpha:{a2.pid}", "-f", "json")
         assert picked.returncode == 0, picked.stderr
         assert "beta" not in picked.stderr and "unresponsive" not in picked.stderr
-        host = run_rolectl("cache", "show", "--instance", f"alpha@{socket.gethostname()}:{a1.pid}", "-f", "json")
+        host = run_in_process("cache", "show", "--instance", f"alpha@{socket.gethostname()}:{a1.pid}", "-f", "json")
         assert host.returncode == 0, host.stderr
     finally:
         beta.proc.send_signal(signal.SIGCONT)
         a1.stop(), a2.stop(), beta.stop()
 
 
-def test_evict_and_flush_reach_the_live_bot_and_the_audit_log(bot: Bot, run_rolectl, db_path: Path) -> None:
+def test_evict_and_flush_reach_the_live_bot_and_the_audit_log(bot: Bot, run_in_process, db_path: Path) -> None:
     bot.get_many([789, 1, 2])
-    out = run_rolectl("cache", "evict", "1", "--note", "check")
+    out = run_in_process("cache", "evict", "1", "--note", "check")
     assert out.returncode == 0, out.stderr
     assert "applied by 1 of 1 instance\n" in out.stdout
     assert set(bot.ask("dump")["entries"]) == {"789", "2"}
-    flushed = _json(run_rolectl("cache", "flush", "--format", "json"))
+    flushed = _json(run_in_process("cache", "flush", "--format", "json"))
     assert flushed["events"][0]["kind"] == "cache_flush" and flushed["instances"][0]["applied"] is True
     assert bot.ask("dump")["entries"] == {}
-    kinds = [e["kind"] for e in _json(run_rolectl("events", "--format", "json"))]
+    kinds = [e["kind"] for e in _json(run_in_process("events", "--format", "json"))]
     assert kinds[-2:] == ["cache_evict", "cache_flush"]
-    assert run_rolectl("cache", "evict", "abc").returncode == 2
+    assert run_in_process("cache", "evict", "abc").returncode == 2
 
 
-def test_whois_compares_the_database_with_each_live_cache(bot: Bot, run_rolectl) -> None:
+def test_whois_compares_the_database_with_each_live_cache(bot: Bot, run_in_process) -> None:
     bot.get_many([789])
-    who = _json(run_rolectl("whois", "789", "--format", "json"))
+    who = _json(run_in_process("whois", "789", "--format", "json"))
     assert who["role"] == "admin" and who["username"] == "new_admin" and who["last_change_seq"] == 1
     [inst] = who["instances"]
     assert inst["instance"] == "alpha" and inst["held"] is True and inst["role"] == "admin"
     assert inst["agrees"] is True and inst["since"].endswith("Z") and inst["since_epoch"] > 0
-    assert _json(run_rolectl("whois", "5", "--format", "json"))["instances"][0]["held"] is False
-    text = run_rolectl("whois", "789", "--format", "plain").stdout
+    assert _json(run_in_process("whois", "5", "--format", "json"))["instances"][0]["held"] is False
+    text = run_in_process("whois", "789", "--format", "plain").stdout
     assert "admin" in text and "alpha" in text
+    assert "True" not in text  # booleans are true/false in text formats
+    rows = run_in_process("whois", "789", "--format", "csv").stdout.splitlines()
+    record = dict(zip(rows[0].split(","), rows[1].split(",")))
+    assert record["held"] == "true" and record["agrees"] == "true" and record["state"] == "live"
 
 
-def test_whois_without_instances_says_so(run_rolectl) -> None:
-    out = run_rolectl("whois", "789", "--format", "github")
+def test_whois_without_instances_says_so(run_in_process) -> None:
+    out = run_in_process("whois", "789", "--format", "github")
     assert out.returncode == 0 and "no running cache instance" in out.stderr
-    assert run_rolectl("whois", "-5").returncode == 2
+    assert run_in_process("whois", "-5").returncode == 2
 
 
 def test_events_follow_tails_every_writer_until_ctrl_c(db_path: Path, rolectl_bin: Path) -> None:
@@ -337,45 +347,37 @@ def test_events_follow_tails_every_writer_until_ctrl_c(db_path: Path, rolectl_bi
         assert "Traceback" not in proc.stderr.read()
 
 
-def test_events_follow_refuses_formats_that_cannot_stream(run_rolectl) -> None:
-    out = run_rolectl("events", "--follow", "--format", "json")
+def test_events_follow_refuses_formats_that_cannot_stream(run_in_process) -> None:
+    out = run_in_process("events", "--follow", "--format", "json")
     assert out.returncode == 2 and "jsonl" in out.stderr
-    assert run_rolectl("events", "--follow", "--kind", "nope").returncode == 2
+    assert run_in_process("events", "--follow", "--kind", "nope").returncode == 2
 
 
-def test_whois_in_a_pipe_without_bots_keeps_the_database_side(db_path: Path, run_rolectl) -> None:
+def test_whois_in_a_pipe_without_bots_keeps_the_database_side(db_path: Path, run_in_process) -> None:
     with Repository.open(db_path) as repo:
         repo.users.add_admin(789, "new_admin", actor="setup")
-    assert run_rolectl("cache", "evict", "789").returncode == 0  # a cache event, not a role change
-    lines = run_rolectl("whois", "789").stdout.splitlines()  # a pipe: TSV
+    assert run_in_process("cache", "evict", "789").returncode == 0  # a cache event, not a role change
+    lines = run_in_process("whois", "789").stdout.splitlines()  # a pipe: TSV
     header, row = lines[0].split("\t"), lines[1].split("\t")
     record = dict(zip(header, row))
     assert len(lines) == 2 and record["db_role"] == "admin" and record["username"] == "new_admin"
     assert record["last_change_seq"] == "1" and record["last_change_at"].endswith("Z") and record["instance"] == ""
-    who = _json(run_rolectl("whois", "789", "--format", "json"))
+    who = _json(run_in_process("whois", "789", "--format", "json"))
     assert who["last_change_seq"] == 1 and who["last_change"].startswith("Admin added")
     assert who["last_change_at"].endswith("Z") and who["instances"] == [] and who["known"] is True
 
 
-def test_whois_booleans_are_true_false_in_text_formats(bot: Bot, run_rolectl) -> None:
-    bot.get_many([789])
-    rows = run_rolectl("whois", "789", "--format", "csv").stdout.splitlines()
-    record = dict(zip(rows[0].split(","), rows[1].split(",")))
-    assert record["held"] == "true" and record["agrees"] == "true" and record["state"] == "live"
-    assert "True" not in run_rolectl("whois", "789", "--format", "plain").stdout
-
-
-def test_evict_and_flush_json_is_the_change_shape_of_add_admin(db_path: Path, run_rolectl) -> None:
+def test_evict_and_flush_json_is_the_change_shape_of_add_admin(db_path: Path, run_in_process) -> None:
     with Repository.open(db_path) as repo:
         repo.users.add_admin(789, actor="setup")
-    doc = _json(run_rolectl("cache", "evict", "789", "--wait", "0", "--format", "json"))
+    doc = _json(run_in_process("cache", "evict", "789", "--wait", "0", "--format", "json"))
     assert list(doc) == ["changed", "instances", "changes", "events"] and doc["instances"] == []
     [item] = doc["changes"]
     assert list(item) == ["changed", "message", "events"] and item["events"] == doc["events"]
     assert doc["events"][0]["kind"] == "cache_evict" and doc["events"][0]["ts"].endswith("Z")
-    line = run_rolectl("cache", "flush", "--wait", "0", "--format", "jsonl").stdout.splitlines()
+    line = run_in_process("cache", "flush", "--wait", "0", "--format", "jsonl").stdout.splitlines()
     assert len(line) == 1 and json.loads(line[0])["instances"] == []  # jsonl: the item carries them
-    text = run_rolectl("cache", "flush", "--wait", "0").stdout
+    text = run_in_process("cache", "flush", "--wait", "0").stdout
     assert text == "every following cache flushed (event #4)\n"
 
 
@@ -405,12 +407,11 @@ def test_names_from_peers_are_escaped_for_people_and_times_are_iso_for_programs(
 
 
 def test_on_postgresql_a_role_that_may_not_write_the_log_is_told_it_sees_no_caches(
-    pg_server: Any, pg_db: str, rolectl_bin: Path
+    pg_init_url: str,
 ) -> None:
     import psycopg
 
-    url = pg_server.url(pg_db)
-    Repository.init(url).close()
+    url = pg_init_url
     bot = Bot(url, "alpha")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE ROLE rolectl_viewer LOGIN")
@@ -419,9 +420,7 @@ def test_on_postgresql_a_role_that_may_not_write_the_log_is_told_it_sees_no_cach
     try:
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [str(rolectl_bin), "--db", viewer, *args], capture_output=True, text=True, env=clean_env()
-            )
+            return invoke_in_process(["--db", viewer, *args], env=clean_env())
 
         stats = run("stats")
         assert stats.returncode == 4 and stats.stdout == ""

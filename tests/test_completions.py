@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, clean_env
+from conftest import BIN, clean_env, invoke_in_process
 from rolectl.repository import Repository
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +83,17 @@ def bash_complete(words: list[str], env: dict[str, str]) -> list[str]:
     return [line for line in result.stdout.splitlines() if line]
 
 
+def complete(words: list[str], env: dict[str, str]) -> list[str]:
+    """What ``bash_complete`` gets, asked in-process: the request the bash script sends (bash
+    protocol, ``COMP_WORDS`` joined by the script's IFS, a newline) and its reply split as the
+    script splits it. The tests below that run a real bash prove the script and the installed
+    ``rolectl`` speak it; the sets offered are checked here without a process per word."""
+    request = {"COMP_WORDS": "\n".join(words), "COMP_CWORD": str(len(words) - 1), "_ROLECTL_COMPLETE": "complete_bash"}
+    result = invoke_in_process([], env={**env, **request})
+    assert result.returncode == 0, result.stderr
+    return [line for line in result.stdout.split("\n") if line]
+
+
 def test_bash_completes_commands(mail_db):
     env = shell_env(ROLECTL_DB=str(mail_db))
     assert bash_complete(["rolectl", "add-"], env) == ["add-admin"]
@@ -100,9 +111,9 @@ def test_bash_offers_mailbox_ids_from_the_database(mail_db):
 
 def test_bash_offers_formats(mail_db):
     env = shell_env(ROLECTL_DB=str(mail_db))
-    assert bash_complete(["rolectl", "users", "--format", "js"], env) == ["json", "jsonl"]
-    assert {"table", "csv", "tsv", "github", "psql"} <= set(bash_complete(["rolectl", "events", "--format", ""], env))
-    assert bash_complete(["rolectl", "apply", "--input-format", ""], env) == ["auto", "csv", "jsonl"]
+    assert complete(["rolectl", "users", "--format", "js"], env) == ["json", "jsonl"]
+    assert {"table", "csv", "tsv", "github", "psql"} <= set(complete(["rolectl", "events", "--format", ""], env))
+    assert complete(["rolectl", "apply", "--input-format", ""], env) == ["auto", "csv", "jsonl"]
 
 
 def test_completion_stays_silent_without_a_database(tmp_path):
@@ -213,21 +224,21 @@ def test_zsh_lists_mailbox_ids_and_formats(zsh):
 
 def test_bash_offers_the_fixed_sets(mail_db):
     env = shell_env(ROLECTL_DB=str(mail_db))
-    assert bash_complete(["rolectl", "role", "5", "--is", ""], env) == ["user", "admin"]
-    assert bash_complete(["rolectl", "users", "--role", "a"], env) == ["admin"]
-    assert bash_complete(["rolectl", "events", "--kind", "admin_"], env) == [
+    assert complete(["rolectl", "role", "5", "--is", ""], env) == ["user", "admin"]
+    assert complete(["rolectl", "users", "--role", "a"], env) == ["admin"]
+    assert complete(["rolectl", "events", "--kind", "admin_"], env) == [
         "admin_added",
         "admin_removed",
         "admin_transferred",
     ]
-    assert bash_complete(["rolectl", "simulate", "--distribution", ""], env) == ["reference", "uniform", "zipf"]
-    assert bash_complete(["rolectl", "simulate", "--policy", "event,"], env) == ["event,ttl", "event,none"]
-    assert bash_complete(["rolectl", "simulate", "--section", "policies,ch"], env) == [
+    assert complete(["rolectl", "simulate", "--distribution", ""], env) == ["reference", "uniform", "zipf"]
+    assert complete(["rolectl", "simulate", "--policy", "event,"], env) == ["event,ttl", "event,none"]
+    assert complete(["rolectl", "simulate", "--section", "policies,ch"], env) == [
         "policies,chart",
         "policies,changes",
     ]
-    assert bash_complete(["rolectl", "add-admin", "5", "--format", ""], env) == ["text", "json", "jsonl"]
-    assert "text" in bash_complete(["rolectl", "events", "--format", "t"], env)
+    assert complete(["rolectl", "add-admin", "5", "--format", ""], env) == ["text", "json", "jsonl"]
+    assert "text" in complete(["rolectl", "events", "--format", "t"], env)
 
 
 def test_bash_offers_admins_to_remove_and_known_users_to_transfer_to(mail_db):
@@ -235,13 +246,13 @@ def test_bash_offers_admins_to_remove_and_known_users_to_transfer_to(mail_db):
         repo.users.upsert(12, "twelve", actor="t")
         repo.users.add_admins(range(3000, 3250), actor="t")
     env = shell_env(ROLECTL_DB=str(mail_db))
-    assert bash_complete(["rolectl", "remove-admin", "12"], env) == ["123", "124", "125"]  # 12 is no admin
-    assert bash_complete(["rolectl", "transfer", "1", "--to", "12"], env) == ["12", "123", "124", "125"]
-    bounded = bash_complete(["rolectl", "transfer", "1", "--to", ""], env)
+    assert complete(["rolectl", "remove-admin", "12"], env) == ["123", "124", "125"]  # 12 is no admin
+    assert complete(["rolectl", "transfer", "1", "--to", "12"], env) == ["12", "123", "124", "125"]
+    bounded = complete(["rolectl", "transfer", "1", "--to", ""], env)
     assert len(bounded) == 100 and bounded[:4] == ["12", "123", "124", "125"]
-    assert bash_complete(["rolectl", "whois", "3249"], env) == ["3249"]
+    assert complete(["rolectl", "whois", "3249"], env) == ["3249"]
     # --db after the command is honoured while completing, too
-    assert bash_complete(["rolectl", "remove-admin", "--db", str(mail_db), "12"], shell_env()) == ["123", "124", "125"]
+    assert complete(["rolectl", "remove-admin", "--db", str(mail_db), "12"], shell_env()) == ["123", "124", "125"]
 
 
 def test_bash_offers_live_instance_names(mail_db):
@@ -249,30 +260,29 @@ def test_bash_offers_live_instance_names(mail_db):
     from rolectl.cache.registry import register
 
     env = shell_env(ROLECTL_DB=str(mail_db))
-    assert bash_complete(["rolectl", "cache", "show", "--instance", ""], env) == []
+    assert complete(["rolectl", "cache", "show", "--instance", ""], env) == []
     with (
         register(RoleCache(lambda uid: "user", name="alpha"), mail_db),
         register(RoleCache(lambda uid: "user", name="beta"), mail_db),
     ):
-        assert bash_complete(["rolectl", "cache", "show", "--instance", ""], env) == ["alpha", "beta"]
-        assert bash_complete(["rolectl", "cache", "show", "-i", "b"], env) == ["beta"]
-    assert bash_complete(["rolectl", "cache", "show", "--instance", ""], env) == []
+        assert complete(["rolectl", "cache", "show", "--instance", ""], env) == ["alpha", "beta"]
+        assert complete(["rolectl", "cache", "show", "-i", "b"], env) == ["beta"]
+    assert complete(["rolectl", "cache", "show", "--instance", ""], env) == []
 
 
-def test_bash_offers_live_instance_names_of_every_host_on_postgresql(pg_url):
+def test_bash_offers_live_instance_names_of_every_host_on_postgresql(pg_init_url):
     import rolectl
-    from rolectl.repository import Repository
 
-    Repository.init(pg_url).close()
+    pg_url = pg_init_url
     env = shell_env(ROLECTL_DB=pg_url)
-    assert bash_complete(["rolectl", "cache", "show", "--instance", ""], env) == []
+    assert complete(["rolectl", "cache", "show", "--instance", ""], env) == []
     with rolectl.connect(pg_url, name="alpha"), rolectl.connect(pg_url, name="beta", follow=False):
-        assert bash_complete(["rolectl", "cache", "show", "--instance", ""], env) == ["alpha", "beta"]
-        assert bash_complete(["rolectl", "cache", "show", "-i", "b"], env) == ["beta"]
-    assert bash_complete(["rolectl", "cache", "show", "--instance", ""], env) == []
+        assert complete(["rolectl", "cache", "show", "--instance", ""], env) == ["alpha", "beta"]
+        assert complete(["rolectl", "cache", "show", "-i", "b"], env) == ["beta"]
+    assert complete(["rolectl", "cache", "show", "--instance", ""], env) == []
 
 
 def test_completion_of_ids_is_silent_on_a_missing_database(tmp_path):
     env = shell_env(ROLECTL_DB=str(tmp_path / "none.db"))
-    assert bash_complete(["rolectl", "remove-admin", ""], env) == []
-    assert bash_complete(["rolectl", "cache", "show", "--instance", ""], env) == []
+    assert complete(["rolectl", "remove-admin", ""], env) == []
+    assert complete(["rolectl", "cache", "show", "--instance", ""], env) == []

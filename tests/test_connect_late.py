@@ -1,7 +1,7 @@
 """``connect(..., strict=False)`` before the database is there: the bot starts, its lookups
 and changes fail closed (:class:`rolectl.NotReadyError`, a :class:`DatabaseError`) until the
 database appears, then the cache catches up and follows -- sync and asyncio handles, SQLite
-(the file created and initialised by the real ``rolectl`` after connect) and PostgreSQL (the
+(the file created and initialised after connect, once by the real ``rolectl``) and PostgreSQL (the
 server started after connect, a database created after connect).
 
 A file that is there but is not a rolectl database is never waited for and never trusted."""
@@ -21,6 +21,7 @@ import pytest
 import rolectl
 import rolectl.aio
 from rolectl.errors import DatabaseError, NotFoundError, NotReadyError
+from rolectl.repository import Repository
 
 from conftest import BIN, clean_env
 
@@ -39,10 +40,33 @@ def rolectl_cli(db: str, *args: str, check: bool = True) -> None:
     )
 
 
-def create_database(db: str, admin: int) -> None:
+def operate(db: str, *args: str, real: bool = False, check: bool = True) -> None:
+    """An operator's ``rolectl ARGS``: the real command in a process of its own when ``real``
+    (one test per engine family shows the installed CLI's part), else the same change through
+    a connection of this process's own, which the bot's handle follows the same way."""
+    if real:
+        rolectl_cli(db, *args, check=check)
+        return
+    command, *ids = args
+    if command == "init":
+        Repository.init(db).close()
+        return
+    with Repository.open(db) as repo:
+        try:
+            if command == "add-admin":
+                repo.users.add_admin(int(ids[0]), actor="operator")
+            else:
+                assert command == "remove-admin", command
+                repo.users.remove_admin(int(ids[0]), actor="operator")
+        except NotFoundError:
+            if check:
+                raise
+
+
+def create_database(db: str, admin: int, *, real: bool = False) -> None:
     """What an operator does after the bot started: ``rolectl init``, then a role change."""
-    rolectl_cli(db, "init")
-    rolectl_cli(db, "add-admin", str(admin))
+    operate(db, "init", real=real)
+    operate(db, "add-admin", str(admin), real=real)
 
 
 def wait_role(get: Callable[[], str], role: str, timeout: float = WAIT) -> float:
@@ -70,7 +94,7 @@ async def await_role(get: Callable[[], Awaitable[str]], role: str, timeout: floa
     raise AssertionError(f"the cache did not answer {role!r} within {timeout} s")
 
 
-def check_sync_late(db: str, start: Callable[[], None]) -> None:
+def check_sync_late(db: str, start: Callable[[], None], *, real: bool = False) -> None:
     with rolectl.connect(db, name="late", strict=False) as roles:
         with pytest.raises(DatabaseError):  # fail closed: never a guess
             roles.get_role(5)
@@ -86,7 +110,7 @@ def check_sync_late(db: str, start: Callable[[], None]) -> None:
         )  # shown with pytest -s
         roles.add_admin(6)  # the bot's own writes work now, and reach its cache at once
         assert roles.get_role(6) == "admin"
-        rolectl_cli(db, "remove-admin", "5")  # another process: followed
+        operate(db, "remove-admin", "5", real=real)  # another process (or connection): followed
         wait_role(lambda: roles.get_role(5), "user")
 
 
@@ -104,7 +128,7 @@ async def check_async_late(db: str, start: Callable[[], None]) -> None:
         )
         await roles.add_admin(6)
         assert await roles.get_role(6) == "admin"
-        await asyncio.to_thread(rolectl_cli, db, "remove-admin", "5")
+        await asyncio.to_thread(operate, db, "remove-admin", "5")
         await await_role(lambda: roles.get_role(5), "user")
 
 
@@ -113,7 +137,7 @@ async def check_async_late(db: str, start: Callable[[], None]) -> None:
 
 def test_sqlite_sync_waits_for_the_file(tmp_path: Path) -> None:
     db = str(tmp_path / "later.db")
-    check_sync_late(db, lambda: create_database(db, 5))
+    check_sync_late(db, lambda: create_database(db, 5, real=True), real=True)  # the installed rolectl
 
 
 def test_sqlite_async_waits_for_the_file(tmp_path: Path) -> None:
@@ -204,8 +228,8 @@ def late_server(halted_server: Any) -> Iterator[Any]:
 def reset_and_start(server: Any) -> None:
     server.resume()
     url = server.url("postgres")
-    rolectl_cli(url, "add-admin", "5")  # again: an earlier test removed it
-    rolectl_cli(url, "remove-admin", "6", check=False)  # likewise, added by an earlier test
+    operate(url, "add-admin", "5")  # again: an earlier test removed it
+    operate(url, "remove-admin", "6", check=False)  # likewise, added by an earlier test
 
 
 def test_postgres_sync_waits_for_the_server(late_server: Any) -> None:

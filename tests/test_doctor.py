@@ -1,4 +1,7 @@
-"""`rolectl doctor`: findings with severities and fixes, exit codes, and `--fix`."""
+"""`rolectl doctor`: findings with severities and fixes, exit codes, and `--fix`.
+
+Commands run in-process (``run_in_process``) but for one test of real processes: the exit
+codes a shell sees."""
 
 from __future__ import annotations
 
@@ -45,8 +48,8 @@ def scenario(db_path: Path) -> Path:
     return db_path
 
 
-def test_a_healthy_database(scenario, run_rolectl):
-    code, by_check = findings(run_rolectl)
+def test_a_healthy_database(scenario, run_in_process):
+    code, by_check = findings(run_in_process)
     assert code == 0
     assert set(by_check) == {
         "schema",
@@ -65,11 +68,11 @@ def test_a_healthy_database(scenario, run_rolectl):
     assert all(s in ("ok", "info") for s in sev.values()), sev
     assert "synchronous=FULL" in by_check["pragmas"][0]["message"]
     assert by_check["instances"][0]["message"] == "no cache instances registered for this database"
-    quiet = run_rolectl("doctor", "-q")
+    quiet = run_in_process("doctor", "-q")
     assert quiet.returncode == 0 and quiet.stdout.splitlines() == ["check\tseverity\tmessage\tfix\tfixable"]
 
 
-def test_writes_that_bypassed_the_triggers_are_found_and_fixed(scenario, run_rolectl):
+def test_writes_that_bypassed_the_triggers_are_found_and_fixed(scenario, run_in_process):
     conn = raw(scenario)
     conn.execute("DROP TRIGGER users_role_update")
     conn.execute("DROP TRIGGER users_role_insert")
@@ -77,7 +80,7 @@ def test_writes_that_bypassed_the_triggers_are_found_and_fixed(scenario, run_rol
     conn.execute("UPDATE users SET role = 'user' WHERE user_id = 789")
     conn.execute("INSERT INTO users (user_id, role) VALUES (5, 'admin')")
     conn.close()
-    code, by_check = findings(run_rolectl)
+    code, by_check = findings(run_in_process)
     assert code == doctor.EXIT_ERRORS == 6
     sev = severities(by_check)
     assert sev["objects"] == "error" and sev["log"] == "error"
@@ -88,7 +91,7 @@ def test_writes_that_bypassed_the_triggers_are_found_and_fixed(scenario, run_rol
     )
     assert by_check["log"][0]["fixable"]
 
-    fixed = run_rolectl("doctor", "--fix", "--actor", "dba", "-q")
+    fixed = run_in_process("doctor", "--fix", "--actor", "dba", "-q")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert "fixed: logged the table's role of 2 drifted users" in fixed.stderr
     with Repository.open(scenario) as repo:
@@ -100,17 +103,17 @@ def test_writes_that_bypassed_the_triggers_are_found_and_fixed(scenario, run_rol
     conn = raw(scenario)
     conn.execute("UPDATE users SET role = 'admin' WHERE user_id = 789")
     conn.close()
-    assert findings(run_rolectl)[0] == 0
+    assert findings(run_in_process)[0] == 0
 
 
-def test_an_altered_trigger_is_recreated(scenario, run_rolectl):
+def test_an_altered_trigger_is_recreated(scenario, run_in_process):
     conn = raw(scenario)
     conn.execute("DROP TRIGGER users_role_delete")
     conn.execute("CREATE TRIGGER users_role_delete AFTER DELETE ON users BEGIN SELECT 1; END")
     conn.close()
-    code, by_check = findings(run_rolectl)
+    code, by_check = findings(run_in_process)
     assert code == 6 and "altered: trigger users_role_delete" in by_check["objects"][0]["message"]
-    assert run_rolectl("doctor", "--fix").returncode == 0
+    assert run_in_process("doctor", "--fix").returncode == 0
     conn = raw(scenario)
     conn.execute("DELETE FROM users WHERE user_id = 789")
     conn.close()
@@ -118,7 +121,7 @@ def test_an_altered_trigger_is_recreated(scenario, run_rolectl):
         assert repo.events.replay() == repo.events.table_roles()
 
 
-def test_a_view_in_place_of_change_context_is_fixed_and_the_rows_behind_it_checked(scenario, run_rolectl):
+def test_a_view_in_place_of_change_context_is_fixed_and_the_rows_behind_it_checked(scenario, run_in_process):
     """The view hides every row from the first diagnosis (no row is read through it); --fix
     drops it, recreates the table, and then finds and fixes the drift it hid, in one run."""
     conn = raw(scenario)
@@ -127,10 +130,10 @@ def test_a_view_in_place_of_change_context_is_fixed_and_the_rows_behind_it_check
     conn.execute("DROP TABLE change_context")
     conn.execute("CREATE VIEW change_context AS SELECT 1 AS id, 'alice' AS actor")
     conn.close()
-    code, by_check = findings(run_rolectl)
+    code, by_check = findings(run_in_process)
     assert code == 6 and "log" not in by_check  # no row was read
     assert any(f["fixable"] and "not tables: change_context" in f["message"] for f in by_check["objects"])
-    fixed = run_rolectl("doctor", "--fix", "-q")
+    fixed = run_in_process("doctor", "--fix", "-q")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert "fixed: dropped view change_context" in fixed.stderr
     assert "fixed: logged the table's role of 1 drifted user" in fixed.stderr
@@ -138,63 +141,64 @@ def test_a_view_in_place_of_change_context_is_fixed_and_the_rows_behind_it_check
         assert repo.events.replay() == repo.events.table_roles()
 
 
-def test_a_view_in_place_of_users_is_dropped_and_what_it_hid_reported(scenario, run_rolectl):
+def test_a_view_in_place_of_users_is_dropped_and_what_it_hid_reported(scenario, run_in_process):
     """The view is dropped and users made again, empty; the lost rows are then reported (the
     log still knows 789), and no event is written to make the log agree with the empty table."""
     conn = raw(scenario)
     conn.execute("ALTER TABLE users RENAME TO users_old")
     conn.execute("CREATE VIEW users AS SELECT * FROM users_old")
     conn.close()
-    code, by_check = findings(run_rolectl)
+    code, by_check = findings(run_in_process)
     assert code == 6 and "log" not in by_check
     unreadable = [f for f in by_check["objects"] if "not tables: users" in f["message"]]
     assert unreadable and unreadable[0]["fixable"] and "restore" in unreadable[0]["fix"]
     events = raw(scenario).execute("SELECT count(*) FROM events").fetchone()[0]
-    fixed = run_rolectl("doctor", "--fix", "-q")
+    fixed = run_in_process("doctor", "--fix", "-q")
     assert fixed.returncode == 6 and "fixed: dropped view users" in fixed.stderr
     assert "drifted" not in fixed.stderr
     assert raw(scenario).execute("SELECT count(*) FROM events").fetchone()[0] == events
-    code, by_check = findings(run_rolectl)
+    code, by_check = findings(run_in_process)
     assert code == 6 and severities(by_check)["log"] == "error"
 
 
-def test_owner_who_is_not_an_admin_is_a_warning_fixed_through_the_repository(scenario, run_rolectl):
-    assert run_rolectl("remove-admin", "123", "--force").returncode == 0
-    code, by_check = findings(run_rolectl)
+def test_owner_who_is_not_an_admin_is_a_warning_fixed_through_the_repository(scenario, run_in_process):
+    assert run_in_process("remove-admin", "123", "--force").returncode == 0
+    code, by_check = findings(run_in_process)
     assert code == doctor.EXIT_WARNINGS == 1
     assert by_check["owners"][0]["message"] == "1 mailbox owner is not an admin: mailbox 1 (owner 123)"
-    fixed = run_rolectl("doctor", "--fix", "--actor", "dba")
+    fixed = run_in_process("doctor", "--fix", "--actor", "dba")
     assert fixed.returncode == 0 and "made 1 mailbox owner an admin: 123" in fixed.stderr
     with Repository.open(scenario) as repo:
         last = repo.events.query(limit=1, newest_first=True)[0]
         assert (last.kind, last.user_id, last.actor) == ("admin_added", 123, "dba")
 
 
-def test_journal_mode_and_leftover_change_context(scenario, run_rolectl):
+def test_journal_mode_and_leftover_change_context(scenario, run_in_process):
     conn = raw(scenario)
     conn.execute("PRAGMA journal_mode = DELETE")
     conn.execute("INSERT INTO change_context (id, actor) VALUES (1, 'ghost')")
     conn.close()
-    code, by_check = findings(run_rolectl)
+    code, by_check = findings(run_in_process)
     assert code == 1
     assert "journal_mode is delete" in by_check["journal"][0]["message"]
     assert "'ghost'" in by_check["context"][0]["message"]
-    assert run_rolectl("doctor", "--fix").returncode == 0
+    assert run_in_process("doctor", "--fix").returncode == 0
     conn = raw(scenario)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("SELECT count(*) FROM change_context").fetchone()[0] == 0
 
 
-def test_dangling_references_are_integrity_errors(scenario, run_rolectl):
+def test_dangling_references_are_integrity_errors(scenario, run_in_process):
     conn = raw(scenario)  # foreign keys are off on a plain connection
     conn.execute("INSERT INTO mailboxes (mailbox_id, owner_id) VALUES (9, 4242)")
     conn.close()
-    code, by_check = findings(run_rolectl)
+    code, by_check = findings(run_in_process)
     assert code == 6
     assert any("mailboxes row 9" in f["message"] and f["severity"] == "error" for f in by_check["integrity"])
 
 
 def test_uninitialised_and_foreign_databases(tmp_path, run_rolectl):
+    """Real processes: doctor's exit 6 is what a shell sees (the other tests run in-process)."""
     empty = tmp_path / "empty.db"
     empty.touch()
     code, by_check = findings(lambda *a: run_rolectl(*a, db=empty))
@@ -254,24 +258,24 @@ def start_bot(db: Path, name: str, follow: bool = True) -> subprocess.Popen:
     return proc
 
 
-def test_live_lagging_and_dead_instances(scenario, run_rolectl):
+def test_live_lagging_and_dead_instances(scenario, run_in_process):
     live = start_bot(scenario, "worker-live")
     dead = start_bot(scenario, "worker-dead")
     deaf = start_bot(scenario, "worker-deaf", follow=False)
     try:
         dead.send_signal(signal.SIGKILL)  # no chance to unregister
         dead.wait(10)
-        assert run_rolectl("add-admin", "2000").returncode == 0
-        code, by_check = findings(run_rolectl)
+        assert run_in_process("add-admin", "2000").returncode == 0
+        code, by_check = findings(run_in_process)
         assert code == 1
         by_name = {f["message"].split(" ")[0]: f for f in by_check["instances"]}
         assert by_name["worker-live"]["severity"] == "ok" and "up to date" in by_name["worker-live"]["message"]
         assert by_name["worker-dead"]["severity"] == "warning" and by_name["worker-dead"]["fixable"]
         assert "dead registration (process is gone)" in by_name["worker-dead"]["message"]
         assert by_name["worker-deaf"]["severity"] == "warning" and "no follower" in by_name["worker-deaf"]["message"]
-        fixed = run_rolectl("doctor", "--fix")
+        fixed = run_in_process("doctor", "--fix")
         assert f"removed 1 dead registration: worker-dead (pid {dead.pid})" in fixed.stderr
-        names = {f["message"].split(" ")[0] for f in findings(run_rolectl)[1]["instances"]}
+        names = {f["message"].split(" ")[0] for f in findings(run_in_process)[1]["instances"]}
         assert names == {"worker-live", "worker-deaf"}
         assert live.poll() is None  # a live instance is never touched
     finally:
@@ -281,15 +285,15 @@ def test_live_lagging_and_dead_instances(scenario, run_rolectl):
                 proc.wait(10)
 
 
-def test_a_cache_with_no_follower_and_no_bus_is_flagged(scenario, run_rolectl):
+def test_a_cache_with_no_follower_and_no_bus_is_flagged(scenario, run_in_process):
     from rolectl.cache import RoleCache
     from rolectl.cache.registry import register
 
     deaf = RoleCache(lambda uid: "user", name="deaf")
     own = RoleCache(lambda uid: "user", name="own-writes")
     with register(deaf, scenario), register(own, scenario, bus=True):
-        by_name = {f["message"].split(" ")[0]: f for f in findings(run_rolectl)[1]["instances"]}
-        rows = {r["instance"]: r for r in json.loads(run_rolectl("stats", "--format", "json").stdout)}
+        by_name = {f["message"].split(" ")[0]: f for f in findings(run_in_process)[1]["instances"]}
+        rows = {r["instance"]: r for r in json.loads(run_in_process("stats", "--format", "json").stdout)}
     assert "no follower and no bus" in by_name["deaf"]["message"] and by_name["deaf"]["severity"] == "warning"
     assert "only its own writes (bus)" in by_name["own-writes"]["message"]
     assert rows["deaf"]["follower"] == "none" and rows["own-writes"]["follower"] == "bus"

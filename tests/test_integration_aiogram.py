@@ -1,13 +1,14 @@
 """rolectl.integrations.aiogram driven through aiogram's own dispatch (``Dispatcher.feed_update``)
 with real ``Update`` objects and a bot whose session records requests instead of sending them.
-Role changes are made by the installed ``rolectl`` in another process."""
+Role changes are made by the installed ``rolectl`` in another process, then by connections of
+their own."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
@@ -15,6 +16,7 @@ import rolectl.aio
 from rolectl.aio import AsyncRoles
 from rolectl.cache.registry import runtime_dir
 from rolectl.errors import InvalidInputError, RolectlError
+from rolectl.repository import Repository
 
 from conftest import clean_env
 from tgfakes import aiogram_bot, aiogram_update
@@ -25,6 +27,10 @@ from tgfakes import aiogram_bot, aiogram_update
 if TYPE_CHECKING:
     from aiogram import Dispatcher
     from aiogram.types import Message
+
+# Importing aiogram costs seconds of CPU per process: the files whose bots run aiogram share a
+# worker, which imports it once.
+pytestmark = pytest.mark.xdist_group("aiogram")
 
 
 def moderation_dispatcher(roles: AsyncRoles) -> Dispatcher:
@@ -69,6 +75,17 @@ async def cli(rolectl_bin: Path, db: Path, *args: str) -> None:
     assert await proc.wait() == 0
 
 
+async def change(db: Path, apply: Callable[[Repository], object]) -> None:
+    """A change made through a connection of its own, as another process's would be (the
+    first change of the scenario comes from a real ``rolectl`` process)."""
+
+    def run() -> None:
+        with Repository.open(db) as repo:
+            apply(repo)
+
+    await asyncio.to_thread(run)
+
+
 def test_scenario_roles_follow_changes_made_by_another_process(db_path: Path, rolectl_bin: Path) -> None:
     async def scenario() -> None:
         roles = rolectl.aio.connect(db_path, name="aiogram-bot")
@@ -88,18 +105,18 @@ def test_scenario_roles_follow_changes_made_by_another_process(db_path: Path, ro
         await cli(rolectl_bin, db_path, "add-admin", "789")
         await until(lambda: roles.cache.peek(789) == "admin")
         assert await say(789, "/ban 1") == "banned"
-        await cli(rolectl_bin, db_path, "remove-admin", "789")
+        await change(db_path, lambda repo: repo.users.remove_admin(789, actor="ops"))
         await until(lambda: roles.cache.peek(789) == "user")
         assert await say(789, "/ban 1") == "admins only (you are user)"
 
         assert await say(2000, "/start") == "hello"  # the bot's own write, from a handler
         assert roles.cache.peek(2000) == "user"  # applied before upsert_user returned
         assert await say(123, "/ban 1") == "admins only (you are user)"
-        await cli(rolectl_bin, db_path, "mailbox", "create", "1", "--owner", "123")
+        await change(db_path, lambda repo: repo.mailboxes.create(1, 123, actor="ops"))
         await until(lambda: roles.cache.peek(123) == "admin")
         assert await say(123, "/ban 1") == "banned"
         assert await say(2000, "/ban 1") == "admins only (you are user)"
-        await cli(rolectl_bin, db_path, "transfer", "1", "--to", "2000")
+        await change(db_path, lambda repo: repo.mailboxes.transfer(1, 2000, actor="ops"))
         await until(lambda: roles.cache.peek(2000) == "admin" and roles.cache.peek(123) == "user")
         assert await say(2000, "/ban 1") == "banned"
         assert await say(123, "/ban 1") == "admins only (you are user)"

@@ -26,7 +26,6 @@ from rolectl.backends.appname import application_name  # noqa: E402
 from rolectl.backends.postgres.budget import shared_pool  # noqa: E402
 from rolectl.backends.postgres.misspool import PoolBusyError, Slot  # noqa: E402
 from rolectl.errors import DatabaseError  # noqa: E402
-from rolectl.repository import Repository  # noqa: E402
 
 #: Misses at most; the whole handle at most (misses, writes and diagnostics share MISSES; + the follower).
 MISSES, HANDLE = 2, 3
@@ -36,9 +35,9 @@ THREADS, USERS = 24, 600
 
 
 @pytest.fixture
-def pg(pg_url: str) -> str:
-    Repository.init(pg_url).close()
-    return pg_url
+def pg(pg_init_url: str) -> str:
+    """A database as ``rolectl init`` leaves it (a clone of the initialised template)."""
+    return pg_init_url
 
 
 class Census:

@@ -26,8 +26,14 @@ DEADLINE = 30.0
 
 
 @pytest.fixture
+def pg_url(pg_init_url: str) -> str:
+    """Each test's database as ``rolectl init`` leaves it: a clone of the server's initialised
+    template (with a log identity of its own), not an init of its own."""
+    return pg_init_url
+
+
+@pytest.fixture
 def pg_db_url(pg_url: str) -> str:
-    Repository.init(pg_url).close()
     return pg_url
 
 

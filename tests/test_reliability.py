@@ -28,7 +28,9 @@ from rolectl.repository import Repository
 pytestmark = pytest.mark.slow
 
 WORKERS = 8
-COMMANDS_PER_WORKER = 50
+#: Enough commands that the eight workers' runs overlap many times over (the test asserts they
+#: do): the races are between overlapping commands, and more of them only cost CPU.
+COMMANDS_PER_WORKER = 25
 SHARED = [900, 901, 902]
 
 
@@ -66,26 +68,58 @@ def wait_applied(cache: RecordingCache, head: int) -> None:
 
 # -- 8 concurrent rolectl processes --------------------------------------------------------------------
 
-# One worker process runs its commands one after another through the rolectl command line
+# Each worker process runs its commands one after another through the rolectl command line
 # (the installed CLI's own entry, in-process: a process start per command would cost ~0.3 s of
-# CPU each, 400 of them per backend). The eight workers start together at "go".
-CLI_WORKER = r"""
-import json, sys, traceback
+# CPU each, 200 of them per backend). One parent imports the CLI once and forks the eight
+# workers (each opens its own connections, after the fork); they start together when the
+# parent closes the "go" pipe, and each hands its outcomes back on a pipe of its own.
+CLI_WORKERS = r"""
+import json, os, sys, traceback
 from typer.testing import CliRunner
+from rolectl.backends import is_postgres
 from rolectl.cli.app import app
 
-db, actor, plan = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-runner = CliRunner()
+db, plans = sys.argv[1], json.loads(sys.argv[2])
+if is_postgres(db):
+    import psycopg  # imported once, before any fork; connections are opened by the workers
+go_read, go_write = os.pipe()
+outcomes = {}
+for w, plan in plans.items():
+    out_read, out_write = os.pipe()
+    if os.fork() == 0:
+        code = 1
+        try:
+            os.close(go_write)
+            os.close(out_read)
+            assert os.read(go_read, 1) == b""  # blocks until the parent closes its end: "go"
+            runner = CliRunner()
+            done = []
+            for args in plan:
+                argv = ["--db", db, *args, "--actor", f"w{w}", "--format", "jsonl"]
+                result = runner.invoke(app, argv, prog_name="rolectl")
+                error = result.stderr
+                if result.exception is not None and not isinstance(result.exception, SystemExit):
+                    error += "".join(traceback.format_exception(result.exception))
+                done.append([args, result.exit_code, result.stdout, error])
+            with os.fdopen(out_write, "w") as out:
+                json.dump(done, out)
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(out_write)
+    outcomes[w] = out_read
+os.close(go_read)
 print("ready", flush=True)
 assert sys.stdin.readline().strip() == "go"
-done = []
-for args in plan:
-    result = runner.invoke(app, ["--db", db, *args, "--actor", actor, "--format", "jsonl"], prog_name="rolectl")
-    error = result.stderr
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        error += "".join(traceback.format_exception(result.exception))
-    done.append([args, result.exit_code, result.stdout, error])
-print(json.dumps(done), flush=True)
+os.close(go_write)  # all eight workers start at once
+results, statuses = {}, []
+for w, fd in outcomes.items():
+    with os.fdopen(fd) as out:
+        results[w] = json.loads(out.read() or "null")
+statuses = [os.waitstatus_to_exitcode(os.wait()[1]) for _ in outcomes]
+print(json.dumps({"statuses": statuses, "outcomes": results}), flush=True)
 """
 
 
@@ -129,36 +163,28 @@ def test_concurrent_processes_lose_nothing_and_log_once(backend: Backend) -> Non
     env = subprocess_env(ROLECTL_TIMEOUT="60")
     cache = RecordingCache()
     follower = backend.follower(cache).start()  # an empty cache starts at the head
-    workers = {
-        w: subprocess.Popen(
-            [sys.executable, "-c", CLI_WORKER, backend.db, f"w{w}", json.dumps(plan)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for w, plan in plans.items()
-    }
+    workers = subprocess.Popen(
+        [sys.executable, "-c", CLI_WORKERS, backend.db, json.dumps(plans)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     outcomes: dict[int, list[tuple[list[str], int, str, str]]] = {}
     try:
-        for proc in workers.values():
-            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        for proc in workers.values():  # all at once: every worker's commands overlap the others'
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        for w, proc in workers.items():
-            out, _ = proc.communicate(timeout=300)
-            assert proc.returncode == 0
-            outcomes[w] = [(a, c, o, e) for a, c, o, e in json.loads(out)]
+        assert workers.stdout is not None and workers.stdout.readline().strip() == "ready"
+        out, _ = workers.communicate("go\n", timeout=300)  # all at once: every worker's commands overlap
+        assert workers.returncode == 0
+        report = json.loads(out)
+        assert report["statuses"] == [0] * WORKERS
+        outcomes = {int(w): [(a, c, o, e) for a, c, o, e in done] for w, done in report["outcomes"].items()}
         with Repository.open(backend.db) as repo:
             wait_applied(cache, repo.events.head())
     finally:
         follower.close()
-        for proc in workers.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        if workers.poll() is None:
+            workers.kill()
+            workers.wait()
 
     failures = [(a, c, e) for w in outcomes for a, c, _, e in outcomes[w] if c != 0]
     assert failures == []
@@ -282,7 +308,7 @@ def test_eight_raw_sql_writer_processes_and_a_follower(backend: Backend) -> None
 
 # One process imports rolectl once and forks a writer per attempt: each writer is a process of
 # its own, opening its own connection after the fork, and is killed with SIGKILL (a fresh
-# interpreter per attempt would cost ~0.25 s of start-up, 50 times per backend). The parent
+# interpreter per attempt would cost ~0.25 s of start-up, 25 times per backend). The parent
 # reports how each writer ended.
 FORKING_WRITERS = r"""
 import os, random, sys
@@ -326,11 +352,13 @@ for line in sys.stdin:
     print("ended", -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status), flush=True)
 """
 
-KILLS = 50
+#: Each kill is followed by the full invariant check; 25 kills land inside a transaction
+#: (taking a seq on PostgreSQL) a dozen times or so, which the test asserts happened.
+KILLS = 25
 
 
 def test_writer_killed_at_random_moments(backend: Backend) -> None:
-    """A repository writer SIGKILLed 50 times at random moments (mostly inside a transaction):
+    """A repository writer SIGKILLed 25 times at random moments (mostly inside a transaction):
     the log keeps its invariants after each kill, and a follower that reads throughout applies
     exactly the committed events -- on PostgreSQL a killed transaction leaves a gap in seq,
     which is never taken for a restore."""
@@ -383,7 +411,7 @@ def test_writer_killed_at_random_moments(backend: Backend) -> None:
     assert follower.resets == 0
     seqs = [e.seq for e in cache.applied]
     gaps = sum(b - a - 1 for a, b in zip(seqs, seqs[1:]))
-    if backend.postgres:  # kills inside a transaction that had taken a seq (about half of the 50 kills, locally)
+    if backend.postgres:  # kills inside a transaction that had taken a seq (about half of the kills, locally)
         assert gaps > 0
     else:  # SQLite hands a rolled-back seq out again: no gap, ever (a gap would reset a cache)
         assert gaps == 0

@@ -1,12 +1,18 @@
 """Every shell and Python snippet of README.md and docs/ runs, in order, on a fresh database, and
 prints what the page shows. The conventions are in ``tests/mdsnippets.py``; a block that cannot
 run here is marked ``<!-- not-run: REASON -->`` and listed by
-``test_blocks_left_out_say_why``."""
+``test_blocks_left_out_say_why``.
+
+``rolectl`` in the pages' shell commands is the installed entry point run by a fork server
+(tests/forkserver.py): the same code, descriptors, environment and exit status, without a new
+interpreter importing the package for each of some 250 commands."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +21,7 @@ from typing import Any
 import pytest
 
 from conftest import clean_env
+from forkserver import ForkServer
 from mdsnippets import BIN, ROOT, Block, Page, blocks, matches, session
 
 #: The pages whose snippets run: the front door and every page of the site but the generated one.
@@ -47,13 +54,26 @@ def pg_database(request: pytest.FixtureRequest) -> Iterator[Any]:
         server.drop_database(name)
 
 
+def page_env(*first: Path) -> dict[str, str]:
+    """The environment every page runs in: the venv's ``bin`` (after ``first``) on PATH."""
+    path = os.pathsep.join([*map(str, first), str(BIN), clean_env()["PATH"]])
+    return clean_env(PATH=path, COLUMNS="100", NO_COLOR="1", TERM="dumb")
+
+
+@pytest.fixture(scope="module")
+def rolectl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkServer]:
+    server = ForkServer(tmp_path_factory.mktemp("forkserver"), page_env())
+    yield server
+    server.stop()
+
+
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
-def test_page_snippets_run_as_shown(page: Path, tmp_path: Path, pg_database: Any) -> None:
+def test_page_snippets_run_as_shown(page: Path, tmp_path: Path, pg_database: Any, rolectl_server: ForkServer) -> None:
     text = page.read_text()
     for program in ("sqlite3", "psql"):  # the engines' shells some examples use (.ci/run installs them)
         if f"$ {program} " in text and shutil.which(program) is None:
             pytest.skip(f"{page.name} runs the {program} shell, which is not installed")
-    env = clean_env(PATH=f"{BIN}{os.pathsep}{clean_env()['PATH']}", COLUMNS="100", NO_COLOR="1", TERM="dumb")
+    env = page_env(rolectl_server.bin)
     runner = Page(tmp_path, env, pg_database)
     for block in blocks(page):
         if block.not_run is None:
@@ -93,3 +113,31 @@ def test_a_wrong_output_fails(tmp_path: Path) -> None:
         runner.run(first)
     with pytest.raises(AssertionError, match="exited 1"):
         runner.run(second)
+
+
+def test_the_fork_server_runs_rolectl_as_the_installed_script_does(tmp_path: Path, rolectl_server: ForkServer) -> None:
+    """What the pages' ``rolectl`` prints and exits with, against the installed script run as
+    a process of its own: stdout and stderr in the same order, the same status, and a
+    command killed by a signal ends the client by that signal."""
+    script = (
+        "rolectl --db bot.db init; echo status $?; rolectl --db bot.db add-admin 5 --format json; "
+        "rolectl --db nope.db role 5; echo status $?; rolectl --db bot.db doctor; echo status $?; "
+        "rolectl --db bot.db events --follow > /dev/null & sleep 0.5; kill %1; wait %1; echo status $?"
+    )
+    outputs = []
+    for name, first in (("served", [rolectl_server.bin]), ("installed", [])):
+        (tmp_path / name).mkdir()
+        run = subprocess.run(
+            ["bash", "-c", script],
+            cwd=tmp_path / name,
+            env=page_env(*first),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=120,
+        )
+        outputs.append(re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+Z", "<ts>", run.stdout))
+    served, installed = outputs
+    assert "status 3" in served and "status 143" in served, served
+    assert served == installed

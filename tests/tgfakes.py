@@ -159,3 +159,76 @@ def ptb_update(application: Any, user_id: int, text: str) -> Any:
     from telegram import Update
 
     return Update.de_json(update_dict(user_id, text), application.bot)
+
+
+# -- group messages, anonymous admins, channels ----------------------------------------------
+# Built with aiogram's own model constructors (they refuse a missing required field, and follow
+# the fields of the installed version) and sent on as the JSON Telegram would send: aiogram reads
+# it back with ``Update.model_validate``, python-telegram-bot with ``Update.de_json``.
+
+GROUP_ANONYMOUS_BOT = 1087968824  # GroupAnonymousBot: the sender of anonymous admins' messages
+TELEGRAM_SERVICE = 777000  # "Telegram": a linked channel's automatic forwards
+CHANNEL_BOT = 136817688  # Channel_Bot: a message sent in a group on behalf of a channel
+
+
+def tg_chat(chat_id: int, kind: str) -> Any:
+    from aiogram.types import Chat
+
+    if kind == "private":
+        return Chat(id=chat_id, type=kind, first_name=f"u{chat_id}")
+    return Chat(id=chat_id, type=kind, title=f"{kind} {chat_id}")
+
+
+def tg_user(user_id: int) -> Any:
+    from aiogram.types import User
+
+    service = {GROUP_ANONYMOUS_BOT: "Group", TELEGRAM_SERVICE: "Telegram", CHANNEL_BOT: "Channel"}
+    name = service.get(user_id, f"u{user_id}")
+    return User(id=user_id, is_bot=user_id in (GROUP_ANONYMOUS_BOT, CHANNEL_BOT), first_name=name)
+
+
+def tg_message(
+    chat: Any,
+    sender: int,
+    text: str,
+    *,
+    sender_chat: Any = None,
+    forwarded_from: int | None = None,
+    automatic_forward: bool = False,
+) -> Any:
+    """An aiogram ``Message`` in ``chat`` from user ``sender``; ``sender_chat`` when it is sent
+    on behalf of a chat; ``forwarded_from``: forwarded from that user's message."""
+    from aiogram.types import Message, MessageEntity, MessageOriginUser
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    fields: dict[str, Any] = {}
+    if text.startswith("/"):
+        fields["entities"] = [MessageEntity(type="bot_command", offset=0, length=len(text.split()[0]))]
+    if forwarded_from is not None:
+        fields["forward_origin"] = MessageOriginUser(date=now, sender_user=tg_user(forwarded_from))
+    if automatic_forward:
+        fields["is_automatic_forward"] = True
+    return Message(
+        message_id=next(_ids),
+        date=now,
+        chat=chat,
+        from_user=tg_user(sender),
+        sender_chat=sender_chat,
+        text=text,
+        **fields,
+    )
+
+
+def wire(kind: str, payload: Any) -> dict[str, Any]:
+    """The update Telegram would send: ``{"update_id": ..., kind: payload}`` as JSON."""
+    from aiogram.types import Update
+
+    update = Update(update_id=next(_ids), **{kind: payload})
+    return update.model_dump(mode="json", by_alias=True, exclude_none=True)  # type: ignore[no-any-return]
+
+
+def tg_callback(user_id: int, message: Any, data: str) -> Any:
+    """A button under ``message`` pressed by ``user_id``."""
+    from aiogram.types import CallbackQuery
+
+    return CallbackQuery(id=str(next(_ids)), from_user=tg_user(user_id), chat_instance="1", message=message, data=data)

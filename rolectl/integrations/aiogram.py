@@ -15,6 +15,17 @@ filter, and ``setup`` that wires both to the dispatcher's lifecycle.
 The middleware is an *outer* middleware on ``dp.update``, so every handler and filter of every
 router sees ``role`` (and ``roles``, the handle). The lookup fails closed: a database error
 means ``user`` and a logged warning (rate-limited), never ``admin`` and never a failed update.
+
+**Anonymous admins.** A message an anonymous administrator sends in a group (``from`` is
+GroupAnonymousBot, ``sender_chat`` is the group itself, not forwarded) is handled as from an
+``admin`` of that chat: ``role`` is ``"admin"`` and ``HasRole("admin")`` passes, without a
+lookup. ``message.from_user.id`` stays what Telegram sent, :data:`GROUP_ANONYMOUS_BOT_ID`:
+Telegram never tells the bot which admin it was, and rolectl does not invent one.
+:func:`anonymous_admin_chat` says whether a message is such one (e.g. for a ``/whoami``, or to
+record ``actor=f"tg:anon:{chat}"`` rather than the service user). Linked channels' posts,
+forwards, channel posts and private chats never count; updates from Telegram's service users
+are never looked up (``user``). ``setup(dp, roles, anonymous_admins=False)`` turns it off:
+such messages are then from a plain ``user``.
 """
 
 from __future__ import annotations
@@ -23,27 +34,61 @@ from typing import Any, Awaitable, Callable
 
 from aiogram import BaseMiddleware, Dispatcher
 from aiogram.filters import Filter
-from aiogram.types import TelegramObject, User
+from aiogram.types import Message, TelegramObject, Update, User
 
 from ..aio import AsyncRoles
 from ..errors import RolectlError
 from ..events import ROLE_BANNED, Role, RoleName
 from . import check_roles, failure_log, lookup, passes, ranks_of
+from .anonymous import GROUP_ANONYMOUS_BOT_ID, Sender, is_service_user, service_role
+from .anonymous import anonymous_admin_chat as _anonymous_admin_chat
 
-__all__ = ["HasRole", "RoleMiddleware", "setup"]
+__all__ = ["GROUP_ANONYMOUS_BOT_ID", "HasRole", "RoleMiddleware", "anonymous_admin_chat", "setup"]
+
+
+def _own_message(event: TelegramObject) -> Message | None:
+    """The message an update *is* (new or edited), never one it refers to (a callback
+    query's message was sent by someone else than the presser)."""
+    if isinstance(event, Update):
+        return event.message or event.edited_message
+    return event if isinstance(event, Message) else None
+
+
+def _sender(event: TelegramObject, user_id: int | None) -> Sender:
+    message = _own_message(event)
+    if message is None:
+        return Sender(user_id)
+    return Sender(
+        user_id,
+        chat_id=message.chat.id,
+        chat_type=message.chat.type,
+        sender_chat_id=message.sender_chat.id if message.sender_chat is not None else None,
+        forwarded=message.forward_origin is not None
+        or bool(message.is_automatic_forward)
+        or getattr(message, "forward_date", None) is not None,  # before Bot API 7.0
+    )
+
+
+def anonymous_admin_chat(message: Message) -> int | None:
+    """The chat whose anonymous administrator sent ``message``, or ``None`` when no
+    anonymous admin did (whatever ``anonymous_admins`` says: that decides the role)."""
+    user_id = message.from_user.id if message.from_user is not None else None
+    return _anonymous_admin_chat(_sender(message, user_id)) if is_service_user(user_id) else None
 
 
 class RoleMiddleware(BaseMiddleware):
     """Outer update middleware: ``data["role"]`` is the sender's role, ``data["roles"]`` the
     handle. Install with ``dp.update.outer_middleware(RoleMiddleware(roles))`` (or
-    :func:`setup`)."""
+    :func:`setup`). ``anonymous_admins=False``: an anonymous admin's message is from a
+    ``user`` (see the module docstring)."""
 
-    def __init__(self, roles: AsyncRoles, *, drop_banned: bool = True) -> None:
+    def __init__(self, roles: AsyncRoles, *, drop_banned: bool = True, anonymous_admins: bool = True) -> None:
         self.roles = roles
         self.failures = failure_log(roles)
         #: Updates from banned users reach no handler (``drop_banned=False``: they do, with
         #: ``role == "banned"``, and no ``HasRole`` passes them).
         self.drop_banned = drop_banned
+        self.anonymous_admins = anonymous_admins
 
     async def __call__(
         self,
@@ -52,7 +97,11 @@ class RoleMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         user = data.get("event_from_user")  # set by aiogram's own user-context middleware
-        data["role"] = role = await lookup(self.roles, user.id if isinstance(user, User) else None, self.failures)
+        user_id = user.id if isinstance(user, User) else None
+        if is_service_user(user_id):  # a stand-in, never looked up: an anonymous admin, or a user
+            data["role"] = role = service_role(_sender(event, user_id), anonymous_admins=self.anonymous_admins)
+        else:
+            data["role"] = role = await lookup(self.roles, user_id, self.failures)
         if role == ROLE_BANNED and self.drop_banned:
             return None
         data["roles"] = self.roles
@@ -82,11 +131,14 @@ class HasRole(Filter):
         return f"HasRole({', '.join(map(repr, sorted(self.roles)))})"
 
 
-def setup(dispatcher: Dispatcher, roles: AsyncRoles, *, drop_banned: bool = True) -> RoleMiddleware:
+def setup(
+    dispatcher: Dispatcher, roles: AsyncRoles, *, drop_banned: bool = True, anonymous_admins: bool = True
+) -> RoleMiddleware:
     """Install :class:`RoleMiddleware` on ``dispatcher.update``, open ``roles`` on the
     dispatcher's startup and close it on shutdown; handlers may also take ``roles``.
-    Updates from banned users are dropped unless ``drop_banned=False``."""
-    middleware = RoleMiddleware(roles, drop_banned=drop_banned)
+    Updates from banned users are dropped unless ``drop_banned=False``;
+    ``anonymous_admins=False`` handles anonymous group admins' messages as from a ``user``."""
+    middleware = RoleMiddleware(roles, drop_banned=drop_banned, anonymous_admins=anonymous_admins)
     dispatcher.update.outer_middleware(middleware)
     dispatcher["roles"] = roles
 

@@ -18,6 +18,18 @@ The lookup runs in a handler of group -1 (before the default group 0) and stores
 the update's ``context`` (read it with :func:`role_of`; the handle with :func:`roles_of`). It
 fails closed: a database error means ``user`` and a logged warning (rate-limited), never
 ``admin`` and never a failed update.
+
+**Anonymous admins.** A message an anonymous administrator sends in a group (``from`` is
+GroupAnonymousBot, ``sender_chat`` is the group itself, not forwarded) is handled as from an
+``admin`` of that chat: :func:`role_of` is ``"admin"`` and ``require_role("admin")`` runs the
+callback, without a lookup. ``update.effective_user.id`` stays what Telegram sent,
+:data:`GROUP_ANONYMOUS_BOT_ID`: Telegram never tells the bot which admin it was, and rolectl
+does not invent one. :func:`anonymous_admin_chat` says whether an update is such a message
+(e.g. for a ``/whoami``, or to record ``actor=f"tg:anon:{chat}"`` rather than the service
+user). Linked channels' posts, forwards, channel posts and private chats never count; updates
+from Telegram's service users are never looked up (``user``).
+``install(application, roles, anonymous_admins=False)`` turns it off: such messages are then
+from a plain ``user``.
 """
 
 from __future__ import annotations
@@ -25,15 +37,25 @@ from __future__ import annotations
 import functools
 from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
-from telegram import Update
+from telegram import Message, Update
 from telegram.ext import Application, ApplicationHandlerStop, CallbackContext, TypeHandler
 
 from ..aio import AsyncRoles
 from ..errors import RolectlError
 from ..events import ROLE_BANNED, Role, RoleName
 from . import check_roles, failure_log, lookup, passes, ranks_of
+from .anonymous import GROUP_ANONYMOUS_BOT_ID, Sender, is_service_user, service_role
+from .anonymous import anonymous_admin_chat as _anonymous_admin_chat
 
-__all__ = ["ROLES_KEY", "install", "require_role", "role_of", "roles_of"]
+__all__ = [
+    "GROUP_ANONYMOUS_BOT_ID",
+    "ROLES_KEY",
+    "anonymous_admin_chat",
+    "install",
+    "require_role",
+    "role_of",
+    "roles_of",
+]
 
 #: Where :func:`install` keeps the handle (``application.bot_data``) and the role (``context``).
 ROLES_KEY = "roles"
@@ -44,23 +66,57 @@ R = TypeVar("R")
 Callback = Callable[[Update, C], Coroutine[Any, Any, R]]
 
 
+def _own_message(update: Update) -> Message | None:
+    """The message the update *is* (new or edited), never one it refers to:
+    ``effective_message`` is also a callback query's message, sent by someone else than the
+    presser."""
+    return update.message or update.edited_message
+
+
+def _sender(update: Update, user_id: int | None) -> Sender:
+    message = _own_message(update)
+    if message is None:
+        return Sender(user_id)
+    return Sender(
+        user_id,
+        chat_id=message.chat.id,
+        chat_type=message.chat.type,
+        sender_chat_id=message.sender_chat.id if message.sender_chat is not None else None,
+        forwarded=message.forward_origin is not None or bool(message.is_automatic_forward),
+    )
+
+
+def anonymous_admin_chat(update: Update) -> int | None:
+    """The chat whose anonymous administrator sent the update's message, or ``None`` when
+    no anonymous admin did (whatever ``anonymous_admins`` says: that decides the role)."""
+    user = update.effective_user
+    user_id = user.id if user is not None else None
+    return _anonymous_admin_chat(_sender(update, user_id)) if is_service_user(user_id) else None
+
+
 def install(
     application: "Application[Any, Any, Any, Any, Any, Any]",
     roles: AsyncRoles,
     *,
     group: int = -1,
     drop_banned: bool = True,
+    anonymous_admins: bool = True,
 ) -> TypeHandler[Update, Any, None]:
     """Look up every update's sender in handler group ``group`` (-1: before the others),
     open ``roles`` in ``post_init`` and close it in ``post_shutdown`` (after any hooks
-    already set). Updates from banned users go no further unless ``drop_banned=False``.
+    already set). Updates from banned users go no further unless ``drop_banned=False``;
+    ``anonymous_admins=False`` handles anonymous group admins' messages as from a ``user``.
     Returns the handler."""
 
     failures = failure_log(roles)
 
     async def store_role(update: Update, context: "CallbackContext[Any, Any, Any, Any]") -> None:
         user = update.effective_user
-        role = await lookup(roles, user.id if user is not None else None, failures)
+        user_id = user.id if user is not None else None
+        if is_service_user(user_id):  # a stand-in, never looked up: an anonymous admin, or a user
+            role = service_role(_sender(update, user_id), anonymous_admins=anonymous_admins)
+        else:
+            role = await lookup(roles, user_id, failures)
         setattr(context, _ATTR, role)
         if role == ROLE_BANNED and drop_banned:
             raise ApplicationHandlerStop

@@ -37,6 +37,8 @@ TIMEOUT = 1.0  # the handle's database timeout: its lock wait and statement boun
 #: long, but none fails).
 LOCKED_TIMEOUT = 2.0
 HANG = 3.0
+#: A hang that only has to outlast the handle's connect and statement timeout (``TIMEOUT``).
+SHORT_HANG = 2.0
 #: A stalled proxy is resumed after this many seconds even if the test did not get to it.
 RESUME_AFTER = 10.0
 DEADLINE = 60.0
@@ -125,8 +127,14 @@ def follower_pids(url: str) -> list[int]:
 
 
 @pytest.fixture
+def pg_url(pg_init_url: str) -> str:
+    """Each test's database as ``rolectl init`` leaves it: a clone of the server's initialised
+    template (with a log identity of its own), not an init of its own."""
+    return pg_init_url
+
+
+@pytest.fixture
 def proxy(pg_server: Any, pg_url: str) -> Iterator[StallProxy]:
-    Repository.init(pg_url).close()
     with Repository.open(pg_url) as repo:
         repo.users.add_admin(7, actor="setup")
     with StallProxy(pg_socket(pg_server)) as proxy:
@@ -216,7 +224,7 @@ def test_a_dropped_connection_and_a_server_slow_to_accept_never_freeze_the_loop(
                 await until(lambda: follower.core.failing_since is not None, "the follower to notice", 10)
                 proxy.stall()
                 beat.reset()
-                await asyncio.sleep(HANG)
+                await asyncio.sleep(SHORT_HANG)
                 hung = beat.worst
                 proxy.resume()
                 await until(lambda: follower.stats()["reconnects"] > opens, "the follower to reconnect")
@@ -240,7 +248,7 @@ def test_a_dropped_connection_and_a_server_slow_to_accept_never_freeze_the_loop(
         async with Heartbeat() as beat:
             try:
                 await late.open()
-                await asyncio.sleep(HANG)
+                await asyncio.sleep(SHORT_HANG)
                 hung = beat.worst
                 proxy.resume()
                 await until(lambda: late.cache.last_seq > 0, "the late bot to catch up")
@@ -364,7 +372,6 @@ def test_asyncio_writes_never_use_the_default_executor(engine: str, request: pyt
         Repository.init(db).close()
     else:
         db = request.getfixturevalue("pg_url")
-        Repository.init(db).close()
 
     async def main() -> None:
         asyncio.get_running_loop().set_default_executor(NoDefaultExecutor())

@@ -9,6 +9,7 @@ import builtins
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from ..bus import EventBus
+from ..errors import InvalidInputError
 from ..events import ROLE_ADMIN, ROLE_USER, Event, Role
 from ..validate import INT64_MAX, parse_id, parse_role, parse_username
 from . import rules
@@ -130,10 +131,11 @@ class UsersRepo:
 
 
 def _role_name(role: str) -> str:
-    """A role to list users by: any well-formed name (one nobody holds lists nobody)."""
-    from .roles import parse_role_name  # roles imports this module
-
-    return parse_role_name(role.strip().lower())
+    """A role to list users by: any name, as people type it (one nobody holds lists nobody;
+    the CLI checks it against the defined roles first)."""
+    if not isinstance(role, str):
+        raise InvalidInputError(f"role {role!r} is not text", hint="use a defined role, e.g. user or admin")
+    return role.strip().lower()
 
 
 def write_user(tx: ChangeTx, uid: int, username: str | None, role: Role | None) -> rules.Step:

@@ -27,7 +27,18 @@ from .errors import RolectlGroup
 #: `rolectl --help` groups the commands in these panels, in this order. An add-on's commands
 #: (rolectl.cli.app.ADDONS) name their own panel and come after these.
 PANELS: dict[str, tuple[str, ...]] = {
-    "Changing roles": ("init", "add-admin", "remove-admin", "transfer", "mailbox"),
+    "Changing roles": (
+        "init",
+        "add-admin",
+        "remove-admin",
+        "transfer",
+        "grant",
+        "revoke",
+        "ban",
+        "unban",
+        "roles",
+        "mailbox",
+    ),
     "Reading": ("role", "users", "admins", "events"),
     "Cache diagnostics": ("stats", "whois", "cache"),
     "Scripting": ("apply", "doctor", "backup", "restore", "copy", "access"),

@@ -49,8 +49,10 @@ def migration(s: str, fn: str, actor: str) -> list[str]:
         f"INSERT INTO {s}.roles (name, rank) VALUES "
         + ", ".join(f"('{name}', {rank})" for name, rank in BUILTIN_RANKS.items())
         + " ON CONFLICT DO NOTHING",
-        f"ALTER TABLE {s}.users DROP CONSTRAINT IF EXISTS users_role_check",
-        f"ALTER TABLE {s}.users ADD CONSTRAINT users_role_defined FOREIGN KEY (role) REFERENCES {s}.roles (name)",
+        # Dropped first so that replaying this migration (doctor --fix) is a no-op, as the others are.
+        f"""ALTER TABLE {s}.users DROP CONSTRAINT IF EXISTS users_role_check,
+            DROP CONSTRAINT IF EXISTS users_role_defined,
+            ADD CONSTRAINT users_role_defined FOREIGN KEY (role) REFERENCES {s}.roles (name)""",
         f"""ALTER TABLE {s}.events DROP CONSTRAINT IF EXISTS events_kind_check,
             DROP CONSTRAINT IF EXISTS events_old_role_check, DROP CONSTRAINT IF EXISTS events_new_role_check""",
         f"""ALTER TABLE {s}.events

@@ -271,15 +271,24 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
             "SELECT count(*) FILTER (WHERE u.user_id IS NULL), "
             f"count(*) FILTER (WHERE u.user_id IS NOT NULL AND {changed}), "
             "count(*) FILTER (WHERE i.role = 'admin' AND COALESCE(u.role, 'user') <> 'admin'), "
-            "count(*) FILTER (WHERE i.role = 'user' AND u.role = 'admin') "
+            "count(*) FILTER (WHERE i.role <> 'admin' AND u.role = 'admin') "
             f"FROM {rows} LEFT JOIN users AS u ON u.user_id = i.user_id"
         )
-        # Demoting the owner of a mailbox is refused exactly as `remove-admin` refuses it.
+        # A role the database does not define is bad input, named by its line.
+        self.import_unknown_role = (
+            f"SELECT i.line, i.role FROM {rows} WHERE i.role IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM roles AS r WHERE r.name = i.role) ORDER BY i.n LIMIT 1"
+        )
+        # Ranking the owner of a mailbox below admin is refused exactly as `remove-admin` and
+        # `grant` refuse it (an owner who already ranks below admin is doctor's to report).
+        admin_rank = "(SELECT r.rank FROM roles AS r WHERE r.name = 'admin')"
         self.import_owner_demoted = (
-            f"SELECT i.line, i.user_id, m.mailbox_id FROM {rows} "
-            "JOIN users AS u ON u.user_id = i.user_id AND u.role = 'admin' "
+            f"SELECT i.line, i.user_id, m.mailbox_id, i.role FROM {rows} "
+            "JOIN users AS u ON u.user_id = i.user_id "
             "JOIN mailboxes AS m ON m.owner_id = i.user_id "
-            "WHERE i.role = 'user' ORDER BY i.n, m.mailbox_id LIMIT 1"
+            f"WHERE (SELECT r.rank FROM roles AS r WHERE r.name = i.role) < {admin_rank} "
+            f"AND (SELECT r.rank FROM roles AS r WHERE r.name = u.role) >= {admin_rank} "
+            "ORDER BY i.n, m.mailbox_id LIMIT 1"
         )
         chunk = f"i.n BETWEEN {p('lo')} AND {p('hi')}"
         self.import_update = (

@@ -69,10 +69,12 @@ def apply(
 
     \b
     CSV lines: add-admin,USER_ID[,USERNAME] / remove-admin,USER_ID[,force] / transfer,MAILBOX_ID,TO_USER[,keep-admin]
-    JSON lines: {"op": "add-admin", "user_id": 789, "username": "new_admin"}
+    / grant,USER_ID,ROLE[,force] / revoke,USER_ID[,force]
+    JSON lines: {"op": "add-admin", "user_id": 789, "username": "new_admin"}, {"op": "grant", "user_id": 789, "role": "moderator"}
 
-    Every line is validated first. The first line that is malformed (exit 2), names something
-    unknown (3) or is refused (4) is reported by its number, and nothing is applied.
+    Every line is validated first. The first line that is malformed or names a role the
+    database does not define (exit 2), names something unknown (3) or is refused (4) is
+    reported by its number, and nothing is applied.
 
     Example: printf 'add-admin,789,new_admin\\ntransfer,1,2000\\n' | rolectl apply --dry-run -
     """

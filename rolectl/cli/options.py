@@ -235,6 +235,11 @@ def role_option(help: str) -> Any:
     return typer.Option(None, "--role", metavar="ROLE", click_type=OneOf(ROLES, "role"), help=help)
 
 
+def defined_role_option(help: str) -> Any:
+    """``--role`` naming any role the database defines (checked once it is open)."""
+    return typer.Option(None, "--role", metavar="ROLE", help=help)
+
+
 def input_format_option(choices: Sequence[str], help: str) -> Any:
     return typer.Option(
         "auto",

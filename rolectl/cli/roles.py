@@ -10,14 +10,14 @@ from typing import List, Optional
 
 import typer
 
-from ..events import ROLE_ADMIN, ROLES
+from ..events import ROLE_ADMIN
 from ..render import Col, check_format, render_listing
-from ..validate import parse_id, parse_role, parse_username
+from ..validate import parse_id, parse_username
 from . import complete
 from .root import app
 from .common import LimitOption, actor as actor_of, change_format, ids, report
 from .context import state
-from .options import USER_ID, ActorOption, ChangeFormatOption, FormatOption, OneOf, role_option
+from .options import USER_ID, ActorOption, ChangeFormatOption, FormatOption, defined_role_option
 
 #: users / admins: ids, names and roles first; times go first when the terminal is narrow.
 USER_COLUMNS = (
@@ -124,8 +124,7 @@ def role(
         None,
         "--is",
         metavar="ROLE",
-        click_type=OneOf(ROLES, "role"),
-        help="user or admin: print nothing; exit 0 if the user has this role, 1 if not (for shell `if`).",
+        help="A defined role: print nothing; exit 0 if the user has this role, 1 if not (for shell `if`).",
     ),
 ) -> None:
     """Print a user's role as the database has it (unknown users are `user`).
@@ -133,8 +132,8 @@ def role(
     Example: if rolectl role 789 --is admin; then echo admin; fi
     """
     uid = parse_id(user_id)
-    wanted = parse_role(is_) if is_ is not None else None
     with state(ctx).open() as repo:
+        wanted = repo.roles.defined(is_) if is_ is not None else None
         current = repo.users.get_role(uid)
     if wanted is None:
         typer.echo(current)
@@ -146,8 +145,8 @@ def _list_users(
     ctx: typer.Context, role_name: Optional[str], limit: Optional[int], fmt: Optional[str], title: str
 ) -> None:
     check_format(fmt)
-    wanted = parse_role(role_name) if role_name is not None else None
     with state(ctx).open() as repo:
+        wanted = repo.roles.defined(role_name) if role_name is not None else None
         render_listing(
             lambda n: (u.to_dict() for u in repo.users.stream(role=wanted, limit=n)),
             USER_COLUMNS,
@@ -166,7 +165,7 @@ app.add_typer(users_app, name="users")
 @users_app.callback(invoke_without_command=True)
 def users(
     ctx: typer.Context,
-    role_name: Optional[str] = role_option("Only users with this role: user or admin."),
+    role_name: Optional[str] = defined_role_option("Only users with this role (a defined role, e.g. moderator)."),
     limit: Optional[int] = LimitOption,
     fmt: Optional[str] = FormatOption,
 ) -> None:

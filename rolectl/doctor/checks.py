@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..events import ROLE_USER
+from ..events import BUILTIN_RANKS, ROLE_ADMIN, ROLE_USER
 from ..backends.sqlite.schema import SCHEMA_VERSION
 from ..backends.sqlite.store import Store
 from ..findings import ERROR, INFO, OK, WARNING, Finding, examples as _examples
@@ -215,9 +215,16 @@ def check_log(repo: "Repository") -> list[Finding]:
 
 
 def mailbox_owners_not_admin(repo: "Repository") -> list[tuple[int, int]]:
-    """``(mailbox_id, owner_id)`` for owners whose role is not admin."""
-    admins = set(repo.events.table_roles())
-    return [(m.mailbox_id, m.owner_id) for m in repo.mailboxes.list() if m.owner_id not in admins]
+    """``(mailbox_id, owner_id)`` for owners whose role ranks below admin (the mailbox rule:
+    an owner is at least admin, so a role ranked above admin is one too; banned never is)."""
+    ranks = repo.roles.ranks()
+    floor = ranks.get(ROLE_ADMIN, BUILTIN_RANKS[ROLE_ADMIN])
+    roles = repo.events.table_roles()
+    return [
+        (m.mailbox_id, m.owner_id)
+        for m in repo.mailboxes.list()
+        if ranks.get(roles.get(m.owner_id, ROLE_USER), -1) < floor
+    ]
 
 
 def check_owners(repo: "Repository") -> list[Finding]:

@@ -24,8 +24,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _OWNERS_NOT_ADMIN = (
     "SELECT m.mailbox_id, m.owner_id FROM mailboxes AS m LEFT JOIN users AS u "
-    "ON u.user_id = m.owner_id WHERE coalesce(u.role, 'user') <> 'admin' ORDER BY m.mailbox_id"
+    "ON u.user_id = m.owner_id "
+    "WHERE coalesce((SELECT r.rank FROM roles AS r WHERE r.name = coalesce(u.role, 'user')), -1) "
+    "< (SELECT r.rank FROM roles AS r WHERE r.name = 'admin') ORDER BY m.mailbox_id"
 )
+"""Owners whose role ranks below admin (the mailbox rule: an owner is at least admin)."""
 
 
 def check_owners(store: "PgStore") -> list[Finding]:

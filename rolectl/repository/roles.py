@@ -110,6 +110,20 @@ class RolesRepo:
         """``{name: rank}`` of the defined roles (what a cache needs for ``has_role``)."""
         return {r.name: r.rank for r in self.list()}
 
+    def defined(self, name: str) -> str:
+        """``name`` as a role this database defines (case and spaces as people type them);
+        anything else is bad input, refused before anything is read or written with it."""
+        text = name.strip().lower() if isinstance(name, str) else name
+        ranks = self.ranks()
+        if isinstance(text, str) and text in ranks:
+            return text
+        raise InvalidInputError(
+            f"unknown role {str(name)[:40]!r}",
+            hint="use a defined role: "
+            + ", ".join(sorted(ranks, key=ranks.__getitem__))
+            + " (see `rolectl roles list`)",
+        )
+
     def add(self, name: str, rank: int, *, actor: str) -> Change:
         """Define a role. A name or rank already taken is refused (roles are never changed:
         remove one and add it again)."""

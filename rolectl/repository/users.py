@@ -9,6 +9,7 @@ import builtins
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from ..bus import EventBus
+from ..errors import InvalidInputError
 from ..events import ROLE_ADMIN, ROLE_USER, Event, Role
 from ..validate import INT64_MAX, parse_id, parse_role, parse_username
 from . import rules
@@ -49,7 +50,7 @@ class UsersRepo:
 
     def stream(self, role: str | None = None, limit: int | None = None) -> Iterator[User]:
         """Users in id order, streamed from the database (see :meth:`Store.iter_query`)."""
-        params: dict[str, Any] = {"role": parse_role(role) if role is not None else None, "limit": limit}
+        params: dict[str, Any] = {"role": _role_name(role) if role is not None else None, "limit": limit}
         sql = self.q.users_list(role=role is not None, limit=limit is not None)
         return (User(*row) for row in self.store.iter_query(sql, params))
 
@@ -72,14 +73,14 @@ class UsersRepo:
             if not ranges:
                 return []
         if role is not None:
-            params["role"] = parse_role(role)
+            params["role"] = _role_name(role)
         rows = self.store.query(self.q.user_ids_in_ranges(ranges, role=role is not None), params)
         return [(int(uid), name) for uid, name in rows]
 
     def count(self, role: str | None = None) -> int:
         if role is None:
             return int(self.store.query(self.q.count_users)[0][0])
-        return int(self.store.query(self.q.count_users_role, {"role": parse_role(role)})[0][0])
+        return int(self.store.query(self.q.count_users_role, {"role": _role_name(role)})[0][0])
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -127,6 +128,14 @@ class UsersRepo:
 
 
 # -- building blocks that run inside a caller's transaction (used by batch apply) -----------
+
+
+def _role_name(role: str) -> str:
+    """A role to list users by: any name, as people type it (one nobody holds lists nobody;
+    the CLI checks it against the defined roles first)."""
+    if not isinstance(role, str):
+        raise InvalidInputError(f"role {role!r} is not text", hint="use a defined role, e.g. user or admin")
+    return role.strip().lower()
 
 
 def write_user(tx: ChangeTx, uid: int, username: str | None, role: Role | None) -> rules.Step:

@@ -39,7 +39,7 @@ from ...events import Event
 from .._tx import head, version as version_of
 from . import plan as planning
 from .plan import Plan
-from .records import ADD_ADMIN, REMOVE_ADMIN, TRANSFER, BatchResult, Op, OpResult
+from .records import ADD_ADMIN, GRANT, REMOVE_ADMIN, REVOKE, TRANSFER, BatchResult, Op, OpResult
 from .scratch import scratch_tables
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -155,6 +155,11 @@ def _message(
         if not changed:
             return f"{op.user_id} is not an admin; nothing to do"
         return f"{op.user_id} would no longer be an admin" if dry_run else f"{op.user_id} is no longer an admin"
+    if op.op in (GRANT, REVOKE):
+        role = op.role or "user"
+        if not changed:
+            return f"{op.user_id} is already {role}; nothing to do"
+        return f"{op.user_id} would become {role}" if dry_run else f"{op.user_id} is now {role}"
     verb = "would go" if dry_run else "transferred"
     new = (" (a new user, would be created)" if dry_run else f" (user {op.to_user} created)") if created else ""
     return f"mailbox {op.mailbox_id} {verb} from {source} to {op.to_user}{new}"

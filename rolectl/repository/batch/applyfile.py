@@ -13,7 +13,8 @@ from typing import Any, Iterable
 
 from ...errors import InvalidInputError, RolectlError
 from ...validate import parse_id, parse_username
-from .records import ADD_ADMIN, INPUT_FORMATS, OPS, REMOVE_ADMIN, TRANSFER, Op, at
+from ..roles import parse_role_name
+from .records import ADD_ADMIN, GRANT, INPUT_FORMATS, OPS, REMOVE_ADMIN, REVOKE, TRANSFER, Op, at
 from .text import load_json, significant
 
 # The JSON keys each operation accepts (aliases map to the canonical name).
@@ -27,12 +28,24 @@ _JSON_KEYS: dict[str, dict[str, str]] = {
         "to": "to_user",
         "keep_admin": "keep_admin",
     },
+    GRANT: {"user_id": "user_id", "id": "user_id", "role": "role", "force": "force"},
+    REVOKE: {"user_id": "user_id", "id": "user_id", "force": "force"},
 }
 _CSV_SHAPES = {
     ADD_ADMIN: "add-admin,USER_ID[,USERNAME]",
     REMOVE_ADMIN: "remove-admin,USER_ID[,force]",
     TRANSFER: "transfer,MAILBOX_ID,TO_USER[,keep-admin]",
+    GRANT: "grant,USER_ID,ROLE[,force]",
+    REVOKE: "revoke,USER_ID[,force]",
 }
+_OPS_HINT = "use add-admin, remove-admin, transfer, grant or revoke"
+
+
+def _role(value: object) -> str:
+    """A well-formed role name; whether the database defines it is checked when planning."""
+    if not isinstance(value, str):
+        raise InvalidInputError(f"role {str(value)[:40]!r} is not text", hint='e.g. "role": "moderator"')
+    return parse_role_name(value.strip().lower())
 
 
 def detect_format(first_line: str) -> str:
@@ -42,9 +55,7 @@ def detect_format(first_line: str) -> str:
 def _op_name(value: object, where: str) -> str:
     name = str(value).strip().lower().replace("_", "-")
     if name not in OPS:
-        raise InvalidInputError(
-            f"{where}: unknown operation {str(value)[:40]!r}", hint="use add-admin, remove-admin or transfer"
-        )
+        raise InvalidInputError(f"{where}: unknown operation {str(value)[:40]!r}", hint=_OPS_HINT)
     return name
 
 
@@ -83,6 +94,16 @@ def _parse_csv_line(number: int, text: str) -> Op | None:
                 raise InvalidInputError(f"expected 1 or 2 fields after {name}, got {len(args)}", hint=f"write {shape}")
             force = _flag(args[1], "force", where, shape) if len(args) == 2 else False
             return Op(number, name, user_id=parse_id(args[0]), force=force)
+        if name == GRANT:
+            if not 2 <= len(args) <= 3:
+                raise InvalidInputError(f"expected 2 or 3 fields after {name}, got {len(args)}", hint=f"write {shape}")
+            force = _flag(args[2], "force", where, shape) if len(args) == 3 else False
+            return Op(number, name, user_id=parse_id(args[0]), role=_role(args[1]), force=force)
+        if name == REVOKE:
+            if not 1 <= len(args) <= 2:
+                raise InvalidInputError(f"expected 1 or 2 fields after {name}, got {len(args)}", hint=f"write {shape}")
+            force = _flag(args[1], "force", where, shape) if len(args) == 2 else False
+            return Op(number, name, user_id=parse_id(args[0]), force=force)
         if not 2 <= len(args) <= 3:
             raise InvalidInputError(f"expected 2 or 3 fields after {name}, got {len(args)}", hint=f"write {shape}")
         keep = _flag(args[2], "keep-admin", where, shape) if len(args) == 3 else False
@@ -109,7 +130,7 @@ def _parse_json_line(number: int, text: str) -> Op:
             f"{where}: expected a JSON object", hint='e.g. {"op":"transfer","mailbox_id":1,"to_user":2000}'
         )
     if "op" not in data:
-        raise InvalidInputError(f"{where}: missing \"op\"", hint="add \"op\": add-admin, remove-admin or transfer")
+        raise InvalidInputError(f"{where}: missing \"op\"", hint="add \"op\": " + _OPS_HINT[4:])
     name = _op_name(data["op"], where)
     allowed = _JSON_KEYS[name]
     values: dict[str, Any] = {}
@@ -125,6 +146,20 @@ def _parse_json_line(number: int, text: str) -> Op:
         for flag in ("force", "keep_admin"):
             if flag in values and not isinstance(values[flag], bool):
                 raise InvalidInputError(f"{flag!r} must be true or false", hint=f'write "{flag}": true')
+        if name in (GRANT, REVOKE):
+            if "user_id" not in values:
+                raise InvalidInputError(f"{name} needs \"user_id\"", hint=f'e.g. {{"op":"{name}","user_id":789}}')
+            if name == GRANT and "role" not in values:
+                raise InvalidInputError(
+                    "grant needs \"role\"", hint='e.g. {"op":"grant","user_id":789,"role":"moderator"}'
+                )
+            return Op(
+                number,
+                name,
+                user_id=parse_id(values["user_id"]),
+                role=_role(values["role"]) if name == GRANT else None,
+                force=values.get("force", False),
+            )
         if name in (ADD_ADMIN, REMOVE_ADMIN):
             if "user_id" not in values:
                 raise InvalidInputError(f"{name} needs \"user_id\"", hint=f'e.g. {{"op":"{name}","user_id":789}}')
@@ -159,7 +194,8 @@ def parse_changes(lines: Iterable[str], fmt: str = "auto") -> list[Op]:
     """Validate every line of an ``apply`` input before anything is opened.
 
     CSV: ``add-admin,789,new_admin`` / ``remove-admin,789[,force]`` /
-    ``transfer,1,2000[,keep-admin]``; JSON lines: ``{"op": "add-admin", "user_id": 789,
+    ``transfer,1,2000[,keep-admin]`` / ``grant,789,moderator[,force]`` / ``revoke,789[,force]``
+    (any role the database defines; ``revoke`` makes a plain user); JSON lines: ``{"op": "add-admin", "user_id": 789,
     "username": "new_admin"}``. Blank lines and ``#`` comments are skipped, as is a CSV header
     line starting with ``op``. ``auto`` picks JSON lines when the first line starts with ``{``.
     """

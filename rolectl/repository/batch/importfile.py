@@ -15,7 +15,8 @@ from typing import Any, Iterable
 
 from ...errors import InvalidInputError, RolectlError
 from ...events import ROLES
-from ...validate import INT64_MAX, USERNAME_MAX, has_visible, parse_id, parse_role, parse_username
+from ...validate import INT64_MAX, USERNAME_MAX, has_visible, parse_id, parse_username
+from ..roles import parse_role_name
 from .records import IMPORT_FORMATS, Progress, at
 from .text import lines_of, load_json, significant
 
@@ -51,8 +52,9 @@ def _fast_role(value: object) -> str | None:
     if value in ROLES:
         return value
     if not isinstance(value, str):
-        raise InvalidInputError(f"role {value!r} is not text", hint="use user or admin")
-    return parse_role(value)
+        raise InvalidInputError(f"role {value!r} is not text", hint="use a defined role, e.g. user or admin")
+    # Any well-formed name here: whether the database defines it is checked against it.
+    return parse_role_name(value.strip().lower())
 
 
 #: ``(position, user_id, username or None, role or None)``; position is the line (or item) number.

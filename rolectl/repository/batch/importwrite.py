@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ...backends.queries import IMPORT_ROWS
-from ...errors import ConflictError
-from ...events import ADMIN_ADDED, ADMIN_REMOVED
+from ...errors import ConflictError, InvalidInputError
+from ...events import ADMIN_ADDED, ADMIN_REMOVED, ROLE_USER
 from .._tx import change, version as version_of
 from .importfile import ImportInput
 from .records import ImportSummary, Progress
@@ -30,12 +30,20 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def check(conn: Any, q: "Queries", label: str) -> tuple[int, int, int, int]:
-    """Refuse a demoted mailbox owner; (created, updated, admins added, admins removed)."""
+    """Refuse a role the database does not define and a demoted mailbox owner; (created,
+    updated, admins added, admins removed)."""
+    unknown = conn.execute(q.import_unknown_role).fetchone()
+    if unknown is not None:
+        line, role = unknown
+        raise InvalidInputError(
+            f"{label} {line}: unknown role {str(role)!r}", hint="use a defined role (see `rolectl roles list`)"
+        )
     refused = conn.execute(q.import_owner_demoted).fetchone()
     if refused is not None:
-        line, uid, mid = refused
+        line, uid, mid, role = refused
+        become = "a plain user" if role == ROLE_USER else str(role)
         raise ConflictError(
-            f"{label} {line}: user {uid} owns mailbox {mid} and cannot become a plain user",
+            f"{label} {line}: user {uid} owns mailbox {mid} and cannot become {become}",
             hint=f"transfer the mailbox first (`rolectl transfer {mid} --to ID`) or leave the role empty",
         )
     created, updated, added, removed = conn.execute(q.import_counts).fetchone()

@@ -18,10 +18,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ...errors import RolectlError
-from ...events import ADMIN_ADDED, ADMIN_REMOVED, ADMIN_TRANSFERRED, ROLE_ADMIN, ROLE_USER, Role
+from ...errors import ConflictError, InvalidInputError, RolectlError
+from ...events import (
+    ADMIN_ADDED,
+    ADMIN_REMOVED,
+    ADMIN_TRANSFERRED,
+    BUILTIN_RANKS,
+    ROLE_ADMIN,
+    ROLE_CHANGED,
+    ROLE_USER,
+    Role,
+)
 from .. import rules
-from .records import ADD_ADMIN, REMOVE_ADMIN, Op
+from .records import ADD_ADMIN, GRANT, REMOVE_ADMIN, REVOKE, Op
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...backends.queries import Queries
@@ -36,18 +45,20 @@ PlannedEvent = tuple[
 class State:
     """What the batch can see: users ``{id: [role, username]}`` as the table has them, the
     role the log last recorded for each (what caches hold; ``user`` if never logged), and
-    mailbox owners."""
+    mailbox owners; and the defined roles' ranks (what a ``grant`` line may name)."""
 
     users: dict[int, list[Any]]
     logged: dict[int, Role]
     owner_of: dict[int, int]
     owned: dict[int, set[int]]
+    ranks: dict[str, int] = field(default_factory=lambda: dict(BUILTIN_RANKS))
 
     def frozen(self) -> tuple[Any, ...]:
         return (
             sorted((uid, tuple(row)) for uid, row in self.users.items()),
             sorted(self.logged.items()),
             sorted(self.owner_of.items()),
+            sorted(self.ranks.items()),
         )
 
     def copy(self) -> "State":
@@ -56,6 +67,7 @@ class State:
             dict(self.logged),
             dict(self.owner_of),
             {u: set(m) for u, m in self.owned.items()},
+            dict(self.ranks),
         )
 
 
@@ -84,7 +96,8 @@ def read_state(conn: Any, q: "Queries", ops: Sequence[Op]) -> State:
         owner_of[mid] = owner
         owned.setdefault(owner, set()).add(mid)
     logged: dict[int, Role] = dict(conn.execute(q.batch_logged, {"ids": people}).fetchall())
-    return State(users, logged, owner_of, owned)
+    ranks = {str(name): int(rank) for name, rank, _ in conn.execute(q.roles_list)}
+    return State(users, logged, owner_of, owned, ranks)
 
 
 def make_plan(ops: Sequence[Op], state: State) -> Plan:
@@ -106,8 +119,10 @@ def make_plan(ops: Sequence[Op], state: State) -> Plan:
 
     def apply(uid: int, step: rules.Step) -> None:
         if step.log is not None:
-            kind = ADMIN_ADDED if step.log == ROLE_ADMIN else ADMIN_REMOVED
-            events.append((kind, uid, logged.get(uid, ROLE_USER), step.log, None, None, None, step.note))
+            old = logged.get(uid, ROLE_USER)
+            # As the schema's triggers name a change: to admin, from admin, else between two others.
+            kind = ADMIN_ADDED if step.log == ROLE_ADMIN else ADMIN_REMOVED if old == ROLE_ADMIN else ROLE_CHANGED
+            events.append((kind, uid, old, step.log, None, None, None, step.note))
             logged[uid] = step.log
         if step.written and step.after is not None:
             users[uid] = list(step.after)
@@ -134,6 +149,10 @@ def make_plan(ops: Sequence[Op], state: State) -> Plan:
                     f"write the line as `remove-admin,{uid},force` (JSON: \"force\": true)",
                 )
                 apply(uid, step)
+            elif op.op in (GRANT, REVOKE):
+                assert op.user_id is not None
+                step = _grant(op, row_of(op.user_id), logged.get(op.user_id, ROLE_USER), owned, state.ranks)
+                apply(op.user_id, step)
             else:
                 mid, target = op.mailbox_id, op.to_user
                 assert mid is not None and target is not None
@@ -161,3 +180,25 @@ def make_plan(ops: Sequence[Op], state: State) -> Plan:
         elif old != row:
             plan.changed_users[uid] = row
     return plan
+
+
+def _grant(
+    op: Op, row: rules.Row | None, logged: Role, owned: dict[int, set[int]], ranks: dict[str, int]
+) -> rules.Step:
+    """A ``grant`` or ``revoke`` line, decided as :meth:`..roles.RolesRepo.grant` decides it."""
+    assert op.user_id is not None
+    uid, role = op.user_id, op.role or ROLE_USER
+    rank = ranks.get(role)
+    if rank is None:
+        raise InvalidInputError(f"unknown role {role!r}", hint="use a defined role (see `rolectl roles list`)")
+    mine = sorted(owned.get(uid, ()))
+    if mine and not op.force and rank < ranks.get(ROLE_ADMIN, BUILTIN_RANKS[ROLE_ADMIN]) and row is not None:
+        line = f"grant,{uid},{role},force" if op.op == GRANT else f"revoke,{uid},force"
+        raise ConflictError(
+            f"{uid} owns mailbox {', '.join(map(str, mine))}, and an owner is at least admin",
+            hint=f"transfer it first (`rolectl transfer {mine[0]} --to ID`) or write the line as `{line}` "
+            '(JSON: "force": true)',
+        )
+    if row is None and role == ROLE_USER and logged == ROLE_USER:
+        return rules.Step(None, None, None, None)  # no row for nobody
+    return rules.write(row, logged, role, None)  # type: ignore[arg-type]

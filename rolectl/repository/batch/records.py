@@ -18,7 +18,9 @@ from ...events import Event
 ADD_ADMIN = "add-admin"
 REMOVE_ADMIN = "remove-admin"
 TRANSFER = "transfer"
-OPS: tuple[str, ...] = (ADD_ADMIN, REMOVE_ADMIN, TRANSFER)
+GRANT = "grant"
+REVOKE = "revoke"
+OPS: tuple[str, ...] = (ADD_ADMIN, REMOVE_ADMIN, TRANSFER, GRANT, REVOKE)
 INPUT_FORMATS: tuple[str, ...] = ("auto", "csv", "jsonl")
 IMPORT_FORMATS: tuple[str, ...] = ("auto", "csv", "json", "jsonl")
 
@@ -48,6 +50,7 @@ class Op:
     mailbox_id: int | None = None
     to_user: int | None = None
     keep_admin: bool = False
+    role: str | None = None  # grant: a well-formed name, checked against the defined roles when planned
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,8 +227,6 @@ def test_metavariables_are_consistent():
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["role", "5", "--is", "root"], "unknown role 'root': use one of: user, admin"),
-        (["users", "--role", "boss"], "unknown role 'boss'"),
         (["events", "--kind", "admin_add"], "unknown event kind 'admin_add': use one of: admin_added"),
         (["admins", "--format", "yaml"], "unknown format 'yaml'"),
         (["add-admin", "5", "--format", "github"], "format 'github' does not apply to a change"),

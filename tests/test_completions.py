@@ -224,7 +224,7 @@ def test_zsh_lists_mailbox_ids_and_formats(zsh):
 
 def test_bash_offers_the_fixed_sets(mail_db):
     env = shell_env(ROLECTL_DB=str(mail_db))
-    assert complete(["rolectl", "role", "5", "--is", ""], env) == ["user", "admin"]
+    assert complete(["rolectl", "role", "5", "--is", ""], env) == ["banned", "user", "admin"]  # the database's
     assert complete(["rolectl", "users", "--role", "a"], env) == ["admin"]
     assert complete(["rolectl", "events", "--kind", "admin_"], env) == [
         "admin_added",

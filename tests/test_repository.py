@@ -79,8 +79,9 @@ def test_list_and_count(repo):
     assert [u.user_id for u in repo.users.list()] == [1, 2, 3, 4]
     assert [u.user_id for u in repo.users.list(role="admin", limit=2)] == [1, 2]
     assert repo.users.count() == 4 and repo.users.count("admin") == 3
+    assert repo.users.list(role="root") == []  # a role nobody holds lists nobody (the CLI checks names)
     with pytest.raises(InvalidInputError):
-        repo.users.list(role="root")
+        repo.users.list(role=5)  # type: ignore[arg-type]
 
 
 # -- add / remove -----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Shell completion from live data: user ids and mailbox ids from the database, cache
+"""Shell completion from live data: user ids, mailbox ids and roles from the database, cache
 instance names from the registry. Each answers within a bound (at most :data:`LIMIT` ids) and
 never prints an error into the shell: anything that fails completes nothing.
 
@@ -34,6 +34,16 @@ def known_users(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
 def admins(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
     """Ids of admins (``remove-admin``)."""
     return _users(ctx, incomplete, "admin")
+
+
+def defined_roles(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
+    """The roles the database defines, lowest rank first (``role --is``, ``--role``, ``grant``)."""
+    try:
+        with state(ctx).open() as repo:
+            defined = repo.roles.list()
+    except Exception:  # noqa: BLE001 - completion must stay silent
+        return []
+    return [(r.name, f"rank {r.rank}") for r in defined if r.name.startswith(incomplete.lower())]
 
 
 def instances(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:

@@ -110,7 +110,9 @@ def _grant(
 def grant(
     ctx: typer.Context,
     user_id: int = UserArgument,
-    role: str = typer.Argument(..., metavar="ROLE", help="A defined role (see `rolectl roles list`)."),
+    role: str = typer.Argument(
+        ..., metavar="ROLE", help="A defined role (see `rolectl roles list`).", autocompletion=complete.defined_roles
+    ),
     actor: Optional[str] = ActorOption,
     note: Optional[str] = NoteOption,
     force: bool = ForceOption,

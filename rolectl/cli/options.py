@@ -237,7 +237,9 @@ def role_option(help: str) -> Any:
 
 def defined_role_option(help: str) -> Any:
     """``--role`` naming any role the database defines (checked once it is open)."""
-    return typer.Option(None, "--role", metavar="ROLE", help=help)
+    from . import complete
+
+    return typer.Option(None, "--role", metavar="ROLE", help=help, autocompletion=complete.defined_roles)
 
 
 def input_format_option(choices: Sequence[str], help: str) -> Any:

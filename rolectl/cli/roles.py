@@ -124,6 +124,7 @@ def role(
         None,
         "--is",
         metavar="ROLE",
+        autocompletion=complete.defined_roles,
         help="A defined role: print nothing; exit 0 if the user has this role, 1 if not (for shell `if`).",
     ),
 ) -> None:

@@ -178,13 +178,15 @@ def test_restore_waits_for_the_write_lock_and_gives_up_at_the_timeout(with_backu
     writer = sqlite3.connect(db, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a change
     try:
+        # 1 s, not less: reading the backup's schema is bounded by the same timeout, and on a
+        # loaded machine a shorter one can run out there, before the write lock is even asked for.
         with pytest.raises(DatabaseError, match="locked"):
-            restore(db, saved, timeout=0.2)
+            restore(db, saved, timeout=1.0)
     finally:
         writer.execute("ROLLBACK")
         writer.close()
     assert content(db) == before
-    restore(db, saved, timeout=0.2)
+    restore(db, saved, timeout=1.0)
     assert content(db) != before
 
 

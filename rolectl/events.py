@@ -36,6 +36,13 @@ __all__ = [
     "Event",
     "replay",
     "RoleName",
+    "GRANT_SET",
+    "GRANT_UNSET",
+    "GRANT_KINDS",
+    "EVERYWHERE",
+    "SOURCE_OPERATOR",
+    "SOURCE_TELEGRAM",
+    "SOURCES",
 ]
 
 #: The roles every database defines (see :data:`BUILTIN_RANKS`), as literals: a misspelt
@@ -69,6 +76,21 @@ ROLE_CHANGED = "role_changed"
 # names the role, ``note`` holds its rank in decimal.
 ROLE_DEFINED = "role_defined"
 ROLE_UNDEFINED = "role_undefined"
+# Changes to the ``grants`` table (chat-scoped or time-limited grants), written by trigger:
+# ``grant_set`` (``new_role``, ``chat_id``, ``ends_at``, ``source``; ``old_role`` is the role
+# of the active grant it replaced, if any) and ``grant_unset`` (``old_role``). A grant's end
+# writes nothing: every reader compares ``ends_at`` with the clock.
+GRANT_SET = "grant_set"
+GRANT_UNSET = "grant_unset"
+GRANT_KINDS: frozenset[str] = frozenset({GRANT_SET, GRANT_UNSET})
+#: The ``chat_id`` of a grant that holds in every chat: a time-limited global grant (a
+#: permanent global role is ``users.role``). Telegram never uses 0 as a chat id.
+EVERYWHERE: Final = 0
+#: Who made a grant: an operator (rolectl, the library, raw SQL) or a sync from Telegram's own
+#: list of chat administrators. A sync never removes or replaces an operator's grant.
+SOURCE_OPERATOR: Final = "operator"
+SOURCE_TELEGRAM: Final = "telegram"
+SOURCES: tuple[str, ...] = (SOURCE_OPERATOR, SOURCE_TELEGRAM)
 # Domain events written by the repository next to the role changes they explain.
 ADMIN_TRANSFERRED = "admin_transferred"
 MAILBOX_CREATED = "mailbox_created"
@@ -134,6 +156,11 @@ class Event:
     note: str | None = None
     #: Who wrote it, by the database (see :data:`EVENT_LISTING_FIELDS`); None where unknown.
     db_user: str | None = None
+    #: Grants (``grant_set`` / ``grant_unset``): the chat (0: everywhere), when the grant
+    #: ends (the log's timestamp format; None: never) and who made it (:data:`SOURCES`).
+    chat_id: int | None = None
+    ends_at: str | None = None
+    source: str | None = None
 
     @property
     def is_role_change(self) -> bool:

@@ -27,6 +27,12 @@ log = logging.getLogger("rolectl.cache")
 #: role is the database's text: the cache checks it (an unknown role is a DatabaseError).
 FetchResult = Union[str, tuple[str, int], None]
 Fetch = Callable[[int], FetchResult]
+#: ``fetch_chat(user_id, chat_id)``: the role of the user's active grant in that chat (``None``:
+#: no grant there, the global role holds), the log head, and the grant's end as Unix time
+#: (``None``: no end), read in one snapshot. A global ``fetch`` may likewise return
+#: ``(role, head, ends)`` when the global role is a time-limited grant.
+ChatFetchResult = tuple[Union[str, None], int, Union[float, None]]
+ChatFetch = Callable[[int, int], ChatFetchResult]
 
 # The canonical (interned) role objects: values stored are always these exact objects. Keyed
 # by ``object``: looking anything up in it is how a role is validated. Roles a database

@@ -21,9 +21,11 @@ have gaps (rollbacks, crashes), while a SQLite log is contiguous by construction
 followers and ``doctor`` treat a hole as damage. Events keep their order, timestamps and
 content; seq N of the copy is the N-th event of the source.
 
-Grants (chat-scoped or time-limited) are copied after the users, as the users are: each
-engine's grant triggers compare a row with the grant the copied log last recorded for its
-(user, chat), find them equal and log nothing. A SQLite source's grants and grant events are
+Grants (chat-scoped or time-limited) are copied after the users and logged by nobody: the
+copied log has them. SQLite's grant triggers compare a row with the grant the log last
+recorded for its (user, chat), find them equal and log nothing (a source whose grants had
+drifted from its log is reconciled, as for users); PostgreSQL's log every row they see, so
+they are off for the copy (``doctor`` then reports a drifted source's grants). A SQLite source's grants and grant events are
 checked value by value first (:mod:`.grantrows`: a row written with the checks off, such as
 an end PostgreSQL would read as ``infinity``, is refused before the target is opened); ends
 read from PostgreSQL become SQLite's timestamp text, the text its triggers compare.
@@ -59,6 +61,8 @@ NOT_EMPTY_HINT = "copy into an empty database, or pass --replace to replace its 
 _USERS = ("user_id", "username", "role", "created_at", "updated_at")
 _MAILBOXES = ("mailbox_id", "owner_id", "title", "created_at", "updated_at")
 _ROLES = ("name", "rank", "created_at")
+#: PostgreSQL's trigger that logs each row written to ``grants`` (schema version 6).
+_PG_GRANT_LOG = "grants_events"
 #: The roles a copy brings: the built-in ones are in every database already.
 _ADDED_ROLES = "WHERE name NOT IN ('banned', 'user', 'admin')"
 
@@ -178,7 +182,12 @@ def _into_postgres(
     _copy(src, sconn, dconn, "roles", _ROLES, "rank", chunk, where=_ADDED_ROLES)
     users = _copy(src, sconn, dconn, "users", _USERS, "user_id", chunk)
     mailboxes = _copy(src, sconn, dconn, "mailboxes", _MAILBOXES, "mailbox_id", chunk)
+    # PostgreSQL's grant trigger logs every row it sees written (it does not compare with the
+    # log): the copied log has these grants already, so it is off for the copy (transactional,
+    # as the seq guard's; only the owner may, and nobody else ever sees it off).
+    dconn.execute(f"ALTER TABLE grants DISABLE TRIGGER {_PG_GRANT_LOG}")
     grants = _copy(src, sconn, dconn, "grants", GRANT_COLUMNS, "user_id, chat_id", chunk)
+    dconn.execute(f"ALTER TABLE grants ENABLE TRIGGER {_PG_GRANT_LOG}")
     after = int(dconn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
     reconciled = int(dconn.execute("SELECT count(*) FROM events WHERE seq > %s", (head,)).fetchone()[0])
     return users, mailboxes, events, after, reconciled, replaced, grants

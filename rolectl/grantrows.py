@@ -48,12 +48,14 @@ _GRANT_KINDS_SQL = f"('{GRANT_SET}', '{GRANT_UNSET}')"
 
 def ts_ok(col: str) -> str:
     """SQL: ``col`` is a timestamp exactly as rolectl writes it: the shape, and a real instant
-    (``strftime`` gives the same text back; ``2026-02-30`` comes back as March 2nd)."""
-    return f"(typeof({col}) = 'text' AND {col} GLOB '{TS_GLOB}' AND strftime('{TS_FORMAT}', {col}) IS {col})"
+    (``strftime`` through a modifier, which recomputes the date, gives the same text back:
+    ``2026-02-30`` comes back as March 2nd, hour 24 as the next day)."""
+    return f"(typeof({col}) = 'text' AND {col} GLOB '{TS_GLOB}' AND strftime('{TS_FORMAT}', {col}, '+0 days') IS {col})"
 
 
 def _quoted(col: str, width: int = 24) -> str:
-    return f"quote(substr({col}, 1, {width}))"
+    """SQL: ``col`` as a literal (text and blobs cut to ``width``; numbers as they are)."""
+    return f"CASE WHEN typeof({col}) IN ('text', 'blob') THEN quote(substr({col}, 1, {width})) ELSE quote({col}) END"
 
 
 def grant_cases(roles: str = "main.roles") -> list[str]:
@@ -117,4 +119,3 @@ def first_invalid(conn: sqlite3.Connection, schema: str = "main") -> str | None:
 
 def _shown(value: object) -> str:
     return str(value) if isinstance(value, int) else repr(value)[:24]
-

@@ -178,7 +178,9 @@ def _first_invalid(conn: sqlite3.Connection, table: str, version: int) -> None:
         f"FROM src.{table} {where}) WHERE why IS NOT NULL ORDER BY {key} LIMIT 1"
     ).fetchone()
     if row is not None:
-        shown = [v if isinstance(v, (int, str)) else repr(v)[:24] for v in row[:-1]]
+        shown = [
+            v if isinstance(v, int) or (isinstance(v, str) and table != "grants") else repr(v)[:24] for v in row[:-1]
+        ]
         raise _Invalid(f"{_LABEL[table].format(*shown)}: {row[-1]}")
 
 

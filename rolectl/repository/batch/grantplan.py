@@ -112,7 +112,6 @@ def plan_grant(
     return [GrantAction(index, uid, chat, None, only_role=only, changed=True)]
 
 
-
 def _where(op: Op) -> str:
     return f" in chat {op.chat}" if op.chat is not None else ""
 

@@ -1,0 +1,204 @@
+"""Grants survive backup, restore and copy; a handed file's grant rows are checked value by value.
+
+The grants are written with raw SQL (the triggers log them, as they log the library's
+writes), so these tests need nothing but the schema. A hostile backup is forged with the
+sqlite3 shell, triggers and CHECKs off, as an attacker would (``tests/adversary/test_restore.py``
+does the same for the older tables); each case names the check that refuses it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rolectl.backup import backup, restore
+from rolectl.errors import DatabaseError
+from rolectl.events import EVENT_FIELDS, Event, replay_at
+from rolectl.repository import Repository
+
+SQLITE3 = shutil.which("sqlite3") or "/usr/bin/sqlite3"
+GRANTS = "SELECT user_id, chat_id, role, ends_at, source, note, granted_at FROM grants ORDER BY user_id, chat_id"
+LATER = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+1 day')"
+EARLIER = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 day')"
+
+
+def shell(db: Path, *commands: str) -> None:
+    result = subprocess.run([SQLITE3, str(db), *commands], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def events(db: Path) -> list[Event]:
+    return [Event.from_row(r) for r in rows(db, f"SELECT {', '.join(EVENT_FIELDS)} FROM events ORDER BY seq")]
+
+
+def with_grants(db: Path) -> None:
+    """Users and grants of every kind: a chat grant, a time-limited global ban, an ended one,
+    one synced from Telegram with a note, and one naming a role added for it."""
+    with Repository.open(db) as repo:
+        repo.users.add_admin(789, "boss", actor="t")
+        repo.roles.add("moderator", 50, actor="t")
+        repo.mailboxes.create(1, 789, actor="t")
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            conn.execute("INSERT INTO grants (user_id, chat_id, role) VALUES (5, -1001234567890, 'moderator')")
+            conn.execute(f"INSERT INTO grants (user_id, chat_id, role, ends_at) VALUES (6, 0, 'banned', {LATER})")
+            conn.execute(f"INSERT INTO grants (user_id, chat_id, role, ends_at) VALUES (7, -42, 'admin', {EARLIER})")
+            conn.execute(
+                "INSERT INTO grants (user_id, chat_id, role, source, note) "
+                "VALUES (8, 9223372036854775807, 'admin', 'telegram', 'promoted')"
+            )
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def saved(db_path: Path, tmp_path: Path) -> Path:
+    with_grants(db_path)
+    path = tmp_path / "saved.db"
+    summary = backup(db_path, path)
+    assert summary.grants == 4
+    return path
+
+
+def test_restore_brings_back_every_grant_and_its_log(saved: Path, db_path: Path, tmp_path: Path) -> None:
+    target = tmp_path / "restored.db"
+    summary = restore(target, saved)
+    assert summary.grants == 4
+    assert rows(target, GRANTS) == rows(saved, GRANTS)
+    assert events(target) == events(saved)
+    now = rows(target, "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')")[0][0]
+    assert replay_at(events(target), now) == {
+        (789, 0): "admin",
+        (5, -1001234567890): "moderator",
+        (6, 0): "banned",
+        (8, 9223372036854775807): "admin",
+    }
+    # The restored triggers are live: a change to a restored grant is logged once.
+    conn = sqlite3.connect(target)
+    try:
+        with conn:
+            conn.execute("DELETE FROM grants WHERE user_id = 5")
+    finally:
+        conn.close()
+    assert [(e.kind, e.user_id, e.chat_id) for e in events(target)[-1:]] == [("grant_unset", 5, -1001234567890)]
+
+
+def test_a_backup_of_an_older_schema_restores_without_grants(db_path: Path, tmp_path: Path) -> None:
+    """A version 3 backup has no grants table and no grant columns: it restores as before."""
+    old = tmp_path / "v3.db"
+    conn = sqlite3.connect(old)
+    try:
+        from rolectl.backends.sqlite.schema import statements
+
+        with conn:
+            for statement in statements(3):
+                conn.execute(statement)
+            conn.execute("PRAGMA user_version = 3")
+            conn.execute("INSERT INTO users (user_id, role) VALUES (789, 'admin')")
+        conn.execute("PRAGMA journal_mode = DELETE")
+    finally:
+        conn.close()
+    summary = restore(db_path, old)
+    assert (summary.users, summary.admins, summary.grants) == (1, 1, 0)
+    assert [(e.kind, e.user_id, e.chat_id) for e in events(db_path)] == [("admin_added", 789, None)]
+
+
+#: Grant rows rolectl never writes, each with the sentence that names it. Written with the
+#: CHECKs and triggers off (the schema stays exactly rolectl's).
+FORGED = {
+    "an undefined role": (
+        "UPDATE grants SET role = 'root' WHERE user_id = 5",
+        "grant of user 5 in chat -1001234567890: role 'root' is not a defined role",
+    ),
+    "a chat id that is text": (
+        "UPDATE grants SET chat_id = '-100x' WHERE user_id = 5",
+        "grant of user 5 in chat '-100x': chat id '-100x' is not a 64-bit integer",
+    ),
+    "a chat id beyond 64 bits": (
+        "UPDATE grants SET chat_id = 1e19 WHERE user_id = 5",
+        "chat id 1.0e+19 is not a 64-bit integer",
+    ),
+    "an end PostgreSQL reads as infinity": (
+        "UPDATE grants SET ends_at = 'infinity' WHERE user_id = 6",
+        "grant of user 6 in chat 0: ends_at 'infinity' is not a time as rolectl writes it",
+    ),
+    "an end on a day that does not exist": (
+        "UPDATE grants SET ends_at = '2099-02-30T10:00:00.000Z' WHERE user_id = 6",
+        "ends_at '2099-02-30T10:00:00.000Z' is not a time as rolectl writes it",
+    ),
+    "an end that is a number": (
+        "UPDATE grants SET ends_at = 4102444800 WHERE user_id = 6",
+        "ends_at '4102444800' is not a time as rolectl writes it",
+    ),
+    "a global grant without an end": (
+        "UPDATE grants SET ends_at = NULL WHERE user_id = 6",
+        "grant of user 6 in chat 0: a grant in every chat (chat 0) has no end",
+    ),
+    "an unknown source": (
+        "UPDATE grants SET source = 'root' WHERE user_id = 8",
+        "source 'root' is not one of operator, telegram",
+    ),
+    "a note of a megabyte": (
+        "UPDATE grants SET note = hex(zeroblob(300000)) WHERE user_id = 8",
+        "note is not text of at most 500 characters",
+    ),
+    "a user id of zero": (
+        "UPDATE grants SET user_id = 0 WHERE user_id = 8",
+        "grant of user 0 in chat 9223372036854775807: user id 0 is not a positive integer",
+    ),
+    "grant columns on a role change": (
+        "UPDATE events SET chat_id = 5 WHERE kind = 'admin_added'",
+        "admin_added with grant columns (chat_id, ends_at, source)",
+    ),
+    "a logged end PostgreSQL reads as infinity": (
+        "UPDATE events SET ends_at = 'infinity' WHERE kind = 'grant_set' AND user_id = 6",
+        "ends_at 'infinity' is not a time as rolectl writes it",
+    ),
+    "a grant event without a chat": (
+        "UPDATE events SET chat_id = NULL WHERE kind = 'grant_set' AND user_id = 5",
+        "grant_set without a user, chat, role, source or (chat 0) end",
+    ),
+    "a logged source that is not one": (
+        "UPDATE events SET source = 'admin' WHERE kind = 'grant_set' AND user_id = 8",
+        "source 'admin' is not one of operator, telegram",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(FORGED))
+def test_a_backup_with_grant_rows_rolectl_never_writes_is_refused(
+    saved: Path, db_path: Path, tmp_path: Path, case: str
+) -> None:
+    statement, expected = FORGED[case]
+    shell(saved, ".dbconfig enable_trigger off", "PRAGMA ignore_check_constraints = ON", statement)
+    target = tmp_path / "live.db"
+    restore(target, _fresh_backup(db_path, tmp_path))  # a live database holding the good grants
+    before = (rows(target, GRANTS), events(target))
+    with pytest.raises(DatabaseError) as caught:
+        restore(target, saved)
+    assert "holds rows rolectl never writes" in caught.value.message and expected in caught.value.message, (
+        caught.value.message
+    )
+    assert "\n" not in caught.value.message
+    assert (rows(target, GRANTS), events(target)) == before
+
+
+def _fresh_backup(db: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "good.db"
+    if not path.exists():
+        backup(db, path)
+    return path

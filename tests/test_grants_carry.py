@@ -202,3 +202,64 @@ def _fresh_backup(db: Path, tmp_path: Path) -> Path:
     if not path.exists():
         backup(db, path)
     return path
+
+
+# -- copy between engines -------------------------------------------------------------------
+
+
+def pg_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql).fetchall()
+
+
+#: PostgreSQL's grants with their ends as SQLite's text, to compare row for row.
+PG_GRANTS = (
+    "SELECT user_id, chat_id, role, to_char(ends_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+    "source, note, granted_at FROM grants ORDER BY user_id, chat_id"
+)
+
+
+def test_copy_carries_grants_both_ways_and_logs_nothing_new(db_path: Path, tmp_path: Path, pg_url: str) -> None:
+    from rolectl.dbcopy import postgres_to_sqlite, sqlite_to_postgres
+    from rolectl.doctor import diagnose
+
+    with_grants(db_path)
+    source_grants, source_events = rows(db_path, GRANTS), events(db_path)
+
+    there = sqlite_to_postgres(db_path, pg_url)
+    assert (there.grants, there.reconciled, there.head) == (4, 0, source_events[-1].seq)
+    assert pg_rows(pg_url, PG_GRANTS) == source_grants
+    pg_events = pg_rows(pg_url, f"SELECT {', '.join(EVENT_FIELDS)} FROM events ORDER BY seq")
+    assert [Event.from_row(r) for r in pg_events] == source_events  # no grant logged twice
+    assert [f.message for f in diagnose(pg_url).findings if f.severity == "error"] == []
+    # The trigger is on again after the copy: a raw write is logged.
+    pg_rows(pg_url, "DELETE FROM grants WHERE user_id = 5 RETURNING 1")
+    assert pg_rows(pg_url, "SELECT kind, user_id, chat_id FROM events ORDER BY seq DESC LIMIT 1") == [
+        ("grant_unset", 5, -1001234567890)
+    ]
+
+    back = tmp_path / "back.db"
+    report = postgres_to_sqlite(pg_url, back)
+    assert (report.grants, report.reconciled) == (3, 0)
+    assert rows(back, GRANTS) == [g for g in source_grants if g[0] != 5]
+    assert events(back)[:-1] == source_events
+
+
+def test_copy_refuses_a_source_whose_grants_rolectl_never_wrote(db_path: Path, pg_url: str) -> None:
+    """An end PostgreSQL would read as 'infinity' (a ban with no end, in every chat) is
+    refused before the target is opened; without the check it was copied."""
+    from rolectl.dbcopy import sqlite_to_postgres
+
+    with_grants(db_path)
+    shell(
+        db_path,
+        ".dbconfig enable_trigger off",
+        "PRAGMA ignore_check_constraints = ON",
+        "UPDATE grants SET ends_at = 'infinity' WHERE user_id = 6",
+    )
+    with pytest.raises(DatabaseError) as caught:
+        sqlite_to_postgres(db_path, pg_url)
+    assert "grant of user 6 in chat 0: ends_at 'infinity' is not a time as rolectl writes it" in caught.value.message
+    assert pg_rows(pg_url, "SELECT to_regclass('grants')") == [(None,)]  # the target was never opened

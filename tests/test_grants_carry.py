@@ -263,3 +263,64 @@ def test_copy_refuses_a_source_whose_grants_rolectl_never_wrote(db_path: Path, p
         sqlite_to_postgres(db_path, pg_url)
     assert "grant of user 6 in chat 0: ends_at 'infinity' is not a time as rolectl writes it" in caught.value.message
     assert pg_rows(pg_url, "SELECT to_regclass('grants')") == [(None,)]  # the target was never opened
+
+
+# -- doctor ---------------------------------------------------------------------------------
+
+
+def problems(target: str | Path, check: str) -> list[str]:
+    from rolectl.doctor import diagnose
+
+    return [f.message for f in diagnose(target).findings if f.check == check and f.severity == "error"]
+
+
+PLANTED = {
+    "a grant that bypassed the log": (
+        "INSERT INTO grants (user_id, chat_id, role) VALUES (11, -77, 'admin')",
+        "log",
+        "1 grant differs from the log: user 11 in chat -77 (table admin, log -)",
+    ),
+    "a grant removed behind the log's back": (
+        "DELETE FROM grants WHERE user_id = 5",
+        "log",
+        "user 5 in chat -1001234567890 (table -, log moderator)",
+    ),
+    "an end moved behind the log's back": (
+        "UPDATE grants SET ends_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+9 days') WHERE user_id = 6",
+        "log",
+        "user 6 everywhere (ends ",
+    ),
+    "a grant naming an undefined role": (
+        "INSERT INTO grants (user_id, chat_id, role) VALUES (12, -5, 'ghost')",
+        "grants",
+        "1 active grant names a role that is not defined: user 12 in chat -5: 'ghost'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(PLANTED))
+def test_doctor_finds_a_grant_written_with_the_triggers_off(db_path: Path, case: str) -> None:
+    with_grants(db_path)
+    assert problems(db_path, "log") == [] and problems(db_path, "grants") == []
+    statement, check, expected = PLANTED[case]
+    shell(db_path, ".dbconfig enable_trigger off", statement)
+    found = problems(db_path, check)
+    assert len(found) == 1 and expected in found[0], found
+
+
+def test_doctor_on_postgresql_finds_a_grant_that_bypassed_the_log(db_path: Path, pg_url: str) -> None:
+    from rolectl.dbcopy import sqlite_to_postgres
+
+    with_grants(db_path)
+    sqlite_to_postgres(db_path, pg_url)
+    assert problems(pg_url, "log") == [] and problems(pg_url, "grants") == []
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:  # the owner switches the log trigger off, as only it may
+        conn.execute("ALTER TABLE grants DISABLE TRIGGER grants_events")
+        conn.execute("INSERT INTO grants (user_id, chat_id, role) VALUES (11, -77, 'admin')")
+        conn.execute("UPDATE grants SET ends_at = ends_at + interval '9 days' WHERE user_id = 6")
+        conn.execute("ALTER TABLE grants ENABLE TRIGGER grants_events")
+    found = problems(pg_url, "log")
+    assert len(found) == 1 and "2 grants differ from the log" in found[0], found
+    assert "user 11 in chat -77 (table admin, log -)" in found[0] and "user 6 everywhere (ends " in found[0]

@@ -113,7 +113,9 @@ def diagnose(conninfo: str, *, timeout: float | None = None) -> "Report":
                 fixable=store.schema_version < _schema_version(),
             )
             return Report(findings)
-        for check in (check_objects, check_sequence, check_log, check_owners, check_instances):
+        from .grantcheck import check_postgres as check_grants
+
+        for check in (check_objects, check_sequence, check_log, check_grants, check_owners, check_instances):
             findings += check(store)
         return Report(findings)
 

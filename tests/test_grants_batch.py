@@ -1,0 +1,154 @@
+"""``rolectl apply`` lines with a chat or an end, on both engines: all or nothing, logged once.
+
+The grants each line writes are read back with raw SQL, and every change is checked against
+the log (``replay_at``): the batch's writes to ``grants`` are logged by the grant triggers,
+each exactly once, under the batch's actor.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from rolectl.errors import ConflictError, InvalidInputError
+from rolectl.events import EVERYWHERE, replay_at
+from rolectl.repository import Repository
+from rolectl.repository.batch import apply_changes, parse_changes
+
+
+def grants(repo: Repository) -> dict[tuple[int, int], tuple[str, bool, str]]:
+    """(user, chat) -> (role, has an end, source) of every row of grants."""
+    return {
+        (int(u), int(c)): (str(r), e is not None, str(s))
+        for u, c, r, e, s in repo.store.query("SELECT user_id, chat_id, role, ends_at, source FROM grants")
+    }
+
+
+def state(repo: Repository) -> tuple[Any, ...]:
+    return (grants(repo), repo.store.query("SELECT user_id, role FROM users ORDER BY 1"), repo.events.head())
+
+
+def test_grant_lines_with_a_chat_or_an_end(any_db: str) -> None:
+    with Repository.open(any_db) as repo:
+        repo.roles.add("moderator", 50, actor="t")
+        repo.users.add_admin(6, actor="t")
+        head = repo.events.head()
+        lines = [
+            "grant,5,moderator,chat=-1001234567890",
+            "ban,6,for=1d",
+            "grant,7,admin,until=2099-01-01T00:00:00Z,chat=-42",
+            "ban,8,chat=-42",
+            "unban,8,chat=-42",
+            "ban,9,chat=-1,for=2h",
+            "unban,5,chat=-1001234567890",  # not banned there: nothing
+            "grant,5,moderator,chat=-1001234567890",  # the same again: nothing
+        ]
+        result = apply_changes(repo, parse_changes(lines), actor="ops")
+        assert [r.changed for r in result.results] == [True, True, True, True, True, True, False, False]
+        assert [r.message for r in result.results][:2] == [
+            "5 is now moderator in chat -1001234567890",
+            "6 is now banned for 1d",
+        ]
+        assert grants(repo) == {
+            (5, -1001234567890): ("moderator", False, "operator"),
+            (6, EVERYWHERE): ("banned", True, "operator"),
+            (7, -42): ("admin", True, "operator"),
+            (9, -1): ("banned", True, "operator"),
+        }
+        logged = repo.events.since(head)
+        assert [(e.kind, e.user_id, e.chat_id, e.actor) for e in logged] == [
+            ("grant_set", 5, -1001234567890, "ops"),
+            ("grant_set", 6, 0, "ops"),
+            ("grant_set", 7, -42, "ops"),
+            ("grant_set", 8, -42, "ops"),
+            ("grant_unset", 8, -42, "ops"),
+            ("grant_set", 9, -1, "ops"),
+        ]
+        assert [[e.seq for e in r.events] for r in result.results] == [[e.seq] for e in logged] + [[], []]
+        ends = {(e.user_id, e.chat_id): e.ends_at for e in logged if e.kind == "grant_set"}
+        day = datetime.now(timezone.utc) + timedelta(days=1)
+        assert abs(datetime.fromisoformat(str(ends[(6, 0)]).replace("Z", "+00:00")) - day) < timedelta(minutes=1)
+        assert ends[(7, -42)] == "2099-01-01T00:00:00.000Z"
+        everything = repo.events.since(0)
+        now = datetime.now(timezone.utc)
+        roles = replay_at(everything, now)
+        assert roles[(6, EVERYWHERE)] == "banned" and roles[(5, -1001234567890)] == "moderator"
+        assert roles[(6, EVERYWHERE)] == "banned" and (8, -42) not in roles
+        # In a day and a minute the ban of 6 is over: the log says admin again (users.role held).
+        assert replay_at(everything, now + timedelta(days=1, minutes=1))[(6, EVERYWHERE)] == "admin"
+
+
+def test_global_lines_replace_the_time_limited_global_grant(any_db: str) -> None:
+    """As the commands: a permanent global grant or revoke is the operator's last word."""
+    with Repository.open(any_db) as repo:
+        apply_changes(repo, parse_changes(["ban,5,for=1h", "ban,6,for=1h", "ban,7,for=1h"]), actor="t")
+        result = apply_changes(repo, parse_changes(["grant,5,admin", "revoke,6", "unban,7"]), actor="ops")
+        assert [r.changed for r in result.results] == [True, True, True]
+        assert grants(repo) == {}
+        assert repo.store.query("SELECT user_id, role FROM users ORDER BY 1") == [(5, "admin")]
+        assert result.results[2].message == "7 is no longer banned"
+
+
+def test_a_refused_grant_line_applies_nothing(any_db: str) -> None:
+    with Repository.open(any_db) as repo:
+        repo.users.add_admin(789, actor="t")
+        repo.mailboxes.create(1, 789, actor="t")
+        before = state(repo)
+        for lines, error, words in (
+            (["grant,5,admin,chat=-1", "grant,789,user,chat=-1"], ConflictError, "line 2: 789 owns mailbox 1"),
+            (["grant,5,admin,chat=-1", "ban,789,for=1d"], ConflictError, "may not rank below admin"),
+            (["grant,5,admin,chat=-1", "grant,789,admin,for=1d"], ConflictError, "time-limited global grant"),
+            (["grant,5,admin,chat=-1", "grant,6,ghost,chat=-1"], InvalidInputError, "line 2: unknown role 'ghost'"),
+        ):
+            with pytest.raises(error) as caught:
+                apply_changes(repo, parse_changes(lines), actor="t")
+            assert words in caught.value.message, caught.value.message
+            assert state(repo) == before
+        forced = apply_changes(repo, parse_changes(["grant,789,user,chat=-1,force"]), actor="t")
+        assert forced.changed == 1 and grants(repo) == {(789, -1): ("user", False, "operator")}
+
+
+def test_an_operator_line_replaces_a_grant_synced_from_telegram(any_db: str) -> None:
+    with Repository.open(any_db) as repo:
+        with repo.store.transaction() as conn:
+            conn.execute("INSERT INTO grants (user_id, chat_id, role, source) VALUES (5, -1, 'admin', 'telegram')")
+        apply_changes(repo, parse_changes(["grant,5,admin,chat=-1"]), actor="ops")
+        assert grants(repo) == {(5, -1): ("admin", False, "operator")}
+
+
+def test_a_dry_run_of_grant_lines_writes_nothing(any_db: str) -> None:
+    with Repository.open(any_db) as repo:
+        before = state(repo)
+        lines = ['{"op": "ban", "user_id": 5, "chat": -1, "for": "1d"}', '{"op": "revoke", "id": 5, "chat_id": -1}']
+        result = apply_changes(repo, parse_changes(lines), actor="t", dry_run=True)
+        assert state(repo) == before
+        assert [r.message for r in result.results] == [
+            "5 would become banned in chat -1 for 1d",
+            "5's grant in chat -1 would be removed",
+        ]
+        assert [[e.kind for e in r.events] for r in result.results] == [["grant_set"], ["grant_unset"]]
+
+
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ("grant,5,admin,chat=0", "line 1: chat id 0 means every chat"),
+        ("grant,5,admin,chat=-1x", "line 1: chat id '-1x' is not a whole number"),
+        ("grant,5,admin,chat=99999999999999999999", "is not a whole number"),
+        ("ban,5,for=1d,until=2099-01-01T00:00:00Z", "line 1: for and until both give an end"),
+        ("ban,5,for=soon", "line 1: for 'soon' is not a duration"),
+        ("ban,5,until=2099-01-01T00:00:00", "line 1: until '2099-01-01T00:00:00' has no UTC offset"),
+        ("ban,5,until=2001-01-01T00:00:00Z", "is in the past"),
+        ("revoke,5,for=1d", "line 1: unexpected field 'for=1d'"),
+        ("unban,5,force", "line 1: unexpected field 'force'"),
+        ("grant,5,admin,chat=-1,chat=-2", "line 1: chat is given twice"),
+        ('{"op": "ban", "user_id": 5, "for": 3600}', "line 1: for '3600' is not text"),
+        ('{"op": "revoke", "user_id": 5, "until": "2099-01-01T00:00:00Z"}', "unexpected key 'until' for revoke"),
+    ],
+)
+def test_malformed_grant_lines_are_named_by_number(line: str, words: str) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        parse_changes([line])
+    assert words in caught.value.message, caught.value.message

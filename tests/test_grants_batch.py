@@ -152,3 +152,86 @@ def test_malformed_grant_lines_are_named_by_number(line: str, words: str) -> Non
     with pytest.raises(InvalidInputError) as caught:
         parse_changes([line])
     assert words in caught.value.message, caught.value.message
+
+
+# -- users import ---------------------------------------------------------------------------
+
+
+def test_import_rows_with_a_chat_or_an_end_are_grants(any_db: str) -> None:
+    from rolectl.repository.batch import import_users, parse_import
+
+    text = (
+        "id,username,role,chat,until,for\n"
+        "5,eve,admin,,,\n"
+        "5,,moderator,-1001234567890,,\n"
+        "6,,banned,,,1d\n"
+        "7,,admin,-42,2099-01-01T00:00:00Z,\n"
+    )
+    with Repository.open(any_db) as repo:
+        repo.roles.add("moderator", 50, actor="t")
+        head = repo.events.head()
+        summary = import_users(repo, parse_import(text), actor="import")
+        assert (summary.total, summary.created, summary.grants) == (1, 1, 3)
+        assert repo.store.query("SELECT user_id, username, role FROM users") == [(5, "eve", "admin")]
+        assert grants(repo) == {
+            (5, -1001234567890): ("moderator", False, "operator"),
+            (6, EVERYWHERE): ("banned", True, "operator"),
+            (7, -42): ("admin", True, "operator"),
+        }
+        logged = repo.events.since(head)
+        assert [(e.kind, e.user_id, e.chat_id, e.actor) for e in logged] == [
+            ("admin_added", 5, None, "import"),
+            ("grant_set", 5, -1001234567890, "import"),
+            ("grant_set", 6, 0, "import"),
+            ("grant_set", 7, -42, "import"),
+        ]
+        # The same file again changes nothing but the grant that ends a day from now.
+        again = import_users(repo, parse_import(text), actor="import")
+        assert (again.created, again.updated, again.grants) == (0, 0, 1)
+        # JSON lines take the same keys.
+        lines = '{"id": 8, "role": "banned", "chat": -1, "for": "2h"}\n{"user_id": 9, "role": "admin", "chat_id": 3}\n'
+        assert import_users(repo, parse_import(lines), actor="import").grants == 2
+        assert grants(repo)[(8, -1)] == ("banned", True, "operator") and grants(repo)[(9, 3)][0] == "admin"
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("id,role,chat\n5,,-1\n", "line 2: a row with a chat or an end needs a role"),
+        (
+            "id,username,role,chat\n5,eve,admin,-1\n",
+            "line 2: a row with a chat or an end grants a role and takes no username",
+        ),
+        ("id,role,chat\n5,admin,0\n", "line 2: chat id 0 means every chat"),
+        ("id,role,for,until\n5,admin,1d,2099-01-01T00:00:00Z\n", "line 2: for and until both give an end"),
+        ("id,role,chat\n5,admin,-1\n5,user,-1\n", "line 3: user 5's grant in chat -1 already appears at line 2"),
+        ("id,role,chat,chat_id\n5,admin,-1,-2\n", "line 1: a column is named twice"),
+        ('[{"id": 5, "role": "admin", "chat": -1, "chat_id": -2}]', "item 1: give one of \"chat\" or \"chat_id\""),
+        ('[{"id": 5, "role": "admin", "for": 60}]', "item 1: for '60' is not text"),
+    ],
+)
+def test_malformed_grant_rows_are_named(text: str, words: str) -> None:
+    from rolectl.repository.batch import parse_import
+
+    with pytest.raises(InvalidInputError) as caught:
+        parse_import(text)
+    assert words in caught.value.message, caught.value.message
+
+
+def test_an_import_refused_for_a_grant_row_changes_nothing(any_db: str) -> None:
+    from rolectl.repository.batch import import_users, parse_import
+
+    with Repository.open(any_db) as repo:
+        repo.users.add_admin(789, actor="t")
+        repo.mailboxes.create(1, 789, actor="t")
+        before = state(repo)
+        for text, error, words in (
+            ("id,role,chat\n5,admin,\n6,ghost,-1\n", InvalidInputError, "line 3: unknown role 'ghost'"),
+            ("id,role,chat\n5,admin,\n789,user,-1\n", ConflictError, "line 3: user 789 owns mailbox 1"),
+            ("id,role,for\n5,admin,\n789,admin,1d\n", ConflictError, "may not hold a time-limited global grant"),
+        ):
+            for dry_run in (True, False):
+                with pytest.raises(error) as caught:
+                    import_users(repo, parse_import(text), actor="t", dry_run=dry_run)
+                assert words in caught.value.message, caught.value.message
+                assert state(repo) == before

@@ -125,6 +125,8 @@ class ImportSummary:
     admins_removed: int
     events: tuple[Event, ...] = field(default=(), repr=False)
     dry_run: bool = False
+    #: grant rows (a chat or an end) that set a grant; in a dry run, the grant rows
+    grants: int = 0
 
     @property
     def role_changes(self) -> int:
@@ -140,6 +142,7 @@ class ImportSummary:
             "role_changes": self.role_changes,
             "admins_added": self.admins_added,
             "admins_removed": self.admins_removed,
+            "grants": self.grants,
             "first_seq": None if self.dry_run or not seqs else seqs[0],
             "last_seq": None if self.dry_run or not seqs else seqs[-1],
             "dry_run": self.dry_run,

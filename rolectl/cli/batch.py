@@ -204,7 +204,7 @@ def _report_import(info: dict[str, object], out: str) -> None:
         f"{head} {count(n['total'], 'user')}: {n['created']} created, {n['updated']} updated, "
         f"{n['unchanged']} unchanged; {count(n['role_changes'], 'role change')} "
         f"({count(n['admins_added'], 'admin')} added, {n['admins_removed']} removed{span})"
-        + (f"; {count(n['grants'], 'grant')} set" if n.get("grants") else "")
+        + (f"; {count(n['grants'], 'grant')} {'to set' if info['dry_run'] else 'set'}" if n.get("grants") else "")
     )
 
 

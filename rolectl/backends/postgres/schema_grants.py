@@ -29,6 +29,7 @@ Internal: not part of the public API.
 from __future__ import annotations
 
 from ...events import GRANT_KINDS, KINDS, SOURCES
+from .schema_roles import ROLE_NAME_RE
 
 __all__ = ["GRANT_TRIGGERS", "ISO_MS", "migration"]
 
@@ -60,7 +61,7 @@ def migration(s: str, fn: str, actor: str) -> list[str]:
         CREATE TABLE IF NOT EXISTS {s}.grants (
             user_id    bigint NOT NULL CHECK (user_id > 0),
             chat_id    bigint NOT NULL,
-            role       text NOT NULL,
+            role       text NOT NULL CHECK (role ~ '{ROLE_NAME_RE}'),
             ends_at    timestamptz CHECK (ends_at IS NULL OR pg_catalog.isfinite(ends_at)),
             source     text NOT NULL DEFAULT 'operator' CHECK (source IN ({sources})),
             note       text CHECK (note IS NULL OR length(note) <= {NOTE_MAX}),

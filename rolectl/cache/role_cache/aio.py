@@ -8,14 +8,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from rolectl.cache.role_cache.defs import LOADING, NO_FLOOR, Fetch, Token, parse_result
-from rolectl.cache.role_cache.loads import CacheLoads
+from rolectl.cache.role_cache.chats import CacheChats
 from rolectl.events import Role
 
 if TYPE_CHECKING:  # pragma: no cover
     from rolectl.cache.missexec import MissPool
 
 
-class CacheAsync(CacheLoads):
+class CacheAsync(CacheChats):
     __slots__ = ()
 
     async def aget_role(self, user_id: int, fetch: Fetch | None = None, *, misses: "MissPool | None" = None) -> Role:

@@ -93,13 +93,17 @@ class CacheGrants(CacheStore):
         assert user_id is not None and chat is not None  # (for the type checker)
         role: Role | None = None
         ends: float | None = None
+        ended = False
         if event.kind == GRANT_SET:
             role = canonical(event.new_role)
             if role is None or role not in self._ranks:
                 raise ValueError(f"malformed grant event {event!r}")
             ends = parse_ends_at(event.ends_at)
-            if ends is not None and ends <= self._wall():
-                role, ends = None, None  # ended already (a late follower): as if removed
+            # Ended by our clock already (a late follower, or a clock ahead of the
+            # database's): the entry goes, and reads decide (the database's clock rules).
+            ended = ends is not None and ends <= self._wall()
+            if ended:
+                role = None
         if chat == EVERYWHERE:
             self._raise_floor_locked(user_id, seq, role if role is not None and ends is None else UNKNOWN)
             if seq <= self._ahead_max and self._ahead_of_locked(user_id) >= seq:
@@ -116,5 +120,7 @@ class CacheGrants(CacheStore):
         self._raise_floor_locked(key, seq, grant if ends is None else UNKNOWN)
         if seq <= self._ahead_max and self._ahead_of_locked(key) >= seq:
             self._events_superseded += 1
+        elif ended:
+            self._drop_chat_locked(user_id, chat)
         else:
             self._set_chat_locked(user_id, chat, grant, ends)

@@ -123,6 +123,12 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
                 if role is not None:
                     self._other_hits[role] += 1
                     return role
+                if self._timed:  # past every plain hit: only misses and grants that end pay
+                    entry = self._timed.get(user_id)
+                    if entry is not None and self._wall() < entry[1]:
+                        role = entry[0]
+                        self._other_hits[role] += 1
+                        return role
             return self._slow(user_id, fetch)
         # A chat hit: both entries in memory, composed inline (a call would cost a third).
         if user_id.__class__ is int and chat.__class__ is int:
@@ -130,12 +136,13 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
             if chats is not None:
                 grant = chats.get(chat)
                 if grant is not None:
-                    if user_id in self._users:
-                        held: Role | None = ROLE_USER
-                    elif user_id in self._admins:
-                        held = ROLE_ADMIN
-                    else:
-                        held = self._others.get(user_id)
+                    if user_id in self._users:  # the common case: a user, no grant here
+                        if not grant:
+                            self._user_hits += 1
+                            return ROLE_USER
+                        self._other_hits[grant] += 1  # type: ignore[index]  # a defined role's name
+                        return grant  # type: ignore[return-value]
+                    held = ROLE_ADMIN if user_id in self._admins else self._others.get(user_id)
                     if held is not None:
                         if grant and held is not ROLE_BANNED:
                             held = grant  # type: ignore[assignment]  # a defined role's name

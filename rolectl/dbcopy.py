@@ -34,6 +34,7 @@ read from PostgreSQL become SQLite's timestamp text, the text its triggers compa
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 import os
 import sqlite3
 import tempfile
@@ -44,8 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import ConflictError, DatabaseError
-from .events import EVENT_FIELDS, SEQ_HEAD_MAX
-from .backends.sqlite.queries import sqlite_ts
+from .events import EVENT_FIELDS, SEQ_HEAD_MAX, log_time
 from .grantrows import GRANT_COLUMNS, first_invalid
 from .backends.sqlite.store import Store, init as sqlite_init
 from .backends.postgres.store import init as pg_init
@@ -266,7 +266,7 @@ def postgres_to_sqlite(
                     dconn.executemany(
                         f"INSERT INTO events ({names}) VALUES ({', '.join('?' * len(EVENT_FIELDS))})",
                         [
-                            (events + i + 1, *row[1:ends], sqlite_ts(row[ends]), *row[ends + 1 :])
+                            (events + i + 1, *row[1:ends], _sqlite_ts(row[ends]), *row[ends + 1 :])
                             for i, row in enumerate(rows)
                         ],
                     )
@@ -287,7 +287,13 @@ def postgres_to_sqlite(
 
 
 def _grant_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(sqlite_ts(value) for value in row)
+    return tuple(_sqlite_ts(value) for value in row)
+
+
+def _sqlite_ts(value: Any) -> Any:
+    """A ``timestamptz`` read from PostgreSQL as SQLite's text (the log's format, which its
+    grant triggers compare); anything else as it is."""
+    return log_time(value) if isinstance(value, datetime) else value
 
 
 def _has_content(target: str | os.PathLike[str], timeout: float | None) -> bool:

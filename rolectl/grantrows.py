@@ -11,8 +11,8 @@ source, a note of at most 500 characters; and in the log, grant columns only on 
 each grant event with the columns it needs. The first row that fails is named, one line.
 
 An end read from PostgreSQL (``timestamptz``) becomes SQLite's text
-(:func:`rolectl.backends.sqlite.queries.sqlite_ts`), the text the triggers compare, so a
-copied grant and its copied log agree to the byte.
+(:func:`rolectl.events.log_time`), the text the triggers compare, so a copied grant and its
+copied log agree to the byte.
 
 Internal: not part of the public API.
 """

@@ -6,21 +6,11 @@ Internal: not part of the public API.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Iterable, Sequence
 
+from ...events import log_time
 from ..queries import Queries, Scratch
-
-
-def sqlite_ts(value: object) -> object:
-    """An instant as SQLite stores it: a ``datetime`` becomes ``2026-12-07T10:00:00.000Z``
-    (UTC, milliseconds: what ``strftime('%Y-%m-%dT%H:%M:%fZ', ...)`` writes, so the text
-    sorts and compares with the log's and the grant triggers'); ``None`` and text pass
-    unchanged (a naive ``datetime`` is taken as UTC)."""
-    if not isinstance(value, datetime):
-        return value
-    when = value.astimezone(timezone.utc) if value.tzinfo is not None else value
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 class SQLiteQueries(Queries):
@@ -37,12 +27,17 @@ class SQLiteQueries(Queries):
     temp = "temp."
     # An INTEGER PRIMARY KEY is the rowid: the position n numbers itself 1, 2, ... as inserted.
     types = {"int": "INTEGER", "text": "TEXT", "bool": "INTEGER"}
+    # A grant's end is the log's timestamp text, compared with the writer's clock.
+    clock = now
+
+    def ends_text(self, column: str) -> str:
+        return column
+
+    def end_param(self, when: datetime) -> Any:
+        return log_time(when)
 
     def instant(self, name: str) -> str:
-        return self.p(name)  # the log's timestamp text (instant_value)
-
-    def instant_value(self, when: Any) -> Any:
-        return sqlite_ts(when)
+        return self.p(name)  # the log's timestamp text (end_param)
 
     def seconds_from_now(self, name: str) -> str:
         # NULL seconds: '+' || NULL is NULL, and so is the instant.

@@ -142,7 +142,7 @@ def _write(
             conn.execute(q.batch_grant_unset, {**params, "only": action.only_role})
         else:
             seconds = action.duration.total_seconds() if action.duration is not None else None
-            until = q.instant_value(action.until) if action.until is not None else None
+            until = q.end_param(action.until) if action.until is not None else None
             conn.execute(q.batch_grant_set, {**params, "role": action.role, "until": until, "seconds": seconds})
         spans.setdefault(action.line, []).append((before, head(conn, q)))
     if q.unattribute:

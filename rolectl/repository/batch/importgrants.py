@@ -110,7 +110,7 @@ def write(conn: Any, q: "Queries", rows: Iterable[GrantRow]) -> None:
                 "uid": row.user_id,
                 "chat": row.chat_id,
                 "role": row.role,
-                "until": q.instant_value(row.until) if row.until is not None else None,
+                "until": q.end_param(row.until) if row.until is not None else None,
                 "seconds": row.duration.total_seconds() if row.duration is not None else None,
             },
         )

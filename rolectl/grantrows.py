@@ -22,7 +22,7 @@ from __future__ import annotations
 import sqlite3
 
 from .backends.sqlite.schema import role_name_ok
-from .backends.sqlite.schema_v4 import NOTE_MAX, TS_GLOB
+from .backends.sqlite.schema_v4 import NOTE_MAX
 from .events import EVERYWHERE, GRANT_SET, GRANT_UNSET, SOURCES
 
 __all__ = [
@@ -47,10 +47,11 @@ _GRANT_KINDS_SQL = f"('{GRANT_SET}', '{GRANT_UNSET}')"
 
 
 def ts_ok(col: str) -> str:
-    """SQL: ``col`` is a timestamp exactly as rolectl writes it: the shape, and a real instant
-    (``strftime`` through a modifier, which recomputes the date, gives the same text back:
-    ``2026-02-30`` comes back as March 2nd, hour 24 as the next day)."""
-    return f"(typeof({col}) = 'text' AND {col} GLOB '{TS_GLOB}' AND strftime('{TS_FORMAT}', {col}, '+0 days') IS {col})"
+    """SQL: ``col`` is a timestamp exactly as rolectl writes it. ``strftime`` writes that
+    format and, through a modifier (which recomputes the date), a real instant: text that
+    comes back unchanged is both (``2026-02-30`` comes back as March 2nd, hour 24 as the
+    next day, ``infinity`` as NULL), so no shape check is needed besides."""
+    return f"(typeof({col}) = 'text' AND strftime('{TS_FORMAT}', {col}, '+0 days') IS {col})"
 
 
 def _quoted(col: str, width: int = 24) -> str:

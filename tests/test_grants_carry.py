@@ -329,3 +329,27 @@ def test_doctor_on_postgresql_finds_a_copied_grant_that_bypassed_the_log(db_path
     assert found[1] == (
         "1 active grant names a role that is not defined: user 12 in chat -5: 'ghost'; caches cannot rank it"
     )
+
+
+# -- the commands ---------------------------------------------------------------------------
+
+
+def test_the_commands_count_the_grants_they_move(db_path: Path, tmp_path: Path, run_in_process) -> None:
+    with_grants(db_path)
+    saved = tmp_path / "cli.db"
+    done = run_in_process("backup", str(saved))
+    assert done.returncode == 0 and done.stdout.rstrip().endswith(", 1 user, 1 admin, 4 grants"), done.stdout
+    back = run_in_process("restore", str(saved), db=tmp_path / "new.db")
+    assert back.returncode == 0 and ", 1 user, 1 admin, 4 grants; new log id " in back.stdout, back.stdout
+    forged = tmp_path / "forged.db"
+    backup(db_path, forged)
+    shell(
+        forged, ".dbconfig enable_trigger off", "PRAGMA ignore_check_constraints = ON", "UPDATE grants SET source = 'x'"
+    )
+    refused = run_in_process("restore", str(forged), db=tmp_path / "new.db")
+    assert refused.returncode == 5 and "source 'x' is not one of operator, telegram" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    applied = run_in_process("apply", "-", db=tmp_path / "new.db", input="ban,5,chat=-1,for=1h\n")
+    assert applied.returncode == 0 and "1 changed" in applied.stdout, applied.stdout + applied.stderr
+    bad = run_in_process("apply", "-", db=tmp_path / "new.db", input="ban,5,chat=zero\n")
+    assert bad.returncode == 2 and "line 1: chat id 'zero' is not a whole number" in bad.stderr

@@ -135,8 +135,9 @@ def _write(
     conn.execute(q.apply_users)
     conn.execute(q.apply_mailboxes)
     spans: dict[int, list[tuple[int, int]]] = {}
+    after = head(conn, q) if grants else 0
     for action in grants:  # the grant triggers log each row that changes, under the actor
-        before = head(conn, q)
+        before = after
         params: dict[str, Any] = {"uid": action.user_id, "chat": action.chat_id}
         if action.role is None:
             conn.execute(q.batch_grant_unset, {**params, "only": action.only_role})
@@ -144,7 +145,8 @@ def _write(
             seconds = action.duration.total_seconds() if action.duration is not None else None
             until = q.end_param(action.until) if action.until is not None else None
             conn.execute(q.batch_grant_set, {**params, "role": action.role, "until": until, "seconds": seconds})
-        spans.setdefault(action.line, []).append((before, head(conn, q)))
+        after = head(conn, q)
+        spans.setdefault(action.line, []).append((before, after))
     if q.unattribute:
         conn.execute(q.unattribute)
     return first, head(conn, q), spans

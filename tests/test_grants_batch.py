@@ -235,3 +235,44 @@ def test_an_import_refused_for_a_grant_row_changes_nothing(any_db: str) -> None:
                     import_users(repo, parse_import(text), actor="t", dry_run=dry_run)
                 assert words in caught.value.message, caught.value.message
                 assert state(repo) == before
+
+
+PARITY = [
+    "grant,5,moderator,chat=-100",
+    "ban,5,for=1h",
+    "grant,6,admin,chat=-100,for=2h",
+    "ban,6,chat=-200",
+    "unban,6,chat=-100",  # not a ban there: nothing
+    "unban,6,chat=-200",
+    "grant,7,banned",
+    "unban,7",
+    "grant,5,admin",  # replaces 5's time-limited global ban
+    "revoke,5,chat=-100",
+    "ban,8,chat=-1,until=2099-01-01T00:00:00Z",
+    "revoke,9",
+]
+
+
+def test_a_batch_of_grant_lines_ends_as_the_commands_one_by_one(new_db) -> None:
+    """The batch decides each line as RolesRepo decides the command (tests/test_apply.py
+    checks the same of the global lines)."""
+    batch, single = new_db(), new_db()
+    with Repository.open(batch) as repo:
+        repo.roles.add("moderator", 50, actor="t")
+        apply_changes(repo, parse_changes(PARITY), actor="t")
+        by_batch = (grants(repo), repo.store.query("SELECT user_id, role FROM users ORDER BY 1"))
+    with Repository.open(single) as repo:
+        repo.roles.add("moderator", 50, actor="t")
+        for op in parse_changes(PARITY):
+            scope: dict[str, Any] = {"chat": op.chat} if op.chat is not None else {}
+            ends = {k: v for k, v in (("until", op.until), ("duration", op.duration)) if v is not None}
+            if op.op == "grant":
+                repo.roles.grant(op.user_id, op.role, actor="t", **scope, **ends)
+            elif op.op == "ban":
+                repo.roles.ban(op.user_id, actor="t", **scope, **ends)
+            elif op.op == "revoke":
+                repo.roles.revoke(op.user_id, actor="t", **scope)
+            else:
+                repo.roles.unban(op.user_id, actor="t", **scope)
+        by_commands = (grants(repo), repo.store.query("SELECT user_id, role FROM users ORDER BY 1"))
+    assert by_batch == by_commands

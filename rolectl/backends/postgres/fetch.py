@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any, Callable, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 from ...errors import DatabaseError, InvalidInputError
 from ...validate import INT64_MAX
@@ -26,7 +26,7 @@ from .connection import connect, describe, driver, is_timeout, translate
 from .misspool import MISS_CONNECTIONS, MissConnections
 from .schema import CHAT_ROLE_AND_HEAD_SQL, ROLE_AND_HEAD_SQL
 
-__all__ = ["PostgresFetch"]
+__all__ = ["PostgresChatFetch", "PostgresFetch"]
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
@@ -97,7 +97,7 @@ class PostgresFetch:
         if not self.versioned:
             return role
         head = _head(row[1], what)
-        return (role, head) if ends is None else cast("FetchResult", (role, head, ends))
+        return (role, head) if ends is None else (role, head, ends)
 
     def fetch_chat(self, user_id: int, chat_id: int) -> "ChatFetchResult":
         """The role of the user's active grant in chat ``chat_id`` (None: none there), the log
@@ -164,6 +164,24 @@ class PostgresFetch:
     def close(self) -> None:
         """Close the connections (a busy one when its statement ends); a later call reconnects."""
         self.pool.close()
+
+
+class PostgresChatFetch:
+    """``fetch_chat(user_id, chat_id)`` as its own object (``Backend.fetch_chat()``): a
+    :class:`PostgresFetch`'s :meth:`~PostgresFetch.fetch_chat`, on the same connections.
+    :meth:`close` closes them only if they are its own (a handle's shared connections are
+    closed by the handle's global fetch)."""
+
+    def __init__(self, fetch: PostgresFetch, *, owned: bool) -> None:
+        self.fetch = fetch
+        self.owned = owned
+
+    def __call__(self, user_id: int, chat_id: int) -> "ChatFetchResult":
+        return self.fetch.fetch_chat(user_id, chat_id)
+
+    def close(self) -> None:
+        if self.owned:
+            self.fetch.close()
 
 
 _DAMAGED = "the grants or users table holds what rolectl never writes: run `rolectl doctor`"

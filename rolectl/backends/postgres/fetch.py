@@ -102,7 +102,7 @@ class PostgresFetch:
     def fetch_chat(self, user_id: int, chat_id: int) -> "ChatFetchResult":
         """The role of the user's active grant in chat ``chat_id`` (None: none there), the log
         head and the grant's end (Unix time, None: no end), read in one snapshot."""
-        if type(chat_id) is not int or not 0 < abs(chat_id) <= INT64_MAX:
+        if type(chat_id) is not int or chat_id == 0 or not -INT64_MAX - 1 <= chat_id <= INT64_MAX:
             raise InvalidInputError(
                 f"invalid chat id {str(chat_id)[:40]!r}", hint="a chat id is a non-zero 64-bit int (0 is everywhere)"
             )

@@ -88,7 +88,7 @@ def test_a_chat_read_is_that_chats_active_grant(conn: Any, fetch: PostgresFetch,
         read.close()
 
 
-@pytest.mark.parametrize("chat", [0, True, 2**63, -(2**63), 1.0, "-100"])
+@pytest.mark.parametrize("chat", [0, True, 2**63, -(2**63) - 1, 1.0, "-100"])
 def test_a_chat_id_that_is_not_one_is_bad_input(fetch: PostgresFetch, chat: Any) -> None:
     with pytest.raises(InvalidInputError, match="chat id"):
         fetch.fetch_chat(6, chat)

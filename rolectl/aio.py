@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator
 
 from .cache.missexec import DEFAULT_THREADS, MARGIN, MissPool, in_own_thread
 from .connectoptions import ConnectKeywords, ConnectOptions
+from .grantwrites import AsyncGrantWrites
 from .handle import _Handle
 from .logfields import fields
 
@@ -52,7 +53,7 @@ log = logging.getLogger("rolectl.connect")
 WRITE_THREADS = 1
 
 
-class AsyncRoles(_Handle):
+class AsyncRoles(_Handle, AsyncGrantWrites):
     """The asyncio handle. Constructing it opens the database (a missing one fails at the
     call); :meth:`open` (or ``async with`` / ``await``) starts the follower and registers."""
 
@@ -104,30 +105,31 @@ class AsyncRoles(_Handle):
 
     # -- lookups ---------------------------------------------------------------------------
 
-    async def get_role(self, user_id: int) -> "Role":
+    async def get_role(self, user_id: int, chat: int | None = None) -> "Role":
         """The user's role: a hit answers in the loop, a miss reads in one of the handle's
         own miss threads (and shares one read with concurrent misses). Raises
         :class:`~rolectl.errors.DatabaseError` when it cannot be read (never a guess), also
         when the database does not answer within the timeout plus a second
-        (:class:`~rolectl.cache.missexec.MissTimeout`): the adapters then answer ``user``."""
+        (:class:`~rolectl.cache.missexec.MissTimeout`): the adapters then answer ``user``.
+        ``chat``: the effective role in that chat, as :meth:`rolectl.Roles.get_role`."""
         if self._forked:  # refused here: a worker thread of the parent's loop may not exist
             raise self._forked_error()
         try:
-            return await self.cache.aget_role(user_id, misses=self.misses)
+            return await self.cache.aget_role(user_id, misses=self.misses, chat=chat)
         except Exception as exc:
             self._lookup_failed(exc)
             raise
 
-    async def has_role(self, user_id: int, role: "Role | RoleName") -> bool:
-        """Whether the user holds ``role`` or a role ranked above it (``banned`` never
-        passes); as :meth:`rolectl.Roles.has_role`."""
+    async def has_role(self, user_id: int, role: "Role | RoleName", chat: int | None = None) -> bool:
+        """Whether the user holds ``role`` or a role ranked above it (in ``chat``, if given;
+        ``banned`` never passes); as :meth:`rolectl.Roles.has_role`."""
         if role not in self.cache.ranks:
             self.cache.ranked("user", role)  # raises: not defined
-        return self.cache.ranked(await self.get_role(user_id), role)
+        return self.cache.ranked(await self.get_role(user_id, chat), role)
 
-    async def is_admin(self, user_id: int) -> bool:
-        """``has_role(user_id, "admin")``: an admin, or a role ranked above it."""
-        return await self.has_role(user_id, "admin")
+    async def is_admin(self, user_id: int, chat: int | None = None) -> bool:
+        """``has_role(user_id, "admin", chat)``: an admin, or a role ranked above it."""
+        return await self.has_role(user_id, "admin", chat)
 
     async def health(self) -> "Health":
         """What a liveness/readiness probe needs, without touching the database
@@ -175,30 +177,6 @@ class AsyncRoles(_Handle):
         self._check_open()
         return await self._write(
             user_id, self.repo.users.upsert, user_id, username, role=role, actor=actor or self.actor
-        )
-
-    async def grant(
-        self,
-        user_id: int,
-        role: "Role | RoleName",
-        *,
-        actor: str | None = None,
-        note: str | None = None,
-        force: bool = False,
-    ) -> "Change":
-        """As :meth:`rolectl.Roles.grant`, in the write thread."""
-        self._check_open()
-        return await self._write(
-            user_id, self.repo.roles.grant, user_id, role, actor=actor or self.actor, note=note, force=force
-        )
-
-    async def revoke(
-        self, user_id: int, *, actor: str | None = None, note: str | None = None, force: bool = False
-    ) -> "Change":
-        """As :meth:`rolectl.Roles.revoke`, in the write thread."""
-        self._check_open()
-        return await self._write(
-            user_id, self.repo.roles.revoke, user_id, actor=actor or self.actor, note=note, force=force
         )
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -5,7 +5,7 @@ any table. Each migration is a list of statements applied in one transaction; ``
 the missing ones, so it is idempotent. The database itself enforces the rules that must hold
 whoever writes to it: the defined roles, the append-only log, and a role-change event for
 every change of a user's role, even one made by raw SQL. The migrations are in
-:mod:`.schema_v1` (versions 1 and 2) and :mod:`.schema_v3`; this module numbers them, replays
+:mod:`.schema_v1` (versions 1 and 2), :mod:`.schema_v3` and :mod:`.schema_v4`; this module numbers them, replays
 them and holds the SQL the rest of rolectl builds on them.
 
 Internal: not part of the public API.
@@ -20,7 +20,7 @@ from typing import Iterator
 from .schema_v1 import V1, V2
 from .schema_v3 import (
     RANK_MAX,
-    REBUILT_TABLES,
+    REBUILT_TABLES as _REBUILT_V3,
     ROLE_NAME_MAX,
     V3,
     Once,
@@ -28,6 +28,7 @@ from .schema_v3 import (
     role_kind,
     role_name_ok,
 )
+from .schema_v4 import EVENTS_V4, V4
 
 __all__ = [
     "LOGGED_ROLE_SQL",
@@ -35,12 +36,16 @@ __all__ = [
     "RANK_MAX",
     "REBUILT_TABLES",
     "ROLE_AND_HEAD_SQL",
+    "CHAT_AND_HEAD_SQL",
+    "GLOBAL_GRANT_JOIN",
+    "ends_unix",
     "ROLE_NAME_MAX",
     "SCHEMA_VERSION",
     "Once",
     "in_memory",
     "logged_role",
     "role_kind",
+    "rebuilt_table",
     "role_name_ok",
     "statements",
 ]
@@ -50,24 +55,60 @@ __all__ = [
 #: so that a change made while the two disagree is logged under its real actor.
 LOGGED_ROLE_SQL = logged_role("?1")
 
-#: A user's role and the log head in one statement, hence one snapshot: what a cache miss
-#: needs to install an answer no applied event is newer than. ``events.seq`` is AUTOINCREMENT,
-#: so the head is the table's row in ``sqlite_sequence``: the highest seq ever committed, which
-#: never goes backwards (``max(seq)`` could). An unknown user reads as ``user``, an empty log
-#: as 0. Shared by the repository and the cache's miss read, so both mean the same thing.
+
+def ends_unix(column: str) -> str:
+    """SQL: a grant's end (the log's timestamp text) as Unix time, exact to the millisecond."""
+    return f"CAST(strftime('%s', {column}) AS INTEGER) + CAST(substr({column}, 21, 3) AS INTEGER) / 1000.0"
+
+
+#: The active time-limited global grant of user ``?1`` (chat 0 always has an end), joined in.
+GLOBAL_GRANT_JOIN = (
+    "LEFT JOIN grants AS g ON g.user_id = ?1 AND g.chat_id = 0 AND g.ends_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+)
+
+#: A user's global role, the log head and the end of the grant the role comes from (NULL: the
+#: permanent ``users.role``), in one statement, hence one snapshot: what a cache miss needs to
+#: install an answer no applied event is newer than. The global role is the user's active
+#: time-limited global grant (chat 0), else ``users.role``, else ``user``. ``events.seq`` is
+#: AUTOINCREMENT, so the head is the table's row in ``sqlite_sequence``: the highest seq ever
+#: committed, which never goes backwards (``max(seq)`` could); an empty log reads as 0.
+#: Shared by the repository and the cache's miss read, so both mean the same thing.
 ROLE_AND_HEAD_SQL = (
-    "SELECT coalesce((SELECT role FROM users WHERE user_id = ?), 'user'), "
-    "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
+    "SELECT coalesce(g.role, (SELECT role FROM users WHERE user_id = ?1), 'user'), "
+    "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
+    f"{ends_unix('g.ends_at')} FROM (SELECT 1) AS one {GLOBAL_GRANT_JOIN}"
+)
+#: The user's (``?1``) active grant in chat ``?2`` (NULL: none, the global role holds there),
+#: the log head and the grant's end as Unix time (NULL: no end), in one snapshot.
+CHAT_AND_HEAD_SQL = (
+    "SELECT g.role, coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
+    f"{ends_unix('g.ends_at')} FROM (SELECT 1) AS one LEFT JOIN grants AS g ON g.user_id = ?1 "
+    "AND g.chat_id = ?2 AND (g.ends_at IS NULL OR g.ends_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
 )
 
 #: Migration N brings a database from version N-1 to N.
-MIGRATIONS: dict[int, list[str]] = {1: V1, 2: V2, 3: V3}
+MIGRATIONS: dict[int, list[str]] = {1: V1, 2: V2, 3: V3, 4: V4}
 SCHEMA_VERSION: int = max(MIGRATIONS)
 
 
-#: The migration that last rebuilt each table (its :class:`Once` steps).
-_REBUILT_IN: dict[str, int] = {"users": 3, "events": 3}
+#: Each rebuilt table's definition after the migration that rebuilt it (its :class:`Once` steps).
+_REBUILT: dict[str, dict[int, str]] = {
+    "users": {3: _REBUILT_V3["users"]},
+    "events": {3: _REBUILT_V3["events"], 4: EVENTS_V4},
+}
 _CREATE_TABLE = re.compile(r"^\s*CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(\w+)\s", re.I)
+
+
+def rebuilt_table(table: str, version: int) -> str | None:
+    """What ``table`` looks like in ``sqlite_master`` at ``version`` if a migration up to it
+    rebuilt it (``CREATE TABLE "name" ...``), else ``None`` (its first definition holds)."""
+    versions = [v for v in _REBUILT.get(table, {}) if v <= version]
+    return _REBUILT[table][max(versions)] if versions else None
+
+
+#: What each rebuilt table looks like in ``sqlite_master`` at the current version: how
+#: ``doctor --fix`` makes it again.
+REBUILT_TABLES: dict[str, str] = {name: by[max(by)] for name, by in _REBUILT.items()}
 
 
 def _replayed(statement: str, upto: int) -> str:
@@ -75,8 +116,9 @@ def _replayed(statement: str, upto: int) -> str:
     ``upto``) rebuilt is created, if missing, as that rebuild left it. The rebuild itself is
     skipped by a replay, so the first migration's definition would otherwise come back."""
     match = _CREATE_TABLE.match(statement)
-    if match and _REBUILT_IN.get(match.group(1), upto + 1) <= upto:
-        return REBUILT_TABLES[match.group(1)].replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1)
+    rebuilt = rebuilt_table(match.group(1), upto) if match else None
+    if rebuilt is not None:
+        return rebuilt.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1)
     return statement
 
 

@@ -111,6 +111,9 @@ class _Handle:
     def _open_fetch_chat(self) -> "ChatFetch | None":
         """The backend's reader of chat grants (``Backend.fetch_chat()``), closed with the
         handle; ``None`` for a backend without grants (chat lookups then fail clearly)."""
+        own: ChatFetch | None = getattr(self._fetch, "fetch_chat", None)
+        if own is not None:  # PostgreSQL: the global fetch's, on the same connections
+            return own
         make = getattr(self.backend, "fetch_chat", None)
         if make is None or not getattr(self.repo, "ready", True):
             return None

@@ -115,8 +115,14 @@ class _Handle:
         if own is not None:  # PostgreSQL: the global fetch's, on the same connections
             return own
         make = getattr(self.backend, "fetch_chat", None)
-        if make is None or not getattr(self.repo, "ready", True):
+        if make is None:
             return None
+        if not getattr(self.repo, "ready", True):  # not there yet: opened by the first chat miss
+            from .latedb import LateChatFetch
+
+            late = LateChatFetch(make, where=str(self.backend.path))
+            self._undo.append(late.close)
+            return late
         fetch_chat: ChatFetch = make()
         close = getattr(fetch_chat, "close", None)
         if close is not None:

@@ -37,6 +37,21 @@ class CacheGrants(CacheStore):
 
     __slots__ = ()
 
+    def _chat_hit(self, user_id: int, chat: int) -> str | None:
+        """The cached grant of ``user_id`` in ``chat`` (a role, or NO_GRANT), or ``None`` on a
+        miss; an ended grant is a miss. Counts nothing (the lookup counts its answer)."""
+        chats = self._chats.get(user_id)
+        if chats is not None:
+            found = chats.get(chat)
+            if found is not None:
+                return found
+        timed = self._chat_timed.get(user_id)
+        if timed is not None:
+            entry = timed.get(chat)
+            if entry is not None and self._wall() < entry[1]:
+                return entry[0]
+        return None
+
     def _set_chat_locked(self, user_id: int, chat: int, grant: str, ends: float | None) -> None:
         """Install the user's grant in ``chat`` (a role, or NO_GRANT), timed if it ends. The
         new entry is written before the old one goes: a lock-free reader sees either."""

@@ -337,21 +337,6 @@ class CacheStore:
             return role
         return None
 
-    def _chat_hit(self, user_id: int, chat: int) -> str | None:
-        """The cached grant of ``user_id`` in ``chat`` (a role, or NO_GRANT), or ``None`` on a
-        miss; an ended grant is a miss. Counts nothing (the lookup counts its answer)."""
-        chats = self._chats.get(user_id)
-        if chats is not None:
-            found = chats.get(chat)
-            if found is not None:
-                return found
-        timed = self._chat_timed.get(user_id)
-        if timed is not None:
-            entry = timed.get(chat)
-            if entry is not None and self._wall() < entry[1]:
-                return entry[0]
-        return None
-
     def _touch(self, user_id: int) -> None:
         """Mark a hit as recent (LRU only); lock-free, so it may only set a bit, never add an entry."""
 

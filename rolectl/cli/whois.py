@@ -29,9 +29,10 @@ def whois(
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """A user's role in the database and its last role change (admin_added / admin_removed),
-    and whether each running cache holds them, with which role and since when (`agrees`: is
-    that the database's role). Caches keep `since` for admin entries only. An instance that
-    does not answer is listed as unresponsive (or bad-reply).
+    their active grants (per chat, or with an end), and whether each running cache holds
+    them, with which role and since when (`agrees`: is that the database's role). Caches
+    keep `since` for admin entries only. An instance that does not answer is listed as
+    unresponsive (or bad-reply).
 
     Example: rolectl whois 789
     """
@@ -57,6 +58,7 @@ def whois(
         except ConflictError as exc:  # an untrusted runtime directory: keep the database side
             instances, problem = [], str(exc)
         head = repo.events.head()
+        grants = [g._asdict() for g in repo.roles.grants(user_id=uid)]
     machine = is_machine(fmt)
     holders = []
     for inst in sorted(instances, key=lambda i: (i.name, i.id)):
@@ -106,8 +108,8 @@ def whois(
     chosen = fmt or default_format()
     if problem:
         typer.echo(f"rolectl: warning: caches not asked: {safe(problem)}", err=True)
-    if chosen in ("json", "jsonl"):  # one object: the database side and every instance
-        render_record(record | {"instances": holders}, chosen)
+    if chosen in ("json", "jsonl"):  # one object: the database side, its grants and every instance
+        render_record(record | {"grants": grants, "instances": holders}, chosen)
         return
     columns = ("instance", "id", "state", "held", "role", "since", "agrees", "lag")
     if chosen in ("csv", "tsv"):  # one flat table for scripts: a row per instance, or one without
@@ -122,6 +124,10 @@ def whois(
         render_rows([db_side | h for h in holders] or [db_side], flat + columns + ("since_epoch",), fmt)
         return
     render_record(record, fmt, title=f"user {uid}")
+    if grants:
+        from .grantlist import GRANT_COLUMNS
+
+        render_rows(grants, [c for c in GRANT_COLUMNS if c.name not in ("user_id", "active")], fmt, title="grants")
     if holders:  # booleans: render writes them true/false
         render_rows(holders, columns, fmt, title="caches")
     else:

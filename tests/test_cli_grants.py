@@ -84,3 +84,133 @@ def test_exit_codes_seen_by_a_shell(run_rolectl):
     assert done.returncode == 0, done.stderr
     assert run_rolectl("role", "5", "--chat", GROUP, "--is", "banned").returncode == 0
     assert run_rolectl("role", "5", "--is", "banned").returncode == 1
+
+
+# -- chat grants -------------------------------------------------------------------------------
+
+
+def _json(result):
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _until(condition, timeout: float = 30.0) -> None:
+    """Poll ``condition`` (a grant's end is the database's clock, not an event to wait on)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_a_chat_grant_overrides_there_only(run_in_process):
+    done = _json(run_in_process("grant", "42", "admin", "--chat", GROUP, "--format", "json"))
+    assert done["changed"] and done["changes"][0]["chat_id"] == int(GROUP)
+    assert [(e["kind"], e["chat_id"], e["source"]) for e in done["events"]] == [("grant_set", int(GROUP), "operator")]
+    assert run_in_process("role", "42", "--chat", GROUP).stdout == "admin\n"
+    assert run_in_process("role", "42").stdout == "user\n"
+    assert run_in_process("role", "42", "--chat", "-5").stdout == "user\n"
+    assert _json(run_in_process("role", "42", "--chat", GROUP, "--format", "json")) == {
+        "user_id": 42,
+        "role": "admin",
+        "chat_id": int(GROUP),
+        "ends_at": None,
+        "source": "operator",
+    }
+    again = run_in_process("grant", "42", "admin", "--chat", GROUP)
+    assert again.returncode == 0 and "nothing changed" in again.stdout
+    assert run_in_process("revoke", "42", "--chat", GROUP).returncode == 0
+    assert run_in_process("role", "42", "--chat", GROUP).stdout == "user\n"
+
+
+def test_a_global_ban_wins_in_every_chat(run_in_process):
+    assert run_in_process("grant", "42", "admin", "--chat", GROUP).returncode == 0
+    assert run_in_process("ban", "42").returncode == 0
+    assert run_in_process("role", "42", "--chat", GROUP).stdout == "banned\n"
+    assert run_in_process("role", "42", "--chat", GROUP, "--is", "admin").returncode == 1
+    assert run_in_process("unban", "42").returncode == 0
+    assert run_in_process("role", "42", "--chat", GROUP).stdout == "admin\n"
+    # a ban in one chat: lifted there by unban --chat, never elsewhere
+    assert run_in_process("ban", "43", "--chat", GROUP).returncode == 0
+    assert run_in_process("role", "43", "--chat", GROUP).stdout == "banned\n"
+    assert run_in_process("role", "43").stdout == "user\n"
+    assert run_in_process("unban", "43", "--chat", GROUP).returncode == 0
+    assert run_in_process("role", "43", "--chat", GROUP).stdout == "user\n"
+
+
+def test_a_temporary_ban_ends_with_the_role_before_it(run_in_process):
+    assert run_in_process("roles", "add", "moderator", "--rank", "50").returncode == 0
+    assert run_in_process("grant", "789", "moderator").returncode == 0
+    before = datetime.now(timezone.utc)
+    assert run_in_process("ban", "789", "--for", "1d", "--note", "flooding").returncode == 0
+    shown = _json(run_in_process("role", "789", "--format", "json"))
+    assert shown["role"] == "banned" and shown["chat_id"] == 0 and shown["source"] == "operator"
+    ends = datetime.fromisoformat(shown["ends_at"].replace("Z", "+00:00"))
+    assert timedelta(hours=23, minutes=59) < ends - before < timedelta(days=1, minutes=1)
+    assert run_in_process("unban", "789").returncode == 0
+    assert run_in_process("role", "789").stdout == "moderator\n"
+
+
+def test_until_sets_the_end_given(run_in_process):
+    end = _soon(hours=2)
+    assert run_in_process("grant", "5", "admin", "--chat", GROUP, "--until", end).returncode == 0
+    shown = _json(run_in_process("role", "5", "--chat", GROUP, "--format", "json"))
+    assert shown["role"] == "admin" and shown["ends_at"].startswith(end[:19])
+
+
+def test_an_ended_grant_is_not_the_role_and_lists_only_with_all(run_in_process):
+    assert run_in_process("grant", "5", "admin", "--chat", GROUP, "--for", "1s").returncode == 0
+    assert run_in_process("grant", "6", "admin", "--chat", GROUP).returncode == 0
+    _until(lambda: run_in_process("role", "5", "--chat", GROUP).stdout == "user\n")
+    listed = _json(run_in_process("grants", "--format", "json"))
+    assert [g["user_id"] for g in listed] == [6]
+    everything = _json(run_in_process("grants", "--all", "--format", "json"))
+    assert {g["user_id"]: g["active"] for g in everything} == {5: False, 6: True}
+
+
+def test_grants_listing_filters_and_formats(run_in_process):
+    assert run_in_process("grant", "1", "admin", "--chat", GROUP).returncode == 0
+    assert run_in_process("grant", "2", "user", "--chat", "-5", "--note", "runs the quiz").returncode == 0
+    assert run_in_process("ban", "3", "--for", "1h").returncode == 0
+    rows = _json(run_in_process("grants", "--format", "json"))
+    assert sorted((g["user_id"], g["chat_id"], g["role"]) for g in rows) == [
+        (1, int(GROUP), "admin"),
+        (2, -5, "user"),
+        (3, 0, "banned"),
+    ]
+    assert list(rows[0]) == ["user_id", "chat_id", "role", "ends_at", "source", "note", "granted_at", "active"]
+    assert [g["user_id"] for g in _json(run_in_process("grants", "--chat", GROUP, "--format", "json"))] == [1]
+    assert [g["note"] for g in _json(run_in_process("grants", "--user", "2", "--format", "json"))] == ["runs the quiz"]
+    assert _json(run_in_process("grants", "--source", "telegram", "--format", "json")) == []
+    table = list(csv.reader(io.StringIO(run_in_process("grants", "--format", "csv").stdout)))
+    assert table[0] == ["user_id", "chat_id", "role", "ends_at", "source", "note", "granted_at", "active"]
+    assert len(table) == 4
+
+
+def test_events_and_whois_show_grants(run_in_process):
+    assert run_in_process("grant", "42", "admin", "--chat", GROUP, "--for", "2h").returncode == 0
+    events = list(csv.DictReader(io.StringIO(run_in_process("events", "--format", "csv").stdout)))
+    assert [(e["kind"], e["chat_id"], e["source"]) for e in events] == [("grant_set", GROUP, "operator")]
+    assert events[0]["ends_at"]
+    text = run_in_process("events", "--format", "text").stdout
+    assert GROUP in text
+    whois = _json(run_in_process("whois", "42", "--format", "json"))
+    assert [(g["chat_id"], g["role"]) for g in whois["grants"]] == [(int(GROUP), "admin")]
+
+
+def test_chat_grants_on_both_engines(any_db, run_in_process):
+    """The same commands, the same answers, on SQLite and on PostgreSQL."""
+    run = lambda *args: run_in_process(*args, db=any_db)  # noqa: E731
+    assert run("grant", "42", "admin", "--chat", GROUP).returncode == 0
+    assert run("ban", "7", "--for", "1h").returncode == 0
+    assert run("role", "42", "--chat", GROUP).stdout == "admin\n"
+    assert run("role", "42").stdout == "user\n"
+    assert run("role", "7", "--chat", GROUP).stdout == "banned\n"
+    rows = _json(run("grants", "--format", "json"))
+    assert sorted((g["user_id"], g["chat_id"], g["role"], g["ends_at"] is None) for g in rows) == [
+        (7, 0, "banned", False),
+        (42, int(GROUP), "admin", True),
+    ]
+    assert run("revoke", "42", "--chat", GROUP).returncode == 0
+    assert run("role", "42", "--chat", GROUP).stdout == "user\n"

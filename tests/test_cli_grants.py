@@ -195,6 +195,10 @@ def test_events_and_whois_show_grants(run_in_process):
     assert events[0]["ends_at"]
     text = run_in_process("events", "--format", "text").stdout
     assert GROUP in text
+    assert run_in_process("ban", "43", "--chat", "-5").returncode == 0
+    only = _json(run_in_process("events", "--chat", "-5", "--format", "json"))
+    assert [(e["user_id"], e["new_role"]) for e in only] == [(43, "banned")]
+    assert _json(run_in_process("events", "--chat", "0", "--format", "json")) == []
     whois = _json(run_in_process("whois", "42", "--format", "json"))
     assert [(g["chat_id"], g["role"]) for g in whois["grants"]] == [(int(GROUP), "admin")]
 
@@ -214,3 +218,8 @@ def test_chat_grants_on_both_engines(any_db, run_in_process):
     ]
     assert run("revoke", "42", "--chat", GROUP).returncode == 0
     assert run("role", "42", "--chat", GROUP).stdout == "user\n"
+    logged = _json(run("events", "--chat", GROUP, "--format", "json"))
+    assert [(e["kind"], e["chat_id"], e["source"]) for e in logged] == [
+        ("grant_set", int(GROUP), "operator"),
+        ("grant_unset", int(GROUP), "operator"),
+    ]

@@ -158,6 +158,9 @@ class ChatId(_Checked):
 
     name = "CHAT_ID"
 
+    def __init__(self, everywhere: bool = False) -> None:
+        self.everywhere = everywhere  # a filter may name chat 0: the grants that hold everywhere
+
     def check(self, value: str) -> int:
         text = value.strip()
         if re.fullmatch(r"[+-]?[0-9]{1,19}", text, re.ASCII) is None:
@@ -165,7 +168,7 @@ class ChatId(_Checked):
                 f"invalid chat id {value[:40]!r}: not a whole number", hint="use digits, e.g. -1001234567890"
             )
         number = int(text)
-        if number == 0:
+        if number == 0 and not self.everywhere:
             raise InvalidInputError("chat id 0 means every chat", hint="leave --chat out for a grant everywhere")
         if abs(number) > INT64_MAX:
             raise InvalidInputError(f"invalid chat id {text}: outside 64 bits", hint="chat ids fit in 64 bits")

@@ -94,6 +94,10 @@ class Queries:
     version: str = ""
     #: The schema :class:`Scratch` tables live in (``temp.`` / ``pg_temp.``).
     temp: str = ""
+    #: Grants: the clock a grant's ``ends_at`` is compared with (the database's), and the
+    #: expression (``{}``: the column) that reads ``ends_at`` in the log's timestamp text.
+    grant_clock: str = ""
+    grant_end: str = "{}"
     #: A role-change event and the write it announces may be one statement
     #: (:meth:`with_logged_role`): a data-modifying ``WITH``, which PostgreSQL has.
     log_with_write: bool = False

@@ -30,6 +30,7 @@ from .users import _outcome
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.base import AnyStore
+    from .effective import Effective
 
 __all__ = ["RoleDef", "RolesRepo", "RANK_MAX", "checked_roles", "parse_role_name", "parse_rank"]
 
@@ -205,3 +206,11 @@ class RolesRepo:
     def unban(self, user_id: int, *, actor: str, note: str | None = None) -> Change:
         """A banned user becomes a plain user; anyone else is left as they are."""
         return self.grant(user_id, ROLE_USER, actor=actor, note=note, only_from=ROLE_BANNED)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def effective(self, user_id: int, *, chat: int | None = None) -> "Effective":
+        """A user's effective role everywhere or in ``chat`` (see :mod:`.effective`)."""
+        from .effective import effective
+
+        return effective(self.store, user_id, chat)

@@ -23,6 +23,9 @@ class SQLiteQueries(Queries):
     # Moves with every commit of another connection to the file (never with this one's own).
     version = "PRAGMA data_version"
     temp = "temp."
+    # Grants: the clock an end is compared with, and an end as the log's timestamp text.
+    grant_clock = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    grant_end = "{}"
     # An INTEGER PRIMARY KEY is the rowid: the position n numbers itself 1, 2, ... as inserted.
     types = {"int": "INTEGER", "text": "TEXT", "bool": "INTEGER"}
 

@@ -47,7 +47,7 @@ def whois(
     backend = state(ctx).backend()
     with Repository(backend.store()) as repo:
         user = repo.users.get(uid)
-        role = repo.users.get_role(uid)
+        role = repo.roles.effective(uid).role  # what a cache holds for them: a temporary global grant counts
         changes = [
             e
             for kind in sorted(ROLE_KINDS)

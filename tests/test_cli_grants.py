@@ -57,7 +57,6 @@ def test_times_are_utc_with_an_offset():
         (["unban", "5", "--chat", "0"], "chat id 0 means every chat"),
         (["role", "5", "--chat", "1.5"], "invalid chat id"),
         (["grants", "--source", "robot"], "unknown source 'robot'"),
-        (["grants", "--chat", "0"], "chat id 0 means every chat"),
         (["role", "5", "--format", "csv"], "unknown format 'csv'"),
         (["grant", "5", "janitor"], "unknown role 'janitor'"),
         (["grant", "5", "janitor", "--chat", GROUP], "unknown role 'janitor'"),
@@ -181,6 +180,7 @@ def test_grants_listing_filters_and_formats(run_in_process):
     ]
     assert list(rows[0]) == ["user_id", "chat_id", "role", "ends_at", "source", "note", "granted_at", "active"]
     assert [g["user_id"] for g in _json(run_in_process("grants", "--chat", GROUP, "--format", "json"))] == [1]
+    assert [g["user_id"] for g in _json(run_in_process("grants", "--chat", "0", "--format", "json"))] == [3]
     assert [g["note"] for g in _json(run_in_process("grants", "--user", "2", "--format", "json"))] == ["runs the quiz"]
     assert _json(run_in_process("grants", "--source", "telegram", "--format", "json")) == []
     table = list(csv.reader(io.StringIO(run_in_process("grants", "--format", "csv").stdout)))

@@ -5,7 +5,7 @@ Internal: not part of the public API.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
@@ -14,7 +14,7 @@ from ..render import Col, check_format, render_listing
 from . import complete
 from .common import LimitOption
 from .context import state
-from .options import CHAT_ID, USER_ID, FormatOption, OneOf
+from .options import USER_ID, ChatId, FormatOption, OneOf
 from .root import app
 
 #: ids, role and end survive a narrow terminal; the note and when it was granted go first.
@@ -42,7 +42,11 @@ def grants(
         autocompletion=complete.known_users,
     ),
     chat: Optional[int] = typer.Option(
-        None, "--chat", metavar="CHAT_ID", click_type=CHAT_ID, help="Only grants in this chat."
+        None,
+        "--chat",
+        metavar="CHAT_ID",
+        click_type=ChatId(everywhere=True),
+        help="Only grants in this chat (0: the time-limited ones that hold everywhere).",
     ),
     source: Optional[str] = typer.Option(
         None,
@@ -65,9 +69,8 @@ def grants(
     Example: rolectl grants --source telegram --format json
     """
     check_format(fmt)
-    wanted: dict[str, Any] = {"user_id": user, "chat_id": chat, "source": source, "include_ended": everything}
     with state(ctx).open() as repo:
-        found = [g._asdict() for g in repo.roles.grants(**wanted)]
+        found = [g._asdict() for g in repo.roles.grants(user=user, chat=chat, source=source, ended=everything)]
         render_listing(
             lambda n: iter(found if n is None else found[:n]),
             GRANT_COLUMNS,

@@ -58,7 +58,7 @@ def whois(
         except ConflictError as exc:  # an untrusted runtime directory: keep the database side
             instances, problem = [], str(exc)
         head = repo.events.head()
-        grants = [g._asdict() for g in repo.roles.grants(user_id=uid)]
+        grants = [g._asdict() for g in repo.roles.grants(user=uid)]
     machine = is_machine(fmt)
     holders = []
     for inst in sorted(instances, key=lambda i: (i.name, i.id)):

@@ -9,7 +9,7 @@ The rule (docs/guides/roles.md, word for word)::
                        = global(u)                        otherwise
 
 Everything it needs is read in one statement (one snapshot), and "active" is decided by the
-database's clock (``Queries.grant_clock``), as every other reader of grants does: what
+database's clock (``Queries.active``), as every other reader of grants does: what
 ``rolectl role`` prints is what a bot's cache would read on a miss at that instant.
 
 Internal: not part of the public API.
@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..errors import DatabaseError, InvalidInputError
+from ..errors import DatabaseError
 from ..events import EVERYWHERE, ROLE_BANNED, ROLE_USER
-from ..validate import INT64_MAX, parse_id
+from ..validate import parse_id
+from .grants import parse_chat
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.base import AnyStore
@@ -39,36 +40,27 @@ class Effective(NamedTuple):
     source: str | None = None
 
 
-def parse_chat(value: object) -> int | None:
-    """A chat id as the library takes it: None or 0 for "everywhere", else a 64-bit int."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > INT64_MAX:
-        raise InvalidInputError(f"invalid chat id {str(value)[:40]!r}", hint="use a whole number that fits in 64 bits")
-    return value or None
-
-
 def effective_sql(q: "Queries") -> str:
     """One row: ``users.role``, then role/end/source of the active (u, 0) grant and of the
     active (u, chat) grant (NULLs where there is none). Parameters ``uid``, ``chat``."""
-    uid, clock, end = q.p("uid"), q.grant_clock, q.grant_end
+    uid = q.p("uid")
 
     def active(alias: str, chat: str) -> str:
         return (
             f"LEFT JOIN grants AS {alias} ON {alias}.user_id = {uid} AND {alias}.chat_id = {chat} "
-            f"AND ({alias}.ends_at IS NULL OR {alias}.ends_at > {clock})"
+            f"AND {q.active(f'{alias}.ends_at')}"
         )
 
     return (
         f"SELECT (SELECT role FROM users WHERE user_id = {uid}), "
-        f"g.role, {end.format('g.ends_at')}, g.source, c.role, {end.format('c.ends_at')}, c.source "
+        f"g.role, {q.ends_text('g.ends_at')}, g.source, c.role, {q.ends_text('c.ends_at')}, c.source "
         f"FROM (SELECT 1 AS one) AS o {active('g', str(EVERYWHERE))} {active('c', q.p('chat'))}"
     )
 
 
 def effective(store: "AnyStore", user_id: int, chat: int | None = None) -> Effective:
     """``user_id``'s effective role everywhere (``chat`` None) or in ``chat``, by the rule."""
-    uid, where = parse_id(user_id), parse_chat(chat)
+    uid, where = parse_id(user_id), parse_chat(chat)  # 0 is not a chat: everywhere is None
     rows = store.query(effective_sql(store.queries), {"uid": uid, "chat": where})
     return compose(rows[0], where)
 

@@ -25,9 +25,6 @@ class PostgresQueries(Queries):
     # since; inside a REPEATABLE READ transaction it is that transaction's own snapshot.
     version = "SELECT pg_current_snapshot()::text"
     temp = "pg_temp."
-    # Grants: the server's clock decides, and ends_at (timestamptz) reads as the log's text.
-    grant_clock = "pg_catalog.clock_timestamp()"
-    grant_end = "pg_catalog.to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
     log_with_write = True
     db_user = "db_user"  # session_user, stamped by the server (schema version 4)
 

@@ -20,6 +20,12 @@ from .context import state
 from .options import USER_ID, FormatOption
 
 
+def _chat(chat: int, role: Optional[str], ends: Optional[float], machine: bool) -> dict[str, object]:
+    """One cached chat entry of an instance (role None: it knows there is no grant there)."""
+    when = time_fields("ends", ends) if machine else {"ends": human_time(ends)}
+    return {"chat_id": chat, "role": role, **when}
+
+
 @app.command()
 def whois(
     ctx: typer.Context,
@@ -75,6 +81,8 @@ def whois(
             "agrees": None,
             "lag": None,
             "error": inst.error,
+            **(time_fields("ends", None) if machine else {"ends": None}),
+            "chats": [],
         }
         if inst.state != LIVE:
             holders.append(base)
@@ -92,6 +100,8 @@ def whois(
                 **(time_fields("since", reply["since"]) if machine else {"since": human_time(reply["since"])}),
                 "agrees": None if not reply["held"] else reply["role"] == role,
                 "lag": max(0, head - reply["last_seq"]),
+                **(time_fields("ends", reply.get("ends")) if machine else {"ends": human_time(reply.get("ends"))}),
+                "chats": [_chat(c, r, e, machine) for c, r, e in reply.get("chats") or ()],
             }
         )
     event = max(changes, key=lambda e: e.seq) if changes else None

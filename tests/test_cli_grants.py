@@ -223,3 +223,55 @@ def test_chat_grants_on_both_engines(any_db, run_in_process):
         ("grant_set", int(GROUP), "operator"),
         ("grant_unset", int(GROUP), "operator"),
     ]
+
+
+# -- what a running cache holds: cache show and whois ask a real bot process --------------------
+
+BOT = """
+import sys
+import rolectl
+
+with rolectl.connect(sys.argv[1], name="alpha") as roles:
+    assert roles.get_role(42, chat=int(sys.argv[2])) == "admin"
+    assert roles.get_role(43, chat=int(sys.argv[2])) == "user"  # no grant there: cached as none
+    assert roles.get_role(7) == "banned"  # a global grant that ends
+    print("ready", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_cache_show_and_whois_show_chats_and_ends(run_in_process, db_path, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import clean_env
+
+    assert run_in_process("grant", "42", "admin", "--chat", GROUP).returncode == 0
+    assert run_in_process("ban", "7", "--for", "2h").returncode == 0
+    script = tmp_path / "bot.py"
+    script.write_text(BOT)
+    bot = subprocess.Popen(
+        [sys.executable, str(script), str(db_path), GROUP],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        assert bot.stdout is not None and bot.stdout.readline() == "ready\n"
+        rows = _json(run_in_process("cache", "show", "--format", "json"))
+        held = {(r["user_id"], r["chat_id"]): (r["role"], r["ends"] is not None) for r in rows}
+        assert held[(7, None)] == ("banned", True)
+        assert held[(42, int(GROUP))] == ("admin", False)
+        assert held[(43, int(GROUP))] == (None, False)  # the cache knows there is no grant there
+        assert all(r["ends"].endswith("Z") and r["ends_epoch"] > 0 for r in rows if r["ends"] is not None)
+        table = run_in_process("cache", "show", "--format", "csv").stdout.splitlines()
+        assert table[0] == "user_id,role,since,since_epoch,chat_id,ends,ends_epoch"
+        whois = _json(run_in_process("whois", "42", "--format", "json"))
+        chats = [(c["chat_id"], c["role"]) for c in whois["instances"][0]["chats"]]
+        assert chats == [(int(GROUP), "admin")]
+        timed = _json(run_in_process("whois", "7", "--format", "json"))
+        assert timed["role"] == "banned" and timed["instances"][0]["ends"].endswith("Z")
+        assert [(g["chat_id"], g["role"]) for g in timed["grants"]] == [(0, "banned")]
+    finally:
+        bot.communicate("\n", timeout=60)

@@ -46,13 +46,13 @@ from typing import Any, Awaitable, Callable
 from aiogram import BaseMiddleware, Dispatcher
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import Filter
-from aiogram.types import ChatMemberUpdated, Message, TelegramObject, Update, User
+from aiogram.types import Chat, ChatMemberUpdated, Message, TelegramObject, Update, User
 
 from ..aio import AsyncRoles
 from ..chatsync import MemberUpdate, on_member_update, status_of
 from ..errors import RolectlError
 from ..events import ROLE_BANNED, Role, RoleName
-from . import check_roles, failure_log, lookup, passes, ranks_of
+from . import check_roles, failure_log, lookup, lookup_chat, passes, ranks_of
 from .anonymous import GROUP_ANONYMOUS_BOT_ID, Sender, is_service_user, service_role
 from .anonymous import anonymous_admin_chat as _anonymous_admin_chat
 
@@ -147,7 +147,9 @@ class RoleMiddleware(BaseMiddleware):
         if is_service_user(user_id):  # a stand-in, never looked up: an anonymous admin, or a user
             data["role"] = role = service_role(_sender(event, user_id), anonymous_admins=self.anonymous_admins)
         else:
-            data["role"] = role = await lookup(self.roles, user_id, self.failures)
+            chat = data.get("event_chat")  # the update's chat, set by the same middleware
+            where = lookup_chat(chat.id, str(chat.type)) if isinstance(chat, Chat) else None
+            data["role"] = role = await lookup(self.roles, user_id, self.failures, where)
         if role == ROLE_BANNED and self.drop_banned:
             return None
         data["roles"] = self.roles

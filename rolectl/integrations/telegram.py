@@ -56,7 +56,7 @@ from ..aio import AsyncRoles
 from ..chatsync import MemberUpdate, on_member_update, status_of
 from ..errors import RolectlError
 from ..events import ROLE_BANNED, Role, RoleName
-from . import check_roles, failure_log, lookup, passes, ranks_of
+from . import check_roles, failure_log, lookup, lookup_chat, passes, ranks_of
 from .anonymous import GROUP_ANONYMOUS_BOT_ID, Sender, is_service_user, service_role
 from .anonymous import anonymous_admin_chat as _anonymous_admin_chat
 
@@ -154,7 +154,9 @@ def install(
         if is_service_user(user_id):  # a stand-in, never looked up: an anonymous admin, or a user
             role = service_role(_sender(update, user_id), anonymous_admins=anonymous_admins)
         else:
-            role = await lookup(roles, user_id, failures)
+            chat = update.effective_chat
+            where = lookup_chat(chat.id, str(chat.type)) if chat is not None else None
+            role = await lookup(roles, user_id, failures, where)
         setattr(context, _ATTR, role)
         if role == ROLE_BANNED and drop_banned:
             raise ApplicationHandlerStop

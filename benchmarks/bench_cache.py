@@ -10,6 +10,9 @@ Targets (ratios measured inside one run, so a noisy machine affects both sides a
 * miss:   ``get_role`` miss via SQLiteFetch <= 1.3x a raw ``SELECT role FROM users WHERE user_id=?``
           on a reused sqlite3 connection
 * memory: RSS per entry at 1,000,000 entries <= 1.3x a plain ``{int: str}`` dict
+* chat hit: ``get_role(uid, chat=c)`` hit (both entries cached) <= 2x a global ``get_role`` hit
+* expiry check: what the global hit pays for grants that end, with none in the cache
+          (the hit against the same hit without the chat test) <= 10 ns
 
 Timings are the best of several rounds of loops (the variants are interleaved round by round),
 timed with ``time.thread_time``: the CPU time of this thread, so other processes competing for
@@ -36,6 +39,7 @@ from rolectl.cache import RoleCache  # noqa: E402
 from rolectl.backends.sqlite.fetch import SQLiteFetch  # noqa: E402
 
 HIT_TARGET, MISS_TARGET, MEM_TARGET = 1.5, 1.3, 1.3
+CHAT_TARGET, EXPIRY_NS_TARGET = 2.0, 10.0
 QUICK = "--quick" in sys.argv
 
 
@@ -106,6 +110,74 @@ def bench_hits() -> dict[str, float]:
             "RoleCache(maxsize=4096) hit, admins only": loop(bounded.get_role, admin_keys),
             'RoleCache.has_role(uid, "admin") hit (is_admin)': check_loop(cache.has_role, keys),
             'RoleCache.has_role(uid, "admin") hit, admins only': check_loop(cache.has_role, admin_keys),
+        },
+        rounds=5 if QUICK else 15,
+    )
+
+
+class _NoChatCache(RoleCache):
+    """The global hit path as it was before chats and ends: the baseline of the expiry row."""
+
+    __slots__ = ()
+
+    def get_role(self, user_id: int, fetch: object = None, chat: object = None) -> str:  # type: ignore[override]
+        if user_id.__class__ is int:
+            if user_id in self._users:
+                self._user_hits += 1
+                return "user"
+            if user_id in self._admins:
+                self._admin_hits += 1
+                return "admin"
+            role = self._others.get(user_id)
+            if role is not None:
+                self._other_hits[role] += 1
+                return role
+        return self._slow(user_id, fetch)  # type: ignore[arg-type]
+
+
+def bench_chat_hits() -> dict[str, float]:
+    """Chat lookups and grants that end (issue 19 §2/§3): 1% admins, every user cached in one
+    group chat (1% of them with a grant there, the rest "no grant here")."""
+    users, chat = 1000, -1001
+    admins = set(range(100, users + 1, 100))
+    role_of = {uid: "admin" if uid in admins else "user" for uid in range(1, users + 1)}
+    grants = {uid: "admin" for uid in range(50, users + 1, 100)}
+    keys = list(range(1, users + 1)) * (50 if QUICK else 200)
+    ends = time.time() + 86_400
+
+    def fetch_chat(uid: int, chat_id: int) -> tuple[str | None, int, float | None]:
+        return grants.get(uid), 0, None
+
+    plain = RoleCache(role_of.__getitem__, fetch_chat=fetch_chat)
+    baseline = _NoChatCache(role_of.__getitem__)
+    # The same cache with 10 timed global entries (grants that end) among its entries.
+    with_timed = RoleCache(lambda uid: ("admin", 0, ends) if uid > users else role_of[uid], fetch_chat=fetch_chat)
+    timed_keys = list(range(users + 1, users + 11)) * (len(keys) // 10)
+    for uid in range(1, users + 1):
+        plain.get_role(uid), baseline.get_role(uid), with_timed.get_role(uid), plain.get_role(uid, chat=chat)
+    for uid in range(users + 1, users + 11):
+        with_timed.get_role(uid)
+
+    def chat_loop() -> int:  # how a bot writes it: roles.get_role(uid, chat)
+        get_role = plain.get_role
+        for key in keys:
+            get_role(key, None, chat)
+        return len(keys)
+
+    def chat_kw_loop() -> int:
+        get_role = plain.get_role
+        for key in keys:
+            get_role(key, chat=chat)
+        return len(keys)
+
+    return best_ns(
+        {
+            "global hit, before chats and ends": loop(baseline.get_role, keys),
+            "global hit": loop(plain.get_role, keys),
+            "global hit, 10 timed entries cached": loop(with_timed.get_role, keys),
+            "timed entry hit (a grant that ends)": loop(with_timed.get_role, timed_keys),
+            "(user, chat) hit": chat_loop,
+            "(user, chat) hit, chat= keyword": chat_kw_loop,
         },
         rounds=5 if QUICK else 15,
     )
@@ -233,6 +305,7 @@ def table(rows: Iterable[tuple[str, str, str, str]]) -> str:
 def main() -> int:
     n = 200_000 if QUICK else 1_000_000
     hits = bench_hits()
+    chats = bench_chat_hits()
     with tempfile.TemporaryDirectory() as tmp:
         misses = bench_misses(Path(tmp))
     memory = bench_memory(n)
@@ -243,10 +316,14 @@ def main() -> int:
         ("bounded hit", hits["RoleCache(maxsize=4096) hit"] / hits["lru_cache hit"], HIT_TARGET),
         ("miss", misses["RoleCache miss (SQLiteFetch)"] / misses["raw sqlite3 SELECT"], MISS_TARGET),
         ("memory", memory["RoleCache"] / memory["dict"], MEM_TARGET),
+        ("chat hit", chats["(user, chat) hit"] / chats["global hit"], CHAT_TARGET),
     ]
+    expiry_ns = chats["global hit"] - chats["global hit, before chats and ends"]
     rows = [("measurement", "value", "ratio", "target")]
     for name, value in hits.items():
         rows.append((name, f"{value:.1f} ns", f"{value / hits['lru_cache hit']:.2f}x lru_cache", ""))
+    for name, value in chats.items():
+        rows.append((name, f"{value:.1f} ns", f"{value / chats['global hit']:.2f}x global hit", ""))
     for name, value in misses.items():
         rows.append((name, f"{value / 1000:.2f} us", f"{value / misses['raw sqlite3 SELECT']:.2f}x raw", ""))
     for name, value in memory.items():
@@ -257,6 +334,9 @@ def main() -> int:
         ok = ratio <= target
         failed |= not ok
         rows.append((f"TARGET {name}", "ok" if ok else "MISSED", f"{ratio:.2f}x", f"<= {target}x"))
+    ok = expiry_ns <= EXPIRY_NS_TARGET
+    failed |= not ok
+    rows.append(("TARGET expiry check", "ok" if ok else "MISSED", f"{expiry_ns:+.1f} ns", f"<= {EXPIRY_NS_TARGET} ns"))
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores{' (quick)' if QUICK else ''}")
     print(table(rows))
     return 1 if failed else 0

@@ -105,30 +105,31 @@ class AsyncRoles(_Handle):
 
     # -- lookups ---------------------------------------------------------------------------
 
-    async def get_role(self, user_id: int) -> "Role":
+    async def get_role(self, user_id: int, chat: int | None = None) -> "Role":
         """The user's role: a hit answers in the loop, a miss reads in one of the handle's
         own miss threads (and shares one read with concurrent misses). Raises
         :class:`~rolectl.errors.DatabaseError` when it cannot be read (never a guess), also
         when the database does not answer within the timeout plus a second
-        (:class:`~rolectl.cache.missexec.MissTimeout`): the adapters then answer ``user``."""
+        (:class:`~rolectl.cache.missexec.MissTimeout`): the adapters then answer ``user``.
+        ``chat``: the effective role in that chat, as :meth:`rolectl.Roles.get_role`."""
         if self._forked:  # refused here: a worker thread of the parent's loop may not exist
             raise self._forked_error()
         try:
-            return await self.cache.aget_role(user_id, misses=self.misses)
+            return await self.cache.aget_role(user_id, misses=self.misses, chat=chat)
         except Exception as exc:
             self._lookup_failed(exc)
             raise
 
-    async def has_role(self, user_id: int, role: "Role | RoleName") -> bool:
-        """Whether the user holds ``role`` or a role ranked above it (``banned`` never
-        passes); as :meth:`rolectl.Roles.has_role`."""
+    async def has_role(self, user_id: int, role: "Role | RoleName", chat: int | None = None) -> bool:
+        """Whether the user holds ``role`` or a role ranked above it (in ``chat``, if given;
+        ``banned`` never passes); as :meth:`rolectl.Roles.has_role`."""
         if role not in self.cache.ranks:
             self.cache.ranked("user", role)  # raises: not defined
-        return self.cache.ranked(await self.get_role(user_id), role)
+        return self.cache.ranked(await self.get_role(user_id, chat), role)
 
-    async def is_admin(self, user_id: int) -> bool:
-        """``has_role(user_id, "admin")``: an admin, or a role ranked above it."""
-        return await self.has_role(user_id, "admin")
+    async def is_admin(self, user_id: int, chat: int | None = None) -> bool:
+        """``has_role(user_id, "admin", chat)``: an admin, or a role ranked above it."""
+        return await self.has_role(user_id, "admin", chat)
 
     async def health(self) -> "Health":
         """What a liveness/readiness probe needs, without touching the database

@@ -8,6 +8,7 @@ written by the repository layer in the same transaction as the change it describ
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Final, Iterable, Literal, Mapping, NewType
 
 __all__ = [
@@ -35,6 +36,9 @@ __all__ = [
     "EVENT_LISTING_FIELDS",
     "Event",
     "replay",
+    "replay_at",
+    "effective_at",
+    "log_time",
     "RoleName",
     "GRANT_SET",
     "GRANT_UNSET",
@@ -110,6 +114,8 @@ KINDS: tuple[str, ...] = (
     ROLE_CHANGED,
     ROLE_DEFINED,
     ROLE_UNDEFINED,
+    GRANT_SET,
+    GRANT_UNSET,
 )
 
 #: The largest seq either engine can issue (a signed 64-bit integer); after it every write fails.
@@ -132,6 +138,9 @@ EVENT_FIELDS: tuple[str, ...] = (
     "to_user",
     "actor",
     "note",
+    "chat_id",
+    "ends_at",
+    "source",
 )
 #: The ``events`` listing's fields: the table's, then the database role that wrote the event
 #: (``db_user``: PostgreSQL's ``session_user``, set by the server; ``actor`` is what the writer
@@ -169,8 +178,14 @@ class Event:
     @classmethod
     def from_row(cls, row: Iterable[Any]) -> "Event":
         """Build from a row in :data:`EVENT_FIELDS` order (a plain sqlite3 tuple), or
-        :data:`EVENT_LISTING_FIELDS` order."""
-        return cls(*row)
+        :data:`EVENT_LISTING_FIELDS` order. The grant columns come after ``note`` in a row
+        but after ``db_user`` in the class (added later, with defaults): mapped here."""
+        values = tuple(row)
+        if len(values) >= 14:
+            seq, ts, kind, uid, old, new, mid, frm, to, actor, note, chat, ends, source = values[:14]
+            db_user = values[14] if len(values) > 14 else None
+            return cls(seq, ts, kind, uid, old, new, mid, frm, to, actor, note, db_user, chat, ends, source)
+        return cls(*values)  # a row read from a log without the grant columns
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "Event":
@@ -206,6 +221,11 @@ class Event:
             return f"Role defined event: {self.new_role} (rank {self.note})"
         if self.kind == ROLE_UNDEFINED:
             return f"Role removed event: {self.old_role}"
+        if self.kind == GRANT_SET:
+            until = f" until {self.ends_at}" if self.ends_at else ""
+            return f"Grant set event: {self.user_id} {self.new_role} in chat {self.chat_id}{until} ({self.source})"
+        if self.kind == GRANT_UNSET:
+            return f"Grant unset event: {self.user_id} {self.old_role} in chat {self.chat_id} ({self.source})"
         return f"{self.kind} event"
 
 
@@ -223,3 +243,63 @@ def replay(events: Iterable[Event]) -> dict[int, str]:
             else:
                 roles[event.user_id] = event.new_role
     return roles
+
+
+def log_time(at: "datetime | str") -> str:
+    """``at`` in the log's timestamp format (``2026-12-07T10:00:00.000Z``, UTC, milliseconds),
+    which sorts as time does; a string is taken as already in it. A naive datetime is refused."""
+    if isinstance(at, str):
+        return at
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("a naive datetime has no instant: give it a timezone")
+    utc = at.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def replay_at(events: Iterable[Event], at: "datetime | str") -> dict[tuple[int, int], str]:
+    """Every effective role at the instant ``at`` that is not ``user``'s default, from the log
+    alone: ``{(user_id, 0): global role}`` and ``{(user_id, chat_id): role in that chat}``
+    for each chat grant active at ``at`` (the documented rule applied: a global ban wins).
+
+    Folds the events logged up to ``at`` (role changes and grants), then drops the grants
+    whose end is at or before ``at``. A user in no chat key has their global role in every
+    chat; see :func:`effective_at` for one lookup. ``tests`` and ``doctor`` compare it with
+    the tables."""
+    when = log_time(at)
+    roles: dict[int, str] = {}
+    grants: dict[tuple[int, int], tuple[str, str | None]] = {}
+    for event in events:
+        if event.ts > when:
+            break
+        if event.user_id is None:
+            continue
+        if event.kind in ROLE_KINDS:
+            if event.new_role is None or event.new_role == ROLE_USER:
+                roles.pop(event.user_id, None)
+            else:
+                roles[event.user_id] = event.new_role
+        elif event.kind == GRANT_SET and event.new_role is not None and event.chat_id is not None:
+            grants[(event.user_id, event.chat_id)] = (event.new_role, event.ends_at)
+        elif event.kind == GRANT_UNSET and event.chat_id is not None:
+            grants.pop((event.user_id, event.chat_id), None)
+    active = {key: role for key, (role, ends) in grants.items() if ends is None or ends > when}
+    result: dict[tuple[int, int], str] = {}
+    for uid in {*roles, *(u for u, c in active if c == EVERYWHERE)}:
+        role = active.get((uid, EVERYWHERE), roles.get(uid, ROLE_USER))
+        if role != ROLE_USER:
+            result[(uid, EVERYWHERE)] = role
+    for (uid, chat), role in active.items():
+        if chat != EVERYWHERE:
+            banned = result.get((uid, EVERYWHERE)) == ROLE_BANNED
+            result[(uid, chat)] = ROLE_BANNED if banned else role
+    return result
+
+
+def effective_at(events: Iterable[Event], user_id: int, chat_id: int | None, at: "datetime | str") -> str:
+    """The effective role of ``user_id`` in ``chat_id`` (None: globally) at ``at``, by
+    :func:`replay_at`."""
+    roles = replay_at(events, at)
+    everywhere = roles.get((user_id, EVERYWHERE), ROLE_USER)
+    if chat_id is None or chat_id == EVERYWHERE:
+        return everywhere
+    return roles.get((user_id, chat_id), everywhere)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .backends.base import Backend, InstanceRegistration, ThreadFollower
     from .cache.followview import FollowerView
     from .cache.role_cache import RoleCache
+    from .cache.role_cache.defs import ChatFetch
     from .events import Event, Role, RoleName
     from .health import Health
     from .latedb import LateRepository
@@ -99,10 +100,24 @@ class _Handle:
         #: Failed lookups and writes by cause, miss latency (:mod:`rolectl.opsmetrics`).
         self.ops = opsmetrics.OpsMetrics()
         self._write_log = WriteLog(log, instance=self.name, db=str(self.backend.path))
-        self.cache: RoleCache = RoleCache(self.ops.timed(self._fetch), maxsize=options.maxsize, name=self.name)
+        self.cache: RoleCache = RoleCache(
+            self.ops.timed(self._fetch), maxsize=options.maxsize, name=self.name, fetch_chat=self._open_fetch_chat()
+        )
         self._undo.append(opsmetrics.attach(self.cache, self.ops))
         self.registration: InstanceRegistration | None = None
         forks.track(self)
+
+    def _open_fetch_chat(self) -> "ChatFetch | None":
+        """The backend's reader of chat grants (``Backend.fetch_chat()``), closed with the
+        handle; ``None`` for a backend without grants (chat lookups then fail clearly)."""
+        make = getattr(self.backend, "fetch_chat", None)
+        if make is None or not getattr(self.repo, "ready", True):
+            return None
+        fetch_chat: ChatFetch = make()
+        close = getattr(fetch_chat, "close", None)
+        if close is not None:
+            self._undo.append(close)
+        return fetch_chat
 
     @property
     def closed(self) -> bool:
@@ -261,31 +276,33 @@ class Roles(_Handle):
 
     # -- lookups ---------------------------------------------------------------------------
 
-    def get_role(self, user_id: int) -> "Role":
-        """The user's role: from memory on a hit, one database read on a miss. Raises
+    def get_role(self, user_id: int, chat: int | None = None) -> "Role":
+        """The user's role (in ``chat``, if given: a chat grant overrides the global role
+        there, a global ban always wins -- docs/guides/roles.md): from memory on a hit, one
+        database read per missing part on a miss. Raises
         :class:`~rolectl.errors.DatabaseError` when it cannot be read (never a guess)."""
         try:
-            return self.cache.get_role(user_id)
+            return self.cache.get_role(user_id, None, chat)
         except Exception as exc:
             self._lookup_failed(exc)
             raise
 
-    def has_role(self, user_id: int, role: "Role | RoleName") -> bool:
-        """Whether the user holds ``role`` or a role ranked above it (``banned`` never
-        passes). A literal role is checked by the type checker; a name read at run time is
-        spelled ``RoleName(name)`` and must be defined (:class:`InvalidInputError`)."""
+    def has_role(self, user_id: int, role: "Role | RoleName", chat: int | None = None) -> bool:
+        """Whether the user holds ``role`` or a role ranked above it (in ``chat``, if given;
+        ``banned`` never passes). A literal role is checked by the type checker; a name read
+        at run time is spelled ``RoleName(name)`` and must be defined (:class:`InvalidInputError`)."""
         try:
-            return self.cache.has_role(user_id, role)
+            return self.cache.has_role(user_id, role, None, chat)
         except InvalidInputError:
             raise
         except Exception as exc:
             self._lookup_failed(exc)
             raise
 
-    def is_admin(self, user_id: int) -> bool:
-        """``has_role(user_id, "admin")``: an admin, or a role ranked above it."""
+    def is_admin(self, user_id: int, chat: int | None = None) -> bool:
+        """``has_role(user_id, "admin", chat)``: an admin, or a role ranked above it."""
         try:  # has_role's body, not a call to it: a bot asks this on every message
-            return self.cache.has_role(user_id, "admin")
+            return self.cache.has_role(user_id, "admin", None, chat)
         except InvalidInputError:
             raise
         except Exception as exc:

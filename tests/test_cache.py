@@ -20,6 +20,7 @@ from rolectl.events import (
     ADMIN_TRANSFERRED,
     CACHE_EVICT,
     CACHE_FLUSH,
+    GRANT_SET,
     MAILBOX_CREATED,
     Event,
 )
@@ -128,20 +129,24 @@ def test_update_role_seed_path() -> None:
     assert cache.get_role(2000) == "admin" and db.calls == [789]
 
 
-def test_role_events_set_cached_and_uncached_users() -> None:
-    db = FakeDB()
+def test_role_events_set_cached_users_only() -> None:
+    db = FakeDB({2: "banned"})
     cache = RoleCache(db.fetch)
     cache.get_role(1)
     assert cache.apply(ev(1, ADMIN_ADDED, 1)) is True
-    assert cache.apply(ev(2, ADMIN_ADDED, 2)) is True  # never looked up: the event is authoritative
-    assert cache.peek(1) == "admin" and cache.get_role(2) == "admin"
-    assert db.calls == [1]
+    # Never looked up: a global grant the cache never saw (a ban for a day) may hide
+    # users.role, so the event installs nothing; the lookup reads what holds.
+    assert cache.apply(ev(2, ADMIN_ADDED, 2)) is True
+    assert 2 not in cache
+    assert cache.peek(1) == "admin" and cache.get_role(2) == "banned"
+    assert db.calls == [1, 2]
     assert cache.apply(ev(3, ADMIN_REMOVED, 1))
     assert cache.get_role(1) == "user" and cache.last_seq == 3
 
 
 def test_old_and_duplicate_events_are_ignored_and_never_regress() -> None:
     cache = RoleCache(FakeDB().fetch)
+    cache.get_role(1)  # cached: role events set cached users only
     assert cache.apply_many([ev(1, ADMIN_ADDED, 1), ev(2, ADMIN_REMOVED, 1)]) == 2
     assert cache.apply(ev(2, ADMIN_REMOVED, 1)) is False
     assert cache.apply(ev(1, ADMIN_ADDED, 1)) is False  # old: would regress user 1 to admin
@@ -232,7 +237,11 @@ def test_lru_eviction_and_miss_causes() -> None:
 
 def test_lru_bounds_event_installs() -> None:
     cache = RoleCache(FakeDB().fetch, maxsize=3)
-    cache.apply_many(ev(seq, ADMIN_ADDED, seq) for seq in range(1, 11))
+    # Events that install (a global grant) are bounded like reads.
+    cache.apply_many(
+        Event(seq, "t", GRANT_SET, seq, new_role="admin", chat_id=0, ends_at="2999-01-01T00:00:00.000Z")
+        for seq in range(1, 11)
+    )
     assert len(cache) == 3 and [e.user_id for e in cache.entries()] == [8, 9, 10]
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from rolectl.cache import RoleCache
 from rolectl.errors import DatabaseError
-from rolectl.events import ADMIN_ADDED, ADMIN_REMOVED, CACHE_EVICT, CACHE_FLUSH, Event, replay
+from rolectl.events import ADMIN_ADDED, ADMIN_REMOVED, CACHE_EVICT, CACHE_FLUSH, GRANT_SET, GRANT_UNSET, Event, replay
 
 WAIT = 10  # seconds; only a safety net against a hang, never part of an assertion
 
@@ -68,31 +68,35 @@ def finish(read: ParkedRead, thread: threading.Thread) -> None:
 @pytest.mark.parametrize("versioned", [True, False])
 def test_stale_read_for_an_uncached_user_is_not_installed(versioned: bool) -> None:
     """User 7 is not cached: a miss reads 'admin' (head 4); he is demoted (seq 5) and the
-    event is applied while the read is in flight. The old 'admin' must not be installed."""
-    read = ParkedRead(lambda uid: ("admin", 4) if versioned else "admin")
+    event is applied while the read is in flight. The old 'admin' must not be installed.
+    The event installs nothing for an uncached user (a global grant the cache never saw
+    may hide users.role), so the lost read reads again and answers that, uncached."""
+    db = {"role": "admin", "head": 4}
+    read = ParkedRead(lambda uid: (db["role"], db["head"]) if versioned else db["role"])
     cache = RoleCache(read)
     thread, out = in_thread(lambda: cache.get_role(7))
     assert read.started.wait(WAIT)
     assert 7 not in cache
+    db.update(role="user", head=5)
     cache.apply(ev(5, 7, "user"))
     finish(read, thread)
-    assert cache.peek(7) == "user"
-    assert out == ["user"]  # the caller gets the newer answer the event left behind
-    assert cache.get_role(7) == "user" and read.calls == 1
+    assert out == ["user"] and cache.peek(7) is None and read.calls == 2
+    assert cache.get_role(7) == "user" and read.calls == 3
     assert cache.stats().stale_installs_prevented == 1
 
 
 def test_stale_read_for_a_user_cached_when_the_event_arrives() -> None:
-    """A read for 7 is in flight (snapshot: admin at head 4); event 5 (demotion) installs
-    'user', so 7 IS cached when events 6 (admin) and 7 (user) arrive. The read's 'admin'
-    must lose to all of them."""
+    """A read for 7 is in flight (snapshot: admin at head 4); a global grant event (seq 5)
+    installs 'user' until far ahead, so 7 IS cached when events 6 (admin) and 7 (user)
+    arrive. The read's 'admin' must lose to all of them."""
     read = ParkedRead(lambda uid: ("admin", 4))
     cache = RoleCache(read)
     thread, out = in_thread(lambda: cache.get_role(7))
     assert read.started.wait(WAIT)
-    cache.apply(ev(5, 7, "user"))
+    cache.apply(Event(5, "t", GRANT_SET, 7, new_role="user", chat_id=0, ends_at="2999-01-01T00:00:00Z"))
+    cache.apply(Event(6, "t", GRANT_UNSET, 7, old_role="user", chat_id=0))
+    cache.apply(Event(7, "t", GRANT_SET, 7, new_role="user", chat_id=0, ends_at="2999-01-01T00:00:00Z"))
     assert 7 in cache
-    cache.apply_many([ev(6, 7, "admin"), ev(7, 7, "user")])
     finish(read, thread)
     assert out == ["user"] and cache.peek(7) == "user"
 
@@ -100,15 +104,20 @@ def test_stale_read_for_a_user_cached_when_the_event_arrives() -> None:
 def test_stale_read_after_evict_event() -> None:
     """7 was cached as admin, evicted by an event, re-read (snapshot admin@2) and demoted
     (seq 3) during that read: the read must not resurrect 'admin'."""
-    read = ParkedRead(lambda uid: ("admin", 2))
+    db = {"role": "admin", "head": 2}
+    read = ParkedRead(lambda uid: (db["role"], db["head"]))
     cache = RoleCache(read)
-    cache.apply(ev(1, 7, "admin"))
+    read.release.set()
+    assert cache.get_role(7) == "admin"
+    read.release.clear()
+    read.started.clear()
     cache.apply(ev(2, 7, kind=CACHE_EVICT))
     thread, out = in_thread(lambda: cache.get_role(7))
     assert read.started.wait(WAIT)
+    db.update(role="user", head=3)
     cache.apply(ev(3, 7, "user"))
     finish(read, thread)
-    assert out == ["user"] and cache.peek(7) == "user"
+    assert out == ["user"] and cache.peek(7) is None
     assert cache.stats().misses_dropped == 1
 
 
@@ -143,7 +152,7 @@ def test_stale_user_read_is_not_installed(change: str) -> None:
     thread, _ = in_thread(lambda: cache.get_role(7))
     assert read.started.wait(WAIT)
     if change == "apply":
-        cache.apply(ev(5, 7, "admin"))
+        cache.apply(Event(5, "t", GRANT_SET, 7, new_role="admin", chat_id=0, ends_at="2999-01-01T00:00:00Z"))
     elif change == "update_role":
         cache.update_role(7, "admin")
     elif change == "invalidate":

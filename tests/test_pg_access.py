@@ -110,7 +110,9 @@ def test_a_new_kind_takes_the_old_privileges_away(rolectl_bin: Path, url: str, p
     assert run(rolectl_bin, url, "access", "bot", role).returncode == 0
     assert "DELETE" not in privileges(url, role)["users"] and "TRUNCATE" not in privileges(url, role)["events"]
     assert run(rolectl_bin, url, "access", "reader", role, "--no-login").returncode == 0
-    assert privileges(url, role) == {t: ("SELECT",) for t in ("users", "mailboxes", "events", "meta", "roles")}
+    assert privileges(url, role) == {
+        t: ("SELECT",) for t in ("users", "mailboxes", "events", "meta", "roles", "grants")
+    }
     assert sql(url, "SELECT rolcanlogin, rolcreatedb FROM pg_roles WHERE rolname = %s", (role,)) == [(False, False)]
     assert DATABASE_PRIVILEGES["reader"] == ()
 

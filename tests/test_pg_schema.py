@@ -229,7 +229,7 @@ def test_every_function_pins_its_search_path_with_pg_temp_last(conn: Any) -> Non
         "SELECT proname, proconfig FROM pg_proc WHERE proname LIKE 'rolectl\\_%' "
         "AND pronamespace = 'public'::regnamespace"
     ).fetchall()
-    assert len(rows) == 10
+    assert len(rows) == 14
     assert all(config == ["search_path=pg_catalog, public, pg_temp"] for _name, config in rows), rows
     policies = conn.execute("SELECT qual, with_check FROM pg_policies WHERE policyname = 'writers_only'").fetchall()
     assert len(policies) == 2 and all("'events'::regclass)::oid" in q and q == w for q, w in policies)
@@ -270,7 +270,7 @@ def test_version_3_migrates_and_hand_made_writers_keep_writing(pg_server: Any, p
             c.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '3')")
         c.execute(f"CREATE ROLE {role} LOGIN")
         c.execute(f"GRANT SELECT, INSERT, UPDATE ON users, mailboxes, events, meta TO {role}")
-        assert schema.migrate(c) == [4, 5]
+        assert schema.migrate(c) == [4, 5, 6]
         writer_lock, instances = c.execute(
             "SELECT has_table_privilege(%s, 'rolectl_writer_lock', 'UPDATE'), "
             "has_table_privilege(%s, 'rolectl_instances', 'INSERT')",

@@ -126,7 +126,10 @@ class Answers:
     def entries(self, role: str | None, user_id: int | None, limit: int | None) -> dict[str, Any]:
         cache = self.cache
         last_seq = cache.last_seq
-        rows = [[e.user_id, e.role, e.since_wall] for e in cache.entries(role=role, user_id=user_id, limit=limit)]
+        rows = [
+            [e.user_id, e.role, e.since_wall]
+            for e in cache.entries(role=role, user_id=user_id, limit=limit, chats=False)
+        ]
         size = len(cache)
         if user_id is not None:
             matched = len(rows)
@@ -139,7 +142,7 @@ class Answers:
         return {"ok": True, "entries": rows, "matched": matched, "size": size, "last_seq": last_seq, "now": time.time()}
 
     def whois(self, user_id: int) -> dict[str, Any]:
-        found = list(self.cache.entries(user_id=user_id))
+        found = list(self.cache.entries(user_id=user_id, chats=False))
         entry = found[0] if found else None
         return {
             "ok": True,

@@ -30,7 +30,8 @@ FOLLOW_BACKLOG = 10
 EventsFormatOption = format_option(extra=("text",))
 
 #: The events table for people: what happened, to whom and by whom survive a narrow
-#: terminal; the roles (implied by the kind) and the note go first.
+#: terminal; the roles (implied by the kind) and the note go first. A grant's chat and end
+#: stay longer than the mailbox columns; its source (nearly always the operator) goes early.
 EVENT_COLUMNS = (
     Col("seq", "int", 0),
     Col("ts", "time", 0),
@@ -43,6 +44,9 @@ EVENT_COLUMNS = (
     Col("to_user", "int", 1, "to"),
     Col("actor", "text", 2, min_width=6),
     Col("note", "text", 4, min_width=6),
+    Col("chat_id", "int", 2, "chat"),
+    Col("ends_at", "time", 3, "ends"),
+    Col("source", "atom", 6),
     Col("db_user", "atom", 5, "db user"),
 )
 

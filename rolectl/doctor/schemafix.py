@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import sqlite3
 
-from ..backends.sqlite.schema import REBUILT_TABLES, statements
+from ..backends.sqlite.schema import rebuilt_table, statements
 from ..backends.sqlite.store import Store
 from .. import grammar as words
 from .schemacheck import altered_triggers, foreign_objects, introspect, reference, reference_stored
@@ -62,8 +62,9 @@ def _altered_indexes(conn: sqlite3.Connection, version: int) -> list[str]:
 
 
 def _table_statement(table: str, version: int) -> str:
-    if version >= 3 and table in REBUILT_TABLES:
-        return REBUILT_TABLES[table]
+    rebuilt = rebuilt_table(table, version)
+    if rebuilt is not None:
+        return rebuilt
     for statement in statements(version):
         match = _CREATE_TABLE.match(statement)
         if match and match.group(1) == table:

@@ -6,12 +6,13 @@ revoked in the same transaction, so changing a role's kind takes away what the o
 The grants are derived from what the code runs:
 
 * **reader** follows the log and reads: ``SELECT`` on ``users``, ``mailboxes``, ``events``,
-  ``meta`` (``LISTEN`` needs no privilege). It cannot write, register an instance, see or
-  drive the instances' diagnostics, or take any lock that a writer waits for (a
-  ``SELECT`` lock, ACCESS SHARE, conflicts with no write).
+  ``meta``, ``roles`` and ``grants`` (``LISTEN`` needs no privilege). It cannot write,
+  register an instance, see or drive the instances' diagnostics, or take any lock that a
+  writer waits for (a ``SELECT`` lock, ACCESS SHARE, conflicts with no write).
 * **bot** is a reader that also writes through rolectl and registers its caches:
-  ``INSERT, UPDATE`` on ``users`` and ``mailboxes`` (rolectl never deletes either), ``INSERT``
-  on ``events``, ``UPDATE`` on ``rolectl_writer_lock`` (taking the writer lock), and the
+  ``INSERT, UPDATE`` on ``users`` and ``mailboxes`` (rolectl never deletes either),
+  ``INSERT, UPDATE, DELETE`` on ``grants`` (a revoke deletes its row), ``INSERT`` on
+  ``events``, ``UPDATE`` on ``rolectl_writer_lock`` (taking the writer lock), and the
   instance tables (heartbeats, requests and answers). ``TEMPORARY`` on the database: batches
   stage their rows in temporary tables.
 * **operator** is a bot that may also read the events sequence (``doctor`` compares it with
@@ -45,13 +46,17 @@ if TYPE_CHECKING:  # pragma: no cover
 #: The kinds, in the order docs/guides/postgresql.md's table shows them.
 KINDS: tuple[str, ...] = ("reader", "bot", "operator")
 
-_READ: dict[str, tuple[str, ...]] = {table: ("SELECT",) for table in ("users", "mailboxes", "events", "meta", "roles")}
+_READ: dict[str, tuple[str, ...]] = {
+    table: ("SELECT",) for table in ("users", "mailboxes", "events", "meta", "roles", "grants")
+}
 _WRITE: dict[str, tuple[str, ...]] = {
     "users": ("SELECT", "INSERT", "UPDATE"),
     "mailboxes": ("SELECT", "INSERT", "UPDATE"),
     "events": ("SELECT", "INSERT"),
     "meta": ("SELECT",),
     "roles": ("SELECT",),
+    # grant and revoke write grants (a revoke deletes the row); never TRUNCATE.
+    "grants": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     schema.LOCK_TABLE: ("UPDATE",),
     "rolectl_instances": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "rolectl_requests": ("SELECT", "INSERT", "UPDATE", "DELETE"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 from ...events import EVENT_FIELDS, SEQ_HEAD_MAX, SEQ_LIMIT, Event, replay
 from ...findings import ERROR, OK, Finding, examples
 from . import schema
+from .schema_grants import GRANT_TRIGGERS
 from .store import PgStore
 from ...grammar import count, plural
 
@@ -29,6 +30,10 @@ TRIGGERS: dict[str, str] = {
     "users_truncate_events": "users",
     "events_notify": "events",
     schema.SEQ_GUARD: "events",
+    "roles_writer_lock": "roles",
+    "roles_unchanged": "roles",
+    "roles_events": "roles",
+    **GRANT_TRIGGERS,
 }
 FIX_OBJECTS = "restore the schema's triggers (recreate the database from a backup, or `rolectl copy` it)"
 
@@ -94,7 +99,7 @@ def check_sequence(store: PgStore) -> list[Finding]:
 def check_objects(store: PgStore) -> list[Finding]:
     rows = store.query(
         "SELECT t.tgname, c.relname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-        "WHERE NOT t.tgisinternal AND c.relname IN ('users', 'mailboxes', 'events') "
+        "WHERE NOT t.tgisinternal AND c.relname IN ('users', 'mailboxes', 'events', 'roles', 'grants') "
         "AND c.relnamespace = current_schema()::regnamespace"
     )
     present = {(str(name), str(table)): str(enabled) for name, table, enabled in rows}

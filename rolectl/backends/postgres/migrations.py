@@ -1,7 +1,8 @@
-"""The PostgreSQL schema's migrations, 1 to 5, as SQL text (see :mod:`.schema` for the model).
+"""The PostgreSQL schema's migrations, 1 to 6, as SQL text (see :mod:`.schema` for the model).
 
 :mod:`.schema` applies them to a live database (version, lock, migrate, recreate) and is
-what the rest of rolectl imports; version 5 is built by :mod:`.schema_roles`.
+what the rest of rolectl imports; version 5 is built by :mod:`.schema_roles`, version 6 (grants)
+by :mod:`.schema_grants`.
 
 Internal: not part of the public API.
 """
@@ -9,7 +10,7 @@ Internal: not part of the public API.
 from __future__ import annotations
 
 from ...events import KINDS
-from . import schema_roles
+from . import schema_grants, schema_roles
 
 __all__ = [
     "CHANNEL",
@@ -394,7 +395,8 @@ _V4: list[str] = [
 ]
 
 _V5: list[str] = schema_roles.migration(_S, _FN4, _ACTOR4)
+_V6: list[str] = schema_grants.migration(_S, _FN4, _ACTOR4)
 
 #: Migration N brings a database from version N-1 to N.
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6}
 SCHEMA_VERSION: int = max(MIGRATIONS)

@@ -172,7 +172,7 @@ def migrate(conn: Any, *, where: str = "the database") -> list[int]:
 
 #: Every table the migrations create but the writer lock's, which ``copy --replace`` drops
 #: (the lock table stays: the replacing transaction holds it, and writers wait on it).
-TABLES = ("events", "users", "mailboxes", "roles", "meta", "rolectl_instances", "rolectl_requests")
+TABLES = ("events", "grants", "users", "mailboxes", "roles", "meta", "rolectl_instances", "rolectl_requests")
 
 
 def recreate(conn: Any, *, where: str = "the database") -> None:

@@ -19,7 +19,7 @@ Internal: not part of the public API.
 
 from __future__ import annotations
 
-from ...events import BUILTIN_RANKS, KINDS
+from ...events import BUILTIN_RANKS, GRANT_KINDS, KINDS
 
 __all__ = ["ROLE_NAME_RE", "RANK_MAX", "migration"]
 
@@ -37,7 +37,7 @@ def _kind(old: str, new: str) -> str:
 def migration(s: str, fn: str, actor: str) -> list[str]:
     """Version 5's statements; ``s`` is the schema token, ``fn`` the functions' language and
     pinned search path, ``actor`` the expression of the transaction's actor (version 4's)."""
-    kinds = ", ".join(f"'{k}'" for k in KINDS)
+    kinds = ", ".join(f"'{k}'" for k in KINDS if k not in GRANT_KINDS)  # the grant kinds came later
     return [
         f"""
         CREATE TABLE IF NOT EXISTS {s}.roles (

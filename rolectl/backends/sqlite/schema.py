@@ -5,7 +5,7 @@ any table. Each migration is a list of statements applied in one transaction; ``
 the missing ones, so it is idempotent. The database itself enforces the rules that must hold
 whoever writes to it: the defined roles, the append-only log, and a role-change event for
 every change of a user's role, even one made by raw SQL. The migrations are in
-:mod:`.schema_v1` (versions 1 and 2) and :mod:`.schema_v3`; this module numbers them, replays
+:mod:`.schema_v1` (versions 1 and 2), :mod:`.schema_v3` and :mod:`.schema_v4`; this module numbers them, replays
 them and holds the SQL the rest of rolectl builds on them.
 
 Internal: not part of the public API.
@@ -20,7 +20,7 @@ from typing import Iterator
 from .schema_v1 import V1, V2
 from .schema_v3 import (
     RANK_MAX,
-    REBUILT_TABLES,
+    REBUILT_TABLES as _REBUILT_V3,
     ROLE_NAME_MAX,
     V3,
     Once,
@@ -28,6 +28,7 @@ from .schema_v3 import (
     role_kind,
     role_name_ok,
 )
+from .schema_v4 import EVENTS_V4, V4
 
 __all__ = [
     "LOGGED_ROLE_SQL",
@@ -41,6 +42,7 @@ __all__ = [
     "in_memory",
     "logged_role",
     "role_kind",
+    "rebuilt_table",
     "role_name_ok",
     "statements",
 ]
@@ -61,13 +63,28 @@ ROLE_AND_HEAD_SQL = (
 )
 
 #: Migration N brings a database from version N-1 to N.
-MIGRATIONS: dict[int, list[str]] = {1: V1, 2: V2, 3: V3}
+MIGRATIONS: dict[int, list[str]] = {1: V1, 2: V2, 3: V3, 4: V4}
 SCHEMA_VERSION: int = max(MIGRATIONS)
 
 
-#: The migration that last rebuilt each table (its :class:`Once` steps).
-_REBUILT_IN: dict[str, int] = {"users": 3, "events": 3}
+#: Each rebuilt table's definition after the migration that rebuilt it (its :class:`Once` steps).
+_REBUILT: dict[str, dict[int, str]] = {
+    "users": {3: _REBUILT_V3["users"]},
+    "events": {3: _REBUILT_V3["events"], 4: EVENTS_V4},
+}
 _CREATE_TABLE = re.compile(r"^\s*CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(\w+)\s", re.I)
+
+
+def rebuilt_table(table: str, version: int) -> str | None:
+    """What ``table`` looks like in ``sqlite_master`` at ``version`` if a migration up to it
+    rebuilt it (``CREATE TABLE "name" ...``), else ``None`` (its first definition holds)."""
+    versions = [v for v in _REBUILT.get(table, {}) if v <= version]
+    return _REBUILT[table][max(versions)] if versions else None
+
+
+#: What each rebuilt table looks like in ``sqlite_master`` at the current version: how
+#: ``doctor --fix`` makes it again.
+REBUILT_TABLES: dict[str, str] = {name: by[max(by)] for name, by in _REBUILT.items()}
 
 
 def _replayed(statement: str, upto: int) -> str:
@@ -75,8 +92,9 @@ def _replayed(statement: str, upto: int) -> str:
     ``upto``) rebuilt is created, if missing, as that rebuild left it. The rebuild itself is
     skipped by a replay, so the first migration's definition would otherwise come back."""
     match = _CREATE_TABLE.match(statement)
-    if match and _REBUILT_IN.get(match.group(1), upto + 1) <= upto:
-        return REBUILT_TABLES[match.group(1)].replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1)
+    rebuilt = rebuilt_table(match.group(1), upto) if match else None
+    if rebuilt is not None:
+        return rebuilt.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1)
     return statement
 
 

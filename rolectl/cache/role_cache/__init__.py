@@ -63,7 +63,7 @@ from typing import Any
 
 from rolectl.cache.role_cache.aio import CacheAsync
 from rolectl.cache.role_cache.changes import CacheChanges
-from rolectl.cache.role_cache.defs import CacheEntry, Fetch, FetchResult, check_user_id
+from rolectl.cache.role_cache.defs import CacheEntry, Fetch, FetchResult, check_chat_id, check_user_id
 from rolectl.cache.role_cache.introspect import CacheIntrospection
 from rolectl.cache.role_cache.lru import LRUBehaviour
 from rolectl.errors import InvalidInputError
@@ -96,37 +96,68 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
 
     # -- lookups -------------------------------------------------------------------------
 
-    def get_role(self, user_id: int, fetch: Fetch | None = None) -> Role:
+    def get_role(self, user_id: int, fetch: Fetch | None = None, chat: int | None = None) -> Role:
         """The user's role: from memory on a hit, else read once via ``fetch`` and cached.
 
         ``fetch`` overrides the constructor's for this call (the reference day's calling convention).
         Raises what ``fetch`` raises on a database error; never answers from a guess.
         ``user_id`` must be an ``int`` from 1 to 2^63-1, else :class:`InvalidInputError`.
+        ``chat`` (a non-zero ``int``): the effective role in that chat, by the rule of
+        docs/guides/roles.md (needs ``fetch_chat``); ``None``: the global role.
         """
-        # The hot path: one type test, one set lookup, one increment. Only ints are stored,
-        # but True and 1.0 equal 1: the type test keeps them from being answered as user 1
-        # (and, first, keeps unhashable ids from raising a bare TypeError). Other roles are
-        # answered here too, not in a second call: a call costs more than their dict lookup.
-        if user_id.__class__ is int:
-            if user_id in self._users:
-                self._user_hits += 1
-                return ROLE_USER
-            if user_id in self._admins:
-                self._admin_hits += 1
-                return ROLE_ADMIN
-            role = self._others.get(user_id)
-            if role is not None:
-                self._other_hits[role] += 1
-                return role
-        return self._slow(user_id, fetch)
+        # The hot path: one test of chat, one type test, one set lookup, one increment. Only
+        # ints are stored, but True and 1.0 equal 1: the type test keeps them from being
+        # answered as user 1 (and, first, keeps unhashable ids from raising a bare TypeError).
+        # Other roles are answered here too, not in a second call: a call costs more than
+        # their dict lookup. Entries whose grant ends are not in these structures (no clock
+        # here): _slow finds them.
+        if chat is None:
+            if user_id.__class__ is int:
+                if user_id in self._users:
+                    self._user_hits += 1
+                    return ROLE_USER
+                if user_id in self._admins:
+                    self._admin_hits += 1
+                    return ROLE_ADMIN
+                role = self._others.get(user_id)
+                if role is not None:
+                    self._other_hits[role] += 1
+                    return role
+                if self._timed:  # past every plain hit: only misses and grants that end pay
+                    entry = self._timed.get(user_id)
+                    if entry is not None and self._wall() < entry[1]:
+                        role = entry[0]
+                        self._other_hits[role] += 1
+                        return role
+            return self._slow(user_id, fetch)
+        # A chat hit: both entries in memory, composed inline (a call would cost a third).
+        if user_id.__class__ is int and chat.__class__ is int:
+            chats = self._chats.get(user_id)
+            if chats is not None:
+                grant = chats.get(chat)
+                if grant is not None:
+                    if user_id in self._users:  # the common case: a user, no grant here
+                        if not grant:
+                            self._user_hits += 1
+                            return ROLE_USER
+                        self._other_hits[grant] += 1  # type: ignore[index]  # a defined role's name
+                        return grant  # type: ignore[return-value]
+                    held = ROLE_ADMIN if user_id in self._admins else self._others.get(user_id)
+                    if held is not None:
+                        if grant and held is not ROLE_BANNED:
+                            held = grant  # type: ignore[assignment]  # a defined role's name
+                        self._other_hits[held] += 1
+                        return held
+        return self._in_chat(user_id, chat, fetch)
 
-    def has_role(self, user_id: int, role: str, fetch: Fetch | None = None) -> bool:
-        """Whether the user holds ``role`` or a role ranked above it. ``banned`` never passes
-        (not even ``has_role(uid, "banned")``), nor does a role this cache holds no rank for
-        (fail closed). ``role`` must be defined (:class:`InvalidInputError` otherwise)."""
+    def has_role(self, user_id: int, role: str, fetch: Fetch | None = None, chat: int | None = None) -> bool:
+        """Whether the user holds ``role`` or a role ranked above it (in ``chat``, if given).
+        ``banned`` never passes (not even ``has_role(uid, "banned")``), nor does a role this
+        cache holds no rank for (fail closed). ``role`` must be defined (:class:`InvalidInputError`
+        otherwise)."""
         # The hit path of get_role, answered from tables derived from the ranks (see
         # CacheStore._set_ranks): a user or admin hit is one more dict lookup, no call.
-        if user_id.__class__ is int:
+        if chat is None and user_id.__class__ is int:
             try:
                 if user_id in self._users:
                     passes = self._user_passes[role]
@@ -140,7 +171,7 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
                 pass
         if role not in self._ranks:
             self.ranked(ROLE_USER, role)  # raises
-        return self.ranked(self.get_role(user_id, fetch), role)
+        return self.ranked(self.get_role(user_id, fetch, chat), role)
 
     def ranked(self, held: str, role: str) -> bool:
         """Whether a user holding ``held`` passes a check for ``role`` (see :meth:`has_role`)."""
@@ -155,20 +186,26 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
         rank = ranks.get(held)
         return rank is not None and rank >= wanted
 
-    def peek(self, user_id: int) -> Role | None:
-        """The cached role or ``None``; never reads the database, touches no counters.
-        Raises :class:`InvalidInputError` for what :meth:`get_role` would refuse."""
+    def is_admin(self, user_id: int, chat: int | None = None) -> bool:
+        """``has_role(user_id, "admin", chat=chat)``."""
+        return self.has_role(user_id, ROLE_ADMIN, None, chat)
+
+    def peek(self, user_id: int, chat: int | None = None) -> Role | None:
+        """The cached global role (a grant's while it has not ended) or ``None``; with
+        ``chat``, the cached grant in that chat (``None``: not cached, or no grant there).
+        Never reads the database, touches no counters. Raises :class:`InvalidInputError`
+        for what :meth:`get_role` would refuse."""
         check_user_id(user_id)
-        if user_id in self._users:
-            return ROLE_USER
-        return self._others.get(user_id)
+        if chat is not None:
+            check_chat_id(chat)
+            return self._chat_hit(user_id, chat) or None  # type: ignore[return-value]
+        return self._held(user_id)
 
     def __contains__(self, user_id: object) -> bool:
         # Only ints are keys: ``True in cache`` must not report user 1.
-        return user_id.__class__ is int and (user_id in self._users or user_id in self._others)
-
-    def __len__(self) -> int:
-        return len(self._users) + len(self._others)
+        return user_id.__class__ is int and (
+            user_id in self._users or user_id in self._others or user_id in self._timed
+        )
 
 
 class _LRURoleCache(LRUBehaviour, RoleCache):

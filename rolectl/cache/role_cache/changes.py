@@ -18,13 +18,14 @@ from rolectl.cache.role_cache.defs import (
     log,
     parse_rank,
 )
-from rolectl.cache.role_cache.store import CacheStore
+from rolectl.cache.role_cache.grants import CacheGrants
 from rolectl.errors import DatabaseError, InvalidInputError
 from rolectl.logfields import fields
 from rolectl.events import (
     BUILTIN_RANKS,
     CACHE_EVICT,
     CACHE_FLUSH,
+    GRANT_KINDS,
     ROLE_DEFINED,
     ROLE_KINDS,
     ROLE_SET_KINDS,
@@ -36,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from rolectl.cache.role_cache.defs import Fetch
 
 
-class CacheChanges(CacheStore):
+class CacheChanges(CacheGrants):
     """Everything that changes the cache besides a read: each takes the lock once."""
 
     __slots__ = ()
@@ -85,16 +86,15 @@ class CacheChanges(CacheStore):
                 user_id, role = event.user_id, canonical(event.new_role)
                 if user_id is None or role is None or role not in self._ranks:
                     raise ValueError(f"malformed role event {event!r}")
-                self._raise_floor_locked(user_id, seq, role)
-                if seq <= self._ahead_max and self._ahead_of_locked(user_id) >= seq:
-                    self._events_superseded += 1  # a newer read is installed already
-                else:
-                    self._set_locked(user_id, role)
+                self._role_change_locked(user_id, role, seq)
+            elif kind in GRANT_KINDS:
+                self._grant_locked(event, seq)
             elif kind == CACHE_EVICT:
                 if event.user_id is None:
                     raise ValueError(f"malformed evict event {event!r}")
                 self._raise_floor_locked(event.user_id, seq)
                 self._invalidations += self._remove_locked(event.user_id, DROPPED)
+                self._invalidations += self._drop_chats_locked(event.user_id, seq)
             elif kind == CACHE_FLUSH:
                 self._clear_locked(seq)
             elif kind in ROLE_SET_KINDS:
@@ -144,13 +144,14 @@ class CacheChanges(CacheStore):
         return dict(self._ranks)
 
     def invalidate(self, user_id: int) -> bool:
-        """Forget one user (the next lookup reads the database); ``True`` if it was cached."""
+        """Forget one user, with their chat entries (the next lookup reads the database);
+        ``True`` if anything of theirs was cached."""
         check_user_id(user_id)
         with self._lock:
             self._raise_floor_locked(user_id, INF)
-            removed = self._remove_locked(user_id, DROPPED)
+            removed = self._remove_locked(user_id, DROPPED) + self._drop_chats_locked(user_id, INF)
             self._invalidations += removed
-        return removed
+        return removed > 0
 
     def clear(self, reason: str | None = None) -> int:
         """Forget every entry and make in-flight reads uninstallable; returns how many were

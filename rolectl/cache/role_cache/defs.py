@@ -11,6 +11,7 @@ import math
 import re
 import sys
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Callable, Final, Union
 
@@ -25,7 +26,7 @@ log = logging.getLogger("rolectl.cache")
 
 #: ``fetch(user_id)`` returns the role, or ``(role, log_head_seq)`` read in one snapshot. The
 #: role is the database's text: the cache checks it (an unknown role is a DatabaseError).
-FetchResult = Union[str, tuple[str, int], None]
+FetchResult = Union[str, tuple[str, int], tuple[str, int, Union[float, None]], None]
 Fetch = Callable[[int], FetchResult]
 #: ``fetch_chat(user_id, chat_id)``: the role of the user's active grant in that chat (``None``:
 #: no grant there, the global role holds), the log head, and the grant's end as Unix time
@@ -64,6 +65,18 @@ NO_FLOOR: float = -1  # a load token's floor while no change for its user has ar
 INF = math.inf  # floor for changes without a seq: no read in flight may be installed
 #: A load token: ``[floor]``, or ``[floor, role]`` once a change of role for its user arrived.
 Token = list[Any]
+#: What a load token, an entry or a waiter is keyed by: a user id (the global entry) or a
+#: ``(user_id, chat_id)`` pair (the user's grant in that chat).
+Key = Union[int, tuple[int, int]]
+#: The value of a chat entry that says "no grant in this chat": the global role holds. A
+#: string, so that a chat entry's value is always ``str`` and never ``None`` (a dict miss).
+NO_GRANT: Final = ""
+#: The role a change leaves in a load token when the change does not say what the entry is
+#: now (a global grant removed: ``users.role`` holds again, which the event does not carry).
+#: A read that loses to such a change is answered by a second read, never installed.
+UNKNOWN: Final = "?"
+#: What :meth:`install` answers for a lost read whose current answer is :data:`UNKNOWN`.
+RETRY: Any = "?retry"
 
 
 class Pending(Enum):
@@ -79,12 +92,18 @@ DROPPED, EVICTED = False, True
 class CacheEntry:
     """One cached user. ``since`` is the cache clock (monotonic) when the entry got its current
     role, ``since_wall`` the same instant as Unix time. Both are kept for admin entries only;
-    for the (many) user-role entries they are ``None`` -- see the module docstring."""
+    for the (many) user-role entries they are ``None`` -- see the module docstring.
+
+    A chat entry (``chat_id`` set) is the user's grant in that chat; its ``role`` is ``None``
+    when the cache knows there is no grant there (the global role holds). ``ends`` is the
+    Unix time a time-limited grant ends (``None``: no end)."""
 
     user_id: int
-    role: Role
+    role: Role | None
     since: float | None
     since_wall: float | None
+    chat_id: int | None = None
+    ends: float | None = None
 
 
 class SuspendedLoads(dict):  # type: ignore[type-arg]
@@ -96,17 +115,81 @@ class SuspendedLoads(dict):  # type: ignore[type-arg]
 def parse_result(result: FetchResult) -> tuple[Role, int | None]:
     """Normalise a fetch result to (canonical role, version or None). Unknown roles are a
     database problem, not something to cache."""
+    role, version, _ = parse_timed(result)
+    return role, version
+
+
+def parse_timed(result: object) -> tuple[Role, int | None, float | None]:
+    """:func:`parse_result` and the end of the grant the role comes from (``None``: no end):
+    a global fetch returns ``(role, head, ends)`` when the role is a time-limited grant."""
     version: int | None = None
+    ends: float | None = None
     if isinstance(result, tuple):
-        result, version = result
+        if len(result) == 3:
+            result, version, ends = result
+            ends = check_ends(ends)
+        else:
+            result, version = result
         if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
             raise DatabaseError(f"fetch returned a non-integer version {version!r}")
     if result is None:
-        return ROLE_USER, version  # unknown users are plain users
+        return ROLE_USER, version, ends  # unknown users are plain users
     role = canonical(result)
     if role is None:
         raise DatabaseError(f"fetch returned an unknown role {result!r}", hint="expected a defined role's name")
-    return role, version
+    return role, version, ends
+
+
+def parse_chat(result: object) -> tuple[str, int | None, float | None]:
+    """Normalise a ``fetch_chat`` result to (canonical role or :data:`NO_GRANT`, version, ends)."""
+    if not (isinstance(result, tuple) and len(result) == 3):
+        raise DatabaseError(f"fetch_chat returned {result!r}, not (role or None, head, ends or None)")
+    raw, version, ends = result
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+        raise DatabaseError(f"fetch_chat returned a non-integer version {version!r}")
+    if raw is None:
+        return NO_GRANT, version, None
+    role = canonical(raw)
+    if role is None:
+        raise DatabaseError(f"fetch_chat returned an unknown role {raw!r}", hint="expected a defined role's name")
+    return role, version, check_ends(ends)
+
+
+def check_ends(ends: object) -> float | None:
+    """A grant's end as a fetch returns it: Unix time (a finite number) or ``None``."""
+    if ends is None:
+        return None
+    if isinstance(ends, bool) or not isinstance(ends, (int, float)) or not math.isfinite(ends):
+        raise DatabaseError(f"fetch returned a grant end that is not a Unix time: {ends!r}")
+    return float(ends)
+
+
+def parse_ends_at(text: object) -> float | None:
+    """An event's ``ends_at`` (the log's timestamp text: ``2026-12-07T10:00:00.000Z`` on SQLite,
+    an ISO 8601 rendering with an offset on PostgreSQL) as Unix time; ``None`` for no end.
+    A time without an offset is UTC (both engines write UTC). Raises ``ValueError``."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise ValueError(f"ends_at {text!r} is not text")
+    when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
+def check_chat_id(chat: object) -> None:
+    """Refuse anything but a non-zero ``int`` within int64 (``True`` equals chat 1, so the
+    type must be ``int`` exactly; ``0`` is not a chat: pass ``None`` for the global role)."""
+    if type(chat) is not int:
+        raise InvalidInputError(
+            f"invalid chat id {chat!r}: not an int", hint=f"pass an int chat id (got {type(chat).__name__})"
+        )
+    if chat == 0 or not -INT64_MAX - 1 <= chat <= INT64_MAX:
+        raise InvalidInputError(
+            f"invalid chat id {str(chat)[:40]}",
+            hint="chat ids are non-zero 64-bit integers; pass chat=None for the global role",
+        )
 
 
 def check_user_id(user_id: object) -> None:

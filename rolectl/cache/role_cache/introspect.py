@@ -40,7 +40,7 @@ class CacheIntrospection(CacheStore):
                 misses_evicted=evicted,
                 coalesced=self._coalesced,
                 hit_rate=hits / lookups if lookups else 0.0,
-                size=len(self._users) + len(self._others),
+                size=len(self),
                 maxsize=self.maxsize,
                 events_applied=self._events_applied,
                 events_ignored=self._events_ignored,
@@ -60,28 +60,61 @@ class CacheIntrospection(CacheStore):
             )
 
     def entries(
-        self, role: str | None = None, user_id: int | None = None, limit: int | None = None
+        self, role: str | None = None, user_id: int | None = None, limit: int | None = None, *, chats: bool = True
     ) -> Iterator[CacheEntry]:
         """The current contents (a snapshot taken under the lock at call time), filtered.
 
-        Admin entries come first; ``since`` is known for them only (see :class:`CacheEntry`).
+        Admin entries come first, then entries whose grant ends (with ``ends``), then plain
+        users, then chat entries (``chat_id`` set; ``role`` ``None`` for "no grant there";
+        left out with ``chats=False``). ``since`` is known for admin entries only (see
+        :class:`CacheEntry`). Entries whose grant has ended by the wall clock are not listed.
         """
         if role is not None and role not in self._ranks:
             raise InvalidInputError(f"unknown role {role!r}", hint=f"expected one of {', '.join(self._ranks)}")
         if user_id is not None:
             check_user_id(user_id)
+        now = self._wall()
+        rows: list[tuple[int, Role | None, int | None, float | None]] = []
         with self._lock:
             if user_id is not None:
                 found = ROLE_USER if user_id in self._users else self._others.get(user_id)
-                ids_roles: list[tuple[int, Role]] = (
-                    [] if found is None or role not in (None, found) else [(user_id, found)]
-                )
+                if found is not None and role in (None, found):
+                    rows.append((user_id, found, None, None))
+                timed = self._timed.get(user_id)
+                if timed is not None and timed[1] > now and role in (None, timed[0]):
+                    rows.append((user_id, timed[0], None, timed[1]))
+                if chats:
+                    rows += self._chat_rows_locked(user_id, role, now)
             else:
-                others = [(uid, r) for uid, r in self._others.items() if role in (None, r)]
-                ids_roles = others[:limit] if limit is not None else others
+                rows = [(uid, r, None, None) for uid, r in islice(self._others.items(), limit) if role in (None, r)]
+                rows += [(uid, r, None, e) for uid, (r, e) in self._timed.items() if e > now and role in (None, r)]
                 if role in (None, ROLE_USER):
-                    room = None if limit is None else max(0, limit - len(ids_roles))
-                    ids_roles += [(uid, ROLE_USER) for uid in islice(self._users, room)]
-            stamped = [(uid, r, self._others_since.get(uid)) for uid, r in ids_roles]
+                    room = None if limit is None else max(0, limit - len(rows))
+                    rows += [(uid, ROLE_USER, None, None) for uid in islice(self._users, room)]
+                if chats:
+                    for uid in list(self._chats) + [u for u in self._chat_timed if u not in self._chats]:
+                        if limit is not None and len(rows) >= limit:
+                            break
+                        rows += self._chat_rows_locked(uid, role, now)
+                if limit is not None:
+                    rows = rows[:limit]
+            stamped = [
+                (uid, r, chat, e, self._others_since.get(uid) if chat is None else None) for uid, r, chat, e in rows
+            ]
         offset = self._started_wall - self._started_mono
-        return (CacheEntry(uid, r, since, None if since is None else since + offset) for uid, r, since in stamped)
+        return (
+            CacheEntry(uid, r, since, None if since is None else since + offset, chat, e)
+            for uid, r, chat, e, since in stamped
+        )
+
+    def _chat_rows_locked(
+        self, user_id: int, role: str | None, now: float
+    ) -> list[tuple[int, Role | None, int | None, float | None]]:
+        rows: list[tuple[int, Role | None, int | None, float | None]] = []
+        for chat, grant in self._chats.get(user_id, {}).items():
+            if role in (None, grant or None):
+                rows.append((user_id, grant or None, chat, None))  # type: ignore[arg-type]
+        for chat, (grant, ends) in self._chat_timed.get(user_id, {}).items():
+            if ends > now and role in (None, grant):
+                rows.append((user_id, grant, chat, ends))  # type: ignore[arg-type]
+        return rows

@@ -6,16 +6,23 @@ Internal: not part of the public API.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rolectl.cache.role_cache.defs import (
+    DROPPED,
     INF,
     LOADING,
     NO_FLOOR,
+    RETRY,
+    UNKNOWN,
     Fetch,
+    Key,
     Pending,
     Token,
     check_fetch,
     check_user_id,
     parse_result,
+    parse_timed,
 )
 from rolectl.cache.role_cache.store import CacheStore
 from rolectl.cache.waiters import Waiters
@@ -40,6 +47,10 @@ class CacheLoads(CacheStore):
             fetch = self._fetch_for(user_id, fetch)
         else:
             fetch = self._fetch
+        if self._timed:  # an entry that ends: served here, never on the hit path
+            role = self._timed_hit(user_id)
+            if role is not None:
+                return role
         # Register the read WITHOUT the lock: ``dict.setdefault`` on an exact dict is one
         # atomic step under the GIL, so exactly one caller per user gets its own token back
         # (the owner); everyone else takes the locked path and waits for it. A change that
@@ -104,7 +115,7 @@ class CacheLoads(CacheStore):
             return LOADING
         return None
 
-    def _join_locked(self, user_id: int) -> Waiters[Role]:
+    def _join_locked(self, user_id: Key) -> Waiters[Role]:
         waiters = self._waiters.get(user_id)
         if waiters is None:
             waiters = self._waiters[user_id] = Waiters()
@@ -119,6 +130,7 @@ class CacheLoads(CacheStore):
         arrived, wake waiters. Every miss that reads ends here."""
         role: Role  # (annotations only: no run-time cost)
         version: int | None
+        ends: float | None = None
         try:
             result = fetch(user_id)
             # parse_result's common case inlined: a ('user', int) row. A fresh 'user' string from
@@ -130,7 +142,7 @@ class CacheLoads(CacheStore):
                 else:
                     role, version = parse_result(result)
             else:
-                role, version = parse_result(result)
+                role, version, ends = parse_timed(result)
             if role not in self._ranks:  # a role this cache has no rank for: not a guess
                 raise DatabaseError(f"fetch returned a role this cache does not know: {role!r}")
         except BaseException as exc:
@@ -148,14 +160,26 @@ class CacheLoads(CacheStore):
             try:
                 if self._gone:
                     self._count_cause_locked(user_id)
-                answer = self._install_locked(user_id, role, version, floor, token)
+                answer = self._install_locked(user_id, role, version, floor, token, ends)
             except Exception as exc:
                 answer = self._install_failed_locked(exc, user_id, role)
+        if answer is RETRY:
+            answer = self._read_again(user_id, fetch, waiters)
         if waiters is not None:
             waiters.wake(answer, None)
         return answer
 
-    def _lost_locked(self, user_id: int, registered: Token | None) -> tuple[float, Waiters[Role] | None]:
+    def _read_again(self, user_id: int, fetch: Fetch, waiters: Waiters[Role] | None) -> Role:
+        """A read lost to a change that does not say what the role is now (a global grant
+        removed): read once more, after the change, and answer that, uncached."""
+        try:
+            return parse_result(fetch(user_id))[0]
+        except BaseException as exc:
+            if waiters is not None:
+                waiters.wake(None, exc)
+            raise
+
+    def _lost_locked(self, user_id: Key, registered: Token | None) -> tuple[float, Waiters[Any] | None]:
         """A finished read whose token is no longer registered (a fault dropped every
         registration): it must not install. If another read has registered since, that read
         keeps its place and its waiters; otherwise the waiters are this read's to wake."""
@@ -164,12 +188,14 @@ class CacheLoads(CacheStore):
             return INF, None
         return INF, self._waiters.pop(user_id, None)
 
-    def _unregister_locked(self, user_id: int, token: Token) -> None:
+    def _unregister_locked(self, user_id: Key, token: Token) -> None:
         loads = self._loads
         if loads.get(user_id) is token:
             del loads[user_id]
 
-    def _count_cause_locked(self, user_id: int) -> None:
+    def _count_cause_locked(self, user_id: Key) -> None:
+        if user_id.__class__ is not int:
+            return  # chat entries: no causes kept
         """A miss for an id that left the cache recently counts as dropped/evicted, not cold."""
         cause = self._gone.pop(user_id, None)
         if cause is not None:
@@ -178,7 +204,7 @@ class CacheLoads(CacheStore):
             else:
                 self._misses_dropped += 1
 
-    def _load_failed(self, user_id: int, token: Token, exc: BaseException) -> None:
+    def _load_failed(self, user_id: Key, token: Token, exc: BaseException) -> None:
         with self._lock:
             self._load_errors += 1
             if self._gone:
@@ -195,10 +221,14 @@ class CacheLoads(CacheStore):
         self._fault_locked(exc, user_id, "install")
         return role
 
-    def _install_locked(self, user_id: int, role: Role, version: int | None, floor: float, token: Token) -> Role:
+    def _install_locked(
+        self, user_id: int, role: Role, version: int | None, floor: float, token: Token, ends: float | None = None
+    ) -> Role:
         """Install a read (already unregistered) unless a change newer than the read arrived
         while it was in flight (``floor``); return the answer for the reader (the newer
-        entry, if the read lost)."""
+        entry, if the read lost; :data:`RETRY` if that is not known). A role from a grant
+        that ends (``ends``) goes to the timed entries, and is answered but not installed if
+        the wall clock is past its end already."""
         if role is ROLE_USER:
             self._user_misses += 1
         else:
@@ -216,13 +246,24 @@ class CacheLoads(CacheStore):
         if not ok:
             self._stale_prevented += 1
             current = ROLE_USER if user_id in self._users else self._others.get(user_id)
+            if current is None and self._timed:
+                entry = self._timed.get(user_id)
+                if entry is not None and self._wall() < entry[1]:
+                    current = entry[0]
             if current is not None:
                 return current
             # The newer entry is gone already (evicted, cleared): answer with the role the
             # newest change left in the token. Only if no change of role arrived (invalidate,
             # clear, an evict event) is the read's own role still the current one.
-            return token[1] if len(token) > 1 else role
-        if role is ROLE_USER and self._order is None:  # _set_locked's common case, inlined
+            if len(token) > 1:
+                return RETRY if token[1] is UNKNOWN else token[1]  # type: ignore[no-any-return]
+            return role
+        if ends is not None:
+            if ends <= self._wall():  # ended by our clock (the database's runs behind): answer only
+                self._drop_ended_locked(user_id)
+            else:
+                self._set_timed_locked(user_id, role, ends)
+        elif role is ROLE_USER and self._order is None:  # _set_locked's common case, inlined
             self._users.add(user_id)
             if self._others:
                 self._drop_other_locked(user_id)
@@ -238,7 +279,12 @@ class CacheLoads(CacheStore):
                 self._ahead[user_id] = version
         return role
 
-    def _new_ahead_max_locked(self, user_id: int, version: int) -> None:
+    def _drop_ended_locked(self, user_id: int) -> None:
+        entry = self._timed.get(user_id)
+        if entry is not None and entry[1] <= self._wall():
+            self._remove_locked(user_id, DROPPED)
+
+    def _new_ahead_max_locked(self, user_id: Key, version: int) -> None:
         top = self._ahead_top
         if top and self._ahead_max > self._last_seq:  # still ahead: keep them, at that version
             self._ahead.update(dict.fromkeys(top, self._ahead_max))

@@ -23,11 +23,11 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from rolectl.cache.role_cache.defs import EVICTED, Fetch
-from rolectl.cache.role_cache.loads import CacheLoads
+from rolectl.cache.role_cache.chats import CacheChats
 from rolectl.events import ROLE_ADMIN, ROLE_USER, Role
 
 
-class LRUBehaviour(CacheLoads):
+class LRUBehaviour(CacheChats):
     """Mixed in before :class:`RoleCache` by ``RoleCache(maxsize=N)``: CLOCK over ``_order``."""
 
     __slots__ = ()
@@ -35,9 +35,11 @@ class LRUBehaviour(CacheLoads):
     _order: OrderedDict[int, None]
     maxsize: int
 
-    def get_role(self, user_id: int, fetch: Fetch | None = None) -> Role:
+    def get_role(self, user_id: int, fetch: Fetch | None = None, chat: int | None = None) -> Role:
         # RoleCache.get_role plus the recency bit (CacheStore._hit written out: a call costs
         # a fifth of a hit). ``_recent`` is a plain dict: its store is specialised, no call.
+        if chat is not None:
+            return self._in_chat(user_id, chat, fetch)
         if user_id.__class__ is int:
             if user_id in self._users:
                 self._user_hits += 1
@@ -54,9 +56,9 @@ class LRUBehaviour(CacheLoads):
                 return role
         return self._slow(user_id, fetch)
 
-    def has_role(self, user_id: int, role: str, fetch: Fetch | None = None) -> bool:
+    def has_role(self, user_id: int, role: str, fetch: Fetch | None = None, chat: int | None = None) -> bool:
         # RoleCache.has_role's hit path plus the recency bit, as in get_role.
-        if user_id.__class__ is int:
+        if user_id.__class__ is int and chat is None:
             try:
                 if user_id in self._users:
                     passes = self._user_passes[role]
@@ -70,7 +72,7 @@ class LRUBehaviour(CacheLoads):
                     return passes
             except (KeyError, TypeError):  # an undefined (or unhashable) role: refused below
                 pass
-        return bool(super().has_role(user_id, role, fetch))  # type: ignore[misc]  # RoleCache, next in the MRO
+        return bool(super().has_role(user_id, role, fetch, chat))  # type: ignore[misc]  # RoleCache, next in the MRO
 
     def _touch(self, user_id: int) -> None:
         self._recent[user_id] = True
@@ -83,12 +85,12 @@ class LRUBehaviour(CacheLoads):
         if len(recent) > self.maxsize:  # stale bits of removed ids: keep the cached ones'
             # list() copies in one step: lock-free hits may store into it meanwhile.
             self._recent = recent = {uid: True for uid in list(recent) if uid in order}
-        if len(order) <= self.maxsize:
+        if len(order) <= self.maxsize and not self._timed and not self._chat_count:
             return
         # At most one pass of second chances per install: hits setting bits concurrently
-        # cannot keep this loop going.
+        # cannot keep this loop going. A user's chat entries count, and go with the user.
         chances = len(order)
-        while len(order) > self.maxsize:
+        while len(self) > self.maxsize and len(order) > 1:
             victim = next(iter(order))
             if victim == user_id or (chances > 0 and recent.pop(victim, False)):
                 chances -= 1
@@ -98,7 +100,16 @@ class LRUBehaviour(CacheLoads):
             recent.pop(victim, None)
             if victim in self._users:
                 self._users.discard(victim)
-            else:
-                self._drop_other_locked(victim)
-            self._evictions += 1
+            elif not self._drop_other_locked(victim):
+                self._timed.pop(victim, None)
+            self._evictions += 1 + self._drop_chats_locked(victim, None)
             self._note_gone(victim, EVICTED)
+        # One user holding more chat entries than maxsize: the oldest of them go.
+        for table in (self._chat_timed, self._chats):
+            mine = table.get(user_id)
+            while mine and len(self) > self.maxsize:
+                del mine[next(iter(mine))]
+                self._chat_count -= 1
+                self._evictions += 1
+            if mine is not None and not mine:
+                del table[user_id]

@@ -13,9 +13,9 @@ import time
 from collections import OrderedDict
 from itertools import islice
 from types import FunctionType, MethodType
-from typing import Callable
+from typing import Any, Callable
 
-from rolectl.cache.role_cache.defs import DROPPED, INF, Fetch, Token, check_fetch, log
+from rolectl.cache.role_cache.defs import DROPPED, INF, ChatFetch, Fetch, Key, Token, check_fetch, log
 from rolectl.cache.stats import GONE_TRACKED
 from rolectl.cache.waiters import Waiters
 from rolectl.errors import InvalidInputError
@@ -37,11 +37,17 @@ class CacheStore:
         "name",
         "maxsize",
         "_fetch",
+        "_fetch_chat",
         "_clock",
+        "_wall",
         "_lock",
         "_users",
         "_others",
         "_admins",
+        "_timed",
+        "_chats",
+        "_chat_timed",
+        "_chat_count",
         "_order",
         "_recent",
         "_loads",
@@ -84,6 +90,8 @@ class CacheStore:
         maxsize: int | None = None,
         name: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        fetch_chat: ChatFetch | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if maxsize is not None and (not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1):
             raise InvalidInputError(f"maxsize must be a positive integer or None, not {maxsize!r}")
@@ -95,7 +103,12 @@ class CacheStore:
             if isinstance(call, FunctionType):
                 fetch = MethodType(call, fetch)  # fetch.__call__: a bound method calls faster than the object
         self._fetch = fetch
+        if fetch_chat is not None and not callable(fetch_chat):
+            raise InvalidInputError(f"fetch_chat must be a function of a user id and a chat id, not {fetch_chat!r}")
+        self._fetch_chat = fetch_chat
         self._clock = clock
+        # The clock grant ends are compared with (Unix time): injectable for tests.
+        self._wall = wall_clock
         self._lock = threading.Lock()
         self._users: set[int] = set()
         self._others: dict[int, Role] = {}
@@ -103,16 +116,25 @@ class CacheStore:
         # an admin hit costs a set lookup more than a user hit, not a dict call and a count
         # by role. Written with _others under the lock, added after it and discarded before.
         self._admins: set[int] = set()
+        # Entries whose role comes from a grant that ends: kept out of the three structures
+        # above, so that the hit path carries no clock test while no entry has an end. A
+        # lookup that misses those finds them here (:meth:`_timed_hit`): id -> (role, ends).
+        self._timed: dict[int, tuple[Role, float]] = {}
+        # Chat entries: user -> {chat: role of the grant there, or NO_GRANT}; those whose
+        # grant ends in a side table, as for _timed. _chat_count counts both (maxsize).
+        self._chats: dict[int, dict[int, str]] = {}
+        self._chat_timed: dict[int, dict[int, tuple[str, float]]] = {}
+        self._chat_count = 0
         self._order: OrderedDict[int, None] | None = OrderedDict() if maxsize is not None else None
         self._recent: dict[int, bool] = {}  # LRU only: ids hit since eviction last passed them
-        self._loads: dict[int, Token] = {}  # user -> token of the read in flight
-        self._waiters: dict[int, Waiters[Role]] = {}
+        self._loads: dict[Key, Token] = {}  # user (or (user, chat)) -> token of the read in flight
+        self._waiters: dict[Key, Waiters[Any]] = {}
         self._last_seq = 0
         # Versions of installs newer than _last_seq: users installed at the newest such version
         # (_ahead_max) sit in the set _ahead_top (a lagging cache installs nearly every miss
         # at the same head; a set add is cheaper than a dict store), older ones in _ahead.
-        self._ahead: dict[int, int] = {}
-        self._ahead_top: set[int] = set()
+        self._ahead: dict[Key, int] = {}
+        self._ahead_top: set[Key] = set()
         self._ahead_max = 0
         self._gone: OrderedDict[int, bool] = OrderedDict()
         self._others_since: dict[int, float] = {}
@@ -147,6 +169,10 @@ class CacheStore:
         self._admin_passes = passes_for(ranks, ROLE_ADMIN)
         self._ranks = ranks
 
+    def __len__(self) -> int:
+        """Entries held: global ones (timed or not) and chat ones."""
+        return len(self._users) + len(self._others) + len(self._timed) + self._chat_count
+
     # -- storage primitives (call with the lock held) -------------------------------------
 
     def _set_locked(self, user_id: int, role: Role) -> None:
@@ -155,6 +181,8 @@ class CacheStore:
         if self._suspended:  # nothing enters memory while it cannot be vouched for
             self._remove_locked(user_id, DROPPED)
             return
+        if self._timed:
+            self._timed.pop(user_id, None)
         if role is ROLE_USER:
             self._users.add(user_id)
             if self._others:
@@ -174,13 +202,29 @@ class CacheStore:
         if self._order is not None:
             self._track_locked(user_id)
 
+    def _set_timed_locked(self, user_id: int, role: Role, ends: float) -> None:
+        """Install a global entry whose role ends at ``ends`` (a grant for a while): into
+        ``_timed`` first, then out of the plain structures (a lock-free reader sees the old
+        entry or the new one, or takes the miss path, which never serves a wrong one)."""
+        if self._suspended:
+            self._remove_locked(user_id, DROPPED)
+            return
+        if role not in self._other_hits:
+            self._other_hits[role] = 0
+        self._timed[user_id] = (role, ends)
+        self._users.discard(user_id)
+        if self._others:
+            self._drop_other_locked(user_id)
+        if self._order is not None:
+            self._track_locked(user_id)
+
     def _remove_locked(self, user_id: int, cause: bool) -> bool:
         if user_id in self._users:
             self._users.discard(user_id)
-        elif not self._drop_other_locked(user_id):
+        elif not self._drop_other_locked(user_id) and self._timed.pop(user_id, None) is None:
             return False
-        if self._order is not None:
-            self._order.pop(user_id, None)
+        if self._order is not None and user_id not in self._chats and user_id not in self._chat_timed:
+            self._order.pop(user_id, None)  # (a user with chat entries stays in the LRU order)
             self._recent.pop(user_id, None)
         self._note_gone(user_id, cause)
         return True
@@ -194,6 +238,22 @@ class CacheStore:
         self._others_since.pop(user_id, None)
         return True
 
+    def _drop_chats_locked(self, user_id: int, floor: float | None) -> int:
+        """Forget every chat entry of ``user_id`` and raise the floor of its chat reads in
+        flight to ``floor`` (an evict event, a fault; ``None``: eviction, not a change); how
+        many entries were dropped."""
+        if floor is not None:
+            for key in [key for key in list(self._loads) if isinstance(key, tuple) and key[0] == user_id]:
+                self._raise_floor_locked(key, floor)
+        dropped = len(self._chats.pop(user_id, ())) + len(self._chat_timed.pop(user_id, ()))
+        self._chat_count -= dropped
+        order = self._order
+        if order is not None and dropped and not (user_id in self._users or user_id in self._others):
+            if user_id not in self._timed:
+                order.pop(user_id, None)
+                self._recent.pop(user_id, None)
+        return dropped
+
     def _note_gone(self, user_id: int, cause: bool) -> None:
         gone = self._gone
         gone[user_id] = cause
@@ -206,8 +266,10 @@ class CacheStore:
             self._note_gone(user_id, DROPPED)
         for user_id in islice(self._users, GONE_TRACKED):
             self._note_gone(user_id, DROPPED)
+        size += len(self._timed) + self._chat_count
         # Fresh containers: O(1) for lock-free readers, and the old ones are freed at once.
         self._users, self._admins, self._others, self._others_since = set(), set(), {}, {}
+        self._timed, self._chats, self._chat_timed, self._chat_count = {}, {}, {}, 0
         if self._order is not None:
             self._order, self._recent = OrderedDict(), {}
         # list() copies the tokens in one step: lock-free registrations cannot break it.
@@ -217,7 +279,7 @@ class CacheStore:
         self._clears += 1
         return size
 
-    def _raise_floor_locked(self, user_id: int, floor: float, role: Role | None = None) -> None:
+    def _raise_floor_locked(self, user_id: Key, floor: float, role: str | None = None) -> None:
         """A change for ``user_id``: make its read in flight (if any) uninstallable unless the
         read is at least as new as ``floor``; a change of ``role`` also leaves the role in the
         token, the answer for that read should it lose and the entry be gone by then."""
@@ -228,7 +290,7 @@ class CacheStore:
             if role is not None:
                 token[1:] = (role,)  # events arrive in order: the newest change wins
 
-    def _ahead_of_locked(self, user_id: int) -> int:
+    def _ahead_of_locked(self, user_id: Key) -> int:
         """Version of the install of ``user_id`` if it is newer than ``last_seq``, else 0."""
         if user_id in self._ahead_top:
             return self._ahead_max
@@ -252,7 +314,36 @@ class CacheStore:
         if role is not None:
             self._other_hits[role] += 1
             self._touch(user_id)
-        return role
+            return role
+        if self._timed:
+            return self._timed_hit(user_id)
+        return None
+
+    def _timed_hit(self, user_id: int) -> Role | None:
+        """A hit on a global entry that ends, while it has not ended by the wall clock (at
+        or after its end it is a miss: the database decides; the read replaces it)."""
+        entry = self._timed.get(user_id)
+        if entry is not None and self._wall() < entry[1]:
+            role = entry[0]
+            self._other_hits[role] += 1
+            self._touch(user_id)
+            return role
+        return None
+
+    def _chat_hit(self, user_id: int, chat: int) -> str | None:
+        """The cached grant of ``user_id`` in ``chat`` (a role, or NO_GRANT), or ``None`` on a
+        miss; an ended grant is a miss. Counts nothing (the lookup counts its answer)."""
+        chats = self._chats.get(user_id)
+        if chats is not None:
+            found = chats.get(chat)
+            if found is not None:
+                return found
+        timed = self._chat_timed.get(user_id)
+        if timed is not None:
+            entry = timed.get(chat)
+            if entry is not None and self._wall() < entry[1]:
+                return entry[0]
+        return None
 
     def _touch(self, user_id: int) -> None:
         """Mark a hit as recent (LRU only); lock-free, so it may only set a bit, never add an entry."""
@@ -290,6 +381,7 @@ class CacheStore:
             else:
                 self._raise_floor_locked(user_id, INF)
                 self._remove_locked(user_id, DROPPED)
+                self._drop_chats_locked(user_id, INF)
         except Exception:
             log.exception(
                 "cache %s: could not drop the faulty entry; dropping everything",
@@ -297,6 +389,7 @@ class CacheStore:
                 extra=fields("cache.fault", instance=self.name, seq=self._last_seq, user_id=user_id),
             )
             self._users, self._admins, self._others, self._others_since = set(), set(), {}, {}
+            self._timed, self._chats, self._chat_timed, self._chat_count = {}, {}, {}, 0
             self._gone = OrderedDict()
             if self._order is not None:
                 self._order, self._recent = OrderedDict(), {}

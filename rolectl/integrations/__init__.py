@@ -53,7 +53,7 @@ async def lookup(roles: "AsyncRoles", user_id: int | None, failures: FailureLog,
     # During an outage only: was it in memory (then its success says nothing about the database)?
     cached = failures.failing and user_id in roles.cache
     try:
-        role = await (roles.get_role(user_id) if chat is None else roles.get_role(user_id, chat=chat))
+        role = await roles.get_role(user_id, chat)
     except Exception as exc:  # noqa: BLE001 - fail closed: whatever went wrong, not an admin
         failures.failed(user_id, exc, ROLE_USER)
         return ROLE_USER

@@ -83,6 +83,12 @@ def test_aiogram_promotions_demotions_and_a_bootstrap_keep_grants_in_step(db_pat
         async def feed(data: dict[str, Any]) -> None:
             await dp.feed_update(bot, Update.model_validate(data))
 
+        async def ban(user_id: int, chat: int) -> str | None:
+            before = len(bot.session.sent)
+            await feed(wire("message", tg_message(tg_chat(chat, "supergroup"), user_id, "/ban 1")))
+            return str(bot.session.sent[-1][1]) if len(bot.session.sent) > before else None
+
+        assert await ban(7, GROUP) == "refused (user)"
         await feed(change("chat_member", GROUP, 7, "member", "administrator", by=5))
         await feed(change("chat_member", GROUP, 8, "member", "creator", by=5))
         await feed(change("chat_member", GROUP, 10, "member", "administrator", by=5))
@@ -98,10 +104,16 @@ def test_aiogram_promotions_demotions_and_a_bootstrap_keep_grants_in_step(db_pat
             ("grant_set", 7, GROUP, "telegram", "tg:5"),
             ("grant_set", 8, GROUP, "telegram", "tg:5"),
         ]
+        # HasRole and the middleware's role are the sender's in the update's chat.
+        assert await ban(7, GROUP) == "banned"
+        assert await ban(7, OTHER) == "refused (user)"
+        assert await ban(11, GROUP) is None  # banned there by an operator: dropped
         for user in (7, 10, 11):
             await feed(change("chat_member", GROUP, user, "administrator", "member"))
         await feed(change("chat_member", GROUP, 8, "creator", "left"))
         assert grants(db_path, GROUP) == {10: ("admin", "operator"), 11: ("banned", "operator")}
+        assert await ban(7, GROUP) == "refused (user)"  # the demotion reached the cache
+        assert await ban(10, GROUP) == "banned"
 
         # The bot is made an admin: getChatAdministrators is the truth for the chat.
         bot.session.admins[GROUP] = [

@@ -41,12 +41,14 @@ import asyncio
 import functools
 import logging
 import weakref
-from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Protocol
 
 from .events import ROLE_ADMIN, SOURCE_TELEGRAM
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .aio import AsyncRoles
+    from .cache.missexec import MissPool
+    from .events import Role, RoleName
+    from .repository.roles import RolesRepo
 
 log = logging.getLogger("rolectl.integrations")
 
@@ -58,6 +60,43 @@ NON_ADMIN_STATUSES: frozenset[str] = frozenset({"member", "restricted", "left", 
 ADMIN_CHAT_TYPES: frozenset[str] = frozenset({"group", "supergroup", "channel"})
 #: What the log says of a write made from a Telegram update, and of a bootstrap.
 NOTE_BOOTSTRAP = "getChatAdministrators"
+
+
+class _Repo(Protocol):
+    @property
+    def roles(self) -> "RolesRepo": ...
+
+
+class ChatGrants(Protocol):
+    """What a sync needs of the handle: :class:`rolectl.aio.AsyncRoles` (named here only as
+    this shape, so that the handle can import this module)."""
+
+    name: str
+    writes: "MissPool"
+
+    @property
+    def repo(self) -> _Repo: ...
+
+    async def grant(
+        self,
+        user_id: int,
+        role: "Role | RoleName",
+        *,
+        actor: str | None = None,
+        note: str | None = None,
+        chat: int | None = None,
+        source: str = ...,
+    ) -> Any: ...
+
+    async def revoke(
+        self,
+        user_id: int,
+        *,
+        actor: str | None = None,
+        note: str | None = None,
+        chat: int | None = None,
+        source: str = ...,
+    ) -> Any: ...
 
 
 class MemberUpdate(NamedTuple):
@@ -91,10 +130,10 @@ def status_of(member: Any) -> str:
     return str(getattr(status, "value", status))
 
 
-_locks: "weakref.WeakKeyDictionary[AsyncRoles, dict[int, asyncio.Lock]]" = weakref.WeakKeyDictionary()
+_locks: "weakref.WeakKeyDictionary[ChatGrants, dict[int, asyncio.Lock]]" = weakref.WeakKeyDictionary()
 
 
-def _lock(roles: "AsyncRoles", chat_id: int) -> asyncio.Lock:
+def _lock(roles: ChatGrants, chat_id: int) -> asyncio.Lock:
     """The lock that serializes ``roles``' syncs of ``chat_id`` (see the module docstring)."""
     chats = _locks.setdefault(roles, {})
     lock = chats.get(chat_id)
@@ -111,15 +150,15 @@ def _check_chat(chat_id: int) -> int:
     return chat_id
 
 
-async def _grant(roles: "AsyncRoles", user_id: int, chat_id: int, *, actor: str | None, note: str) -> None:
+async def _grant(roles: ChatGrants, user_id: int, chat_id: int, *, actor: str | None, note: str) -> None:
     await roles.grant(user_id, ROLE_ADMIN, chat=chat_id, source=SOURCE_TELEGRAM, actor=actor, note=note)
 
 
-async def _revoke(roles: "AsyncRoles", user_id: int, chat_id: int, *, actor: str | None, note: str) -> None:
+async def _revoke(roles: ChatGrants, user_id: int, chat_id: int, *, actor: str | None, note: str) -> None:
     await roles.revoke(user_id, chat=chat_id, source=SOURCE_TELEGRAM, actor=actor, note=note)
 
 
-async def _telegram_holders(roles: "AsyncRoles", chat_id: int) -> set[int]:
+async def _telegram_holders(roles: ChatGrants, chat_id: int) -> set[int]:
     """Users holding a telegram grant in ``chat_id``, read in the write thread (so after
     every write this handle made before)."""
     rows = await roles.writes.run(functools.partial(roles.repo.roles.grants, chat=chat_id, source=SOURCE_TELEGRAM))
@@ -137,7 +176,7 @@ def listed_admins(members: Iterable[Any]) -> tuple[int, ...]:
     return tuple(seen)
 
 
-async def _bootstrap(roles: "AsyncRoles", bot: Any, chat_id: int, *, actor: str | None) -> ChatSync:
+async def _bootstrap(roles: ChatGrants, bot: Any, chat_id: int, *, actor: str | None) -> ChatSync:
     admins = listed_admins(await bot.get_chat_administrators(chat_id))
     for user_id in admins:
         await _grant(roles, user_id, chat_id, actor=actor, note=NOTE_BOOTSTRAP)
@@ -148,7 +187,7 @@ async def _bootstrap(roles: "AsyncRoles", bot: Any, chat_id: int, *, actor: str 
     return ChatSync(chat_id, admins, admins, tuple(gone))
 
 
-async def sync_chat(roles: "AsyncRoles", bot: Any, chat_id: int, *, actor: str | None = None) -> ChatSync:
+async def sync_chat(roles: ChatGrants, bot: Any, chat_id: int, *, actor: str | None = None) -> ChatSync:
     """Bootstrap ``chat_id`` from ``getChatAdministrators``: a telegram ``admin`` grant for
     every listed person, and the telegram grants of everyone else in that chat revoked.
     Operator grants are never touched. Raises what the Telegram call or a write raises."""
@@ -157,7 +196,7 @@ async def sync_chat(roles: "AsyncRoles", bot: Any, chat_id: int, *, actor: str |
         return await _bootstrap(roles, bot, chat_id, actor=actor)
 
 
-async def forget_chat(roles: "AsyncRoles", chat_id: int, *, actor: str | None = None, note: str) -> tuple[int, ...]:
+async def forget_chat(roles: ChatGrants, chat_id: int, *, actor: str | None = None, note: str) -> tuple[int, ...]:
     """Revoke every telegram grant in ``chat_id`` (the bot can no longer follow it)."""
     gone = sorted(await _telegram_holders(roles, chat_id))
     for user_id in gone:
@@ -165,7 +204,7 @@ async def forget_chat(roles: "AsyncRoles", chat_id: int, *, actor: str | None = 
     return tuple(gone)
 
 
-async def apply_member_update(roles: "AsyncRoles", bot: Any, update: MemberUpdate) -> None:
+async def apply_member_update(roles: ChatGrants, bot: Any, update: MemberUpdate) -> None:
     """Apply one ``chat_member`` / ``my_chat_member`` update (see the module docstring).
     Raises what a write or the bootstrap raises; the adapters log it."""
     if update.chat_type not in ADMIN_CHAT_TYPES or update.chat_id == 0:
@@ -187,7 +226,7 @@ async def apply_member_update(roles: "AsyncRoles", bot: Any, update: MemberUpdat
             await _revoke(roles, update.user_id, update.chat_id, actor=actor, note=note)
 
 
-async def on_member_update(roles: "AsyncRoles", bot: Any, update: MemberUpdate) -> bool:
+async def on_member_update(roles: ChatGrants, bot: Any, update: MemberUpdate) -> bool:
     """:func:`apply_member_update` for an adapter: a failure is logged (WARNING on
     ``rolectl.integrations``, ``rolectl_event="chat_sync_failed"``) and never raised, so the
     bot's own handlers still get the update. Returns whether it was applied."""

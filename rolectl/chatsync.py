@@ -58,7 +58,7 @@ ADMIN_STATUSES: frozenset[str] = frozenset({"creator", "administrator"})
 NON_ADMIN_STATUSES: frozenset[str] = frozenset({"member", "restricted", "left", "kicked"})
 #: Chats that have administrators.
 ADMIN_CHAT_TYPES: frozenset[str] = frozenset({"group", "supergroup", "channel"})
-#: What the log says of a write made from a Telegram update, and of a bootstrap.
+#: The note of a revoke made by a bootstrap (an update's says which change it follows).
 NOTE_BOOTSTRAP = "getChatAdministrators"
 
 
@@ -150,8 +150,10 @@ def _check_chat(chat_id: int) -> int:
     return chat_id
 
 
-async def _grant(roles: ChatGrants, user_id: int, chat_id: int, *, actor: str | None, note: str) -> None:
-    await roles.grant(user_id, ROLE_ADMIN, chat=chat_id, source=SOURCE_TELEGRAM, actor=actor, note=note)
+async def _grant(roles: ChatGrants, user_id: int, chat_id: int, *, actor: str | None) -> None:
+    """No note: a grant that is already there then changes nothing and logs nothing (a
+    bootstrap of an unchanged chat, an admin whose rights changed, a second bot)."""
+    await roles.grant(user_id, ROLE_ADMIN, chat=chat_id, source=SOURCE_TELEGRAM, actor=actor)
 
 
 async def _revoke(roles: ChatGrants, user_id: int, chat_id: int, *, actor: str | None, note: str) -> None:
@@ -179,7 +181,7 @@ def listed_admins(members: Iterable[Any]) -> tuple[int, ...]:
 async def _bootstrap(roles: ChatGrants, bot: Any, chat_id: int, *, actor: str | None) -> ChatSync:
     admins = listed_admins(await bot.get_chat_administrators(chat_id))
     for user_id in admins:
-        await _grant(roles, user_id, chat_id, actor=actor, note=NOTE_BOOTSTRAP)
+        await _grant(roles, user_id, chat_id, actor=actor)
     listed = set(admins)
     gone = sorted((await _telegram_holders(roles, chat_id)) - listed)
     for user_id in gone:
@@ -221,7 +223,7 @@ async def apply_member_update(roles: ChatGrants, bot: Any, update: MemberUpdate)
         if update.is_bot:
             return
         if update.new_status in ADMIN_STATUSES:
-            await _grant(roles, update.user_id, update.chat_id, actor=actor, note=note)
+            await _grant(roles, update.user_id, update.chat_id, actor=actor)
         elif update.new_status in NON_ADMIN_STATUSES:
             await _revoke(roles, update.user_id, update.chat_id, actor=actor, note=note)
 

@@ -327,3 +327,35 @@ def test_ptb_promotions_demotions_and_bootstrap_reach_grants_and_the_bots_handle
         ]
 
     asyncio.run(scenario())
+
+
+def test_ptb_without_the_sync_writes_nothing_and_a_failure_never_stops_the_update(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from telegram import Update
+    from telegram.ext import ChatMemberHandler, ContextTypes
+
+    from rolectl.integrations.telegram import install
+
+    async def scenario() -> None:
+        seen: list[bool] = []
+
+        async def on_member(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+            seen.append(True)
+
+        for sync in (False, True):
+            roles, request = FakeRoles(), ptb_request()
+            application = ptb_application(request)
+            install(application, roles, sync_chat_admins=sync)
+            application.add_handler(ChatMemberHandler(on_member, ChatMemberHandler.CHAT_MEMBER))
+            roles.fail = DatabaseError("database is locked") if sync else None
+            async with application:
+                data = change("chat_member", GROUP, 7, "member", "administrator")
+                with caplog.at_level(logging.WARNING, logger="rolectl.integrations"):
+                    await application.process_update(Update.de_json(data, application.bot))
+            assert roles.rows == {} and roles.writes_seen == []  # off: never called; on: it failed
+        assert seen == [True, True]
+        failed = [r for r in caplog.records if getattr(r, "rolectl_event", None) == "chat_sync_failed"]
+        assert len(failed) == 1 and "database is locked" in failed[0].getMessage()
+
+    asyncio.run(scenario())

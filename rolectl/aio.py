@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator
 
 from .cache.missexec import DEFAULT_THREADS, MARGIN, MissPool, in_own_thread
 from .connectoptions import ConnectKeywords, ConnectOptions
+from .grantwrites import AsyncGrantWrites
 from .handle import _Handle
 from .logfields import fields
 
@@ -52,7 +53,7 @@ log = logging.getLogger("rolectl.connect")
 WRITE_THREADS = 1
 
 
-class AsyncRoles(_Handle):
+class AsyncRoles(_Handle, AsyncGrantWrites):
     """The asyncio handle. Constructing it opens the database (a missing one fails at the
     call); :meth:`open` (or ``async with`` / ``await``) starts the follower and registers."""
 
@@ -176,30 +177,6 @@ class AsyncRoles(_Handle):
         self._check_open()
         return await self._write(
             user_id, self.repo.users.upsert, user_id, username, role=role, actor=actor or self.actor
-        )
-
-    async def grant(
-        self,
-        user_id: int,
-        role: "Role | RoleName",
-        *,
-        actor: str | None = None,
-        note: str | None = None,
-        force: bool = False,
-    ) -> "Change":
-        """As :meth:`rolectl.Roles.grant`, in the write thread."""
-        self._check_open()
-        return await self._write(
-            user_id, self.repo.roles.grant, user_id, role, actor=actor or self.actor, note=note, force=force
-        )
-
-    async def revoke(
-        self, user_id: int, *, actor: str | None = None, note: str | None = None, force: bool = False
-    ) -> "Change":
-        """As :meth:`rolectl.Roles.revoke`, in the write thread."""
-        self._check_open()
-        return await self._write(
-            user_id, self.repo.roles.revoke, user_id, actor=actor or self.actor, note=note, force=force
         )
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from .backends import open_backend
 from .backends.appname import named
 from .connectoptions import ConnectKeywords, ConnectOptions
 from .errors import ForkedError, InvalidInputError, RolectlError
+from .grantwrites import GrantWrites
 from .latedb import open_or_wait
 from .logfields import fields
 from .writelog import WriteLog
@@ -253,7 +254,7 @@ class _Handle:
         return f"<{type(self).__name__} {self.name!r} {self.backend.path} {state}>"
 
 
-class Roles(_Handle):
+class Roles(_Handle, GrantWrites):
     """A bot's connection to rolectl: ``get_role`` from the cache, changes through the
     repository, a follower keeping the cache in step with every other writer, and a
     registration for ``rolectl stats``. Made by :func:`rolectl.connect`."""
@@ -337,31 +338,6 @@ class Roles(_Handle):
         self._check_open()
         return self._written(
             to_user, self.repo.mailboxes.transfer, mailbox_id, to_user, actor=actor or self.actor, keep_admin=keep_admin
-        )
-
-    def grant(
-        self,
-        user_id: int,
-        role: "Role | RoleName",
-        *,
-        actor: str | None = None,
-        note: str | None = None,
-        force: bool = False,
-    ) -> "Change":
-        """Give the user ``role`` globally (any defined role); ranking a mailbox owner below
-        ``admin`` is refused unless ``force``. ``note`` is kept in the event."""
-        self._check_open()
-        return self._written(
-            user_id, self.repo.roles.grant, user_id, role, actor=actor or self.actor, note=note, force=force
-        )
-
-    def revoke(
-        self, user_id: int, *, actor: str | None = None, note: str | None = None, force: bool = False
-    ) -> "Change":
-        """Back to ``user``."""
-        self._check_open()
-        return self._written(
-            user_id, self.repo.roles.revoke, user_id, actor=actor or self.actor, note=note, force=force
         )
 
     def upsert_user(

@@ -76,7 +76,7 @@ def test_refusals_change_nothing(repo: Repository) -> None:
         (InvalidInputError, lambda: repo.roles.add("Helper", 20, actor="op")),
         (InvalidInputError, lambda: repo.roles.add("helper", 0, actor="op")),
         (InvalidInputError, lambda: repo.roles.add("helper", True, actor="op")),  # type: ignore[arg-type]
-        (NotFoundError, lambda: repo.roles.grant(8, "admn", actor="op")),
+        (InvalidInputError, lambda: repo.roles.grant(8, "admn", actor="op")),  # bad input, as everywhere
         (ConflictError, lambda: repo.roles.grant(123, "moderator", actor="op")),  # an owner is at least admin
         (ConflictError, lambda: repo.roles.revoke(123, actor="op")),
     ]

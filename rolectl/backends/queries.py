@@ -24,6 +24,7 @@ from typing import Any, Iterable, Sequence
 
 from ..events import EVENT_FIELDS
 from ..columns import MAILBOX_FIELDS, USER_FIELDS
+from .grantqueries import GrantQueries
 
 _ROLE_KINDS = "('admin_added', 'admin_removed', 'role_changed')"
 
@@ -72,7 +73,7 @@ APPLY_MAILBOXES = Scratch("rolectl_apply_mailboxes", (("mailbox_id", "int"), ("o
 IMPORT_ROWS = Scratch("rolectl_import", (("line", "int"), ("user_id", "int"), ("username", "text"), ("role", "text")))
 
 
-class Queries:
+class Queries(GrantQueries):
     """The portable statements; subclasses set the marker and the differing fragments."""
 
     #: How a named parameter is written: ``":{}"`` or ``"%({})s"``.
@@ -225,6 +226,7 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
         # Rewriting a role in place makes the triggers log exactly the difference from the log.
         self.touch_role = f"UPDATE users SET role = role WHERE user_id = {uid}"
         self.user_exists_logged = f"SELECT EXISTS (SELECT 1 FROM users WHERE user_id = {uid}), {self.logged_role(uid)}"
+        self._grant_statements()
         self._insert_event = lru_cache(maxsize=32)(self._build_insert_event)
         self._with_logged = lru_cache(maxsize=32)(self._build_with_logged)
         self._batch_statements()

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import builtins
 import re
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..bus import EventBus
 from ..errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
-from ..events import BUILTIN_RANKS, ROLE_ADMIN, ROLE_BANNED, ROLE_USER
+from ..events import BUILTIN_RANKS, EVERYWHERE, ROLE_ADMIN, ROLE_BANNED, ROLE_USER, SOURCE_OPERATOR
 from ..validate import parse_id, parse_text
-from . import rules
-from ._tx import change
+from . import grants, rules
+from ._tx import ChangeTx, change
 from .models import Change
 from .users import _outcome
 
@@ -146,6 +147,7 @@ class RolesRepo:
             if tx.one(self.q.role_rank, {"name": name}) is None:
                 raise NotFoundError(f"role {name} is not defined", hint="see `rolectl roles list`")
             holders = int(tx.one(self.q.role_holders, {"name": name})[0])
+            holders += int(tx.one(self.q.role_grant_holders, {"name": name})[0])
             if holders:
                 raise ConflictError(
                     f"role {name} is held by {holders} user{'s' if holders != 1 else ''}; nothing changed",
@@ -166,42 +168,154 @@ class RolesRepo:
         note: str | None = None,
         force: bool = False,
         only_from: str | None = None,
+        chat: int | None = None,
+        until: datetime | None = None,
+        duration: timedelta | None = None,
+        source: str = SOURCE_OPERATOR,
     ) -> Change:
-        """Give a user ``role`` (globally), creating the user if needed; re-running it changes
-        nothing. ``note`` is kept in the event (else the username is). Ranking a mailbox
-        owner below ``admin`` is refused unless ``force``. ``only_from``: change only a user
+        """Give a user ``role``: for good and everywhere (``users.role``, creating the user if
+        needed, and replacing a time-limited global grant), or in one ``chat``, or until an
+        instant (``until``, an aware datetime, or ``duration``), or both (a row of
+        ``grants``). Re-running it changes nothing. ``note`` is kept in the event (else the
+        username is). Ranking a mailbox owner below ``admin`` anywhere, or granting an owner
+        anything for a while, is refused unless ``force``. ``source="telegram"`` (the chat
+        admin sync) never replaces an operator's grant. ``only_from``: change only a user
         who holds that role now (read in the same transaction), else nothing changes."""
         uid, name = parse_id(user_id), parse_role_name(role)
         text = parse_text(note, "note", NOTE_MAX)
+        scope = grants.parse_scope(chat, until, duration, source)
         with change(self.store, self.bus, actor) as tx:
             found = tx.one(self.q.role_rank, {"name": name})
             if found is None:
-                raise NotFoundError(f"role {name} is not defined", hint="see `rolectl roles list`")
-            held, username, boxes, logged = tx.one(tx.q.user_before_demote, {"uid": uid})
-            if only_from is not None and (held or ROLE_USER) != only_from:
-                return Change(False, f"{uid} is not {only_from}; nothing changed", ())
-            owned = [int(m) for m in boxes.split(",")] if boxes else []
-            if owned and not force and int(found[0]) < BUILTIN_RANKS[ROLE_ADMIN] and held is not None:
-                mine = sorted(owned)
-                raise ConflictError(
-                    f"{uid} owns mailbox {', '.join(map(str, mine))}, and an owner is at least admin",
-                    hint=f"transfer it first (`rolectl transfer {mine[0]} --to ID`) or pass --force",
-                )
-            if held is None and name == ROLE_USER and logged == ROLE_USER:
-                return Change(False, f"{uid} is already user; nothing changed", ())  # no row for nobody
-            step = rules.write((held, username) if held is not None else None, logged, name, None)  # type: ignore[arg-type]
-            if step.log is not None:
-                tx.log_role(uid, logged, step.log, text if text is not None else step.note)
-            if step.drift is not None:
-                tx.drift[uid] = step.drift
-            if step.written:
-                tx.run(tx.q.set_role if held is not None else tx.q.insert_user_role, {"uid": uid, "role": name})
+                raise InvalidInputError(f"unknown role {name!r}", hint="see `rolectl roles list`")
+            if scope.chat is not None or scope.ends is not None:
+                noop = grants.write(tx, self.q, uid, name, int(found[0]), scope, text, force)
+                done = grants.describe(uid, name, scope)
+                if noop is not None:
+                    return Change(False, noop, ())
+            else:
+                noop = self._global(tx, uid, name, int(found[0]), text, force, only_from)
+                if noop is not None:
+                    return Change(False, noop, ())
+        if scope.chat is not None or scope.ends is not None:
+            return grants.outcome(uid, tx, done, None)
         return _outcome(uid, tx, f"{uid} is now {name}", f"{uid} is already {name}; nothing changed")
 
-    def revoke(self, user_id: int, *, actor: str, note: str | None = None, force: bool = False) -> Change:
-        """Back to ``user`` (the role of everyone nobody granted anything)."""
-        return self.grant(user_id, ROLE_USER, actor=actor, note=note, force=force)
+    def _global(
+        self,
+        tx: ChangeTx,
+        uid: int,
+        name: str,
+        rank: int,
+        text: str | None,
+        force: bool,
+        only_from: str | None,
+        replace_timed: bool = True,
+    ) -> str | None:
+        """A permanent global grant in ``tx``; returns why nothing changed, or None.
+        ``replace_timed``: also remove the user's time-limited global grant, if any."""
+        held, username, boxes, logged, timed = tx.one(tx.q.user_before_grant, {"uid": uid})
+        if only_from is not None and (held or ROLE_USER) != only_from:
+            return f"{uid} is not {only_from}; nothing changed"
+        owned = [int(m) for m in boxes.split(",")] if boxes else []
+        if owned and not force and rank < BUILTIN_RANKS[ROLE_ADMIN] and held is not None:
+            mine = sorted(owned)
+            raise ConflictError(
+                f"{uid} owns mailbox {', '.join(map(str, mine))}, and an owner is at least admin",
+                hint=f"transfer it first (`rolectl transfer {mine[0]} --to ID`) or pass --force",
+            )
+        if timed is not None and replace_timed:  # the operator's last word replaces a time-limited global grant
+            tx.attribute_trigger_events()
+            tx.run(tx.q.delete_grant, {"uid": uid, "chat": EVERYWHERE})
+        elif held is None and name == ROLE_USER and logged == ROLE_USER:
+            return f"{uid} is already user; nothing changed"  # no row for nobody
+        step = rules.write((held, username) if held is not None else None, logged, name, None)  # type: ignore[arg-type]
+        if step.log is not None:
+            tx.log_role(uid, logged, step.log, text if text is not None else step.note)
+        if step.drift is not None:
+            tx.drift[uid] = step.drift
+        if step.written:
+            tx.run(tx.q.set_role if held is not None else tx.q.insert_user_role, {"uid": uid, "role": name})
+        return None
 
-    def unban(self, user_id: int, *, actor: str, note: str | None = None) -> Change:
-        """A banned user becomes a plain user; anyone else is left as they are."""
-        return self.grant(user_id, ROLE_USER, actor=actor, note=note, only_from=ROLE_BANNED)
+    def revoke(
+        self,
+        user_id: int,
+        *,
+        actor: str,
+        note: str | None = None,
+        force: bool = False,
+        chat: int | None = None,
+        source: str = SOURCE_OPERATOR,
+    ) -> Change:
+        """Back to ``user`` (the role of everyone nobody granted anything), everywhere and for
+        good: ``users.role`` and any time-limited global grant. With ``chat``: remove only the
+        user's grant in that chat; ``source="telegram"`` removes only a grant the sync made."""
+        if chat is None and source == SOURCE_OPERATOR:
+            return self.grant(user_id, ROLE_USER, actor=actor, note=note, force=force)
+        uid = parse_id(user_id)
+        scope = grants.parse_scope(chat, None, None, source)
+        where = EVERYWHERE if scope.chat is None else scope.chat
+        with change(self.store, self.bus, actor) as tx:
+            noop = grants.remove(tx, self.q, uid, where, scope.source)
+            if noop is not None:
+                return Change(False, noop, ())
+        return grants.outcome(uid, tx, f"{uid} no longer has a grant in chat {where}", None)
+
+    def ban(
+        self,
+        user_id: int,
+        *,
+        actor: str,
+        note: str | None = None,
+        force: bool = False,
+        chat: int | None = None,
+        until: datetime | None = None,
+        duration: timedelta | None = None,
+    ) -> Change:
+        """``grant(user_id, "banned", ...)``: a banned user passes no role check."""
+        return self.grant(
+            user_id, ROLE_BANNED, actor=actor, note=note, force=force, chat=chat, until=until, duration=duration
+        )
+
+    def unban(self, user_id: int, *, actor: str, note: str | None = None, chat: int | None = None) -> Change:
+        """Lift a ban: in ``chat``, remove the user's grant there if it is ``banned``;
+        globally, remove a time-limited global ban and make a banned ``users.role`` a plain
+        user. Anyone else is left as they are."""
+        uid = parse_id(user_id)
+        where = grants.parse_chat(chat)
+        with change(self.store, self.bus, actor) as tx:
+            noop = grants.remove(tx, self.q, uid, EVERYWHERE if where is None else where, SOURCE_OPERATOR, ROLE_BANNED)
+            if where is None:
+                text = parse_text(note, "note", NOTE_MAX)
+                rank = BUILTIN_RANKS[ROLE_USER]
+                held_noop = self._global(tx, uid, ROLE_USER, rank, text, False, ROLE_BANNED, replace_timed=False)
+                if noop is not None and held_noop is not None:
+                    return Change(False, f"{uid} is not banned; nothing changed", ())
+            elif noop is not None:
+                return Change(False, noop, ())
+        return _outcome(
+            uid,
+            tx,
+            f"{uid} is now user" + (f" in chat {where}" if where is not None else ""),
+            f"{uid} is not banned; nothing changed",
+        )
+
+    def grants(
+        self,
+        user: int | None = None,
+        chat: int | None = None,
+        source: str | None = None,
+        ended: bool = False,
+    ) -> builtins.list[grants.GrantRow]:
+        """The grants table's rows (chat 0: everywhere, for a while), by user and chat; only
+        active ones unless ``ended``. Filters: a user, a chat (0 for the global ones), a source."""
+        params: dict[str, Any] = {}
+        if user is not None:
+            params["user"] = parse_id(user)
+        if chat is not None:
+            params["chat"] = EVERYWHERE if chat == EVERYWHERE else grants.parse_chat(chat)
+        if source is not None:
+            params["source"] = grants.parse_source(source)
+        sql = self.q.grants_list(user=user is not None, chat=chat is not None, source=source is not None, ended=ended)
+        return grants.checked_grants(self.store.query(sql, params))

@@ -6,8 +6,10 @@ Internal: not part of the public API.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, Iterable, Sequence
 
+from ...events import log_time
 from ..queries import Queries, Scratch
 
 
@@ -25,6 +27,14 @@ class SQLiteQueries(Queries):
     temp = "temp."
     # An INTEGER PRIMARY KEY is the rowid: the position n numbers itself 1, 2, ... as inserted.
     types = {"int": "INTEGER", "text": "TEXT", "bool": "INTEGER"}
+    # A grant's end is the log's timestamp text, compared with the writer's clock.
+    clock = now
+
+    def ends_text(self, column: str) -> str:
+        return column
+
+    def end_param(self, when: datetime) -> Any:
+        return log_time(when)
 
     def id_list(self, values: Iterable[int]) -> str:
         return json.dumps(sorted(values))  # json_each binds a whole list as one parameter

@@ -1,0 +1,88 @@
+"""The statements of the ``grants`` table (chat-scoped and time-limited grants), both engines.
+
+A part of :class:`~rolectl.backends.queries.Queries` of its own: the same marker and
+fragments, plus the few that only grants need (the clock a grant's end is compared with, how
+an end is written and read back as the log's timestamp text). The base forms are
+PostgreSQL's; :mod:`rolectl.backends.sqlite.queries` gives SQLite's.
+
+Internal: not part of the public API.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+__all__ = ["GrantQueries"]
+
+
+class GrantQueries:
+    """The grants' statements, built by :meth:`_grant_statements` from the subclass's fragments."""
+
+    marker: str
+    now: str
+    #: What ``grants.ends_at`` is compared with: a grant is active while its end is later.
+    #: The database's clock (PostgreSQL: the server's; SQLite: the writer's).
+    clock: str = "clock_timestamp()"
+
+    def p(self, name: str) -> str:
+        return self.marker.format(name)
+
+    def concat_ids(self, column: str) -> str:
+        raise NotImplementedError
+
+    def logged_role(self, uid: str) -> str:
+        raise NotImplementedError
+
+    def ends_text(self, column: str) -> str:
+        """``column`` (a grant's end) as the log's timestamp text (``ts``'s format)."""
+        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+    def end_param(self, when: datetime) -> Any:
+        """An aware ``datetime`` as the parameter a grant's ``ends_at`` is written from."""
+        return when
+
+    def active(self, column: str) -> str:
+        """SQL: a grant whose end is ``column`` holds now (by :attr:`clock`)."""
+        return f"({column} IS NULL OR {column} > {self.clock})"
+
+    def _grant_statements(self) -> None:
+        """Grants scoped to a chat or ending at an instant (the ``grants`` table). Every change
+        is logged by the table's triggers, under the actor of :attr:`attribute`."""
+        p, uid, chat = self.p, self.p("uid"), self.p("chat")
+        # A global grant reads what user_before_demote reads and the role of the user's
+        # time-limited global grant (chat 0), which a permanent grant replaces.
+        self.user_before_grant = (
+            f"SELECT u.role, u.username, (SELECT {self.concat_ids('mailbox_id')} FROM mailboxes "
+            f"WHERE owner_id = {uid}), {self.logged_role(uid)}, "
+            f"(SELECT g.role FROM grants AS g WHERE g.user_id = {uid} AND g.chat_id = 0) "
+            f"FROM (SELECT 1) AS one LEFT JOIN users AS u ON u.user_id = {uid}"
+        )
+        # The user's mailboxes and their grant in one chat (NULLs: none), in one statement.
+        self.grant_before = (
+            f"SELECT (SELECT {self.concat_ids('mailbox_id')} FROM mailboxes WHERE owner_id = {uid}), "
+            f"g.role, {self.ends_text('g.ends_at')}, g.source, g.note "
+            f"FROM (SELECT 1) AS one LEFT JOIN grants AS g ON g.user_id = {uid} AND g.chat_id = {chat}"
+        )
+        self.upsert_grant = (
+            "INSERT INTO grants (user_id, chat_id, role, ends_at, source, note) VALUES "
+            f"({uid}, {chat}, {p('role')}, {p('ends')}, {p('source')}, {p('note')}) "
+            "ON CONFLICT (user_id, chat_id) DO UPDATE SET role = excluded.role, ends_at = excluded.ends_at, "
+            f"source = excluded.source, note = excluded.note, granted_at = {self.now}"
+        )
+        self.delete_grant = f"DELETE FROM grants WHERE user_id = {uid} AND chat_id = {chat}"
+        self.role_grant_holders = f"SELECT count(*) FROM grants WHERE role = {p('name')} AND {self.active('ends_at')}"
+
+    def grants_list(self, *, user: bool, chat: bool, source: bool, ended: bool) -> str:
+        """The grants (parameters ``user``, ``chat``, ``source``), active ones only unless
+        ``ended``: user, chat, role, end (the log's text), source, note, granted_at, active."""
+        where = [] if ended else [self.active("ends_at")]
+        for name, wanted in (("user_id", user), ("chat_id", chat), ("source", source)):
+            if wanted:
+                where.append(f"{name} = {self.p(name.split('_')[0])}")
+        return (
+            f"SELECT user_id, chat_id, role, {self.ends_text('ends_at')}, source, note, granted_at, "
+            f"{self.active('ends_at')} FROM grants"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY user_id, chat_id"
+        )

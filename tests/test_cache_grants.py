@@ -441,3 +441,29 @@ def test_cache_answers_follow_the_rule_over_random_grant_sequences(
             assert cache.get_role(user, chat=chat) == db.effective(user, chat), (user, chat)
     if bounded:
         assert len(cache) <= 5
+
+
+# -- what `cache show` and `whois` read -----------------------------------------------------
+
+
+def test_instance_answers_show_chat_entries_and_ends() -> None:
+    from rolectl.cache import replies
+    from rolectl.cache.answers import Answers
+
+    db = GrantDB()
+    db.grant(2, 0, "banned", ends=db.now + 60)
+    db.grant(2, GROUP, "admin")
+    cache = new_cache(db)
+    cache.get_role(1, chat=GROUP), cache.get_role(2, chat=OTHER)  # banned: OTHER is not read
+    db.deliver(cache)
+    answers = Answers(cache)
+    shown = replies.entries(answers.handle({"op": "entries"}))
+    assert sorted(shown["entries"], key=str) == sorted([(1, "user", None), (2, "banned", None)], key=str)
+    assert sorted(shown["grants"], key=str) == sorted(
+        [(1, GROUP, None, None), (2, 0, "banned", db.now + 60), (2, GROUP, "admin", None)],
+        key=str,
+    )
+    assert shown["size"] == 2 and shown["matched"] == 2
+    who = replies.whois(answers.handle({"op": "whois", "user_id": 2}))
+    assert (who["held"], who["role"], who["ends"]) == (True, "banned", db.now + 60)
+    assert who["chats"] == [(GROUP, "admin", None)]

@@ -48,7 +48,7 @@ def test_a_healthy_database_has_the_same_report_as_on_sqlite(rolectl_bin: Path, 
     assert pg.returncode == 0, pg.stdout + pg.stderr
     assert pg.stderr.strip() == "doctor: healthy"
     checks = findings(pg)
-    assert {"schema", "objects", "sequence", "log", "owners", "instances"} <= set(checks)
+    assert {"schema", "objects", "sequence", "log", "grants", "owners", "instances", "clock"} <= set(checks)
     assert "CACHE 1" in checks["sequence"][0]["message"]
     lite = run(rolectl_bin, "--db", str(db_path), "doctor", "--format", "json")
     assert lite.returncode == 0

@@ -30,7 +30,7 @@ from rolectl.errors import DatabaseError  # noqa: E402
 #: Misses at most; the whole handle at most (misses, writes and diagnostics share MISSES; + the follower).
 MISSES, HANDLE = 2, 3
 #: The start of the miss read (ROLE_AND_HEAD_SQL), as pg_stat_activity shows a session's last statement.
-MISS_READ = "SELECT coalesce((SELECT role FROM users WHERE user_id"
+MISS_READ = "SELECT coalesce(g.role, (SELECT u.role FROM users AS u WHERE u.user_id"
 THREADS, USERS = 24, 600
 
 

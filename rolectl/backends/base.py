@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Pr
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..cache.instance import Instance
-    from ..cache.role_cache.defs import FetchResult
+    from ..cache.role_cache.defs import ChatFetch, FetchResult
     from ..cache.role_cache import RoleCache
     from ..cache.tail import Item
     from .postgres.store import PgStore
@@ -24,7 +24,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 from ..cache.followview import FollowerView
 
-__all__ = ["Backend", "Kind", "AnyStore", "MissFetch", "ThreadFollower", "AsyncioFollower", "InstanceRegistration"]
+__all__ = [
+    "Backend",
+    "Kind",
+    "AnyStore",
+    "MissFetch",
+    "ChatMissFetch",
+    "ThreadFollower",
+    "AsyncioFollower",
+    "InstanceRegistration",
+]
 
 #: The engines rolectl runs on.
 Kind = Literal["sqlite", "postgres"]
@@ -121,6 +130,10 @@ class Backend(Protocol):
 
     def fetch(self) -> MissFetch:
         """The cache's miss read (role and log head in one snapshot)."""
+
+    def fetch_chat(self) -> "ChatFetch":
+        """The cache's miss read of chat grants (grant, log head, end in one snapshot); a
+        ``close()`` it has is called when the handle closes."""
 
     def follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> ThreadFollower:
         """A thread follower (not started); ``None`` keeps the follower's default staleness."""

@@ -130,26 +130,42 @@ class Answers:
             [e.user_id, e.role, e.since_wall]
             for e in cache.entries(role=role, user_id=user_id, limit=limit, chats=False)
         ]
-        size = len(cache)
+        # Cached grants: chat entries, and global entries that end (chat 0).
+        grants = [
+            [e.user_id, e.chat_id or 0, e.role, e.ends]
+            for e in cache.entries(role=role, user_id=user_id, limit=limit)
+            if e.chat_id is not None or e.ends is not None
+        ]
+        size = len(cache) - cache.chat_size  # global entries, as ever; chat ones in grants
         if user_id is not None:
             matched = len(rows)
         elif role is None:
             matched = size
         elif role == "user":  # roles are a closed set: users are what the others are not
-            matched = size - sum(1 for _ in cache.entries(role="admin"))
+            matched = size - sum(1 for _ in cache.entries(role="admin", chats=False))
         else:
-            matched = sum(1 for _ in cache.entries(role=role))
-        return {"ok": True, "entries": rows, "matched": matched, "size": size, "last_seq": last_seq, "now": time.time()}
+            matched = sum(1 for _ in cache.entries(role=role, chats=False))
+        return {
+            "ok": True,
+            "entries": rows,
+            "grants": grants,
+            "matched": matched,
+            "size": size,
+            "last_seq": last_seq,
+            "now": time.time(),
+        }
 
     def whois(self, user_id: int) -> dict[str, Any]:
-        found = list(self.cache.entries(user_id=user_id, chats=False))
-        entry = found[0] if found else None
+        found = list(self.cache.entries(user_id=user_id))
+        entry = next((e for e in found if e.chat_id is None), None)
         return {
             "ok": True,
             "held": entry is not None,
             "role": entry.role if entry else None,
             "since": entry.since_wall if entry else None,
             "last_seq": self.cache.last_seq,
+            "ends": entry.ends if entry else None,
+            "chats": [[e.chat_id, e.role, e.ends] for e in found if e.chat_id is not None],
         }
 
 

@@ -11,9 +11,42 @@ Internal: not part of the public API.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 ROLES = ("user", "admin")
+#: A role name as rolectl writes it (defined roles beyond ``user``/``admin``: ``banned``,
+#: ``moderator`` ...): what a cached entry's role may be.
+_ROLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_INT64 = 2**63 - 1
+
+
+def _role_ok(value: object) -> bool:
+    return isinstance(value, str) and _ROLE_NAME.fullmatch(value) is not None
+
+
+def _grant_rows(reply: dict[str, Any], key: str, width: int) -> list[tuple[Any, ...]]:
+    """Optional ``[[user_id, chat_id, role or null, ends or null], ...]`` (``width`` 4) or
+    ``[[chat_id, role or null, ends or null], ...]`` (``width`` 3): cached grants, chat 0
+    for a global one that ends. Absent from older instances' replies: empty."""
+    rows = reply.get(key, [])
+    if not isinstance(rows, list):
+        raise BadReply(f"{key} is {_show(rows)}, not a list")
+    clean = []
+    names = ("user_id", "chat_id", "role", "ends")[4 - width :]
+    for row in rows:
+        if not (isinstance(row, list) and len(row) == width):
+            raise BadReply(f"{key} entry {_show(row)} is not [{', '.join(names)}]")
+        item = dict(zip(names, row))
+        if width == 4:
+            _int(item, "user_id", low=1)
+        _int(item, "chat_id", low=-_INT64 - 1, high=_INT64)
+        if item["role"] is not None and not _role_ok(item["role"]):
+            raise BadReply(f"{key} role {_show(item['role'])}")
+        clean.append((*row[:-1], _float(item, "ends", required=False)))
+    return clean
+
+
 MAX_NAME = 200
 MAX_PID = 2**31 - 1
 
@@ -200,13 +233,15 @@ def whois(reply: Any) -> dict[str, Any]:
     if not isinstance(held, bool):
         raise BadReply(f"held is {_show(held)}, not true/false")
     role = reply.get("role")
-    if held and role not in ROLES or not held and role is not None:
+    if held and not _role_ok(role) or not held and role is not None:
         raise BadReply(f"role is {_show(role)}")
     return {
         "held": held,
         "role": role,
         "since": _float(reply, "since", required=False),
         "last_seq": _int(reply, "last_seq"),
+        "ends": _float(reply, "ends", required=False),
+        "chats": _grant_rows(reply, "chats", 3),
     }
 
 
@@ -221,11 +256,12 @@ def entries(reply: Any) -> dict[str, Any]:
             raise BadReply(f"entry {_show(row)} is not [user_id, role, since]")
         item = dict(zip(("user_id", "role", "since"), row))
         _int(item, "user_id", low=1)
-        if item["role"] not in ROLES:
+        if not _role_ok(item["role"]):
             raise BadReply(f"entry role {_show(item['role'])}")
         clean.append((item["user_id"], item["role"], _float(item, "since", required=False)))
     return {
         "entries": clean,
+        "grants": _grant_rows(reply, "grants", 4),
         "matched": _int(reply, "matched"),
         "size": _int(reply, "size"),
         "last_seq": _int(reply, "last_seq"),

@@ -1,7 +1,8 @@
 """``rolectl doctor`` on PostgreSQL: the same report, findings and exit codes as on SQLite.
 
 The PostgreSQL checks themselves (schema, sequence ``CACHE 1``, triggers, log against the
-users table) live with the backend in :mod:`rolectl.backends.postgres.checks`; this module
+users and grants tables, the server's clock against this host's) live with the backend in
+:mod:`rolectl.backends.postgres.checks` and :mod:`rolectl.backends.postgres.grantchecks`; this module
 adds the two that are not about the engine -- mailbox owners and cache instances (which
 register in the database on PostgreSQL) -- and runs them all. ``--fix`` repairs what is safe
 here: the schema (``init``'s migrations), mailbox owners who are not admins (made admins,
@@ -100,6 +101,7 @@ def _open(conninfo: str, timeout: float | None) -> "PgStore":
 
 def diagnose(conninfo: str, *, timeout: float | None = None) -> "Report":
     from ..backends.postgres.checks import check_log, check_objects, check_schema, check_sequence
+    from ..backends.postgres.grantchecks import check_clock, check_grants
     from .report import Report
 
     with _open(conninfo, timeout) as store:
@@ -113,7 +115,15 @@ def diagnose(conninfo: str, *, timeout: float | None = None) -> "Report":
                 fixable=store.schema_version < _schema_version(),
             )
             return Report(findings)
-        for check in (check_objects, check_sequence, check_log, check_owners, check_instances):
+        for check in (
+            check_objects,
+            check_sequence,
+            check_log,
+            check_grants,
+            check_owners,
+            check_instances,
+            check_clock,
+        ):
             findings += check(store)
         return Report(findings)
 

@@ -160,7 +160,16 @@ def check_log(store: PgStore) -> list[Finding]:
 
 
 def check_all(store: PgStore) -> list[Finding]:
-    return [*check_schema(store), *check_sequence(store), *check_objects(store), *check_log(store)]
+    from .grantchecks import check_clock, check_grants
+
+    return [
+        *check_schema(store),
+        *check_sequence(store),
+        *check_objects(store),
+        *check_log(store),
+        *check_grants(store),
+        *check_clock(store),
+    ]
 
 
 def has_errors(findings: list[Finding]) -> bool:

@@ -1,7 +1,8 @@
-"""A cache miss on PostgreSQL: one user's role and the log head, in one snapshot.
+"""A cache miss on PostgreSQL: one user's role (globally, or in one chat) and the log head, in one snapshot.
 
 The twin of :class:`rolectl.backends.sqlite.fetch.SQLiteFetch`, with the same ``(role, head)``
-contract: one statement (:data:`~rolectl.backends.postgres.schema.ROLE_AND_HEAD_SQL`) on an
+contract (``(role, head, ends)`` when the global role is a time-limited grant; ``fetch_chat``
+gives ``(role_or_None, head, ends_or_None)``): one statement (:data:`~rolectl.backends.postgres.schema.ROLE_AND_HEAD_SQL`) on an
 autocommit connection is one snapshot, so a miss racing an event never installs the old role
 under a version at or past that event. Each connection keeps its cursor, and
 the statement is prepared on the server (parsed and planned once per connection). The
@@ -15,24 +16,38 @@ miss fail (the cache then fails closed) instead of stalling the bot.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Union
+import math
+import re
+from typing import TYPE_CHECKING, Any, Callable, Union, cast
 
-from ...errors import DatabaseError
+from ...errors import DatabaseError, InvalidInputError
+from ...validate import INT64_MAX
 from .connection import connect, describe, driver, is_timeout, translate
 from .misspool import MISS_CONNECTIONS, MissConnections
-from .schema import ROLE_AND_HEAD_SQL
+from .schema import CHAT_ROLE_AND_HEAD_SQL, ROLE_AND_HEAD_SQL
 
 __all__ = ["PostgresFetch"]
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
 
-SQL_ROLE = "SELECT coalesce((SELECT role FROM users WHERE user_id = %s), 'user')"
+    from ...cache.role_cache.defs import ChatFetchResult, FetchResult
+
+#: The global role alone (``versioned=False``): an active everywhere-grant, else ``users.role``.
+SQL_ROLE = (
+    "SELECT coalesce((SELECT g.role FROM grants AS g WHERE g.user_id = %(u)s AND g.chat_id = 0 "
+    "AND (g.ends_at IS NULL OR g.ends_at > clock_timestamp())), "
+    "(SELECT u.role FROM users AS u WHERE u.user_id = %(u)s), 'user'), NULL::bigint, NULL::float8, true"
+)
 ConnectionFactory = Callable[[], "psycopg.Connection[Any]"]
+_ROLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 class PostgresFetch:
-    """``fetch(user_id) -> (role, log_head_seq)``; with ``versioned=False`` just the role.
+    """``fetch(user_id) -> (role, log_head_seq)``, or ``(role, log_head_seq, ends)`` when the
+    global role is a time-limited grant; with ``versioned=False`` just the role. Its
+    :meth:`fetch_chat` reads one chat's grant (the :data:`~rolectl.cache.role_cache.defs.ChatFetch`
+    contract).
 
     ``database`` is a URL / libpq string, or a zero-argument factory returning a new
     autocommit connection. Every thread shares at most ``connections`` connections
@@ -40,6 +55,11 @@ class PostgresFetch:
     is cut by a watchdog). Driver errors become :class:`~rolectl.errors.DatabaseError` and
     close the connection, so the next call reconnects. A given ``pool`` replaces
     ``connections`` (and the factory); the handle shares it with its writes and diagnostics.
+
+    What the database answers is checked before it is returned: a role that is not a defined,
+    well-formed role name, an end that is not a finite number, a head that is not an integer
+    (a planted row, an altered column) is a :class:`~rolectl.errors.DatabaseError`, so the
+    cache fails closed instead of serving it.
     """
 
     def __init__(
@@ -69,12 +89,34 @@ class PostgresFetch:
         #: ``pool`` (a handle's shared connections, :func:`~.budget.shared_pool`) or our own.
         self.pool = MissConnections(factory, size=connections, timeout=timeout) if pool is None else pool
 
-    def __call__(self, user_id: int) -> Union[tuple[str, int], str]:
+    def __call__(self, user_id: int) -> "FetchResult":
+        what = f"the role of user {user_id}"
+        row = self._read(self._sql, {"u": user_id}, what)
+        role = _role(row[0], what)
+        ends = _ends(row[2], row[3], what)
+        if not self.versioned:
+            return role
+        head = _head(row[1], what)
+        return (role, head) if ends is None else cast("FetchResult", (role, head, ends))
+
+    def fetch_chat(self, user_id: int, chat_id: int) -> "ChatFetchResult":
+        """The role of the user's active grant in chat ``chat_id`` (None: none there), the log
+        head and the grant's end (Unix time, None: no end), read in one snapshot."""
+        if type(chat_id) is not int or not 0 < abs(chat_id) <= INT64_MAX:
+            raise InvalidInputError(
+                f"invalid chat id {str(chat_id)[:40]!r}", hint="a chat id is a non-zero 64-bit int (0 is everywhere)"
+            )
+        what = f"the role of user {user_id} in chat {chat_id}"
+        row = self._read(CHAT_ROLE_AND_HEAD_SQL, {"u": user_id, "c": chat_id}, what)
+        role = None if row[0] is None else _role(row[0], what)
+        return role, _head(row[1], what), _ends(row[2], row[3], what)
+
+    def _read(self, sql: str, params: dict[str, int], what: str) -> Any:
         pool = self.pool
         slot = pool.acquire()
         row: Any
         try:
-            slot.cursor.execute(self._sql, (user_id,), prepare=True)
+            slot.cursor.execute(sql, params, prepare=True)
             row = slot.cursor.fetchone()
         except self._error as exc:
             if is_timeout(exc) and not slot.stalled:
@@ -82,41 +124,68 @@ class PostgresFetch:
                 # and the connection is kept (a new one per failed miss would fork a server
                 # process each time the table stays locked).
                 pool.release(slot)
-                raise self._failed(user_id, exc) from exc
+                raise self._failed(what, exc) from exc
             pool.discard(slot)
             if slot.stalled:
-                raise self._stalled(user_id) from exc
+                raise self._stalled(what) from exc
             if slot.fresh or not isinstance(exc, self._operational):
-                raise self._failed(user_id, exc) from exc
+                raise self._failed(what, exc) from exc
             # The kept connection died (a restart, a failover, an idle cut): one retry on a
             # new connection, so the first miss after it is not an error.
             slot = pool.acquire()
             try:
-                slot.cursor.execute(self._sql, (user_id,), prepare=True)
+                slot.cursor.execute(sql, params, prepare=True)
                 row = slot.cursor.fetchone()
             except self._error as again:
                 pool.discard(slot)
                 if slot.stalled:
-                    raise self._stalled(user_id) from again
-                raise self._failed(user_id, again) from again
+                    raise self._stalled(what) from again
+                raise self._failed(what, again) from again
         except BaseException:
             pool.discard(slot)
             raise
         pool.release(slot)
-        return (str(row[0]), int(row[1])) if self.versioned else str(row[0])
+        if row is None or len(row) != 4:
+            raise DatabaseError(f"cannot read {what}: the database answered {row!r}", hint=_DAMAGED)
+        return row
 
-    def _stalled(self, user_id: int) -> DatabaseError:
+    def _stalled(self, what: str) -> DatabaseError:
         return DatabaseError(
-            f"cannot read the role of user {user_id}: PostgreSQL {describe(self._where)} did not "
+            f"cannot read {what}: PostgreSQL {describe(self._where)} did not "
             f"answer within {self.timeout + self.pool.margin:g} s",
             hint="check that the server is up and reachable; lookups fail closed until it answers",
         )
 
-    def _failed(self, user_id: int, exc: BaseException) -> DatabaseError:
+    def _failed(self, what: str, exc: BaseException) -> DatabaseError:
         error = translate(exc, self._where)
         hint = error.hint if is_timeout(exc) else "check that the server is up and the database is a rolectl database"
-        return DatabaseError(f"cannot read the role of user {user_id}: {error.message}", hint=hint)
+        return DatabaseError(f"cannot read {what}: {error.message}", hint=hint)
 
     def close(self) -> None:
         """Close the connections (a busy one when its statement ends); a later call reconnects."""
         self.pool.close()
+
+
+_DAMAGED = "the grants or users table holds what rolectl never writes: run `rolectl doctor`"
+
+
+def _role(value: object, what: str) -> str:
+    if type(value) is not str or not _ROLE_NAME.fullmatch(value):
+        raise DatabaseError(f"cannot read {what}: the database holds the role {str(value)[:40]!r}", hint=_DAMAGED)
+    return value
+
+
+def _ends(value: object, defined: object, what: str) -> float | None:
+    if defined is not True:
+        raise DatabaseError(f"cannot read {what}: its grant names a role that is not defined", hint=_DAMAGED)
+    if value is None:
+        return None
+    if type(value) is not float or not math.isfinite(value):
+        raise DatabaseError(f"cannot read {what}: its grant ends at {str(value)[:40]!r}", hint=_DAMAGED)
+    return value
+
+
+def _head(value: object, what: str) -> int:
+    if type(value) is not int or value < 0:
+        raise DatabaseError(f"cannot read {what}: the log head is {str(value)[:40]!r}", hint=_DAMAGED)
+    return value

@@ -67,6 +67,7 @@ __all__ = [
     "LOCK_SQL",
     "LOCK_TABLE",
     "MIGRATIONS",
+    "CHAT_ROLE_AND_HEAD_SQL",
     "ROLE_AND_HEAD_SQL",
     "SCHEMA_TOKEN",
     "SCHEMA_VERSION",
@@ -84,14 +85,29 @@ __all__ = [
     "take_lock",
 ]
 
-#: A user's role and the log head in one statement, hence one snapshot (see
-#: :data:`rolectl.backends.sqlite.schema.ROLE_AND_HEAD_SQL`). The head is the highest COMMITTED seq visible
-#: to the statement, not the sequence's ``last_value``: that one counts numbers taken by
-#: transactions still open (or rolled back), and a miss versioned with it could outrank the
+#: A user's global role and the log head in one statement, hence one snapshot (see
+#: :data:`rolectl.backends.sqlite.schema.ROLE_AND_HEAD_SQL`), and the end of the active
+#: everywhere-grant (chat 0) it comes from, if any (Unix time; NULL: ``users.role``, which has
+#: no end), and whether that grant's role is defined. The head is the highest COMMITTED seq
+#: visible to the statement, not the sequence's ``last_value``: that one counts numbers taken
+#: by transactions still open (or rolled back), and a miss versioned with it could outrank the
 #: very event that is about to change the role. Writers commit in seq order (the writer
-#: lock), so every event committed after this snapshot has a higher seq.
+#: lock), so every event committed after this snapshot has a higher seq. A grant is active
+#: while its end is after the server's clock (``clock_timestamp()``): the database decides.
 ROLE_AND_HEAD_SQL = (
-    "SELECT coalesce((SELECT role FROM users WHERE user_id = %s), 'user'), coalesce((SELECT max(seq) FROM events), 0)"
+    "SELECT coalesce(g.role, (SELECT u.role FROM users AS u WHERE u.user_id = %(u)s), 'user'), "
+    "(SELECT coalesce(max(e.seq), 0) FROM events AS e), extract(epoch FROM g.ends_at)::float8, "
+    "g.role IS NULL OR EXISTS (SELECT 1 FROM roles AS r WHERE r.name = g.role) "
+    "FROM (SELECT) AS one LEFT JOIN grants AS g ON g.user_id = %(u)s AND g.chat_id = 0 "
+    "AND (g.ends_at IS NULL OR g.ends_at > clock_timestamp())"
+)
+#: The role of a user's active grant in one chat (NULL: none, the global role holds there), the
+#: log head and the grant's end, in one snapshot: what ``fetch_chat`` reads.
+CHAT_ROLE_AND_HEAD_SQL = (
+    "SELECT g.role, (SELECT coalesce(max(e.seq), 0) FROM events AS e), extract(epoch FROM g.ends_at)::float8, "
+    "g.role IS NULL OR EXISTS (SELECT 1 FROM roles AS r WHERE r.name = g.role) "
+    "FROM (SELECT) AS one LEFT JOIN grants AS g ON g.user_id = %(u)s AND g.chat_id = %(c)s "
+    "AND (g.ends_at IS NULL OR g.ends_at > clock_timestamp())"
 )
 
 

@@ -9,7 +9,10 @@ PostgreSQL's own means:
   precision) and finite; a row is active while ``ends_at IS NULL OR ends_at >
   clock_timestamp()``: the server's clock decides, and an end writes nothing.
 * Every change is logged by row triggers (``grant_set`` / ``grant_unset``), so raw SQL by any
-  writer is logged exactly once; TRUNCATE logs every row it removes. The trigger that logs is
+  writer is logged exactly once; TRUNCATE logs every row it removes. As the role triggers
+  do (and as on SQLite), they compare a row with what the LOG last recorded for its (user,
+  chat): an UPDATE that changes nothing, or a row whose event a copy already wrote, logs
+  nothing, and ``old_role`` is the role of the logged grant it replaces if that was active. The trigger that logs is
   ``SECURITY DEFINER`` (whoever may write grants logs what they did, nothing else), every
   function pins its ``search_path`` and names rolectl's objects with their schema, and a
   statement trigger takes the writer lock before any row is touched, so seqs stay in commit
@@ -29,6 +32,7 @@ Internal: not part of the public API.
 from __future__ import annotations
 
 from ...events import GRANT_KINDS, KINDS, SOURCES
+from .schema_roles import ROLE_NAME_RE
 
 __all__ = ["GRANT_TRIGGERS", "ISO_MS", "migration"]
 
@@ -43,6 +47,9 @@ GRANT_TRIGGERS: dict[str, str] = {
     "roles_grants_held": "roles",
 }
 NOTE_MAX = 500
+_GRANT_KINDS = "('grant_set', 'grant_unset')"
+#: The shape of every timestamp the log holds (``2026-12-07T10:00:00.000Z``).
+TS_RE = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{3}Z$"
 
 
 def _text(column: str) -> str:
@@ -60,7 +67,7 @@ def migration(s: str, fn: str, actor: str) -> list[str]:
         CREATE TABLE IF NOT EXISTS {s}.grants (
             user_id    bigint NOT NULL CHECK (user_id > 0),
             chat_id    bigint NOT NULL,
-            role       text NOT NULL,
+            role       text NOT NULL CHECK (role ~ '{ROLE_NAME_RE}'),
             ends_at    timestamptz CHECK (ends_at IS NULL OR pg_catalog.isfinite(ends_at)),
             source     text NOT NULL DEFAULT 'operator' CHECK (source IN ({sources})),
             note       text CHECK (note IS NULL OR length(note) <= {NOTE_MAX}),
@@ -74,9 +81,10 @@ def migration(s: str, fn: str, actor: str) -> list[str]:
         f"""ALTER TABLE {s}.events ADD COLUMN IF NOT EXISTS chat_id bigint,
             ADD COLUMN IF NOT EXISTS ends_at text, ADD COLUMN IF NOT EXISTS source text""",
         f"""ALTER TABLE {s}.events DROP CONSTRAINT IF EXISTS events_kind_check,
-            DROP CONSTRAINT IF EXISTS events_source_check""",
+            DROP CONSTRAINT IF EXISTS events_source_check, DROP CONSTRAINT IF EXISTS events_ends_at_check""",
         f"""ALTER TABLE {s}.events ADD CONSTRAINT events_kind_check CHECK (kind IN ({kinds})),
-            ADD CONSTRAINT events_source_check CHECK (source IS NULL OR source IN ({sources}))""",
+            ADD CONSTRAINT events_source_check CHECK (source IS NULL OR source IN ({sources})),
+            ADD CONSTRAINT events_ends_at_check CHECK (ends_at IS NULL OR ends_at ~ '{TS_RE}')""",
         # -- the writer lock, before any row is touched ------------------------------------
         f"""CREATE OR REPLACE TRIGGER grants_writer_lock BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE
         ON {s}.grants FOR EACH STATEMENT EXECUTE FUNCTION {s}.rolectl_writer_lock()""",
@@ -98,29 +106,34 @@ def migration(s: str, fn: str, actor: str) -> list[str]:
         f"""
         CREATE OR REPLACE FUNCTION {s}.rolectl_grants_events() RETURNS trigger {fn} SECURITY DEFINER AS $$
         DECLARE
-            replaced text;  -- the role of the row this one replaced, if that row was still active
+            logged record;  -- the log's last grant event for the row's (user, chat)
+            ends text;
         BEGIN
-            IF TG_OP = 'UPDATE' THEN
-                IF OLD.user_id = NEW.user_id AND OLD.chat_id = NEW.chat_id THEN
-                    IF (OLD.role, OLD.ends_at, OLD.source, OLD.note)
-                            IS NOT DISTINCT FROM (NEW.role, NEW.ends_at, NEW.source, NEW.note) THEN
-                        RETURN NULL;  -- nothing changed: nothing to log
-                    END IF;
-                    IF OLD.ends_at IS NULL OR OLD.ends_at > pg_catalog.clock_timestamp() THEN
-                        replaced := OLD.role;
-                    END IF;
-                ELSE  -- the row moved to another user or chat: unset there, set here
+            IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND (OLD.user_id <> NEW.user_id OR OLD.chat_id <> NEW.chat_id)) THEN
+                SELECT e.kind INTO logged FROM {s}.events AS e
+                    WHERE e.user_id = OLD.user_id AND e.chat_id = OLD.chat_id AND e.kind IN {_GRANT_KINDS}
+                    ORDER BY e.seq DESC LIMIT 1;
+                IF logged.kind = 'grant_set' THEN
                     INSERT INTO {s}.events (kind, user_id, old_role, chat_id, source, actor)
                     VALUES ('grant_unset', OLD.user_id, OLD.role, OLD.chat_id, OLD.source, {actor});
                 END IF;
-            ELSIF TG_OP = 'DELETE' THEN
-                INSERT INTO {s}.events (kind, user_id, old_role, chat_id, source, actor)
-                VALUES ('grant_unset', OLD.user_id, OLD.role, OLD.chat_id, OLD.source, {actor});
-                RETURN NULL;
+                IF TG_OP = 'DELETE' THEN
+                    RETURN NULL;
+                END IF;
+            END IF;
+            SELECT e.kind, e.new_role, e.ends_at, e.source, e.note INTO logged FROM {s}.events AS e
+                WHERE e.user_id = NEW.user_id AND e.chat_id = NEW.chat_id AND e.kind IN {_GRANT_KINDS}
+                ORDER BY e.seq DESC LIMIT 1;
+            ends := {_text('NEW.ends_at')};
+            IF logged.kind = 'grant_set' AND (logged.new_role, logged.ends_at, logged.source, logged.note)
+                    IS NOT DISTINCT FROM (NEW.role, ends, NEW.source, NEW.note) THEN
+                RETURN NULL;  -- the log says so already (nothing changed, or a copied log)
             END IF;
             INSERT INTO {s}.events (kind, user_id, old_role, new_role, chat_id, ends_at, source, actor, note)
-            VALUES ('grant_set', NEW.user_id, replaced, NEW.role, NEW.chat_id, {_text('NEW.ends_at')},
-                    NEW.source, {actor}, NEW.note);
+            VALUES ('grant_set', NEW.user_id,
+                    CASE WHEN logged.kind = 'grant_set' AND (logged.ends_at IS NULL OR logged.ends_at > {s}.rolectl_now())
+                         THEN logged.new_role END,
+                    NEW.role, NEW.chat_id, ends, NEW.source, {actor}, NEW.note);
             RETURN NULL;
         END $$
         """,
@@ -132,7 +145,11 @@ def migration(s: str, fn: str, actor: str) -> list[str]:
         BEGIN
             INSERT INTO {s}.events (kind, user_id, old_role, chat_id, source, actor)
             SELECT 'grant_unset', g.user_id, g.role, g.chat_id, g.source, {actor}
-            FROM {s}.grants AS g ORDER BY g.user_id, g.chat_id;
+            FROM {s}.grants AS g
+            WHERE (SELECT e.kind FROM {s}.events AS e
+                   WHERE e.user_id = g.user_id AND e.chat_id = g.chat_id AND e.kind IN {_GRANT_KINDS}
+                   ORDER BY e.seq DESC LIMIT 1) = 'grant_set'
+            ORDER BY g.user_id, g.chat_id;
             RETURN NULL;
         END $$
         """,

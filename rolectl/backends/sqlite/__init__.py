@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ...cache.registration import Registration
     from ...cache.role_cache import RoleCache
     from .aio_follower import AsyncFollower
-    from .filefetch import FollowingFetch
+    from .filefetch import FollowingChatFetch, FollowingFetch
     from .follower import Follower
     from .store import Store
     from ...cache.tail import Item
@@ -62,6 +62,12 @@ class SQLiteBackend:
         from .filefetch import FollowingFetch
 
         return FollowingFetch(self.path, timeout=self.timeout)
+
+    def fetch_chat(self) -> "FollowingChatFetch":
+        """The miss read of chat grants (``RoleCache(fetch_chat=...)``), as :meth:`fetch`."""
+        from .filefetch import FollowingChatFetch
+
+        return FollowingChatFetch(self.path, timeout=self.timeout)
 
     def follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> "Follower":
         """A thread follower (not started); ``None`` options keep the follower's defaults."""

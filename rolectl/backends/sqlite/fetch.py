@@ -27,24 +27,33 @@ from typing import Callable, Literal, Union, overload
 
 from rolectl.errors import DatabaseError, InvalidInputError, NotFoundError
 from rolectl.backends.sqlite.guard import GuardedConnection, checked
-from rolectl.backends.sqlite.schema import ROLE_AND_HEAD_SQL
+from rolectl.backends.sqlite.schema import CHAT_AND_HEAD_SQL, GLOBAL_GRANT_JOIN, ROLE_AND_HEAD_SQL
 
-__all__ = ["SQLiteFetch", "fetch_role"]
+__all__ = ["SQLiteChatFetch", "SQLiteFetch", "fetch_role"]
 
 ConnectionFactory = Callable[[], sqlite3.Connection]
 #: A path, or a zero-argument factory returning a new connection (called once per thread).
 Database = Union[str, "os.PathLike[str]", ConnectionFactory]
 
-#: Role and log head in one snapshot (see :data:`rolectl.backends.sqlite.schema.ROLE_AND_HEAD_SQL`).
+#: Global role, log head and the end of a time-limited global grant (NULL: none) in one
+#: snapshot (see :data:`rolectl.backends.sqlite.schema.ROLE_AND_HEAD_SQL`).
 SQL_VERSIONED = ROLE_AND_HEAD_SQL
-SQL_ROLE = "SELECT coalesce((SELECT role FROM users WHERE user_id = ?), 'user')"
-#: The same snapshot read as a join: ~40% fewer VDBE ops than two scalar subqueries (~3% of a
-#: miss). It yields no row while the log is empty (``sqlite_sequence`` has no row for
-#: ``events`` until the first event), and then :data:`SQL_VERSIONED` answers instead.
-SQL_VERSIONED_JOIN = (
-    "SELECT ifnull(u.role, 'user'), s.seq FROM sqlite_sequence AS s "
-    "LEFT JOIN users AS u ON u.user_id = ? WHERE s.name = 'events' LIMIT 1"
+SQL_ROLE = (
+    "SELECT coalesce((SELECT role FROM grants WHERE user_id = ?1 AND chat_id = 0 "
+    "AND ends_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), (SELECT role FROM users WHERE user_id = ?1), 'user')"
 )
+#: The same snapshot read as a join: ~40% fewer VDBE ops than scalar subqueries (~3% of a
+#: miss). It yields no row while the log is empty (``sqlite_sequence`` has no row for
+#: ``events`` until the first event), and then :data:`SQL_VERSIONED` answers instead. The
+#: grant probe is one primary-key lookup in ``grants`` (a WITHOUT ROWID table).
+SQL_VERSIONED_JOIN = (
+    "SELECT coalesce(g.role, u.role, 'user'), s.seq, "
+    "CAST(strftime('%s', g.ends_at) AS INTEGER) + CAST(substr(g.ends_at, 21, 3) AS INTEGER) / 1000.0 "
+    "FROM sqlite_sequence AS s LEFT JOIN users AS u ON u.user_id = ?1 "
+    f"{GLOBAL_GRANT_JOIN} WHERE s.name = 'events' LIMIT 1"
+)
+#: A chat grant and the log head (see :data:`rolectl.backends.sqlite.schema.CHAT_AND_HEAD_SQL`).
+SQL_CHAT = CHAT_AND_HEAD_SQL
 
 
 def existing_database(path: Union[str, "os.PathLike[str]"]) -> Path:
@@ -92,7 +101,10 @@ def _nothing() -> None:
 
 
 class SQLiteFetch:
-    """``fetch(user_id) -> (role, log_head_seq)`` (or just ``role`` with ``versioned=False``).
+    """``fetch(user_id) -> (role, log_head_seq)`` (or just ``role`` with ``versioned=False``):
+    the user's global role. While that role is a time-limited global grant, the versioned
+    form returns ``(role, log_head_seq, ends)`` (``ends``: Unix time), so a cache never
+    serves it past its end; the bare role carries no end.
 
     ``database`` is a path, or a zero-argument factory returning a new ``sqlite3.Connection``
     (called once per thread). A path must name an existing database (else
@@ -127,7 +139,7 @@ class SQLiteFetch:
         self._lock = threading.Lock()
         self._all: list[sqlite3.Connection] = []  # so close() can reach every thread's connection
 
-    def __call__(self, user_id: int) -> Union[tuple[str, int], str]:
+    def __call__(self, user_id: int) -> Union[tuple[str, int], tuple[str, int, float], str]:
         local = self._local
         try:
             execute = local.execute  # this thread's cursor.execute
@@ -135,10 +147,26 @@ class SQLiteFetch:
             execute = self._connect()
         local.rearm()  # this statement's deadline starts now (see guard.Guard)
         try:
-            # At most one row, already (role, head); fetching it ends the statement.
+            # At most one row, already (role, head, ends); fetching it ends the statement.
             row = execute(SQL_VERSIONED_JOIN, (user_id,)).fetchone()
             if row is None:  # the log is still empty
                 row = execute(SQL_VERSIONED, (user_id,)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._failed(user_id, exc) from exc
+        return row if row[2] is not None else row[:2]  # type: ignore[no-any-return]
+
+    def chat(self, user_id: int, chat_id: int) -> tuple[str | None, int, float | None]:
+        """``fetch_chat``: the user's active grant in ``chat_id`` (``None``: none, the global
+        role holds there), the log head and the grant's end (Unix time, ``None``: no end),
+        read in one snapshot on this thread's connection."""
+        local = self._local
+        try:
+            execute = local.execute
+        except AttributeError:
+            execute = self._connect()
+        local.rearm()
+        try:
+            row = execute(SQL_CHAT, (user_id, chat_id)).fetchone()
         except sqlite3.Error as exc:
             raise self._failed(user_id, exc) from exc
         return row  # type: ignore[no-any-return]
@@ -204,6 +232,22 @@ class _RoleOnlyFetch(SQLiteFetch):
             return execute(SQL_ROLE, (user_id,)).fetchone()[0]  # type: ignore[no-any-return]
         except sqlite3.Error as exc:
             raise self._failed(user_id, exc) from exc
+
+
+class SQLiteChatFetch:
+    """``fetch_chat(user_id, chat_id) -> (role or None, log_head_seq, ends or None)`` for
+    :class:`~rolectl.cache.RoleCache` (its ``fetch_chat=``): :meth:`SQLiteFetch.chat` on
+    connections of its own. ``database`` as for :class:`SQLiteFetch`."""
+
+    def __init__(self, database: Database, *, timeout: float = 5.0) -> None:
+        self._reader = SQLiteFetch(database, timeout=timeout)
+
+    def __call__(self, user_id: int, chat_id: int) -> tuple[str | None, int, float | None]:
+        return self._reader.chat(user_id, chat_id)
+
+    def close(self) -> None:
+        """Close every thread's connection; a later call reconnects."""
+        self._reader.close()
 
 
 def fetch_role(database: Union[str, "os.PathLike[str]", ConnectionFactory]) -> SQLiteFetch:

@@ -14,15 +14,16 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from typing import Any
 import weakref
 
 from ...errors import DatabaseError
 from ...events import ROLE_USER
-from .fetch import SQL_VERSIONED, existing_database, read_connection
+from .fetch import SQL_CHAT, SQL_VERSIONED, existing_database, read_connection
 from .guard import GuardedConnection
 from .logreader import file_identity
 
-__all__ = ["FollowingFetch"]
+__all__ = ["FollowingChatFetch", "FollowingFetch"]
 
 
 class FollowingFetch:
@@ -66,7 +67,22 @@ class FollowingFetch:
         self._local.held = (identity, conn)
         return conn
 
-    def __call__(self, user_id: int) -> tuple[str, int]:
+    def __call__(self, user_id: int) -> tuple[str, int] | tuple[str, int, float]:
+        """The global role and the log head, and the end of the time-limited global grant
+        the role comes from if it does (Unix time)."""
+        role, head, ends = self._read(SQL_VERSIONED, (user_id,), user_id)
+        if ends is not None:
+            return (role, int(head), float(ends))
+        return (role or ROLE_USER, int(head))
+
+    def chat(self, user_id: int, chat_id: int) -> tuple[str | None, int, float | None]:
+        """``fetch_chat``: the user's active grant in ``chat_id`` (``None``: none), the log
+        head and the grant's end (Unix time, ``None``: no end), in one snapshot."""
+        role, head, ends = self._read(SQL_CHAT, (user_id, chat_id), user_id)
+        return (role, int(head), None if ends is None else float(ends))
+
+    def _read(self, sql: str, params: tuple[int, ...], user_id: int) -> tuple[Any, ...]:
+        """One row of ``sql`` from the file ``path`` names, not replaced during the read."""
         for _ in range(self.retries):
             before = file_identity(self.path)
             if before is None:
@@ -77,7 +93,7 @@ class FollowingFetch:
             try:
                 conn = self._connection(before)
                 conn.guard.rearm()  # this statement's deadline starts now
-                row = conn.execute(SQL_VERSIONED, (user_id,)).fetchone()
+                row = conn.execute(sql, params).fetchone()
             except sqlite3.Error as exc:
                 self._drop()
                 raise DatabaseError(
@@ -85,7 +101,7 @@ class FollowingFetch:
                     hint="check that the database exists and is a rolectl database",
                 ) from exc
             if file_identity(self.path) == before:  # the file was not replaced during the read
-                return (row[0] or ROLE_USER, int(row[1]))
+                return tuple(row)
         raise DatabaseError(
             f"cannot read the role of user {user_id}: {self.path} keeps being replaced",
             hint="retry once the file has settled",
@@ -117,3 +133,17 @@ class FollowingFetch:
             except sqlite3.Error:
                 pass
         self._local = threading.local()
+
+
+class FollowingChatFetch:
+    """``fetch_chat(user_id, chat_id)`` (:meth:`FollowingFetch.chat`) on connections of its
+    own, closed with :meth:`close`: what ``Backend.fetch_chat()`` hands a cache."""
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
+        self._reader = FollowingFetch(path, timeout=timeout)
+
+    def __call__(self, user_id: int, chat_id: int) -> tuple[str | None, int, float | None]:
+        return self._reader.chat(user_id, chat_id)
+
+    def close(self) -> None:
+        self._reader.close()

@@ -36,6 +36,9 @@ __all__ = [
     "RANK_MAX",
     "REBUILT_TABLES",
     "ROLE_AND_HEAD_SQL",
+    "CHAT_AND_HEAD_SQL",
+    "GLOBAL_GRANT_JOIN",
+    "ends_unix",
     "ROLE_NAME_MAX",
     "SCHEMA_VERSION",
     "Once",
@@ -52,14 +55,35 @@ __all__ = [
 #: so that a change made while the two disagree is logged under its real actor.
 LOGGED_ROLE_SQL = logged_role("?1")
 
-#: A user's role and the log head in one statement, hence one snapshot: what a cache miss
-#: needs to install an answer no applied event is newer than. ``events.seq`` is AUTOINCREMENT,
-#: so the head is the table's row in ``sqlite_sequence``: the highest seq ever committed, which
-#: never goes backwards (``max(seq)`` could). An unknown user reads as ``user``, an empty log
-#: as 0. Shared by the repository and the cache's miss read, so both mean the same thing.
+
+def ends_unix(column: str) -> str:
+    """SQL: a grant's end (the log's timestamp text) as Unix time, exact to the millisecond."""
+    return f"CAST(strftime('%s', {column}) AS INTEGER) + CAST(substr({column}, 21, 3) AS INTEGER) / 1000.0"
+
+
+#: The active time-limited global grant of user ``?1`` (chat 0 always has an end), joined in.
+GLOBAL_GRANT_JOIN = (
+    "LEFT JOIN grants AS g ON g.user_id = ?1 AND g.chat_id = 0 AND g.ends_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+)
+
+#: A user's global role, the log head and the end of the grant the role comes from (NULL: the
+#: permanent ``users.role``), in one statement, hence one snapshot: what a cache miss needs to
+#: install an answer no applied event is newer than. The global role is the user's active
+#: time-limited global grant (chat 0), else ``users.role``, else ``user``. ``events.seq`` is
+#: AUTOINCREMENT, so the head is the table's row in ``sqlite_sequence``: the highest seq ever
+#: committed, which never goes backwards (``max(seq)`` could); an empty log reads as 0.
+#: Shared by the repository and the cache's miss read, so both mean the same thing.
 ROLE_AND_HEAD_SQL = (
-    "SELECT coalesce((SELECT role FROM users WHERE user_id = ?), 'user'), "
-    "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
+    "SELECT coalesce(g.role, (SELECT role FROM users WHERE user_id = ?1), 'user'), "
+    "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
+    f"{ends_unix('g.ends_at')} FROM (SELECT 1) AS one {GLOBAL_GRANT_JOIN}"
+)
+#: The user's (``?1``) active grant in chat ``?2`` (NULL: none, the global role holds there),
+#: the log head and the grant's end as Unix time (NULL: no end), in one snapshot.
+CHAT_AND_HEAD_SQL = (
+    "SELECT g.role, coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
+    f"{ends_unix('g.ends_at')} FROM (SELECT 1) AS one LEFT JOIN grants AS g ON g.user_id = ?1 "
+    "AND g.chat_id = ?2 AND (g.ends_at IS NULL OR g.ends_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
 )
 
 #: Migration N brings a database from version N-1 to N.

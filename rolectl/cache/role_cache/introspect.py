@@ -59,6 +59,11 @@ class CacheIntrospection(CacheStore):
                 uptime_seconds=self._clock() - self._started_mono,
             )
 
+    @property
+    def chat_size(self) -> int:
+        """How many of the entries (``len(cache)``) are chat entries."""
+        return self._chat_count
+
     def entries(
         self, role: str | None = None, user_id: int | None = None, limit: int | None = None, *, chats: bool = True
     ) -> Iterator[CacheEntry]:

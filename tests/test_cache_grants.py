@@ -376,6 +376,9 @@ OPS = st.one_of(
     st.tuples(st.just("role"), USERS, ROLES),
     st.tuples(st.just("tick"), st.sampled_from([0.5, 1.0, 2.0])),
     st.tuples(st.just("deliver")),
+    st.tuples(st.just("evict"), USERS),
+    st.tuples(st.just("invalidate"), USERS),
+    st.tuples(st.just("flush")),
     st.tuples(st.just("look"), USERS, st.sampled_from([None, GROUP, OTHER])),
     st.tuples(st.just("look_racing"), USERS, st.sampled_from([None, GROUP, OTHER]), st.integers(0, 40)),
 )
@@ -414,6 +417,12 @@ def test_cache_answers_follow_the_rule_over_random_grant_sequences(
             db.now += op[1]  # type: ignore[operator]
         elif kind == "deliver":
             db.deliver(cache)
+        elif kind == "evict":
+            db._log(CACHE_EVICT, op[1])  # type: ignore[arg-type]
+        elif kind == "flush":
+            db._log(CACHE_FLUSH, 0)
+        elif kind == "invalidate":
+            cache.invalidate(op[1])  # type: ignore[arg-type]
         elif kind == "look":
             answer = cache.get_role(op[1], chat=op[2])  # type: ignore[arg-type]
             if not db.pending:

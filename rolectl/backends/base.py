@@ -29,7 +29,6 @@ __all__ = [
     "Kind",
     "AnyStore",
     "MissFetch",
-    "ChatMissFetch",
     "ThreadFollower",
     "AsyncioFollower",
     "InstanceRegistration",

@@ -149,10 +149,19 @@ V3: list[str] = [
         for name, rank in (("banned", 0), ("user", 10), ("admin", 100))
     ),
     # Triggers of other tables that name users or events would stop the renames below (an
-    # initialisation run again over this version's schema): made again below.
+    # initialisation run again over this version's schema, or a later one's: the grants'
+    # triggers of version 4): made again below, or by the later migration.
     *(
         f"DROP TRIGGER IF EXISTS main.{name}"
-        for name in ("roles_delete_allowed", "roles_defined_logged", "roles_undefined_logged")
+        for name in (
+            "roles_delete_allowed",
+            "roles_defined_logged",
+            "roles_undefined_logged",
+            "grants_set_insert",
+            "grants_set_update",
+            "grants_unset_delete",
+            "grants_unset_key",
+        )
     ),
     # users: rebuilt without the closed CHECK (its triggers go with it and are made below).
     Once(f"CREATE TABLE users_v3 {_USERS_V3_BODY}"),

@@ -146,8 +146,11 @@ _RECREATED_V3 = [
     if "CREATE TRIGGER" in st and any(f" {name} " in st for name in _NAMING_EVENTS if name != "roles_delete_allowed")
 ]
 
+#: The grants' own triggers name ``events`` too (an initialisation run again over this version).
+_GRANT_TRIGGERS = ("grants_set_insert", "grants_set_update", "grants_unset_delete", "grants_unset_key")
+
 V4: list[str] = [
-    *(f"DROP TRIGGER IF EXISTS main.{name}" for name in _NAMING_EVENTS),
+    *(f"DROP TRIGGER IF EXISTS main.{name}" for name in (*_NAMING_EVENTS, *_GRANT_TRIGGERS)),
     # events: rebuilt with the grant columns and kinds; the head (sqlite_sequence) is kept.
     Once(f"CREATE TABLE events_v4 {_EVENTS_V4_BODY}"),
     Once(f"INSERT INTO events_v4 ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} FROM events ORDER BY seq"),

@@ -222,6 +222,7 @@ class CacheChanges(CacheGrants):
         self._lock = threading.Lock()
         self._loads = {}
         self._fetch = fetch
+        self._fetch_chat = lambda user_id, chat: fetch(user_id)  # type: ignore[assignment,return-value]
         self.suspend("copied into a child process by fork: connect again in the child")
 
     def resume(self) -> None:

@@ -2,7 +2,8 @@
 good and for a fraction of a second -- and raw SQL on the grants table, against a real SQLite
 file and a bot's cache (``rolectl.connect``) answering lookups as time passes.
 
-A Python model of ``users.role`` and the ``grants`` table follows the design's write rules
+On both engines (a SQLite file, then a PostgreSQL database). A Python model of ``users.role``
+and the ``grants`` table follows the design's write rules
 (docs/guides/roles.md). After every step: the table holds what the model says, the log
 replayed at this instant (:func:`rolectl.events.replay_at` / :func:`~rolectl.events.effective_at`)
 gives every user's effective role in every chat as the model does, and every answer of the
@@ -13,10 +14,8 @@ waits for the nearest one to pass, so lookups straddle ends on purpose.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Callable
 
 from hypothesis import settings
@@ -29,6 +28,8 @@ from rolectl.errors import InvalidInputError
 from rolectl.events import EVERYWHERE, GRANT_KINDS, ROLE_KINDS, effective_at, log_time
 from rolectl.repository import Repository
 
+from backendkit import Backend, RawSQL
+
 USERS = st.integers(min_value=1, max_value=4)
 GROUP, OTHER = -1001, -1002
 #: None: globally (users.role, or the everywhere-grant); else a chat.
@@ -39,8 +40,9 @@ ENDS = st.sampled_from([None, None, 0.04, 0.12, 0.3])
 SOURCES = st.sampled_from(["operator", "operator", "telegram"])
 LOOKUP_CHATS = [None, GROUP, OTHER, 7, 8]  # 8: a chat nobody was ever granted anything in
 ALL_USERS = range(1, 5)
-#: (examples, steps): each step sleeps at most ~0.3 s, most not at all.
-EXAMPLES, STEPS = 40, 30
+#: Per engine, (examples, steps): each step sleeps at most ~0.3 s, most not at all;
+#: PostgreSQL costs more per step (a round trip per query).
+BUDGET = {"sqlite": (30, 30), "postgres": (12, 25)}
 
 
 class Grant:
@@ -61,15 +63,16 @@ class Grant:
 
 
 class GrantsMachine(RuleBasedStateMachine):
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, backend: Backend) -> None:
         super().__init__()
-        self.db = tmp / f"g{time.monotonic_ns()}.db"
-        with Repository.init(self.db) as repo:
+        self.backend = backend
+        backend.reset()  # every example starts from an empty, initialised database
+        with Repository.open(backend.db) as repo:
             repo.roles.add("moderator", 50, actor="setup")
         # The bot's own writes reach its cache before they return; raw SQL by its follower,
         # which sync() catches up at once.
-        self.roles = rolectl.connect(self.db, register=False, actor="prop")
-        self.raw = sqlite3.connect(self.db, isolation_level=None, timeout=10)
+        self.roles = rolectl.connect(backend.db, register=False, actor="prop")
+        self.raw: RawSQL = backend.raw()
         self.users: dict[int, str] = {}  # users.role, for users that have a row
         self.grants: dict[tuple[int, int], Grant] = {}
         self.answers = 0
@@ -77,8 +80,6 @@ class GrantsMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.raw.close()
         self.roles.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{self.db}{suffix}").unlink(missing_ok=True)
 
     # -- the model --------------------------------------------------------------------------
 
@@ -101,13 +102,14 @@ class GrantsMachine(RuleBasedStateMachine):
 
     def read_back(self) -> None:
         """The table must hold exactly the model's rows; their ends come from it."""
-        rows = self.raw.execute("SELECT user_id, chat_id, role, source, ends_at FROM grants").fetchall()
+        rows = self.raw.execute("SELECT user_id, chat_id, role, source, ends_at FROM grants")
         table = {(u, c): (r, s) for u, c, r, s, _ in rows}
         assert table == {k: (g.role, g.source) for k, g in self.grants.items()}
-        for u, c, _, _, ends in rows:
-            self.grants[(u, c)].ends_text = ends
-            self.grants[(u, c)].ends = parse_ends_at(ends)
-        users = dict(self.raw.execute("SELECT user_id, role FROM users WHERE role <> 'user'").fetchall())
+        for u, c, _, _, ends in rows:  # text on SQLite, a timestamptz on PostgreSQL
+            text = log_time(ends) if isinstance(ends, datetime) else ends
+            self.grants[(u, c)].ends_text = text
+            self.grants[(u, c)].ends = parse_ends_at(text)
+        users = dict(self.raw.execute("SELECT user_id, role FROM users WHERE role <> 'user'"))
         assert users == {u: r for u, r in self.users.items() if r != "user"}  # a 'user' row or none: the same
 
     def write(self, operation: Callable[[], object], model: Callable[[], None]) -> None:
@@ -213,7 +215,13 @@ class GrantsMachine(RuleBasedStateMachine):
         """A hand-written upsert: logged by the trigger, reaching the cache by the log."""
         if chat == EVERYWHERE and ends is None:
             ends = 0.3  # an everywhere-grant ends (the table's CHECK)
-        end_sql = "NULL" if ends is None else f"strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+{ends} seconds')"
+        if ends is None:
+            end_sql = "NULL"
+        elif self.backend.postgres:  # whole milliseconds, as the log keeps an end
+            end_sql = f"date_trunc('milliseconds', clock_timestamp() + interval '{int(ends * 1000)} milliseconds')"
+        else:
+            end_sql = f"strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+{ends} seconds')"
+        p = self.raw.p
 
         def model() -> None:
             self.grants[(uid, chat)] = Grant(role, "operator")
@@ -221,9 +229,9 @@ class GrantsMachine(RuleBasedStateMachine):
         self.write(
             lambda: self.raw.execute(
                 "INSERT INTO grants (user_id, chat_id, role, ends_at) "
-                f"VALUES (?, ?, ?, {end_sql}) ON CONFLICT (user_id, chat_id) DO UPDATE SET "
+                f"VALUES ({p('uid')}, {p('chat')}, {p('role')}, {end_sql}) ON CONFLICT (user_id, chat_id) DO UPDATE SET "
                 "role = excluded.role, ends_at = excluded.ends_at, source = excluded.source",
-                (uid, chat, role),
+                {"uid": uid, "chat": chat, "role": role},
             ),
             model,
         )
@@ -237,7 +245,8 @@ class GrantsMachine(RuleBasedStateMachine):
             for key in [k for k in self.grants if k[0] == uid]:
                 del self.grants[key]
 
-        self.write(lambda: self.raw.execute("DELETE FROM grants WHERE user_id = ?", (uid,)), model)
+        p = self.raw.p
+        self.write(lambda: self.raw.execute(f"DELETE FROM grants WHERE user_id = {p('uid')}", {"uid": uid}), model)
         self.roles.sync()
 
     @rule()
@@ -280,8 +289,9 @@ class GrantsMachine(RuleBasedStateMachine):
         }
 
 
-def test_grants_chats_and_ends_keep_the_cache_and_the_log_to_the_rule(tmp_path: Path) -> None:
+def test_grants_chats_and_ends_keep_the_cache_and_the_log_to_the_rule(backend: Backend) -> None:
+    examples, steps = BUDGET[backend.name]
     run_state_machine_as_test(
-        lambda: GrantsMachine(tmp_path),
-        settings=settings(max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None),
+        lambda: GrantsMachine(backend),
+        settings=settings(max_examples=examples, stateful_step_count=steps, deadline=None),
     )

@@ -221,6 +221,8 @@ class _Handle:
             return
         try:
             self.cache.define_roles(self.repo.roles.ranks())
+            # Who may hold a global grant: role events for users not in memory install then.
+            self.cache.know_global_grants(row.user_id for row in self.repo.roles.grants(chat=0, ended=True))
         except RolectlError as exc:
             log.warning(
                 "cache %s: the defined roles could not be read (%s); only banned, user and admin are ranked",

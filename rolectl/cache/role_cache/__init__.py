@@ -174,7 +174,12 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
                 pass
         if role not in self._ranks:
             self.ranked(ROLE_USER, role)  # raises
-        return self.ranked(self.get_role(user_id, fetch, chat), role)
+        held = self.get_role(user_id, fetch, chat)
+        if held is ROLE_USER:  # a chat lookup's common answer: one lookup in the derived table
+            found = self._user_passes.get(role)
+            if found is not None:
+                return found
+        return self.ranked(held, role)
 
     def ranked(self, held: str, role: str) -> bool:
         """Whether a user holding ``held`` passes a check for ``role`` (see :meth:`has_role`)."""

@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import rolectl  # noqa: E402
 from rolectl import Roles, RolectlError  # noqa: E402
+from rolectl.events import RoleName  # noqa: E402
 
 #: The reference scenario's heavy repeaters, weighted against 1 for everyone else.
 HEAVY = {123: 30, 456: 25, 789: 20}
@@ -186,7 +187,7 @@ def handle(words: list[str], roles: Roles, as_json: bool) -> None:
             change = roles.revoke(uid, chat=chat)
         else:
             duration = timedelta(seconds=seconds) if seconds else None
-            change = roles.grant(uid, wanted, chat=chat, duration=duration)
+            change = roles.grant(uid, RoleName(wanted), chat=chat, duration=duration)
         reply({"changed": change.changed, "last_seq": cache.last_seq}, change.message, as_json)
     elif command == "set":
         uid, wanted = int(rest[0]), rest[1]

@@ -107,7 +107,7 @@ class _HalfDownRoles:
         self.cache = cached
         self.down = True
 
-    async def get_role(self, user_id: int) -> str:
+    async def get_role(self, user_id: int, chat: int | None = None) -> str:
         if user_id in self.cache:
             return self.cache[user_id]
         if self.down:

@@ -39,7 +39,7 @@ PANELS: dict[str, tuple[str, ...]] = {
         "roles",
         "mailbox",
     ),
-    "Reading": ("role", "users", "admins", "events"),
+    "Reading": ("role", "users", "admins", "grants", "events"),
     "Cache diagnostics": ("stats", "whois", "cache"),
     "Scripting": ("apply", "doctor", "backup", "restore", "copy", "access"),
 }

@@ -358,3 +358,43 @@ def native_switch() -> Iterator[Callable[..., frozenset[str]]]:
     before = native.pieces()
     yield native.configure
     native.configure(before)
+
+
+# -- the aiogram example bot's interpreter -------------------------------------------------------
+#
+# Importing aiogram costs about 5 s of CPU, nearly all a run of examples/aiogram_bot.py costs.
+# The tests that run it as a process of its own (test_examples, test_deploy) share the aiogram
+# worker (``xdist_group("aiogram")``) and start it through one fork server that imported the
+# example's modules once (tests/forkserver.py): the same script as ``__main__``, with its own
+# argv, environment, descriptors, signals and exit status.
+
+#: ``python -c AS_SCRIPT SCRIPT ARGS...`` runs SCRIPT as ``python SCRIPT ARGS...`` would.
+AS_SCRIPT = (
+    "import os, runpy, sys; sys.argv = sys.argv[1:]; sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0])); "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+AIOGRAM_EXAMPLE_MODULES = [
+    "aiogram",
+    "aiogram.client.session.base",
+    "aiogram.filters",
+    "aiogram.methods",
+    "aiogram.methods.base",
+    "aiogram.types",
+    "rolectl.aio",
+    "rolectl.integrations.aiogram",
+]
+
+
+@pytest.fixture(scope="session")
+def aiogram_python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., list[str]]]:
+    """``argv(script, *args)``: the command line that runs ``python SCRIPT ARGS`` in an
+    interpreter that has aiogram imported already."""
+    from forkserver import ForkServer
+
+    server = ForkServer(tmp_path_factory.mktemp("aiogram"), clean_env(), python=AIOGRAM_EXAMPLE_MODULES)
+
+    def argv(script: str | Path, *args: str) -> list[str]:
+        return [str(server.client), "-c", AS_SCRIPT, str(script), *args]
+
+    yield argv
+    server.stop()

@@ -8,6 +8,10 @@ terminal, a pipe or a file is what the command writes to), and the server forks 
 that runs the installed entry point (``rolectl.cli.main``) exactly as the console script
 does, and exits as it exits. The client forwards SIGINT, SIGTERM and SIGHUP to it and ends
 with its status -- killed by the same signal, if it was.
+
+The same server runs ``python -c CODE`` for the pages' Python snippets (``python=``, the
+modules to import first): a snippet importing aiogram would otherwise pay its import, seconds
+of CPU, in each new interpreter.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
 __all__ = ["ForkServer"]
 
@@ -45,12 +50,73 @@ if os.WIFSIGNALED(status):
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
-#: The server: imports the CLI, then per connection forks a waiter that forks the command.
-SERVER = r"""
-import array, ast, os, signal, socket, sys
+#: What the server runs for ``rolectl ARGS``: the installed entry point, as the console script does.
+ROLECTL = r"""
 import rolectl.cli
 import rolectl.cli.app  # the import a command's start-up costs, paid once
 
+
+def run(argv):
+    sys.argv = [os.path.join(os.path.dirname(sys.executable), "rolectl"), *argv]
+    sys.exit(rolectl.cli.main())  # as the console script does; the interpreter ends as it would
+"""
+
+#: What the server runs for ``python -c CODE ARGS``: CODE in a fresh ``__main__``, ended as the
+#: interpreter ends it (an uncaught exception prints its traceback and exits 1, ``sys.exit``
+#: ends it with its status, non-daemon threads are waited for, atexit handlers run, the
+#: streams are flushed), but without tearing down every module and object of the preloaded
+#: heap, which in a forked copy costs seconds. The modules named in ``{preload}`` are
+#: imported once, before any fork: what a snippet's start-up costs (aiogram: seconds of CPU).
+PYTHON = r"""
+import atexit, builtins, gc, importlib, threading, traceback, types
+for _name in {preload!r}:
+    importlib.import_module(_name)
+gc.freeze()  # the preloaded heap: never walked again by a snippet's collections
+
+
+def status_of(exc):
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def run(argv):
+    if len(argv) < 2 or argv[0] != "-c":
+        sys.exit("python (test fork server): only `python -c CODE [ARG...]` is served")
+    sys.argv = ["-c", *argv[2:]]
+    main = types.ModuleType("__main__")
+    main.__builtins__ = builtins
+    sys.modules["__main__"] = main
+    interrupted = False
+    try:
+        exec(compile(argv[1], "<string>", "exec"), main.__dict__)
+        status = 0
+    except SystemExit as exc:
+        status = status_of(exc)
+    except BaseException as exc:
+        traceback.print_exception(exc)
+        status, interrupted = 1, isinstance(exc, KeyboardInterrupt)
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    if interrupted:  # as the interpreter does: end by SIGINT itself
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(status)
+"""
+
+#: The server: imports what its commands need (``ROLECTL`` or ``PYTHON``), then per connection
+#: forks a waiter that forks the command.
+SERVER = r"""
+import array, ast, os, signal, socket, sys
+{commands}
 path = sys.argv[1]
 srv = socket.socket(socket.AF_UNIX)
 srv.bind(path)
@@ -102,8 +168,7 @@ def command(conn, request, fds):
     # The interpreter's own stream objects (modules may hold them since import), now on the
     # client's descriptors, buffered as a new interpreter would buffer them there.
     sys.stdout.reconfigure(line_buffering=os.isatty(1))
-    sys.argv = [os.path.join(os.path.dirname(sys.executable), "rolectl"), *argv]
-    sys.exit(rolectl.cli.main())  # as the console script does; the interpreter ends as it would
+    run(argv)
 
 
 while True:
@@ -129,16 +194,19 @@ while True:
 
 
 class ForkServer:
-    """A started server and the directory holding its ``rolectl`` client (put it first on
-    PATH); :meth:`stop` ends the server and every command it still runs."""
+    """A started server and the directory holding its client (put it first on PATH):
+    ``rolectl`` by default, or with ``python=`` a ``python`` that runs ``-c CODE`` with those
+    modules imported once; :meth:`stop` ends the server and every command it still runs."""
 
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str], *, python: Sequence[str] | None = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.bin = workdir / "bin"
         self.bin.mkdir()
-        sock = workdir / "rolectl.sock"
+        name = "rolectl" if python is None else "python"
+        commands = ROLECTL if python is None else PYTHON.format(preload=list(python))
+        sock = workdir / f"{name}.sock"
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVER, str(sock)],
+            [sys.executable, "-c", SERVER.replace("{commands}", commands), str(sock)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             text=True,
@@ -146,9 +214,10 @@ class ForkServer:
             start_new_session=True,  # its own process group: stop() ends the commands too
         )
         assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
-        client = self.bin / "rolectl"
-        client.write_text(CLIENT.format(python=sys.executable, socket=str(sock)))
-        client.chmod(0o755)
+        #: The client's path: what a test runs instead of ``rolectl`` (or ``sys.executable``).
+        self.client = self.bin / name
+        self.client.write_text(CLIENT.format(python=sys.executable, socket=str(sock)).replace("rolectl (", f"{name} ("))
+        self.client.chmod(0o755)
 
     def stop(self) -> None:
         try:

@@ -134,9 +134,12 @@ def matches(expected: list[str], actual: list[str]) -> bool:
 class Page:
     """Runs one page's blocks in order in ``workdir``."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], pg_url: object = None) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str], pg_url: object = None, python: object = None) -> None:
         self.workdir = workdir
         self.env = env
+        #: The interpreter a Python block runs in (``python -c``): this one unless given (a
+        #: fork server's client, tests/forkserver.py).
+        self.python = str(python or sys.executable)
         self.exports: list[str] = []
         self._pg_url = pg_url  # a callable giving the page's PostgreSQL URL, made on first use
         workdir.mkdir(parents=True, exist_ok=True)
@@ -183,7 +186,7 @@ class Page:
                     "runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE); "
                     "runner.run(test); sys.exit(1 if runner.failures else 0)"
                 )
-            out = self._bash(f"exec {shlex.quote(sys.executable)} -c {shlex.quote(runner)}")
+            out = self._bash(f"exec {shlex.quote(self.python)} -c {shlex.quote(runner)}")
             assert out.returncode == 0, f"{block.where}: the {block.lang} block failed:\n{out.stdout}"
 
     def _session(self, block: Block, code: str) -> list[tuple[Command, list[str], int]]:

@@ -38,6 +38,13 @@ import rolectl
 from conftest import BIN, clean_env
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def plain_python(script: Path, *args: str) -> list[str]:
+    """``python SCRIPT ARGS``: a new interpreter (``conftest.aiogram_python``'s signature)."""
+    return [sys.executable, str(script), *args]
+
+
 DEPLOY = ROOT / "examples" / "deploy"
 PREFIX, STATE = "/opt/modbot", "/var/lib/modbot"
 UNITS = ("modbot.service", "rolectl-metrics.service", "rolectl-metrics.timer")
@@ -383,17 +390,21 @@ def test_compose_commands_run_against_postgres(pg_server: Any, pg_db: str, tmp_p
     assert "not visible to `rolectl stats`" not in bot.stderr  # the bot role may register
 
 
+@pytest.mark.xdist_group("aiogram")  # aiogram_python: one import of aiogram per worker
 @pytest.mark.parametrize("example", ["ptb_bot.py", "aiogram_bot.py"])
-def test_example_bot_started_before_its_database(example: str, tmp_path: Path, rolectl_bin: Path) -> None:
+def test_example_bot_started_before_its_database(
+    example: str, tmp_path: Path, rolectl_bin: Path, request: pytest.FixtureRequest
+) -> None:
     """``--wait-for-db``: the bot runs before ``rolectl init``; 123's ``/ban`` is refused
-    (fails closed) until the database exists and makes 123 an admin, then allowed."""
+    (fails closed) until the database exists and makes 123 an admin, then allowed. (The
+    aiogram bot runs in an interpreter that imported aiogram already, conftest.aiogram_python.)"""
     import selectors
 
     db = tmp_path / "bot.db"
+    python = request.getfixturevalue("aiogram_python") if example == "aiogram_bot.py" else plain_python
     bot = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "examples" / example),
+        python(
+            ROOT / "examples" / example,
             "--db",
             str(db),
             "--wait-for-db",
@@ -402,7 +413,7 @@ def test_example_bot_started_before_its_database(example: str, tmp_path: Path, r
             "--rate",
             "200",
             "-v",
-        ],
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -16,6 +16,13 @@ import pytest
 from conftest import BIN, clean_env, invoke_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def plain_python(script: Path, *args: str) -> list[str]:
+    """``python SCRIPT ARGS``: a new interpreter (``conftest.aiogram_python``'s signature)."""
+    return [sys.executable, str(script), *args]
+
+
 GUIDE = (ROOT / "docs" / "guides" / "diagnostics.md").read_text()
 
 
@@ -151,19 +158,21 @@ def test_bot_py_never_prints_a_postgresql_password(pg_init_url: str) -> None:
     assert "s3cret-word" not in out.stdout + out.stderr
 
 
+@pytest.mark.xdist_group("aiogram")  # aiogram_python: one import of aiogram per worker
 @pytest.mark.parametrize("example, name", [("aiogram_bot.py", "aiogram-bot"), ("ptb_bot.py", "ptb-bot")])
-def test_framework_bot_offline(db_path: Path, example: str, name: str) -> None:
+def test_framework_bot_offline(db_path: Path, example: str, name: str, request: pytest.FixtureRequest) -> None:
     """``--offline N``: N synthetic updates through the framework's dispatch, visible in
     ``rolectl stats`` while it runs, the right answers for an admin and a user, and no
-    registration left after it ends."""
+    registration left after it ends. (The aiogram bot runs in an interpreter that imported
+    aiogram already, conftest.aiogram_python.)"""
     from rolectl.repository import Repository
 
     with Repository.open(db_path) as repo:
         repo.users.add_admin(789, actor="setup")
+    python = request.getfixturevalue("aiogram_python") if example == "aiogram_bot.py" else plain_python
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "examples" / example),
+        python(
+            ROOT / "examples" / example,
             "--db",
             str(db_path),
             "--offline",
@@ -171,7 +180,7 @@ def test_framework_bot_offline(db_path: Path, example: str, name: str) -> None:
             "--rate",
             "400",
             "-v",
-        ],
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -39,6 +39,10 @@ GROUP_ID, CHANNEL_ID, OTHER_GROUP_ID, MEMBER = -1001234567890, -1009876543210, -
 SERVICE_IDS = (GROUP_ANONYMOUS_BOT, TELEGRAM_SERVICE, CHANNEL_BOT)
 Send = Callable[[dict[str, Any]], Awaitable[str]]
 
+# aiogram (imported by the aiogram cases) costs seconds of CPU per process to import and first
+# use: these tests share the worker of the other aiogram files, which pays it once.
+pytestmark = pytest.mark.xdist_group("aiogram")
+
 
 def anonymous_admin(text: str = "/ban 6") -> Any:
     group = tg_chat(GROUP_ID, "supergroup")

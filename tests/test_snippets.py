@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,7 @@ import pytest
 
 from conftest import clean_env
 from forkserver import ForkServer
-from mdsnippets import BIN, ROOT, Block, Page, blocks, matches, session
+from mdsnippets import BIN, PYTHON, ROOT, Block, Page, blocks, matches, session
 
 #: The pages whose snippets run: the front door and every page of the site but the generated one.
 PAGES = [
@@ -68,16 +70,38 @@ def rolectl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkSer
 
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
-def test_page_snippets_run_as_shown(page: Path, tmp_path: Path, pg_database: Any, rolectl_server: ForkServer) -> None:
+def test_page_snippets_run_as_shown(
+    page: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, pg_database: Any, rolectl_server: ForkServer
+) -> None:
     text = page.read_text()
     for program in ("sqlite3", "psql"):  # the engines' shells some examples use (.ci/run installs them)
         if f"$ {program} " in text and shutil.which(program) is None:
             pytest.skip(f"{page.name} runs the {program} shell, which is not installed")
     env = page_env(rolectl_server.bin)
-    runner = Page(tmp_path, env, pg_database)
-    for block in blocks(page):
-        if block.not_run is None:
+    run = [block for block in blocks(page) if block.not_run is None]
+    python = None
+    if any(block.lang in PYTHON for block in run):
+        python = ForkServer(tmp_path_factory.mktemp("python"), env, python=preloads(run))
+    try:
+        runner = Page(tmp_path, env, pg_database, python=python and python.client)
+        for block in run:
             runner.run(block)
+    finally:
+        if python is not None:
+            python.stop()
+
+
+#: The packages whose modules a page's Python snippets import that the page's interpreter
+#: imports once, before its snippets run (tests/forkserver.py): each new interpreter would pay
+#: their import again (aiogram: seconds of CPU).
+PRELOADED = ("rolectl", "aiogram", "telegram")
+IMPORT = re.compile(r"^\s*(?:>>>\s*)?(?:from\s+([\w.]+)\s+import|import\s+([\w.]+))", re.M)
+
+
+def preloads(run: list[Block]) -> list[str]:
+    """The modules of :data:`PRELOADED` packages the page's Python blocks import."""
+    found = {a or b for block in run if block.lang in PYTHON for a, b in IMPORT.findall(block.code)}
+    return sorted(name for name in found if name.split(".")[0] in PRELOADED)
 
 
 def test_blocks_left_out_say_why(capsys: pytest.CaptureFixture[str]) -> None:
@@ -141,3 +165,63 @@ def test_the_fork_server_runs_rolectl_as_the_installed_script_does(tmp_path: Pat
     served, installed = outputs
     assert "status 3" in served and "status 143" in served, served
     assert served == installed
+
+
+def test_the_fork_server_runs_python_c_as_the_interpreter_does(tmp_path: Path) -> None:
+    """What a page's Python block sees and shows through the fork server's ``python -c``,
+    against a new interpreter: a fresh ``__main__``, ``sys.argv``, the working directory's
+    modules, a script run by ``runpy``, stdout and stderr in order, ``sys.exit``'s status, an
+    uncaught exception's traceback and status 1, and atexit handlers."""
+    (tmp_path / "helper.py").write_text("WHO = 'helper'\n")
+    (tmp_path / "block.py").write_text(
+        "import sys\nprint('block', __name__, file=sys.stderr)\nif __name__ == '__main__':\n    print('not here')\n"
+    )
+    code = (
+        "import atexit, runpy, sys; import helper; atexit.register(print, 'at exit'); "
+        "print(__name__, sys.argv, helper.WHO, sorted(k for k in globals() if not k.startswith('__'))); "
+        "print('to stderr', file=sys.stderr); runpy.run_path('block.py', run_name='snippet')"
+    )
+    script = "\n".join(
+        [
+            f"$PY -c {shlex.quote(code)} one two; echo status $?",
+            "$PY -c 'import sys; print(1); sys.exit(3)'; echo status $?",
+            "$PY -c 'import rolectl; rolectl.nothing_here'; echo status $?",
+        ]
+    )
+    server = ForkServer(tmp_path / "server", page_env(), python=["rolectl"])
+    try:
+        outputs = []
+        for python in (server.client, Path(sys.executable)):
+            run = subprocess.run(
+                ["bash", "-c", script],
+                cwd=tmp_path,
+                env=page_env() | {"PY": str(python)},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=120,
+            )
+            outputs.append(run.stdout.splitlines())
+        # anything but -c is refused, not run as something else (a page's blocks only use -c)
+        refused = subprocess.run([server.client, "block.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    finally:
+        server.stop()
+    served, real = outputs
+    assert (
+        served[:6]
+        == real[:6]
+        == [
+            "__main__ ['-c', 'one', 'two'] helper ['atexit', 'helper', 'runpy', 'sys']",
+            "to stderr",
+            "block snippet",
+            "at exit",
+            "status 0",
+            "1",
+        ]
+    )
+    assert served[6] == real[6] == "status 3"
+    # an uncaught exception: the traceback (the server's own frames before the code's) and 1
+    assert served[-2] == real[-2] == "AttributeError: module 'rolectl' has no attribute 'nothing_here'"
+    assert served[-1] == real[-1] == "status 1"
+    assert refused.returncode == 1 and "only `python -c CODE [ARG...]` is served" in refused.stderr

@@ -328,10 +328,19 @@ class NoDefaultExecutor(concurrent.futures.ThreadPoolExecutor):
 
 
 @pytest.mark.parametrize("how", ["aclose", "close"])
-def test_closing_with_a_hung_server_never_freezes_the_loop(how: str, proxy: StallProxy, pg_url: str) -> None:
+def test_closing_with_a_hung_server_never_freezes_the_loop(
+    how: str, proxy: StallProxy, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``await aclose()`` or ``close()`` (on the loop) while the server hangs, with the
     follower's catch-up and misses stuck on it: the loop keeps turning, and ``aclose()``
-    returns while the server still hangs, without the loop's default executor."""
+    returns while the server still hangs, without the loop's default executor.
+
+    ``aclose()`` gives a round under way ``CLOSE_WAIT`` seconds (5) before it leaves it to the
+    follower's thread; what is checked here is that it leaves it, not how long it waits, so
+    the wait is 1 s (the server still hangs for the 10 s of ``RESUME_AFTER``)."""
+    from rolectl.backends.postgres import aio_follower
+
+    monkeypatch.setattr(aio_follower, "CLOSE_WAIT", 1.0)
 
     async def main() -> None:
         roles = await rolectl.aio.connect(bot_url(proxy, pg_url), name="frozen-bot", timeout=TIMEOUT, max_staleness=30)

@@ -16,12 +16,17 @@ user's role changes, and runs until SIGTERM / Ctrl-C (or ``--requests`` lookups)
 **Command mode** (the default when stdin is a pipe or a file; or ``--stdin``): one command per
 line, one reply line each:
 
-    get ID [ID ...]   the role of each id (a miss reads the database once)
+    get ID [ID ...]   the role of each id (a miss reads the database once); ``ID@CHAT``
+                      asks for the user's effective role in that chat
     set ID ROLE       change a role through the repository (the bot's own write; it is in
                       this bot's cache when the reply comes)
+    grant ID ROLE CHAT SECONDS
+                      grant ROLE in CHAT (0: everywhere) for SECONDS (0: for good); ROLE
+                      ``-`` revokes the grant in CHAT instead
     seq               the last event sequence number this cache applied
     sync              catch up with the log now (normally the follower does it), then seq
-    dump              every cached entry, as JSON {"last_seq": N, "entries": {"id": role}}
+    dump              every cached entry, as JSON {"last_seq": N, "entries": {"id": role},
+                      "chats": [[id, chat, role or null, ends or null], ...]}
     stats             the cache's and the follower's counters, as JSON
     quit              stop (as does end of input, SIGTERM or Ctrl-C)
 
@@ -40,6 +45,7 @@ import signal
 import stat
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -169,10 +175,19 @@ def handle(words: list[str], roles: Roles, as_json: bool) -> None:
     cache = roles.cache
     if command == "get":
         for word in rest:
-            uid = int(word)
+            uid_text, _, chat_text = word.partition("@")
+            uid, chat = int(uid_text), int(chat_text) if chat_text else None
             before = cache.last_seq  # read BEFORE the lookup: the answer is at least this new
-            role = roles.get_role(uid)
-            reply({"user_id": uid, "role": role, "last_seq": before}, role, as_json)
+            role = roles.get_role(uid, chat=chat)
+            reply({"user_id": uid, "chat_id": chat, "role": role, "last_seq": before}, role, as_json)
+    elif command == "grant":
+        uid, wanted, chat, seconds = int(rest[0]), rest[1], int(rest[2]) or None, float(rest[3])
+        if wanted == "-":
+            change = roles.revoke(uid, chat=chat)
+        else:
+            duration = timedelta(seconds=seconds) if seconds else None
+            change = roles.grant(uid, wanted, chat=chat, duration=duration)
+        reply({"changed": change.changed, "last_seq": cache.last_seq}, change.message, as_json)
     elif command == "set":
         uid, wanted = int(rest[0]), rest[1]
         if wanted == "admin":
@@ -187,13 +202,14 @@ def handle(words: list[str], roles: Roles, as_json: bool) -> None:
         reply({"last_seq": cache.last_seq}, str(cache.last_seq), as_json)
     elif command == "dump":
         last = cache.last_seq
-        entries = {str(e.user_id): e.role for e in cache.entries()}
-        print(json.dumps({"last_seq": last, "entries": entries}), flush=True)
+        entries = {str(e.user_id): e.role for e in cache.entries(chats=False)}
+        chats = [[e.user_id, e.chat_id, e.role, e.ends] for e in cache.entries() if e.chat_id is not None]
+        print(json.dumps({"last_seq": last, "entries": entries, "chats": chats}), flush=True)
     elif command == "stats":
         follower = roles.follower.stats() if roles.follower is not None else None
         print(json.dumps({"cache": cache.stats().to_dict(), "follower": follower}), flush=True)
     else:
-        raise ValueError(f"unknown command {command!r} (get, set, seq, sync, dump, stats, quit)")
+        raise ValueError(f"unknown command {command!r} (get, set, grant, seq, sync, dump, stats, quit)")
 
 
 def reply(obj: dict[str, Any], text: str, as_json: bool) -> None:

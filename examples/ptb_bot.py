@@ -249,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         roles.close()
         print("ptb_bot: set BOT_TOKEN to poll Telegram, or pass --offline N", file=sys.stderr)
         return 2
-    build_application(roles, ApplicationBuilder().token(token)).run_polling()  # calls post_init/post_shutdown
+    # calls post_init/post_shutdown; every type, chat_member included (chat admins follow Telegram)
+    build_application(roles, ApplicationBuilder().token(token)).run_polling(allowed_updates=Update.ALL_TYPES)
     return 0
 
 

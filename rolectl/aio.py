@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Unpack
 
     from .backends.base import AsyncioFollower
+    from .chatsync import ChatSync
     from .events import Role, RoleName
     from .health import Health
     from .repository import Change
@@ -178,6 +179,19 @@ class AsyncRoles(_Handle, AsyncGrantWrites):
         return await self._write(
             user_id, self.repo.users.upsert, user_id, username, role=role, actor=actor or self.actor
         )
+
+    async def sync_chat(self, bot: Any, chat_id: int, *, actor: str | None = None) -> "ChatSync":
+        """Bootstrap a chat's admins from Telegram: ``await bot.get_chat_administrators(chat_id)``
+        (an aiogram or python-telegram-bot ``Bot``), then a chat-scoped ``admin`` grant of
+        source ``telegram`` for every person listed (bots are skipped) and the telegram grants
+        of everyone else in that chat revoked. An operator's grants in the chat are never
+        touched. For a chat the bot joined before it asked for ``chat_member`` updates (the
+        adapters do it themselves when the bot is made an admin); raises what the Telegram
+        call or a write raises."""
+        from .chatsync import sync_chat
+
+        self._check_open()
+        return await sync_chat(self, bot, chat_id, actor=actor)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -99,7 +99,7 @@ class CacheFaultError(RolectlError):
 EXIT_CODES: dict[int, str] = {
     0: "success (for `role --is`: the user has that role)",
     1: "`role --is`: the user does not have that role; otherwise an unexpected internal error",
-    2: "usage error: bad option, bad id, bad username, bad input file",
+    2: "usage error: bad option, bad id, bad username, bad input file, a role the database does not define",
     3: "not found: user, mailbox, cache instance or database file",
     4: "refused: the change conflicts with a rule (owner still has a mailbox, transfer to self, ...)",
     5: "database unavailable: locked too long, corrupt, not SQLite, read-only, newer schema, a schema not exactly "

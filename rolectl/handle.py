@@ -111,9 +111,18 @@ class _Handle:
     def _open_fetch_chat(self) -> "ChatFetch | None":
         """The backend's reader of chat grants (``Backend.fetch_chat()``), closed with the
         handle; ``None`` for a backend without grants (chat lookups then fail clearly)."""
+        own: ChatFetch | None = getattr(self._fetch, "fetch_chat", None)
+        if own is not None:  # PostgreSQL: the global fetch's, on the same connections
+            return own
         make = getattr(self.backend, "fetch_chat", None)
-        if make is None or not getattr(self.repo, "ready", True):
+        if make is None:
             return None
+        if not getattr(self.repo, "ready", True):  # not there yet: opened by the first chat miss
+            from .latedb import LateChatFetch
+
+            late = LateChatFetch(make, where=str(self.backend.path))
+            self._undo.append(late.close)
+            return late
         fetch_chat: ChatFetch = make()
         close = getattr(fetch_chat, "close", None)
         if close is not None:
@@ -212,6 +221,8 @@ class _Handle:
             return
         try:
             self.cache.define_roles(self.repo.roles.ranks())
+            # Who may hold a global grant: role events for users not in memory install then.
+            self.cache.know_global_grants(row.user_id for row in self.repo.roles.grants(chat=0, ended=True))
         except RolectlError as exc:
             log.warning(
                 "cache %s: the defined roles could not be read (%s); only banned, user and admin are ranked",

@@ -31,10 +31,10 @@ from .events import Event
 
 if TYPE_CHECKING:  # pragma: no cover
     from .backends.base import MissFetch
-    from .cache.role_cache.defs import FetchResult
+    from .cache.role_cache.defs import ChatFetch, ChatFetchResult, FetchResult
     from .repository import EventLog, MailboxesRepo, Repository, RolesRepo, UsersRepo
 
-__all__ = ["LateFetch", "LateRepository", "is_absent", "open_or_wait"]
+__all__ = ["LateChatFetch", "LateFetch", "LateRepository", "is_absent", "open_or_wait"]
 
 log = logging.getLogger("rolectl.connect")
 
@@ -172,6 +172,37 @@ class LateFetch:
             fetch, self._fetch = self._fetch, None
         if fetch is not None:
             fetch.close()
+
+
+class LateChatFetch:
+    """:class:`LateFetch` for the chat read (``fetch_chat(user_id, chat_id)``): opened on the
+    first chat miss that finds the database there."""
+
+    def __init__(self, open_fetch: "Callable[[], ChatFetch]", where: str) -> None:
+        self._open = open_fetch
+        self._where = where
+        self._lock = threading.Lock()
+        self._fetch: ChatFetch | None = None
+        self._closed = False
+
+    def __call__(self, user_id: int, chat_id: int) -> "ChatFetchResult":
+        fetch = self._fetch
+        if fetch is None:
+            with self._lock:
+                if self._closed:
+                    raise RolectlError(f"the miss read of {self._where} is closed", hint="connect again")
+                if self._fetch is None:
+                    self._fetch = _attempt(self._where, self._open)
+                fetch = self._fetch
+        return fetch(user_id, chat_id)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            fetch, self._fetch = self._fetch, None
+        close = getattr(fetch, "close", None)
+        if close is not None:
+            close()
 
 
 def open_or_wait(

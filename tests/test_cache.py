@@ -399,14 +399,16 @@ def test_aget_role() -> None:
 # -- the SQLite fetch --------------------------------------------------------------------------
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    """rolectl's exact schema (SQLiteFetch refuses any other), made by its own migrations."""
-    from rolectl.backends.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+def _migrate(conn: sqlite3.Connection, *, replay: bool = False) -> None:
+    """rolectl's exact schema (SQLiteFetch refuses any other), made by its own migrations;
+    ``replay``: only what is missing (the idempotent replay ``doctor --fix`` uses)."""
+    from rolectl.backends.sqlite.schema import SCHEMA_VERSION, statements
 
-    for version in sorted(MIGRATIONS):
-        for statement in MIGRATIONS[version]:
-            conn.execute(statement)
+    conn.execute("BEGIN")  # as `rolectl init` runs them: one transaction (version 4 rebuilds the log)
+    for statement in statements(SCHEMA_VERSION, replay=replay):
+        conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    conn.execute("COMMIT")
 
 
 @pytest.fixture
@@ -421,7 +423,7 @@ def sqlite_db(tmp_path: Path) -> Path:
     ).fetchall():
         conn.execute(f"DROP TRIGGER {name}")
     conn.execute("INSERT INTO users (user_id, role) VALUES (1, 'admin'), (2, 'user')")
-    _migrate(conn)
+    _migrate(conn, replay=True)
     conn.close()
     return path
 

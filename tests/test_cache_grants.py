@@ -157,6 +157,36 @@ def test_chat_lookups_refuse_bad_input_and_a_cache_without_fetch_chat() -> None:
 # -- events -----------------------------------------------------------------------------------
 
 
+def test_role_events_install_users_not_in_memory_once_global_grants_are_known() -> None:
+    db = GrantDB()
+    db.grant(2, 0, "banned", ends=db.now + 60)
+    cache = new_cache(db)
+    db.set_role(1, "admin")
+    db.set_role(2, "admin")  # under the ban
+    db.deliver(cache)
+    assert 1 not in cache and cache.peek(2) == "banned"  # not known yet: user 1 not installed
+    cache.know_global_grants([2])
+    db.set_role(1, "user")
+    db.set_role(2, "user")
+    db.set_role(3, "admin")
+    db.deliver(cache)
+    assert (cache.peek(1), cache.peek(2), cache.peek(3)) == ("user", "banned", "admin")
+    db.revoke(2, 0)  # no global grant any more: the next role event installs him
+    db.set_role(2, "admin")
+    db.deliver(cache)
+    assert cache.peek(2) == "admin" and db.reads == []
+    db.grant(5, 0, "banned", ends=db.now + 60)  # a ban the cache learns from the log ...
+    db.deliver(cache)
+    cache.invalidate(5)  # ... then forgets the entry (evicted, flushed, invalidated)
+    db.set_role(5, "admin")  # users.role changes under the ban: still banned
+    db.deliver(cache)
+    assert 5 not in cache and cache.get_role(5) == "banned"
+    cache.reset(db.head)  # another log: not known again until told
+    db.set_role(4, "admin")
+    db.deliver(cache)
+    assert 4 not in cache
+
+
 def test_grant_events_set_the_chat_entry_or_the_global_one() -> None:
     db = GrantDB()
     cache = new_cache(db)
@@ -376,20 +406,31 @@ OPS = st.one_of(
     st.tuples(st.just("role"), USERS, ROLES),
     st.tuples(st.just("tick"), st.sampled_from([0.5, 1.0, 2.0])),
     st.tuples(st.just("deliver")),
+    st.tuples(st.just("evict"), USERS),
+    st.tuples(st.just("invalidate"), USERS),
+    st.tuples(st.just("flush")),
     st.tuples(st.just("look"), USERS, st.sampled_from([None, GROUP, OTHER])),
     st.tuples(st.just("look_racing"), USERS, st.sampled_from([None, GROUP, OTHER]), st.integers(0, 40)),
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(ops=st.lists(OPS, max_size=40), bounded=st.booleans())
+@given(ops=st.lists(OPS, max_size=40), bounded=st.booleans(), seeded=st.sampled_from([None, 0, 1]))
 def test_cache_answers_follow_the_rule_over_random_grant_sequences(
-    ops: list[tuple[object, ...]], bounded: bool
+    ops: list[tuple[object, ...]], bounded: bool, seeded: int | None
 ) -> None:
     """After the log is delivered, every lookup answers what the rule says of the database
-    at that instant, whatever was granted, revoked, ended, read late or raced."""
+    at that instant, whatever was granted, revoked, ended, read late or raced. ``seeded``:
+    the cache is told who holds a global grant (as a handle does at start) at 0, or after
+    the first op (when grants may exist), or never (role events then install nothing)."""
     db = GrantDB()
     cache = new_cache(db, maxsize=5 if bounded else None)
+
+    def seed() -> None:
+        cache.know_global_grants(user for (user, chat) in db.grants if chat == 0)
+
+    if seeded == 0:
+        seed()
 
     def write(op: tuple[object, ...]) -> None:
         kind = op[0]
@@ -406,7 +447,10 @@ def test_cache_answers_follow_the_rule_over_random_grant_sequences(
         elif kind == "role":
             db.set_role(op[1], op[2])  # type: ignore[arg-type]
 
-    for op in ops:
+    for index, op in enumerate(ops):
+        if seeded == 1 and index == 1:
+            db.deliver(cache)  # the seed is read after the follower started: in step
+            seed()
         kind = op[0]
         if kind in ("grant", "revoke", "role"):
             write(op)
@@ -414,18 +458,24 @@ def test_cache_answers_follow_the_rule_over_random_grant_sequences(
             db.now += op[1]  # type: ignore[operator]
         elif kind == "deliver":
             db.deliver(cache)
+        elif kind == "evict":
+            db._log(CACHE_EVICT, op[1])  # type: ignore[arg-type]
+        elif kind == "flush":
+            db._log(CACHE_FLUSH, 0)
+        elif kind == "invalidate":
+            cache.invalidate(op[1])  # type: ignore[arg-type]
         elif kind == "look":
             answer = cache.get_role(op[1], chat=op[2])  # type: ignore[arg-type]
             if not db.pending:
                 assert answer == db.effective(op[1], op[2])  # type: ignore[arg-type]
         else:  # a lookup whose read races a write that is delivered before the read returns
-            seed = op[3]
+            pick = op[3]
             racing = (
                 "grant",
-                1 + seed % 3,
-                [0, GROUP, OTHER][seed % 3],
-                ["banned", "user", "admin"][seed // 3 % 3],
-                [None, 2.0][seed // 9 % 2],
+                1 + pick % 3,
+                [0, GROUP, OTHER][pick % 3],
+                ["banned", "user", "admin"][pick // 3 % 3],
+                [None, 2.0][pick // 9 % 2],
             )
 
             def race(racing: tuple[object, ...] = racing) -> None:

@@ -161,6 +161,9 @@ def test_cache_show_lists_the_bots_memory(bot: Bot, run_in_process) -> None:
         "role": "admin",
         "since": rows[0]["since"],  # admins first
         "since_epoch": rows[0]["since_epoch"],
+        "chat_id": None,  # a global entry
+        "ends": None,  # whose role has no end
+        "ends_epoch": None,
     }
     assert rows[0]["since"].endswith("Z") and rows[0]["since_epoch"] > 0  # ISO 8601 UTC, epoch beside it
     assert [r["user_id"] for r in _json(run_in_process("cache", "show", "--role", "admin", "-f", "json"))] == [789]

@@ -100,10 +100,13 @@ def check_sync_late(db: str, start: Callable[[], None], *, real: bool = False) -
             roles.get_role(5)
         with pytest.raises(DatabaseError):
             roles.is_admin(5)
+        with pytest.raises(DatabaseError):
+            roles.get_role(5, -100)  # a chat lookup too
         with pytest.raises(NotReadyError):
             roles.add_admin(6)
         start()
         waited = wait_role(lambda: roles.get_role(5), "admin")
+        assert roles.get_role(5, -100) == "admin"  # the chat read opens once the database is there
         print(
             f"sync {db.split('://')[0] if '://' in db else 'sqlite'}: admin served {waited * 1000:.1f} ms "
             "after the database was there"

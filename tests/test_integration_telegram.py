@@ -99,6 +99,7 @@ def test_scenario_roles_follow_changes_made_by_another_process(db_path: Path, ro
 
         assert await say(2000, "/start") == "hello"  # the bot's own write, from a handler
         assert roles.cache.peek(2000) == "user"
+        assert await say(123, "/ban 1") == "admins only (you are user)"  # cached: events now update it
         await cli(rolectl_bin, db_path, "mailbox", "create", "1", "--owner", "123")
         await until(lambda: roles.cache.peek(123) == "admin")
         assert await say(123, "/ban 1") == "banned"

@@ -89,6 +89,8 @@ def test_a_registered_instance_is_live_and_answers_as_the_socket_does(bot: PgFol
         "role": "admin",
         "since": pytest.approx(time.time(), abs=60),
         "last_seq": 1,
+        "ends": None,  # a global grant's end, when the role is one
+        "chats": [],  # the user's cached chat entries
     }  # the raw INSERT of an admin is logged
     assert inst.ask("whois", user_id=3)["held"] is False
     entries = inst.ask("entries", role=None, user_id=None, limit=None)

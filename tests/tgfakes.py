@@ -44,13 +44,16 @@ def aiogram_bot() -> Any:
     """An aiogram ``Bot`` whose session records requests (``bot.session.sent``)."""
     from aiogram import Bot
     from aiogram.client.session.base import BaseSession
-    from aiogram.methods import GetMe, SendMessage, TelegramMethod
+    from aiogram.methods import GetChatAdministrators, GetMe, SendMessage, TelegramMethod
     from aiogram.types import Chat, Message, User
 
     class RecordingSession(BaseSession):
         def __init__(self) -> None:
             super().__init__()
             self.requests: list[TelegramMethod[Any]] = []
+            #: What getChatAdministrators answers, by chat id (``tg_member`` objects); a chat
+            #: missing here answers the error Telegram gives for a chat the bot is not in.
+            self.admins: dict[int, list[Any]] = {}
 
         @property
         def sent(self) -> list[tuple[int, str]]:
@@ -61,6 +64,12 @@ def aiogram_bot() -> Any:
             self.requests.append(method)
             if isinstance(method, GetMe):
                 return User(**BOT_USER)
+            if isinstance(method, GetChatAdministrators):
+                from aiogram.exceptions import TelegramBadRequest
+
+                if int(method.chat_id) not in self.admins:
+                    raise TelegramBadRequest(method, "Bad Request: chat not found")
+                return list(self.admins[int(method.chat_id)])
             if isinstance(method, SendMessage):
                 return Message(
                     message_id=next(_ids),
@@ -102,6 +111,9 @@ def ptb_request() -> Any:
     class RecordingRequest(BaseRequest):
         def __init__(self) -> None:
             self.calls: list[tuple[str, dict[str, Any]]] = []
+            #: What getChatAdministrators answers, by chat id (``tg_member`` objects, sent as
+            #: JSON); a chat missing here answers Telegram's error for an unknown chat.
+            self.admins: dict[int, list[Any]] = {}
 
         @property
         def sent(self) -> list[tuple[int, str]]:
@@ -142,6 +154,12 @@ def ptb_request() -> Any:
                 }
             elif endpoint == "getUpdates":
                 result = []
+            elif endpoint == "getChatAdministrators":
+                chat_id = int(params["chat_id"])
+                if chat_id not in self.admins:
+                    error = {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+                    return 400, json.dumps(error).encode()
+                result = [m.model_dump(mode="json", by_alias=True, exclude_none=True) for m in self.admins[chat_id]]
             return 200, json.dumps({"ok": True, "result": result}).encode()
 
     return RecordingRequest()
@@ -232,3 +250,41 @@ def tg_callback(user_id: int, message: Any, data: str) -> Any:
     from aiogram.types import CallbackQuery
 
     return CallbackQuery(id=str(next(_ids)), from_user=tg_user(user_id), chat_instance="1", message=message, data=data)
+
+
+# -- chat members: promotions, demotions, the bot's own status -------------------------------
+# Built from aiogram's models, every required field filled from the model's own field list (the
+# ``can_*`` rights grow with each Bot API version), and sent on as Telegram's JSON.
+
+
+def tg_member(user_id: int, status: str, *, is_bot: bool = False) -> Any:
+    """A ``ChatMember`` of ``status`` (creator, administrator, member, restricted, left, kicked)."""
+    from aiogram import types
+
+    model = {
+        "creator": types.ChatMemberOwner,
+        "administrator": types.ChatMemberAdministrator,
+        "member": types.ChatMemberMember,
+        "restricted": types.ChatMemberRestricted,
+        "left": types.ChatMemberLeft,
+        "kicked": types.ChatMemberBanned,
+    }[status]
+    user = types.User(id=user_id, is_bot=is_bot, first_name=f"u{user_id}")
+    fields: dict[str, Any] = {"user": user}
+    for name, info in model.model_fields.items():
+        if info.is_required() and name not in fields:
+            fields[name] = 0 if name == "until_date" else False
+    return model(**fields)
+
+
+def member_updated(chat: Any, user_id: int, old: str, new: str, *, by: int, is_bot: bool = False) -> Any:
+    """A ``ChatMemberUpdated``: ``by`` changed ``user_id``'s status in ``chat`` from ``old`` to ``new``."""
+    from aiogram.types import ChatMemberUpdated
+
+    return ChatMemberUpdated(
+        chat=chat,
+        from_user=tg_user(by),
+        date=datetime.now(timezone.utc).replace(microsecond=0),
+        old_chat_member=tg_member(user_id, old, is_bot=is_bot),
+        new_chat_member=tg_member(user_id, new, is_bot=is_bot),
+    )

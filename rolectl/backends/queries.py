@@ -334,22 +334,25 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
         sql += " ORDER BY mailbox_id"
         return sql + (f" LIMIT {self.p('limit')}" if limit else "")
 
-    def events_list(self, *, since: bool, user: bool, kinds: int, limit: bool, newest_first: bool = False) -> str:
+    def events_list(
+        self, *, since: bool, user: bool, kinds: int, limit: bool, newest_first: bool = False, chat: bool = False
+    ) -> str:
         """The audit log filtered (parameters ``since``, ``user``, ``kind0``..., ``limit``), in
         seq order (the newest first when asked: the tail of the log with ``limit``)."""
         order = " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
         return (
             self.select_events
-            + self.events_where(since=since, user=user, kinds=kinds)
+            + self.events_where(since=since, user=user, kinds=kinds, chat=chat)
             + order
             + (f" LIMIT {self.p('limit')}" if limit else "")
         )
 
-    def events_count(self, *, since: bool, user: bool, kinds: int) -> str:
-        return "SELECT count(*) FROM events" + self.events_where(since=since, user=user, kinds=kinds)
+    def events_count(self, *, since: bool, user: bool, kinds: int, chat: bool = False) -> str:
+        return "SELECT count(*) FROM events" + self.events_where(since=since, user=user, kinds=kinds, chat=chat)
 
-    def events_where(self, *, since: bool, user: bool, kinds: int) -> str:
-        """`` WHERE ...`` for the audit log's filters (``since``, ``user``, ``kind0``...)."""
+    def events_where(self, *, since: bool, user: bool, kinds: int, chat: bool = False) -> str:
+        """`` WHERE ...`` for the audit log's filters (``since``, ``user``, ``kind0``...,
+        ``chat``: the grants of one chat)."""
         where: list[str] = []
         if since:
             where.append(f"seq > {self.p('since')}")
@@ -358,6 +361,8 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
             where.append(f"(user_id = {u} OR from_user = {u} OR to_user = {u})")
         if kinds:
             where.append(f"kind IN ({', '.join(self.p(f'kind{i}') for i in range(kinds))})")
+        if chat:
+            where.append(f"chat_id = {self.p('chat')}")
         return " WHERE " + " AND ".join(where) if where else ""
 
     def with_logged_role(self, write: str) -> str:

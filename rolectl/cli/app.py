@@ -24,6 +24,7 @@ def _register() -> None:
     # The order here is the order of `rolectl --help`.
     from . import roles  # noqa: F401
     from . import grants  # noqa: F401
+    from . import grantlist  # noqa: F401
     from . import mailbox  # noqa: F401
     from . import events  # noqa: F401
     from . import diagnostics  # noqa: F401

@@ -32,7 +32,10 @@ from .options import (
     role_option,
 )
 
-ENTRY_COLUMNS = ("user_id", "role", "since")
+#: ``cache show``: people see each entry's chat and end beside it; programs get the columns
+#: they always had first, then ``chat_id`` (null: the global entry) and ``ends``.
+ENTRY_COLUMNS = ("user_id", "chat_id", "role", "since", "ends")
+MACHINE_ENTRY_COLUMNS = ("user_id", "role", "since", "since_epoch", "chat_id", "ends", "ends_epoch")
 InstanceOption = typer.Option(
     None,
     "--instance",
@@ -105,17 +108,14 @@ def cache_show(
         shown = PIPE_LIMIT if limit is None else (limit or None)
     reply = target.ask("entries", 30.0, role=wanted_role, user_id=uid, limit=shown)
     machine = is_machine(fmt)
-    if machine:
-        rows = [{"user_id": u, "role": r, **time_fields("since", t)} for u, r, t in reply["entries"]]
-    else:
-        rows = [{"user_id": u, "role": r, "since": human_time(t)} for u, r, t in reply["entries"]]
+    rows = _entry_rows(reply, machine)
     title = (
-        f"{target.label}: {len(rows)} of {reply['matched']} entries (cache size {reply['size']}, "
+        f"{target.label}: {len(reply['entries'])} of {reply['matched']} entries (cache size {reply['size']}, "
         f"seq {reply['last_seq']})"
     )
-    render_rows(rows, ENTRY_COLUMNS + (("since_epoch",) if machine else ()), fmt, title=title)
-    if len(rows) < reply["matched"] and not machine:
-        rest = reply["matched"] - len(rows)
+    render_rows(rows, MACHINE_ENTRY_COLUMNS if machine else ENTRY_COLUMNS, fmt, title=title)
+    if len(reply["entries"]) < reply["matched"] and not machine:
+        rest = reply["matched"] - len(reply["entries"])
         more = (
             "use --limit N or --limit 0 for all"
             if shown
@@ -125,6 +125,25 @@ def cache_show(
     silent = not_live_summary(instances if wanted is None else [i for i in instances if matches(wanted, i)])
     if silent:
         typer.echo(f"not shown: {safe(silent)}", err=True)
+
+
+def _entry_rows(reply: dict[str, Any], machine: bool) -> list[dict[str, Any]]:
+    """The global entries, then the cached grants of chats: ``chat_id`` None for a global
+    entry; ``ends`` when an entry's grant ends (a global one ending too: chat 0 in the
+    reply's ``grants``, shown on its global entry); a chat row's role None: the cache knows
+    there is no grant in that chat."""
+    grants = reply.get("grants") or []  # instances before chat-scoped grants send none
+    ending = {u: e for u, c, _, e in grants if c == 0}
+
+    def row(user: int, chat: Optional[int], role: Optional[str], since: Any, ends: Any) -> dict[str, Any]:
+        if machine:
+            return {"user_id": user, "role": role, **time_fields("since", since), "chat_id": chat} | time_fields(
+                "ends", ends
+            )
+        return {"user_id": user, "chat_id": chat, "role": role, "since": human_time(since), "ends": human_time(ends)}
+
+    rows = [row(u, None, r, t, ending.get(u)) for u, r, t in reply["entries"]]
+    return rows + [row(u, c, r, None, e) for u, c, r, e in grants if c != 0]
 
 
 def _confirmation_line(confirmations: list[dict[str, Any]]) -> str:

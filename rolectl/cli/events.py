@@ -18,7 +18,7 @@ from ..validate import parse_id
 from .root import app
 from .context import state
 from . import complete
-from .options import USER_ID, OneOf, SeqNumber, format_option
+from .options import USER_ID, ChatId, OneOf, SeqNumber, format_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..events import Event
@@ -95,6 +95,13 @@ def events(
         click_type=USER_ID,
         autocompletion=complete.known_users,
     ),
+    chat: Optional[int] = typer.Option(
+        None,
+        "--chat",
+        metavar="CHAT_ID",
+        click_type=ChatId(everywhere=True),
+        help="Only grants in this chat (0: grants that hold everywhere).",
+    ),
     kind: Optional[List[str]] = typer.Option(
         None,
         "--kind",
@@ -126,10 +133,12 @@ def events(
     Example: rolectl events --kind admin_transferred --format json
 
     Example: rolectl events --follow --user 789
+
+    Example: rolectl events --chat -1001234567890 --format text
     """
     kinds = _kinds(kind)
     if follow:
-        _follow(ctx, since, user, kinds, limit, fmt)
+        _follow(ctx, since, user, kinds, limit, fmt, chat)
         return
     check_format(fmt, extra=("text",))
     uid = parse_id(user) if user is not None else None
@@ -137,7 +146,9 @@ def events(
     with st.open() as repo:
 
         def fetch(n: Optional[int]) -> Any:
-            return repo.events.stream(since=since, user_id=uid, kind=kinds, limit=n, newest_first=n is not None)
+            return repo.events.stream(
+                since=since, user_id=uid, kind=kinds, limit=n, newest_first=n is not None, chat_id=chat
+            )
 
         if fmt == "text":
             render_listing(
@@ -148,7 +159,7 @@ def events(
                 writer=_text_lines,
                 newest=True,
                 noun="events",
-                total=lambda: repo.events.count(since=since, user_id=uid, kind=kinds),
+                total=lambda: repo.events.count(since=since, user_id=uid, kind=kinds, chat_id=chat),
             )
             return
         from ..render.formats import is_machine
@@ -160,7 +171,7 @@ def events(
             columns,
             fmt,
             limit=limit,
-            total=lambda: repo.events.count(since=since, user_id=uid, kind=kinds),
+            total=lambda: repo.events.count(since=since, user_id=uid, kind=kinds, chat_id=chat),
             noun="events",
             title="events",
             newest=True,
@@ -183,6 +194,7 @@ def _follow(
     kinds: Optional[list[str]],
     limit: Optional[int],
     fmt: Optional[str],
+    chat: Optional[int] = None,
 ) -> None:
     out_fmt = fmt or "text"
     if out_fmt not in FOLLOW_FORMATS:
@@ -196,12 +208,14 @@ def _follow(
         head = repo.events.head()
         if since is not None:
             backlog = repo.events.query(
-                since=since, user_id=uid, kind=kinds, limit=limit or None, newest_first=bool(limit)
+                since=since, user_id=uid, kind=kinds, limit=limit or None, newest_first=bool(limit), chat_id=chat
             )
         elif limit == 0:  # --limit 0: the whole log first
-            backlog = repo.events.query(user_id=uid, kind=kinds)
+            backlog = repo.events.query(user_id=uid, kind=kinds, chat_id=chat)
         else:
-            backlog = repo.events.query(user_id=uid, kind=kinds, limit=limit or FOLLOW_BACKLOG, newest_first=True)
+            backlog = repo.events.query(
+                user_id=uid, kind=kinds, limit=limit or FOLLOW_BACKLOG, newest_first=True, chat_id=chat
+            )
         # The head is read first: an event committed meanwhile is either in the backlog (and
         # skipped by the tail) or after it (and printed by the tail) -- never twice or lost.
         after = max([head, since or 0] + [e.seq for e in backlog[-1:]])
@@ -223,6 +237,8 @@ def _follow(
             if uid is not None and uid not in (item.user_id, item.from_user, item.to_user):
                 continue
             if wanted is not None and item.kind not in wanted:
+                continue
+            if chat is not None and item.chat_id != chat:
                 continue
             write(item)
     except KeyboardInterrupt:

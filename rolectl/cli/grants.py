@@ -6,7 +6,8 @@ Internal: not part of the public API.
 
 from __future__ import annotations
 
-from typing import Optional
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -17,7 +18,20 @@ from . import complete
 from .app import app
 from .common import actor as actor_of, change_format, report
 from .context import state
-from .options import USER_ID, ActorOption, ChangeFormatOption, FormatOption
+from .options import (
+    CHAT_ID,
+    USER_ID,
+    ActorOption,
+    ChangeFormatOption,
+    ChatOption,
+    FormatOption,
+    ForOption,
+    UntilOption,
+    one_end,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..repository import Change
 
 ROLE_COLUMNS = (Col("name", "atom", 0), Col("rank", "int", 0), Col("created_at", "time", 1))
 
@@ -89,21 +103,43 @@ def roles_remove(
     """
     who, out = actor_of(actor), change_format(fmt)
     with state(ctx).open() as repo:
+        repo.roles.defined(name)  # a role the database does not define is bad input (exit 2), as everywhere
         report([repo.roles.remove(name, actor=who)], out, "role", [name])  # type: ignore[list-item]
+
+
+def _scope(chat: Optional[int], duration: Optional[timedelta], until: Optional[datetime]) -> dict[str, Any]:
+    """The keywords of a grant's scope and end, only those given: a global grant without an end
+    is called exactly as before."""
+    one_end(duration, until)
+    given = {"chat": chat, "duration": duration, "until": until}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _report(change: "Change", fmt: str, uid: int, chat: Optional[int]) -> None:
+    """As every change reports; a chat-scoped one also names its chat (``chat_id``)."""
+    from ..render import change_item, render_changes
+
+    render_changes([change_item(change, user_id=uid, **({"chat_id": chat} if chat is not None else {}))], fmt)
 
 
 def _grant(
     ctx: typer.Context,
     user_id: int,
-    role: str,
+    role: Optional[str],
     actor: Optional[str],
     note: Optional[str],
     force: bool,
     fmt: Optional[str],
+    scope: dict[str, Any],
 ) -> None:
+    """``role`` None: revoke. An unknown role is bad input (exit 2), as everywhere else."""
     uid, who, out = parse_id(user_id), actor_of(actor), change_format(fmt)
     with state(ctx).open() as repo:
-        report([repo.roles.grant(uid, role, actor=who, note=note, force=force)], out, "user_id", [uid])
+        if role is None:
+            done = repo.roles.revoke(uid, actor=who, note=note, force=force, **scope)
+        else:
+            done = repo.roles.grant(uid, repo.roles.defined(role), actor=who, note=note, force=force, **scope)
+    _report(done, out, uid, scope.get("chat"))
 
 
 @app.command()
@@ -113,38 +149,55 @@ def grant(
     role: str = typer.Argument(
         ..., metavar="ROLE", help="A defined role (see `rolectl roles list`).", autocompletion=complete.defined_roles
     ),
+    chat: Optional[int] = ChatOption,
+    duration: Optional[timedelta] = ForOption,
+    until: Optional[datetime] = UntilOption,
     actor: Optional[str] = ActorOption,
     note: Optional[str] = NoteOption,
     force: bool = ForceOption,
     fmt: Optional[str] = ChangeFormatOption,
 ) -> None:
-    """Give a user a role (creating unknown users). Re-running is a no-op that says so.
+    """Give a user a role, everywhere or in one chat, for good or for a while (creating
+    unknown users). Re-running is a no-op that says so.
+
+    Without --chat and without an end this is the user's role for good; with --for/--until
+    it holds until then, and the role they had before holds again after it. With --chat it
+    holds in that chat only (a global ban still wins there).
 
     Example: rolectl grant 789 moderator --note "spam patrol"
+
+    Example: rolectl grant 789 admin --chat -1001234567890 --for 1d
     """
-    _grant(ctx, user_id, role, actor, note, force, fmt)
+    _grant(ctx, user_id, role, actor, note, force, fmt, _scope(chat, duration, until))
 
 
 @app.command()
 def revoke(
     ctx: typer.Context,
     user_id: int = UserArgument,
+    chat: Optional[int] = typer.Option(
+        None, "--chat", metavar="CHAT_ID", click_type=CHAT_ID, help="Remove only the grant in this chat."
+    ),
     actor: Optional[str] = ActorOption,
     note: Optional[str] = NoteOption,
     force: bool = ForceOption,
     fmt: Optional[str] = ChangeFormatOption,
 ) -> None:
-    """Make a user a plain user again, whatever role they hold.
+    """Make a user a plain user again, whatever role they hold; with --chat, remove only
+    their grant in that chat.
 
     Example: rolectl revoke 789
     """
-    _grant(ctx, user_id, "user", actor, note, force, fmt)
+    _grant(ctx, user_id, None, actor, note, force, fmt, _scope(chat, None, None))
 
 
 @app.command()
 def ban(
     ctx: typer.Context,
     user_id: int = UserArgument,
+    chat: Optional[int] = ChatOption,
+    duration: Optional[timedelta] = ForOption,
+    until: Optional[datetime] = UntilOption,
     actor: Optional[str] = ActorOption,
     note: Optional[str] = NoteOption,
     force: bool = ForceOption,
@@ -153,22 +206,30 @@ def ban(
     """Ban a user: `grant USER_ID banned` (a banned user passes no role check).
 
     Example: rolectl ban 666 --note "spam"
+
+    Example: rolectl ban 666 --for 1d
     """
-    _grant(ctx, user_id, ROLE_BANNED, actor, note, force, fmt)
+    _grant(ctx, user_id, ROLE_BANNED, actor, note, force, fmt, _scope(chat, duration, until))
 
 
 @app.command()
 def unban(
     ctx: typer.Context,
     user_id: int = UserArgument,
+    chat: Optional[int] = typer.Option(
+        None, "--chat", metavar="CHAT_ID", click_type=CHAT_ID, help="Lift only the ban in this chat."
+    ),
     actor: Optional[str] = ActorOption,
     note: Optional[str] = NoteOption,
     fmt: Optional[str] = ChangeFormatOption,
 ) -> None:
     """Lift a ban: a banned user becomes a plain user; anyone else is left as they are.
+    With --chat, lift only a ban in that chat.
 
     Example: rolectl unban 666
     """
     uid, who, out = parse_id(user_id), actor_of(actor), change_format(fmt)
+    scope = _scope(chat, None, None)
     with state(ctx).open() as repo:
-        report([repo.roles.unban(uid, actor=who, note=note)], out, "user_id", [uid])
+        done = repo.roles.unban(uid, actor=who, note=note, **scope)
+    _report(done, out, uid, chat)

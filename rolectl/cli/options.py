@@ -10,6 +10,7 @@ Internal: not part of the public API.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
@@ -19,7 +20,7 @@ import typer
 from ..errors import InvalidInputError
 from ..events import ROLES
 from ..render import FORMATS
-from ..validate import TIMEOUT_MAX, check_utf8, parse_count, parse_id, parse_seconds
+from ..validate import INT64_MAX, TIMEOUT_MAX, check_utf8, parse_count, parse_id, parse_seconds
 
 CHANGE_FORMATS: tuple[str, ...] = ("text", "json", "jsonl")
 FORMAT_HINT = "use table, json, jsonl, csv, tsv or a tabulate format such as github, plain, psql"
@@ -151,6 +152,51 @@ class Seconds(_Checked):
         return seconds
 
 
+class ChatId(_Checked):
+    """A chat id: any non-zero 64-bit integer (Telegram groups are negative, private chats
+    positive). 0, "everywhere", is what leaving ``--chat`` out means: refused as a value."""
+
+    name = "CHAT_ID"
+
+    def __init__(self, everywhere: bool = False) -> None:
+        self.everywhere = everywhere  # a filter may name chat 0: the grants that hold everywhere
+
+    def check(self, value: str) -> int:
+        text = value.strip()
+        if re.fullmatch(r"[+-]?[0-9]{1,19}", text, re.ASCII) is None:
+            raise InvalidInputError(
+                f"invalid chat id {value[:40]!r}: not a whole number", hint="use digits, e.g. -1001234567890"
+            )
+        number = int(text)
+        if number == 0 and not self.everywhere:
+            raise InvalidInputError("chat id 0 means every chat", hint="leave --chat out for a grant everywhere")
+        if abs(number) > INT64_MAX:
+            raise InvalidInputError(f"invalid chat id {text}: outside 64 bits", hint="chat ids fit in 64 bits")
+        return number
+
+
+class Duration(_Checked):
+    """``--for``: how long a grant lasts (``30m``, ``2h``, ``1d``, ``1h30m``)."""
+
+    name = "DURATION"
+
+    def check(self, value: str) -> Any:
+        from ..timespec import parse_duration
+
+        return parse_duration(value, "")
+
+
+class Instant(_Checked):
+    """``--until``: when a grant ends, ISO 8601 with a UTC offset, later than now."""
+
+    name = "TIME"
+
+    def check(self, value: str) -> Any:
+        from ..timespec import parse_time
+
+        return parse_time(value, "")
+
+
 class Text(_ParamType):
     """Free text of an option (``--username``, ``--actor``, ``--title``, ``--note``...): any
     string that is valid UTF-8. Bytes that are not (``$'\\xff'`` from a shell) reach Python as
@@ -213,6 +259,7 @@ class Database(_ParamType):
 DATABASE = Database()
 TEXT = Text()
 USER_ID = UserId()
+CHAT_ID = ChatId()
 MAILBOX_ID = UserId("mailbox id", "MAILBOX_ID")
 
 
@@ -250,3 +297,35 @@ def input_format_option(choices: Sequence[str], help: str) -> Any:
         click_type=OneOf(choices, "input format", "use " + ", ".join(choices)),
         help=help,
     )
+
+
+# -- grants: where and for how long -----------------------------------------------------------------
+
+
+ChatOption: Optional[int] = typer.Option(
+    None,
+    "--chat",
+    metavar="CHAT_ID",
+    click_type=CHAT_ID,
+    help="Only in this chat (Telegram groups are negative: --chat -1001234567890). Default: everywhere.",
+)
+ForOption: Any = typer.Option(
+    None,
+    "--for",
+    metavar="DURATION",
+    click_type=Duration(),
+    help="End the grant after this long: 30m, 2h, 1d, 1h30m (units w d h m s). Default: no end.",
+)
+UntilOption: Any = typer.Option(
+    None,
+    "--until",
+    metavar="TIME",
+    click_type=Instant(),
+    help="End the grant at this time: ISO 8601 with a UTC offset (2026-12-07T10:00:00Z).",
+)
+
+
+def one_end(duration: Any, until: Any) -> None:
+    """``--for`` and ``--until`` both say when a grant ends: at most one may be given."""
+    if duration is not None and until is not None:
+        raise InvalidInputError("--for and --until both give an end", hint="pass one of them")

@@ -11,13 +11,13 @@ from typing import List, Optional
 import typer
 
 from ..events import ROLE_ADMIN
-from ..render import Col, check_format, render_listing
+from ..render import Col, check_format, render_listing, render_record
 from ..validate import parse_id, parse_username
 from . import complete
 from .root import app
 from .common import LimitOption, actor as actor_of, change_format, ids, report
 from .context import state
-from .options import USER_ID, ActorOption, ChangeFormatOption, FormatOption, defined_role_option
+from .options import CHAT_ID, USER_ID, ActorOption, ChangeFormatOption, FormatOption, OneOf, defined_role_option
 
 #: users / admins: ids, names and roles first; times go first when the terminal is narrow.
 USER_COLUMNS = (
@@ -29,6 +29,8 @@ USER_COLUMNS = (
 )
 
 JsonOption = ChangeFormatOption
+#: ``role --format``: the bare role for shells, or one object for programs.
+ROLE_FORMATS = ("text", "json")
 
 
 @app.command()
@@ -120,6 +122,9 @@ def role(
     user_id: int = typer.Argument(
         ..., metavar="USER_ID", help="User id.", click_type=USER_ID, autocompletion=complete.known_users
     ),
+    chat: Optional[int] = typer.Option(
+        None, "--chat", metavar="CHAT_ID", click_type=CHAT_ID, help="The role in this chat (default: everywhere)."
+    ),
     is_: Optional[str] = typer.Option(
         None,
         "--is",
@@ -127,19 +132,34 @@ def role(
         autocompletion=complete.defined_roles,
         help="A defined role: print nothing; exit 0 if the user has this role, 1 if not (for shell `if`).",
     ),
+    fmt: Optional[str] = typer.Option(
+        None,
+        "--format",
+        "-f",
+        metavar="FORMAT",
+        click_type=OneOf(ROLE_FORMATS, "format", "use text or json"),
+        help="text (default): the role; json: the role, and the grant it comes from (chat_id, ends_at, source).",
+    ),
 ) -> None:
-    """Print a user's role as the database has it (unknown users are `user`).
+    """Print a user's effective role as the database has it (unknown users are `user`),
+    everywhere or, with --chat, in one chat (a chat grant there overrides the global role; a
+    global ban always wins).
 
     Example: if rolectl role 789 --is admin; then echo admin; fi
+
+    Example: rolectl role 789 --chat -1001234567890 --format json
     """
     uid = parse_id(user_id)
     with state(ctx).open() as repo:
         wanted = repo.roles.defined(is_) if is_ is not None else None
-        current = repo.users.get_role(uid)
-    if wanted is None:
-        typer.echo(current)
-    elif current != wanted:
-        raise typer.Exit(1)
+        found = repo.roles.effective(uid, chat=chat)
+    if wanted is not None:
+        if found.role != wanted:
+            raise typer.Exit(1)
+    elif fmt == "json":
+        render_record({"user_id": uid, **found._asdict()}, "json")
+    else:
+        typer.echo(found.role)
 
 
 def _list_users(

@@ -86,6 +86,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "revoke": ("grants",),
     "ban": ("grants",),
     "unban": ("grants",),
+    "grants": ("grantlist",),
     "mailbox": ("mailbox",),
     "transfer": ("mailbox",),
     "events": ("events",),

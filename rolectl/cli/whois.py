@@ -20,6 +20,12 @@ from .context import state
 from .options import USER_ID, FormatOption
 
 
+def _chat(chat: int, role: Optional[str], ends: Optional[float], machine: bool) -> dict[str, object]:
+    """One cached chat entry of an instance (role None: it knows there is no grant there)."""
+    when = time_fields("ends", ends) if machine else {"ends": human_time(ends)}
+    return {"chat_id": chat, "role": role, **when}
+
+
 @app.command()
 def whois(
     ctx: typer.Context,
@@ -29,9 +35,10 @@ def whois(
     fmt: Optional[str] = FormatOption,
 ) -> None:
     """A user's role in the database and its last role change (admin_added / admin_removed),
-    and whether each running cache holds them, with which role and since when (`agrees`: is
-    that the database's role). Caches keep `since` for admin entries only. An instance that
-    does not answer is listed as unresponsive (or bad-reply).
+    their active grants (per chat, or with an end), and whether each running cache holds
+    them, with which role and since when (`agrees`: is that the database's role). Caches
+    keep `since` for admin entries only. An instance that does not answer is listed as
+    unresponsive (or bad-reply).
 
     Example: rolectl whois 789
     """
@@ -46,7 +53,7 @@ def whois(
     backend = state(ctx).backend()
     with Repository(backend.store()) as repo:
         user = repo.users.get(uid)
-        role = repo.users.get_role(uid)
+        role = repo.roles.effective(uid).role  # what a cache holds for them: a temporary global grant counts
         changes = [
             e
             for kind in sorted(ROLE_KINDS)
@@ -57,6 +64,7 @@ def whois(
         except ConflictError as exc:  # an untrusted runtime directory: keep the database side
             instances, problem = [], str(exc)
         head = repo.events.head()
+        grants = [g._asdict() for g in repo.roles.grants(user=uid)]
     machine = is_machine(fmt)
     holders = []
     for inst in sorted(instances, key=lambda i: (i.name, i.id)):
@@ -73,6 +81,8 @@ def whois(
             "agrees": None,
             "lag": None,
             "error": inst.error,
+            **(time_fields("ends", None) if machine else {"ends": None}),
+            "chats": [],
         }
         if inst.state != LIVE:
             holders.append(base)
@@ -90,6 +100,8 @@ def whois(
                 **(time_fields("since", reply["since"]) if machine else {"since": human_time(reply["since"])}),
                 "agrees": None if not reply["held"] else reply["role"] == role,
                 "lag": max(0, head - reply["last_seq"]),
+                **(time_fields("ends", reply.get("ends")) if machine else {"ends": human_time(reply.get("ends"))}),
+                "chats": [_chat(c, r, e, machine) for c, r, e in reply.get("chats") or ()],
             }
         )
     event = max(changes, key=lambda e: e.seq) if changes else None
@@ -106,8 +118,8 @@ def whois(
     chosen = fmt or default_format()
     if problem:
         typer.echo(f"rolectl: warning: caches not asked: {safe(problem)}", err=True)
-    if chosen in ("json", "jsonl"):  # one object: the database side and every instance
-        render_record(record | {"instances": holders}, chosen)
+    if chosen in ("json", "jsonl"):  # one object: the database side, its grants and every instance
+        render_record(record | {"grants": grants, "instances": holders}, chosen)
         return
     columns = ("instance", "id", "state", "held", "role", "since", "agrees", "lag")
     if chosen in ("csv", "tsv"):  # one flat table for scripts: a row per instance, or one without
@@ -122,6 +134,10 @@ def whois(
         render_rows([db_side | h for h in holders] or [db_side], flat + columns + ("since_epoch",), fmt)
         return
     render_record(record, fmt, title=f"user {uid}")
+    if grants:
+        from .grantlist import GRANT_COLUMNS
+
+        render_rows(grants, [c for c in GRANT_COLUMNS if c.name not in ("user_id", "active")], fmt, title="grants")
     if holders:  # booleans: render writes them true/false
         render_rows(holders, columns, fmt, title="caches")
     else:

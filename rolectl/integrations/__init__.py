@@ -18,6 +18,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Mapping
 
+from ..chatsync import ADMIN_CHAT_TYPES
 from ..errors import InvalidInputError
 from ..events import BUILTIN_RANKS, ROLE_BANNED, ROLE_USER, Role, RoleName
 from .failurelog import FailureLog
@@ -37,15 +38,22 @@ def failure_log(roles: "AsyncRoles") -> FailureLog:
     return FailureLog(log, instance=roles.name)
 
 
-async def lookup(roles: "AsyncRoles", user_id: int | None, failures: FailureLog) -> Role:
-    """The role of ``user_id`` for an incoming update; ``user`` when there is no sender or
-    the role cannot be read (counted in ``failures``, never raised)."""
+def lookup_chat(chat_id: int | None, chat_type: str | None) -> int | None:
+    """The chat an update's sender is looked up in: its group, supergroup or channel, else
+    ``None`` (a private chat, or no chat: the global role, at the cost of a global hit)."""
+    return chat_id if chat_id is not None and chat_type in ADMIN_CHAT_TYPES else None
+
+
+async def lookup(roles: "AsyncRoles", user_id: int | None, failures: FailureLog, chat: int | None = None) -> Role:
+    """The role of ``user_id`` for an incoming update in ``chat`` (``None``: globally);
+    ``user`` when there is no sender or the role cannot be read (counted in ``failures``,
+    never raised)."""
     if user_id is None:
         return ROLE_USER
     # During an outage only: was it in memory (then its success says nothing about the database)?
     cached = failures.failing and user_id in roles.cache
     try:
-        role = await roles.get_role(user_id)
+        role = await roles.get_role(user_id, chat)
     except Exception as exc:  # noqa: BLE001 - fail closed: whatever went wrong, not an admin
         failures.failed(user_id, exc, ROLE_USER)
         return ROLE_USER

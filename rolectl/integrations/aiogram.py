@@ -26,6 +26,17 @@ record ``actor=f"tg:anon:{chat}"`` rather than the service user). Linked channel
 forwards, channel posts and private chats never count; updates from Telegram's service users
 are never looked up (``user``). ``setup(dp, roles, anonymous_admins=False)`` turns it off:
 such messages are then from a plain ``user``.
+
+**Chat admins in step with Telegram** (``sync_chat_admins=True``, the default). The middleware
+reads ``chat_member`` updates: a member promoted to administrator or creator gets an
+``admin`` grant in that chat (source ``telegram``); one demoted, restricted, leaving or kicked
+loses it. ``my_chat_member`` (the bot's own status): made an admin, the bot bootstraps the chat
+from ``getChatAdministrators``; no longer an admin, it revokes the chat's telegram grants (it
+would not hear of a demotion any more). An operator's grants are never touched. The update
+then goes on to the bot's own handlers, if it has any; a failed sync is logged and never fails
+the update. :func:`setup` also registers pass-through handlers for both update types, so
+``start_polling``'s default ``allowed_updates`` (the types that have handlers) asks Telegram
+for them. ``await roles.sync_chat(bot, chat_id)`` bootstraps a chat by hand.
 """
 
 from __future__ import annotations
@@ -33,17 +44,19 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable
 
 from aiogram import BaseMiddleware, Dispatcher
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import Filter
-from aiogram.types import Message, TelegramObject, Update, User
+from aiogram.types import Chat, ChatMemberUpdated, Message, TelegramObject, Update, User
 
 from ..aio import AsyncRoles
+from ..chatsync import MemberUpdate, on_member_update, status_of
 from ..errors import RolectlError
 from ..events import ROLE_BANNED, Role, RoleName
-from . import check_roles, failure_log, lookup, passes, ranks_of
+from . import check_roles, failure_log, lookup, lookup_chat, passes, ranks_of
 from .anonymous import GROUP_ANONYMOUS_BOT_ID, Sender, is_service_user, service_role
 from .anonymous import anonymous_admin_chat as _anonymous_admin_chat
 
-__all__ = ["GROUP_ANONYMOUS_BOT_ID", "HasRole", "RoleMiddleware", "anonymous_admin_chat", "setup"]
+__all__ = ["GROUP_ANONYMOUS_BOT_ID", "HasRole", "RoleMiddleware", "anonymous_admin_chat", "member_update", "setup"]
 
 
 def _own_message(event: TelegramObject) -> Message | None:
@@ -69,6 +82,26 @@ def _sender(event: TelegramObject, user_id: int | None) -> Sender:
     )
 
 
+def member_update(event: TelegramObject) -> MemberUpdate | None:
+    """The ``chat_member`` / ``my_chat_member`` change an update carries, if any."""
+    if not isinstance(event, Update):
+        return None
+    change: ChatMemberUpdated | None = event.chat_member or event.my_chat_member
+    if change is None:
+        return None
+    member = change.new_chat_member
+    return MemberUpdate(
+        chat_id=change.chat.id,
+        chat_type=str(change.chat.type),
+        user_id=member.user.id,
+        is_bot=member.user.is_bot,
+        old_status=status_of(change.old_chat_member),
+        new_status=status_of(member),
+        by=change.from_user.id,
+        own=event.chat_member is None,
+    )
+
+
 def anonymous_admin_chat(message: Message) -> int | None:
     """The chat whose anonymous administrator sent ``message``, or ``None`` when no
     anonymous admin did (whatever ``anonymous_admins`` says: that decides the role)."""
@@ -80,15 +113,24 @@ class RoleMiddleware(BaseMiddleware):
     """Outer update middleware: ``data["role"]`` is the sender's role, ``data["roles"]`` the
     handle. Install with ``dp.update.outer_middleware(RoleMiddleware(roles))`` (or
     :func:`setup`). ``anonymous_admins=False``: an anonymous admin's message is from a
-    ``user`` (see the module docstring)."""
+    ``user`` (see the module docstring); ``sync_chat_admins=False``: ``chat_member`` and
+    ``my_chat_member`` updates write no grants."""
 
-    def __init__(self, roles: AsyncRoles, *, drop_banned: bool = True, anonymous_admins: bool = True) -> None:
+    def __init__(
+        self,
+        roles: AsyncRoles,
+        *,
+        drop_banned: bool = True,
+        anonymous_admins: bool = True,
+        sync_chat_admins: bool = True,
+    ) -> None:
         self.roles = roles
         self.failures = failure_log(roles)
         #: Updates from banned users reach no handler (``drop_banned=False``: they do, with
         #: ``role == "banned"``, and no ``HasRole`` passes them).
         self.drop_banned = drop_banned
         self.anonymous_admins = anonymous_admins
+        self.sync_chat_admins = sync_chat_admins
 
     async def __call__(
         self,
@@ -96,12 +138,18 @@ class RoleMiddleware(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
+        if self.sync_chat_admins:  # first: Telegram's word holds whoever made the change
+            change = member_update(event)
+            if change is not None:
+                await on_member_update(self.roles, data.get("bot"), change)
         user = data.get("event_from_user")  # set by aiogram's own user-context middleware
         user_id = user.id if isinstance(user, User) else None
         if is_service_user(user_id):  # a stand-in, never looked up: an anonymous admin, or a user
             data["role"] = role = service_role(_sender(event, user_id), anonymous_admins=self.anonymous_admins)
         else:
-            data["role"] = role = await lookup(self.roles, user_id, self.failures)
+            chat = data.get("event_chat")  # the update's chat, set by the same middleware
+            where = lookup_chat(chat.id, str(chat.type)) if isinstance(chat, Chat) else None
+            data["role"] = role = await lookup(self.roles, user_id, self.failures, where)
         if role == ROLE_BANNED and self.drop_banned:
             return None
         data["roles"] = self.roles
@@ -131,15 +179,32 @@ class HasRole(Filter):
         return f"HasRole({', '.join(map(repr, sorted(self.roles)))})"
 
 
+async def _pass_on(event: TelegramObject) -> None:
+    """A handler that handles nothing (the next handler, or the next router, gets the
+    update): it only makes ``resolve_used_update_types`` name its update type."""
+    raise SkipHandler
+
+
 def setup(
-    dispatcher: Dispatcher, roles: AsyncRoles, *, drop_banned: bool = True, anonymous_admins: bool = True
+    dispatcher: Dispatcher,
+    roles: AsyncRoles,
+    *,
+    drop_banned: bool = True,
+    anonymous_admins: bool = True,
+    sync_chat_admins: bool = True,
 ) -> RoleMiddleware:
     """Install :class:`RoleMiddleware` on ``dispatcher.update``, open ``roles`` on the
     dispatcher's startup and close it on shutdown; handlers may also take ``roles``.
     Updates from banned users are dropped unless ``drop_banned=False``;
-    ``anonymous_admins=False`` handles anonymous group admins' messages as from a ``user``."""
-    middleware = RoleMiddleware(roles, drop_banned=drop_banned, anonymous_admins=anonymous_admins)
+    ``anonymous_admins=False`` handles anonymous group admins' messages as from a ``user``;
+    ``sync_chat_admins=False`` keeps chat admins out of rolectl (see the module docstring)."""
+    middleware = RoleMiddleware(
+        roles, drop_banned=drop_banned, anonymous_admins=anonymous_admins, sync_chat_admins=sync_chat_admins
+    )
     dispatcher.update.outer_middleware(middleware)
+    if sync_chat_admins:  # so that start_polling asks for them; the bot's own handlers still run
+        dispatcher.chat_member.register(_pass_on)
+        dispatcher.my_chat_member.register(_pass_on)
     dispatcher["roles"] = roles
 
     async def open_roles() -> None:

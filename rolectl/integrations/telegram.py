@@ -30,6 +30,18 @@ user). Linked channels' posts, forwards, channel posts and private chats never c
 from Telegram's service users are never looked up (``user``).
 ``install(application, roles, anonymous_admins=False)`` turns it off: such messages are then
 from a plain ``user``.
+
+**Chat admins in step with Telegram** (``sync_chat_admins=True``, the default). The handler
+of group -1 also reads ``chat_member`` updates: a member promoted to administrator or creator
+gets an ``admin`` grant in that chat (source ``telegram``); one demoted, restricted, leaving or
+kicked loses it. ``my_chat_member`` (the bot's own status): made an admin, the bot bootstraps
+the chat from ``getChatAdministrators``; no longer an admin, it revokes the chat's telegram
+grants (it would not hear of a demotion any more). An operator's grants are never touched.
+The update then goes on to the other groups' handlers (``ChatMemberHandler`` included); a
+failed sync is logged and never fails the update. ``run_polling`` must ask for both types
+(``allowed_updates=Update.ALL_TYPES`` or a list naming them): by default it keeps whatever
+the token asked for last. ``await roles.sync_chat(context.bot, chat_id)`` bootstraps a chat
+by hand.
 """
 
 from __future__ import annotations
@@ -37,13 +49,14 @@ from __future__ import annotations
 import functools
 from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
-from telegram import Message, Update
+from telegram import ChatMemberUpdated, Message, Update
 from telegram.ext import Application, ApplicationHandlerStop, CallbackContext, TypeHandler
 
 from ..aio import AsyncRoles
+from ..chatsync import MemberUpdate, on_member_update, status_of
 from ..errors import RolectlError
 from ..events import ROLE_BANNED, Role, RoleName
-from . import check_roles, failure_log, lookup, passes, ranks_of
+from . import check_roles, failure_log, lookup, lookup_chat, passes, ranks_of
 from .anonymous import GROUP_ANONYMOUS_BOT_ID, Sender, is_service_user, service_role
 from .anonymous import anonymous_admin_chat as _anonymous_admin_chat
 
@@ -52,6 +65,7 @@ __all__ = [
     "ROLES_KEY",
     "anonymous_admin_chat",
     "install",
+    "member_update",
     "require_role",
     "role_of",
     "roles_of",
@@ -86,6 +100,24 @@ def _sender(update: Update, user_id: int | None) -> Sender:
     )
 
 
+def member_update(update: Update) -> MemberUpdate | None:
+    """The ``chat_member`` / ``my_chat_member`` change an update carries, if any."""
+    change: ChatMemberUpdated | None = update.chat_member or update.my_chat_member
+    if change is None:
+        return None
+    member = change.new_chat_member
+    return MemberUpdate(
+        chat_id=change.chat.id,
+        chat_type=str(change.chat.type),
+        user_id=member.user.id,
+        is_bot=member.user.is_bot,
+        old_status=status_of(change.old_chat_member),
+        new_status=status_of(member),
+        by=change.from_user.id,
+        own=update.chat_member is None,
+    )
+
+
 def anonymous_admin_chat(update: Update) -> int | None:
     """The chat whose anonymous administrator sent the update's message, or ``None`` when
     no anonymous admin did (whatever ``anonymous_admins`` says: that decides the role)."""
@@ -101,22 +133,30 @@ def install(
     group: int = -1,
     drop_banned: bool = True,
     anonymous_admins: bool = True,
+    sync_chat_admins: bool = True,
 ) -> TypeHandler[Update, Any, None]:
     """Look up every update's sender in handler group ``group`` (-1: before the others),
     open ``roles`` in ``post_init`` and close it in ``post_shutdown`` (after any hooks
     already set). Updates from banned users go no further unless ``drop_banned=False``;
-    ``anonymous_admins=False`` handles anonymous group admins' messages as from a ``user``.
+    ``anonymous_admins=False`` handles anonymous group admins' messages as from a ``user``;
+    ``sync_chat_admins=False`` keeps chat admins out of rolectl (see the module docstring).
     Returns the handler."""
 
     failures = failure_log(roles)
 
     async def store_role(update: Update, context: "CallbackContext[Any, Any, Any, Any]") -> None:
+        if sync_chat_admins:  # first: Telegram's word holds whoever made the change
+            change = member_update(update)
+            if change is not None:
+                await on_member_update(roles, context.bot, change)
         user = update.effective_user
         user_id = user.id if user is not None else None
         if is_service_user(user_id):  # a stand-in, never looked up: an anonymous admin, or a user
             role = service_role(_sender(update, user_id), anonymous_admins=anonymous_admins)
         else:
-            role = await lookup(roles, user_id, failures)
+            chat = update.effective_chat
+            where = lookup_chat(chat.id, str(chat.type)) if chat is not None else None
+            role = await lookup(roles, user_id, failures, where)
         setattr(context, _ATTR, role)
         if role == ROLE_BANNED and drop_banned:
             raise ApplicationHandlerStop

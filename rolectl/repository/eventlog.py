@@ -48,9 +48,14 @@ class EventLog:
         kind: str | Sequence[str] | None = None,
         limit: int | None = None,
         newest_first: bool = False,
+        chat_id: int | None = None,
     ) -> list[Event]:
         """Filtered audit trail. With ``limit`` and ``newest_first`` it is the log's tail."""
-        return list(self.stream(since=since, user_id=user_id, kind=kind, limit=limit, newest_first=newest_first))
+        return list(
+            self.stream(
+                since=since, user_id=user_id, kind=kind, limit=limit, newest_first=newest_first, chat_id=chat_id
+            )
+        )
 
     def stream(
         self,
@@ -60,18 +65,21 @@ class EventLog:
         kind: str | Sequence[str] | None = None,
         limit: int | None = None,
         newest_first: bool = False,
+        chat_id: int | None = None,
     ) -> Iterator[Event]:
         """:meth:`query`, oldest first, streamed from the database. ``kind``: one kind or
         several. ``newest_first`` picks the newest ``limit`` events (still yielded oldest
-        first), so it holds ``limit`` events at once."""
+        first), so it holds ``limit`` events at once. ``chat_id``: only the grants of that
+        chat (0: grants everywhere)."""
         kinds, params = self._filters(since, user_id, kind)
-        params["limit"] = limit
+        params.update(limit=limit, chat=chat_id)
         sql = self.q.events_list(
             since=since is not None,
             user=user_id is not None,
             kinds=kinds,
             limit=limit is not None,
             newest_first=newest_first,
+            chat=chat_id is not None,
         )
         rows = self.store.iter_query(sql, params)
         if newest_first:
@@ -79,11 +87,19 @@ class EventLog:
         return (Event.from_row(r) for r in rows)
 
     def count(
-        self, *, since: int | None = None, user_id: int | None = None, kind: str | Sequence[str] | None = None
+        self,
+        *,
+        since: int | None = None,
+        user_id: int | None = None,
+        kind: str | Sequence[str] | None = None,
+        chat_id: int | None = None,
     ) -> int:
         """How many events :meth:`stream` would give without a limit."""
         kinds, params = self._filters(since, user_id, kind)
-        sql = self.q.events_count(since=since is not None, user=user_id is not None, kinds=kinds)
+        params["chat"] = chat_id
+        sql = self.q.events_count(
+            since=since is not None, user=user_id is not None, kinds=kinds, chat=chat_id is not None
+        )
         return int(self.store.query(sql, params)[0][0])
 
     @staticmethod

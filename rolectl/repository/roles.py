@@ -31,6 +31,7 @@ from .users import _outcome
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.base import AnyStore
+    from .effective import Effective
 
 __all__ = ["RoleDef", "RolesRepo", "RANK_MAX", "checked_roles", "parse_role_name", "parse_rank"]
 
@@ -319,3 +320,11 @@ class RolesRepo:
             params["source"] = grants.parse_source(source)
         sql = self.q.grants_list(user=user is not None, chat=chat is not None, source=source is not None, ended=ended)
         return grants.checked_grants(self.store.query(sql, params))
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def effective(self, user_id: int, *, chat: int | None = None) -> "Effective":
+        """A user's effective role everywhere or in ``chat`` (see :mod:`.effective`)."""
+        from .effective import effective
+
+        return effective(self.store, user_id, chat)

@@ -17,7 +17,9 @@ requests otherwise; :mod:`.reference` sets each claim against the measurement. T
 role changes through the repository layer on a real SQLite file, replays the same requests
 under each policy (:mod:`.policies`: rolectl's event-driven cache, a
 ``cachetools.TTLCache``, no cache) and returns a :class:`~.results.DayResult`;
-:mod:`.report` turns it into rows. :mod:`.cli` adds ``rolectl simulate`` and ``rolectl demo``
+:mod:`.report` turns it into rows. :mod:`.moderation` is another day (``--scenario
+moderation``): group chats with per-chat admins, moderators and temporary bans, looked up per
+chat with a simulated clock. :mod:`.cli` adds ``rolectl simulate`` and ``rolectl demo``
 to the command line (an add-on: the core never imports this package).
 
 Internal: not part of the public API.

@@ -38,6 +38,7 @@ DISTRIBUTIONS = ("reference", "uniform", "zipf")
 DISTRIBUTION_ALIASES = {"seed": "reference"}
 SECTION_ALIASES = {"seed": "reference"}
 POLICIES = ("event", "ttl", "none")
+SCENARIOS = ("reference", "moderation")
 #: For completion only (kept literal: importing the engine at start-up would be slow).
 SECTION_NAMES = ("policies", "chart", "timeline", "changes", "summary", "reference", "all")
 # Defaults (the reference day's), repeated here as text for --help only.
@@ -218,6 +219,14 @@ def simulate(
         metavar="FILE",
         help="Also draw the chart into FILE (.png or .svg); needs the plot extra: pip install 'rolectl\\[plot]'.",
     ),
+    scenario: str = typer.Option(
+        "reference",
+        "--scenario",
+        metavar="NAME",
+        click_type=OneOf(SCENARIOS, "scenario"),
+        help="reference (the reference day), or moderation: group chats with per-chat admins, moderators and "
+        "temporary bans, looked up per chat (--users, --requests, --seed, --db and --format apply).",
+    ),
     fmt: Optional[str] = format_option(help=HELP_FORMAT),
 ) -> None:
     """Simulate the reference day and measure it: event-driven cache vs TTL vs no cache.
@@ -260,6 +269,9 @@ def simulate(
         raise InvalidInputError(
             f"--live-seconds {live_seconds} is not valid", hint="use a number of seconds from 1 to 86400"
         )
+    if scenario.strip().lower() == "moderation":
+        _moderation(ctx, config, db, out_fmt, live=live, compare=compare, section=section, plot=plot)
+        return
     if plot is not None:
         from .plot import check_path
 
@@ -275,6 +287,20 @@ def simulate(
 
         draw(chart_data(result), plot, subtitle=headline(result))
         print(f"chart of the day written to {plot}", file=sys.stderr)
+
+
+def _moderation(ctx: typer.Context, config: Any, db: Any, fmt: str, **refused: Any) -> None:
+    """``--scenario moderation``: the moderated day (:mod:`.moderation`), event policy only."""
+    given = [f"--{name}" for name, value in refused.items() if value]
+    if given:
+        raise InvalidInputError(
+            f"{', '.join(given)} does not apply to --scenario moderation",
+            hint="it takes --users, --requests, --seed, --db and --format",
+        )
+    from .moderation import run_moderation_day
+    from .show import write_moderation
+
+    write_moderation(run_moderation_day(config, db=_db_option(ctx, db)), fmt)
 
 
 def demo(

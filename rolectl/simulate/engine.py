@@ -72,6 +72,7 @@ def run_day(
         try:
             if live is None:
                 cache.reset(day.seen_seq)  # the cache starts at 00:00, after the setup's events
+                cache.know_global_grants(row.user_id for row in repo.roles.grants(chat=0, ended=True))
                 unsubscribe = repo.bus.subscribe(cache.apply)
                 try:
                     policies = day.make_policies(cache, plain)

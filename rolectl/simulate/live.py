@@ -66,6 +66,7 @@ def run_live(
     scale = max(end - start, 1.0) / options.seconds  # simulated seconds per real second
     step = max(scale * TICK, 1.0)
     cache.reset(day.seen_seq, reason="simulated day starts at 00:00")
+    cache.know_global_grants(row.user_id for row in day.repo.roles.grants(chat=0, ended=True))
     follower = Follower(cache, day.path)
     registration = Registration(cache, day.path, follower=follower, name=options.name)
     with follower, registration:

@@ -116,3 +116,40 @@ def headline(result: "DayResult") -> str:
         f"{count(result.requests, 'request')} ({cfg.distribution} distribution, --seed {cfg.seed}), "
         f"{count(result.day_events, 'event')} from role changes, on {where}"
     )
+
+
+def write_moderation(doc: dict[str, Any], fmt: str) -> None:
+    """The moderated day (:mod:`.moderation`): one JSON document, the timeline's rows in
+    jsonl/csv/tsv, or a headline, the summary, the changes and the timeline as tables."""
+    import json
+
+    from ..render import render_record, render_rows, render_title
+
+    if fmt == "json":
+        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        return
+    timeline = [{**row, "changes": row["changes"]} for row in doc["timeline"]]
+    columns = ["period", "requests", "hits", "misses", "hit_rate", "stale_reads", "ends", "changes"]
+    if fmt in MACHINE:
+        if fmt == "jsonl":
+            for row in timeline:
+                sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            render_rows(timeline, columns, fmt)
+        return
+    summary = doc["summary"]
+    where = doc["database"] or "a temporary database"
+    render_title(
+        f"Simulated moderated day: {doc['config']['users']} users in {len(doc['config']['chats'])} chats, "
+        f"{count(summary['requests'], 'lookup')} (--seed {doc['config']['seed']}), on {where}",
+        fmt,
+    )
+    record = {k: v for k, v in summary.items() if k != "answers"}
+    record["answers"] = ", ".join(f"{role} {n}" for role, n in summary["answers"].items())
+    sys.stdout.write("\n")
+    render_record(record, fmt, title="Summary")
+    sys.stdout.write("\n")
+    changes = [{**c, "ends": c["ends"] or "", "seqs": ",".join(map(str, c["seqs"]))} for c in doc["changes"]]
+    render_rows(changes, ["time", "op", "label", "ends", "seqs"], fmt, title="Changes")
+    sys.stdout.write("\n")
+    render_rows(timeline, columns, fmt, title="Timeline")

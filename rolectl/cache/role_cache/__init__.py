@@ -131,23 +131,26 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
                         return role
             return self._slow(user_id, fetch)
         # A chat hit: both entries in memory, composed inline (a call would cost a third).
+        # Subscripts, not dict.get (a method call each): a KeyError is raised only on the
+        # way to a read (or to a grant that ends), which costs more than it anyway.
         if user_id.__class__ is int and chat.__class__ is int:
-            chats = self._chats.get(user_id)
-            if chats is not None:
-                grant = chats.get(chat)
-                if grant is not None:
-                    if user_id in self._users:  # the common case: a user, no grant here
-                        if not grant:
-                            self._user_hits += 1
-                            return ROLE_USER
-                        self._other_hits[grant] += 1  # type: ignore[index]  # a defined role's name
-                        return grant  # type: ignore[return-value]
-                    held = ROLE_ADMIN if user_id in self._admins else self._others.get(user_id)
-                    if held is not None:
-                        if grant and held is not ROLE_BANNED:
-                            held = grant  # type: ignore[assignment]  # a defined role's name
-                        self._other_hits[held] += 1
-                        return held
+            try:
+                grant = self._chats[user_id][chat]
+            except KeyError:
+                pass
+            else:
+                if user_id in self._users:  # the common case: a user, no grant here
+                    if not grant:
+                        self._user_hits += 1
+                        return ROLE_USER
+                    self._other_hits[grant] += 1  # type: ignore[index]  # a defined role's name
+                    return grant  # type: ignore[return-value]
+                held = ROLE_ADMIN if user_id in self._admins else self._others.get(user_id)
+                if held is not None:
+                    if grant and held is not ROLE_BANNED:
+                        held = grant  # type: ignore[assignment]  # a defined role's name
+                    self._other_hits[held] += 1
+                    return held
         return self._in_chat(user_id, chat, fetch)
 
     def has_role(self, user_id: int, role: str, fetch: Fetch | None = None, chat: int | None = None) -> bool:
@@ -171,7 +174,12 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
                 pass
         if role not in self._ranks:
             self.ranked(ROLE_USER, role)  # raises
-        return self.ranked(self.get_role(user_id, fetch, chat), role)
+        held = self.get_role(user_id, fetch, chat)
+        if held is ROLE_USER:  # a chat lookup's common answer: one lookup in the derived table
+            found = self._user_passes.get(role)
+            if found is not None:
+                return found
+        return self.ranked(held, role)
 
     def ranked(self, held: str, role: str) -> bool:
         """Whether a user holding ``held`` passes a check for ``role`` (see :meth:`has_role`)."""

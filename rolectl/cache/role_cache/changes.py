@@ -138,6 +138,17 @@ class CacheChanges(CacheGrants):
         with self._lock:
             self._set_ranks(checked)
 
+    def know_global_grants(self, user_ids: Iterable[int]) -> None:
+        """Take the users who hold a global grant (rows of ``grants`` in chat 0, ended ones
+        too), read after the follower started: from then on a role event for a user not
+        in memory installs the user unless the user is one of them (or gains one later).
+        Until this is called (and again after :meth:`reset`) such events install nothing:
+        a global grant the cache never saw could hide the role they carry."""
+        users = set(user_ids)
+        with self._lock:
+            self._granted |= users  # events since the read only add or remove their own
+            self._grants_known = True
+
     @property
     def ranks(self) -> dict[str, int]:
         """The defined roles and their ranks, as this cache knows them (a copy)."""
@@ -184,6 +195,7 @@ class CacheChanges(CacheGrants):
             self._ahead_top = set()
             self._ahead_max = 0
             self._last_seq = last_seq
+            self._granted, self._grants_known = set(), False  # another log: known again when told
         log.info(
             "cache %s reset to seq %d (%d entries dropped): %s",
             self.name,
@@ -222,6 +234,7 @@ class CacheChanges(CacheGrants):
         self._lock = threading.Lock()
         self._loads = {}
         self._fetch = fetch
+        self._fetch_chat = lambda user_id, chat: fetch(user_id)  # type: ignore[assignment,return-value]
         self.suspend("copied into a child process by fork: connect again in the child")
 
     def resume(self) -> None:

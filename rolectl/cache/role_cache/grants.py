@@ -8,11 +8,14 @@ What an event may install, and why (see docs/guides/roles.md for the rule):
 * ``grant_set`` everywhere (chat 0) says the user's global role until the grant ends: a
   timed global entry. ``grant_unset`` everywhere (or a set whose end is past) does not say
   what holds then (``users.role``, which the event does not carry): the entry is dropped.
-* A change of ``users.role`` (``admin_added`` ...) sets a *cached* global entry only: an
-  entry installed by a read says there was no global grant then (a later one would have
-  turned it into a timed entry). For a user not in memory a global grant the cache never
-  saw may hide ``users.role``: the event installs nothing. Under a timed entry that has
-  not ended, the grant still holds: the entry stays.
+* A change of ``users.role`` (``admin_added`` ...) sets a *cached* global entry: an entry
+  installed by a read says there was no global grant then (a later one would have turned
+  it into a timed entry). For a user not in memory a global grant may hide ``users.role``:
+  the event installs the user only once the cache knows every user who may hold one
+  (:meth:`know_global_grants`, from the database at start, then kept by the log's
+  ``grant_set``/``grant_unset`` in chat 0 and by reads) and the user is not one of them;
+  else it installs nothing. Under a timed entry that has not ended, the grant still
+  holds: the entry stays.
 
 A change that does not say what the role is now leaves :data:`UNKNOWN` in the load token
 of a read in flight: that read, losing, reads again rather than answer a stale role.
@@ -33,6 +36,21 @@ class CacheGrants(CacheStore):
     """Chat-entry storage primitives and the grant events (called with the lock held)."""
 
     __slots__ = ()
+
+    def _chat_hit(self, user_id: int, chat: int) -> str | None:
+        """The cached grant of ``user_id`` in ``chat`` (a role, or NO_GRANT), or ``None`` on a
+        miss; an ended grant is a miss. Counts nothing (the lookup counts its answer)."""
+        chats = self._chats.get(user_id)
+        if chats is not None:
+            found = chats.get(chat)
+            if found is not None:
+                return found
+        timed = self._chat_timed.get(user_id)
+        if timed is not None:
+            entry = timed.get(chat)
+            if entry is not None and self._wall() < entry[1]:
+                return entry[0]
+        return None
 
     def _set_chat_locked(self, user_id: int, chat: int, grant: str, ends: float | None) -> None:
         """Install the user's grant in ``chat`` (a role, or NO_GRANT), timed if it ends. The
@@ -73,7 +91,9 @@ class CacheGrants(CacheStore):
     def _role_change_locked(self, user_id: int, role: Role, seq: int) -> None:
         """``users.role`` changed (a role event): see the module docstring."""
         timed = self._timed.get(user_id) if self._timed else None
-        cached = timed is None and (user_id in self._users or user_id in self._others)
+        cached = timed is None and (
+            user_id in self._users or user_id in self._others or (self._grants_known and user_id not in self._granted)
+        )
         self._raise_floor_locked(user_id, seq, role if cached else UNKNOWN)
         if timed is not None:
             if timed[1] <= self._wall():  # the grant ended: users.role holds, read it
@@ -105,6 +125,10 @@ class CacheGrants(CacheStore):
             if ended:
                 role = None
         if chat == EVERYWHERE:
+            if event.kind == GRANT_SET:
+                self._granted.add(user_id)
+            else:
+                self._granted.discard(user_id)
             self._raise_floor_locked(user_id, seq, role if role is not None and ends is None else UNKNOWN)
             if seq <= self._ahead_max and self._ahead_of_locked(user_id) >= seq:
                 self._events_superseded += 1

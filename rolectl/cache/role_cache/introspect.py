@@ -91,7 +91,8 @@ class CacheIntrospection(CacheStore):
                 if chats:
                     rows += self._chat_rows_locked(user_id, role, now)
             else:
-                rows = [(uid, r, None, None) for uid, r in islice(self._others.items(), limit) if role in (None, r)]
+                others = ((uid, r) for uid, r in self._others.items() if role in (None, r))
+                rows = [(uid, r, None, None) for uid, r in islice(others, limit)]
                 rows += [(uid, r, None, e) for uid, (r, e) in self._timed.items() if e > now and role in (None, r)]
                 if role in (None, ROLE_USER):
                     room = None if limit is None else max(0, limit - len(rows))

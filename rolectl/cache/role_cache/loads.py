@@ -259,6 +259,7 @@ class CacheLoads(CacheStore):
                 return RETRY if token[1] is UNKNOWN else token[1]  # type: ignore[no-any-return]
             return role
         if ends is not None:
+            self._granted.add(user_id)
             if ends <= self._wall():  # ended by our clock (the database's runs behind): answer only
                 self._drop_ended_locked(user_id)
             else:

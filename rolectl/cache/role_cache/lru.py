@@ -39,6 +39,20 @@ class LRUBehaviour(CacheChats):
         # RoleCache.get_role plus the recency bit (CacheStore._hit written out: a call costs
         # a fifth of a hit). ``_recent`` is a plain dict: its store is specialised, no call.
         if chat is not None:
+            # RoleCache.get_role's chat hit plus the recency bit.
+            if user_id.__class__ is int and chat.__class__ is int:
+                try:
+                    grant = self._chats[user_id][chat]
+                except KeyError:
+                    pass
+                else:
+                    if user_id in self._users:
+                        self._recent[user_id] = True
+                        if not grant:
+                            self._user_hits += 1
+                            return ROLE_USER
+                        self._other_hits[grant] += 1  # type: ignore[index]  # a defined role's name
+                        return grant  # type: ignore[return-value]
             return self._in_chat(user_id, chat, fetch)
         if user_id.__class__ is int:
             if user_id in self._users:

@@ -48,6 +48,8 @@ class CacheStore:
         "_chats",
         "_chat_timed",
         "_chat_count",
+        "_granted",
+        "_grants_known",
         "_order",
         "_recent",
         "_loads",
@@ -125,6 +127,11 @@ class CacheStore:
         self._chats: dict[int, dict[int, str]] = {}
         self._chat_timed: dict[int, dict[int, tuple[str, float]]] = {}
         self._chat_count = 0
+        # Users who may hold a global grant (a row of grants in chat 0), and whether that set
+        # is complete (see know_global_grants): a role event installs a user not in memory
+        # only then, and only if the user is not in it.
+        self._granted: set[int] = set()
+        self._grants_known = False
         self._order: OrderedDict[int, None] | None = OrderedDict() if maxsize is not None else None
         self._recent: dict[int, bool] = {}  # LRU only: ids hit since eviction last passed them
         self._loads: dict[Key, Token] = {}  # user (or (user, chat)) -> token of the read in flight
@@ -328,21 +335,6 @@ class CacheStore:
             self._other_hits[role] += 1
             self._touch(user_id)
             return role
-        return None
-
-    def _chat_hit(self, user_id: int, chat: int) -> str | None:
-        """The cached grant of ``user_id`` in ``chat`` (a role, or NO_GRANT), or ``None`` on a
-        miss; an ended grant is a miss. Counts nothing (the lookup counts its answer)."""
-        chats = self._chats.get(user_id)
-        if chats is not None:
-            found = chats.get(chat)
-            if found is not None:
-                return found
-        timed = self._chat_timed.get(user_id)
-        if timed is not None:
-            entry = timed.get(chat)
-            if entry is not None and self._wall() < entry[1]:
-                return entry[0]
         return None
 
     def _touch(self, user_id: int) -> None:

@@ -1,5 +1,5 @@
 """The bot's handles pass grant writes through: ``grant``/``revoke``/``ban``/``unban`` with a
-chat, an end and a source, blocking and asyncio alike."""
+chat, an end and a source, blocking and asyncio alike, on both engines."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def grants(db: str) -> list[tuple]:
         return [(g.user_id, g.chat_id, g.role, g.source) for g in repo.roles.grants()]
 
 
-def test_the_blocking_handle_passes_every_keyword(db_path) -> None:
-    db = str(db_path)
+def test_the_blocking_handle_passes_every_keyword(any_db: str) -> None:
+    db = any_db
     with rolectl.connect(db, name="modbot", register=False) as roles:
         done = roles.grant(5, "admin", chat=CHAT, actor="sync", source="telegram")
         assert [(e.kind, e.actor, e.source) for e in done.events] == [(GRANT_SET, "sync", "telegram")]
@@ -41,8 +41,8 @@ def test_the_blocking_handle_passes_every_keyword(db_path) -> None:
             roles.grant(5, "admin", until=datetime(2999, 1, 1))  # naive: no instant
 
 
-def test_the_asyncio_handle_passes_every_keyword(db_path) -> None:
-    db = str(db_path)
+def test_the_asyncio_handle_passes_every_keyword(any_db: str) -> None:
+    db = any_db
 
     async def main() -> None:
         async with rolectl.aio.connect(db, name="aiobot", register=False) as roles:

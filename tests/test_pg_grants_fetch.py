@@ -5,6 +5,7 @@ and what a hostile database holds (a planted role, an altered column) fails clos
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Any, Iterator
 
 import pytest
@@ -84,10 +85,10 @@ def test_a_chat_read_is_that_chats_active_grant(conn: Any, fetch: PostgresFetch,
     try:
         assert read(6, -100) == ("admin", now, None)
     finally:
-        read.__self__.close()  # type: ignore[attr-defined]
+        read.close()
 
 
-@pytest.mark.parametrize("chat", [0, True, 2**63, -(2**63), 1.0, "-100"])
+@pytest.mark.parametrize("chat", [0, True, 2**63, -(2**63) - 1, 1.0, "-100"])
 def test_a_chat_id_that_is_not_one_is_bad_input(fetch: PostgresFetch, chat: Any) -> None:
     with pytest.raises(InvalidInputError, match="chat id"):
         fetch.fetch_chat(6, chat)
@@ -148,3 +149,42 @@ def test_an_end_that_is_not_finite_fails_closed(conn: Any, fetch: PostgresFetch)
     )
     with pytest.raises(DatabaseError, match="ends at 'inf'"):
         fetch.fetch_chat(6, -100)
+
+
+# -- through a bot's handle: the cache's misses read the grants -----------------------------------
+
+
+def test_a_handle_on_postgresql_reads_chat_grants_and_ends_on_a_miss(pg_init_url: str) -> None:
+    """Grants written before the handle starts: every answer is a miss read (fetch_chat, and
+    the global fetch's end), then the cache ends the ban by the clock and reads again."""
+    import rolectl
+    from rolectl.repository import Repository
+
+    with Repository.open(pg_init_url) as repo:
+        repo.roles.grant(5, "admin", chat=-100, actor="setup")
+        repo.roles.grant(6, "banned", duration=timedelta(seconds=2), actor="setup")
+    with rolectl.connect(pg_init_url, name="grantbot", register=False) as roles:
+        assert roles.get_role(5, chat=-100) == "admin"
+        assert roles.get_role(5) == "user" and roles.get_role(5, chat=-200) == "user"
+        assert roles.get_role(6) == "banned" and roles.get_role(6, chat=-100) == "banned"  # a global ban wins
+        deadline = time.monotonic() + 30
+        while roles.get_role(6) != "user":  # ends with no write, by the clock
+            assert time.monotonic() < deadline, "the ban never ended"
+            time.sleep(0.02)
+
+
+def test_an_asyncio_handle_on_postgresql_reads_chat_grants(pg_init_url: str) -> None:
+    import asyncio
+
+    import rolectl.aio
+    from rolectl.repository import Repository
+
+    with Repository.open(pg_init_url) as repo:
+        repo.roles.grant(7, "banned", chat=-300, actor="setup")
+
+    async def main() -> None:
+        async with rolectl.aio.connect(pg_init_url, name="aiogrants", register=False) as roles:
+            assert await roles.get_role(7, chat=-300) == "banned"
+            assert await roles.get_role(7) == "user"
+
+    asyncio.run(main())

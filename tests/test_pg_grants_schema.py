@@ -259,3 +259,33 @@ def test_a_role_an_active_grant_names_cannot_be_removed(conn: Any) -> None:
     conn.execute("DELETE FROM roles WHERE name = 'moderator'")
     with pytest.raises(psycopg.errors.ForeignKeyViolation):  # and an ended row cannot come back with it
         conn.execute("UPDATE grants SET ends_at = NULL")
+
+
+def test_a_temporary_events_table_does_not_swallow_a_grant(conn: Any, pg_url: str, roles: dict[str, str]) -> None:
+    """The logging trigger names the log with its schema: a bot's own temporary ``events``
+    (searched first by default) never receives the grant's event."""
+    with psycopg.connect(as_kind(pg_url, roles, "bot"), autocommit=True) as b:
+        b.execute("CREATE TEMP TABLE events (LIKE public.events)")
+        b.execute("INSERT INTO grants (user_id, chat_id, role) VALUES (4, -9, 'admin')")
+        assert b.execute("SELECT count(*) FROM pg_temp.events").fetchone() == (0,)
+    assert [r[:5] for r in grant_log(conn)] == [("grant_set", 4, None, "admin", -9)]
+
+
+def test_rolectl_init_migrates_5_to_6_and_the_commands_refuse_until_then(pg_url: str) -> None:
+    import inproc
+
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        with c.transaction():
+            for version in range(1, 6):
+                for statement in schema.statements(version, "public"):
+                    c.execute(statement)
+            c.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '5')")
+        c.execute("INSERT INTO users (user_id, role) VALUES (5, 'admin')")
+    refused = inproc.rolectl("role", "5", db=pg_url)
+    assert refused.returncode != 0 and "rolectl init" in refused.stderr
+    done = inproc.rolectl("init", db=pg_url)
+    assert done.returncode == 0 and "schema version 6" in done.stdout, done.stdout + done.stderr
+    assert inproc.rolectl("role", "5", db=pg_url).stdout == "admin\n"
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        assert c.execute("SELECT count(*) FROM grants").fetchone() == (0,)
+        assert [r[:2] for r in grant_log(c)] == [("admin_added", 5)]

@@ -26,11 +26,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...cache.registry import Instance
-    from ...cache.role_cache.defs import ChatFetch
     from ...cache.role_cache import RoleCache
     from ...cache.tail import Item
     from .aio_follower import AsyncPgFollower
-    from .fetch import PostgresFetch
+    from .fetch import PostgresChatFetch, PostgresFetch
     from .follower import PgFollower
     from .misspool import MissConnections
     from .registration import PgRegistration
@@ -86,11 +85,12 @@ class PostgresBackend:
 
         return PostgresFetch(self.conninfo, timeout=self.timeout, pool=self.pool)
 
-    def fetch_chat(self) -> "ChatFetch":
-        """The chat miss read (``fetch_chat(user_id, chat_id)``): a fetch's, on this backend's
-        shared connections when it has them. Without them it opens its own, closed by
-        ``.__self__.close()``; a handle uses its global fetch's :meth:`~.fetch.PostgresFetch.fetch_chat`."""
-        return self.fetch().fetch_chat
+    def fetch_chat(self) -> "PostgresChatFetch":
+        """The chat miss read (``fetch_chat(user_id, chat_id)``), on this backend's shared
+        connections when it has them (a handle's), else on its own, closed by ``close()``."""
+        from .fetch import PostgresChatFetch
+
+        return PostgresChatFetch(self.fetch(), owned=self.pool is None)
 
     def follower(self, cache: "RoleCache", *, max_staleness: float | None, strict: bool) -> "PgFollower":
         """A thread follower (not started); ``None`` options keep the follower's defaults."""

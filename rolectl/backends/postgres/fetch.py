@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any, Callable, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 from ...errors import DatabaseError, InvalidInputError
 from ...validate import INT64_MAX
@@ -26,7 +26,7 @@ from .connection import connect, describe, driver, is_timeout, translate
 from .misspool import MISS_CONNECTIONS, MissConnections
 from .schema import CHAT_ROLE_AND_HEAD_SQL, ROLE_AND_HEAD_SQL
 
-__all__ = ["PostgresFetch"]
+__all__ = ["PostgresChatFetch", "PostgresFetch"]
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
@@ -90,28 +90,29 @@ class PostgresFetch:
         self.pool = MissConnections(factory, size=connections, timeout=timeout) if pool is None else pool
 
     def __call__(self, user_id: int) -> "FetchResult":
-        what = f"the role of user {user_id}"
-        row = self._read(self._sql, {"u": user_id}, what)
+        what = {"u": user_id}
+        row = self._read(self._sql, what)
         role = _role(row[0], what)
         ends = _ends(row[2], row[3], what)
         if not self.versioned:
             return role
         head = _head(row[1], what)
-        return (role, head) if ends is None else cast("FetchResult", (role, head, ends))
+        return (role, head) if ends is None else (role, head, ends)
 
     def fetch_chat(self, user_id: int, chat_id: int) -> "ChatFetchResult":
         """The role of the user's active grant in chat ``chat_id`` (None: none there), the log
         head and the grant's end (Unix time, None: no end), read in one snapshot."""
-        if type(chat_id) is not int or not 0 < abs(chat_id) <= INT64_MAX:
+        if type(chat_id) is not int or chat_id == 0 or not -INT64_MAX - 1 <= chat_id <= INT64_MAX:
             raise InvalidInputError(
                 f"invalid chat id {str(chat_id)[:40]!r}", hint="a chat id is a non-zero 64-bit int (0 is everywhere)"
             )
-        what = f"the role of user {user_id} in chat {chat_id}"
-        row = self._read(CHAT_ROLE_AND_HEAD_SQL, {"u": user_id, "c": chat_id}, what)
+        what = {"u": user_id, "c": chat_id}
+        row = self._read(CHAT_ROLE_AND_HEAD_SQL, what)
         role = None if row[0] is None else _role(row[0], what)
         return role, _head(row[1], what), _ends(row[2], row[3], what)
 
-    def _read(self, sql: str, params: dict[str, int], what: str) -> Any:
+    def _read(self, sql: str, params: dict[str, int]) -> Any:
+        what = params  # the error messages name the user (and chat) from the parameters
         pool = self.pool
         slot = pool.acquire()
         row: Any
@@ -146,46 +147,71 @@ class PostgresFetch:
             raise
         pool.release(slot)
         if row is None or len(row) != 4:
-            raise DatabaseError(f"cannot read {what}: the database answered {row!r}", hint=_DAMAGED)
+            raise DatabaseError(f"cannot read {_named(what)}: the database answered {row!r}", hint=_DAMAGED)
         return row
 
-    def _stalled(self, what: str) -> DatabaseError:
+    def _stalled(self, what: dict[str, int]) -> DatabaseError:
         return DatabaseError(
-            f"cannot read {what}: PostgreSQL {describe(self._where)} did not "
+            f"cannot read {_named(what)}: PostgreSQL {describe(self._where)} did not "
             f"answer within {self.timeout + self.pool.margin:g} s",
             hint="check that the server is up and reachable; lookups fail closed until it answers",
         )
 
-    def _failed(self, what: str, exc: BaseException) -> DatabaseError:
+    def _failed(self, what: dict[str, int], exc: BaseException) -> DatabaseError:
         error = translate(exc, self._where)
         hint = error.hint if is_timeout(exc) else "check that the server is up and the database is a rolectl database"
-        return DatabaseError(f"cannot read {what}: {error.message}", hint=hint)
+        return DatabaseError(f"cannot read {_named(what)}: {error.message}", hint=hint)
 
     def close(self) -> None:
         """Close the connections (a busy one when its statement ends); a later call reconnects."""
         self.pool.close()
 
 
+class PostgresChatFetch:
+    """``fetch_chat(user_id, chat_id)`` as its own object (``Backend.fetch_chat()``): a
+    :class:`PostgresFetch`'s :meth:`~PostgresFetch.fetch_chat`, on the same connections.
+    :meth:`close` closes them only if they are its own (a handle's shared connections are
+    closed by the handle's global fetch)."""
+
+    def __init__(self, fetch: PostgresFetch, *, owned: bool) -> None:
+        self.fetch = fetch
+        self.owned = owned
+
+    def __call__(self, user_id: int, chat_id: int) -> "ChatFetchResult":
+        return self.fetch.fetch_chat(user_id, chat_id)
+
+    def close(self) -> None:
+        if self.owned:
+            self.fetch.close()
+
+
+def _named(what: dict[str, int]) -> str:
+    """What a read was of, for its error message: ``the role of user 5 [in chat -100]``."""
+    return f"the role of user {what['u']}" + (f" in chat {what['c']}" if "c" in what else "")
+
+
 _DAMAGED = "the grants or users table holds what rolectl never writes: run `rolectl doctor`"
 
 
-def _role(value: object, what: str) -> str:
+def _role(value: object, what: dict[str, int]) -> str:
     if type(value) is not str or not _ROLE_NAME.fullmatch(value):
-        raise DatabaseError(f"cannot read {what}: the database holds the role {str(value)[:40]!r}", hint=_DAMAGED)
+        raise DatabaseError(
+            f"cannot read {_named(what)}: the database holds the role {str(value)[:40]!r}", hint=_DAMAGED
+        )
     return value
 
 
-def _ends(value: object, defined: object, what: str) -> float | None:
+def _ends(value: object, defined: object, what: dict[str, int]) -> float | None:
     if defined is not True:
-        raise DatabaseError(f"cannot read {what}: its grant names a role that is not defined", hint=_DAMAGED)
+        raise DatabaseError(f"cannot read {_named(what)}: its grant names a role that is not defined", hint=_DAMAGED)
     if value is None:
         return None
     if type(value) is not float or not math.isfinite(value):
-        raise DatabaseError(f"cannot read {what}: its grant ends at {str(value)[:40]!r}", hint=_DAMAGED)
+        raise DatabaseError(f"cannot read {_named(what)}: its grant ends at {str(value)[:40]!r}", hint=_DAMAGED)
     return value
 
 
-def _head(value: object, what: str) -> int:
+def _head(value: object, what: dict[str, int]) -> int:
     if type(value) is not int or value < 0:
-        raise DatabaseError(f"cannot read {what}: the log head is {str(value)[:40]!r}", hint=_DAMAGED)
+        raise DatabaseError(f"cannot read {_named(what)}: the log head is {str(value)[:40]!r}", hint=_DAMAGED)
     return value

@@ -1,8 +1,7 @@
 """The PostgreSQL schema's migrations, 1 to 6, as SQL text (see :mod:`.schema` for the model).
 
-:mod:`.schema` applies them to a live database (version, lock, migrate, recreate) and is
-what the rest of rolectl imports; version 5 is built by :mod:`.schema_roles`, version 6 (grants)
-by :mod:`.schema_grants`.
+:mod:`.schema` applies them (version, lock, migrate, recreate) and is what the rest of
+rolectl imports; :mod:`.schema_roles` builds version 5, :mod:`.schema_grants` version 6.
 
 Internal: not part of the public API.
 """

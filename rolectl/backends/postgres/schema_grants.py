@@ -85,6 +85,10 @@ def migration(s: str, fn: str, actor: str) -> list[str]:
         f"""ALTER TABLE {s}.events ADD CONSTRAINT events_kind_check CHECK (kind IN ({kinds})),
             ADD CONSTRAINT events_source_check CHECK (source IS NULL OR source IN ({sources})),
             ADD CONSTRAINT events_ends_at_check CHECK (ends_at IS NULL OR ends_at ~ '{TS_RE}')""",
+        # The triggers read the log's last grant event of a (user, chat): one index probe,
+        # however many other events the user has.
+        f"""CREATE INDEX IF NOT EXISTS events_grant ON {s}.events (user_id, chat_id, seq)
+            WHERE kind IN {_GRANT_KINDS}""",
         # -- the writer lock, before any row is touched ------------------------------------
         f"""CREATE OR REPLACE TRIGGER grants_writer_lock BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE
         ON {s}.grants FOR EACH STATEMENT EXECUTE FUNCTION {s}.rolectl_writer_lock()""",

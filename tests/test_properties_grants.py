@@ -118,6 +118,7 @@ class GrantsMachine(RuleBasedStateMachine):
         before = time.time()
         operation()
         after = time.time()
+        self.window = (before, after)
         model()
         self.read_back()
         for key, grant in self.grants.items():  # an end the write set lies where it was asked
@@ -127,7 +128,15 @@ class GrantsMachine(RuleBasedStateMachine):
     def upsert(self, uid: int, chat: int, role: str, source: str) -> None:
         old = self.grants.get((uid, chat))
         if old is not None and old.source == "operator" and source != "operator":
-            return  # a sync never replaces an operator's grant, ended or not
+            # A sync never replaces an operator's grant that holds; an ended one is no grant.
+            # An end inside the write's window may fall either side: the table says which.
+            before, after = self.window
+            if old.ends is None or old.ends > after:
+                return
+            if old.ends > before - 0.002:
+                kept = self.raw.execute(f"SELECT source FROM grants WHERE user_id = {uid} AND chat_id = {chat}")
+                if kept and kept[0][0] == "operator":
+                    return
         self.grants[(uid, chat)] = Grant(role, source)  # the end is read back from the table
 
     # -- rules: the library's writes ------------------------------------------------------

@@ -61,7 +61,8 @@ class GrantQueries:
         # The user's mailboxes and their grant in one chat (NULLs: none), in one statement.
         self.grant_before = (
             f"SELECT (SELECT {self.concat_ids('mailbox_id')} FROM mailboxes WHERE owner_id = {uid}), "
-            f"g.role, {self.ends_text('g.ends_at')}, g.source, g.note "
+            f"g.role, {self.ends_text('g.ends_at')}, g.source, g.note, "
+            f"CASE WHEN g.role IS NOT NULL AND {self.active('g.ends_at')} THEN 1 ELSE 0 END "
             f"FROM (SELECT 1) AS one LEFT JOIN grants AS g ON g.user_id = {uid} AND g.chat_id = {chat}"
         )
         self.upsert_grant = (
@@ -70,6 +71,7 @@ class GrantQueries:
             "ON CONFLICT (user_id, chat_id) DO UPDATE SET role = excluded.role, ends_at = excluded.ends_at, "
             f"source = excluded.source, note = excluded.note, granted_at = {self.now}"
         )
+        self.clock_text = f"SELECT {self.ends_text(self.clock)}"
         self.delete_grant = f"DELETE FROM grants WHERE user_id = {uid} AND chat_id = {chat}"
         self.role_grant_holders = f"SELECT count(*) FROM grants WHERE role = {p('name')} AND {self.active('ends_at')}"
 

@@ -50,11 +50,14 @@ class GrantRow(NamedTuple):
 
 
 class Scope(NamedTuple):
-    """Where and until when a grant holds: ``chat`` None is global; ``ends`` None is for good."""
+    """Where and until when a grant holds: ``chat`` None is global; ``ends`` None is for good.
+    ``duration``: the end was asked for as a time from now, so the writer measures it again
+    from the database's clock (PostgreSQL's server may not share this machine's clock)."""
 
     chat: int | None
     ends: datetime | None
     source: str
+    duration: timedelta | None = None
 
 
 def parse_chat(value: object) -> int | None:
@@ -109,7 +112,9 @@ def parse_scope(
     chat: object, until: datetime | None, duration: timedelta | None, source: object = SOURCE_OPERATOR
 ) -> Scope:
     """Every part of a grant's scope checked, before anything is read or written."""
-    scope = Scope(parse_chat(chat), parse_end(until, duration), parse_source(source))
+    scope = Scope(
+        parse_chat(chat), parse_end(until, duration), parse_source(source), duration if until is None else None
+    )
     if scope.source != SOURCE_OPERATOR and scope.chat is None:
         raise InvalidInputError(
             f"a grant from {scope.source} is scoped to a chat", hint="give the chat the grant comes from"
@@ -146,11 +151,14 @@ def write(
 ) -> str | None:
     """Write a scoped grant in ``tx``; returns why nothing changed, or None if it did."""
     chat = EVERYWHERE if scope.chat is None else scope.chat
-    boxes, held, ends, source, old_note = tx.one(q.grant_before, {"uid": uid, "chat": chat})
+    boxes, held, ends, source, old_note, active = tx.one(q.grant_before, {"uid": uid, "chat": chat})
     check_owner(uid, boxes, rank, scope, force)
     where = f" in chat {scope.chat}" if scope.chat is not None else " everywhere"
-    if held is not None and source == SOURCE_OPERATOR and scope.source != SOURCE_OPERATOR:
-        return f"{uid} holds an operator's grant{where}; nothing changed"
+    if active and source == SOURCE_OPERATOR and scope.source != SOURCE_OPERATOR:
+        return f"{uid} holds an operator's grant{where}; nothing changed"  # an ended one is no grant
+    if scope.duration is not None:  # "for an hour" from the database's clock, not this machine's
+        now = datetime.strptime(str(tx.one(q.clock_text)[0]), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+        scope = scope._replace(ends=parse_end(None, scope.duration, now))
     wanted_ends = log_time(scope.ends) if scope.ends is not None else None
     if (held, ends, source, old_note) == (role, wanted_ends, scope.source, note):
         return f"{uid} is already {role}{where}; nothing changed"
@@ -163,7 +171,7 @@ def write(
 def remove(tx: ChangeTx, q: "Queries", uid: int, chat: int, source: str, only_role: str | None = None) -> str | None:
     """Remove the (``uid``, ``chat``) grant in ``tx``; returns why nothing changed, or None.
     A sync (``source`` not the operator) removes only its own; ``only_role``: only that role."""
-    _, held, _, held_source, _ = tx.one(q.grant_before, {"uid": uid, "chat": chat})
+    _, held, _, held_source, _, _ = tx.one(q.grant_before, {"uid": uid, "chat": chat})
     where = f" in chat {chat}" if chat != EVERYWHERE else ""
     if held is None or (only_role is not None and held != only_role):
         return (

@@ -114,6 +114,7 @@ def test_unban_lifts_bans_only(repo):
     repo.roles.ban(8, duration=timedelta(hours=1), actor="op")
     done = repo.roles.unban(8, actor="op")  # the timed ban goes, the moderator stays
     assert [e.kind for e in done.events] == [GRANT_UNSET] and repo.users.get_role(8) == "moderator"
+    assert done.message.startswith("8 is now moderator")  # what holds after the ban, not "user"
 
 
 def test_the_mailbox_rule_holds_in_every_scope(repo):

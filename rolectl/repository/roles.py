@@ -295,10 +295,12 @@ class RolesRepo:
                     return Change(False, f"{uid} is not banned; nothing changed", ())
             elif noop is not None:
                 return Change(False, noop, ())
+        # What holds now may be a role the ban only covered (a moderator banned for an hour).
+        now = self.effective(uid, chat=where).role if tx.events else ROLE_USER
         return _outcome(
             uid,
             tx,
-            f"{uid} is now user" + (f" in chat {where}" if where is not None else ""),
+            f"{uid} is now {now}" + (f" in chat {where}" if where is not None else ""),
             f"{uid} is not banned; nothing changed",
         )
 

@@ -46,7 +46,7 @@ __all__ = ["Summary", "backup", "restore"]
 _SUMMARY = (
     "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
     "(SELECT count(*) FROM users), (SELECT count(*) FROM users WHERE role = 'admin'), "
-    "coalesce((SELECT value FROM meta WHERE key = 'log_id'), '')"
+    "coalesce((SELECT value FROM meta WHERE key = 'log_id'), ''), (SELECT count(*) FROM grants)"
 )
 _DEFAULT_PAGE_SIZE = 4096
 
@@ -64,14 +64,16 @@ class Summary:
     replaced_log_id: str = ""
     #: restore only: the backup's triggers that are not rolectl's (never run, not restored).
     left_out: tuple[str, ...] = ()
+    #: Rows of ``grants`` (chat-scoped or time-limited grants, ended ones included).
+    grants: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def _summary(conn: sqlite3.Connection, path: Path, replaced: str = "", left_out: tuple[str, ...] = ()) -> Summary:
-    head, users, admins, log_id = conn.execute(_SUMMARY).fetchone()
-    return Summary(str(path), int(head), int(users), int(admins), str(log_id), replaced, left_out)
+    head, users, admins, log_id, grants = conn.execute(_SUMMARY).fetchone()
+    return Summary(str(path), int(head), int(users), int(admins), str(log_id), replaced, left_out, int(grants))
 
 
 #: SQLite's result codes SQLITE_BUSY and SQLITE_LOCKED (the sqlite3 module names them from Python 3.11).

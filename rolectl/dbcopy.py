@@ -1,4 +1,4 @@
-"""Moving a bot between SQLite and PostgreSQL: users, mailboxes and the whole event log.
+"""Moving a bot between SQLite and PostgreSQL: users, mailboxes, grants and the whole event log.
 
 The copy runs in ONE PostgreSQL transaction holding the writer lock, so nobody sees half a
 copy and no writer slips in between. A SQLite source is judged first, before the target is
@@ -20,11 +20,21 @@ The reverse direction (:func:`postgres_to_sqlite`) renumbers the log: PostgreSQL
 have gaps (rollbacks, crashes), while a SQLite log is contiguous by construction -- its
 followers and ``doctor`` treat a hole as damage. Events keep their order, timestamps and
 content; seq N of the copy is the N-th event of the source.
+
+Grants (chat-scoped or time-limited) are copied after the users and logged by nobody: the
+copied log has them. SQLite's grant triggers compare a row with the grant the log last
+recorded for its (user, chat), find them equal and log nothing (a source whose grants had
+drifted from its log is reconciled, as for users); PostgreSQL's log every row they see, so
+they are off for the copy (``doctor`` then reports a drifted source's grants). A SQLite source's grants and grant events are
+checked value by value first (:mod:`.grantrows`: a row written with the checks off, such as
+an end PostgreSQL would read as ``infinity``, is refused before the target is opened); ends
+read from PostgreSQL become SQLite's timestamp text, the text its triggers compare.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 import os
 import sqlite3
 import tempfile
@@ -32,10 +42,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import ConflictError, DatabaseError
-from .events import EVENT_FIELDS, SEQ_HEAD_MAX
+from .events import EVENT_FIELDS, SEQ_HEAD_MAX, log_time
+from .grantrows import GRANT_COLUMNS, first_invalid
 from .backends.sqlite.store import Store, init as sqlite_init
 from .backends.postgres.store import init as pg_init
 
@@ -50,6 +61,8 @@ NOT_EMPTY_HINT = "copy into an empty database, or pass --replace to replace its 
 _USERS = ("user_id", "username", "role", "created_at", "updated_at")
 _MAILBOXES = ("mailbox_id", "owner_id", "title", "created_at", "updated_at")
 _ROLES = ("name", "rank", "created_at")
+#: PostgreSQL's trigger that logs each row written to ``grants`` (schema version 6).
+_PG_GRANT_LOG = "grants_events"
 #: The roles a copy brings: the built-in ones are in every database already.
 _ADDED_ROLES = "WHERE name NOT IN ('banned', 'user', 'admin')"
 
@@ -60,15 +73,18 @@ class CopyReport:
     mailboxes: int
     events: int
     head: int
-    #: Events the target logged because the source's users table disagreed with its log.
+    #: Events the target logged because the source's users or grants disagreed with its log.
     reconciled: int
     seconds: float
     #: The target was not empty and its content was replaced (``replace=True``).
     replaced: bool = False
+    #: Rows of ``grants`` copied (chat-scoped or time-limited grants, ended ones included).
+    grants: int = 0
 
     @property
     def rows_per_second(self) -> float:
-        return (self.users + self.mailboxes + self.events) / self.seconds if self.seconds > 0 else 0.0
+        rows = self.users + self.mailboxes + self.events + self.grants
+        return rows / self.seconds if self.seconds > 0 else 0.0
 
 
 def sqlite_to_postgres(
@@ -92,6 +108,10 @@ def sqlite_to_postgres(
         # replaced target's locks are taken only for a copy known to be sound.
         with src.snapshot() as sconn:
             problem = source_log_problem(sconn)
+            if problem is None:
+                src.guard.rearm()
+                invalid = first_invalid(sconn)
+                problem = None if invalid is None else f"it holds rows rolectl never writes: {invalid}"
             if problem is not None:
                 raise DatabaseError(
                     f"database {src.path} cannot be copied: {problem}; nothing was written",
@@ -104,8 +124,8 @@ def sqlite_to_postgres(
         src.close()
         if dst is not None:
             dst.close()
-    users, mailboxes, events, after, reconciled, replaced = report
-    return CopyReport(users, mailboxes, events, after, reconciled, time.perf_counter() - started, replaced)
+    users, mailboxes, events, after, reconciled, replaced, grants = report
+    return CopyReport(users, mailboxes, events, after, reconciled, time.perf_counter() - started, replaced, grants)
 
 
 def source_log_problem(conn: sqlite3.Connection) -> str | None:
@@ -132,9 +152,9 @@ def source_log_problem(conn: sqlite3.Connection) -> str | None:
 
 def _into_postgres(
     src: Store, sconn: sqlite3.Connection, dst: PgStore, dconn: Any, chunk: int, replace: bool
-) -> tuple[int, int, int, int, int, bool]:
+) -> tuple[int, int, int, int, int, bool, int]:
     """The copy itself, inside the source's snapshot and the target's write transaction:
-    ``(users, mailboxes, events, head after, reconciled, replaced)``."""
+    ``(users, mailboxes, events, head after, reconciled, replaced, grants)``."""
     from .backends.postgres import schema
 
     replaced = False
@@ -162,9 +182,15 @@ def _into_postgres(
     _copy(src, sconn, dconn, "roles", _ROLES, "rank", chunk, where=_ADDED_ROLES)
     users = _copy(src, sconn, dconn, "users", _USERS, "user_id", chunk)
     mailboxes = _copy(src, sconn, dconn, "mailboxes", _MAILBOXES, "mailbox_id", chunk)
+    # PostgreSQL's grant trigger logs every row it sees written (it does not compare with the
+    # log): the copied log has these grants already, so it is off for the copy (transactional,
+    # as the seq guard's; only the owner may, and nobody else ever sees it off).
+    dconn.execute(f"ALTER TABLE grants DISABLE TRIGGER {_PG_GRANT_LOG}")
+    grants = _copy(src, sconn, dconn, "grants", GRANT_COLUMNS, "user_id, chat_id", chunk)
+    dconn.execute(f"ALTER TABLE grants ENABLE TRIGGER {_PG_GRANT_LOG}")
     after = int(dconn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
     reconciled = int(dconn.execute("SELECT count(*) FROM events WHERE seq > %s", (head,)).fetchone()[0])
-    return users, mailboxes, events, after, reconciled, replaced
+    return users, mailboxes, events, after, reconciled, replaced, grants
 
 
 def _copy(
@@ -233,23 +259,41 @@ def postgres_to_sqlite(
                 )
             events = 0
             names = ", ".join(EVENT_FIELDS)
+            ends = EVENT_FIELDS.index("ends_at")
             with sconn.cursor(name="rolectl_copy_events") as cur:  # server-side: streams 1M rows
                 cur.execute(f"SELECT {names} FROM events ORDER BY seq")
                 while rows := cur.fetchmany(chunk):
                     dconn.executemany(
                         f"INSERT INTO events ({names}) VALUES ({', '.join('?' * len(EVENT_FIELDS))})",
-                        [(events + i + 1, *row[1:]) for i, row in enumerate(rows)],
+                        [
+                            (events + i + 1, *row[1:ends], _sqlite_ts(row[ends]), *row[ends + 1 :])
+                            for i, row in enumerate(rows)
+                        ],
                     )
                     events += len(rows)
             _copy_into_sqlite(sconn, dconn, "roles", _ROLES, "rank", chunk, where=_ADDED_ROLES)
             users = _copy_into_sqlite(sconn, dconn, "users", _USERS, "user_id", chunk)
             mailboxes = _copy_into_sqlite(sconn, dconn, "mailboxes", _MAILBOXES, "mailbox_id", chunk)
+            # Ends (timestamptz) as SQLite's text, the same text as their copied grant events.
+            grants = _copy_into_sqlite(
+                sconn, dconn, "grants", GRANT_COLUMNS, "user_id, chat_id", chunk, convert=_grant_row
+            )
             head = int(dconn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
             reconciled = head - events
     finally:
         src.close()
         dst.close()
-    return CopyReport(users, mailboxes, events, head, reconciled, time.perf_counter() - started)
+    return CopyReport(users, mailboxes, events, head, reconciled, time.perf_counter() - started, grants=grants)
+
+
+def _grant_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(_sqlite_ts(value) for value in row)
+
+
+def _sqlite_ts(value: Any) -> Any:
+    """A ``timestamptz`` read from PostgreSQL as SQLite's text (the log's format, which its
+    grant triggers compare); anything else as it is."""
+    return log_time(value) if isinstance(value, datetime) else value
 
 
 def _has_content(target: str | os.PathLike[str], timeout: float | None) -> bool:
@@ -275,12 +319,15 @@ def _copy_into_sqlite(
     order: str,
     chunk: int,
     where: str = "",
+    convert: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None,
 ) -> int:
     names = ", ".join(columns)
     copied = 0
     with sconn.cursor(name=f"rolectl_copy_{table}") as cur:  # type: ignore[attr-defined]
         cur.execute(f"SELECT {names} FROM {table} {where} ORDER BY {order}")
         while rows := cur.fetchmany(chunk):
+            if convert is not None:
+                rows = [convert(row) for row in rows]
             dconn.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", rows)
             copied += len(rows)
     return copied

@@ -7,7 +7,8 @@ attached read-only to a connection hardened as the backup's own (:mod:`.backends
 stored schema is compared again inside the copy's transaction (the file may have changed
 since it was vetted), and each table is first searched for a value rolectl never writes
 (type, range, the closed sets of roles and event kinds, a log numbered ``#1..head`` without
-holes and far from 2^63-1, mailbox owners that exist), then copied column by column by an
+holes and far from 2^63-1, mailbox owners that exist, grants and grant events as
+:mod:`.grantrows` checks them), then copied column by column by an
 ``INSERT ... SELECT`` that names every column. Both run inside SQLite: a million users take
 seconds. The triggers are created after the rows, so the copy writes no event of its own:
 the log is the backup's, as it was, with a new identity.
@@ -28,6 +29,7 @@ from .backends.sqlite.schema import RANK_MAX, SCHEMA_VERSION, role_name_ok, stat
 from .backupfile import BackupFile
 from .errors import DatabaseError
 from .events import ADMIN_ADDED, ADMIN_REMOVED, BUILTIN_RANKS, KINDS, ROLE_CHANGED
+from .grantrows import EVENT_GRANT_COLUMNS, GRANT_COLUMNS, event_grant_cases, grant_cases
 
 __all__ = ["build", "INVALID_HINT", "SEQ_LIMIT"]
 
@@ -135,13 +137,20 @@ _TABLES: dict[str, tuple[tuple[str, ...], str, list[str]]] = {
         ],
     ),
     "meta": (("key", "value"), "key", [_text("key", 200), _text("value", shortest=0)]),
+    # Version 4: chat-scoped and time-limited grants (:mod:`.grantrows` checks their values).
+    "grants": (GRANT_COLUMNS, "user_id, chat_id", grant_cases()),
 }
+#: The first schema version that has each table (older backups hold none of its rows), and
+#: the columns version 4 added to ``events`` with their checks.
+_SINCE = {"roles": 3, "grants": 4}
+_GRANTS_SINCE = 4
 _LABEL = {
     "roles": "role {!r}",
     "users": "user {}",
     "mailboxes": "mailbox {}",
     "events": "event #{}",
     "meta": "meta {!r}",
+    "grants": "grant of user {} in chat {}",
 }
 
 _GAP = (
@@ -154,16 +163,25 @@ class _Invalid(Exception):
     """A value of the backup that rolectl would never have written."""
 
 
-def _first_invalid(conn: sqlite3.Connection, table: str) -> None:
+def _columns(table: str, version: int) -> tuple[str, ...]:
+    columns = _TABLES[table][0]
+    return columns + EVENT_GRANT_COLUMNS if table == "events" and version >= _GRANTS_SINCE else columns
+
+
+def _first_invalid(conn: sqlite3.Connection, table: str, version: int) -> None:
     _, key, cases = _TABLES[table]
+    if table == "events" and version >= _GRANTS_SINCE:
+        cases = cases + event_grant_cases()
     where = f"WHERE key NOT IN {_sql_set(_NOTES)}" if table == "meta" else ""
     row = conn.execute(
         f"SELECT {key}, why FROM (SELECT {key}, CASE {' '.join(cases)} END AS why "
         f"FROM src.{table} {where}) WHERE why IS NOT NULL ORDER BY {key} LIMIT 1"
     ).fetchone()
     if row is not None:
-        label = _LABEL[table].format(row[0] if isinstance(row[0], (int, str)) else repr(row[0])[:24])
-        raise _Invalid(f"{label}: {row[1]}")
+        shown = [
+            v if isinstance(v, int) or (isinstance(v, str) and table != "grants") else repr(v)[:24] for v in row[:-1]
+        ]
+        raise _Invalid(f"{_LABEL[table].format(*shown)}: {row[-1]}")
 
 
 def _check_log(conn: sqlite3.Connection) -> None:
@@ -180,9 +198,9 @@ def _check_log(conn: sqlite3.Connection) -> None:
         raise _Invalid(f"meta has {metas} rows, more than {_META_ROWS}")
 
 
-def _copy(conn: sqlite3.Connection, table: str) -> None:
-    columns, key, _ = _TABLES[table]
-    names = ", ".join(columns)
+def _copy(conn: sqlite3.Connection, table: str, version: int) -> None:
+    key = _TABLES[table][1]
+    names = ", ".join(_columns(table, version))
     where = f"WHERE key NOT IN {_sql_set(_NOTES)}" if table == "meta" else ""
     conn.execute(f"INSERT INTO main.{table} ({names}) SELECT {names} FROM src.{table} {where} ORDER BY {key}")
 
@@ -206,16 +224,16 @@ def _fill(conn: sqlite3.Connection, backup: BackupFile, guard: Guard) -> None:
         ):
             raise DatabaseError(f"backup {backup.path} changed while it was being restored", hint=hint)
     for table in _TABLES:
-        if table == "roles" and backup.version < 3:
-            continue  # defined by the migrations: the built-in roles
+        if backup.version < _SINCE.get(table, 1):
+            continue  # roles: defined by the migrations (the built-in ones); grants: none
         with guard.bounded(f"checking {table} of backup {backup.path}", hint):
-            _first_invalid(conn, table)
+            _first_invalid(conn, table, backup.version)
             if table == "events":
                 _check_log(conn)
         with guard.bounded(f"copying {table} of backup {backup.path}", hint):
             if table == "roles":
                 conn.execute("DELETE FROM main.roles")  # no triggers yet: the backup's set replaces them
-            _copy(conn, table)
+            _copy(conn, table, backup.version)
             if table == "roles" and conn.execute(
                 f"SELECT count(*) FROM main.roles WHERE name IN {_BUILTINS}"
             ).fetchone()[0] != len(BUILTIN_RANKS):

@@ -754,9 +754,9 @@ def test_the_write_lock_is_held_while_writing(seeded_any, monkeypatch):
     seen = []
     real = apply._write
 
-    def write(conn, q, actor):
+    def write(conn, q, actor, *grants):
         seen.append(_writer_gets_in(seeded_any))
-        return real(conn, q, actor)
+        return real(conn, q, actor, *grants)
 
     monkeypatch.setattr(apply, "_write", write)
     with Repository.open(seeded_any) as repo:

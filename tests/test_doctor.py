@@ -60,6 +60,7 @@ def test_a_healthy_database(scenario, run_in_process):
         "sequence",
         "context",
         "log",
+        "grants",
         "owners",
         "instances",
         "permissions",

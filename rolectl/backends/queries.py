@@ -140,6 +140,16 @@ class Queries(GrantQueries):
             columns.insert(0, f"{table.key} {self.types['int']} PRIMARY KEY")
         return f"CREATE TEMP TABLE {table.name} ({', '.join(columns)})"
 
+    def instant(self, name: str) -> str:
+        """The parameter ``name`` (an end, bound as :meth:`end_param` gives it) as a value of
+        ``grants.ends_at`` (NULL stays NULL)."""
+        return f"CAST({self.p(name)} AS timestamptz)"
+
+    def seconds_from_now(self, name: str) -> str:
+        """The instant ``name`` seconds (a parameter; NULL gives NULL) after the database's
+        clock: the server's on PostgreSQL, the writer's on SQLite."""
+        return f"clock_timestamp() + CAST({self.p(name)} AS double precision) * interval '1 second'"
+
     def logged_role(self, uid: str) -> str:
         """The role the log last recorded for user ``uid`` (an SQL expression): what every
         cache following the log believes; ``user`` if never logged."""
@@ -261,6 +271,20 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
         self.apply_mailboxes = (
             f"UPDATE mailboxes SET owner_id = t.owner_id, updated_at = {now} "
             f"FROM {tmp}{APPLY_MAILBOXES.name} AS t WHERE mailboxes.mailbox_id = t.mailbox_id"
+        )
+        # -- apply: the grants (chat-scoped or time-limited) of the batch's users, and one
+        # write per line that sets or removes one (the grant triggers log what changes).
+        self.batch_grants = f"SELECT user_id, chat_id, role, ends_at, source FROM grants WHERE user_id IN ({ids})"
+        self.batch_grant_set = (
+            "INSERT INTO grants (user_id, chat_id, role, ends_at, source, note) "
+            f"VALUES ({p('uid')}, {p('chat')}, {p('role')}, "
+            f"COALESCE({self.instant('until')}, {self.seconds_from_now('seconds')}), 'operator', NULL) "
+            "ON CONFLICT (user_id, chat_id) DO UPDATE SET role = excluded.role, ends_at = excluded.ends_at, "
+            "source = excluded.source, note = excluded.note, granted_at = excluded.granted_at"
+        )
+        self.batch_grant_unset = (
+            f"DELETE FROM grants WHERE user_id = {p('uid')} AND chat_id = {p('chat')} "
+            f"AND (CAST({p('only')} AS text) IS NULL OR role = CAST({p('only')} AS text))"
         )
         # -- users import: the rows against the table (checked on a snapshot, and again under
         # the lock only if another connection committed since), then written chunk by chunk.

@@ -34,7 +34,7 @@ def backup(
     summary = run(st.db_path("`rolectl backup`"), file, timeout=st.timeout)
     typer.echo(
         f"backed up to {summary.path}: log head #{summary.head}, {count(summary.users, 'user')}, "
-        f"{count(summary.admins, 'admin')}"
+        f"{count(summary.admins, 'admin')}{_grants(summary.grants)}"
     )
 
 
@@ -62,10 +62,15 @@ def restore(
     summary = run(st.db_path("`rolectl restore`"), file, timeout=st.timeout)
     typer.echo(
         f"restored {summary.path} from {file}: log head #{summary.head}, {count(summary.users, 'user')}, "
-        f"{count(summary.admins, 'admin')}; new log id {summary.log_id[:8]} (was {summary.replaced_log_id[:8] or '-'}): "
+        f"{count(summary.admins, 'admin')}{_grants(summary.grants)}; new log id {summary.log_id[:8]} (was {summary.replaced_log_id[:8] or '-'}): "
         "following caches reset"
     )
     if summary.left_out:
         typer.echo(
             f"restore: left out the backup's triggers that are not rolectl's: {', '.join(summary.left_out)}", err=True
         )
+
+
+def _grants(grants: int) -> str:
+    """The grants a backup or restore moved, when there are any (the line stays as it was without)."""
+    return f", {count(grants, 'grant')}" if grants else ""

@@ -69,8 +69,10 @@ def apply(
 
     \b
     CSV lines: add-admin,USER_ID[,USERNAME] / remove-admin,USER_ID[,force] / transfer,MAILBOX_ID,TO_USER[,keep-admin]
-    / grant,USER_ID,ROLE[,force] / revoke,USER_ID[,force]
+    / grant,USER_ID,ROLE[,force] / revoke,USER_ID[,force] / ban,USER_ID / unban,USER_ID
+    grant and ban lines may add chat=CHAT_ID and for=DURATION or until=TIME; revoke and unban chat=CHAT_ID
     JSON lines: {"op": "add-admin", "user_id": 789, "username": "new_admin"}, {"op": "grant", "user_id": 789, "role": "moderator"}
+    {"op": "ban", "user_id": 789, "chat": -1001234567890, "for": "1d"}
 
     Every line is validated first. The first line that is malformed or names a role the
     database does not define (exit 2), names something unknown (3) or is refused (4) is
@@ -125,7 +127,9 @@ def import_users(
     """Create or update a bot's existing users from a file, all or nothing.
 
     An empty username or role keeps what the database has (new users are `user`). Each role
-    that changes is logged once. Ends with a summary: created, updated, unchanged, role changes.
+    that changes is logged once. A row with chat, until or for is a grant in that chat or for
+    that long (columns chat, until, for). Ends with a summary: created, updated, unchanged,
+    role changes, grants.
 
     Example: rolectl users import users.csv
     """
@@ -204,6 +208,7 @@ def _report_import(info: dict[str, object], out: str) -> None:
         f"{head} {count(n['total'], 'user')}: {n['created']} created, {n['updated']} updated, "
         f"{n['unchanged']} unchanged; {count(n['role_changes'], 'role change')} "
         f"({count(n['admins_added'], 'admin')} added, {n['admins_removed']} removed{span})"
+        + (f"; {count(n['grants'], 'grant')} {'to set' if info['dry_run'] else 'set'}" if n.get("grants") else "")
     )
 
 

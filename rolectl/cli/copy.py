@@ -95,6 +95,7 @@ def _record(report: Any, src: str, dst: str) -> dict[str, Any]:
         "to": dst,
         "users": report.users,
         "mailboxes": report.mailboxes,
+        "grants": report.grants,
         "events": report.events,
         "head": report.head,
         "reconciled": report.reconciled,
@@ -113,9 +114,10 @@ def _render(record: dict[str, Any], fmt: str) -> None:
     from ..grammar import count
     from ..render import human_rate, safe
 
-    rows = record["users"] + record["mailboxes"] + record["events"]
+    rows = record["users"] + record["mailboxes"] + record["grants"] + record["events"]
+    grants = f"{count(record['grants'], 'grant')}, " if record["grants"] else ""
     extra = (
-        f"; {count(record['reconciled'], 'event')} logged for users that differed from the log"
+        f"; {count(record['reconciled'], 'event')} logged for users or grants that differed from the log"
         if record["reconciled"]
         else ""
     )
@@ -123,7 +125,7 @@ def _render(record: dict[str, Any], fmt: str) -> None:
     typer.echo(
         safe(
             f"copied {record['from']} to {record['to']}{replaced}: {count(record['users'], 'user')}, "
-            f"{count(record['mailboxes'], 'mailbox')}, {count(record['events'], 'event')} (log head "
+            f"{count(record['mailboxes'], 'mailbox')}, {grants}{count(record['events'], 'event')} (log head "
             f"#{record['head']}){extra}; {count(rows, 'row')} in {record['seconds']:.2f} s, "
             f"{human_rate(record['rows_per_second'])} rows/s"
         )

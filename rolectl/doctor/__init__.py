@@ -16,6 +16,8 @@ prints; the CLI renders them. The checks, cheapest first:
 ``context``     no actor left behind in ``change_context`` by a writer that crashed mid-change
 ``log``         the log replayed against the ``users`` table: drift means something wrote
                 roles while the triggers were missing, and caches now disagree with the table
+``grants``      the log's grant events replayed against the ``grants`` table, and active grants
+                naming a role that is not defined (:mod:`.grantcheck`)
 ``owners``      owners of mailboxes who are not admins (possible after ``remove-admin --force``)
 ``instances``   live cache instances and their lag, and registrations left by dead processes
 

@@ -102,6 +102,7 @@ def _open(conninfo: str, timeout: float | None) -> "PgStore":
 def diagnose(conninfo: str, *, timeout: float | None = None) -> "Report":
     from ..backends.postgres.checks import check_log, check_objects, check_schema, check_sequence
     from ..backends.postgres.grantchecks import check_clock, check_grants
+    from .grantcheck import check_postgres_roles as check_grant_roles
     from .report import Report
 
     with _open(conninfo, timeout) as store:
@@ -120,6 +121,7 @@ def diagnose(conninfo: str, *, timeout: float | None = None) -> "Report":
             check_sequence,
             check_log,
             check_grants,
+            check_grant_roles,
             check_owners,
             check_instances,
             check_clock,

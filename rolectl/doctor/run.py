@@ -28,6 +28,7 @@ from .checks import (
     mailbox_owners_not_admin,
 )
 from ..findings import ERROR, INFO, OK, Finding, examples as _examples
+from .grantcheck import check_sqlite as check_grants
 from .instances import check_instances, prune_dead
 from .schemafix import REPLACEABLE, repair_objects
 from ..grammar import count, plural
@@ -161,7 +162,7 @@ def diagnose(path: str | os.PathLike[str] | None = None, *, timeout: float | Non
         if not readable:
             return Report(findings, hidden=hidden)
         repo = Repository(store, track=False)
-        findings += _bounded(lambda s: check_log(repo) + check_owners(repo), store, "log")
+        findings += _bounded(lambda s: check_log(repo) + check_grants(s) + check_owners(repo), store, "log")
         findings += _bounded(lambda s: check_instances(s.path, repo.events.head()), store, "instances")
         return Report(findings)
     except sqlite3.Error as exc:

@@ -36,6 +36,13 @@ class SQLiteQueries(Queries):
     def end_param(self, when: datetime) -> Any:
         return log_time(when)
 
+    def instant(self, name: str) -> str:
+        return self.p(name)  # the log's timestamp text (end_param)
+
+    def seconds_from_now(self, name: str) -> str:
+        # NULL seconds: '+' || NULL is NULL, and so is the instant.
+        return f"strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || {self.p(name)} || ' seconds')"
+
     def id_list(self, values: Iterable[int]) -> str:
         return json.dumps(sorted(values))  # json_each binds a whole list as one parameter
 

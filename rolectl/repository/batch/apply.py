@@ -35,11 +35,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ...backends.queries import APPLY_EVENTS, APPLY_MAILBOXES, APPLY_USERS
-from ...events import Event
+from ...events import GRANT_KINDS, Event
 from .._tx import head, version as version_of
 from . import plan as planning
+from .grantplan import GrantAction, dry_events, grant_message
 from .plan import Plan
-from .records import ADD_ADMIN, GRANT, REMOVE_ADMIN, REVOKE, TRANSFER, BatchResult, Op, OpResult
+from .records import ADD_ADMIN, GRANT_OPS, REMOVE_ADMIN, TRANSFER, UNBAN, BatchResult, Op, OpResult
 from .scratch import scratch_tables
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -94,7 +95,7 @@ def run(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run: bool = Fa
                         version_of(conn, q) != version and planning.read_state(conn, q, ops).frozen() != state.frozen()
                     ):
                         raise _Moved()
-                    first, last = _write(conn, q, actor)
+                    first, last, spans = _write(conn, q, actor, plan.grants)
             except _Moved:
                 continue
             break
@@ -102,7 +103,13 @@ def run(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run: bool = Fa
     events = tuple(Event.from_row(r) for r in rows)
     if events:
         repo.bus.publish(events)
-    return Outcome(plan, events, [events[a:b] for a, b in plan.spans])
+    # Each line's planned events, then what the grant triggers logged for its writes to grants.
+    by_seq = {e.seq: e for e in events}
+    mine = [
+        events[a:b] + tuple(by_seq[s] for lo, hi in spans.get(line, ()) for s in range(lo + 1, hi + 1) if s in by_seq)
+        for line, (a, b) in enumerate(plan.spans)
+    ]
+    return Outcome(plan, events, mine)
 
 
 def _stage(conn: Any, q: "Queries", plan: Plan) -> None:
@@ -116,17 +123,33 @@ def _stage(conn: Any, q: "Queries", plan: Plan) -> None:
     q.stage(conn, APPLY_MAILBOXES, list(plan.moved.items()))
 
 
-def _write(conn: Any, q: "Queries", actor: str) -> tuple[int, int]:
-    """The set-based writes; returns the log head before and after."""
+def _write(
+    conn: Any, q: "Queries", actor: str, grants: Sequence[GrantAction] = ()
+) -> tuple[int, int, dict[int, list[tuple[int, int]]]]:
+    """The set-based writes, then the writes to ``grants`` one by one in line order; returns
+    the log head before and after, and the span of seqs each line's grant writes logged."""
     first = head(conn, q)
     conn.execute(q.attribute, {"actor": actor})
     conn.execute(q.apply_events, {"actor": actor})  # events first: the triggers stay silent
     conn.execute(q.apply_new_users)
     conn.execute(q.apply_users)
     conn.execute(q.apply_mailboxes)
+    spans: dict[int, list[tuple[int, int]]] = {}
+    after = head(conn, q) if grants else 0
+    for action in grants:  # the grant triggers log each row that changes, under the actor
+        before = after
+        params: dict[str, Any] = {"uid": action.user_id, "chat": action.chat_id}
+        if action.role is None:
+            conn.execute(q.batch_grant_unset, {**params, "only": action.only_role})
+        else:
+            seconds = action.duration.total_seconds() if action.duration is not None else None
+            until = q.end_param(action.until) if action.until is not None else None
+            conn.execute(q.batch_grant_set, {**params, "role": action.role, "until": until, "seconds": seconds})
+        after = head(conn, q)
+        spans.setdefault(action.line, []).append((before, after))
     if q.unattribute:
         conn.execute(q.unattribute)
-    return first, head(conn, q)
+    return first, head(conn, q), spans
 
 
 def _dry(plan: Plan, actor: str) -> Outcome:
@@ -135,7 +158,9 @@ def _dry(plan: Plan, actor: str) -> Outcome:
         Event(0, "", kind, uid, old, new, mid, src, dst, actor, note)
         for kind, uid, old, new, mid, src, dst, note in plan.events
     )
-    return Outcome(plan, events, [events[a:b] for a, b in plan.spans])
+    granted = dry_events(plan.grants, actor)
+    mine = [events[a:b] + granted.get(line, ()) for line, (a, b) in enumerate(plan.spans)]
+    return Outcome(plan, events + tuple(e for line in sorted(granted) for e in granted[line]), mine)
 
 
 # -- what each line did ---------------------------------------------------------------------
@@ -155,7 +180,13 @@ def _message(
         if not changed:
             return f"{op.user_id} is not an admin; nothing to do"
         return f"{op.user_id} would no longer be an admin" if dry_run else f"{op.user_id} is no longer an admin"
-    if op.op in (GRANT, REVOKE):
+    if op.op == UNBAN and op.chat is None:
+        if not changed:
+            return f"{op.user_id} is not banned; nothing to do"
+        return f"{op.user_id} would no longer be banned" if dry_run else f"{op.user_id} is no longer banned"
+    if op.op in GRANT_OPS:
+        if op.scoped:
+            return grant_message(op, changed, dry_run)
         role = op.role or "user"
         if not changed:
             return f"{op.user_id} is already {role}; nothing to do"
@@ -163,6 +194,11 @@ def _message(
     verb = "would go" if dry_run else "transferred"
     new = (" (a new user, would be created)" if dry_run else f" (user {op.to_user} created)") if created else ""
     return f"mailbox {op.mailbox_id} {verb} from {source} to {op.to_user}{new}"
+
+
+def _grant_changed(op: Op, mine: tuple[Event, ...]) -> bool:
+    """A line changed a grant (set one, or removed one) when a grant event is among its own."""
+    return any(e.kind in GRANT_KINDS for e in mine)
 
 
 def apply_changes(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run: bool = False) -> BatchResult:
@@ -180,7 +216,7 @@ def apply_changes(repo: "Repository", ops: Sequence[Op], *, actor: str, dry_run:
     for op, mine, source, step in zip(ops, outcome.mine, outcome.plan.sources, outcome.plan.steps):
         assert step is not None
         # A line changed something when its row was written or a role logged; a transfer always does.
-        changed = op.op == TRANSFER or step.written or step.log is not None
+        changed = op.op == TRANSFER or step.written or step.log is not None or _grant_changed(op, mine)
         renamed = op.op == ADD_ADMIN and step.renamed and step.log is None
         created = op.op == TRANSFER and step.before is None
         results.append(

@@ -10,19 +10,21 @@ Internal: not part of the public API.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ...errors import InvalidInputError, RolectlError
 from ...events import ROLES
 from ...validate import INT64_MAX, USERNAME_MAX, has_visible, parse_id, parse_username
 from ..roles import parse_role_name
+from .importgrants import GRANT_COLUMNS, GrantRow, grant_row, is_grant
 from .records import IMPORT_FORMATS, Progress, at
 from .text import lines_of, load_json, significant
 
 _ID_KEYS = ("id", "user_id")
-_IMPORT_COLUMNS = ("id", "user_id", "username", "role")
-_IMPORT_HINT = "columns: id (or user_id), username, role"
+_CHAT_KEYS = ("chat", "chat_id")
+_IMPORT_COLUMNS = ("id", "user_id", "username", "role", *GRANT_COLUMNS)
+_IMPORT_HINT = "columns: id (or user_id), username, role; for a grant in one chat or for a while: chat, until or for"
 
 
 def _fast_id(value: object) -> int:
@@ -67,6 +69,8 @@ class ImportInput:
 
     rows: list[ImportRow]
     label: str = "line"
+    #: rows with a chat or an end: grants, written after the users rows
+    grants: list[GrantRow] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -93,10 +97,11 @@ def _csv_rows(reader: Any) -> Iterable[list[str]]:
         yield fields
 
 
-def _import_csv(lines: list[str], progress: Progress | None) -> list[ImportRow]:
+def _import_csv(lines: list[str], progress: Progress | None, grants: list[GrantRow]) -> list[ImportRow]:
     reader = csv.reader([line + "\n" for line in lines], strict=True)
     rows: list[ImportRow] = []
     positions: tuple[int, int | None, int | None] = (0, 1, 2)
+    scope: tuple[int | None, int | None, int | None] = (None, None, None)  # chat, until, for
     width = 3
     total = sum(1 for line in lines if line.strip())  # rows to validate: the header is taken off below
     first = True
@@ -114,6 +119,14 @@ def _import_csv(lines: list[str], progress: Progress | None) -> list[ImportRow]:
                 ids = [i for i, n in enumerate(names) if n in _ID_KEYS]
                 if len(ids) != 1:
                     raise InvalidInputError(f"line {number}: the header needs one id column", hint=_IMPORT_HINT)
+                chats = [i for i, n in enumerate(names) if n in _CHAT_KEYS]
+                if len(chats) > 1 or names.count("until") > 1 or names.count("for") > 1:
+                    raise InvalidInputError(f"line {number}: a column is named twice", hint=_IMPORT_HINT)
+                scope = (
+                    chats[0] if chats else None,
+                    names.index("until") if "until" in names else None,
+                    names.index("for") if "for" in names else None,
+                )
                 positions = (
                     ids[0],
                     names.index("username") if "username" in names else None,
@@ -129,6 +142,10 @@ def _import_csv(lines: list[str], progress: Progress | None) -> list[ImportRow]:
             uid = _fast_id(fields[uid_at].strip()) if uid_at < len(fields) else parse_id("")
             name = _fast_name(fields[name_at]) if name_at is not None and name_at < len(fields) else None
             role = _fast_role(fields[role_at].strip()) if role_at is not None and role_at < len(fields) else None
+            chat, until, duration = (fields[i].strip() if i is not None and i < len(fields) else None for i in scope)
+            if is_grant(chat, until, duration):
+                grants.append(grant_row(number, uid, name, role, chat, until, duration))
+                continue
         except RolectlError as exc:
             raise at(f"line {number}", exc) from None
         rows.append((number, uid, name, role))
@@ -137,7 +154,7 @@ def _import_csv(lines: list[str], progress: Progress | None) -> list[ImportRow]:
     return rows
 
 
-def _import_objects(items: Iterable[tuple[int, Any]], label: str) -> list[ImportRow]:
+def _import_objects(items: Iterable[tuple[int, Any]], label: str, grants: list[GrantRow]) -> list[ImportRow]:
     rows: list[ImportRow] = []
     for number, item in items:
         where = f"{label} {number}"
@@ -152,6 +169,13 @@ def _import_objects(items: Iterable[tuple[int, Any]], label: str) -> list[Import
             if ("id" in item) == ("user_id" in item):
                 raise InvalidInputError("needs exactly one of \"id\" or \"user_id\"", hint=_IMPORT_HINT)
             uid = _fast_id(item["id"] if "id" in item else item["user_id"])
+            if "chat" in item and "chat_id" in item:
+                raise InvalidInputError("give one of \"chat\" or \"chat_id\"", hint=_IMPORT_HINT)
+            chat, until, duration = item.get("chat", item.get("chat_id")), item.get("until"), item.get("for")
+            if is_grant(chat, until, duration):
+                name, role = _fast_name(item.get("username")), _fast_role(item.get("role"))
+                grants.append(grant_row(number, uid, name, role, chat, until, duration))
+                continue
             rows.append((number, uid, _fast_name(item.get("username")), _fast_role(item.get("role"))))
         except RolectlError as exc:
             raise at(where, exc) from None
@@ -163,7 +187,9 @@ def parse_import(text: str, fmt: str = "auto", *, progress: Progress | None = No
 
     CSV with a header (``id``/``user_id``, ``username``, ``role`` in any order; without a
     header: ``id,username,role``), a JSON array of objects, or JSON lines. An empty username
-    or role means "keep what the database has" (new users default to ``user``). An id that
+    or role means "keep what the database has" (new users default to ``user``). A row with
+    ``chat`` (or ``chat_id``), ``until`` or ``for`` is a grant (:mod:`.importgrants`), kept in
+    :attr:`ImportInput.grants`; one per user and chat. An id that
     appears twice is refused, naming both places, rather than silently taking one of them.
     """
     if fmt not in IMPORT_FORMATS:
@@ -173,8 +199,9 @@ def parse_import(text: str, fmt: str = "auto", *, progress: Progress | None = No
     if fmt == "auto":
         start = text.lstrip()[:1]
         fmt = "json" if start == "[" else "jsonl" if start == "{" else "csv"
+    grants: list[GrantRow] = []
     if fmt == "csv":
-        rows = _import_csv(lines_of(text), progress)
+        rows = _import_csv(lines_of(text), progress, grants)
         label = "line"
     elif fmt == "json":
         try:
@@ -185,7 +212,7 @@ def parse_import(text: str, fmt: str = "auto", *, progress: Progress | None = No
             ) from None
         if not isinstance(data, list):
             raise InvalidInputError("expected a JSON array of objects", hint="or give one object per line (JSON lines)")
-        rows = _import_objects(enumerate(data, 1), "item")
+        rows = _import_objects(enumerate(data, 1), "item", grants)
         label = "item"
     else:
         parsed: list[tuple[int, Any]] = []
@@ -196,7 +223,7 @@ def parse_import(text: str, fmt: str = "auto", *, progress: Progress | None = No
                 raise InvalidInputError(f"line {number}: not valid JSON ({exc})", hint="one object per line") from None
             except RolectlError as exc:
                 raise at(f"line {number}", exc) from None
-        rows = _import_objects(parsed, "line")
+        rows = _import_objects(parsed, "line", grants)
         label = "line"
     seen: dict[int, int] = {}
     for number, uid, _, _ in rows:
@@ -205,6 +232,15 @@ def parse_import(text: str, fmt: str = "auto", *, progress: Progress | None = No
             raise InvalidInputError(
                 f"{label} {number}: user {uid} already appears at {label} {before}", hint="keep one row per user"
             )
+    places: dict[tuple[int, int], int] = {}
+    for grant in grants:
+        before = places.setdefault((grant.user_id, grant.chat_id), grant.line)
+        if before != grant.line:
+            where = "everywhere" if grant.chat_id == 0 else f"in chat {grant.chat_id}"
+            raise InvalidInputError(
+                f"{label} {grant.line}: user {grant.user_id}'s grant {where} already appears at {label} {before}",
+                hint="keep one row per user and chat",
+            )
     if progress is not None:
         progress("validate", len(rows), len(rows))
-    return ImportInput(rows, label)
+    return ImportInput(rows, label, grants)

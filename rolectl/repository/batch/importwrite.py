@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from ...backends.queries import IMPORT_ROWS
 from ...errors import ConflictError, InvalidInputError
-from ...events import ADMIN_ADDED, ADMIN_REMOVED, ROLE_USER
+from ...events import ADMIN_ADDED, ADMIN_REMOVED, GRANT_SET, ROLE_USER
 from .._tx import change, version as version_of
+from . import importgrants
 from .importfile import ImportInput
 from .records import ImportSummary, Progress
 from .scratch import scratch_tables
@@ -77,12 +78,16 @@ def import_users(
         with store.snapshot() as conn:
             version = version_of(conn, q)  # first: the snapshot's own
             counts = check(conn, q, data.label)
+            importgrants.check(conn, q, data.grants, data.label)
         if dry_run:
             created, updated, added, removed = counts
-            return ImportSummary(total, created, updated, total - created - updated, added, removed, (), True)
+            return ImportSummary(
+                total, created, updated, total - created - updated, added, removed, (), True, len(data.grants)
+            )
         with change(store, repo.bus, actor) as tx:
             if version_of(tx.conn, q) != version:  # someone may have committed since: check again
                 counts = check(tx.conn, q, data.label)
+                importgrants.check(tx.conn, q, data.grants, data.label)
             tx.attribute_trigger_events()  # set-based: the triggers log each role change
             for start in range(1, total + 1, chunk):
                 stop = min(start + chunk - 1, total)
@@ -90,8 +95,10 @@ def import_users(
                 tx.run(q.import_insert, {"lo": start, "hi": stop})
                 if progress is not None:
                     progress("write", stop, total)
+            importgrants.write(tx.conn, q, data.grants)  # the grant triggers log each change
     created, updated = counts[0], counts[1]
     events = tx.events
     added = sum(1 for e in events if e.kind == ADMIN_ADDED)
     removed = sum(1 for e in events if e.kind == ADMIN_REMOVED)
-    return ImportSummary(total, created, updated, total - created - updated, added, removed, events, dry_run)
+    granted = sum(1 for e in events if e.kind == GRANT_SET)
+    return ImportSummary(total, created, updated, total - created - updated, added, removed, events, dry_run, granted)

@@ -16,6 +16,7 @@ Internal: not part of the public API.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ...errors import ConflictError, InvalidInputError, RolectlError
@@ -25,12 +26,14 @@ from ...events import (
     ADMIN_TRANSFERRED,
     BUILTIN_RANKS,
     ROLE_ADMIN,
+    ROLE_BANNED,
     ROLE_CHANGED,
     ROLE_USER,
     Role,
 )
 from .. import rules
-from .records import ADD_ADMIN, GRANT, REMOVE_ADMIN, REVOKE, Op
+from .grantplan import GrantAction, GrantRows, instant, plan_grant
+from .records import ADD_ADMIN, GRANT, GRANT_OPS, REMOVE_ADMIN, UNBAN, Op
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...backends.queries import Queries
@@ -52,6 +55,9 @@ class State:
     owner_of: dict[int, int]
     owned: dict[int, set[int]]
     ranks: dict[str, int] = field(default_factory=lambda: dict(BUILTIN_RANKS))
+    #: the rows of ``grants`` of the batch's users, and the time they were read at
+    grants: GrantRows = field(default_factory=dict)
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     def frozen(self) -> tuple[Any, ...]:
         return (
@@ -59,6 +65,7 @@ class State:
             sorted(self.logged.items()),
             sorted(self.owner_of.items()),
             sorted(self.ranks.items()),
+            sorted(self.grants.items()),
         )
 
     def copy(self) -> "State":
@@ -68,6 +75,8 @@ class State:
             dict(self.owner_of),
             {u: set(m) for u, m in self.owned.items()},
             dict(self.ranks),
+            dict(self.grants),
+            self.now,
         )
 
 
@@ -81,6 +90,8 @@ class Plan:
     moved: dict[int, int] = field(default_factory=dict)  # mailbox -> new owner
     #: each line's decision about its user (a transfer: about the new owner)
     steps: list["rules.Step | None"] = field(default_factory=list)
+    #: the writes to ``grants``, in line order (:mod:`.grantplan`)
+    grants: list[GrantAction] = field(default_factory=list)
 
 
 def read_state(conn: Any, q: "Queries", ops: Sequence[Op]) -> State:
@@ -97,7 +108,14 @@ def read_state(conn: Any, q: "Queries", ops: Sequence[Op]) -> State:
         owned.setdefault(owner, set()).add(mid)
     logged: dict[int, Role] = dict(conn.execute(q.batch_logged, {"ids": people}).fetchall())
     ranks = {str(name): int(rank) for name, rank, _ in conn.execute(q.roles_list)}
-    return State(users, logged, owner_of, owned, ranks)
+    grants: GrantRows = {}
+    if any(op.op in GRANT_OPS for op in ops):
+        grant_users = q.id_list({op.user_id for op in ops if op.op in GRANT_OPS and op.user_id is not None})
+        grants = {
+            (int(uid), int(chat)): (str(role), instant(ends), str(source))
+            for uid, chat, role, ends, source in conn.execute(q.batch_grants, {"ids": grant_users})
+        }
+    return State(users, logged, owner_of, owned, ranks, grants)
 
 
 def make_plan(ops: Sequence[Op], state: State) -> Plan:
@@ -149,10 +167,14 @@ def make_plan(ops: Sequence[Op], state: State) -> Plan:
                     f"write the line as `remove-admin,{uid},force` (JSON: \"force\": true)",
                 )
                 apply(uid, step)
-            elif op.op in (GRANT, REVOKE):
+            elif op.op in GRANT_OPS:
                 assert op.user_id is not None
-                step = _grant(op, row_of(op.user_id), logged.get(op.user_id, ROLE_USER), owned, state.ranks)
-                apply(op.user_id, step)
+                if op.scoped:  # a row of grants only (see .grantplan)
+                    step = rules.Step(None, None, None, None)
+                else:  # the global role, users.role (and the chat-0 grant it replaces)
+                    step = _grant(op, row_of(op.user_id), logged.get(op.user_id, ROLE_USER), owned, state.ranks)
+                    apply(op.user_id, step)
+                plan.grants += plan_grant(len(plan.steps), op, state.grants, owned, state.ranks, state.now)
             else:
                 mid, target = op.mailbox_id, op.to_user
                 assert mid is not None and target is not None
@@ -188,12 +210,16 @@ def _grant(
     """A ``grant`` or ``revoke`` line, decided as :meth:`..roles.RolesRepo.grant` decides it."""
     assert op.user_id is not None
     uid, role = op.user_id, op.role or ROLE_USER
+    if op.op == UNBAN:  # only a ban is lifted
+        if row is None or row[0] != ROLE_BANNED:
+            return rules.Step(row, row, None, None)
+        role = ROLE_USER
     rank = ranks.get(role)
     if rank is None:
         raise InvalidInputError(f"unknown role {role!r}", hint="use a defined role (see `rolectl roles list`)")
     mine = sorted(owned.get(uid, ()))
     if mine and not op.force and rank < ranks.get(ROLE_ADMIN, BUILTIN_RANKS[ROLE_ADMIN]) and row is not None:
-        line = f"grant,{uid},{role},force" if op.op == GRANT else f"revoke,{uid},force"
+        line = f"grant,{uid},{role},force" if op.op == GRANT else f"{op.op},{uid},force"
         raise ConflictError(
             f"{uid} owns mailbox {', '.join(map(str, mine))}, and an owner is at least admin",
             hint=f"transfer it first (`rolectl transfer {mine[0]} --to ID`) or write the line as `{line}` "

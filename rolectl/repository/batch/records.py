@@ -10,6 +10,7 @@ Internal: not part of the public API.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from ...errors import RolectlError
@@ -20,7 +21,11 @@ REMOVE_ADMIN = "remove-admin"
 TRANSFER = "transfer"
 GRANT = "grant"
 REVOKE = "revoke"
-OPS: tuple[str, ...] = (ADD_ADMIN, REMOVE_ADMIN, TRANSFER, GRANT, REVOKE)
+BAN = "ban"
+UNBAN = "unban"
+OPS: tuple[str, ...] = (ADD_ADMIN, REMOVE_ADMIN, TRANSFER, GRANT, REVOKE, BAN, UNBAN)
+#: The operations on a user's role (global, or in one chat, or for a while).
+GRANT_OPS: tuple[str, ...] = (GRANT, REVOKE, BAN, UNBAN)
 INPUT_FORMATS: tuple[str, ...] = ("auto", "csv", "jsonl")
 IMPORT_FORMATS: tuple[str, ...] = ("auto", "csv", "json", "jsonl")
 
@@ -51,6 +56,16 @@ class Op:
     to_user: int | None = None
     keep_admin: bool = False
     role: str | None = None  # grant: a well-formed name, checked against the defined roles when planned
+    #: grant, revoke, ban, unban: only in this chat (``None``: everywhere).
+    chat: int | None = None
+    #: grant, ban: when the grant ends (at most one of the two; neither: no end).
+    until: datetime | None = None
+    duration: timedelta | None = None
+
+    @property
+    def scoped(self) -> bool:
+        """The line writes a row of ``grants`` (a chat, or an end) rather than ``users.role``."""
+        return self.chat is not None or self.until is not None or self.duration is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +125,8 @@ class ImportSummary:
     admins_removed: int
     events: tuple[Event, ...] = field(default=(), repr=False)
     dry_run: bool = False
+    #: grant rows (a chat or an end) that set a grant; in a dry run, the grant rows
+    grants: int = 0
 
     @property
     def role_changes(self) -> int:
@@ -125,6 +142,7 @@ class ImportSummary:
             "role_changes": self.role_changes,
             "admins_added": self.admins_added,
             "admins_removed": self.admins_removed,
+            "grants": self.grants,
             "first_seq": None if self.dry_run or not seqs else seqs[0],
             "last_seq": None if self.dry_run or not seqs else seqs[-1],
             "dry_run": self.dry_run,

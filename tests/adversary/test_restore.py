@@ -297,8 +297,8 @@ STOPS_IN_THE_COPY = """
 import os, sys, time
 from rolectl import restorecopy
 real, copying = restorecopy._copy, int(sys.argv[1])
-def copy(conn, table):
-    real(conn, table)
+def copy(conn, table, *rest):
+    real(conn, table, *rest)
     if table == "users":
         os.write(copying, b"c")
         while True:

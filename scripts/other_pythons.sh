@@ -22,6 +22,7 @@ SUBSET=(
     tests/test_integration_telegram.py tests/test_metrics.py tests/test_render.py tests/test_render_safe.py
     tests/test_bad_input.py::test_bad_batch_files tests/test_connect_aio.py tests/test_fork.py
     tests/test_stats_view.py tests/test_sqlite_tail.py tests/test_health.py tests/test_registry.py
+    tests/test_simulate_moderation.py tests/test_grants_repository.py tests/test_cache_grants.py
 )
 
 main_version=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')

@@ -124,6 +124,22 @@ class ChatSync(NamedTuple):
     revoked: tuple[int, ...]
 
 
+def member_update_of(change: Any, *, own: bool) -> MemberUpdate:
+    """A ``ChatMemberUpdated`` of either framework read into a :class:`MemberUpdate`: both
+    name its parts alike (aiogram's and python-telegram-bot's models follow the Bot API)."""
+    member = change.new_chat_member
+    return MemberUpdate(
+        chat_id=change.chat.id,
+        chat_type=str(change.chat.type),
+        user_id=member.user.id,
+        is_bot=member.user.is_bot,
+        old_status=status_of(change.old_chat_member),
+        new_status=status_of(member),
+        by=change.from_user.id,
+        own=own,
+    )
+
+
 def status_of(member: Any) -> str:
     """A ``ChatMember``'s status as a plain string (both frameworks use ``str`` enums)."""
     status = getattr(member, "status", "")

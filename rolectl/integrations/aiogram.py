@@ -49,7 +49,7 @@ from aiogram.filters import Filter
 from aiogram.types import Chat, ChatMemberUpdated, Message, TelegramObject, Update, User
 
 from ..aio import AsyncRoles
-from ..chatsync import MemberUpdate, on_member_update, status_of
+from ..chatsync import MemberUpdate, member_update_of, on_member_update
 from ..errors import RolectlError
 from ..events import ROLE_BANNED, Role, RoleName
 from . import check_roles, failure_log, lookup, lookup_chat, passes, ranks_of
@@ -89,17 +89,7 @@ def member_update(event: TelegramObject) -> MemberUpdate | None:
     change: ChatMemberUpdated | None = event.chat_member or event.my_chat_member
     if change is None:
         return None
-    member = change.new_chat_member
-    return MemberUpdate(
-        chat_id=change.chat.id,
-        chat_type=str(change.chat.type),
-        user_id=member.user.id,
-        is_bot=member.user.is_bot,
-        old_status=status_of(change.old_chat_member),
-        new_status=status_of(member),
-        by=change.from_user.id,
-        own=event.chat_member is None,
-    )
+    return member_update_of(change, own=event.chat_member is None)
 
 
 def anonymous_admin_chat(message: Message) -> int | None:

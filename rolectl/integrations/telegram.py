@@ -53,7 +53,7 @@ from telegram import ChatMemberUpdated, Message, Update
 from telegram.ext import Application, ApplicationHandlerStop, CallbackContext, TypeHandler
 
 from ..aio import AsyncRoles
-from ..chatsync import MemberUpdate, on_member_update, status_of
+from ..chatsync import MemberUpdate, member_update_of, on_member_update
 from ..errors import RolectlError
 from ..events import ROLE_BANNED, Role, RoleName
 from . import check_roles, failure_log, lookup, lookup_chat, passes, ranks_of
@@ -105,17 +105,7 @@ def member_update(update: Update) -> MemberUpdate | None:
     change: ChatMemberUpdated | None = update.chat_member or update.my_chat_member
     if change is None:
         return None
-    member = change.new_chat_member
-    return MemberUpdate(
-        chat_id=change.chat.id,
-        chat_type=str(change.chat.type),
-        user_id=member.user.id,
-        is_bot=member.user.is_bot,
-        old_status=status_of(change.old_chat_member),
-        new_status=status_of(member),
-        by=change.from_user.id,
-        own=update.chat_member is None,
-    )
+    return member_update_of(change, own=update.chat_member is None)
 
 
 def anonymous_admin_chat(update: Update) -> int | None:

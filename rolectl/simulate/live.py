@@ -8,14 +8,21 @@ milliseconds, exactly like the simulator's own changes. Between two pacing ticks
 simulator folds every change in the log -- its own and other processes' -- into its mirror
 of the database, so stale reads in this mode are measured at tick granularity.
 
+``SIGUSR1`` plays the rest of the day without pacing (the same requests and changes, no
+waiting): whoever watched what they wanted to see -- a person, a test -- gets the day's
+figures now rather than at the end of the real-time day.
+
 Internal: not part of the public API.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from .day import ACTOR
 from .replay import Progress, replay
@@ -56,6 +63,21 @@ def span(day: "Day") -> tuple[float, float]:
     return min(points), max(points)
 
 
+@contextlib.contextmanager
+def _fast_forward_on_sigusr1() -> Iterator[threading.Event]:
+    """An event set when SIGUSR1 arrives, while the block runs (the previous handler is
+    restored after). Off the main thread no handler can be installed: the event stays unset."""
+    wanted = threading.Event()
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
+        yield wanted
+        return
+    previous = signal.signal(signal.SIGUSR1, lambda _signum, _frame: wanted.set())
+    try:
+        yield wanted
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
 def run_live(
     day: "Day", cache: "RoleCache", policies: list["Policy"], options: LiveOptions, *, progress: Progress | None = None
 ) -> tuple[list["ActionResult"], list["PeriodResult"]]:
@@ -69,7 +91,8 @@ def run_live(
     cache.know_global_grants(row.user_id for row in day.repo.roles.grants(chat=0, ended=True))
     follower = Follower(cache, day.path)
     registration = Registration(cache, day.path, follower=follower, name=options.name)
-    with follower, registration:
+    # The handler first: once the instance is seen registered, SIGUSR1 no longer kills it.
+    with _fast_forward_on_sigusr1() as fast_forward, follower, registration:
         unsubscribe = follower.attach(day.repo.bus)
         try:
             if options.on_ready is not None:
@@ -77,7 +100,7 @@ def run_live(
             began = time.monotonic()
 
             def pace(current: "Day", now: float) -> None:
-                if start <= now <= end:
+                if start <= now <= end and not fast_forward.is_set():
                     delay = began + (now - start) / scale - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)

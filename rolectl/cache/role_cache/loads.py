@@ -52,9 +52,9 @@ class CacheLoads(CacheStore):
             else:
                 fetch = self._fetch_for(user_id, fetch)
             if self._timed:  # an entry that ends: served here, never on the hit path
-                role = self._timed_hit(user_id)
-                if role is not None:
-                    return role
+                held = self._timed_hit(user_id)
+                if held is not None:
+                    return held
             # Register the read WITHOUT the lock: ``dict.setdefault`` on an exact dict is one
             # atomic step under the GIL, so exactly one caller per user gets its own token back
             # (the owner); everyone else takes the locked path and waits for it. A change that
@@ -70,6 +70,7 @@ class CacheLoads(CacheStore):
         # The owner's read, here rather than in a method of its own: a call is ~2 % of a miss.
         # Fetch without the lock, install unless a newer change arrived, wake waiters.
         role: Role  # (annotations only: no run-time cost)
+        answer: Role
         version: int | None
         ends: float | None = None
         plain = False  # a ('user', int) row: the install's common case (below) may apply
@@ -79,8 +80,8 @@ class CacheLoads(CacheStore):
             # the database compares equal to ROLE_USER, which then replaces it ('user' is
             # always ranked: define_roles refuses a set without the built-in roles).
             if result.__class__ is tuple and len(result) == 2:
-                role, version = result
-                if role == ROLE_USER and version.__class__ is int:
+                raw, version = result
+                if raw == ROLE_USER and version.__class__ is int:
                     role = ROLE_USER
                     plain = True
                 else:

@@ -65,7 +65,7 @@ from rolectl.cache.role_cache.aio import CacheAsync
 from rolectl.cache.role_cache.changes import CacheChanges
 from rolectl.cache.role_cache.defs import CacheEntry, Fetch, FetchResult, check_chat_id, check_user_id
 from rolectl.cache.role_cache.introspect import CacheIntrospection
-from rolectl.cache.role_cache.lru import LRUBehaviour
+from rolectl.cache.role_cache.lru import LRUBehaviour, YoungLRU
 from rolectl.errors import InvalidInputError
 from rolectl.events import ROLE_ADMIN, ROLE_BANNED, ROLE_USER, Role
 
@@ -88,7 +88,7 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
         # A bounded cache is a subclass with an LRU-touching hit path, so the unbounded hot
         # path carries no "am I bounded?" test.
         if cls is RoleCache and maxsize is not None:
-            cls = _LRURoleCache
+            cls = _YoungLRURoleCache
         return object.__new__(cls)
 
     def __repr__(self) -> str:
@@ -220,3 +220,15 @@ class _LRURoleCache(LRUBehaviour, RoleCache):
     """``RoleCache(maxsize=N)``: the same cache, evicting by CLOCK (second chance), see :mod:`.lru`."""
 
     __slots__ = ()
+
+
+class _YoungLRURoleCache(YoungLRU, _LRURoleCache):
+    """``RoleCache(maxsize=N)`` while under half full: the unbounded cache's hits (no recency
+    bit), until an install turns it into :class:`_LRURoleCache` (see :mod:`.lru`)."""
+
+    __slots__ = ()
+    get_role = RoleCache.get_role
+    has_role = RoleCache.has_role
+
+
+LRUBehaviour.young_class, LRUBehaviour.grown_class = _YoungLRURoleCache, _LRURoleCache

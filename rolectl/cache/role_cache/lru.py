@@ -15,12 +15,22 @@ in ``_users``/``_others``, written under the lock), so it can at worst give a la
 of that id one extra second chance; stale bits are dropped once ``_recent`` outgrows
 ``maxsize`` (every cached id is in ``_order``, so it then holds ids that are not).
 
+A young cache sets no bits at all: until it holds ``maxsize // 2`` entries (a cache that is
+also an upper bound rarely gets that far) it is a :class:`YoungLRU` instance, whose hits are
+the unbounded cache's (the bit is the whole of the difference: ``benchmarks/bench_cache.py``).
+The install that reaches half the bound gives every cached entry its bit -- as if each had
+been hit, so a hit before that moment keeps its second chance -- and turns the instance into
+the bit-setting class (an assignment to ``__class__``: both share one layout). Emptying the
+cache (``clear``, ``reset``) makes it young again. Only entries installed while the cache
+was young and never hit gain something: one second chance each, as a stale bit would give.
+
 Internal: not part of the public API.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import ClassVar
 
 from rolectl.cache.role_cache.defs import EVICTED, Fetch
 from rolectl.cache.role_cache.chats import CacheChats
@@ -34,6 +44,9 @@ class LRUBehaviour(CacheChats):
     # Always set in this subclass (annotations only: the slots are the base class's).
     _order: OrderedDict[int, None]
     maxsize: int
+    # The concrete classes of a young and of a grown bounded cache (set where they are defined).
+    young_class: ClassVar[type]
+    grown_class: ClassVar[type]
 
     def get_role(self, user_id: int, fetch: Fetch | None = None, chat: int | None = None) -> Role:
         # RoleCache.get_role plus the recency bit (CacheStore._hit written out: a call costs
@@ -91,6 +104,10 @@ class LRUBehaviour(CacheChats):
     def _touch(self, user_id: int) -> None:
         self._recent[user_id] = True
 
+    def _restart_order_locked(self) -> None:
+        super()._restart_order_locked()
+        self.__class__ = self.young_class
+
     def _track_locked(self, user_id: int) -> None:
         order = self._order
         order[user_id] = None
@@ -127,3 +144,20 @@ class LRUBehaviour(CacheChats):
                 self._evictions += 1
             if mine is not None and not mine:
                 del table[user_id]
+
+
+class YoungLRU(LRUBehaviour):
+    """A bounded cache under half its bound: no recency bits on hits (mixed in before the
+    bit-setting class, see the module docstring). Its ``get_role``/``has_role`` are set to the
+    unbounded cache's where the classes are defined."""
+
+    __slots__ = ()
+
+    def _touch(self, user_id: int) -> None:
+        pass
+
+    def _track_locked(self, user_id: int) -> None:
+        if 2 * len(self) >= self.maxsize:  # half full: from now on hits set bits
+            self._recent = dict.fromkeys(self._order, True)
+            self.__class__ = self.grown_class
+        LRUBehaviour._track_locked(self, user_id)

@@ -278,7 +278,7 @@ class CacheStore:
         self._users, self._admins, self._others, self._others_since = set(), set(), {}, {}
         self._timed, self._chats, self._chat_timed, self._chat_count = {}, {}, {}, 0
         if self._order is not None:
-            self._order, self._recent = OrderedDict(), {}
+            self._restart_order_locked()
         # list() copies the tokens in one step: lock-free registrations cannot break it.
         for token in list(self._loads.values()):
             if floor > token[0]:
@@ -343,6 +343,10 @@ class CacheStore:
     def _track_locked(self, user_id: int) -> None:
         """Record an install as most recent and evict past ``maxsize`` (LRU only)."""
 
+    def _restart_order_locked(self) -> None:
+        """Forget the install order and the recency bits of an emptied bounded cache."""
+        self._order, self._recent = OrderedDict(), {}
+
     # -- faults --------------------------------------------------------------------------
 
     def _fault(self, exc: BaseException, user_id: int | None, where: str) -> None:
@@ -384,5 +388,5 @@ class CacheStore:
             self._timed, self._chats, self._chat_timed, self._chat_count = {}, {}, {}, 0
             self._gone = OrderedDict()
             if self._order is not None:
-                self._order, self._recent = OrderedDict(), {}
+                self._restart_order_locked()
             self._loads = {}  # every read in flight finds its token gone: none installs

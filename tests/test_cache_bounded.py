@@ -186,14 +186,45 @@ def test_a_young_cache_sets_no_bits_and_keeps_the_chances_of_its_hits_when_it_gr
     assert set(cache._recent) == {1, 2, 3}
     for uid in range(5, 9):
         cache.get_role(uid)
+    assert cache._hot == {1, 3}  # the users' bits are their place in the hot set
     cache.get_role(5)  # grown: a hit sets a bit
-    assert 5 in cache._recent and 6 not in cache._recent
+    assert 5 in cache._hot and 6 not in cache._hot and 6 not in cache._recent
     cache.get_role(9)  # 1, 2, 3 and 5 have a chance, 4 goes
     assert all(uid in cache for uid in (1, 2, 3, 5, 6)) and 4 not in cache and len(cache) == 8
     assert cache.stats().hits_by_role == {"user": 3, "admin": 1} and isinstance(cache, RoleCache)
     cache.clear()
     cache.get_role(1), cache.get_role(1)
-    assert cache._recent == {} and cache.get_role(1) == "user"
+    assert cache._recent == {} and cache._hot == set() and cache.get_role(1) == "user"
+
+
+def test_hot_users_leave_the_hot_set_with_their_entry_and_a_busy_lock_still_leaves_a_bit() -> None:
+    """White-box: a bounded cache answers a user whose bit is set from ``_hot`` first, so
+    every way out of ``_users`` (a change of role, a grant that ends, an invalidation, an
+    eviction, a clear) must take the user out of ``_hot`` too, or the old role is served."""
+    roles = {uid: "user" for uid in range(1, 9)}
+    cache = RoleCache(roles.__getitem__, maxsize=4)
+    for uid in (1, 2, 3):
+        cache.get_role(uid)
+    for uid in (1, 2, 3):
+        assert cache.get_role(uid) == "user"
+    assert cache._hot == {1, 2, 3}
+    cache.apply(ev(1, 1, "admin"))
+    assert cache.get_role(1) == "admin" and cache.has_role(1, "admin") and 1 not in cache._hot
+    cache.invalidate(2)
+    roles[2] = "admin"
+    assert cache.get_role(2) == "admin" and cache.has_role(2, "admin") and 2 not in cache._hot
+    roles[3] = "admin"
+    for uid in range(4, 9):  # evicts 3 (its chance spent) among others
+        cache.get_role(uid)
+    assert 3 not in cache and 3 not in cache._hot and cache.get_role(3) == "admin"
+    assert cache._hot <= set(cache._users)
+    # The lock is only tried: held elsewhere, a first hit sets the lock-free bit instead.
+    cold = next(uid for uid in cache._users if uid not in cache._hot)
+    with cache._lock:
+        assert cache.get_role(cold) == "user"
+    assert cold in cache._recent and cold not in cache._hot
+    cache.clear()
+    assert cache._hot == set()
 
 
 def test_has_role_hits_answer_as_the_ranks_do_and_follow_a_redefined_set() -> None:

@@ -52,8 +52,9 @@ class LRUBehaviour(CacheChats):
     grown_class: ClassVar[type]
 
     def get_role(self, user_id: int, fetch: Fetch | None = None, chat: int | None = None) -> Role:
-        # RoleCache.get_role plus the recency bit (CacheStore._hit written out: a call costs
-        # a fifth of a hit), tested before it is set (see the module docstring).
+        # RoleCache.get_role with recency (CacheStore._hit written out: a call costs a fifth
+        # of a hit): a user with its bit is in _hot, tested first, and costs what an
+        # unbounded hit does; other roles test their bit before they set it.
         if chat is not None:
             # RoleCache.get_role's chat hit plus the recency bit.
             if user_id.__class__ is int and chat.__class__ is int:
@@ -63,8 +64,8 @@ class LRUBehaviour(CacheChats):
                     pass
                 else:
                     if user_id in self._users:
-                        if user_id not in self._recent:
-                            self._recent[user_id] = True
+                        if user_id not in self._hot:
+                            self._warm(user_id)
                         if not grant:
                             self._user_hits += 1
                             return ROLE_USER
@@ -72,16 +73,18 @@ class LRUBehaviour(CacheChats):
                         return grant  # type: ignore[return-value]
             return self._in_chat(user_id, chat, fetch)
         if user_id.__class__ is int:
-            if user_id in self._users:
+            if user_id in self._hot:
                 self._user_hits += 1
-                if user_id not in self._recent:
-                    self._recent[user_id] = True
                 return ROLE_USER
             if user_id in self._admins:
                 self._admin_hits += 1
                 if user_id not in self._recent:
                     self._recent[user_id] = True
                 return ROLE_ADMIN
+            if user_id in self._users:  # the first hit since eviction passed this user
+                self._user_hits += 1
+                self._warm(user_id)
+                return ROLE_USER
             role = self._others.get(user_id)
             if role is not None:
                 self._other_hits[role] += 1
@@ -91,14 +94,12 @@ class LRUBehaviour(CacheChats):
         return self._slow(user_id, fetch)
 
     def has_role(self, user_id: int, role: str, fetch: Fetch | None = None, chat: int | None = None) -> bool:
-        # RoleCache.has_role's hit path plus the recency bit, as in get_role.
+        # RoleCache.has_role's hit path with recency, as in get_role.
         if user_id.__class__ is int and chat is None:
             try:
-                if user_id in self._users:
+                if user_id in self._hot:
                     passes = self._user_passes[role]
                     self._user_hits += 1
-                    if user_id not in self._recent:
-                        self._recent[user_id] = True
                     return passes
                 if user_id in self._admins:
                     passes = self._admin_passes[role]
@@ -106,13 +107,40 @@ class LRUBehaviour(CacheChats):
                     if user_id not in self._recent:
                         self._recent[user_id] = True
                     return passes
+                if user_id in self._users:
+                    passes = self._user_passes[role]
+                    self._user_hits += 1
+                    self._warm(user_id)
+                    return passes
             except (KeyError, TypeError):  # an undefined (or unhashable) role: refused below
                 pass
         return bool(super().has_role(user_id, role, fetch, chat))  # type: ignore[misc]  # RoleCache, next in the MRO
 
+    def _warm(self, user_id: int) -> None:
+        """Set a hit user's bit: put it in ``_hot``, under the lock (added without it, a user
+        removed meanwhile would be answered from ``_hot``). The lock is only tried: if it is
+        busy, the lock-free bit of :meth:`_touch` does instead, and the next hit tries again."""
+        lock = self._lock
+        if lock.acquire(False):
+            try:
+                if user_id in self._users:
+                    self._hot.add(user_id)
+            finally:
+                lock.release()
+        elif user_id not in self._recent:
+            self._recent[user_id] = True
+
     def _touch(self, user_id: int) -> None:
         if user_id not in self._recent:
             self._recent[user_id] = True
+
+    def _cool_locked(self, user_id: int) -> bool:
+        """Clear a user's bit in ``_hot``; whether it was set."""
+        hot = self._hot
+        if user_id in hot:
+            hot.discard(user_id)
+            return True
+        return False
 
     def _restart_order_locked(self) -> None:
         super()._restart_order_locked()
@@ -133,13 +161,15 @@ class LRUBehaviour(CacheChats):
         chances = len(order)
         while len(self) > self.maxsize and len(order) > 1:
             victim = next(iter(order))
-            if victim == user_id or (chances > 0 and recent.pop(victim, False)):
+            # Both bits go (``|``, not ``or``): the lock-free one and the one in _hot.
+            if victim == user_id or (chances > 0 and recent.pop(victim, False) | self._cool_locked(victim)):
                 chances -= 1
                 order.move_to_end(victim)  # the entry just installed is never its own victim
                 continue
             del order[victim]
             recent.pop(victim, None)
             if victim in self._users:
+                self._cool_locked(victim)  # before _users: a hit tests _hot first
                 self._users.discard(victim)
             elif not self._drop_other_locked(victim):
                 self._timed.pop(victim, None)
@@ -169,5 +199,7 @@ class YoungLRU(LRUBehaviour):
     def _track_locked(self, user_id: int) -> None:
         if 2 * len(self) >= self.maxsize:  # half full: from now on hits set bits
             self._recent = dict.fromkeys(self._order, True)
+            self._hot = set(self._users)
+            self._hot.discard(user_id)  # just installed: no bit
             self.__class__ = self.grown_class
         LRUBehaviour._track_locked(self, user_id)

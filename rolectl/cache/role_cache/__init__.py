@@ -16,8 +16,10 @@ Storage (memory target: within 1.3x of a plain ``{int: str}`` dict per entry):
   hot path never compares roles.
 * ``_admins`` -- the admin ids of ``_others`` again, as a set: an admin hit is a second set
   test, not a dict call (added after ``_others``, discarded before it, under the lock).
-* ``RoleCache(maxsize=N)`` evicts by CLOCK: a hit sets a recency bit without the lock, and
-  installs evict under it (:mod:`rolectl.cache.role_cache.lru`).
+* ``RoleCache(maxsize=N)`` evicts by CLOCK: a hit sees (and if need be sets) a recency bit,
+  and installs evict under the lock. A user with its bit set is in ``_hot``, which the
+  bounded hit tests first; while the cache is under half its bound, hits keep no bits at all
+  (:mod:`rolectl.cache.role_cache.lru`).
 * Per-entry metadata lives only in small side tables: install times of the admin entries
   (user-role entries have none: stamping every miss cost ~5% of the miss budget), the read
   version of entries newer than ``last_seq`` (only while the follower lags), and recently

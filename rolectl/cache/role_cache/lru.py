@@ -1,27 +1,39 @@
-"""The bounded (``maxsize``) variant: a hit path that sets a recency bit, and CLOCK eviction.
+"""The bounded (``maxsize``) variant: a hit path that keeps recency bits, and CLOCK eviction.
 
 Why not an exact LRU: moving an ``OrderedDict`` entry on every hit cost a method call and a
 relink per hit (``RoleCache(maxsize=4096)`` hits were 2.4-2.7x ``lru_cache``). Here a hit
-only sets a bit, ``True`` in the plain dict ``_recent``, without the lock -- and only when it
-is not set yet: the test costs less than the store (1.71-1.72x ``lru_cache`` against
-1.75-1.77x, measured in one process), and most hits find the bit set. The order of
-installs stays in ``_order``, which only the lock holder touches. Eviction (under the lock,
-after every install past ``maxsize``) is CLOCK, "second chance": the oldest
-install goes, unless it was hit since eviction last passed it -- then it loses its bit and
-moves to the young end. So the cache never holds more than ``maxsize`` entries, a hit entry
-survives at least one full pass, and only the order among hit entries is approximate.
+only sees that its entry has a bit, and sets it if not. The order of installs stays in
+``_order``, which only the lock holder touches. Eviction (under the lock, after every
+install past ``maxsize``) is CLOCK, "second chance": the oldest install goes, unless it was
+hit since eviction last passed it -- then it loses its bit and moves to the young end. So
+the cache never holds more than ``maxsize`` entries, a hit entry survives at least one full
+pass, and only the order among hit entries is approximate.
+
+Where the bits live:
+
+* A **user**'s bit is its place in ``_hot``, a subset of ``_users`` that the hit path tests
+  first: a user hit with its bit set is the unbounded cache's hit, one set test (the bit in
+  a dict, stored on every hit, cost 0.3-0.4x ``lru_cache`` more: benchmarks/README.md).
+  ``_hot`` says "cached as a user", so it is written only under the lock: the first hit
+  after eviction passed a user *tries* the lock (:meth:`LRUBehaviour._warm`; never waits)
+  and adds the user if it is still in ``_users``; every way out of ``_users`` leaves
+  ``_hot`` first.
+* **Other roles** (and a user whose hit found the lock busy, or came by the asyncio or chat
+  slow path) keep ``True`` in the plain dict ``_recent``, set without the lock and only when
+  not set yet (a test costs less than a store). Eviction honours and clears both.
 
 What a lock-free bit may and may not do: a hit that races the entry's removal may leave a
-stale bit for an id no longer cached. A bit never adds an entry or a role (roles live only
-in ``_users``/``_others``, written under the lock), so it can at worst give a later install
-of that id one extra second chance; stale bits are dropped once ``_recent`` outgrows
-``maxsize`` (every cached id is in ``_order``, so it then holds ids that are not).
+stale bit in ``_recent`` for an id no longer cached. A bit there never adds an entry or a
+role (roles live only in ``_users``/``_others``, written under the lock), so it can at worst
+give a later install of that id one extra second chance; stale bits are dropped once
+``_recent`` outgrows ``maxsize`` (every cached id is in ``_order``, so it then holds ids
+that are not).
 
 A young cache sets no bits at all: until an install brings it to half its bound
 (``2 * len >= maxsize``: a bound set as a safety margin may never get there) it is a
 :class:`YoungLRU` instance, whose hits are the unbounded cache's -- the bit is the whole of
 the difference (``benchmarks/bench_cache.py``). That install gives every entry cached before
-it a bit, as if each had been hit, so a hit made while young keeps its second chance, and
+it a bit (users: ``_hot`` becomes a copy of ``_users``), as if each had been hit, so a hit made while young keeps its second chance, and
 turns the instance into the bit-setting class (an assignment to ``__class__``: both classes
 share one layout). Emptying the cache (``clear``, ``reset``, a fault) makes it young again.
 What this costs: an entry installed while the cache was young and never hit gets one second

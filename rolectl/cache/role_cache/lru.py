@@ -49,7 +49,7 @@ from typing import ClassVar
 
 from rolectl.cache.role_cache.defs import EVICTED, Fetch
 from rolectl.cache.role_cache.chats import CacheChats
-from rolectl.events import ROLE_ADMIN, ROLE_USER, Role
+from rolectl.events import Role
 
 
 class LRUBehaviour(CacheChats):
@@ -75,28 +75,28 @@ class LRUBehaviour(CacheChats):
                 except KeyError:
                     pass
                 else:
-                    if user_id in self._users:
+                    counter = self._plain.get(user_id)
+                    if counter is self._user_count:
                         if user_id not in self._hot:
                             self._warm(user_id)
                         if not grant:
-                            self._user_hits += 1
-                            return ROLE_USER
+                            return next(counter)
                         self._other_hits[grant] += 1  # type: ignore[index]  # a defined role's name
                         return grant  # type: ignore[return-value]
             return self._in_chat(user_id, chat, fetch)
         if user_id.__class__ is int:
             if user_id in self._hot:
-                self._user_hits += 1
-                return ROLE_USER
-            if user_id in self._admins:
-                self._admin_hits += 1
-                if user_id not in self._recent:
+                return next(self._user_count)
+            try:
+                counter = self._plain[user_id]
+            except KeyError:
+                pass
+            else:
+                if counter is self._user_count:  # the first hit since eviction passed this user
+                    self._warm(user_id)
+                elif user_id not in self._recent:
                     self._recent[user_id] = True
-                return ROLE_ADMIN
-            if user_id in self._users:  # the first hit since eviction passed this user
-                self._user_hits += 1
-                self._warm(user_id)
-                return ROLE_USER
+                return next(counter)
             role = self._others.get(user_id)
             if role is not None:
                 self._other_hits[role] += 1
@@ -111,18 +111,19 @@ class LRUBehaviour(CacheChats):
             try:
                 if user_id in self._hot:
                     passes = self._user_passes[role]
-                    self._user_hits += 1
+                    next(self._user_count)
                     return passes
-                if user_id in self._admins:
+                counter = self._plain[user_id]
+                if counter is self._user_count:
+                    passes = self._user_passes[role]
+                    self._warm(user_id)
+                    next(counter)
+                    return passes
+                if counter is self._admin_count:
                     passes = self._admin_passes[role]
-                    self._admin_hits += 1
                     if user_id not in self._recent:
                         self._recent[user_id] = True
-                    return passes
-                if user_id in self._users:
-                    passes = self._user_passes[role]
-                    self._user_hits += 1
-                    self._warm(user_id)
+                    next(counter)
                     return passes
             except (KeyError, TypeError):  # an undefined (or unhashable) role: refused below
                 pass
@@ -135,7 +136,7 @@ class LRUBehaviour(CacheChats):
         lock = self._lock
         if lock.acquire(False):
             try:
-                if user_id in self._users:
+                if self._plain.get(user_id) is self._user_count:
                     self._hot.add(user_id)
             finally:
                 lock.release()
@@ -180,9 +181,9 @@ class LRUBehaviour(CacheChats):
                 continue
             del order[victim]
             recent.pop(victim, None)
-            if victim in self._users:
-                self._cool_locked(victim)  # before _users: a hit tests _hot first
-                self._users.discard(victim)
+            if self._plain.get(victim) is self._user_count:
+                self._cool_locked(victim)  # before _plain: a hit tests _hot first
+                del self._plain[victim]
             elif not self._drop_other_locked(victim):
                 self._timed.pop(victim, None)
             self._evictions += 1 + self._drop_chats_locked(victim, None)
@@ -211,7 +212,7 @@ class YoungLRU(LRUBehaviour):
     def _track_locked(self, user_id: int) -> None:
         if 2 * len(self) >= self.maxsize:  # half full: from now on hits set bits
             self._recent = dict.fromkeys(self._order, True)
-            self._hot = set(self._users)
+            self._hot = {uid for uid, counter in self._plain.items() if counter is self._user_count}
             self._hot.discard(user_id)  # just installed: no bit
             self.__class__ = self.grown_class
         LRUBehaviour._track_locked(self, user_id)

@@ -140,10 +140,10 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
         if user_id.__class__ is int and chat.__class__ is int:
             try:
                 grant = self._chats[user_id][chat]
+                counter = self._plain[user_id]
             except KeyError:
                 pass
             else:
-                counter = self._plain.get(user_id)
                 if counter is self._user_count:  # the common case: a user, no grant here
                     if not grant:
                         return next(counter)

@@ -72,10 +72,10 @@ class LRUBehaviour(CacheChats):
             if user_id.__class__ is int and chat.__class__ is int:
                 try:
                     grant = self._chats[user_id][chat]
+                    counter = self._plain[user_id]
                 except KeyError:
                     pass
                 else:
-                    counter = self._plain.get(user_id)
                     if counter is self._user_count:
                         if user_id not in self._hot:
                             self._warm(user_id)

@@ -199,7 +199,7 @@ def test_a_young_cache_sets_no_bits_and_keeps_the_chances_of_its_hits_when_it_gr
 
 def test_hot_users_leave_the_hot_set_with_their_entry_and_a_busy_lock_still_leaves_a_bit() -> None:
     """White-box: a bounded cache answers a user whose bit is set from ``_hot`` first, so
-    every way out of ``_users`` (a change of role, a grant that ends, an invalidation, an
+    every way out of ``_plain`` as a user (a change of role, a grant that ends, an invalidation, an
     eviction, a clear) must take the user out of ``_hot`` too, or the old role is served."""
     roles = {uid: "user" for uid in range(1, 9)}
     cache = RoleCache(roles.__getitem__, maxsize=4)
@@ -217,9 +217,10 @@ def test_hot_users_leave_the_hot_set_with_their_entry_and_a_busy_lock_still_leav
     for uid in range(4, 9):  # evicts 3 (its chance spent) among others
         cache.get_role(uid)
     assert 3 not in cache and 3 not in cache._hot and cache.get_role(3) == "admin"
-    assert cache._hot <= set(cache._users)
+    users = {uid for uid, counter in cache._plain.items() if counter is cache._user_count}
+    assert cache._hot <= users
     # The lock is only tried: held elsewhere, a first hit sets the lock-free bit instead.
-    cold = next(uid for uid in cache._users if uid not in cache._hot)
+    cold = next(uid for uid in users if uid not in cache._hot)
     with cache._lock:
         assert cache.get_role(cold) == "user"
     assert cold in cache._recent and cold not in cache._hot
@@ -249,3 +250,34 @@ def test_has_role_hits_answer_as_the_ranks_do_and_follow_a_redefined_set() -> No
         assert not cache.has_role(2, "admin") and not cache.has_role(3, "banned")
         s = cache.stats()
         assert s.misses == len(roles) and s.hits_by_role["admin"] > 0 and s.hits_by_role["user"] > 0
+
+
+def test_hits_of_every_role_are_counted_exactly_also_from_racing_threads() -> None:
+    """Each role's global hits are counted by one shared counting iterator (CacheStore._plain):
+    one count per lookup, ``get_role`` and ``has_role`` alike, a role defined at run time
+    included, and none lost when threads hit at once (the iterator counts in one C step)."""
+    roles = {1: "user", 2: "admin", 3: "banned", 4: "moderator"}
+    per_thread, threads = 20_000, 4
+    for maxsize in (None, 64):
+        cache = RoleCache(roles.__getitem__, maxsize=maxsize)
+        cache.define_roles({"banned": 0, "user": 10, "moderator": 50, "admin": 100})
+        for uid in roles:
+            cache.get_role(uid)  # misses: what follows are hits
+        assert [cache.get_role(uid) for uid in (4, 3, 4)] == ["moderator", "banned", "moderator"]
+        base = cache.stats().hits_by_role
+        assert (base["moderator"], base["banned"], base["user"], base["admin"]) == (2, 1, 0, 0)
+        start = threading.Barrier(threads)
+
+        def hammer() -> None:
+            start.wait(WAIT)
+            for _ in range(per_thread):
+                cache.get_role(1), cache.get_role(2), cache.has_role(1, "user"), cache.has_role(2, "admin")
+
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads as often as possible (this process; restored)
+        try:
+            run_threads([hammer] * threads)
+        finally:
+            sys.setswitchinterval(old)
+        after = cache.stats().hits_by_role
+        assert after["user"] - base["user"] == after["admin"] - base["admin"] == 2 * per_thread * threads

@@ -1,6 +1,6 @@
 """Chat lookups: the effective role of a user in a chat, from two entries.
 
-``get_role(uid, chat=c)`` composes the user's global entry (``_users``/``_others``, or a
+``get_role(uid, chat=c)`` composes the user's global entry (``_plain``/``_others``, or a
 timed one) with the ``(uid, c)`` entry (the grant there, or :data:`NO_GRANT`) by the rule of
 docs/guides/roles.md: a global ``banned`` always wins, else the chat's grant, else the global
 role. Either part may miss; each miss is one read, with its own load token keyed by ``uid``
@@ -56,7 +56,7 @@ class CacheChats(CacheLoads, CacheGrants):
 
     def _held(self, user_id: int) -> Role | None:
         """The cached global role (a timed one while it has not ended), counting nothing."""
-        if user_id in self._users:
+        if self._plain.get(user_id) is self._user_count:
             return ROLE_USER
         role = self._others.get(user_id)
         if role is None and self._timed:

@@ -121,7 +121,7 @@ class CacheLoads(CacheStore):
                     and not self._suspended
                 ):
                     self._user_misses += 1
-                    self._users.add(user_id)  # added before any other entry goes (lock-free readers)
+                    self._plain[user_id] = self._user_count  # one store (lock-free readers)
                     if user_id in self._others:  # (_admins holds only ids of _others)
                         self._drop_other_locked(user_id)
                     if self._timed:
@@ -285,7 +285,7 @@ class CacheLoads(CacheStore):
             ok = version >= floor
         if not ok:
             self._stale_prevented += 1
-            current = ROLE_USER if user_id in self._users else self._others.get(user_id)
+            current = ROLE_USER if self._is_user(user_id) else self._others.get(user_id)
             if current is None and self._timed:
                 entry = self._timed.get(user_id)
                 if entry is not None and self._wall() < entry[1]:
@@ -305,7 +305,7 @@ class CacheLoads(CacheStore):
             else:
                 self._set_timed_locked(user_id, role, ends)
         elif role is ROLE_USER and self._order is None:  # _set_locked's common case, inlined
-            self._users.add(user_id)
+            self._plain[user_id] = self._user_count
             if self._others:
                 self._drop_other_locked(user_id)
         else:

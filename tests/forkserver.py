@@ -50,15 +50,74 @@ if os.WIFSIGNALED(status):
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
-#: What the server runs for ``rolectl ARGS``: the installed entry point, as the console script does.
+#: What the server runs for ``rolectl ARGS``: the installed entry point, as the console script
+#: does. The server imports once what a command's start-up imports (the CLI) and what the
+#: commands import when they run (the repository, both backends, the renderers), then freezes
+#: that heap, so that a command's collections never walk it (each page of it copied on write).
+#: A command ends as :data:`PYTHON`'s code does (``end``): the interpreter's ending -- flushed
+#: streams, atexit handlers, waited threads, the status -- without tearing down the heap
+#: copy, which alone cost about as much CPU as the command itself.
 ROLECTL = r"""
+import atexit, gc, importlib, threading, traceback
 import rolectl.cli
 import rolectl.cli.app  # the import a command's start-up costs, paid once
+for _name in {preload!r}:
+    try:
+        importlib.import_module(_name)
+    except ImportError:  # an optional backend's driver missing: the command imports it, or says so
+        pass
+gc.freeze()
 
 
 def run(argv):
     sys.argv = [os.path.join(os.path.dirname(sys.executable), "rolectl"), *argv]
-    sys.exit(rolectl.cli.main())  # as the console script does; the interpreter ends as it would
+    interrupted = False
+    try:
+        rolectl.cli.main()  # as the console script does
+        status = 0
+    except SystemExit as exc:
+        status = status_of(exc)
+    except BaseException as exc:
+        traceback.print_exception(exc)
+        status, interrupted = 1, isinstance(exc, KeyboardInterrupt)
+    end(status, interrupted)
+"""
+
+#: The modules a ``rolectl`` command imports when it runs, imported by the server beforehand.
+ROLECTL_PRELOAD = (
+    "rolectl.repository",
+    "rolectl.backends.sqlite.store",
+    "rolectl.backends.postgres.backend",
+    "rolectl.cache",
+    "rolectl.render",
+    "rich.console",
+    "rich.table",
+)
+
+#: How a served command ends (``ROLECTL`` and ``PYTHON``): as the interpreter would, minus
+#: the heap's tear-down (``os._exit`` after what an ending does that a program can see).
+END = r"""
+def status_of(exc):
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def end(status, interrupted=False):
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    if interrupted:  # as the interpreter does: end by SIGINT itself
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(status)
 """
 
 #: What the server runs for ``python -c CODE ARGS``: CODE in a fresh ``__main__``, ended as the
@@ -72,15 +131,6 @@ import atexit, builtins, gc, importlib, threading, traceback, types
 for _name in {preload!r}:
     importlib.import_module(_name)
 gc.freeze()  # the preloaded heap: never walked again by a snippet's collections
-
-
-def status_of(exc):
-    if exc.code is None:
-        return 0
-    if isinstance(exc.code, int):
-        return exc.code
-    print(exc.code, file=sys.stderr)
-    return 1
 
 
 def run(argv):
@@ -99,17 +149,7 @@ def run(argv):
     except BaseException as exc:
         traceback.print_exception(exc)
         status, interrupted = 1, isinstance(exc, KeyboardInterrupt)
-    threading._shutdown()
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    if interrupted:  # as the interpreter does: end by SIGINT itself
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-    os._exit(status)
+    end(status, interrupted)
 """
 
 #: The server: imports what its commands need (``ROLECTL`` or ``PYTHON``), then per connection
@@ -203,7 +243,9 @@ class ForkServer:
         self.bin = workdir / "bin"
         self.bin.mkdir()
         name = "rolectl" if python is None else "python"
-        commands = ROLECTL if python is None else PYTHON.format(preload=list(python))
+        commands = END + (
+            ROLECTL.format(preload=list(ROLECTL_PRELOAD)) if python is None else PYTHON.format(preload=list(python))
+        )
         sock = workdir / f"{name}.sock"
         self.proc = subprocess.Popen(
             [sys.executable, "-c", SERVER.replace("{commands}", commands), str(sock)],

@@ -5,12 +5,21 @@ The bots are real processes; the commands asking them run in-process (``run_in_p
 the same parser and commands as the installed script) unless a test is about the process
 itself: ``--watch`` and ``--follow`` until Ctrl-C, and what a terminal shows.
 
-Every test taking ``db_path`` runs twice: on a SQLite file (instances found in its runtime
-directory, asked over Unix sockets) and on a PostgreSQL database (instances found and asked
-through the database): the same commands, output formats and exit codes."""
+Every test taking ``db_path``, ``live`` or ``crowd`` runs twice: on a SQLite file (instances
+found in its runtime directory, asked over Unix sockets) and on a PostgreSQL database
+(instances found and asked through the database): the same commands, output formats and exit
+codes.
+
+A bot process costs a new interpreter (0.2 s of CPU on SQLite, 0.5 s on PostgreSQL). The tests
+that only need one live bot and look at what it holds share one per backend (``live``), as the
+tests of instance selection share three (``crowd``): each such test asserts what its own
+lookups changed (ids no other test asks for, counters read before and after), not what a
+fresh bot would hold. The grouped tests run on one worker, so that the bots are started once.
+Tests that stop, kill or crowd a database with instances of their own take a fresh one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -21,7 +30,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from botproc import Bot
+from botproc import Bot, stop_all
 from conftest import clean_env, invoke_in_process
 from lines import Lines
 from rolectl.backends import is_postgres
@@ -48,13 +57,62 @@ def follower_mode(db: Any) -> str:
     return "listen" if is_postgres(str(db)) else "inotify"
 
 
-@pytest.fixture
-def bot(db_path: Path) -> Iterator[Bot]:
-    with Repository.open(db_path) as repo:
-        repo.users.add_admin(789, "new_admin", actor="setup")
-    b = Bot(db_path, "alpha")
-    yield b
-    b.stop()
+@contextlib.contextmanager
+def module_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An initialised database for a module fixture of ``request.param``'s backend."""
+    if request.param == "postgres":
+        server = request.getfixturevalue("pg_server")
+        name = server.create_initialised_database()
+        try:
+            yield server.url(name)
+        finally:
+            server.drop_database(name)
+    else:
+        db = tmp_path_factory.mktemp("diagnostics") / "bot.db"
+        Repository.init(db).close()
+        yield db
+
+
+class Live:
+    """One bot, alpha, on a database where 789 (@new_admin) is an admin; ``run`` is
+    ``rolectl --db DB ARGS`` in-process."""
+
+    def __init__(self, db: Any, bot: Bot) -> None:
+        self.db, self.bot = db, bot
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return invoke_in_process(["--db", str(self.db), *args], env=clean_env())
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """The module's one live bot per backend, for the tests that read what a bot holds."""
+    with module_database(request, tmp_path_factory) as db:
+        with Repository.open(db) as repo:
+            repo.users.add_admin(789, "new_admin", actor="setup")
+        bot = Bot(db, "alpha")
+        try:
+            yield Live(db, bot)
+        finally:
+            bot.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def crowd(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Any, Bot, Bot, Bot]]:
+    """A database with three live bots: two named alpha and one beta (the instance-selection
+    tests); a test that stops one continues it before it ends."""
+    with module_database(request, tmp_path_factory) as db:
+        bots = [Bot(db, "alpha"), Bot(db, "alpha"), Bot(db, "beta")]
+        try:
+            yield db, bots[0], bots[1], bots[2]
+        finally:
+            stop_all(*bots)
+
+
+#: The tests on the module's shared bots: one worker starts them (pytest-xdist ``loadgroup``).
+shared = pytest.mark.xdist_group("cli_diagnostics")
 
 
 def _json(result) -> object:  # type: ignore[no-untyped-def]
@@ -62,16 +120,24 @@ def _json(result) -> object:  # type: ignore[no-untyped-def]
     return json.loads(result.stdout)
 
 
-def test_stats_shows_what_the_bot_really_counted(bot: Bot, run_in_process, db_path: Any) -> None:
-    bot.get_many([789, 123, 123, 123, 456])
-    [row] = _json(run_in_process("stats", "--format", "json"))
+@shared
+def test_stats_shows_what_the_bot_really_counted(live: Live) -> None:
+    bot, before = live.bot, live.bot.ask("stats")["cache"]
+    bot.get_many([5101, 5102, 5102, 5102, 5103])  # ids no other test asks for: 3 misses, 2 hits
+    [row] = _json(live.run("stats", "--format", "json"))
     real = bot.ask("stats")["cache"]
     assert row["instance"] == "alpha" and row["pid"] == bot.pid and row["state"] == "live"
-    assert (row["hits"], row["misses"], row["size"]) == (real["hits"], real["misses"], real["size"]) == (2, 3, 3)
-    assert row["hit_rate"] == pytest.approx(0.4) and row["lag"] == 0 and row["faults"] == 0
-    assert row["follower"] == follower_mode(db_path) and row["resets"] == 0
-    assert row["id"] == instance_id(db_path, bot)
-    tsv = run_in_process("stats").stdout.splitlines()  # not a terminal: TSV with a header
+    assert (row["hits"], row["misses"], row["size"]) == (real["hits"], real["misses"], real["size"])
+    assert (real["hits"], real["misses"], real["size"]) == (
+        before["hits"] + 2,
+        before["misses"] + 3,
+        before["size"] + 3,
+    )
+    assert row["hit_rate"] == pytest.approx(real["hits"] / (real["hits"] + real["misses"]))
+    assert row["lag"] == 0 and row["faults"] == 0
+    assert row["follower"] == follower_mode(live.db) and row["resets"] == 0
+    assert row["id"] == instance_id(live.db, bot)
+    tsv = live.run("stats").stdout.splitlines()  # not a terminal: TSV with a header
     assert tsv[0].startswith("instance\tpid\thost\tstate") and tsv[1].startswith("alpha\t")
 
 
@@ -124,9 +190,11 @@ def test_stats_lists_a_killed_bot_as_dead_and_nothing_as_empty(db_path: Path, ru
     assert _json(run_in_process("stats", "--prune", "--format", "json")) == []
 
 
-def test_stats_watch_refreshes_until_ctrl_c(bot: Bot, rolectl_bin: Path, db_path: Path) -> None:
+@shared
+def test_stats_watch_refreshes_until_ctrl_c(live: Live, rolectl_bin: Path) -> None:
+    bot = live.bot
     proc = subprocess.Popen(
-        [str(rolectl_bin), "--db", str(db_path), "stats", "--watch", "--interval", "0.2", "--format", "jsonl"],
+        [str(rolectl_bin), "--db", str(live.db), "stats", "--watch", "--interval", "0.2", "--format", "jsonl"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -136,22 +204,25 @@ def test_stats_watch_refreshes_until_ctrl_c(bot: Bot, rolectl_bin: Path, db_path
     lines = Lines(proc.stdout)
     try:
         first = json.loads(lines.next(what="the first table"))
-        assert first["instance"] == "alpha" and first["hits"] == 0
-        bot.get_many([1, 1, 1])
+        assert first["instance"] == "alpha" and first["hits"] == bot.ask("stats")["cache"]["hits"]
+        bot.get_many([5201, 5201, 5201])  # an id no other test asks for: 1 miss, 2 hits
         # The refresh that shows the bot's new counters: 2 hits (and the miss) of the lookups
         # above. Every row until then may only show older counters.
+        hits = first["hits"] + 2
         deadline = time.monotonic() + 30
-        while (row := json.loads(lines.next(what="a refresh with the new hits")))["hits"] != 2:
-            assert row["hits"] < 2 and time.monotonic() < deadline, row
+        while (row := json.loads(lines.next(what="a refresh with the new hits")))["hits"] != hits:
+            assert row["hits"] < hits and time.monotonic() < deadline, row
         assert row["instance"] == "alpha" and row["misses"] == first["misses"] + 1
         # ... and it keeps refreshing: another table follows.
-        assert json.loads(lines.next(what="another refresh"))["hits"] == 2
+        assert json.loads(lines.next(what="another refresh"))["hits"] == hits
     finally:
         proc.send_signal(signal.SIGINT)
     assert proc.wait(30) == 0
 
 
-def test_cache_show_lists_the_bots_memory(bot: Bot, run_in_process) -> None:
+@shared
+def test_cache_show_lists_the_bots_memory(live: Live) -> None:
+    bot, run_in_process = live.bot, live.run
     bot.get_many([789, 1, 2, 3])
     rows = _json(run_in_process("cache", "show", "--format", "json"))
     dump = bot.ask("dump")["entries"]
@@ -173,26 +244,27 @@ def test_cache_show_lists_the_bots_memory(bot: Bot, run_in_process) -> None:
     assert _json(run_in_process("cache", "show", "--instance", "alpha", "-f", "json"))
 
 
-def test_cache_show_instance_selection_errors(db_path: Path, run_in_process) -> None:
-    none = run_in_process("cache", "show")
-    assert none.returncode == 3 and "no live cache instance" in none.stderr
-    a, b = Bot(db_path, "alpha"), Bot(db_path, "beta")
-    try:
-        several = run_in_process("cache", "show")
-        assert several.returncode == 2 and "--instance" in several.stderr and "beta" in several.stderr
-        unknown = run_in_process("cache", "show", "--instance", "gamma")
-        assert unknown.returncode == 3 and "no cache instance 'gamma'" in unknown.stderr
-        assert run_in_process("cache", "show", "--instance", instance_id(db_path, b), "-f", "json").returncode == 0
-        bad = run_in_process("cache", "show", "--role", "root")
-        assert bad.returncode == 2 and "unknown role" in bad.stderr
-    finally:
-        a.stop(), b.stop()
+@shared
+def test_cache_show_instance_selection_errors(crowd: tuple[Any, Bot, Bot, Bot]) -> None:
+    db, _, _, b = crowd
+
+    def run_in_process(*args: str) -> subprocess.CompletedProcess[str]:
+        return invoke_in_process(["--db", str(db), *args], env=clean_env())
+
+    several = run_in_process("cache", "show")
+    assert several.returncode == 2 and "--instance" in several.stderr and "beta" in several.stderr
+    unknown = run_in_process("cache", "show", "--instance", "gamma")
+    assert unknown.returncode == 3 and "no cache instance 'gamma'" in unknown.stderr
+    assert run_in_process("cache", "show", "--instance", instance_id(db, b), "-f", "json").returncode == 0
+    bad = run_in_process("cache", "show", "--role", "root")
+    assert bad.returncode == 2 and "unknown role" in bad.stderr
 
 
-def test_stats_watch_redraws_as_often_as_its_header_says(bot: Bot, db_path: Any, rolectl_bin) -> None:
+def test_stats_watch_redraws_as_often_as_its_header_says(db_path: Any, rolectl_bin) -> None:
     """A stopped bot makes every poll wait a whole probe timeout (1 s); the view still starts a
     frame every --interval (the poll is not added to it), and its header says the period it
-    keeps. Frames are timed as they reach a real pseudo-terminal."""
+    keeps. Frames are timed as they reach a real pseudo-terminal. (The stopped bot is the only
+    instance: a live one would not change how long a poll waits.)"""
     import fcntl
     import os
     import pty
@@ -241,26 +313,31 @@ def test_stats_watch_redraws_as_often_as_its_header_says(bot: Bot, db_path: Any,
     assert abs(mean - shown) < 0.5, (periods, said)
 
 
-def test_cache_show_on_a_terminal_shows_one_screen_and_says_what_is_left(
-    bot: Bot, db_path: Any, run_in_process, rolectl_bin
-) -> None:
+@shared
+def test_cache_show_on_a_terminal_shows_one_screen_and_says_what_is_left(live: Live, rolectl_bin) -> None:
     from test_render_terminal import run_in_pty, screen_lines
 
-    bot.get_many(list(range(1, 41)))  # 40 entries: more than a 20-line screen holds
-    lines = screen_lines(run_in_pty([str(rolectl_bin), "--db", str(db_path), "cache", "show"], 100, lines=20))
+    live.bot.get_many(list(range(1, 41)))  # at least 40 entries: more than a 20-line screen holds
+    held = len(live.bot.ask("dump")["entries"])
+    lines = screen_lines(run_in_pty([str(rolectl_bin), "--db", str(live.db), "cache", "show"], 100, lines=20))
     rows = [line for line in lines if line.split()[1:2] in (["user"], ["admin"])]
-    assert 0 < len(rows) <= 20 - 6, lines
-    assert f"{40 - len(rows)} more entries not shown; use --limit N or --limit 0 for all" in lines
-    piped = run_in_process("cache", "show")  # a pipe: every entry, as before
-    assert piped.returncode == 0 and len(piped.stdout.splitlines()) == 1 + 40, piped.stdout
-    assert len(_json(run_in_process("cache", "show", "-f", "json"))) == 40
+    assert held >= 40 and 0 < len(rows) <= 20 - 6, lines
+    assert f"{held - len(rows)} more entries not shown; use --limit N or --limit 0 for all" in lines
+    piped = live.run("cache", "show")  # a pipe: every entry, as before
+    assert piped.returncode == 0 and len(piped.stdout.splitlines()) == 1 + held, piped.stdout
+    assert len(_json(live.run("cache", "show", "-f", "json"))) == held
 
 
-def test_cache_show_picks_among_same_named_instances_and_asks_no_other(db_path: Any, run_in_process) -> None:
+@shared
+def test_cache_show_picks_among_same_named_instances_and_asks_no_other(crowd: tuple[Any, Bot, Bot, Bot]) -> None:
     """Two bots named alpha: the name alone lists both (pid, host, the spec that picks each,
     exit 2); ``alpha:PID`` picks one. A stopped bot of another name is never asked, so it is
     not reported as unresponsive either."""
-    a1, a2, beta = Bot(db_path, "alpha"), Bot(db_path, "alpha"), Bot(db_path, "beta")
+    db_path, a1, a2, beta = crowd
+
+    def run_in_process(*args: str) -> subprocess.CompletedProcess[str]:
+        return invoke_in_process(["--db", str(db_path), *args], env=clean_env())
+
     beta.proc.send_signal(signal.SIGSTOP)
     try:
         both = run_in_process("cache", "show", "--instance", "alpha")
@@ -275,15 +352,17 @@ def test_cache_show_picks_among_same_named_instances_and_asks_no_other(db_path: 
         assert host.returncode == 0, host.stderr
     finally:
         beta.proc.send_signal(signal.SIGCONT)
-        a1.stop(), a2.stop(), beta.stop()
 
 
-def test_evict_and_flush_reach_the_live_bot_and_the_audit_log(bot: Bot, run_in_process, db_path: Path) -> None:
+@shared
+def test_evict_and_flush_reach_the_live_bot_and_the_audit_log(live: Live) -> None:
+    bot, run_in_process = live.bot, live.run
     bot.get_many([789, 1, 2])
+    held = set(bot.ask("dump")["entries"])
     out = run_in_process("cache", "evict", "1", "--note", "check")
     assert out.returncode == 0, out.stderr
     assert "applied by 1 of 1 instance\n" in out.stdout
-    assert set(bot.ask("dump")["entries"]) == {"789", "2"}
+    assert set(bot.ask("dump")["entries"]) == held - {"1"} and {"789", "2"} <= held
     flushed = _json(run_in_process("cache", "flush", "--format", "json"))
     assert flushed["events"][0]["kind"] == "cache_flush" and flushed["instances"][0]["applied"] is True
     assert bot.ask("dump")["entries"] == {}
@@ -292,7 +371,9 @@ def test_evict_and_flush_reach_the_live_bot_and_the_audit_log(bot: Bot, run_in_p
     assert run_in_process("cache", "evict", "abc").returncode == 2
 
 
-def test_whois_compares_the_database_with_each_live_cache(bot: Bot, run_in_process) -> None:
+@shared
+def test_whois_compares_the_database_with_each_live_cache(live: Live) -> None:
+    bot, run_in_process = live.bot, live.run
     bot.get_many([789])
     who = _json(run_in_process("whois", "789", "--format", "json"))
     assert who["role"] == "admin" and who["username"] == "new_admin" and who["last_change_seq"] == 1
@@ -308,7 +389,9 @@ def test_whois_compares_the_database_with_each_live_cache(bot: Bot, run_in_proce
     assert record["held"] == "true" and record["agrees"] == "true" and record["state"] == "live"
 
 
-def test_whois_without_instances_says_so(run_in_process) -> None:
+def test_whois_and_cache_show_without_instances_say_so(run_in_process) -> None:
+    none = run_in_process("cache", "show")
+    assert none.returncode == 3 and "no live cache instance" in none.stderr
     out = run_in_process("whois", "789", "--format", "github")
     assert out.returncode == 0 and "no running cache instance" in out.stderr
     assert run_in_process("whois", "-5").returncode == 2

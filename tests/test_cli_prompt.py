@@ -1,6 +1,11 @@
 """Helpful at the prompt: global options after the command, one typo suggestion, help text
 that the terminal wraps (no docstring line breaks), commands grouped in panels, -v / -vv,
-fixed sets as choices, and counted nouns in messages."""
+fixed sets as choices, and counted nouns in messages.
+
+Where global options go is the parser's business: those runs are in-process
+(``run_in_process``, the installed script's ``app``); ``-v``/``-vv``, ``--debug`` and
+``--timeout`` from a real process (``run_rolectl``), since logging and tracebacks reach a
+process's own stderr."""
 
 from __future__ import annotations
 
@@ -28,12 +33,12 @@ def invoke(*args: str, columns: int = 200, env: dict[str, str] | None = None):
 
 
 @pytest.mark.parametrize("where", ["before", "after"])
-def test_db_is_accepted_before_and_after_the_command(run_rolectl, db_path, where):
-    assert run_rolectl("init").returncode == 0
+def test_db_is_accepted_before_and_after_the_command(run_in_process, db_path, where):
+    assert run_in_process("init").returncode == 0
     argv = ["--db", str(db_path), "add-admin", "5"] if where == "before" else ["add-admin", "5", "--db", str(db_path)]
-    result = run_rolectl(*argv, db=None)
+    result = run_in_process(*argv, db=None)
     assert result.returncode == 0, result.stderr
-    listed = run_rolectl("admins", "--db", str(db_path), "--format", "jsonl", db=None)
+    listed = run_in_process("admins", "--db", str(db_path), "--format", "jsonl", db=None)
     assert listed.returncode == 0 and '"user_id": 5' in listed.stdout
 
 
@@ -47,20 +52,20 @@ def test_db_is_accepted_before_and_after_the_command(run_rolectl, db_path, where
         ["cache", "show", "--db", "{db}"],
     ],
 )
-def test_db_after_nested_commands(run_rolectl, db_path, tmp_path, argv):
-    run_rolectl("init")
-    run_rolectl("add-admin", "5")
+def test_db_after_nested_commands(run_in_process, db_path, tmp_path, argv):
+    run_in_process("init")
+    run_in_process("add-admin", "5")
     users = tmp_path / "u.csv"
     users.write_text("id,username,role\n7,seven,admin\n")
-    result = run_rolectl(*[a.format(db=db_path, csv=users) for a in argv], db=None)
+    result = run_in_process(*[a.format(db=db_path, csv=users) for a in argv], db=None)
     assert "No such option" not in result.stderr
     assert result.returncode == (3 if argv[0] == "cache" else 0), result.stderr  # cache: no live instance
 
 
-def test_after_the_command_wins_over_before_and_over_the_environment(run_rolectl, db_path, tmp_path):
-    run_rolectl("init")
+def test_after_the_command_wins_over_before_and_over_the_environment(run_in_process, db_path, tmp_path):
+    run_in_process("init")
     other = tmp_path / "other.db"
-    result = run_rolectl(
+    result = run_in_process(
         "--db", str(other), "role", "5", "--db", str(db_path), db=None, env=clean_env(ROLECTL_DB=str(other))
     )
     assert result.returncode == 0 and result.stdout == "user\n"

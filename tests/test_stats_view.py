@@ -1,5 +1,10 @@
 """``rolectl stats`` for people: the live view (``--watch``) and the one-shot table, rendered in
-a real terminal (tmux) at 80 columns, plus the rate/sparkline model on its own."""
+a real terminal (tmux) at 80 columns, plus the rate/sparkline model on its own.
+
+The terminal tests share one database with three instances (``bots``: alpha and zulu live, one
+killed; three interpreters' start-up, about 0.6 s of CPU, paid once per module): a test that
+stops zulu or adds a registration undoes it before it ends, and each asserts the counters it
+changed, read from the bot, not a fresh bot's. They run on one worker (``xdist_group``)."""
 
 from __future__ import annotations
 
@@ -78,17 +83,40 @@ class Tmux:
         subprocess.run(["tmux", "-L", self.name, "kill-server"], capture_output=True)
 
 
-@pytest.fixture
-def bots(db_path: Path) -> Iterator[tuple[Bot, Bot]]:
+@pytest.fixture(scope="module")
+def shared_bots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Bot, Bot]]:
+    """A database where 789 is an admin, with bots alpha and zulu and a killed one, crashed."""
+    db_path = tmp_path_factory.mktemp("stats_view") / "bot.db"
+    Repository.init(db_path).close()
     with Repository.open(db_path) as repo:
         repo.users.add_admin(789, actor="setup")
     alpha, zulu = Bot(db_path, "alpha"), Bot(db_path, "zulu")
     dead = Bot(db_path, "crashed")
     dead.kill()
     try:
-        yield alpha, zulu
+        yield db_path, alpha, zulu
     finally:
         stop_all(alpha, zulu)
+
+
+@pytest.fixture
+def bots(shared_bots: tuple[Path, Bot, Bot]) -> Iterator[tuple[Bot, Bot]]:
+    """The module's alpha and zulu; zulu answers again after the test (one may stop it)."""
+    _, alpha, zulu = shared_bots
+    try:
+        yield alpha, zulu
+    finally:
+        zulu.proc.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture
+def db_path(shared_bots: tuple[Path, Bot, Bot]) -> Path:
+    """The database the module's bots serve."""
+    return shared_bots[0]
+
+
+#: The tests on the module's shared bots: one worker starts them.
+shared = pytest.mark.xdist_group("stats_view")
 
 
 def _rolectl(db: Path, *args: str) -> str:
@@ -96,9 +124,10 @@ def _rolectl(db: Path, *args: str) -> str:
     return f"{exe} --db {db} " + " ".join(args)
 
 
+@shared
 def test_watch_is_a_live_view_that_fits_80_columns(bots: tuple[Bot, Bot], db_path: Path) -> None:
     alpha, zulu = bots
-    alpha.get_many(list(range(1, 101)))
+    alpha.get_many(list(range(1, 101)))  # cached, whatever the other tests asked for
     zulu.proc.send_signal(signal.SIGSTOP)
     term = Tmux(80)
     try:
@@ -126,6 +155,7 @@ def test_watch_is_a_live_view_that_fits_80_columns(bots: tuple[Bot, Bot], db_pat
         term.close()
 
 
+@shared
 def test_watch_honours_no_color(bots: tuple[Bot, Bot], db_path: Path) -> None:
     term = Tmux(80)
     try:
@@ -137,9 +167,13 @@ def test_watch_honours_no_color(bots: tuple[Bot, Bot], db_path: Path) -> None:
         term.close()
 
 
+@shared
 def test_one_shot_stats_never_splits_a_number_at_80_columns(bots: tuple[Bot, Bot], db_path: Path) -> None:
     alpha, _ = bots
-    alpha.get_many(list(range(1, 7000)) + list(range(1, 1000)))  # 6,999 misses, 999 hits
+    alpha.get_many(list(range(10_001, 17_000)) + list(range(10_001, 11_000)))  # 6,999 misses, 999 hits
+    counted = alpha.ask("stats")["cache"]
+    hits, misses = counted["hits"], counted["misses"]
+    assert hits >= 999 and misses >= 6999  # numbers of four digits or more, at least
     for width in (80, 200):
         term = Tmux(width)
         try:
@@ -148,13 +182,14 @@ def test_one_shot_stats_never_splits_a_number_at_80_columns(bots: tuple[Bot, Bot
             lines = screen.rstrip("\n").splitlines()
             assert all(len(line) <= width for line in lines)
             [row] = [line for line in lines if line.startswith("alpha")]
-            assert re.search(r"\b999\b", row) and re.search(r"\b6999\b", row)
+            assert re.search(rf"\b{hits}\b", row) and re.search(rf"\b{misses}\b", row), row
             assert str(alpha.pid) in row  # the pid tells same-named instances apart: never dropped
             assert len([line for line in lines if re.match(r"(alpha|zulu|crashed) ", line)]) == 3
         finally:
             term.close()
 
 
+@shared
 @pytest.mark.parametrize("width", [80, 120])
 def test_stats_shows_host_and_pid_when_instances_span_hosts(bots: tuple[Bot, Bot], db_path: Path, width: int) -> None:
     """A registration from another host with the same name as a local bot: both rows keep
@@ -170,12 +205,14 @@ def test_stats_shows_host_and_pid_when_instances_span_hosts(bots: tuple[Bot, Bot
         run_in_pty([str(Path(sys.executable).with_name("rolectl")), "--db", str(db_path), "stats"], width)
     )
     assert not any(line.split()[:1] == ["instance"] and "host" in line.split() for line in one_host)
-    (runtime_dir(db_path) / "4242.json").write_text(
-        json.dumps({"name": "alpha", "pid": 4242, "host": "far-away-host", "started_at": time.time()})
-    )
-    lines = screen_lines(
-        run_in_pty([str(Path(sys.executable).with_name("rolectl")), "--db", str(db_path), "stats"], width)
-    )
+    far = runtime_dir(db_path) / "4242.json"
+    far.write_text(json.dumps({"name": "alpha", "pid": 4242, "host": "far-away-host", "started_at": time.time()}))
+    try:
+        lines = screen_lines(
+            run_in_pty([str(Path(sys.executable).with_name("rolectl")), "--db", str(db_path), "stats"], width)
+        )
+    finally:
+        far.unlink()  # the module's other tests see this host's instances only
     [header] = [line for line in lines if line.split()[:1] == ["instance"]]
     assert ["instance", "pid", "host", "state"] == header.split()[:4], lines
     rows = [line.split() for line in lines if line.startswith("alpha ")]

@@ -87,7 +87,7 @@ def test_a_chat_grant_reads_the_rank_with_its_row(tmp_path: Path) -> None:
         repo.roles.add("moderator", 50, actor="test")
         granted = _traced(repo, lambda: repo.roles.grant(7, "moderator", chat=CHAT, actor="test"))
         assert not any(s.startswith("SELECT rank FROM roles") for s in granted)
-        assert len(granted) == 9, granted  # BEGIN, PRAGMA, read, head, actor, upsert, unset actor, read back, COMMIT
+        assert len(granted) == 8, granted  # BEGIN, PRAGMA, read, actor+head, upsert, unset actor, read back, COMMIT
         (event,) = repo.events.since(0)[-1:]
         assert (event.kind, event.user_id, event.chat_id, event.new_role, event.actor) == (
             "grant_set",

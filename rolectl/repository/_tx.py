@@ -110,6 +110,10 @@ class ChangeTx:
     def attribute_trigger_events(self) -> None:
         """Let the triggers log this transaction's role changes under ``actor``."""
         if self.head is None:
+            if self.q.attribute_head:
+                self._flush()
+                self.head = int(self._conn.execute(self.q.attribute_head, {"actor": self.actor}).fetchone()[0])
+                return
             self.head = head(self.conn, self.q)
             self.run(self.q.attribute, {"actor": self.actor})
 

@@ -1,15 +1,23 @@
-"""Write path: one role change through the repository layer vs the same change in raw sqlite3.
+"""Write path: one role change, and one grant, through the repository vs the same change in raw sqlite3.
 
-    python benchmarks/bench_write.py [--ops N] [--rounds R]
+    python benchmarks/bench_write.py [--ops N] [--rounds R] [--only role,grant]
 
-The repository call (`repo.users.add_admin` / `remove_admin`, alternating so that every call
-changes a role) does more than the raw baseline: it validates, reads the current role, logs the
-event (``RETURNING`` it for the in-process listeners), writes the role — the trigger checks the
-log and stays silent — and publishes the event after COMMIT. The baseline is what a bot without rolectl does: ``BEGIN IMMEDIATE; UPDATE
-users ...; INSERT INTO events ...; COMMIT`` on a file with the same tables (no triggers) and the
-same pragmas. Both run in this process on real files in one directory, interleaved round by
-round; the ratio of medians is reported for ``synchronous=FULL`` (rolectl's default, the
-target) and ``synchronous=NORMAL`` (for information). Exit status 1 if the FULL target is missed.
+Two changes, each alternating so that every call changes something and commits one event:
+
+* ``role``: ``repo.users.add_admin`` / ``remove_admin``. The raw baseline is what a bot
+  without rolectl does: ``BEGIN IMMEDIATE; UPDATE users ...; INSERT INTO events ...; COMMIT``.
+* ``grant``: ``repo.roles.grant(uid, "moderator", chat=CHAT)`` / ``repo.roles.revoke(uid,
+  chat=CHAT)``. The raw baseline upserts (or deletes) the ``grants`` row and inserts the
+  ``grant_set`` (``grant_unset``) event by hand.
+
+The repository does more than the baseline: it validates, reads the current state (the row,
+the logged role or grant, the mailboxes owned), checks the schema has not changed, logs the
+event (``RETURNING`` it for the in-process listeners), writes the row -- the triggers check
+the log and stay silent -- and publishes the event after COMMIT. The baselines run on files
+with the same tables (no triggers) and the same pragmas. Both run in this process on real
+files in one directory, interleaved round by round; the ratio of medians is reported for
+``synchronous=FULL`` (rolectl's default, the target) and ``synchronous=NORMAL`` (for
+information). Exit status 1 if a FULL target is missed.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -29,14 +38,19 @@ from rolectl.repository import Repository  # noqa: E402
 
 TARGET = 1.3
 USERS = 1000
+CHAT = -1001234567890
+NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
 RAW_SCHEMA = [
     "CREATE TABLE users (user_id INTEGER PRIMARY KEY, username TEXT, role TEXT NOT NULL DEFAULT 'user', "
     "created_at TEXT, updated_at TEXT)",
-    "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL DEFAULT "
-    "(strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), kind TEXT NOT NULL, user_id INTEGER, old_role TEXT, "
-    "new_role TEXT, actor TEXT)",
+    f"CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL DEFAULT ({NOW}), "
+    "kind TEXT NOT NULL, user_id INTEGER, old_role TEXT, new_role TEXT, actor TEXT, note TEXT, "
+    "chat_id INTEGER, ends_at TEXT, source TEXT)",
     "CREATE INDEX events_user ON events (user_id, seq)",
+    "CREATE TABLE grants (user_id INTEGER NOT NULL, chat_id INTEGER NOT NULL, role TEXT NOT NULL, ends_at TEXT, "
+    f"source TEXT NOT NULL DEFAULT 'operator', note TEXT, granted_at TEXT NOT NULL DEFAULT ({NOW}), "
+    "PRIMARY KEY (user_id, chat_id)) WITHOUT ROWID",
 ]
 
 
@@ -53,16 +67,13 @@ def open_raw(path: Path, synchronous: str) -> sqlite3.Connection:
     return conn
 
 
-def raw_round(conn: sqlite3.Connection, ops: int, start: int) -> float:
+def raw_role_round(conn: sqlite3.Connection, ops: int, start: int) -> float:
     t0 = time.perf_counter()
     for i in range(start, start + ops):
         uid = i // 2 % USERS + 1
         old, new = ("user", "admin") if i % 2 == 0 else ("admin", "user")
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
-            "UPDATE users SET role = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE user_id = ?",
-            (new, uid),
-        )
+        conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (new, uid))
         conn.execute(
             "INSERT INTO events (kind, user_id, old_role, new_role, actor) VALUES (?, ?, ?, ?, ?)",
             ("admin_added" if new == "admin" else "admin_removed", uid, old, new, "bench"),
@@ -71,7 +82,7 @@ def raw_round(conn: sqlite3.Connection, ops: int, start: int) -> float:
     return (time.perf_counter() - t0) / ops
 
 
-def repo_round(repo: Repository, ops: int, start: int) -> float:
+def repo_role_round(repo: Repository, ops: int, start: int) -> float:
     users = repo.users
     t0 = time.perf_counter()
     for i in range(start, start + ops):
@@ -83,12 +94,62 @@ def repo_round(repo: Repository, ops: int, start: int) -> float:
     return (time.perf_counter() - t0) / ops
 
 
-def measure(workdir: Path, synchronous: str, ops: int, rounds: int) -> tuple[float, float]:
-    raw = open_raw(workdir / f"raw-{synchronous}.db", synchronous)
-    repo = Repository.init(workdir / f"repo-{synchronous}.db")
+def raw_grant_round(conn: sqlite3.Connection, ops: int, start: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(start, start + ops):
+        uid = i // 2 % USERS + 1
+        conn.execute("BEGIN IMMEDIATE")
+        if i % 2 == 0:
+            conn.execute(
+                "INSERT INTO grants (user_id, chat_id, role, ends_at, source, note) "
+                "VALUES (?, ?, 'moderator', NULL, 'operator', NULL) ON CONFLICT (user_id, chat_id) DO UPDATE SET "
+                f"role = excluded.role, ends_at = excluded.ends_at, source = excluded.source, note = excluded.note, "
+                f"granted_at = {NOW}",
+                (uid, CHAT),
+            )
+            conn.execute(
+                "INSERT INTO events (kind, user_id, new_role, actor, chat_id, source) "
+                "VALUES ('grant_set', ?, 'moderator', ?, ?, 'operator')",
+                (uid, "bench", CHAT),
+            )
+        else:
+            conn.execute("DELETE FROM grants WHERE user_id = ? AND chat_id = ?", (uid, CHAT))
+            conn.execute(
+                "INSERT INTO events (kind, user_id, old_role, actor, chat_id, source) "
+                "VALUES ('grant_unset', ?, 'moderator', ?, ?, 'operator')",
+                (uid, "bench", CHAT),
+            )
+        conn.execute("COMMIT")
+    return (time.perf_counter() - t0) / ops
+
+
+def repo_grant_round(repo: Repository, ops: int, start: int) -> float:
+    roles = repo.roles
+    t0 = time.perf_counter()
+    for i in range(start, start + ops):
+        uid = i // 2 % USERS + 1
+        if i % 2 == 0:
+            roles.grant(uid, "moderator", chat=CHAT, actor="bench")
+        else:
+            roles.revoke(uid, chat=CHAT, actor="bench")
+    return (time.perf_counter() - t0) / ops
+
+
+Round = Callable[..., float]
+CHANGES: dict[str, tuple[str, Round, Round]] = {
+    "role": ("add-admin / remove-admin", raw_role_round, repo_role_round),
+    "grant": ("grant / revoke in a chat", raw_grant_round, repo_grant_round),
+}
+
+
+def measure(workdir: Path, change: str, synchronous: str, ops: int, rounds: int) -> tuple[float, float]:
+    _, raw_round, repo_round = CHANGES[change]
+    raw = open_raw(workdir / f"raw-{change}-{synchronous}.db", synchronous)
+    repo = Repository.init(workdir / f"repo-{change}-{synchronous}.db")
     repo.store.conn.execute(f"PRAGMA synchronous = {synchronous}")
     with repo.store.transaction() as conn:
         conn.executemany("INSERT INTO users (user_id) VALUES (?)", [(i,) for i in range(1, USERS + 1)])
+    repo.roles.add("moderator", 50, actor="bench")
     # warm-up: page cache, statement cache, first WAL growth
     raw_round(raw, 200, 0)
     repo_round(repo, 200, 0)
@@ -108,22 +169,32 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=400, help="changes per round and variant")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--only", default="role,grant", help="which changes: role, grant (comma-separated)")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the files (default: a temp dir)")
     args = parser.parse_args()
+    changes = [c.strip() for c in args.only.split(",") if c.strip()]
+    unknown = [c for c in changes if c not in CHANGES]
+    if unknown:
+        parser.error(f"unknown change {unknown[0]!r}; use: {', '.join(CHANGES)}")
     workdir = Path(tempfile.mkdtemp(prefix="rolectl-bench-write-", dir=args.dir))
     ok = True
     try:
         print(f"write path, {args.rounds} rounds x {args.ops} changes, files in {workdir}")
-        print(f"{'synchronous':<12} {'raw sqlite3':>12} {'repository':>12} {'ratio':>7}  target")
-        for sync in ("FULL", "NORMAL"):
-            raw, repo = measure(workdir, sync, args.ops, args.rounds)
-            ratio = repo / raw
-            if sync == "FULL":
-                verdict = f"<= {TARGET}x " + ("ok" if ratio <= TARGET else "MISSED")
-                ok = ok and ratio <= TARGET
-            else:
-                verdict = "info"
-            print(f"{sync:<12} {raw * 1e6:>9.1f} us {repo * 1e6:>9.1f} us {ratio:>6.2f}x  {verdict}")
+        print(f"{'change':<26} {'synchronous':<12} {'raw sqlite3':>12} {'repository':>12} {'ratio':>7}  target")
+        for change in changes:
+            for sync in ("FULL", "NORMAL"):
+                raw, repo = measure(workdir, change, sync, args.ops, args.rounds)
+                ratio = repo / raw
+                if sync == "FULL":
+                    verdict = f"<= {TARGET}x " + ("ok" if ratio <= TARGET else "MISSED")
+                    ok = ok and ratio <= TARGET
+                else:
+                    verdict = "info"
+                print(
+                    f"{CHANGES[change][0]:<26} {sync:<12} {raw * 1e6:>9.1f} us {repo * 1e6:>9.1f} us "
+                    f"{ratio:>6.2f}x  {verdict}",
+                    flush=True,
+                )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0 if ok else 1

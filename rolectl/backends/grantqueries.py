@@ -58,13 +58,16 @@ class GrantQueries:
             f"(SELECT g.role FROM grants AS g WHERE g.user_id = {uid} AND g.chat_id = 0) "
             f"FROM (SELECT 1) AS one LEFT JOIN users AS u ON u.user_id = {uid}"
         )
-        # The user's mailboxes and their grant in one chat (NULLs: none), in one statement.
-        self.grant_before = (
+        # The user's mailboxes and their grant in one chat (NULLs: none), in one statement; a
+        # scoped grant's read adds the rank of the role asked for (NULL: not defined).
+        before = (
             f"SELECT (SELECT {self.concat_ids('mailbox_id')} FROM mailboxes WHERE owner_id = {uid}), "
             f"g.role, {self.ends_text('g.ends_at')}, g.source, g.note, "
-            f"CASE WHEN g.role IS NOT NULL AND {self.active('g.ends_at')} THEN 1 ELSE 0 END "
-            f"FROM (SELECT 1) AS one LEFT JOIN grants AS g ON g.user_id = {uid} AND g.chat_id = {chat}"
+            f"CASE WHEN g.role IS NOT NULL AND {self.active('g.ends_at')} THEN 1 ELSE 0 END"
         )
+        one_row = f" FROM (SELECT 1) AS one LEFT JOIN grants AS g ON g.user_id = {uid} AND g.chat_id = {chat}"
+        self.grant_before = before + one_row
+        self.grant_write_before = f"{before}, (SELECT rank FROM roles WHERE name = {p('name')}){one_row}"
         self.upsert_grant = (
             "INSERT INTO grants (user_id, chat_id, role, ends_at, source, note) VALUES "
             f"({uid}, {chat}, {p('role')}, {p('ends')}, {p('source')}, {p('note')}) "

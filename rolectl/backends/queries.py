@@ -88,6 +88,9 @@ class Queries(GrantQueries):
     attribute: str = ""
     #: ... and stop doing so before COMMIT (empty: nothing to undo).
     unattribute: str = ""
+    #: :attr:`attribute` and :attr:`head` as one statement (the head in the first column):
+    #: what a change does before it lets the triggers log. Empty: two statements.
+    attribute_head: str = ""
     #: One value that changes whenever another connection may have committed since it was
     #: last read on this connection: a plan made on a snapshot is still exact at write time
     #: when it has not moved. It may move without a change (a re-read then says so); it

@@ -24,8 +24,7 @@ Internal: not part of the public API.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..bus import EventBus
 from ..events import ADMIN_ADDED, ADMIN_REMOVED, ROLE_ADMIN, ROLE_CHANGED, Event
@@ -111,6 +110,10 @@ class ChangeTx:
     def attribute_trigger_events(self) -> None:
         """Let the triggers log this transaction's role changes under ``actor``."""
         if self.head is None:
+            if self.q.attribute_head:
+                self._flush()
+                self.head = int(self._conn.execute(self.q.attribute_head, {"actor": self.actor}).fetchone()[0])
+                return
             self.head = head(self.conn, self.q)
             self.run(self.q.attribute, {"actor": self.actor})
 
@@ -145,13 +148,39 @@ def version(conn: Any, q: "Queries") -> Any:
     return conn.execute(q.version).fetchone()[0]
 
 
-@contextmanager
-def change(store: "AnyStore", bus: EventBus, actor: str) -> Iterator[ChangeTx]:
-    with store.transaction() as conn:
-        tx = ChangeTx(conn, store.queries, actor)
-        yield tx
-        if tx.head is not None and tx.q.unattribute:
-            conn.execute(tx.q.unattribute)
-        tx.events = tx.new_events()
-    if tx.events:
-        bus.publish(tx.events)
+class change:
+    """``with change(store, bus, actor) as tx``: one write transaction that captures its
+    events, published on ``bus`` after COMMIT (never for a rolled-back one).
+
+    A class rather than a generator-based context manager: every single change enters it,
+    and this saves the generator and its wrapper on the write path."""
+
+    __slots__ = ("_store", "_bus", "_actor", "_cm", "_tx")
+
+    def __init__(self, store: "AnyStore", bus: EventBus, actor: str) -> None:
+        self._store = store
+        self._bus = bus
+        self._actor = actor
+
+    def __enter__(self) -> ChangeTx:
+        self._cm = cm = self._store.transaction()
+        conn = cm.__enter__()
+        self._tx = tx = ChangeTx(conn, self._store.queries, self._actor)
+        return tx
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        cm, tx = self._cm, self._tx
+        if kind is None:
+            try:
+                if tx.head is not None and tx.q.unattribute:
+                    tx._conn.execute(tx.q.unattribute)
+                tx.events = tx.new_events()
+            except BaseException as failure:
+                if not cm.__exit__(type(failure), failure, failure.__traceback__):
+                    raise
+                return False  # pragma: no cover - a transaction never swallows an error
+            cm.__exit__(None, None, None)
+            if tx.events:
+                self._bus.publish(tx.events)
+            return False
+        return bool(cm.__exit__(kind, exc, tb))

@@ -146,13 +146,17 @@ def check_owner(uid: int, boxes: Any, rank: int, scope: Scope, force: bool) -> N
         )
 
 
-def write(
-    tx: ChangeTx, q: "Queries", uid: int, role: str, rank: int, scope: Scope, note: str | None, force: bool
-) -> str | None:
-    """Write a scoped grant in ``tx``; returns why nothing changed, or None if it did."""
+def write(tx: ChangeTx, q: "Queries", uid: int, role: str, scope: Scope, note: str | None, force: bool) -> str | None:
+    """Write a scoped grant in ``tx``; returns why nothing changed, or None if it did. One
+    read gives the row, the mailboxes owned and the role's rank (an undefined role is bad
+    input)."""
     chat = EVERYWHERE if scope.chat is None else scope.chat
-    boxes, held, ends, source, old_note, active = tx.one(q.grant_before, {"uid": uid, "chat": chat})
-    check_owner(uid, boxes, rank, scope, force)
+    boxes, held, ends, source, old_note, active, rank = tx.one(
+        q.grant_write_before, {"uid": uid, "chat": chat, "name": role}
+    )
+    if rank is None:
+        raise InvalidInputError(f"unknown role {role!r}", hint="see `rolectl roles list`")
+    check_owner(uid, boxes, int(rank), scope, force)
     where = f" in chat {scope.chat}" if scope.chat is not None else " everywhere"
     if active and source == SOURCE_OPERATOR and scope.source != SOURCE_OPERATOR:
         return f"{uid} holds an operator's grant{where}; nothing changed"  # an ended one is no grant

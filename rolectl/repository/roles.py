@@ -186,15 +186,15 @@ class RolesRepo:
         text = parse_text(note, "note", NOTE_MAX)
         scope = grants.parse_scope(chat, until, duration, source)
         with change(self.store, self.bus, actor) as tx:
-            found = tx.one(self.q.role_rank, {"name": name})
-            if found is None:
-                raise InvalidInputError(f"unknown role {name!r}", hint="see `rolectl roles list`")
             if scope.chat is not None or scope.ends is not None:
-                noop = grants.write(tx, self.q, uid, name, int(found[0]), scope, text, force)
+                noop = grants.write(tx, self.q, uid, name, scope, text, force)
                 done = grants.describe(uid, name, scope)
                 if noop is not None:
                     return Change(False, noop, ())
             else:
+                found = tx.one(self.q.role_rank, {"name": name})
+                if found is None:
+                    raise InvalidInputError(f"unknown role {name!r}", hint="see `rolectl roles list`")
                 noop = self._global(tx, uid, name, int(found[0]), text, force, only_from)
                 if noop is not None:
                     return Change(False, noop, ())

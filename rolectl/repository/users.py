@@ -102,19 +102,25 @@ class UsersRepo:
         A ``username`` different from the stored one is stored, also for a user who is
         already an admin: the change then says it renamed them (``changed`` is true, no
         event is logged, since the role did not change)."""
-        return self.add_admins([user_id], username, actor=actor)[0]
+        uid, name = parse_id(user_id), parse_username(username)
+        with change(self.store, self.bus, actor) as tx:
+            step = write_user(tx, uid, name, ROLE_ADMIN)
+        return _promoted(uid, step, tx.events)
 
     def add_admins(self, user_ids: Iterable[int], username: str | None = None, *, actor: str) -> builtins.list[Change]:
         """Several ids, all or nothing in one transaction."""
         uids, name = [parse_id(u) for u in user_ids], parse_username(username)
         with change(self.store, self.bus, actor) as tx:
             steps = [write_user(tx, uid, name, ROLE_ADMIN) for uid in uids]
-        return [_promoted(uid, step, tuple(e for e in tx.events if e.user_id == uid)) for uid, step in zip(uids, steps)]
+        return [_promoted(uid, step, tx.events) for uid, step in zip(uids, steps)]
 
     def remove_admin(self, user_id: int, *, actor: str, force: bool = False) -> Change:
         """Demote an admin. An owner of a mailbox keeps a duty nobody else has, so removing one
         is refused unless forced."""
-        return self.remove_admins([user_id], actor=actor, force=force)[0]
+        uid = parse_id(user_id)
+        with change(self.store, self.bus, actor) as tx:
+            demote(tx, uid, force)
+        return _outcome(uid, tx, f"{uid} is no longer an admin", f"{uid} is not an admin; nothing changed")
 
     def remove_admins(self, user_ids: Iterable[int], *, actor: str, force: bool = False) -> builtins.list[Change]:
         """Several ids, all or nothing: one refused id leaves every other one unchanged."""
@@ -145,6 +151,12 @@ def write_user(tx: ChangeTx, uid: int, username: str | None, role: Role | None) 
     table, name, logged = tx.one(tx.q.user_before, {"uid": uid})
     step = rules.write((table, name) if table is not None else None, logged, role, username)
     _log(tx, uid, logged, step)
+    if not step.written:
+        return step  # the row says so already (the upsert's WHERE would skip it too)
+    if role is not None and table is not None and not step.renamed:
+        # Only the role changes: a plain UPDATE fires no INSERT trigger and tries no insert.
+        tx.run(tx.q.set_role, {"uid": uid, "role": role})
+        return step
     tx.run(
         tx.q.upsert_user, {"uid": uid, "username": username, "role": role or ROLE_USER, "set_role": role is not None}
     )
@@ -182,10 +194,12 @@ def rename_note(before: tuple[str, str | None] | None, username: str | None) -> 
     return f"; username changed from @{before[1]} to @{username}" if before[1] else f"; username set to @{username}"
 
 
-def _promoted(uid: int, step: rules.Step, mine: tuple[Event, ...]) -> Change:
+def _promoted(uid: int, step: rules.Step, events: tuple[Event, ...]) -> Change:
     """add-admin's sentence for one id: promoted and/or renamed, or nothing changed (then the
-    row was not written at all), and what the table had said if it disagreed with the log."""
+    row was not written at all), and what the table had said if it disagreed with the log.
+    ``events``: the change's events; those about ``uid`` are this id's."""
     assert step.after is not None
+    mine = events if all(e.user_id == uid for e in events) else tuple(e for e in events if e.user_id == uid)
     note = rename_note(step.before, step.after[1] if step.renamed else None)
     promoted, drift = step.log is not None, step.drift
     if drift is not None:
@@ -202,7 +216,8 @@ def _promoted(uid: int, step: rules.Step, mine: tuple[Event, ...]) -> Change:
 def _outcome(uid: int, tx: ChangeTx, done: str, noop: str) -> Change:
     """The sentence for one id: what caches were told, and what the table had said if the
     two disagreed before the change (the table is brought in line either way)."""
-    mine = tuple(e for e in tx.events if e.user_id == uid)
+    events = tx.events
+    mine = events if all(e.user_id == uid for e in events) else tuple(e for e in events if e.user_id == uid)
     drift = tx.drift.get(uid)
     if drift is None:
         return Change(bool(mine), done if mine else noop, mine)

@@ -22,6 +22,8 @@ class SQLiteQueries(Queries):
     # Triggers may only read tables of their own schema: a one-row table, emptied before COMMIT.
     attribute = "INSERT OR REPLACE INTO change_context (id, actor) VALUES (1, :actor)"
     unattribute = "DELETE FROM change_context"
+    # The head as the actor's row is written: no trigger of change_context moves it.
+    attribute_head = f"{attribute} RETURNING {head.removeprefix('SELECT ')}"
     # Moves with every commit of another connection to the file (never with this one's own).
     version = "PRAGMA data_version"
     temp = "temp."

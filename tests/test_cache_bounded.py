@@ -67,7 +67,7 @@ def test_an_evicted_admin_that_changed_is_answered_with_its_new_role() -> None:
     cache.get_role(2)  # evicts 1, whose chance is spent
     assert 1 not in cache and 3 in cache
     s = cache.stats()
-    assert s.hits_by_role == {"user": 1, "admin": 1} and s.size == 2 and s.evictions == 2
+    assert s.hits_by_role == {"banned": 0, "user": 1, "admin": 1} and s.size == 2 and s.evictions == 2
     roles[1] = "user"
     assert cache.get_role(1) == "user" and cache.get_role(1) == "user"
 
@@ -85,7 +85,7 @@ def test_admin_hits_follow_changes_and_are_counted_by_role() -> None:
         cache.invalidate(2)
         roles[2] = "user"
         assert cache.get_role(2) == "user"
-        assert cache.stats().hits_by_role == {"user": 1, "admin": 4}
+        assert cache.stats().hits_by_role == {"banned": 0, "user": 1, "admin": 4}
 
 
 def run_threads(targets: list[Callable[[], None]]) -> None:

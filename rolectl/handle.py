@@ -352,7 +352,7 @@ class Roles(_Handle, GrantWrites):
         )
 
     def upsert_user(
-        self, user_id: int, username: str | None = None, *, role: "Role | None" = None, actor: str | None = None
+        self, user_id: int, username: str | None = None, *, role: str | None = None, actor: str | None = None
     ) -> "Change":
         self._check_open()
         return self._written(user_id, self.repo.users.upsert, user_id, username, role=role, actor=actor or self.actor)

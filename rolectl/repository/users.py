@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from ..bus import EventBus
 from ..errors import InvalidInputError
 from ..events import ROLE_ADMIN, ROLE_USER, Event, Role
-from ..validate import INT64_MAX, parse_id, parse_role, parse_username
+from ..validate import INT64_MAX, parse_id, parse_username
 from . import rules
 from ._tx import ChangeTx, change
 from .models import Change, User
@@ -85,14 +85,28 @@ class UsersRepo:
     # -- writes ---------------------------------------------------------------------------
 
     def upsert(self, user_id: int, username: str | None = None, *, role: str | None = None, actor: str) -> Change:
-        """Create or update a user; with ``role`` also set the role (the reference day's ``upsert``)."""
+        """Create or update a user; with ``role`` also set the role (the reference day's ``upsert``).
+
+        ``role`` is any role the database defines (anything else is refused as ``grant``
+        refuses it, naming the defined roles) and is set as a permanent global grant is, in
+        the same transaction: a time-limited global grant is replaced, the change is logged
+        once, and a mailbox owner is never ranked below ``admin`` (refused)."""
+        from .roles import RolesRepo
+
         uid, name = parse_id(user_id), parse_username(username)
-        new_role = parse_role(role) if role is not None else None
+        roles = RolesRepo(self.store, self.bus)
+        wanted = roles.defined(role) if role is not None else None
         with change(self.store, self.bus, actor) as tx:
-            step = write_user(tx, uid, name, new_role)
-        if step.before is None:
+            table, stored, _ = tx.one(tx.q.user_before, {"uid": uid})
+            if wanted is not None:
+                found = tx.one(tx.q.role_rank, {"name": wanted})
+                if found is None:  # removed since it was checked
+                    raise InvalidInputError(f"unknown role {wanted!r}", hint="see `rolectl roles list`")
+                roles._global(tx, uid, wanted, int(found[0]), name, False, None)
+            write_user(tx, uid, name, None)  # the username (and the row of a user never seen)
+        if table is None:
             return Change(True, f"user {uid} created", tx.events)
-        changed = bool(tx.events) or step.renamed
+        changed = bool(tx.events) or (name is not None and name != stored)
         return Change(changed, f"user {uid} updated" if changed else f"user {uid} unchanged", tx.events)
 
     def add_admin(self, user_id: int, username: str | None = None, *, actor: str) -> Change:

@@ -357,6 +357,15 @@ class Roles(_Handle, GrantWrites):
         self._check_open()
         return self._written(user_id, self.repo.users.upsert, user_id, username, role=role, actor=actor or self.actor)
 
+    def sync_chat(self, bot: Any, chat_id: int, *, actor: str | None = None) -> Any:
+        """Not on this handle: Telegram's bot libraries are asynchronous, so bootstrapping a
+        chat's admins is ``await roles.sync_chat(bot, chat_id)`` on an
+        :class:`~rolectl.aio.AsyncRoles` (``roles = await rolectl.aio.connect(db)``)."""
+        raise RolectlError(
+            "sync_chat needs the asyncio handle (Telegram's bot libraries are asynchronous)",
+            hint="roles = await rolectl.aio.connect(db); await roles.sync_chat(bot, chat_id)",
+        )
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:

@@ -173,6 +173,60 @@ def test_recency_bits_left_by_hits_that_raced_a_removal_are_dropped() -> None:
     assert set(cache._recent) <= {1, 2} and len(cache) == 2
 
 
+def test_a_young_cache_sets_no_bits_and_keeps_the_chances_of_its_hits_when_it_grows() -> None:
+    """White-box: under half its bound a cache's hits set no recency bit; the install that
+    reaches half gives every entry its bit, so a hit made while young still buys a second
+    chance at the first eviction. Emptying the cache makes it young again."""
+    cache = RoleCache(lambda uid: "admin" if uid == 2 else "user", maxsize=8)
+    for uid in (1, 2, 3):
+        cache.get_role(uid)
+    assert cache.get_role(1) == "user" and cache.get_role(2) == "admin" and cache.has_role(1, "user")
+    assert cache._recent == {}  # young: the hits above are the unbounded cache's
+    cache.get_role(4)  # half full: every entry cached before it gets its bit
+    assert set(cache._recent) == {1, 2, 3}
+    for uid in range(5, 9):
+        cache.get_role(uid)
+    assert cache._hot == {1, 3}  # the users' bits are their place in the hot set
+    cache.get_role(5)  # grown: a hit sets a bit
+    assert 5 in cache._hot and 6 not in cache._hot and 6 not in cache._recent
+    cache.get_role(9)  # 1, 2, 3 and 5 have a chance, 4 goes
+    assert all(uid in cache for uid in (1, 2, 3, 5, 6)) and 4 not in cache and len(cache) == 8
+    assert cache.stats().hits_by_role == {"banned": 0, "user": 3, "admin": 1} and isinstance(cache, RoleCache)
+    cache.clear()
+    cache.get_role(1), cache.get_role(1)
+    assert cache._recent == {} and cache._hot == set() and cache.get_role(1) == "user"
+
+
+def test_hot_users_leave_the_hot_set_with_their_entry_and_a_busy_lock_still_leaves_a_bit() -> None:
+    """White-box: a bounded cache answers a user whose bit is set from ``_hot`` first, so
+    every way out of ``_users`` (a change of role, a grant that ends, an invalidation, an
+    eviction, a clear) must take the user out of ``_hot`` too, or the old role is served."""
+    roles = {uid: "user" for uid in range(1, 9)}
+    cache = RoleCache(roles.__getitem__, maxsize=4)
+    for uid in (1, 2, 3):
+        cache.get_role(uid)
+    for uid in (1, 2, 3):
+        assert cache.get_role(uid) == "user"
+    assert cache._hot == {1, 2, 3}
+    cache.apply(ev(1, 1, "admin"))
+    assert cache.get_role(1) == "admin" and cache.has_role(1, "admin") and 1 not in cache._hot
+    cache.invalidate(2)
+    roles[2] = "admin"
+    assert cache.get_role(2) == "admin" and cache.has_role(2, "admin") and 2 not in cache._hot
+    roles[3] = "admin"
+    for uid in range(4, 9):  # evicts 3 (its chance spent) among others
+        cache.get_role(uid)
+    assert 3 not in cache and 3 not in cache._hot and cache.get_role(3) == "admin"
+    assert cache._hot <= set(cache._users)
+    # The lock is only tried: held elsewhere, a first hit sets the lock-free bit instead.
+    cold = next(uid for uid in cache._users if uid not in cache._hot)
+    with cache._lock:
+        assert cache.get_role(cold) == "user"
+    assert cold in cache._recent and cold not in cache._hot
+    cache.clear()
+    assert cache._hot == set()
+
+
 def test_has_role_hits_answer_as_the_ranks_do_and_follow_a_redefined_set() -> None:
     roles = {1: "admin", 2: "user", 3: "banned", 4: "moderator"}
     ranks = {"banned": 0, "user": 10, "moderator": 50, "admin": 100}

@@ -59,17 +59,20 @@ Internal: not part of the public API.
 
 from __future__ import annotations
 
-from typing import Any
+from types import FunctionType
+from typing import Any, Callable, TypeVar
 
 from rolectl.cache.role_cache.aio import CacheAsync
 from rolectl.cache.role_cache.changes import CacheChanges
 from rolectl.cache.role_cache.defs import CacheEntry, Fetch, FetchResult, check_chat_id, check_user_id
 from rolectl.cache.role_cache.introspect import CacheIntrospection
-from rolectl.cache.role_cache.lru import LRUBehaviour
+from rolectl.cache.role_cache.lru import LRUBehaviour, YoungLRU
 from rolectl.errors import InvalidInputError
 from rolectl.events import ROLE_ADMIN, ROLE_BANNED, ROLE_USER, Role
 
 __all__ = ["CacheEntry", "Fetch", "FetchResult", "RoleCache"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
@@ -88,7 +91,7 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
         # A bounded cache is a subclass with an LRU-touching hit path, so the unbounded hot
         # path carries no "am I bounded?" test.
         if cls is RoleCache and maxsize is not None:
-            cls = _LRURoleCache
+            cls = _YoungLRURoleCache
         return object.__new__(cls)
 
     def __repr__(self) -> str:
@@ -220,3 +223,25 @@ class _LRURoleCache(LRUBehaviour, RoleCache):
     """``RoleCache(maxsize=N)``: the same cache, evicting by CLOCK (second chance), see :mod:`.lru`."""
 
     __slots__ = ()
+
+
+def _own_copy(function: _F) -> _F:
+    """``function`` with a code object of its own. CPython (3.11+) specialises attribute
+    loads per code object for one type: a hit path shared by two classes would miss those
+    caches on every other call (the unbounded hit measured 2.2x ``lru_cache`` instead of 1.4x)."""
+    assert isinstance(function, FunctionType)
+    copy = FunctionType(function.__code__.replace(), function.__globals__, function.__name__, function.__defaults__)
+    copy.__doc__, copy.__qualname__ = function.__doc__, function.__qualname__
+    return copy  # type: ignore[return-value]
+
+
+class _YoungLRURoleCache(YoungLRU, _LRURoleCache):
+    """``RoleCache(maxsize=N)`` while under half full: the unbounded cache's hits (no recency
+    bit), until an install turns it into :class:`_LRURoleCache` (see :mod:`.lru`)."""
+
+    __slots__ = ()
+    get_role = _own_copy(RoleCache.get_role)
+    has_role = _own_copy(RoleCache.has_role)
+
+
+LRUBehaviour.young_class, LRUBehaviour.grown_class = _YoungLRURoleCache, _LRURoleCache

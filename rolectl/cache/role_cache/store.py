@@ -52,6 +52,7 @@ class CacheStore:
         "_grants_known",
         "_order",
         "_recent",
+        "_hot",
         "_loads",
         "_waiters",
         "_last_seq",
@@ -134,6 +135,9 @@ class CacheStore:
         self._grants_known = False
         self._order: OrderedDict[int, None] | None = OrderedDict() if maxsize is not None else None
         self._recent: dict[int, bool] = {}  # LRU only: ids hit since eviction last passed them
+        # LRU only: the users of _users hit since eviction last passed them (their bit), which a
+        # bounded hit tests first: added under the lock, and discarded before _users is.
+        self._hot: set[int] = set()
         self._loads: dict[Key, Token] = {}  # user (or (user, chat)) -> token of the read in flight
         self._waiters: dict[Key, Waiters[Any]] = {}
         self._last_seq = 0
@@ -205,6 +209,8 @@ class CacheStore:
             else:
                 self._admins.discard(user_id)
                 self._others[user_id] = role
+            if self._hot:
+                self._hot.discard(user_id)
             self._users.discard(user_id)
         if self._order is not None:
             self._track_locked(user_id)
@@ -219,6 +225,8 @@ class CacheStore:
         if role not in self._other_hits:
             self._other_hits[role] = 0
         self._timed[user_id] = (role, ends)
+        if self._hot:
+            self._hot.discard(user_id)
         self._users.discard(user_id)
         if self._others:
             self._drop_other_locked(user_id)
@@ -227,6 +235,8 @@ class CacheStore:
 
     def _remove_locked(self, user_id: int, cause: bool) -> bool:
         if user_id in self._users:
+            if self._hot:
+                self._hot.discard(user_id)
             self._users.discard(user_id)
         elif not self._drop_other_locked(user_id) and self._timed.pop(user_id, None) is None:
             return False
@@ -274,11 +284,12 @@ class CacheStore:
         for user_id in islice(self._users, GONE_TRACKED):
             self._note_gone(user_id, DROPPED)
         size += len(self._timed) + self._chat_count
+        self._hot = set()  # before _users: a bounded hit tests it first
         # Fresh containers: O(1) for lock-free readers, and the old ones are freed at once.
         self._users, self._admins, self._others, self._others_since = set(), set(), {}, {}
         self._timed, self._chats, self._chat_timed, self._chat_count = {}, {}, {}, 0
         if self._order is not None:
-            self._order, self._recent = OrderedDict(), {}
+            self._restart_order_locked()
         # list() copies the tokens in one step: lock-free registrations cannot break it.
         for token in list(self._loads.values()):
             if floor > token[0]:
@@ -343,6 +354,10 @@ class CacheStore:
     def _track_locked(self, user_id: int) -> None:
         """Record an install as most recent and evict past ``maxsize`` (LRU only)."""
 
+    def _restart_order_locked(self) -> None:
+        """Forget the install order and the recency bits of an emptied bounded cache."""
+        self._order, self._recent, self._hot = OrderedDict(), {}, set()
+
     # -- faults --------------------------------------------------------------------------
 
     def _fault(self, exc: BaseException, user_id: int | None, where: str) -> None:
@@ -380,9 +395,10 @@ class CacheStore:
                 self.name,
                 extra=fields("cache.fault", instance=self.name, seq=self._last_seq, user_id=user_id),
             )
+            self._hot = set()
             self._users, self._admins, self._others, self._others_since = set(), set(), {}, {}
             self._timed, self._chats, self._chat_timed, self._chat_count = {}, {}, {}, 0
             self._gone = OrderedDict()
             if self._order is not None:
-                self._order, self._recent = OrderedDict(), {}
+                self._restart_order_locked()
             self._loads = {}  # every read in flight finds its token gone: none installs

@@ -15,6 +15,8 @@ from ..validate import INT64_MAX, parse_id, parse_username
 from . import rules
 from ._tx import ChangeTx, change
 from .models import Change, User
+from .outcome import outcome
+from .roles import RolesRepo
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.base import AnyStore
@@ -91,8 +93,6 @@ class UsersRepo:
         refuses it, naming the defined roles) and is set as a permanent global grant is, in
         the same transaction: a time-limited global grant is replaced, the change is logged
         once, and a mailbox owner is never ranked below ``admin`` (refused)."""
-        from .roles import RolesRepo
-
         uid, name = parse_id(user_id), parse_username(username)
         roles = RolesRepo(self.store, self.bus)
         wanted = roles.defined(role) if role is not None else None
@@ -137,7 +137,7 @@ class UsersRepo:
             for uid in uids:
                 demote(tx, uid, force)
         return [
-            _outcome(uid, tx, f"{uid} is no longer an admin", f"{uid} is not an admin; nothing changed") for uid in uids
+            outcome(uid, tx, f"{uid} is no longer an admin", f"{uid} is not an admin; nothing changed") for uid in uids
         ]
 
 
@@ -211,15 +211,3 @@ def _promoted(uid: int, step: rules.Step, mine: tuple[Event, ...]) -> Change:
     if step.written:
         return Change(True, f"{uid} is already an admin{note}", mine)
     return Change(False, f"{uid} is already an admin; nothing changed", mine)
-
-
-def _outcome(uid: int, tx: ChangeTx, done: str, noop: str) -> Change:
-    """The sentence for one id: what caches were told, and what the table had said if the
-    two disagreed before the change (the table is brought in line either way)."""
-    mine = tuple(e for e in tx.events if e.user_id == uid)
-    drift = tx.drift.get(uid)
-    if drift is None:
-        return Change(bool(mine), done if mine else noop, mine)
-    if mine:
-        return Change(True, f"{done} ({drift}; caches are told now)", mine)
-    return Change(True, f"{noop.split(';')[0]} for every cache; {drift}, and now agrees", mine)

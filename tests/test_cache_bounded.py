@@ -199,7 +199,7 @@ def test_a_young_cache_sets_no_bits_and_keeps_the_chances_of_its_hits_when_it_gr
 
 def test_hot_users_leave_the_hot_set_with_their_entry_and_a_busy_lock_still_leaves_a_bit() -> None:
     """White-box: a bounded cache answers a user whose bit is set from ``_hot`` first, so
-    every way out of ``_users`` (a change of role, a grant that ends, an invalidation, an
+    every way out of ``_plain`` as a user (a change of role, a grant that ends, an invalidation, an
     eviction, a clear) must take the user out of ``_hot`` too, or the old role is served."""
     roles = {uid: "user" for uid in range(1, 9)}
     cache = RoleCache(roles.__getitem__, maxsize=4)
@@ -217,9 +217,10 @@ def test_hot_users_leave_the_hot_set_with_their_entry_and_a_busy_lock_still_leav
     for uid in range(4, 9):  # evicts 3 (its chance spent) among others
         cache.get_role(uid)
     assert 3 not in cache and 3 not in cache._hot and cache.get_role(3) == "admin"
-    assert cache._hot <= set(cache._users)
+    users = {uid for uid, counter in cache._plain.items() if counter is cache._user_count}
+    assert cache._hot <= users
     # The lock is only tried: held elsewhere, a first hit sets the lock-free bit instead.
-    cold = next(uid for uid in cache._users if uid not in cache._hot)
+    cold = next(uid for uid in users if uid not in cache._hot)
     with cache._lock:
         assert cache.get_role(cold) == "user"
     assert cold in cache._recent and cold not in cache._hot

@@ -14,6 +14,13 @@ Each thread keeps one cursor as well as one connection: the statement always yie
 one row, and sqlite3 steps a statement to its end as soon as its last row is fetched, which
 resets it and ends the read transaction -- so a kept cursor holds no snapshot between calls,
 and a miss does not pay for a new cursor object (~5% of the read).
+
+A global miss reads the grants table only to learn that the user has no everywhere-grant
+(one primary-key probe that yields no row for nearly every user); a user who has one (active
+or ended) is read again by the full statement, which decides by the database's clock whether
+the grant holds. So the common read evaluates no clock, no date arithmetic and no third
+column, and its row is already the ``(role, head)`` the cache wants (see
+``benchmarks/README.md``, "Miss path").
 """
 
 from __future__ import annotations
@@ -23,11 +30,11 @@ import sqlite3
 import threading
 import urllib.parse
 from pathlib import Path
-from typing import Callable, Literal, Union, overload
+from typing import Any, Callable, Literal, Union, overload
 
 from rolectl.errors import DatabaseError, InvalidInputError, NotFoundError
-from rolectl.backends.sqlite.guard import GuardedConnection, checked
-from rolectl.backends.sqlite.schema import CHAT_AND_HEAD_SQL, GLOBAL_GRANT_JOIN, ROLE_AND_HEAD_SQL
+from rolectl.backends.sqlite.guard import NEVER, GuardedConnection, checked
+from rolectl.backends.sqlite.schema import CHAT_AND_HEAD_SQL, ROLE_AND_HEAD_SQL
 
 __all__ = ["SQLiteChatFetch", "SQLiteFetch", "fetch_role"]
 
@@ -42,15 +49,16 @@ SQL_ROLE = (
     "SELECT coalesce((SELECT role FROM grants WHERE user_id = ?1 AND chat_id = 0 "
     "AND ends_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), (SELECT role FROM users WHERE user_id = ?1), 'user')"
 )
-#: The same snapshot read as a join: ~40% fewer VDBE ops than scalar subqueries (~3% of a
-#: miss). It yields no row while the log is empty (``sqlite_sequence`` has no row for
-#: ``events`` until the first event), and then :data:`SQL_VERSIONED` answers instead. The
-#: grant probe is one primary-key lookup in ``grants`` (a WITHOUT ROWID table).
+#: The common miss read, ``(role, head)`` in one snapshot, for a user with no everywhere-grant:
+#: a join of ``sqlite_sequence`` (the AUTOINCREMENT head of ``events``) with ``users``, ~40%
+#: fewer VDBE ops than scalar subqueries. It yields no row while the log is empty
+#: (``sqlite_sequence`` has no row for ``events`` until the first event) or while the user
+#: has a row in ``grants`` for chat 0 (the probe is one primary-key lookup in a WITHOUT ROWID
+#: table); then :data:`SQL_VERSIONED` answers instead, in a snapshot of its own.
 SQL_VERSIONED_JOIN = (
-    "SELECT coalesce(g.role, u.role, 'user'), s.seq, "
-    "CAST(strftime('%s', g.ends_at) AS INTEGER) + CAST(substr(g.ends_at, 21, 3) AS INTEGER) / 1000.0 "
-    "FROM sqlite_sequence AS s LEFT JOIN users AS u ON u.user_id = ?1 "
-    f"{GLOBAL_GRANT_JOIN} WHERE s.name = 'events' LIMIT 1"
+    "SELECT coalesce(u.role, 'user'), s.seq "
+    "FROM sqlite_sequence AS s LEFT JOIN users AS u ON u.user_id = ?1 WHERE s.name = 'events' "
+    "AND NOT EXISTS (SELECT 1 FROM grants WHERE user_id = ?1 AND chat_id = 0) LIMIT 1"
 )
 #: A chat grant and the log head (see :data:`rolectl.backends.sqlite.schema.CHAT_AND_HEAD_SQL`).
 SQL_CHAT = CHAT_AND_HEAD_SQL
@@ -96,8 +104,18 @@ def read_connection(path: Path, timeout: float) -> Callable[[], GuardedConnectio
     return connect
 
 
-def _nothing() -> None:
-    return None
+class _NoGuard:
+    """What a connection of a caller's factory (no :class:`~.guard.Guard`) gets: somewhere
+    to store the deadline restart that a guarded connection's handler reads."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = NEVER
+
+
+#: One thread's reader: its kept cursor's ``execute`` and its connection's guard.
+Reader = tuple[Callable[..., sqlite3.Cursor], Any]
 
 
 class SQLiteFetch:
@@ -140,51 +158,54 @@ class SQLiteFetch:
         self._all: list[sqlite3.Connection] = []  # so close() can reach every thread's connection
 
     def __call__(self, user_id: int) -> Union[tuple[str, int], tuple[str, int, float], str]:
-        local = self._local
+        # The miss path, written out: one thread-local lookup for the cursor and the guard,
+        # the guard's restart stored rather than called (see guard.Guard.rearm).
         try:
-            execute = local.execute  # this thread's cursor.execute
+            execute, guard = self._local.reader
         except AttributeError:
-            execute = self._connect()
-        local.rearm()  # this statement's deadline starts now (see guard.Guard)
+            execute, guard = self._connect()
+        guard.last = NEVER  # this statement's deadline starts now
         try:
-            # At most one row, already (role, head, ends); fetching it ends the statement.
+            # At most one row, already (role, head); fetching it ends the statement.
             row = execute(SQL_VERSIONED_JOIN, (user_id,)).fetchone()
-            if row is None:  # the log is still empty
+            if row is None:  # the log is still empty, or the user has an everywhere-grant
                 row = execute(SQL_VERSIONED, (user_id,)).fetchone()
+                if row[2] is not None:
+                    return row  # type: ignore[no-any-return]
+                return row[:2]  # type: ignore[no-any-return]
         except sqlite3.Error as exc:
             raise self._failed(user_id, exc) from exc
-        return row if row[2] is not None else row[:2]  # type: ignore[no-any-return]
+        return row  # type: ignore[no-any-return]
 
     def chat(self, user_id: int, chat_id: int) -> tuple[str | None, int, float | None]:
         """``fetch_chat``: the user's active grant in ``chat_id`` (``None``: none, the global
         role holds there), the log head and the grant's end (Unix time, ``None``: no end),
         read in one snapshot on this thread's connection."""
-        local = self._local
         try:
-            execute = local.execute
+            execute, guard = self._local.reader
         except AttributeError:
-            execute = self._connect()
-        local.rearm()
+            execute, guard = self._connect()
+        guard.last = NEVER
         try:
             row = execute(SQL_CHAT, (user_id, chat_id)).fetchone()
         except sqlite3.Error as exc:
             raise self._failed(user_id, exc) from exc
         return row  # type: ignore[no-any-return]
 
-    def _connect(self) -> Callable[..., sqlite3.Cursor]:
+    def _connect(self) -> Reader:
         try:
             conn = self._factory()
             conn.row_factory = None  # plain tuples, whatever the factory set
             cursor = conn.cursor()
         except sqlite3.Error as exc:
             raise DatabaseError(f"cannot open the database: {exc}") from exc
-        self._local.conn = conn
-        self._local.execute = cursor.execute
         guard = getattr(conn, "guard", None)  # a connection of a caller's factory has none
-        self._local.rearm = guard.rearm if guard is not None else _nothing
+        reader: Reader = (cursor.execute, guard if guard is not None else _NoGuard())
+        self._local.conn = conn
+        self._local.reader = reader
         with self._lock:
             self._all.append(conn)
-        return cursor.execute
+        return reader
 
     def _failed(self, user_id: int, exc: sqlite3.Error) -> DatabaseError:
         """Drop this thread's connection (the next call starts afresh) and say what failed."""
@@ -197,7 +218,7 @@ class SQLiteFetch:
         )
 
     def _drop(self, conn: sqlite3.Connection) -> None:
-        del self._local.conn, self._local.execute, self._local.rearm
+        del self._local.conn, self._local.reader
         with self._lock:
             if conn in self._all:
                 self._all.remove(conn)
@@ -222,12 +243,11 @@ class _RoleOnlyFetch(SQLiteFetch):
     """``SQLiteFetch(..., versioned=False)``: the bare role, for callers that want no version."""
 
     def __call__(self, user_id: int) -> str:
-        local = self._local
         try:
-            execute = local.execute
+            execute, guard = self._local.reader
         except AttributeError:
-            execute = self._connect()
-        local.rearm()
+            execute, guard = self._connect()
+        guard.last = NEVER
         try:
             return execute(SQL_ROLE, (user_id,)).fetchone()[0]  # type: ignore[no-any-return]
         except sqlite3.Error as exc:

@@ -16,8 +16,10 @@ Storage (memory target: within 1.3x of a plain ``{int: str}`` dict per entry):
   hot path never compares roles.
 * ``_admins`` -- the admin ids of ``_others`` again, as a set: an admin hit is a second set
   test, not a dict call (added after ``_others``, discarded before it, under the lock).
-* ``RoleCache(maxsize=N)`` evicts by CLOCK: a hit sets a recency bit without the lock, and
-  installs evict under it (:mod:`rolectl.cache.role_cache.lru`).
+* ``RoleCache(maxsize=N)`` evicts by CLOCK: a hit sees (and if need be sets) a recency bit,
+  and installs evict under the lock. A user with its bit set is in ``_hot``, which the
+  bounded hit tests first; while the cache is under half its bound, hits keep no bits at all
+  (:mod:`rolectl.cache.role_cache.lru`).
 * Per-entry metadata lives only in small side tables: install times of the admin entries
   (user-role entries have none: stamping every miss cost ~5% of the miss budget), the read
   version of entries newer than ``last_seq`` (only while the follower lags), and recently
@@ -108,20 +110,19 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
         ``chat`` (a non-zero ``int``): the effective role in that chat, by the rule of
         docs/guides/roles.md (needs ``fetch_chat``); ``None``: the global role.
         """
-        # The hot path: one test of chat, one type test, one set lookup, one increment. Only
-        # ints are stored, but True and 1.0 equal 1: the type test keeps them from being
-        # answered as user 1 (and, first, keeps unhashable ids from raising a bare TypeError).
-        # Other roles are answered here too, not in a second call: a call costs more than
-        # their dict lookup. Entries whose grant ends are not in these structures (no clock
-        # here): _slow finds them.
+        # The hot path: one test of chat, one type test, one subscript, one builtin call
+        # that answers and counts (a user and an admin alike: CacheStore._plain). Only ints
+        # are stored, but True and 1.0 equal 1: the type test keeps them from being answered
+        # as user 1 (and, first, keeps unhashable ids from raising a bare TypeError). Other
+        # roles are answered here too, not in a second call: a call costs more than their
+        # dict lookup. Entries whose grant ends are not in these structures (no clock here):
+        # _slow finds them. A KeyError is raised only on the way to a read or to another role.
         if chat is None:
             if user_id.__class__ is int:
-                if user_id in self._users:
-                    self._user_hits += 1
-                    return ROLE_USER
-                if user_id in self._admins:
-                    self._admin_hits += 1
-                    return ROLE_ADMIN
+                try:
+                    return next(self._plain[user_id])
+                except KeyError:
+                    pass
                 role = self._others.get(user_id)
                 if role is not None:
                     self._other_hits[role] += 1
@@ -142,13 +143,13 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
             except KeyError:
                 pass
             else:
-                if user_id in self._users:  # the common case: a user, no grant here
+                counter = self._plain.get(user_id)
+                if counter is self._user_count:  # the common case: a user, no grant here
                     if not grant:
-                        self._user_hits += 1
-                        return ROLE_USER
+                        return next(counter)
                     self._other_hits[grant] += 1  # type: ignore[index]  # a defined role's name
                     return grant  # type: ignore[return-value]
-                held = ROLE_ADMIN if user_id in self._admins else self._others.get(user_id)
+                held = self._others.get(user_id)
                 if held is not None:
                     if grant and held is not ROLE_BANNED:
                         held = grant  # type: ignore[assignment]  # a defined role's name
@@ -162,18 +163,19 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
         cache holds no rank for (fail closed). ``role`` must be defined (:class:`InvalidInputError`
         otherwise)."""
         # The hit path of get_role, answered from tables derived from the ranks (see
-        # CacheStore._set_ranks): a user or admin hit is one more dict lookup, no call.
+        # CacheStore._set_ranks): a user or admin hit is one more dict lookup.
         if chat is None and user_id.__class__ is int:
             try:
-                if user_id in self._users:
+                counter = self._plain[user_id]
+                if counter is self._user_count:
                     passes = self._user_passes[role]
-                    self._user_hits += 1
+                    next(counter)  # counted once the role is known to be defined
                     return passes
-                if user_id in self._admins:
+                if counter is self._admin_count:
                     passes = self._admin_passes[role]
-                    self._admin_hits += 1
+                    next(counter)
                     return passes
-            except (KeyError, TypeError):  # an undefined (or unhashable) role: refused below
+            except (KeyError, TypeError):  # not cached, or an undefined role
                 pass
         if role not in self._ranks:
             self.ranked(ROLE_USER, role)  # raises
@@ -215,7 +217,7 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
     def __contains__(self, user_id: object) -> bool:
         # Only ints are keys: ``True in cache`` must not report user 1.
         return user_id.__class__ is int and (
-            user_id in self._users or user_id in self._others or user_id in self._timed
+            user_id in self._plain or user_id in self._others or user_id in self._timed
         )
 
 

@@ -56,7 +56,7 @@ class CacheChats(CacheLoads, CacheGrants):
 
     def _held(self, user_id: int) -> Role | None:
         """The cached global role (a timed one while it has not ended), counting nothing."""
-        if user_id in self._users:
+        if self._plain.get(user_id) is self._user_count:
             return ROLE_USER
         role = self._others.get(user_id)
         if role is None and self._timed:

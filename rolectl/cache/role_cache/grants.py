@@ -92,7 +92,7 @@ class CacheGrants(CacheStore):
         """``users.role`` changed (a role event): see the module docstring."""
         timed = self._timed.get(user_id) if self._timed else None
         cached = timed is None and (
-            user_id in self._users or user_id in self._others or (self._grants_known and user_id not in self._granted)
+            user_id in self._plain or user_id in self._others or (self._grants_known and user_id not in self._granted)
         )
         self._raise_floor_locked(user_id, seq, role if cached else UNKNOWN)
         if timed is not None:

@@ -9,10 +9,10 @@ from itertools import islice
 from typing import Any, Iterator, Mapping
 
 from rolectl.cache.role_cache.defs import CacheEntry, check_user_id
-from rolectl.cache.role_cache.store import CacheStore
+from rolectl.cache.role_cache.store import CacheStore, hits_of
 from rolectl.cache.stats import CacheStats
 from rolectl.errors import InvalidInputError
-from rolectl.events import ROLE_ADMIN, ROLE_USER, Role
+from rolectl.events import ROLE_USER, Role
 
 
 def by_rank(ranks: Mapping[str, int], counted: Mapping[Any, int], more: Mapping[str, int]) -> dict[str, int]:
@@ -36,7 +36,9 @@ class CacheIntrospection(CacheStore):
         """A consistent snapshot of the counters (cheap: copies a few dozen ints)."""
         with self._lock:
             ranks = self._ranks
-            hits_by_role = by_rank(ranks, self._other_hits, {ROLE_USER: self._user_hits, ROLE_ADMIN: self._admin_hits})
+            # Global hits are counted by _plain's counters; chat and timed hits in _other_hits.
+            plain: dict[str, int] = {r: hits_of(counter) for r, counter in list(self._counters.items())}
+            hits_by_role = by_rank(ranks, self._other_hits, plain)
             hits = sum(hits_by_role.values())
             misses_by_role = by_rank(ranks, self._other_misses, {ROLE_USER: self._user_misses})
             misses = sum(misses_by_role.values()) + self._load_errors
@@ -94,7 +96,7 @@ class CacheIntrospection(CacheStore):
         rows: list[tuple[int, Role | None, int | None, float | None]] = []
         with self._lock:
             if user_id is not None:
-                found = ROLE_USER if user_id in self._users else self._others.get(user_id)
+                found = ROLE_USER if self._is_user(user_id) else self._others.get(user_id)
                 if found is not None and role in (None, found):
                     rows.append((user_id, found, None, None))
                 timed = self._timed.get(user_id)
@@ -108,7 +110,8 @@ class CacheIntrospection(CacheStore):
                 rows += [(uid, r, None, e) for uid, (r, e) in self._timed.items() if e > now and role in (None, r)]
                 if role in (None, ROLE_USER):
                     room = None if limit is None else max(0, limit - len(rows))
-                    rows += [(uid, ROLE_USER, None, None) for uid in islice(self._users, room)]
+                    users = (uid for uid, counter in self._plain.items() if counter is self._user_count)
+                    rows += [(uid, ROLE_USER, None, None) for uid in islice(users, room)]
                 if chats:
                     for uid in list(self._chats) + [u for u in self._chat_timed if u not in self._chats]:
                         if limit is not None and len(rows) >= limit:

@@ -1,27 +1,39 @@
-"""The bounded (``maxsize``) variant: a hit path that sets a recency bit, and CLOCK eviction.
+"""The bounded (``maxsize``) variant: a hit path that keeps recency bits, and CLOCK eviction.
 
 Why not an exact LRU: moving an ``OrderedDict`` entry on every hit cost a method call and a
 relink per hit (``RoleCache(maxsize=4096)`` hits were 2.4-2.7x ``lru_cache``). Here a hit
-only sets a bit, ``True`` in the plain dict ``_recent``, without the lock -- and only when it
-is not set yet: the test costs less than the store (1.71-1.72x ``lru_cache`` against
-1.75-1.77x, measured in one process), and most hits find the bit set. The order of
-installs stays in ``_order``, which only the lock holder touches. Eviction (under the lock,
-after every install past ``maxsize``) is CLOCK, "second chance": the oldest
-install goes, unless it was hit since eviction last passed it -- then it loses its bit and
-moves to the young end. So the cache never holds more than ``maxsize`` entries, a hit entry
-survives at least one full pass, and only the order among hit entries is approximate.
+only sees that its entry has a bit, and sets it if not. The order of installs stays in
+``_order``, which only the lock holder touches. Eviction (under the lock, after every
+install past ``maxsize``) is CLOCK, "second chance": the oldest install goes, unless it was
+hit since eviction last passed it -- then it loses its bit and moves to the young end. So
+the cache never holds more than ``maxsize`` entries, a hit entry survives at least one full
+pass, and only the order among hit entries is approximate.
+
+Where the bits live:
+
+* A **user**'s bit is its place in ``_hot``, a subset of ``_users`` that the hit path tests
+  first: a user hit with its bit set is the unbounded cache's hit, one set test (the bit in
+  a dict, stored on every hit, cost 0.3-0.4x ``lru_cache`` more: benchmarks/README.md).
+  ``_hot`` says "cached as a user", so it is written only under the lock: the first hit
+  after eviction passed a user *tries* the lock (:meth:`LRUBehaviour._warm`; never waits)
+  and adds the user if it is still in ``_users``; every way out of ``_users`` leaves
+  ``_hot`` first.
+* **Other roles** (and a user whose hit found the lock busy, or came by the asyncio or chat
+  slow path) keep ``True`` in the plain dict ``_recent``, set without the lock and only when
+  not set yet (a test costs less than a store). Eviction honours and clears both.
 
 What a lock-free bit may and may not do: a hit that races the entry's removal may leave a
-stale bit for an id no longer cached. A bit never adds an entry or a role (roles live only
-in ``_users``/``_others``, written under the lock), so it can at worst give a later install
-of that id one extra second chance; stale bits are dropped once ``_recent`` outgrows
-``maxsize`` (every cached id is in ``_order``, so it then holds ids that are not).
+stale bit in ``_recent`` for an id no longer cached. A bit there never adds an entry or a
+role (roles live only in ``_users``/``_others``, written under the lock), so it can at worst
+give a later install of that id one extra second chance; stale bits are dropped once
+``_recent`` outgrows ``maxsize`` (every cached id is in ``_order``, so it then holds ids
+that are not).
 
 A young cache sets no bits at all: until an install brings it to half its bound
 (``2 * len >= maxsize``: a bound set as a safety margin may never get there) it is a
 :class:`YoungLRU` instance, whose hits are the unbounded cache's -- the bit is the whole of
 the difference (``benchmarks/bench_cache.py``). That install gives every entry cached before
-it a bit, as if each had been hit, so a hit made while young keeps its second chance, and
+it a bit (users: ``_hot`` becomes a copy of ``_users``), as if each had been hit, so a hit made while young keeps its second chance, and
 turns the instance into the bit-setting class (an assignment to ``__class__``: both classes
 share one layout). Emptying the cache (``clear``, ``reset``, a fault) makes it young again.
 What this costs: an entry installed while the cache was young and never hit gets one second
@@ -37,7 +49,7 @@ from typing import ClassVar
 
 from rolectl.cache.role_cache.defs import EVICTED, Fetch
 from rolectl.cache.role_cache.chats import CacheChats
-from rolectl.events import ROLE_ADMIN, ROLE_USER, Role
+from rolectl.events import Role
 
 
 class LRUBehaviour(CacheChats):
@@ -63,28 +75,28 @@ class LRUBehaviour(CacheChats):
                 except KeyError:
                     pass
                 else:
-                    if user_id in self._users:
+                    counter = self._plain.get(user_id)
+                    if counter is self._user_count:
                         if user_id not in self._hot:
                             self._warm(user_id)
                         if not grant:
-                            self._user_hits += 1
-                            return ROLE_USER
+                            return next(counter)
                         self._other_hits[grant] += 1  # type: ignore[index]  # a defined role's name
                         return grant  # type: ignore[return-value]
             return self._in_chat(user_id, chat, fetch)
         if user_id.__class__ is int:
             if user_id in self._hot:
-                self._user_hits += 1
-                return ROLE_USER
-            if user_id in self._admins:
-                self._admin_hits += 1
-                if user_id not in self._recent:
+                return next(self._user_count)
+            try:
+                counter = self._plain[user_id]
+            except KeyError:
+                pass
+            else:
+                if counter is self._user_count:  # the first hit since eviction passed this user
+                    self._warm(user_id)
+                elif user_id not in self._recent:
                     self._recent[user_id] = True
-                return ROLE_ADMIN
-            if user_id in self._users:  # the first hit since eviction passed this user
-                self._user_hits += 1
-                self._warm(user_id)
-                return ROLE_USER
+                return next(counter)
             role = self._others.get(user_id)
             if role is not None:
                 self._other_hits[role] += 1
@@ -99,18 +111,19 @@ class LRUBehaviour(CacheChats):
             try:
                 if user_id in self._hot:
                     passes = self._user_passes[role]
-                    self._user_hits += 1
+                    next(self._user_count)
                     return passes
-                if user_id in self._admins:
+                counter = self._plain[user_id]
+                if counter is self._user_count:
+                    passes = self._user_passes[role]
+                    self._warm(user_id)
+                    next(counter)
+                    return passes
+                if counter is self._admin_count:
                     passes = self._admin_passes[role]
-                    self._admin_hits += 1
                     if user_id not in self._recent:
                         self._recent[user_id] = True
-                    return passes
-                if user_id in self._users:
-                    passes = self._user_passes[role]
-                    self._user_hits += 1
-                    self._warm(user_id)
+                    next(counter)
                     return passes
             except (KeyError, TypeError):  # an undefined (or unhashable) role: refused below
                 pass
@@ -123,7 +136,7 @@ class LRUBehaviour(CacheChats):
         lock = self._lock
         if lock.acquire(False):
             try:
-                if user_id in self._users:
+                if self._plain.get(user_id) is self._user_count:
                     self._hot.add(user_id)
             finally:
                 lock.release()
@@ -168,9 +181,9 @@ class LRUBehaviour(CacheChats):
                 continue
             del order[victim]
             recent.pop(victim, None)
-            if victim in self._users:
-                self._cool_locked(victim)  # before _users: a hit tests _hot first
-                self._users.discard(victim)
+            if self._plain.get(victim) is self._user_count:
+                self._cool_locked(victim)  # before _plain: a hit tests _hot first
+                del self._plain[victim]
             elif not self._drop_other_locked(victim):
                 self._timed.pop(victim, None)
             self._evictions += 1 + self._drop_chats_locked(victim, None)
@@ -199,7 +212,7 @@ class YoungLRU(LRUBehaviour):
     def _track_locked(self, user_id: int) -> None:
         if 2 * len(self) >= self.maxsize:  # half full: from now on hits set bits
             self._recent = dict.fromkeys(self._order, True)
-            self._hot = set(self._users)
+            self._hot = {uid for uid, counter in self._plain.items() if counter is self._user_count}
             self._hot.discard(user_id)  # just installed: no bit
             self.__class__ = self.grown_class
         LRUBehaviour._track_locked(self, user_id)

@@ -8,12 +8,14 @@ Internal: not part of the public API.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import OrderedDict
-from itertools import islice
+from itertools import islice, repeat
+from operator import length_hint
 from types import FunctionType, MethodType
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from rolectl.cache.role_cache.defs import DROPPED, INF, ChatFetch, Fetch, Key, Token, check_fetch, log
 from rolectl.cache.stats import GONE_TRACKED
@@ -21,6 +23,17 @@ from rolectl.cache.waiters import Waiters
 from rolectl.errors import InvalidInputError
 from rolectl.logfields import fields
 from rolectl.events import BUILTIN_RANKS, ROLE_ADMIN, ROLE_USER, ROLES, Role
+
+
+def hit_counter(role: Role) -> Iterator[Role]:
+    """An iterator that yields ``role`` and counts in C how often it did (:func:`hits_of`):
+    the hit path's answer and its count in one builtin call, with no int object made."""
+    return repeat(role, sys.maxsize)
+
+
+def hits_of(counter: Iterator[Role]) -> int:
+    """How many times ``counter`` (from :func:`hit_counter`) has answered."""
+    return sys.maxsize - length_hint(counter)
 
 
 def passes_for(ranks: dict[str, int], held: str) -> dict[str, bool]:
@@ -41,7 +54,10 @@ class CacheStore:
         "_clock",
         "_wall",
         "_lock",
-        "_users",
+        "_plain",
+        "_user_count",
+        "_admin_count",
+        "_counters",
         "_others",
         "_admins",
         "_timed",
@@ -63,8 +79,6 @@ class CacheStore:
         "_others_since",
         "_started_mono",
         "_started_wall",
-        "_user_hits",
-        "_admin_hits",
         "_other_hits",
         "_user_misses",
         "_other_misses",
@@ -113,11 +127,16 @@ class CacheStore:
         # The clock grant ends are compared with (Unix time): injectable for tests.
         self._wall = wall_clock
         self._lock = threading.Lock()
-        self._users: set[int] = set()
+        # Every entry whose grant does not end: id -> its role's counter (hit_counter), so
+        # that a hit of any role is ``next(self._plain[user_id])``, one subscript and one
+        # builtin call. One counter per role, never replaced: hits_of() reads them.
+        self._user_count = hit_counter(ROLE_USER)
+        self._admin_count = hit_counter(ROLE_ADMIN)
+        self._counters: dict[Role, Iterator[Role]] = {ROLE_USER: self._user_count, ROLE_ADMIN: self._admin_count}
+        self._plain: dict[int, Iterator[Role]] = {}
+        # The entries of _plain whose role is not user, as id -> role (written before _plain
+        # and removed after it, under the lock), and the admins among them as a set.
         self._others: dict[int, Role] = {}
-        # The ids in _others whose role is admin, again: the hit path's second set test, so
-        # an admin hit costs a set lookup more than a user hit, not a dict call and a count
-        # by role. Written with _others under the lock, added after it and discarded before.
         self._admins: set[int] = set()
         # Entries whose role comes from a grant that ends: kept out of the three structures
         # above, so that the hit path carries no clock test while no entry has an end. A
@@ -151,7 +170,6 @@ class CacheStore:
         self._others_since: dict[int, float] = {}
         self._started_mono = clock()
         self._started_wall = time.time()
-        self._user_hits = self._admin_hits = 0  # admin hits are not in _other_hits
         self._other_hits: dict[Role, int] = dict.fromkeys(ROLES, 0)
         # Completed reads per role the database returned (user-role reads in a plain int, as
         # for hits); cold misses are derived: every miss that was not dropped or evicted.
@@ -182,7 +200,11 @@ class CacheStore:
 
     def __len__(self) -> int:
         """Entries held: global ones (timed or not) and chat ones."""
-        return len(self._users) + len(self._others) + len(self._timed) + self._chat_count
+        return len(self._plain) + len(self._timed) + self._chat_count
+
+    def _is_user(self, user_id: int) -> bool:
+        """Whether ``user_id`` is cached with the role ``user`` (not timed)."""
+        return self._plain.get(user_id) is self._user_count
 
     # -- storage primitives (call with the lock held) -------------------------------------
 
@@ -195,7 +217,7 @@ class CacheStore:
         if self._timed:
             self._timed.pop(user_id, None)
         if role is ROLE_USER:
-            self._users.add(user_id)
+            self._plain[user_id] = self._user_count  # one store: an admin becomes a user at once
             if self._others:
                 self._drop_other_locked(user_id)
         else:
@@ -203,15 +225,19 @@ class CacheStore:
                 self._other_hits[role] = 0
             if self._others.get(user_id) is not role:
                 self._others_since[user_id] = self._clock()
+            if self._hot:
+                self._hot.discard(user_id)
             if role is ROLE_ADMIN:
                 self._others[user_id] = role
                 self._admins.add(user_id)
+                self._plain[user_id] = self._admin_count
             else:
                 self._admins.discard(user_id)
                 self._others[user_id] = role
-            if self._hot:
-                self._hot.discard(user_id)
-            self._users.discard(user_id)
+                counter = self._counters.get(role)
+                if counter is None:  # a role defined at run time
+                    counter = self._counters[role] = hit_counter(role)
+                self._plain[user_id] = counter
         if self._order is not None:
             self._track_locked(user_id)
 
@@ -227,17 +253,17 @@ class CacheStore:
         self._timed[user_id] = (role, ends)
         if self._hot:
             self._hot.discard(user_id)
-        self._users.discard(user_id)
+        self._plain.pop(user_id, None)
         if self._others:
             self._drop_other_locked(user_id)
         if self._order is not None:
             self._track_locked(user_id)
 
     def _remove_locked(self, user_id: int, cause: bool) -> bool:
-        if user_id in self._users:
+        if self._plain.get(user_id) is self._user_count:
             if self._hot:
                 self._hot.discard(user_id)
-            self._users.discard(user_id)
+            del self._plain[user_id]
         elif not self._drop_other_locked(user_id) and self._timed.pop(user_id, None) is None:
             return False
         if self._order is not None and user_id not in self._chats and user_id not in self._chat_timed:
@@ -247,9 +273,12 @@ class CacheStore:
         return True
 
     def _drop_other_locked(self, user_id: int) -> bool:
-        """Remove a non-user entry (``_admins`` first, so a lock-free reader that still finds
-        the id there finds the entry); whether there was one."""
+        """Remove a non-user entry (``_admins`` and ``_plain`` first, so a lock-free reader
+        that still finds the id there finds the entry); whether there was one."""
         self._admins.discard(user_id)
+        counter = self._plain.get(user_id)
+        if counter is not None and counter is not self._user_count:
+            del self._plain[user_id]
         if self._others.pop(user_id, None) is None:
             return False
         self._others_since.pop(user_id, None)
@@ -265,7 +294,7 @@ class CacheStore:
         dropped = len(self._chats.pop(user_id, ())) + len(self._chat_timed.pop(user_id, ()))
         self._chat_count -= dropped
         order = self._order
-        if order is not None and dropped and not (user_id in self._users or user_id in self._others):
+        if order is not None and dropped and not (user_id in self._plain or user_id in self._others):
             if user_id not in self._timed:
                 order.pop(user_id, None)
                 self._recent.pop(user_id, None)
@@ -278,15 +307,13 @@ class CacheStore:
             gone.popitem(last=False)
 
     def _clear_locked(self, floor: float) -> int:
-        size = len(self._users) + len(self._others)
-        for user_id in islice(self._others, GONE_TRACKED):
-            self._note_gone(user_id, DROPPED)
-        for user_id in islice(self._users, GONE_TRACKED):
+        size = len(self._plain)
+        for user_id in islice(self._plain, GONE_TRACKED):
             self._note_gone(user_id, DROPPED)
         size += len(self._timed) + self._chat_count
-        self._hot = set()  # before _users: a bounded hit tests it first
+        self._hot = set()  # before _plain: a bounded hit tests it first
         # Fresh containers: O(1) for lock-free readers, and the old ones are freed at once.
-        self._users, self._admins, self._others, self._others_since = set(), set(), {}, {}
+        self._plain, self._admins, self._others, self._others_since = {}, set(), {}, {}
         self._timed, self._chats, self._chat_timed, self._chat_count = {}, {}, {}, 0
         if self._order is not None:
             self._restart_order_locked()
@@ -316,18 +343,14 @@ class CacheStore:
 
     def _hit(self, user_id: int) -> Role | None:
         """The hit path, defined once: the cached role of ``user_id`` (an ``int``), counted
-        and marked recent; ``None`` on a miss. Lock-free (set and dict lookups are atomic
-        under the GIL). The synchronous ``get_role`` of the unbounded and the bounded cache write
+        and marked recent; ``None`` on a miss. Lock-free (dict lookups are atomic under
+        the GIL). The synchronous ``get_role`` of the unbounded and the bounded cache write
         it out (a call costs a fifth to a third of a hit: ``benchmarks/bench_cache.py``); the
         asyncio lookup and the locked recheck call it."""
-        if user_id in self._users:
-            self._user_hits += 1
+        counter = self._plain.get(user_id)
+        if counter is not None:
             self._touch(user_id)
-            return ROLE_USER
-        if user_id in self._admins:
-            self._admin_hits += 1
-            self._touch(user_id)
-            return ROLE_ADMIN
+            return next(counter)
         role = self._others.get(user_id)
         if role is not None:
             self._other_hits[role] += 1
@@ -396,7 +419,7 @@ class CacheStore:
                 extra=fields("cache.fault", instance=self.name, seq=self._last_seq, user_id=user_id),
             )
             self._hot = set()
-            self._users, self._admins, self._others, self._others_since = set(), set(), {}, {}
+            self._plain, self._admins, self._others, self._others_since = {}, set(), {}, {}
             self._timed, self._chats, self._chat_timed, self._chat_count = {}, {}, {}, 0
             self._gone = OrderedDict()
             if self._order is not None:

@@ -140,10 +140,10 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
         if user_id.__class__ is int and chat.__class__ is int:
             try:
                 grant = self._chats[user_id][chat]
+                counter = self._plain[user_id]
             except KeyError:
                 pass
             else:
-                counter = self._plain.get(user_id)
                 if counter is self._user_count:  # the common case: a user, no grant here
                     if not grant:
                         return next(counter)
@@ -167,15 +167,10 @@ class RoleCache(CacheAsync, CacheChanges, CacheIntrospection):
         if chat is None and user_id.__class__ is int:
             try:
                 counter = self._plain[user_id]
-                if counter is self._user_count:
-                    passes = self._user_passes[role]
-                    next(counter)  # counted once the role is known to be defined
-                    return passes
-                if counter is self._admin_count:
-                    passes = self._admin_passes[role]
-                    next(counter)
-                    return passes
-            except (KeyError, TypeError):  # not cached, or an undefined role
+                passes = self._passes[counter][role]  # a user's or an admin's table
+                next(counter)  # counted once the role is known to be defined
+                return passes
+            except (KeyError, TypeError):  # not cached, another role, or an undefined role
                 pass
         if role not in self._ranks:
             self.ranked(ROLE_USER, role)  # raises

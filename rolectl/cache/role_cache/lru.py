@@ -72,10 +72,10 @@ class LRUBehaviour(CacheChats):
             if user_id.__class__ is int and chat.__class__ is int:
                 try:
                     grant = self._chats[user_id][chat]
+                    counter = self._plain[user_id]
                 except KeyError:
                     pass
                 else:
-                    counter = self._plain.get(user_id)
                     if counter is self._user_count:
                         if user_id not in self._hot:
                             self._warm(user_id)
@@ -114,17 +114,13 @@ class LRUBehaviour(CacheChats):
                     next(self._user_count)
                     return passes
                 counter = self._plain[user_id]
+                passes = self._passes[counter][role]  # a user's or an admin's table
                 if counter is self._user_count:
-                    passes = self._user_passes[role]
                     self._warm(user_id)
-                    next(counter)
-                    return passes
-                if counter is self._admin_count:
-                    passes = self._admin_passes[role]
-                    if user_id not in self._recent:
-                        self._recent[user_id] = True
-                    next(counter)
-                    return passes
+                elif user_id not in self._recent:
+                    self._recent[user_id] = True
+                next(counter)
+                return passes
             except (KeyError, TypeError):  # an undefined (or unhashable) role: refused below
                 pass
         return bool(super().has_role(user_id, role, fetch, chat))  # type: ignore[misc]  # RoleCache, next in the MRO

@@ -98,6 +98,7 @@ class CacheStore:
         "_ranks",
         "_user_passes",
         "_admin_passes",
+        "_passes",
     )
 
     def __init__(
@@ -186,6 +187,7 @@ class CacheStore:
         self._ranks: dict[str, int]
         self._user_passes: dict[str, bool]
         self._admin_passes: dict[str, bool]
+        self._passes: dict[Iterator[Role], dict[str, bool]]  # by the counter of _plain
         self._set_ranks(dict(BUILTIN_RANKS))
 
     def _set_ranks(self, ranks: dict[str, int]) -> None:
@@ -196,6 +198,7 @@ class CacheStore:
         each answer is that of the old set or of the new one."""
         self._user_passes = passes_for(ranks, ROLE_USER)
         self._admin_passes = passes_for(ranks, ROLE_ADMIN)
+        self._passes = {self._user_count: self._user_passes, self._admin_count: self._admin_passes}
         self._ranks = ranks
 
     def __len__(self) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from botproc import Bot
-from conftest import invoke_in_process
+from conftest import clean_env, invoke_in_process
 from rolectl.cache import RoleCache
 from rolectl.repository import Repository
 
@@ -63,8 +63,9 @@ def test_stats_formats_and_metrics_show_every_defined_role(db_path: Path) -> Non
         assert list(hits.items()) == [("hits_banned", 0), ("hits_user", 0), ("hits_moderator", 0), ("hits_admin", 2)]
         header = next(csv.reader(io.StringIO(_stats(db_path, "--format", "csv"))))
         assert header[-4:] == [f"hits_{role}" for role in DEFINED]
-        table = _stats(db_path, "--format", "table")
-        assert "moderator" in table and "banned" in table
+        wide = invoke_in_process(["--db", str(db_path), "stats", "-f", "table"], env=clean_env(COLUMNS="200"))
+        assert "moderator hits" in wide.stdout and "banned hits" in wide.stdout, wide.stdout
+        assert "not shown at 80 columns" in _stats(db_path, "-f", "table")  # dropped first when narrow
 
         families = {
             f.name: f.samples for f in om_parser.text_string_to_metric_families(_stats(db_path, "-f", "openmetrics"))
@@ -137,4 +138,4 @@ def test_the_live_view_shows_hits_per_second_by_role() -> None:
     assert frame.roles == DEFINED
     row = frame.rows[0]
     assert (row["hits_user"], row["hits_admin"], row["hits_moderator"]) == ("10.0", "200", "0.0")
-    assert [c.title for c in watch_columns(frame) if c.name.startswith("hits_")] == [f"{r}/s" for r in DEFINED]
+    assert [c.title for c in watch_columns(frame) if c.name.startswith("hits_")] == [f"{r} hit/s" for r in DEFINED]

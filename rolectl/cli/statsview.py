@@ -199,10 +199,10 @@ def columns_for(columns: Sequence[Col], rows: Sequence[dict[str, Any]]) -> list[
 
 
 def watch_columns(frame: Frame) -> list[Col]:
-    """The live view's columns: hits/s per role (``admin/s``) after the hit rate's trend."""
+    """The live view's columns: hits/s per role (``admin hit/s``) after the hit rate's trend."""
     columns = columns_for(WATCH_COLUMNS, frame.rows)
     at = next(i for i, c in enumerate(columns) if c.name == "trend") + 1
-    return columns[:at] + role_cols(frame.roles, "/s") + columns[at:]
+    return columns[:at] + role_cols(frame.roles, " hit/s") + columns[at:]
 
 
 def render_frame(frame: Frame, width: int) -> "RenderableType":
@@ -269,10 +269,10 @@ STATS_TABLE_COLUMNS = (  # priority: 0 always shown, the highest dropped first o
 )
 
 
-def role_cols(roles: Sequence[str], suffix: str = "") -> list[Col]:
-    """A column per defined role (``hits_<role>``, headed by the role), after ``misses``;
-    the first dropped on a narrow terminal."""
-    return [Col(f"hits_{role}", "int" if not suffix else "num", 6, role + suffix) for role in roles]
+def role_cols(roles: Sequence[str], suffix: str = " hits") -> list[Col]:
+    """A column per defined role (``hits_<role>``, headed ``admin hits``, or ``admin hit/s``
+    in the live view); the first dropped on a narrow terminal."""
+    return [Col(f"hits_{role}", "int" if suffix == " hits" else "num", 6, role + suffix) for role in roles]
 
 
 def print_stats_table(rows: list[dict[str, Any]], title: str, roles: Sequence[str] = ()) -> None:

@@ -9,6 +9,7 @@ import io
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,17 @@ from rolectl.repository import Repository
 om_parser = pytest.importorskip("prometheus_client.openmetrics.parser")
 
 DEFINED = ["banned", "user", "moderator", "admin"]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_path(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """An initialised database on each engine (PostgreSQL instances answer through the
+    database, SQLite ones through their sockets): a SQLite file's path, then a URL."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_init_url")
+    db = tmp_path / "bot.db"
+    Repository.init(db).close()
+    return db
 
 
 def _stats(db: Path, *args: str) -> str:

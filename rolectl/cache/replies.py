@@ -158,7 +158,9 @@ def stats(reply: Any) -> dict[str, Any]:
     for k in CACHE_FLOATS:
         clean_cache[k] = _float(cache, k, required=False, where="cache.") or 0.0
     clean_cache["started_at"] = _float(cache, "started_at", required=False, where="cache.")
-    clean_cache["hits_by_role"] = by_role(cache.get("hits_by_role"), "cache.hits_by_role")
+    clean_cache["hits_by_role"] = in_order(
+        by_role(cache.get("hits_by_role"), "cache.hits_by_role"), reply.get("role_order")
+    )
     follower: dict[str, Any] | None = None
     if reply.get("follower") is not None:
         raw = _dict(reply["follower"], "follower")
@@ -203,6 +205,16 @@ def by_role(raw: Any, what: str) -> dict[str, int]:
             raise BadReply(f"{what} has a role {_show(role)}")
         _int(counts, role, where=f"{what}.")
     return dict(counts)
+
+
+def in_order(counts: dict[str, int], order: Any) -> dict[str, int]:
+    """``counts`` with its keys in the instance's ``role_order`` (rank order), where it sent
+    one that names them (older instances do not); any key it leaves out after them."""
+    if not isinstance(order, list) or len(order) > MAX_ROLES:
+        return counts
+    ordered = {role: counts[role] for role in order if isinstance(role, str) and role in counts}
+    ordered.update((role, n) for role, n in counts.items() if role not in ordered)
+    return ordered
 
 
 def ops(raw: Any) -> dict[str, Any]:

@@ -5,9 +5,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from botproc import Bot
 from rolectl.repository import Repository
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_path(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """An initialised database on each engine: a SQLite file's path, then a URL."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_init_url")
+    db = tmp_path / "bot.db"
+    Repository.init(db).close()
+    return db
 
 
 def test_cache_show_filters_by_any_defined_role(db_path: Path, run_in_process) -> None:

@@ -1,6 +1,6 @@
 """Chat lookups: the effective role of a user in a chat, from two entries.
 
-``get_role(uid, chat=c)`` composes the user's global entry (``_users``/``_others``, or a
+``get_role(uid, chat=c)`` composes the user's global entry (``_plain``/``_others``, or a
 timed one) with the ``(uid, c)`` entry (the grant there, or :data:`NO_GRANT`) by the rule of
 docs/guides/roles.md: a global ``banned`` always wins, else the chat's grant, else the global
 role. Either part may miss; each miss is one read, with its own load token keyed by ``uid``

@@ -11,33 +11,33 @@ pass, and only the order among hit entries is approximate.
 
 Where the bits live:
 
-* A **user**'s bit is its place in ``_hot``, a subset of ``_users`` that the hit path tests
-  first: a user hit with its bit set is the unbounded cache's hit, one set test (the bit in
-  a dict, stored on every hit, cost 0.3-0.4x ``lru_cache`` more: benchmarks/README.md).
-  ``_hot`` says "cached as a user", so it is written only under the lock: the first hit
-  after eviction passed a user *tries* the lock (:meth:`LRUBehaviour._warm`; never waits)
-  and adds the user if it is still in ``_users``; every way out of ``_users`` leaves
-  ``_hot`` first.
+* A **user**'s bit is its place in ``_hot``, a subset of the users of ``_plain`` that the
+  hit path tests first: a user hit with its bit set costs what an unbounded hit does (a set
+  test in place of the subscript; a bit in a dict, stored on every hit, cost 0.3-0.4x
+  ``lru_cache``: benchmarks/README.md). ``_hot`` says "cached as a user", so it is written only under the
+  lock: the first hit after eviction passed a user *tries* the lock
+  (:meth:`LRUBehaviour._warm`; never waits) and adds the user if it is still cached as one;
+  every way out of ``_plain`` as a user leaves ``_hot`` first.
 * **Other roles** (and a user whose hit found the lock busy, or came by the asyncio or chat
   slow path) keep ``True`` in the plain dict ``_recent``, set without the lock and only when
   not set yet (a test costs less than a store). Eviction honours and clears both.
 
 What a lock-free bit may and may not do: a hit that races the entry's removal may leave a
 stale bit in ``_recent`` for an id no longer cached. A bit there never adds an entry or a
-role (roles live only in ``_users``/``_others``, written under the lock), so it can at worst
+role (roles live only in ``_plain``/``_others``, written under the lock), so it can at worst
 give a later install of that id one extra second chance; stale bits are dropped once
 ``_recent`` outgrows ``maxsize`` (every cached id is in ``_order``, so it then holds ids
 that are not).
 
 A young cache sets no bits at all: until an install brings it to half its bound
 (``2 * len >= maxsize``: a bound set as a safety margin may never get there) it is a
-:class:`YoungLRU` instance, whose hits are the unbounded cache's -- the bit is the whole of
-the difference (``benchmarks/bench_cache.py``). That install gives every entry cached before
-it a bit (users: ``_hot`` becomes a copy of ``_users``), as if each had been hit, so a hit made while young keeps its second chance, and
-turns the instance into the bit-setting class (an assignment to ``__class__``: both classes
-share one layout). Emptying the cache (``clear``, ``reset``, a fault) makes it young again.
-What this costs: an entry installed while the cache was young and never hit gets one second
-chance it did not earn, as a stale bit would give it.
+:class:`YoungLRU` instance, whose hits are the unbounded cache's. That install gives every
+entry cached before it a bit (``_hot`` becomes the set of its users), as if each had been
+hit, so a hit made while young keeps its second chance, and turns the instance into the
+bit-setting class (an assignment to ``__class__``: both classes share one layout). Emptying
+the cache (``clear``, ``reset``, a fault) makes it young again. What this costs: an entry
+installed while the cache was young and never hit gets one second chance it did not earn,
+as a stale bit would give it.
 
 Internal: not part of the public API.
 """

@@ -155,8 +155,8 @@ class CacheStore:
         self._grants_known = False
         self._order: OrderedDict[int, None] | None = OrderedDict() if maxsize is not None else None
         self._recent: dict[int, bool] = {}  # LRU only: ids hit since eviction last passed them
-        # LRU only: the users of _users hit since eviction last passed them (their bit), which a
-        # bounded hit tests first: added under the lock, and discarded before _users is.
+        # LRU only: the users of _plain hit since eviction last passed them (their bit), which a
+        # bounded hit tests first: added under the lock, and discarded before _plain is.
         self._hot: set[int] = set()
         self._loads: dict[Key, Token] = {}  # user (or (user, chat)) -> token of the read in flight
         self._waiters: dict[Key, Waiters[Any]] = {}

@@ -250,3 +250,34 @@ def test_has_role_hits_answer_as_the_ranks_do_and_follow_a_redefined_set() -> No
         assert not cache.has_role(2, "admin") and not cache.has_role(3, "banned")
         s = cache.stats()
         assert s.misses == len(roles) and s.hits_by_role["admin"] > 0 and s.hits_by_role["user"] > 0
+
+
+def test_hits_of_every_role_are_counted_exactly_also_from_racing_threads() -> None:
+    """Each role's global hits are counted by one shared counting iterator (CacheStore._plain):
+    one count per lookup, ``get_role`` and ``has_role`` alike, a role defined at run time
+    included, and none lost when threads hit at once (the iterator counts in one C step)."""
+    roles = {1: "user", 2: "admin", 3: "banned", 4: "moderator"}
+    per_thread, threads = 20_000, 4
+    for maxsize in (None, 64):
+        cache = RoleCache(roles.__getitem__, maxsize=maxsize)
+        cache.define_roles({"banned": 0, "user": 10, "moderator": 50, "admin": 100})
+        for uid in roles:
+            cache.get_role(uid)  # misses: what follows are hits
+        assert [cache.get_role(uid) for uid in (4, 3, 4)] == ["moderator", "banned", "moderator"]
+        base = cache.stats().hits_by_role
+        assert (base["moderator"], base["banned"], base["user"], base["admin"]) == (2, 1, 0, 0)
+        start = threading.Barrier(threads)
+
+        def hammer() -> None:
+            start.wait(WAIT)
+            for _ in range(per_thread):
+                cache.get_role(1), cache.get_role(2), cache.has_role(1, "user"), cache.has_role(2, "admin")
+
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads as often as possible (this process; restored)
+        try:
+            run_threads([hammer] * threads)
+        finally:
+            sys.setswitchinterval(old)
+        after = cache.stats().hits_by_role
+        assert after["user"] - base["user"] == after["admin"] - base["admin"] == 2 * per_thread * threads

@@ -13,7 +13,9 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Callable, Final, Union
+from itertools import repeat
+from operator import length_hint
+from typing import Any, Callable, Final, Iterator, Union
 
 from rolectl.errors import DatabaseError, InvalidInputError
 from rolectl.events import ROLE_BANNED, ROLE_USER, ROLES, Role
@@ -215,3 +217,21 @@ def check_fetch(fetch: object) -> None:
             hint="for a database, use rolectl.connect(db) (a cache kept in step with it), "
             "or RoleCache(FollowingFetch(db)) with a Follower",
         )
+
+
+def hit_counter(role: Role) -> Iterator[Role]:
+    """An iterator that yields ``role`` and counts in C how often it did (:func:`hits_of`):
+    the hit path's answer and its count in one builtin call, with no int object made."""
+    return repeat(role, sys.maxsize)
+
+
+def hits_of(counter: Iterator[Role]) -> int:
+    """How many times ``counter`` (from :func:`hit_counter`) has answered."""
+    return sys.maxsize - length_hint(counter)
+
+
+def passes_for(ranks: dict[str, int], held: str) -> dict[str, bool]:
+    """Whether a holder of ``held`` (a built-in role other than ``banned``: always ranked)
+    passes ``has_role`` for each role of ``ranks``: at least that rank."""
+    rank = ranks[held]
+    return {role: rank >= wanted for role, wanted in ranks.items()}

@@ -8,8 +8,8 @@ from __future__ import annotations
 from itertools import islice
 from typing import Any, Iterator, Mapping
 
-from rolectl.cache.role_cache.defs import CacheEntry, check_user_id
-from rolectl.cache.role_cache.store import CacheStore, hits_of
+from rolectl.cache.role_cache.defs import CacheEntry, check_user_id, hits_of
+from rolectl.cache.role_cache.store import CacheStore
 from rolectl.cache.stats import CacheStats
 from rolectl.errors import InvalidInputError
 from rolectl.events import ROLE_USER, Role

@@ -8,39 +8,30 @@ Internal: not part of the public API.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections import OrderedDict
-from itertools import islice, repeat
-from operator import length_hint
+from itertools import islice
 from types import FunctionType, MethodType
 from typing import Any, Callable, Iterator
 
-from rolectl.cache.role_cache.defs import DROPPED, INF, ChatFetch, Fetch, Key, Token, check_fetch, log
+from rolectl.cache.role_cache.defs import (
+    DROPPED,
+    INF,
+    ChatFetch,
+    Fetch,
+    Key,
+    Token,
+    check_fetch,
+    hit_counter,
+    log,
+    passes_for,
+)
 from rolectl.cache.stats import GONE_TRACKED
 from rolectl.cache.waiters import Waiters
 from rolectl.errors import InvalidInputError
 from rolectl.logfields import fields
 from rolectl.events import BUILTIN_RANKS, ROLE_ADMIN, ROLE_USER, ROLES, Role
-
-
-def hit_counter(role: Role) -> Iterator[Role]:
-    """An iterator that yields ``role`` and counts in C how often it did (:func:`hits_of`):
-    the hit path's answer and its count in one builtin call, with no int object made."""
-    return repeat(role, sys.maxsize)
-
-
-def hits_of(counter: Iterator[Role]) -> int:
-    """How many times ``counter`` (from :func:`hit_counter`) has answered."""
-    return sys.maxsize - length_hint(counter)
-
-
-def passes_for(ranks: dict[str, int], held: str) -> dict[str, bool]:
-    """Whether a holder of ``held`` (a built-in role other than ``banned``: always ranked)
-    passes ``has_role`` for each role of ``ranks``: at least that rank."""
-    rank = ranks[held]
-    return {role: rank >= wanted for role, wanted in ranks.items()}
 
 
 class CacheStore:

@@ -173,7 +173,7 @@ class AsyncRoles(_Handle, AsyncGrantWrites):
         )
 
     async def upsert_user(
-        self, user_id: int, username: str | None = None, *, role: "Role | None" = None, actor: str | None = None
+        self, user_id: int, username: str | None = None, *, role: str | None = None, actor: str | None = None
     ) -> "Change":
         self._check_open()
         return await self._write(

@@ -352,10 +352,19 @@ class Roles(_Handle, GrantWrites):
         )
 
     def upsert_user(
-        self, user_id: int, username: str | None = None, *, role: "Role | None" = None, actor: str | None = None
+        self, user_id: int, username: str | None = None, *, role: str | None = None, actor: str | None = None
     ) -> "Change":
         self._check_open()
         return self._written(user_id, self.repo.users.upsert, user_id, username, role=role, actor=actor or self.actor)
+
+    def sync_chat(self, bot: Any, chat_id: int, *, actor: str | None = None) -> Any:
+        """Not on this handle: Telegram's bot libraries are asynchronous, so bootstrapping a
+        chat's admins is ``await roles.sync_chat(bot, chat_id)`` on an
+        :class:`~rolectl.aio.AsyncRoles` (``roles = await rolectl.aio.connect(db)``)."""
+        raise RolectlError(
+            "sync_chat needs the asyncio handle (Telegram's bot libraries are asynchronous)",
+            hint="roles = await rolectl.aio.connect(db); await roles.sync_chat(bot, chat_id)",
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 

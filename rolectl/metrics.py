@@ -7,7 +7,9 @@
   keep their ``_total`` names and values).
   Labels are bounded: ``instance`` (the instance's name; ``name#id`` only when two share
   one) and ``host``, plus ``cause`` on the failure counters (a fixed set, see
-  :mod:`rolectl.opsmetrics`) and ``le`` on the miss latency histogram's fixed buckets.
+  :mod:`rolectl.opsmetrics`), ``le`` on the miss latency histogram's fixed buckets, and
+  ``role`` on ``rolectl_cache_role_hits_total`` (one sample per defined role, 0 until the
+  first hit, in rank order: the database's handful of roles, never anything per user).
   Nothing per user, per pid or per state.
 * The failure metrics of a bot's handle (:mod:`rolectl.opsmetrics`), when the cache belongs
   to one: ``rolectl_lookup_failures_total{cause}``, ``rolectl_write_failures_total{cause}``,
@@ -86,6 +88,8 @@ FAILURES: tuple[tuple[str, str, str], ...] = (
     ("write_failures", "Changes that failed, by cause (refusals are not failures).", "write_failures"),
 )
 MISS_HISTOGRAM = ("miss_duration_seconds", "Seconds a cache miss spent reading the database.")
+#: Hits by the role they answered with: every defined role the cache knows (label ``role``).
+ROLE_HITS = ("cache_role_hits", "Lookups answered from memory, by the role answered (every defined role).")
 PREFIX = "rolectl_"
 
 
@@ -148,6 +152,15 @@ def openmetrics_text(instances: Iterable["Instance"], head: int) -> str:
                 samples.append(f"{sample}{{{labels}}} {_number(value)}")
         if samples:
             lines += [f"# HELP {PREFIX}{name} {text}", f"# TYPE {PREFIX}{name} {kind}"] + samples
+    name, text = ROLE_HITS
+    samples = [
+        f'{PREFIX}{name}_total{{{labels},role="{_label(role)}"}} {_number(count)}'
+        for labels, inst in labelled
+        if inst.live
+        for role, count in (inst.stats["cache"].get("hits_by_role") or {}).items()
+    ]
+    if samples:
+        lines += [f"# HELP {PREFIX}{name} {text}", f"# TYPE {PREFIX}{name} counter"] + samples
     live_ops = [(labels, inst.stats["ops"]) for labels, inst in labelled if inst.live and inst.stats.get("ops")]
     lines += _ops_lines(live_ops)
     return "\n".join(lines) + "\n# EOF\n"
@@ -225,6 +238,11 @@ class RoleCacheCollector:
             )
             family.add_metric([self.name], value)
             yield family
+        name, text = ROLE_HITS
+        by_role = CounterMetricFamily(PREFIX + name, text, labels=["cache", "role"])
+        for role, count in sections["cache"]["hits_by_role"].items():  # type: ignore[index]
+            by_role.add_metric([self.name, role], count)
+        yield by_role
         if self.ops is not None:
             yield from self._ops_families(self.ops)
 
@@ -244,4 +262,4 @@ class RoleCacheCollector:
         yield histogram
 
 
-__all__ = ["FAILURES", "METRICS", "MISS_HISTOGRAM", "RoleCacheCollector", "openmetrics_text"]
+__all__ = ["FAILURES", "METRICS", "MISS_HISTOGRAM", "ROLE_HITS", "RoleCacheCollector", "openmetrics_text"]

@@ -64,7 +64,8 @@ def test_miss_reads_once_then_hits() -> None:
     assert db.calls == [5, 6]
     s = cache.stats()
     assert (s.hits, s.misses, s.misses_cold, s.size) == (2, 2, 2, 2)
-    assert s.hits_by_role == {"user": 1, "admin": 1} and s.misses_by_role == {"user": 1, "admin": 1}
+    assert s.hits_by_role == {"banned": 0, "user": 1, "admin": 1}
+    assert s.misses_by_role == {"banned": 0, "user": 1, "admin": 1}
     assert s.hit_rate == 0.5
 
 

@@ -67,7 +67,7 @@ def test_an_evicted_admin_that_changed_is_answered_with_its_new_role() -> None:
     cache.get_role(2)  # evicts 1, whose chance is spent
     assert 1 not in cache and 3 in cache
     s = cache.stats()
-    assert s.hits_by_role == {"user": 1, "admin": 1} and s.size == 2 and s.evictions == 2
+    assert s.hits_by_role == {"banned": 0, "user": 1, "admin": 1} and s.size == 2 and s.evictions == 2
     roles[1] = "user"
     assert cache.get_role(1) == "user" and cache.get_role(1) == "user"
 
@@ -85,7 +85,7 @@ def test_admin_hits_follow_changes_and_are_counted_by_role() -> None:
         cache.invalidate(2)
         roles[2] = "user"
         assert cache.get_role(2) == "user"
-        assert cache.stats().hits_by_role == {"user": 1, "admin": 4}
+        assert cache.stats().hits_by_role == {"banned": 0, "user": 1, "admin": 4}
 
 
 def run_threads(targets: list[Callable[[], None]]) -> None:
@@ -191,7 +191,7 @@ def test_a_young_cache_sets_no_bits_and_keeps_the_chances_of_its_hits_when_it_gr
     assert 5 in cache._hot and 6 not in cache._hot and 6 not in cache._recent
     cache.get_role(9)  # 1, 2, 3 and 5 have a chance, 4 goes
     assert all(uid in cache for uid in (1, 2, 3, 5, 6)) and 4 not in cache and len(cache) == 8
-    assert cache.stats().hits_by_role == {"user": 3, "admin": 1} and isinstance(cache, RoleCache)
+    assert cache.stats().hits_by_role == {"banned": 0, "user": 3, "admin": 1} and isinstance(cache, RoleCache)
     cache.clear()
     cache.get_role(1), cache.get_role(1)
     assert cache._recent == {} and cache._hot == set() and cache.get_role(1) == "user"

@@ -178,6 +178,9 @@ def test_stats_lists_a_killed_bot_as_dead_and_nothing_as_empty(db_path: Path, ru
             "started_epoch",
             "last_seen_epoch",
             "error",
+            "hits_banned",  # hits by role: every defined role, lowest rank first
+            "hits_user",
+            "hits_admin",
         )
     )
     b = Bot(db_path, "doomed")

@@ -48,6 +48,7 @@ def test_stats_openmetrics_has_every_instance_with_bounded_labels(db_path: Path,
         for name, samples in families.items():
             for sample in samples:
                 extra = {"cause"} if name.endswith("_failures") else {"le"} if name.endswith("_seconds") else set()
+                extra |= {"role"} if name == "rolectl_cache_role_hits" else set()
                 assert set(sample.labels) <= {"instance", "host"} | extra, sample
         kinds = {f.name: f.type for f in om_parser.text_string_to_metric_families(out.stdout)}
         assert kinds["rolectl_cache_hits"] == "counter" and kinds["rolectl_cache_size"] == "gauge"

@@ -300,7 +300,8 @@ WHERE users.username {self.is_not} COALESCE(excluded.username, users.username)
             "SELECT count(*) FILTER (WHERE u.user_id IS NULL), "
             f"count(*) FILTER (WHERE u.user_id IS NOT NULL AND {changed}), "
             "count(*) FILTER (WHERE i.role = 'admin' AND COALESCE(u.role, 'user') <> 'admin'), "
-            "count(*) FILTER (WHERE i.role <> 'admin' AND u.role = 'admin') "
+            "count(*) FILTER (WHERE i.role <> 'admin' AND u.role = 'admin'), "
+            "count(*) FILTER (WHERE i.role <> COALESCE(u.role, 'user')) "  # every role change, to any role
             f"FROM {rows} LEFT JOIN users AS u ON u.user_id = i.user_id"
         )
         # A role the database does not define is bad input, named by its line.

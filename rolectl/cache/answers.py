@@ -7,7 +7,8 @@ checked by :mod:`.replies`, on both backends. Operations:
 
 ``{"op": "stats"}``
     the cache's counters, the follower's, the rates over the last :data:`WINDOW` seconds, and
-    (``ops``) the failure counters of the bot's handle (:mod:`rolectl.opsmetrics`), if any
+    (``ops``) the failure counters of the bot's handle (:mod:`rolectl.opsmetrics`), if any;
+    ``role_order`` lists ``cache.hits_by_role``'s roles in rank order
 ``{"op": "entries", "role": R|null, "user_id": N|null, "limit": N|null}``
     the entries in memory now, ``[user_id, role, since]`` each, plus ``matched`` (how many
     entries pass the filter) and ``size``
@@ -120,6 +121,9 @@ class Answers:
             "rates": self.ring.rates(s.hits, s.lookups, s.events_applied),
             "server": self.server(),
             "ops": ops.snapshot() if ops is not None else None,
+            # hits_by_role's keys in rank order, as a list: an object's key order does not
+            # survive every transport (PostgreSQL's jsonb sorts keys)
+            "role_order": list(s.hits_by_role),
             "now": time.time(),
         }
 
@@ -141,8 +145,6 @@ class Answers:
             matched = len(rows)
         elif role is None:
             matched = size
-        elif role == "user":  # roles are a closed set: users are what the others are not
-            matched = size - sum(1 for _ in cache.entries(role="admin", chats=False))
         else:
             matched = sum(1 for _ in cache.entries(role=role, chats=False))
         return {

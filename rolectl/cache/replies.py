@@ -74,6 +74,8 @@ FOLLOWER_COUNTERS = ("resets", "errors", "wakeups", "catch_ups", "events_read", 
 FOLLOWER_FLOATS = ("suspended_seconds",)
 #: Most causes / histogram buckets an ``ops`` section may hold (the real ones hold 6 and 14).
 MAX_CAUSES, MAX_BUCKETS = 16, 32
+#: Most roles a ``hits_by_role`` object may hold (a database defines a handful).
+MAX_ROLES = 256
 
 
 class BadReply(ValueError):
@@ -156,6 +158,9 @@ def stats(reply: Any) -> dict[str, Any]:
     for k in CACHE_FLOATS:
         clean_cache[k] = _float(cache, k, required=False, where="cache.") or 0.0
     clean_cache["started_at"] = _float(cache, "started_at", required=False, where="cache.")
+    clean_cache["hits_by_role"] = in_order(
+        by_role(cache.get("hits_by_role"), "cache.hits_by_role"), reply.get("role_order")
+    )
     follower: dict[str, Any] | None = None
     if reply.get("follower") is not None:
         raw = _dict(reply["follower"], "follower")
@@ -186,6 +191,30 @@ def stats(reply: Any) -> dict[str, Any]:
         "bus": bus if isinstance(bus, bool) else None,
         "ops": ops(reply["ops"]) if reply.get("ops") is not None else None,
     }
+
+
+def by_role(raw: Any, what: str) -> dict[str, int]:
+    """A ``{role: count}`` object (absent from older instances' replies: empty), order kept
+    (the instance sends the defined roles in rank order). Role names are label values and
+    column names downstream: only names rolectl could have defined, and a bounded number."""
+    counts = _dict(raw if raw is not None else {}, what)
+    if len(counts) > MAX_ROLES:
+        raise BadReply(f"{what} has {len(counts)} roles")
+    for role in counts:
+        if not _role_ok(role):
+            raise BadReply(f"{what} has a role {_show(role)}")
+        _int(counts, role, where=f"{what}.")
+    return dict(counts)
+
+
+def in_order(counts: dict[str, int], order: Any) -> dict[str, int]:
+    """``counts`` with its keys in the instance's ``role_order`` (rank order), where it sent
+    one that names them (older instances do not); any key it leaves out after them."""
+    if not isinstance(order, list) or len(order) > MAX_ROLES:
+        return counts
+    ordered = {role: counts[role] for role in order if isinstance(role, str) and role in counts}
+    ordered.update((role, n) for role, n in counts.items() if role not in ordered)
+    return ordered
 
 
 def ops(raw: Any) -> dict[str, Any]:

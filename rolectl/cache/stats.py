@@ -35,8 +35,11 @@ fields may be added, existing ones are never renamed or re-typed.
                                   ``rolectl.cache``; the entry was dropped, the answer fetched)
 ``load_errors``                   fetches that raised (propagated to the caller, nothing cached)
 ``in_flight``                     database reads running right now
-``hits_by_role``                  ``{"user": n, "admin": n}``, hits per answered role
-``misses_by_role``                ``{"user": n, "admin": n}``, per role the database returned
+``hits_by_role``                  ``{"banned": n, "user": n, "admin": n}``, hits per answered
+                                  role: every defined role the cache knows, in rank order, 0
+                                  when none (a role defined later once the cache learns it;
+                                  one removed while counted after them, if it has hits)
+``misses_by_role``                the same, per role the database returned
 ``started_at``                    Unix time the cache was created
 ``uptime_seconds``                seconds since then (from the cache's monotonic clock)
 ================================  ==========================================================

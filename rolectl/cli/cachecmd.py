@@ -15,7 +15,7 @@ import typer
 
 from ..grammar import count
 from ..render import check_format, default_format, human_time, is_machine, render_rows, safe, time_fields
-from ..validate import parse_id, parse_role
+from ..validate import parse_id
 from . import complete
 from .root import app
 from .common import actor as actor_of
@@ -29,7 +29,7 @@ from .options import (
     FormatOption,
     Seconds,
     SeqNumber,
-    role_option,
+    defined_role_option,
 )
 
 #: ``cache show``: people see each entry's chat and end beside it; programs get the columns
@@ -67,7 +67,7 @@ app.add_typer(cache_app, name="cache")
 def cache_show(
     ctx: typer.Context,
     instance: Optional[str] = InstanceOption,
-    role: Optional[str] = role_option("Only entries with this role: user or admin."),
+    role: Optional[str] = defined_role_option("Only entries with this role (a defined role, e.g. moderator)."),
     user: Optional[int] = typer.Option(
         None, "--user", metavar="USER_ID", help="Only this user id.", click_type=USER_ID
     ),
@@ -91,8 +91,11 @@ def cache_show(
     Example: rolectl cache show --role admin --format json
     """
     check_format(fmt)
-    wanted_role = parse_role(role) if role is not None else None
     uid = parse_id(user) if user is not None else None
+    wanted_role = None
+    if role is not None:  # a role the database does not define is bad input (exit 2), as in grant
+        with state(ctx).open() as repo:
+            wanted_role = repo.roles.defined(role)
     from ..cache.pick import matches
     from ..cache.discovery import choose, not_live_summary
     from ..render import listing_limit

@@ -15,7 +15,7 @@ Internal: not part of the public API.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import typer
 
@@ -94,7 +94,24 @@ def discover(ctx: typer.Context, only: Any = None) -> tuple[list["Instance"], in
 # -- rows --------------------------------------------------------------------------------------
 
 
-def stats_row(inst: "Instance", head: int, now: float, machine: bool) -> dict[str, Any]:
+def defined_roles(backend: "Backend") -> list[str]:
+    """The database's defined roles, lowest rank first: the ``hits_<role>`` columns of
+    ``stats`` (every defined role, whatever the instances have counted so far)."""
+    from ..repository import Repository
+
+    with Repository(backend.store()) as repo:
+        ranks = repo.roles.ranks()
+    return sorted(ranks, key=ranks.__getitem__)
+
+
+def role_columns(roles: Sequence[str]) -> tuple[str, ...]:
+    """``hits_<role>`` for each role: the hits an instance answered with that role."""
+    return tuple(f"hits_{role}" for role in roles)
+
+
+def stats_row(inst: "Instance", head: int, now: float, machine: bool, roles: Sequence[str] = ()) -> dict[str, Any]:
+    """One instance's row; ``roles``: the roles to give a ``hits_<role>`` cell (0 when the
+    instance counted none; empty when it does not count by role: an older version)."""
     from .statsview import follower_label
 
     row: dict[str, Any] = {
@@ -147,6 +164,8 @@ def stats_row(inst: "Instance", head: int, now: float, machine: bool) -> dict[st
                 "last_reset_reason": f.get("last_reset_reason"),
             }
         )
+        by_role = c.get("hits_by_role") or {}
+        row.update((f"hits_{role}", by_role.get(role, 0) if by_role else None) for role in roles)
     return row
 
 
@@ -175,7 +194,9 @@ def stats(
 ) -> None:
     """One row per cache instance registered for this database: state, hits, misses, hit rate
     (since start and over the last 10 s), size, lag behind the log, faults, resets, and how
-    changes reach it (follower mode; `bus`: its own writes only; `none`: nothing).
+    changes reach it (follower mode; `bus`: its own writes only; `none`: nothing). Hits by
+    role: a `hits_<role>` column for every defined role, lowest rank first (0 until its
+    first hit).
 
     States: live, stale (its follower could not read the log lately), unresponsive (the
     process exists but did not answer in time, e.g. stopped or overloaded), bad-reply, dead
@@ -192,10 +213,12 @@ def stats(
     columns = STATS_COLUMNS + (STATS_EXTRA if machine else ())
 
     where: list[str] = []  # how the database is named, for the live view's header
+    roles: list[str] = []  # the defined roles, as the last poll read them
 
     def poll() -> tuple[list["Instance"], int]:
         instances, head, backend = discover(ctx)
         where[:] = [str(backend.path)]
+        roles[:] = defined_roles(backend)
         if prune:
             backend.prune(instances)
             instances = [i for i in instances if not i.gone]
@@ -204,7 +227,7 @@ def stats(
     def rows() -> list[dict[str, Any]]:
         instances, head = poll()
         now = time.time()
-        return [stats_row(i, head, now, machine) for i in sorted(instances, key=lambda i: (i.name, i.id))]
+        return [stats_row(i, head, now, machine, roles) for i in sorted(instances, key=lambda i: (i.name, i.id))]
 
     def once() -> None:
         if fmt == OPENMETRICS:
@@ -215,9 +238,11 @@ def stats(
         elif (fmt or default_format()) == "table":
             from .statsview import print_stats_table
 
-            print_stats_table(rows(), "cache instances")
+            found = rows()
+            print_stats_table(found, "cache instances", roles)
         else:
-            render_rows(rows(), columns, fmt, title="cache instances")
+            found = rows()  # polls first: the role columns are the defined roles it read
+            render_rows(found, columns + role_columns(roles), fmt, title="cache instances")
 
     if not watch:
         once()

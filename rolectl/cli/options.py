@@ -18,7 +18,6 @@ import click
 import typer
 
 from ..errors import InvalidInputError
-from ..events import ROLES
 from ..render import FORMATS
 from ..validate import INT64_MAX, TIMEOUT_MAX, check_utf8, parse_count, parse_id, parse_seconds
 
@@ -276,10 +275,6 @@ def comma_list(choices: Sequence[str]) -> Callable[[str], list[str]]:
         return [head + comma + c for c in choices if c.startswith(last) and c not in given]
 
     return complete
-
-
-def role_option(help: str) -> Any:
-    return typer.Option(None, "--role", metavar="ROLE", click_type=OneOf(ROLES, "role"), help=help)
 
 
 def defined_role_option(help: str) -> Any:

@@ -85,12 +85,15 @@ class _Track:
     lookups: int
     hits: int
     history: deque[float | None] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    by_role: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class Frame:
     header: list[str]
     rows: list[dict[str, Any]]
+    #: the roles the instances count hits by (rank order): a hits/s column each
+    roles: list[str] = field(default_factory=list)
 
 
 class WatchModel:
@@ -110,6 +113,7 @@ class WatchModel:
 
         now = self.clock()
         rows: list[dict[str, Any]] = []
+        roles: dict[str, None] = {}  # every role some instance counts, in the order they send them
         total_lps = 0.0
         counts: dict[str, int] = {}
         for inst in sorted(instances, key=lambda i: (i.name, i.id)):
@@ -125,16 +129,20 @@ class WatchModel:
             if inst.live:
                 c, f = inst.stats["cache"], inst.stats.get("follower") or {}
                 lookups, hits = c["hits"] + c["misses"] + c["coalesced"], c["hits"]
+                by_role: dict[str, int] = c.get("hits_by_role") or {}
+                roles.update(dict.fromkeys(by_role))
                 track = self.tracks.get(inst.id)
                 if track is None or now <= track.at or lookups < track.lookups:  # first sight or restarted
                     rates = inst.stats.get("rates") or {}
                     lps, hit = rates.get("lookups_per_second"), rates.get("hit_rate")
-                    track = self.tracks[inst.id] = _Track(now, lookups, hits)
+                    track = self.tracks[inst.id] = _Track(now, lookups, hits, by_role=by_role)
                 else:
                     span = now - track.at
                     d_lookups, d_hits = lookups - track.lookups, hits - track.hits
                     lps, hit = d_lookups / span, (d_hits / d_lookups if d_lookups else None)
-                    track.at, track.lookups, track.hits = now, lookups, hits
+                    for role, n in by_role.items():  # hits/s per role over the interval
+                        row[f"hits_{role}"] = human_rate(max(0, n - track.by_role.get(role, 0)) / span)
+                    track.at, track.lookups, track.hits, track.by_role = now, lookups, hits, by_role
                 before = next((r for r in reversed(track.history) if r is not None), None)
                 track.history.append(hit)
                 total_lps += lps or 0.0
@@ -171,7 +179,7 @@ class WatchModel:
             f"{human_rate(total_lps)} lookups/s  {human_rate(events) or '-'} events/s  "
             f"{every(interval, period)}  {time.strftime('%H:%M:%S')}  Ctrl-C to stop",
         ]
-        return Frame(header, rows)
+        return Frame(header, rows, list(roles))
 
 
 def every(interval: float, period: float | None) -> str:
@@ -190,6 +198,13 @@ def columns_for(columns: Sequence[Col], rows: Sequence[dict[str, Any]]) -> list[
     return [c for c in columns if c is not HOST or spans_hosts(rows)]
 
 
+def watch_columns(frame: Frame) -> list[Col]:
+    """The live view's columns: hits/s per role (``admin hit/s``) after the hit rate's trend."""
+    columns = columns_for(WATCH_COLUMNS, frame.rows)
+    at = next(i for i, c in enumerate(columns) if c.name == "trend") + 1
+    return columns[:at] + role_cols(frame.roles, " hit/s") + columns[at:]
+
+
 def render_frame(frame: Frame, width: int) -> "RenderableType":
     from rich.console import Group
     from rich.text import Text
@@ -199,7 +214,7 @@ def render_frame(frame: Frame, width: int) -> "RenderableType":
     lines = [Text(line, no_wrap=True, overflow="ellipsis") for line in frame.header]
     lines[0].stylize("bold")
     body = (
-        fitted_table(columns_for(WATCH_COLUMNS, frame.rows), frame.rows, width, gap=WATCH_GAP)
+        fitted_table(watch_columns(frame), frame.rows, width, gap=WATCH_GAP)
         if frame.rows
         else Text("no cache instance registered")
     )
@@ -254,11 +269,20 @@ STATS_TABLE_COLUMNS = (  # priority: 0 always shown, the highest dropped first o
 )
 
 
-def print_stats_table(rows: list[dict[str, Any]], title: str) -> None:
-    """``rolectl stats`` at a terminal: every row, the columns that fit, the state in colour."""
+def role_cols(roles: Sequence[str], suffix: str = " hits") -> list[Col]:
+    """A column per defined role (``hits_<role>``, headed ``admin hits``, or ``admin hit/s``
+    in the live view); the first dropped on a narrow terminal."""
+    return [Col(f"hits_{role}", "int" if suffix == " hits" else "num", 6, role + suffix) for role in roles]
+
+
+def print_stats_table(rows: list[dict[str, Any]], title: str, roles: Sequence[str] = ()) -> None:
+    """``rolectl stats`` at a terminal: every row, the columns that fit, the state in colour,
+    hits per defined role after the misses."""
     from rich.text import Text
 
     from ..render import render_rows
 
     shown = [dict(r, state=Text(str(r["state"]), style=STATE_STYLE.get(str(r["state"]), ""))) for r in rows]
-    render_rows(shown, columns_for(STATS_TABLE_COLUMNS, rows), "table", title=title)
+    columns = columns_for(STATS_TABLE_COLUMNS, rows)
+    at = next(i for i, c in enumerate(columns) if c.name == "misses") + 1
+    render_rows(shown, columns[:at] + role_cols(roles) + columns[at:], "table", title=title)

@@ -27,7 +27,7 @@ from ..validate import parse_id, parse_text
 from . import grants, rules
 from ._tx import ChangeTx, change
 from .models import Change
-from .users import _outcome
+from .outcome import outcome
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.base import AnyStore
@@ -200,7 +200,7 @@ class RolesRepo:
                     return Change(False, noop, ())
         if scope.chat is not None or scope.ends is not None:
             return grants.outcome(uid, tx, done, None)
-        return _outcome(uid, tx, f"{uid} is now {name}", f"{uid} is already {name}; nothing changed")
+        return outcome(uid, tx, f"{uid} is now {name}", f"{uid} is already {name}; nothing changed")
 
     def _global(
         self,
@@ -297,7 +297,7 @@ class RolesRepo:
                 return Change(False, noop, ())
         # What holds now may be a role the ban only covered (a moderator banned for an hour).
         now = self.effective(uid, chat=where).role if tx.events else ROLE_USER
-        return _outcome(
+        return outcome(
             uid,
             tx,
             f"{uid} is now {now}" + (f" in chat {where}" if where is not None else ""),

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from ..bus import EventBus
 from ..errors import InvalidInputError
 from ..events import ROLE_ADMIN, ROLE_USER, Event, Role
-from ..validate import INT64_MAX, parse_id, parse_role, parse_username
+from ..validate import INT64_MAX, parse_id, parse_username
 from . import rules
 from ._tx import ChangeTx, change
 from .models import Change, User
+from .outcome import outcome
+from .roles import RolesRepo
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.base import AnyStore
@@ -85,14 +87,26 @@ class UsersRepo:
     # -- writes ---------------------------------------------------------------------------
 
     def upsert(self, user_id: int, username: str | None = None, *, role: str | None = None, actor: str) -> Change:
-        """Create or update a user; with ``role`` also set the role (the reference day's ``upsert``)."""
+        """Create or update a user; with ``role`` also set the role (the reference day's ``upsert``).
+
+        ``role`` is any role the database defines (anything else is refused as ``grant``
+        refuses it, naming the defined roles) and is set as a permanent global grant is, in
+        the same transaction: a time-limited global grant is replaced, the change is logged
+        once, and a mailbox owner is never ranked below ``admin`` (refused)."""
         uid, name = parse_id(user_id), parse_username(username)
-        new_role = parse_role(role) if role is not None else None
+        roles = RolesRepo(self.store, self.bus)
+        wanted = roles.defined(role) if role is not None else None
         with change(self.store, self.bus, actor) as tx:
-            step = write_user(tx, uid, name, new_role)
-        if step.before is None:
+            table, stored, _ = tx.one(tx.q.user_before, {"uid": uid})
+            if wanted is not None:
+                found = tx.one(tx.q.role_rank, {"name": wanted})
+                if found is None:  # removed since it was checked
+                    raise InvalidInputError(f"unknown role {wanted!r}", hint="see `rolectl roles list`")
+                roles._global(tx, uid, wanted, int(found[0]), name, False, None)
+            write_user(tx, uid, name, None)  # the username (and the row of a user never seen)
+        if table is None:
             return Change(True, f"user {uid} created", tx.events)
-        changed = bool(tx.events) or step.renamed
+        changed = bool(tx.events) or (name is not None and name != stored)
         return Change(changed, f"user {uid} updated" if changed else f"user {uid} unchanged", tx.events)
 
     def add_admin(self, user_id: int, username: str | None = None, *, actor: str) -> Change:
@@ -120,7 +134,7 @@ class UsersRepo:
         uid = parse_id(user_id)
         with change(self.store, self.bus, actor) as tx:
             demote(tx, uid, force)
-        return _outcome(uid, tx, f"{uid} is no longer an admin", f"{uid} is not an admin; nothing changed")
+        return outcome(uid, tx, f"{uid} is no longer an admin", f"{uid} is not an admin; nothing changed")
 
     def remove_admins(self, user_ids: Iterable[int], *, actor: str, force: bool = False) -> builtins.list[Change]:
         """Several ids, all or nothing: one refused id leaves every other one unchanged."""
@@ -129,7 +143,7 @@ class UsersRepo:
             for uid in uids:
                 demote(tx, uid, force)
         return [
-            _outcome(uid, tx, f"{uid} is no longer an admin", f"{uid} is not an admin; nothing changed") for uid in uids
+            outcome(uid, tx, f"{uid} is no longer an admin", f"{uid} is not an admin; nothing changed") for uid in uids
         ]
 
 
@@ -211,16 +225,3 @@ def _promoted(uid: int, step: rules.Step, events: tuple[Event, ...]) -> Change:
     if step.written:
         return Change(True, f"{uid} is already an admin{note}", mine)
     return Change(False, f"{uid} is already an admin; nothing changed", mine)
-
-
-def _outcome(uid: int, tx: ChangeTx, done: str, noop: str) -> Change:
-    """The sentence for one id: what caches were told, and what the table had said if the
-    two disagreed before the change (the table is brought in line either way)."""
-    events = tx.events
-    mine = events if all(e.user_id == uid for e in events) else tuple(e for e in events if e.user_id == uid)
-    drift = tx.drift.get(uid)
-    if drift is None:
-        return Change(bool(mine), done if mine else noop, mine)
-    if mine:
-        return Change(True, f"{done} ({drift}; caches are told now)", mine)
-    return Change(True, f"{noop.split(';')[0]} for every cache; {drift}, and now agrees", mine)

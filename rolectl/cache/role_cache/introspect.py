@@ -6,14 +6,27 @@ Internal: not part of the public API.
 from __future__ import annotations
 
 from itertools import islice
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
-from rolectl.cache.role_cache.defs import CacheEntry, check_user_id
-from rolectl.cache.role_cache.defs import hits_of
+from rolectl.cache.role_cache.defs import CacheEntry, check_user_id, hits_of
 from rolectl.cache.role_cache.store import CacheStore
 from rolectl.cache.stats import CacheStats
 from rolectl.errors import InvalidInputError
 from rolectl.events import ROLE_USER, Role
+
+
+def by_rank(ranks: Mapping[str, int], counted: Mapping[Any, int], more: Mapping[str, int]) -> dict[str, int]:
+    """Counts per role for a snapshot: every defined role in rank order, 0 when none was
+    counted (a script or a dashboard sees the same keys whatever the traffic, and a role
+    defined after the cache started once the cache has learnt it), then any role counted
+    but no longer defined (removed at run time) that has a count, so that the counts still
+    add up to the total."""
+    counts: dict[str, int] = dict(counted)
+    for role, n in more.items():
+        counts[role] = counts.get(role, 0) + n
+    out = {role: counts.pop(role, 0) for role in sorted(ranks, key=ranks.__getitem__)}
+    out.update((role, n) for role, n in counts.items() if n)
+    return out
 
 
 class CacheIntrospection(CacheStore):
@@ -22,13 +35,12 @@ class CacheIntrospection(CacheStore):
     def stats(self) -> CacheStats:
         """A consistent snapshot of the counters (cheap: copies a few dozen ints)."""
         with self._lock:
-            hits_by_role: dict[str, int] = {r: n for r, n in self._other_hits.items()}
+            ranks = self._ranks
             # Global hits are counted by _plain's counters; chat and timed hits in _other_hits.
-            for counted, counter in list(self._counters.items()):
-                hits_by_role[counted] = hits_by_role.get(counted, 0) + hits_of(counter)
+            plain: dict[str, int] = {r: hits_of(counter) for r, counter in list(self._counters.items())}
+            hits_by_role = by_rank(ranks, self._other_hits, plain)
             hits = sum(hits_by_role.values())
-            misses_by_role: dict[str, int] = {r: n for r, n in self._other_misses.items()}
-            misses_by_role[ROLE_USER] += self._user_misses
+            misses_by_role = by_rank(ranks, self._other_misses, {ROLE_USER: self._user_misses})
             misses = sum(misses_by_role.values()) + self._load_errors
             dropped, evicted = self._misses_dropped, self._misses_evicted
             cold = max(0, misses - dropped - evicted)  # >= 0 even after an install fault

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...backends.queries import IMPORT_ROWS
 from ...errors import ConflictError, InvalidInputError
-from ...events import ADMIN_ADDED, ADMIN_REMOVED, GRANT_SET, ROLE_USER
+from ...events import ADMIN_ADDED, ADMIN_REMOVED, GRANT_SET, ROLE_CHANGED, ROLE_USER
 from .._tx import change, version as version_of
 from . import importgrants
 from .importfile import ImportInput
@@ -30,9 +30,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .. import Repository
 
 
-def check(conn: Any, q: "Queries", label: str) -> tuple[int, int, int, int]:
+def check(conn: Any, q: "Queries", label: str) -> tuple[int, int, int, int, int]:
     """Refuse a role the database does not define and a demoted mailbox owner; (created,
-    updated, admins added, admins removed)."""
+    updated, admins added, admins removed, role changes to or from any role)."""
     unknown = conn.execute(q.import_unknown_role).fetchone()
     if unknown is not None:
         line, role = unknown
@@ -47,8 +47,8 @@ def check(conn: Any, q: "Queries", label: str) -> tuple[int, int, int, int]:
             f"{label} {line}: user {uid} owns mailbox {mid} and cannot become {become}",
             hint=f"transfer the mailbox first (`rolectl transfer {mid} --to ID`) or leave the role empty",
         )
-    created, updated, added, removed = conn.execute(q.import_counts).fetchone()
-    return int(created), int(updated), int(added), int(removed)
+    created, updated, added, removed, changed = conn.execute(q.import_counts).fetchone()
+    return int(created), int(updated), int(added), int(removed), int(changed)
 
 
 def import_users(
@@ -80,9 +80,9 @@ def import_users(
             counts = check(conn, q, data.label)
             importgrants.check(conn, q, data.grants, data.label)
         if dry_run:
-            created, updated, added, removed = counts
+            created, updated, added, removed, changed = counts
             return ImportSummary(
-                total, created, updated, total - created - updated, added, removed, (), True, len(data.grants)
+                total, created, updated, total - created - updated, added, removed, (), True, len(data.grants), changed
             )
         with change(store, repo.bus, actor) as tx:
             if version_of(tx.conn, q) != version:  # someone may have committed since: check again
@@ -101,4 +101,7 @@ def import_users(
     added = sum(1 for e in events if e.kind == ADMIN_ADDED)
     removed = sum(1 for e in events if e.kind == ADMIN_REMOVED)
     granted = sum(1 for e in events if e.kind == GRANT_SET)
-    return ImportSummary(total, created, updated, total - created - updated, added, removed, events, dry_run, granted)
+    changed = sum(1 for e in events if e.kind in (ADMIN_ADDED, ADMIN_REMOVED, ROLE_CHANGED))
+    return ImportSummary(
+        total, created, updated, total - created - updated, added, removed, events, dry_run, granted, changed
+    )

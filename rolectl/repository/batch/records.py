@@ -127,10 +127,14 @@ class ImportSummary:
     dry_run: bool = False
     #: grant rows (a chat or an end) that set a grant; in a dry run, the grant rows
     grants: int = 0
+    #: users whose role changed, to or from any defined role (``None``: not counted, then
+    #: the admin changes are all that is known)
+    roles_changed: int | None = None
 
     @property
     def role_changes(self) -> int:
-        return self.admins_added + self.admins_removed
+        """Every role change (a moderator made, a user banned, an admin added or removed)."""
+        return self.admins_added + self.admins_removed if self.roles_changed is None else self.roles_changed
 
     def to_dict(self) -> dict[str, Any]:
         seqs = [e.seq for e in self.events]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import pytest
@@ -23,8 +24,19 @@ def names_in(pg_server: Any, dbname: str) -> set[str]:
     return {str(row[0]) for row in rows}
 
 
+def init_and_settle(pg_server: Any, dbname: str, url: str) -> None:
+    """``init`` the database, then wait until its connection is gone from the server too: a
+    closed client's backend leaves ``pg_stat_activity`` a moment later, and a loaded machine
+    would otherwise show init's ``rolectl`` name among the bot's."""
+    Repository.init(url).close()
+    deadline = time.monotonic() + 30
+    while names_in(pg_server, dbname):
+        assert time.monotonic() < deadline, f"init's connection still open: {names_in(pg_server, dbname)}"
+        time.sleep(0.01)
+
+
 def test_every_connection_of_a_bot_carries_its_name_and_pid(pg_server: Any, pg_db: str, pg_url: str) -> None:
-    Repository.init(pg_url).close()
+    init_and_settle(pg_server, pg_db, pg_url)
     with rolectl.connect(pg_url, name="modbot") as roles:
         roles.add_admin(1)  # the write connection
         roles.get_role(2)  # the miss connection
@@ -32,7 +44,7 @@ def test_every_connection_of_a_bot_carries_its_name_and_pid(pg_server: Any, pg_d
 
 
 def test_a_name_in_the_url_wins(pg_server: Any, pg_db: str, pg_url: str) -> None:
-    Repository.init(pg_url).close()
+    init_and_settle(pg_server, pg_db, pg_url)
     with rolectl.connect(pg_url + "&application_name=mine", name="modbot") as roles:
         roles.add_admin(1)
         roles.get_role(2)
@@ -40,7 +52,7 @@ def test_a_name_in_the_url_wins(pg_server: Any, pg_db: str, pg_url: str) -> None
 
 
 def test_pgappname_wins_too(pg_server: Any, pg_db: str, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    Repository.init(pg_url).close()
+    init_and_settle(pg_server, pg_db, pg_url)
     monkeypatch.setenv("PGAPPNAME", "from-env")
     with rolectl.connect(pg_url, name="modbot") as roles:
         roles.get_role(2)

@@ -194,11 +194,11 @@ def own_pg_server() -> Iterator[Any]:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"PostgreSQL tests must run in CI: {reason}", pytrace=False)
         pytest.skip(reason)
-    from pgserver import PgServer, find_bindir
+    from pgserver import PgServer, find_bindir, memory_scratch
 
     bindir = find_bindir()
     assert bindir is not None
-    server = PgServer(bindir)
+    server = PgServer(bindir, scratch=memory_scratch())
     try:
         server.start()
         yield server

@@ -6,8 +6,6 @@ user ``user`` (fail closed) within the timeout plus a margin."""
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -19,6 +17,7 @@ import rolectl.aio  # noqa: E402
 from rolectl.cache.missexec import MARGIN  # noqa: E402
 
 from stallbots import Phase, Run, aiogram_moderation_bot, drive, nothing, ptb_moderation_bot  # noqa: E402
+from starved import Starved  # noqa: E402
 from stallproxy import StallProxy, pg_socket, proxied_url  # noqa: E402
 
 # aiogram's import costs seconds of CPU per process: share the worker that pays it once.
@@ -38,37 +37,6 @@ PACE = 0.01
 #: run; a loaded machine that starves the whole process delays the bot and the probe alike.
 #: Throughput ratios are for benchmarks/bench_stall.py.
 GAP = 1.5
-
-
-class Starved:
-    """A thread of the test's process that sleeps ``tick`` seconds over and over and keeps the
-    longest it overslept: how long the machine kept this process from running. A bot whose
-    loop blocks on the database does not delay it (a thread waiting on a socket lets the others
-    run); a machine too busy to run the process delays the bot and this thread together."""
-
-    def __init__(self, tick: float = 0.02) -> None:
-        self.tick = tick
-        self.worst = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="starved-probe", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            before = time.monotonic()
-            time.sleep(self.tick)
-            self.worst = max(self.worst, time.monotonic() - before - self.tick)
-
-    def reset(self) -> None:
-        """Count from now on (the bot's set-up, imports included, is not what is measured)."""
-        self.worst = 0.0
-
-    def __enter__(self) -> "Starved":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ import rolectl.aio  # noqa: E402
 from rolectl.errors import RolectlError  # noqa: E402
 from rolectl.repository import Repository  # noqa: E402
 
+from starved import Starved  # noqa: E402
 from stallproxy import StallProxy, pg_socket, proxied_url  # noqa: E402
 
 #: The longest the bot's loop may pause (seconds): generous for a loaded machine; every hang
@@ -46,22 +47,31 @@ DEADLINE = 60.0
 
 class Heartbeat:
     """A task on the loop that turns every 5 ms; :attr:`worst` is its longest gap since
-    :meth:`reset`."""
+    :meth:`reset`, less the longest the machine kept the whole process from running meanwhile
+    (:class:`starved.Starved`, a thread that a loop blocked on the database does not delay):
+    a loaded machine delays both alike, a loop that waits on the database only the beat."""
 
     def __init__(self) -> None:
-        self.worst = 0.0
+        self._worst = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._starved = Starved(tick=0.005)
+
+    @property
+    def worst(self) -> float:
+        return max(0.0, self._worst - self._starved.worst)
 
     async def _beat(self) -> None:
         while True:
             start = time.monotonic()
             await asyncio.sleep(0.005)
-            self.worst = max(self.worst, time.monotonic() - start - 0.005)
+            self._worst = max(self._worst, time.monotonic() - start - 0.005)
 
     def reset(self) -> None:
-        self.worst = 0.0
+        self._worst = 0.0
+        self._starved.reset()
 
     async def __aenter__(self) -> "Heartbeat":
+        self._starved.__enter__()
         self._task = asyncio.create_task(self._beat())
         await asyncio.sleep(0.02)
         self.reset()
@@ -71,6 +81,7 @@ class Heartbeat:
         assert self._task is not None
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
+        self._starved.__exit__()
 
 
 async def until(predicate: Callable[[], bool], what: str, limit: float = DEADLINE) -> None:

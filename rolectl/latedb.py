@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, Generic, TypeVar
 
 from .bus import EventBus
 from .errors import NotFoundError, NotReadyError, RolectlError
@@ -31,7 +31,7 @@ from .events import Event
 
 if TYPE_CHECKING:  # pragma: no cover
     from .backends.base import MissFetch
-    from .cache.role_cache.defs import ChatFetch, ChatFetchResult, FetchResult
+    from .cache.role_cache.defs import ChatFetch, ChatFetchResult, FetchResult  # noqa: F401 (ChatFetch: a base's type argument)
     from .repository import EventLog, MailboxesRepo, Repository, RolesRepo, UsersRepo
 
 __all__ = ["LateChatFetch", "LateFetch", "LateRepository", "is_absent", "open_or_wait"]
@@ -143,58 +143,27 @@ class LateRepository:
             repo.close()
 
 
-class LateFetch:
-    """The miss read of a database that is not there yet: each call tries to open the real
-    one (cheap for a missing SQLite file: one ``stat``) and raises
-    :class:`~rolectl.errors.NotReadyError` until it can; then every call goes to it."""
+_F = TypeVar("_F")
 
-    def __init__(self, open_fetch: OpenFetch, where: str) -> None:
+
+class _LateRead(Generic[_F]):
+    """What the two miss-read stand-ins share: the real read is opened once, under a lock, by
+    the first call that finds the database there; a closed stand-in opens nothing again."""
+
+    def __init__(self, open_fetch: "Callable[[], _F]", where: str) -> None:
         self._open = open_fetch
         self._where = where
         self._lock = threading.Lock()
-        self._fetch: MissFetch | None = None
+        self._fetch: _F | None = None
         self._closed = False
 
-    def __call__(self, user_id: int) -> "FetchResult":
-        fetch = self._fetch
-        if fetch is None:
-            with self._lock:
-                if self._closed:
-                    raise RolectlError(f"the miss read of {self._where} is closed", hint="connect again")
-                if self._fetch is None:
-                    self._fetch = _attempt(self._where, self._open)
-                fetch = self._fetch
-        return fetch(user_id)
-
-    def close(self) -> None:
+    def _opened(self) -> _F:
         with self._lock:
-            self._closed = True
-            fetch, self._fetch = self._fetch, None
-        if fetch is not None:
-            fetch.close()
-
-
-class LateChatFetch:
-    """:class:`LateFetch` for the chat read (``fetch_chat(user_id, chat_id)``): opened on the
-    first chat miss that finds the database there."""
-
-    def __init__(self, open_fetch: "Callable[[], ChatFetch]", where: str) -> None:
-        self._open = open_fetch
-        self._where = where
-        self._lock = threading.Lock()
-        self._fetch: ChatFetch | None = None
-        self._closed = False
-
-    def __call__(self, user_id: int, chat_id: int) -> "ChatFetchResult":
-        fetch = self._fetch
-        if fetch is None:
-            with self._lock:
-                if self._closed:
-                    raise RolectlError(f"the miss read of {self._where} is closed", hint="connect again")
-                if self._fetch is None:
-                    self._fetch = _attempt(self._where, self._open)
-                fetch = self._fetch
-        return fetch(user_id, chat_id)
+            if self._closed:
+                raise RolectlError(f"the miss read of {self._where} is closed", hint="connect again")
+            if self._fetch is None:
+                self._fetch = _attempt(self._where, self._open)
+            return self._fetch
 
     def close(self) -> None:
         with self._lock:
@@ -203,6 +172,25 @@ class LateChatFetch:
         close = getattr(fetch, "close", None)
         if close is not None:
             close()
+
+
+class LateFetch(_LateRead["MissFetch"]):
+    """The miss read of a database that is not there yet: each call tries to open the real
+    one (cheap for a missing SQLite file: one ``stat``) and raises
+    :class:`~rolectl.errors.NotReadyError` until it can; then every call goes to it."""
+
+    def __call__(self, user_id: int) -> "FetchResult":
+        fetch = self._fetch
+        return (self._opened() if fetch is None else fetch)(user_id)
+
+
+class LateChatFetch(_LateRead["ChatFetch"]):
+    """:class:`LateFetch` for the chat read (``fetch_chat(user_id, chat_id)``): opened on the
+    first chat miss that finds the database there."""
+
+    def __call__(self, user_id: int, chat_id: int) -> "ChatFetchResult":
+        fetch = self._fetch
+        return (self._opened() if fetch is None else fetch)(user_id, chat_id)
 
 
 def open_or_wait(

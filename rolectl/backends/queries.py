@@ -101,6 +101,10 @@ class Queries(GrantQueries):
     #: A role-change event and the write it announces may be one statement
     #: (:meth:`with_logged_role`): a data-modifying ``WITH``, which PostgreSQL has.
     log_with_write: bool = False
+    #: Where the log's clock is the writer's (SQLite), a role-change event is stamped by the
+    #: writer and inserted with nothing returned (:attr:`log_role_stamped`, a ``ts``
+    #: parameter more): its seq is the insert's rowid. Empty: :attr:`log_role` returns it.
+    log_role_stamped: str = ""
     #: The database role that wrote an event (a column, or NULL where the engine has none):
     #: the last column of the ``events`` listing (:data:`~rolectl.events.EVENT_LISTING_FIELDS`).
     db_user: str = "NULL"

@@ -24,6 +24,7 @@ Internal: not part of the public API.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..bus import EventBus
@@ -44,11 +45,13 @@ class ChangeTx:
     triggers' events read back, from the log head recorded at that moment.
     """
 
-    __slots__ = ("_conn", "q", "actor", "head", "events", "drift", "_written", "_pending")
+    __slots__ = ("_store", "_bus", "_cm", "_conn", "q", "actor", "head", "events", "drift", "_written", "_pending")
+    _conn: Any  # the backend's connection, from entering its transaction
 
-    def __init__(self, conn: Any, q: "Queries", actor: str) -> None:
-        self._conn = conn
-        self.q = q
+    def __init__(self, store: "AnyStore", bus: EventBus, actor: str) -> None:
+        self._store = store
+        self._bus = bus
+        self.q: "Queries" = store.queries
         self.actor = actor
         self.head: int | None = None  # set once triggers may log: events after it are read back
         self.events: tuple[Event, ...] = ()
@@ -58,6 +61,28 @@ class ChangeTx:
         #: A role-change event not sent yet (see :meth:`log_role`): the parameters of q.log_role.
         self._pending: dict[str, Any] | None = None
 
+    def __enter__(self) -> "ChangeTx":
+        self._cm = cm = self._store.transaction()
+        self._conn = cm.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        cm = self._cm
+        if kind is None:
+            try:
+                if self.head is not None and self.q.unattribute:
+                    self._conn.execute(self.q.unattribute)
+                self.events = self.new_events()
+            except BaseException as failure:
+                if not cm.__exit__(type(failure), failure, failure.__traceback__):
+                    raise
+                return False  # pragma: no cover - a transaction never swallows an error
+            cm.__exit__(None, None, None)
+            if self.events:
+                self._bus.publish(self.events)
+            return False
+        return bool(cm.__exit__(kind, exc, tb))
+
     @property
     def conn(self) -> Any:
         """The connection, for statements of the caller's own; a held-back event goes first."""
@@ -66,7 +91,8 @@ class ChangeTx:
 
     def one(self, sql: str, params: dict[str, Any] | None = None) -> Any:
         """The first row of a statement (None if it has none)."""
-        self._flush()
+        if self._pending is not None:  # (tested inline: every change passes here)
+            self._flush()
         return self._conn.execute(sql, params or {}).fetchone()
 
     def run(self, sql: str, params: dict[str, Any] | None = None) -> None:
@@ -78,7 +104,8 @@ class ChangeTx:
             row = self._conn.execute(self.q.with_logged_role(sql), {**pending, **params}).fetchone()
             self._written.append(Event.from_row(row))
             return
-        self._flush()
+        if pending is not None:
+            self._flush()
         self._conn.execute(sql, params or {})
 
     def _flush(self) -> None:
@@ -98,12 +125,19 @@ class ChangeTx:
             return
         kind = ADMIN_ADDED if new == ROLE_ADMIN else ADMIN_REMOVED if old == ROLE_ADMIN else ROLE_CHANGED
         params = {"kind": kind, "uid": uid, "old": old, "new": new, "actor": self.actor, "note": username}
-        self._flush()
+        if self._pending is not None:
+            self._flush()
         if self.q.log_with_write:
             # Held back until the write it announces (the next run() for this user), so both
             # reach the server as one statement: one round trip less per change. Anything
             # else that touches the connection first sends it on its own.
             self._pending = params
+            return
+        stamped = self.q.log_role_stamped
+        if stamped:
+            params["ts"] = ts = stamp()
+            seq = self._conn.execute(stamped, params).lastrowid
+            self._written.append(Event(seq, ts, kind, uid, old, new, None, None, None, self.actor, username))
             return
         self._written.append(Event.from_row(self._conn.execute(self.q.log_role, params).fetchone()))
 
@@ -129,12 +163,29 @@ class ChangeTx:
 
     def new_events(self) -> tuple[Event, ...]:
         """Every event this transaction has written so far, in sequence order."""
-        self._flush()
+        if self._pending is not None:
+            self._flush()
         if self.head is None:
             return tuple(self._written)
         rows = self.conn.execute(self.q.events_after, {"after": self.head}).fetchall()
         before = [e for e in self._written if e.seq <= self.head]
         return (*before, *(Event.from_row(r) for r in rows))
+
+
+#: The last second :func:`stamp` formatted, and its text: one ``strftime`` per second.
+_second: tuple[int, str] = (-1, "")
+
+
+def stamp() -> str:
+    """Now in the log's timestamp format (``2026-12-07T10:00:00.000Z``, UTC, milliseconds
+    truncated), as SQLite's ``strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`` reads the same clock."""
+    global _second
+    ms = time.time_ns() // 1_000_000
+    second, rest = divmod(ms, 1000)
+    cached = _second
+    if cached[0] != second:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{rest:03d}Z"
 
 
 def head(conn: Any, q: "Queries") -> int:
@@ -148,39 +199,7 @@ def version(conn: Any, q: "Queries") -> Any:
     return conn.execute(q.version).fetchone()[0]
 
 
-class change:
-    """``with change(store, bus, actor) as tx``: one write transaction that captures its
-    events, published on ``bus`` after COMMIT (never for a rolled-back one).
-
-    A class rather than a generator-based context manager: every single change enters it,
-    and this saves the generator and its wrapper on the write path."""
-
-    __slots__ = ("_store", "_bus", "_actor", "_cm", "_tx")
-
-    def __init__(self, store: "AnyStore", bus: EventBus, actor: str) -> None:
-        self._store = store
-        self._bus = bus
-        self._actor = actor
-
-    def __enter__(self) -> ChangeTx:
-        self._cm = cm = self._store.transaction()
-        conn = cm.__enter__()
-        self._tx = tx = ChangeTx(conn, self._store.queries, self._actor)
-        return tx
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
-        cm, tx = self._cm, self._tx
-        if kind is None:
-            try:
-                if tx.head is not None and tx.q.unattribute:
-                    tx._conn.execute(tx.q.unattribute)
-                tx.events = tx.new_events()
-            except BaseException as failure:
-                if not cm.__exit__(type(failure), failure, failure.__traceback__):
-                    raise
-                return False  # pragma: no cover - a transaction never swallows an error
-            cm.__exit__(None, None, None)
-            if tx.events:
-                self._bus.publish(tx.events)
-            return False
-        return bool(cm.__exit__(kind, exc, tb))
+#: ``with change(store, bus, actor) as tx``: one write transaction that captures its events,
+#: published on ``bus`` after COMMIT (never for a rolled-back one). The handle is its own
+#: context manager, a class rather than a generator: every single change enters one.
+change = ChangeTx

@@ -15,7 +15,7 @@ from ..validate import INT64_MAX, parse_id, parse_username
 from . import rules
 from ._tx import ChangeTx, change
 from .models import Change, User
-from .outcome import outcome
+from .outcome import mine as _mine, outcome
 from .roles import RolesRepo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -213,7 +213,7 @@ def _promoted(uid: int, step: rules.Step, events: tuple[Event, ...]) -> Change:
     row was not written at all), and what the table had said if it disagreed with the log.
     ``events``: the change's events; those about ``uid`` are this id's."""
     assert step.after is not None
-    mine = events if all(e.user_id == uid for e in events) else tuple(e for e in events if e.user_id == uid)
+    mine = _mine(events, uid)
     note = rename_note(step.before, step.after[1] if step.renamed else None)
     promoted, drift = step.log is not None, step.drift
     if drift is not None:

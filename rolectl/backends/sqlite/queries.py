@@ -11,6 +11,7 @@ from typing import Any, Iterable, Sequence
 
 from ...events import log_time
 from ..queries import Queries, Scratch
+from .schema_v5 import logged_role
 
 
 class SQLiteQueries(Queries):
@@ -31,6 +32,11 @@ class SQLiteQueries(Queries):
     types = {"int": "INTEGER", "text": "TEXT", "bool": "INTEGER"}
     # A grant's end is the log's timestamp text, compared with the writer's clock.
     clock = now
+
+    def logged_role(self, uid: str) -> str:
+        # The role triggers' own form (schema version 5): an OR chain, where an IN list of
+        # three kinds would cost an ephemeral index built on every run.
+        return logged_role(uid)
 
     def ends_text(self, column: str) -> str:
         return column

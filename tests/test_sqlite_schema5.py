@@ -239,3 +239,19 @@ def test_restore_of_a_version_4_backup(db_path, tmp_path):
         )
     finally:
         conn.close()
+
+
+def test_the_replay_makes_missing_objects_as_version_5_leaves_them(db_path):
+    """What ``doctor --fix`` and restore run: each missing object comes back in its OR form."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        for name in HOT[1:]:
+            conn.execute(f"DROP TRIGGER {name}")
+        assert guard.check_schema(conn) is not None
+        conn.execute("BEGIN")
+        for statement in statements(replay=True):
+            conn.execute(statement)
+        conn.execute("COMMIT")
+        assert guard.check_schema(conn) is None and in_lists(conn) == []
+    finally:
+        conn.close()

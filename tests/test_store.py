@@ -113,7 +113,7 @@ def test_init_is_idempotent(db_path):
 
 
 def test_schema_version_is_the_newest_migration():
-    assert SCHEMA_VERSION == max(MIGRATIONS) == 4
+    assert SCHEMA_VERSION == max(MIGRATIONS) == 5
     assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
 
 
@@ -159,8 +159,8 @@ def test_older_schema_asks_for_migration(tmp_path):
     assert "older" in str(info.value)
     store, applied = init(path)
     with store:
-        assert applied == [3, 4]
-        assert store.schema_version == 4
+        assert applied == [3, 4, 5]
+        assert store.schema_version == 5
 
 
 def test_directory_and_non_sqlite_file(tmp_path):

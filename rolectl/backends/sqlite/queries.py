@@ -11,6 +11,7 @@ from typing import Any, Iterable, Sequence
 
 from ...events import log_time
 from ..queries import Queries, Scratch
+from .schema_v5 import logged_role
 
 
 class SQLiteQueries(Queries):
@@ -41,6 +42,11 @@ class SQLiteQueries(Queries):
             "INSERT INTO events (ts, kind, user_id, old_role, new_role, actor, note) VALUES "
             f"({p('ts')}, {p('kind')}, {p('uid')}, {p('old')}, {p('new')}, {p('actor')}, {p('note')})"
         )
+
+    def logged_role(self, uid: str) -> str:
+        # The role triggers' own form (schema version 5): an OR chain, where an IN list of
+        # three kinds would cost an ephemeral index built on every run.
+        return logged_role(uid)
 
     def ends_text(self, column: str) -> str:
         return column

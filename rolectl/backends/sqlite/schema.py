@@ -5,8 +5,8 @@ any table. Each migration is a list of statements applied in one transaction; ``
 the missing ones, so it is idempotent. The database itself enforces the rules that must hold
 whoever writes to it: the defined roles, the append-only log, and a role-change event for
 every change of a user's role, even one made by raw SQL. The migrations are in
-:mod:`.schema_v1` (versions 1 and 2), :mod:`.schema_v3` and :mod:`.schema_v4`; this module numbers them, replays
-them and holds the SQL the rest of rolectl builds on them.
+:mod:`.schema_v1` (versions 1 and 2), :mod:`.schema_v3`, :mod:`.schema_v4` and :mod:`.schema_v5`; this module
+numbers them, replays them and holds the SQL the rest of rolectl builds on them.
 
 Internal: not part of the public API.
 """
@@ -24,11 +24,11 @@ from .schema_v3 import (
     ROLE_NAME_MAX,
     V3,
     Once,
-    logged_role,
     role_kind,
     role_name_ok,
 )
 from .schema_v4 import EVENTS_V4, V4
+from .schema_v5 import EVENTS_V5, V5, logged_role
 
 __all__ = [
     "LOGGED_ROLE_SQL",
@@ -87,14 +87,14 @@ CHAT_AND_HEAD_SQL = (
 )
 
 #: Migration N brings a database from version N-1 to N.
-MIGRATIONS: dict[int, list[str]] = {1: V1, 2: V2, 3: V3, 4: V4}
+MIGRATIONS: dict[int, list[str]] = {1: V1, 2: V2, 3: V3, 4: V4, 5: V5}
 SCHEMA_VERSION: int = max(MIGRATIONS)
 
 
 #: Each rebuilt table's definition after the migration that rebuilt it (its :class:`Once` steps).
 _REBUILT: dict[str, dict[int, str]] = {
     "users": {3: _REBUILT_V3["users"]},
-    "events": {3: _REBUILT_V3["events"], 4: EVENTS_V4},
+    "events": {3: _REBUILT_V3["events"], 4: EVENTS_V4, 5: EVENTS_V5},
 }
 _CREATE_TABLE = re.compile(r"^\s*CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(\w+)\s", re.I)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from .schema_v1 import V1, V2
 from .schema_v3 import V3, Once, role_name_ok
 
-__all__ = ["EVENTS_V4", "GRANTS_ACTIVE", "NOTE_MAX", "TS_GLOB", "V4", "grant_active"]
+__all__ = ["EVENTS_V4", "GRANTS_ACTIVE", "NOTE_MAX", "TS_GLOB", "V4", "grant_active", "unset_trigger"]
 
 # Version 4: grants scoped to a chat, or ending at an instant, or both.
 #
@@ -112,7 +112,7 @@ def _set_trigger(name: str, when: str) -> list[str]:
     ]
 
 
-def _unset_trigger(name: str, when: str, condition: str = "") -> list[str]:
+def unset_trigger(name: str, when: str, condition: str = "") -> list[str]:
     guard = f"{condition} AND " if condition else ""
     return [
         f"DROP TRIGGER IF EXISTS main.{name}",
@@ -193,8 +193,8 @@ V4: list[str] = [
     """,
     *_set_trigger("grants_set_insert", "AFTER INSERT ON grants"),
     *_set_trigger("grants_set_update", "AFTER UPDATE ON grants"),
-    *_unset_trigger("grants_unset_delete", "AFTER DELETE ON grants"),
-    *_unset_trigger(
+    *unset_trigger("grants_unset_delete", "AFTER DELETE ON grants"),
+    *unset_trigger(
         "grants_unset_key",
         "AFTER UPDATE ON grants",
         condition="(OLD.user_id <> NEW.user_id OR OLD.chat_id <> NEW.chat_id)",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from .schema_v1 import V1, V2
 from .schema_v3 import V3, Once, role_kind, role_name_ok
-from .schema_v4 import TS_GLOB, V4
+from .schema_v4 import TS_GLOB, V4, unset_trigger
 
 __all__ = ["EVENTS_V5", "EVENT_KINDS", "ROLE_KINDS", "V5", "logged_role", "one_of"]
 
@@ -132,9 +132,12 @@ V5: list[str] = [
     *V2[:2],  # the seq triggers
     *_role_trigger5("users_role_insert", "AFTER INSERT ON users", "NEW.user_id", "NEW.role", "NEW.username"),
     *_role_trigger5("users_role_update", "AFTER UPDATE ON users", "NEW.user_id", "NEW.role", "NEW.username"),
+    # Only an UPDATE that names the key (the column or one of the rowid's three aliases,
+    # which SQLite matches by name) can change it; every other one, every role change
+    # included, does not run the trigger at all.
     *_role_trigger5(
         "users_id_update",
-        "AFTER UPDATE ON users",
+        "AFTER UPDATE OF user_id, rowid, _rowid_, oid ON users",
         "OLD.user_id",
         "'user'",
         "OLD.username",
@@ -142,6 +145,12 @@ V5: list[str] = [
     ),
     *_role_trigger5("users_role_delete", "AFTER DELETE ON users", "OLD.user_id", "'user'", "OLD.username"),
     *_created(V3, _ROLES_LOGGED),  # as version 3 made them
-    # as version 4 made them: their kind filters have two constants, coded as comparisons
-    *_created(V4, _GRANTS_LOGGED),
+    # as version 4 made them: their kind filters have two constants, coded as comparisons;
+    # the key's trigger runs only for an UPDATE that names the key (a grant's upsert does not)
+    *_created(V4, _GRANTS_LOGGED[:3]),
+    *unset_trigger(
+        "grants_unset_key",
+        "AFTER UPDATE OF user_id, chat_id ON grants",
+        condition="(OLD.user_id <> NEW.user_id OR OLD.chat_id <> NEW.chat_id)",
+    ),
 ]

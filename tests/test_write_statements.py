@@ -81,20 +81,40 @@ def test_add_admin_that_renames_or_creates_still_upserts(tmp_path: Path) -> None
         repo.close()
 
 
-def test_a_chat_grant_reads_the_rank_with_its_row(tmp_path: Path) -> None:
+def test_a_chat_grant_and_its_revoke_send_six_statements(tmp_path: Path) -> None:
     repo = Repository.init(tmp_path / "r.db")
     try:
         repo.roles.add("moderator", 50, actor="test")
         granted = _traced(repo, lambda: repo.roles.grant(7, "moderator", chat=CHAT, actor="test"))
         assert not any(s.startswith("SELECT rank FROM roles") for s in granted)
-        assert len(granted) == 8, granted  # BEGIN, PRAGMA, read, actor+head, upsert, unset actor, read back, COMMIT
-        (event,) = repo.events.since(0)[-1:]
-        assert (event.kind, event.user_id, event.chat_id, event.new_role, event.actor) == (
+        # the rank and the log's last word on the key come with the row; the repository logs
+        # the grant (the triggers find it logged): no actor row, no read-back
+        assert _verbs(granted) == [
+            "BEGIN IMMEDIATE",
+            "PRAGMA schema_version",
+            "SELECT (SELECT group_concat(mailbox_id)",
+            "INSERT INTO events",
+            "INSERT INTO grants",
+            "COMMIT",
+        ]
+        revoked = _traced(repo, lambda: repo.roles.revoke(7, chat=CHAT, actor="test"))
+        assert _verbs(revoked) == [
+            "BEGIN IMMEDIATE",
+            "PRAGMA schema_version",
+            "SELECT (SELECT group_concat(mailbox_id)",
+            "INSERT INTO events",
+            "DELETE FROM grants",
+            "COMMIT",
+        ]
+        set_, unset = repo.events.since(0)[-2:]
+        assert (set_.kind, set_.user_id, set_.chat_id, set_.new_role, set_.actor, set_.source) == (
             "grant_set",
             7,
             CHAT,
             "moderator",
             "test",
+            "operator",
         )
+        assert (unset.kind, unset.old_role, unset.actor) == ("grant_unset", "moderator", "test")
     finally:
         repo.close()

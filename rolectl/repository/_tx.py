@@ -141,6 +141,30 @@ class ChangeTx:
             return
         self._written.append(Event.from_row(self._conn.execute(self.q.log_role, params).fetchone()))
 
+    def log_grant(
+        self,
+        kind: str,
+        uid: int,
+        chat: int,
+        old: str | None,
+        new: str | None,
+        note: str | None,
+        ends: str | None,
+        source: str,
+    ) -> None:
+        """Log a grant's change the caller is about to write, as the grants' triggers would
+        (they then find it logged and stay silent). Only where the engine stamps events
+        itself (:attr:`Queries.log_grant_stamped`); elsewhere the triggers log grants."""
+        if self._pending is not None:
+            self._flush()
+        ts = stamp()
+        params = {"ts": ts, "kind": kind, "uid": uid, "old": old, "new": new, "actor": self.actor, "note": note}
+        params.update(chat=chat, ends=ends, source=source)
+        seq = self._conn.execute(self.q.log_grant_stamped, params).lastrowid
+        self._written.append(
+            Event(seq, ts, kind, uid, old, new, None, None, None, self.actor, note, None, chat, ends, source)
+        )
+
     def attribute_trigger_events(self) -> None:
         """Let the triggers log this transaction's role changes under ``actor``."""
         if self.head is None:

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import ConflictError, DatabaseError, InvalidInputError
-from ..events import BUILTIN_RANKS, EVERYWHERE, ROLE_ADMIN, SOURCE_OPERATOR, SOURCES, log_time
+from ..events import BUILTIN_RANKS, EVERYWHERE, GRANT_SET, GRANT_UNSET, ROLE_ADMIN, SOURCE_OPERATOR, SOURCES, log_time
 from ..validate import INT64_MAX
 from ._tx import ChangeTx
 from .models import Change
@@ -149,11 +149,12 @@ def check_owner(uid: int, boxes: Any, rank: int, scope: Scope, force: bool) -> N
 def write(tx: ChangeTx, q: "Queries", uid: int, role: str, scope: Scope, note: str | None, force: bool) -> str | None:
     """Write a scoped grant in ``tx``; returns why nothing changed, or None if it did. One
     read gives the row, the mailboxes owned and the role's rank (an undefined role is bad
-    input)."""
+    input), and where the repository logs grants itself, the log's last word on the key."""
     chat = EVERYWHERE if scope.chat is None else scope.chat
-    boxes, held, ends, source, old_note, active, rank = tx.one(
-        q.grant_write_before, {"uid": uid, "chat": chat, "name": role}
-    )
+    params = {"uid": uid, "chat": chat, "name": role}
+    logs = bool(q.log_grant_stamped)
+    row = tx.one(q.grant_write_logged if logs else q.grant_write_before, params)
+    boxes, held, ends, source, old_note, active, rank = row[:7]
     if rank is None:
         raise InvalidInputError(f"unknown role {role!r}", hint="see `rolectl roles list`")
     check_owner(uid, boxes, int(rank), scope, force)
@@ -166,7 +167,21 @@ def write(tx: ChangeTx, q: "Queries", uid: int, role: str, scope: Scope, note: s
     wanted_ends = log_time(scope.ends) if scope.ends is not None else None
     if (held, ends, source, old_note) == (role, wanted_ends, scope.source, note):
         return f"{uid} is already {role}{where}; nothing changed"
-    tx.attribute_trigger_events()
+    if logs:
+        # What grants_set_insert/_update would log: nothing if the log's last grant event
+        # for the key is this very grant, else a grant_set from the role it still grants.
+        kind, logged_role, logged_ends, logged_source, logged_note, logged_active = row[7:]
+        if (kind, logged_role, logged_ends, logged_source, logged_note) != (
+            GRANT_SET,
+            role,
+            wanted_ends,
+            scope.source,
+            note,
+        ):
+            old = logged_role if kind == GRANT_SET and logged_active else None
+            tx.log_grant(GRANT_SET, uid, chat, old, role, note, wanted_ends, scope.source)
+    else:
+        tx.attribute_trigger_events()
     params = {"uid": uid, "chat": chat, "role": role, "source": scope.source, "note": note}
     tx.run(q.upsert_grant, {**params, "ends": None if scope.ends is None else q.end_param(scope.ends)})
     return None
@@ -175,7 +190,9 @@ def write(tx: ChangeTx, q: "Queries", uid: int, role: str, scope: Scope, note: s
 def remove(tx: ChangeTx, q: "Queries", uid: int, chat: int, source: str, only_role: str | None = None) -> str | None:
     """Remove the (``uid``, ``chat``) grant in ``tx``; returns why nothing changed, or None.
     A sync (``source`` not the operator) removes only its own; ``only_role``: only that role."""
-    _, held, _, held_source, _, _ = tx.one(q.grant_before, {"uid": uid, "chat": chat})
+    logs = bool(q.log_grant_stamped)
+    row = tx.one(q.grant_before_logged if logs else q.grant_before, {"uid": uid, "chat": chat})
+    held, held_source = row[1], row[3]
     where = f" in chat {chat}" if chat != EVERYWHERE else ""
     if held is None or (only_role is not None and held != only_role):
         return (
@@ -185,7 +202,10 @@ def remove(tx: ChangeTx, q: "Queries", uid: int, chat: int, source: str, only_ro
         )
     if source != SOURCE_OPERATOR and held_source != source:
         return f"{uid} holds an operator's grant{where}; nothing changed"
-    tx.attribute_trigger_events()
+    if not logs:
+        tx.attribute_trigger_events()
+    elif row[6] == GRANT_SET:  # what grants_unset_delete logs: only a grant the log still holds
+        tx.log_grant(GRANT_UNSET, uid, chat, held, None, None, None, held_source)
     tx.run(q.delete_grant, {"uid": uid, "chat": chat})
     return None
 

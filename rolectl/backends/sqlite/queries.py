@@ -42,6 +42,23 @@ class SQLiteQueries(Queries):
             "INSERT INTO events (ts, kind, user_id, old_role, new_role, actor, note) VALUES "
             f"({p('ts')}, {p('kind')}, {p('uid')}, {p('old')}, {p('new')}, {p('actor')}, {p('note')})"
         )
+        self.log_grant_stamped = (
+            "INSERT INTO events (ts, kind, user_id, old_role, new_role, actor, note, chat_id, ends_at, source) "
+            f"VALUES ({p('ts')}, {p('kind')}, {p('uid')}, {p('old')}, {p('new')}, {p('actor')}, {p('note')}, "
+            f"{p('chat')}, {p('ends')}, {p('source')})"
+        )
+        # What the grants' triggers compare a row with: the log's last grant event for the
+        # key (kind, role, end, source, note; NULLs: none) and the role it grants if it still
+        # holds (the old role of a grant_set), read with the row in one statement.
+        last = (
+            "LEFT JOIN (SELECT kind, new_role, ends_at, source, note FROM events "
+            f"WHERE user_id = {p('uid')} AND chat_id = {p('chat')} AND kind IN ('grant_set', 'grant_unset') "
+            "ORDER BY seq DESC LIMIT 1) AS l ON 1"
+        )
+        logged = f", l.kind, l.new_role, l.ends_at, l.source, l.note, {self.active('l.ends_at')}"
+        for read, name in (("grant_write_before", "grant_write_logged"), ("grant_before", "grant_before_logged")):
+            select, _, joins = getattr(self, read).partition(" FROM (SELECT 1) AS one ")
+            setattr(self, name, f"{select}{logged} FROM (SELECT 1) AS one {joins} {last}")
 
     def logged_role(self, uid: str) -> str:
         # The role triggers' own form (schema version 5): an OR chain, where an IN list of

@@ -24,6 +24,7 @@ from ..errors import ConflictError, DatabaseError, InvalidInputError
 from ..events import BUILTIN_RANKS, EVERYWHERE, GRANT_SET, GRANT_UNSET, ROLE_ADMIN, SOURCE_OPERATOR, SOURCES, log_time
 from ..validate import INT64_MAX
 from ._tx import ChangeTx
+from .outcome import mine as _mine
 from .models import Change
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -78,6 +79,8 @@ def parse_chat(value: object) -> int | None:
 def parse_end(until: datetime | None, duration: timedelta | None, now: datetime | None = None) -> datetime | None:
     """The instant a grant ends (UTC, whole milliseconds, as the log keeps it), or None.
     ``until`` must be aware and ``duration`` positive; at most one; the end must be ahead."""
+    if until is None and duration is None:
+        return None  # (no clock read: most grants have no end)
     if until is not None and duration is not None:
         raise InvalidInputError("give an end or a duration, not both", hint="use until= or duration=")
     current = now or datetime.now(timezone.utc)
@@ -211,7 +214,7 @@ def remove(tx: ChangeTx, q: "Queries", uid: int, chat: int, source: str, only_ro
 
 
 def outcome(uid: int, tx: ChangeTx, done: str, noop: str | None) -> Change:
-    mine = tuple(e for e in tx.events if e.user_id == uid)
+    mine = _mine(tx.events, uid)
     if noop is not None and not mine:
         return Change(False, noop, ())
     return Change(bool(mine), done, mine)

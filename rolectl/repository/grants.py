@@ -173,16 +173,8 @@ def write(tx: ChangeTx, q: "Queries", uid: int, role: str, scope: Scope, note: s
     if logs:
         # What grants_set_insert/_update would log: nothing if the log's last grant event
         # for the key is this very grant, else a grant_set from the role it still grants.
-        kind, logged_role, logged_ends, logged_source, logged_note, logged_active = row[7:]
-        if (kind, logged_role, logged_ends, logged_source, logged_note) != (
-            GRANT_SET,
-            role,
-            wanted_ends,
-            scope.source,
-            note,
-        ):
-            old = logged_role if kind == GRANT_SET and logged_active else None
-            tx.log_grant(GRANT_SET, uid, chat, old, role, note, wanted_ends, scope.source)
+        if row[7:12] != (GRANT_SET, role, wanted_ends, scope.source, note):
+            tx.log_grant(GRANT_SET, uid, chat, row[12], role, note, wanted_ends, scope.source)
     else:
         tx.attribute_trigger_events()
     params = {"uid": uid, "chat": chat, "role": role, "source": scope.source, "note": note}
@@ -194,8 +186,10 @@ def remove(tx: ChangeTx, q: "Queries", uid: int, chat: int, source: str, only_ro
     """Remove the (``uid``, ``chat``) grant in ``tx``; returns why nothing changed, or None.
     A sync (``source`` not the operator) removes only its own; ``only_role``: only that role."""
     logs = bool(q.log_grant_stamped)
-    row = tx.one(q.grant_before_logged if logs else q.grant_before, {"uid": uid, "chat": chat})
-    held, held_source = row[1], row[3]
+    if logs:
+        held, held_source, last_kind = tx.one(q.grant_before_logged, {"uid": uid, "chat": chat})
+    else:
+        _, held, _, held_source, _, _ = tx.one(q.grant_before, {"uid": uid, "chat": chat})
     where = f" in chat {chat}" if chat != EVERYWHERE else ""
     if held is None or (only_role is not None and held != only_role):
         return (
@@ -207,7 +201,7 @@ def remove(tx: ChangeTx, q: "Queries", uid: int, chat: int, source: str, only_ro
         return f"{uid} holds an operator's grant{where}; nothing changed"
     if not logs:
         tx.attribute_trigger_events()
-    elif row[6] == GRANT_SET:  # what grants_unset_delete logs: only a grant the log still holds
+    elif last_kind == GRANT_SET:  # what grants_unset_delete logs: only a grant the log still holds
         tx.log_grant(GRANT_UNSET, uid, chat, held, None, None, None, held_source)
     tx.run(q.delete_grant, {"uid": uid, "chat": chat})
     return None

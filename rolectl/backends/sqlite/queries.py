@@ -48,19 +48,26 @@ class SQLiteQueries(Queries):
             f"{p('chat')}, {p('ends')}, {p('source')})"
         )
         # What the grants' triggers compare a row with: the log's last grant event for the
-        # key (kind, role, end, source, note; NULLs: none) and the role it grants if it still
-        # holds (the old role of a grant_set), read with the row in one statement.
-        # (Joined by its seq, a rowid look-up: a LIMIT subquery in a LEFT JOIN is
-        # materialised into a temporary table on every run, twice the time.)
+        # key, read with the row in one statement. Joined by its seq, a rowid look-up (a
+        # LIMIT subquery in a LEFT JOIN is materialised into a temporary table on every run).
         last = (
             "LEFT JOIN events AS l ON l.seq = (SELECT seq FROM events "
             f"WHERE user_id = {p('uid')} AND chat_id = {p('chat')} AND kind IN ('grant_set', 'grant_unset') "
             "ORDER BY seq DESC LIMIT 1)"
         )
-        logged = f", l.kind, l.new_role, l.ends_at, l.source, l.note, {self.active('l.ends_at')}"
-        for read, name in (("grant_write_before", "grant_write_logged"), ("grant_before", "grant_before_logged")):
-            select, _, joins = getattr(self, read).partition(" FROM (SELECT 1) AS one ")
-            setattr(self, name, f"{select}{logged} FROM (SELECT 1) AS one {joins} {last}")
+        # A grant: its kind, role, end, source and note (NULLs: none), and the role it still
+        # grants (a grant_set's old role; CASE: the clock is read only for a timed one).
+        select, _, joins = self.grant_write_before.partition(" FROM (SELECT 1) AS one ")
+        self.grant_write_logged = (
+            f"{select}, l.kind, l.new_role, l.ends_at, l.source, l.note, CASE WHEN l.kind = 'grant_set' "
+            f"AND (l.ends_at IS NULL OR l.ends_at > {self.clock}) THEN l.new_role END "
+            f"FROM (SELECT 1) AS one {joins} {last}"
+        )
+        # A revoke: the row's role and source, and the kind of the log's last word.
+        self.grant_before_logged = (
+            f"SELECT g.role, g.source, l.kind FROM (SELECT 1) AS one LEFT JOIN grants AS g "
+            f"ON g.user_id = {p('uid')} AND g.chat_id = {p('chat')} {last}"
+        )
 
     def logged_role(self, uid: str) -> str:
         # The role triggers' own form (schema version 5): an OR chain, where an IN list of

@@ -118,3 +118,26 @@ def test_a_chat_grant_and_its_revoke_send_six_statements(tmp_path: Path) -> None
         assert (unset.kind, unset.old_role, unset.actor) == ("grant_unset", "moderator", "test")
     finally:
         repo.close()
+
+
+def test_events_a_change_returns_are_the_logged_rows(tmp_path: Path) -> None:
+    """The writer stamps an event and takes its seq from the insert (no RETURNING): what a
+    change returns, and publishes to in-process listeners, is exactly the logged row."""
+    repo = Repository.init(tmp_path / "r.db")
+    heard: list[object] = []
+    repo.bus.subscribe(heard.append)
+    try:
+        repo.roles.add("moderator", 50, actor="test")
+        changes = [
+            repo.users.add_admin(7, actor="test"),
+            repo.roles.grant(7, "moderator", chat=CHAT, note="n", actor="test"),
+            repo.roles.revoke(7, chat=CHAT, actor="test"),
+            repo.users.remove_admin(7, actor="test"),
+        ]
+        returned = [event for change in changes for event in change.events]
+        assert len(returned) == 4
+        logged = repo.events.since(returned[0].seq - 1)
+        assert returned == list(logged)  # seq, ts and every field
+        assert heard[-4:] == returned
+    finally:
+        repo.close()

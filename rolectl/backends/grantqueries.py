@@ -47,8 +47,9 @@ class GrantQueries:
         return f"({column} IS NULL OR {column} > {self.clock})"
 
     def _grant_statements(self) -> None:
-        """Grants scoped to a chat or ending at an instant (the ``grants`` table). Every change
-        is logged by the table's triggers, under the actor of :attr:`attribute`."""
+        """Grants scoped to a chat or ending at an instant (the ``grants`` table). A change is
+        logged by the table's triggers, under the actor of :attr:`attribute`, unless the
+        repository logs it first (:attr:`Queries.log_grant_stamped`)."""
         p, uid, chat = self.p, self.p("uid"), self.p("chat")
         # A global grant reads what user_before_demote reads and the role of the user's
         # time-limited global grant (chat 0), which a permanent grant replaces.

@@ -1,23 +1,26 @@
 """The one way a domain change is written: a transaction that also captures its events.
 
-Two ways produce a role-change event, and both land in the same transaction as the change:
+Two ways produce an event, and both land in the same transaction as the change:
 
-* Row-at-a-time repository code logs the event itself (:meth:`ChangeTx.log_role`) just
-  before it writes the role. The schema's triggers compare every new role with the role the
-  log last recorded, so they see the change is already logged and stay silent.
-* Set-based and batch code (``users import``, ``apply``) lets the triggers log each change
-  (one ``change_context`` write per transaction is cheaper than a logged insert per row). It
-  first calls
-  :meth:`ChangeTx.attribute_trigger_events`, which puts the actor into ``change_context``
-  (emptied again before COMMIT), so those events carry the actor and not ``sql``.
+* Row-at-a-time repository code logs the event itself just before it writes the row: a
+  role change (:meth:`ChangeTx.log_role`) everywhere, a grant (:meth:`ChangeTx.log_grant`)
+  where the engine stamps events itself (SQLite). The schema's triggers compare every new
+  role or grant with what the log last recorded, so they find it logged and stay silent.
+* Set-based and batch code (``users import``, ``apply``), and grants on PostgreSQL, let the
+  triggers log each change (one ``change_context`` write per transaction is cheaper than a
+  logged insert per row). They first call :meth:`ChangeTx.attribute_trigger_events`, which
+  puts the actor into ``change_context`` (emptied again before COMMIT), so those events
+  carry the actor and not ``sql``; they are read back from the head recorded then.
 
-Logging first is what keeps a single change as cheap as a bare UPDATE plus INSERT: no
-``change_context`` row is written and deleted, and nothing is read back (``RETURNING``
-gives the events; SQLite >= 3.35). Where every statement is a round trip to a server
-(PostgreSQL), the event is held back and sent with the write it announces as one
-data-modifying ``WITH`` statement; the trigger runs at the end of that statement and finds
-the event already logged. Whatever the path, the events
-the transaction produced are read back at the end and published on the bus after COMMIT.
+Logging first is what keeps a single change close to a bare UPDATE plus INSERT: no
+``change_context`` row is written and deleted (a page per commit), and nothing is read
+back. On SQLite, whose clock for the log is the writer's, the event is stamped here
+(:func:`stamp`) and its seq is the insert's rowid: ``RETURNING`` would cost the insert a
+third of its time. Where every statement is a round trip to a server (PostgreSQL), a role
+change's event is held back and sent with the write it announces as one data-modifying
+``WITH`` statement that returns it; the trigger runs at the end of that statement and finds
+the event already logged. The events the transaction produced are published on the bus
+after COMMIT, and only then.
 
 Internal: not part of the public API.
 """
@@ -40,9 +43,10 @@ class ChangeTx:
 
     ``conn`` is the backend's connection inside the write transaction and ``q`` its
     statements (:mod:`rolectl.backends.queries`): repository code runs ``conn.execute(q.x,
-    {...})`` and never spells SQL itself. Events the repository writes itself come back
-    through ``RETURNING`` (no read-back); only after :meth:`attribute_trigger_events` are the
-    triggers' events read back, from the log head recorded at that moment.
+    {...})`` and never spells SQL itself. Events the repository writes itself are built from
+    what it wrote (or come back through ``RETURNING``); only after
+    :meth:`attribute_trigger_events` are the triggers' events read back, from the log head
+    recorded at that moment. It is its own context manager (``change``).
     """
 
     __slots__ = ("_store", "_bus", "_cm", "_conn", "q", "actor", "head", "events", "drift", "_written", "_pending")

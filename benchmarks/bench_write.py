@@ -12,8 +12,8 @@ Two changes, each alternating so that every call changes something and commits o
 
 The repository does more than the baseline: it validates, reads the current state (the row,
 the logged role or grant, the mailboxes owned), checks the schema has not changed, logs the
-event (``RETURNING`` it for the in-process listeners), writes the row -- the triggers check
-the log and stay silent -- and publishes the event after COMMIT. The baselines run on files
+event (stamped by the writer, its seq the insert's rowid), writes the row -- the triggers
+check the log and stay silent -- and publishes the event after COMMIT. The baselines run on files
 with the same tables (no triggers) and the same pragmas. Both run in this process on real
 files in one directory, interleaved round by round; the ratio of medians is reported for
 ``synchronous=FULL`` (rolectl's default, the target) and ``synchronous=NORMAL`` (for

@@ -18,6 +18,11 @@ with the same tables (no triggers) and the same pragmas. Both run in this proces
 files in one directory, interleaved round by round; the ratio of medians is reported for
 ``synchronous=FULL`` (rolectl's default, the target) and ``synchronous=NORMAL`` (for
 information). Exit status 1 if a FULL target is missed.
+
+For information, a third variant makes the same change in raw SQL on a rolectl file, as a
+script or another program may (``UPDATE users SET role``, the grant's upsert or ``DELETE``):
+rolectl's triggers and CHECKs run and log it, so "vs SQL" is the repository layer's own cost
+over the database's guarantees -- the baseline bench_postgres.py's write row uses.
 """
 
 from __future__ import annotations
@@ -123,6 +128,35 @@ def raw_grant_round(conn: sqlite3.Connection, ops: int, start: int) -> float:
     return (time.perf_counter() - t0) / ops
 
 
+def sql_role_round(conn: sqlite3.Connection, ops: int, start: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(start, start + ops):
+        uid = i // 2 % USERS + 1
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", ("admin" if i % 2 == 0 else "user", uid)
+        )
+        conn.execute("COMMIT")
+    return (time.perf_counter() - t0) / ops
+
+
+def sql_grant_round(conn: sqlite3.Connection, ops: int, start: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(start, start + ops):
+        uid = i // 2 % USERS + 1
+        conn.execute("BEGIN IMMEDIATE")
+        if i % 2 == 0:
+            conn.execute(
+                "INSERT INTO grants (user_id, chat_id, role) VALUES (?, ?, 'moderator') ON CONFLICT (user_id, chat_id) "
+                f"DO UPDATE SET role = excluded.role, ends_at = NULL, source = 'operator', note = NULL, granted_at = {NOW}",
+                (uid, CHAT),
+            )
+        else:
+            conn.execute("DELETE FROM grants WHERE user_id = ? AND chat_id = ?", (uid, CHAT))
+        conn.execute("COMMIT")
+    return (time.perf_counter() - t0) / ops
+
+
 def repo_grant_round(repo: Repository, ops: int, start: int) -> float:
     roles = repo.roles
     t0 = time.perf_counter()
@@ -136,33 +170,45 @@ def repo_grant_round(repo: Repository, ops: int, start: int) -> float:
 
 
 Round = Callable[..., float]
-CHANGES: dict[str, tuple[str, Round, Round]] = {
-    "role": ("add-admin / remove-admin", raw_role_round, repo_role_round),
-    "grant": ("grant / revoke in a chat", raw_grant_round, repo_grant_round),
+CHANGES: dict[str, tuple[str, Round, Round, Round]] = {
+    "role": ("add-admin / remove-admin", raw_role_round, repo_role_round, sql_role_round),
+    "grant": ("grant / revoke in a chat", raw_grant_round, repo_grant_round, sql_grant_round),
 }
 
 
-def measure(workdir: Path, change: str, synchronous: str, ops: int, rounds: int) -> tuple[float, float]:
-    _, raw_round, repo_round = CHANGES[change]
-    raw = open_raw(workdir / f"raw-{change}-{synchronous}.db", synchronous)
-    repo = Repository.init(workdir / f"repo-{change}-{synchronous}.db")
+def open_rolectl(path: Path, synchronous: str) -> Repository:
+    repo = Repository.init(path)
     repo.store.conn.execute(f"PRAGMA synchronous = {synchronous}")
     with repo.store.transaction() as conn:
         conn.executemany("INSERT INTO users (user_id) VALUES (?)", [(i,) for i in range(1, USERS + 1)])
     repo.roles.add("moderator", 50, actor="bench")
+    return repo
+
+
+def measure(workdir: Path, change: str, synchronous: str, ops: int, rounds: int) -> tuple[float, float, float]:
+    """Medians of the raw transaction, the repository and raw SQL on a rolectl file."""
+    _, raw_round, repo_round, sql_round = CHANGES[change]
+    raw = open_raw(workdir / f"raw-{change}-{synchronous}.db", synchronous)
+    repo = open_rolectl(workdir / f"repo-{change}-{synchronous}.db", synchronous)
+    plain = open_rolectl(workdir / f"sql-{change}-{synchronous}.db", synchronous)
+    sql = plain.store.conn  # the same hardened connection, used without the repository
     # warm-up: page cache, statement cache, first WAL growth
     raw_round(raw, 200, 0)
     repo_round(repo, 200, 0)
-    raw_times, repo_times = [], []
+    sql_round(sql, 200, 0)
+    raw_times, repo_times, sql_times = [], [], []
     start = 200
     for _ in range(rounds):
         raw_times.append(raw_round(raw, ops, start))
         repo_times.append(repo_round(repo, ops, start))
+        sql_times.append(sql_round(sql, ops, start))
         start += ops
     assert repo.events.replay() == repo.events.table_roles()
+    assert plain.events.replay() == plain.events.table_roles()  # the triggers logged every change
     raw.close()
     repo.close()
-    return statistics.median(raw_times), statistics.median(repo_times)
+    plain.close()
+    return statistics.median(raw_times), statistics.median(repo_times), statistics.median(sql_times)
 
 
 def main() -> int:
@@ -180,10 +226,13 @@ def main() -> int:
     ok = True
     try:
         print(f"write path, {args.rounds} rounds x {args.ops} changes, files in {workdir}")
-        print(f"{'change':<26} {'synchronous':<12} {'raw sqlite3':>12} {'repository':>12} {'ratio':>7}  target")
+        print(
+            f"{'change':<26} {'synchronous':<12} {'raw sqlite3':>12} {'repository':>12} {'ratio':>7}  "
+            f"{'target':<16} {'SQL on rolectl':>14} {'vs SQL':>7}"
+        )
         for change in changes:
             for sync in ("FULL", "NORMAL"):
-                raw, repo = measure(workdir, change, sync, args.ops, args.rounds)
+                raw, repo, sql = measure(workdir, change, sync, args.ops, args.rounds)
                 ratio = repo / raw
                 if sync == "FULL":
                     verdict = f"<= {TARGET}x " + ("ok" if ratio <= TARGET else "MISSED")
@@ -192,7 +241,7 @@ def main() -> int:
                     verdict = "info"
                 print(
                     f"{CHANGES[change][0]:<26} {sync:<12} {raw * 1e6:>9.1f} us {repo * 1e6:>9.1f} us "
-                    f"{ratio:>6.2f}x  {verdict}",
+                    f"{ratio:>6.2f}x  {verdict:<16} {sql * 1e6:>11.1f} us {repo / sql:>6.2f}x",
                     flush=True,
                 )
     finally:

@@ -315,7 +315,7 @@ class Transaction:
     on entry; COMMIT on a clean exit, ROLLBACK on an error (a ``sqlite3`` error is translated).
 
     A class rather than a generator-based context manager: every change enters one, and
-    ``contextlib``'s wrapper and generator cost a role change ~3 % of its CPU
+    ``contextlib``'s wrapper and generator cost a role change ~6 % of its CPU
     (benchmarks/bench_write.py)."""
 
     __slots__ = ("_store", "_conn")
@@ -335,7 +335,7 @@ class Transaction:
                     if store.write_timeout <= store.timeout or not busy(exc):
                         raise
                     store._begin_waiting_longer()
-                store.guard.last = _guard.NEVER  # the deadline starts over (Guard.rearm)
+                store.guard.rearm()
                 if not store._inspect and not store.guard.unchanged():
                     store._check_schema()
             except BaseException as exc:

@@ -24,6 +24,13 @@ class GrantQueries:
     #: What ``grants.ends_at`` is compared with: a grant is active while its end is later.
     #: The database's clock (PostgreSQL: the server's; SQLite: the writer's).
     clock: str = "clock_timestamp()"
+    #: Where events are stamped by the writer (SQLite), a grant's change is logged by the repository
+    #: as a role change is (the grants' triggers then find it logged and stay silent): the
+    #: statements below read the log's last grant event for the key with the row, and
+    #: :attr:`log_grant_stamped` writes the event. Empty: the triggers log grants.
+    log_grant_stamped: str = ""
+    grant_write_logged: str = ""
+    grant_before_logged: str = ""
 
     def p(self, name: str) -> str:
         return self.marker.format(name)

@@ -105,13 +105,6 @@ class Queries(GrantQueries):
     #: writer and inserted with nothing returned (:attr:`log_role_stamped`, a ``ts``
     #: parameter more): its seq is the insert's rowid. Empty: :attr:`log_role` returns it.
     log_role_stamped: str = ""
-    #: Where events are stamped by the writer, a grant's change is logged by the repository
-    #: as a role change is (the grants' triggers then find it logged and stay silent): the
-    #: statements below read the log's last grant event for the key with the row, and
-    #: :attr:`log_grant_stamped` writes the event. Empty: the triggers log grants.
-    log_grant_stamped: str = ""
-    grant_write_logged: str = ""
-    grant_before_logged: str = ""
     #: The database role that wrote an event (a column, or NULL where the engine has none):
     #: the last column of the ``events`` listing (:data:`~rolectl.events.EVENT_LISTING_FIELDS`).
     db_user: str = "NULL"

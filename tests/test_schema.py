@@ -306,7 +306,7 @@ def test_log_id_is_random_per_database(tmp_path):
     assert len(ids) == 2 and all(len(i) == 32 for i in ids)
 
 
-# -- the exact schema check (backends/sqlite/guard.py) ------------------------------------------
+# -- the exact schema check (backends/sqlite/schemacheck.py) ----------------------------------
 
 
 def test_fingerprints_are_those_of_the_migrations():

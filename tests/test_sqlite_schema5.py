@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rolectl.backends.sqlite import guard
+from rolectl.backends.sqlite import guard, schemacheck
 from rolectl.backends.sqlite.queries import QUERIES
 from rolectl.backends.sqlite.schema import SCHEMA_VERSION, in_memory, statements
 from rolectl.backends.sqlite.schema_v3 import logged_role as logged_role_v3
@@ -203,8 +203,8 @@ def test_a_version_5_file_is_newer_for_a_rolectl_of_version_4(db_path, monkeypat
 
     raw = db_path.read_bytes()
     monkeypatch.setattr(store, "SCHEMA_VERSION", 4)
-    monkeypatch.setattr(guard, "SCHEMA_VERSION", 4)
-    monkeypatch.setattr(guard, "FINGERPRINTS", {v: f for v, f in guard.FINGERPRINTS.items() if v <= 4})
+    monkeypatch.setattr(schemacheck, "SCHEMA_VERSION", 4)
+    monkeypatch.setattr(schemacheck, "FINGERPRINTS", {v: f for v, f in guard.FINGERPRINTS.items() if v <= 4})
     with pytest.raises(DatabaseError) as info:
         Repository.open(db_path)
     assert "schema version 5, newer than this rolectl supports (4)" in str(info.value)

@@ -9,6 +9,8 @@ Internal: not part of the public API.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from .schema_v1 import V1, V2
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "logged_role",
     "role_kind",
     "role_name_ok",
+    "role_trigger",
 ]
 
 # Version 3: roles are defined in the database, as an ordered set (issue 19, section 1).
@@ -74,18 +77,29 @@ def role_kind(old: str, new: str) -> str:
     return f"CASE WHEN {new} = 'admin' THEN 'admin_added' WHEN {old} = 'admin' THEN 'admin_removed' ELSE 'role_changed' END"
 
 
-def _role_trigger3(name: str, when: str, uid: str, new: str, username: str, condition: str = "") -> list[str]:
+def role_trigger(
+    name: str,
+    when: str,
+    uid: str,
+    new: str,
+    username: str,
+    condition: str = "",
+    logged: Callable[[str], str] = logged_role,
+) -> list[str]:
+    """A trigger on ``users`` that logs a role change the log does not hold yet, comparing
+    the new role with the role ``logged`` says the log last recorded (version 5 passes its
+    own form of the same query)."""
     guard = f"{condition} AND " if condition else ""
     return [
         f"DROP TRIGGER IF EXISTS main.{name}",  # main: never a trigger of an attached database
         f"""
     CREATE TRIGGER {name} {when}
-    WHEN {guard}{new} IS NOT {logged_role(uid)}
+    WHEN {guard}{new} IS NOT {logged(uid)}
     BEGIN
         INSERT INTO events (kind, user_id, old_role, new_role, actor, note)
         VALUES (
-            {role_kind(logged_role(uid), new)},
-            {uid}, {logged_role(uid)}, {new}, {_ACTOR_SQL}, {username}
+            {role_kind(logged(uid), new)},
+            {uid}, {logged(uid)}, {new}, {_ACTOR_SQL}, {username}
         );
     END
     """,
@@ -184,9 +198,9 @@ V3: list[str] = [
     "CREATE INDEX IF NOT EXISTS events_user ON events (user_id, seq)",
     *(st for st in V1 if "events_append_only" in st),  # dropped with the old table
     *V2[:2],  # the seq triggers
-    *_role_trigger3("users_role_insert", "AFTER INSERT ON users", "NEW.user_id", "NEW.role", "NEW.username"),
-    *_role_trigger3("users_role_update", "AFTER UPDATE ON users", "NEW.user_id", "NEW.role", "NEW.username"),
-    *_role_trigger3(
+    *role_trigger("users_role_insert", "AFTER INSERT ON users", "NEW.user_id", "NEW.role", "NEW.username"),
+    *role_trigger("users_role_update", "AFTER UPDATE ON users", "NEW.user_id", "NEW.role", "NEW.username"),
+    *role_trigger(
         "users_id_update",
         "AFTER UPDATE ON users",
         "OLD.user_id",
@@ -194,7 +208,7 @@ V3: list[str] = [
         "OLD.username",
         condition="OLD.user_id <> NEW.user_id",
     ),
-    *_role_trigger3("users_role_delete", "AFTER DELETE ON users", "OLD.user_id", "'user'", "OLD.username"),
+    *role_trigger("users_role_delete", "AFTER DELETE ON users", "OLD.user_id", "'user'", "OLD.username"),
     # A user's role must be defined (a foreign key would depend on each connection's pragma).
     """
     CREATE TRIGGER IF NOT EXISTS users_role_defined_insert BEFORE INSERT ON users

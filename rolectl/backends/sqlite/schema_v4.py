@@ -11,7 +11,7 @@ from __future__ import annotations
 from .schema_v1 import V1, V2
 from .schema_v3 import V3, Once, role_name_ok
 
-__all__ = ["EVENTS_V4", "GRANTS_ACTIVE", "NOTE_MAX", "TS_GLOB", "V4", "grant_active", "unset_trigger"]
+__all__ = ["EVENTS_V4", "GRANTS_ACTIVE", "NOTE_MAX", "TS_GLOB", "V4", "events_body", "grant_active", "unset_trigger"]
 
 # Version 4: grants scoped to a chat, or ending at an instant, or both.
 #
@@ -44,12 +44,14 @@ def grant_active(ends: str = "ends_at") -> str:
 #: SQL: the row of ``grants`` being read holds now.
 GRANTS_ACTIVE = grant_active()
 
-_EVENTS_V4_BODY = f"""(
+
+def events_body(kind_check: str) -> str:
+    """``events``' columns as version 4 made them, with ``kind_check`` as the kinds' CHECK
+    (version 5 rebuilds the table with the same columns and an ``OR`` chain there)."""
+    return f"""(
         seq        INTEGER PRIMARY KEY AUTOINCREMENT,
         ts         TEXT NOT NULL DEFAULT ({_NOW_SQL}),
-        kind       TEXT NOT NULL CHECK (kind IN ('admin_added', 'admin_removed',
-                       'admin_transferred', 'mailbox_created', 'cache_evict', 'cache_flush',
-                       'role_changed', 'role_defined', 'role_undefined', 'grant_set', 'grant_unset')),
+        kind       TEXT NOT NULL CHECK {kind_check},
         user_id    INTEGER,
         old_role   TEXT CHECK (old_role IS NULL OR {role_name_ok('old_role')}),
         new_role   TEXT CHECK (new_role IS NULL OR {role_name_ok('new_role')}),
@@ -62,6 +64,13 @@ _EVENTS_V4_BODY = f"""(
         ends_at    TEXT CHECK (ends_at IS NULL OR (typeof(ends_at) = 'text' AND ends_at GLOB '{TS_GLOB}')),
         source     TEXT CHECK (source IS NULL OR source IN ('operator', 'telegram'))
     )"""
+
+
+_EVENTS_V4_BODY = events_body(
+    """(kind IN ('admin_added', 'admin_removed',
+                       'admin_transferred', 'mailbox_created', 'cache_evict', 'cache_flush',
+                       'role_changed', 'role_defined', 'role_undefined', 'grant_set', 'grant_unset'))"""
+)
 #: ``events`` as version 4 leaves it in ``sqlite_master`` (a renamed table's name is quoted).
 EVENTS_V4 = f'CREATE TABLE "events" {_EVENTS_V4_BODY}'
 _EVENT_COLUMNS = "seq, ts, kind, user_id, old_role, new_role, mailbox_id, from_user, to_user, actor, note"

@@ -18,8 +18,8 @@ Internal: not part of the public API.
 from __future__ import annotations
 
 from .schema_v1 import V1, V2
-from .schema_v3 import V3, Once, role_kind, role_name_ok
-from .schema_v4 import TS_GLOB, V4, unset_trigger
+from .schema_v3 import V3, Once, role_trigger
+from .schema_v4 import V4, events_body, unset_trigger
 
 __all__ = ["EVENTS_V5", "EVENT_KINDS", "ROLE_KINDS", "V5", "logged_role", "one_of"]
 
@@ -39,8 +39,6 @@ EVENT_KINDS = (
 )
 #: The kinds of the events that change a user's global role.
 ROLE_KINDS = ("admin_added", "admin_removed", "role_changed")
-_NOW_SQL = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-_ACTOR_SQL = "COALESCE((SELECT actor FROM change_context WHERE id = 1), 'sql')"
 
 
 def one_of(column: str, values: tuple[str, ...]) -> str:
@@ -59,40 +57,11 @@ def logged_role(uid: str) -> str:
 
 
 def _role_trigger5(name: str, when: str, uid: str, new: str, username: str, condition: str = "") -> list[str]:
-    """Version 3's role trigger (see ``_role_trigger3``) with :func:`logged_role`'s OR chain."""
-    guard = f"{condition} AND " if condition else ""
-    return [
-        f"DROP TRIGGER IF EXISTS main.{name}",  # main: never a trigger of an attached database
-        f"""
-    CREATE TRIGGER {name} {when}
-    WHEN {guard}{new} IS NOT {logged_role(uid)}
-    BEGIN
-        INSERT INTO events (kind, user_id, old_role, new_role, actor, note)
-        VALUES (
-            {role_kind(logged_role(uid), new)},
-            {uid}, {logged_role(uid)}, {new}, {_ACTOR_SQL}, {username}
-        );
-    END
-    """,
-    ]
+    """Version 3's role trigger with :func:`logged_role`'s OR chain."""
+    return role_trigger(name, when, uid, new, username, condition, logged=logged_role)
 
 
-_EVENTS_V5_BODY = f"""(
-        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-        ts         TEXT NOT NULL DEFAULT ({_NOW_SQL}),
-        kind       TEXT NOT NULL CHECK {one_of('kind', EVENT_KINDS)},
-        user_id    INTEGER,
-        old_role   TEXT CHECK (old_role IS NULL OR {role_name_ok('old_role')}),
-        new_role   TEXT CHECK (new_role IS NULL OR {role_name_ok('new_role')}),
-        mailbox_id INTEGER,
-        from_user  INTEGER,
-        to_user    INTEGER,
-        actor      TEXT,
-        note       TEXT,
-        chat_id    INTEGER CHECK (chat_id IS NULL OR typeof(chat_id) = 'integer'),
-        ends_at    TEXT CHECK (ends_at IS NULL OR (typeof(ends_at) = 'text' AND ends_at GLOB '{TS_GLOB}')),
-        source     TEXT CHECK (source IS NULL OR source IN ('operator', 'telegram'))
-    )"""
+_EVENTS_V5_BODY = events_body(one_of("kind", EVENT_KINDS))
 #: ``events`` as version 5 leaves it in ``sqlite_master`` (a renamed table's name is quoted).
 EVENTS_V5 = f'CREATE TABLE "events" {_EVENTS_V5_BODY}'
 _COLUMNS = (

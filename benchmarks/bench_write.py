@@ -72,13 +72,37 @@ def open_raw(path: Path, synchronous: str) -> sqlite3.Connection:
     return conn
 
 
+def _set_role(conn: sqlite3.Connection, i: int) -> tuple[int, str, str]:
+    """The role change of step ``i`` (user ``uid`` goes ``old`` -> ``new``), written as a raw
+    UPDATE: the same statement for the raw baseline and for raw SQL on a rolectl file."""
+    uid = i // 2 % USERS + 1
+    old, new = ("user", "admin") if i % 2 == 0 else ("admin", "user")
+    conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (new, uid))
+    return uid, old, new
+
+
+def _set_grant(conn: sqlite3.Connection, i: int) -> int:
+    """The grant change of step ``i`` (granted on even steps, revoked on odd ones), written as
+    a raw upsert or DELETE; returns the user."""
+    uid = i // 2 % USERS + 1
+    if i % 2 == 0:
+        conn.execute(
+            "INSERT INTO grants (user_id, chat_id, role, ends_at, source, note) "
+            "VALUES (?, ?, 'moderator', NULL, 'operator', NULL) ON CONFLICT (user_id, chat_id) DO UPDATE SET "
+            f"role = excluded.role, ends_at = excluded.ends_at, source = excluded.source, note = excluded.note, "
+            f"granted_at = {NOW}",
+            (uid, CHAT),
+        )
+    else:
+        conn.execute("DELETE FROM grants WHERE user_id = ? AND chat_id = ?", (uid, CHAT))
+    return uid
+
+
 def raw_role_round(conn: sqlite3.Connection, ops: int, start: int) -> float:
     t0 = time.perf_counter()
     for i in range(start, start + ops):
-        uid = i // 2 % USERS + 1
-        old, new = ("user", "admin") if i % 2 == 0 else ("admin", "user")
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", (new, uid))
+        uid, old, new = _set_role(conn, i)
         conn.execute(
             "INSERT INTO events (kind, user_id, old_role, new_role, actor) VALUES (?, ?, ?, ?, ?)",
             ("admin_added" if new == "admin" else "admin_removed", uid, old, new, "bench"),
@@ -102,23 +126,15 @@ def repo_role_round(repo: Repository, ops: int, start: int) -> float:
 def raw_grant_round(conn: sqlite3.Connection, ops: int, start: int) -> float:
     t0 = time.perf_counter()
     for i in range(start, start + ops):
-        uid = i // 2 % USERS + 1
         conn.execute("BEGIN IMMEDIATE")
+        uid = _set_grant(conn, i)
         if i % 2 == 0:
-            conn.execute(
-                "INSERT INTO grants (user_id, chat_id, role, ends_at, source, note) "
-                "VALUES (?, ?, 'moderator', NULL, 'operator', NULL) ON CONFLICT (user_id, chat_id) DO UPDATE SET "
-                f"role = excluded.role, ends_at = excluded.ends_at, source = excluded.source, note = excluded.note, "
-                f"granted_at = {NOW}",
-                (uid, CHAT),
-            )
             conn.execute(
                 "INSERT INTO events (kind, user_id, new_role, actor, chat_id, source) "
                 "VALUES ('grant_set', ?, 'moderator', ?, ?, 'operator')",
                 (uid, "bench", CHAT),
             )
         else:
-            conn.execute("DELETE FROM grants WHERE user_id = ? AND chat_id = ?", (uid, CHAT))
             conn.execute(
                 "INSERT INTO events (kind, user_id, old_role, actor, chat_id, source) "
                 "VALUES ('grant_unset', ?, 'moderator', ?, ?, 'operator')",
@@ -131,11 +147,8 @@ def raw_grant_round(conn: sqlite3.Connection, ops: int, start: int) -> float:
 def sql_role_round(conn: sqlite3.Connection, ops: int, start: int) -> float:
     t0 = time.perf_counter()
     for i in range(start, start + ops):
-        uid = i // 2 % USERS + 1
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
-            f"UPDATE users SET role = ?, updated_at = {NOW} WHERE user_id = ?", ("admin" if i % 2 == 0 else "user", uid)
-        )
+        _set_role(conn, i)  # the triggers log it
         conn.execute("COMMIT")
     return (time.perf_counter() - t0) / ops
 
@@ -143,16 +156,8 @@ def sql_role_round(conn: sqlite3.Connection, ops: int, start: int) -> float:
 def sql_grant_round(conn: sqlite3.Connection, ops: int, start: int) -> float:
     t0 = time.perf_counter()
     for i in range(start, start + ops):
-        uid = i // 2 % USERS + 1
         conn.execute("BEGIN IMMEDIATE")
-        if i % 2 == 0:
-            conn.execute(
-                "INSERT INTO grants (user_id, chat_id, role) VALUES (?, ?, 'moderator') ON CONFLICT (user_id, chat_id) "
-                f"DO UPDATE SET role = excluded.role, ends_at = NULL, source = 'operator', note = NULL, granted_at = {NOW}",
-                (uid, CHAT),
-            )
-        else:
-            conn.execute("DELETE FROM grants WHERE user_id = ? AND chat_id = ?", (uid, CHAT))
+        _set_grant(conn, i)  # the triggers log it
         conn.execute("COMMIT")
     return (time.perf_counter() - t0) / ops
 

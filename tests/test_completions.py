@@ -216,7 +216,8 @@ def test_zsh_lists_mailbox_ids_and_formats(zsh):
     assert "17" in screen.split("rolectl transfer", 1)[1]
     shell = zsh()
     shell.run("send-keys", "rolectl events --format json", "Tab")
-    shell.wait_for(lambda s: "jsonl" in s.split("--format", 1)[1])
+    # (the screen may not show the typed line yet: no "--format" on it means wait)
+    shell.wait_for(lambda s: "jsonl" in s.partition("--format")[2])
 
 
 # -- fixed sets and live data ---------------------------------------------------------------------

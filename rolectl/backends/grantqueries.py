@@ -27,7 +27,8 @@ class GrantQueries:
     #: Where events are stamped by the writer (SQLite), a grant's change is logged by the repository
     #: as a role change is (the grants' triggers then find it logged and stay silent): the
     #: statements below read the log's last grant event for the key with the row, and
-    #: :attr:`log_grant_stamped` writes the event. Empty: the triggers log grants.
+    #: :attr:`log_grant_stamped` writes the event (positional parameters ``ts, kind, uid, old,
+    #: new, actor, note, chat, ends, source``). Empty: the triggers log grants.
     log_grant_stamped: str = ""
     grant_write_logged: str = ""
     grant_before_logged: str = ""

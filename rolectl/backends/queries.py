@@ -102,8 +102,9 @@ class Queries(GrantQueries):
     #: (:meth:`with_logged_role`): a data-modifying ``WITH``, which PostgreSQL has.
     log_with_write: bool = False
     #: Where the log's clock is the writer's (SQLite), a role-change event is stamped by the
-    #: writer and inserted with nothing returned (:attr:`log_role_stamped`, a ``ts``
-    #: parameter more): its seq is the insert's rowid. Empty: :attr:`log_role` returns it.
+    #: writer and inserted with nothing returned (:attr:`log_role_stamped`, positional
+    #: parameters ``ts, kind, uid, old, new, actor, note``): its seq is the insert's rowid.
+    #: Empty: :attr:`log_role` returns it.
     log_role_stamped: str = ""
     #: The database role that wrote an event (a column, or NULL where the engine has none):
     #: the last column of the ``events`` listing (:data:`~rolectl.events.EVENT_LISTING_FIELDS`).

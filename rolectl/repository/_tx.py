@@ -74,9 +74,12 @@ class ChangeTx:
         cm = self._cm
         if kind is None:
             try:
-                if self.head is not None and self.q.unattribute:
-                    self._conn.execute(self.q.unattribute)
-                self.events = self.new_events()
+                if self.head is None and self._pending is None:
+                    self.events = tuple(self._written)  # new_events(), the common case inline
+                else:
+                    if self.head is not None and self.q.unattribute:
+                        self._conn.execute(self.q.unattribute)
+                    self.events = self.new_events()
             except BaseException as failure:
                 if not cm.__exit__(type(failure), failure, failure.__traceback__):
                     raise
@@ -128,22 +131,23 @@ class ChangeTx:
         if self.head is not None:
             return
         kind = ADMIN_ADDED if new == ROLE_ADMIN else ADMIN_REMOVED if old == ROLE_ADMIN else ROLE_CHANGED
-        params = {"kind": kind, "uid": uid, "old": old, "new": new, "actor": self.actor, "note": username}
         if self._pending is not None:
             self._flush()
-        if self.q.log_with_write:
+        q = self.q
+        stamped = q.log_role_stamped
+        if stamped:
+            ts = stamp()
+            seq = self._conn.execute(stamped, (ts, kind, uid, old, new, self.actor, username)).lastrowid
+            self._written.append(Event(seq, ts, kind, uid, old, new, None, None, None, self.actor, username))
+            return
+        params = {"kind": kind, "uid": uid, "old": old, "new": new, "actor": self.actor, "note": username}
+        if q.log_with_write:
             # Held back until the write it announces (the next run() for this user), so both
             # reach the server as one statement: one round trip less per change. Anything
             # else that touches the connection first sends it on its own.
             self._pending = params
             return
-        stamped = self.q.log_role_stamped
-        if stamped:
-            params["ts"] = ts = stamp()
-            seq = self._conn.execute(stamped, params).lastrowid
-            self._written.append(Event(seq, ts, kind, uid, old, new, None, None, None, self.actor, username))
-            return
-        self._written.append(Event.from_row(self._conn.execute(self.q.log_role, params).fetchone()))
+        self._written.append(Event.from_row(self._conn.execute(q.log_role, params).fetchone()))
 
     def log_grant(
         self,
@@ -162,8 +166,7 @@ class ChangeTx:
         if self._pending is not None:
             self._flush()
         ts = stamp()
-        params = {"ts": ts, "kind": kind, "uid": uid, "old": old, "new": new, "actor": self.actor, "note": note}
-        params.update(chat=chat, ends=ends, source=source)
+        params = (ts, kind, uid, old, new, self.actor, note, chat, ends, source)
         seq = self._conn.execute(self.q.log_grant_stamped, params).lastrowid
         self._written.append(
             Event(seq, ts, kind, uid, old, new, None, None, None, self.actor, note, None, chat, ends, source)

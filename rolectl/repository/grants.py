@@ -154,22 +154,21 @@ def write(tx: ChangeTx, q: "Queries", uid: int, role: str, scope: Scope, note: s
     read gives the row, the mailboxes owned and the role's rank (an undefined role is bad
     input), and where the repository logs grants itself, the log's last word on the key."""
     chat = EVERYWHERE if scope.chat is None else scope.chat
-    params = {"uid": uid, "chat": chat, "name": role}
     logs = bool(q.log_grant_stamped)
-    row = tx.one(q.grant_write_logged if logs else q.grant_write_before, params)
+    row = tx.one(q.grant_write_logged if logs else q.grant_write_before, {"uid": uid, "chat": chat, "name": role})
     boxes, held, ends, source, old_note, active, rank = row[:7]
     if rank is None:
         raise InvalidInputError(f"unknown role {role!r}", hint="see `rolectl roles list`")
-    check_owner(uid, boxes, int(rank), scope, force)
-    where = f" in chat {scope.chat}" if scope.chat is not None else " everywhere"
+    if boxes:
+        check_owner(uid, boxes, int(rank), scope, force)
     if active and source == SOURCE_OPERATOR and scope.source != SOURCE_OPERATOR:
-        return f"{uid} holds an operator's grant{where}; nothing changed"  # an ended one is no grant
+        return f"{uid} holds an operator's grant{_where(scope.chat)}; nothing changed"  # an ended one is no grant
     if scope.duration is not None:  # "for an hour" from the database's clock, not this machine's
         now = datetime.strptime(str(tx.one(q.clock_text)[0]), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
         scope = scope._replace(ends=parse_end(None, scope.duration, now))
     wanted_ends = log_time(scope.ends) if scope.ends is not None else None
     if (held, ends, source, old_note) == (role, wanted_ends, scope.source, note):
-        return f"{uid} is already {role}{where}; nothing changed"
+        return f"{uid} is already {role}{_where(scope.chat)}; nothing changed"
     if logs:
         # What grants_set_insert/_update would log: nothing if the log's last grant event
         # for the key is this very grant, else a grant_set from the role it still grants.
@@ -177,9 +176,15 @@ def write(tx: ChangeTx, q: "Queries", uid: int, role: str, scope: Scope, note: s
             tx.log_grant(GRANT_SET, uid, chat, row[12], role, note, wanted_ends, scope.source)
     else:
         tx.attribute_trigger_events()
-    params = {"uid": uid, "chat": chat, "role": role, "source": scope.source, "note": note}
-    tx.run(q.upsert_grant, {**params, "ends": None if scope.ends is None else q.end_param(scope.ends)})
+    ends_param = None if scope.ends is None else q.end_param(scope.ends)
+    params = {"uid": uid, "chat": chat, "role": role, "source": scope.source, "note": note, "ends": ends_param}
+    tx.run(q.upsert_grant, params)
     return None
+
+
+def _where(chat: int | None) -> str:
+    """`` in chat -100`` or `` everywhere``: where a grant holds, for a sentence."""
+    return f" in chat {chat}" if chat is not None else " everywhere"
 
 
 def remove(tx: ChangeTx, q: "Queries", uid: int, chat: int, source: str, only_role: str | None = None) -> str | None:

@@ -48,7 +48,7 @@ class Mailbox:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Change:
     """The outcome of one write: whether anything changed, and the events it committed.
 
@@ -60,9 +60,19 @@ class Change:
     message: str
     events: tuple[Event, ...] = field(default=())
 
+    def __init__(self, changed: bool, message: str, events: tuple[Event, ...] = ()) -> None:
+        # Written out, as Event's: a frozen dataclass's own __init__ goes through
+        # object.__setattr__ per field, and every change returns one.
+        _set_changed(self, changed)
+        _set_message(self, message)
+        _set_events(self, events)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "changed": self.changed,
             "message": self.message,
             "events": [e.to_dict() for e in self.events],
         }
+
+
+_set_changed, _set_message, _set_events = (getattr(Change, name).__set__ for name in Change.__slots__)

@@ -165,9 +165,10 @@ def write_user(tx: ChangeTx, uid: int, username: str | None, role: Role | None) 
     table, name, logged = tx.one(tx.q.user_before, {"uid": uid})
     step = rules.write((table, name) if table is not None else None, logged, role, username)
     _log(tx, uid, logged, step)
-    if not step.written:
+    before, after = step.before, step.after
+    if after == before:
         return step  # the row says so already (the upsert's WHERE would skip it too)
-    if role is not None and table is not None and not step.renamed:
+    if role is not None and before is not None and after is not None and before[1] == after[1]:
         # Only the role changes: a plain UPDATE fires no INSERT trigger and tries no insert.
         tx.run(tx.q.set_role, {"uid": uid, "role": role})
         return step
@@ -196,7 +197,7 @@ def demote(tx: ChangeTx, uid: int, force: bool) -> None:
     owned = [int(m) for m in boxes.split(",")] if boxes else []
     step = rules.demote(uid, (role, username) if role is not None else None, logged, owned, force)
     _log(tx, uid, logged, step)
-    if step.written:
+    if step.after != step.before:  # Step.written, inline
         tx.run(tx.q.set_role, {"uid": uid, "role": ROLE_USER})
 
 
@@ -214,8 +215,10 @@ def _promoted(uid: int, step: rules.Step, events: tuple[Event, ...]) -> Change:
     ``events``: the change's events; those about ``uid`` are this id's."""
     assert step.after is not None
     mine = _mine(events, uid)
-    note = rename_note(step.before, step.after[1] if step.renamed else None)
     promoted, drift = step.log is not None, step.drift
+    if promoted and drift is None and step.before is not None and step.before[1] == step.after[1]:
+        return Change(True, f"{uid} is now an admin", mine)  # the common case, spelled out
+    note = rename_note(step.before, step.after[1] if step.renamed else None)
     if drift is not None:
         if promoted:
             return Change(True, f"{uid} is now an admin{note} ({drift}; caches are told now)", mine)

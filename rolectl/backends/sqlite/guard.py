@@ -132,7 +132,7 @@ class Guard:
     starts at the handler's next call), and before each slice of a statement they step in
     slices (a listing printed as it is read), so time spent by the caller does not count."""
 
-    __slots__ = ("conn", "path", "seconds", "_start", "last", "_end", "_schema_version")
+    __slots__ = ("conn", "path", "seconds", "_start", "last", "_end", "checked_version")
 
     def __init__(self, conn: sqlite3.Connection, path: Path | str, seconds: float) -> None:
         self.conn = conn
@@ -144,7 +144,9 @@ class Guard:
         self.last = NEVER
         #: The end of the phase run by :meth:`bounded`, or ``None`` (a deadline per statement).
         self._end: float | None = None
-        self._schema_version: int | None = None
+        #: ``PRAGMA schema_version`` when the schema last passed the check (None: never).
+        #: A write transaction compares it inline (see ``Transaction``): every change pays it.
+        self.checked_version: int | None = None
 
     def __call__(self) -> int:
         now = time.monotonic()
@@ -193,13 +195,13 @@ class Guard:
 
     def unchanged(self) -> bool:
         """The schema has not changed since the last passed check (one PRAGMA, no table read)."""
-        return int(self.conn.execute("PRAGMA schema_version").fetchone()[0]) == self._schema_version
+        return int(self.conn.execute("PRAGMA schema_version").fetchone()[0]) == self.checked_version
 
     def check(self, *, create: bool = False) -> str | None:
         """:func:`check_schema` (with ``create``: a version-0 file may hold objects of other
         names), remembering ``PRAGMA schema_version`` of a passed check."""
         version_now = int(self.conn.execute("PRAGMA schema_version").fetchone()[0])
-        if version_now == self._schema_version:
+        if version_now == self.checked_version:
             return None
         user_version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
         if user_version == 0 and create:
@@ -207,7 +209,7 @@ class Guard:
         else:
             difference = check_schema(self.conn, user_version)
         if difference is None:
-            self._schema_version = version_now
+            self.checked_version = version_now
         return difference
 
     def verify(self, *, create: bool = False) -> None:

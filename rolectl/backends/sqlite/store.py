@@ -335,8 +335,10 @@ class Transaction:
                     if store.write_timeout <= store.timeout or not busy(exc):
                         raise
                     store._begin_waiting_longer()
-                store.guard.rearm()
-                if not store._inspect and not store.guard.unchanged():
+                # Guard.rearm and Guard.unchanged written out: every change passes here.
+                guard = store.guard
+                guard.last = _guard.NEVER
+                if not store._inspect and conn.execute("PRAGMA schema_version").fetchone()[0] != guard.checked_version:
                     store._check_schema()
             except BaseException as exc:
                 if conn.in_transaction:

@@ -193,10 +193,6 @@ class Guard:
         """Remove the handler: the connection leaves the file (a restored copy handed on)."""
         self.conn.set_progress_handler(None, 0)
 
-    def unchanged(self) -> bool:
-        """The schema has not changed since the last passed check (one PRAGMA, no table read)."""
-        return int(self.conn.execute("PRAGMA schema_version").fetchone()[0]) == self.checked_version
-
     def check(self, *, create: bool = False) -> str | None:
         """:func:`check_schema` (with ``create``: a version-0 file may hold objects of other
         names), remembering ``PRAGMA schema_version`` of a passed check."""

@@ -335,7 +335,7 @@ class Transaction:
                     if store.write_timeout <= store.timeout or not busy(exc):
                         raise
                     store._begin_waiting_longer()
-                # Guard.rearm and Guard.unchanged written out: every change passes here.
+                # The deadline restarted and the schema compared inline (one PRAGMA): every change passes here.
                 guard = store.guard
                 guard.last = _guard.NEVER
                 if not store._inspect and conn.execute("PRAGMA schema_version").fetchone()[0] != guard.checked_version:

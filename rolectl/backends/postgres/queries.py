@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from ..queries import Queries, Scratch
+from ..batchqueries import Scratch
+from ..queries import Queries
 
 
 class PostgresQueries(Queries):

@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 from ...events import log_time
-from ..queries import Queries, Scratch
+from ..batchqueries import Scratch
+from ..queries import Queries
 from .schema_v5 import logged_role
 
 

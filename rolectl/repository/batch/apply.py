@@ -8,7 +8,7 @@ own role changes -- gave up after its busy wait. Here, on either backend:
    store's :attr:`~rolectl.backends.queries.Queries.version` in the same snapshot. A dry run
    stops here and has taken no write lock at all.
 2. **Stage**: the events and the final rows go into this connection's own temporary tables
-   (:class:`~rolectl.backends.queries.Scratch`; SQLite's temp database, PostgreSQL's
+   (:class:`~rolectl.backends.batchqueries.Scratch`; SQLite's temp database, PostgreSQL's
    ``pg_temp`` filled by COPY): no lock that another writer waits for. On PostgreSQL that
    commits a transaction of our own, which moves the version (a snapshot of running
    transactions; SQLite's ``data_version`` ignores the connection's own commits), so the
@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ...backends.queries import APPLY_EVENTS, APPLY_MAILBOXES, APPLY_USERS
+from ...backends.batchqueries import APPLY_EVENTS, APPLY_MAILBOXES, APPLY_USERS
 from ...events import GRANT_KINDS, Event
 from .._tx import head, version as version_of
 from . import plan as planning

@@ -1,7 +1,7 @@
 """``rolectl users import``, the writing half: validated rows merged into ``users``, set-based.
 
 The rows are staged into this connection's own temporary table
-(:data:`~rolectl.backends.queries.IMPORT_ROWS`), which takes no lock another writer waits
+(:data:`~rolectl.backends.batchqueries.IMPORT_ROWS`), which takes no lock another writer waits
 for, and checked against a read snapshot: a demoted mailbox owner is refused there, as
 ``remove-admin`` refuses it, and the summary is one count. Under the write lock the check is
 repeated only if another connection may have committed since (the store's
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...backends.queries import IMPORT_ROWS
+from ...backends.batchqueries import IMPORT_ROWS
 from ...errors import ConflictError, InvalidInputError
 from ...events import ADMIN_ADDED, ADMIN_REMOVED, GRANT_SET, ROLE_CHANGED, ROLE_USER
 from .._tx import change, version as version_of

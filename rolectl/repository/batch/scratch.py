@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Iterator
 from ...errors import RolectlError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ...backends.queries import Scratch
+    from ...backends.batchqueries import Scratch
     from ...backends.base import AnyStore
 
 

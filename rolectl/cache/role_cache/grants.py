@@ -28,11 +28,11 @@ from __future__ import annotations
 from typing import Any
 
 from rolectl.cache.role_cache.defs import DROPPED, NO_GRANT, UNKNOWN, canonical, parse_ends_at
-from rolectl.cache.role_cache.store import CacheStore
+from rolectl.cache.role_cache.faults import CacheFaults
 from rolectl.events import EVERYWHERE, GRANT_SET, Event, Role
 
 
-class CacheGrants(CacheStore):
+class CacheGrants(CacheFaults):
     """Chat-entry storage primitives and the grant events (called with the lock held)."""
 
     __slots__ = ()

@@ -24,14 +24,14 @@ from rolectl.cache.role_cache.defs import (
     parse_result,
     parse_timed,
 )
-from rolectl.cache.role_cache.store import CacheStore
+from rolectl.cache.role_cache.faults import CacheFaults
 from rolectl.cache.waiters import Waiters
 from rolectl.errors import DatabaseError, InvalidInputError
 from rolectl.events import ROLE_USER, Role
 from rolectl.validate import INT64_MAX
 
 
-class CacheLoads(CacheStore):
+class CacheLoads(CacheFaults):
     """Reads on a miss: register, fetch without the lock, install unless a change overtook it."""
 
     __slots__ = ()

@@ -1,4 +1,4 @@
-"""The cache's state and its storage primitives (called with the lock held), and faults.
+"""The cache's state and its storage primitives (called with the lock held).
 
 The lookup, load, change and introspection parts of :class:`~rolectl.cache.role_cache.RoleCache`
 are mixins over this one class, which owns every slot.
@@ -17,25 +17,22 @@ from typing import Any, Callable, Iterator
 
 from rolectl.cache.role_cache.defs import (
     DROPPED,
-    INF,
     ChatFetch,
     Fetch,
     Key,
     Token,
     check_fetch,
     hit_counter,
-    log,
     passes_for,
 )
 from rolectl.cache.stats import GONE_TRACKED
 from rolectl.cache.waiters import Waiters
 from rolectl.errors import InvalidInputError
-from rolectl.logfields import fields
 from rolectl.events import BUILTIN_RANKS, ROLE_ADMIN, ROLE_USER, ROLES, Role
 
 
 class CacheStore:
-    """Every slot of the cache, the structures that hold entries, and fault handling."""
+    """Every slot of the cache and the structures that hold entries (faults: :mod:`.faults`)."""
 
     __slots__ = (
         "name",
@@ -374,48 +371,3 @@ class CacheStore:
     def _restart_order_locked(self) -> None:
         """Forget the install order and the recency bits of an emptied bounded cache."""
         self._order, self._recent, self._hot = OrderedDict(), {}, set()
-
-    # -- faults --------------------------------------------------------------------------
-
-    def _fault(self, exc: BaseException, user_id: int | None, where: str) -> None:
-        try:
-            with self._lock:
-                self._fault_locked(exc, user_id, where)
-        except Exception:  # the lock itself is unusable: nothing sane left to do but log
-            log.exception(
-                "cache %s: fault while handling a fault",
-                self.name,
-                extra=fields("cache.fault", instance=self.name, seq=self._last_seq),
-            )
-
-    def _fault_locked(self, exc: BaseException, user_id: int | None, where: str) -> None:
-        """Count, log, and drop what the fault may have corrupted (everything, if unsure)."""
-        self._faults += 1
-        log.warning(
-            "cache %s: internal fault in %s (user %s); entry dropped, answering from the database",
-            self.name,
-            where,
-            user_id,
-            exc_info=exc,
-            extra=fields("cache.fault", instance=self.name, seq=self._last_seq, user_id=user_id, where=where),
-        )
-        try:
-            if user_id is None:
-                self._clear_locked(INF)
-            else:
-                self._raise_floor_locked(user_id, INF)
-                self._remove_locked(user_id, DROPPED)
-                self._drop_chats_locked(user_id, INF)
-        except Exception:
-            log.exception(
-                "cache %s: could not drop the faulty entry; dropping everything",
-                self.name,
-                extra=fields("cache.fault", instance=self.name, seq=self._last_seq, user_id=user_id),
-            )
-            self._hot = set()
-            self._plain, self._admins, self._others, self._others_since = {}, set(), {}, {}
-            self._timed, self._chats, self._chat_timed, self._chat_count = {}, {}, {}, 0
-            self._gone = OrderedDict()
-            if self._order is not None:
-                self._restart_order_locked()
-            self._loads = {}  # every read in flight finds its token gone: none installs

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+from .fragments import Fragments
+
 __all__ = ["APPLY_EVENTS", "APPLY_MAILBOXES", "APPLY_USERS", "IMPORT_ROWS", "BatchQueries", "Scratch"]
 
 
@@ -60,26 +62,11 @@ APPLY_MAILBOXES = Scratch("rolectl_apply_mailboxes", (("mailbox_id", "int"), ("o
 IMPORT_ROWS = Scratch("rolectl_import", (("line", "int"), ("user_id", "int"), ("username", "text"), ("role", "text")))
 
 
-class BatchQueries:
+class BatchQueries(Fragments):
     """The batches' statements, built by :meth:`_batch_statements` from the subclass's fragments."""
 
-    marker: str
-    now: str
-    is_not: str
     #: The schema :class:`Scratch` tables live in (``temp.`` / ``pg_temp.``).
     temp: str = ""
-
-    def p(self, name: str) -> str:
-        return self.marker.format(name)
-
-    def logged_role(self, uid: str) -> str:
-        raise NotImplementedError
-
-    def instant(self, name: str) -> str:
-        raise NotImplementedError
-
-    def seconds_from_now(self, name: str) -> str:
-        raise NotImplementedError
 
     def id_list(self, values: Iterable[int]) -> Any:
         """A set of ids as the one parameter :meth:`in_ids` binds."""

@@ -13,14 +13,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from .fragments import Fragments
+
 __all__ = ["GrantQueries"]
 
 
-class GrantQueries:
+class GrantQueries(Fragments):
     """The grants' statements, built by :meth:`_grant_statements` from the subclass's fragments."""
 
-    marker: str
-    now: str
     #: What ``grants.ends_at`` is compared with: a grant is active while its end is later.
     #: The database's clock (PostgreSQL: the server's; SQLite: the writer's).
     clock: str = "clock_timestamp()"
@@ -32,15 +32,6 @@ class GrantQueries:
     log_grant_stamped: str = ""
     grant_write_logged: str = ""
     grant_before_logged: str = ""
-
-    def p(self, name: str) -> str:
-        return self.marker.format(name)
-
-    def concat_ids(self, column: str) -> str:
-        raise NotImplementedError
-
-    def logged_role(self, uid: str) -> str:
-        raise NotImplementedError
 
     def ends_text(self, column: str) -> str:
         """``column`` (a grant's end) as the log's timestamp text (``ts``'s format)."""

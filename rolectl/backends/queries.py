@@ -8,7 +8,8 @@ writes the statements both engines read alike; a backend's subclass
 parameter marker and the few fragments that differ: the timestamp, the log head, how the
 actor reaches the triggers, how a list of ids is bound, string aggregation, and how a
 batch's rows are staged. The grants' statements (:mod:`.grantqueries`) and the batches'
-(:mod:`.batchqueries`) are parts of their own.
+(:mod:`.batchqueries`) are parts of their own, and what the engines differ by is declared
+once for all three (:mod:`.fragments`).
 
 Statements are plain attributes computed once in ``__init__`` (the hot single-change path
 pays nothing per call); statements whose shape depends on the call (optional filters, a
@@ -26,18 +27,10 @@ from ..columns import MAILBOX_FIELDS, USER_FIELDS
 from .batchqueries import BatchQueries
 from .grantqueries import GrantQueries
 
-_ROLE_KINDS = "('admin_added', 'admin_removed', 'role_changed')"
-
 
 class Queries(GrantQueries, BatchQueries):
     """The portable statements; subclasses set the marker and the differing fragments."""
 
-    #: How a named parameter is written: ``":{}"`` or ``"%({})s"``.
-    marker: str = ":{}"
-    #: The current UTC time as the ISO-8601 text every timestamp column holds.
-    now: str = ""
-    #: Null-safe inequality (``IS NOT`` on SQLite, ``IS DISTINCT FROM`` on PostgreSQL).
-    is_not: str = "IS DISTINCT FROM"
     #: The log head: the highest seq a follower can have applied (one row, one column).
     head: str = ""
     #: Let the role triggers record the transaction's actor (parameter ``actor``) ...
@@ -63,31 +56,6 @@ class Queries(GrantQueries, BatchQueries):
     #: The database role that wrote an event (a column, or NULL where the engine has none):
     #: the last column of the ``events`` listing (:data:`~rolectl.events.EVENT_LISTING_FIELDS`).
     db_user: str = "NULL"
-
-    def p(self, name: str) -> str:
-        return self.marker.format(name)
-
-    def concat_ids(self, column: str) -> str:
-        """Aggregate: the column's values joined with commas (NULL when there are none)."""
-        raise NotImplementedError
-
-    def instant(self, name: str) -> str:
-        """The parameter ``name`` (an end, bound as :meth:`end_param` gives it) as a value of
-        ``grants.ends_at`` (NULL stays NULL)."""
-        return f"CAST({self.p(name)} AS timestamptz)"
-
-    def seconds_from_now(self, name: str) -> str:
-        """The instant ``name`` seconds (a parameter; NULL gives NULL) after the database's
-        clock: the server's on PostgreSQL, the writer's on SQLite."""
-        return f"clock_timestamp() + CAST({self.p(name)} AS double precision) * interval '1 second'"
-
-    def logged_role(self, uid: str) -> str:
-        """The role the log last recorded for user ``uid`` (an SQL expression): what every
-        cache following the log believes; ``user`` if never logged."""
-        return (
-            f"COALESCE((SELECT new_role FROM events WHERE user_id = {uid} AND kind IN {_ROLE_KINDS} "
-            "ORDER BY seq DESC LIMIT 1), 'user')"
-        )
 
     def __init__(self) -> None:
         p, now = self.p, self.now

@@ -342,3 +342,43 @@ def test_threads_hammering_converge_to_the_database() -> None:
     truth = {uid: roles.get(uid, "user") for uid in range(1, 21)}
     assert {e.user_id: e.role for e in cache.entries()} == {uid: truth[uid] for uid in truth if uid in cache}
     assert replay(log) == {uid: r for uid, r in truth.items() if r != "user"}
+
+
+@pytest.mark.parametrize("event", ["role", "grant", "evict"])
+def test_last_seq_moves_only_once_the_event_is_applied(monkeypatch: pytest.MonkeyPatch, event: str) -> None:
+    """A lookup reads ``last_seq`` without the lock, then hits the entry without it (a bot
+    reports that seq as how new its answer is). The thread applying an event may lose the
+    interpreter half-way: parked there, ``last_seq`` must still be the previous seq, so a
+    reader that sees the event's seq also sees what it did. (Seen once under load: a bot
+    answered ``admin`` with the seq of the event that had demoted the user.)"""
+    cache = RoleCache(lambda user_id: ("admin", 0))
+    assert cache.get_role(41) == "admin"  # cached from a read at seq 0
+    applied = {
+        "role": ev(1, 41, "user"),
+        "grant": Event(
+            seq=1, ts="t", kind=GRANT_SET, user_id=41, new_role="banned", chat_id=0, ends_at="2999-01-01T00:00:00.000Z"
+        ),
+        "evict": ev(1, 41, kind=CACHE_EVICT),
+    }[event]
+    effect = {"role": "_role_change_locked", "grant": "_grant_locked", "evict": "_remove_locked"}[event]
+    original = getattr(RoleCache, effect)
+    inside, resume = threading.Event(), threading.Event()
+
+    def parked(self: RoleCache, *args: object) -> object:
+        inside.set()
+        assert resume.wait(WAIT)
+        return original(self, *args)
+
+    monkeypatch.setattr(RoleCache, effect, parked)
+    applier = threading.Thread(target=cache.apply, args=(applied,))
+    applier.start()
+    try:
+        assert inside.wait(WAIT)
+        before = cache.last_seq
+        role = cache.peek(41)  # what a lock-free hit serves now
+    finally:
+        resume.set()
+        applier.join(WAIT)
+    assert (before, role) == (0, "admin"), f"last_seq {before} was published with the entry still {role!r}"
+    assert cache.last_seq == 1
+    assert cache.peek(41) != "admin"

@@ -78,7 +78,6 @@ class CacheChanges(CacheGrants):
         if seq <= self._last_seq:
             self._events_ignored += 1
             return False
-        self._last_seq = seq
         self._events_applied += 1
         try:
             kind = event.kind
@@ -104,6 +103,10 @@ class CacheChanges(CacheGrants):
                 self._ahead_top = set()
         except Exception as exc:
             self._fault_locked(exc, event.user_id, f"apply seq={seq}")
+        # Only now: lookups read last_seq without the lock (a bot reports it as how new its
+        # answer is), and the thread applying may lose the interpreter at any point above. A
+        # reader that sees ``seq`` here must also see what the event did.
+        self._last_seq = seq
         return True
 
     def _redefine_locked(self, event: Event) -> None:

@@ -17,7 +17,10 @@ check the log and stay silent -- and publishes the event after COMMIT. The basel
 with the same tables (no triggers) and the same pragmas. Both run in this process on real
 files in one directory, interleaved round by round; the ratio of medians is reported for
 ``synchronous=FULL`` (rolectl's default, the target) and ``synchronous=NORMAL`` (for
-information). Exit status 1 if a FULL target is missed.
+information). Exit status 1 if a FULL target is missed. After each change it prints the
+commit's fsync on this machine (the raw change at FULL minus NORMAL): at FULL the ratio is
+(the repository's CPU + fsync) / (the raw change's CPU + fsync), so the slower a machine's
+fsync, the nearer 1.0x (benchmarks/bench_write_split.py splits the CPU).
 
 For information, a third variant makes the same change in raw SQL on a rolectl file, as a
 script or another program may (``UPDATE users SET role``, the grant's upsert or ``DELETE``):
@@ -236,8 +239,10 @@ def main() -> int:
             f"{'target':<16} {'SQL on rolectl':>14} {'vs SQL':>7}"
         )
         for change in changes:
+            raws: dict[str, float] = {}
             for sync in ("FULL", "NORMAL"):
                 raw, repo, sql = measure(workdir, change, sync, args.ops, args.rounds)
+                raws[sync] = raw
                 ratio = repo / raw
                 if sync == "FULL":
                     verdict = f"<= {TARGET}x " + ("ok" if ratio <= TARGET else "MISSED")
@@ -249,6 +254,11 @@ def main() -> int:
                     f"{ratio:>6.2f}x  {verdict:<16} {sql * 1e6:>11.1f} us {repo / sql:>6.2f}x",
                     flush=True,
                 )
+            # What FULL adds to the raw change is the commit's fsync, which both pay: the
+            # slower it is on this machine, the nearer the FULL ratio is to 1.0x.
+            print(
+                f"{'':<26} the commit's fsync here: ~{(raws['FULL'] - raws['NORMAL']) * 1e6:.0f} us (raw FULL - NORMAL)"
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0 if ok else 1

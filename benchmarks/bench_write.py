@@ -147,22 +147,23 @@ def raw_grant_round(conn: sqlite3.Connection, ops: int, start: int) -> float:
     return (time.perf_counter() - t0) / ops
 
 
-def sql_role_round(conn: sqlite3.Connection, ops: int, start: int) -> float:
-    t0 = time.perf_counter()
-    for i in range(start, start + ops):
-        conn.execute("BEGIN IMMEDIATE")
-        _set_role(conn, i)  # the triggers log it
-        conn.execute("COMMIT")
-    return (time.perf_counter() - t0) / ops
+def _sql_round(step: Callable[[sqlite3.Connection, int], object]) -> Callable[[sqlite3.Connection, int, int], float]:
+    """A round of ``step`` (the raw UPDATE, or the grant's upsert / DELETE) in raw SQL on a
+    rolectl file, one transaction per change: the triggers log it."""
+
+    def round_(conn: sqlite3.Connection, ops: int, start: int) -> float:
+        t0 = time.perf_counter()
+        for i in range(start, start + ops):
+            conn.execute("BEGIN IMMEDIATE")
+            step(conn, i)
+            conn.execute("COMMIT")
+        return (time.perf_counter() - t0) / ops
+
+    return round_
 
 
-def sql_grant_round(conn: sqlite3.Connection, ops: int, start: int) -> float:
-    t0 = time.perf_counter()
-    for i in range(start, start + ops):
-        conn.execute("BEGIN IMMEDIATE")
-        _set_grant(conn, i)  # the triggers log it
-        conn.execute("COMMIT")
-    return (time.perf_counter() - t0) / ops
+sql_role_round = _sql_round(_set_role)
+sql_grant_round = _sql_round(_set_grant)
 
 
 def repo_grant_round(repo: Repository, ops: int, start: int) -> float:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .backends.sqlite.guard import BYTES_PER_SECOND, MAX_BACKUP_LENGTH, PHASE_STEPS, Guard, harden, is_interrupted
+from .backends.sqlite.native import readmarkvfs
 from .backends.sqlite.schema import SCHEMA_VERSION
 from .errors import DatabaseError, InvalidInputError, NotFoundError
 
@@ -114,7 +115,7 @@ def read_header(source: Path) -> Header:
 
 
 def _connect(source: Path, timeout: float) -> tuple[sqlite3.Connection, Guard]:
-    uri = f"file:{urllib.parse.quote(str(source.absolute()))}?mode=ro"
+    uri = f"file:{urllib.parse.quote(str(source.absolute()))}?mode=ro{readmarkvfs.uri_suffix(timeout)}"
     conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     try:
         guard = harden(conn, source, timeout=timeout, max_length=MAX_BACKUP_LENGTH, steps=PHASE_STEPS)

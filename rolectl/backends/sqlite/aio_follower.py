@@ -4,8 +4,9 @@ The waking is done by the loop: the inotify descriptor is registered with
 ``loop.add_reader``, and the settle re-checks, the WAL-writer re-checks, the safety poll and
 the staleness bound are ``loop.call_later`` timers, so a change is noticed as soon as the
 loop runs. The reads are not: SQLite's wait for the ``-shm`` read-mark locks ignores the busy
-timeout, and a process that holds them stalls one read ~10 s -- on the loop that would freeze
-every task of the bot. So each look runs on the follower's :class:`~.offloop.ReadThread`, one
+timeout, and a process that holds them stalls one read up to the reader's timeout
+(:mod:`.native.readmarkvfs`; ~10 s where that VFS is unavailable) -- on the loop that would
+freeze every task of the bot. So each look runs on the follower's :class:`~.offloop.ReadThread`, one
 at a time (a wake-up during a look queues one more), and the loop only learns it is done.
 The staleness bound is kept by the loop, so it holds while a read is stuck, too.
 

@@ -68,6 +68,21 @@ def busy(exc: sqlite3.Error) -> bool:
     return str(name).startswith("SQLITE_BUSY")
 
 
+def read_marks_held(exc: BaseException) -> bool:
+    """SQLite gave up waiting for a WAL read mark: another process holds every one of them
+    (a reader waits at most its timeout, :mod:`.native.readmarkvfs`)."""
+    return "locking protocol" in str(exc).lower()
+
+
+#: The fix when :func:`read_marks_held`: SQLite cannot tell which process it is.
+READ_MARKS_HINT = "another process holds every WAL read lock of its -shm file: find it with `fuser -v` on that file"
+
+
+def read_hint(exc: BaseException) -> str:
+    """The fix to print when a cache's read of the database failed with ``exc``."""
+    return READ_MARKS_HINT if read_marks_held(exc) else "check that the database exists and is a rolectl database"
+
+
 def translate(exc: sqlite3.Error, path: Path | str) -> RolectlError:
     """Turn an ``sqlite3`` error into one line that says what is wrong with the file and the fix."""
     text = str(exc)
@@ -93,6 +108,11 @@ def translate(exc: sqlite3.Error, path: Path | str) -> RolectlError:
         )
     if "readonly" in low or "read-only" in low:
         return _read_only_cause(where)
+    if read_marks_held(exc):
+        return DatabaseError(
+            f"database {path} cannot be read: another process holds every WAL read lock of {path}-shm",
+            hint=f"find it with `fuser -v {path}-shm` and stop it (rolectl waits --timeout / {ENV_TIMEOUT}, then gives up)",
+        )
     if "not a database" in low or "malformed" in low or "corrupt" in low:
         return DatabaseError(
             f"{path} is not a usable SQLite database ({text})",

@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Union, overload
 
 from rolectl.errors import DatabaseError, InvalidInputError, NotFoundError
+from rolectl.backends.sqlite.failures import read_hint
 from rolectl.backends.sqlite.guard import NEVER, GuardedConnection, checked
+from rolectl.backends.sqlite.native import readmarkvfs
 from rolectl.backends.sqlite.schema import CHAT_AND_HEAD_SQL, ROLE_AND_HEAD_SQL
 
 __all__ = ["SQLiteChatFetch", "SQLiteFetch", "fetch_role"]
@@ -81,9 +83,10 @@ def existing_database(path: Union[str, "os.PathLike[str]"]) -> Path:
     return resolved
 
 
-def read_only_uri(path: Path) -> str:
-    """A ``mode=ro`` URI: opening it fails instead of creating a missing file."""
-    return f"file:{urllib.parse.quote(str(path))}?mode=ro"
+def read_only_uri(path: Path, timeout: float) -> str:
+    """A ``mode=ro`` URI: opening it fails instead of creating a missing file. Its VFS ends a
+    wait for a WAL read mark at ``timeout`` (:mod:`.native.readmarkvfs`)."""
+    return f"file:{urllib.parse.quote(str(path))}?mode=ro{readmarkvfs.uri_suffix(timeout)}"
 
 
 def read_connection(path: Path, timeout: float) -> Callable[[], GuardedConnection]:
@@ -91,7 +94,7 @@ def read_connection(path: Path, timeout: float) -> Callable[[], GuardedConnectio
     once (:func:`rolectl.backends.sqlite.guard.checked`): a file that is not exactly a
     rolectl database is refused (exit 5) before any miss reads it, and a schema swapped
     later is bounded by the deadline handler."""
-    uri = read_only_uri(path)
+    uri = read_only_uri(path, timeout)
 
     def connect() -> GuardedConnection:
         # Read-only use: autocommit, so no transaction is ever left open between calls.
@@ -214,7 +217,7 @@ class SQLiteFetch:
             self._drop(conn)
         return DatabaseError(
             f"cannot read the role of user {user_id}: {exc}",
-            hint="check that the database exists and is a rolectl database",
+            hint=read_hint(exc),
         )
 
     def _drop(self, conn: sqlite3.Connection) -> None:

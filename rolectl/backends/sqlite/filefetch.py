@@ -18,6 +18,7 @@ from typing import Any
 import weakref
 
 from ...errors import DatabaseError
+from .failures import read_hint
 from ...events import ROLE_USER
 from .fetch import SQL_CHAT, SQL_VERSIONED, existing_database, read_connection
 from .guard import GuardedConnection
@@ -98,7 +99,7 @@ class FollowingFetch:
                 self._drop()
                 raise DatabaseError(
                     f"cannot read the role of user {user_id}: {exc}",
-                    hint="check that the database exists and is a rolectl database",
+                    hint=read_hint(exc),
                 ) from exc
             if file_identity(self.path) == before:  # the file was not replaced during the read
                 return tuple(row)

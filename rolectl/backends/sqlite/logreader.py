@@ -38,7 +38,7 @@ from ...cache.logreader import Anchor, Batch
 from ...errors import DatabaseError
 from ...events import EVENT_FIELDS, Event
 from . import guard
-from .native import nativeread
+from .native import nativeread, readmarkvfs
 from .native.walprobe import ShmView
 
 _FIELDS = ", ".join(EVENT_FIELDS)
@@ -115,7 +115,7 @@ class LogReader:
             raise DatabaseError(f"database {self.path} does not exist", hint="was it moved or deleted?")
         self.shm.close()  # gives its descriptor back (never closes it: see native.walprobe)
         self.shm = ShmView(os.path.realpath(self.path))  # a symlink may point elsewhere now
-        uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
+        uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro{readmarkvfs.uri_suffix(self.timeout)}"
         try:
             conn = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
@@ -212,11 +212,7 @@ class LogReader:
             self._guard.rearm()  # the deadline counts from this read on
         if self._one_statement:
             try:
-                found = (
-                    self._native.row(after, limit + 1, release_gil=self.shm.read_marks_held())
-                    if self._native is not None
-                    else None
-                )
+                found = self._native.row(after, limit + 1) if self._native is not None else None
                 if found is None:  # no native path, or it was busy: the module waits
                     found = conn.execute(_SNAPSHOT, (after, limit + 1)).fetchone()
                 log_id, head, first, head_json, rows_json = found

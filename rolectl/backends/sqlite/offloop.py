@@ -1,8 +1,9 @@
 """One thread per asyncio follower that does every read a lock of another process can stall.
 
 SQLite gives up on a locked read only after its own retry loop, which ignores the busy
-timeout: a process that holds the ``-shm`` read-mark locks makes one read wait ~10 s before
-it fails with "locking protocol". Run on an event loop, that read would freeze every task of
+timeout: a process that holds the ``-shm`` read-mark locks makes one read wait until the
+reader's timeout (:mod:`.native.readmarkvfs`; ~10 s where that VFS is unavailable) before it
+fails with "locking protocol". Run on an event loop, that read would freeze every task of
 the bot. :class:`ReadThread` runs such calls one after the other on a daemon thread of its
 own (a daemon, so a read stuck on a hostile lock never holds up the interpreter's exit) and
 hands each result back to the loop with ``call_soon_threadsafe``.

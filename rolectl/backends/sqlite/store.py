@@ -27,6 +27,7 @@ from typing import Any, Iterator
 from ...errors import DatabaseError, InvalidInputError, NotFoundError
 from . import guard as _guard
 from .failures import busy
+from .native import readmarkvfs
 from .failures import translate as translate
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from ..storebase import StoreBase, resolve_timeout, resolve_write_timeout
@@ -121,7 +122,7 @@ class Store(StoreBase):
             if not path.parent.is_dir():
                 raise NotFoundError(f"directory {path.parent} does not exist", hint="create it first")
         mode = "ro" if path.exists() and _is_read_only_file(path) else ("rwc" if create else "rw")
-        uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode={mode}"
+        uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode={mode}{readmarkvfs.uri_suffix(self.timeout)}"
         try:
             conn = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:

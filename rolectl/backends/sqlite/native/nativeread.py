@@ -12,16 +12,14 @@ its symbols to, never a second copy: two copies of SQLite in one process break e
 POSIX locks) through ``ctypes.PyDLL``, which keeps the GIL
 during the call. Its connection is read-only with no busy timeout, so it never sleeps while
 holding the GIL: anything but a row (busy, an error) returns ``None`` and the caller reads
-through the ``sqlite3`` module instead. One wait is not bounded by the busy timeout: while
-another process holds the ``-shm`` read-mark locks, SQLite's start of a WAL read retries and
-sleeps for ~10 s before it gives up ("locking protocol"), and with the GIL held that stalls
-every thread of the process. A reader that must not stall the process (the asyncio
-follower's read thread) passes ``release_gil=True``: its step gives the GIL up, as the
-``sqlite3`` module would, for one GIL round-trip per read. The thread follower keeps the GIL
-but asks per read (``row(..., release_gil=...)``) and gives it up while the ``-shm`` shows a
-read mark held exclusively (:meth:`~.walprobe.ShmView.read_marks_held`) -- a lock taken
-between that look and the step still stalls it: the probe narrows the hole, it does not close it. Where the library cannot be found (a statically
-linked ``_sqlite3``, not Linux), or when the ``nativeread`` piece is switched off
+through the ``sqlite3`` module instead. One wait is not the busy timeout's: while another
+process holds the ``-shm`` read-mark locks, SQLite's start of a WAL read retries and sleeps;
+the connection's VFS (:mod:`.readmarkvfs`, in the URI the caller passes) ends that wait at
+the timeout and sleeps with the GIL released, so even that wait never stalls the process's
+other threads. A reader that wants every step off the GIL anyway (the asyncio follower's
+read thread) passes ``release_gil=True``: its step gives the GIL up, as the ``sqlite3``
+module would, for one GIL round-trip per read. Where the library cannot be found (a
+statically linked ``_sqlite3``, not Linux), or when the ``nativeread`` piece is switched off
 (:mod:`.switch`), :func:`available` is false and nothing here is used.
 
 Internal: not part of the public API.

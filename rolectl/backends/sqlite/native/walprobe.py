@@ -38,7 +38,7 @@ import sys
 from .. import keptfds
 from .switch import enabled
 
-__all__ = ["HEADER_SIZE", "READ_MARK_BYTES", "ShmView", "WAL_WRITE_LOCK_BYTE"]
+__all__ = ["HEADER_SIZE", "ShmView", "WAL_WRITE_LOCK_BYTE"]
 
 #: ``WALINDEX_LOCK_OFFSET + WAL_WRITE_LOCK`` in SQLite's unix VFS (os_unix.c, wal.c).
 WAL_WRITE_LOCK_BYTE = 120
@@ -47,9 +47,6 @@ HEADER_SIZE = 48
 _F_OFD_GETLK: int | None = fcntl.F_OFD_GETLK if hasattr(fcntl, "F_OFD_GETLK") else None
 _FLOCK = struct.Struct("hhqqi4x")  # struct flock on 64-bit Linux: type, whence, start, len, pid
 _QUERY = _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, WAL_WRITE_LOCK_BYTE, 1, 0)
-#: ``WAL_READ_LOCK(0..4)``: the read marks a reader takes a shared lock on.
-READ_MARK_BYTES = (123, 5)
-_READ_MARKS_QUERY = _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, READ_MARK_BYTES[0], READ_MARK_BYTES[1], 0)
 
 
 class ShmView:
@@ -96,18 +93,6 @@ class ShmView:
             answer = fcntl.fcntl(self._fd, _F_OFD_GETLK, _QUERY)  # takes no lock
         except OSError:  # an old kernel without OFD locks
             self.lock_supported = False
-            return False
-        return bool(_FLOCK.unpack(answer)[0] != fcntl.F_UNLCK)
-
-    def read_marks_held(self) -> bool:
-        """``True`` if someone holds an exclusive lock on a read mark now: a read begun now
-        may wait in SQLite's retry loop (~10 s, no busy timeout) -- not with the GIL held.
-        ``False`` also when it cannot be told (then nothing is known either way)."""
-        if not self.lock_supported or self._fd < 0 or _F_OFD_GETLK is None:
-            return False
-        try:
-            answer = fcntl.fcntl(self._fd, _F_OFD_GETLK, _READ_MARKS_QUERY)  # takes no lock
-        except OSError:
             return False
         return bool(_FLOCK.unpack(answer)[0] != fcntl.F_UNLCK)
 

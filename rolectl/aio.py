@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator
 from .cache.missexec import DEFAULT_THREADS, MARGIN, MissPool, in_own_thread
 from .connectoptions import ConnectKeywords, ConnectOptions
 from .grantwrites import AsyncGrantWrites
-from .handle import _Handle
+from .handlecore import HandleCore
 from .logfields import fields
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,7 +54,7 @@ log = logging.getLogger("rolectl.connect")
 WRITE_THREADS = 1
 
 
-class AsyncRoles(_Handle, AsyncGrantWrites):
+class AsyncRoles(HandleCore, AsyncGrantWrites):
     """The asyncio handle. Constructing it opens the database (a missing one fails at the
     call); :meth:`open` (or ``async with`` / ``await``) starts the follower and registers."""
 

@@ -42,7 +42,7 @@ RAW = "SELECT role FROM users WHERE user_id = ?"
 CLOCKED = (
     "SELECT coalesce(g.role, u.role, 'user'), s.seq, "
     "CAST(strftime('%s', g.ends_at) AS INTEGER) + CAST(substr(g.ends_at, 21, 3) AS INTEGER) / 1000.0 "
-    "FROM sqlite_sequence AS s LEFT JOIN users AS u ON u.user_id = ?1 "
+    "FROM sqlite_sequence AS s LEFT JOIN users AS u ON u.user_id = ? "
     f"{GLOBAL_GRANT_JOIN} WHERE s.name = 'events' LIMIT 1"
 )
 
@@ -88,11 +88,12 @@ def measure(path: Path) -> dict[str, float]:
                 execute(sql, (key, -100)).fetchone()
         elif sql is SQL_VERSIONED_JOIN:  # no row: an everywhere-grant (or an empty log)
             for key in keys:
-                if execute(sql, (key,)).fetchone() is None:
-                    execute(SQL_VERSIONED, (key,)).fetchone()
+                if execute(sql, (key, key)).fetchone() is None:
+                    execute(SQL_VERSIONED, (key, key)).fetchone()
         else:
+            params = sql.count("?")  # each placeholder binds the user
             for key in keys:
-                execute(sql, (key,)).fetchone()
+                execute(sql, (key,) * params).fetchone()
         return (time.thread_time_ns() - start) / len(keys)
 
     variants = {

@@ -57,7 +57,7 @@ def variants(path: Path, keys: list[int]) -> dict[str, Callable[[], None]]:
     def statement() -> None:
         for key in keys:
             guard.last = NEVER
-            execute(SQL_VERSIONED_JOIN, (key,)).fetchone()
+            execute(SQL_VERSIONED_JOIN, (key, key)).fetchone()
 
     def sqlite_fetch() -> None:
         call = fetch.__call__  # bound, as RoleCache calls it
@@ -73,7 +73,7 @@ def variants(path: Path, keys: list[int]) -> dict[str, Callable[[], None]]:
             if loads.setdefault(key, token) is not token:
                 raise AssertionError
             guard.last = NEVER
-            execute(SQL_VERSIONED_JOIN, (key,)).fetchone()
+            execute(SQL_VERSIONED_JOIN, (key, key)).fetchone()
             lock.acquire()
             loads.pop(key, None)
             users.add(key)

@@ -4,6 +4,7 @@ are refused (DatabaseError) and never cached."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -108,3 +109,28 @@ def test_values_rolectl_never_writes_are_refused_and_not_cached(logged: Path, st
         with pytest.raises(DatabaseError):
             cache.get_role(1)
     assert 1 not in cache and len(cache) == 0 and cache.stats().in_flight == 0
+
+
+#: A numbered (``?1``) or named (``:x``, ``@x``, ``$x``) placeholder.
+_NAMED = re.compile(r"\?\d|[:@$][A-Za-z_]")
+
+
+@pytest.mark.parametrize(
+    "name", ["SQL_VERSIONED_JOIN", "SQL_VERSIONED", "SQL_CHAT", "SQL_ROLE", "LOGGED_ROLE_SQL", "_SNAPSHOT"]
+)
+def test_statements_bound_from_a_sequence_use_plain_placeholders(name: str) -> None:
+    """Python 3.12 warns, and 3.14 refuses (``ProgrammingError``), a numbered or named
+    placeholder bound from a tuple: every miss would fail there. These statements are bound
+    from tuples, so their placeholders are plain ``?`` (3.12 and 3.13 turn the warning into an
+    error in this suite: pyproject's ``filterwarnings``)."""
+    from rolectl.backends.sqlite import fetch, logreader, schema
+
+    sql = next(getattr(module, name) for module in (fetch, schema, logreader) if hasattr(module, name))
+    assert "?" in sql and not _NAMED.search(sql.replace("'%Y-%m-%dT%H:%M:%fZ'", "")), sql
+
+
+def test_the_stamped_event_inserts_use_plain_placeholders(db_path: Path) -> None:
+    with Repository.open(db_path) as repo:
+        queries = repo.store.queries
+        for sql in (queries.log_role_stamped, queries.log_grant_stamped):
+            assert "?" in sql and not _NAMED.search(sql), sql

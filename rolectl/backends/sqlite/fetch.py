@@ -47,20 +47,22 @@ Database = Union[str, "os.PathLike[str]", ConnectionFactory]
 #: Global role, log head and the end of a time-limited global grant (NULL: none) in one
 #: snapshot (see :data:`rolectl.backends.sqlite.schema.ROLE_AND_HEAD_SQL`).
 SQL_VERSIONED = ROLE_AND_HEAD_SQL
+#: The bare global role; parameters ``(user_id, user_id)``.
 SQL_ROLE = (
-    "SELECT coalesce((SELECT role FROM grants WHERE user_id = ?1 AND chat_id = 0 "
-    "AND ends_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), (SELECT role FROM users WHERE user_id = ?1), 'user')"
+    "SELECT coalesce((SELECT role FROM grants WHERE user_id = ? AND chat_id = 0 "
+    "AND ends_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), (SELECT role FROM users WHERE user_id = ?), 'user')"
 )
 #: The common miss read, ``(role, head)`` in one snapshot, for a user with no everywhere-grant:
 #: a join of ``sqlite_sequence`` (the AUTOINCREMENT head of ``events``) with ``users``, ~40%
 #: fewer VDBE ops than scalar subqueries. It yields no row while the log is empty
 #: (``sqlite_sequence`` has no row for ``events`` until the first event) or while the user
 #: has a row in ``grants`` for chat 0 (the probe is one primary-key lookup in a WITHOUT ROWID
-#: table); then :data:`SQL_VERSIONED` answers instead, in a snapshot of its own.
+#: table); then :data:`SQL_VERSIONED` answers instead, in a snapshot of its own. Parameters:
+#: ``(user_id, user_id)``.
 SQL_VERSIONED_JOIN = (
     "SELECT coalesce(u.role, 'user'), s.seq "
-    "FROM sqlite_sequence AS s LEFT JOIN users AS u ON u.user_id = ?1 WHERE s.name = 'events' "
-    "AND NOT EXISTS (SELECT 1 FROM grants WHERE user_id = ?1 AND chat_id = 0) LIMIT 1"
+    "FROM sqlite_sequence AS s LEFT JOIN users AS u ON u.user_id = ? WHERE s.name = 'events' "
+    "AND NOT EXISTS (SELECT 1 FROM grants WHERE user_id = ? AND chat_id = 0) LIMIT 1"
 )
 #: A chat grant and the log head (see :data:`rolectl.backends.sqlite.schema.CHAT_AND_HEAD_SQL`).
 SQL_CHAT = CHAT_AND_HEAD_SQL
@@ -170,9 +172,9 @@ class SQLiteFetch:
         guard.last = NEVER  # this statement's deadline starts now
         try:
             # At most one row, already (role, head); fetching it ends the statement.
-            row = execute(SQL_VERSIONED_JOIN, (user_id,)).fetchone()
+            row = execute(SQL_VERSIONED_JOIN, (user_id, user_id)).fetchone()
             if row is None:  # the log is still empty, or the user has an everywhere-grant
-                row = execute(SQL_VERSIONED, (user_id,)).fetchone()
+                row = execute(SQL_VERSIONED, (user_id, user_id)).fetchone()
                 if row[2] is not None:
                     return row  # type: ignore[no-any-return]
                 return row[:2]  # type: ignore[no-any-return]
@@ -252,7 +254,7 @@ class _RoleOnlyFetch(SQLiteFetch):
             execute, guard = self._connect()
         guard.last = NEVER
         try:
-            return execute(SQL_ROLE, (user_id,)).fetchone()[0]  # type: ignore[no-any-return]
+            return execute(SQL_ROLE, (user_id, user_id)).fetchone()[0]  # type: ignore[no-any-return]
         except sqlite3.Error as exc:
             raise self._failed(user_id, exc) from exc
 

@@ -71,7 +71,7 @@ class FollowingFetch:
     def __call__(self, user_id: int) -> tuple[str, int] | tuple[str, int, float]:
         """The global role and the log head, and the end of the time-limited global grant
         the role comes from if it does (Unix time)."""
-        role, head, ends = self._read(SQL_VERSIONED, (user_id,), user_id)
+        role, head, ends = self._read(SQL_VERSIONED, (user_id, user_id), user_id)
         if ends is not None:
             return (role, int(head), float(ends))
         return (role or ROLE_USER, int(head))

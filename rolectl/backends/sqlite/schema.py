@@ -50,10 +50,10 @@ __all__ = [
     "statements",
 ]
 
-#: The role the log last recorded for user ``?1``: what every cache following the log
-#: believes. The repository compares a requested role with it, not only with the table's,
+#: The role the log last recorded for the user (the one parameter): what every cache
+#: following the log believes. The repository compares a requested role with it, not only with the table's,
 #: so that a change made while the two disagree is logged under its real actor.
-LOGGED_ROLE_SQL = logged_role("?1")
+LOGGED_ROLE_SQL = logged_role("?")
 
 
 def ends_unix(column: str) -> str:
@@ -61,9 +61,10 @@ def ends_unix(column: str) -> str:
     return f"CAST(strftime('%s', {column}) AS INTEGER) + CAST(substr({column}, 21, 3) AS INTEGER) / 1000.0"
 
 
-#: The active time-limited global grant of user ``?1`` (chat 0 always has an end), joined in.
+#: The active time-limited global grant of the user (one ``?``; chat 0 always has an end),
+#: joined in.
 GLOBAL_GRANT_JOIN = (
-    "LEFT JOIN grants AS g ON g.user_id = ?1 AND g.chat_id = 0 AND g.ends_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    "LEFT JOIN grants AS g ON g.user_id = ? AND g.chat_id = 0 AND g.ends_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 )
 
 #: A user's global role, the log head and the end of the grant the role comes from (NULL: the
@@ -72,18 +73,21 @@ GLOBAL_GRANT_JOIN = (
 #: time-limited global grant (chat 0), else ``users.role``, else ``user``. ``events.seq`` is
 #: AUTOINCREMENT, so the head is the table's row in ``sqlite_sequence``: the highest seq ever
 #: committed, which never goes backwards (``max(seq)`` could); an empty log reads as 0.
-#: Shared by the repository and the cache's miss read, so both mean the same thing.
+#: Shared by the repository and the cache's miss read, so both mean the same thing. Parameters:
+#: ``(user_id, user_id)``. Placeholders are plain ``?`` throughout: Python 3.14's ``sqlite3``
+#: refuses numbered ones (``?1``) bound from a sequence.
 ROLE_AND_HEAD_SQL = (
-    "SELECT coalesce(g.role, (SELECT role FROM users WHERE user_id = ?1), 'user'), "
+    "SELECT coalesce(g.role, (SELECT role FROM users WHERE user_id = ?), 'user'), "
     "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
     f"{ends_unix('g.ends_at')} FROM (SELECT 1) AS one {GLOBAL_GRANT_JOIN}"
 )
-#: The user's (``?1``) active grant in chat ``?2`` (NULL: none, the global role holds there),
-#: the log head and the grant's end as Unix time (NULL: no end), in one snapshot.
+#: The user's active grant in the chat (parameters ``(user_id, chat_id)``; NULL: none, the
+#: global role holds there), the log head and the grant's end as Unix time (NULL: no end), in
+#: one snapshot.
 CHAT_AND_HEAD_SQL = (
     "SELECT g.role, coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
-    f"{ends_unix('g.ends_at')} FROM (SELECT 1) AS one LEFT JOIN grants AS g ON g.user_id = ?1 "
-    "AND g.chat_id = ?2 AND (g.ends_at IS NULL OR g.ends_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
+    f"{ends_unix('g.ends_at')} FROM (SELECT 1) AS one LEFT JOIN grants AS g ON g.user_id = ? "
+    "AND g.chat_id = ? AND (g.ends_at IS NULL OR g.ends_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
 )
 
 #: Migration N brings a database from version N-1 to N.

@@ -42,7 +42,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=25, help="runs per command (median; >= 20)")
     args = parser.parse_args()
     rolectl, python, sqlite_utils = str(BIN / "rolectl"), str(BIN / "python"), str(BIN / "sqlite-utils")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROLECTL_")}
+    # Without PYTHONDONTWRITEBYTECODE, so that the warm-up writes the .pyc files a user's
+    # installation has: with it, every timed run would compile each module it imports.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROLECTL_") and k != "PYTHONDONTWRITEBYTECODE"}
     workdir = Path(tempfile.mkdtemp(prefix="rolectl-bench-startup-"))
     db = str(workdir / "bot.db")
     ok = True

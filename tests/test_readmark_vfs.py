@@ -172,3 +172,21 @@ def test_a_read_waiting_for_a_mark_gives_the_interpreter_up(db: Path) -> None:
     assert worst < 0.3, f"the other thread stalled {worst:.2f} s"
     assert statement.row(0) == (1,)
     statement.close()
+
+
+def test_many_short_waits_do_not_add_up_to_a_budget() -> None:
+    """Reads that each get a mark after a 1-microsecond sleep or two, one after the other, are
+    loops of their own: well past the budget (20 ms) of such sleeps, a read that does wait
+    still sleeps."""
+    assert readmarkvfs.vfs_name(0.02) is not None
+    vfs = next(address for address, budget in readmarkvfs._budgets.items() if budget == 0.02)
+    end = time.monotonic() + 0.1
+    while time.monotonic() < end:
+        readmarkvfs._sleep(vfs, 1)
+    started = time.monotonic()
+    readmarkvfs._sleep(vfs, 1)
+    readmarkvfs._sleep(vfs, 5_000 + 1)  # a loop's sleep (not whole milliseconds), within budget
+    assert time.monotonic() - started >= 0.004
+    started = time.monotonic()  # ... and one that would end past the budget is cut at it
+    readmarkvfs._sleep(vfs, 50_001)
+    assert time.monotonic() - started < 0.03

@@ -16,9 +16,10 @@ multiple of 1000 for the loop's ``n``), and once a thread's current loop has sle
 timeout, its remaining sleeps return at once: SQLite's retry count then runs out within
 microseconds and the read fails with "locking protocol" (exit 5) at the timeout instead of
 ten seconds later. A loop starts over when a sleep is shorter than the one before (each
-read restarts the sequence). The sleep itself is the default VFS's, called with the
-interpreter lock released, so a read waiting on a read mark never stalls other threads --
-not even one stepped with the lock held (:mod:`.nativeread`).
+read restarts the sequence), at a fifth 1-microsecond sleep in a row, or after a pause: short
+waits of many reads never add up to one budget. The sleep itself is the default VFS's, called
+with the interpreter lock released, so a read waiting on a read mark never stalls other
+threads -- not even one stepped with the lock held (:mod:`.nativeread`).
 
 A copy shares the default VFS's code, so its POSIX locks are the same table as every other
 connection of the process: only the name differs. Connections choose it with the URI
@@ -67,6 +68,9 @@ class _Vfs(ctypes.Structure):
 #: Two sleeps of one loop are microseconds apart (a lock attempt in between): a longer gap
 #: means a new read.
 _GAP = 0.05
+#: A loop sleeps 1 microsecond this many times before its sleeps grow: one more means a new
+#: read, so reads that each got a mark after a sleep or two never add up to a budget.
+_ONES = 4
 
 
 class _Loop(threading.local):
@@ -76,6 +80,7 @@ class _Loop(threading.local):
         self.started = 0.0  # when the loop's first sleep began
         self.at = -_GAP  # when its last sleep ended
         self.last = 0  # the last sleep asked for, in microseconds
+        self.ones = 0  # how many 1-microsecond sleeps the loop has had
 
 
 _lock = threading.Lock()
@@ -116,9 +121,10 @@ def _sleep(vfs: int | None, micros: int) -> int:
     try:
         if micros % 1000:  # the read-mark loop (busy handler sleeps are whole milliseconds)
             now = time.monotonic()
-            if micros < _loop.last or now - _loop.at > _GAP:
-                _loop.started = now
+            if micros < _loop.last or now - _loop.at > _GAP or (micros == 1 and _loop.ones == _ONES):
+                _loop.started, _loop.ones = now, 0
             _loop.last = micros
+            _loop.ones += micros == 1
             left = _loop.started + _budgets.get(vfs or 0, 0.0) - now
             if left <= 0:
                 _loop.at = now

@@ -88,6 +88,7 @@ _names: dict[int, str | None] = {}  # timeout in ms -> VFS name (None: not avail
 _budgets: dict[int, float] = {}  # address of a registered struct -> its timeout in seconds
 _keep: list[Any] = []  # the structs, names and callbacks SQLite points to, for the process's life
 _base_sleep: Any = None
+_base_vfs: int | None = None  # the default VFS, which its own xSleep is called with
 _lib: Any = None
 _loaded = False
 _loop = _Loop()
@@ -95,7 +96,7 @@ _loop = _Loop()
 
 def _load() -> Any:
     """The library the ``sqlite3`` module calls (its own symbols, so never a second copy)."""
-    global _lib, _loaded, _base_sleep
+    global _lib, _loaded, _base_sleep, _base_vfs
     if _loaded:
         return _lib
     _loaded = True
@@ -110,6 +111,7 @@ def _load() -> Any:
         if not base or base.contents.iVersion < 1 or not base.contents.xSleep:
             return None
         _base_sleep = _SLEEP(base.contents.xSleep)  # a CFUNCTYPE call releases the GIL
+        _base_vfs = ctypes.addressof(base.contents)
         _lib = lib
     except (ImportError, OSError, AttributeError, ValueError):
         _lib = None
@@ -129,10 +131,10 @@ def _sleep(vfs: int | None, micros: int) -> int:
             if left <= 0:
                 _loop.at = now
                 return micros  # over budget: SQLite's retries run out at once
-            slept = int(_base_sleep(vfs, min(micros, max(1, int(left * 1e6)))))
+            slept = int(_base_sleep(_base_vfs, min(micros, max(1, int(left * 1e6)))))
             _loop.at = time.monotonic()
             return slept
-        return int(_base_sleep(vfs, micros))
+        return int(_base_sleep(_base_vfs, micros))
     except BaseException:  # noqa: BLE001 - nothing may unwind into SQLite's C frames
         return 0
 

@@ -415,6 +415,18 @@ def test_held_wal_read_marks_do_not_stall_reads_past_the_timeout(tmp_path: Path)
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert "holds every WAL read lock" in done.stderr and "fuser -v" in done.stderr, done.stderr
         assert took < 1.0 + 3.0, took
+        started = time.monotonic()  # a write starts with a read: bounded the same way, nothing written
+        done = subprocess.run(
+            [str(ROLECTL), "--db", str(db), "--timeout", "1", "add-admin", "5"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env(),
+            preexec_fn=_limits,
+        )
+        took = time.monotonic() - started
+        assert done.returncode == 5 and "holds every WAL read lock" in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and took < 1.0 + 3.0, (took, done.stderr)
         bot.send("get 5")
         miss = bot.read(1.0 + 30.0)
         print(f"a bot's miss under a held WAL index: {miss}")
@@ -433,3 +445,4 @@ def test_held_wal_read_marks_do_not_stall_reads_past_the_timeout(tmp_path: Path)
         bot.stop()
     with Repository.open(db) as repo:
         assert repo.users.get(1).role == "admin"
+        assert repo.users.get(5) is None and [e.user_id for e in repo.events.since(0)] == [1]

@@ -23,17 +23,11 @@ import pytest
 from rolectl.backends.sqlite.native import nativeread, readmarkvfs
 from rolectl.repository import Repository
 
+import readmarks
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX lock semantics of Linux")
 
 DEADLINE = 60.0
-
-_HOLDER = textwrap.dedent("""
-    import fcntl, os, sys
-    fd = os.open(sys.argv[1] + "-shm", os.O_RDWR)
-    fcntl.lockf(fd, fcntl.LOCK_EX, 5, 123)  # WAL_READ_LOCK(0..4): every read mark
-    print("held", flush=True)
-    sys.stdin.read()
-""")
 
 _WRITER = textwrap.dedent("""
     import sqlite3, sys, time
@@ -58,20 +52,11 @@ def db(tmp_path: Path) -> Iterator[Path]:
         yield path
 
 
-def _hold(db: Path, script: str, *args: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script, str(db), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() in ("held", "writing")
+def _writing(db: Path, seconds: float) -> subprocess.Popen[str]:
+    """A process inside ``BEGIN IMMEDIATE`` on ``db`` for ``seconds``."""
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(db), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
     return proc
-
-
-def _release(proc: subprocess.Popen[str]) -> None:
-    assert proc.stdin is not None
-    proc.stdin.close()
-    proc.wait(DEADLINE)
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 def test_one_vfs_per_timeout() -> None:
@@ -82,7 +67,7 @@ def test_one_vfs_per_timeout() -> None:
 
 def test_held_read_marks_fail_a_read_at_its_timeout(db: Path) -> None:
     conn = sqlite3.connect(_uri(db, 0.4), uri=True, timeout=5, isolation_level=None)
-    holder = _hold(db, _HOLDER)
+    holder = readmarks.hold(db)
     try:
         started = time.monotonic()
         with pytest.raises(sqlite3.OperationalError, match="locking protocol"):
@@ -94,7 +79,7 @@ def test_held_read_marks_fail_a_read_at_its_timeout(db: Path) -> None:
             conn.execute("SELECT role FROM users WHERE user_id = 1").fetchone()
         assert 0.3 < time.monotonic() - started < 2.0
     finally:
-        _release(holder)
+        readmarks.release(holder)
     started = time.monotonic()
     assert conn.execute("SELECT role FROM users WHERE user_id = 1").fetchone() == ("admin",)
     assert time.monotonic() - started < 0.2
@@ -105,14 +90,16 @@ def test_busy_waits_keep_their_busy_timeout(db: Path) -> None:
     """The VFS's budget (0.1 s) bounds only the read-mark loop: a write waits out a writer
     that holds the lock for 0.6 s, as its busy timeout (5 s) allows."""
     conn = sqlite3.connect(_uri(db, 0.1, "rw"), uri=True, timeout=5, isolation_level=None)
-    writer = _hold(db, _WRITER, "0.6")
+    writer = _writing(db, 0.6)
     try:
         started = time.monotonic()
         conn.execute("BEGIN IMMEDIATE")
         took = time.monotonic() - started
         conn.execute("ROLLBACK")
     finally:
-        _release(writer)
+        writer.wait(DEADLINE)
+        assert writer.stdout is not None
+        writer.stdout.close()
     assert 0.3 < took < 4.0, took
     conn.close()
 
@@ -155,7 +142,7 @@ def test_a_read_waiting_for_a_mark_gives_the_interpreter_up(db: Path) -> None:
     """A statement stepped with the GIL held (``nativeread``) waits for a read mark with the
     GIL released: another thread keeps running meanwhile."""
     statement = nativeread.NativeStatement(_uri(db, 0.8), "SELECT count(*) FROM users WHERE user_id > ?")
-    holder = _hold(db, _HOLDER)
+    holder = readmarks.hold(db)
     took = 0.0
 
     def read() -> None:
@@ -167,7 +154,7 @@ def test_a_read_waiting_for_a_mark_gives_the_interpreter_up(db: Path) -> None:
     try:
         worst = _worst_lag_while(read)
     finally:
-        _release(holder)
+        readmarks.release(holder)
     assert 0.6 < took < 3.0, took
     assert worst < 0.3, f"the other thread stalled {worst:.2f} s"
     assert statement.row(0) == (1,)

@@ -25,19 +25,13 @@ import rolectl
 import rolectl.aio
 from rolectl.repository import Repository
 
+import readmarks
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX lock semantics of Linux")
 
 HOLD = 4.0
 MAX_LAG = 1.0
 DEADLINE = 60.0
-
-_HOLDER = textwrap.dedent("""
-    import fcntl, os, sys
-    fd = os.open(sys.argv[1] + "-shm", os.O_RDWR)
-    fcntl.lockf(fd, fcntl.LOCK_EX, 5, 123)  # WAL_READ_LOCK(0..4): every read mark
-    print("held", flush=True)
-    sys.stdin.read()
-""")
 
 _WRITER = textwrap.dedent("""
     import sys
@@ -68,7 +62,7 @@ async def _bot(db: Path) -> dict[str, object]:
 
         task = asyncio.create_task(ticker())
         holder = subprocess.Popen(
-            [sys.executable, "-c", _HOLDER, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", readmarks.HOLDER, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         try:
             assert holder.stdout is not None
@@ -113,19 +107,14 @@ def test_held_read_marks_do_not_stall_a_threaded_bot(tmp_path: Path) -> None:
     Repository.init(db).close()
     with rolectl.connect(db, register=False, max_staleness=1.5) as roles:
         roles.add_admin(9)
-        holder = subprocess.Popen(
-            [sys.executable, "-c", _HOLDER, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
+        holder = readmarks.hold(db)
         worst = 0.0
         try:
-            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
             end = time.monotonic() + HOLD
             while time.monotonic() < end:  # the bot's main thread, while its follower reads
                 start = time.monotonic()
                 time.sleep(0.01)
                 worst = max(worst, time.monotonic() - start - 0.01)
         finally:
-            assert holder.stdin is not None
-            holder.stdin.close()
-            holder.wait(DEADLINE)
+            readmarks.release(holder, DEADLINE)
     assert worst < MAX_LAG, f"the bot's main thread stalled for {worst:.2f} s"

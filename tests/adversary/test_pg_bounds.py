@@ -25,6 +25,8 @@ import pytest
 
 from rolectl.repository import Repository
 
+import readmarks
+
 psycopg = pytest.importorskip("psycopg")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -357,24 +359,18 @@ def test_a_flood_of_socket_requests_does_not_delay_a_revocation_on_sqlite(tmp_pa
         bot.stop()
 
 
-#: Holds every read mark of the WAL index (``<db>-shm`` bytes 123..127) write-locked, as a
-#: checkpointer or recovery does for a moment: every new read transaction of every other
-#: process gets SQLITE_BUSY until it lets go. (The database file's own SHARED range cannot be
-#: taken: in WAL mode every open connection holds it.)
-LOCKER = r"""
-import fcntl, os, sys, time
-fd = os.open(sys.argv[1] + "-shm", os.O_RDWR)
-for _ in range(1000):  # a reader of the bot may hold a read mark for a moment
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 5, 123, 0)
-        break
-    except OSError:
-        time.sleep(0.01)
-else:
-    sys.exit("could not lock")
-print("locked", flush=True)
-sys.stdin.read()
-"""
+def _rolectl_timed(db: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """``rolectl --db DB --timeout 1 ARGS`` as a process of its own, and how long it took."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(ROLECTL), "--db", str(db), "--timeout", "1", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+        preexec_fn=_limits,
+    )
+    return done, time.monotonic() - started
 
 
 def test_held_wal_read_marks_do_not_stall_reads_past_the_timeout(tmp_path: Path) -> None:
@@ -389,42 +385,17 @@ def test_held_wal_read_marks_do_not_stall_reads_past_the_timeout(tmp_path: Path)
     with _init(str(db)) as repo:
         repo.users.add_admin(1, actor="setup")
     bot = BotProcess(tmp_path, str(db), 10, ROLECTL_TIMEOUT="1", ROLECTL_MAX_STALENESS="60")
-    script = tmp_path / "locker.py"
-    script.write_text(LOCKER)
-    locker = subprocess.Popen(
-        [sys.executable, str(script), str(db)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        preexec_fn=_limits,
-    )
+    # Every read mark of <db>-shm write-locked, as a checkpointer or recovery does for a
+    # moment; the bot's connection keeps -shm in place.
+    locker = readmarks.hold(db, preexec_fn=_limits)
     try:
-        assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
-        started = time.monotonic()
-        done = subprocess.run(
-            [str(ROLECTL), "--db", str(db), "--timeout", "1", "role", "1"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=_env(),
-            preexec_fn=_limits,
-        )
-        took = time.monotonic() - started
+        done, took = _rolectl_timed(db, "role", "1")
         print(f"\nrolectl role under a held WAL index: exit {done.returncode} after {took:.2f} s: {done.stderr}")
         assert done.returncode == 5 and "Traceback" not in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert "holds every WAL read lock" in done.stderr and "fuser -v" in done.stderr, done.stderr
         assert took < 1.0 + 3.0, took
-        started = time.monotonic()  # a write starts with a read: bounded the same way, nothing written
-        done = subprocess.run(
-            [str(ROLECTL), "--db", str(db), "--timeout", "1", "add-admin", "5"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=_env(),
-            preexec_fn=_limits,
-        )
-        took = time.monotonic() - started
+        done, took = _rolectl_timed(db, "add-admin", "5")  # a write starts with a read: bounded too
         assert done.returncode == 5 and "holds every WAL read lock" in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and took < 1.0 + 3.0, (took, done.stderr)
         bot.send("get 5")
@@ -436,12 +407,7 @@ def test_held_wal_read_marks_do_not_stall_reads_past_the_timeout(tmp_path: Path)
         hit = bot.read(5.0)
         assert hit["role"] == "admin" and hit["seconds"] < 0.5, hit
     finally:
-        locker.kill()
-        locker.wait(30)
-        if locker.stdout is not None:
-            locker.stdout.close()
-        if locker.stdin is not None:
-            locker.stdin.close()
+        readmarks.release(locker, 30)
         bot.stop()
     with Repository.open(db) as repo:
         assert repo.users.get(1).role == "admin"

@@ -23,7 +23,6 @@ import os
 import sqlite3
 import stat
 import struct
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +114,7 @@ def read_header(source: Path) -> Header:
 
 
 def _connect(source: Path, timeout: float) -> tuple[sqlite3.Connection, Guard]:
-    uri = f"file:{urllib.parse.quote(str(source.absolute()))}?mode=ro{readmarkvfs.uri_suffix(timeout)}"
+    uri = readmarkvfs.file_uri(source.absolute(), "ro", timeout)
     conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     try:
         guard = harden(conn, source, timeout=timeout, max_length=MAX_BACKUP_LENGTH, steps=PHASE_STEPS)

@@ -14,7 +14,6 @@ import sys
 import textwrap
 import threading
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -40,7 +39,7 @@ _WRITER = textwrap.dedent("""
 
 
 def _uri(db: Path, timeout: float, mode: str = "ro") -> str:
-    return f"file:{urllib.parse.quote(str(db))}?mode={mode}{readmarkvfs.uri_suffix(timeout)}"
+    return readmarkvfs.file_uri(db, mode, timeout)
 
 
 @pytest.fixture

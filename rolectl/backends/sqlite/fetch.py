@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Literal, Union, overload
 
@@ -88,7 +87,7 @@ def existing_database(path: Union[str, "os.PathLike[str]"]) -> Path:
 def read_only_uri(path: Path, timeout: float) -> str:
     """A ``mode=ro`` URI: opening it fails instead of creating a missing file. Its VFS ends a
     wait for a WAL read mark at ``timeout`` (:mod:`.native.readmarkvfs`)."""
-    return f"file:{urllib.parse.quote(str(path))}?mode=ro{readmarkvfs.uri_suffix(timeout)}"
+    return readmarkvfs.file_uri(path, "ro", timeout)
 
 
 def read_connection(path: Path, timeout: float) -> Callable[[], GuardedConnection]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,7 +114,7 @@ class LogReader:
             raise DatabaseError(f"database {self.path} does not exist", hint="was it moved or deleted?")
         self.shm.close()  # gives its descriptor back (never closes it: see native.walprobe)
         self.shm = ShmView(os.path.realpath(self.path))  # a symlink may point elsewhere now
-        uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro{readmarkvfs.uri_suffix(self.timeout)}"
+        uri = readmarkvfs.file_uri(self.path, "ro", self.timeout)
         try:
             conn = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")

@@ -19,7 +19,6 @@ import os
 import sqlite3
 import stat
 import threading
-import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -122,7 +121,7 @@ class Store(StoreBase):
             if not path.parent.is_dir():
                 raise NotFoundError(f"directory {path.parent} does not exist", hint="create it first")
         mode = "ro" if path.exists() and _is_read_only_file(path) else ("rwc" if create else "rw")
-        uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode={mode}{readmarkvfs.uri_suffix(self.timeout)}"
+        uri = readmarkvfs.file_uri(path.absolute(), mode, self.timeout)
         try:
             conn = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:

@@ -23,7 +23,7 @@ threads -- not even one stepped with the lock held (:mod:`.nativeread`).
 
 A copy shares the default VFS's code, so its POSIX locks are the same table as every other
 connection of the process: only the name differs. Connections choose it with the URI
-parameter ``vfs=`` (:func:`uri_suffix`). Where the ``sqlite3`` module's library cannot be
+parameter ``vfs=`` (:func:`file_uri`, :func:`uri_suffix`). Where the ``sqlite3`` module's library cannot be
 reached through ``ctypes`` the name is ``None`` and reads keep SQLite's ten seconds. This is
 a bound, not a speed-up: it is not behind :mod:`.switch`.
 
@@ -33,11 +33,13 @@ Internal: not part of the public API.
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 import time
+import urllib.parse
 from typing import Any
 
-__all__ = ["uri_suffix", "vfs_name"]
+__all__ = ["file_uri", "uri_suffix", "vfs_name"]
 
 _VP = ctypes.c_void_p
 #: ``int (*xSleep)(sqlite3_vfs *, int microseconds)``: called with or without the GIL.
@@ -169,3 +171,9 @@ def uri_suffix(timeout: float) -> str:
     """``&vfs=...`` for a ``file:`` URI that already has a query, or ``""``."""
     name = vfs_name(timeout)
     return "" if name is None else f"&vfs={name}"
+
+
+def file_uri(path: str | os.PathLike[str], mode: str, timeout: float) -> str:
+    """The ``file:`` URI every rolectl connection to ``path`` opens: ``mode`` (``ro``, ``rw``,
+    ``rwc``: a read-only or existing-only open never creates the file) and this VFS."""
+    return f"file:{urllib.parse.quote(os.fspath(path))}?mode={mode}{uri_suffix(timeout)}"
